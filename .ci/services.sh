@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Make sure the services the tests talk to answer; start them (idempotently) if not.
+set -u
+ok() { timeout 2 bash -c "</dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+wait_for() { for _ in $(seq 1 30); do ok "$1" && return 0; sleep 1; done; echo "service on port $1 did not come up" >&2; return 1; }
+
+if ! ok 5432; then
+  echo "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  wait_for 5432 || exit 1
+fi
+if ! ok 1883; then
+  echo "starting Mosquitto"
+  mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
+  wait_for 1883 || exit 1
+fi
+echo "services: PostgreSQL 127.0.0.1:5432 and Mosquitto 127.0.0.1:1883 answer"

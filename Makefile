@@ -1,0 +1,47 @@
+# gridlake: two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PY    := .venv/bin/python
+PIP   := .venv/bin/pip
+STAMP := .venv/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: install demo test test-fast bench-ingest bench-forecast bench-ml bench-opt bench services clean dev
+
+install: $(STAMP)
+
+# torch==2.13.0 FIRST (the local CPU wheel); any other torch spec would pull GBs of CUDA packages.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PIP) install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -e .
+	@rm -f .venv/.installed-*; touch $@
+
+demo: install
+	$(PY) -m pipelines.demo
+
+services:
+	@bash .ci/services.sh
+
+test: install services
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench-ingest: install
+	$(PY) -m benchmarks.bench_ingest
+
+bench-forecast: install
+	$(PY) -m benchmarks.bench_forecast
+
+bench-ml: install
+	$(PY) -m benchmarks.bench_ml
+
+bench-opt: install
+	$(PY) -m benchmarks.bench_opt
+
+dev: install
+	DAGSTER_HOME=$(CURDIR)/.demo/dagster_home .venv/bin/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf .demo warehouse .pytest_cache benchmarks/work

@@ -1,0 +1,769 @@
+"""Grid-ML assets: nightly training (anomaly ensembles, transformer failure/RUL, customer segments)
+and hourly scoring of the current utility-local day into the grid gold tables.
+
+Thin functions around :mod:`models.grid` (the library holds the models; nothing there imports
+Dagster). Models live in the MLflow registry through :class:`models.registry.ModelRegistry`:
+
+* each training asset trains on the last ``window_days`` of silver data, holds the last
+  ``eval_days`` back as its evaluation, logs params/metrics/the pickled model (pyfunc flavour) and
+  registers a new version;
+* the ``champion`` alias moves only when the new version beats the champion **on the same
+  evaluation**: before promoting, the current champion is re-scored on the candidate's held-out
+  days and its version tags are updated to that evaluation (``backtest_id`` + metric), which is
+  what :meth:`ModelRegistry.promote_if_better` compares. The promotion metric is a proper scoring
+  rule where one exists (Brier score of the calibrated probabilities: defined even on a day without
+  any anomaly, unlike F1 or ROC-AUC), or segment-name accuracy on held-out panel meters;
+* scoring loads ``models:/<name>@champion``; ``model_version`` in the gold rows is ``name:vN``.
+
+Exports for pipelines/definitions.py: :data:`GRID_ML_ASSETS`, :data:`GRID_ML_JOBS`,
+:data:`GRID_ML_SCHEDULES`, and the :class:`MlflowResource` (resource key ``mlflow``).
+"""
+
+
+import datetime as dt
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetSelection,
+    AssetSpec,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    TimeWindowPartitionMapping,
+    asset,
+    define_asset_job,
+    multi_asset,
+    schedule,
+)
+
+from assets.ingestion import gx_check_specs, gx_checks
+from lake import plots
+from lake.schemas import TABLES
+from models.grid import plots as grid_plots
+from pipelines.partitions import TIMEZONE, daily_open, lookback_dep
+from pipelines.resources import GridSettings, LakeResource, MlflowResource
+
+_T = TABLES
+TRAINING_GROUP = "grid_ml_training"
+SCORING_GROUP = "grid_ml"
+
+#: registered model names in the MLflow registry
+MODEL_ANOMALY = {"meter": "grid_anomaly_meter", "transformer": "grid_anomaly_transformer"}
+MODEL_FAILURE = "grid_transformer_failure"
+MODEL_SEGMENTS = "grid_customer_segments"
+
+#: The forecasting layer's gold table (lake.schemas: p10/p50/p90 per level/entity/issued_at/period_start).
+#: Where it has no feeder rows for the day the DR asset falls back to seasonal-naive / persistence
+#: forecasts from gold_load_hourly (see _dr_forecast) and says so in the metadata.
+FORECAST_TABLE = "gold_load_forecast"
+
+#: The scoring partitions include the *current* local day (end_offset=1): the hourly schedule
+#: re-scores today as readings arrive. Same start and time zone as pipelines.partitions.daily, so
+#: day keys line up with the silver partitions.
+
+
+# ------------------------------------------------------------------------------ configs
+class TrainWindowConfig(Config):
+    """How much history a training run uses."""
+
+    #: days of silver history, ending at the newest day in the lake (or ``as_of``)
+    window_days: int = 28
+    #: fewer days than this with data in the window: refuse to train (the error says how many)
+    min_days: int = 7
+    #: the last days of the window are held back to evaluate the candidate and the champion
+    eval_days: int = 1
+    #: ISO date of the window's last day; empty = the newest day of silver_meter_readings
+    as_of: str = ""
+
+
+class AnomalyTrainConfig(TrainWindowConfig):
+    n_estimators: int = 64
+    ae_epochs: int = 8
+    max_train_rows: int = 40_000
+    seed: int = 0
+
+
+class FailureTrainConfig(TrainWindowConfig):
+    n_estimators: int = 200
+    max_depth: int = 4
+    seed: int = 0
+
+
+class SegmentTrainConfig(TrainWindowConfig):
+    #: share of the labelled panel held back to measure segment-name accuracy
+    eval_share: float = 0.3
+    seed: int = 0
+
+
+class SegmentScoreConfig(Config):
+    #: days of readings a profile is built from, ending at the partition day
+    profile_days: int = 28
+
+
+class DRConfigDagster(Config):
+    """Demand-response planning per feeder."""
+
+    #: explicit feeder capacities (kW); feeders not listed get capacity_share x their transformer kVA
+    feeder_capacity_kw: dict[str, float] = {}
+    #: share of the summed transformer ratings (kVA ~ kW at unity power factor) a feeder may carry
+    capacity_share: float = 0.8
+    margin: float = 0.1
+    base_incentive: float = 5.0
+    #: which gold_load_forecast quantile is planned against (p50; p90 for a cautious operator)
+    forecast_quantile: str = "p50"
+
+
+# ------------------------------------------------------------------------------ helpers
+def _tz(grid: GridSettings) -> str:
+    return grid.timezone
+
+
+def _day(context: AssetExecutionContext) -> dt.date:
+    return dt.date.fromisoformat(context.partition_key)
+
+
+def _read_days(lk, name: str, lo: dt.date, hi: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
+    """Rows of a date-partitioned table with lo <= date <= hi (empty frame if the table is absent)."""
+    t = _T[name]
+    if not lk.exists(t):
+        return pl.DataFrame(schema=t.polars_schema()).select(columns or t.column_names)
+    lf = lk.scan(t).filter(pl.col("date").is_between(lo, hi))
+    return (lf.select(columns) if columns else lf).collect()
+
+
+def _require(lk, name: str, why: str) -> pl.DataFrame:
+    if not lk.exists(name):
+        raise FileNotFoundError(f"{name} is not in the lake ({lk.uri(name)}); {why}")
+    return lk.read(name)
+
+
+def _window(lk, cfg: TrainWindowConfig, what: str) -> tuple[dt.date, dt.date, list[dt.date]]:
+    """(first day, last day, days with meter data) of the training window; refuses too little history."""
+    if cfg.window_days < 2 or cfg.min_days < 2 or cfg.eval_days < 1:
+        raise ValueError(f"{what}: window_days and min_days must be >= 2 and eval_days >= 1, got "
+                         f"{cfg.window_days}, {cfg.min_days}, {cfg.eval_days}")
+    if cfg.eval_days >= cfg.min_days:
+        raise ValueError(f"{what}: eval_days ({cfg.eval_days}) must be smaller than min_days ({cfg.min_days})")
+    if not lk.exists("silver_meter_readings"):
+        raise FileNotFoundError(f"{what}: silver_meter_readings does not exist yet: ingest some days first")
+    dates = lk.scan("silver_meter_readings").select(pl.col("date").unique()).collect()["date"]
+    if cfg.as_of:
+        end = dt.date.fromisoformat(cfg.as_of)
+    elif dates.len():
+        end = dates.max()
+    else:
+        raise ValueError(f"{what}: silver_meter_readings is empty: found 0 days of history, need at least {cfg.min_days}")
+    start = end - dt.timedelta(days=cfg.window_days - 1)
+    found = sorted(d for d in dates.to_list() if start <= d <= end)
+    if len(found) < cfg.min_days:
+        raise ValueError(
+            f"{what}: too little history: found {len(found)} day(s) of silver_meter_readings in the "
+            f"{cfg.window_days}-day window {start}..{end}, need at least {cfg.min_days} "
+            f"(min_days; eval_days={cfg.eval_days} of them are held out)"
+        )
+    return start, end, found
+
+
+def _local_date(col: str, tz: str) -> pl.Expr:
+    return pl.col(col).dt.convert_time_zone(tz).dt.date()
+
+
+def _backtest_id(*parts: Any) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def _brier(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
+def _register(context, reg, name: str, model: Any, params: dict, metrics: dict[str, float | None], backtest_id: str,
+              metric: str, higher_is_better: bool, rescore: Callable[[Any], float]) -> dict:
+    """Log + register the candidate; promote it iff it beats the champion re-scored on the same evaluation."""
+    champ = reg.champion(name)
+    rescored = None
+    if champ is not None and champ.tags.get("backtest_id") != backtest_id:
+        try:
+            rescored = float(rescore(reg.load(name)))
+        except Exception as e:  # an unloadable/incompatible champion stays "not comparable"; say so
+            context.log.warning(f"{name}: champion v{champ.version} could not be re-scored on {backtest_id}: {e!r}")
+        if rescored is not None and np.isfinite(rescored):
+            reg.client.set_model_version_tag(name, champ.version, "backtest_id", backtest_id)
+            reg.client.set_model_version_tag(name, champ.version, f"metric.{metric}", repr(rescored))
+    finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+    out = reg.train_register_promote(name, params=params, metrics=finite, backtest_id=backtest_id, model=model,
+                                     flavor="pyfunc", metric=metric, higher_is_better=higher_is_better)
+    out["champion_rescored"] = rescored
+    out["model_uri"] = f"models:/{name}@champion"
+    context.log.info(f"{name} v{out['version']}: promoted={out['promoted']} ({out['promotion_reason']})")
+    return out
+
+
+def _train_meta(results: dict[str, dict], extra: dict | None = None) -> dict:
+    md: dict[str, Any] = {}
+    for key, r in results.items():
+        p = f"{key}/" if len(results) > 1 else ""
+        md[f"{p}run_id"] = r["run_id"]
+        md[f"{p}model_version"] = f"{r['model_name']}:v{r['version']}"
+        md[f"{p}promoted"] = bool(r["promoted"])
+        md[f"{p}promotion"] = r["promotion_reason"]
+        md[f"{p}metrics"] = MetadataValue.json({k[len("metric_"):]: v for k, v in r.items() if k.startswith("metric_")})
+        md[f"{p}model_uri"] = r["model_uri"]
+    md.update(extra or {})
+    return md
+
+
+def _champion(reg, name: str, producer: str) -> tuple[Any, str]:
+    """(model, 'name:vN') of the champion, or a clear error naming the training asset to run."""
+    champ = reg.champion(name)
+    if champ is None:
+        raise LookupError(f"no champion for registered model {name!r} in {reg.tracking_uri}: materialise {producer} first")
+    return reg.load(name), f"{name}:v{champ.version}"
+
+
+# ------------------------------------------------------------------------------ data loaders
+_METER_COLS = ["date", "meter_id", "reading_time", "consumption_kwh", "demand_kw", "voltage", "power_factor"]
+_SCADA_COLS = ["date", "transformer_id", "sample_time", "load_kva", "top_oil_temp_c", "hot_spot_temp_c", "voltage_v", "frequency_hz"]
+
+
+def _interval(ref_meters: pl.DataFrame) -> dt.timedelta:
+    m = ref_meters["interval_minutes"].mode() if ref_meters.height else None
+    return dt.timedelta(minutes=int(m[0]) if m is not None and m.len() else 30)
+
+
+def _anomaly_features(lk, lo: dt.date, hi: dt.date, tz: str):
+    from models.grid.config import FeatureConfig
+    from models.grid.features import meter_features, transformer_features
+
+    fc = FeatureConfig(timezone=tz)
+    meters = _read_days(lk, "silver_meter_readings", lo, hi, _METER_COLS)
+    scada = _read_days(lk, "silver_scada", lo, hi, _SCADA_COLS)
+    weather = _read_days(lk, "silver_weather", lo, hi, ["observation_time", "temp_air_c"])
+    ref_tx = _require(lk, "ref_transformers", "materialise ref_transformers")
+    feats = {}
+    if meters.height:
+        feats["meter"] = meter_features(meters, fc)
+    if scada.height:
+        feats["transformer"] = transformer_features(scada, ref_tx, weather, fc)
+    return feats, meters, scada, weather, ref_tx
+
+
+# ------------------------------------------------------------------------------ training
+@asset(
+    group_name=TRAINING_GROUP,
+    deps=["silver_meter_readings", "silver_scada", "silver_weather", "ref_transformers", "ref_meters", "truth_events"],
+    kinds={"mlflow", "pytorch", "scikitlearn"},
+    description="Anomaly ensembles (isolation forest + Lightning autoencoder + one-class SVM, calibrated vote) "
+                "for meter readings and SCADA samples, trained on the last window_days; registered in MLflow.",
+)
+def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfig, lake: LakeResource,
+                       grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    from models.grid.anomaly import AnomalyEnsemble
+    from models.grid.config import AnomalyConfig, FeatureConfig
+    from models.grid.evaluate import label_readings, reading_metrics
+
+    lk, tz = lake.lake(), _tz(grid)
+    start, end, days = _window(lk, config, "grid_anomaly_model")
+    eval_from = days[-config.eval_days]
+    events = _require(lk, "truth_events", "labels come from truth_events (confirmed cases)")
+    ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
+    feats, *_ = _anomaly_features(lk, start, end, tz)
+    reg = mlflow.registry()
+    acfg = AnomalyConfig(n_estimators=config.n_estimators, ae_epochs=config.ae_epochs,
+                         max_train_rows=config.max_train_rows, seed=config.seed)
+    results, fit = {}, {}
+    for kind in ("meter", "transformer"):
+        if kind not in feats:
+            raise ValueError(f"grid_anomaly_model: no {'silver_meter_readings' if kind == 'meter' else 'silver_scada'} "
+                             f"rows in {start}..{end}")
+        f = feats[kind]
+        lab = label_readings(f, events, ref_meters, kind, _interval(ref_meters))
+        y = lab.is_not_null().to_numpy()
+        is_eval = f.select(_local_date("time", tz) >= eval_from).to_series().to_numpy()
+        model = AnomalyEnsemble(kind, config=acfg, feature_config=FeatureConfig(timezone=tz))
+        model.fit(f.filter(pl.Series(~is_eval)), y[~is_eval])
+
+        def evaluate(m, f=f, y=y, lab=lab, is_eval=is_eval) -> dict:
+            # score the whole window so the autoencoder's windows have their real context
+            s = m.score_arrays(f)["score"][is_eval]
+            ye = y[is_eval]
+            r = reading_metrics(lab.filter(pl.Series(is_eval)), s, m.thresholds.alert)["overall"]
+            out = {"brier": _brier(s, ye), "f1_at_alert": r["f1"], "precision_at_alert": r["precision"],
+                   "recall_at_alert": r["recall"], "eval_rows": float(len(ye)), "eval_positives": float(ye.sum()),
+                   "average_precision": None}
+            if 0 < ye.sum() < len(ye):
+                from sklearn.metrics import average_precision_score
+
+                out["average_precision"] = float(average_precision_score(ye, s))
+            return out
+
+        metrics = evaluate(model)
+        bid = _backtest_id(kind, eval_from, end, int(metrics["eval_rows"]), int(metrics["eval_positives"]))
+        params = {"kind": kind, "window": f"{start}..{end}", "train_days": len(days) - config.eval_days,
+                  "eval_days": f"{eval_from}..{end}", "train_rows": int((~is_eval).sum()),
+                  **{k: v for k, v in acfg.__dict__.items()}, "fit_report": model.fit_report_}
+        results[kind] = _register(context, reg, MODEL_ANOMALY[kind], model, params, metrics, bid, "brier", False,
+                                  lambda m, ev=evaluate: ev(m)["brier"])
+        fit[kind] = model.fit_report_
+    return MaterializeResult(metadata=_train_meta(results, {
+        "window": f"{start}..{end}", "days_found": len(days), "eval_days": f"{eval_from}..{end}",
+        "fit_report": MetadataValue.json(fit), "tracking_uri": reg.tracking_uri,
+    }))
+
+
+def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(hourly snapshots, scada) with anomaly_count_7d from the transformer anomaly champion."""
+    from models.grid.config import FeatureConfig
+    from models.grid.failure import hourly_snapshots
+    from models.grid.features import transformer_features
+
+    fc = FeatureConfig(timezone=tz)
+    scada = _read_days(lk, "silver_scada", lo, hi, _SCADA_COLS)
+    if scada.height == 0:
+        raise ValueError(f"silver_scada has no rows in {lo}..{hi}: nothing to build transformer snapshots from")
+    weather = _read_days(lk, "silver_weather", lo, hi, ["observation_time", "temp_air_c"])
+    ref_tx = _require(lk, "ref_transformers", "materialise ref_transformers")
+    f = transformer_features(scada, ref_tx, weather, fc)
+    s = tx_model.score_arrays(f)["score"]
+    flags = f.select("asset_id", "time").filter(pl.Series(s >= tx_model.thresholds.alert))
+    return hourly_snapshots(scada, ref_tx, weather, flags, fc), scada
+
+
+@asset(
+    group_name=TRAINING_GROUP,
+    deps=["grid_anomaly_model", "silver_scada", "silver_weather", "ref_transformers", "truth_events"],
+    kinds={"mlflow", "xgboost"},
+    description="Transformer failure-within-72h classifier + AFT survival (remaining useful life), XGBoost; "
+                "anomaly counts come from the transformer anomaly champion.",
+)
+def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfig, lake: LakeResource,
+                       grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    from sklearn.metrics import roc_auc_score
+
+    from models.grid.failure import FailureConfig, FailureModel, failure_targets
+
+    lk, tz = lake.lake(), _tz(grid)
+    start, end, days = _window(lk, config, "grid_failure_model")
+    eval_from = days[-config.eval_days]
+    reg = mlflow.registry()
+    tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
+    snaps, _ = _failure_inputs(lk, start, end, tz, tx_model)
+    events = _require(lk, "truth_events", "failure labels come from truth_events")
+    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed)
+    targets = failure_targets(snaps, events, fcfg.horizon_h)
+    is_eval = targets.select(_local_date("as_of", tz) >= eval_from).to_series()
+    model = FailureModel(fcfg).fit(targets.filter(~is_eval))
+    ev_t = targets.filter(is_eval & pl.col("in_service"))
+
+    def evaluate(m) -> dict:
+        p = m.predict(ev_t)["failure_probability_72h"].to_numpy()
+        y = ev_t["fails_within"].to_numpy()
+        th = m.config.thresholds.alert
+        flag = p >= th
+        return {"brier": _brier(p, y), "eval_snapshots": float(len(y)), "eval_positives": float(y.sum()),
+                "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+                "precision_at_alert": float((flag & y).sum() / flag.sum()) if flag.sum() else 0.0,
+                "recall_at_alert": float((flag & y).sum() / y.sum()) if y.sum() else None}
+
+    if ev_t.height == 0:
+        raise ValueError(f"grid_failure_model: no in-service snapshots on the evaluation days {eval_from}..{end}")
+    metrics = evaluate(model)
+    bid = _backtest_id("failure", eval_from, end, ev_t.height, int(metrics["eval_positives"]), tx_version)
+    params = {"window": f"{start}..{end}", "eval_days": f"{eval_from}..{end}", "horizon_h": fcfg.horizon_h,
+              "n_estimators": fcfg.n_estimators, "max_depth": fcfg.max_depth, "learning_rate": fcfg.learning_rate,
+              "train_snapshots": int((~is_eval).sum()), "anomaly_model": tx_version,
+              "train_positives": int(targets.filter(~is_eval & pl.col("in_service"))["fails_within"].sum())}
+    r = _register(context, reg, MODEL_FAILURE, model, params, metrics, bid, "brier", False, lambda m: evaluate(m)["brier"])
+    return MaterializeResult(metadata=_train_meta({"failure": r}, {
+        "window": f"{start}..{end}", "days_found": len(days), "anomaly_model": tx_version,
+        "train_positives": params["train_positives"],
+    }))
+
+
+@asset(
+    group_name=TRAINING_GROUP,
+    deps=["silver_meter_readings", "ref_meters", "truth_customers"],
+    kinds={"mlflow", "scikitlearn"},
+    description="Customer segments: k-means on normalised load profiles seeded and named from the labelled panel "
+                "(truth_customers); promoted on segment-name accuracy of held-out panel meters.",
+)
+def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfig, lake: LakeResource,
+                       grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    from sklearn.metrics import adjusted_rand_score
+
+    from models.grid.anomaly import asset_in_share
+    from models.grid.segments import SegmentConfig, SegmentModel, profile_features, segment_distribution
+
+    lk, tz = lake.lake(), _tz(grid)
+    start, end, days = _window(lk, config, "grid_segment_model")
+    readings = _read_days(lk, "silver_meter_readings", start, end, _METER_COLS)
+    ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
+    panel = _require(lk, "truth_customers", "the labelled panel names the segments").rename({"archetype": "segment"})
+    scfg = SegmentConfig(timezone=tz, seed=config.seed)
+    prof = profile_features(readings, ref_meters, scfg)
+    held = asset_in_share(panel["meter_id"], config.eval_share, salt=f"segment-eval-{config.seed}")
+    train_panel, eval_panel = panel.filter(pl.Series(~held)), panel.filter(pl.Series(held))
+    if eval_panel.height == 0:
+        raise ValueError(f"grid_segment_model: eval_share {config.eval_share} left no panel meter for evaluation")
+    model = SegmentModel(scfg).fit(prof, train_panel)
+
+    def evaluate(m) -> dict:
+        j = m.predict(prof).join(eval_panel, on="meter_id", suffix="_true")
+        return {"name_accuracy": float((j["segment"] == j["segment_true"]).mean()),
+                "ari": float(adjusted_rand_score(j["segment_true"], j["segment"])), "eval_meters": float(j.height)}
+
+    metrics = evaluate(model)
+    bid = _backtest_id("segments", start, end, prof.height, sorted(eval_panel["meter_id"].to_list()))
+    params = {"window": f"{start}..{end}", "meters": prof.height, "panel_train": train_panel.height,
+              "panel_eval": eval_panel.height, "segments": model.names_, "min_days": scfg.min_days}
+    reg = mlflow.registry()
+    r = _register(context, reg, MODEL_SEGMENTS, model, params, metrics, bid, "name_accuracy", True,
+                  lambda m: evaluate(m)["name_accuracy"])
+    return MaterializeResult(metadata=_train_meta({"segments": r}, {
+        "window": f"{start}..{end}", "days_found": len(days), "tracking_uri": reg.tracking_uri,
+        "distribution": MetadataValue.json(segment_distribution(model.predict(prof))),
+    }))
+
+
+# ------------------------------------------------------------------------------ scoring
+def _silver_dep(name: str, days_back: int) -> AssetDep:
+    """A dep on a daily silver table read over [day - days_back, day] (lineage says so)."""
+    return lookback_dep(name, days_back)
+
+
+def _same_day(name: str) -> AssetDep:
+    return lookback_dep(name, 0)
+
+
+#: meter rolling features look back 8 days (7-day level + 1-day window)
+METER_CONTEXT_DAYS = 8
+
+
+@asset(
+    group_name=SCORING_GROUP,
+    partitions_def=daily_open,
+    deps=[_silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),
+          _silver_dep("silver_weather", 1), "ref_transformers", "grid_anomaly_model"],
+    kinds={"delta", "polars", "mlflow"},
+    description=_T["gold_anomaly_scores"].description,
+    check_specs=gx_check_specs("gold_anomaly_scores"),
+)
+def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
+    from models.grid.alerts import to_gold_scores
+
+    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    reg = mlflow.registry()
+    lo = {"meter": day - dt.timedelta(days=METER_CONTEXT_DAYS), "transformer": day - dt.timedelta(days=1)}
+    feats = {}
+    for kind in ("meter", "transformer"):
+        f, *_ = _anomaly_features(lk, lo[kind], day, tz)
+        feats[kind] = f.get(kind)
+    if all(f is None or f.filter(_local_date("time", tz) == day).height == 0 for f in feats.values()):
+        raise ValueError(f"gold_anomaly_scores: no silver_meter_readings or silver_scada rows for {day}: ingest the day first")
+    parts, versions, th = [], {}, None
+    for kind, f in feats.items():
+        if f is None:
+            continue
+        model, versions[kind] = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")
+        th = model.thresholds
+        s = model.score(f).filter(_local_date("time", tz) == day)
+        parts.append(to_gold_scores(s, kind, versions[kind], tz))
+    df = pl.concat(parts)
+    w = lk.write_partition(_T["gold_anomaly_scores"], df, day)
+    status = df.group_by("asset_type", "status").len().sort("asset_type", "status")
+    png = grid_plots.score_distribution_png(df, th, f"anomaly scores {day}")
+    yield MaterializeResult(metadata={
+        "dagster/row_count": w.rows, "delta_version": w.version, "model_versions": MetadataValue.json(versions),
+        "status_counts": MetadataValue.json({f"{a}/{s}": int(n) for a, s, n in status.iter_rows()}),
+        "score_distribution": MetadataValue.md(plots.png_markdown(png, f"anomaly scores {day}")),
+    })
+    yield from gx_checks(lk, _T["gold_anomaly_scores"], day)
+
+
+@asset(
+    group_name=SCORING_GROUP,
+    partitions_def=daily_open,
+    deps=[_silver_dep("silver_scada", 8), _silver_dep("silver_weather", 8), _same_day("silver_meter_readings"),
+          "ref_transformers", "ref_meters", "grid_failure_model", "grid_anomaly_model"],
+    kinds={"delta", "polars", "mlflow"},
+    description=_T["gold_transformer_risk"].description,
+    check_specs=gx_check_specs("gold_transformer_risk"),
+)
+def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
+    from models.grid.failure import outage_impact
+
+    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    reg = mlflow.registry()
+    tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
+    fm, version = _champion(reg, MODEL_FAILURE, "grid_failure_model")
+    # 7 days of anomaly counts + 24 h rolling features before the first hour of the day
+    snaps, _ = _failure_inputs(lk, day - dt.timedelta(days=8), day, tz, tx_model)
+    snaps = snaps.filter(_local_date("as_of", tz) == day)
+    if snaps.height == 0:
+        raise ValueError(f"gold_transformer_risk: no silver_scada samples for {day}: ingest the day first")
+    impact = outage_impact(_require(lk, "ref_meters", "materialise ref_meters"), lk.read("ref_transformers"),
+                           _read_days(lk, "silver_meter_readings", day, day, ["meter_id", "demand_kw"]))
+    pred = fm.predict(snaps).join(impact, on="transformer_id", how="left").with_columns(
+        pl.col("as_of").dt.convert_time_zone(tz).dt.date().alias("date"),
+        pl.col("rul_hours").clip(lower_bound=0.0),
+        pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0),
+        pl.lit(version).alias("model_version"),
+    )
+    w = lk.write_partition(_T["gold_transformer_risk"], pred, day)
+    th = fm.config.thresholds
+    top = (pred.sort("failure_probability_72h", descending=True).unique("transformer_id", keep="first", maintain_order=True)
+           .head(5).select("transformer_id", "failure_probability_72h", "rul_hours", "customers_downstream"))
+    png = grid_plots.top_risk_png(pred, th, f"transformer failure risk {day}")
+    yield MaterializeResult(metadata={
+        "dagster/row_count": w.rows, "delta_version": w.version, "model_version": version, "anomaly_model": tx_version,
+        "transformers_at_alert": int(pred.filter(pl.col("failure_probability_72h") >= th.alert)["transformer_id"].n_unique()),
+        "top_risk": MetadataValue.md(top.to_pandas().to_markdown(index=False)),
+        "top_risk_plot": MetadataValue.md(plots.png_markdown(png, f"transformer risk {day}")),
+    })
+    yield from gx_checks(lk, _T["gold_transformer_risk"], day)
+
+
+@asset(
+    group_name=SCORING_GROUP,
+    partitions_def=daily_open,
+    deps=[_same_day("gold_anomaly_scores"), _same_day("gold_transformer_risk")],
+    kinds={"delta", "polars"},
+    description=_T["gold_alerts"].description + ". The streaming bridge's input: columns are a contract.",
+    check_specs=[
+        *gx_check_specs("gold_alerts"),
+        AssetCheckSpec("one_alert_per_fingerprint", asset="gold_alerts", blocking=True,
+                       description="each fingerprint appears once in the whole table (not only per day): the bridge dedupes on it"),
+    ],
+)
+def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
+    """Alerts from both rules: anomaly_score (meters and transformers) and failure_risk (transformers)."""
+    from models.grid.alerts import build_alerts
+
+    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    scores = lk.read(_T["gold_anomaly_scores"], day)
+    risk = lk.read(_T["gold_transformer_risk"], day)
+    reg = mlflow.registry()
+    parts = []
+    if scores.height:
+        for (kind, version), g in scores.group_by("asset_type", "model_version"):
+            th = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")[0].thresholds
+            parts.append(build_alerts(g, kind, th, version, rule="anomaly_score", tz=tz))
+    if risk.height:
+        fm = _champion(reg, MODEL_FAILURE, "grid_failure_model")[0]
+        th = fm.config.thresholds
+        r = risk.with_columns(pl.format("P(failure in 72 h) {} ; RUL {} h ; {} customers downstream",
+                                        pl.col("failure_probability_72h").round(3), pl.col("rul_hours").round(0),
+                                        pl.col("customers_downstream")).alias("reason"))
+        for (version,), g in r.group_by("model_version"):
+            parts.append(build_alerts(g, "transformer", th, version, rule="failure_risk", score_col="failure_probability_72h",
+                                      time_col="as_of", id_col="transformer_id", tz=tz))
+    df = pl.concat(parts) if parts else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
+    w = lk.write_partition(_T["gold_alerts"], df, day)
+    by = df.group_by("rule", "severity").len().sort("rule", "severity")
+    yield MaterializeResult(metadata={
+        "dagster/row_count": w.rows, "delta_version": w.version,
+        "alerts_by_rule_severity": MetadataValue.json({f"{a}/{s}": int(n) for a, s, n in by.iter_rows()}),
+        "critical": MetadataValue.md(df.filter(pl.col("severity") == "critical").sort("score", descending=True).head(10)
+                                     .select("asset_type", "asset_id", "rule", "score", "window_start", "reason")
+                                     .to_pandas().to_markdown(index=False) if df.height else "none"),
+    })
+    yield from gx_checks(lk, _T["gold_alerts"], day)
+    dup = lk.scan("gold_alerts").group_by("fingerprint").agg(pl.len().alias("n"), pl.col("date").unique().alias("dates")) \
+        .filter(pl.col("n") > 1).collect()
+    yield AssetCheckResult(
+        asset_key="gold_alerts", check_name="one_alert_per_fingerprint", passed=dup.height == 0,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"duplicated_fingerprints": dup.height,
+                  "examples": MetadataValue.json([{"fingerprint": f, "n": n, "dates": [str(d) for d in ds]}
+                                                  for f, n, ds in dup.head(5).iter_rows()])},
+    )
+
+
+@multi_asset(
+    specs=[
+        AssetSpec("gold_customer_segments", group_name=SCORING_GROUP, description=_T["gold_customer_segments"].description,
+                  deps=[_silver_dep("silver_meter_readings", 27), "ref_meters", "grid_segment_model"], kinds={"delta", "polars"}),
+        AssetSpec("gold_recommendations", group_name=SCORING_GROUP, description=_T["gold_recommendations"].description,
+                  deps=["ref_meters"], kinds={"delta", "polars"}),
+    ],
+    partitions_def=daily_open,
+)
+def gold_segments_and_recommendations(context: AssetExecutionContext, config: SegmentScoreConfig, lake: LakeResource,
+                                      grid: GridSettings, mlflow: MlflowResource):
+    from models.grid.recommend import recommend
+    from models.grid.segments import profile_features, segment_distribution
+
+    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    model, version = _champion(mlflow.registry(), MODEL_SEGMENTS, "grid_segment_model")
+    readings = _read_days(lk, "silver_meter_readings", day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS)
+    if readings.filter(pl.col("date") == day).height == 0:
+        raise ValueError(f"gold_customer_segments: no silver_meter_readings rows for {day}: ingest the day first")
+    ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
+    scfg = replace(model.config, timezone=tz)
+    seg = model.predict(profile_features(readings, ref_meters, scfg)).with_columns(
+        pl.lit(day).alias("as_of"), pl.lit(version).alias("model_version"))
+    w1 = lk.write_partition(_T["gold_customer_segments"], seg, day)
+    rec = recommend(seg, ref_meters).with_columns(pl.lit(day).alias("as_of"))
+    w2 = lk.write_partition(_T["gold_recommendations"], rec, day)
+    chosen = rec.filter(pl.col("recommended"))
+    yield MaterializeResult(asset_key="gold_customer_segments", metadata={
+        "dagster/row_count": w1.rows, "model_version": version, "profile_days": config.profile_days,
+        "provisional": int(seg["provisional"].sum()), "distribution": MetadataValue.json(segment_distribution(seg)),
+    })
+    yield MaterializeResult(asset_key="gold_recommendations", metadata={
+        "dagster/row_count": w2.rows, "recommended": chosen.height,
+        "recommended_by_kind": MetadataValue.json({k: int(n) for k, n in chosen.group_by("kind").len().sort("kind").iter_rows()}),
+        "est_monthly_savings_total": round(float(chosen["est_monthly_savings"].sum()), 2),
+    })
+
+
+def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame, str]:
+    """Feeder-level load forecast for the local day: (time, entity_id, forecast_kw), and its source.
+
+    1. ``gold_load_forecast`` (level='feeder'): for each feeder and interval of the day, the row of
+       the newest issue (forecasts are issued up to 72 h ahead, so the last 3 issue days are read);
+       ``quantile`` (p50 by default; p90 plans for a hot day) is the kW planned against;
+    2. fallback: seasonal naive, the same local hour one week earlier from gold_load_hourly
+       (level='feeder', mean_kw): the weekly profile is the strongest simple predictor of feeder load;
+    3. fallback: persistence, the same local hour the day before, when last week is not in the lake.
+    """
+    if quantile not in ("p10", "p50", "p90"):
+        raise ValueError(f"forecast_quantile must be p10, p50 or p90, got {quantile!r}")
+    if FORECAST_TABLE in _T and lk.exists(FORECAST_TABLE):
+        f = (
+            _read_days(lk, FORECAST_TABLE, day - dt.timedelta(days=3), day)
+            .filter((pl.col("level") == "feeder") & (_local_date("period_start", tz) == day))
+            .sort("issued_at").group_by("entity_id", "period_start").last()
+        )
+        if f.height:
+            issued = f["issued_at"].max()
+            models = sorted(set(f["model_version"].to_list()))
+            return (f.select(pl.col("period_start").alias("time"), "entity_id", pl.col(quantile).alias("forecast_kw")).sort("entity_id", "time"),
+                    f"{FORECAST_TABLE} {quantile} (level=feeder), issued up to {issued}, models {models}")
+    for back, name in ((7, "same local hour last week"), (1, "same local hour yesterday (last week missing)")):
+        src = day - dt.timedelta(days=back)
+        h = _read_days(lk, "gold_load_hourly", src, src, ["level", "entity_id", "period_start", "mean_kw"]) \
+            .filter(pl.col("level") == "feeder")
+        if h.height:
+            f = h.select(
+                pl.col("period_start").dt.convert_time_zone(tz).dt.offset_by(f"{back}d").dt.convert_time_zone("UTC").alias("time"),
+                "entity_id", pl.col("mean_kw").alias("forecast_kw"),
+            ).filter(_local_date("time", tz) == day)
+            return f, f"fallback: no {FORECAST_TABLE} rows for {day}; gold_load_hourly feeder mean_kw of {src} ({name})"
+    raise FileNotFoundError(
+        f"gold_dr_events {day}: no load forecast: {FORECAST_TABLE} has no feeder rows for {day} and gold_load_hourly has no "
+        f"feeder rows for {day - dt.timedelta(days=7)} or {day - dt.timedelta(days=1)}; materialise gold_load_hourly for those days"
+    )
+
+
+@multi_asset(
+    specs=[
+        AssetSpec("gold_dr_events", group_name=SCORING_GROUP, description=_T["gold_dr_events"].description,
+                  deps=[_same_day("gold_customer_segments"), _silver_dep("gold_load_hourly", 7), _silver_dep(FORECAST_TABLE, 3),
+                        _silver_dep("silver_meter_readings", 6), "ref_meters", "ref_transformers"],
+                  kinds={"delta", "polars"}),
+        AssetSpec("gold_dr_participations", group_name=SCORING_GROUP, description=_T["gold_dr_participations"].description,
+                  kinds={"delta", "polars"}),
+    ],
+    partitions_def=daily_open,
+)
+def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster, lake: LakeResource, grid: GridSettings):
+    from models.grid.demand_response import DRConfig, customer_peak_kw, plan_events
+
+    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    forecast, source = _dr_forecast(lk, day, tz, config.forecast_quantile)
+    ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
+    ref_tx = _require(lk, "ref_transformers", "materialise ref_transformers")
+    seg = lk.read(_T["gold_customer_segments"], day) if lk.exists("gold_customer_segments") else pl.DataFrame()
+    if seg.height == 0:
+        raise ValueError(f"gold_dr_events {day}: gold_customer_segments has no rows for {day}: materialise it first")
+    peak = customer_peak_kw(_read_days(lk, "silver_meter_readings", day - dt.timedelta(days=6), day,
+                                       ["meter_id", "reading_time", "demand_kw"]), tz=tz)
+    customers = (seg.select("meter_id", "customer_id", "segment")
+                 .join(ref_meters.select("meter_id", "feeder_id", "dr_opt_in", pl.col("customer_id").alias("_cid")), on="meter_id", how="left")
+                 .join(peak, on="meter_id", how="left")
+                 .with_columns(pl.col("customer_id").fill_null(pl.col("_cid")), pl.col("peak_kw").fill_null(0.0),
+                               pl.col("dr_opt_in").fill_null(False)))
+    rating = ref_tx.group_by("feeder_id").agg(pl.col("rating_kva").sum())
+    capacity = {f: float(config.feeder_capacity_kw.get(f, config.capacity_share * kva)) for f, kva in rating.iter_rows()}
+    events, parts = [], []
+    for (fid,), g in forecast.group_by("entity_id", maintain_order=True):
+        if fid not in capacity:
+            raise ValueError(f"gold_dr_events {day}: forecast feeder {fid!r} has no transformers in ref_transformers "
+                             "and no feeder_capacity_kw entry")
+        cfg = DRConfig(capacity_kw=capacity[fid], scope=fid, margin=config.margin, base_incentive=config.base_incentive,
+                       timezone=tz)
+        ev, pa = plan_events(g.select("time", "forecast_kw"), customers.filter(pl.col("feeder_id") == fid), cfg)
+        events.append(ev)
+        parts.append(pa)
+    ev = pl.concat(events) if events else pl.DataFrame(schema=_T["gold_dr_events"].polars_schema())
+    pa = pl.concat(parts) if parts else pl.DataFrame(schema=_T["gold_dr_participations"].polars_schema())
+    w1 = lk.write_partition(_T["gold_dr_events"], ev, day)
+    w2 = lk.write_partition(_T["gold_dr_participations"], pa, day)
+    png = grid_plots.dr_forecast_png(forecast, capacity, tz, f"feeder forecast vs DR capacity {day}")
+    yield MaterializeResult(asset_key="gold_dr_events", metadata={
+        "dagster/row_count": w1.rows, "forecast_source": source,
+        "capacity_kw": MetadataValue.json({k: round(v, 1) for k, v in capacity.items()}),
+        "short_events": int((ev["status"] == "short").sum()) if ev.height else 0,
+        "forecast_vs_capacity": MetadataValue.md(plots.png_markdown(png, f"DR forecast {day}")),
+    })
+    yield MaterializeResult(asset_key="gold_dr_participations", metadata={
+        "dagster/row_count": w2.rows,
+        "total_incentive": round(float(pa["incentive"].sum()), 2) if pa.height else 0.0,
+    })
+
+
+# ------------------------------------------------------------------------------ jobs & schedules
+GRID_ML_ASSETS = [
+    grid_anomaly_model, grid_failure_model, grid_segment_model,
+    gold_anomaly_scores, gold_transformer_risk, gold_alerts, gold_segments_and_recommendations, gold_demand_response,
+]
+
+grid_ml_training_job = define_asset_job(
+    "grid_ml_training", selection=AssetSelection.groups(TRAINING_GROUP),
+    description="Nightly: retrain the grid models on the last window_days; promote only on a better evaluation",
+)
+grid_ml_scoring_job = define_asset_job(
+    "grid_ml_scoring", selection=AssetSelection.groups(SCORING_GROUP), partitions_def=daily_open,
+    description="Score one utility-local day into the grid gold tables (anomaly scores, alerts, risk, segments, DR)",
+)
+
+grid_ml_training_schedule = ScheduleDefinition(
+    name="grid_ml_training_nightly", job=grid_ml_training_job, cron_schedule="0 2 * * *", execution_timezone=TIMEZONE,
+)
+
+
+@schedule(cron_schedule="20 * * * *", job=grid_ml_scoring_job, execution_timezone=TIMEZONE,
+          name="grid_ml_scoring_hourly")
+def grid_ml_scoring_hourly(context: ScheduleEvaluationContext, lake: LakeResource) -> RunRequest | SkipReason:
+    """Every hour, re-score the current local day (its partition is replaced, not appended to).
+
+    Skips while the day has no silver meter readings yet (e.g. just after midnight, before the
+    first intraday ingest): a run would only fail with "ingest the day first" every hour.
+    """
+    at = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE))
+    day = at.date()
+    lk = lake.lake()
+    n = (lk.scan("silver_meter_readings").filter(pl.col("date") == day).select(pl.len()).collect().item()
+         if lk.exists("silver_meter_readings") else 0)
+    if n == 0:
+        return SkipReason(f"silver_meter_readings has no rows for {day} yet; nothing to score")
+    return RunRequest(run_key=f"grid_ml_scoring@{at.isoformat()}", partition_key=day.isoformat())
+
+
+GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
+GRID_ML_SCHEDULES = [grid_ml_training_schedule, grid_ml_scoring_hourly]

@@ -1,0 +1,186 @@
+"""Ingestion assets: one multi-asset per raw source writes its bronze file index, silver and
+quarantine tables for a daily partition in one pass (lake.ingest), then proves the partition:
+
+- ``reconciles`` (blocking): bronze records = silver + quarantined + duplicates, counted from the
+  tables as written;
+- ``expectations`` (blocking): the great-expectations suite derived from the silver declaration;
+- ``quarantine_rate`` (warning): the share of rejected records stays under a threshold.
+"""
+
+
+import datetime as dt
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    BackfillPolicy,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+
+from lake.ingest import ingest_partitions
+from lake.schemas import SOURCES, Source
+from pipelines.partitions import daily
+from pipelines.resources import GridSettings, LakeResource, LandingResource
+
+
+class IngestConfig(Config):
+    #: above this share of rejected records the quarantine_rate check warns
+    warn_quarantine_share: float = 0.05
+    #: above this share the partition is unusable: the check fails as an error and, being
+    #: blocking, stops the downstream gold assets in the run
+    max_quarantine_share: float = 0.5
+
+
+def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
+    """Counts read back from the written Delta tables for one partition."""
+    bronze = lake.read(src.bronze, day, columns=["records"])
+    silver_n = lake.read(src.silver, day, columns=["date"]).height
+    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"])
+    records = q.filter(pl.col("source_row") > 0)
+    dups = records.filter(pl.col("reason_code") == "duplicate").height
+    out = {
+        "bronze_records": int(bronze["records"].sum() or 0),
+        "silver_rows": silver_n,
+        "quarantined_rows": records.height - dups,
+        "duplicate_rows": dups,
+        "rejected_files": q.height - records.height,
+    }
+    out["difference"] = out["bronze_records"] - (out["silver_rows"] + out["quarantined_rows"] + out["duplicate_rows"])
+    return out
+
+
+def gx_checks(lake, table, days: dt.date | list[dt.date]):
+    """Run the table's great-expectations suite on written partitions (one or a backfill's range).
+
+    Yields two results: ``expectations`` (blocking: the hard expectations of every day pass) and
+    ``soft_expectations`` (a warning: soft rules such as the anomaly share), so soft failures are
+    visible, not silent.
+    """
+    from quality.expectations import validate_frame  # lazy: GX is slow to import
+
+    days = [days] if isinstance(days, dt.date) else list(days)
+    outcomes = {d: validate_frame(table, lake.read(table, d)) for d in days}
+    if len(days) == 1:
+        only = outcomes[days[0]]
+        meta = {k: (MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in only.check_metadata().items()}
+    else:
+        meta = {
+            "partitions": len(days),
+            "blocking_failures": MetadataValue.json({d.isoformat(): [r.name for r in o.blocking_failures] for d, o in outcomes.items() if o.blocking_failures}),
+            "soft_failures": MetadataValue.json({d.isoformat(): [r.name for r in o.failures if not r.blocking] for d, o in outcomes.items() if not o.success}),
+        }
+    summary = "; ".join(o.summary() for o in outcomes.values() if not o.success) or f"{table.name}: all expectations passed on {len(days)} partition(s)"
+    yield AssetCheckResult(
+        asset_key=table.name, check_name="expectations", passed=all(o.blocking_success for o in outcomes.values()),
+        severity=AssetCheckSeverity.ERROR, description=summary[:2000], metadata=meta,
+    )  # fmt: skip
+    yield AssetCheckResult(
+        asset_key=table.name, check_name="soft_expectations", passed=all(o.success for o in outcomes.values()),
+        severity=AssetCheckSeverity.WARN, description=summary[:2000], metadata=meta,
+    )  # fmt: skip
+
+
+def gx_check_specs(asset: str) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec("expectations", asset=asset, blocking=True, description="great-expectations suite derived from the table declaration (hard expectations)"),
+        AssetCheckSpec("soft_expectations", asset=asset, description="the suite's soft expectations (e.g. anomaly share); warns only"),
+    ]
+
+
+def build_ingestion_asset(src: Source):
+    silver, bronze, quarantine = src.silver.name, src.bronze.name, src.quarantine.name
+
+    @multi_asset(
+        name=f"ingest_{src.name}",
+        specs=[
+            AssetSpec(bronze, group_name="bronze", description=src.bronze.description, deps=[src.reference], kinds={"delta"}),
+            AssetSpec(silver, group_name="silver", description=src.silver.description, deps=[src.reference], kinds={"delta", "polars"}),
+            AssetSpec(quarantine, group_name="quarantine", description=src.quarantine.description, deps=[src.reference], kinds={"delta"}),
+        ],
+        check_specs=[
+            AssetCheckSpec("reconciles", asset=silver, blocking=True, description="bronze records = silver + quarantined + duplicates"),
+            *gx_check_specs(silver),
+            AssetCheckSpec("quarantine_rate", asset=silver, blocking=True, description="share of rejected records: warns above warn_quarantine_share, blocks above max_quarantine_share"),
+        ],
+        partitions_def=daily,
+        backfill_policy=BackfillPolicy.single_run(),
+        op_tags={"gridlake/source": src.name},
+    )
+    def _ingest(context: AssetExecutionContext, config: IngestConfig, lake: LakeResource, landing: LandingResource, grid: GridSettings):
+        # one day per run normally; a backfill runs its whole range in one run, one day's Delta
+        # write overlapping the next day's validation (lake.ingest.ingest_partitions)
+        days = [dt.date.fromisoformat(k) for k in context.partition_keys]
+        lk = lake.lake()
+        known = lk.read(src.reference, columns=[src.entity])[src.entity]
+        results = ingest_partitions(landing.zone(), lk, src, days, known, tz=grid.timezone, progress=context.log.info)
+        one = len(results) == 1
+        per_day = lambda f: MetadataValue.json({r.partition.isoformat(): f(r) for r in results})  # noqa: E731
+        raw = sum(r.raw_rows for r in results)
+        common = {"partitions": ", ".join(context.partition_keys) if one else f"{days[0]}..{days[-1]} ({len(days)})", "raw_rows": raw}
+        yield MaterializeResult(
+            asset_key=silver,
+            metadata={
+                **common,
+                "dagster/row_count": sum(r.silver_rows for r in results),
+                "duplicates": sum(r.duplicate_rows for r in results),
+                "quality_flags": MetadataValue.json(results[0].flags) if one else per_day(lambda r: r.flags),
+                "delta_version": results[-1].writes["silver"].version,
+                "uri": results[-1].writes["silver"].uri,
+                "seconds": per_day(lambda r: {k: round(v, 3) for k, v in r.timings_s.items()}),
+            },
+        )
+        yield MaterializeResult(
+            asset_key=quarantine,
+            metadata={
+                **common,
+                "dagster/row_count": sum(r.writes["quarantine"].rows for r in results),
+                "reasons": MetadataValue.json(results[0].reasons) if one else per_day(lambda r: r.reasons),
+                "late_records_forwarded_to": per_day(lambda r: {d.isoformat(): k for d, k in r.forwarded.items()}),
+            },
+        )
+        yield MaterializeResult(
+            asset_key=bronze,
+            metadata={
+                **common,
+                "files": sum(len(r.files) for r in results),
+                "files_with_problems": MetadataValue.json({f.key: f"{f.problem}: {f.detail}" for r in results for f in r.files if f.problem}),
+            },
+        )
+        counts = {r.partition.isoformat(): reconcile_from_tables(lk, src, r.partition) for r in results}
+        yield AssetCheckResult(
+            asset_key=silver,
+            check_name="reconciles",
+            passed=all(c["difference"] == 0 for c in counts.values()),
+            metadata=next(iter(counts.values())) if one else {"per_partition": MetadataValue.json(counts)},
+            severity=AssetCheckSeverity.ERROR,
+        )
+        yield from gx_checks(lk, src.silver, days)
+        shares = {r.partition.isoformat(): (r.quarantined_rows / r.raw_rows) if r.raw_rows else (1.0 if r.files else 0.0) for r in results}
+        worst = max(shares.values())
+        yield AssetCheckResult(
+            asset_key=silver,
+            check_name="quarantine_rate",
+            passed=worst <= config.warn_quarantine_share,
+            severity=AssetCheckSeverity.ERROR if worst > config.max_quarantine_share else AssetCheckSeverity.WARN,
+            metadata={
+                "share": round(worst, 6),
+                "share_per_partition": MetadataValue.json({k: round(v, 6) for k, v in shares.items()}),
+                "warn_above": config.warn_quarantine_share,
+                "block_above": config.max_quarantine_share,
+                "reasons": MetadataValue.json(results[0].reasons) if one else per_day(lambda r: r.reasons),
+            },
+        )
+
+    return _ingest
+
+
+ingestion_assets = [build_ingestion_asset(s) for s in SOURCES.values()]
+SILVER_KEYS = [AssetKey(s.silver.name) for s in SOURCES.values()]

@@ -1,0 +1,196 @@
+"""make bench-ingest: landing -> silver ingestion against a bare Parquet -> Delta copy, same data, one run.
+
+(a) bare copy: read each day's landing Parquet files and write the same rows to a Delta table with
+    the same writer settings (lake.delta.WRITER_PROPERTIES), nothing else;
+(b) full ingestion: lake.ingest.ingest_partitions over the days (what a Dagster backfill runs):
+    archive to bronze, read, validate, resolve time zones, deduplicate, flag, write silver +
+    quarantine + the bronze file index, each day an atomic partition replacement.
+
+Each measurement runs in a fresh subprocess (so its peak RSS is its own), best of N for speed.
+Memory: peak RSS of ingesting 1 day vs 10 days of the same fleet (10x the rows), and, for
+transparency, one single 10x-larger day. Figures go to benchmarks/results/ingest.json.
+
+    python -m benchmarks.bench_ingest [--meters 10000] [--days 10] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "work" / "ingest"
+RESULTS = ROOT / "benchmarks" / "results" / "ingest.json"
+START = dt.date(2026, 1, 12)
+
+
+def _days(n: int, start: dt.date = START) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range(n)]
+
+
+# ------------------------------------------------------------------------ children (one job each)
+def child_copy(landing: Path, days: list[dt.date], out: Path) -> dict:
+    import polars as pl
+    from deltalake import write_deltalake
+
+    from lake.delta import WRITER_PROPERTIES
+
+    shutil.rmtree(out, ignore_errors=True)
+    rows = 0
+    t = time.perf_counter()
+    for d in days:
+        files = sorted((landing / "meter_readings" / d.isoformat()).glob("*.parquet"))
+        df = pl.read_parquet(files)
+        write_deltalake(str(out), df, mode="append", writer_properties=WRITER_PROPERTIES)
+        rows += df.height
+    return {"seconds": time.perf_counter() - t, "rows": rows}
+
+
+def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
+    from lake.delta import Lake
+    from lake.ingest import ingest_partitions
+    from lake.landing import LocalLanding
+    from lake.schemas import SOURCES
+    import polars as pl
+
+    shutil.rmtree(out, ignore_errors=True)
+    zone, lake = LocalLanding(landing), Lake(out)
+    ids = pl.read_parquet(landing / "reference" / "ref_meters.parquet")["meter_id"]
+    src = SOURCES["meter_readings"]
+    rows = silver = 0
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    results = ingest_partitions(zone, lake, src, days, ids)
+    for r in results:
+        assert r.reconciles
+        rows += r.raw_rows
+        silver += r.silver_rows
+        for k, v in r.timings_s.items():
+            timings[k] = timings.get(k, 0.0) + v
+    return {"seconds": time.perf_counter() - t, "rows": rows, "silver_rows": silver, "stages_s": timings}
+
+
+def _child_main(args) -> None:
+    days = [dt.date.fromisoformat(d) for d in args.child_days.split(",")]
+    fn = {"copy": child_copy, "ingest": child_ingest}[args.child]
+    out = fn(Path(args.landing), days, Path(args.out))
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------------ parent
+def _run_child(kind: str, landing: Path, days: list[dt.date], tag: str) -> dict:
+    cmd = [
+        sys.executable, "-m", "benchmarks.bench_ingest", "--child", kind, "--landing", str(landing),
+        "--child-days", ",".join(d.isoformat() for d in days), "--out", str(WORK / f"out_{kind}_{tag}"),
+    ]  # fmt: skip
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"{kind} child failed:\n{p.stderr[-4000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _generate(landing: Path, meters: int, days: list[dt.date], seed: int) -> int:
+    from lake.landing import LocalLanding
+    from simulator import BadRecordRates, SimConfig, Simulator, write_landing_day, write_landing_reference
+
+    sim = Simulator(SimConfig(n_meters=meters, start=days[0], days=len(days), seed=seed, interval_minutes=30))
+    zone = LocalLanding(landing)
+    write_landing_reference(sim, zone)
+    # a realistic trickle of bad rows, so the validation paths do real work
+    bad = BadRecordRates(out_of_range=0.0005, duplicate=0.0005, unknown_entity=0.0002)
+    rows = 0
+    for i, d in enumerate(days):
+        m = write_landing_day(sim, d, zone, formats="parquet", bad=bad, rows_per_file=100_000, sources=("meter_readings",), write_manifest=False)
+        rows += m.rows_written("meter_readings")
+        print(f"  generated {d}: {m.rows_written('meter_readings'):,} rows ({i + 1}/{len(days)})", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--meters", type=int, default=10_000)
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--skip-single", action="store_true", help="skip the single 10x-larger day")
+    ap.add_argument("--child", choices=["copy", "ingest"])
+    ap.add_argument("--landing")
+    ap.add_argument("--child-days")
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+    if args.child:
+        _child_main(args)
+        return 0
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    days = _days(args.days)
+    landing = WORK / "landing"
+    print(f"generating {args.meters:,} meters x {args.days} days of 30-minute readings (Parquet landing files)")
+    total = _generate(landing, args.meters, days, args.seed)
+
+    best: dict[str, dict] = {}
+    for r in range(args.repeat):
+        for kind in ("copy", "ingest"):
+            res = _run_child(kind, landing, days, f"{r}")
+            print(f"  run {r + 1}/{args.repeat} {kind:6s}: {res['rows']:,} rows in {res['seconds']:.2f}s = {res['rows'] / res['seconds'] / 1e6:.2f} M rows/s, peak {res['peak_rss_mb']:.0f} MB", flush=True)
+            if kind not in best or res["seconds"] < best[kind]["seconds"]:
+                best[kind] = res
+    small = _run_child("ingest", landing, days[:1], "small")
+    large_rss = best["ingest"]["peak_rss_mb"]
+    copy_rps = best["copy"]["rows"] / best["copy"]["seconds"]
+    ingest_rps = best["ingest"]["rows"] / best["ingest"]["seconds"]
+    out = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "meters": args.meters,
+        "days": args.days,
+        "rows": total,
+        "copy_rows_per_s": round(copy_rps),
+        "ingest_rows_per_s": round(ingest_rps),
+        "ratio": round(ingest_rps / copy_rps, 3),
+        "ingest_stage_seconds": {k: round(v, 2) for k, v in best["ingest"]["stages_s"].items()},
+        "peak_rss_mb_small": round(small["peak_rss_mb"], 1),
+        "rows_small": small["rows"],
+        "peak_rss_mb_large": round(large_rss, 1),
+        "rows_large": best["ingest"]["rows"],
+        "memory_growth_large_vs_small": round(large_rss / small["peak_rss_mb"], 2),
+        "targets": {"ratio": 0.85, "ingest_rows_per_s": 1_000_000, "memory_growth_large_vs_small": 2.0},
+    }
+    if not args.skip_single:
+        # one day of a fleet 10x larger: memory scales with the partition, not with history
+        big = WORK / "landing_big"
+        print(f"generating one day of {args.meters * 10:,} meters (a single 10x partition)")
+        _generate(big, args.meters * 10, days[:1], args.seed + 1)
+        one = _run_child("ingest", big, days[:1], "single")
+        out["peak_rss_mb_single_10x_partition"] = round(one["peak_rss_mb"], 1)
+        out["single_10x_partition_rows_per_s"] = round(one["rows"] / one["seconds"])
+    out["met"] = {
+        "ratio": out["ratio"] >= 0.85,
+        "ingest_rows_per_s": out["ingest_rows_per_s"] >= 1_000_000,
+        "memory": out["memory_growth_large_vs_small"] <= 2.0,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print("\nbench-ingest results")
+    print(f"  bare copy (Parquet read + Delta write): {copy_rps / 1e6:6.2f} M rows/s")
+    print(f"  full landing -> silver ingestion:       {ingest_rps / 1e6:6.2f} M rows/s   ratio {out['ratio']:.3f} (target >= 0.85)")
+    print(f"  ingestion stages (s): {out['ingest_stage_seconds']}")
+    print(f"  peak RSS: 1 day {out['peak_rss_mb_small']:.0f} MB, {args.days} days {out['peak_rss_mb_large']:.0f} MB -> x{out['memory_growth_large_vs_small']:.2f} (target <= 2)")
+    if "peak_rss_mb_single_10x_partition" in out:
+        print(f"  one 10x-larger day: peak RSS {out['peak_rss_mb_single_10x_partition']:.0f} MB, {out['single_10x_partition_rows_per_s'] / 1e6:.2f} M rows/s")
+    print(f"  written to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Delta Lake storage for gridlake tables: a local folder or an s3:// prefix.
+
+One writer for every table: it conforms the frame to the table's declared schema (lake.schemas),
+replaces exactly one partition atomically (Delta ``replaceWhere`` via ``predicate``), retries on a
+concurrent-commit conflict, and returns what it wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from lake.schemas import Table
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: one writer setting for every table (and for the benchmark's bare copy)
+WRITER_PROPERTIES = WriterProperties(compression="SNAPPY")
+
+
+def s3_storage_options_from_env() -> dict[str, str]:
+    """Storage options for delta-rs from the standard AWS_* environment variables (never from code)."""
+    opts: dict[str, str] = {}
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL"):
+        if os.environ.get(k):
+            opts[k] = os.environ[k]
+    opts.setdefault("AWS_REGION", "us-east-1")
+    endpoint = opts.get("AWS_ENDPOINT_URL", "")
+    if endpoint.startswith("http://"):
+        opts["AWS_ALLOW_HTTP"] = "true"
+    # Endpoints without conditional PUT (moto, older MinIO) need the unsafe-rename mode; a single
+    # writer per partition (Dagster's run queue) keeps that safe here. Opt out with GRIDLAKE_S3_SAFE=1.
+    if os.environ.get("GRIDLAKE_S3_SAFE") != "1":
+        opts["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+    return opts
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    uri: str
+    version: int
+    rows: int
+    partition: str | None
+
+
+class Lake:
+    """The lake root holding one Delta table per declared table name."""
+
+    def __init__(self, root: str | os.PathLike, storage_options: dict[str, str] | None = None):
+        root = str(root)
+        if root.startswith("s3://"):
+            self.root = root.rstrip("/")
+            self.storage_options = storage_options if storage_options is not None else s3_storage_options_from_env()
+        elif "://" in root:
+            raise ValueError(f"unsupported lake URI {root!r}: use a local path or s3://bucket/prefix")
+        else:
+            self.root = str(Path(root).resolve())
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+            self.storage_options = storage_options
+        self.is_s3 = self.root.startswith("s3://")
+
+    def uri(self, table: Table | str) -> str:
+        name = table if isinstance(table, str) else table.name
+        if not _NAME_RE.match(name):
+            raise ValueError(f"bad table name {name!r}")
+        return f"{self.root}/{name}"
+
+    def exists(self, table: Table | str) -> bool:
+        try:
+            DeltaTable(self.uri(table), storage_options=self.storage_options)
+            return True
+        except TableNotFoundError:
+            return False
+
+    def delta(self, table: Table | str) -> DeltaTable:
+        return DeltaTable(self.uri(table), storage_options=self.storage_options)
+
+    # ------------------------------------------------------------------ writing
+    def write_partition(self, table: Table, df: pl.DataFrame, partition: dt.date | None, *, retries: int = 5) -> WriteResult:
+        """Replace exactly the rows of one partition (or the whole table if it is unpartitioned).
+
+        Every row of ``df`` must belong to ``partition``: a row that does not is a bug upstream,
+        and the write refuses it rather than spilling into another partition.
+        """
+        data = table.conform(df)
+        predicate = None
+        if table.partition_by:
+            if partition is None:
+                raise ValueError(f"{table.name} is partitioned by {table.partition_by}; give a partition")
+            if not isinstance(partition, dt.date):
+                raise TypeError(f"partition must be a date, got {partition!r}")
+            col = table.partition_by[0]
+            stray = data.filter(pl.col(col) != partition).height
+            if stray:
+                raise ValueError(f"{table.name}: {stray} row(s) outside partition {col}={partition}")
+            predicate = f"{col} = '{partition.isoformat()}'"  # isoformat of a date: no injection possible
+        uri = self.uri(table)
+        self._create_if_missing(table)
+        for attempt in range(retries + 1):
+            try:
+                # the polars frame goes over the Arrow C stream as is (no copy); the table was
+                # created with the declared Arrow schema, so nullability is enforced by Delta
+                write_deltalake(
+                    uri,
+                    data,
+                    partition_by=list(table.partition_by) or None,
+                    mode="overwrite",
+                    predicate=predicate,
+                    storage_options=self.storage_options,
+                    writer_properties=WRITER_PROPERTIES,
+                )
+                break
+            except CommitFailedError:
+                if attempt == retries:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        version = self.delta(table).version()
+        return WriteResult(table.name, uri, version, data.height, partition.isoformat() if partition else None)
+
+    def _create_if_missing(self, table: Table) -> None:
+        if self.exists(table):
+            return
+        try:
+            DeltaTable.create(
+                self.uri(table),
+                schema=table.arrow_schema(),
+                partition_by=list(table.partition_by) or None,
+                name=table.name,
+                description=table.description[:500] or None,
+                storage_options=self.storage_options,
+            )
+        except Exception:  # a concurrent writer created it first: fine if it now exists
+            if not self.exists(table):
+                raise
+
+    # ------------------------------------------------------------------ raw objects
+    def _s3(self):
+        import boto3
+
+        opts = self.storage_options or {}
+        return boto3.client(
+            "s3",
+            endpoint_url=opts.get("AWS_ENDPOINT_URL"),
+            region_name=opts.get("AWS_REGION"),
+            aws_access_key_id=opts.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=opts.get("AWS_SECRET_ACCESS_KEY"),
+        )
+
+    def object_path(self, relpath: str) -> str:
+        """The URI of a raw object (e.g. an archived landing file) under the lake root."""
+        from lake.landing import check_key
+
+        return f"{self.root}/{check_key(relpath)}"
+
+    def put_object(self, relpath: str, data: bytes) -> str:
+        """Store bytes unchanged under the lake root (local file or S3 object); returns the URI."""
+        uri = self.object_path(relpath)
+        if self.is_s3:
+            bucket, _, key = uri[len("s3://") :].partition("/")
+            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+        else:
+            p = Path(uri)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_name(p.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(p)
+        return uri
+
+    def get_object(self, relpath: str) -> bytes:
+        uri = self.object_path(relpath)
+        if self.is_s3:
+            bucket, _, key = uri[len("s3://") :].partition("/")
+            return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return Path(uri).read_bytes()
+
+    # ------------------------------------------------------------------ reading
+    def scan(self, table: Table | str) -> pl.LazyFrame:
+        return pl.scan_delta(self.uri(table), storage_options=self.storage_options)
+
+    def read(self, table: Table | str, partition: dt.date | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+        """Read a table (optionally one partition) into polars; an absent table raises a clear error."""
+        if not self.exists(table):
+            raise FileNotFoundError(f"Delta table {self.uri(table)} does not exist yet: materialise its producer first")
+        lf = self.scan(table)
+        if partition is not None:
+            tbl = table if isinstance(table, Table) else None
+            col = tbl.partition_by[0] if tbl and tbl.partition_by else "date"
+            lf = lf.filter(pl.col(col) == partition)
+        if columns is not None:
+            lf = lf.select(columns)
+        return lf.collect()

@@ -1,0 +1,65 @@
+"""Point and probabilistic forecast metrics, and the model-comparison table.
+
+Conventions: MAPE in percent; pinball loss averaged over p10/p50/p90; ``coverage_80`` is the
+share of actuals inside [p10, p90] (0.80 for a calibrated model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import mean_absolute_error, mean_pinball_loss, mean_squared_error, r2_score
+
+from models.forecast.base import QUANTILES
+
+METRICS = ("mape", "rmse", "mae", "r2", "pinball", "coverage_80")
+#: metrics where larger is better (everything else ranks ascending)
+HIGHER_IS_BETTER = {"r2"}
+
+
+def mape(actual: np.ndarray, pred: np.ndarray) -> float:
+    actual = np.asarray(actual, float)
+    if np.any(actual == 0):
+        raise ValueError("MAPE is undefined with zero actuals; rank by mae or rmse instead")
+    return float(np.mean(np.abs(pred - actual) / np.abs(actual)) * 100.0)
+
+
+def score(actual, p10, p50, p90) -> dict[str, float]:
+    """All metrics for one set of forecasts (arrays of equal length)."""
+    a, lo, md, hi = (np.asarray(v, float) for v in (actual, p10, p50, p90))
+    if not (np.isfinite(a).all() and np.isfinite(md).all()):
+        raise ValueError("score(): actuals and forecasts must be finite")
+    out = {
+        "mape": mape(a, md) if np.all(a != 0) else float("nan"),
+        "rmse": float(np.sqrt(mean_squared_error(a, md))),
+        "mae": float(mean_absolute_error(a, md)),
+        "r2": float(r2_score(a, md)) if len(a) > 1 else float("nan"),
+        "pinball": float(
+            np.mean([mean_pinball_loss(a, q, alpha=al) for q, al in zip((lo, md, hi), QUANTILES)])
+        ),
+        "coverage_80": float(np.mean((a >= lo) & (a <= hi))),
+    }
+    return out
+
+
+def score_backtest(bt: pl.DataFrame) -> pl.DataFrame:
+    """One row per model with every metric (plus MAPE averaged per origin, the Taylor protocol)."""
+    if "actual" not in bt.columns:
+        raise ValueError("backtest frame has no 'actual' column")
+    rows = []
+    for (name,), g in bt.group_by(["model"], maintain_order=True):
+        m = score(g["actual"].to_numpy(), g["p10"].to_numpy(), g["p50"].to_numpy(), g["p90"].to_numpy())
+        m["model"] = name
+        m["n_origins"] = g["origin"].n_unique()
+        m["n_points"] = g.height
+        rows.append(m)
+    return pl.DataFrame(rows).select(["model", *METRICS, "n_origins", "n_points"])
+
+
+def comparison_table(scores: pl.DataFrame, rank_by: str = "mape") -> pl.DataFrame:
+    """Rank models by ``rank_by`` (1 = best)."""
+    if rank_by not in scores.columns:
+        raise ValueError(f"unknown metric {rank_by!r}; choose from {METRICS}")
+    desc = rank_by in HIGHER_IS_BETTER
+    ranked = scores.sort(rank_by, descending=desc, nulls_last=True)
+    return ranked.with_row_index("rank", offset=1)

@@ -1,0 +1,11 @@
+"""Grid ML: anomaly ensemble, transformer failure/RUL, customer segments, recommendations and
+demand response. Plain library code on polars frames (no Dagster import): the assets in pipelines/
+call these functions and write the gold tables declared in :mod:`models.grid.tables`.
+
+Heavy dependencies (torch, sklearn, xgboost) are imported inside the functions that need them.
+"""
+
+from .config import AlertThresholds, AnomalyConfig, FeatureConfig
+from .tables import GRID_TABLES
+
+__all__ = ["AlertThresholds", "AnomalyConfig", "FeatureConfig", "GRID_TABLES"]

@@ -1,0 +1,120 @@
+"""Configuration of the grid ML library: thresholds, physics constants, tariffs, DR rules.
+
+Every number a utility would want to change lives here as a frozen dataclass with validation, so a
+Dagster ``Config`` (or a YAML file) can build them and a bad value fails at load time with the field
+named, not deep inside a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lake.schemas import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
+
+
+def _finite(owner: str, name: str, v: object, lo: float | None = None, hi: float | None = None) -> None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise ValueError(f"{owner}.{name} must be a finite number, got {v!r}")
+    if lo is not None and v < lo:
+        raise ValueError(f"{owner}.{name} must be >= {lo}, got {v!r}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{owner}.{name} must be <= {hi}, got {v!r}")
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """The utility's score bands: ``[monitoring, alert)`` is watched, ``>= alert`` raises an alert,
+    ``>= critical`` is critical. They apply to calibrated scores in 0..1 (anomaly) and are reused,
+    with their own values, for the failure risk."""
+
+    monitoring: float = 0.70
+    alert: float = 0.85
+    critical: float = 0.95
+
+    def __post_init__(self) -> None:
+        for n in ("monitoring", "alert", "critical"):
+            _finite("AlertThresholds", n, getattr(self, n), 0.0, 1.0)
+        if not (self.monitoring <= self.alert <= self.critical):
+            raise ValueError(
+                f"AlertThresholds must satisfy monitoring <= alert <= critical, got "
+                f"{self.monitoring}, {self.alert}, {self.critical}"
+            )
+
+    def status(self, score: float) -> str:
+        """Band name of one score (vectorised form: :func:`models.grid.anomaly.status_expr`)."""
+        if score >= self.critical:
+            return "critical"
+        if score >= self.alert:
+            return "alert"
+        if score >= self.monitoring:
+            return "monitoring"
+        return "normal"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How raw readings become features (see :mod:`models.grid.features`)."""
+
+    timezone: str = "America/New_York"
+    #: nominal service voltage of the meters (V)
+    meter_nominal_v: float = 230.0
+    #: nominal secondary voltage reported by transformer SCADA (V)
+    transformer_nominal_v: float = 240.0
+    nominal_frequency_hz: float = 60.0
+    #: the "rolling mean" a reading is compared with: the meter's previous day
+    short_window: str = "1d"
+    #: the level a meter's last day is compared with: the 7 days before it (theft, zero meters)
+    long_window: str = "7d"
+    #: readings in the short flat-line window (a stuck register repeats the same value)
+    flat_readings: int = 4
+    #: readings per autoencoder window
+    window: int = 8
+    # IEEE C57.91 clause 7 top-oil model with ONAN defaults: the expected top-oil rise for the load,
+    # so a rise the load does not explain (degraded cooling, insulation losses) stands out. Replace
+    # with nameplate values where the utility has them.
+    top_oil_rise_rated_c: float = 55.0
+    loss_ratio: float = 4.5
+    oil_exponent: float = 0.8
+    tau_top_oil_min: float = 180.0
+
+    def __post_init__(self) -> None:
+        for n in ("meter_nominal_v", "transformer_nominal_v", "nominal_frequency_hz", "top_oil_rise_rated_c",
+                  "loss_ratio", "oil_exponent", "tau_top_oil_min"):
+            _finite("FeatureConfig", n, getattr(self, n), 1e-9)
+        for n in ("flat_readings", "window"):
+            v = getattr(self, n)
+            if not isinstance(v, int) or v < 2:
+                raise ValueError(f"FeatureConfig.{n} must be an int >= 2, got {v!r}")
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    """Sizes of the three detectors. Small on purpose: 2 shared cores, scoring >= 200k readings/s."""
+
+    n_estimators: int = 64  # isolation forest trees
+    max_samples: int = 256  # rows per tree (Liu et al.'s default)
+    max_train_rows: int = 40_000  # unsupervised fit sample
+    nystroem_components: int = 64  # RBF feature map for the linear one-class SVM
+    ocsvm_nu: float = 0.02
+    ae_hidden: int = 16
+    ae_code: int = 4
+    ae_epochs: int = 8
+    ae_batch: int = 512
+    ae_lr: float = 3e-3
+    #: share of the labelled rows held back to calibrate the vote (split by asset)
+    calibration_share: float = 0.4
+    #: calibration rows kept (uniform sample: the prevalence, hence the probabilities, stay unbiased)
+    max_calibration_rows: int = 100_000
+    torch_threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for n in ("n_estimators", "max_samples", "max_train_rows", "nystroem_components", "ae_hidden", "ae_code",
+                  "ae_epochs", "ae_batch", "torch_threads", "max_calibration_rows"):
+            v = getattr(self, n)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"AnomalyConfig.{n} must be a positive int, got {v!r}")
+        _finite("AnomalyConfig", "ocsvm_nu", self.ocsvm_nu, 1e-6, 1.0)
+        _finite("AnomalyConfig", "ae_lr", self.ae_lr, 1e-9)
+        _finite("AnomalyConfig", "calibration_share", self.calibration_share, 0.05, 0.95)

@@ -1,0 +1,279 @@
+"""Transformer failure prediction (72 h) and remaining useful life, plus outage impact.
+
+Snapshots are hourly per transformer. Features (why):
+- ``age_years``, ``days_since_maintenance``: insulation ages and maintenance resets wear;
+- ``utilisation_mean_24h``/``_max_24h``: loading drives the hot spot and ageing;
+- ``top_oil_mean_24h``, ``hot_spot_max_24h``: the temperatures themselves;
+- ``excess_rise_6h``/``_24h``: top-oil rise the load and ambient do not explain (IEEE C57.91 model,
+  see :mod:`models.grid.features`): losses turning into heat, i.e. falling efficiency;
+- ``efficiency_trend``: change of that excess over the last 18 h (K): degradation accelerates;
+- ``anomaly_count_7d``: SCADA samples the anomaly ensemble put at or above its alert threshold.
+
+Models: an XGBoost classifier for "fails within 72 h" and an XGBoost accelerated-failure-time
+survival model (``survival:aft``) for the remaining useful life, which uses the snapshots whose
+failure lies beyond the observed period as right-censored instead of dropping or mislabelling them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+
+from .config import AlertThresholds, FeatureConfig
+from .features import FeatureInputError, require_columns, transformer_features
+
+FAILURE_FEATURES: tuple[str, ...] = (
+    "age_years",
+    "days_since_maintenance",
+    "utilisation_mean_24h",
+    "utilisation_max_24h",
+    "top_oil_mean_24h",
+    "hot_spot_max_24h",
+    "excess_rise_6h",
+    "excess_rise_24h",
+    "efficiency_trend",
+    "anomaly_count_7d",
+)
+
+
+@dataclass(frozen=True)
+class FailureConfig:
+    horizon_h: float = 72.0
+    #: risk bands for P(failure within the horizon); alert at 0.5 = "more likely than not"
+    thresholds: AlertThresholds = field(default_factory=lambda: AlertThresholds(0.3, 0.5, 0.8))
+    n_estimators: int = 200
+    max_depth: int = 4
+    learning_rate: float = 0.05
+    n_jobs: int = 2
+    seed: int = 0
+
+
+def hourly_snapshots(
+    scada: pl.DataFrame,
+    ref_transformers: pl.DataFrame,
+    weather: pl.DataFrame | None,
+    anomaly_flags: pl.DataFrame | None = None,
+    cfg: FeatureConfig = FeatureConfig(),
+) -> pl.DataFrame:
+    """One row per transformer and hour (``as_of`` = end of the hour) with :data:`FAILURE_FEATURES`.
+
+    ``anomaly_flags``: (asset_id, time) of SCADA samples at/above the anomaly alert threshold; None
+    means no anomaly scores are available (the count is then 0, which the model was trained to see
+    only if it was trained the same way: pass the same kind of input at fit and predict time).
+    """
+    require_columns(ref_transformers, ("transformer_id", "install_year", "last_maintenance"), "ref_transformers")
+    f = transformer_features(scada, ref_transformers, weather, cfg)
+    temps = scada.select(pl.col("transformer_id").alias("asset_id"),
+                         pl.col("sample_time").dt.convert_time_zone("UTC").alias("time"),
+                         pl.col("top_oil_temp_c").cast(pl.Float64).fill_nan(None),
+                         pl.col("hot_spot_temp_c").cast(pl.Float64).fill_nan(None))
+    f = f.join(temps, on=["asset_id", "time"], how="left")
+    h = (
+        f.group_by_dynamic("time", every="1h", group_by="asset_id", closed="left", label="right")
+        .agg(
+            pl.col("utilisation").mean().alias("_u_mean"),
+            pl.col("utilisation").max().alias("_u_max"),
+            pl.col("top_oil_temp_c").mean().alias("_top"),
+            pl.col("hot_spot_temp_c").max().alias("_hot"),
+            pl.col("excess_rise").mean().alias("_excess"),
+        )
+        .rename({"time": "as_of"})
+        .sort("asset_id", "as_of")
+    )
+    if anomaly_flags is not None and anomaly_flags.height:
+        require_columns(anomaly_flags, ("asset_id", "time"), "anomaly_flags")
+        cnt = (
+            anomaly_flags.select("asset_id", pl.col("time").dt.truncate("1h") + timedelta(hours=1))
+            .group_by("asset_id", "time").len().rename({"time": "as_of", "len": "_n"})
+        )
+        h = h.join(cnt.with_columns(pl.col("_n").cast(pl.Float64)), on=["asset_id", "as_of"], how="left")
+    else:
+        h = h.with_columns(pl.lit(None, dtype=pl.Float64).alias("_n"))
+    g = "asset_id"
+
+    def roll(c: str, how: str, w: str) -> pl.Expr:
+        return getattr(pl.col(c), f"rolling_{how}_by")("as_of", window_size=w).over(g)
+
+    h = h.with_columns(
+        roll("_u_mean", "mean", "24h").alias("utilisation_mean_24h"),
+        roll("_u_max", "max", "24h").alias("utilisation_max_24h"),
+        roll("_top", "mean", "24h").alias("top_oil_mean_24h"),
+        roll("_hot", "max", "24h").alias("hot_spot_max_24h"),
+        roll("_excess", "mean", "6h").alias("excess_rise_6h"),
+        roll("_excess", "mean", "24h").alias("excess_rise_24h"),
+        pl.col("_n").fill_null(0.0).rolling_sum_by("as_of", window_size="7d").over(g).alias("anomaly_count_7d"),
+    ).with_columns(
+        (pl.col("excess_rise_6h") - pl.col("excess_rise_6h").shift(18).over(g)).alias("efficiency_trend"),
+    )
+    ref = ref_transformers.select(
+        pl.col("transformer_id").alias("asset_id"), pl.col("install_year").cast(pl.Float64),
+        pl.col("last_maintenance").cast(pl.Date),
+    )
+    h = h.join(ref, on="asset_id", how="left").with_columns(
+        (pl.col("as_of").dt.year() + pl.col("as_of").dt.ordinal_day() / 365.25 - pl.col("install_year")).alias("age_years"),
+        ((pl.col("as_of").dt.date() - pl.col("last_maintenance")).dt.total_days().cast(pl.Float64)).alias("days_since_maintenance"),
+        pl.col("anomaly_count_7d").cast(pl.Int64),
+    )
+    return h.select(pl.col("asset_id").alias("transformer_id"), "as_of", *FAILURE_FEATURES)
+
+
+def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon_h: float = 72.0) -> pl.DataFrame:
+    """Add training targets from failure events.
+
+    - ``in_service``: False while the transformer is failed/under repair (those hours are dropped);
+    - ``fails_within``: the next failure starts within ``horizon_h`` after ``as_of``;
+    - ``rul_lower``/``rul_upper``: hours to the next failure, or [hours to the end of the observed
+      period, +inf) when none is observed (right-censored).
+    """
+    require_columns(truth_events, ("event_type", "asset_id", "start_time", "end_time"), "truth_events")
+    fails = truth_events.filter(pl.col("event_type") == "transformer_failure").select(
+        pl.col("asset_id").alias("transformer_id"), pl.col("start_time").alias("_fs"), pl.col("end_time").alias("_fe")
+    ).sort("_fs")
+    s = snapshots.with_row_index("_r")
+    down = (
+        s.select("_r", "transformer_id", "as_of").join(fails, on="transformer_id", how="inner")
+        .filter((pl.col("as_of") > pl.col("_fs")) & (pl.col("as_of") <= pl.col("_fe") + timedelta(hours=1)))
+        .select("_r").unique().with_columns(pl.lit(False).alias("in_service"))
+    )
+    nxt = s.sort("as_of").join_asof(
+        fails.select("transformer_id", "_fs").sort("_fs"), left_on="as_of", right_on="_fs", by="transformer_id",
+        strategy="forward",
+    ).select("_r", "_fs")
+    end = snapshots["as_of"].max()
+    s = s.join(down, on="_r", how="left").join(nxt, on="_r", how="left").sort("_r")
+    hours = ((pl.col("_fs") - pl.col("as_of")).dt.total_seconds() / 3600.0)
+    to_end = ((pl.lit(end) - pl.col("as_of")).dt.total_seconds() / 3600.0)
+    return s.with_columns(
+        pl.col("in_service").fill_null(True),
+        (hours.is_not_null() & (hours <= horizon_h)).fill_null(False).alias("fails_within"),
+        pl.when(hours.is_not_null()).then(hours).otherwise(to_end).clip(0.5).alias("rul_lower"),
+        pl.when(hours.is_not_null()).then(hours).otherwise(float("inf")).clip(0.5).alias("rul_upper"),
+    ).drop("_r", "_fs")
+
+
+@dataclass
+class FailureModel:
+    config: FailureConfig = field(default_factory=FailureConfig)
+    version: str = "unregistered"
+    classifier_: object = None
+    survival_: object = None
+
+    def fit(self, targets: pl.DataFrame) -> "FailureModel":
+        """Fit on :func:`failure_targets` output (rows out of service are skipped)."""
+        import xgboost as xgb
+
+        require_columns(targets, FAILURE_FEATURES + ("in_service", "fails_within", "rul_lower", "rul_upper"), "targets")
+        t = targets.filter(pl.col("in_service"))
+        y = t["fails_within"].to_numpy()
+        if y.sum() == 0 or y.sum() == len(y):
+            raise ValueError(
+                f"failure model: need snapshots both before failures and not ({int(y.sum())} of {len(y)} positive); "
+                "simulate more transformer failures (EventRates.failures_per_transformer_year) or a longer period"
+            )
+        x = t.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
+        c = self.config
+        self.classifier_ = xgb.XGBClassifier(
+            n_estimators=c.n_estimators, max_depth=c.max_depth, learning_rate=c.learning_rate, n_jobs=c.n_jobs,
+            random_state=c.seed, eval_metric="auc",
+        ).fit(x, y)
+        d = xgb.DMatrix(x)
+        d.set_float_info("label_lower_bound", t["rul_lower"].to_numpy())
+        d.set_float_info("label_upper_bound", t["rul_upper"].to_numpy())
+        self.survival_ = xgb.train(
+            {"objective": "survival:aft", "eval_metric": "aft-nloglik", "aft_loss_distribution": "normal",
+             "aft_loss_distribution_scale": 1.0, "tree_method": "hist", "learning_rate": c.learning_rate,
+             "max_depth": c.max_depth, "nthread": c.n_jobs, "seed": c.seed},
+            d, num_boost_round=c.n_estimators,
+        )
+        return self
+
+    def predict(self, snapshots: pl.DataFrame) -> pl.DataFrame:
+        """transformer_id, as_of, failure_probability_72h, rul_hours, status, features."""
+        import xgboost as xgb
+
+        if self.classifier_ is None:
+            raise RuntimeError("FailureModel is not fitted")
+        require_columns(snapshots, ("transformer_id", "as_of") + FAILURE_FEATURES, "snapshots")
+        x = snapshots.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
+        p = self.classifier_.predict_proba(x)[:, 1]
+        rul = self.survival_.predict(xgb.DMatrix(x))
+        th = self.config.thresholds
+        from .anomaly import status_expr
+
+        return snapshots.with_columns(
+            pl.Series("failure_probability_72h", p.astype(np.float64)),
+            pl.Series("rul_hours", np.asarray(rul, dtype=np.float64)),
+        ).with_columns(status_expr(pl.col("failure_probability_72h"), th).alias("status"))
+
+
+def outage_impact(ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,
+                  meter_readings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Customers and load downstream of each transformer: what a failure would cut off.
+
+    ``load_downstream_kw`` is the meters' mean demand over the readings given (pass the last 24 h).
+    A transformer with no meters gets 0 customers and 0 kW (not an error: spares, street lighting).
+    Meters pointing at a transformer the reference does not know are an error.
+    """
+    require_columns(ref_meters, ("meter_id", "transformer_id"), "ref_meters")
+    require_columns(ref_transformers, ("transformer_id",), "ref_transformers")
+    orphans = sorted(set(ref_meters["transformer_id"].to_list()) - set(ref_transformers["transformer_id"].to_list()))
+    if orphans:
+        raise FeatureInputError(f"ref_meters: {len(orphans)} transformer id(s) not in ref_transformers, e.g. {orphans[:5]}")
+    m = ref_meters.select("meter_id", "transformer_id")
+    if meter_readings is not None and meter_readings.height:
+        require_columns(meter_readings, ("meter_id", "demand_kw"), "meter readings")
+        load = meter_readings.group_by("meter_id").agg(pl.col("demand_kw").cast(pl.Float64).fill_nan(None).mean().alias("_kw"))
+        m = m.join(load, on="meter_id", how="left")
+    else:
+        m = m.with_columns(pl.lit(None, dtype=pl.Float64).alias("_kw"))
+    per = m.group_by("transformer_id").agg(
+        pl.len().cast(pl.Int64).alias("customers_downstream"),
+        pl.col("_kw").fill_null(0.0).clip(lower_bound=0.0).sum().alias("load_downstream_kw"),
+    )
+    return ref_transformers.select("transformer_id").join(per, on="transformer_id", how="left").with_columns(
+        pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0)
+    )
+
+
+def evaluate_failure(pred: pl.DataFrame, targets: pl.DataFrame, truth_events: pl.DataFrame,
+                     threshold: float, horizon_h: float = 72.0) -> dict:
+    """ROC-AUC, precision/recall at the alert threshold, and warning lead times per failure.
+
+    Lead time of a failure = failure start minus the first snapshot in the ``horizon_h`` before it
+    whose probability reaches the threshold (0 h if none: a missed failure counts as no warning).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    j = pred.join(targets.select("transformer_id", "as_of", "in_service", "fails_within"),
+                  on=["transformer_id", "as_of"], how="inner").filter(pl.col("in_service"))
+    y = j["fails_within"].to_numpy()
+    p = j["failure_probability_72h"].to_numpy()
+    flag = p >= threshold
+    out = {
+        "snapshots": int(len(y)),
+        "positives": int(y.sum()),
+        "roc_auc": round(float(roc_auc_score(y, p)), 4) if 0 < y.sum() < len(y) else None,
+        "precision_at_threshold": round(float((flag & y).sum() / flag.sum()), 4) if flag.sum() else 0.0,
+        "recall_at_threshold": round(float((flag & y).sum() / y.sum()), 4) if y.sum() else 0.0,
+    }
+    t0, t1 = pred["as_of"].min(), pred["as_of"].max()
+    fails = truth_events.filter(
+        (pl.col("event_type") == "transformer_failure") & (pl.col("start_time") > t0 + timedelta(hours=horizon_h))
+        & (pl.col("start_time") <= t1)
+    ).select(pl.col("asset_id").alias("transformer_id"), pl.col("start_time").alias("fail"))
+    warned = (
+        pred.filter(pl.col("failure_probability_72h") >= threshold)
+        .join(fails, on="transformer_id", how="inner")
+        .filter((pl.col("as_of") < pl.col("fail")) & (pl.col("as_of") >= pl.col("fail") - timedelta(hours=horizon_h)))
+        .group_by("transformer_id", "fail")
+        .agg(((pl.col("fail").first() - pl.col("as_of").min()).dt.total_seconds() / 3600.0).alias("lead_h"))
+    )
+    leads = fails.join(warned, on=["transformer_id", "fail"], how="left")["lead_h"].fill_null(0.0).to_numpy()
+    out["failures"] = int(len(leads))
+    out["warned"] = int((leads > 0).sum())
+    out["median_lead_h"] = round(float(np.median(leads)), 2) if len(leads) else None
+    out["median_lead_h_warned"] = round(float(np.median(leads[leads > 0])), 2) if (leads > 0).any() else None
+    return out

@@ -1,0 +1,184 @@
+"""Customer segmentation: clustering normalised daily load profiles into the named segments.
+
+Profile features per meter (why): the weekday and the day-off mean profiles by local hour, each
+divided by the meter's mean absolute demand (so *when* energy is used matters, not how much);
+``avg_daily_kwh`` (size, log-scaled), the weekday ``peak_hour`` (as sine/cosine, 23 h is next to
+0 h), ``weekend_ratio``, ``seasonal_cv`` (day-to-day variation: weather-driven HVAC), and the solar /
+EV flags from the meter reference.
+
+Names. K-means is seeded with the centroids of a labelled reference panel (customers whose segment is
+known: surveys, programme enrolments; here the simulator's archetypes) and every cluster is then
+named by a Hungarian assignment against that panel. So the same customer gets the same name on every
+rerun and retrain, whatever order k-means happens to number its clusters in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from .features import FeatureInputError, require_columns
+
+PROFILE_HOURS = 24
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    timezone: str = "America/New_York"
+    #: fewer days than this: the segment is marked provisional
+    min_days: int = 7
+    #: local peak window [start, end) hours, used for the peak-energy column recommendations need
+    peak_hours: tuple[int, int] = (16, 21)
+    seed: int = 0
+
+
+def _day_off(dates: pl.Series) -> pl.Series:
+    import holidays
+
+    years = sorted({d.year for d in dates.drop_nulls().unique().to_list()}) or [2026]
+    hol = holidays.country_holidays("US", years=years)
+    return dates.map_elements(lambda d: d.weekday() >= 5 or d in hol, return_dtype=pl.Boolean)
+
+
+def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None = None,
+                     cfg: SegmentConfig = SegmentConfig()) -> pl.DataFrame:
+    """One row per meter: normalised profiles ``wd_00..wd_23``, ``we_00..we_23`` and the summary features.
+
+    A meter with only working days (or only days off) in its history reuses the profile it has for
+    the missing day type (weekend_ratio 1) and is flagged through ``history_days``.
+    """
+    require_columns(readings, ("meter_id", "reading_time", "demand_kw", "consumption_kwh"), "meter readings")
+    if readings.height == 0:
+        raise FeatureInputError("meter readings: empty frame, no profiles to build")
+    local = pl.col("reading_time").dt.convert_time_zone(cfg.timezone)
+    r = readings.select(
+        "meter_id", local.dt.date().alias("day"), local.dt.hour().alias("hour"),
+        pl.col("demand_kw").cast(pl.Float64).fill_nan(None), pl.col("consumption_kwh").cast(pl.Float64).fill_nan(None),
+    )
+    days = r.select(pl.col("day").unique())
+    days = days.with_columns(_day_off(days["day"]).alias("off"))
+    r = r.join(days, on="day", how="left")
+    a, b = cfg.peak_hours
+    daily = r.group_by("meter_id", "day", "off").agg(
+        pl.col("consumption_kwh").sum().alias("kwh"),
+        pl.col("consumption_kwh").filter(pl.col("hour").is_between(a, b - 1)).sum().alias("peak_kwh"),
+    )
+    summ = daily.group_by("meter_id").agg(
+        pl.col("kwh").mean().alias("avg_daily_kwh"),
+        pl.col("peak_kwh").mean().alias("peak_kwh_per_day"),
+        (pl.col("kwh").std() / (pl.col("kwh").mean() + 1e-6)).fill_null(0.0).alias("seasonal_cv"),
+        pl.col("kwh").filter(pl.col("off")).mean().alias("_off"),
+        pl.col("kwh").filter(~pl.col("off")).mean().alias("_on"),
+        pl.len().alias("history_days"),
+    ).with_columns(
+        (pl.col("_off") / (pl.col("_on") + 1e-6)).fill_null(1.0).fill_nan(1.0).alias("weekend_ratio")
+    ).drop("_off", "_on")
+    prof = (
+        r.group_by("meter_id", "off", "hour").agg(pl.col("demand_kw").mean())
+        .with_columns((pl.when(pl.col("off")).then(pl.lit("we_")).otherwise(pl.lit("wd_"))
+                       + pl.col("hour").cast(pl.Utf8).str.zfill(2)).alias("col"))
+        .pivot(on="col", index="meter_id", values="demand_kw")
+    )
+    wd = [f"wd_{h:02d}" for h in range(PROFILE_HOURS)]
+    we = [f"we_{h:02d}" for h in range(PROFILE_HOURS)]
+    for c in wd + we:
+        if c not in prof.columns:
+            prof = prof.with_columns(pl.lit(None, dtype=pl.Float64).alias(c))
+    # a missing day type borrows the other one; a missing hour borrows the day type's mean
+    prof = prof.with_columns([pl.coalesce(pl.col(w), pl.col(e)).alias(w) for w, e in zip(wd, we)]).with_columns(
+        [pl.coalesce(pl.col(e), pl.col(w)).alias(e) for w, e in zip(wd, we)]
+    )
+    prof = prof.with_columns([pl.col(c).fill_null(pl.mean_horizontal(wd + we)) for c in wd + we])
+    scale = pl.mean_horizontal([pl.col(c).abs() for c in wd + we]) + 1e-6
+    prof = prof.with_columns([(pl.col(c) / scale).alias(c) for c in wd + we])
+    wdv = prof.select(wd).to_numpy()
+    prof = prof.with_columns(pl.Series("peak_hour", wdv.argmax(axis=1).astype(np.int32)))
+    out = summ.join(prof, on="meter_id", how="inner")
+    if ref_meters is not None:
+        require_columns(ref_meters, ("meter_id", "has_pv", "has_ev"), "ref_meters")
+        cols = ["meter_id", "has_pv", "has_ev"] + (["customer_id"] if "customer_id" in ref_meters.columns else [])
+        out = out.join(ref_meters.select(cols), on="meter_id", how="left")
+    for c in ("has_pv", "has_ev"):
+        out = out.with_columns(pl.col(c).fill_null(False) if c in out.columns else pl.lit(False).alias(c))
+    if "customer_id" not in out.columns:
+        out = out.with_columns(pl.lit(None, dtype=pl.Utf8).alias("customer_id"))
+    return out.sort("meter_id")
+
+
+def _matrix(pf: pl.DataFrame) -> np.ndarray:
+    wd = [f"wd_{h:02d}" for h in range(PROFILE_HOURS)]
+    we = [f"we_{h:02d}" for h in range(PROFILE_HOURS)]
+    ph = pf["peak_hour"].to_numpy().astype(float) * 2 * math.pi / 24
+    extra = np.column_stack([
+        np.log1p(np.clip(pf["avg_daily_kwh"].to_numpy(), 0, None)),
+        np.sin(ph), np.cos(ph),
+        np.clip(pf["weekend_ratio"].to_numpy(), 0, 5),
+        np.clip(pf["seasonal_cv"].to_numpy(), 0, 5),
+        pf["has_pv"].cast(pl.Float64).to_numpy(),
+        pf["has_ev"].cast(pl.Float64).to_numpy(),
+    ])
+    return np.column_stack([pf.select(wd + we).to_numpy(), extra]).astype(np.float64)
+
+
+@dataclass
+class SegmentModel:
+    config: SegmentConfig = field(default_factory=SegmentConfig)
+    version: str = "unregistered"
+    names_: list[str] = field(default_factory=list)
+    scaler_: object = None
+    kmeans_: object = None
+    cluster_name_: dict[int, str] = field(default_factory=dict)
+
+    def fit(self, profiles: pl.DataFrame, panel: pl.DataFrame) -> "SegmentModel":
+        """Cluster ``profiles`` (from :func:`profile_features`) and name clusters from ``panel``
+        (meter_id, segment): a labelled subset of the same meters. Every segment name needs members."""
+        from scipy.optimize import linear_sum_assignment
+        from sklearn.cluster import KMeans
+        from sklearn.preprocessing import StandardScaler
+
+        require_columns(panel, ("meter_id", "segment"), "segment panel")
+        lab = profiles.select("meter_id").join(panel.select("meter_id", "segment"), on="meter_id", how="left")["segment"]
+        self.names_ = sorted(set(lab.drop_nulls().to_list()))
+        if len(self.names_) < 2:
+            raise ValueError(f"segment panel: need at least 2 named segments among the profiled meters, got {self.names_}")
+        x = _matrix(profiles)
+        self.scaler_ = StandardScaler().fit(x)
+        xs = self.scaler_.transform(x)
+        labs = lab.to_numpy()
+        init = np.vstack([xs[labs == n].mean(axis=0) for n in self.names_])
+        self.kmeans_ = KMeans(n_clusters=len(self.names_), init=init, n_init=1, random_state=self.config.seed).fit(xs)
+        known = lab.is_not_null().to_numpy()
+        cont = np.zeros((len(self.names_), len(self.names_)))
+        np.add.at(cont, (self.kmeans_.labels_[known], [self.names_.index(n) for n in labs[known]]), 1)
+        rows, cols = linear_sum_assignment(-cont)
+        self.cluster_name_ = {int(r): self.names_[c] for r, c in zip(rows, cols)}
+        return self
+
+    def predict(self, profiles: pl.DataFrame) -> pl.DataFrame:
+        """meter_id, customer_id, segment, distance, provisional, summary features."""
+        if self.kmeans_ is None:
+            raise RuntimeError("SegmentModel is not fitted")
+        xs = self.scaler_.transform(_matrix(profiles))
+        d = self.kmeans_.transform(xs)
+        k = d.argmin(axis=1)
+        return profiles.select(
+            "meter_id", "customer_id", "history_days", "avg_daily_kwh", "peak_kwh_per_day", "peak_hour",
+            "weekend_ratio", "seasonal_cv", "has_pv", "has_ev",
+        ).with_columns(
+            pl.Series("segment", [self.cluster_name_[int(i)] for i in k], dtype=pl.Utf8),
+            pl.Series("distance", d[np.arange(len(k)), k]),
+            (pl.col("history_days") < self.config.min_days).alias("provisional"),
+            pl.col("history_days").cast(pl.Int64),
+        )
+
+
+def segment_distribution(segments: pl.DataFrame) -> dict[str, int]:
+    return dict(sorted(segments.group_by("segment").len().iter_rows()))
+
+
+def as_of_day(readings: pl.DataFrame, tz: str) -> date:
+    return readings.select(pl.col("reading_time").dt.convert_time_zone(tz).dt.date().max()).item()

@@ -1,0 +1,292 @@
+"""MLflow model registry for gridlake: log, register, champion/challenger, load champion.
+
+Plain library code over :class:`mlflow.MlflowClient` (no fluent global state, no Dagster), so
+the Dagster resource in pipelines/ is a thin wrapper and the grid-ML models reuse it unchanged.
+
+Policy
+------
+* every training run logs params, backtest metrics, figures (e.g. forecast vs actual) and the
+  model artefact (any flavour: ``sklearn``, ``xgboost``, ``pytorch``, ``pyfunc``; plain Python
+  objects such as gridlake forecasters go through ``pyfunc`` wrapped in :class:`PickledModel`);
+* the run's model is registered as a new version, tagged with its metrics and ``backtest_id``;
+* the ``champion`` alias moves to the new version only if it beats the current champion on the
+  **same backtest** (same ``backtest_id``: same data span, origins and horizon). Otherwise the
+  new version gets the ``challenger`` alias. The very first version becomes champion.
+* scoring loads by alias: :meth:`ModelRegistry.load_champion`.
+
+Storage: any tracking URI. Default ``sqlite:///mlflow.db`` (MLflow >= 3.7's default; the file
+store ``./mlruns`` still works but is in maintenance mode and weak on the registry).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+FLAVORS = ("pyfunc", "sklearn", "xgboost", "pytorch")
+
+
+class PickledModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around any picklable Python object (e.g. a fitted gridlake Forecaster).
+
+    ``predict(context, model_input)``: for a Forecaster, ``model_input`` is the recent history
+    (with ``horizon`` given in ``params``), so scoring = roll state forward + forecast.
+    """
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def predict(self, context, model_input, params: dict | None = None):
+        params = params or {}
+        obj = self.obj
+        if hasattr(obj, "update") and hasattr(obj, "predict") and "horizon" in params:
+            return obj.update(model_input).predict(int(params["horizon"])).to_pandas()
+        return obj.predict(model_input)
+
+
+_FLAVOR_PACKAGES = {"sklearn": "scikit-learn", "xgboost": "xgboost-cpu", "pytorch": "torch"}
+
+
+def _pinned_requirements(flavor: str) -> list[str]:
+    """Exact versions of the packages a gridlake model needs, from this environment."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pkgs = ["mlflow", "numpy", "pandas", "polars", "scikit-learn", "xgboost-cpu", "statsmodels"]
+    pkgs.append(_FLAVOR_PACKAGES.get(flavor, "cloudpickle"))
+    out = []
+    for p in dict.fromkeys(pkgs):
+        try:
+            out.append(f"{p}=={version(p)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class Promotion:
+    """Outcome of a champion/challenger decision (what the asset metadata shows)."""
+
+    model_name: str
+    version: str
+    promoted: bool
+    alias: str
+    metric: str
+    candidate_value: float
+    champion_version: str | None
+    champion_value: float | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ModelRegistry:
+    """Registry operations on one MLflow tracking/registry store."""
+
+    def __init__(
+        self,
+        tracking_uri: str = "sqlite:///mlflow.db",
+        *,
+        registry_uri: str | None = None,
+        experiment: str = "gridlake",
+        artifact_location: str | None = None,
+    ):
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = (
+            exp.experiment_id
+            if exp is not None
+            else self.client.create_experiment(experiment, artifact_location=artifact_location)
+        )
+
+    # ------------------------------------------------------------------ logging
+    def log_training_run(
+        self,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        model: Any = None,
+        flavor: str = "pyfunc",
+        figures: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
+    ) -> str:
+        """Create a run with params, metrics, figures and the model artefact; return run id.
+
+        Non-finite metrics are rejected (a NaN MAPE must not become a champion by accident).
+        """
+        bad = {k: v for k, v in metrics.items() if v is None or not math.isfinite(float(v))}
+        if bad:
+            raise ValueError(f"metrics must be finite numbers, got {bad}")
+        if flavor not in FLAVORS:
+            raise ValueError(f"unknown model flavour {flavor!r}; supported: {FLAVORS}")
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
+        run_id = run.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            )
+            for path, fig in (figures or {}).items():
+                self.client.log_figure(run_id, fig, path)
+            if model is not None:
+                self._log_model(run_id, model, flavor)
+            self.client.set_terminated(run_id, "FINISHED")
+        except Exception:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        return run_id
+
+    def _log_model(self, run_id: str, model: Any, flavor: str) -> None:
+        mod = importlib.import_module(f"mlflow.{flavor}")
+        # explicit requirements: MLflow's inference re-imports the model in a subprocess (tens of
+        # seconds here) and would list whatever happens to be imported
+        reqs = _pinned_requirements(flavor)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model")
+            if flavor == "pyfunc":
+                pm = model if isinstance(model, mlflow.pyfunc.PythonModel) else PickledModel(model)
+                mod.save_model(path, python_model=pm, pip_requirements=reqs)
+            else:
+                mod.save_model(model, path, pip_requirements=reqs)
+            self.client.log_artifacts(run_id, path, "model")
+        self.client.set_tag(run_id, "gridlake.model_flavor", flavor)
+
+    # ------------------------------------------------------------------ registry
+    def register(
+        self, run_id: str, name: str, *, backtest_id: str, metrics: Mapping[str, float] | None = None
+    ) -> str:
+        """Register the run's ``model`` artefact as a new version of ``name``; return the version."""
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name)
+        run = self.client.get_run(run_id)
+        flavor = run.data.tags.get("gridlake.model_flavor")
+        if flavor is None:
+            raise ValueError(f"run {run_id} logged no model artefact; nothing to register")
+        mets = dict(metrics) if metrics is not None else dict(run.data.metrics)
+        tags = {"backtest_id": backtest_id, "flavor": flavor, **{f"metric.{k}": repr(float(v)) for k, v in mets.items()}}
+        mv = self.client.create_model_version(
+            name, source=f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags
+        )
+        return str(mv.version)
+
+    def champion(self, name: str):
+        """The champion ModelVersion, or None."""
+        try:
+            return self.client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+
+    def promote_if_better(
+        self,
+        name: str,
+        version: str,
+        *,
+        metric: str = "mape",
+        higher_is_better: bool = False,
+        min_improvement: float = 0.0,
+    ) -> Promotion:
+        """Move ``champion`` to ``version`` iff it beats the champion on the same backtest."""
+        mv = self.client.get_model_version(name, version)
+        key = f"metric.{metric}"
+        if key not in mv.tags:
+            raise ValueError(f"{name} v{version} has no metric {metric!r}; tags: {sorted(mv.tags)}")
+        cand = float(mv.tags[key])
+        champ = self.champion(name)
+        if champ is None:
+            self._set_champion(name, version)
+            return Promotion(name, version, True, CHAMPION, metric, cand, None, None, "no champion yet")
+        champ_v = str(champ.version)
+        if champ_v == str(mv.version):
+            return Promotion(name, version, True, CHAMPION, metric, cand, champ_v, cand, "already champion")
+        champ_val = float(champ.tags[key]) if key in champ.tags else None
+        if champ.tags.get("backtest_id") != mv.tags.get("backtest_id") or champ_val is None:
+            reason = (
+                f"not comparable: champion v{champ.version} was scored on backtest "
+                f"{champ.tags.get('backtest_id')!r}, candidate on {mv.tags.get('backtest_id')!r}; "
+                "re-score the champion on the candidate's backtest"
+            )
+            better = False
+        else:
+            gain = (cand - champ_val) if higher_is_better else (champ_val - cand)
+            better = gain > min_improvement
+            cmp = ">" if better else "<="
+            reason = f"{metric} improvement {gain:.6g} {cmp} {min_improvement:g} vs champion v{champ.version}"
+        if better:
+            self._set_champion(name, version)
+            return Promotion(name, version, True, CHAMPION, metric, cand, champ_v, champ_val, reason)
+        self.client.set_registered_model_alias(name, CHALLENGER, version)
+        return Promotion(name, version, False, CHALLENGER, metric, cand, champ_v, champ_val, reason)
+
+    def _set_champion(self, name: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+        try:
+            if str(self.client.get_model_version_by_alias(name, CHALLENGER).version) == str(version):
+                self.client.delete_registered_model_alias(name, CHALLENGER)
+        except MlflowException:
+            pass
+
+    def load(self, name: str, alias: str = CHAMPION) -> Any:
+        """Load the version behind ``alias`` in its native flavour (unwrapped for PickledModel)."""
+        try:
+            mv = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            raise LookupError(f"registered model {name!r} has no {alias!r} alias") from exc
+        flavor = mv.tags.get("flavor", "pyfunc")
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=mv.source, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
+        )
+        model = importlib.import_module(f"mlflow.{flavor}").load_model(local)
+        if flavor == "pyfunc":
+            inner = model.unwrap_python_model()
+            return inner.obj if isinstance(inner, PickledModel) else model
+        return model
+
+    def load_champion(self, name: str) -> Any:
+        return self.load(name, CHAMPION)
+
+    # ------------------------------------------------------------------ one call for assets
+    def train_register_promote(
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        backtest_id: str,
+        model: Any,
+        flavor: str = "pyfunc",
+        figures: Mapping[str, Any] | None = None,
+        metric: str = "mape",
+        higher_is_better: bool = False,
+    ) -> dict[str, Any]:
+        """log -> register -> promote; returns a flat dict for Dagster asset metadata."""
+        run_id = self.log_training_run(
+            params=params, metrics=metrics, model=model, flavor=flavor, figures=figures, run_name=name,
+            tags={"backtest_id": backtest_id},
+        )
+        version = self.register(run_id, name, backtest_id=backtest_id, metrics=metrics)
+        p = self.promote_if_better(name, version, metric=metric, higher_is_better=higher_is_better)
+        return {"run_id": run_id, "model_name": name, "version": version, **{f"metric_{k}": float(v) for k, v in metrics.items()},
+                "promoted": p.promoted, "alias": p.alias, "champion_version_before": p.champion_version,
+                "promotion_reason": p.reason}

@@ -1,0 +1,29 @@
+"""Partitions: utility-local days (and months for the monthly rollups)."""
+
+from __future__ import annotations
+
+import os
+
+import warnings
+
+from dagster import AssetDep, BetaWarning, DailyPartitionsDefinition, MonthlyPartitionsDefinition, TimeWindowPartitionMapping
+
+from lake.schemas import DEFAULT_TIMEZONE
+
+TIMEZONE = os.environ.get("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE)
+START = os.environ.get("GRIDLAKE_START_DATE", "2026-01-01")
+
+daily = DailyPartitionsDefinition(start_date=START, timezone=TIMEZONE, end_offset=0)
+monthly = MonthlyPartitionsDefinition(start_date=START[:8] + "01", timezone=TIMEZONE, end_offset=0)
+
+#: scoring assets (forecasts, anomaly scores) re-run for *today* every hour, so their partitions
+#: include the current local day; the silver/gold tables they read stop at yesterday
+daily_open = DailyPartitionsDefinition(start_date=START, timezone=TIMEZONE, end_offset=1)
+
+
+def lookback_dep(name: str, days_back: int = 0) -> AssetDep:
+    """A dep on a daily table read over [day - days_back, day]; today's upstream may not exist yet."""
+    with warnings.catch_warnings():  # allow_nonexistent_upstream_partitions is marked beta; we rely on it knowingly
+        warnings.simplefilter("ignore", BetaWarning)
+        mapping = TimeWindowPartitionMapping(start_offset=-days_back, end_offset=0, allow_nonexistent_upstream_partitions=True)
+    return AssetDep(name, partition_mapping=mapping)

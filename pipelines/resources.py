@@ -1,0 +1,81 @@
+"""Dagster resources: thin, typed wrappers that hand library objects to the assets.
+
+Every setting can come from the environment (see README), never a secret in code: S3 credentials
+are read by boto3/delta-rs from the standard AWS_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from lake.delta import Lake
+from lake.landing import LocalLanding, S3Landing, open_landing
+from lake.schemas import DEFAULT_TIMEZONE
+
+
+def _default(var: str, fallback: str) -> str:
+    return os.environ.get(var, fallback)
+
+
+class LakeResource(ConfigurableResource):
+    """Where the Delta tables live: a local folder or an s3://bucket/prefix URI."""
+
+    root: str = _default("GRIDLAKE_LAKE_ROOT", ".demo/lake")
+
+    def lake(self) -> Lake:
+        return Lake(self.root)
+
+
+class LandingResource(ConfigurableResource):
+    """Where raw files arrive: a local folder or an s3://bucket/prefix URI (boto3)."""
+
+    uri: str = _default("GRIDLAKE_LANDING", ".demo/landing")
+    endpoint_url: str | None = os.environ.get("AWS_ENDPOINT_URL")
+
+    def zone(self) -> LocalLanding | S3Landing:
+        return open_landing(self.uri, endpoint_url=self.endpoint_url)
+
+
+class CatalogResource(ConfigurableResource):
+    """The DuckDB catalog file analysts and BI tools open."""
+
+    path: str = _default("GRIDLAKE_CATALOG", "warehouse/gridlake.duckdb")
+
+    def file(self) -> Path:
+        p = Path(self.path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+class GridSettings(ConfigurableResource):
+    """Utility-wide settings."""
+
+    timezone: str = _default("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE)
+
+
+class MlflowResource(ConfigurableResource):
+    """MLflow tracking + model registry (models.registry.ModelRegistry), any tracking URI.
+
+    ``tracking_uri`` defaults to ``$MLFLOW_TRACKING_URI``, else a local SQLite store next to the
+    demo data (MLflow 3.17's file store is in maintenance mode and weak on the registry). For a
+    SQLite store without an explicit ``artifact_location`` the artefacts go next to the database
+    file (``<db dir>/mlflow-artifacts``), not into the process's working directory.
+    """
+
+    tracking_uri: str = _default("MLFLOW_TRACKING_URI", "sqlite:///.demo/mlflow.db")
+    experiment: str = "gridlake"
+    artifact_location: str | None = None
+
+    def registry(self):
+        from models.registry import ModelRegistry
+
+        artifacts = self.artifact_location
+        if self.tracking_uri.startswith("sqlite:///"):
+            db = Path(self.tracking_uri[len("sqlite:///") :])
+            db.parent.mkdir(parents=True, exist_ok=True)
+            if artifacts is None:
+                artifacts = (db.parent.resolve() / "mlflow-artifacts").as_uri()
+        return ModelRegistry(self.tracking_uri, experiment=self.experiment, artifact_location=artifacts)

@@ -1,0 +1,96 @@
+"""The utility's data-quality rules, as configuration.
+
+Hard bounds (reject -> quarantine) live on the column declarations in ``lake.schemas``; this module
+adds the *soft* rules that keep a record but flag it:
+
+- meters: accept 200-260 V (hard); 'warning' outside 210-250 V; 'anomaly' when the interval's
+  consumption exceeds 3x the meter's average consumption in the partition.
+- SCADA: 'warning' when the hot-spot exceeds 110 degC or frequency leaves 59.9-60.1 Hz; 'anomaly'
+  when the hot-spot exceeds 140 degC.
+- weather: 'warning' when diffuse irradiance exceeds global irradiance by more than 20 W/m2 (a
+  sensor/shading inconsistency).
+
+The rules are plain data so that a utility can change them without touching code, and so that the
+great-expectations suites (quality.expectations) can read the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class MeterRules:
+    warn_voltage_low: float = 210.0
+    warn_voltage_high: float = 250.0
+    anomaly_consumption_multiple: float = 3.0
+
+
+@dataclass(frozen=True)
+class ScadaRules:
+    warn_hot_spot_c: float = 110.0
+    anomaly_hot_spot_c: float = 140.0
+    warn_frequency_low: float = 59.9
+    warn_frequency_high: float = 60.1
+
+
+@dataclass(frozen=True)
+class WeatherRules:
+    warn_dhi_over_ghi_wm2: float = 20.0
+
+
+@dataclass(frozen=True)
+class QualityRules:
+    meter: MeterRules = field(default_factory=MeterRules)
+    scada: ScadaRules = field(default_factory=ScadaRules)
+    weather: WeatherRules = field(default_factory=WeatherRules)
+
+    def flag_expr(self, source: str) -> pl.Expr:
+        """A polars expression giving 'ok' | 'warning' | 'anomaly' for a typed, valid frame of ``source``."""
+        if source == "meter_readings":
+            r = self.meter
+            mean = pl.col("consumption_kwh").mean().over("meter_id")
+            anomaly = (pl.col("consumption_kwh") > r.anomaly_consumption_multiple * mean) & (mean > 0)
+            warning = (pl.col("voltage") < r.warn_voltage_low) | (pl.col("voltage") > r.warn_voltage_high)
+        elif source == "scada":
+            r = self.scada
+            anomaly = pl.col("hot_spot_temp_c") > r.anomaly_hot_spot_c
+            warning = (
+                (pl.col("hot_spot_temp_c") > r.warn_hot_spot_c)
+                | (pl.col("frequency_hz") < r.warn_frequency_low)
+                | (pl.col("frequency_hz") > r.warn_frequency_high)
+            )
+        elif source == "weather":
+            anomaly = pl.lit(False)
+            warning = pl.col("dhi_wm2") > pl.col("ghi_wm2") + self.weather.warn_dhi_over_ghi_wm2
+        else:
+            raise KeyError(f"no quality rules for source {source!r}")
+        return (
+            pl.when(anomaly.fill_null(False))
+            .then(pl.lit("anomaly"))
+            .when(warning.fill_null(False))
+            .then(pl.lit("warning"))
+            .otherwise(pl.lit("ok"))
+        )
+
+
+DEFAULT_RULES = QualityRules()
+
+#: What each reason code means, for people reading the quarantine table.
+REASON_TEXT = {
+    "malformed_line": "the line has the wrong number of fields or is not valid JSON",
+    "missing_column": "the file lacks a column the contract requires; the whole file is quarantined",
+    "empty_file": "the file has a header but no data rows",
+    "unreadable_file": "the file cannot be decoded in its declared format",
+    "missing_value": "a required field is empty",
+    "wrong_type": "a field does not parse as its declared type",
+    "out_of_range": "a value lies outside the hard acceptance bounds",
+    "unknown_entity": "the id is not in the reference table",
+    "dst_nonexistent_time": "naive local time inside the spring-forward gap: it never happened",
+    "dst_ambiguous_time": "naive local time in the repeated fall-back hour that cannot be resolved by order",
+    "late_data": "the reading belongs to an earlier day than the partition being ingested",
+    "future_data": "the reading belongs to a later day than the partition being ingested",
+    "duplicate": "the same key was received again; the later-received copy is kept",
+}

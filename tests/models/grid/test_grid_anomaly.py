@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models.grid.alerts import build_alerts, fingerprint, to_gold_scores
+from models.grid.anomaly import AnomalyEnsemble
+from models.grid.config import AlertThresholds, AnomalyConfig
+from models.grid.evaluate import event_detection, label_readings, reading_metrics
+from models.grid.features import FeatureInputError, meter_features, transformer_features
+
+SMALL = AnomalyConfig(n_estimators=16, max_train_rows=6000, ae_epochs=2, nystroem_components=32, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tx(grid_sim, grid_data):
+    f = transformer_features(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"])
+    lab = label_readings(f, grid_sim.truth()["truth_events"], stream="transformer")
+    model = AnomalyEnsemble("transformer", config=SMALL).fit(f, lab.is_not_null())
+    return f, lab, model
+
+
+@pytest.fixture(scope="module")
+def meters(grid_sim, grid_data):
+    f = meter_features(grid_data["meter_readings"])
+    lab = label_readings(f, grid_sim.truth()["truth_events"], grid_sim.reference()["ref_meters"], "meter")
+    model = AnomalyEnsemble("meter", config=SMALL).fit(f, lab.is_not_null())
+    return f, lab, model
+
+
+def test_scores_are_probabilities_and_bands_follow_config(tx):
+    f, _, model = tx
+    s = model.score(f)
+    for c in ("score", "score_isolation_forest", "score_autoencoder", "score_ocsvm"):
+        assert s[c].min() >= 0.0 and s[c].max() <= 1.0
+    crit = s.filter(pl.col("status") == "critical")
+    assert crit.height and crit["score"].min() >= 0.95
+    assert s.filter(pl.col("status") == "monitoring")["score"].is_between(0.7, 0.85, closed="left").all()
+    assert s.filter(pl.col("status") != "normal")["reason"].null_count() == 0
+    strict = replace(model, thresholds=AlertThresholds(0.9, 0.97, 0.99))
+    assert strict.score(f).filter(pl.col("status") == "critical").height < crit.height
+
+
+def test_events_score_higher_than_normal(tx, meters):
+    for f, lab, model in (tx, meters):
+        s = model.score_arrays(f)["score"]
+        ev = lab.is_not_null().to_numpy()
+        assert s[ev].mean() > 5 * s[~ev].mean()
+    f, lab, model = tx
+    m = reading_metrics(lab, model.score_arrays(f)["score"], 0.85)
+    # zero volts and zero load; the tiny test model (16 trees, 2 epochs) still misses some
+    assert m["transformer_failure"]["recall"] > 0.8
+
+
+def test_event_detection_reports_delay(grid_sim, tx):
+    f, _, model = tx
+    d = event_detection(f, model.score_arrays(f)["score"], 0.85, grid_sim.truth()["truth_events"], stream="transformer")
+    assert d["transformer_failure"]["detection_rate"] == 1.0
+    assert d["transformer_failure"]["median_delay_h"] < 1.0
+
+
+def test_fit_refuses_without_labelled_anomalies(tx):
+    f, _, _ = tx
+    with pytest.raises(ValueError, match="labelled anomalies"):
+        AnomalyEnsemble("transformer", config=SMALL).fit(f, np.zeros(f.height, dtype=bool))
+
+
+def test_missing_feature_and_wrong_kind_are_named(tx):
+    f, _, model = tx
+    with pytest.raises(FeatureInputError, match="excess_rise"):
+        model.score(f.drop("excess_rise"))
+    with pytest.raises(ValueError, match="kind"):
+        AnomalyEnsemble("feeder")
+
+
+def test_save_load_round_trip_and_fast_ocsvm(tx, tmp_path):
+    f, _, model = tx
+    again = AnomalyEnsemble.load(model.save(tmp_path / "m.joblib"))
+    a, b = model.score_arrays(f.head(500)), again.score_arrays(f.head(500))
+    assert np.allclose(a["score"], b["score"])
+    xs = model._scaled(f.head(500))
+    assert np.allclose(model._ocsvm_decision(xs), model.ocsvm_.decision_function(xs), rtol=1e-3, atol=1e-3)
+
+
+def test_alerts_are_deduplicated_with_stable_fingerprints(tx):
+    f, _, model = tx
+    s = model.score(f)
+    a1 = build_alerts(s, "transformer", model.thresholds, "v1")
+    a2 = build_alerts(model.score(f), "transformer", model.thresholds, "v1")
+    assert a1.height > 0 and a1["fingerprint"].to_list() == a2["fingerprint"].to_list()
+    assert a1["fingerprint"].n_unique() == a1.height
+    r = a1.row(0, named=True)
+    assert r["fingerprint"] == fingerprint("transformer", r["asset_id"], "anomaly_score", r["window_start"])
+    flagged = s.filter(pl.col("score") >= 0.85)
+    assert a1["n_points"].sum() == flagged.height
+    assert set(a1["severity"]) <= {"alert", "critical"}
+    g = to_gold_scores(s, "transformer", "v1")
+    assert g.columns[0] == "date" and g.height == f.height

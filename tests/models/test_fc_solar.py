@@ -1,0 +1,163 @@
+"""Solar on the real Greensboro TMY3 year: physics, persistence, XGBoost skill, ramps, fleet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from models.solar import (
+    PVSystem,
+    SolarXGBForecaster,
+    aggregate_fleet,
+    design,
+    detect_ramps,
+    simulate_power,
+    smart_persistence,
+    systems_from_meters,
+)
+
+
+@pytest.fixture(scope="module")
+def system(tmy):
+    m = tmy.attrs["meta"]
+    return PVSystem("pv1", m["latitude"], m["longitude"], kw_dc=5.0, tilt_deg=25, azimuth_deg=180, altitude_m=m["altitude"], feeder_id="F1", substation_id="S1")
+
+
+@pytest.fixture(scope="module")
+def power(system, tmy):
+    return simulate_power(system, tmy)
+
+
+def test_pvwatts_physics(power, system):
+    assert (power["ac_kw"] >= 0).all()
+    assert power["ac_kw"].max() <= system.kw_ac + 1e-9
+    night = power["zenith"] > 95
+    assert (power.loc[night, "ac_kw"] == 0).all() and (power.loc[night, "clearsky_ac_kw"] == 0).all()
+    # the real sky is rarely brighter than Ineichen's clear sky over a day
+    daily = power.resample("D").sum()
+    assert (daily["ac_kw"] <= daily["clearsky_ac_kw"] * 1.1).mean() > 0.95
+    yield_kwh_per_kwp = power["ac_kw"].sum() / system.kw_dc
+    assert 1100 < yield_kwh_per_kwp < 1700  # North Carolina: ~1,300-1,500 kWh/kWp/yr
+
+
+def test_missing_irradiance_is_named(system, tmy):
+    bad = tmy.copy()
+    bad.loc[100, "ghi_wm2"] = np.nan
+    with pytest.raises(ValueError, match="'ghi_wm2' has 1 missing"):
+        simulate_power(system, bad)
+
+
+def test_smart_persistence_is_index_times_clearsky(power, system):
+    sp = smart_persistence(power, system.kw_dc, [1, 3])
+    t = power.index[4000]  # a day-time hour in June
+    assert power.loc[t, "clearsky_ac_kw"] > 1
+    k = power.loc[t, "ac_kw"] / power.loc[t, "clearsky_ac_kw"]
+    t3 = t + pd.Timedelta(hours=3)
+    assert sp.loc[t, "h3"] == pytest.approx(min(k, 1.5) * power.loc[t3, "clearsky_ac_kw"])
+
+
+def test_xgboost_beats_smart_persistence_out_of_sample(power, system):
+    train = power.loc["2021-04-15":"2021-05-31"]
+    test = power.loc["2021-06-01":"2021-06-14"]
+    m = SolarXGBForecaster(system.kw_dc, horizons=[1, 3], n_estimators=80, max_depth=3, learning_rate=0.1).fit(train)
+    d = design(pd.concat([train.iloc[-3:], test]), system.kw_dc, [1, 3])
+    d = d[d["y"].notna() & (d["cs_t"] > 0) & (d["origin"] >= test.index[0])]
+    q = m.predict_design(d)
+    y = d["y"].to_numpy() * system.kw_dc
+    sp = d["sp_t"].to_numpy() * system.kw_dc
+    rmse_m = np.sqrt(np.mean((q[:, 1] - y) ** 2))
+    rmse_sp = np.sqrt(np.mean((sp - y) ** 2))
+    assert rmse_m < rmse_sp
+    assert 0.5 < np.mean((y >= q[:, 0]) & (y <= q[:, 2])) <= 1.0
+    # the one-origin API
+    fut = power.loc[test.index[0] : test.index[0] + pd.Timedelta(hours=3)].iloc[1:]
+    fc = m.predict(power.loc[: test.index[0]].iloc[-6:], fut)
+    assert fc["horizon_h"].to_list() == [1.0, 3.0] and (fc["p10"] <= fc["p90"]).all()
+
+
+def test_ramp_detection_on_a_known_profile():
+    idx = pd.date_range("2024-06-01", periods=12, freq="h", tz="UTC")
+    p = pd.Series([0, 0, 1, 4, 4.2, 4.1, 4.0, 1.0, 0.8, 0.9, 0.9, 0.9], index=idx)
+    ev = detect_ramps(p, threshold=2.5, window=pd.Timedelta(hours=2))
+    assert ev["direction"].to_list() == ["up", "down"]
+    up, down = ev.row(0, named=True), ev.row(1, named=True)
+    assert up["change"] >= 2.5 and down["change"] <= -2.5
+    # an event runs from the last level before the change to the extreme reached within it
+    assert (up["start"], up["end"]) == (idx[1], idx[4])
+    assert (down["start"], down["end"]) == (idx[5], idx[8])
+    assert up["change"] == pytest.approx(4.2) and down["change"] == pytest.approx(0.8 - 4.1)
+    assert detect_ramps(p, threshold=10, window=pd.Timedelta(hours=2)).height == 0
+    with pytest.raises(ValueError, match="threshold"):
+        detect_ramps(p, threshold=0, window=pd.Timedelta(hours=2))
+
+
+def test_fleet_aggregation_to_feeder():
+    systems = [
+        PVSystem("a", 36, -80, 5, feeder_id="F1", substation_id="S1"),
+        PVSystem("b", 36, -80, 3, feeder_id="F1", substation_id="S1"),
+        PVSystem("c", 36, -80, 4, feeder_id="F2", substation_id="S1"),
+    ]
+    t = pd.Timestamp("2024-06-01 15:00", tz="UTC")
+    fc = pl.DataFrame(
+        {
+            "system_id": ["a", "b", "c"],
+            "period_start": [t] * 3,
+            "horizon_h": [1.0] * 3,
+            "p10": [1.0, 0.5, 2.0],
+            "p50": [2.0, 1.0, 3.0],
+            "p90": [3.0, 1.5, 3.5],
+        }
+    )
+    f = aggregate_fleet(fc, systems, level="feeder")
+    f1 = f.filter(pl.col("entity_id") == "F1").row(0, named=True)
+    assert (f1["p10"], f1["p50"], f1["p90"], f1["n_systems"], f1["capacity_kw"]) == (1.5, 3.0, 4.5, 2, 8.0)
+    s = aggregate_fleet(fc, systems, level="substation", independent=True).row(0, named=True)
+    assert s["p50"] == 6.0 and s["p90"] - s["p50"] < 1.0 + 0.5 + 0.5  # narrower than comonotone
+    with pytest.raises(ValueError, match="unknown system"):
+        aggregate_fleet(fc.with_columns(pl.lit("zz").alias("system_id")), systems)
+
+
+def test_systems_from_ref_meters_and_validation():
+    ref = pl.DataFrame(
+        {
+            "meter_id": ["m1", "m2"],
+            "has_pv": [True, False],
+            "latitude": [36.0, 36.1],
+            "longitude": [-79.9, -79.8],
+            "pv_kw_dc": [6.0, 0.0],
+            "pv_tilt_deg": [20.0, 0.0],
+            "pv_azimuth_deg": [190.0, 0.0],
+            "feeder_id": ["F1", "F1"],
+            "substation_id": ["S1", "S1"],
+        }
+    )
+    (s,) = systems_from_meters(ref)
+    assert s.system_id == "m1" and s.kw_dc == 6.0 and s.feeder_id == "F1"
+    with pytest.raises(ValueError, match="kw_dc"):
+        PVSystem("bad", 36, -80, kw_dc=0)
+    with pytest.raises(ValueError, match="lacks"):
+        systems_from_meters(ref.drop("pv_kw_dc"))
+
+
+def test_design_features_use_nothing_after_the_origin(power, system):
+    """Scramble every observation after the origin: no origin-side feature may change
+    (k_tgt24 reads the target's hour *yesterday*, dk1/k_min3/... read the last hours)."""
+    obs = power.loc["2021-06-01":"2021-06-04"].copy()
+    origin = pd.Timestamp("2021-06-03 15:00", tz="UTC")
+    later = obs.index > origin
+    scrambled = obs.copy()
+    scrambled.loc[later, ["ac_kw", "ghi_wm2"]] = scrambled.loc[later, ["ac_kw", "ghi_wm2"]].to_numpy()[::-1] * 0.3
+    H = [1, 3, 6]
+    a = design(obs, system.kw_dc, H).set_index(["origin", "lead_h"])
+    b = design(scrambled, system.kw_dc, H).set_index(["origin", "lead_h"])
+    cols = [c for c in SolarXGBForecaster.FEATURES if c != "lead_h"]
+    row_a, row_b = a.loc[origin, cols], b.loc[origin, cols]
+    pd.testing.assert_frame_equal(row_a, row_b)
+    assert not a.loc[origin, "y"].equals(b.loc[origin, "y"])  # the scramble did reach the targets
+    from models.solar.forecast import clearsky_index
+
+    k = clearsky_index(obs["ac_kw"], obs["clearsky_ac_kw"], system.kw_dc)
+    i = obs.index.get_loc(origin)
+    assert a.loc[(origin, 3.0), "k_tgt24"] == pytest.approx(k[i - 21])

@@ -1,0 +1,257 @@
+"""The optimisation assets materialise end to end on a small lake and write conforming gold tables.
+
+The lake holds gold_load_forecast / gold_solar_forecast partitions written directly (conforming
+to their declarations): an older issue covering the whole day and a newer one covering only its
+later hours, so the newest-issue-per-hour rule is visible in the battery's load input. A second
+lake holds no forecast at all, only last week's gold_load_hourly, for the fallback path.
+"""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import materialize
+
+from assets.optimization import OPT_ASSETS, OPT_JOBS, OPT_SCHEDULES, gold_battery, gold_opf_dispatch, scaled_case
+from lake.delta import Lake
+from lake.schemas import OPT_TABLES, TABLES
+from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, solve_dcopf
+from pipelines.resources import GridSettings, LakeResource
+
+TZ = "America/New_York"
+DAY = dt.date(2026, 3, 5)  # a Thursday
+UTC = pl.Datetime("us", "UTC")
+RUN_CONFIG = {
+    "ops": {
+        "gold_opf_dispatch": {"config": {"case": "case14"}},
+        "gold_uc_schedule": {"config": {"units": 6}},  # 12+ units: ~15 s of MIP on a loaded 2-core box
+        "gold_ev": {"config": {"transformer_limit_kw": 20.0}},  # tight: neither serves every kWh
+    }
+}
+
+
+def _local(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour), ZoneInfo(TZ)).astimezone(dt.timezone.utc)
+
+
+def _load_shape(stamps: list[dt.datetime]) -> np.ndarray:
+    h = np.array([s.astimezone(ZoneInfo(TZ)).hour for s in stamps], dtype=float)
+    return 300.0 + 120.0 * np.exp(-((h - 8) / 2.5) ** 2) + 220.0 * np.exp(-((h - 18.5) / 2.5) ** 2)
+
+
+def _pv_shape(stamps: list[dt.datetime]) -> np.ndarray:
+    h = np.array([s.astimezone(ZoneInfo(TZ)).hour for s in stamps], dtype=float)
+    return 150.0 * np.clip(np.sin(np.pi * (h - 6.5) / 12), 0, None)
+
+
+def _issue(partition: dt.date, issued_at: dt.datetime, hours: int, values, model: str) -> pl.DataFrame:
+    stamps = [issued_at + dt.timedelta(hours=k + 1) for k in range(hours)]
+    p50 = values(stamps)
+    return pl.DataFrame({
+        "date": partition, "level": "system", "entity_id": "system", "issued_at": issued_at,
+        "period_start": stamps, "horizon_h": np.arange(1, hours + 1, dtype=float),
+        "p10": 0.9 * p50, "p50": p50, "p90": 1.1 * p50, "model": model, "model_version": "3", "fallback_reason": None,
+    }).with_columns(pl.col("issued_at", "period_start").cast(UTC))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def forecast_lake(tmp_path_factory) -> Lake:
+    lk = Lake(tmp_path_factory.mktemp("optlake"))
+    prev = DAY - dt.timedelta(days=1)
+    old = _issue(prev, _local(prev, 22), 30, _load_shape, "xgboost")  # covers all of DAY
+    new = _issue(DAY, _local(DAY, 3), 24, lambda s: 1.2 * _load_shape(s), "xgboost")  # DAY 04:00 onwards, 20 % higher
+    lk.write_partition(TABLES["gold_load_forecast"], old, prev)
+    lk.write_partition(TABLES["gold_load_forecast"], new, DAY)
+    lk.write_partition(TABLES["gold_solar_forecast"], _issue(prev, _local(prev, 22), 30, _pv_shape, "quantile_xgboost"), prev)
+    return lk
+
+
+def _resources(lk: Lake) -> dict:
+    return {"lake": LakeResource(root=lk.root), "grid": GridSettings(timezone=TZ)}
+
+
+@pytest.fixture(scope="module")
+def run(forecast_lake):
+    result = materialize(OPT_ASSETS, partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=RUN_CONFIG)
+    assert result.success
+    mats = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata for m in result.get_asset_materialization_events()}
+    return forecast_lake, mats
+
+
+def _conforms(lk: Lake, name: str) -> pl.DataFrame:
+    """The partition, checked against its declaration: exact schema, nulls, bounds, allowed values."""
+    t = TABLES[name]
+    df = lk.read(t, DAY)
+    assert df.schema == t.polars_schema(), name
+    assert df.height > 0, name
+    for c in t.columns:
+        col = df[c.name]
+        if not c.nullable:
+            assert col.null_count() == 0, f"{name}.{c.name} has nulls"
+        if c.min is not None:
+            assert col.drop_nulls().min() >= c.min - 1e-6, f"{name}.{c.name} below {c.min}"
+        if c.max is not None:
+            assert col.drop_nulls().max() <= c.max + 1e-6, f"{name}.{c.name} above {c.max}"
+        if c.allowed is not None:
+            assert set(col.drop_nulls().to_list()) <= set(c.allowed), f"{name}.{c.name}"
+    if t.key:
+        assert df.select(t.key).is_duplicated().sum() == 0, f"{name}: duplicate keys {t.key}"
+    assert df["date"].unique().to_list() == [DAY]
+    return df
+
+
+def test_every_schedule_table_conforms_to_its_declaration(run) -> None:
+    lk, mats = run
+    assert set(mats) == set(OPT_TABLES)
+    for name in OPT_TABLES:
+        _conforms(lk, name)
+    for name in ("gold_battery_schedule", "gold_ev_schedule", "gold_opf_dispatch", "gold_uc_schedule"):
+        md = mats[name]
+        picture = next(v.value for k, v in md.items() if isinstance(v.value, str) and v.value.startswith("![")) if md else None
+        assert picture and "data:image/png;base64," in picture, f"{name}: no plot in metadata"
+
+
+def test_battery_uses_the_newest_issue_per_hour_and_keeps_soc_in_bounds(run) -> None:
+    lk, mats = run
+    s = lk.read(TABLES["gold_battery_schedule"], DAY).sort("period_start")
+    d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert s.height == 96  # 15-minute periods of a 24-hour local day
+    stamps = s["period_start"].to_list()
+    # hours 00-03 local come from the older issue, 04+ from the newer (20 % higher) one; gross = net + PV
+    expected_net = np.where([t >= _local(DAY, 4) for t in stamps], 1.2, 1.0) * _load_shape([t.replace(minute=0) for t in stamps])
+    np.testing.assert_allclose(s["load_kw"].to_numpy(), expected_net + _pv_shape([t.replace(minute=0) for t in stamps]), rtol=1e-9)
+    assert s["pv_kw"].max() > 100
+    # SOC within [0, capacity], the end no emptier than the start, site power balance holds
+    assert s["soc_kwh"].min() >= -1e-6 and s["soc_kwh"].max() <= d["energy_kwh"] + 1e-6
+    assert s["soc_kwh"][-1] >= 0.5 * d["energy_kwh"] - 1e-6
+    balance = s["grid_import_kw"] - s["grid_export_kw"] + s["discharge_kw"] - s["charge_kw"] - (s["load_kw"] - s["pv_kw"])
+    assert balance.abs().max() < 1e-6
+    assert d["savings"] > 0 and d["peak_import_kw"] < d["baseline_peak_import_kw"]
+    assert "gold_load_forecast" in d["inputs"] and "gold_solar_forecast" in d["inputs"] and "fallback" not in d["inputs"]
+    assert mats["gold_battery_schedule"]["solve_seconds"].value >= 0
+
+
+def test_ev_optimum_delivers_at_least_edf_within_the_limit(run) -> None:
+    lk, mats = run
+    sess = lk.read(TABLES["gold_ev_sessions"], DAY)
+    sched = lk.read(TABLES["gold_ev_schedule"], DAY)
+    delivered = dict(sess.group_by("strategy").agg(pl.col("delivered_kwh").sum()).iter_rows())
+    assert delivered["optimal"] >= delivered["edf"] - 1e-6
+    requested = sess.filter(pl.col("strategy") == "optimal")["requested_kwh"].sum()
+    assert delivered["edf"] < delivered["optimal"] < requested  # the limit binds; the LP schedules it better than EDF
+    assert delivered["uncontrolled"] >= delivered["optimal"] - 1e-6  # uncontrolled ignores the limit
+    # the schedule rows add up to the per-session totals, and the optimum respects the 20 kW limit
+    opt = sched.filter(pl.col("strategy") == "optimal")
+    assert abs(opt["power_kw"].sum() * 5 / 60 - delivered["optimal"]) < 1e-6
+    assert opt.group_by("period_start").agg(pl.col("power_kw").sum())["power_kw"].max() <= 20.0 + 1e-6
+    # real sessions re-timed to the same weekday, arrivals on the local day
+    assert sess["source_session_date"][0].weekday() == DAY.weekday()
+    assert sess["arrival_time"].dt.convert_time_zone(TZ).dt.date().unique().to_list() == [DAY]
+    assert mats["gold_ev_schedule"]["sessions"].value == sess.filter(pl.col("strategy") == "optimal").height
+
+
+def test_opf_objective_equals_the_library_direct_solve(run) -> None:
+    lk, _ = run
+    df = lk.read(TABLES["gold_opf_dispatch"], DAY)
+    system = df.filter(pl.col("kind") == "system").sort("period_start")
+    assert system.height == 24 and df.filter(pl.col("kind") == "bus").height == 24 * 14
+    base = load_case("case14")
+    for row in system.head(3).iter_rows(named=True):
+        direct = solve_dcopf(scaled_case(base, row["load_scale"]))
+        assert row["cost_per_h"] == pytest.approx(direct.objective, rel=1e-9)
+    # at the forecast peak the case's own loads apply: MATPOWER's published optimum
+    peak = system.sort("load_scale").row(-1, named=True)
+    assert peak["load_scale"] == pytest.approx(1.0)
+    assert peak["cost_per_h"] == pytest.approx(REFERENCE_OBJECTIVES["case14"], rel=1e-6)
+    assert system["cost_per_h"].min() < peak["cost_per_h"]
+
+
+def test_uc_meets_load_every_hour(run) -> None:
+    lk, mats = run
+    df = lk.read(TABLES["gold_uc_schedule"], DAY)
+    units = df.filter(pl.col("unit") != "system")
+    system = df.filter(pl.col("unit") == "system").sort("period_start")
+    assert units["unit"].n_unique() == 6 and system.height == 24
+    assert units.filter(~pl.col("is_on") & (pl.col("p_mw") > 1e-6)).height == 0
+    thermal = units.group_by("period_start").agg(pl.col("p_mw").sum()).sort("period_start")["p_mw"]
+    served = thermal + system["renewable_used_mw"] + system["unserved_mw"]
+    np.testing.assert_allclose(served.to_numpy(), system["load_mw"].to_numpy(), rtol=1e-6)
+    assert system["renewable_used_mw"].max() > 0  # PV forecast enters as renewables
+    assert mats["gold_uc_schedule"]["mip_gap"].value <= 1e-3 + 1e-9
+
+
+def test_rematerialising_replaces_the_partition(run) -> None:
+    lk, _ = run
+    names = ("gold_battery_schedule", "gold_battery_daily")
+    before = {n: lk.read(TABLES[n], DAY).sort(TABLES[n].key) for n in names}
+    v0 = lk.delta(TABLES["gold_battery_schedule"]).version()
+    result = materialize([gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk))
+    assert result.success
+    assert lk.delta(TABLES["gold_battery_schedule"]).version() == v0 + 1
+    for n in names:  # same rows, not twice as many: the partition was replaced
+        after = lk.read(TABLES[n], DAY).sort(TABLES[n].key)
+        assert after.height == before[n].height
+        assert after.drop("solve_seconds" if "solve_seconds" in after.columns else []).equals(
+            before[n].drop("solve_seconds" if "solve_seconds" in after.columns else []))
+
+
+def test_without_forecasts_the_fallback_is_last_week_and_named(tmp_path) -> None:
+    lk = Lake(tmp_path / "lake")
+    src = DAY - dt.timedelta(days=7)
+    stamps = [_local(src, 0) + dt.timedelta(hours=k) for k in range(24)]
+    rows = []
+    for feeder, share in (("F1", 0.6), ("F2", 0.4)):
+        kw = share * _load_shape(stamps)
+        rows.append(pl.DataFrame({
+            "date": src, "level": "feeder", "entity_id": feeder, "period_start": stamps, "energy_kwh": kw, "mean_kw": kw,
+            "peak_kw": 1.1 * kw, "n_readings": 4, "n_flagged": 0, "rating_kva": None, "loading_pct_max": None,
+        }).with_columns(pl.col("period_start").cast(UTC)))  # fmt: skip
+    lk.write_partition(TABLES["gold_load_hourly"], pl.concat(rows), src)
+    result = materialize([gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk))
+    assert result.success
+    md = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata for m in result.get_asset_materialization_events()}
+    source = md["gold_battery_schedule"]["load_source"].value
+    assert source.startswith("fallback: gold_load_hourly") and str(src) in source and "gold_load_forecast does not exist" in source
+    assert md["gold_battery_schedule"]["pv_source"].value.startswith("none")
+    s = lk.read(TABLES["gold_battery_schedule"], DAY).sort("period_start")
+    hourly = s.filter(pl.col("period_start").dt.minute() == 0)["load_kw"].to_numpy()
+    np.testing.assert_allclose(hourly, _load_shape([_local(DAY, 0) + dt.timedelta(hours=k) for k in range(24)]), rtol=1e-9)
+    assert lk.read(TABLES["gold_battery_daily"], DAY)["inputs"][0].startswith("load: fallback: gold_load_hourly")
+
+
+def test_the_graph_is_exported_for_the_code_location(tmp_path) -> None:
+    from dagster import Definitions, build_schedule_context
+
+    defs = Definitions(assets=OPT_ASSETS, jobs=OPT_JOBS, schedules=OPT_SCHEDULES, resources={"lake": LakeResource(root=str(tmp_path)), "grid": GridSettings()})
+    job = defs.resolve_job_def("optimization_daily")
+    assert job.partitions_def is not None
+    when = dt.datetime(2026, 3, 5, 4, 0, tzinfo=ZoneInfo(TZ))
+    defs.get_repository_def().load_all_definitions()
+    req = OPT_SCHEDULES[0](build_schedule_context(scheduled_execution_time=when))
+    assert req.partition_key == "2026-03-05"
+    graph = defs.resolve_asset_graph()
+    from dagster import AssetKey
+
+    for name in OPT_TABLES:
+        assert graph.get(AssetKey(name)).is_materializable
+    assert AssetKey("gold_load_forecast") in graph.get(AssetKey("gold_battery_schedule")).parent_keys
+
+
+def test_bad_config_and_infeasible_days_fail_with_named_causes(forecast_lake) -> None:
+    from pydantic import ValidationError
+
+    from assets.optimization import TariffConfig
+
+    with pytest.raises(ValidationError, match=r"1 \(flat\) or 24"):
+        TariffConfig(carbon_kg_per_mwh=[400.0, 300.0])
+    with pytest.raises(ValidationError, match="local hours 0..23"):
+        TariffConfig(peak_hours=[17, 24])
+    # loads x10 at the peak: demand above case14's generation capacity -> power_balance named
+    config = {"ops": {"gold_opf_dispatch": {"config": {"case": "case14", "peak_load_scale": 10.0}}}}
+    result = materialize([gold_opf_dispatch], partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=config, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert "power_balance" in failure.error.message
+    assert "power_balance" in failure.user_failure_data.metadata["infeasible_groups"].value
