@@ -19,7 +19,7 @@ def _profiles(sim: Simulator, start: date, days: int) -> tuple[np.ndarray, np.nd
     fr = fr.with_columns(pl.col("reading_time").dt.convert_time_zone(sim.cfg.timezone).alias("t")).with_columns(
         pl.col("t").dt.hour().alias("h"), (pl.col("t").dt.weekday() >= 6).alias("we")
     )
-    prof = fr.group_by("meter_id", "we", "h").agg(pl.col("demand_kw").mean())
+    prof = fr.group_by("meter_id", "we", "h").agg(pl.col("demand_kw").mean()).sort("we", "h", "meter_id")  # pivot keeps this column order
     wide = prof.pivot(on=["we", "h"], index="meter_id", values="demand_kw").sort("meter_id")
     x = wide.drop("meter_id").to_numpy()
     x = np.hstack([x[:, :24], x[:, 24:]])
@@ -41,10 +41,10 @@ def test_kmeans_on_normalised_profiles_recovers_the_archetypes(start):
     ari = adjusted_rand_score(truth, labels)
     assert ari >= 0.6
     # and the blend matters: it spreads each archetype's customers away from their archetype's mean profile.
-    # (A property of the data, not of one k-means run: comparing two k-means ARIs flipped with BLAS rounding.)
+    # (A property of the data, not a comparison of two k-means runs.)
     pure = Simulator(SimConfig(n_meters=240, start=start, days=14, seed=4, events=NO_EVENTS, profile_blend=0.0))
     xp, tp = _profiles(pure, start, 14)
-    assert _within_share(x, truth) > 1.2 * _within_share(xp, tp)
+    assert _within_share(x, truth) > 1.1 * _within_share(xp, tp)  # measured x1.29 (Jan), x1.23 (Jul)
 
 
 def _within_share(x: np.ndarray, labels: np.ndarray) -> float:
