@@ -47,11 +47,15 @@ class QualityRules:
     scada: ScadaRules = field(default_factory=ScadaRules)
     weather: WeatherRules = field(default_factory=WeatherRules)
 
-    def flag_expr(self, source: str) -> pl.Expr:
-        """A polars expression giving 'ok' | 'warning' | 'anomaly' for a typed, valid frame of ``source``."""
+    def flag_expr(self, source: str, entity: str | None = None) -> pl.Expr:
+        """A polars expression giving 'ok' | 'warning' | 'anomaly' for a typed, valid frame of ``source``.
+
+        ``entity`` names the column that identifies a meter for the per-meter average (default
+        ``meter_id``; ingestion passes an integer index of it, which groups faster than strings).
+        """
         if source == "meter_readings":
             r = self.meter
-            mean = pl.col("consumption_kwh").mean().over("meter_id")
+            mean = pl.col("consumption_kwh").mean().over(entity or "meter_id")
             anomaly = (pl.col("consumption_kwh") > r.anomaly_consumption_multiple * mean) & (mean > 0)
             warning = (pl.col("voltage") < r.warn_voltage_low) | (pl.col("voltage") > r.warn_voltage_high)
         elif source == "scada":

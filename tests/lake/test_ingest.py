@@ -290,3 +290,62 @@ def test_backfill_writes_the_same_partitions_as_one_by_one(lake_and_landing, sma
         a = lake.read(SRC.silver, d).sort("meter_id", "reading_time")
         b = other.read(SRC.silver, d).sort("meter_id", "reading_time")
         assert a.equals(b) and a.height > 0
+
+
+def test_pipelined_backfill_delivers_early_records_to_the_next_day(env):
+    """Day N is written while day N+1 is built: a record of day N+1 that arrived with day N's files
+    must still reach day N+1 in the same backfill (forwarded before N+1 is read)."""
+    from lake.ingest import ingest_partitions
+
+    lake, zone, m1, m2 = env
+    nxt = DAY + dt.timedelta(days=1)
+    _csv(zone, "a.csv", [_row(m1, "2026-11-02 08:00:00"), _row(m2, "2026-11-03 01:00:00", kwh="0.66")])
+    _csv(zone, "b.csv", [_row(m1, "2026-11-03 08:00:00")], day=nxt)
+    r1, r2 = ingest_partitions(zone, lake, SRC, [DAY, nxt], _ids(lake))
+    assert r1.reasons == {"future_data": 1} and r1.silver_rows == 1 and list(r1.forwarded) == [nxt]
+    assert r2.raw_rows == 2 and r2.silver_rows == 2 and r2.reconciles
+    got = lake.read(SRC.silver, nxt).sort("reading_time")
+    assert got["meter_id"].to_list() == [m2, m1] and got["consumption_kwh"][0] == 0.66
+
+
+def test_a_failed_write_stops_the_backfill_and_raises(env, monkeypatch):
+    from lake.delta import Lake
+    from lake.ingest import ingest_partitions
+
+    lake, zone, m1, _ = env
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    for i, d in enumerate(days):
+        _csv(zone, f"f{i}.csv", [_row(m1, f"{d.isoformat()} 08:00:00")], day=d)
+    real = Lake.write_partition
+
+    def failing(self, table, df, partition, **kw):
+        if table.name == SRC.silver.name and partition == days[1]:
+            raise OSError("disk full")
+        return real(self, table, df, partition, **kw)
+
+    monkeypatch.setattr(Lake, "write_partition", failing)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_partitions(zone, lake, SRC, days, _ids(lake))
+    assert lake.read(SRC.silver, days[0]).height == 1
+    assert lake.read(SRC.silver, days[2]).height == 0
+
+
+@pytest.mark.parametrize("day", [dt.date(2026, 11, 1), dt.date(2026, 3, 8), dt.date(2026, 6, 3)])  # 25 h, 23 h, 24 h days
+def test_integer_day_key_deduplicates_exactly_like_the_general_mask(day):
+    import numpy as np
+
+    from lake.ingest import _EIDX, _last_copy_of_day_key, day_bounds_utc, last_copy_mask
+
+    lo, hi = day_bounds_utc(day, "America/New_York")
+    rng = np.random.default_rng(7)
+    n, slots = 20_000, int((hi - lo).total_seconds() // 1800)
+    assert slots in (46, 48, 50)
+    e = rng.integers(0, 300, n)
+    t = rng.integers(0, slots, n)  # many repeated (entity, slot) pairs, incl. the first and the last slot
+    t[:2], t[2:4] = 0, slots - 1
+    df = pl.DataFrame({"meter_id": [f"M{i:05d}" for i in e], _EIDX: e.astype("int64")}).with_columns(
+        (pl.lit(lo) + pl.duration(minutes=pl.Series(t * 30))).dt.cast_time_unit("us").alias("reading_time")
+    )
+    fast = _last_copy_of_day_key(df, SRC, day, "America/New_York")
+    slow = last_copy_mask(df, ["meter_id", "reading_time"])
+    assert 0 < int((~fast).sum()) < n and fast.equals(slow.alias(fast.name))
