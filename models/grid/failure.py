@@ -140,7 +140,7 @@ def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon
     )
     nxt = s.sort("as_of").join_asof(
         fails.select("transformer_id", "_fs").sort("_fs"), left_on="as_of", right_on="_fs", by="transformer_id",
-        strategy="forward",
+        strategy="forward", check_sortedness=False,  # both sides sorted on the key overall, hence within each group
     ).select("_r", "_fs")
     end = snapshots["as_of"].max()
     s = s.join(down, on="_r", how="left").join(nxt, on="_r", how="left").sort("_r")
