@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import polars as pl
 
 from lake.delta import Lake, WriteResult
@@ -272,24 +273,33 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
     return df, t, dst
 
 
-def validate_file(
-    df: pl.DataFrame, key: str, src: Source, partition: dt.date, known_ids: pl.Series, tz: str, missing: list[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split one file's records into (accepted typed rows, rejected rows with reasons)."""
-    ent, tc = src.entity, src.time
-    received = [c for c in df.columns if c != _ROW]
-    for c in src.raw_columns:
-        if c not in df.columns:
-            df = df.with_columns(pl.lit(None, pl.Utf8).alias(c))
-    if not _is_text(df, ent):
-        df = df.with_columns(pl.col(ent).cast(pl.Utf8))
-    df, t_expr, dst_expr = _time_expr(df, src, tz)
-    df = df.with_columns(t_expr.alias("_t"), dst_expr.alias("_dst"))
-    blank = {c: (pl.col(c).is_null() | (pl.col(c) == "")) if _is_text(df, c) else pl.col(c).is_null() for c in src.raw_columns}
-    df = df.with_columns(
-        [(pl.col(m.name).cast(pl.Float64, strict=False) if _is_text(df, m.name) else pl.col(m.name).cast(pl.Float64)).alias(f"_v_{m.name}") for m in src.measures]
-    )
+_RULE_CACHE: dict[tuple, tuple[Source, tuple[pl.Expr, tuple[pl.Expr, ...]]]] = {}
 
+
+def _rule_exprs(
+    src: Source, partition: dt.date, tz: str, missing: tuple[str, ...], received: tuple[str, ...], text: frozenset[str]
+) -> tuple[pl.Expr, tuple[pl.Expr, ...]]:
+    """Cached ``_build_rule_exprs`` (a Source holds a dict, so it is keyed by identity and checked)."""
+    key = (id(src), partition, tz, missing, received, text)
+    hit = _RULE_CACHE.get(key)
+    if hit is not None and hit[0] is src:
+        return hit[1]
+    if len(_RULE_CACHE) > 256:
+        _RULE_CACHE.clear()
+    out = _build_rule_exprs(src, partition, tz, missing, received, text)
+    _RULE_CACHE[key] = (src, out)
+    return out
+
+
+def _build_rule_exprs(
+    src: Source, partition: dt.date, tz: str, missing: tuple[str, ...], received: tuple[str, ...], text: frozenset[str]
+) -> tuple[pl.Expr, tuple[pl.Expr, ...]]:
+    """The validation rules of one file shape, as (any rule fails, first failing rule's reason_code /
+    field / value / detail). Built once per (source, day, zone, columns, text columns): every file of
+    a day with the same shape reuses the expressions instead of rebuilding ~40 of them."""
+    ent, tc = src.entity, src.time
+    blank = {c: (pl.col(c).is_null() | (pl.col(c) == "")) if c in text else pl.col(c).is_null() for c in src.raw_columns}
+    missing, received = list(missing), list(received)
     raw = lambda c: pl.col(c).cast(pl.Utf8)  # noqa: E731 - the offending value as text
     rules: list[tuple[pl.Expr, str, str | None, pl.Expr, pl.Expr]] = []
     if missing:
@@ -309,19 +319,48 @@ def validate_file(
         lo = "-inf" if m.min is None else f"{m.min:g}"
         hi = "inf" if m.max is None else f"{m.max:g}"
         rules.append((cond, "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} {{}} outside [{lo}, {hi}]", raw(m.name))))
-    # the entity's position in the reference ids (null = unknown): one string hash per record,
-    # and later the integer key for deduplication and the per-entity flag windows
-    df = df.with_columns(
-        pl.col(ent).replace_strict(known_ids, pl.int_range(0, known_ids.len(), dtype=pl.Int64, eager=True), default=None, return_dtype=pl.Int64).alias(_EIDX)
-    )
     rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {src.reference}", raw(ent))))
     p = partition.isoformat()
     # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
     lo, hi = day_bounds_utc(partition, tz)
     rules.append((pl.col("_t") < lo, "late_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
     rules.append((pl.col("_t") >= hi, "future_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
-
     any_bad = pl.any_horizontal([c.fill_null(False) for c, *_ in rules])
+    # first failing rule wins (only evaluated on the rejected rows)
+    chains = []
+    for name, pick in (("reason_code", 1), ("field", 2), ("value", 3), ("detail", 4)):
+        e = None
+        for r in rules:
+            cond = r[0].fill_null(False)
+            out = pl.lit(r[pick], pl.Utf8) if pick in (1, 2) else r[pick].cast(pl.Utf8)
+            e = pl.when(cond).then(out) if e is None else e.when(cond).then(out)
+        chains.append(e.otherwise(pl.lit(None, pl.Utf8)).alias(name))
+    return any_bad, tuple(chains)
+
+
+def validate_file(
+    df: pl.DataFrame, key: str, src: Source, partition: dt.date, known_ids: pl.Series, tz: str, missing: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split one file's records into (accepted typed rows, rejected rows with reasons)."""
+    ent, tc = src.entity, src.time
+    received = [c for c in df.columns if c != _ROW]
+    for c in src.raw_columns:
+        if c not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.Utf8).alias(c))
+    if not _is_text(df, ent):
+        df = df.with_columns(pl.col(ent).cast(pl.Utf8))
+    df, t_expr, dst_expr = _time_expr(df, src, tz)
+    df = df.with_columns(t_expr.alias("_t"), dst_expr.alias("_dst"))
+    df = df.with_columns(
+        [(pl.col(m.name).cast(pl.Float64, strict=False) if _is_text(df, m.name) else pl.col(m.name).cast(pl.Float64)).alias(f"_v_{m.name}") for m in src.measures]
+    )
+    # the entity's position in the reference ids (null = unknown): one string hash per record,
+    # and later the integer key for deduplication and the per-entity flag windows
+    df = df.with_columns(
+        pl.col(ent).replace_strict(known_ids, pl.int_range(0, known_ids.len(), dtype=pl.Int64, eager=True), default=None, return_dtype=pl.Int64).alias(_EIDX)
+    )
+    text = frozenset(c for c in src.raw_columns if _is_text(df, c))
+    any_bad, chains = _rule_exprs(src, partition, tz, tuple(missing), tuple(received), text)
     bad_mask = df.select(any_bad).to_series()
     n_bad = int(bad_mask.sum())
     accepted = df.select(
@@ -336,18 +375,9 @@ def validate_file(
         return accepted, _empty_rejects()
     accepted = accepted.filter(~bad_mask)
     bad = df.filter(bad_mask).with_columns(pl.col("_t").dt.convert_time_zone(tz).dt.date().alias("_d"))
-    # first failing rule wins (only evaluated on the rejected rows)
-    chains = {}
-    for name, pick in (("reason_code", 1), ("field", 2), ("value", 3), ("detail", 4)):
-        e = None
-        for r in rules:
-            cond = r[0].fill_null(False)
-            out = pl.lit(r[pick], pl.Utf8) if pick in (1, 2) else r[pick].cast(pl.Utf8)
-            e = pl.when(cond).then(out) if e is None else e.when(cond).then(out)
-        chains[name] = e.otherwise(pl.lit(None, pl.Utf8)).alias(name)
     record = pl.struct([pl.col(c) for c in received]).struct.json_encode() if received else pl.lit("{}")
     rejected = bad.select(
-        *chains.values(),
+        *chains,
         pl.lit(None, pl.Date).alias("target_date"),
         record.alias("raw_record"),
         pl.lit(key).alias(_FILE),
@@ -416,8 +446,17 @@ def _last_copy_of_day_key(ok: pl.DataFrame, src: Source, partition: dt.date, tz:
     if ok[_EIDX].max() >= 1 << (63 - _T_BITS) or (hi - lo).total_seconds() * 1e6 >= 1 << _T_BITS:
         return last_copy_mask(ok, [src.entity, src.time])  # a fleet beyond 67 M entities: the general path
     us = (pl.col(src.time) - pl.lit(lo).cast(UTC_TS)).dt.total_microseconds()
-    key = ok.select((pl.col(_EIDX) * (1 << _T_BITS) + us).alias("k"))["k"]  # us < 2**37: the sum is the bitwise or
-    return key.is_last_distinct().alias("keep")
+    key = ok.select((pl.col(_EIDX) * (1 << _T_BITS) + us).alias("k"))["k"].to_numpy()  # us < 2**37: the sum is the bitwise or
+    # a stable sort keeps arrival order among equal keys, so the last of each run of equal keys is
+    # the copy that wins; files arrive nearly sorted by (meter, time), which numpy's stable
+    # (radix/tim) sort exploits: ~1 ms per 480k rows against ~10 ms for a hash-based is_last_distinct
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    last_in_run = np.ones(key.size, dtype=bool)
+    last_in_run[:-1] = ks[1:] != ks[:-1]
+    keep = np.empty(key.size, dtype=bool)
+    keep[order] = last_in_run
+    return pl.Series("keep", keep)
 
 
 def list_partition_files(zone: LandingZone, src: Source, partition: dt.date) -> list[LandedFile]:
