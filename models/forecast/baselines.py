@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
+from scipy.signal import lfilter
 
 from models.forecast.base import QUANTILES, Forecaster, residual_quantiles
 from models.forecast.data import PreparedSeries
@@ -112,6 +113,12 @@ class MSTLForecaster(Forecaster):
     level drifts, and mean reversion over four weeks pulls it the wrong way. Intervals come from
     in-sample day-ahead errors of that construction over the last ``calib_days`` (slightly
     optimistic: the decomposition saw them).
+
+    ``windows`` (seasonal smoothing spans, in cycles) and ``iterate`` go to statsmodels' MSTL;
+    the defaults are statsmodels' own (11 days, 15 weeks, 2 iterations). On the same 14
+    training-span origins, 3 iterations and a near-periodic weekly component (windows 11 days
+    / 101 weeks) gave 1.08 % against 1.12 % for the defaults, so the Taylor benchmark uses
+    those; daily windows of 7 (2.3 %), 21 (1.2 %) or 31+ (1.3 %) were worse there.
     """
 
     name = "mstl"
@@ -126,11 +133,15 @@ class MSTLForecaster(Forecaster):
         ar_window: pd.Timedelta = 4 * WEEK,
         log: bool | None = None,
         calib_days: int = 14,
+        iterate: int = 2,
         **kw,
     ):
         super().__init__(**kw)
         self.periods = tuple(pd.Timedelta(p) for p in periods)
-        self.windows = windows
+        self.windows = tuple(windows) if windows is not None else None
+        if self.windows is not None and len(self.windows) != len(self.periods):
+            raise ValueError(f"windows {self.windows} must give one span per period {[str(p) for p in self.periods]}")
+        self.iterate = iterate
         self.ar_lags = ar_lags
         self.ar_window = ar_window
         self.log = log
@@ -141,6 +152,7 @@ class MSTLForecaster(Forecaster):
             "model": self.name,
             "periods": [str(p) for p in self.periods],
             "windows": self.windows,
+            "iterate": self.iterate,
             "ar_lags": self.ar_lags,
         }
 
@@ -152,7 +164,7 @@ class MSTLForecaster(Forecaster):
         self._log = _use_log(y, self.log)
         x = np.log(y) if self._log else y
         self._steps = [s.steps(p) for p in self.periods]
-        res = MSTL(x, periods=self._steps, windows=self.windows).fit()
+        res = MSTL(x, periods=self._steps, windows=None if self.windows is None else list(self.windows), iterate=self.iterate).fit()
         seas = np.asarray(res.seasonal).reshape(len(x), -1)
         self._seasonal = seas
         adj = x - seas.sum(axis=1)
@@ -193,6 +205,12 @@ class DoubleSeasonalHoltWinters(Forecaster):
     squared error over leads 1..``fit_horizon`` from every daily origin matches what the model
     is used for. ``update`` re-runs the filter with fixed parameters (cheap), so rolling-origin
     backtests refit only when asked to.
+
+    On the Taylor benchmark's 14 training-span origins (17-30 Jul, never the test weeks) the
+    day-ahead MAPE was 2.16 % with the one-step objective, 1.17 % fitting leads 1..48 and
+    0.98 % fitting leads 1..24 (``fit_horizon=12h``: a larger daily-seasonal smoothing
+    constant, which follows the evening peak as sunset moves); the benchmark uses 12 h, the
+    default stays one day.
     """
 
     name = "dshw"
@@ -211,43 +229,56 @@ class DoubleSeasonalHoltWinters(Forecaster):
         return p
 
     # -- the filter ----------------------------------------------------------------
-    def _run(self, x: np.ndarray, theta, *, collect: bool):
-        a, d, w, phi = (float(v) for v in theta)
-        s1, s2, H = self._s1, self._s2, self._H
-        wk = x[:s2]
-        lvl = float(wk.mean())
+    def _init_state(self, x: np.ndarray):
+        s1, s2 = self._s1, self._s2
+        lvl = float(x[:s2].mean())
         days = x[: 2 * s2].reshape(-1, s1)
-        D = list((days - days.mean(axis=1, keepdims=True)).mean(axis=0))
+        D = (days - days.mean(axis=1, keepdims=True)).mean(axis=0)
         W0 = (x[:s2] - lvl) - np.tile(D, 7)
         W1 = (x[s2 : 2 * s2] - x[s2 : 2 * s2].mean()) - np.tile(D, 7)
-        W = list((W0 + W1) / 2)
+        return lvl, D.copy(), (W0 + W1) / 2
+
+    def _run(self, x: np.ndarray, theta, *, collect: bool):
+        """Filter ``x`` with parameters ``theta``; return (multi-step SSE, final state, error rows).
+
+        The recursion runs one block of ``s1`` steps (a day) at a time: inside a block every
+        step reads seasonal terms last written a full cycle earlier, so the block's daily and
+        weekly terms are fixed, the level is a first-order linear filter of the deseasonalised
+        block and the AR(1) error another one -- two ``scipy.signal.lfilter`` calls instead of
+        a Python loop per step (about 10x faster; same numbers). Blocks start at the steps
+        with ``t % s1 == n % s1`` so that they coincide with the day-ahead origins scored by
+        the objective (the forecast origin ``n`` and every day before it).
+        """
+        a, d, w, phi = (float(v) for v in theta)
+        s1, s2, H = self._s1, self._s2, self._H
+        lvl, D, W = self._init_state(x)
         n = len(x)
         sse = 0.0
         e_prev = 0.0
         errs = []
-        for t in range(n):
-            if t >= 2 * s2 and t % s1 == n % s1 and t + H <= n:
-                pk = phi
-                row = np.empty(H) if collect else None
-                for k in range(H):
-                    f = lvl + D[(t + k) % s1] + W[(t + k) % s2] + pk * e_prev
-                    r = x[t + k] - f
-                    sse += r * r
-                    if collect:
-                        row[k] = r
-                    pk *= phi
+        k = np.arange(H)
+        phik = phi ** (k + 1)
+        first = n % s1
+        starts = ([0] if first else []) + list(range(first, n, s1))
+        for t0 in starts:
+            t1 = min(t0 + s1, n) if t0 >= first else first
+            if t0 >= 2 * s2 and t0 % s1 == n % s1 and t0 + H <= n:
+                f = lvl + D[(t0 + k) % s1] + W[(t0 + k) % s2] + phik * e_prev
+                r = x[t0 : t0 + H] - f
+                sse += float(r @ r)
                 if collect:
-                    errs.append(row)
-            dt = D[t % s1]
-            wt = W[t % s2]
-            xt = x[t]
-            e = xt - (lvl + dt + wt + phi * e_prev)
-            new_l = a * (xt - dt - wt) + (1 - a) * lvl
-            D[t % s1] = d * (xt - lvl - wt) + (1 - d) * dt
-            W[t % s2] = w * (xt - lvl - dt) + (1 - w) * wt
-            lvl = new_l
-            e_prev = e
-        return sse, (lvl, D, W, e_prev, n), errs
+                    errs.append(r)
+            idx = np.arange(t0, t1)
+            di, wi = idx % s1, idx % s2
+            xb, Db, Wb = x[t0:t1], D[di], W[wi]
+            u = xb - Db - Wb
+            lv = lfilter([a], [1.0, -(1.0 - a)], u, zi=[(1.0 - a) * lvl])[0]
+            lp = np.concatenate(([lvl], lv[:-1]))  # the level before each step
+            e = lfilter([1.0], [1.0, phi], u - lp, zi=[-phi * e_prev])[0]
+            D[di] = d * (xb - lp - Wb) + (1 - d) * Db
+            W[wi] = w * (xb - lp - Db) + (1 - w) * Wb
+            lvl, e_prev = float(lv[-1]), float(e[-1])
+        return sse, (lvl, list(D), list(W), e_prev, n), errs
 
     def _fit(self, s: PreparedSeries) -> None:
         y = s.y.to_numpy()
