@@ -118,7 +118,7 @@ class MSTLForecaster(Forecaster):
     the defaults are statsmodels' own (11 days, 15 weeks, 2 iterations). On the same 14
     training-span origins, 3 iterations and a near-periodic weekly component (windows 11 days
     / 101 weeks) gave 1.08 % against 1.12 % for the defaults, so the Taylor benchmark uses
-    those; daily windows of 7 (2.3 %), 21 (1.2 %) or 31+ (1.3 %) were worse there.
+    those; daily windows of 7 (2.1 %), 21 (1.2 %) or 31 days (1.3 %) were worse there.
     """
 
     name = "mstl"

@@ -149,3 +149,68 @@ def test_mstl_level_follows_a_recent_shift_unless_ar_asked_for(taylor):
     ratio_ar = np.mean(ar / week_ago)
     assert 1.04 < ratio_rw < 1.12
     assert ratio_ar < ratio_rw
+
+
+def _dshw_reference(x, theta, s1, s2, H):
+    """Taylor's recursion one step at a time (the original implementation), for comparison."""
+    a, d, w, phi = theta
+    lvl = float(x[:s2].mean())
+    days = x[: 2 * s2].reshape(-1, s1)
+    D = list((days - days.mean(axis=1, keepdims=True)).mean(axis=0))
+    W0 = (x[:s2] - lvl) - np.tile(D, 7)
+    W1 = (x[s2 : 2 * s2] - x[s2 : 2 * s2].mean()) - np.tile(D, 7)
+    W = list((W0 + W1) / 2)
+    n, sse, e_prev, errs = len(x), 0.0, 0.0, []
+    for t in range(n):
+        if t >= 2 * s2 and t % s1 == n % s1 and t + H <= n:
+            row = np.array([x[t + k] - (lvl + D[(t + k) % s1] + W[(t + k) % s2] + phi ** (k + 1) * e_prev) for k in range(H)])
+            sse += float(row @ row)
+            errs.append(row)
+        dt, wt, xt = D[t % s1], W[t % s2], x[t]
+        e = xt - (lvl + dt + wt + phi * e_prev)
+        new_l = a * (xt - dt - wt) + (1 - a) * lvl
+        D[t % s1] = d * (xt - lvl - wt) + (1 - d) * dt
+        W[t % s2] = w * (xt - lvl - dt) + (1 - w) * wt
+        lvl, e_prev = new_l, e
+    return sse, (lvl, D, W, e_prev, n), errs
+
+
+@pytest.mark.parametrize("n_steps,horizon", [(24 * 48, 48), (24 * 48 + 17, 48), (23 * 48 + 5, 96), (22 * 48, 24)])
+def test_dshw_day_block_filter_equals_the_step_recursion(taylor, n_steps, horizon):
+    """The vectorised filter (one lfilter per day block) must reproduce the per-step
+    recursion exactly: SSE, final state and every scored error row, for histories that do and
+    do not end on a day boundary and for fit horizons shorter and longer than a day."""
+    x = np.log(taylor["mean_kw"].to_numpy()[:n_steps])
+    m = DoubleSeasonalHoltWinters()
+    m._s1, m._s2, m._H = 48, 336, horizon
+    theta = (0.04, 0.3, 0.2, 0.85)
+    sse, state, errs = m._run(x, theta, collect=True)
+    sse_ref, state_ref, errs_ref = _dshw_reference(x, theta, 48, 336, horizon)
+    assert sse == pytest.approx(sse_ref, rel=1e-10)
+    assert len(errs) == len(errs_ref) > 0
+    np.testing.assert_allclose(np.array(errs), np.array(errs_ref), rtol=0, atol=1e-12)
+    for got, ref in zip(state[:4], state_ref[:4]):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    assert state[4] == state_ref[4] == n_steps
+
+
+def test_dshw_fit_horizon_changes_the_estimate(taylor):
+    hist = taylor.head(5 * 7 * 48)
+    day = DoubleSeasonalHoltWinters().fit(hist)
+    half = DoubleSeasonalHoltWinters(fit_horizon=pd.Timedelta(hours=12)).fit(hist)
+    assert half._H == 24 and day._H == 48
+    assert not np.allclose(day.theta, half.theta)
+    _contract(half.predict(48), 48, 0.5, "dshw")
+
+
+@pytest.mark.slow
+def test_mstl_windows_and_iterate_reach_statsmodels(taylor):
+    hist = taylor.head(4 * 7 * 48)
+    base = MSTLForecaster().fit(hist)
+    tuned = MSTLForecaster(windows=(11, 101), iterate=3).fit(hist)
+    assert tuned.params()["iterate"] == 3 and tuned.params()["windows"] == (11, 101)
+    a, b = base.predict(48)["p50"].to_numpy(), tuned.predict(48)["p50"].to_numpy()
+    assert not np.allclose(a, b)  # the options change the decomposition
+    assert np.max(np.abs(b / a - 1)) < 0.05  # ... but not into nonsense
+    with pytest.raises(ValueError, match="one span per period"):
+        MSTLForecaster(windows=(11,))

@@ -161,3 +161,30 @@ def test_design_features_use_nothing_after_the_origin(power, system):
     k = clearsky_index(obs["ac_kw"], obs["clearsky_ac_kw"], system.kw_dc)
     i = obs.index.get_loc(origin)
     assert a.loc[(origin, 3.0), "k_tgt24"] == pytest.approx(k[i - 21])
+
+
+def test_one_booster_per_lead_routes_rows_by_lead(power, system):
+    from models.solar.forecast import PerLeadBoosters
+
+    train = power.loc["2021-04-15":"2021-05-31"]
+    m = SolarXGBForecaster(system.kw_dc, horizons=[1, 3], n_estimators=40, max_depth=3, learning_rate=0.1).fit(train)
+    assert isinstance(m.model, PerLeadBoosters) and list(m.model.boosters) == [1, 3]
+    # the feature-importance picture reads model.model.feature_importances_: one value per column
+    imp = m.model.feature_importances_
+    assert imp.shape == (len(m._columns),) and np.isfinite(imp).all() and imp.sum() > 0
+    d = design(power.loc["2021-06-01":"2021-06-03"], system.kw_dc, [1, 3])
+    d = d[d["y"].notna() & (d["cs_t"] > 0)].reset_index(drop=True)
+    q = m.predict_design(d)
+    # lead-3 rows come from the lead-3 booster and nothing else
+    r3 = (d["lead_h"] == 3).to_numpy()
+    own = m.model.boosters[3].predict(d.loc[r3, m._columns]).reshape(-1, 3) + d.loc[r3, "sp_t"].to_numpy()[:, None]
+    own = np.sort(np.minimum(np.clip(own * system.kw_dc, 0, None), 1.5 * d.loc[r3, "cs_t"].to_numpy()[:, None] * system.kw_dc + 1e-9), axis=1)
+    np.testing.assert_allclose(q[r3], own, rtol=1e-6, atol=1e-9)
+    other = m.model.boosters[1].predict(d.loc[r3, m._columns]).reshape(-1, 3)[:, 1] + d.loc[r3, "sp_t"].to_numpy()
+    assert not np.allclose(q[r3, 1], np.clip(other * system.kw_dc, 0, None))
+    with pytest.raises(ValueError, match="no booster for lead"):
+        m.predict_design(design(power.loc["2021-06-01":"2021-06-02"], system.kw_dc, [2]).dropna(subset=["y"]))
+    # the pooled booster stays available
+    pooled = SolarXGBForecaster(system.kw_dc, horizons=[1, 3], n_estimators=40, per_lead=False).fit(train)
+    assert not isinstance(pooled.model, PerLeadBoosters)
+    assert pooled.predict_design(d).shape == (len(d), 3)
