@@ -110,13 +110,13 @@ class Lake:
                 raise ValueError(f"{table.name}: {stray} row(s) outside partition {col}={partition}")
             predicate = f"{col} = '{partition.isoformat()}'"  # isoformat of a date: no injection possible
         uri = self.uri(table)
-        self._create_if_missing(table)
+        target = self._open_or_create(table)  # loaded once: the write and the version below reuse it
         for attempt in range(retries + 1):
             try:
                 # the polars frame goes over the Arrow C stream as is (no copy); the table was
                 # created with the declared Arrow schema, so nullability is enforced by Delta
                 write_deltalake(
-                    uri,
+                    target,
                     data,
                     partition_by=list(table.partition_by) or None,
                     mode="overwrite",
@@ -129,12 +129,15 @@ class Lake:
                 if attempt == retries:
                     raise
                 time.sleep(0.2 * (attempt + 1))
-        version = self.delta(table).version()
+                target = self.delta(table)  # another writer committed: retry on its version
+        version = target.version()  # the written table object is updated in place by the commit
         return WriteResult(table.name, uri, version, data.height, partition.isoformat() if partition else None)
 
-    def _create_if_missing(self, table: Table) -> None:
-        if self.exists(table):
-            return
+    def _open_or_create(self, table: Table) -> DeltaTable:
+        try:
+            return self.delta(table)
+        except TableNotFoundError:
+            pass
         try:
             DeltaTable.create(
                 self.uri(table),
@@ -147,6 +150,7 @@ class Lake:
         except Exception:  # a concurrent writer created it first: fine if it now exists
             if not self.exists(table):
                 raise
+        return self.delta(table)
 
     # ------------------------------------------------------------------ raw objects
     def _s3(self):
