@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--meters", type=int, default=10_000)
     ap.add_argument("--days", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--skip-single", action="store_true", help="skip the single 10x-larger day")
     ap.add_argument("--child", choices=["copy", "copy_overlapped", "ingest"])
