@@ -19,6 +19,10 @@
   0.204 for per-lead boosters against 0.120 for one pooled booster, same hyper-parameters.
   ``per_lead=False`` keeps the pooled booster.
 
+  The quantile boosters' p10-p90 band is too narrow out of sample (80 % bands covered 0.68-0.73
+  in bench-forecast). It is conformalised (Romano et al. 2019) on the latest 20 % of the training
+  origins, per lead: coverage 0.77-0.80, p50 unchanged (``calibration_share=0`` switches it off).
+
 Input: the frame returned by :func:`models.solar.pv.simulate_power` or any frame with the same
 columns measured on site (``ac_kw`` observed, ``clearsky_ac_kw``, ``ghi_wm2``, ``zenith`` ...),
 indexed by UTC time on an hourly grid.
@@ -156,6 +160,9 @@ class SolarXGBForecaster:
     subsample: float = 0.8
     #: one booster per lead (see the module docstring); False: one booster, lead as a feature
     per_lead: bool = True
+    #: share of the training origins (the latest) that calibrates the p10/p90 band (conformalised
+    #: quantile regression); 0 keeps the raw quantile boosters, which are too narrow out of sample
+    calibration_share: float = 0.2
 
     FEATURES = (
         "k0", "k1", "k2", "k3", "k24", "k_mean3", "k_mean24", "k_std3", "dk1", "k_mean6", "k_min3", "k_max3", "p0", "dp1",
@@ -191,25 +198,55 @@ class SolarXGBForecaster:
                 max_bin=64,
             )
 
-        target = d["y"] - d["sp_t"]
-        if self.per_lead:
+        def train(dd: pd.DataFrame):
+            target = dd["y"] - dd["sp_t"]
+            if not self.per_lead:
+                return booster().fit(dd[self._columns], target)
             boosters = {}
             for h in self.horizons:
-                rows = (d["lead_h"] == h).to_numpy()
+                rows = (dd["lead_h"] == h).to_numpy()
                 if not rows.any():
                     raise ValueError(f"solar model: no daylight training rows for lead {h} h")
-                boosters[int(h)] = booster().fit(d.loc[rows, self._columns], target[rows])
-            self.model = PerLeadBoosters(boosters)
-        else:
-            self.model = booster().fit(d[self._columns], target)
+                boosters[int(h)] = booster().fit(dd.loc[rows, self._columns], target[rows])
+            return PerLeadBoosters(boosters)
+
+        # Conformalised quantile regression (Romano et al. 2019): boosters fitted on the earlier
+        # origins predict the latest ``calibration_share``; per lead, the band is widened by the
+        # conformity score's quantile so that p10..p90 covers 80 % there. The final boosters are
+        # fitted on everything and keep that widening (their medians are unchanged).
+        self.widen_ = {int(h): 0.0 for h in self.horizons}
+        if self.calibration_share > 0:
+            cut = d["origin"].quantile(1 - self.calibration_share)
+            early, late = d[d["origin"] < cut], d[d["origin"] >= cut]
+            if early["lead_h"].nunique() == len(self.horizons) and late["lead_h"].nunique() == len(self.horizons):
+                self.model = train(early)
+                q = self._relative_quantiles(late)
+                y = (late["y"] - late["sp_t"]).to_numpy()
+                score = np.maximum(q[:, 0] - y, y - q[:, 2])
+                coverage = QUANTILES[-1] - QUANTILES[0]
+                for h in self.horizons:
+                    e = np.sort(score[late["lead_h"].to_numpy() == h])
+                    k = min(len(e) - 1, int(np.ceil((len(e) + 1) * coverage)) - 1)
+                    self.widen_[int(h)] = float(e[k])  # may be negative: the band then narrows
+        self.model = train(d)
         return self
+
+    def _relative_quantiles(self, d: pd.DataFrame) -> np.ndarray:
+        """The boosters' (n, 3) quantiles of power minus persistence, in capacity units."""
+        if isinstance(self.model, PerLeadBoosters):
+            return self.model.predict(d[self._columns], d["lead_h"].to_numpy())
+        return self.model.predict(d[self._columns]).reshape(len(d), -1)  # pooled (or pickled before per-lead)
 
     def predict_design(self, d: pd.DataFrame) -> np.ndarray:
         """(n, 3) quantiles in kW; zero where the sun is down at the target, capped at clear sky x 1.5."""
-        if isinstance(self.model, PerLeadBoosters):
-            rel = self.model.predict(d[self._columns], d["lead_h"].to_numpy())
-        else:  # one pooled booster (per_lead=False, or a model pickled before per-lead boosters)
-            rel = self.model.predict(d[self._columns]).reshape(len(d), -1)
+        rel = self._relative_quantiles(d)
+        widen = getattr(self, "widen_", None)  # absent in models pickled before calibration
+        if widen:
+            w = np.array([widen.get(int(h), 0.0) for h in d["lead_h"].to_numpy()])
+            rel[:, 0] -= w
+            rel[:, -1] += w
+            rel[:, 0] = np.minimum(rel[:, 0], rel[:, 1])  # a narrowing never crosses the median
+            rel[:, -1] = np.maximum(rel[:, -1], rel[:, 1])
         q = rel + d["sp_t"].to_numpy()[:, None]
         q = q * self.capacity_kw
         cs = d["cs_t"].to_numpy() * self.capacity_kw
