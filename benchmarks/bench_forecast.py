@@ -61,7 +61,8 @@ from models.forecast import (  # noqa: E402
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "forecast.json"
-GB = dict(country="GB", subdiv="ENG", tz="Europe/London")
+LONDON = "Europe/London"
+GB = dict(country="GB", subdiv="ENG", tz=LONDON)
 log = logging.getLogger("bench_forecast")
 
 
@@ -69,14 +70,17 @@ def taylor_frame() -> pl.DataFrame:
     from pmdarima.datasets import load_taylor
 
     y = np.asarray(load_taylor(), float)
-    idx = pd.date_range("2000-06-05", periods=len(y), freq="30min", tz="UTC")
+    # the series is in British clock time (BST all summer: the overnight trough sits at 05:00 and the
+    # evening lighting hump follows BST sunset), so local midnight is 23:00 UTC; calendar features
+    # (XGBoost, GRU, Prophet) need the true instants. Seasonal models see the same series either way.
+    idx = pd.date_range("2000-06-05", periods=len(y), freq="30min", tz=LONDON).tz_convert("UTC")
     return pl.DataFrame({"period_start": idx, "mean_kw": y})
 
 
 def run_taylor(skip: set[str]) -> dict:
     df = taylor_frame()
-    test = list(pd.date_range("2000-07-31", periods=28, freq="D", tz="UTC"))
-    inner = list(pd.date_range("2000-07-17", periods=14, freq="D", tz="UTC"))
+    test = list(pd.date_range("2000-07-31", periods=28, freq="D", tz=LONDON).tz_convert("UTC"))  # local midnights
+    inner = list(pd.date_range("2000-07-17", periods=14, freq="D", tz=LONDON).tz_convert("UTC"))
     allo = inner + test
     assert test[0] == df["period_start"][8 * 7 * 48]  # the first 8 weeks are training data
     specs = {
