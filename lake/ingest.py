@@ -23,6 +23,7 @@ is written: ``records in bronze = silver + quarantined + duplicates``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 import time
@@ -273,25 +274,8 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
     return df, t, dst
 
 
-_RULE_CACHE: dict[tuple, tuple[Source, tuple[pl.Expr, tuple[pl.Expr, ...]]]] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _rule_exprs(
-    src: Source, partition: dt.date, tz: str, missing: tuple[str, ...], received: tuple[str, ...], text: frozenset[str]
-) -> tuple[pl.Expr, tuple[pl.Expr, ...]]:
-    """Cached ``_build_rule_exprs`` (a Source holds a dict, so it is keyed by identity and checked)."""
-    key = (id(src), partition, tz, missing, received, text)
-    hit = _RULE_CACHE.get(key)
-    if hit is not None and hit[0] is src:
-        return hit[1]
-    if len(_RULE_CACHE) > 256:
-        _RULE_CACHE.clear()
-    out = _build_rule_exprs(src, partition, tz, missing, received, text)
-    _RULE_CACHE[key] = (src, out)
-    return out
-
-
-def _build_rule_exprs(
     src: Source, partition: dt.date, tz: str, missing: tuple[str, ...], received: tuple[str, ...], text: frozenset[str]
 ) -> tuple[pl.Expr, tuple[pl.Expr, ...]]:
     """The validation rules of one file shape, as (any rule fails, first failing rule's reason_code /

@@ -90,7 +90,8 @@ class Source:
     reference: str  # reference table holding the known entity ids
     description: str = ""
     #: columns accepted as synonyms in landing files (renamed on read), old name -> contract name
-    aliases: dict[str, str] = field(default_factory=dict)
+    #: (left out of the hash, so a Source can key a cache; equality still compares it)
+    aliases: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def raw_columns(self) -> list[str]:
