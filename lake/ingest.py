@@ -13,7 +13,9 @@ One pass over the partition's landing files (``<source>/<YYYY-MM-DD>/...``), in 
 4. deduplicate accepted records on the table key across the partition, the later-received copy
    winning; losers go to quarantine as ``duplicate`` naming the kept copy;
 5. flag accepted records ok / warning / anomaly (quality.rules);
-6. write the bronze file index, silver and quarantine, each replacing exactly this partition.
+6. re-land late/early records in their own day's landing folder (forward_late_records);
+7. write the bronze file index, silver and quarantine, each replacing exactly this partition
+   (a backfill writes day N while day N+1 goes through steps 1-6: ingest_partitions).
 
 Only silver is a full-size write: bronze is a byte copy plus one index row per file, and
 quarantine holds the rejects. Counts reconcile by construction and are checked before anything
@@ -606,17 +608,15 @@ def forward_late_records(zone: LandingZone, src: Source, partition: dt.date, qua
 
 
 def write_partition_frames(
-    zone: LandingZone,
     lake: Lake,
     src: Source,
     partition: dt.date,
     frames: dict[str, pl.DataFrame],
     res: IngestResult,
     *,
-    forward_late: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Replace the partition in silver, quarantine and the bronze index; forward late records."""
+    """Replace the partition in silver, quarantine and the bronze index (each its own commit)."""
     t = time.perf_counter()
     # the two small commits go alongside the large silver write (delta-rs releases the GIL)
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -625,8 +625,6 @@ def write_partition_frames(
         for layer, fut in small.items():
             res.writes[layer] = fut.result()
     res.timings_s["write"] = time.perf_counter() - t
-    if forward_late and res.reasons.get("late_data", 0) + res.reasons.get("future_data", 0):
-        res.forwarded = forward_late_records(zone, src, partition, frames["quarantine"])
     if progress:
         progress(
             f"{src.name} {partition}: {res.raw_rows} records = {res.silver_rows} silver + "
@@ -647,10 +645,9 @@ def ingest_partition(
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
 ) -> IngestResult:
-    """Build one partition, replace it in the bronze index, silver and quarantine, and forward
-    late/early records to their own day's landing folder (see forward_late_records)."""
-    frames, res = build_partition(zone, src, partition, known_ids, lake=lake, tz=tz, rules=rules, progress=progress)
-    return write_partition_frames(zone, lake, src, partition, frames, res, forward_late=forward_late, progress=progress)
+    """Build one partition, forward its late/early records to their own day's landing folder (see
+    forward_late_records), and replace it in the bronze index, silver and quarantine."""
+    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late)[0]
 
 
 def ingest_partitions(
@@ -684,7 +681,7 @@ def ingest_partitions(
                 res.forwarded = forward_late_records(zone, src, day, frames["quarantine"])
             if pending is not None:
                 results.append(pending.result())
-            pending = writer.submit(write_partition_frames, zone, lake, src, day, frames, res, forward_late=False, progress=progress)
+            pending = writer.submit(write_partition_frames, lake, src, day, frames, res, progress=progress)
             del frames, res
         if pending is not None:
             results.append(pending.result())
