@@ -48,22 +48,17 @@ import pandas as pd
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetSelection,
     Config,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    ScheduleEvaluationContext,
     asset,
-    define_asset_job,
-    schedule,
 )
 from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator
 
 from lake import plots
 from lake.schemas import TABLES
-from pipelines.partitions import TIMEZONE, daily_open, lookback_dep
+from pipelines.partitions import daily_open, lookback_dep
 from pipelines.resources import GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
@@ -788,33 +783,4 @@ def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, l
     )
 
 
-# ======================================================================================
-# jobs and schedules
-# ======================================================================================
 FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand]
-
-forecast_training_job = define_asset_job(
-    "forecast_training", selection=AssetSelection.groups("forecast_training"), description="Nightly: train, backtest, register, promote"
-)
-forecast_scoring_job = define_asset_job(
-    "forecast_scoring",
-    selection=AssetSelection.assets("gold_load_forecast", "gold_solar_forecast", "gold_peak_demand"),
-    partitions_def=daily_open,
-    description="Hourly: champion forecasts for the current local day, and its peak demand",
-)
-
-
-@schedule(job=forecast_training_job, cron_schedule="0 2 * * *", execution_timezone=TIMEZONE, description="02:00 local: retrain")
-def nightly_forecast_training(context: ScheduleEvaluationContext):
-    return RunRequest(run_key=f"train@{context.scheduled_execution_time:%Y-%m-%d}")
-
-
-@schedule(job=forecast_scoring_job, cron_schedule="10 * * * *", execution_timezone=TIMEZONE, description="Hourly: re-issue today's forecasts")
-def hourly_forecast_scoring(context: ScheduleEvaluationContext):
-    """Re-materialise the *current local day's* partition (the schedule's own time zone)."""
-    today = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE)).date()
-    return RunRequest(run_key=f"score@{context.scheduled_execution_time:%Y-%m-%dT%H}", partition_key=today.isoformat())
-
-
-FORECAST_JOBS = [forecast_training_job, forecast_scoring_job]
-FORECAST_SCHEDULES = [nightly_forecast_training, hourly_forecast_scoring]

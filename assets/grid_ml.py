@@ -23,9 +23,7 @@ Exports for pipelines/definitions.py: :data:`GRID_ML_ASSETS`, :data:`GRID_ML_JOB
 import datetime as dt
 import hashlib
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
@@ -35,27 +33,19 @@ from dagster import (
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
-    AssetSelection,
     AssetSpec,
     Config,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    ScheduleDefinition,
-    ScheduleEvaluationContext,
-    SkipReason,
-    TimeWindowPartitionMapping,
     asset,
-    define_asset_job,
     multi_asset,
-    schedule,
 )
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
 from lake.schemas import TABLES
 from models.grid import plots as grid_plots
-from pipelines.partitions import TIMEZONE, daily_open, lookback_dep
+from pipelines.partitions import daily_open, lookback_dep
 from pipelines.resources import GridSettings, LakeResource, MlflowResource
 
 _T = TABLES
@@ -727,43 +717,7 @@ def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster
     })
 
 
-# ------------------------------------------------------------------------------ jobs & schedules
 GRID_ML_ASSETS = [
     grid_anomaly_model, grid_failure_model, grid_segment_model,
     gold_anomaly_scores, gold_transformer_risk, gold_alerts, gold_segments_and_recommendations, gold_demand_response,
 ]
-
-grid_ml_training_job = define_asset_job(
-    "grid_ml_training", selection=AssetSelection.groups(TRAINING_GROUP),
-    description="Nightly: retrain the grid models on the last window_days; promote only on a better evaluation",
-)
-grid_ml_scoring_job = define_asset_job(
-    "grid_ml_scoring", selection=AssetSelection.groups(SCORING_GROUP), partitions_def=daily_open,
-    description="Score one utility-local day into the grid gold tables (anomaly scores, alerts, risk, segments, DR)",
-)
-
-grid_ml_training_schedule = ScheduleDefinition(
-    name="grid_ml_training_nightly", job=grid_ml_training_job, cron_schedule="0 2 * * *", execution_timezone=TIMEZONE,
-)
-
-
-@schedule(cron_schedule="20 * * * *", job=grid_ml_scoring_job, execution_timezone=TIMEZONE,
-          name="grid_ml_scoring_hourly")
-def grid_ml_scoring_hourly(context: ScheduleEvaluationContext, lake: LakeResource) -> RunRequest | SkipReason:
-    """Every hour, re-score the current local day (its partition is replaced, not appended to).
-
-    Skips while the day has no silver meter readings yet (e.g. just after midnight, before the
-    first intraday ingest): a run would only fail with "ingest the day first" every hour.
-    """
-    at = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE))
-    day = at.date()
-    lk = lake.lake()
-    n = (lk.scan("silver_meter_readings").filter(pl.col("date") == day).select(pl.len()).collect().item()
-         if lk.exists("silver_meter_readings") else 0)
-    if n == 0:
-        return SkipReason(f"silver_meter_readings has no rows for {day} yet; nothing to score")
-    return RunRequest(run_key=f"grid_ml_scoring@{at.isoformat()}", partition_key=day.isoformat())
-
-
-GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
-GRID_ML_SCHEDULES = [grid_ml_training_schedule, grid_ml_scoring_hourly]

@@ -44,18 +44,13 @@ import pandas as pd
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetSelection,
     AssetSpec,
     Config,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    ScheduleEvaluationContext,
     asset,
-    define_asset_job,
     multi_asset,
-    schedule,
 )
 from pydantic import Field, field_validator
 
@@ -68,7 +63,7 @@ from optimization.dcopf import load_case, solve_dcopf
 from optimization.errors import InfeasibleError
 from optimization.ev import EVWeights, earliest_deadline_first, load_caltech_sessions, optimize_ev, uncontrolled
 from optimization.unit_commitment import solve_unit_commitment, synthetic_fleet
-from pipelines.partitions import TIMEZONE, daily_open, lookback_dep
+from pipelines.partitions import daily_open, lookback_dep
 from pipelines.resources import GridSettings, LakeResource
 
 _T = TABLES
@@ -506,25 +501,4 @@ def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: Lak
     })  # fmt: skip
 
 
-# ============================================================================================
-# jobs and schedules
-# ============================================================================================
 OPT_ASSETS = [gold_battery, gold_ev, gold_opf_dispatch, gold_uc_schedule]
-
-optimization_job = define_asset_job(
-    "optimization_daily",
-    selection=AssetSelection.groups(GROUP),
-    partitions_def=daily_open,
-    description="Battery, EV, DC-OPF and UC schedules for one local day from the newest forecasts (on demand: any partition)",
-)
-
-
-@schedule(job=optimization_job, cron_schedule="0 4 * * *", execution_timezone=TIMEZONE, description="04:00 local: today's schedules")
-def daily_optimization(context: ScheduleEvaluationContext):
-    """Schedule the *current local day* once the 03:10 forecast re-issue has landed."""
-    today = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE)).date()
-    return RunRequest(run_key=f"opt@{today.isoformat()}", partition_key=today.isoformat())
-
-
-OPT_JOBS = [optimization_job]
-OPT_SCHEDULES = [daily_optimization]

@@ -196,6 +196,19 @@ class Lake:
     def scan(self, table: Table | str) -> pl.LazyFrame:
         return pl.scan_delta(self.uri(table), storage_options=self.storage_options)
 
+    def read_days(self, table: Table, lo: dt.date, hi: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
+        """Rows of a date-partitioned table with ``lo <= date <= hi``.
+
+        An absent table reads as an empty frame with the declared schema (callers that must
+        tell "absent" from "no rows" check :meth:`exists` first).
+        """
+        if not table.partition_by or table.partition_by[0] != "date":
+            raise ValueError(f"{table.name} is not partitioned by date (partition_by={table.partition_by})")
+        if not self.exists(table):
+            return pl.DataFrame(schema=table.polars_schema()).select(columns or table.column_names)
+        lf = self.scan(table).filter(pl.col("date").is_between(lo, hi))
+        return (lf.select(columns) if columns else lf).collect()
+
     def read(self, table: Table | str, partition: dt.date | None = None, columns: list[str] | None = None) -> pl.DataFrame:
         """Read a table (optionally one partition) into polars; an absent table raises a clear error."""
         if not self.exists(table):

@@ -62,6 +62,16 @@ class PickledModel(mlflow.pyfunc.PythonModel):
 _FLAVOR_PACKAGES = {"sklearn": "scikit-learn", "xgboost": "xgboost-cpu", "pytorch": "torch"}
 
 
+def backtest_id(*parts: Any) -> str:
+    """Identity of a backtest (entity, data span, origins, horizon, ...): same parts -> same id.
+
+    Champion and challenger are only compared on the same ``backtest_id``.
+    """
+    import hashlib
+
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
 def _pinned_requirements(flavor: str) -> list[str]:
     """Exact versions of the packages a gridlake model needs, from this environment."""
     from importlib.metadata import PackageNotFoundError, version

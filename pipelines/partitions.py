@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-
 import warnings
 
 from dagster import AssetDep, BetaWarning, DailyPartitionsDefinition, MonthlyPartitionsDefinition, TimeWindowPartitionMapping
@@ -27,3 +27,8 @@ def lookback_dep(name: str, days_back: int = 0) -> AssetDep:
         warnings.simplefilter("ignore", BetaWarning)
         mapping = TimeWindowPartitionMapping(start_offset=-days_back, end_offset=0, allow_nonexistent_upstream_partitions=True)
     return AssetDep(name, partition_mapping=mapping)
+
+
+def partition_day(context) -> dt.date:
+    """The local date of a daily-partitioned run (its partition key)."""
+    return dt.date.fromisoformat(context.partition_key)

@@ -45,3 +45,14 @@ def test_concurrent_partition_writes_to_one_table_all_land(tmp_path):
     assert r.version == max(versions) + 1
     got = lake.read(BRONZE)
     assert got.height == 3 * len(days) - 2 and lake.read(BRONZE, days[5]).height == 1
+
+
+def test_read_days_returns_the_inclusive_date_range_and_an_absent_table_as_empty_with_schema(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    empty = lake.read_days(BRONZE, D0, D0 + dt.timedelta(days=5), columns=["date", "records"])
+    assert empty.height == 0 and empty.schema == {"date": pl.Date, "records": BRONZE.polars_schema()["records"]}
+    for i in range(5):
+        lake.write_partition(BRONZE, _index(D0 + dt.timedelta(days=i), 2), D0 + dt.timedelta(days=i))
+    got = lake.read_days(BRONZE, D0 + dt.timedelta(days=1), D0 + dt.timedelta(days=3))
+    assert sorted(set(got["date"].to_list())) == [D0 + dt.timedelta(days=i) for i in (1, 2, 3)]
+    assert got.height == 6 and got.columns == BRONZE.column_names

@@ -91,3 +91,11 @@ def test_sklearn_flavour_round_trip(registry):
     assert out["promoted"]
     loaded = registry.load_champion("grid-linear")
     assert loaded.predict(np.array([[10.0]]))[0] == pytest.approx(31.0)
+
+
+def test_backtest_id_is_stable_and_tells_different_backtests_apart():
+    from models.registry import backtest_id
+
+    a = backtest_id("system", "2026-01-01", "2026-02-01", 7, "48h")
+    assert a == backtest_id("system", "2026-01-01", "2026-02-01", 7, "48h") and len(a) == 16
+    assert a != backtest_id("system", "2026-01-01", "2026-02-02", 7, "48h")

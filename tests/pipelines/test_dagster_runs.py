@@ -176,7 +176,7 @@ def test_landing_sensor_requests_each_new_day_once(small_sim, tmp_path):
     from dagster import build_sensor_context
 
     from lake.landing import LocalLanding
-    from pipelines.definitions import landing_sensor
+    from pipelines.sensors import landing_sensor
 
     zone = LocalLanding(tmp_path / "landing")
     from simulator import write_landing_day

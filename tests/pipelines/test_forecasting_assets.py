@@ -13,6 +13,7 @@ from dagster import DagsterEventType, DagsterInstance, materialize
 
 from assets import forecasting as fa
 from lake.schemas import SOURCES, TABLES
+from pipelines.partitions import TIMEZONE
 from pipelines.resources import GridSettings, LakeResource, MlflowResource
 
 TZ = "America/New_York"
@@ -193,19 +194,21 @@ def test_definitions_load_and_the_hourly_schedule_targets_the_local_day():
     from dagster import Definitions, build_schedule_context
 
     from pipelines.definitions import ALL_ASSETS
+    from pipelines.jobs import FORECAST_JOBS
+    from pipelines.schedules import FORECAST_SCHEDULES, hourly_forecast_scoring, nightly_forecast_training
     from pipelines.resources import CatalogResource, LandingResource
 
     defs = Definitions(
-        assets=ALL_ASSETS + fa.FORECAST_ASSETS, jobs=fa.FORECAST_JOBS, schedules=fa.FORECAST_SCHEDULES,
+        assets=ALL_ASSETS, jobs=FORECAST_JOBS, schedules=FORECAST_SCHEDULES,
         resources={"lake": LakeResource(root="unused"), "landing": LandingResource(uri="unused"), "catalog": CatalogResource(path="unused.duckdb"),
                    "mlflow": MlflowResource(tracking_uri="sqlite:///unused.db"), "grid": GridSettings()},
     )  # fmt: skip
     defs.get_repository_def().load_all_definitions()
-    assert fa.nightly_forecast_training.cron_schedule == "0 2 * * *"
-    assert fa.nightly_forecast_training.execution_timezone == fa.TIMEZONE
-    if fa.TIMEZONE != TZ:
-        pytest.skip(f"GRIDLAKE_TIMEZONE is {fa.TIMEZONE}; the example below is for {TZ}")
+    assert nightly_forecast_training.cron_schedule == "0 2 * * *"
+    assert nightly_forecast_training.execution_timezone == TIMEZONE
+    if TIMEZONE != TZ:
+        pytest.skip(f"GRIDLAKE_TIMEZONE is {TIMEZONE}; the example below is for {TZ}")
     # 01:10 UTC on 2 June is still 1 June in New York: today's partition is the local day
     when = dt.datetime(2026, 6, 2, 1, 10, tzinfo=dt.timezone.utc)
-    req = fa.hourly_forecast_scoring(build_schedule_context(scheduled_execution_time=when))
+    req = hourly_forecast_scoring(build_schedule_context(scheduled_execution_time=when))
     assert req.partition_key == "2026-06-01"

@@ -239,7 +239,9 @@ def test_scoring_writes_every_gold_table_and_a_rerun_replaces_the_partition(trai
 def test_definitions_with_the_grid_ml_assets_load_and_schedule():
     from dagster import Definitions
 
-    from assets.grid_ml import GRID_ML_ASSETS, GRID_ML_JOBS, GRID_ML_SCHEDULES
+    from assets.grid_ml import GRID_ML_ASSETS
+    from pipelines.jobs import GRID_ML_JOBS
+    from pipelines.schedules import GRID_ML_SCHEDULES
     from pipelines.resources import MlflowResource
     from pipelines.definitions import ALL_ASSETS, defs
 
