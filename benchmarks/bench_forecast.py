@@ -120,13 +120,62 @@ def run_taylor(skip: set[str]) -> dict:
         .agg((pl.col("ape").mean() * 100).alias("mean_mape"))
     )
     mape = {r["model"]: round(r["mean_mape"], 4) for r in per_origin.iter_rows(named=True)}
+    split = error_split(bt_test)
+    n0 = 8 * 7 * 48  # first test origin (index of local midnight, 31 Jul)
+    floor = level_floor(df["mean_kw"].to_numpy(), [n0 + 48 * i for i in range(28)])
     return {
+        "taylor_error_split": {r["model"]: {k: round(v, 3) for k, v in r.items() if k != "model"} for r in split.iter_rows(named=True)},
+        "taylor_level_floor": floor,
+        "_split": split,
         "taylor_mape": dict(sorted(mape.items(), key=lambda kv: kv[1])),
         "taylor_table": table.to_dicts(),
         "taylor_ensemble_weights_last_origin": weights[str(test[-1])],
         "taylor_ensemble_weights_first_origin": weights[str(test[0])],
         "taylor_seconds": seconds,
         "_table": table,
+    }
+
+
+def error_split(bt: pl.DataFrame) -> pl.DataFrame:
+    """Each model's error split into the day's *level* and the day's *shape*.
+
+    Per origin, the level error is the mean log error over the 48 leads (the forecast day's
+    level miss, %); ``mape_known_level`` is the MAPE after removing it (the forecast rescaled to the
+    true day level: only the shape error is left). A model can only gain where its own part is big.
+    """
+    le = (pl.col("p50").log() - pl.col("actual").log())
+    return (
+        bt.with_columns(le=le)
+        .with_columns(lvl=pl.col("le").mean().over("model", "origin"))
+        .group_by("model")
+        .agg(
+            mape=(100 * (pl.col("p50") - pl.col("actual")).abs() / pl.col("actual")).mean(),
+            level_err=(100 * pl.col("lvl").abs()).mean(),
+            mape_known_level=(100 * ((pl.col("le") - pl.col("lvl")).exp() - 1).abs()).mean(),
+        )
+        .sort("mape")
+    )
+
+
+def level_floor(y: np.ndarray, origins: list[int], per_day: int = 48) -> dict:
+    """What the demand series alone says about the next day's level.
+
+    The quantity every day-ahead model must guess at midnight is the day's level against the
+    same weekday last week. Persistence of that week-on-week change over the last 1 h or the
+    last 24 h (the best simple predictors; a least-squares mix of them is no better on the
+    training span) misses it by ``level_mae`` on average; ``weekly_shape_true_level`` is the MAPE
+    of last week's day rescaled to the true day level (a forecaster that knew the level).
+    """
+    x = np.log(y)
+    day = lambda o: x[o : o + per_day]  # noqa: E731
+    true = np.array([day(o).mean() - day(o - 7 * per_day).mean() for o in origins])
+    last_h = np.array([np.mean(x[o - 2 : o] - x[o - 2 - 7 * per_day : o - 7 * per_day]) for o in origins])
+    last_d = np.array([np.mean(x[o - per_day : o] - x[o - 8 * per_day : o - 7 * per_day]) for o in origins])
+    shape = [np.mean(np.abs(np.exp(day(o - 7 * per_day) + t - day(o)) - 1)) for o, t in zip(origins, true)]
+    return {
+        "level_mae_persist_last_1h": round(100 * float(np.mean(np.abs(true - last_h))), 3),
+        "level_mae_persist_last_24h": round(100 * float(np.mean(np.abs(true - last_d))), 3),
+        "weekly_shape_true_level_mape": round(100 * float(np.mean(shape)), 3),
     }
 
 
@@ -196,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "taylor" not in skip:
         print("Taylor E&W demand: day-ahead MAPE over leads 1..48, 28 test origins", flush=True)
         res = run_taylor(skip)
-        table = res.pop("_table")
+        table, split = res.pop("_table"), res.pop("_split")
         out.update(res)
         with pl.Config(tbl_rows=20, tbl_cols=12, float_precision=3, tbl_width_chars=140):
             print(table.select("rank", "model", "mape", "rmse", "mae", "r2", "pinball", "coverage_80"))
@@ -204,6 +253,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"best: {best[1]} {best[0]:.3f} %  (target <= 0.85 %; weekly naive {res['taylor_mape'].get('seasonal_naive_weekly')}"
               f" %, MSTL {res['taylor_mape'].get('mstl')} %)")
         out["taylor_best"] = {"model": best[1], "mape": best[0], "target": 0.85, "met": best[0] <= 0.85}
+        print("\nWhere the error is: day-level miss (mean |day-mean log error|, %) vs MAPE with the true day level")
+        with pl.Config(tbl_rows=20, float_precision=3):
+            print(split)
+        f = res["taylor_level_floor"]
+        print(f"the day's week-on-week level change from demand alone: persistence misses it by {f['level_mae_persist_last_1h']:.3f} %"
+              f" (last 1 h) / {f['level_mae_persist_last_24h']:.3f} % (last 24 h); last week's shape at the true level: "
+              f"{f['weekly_shape_true_level_mape']:.3f} % MAPE")
     if "solar" not in skip:
         print("\nSolar, Greensboro TMY3, 5 kWdc PVWatts: RMSE % of capacity (daylight), skill vs smart persistence")
         res = run_solar()
