@@ -10,7 +10,6 @@ quarantine tables for a daily partition in one pass (lake.ingest), then proves t
 
 import datetime as dt
 
-import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -25,7 +24,7 @@ from dagster import (
     multi_asset,
 )
 
-from lake.ingest import ingest_partitions
+from lake.ingest import ingest_partitions, reconcile_from_tables
 from lake.schemas import SOURCES, Source
 from pipelines.partitions import daily
 from pipelines.resources import GridSettings, LakeResource, LandingResource
@@ -37,24 +36,6 @@ class IngestConfig(Config):
     #: above this share the partition is unusable: the check fails as an error and, being
     #: blocking, stops the downstream gold assets in the run
     max_quarantine_share: float = 0.5
-
-
-def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
-    """Counts read back from the written Delta tables for one partition."""
-    bronze = lake.read(src.bronze, day, columns=["records"])
-    silver_n = lake.read(src.silver, day, columns=["date"]).height
-    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"])
-    records = q.filter(pl.col("source_row") > 0)
-    dups = records.filter(pl.col("reason_code") == "duplicate").height
-    out = {
-        "bronze_records": int(bronze["records"].sum() or 0),
-        "silver_rows": silver_n,
-        "quarantined_rows": records.height - dups,
-        "duplicate_rows": dups,
-        "rejected_files": q.height - records.height,
-    }
-    out["difference"] = out["bronze_records"] - (out["silver_rows"] + out["quarantined_rows"] + out["duplicate_rows"])
-    return out
 
 
 def gx_checks(lake, table, days: dt.date | list[dt.date]):

@@ -686,3 +686,26 @@ def ingest_partitions(
         if pending is not None:
             results.append(pending.result())
     return results
+
+
+def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
+    """Counts read back from the written Delta tables for one partition (the blocking check's figures).
+
+    ``difference`` = bronze records - (silver + quarantined + duplicates); 0 when nothing was lost.
+    Files that yielded no record at all (empty, unreadable: one ``source_row = 0`` marker each) are
+    counted apart, as ``rejected_files``.
+    """
+    bronze = lake.read(src.bronze, day, columns=["records"])
+    silver_n = lake.read(src.silver, day, columns=["date"]).height
+    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"])
+    records = q.filter(pl.col("source_row") > 0)
+    dups = records.filter(pl.col("reason_code") == "duplicate").height
+    out = {
+        "bronze_records": int(bronze["records"].sum() or 0),
+        "silver_rows": silver_n,
+        "quarantined_rows": records.height - dups,
+        "duplicate_rows": dups,
+        "rejected_files": q.height - records.height,
+    }
+    out["difference"] = out["bronze_records"] - (out["silver_rows"] + out["quarantined_rows"] + out["duplicate_rows"])
+    return out

@@ -187,6 +187,14 @@ def test_simulated_day_reconciles_exactly_with_the_injection_manifest(lake_and_l
     res, silver, q = _ingest(lake, zone, day)
     assert res.raw_rows == man.rows_written("meter_readings")
     assert res.raw_rows == res.silver_rows + res.quarantined_rows + res.duplicate_rows
+    # the same counts read back from the written tables (the blocking `reconciles` check's figures)
+    from lake.ingest import reconcile_from_tables
+    from lake.schemas import SOURCES
+
+    back = reconcile_from_tables(lake, SOURCES["meter_readings"], day)
+    assert (back["bronze_records"], back["silver_rows"], back["quarantined_rows"], back["duplicate_rows"], back["difference"]) == (
+        res.raw_rows, res.silver_rows, res.quarantined_rows, res.duplicate_rows, 0)
+    assert back["rejected_files"] == sum(1 for f in res.files if f.problem and f.records == 0) > 0  # e.g. the empty file
     # every injected fault is found at exactly the row the simulator put it
     for f in man.for_source("meter_readings"):
         fq = q.filter(pl.col("source_file") == f.key)
