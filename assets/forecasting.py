@@ -3,7 +3,17 @@ into ``gold_load_forecast`` / ``gold_solar_forecast``, and the daily peak-demand
 
 The models live in ``models.forecast`` / ``models.solar`` and the MLflow policy in
 ``models.registry`` (through ``MlflowResource.registry()``); this module only reads the lake,
-runs the backtests, hands the results to the registry and writes the gold tables.
+hands the data to the library, the results to the registry and writes the gold tables. The
+computations it calls:
+
+* ``models.forecast.factory`` (forecasters by name), ``models.forecast.trailing_backtest``,
+  ``models.forecast.finite_metrics`` (what MLflow can hold), ``models.forecast.plots`` (figures);
+* ``models.forecast.tables``: the system total, temperature for history and forecast hours, the
+  rows of the forecast tables;
+* ``models.solar.fleet`` (PV fleets per feeder, their power and clear sky, the system total of
+  PV forecasts) and ``models.solar.forecast`` (hourly weather grid check, PV backtest, the
+  persistence fallback);
+* ``models.forecast.peak``: capacity per feeder and the expected peak with reserve margins.
 
 Champion/challenger on the *same* backtest
 ------------------------------------------
@@ -33,17 +43,11 @@ Forecast semantics
   p10 = 0 and p90 = clear-sky power (wide bounds, not a calibrated interval).
 """
 
-
 import copy
 import datetime as dt
-import hashlib
-import io
 import logging
-import math
 from typing import Any, Callable
-from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
 import polars as pl
 from dagster import (
@@ -57,19 +61,43 @@ from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator
 
 from lake import plots
+from lake.ingest import day_bounds_utc
 from lake.schemas import TABLES
-from pipelines.partitions import daily_open, lookback_dep
+from models.forecast import (
+    DAY,
+    ForecastInputError,
+    ForecastOutputError,
+    SeasonalNaive,
+    comparison_table,
+    finite_metrics,
+    forecast_with_fallback,
+    score_backtest,
+    trailing_backtest,
+)
+from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
+from models.forecast.peak import feeder_capacity_kw, peak_demand
+from models.forecast.plots import feature_importance, forecast_figure, forecast_vs_actual, importance_figure, png_bytes
+from models.forecast.tables import SYSTEM, forecast_rows, future_temperature, with_system_total, with_temperature
+from models.registry import backtest_id
+from models.solar import (
+    SolarXGBForecaster,
+    bounded_persistence,
+    feeder_pv_systems,
+    fleet_clearsky,
+    fleet_power,
+    regular_weather,
+    solar_backtest,
+    system_total,
+)
+from pipelines.partitions import daily_open, lookback_dep, partition_day
 from pipelines.resources import GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
 
 _T = TABLES
 HOUR = pd.Timedelta(hours=1)
-SYSTEM = "system"
 LOAD_MODEL_PREFIX = "gridlake_load_"
 SOLAR_MODEL_PREFIX = "gridlake_solar_"
-#: forecasters selectable in the training config (fast ones first)
-LOAD_FORECASTERS = ("xgboost", "ensemble", "seasonal_naive_daily", "seasonal_naive_weekly", "mstl", "prophet", "gru")
 
 
 # ======================================================================================
@@ -130,17 +158,11 @@ class PeakDemandConfig(Config):
 
 
 # ======================================================================================
-# helpers: data
+# lake glue
 # ======================================================================================
-def _local_day_bounds_utc(day: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    start = pd.Timestamp(dt.datetime(day.year, day.month, day.day), tz=ZoneInfo(tz)).tz_convert("UTC")
-    nxt = day + dt.timedelta(days=1)
-    end = pd.Timestamp(dt.datetime(nxt.year, nxt.month, nxt.day), tz=ZoneInfo(tz)).tz_convert("UTC")
-    return start, end
-
-
 def feeder_load(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pl.DataFrame:
-    """Hourly feeder load (entity_id, period_start, mean_kw) plus the system total, in [start, end)."""
+    """Hourly feeder load (entity_id, period_start, mean_kw) of gold_load_hourly plus the system
+    total (``models.forecast.tables.with_system_total``), in [start, end)."""
     lf = lake.scan(_T["gold_load_hourly"]).filter(pl.col("level") == "feeder")
     if start is not None:
         lf = lf.filter(pl.col("period_start") >= start.to_pydatetime())
@@ -149,15 +171,7 @@ def feeder_load(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | Non
     df = lf.select("entity_id", "period_start", "mean_kw").collect()
     if df.height == 0:
         raise ValueError(f"gold_load_hourly has no feeder rows in [{start}, {end}): materialise gold_load_hourly first")
-    # the system total only over hours where every feeder reported (a missing feeder is a gap, not a dip)
-    n = df["entity_id"].n_unique()
-    system = (
-        df.group_by("period_start")
-        .agg(pl.col("mean_kw").sum(), pl.len().alias("_n"))
-        .filter(pl.col("_n") == n)
-        .select(pl.lit(SYSTEM).alias("entity_id"), "period_start", "mean_kw")
-    )
-    return pl.concat([df, system]).sort("entity_id", "period_start")
+    return with_system_total(df)
 
 
 def hourly_weather(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pl.DataFrame:
@@ -178,74 +192,6 @@ def hourly_weather(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | 
     )
 
 
-def with_temperature(load: pl.DataFrame, weather: pl.DataFrame) -> pl.DataFrame:
-    """Join temp_air_c on the hour; hours without weather keep a null (the model then says which)."""
-    w = weather.select(pl.col("observation_time").alias("period_start"), "temp_air_c")
-    return load.join(w, on="period_start", how="left")
-
-
-def future_temperature(weather: pl.DataFrame, index: pd.DatetimeIndex) -> tuple[pd.DataFrame, dict[str, int]]:
-    """temp_air_c for the forecast hours: rows present in silver_weather (a forecast feed), else
-    the same hour 1, 2 or 3 days earlier (diurnal persistence). Returns the frame and the counts."""
-    s = weather.select("observation_time", "temp_air_c").drop_nulls().to_pandas().set_index("observation_time")["temp_air_c"]
-    s.index = pd.DatetimeIndex(s.index).tz_convert("UTC")
-    vals = s.reindex(index)
-    counts = {"from_weather_table": int(vals.notna().sum()), "persisted": 0}
-    for k in (1, 2, 3):
-        if not vals.isna().any():
-            break
-        prev = pd.Series(s.reindex(index - k * pd.Timedelta(days=1)).to_numpy(), index=index)
-        fill = vals.isna() & prev.notna()
-        counts["persisted"] += int(fill.sum())
-        vals = vals.where(~fill, prev)
-    return pd.DataFrame({"period_start": index, "temp_air_c": vals.to_numpy()}), counts
-
-
-def backtest_id(*parts: Any) -> str:
-    """Identity of a backtest: same data span, origins and horizon -> same id."""
-    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
-
-
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
-    """Metrics MLflow can hold (MAPE is undefined for PV's zero nights, so it is left out)."""
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
-
-
-def _metrics(row: dict[str, Any]) -> dict[str, float]:
-    from models.forecast.metrics import METRICS
-
-    return _finite({k: row[k] for k in METRICS if k in row})
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _importance_figure(names: list[str], values: np.ndarray, title: str, top: int = 15):
-    from models.forecast.plots import plt  # the headless (Agg) pyplot
-
-    order = np.argsort(values)[::-1][:top][::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1))
-    ax.barh([names[i] for i in order], values[order], color="tab:green")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def _feature_importance(model) -> tuple[list[str], np.ndarray] | None:
-    """Gain importances of an XGBoost-backed forecaster (None for models without them)."""
-    booster = getattr(model, "model", None)
-    cols = getattr(model, "_columns", None)
-    if booster is None or cols is None or not hasattr(booster, "feature_importances_"):
-        return None
-    return list(cols), np.asarray(booster.feature_importances_, float)
-
-
 def _md_table(df: pl.DataFrame) -> str:
     return df.to_pandas().to_markdown(index=False, floatfmt=".4g")
 
@@ -253,38 +199,6 @@ def _md_table(df: pl.DataFrame) -> str:
 # ======================================================================================
 # load models
 # ======================================================================================
-def make_load_forecaster(kind: str, horizon: pd.Timedelta, exog: tuple[str, ...], tz: str, n_estimators: int = 300) -> Callable:
-    """Factory of fresh, unfitted forecasters of ``kind`` (rolling_origin refits per origin)."""
-    from models import forecast as fc
-
-    if kind == "xgboost":
-        return lambda: fc.XGBoostForecaster(horizon, exog=exog, tz=tz, n_estimators=n_estimators, n_jobs=1)
-    if kind == "seasonal_naive_daily":
-        return lambda: fc.SeasonalNaive(fc.DAY)
-    if kind == "seasonal_naive_weekly":
-        return lambda: fc.SeasonalNaive(fc.WEEK)
-    if kind == "mstl":
-        return lambda: fc.MSTLForecaster()
-    if kind == "ensemble":  # the fast baselines, weights learned from their backtest errors
-        members = [lambda: fc.SeasonalNaive(fc.DAY), lambda: fc.SeasonalNaive(fc.DAY, level_steps=6), lambda: fc.MSTLForecaster()]
-        return lambda: fc.EnsembleForecaster(members, horizon, n_origins=5)
-    if kind == "prophet":
-        return lambda: fc.ProphetForecaster(exog=exog)
-    if kind == "gru":
-        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog)
-    raise ValueError(f"unknown forecaster {kind!r}; choose from {LOAD_FORECASTERS}")
-
-
-def load_backtest(make: Callable, series: pd.DataFrame, horizon: pd.Timedelta, n_days: int) -> pl.DataFrame:
-    """Rolling daily origins on the window's last ``n_days`` (+ horizon): fitted once at the first
-    origin, rolled forward with ``update`` after (what production does between retrains)."""
-    from models.forecast import rolling_origin
-
-    end = series["period_start"].max() + HOUR
-    origins = [end - horizon - k * pd.Timedelta(days=1) for k in range(n_days - 1, -1, -1)]
-    return rolling_origin(make, series, origins, horizon, refit_every=None)
-
-
 def _rescore_champion(reg, name: str, bt_id: str, score_fn: Callable[[Any], dict[str, float]], context) -> dict | None:
     """Score the champion's recipe on this run's backtest and record it on the champion version.
 
@@ -299,7 +213,7 @@ def _rescore_champion(reg, name: str, bt_id: str, score_fn: Callable[[Any], dict
         return {k[len("metric."):]: float(v) for k, v in champ.tags.items() if k.startswith("metric.")}
     try:
         model = reg.load(name)
-        metrics = _finite(score_fn(model))
+        metrics = finite_metrics(score_fn(model))
     except Exception as exc:  # noqa: BLE001 - reported, and promotion then refuses to compare
         context.log.warning(f"{name}: champion v{champ.version} could not be re-scored on backtest {bt_id}: {exc}")
         return None
@@ -317,9 +231,6 @@ def _rescore_champion(reg, name: str, bt_id: str, score_fn: Callable[[Any], dict
     description="Nightly: backtest, log, register and champion/challenger-promote one load model per feeder and the system",
 )
 def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
-    from models.forecast import comparison_table, score_backtest
-    from models.forecast.plots import forecast_vs_actual
-
     lk, reg = lake.lake(), mlflow.registry()
     horizon = pd.Timedelta(hours=config.horizon_hours)
     last = lk.scan(_T["gold_load_hourly"]).filter(pl.col("level") == "feeder").select(pl.col("period_start").max()).collect().item()
@@ -340,19 +251,19 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
         name = f"{LOAD_MODEL_PREFIX}{entity}"
         series = g.drop("entity_id").sort("period_start").to_pandas()
         try:
-            bt = load_backtest(make, series, horizon, config.backtest_days)
-            base_bt = load_backtest(baseline, series, horizon, config.backtest_days)
+            bt = trailing_backtest(make, series, horizon, config.backtest_days)
+            base_bt = trailing_backtest(baseline, series, horizon, config.backtest_days)
         except ValueError as exc:  # ForecastInputError and friends: too little history, gaps, constant, no weather
             skipped[entity] = f"{type(exc).__name__}: {exc}"
             context.log.warning(f"{name}: not trained: {skipped[entity]}")
             continue
         scores = score_backtest(pl.concat([bt, base_bt]))
-        metrics = _metrics(scores.filter(pl.col("model") == bt["model"][0]).row(0, named=True))
+        metrics = finite_metrics(scores.filter(pl.col("model") == bt["model"][0]).row(0, named=True))
         bt_id = backtest_id("load", entity, series["period_start"].iloc[0], end, config.backtest_days, horizon)
 
         def score_champion(m, series=series):
-            cbt = load_backtest(lambda: copy.deepcopy(m), series, horizon, config.backtest_days)
-            return _metrics(score_backtest(cbt).row(0, named=True))
+            cbt = trailing_backtest(lambda: copy.deepcopy(m), series, horizon, config.backtest_days)
+            return finite_metrics(score_backtest(cbt).row(0, named=True))
 
         champ = _rescore_champion(reg, name, bt_id, score_champion, context)
         model = make().fit(series)
@@ -363,7 +274,7 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
             name, params=params, metrics=metrics, backtest_id=bt_id, model=model,
             figures={"forecast_vs_actual.png": fig}, metric=config.rank_metric,
         )  # fmt: skip
-        png = _png(fig)  # after MLflow logged it: _png closes the figure
+        png = png_bytes(fig)  # after MLflow logged it: png_bytes closes the figure
         out["entity_id"] = entity
         out["champion_metric_on_this_backtest"] = None if champ is None else champ.get(config.rank_metric)
         results.append(out)
@@ -372,9 +283,9 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
             table = pl.concat([table, pl.DataFrame([{"rank": None, "model": f"champion v{out['champion_version_before']}", **{k: champ.get(k) for k in table.columns if k not in ("rank", "model")}}])], how="diagonal_relaxed")
         tables.append(f"**{entity}** ({name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}")
         pictures.append(plots.png_markdown(png, f"{entity}: forecast vs actual (backtest)"))
-        imp = _feature_importance(model)
+        imp = feature_importance(model)
         if imp is not None:
-            pictures.append(plots.png_markdown(_png(_importance_figure(*imp, f"{entity}: XGBoost feature importance (gain)")), f"{entity}: feature importance"))
+            pictures.append(plots.png_markdown(png_bytes(importance_figure(*imp, f"{entity}: XGBoost feature importance (gain)")), f"{entity}: feature importance"))
         context.log.info(f"{name}: v{out['version']} {config.rank_metric}={metrics.get(config.rank_metric)} promoted={out['promoted']} ({out['promotion_reason']})")
     if not results:
         raise ValueError(f"no load model could be trained: {skipped}")
@@ -397,71 +308,6 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
 # ======================================================================================
 # solar models (one per feeder's PV fleet)
 # ======================================================================================
-def feeder_pv_systems(ref_meters: pl.DataFrame) -> dict[str, list]:
-    """PV systems (models.solar.PVSystem) grouped by feeder."""
-    from models.solar import systems_from_meters
-
-    out: dict[str, list] = {}
-    for s in systems_from_meters(ref_meters):
-        out.setdefault(s.feeder_id, []).append(s)
-    return out
-
-
-def regular_weather(weather: pl.DataFrame) -> pd.DataFrame:
-    """silver_weather on a complete hourly grid; a missing hour is an error naming it (the PV
-    features shift by rows, so a hole would silently misalign every lead)."""
-    if weather.height == 0:
-        raise ValueError("silver_weather has no rows in the window: materialise the weather ingestion first")
-    w = weather.to_pandas()
-    w["observation_time"] = pd.to_datetime(w["observation_time"], utc=True)
-    grid = pd.date_range(w["observation_time"].min(), w["observation_time"].max(), freq="1h")
-    missing = grid.difference(pd.DatetimeIndex(w["observation_time"]))
-    if len(missing):
-        raise ValueError(f"silver_weather lacks {len(missing)} hour(s) in the window, first {missing[0]}: PV features need every hour")
-    for c in ("ghi_wm2", "dni_wm2", "dhi_wm2"):
-        if w[c].isna().any():
-            raise ValueError(f"silver_weather column {c!r} is empty at {w.loc[w[c].isna(), 'observation_time'].iloc[0]}")
-    return w.sort_values("observation_time").reset_index(drop=True)
-
-
-def fleet_power(systems: list, weather: pd.DataFrame) -> pd.DataFrame:
-    """PVWatts power of a feeder's fleet from weather (models.solar.simulate_power per system,
-    summed). Sun geometry and GHI of the first system: roofs on one feeder are a few km apart."""
-    from models.solar import simulate_power
-
-    frames = [simulate_power(s, weather) for s in systems]
-    obs = frames[0].copy()
-    obs["ac_kw"] = sum(f["ac_kw"] for f in frames)
-    obs["clearsky_ac_kw"] = sum(f["clearsky_ac_kw"] for f in frames)
-    if "wind_speed_ms" in weather:
-        obs["wind_speed_ms"] = weather["wind_speed_ms"].to_numpy(float)
-    return obs
-
-
-def solar_backtest(make: Callable, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Fit on hours before ``cutoff``; forecast from every hourly origin at or after it whose
-    targets lie in the data. Returns the model's and smart persistence's rows (daylight targets)."""
-    from models.solar import design
-
-    model = make().fit(obs[obs.index < cutoff])
-    d = design(obs, capacity, horizons)
-    d = d[(d["origin"] >= cutoff) & d["y"].notna() & (d["cs_t"] > 0)]
-    if d.empty:
-        raise ValueError(f"no daylight targets after the backtest cutoff {cutoff}")
-    q = model.predict_design(d)
-    base = {
-        "origin": pl.Series(pd.DatetimeIndex(d["origin"]).as_unit("us")).cast(pl.Datetime("us", "UTC")),
-        "period_start": pl.Series(pd.DatetimeIndex(d["target_time"]).as_unit("us")).cast(pl.Datetime("us", "UTC")),
-        "horizon_h": d["lead_h"].to_numpy(float),
-        "actual": d["y"].to_numpy(float) * capacity,
-    }
-    sp = np.clip(d["sp_t"].to_numpy(float) * capacity, 0, None)
-    m = pl.DataFrame({**base, "p10": q[:, 0], "p50": q[:, 1], "p90": q[:, 2], "model": "solar_xgboost"})
-    b = pl.DataFrame({**base, "p10": sp, "p50": sp, "p90": sp, "model": "smart_persistence"})
-    cols = ["origin", "period_start", "horizon_h", "p10", "p50", "p90", "model", "actual"]
-    return m.select(cols), b.select(cols)
-
-
 @asset(
     group_name="forecast_training",
     deps=["silver_weather", "ref_meters"],
@@ -469,10 +315,6 @@ def solar_backtest(make: Callable, obs: pd.DataFrame, capacity: float, horizons:
     description="Nightly: backtest, log, register and promote one PV quantile model per feeder's rooftop fleet",
 )
 def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingConfig, lake: LakeResource, mlflow: MlflowResource) -> MaterializeResult:
-    from models.forecast import comparison_table, score_backtest
-    from models.forecast.plots import forecast_vs_actual
-    from models.solar import SolarXGBForecaster
-
     lk, reg = lake.lake(), mlflow.registry()
     fleets = feeder_pv_systems(lk.read("ref_meters"))
     if not fleets:
@@ -493,12 +335,12 @@ def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingC
         make = lambda cap=cap: SolarXGBForecaster(cap, horizons=horizons, n_estimators=config.n_estimators, n_jobs=1)  # noqa: E731
         bt, base = solar_backtest(make, obs, cap, horizons, cutoff)
         scores = score_backtest(pl.concat([bt, base]))
-        metrics = _metrics(scores.filter(pl.col("model") == "solar_xgboost").row(0, named=True))
+        metrics = finite_metrics(scores.filter(pl.col("model") == "solar_xgboost").row(0, named=True))
         bt_id = backtest_id("solar", feeder, obs.index[0], end, cutoff, config.horizon_hours)
 
         def score_champion(m, obs=obs, cap=cap):
             cbt, _ = solar_backtest(lambda: copy.deepcopy(m), obs, cap, horizons, cutoff)
-            return _metrics(score_backtest(cbt).row(0, named=True))
+            return finite_metrics(score_backtest(cbt).row(0, named=True))
 
         champ = _rescore_champion(reg, name, bt_id, score_champion, context)
         model = make().fit(obs)
@@ -515,9 +357,8 @@ def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingC
         if champ is not None:
             table = pl.concat([table, pl.DataFrame([{"model": f"champion v{out['champion_version_before']}", **{k: champ.get(k) for k in table.columns if k in champ}}])], how="diagonal_relaxed")
         tables.append(f"**{feeder}** ({len(systems)} systems, {cap:.1f} kW DC; {name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}")
-        pictures.append(plots.png_markdown(_png(fig), f"{feeder}: PV forecast vs actual (backtest, daylight)"))
-        imp = model.model.feature_importances_
-        pictures.append(plots.png_markdown(_png(_importance_figure(model._columns, np.asarray(imp, float), f"{feeder}: PV XGBoost feature importance (gain)")), f"{feeder}: PV feature importance"))
+        pictures.append(plots.png_markdown(png_bytes(fig), f"{feeder}: PV forecast vs actual (backtest, daylight)"))
+        pictures.append(plots.png_markdown(png_bytes(importance_figure(*feature_importance(model), f"{feeder}: PV XGBoost feature importance (gain)")), f"{feeder}: PV feature importance"))
         context.log.info(f"{name}: v{out['version']} pinball={metrics.get('pinball'):.4g} promoted={out['promoted']} ({out['promotion_reason']})")
     summary = [{k: r[k] for k in ("entity_id", "model_name", "version", "run_id", "promoted", "alias", "champion_version_before", "promotion_reason")} | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}} for r in results]
     return MaterializeResult(
@@ -537,41 +378,9 @@ def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingC
 # ======================================================================================
 # scoring
 # ======================================================================================
+#: why a champion is not used (then the documented fallback forecasts)
 _CHAMPION_FAILURES: tuple[type[BaseException], ...] = (LookupError, MlflowException, OSError)
-
-
-def _champion_errors() -> tuple[type[BaseException], ...]:
-    from models.forecast import ForecastInputError, ForecastOutputError
-
-    return _CHAMPION_FAILURES + (ForecastInputError, ForecastOutputError)
-
-
-def _forecast_rows(fc: pl.DataFrame, day: dt.date, level: str, entity: str, issued_at: pd.Timestamp, version: str, reason: str | None) -> pl.DataFrame:
-    return fc.select(
-        pl.lit(day).alias("date"),
-        pl.lit(level).alias("level"),
-        pl.lit(entity).alias("entity_id"),
-        pl.lit(issued_at.to_pydatetime()).cast(pl.Datetime("us", "UTC")).alias("issued_at"),
-        "period_start", "horizon_h", "p10", "p50", "p90", "model",
-        pl.lit(version).alias("model_version"),
-        pl.lit(reason, pl.Utf8).alias("fallback_reason"),
-    )  # fmt: skip
-
-
-def _forecast_figure(hist: pl.DataFrame, fc: pl.DataFrame, title: str):
-    from models.forecast.plots import plt
-
-    fig, ax = plt.subplots(figsize=(10, 3.2))
-    h = hist.tail(72).to_pandas()
-    f = fc.to_pandas()
-    ax.plot(h["period_start"], h["mean_kw"], color="black", lw=0.9, label="observed")
-    ax.fill_between(f["period_start"], f["p10"], f["p90"], color="tab:orange", alpha=0.25, lw=0, label="p10-p90")
-    ax.plot(f["period_start"], f["p50"], color="tab:orange", lw=1.2, label="p50")
-    ax.set_title(title)
-    ax.set_ylabel("kW")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    return fig
+_LOAD_CHAMPION_FAILURES = _CHAMPION_FAILURES + (ForecastInputError, ForecastOutputError)
 
 
 @asset(
@@ -582,10 +391,8 @@ def _forecast_figure(hist: pl.DataFrame, fc: pl.DataFrame, title: str):
     description=_T["gold_load_forecast"].description,
 )
 def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
-    from models.forecast import DAY, SeasonalNaive, forecast_with_fallback
-
-    lk, reg, day = lake.lake(), mlflow.registry(), dt.date.fromisoformat(context.partition_key)
-    _, day_end = _local_day_bounds_utc(day, grid.timezone)
+    lk, reg, day = lake.lake(), mlflow.registry(), partition_day(context)
+    day_end = pd.Timestamp(day_bounds_utc(day, grid.timezone)[1])
     horizon = pd.Timedelta(hours=config.horizon_hours)
     load = feeder_load(lk, day_end - pd.Timedelta(days=config.history_days), day_end)
     weather = hourly_weather(lk, day_end - pd.Timedelta(days=config.history_days), day_end)
@@ -606,7 +413,7 @@ def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, la
                 fx, weather_use[entity] = future_temperature(weather, pd.date_range(issued_at + HOUR, periods=config.horizon_hours, freq="1h"))
             fc = model.update(hist.to_pandas()).predict(horizon, fx)
             reason = None
-        except _champion_errors() as exc:
+        except _LOAD_CHAMPION_FAILURES as exc:
             reason = f"{type(exc).__name__}: {exc}"
             context.log.warning(f"{name}: champion not used ({reason}); falling back to the daily seasonal naive baseline")
             fc, info = forecast_with_fallback(SeasonalNaive(DAY), hist.select("period_start", "mean_kw"), horizon)
@@ -615,9 +422,9 @@ def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, la
             version = "fallback"
             fallbacks[entity] = reason
         versions[entity] = version
-        frames.append(_forecast_rows(fc, day, SYSTEM if entity == SYSTEM else "feeder", entity, issued_at, version, reason))
+        frames.append(forecast_rows(fc, day, SYSTEM if entity == SYSTEM else "feeder", entity, issued_at, version, reason))
         if entity == SYSTEM or len(pictures) < 2:
-            pictures.append(plots.png_markdown(_png(_forecast_figure(hist, fc, f"{entity}: {fc['model'][0]} v{version} issued {issued_at:%Y-%m-%d %H:%M}Z")), f"{entity} forecast"))
+            pictures.append(plots.png_markdown(png_bytes(forecast_figure(hist, fc, f"{entity}: {fc['model'][0]} v{version} issued {issued_at:%Y-%m-%d %H:%M}Z")), f"{entity} forecast"))
     df = pl.concat(frames)
     w = lk.write_partition(_T["gold_load_forecast"], df, day)
     return MaterializeResult(
@@ -642,25 +449,20 @@ def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, la
     description=_T["gold_solar_forecast"].description,
 )
 def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
-    from models.solar import simulate_power, smart_persistence
-
-    lk, reg, day = lake.lake(), mlflow.registry(), dt.date.fromisoformat(context.partition_key)
-    _, day_end = _local_day_bounds_utc(day, grid.timezone)
+    lk, reg, day = lake.lake(), mlflow.registry(), partition_day(context)
+    day_end = pd.Timestamp(day_bounds_utc(day, grid.timezone)[1])
     raw = hourly_weather(lk, day_end - pd.Timedelta(days=2), day_end)
     weather = regular_weather(raw)
     issued_at = weather["observation_time"].iloc[-1]
     fut_idx = pd.date_range(issued_at + HOUR, periods=config.horizon_hours, freq="1h")
     temps, _ = future_temperature(raw, fut_idx)
-    fut_weather = pd.DataFrame({"observation_time": fut_idx, "ghi_wm2": 0.0, "dni_wm2": 0.0, "dhi_wm2": 0.0,
-                                "temp_air_c": temps["temp_air_c"].fillna(20.0).to_numpy(), "wind_speed_ms": 1.0})  # fmt: skip
-    frames, versions, fallbacks = [], {}, {}
+    frames, versions, fallbacks, fleet_ac = [], {}, {}, []
     for feeder, systems in sorted(feeder_pv_systems(lk.read("ref_meters")).items()):
         name = f"{SOLAR_MODEL_PREFIX}{feeder}"
         cap = float(sum(s.kw_dc for s in systems))
         obs = fleet_power(systems, weather)
-        # clear-sky power and sun geometry for the future hours (deterministic, pvlib)
-        cs = [simulate_power(s, fut_weather) for s in systems]
-        future = cs[0][["zenith", "azimuth"]].assign(clearsky_ac_kw=sum(f["clearsky_ac_kw"] for f in cs))
+        fleet_ac.append(obs["ac_kw"])
+        future = fleet_clearsky(systems, fut_idx, temps["temp_air_c"])
         try:
             mv = reg.champion(name)
             if mv is None:
@@ -673,29 +475,19 @@ def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, l
         except (*_CHAMPION_FAILURES, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
             context.log.warning(f"{name}: champion not used ({reason}); smart persistence within [0, clear sky]")
-            both = pd.concat([obs, future])
-            sp = smart_persistence(both, cap, range(1, config.horizon_hours + 1)).loc[obs.index[-1]].to_numpy(float)
-            csk = future["clearsky_ac_kw"].to_numpy(float)
-            p50 = np.clip(sp, 0, csk)
-            fc = pl.DataFrame({
-                "period_start": pl.Series(fut_idx.as_unit("us")).cast(pl.Datetime("us", "UTC")),
-                "horizon_h": np.arange(1, config.horizon_hours + 1, dtype=float),
-                "p10": np.zeros_like(p50), "p50": p50, "p90": np.maximum(csk, p50), "model": "smart_persistence",
-            })  # fmt: skip
+            fc = bounded_persistence(obs, future, cap)
             version = "fallback"
             fallbacks[feeder] = reason
         versions[feeder] = version
-        frames.append(_forecast_rows(fc, day, "feeder", feeder, issued_at, version, reason))
+        frames.append(forecast_rows(fc, day, "feeder", feeder, issued_at, version, reason))
     df = pl.concat(frames)
-    # system total: quantiles summed (comonotone, the models.solar.fleet convention: errs wide)
-    system = df.group_by("period_start", "horizon_h").agg(pl.col("p10", "p50", "p90").sum(), pl.col("model").first(), pl.len().alias("_n"))
-    system = system.filter(pl.col("_n") == len(frames)).sort("period_start")
+    system = system_total(df, len(frames))  # quantiles summed: comonotone, errs wide
     all_champions = not fallbacks
-    df = pl.concat([df, _forecast_rows(system, day, SYSTEM, SYSTEM, issued_at, "+".join(f"{k}:{v}" for k, v in versions.items()), None if all_champions else "; ".join(f"{k}: {v}" for k, v in fallbacks.items()))])
+    df = pl.concat([df, forecast_rows(system, day, SYSTEM, SYSTEM, issued_at, "+".join(f"{k}:{v}" for k, v in versions.items()), None if all_champions else "; ".join(f"{k}: {v}" for k, v in fallbacks.items()))])
     w = lk.write_partition(_T["gold_solar_forecast"], df, day)
     sys_fc = df.filter(pl.col("entity_id") == SYSTEM)
-    hist = pl.DataFrame({"period_start": pl.Series(obs.index.as_unit("us")).cast(pl.Datetime("us", "UTC")), "mean_kw": sum(fleet_power(s, weather)["ac_kw"] for s in feeder_pv_systems(lk.read("ref_meters")).values()).to_numpy()})
-    fig = _forecast_figure(hist, sys_fc, f"PV fleet, all feeders: issued {issued_at:%Y-%m-%d %H:%M}Z")
+    hist = pl.DataFrame({"period_start": pl.Series(obs.index.as_unit("us")).cast(pl.Datetime("us", "UTC")), "mean_kw": sum(fleet_ac).to_numpy()})
+    fig = forecast_figure(hist, sys_fc, f"PV fleet, all feeders: issued {issued_at:%Y-%m-%d %H:%M}Z")
     return MaterializeResult(
         metadata={
             "dagster/row_count": w.rows,
@@ -704,7 +496,7 @@ def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, l
             "fallbacks": MetadataValue.json(fallbacks),
             "n_fallbacks": len(fallbacks),
             "issued_at": str(issued_at),
-            "forecast": MetadataValue.md(plots.png_markdown(_png(fig), "PV fleet forecast")),
+            "forecast": MetadataValue.md(plots.png_markdown(png_bytes(fig), "PV fleet forecast")),
         }
     )
 
@@ -712,50 +504,6 @@ def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, l
 # ======================================================================================
 # peak demand
 # ======================================================================================
-def feeder_capacity_kw(transformers: pl.DataFrame, power_factor: float, overrides: dict[str, float]) -> dict[str, float]:
-    """Sum of each feeder's transformer ratings x power factor, the system total, then overrides."""
-    if not 0 < power_factor <= 1:
-        raise ValueError(f"PeakDemandConfig.power_factor must be in (0, 1], got {power_factor}")
-    bad = {k: v for k, v in overrides.items() if not (v > 0 and math.isfinite(v))}
-    if bad:
-        raise ValueError(f"PeakDemandConfig.capacity_kw: capacities must be positive finite kW, got {bad}")
-    caps = {f: float(v) * power_factor for f, v in transformers.group_by("feeder_id").agg(pl.col("rating_kva").sum()).iter_rows()}
-    caps[SYSTEM] = float(sum(caps.values()))
-    return {**caps, **overrides}
-
-
-def peak_demand(forecast: pl.DataFrame, observed: pl.DataFrame, capacity: dict[str, float], day: dt.date, tz: str) -> pl.DataFrame:
-    """Expected peak of local day ``day`` per entity: the latest issue's p50 over the hours it
-    covers, observed load over the day's hours before that issue (p10 = p50 = p90 = observed)."""
-    start, end = _local_day_bounds_utc(day, tz)
-    lo, hi = start.to_pydatetime(), end.to_pydatetime()
-    fc = forecast.filter(pl.col("period_start") >= lo, pl.col("period_start") < hi)
-    if fc.height == 0:
-        raise ValueError(f"gold_load_forecast has no forecast covering local day {day}: materialise gold_load_forecast for {day - dt.timedelta(days=1)} or {day}")
-    latest = fc.group_by("entity_id").agg(pl.col("issued_at").max().alias("_latest"))
-    fc = fc.join(latest, on="entity_id").filter(pl.col("issued_at") == pl.col("_latest"))
-    obs = observed.filter(pl.col("period_start") >= lo, pl.col("period_start") < hi).join(latest, on="entity_id")
-    obs = obs.filter(pl.col("period_start") <= pl.col("_latest")).select(
-        "entity_id", "period_start", pl.col("mean_kw").alias("p50"), pl.col("mean_kw").alias("p90")
-    )
-    both = pl.concat([fc.select("entity_id", "period_start", "p50", "p90"), obs])
-    missing = sorted(set(both["entity_id"]) - set(capacity))
-    if missing:
-        raise ValueError(f"no capacity for {missing}: add them to PeakDemandConfig.capacity_kw or ref_transformers")
-    peak = both.sort("entity_id", "p50", "period_start", descending=[False, True, False]).group_by("entity_id", maintain_order=True).first()
-    cap = pl.col("entity_id").replace_strict(capacity, return_dtype=pl.Float64)
-    return peak.select(
-        pl.lit(day).alias("date"),
-        "entity_id",
-        pl.col("p50").alias("expected_peak_kw"),
-        pl.col("p90").alias("peak_p90_kw"),
-        pl.col("period_start").alias("peak_time"),
-        cap.alias("capacity_kw"),
-        ((cap - pl.col("p50")) / cap * 100).alias("reserve_margin_pct"),
-        ((cap - pl.col("p90")) / cap * 100).alias("reserve_margin_p90_pct"),
-    ).sort("entity_id")
-
-
 @asset(
     group_name="forecasts",
     partitions_def=daily_open,
@@ -764,9 +512,9 @@ def peak_demand(forecast: pl.DataFrame, observed: pl.DataFrame, capacity: dict[s
     description=_T["gold_peak_demand"].description,
 )
 def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
-    lk, day = lake.lake(), dt.date.fromisoformat(context.partition_key)
-    start, end = _local_day_bounds_utc(day, grid.timezone)
-    fc = lk.scan(_T["gold_load_forecast"]).filter(pl.col("date").is_between(day - dt.timedelta(days=3), day)).collect()
+    lk, day = lake.lake(), partition_day(context)
+    start, end = (pd.Timestamp(t) for t in day_bounds_utc(day, grid.timezone))
+    fc = lk.read_days(_T["gold_load_forecast"], day - dt.timedelta(days=3), day)
     observed = feeder_load(lk, start, end) if lk.exists(_T["gold_load_hourly"]) else pl.DataFrame(schema={"entity_id": pl.Utf8, "period_start": pl.Datetime("us", "UTC"), "mean_kw": pl.Float64})
     caps = feeder_capacity_kw(lk.read("ref_transformers"), config.power_factor, config.capacity_kw)
     df = peak_demand(fc, observed, caps, day, grid.timezone)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.forecast.backtest import daily_origins, rolling_origin
+from models.forecast.backtest import daily_origins, rolling_origin, trailing_backtest
 from models.forecast.base import QUANTILES, Forecaster
 from models.forecast.baselines import DAY, WEEK, DoubleSeasonalHoltWinters, MSTLForecaster, SeasonalNaive
 from models.forecast.data import (
@@ -32,7 +32,7 @@ from models.forecast.data import (
 )
 from models.forecast.ensemble import EnsembleForecaster, learn_weights, rolling_ensemble
 from models.forecast.fallback import forecast_with_fallback
-from models.forecast.metrics import comparison_table, score, score_backtest
+from models.forecast.metrics import comparison_table, finite_metrics, score, score_backtest
 from models.forecast.xgb import XGBoostForecaster
 
 _LAZY = {
@@ -70,6 +70,7 @@ __all__ = [
     "XGBoostForecaster",
     "comparison_table",
     "daily_origins",
+    "finite_metrics",
     "forecast_with_fallback",
     "learn_weights",
     "prepare",
@@ -77,4 +78,5 @@ __all__ = [
     "rolling_origin",
     "score",
     "score_backtest",
+    "trailing_backtest",
 ]

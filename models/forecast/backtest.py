@@ -75,3 +75,17 @@ def rolling_origin(
     res = res.join(actual, on="period_start", how="left")
     log.info("%s: %d origins, %.1f s fitting", res["model"][0], len(origins), fit_seconds)
     return res.select(["origin", "period_start", "horizon_h", "p10", "p50", "p90", "model", "actual"])
+
+
+def trailing_backtest(make_model: Callable[[], Forecaster], series: Any, horizon: pd.Timedelta, n_days: int) -> pl.DataFrame:
+    """Backtest on the last ``n_days`` origins of ``series``, one a day, the latest a
+    ``horizon`` before the end of the data (so every forecast is scored on the full horizon).
+
+    Fitted once at the first origin and rolled forward with ``update`` after (what production
+    does between retrains): ``rolling_origin(..., refit_every=None)``. ``series`` is hourly
+    (``period_start``, ``mean_kw`` and the model's exogenous columns).
+    """
+    df = to_pandas(series)
+    end = pd.Timestamp(pd.to_datetime(df["period_start"], utc=True).max()) + pd.Timedelta(hours=1)
+    origins = [end - horizon - k * pd.Timedelta(days=1) for k in range(n_days - 1, -1, -1)]
+    return rolling_origin(make_model, df, origins, horizon, refit_every=None)

@@ -6,6 +6,9 @@ share of actuals inside [p10, p90] (0.80 for a calibrated model).
 
 from __future__ import annotations
 
+import math
+from typing import Any, Mapping
+
 import numpy as np
 import polars as pl
 from sklearn.metrics import mean_absolute_error, mean_pinball_loss, mean_squared_error, r2_score
@@ -63,3 +66,9 @@ def comparison_table(scores: pl.DataFrame, rank_by: str = "mape") -> pl.DataFram
     desc = rank_by in HIGHER_IS_BETTER
     ranked = scores.sort(rank_by, descending=desc, nulls_last=True)
     return ranked.with_row_index("rank", offset=1)
+
+
+def finite_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    """The ``METRICS`` in ``row`` (e.g. a ``score_backtest`` row) that are finite numbers, as
+    floats: what MLflow can hold. MAPE is NaN for PV's zero nights, so it is left out there."""
+    return {k: float(row[k]) for k in METRICS if isinstance(row.get(k), (int, float)) and math.isfinite(float(row[k]))}

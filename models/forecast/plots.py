@@ -1,12 +1,25 @@
-"""Forecast-vs-actual figure for MLflow runs and notebooks (matplotlib, headless)."""
+"""Figures for MLflow runs, asset metadata and notebooks (matplotlib, headless Agg backend):
+forecast vs actual on a backtest, a forecast after its history, feature importances; and
+``png_bytes`` to turn any of them into PNG bytes."""
 
 from __future__ import annotations
+
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+
+
+def png_bytes(fig, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes; the figure is closed (log it elsewhere before)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def forecast_vs_actual(bt: pl.DataFrame, *, model: str | None = None, max_origins: int = 7):
@@ -24,5 +37,42 @@ def forecast_vs_actual(bt: pl.DataFrame, *, model: str | None = None, max_origin
     ax.plot(d["period_start"], d["actual"], color="black", lw=0.8, label="actual")
     ax.set_title(f"{d['model'].iloc[0]}: forecast (p50, p10-p90) vs actual")
     ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def forecast_figure(hist: pl.DataFrame, fc: pl.DataFrame, title: str, *, history_hours: int = 72):
+    """The last ``history_hours`` rows of observed ``hist`` (period_start, mean_kw) in black,
+    then the forecast ``fc``: p50 with the p10-p90 band."""
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    h = hist.tail(history_hours).to_pandas()
+    f = fc.to_pandas()
+    ax.plot(h["period_start"], h["mean_kw"], color="black", lw=0.9, label="observed")
+    ax.fill_between(f["period_start"], f["p10"], f["p90"], color="tab:orange", alpha=0.25, lw=0, label="p10-p90")
+    ax.plot(f["period_start"], f["p50"], color="tab:orange", lw=1.2, label="p50")
+    ax.set_title(title)
+    ax.set_ylabel("kW")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def feature_importance(model) -> tuple[list[str], np.ndarray] | None:
+    """(feature names, gain importances) of an XGBoost-backed forecaster -- ``XGBoostForecaster``
+    or ``models.solar.SolarXGBForecaster`` (mean over its per-lead boosters) -- after ``fit``;
+    None for models without them."""
+    booster = getattr(model, "model", None)
+    cols = getattr(model, "_columns", None)
+    if booster is None or cols is None or not hasattr(booster, "feature_importances_"):
+        return None
+    return list(cols), np.asarray(booster.feature_importances_, float)
+
+
+def importance_figure(names: list[str], values: np.ndarray, title: str, top: int = 15):
+    """Horizontal bars of the ``top`` largest importances, the largest at the top."""
+    order = np.argsort(values)[::-1][:top][::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1))
+    ax.barh([names[i] for i in order], values[order], color="tab:green")
+    ax.set_title(title)
     fig.tight_layout()
     return fig

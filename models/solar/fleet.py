@@ -1,4 +1,5 @@
-"""Fleet aggregation: per-system PV forecasts summed to feeder / substation.
+"""Fleet aggregation: PV systems grouped by feeder, their power summed, and per-system (or
+per-feeder) forecasts summed to feeder / substation (or the system).
 
 p50s add. For p10/p90 the sum of member quantiles is exact only if systems move together
 (comonotone), which is close for nearby roofs under the same clouds and errs on the wide (safe)
@@ -10,9 +11,51 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
+import pandas as pd
 import polars as pl
 
-from models.solar.pv import PVSystem
+from models.solar.pv import PVSystem, simulate_power, systems_from_meters
+
+
+def feeder_pv_systems(ref_meters: pl.DataFrame) -> dict[str, list[PVSystem]]:
+    """PV systems of ``ref_meters`` (meters with ``has_pv``) grouped by feeder_id."""
+    out: dict[str, list[PVSystem]] = {}
+    for s in systems_from_meters(ref_meters):
+        out.setdefault(s.feeder_id, []).append(s)
+    return out
+
+
+def fleet_power(systems: list[PVSystem], weather: pd.DataFrame) -> pd.DataFrame:
+    """PVWatts power of a feeder's fleet from weather: :func:`simulate_power` per system, with
+    ``ac_kw`` and ``clearsky_ac_kw`` summed over the systems. Sun geometry, GHI and temperature
+    are the first system's (roofs on one feeder are a few km apart); ``wind_speed_ms`` is the
+    weather's when it has that column."""
+    frames = [simulate_power(s, weather) for s in systems]
+    obs = frames[0].copy()
+    obs["ac_kw"] = sum(f["ac_kw"] for f in frames)
+    obs["clearsky_ac_kw"] = sum(f["clearsky_ac_kw"] for f in frames)
+    if "wind_speed_ms" in weather:
+        obs["wind_speed_ms"] = weather["wind_speed_ms"].to_numpy(float)
+    return obs
+
+
+def fleet_clearsky(systems: list[PVSystem], index: pd.DatetimeIndex, temp_air_c: np.ndarray | pd.Series) -> pd.DataFrame:
+    """Sun position (``zenith``, ``azimuth``) and the fleet's summed clear-sky power
+    (``clearsky_ac_kw``) for future hours ``index`` -- deterministic, what
+    ``SolarXGBForecaster.predict`` needs of the target hours. ``temp_air_c`` (one per hour; NaN
+    counts as 20 C) sets the cell temperature; the wind is taken as 1 m/s."""
+    temp = pd.Series(np.asarray(temp_air_c, float)).fillna(20.0).to_numpy()
+    weather = pd.DataFrame({"observation_time": index, "ghi_wm2": 0.0, "dni_wm2": 0.0, "dhi_wm2": 0.0, "temp_air_c": temp, "wind_speed_ms": 1.0})
+    return fleet_power(systems, weather)[["zenith", "azimuth", "clearsky_ac_kw"]]
+
+
+def system_total(forecasts: pl.DataFrame, n_feeders: int) -> pl.DataFrame:
+    """Feeder forecasts (period_start, horizon_h, p10, p50, p90, model) summed to one system
+    forecast, quantile by quantile (comonotone: errs wide, as :func:`aggregate_fleet`). Only
+    hours that all ``n_feeders`` forecast are kept; ``model`` is one feeder's."""
+    agg = forecasts.group_by("period_start", "horizon_h").agg(pl.col("p10", "p50", "p90").sum(), pl.col("model").first(), pl.len().alias("_n"))
+    return agg.filter(pl.col("_n") == n_feeders).drop("_n").sort("period_start")
 
 
 def aggregate_fleet(

@@ -276,3 +276,74 @@ class SolarXGBForecaster:
                 "model": ["solar_xgboost"] * len(d),
             }
         )
+
+
+def regular_weather(weather: pl.DataFrame) -> pd.DataFrame:
+    """Hourly weather (silver_weather columns, ``observation_time`` in UTC) as a pandas frame on
+    a complete hourly grid, sorted. A missing hour or a missing irradiance value is an error
+    naming it: the PV features shift by rows, so a hole would silently misalign every lead."""
+    if weather.height == 0:
+        raise ValueError("silver_weather has no rows in the window: materialise the weather ingestion first")
+    w = weather.to_pandas()
+    w["observation_time"] = pd.to_datetime(w["observation_time"], utc=True)
+    grid = pd.date_range(w["observation_time"].min(), w["observation_time"].max(), freq="1h")
+    missing = grid.difference(pd.DatetimeIndex(w["observation_time"]))
+    if len(missing):
+        raise ValueError(f"silver_weather lacks {len(missing)} hour(s) in the window, first {missing[0]}: PV features need every hour")
+    for c in ("ghi_wm2", "dni_wm2", "dhi_wm2"):
+        if w[c].isna().any():
+            raise ValueError(f"silver_weather column {c!r} is empty at {w.loc[w[c].isna(), 'observation_time'].iloc[0]}")
+    return w.sort_values("observation_time").reset_index(drop=True)
+
+
+def _utc_us(times) -> pl.Series:
+    return pl.Series(pd.DatetimeIndex(times).as_unit("us")).cast(pl.Datetime("us", "UTC"))
+
+
+def solar_backtest(make, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold-out backtest: ``make()`` (e.g. a :class:`SolarXGBForecaster`) is fitted on the hours
+    of ``obs`` before ``cutoff`` and forecasts from every hourly origin at or after it whose
+    targets lie in the data; only daylight targets (clear-sky power > 0) are scored.
+
+    Returns the model's rows and smart persistence's (p10 = p50 = p90, clipped at 0), both with
+    columns origin, period_start, horizon_h, p10, p50, p90, model, actual (kW), as
+    ``models.forecast.score_backtest`` wants them. Raises ValueError if no daylight target
+    follows the cutoff.
+    """
+    model = make().fit(obs[obs.index < cutoff])
+    d = design(obs, capacity, horizons)
+    d = d[(d["origin"] >= cutoff) & d["y"].notna() & (d["cs_t"] > 0)]
+    if d.empty:
+        raise ValueError(f"no daylight targets after the backtest cutoff {cutoff}")
+    q = model.predict_design(d)
+    base = {
+        "origin": _utc_us(d["origin"]),
+        "period_start": _utc_us(d["target_time"]),
+        "horizon_h": d["lead_h"].to_numpy(float),
+        "actual": d["y"].to_numpy(float) * capacity,
+    }
+    sp = np.clip(d["sp_t"].to_numpy(float) * capacity, 0, None)
+    m = pl.DataFrame({**base, "p10": q[:, 0], "p50": q[:, 1], "p90": q[:, 2], "model": "solar_xgboost"})
+    b = pl.DataFrame({**base, "p10": sp, "p50": sp, "p90": sp, "model": "smart_persistence"})
+    cols = ["origin", "period_start", "horizon_h", "p10", "p50", "p90", "model", "actual"]
+    return m.select(cols), b.select(cols)
+
+
+def bounded_persistence(obs: pd.DataFrame, future: pd.DataFrame, capacity: float) -> pl.DataFrame:
+    """The PV fallback forecast from the last hour of ``obs`` over the hours of ``future``
+    (``clearsky_ac_kw`` per hour, e.g. from ``models.solar.fleet.fleet_clearsky``).
+
+    p50: smart persistence clipped to [0, clear sky]; p10 = 0 and p90 = clear-sky power (the
+    physical bounds: wide, not a calibrated interval). Columns as any forecaster's output,
+    ``model='smart_persistence'``.
+    """
+    horizons = range(1, len(future) + 1)
+    both = pd.concat([obs, future])
+    sp = smart_persistence(both, capacity, horizons).loc[obs.index[-1]].to_numpy(float)
+    csk = future["clearsky_ac_kw"].to_numpy(float)
+    p50 = np.clip(sp, 0, csk)
+    return pl.DataFrame({
+        "period_start": _utc_us(future.index),
+        "horizon_h": np.arange(1, len(future) + 1, dtype=float),
+        "p10": np.zeros_like(p50), "p50": p50, "p90": np.maximum(csk, p50), "model": "smart_persistence",
+    })  # fmt: skip

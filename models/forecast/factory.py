@@ -1,0 +1,40 @@
+"""Forecasters by name: what a training config selects (``LOAD_FORECASTERS``)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+
+from models.forecast.base import Forecaster
+
+#: forecasters selectable by name (fast ones first; prophet and gru are slow)
+LOAD_FORECASTERS = ("xgboost", "ensemble", "seasonal_naive_daily", "seasonal_naive_weekly", "mstl", "prophet", "gru")
+
+
+def make_load_forecaster(kind: str, horizon: pd.Timedelta, exog: tuple[str, ...], tz: str, n_estimators: int = 300) -> Callable[[], Forecaster]:
+    """Factory of fresh, unfitted forecasters of ``kind`` (one of ``LOAD_FORECASTERS``), as
+    ``rolling_origin`` wants it (it refits per origin).
+
+    ``exog`` (e.g. ``("temp_air_c",)``) goes to the models that use weather (xgboost, prophet,
+    gru), ``tz`` to XGBoost's calendar features; ``ensemble`` combines the fast baselines with
+    weights learned from their backtest errors. Raises ValueError for an unknown kind.
+    """
+    from models import forecast as fc
+
+    if kind == "xgboost":
+        return lambda: fc.XGBoostForecaster(horizon, exog=exog, tz=tz, n_estimators=n_estimators, n_jobs=1)
+    if kind == "seasonal_naive_daily":
+        return lambda: fc.SeasonalNaive(fc.DAY)
+    if kind == "seasonal_naive_weekly":
+        return lambda: fc.SeasonalNaive(fc.WEEK)
+    if kind == "mstl":
+        return lambda: fc.MSTLForecaster()
+    if kind == "ensemble":  # the fast baselines, weights learned from their backtest errors
+        members = [lambda: fc.SeasonalNaive(fc.DAY), lambda: fc.SeasonalNaive(fc.DAY, level_steps=6), lambda: fc.MSTLForecaster()]
+        return lambda: fc.EnsembleForecaster(members, horizon, n_origins=5)
+    if kind == "prophet":
+        return lambda: fc.ProphetForecaster(exog=exog)
+    if kind == "gru":
+        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog)
+    raise ValueError(f"unknown forecaster {kind!r}; choose from {LOAD_FORECASTERS}")
