@@ -6,6 +6,12 @@ table(s) with :meth:`lake.delta.Lake.write_partition` (tables declared in ``lake
 section "Optimisation gold tables"). Metadata carries the cost breakdown, solve time, where the
 inputs came from, and a PNG of schedule vs price/SOC for the Dagster UI.
 
+This module only reads and writes the lake and builds metadata. The input rules below (periods of
+a local day, newest issue per hour, the weekly fallback, gross load, the tariff, the EV re-timing)
+live in :mod:`optimization.daily`; the hour-by-hour OPF in :func:`optimization.dcopf.solve_dcopf_periods`;
+the output tables in :func:`optimization.battery.site_schedule_table` / :func:`~optimization.battery.daily_summary`,
+:func:`optimization.ev.strategy_tables` and :func:`optimization.unit_commitment.schedule_table`.
+
 Inputs, and which of them are *data* and which are *configuration*:
 
 * **Load** (data): ``gold_load_forecast`` p50 of ``Config.site_id`` (``"system"`` = level system).
@@ -37,10 +43,8 @@ for any partition. Partitions are ``daily_open`` like the forecasts they read.
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 import polars as pl
 from dagster import (
     AssetExecutionContext,
@@ -57,34 +61,28 @@ from pydantic import Field, field_validator
 from lake.delta import Lake
 from lake.plots import png_markdown
 from lake.schemas import TABLES
-from optimization import plots
-from optimization.battery import BatterySpec, optimize_battery
-from optimization.dcopf import load_case, solve_dcopf
+from optimization import daily, plots
+from optimization.battery import BatterySpec, daily_summary, optimize_battery, site_schedule_table
+from optimization.dcopf import solve_dcopf_periods
 from optimization.errors import InfeasibleError
-from optimization.ev import EVWeights, earliest_deadline_first, load_caltech_sessions, optimize_ev, uncontrolled
-from optimization.unit_commitment import solve_unit_commitment, synthetic_fleet
-from pipelines.partitions import daily_open, lookback_dep
+from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
+from optimization.ev import compare_strategies, strategy_tables
+from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
+from pipelines.partitions import daily_open, lookback_dep, partition_day
 from pipelines.resources import GridSettings, LakeResource
 
 _T = TABLES
 GROUP = "optimization"
-SYSTEM = "system"
 LOAD_FORECAST = "gold_load_forecast"
 SOLAR_FORECAST = "gold_solar_forecast"
 LOAD_HOURLY = "gold_load_hourly"
 #: lineage: forecast -> schedule (issues up to 3 days old cover the day; the fallback reads last week)
 _DEPS = [lookback_dep(LOAD_FORECAST, 3), lookback_dep(SOLAR_FORECAST, 3), lookback_dep(LOAD_HOURLY, 7)]
-UTC = pl.Datetime("us", "UTC")
 
 
 # ============================================================================================
 # configuration
 # ============================================================================================
-def _default_carbon() -> list[float]:
-    """A plausible grid profile: 450 kg/MWh at night, down to 250 at solar noon (illustrative)."""
-    return [round(450.0 - 200.0 * max(0.0, float(np.sin(np.pi * (h - 6) / 12))), 1) for h in range(24)]
-
-
 class TariffConfig(Config):
     """Price and carbon inputs. These are CONFIGURATION, not market data: gridlake has no price feed."""
 
@@ -97,95 +95,49 @@ class TariffConfig(Config):
         0.5, description="demand charge on the day's highest import, $/kW-day (a monthly charge divided by ~30 days)"
     )
     carbon_kg_per_mwh: list[float] = Field(
-        default_factory=_default_carbon, description="grid carbon intensity: one flat value or 24 local-hour values, kg/MWh"
+        default_factory=daily.default_carbon_profile, description="grid carbon intensity: one flat value or 24 local-hour values, kg/MWh"
     )
     carbon_price_per_t: float = Field(0.0, description="$/t CO2 added to import prices in the objective (0 = report only)")
 
     @field_validator("shoulder_hours", "peak_hours")
     @classmethod
     def _hours(cls, v: list[int]) -> list[int]:
-        bad = [h for h in v if not 0 <= h <= 23]
-        if bad:
-            raise ValueError(f"tariff hours must be local hours 0..23, got {bad}")
-        return v
+        return daily.check_local_hours(v)
 
     @field_validator("carbon_kg_per_mwh")
     @classmethod
     def _carbon(cls, v: list[float]) -> list[float]:
-        if len(v) not in (1, 24):
-            raise ValueError(f"carbon_kg_per_mwh needs 1 (flat) or 24 (local-hour profile) values, got {len(v)}")
-        if any(not np.isfinite(x) or x < 0 for x in v):
-            raise ValueError(f"carbon_kg_per_mwh values must be finite and >= 0, got {v}")
-        return v
+        return daily.check_carbon_profile(v)
 
-
-def tariff(cfg: TariffConfig, stamps: pl.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
-    """(price $/MWh, carbon kg/MWh) for UTC period starts, by the local hour each period starts in."""
-    hour = stamps.dt.convert_time_zone(tz).dt.hour().to_numpy()
-    price = np.full(hour.size, cfg.off_peak_per_mwh, dtype=float)
-    price[np.isin(hour, cfg.shoulder_hours)] = cfg.shoulder_per_mwh
-    price[np.isin(hour, cfg.peak_hours)] = cfg.peak_per_mwh
-    profile = np.asarray(cfg.carbon_kg_per_mwh, dtype=float)
-    carbon = np.full(hour.size, profile[0]) if profile.size == 1 else profile[hour]
-    return price, carbon
+    def price_and_carbon(self, stamps: pl.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
+        """(price $/MWh, carbon kg/MWh) for UTC period starts: :func:`optimization.daily.time_of_use` of this tariff."""
+        return daily.time_of_use(
+            stamps, tz, off_peak_per_mwh=self.off_peak_per_mwh, shoulder_per_mwh=self.shoulder_per_mwh, peak_per_mwh=self.peak_per_mwh,
+            shoulder_hours=self.shoulder_hours, peak_hours=self.peak_hours, carbon_kg_per_mwh=self.carbon_kg_per_mwh,
+        )  # fmt: skip
 
 
 # ============================================================================================
-# inputs from the lake
+# inputs from the lake (the selection rules are in optimization.daily)
 # ============================================================================================
-def day_periods(day: dt.date, tz: str, minutes: int) -> pl.Series:
-    """UTC starts of the periods of local day ``day`` (23/25 hours on DST days)."""
-    start = pd.Timestamp(dt.datetime.combine(day, dt.time(0)), tz=tz)
-    end = pd.Timestamp(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0)), tz=tz)
-    idx = pd.date_range(start, end, freq=f"{minutes}min", inclusive="left").tz_convert("UTC")
-    return pl.Series("period_start", idx.as_unit("us")).cast(UTC)
-
-
-def _read_days(lk: Lake, name: str, lo: dt.date, hi: dt.date) -> pl.DataFrame | None:
-    if not lk.exists(name):
-        return None
-    return lk.scan(_T[name]).filter(pl.col("date").is_between(lo, hi)).collect()
-
-
 def forecast_for_day(lk: Lake, table: str, entity_id: str, day: dt.date, tz: str) -> tuple[np.ndarray | None, str]:
     """Hourly p50 (kW) of ``entity_id`` over local ``day`` from a gold forecast table, and a description.
 
-    For each hour the newest issue covering it wins. Returns ``(None, why)`` if the table is absent
-    or does not cover every hour of the day (the caller then falls back and says so).
+    Reads the partitions day-3..day; :func:`optimization.daily.newest_issue_p50` picks the newest
+    issue per hour. Returns ``(None, why)`` if the table is absent or does not cover every hour of
+    the day (the caller then falls back and says so).
     """
-    hours = day_periods(day, tz, 60)
-    f = _read_days(lk, table, day - dt.timedelta(days=3), day)
-    if f is None:
+    if not lk.exists(table):
         return None, f"{table} does not exist"
-    f = (
-        f.filter((pl.col("entity_id") == entity_id) & pl.col("period_start").is_in(hours.implode()))
-        .sort("issued_at")
-        .group_by("period_start")
-        .last()
-        .sort("period_start")
-    )
-    if f.height < hours.len():
-        return None, f"{table} covers {f.height}/{hours.len()} hours of {day} for entity {entity_id!r}"
-    issues = sorted({str(t) for t in f["issued_at"].to_list()})
-    models = sorted({f"{m}:{v}" for m, v in f.select("model", "model_version").iter_rows()})
-    return f["p50"].to_numpy(), f"{table} p50 of {entity_id!r}, newest issue per hour (issued {', '.join(issues)}; {', '.join(models)})"
+    return daily.newest_issue_p50(lk.read_days(_T[table], day - dt.timedelta(days=3), day), entity_id, day, tz, source=table)
 
 
 def last_week_load(lk: Lake, entity_id: str, day: dt.date, tz: str) -> tuple[np.ndarray, str]:
     """Weekly seasonal naive from ``gold_load_hourly``: mean_kw at the same local hour 7 days earlier."""
     src = day - dt.timedelta(days=7)
-    h = _read_days(lk, LOAD_HOURLY, src, src)
-    if h is None:
+    if not lk.exists(LOAD_HOURLY):
         raise FileNotFoundError(f"no load input for {day}: no {LOAD_FORECAST} covering it and {LOAD_HOURLY} does not exist")
-    if entity_id == SYSTEM:
-        h = h.filter(pl.col("level") == "feeder").group_by("period_start").agg(pl.col("mean_kw").sum())
-    else:
-        h = h.filter(pl.col("entity_id") == entity_id).select("period_start", "mean_kw")
-    shifted = h.select(
-        pl.col("period_start").dt.convert_time_zone(tz).dt.offset_by("7d").dt.convert_time_zone("UTC").alias("period_start"), "mean_kw"
-    )
-    hours = day_periods(day, tz, 60).to_frame()
-    got = hours.join(shifted, on="period_start", how="left")
+    got = daily.same_hour_last_week(lk.read_days(_T[LOAD_HOURLY], src, src), entity_id, day, tz)
     missing = got.filter(pl.col("mean_kw").is_null())["period_start"]
     if missing.len():
         raise FileNotFoundError(
@@ -205,14 +157,8 @@ def site_inputs(lk: Lake, entity_id: str, day: dt.date, tz: str) -> dict[str, An
     pv, pv_src = forecast_for_day(lk, SOLAR_FORECAST, entity_id, day, tz)
     if pv is None:
         pv_src = f"none: PV = 0, the metered net load stands as site load [{pv_src}]"
-        pv = np.zeros_like(net)
-    pv = np.clip(pv, 0.0, None)
-    gross = np.clip(net + pv, 0.0, None)  # independent p50s can make net + PV dip below 0 at noon
+    gross, pv = daily.gross_load(net, pv)
     return {"load_kw": gross, "net_kw": net, "pv_kw": pv, "load_source": load_src, "pv_source": pv_src}
-
-
-def _day(context: AssetExecutionContext) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
 
 
 def _failure(what: str, exc: InfeasibleError) -> Failure:
@@ -221,6 +167,7 @@ def _failure(what: str, exc: InfeasibleError) -> Failure:
 
 
 def _r(d: dict[str, float], nd: int = 4) -> dict[str, float]:
+    """Metadata-friendly copy of a metrics dict: values rounded, NaNs dropped."""
     return {k: round(float(v), nd) for k, v in d.items() if v == v}
 
 
@@ -228,7 +175,7 @@ def _r(d: dict[str, float], nd: int = 4) -> dict[str, float]:
 # battery
 # ============================================================================================
 class BatteryConfig(TariffConfig):
-    site_id: str = Field(SYSTEM, description="gold_load_forecast entity_id the battery sits behind ('system' = whole utility)")
+    site_id: str = Field(daily.SYSTEM, description="gold_load_forecast entity_id the battery sits behind ('system' = whole utility)")
     power_kw: float | None = Field(None, description="battery power rating; None = power_frac_of_peak x the day's peak gross load")
     power_frac_of_peak: float = Field(0.25, description="sizing rule when power_kw is None")
     duration_h: float = Field(4.0, description="energy capacity = power x duration")
@@ -247,12 +194,11 @@ class BatteryConfig(TariffConfig):
 )
 def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: LakeResource, grid: GridSettings):
     """Battery behind the site meter: arbitrage on the tariff, peak shaving on the demand charge, PV self-use."""
-    lk, tz, day = lake.lake(), grid.timezone, _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     inp = site_inputs(lk, config.site_id, day, tz)
-    stamps = day_periods(day, tz, 15)
-    per_h = 4
-    load, pv = np.repeat(inp["load_kw"], per_h), np.repeat(inp["pv_kw"], per_h)
-    price, carbon = tariff(config, stamps, tz)
+    stamps = daily.day_periods(day, tz, 15)
+    load, pv = np.repeat(inp["load_kw"], 4), np.repeat(inp["pv_kw"], 4)  # hourly inputs on 15-minute periods
+    price, carbon = config.price_and_carbon(stamps, tz)
     power = config.power_kw if config.power_kw is not None else config.power_frac_of_peak * float(inp["load_kw"].max())
     if not power > 0:
         raise ValueError(f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)")
@@ -265,22 +211,12 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
         )  # fmt: skip
     except InfeasibleError as exc:
         raise _failure(f"gold_battery_schedule {day}", exc) from exc
-    s = res.schedule
-    sched = s.select(
-        pl.lit(day).alias("date"), pl.lit(config.site_id).alias("site_id"), pl.Series("period_start", stamps),
-        pl.col("price").alias("price_per_mwh"), pl.Series("carbon_kg_per_mwh", carbon), pl.Series("load_kw", load), pl.Series("pv_kw", pv),
-        "charge_kw", "discharge_kw", "soc_kwh", "soc_frac", "grid_import_kw", "grid_export_kw", pl.col("net_load_kw").alias("baseline_grid_kw"),
-    )  # fmt: skip
-    bd = res.breakdown
+    s, bd = res.schedule, res.breakdown
+    sched = site_schedule_table(res, load, pv, carbon).with_columns(pl.lit(day).alias("date"), pl.lit(config.site_id).alias("site_id"))
     inputs = f"load: {inp['load_source']} | pv: {inp['pv_source']}"
-    daily = pl.DataFrame([{
-        "date": day, "site_id": config.site_id, "power_kw": spec.power_kw, "energy_kwh": spec.energy_kwh,
-        **{k: bd[k] for k in ("energy_cost", "baseline_energy_cost", "demand_charge", "baseline_demand_charge", "degradation_cost",
-                              "carbon_kg", "baseline_carbon_kg", "savings", "peak_import_kw", "baseline_peak_import_kw", "equivalent_full_cycles")},
-        "objective": res.objective, "solve_seconds": res.solve_seconds, "inputs": inputs,
-    }])  # fmt: skip
+    summary = pl.DataFrame([{"date": day, "site_id": config.site_id, **daily_summary(res, spec), "inputs": inputs}])
     w1 = lk.write_partition(_T["gold_battery_schedule"], sched, day)
-    w2 = lk.write_partition(_T["gold_battery_daily"], daily, day)
+    w2 = lk.write_partition(_T["gold_battery_daily"], summary, day)
     png = plots.battery_schedule_png(s, f"battery at {config.site_id}, {day}: {spec.power_kw:.0f} kW / {spec.energy_kwh:.0f} kWh")
     yield MaterializeResult(asset_key="gold_battery_schedule", metadata={
         "dagster/row_count": w1.rows, "delta_version": w1.version,
@@ -299,30 +235,9 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
 # ============================================================================================
 # EV charging
 # ============================================================================================
-EV_MINUTES = 5
-
-
 class EVConfig(TariffConfig):
     transformer_limit_kw: float = Field(60.0, description="site (transformer) limit for the EV load, kW")
     peak_weight_per_kw: float = Field(0.0, description="$ per kW of the day's EV peak in the objective")
-
-
-def ev_sessions_for_day(day: dt.date, tz: str, sessions: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dt.date]:
-    """Real Caltech sessions of a March 2019 day with the same weekday, re-timed to local ``day``.
-
-    Workplace charging is weekly-periodic, so the weekday is kept; the candidate March days rotate
-    week by week so consecutive weeks do not repeat. Local clock times are kept (periods of 5
-    minutes from local midnight); sessions running past midnight keep their length.
-    """
-    s = load_caltech_sessions() if sessions is None else sessions
-    candidates = [dt.date(2019, 3, d) for d in range(1, 32) if dt.date(2019, 3, d).weekday() == day.weekday()]
-    src = candidates[(day.toordinal() // 7) % len(candidates)]
-    d0 = (src.day - 1) * (24 * 60 // EV_MINUTES)
-    sub = s.filter((pl.col("arrival_period") >= d0) & (pl.col("arrival_period") < d0 + 24 * 60 // EV_MINUTES))
-    sub = sub.with_columns(pl.col("arrival_period") - d0, pl.col("departure_period") - d0)
-    midnight = dt.datetime.combine(day, dt.time(0), ZoneInfo(tz)).astimezone(dt.timezone.utc)
-    to_ts = lambda c: (pl.lit(midnight) + pl.duration(minutes=pl.col(c) * EV_MINUTES)).cast(UTC)  # noqa: E731
-    return sub.with_columns(to_ts("arrival_period").alias("arrival_time"), to_ts("departure_period").alias("departure_time")), src
 
 
 @multi_asset(
@@ -336,10 +251,10 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
     """Optimal EV charging under the site limit, with the EDF and uncontrolled baselines on the same sessions.
 
     No lake inputs (no deps): the sessions are the bundled real Caltech ones and the price is the
-    configured tariff. A charger feed in the lake would replace :func:`ev_sessions_for_day`.
+    configured tariff. A charger feed in the lake would replace :func:`optimization.daily.ev_sessions_for_day`.
     """
-    lk, tz, day = lake.lake(), grid.timezone, _day(context)
-    sessions, src = ev_sessions_for_day(day, tz)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    sessions, src = daily.ev_sessions_for_day(day, tz)
     sched_t, sess_t = _T["gold_ev_schedule"], _T["gold_ev_sessions"]
     if sessions.height == 0:
         w1 = lk.write_partition(sched_t, pl.DataFrame(schema=sched_t.polars_schema()), day)
@@ -348,22 +263,12 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         yield MaterializeResult(asset_key="gold_ev_schedule", metadata={"dagster/row_count": 0, "source_session_date": str(src)})
         yield MaterializeResult(asset_key="gold_ev_sessions", metadata={"dagster/row_count": 0})
         return
-    horizon = int(sessions["departure_period"].max())
-    midnight = dt.datetime.combine(day, dt.time(0), ZoneInfo(tz)).astimezone(dt.timezone.utc)
-    stamps = pl.Series("period_start", [midnight + dt.timedelta(minutes=EV_MINUTES * k) for k in range(horizon)]).cast(UTC)
-    price, _ = tariff(config, stamps, tz)
-    kw = dict(horizon=horizon, period_minutes=EV_MINUTES, price=price, transformer_limit_kw=config.transformer_limit_kw)
-    opt = optimize_ev(sessions, weights=EVWeights(peak_per_kw=config.peak_weight_per_kw), allow_unmet=True, **kw)
-    results = {"optimal": opt, "edf": earliest_deadline_first(sessions, **kw), "uncontrolled": uncontrolled(sessions, **kw)}
-    station = sessions.select("session_id", "station_id")
-    times = sessions.select("session_id", "arrival_time", "departure_time")
-    sched = pl.concat([
-        r.power.join(station, on="session_id").with_columns(pl.lit(name).alias("strategy"))
-        for name, r in results.items()
-    ])  # fmt: skip
-    sched = sched.with_columns(pl.lit(day).alias("date"), pl.Series("period_start", stamps.gather(sched["period"].to_numpy())))
-    sess = pl.concat([r.sessions.with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
-    sess = sess.join(times, on="session_id").with_columns(pl.lit(day).alias("date"), pl.lit(src).alias("source_session_date"))
+    stamps = daily.periods_from_midnight(day, tz, int(sessions["departure_period"].max()), EV_MINUTES)
+    price, _ = config.price_and_carbon(stamps, tz)
+    results = compare_strategies(sessions, price, transformer_limit_kw=config.transformer_limit_kw, peak_per_kw=config.peak_weight_per_kw)
+    sched, sess = strategy_tables(results, sessions, stamps)
+    sched = sched.with_columns(pl.lit(day).alias("date"))
+    sess = sess.with_columns(pl.lit(day).alias("date"), pl.lit(src).alias("source_session_date"))
     w1 = lk.write_partition(sched_t, sched, day)
     w2 = lk.write_partition(sess_t, sess, day)
     png = plots.ev_profile_png({n: r.profile for n, r in results.items()}, config.transformer_limit_kw,
@@ -373,7 +278,7 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         "sessions": sessions.height, "source_session_date": str(src),
         "session_source": "real Caltech ACN sessions (March 2019) re-timed to the day, same weekday",
         "metrics": MetadataValue.json({n: _r(r.metrics) for n, r in results.items()}),
-        "solve_seconds": round(opt.solve_seconds, 3), "build_seconds": round(opt.build_seconds, 3),
+        "solve_seconds": round(results["optimal"].solve_seconds, 3), "build_seconds": round(results["optimal"].build_seconds, 3),
         "price_source": "configuration: TariffConfig time-of-use tariff (no price feed)",
         "site_load_vs_limit": MetadataValue.md(png_markdown(png, f"EV {day}")),
     })  # fmt: skip
@@ -388,57 +293,32 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
 # ============================================================================================
 class OPFConfig(Config):
     case: str = Field("case118", description="pandapower network (case9, case14, case57, case118, case300, ...)")
-    load_entity: str = Field(SYSTEM, description="gold_load_forecast entity whose shape scales the bus loads")
+    load_entity: str = Field(daily.SYSTEM, description="gold_load_forecast entity whose shape scales the bus loads")
     peak_load_scale: float = Field(1.0, description="bus-load factor at the day's forecast peak hour (1 = the case's loads)")
     allow_load_shedding: bool = Field(False, description="shed load at the value of lost load instead of failing")
-
-
-def scaled_case(ppc: dict[str, Any], factor: float) -> dict[str, Any]:
-    """A copy of a ppc dict with every bus demand (Pd) multiplied by ``factor``."""
-    out = {k: (np.array(v, dtype=float, copy=True) if isinstance(v, np.ndarray) else v) for k, v in ppc.items()}
-    out["bus"][:, 2] *= factor
-    return out
 
 
 @asset(group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_opf_dispatch"].description)
 def gold_opf_dispatch(context: AssetExecutionContext, config: OPFConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """Hourly DC-OPF: dispatch, branch flows and LMPs; loads follow the system load forecast's shape."""
-    lk, tz, day = lake.lake(), grid.timezone, _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     inp = site_inputs(lk, config.load_entity, day, tz)
     if not inp["load_kw"].max() > 0:
         raise ValueError(f"gold_opf_dispatch {day}: the load input of {config.load_entity!r} is 0 all day; cannot derive a load shape")
     scale = config.peak_load_scale * inp["load_kw"] / inp["load_kw"].max()
-    hours = day_periods(day, tz, 60)
-    base = load_case(config.case)
-    frames, costs, solve_s, peak = [], [], 0.0, None
-    for h, (ts, f) in enumerate(zip(hours.to_list(), scale)):
-        try:
-            r = solve_dcopf(scaled_case(base, float(f)), allow_load_shedding=config.allow_load_shedding)
-        except InfeasibleError as exc:
-            raise _failure(f"gold_opf_dispatch {day} hour {ts} (load scale {f:.3f})", exc) from exc
-        solve_s += r.solve_seconds
-        costs.append(r.objective)
-        common = [pl.lit(ts).cast(UTC).alias("period_start"), pl.lit(float(f)).alias("load_scale")]
-        frames += [
-            pl.DataFrame({"kind": ["system"], "element": [0], "p_mw": [float(r.buses["demand_mw"].sum())], "cost_per_h": [r.objective]}).with_columns(common),
-            r.buses.select(pl.lit("bus").alias("kind"), pl.col("bus").alias("element"), "demand_mw", "lmp").with_columns(common),
-            r.generators.select(pl.lit("generator").alias("kind"), pl.col("gen").alias("element"), pl.col("bus").alias("from_bus"),
-                                "p_mw", pl.col("pmax_mw").alias("limit_mw")).with_columns(common),
-            r.branches.select(pl.lit("branch").alias("kind"), pl.col("branch").alias("element"), "from_bus", "to_bus", "p_mw",
-                              pl.col("rate_a_mw").alias("limit_mw"), "loading_pct").with_columns(common),
-        ]  # fmt: skip
-        if h == int(np.argmax(scale)):
-            peak = r
-    df = pl.concat([f.with_columns(pl.col(pl.Int32, pl.Int64).cast(pl.Int64)) for f in frames], how="diagonal_relaxed")
-    df = df.with_columns(pl.lit(day).alias("date"), pl.lit(config.case).alias("case_name"))
+    try:
+        r = solve_dcopf_periods(config.case, daily.day_periods(day, tz, 60), scale, allow_load_shedding=config.allow_load_shedding)
+    except InfeasibleError as exc:
+        raise _failure(f"gold_opf_dispatch {day}", exc) from exc
+    df = r.table.with_columns(pl.lit(day).alias("date"), pl.lit(config.case).alias("case_name"))
     w = lk.write_partition(_T["gold_opf_dispatch"], df, day)
     lmp = df.filter(pl.col("kind") == "bus")["lmp"]
     congested = df.filter((pl.col("kind") == "branch") & (pl.col("loading_pct") >= 99.99))
-    png = plots.lmp_png(peak.buses, f"{config.case} LMPs at the peak hour of {day} (load x{scale.max():.2f})")
+    png = plots.lmp_png(r.peak.buses, f"{config.case} LMPs at the peak hour of {day} (load x{scale.max():.2f})")
     return MaterializeResult(metadata={
         "dagster/row_count": w.rows, "delta_version": w.version,
-        "objective_day": round(float(sum(costs)), 4), "objective_per_h": MetadataValue.json([round(c, 4) for c in costs]),
-        "solve_seconds": round(solve_s, 3), "lmp_range": MetadataValue.json([float(lmp.min()), float(lmp.max())]),
+        "objective_day": round(float(sum(r.objectives)), 4), "objective_per_h": MetadataValue.json([round(c, 4) for c in r.objectives]),
+        "solve_seconds": round(r.solve_seconds, 3), "lmp_range": MetadataValue.json([float(lmp.min()), float(lmp.max())]),
         "congested_branch_hours": congested.height, "load_source": inp["load_source"], "pv_source": inp["pv_source"],
         "lmp_at_peak": MetadataValue.md(png_markdown(png, "LMP at peak")),
     })  # fmt: skip
@@ -450,7 +330,7 @@ def gold_opf_dispatch(context: AssetExecutionContext, config: OPFConfig, lake: L
 class UCConfig(Config):
     units: int = Field(50, description="size of the synthetic fleet")
     fleet_seed: int = Field(0, description="seed of the synthetic fleet (fixed: the same fleet every day)")
-    load_entity: str = Field(SYSTEM, description="gold_load_forecast / gold_solar_forecast entity")
+    load_entity: str = Field(daily.SYSTEM, description="gold_load_forecast / gold_solar_forecast entity")
     peak_frac: float = Field(0.7, description="the day's gross-load peak as a fraction of fleet capacity (scales load and PV alike)")
     reserve_frac: float = Field(0.1, description="spinning reserve as a fraction of load")
     mip_rel_gap: float = Field(1e-3, description="HiGHS relative MIP gap")
@@ -467,7 +347,7 @@ class UCConfig(Config):
 @asset(group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_uc_schedule"].description)
 def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """Day-ahead commitment of the synthetic fleet against the gross load and PV forecasts."""
-    lk, tz, day = lake.lake(), grid.timezone, _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     inp = site_inputs(lk, config.load_entity, day, tz)
     fleet = synthetic_fleet(config.units, seed=config.fleet_seed)
     cap = float(fleet["pmax_mw"].sum())
@@ -479,15 +359,8 @@ def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: Lak
         res = solve_unit_commitment(fleet, load, ren, reserve_frac=config.reserve_frac, mip_rel_gap=config.mip_rel_gap, time_limit=config.time_limit_s)
     except InfeasibleError as exc:
         raise _failure(f"gold_uc_schedule {day}", exc) from exc
-    hours = day_periods(day, tz, 60)
-    s = res.schedule.with_columns(pl.Series("period_start", hours.gather(res.schedule["hour"].to_numpy())))
-    units = s.select("period_start", "unit", pl.col("on").alias("is_on"), pl.col("start").alias("is_start"), "p_mw", "reserve_mw")
+    df = schedule_table(res, daily.day_periods(day, tz, 60), system_unit=daily.SYSTEM).with_columns(pl.lit(day).alias("date"))
     sy = res.system
-    system = sy.select(
-        pl.Series("period_start", hours), pl.lit(SYSTEM).alias("unit"), (pl.col("units_on") > 0).alias("is_on"), pl.lit(False).alias("is_start"),
-        pl.col("thermal_mw").alias("p_mw"), "reserve_mw", "load_mw", "renewable_forecast_mw", "renewable_used_mw", "unserved_mw",
-    )  # fmt: skip
-    df = pl.concat([units, system], how="diagonal_relaxed").with_columns(pl.lit(day).alias("date"))
     w = lk.write_partition(_T["gold_uc_schedule"], df, day)
     png = plots.uc_dispatch_png(sy, f"UC {day}: {config.units} units, load scaled x{k:.3g} MW/kW")
     return MaterializeResult(metadata={
@@ -495,7 +368,7 @@ def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: Lak
         "cost": round(res.objective, 2), "mip_gap": res.mip_gap, "build_seconds": round(res.build_seconds, 3),
         "solve_seconds": round(res.solve_seconds, 3), "unserved_mwh": res.unserved_mwh,
         "renewable_curtailed_mwh": round(float((sy["renewable_forecast_mw"] - sy["renewable_used_mw"]).sum()), 3),
-        "starts": int(s["start"].sum()), "scale_mw_per_kw": k,
+        "starts": int(res.schedule["start"].sum()), "scale_mw_per_kw": k,
         "load_source": inp["load_source"], "pv_source": inp["pv_source"],
         "dispatch": MetadataValue.md(png_markdown(png, f"UC {day}")),
     })  # fmt: skip

@@ -313,6 +313,36 @@ def optimize_battery(
     return BatteryResult(schedule, bd, sol.objective, build, sol.solve_seconds, cm)
 
 
+
+#: breakdown entries of :func:`daily_summary` (site mode, with a carbon intensity)
+DAILY_BREAKDOWN = (
+    "energy_cost", "baseline_energy_cost", "demand_charge", "baseline_demand_charge", "degradation_cost", "carbon_kg",
+    "baseline_carbon_kg", "savings", "peak_import_kw", "baseline_peak_import_kw", "equivalent_full_cycles",
+)  # fmt: skip
+
+
+def site_schedule_table(result: BatteryResult, load_kw: Any, pv_kw: Any, carbon_kg_per_mwh: Any) -> pl.DataFrame:
+    """The per-period schedule of a site-mode :func:`optimize_battery` run (given ``start``) with its inputs alongside.
+
+    Columns: ``period_start``, ``price_per_mwh``, ``carbon_kg_per_mwh``, ``load_kw``, ``pv_kw``,
+    ``charge_kw``, ``discharge_kw``, ``soc_kwh``, ``soc_frac``, ``grid_import_kw``,
+    ``grid_export_kw`` and ``baseline_grid_kw`` (the grid exchange without the battery, load - PV).
+    """
+    n = result.schedule.height
+    return result.schedule.select(
+        "period_start", pl.col("price").alias("price_per_mwh"), pl.Series("carbon_kg_per_mwh", as_series(carbon_kg_per_mwh, "carbon_kg_per_mwh", n)),
+        pl.Series("load_kw", as_series(load_kw, "load_kw", n)), pl.Series("pv_kw", as_series(pv_kw, "pv_kw", n)),
+        "charge_kw", "discharge_kw", "soc_kwh", "soc_frac", "grid_import_kw", "grid_export_kw", pl.col("net_load_kw").alias("baseline_grid_kw"),
+    )  # fmt: skip
+
+
+def daily_summary(result: BatteryResult, spec: BatterySpec) -> dict[str, float]:
+    """Size, :data:`DAILY_BREAKDOWN` entries, objective and solve time of a site-mode run, as one flat row."""
+    return {
+        "power_kw": spec.power_kw, "energy_kwh": spec.energy_kwh, **{k: result.breakdown[k] for k in DAILY_BREAKDOWN},
+        "objective": result.objective, "solve_seconds": result.solve_seconds,
+    }  # fmt: skip
+
 def _self_consumption(pv: np.ndarray | None, export: np.ndarray, n: int) -> float:
     if pv is None or pv.sum() <= 0:
         return float("nan")

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 import pyomo.environ as pyo
 
+from optimization._inputs import as_series
 from optimization.core import CompiledModel, paused_gc
 from optimization.errors import InfeasibleError, InputError
 
@@ -236,6 +237,61 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     unserved = float(sol.values(m.shed).sum()) if kwargs.get("allow_load_shedding") else 0.0
     return OPFResult(sol.objective, gens, branches, buses, build, sol.solve_seconds, unserved)
 
+
+
+def scaled_case(ppc: dict[str, Any], factor: float) -> dict[str, Any]:
+    """A copy of a ppc dict with every bus demand (Pd) multiplied by ``factor`` (the input is not changed)."""
+    out = {k: (np.array(v, dtype=float, copy=True) if isinstance(v, np.ndarray) else v) for k, v in ppc.items()}
+    out["bus"][:, 2] *= factor
+    return out
+
+
+@dataclass
+class OPFSeries:
+    """DC-OPFs of consecutive periods, one long table (see :func:`solve_dcopf_periods`)."""
+
+    table: pl.DataFrame
+    objectives: list[float]
+    solve_seconds: float
+    #: the solution of the period with the largest load scale
+    peak: OPFResult
+
+
+def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **kwargs: Any) -> OPFSeries:
+    """One DC-OPF per period on ``case`` with its bus loads times ``load_scale[k]``.
+
+    ``table`` is long, one row per (period, ``kind``, ``element``) with ``period_start`` and
+    ``load_scale``: ``system`` (total demand ``p_mw`` and ``cost_per_h``), ``bus`` (``demand_mw``,
+    ``lmp``), ``generator`` (``p_mw``, bus as ``from_bus``, ``limit_mw`` = pmax) and ``branch``
+    (``p_mw``, ``from_bus``/``to_bus``, ``limit_mw`` = rate A, ``loading_pct``). ``kwargs`` go to
+    :func:`build_dcopf`. An infeasible period raises :class:`InfeasibleError` naming the period
+    and its scale, with the groups and hint of the underlying error.
+    """
+    base = load_case(case)
+    scales = as_series(load_scale, "load_scale", period_start.len())
+    frames, costs, solve_s, peak = [], [], 0.0, None
+    for k, (ts, f) in enumerate(zip(period_start.to_list(), scales)):
+        try:
+            r = solve_dcopf(scaled_case(base, float(f)), **kwargs)
+        except InfeasibleError as exc:
+            err = InfeasibleError(f"period {ts} (load scale {f:.3f}): {exc}", exc.groups)
+            err.hint = exc.hint
+            raise err from exc
+        solve_s += r.solve_seconds
+        costs.append(r.objective)
+        common = [pl.lit(ts).cast(pl.Datetime("us", "UTC")).alias("period_start"), pl.lit(float(f)).alias("load_scale")]
+        frames += [
+            pl.DataFrame({"kind": ["system"], "element": [0], "p_mw": [float(r.buses["demand_mw"].sum())], "cost_per_h": [r.objective]}).with_columns(common),
+            r.buses.select(pl.lit("bus").alias("kind"), pl.col("bus").alias("element"), "demand_mw", "lmp").with_columns(common),
+            r.generators.select(pl.lit("generator").alias("kind"), pl.col("gen").alias("element"), pl.col("bus").alias("from_bus"),
+                                "p_mw", pl.col("pmax_mw").alias("limit_mw")).with_columns(common),
+            r.branches.select(pl.lit("branch").alias("kind"), pl.col("branch").alias("element"), "from_bus", "to_bus", "p_mw",
+                              pl.col("rate_a_mw").alias("limit_mw"), "loading_pct").with_columns(common),
+        ]  # fmt: skip
+        if k == int(np.argmax(scales)):
+            peak = r
+    table = pl.concat([f.with_columns(pl.col(pl.Int32, pl.Int64).cast(pl.Int64)) for f in frames], how="diagonal_relaxed")
+    return OPFSeries(table, costs, solve_s, peak)
 
 def _poly(row: np.ndarray) -> tuple[float, float, float]:
     """(c0, c1, c2) from a MATPOWER polynomial gencost row (highest order first)."""

@@ -44,6 +44,9 @@ CALTECH_MARCH_2019 = Path(
     os.environ.get("GRIDLAKE_CALTECH_SESSIONS", Path(__file__).resolve().parent / "data" / "ev_sessions_caltech_2019_03.csv")
 )
 
+#: length of a period of the Caltech sessions (arrival/departure periods count 5-minute steps)
+CALTECH_PERIOD_MINUTES = 5
+
 SESSION_COLUMNS = ("session_id", "station_id", "arrival_period", "departure_period", "requested_kwh", "max_power_kw")
 
 
@@ -436,6 +439,42 @@ def earliest_deadline_first(
             cap -= r
     return _result(sessions, lay, rate, horizon, dt, base, prc, transformer_limit_kw)
 
+
+
+def compare_strategies(
+    sessions: pl.DataFrame,
+    price: Any,
+    *,
+    transformer_limit_kw: float,
+    period_minutes: float = CALTECH_PERIOD_MINUTES,
+    peak_per_kw: float = 0.0,
+) -> dict[str, EVResult]:
+    """The optimum and both baselines on the same sessions, price and limit (horizon = ``len(price)``).
+
+    Keys ``optimal`` (:func:`optimize_ev` with ``allow_unmet=True``, so a binding limit yields
+    the maximum deliverable energy instead of an infeasibility), ``edf`` and ``uncontrolled``.
+    """
+    kw = dict(horizon=len(price), period_minutes=period_minutes, price=price, transformer_limit_kw=transformer_limit_kw)
+    return {
+        "optimal": optimize_ev(sessions, weights=EVWeights(peak_per_kw=peak_per_kw), allow_unmet=True, **kw),
+        "edf": earliest_deadline_first(sessions, **kw),
+        "uncontrolled": uncontrolled(sessions, **kw),
+    }
+
+
+def strategy_tables(results: dict[str, EVResult], sessions: pl.DataFrame, period_start: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Long (schedule, sessions) frames of several strategies' results, labelled by ``strategy``.
+
+    The schedule has one row per (strategy, session, period) with non-zero power, its
+    ``station_id`` and the period's start (``period_start[period]``); the sessions frame has the
+    per-session totals plus ``arrival_time`` / ``departure_time`` from ``sessions``.
+    """
+    station = sessions.select("session_id", "station_id")
+    times = sessions.select("session_id", "arrival_time", "departure_time")
+    sched = pl.concat([r.power.join(station, on="session_id").with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
+    sched = sched.with_columns(pl.Series("period_start", period_start.gather(sched["period"].to_numpy())))
+    sess = pl.concat([r.sessions.with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
+    return sched, sess.join(times, on="session_id")
 
 def _prepare(sessions: pl.DataFrame, horizon: int | None, period_minutes: float, baseload_kw: Any, price: Any) -> tuple:
     if horizon is None:

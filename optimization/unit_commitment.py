@@ -288,6 +288,24 @@ def solve_unit_commitment(
     return UCResult(schedule, system, sol.objective, float(sol.mip_gap or 0.0), build, sol.solve_seconds, float(unserved.sum()), float(short.sum()))
 
 
+
+def schedule_table(result: UCResult, period_start: pl.Series, system_unit: str = "system") -> pl.DataFrame:
+    """One long frame of a commitment: a row per (unit, period) plus a ``system_unit`` row per period.
+
+    Unit rows: ``period_start`` (``period_start[hour]``), ``unit``, ``is_on``, ``is_start``, ``p_mw``,
+    ``reserve_mw``. System rows: ``is_on`` = any unit on, ``is_start`` False, ``p_mw`` = thermal
+    output, ``reserve_mw``, and ``load_mw``, ``renewable_forecast_mw``, ``renewable_used_mw``,
+    ``unserved_mw`` (null on the unit rows).
+    """
+    s = result.schedule.with_columns(pl.Series("period_start", period_start.gather(result.schedule["hour"].to_numpy())))
+    units = s.select("period_start", "unit", pl.col("on").alias("is_on"), pl.col("start").alias("is_start"), "p_mw", "reserve_mw")
+    system = result.system.select(
+        pl.Series("period_start", period_start.gather(result.system["hour"].to_numpy())), pl.lit(system_unit).alias("unit"),
+        (pl.col("units_on") > 0).alias("is_on"), pl.lit(False).alias("is_start"), pl.col("thermal_mw").alias("p_mw"), "reserve_mw",
+        "load_mw", "renewable_forecast_mw", "renewable_used_mw", "unserved_mw",
+    )  # fmt: skip
+    return pl.concat([units, system], how="diagonal_relaxed")
+
 def _grid(values: np.ndarray, comp: Any, G: int, T: int) -> np.ndarray:
     """(G, T) array from an indexed Var over G x T (pyomo iterates the product set row-major)."""
     return values.reshape(G, T)

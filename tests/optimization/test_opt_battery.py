@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from optimization.battery import BatterySpec, optimize_battery, project_roi
+from optimization.battery import DAILY_BREAKDOWN, BatterySpec, daily_summary, optimize_battery, project_roi, site_schedule_table
 from optimization.errors import InfeasibleError, InputError
 
 SPEC = BatterySpec(power_kw=500.0, energy_kwh=1000.0, charge_efficiency=0.93, discharge_efficiency=0.96,
@@ -166,3 +166,24 @@ def test_roi_projection_against_closed_forms() -> None:
     faded, s2 = project_roi(100_000.0, 500_000.0, annual_cycles=365.0, years=10, discount_rate=0.05)
     assert s2["npv"] < s["npv"] and faded["capacity_frac"][-1] < 1.0
     assert faded["capacity_frac"].is_sorted(descending=True)
+
+
+def test_site_schedule_table_pairs_the_inputs_with_the_schedule() -> None:
+    n = 16
+    h = np.arange(n)
+    load = 300 + 200 * (h >= 12)
+    pv = 150.0 * ((h >= 4) & (h < 8))
+    carbon = np.where(h < 8, 200.0, 600.0)
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    res = optimize_battery(SPEC, _prices(n), start=start, load_kw=load, pv_kw=pv, carbon_kg_per_mwh=carbon, demand_charge_per_kw=5.0)
+    t = site_schedule_table(res, load, pv, carbon)
+    assert t["period_start"][0] == start and t.height == n
+    np.testing.assert_array_equal(t["carbon_kg_per_mwh"].to_numpy(), carbon)
+    np.testing.assert_allclose(t["baseline_grid_kw"].to_numpy(), load - pv)
+    balance = t["grid_import_kw"] - t["grid_export_kw"] + t["discharge_kw"] - t["charge_kw"] - (t["load_kw"] - t["pv_kw"])
+    assert balance.abs().max() < 1e-6  # the columns are the right ones, not swapped
+    np.testing.assert_allclose(t["soc_frac"].to_numpy(), t["soc_kwh"].to_numpy() / SPEC.energy_kwh)
+    row = daily_summary(res, SPEC)
+    assert set(DAILY_BREAKDOWN) < set(row) and row["objective"] == res.objective
+    assert row["peak_import_kw"] == pytest.approx(t["grid_import_kw"].max())
+    assert row["baseline_peak_import_kw"] == pytest.approx(float((load - pv).max()))

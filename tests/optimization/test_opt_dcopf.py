@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import warnings
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 
-from optimization.dcopf import REFERENCE_OBJECTIVES, build_dcopf, load_case, solve_dcopf
+import polars as pl
+
+from optimization.dcopf import REFERENCE_OBJECTIVES, build_dcopf, load_case, scaled_case, solve_dcopf, solve_dcopf_periods
 from optimization.errors import InfeasibleError
 
 
@@ -79,3 +82,44 @@ def test_line_limits_that_cannot_carry_the_load_are_diagnosed() -> None:
     with pytest.raises(InfeasibleError) as err:
         solve_dcopf(ppc)
     assert set(err.value.groups) & {"line_limit", "power_balance", "flow_def"}
+
+
+def test_scaled_case_multiplies_demand_only_and_leaves_the_input_alone() -> None:
+    base = load_case("case9")
+    before = copy.deepcopy(base)
+    out = scaled_case(base, 1.5)
+    np.testing.assert_allclose(out["bus"][:, 2], 1.5 * before["bus"][:, 2])
+    np.testing.assert_array_equal(np.delete(out["bus"], 2, axis=1), np.delete(before["bus"], 2, axis=1))
+    np.testing.assert_array_equal(out["gen"], before["gen"])
+    np.testing.assert_array_equal(base["bus"], before["bus"])
+
+
+def test_periods_solve_each_scaled_case_and_keep_the_peak() -> None:
+    base = load_case("case9")
+    stamps = pl.Series("period_start", [datetime(2026, 3, 5, h, tzinfo=timezone.utc) for h in range(3)])
+    scales = np.array([0.8, 1.0, 0.9])
+    r = solve_dcopf_periods("case9", stamps, scales)
+    direct = [solve_dcopf(scaled_case(base, f)).objective for f in scales]
+    np.testing.assert_allclose(r.objectives, direct, rtol=1e-9)
+    assert r.peak.objective == pytest.approx(REFERENCE_OBJECTIVES["case9"], rel=1e-6)  # the period with scale 1
+    n_bus, n_gen, n_branch = base["bus"].shape[0], base["gen"].shape[0], base["branch"].shape[0]
+    counts = dict(r.table.group_by("kind").len().iter_rows())
+    assert counts == {"system": 3, "bus": 3 * n_bus, "generator": 3 * n_gen, "branch": 3 * n_branch}
+    system = r.table.filter(pl.col("kind") == "system").sort("period_start")
+    assert system["period_start"].to_list() == stamps.to_list()
+    np.testing.assert_allclose(system["p_mw"].to_numpy(), scales * base["bus"][:, 2].sum())
+    np.testing.assert_allclose(system["cost_per_h"].to_numpy(), direct, rtol=1e-9)
+    gen = r.table.filter(pl.col("kind") == "generator").group_by("period_start").agg(pl.col("p_mw").sum()).sort("period_start")
+    np.testing.assert_allclose(gen["p_mw"].to_numpy(), system["p_mw"].to_numpy(), rtol=1e-7)  # lossless DC balance
+
+
+def test_an_infeasible_period_is_named_with_its_scale_and_groups() -> None:
+    base = load_case("case9")
+    too_much = 1.1 * base["gen"][:, 8].sum() / base["bus"][:, 2].sum()
+    stamps = pl.Series("period_start", [datetime(2026, 3, 5, h, tzinfo=timezone.utc) for h in range(2)])
+    with pytest.raises(InfeasibleError, match=rf"period 2026-03-05 01:00:00\+00:00 \(load scale {too_much:.3f}\): .*power_balance") as err:
+        solve_dcopf_periods(base, stamps, [1.0, too_much])
+    assert "power_balance" in err.value.groups
+    with pytest.raises(InfeasibleError) as direct:
+        solve_dcopf(scaled_case(base, too_much))
+    assert err.value.groups == direct.value.groups and err.value.hint == direct.value.hint

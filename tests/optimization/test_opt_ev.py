@@ -9,11 +9,13 @@ import pytest
 from optimization.errors import InfeasibleError, InputError
 from optimization.ev import (
     EVWeights,
+    compare_strategies,
     earliest_deadline_first,
     load_caltech_sessions,
     max_energy_sweep,
     optimize_ev,
     simulate_sessions,
+    strategy_tables,
     uncontrolled,
 )
 
@@ -132,3 +134,26 @@ def test_session_validation_names_row_and_field() -> None:
         optimize_ev(s, horizon=96)
     with pytest.raises(InputError, match="missing column"):
         optimize_ev(s.drop("max_power_kw"), horizon=96)
+
+
+def test_strategies_compared_on_the_same_inputs_and_tabled_by_period_start() -> None:
+    s = simulate_sessions(30, seed=6)
+    T = int(s["departure_period"].max())
+    s = s.with_columns(arrival_time=pl.col("arrival_period"), departure_time=pl.col("departure_period"))  # any per-session value
+    price = np.where(np.arange(T) % 24 < 12, 40.0, 150.0)
+    results = compare_strategies(s, price, transformer_limit_kw=30.0, period_minutes=15)
+    assert set(results) == {"optimal", "edf", "uncontrolled"}
+    got = {k: r.metrics["energy_delivered_kwh"] for k, r in results.items()}
+    assert got["edf"] <= got["optimal"] + 1e-6 < s["requested_kwh"].sum()  # the limit binds; no infeasibility raised
+    assert results["uncontrolled"].metrics["site_peak_kw"] > 30.0 >= results["optimal"].metrics["site_peak_kw"] - 1e-6
+    stamps = pl.Series("period_start", [1000 + 7 * k for k in range(T)])
+    sched, sess = strategy_tables(results, s, stamps)
+    np.testing.assert_array_equal(sched["period_start"].to_numpy(), 1000 + 7 * sched["period"].to_numpy())
+    station = dict(zip(s["session_id"], s["station_id"]))
+    assert all(station[i] == st for i, st in zip(sched["session_id"], sched["station_id"]))
+    energy = sched.group_by("strategy", "session_id").agg(kwh=pl.col("power_kw").sum() * 0.25)
+    both = sess.join(energy, on=["strategy", "session_id"], how="left").with_columns(pl.col("kwh").fill_null(0.0))
+    np.testing.assert_allclose(both["kwh"].to_numpy(), both["delivered_kwh"].to_numpy(), atol=1e-9)
+    assert sess.height == 3 * s.height
+    times = sess.join(s.select("session_id", "arrival_period", "departure_period"), on="session_id")
+    assert (times["arrival_time"] == times["arrival_period"]).all() and (times["departure_time"] == times["departure_period"]).all()

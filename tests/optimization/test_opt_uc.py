@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import linprog
 
 from optimization.errors import InfeasibleError
-from optimization.unit_commitment import solve_unit_commitment, synthetic_day, synthetic_fleet
+from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_day, synthetic_fleet
 
 
 def _fleet(rows: list[dict]) -> pl.DataFrame:
@@ -107,3 +107,25 @@ def test_reserve_requirement_above_headroom_is_named() -> None:
         solve_unit_commitment(fleet, load, reserve_frac=0.2)
     res = solve_unit_commitment(fleet, load, reserve_frac=0.2, allow_unmet=True)
     assert res.reserve_shortfall_mwh > 0 and res.unserved_mwh == pytest.approx(0.0, abs=1e-6)
+
+
+def test_schedule_table_has_a_row_per_unit_and_period_plus_a_system_row(mid_solution) -> None:
+    fleet, load, ren, res = mid_solution
+    stamps = pl.Series("period_start", [100 + k for k in range(24)])
+    df = schedule_table(res, stamps, system_unit="all")
+    system = df.filter(pl.col("unit") == "all").sort("period_start")
+    units = df.filter(pl.col("unit") != "all")
+    assert units.height == fleet.height * 24 and system.height == 24
+    assert system["period_start"].to_list() == stamps.to_list()
+    np.testing.assert_allclose(system["load_mw"].to_numpy(), load)
+    thermal = units.group_by("period_start").agg(pl.col("p_mw").sum(), pl.col("is_on").any()).sort("period_start")
+    np.testing.assert_allclose(system["p_mw"].to_numpy(), thermal["p_mw"].to_numpy(), atol=1e-6)
+    assert system["is_on"].to_list() == thermal["is_on"].to_list()
+    assert not system["is_start"].any() and units["is_start"].sum() == res.schedule["start"].sum()
+    assert units["load_mw"].null_count() == units.height
+    # a unit row carries its own hour: p_mw of unit u at stamps[h] is the schedule's (u, h)
+    u0 = fleet["unit"][0]
+    np.testing.assert_allclose(
+        units.filter(pl.col("unit") == u0).sort("period_start")["p_mw"].to_numpy(),
+        res.schedule.filter(pl.col("unit") == u0).sort("hour")["p_mw"].to_numpy(),
+    )

@@ -1,0 +1,179 @@
+"""Inputs of a daily schedule on a local day: periods, tariff and carbon, load and PV, EV sessions.
+
+The daily optimisation assets (``assets/optimization.py``) read the lake and hand the frames to
+these functions; nothing here reads or writes the lake or imports Dagster.
+
+* :func:`day_periods` / :func:`periods_from_midnight`: UTC period starts of a local day (23 or
+  25 hours on DST days).
+* :func:`time_of_use`: a time-of-use energy tariff and a carbon-intensity profile by the local
+  hour each period starts in (configuration, not market data: gridlake has no price feed).
+* :func:`newest_issue_p50`: the hourly p50 of a gold forecast table, newest issue per hour.
+* :func:`same_hour_last_week`: the weekly seasonal naive from ``gold_load_hourly`` (fallback).
+* :func:`gross_load`: gross site load from the metered net load and the PV forecast.
+* :func:`ev_sessions_for_day`: the bundled real Caltech sessions re-timed to a local day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from lake.ingest import day_bounds_utc
+from optimization._inputs import period_starts
+from optimization.errors import InputError
+from optimization.ev import CALTECH_PERIOD_MINUTES, load_caltech_sessions
+
+#: entity_id of the whole utility in the gold load/solar tables (level ``system``)
+SYSTEM = "system"
+
+
+# --------------------------------------------------------------------------------------------
+# periods
+# --------------------------------------------------------------------------------------------
+def periods_from_midnight(day: dt.date, tz: str, n: int, minutes: float) -> pl.Series:
+    """UTC starts (``period_start``, Datetime us UTC) of ``n`` periods of ``minutes`` from local midnight of ``day``.
+
+    The periods run on absolute time, so they may run past the local day (EV sessions departing
+    after midnight) and a DST day holds 23 or 25 hours of them.
+    """
+    return period_starts(day_bounds_utc(day, tz)[0], n, minutes)
+
+
+def day_periods(day: dt.date, tz: str, minutes: int) -> pl.Series:
+    """UTC starts of the ``minutes``-long periods of local day ``day`` (23/25 hours on DST days)."""
+    start, end = day_bounds_utc(day, tz)
+    return periods_from_midnight(day, tz, int((end - start) / dt.timedelta(minutes=minutes)), minutes)
+
+
+# --------------------------------------------------------------------------------------------
+# tariff and carbon
+# --------------------------------------------------------------------------------------------
+def default_carbon_profile() -> list[float]:
+    """A plausible grid profile by local hour: 450 kg/MWh at night, down to 250 at solar noon (illustrative)."""
+    return [round(450.0 - 200.0 * max(0.0, float(np.sin(np.pi * (h - 6) / 12))), 1) for h in range(24)]
+
+
+def check_local_hours(hours: Sequence[int]) -> Sequence[int]:
+    """``hours`` unchanged if every one is a local hour 0..23, else :class:`InputError` naming the bad ones."""
+    bad = [h for h in hours if not 0 <= h <= 23]
+    if bad:
+        raise InputError(f"tariff hours must be local hours 0..23, got {bad}")
+    return hours
+
+
+def check_carbon_profile(values: Sequence[float]) -> Sequence[float]:
+    """``values`` unchanged if it is one flat or 24 local-hour intensities, finite and >= 0."""
+    if len(values) not in (1, 24):
+        raise InputError(f"carbon_kg_per_mwh needs 1 (flat) or 24 (local-hour profile) values, got {len(values)}")
+    if any(not np.isfinite(x) or x < 0 for x in values):
+        raise InputError(f"carbon_kg_per_mwh values must be finite and >= 0, got {list(values)}")
+    return values
+
+
+def time_of_use(
+    stamps: pl.Series,
+    tz: str,
+    *,
+    off_peak_per_mwh: float,
+    shoulder_per_mwh: float,
+    peak_per_mwh: float,
+    shoulder_hours: Sequence[int],
+    peak_hours: Sequence[int],
+    carbon_kg_per_mwh: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(price $/MWh, carbon kg/MWh) for UTC period starts, by the local hour each period starts in.
+
+    A period is priced at the peak rate if its local hour is in ``peak_hours`` (peak wins over
+    shoulder), else at the shoulder rate if in ``shoulder_hours``, else off-peak. The carbon
+    intensity is flat (one value) or a 24-value profile indexed by local hour.
+    """
+    check_local_hours(shoulder_hours), check_local_hours(peak_hours)
+    profile = np.asarray(check_carbon_profile(carbon_kg_per_mwh), dtype=float)
+    hour = stamps.dt.convert_time_zone(tz).dt.hour().to_numpy()
+    price = np.full(hour.size, off_peak_per_mwh, dtype=float)
+    price[np.isin(hour, shoulder_hours)] = shoulder_per_mwh
+    price[np.isin(hour, peak_hours)] = peak_per_mwh
+    carbon = np.full(hour.size, profile[0]) if profile.size == 1 else profile[hour]
+    return price, carbon
+
+
+# --------------------------------------------------------------------------------------------
+# load and PV
+# --------------------------------------------------------------------------------------------
+def newest_issue_p50(forecasts: pl.DataFrame, entity_id: str, day: dt.date, tz: str, source: str = "forecast") -> tuple[np.ndarray | None, str]:
+    """Hourly p50 of ``entity_id`` over local ``day`` from gold forecast rows, and a description.
+
+    ``forecasts`` holds rows of a gold forecast table (entity_id, issued_at, period_start, p50,
+    model, model_version), typically the partitions day-3..day. For each hour of the day the row
+    of the newest issue covering it wins. Returns ``(None, why)`` if the rows do not cover every
+    hour of the day (the caller then falls back and says so). ``source`` names the table in the
+    description.
+    """
+    hours = day_periods(day, tz, 60)
+    f = (
+        forecasts.filter((pl.col("entity_id") == entity_id) & pl.col("period_start").is_in(hours.implode()))
+        .sort("issued_at")
+        .group_by("period_start")
+        .last()
+        .sort("period_start")
+    )
+    if f.height < hours.len():
+        return None, f"{source} covers {f.height}/{hours.len()} hours of {day} for entity {entity_id!r}"
+    issues = sorted({str(t) for t in f["issued_at"].to_list()})
+    models = sorted({f"{m}:{v}" for m, v in f.select("model", "model_version").iter_rows()})
+    return f["p50"].to_numpy(), f"{source} p50 of {entity_id!r}, newest issue per hour (issued {', '.join(issues)}; {', '.join(models)})"
+
+
+def same_hour_last_week(hourly: pl.DataFrame, entity_id: str, day: dt.date, tz: str) -> pl.DataFrame:
+    """Weekly seasonal naive: ``mean_kw`` at the same *local* hour 7 days before each hour of ``day``.
+
+    ``hourly`` holds ``gold_load_hourly`` rows (level, entity_id, period_start, mean_kw) of the
+    day a week earlier; for :data:`SYSTEM` the feeders are summed. Returns one row per hour of
+    ``day`` (period_start, mean_kw), with a null ``mean_kw`` where last week lacks that hour.
+    """
+    if entity_id == SYSTEM:
+        h = hourly.filter(pl.col("level") == "feeder").group_by("period_start").agg(pl.col("mean_kw").sum())
+    else:
+        h = hourly.filter(pl.col("entity_id") == entity_id).select("period_start", "mean_kw")
+    shifted = h.select(
+        pl.col("period_start").dt.convert_time_zone(tz).dt.offset_by("7d").dt.convert_time_zone("UTC").alias("period_start"), "mean_kw"
+    )
+    return day_periods(day, tz, 60).to_frame().join(shifted, on="period_start", how="left")
+
+
+def gross_load(net_kw: np.ndarray, pv_kw: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(gross load, PV) in kW from the metered net load and a PV forecast (None = no PV: zeros).
+
+    Meters measure net load (imports minus rooftop exports), so gross = net + PV. PV is clipped
+    at 0, and so is the gross load: independent p50s can make net + PV dip below 0 at noon.
+    """
+    pv = np.zeros_like(net_kw, dtype=float) if pv_kw is None else np.clip(pv_kw, 0.0, None)
+    return np.clip(net_kw + pv, 0.0, None), pv
+
+
+# --------------------------------------------------------------------------------------------
+# EV sessions
+# --------------------------------------------------------------------------------------------
+def ev_sessions_for_day(day: dt.date, tz: str, sessions: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dt.date]:
+    """Real Caltech sessions of a March 2019 day with the same weekday, re-timed to local ``day``.
+
+    Workplace charging is weekly-periodic, so the weekday is kept; the candidate March days rotate
+    week by week so consecutive weeks do not repeat. Local clock times are kept (periods of 5
+    minutes from local midnight); sessions running past midnight keep their length. ``sessions``
+    defaults to :func:`optimization.ev.load_caltech_sessions` (periods counted from 2019-03-01).
+    Returns the day's sessions with periods from local midnight of ``day`` and UTC
+    ``arrival_time`` / ``departure_time``, and the source date.
+    """
+    s = load_caltech_sessions() if sessions is None else sessions
+    candidates = [dt.date(2019, 3, d) for d in range(1, 32) if dt.date(2019, 3, d).weekday() == day.weekday()]
+    src = candidates[(day.toordinal() // 7) % len(candidates)]
+    per_day = 24 * 60 // CALTECH_PERIOD_MINUTES
+    d0 = (src.day - 1) * per_day
+    sub = s.filter((pl.col("arrival_period") >= d0) & (pl.col("arrival_period") < d0 + per_day))
+    sub = sub.with_columns(pl.col("arrival_period") - d0, pl.col("departure_period") - d0)
+    midnight = day_bounds_utc(day, tz)[0]
+    to_ts = lambda c: (pl.lit(midnight) + pl.duration(minutes=pl.col(c) * CALTECH_PERIOD_MINUTES)).cast(pl.Datetime("us", "UTC"))  # noqa: E731
+    return sub.with_columns(to_ts("arrival_period").alias("arrival_time"), to_ts("departure_period").alias("departure_time")), src
