@@ -161,8 +161,10 @@ def ev_sessions_for_day(day: dt.date, tz: str, sessions: pl.DataFrame | None = N
     """Real Caltech sessions of a March 2019 day with the same weekday, re-timed to local ``day``.
 
     Workplace charging is weekly-periodic, so the weekday is kept; the candidate March days rotate
-    week by week so consecutive weeks do not repeat. Local clock times are kept (periods of 5
-    minutes from local midnight); sessions running past midnight keep their length. ``sessions``
+    week by week so consecutive weeks do not repeat. Sessions keep their offsets from local
+    midnight (periods of 5 minutes of elapsed time), so local clock times are kept except after the
+    clock change on the two DST days, where they shift by that hour; sessions running past midnight
+    keep their length. ``sessions``
     defaults to :func:`optimization.ev.load_caltech_sessions` (periods counted from 2019-03-01).
     Returns the day's sessions with periods from local midnight of ``day`` and UTC
     ``arrival_time`` / ``departure_time``, and the source date.
