@@ -1,12 +1,17 @@
 """Grid-ML assets: nightly training (anomaly ensembles, transformer failure/RUL, customer segments)
 and hourly scoring of the current utility-local day into the grid gold tables.
 
-Thin functions around :mod:`models.grid` (the library holds the models; nothing there imports
-Dagster). Models live in the MLflow registry through :class:`models.registry.ModelRegistry`:
+Thin functions around :mod:`models.grid` (the library holds the models, the feature builders, the
+hold-out metrics and the table builders; nothing there imports Dagster): this module reads the lake,
+calls the library, writes the gold tables and talks to the MLflow registry. Models live in the
+registry through :class:`models.registry.ModelRegistry`:
 
-* each training asset trains on the last ``window_days`` of silver data, holds the last
-  ``eval_days`` back as its evaluation, logs params/metrics/the pickled model (pyfunc flavour) and
-  registers a new version;
+* each training asset trains on the last ``window_days`` of silver data
+  (:func:`models.grid.evaluate.training_window`), holds the last ``eval_days`` back as its
+  evaluation (:func:`models.grid.evaluate.anomaly_holdout_metrics`,
+  :func:`models.grid.failure.failure_holdout_metrics`,
+  :func:`models.grid.segments.segment_holdout_metrics`), logs params/metrics/the pickled model
+  (pyfunc flavour) and registers a new version;
 * the ``champion`` alias moves only when the new version beats the champion **on the same
   evaluation**: before promoting, the current champion is re-scored on the candidate's held-out
   days and its version tags are updated to that evaluation (``backtest_id`` + metric), which is
@@ -15,14 +20,16 @@ Dagster). Models live in the MLflow registry through :class:`models.registry.Mod
   any anomaly, unlike F1 or ROC-AUC), or segment-name accuracy on held-out panel meters;
 * scoring loads ``models:/<name>@champion``; ``model_version`` in the gold rows is ``name:vN``.
 
-Exports for pipelines/definitions.py: :data:`GRID_ML_ASSETS`, :data:`GRID_ML_JOBS`,
-:data:`GRID_ML_SCHEDULES`, and the :class:`MlflowResource` (resource key ``mlflow``).
+Exports :data:`GRID_ML_ASSETS` (pipelines/definitions.py) and the group names
+:data:`TRAINING_GROUP` / :data:`SCORING_GROUP` (pipelines/jobs.py selects the jobs by them; the
+schedules are in pipelines/schedules.py). The registry is the ``mlflow`` resource
+(:class:`pipelines.resources.MlflowResource`).
 """
 
 
 import datetime as dt
-import hashlib
 from dataclasses import replace
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -45,7 +52,9 @@ from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
 from lake.schemas import TABLES
 from models.grid import plots as grid_plots
-from pipelines.partitions import daily_open, lookback_dep
+from models.grid.features import local_date
+from models.registry import backtest_id
+from pipelines.partitions import daily_open, lookback_dep, partition_day
 from pipelines.resources import GridSettings, LakeResource, MlflowResource
 
 _T = TABLES
@@ -62,9 +71,9 @@ MODEL_SEGMENTS = "grid_customer_segments"
 #: forecasts from gold_load_hourly (see _dr_forecast) and says so in the metadata.
 FORECAST_TABLE = "gold_load_forecast"
 
-#: The scoring partitions include the *current* local day (end_offset=1): the hourly schedule
-#: re-scores today as readings arrive. Same start and time zone as pipelines.partitions.daily, so
-#: day keys line up with the silver partitions.
+#: The scoring assets use pipelines.partitions.daily_open, which includes the *current* local day
+#: (end_offset=1): the hourly schedule re-scores today as readings arrive. Same start and time zone
+#: as pipelines.partitions.daily, so day keys line up with the silver partitions.
 
 
 # ------------------------------------------------------------------------------ configs
@@ -119,23 +128,6 @@ class DRConfigDagster(Config):
 
 
 # ------------------------------------------------------------------------------ helpers
-def _tz(grid: GridSettings) -> str:
-    return grid.timezone
-
-
-def _day(context: AssetExecutionContext) -> dt.date:
-    return dt.date.fromisoformat(context.partition_key)
-
-
-def _read_days(lk, name: str, lo: dt.date, hi: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
-    """Rows of a date-partitioned table with lo <= date <= hi (empty frame if the table is absent)."""
-    t = _T[name]
-    if not lk.exists(t):
-        return pl.DataFrame(schema=t.polars_schema()).select(columns or t.column_names)
-    lf = lk.scan(t).filter(pl.col("date").is_between(lo, hi))
-    return (lf.select(columns) if columns else lf).collect()
-
-
 def _require(lk, name: str, why: str) -> pl.DataFrame:
     if not lk.exists(name):
         raise FileNotFoundError(f"{name} is not in the lake ({lk.uri(name)}); {why}")
@@ -144,58 +136,30 @@ def _require(lk, name: str, why: str) -> pl.DataFrame:
 
 def _window(lk, cfg: TrainWindowConfig, what: str) -> tuple[dt.date, dt.date, list[dt.date]]:
     """(first day, last day, days with meter data) of the training window; refuses too little history."""
-    if cfg.window_days < 2 or cfg.min_days < 2 or cfg.eval_days < 1:
-        raise ValueError(f"{what}: window_days and min_days must be >= 2 and eval_days >= 1, got "
-                         f"{cfg.window_days}, {cfg.min_days}, {cfg.eval_days}")
-    if cfg.eval_days >= cfg.min_days:
-        raise ValueError(f"{what}: eval_days ({cfg.eval_days}) must be smaller than min_days ({cfg.min_days})")
+    from models.grid.evaluate import training_window
+
     if not lk.exists("silver_meter_readings"):
         raise FileNotFoundError(f"{what}: silver_meter_readings does not exist yet: ingest some days first")
-    dates = lk.scan("silver_meter_readings").select(pl.col("date").unique()).collect()["date"]
-    if cfg.as_of:
-        end = dt.date.fromisoformat(cfg.as_of)
-    elif dates.len():
-        end = dates.max()
-    else:
-        raise ValueError(f"{what}: silver_meter_readings is empty: found 0 days of history, need at least {cfg.min_days}")
-    start = end - dt.timedelta(days=cfg.window_days - 1)
-    found = sorted(d for d in dates.to_list() if start <= d <= end)
-    if len(found) < cfg.min_days:
-        raise ValueError(
-            f"{what}: too little history: found {len(found)} day(s) of silver_meter_readings in the "
-            f"{cfg.window_days}-day window {start}..{end}, need at least {cfg.min_days} "
-            f"(min_days; eval_days={cfg.eval_days} of them are held out)"
-        )
-    return start, end, found
+    dates = lk.scan("silver_meter_readings").select(pl.col("date").unique()).collect()["date"].to_list()
+    return training_window(dates, cfg.window_days, cfg.min_days, cfg.eval_days,
+                           dt.date.fromisoformat(cfg.as_of) if cfg.as_of else None, what)
 
 
-def _local_date(col: str, tz: str) -> pl.Expr:
-    return pl.col(col).dt.convert_time_zone(tz).dt.date()
-
-
-def _backtest_id(*parts: Any) -> str:
-    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
-
-
-def _brier(p: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
-
-
-def _register(context, reg, name: str, model: Any, params: dict, metrics: dict[str, float | None], backtest_id: str,
+def _register(context, reg, name: str, model: Any, params: dict, metrics: dict[str, float | None], bid: str,
               metric: str, higher_is_better: bool, rescore: Callable[[Any], float]) -> dict:
     """Log + register the candidate; promote it iff it beats the champion re-scored on the same evaluation."""
     champ = reg.champion(name)
     rescored = None
-    if champ is not None and champ.tags.get("backtest_id") != backtest_id:
+    if champ is not None and champ.tags.get("backtest_id") != bid:
         try:
             rescored = float(rescore(reg.load(name)))
         except Exception as e:  # an unloadable/incompatible champion stays "not comparable"; say so
-            context.log.warning(f"{name}: champion v{champ.version} could not be re-scored on {backtest_id}: {e!r}")
+            context.log.warning(f"{name}: champion v{champ.version} could not be re-scored on {bid}: {e!r}")
         if rescored is not None and np.isfinite(rescored):
-            reg.client.set_model_version_tag(name, champ.version, "backtest_id", backtest_id)
+            reg.client.set_model_version_tag(name, champ.version, "backtest_id", bid)
             reg.client.set_model_version_tag(name, champ.version, f"metric.{metric}", repr(rescored))
     finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
-    out = reg.train_register_promote(name, params=params, metrics=finite, backtest_id=backtest_id, model=model,
+    out = reg.train_register_promote(name, params=params, metrics=finite, backtest_id=bid, model=model,
                                      flavor="pyfunc", metric=metric, higher_is_better=higher_is_better)
     out["champion_rescored"] = rescored
     out["model_uri"] = f"models:/{name}@champion"
@@ -204,6 +168,7 @@ def _register(context, reg, name: str, model: Any, params: dict, metrics: dict[s
 
 
 def _train_meta(results: dict[str, dict], extra: dict | None = None) -> dict:
+    """Dagster metadata of the registered runs (prefixed by their key when there are several) + ``extra``."""
     md: dict[str, Any] = {}
     for key, r in results.items():
         p = f"{key}/" if len(results) > 1 else ""
@@ -228,28 +193,31 @@ def _champion(reg, name: str, producer: str) -> tuple[Any, str]:
 # ------------------------------------------------------------------------------ data loaders
 _METER_COLS = ["date", "meter_id", "reading_time", "consumption_kwh", "demand_kw", "voltage", "power_factor"]
 _SCADA_COLS = ["date", "transformer_id", "sample_time", "load_kva", "top_oil_temp_c", "hot_spot_temp_c", "voltage_v", "frequency_hz"]
+_WEATHER_COLS = ["observation_time", "temp_air_c"]
 
 
-def _interval(ref_meters: pl.DataFrame) -> dt.timedelta:
-    m = ref_meters["interval_minutes"].mode() if ref_meters.height else None
-    return dt.timedelta(minutes=int(m[0]) if m is not None and m.len() else 30)
-
-
-def _anomaly_features(lk, lo: dt.date, hi: dt.date, tz: str):
+def _anomaly_features(lk, lo: dt.date, hi: dt.date, tz: str) -> dict[str, pl.DataFrame]:
+    """Anomaly features of the silver rows in lo..hi per stream (a stream without rows is left out)."""
     from models.grid.config import FeatureConfig
-    from models.grid.features import meter_features, transformer_features
+    from models.grid.features import anomaly_features
 
-    fc = FeatureConfig(timezone=tz)
-    meters = _read_days(lk, "silver_meter_readings", lo, hi, _METER_COLS)
-    scada = _read_days(lk, "silver_scada", lo, hi, _SCADA_COLS)
-    weather = _read_days(lk, "silver_weather", lo, hi, ["observation_time", "temp_air_c"])
+    return anomaly_features(lk.read_days(_T["silver_meter_readings"], lo, hi, _METER_COLS),
+                            lk.read_days(_T["silver_scada"], lo, hi, _SCADA_COLS),
+                            lk.read_days(_T["silver_weather"], lo, hi, _WEATHER_COLS),
+                            _require(lk, "ref_transformers", "materialise ref_transformers"), FeatureConfig(timezone=tz))
+
+
+def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataFrame:
+    """Hourly transformer snapshots of lo..hi with anomaly_count_7d from the transformer anomaly champion."""
+    from models.grid.config import FeatureConfig
+    from models.grid.failure import failure_snapshots
+
+    scada = lk.read_days(_T["silver_scada"], lo, hi, _SCADA_COLS)
+    if scada.height == 0:
+        raise ValueError(f"silver_scada has no rows in {lo}..{hi}: nothing to build transformer snapshots from")
+    weather = lk.read_days(_T["silver_weather"], lo, hi, _WEATHER_COLS)
     ref_tx = _require(lk, "ref_transformers", "materialise ref_transformers")
-    feats = {}
-    if meters.height:
-        feats["meter"] = meter_features(meters, fc)
-    if scada.height:
-        feats["transformer"] = transformer_features(scada, ref_tx, weather, fc)
-    return feats, meters, scada, weather, ref_tx
+    return failure_snapshots(scada, ref_tx, weather, tx_model, FeatureConfig(timezone=tz))
 
 
 # ------------------------------------------------------------------------------ training
@@ -264,14 +232,14 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
     from models.grid.anomaly import AnomalyEnsemble
     from models.grid.config import AnomalyConfig, FeatureConfig
-    from models.grid.evaluate import label_readings, reading_metrics
+    from models.grid.evaluate import anomaly_holdout_metrics, label_readings, reading_interval
 
-    lk, tz = lake.lake(), _tz(grid)
+    lk, tz = lake.lake(), grid.timezone
     start, end, days = _window(lk, config, "grid_anomaly_model")
     eval_from = days[-config.eval_days]
     events = _require(lk, "truth_events", "labels come from truth_events (confirmed cases)")
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
-    feats, *_ = _anomaly_features(lk, start, end, tz)
+    feats = _anomaly_features(lk, start, end, tz)
     reg = mlflow.registry()
     acfg = AnomalyConfig(n_estimators=config.n_estimators, ae_epochs=config.ae_epochs,
                          max_train_rows=config.max_train_rows, seed=config.seed)
@@ -281,28 +249,13 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
             raise ValueError(f"grid_anomaly_model: no {'silver_meter_readings' if kind == 'meter' else 'silver_scada'} "
                              f"rows in {start}..{end}")
         f = feats[kind]
-        lab = label_readings(f, events, ref_meters, kind, _interval(ref_meters))
-        y = lab.is_not_null().to_numpy()
-        is_eval = f.select(_local_date("time", tz) >= eval_from).to_series().to_numpy()
+        lab = label_readings(f, events, ref_meters, kind, reading_interval(ref_meters))
+        is_eval = f.select(local_date("time", tz) >= eval_from).to_series().to_numpy()
         model = AnomalyEnsemble(kind, config=acfg, feature_config=FeatureConfig(timezone=tz))
-        model.fit(f.filter(pl.Series(~is_eval)), y[~is_eval])
-
-        def evaluate(m, f=f, y=y, lab=lab, is_eval=is_eval) -> dict:
-            # score the whole window so the autoencoder's windows have their real context
-            s = m.score_arrays(f)["score"][is_eval]
-            ye = y[is_eval]
-            r = reading_metrics(lab.filter(pl.Series(is_eval)), s, m.thresholds.alert)["overall"]
-            out = {"brier": _brier(s, ye), "f1_at_alert": r["f1"], "precision_at_alert": r["precision"],
-                   "recall_at_alert": r["recall"], "eval_rows": float(len(ye)), "eval_positives": float(ye.sum()),
-                   "average_precision": None}
-            if 0 < ye.sum() < len(ye):
-                from sklearn.metrics import average_precision_score
-
-                out["average_precision"] = float(average_precision_score(ye, s))
-            return out
-
+        model.fit(f.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval])
+        evaluate = partial(anomaly_holdout_metrics, features=f, labels=lab, is_eval=is_eval)
         metrics = evaluate(model)
-        bid = _backtest_id(kind, eval_from, end, int(metrics["eval_rows"]), int(metrics["eval_positives"]))
+        bid = backtest_id(kind, eval_from, end, int(metrics["eval_rows"]), int(metrics["eval_positives"]))
         params = {"kind": kind, "window": f"{start}..{end}", "train_days": len(days) - config.eval_days,
                   "eval_days": f"{eval_from}..{end}", "train_rows": int((~is_eval).sum()),
                   **{k: v for k, v in acfg.__dict__.items()}, "fit_report": model.fit_report_}
@@ -315,24 +268,6 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
     }))
 
 
-def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(hourly snapshots, scada) with anomaly_count_7d from the transformer anomaly champion."""
-    from models.grid.config import FeatureConfig
-    from models.grid.failure import hourly_snapshots
-    from models.grid.features import transformer_features
-
-    fc = FeatureConfig(timezone=tz)
-    scada = _read_days(lk, "silver_scada", lo, hi, _SCADA_COLS)
-    if scada.height == 0:
-        raise ValueError(f"silver_scada has no rows in {lo}..{hi}: nothing to build transformer snapshots from")
-    weather = _read_days(lk, "silver_weather", lo, hi, ["observation_time", "temp_air_c"])
-    ref_tx = _require(lk, "ref_transformers", "materialise ref_transformers")
-    f = transformer_features(scada, ref_tx, weather, fc)
-    s = tx_model.score_arrays(f)["score"]
-    flags = f.select("asset_id", "time").filter(pl.Series(s >= tx_model.thresholds.alert))
-    return hourly_snapshots(scada, ref_tx, weather, flags, fc), scada
-
-
 @asset(
     group_name=TRAINING_GROUP,
     deps=["grid_anomaly_model", "silver_scada", "silver_weather", "ref_transformers", "truth_events"],
@@ -342,42 +277,30 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> tuple[pl
 )
 def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
-    from sklearn.metrics import roc_auc_score
+    from models.grid.failure import FailureConfig, FailureModel, failure_holdout_metrics, failure_targets
 
-    from models.grid.failure import FailureConfig, FailureModel, failure_targets
-
-    lk, tz = lake.lake(), _tz(grid)
+    lk, tz = lake.lake(), grid.timezone
     start, end, days = _window(lk, config, "grid_failure_model")
     eval_from = days[-config.eval_days]
     reg = mlflow.registry()
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
-    snaps, _ = _failure_inputs(lk, start, end, tz, tx_model)
+    snaps = _failure_inputs(lk, start, end, tz, tx_model)
     events = _require(lk, "truth_events", "failure labels come from truth_events")
     fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed)
     targets = failure_targets(snaps, events, fcfg.horizon_h)
-    is_eval = targets.select(_local_date("as_of", tz) >= eval_from).to_series()
+    is_eval = targets.select(local_date("as_of", tz) >= eval_from).to_series()
     model = FailureModel(fcfg).fit(targets.filter(~is_eval))
     ev_t = targets.filter(is_eval & pl.col("in_service"))
-
-    def evaluate(m) -> dict:
-        p = m.predict(ev_t)["failure_probability_72h"].to_numpy()
-        y = ev_t["fails_within"].to_numpy()
-        th = m.config.thresholds.alert
-        flag = p >= th
-        return {"brier": _brier(p, y), "eval_snapshots": float(len(y)), "eval_positives": float(y.sum()),
-                "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
-                "precision_at_alert": float((flag & y).sum() / flag.sum()) if flag.sum() else 0.0,
-                "recall_at_alert": float((flag & y).sum() / y.sum()) if y.sum() else None}
-
     if ev_t.height == 0:
         raise ValueError(f"grid_failure_model: no in-service snapshots on the evaluation days {eval_from}..{end}")
-    metrics = evaluate(model)
-    bid = _backtest_id("failure", eval_from, end, ev_t.height, int(metrics["eval_positives"]), tx_version)
+    metrics = failure_holdout_metrics(model, ev_t)
+    bid = backtest_id("failure", eval_from, end, ev_t.height, int(metrics["eval_positives"]), tx_version)
     params = {"window": f"{start}..{end}", "eval_days": f"{eval_from}..{end}", "horizon_h": fcfg.horizon_h,
               "n_estimators": fcfg.n_estimators, "max_depth": fcfg.max_depth, "learning_rate": fcfg.learning_rate,
               "train_snapshots": int((~is_eval).sum()), "anomaly_model": tx_version,
               "train_positives": int(targets.filter(~is_eval & pl.col("in_service"))["fails_within"].sum())}
-    r = _register(context, reg, MODEL_FAILURE, model, params, metrics, bid, "brier", False, lambda m: evaluate(m)["brier"])
+    r = _register(context, reg, MODEL_FAILURE, model, params, metrics, bid, "brier", False,
+                  lambda m: failure_holdout_metrics(m, ev_t)["brier"])
     return MaterializeResult(metadata=_train_meta({"failure": r}, {
         "window": f"{start}..{end}", "days_found": len(days), "anomaly_model": tx_version,
         "train_positives": params["train_positives"],
@@ -393,14 +316,18 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
 )
 def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
-    from sklearn.metrics import adjusted_rand_score
-
     from models.grid.anomaly import asset_in_share
-    from models.grid.segments import SegmentConfig, SegmentModel, profile_features, segment_distribution
+    from models.grid.segments import (
+        SegmentConfig,
+        SegmentModel,
+        profile_features,
+        segment_distribution,
+        segment_holdout_metrics,
+    )
 
-    lk, tz = lake.lake(), _tz(grid)
+    lk, tz = lake.lake(), grid.timezone
     start, end, days = _window(lk, config, "grid_segment_model")
-    readings = _read_days(lk, "silver_meter_readings", start, end, _METER_COLS)
+    readings = lk.read_days(_T["silver_meter_readings"], start, end, _METER_COLS)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
     panel = _require(lk, "truth_customers", "the labelled panel names the segments").rename({"archetype": "segment"})
     scfg = SegmentConfig(timezone=tz, seed=config.seed)
@@ -410,19 +337,13 @@ def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfi
     if eval_panel.height == 0:
         raise ValueError(f"grid_segment_model: eval_share {config.eval_share} left no panel meter for evaluation")
     model = SegmentModel(scfg).fit(prof, train_panel)
-
-    def evaluate(m) -> dict:
-        j = m.predict(prof).join(eval_panel, on="meter_id", suffix="_true")
-        return {"name_accuracy": float((j["segment"] == j["segment_true"]).mean()),
-                "ari": float(adjusted_rand_score(j["segment_true"], j["segment"])), "eval_meters": float(j.height)}
-
-    metrics = evaluate(model)
-    bid = _backtest_id("segments", start, end, prof.height, sorted(eval_panel["meter_id"].to_list()))
+    metrics = segment_holdout_metrics(model, prof, eval_panel)
+    bid = backtest_id("segments", start, end, prof.height, sorted(eval_panel["meter_id"].to_list()))
     params = {"window": f"{start}..{end}", "meters": prof.height, "panel_train": train_panel.height,
               "panel_eval": eval_panel.height, "segments": model.names_, "min_days": scfg.min_days}
     reg = mlflow.registry()
     r = _register(context, reg, MODEL_SEGMENTS, model, params, metrics, bid, "name_accuracy", True,
-                  lambda m: evaluate(m)["name_accuracy"])
+                  lambda m: segment_holdout_metrics(m, prof, eval_panel)["name_accuracy"])
     return MaterializeResult(metadata=_train_meta({"segments": r}, {
         "window": f"{start}..{end}", "days_found": len(days), "tracking_uri": reg.tracking_uri,
         "distribution": MetadataValue.json(segment_distribution(model.predict(prof))),
@@ -455,14 +376,13 @@ METER_CONTEXT_DAYS = 8
 def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
     from models.grid.alerts import to_gold_scores
 
-    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     reg = mlflow.registry()
     lo = {"meter": day - dt.timedelta(days=METER_CONTEXT_DAYS), "transformer": day - dt.timedelta(days=1)}
     feats = {}
     for kind in ("meter", "transformer"):
-        f, *_ = _anomaly_features(lk, lo[kind], day, tz)
-        feats[kind] = f.get(kind)
-    if all(f is None or f.filter(_local_date("time", tz) == day).height == 0 for f in feats.values()):
+        feats[kind] = _anomaly_features(lk, lo[kind], day, tz).get(kind)
+    if all(f is None or f.filter(local_date("time", tz) == day).height == 0 for f in feats.values()):
         raise ValueError(f"gold_anomaly_scores: no silver_meter_readings or silver_scada rows for {day}: ingest the day first")
     parts, versions, th = [], {}, None
     for kind, f in feats.items():
@@ -470,7 +390,7 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
             continue
         model, versions[kind] = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")
         th = model.thresholds
-        s = model.score(f).filter(_local_date("time", tz) == day)
+        s = model.score(f).filter(local_date("time", tz) == day)
         parts.append(to_gold_scores(s, kind, versions[kind], tz))
     df = pl.concat(parts)
     w = lk.write_partition(_T["gold_anomaly_scores"], df, day)
@@ -494,25 +414,19 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
     check_specs=gx_check_specs("gold_transformer_risk"),
 )
 def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
-    from models.grid.failure import outage_impact
+    from models.grid.failure import outage_impact, to_gold_risk
 
-    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     reg = mlflow.registry()
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
     fm, version = _champion(reg, MODEL_FAILURE, "grid_failure_model")
     # 7 days of anomaly counts + 24 h rolling features before the first hour of the day
-    snaps, _ = _failure_inputs(lk, day - dt.timedelta(days=8), day, tz, tx_model)
-    snaps = snaps.filter(_local_date("as_of", tz) == day)
+    snaps = _failure_inputs(lk, day - dt.timedelta(days=8), day, tz, tx_model).filter(local_date("as_of", tz) == day)
     if snaps.height == 0:
         raise ValueError(f"gold_transformer_risk: no silver_scada samples for {day}: ingest the day first")
     impact = outage_impact(_require(lk, "ref_meters", "materialise ref_meters"), lk.read("ref_transformers"),
-                           _read_days(lk, "silver_meter_readings", day, day, ["meter_id", "demand_kw"]))
-    pred = fm.predict(snaps).join(impact, on="transformer_id", how="left").with_columns(
-        pl.col("as_of").dt.convert_time_zone(tz).dt.date().alias("date"),
-        pl.col("rul_hours").clip(lower_bound=0.0),
-        pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0),
-        pl.lit(version).alias("model_version"),
-    )
+                           lk.read_days(_T["silver_meter_readings"], day, day, ["meter_id", "demand_kw"]))
+    pred = to_gold_risk(fm.predict(snaps), impact, version, tz)
     w = lk.write_partition(_T["gold_transformer_risk"], pred, day)
     th = fm.config.thresholds
     top = (pred.sort("failure_probability_72h", descending=True).unique("transformer_id", keep="first", maintain_order=True)
@@ -541,27 +455,17 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
 )
 def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
     """Alerts from both rules: anomaly_score (meters and transformers) and failure_risk (transformers)."""
-    from models.grid.alerts import build_alerts
+    from models.grid.alerts import day_alerts, duplicate_fingerprints
 
-    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     scores = lk.read(_T["gold_anomaly_scores"], day)
     risk = lk.read(_T["gold_transformer_risk"], day)
     reg = mlflow.registry()
-    parts = []
-    if scores.height:
-        for (kind, version), g in scores.group_by("asset_type", "model_version"):
-            th = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")[0].thresholds
-            parts.append(build_alerts(g, kind, th, version, rule="anomaly_score", tz=tz))
-    if risk.height:
-        fm = _champion(reg, MODEL_FAILURE, "grid_failure_model")[0]
-        th = fm.config.thresholds
-        r = risk.with_columns(pl.format("P(failure in 72 h) {} ; RUL {} h ; {} customers downstream",
-                                        pl.col("failure_probability_72h").round(3), pl.col("rul_hours").round(0),
-                                        pl.col("customers_downstream")).alias("reason"))
-        for (version,), g in r.group_by("model_version"):
-            parts.append(build_alerts(g, "transformer", th, version, rule="failure_risk", score_col="failure_probability_72h",
-                                      time_col="as_of", id_col="transformer_id", tz=tz))
-    df = pl.concat(parts) if parts else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
+    # thresholds of the current champions (the scores' model versions may be older)
+    anomaly_th = {kind: _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")[0].thresholds
+                  for kind in scores["asset_type"].unique().to_list()}
+    risk_th = _champion(reg, MODEL_FAILURE, "grid_failure_model")[0].config.thresholds if risk.height else None
+    df = day_alerts(scores, anomaly_th, risk, risk_th, tz)
     w = lk.write_partition(_T["gold_alerts"], df, day)
     by = df.group_by("rule", "severity").len().sort("rule", "severity")
     yield MaterializeResult(metadata={
@@ -572,8 +476,7 @@ def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSe
                                      .to_pandas().to_markdown(index=False) if df.height else "none"),
     })
     yield from gx_checks(lk, _T["gold_alerts"], day)
-    dup = lk.scan("gold_alerts").group_by("fingerprint").agg(pl.len().alias("n"), pl.col("date").unique().alias("dates")) \
-        .filter(pl.col("n") > 1).collect()
+    dup = duplicate_fingerprints(lk.scan("gold_alerts"))
     yield AssetCheckResult(
         asset_key="gold_alerts", check_name="one_alert_per_fingerprint", passed=dup.height == 0,
         severity=AssetCheckSeverity.ERROR,
@@ -597,9 +500,9 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     from models.grid.recommend import recommend
     from models.grid.segments import profile_features, segment_distribution
 
-    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     model, version = _champion(mlflow.registry(), MODEL_SEGMENTS, "grid_segment_model")
-    readings = _read_days(lk, "silver_meter_readings", day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS)
+    readings = lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS)
     if readings.filter(pl.col("date") == day).height == 0:
         raise ValueError(f"gold_customer_segments: no silver_meter_readings rows for {day}: ingest the day first")
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
@@ -631,28 +534,17 @@ def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame
        (level='feeder', mean_kw): the weekly profile is the strongest simple predictor of feeder load;
     3. fallback: persistence, the same local hour the day before, when last week is not in the lake.
     """
-    if quantile not in ("p10", "p50", "p90"):
-        raise ValueError(f"forecast_quantile must be p10, p50 or p90, got {quantile!r}")
-    if FORECAST_TABLE in _T and lk.exists(FORECAST_TABLE):
-        f = (
-            _read_days(lk, FORECAST_TABLE, day - dt.timedelta(days=3), day)
-            .filter((pl.col("level") == "feeder") & (_local_date("period_start", tz) == day))
-            .sort("issued_at").group_by("entity_id", "period_start").last()
-        )
-        if f.height:
-            issued = f["issued_at"].max()
-            models = sorted(set(f["model_version"].to_list()))
-            return (f.select(pl.col("period_start").alias("time"), "entity_id", pl.col(quantile).alias("forecast_kw")).sort("entity_id", "time"),
-                    f"{FORECAST_TABLE} {quantile} (level=feeder), issued up to {issued}, models {models}")
+    from models.grid.demand_response import latest_feeder_forecast, shifted_feeder_load
+
+    # an absent table reads as no rows; the quantile is checked either way
+    f, issued = latest_feeder_forecast(lk.read_days(_T[FORECAST_TABLE], day - dt.timedelta(days=3), day), day, tz, quantile)
+    if f.height:
+        return f, f"{FORECAST_TABLE} {quantile} (level=feeder), {issued}"
     for back, name in ((7, "same local hour last week"), (1, "same local hour yesterday (last week missing)")):
         src = day - dt.timedelta(days=back)
-        h = _read_days(lk, "gold_load_hourly", src, src, ["level", "entity_id", "period_start", "mean_kw"]) \
-            .filter(pl.col("level") == "feeder")
-        if h.height:
-            f = h.select(
-                pl.col("period_start").dt.convert_time_zone(tz).dt.offset_by(f"{back}d").dt.convert_time_zone("UTC").alias("time"),
-                "entity_id", pl.col("mean_kw").alias("forecast_kw"),
-            ).filter(_local_date("time", tz) == day)
+        hourly = lk.read_days(_T["gold_load_hourly"], src, src, ["level", "entity_id", "period_start", "mean_kw"])
+        if hourly.filter(pl.col("level") == "feeder").height:
+            f = shifted_feeder_load(hourly, back, day, tz)
             return f, f"fallback: no {FORECAST_TABLE} rows for {day}; gold_load_hourly feeder mean_kw of {src} ({name})"
     raise FileNotFoundError(
         f"gold_dr_events {day}: no load forecast: {FORECAST_TABLE} has no feeder rows for {day} and gold_load_hourly has no "
@@ -672,36 +564,20 @@ def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame
     partitions_def=daily_open,
 )
 def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster, lake: LakeResource, grid: GridSettings):
-    from models.grid.demand_response import DRConfig, customer_peak_kw, plan_events
+    from models.grid.demand_response import customer_peak_kw, dr_customers, feeder_capacity_kw, plan_feeder_events
 
-    lk, tz, day = lake.lake(), _tz(grid), _day(context)
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     forecast, source = _dr_forecast(lk, day, tz, config.forecast_quantile)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
     ref_tx = _require(lk, "ref_transformers", "materialise ref_transformers")
     seg = lk.read(_T["gold_customer_segments"], day) if lk.exists("gold_customer_segments") else pl.DataFrame()
     if seg.height == 0:
         raise ValueError(f"gold_dr_events {day}: gold_customer_segments has no rows for {day}: materialise it first")
-    peak = customer_peak_kw(_read_days(lk, "silver_meter_readings", day - dt.timedelta(days=6), day,
+    peak = customer_peak_kw(lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=6), day,
                                        ["meter_id", "reading_time", "demand_kw"]), tz=tz)
-    customers = (seg.select("meter_id", "customer_id", "segment")
-                 .join(ref_meters.select("meter_id", "feeder_id", "dr_opt_in", pl.col("customer_id").alias("_cid")), on="meter_id", how="left")
-                 .join(peak, on="meter_id", how="left")
-                 .with_columns(pl.col("customer_id").fill_null(pl.col("_cid")), pl.col("peak_kw").fill_null(0.0),
-                               pl.col("dr_opt_in").fill_null(False)))
-    rating = ref_tx.group_by("feeder_id").agg(pl.col("rating_kva").sum())
-    capacity = {f: float(config.feeder_capacity_kw.get(f, config.capacity_share * kva)) for f, kva in rating.iter_rows()}
-    events, parts = [], []
-    for (fid,), g in forecast.group_by("entity_id", maintain_order=True):
-        if fid not in capacity:
-            raise ValueError(f"gold_dr_events {day}: forecast feeder {fid!r} has no transformers in ref_transformers "
-                             "and no feeder_capacity_kw entry")
-        cfg = DRConfig(capacity_kw=capacity[fid], scope=fid, margin=config.margin, base_incentive=config.base_incentive,
-                       timezone=tz)
-        ev, pa = plan_events(g.select("time", "forecast_kw"), customers.filter(pl.col("feeder_id") == fid), cfg)
-        events.append(ev)
-        parts.append(pa)
-    ev = pl.concat(events) if events else pl.DataFrame(schema=_T["gold_dr_events"].polars_schema())
-    pa = pl.concat(parts) if parts else pl.DataFrame(schema=_T["gold_dr_participations"].polars_schema())
+    capacity = feeder_capacity_kw(ref_tx, config.feeder_capacity_kw, config.capacity_share)
+    ev, pa = plan_feeder_events(forecast, dr_customers(seg, ref_meters, peak), capacity, margin=config.margin,
+                                base_incentive=config.base_incentive, timezone=tz)
     w1 = lk.write_partition(_T["gold_dr_events"], ev, day)
     w2 = lk.write_partition(_T["gold_dr_participations"], pa, day)
     png = grid_plots.dr_forecast_png(forecast, capacity, tz, f"feeder forecast vs DR capacity {day}")

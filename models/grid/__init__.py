@@ -1,5 +1,5 @@
 """Grid ML: anomaly ensemble, transformer failure/RUL, customer segments, recommendations and
-demand response. Plain library code on polars frames (no Dagster import): the assets in pipelines/
+demand response. Plain library code on polars frames (no Dagster import): the assets in assets/grid_ml.py
 call these functions and write the gold tables declared in :mod:`models.grid.tables`.
 
 Heavy dependencies (torch, sklearn, xgboost) are imported inside the functions that need them.

@@ -61,3 +61,35 @@ def build_alerts(scores: pl.DataFrame, asset_type: str, thresholds: AlertThresho
     )
     fps = [fingerprint(asset_type, a, rule, w) for a, w in zip(g["asset_id"].to_list(), g["window_start"].to_list())]
     return GOLD_ALERTS.conform(g.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))).sort("window_start", "asset_id")
+
+
+def day_alerts(anomaly_scores: pl.DataFrame, anomaly_thresholds: dict[str, AlertThresholds],
+               risk: pl.DataFrame, risk_thresholds: AlertThresholds | None,
+               tz: str = FeatureConfig().timezone) -> pl.DataFrame:
+    """``gold_alerts`` rows of one day from both rules.
+
+    - ``anomaly_score``: ``gold_anomaly_scores`` rows, per asset type and model version, against
+      ``anomaly_thresholds[asset_type]``;
+    - ``failure_risk``: ``gold_transformer_risk`` rows, P(failure in 72 h) against
+      ``risk_thresholds`` (needed only when ``risk`` has rows), with the RUL and the customers
+      downstream in the reason.
+
+    No rows in either input: an empty frame with the ``gold_alerts`` schema.
+    """
+    parts = []
+    for (kind, version), g in anomaly_scores.group_by("asset_type", "model_version"):
+        parts.append(build_alerts(g, kind, anomaly_thresholds[kind], version, rule="anomaly_score", tz=tz))
+    if risk.height:
+        r = risk.with_columns(pl.format("P(failure in 72 h) {} ; RUL {} h ; {} customers downstream",
+                                        pl.col("failure_probability_72h").round(3), pl.col("rul_hours").round(0),
+                                        pl.col("customers_downstream")).alias("reason"))
+        for (version,), g in r.group_by("model_version"):
+            parts.append(build_alerts(g, "transformer", risk_thresholds, version, rule="failure_risk",
+                                      score_col="failure_probability_72h", time_col="as_of", id_col="transformer_id", tz=tz))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=GOLD_ALERTS.polars_schema())
+
+
+def duplicate_fingerprints(alerts: pl.LazyFrame) -> pl.DataFrame:
+    """Fingerprints that occur more than once in ``alerts`` (the whole table): fingerprint, n, dates."""
+    return (alerts.group_by("fingerprint").agg(pl.len().alias("n"), pl.col("date").unique().alias("dates"))
+            .filter(pl.col("n") > 1).collect())

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import polars as pl
 
-from .features import FeatureInputError, require_columns
+from .features import FeatureInputError, local_date, require_columns
 from .recommend import _default_multipliers
 
 
@@ -109,3 +109,84 @@ def customer_peak_kw(readings: pl.DataFrame, peak_hours: tuple[int, int] = (16, 
     h = pl.col("reading_time").dt.convert_time_zone(tz).dt.hour()
     return readings.filter(h.is_between(peak_hours[0], peak_hours[1] - 1)).group_by("meter_id").agg(
         pl.col("demand_kw").cast(pl.Float64).fill_nan(None).mean().fill_null(0.0).alias("peak_kw"))
+
+
+#: quantiles of ``gold_load_forecast`` a DR plan can be made against
+FORECAST_QUANTILES = ("p10", "p50", "p90")
+
+
+def latest_feeder_forecast(forecasts: pl.DataFrame, day: date, tz: str, quantile: str = "p50") -> tuple[pl.DataFrame, str]:
+    """Feeder forecast for the local ``day`` from ``gold_load_forecast`` rows: (time, entity_id, forecast_kw).
+
+    For each feeder and period of the day the newest issue wins (pass the issues of the days before
+    too: forecasts reach up to 72 h ahead); ``quantile`` is the column planned against. Also returns
+    where it came from ("issued up to ..., models [...]"). No feeder rows for the day: an empty frame.
+    """
+    if quantile not in FORECAST_QUANTILES:
+        raise ValueError(f"forecast_quantile must be p10, p50 or p90, got {quantile!r}")
+    f = (
+        forecasts.filter((pl.col("level") == "feeder") & (local_date("period_start", tz) == day))
+        .sort("issued_at").group_by("entity_id", "period_start").last()
+    )
+    out = f.select(pl.col("period_start").alias("time"), "entity_id", pl.col(quantile).alias("forecast_kw")).sort("entity_id", "time")
+    models = sorted(set(f["model_version"].to_list()))
+    return out, f"issued up to {f['issued_at'].max()}, models {models}"
+
+
+def shifted_feeder_load(hourly: pl.DataFrame, days_back: int, day: date, tz: str) -> pl.DataFrame:
+    """Naive feeder forecast for the local ``day``: the feeder ``mean_kw`` of ``gold_load_hourly`` rows
+    from ``days_back`` days earlier, moved forward by that many local days (same local hour across a
+    DST change): (time, entity_id, forecast_kw). 7 days back is the seasonal-naive forecast, 1 day
+    back persistence."""
+    return hourly.filter(pl.col("level") == "feeder").select(
+        pl.col("period_start").dt.convert_time_zone(tz).dt.offset_by(f"{days_back}d").dt.convert_time_zone("UTC").alias("time"),
+        "entity_id", pl.col("mean_kw").alias("forecast_kw"),
+    ).filter(local_date("time", tz) == day)
+
+
+def dr_customers(segments: pl.DataFrame, ref_meters: pl.DataFrame, peak: pl.DataFrame) -> pl.DataFrame:
+    """The ``customers`` input of :func:`plan_events`, with each meter's ``feeder_id``.
+
+    ``segments``: gold_customer_segments (meter_id, customer_id, segment); ``peak``:
+    :func:`customer_peak_kw`. A customer id missing from the segments comes from ``ref_meters``; a
+    meter without readings in the peak window has peak_kw 0; an unknown opt-in counts as not opted in.
+    """
+    return (segments.select("meter_id", "customer_id", "segment")
+            .join(ref_meters.select("meter_id", "feeder_id", "dr_opt_in", pl.col("customer_id").alias("_cid")), on="meter_id", how="left")
+            .join(peak, on="meter_id", how="left")
+            .with_columns(pl.col("customer_id").fill_null(pl.col("_cid")), pl.col("peak_kw").fill_null(0.0),
+                          pl.col("dr_opt_in").fill_null(False)))
+
+
+def feeder_capacity_kw(ref_transformers: pl.DataFrame, explicit: dict[str, float] | None = None,
+                       share: float = 0.8) -> dict[str, float]:
+    """DR capacity (kW) per feeder of ``ref_transformers``: ``explicit[feeder]`` where given, else
+    ``share`` x the summed transformer ratings (kVA ~ kW at unity power factor)."""
+    explicit = explicit or {}
+    rating = ref_transformers.group_by("feeder_id").agg(pl.col("rating_kva").sum())
+    return {f: float(explicit.get(f, share * kva)) for f, kva in rating.iter_rows()}
+
+
+def plan_feeder_events(forecast: pl.DataFrame, customers: pl.DataFrame, capacity_kw: dict[str, float],
+                       margin: float = 0.1, base_incentive: float = 5.0,
+                       timezone: str = "America/New_York") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`plan_events` per feeder: ``forecast`` (time, entity_id = feeder, forecast_kw) against
+    ``capacity_kw[feeder]`` with that feeder's ``customers`` (which carry ``feeder_id``); the event
+    scope is the feeder id. Returns (dr_events, dr_participations) of all feeders (empty frames with
+    the table schemas when there is no forecast). A forecast feeder without a capacity is an error.
+    """
+    from .tables import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
+
+    events, parts = [], []
+    for (fid,), g in forecast.group_by("entity_id", maintain_order=True):
+        if fid not in capacity_kw:
+            raise ValueError(f"forecast feeder {fid!r} has no transformers in ref_transformers "
+                             "and no feeder_capacity_kw entry")
+        cfg = DRConfig(capacity_kw=capacity_kw[fid], scope=fid, margin=margin, base_incentive=base_incentive,
+                       timezone=timezone)
+        ev, pa = plan_events(g.select("time", "forecast_kw"), customers.filter(pl.col("feeder_id") == fid), cfg)
+        events.append(ev)
+        parts.append(pa)
+    ev = pl.concat(events) if events else pl.DataFrame(schema=GOLD_DR_EVENTS.polars_schema())
+    pa = pl.concat(parts) if parts else pl.DataFrame(schema=GOLD_DR_PARTICIPATIONS.polars_schema())
+    return ev, pa

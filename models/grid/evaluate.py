@@ -8,11 +8,17 @@ out), because the ensemble scores "anomalous", not "which anomaly".
 Event-level metrics. An event is detected when any of its assets (the meter; or every meter below /
 the SCADA of the transformer) scores at or above the alert threshold inside the event window; the
 detection delay is the first such time minus the event start.
+
+Hold-out evaluation of the training runs. :func:`training_window` picks the days a run trains on
+(the last ``eval_days`` of them are held back); :func:`anomaly_holdout_metrics` scores a model on
+those held-out readings. The promotion metric is the Brier score (:func:`brier_score`) of the
+calibrated probabilities: a proper scoring rule, defined even on a day without any anomaly.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Any, Iterable
 
 import numpy as np
 import polars as pl
@@ -128,4 +134,68 @@ def event_detection(
             "detection_rate": round(d.len() / e.height, 4) if e.height else 0.0,
             "median_delay_h": round(float(d.median()), 3) if d.len() else None,
         }
+    return out
+
+
+def brier_score(p: np.ndarray, y: np.ndarray) -> float:
+    """Mean squared difference between the probabilities ``p`` and the 0/1 outcomes ``y``."""
+    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
+def reading_interval(ref_meters: pl.DataFrame, default_minutes: int = 30) -> timedelta:
+    """The fleet's usual reading interval: the mode of ``interval_minutes`` (``default_minutes`` if unknown)."""
+    m = ref_meters["interval_minutes"].mode() if ref_meters.height else None
+    return timedelta(minutes=int(m[0]) if m is not None and m.len() else default_minutes)
+
+
+def training_window(dates: Iterable[date], window_days: int, min_days: int, eval_days: int,
+                    as_of: date | None = None, what: str = "training",
+                    source: str = "silver_meter_readings") -> tuple[date, date, list[date]]:
+    """(first day, last day, days with data in between, sorted) of a training window.
+
+    ``dates`` are the days ``source`` has data for. The window is the ``window_days`` ending at
+    ``as_of`` (default: the newest of ``dates``); fewer than ``min_days`` days with data in it is
+    refused with an error naming the days found and needed (``what`` prefixes every message).
+    """
+    if window_days < 2 or min_days < 2 or eval_days < 1:
+        raise ValueError(f"{what}: window_days and min_days must be >= 2 and eval_days >= 1, got "
+                         f"{window_days}, {min_days}, {eval_days}")
+    if eval_days >= min_days:
+        raise ValueError(f"{what}: eval_days ({eval_days}) must be smaller than min_days ({min_days})")
+    dates = list(dates)
+    if as_of is not None:
+        end = as_of
+    elif dates:
+        end = max(dates)
+    else:
+        raise ValueError(f"{what}: {source} is empty: found 0 days of history, need at least {min_days}")
+    start = end - timedelta(days=window_days - 1)
+    found = sorted(d for d in dates if start <= d <= end)
+    if len(found) < min_days:
+        raise ValueError(
+            f"{what}: too little history: found {len(found)} day(s) of {source} in the "
+            f"{window_days}-day window {start}..{end}, need at least {min_days} "
+            f"(min_days; eval_days={eval_days} of them are held out)"
+        )
+    return start, end, found
+
+
+def anomaly_holdout_metrics(model: Any, features: pl.DataFrame, labels: pl.Series, is_eval: np.ndarray) -> dict:
+    """Metrics of an anomaly model on the held-out rows ``is_eval`` of ``features``.
+
+    ``labels`` is :func:`label_readings` of ``features`` (null = normal). The whole frame is scored so
+    the autoencoder's windows have their real context; only the held-out rows count. Returns the
+    Brier score, precision/recall/F1 at the model's alert threshold, the row and positive counts and
+    the average precision (None when the held-out rows are all of one class).
+    """
+    s = model.score_arrays(features)["score"][is_eval]
+    ye = labels.is_not_null().to_numpy()[is_eval]
+    r = reading_metrics(labels.filter(pl.Series(is_eval)), s, model.thresholds.alert)["overall"]
+    out = {"brier": brier_score(s, ye), "f1_at_alert": r["f1"], "precision_at_alert": r["precision"],
+           "recall_at_alert": r["recall"], "eval_rows": float(len(ye)), "eval_positives": float(ye.sum()),
+           "average_precision": None}
+    if 0 < ye.sum() < len(ye):
+        from sklearn.metrics import average_precision_score
+
+        out["average_precision"] = float(average_precision_score(ye, s))
     return out

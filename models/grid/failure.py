@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from .config import AlertThresholds, FeatureConfig
+from .evaluate import brier_score
 from .features import FeatureInputError, require_columns, transformer_features
 
 FAILURE_FEATURES: tuple[str, ...] = (
@@ -120,6 +121,20 @@ def hourly_snapshots(
     return h.select(pl.col("asset_id").alias("transformer_id"), "as_of", *FAILURE_FEATURES)
 
 
+def failure_snapshots(scada: pl.DataFrame, ref_transformers: pl.DataFrame, weather: pl.DataFrame | None,
+                      anomaly_model, cfg: FeatureConfig = FeatureConfig()) -> pl.DataFrame:
+    """:func:`hourly_snapshots` whose ``anomaly_count_7d`` counts the SCADA samples ``anomaly_model``
+    (a transformer :class:`~models.grid.anomaly.AnomalyEnsemble`) puts at or above its alert threshold.
+
+    Pass 7 days plus a day of SCADA before the first snapshot that matters: the count looks back a
+    week and the rolling features a day.
+    """
+    f = transformer_features(scada, ref_transformers, weather, cfg)
+    s = anomaly_model.score_arrays(f)["score"]
+    flags = f.select("asset_id", "time").filter(pl.Series(s >= anomaly_model.thresholds.alert))
+    return hourly_snapshots(scada, ref_transformers, weather, flags, cfg)
+
+
 def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon_h: float = 72.0) -> pl.DataFrame:
     """Add training targets from failure events.
 
@@ -207,6 +222,38 @@ class FailureModel:
             pl.Series("failure_probability_72h", p.astype(np.float64)),
             pl.Series("rul_hours", np.asarray(rul, dtype=np.float64)),
         ).with_columns(status_expr(pl.col("failure_probability_72h"), th).alias("status"))
+
+
+def failure_holdout_metrics(model: "FailureModel", eval_targets: pl.DataFrame) -> dict:
+    """Metrics of ``model`` on held-out in-service :func:`failure_targets` rows.
+
+    Brier score of P(failure within the horizon) (the promotion metric), ROC-AUC (None when the
+    rows are all of one class), precision/recall at the model's alert threshold (recall None without
+    a positive) and the snapshot and positive counts.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    p = model.predict(eval_targets)["failure_probability_72h"].to_numpy()
+    y = eval_targets["fails_within"].to_numpy()
+    flag = p >= model.config.thresholds.alert
+    return {"brier": brier_score(p, y), "eval_snapshots": float(len(y)), "eval_positives": float(y.sum()),
+            "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+            "precision_at_alert": float((flag & y).sum() / flag.sum()) if flag.sum() else 0.0,
+            "recall_at_alert": float((flag & y).sum() / y.sum()) if y.sum() else None}
+
+
+def to_gold_risk(predictions: pl.DataFrame, impact: pl.DataFrame, version: str, tz: str) -> pl.DataFrame:
+    """:meth:`FailureModel.predict` output joined with :func:`outage_impact`, as ``gold_transformer_risk`` rows.
+
+    ``date`` is the local date of ``as_of``; a negative RUL is clipped to 0 h; a transformer missing
+    from ``impact`` has 0 customers and 0 kW downstream; ``model_version`` is ``version``.
+    """
+    return predictions.join(impact, on="transformer_id", how="left").with_columns(
+        pl.col("as_of").dt.convert_time_zone(tz).dt.date().alias("date"),
+        pl.col("rul_hours").clip(lower_bound=0.0),
+        pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0),
+        pl.lit(version).alias("model_version"),
+    )
 
 
 def outage_impact(ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,

@@ -86,6 +86,11 @@ def require_columns(df: pl.DataFrame, columns: tuple[str, ...] | list[str], what
         raise FeatureInputError(f"{what}: missing column(s) {missing}; got {df.columns}")
 
 
+def local_date(col: str, tz: str) -> pl.Expr:
+    """The local calendar date (in ``tz``) of the UTC timestamp column ``col``."""
+    return pl.col(col).dt.convert_time_zone(tz).dt.date()
+
+
 def _check_duplicates(df: pl.DataFrame, key: tuple[str, str], what: str) -> None:
     dup = df.select(pl.struct(key).is_duplicated()).to_series()
     if dup.any():
@@ -297,3 +302,18 @@ def window_matrix(features: pl.DataFrame, columns: tuple[str, ...], window: int,
         src = np.maximum(idx - lag, start)
         out[:, j * len(columns):(j + 1) * len(columns)] = x[src]
     return out
+
+
+def anomaly_features(meters: pl.DataFrame, scada: pl.DataFrame, weather: pl.DataFrame | None,
+                     ref_transformers: pl.DataFrame, cfg: FeatureConfig = FeatureConfig()) -> dict[str, pl.DataFrame]:
+    """Anomaly features per stream: ``{"meter": meter_features, "transformer": transformer_features}``.
+
+    A stream with no rows is left out (there is nothing to train on or score), so callers tell an
+    empty stream by the missing key.
+    """
+    feats: dict[str, pl.DataFrame] = {}
+    if meters.height:
+        feats["meter"] = meter_features(meters, cfg)
+    if scada.height:
+        feats["transformer"] = transformer_features(scada, ref_transformers, weather, cfg)
+    return feats

@@ -176,6 +176,20 @@ class SegmentModel:
         )
 
 
+def segment_holdout_metrics(model: SegmentModel, profiles: pl.DataFrame, eval_panel: pl.DataFrame) -> dict:
+    """How well ``model`` names the held-out panel meters (``eval_panel``: meter_id, segment).
+
+    ``name_accuracy`` (share of held-out meters given their panel segment: the promotion metric),
+    ``ari`` (adjusted Rand index: agreement of the grouping whatever the names) and ``eval_meters``
+    (held-out meters that have a profile).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    j = model.predict(profiles).join(eval_panel, on="meter_id", suffix="_true")
+    return {"name_accuracy": float((j["segment"] == j["segment_true"]).mean()),
+            "ari": float(adjusted_rand_score(j["segment_true"], j["segment"])), "eval_meters": float(j.height)}
+
+
 def segment_distribution(segments: pl.DataFrame) -> dict[str, int]:
     return dict(sorted(segments.group_by("segment").len().iter_rows()))
 

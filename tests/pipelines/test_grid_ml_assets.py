@@ -265,7 +265,7 @@ def test_hourly_schedule_scores_the_local_day_once_it_has_readings(tmp_path):
 
     from dagster import SkipReason, build_schedule_context
 
-    from assets.grid_ml import grid_ml_scoring_hourly
+    from pipelines.schedules import grid_ml_scoring_hourly
     from lake.delta import Lake
     from lake.schemas import TABLES
     from pipelines.resources import LakeResource

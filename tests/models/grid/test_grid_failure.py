@@ -1,18 +1,24 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta, timezone
+from types import SimpleNamespace
 
+import numpy as np
 import polars as pl
 import pytest
 
+from models.grid.config import AlertThresholds
 from models.grid.failure import (
     FAILURE_FEATURES,
     FailureConfig,
     FailureModel,
     evaluate_failure,
+    failure_holdout_metrics,
+    failure_snapshots,
     failure_targets,
     hourly_snapshots,
     outage_impact,
+    to_gold_risk,
 )
 from models.grid.features import FeatureInputError
 
@@ -81,3 +87,67 @@ def test_outage_impact_counts_customers_and_handles_empty_transformers(grid_sim,
     assert kw.len() > 0
     with pytest.raises(FeatureInputError, match="T00001"):
         outage_impact(ref_m, ref_t.filter(pl.col("transformer_id") != "T00001"))
+
+
+class _FlagOne:
+    """A transformer anomaly model that scores exactly the alert threshold on one transformer, 0 elsewhere."""
+
+    thresholds = AlertThresholds(0.5, 0.85, 0.95)
+
+    def __init__(self, transformer_id: str):
+        self.tid = transformer_id
+
+    def score_arrays(self, features):
+        return {"score": np.where(features["asset_id"].to_numpy() == self.tid, self.thresholds.alert, 0.0)}
+
+
+def test_failure_snapshots_count_the_anomaly_models_alerts(grid_sim, grid_data):
+    ref_t = grid_sim.reference()["ref_transformers"]
+    scada = grid_data["scada"].filter(pl.col("sample_time") < datetime(2026, 6, 3, tzinfo=timezone.utc))
+    snaps = failure_snapshots(scada, ref_t, grid_data["weather"], _FlagOne("T00001"))
+    assert snaps.drop("anomaly_count_7d").equals(hourly_snapshots(scada, ref_t, grid_data["weather"]).drop("anomaly_count_7d"))
+    counts = snaps.group_by("transformer_id").agg(pl.col("anomaly_count_7d").max())
+    per_tx = dict(counts.iter_rows())
+    # less than 7 days of data: the last snapshot of T00001 counts every one of its samples (score == alert flags)
+    assert per_tx["T00001"] == scada.filter(pl.col("transformer_id") == "T00001").height
+    assert all(v == 0 for k, v in per_tx.items() if k != "T00001")
+
+
+def _eval_targets(fails: list[bool]) -> pl.DataFrame:
+    return pl.DataFrame({"transformer_id": [f"T{i}" for i in range(len(fails))], "fails_within": fails})
+
+
+def _fixed(p: list[float]):
+    """A failure model that predicts fixed probabilities (alert at 0.5)."""
+    return SimpleNamespace(config=FailureConfig(),
+                           predict=lambda t: t.with_columns(pl.Series("failure_probability_72h", p)))
+
+
+def test_failure_holdout_metrics_at_the_alert_threshold():
+    p, y = [0.9, 0.6, 0.2, 0.4, 0.1], [True, False, True, False, False]
+    m = failure_holdout_metrics(_fixed(p), _eval_targets(y))
+    assert m["brier"] == pytest.approx(np.mean((np.array(p) - np.array(y)) ** 2))
+    assert (m["eval_snapshots"], m["eval_positives"]) == (5.0, 2.0)
+    # flagged at >= 0.5: 0.9 (true), 0.6 (false); the positive at 0.2 is missed
+    assert (m["precision_at_alert"], m["recall_at_alert"]) == (0.5, 0.5)
+    assert m["roc_auc"] == pytest.approx(4 / 6)  # 4 of the 6 (positive, negative) pairs are ordered right
+
+
+def test_failure_holdout_metrics_without_positives_or_flags():
+    m = failure_holdout_metrics(_fixed([0.1, 0.2]), _eval_targets([False, False]))
+    assert m["roc_auc"] is None and m["recall_at_alert"] is None and m["precision_at_alert"] == 0.0
+
+
+def test_to_gold_risk_clips_rul_fills_impact_and_uses_the_local_date():
+    pred = pl.DataFrame({
+        "transformer_id": ["T1", "T2"],
+        "as_of": [datetime(2026, 6, 8, 3, tzinfo=timezone.utc), datetime(2026, 6, 8, 12, tzinfo=timezone.utc)],
+        "failure_probability_72h": [0.7, 0.1], "rul_hours": [-3.0, 40.0],
+    })
+    impact = pl.DataFrame({"transformer_id": ["T1"], "customers_downstream": [12], "load_downstream_kw": [30.5]})
+    r = {row["transformer_id"]: row for row in to_gold_risk(pred, impact, "m:v3", "America/New_York").iter_rows(named=True)}
+    assert r["T1"]["date"] == date(2026, 6, 7) and r["T2"]["date"] == date(2026, 6, 8)
+    assert r["T1"]["rul_hours"] == 0.0 and r["T2"]["rul_hours"] == 40.0
+    assert (r["T1"]["customers_downstream"], r["T1"]["load_downstream_kw"]) == (12, 30.5)
+    assert (r["T2"]["customers_downstream"], r["T2"]["load_downstream_kw"]) == (0, 0.0)
+    assert {row["model_version"] for row in r.values()} == {"m:v3"}

@@ -7,9 +7,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from models.grid.config import FeatureConfig
 from models.grid.features import (
     METER_FEATURES,
+    TRANSFORMER_FEATURES,
     FeatureInputError,
+    anomaly_features,
+    local_date,
     meter_features,
     transformer_features,
     window_matrix,
@@ -104,3 +108,21 @@ def test_window_matrix_pads_at_asset_start():
     w = window_matrix(f, ("x",), 3, np.array([0.5]))
     assert w.tolist() == [[1, 1, 1], [1, 1, 2], [1, 2, 0.5], [9, 9, 9]]
     assert METER_FEATURES[-1] == "n_missing"
+
+
+def test_local_date_is_the_utility_calendar_day():
+    t = pl.DataFrame({"t": [datetime(2026, 6, 8, 3, 30, tzinfo=timezone.utc), datetime(2026, 6, 8, 4, 30, tzinfo=timezone.utc)]})
+    got = t.select(local_date("t", "America/New_York")).to_series().to_list()
+    assert [str(d) for d in got] == ["2026-06-07", "2026-06-08"]  # 23:30 EDT is still the 7th
+
+
+def test_anomaly_features_leave_out_a_stream_without_rows(grid_sim, grid_data):
+    ref_t = grid_sim.reference()["ref_transformers"]
+    meters, scada = grid_data["meter_readings"].head(500), grid_data["scada"].head(300)
+    cfg = FeatureConfig(timezone="America/New_York")
+    both = anomaly_features(meters, scada, grid_data["weather"], ref_t, cfg)
+    assert set(both) == {"meter", "transformer"}
+    assert both["meter"].height == meters.height and both["transformer"].height == scada.height
+    assert set(METER_FEATURES) <= set(both["meter"].columns) and set(TRANSFORMER_FEATURES) <= set(both["transformer"].columns)
+    assert set(anomaly_features(meters.head(0), scada, grid_data["weather"], ref_t, cfg)) == {"transformer"}
+    assert set(anomaly_features(meters, scada.head(0), None, ref_t, cfg)) == {"meter"}

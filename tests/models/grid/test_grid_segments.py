@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from models.grid.segments import SegmentConfig, SegmentModel, profile_features, segment_distribution
+from models.grid.segments import (
+    SegmentConfig,
+    SegmentModel,
+    profile_features,
+    segment_distribution,
+    segment_holdout_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +60,16 @@ def test_one_day_of_history_is_provisional(grid_data, grid_sim, prof, panel):
 def test_panel_without_names_is_refused(prof):
     with pytest.raises(ValueError, match="named segments"):
         SegmentModel().fit(prof, pl.DataFrame({"meter_id": ["nobody"], "segment": ["x"]}))
+
+
+def test_segment_holdout_metrics_score_names_and_grouping_on_held_out_meters():
+    pred = pl.DataFrame({"meter_id": ["M1", "M2", "M3", "M4"], "segment": ["a", "a", "b", "b"]})
+    model = SimpleNamespace(predict=lambda profiles: pred)
+    # M9 has no profile: not evaluated; names swapped on M3/M4 only
+    panel = pl.DataFrame({"meter_id": ["M1", "M2", "M3", "M4", "M9"], "segment": ["a", "a", "c", "c", "a"]})
+    m = segment_holdout_metrics(model, pl.DataFrame(), panel)
+    assert m["eval_meters"] == 4.0 and m["name_accuracy"] == 0.5
+    assert m["ari"] == pytest.approx(1.0)  # same grouping, other name
+    swapped = panel.with_columns(pl.col("segment").replace({"a": "b", "c": "a"}))
+    m2 = segment_holdout_metrics(model, pl.DataFrame(), swapped)
+    assert m2["name_accuracy"] == 0.0 and m2["ari"] == pytest.approx(1.0)
