@@ -61,7 +61,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator
 
 from lake import plots
-from lake.ingest import day_bounds_utc
+from lake.schemas import day_bounds_utc
 from lake.schemas import TABLES
 from models.forecast import (
     DAY,

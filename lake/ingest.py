@@ -39,7 +39,7 @@ import polars as pl
 
 from lake.delta import Lake, WriteResult
 from lake.landing import LandedFile, LandingZone
-from lake.schemas import DEFAULT_TIMEZONE, UTC_TS, Source
+from lake.schemas import DEFAULT_TIMEZONE, UTC_TS, Source, day_bounds_utc
 from quality.rules import DEFAULT_RULES, QualityRules
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
@@ -50,12 +50,6 @@ _FILE = "source_file"
 _FWD_TIME = "_forward_time"  # UTC ISO time of a late/future record, used to forward it to its own day
 _EIDX = "_entity_index"  # position of the record's entity id in the reference ids (validation onwards)
 _T_BITS = 37  # 2**37 microseconds = 38 h > the longest local day (25 h): room for the time in the key
-
-
-def day_bounds_utc(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
-    """The UTC instants where local ``day`` starts and the next local day starts (23/24/25 h apart)."""
-    start = lambda d: pl.select(pl.lit(dt.datetime.combine(d, dt.time())).dt.replace_time_zone(tz, non_existent="raise").dt.convert_time_zone("UTC")).item()  # noqa: E731
-    return start(day), start(day + dt.timedelta(days=1))
 
 
 class IngestError(Exception):

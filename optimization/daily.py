@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from lake.ingest import day_bounds_utc
+from lake.schemas import day_bounds_utc
 from optimization._inputs import period_starts
 from optimization.errors import InputError
 from optimization.ev import CALTECH_PERIOD_MINUTES, load_caltech_sessions
