@@ -58,15 +58,17 @@ def hourly_snapshots(
     weather: pl.DataFrame | None,
     anomaly_flags: pl.DataFrame | None = None,
     cfg: FeatureConfig = FeatureConfig(),
+    features: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per transformer and hour (``as_of`` = end of the hour) with :data:`FAILURE_FEATURES`.
 
     ``anomaly_flags``: (asset_id, time) of SCADA samples at/above the anomaly alert threshold; None
     means no anomaly scores are available (the count is then 0, which the model was trained to see
     only if it was trained the same way: pass the same kind of input at fit and predict time).
+    ``features``: :func:`transformer_features` of the same inputs, if the caller has them already.
     """
     require_columns(ref_transformers, ("transformer_id", "install_year", "last_maintenance"), "ref_transformers")
-    f = transformer_features(scada, ref_transformers, weather, cfg)
+    f = transformer_features(scada, ref_transformers, weather, cfg) if features is None else features
     temps = scada.select(pl.col("transformer_id").alias("asset_id"),
                          pl.col("sample_time").dt.convert_time_zone("UTC").alias("time"),
                          pl.col("top_oil_temp_c").cast(pl.Float64).fill_nan(None),
@@ -132,7 +134,7 @@ def failure_snapshots(scada: pl.DataFrame, ref_transformers: pl.DataFrame, weath
     f = transformer_features(scada, ref_transformers, weather, cfg)
     s = anomaly_model.score_arrays(f)["score"]
     flags = f.select("asset_id", "time").filter(pl.Series(s >= anomaly_model.thresholds.alert))
-    return hourly_snapshots(scada, ref_transformers, weather, flags, cfg)
+    return hourly_snapshots(scada, ref_transformers, weather, flags, cfg, features=f)
 
 
 def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon_h: float = 72.0) -> pl.DataFrame:
