@@ -428,10 +428,14 @@ _GOLD = (
 # --------------------------------------------------------------------------------------
 # Forecast gold tables (written by the forecasting assets from models.forecast / models.solar)
 # --------------------------------------------------------------------------------------
+#: entity_id of the whole network (level ``system``) in the forecast tables: the forecasting assets
+#: write it, the optimisation assets read it
+SYSTEM_ENTITY = "system"
+
 _FORECAST_COLUMNS = (
     Column("date", pl.Date, False, "utility-local day the forecast was issued for (partition)"),
     Column("level", pl.Utf8, False, "what is forecast: system | substation | feeder | site"),
-    Column("entity_id", pl.Utf8, False, "feeder/substation/site id, or 'system'"),
+    Column("entity_id", pl.Utf8, False, f"feeder/substation/site id, or '{SYSTEM_ENTITY}'"),
     Column("issued_at", UTC_TS, False, "forecast origin: the last observation used, UTC"),
     Column("period_start", UTC_TS, False, "start of the forecast interval, UTC"),
     Column("horizon_h", pl.Float64, False, "hours ahead of issued_at", 0.0),

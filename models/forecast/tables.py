@@ -13,8 +13,7 @@ import datetime as dt
 import pandas as pd
 import polars as pl
 
-#: entity_id of the whole network (the sum over feeders) in the load and forecast tables
-SYSTEM = "system"
+from lake.schemas import SYSTEM_ENTITY as SYSTEM  # the whole network: the sum over feeders
 
 
 def with_system_total(feeders: pl.DataFrame) -> pl.DataFrame:
