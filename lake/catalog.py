@@ -5,6 +5,12 @@
 - a view per existing Delta table (``silver_meter_readings``, ``gold_load_daily``, ...) defined as
   ``SELECT * FROM delta_scan('<table uri>')``: the view stores no data, every query reads the
   table's *current* Delta snapshot, so a replaced partition shows up without copying anything;
+- except for the day tables of ingestion (``bronze_*_files``, ``silver_*``, ``quarantine_*``), whose
+  views show *published* days only (lake.manifest): they read the Delta version current at refresh
+  (``delta_scan(..., version => n)``) minus days not published yet, plus, for a day being
+  re-written, its previous publication by time travel. A day published after the refresh shows
+  up at the next refresh (the ``refresh_catalog`` job runs after every ingestion);
+- ``ingest_manifest_<source>``: every day publication (versions, counts, run, time);
 - ``catalog_tables``: one row per declared column (table, layer, column, type, description, key and
   partition membership, bounds, allowed values) plus per-table status (view present, row count and
   Delta version at refresh time), built from ``lake.schemas`` so nothing is typed twice;
@@ -55,10 +61,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake.delta import Lake
+from lake.manifest import ReadPlan, day_table_role, plan
 from lake.schemas import TABLES, Table
 
 #: layers that get views by default, in the order they are listed
-DEFAULT_LAYERS = ("reference", "silver", "quarantine", "gold", "truth", "bronze")
+DEFAULT_LAYERS = ("reference", "silver", "quarantine", "gold", "truth", "bronze", "manifest")
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 #: characters never accepted in a table URI that ends up inside a SQL string literal
@@ -341,8 +348,17 @@ def refresh_catalog(
     uris = {t.name: sql_literal_uri(lake.uri(t)) for t in selected}
 
     status: dict[str, dict[str, Any]] = {}
+    plans: dict[str, ReadPlan] = {}
     for t in selected:
-        if lake.exists(t):
+        if day_table_role(t) is not None:  # a day table: its view shows published days only
+            p = plans[t.name] = plan(lake, t)
+            if p.pinned is None:
+                status[t.name] = {"available": False, "rows": None, "version": None}
+            else:
+                rows, _ = _delta_status(lake, t) if not (p.exclude or p.travel) else (None, None)
+                status[t.name] = {"available": True, "rows": rows, "version": p.pinned, "unpublished_days": list(p.exclude),
+                                  "previous_publication_days": [d for _, d in p.travel]}
+        elif lake.exists(t):
             rows, version = _delta_status(lake, t)
             status[t.name] = {"available": True, "rows": rows, "version": version}
         else:
@@ -373,7 +389,10 @@ def refresh_catalog(
                 )
                 for t in selected:
                     if status[t.name]["available"]:
-                        con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS SELECT * FROM delta_scan({uris[t.name]})')
+                        body = plans[t.name].sql(sql_literal_uri) if t.name in plans else f"SELECT * FROM delta_scan({uris[t.name]})"
+                        con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS {body}')
+                        if status[t.name]["rows"] is None and t.name in plans:  # some days excluded: count the view
+                            status[t.name]["rows"] = con.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()[0]
                         con.execute(f"COMMENT ON VIEW \"{t.name}\" IS {_sql_string(t.description, 'description')}")
                     else:
                         con.execute(f'DROP VIEW IF EXISTS "{t.name}"')
@@ -396,6 +415,11 @@ def refresh_catalog(
         "skipped": [t.name for t in selected if not status[t.name]["available"]],
         "row_counts": {n: s["rows"] for n, s in status.items() if s["available"]},
         "versions": {n: s["version"] for n, s in status.items() if s["available"]},
+        "held_back": {
+            n: {"unpublished_days": [d.isoformat() for d in s["unpublished_days"]],
+                "previous_publication_days": [d.isoformat() for d in s["previous_publication_days"]]}
+            for n, s in status.items() if s.get("unpublished_days") or s.get("previous_publication_days")
+        },
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
@@ -413,9 +437,17 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("sql", help="run one read-only query and print the result")
     q.add_argument("catalog")
     q.add_argument("sql")
+    v = sub.add_parser("reconcile", help="check that every published day reconciles (exit status 1 if one does not)")
+    v.add_argument("lake", help="lake root: a local folder or s3://bucket/prefix")
     args = p.parse_args(argv)
     if args.cmd == "refresh":
         print(json.dumps(refresh_catalog(Lake(args.lake), args.catalog), indent=2))
+    elif args.cmd == "reconcile":
+        from lake.manifest import verify_report
+
+        ok, report = verify_report(Lake(args.lake))
+        print(report)
+        return 0 if ok else 1
     else:
         with pl.Config(tbl_rows=50, tbl_cols=20):
             print(query(args.catalog, args.sql))

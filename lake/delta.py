@@ -8,6 +8,7 @@ concurrent-commit conflict, and returns what it wrote.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import time
@@ -133,6 +134,50 @@ class Lake:
         version = target.version()  # the written table object is updated in place by the commit
         return WriteResult(table.name, uri, version, data.height, partition.isoformat() if partition else None)
 
+    def create(self, table: Table) -> DeltaTable:
+        """The table, created empty with its declared schema if it does not exist yet."""
+        return self._open_or_create(table)
+
+    def append(self, table: Table, df: pl.DataFrame) -> WriteResult:
+        """Append rows (one commit); used for append-only logs such as the day manifest."""
+        data = table.conform(df)
+        target = self._open_or_create(table)
+        write_deltalake(target, data, partition_by=list(table.partition_by) or None, mode="append",
+                        storage_options=self.storage_options, writer_properties=WRITER_PROPERTIES)
+        return WriteResult(table.name, self.uri(table), target.version(), data.height, None)
+
+    def commit_partitions(self, table: Table | str, version: int) -> set[dt.date] | None:
+        """The ``date`` partitions whose data one commit of the table changed (from its log entry).
+
+        None if the commit file no longer exists (log cleanup after a checkpoint). Only the
+        ``date`` partition key is read: the day tables are partitioned by it.
+        """
+        rel = f"_delta_log/{int(version):020d}.json"
+        try:
+            if self.is_s3:
+                bucket, _, prefix = self.uri(table)[len("s3://") :].partition("/")
+                text = self._s3().get_object(Bucket=bucket, Key=f"{prefix}/{rel}")["Body"].read().decode()
+            else:
+                text = (Path(self.uri(table)) / rel).read_text()
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # S3 NoSuchKey
+            if "NoSuchKey" in type(e).__name__ or "NoSuchKey" in str(e):
+                return None
+            raise
+        days: set[dt.date] = set()
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            action = json.loads(line)
+            for kind in ("add", "remove"):
+                a = action.get(kind)
+                if a and a.get("dataChange", True):
+                    value = (a.get("partitionValues") or {}).get("date")
+                    if value:
+                        days.add(dt.date.fromisoformat(value))
+        return days
+
     def _open_or_create(self, table: Table) -> DeltaTable:
         try:
             return self.delta(table)
@@ -193,10 +238,19 @@ class Lake:
         return Path(uri).read_bytes()
 
     # ------------------------------------------------------------------ reading
-    def scan(self, table: Table | str) -> pl.LazyFrame:
+    # The day tables of ingestion (bronze index, silver, quarantine) are read *as published*
+    # (lake.manifest): a day shows up only once its manifest row names it, and a day being
+    # re-written keeps showing its previous publication. ``published=False`` reads the table as it
+    # stands (diagnostics, tests of the writer). Other tables are always read as they stand.
+    def scan(self, table: Table | str, *, published: bool = True, days: set[dt.date] | None = None) -> pl.LazyFrame:
+        if published:
+            from lake.manifest import day_table_role, plan
+
+            if day_table_role(table) is not None:
+                return plan(self, table, days).scan(self)
         return pl.scan_delta(self.uri(table), storage_options=self.storage_options)
 
-    def read_days(self, table: Table, lo: dt.date, hi: dt.date, columns: list[str] | None = None) -> pl.DataFrame:
+    def read_days(self, table: Table, lo: dt.date, hi: dt.date, columns: list[str] | None = None, *, published: bool = True) -> pl.DataFrame:
         """Rows of a date-partitioned table with ``lo <= date <= hi``.
 
         An absent table reads as an empty frame with the declared schema (callers that must
@@ -206,17 +260,18 @@ class Lake:
             raise ValueError(f"{table.name} is not partitioned by date (partition_by={table.partition_by})")
         if not self.exists(table):
             return pl.DataFrame(schema=table.polars_schema()).select(columns or table.column_names)
-        lf = self.scan(table).filter(pl.col("date").is_between(lo, hi))
+        span = {lo + dt.timedelta(days=i) for i in range((hi - lo).days + 1)} if hi >= lo else set()
+        lf = self.scan(table, published=published, days=span).filter(pl.col("date").is_between(lo, hi))
         return (lf.select(columns) if columns else lf).collect()
 
-    def read(self, table: Table | str, partition: dt.date | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+    def read(self, table: Table | str, partition: dt.date | None = None, columns: list[str] | None = None, *, published: bool = True) -> pl.DataFrame:
         """Read a table (optionally one partition) into polars; an absent table raises a clear error."""
         if not self.exists(table):
             raise FileNotFoundError(f"Delta table {self.uri(table)} does not exist yet: materialise its producer first")
-        lf = self.scan(table)
+        tbl = table if isinstance(table, Table) else None
+        col = tbl.partition_by[0] if tbl and tbl.partition_by else "date"
+        lf = self.scan(table, published=published, days={partition} if partition is not None and col == "date" else None)
         if partition is not None:
-            tbl = table if isinstance(table, Table) else None
-            col = tbl.partition_by[0] if tbl and tbl.partition_by else "date"
             lf = lf.filter(pl.col(col) == partition)
         if columns is not None:
             lf = lf.select(columns)

@@ -15,7 +15,9 @@ One pass over the partition's landing files (``<source>/<YYYY-MM-DD>/...``), in 
 5. flag accepted records ok / warning / anomaly (quality.rules);
 6. re-land late/early records in their own day's landing folder (forward_late_records);
 7. write the bronze file index, silver and quarantine, each replacing exactly this partition
-   (a backfill writes day N while day N+1 goes through steps 1-6: ingest_partitions).
+   (a backfill writes day N while day N+1 goes through steps 1-6: ingest_partitions), then
+   publish the day with a manifest row naming the three versions (lake.manifest): readers see
+   the day only from then on, and the previous publication until then.
 
 Only silver is a full-size write: bronze is a byte copy plus one index row per file, and
 quarantine holds the rejects. Counts reconcile by construction and are checked before anything
@@ -29,6 +31,7 @@ import functools
 import io
 import json
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from lake import manifest
 from lake.delta import Lake, WriteResult
 from lake.landing import LandedFile, LandingZone
 from lake.schemas import DEFAULT_TIMEZONE, UTC_TS, Source, day_bounds_utc
@@ -81,6 +85,7 @@ class IngestResult:
     writes: dict[str, WriteResult] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     forwarded: dict[dt.date, str] = field(default_factory=dict)  # late records re-landed for their own day
+    published: dict = field(default_factory=dict)  # the manifest row that published the day (lake.manifest)
 
     @property
     def reconciles(self) -> bool:
@@ -608,21 +613,35 @@ def write_partition_frames(
     frames: dict[str, pl.DataFrame],
     res: IngestResult,
     *,
+    run_id: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Replace the partition in silver, quarantine and the bronze index (each its own commit)."""
+    """Replace the partition in silver, quarantine and the bronze index (each its own commit), then
+    publish the day: the manifest row written last makes the three visible together (lake.manifest)."""
     t = time.perf_counter()
+    manifest.ensure_manifest(lake, src)  # before any data write: from now on an unpublished day is invisible
+
+    def write(layer: str) -> WriteResult:
+        w = lake.write_partition(getattr(src, layer), frames[layer], partition)
+        manifest.fault_point(f"after_{layer}", src, partition)
+        return w
+
     # the two small commits go alongside the large silver write (delta-rs releases the GIL)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        small = {layer: pool.submit(lake.write_partition, getattr(src, layer), frames[layer], partition) for layer in ("quarantine", "bronze")}
-        res.writes["silver"] = lake.write_partition(src.silver, frames["silver"], partition)
+        small = {layer: pool.submit(write, layer) for layer in ("quarantine", "bronze")}
+        res.writes["silver"] = write("silver")
         for layer, fut in small.items():
             res.writes[layer] = fut.result()
+    manifest.fault_point("before_manifest", src, partition)
+    counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
+              "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
+    res.published = manifest.publish(lake, src, partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    manifest.fault_point("after_manifest", src, partition)
     res.timings_s["write"] = time.perf_counter() - t
     if progress:
         progress(
             f"{src.name} {partition}: {res.raw_rows} records = {res.silver_rows} silver + "
-            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates"
+            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; published"
         )
     return res
 
@@ -638,10 +657,11 @@ def ingest_partition(
     rules: QualityRules = DEFAULT_RULES,
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
+    run_id: str | None = None,
 ) -> IngestResult:
     """Build one partition, forward its late/early records to their own day's landing folder (see
-    forward_late_records), and replace it in the bronze index, silver and quarantine."""
-    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late)[0]
+    forward_late_records), replace it in the bronze index, silver and quarantine, and publish it."""
+    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late, run_id=run_id)[0]
 
 
 def ingest_partitions(
@@ -655,6 +675,7 @@ def ingest_partitions(
     rules: QualityRules = DEFAULT_RULES,
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
+    run_id: str | None = None,
 ) -> list[IngestResult]:
     """Ingest several days (a backfill), each its own atomic partition replacement, in order.
 
@@ -662,9 +683,11 @@ def ingest_partitions(
     partition on one core), this thread reads and validates day N+1. At most two days are in
     memory (the one being written and the one being built). Late/early records are forwarded
     right after their day is built, so a forwarded file is in place before the day it targets is
-    read. A failed write stops the loop and raises; days before it are committed, later days are
-    not written (re-running rewrites the same forwarded files: idempotent).
+    read. A failed write stops the loop and raises; days before it are published, later days are
+    not written (re-running rewrites the same forwarded files: idempotent). Each day is published
+    by its own manifest row once its three tables are written; ``run_id`` names the run there.
     """
+    run_id = run_id or uuid.uuid4().hex
     results: list[IngestResult] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridlake-writer") as writer:
         pending = None
@@ -675,7 +698,7 @@ def ingest_partitions(
                 res.forwarded = forward_late_records(zone, src, day, frames["quarantine"])
             if pending is not None:
                 results.append(pending.result())
-            pending = writer.submit(write_partition_frames, lake, src, day, frames, res, progress=progress)
+            pending = writer.submit(write_partition_frames, lake, src, day, frames, res, run_id=run_id, progress=progress)
             del frames, res
         if pending is not None:
             results.append(pending.result())

@@ -45,7 +45,7 @@ class Column:
 @dataclass(frozen=True)
 class Table:
     name: str
-    layer: str  # reference | bronze | silver | quarantine | gold | truth
+    layer: str  # reference | bronze | silver | quarantine | manifest | gold | truth
     columns: tuple[Column, ...]
     description: str = ""
     partition_by: tuple[str, ...] = ()
@@ -115,6 +115,17 @@ class Source:
     @property
     def quarantine(self) -> Table:
         return TABLES[f"quarantine_{self.name}"]
+
+    @property
+    def manifest(self) -> Table:
+        """The day-publication log: a day's bronze index, silver and quarantine are visible to
+        readers only at the Delta versions its latest row names (lake.manifest)."""
+        return TABLES[f"ingest_manifest_{self.name}"]
+
+    @property
+    def day_tables(self) -> dict[str, Table]:
+        """The three tables one ingestion of a day replaces together, by role."""
+        return {"bronze": self.bronze, "silver": self.silver, "quarantine": self.quarantine}
 
 
 def _f(name: str, description: str, lo: float | None = None, hi: float | None = None, required: bool = True) -> Column:
@@ -267,6 +278,38 @@ def _quarantine(src: Source) -> Table:
         cols,
         f"{src.description}: rejected records with a reason and their source location",
         partition_by=("date",),
+    )
+
+
+def _manifest(src: Source) -> Table:
+    # Written last, after the three tables of a day: appending a row publishes the day at the Delta
+    # versions it names (append-only: every publication stays, the latest per date is in force).
+    def version(role: str) -> Column:
+        return Column(f"{role}_version", pl.Int64, False, f"Delta version of {role}_{src.name}{'_files' if role == 'bronze' else ''} holding this day's publication")
+
+    def count(name: str, what: str) -> Column:
+        return Column(name, pl.Int64, False, what, 0.0)
+
+    cols = (
+        Column("source", pl.Utf8, False, "the raw source", allowed=(src.name,)),
+        _DATE,
+        Column("run_id", pl.Utf8, False, "the ingestion run that wrote and published the day"),
+        version("bronze"),
+        version("silver"),
+        version("quarantine"),
+        count("files", "landing files indexed in bronze"),
+        count("bronze_records", "records read from the landing files"),
+        count("silver_rows", "rows accepted into silver"),
+        count("quarantined_rows", "records rejected (duplicates excluded)"),
+        count("duplicate_rows", "records dropped as duplicates"),
+        Column("published_at", UTC_TS, False, "when the day was published (the manifest commit)"),
+    )
+    return Table(
+        f"ingest_manifest_{src.name}",
+        "manifest",
+        cols,
+        f"{src.description}: day publications (bronze/silver/quarantine versions and counts), newest row per date in force",
+        key=("date", "published_at"),
     )
 
 
@@ -807,7 +850,7 @@ TABLES: dict[str, Table] = {}
 for _t in _REFERENCE + _TRUTH + _GOLD + tuple(FORECAST_TABLES.values()) + tuple(GRID_TABLES.values()) + tuple(OPT_TABLES.values()):
     TABLES[_t.name] = _t
 for _s in SOURCES.values():
-    for _t in (_bronze(_s), _silver(_s), _quarantine(_s)):
+    for _t in (_bronze(_s), _silver(_s), _quarantine(_s), _manifest(_s)):
         TABLES[_t.name] = _t
 
 
