@@ -4,7 +4,7 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 STAMP := .venv/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast bench-ingest bench-forecast bench-ml bench-opt bench services clean dev
+.PHONY: install demo test test-fast bench-ingest bench-manifest bench-forecast bench-ml bench-opt bench services clean dev
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ test-fast: install
 
 bench-ingest: install
 	$(PY) -m benchmarks.bench_ingest
+
+bench-manifest: install
+	$(PY) -m benchmarks.bench_manifest_read
 
 bench-forecast: install
 	$(PY) -m benchmarks.bench_forecast

@@ -138,10 +138,13 @@ class Lake:
         """The table, created empty with its declared schema if it does not exist yet."""
         return self._open_or_create(table)
 
-    def append(self, table: Table, df: pl.DataFrame) -> WriteResult:
-        """Append rows (one commit); used for append-only logs such as the day manifest."""
+    def append(self, table: Table, df: pl.DataFrame, *, target: DeltaTable | None = None) -> WriteResult:
+        """Append rows (one commit); used for append-only logs such as the day manifest.
+
+        ``target``: the table already open (it is updated in place by the commit), to skip loading it.
+        """
         data = table.conform(df)
-        target = self._open_or_create(table)
+        target = target if target is not None else self._open_or_create(table)
         write_deltalake(target, data, partition_by=list(table.partition_by) or None, mode="append",
                         storage_options=self.storage_options, writer_properties=WRITER_PROPERTIES)
         return WriteResult(table.name, self.uri(table), target.version(), data.height, None)

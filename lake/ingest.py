@@ -614,12 +614,15 @@ def write_partition_frames(
     res: IngestResult,
     *,
     run_id: str | None = None,
+    publisher: manifest.Publisher | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestResult:
     """Replace the partition in silver, quarantine and the bronze index (each its own commit), then
-    publish the day: the manifest row written last makes the three visible together (lake.manifest)."""
+    publish the day: the manifest row written last makes the three visible together (lake.manifest).
+    ``publisher``: the run's open manifest (one is created otherwise)."""
     t = time.perf_counter()
-    manifest.ensure_manifest(lake, src)  # before any data write: from now on an unpublished day is invisible
+    # before any data write: the manifest exists, so from now on an unpublished day is invisible
+    publisher = publisher or manifest.Publisher(lake, src)
 
     def write(layer: str) -> WriteResult:
         w = lake.write_partition(getattr(src, layer), frames[layer], partition)
@@ -635,7 +638,7 @@ def write_partition_frames(
     manifest.fault_point("before_manifest", src, partition)
     counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
               "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
-    res.published = manifest.publish(lake, src, partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
     manifest.fault_point("after_manifest", src, partition)
     res.timings_s["write"] = time.perf_counter() - t
     if progress:
@@ -688,6 +691,7 @@ def ingest_partitions(
     by its own manifest row once its three tables are written; ``run_id`` names the run there.
     """
     run_id = run_id or uuid.uuid4().hex
+    publisher = manifest.Publisher(lake, src)
     results: list[IngestResult] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridlake-writer") as writer:
         pending = None
@@ -698,7 +702,7 @@ def ingest_partitions(
                 res.forwarded = forward_late_records(zone, src, day, frames["quarantine"])
             if pending is not None:
                 results.append(pending.result())
-            pending = writer.submit(write_partition_frames, lake, src, day, frames, res, run_id=run_id, progress=progress)
+            pending = writer.submit(write_partition_frames, lake, src, day, frames, res, run_id=run_id, publisher=publisher, progress=progress)
             del frames, res
         if pending is not None:
             results.append(pending.result())

@@ -64,36 +64,50 @@ def day_table_role(table: Table | str) -> tuple[Source, str] | None:
 # ----------------------------------------------------------------------------- writing
 
 
-def ensure_manifest(lake: Lake, src: Source) -> None:
-    """Create the (empty) manifest table if absent: from then on unpublished days are invisible."""
-    if not lake.exists(src.manifest):
-        lake.create(src.manifest)
+def ensure_manifest(lake: Lake, src: Source) -> DeltaTable:
+    """The manifest table, created empty if absent: from then on unpublished days are invisible."""
+    return lake.create(src.manifest)
 
 
-def publish(lake: Lake, src: Source, day: dt.date, writes: dict[str, WriteResult], counts: dict[str, int], run_id: str,
-            *, retries: int = 5) -> dict:
-    """Append the manifest row that makes ``day`` visible at the versions of ``writes`` (one commit)."""
-    missing = [r for r in ROLES if r not in writes]
-    if missing:
-        raise ValueError(f"{src.name} {day}: cannot publish without the {missing} write(s)")
-    row = {
-        "source": src.name,
-        "date": day,
-        "run_id": run_id,
-        **{f"{r}_version": writes[r].version for r in ROLES},
-        **{k: int(counts[k]) for k in ("files", "bronze_records", "silver_rows", "quarantined_rows", "duplicate_rows")},
-        "published_at": dt.datetime.now(dt.timezone.utc),
-    }
-    frame = src.manifest.conform(pl.DataFrame([row]))
-    for attempt in range(retries + 1):
-        try:
-            lake.append(src.manifest, frame)
-            break
-        except CommitFailedError:
-            if attempt == retries:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-    return row
+class Publisher:
+    """Publishes the days of one source. Creating it creates the manifest table (so it must exist
+    before the first data write); it keeps the table open across the days of a run, so a
+    publication is one small append commit."""
+
+    def __init__(self, lake: Lake, src: Source):
+        self.lake, self.src = lake, src
+        self.table = ensure_manifest(lake, src)
+
+    def publish(self, day: dt.date, writes: dict[str, WriteResult], counts: dict[str, int], run_id: str, *, retries: int = 5) -> dict:
+        """Append the manifest row that makes ``day`` visible at the versions of ``writes`` (one commit)."""
+        src = self.src
+        missing = [r for r in ROLES if r not in writes]
+        if missing:
+            raise ValueError(f"{src.name} {day}: cannot publish without the {missing} write(s)")
+        row = {
+            "source": src.name,
+            "date": day,
+            "run_id": run_id,
+            **{f"{r}_version": writes[r].version for r in ROLES},
+            **{k: int(counts[k]) for k in ("files", "bronze_records", "silver_rows", "quarantined_rows", "duplicate_rows")},
+            "published_at": dt.datetime.now(dt.timezone.utc),
+        }
+        frame = pl.DataFrame([row])
+        for attempt in range(retries + 1):
+            try:
+                self.lake.append(src.manifest, frame, target=self.table)
+                break
+            except CommitFailedError:
+                if attempt == retries:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+                self.table = self.lake.delta(src.manifest)  # another run published meanwhile: retry on its version
+        return row
+
+
+def publish(lake: Lake, src: Source, day: dt.date, writes: dict[str, WriteResult], counts: dict[str, int], run_id: str) -> dict:
+    """One publication (see :class:`Publisher`)."""
+    return Publisher(lake, src).publish(day, writes, counts, run_id)
 
 
 #: test hook: ``GRIDLAKE_KILL_AT=<point>[@<YYYY-MM-DD>]`` makes the writing process SIGKILL itself
@@ -226,27 +240,34 @@ def plan(lake: Lake, table: Table | str, days: set[dt.date] | None = None) -> Re
 # ----------------------------------------------------------------------------- reconciliation
 
 
-def verify_day(lake: Lake, src: Source, day: dt.date) -> dict:
+def verify_day(lake: Lake, src: Source, day: dt.date, *, attempts: int = 3) -> dict:
     """Counts of one day re-read from the tables as published, checked against its manifest row.
 
     ``ok`` when the day is published, ``bronze records = silver + quarantined + duplicates`` holds
-    in the tables (``difference`` 0) and every count equals what the manifest recorded.
+    in the tables (``difference`` 0) and every count equals what the manifest recorded. The three
+    tables are read one after the other: if the day is published anew meanwhile (the manifest row
+    changed), the day is counted again, so the figures always come from one publication.
     """
     from lake.ingest import reconcile_from_tables  # the check's own counting (lake.ingest imports this module)
 
-    row = published(lake, src).filter(pl.col("date") == day)
-    counts = reconcile_from_tables(lake, src, day)
-    out = {"source": src.name, "date": day.isoformat(), "published": row.height == 1, **counts}
-    if row.height:
-        m = row.row(0, named=True)
+    def row() -> dict | None:
+        r = published(lake, src).filter(pl.col("date") == day)
+        return r.row(0, named=True) if r.height else None
+
+    for _ in range(attempts):
+        m = row()
+        counts = reconcile_from_tables(lake, src, day)
+        if row() == m:
+            break
+    out = {"source": src.name, "date": day.isoformat(), "published": m is not None, **counts}
+    if m is not None:
         out["run_id"] = m["run_id"]
         out["manifest_mismatch"] = {
-            k: {"manifest": m[mk], "tables": counts[k]}
-            for k, mk in (("bronze_records", "bronze_records"), ("silver_rows", "silver_rows"),
-                          ("quarantined_rows", "quarantined_rows"), ("duplicate_rows", "duplicate_rows"))
-            if m[mk] != counts[k]
+            k: {"manifest": m[k], "tables": counts[k]}
+            for k in ("bronze_records", "silver_rows", "quarantined_rows", "duplicate_rows")
+            if m[k] != counts[k]
         }
-    out["ok"] = bool(out["published"] and counts["difference"] == 0 and not out.get("manifest_mismatch"))
+    out["ok"] = bool(m is not None and counts["difference"] == 0 and not out.get("manifest_mismatch"))
     return out
 
 

@@ -223,3 +223,20 @@ def test_on_s3_a_rewritten_day_reads_as_published_in_polars_and_duckdb(moto_s3, 
     cat = tmp_path / "s3.duckdb"
     refresh_catalog(lake, cat, [SRC.silver])
     assert query(cat, "SELECT date, count(*) AS n FROM silver_meter_readings GROUP BY 1 ORDER BY 1").rows() == [(D1, 24), (D2, 24)]
+
+
+def test_reconcile_outside_dagster_names_a_published_day_that_does_not_reconcile(clean, tmp_path):
+    from lake.catalog import main
+
+    lake, zone = new_lake(tmp_path, clean["ref"], "tampered")
+    assert main(["reconcile", lake.root]) == 0
+    # someone publishes day 2 with a silver partition that lost rows (the counts claim otherwise)
+    pub = manifest.published(lake, SRC).filter(pl.col("date") == D2).row(0, named=True)
+    w = lake.write_partition(SRC.silver, lake.read(SRC.silver, D2).head(20), D2)
+    writes = {r: w if r == "silver" else lake.write_partition(SRC.day_tables[r], lake.read(SRC.day_tables[r], D2), D2) for r in manifest.ROLES}
+    manifest.publish(lake, SRC, D2, writes, pub, "tamper")
+    bad = [r for r in manifest.verify(lake) if not r["ok"]]
+    assert [(r["date"], r["difference"], r["manifest_mismatch"]) for r in bad] == [
+        (D2.isoformat(), 4, {"silver_rows": {"manifest": 24, "tables": 20}})
+    ]
+    assert main(["reconcile", lake.root]) == 1
