@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from lake.schemas import TABLES
 from pipelines.resources import CatalogResource, LakeResource
 
-CATALOG_DEPS = [n for n, t in TABLES.items() if t.layer in ("silver", "gold", "quarantine", "reference")]
+CATALOG_DEPS = [n for n, t in TABLES.items() if t.layer in ("silver", "gold", "quarantine", "reference", "manifest")]
 
 
 @asset(group_name="analytics", deps=CATALOG_DEPS, kinds={"duckdb"}, description="DuckDB views over every Delta table (delta_scan)")

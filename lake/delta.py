@@ -246,12 +246,22 @@ class Lake:
     # re-written keeps showing its previous publication. ``published=False`` reads the table as it
     # stands (diagnostics, tests of the writer). Other tables are always read as they stand.
     def scan(self, table: Table | str, *, published: bool = True, days: set[dt.date] | None = None) -> pl.LazyFrame:
+        """A lazy frame of the table (a day table as published, restricted to ``days`` if given)."""
+        lf = self._lazy(table, published, days)
+        return lf if lf is not None else pl.scan_delta(self.uri(table), storage_options=self.storage_options)
+
+    def _lazy(self, table: Table | str, published: bool, days: set[dt.date] | None) -> pl.LazyFrame | None:
+        """The lazy frame, or None if the table does not exist (one Delta log load either way)."""
         if published:
             from lake.manifest import day_table_role, plan
 
             if day_table_role(table) is not None:
-                return plan(self, table, days).scan(self)
-        return pl.scan_delta(self.uri(table), storage_options=self.storage_options)
+                p = plan(self, table, days)
+                return p.scan(self) if p.pinned is not None else None
+        try:
+            return pl.scan_delta(self.delta(table))
+        except TableNotFoundError:
+            return None
 
     def read_days(self, table: Table, lo: dt.date, hi: dt.date, columns: list[str] | None = None, *, published: bool = True) -> pl.DataFrame:
         """Rows of a date-partitioned table with ``lo <= date <= hi``.
@@ -261,19 +271,20 @@ class Lake:
         """
         if not table.partition_by or table.partition_by[0] != "date":
             raise ValueError(f"{table.name} is not partitioned by date (partition_by={table.partition_by})")
-        if not self.exists(table):
-            return pl.DataFrame(schema=table.polars_schema()).select(columns or table.column_names)
         span = {lo + dt.timedelta(days=i) for i in range((hi - lo).days + 1)} if hi >= lo else set()
-        lf = self.scan(table, published=published, days=span).filter(pl.col("date").is_between(lo, hi))
+        lf = self._lazy(table, published, span)
+        if lf is None:
+            return pl.DataFrame(schema=table.polars_schema()).select(columns or table.column_names)
+        lf = lf.filter(pl.col("date").is_between(lo, hi))
         return (lf.select(columns) if columns else lf).collect()
 
     def read(self, table: Table | str, partition: dt.date | None = None, columns: list[str] | None = None, *, published: bool = True) -> pl.DataFrame:
         """Read a table (optionally one partition) into polars; an absent table raises a clear error."""
-        if not self.exists(table):
-            raise FileNotFoundError(f"Delta table {self.uri(table)} does not exist yet: materialise its producer first")
         tbl = table if isinstance(table, Table) else None
         col = tbl.partition_by[0] if tbl and tbl.partition_by else "date"
-        lf = self.scan(table, published=published, days={partition} if partition is not None and col == "date" else None)
+        lf = self._lazy(table, published, {partition} if partition is not None and col == "date" else None)
+        if lf is None:
+            raise FileNotFoundError(f"Delta table {self.uri(table)} does not exist yet: materialise its producer first")
         if partition is not None:
             lf = lf.filter(pl.col(col) == partition)
         if columns is not None:

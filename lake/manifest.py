@@ -69,6 +69,10 @@ def ensure_manifest(lake: Lake, src: Source) -> DeltaTable:
     return lake.create(src.manifest)
 
 
+#: the manifest is compacted when its snapshot has more files than this
+COMPACT_ABOVE_FILES = 32
+
+
 class Publisher:
     """Publishes the days of one source. Creating it creates the manifest table (so it must exist
     before the first data write); it keeps the table open across the days of a run, so a
@@ -102,6 +106,10 @@ class Publisher:
                     raise
                 time.sleep(0.1 * (attempt + 1))
                 self.table = self.lake.delta(src.manifest)  # another run published meanwhile: retry on its version
+        if len(self.table.file_uris()) > COMPACT_ABOVE_FILES:
+            # every reader reads the whole manifest: keep it a few files (measured: 1,000 one-row
+            # files read in 194 ms, compacted 21 ms). A compaction changes no data (dataChange=false).
+            self.table.optimize.compact()
         return row
 
 

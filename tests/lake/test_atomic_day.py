@@ -240,3 +240,17 @@ def test_reconcile_outside_dagster_names_a_published_day_that_does_not_reconcile
         (D2.isoformat(), 4, {"silver_rows": {"manifest": 24, "tables": 20}})
     ]
     assert main(["reconcile", lake.root]) == 1
+
+
+def test_the_manifest_stays_a_few_files_and_keeps_every_publication(tmp_path, monkeypatch):
+    monkeypatch.setattr(manifest, "COMPACT_ABOVE_FILES", 4)
+    lake = Lake(tmp_path / "lake")
+    pub = manifest.Publisher(lake, SRC)
+    writes = {r: type("W", (), {"version": 1})() for r in manifest.ROLES}
+    counts = dict(files=1, bronze_records=2, silver_rows=2, quarantined_rows=0, duplicate_rows=0)
+    days = [D1 + dt.timedelta(days=i) for i in range(10)]
+    for d in days:
+        pub.publish(d, writes, counts, f"run-{d.day}")
+    assert len(lake.delta(SRC.manifest).file_uris()) <= 5
+    pubs = manifest.publications(lake, SRC)
+    assert pubs["date"].to_list() == days and pubs["run_id"].to_list() == [f"run-{d.day}" for d in days]
