@@ -14,8 +14,8 @@ from pipelines.resources import CatalogResource, GridSettings, LakeResource, Lan
 
 DAY = "2026-11-01"  # the fall-back day
 INGEST_AND_GOLD = [
-    "bronze_meter_readings_files", "silver_meter_readings", "quarantine_meter_readings",
-    "bronze_scada_files", "silver_scada", "quarantine_scada",
+    "bronze_meter_readings_files", "silver_meter_readings", "quarantine_meter_readings", "ingest_manifest_meter_readings",
+    "bronze_scada_files", "silver_scada", "quarantine_scada", "ingest_manifest_scada",
     "gold_load_hourly", "gold_load_daily", "gold_grid_health_daily",
 ]  # fmt: skip
 
@@ -138,7 +138,7 @@ def test_landing_and_delta_tables_on_an_s3_endpoint(moto_s3, small_sim, tmp_path
     res = _resources("s3://gridlake-lake/lake", "s3://gridlake-landing/raw", tmp_path)
     instance = DagsterInstance.ephemeral()
     assert materialize(ALL_ASSETS, selection=["ref_meters", "ref_transformers", "ref_weather_stations"], instance=instance, resources=res).success
-    run = materialize(ALL_ASSETS, selection=INGEST_AND_GOLD[:6], instance=instance, resources=res, partition_key=DAY)
+    run = materialize(ALL_ASSETS, selection=INGEST_AND_GOLD[:8], instance=instance, resources=res, partition_key=DAY)
     assert run.success
     keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="gridlake-lake") for o in p.get("Contents", [])]
     assert any(k.startswith("lake/silver_meter_readings/_delta_log/") for k in keys)
