@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,            -- one Alertmanager /api/v2/alerts element (JSON)
     enqueued_at REAL NOT NULL         -- unix time of submit()
 );
+CREATE TABLE IF NOT EXISTS submitted_keys (  -- submit(..., keys=): each key enqueued once, ever
+    key TEXT PRIMARY KEY,
+    submitted_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY,
     payload TEXT NOT NULL,
@@ -89,22 +93,36 @@ class Outbox:
         return db
 
     # ---- producer side --------------------------------------------------------------------------------
-    def submit(self, alerts: Sequence[Alert]) -> None:
-        """Durably enqueue ``alerts`` (committed when this returns) and wake the drainer."""
+    def submit(self, alerts: Sequence[Alert], keys: Sequence[str] | None = None) -> int:
+        """Durably enqueue ``alerts`` (committed when this returns) and wake the drainer; returns how many.
+
+        keys: one idempotency key per alert (e.g. the gold row's fingerprint for batch alerts): an alert whose
+        key was submitted before, by any process using this file, is skipped.
+        """
+        if keys is not None and len(keys) != len(alerts):
+            raise ValueError(f"submit: {len(alerts)} alerts but {len(keys)} keys")
         if not alerts:
-            return
+            return 0
         now = time.time()
-        rows = [(json.dumps(a.to_alertmanager(), separators=(",", ":")), now) for a in alerts]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if keys is not None:
+                    fresh = []
+                    for a, k in zip(alerts, keys):
+                        if self._db.execute("INSERT OR IGNORE INTO submitted_keys VALUES (?, ?)", (k, now)).rowcount:
+                            fresh.append(a)
+                    alerts = fresh
+                rows = [(json.dumps(a.to_alertmanager(), separators=(",", ":")), now) for a in alerts]
                 self._db.executemany("INSERT INTO outbox (payload, enqueued_at) VALUES (?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        self._idle.clear()
-        self._wake.set()
+        if alerts:
+            self._idle.clear()
+            self._wake.set()
+        return len(alerts)
 
     def depth(self) -> int:
         """Alerts enqueued and not yet accepted by Alertmanager."""

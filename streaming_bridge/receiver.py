@@ -256,6 +256,26 @@ class AlertStore:
                     )
         return len(new)
 
+    def exists(self) -> bool:
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (f'"{self.schema}"."{ALERTS.name}"',))
+            return cur.fetchone()[0] is not None
+
+    def critical_transformer_alerts(self, after: datetime, settle_s: float = 5.0) -> list[tuple[str, datetime, datetime]]:
+        """Firing critical alerts with a ``transformer`` label received after ``after`` and at least ``settle_s``
+        ago (so a transaction still in flight cannot commit behind the cursor): (transformer, starts_at,
+        received_at), oldest receipt first. The failure-risk rescoring sensor reads this."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT transformer, starts_at, received_at FROM {} WHERE severity = 'critical' AND status = 'firing' "
+                    "AND transformer IS NOT NULL AND transformer <> '' AND received_at > %s "
+                    "AND received_at <= now() - make_interval(secs => %s) ORDER BY received_at, transformer"
+                ).format(self._q["alerts"]),
+                (after, settle_s),
+            )
+            return cur.fetchall()
+
     def close(self) -> None:
         self.pool.closeall()
 
