@@ -93,6 +93,8 @@ class AlertingResource(ConfigurableResource):
     outbox_path: str = _default("GRIDLAKE_BATCH_OUTBOX", ".demo/batch_alert_outbox.db")
     alerts_schema: str = _default("GRIDLAKE_ALERTS_SCHEMA", "public")
     flush_timeout_s: float = 30.0
+    #: the critical-alert sensor reads rows received at least this long ago (receiver transactions settle)
+    settle_s: float = 5.0
 
     def outbox(self):
         from streaming_bridge.am_client import AlertmanagerClient

@@ -65,7 +65,7 @@ def critical_alert_sensor(context: SensorEvaluationContext, alerting: AlertingRe
     try:
         if not store.exists():
             return SkipReason(f"no alerts table in schema {alerting.alerts_schema} (is the bridge's receiver deployed?)")
-        rows = store.critical_transformer_alerts(after)
+        rows = store.critical_transformer_alerts(after, alerting.settle_s)
     finally:
         store.close()
     if not rows:

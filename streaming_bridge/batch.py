@@ -8,14 +8,16 @@ gold alert once, however often it runs.
 
 ``startsAt`` is the posting time, not the hour window the batch looked at: Alertmanager skips ``group_wait``
 (and the inhibition window with it) for alerts whose ``startsAt`` is already older than ``group_wait``; the
-window is in the annotations.
+window is in the annotations. ``endsAt`` is ``hold`` later (default 4 h): a batch finding is a past window,
+nothing will resolve it, so it stays visible (and silenceable) for that long and then resolves; the outbox
+re-posts it until then like any firing alert.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import polars as pl
@@ -58,6 +60,7 @@ def gold_alerts_to_alerts(
     topo: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
     min_severity: str = "critical",
     now: datetime | None = None,
+    hold: timedelta = timedelta(hours=4),
 ) -> list[tuple[str, Alert]]:
     """``gold_alerts`` rows at or above ``min_severity`` (gold ``alert`` < ``critical``) -> (gold fingerprint, Alert)."""
     if min_severity not in SEVERITY:
@@ -88,7 +91,7 @@ def gold_alerts_to_alerts(
             "dagster_url": dagster_url("gold_alerts", str(r["date"])),
             "runbook": RUNBOOK[name],
         }
-        out.append((r["fingerprint"], Alert({k: str(v) for k, v in labels.items() if v is not None}, annotations, starts_at=now,
+        out.append((r["fingerprint"], Alert({k: str(v) for k, v in labels.items() if v is not None}, annotations, starts_at=now, ends_at=now + hold,
                                             generator_url=annotations["dagster_url"])))
     return out
 

@@ -9,6 +9,13 @@ Alertmanager deduplicates by label set, and the receivers are idempotent on (fin
 
 A request Alertmanager rejects as invalid (4xx other than 429) is split to find the offending alerts;
 those move to the ``rejected`` table with Alertmanager's reason (nothing is silently lost), the rest go on.
+
+Alertmanager keeps alerts in memory only (its storage holds silences and the notification log), and
+expires a firing alert ``resolve_timeout`` (5 min) after it last heard of it. So, as Prometheus does, the
+outbox keeps the set of firing alerts (``active`` table: a firing submit adds or replaces by label set, a
+resolve removes, an ``endsAt`` passing drops it) and re-posts it every ``resend_interval`` seconds and at
+once after an outage: a restarted Alertmanager learns every alert that is still firing, and alerts it had
+accepted but not yet notified before it stopped are not lost.
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS submitted_keys (  -- submit(..., keys=): each key enqueued once, ever
     key TEXT PRIMARY KEY,
     submitted_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS active (  -- firing alerts, re-posted every resend_interval and after an outage
+    fingerprint TEXT PRIMARY KEY,     -- Alert.fingerprint(): the label set
+    payload TEXT NOT NULL,
+    ends_at REAL                      -- unix time of endsAt, if the alert carries one (e.g. batch alerts)
 );
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY,
@@ -65,6 +77,7 @@ class Outbox:
         min_backoff: float = 0.05,
         max_backoff: float = 5.0,
         on_posted: OnPosted | None = None,
+        resend_interval: float = 60.0,
         start: bool = True,
     ):
         self.path = Path(path)
@@ -73,6 +86,8 @@ class Outbox:
         self.batch_size = batch_size
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         self.on_posted = on_posted
+        self.resend_interval = resend_interval
+        self.resends = 0  # times the active set was re-posted
         self.posted = 0  # alerts posted by this instance
         self.failures = 0  # failed POST attempts
         self.last_error: str | None = None
@@ -115,6 +130,12 @@ class Outbox:
                     alerts = fresh
                 rows = [(json.dumps(a.to_alertmanager(), separators=(",", ":")), now) for a in alerts]
                 self._db.executemany("INSERT INTO outbox (payload, enqueued_at) VALUES (?, ?)", rows)
+                for a, (payload, _) in zip(alerts, rows):
+                    end = a.ends_at.timestamp() if a.ends_at is not None else None
+                    if end is not None and end <= now:
+                        self._db.execute("DELETE FROM active WHERE fingerprint = ?", (a.fingerprint(),))
+                    else:
+                        self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?)", (a.fingerprint(), payload, end))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -128,6 +149,24 @@ class Outbox:
         """Alerts enqueued and not yet accepted by Alertmanager."""
         with self._lock:
             return self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def active(self) -> int:
+        """Firing alerts the outbox keeps re-posting."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM active").fetchone()[0]
+
+    def resend_active(self) -> int:
+        """Enqueue every firing alert again (dropping those whose endsAt has passed); returns how many."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM active WHERE ends_at IS NOT NULL AND ends_at <= ?", (now,))
+            n = self._db.execute("INSERT INTO outbox (payload, enqueued_at) SELECT payload, ? FROM active ORDER BY rowid", (now,)).rowcount
+            self._db.execute("COMMIT")
+        self.resends += 1
+        self._idle.clear()
+        self._wake.set()
+        return n
 
     def rejected(self) -> list[tuple[dict, str]]:
         """Alerts Alertmanager refused as invalid, with its reason."""
@@ -205,20 +244,29 @@ class Outbox:
 
     def _run(self) -> None:
         backoff = self.min_backoff
+        last_resend, outage = time.monotonic(), False
         while not self._stop.is_set():
             self._wake.clear()
+            if time.monotonic() - last_resend >= self.resend_interval:
+                self.resend_active()
+                last_resend = time.monotonic()
             rows = self._batch()
             if not rows:
                 self._idle.set()
-                self._wake.wait(1.0)
+                self._wake.wait(min(1.0, max(0.01, self.resend_interval - (time.monotonic() - last_resend))))
                 continue
             try:
                 self._post(rows)
                 backoff = self.min_backoff
                 self.last_error = None
+                if outage:  # Alertmanager is back, maybe restarted empty: tell it everything still firing
+                    outage = False
+                    self.resend_active()
+                    last_resend = time.monotonic()
             except AlertmanagerError as e:
                 self.failures += 1
                 self.last_error = str(e)
+                outage = True
                 log.warning("outbox: %d alerts not delivered (%s); retrying in %.2f s", len(rows), e, backoff)
                 self._stop.wait(backoff * random.uniform(0.5, 1.0))
                 backoff = min(self.max_backoff, backoff * 2)

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -325,8 +326,21 @@ class WebhookReceiver:
         self.errors = 0
         recv = self
 
+        self._conns: set = set()  # open keep-alive connections, closed by stop()
+        self._conns_lock = threading.Lock()
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                with recv._conns_lock:
+                    recv._conns.add(self.request)
+
+            def finish(self):
+                with recv._conns_lock:
+                    recv._conns.discard(self.request)
+                super().finish()
 
             def log_message(self, fmt, *args):  # route the stdlib's access log to logging
                 log.debug("receiver: " + fmt, *args)
@@ -388,11 +402,19 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port (the store and fanout stay open)."""
+        """Stop serving and release the port (the store and fanout stay open); idempotent."""
+        if self._thread is None:
+            return
         self.server.shutdown()
         self.server.server_close()
-        if self._thread:
-            self._thread.join(5)
+        with self._conns_lock:  # keep-alive connections would otherwise go on being served
+            for c in list(self._conns):
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._thread.join(5)
+        self._thread = None
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -98,8 +99,13 @@ class SmtpSink:
         self.controller.start()
 
     def alert_keys(self) -> list[str]:
-        """The idempotency keys of every alert in every e-mail (X-Gridlake-Alert-Keys header)."""
-        return [k for m in self.messages for k in str(m["X-Gridlake-Alert-Keys"] or "").split()]
+        """The idempotency keys of every alert in every e-mail (``key=...`` in the text/plain part)."""
+        out = []
+        for m in self.messages:
+            for part in m.walk():
+                if part.get_content_type() == "text/plain":
+                    out += re.findall(r"key=(\S+)", part.get_payload(decode=True).decode())
+        return out
 
     def close(self):
         self.controller.stop()

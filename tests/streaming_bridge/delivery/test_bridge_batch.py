@@ -52,7 +52,7 @@ def test_gold_rows_become_alerts_with_routing_labels():
     assert dict(tx.labels) == {"alertname": "TransformerFailureRisk", "severity": "critical", "asset_type": "transformer", "asset_id": "TX-1",
                                "source": "batch", "transformer": "TX-1", "feeder": "F-1", "region": "S-1"}
     assert meter.labels["alertname"] == "MeterAnomaly" and meter.labels["transformer"] == "TX-1" and meter.labels["region"] == "S-1"
-    assert tx.starts_at == t and tx.annotations["value"] == "0.9100" and "2026-11-30T14:00:00+00:00" in tx.annotations["window"]
+    assert tx.starts_at == t and tx.ends_at == t + dt.timedelta(hours=4) and tx.annotations["value"] == "0.9100" and "2026-11-30T14:00:00+00:00" in tx.annotations["window"]
     assert tx.annotations["dagster_url"].endswith("/assets/gold_alerts?partition=2026-11-30") and tx.annotations["runbook"]
     both = gold_alerts_to_alerts(gold_rows(ROWS), min_severity="alert", now=t)
     assert [a.severity for _, a in both] == ["critical", "critical", "warning"]
@@ -88,7 +88,8 @@ def _resources(tmp_path, am_url: str, schema: str = "public"):
     from pipelines.resources import AlertingResource, LakeResource
 
     return {"lake": LakeResource(root=str(tmp_path / "lake")),
-            "alerting": AlertingResource(alertmanager_url=am_url, outbox_path=str(tmp_path / "batch_outbox.db"), alerts_schema=schema, flush_timeout_s=3)}
+            "alerting": AlertingResource(alertmanager_url=am_url, outbox_path=str(tmp_path / "batch_outbox.db"), alerts_schema=schema,
+                                         flush_timeout_s=3, settle_s=1.0)}
 
 
 def _materialize(tmp_path, am_url, instance):
@@ -151,15 +152,15 @@ def test_critical_alert_sensor_requests_failure_risk_rescoring(pg_dagster_home, 
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
 
     ctx = build_sensor_context(instance=instance, resources=res)
-    assert isinstance(critical_alert_sensor(ctx), SkipReason)  # received < 5 s ago: not settled yet
-    time.sleep(5.2)
+    assert isinstance(critical_alert_sensor(ctx), SkipReason)  # received < settle_s ago: not settled yet
+    time.sleep(1.1)
     ctx = build_sensor_context(instance=instance, resources=res)
     reqs = list(critical_alert_sensor(ctx))
     assert [(r.partition_key, r.tags["gridlake/transformers"]) for r in reqs] == [("2026-11-30", "TX-1"), ("2026-12-01", "TX-2,TX-5")]
     assert all(r.tags["gridlake/trigger"] == "critical_alert" for r in reqs)
     assert isinstance(critical_alert_sensor(build_sensor_context(cursor=ctx.cursor, instance=instance, resources=res)), SkipReason)
     notify("aa06", "TX-6", "critical", dt.datetime(2026, 12, 1, 17, 0, tzinfo=UTC))
-    time.sleep(5.2)
+    time.sleep(1.1)
     [late] = critical_alert_sensor(build_sensor_context(cursor=ctx.cursor, instance=instance, resources=res))
     assert (late.partition_key, late.tags["gridlake/transformers"]) == ("2026-12-01", "TX-6")
     # the request is launchable: the job exists for that partition in the code location

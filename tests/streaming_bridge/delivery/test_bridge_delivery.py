@@ -257,3 +257,26 @@ def test_outbox_sets_aside_alerts_alertmanager_rejects(tmp_path, alertmanager):
     assert payload["labels"]["asset_id"] == "TR-bad" and "start time must be before end time" in reason
     assert sorted(a["labels"]["asset_id"] for a in AlertmanagerClient(alertmanager.url).alerts()) == [f"TR-{k}" for k in range(4)]
     ob.close()
+
+
+def test_outbox_keeps_the_firing_set_and_reposts_it(tmp_path, alertmanager):
+    """Firing alerts stay in the active set until resolved or past endsAt; resend_active re-posts them, so an
+    Alertmanager restarted empty learns them again."""
+    c = AlertmanagerClient(alertmanager.url)
+    ob = Outbox(tmp_path / "ob.db", c, resend_interval=3600)
+    a, b, d = make_alert(1), make_alert(2), make_alert(3)
+    short = Alert(d.labels, d.annotations, now(), now() + timedelta(seconds=1))  # a batch-style alert with endsAt
+    ob.submit([a, b, short])
+    assert ob.flush(5) and ob.active() == 3
+    ob.submit([b.resolve(now())])
+    assert ob.flush(5) and ob.active() == 2
+    time.sleep(1.1)
+    alertmanager.stop()
+    alertmanager.start()  # in-memory alerts gone
+    assert c.alerts() == []
+    assert ob.resend_active() == 1 and ob.active() == 1  # the expired batch-style alert is dropped
+    assert ob.flush(5)
+    [back] = c.alerts()
+    assert back["labels"]["asset_id"] == "TR-1" and back["startsAt"].startswith(a.to_alertmanager()["startsAt"][:23])
+    ob.close()
+
