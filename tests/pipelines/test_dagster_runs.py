@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, SkipReason, materialize
 
 from pipelines.definitions import ALL_ASSETS
-from pipelines.resources import CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 DAY = "2026-11-01"  # the fall-back day
 INGEST_AND_GOLD = [
@@ -27,6 +27,7 @@ def _resources(lake_root: str, landing_uri: str, tmp_path) -> dict:
         "catalog": CatalogResource(path=str(tmp_path / "gridlake.duckdb")),
         "grid": GridSettings(timezone="America/New_York"),
         "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
+        "alerting": AlertingResource(outbox_path=str(tmp_path / "batch_outbox.db")),
     }
 
 
@@ -162,7 +163,7 @@ def test_definitions_load_with_jobs_schedules_and_sensors():
     sched = {s.name: s for s in repo.schedule_defs}
     daily = sched["daily_ingest_schedule"]
     assert daily.cron_schedule == "15 1 * * *" and daily.execution_timezone == "America/New_York"
-    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "refresh_catalog_after_ingest"}
+    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "refresh_catalog_after_ingest", "post_alerts_after_scoring", "critical_alert_sensor"}
     graph = repo.asset_graph
     # every table declared in lake.schemas has a producer in the code location, one hop away
     from lake.schemas import TABLES
