@@ -156,6 +156,8 @@ def text_chunks(fh: BinaryIO, notes: ReadNotes, chunk_bytes: int = DEFAULT_CHUNK
         text = (first + fh.read()).decode("utf-16")
         yield text.replace("\r\n", "\n").replace("\r", "\n") if "\n" not in text else text
         return
+    if b"\x00" in first[:4096]:  # not text: a binary file (Parquet, a spreadsheet, ...) under a text name
+        raise ValueError("binary content (NUL bytes) in a text file; is it UTF-16 without a BOM, or another format?")
     if first[:3] == b"\xef\xbb\xbf":
         notes.add("UTF-8 BOM dropped")
         first = first[3:]
