@@ -566,7 +566,8 @@ def process_file(
     if records == 0:
         rep.problem, rep.detail = "empty_file", "; ".join(x for x in ("the file has no data rows", rep.detail) if x)
         return pl.DataFrame(), _file_marker(rep), rep
-    acc = pl.concat(accepted, how="vertical_relaxed") if len(accepted) > 1 else (accepted[0] if accepted else pl.DataFrame())
+    # no copy: the chunks' columns are kept as chunks (a rechunk would hold every row twice)
+    acc = pl.concat(accepted, how="vertical_relaxed", rechunk=False) if len(accepted) > 1 else (accepted[0] if accepted else pl.DataFrame())
     rej = [r for r in rejected if r.height]
     rej = pl.concat(rej, how="diagonal_relaxed") if rej else _empty_rejects()
     return acc, rej, rep
@@ -621,9 +622,8 @@ def build_partition(
         if progress:
             progress(f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records" + (f" [{rep.problem}]" if rep.problem else ""))
     t1 = time.perf_counter()
-
     ok = (
-        pl.concat(accepted, how="vertical_relaxed")
+        pl.concat(accepted, how="vertical_relaxed", rechunk=False)
         if accepted
         else pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in [src.entity, src.time] + [m.name for m in src.measures] + [_FILE, _ROW]}, _EIDX: pl.Int64})
     )
