@@ -70,8 +70,9 @@ class ReadNotes:
 
     items: list[str] = field(default_factory=list)
 
-    def add(self, note: str) -> None:
-        if note not in self.items:
+    def add(self, note: str, kind: str | None = None) -> None:
+        """Add a note once; with ``kind``, only the first note of that kind (e.g. the first bad byte)."""
+        if note not in self.items and not (kind and any(x.startswith(kind) for x in self.items)):
             self.items.append(note)
 
     def __str__(self) -> str:
@@ -130,10 +131,10 @@ def _decode(raw: bytes, notes: ReadNotes, offset: int) -> str:
     except UnicodeDecodeError as e:
         try:
             text = raw.decode("cp1252")
-            notes.add(f"not valid UTF-8 (byte {offset + e.start}); decoded as cp1252")
+            notes.add(f"not valid UTF-8 (byte {offset + e.start}); decoded as cp1252", kind="not valid UTF-8")
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
-            notes.add(f"not valid UTF-8 (byte {offset + e.start}); decoded as latin-1")
+            notes.add(f"not valid UTF-8 (byte {offset + e.start}); decoded as latin-1", kind="not valid UTF-8")
         return text
 
 

@@ -378,3 +378,31 @@ def test_build_never_raises_on_a_folder_of_everything_bad(env):
     _put(zone, "x.jsonl", b'{"meter_id": [1,2]}\n[1,2]\n{"meter_id": {"a": 1}, "reading_time": true}\n')
     frames, res = build_partition(zone, SRC, DAY, _ids(lake), lake=lake)
     assert res.reconciles and res.silver_rows == 0
+
+
+# ------------------------------------------------------------------ class 9: chunked reading gives the same tables
+def test_reading_in_tiny_chunks_gives_exactly_the_tables_of_one_read(env):
+    lake, zone, m1, m2 = env
+    rows = [_row(m, f"2026-11-02 {h:02d}:{mi:02d}:00", kwh=f"{h}.{mi:02d}") for h in range(24) for mi in (0, 30) for m in (m1, m2)]
+    rows[7] = rows[7][:20]  # a malformed line
+    rows[11] = _row("NOPE", "2026-11-02 05:45:00")
+    text = "\n".join([HEADER, *rows]) + "\n"
+    _put(zone, "plain.csv", text.encode())
+    _put(zone, "cr.csv.gz", gzip.compress(text.replace("\n", "\r").replace("2026-11-02 0", "2026-11-02T0").encode()))
+    _put(zone, "latin.csv", (HEADER + ",site\n" + "\n".join(r + ",Zürich" for r in rows[:30]) + "\n").encode("cp1252"))
+    _put(zone, "x.jsonl", "\n".join(json.dumps(dict(zip(COLS, r.split(",")))) for r in rows[40:70] if r.count(",") == 6).encode())
+    big = pl.DataFrame({"meter_id": [m1] * 48, "reading_time": [dt.datetime(2026, 11, 2, 5, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=30 * i) for i in range(48)],
+                        **{c: [float(i % 7) / 10 + 0.1 for i in range(48)] for c in COLS[2:]}}).with_columns(pl.col("voltage") + 230)  # fmt: skip
+    buf = io.BytesIO()
+    big.write_parquet(buf, row_group_size=5)
+    _put(zone, "rows.parquet", buf.getvalue())
+    ids = _ids(lake)
+    at = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
+    one, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at)
+    tiny, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=100)  # every few lines a chunk
+    assert r1.raw_rows == r2.raw_rows > 200 and r1.reconciles and r2.reconciles
+    for name in ("silver", "quarantine", "bronze"):
+        a, b = one[name], tiny[name]
+        order = [c for c in ("source_file", "source_row", "reason_code") if c in a.columns]
+        assert a.sort(order).equals(b.sort(order)), (name, [x for x in zip(a.sort(order).rows(), b.sort(order).rows()) if x[0] != x[1]])
+    assert one["quarantine"]["reason_code"].value_counts().height >= 2
