@@ -263,13 +263,13 @@ def csv_chunks(fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int = D
 def jsonl_chunks(fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
     lookup = _name_map(src)
     next_index = 0
+    header: dict[str, None] = {}  # every key seen so far in the file: a key of an earlier chunk is not missing later
     for text in text_chunks(fh, notes, chunk_bytes):
         lines = _lines(text, next_index)
         next_index += lines.height
         lines = lines.filter(pl.col("line").str.strip_chars() != "")
         rows: list[dict] = []
         bad: list[tuple[int, str]] = []
-        header: dict[str, None] = {}
         for idx, line in zip(lines["_idx"], lines["line"]):
             try:
                 obj = json.loads(line)

@@ -7,7 +7,7 @@ The operator either fixes the file (re-exports it, renames it) and re-runs the d
     python -m lake.waiver <landing-uri> meter_readings/2026-11-02/part-7.csv --reason "head-end bug #412" --by alice
 
 moves the file to ``rejected/<same key>`` next to ``rejected/<same key>.waiver.json`` (reason, who, when,
-size, sha256); re-running the day then records a ``waived_file`` row in the bronze index and the
+size, sha256); the landing sensor then re-runs the day, which records a ``waived_file`` row in the bronze index and the
 quarantine (the audit trail, listed in the check metadata) instead of blocking. Moving the file back
 undoes the waiver. A file with an unsafe name has no safe key to waive by: rename it in the landing zone.
 """

@@ -51,3 +51,24 @@ def test_an_unreadable_file_blocks_the_gold_assets_until_it_is_waived(small_sim,
     waived = gate.metadata["waived_and_skipped_files"].value[DAY]["waived"]
     assert list(waived) == [bad] and "ops-oncall" in waived[bad]
     assert "gold_load_hourly" in mats and "gold_load_daily" in mats
+
+
+def test_a_waiver_makes_the_landing_sensor_re_run_its_day(tmp_path):
+    import time
+
+    from dagster import SkipReason, build_sensor_context
+
+    from pipelines.resources import LandingResource
+    from pipelines.sensors import landing_sensor
+
+    zone = LocalLanding(tmp_path / "landing")
+    zone.put_bytes("weather/2026-11-02/good.csv", b"station_id,observation_time\n")
+    zone.put_bytes("weather/2026-11-03/broken.csv.gz", b"\x1f\x8b\x08 truncated")
+    res = {"landing": LandingResource(uri=str(tmp_path / "landing"))}
+    ctx = build_sensor_context(resources=res)
+    assert sorted(r.partition_key for r in landing_sensor(ctx)) == ["2026-11-02", "2026-11-03"]
+    assert isinstance(landing_sensor(build_sensor_context(cursor=ctx.cursor, resources=res)), SkipReason)
+    time.sleep(0.02)
+    waive_file(zone, "weather/2026-11-03/broken.csv.gz", "station logger fault, readings lost at source", "ops")
+    again = list(landing_sensor(build_sensor_context(cursor=ctx.cursor, resources=res)))
+    assert [r.partition_key for r in again] == ["2026-11-03"]
