@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         out["single_10x_partition_rows_per_s"] = round(one["rows"] / one["seconds"])
     if args.big_rows:
         for tag, n in (("big_tenth", args.big_rows // 10), ("big", args.big_rows)):
-            big = WORK / f"landing_{tag}"
+            big = WORK / f"landing_csv_{tag}"
             print(f"generating one CSV file of {n:,} rows")
             t = time.perf_counter()
             _generate_big_csv(big, n, days[0], args.seed + 2)
@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             out[f"{tag}_csv_bytes"] = size
             out[f"{tag}_csv_peak_rss_mb"] = round(one["peak_rss_mb"], 1)
             out[f"{tag}_csv_rows_per_s"] = round(one["rows"] / one["seconds"])
-        out["chunk_bytes"] = int(os.environ.get("GRIDLAKE_INGEST_CHUNK_BYTES", 64 << 20))
+        from lake.readers import DEFAULT_CHUNK_BYTES
+
+        out["chunk_bytes"] = DEFAULT_CHUNK_BYTES
         out["big_csv_rss_growth_per_extra_row_bytes"] = round(
             (out["big_csv_peak_rss_mb"] - out["big_tenth_csv_peak_rss_mb"]) * 2**20 / (out["big_csv_rows"] - out["big_tenth_csv_rows"]), 1
         )

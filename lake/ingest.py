@@ -147,34 +147,35 @@ _NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
 def _parse_text_times(df: pl.DataFrame, c: str) -> pl.DataFrame:
     """``_t_off`` (UTC, for values with an offset), ``_t_naive`` (local wall time) and ``_t_badoff`` (an
     offset beyond +-14:00) from a text column. The formats head-ends usually write are tried first;
-    only if some values are left unparsed is the full RFC 3339 / ISO 8601 normalisation applied
-    (``Z``/``z``, ``+00``, ``+0000``, a ``T``, space or lower-case ``t`` separator, fractional seconds,
-    minutes-only times)."""
+    only values left unparsed go through the full RFC 3339 / ISO 8601 normalisation (``Z``/``z``,
+    ``+00``, ``+0000``, a ``T``, space or lower-case ``t`` separator, fractional seconds, minutes-only)."""
     s = pl.col(c)
     to_dt = lambda e, f: e.str.to_datetime(f, strict=False, time_unit="us")  # noqa: E731
     df = df.with_columns(
         pl.coalesce([to_dt(s, f) for f in _OFFSET_FORMATS]).dt.convert_time_zone("UTC").alias("_t_off"),
         pl.coalesce([to_dt(s, f) for f in _NAIVE_FORMATS]).alias("_t_naive"),
-        pl.lit(False).alias("_t_badoff"),
     )
     left = pl.col("_t_off").is_null() & pl.col("_t_naive").is_null() & s.is_not_null() & (s != "")
-    offsets = pl.col("_t_off").is_not_null()
-    if not df.select((left | offsets).any()).item():
-        return df
-    n = (
-        s.str.strip_chars()
-        .str.replace(r"^(\d{4}-\d{2}-\d{2})[ tT]", "${1}T")
-        .str.replace(r"[zZ]$", "+00:00")
-        .str.replace(r"([+-]\d{2})$", "${1}:00")
-        .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
-    )
-    off_min = n.str.extract(r"T[0-9:.]+([+-]\d{2}):(\d{2})$", 1).cast(pl.Int32, strict=False) * 60
-    off_min = off_min.abs() + n.str.extract(r"T[0-9:.]+[+-]\d{2}:(\d{2})$", 1).cast(pl.Int32, strict=False)
-    return df.with_columns(
-        pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f%:z"), to_dt(n, "%Y-%m-%dT%H:%M%:z")).dt.convert_time_zone("UTC")).otherwise(pl.col("_t_off")).alias("_t_off"),
-        pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f"), to_dt(n, "%Y-%m-%dT%H:%M"))).otherwise(pl.col("_t_naive")).alias("_t_naive"),
-        (off_min > MAX_OFFSET_MIN).fill_null(False).alias("_t_badoff"),
-    )
+    has_left, has_off = df.select(left.any().alias("l"), pl.col("_t_off").is_not_null().any().alias("o")).row(0)
+    if has_left:
+        n = (
+            s.str.strip_chars()
+            .str.replace(r"^(\d{4}-\d{2}-\d{2})[ tT]", "${1}T")
+            .str.replace(r"[zZ]$", "+00:00")
+            .str.replace(r"([+-]\d{2})$", "${1}:00")
+            .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
+        )
+        df = df.with_columns(
+            pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f%:z"), to_dt(n, "%Y-%m-%dT%H:%M%:z")).dt.convert_time_zone("UTC")).otherwise(pl.col("_t_off")).alias("_t_off"),
+            pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f"), to_dt(n, "%Y-%m-%dT%H:%M"))).otherwise(pl.col("_t_naive")).alias("_t_naive"),
+        )
+        has_off = has_off or df["_t_off"].is_not_null().any()
+    if not has_off:
+        return df.with_columns(pl.lit(False).alias("_t_badoff"))
+    # the offset as written (the parsers accept up to +-23:59): hours and optional minutes at the end
+    g = s.str.strip_chars().str.extract_groups(r"[+-](\d{2}):?(\d{2})?$")
+    minutes = g.struct.field("1").cast(pl.Int32, strict=False) * 60 + g.struct.field("2").cast(pl.Int32, strict=False).fill_null(0)
+    return df.with_columns((pl.col("_t_off").is_not_null() & (minutes > MAX_OFFSET_MIN)).fill_null(False).alias("_t_badoff"))
 
 
 def _resolve_fold(df: pl.DataFrame, src: Source) -> pl.Series:
