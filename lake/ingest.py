@@ -199,6 +199,13 @@ def _resolve_fold(df: pl.DataFrame, src: Source) -> pl.Series:
             pl.coalesce(pl.col("_t_off"), pl.col("_t_l").dt.convert_time_zone("UTC")).alias("_l"),
         )
         .filter(pl.col("_e").is_not_null())
+    )
+    # only the records around the fold bear on its order: a late record or a re-sent reading from
+    # another hour elsewhere in the file neither proves nor disproves which half a wall time is in
+    amb_e = sub.filter(pl.col("_amb"))
+    lo, hi = amb_e["_e"].min() - dt.timedelta(hours=1), amb_e["_l"].max() + dt.timedelta(hours=1)
+    sub = (
+        sub.filter(pl.col("_amb") | pl.col("_e").is_between(lo, hi))
         .with_columns(pl.struct([pl.col(m.name) for m in src.measures]).hash().alias("_vh"))
         .sort(ent, _ROW, maintain_order=True)
     )
