@@ -4,6 +4,9 @@ manifest table (lake.manifest: the three become visible together), then proves t
 
 - ``reconciles`` (blocking): bronze records = silver + quarantined + duplicates, counted from the
   tables as published, and equal to the counts the manifest recorded;
+- ``files_readable`` (blocking): every landing file of the day was read; a file that cannot be read
+  or whose name is unsafe is named with its size and estimated records, and holds the day (and
+  everything downstream of it) until it is fixed and the day re-run, or waived (lake.waiver);
 - ``expectations`` (blocking): the great-expectations suite derived from the silver declaration;
 - ``quarantine_rate`` (warning): the share of rejected records stays under a threshold.
 """
@@ -91,6 +94,7 @@ def build_ingestion_asset(src: Source):
         ],
         check_specs=[
             AssetCheckSpec("reconciles", asset=silver, blocking=True, description="bronze records = silver + quarantined + duplicates"),
+            AssetCheckSpec("files_readable", asset=silver, blocking=True, description="no landing file of the day is unreadable or unsafely named (fix and re-run, or waive: lake.waiver)"),
             *gx_check_specs(silver),
             AssetCheckSpec("quarantine_rate", asset=silver, blocking=True, description="share of rejected records: warns above warn_quarantine_share, blocks above max_quarantine_share"),
         ],
@@ -152,6 +156,19 @@ def build_ingestion_asset(src: Source):
             metadata={k: (MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in next(iter(counts.values())).items()}
             if one else {"per_partition": MetadataValue.json(counts)},
             severity=AssetCheckSeverity.ERROR,
+        )
+        unread = {d: c["unreadable_files"] for d, c in counts.items() if c["unreadable_files"]}
+        audit = {d: {"waived": c["waived_files"], "skipped": c["skipped_files"]} for d, c in counts.items() if c["waived_files"] or c["skipped_files"]}
+        yield AssetCheckResult(
+            asset_key=silver,
+            check_name="files_readable",
+            passed=not unread,
+            severity=AssetCheckSeverity.ERROR,
+            description=(
+                "; ".join(f"{d}: {k} ({v['problem']}, {v['bytes']} bytes, ~{v['estimated_records'] if v['estimated_records'] is not None else '?'} records)" for d, fs in unread.items() for k, v in fs.items())[:2000]
+                or "every landing file was read"
+            ),
+            metadata={"unreadable_files": MetadataValue.json(unread), "waived_and_skipped_files": MetadataValue.json(audit)},
         )
         yield from gx_checks(lk, src.silver, days)
         shares = {r.partition.isoformat(): (r.quarantined_rows / r.raw_rows) if r.raw_rows else (1.0 if r.files else 0.0) for r in results}

@@ -10,9 +10,12 @@
 
 Each measurement runs in a fresh subprocess (so its peak RSS is its own), best of N for speed.
 Memory: peak RSS of ingesting 1 day vs 10 days of the same fleet (10x the rows), and, for
-transparency, one single 10x-larger day. Figures go to benchmarks/results/ingest.json.
+transparency, one single 10x-larger day. Then one single large CSV file (a head-end's monthly
+export: 20 M one-minute readings by default, GRIDLAKE_BENCH_BIG_ROWS or --big-rows to change it),
+read in chunks of GRIDLAKE_INGEST_CHUNK_BYTES: its peak RSS and rows/s, and the peak RSS of a file
+a tenth of its size, so the growth with file size is visible. Figures go to benchmarks/results/ingest.json.
 
-    python -m benchmarks.bench_ingest [--meters 10000] [--days 10] [--repeat 2]
+    python -m benchmarks.bench_ingest [--meters 10000] [--days 10] [--repeat 2] [--big-rows 20000000]
 """
 
 from __future__ import annotations
@@ -105,6 +108,43 @@ def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
     return {"seconds": time.perf_counter() - t, "rows": rows, "silver_rows": silver, "stages_s": timings}
 
 
+def _generate_big_csv(landing: Path, rows: int, day: dt.date, seed: int) -> int:
+    """One CSV file of ``rows`` one-minute readings (ceil(rows / 1440) meters), written in blocks."""
+    import numpy as np
+    import polars as pl
+
+    n_meters = -(-rows // 1440)
+    ids = [f"B{i:07d}" for i in range(n_meters)]
+    (landing / "reference").mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"meter_id": ids}).write_parquet(landing / "reference" / "ref_meters.parquet")
+    folder = landing / "meter_readings" / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    local0 = dt.datetime.combine(day, dt.time())
+    minutes = pl.datetime_range(local0, local0 + dt.timedelta(minutes=1439), "1m", eager=True).dt.strftime("%Y-%m-%d %H:%M:%S")
+    written = 0
+    with open(folder / "monthly-export.csv", "wb") as out:
+        for b0 in range(0, n_meters, 500):
+            block = ids[b0 : b0 + 500]
+            n = min(len(block) * 1440, rows - written)
+            df = pl.DataFrame(
+                {
+                    "meter_id": np.repeat(block, 1440)[:n],
+                    "reading_time": pl.concat([minutes] * len(block))[:n],
+                    "consumption_kwh": rng.gamma(2.0, 0.01, n).round(4),
+                    "demand_kw": rng.normal(0.8, 0.3, n).round(4),
+                    "voltage": rng.normal(231.0, 2.0, n).round(2),
+                    "current_amps": rng.gamma(2.0, 1.5, n).round(3),
+                    "power_factor": rng.uniform(0.85, 1.0, n).round(3),
+                }
+            )
+            df.write_csv(out, include_header=written == 0)
+            written += n
+            if written >= rows:
+                break
+    return written
+
+
 def _child_main(args) -> None:
     days = [dt.date.fromisoformat(d) for d in args.child_days.split(",")]
     fn = {"copy": child_copy, "copy_overlapped": child_copy_overlapped, "ingest": child_ingest}[args.child]
@@ -149,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--skip-single", action="store_true", help="skip the single 10x-larger day")
+    ap.add_argument("--big-rows", type=int, default=int(os.environ.get("GRIDLAKE_BENCH_BIG_ROWS", 20_000_000)), help="rows of the single large CSV file (0: skip)")
     ap.add_argument("--child", choices=["copy", "copy_overlapped", "ingest"])
     ap.add_argument("--landing")
     ap.add_argument("--child-days")
@@ -203,6 +244,27 @@ def main(argv: list[str] | None = None) -> int:
         one = _run_child("ingest", big, days[:1], "single")
         out["peak_rss_mb_single_10x_partition"] = round(one["peak_rss_mb"], 1)
         out["single_10x_partition_rows_per_s"] = round(one["rows"] / one["seconds"])
+    if args.big_rows:
+        for tag, n in (("big_tenth", args.big_rows // 10), ("big", args.big_rows)):
+            big = WORK / f"landing_csv_{tag}"
+            print(f"generating one CSV file of {n:,} rows")
+            t = time.perf_counter()
+            _generate_big_csv(big, n, days[0], args.seed + 2)
+            size = (big / "meter_readings" / days[0].isoformat() / "monthly-export.csv").stat().st_size
+            print(f"  {size / 1e9:.2f} GB in {time.perf_counter() - t:.0f}s; ingesting", flush=True)
+            one = _run_child("ingest", big, days[:1], tag)
+            shutil.rmtree(big, ignore_errors=True)
+            shutil.rmtree(WORK / f"out_ingest_{tag}", ignore_errors=True)
+            out[f"{tag}_csv_rows"] = one["rows"]
+            out[f"{tag}_csv_bytes"] = size
+            out[f"{tag}_csv_peak_rss_mb"] = round(one["peak_rss_mb"], 1)
+            out[f"{tag}_csv_rows_per_s"] = round(one["rows"] / one["seconds"])
+        from lake.readers import DEFAULT_CHUNK_BYTES
+
+        out["chunk_bytes"] = DEFAULT_CHUNK_BYTES
+        out["big_csv_rss_growth_per_extra_row_bytes"] = round(
+            (out["big_csv_peak_rss_mb"] - out["big_tenth_csv_peak_rss_mb"]) * 2**20 / (out["big_csv_rows"] - out["big_tenth_csv_rows"]), 1
+        )
     out["met"] = {
         "ratio": out["ratio"] >= 0.85,
         "ingest_rows_per_s": out["ingest_rows_per_s"] >= 1_000_000,
@@ -219,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  peak RSS: 1 day {out['peak_rss_mb_small']:.0f} MB, {args.days} days {out['peak_rss_mb_large']:.0f} MB -> x{out['memory_growth_large_vs_small']:.2f} (target <= 2)")
     if "peak_rss_mb_single_10x_partition" in out:
         print(f"  one 10x-larger day: peak RSS {out['peak_rss_mb_single_10x_partition']:.0f} MB, {out['single_10x_partition_rows_per_s'] / 1e6:.2f} M rows/s")
+    if "big_csv_rows" in out:
+        for tag in ("big_tenth", "big"):
+            print(f"  one CSV file of {out[f'{tag}_csv_rows']:,} rows ({out[f'{tag}_csv_bytes'] / 1e9:.2f} GB): peak RSS {out[f'{tag}_csv_peak_rss_mb']:.0f} MB, {out[f'{tag}_csv_rows_per_s'] / 1e6:.2f} M rows/s")
+        print(f"  RSS growth per extra row of one file: {out['big_csv_rss_growth_per_extra_row_bytes']:.0f} bytes (chunks of {out['chunk_bytes'] >> 20} MiB)")
     print(f"  written to {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -11,9 +11,11 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow as pa
@@ -219,17 +221,25 @@ class Lake:
 
         return f"{self.root}/{check_key(relpath)}"
 
-    def put_object(self, relpath: str, data: bytes) -> str:
-        """Store bytes unchanged under the lake root (local file or S3 object); returns the URI."""
+    def put_object(self, relpath: str, data: bytes | BinaryIO) -> str:
+        """Store bytes (or a binary stream, copied in pieces) unchanged under the lake root (local file or
+        S3 object); returns the URI."""
         uri = self.object_path(relpath)
         if self.is_s3:
             bucket, _, key = uri[len("s3://") :].partition("/")
-            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            if isinstance(data, bytes):
+                self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            else:
+                self._s3().upload_fileobj(data, bucket, key)
         else:
             p = Path(uri)
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_name(p.name + ".tmp")
-            tmp.write_bytes(data)
+            if isinstance(data, bytes):
+                tmp.write_bytes(data)
+            else:
+                with open(tmp, "wb") as out:
+                    shutil.copyfileobj(data, out, 8 << 20)
             tmp.replace(p)
         return uri
 

@@ -42,12 +42,13 @@ import polars as pl
 
 from lake import manifest
 from lake.delta import Lake, WriteResult
-from lake.landing import LandedFile, LandingZone
+from lake.landing import LandedFile, LandingZone, check_key, skip_reason
+from lake.readers import CHUNK_READERS, DEFAULT_CHUNK_BYTES, FORMATS, Header, ReadNotes, estimate_records, file_format, read_all
 from lake.schemas import DEFAULT_TIMEZONE, UTC_TS, Source, day_bounds_utc
 from quality.rules import DEFAULT_RULES, QualityRules
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 ARCHIVE_PREFIX = "bronze_archive"
+WAIVER_SUFFIX = ".waiver.json"
 
 _ROW = "source_row"
 _FILE = "source_file"
@@ -69,6 +70,7 @@ class FileReport:
     problem: str | None = None  # file-level reason code
     detail: str = ""
     archive_path: str = ""
+    estimated_records: int | None = None  # for a file that could not be read: what it seems to hold
 
 
 @dataclass
@@ -122,93 +124,11 @@ def _fmt(template: str, *exprs: pl.Expr) -> pl.Expr:
 
 
 # ----------------------------------------------------------------------------------------
-# reading: every reader returns (frame with source_row + received columns, header, malformed)
-# where malformed is a frame of (source_row, unparsed) records that could not be split.
+# reading: lake.readers (encodings, gzip, CSV dialects, Parquet types, chunks). READERS reads a
+# whole file's bytes: (frame with source_row + received columns, header, malformed lines).
 # ----------------------------------------------------------------------------------------
 
-
-def _lines(data: bytes) -> pl.DataFrame:
-    """Physical lines of a text file with their 0-based index, CR stripped (vectorised)."""
-    text = data.decode("utf-8")
-    return (
-        pl.DataFrame({"line": [text]})
-        .select(pl.col("line").str.split("\n"))
-        .explode("line")
-        .with_row_index("_idx")
-        .with_columns(pl.col("line").str.strip_suffix("\r"), pl.col("_idx").cast(pl.Int64))
-    )
-
-
-def _read_csv(data: bytes, src: Source) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
-    lines = _lines(data)
-    header = [src.aliases.get(h.strip(), h.strip()) for h in lines["line"][0].split(",")] if lines.height else []
-    n = len(header)
-    # blank lines (the trailing one included) are not records; row numbers stay physical
-    body = lines.slice(1).filter(pl.col("line") != "").rename({"_idx": _ROW})
-    quoted = pl.col("line").str.contains('"', literal=True)
-    nfields = pl.col("line").str.count_matches(",", literal=True) + 1
-    plain = body.filter(~quoted)
-    parts = [
-        plain.filter(nfields == n)
-        .select(_ROW, pl.col("line").str.split_exact(",", n - 1).struct.rename_fields(header).alias("_s"))
-        .unnest("_s")
-    ]
-    bad = [plain.filter(nfields != n).select(_ROW, pl.col("line").alias("unparsed"))]
-    rare = body.filter(quoted)
-    if rare.height:  # quoted fields: the csv module, row by row (rare in meter exports)
-        import csv
-
-        ok_rows, bad_rows = [], []
-        for r, line in zip(rare[_ROW], rare["line"]):
-            fields = next(csv.reader([line]))
-            (ok_rows.append((r, fields)) if len(fields) == n else bad_rows.append((r, line)))
-        if ok_rows:
-            parts.append(
-                pl.DataFrame(
-                    {_ROW: [r for r, _ in ok_rows], **{h: [f[i] for _, f in ok_rows] for i, h in enumerate(header)}},
-                    schema={_ROW: pl.Int64, **{h: pl.Utf8 for h in header}},
-                )
-            )
-        if bad_rows:
-            bad.append(pl.DataFrame({_ROW: [r for r, _ in bad_rows], "unparsed": [l for _, l in bad_rows]}, schema={_ROW: pl.Int64, "unparsed": pl.Utf8}))
-    df = pl.concat(parts, how="vertical_relaxed").with_columns([pl.col(h).str.strip_chars() for h in header])
-    return df, header, pl.concat(bad)
-
-
-def _read_jsonl(data: bytes, src: Source) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
-    lines = _lines(data).filter(pl.col("line").str.strip_chars() != "")
-    rows: list[dict] = []
-    bad: list[tuple[int, str]] = []
-    header: dict[str, None] = {}
-    for idx, line in zip(lines["_idx"], lines["line"]):
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            bad.append((idx + 1, line))
-            continue
-        rec: dict = {_ROW: idx + 1}
-        for k, v in obj.items():
-            k = src.aliases.get(k, k)
-            header.setdefault(k, None)
-            rec[k] = None if v is None else (v if isinstance(v, str) else json.dumps(v))
-        rows.append(rec)
-    cols = list(header)
-    df = pl.DataFrame(rows, schema={_ROW: pl.Int64, **{h: pl.Utf8 for h in cols}}) if rows else pl.DataFrame(schema={_ROW: pl.Int64})
-    malformed = pl.DataFrame({_ROW: [r for r, _ in bad], "unparsed": [l for _, l in bad]}, schema={_ROW: pl.Int64, "unparsed": pl.Utf8})
-    return df, cols, malformed
-
-
-def _read_parquet(data: bytes, src: Source) -> tuple[pl.DataFrame, list[str], pl.DataFrame]:
-    df = pl.read_parquet(io.BytesIO(data))
-    df = df.rename({c: src.aliases[c] for c in df.columns if c in src.aliases})
-    header = df.columns
-    df = df.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(_ROW))
-    return df, header, pl.DataFrame(schema={_ROW: pl.Int64, "unparsed": pl.Utf8})
-
-
-READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+READERS = {fmt: functools.partial(read_all, fmt) for fmt in CHUNK_READERS}
 
 
 # ----------------------------------------------------------------------------------------
@@ -220,31 +140,138 @@ def _is_text(df: pl.DataFrame, c: str) -> bool:
     return df.schema[c] in (pl.Utf8, pl.String, pl.Null)
 
 
+#: instants outside these years are out_of_range, whatever their day (a meter clock reset to 1970, a typo'd 2206)
+YEAR_WINDOW = (2000, 2099)
+#: the largest UTC offset in use (Kiribati, +14:00; the smallest is -12:00)
+MAX_OFFSET_MIN = 14 * 60
+
+_OFFSET_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z")
+_NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
+
+
+def _parse_text_times(df: pl.DataFrame, c: str) -> pl.DataFrame:
+    """``_t_off`` (UTC, for values with an offset), ``_t_naive`` (local wall time) and ``_t_badoff`` (an
+    offset beyond +-14:00) from a text column. The formats head-ends usually write are tried first;
+    only values left unparsed go through the full RFC 3339 / ISO 8601 normalisation (``Z``/``z``,
+    ``+00``, ``+0000``, a ``T``, space or lower-case ``t`` separator, fractional seconds, minutes-only)."""
+    s = pl.col(c)
+    to_dt = lambda e, f: e.str.to_datetime(f, strict=False, time_unit="us")  # noqa: E731
+    df = df.with_columns(
+        pl.coalesce([to_dt(s, f) for f in _OFFSET_FORMATS]).dt.convert_time_zone("UTC").alias("_t_off"),
+        pl.coalesce([to_dt(s, f) for f in _NAIVE_FORMATS]).alias("_t_naive"),
+    )
+    left = pl.col("_t_off").is_null() & pl.col("_t_naive").is_null() & s.is_not_null() & (s != "")
+    has_left, has_off = df.select(left.any().alias("l"), pl.col("_t_off").is_not_null().any().alias("o")).row(0)
+    if has_left:
+        n = (
+            s.str.strip_chars()
+            .str.replace(r"^(\d{4}-\d{2}-\d{2})[ tT]", "${1}T")
+            .str.replace(r"[zZ]$", "+00:00")
+            .str.replace(r"([+-]\d{2})$", "${1}:00")
+            .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
+        )
+        df = df.with_columns(
+            pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f%:z"), to_dt(n, "%Y-%m-%dT%H:%M%:z")).dt.convert_time_zone("UTC")).otherwise(pl.col("_t_off")).alias("_t_off"),
+            pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f"), to_dt(n, "%Y-%m-%dT%H:%M"))).otherwise(pl.col("_t_naive")).alias("_t_naive"),
+        )
+        has_off = has_off or df["_t_off"].is_not_null().any()
+    if not has_off:
+        return df.with_columns(pl.lit(False).alias("_t_badoff"))
+    # the offset as written (the parsers accept up to +-23:59): hours and optional minutes at the end
+    g = s.str.strip_chars().str.extract_groups(r"[+-](\d{2}):?(\d{2})?$")
+    minutes = g.struct.field("1").cast(pl.Int32, strict=False) * 60 + g.struct.field("2").cast(pl.Int32, strict=False).fill_null(0)
+    return df.with_columns((pl.col("_t_off").is_not_null() & (minutes > MAX_OFFSET_MIN)).fill_null(False).alias("_t_badoff"))
+
+
+def _resolve_fold(df: pl.DataFrame, src: Source) -> pl.Series:
+    """For each record: 1 = the earlier (daylight) instant, 2 = the later (standard) one, 0 = not in
+    the fall-back hour, null = in it and not provably either.
+
+    A repeated wall time is resolved only where one meter's sequence in this file proves it: the
+    records (in file order) admit exactly one monotone reading of time, ascending or descending, its
+    daylight and standard halves meet at a strict step back (forward, if descending) of the wall
+    clock, both halves carry the same wall times, and no standard-time record repeats the values of
+    its daylight twin. Anything else (one half only, hourly data, a resent block, shuffled rows,
+    duplicates) stays unresolved: quarantined as ``dst_ambiguous_time``, never guessed.
+    """
+    ent = src.entity
+    amb_ents = df.filter(pl.col("_amb")).select(ent).unique()
+    sub = (
+        df.with_row_index("_i")
+        .join(amb_ents, on=ent, how="semi")
+        .with_columns(
+            pl.coalesce(pl.col("_t_off"), pl.col("_t_e").dt.convert_time_zone("UTC")).alias("_e"),
+            pl.coalesce(pl.col("_t_off"), pl.col("_t_l").dt.convert_time_zone("UTC")).alias("_l"),
+        )
+        .filter(pl.col("_e").is_not_null())
+    )
+    # only the records around the fold bear on its order: a late record or a re-sent reading from
+    # another hour elsewhere in the file neither proves nor disproves which half a wall time is in
+    amb_e = sub.filter(pl.col("_amb"))
+    lo, hi = amb_e["_e"].min() - dt.timedelta(hours=1), amb_e["_l"].max() + dt.timedelta(hours=1)
+    sub = (
+        sub.filter(pl.col("_amb") | pl.col("_e").is_between(lo, hi))
+        .with_columns(pl.struct([pl.col(m.name) for m in src.measures]).hash().alias("_vh"))
+        .sort(ent, _ROW, maintain_order=True)
+    )
+    fold = np.zeros(df.height, dtype=np.float64)
+    if sub.height == 0:
+        return pl.Series("_fold", fold)
+    idx = sub["_i"].to_numpy()
+    e = sub["_e"].dt.epoch("us").to_numpy()
+    l = sub["_l"].dt.epoch("us").to_numpy()
+    naive = sub["_t_naive"].dt.epoch("us").fill_null(0).to_numpy()
+    amb = sub["_amb"].to_numpy()
+    vh = sub["_vh"].to_numpy()
+    ents = sub[ent].to_list()
+    starts = [0] + [i for i in range(1, len(ents)) if ents[i] != ents[i - 1]] + [len(ents)]
+    for g0, g1 in zip(starts[:-1], starts[1:]):
+        pos = [i for i in range(g0, g1) if amb[i]]
+        verdict = _fold_split(e[g0:g1], l[g0:g1], naive[g0:g1], amb[g0:g1], vh[g0:g1])
+        for j, i in enumerate(pos):
+            fold[idx[i]] = np.nan if verdict is None else (1 if j < verdict[0] else 2) if verdict[1] else (2 if j < verdict[0] else 1)
+    return pl.Series("_fold", fold).fill_nan(None)
+
+
+def _fold_split(e, l, naive, amb, vh) -> tuple[int, bool] | None:
+    """(split s, ascending) if exactly one reading of one meter's sequence is proven, else None.
+    Ascending: the first s repeated wall times are daylight, the rest standard; descending: mirrored."""
+    pos = [i for i in range(len(amb)) if amb[i]]
+    k = len(pos)
+    found = []
+    for asc in (True, False):
+        for s in range(1, k):
+            a, b = naive[pos[s - 1]], naive[pos[s]]
+            if (a <= b) if asc else (a >= b):  # the halves must meet at a step of the wall clock
+                continue
+            first, second = (e, l) if asc else (l, e)
+            t = [(first if (amb[i] and pos.index(i) < s) else second)[i] if amb[i] else e[i] for i in range(len(amb))]
+            if all((t[i] < t[i + 1]) if asc else (t[i] > t[i + 1]) for i in range(len(t) - 1)):
+                found.append((s, asc))
+    if len(found) != 1:
+        return None
+    s, asc = found[0]
+    early = {naive[i]: vh[i] for i in pos[:s]}
+    late = {naive[i]: vh[i] for i in pos[s:]}
+    if set(early) != set(late) or len(early) != s or len(late) != k - s or any(early[t] == late[t] for t in early):
+        return None
+    return s, asc
+
+
 def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl.Expr, pl.Expr]:
-    """Adds helper columns; returns (frame, UTC time expression, dst-problem expression)."""
+    """Adds helper columns; returns (frame, UTC time expression, time-problem expression: nonexistent |
+    ambiguous | bad_offset | null)."""
     c = src.time
     dtype = df.schema[c]
     none = pl.lit(None, pl.Utf8)
     if isinstance(dtype, pl.Datetime) and dtype.time_zone:
         return df, pl.col(c).dt.convert_time_zone("UTC").dt.cast_time_unit("us"), none
     if isinstance(dtype, pl.Datetime):
-        naive = pl.col(c).dt.cast_time_unit("us")
-        offset = pl.lit(None, UTC_TS)
+        df = df.with_columns(pl.col(c).dt.cast_time_unit("us").alias("_t_naive"), pl.lit(None, UTC_TS).alias("_t_off"), pl.lit(False).alias("_t_badoff"))
     elif _is_text(df, c):
-        s = pl.col(c)
-        offset = pl.coalesce(
-            s.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us"),
-            s.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False, time_unit="us"),
-            s.str.to_datetime("%Y-%m-%d %H:%M:%S%z", strict=False, time_unit="us"),
-        ).dt.convert_time_zone("UTC")
-        naive = pl.coalesce(
-            s.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us"),
-            s.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us"),
-            s.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_unit="us"),
-        )
+        df = _parse_text_times(df, c)
     else:
         return df, pl.lit(None, UTC_TS), none
-    df = df.with_columns(offset.alias("_t_off"), naive.alias("_t_naive"))
     df = df.with_columns(
         pl.col("_t_naive").dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").alias("_t_e"),
         pl.col("_t_naive").dt.replace_time_zone(tz, ambiguous="latest", non_existent="null").alias("_t_l"),
@@ -257,45 +284,53 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
     local = pl.col("_t_e")
     unresolved = pl.lit(False)
     if df["_amb"].any():
-        # The fall-back hour appears twice in a meter's sequence: the first occurrence is the
-        # earlier instant (daylight time), later ones standard time. A lone one is unresolvable.
-        key = [src.entity, c]
-        df = df.with_columns(
-            pl.col(_ROW).rank("ordinal").over(key).alias("_occ"),
-            pl.len().over(key).alias("_nocc"),
-        )
-        local = (
-            pl.when(pl.col("_amb") & (pl.col("_nocc") > 1))
-            .then(pl.when(pl.col("_occ") == 1).then(pl.col("_t_e")).otherwise(pl.col("_t_l")))
-            .otherwise(pl.col("_t_e"))
-        )
-        unresolved = pl.col("_amb") & (pl.col("_nocc") == 1)
+        df = df.with_columns(_resolve_fold(df, src))
+        local = pl.when(pl.col("_fold") == 2).then(pl.col("_t_l")).otherwise(pl.col("_t_e"))
+        unresolved = pl.col("_amb") & pl.col("_fold").is_null()
     t = pl.coalesce(pl.col("_t_off"), local.dt.convert_time_zone("UTC"))
-    dst = pl.when(pl.col("_nonex")).then(pl.lit("nonexistent")).when(unresolved).then(pl.lit("ambiguous")).otherwise(none)
+    dst = (
+        pl.when(pl.col("_t_badoff")).then(pl.lit("bad_offset"))
+        .when(pl.col("_nonex")).then(pl.lit("nonexistent"))
+        .when(unresolved).then(pl.lit("ambiguous"))
+        .otherwise(none)
+    )  # fmt: skip
     return df, t, dst
 
 
 @functools.lru_cache(maxsize=256)
 def _rule_exprs(
-    src: Source, partition: dt.date, tz: str, missing: tuple[str, ...], received: tuple[str, ...], text: frozenset[str]
+    src: Source, partition: dt.date, tz: str, file_problem: tuple[str, str, str] | None, text: frozenset[str]
 ) -> tuple[pl.Expr, tuple[pl.Expr, ...]]:
     """The validation rules of one file shape, as (any rule fails, first failing rule's reason_code /
     field / value / detail). Built once per (source, day, zone, columns, text columns): every file of
     a day with the same shape reuses the expressions instead of rebuilding ~40 of them."""
     ent, tc = src.entity, src.time
     blank = {c: (pl.col(c).is_null() | (pl.col(c) == "")) if c in text else pl.col(c).is_null() for c in src.raw_columns}
-    missing, received = list(missing), list(received)
     raw = lambda c: pl.col(c).cast(pl.Utf8)  # noqa: E731 - the offending value as text
     rules: list[tuple[pl.Expr, str, str | None, pl.Expr, pl.Expr]] = []
-    if missing:
-        rules.append((pl.lit(True), "missing_column", ",".join(missing), pl.lit(None, pl.Utf8), pl.lit(f"file lacks column(s) {missing}; it has {received}")))
+    if file_problem:  # a missing or ambiguous column: every record of the file, with the file's reason
+        code, fld, detail = file_problem
+        rules.append((pl.lit(True), code, fld, pl.lit(None, pl.Utf8), pl.lit(detail)))
     for c in [ent, tc] + [m.name for m in src.measures if not m.nullable]:
         rules.append((blank[c], "missing_value", c, raw(c), pl.lit(f"required field {c} is empty")))
     rules.append((pl.col("_t").is_null() & pl.col("_dst").is_null(), "wrong_type", tc, raw(tc), _fmt(f"{tc} '{{}}' is not a timestamp", raw(tc))))
     for m in src.measures:
         rules.append((pl.col(f"_v_{m.name}").is_null() & ~blank[m.name], "wrong_type", m.name, raw(m.name), _fmt(f"{m.name} '{{}}' is not a number", raw(m.name))))
+    if tc in text:  # only a written offset can be out of range
+        rules.append((pl.col("_dst") == "bad_offset", "out_of_range", tc, raw(tc), _fmt(f"{tc} '{{}}' has a UTC offset beyond +-14:00", raw(tc))))
+    # the year window: compared as instants (dt.year() would convert every zone-aware value); not
+    # screened on its own, since such a time is also before or after the day (late/future rules below)
+    y0, y1 = YEAR_WINDOW
+    t0, t1 = dt.datetime(y0, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(y1 + 1, 1, 1, tzinfo=dt.timezone.utc)
+    year_rule = len(rules)
+    rules.append(((pl.col("_t") < t0) | (pl.col("_t") >= t1), "out_of_range", tc, raw(tc), _fmt(f"{tc} '{{}}' is outside the years {y0}-{y1}", raw(tc))))
     rules.append((pl.col("_dst") == "nonexistent", "dst_nonexistent_time", tc, raw(tc), _fmt(f"{{}} does not exist in {tz} (spring-forward gap)", raw(tc))))
-    rules.append((pl.col("_dst") == "ambiguous", "dst_ambiguous_time", tc, raw(tc), _fmt(f"{{}} occurs twice in {tz} and the file gives no second reading to order it", raw(tc))))
+    rules.append((pl.col("_dst") == "ambiguous", "dst_ambiguous_time", tc, raw(tc), _fmt(f"{{}} occurs twice in {tz} (daylight and standard time) and this meter's sequence in the file does not prove which", raw(tc))))
+    n_screened = len(rules)
+    for m in src.measures:  # NaN and +-inf (also 'Infinity', '1e999') are no measurement
+        v = pl.col(f"_v_{m.name}")
+        rules.append((v.is_not_null() & ~v.is_finite(), "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} '{{}}' is not a finite number", raw(m.name))))
+    finite_rules = range(n_screened, len(rules))
     for m in src.measures:
         if m.min is None and m.max is None:
             continue
@@ -310,7 +345,12 @@ def _rule_exprs(
     lo, hi = day_bounds_utc(partition, tz)
     rules.append((pl.col("_t") < lo, "late_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
     rules.append((pl.col("_t") >= hi, "future_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
-    any_bad = pl.any_horizontal([c.fill_null(False) for c, *_ in rules])
+    # screening every row: one sum of the measures is non-finite iff one of them is (nulls are skipped),
+    # a third of the cost of a finiteness test per measure; the per-measure rules name the field below
+    # (scaled by 2**-16 so that no sum of finite values can overflow to inf)
+    all_finite = pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite()
+    screens = [c for i, (c, *_) in enumerate(rules) if i not in finite_rules and i != year_rule] + [~all_finite]
+    any_bad = pl.any_horizontal([c.fill_null(False) for c in screens])
     # first failing rule wins (only evaluated on the rejected rows)
     chains = []
     for name, pick in (("reason_code", 1), ("field", 2), ("value", 3), ("detail", 4)):
@@ -324,9 +364,20 @@ def _rule_exprs(
 
 
 def validate_file(
-    df: pl.DataFrame, key: str, src: Source, partition: dt.date, known_ids: pl.Series, tz: str, missing: list[str]
+    df: pl.DataFrame,
+    key: str,
+    src: Source,
+    partition: dt.date,
+    known_ids: pl.Series,
+    tz: str,
+    file_problem: tuple[str, str, str] | None = None,
+    *,
+    decimal_comma: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split one file's records into (accepted typed rows, rejected rows with reasons)."""
+    """Split one file's (or chunk's) records into (accepted typed rows, rejected rows with reasons).
+
+    ``file_problem`` = (reason code, field, detail) rejects every record (a missing or ambiguous column);
+    ``decimal_comma`` reads ``0,5`` as 0.5 in the measures (a CSV whose delimiter is not a comma)."""
     ent, tc = src.entity, src.time
     received = [c for c in df.columns if c != _ROW]
     for c in src.raw_columns:
@@ -336,16 +387,20 @@ def validate_file(
         df = df.with_columns(pl.col(ent).cast(pl.Utf8))
     df, t_expr, dst_expr = _time_expr(df, src, tz)
     df = df.with_columns(t_expr.alias("_t"), dst_expr.alias("_dst"))
-    df = df.with_columns(
-        [(pl.col(m.name).cast(pl.Float64, strict=False) if _is_text(df, m.name) else pl.col(m.name).cast(pl.Float64)).alias(f"_v_{m.name}") for m in src.measures]
-    )
+    def number(c: str) -> pl.Expr:
+        if not _is_text(df, c):  # the Parquet reader leaves only numeric (or text) measure columns
+            return pl.col(c).cast(pl.Float64, strict=False)
+        s = pl.col(c).str.replace(",", ".", literal=True) if decimal_comma else pl.col(c)
+        return s.cast(pl.Float64, strict=False)
+
+    df = df.with_columns([number(m.name).alias(f"_v_{m.name}") for m in src.measures])
     # the entity's position in the reference ids (null = unknown): one string hash per record,
     # and later the integer key for deduplication and the per-entity flag windows
     df = df.with_columns(
         pl.col(ent).replace_strict(known_ids, pl.int_range(0, known_ids.len(), dtype=pl.Int64, eager=True), default=None, return_dtype=pl.Int64).alias(_EIDX)
     )
     text = frozenset(c for c in src.raw_columns if _is_text(df, c))
-    any_bad, chains = _rule_exprs(src, partition, tz, tuple(missing), tuple(received), text)
+    any_bad, chains = _rule_exprs(src, partition, tz, file_problem, text)
     bad_mask = df.select(any_bad).to_series()
     n_bad = int(bad_mask.sum())
     accepted = df.select(
@@ -449,45 +504,114 @@ def list_partition_files(zone: LandingZone, src: Source, partition: dt.date) -> 
     return sorted(zone.list(f"{src.name}/{partition.isoformat()}"), key=lambda f: (f.modified, f.key))
 
 
-def process_file(
-    zone: LandingZone, f: LandedFile, src: Source, partition: dt.date, known_ids: pl.Series, tz: str, lake: Lake | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, FileReport]:
-    """Archive (if a lake is given), read and validate one landing file. Never raises for bad content."""
-    ext = "." + f.key.rsplit(".", 1)[-1].lower() if "." in f.key.rsplit("/", 1)[-1] else ""
-    fmt = FORMATS.get(ext, "?")
-    data = zone.get_bytes(f.key)
-    rep = FileReport(f.key, fmt, len(data), 0)
-    if lake is not None:
-        rep.archive_path = lake.put_object(f"{ARCHIVE_PREFIX}/{f.key}", data)
-    if fmt == "?":
-        rep.problem, rep.detail = "unreadable_file", f"unknown file extension {ext!r}"
-        return pl.DataFrame(), _file_marker(rep), rep
-    try:
-        df, header, malformed = READERS[fmt](data, src)
-    except Exception as e:  # corrupt Parquet, invalid UTF-8, ...: the file is recorded, the run goes on
-        rep.problem, rep.detail = "unreadable_file", f"{type(e).__name__}: {e}"[:500]
-        return pl.DataFrame(), _file_marker(rep), rep
-    rep.records = df.height + malformed.height
-    if rep.records == 0:
-        rep.problem, rep.detail = "empty_file", "the file has no data rows"
-        return pl.DataFrame(), _file_marker(rep), rep
+#: file-level problems that mean readings may be lost: the day's ``files_readable`` check fails (blocking)
+#: until the file is fixed and the day re-run, or the file is waived (lake.waiver)
+BLOCKING_FILE_PROBLEMS = ("unreadable_file", "unsafe_name")
+REJECTED_PREFIX = "rejected"
+
+
+def _malformed_rejects(malformed: pl.DataFrame, key: str, fmt: str) -> pl.DataFrame:
+    return malformed.select(
+        pl.lit("malformed_line").alias("reason_code"),
+        pl.lit(None, pl.Utf8).alias("field"),
+        pl.lit(None, pl.Utf8).alias("value"),
+        pl.lit("the line cannot be split into the header's fields" if fmt == "csv" else "the line is not a JSON object with one value per field").alias("detail"),
+        pl.lit(None, pl.Date).alias("target_date"),
+        pl.struct(pl.col("unparsed").alias("line")).struct.json_encode().alias("raw_record"),
+        pl.lit(key).alias(_FILE),
+        pl.col(_ROW),
+    )
+
+
+def _header_problem(header: Header, src: Source) -> tuple[str, str, str] | None:
+    if header.conflicts:
+        c, names = next(iter(header.conflicts.items()))
+        return "duplicate_column", c, f"header names {names} all map to {c}: which one holds the value is unknown"
     missing = [c for c in src.raw_columns if c not in header]
     if missing:
-        rep.problem, rep.detail = "missing_column", f"missing {missing}; has {header}"
-    accepted, rejected = validate_file(df, f.key, src, partition, known_ids, tz, missing) if df.height else (pl.DataFrame(), _empty_rejects())
-    if malformed.height:
-        m = malformed.select(
-            pl.lit("malformed_line").alias("reason_code"),
-            pl.lit(None, pl.Utf8).alias("field"),
-            pl.lit(None, pl.Utf8).alias("value"),
-            pl.lit("the line cannot be split into the header's fields" if fmt == "csv" else "the line is not a JSON object").alias("detail"),
-            pl.lit(None, pl.Date).alias("target_date"),
-            pl.struct(pl.col("unparsed").alias("line")).struct.json_encode().alias("raw_record"),
-            pl.lit(f.key).alias(_FILE),
-            pl.col(_ROW),
-        )
-        rejected = pl.concat([rejected, m], how="diagonal_relaxed")
-    return accepted, rejected, rep
+        return "missing_column", ",".join(missing), f"file lacks column(s) {missing}; it has {list(header)}"
+    return None
+
+
+def process_file(
+    zone: LandingZone,
+    f: LandedFile,
+    src: Source,
+    partition: dt.date,
+    known_ids: pl.Series,
+    tz: str,
+    lake: Lake | None = None,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> tuple[pl.DataFrame, pl.DataFrame, FileReport]:
+    """Archive (if a lake is given), read and validate one landing file, in chunks of about
+    ``chunk_bytes`` of input. Never raises for a bad name or bad content: the file's problem is
+    reported (and a file that cannot be read is reported with its size and estimated records)."""
+    fmt, _gz = file_format(f.key)
+    skip = skip_reason(f.key)
+    if skip:  # never opened: the name does not become a path or an S3 request
+        rep = FileReport(f.key, fmt, f.size, 0, skip[0], skip[1])
+        return pl.DataFrame(), _file_marker(rep), rep
+    rep = FileReport(f.key, fmt, f.size, 0)
+    if lake is not None:
+        with zone.open(f.key) as fh:
+            rep.archive_path = lake.put_object(f"{ARCHIVE_PREFIX}/{f.key}", fh)
+    if fmt == "?":
+        rep.problem, rep.detail = "unreadable_file", f"unknown file extension of {f.key.rsplit('/', 1)[-1]!r} (expected .csv, .jsonl, .parquet, optionally .gz)"
+        return pl.DataFrame(), _file_marker(rep), rep
+    notes = ReadNotes()
+    accepted, rejected = [], []
+    records = 0
+    try:
+        with zone.open(f.key) as fh:
+            for chunk in CHUNK_READERS[fmt](fh, src, notes, chunk_bytes):
+                records += chunk.df.height + chunk.malformed.height
+                if chunk.df.height:
+                    hp = _header_problem(chunk.header, src)
+                    if hp and rep.problem is None:
+                        rep.problem, rep.detail = hp[0], hp[2]
+                    a, r = validate_file(chunk.df, f.key, src, partition, known_ids, tz, hp, decimal_comma=chunk.header.decimal_comma)
+                    accepted.append(a)
+                    rejected.append(r)
+                if chunk.malformed.height:
+                    rejected.append(_malformed_rejects(chunk.malformed, f.key, fmt))
+    except BaseException as e:  # corrupt Parquet/gzip, a reader panic, ...: recorded, counted, and the day blocked
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        data = zone.get_bytes(f.key)
+        est = estimate_records(data, fmt)
+        rep.problem = "unreadable_file"
+        rep.detail = (f"{type(e).__name__}: {e}"[:400] + f" ({rep.bytes} bytes, about {est if est is not None else '?'} records)")
+        rep.estimated_records = est
+        return pl.DataFrame(), _file_marker(rep), rep
+    if notes.items:
+        rep.detail = "; ".join(x for x in (rep.detail, str(notes)) if x)
+    rep.records = records
+    if records == 0:
+        rep.problem, rep.detail = "empty_file", "; ".join(x for x in ("the file has no data rows", rep.detail) if x)
+        return pl.DataFrame(), _file_marker(rep), rep
+    # no copy: the chunks' columns are kept as chunks (a rechunk would hold every row twice)
+    acc = pl.concat(accepted, how="vertical_relaxed", rechunk=False) if len(accepted) > 1 else (accepted[0] if accepted else pl.DataFrame())
+    rej = [r for r in rejected if r.height]
+    rej = pl.concat(rej, how="diagonal_relaxed") if rej else _empty_rejects()
+    return acc, rej, rep
+
+
+def waived_files(zone: LandingZone, src: Source, partition: dt.date) -> list[FileReport]:
+    """The day's files an operator waived (lake.waiver): one audit row each in the bronze index."""
+    out = []
+    for w in zone.list(f"{REJECTED_PREFIX}/{src.name}/{partition.isoformat()}"):
+        if not w.key.endswith(WAIVER_SUFFIX):
+            continue
+        try:
+            rec = json.loads(zone.get_bytes(w.key))
+            out.append(FileReport(
+                rec["key"], file_format(rec["key"])[0], int(rec["bytes"]), 0, "waived_file",
+                f"waived by {rec['by']} at {rec['at']}: {rec['reason']} (moved to {w.key[: -len(WAIVER_SUFFIX)]}, sha256 {rec['sha256'][:16]})",
+            ))  # fmt: skip
+        except (ValueError, KeyError, TypeError) as e:
+            out.append(FileReport(w.key, "?", w.size, 0, "unreadable_file", f"waiver record cannot be read: {e}"))
+    return out
 
 
 def build_partition(
@@ -501,14 +625,19 @@ def build_partition(
     rules: QualityRules = DEFAULT_RULES,
     ingested_at: dt.datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> tuple[dict[str, pl.DataFrame], IngestResult]:
-    """Read, validate, deduplicate and flag one partition; archive files if ``lake`` is given."""
+    """Read, validate, deduplicate and flag one partition; archive files if ``lake`` is given.
+    Waived files of the day (``rejected/<source>/<day>/``) get an audit row in the bronze index."""
     ingested_at = ingested_at or dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     files = list_partition_files(zone, src, partition)
     accepted, rejected, reports = [], [], []
+    for rep in waived_files(zone, src, partition):
+        reports.append(rep)
+        rejected.append(_file_marker(rep))
     for i, f in enumerate(files):
-        a, r, rep = process_file(zone, f, src, partition, known_ids, tz, lake)
+        a, r, rep = process_file(zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes)
         reports.append(rep)
         if a.height:
             accepted.append(a)
@@ -517,9 +646,8 @@ def build_partition(
         if progress:
             progress(f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records" + (f" [{rep.problem}]" if rep.problem else ""))
     t1 = time.perf_counter()
-
     ok = (
-        pl.concat(accepted, how="vertical_relaxed")
+        pl.concat(accepted, how="vertical_relaxed", rechunk=False)
         if accepted
         else pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in [src.entity, src.time] + [m.name for m in src.measures] + [_FILE, _ROW]}, _EIDX: pl.Int64})
     )
@@ -710,13 +838,15 @@ def ingest_partitions(
 
 
 def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
-    """Counts read back from the written Delta tables for one partition (the blocking check's figures).
+    """Counts read back from the written Delta tables for one partition (the blocking checks' figures).
 
     ``difference`` = bronze records - (silver + quarantined + duplicates); 0 when nothing was lost.
-    Files that yielded no record at all (empty, unreadable: one ``source_row = 0`` marker each) are
-    counted apart, as ``rejected_files``.
+    Files that yielded no record at all (empty, unreadable, skipped, waived: one ``source_row = 0``
+    marker each) are counted apart, as ``rejected_files``. ``unreadable_files`` names each file whose
+    readings may be lost (BLOCKING_FILE_PROBLEMS) with its size, estimated records and reason: the
+    ``files_readable`` check fails while it is not empty. ``waived_files`` is the operators' audit trail.
     """
-    bronze = lake.read(src.bronze, day, columns=["records"])
+    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"])
     silver_n = lake.read(src.silver, day, columns=["date"]).height
     q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"])
     records = q.filter(pl.col("source_row") > 0)
@@ -729,4 +859,17 @@ def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
         "rejected_files": q.height - records.height,
     }
     out["difference"] = out["bronze_records"] - (out["silver_rows"] + out["quarantined_rows"] + out["duplicate_rows"])
+    unreadable = {}
+    for f in bronze.filter(pl.col("problem").is_in(list(BLOCKING_FILE_PROBLEMS))).iter_rows(named=True):
+        est = None
+        if f["problem"] == "unreadable_file":
+            try:
+                est = estimate_records(lake.get_object(f"{ARCHIVE_PREFIX}/{f['source_file']}"), f["source_format"])
+            except (OSError, ValueError):  # not archived (no lake given) or gone: the detail still says why
+                est = None
+        unreadable[f["source_file"]] = {"problem": f["problem"], "bytes": f["bytes"], "estimated_records": est, "detail": f["detail"]}
+    out["unreadable_files"] = unreadable
+    out["estimated_unread_records"] = sum(v["estimated_records"] or 0 for v in unreadable.values())
+    out["waived_files"] = {f["source_file"]: f["detail"] for f in bronze.filter(pl.col("problem") == "waived_file").iter_rows(named=True)}
+    out["skipped_files"] = {f["source_file"]: f["detail"] for f in bronze.filter(pl.col("problem") == "skipped_file").iter_rows(named=True)}
     return out

@@ -7,11 +7,12 @@ touches a filesystem path or an S3 request.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=\-]*(/[A-Za-z0-9][A-Za-z0-9._=\-]*)*$")
 
@@ -21,6 +22,31 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not _KEY_RE.match(key) or ".." in key.split("/"):
         raise ValueError(f"unsafe landing key {key!r}: use relative 'a/b/c.ext' names of [A-Za-z0-9._=-]")
     return key
+
+
+#: names operating systems and file managers leave behind; never data
+_JUNK_NAMES = {"thumbs.db", "desktop.ini", "icon\r"}
+
+
+def skip_reason(key: str) -> tuple[str, str] | None:
+    """Why a listed landing key is not read, as (problem code, sentence), or None if it is readable.
+
+    Hidden and system files (``.DS_Store``, AppleDouble ``._x.csv``, ``Thumbs.db``) are ``skipped_file``:
+    they never hold readings. Any other name that fails ``check_key`` (a space, a ``;``, non-ASCII) is
+    ``unsafe_name``: it may well hold readings, so it is not read (its name never becomes a path or an
+    S3 request) and it blocks the day until it is renamed or waived.
+    """
+    name = key.rsplit("/", 1)[-1]
+    if name.startswith(".") or name.lower() in _JUNK_NAMES:
+        return "skipped_file", f"hidden or system file {name!r}: not a landing file, skipped"
+    try:
+        check_key(key)
+    except ValueError:
+        return "unsafe_name", (
+            f"file name {key!r} is not a safe landing key (use [A-Za-z0-9._=-], no spaces): not read; "
+            "rename it to a safe name, or waive it (lake.waiver), then re-run the day"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,6 +61,8 @@ class LandingZone(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def delete(self, key: str) -> None: ...
     def list(self, prefix: str = "") -> list[LandedFile]: ...
     def exists(self, key: str) -> bool: ...
 
@@ -58,6 +86,13 @@ class LocalLanding:
 
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def open(self, key: str) -> BinaryIO:
+        """The file as a seekable binary stream (read in pieces: memory does not grow with its size)."""
+        return open(self._path(key), "rb")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink()
 
     def local_path(self, key: str) -> Path:
         return self._path(key)
@@ -112,6 +147,13 @@ class S3Landing:
 
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
+
+    def open(self, key: str) -> BinaryIO:
+        """The object as a seekable binary stream (held in memory: S3 bodies cannot seek)."""
+        return io.BytesIO(self.get_bytes(key))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

@@ -200,7 +200,11 @@ REASON_CODES = (
     "malformed_line",  # CSV/JSON line that cannot be split into the expected fields
     "missing_column",  # the file lacks a contract column (whole file quarantined)
     "empty_file",  # the file has no data rows (recorded once, row 0)
-    "unreadable_file",  # the file cannot be decoded at all (recorded once, row 0)
+    "unreadable_file",  # the file cannot be decoded at all (recorded once, row 0; blocks the day)
+    "unsafe_name",  # the file's name is not a safe landing key: not read (recorded once, row 0; blocks the day)
+    "skipped_file",  # hidden/system file (.DS_Store, ._x.csv, Thumbs.db): not data (recorded once, row 0)
+    "waived_file",  # an operator waived the file (moved to rejected/ with a reason; recorded once, row 0)
+    "duplicate_column",  # two header names map to one contract column (whole file quarantined)
     "missing_value",  # a required field is empty
     "wrong_type",  # a field does not parse as its type
     "out_of_range",  # a value outside the hard acceptance bounds
@@ -225,7 +229,7 @@ def _bronze(src: Source) -> Table:
         Column("source_format", pl.Utf8, False, "csv | parquet | jsonl | ?"),
         Column("bytes", pl.Int64, False, "file size"),
         Column("records", pl.Int64, False, "data records read from the file (0 if empty/unreadable)"),
-        Column("problem", pl.Utf8, True, "file-level reason code (empty_file, unreadable_file, missing_column)"),
+        Column("problem", pl.Utf8, True, "file-level reason code (empty_file, unreadable_file, unsafe_name, skipped_file, waived_file, missing_column, duplicate_column)"),
         Column("detail", pl.Utf8, True),
         _INGESTED,
     )

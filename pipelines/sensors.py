@@ -13,19 +13,21 @@ from pipelines.jobs import alert_notifications_job, catalog_job, daily_ingest_jo
 from pipelines.partitions import daily_open
 from pipelines.resources import AlertingResource, GridSettings, LandingResource
 
-_DAY_DIR = re.compile(r"^(?P<source>[a-z_]+)/(?P<day>\d{4}-\d{2}-\d{2})/")
+_DAY_DIR = re.compile(r"^(rejected/)?(?P<source>[a-z_]+)/(?P<day>\d{4}-\d{2}-\d{2})/")
 
 
 @sensor(job=daily_ingest_job, minimum_interval_seconds=60, description="New or late landing files -> re-ingest their day")
 def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
     """Watches the landing zone; a file arriving for an earlier day re-materialises that day only.
 
-    The cursor holds the newest modification time seen, so each file triggers at most one run.
+    A waiver (lake.waiver: the file moved under ``rejected/``) re-runs its day the same way, so the
+    day's blocking files_readable check is evaluated again. The cursor holds the newest modification
+    time seen, so each file triggers at most one run.
     """
     since = float(context.cursor or 0)
     newest, days = since, {}
-    for src in SOURCES:
-        for f in landing.zone().list(src):
+    for prefix in [*SOURCES, *(f"rejected/{s}" for s in SOURCES)]:
+        for f in landing.zone().list(prefix):
             m = _DAY_DIR.match(f.key)
             if m and f.modified > since:
                 days[m["day"]] = max(days.get(m["day"], 0.0), f.modified)

@@ -41,13 +41,6 @@ def _row(m: str, t: str, kwh="0.5", kw="1.0", v="231.0", a="4.3", pf="0.95") -> 
     return ",".join([m, t, kwh, kw, v, a, pf])
 
 
-@pytest.fixture()
-def env(lake_and_landing):
-    lake, zone = lake_and_landing
-    ids = _ids(lake)
-    return lake, zone, ids[0], ids[1]
-
-
 def test_each_bad_record_class_is_quarantined_with_reason_field_and_location(env):
     lake, zone, m1, m2 = env
     key = _csv(
@@ -106,7 +99,8 @@ def test_duplicates_keep_the_later_received_copy(env):
 def test_fall_back_hour_is_resolved_by_order_and_a_lone_one_is_rejected(env):
     lake, zone, m1, m2 = env
     day = dt.date(2026, 11, 1)  # clocks go back at 02:00 EDT -> 01:00 EST
-    rows = [_row(m1, f"2026-11-01 {h}") for h in ("00:30:00", "01:00:00", "01:30:00", "01:00:00", "01:30:00", "02:00:00")]
+    # distinct readings: a standard-time row repeating its daylight twin's values is not proof (tests/lake/test_hostile_input.py)
+    rows = [_row(m1, f"2026-11-01 {h}", kwh=f"0.{i + 1}") for i, h in enumerate(("00:30:00", "01:00:00", "01:30:00", "01:00:00", "01:30:00", "02:00:00"))]
     rows.append(_row(m2, "2026-11-01 01:30:00"))  # once only: which 01:30?
     _csv(zone, "a.csv", rows, day=day)
     res, silver, q = _ingest(lake, zone, day)
