@@ -14,6 +14,7 @@ from assets import grid_ml as grid_ml_assets
 from assets import ingestion as ingestion_assets
 from assets import optimization as opt_assets
 from assets import reference as reference_assets
+from assets import report as report_assets
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
@@ -31,6 +32,7 @@ ALL_ASSETS = [
     *forecast_assets.FORECAST_ASSETS,
     *grid_ml_assets.GRID_ML_ASSETS,
     *opt_assets.OPT_ASSETS,
+    *report_assets.REPORT_ASSETS,
 ]
 
 defs = Definitions(

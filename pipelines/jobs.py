@@ -52,7 +52,13 @@ optimization_job = define_asset_job(
     description="Battery, EV, DC-OPF and UC schedules for one local day from the newest forecasts (on demand: any partition)",
 )
 
+# -- report (assets/report.py) -------------------------------------------------------------------
+report_job = define_asset_job(
+    "publish_report", selection=AssetSelection.assets("daily_report"), partitions_def=daily_open,
+    description="The day's self-contained HTML report (warehouse/report/index.html)",
+)
+
 FORECAST_JOBS = [forecast_training_job, forecast_scoring_job]
 GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
 OPT_JOBS = [optimization_job]
-ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS]
+ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS, report_job]
