@@ -291,14 +291,14 @@ def top_risks(demo: Demo):
                    arg_max(status, failure_probability_72h) AS status, any_value(customers_downstream) AS customers,
                    min(as_of) FILTER (WHERE status IN ('alert', 'critical')) AS first_alert
             FROM r GROUP BY transformer_id
-        ), failure AS (
+        ), failure AS (  -- the first failure recorded from 3 days before the day on
             SELECT asset_id AS transformer_id, min(start_time) AS failed_at FROM truth_events
-            WHERE event_type = 'transformer_failure' GROUP BY asset_id
+            WHERE event_type = 'transformer_failure' AND start_time >= (SELECT min(as_of) FROM r) - INTERVAL 3 DAY GROUP BY asset_id
         )
         SELECT t.transformer_id, round(p_fail_72h, 3) AS p_fail_72h, round(rul_h, 1) AS rul_h, status, customers,
                strftime(f.failed_at AT TIME ZONE $tz, '%m-%d %H:%M') AS recorded_failure,
                CASE WHEN f.failed_at >= t.first_alert THEN round(date_diff('minute', t.first_alert, f.failed_at) / 60.0, 1) END AS lead_h
-        FROM top t LEFT JOIN failure f ON f.transformer_id = t.transformer_id AND f.failed_at >= (SELECT min(as_of) FROM r) - INTERVAL 3 DAY
+        FROM top t LEFT JOIN failure f USING (transformer_id)
         ORDER BY p_fail_72h DESC, t.transformer_id LIMIT 5
     """, tz=TZ, day=demo.last)  # fmt: skip
 
