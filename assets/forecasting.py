@@ -109,6 +109,21 @@ def _check_horizon(v: int) -> int:
     return v
 
 
+def _check_as_of(v: str) -> str:
+    if v:
+        dt.date.fromisoformat(v)  # ValueError names the bad value
+    return v
+
+
+def _window_end(last, as_of: str, tz: str) -> pd.Timestamp:
+    """End (exclusive, UTC) of a training window: after the newest hour in the lake, or the end of
+    local day ``as_of`` if that is earlier (a retrain "as of" a past night sees nothing after it)."""
+    end = pd.Timestamp(last).tz_convert("UTC").floor("h") + HOUR
+    if as_of:
+        end = min(end, pd.Timestamp(day_bounds_utc(dt.date.fromisoformat(as_of), tz)[1]))
+    return end
+
+
 class LoadTrainingConfig(Config):
     """Nightly load-model training: one model per feeder plus the system total."""
 
@@ -119,8 +134,10 @@ class LoadTrainingConfig(Config):
     use_weather: bool = Field(True, description="use silver_weather temp_air_c as an exogenous input")
     rank_metric: str = Field("mape", description="metric the champion is chosen on (lower is better)")
     n_estimators: int = Field(300, description="XGBoost trees")
+    as_of: str = Field("", description="ISO local date of the window's last day; empty = up to the newest hour in the lake")
 
     _horizon = field_validator("horizon_hours")(classmethod(lambda cls, v: _check_horizon(v)))
+    _as_of = field_validator("as_of")(classmethod(lambda cls, v: _check_as_of(v)))
 
     @field_validator("forecaster")
     @classmethod
@@ -137,8 +154,10 @@ class SolarTrainingConfig(Config):
     horizon_hours: int = Field(24, description="leads 1..horizon_hours (up to 72)")
     backtest_days: int = Field(3, description="the last days are held out; every hourly origin in them is scored")
     n_estimators: int = Field(200, description="XGBoost trees")
+    as_of: str = Field("", description="ISO local date of the window's last day; empty = up to the newest weather hour in the lake")
 
     _horizon = field_validator("horizon_hours")(classmethod(lambda cls, v: _check_horizon(v)))
+    _as_of = field_validator("as_of")(classmethod(lambda cls, v: _check_as_of(v)))
 
 
 class ScoringConfig(Config):
@@ -236,7 +255,7 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     last = lk.scan(_T["gold_load_hourly"]).filter(pl.col("level") == "feeder").select(pl.col("period_start").max()).collect().item()
     if last is None:
         raise ValueError("gold_load_hourly has no feeder rows: materialise gold_load_hourly first")
-    end = pd.Timestamp(last).tz_convert("UTC") + HOUR
+    end = _window_end(last, config.as_of, grid.timezone)
     start = end - pd.Timedelta(days=config.history_days)
     load = feeder_load(lk, start, end)
     exog: tuple[str, ...] = ()
@@ -314,7 +333,7 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     kinds={"mlflow", "xgboost"},
     description="Nightly: backtest, log, register and promote one PV quantile model per feeder's rooftop fleet",
 )
-def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingConfig, lake: LakeResource, mlflow: MlflowResource) -> MaterializeResult:
+def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
     lk, reg = lake.lake(), mlflow.registry()
     fleets = feeder_pv_systems(lk.read("ref_meters"))
     if not fleets:
@@ -322,7 +341,7 @@ def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingC
     last = lk.scan(_T["silver_weather"]).select(pl.col("observation_time").max()).collect().item()
     if last is None:
         raise ValueError("silver_weather is empty: materialise the weather ingestion first")
-    end = pd.Timestamp(last).tz_convert("UTC").floor("h") + HOUR
+    end = _window_end(last, config.as_of, grid.timezone)
     start = end - pd.Timedelta(days=config.history_days)
     weather = regular_weather(hourly_weather(lk, start, end))
     horizons = list(range(1, config.horizon_hours + 1))

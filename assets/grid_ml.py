@@ -456,6 +456,7 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
 def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
     """Alerts from both rules: anomaly_score (meters and transformers) and failure_risk (transformers)."""
     from models.grid.alerts import day_alerts, duplicate_fingerprints
+    from reporting.report import anomaly_timeline_figure
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     scores = lk.read(_T["gold_anomaly_scores"], day)
@@ -468,7 +469,9 @@ def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSe
     df = day_alerts(scores, anomaly_th, risk, risk_th, tz)
     w = lk.write_partition(_T["gold_alerts"], df, day)
     by = df.group_by("rule", "severity").len().sort("rule", "severity")
+    timeline = anomaly_timeline_figure(scores, df, tz)
     yield MaterializeResult(metadata={
+        "timeline": MetadataValue.md(plots.png_markdown(timeline, f"anomaly timeline {day}")),
         "dagster/row_count": w.rows, "delta_version": w.version,
         "alerts_by_rule_severity": MetadataValue.json({f"{a}/{s}": int(n) for a, s, n in by.iter_rows()}),
         "critical": MetadataValue.md(df.filter(pl.col("severity") == "critical").sort("score", descending=True).head(10)
@@ -499,6 +502,7 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
                                       grid: GridSettings, mlflow: MlflowResource):
     from models.grid.recommend import recommend
     from models.grid.segments import profile_features, segment_distribution
+    from reporting.report import segment_figure
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     model, version = _champion(mlflow.registry(), MODEL_SEGMENTS, "grid_segment_model")
@@ -516,6 +520,7 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     yield MaterializeResult(asset_key="gold_customer_segments", metadata={
         "dagster/row_count": w1.rows, "model_version": version, "profile_days": config.profile_days,
         "provisional": int(seg["provisional"].sum()), "distribution": MetadataValue.json(segment_distribution(seg)),
+        "segment_mix": MetadataValue.md(plots.png_markdown(segment_figure(seg), f"segment mix {day}")),
     })
     yield MaterializeResult(asset_key="gold_recommendations", metadata={
         "dagster/row_count": w2.rows, "recommended": chosen.height,

@@ -37,6 +37,8 @@ from mlflow.exceptions import MlflowException
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+#: relative difference of two metric values below which they count as equal (float rounding, not skill)
+FLOAT_TIE = 1e-9
 CHALLENGER = "challenger"
 FLAVORS = ("pyfunc", "sklearn", "xgboost", "pytorch")
 
@@ -240,7 +242,9 @@ class ModelRegistry:
             better = False
         else:
             gain = (cand - champ_val) if higher_is_better else (champ_val - cand)
-            better = gain > min_improvement
+            # the same model scored twice can differ in the last bits (summation order): a gain within
+            # float rounding is no gain, or a retrain on unchanged data would flip the champion each night
+            better = gain > min_improvement + FLOAT_TIE * max(1.0, abs(champ_val))
             cmp = ">" if better else "<="
             reason = f"{metric} improvement {gain:.6g} {cmp} {min_improvement:g} vs champion v{champ.version}"
         if better:

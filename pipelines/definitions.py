@@ -15,6 +15,7 @@ from assets import grid_ml as grid_ml_assets
 from assets import ingestion as ingestion_assets
 from assets import optimization as opt_assets
 from assets import reference as reference_assets
+from assets import report as report_assets
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
@@ -33,6 +34,7 @@ ALL_ASSETS = [
     *grid_ml_assets.GRID_ML_ASSETS,
     *opt_assets.OPT_ASSETS,
     *alerting_assets.ALERTING_ASSETS,
+    *report_assets.REPORT_ASSETS,
 ]
 
 defs = Definitions(

@@ -62,8 +62,14 @@ failure_risk_rescoring_job = define_asset_job(
     description="Re-score transformer failure risk for a day; requested by a critical live alert on a transformer",
 )
 
+# -- report (assets/report.py) -------------------------------------------------------------------
+report_job = define_asset_job(
+    "publish_report", selection=AssetSelection.assets("daily_report"), partitions_def=daily_open,
+    description="The day's self-contained HTML report (warehouse/report/index.html)",
+)
+
 FORECAST_JOBS = [forecast_training_job, forecast_scoring_job]
 ALERTING_JOBS = [alert_notifications_job, failure_risk_rescoring_job]
 GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
 OPT_JOBS = [optimization_job]
-ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS, *ALERTING_JOBS]
+ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS, *ALERTING_JOBS, report_job]

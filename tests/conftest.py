@@ -49,9 +49,9 @@ def pg_database():
 
 @pytest.fixture(scope="session")
 def pg_dagster_home(tmp_path_factory, pg_database):
-    """A DAGSTER_HOME holding the repository's own dagster.yaml, pointed at the session database."""
+    """A DAGSTER_HOME holding the repository's production deploy/dagster.yaml, pointed at the session database."""
     home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     env = {
         "DAGSTER_HOME": str(home),
         "GRIDLAKE_PG_HOST": PG["host"],

@@ -99,3 +99,17 @@ def test_backtest_id_is_stable_and_tells_different_backtests_apart():
     a = backtest_id("system", "2026-01-01", "2026-02-01", 7, "48h")
     assert a == backtest_id("system", "2026-01-01", "2026-02-01", 7, "48h") and len(a) == 16
     assert a != backtest_id("system", "2026-01-01", "2026-02-02", 7, "48h")
+
+
+def test_a_gain_within_float_rounding_does_not_promote(registry, trained):
+    """The same model re-scored can differ in the last bits (observed: MAPE 1.8e-15 apart on the demo's
+    retrain); that must not move the champion, while a real gain still does."""
+    name = "load-float-tie"
+    model, m, _ = trained["seasonal_naive_weekly"]
+    registry.train_register_promote(name, params=model.params(), metrics=m, backtest_id="bt", model=model)
+    noise = dict(m, mape=m["mape"] * (1 - 1e-15))
+    r = registry.train_register_promote(name, params=model.params(), metrics=noise, backtest_id="bt", model=model)
+    assert not r["promoted"] and str(registry.champion(name).version) == "1"
+    real = dict(m, mape=m["mape"] * (1 - 1e-6))
+    r = registry.train_register_promote(name, params=model.params(), metrics=real, backtest_id="bt", model=model)
+    assert r["promoted"] and str(registry.champion(name).version) == "3"

@@ -1,4 +1,4 @@
-"""Real Dagster runs: on the PostgreSQL instance from dagster.yaml, on a real S3 endpoint, and the
+"""Real Dagster runs: on the PostgreSQL instance from deploy/dagster.yaml, on a real S3 endpoint, and the
 blocking quality gate."""
 
 from __future__ import annotations

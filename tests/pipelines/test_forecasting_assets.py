@@ -212,3 +212,20 @@ def test_definitions_load_and_the_hourly_schedule_targets_the_local_day():
     when = dt.datetime(2026, 6, 2, 1, 10, tzinfo=dt.timezone.utc)
     req = hourly_forecast_scoring(build_schedule_context(scheduled_execution_time=when))
     assert req.partition_key == "2026-06-01"
+
+
+def test_training_window_as_of_a_past_night():
+    """as_of ends the training window at the end of that local day (a retrain 'as of' a past night sees
+    nothing after it); a later as_of or none keeps the newest hour; a bad date is refused by the config."""
+    import pandas as pd
+    from pydantic import ValidationError
+
+    last = pd.Timestamp("2026-03-26 23:00", tz="UTC")  # 19:00 local on the 26th (EDT)
+    assert fa._window_end(last, "", TZ) == pd.Timestamp("2026-03-27 00:00", tz="UTC")
+    assert fa._window_end(last, "2026-03-25", TZ) == pd.Timestamp("2026-03-26 04:00", tz="UTC")  # local midnight, EDT
+    assert fa._window_end(last, "2026-03-07", TZ) == pd.Timestamp("2026-03-08 05:00", tz="UTC")  # still EST before spring-forward
+    assert fa._window_end(last, "2026-04-01", TZ) == pd.Timestamp("2026-03-27 00:00", tz="UTC")
+    with pytest.raises(ValidationError, match="2026-13-01"):
+        fa.LoadTrainingConfig(as_of="2026-13-01")
+    with pytest.raises(ValidationError, match="yesterday"):
+        fa.SolarTrainingConfig(as_of="yesterday")

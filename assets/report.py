@@ -1,0 +1,55 @@
+"""The daily operator report (``warehouse/report/index.html``): a thin asset over :mod:`reporting.report`.
+
+It reads the day's gold tables (forecasts, schedules, grid ML) and writes one self-contained HTML
+file next to the DuckDB catalog; the key plots are also attached to the materialisation.
+Delivered alerts come from a Delta table ``alerts`` in the lake when one exists (the alert delivery
+path); otherwise the report says none were delivered.
+"""
+
+from pathlib import Path
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from assets.optimization import EVConfig
+from lake.plots import png_markdown
+from pipelines.partitions import daily_open, lookback_dep, partition_day
+from pipelines.resources import CatalogResource, GridSettings, LakeResource
+
+GROUP = "reports"
+#: the figures shown in the Dagster UI (all of them are in the HTML file)
+KEY_FIGURES = ("load_forecast_system", "battery_schedule", "ev_charging", "transformer_risk", "anomaly_timeline")
+
+
+class ReportConfig(Config):
+    out_dir: str = Field("", description="folder of index.html; empty = 'report' next to the DuckDB catalog (warehouse/report)")
+    ev_limit_kw: float = Field(EVConfig.model_fields["transformer_limit_kw"].default, description="the EV site limit drawn on the EV plot (gold_ev's)")
+
+
+@asset(
+    group_name=GROUP,
+    partitions_def=daily_open,
+    deps=[lookback_dep("gold_load_forecast", 3), lookback_dep("gold_solar_forecast", 3), lookback_dep("gold_load_hourly", 1),
+          "gold_battery_schedule", "gold_battery_daily", "gold_ev_schedule", "gold_ev_sessions",
+          "gold_transformer_risk", "gold_anomaly_scores", "gold_alerts", "gold_customer_segments"],  # fmt: skip
+    kinds={"html", "matplotlib"},
+    description="Self-contained HTML report of one local day: forecasts vs actuals, schedules, risks, anomalies, segments, alerts",
+)
+def daily_report(context: AssetExecutionContext, config: ReportConfig, lake: LakeResource, catalog: CatalogResource, grid: GridSettings) -> MaterializeResult:
+    from reporting.report import build_report, write_report
+
+    lk, day = lake.lake(), partition_day(context)
+    delivered = lk.read("alerts") if lk.exists("alerts") else None
+    report = build_report(lk, day, grid.timezone, ev_limit_kw=config.ev_limit_kw, delivered_alerts=delivered)
+    path = write_report(report, Path(config.out_dir) if config.out_dir else catalog.file().parent / "report")
+    figs = report.figures
+    return MaterializeResult(metadata={
+        "path": MetadataValue.path(str(path.resolve())),
+        "bytes": path.stat().st_size,
+        "sections": MetadataValue.json([s.title for s in report.sections]),
+        "figures": len(figs),
+        **{f"plot_{k}": MetadataValue.md(png_markdown(figs[k].png, figs[k].title)) for k in KEY_FIGURES if k in figs},
+    })  # fmt: skip
+
+
+REPORT_ASSETS = [daily_report]

@@ -1,0 +1,66 @@
+"""reporting.report on its own: the HTML is self-contained, sections say what is missing, the
+delivered-alerts section reads a table when one is handed in, and the day-ahead selection takes the
+newest issue made before the day began. (The full report on real gold tables is checked by the
+demo test, tests/pipelines/test_demo.py.)"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+
+import polars as pl
+import pytest
+
+from lake.delta import Lake
+from lake.schemas import day_bounds_utc
+from reporting.report import build_report, day_ahead, write_report
+
+TZ = "America/New_York"
+DAY = dt.date(2026, 3, 8)  # spring-forward: a 23-hour local day
+UTC = pl.Datetime("us", "UTC")
+
+
+def _pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def test_empty_lake_gives_every_section_with_what_is_missing(tmp_path):
+    rep = build_report(Lake(tmp_path / "lake"), DAY, TZ)
+    page = write_report(rep, tmp_path / "out").read_text()
+    assert [s.title for s in rep.sections][:2] == ["Load forecast vs metered load (day-ahead issue, p10-p90 band)", "PV forecast (day-ahead issue)"]
+    for table in ("gold_load_forecast", "gold_solar_forecast", "gold_battery_schedule", "gold_ev_schedule", "gold_transformer_risk",
+                  "gold_anomaly_scores", "gold_customer_segments"):  # fmt: skip
+        assert f"{table}" in page
+    assert "No alerts delivered" in page
+    assert not rep.figures and not _pngs(page)
+    assert not re.search(r"(src|href)=\"(https?:|//)", page)  # nothing fetched from anywhere
+
+
+def test_delivered_alerts_section(tmp_path):
+    lo, _ = day_bounds_utc(DAY, TZ)
+    alerts = pl.DataFrame({
+        "starts_at": [lo + dt.timedelta(hours=h) for h in (2, 5, 9, 30)],
+        "severity": ["critical", "warning", "warning", "info"], "alertname": "x", "asset_id": ["T1", "M1", "M2", "M3"],
+    }).with_columns(pl.col("starts_at").cast(UTC))  # fmt: skip
+    rep = build_report(Lake(tmp_path / "lake"), DAY, TZ, delivered_alerts=alerts)
+    sec = rep.sections[-1]
+    assert "<td>critical</td><td>1</td>" in sec.text and "<td>warning</td><td>2</td>" in sec.text
+    assert "info" not in sec.text  # the 4th alert started the next day
+    (fig,) = sec.figures
+    assert fig.png.startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match=r"lacks columns \['severity'\]"):
+        build_report(Lake(tmp_path / "lake"), DAY, TZ, delivered_alerts=alerts.drop("severity"))
+
+
+def test_day_ahead_takes_the_newest_issue_before_the_day():
+    lo, hi = day_bounds_utc(DAY, TZ)
+    hours = pl.datetime_range(lo, hi, "1h", closed="left", eager=True)
+    assert hours.len() == 23
+
+    def issue(at: dt.datetime, p50: float) -> pl.DataFrame:
+        return pl.DataFrame({"entity_id": "F1", "issued_at": at, "period_start": hours, "p50": p50}).with_columns(pl.col("issued_at", "period_start").cast(UTC))
+
+    fc = pl.concat([issue(lo - dt.timedelta(days=1), 1.0), issue(lo - dt.timedelta(hours=1), 2.0), issue(lo + dt.timedelta(hours=3), 3.0)])
+    got = day_ahead(fc, DAY, TZ)
+    assert got.height == 23 and got["p50"].unique().to_list() == [2.0]
