@@ -1,6 +1,6 @@
 """A Dagster user's first commands, in the repo root, from a clean environment (no DAGSTER_HOME, no
 GRIDLAKE_* variables): `dagster definitions validate` and `dagster dev -w workspace.yaml` work with
-Dagster's temporary SQLite instance (the production PostgreSQL instance config lives in
+Dagster's temporary SQLite instance and the root dagster.yaml, the embedded default (the production PostgreSQL instance config lives in
 deploy/dagster.yaml and is only used when DAGSTER_HOME points at a copy of it)."""
 
 from __future__ import annotations
@@ -28,11 +28,16 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "GRIDLAKE_", "MLFLOW_", "AWS_"))}
 
 
-def test_no_instance_config_in_the_repo_root():
-    """`dagster dev` without DAGSTER_HOME reads a dagster.yaml in the current folder: the root must not hold
-    the production one (it needs the PostgreSQL variables); deploy/ does, for DAGSTER_HOME."""
-    assert not (ROOT / "dagster.yaml").exists() and not (ROOT / "dagster.yml").exists()
-    assert "postgres" in (ROOT / "deploy" / "dagster.yaml").read_text()
+def test_root_instance_config_is_the_embedded_default():
+    """`dagster dev` without DAGSTER_HOME reads the dagster.yaml in the current folder: the root one must be
+    the embedded default (no storage settings, so no PostgreSQL variables needed); the production one, with
+    PostgreSQL storage, is deploy/dagster.yaml, copied into DAGSTER_HOME."""
+    import yaml
+
+    root = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    assert not {"storage", "run_storage", "event_log_storage", "schedule_storage"} & set(root)
+    assert "GRIDLAKE_PG" not in json.dumps(root)
+    assert "postgres" in yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())["storage"]
 
 
 def test_definitions_validate_without_dagster_home():
