@@ -15,7 +15,7 @@ from assets import ingestion as ingestion_assets
 from assets import optimization as opt_assets
 from assets import reference as reference_assets
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from pipelines.resources import AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
 
@@ -44,5 +44,6 @@ defs = Definitions(
         "catalog": CatalogResource(),
         "grid": GridSettings(),
         "mlflow": MlflowResource(),
+        "alert_sink": AlertSinkResource(),
     },
 )
