@@ -14,4 +14,11 @@ if ! ok 1883; then
   mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
   wait_for 1883 || exit 1
 fi
+# the browser the UI tests drive (Playwright with the system browser; never `playwright install`)
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian chromium for the UI tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium || { echo "could not install chromium" >&2; exit 1; }
+fi
 echo "services: PostgreSQL 127.0.0.1:5432 and Mosquitto 127.0.0.1:1883 answer"
+echo "browser: $(/usr/bin/chromium --version 2>/dev/null)"
