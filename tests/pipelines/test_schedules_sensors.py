@@ -251,8 +251,13 @@ def test_a_failed_run_hands_a_well_formed_alert_to_the_sink(pg_instance, tmp_pat
         "catalog": CatalogResource(path=str(tmp_path / "c.duckdb")), "grid": GridSettings(),
         "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
     }  # fmt: skip
-    job = Definitions(assets=ALL_ASSETS, jobs=ALL_JOBS, resources=res).get_job_def("daily_ingest")
-    result = job.execute_in_process(instance=pg_instance, partition_key="2026-11-01", raise_on_error=False)
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    # resolving a job reads "the current" defs-state storage, a context variable another test module's
+    # instance may have left pointing at a disposed instance: make it this test's instance
+    with set_defs_state_storage(pg_instance.defs_state_storage):
+        job = Definitions(assets=ALL_ASSETS, jobs=ALL_JOBS, resources=res).resolve_job_def("daily_ingest")
+        result = job.execute_in_process(instance=pg_instance, partition_key="2026-11-01", raise_on_error=False)
     assert not result.success
     stored = pg_instance.get_run_by_id(result.run_id)
     assert stored.is_failure
