@@ -34,4 +34,11 @@ if ! ok 9093; then
     --web.listen-address=127.0.0.1:9093 --cluster.listen-address= >>"$AM_DATA/alertmanager.log" 2>&1 < /dev/null &
   wait_for 9093 || exit 1
 fi
+# the browser the UI tests drive (Playwright with the system browser; never `playwright install`)
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian chromium for the UI tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium || { echo "could not install chromium" >&2; exit 1; }
+fi
 echo "services: PostgreSQL 127.0.0.1:5432, Mosquitto 127.0.0.1:1883 and Alertmanager 127.0.0.1:9093 answer"
+echo "browser: $(/usr/bin/chromium --version 2>/dev/null)"

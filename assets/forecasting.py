@@ -179,9 +179,15 @@ class PeakDemandConfig(Config):
 # ======================================================================================
 # lake glue
 # ======================================================================================
-def feeder_load(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pl.DataFrame:
+_NO_LOAD = {"entity_id": pl.Utf8, "period_start": pl.Datetime("us", "UTC"), "mean_kw": pl.Float64}
+
+
+def feeder_load(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, allow_empty: bool = False) -> pl.DataFrame:
     """Hourly feeder load (entity_id, period_start, mean_kw) of gold_load_hourly plus the system
-    total (``models.forecast.tables.with_system_total``), in [start, end)."""
+    total (``models.forecast.tables.with_system_total``), in [start, end). No rows raise, unless
+    ``allow_empty`` (a day not ingested yet, e.g. today for the hourly peak re-issue)."""
+    if allow_empty and not lake.exists(_T["gold_load_hourly"]):
+        return pl.DataFrame(schema=_NO_LOAD)
     lf = lake.scan(_T["gold_load_hourly"]).filter(pl.col("level") == "feeder")
     if start is not None:
         lf = lf.filter(pl.col("period_start") >= start.to_pydatetime())
@@ -189,6 +195,8 @@ def feeder_load(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | Non
         lf = lf.filter(pl.col("period_start") < end.to_pydatetime())
     df = lf.select("entity_id", "period_start", "mean_kw").collect()
     if df.height == 0:
+        if allow_empty:
+            return pl.DataFrame(schema=_NO_LOAD)
         raise ValueError(f"gold_load_hourly has no feeder rows in [{start}, {end}): materialise gold_load_hourly first")
     return with_system_total(df)
 
@@ -534,7 +542,7 @@ def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, l
     lk, day = lake.lake(), partition_day(context)
     start, end = (pd.Timestamp(t) for t in day_bounds_utc(day, grid.timezone))
     fc = lk.read_days(_T["gold_load_forecast"], day - dt.timedelta(days=3), day)
-    observed = feeder_load(lk, start, end) if lk.exists(_T["gold_load_hourly"]) else pl.DataFrame(schema={"entity_id": pl.Utf8, "period_start": pl.Datetime("us", "UTC"), "mean_kw": pl.Float64})
+    observed = feeder_load(lk, start, end, allow_empty=True)  # today: nothing observed yet, the forecast alone
     caps = feeder_capacity_kw(lk.read("ref_transformers"), config.power_factor, config.capacity_kw)
     df = peak_demand(fc, observed, caps, day, grid.timezone)
     w = lk.write_partition(_T["gold_peak_demand"], df, day)

@@ -181,3 +181,60 @@ def open_landing(uri: str, endpoint_url: str | None = None) -> LocalLanding | S3
     if "://" in uri:
         raise ValueError(f"unsupported landing URI scheme: {uri!r} (use a local path or s3://)")
     return LocalLanding(uri)
+
+
+# ----------------------------------------------------------------------------- change detection
+@dataclass(frozen=True)
+class LandingCursor:
+    """What a poller has already seen: the newest modification time, and every key modified at exactly it.
+
+    S3 ``LastModified`` has one-second resolution, so "newer than the newest time seen" alone would skip
+    an object that lands in the same second as the cursor but after the listing that set it. Keeping the
+    keys seen *at* that time makes the comparison ``modified > t or (modified == t and key not seen)``,
+    which never skips a new key. (An existing key overwritten within that same second keeps its time
+    and is not seen again; S3 gives no finer clock to tell the two writes apart.)
+    """
+
+    modified: float = 0.0
+    keys_at_modified: frozenset[str] = frozenset()
+
+    def is_new(self, f: LandedFile) -> bool:
+        return f.modified > self.modified or (f.modified == self.modified and f.key not in self.keys_at_modified)
+
+    def advance(self, seen: list[LandedFile]) -> LandingCursor:
+        """The cursor after ``seen`` (the new files of one poll) have been handled."""
+        if not seen:
+            return self
+        newest = max(self.modified, max(f.modified for f in seen))
+        at = {f.key for f in seen if f.modified == newest}
+        if newest == self.modified:
+            at |= self.keys_at_modified
+        return LandingCursor(newest, frozenset(at))
+
+    def serialize(self) -> str:
+        import json
+
+        return json.dumps({"modified": self.modified, "keys": sorted(self.keys_at_modified)})
+
+    @classmethod
+    def parse(cls, text: str | None) -> LandingCursor:
+        """A cursor from :meth:`serialize`'s JSON; a bare number (the older format) is read as a time only."""
+        import json
+
+        if not text:
+            return cls()
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"landing cursor {text[:80]!r} is neither JSON nor a number") from e
+        if isinstance(d, (int, float)):
+            return cls(float(d))
+        if not isinstance(d, dict) or not isinstance(d.get("modified"), (int, float)) or not isinstance(d.get("keys", []), list):
+            raise ValueError(f"landing cursor {text[:80]!r} lacks a numeric 'modified' and a 'keys' list")
+        return cls(float(d["modified"]), frozenset(map(str, d.get("keys", []))))
+
+
+def new_files(files: list[LandedFile], cursor: LandingCursor) -> tuple[list[LandedFile], LandingCursor]:
+    """The files of a listing the cursor has not seen, and the cursor that has seen them."""
+    fresh = [f for f in files if cursor.is_new(f)]
+    return fresh, cursor.advance(fresh)

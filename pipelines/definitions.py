@@ -17,7 +17,7 @@ from assets import optimization as opt_assets
 from assets import reference as reference_assets
 from assets import report as report_assets
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from pipelines.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
 
@@ -49,5 +49,6 @@ defs = Definitions(
         "grid": GridSettings(),
         "mlflow": MlflowResource(),
         "alerting": AlertingResource(),
+        "alert_sink": AlertSinkResource(),
     },
 )

@@ -126,3 +126,22 @@ class AlertingResource(ConfigurableResource):
         finally:
             store.close()
 
+
+class AlertSinkResource(ConfigurableResource):
+    """Where the pipeline hands its own alerts (a failed run): a ``streaming_bridge.alerts.AlertSink``.
+
+    Until the streaming bridge's durable outbox is wired here, alerts are appended to a JSON-lines file
+    (``streaming_bridge.pipeline_alerts.JsonlAlertSink``). ``ui_url`` (the Dagster webserver's address,
+    ``$GRIDLAKE_DAGSTER_URL``) makes each alert link its run; empty = no link.
+    """
+
+    path: str = _default("GRIDLAKE_PIPELINE_ALERTS", ".demo/alerts/pipeline_alerts.jsonl")
+    ui_url: str = _default("GRIDLAKE_DAGSTER_URL", "")
+
+    def sink(self):
+        from streaming_bridge.pipeline_alerts import JsonlAlertSink
+
+        return JsonlAlertSink(self.path)
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}" if self.ui_url else ""
