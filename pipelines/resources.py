@@ -128,20 +128,23 @@ class AlertingResource(ConfigurableResource):
 
 
 class AlertSinkResource(ConfigurableResource):
-    """Where the pipeline hands its own alerts (a failed run): a ``streaming_bridge.alerts.AlertSink``.
-
-    Until the streaming bridge's durable outbox is wired here, alerts are appended to a JSON-lines file
-    (``streaming_bridge.pipeline_alerts.JsonlAlertSink``). ``ui_url`` (the Dagster webserver's address,
-    ``$GRIDLAKE_DAGSTER_URL``) makes each alert link its run; empty = no link.
+    """Where the pipeline hands its own alerts (a failed run): the streaming bridge's durable outbox, drained
+    to Prometheus Alertmanager (``streaming_bridge.outbox.Outbox``), the same path as batch and stream alerts.
+    ``ui_url`` (the Dagster webserver's address, ``$GRIDLAKE_DAGSTER_URL``) makes each alert link its run;
+    empty = no link.
     """
 
-    path: str = _default("GRIDLAKE_PIPELINE_ALERTS", ".demo/alerts/pipeline_alerts.jsonl")
+    alertmanager_url: str = _default("GRIDLAKE_ALERTMANAGER_URL", "http://127.0.0.1:9093")
+    outbox_path: str = _default("GRIDLAKE_PIPELINE_OUTBOX", ".demo/pipeline_alert_outbox.db")
     ui_url: str = _default("GRIDLAKE_DAGSTER_URL", "")
+    flush_timeout_s: float = 10.0
 
     def sink(self):
-        from streaming_bridge.pipeline_alerts import JsonlAlertSink
+        from streaming_bridge.am_client import AlertmanagerClient
+        from streaming_bridge.outbox import Outbox
 
-        return JsonlAlertSink(self.path)
+        Path(self.outbox_path).parent.mkdir(parents=True, exist_ok=True)
+        return Outbox(self.outbox_path, AlertmanagerClient(self.alertmanager_url))
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/runs/{run_id}" if self.ui_url else ""

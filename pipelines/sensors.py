@@ -126,7 +126,14 @@ def alert_on_run_failure(context: RunFailureSensorContext, alert_sink: AlertSink
         severity="critical" if run.job_name in CRITICAL_JOBS else "warning",
         run_url=alert_sink.run_url(run.run_id),
     )
-    alert_sink.sink().submit([alert])
+    outbox = alert_sink.sink()
+    try:  # durable once submitted; what Alertmanager does not take now goes out with the next drain of this outbox
+        outbox.submit([alert])
+        delivered = outbox.flush(alert_sink.flush_timeout_s)
+    finally:
+        outbox.close(0)
+    if not delivered:
+        context.log.warning(f"alert for failed run {run.run_id} queued in {alert_sink.outbox_path}: Alertmanager did not take it yet")
     context.log.info(f"alert {alert.fingerprint()[:12]} ({alert.severity}) for failed run {run.run_id} of {run.job_name}")
 
 

@@ -21,7 +21,7 @@ from dagster import DagsterInstance, Definitions, RunRequest, SkipReason, build_
 
 from pipelines.definitions import ALL_ASSETS, defs
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from pipelines.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 TZ = ZoneInfo("America/New_York")
 REPO = defs.get_repository_def()
@@ -167,7 +167,9 @@ def test_ingest_and_monthly_schedules_request_the_finished_period(pg_instance):
 def test_every_schedule_and_sensor_is_covered_here():
     assert set(SCHEDULES) == {"daily_ingest_schedule", "monthly_rollup_schedule", "nightly_forecast_training", "hourly_forecast_scoring",
                               "grid_ml_training_nightly", "grid_ml_scoring_hourly", "daily_optimization"}  # fmt: skip
-    assert set(SENSORS) == {"landing_sensor", "refresh_catalog_after_ingest", "alert_on_run_failure"}
+    # critical_alert_sensor is ticked in tests/streaming_bridge/delivery/test_bridge_batch.py
+    assert set(SENSORS) == {"landing_sensor", "refresh_catalog_after_ingest", "alert_on_run_failure",
+                            "post_alerts_after_scoring", "critical_alert_sensor"}
 
 
 # ------------------------------------------------------------------------------- landing sensor
@@ -241,15 +243,14 @@ def test_landing_sensor_s3_object_in_the_same_second_as_the_cursor(pg_instance, 
 
 
 # --------------------------------------------------------------------------- run-failure alert
-def test_a_failed_run_hands_a_well_formed_alert_to_the_sink(pg_instance, tmp_path):
-    from streaming_bridge.alerts import Alert
-    from streaming_bridge.pipeline_alerts import JsonlAlertSink
+def test_a_failed_run_raises_an_alert_in_alertmanager_through_the_outbox(pg_instance, tmp_path):
 
     # the main job on an empty lake: the ingest step fails (no reference tables), stored in PostgreSQL
     res = {
         "lake": LakeResource(root=str(tmp_path / "lake")), "landing": LandingResource(uri=str(tmp_path / "landing")),
         "catalog": CatalogResource(path=str(tmp_path / "c.duckdb")), "grid": GridSettings(),
         "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
+        "alerting": AlertingResource(outbox_path=str(tmp_path / "batch_outbox.db")),
     }  # fmt: skip
     from dagster._core.storage.defs_state.base import set_defs_state_storage
 
@@ -263,14 +264,20 @@ def test_a_failed_run_hands_a_well_formed_alert_to_the_sink(pg_instance, tmp_pat
     assert stored.is_failure
     failure = result.get_run_failure_event()
 
-    sink_res = AlertSinkResource(path=str(tmp_path / "alerts.jsonl"), ui_url="http://dagster.example:3000/")
-    ctx = build_run_status_sensor_context(
-        sensor_name="alert_on_run_failure", dagster_event=failure, dagster_instance=pg_instance, dagster_run=stored,
-        resources={"alert_sink": sink_res},
-    ).for_run_failure()  # fmt: skip
-    SENSORS["alert_on_run_failure"](ctx)
+    # through the bridge's delivery path: the durable outbox drained to a real (private) Alertmanager
+    from streaming_bridge.am_client import AlertmanagerClient
+    from streaming_bridge.amproc import AlertmanagerProcess, write_config
 
-    sent = JsonlAlertSink(tmp_path / "alerts.jsonl").read()
+    cfg = write_config({"route": {"receiver": "void"}, "receivers": [{"name": "void"}]}, tmp_path / "am.yml")
+    with AlertmanagerProcess(cfg, storage_dir=tmp_path / "am") as am:
+        am.start()
+        sink_res = AlertSinkResource(alertmanager_url=am.url, outbox_path=str(tmp_path / "outbox.db"), ui_url="http://dagster.example:3000/")
+        ctx = build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure", dagster_event=failure, dagster_instance=pg_instance, dagster_run=stored,
+            resources={"alert_sink": sink_res},
+        ).for_run_failure()  # fmt: skip
+        SENSORS["alert_on_run_failure"](ctx)
+        sent = AlertmanagerClient(am.url).alerts()
     assert len(sent) == 1
     a = sent[0]
     assert a["labels"] == {"alertname": "PipelineRunFailed", "severity": "critical", "asset_type": "pipeline_job",
@@ -281,11 +288,9 @@ def test_a_failed_run_hands_a_well_formed_alert_to_the_sink(pg_instance, tmp_pat
     step_error = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.message.strip()
     assert step_error.splitlines()[0] in a["annotations"]["description"]
     assert a["generatorURL"] == f"http://dagster.example:3000/runs/{result.run_id}"
-    # startsAt is the run's end time as PostgreSQL recorded it, RFC 3339 UTC
+    # startsAt is the run's end time as PostgreSQL recorded it; Alertmanager holds it firing (endsAt in the future)
     record = pg_instance.get_run_record_by_id(result.run_id)
     starts = dt.datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00"))
-    assert abs(starts.timestamp() - record.end_time) < 0.001 and a["startsAt"].endswith("Z")
-    assert "endsAt" not in a  # firing, not resolved
-    # the line round-trips into the bridge's contract with the same identity
-    again = Alert(a["labels"], a["annotations"], starts)
-    assert again.fingerprint() == a["fingerprint"]
+    assert abs(starts.timestamp() - record.end_time) < 0.001
+    assert a["status"]["state"] == "active"
+    assert dt.datetime.fromisoformat(a["endsAt"].replace("Z", "+00:00")) > dt.datetime.now(dt.UTC)

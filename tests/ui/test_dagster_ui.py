@@ -59,7 +59,7 @@ def build_instance(root: Path) -> dict:
     from lake.landing import LocalLanding
     from pipelines.definitions import ALL_ASSETS
     from pipelines.jobs import ALL_JOBS
-    from pipelines.resources import CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+    from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
     from simulator import SimConfig, Simulator, write_landing_day, write_landing_reference
 
     env = {
@@ -82,6 +82,7 @@ def build_instance(root: Path) -> dict:
         "lake": LakeResource(root=env["GRIDLAKE_LAKE_ROOT"]), "landing": LandingResource(uri=env["GRIDLAKE_LANDING"]),
         "catalog": CatalogResource(path=env["GRIDLAKE_CATALOG"]), "grid": GridSettings(timezone=TZ),
         "mlflow": MlflowResource(tracking_uri=env["MLFLOW_TRACKING_URI"]),
+        "alerting": AlertingResource(outbox_path=str(root / "batch_outbox.db")),
     }  # fmt: skip
     defs = Definitions(assets=ALL_ASSETS, jobs=ALL_JOBS, resources=resources)
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
