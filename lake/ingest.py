@@ -272,7 +272,7 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
 
 @functools.lru_cache(maxsize=256)
 def _rule_exprs(
-    src: Source, partition: dt.date, tz: str, missing: tuple[str, ...], received: tuple[str, ...], text: frozenset[str]
+    src: Source, partition: dt.date | None, tz: str, missing: tuple[str, ...], received: tuple[str, ...], text: frozenset[str]
 ) -> tuple[pl.Expr, tuple[pl.Expr, ...]]:
     """The validation rules of one file shape, as (any rule fails, first failing rule's reason_code /
     field / value / detail). Built once per (source, day, zone, columns, text columns): every file of
@@ -300,11 +300,12 @@ def _rule_exprs(
         hi = "inf" if m.max is None else f"{m.max:g}"
         rules.append((cond, "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} {{}} outside [{lo}, {hi}]", raw(m.name))))
     rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {src.reference}", raw(ent))))
-    p = partition.isoformat()
-    # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
-    lo, hi = day_bounds_utc(partition, tz)
-    rules.append((pl.col("_t") < lo, "late_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
-    rules.append((pl.col("_t") >= hi, "future_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
+    if partition is not None:  # None: records not tied to one day's files (the streaming bridge)
+        p = partition.isoformat()
+        # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
+        lo, hi = day_bounds_utc(partition, tz)
+        rules.append((pl.col("_t") < lo, "late_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
+        rules.append((pl.col("_t") >= hi, "future_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
     any_bad = pl.any_horizontal([c.fill_null(False) for c, *_ in rules])
     # first failing rule wins (only evaluated on the rejected rows)
     chains = []
@@ -319,9 +320,13 @@ def _rule_exprs(
 
 
 def validate_file(
-    df: pl.DataFrame, key: str, src: Source, partition: dt.date, known_ids: pl.Series, tz: str, missing: list[str]
+    df: pl.DataFrame, key: str, src: Source, partition: dt.date | None, known_ids: pl.Series, tz: str, missing: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split one file's records into (accepted typed rows, rejected rows with reasons)."""
+    """Split one file's records into (accepted typed rows, rejected rows with reasons).
+
+    ``partition=None`` skips the late/future-day rules: the streaming bridge validates live records
+    this way (one declaration of the contract for files and stream) and applies its own time window.
+    """
     ent, tc = src.entity, src.time
     received = [c for c in df.columns if c != _ROW]
     for c in src.raw_columns:

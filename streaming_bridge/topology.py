@@ -1,0 +1,105 @@
+"""Where an asset sits in the network (reference tables), and the alert an operator reads.
+
+Labels route (alertname, severity, asset_type, asset_id, transformer, feeder, region = substation);
+annotations explain: the value and the limit, customers downstream (meters fed, from ``ref_meters``),
+a link to the asset in the Dagster UI, and a runbook line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import urllib.parse
+from dataclasses import dataclass
+
+import polars as pl
+
+from streaming_bridge.alerts import Alert
+
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+#: the Dagster asset an operator opens for each asset type (its rows hold the asset's history)
+ASSET_PAGES = {"meter": "silver_meter_readings", "transformer": "gold_transformer_risk", "feeder": "gold_load_hourly", "system": "gold_alerts"}
+
+
+@dataclass(frozen=True)
+class Place:
+    transformer: str = ""
+    feeder: str = ""
+    region: str = ""
+    customers: int = 0
+
+
+class Topology:
+    """Meters and transformers from the reference tables (``ref_meters``, ``ref_transformers``)."""
+
+    def __init__(self, meters: pl.DataFrame, transformers: pl.DataFrame, dagster_url: str | None = None):
+        self.meters = meters.select("meter_id", "customer_id", "transformer_id", "feeder_id", "substation_id")
+        self.transformers = transformers.select("transformer_id", "feeder_id", "substation_id", "rating_kva")
+        self.dagster_url = (dagster_url or os.environ.get("GRIDLAKE_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/")
+        per_tx = self.meters.group_by("transformer_id").agg(pl.col("customer_id").n_unique().alias("n"), pl.col("meter_id"))
+        self.customers_of_tx = dict(zip(per_tx["transformer_id"], per_tx["n"]))
+        self.meters_of_tx: dict[str, list[str]] = dict(zip(per_tx["transformer_id"], per_tx["meter_id"].to_list()))
+        per_feeder = self.meters.group_by("feeder_id").agg(pl.col("customer_id").n_unique().alias("n"))
+        self.customers_of_feeder = dict(zip(per_feeder["feeder_id"], per_feeder["n"]))
+        self._meter = {m: Place(t, f, s, 1) for m, t, f, s in self.meters.select("meter_id", "transformer_id", "feeder_id", "substation_id").iter_rows()}
+        self._tx = {t: Place(t, f, s, int(self.customers_of_tx.get(t, 0))) for t, f, s in self.transformers.select("transformer_id", "feeder_id", "substation_id").iter_rows()}
+        self.meter_transformer = dict(zip(self.meters["meter_id"], self.meters["transformer_id"]))
+        self.rating_kva = dict(zip(self.transformers["transformer_id"], self.transformers["rating_kva"]))
+
+    @classmethod
+    def from_lake(cls, lake, dagster_url: str | None = None) -> "Topology":
+        return cls(lake.read("ref_meters"), lake.read("ref_transformers"), dagster_url)
+
+    def known_ids(self) -> dict[str, pl.Series]:
+        return {"meter_readings": self.meters["meter_id"], "scada": self.transformers["transformer_id"]}
+
+    def place(self, asset_type: str, asset_id: str) -> Place:
+        if asset_type == "meter":
+            return self._meter.get(asset_id, Place())
+        if asset_type == "transformer":
+            return self._tx.get(asset_id, Place())
+        if asset_type == "feeder":
+            return Place("", asset_id, "", int(self.customers_of_feeder.get(asset_id, 0)))
+        return Place()
+
+    def asset_link(self, asset_type: str, asset_id: str) -> str:
+        page = ASSET_PAGES.get(asset_type, "gold_alerts")
+        return f"{self.dagster_url}/assets/{page}?{urllib.parse.urlencode({'asset_id': asset_id})}"
+
+    def alert(
+        self,
+        alertname: str,
+        severity: str,
+        asset_type: str,
+        asset_id: str,
+        *,
+        starts_at: dt.datetime,
+        summary: str,
+        value: str = "",
+        limit: str = "",
+        runbook: str = "",
+        extra_labels: dict[str, str] | None = None,
+        extra_annotations: dict[str, str] | None = None,
+    ) -> Alert:
+        p = self.place(asset_type, asset_id)
+        labels = {
+            "alertname": alertname,
+            "severity": severity,
+            "asset_type": asset_type,
+            "asset_id": asset_id,
+            "transformer": p.transformer,
+            "feeder": p.feeder,
+            "region": p.region,
+            **(extra_labels or {}),
+        }
+        link = self.asset_link(asset_type, asset_id)
+        annotations = {
+            "summary": summary,
+            "value": value,
+            "limit": limit,
+            "customers_downstream": str(p.customers),
+            "dagster_url": link,
+            "runbook": runbook,
+            **(extra_annotations or {}),
+        }
+        return Alert(labels, {k: v for k, v in annotations.items() if v != ""}, starts_at, None, link)
