@@ -10,7 +10,7 @@
   (critical). Alertmanager's inhibition then mutes the meter alerts carrying the same ``transformer``
   label. It resolves when fewer than ``outage_clear_fraction`` remain down.
 - **Alert storm**: more than ``storm_threshold`` rule/model alerts fired within ``storm_window_s`` ->
-  ``AlertStorm``: *localised* (one feeder holds >= ``storm_localised_share`` of them: equipment,
+  ``AlertStorm``: *localised* (one feeder holds more than ``storm_localised_share`` of them: equipment,
   labelled with that feeder) or *widespread* (data quality: check the head-end / the feed).
 """
 
@@ -166,7 +166,7 @@ class GridEvents:
             feeder, top = Counter(f for _, f in self._storm).most_common(1)[0]
             at = _utc(now)
             window = f"{n} alerts in {self.cfg.storm_window_s:.0f} s"
-            if feeder and top / n >= self.cfg.storm_localised_share:
+            if feeder and top / n > self.cfg.storm_localised_share:
                 a = self._fire("AlertStorm", "warning", "feeder", feeder, at, f"alert storm localised on feeder {feeder} ({top} of {n}): likely equipment",
                                value=window, limit=f"> {self.cfg.storm_threshold}", extra_labels={"scope": "localised"})
             else:

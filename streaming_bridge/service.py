@@ -259,7 +259,7 @@ class Bridge:
                 break
             self.process(batch)
         self.landing.flush()
-        for name in ("flush", "close"):
+        for name in ("close", "flush"):  # the outbox drains for a while, then stops its thread
             f = getattr(self.sink, name, None)
             if callable(f):
                 try:

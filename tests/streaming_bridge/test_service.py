@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from lake.schemas import STREAM_DEAD_LETTERS
+from streaming_bridge import cli
 from streaming_bridge.service import Bridge, BridgeConfig
 from streaming_bridge.topics import Topics
 
@@ -37,7 +38,7 @@ def _run(b: Bridge) -> threading.Thread:
     return th
 
 
-def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_landing, tmp_path, shared_mosquitto, prefix):
+def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_landing, tmp_path, shared_mosquitto, prefix, capsys):
     lake, zone = lake_and_landing
     sink = ListSink()
     b = _bridge(lake, zone, tmp_path, shared_mosquitto, prefix, sink)
@@ -81,6 +82,8 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
         assert "gridlake_bridge_detection_seconds_bucket" in body
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/healthz", timeout=5).read())
         assert health["status"] == "ok" and health["mqtt_connected"] and health["messages"] == 4 and health["records"] == 5
+        assert cli.main(["status", "--url", f"http://127.0.0.1:{b.http_port}"]) == 0
+        assert json.loads(capsys.readouterr().out)["accepted"] == 4
     finally:
         pub.loop_stop()
         pub.disconnect()
