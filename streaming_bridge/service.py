@@ -210,7 +210,7 @@ class Bridge:
             self.metrics.model_version.set(float(getattr(self.scorer, "version", 0) or 0))
         if time.monotonic() - self._last_resend >= self.cfg.resend_s:
             self._last_resend = time.monotonic()
-            self._submit(list(self.active.values()) + list(self.events.active.values()))
+            self._submit(list(self.active.values()) + list(self.events.active.values()) + list(getattr(self.scorer, "active", {}).values()))
         if self.landing.due():
             self.metrics.landed.inc(self._flush_landing())
         self.metrics.spooled.set(self.landing.spooled_rows)
