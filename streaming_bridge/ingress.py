@@ -86,6 +86,9 @@ class Validator:
         if missing:
             raise ValueError(f"known ids missing for source(s) {missing}")
         self.known_ids = {k: v.cast(pl.Utf8) for k, v in known_ids.items()}
+        # membership by Python set: validate_file then gets only the batch's known ids (replace_strict
+        # against the whole fleet hashes every id on every call: ~2.5 ms per batch for 20k meters)
+        self._known = {k: set(v.to_list()) for k, v in self.known_ids.items()}
 
     # ------------------------------------------------------------------ message level
     def process(self, messages: Sequence[Message], now: float | None = None) -> BatchResult:
@@ -201,7 +204,9 @@ class Validator:
                 cols[c] = pl.Series(c, [v if v is None or isinstance(v, str) else json.dumps(v) for v in vals], dtype=pl.Utf8)
         df = pl.DataFrame(cols)
         # a field absent from every record of the batch is a missing value, not a missing file column
-        ok, bad = validate_file(df, "mqtt", src, None, self.known_ids[src.name], self.cfg.tz, [])
+        known = self._known[src.name]
+        present = pl.Series([i for i in set(cols[src.entity].to_list()) if i in known], dtype=pl.Utf8)
+        ok, bad = validate_file(df, "mqtt", src, None, present, self.cfg.tz, [])
         ok = ok.select(_ROW, src.entity, src.time, *[m.name for m in src.measures])
         # the stream's own time window
         lo = dt.datetime.fromtimestamp(now, dt.timezone.utc) - self.cfg.max_age

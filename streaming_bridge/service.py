@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -140,6 +141,8 @@ class Bridge:
             flush_seconds=config.flush_seconds, flush_rows=config.flush_rows,
         )
         self.metrics = Metrics()
+        self._durable: queue.Queue | None = None  # set by start(): batches waiting to be spooled and acked
+        self._durable_thread: threading.Thread | None = None
         self.active: dict[tuple[str, str], Alert] = {}  # rule/model alerts firing, by (alertname, asset)
         self.mqtt = MqttIngress(config.mqtt_host, config.mqtt_port, client_id=config.client_id, subscriptions=self.topics.subscriptions())
         self._stop = threading.Event()
@@ -178,14 +181,10 @@ class Bridge:
         for t in transitions:
             if t.firing and t.received_at:
                 self.metrics.detection.observe(max(0.0, submitted - t.received_at))
-        self.landing.append(r.accepted, r.dead)
-        if r.dead.height:
-            for row in r.dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
-                self.mqtt.publish(self.topics.deadletter(row["source"] or "unknown"), dead_letter_message(row))
-        self.mqtt.ack(batch)
-        done = time.time()
-        for m in msgs:
-            self.metrics.ack_latency.observe(max(0.0, done - m.received_at))
+        if self._durable is not None:  # spool + fsync + PUBACK on the durability thread (overlaps the next batch)
+            self._durable.put((r.accepted, r.dead, batch))
+        else:
+            self._make_durable(r.accepted, r.dead, batch)
         # counts
         self.metrics.messages.inc(len(msgs))
         self.metrics.records.inc(r.records)
@@ -202,6 +201,34 @@ class Bridge:
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return alerts
 
+    def _make_durable(self, accepted: dict[str, pl.DataFrame], dead: pl.DataFrame, batch: Sequence[tuple[Message, int]]) -> None:
+        """Spool the batch's readings and dead letters (fsynced), publish the dead letters, then PUBACK."""
+        self.landing.append(accepted, dead)
+        if dead.height:
+            for row in dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
+                self.mqtt.publish(self.topics.deadletter(row["source"] or "unknown"), dead_letter_message(row))
+        self.mqtt.ack(batch)
+        done = time.time()
+        for m, _ in batch:
+            self.metrics.ack_latency.observe(max(0.0, done - m.received_at))
+
+    def _durability_loop(self) -> None:
+        """Spooling, acks and landing the spool: off the detection path (the processing thread)."""
+        while True:
+            try:
+                item = self._durable.get(timeout=0.5)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                return
+            try:
+                if item:
+                    self._make_durable(*item)
+                if self.landing.due():
+                    self.metrics.landed.inc(self._flush_landing())
+            except Exception:  # noqa: BLE001 - unacked: the broker redelivers; keep the thread alive
+                log.exception("spooling or landing failed; the messages stay unacknowledged / the segment stays spooled")
+
     def tick(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self._submit(self.events.tick(now))
@@ -211,7 +238,7 @@ class Bridge:
         if time.monotonic() - self._last_resend >= self.cfg.resend_s:
             self._last_resend = time.monotonic()
             self._submit(list(self.active.values()) + list(self.events.active.values()) + list(getattr(self.scorer, "active", {}).values()))
-        if self.landing.due():
+        if self._durable is None and self.landing.due():
             self.metrics.landed.inc(self._flush_landing())
         self.metrics.spooled.set(self.landing.spooled_rows)
         depth = getattr(self.sink, "depth", None)
@@ -230,6 +257,9 @@ class Bridge:
             log.info("landed %d file(s) a previous run left in the spool", len(recovered))
         if self.cfg.http_port >= 0:
             self._start_http()
+        self._durable = queue.Queue(maxsize=64)
+        self._durable_thread = threading.Thread(target=self._durability_loop, name="bridge-durable", daemon=True)
+        self._durable_thread.start()
         self.mqtt.connect()
 
     def run(self) -> None:
@@ -258,6 +288,10 @@ class Bridge:
             if not batch:
                 break
             self.process(batch)
+        if self._durable_thread is not None:
+            self._durable.put(None)
+            self._durable_thread.join()
+            self._durable = None
         self.landing.flush()
         for name in ("close", "flush"):  # the outbox drains for a while, then stops its thread
             f = getattr(self.sink, name, None)

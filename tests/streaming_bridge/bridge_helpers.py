@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import shutil
 import socket
@@ -60,6 +61,8 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {self.dir}/\n"
             "autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_dest stderr\nlog_type error\n"
+            # run as the test's user: dropping to 'mosquitto' could not write the persistence file here
+            + (f"user {getpass.getuser()}\n")
         )
         self.proc: subprocess.Popen | None = None
 
