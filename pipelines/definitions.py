@@ -7,6 +7,7 @@ resources in pipelines/resources.py, partitions in pipelines/partitions.py.
 
 from dagster import Definitions
 
+from assets import alerting as alerting_assets
 from assets import catalog as catalog_assets
 from assets import forecasting as forecast_assets
 from assets import gold as gold_assets
@@ -15,7 +16,7 @@ from assets import ingestion as ingestion_assets
 from assets import optimization as opt_assets
 from assets import reference as reference_assets
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
 
@@ -31,6 +32,7 @@ ALL_ASSETS = [
     *forecast_assets.FORECAST_ASSETS,
     *grid_ml_assets.GRID_ML_ASSETS,
     *opt_assets.OPT_ASSETS,
+    *alerting_assets.ALERTING_ASSETS,
 ]
 
 defs = Definitions(
@@ -44,5 +46,6 @@ defs = Definitions(
         "catalog": CatalogResource(),
         "grid": GridSettings(),
         "mlflow": MlflowResource(),
+        "alerting": AlertingResource(),
     },
 )

@@ -52,7 +52,18 @@ optimization_job = define_asset_job(
     description="Battery, EV, DC-OPF and UC schedules for one local day from the newest forecasts (on demand: any partition)",
 )
 
+# -- alerting (assets/alerting.py; sensors in pipelines/sensors.py) --------------------------------
+alert_notifications_job = define_asset_job(
+    "post_batch_alerts", selection=AssetSelection.assets("alert_notifications"), partitions_def=daily_open,
+    description="Post the day's high-severity gold alerts to Alertmanager (the streaming bridge's outbox and client)",
+)
+failure_risk_rescoring_job = define_asset_job(
+    "failure_risk_rescoring", selection=AssetSelection.assets("gold_transformer_risk"), partitions_def=daily_open,
+    description="Re-score transformer failure risk for a day; requested by a critical live alert on a transformer",
+)
+
 FORECAST_JOBS = [forecast_training_job, forecast_scoring_job]
+ALERTING_JOBS = [alert_notifications_job, failure_risk_rescoring_job]
 GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
 OPT_JOBS = [optimization_job]
-ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS]
+ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS, *ALERTING_JOBS]

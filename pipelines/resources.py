@@ -79,3 +79,31 @@ class MlflowResource(ConfigurableResource):
             if artifacts is None:
                 artifacts = (db.parent.resolve() / "mlflow-artifacts").as_uri()
         return ModelRegistry(self.tracking_uri, experiment=self.experiment, artifact_location=artifacts)
+
+
+class AlertingResource(ConfigurableResource):
+    """Alert delivery for the batch path and the critical-alert sensor (library: streaming_bridge).
+
+    ``alertmanager_url`` / ``outbox_path``: where batch alerts go (through a durable outbox file, as the
+    stream's); ``alerts_schema``: the PostgreSQL schema of the bridge's ``alerts`` table (connection from
+    ``GRIDLAKE_PG_*``).
+    """
+
+    alertmanager_url: str = _default("GRIDLAKE_ALERTMANAGER_URL", "http://127.0.0.1:9093")
+    outbox_path: str = _default("GRIDLAKE_BATCH_OUTBOX", ".demo/batch_alert_outbox.db")
+    alerts_schema: str = _default("GRIDLAKE_ALERTS_SCHEMA", "public")
+    flush_timeout_s: float = 30.0
+    #: the critical-alert sensor reads rows received at least this long ago (receiver transactions settle)
+    settle_s: float = 5.0
+
+    def outbox(self):
+        from streaming_bridge.am_client import AlertmanagerClient
+        from streaming_bridge.outbox import Outbox
+
+        return Outbox(self.outbox_path, AlertmanagerClient(self.alertmanager_url))
+
+    def store(self):
+        from streaming_bridge.receiver import AlertStore
+
+        return AlertStore(schema=self.alerts_schema, maxconn=1)
+

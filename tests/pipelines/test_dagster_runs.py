@@ -162,7 +162,7 @@ def test_definitions_load_with_jobs_schedules_and_sensors():
     sched = {s.name: s for s in repo.schedule_defs}
     daily = sched["daily_ingest_schedule"]
     assert daily.cron_schedule == "15 1 * * *" and daily.execution_timezone == "America/New_York"
-    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "refresh_catalog_after_ingest"}
+    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "refresh_catalog_after_ingest", "post_alerts_after_scoring", "critical_alert_sensor"}
     graph = repo.asset_graph
     # every table declared in lake.schemas has a producer in the code location, one hop away
     from lake.schemas import TABLES

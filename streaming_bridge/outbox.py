@@ -1,0 +1,278 @@
+"""The durable outbox between the bridge and Alertmanager: at-least-once, survives crashes and outages.
+
+``Outbox.submit(alerts)`` commits the encoded alerts to a SQLite file (WAL, ``synchronous=FULL``) before it
+returns, and wakes a drainer thread that POSTs them to Alertmanager in batches, oldest first, deleting rows
+only after Alertmanager answered 2xx. If Alertmanager is unreachable (or answers 5xx/429) the drainer
+retries with exponential backoff and jitter; if the process dies, the rows are still in the file and the
+next ``Outbox`` on it delivers them. A row may be posted twice (crash between POST and delete): harmless,
+Alertmanager deduplicates by label set, and the receivers are idempotent on (fingerprint, startsAt, status).
+
+A request Alertmanager rejects as invalid (4xx other than 429) is split to find the offending alerts;
+those move to the ``rejected`` table with Alertmanager's reason (nothing is silently lost), the rest go on.
+
+Alertmanager keeps alerts in memory only (its storage holds silences and the notification log), and
+expires a firing alert ``resolve_timeout`` (5 min) after it last heard of it. So, as Prometheus does, the
+outbox keeps the set of firing alerts (``active`` table: a firing submit adds or replaces by label set, a
+resolve removes, an ``endsAt`` passing drops it) and re-posts it every ``resend_interval`` seconds and at
+once after an outage: a restarted Alertmanager learns every alert that is still firing, and alerts it had
+accepted but not yet notified before it stopped are not lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .alerts import Alert
+from .am_client import AlertmanagerClient, AlertmanagerError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL,            -- one Alertmanager /api/v2/alerts element (JSON)
+    enqueued_at REAL NOT NULL         -- unix time of submit()
+);
+CREATE TABLE IF NOT EXISTS submitted_keys (  -- submit(..., keys=): each key enqueued once, ever
+    key TEXT PRIMARY KEY,
+    submitted_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS active (  -- firing alerts, re-posted every resend_interval and after an outage
+    fingerprint TEXT PRIMARY KEY,     -- Alert.fingerprint(): the label set
+    payload TEXT NOT NULL,
+    ends_at REAL                      -- unix time of endsAt, if the alert carries one (e.g. batch alerts)
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY,
+    payload TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    rejected_at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+#: called after each successful POST with the delivered (payload, enqueued_at) pairs (metrics, latency)
+OnPosted = Callable[[list[tuple[dict, float]]], None]
+
+
+class Outbox:
+    """Durable at-least-once queue of alerts for Alertmanager; implements ``AlertSink``.
+
+    path: the SQLite file (created if missing). client: where to post (``AlertmanagerClient``).
+    start: run the drainer thread now (False: call :meth:`start` later, e.g. to inspect a file).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        client: AlertmanagerClient,
+        batch_size: int = 500,
+        min_backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        on_posted: OnPosted | None = None,
+        resend_interval: float = 60.0,
+        start: bool = True,
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.client = client
+        self.batch_size = batch_size
+        self.min_backoff, self.max_backoff = min_backoff, max_backoff
+        self.on_posted = on_posted
+        self.resend_interval = resend_interval
+        self.resends = 0  # times the active set was re-posted
+        self.posted = 0  # alerts posted by this instance
+        self.failures = 0  # failed POST attempts
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._db = self._connect()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start:
+            self.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        return db
+
+    # ---- producer side --------------------------------------------------------------------------------
+    def submit(self, alerts: Sequence[Alert], keys: Sequence[str] | None = None) -> int:
+        """Durably enqueue ``alerts`` (committed when this returns) and wake the drainer; returns how many.
+
+        keys: one idempotency key per alert (e.g. the gold row's fingerprint for batch alerts): an alert whose
+        key was submitted before, by any process using this file, is skipped.
+        """
+        if keys is not None and len(keys) != len(alerts):
+            raise ValueError(f"submit: {len(alerts)} alerts but {len(keys)} keys")
+        if not alerts:
+            return 0
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if keys is not None:
+                    fresh = []
+                    for a, k in zip(alerts, keys):
+                        if self._db.execute("INSERT OR IGNORE INTO submitted_keys VALUES (?, ?)", (k, now)).rowcount:
+                            fresh.append(a)
+                    alerts = fresh
+                rows = [(json.dumps(a.to_alertmanager(), separators=(",", ":")), now) for a in alerts]
+                self._db.executemany("INSERT INTO outbox (payload, enqueued_at) VALUES (?, ?)", rows)
+                for a, (payload, _) in zip(alerts, rows):
+                    end = a.ends_at.timestamp() if a.ends_at is not None else None
+                    if end is not None and end <= now:
+                        self._db.execute("DELETE FROM active WHERE fingerprint = ?", (a.fingerprint(),))
+                    else:
+                        self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?)", (a.fingerprint(), payload, end))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if alerts:
+            self._idle.clear()
+            self._wake.set()
+        return len(alerts)
+
+    def depth(self) -> int:
+        """Alerts enqueued and not yet accepted by Alertmanager."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def active(self) -> int:
+        """Firing alerts the outbox keeps re-posting."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM active").fetchone()[0]
+
+    def resend_active(self) -> int:
+        """Enqueue every firing alert again (dropping those whose endsAt has passed); returns how many."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM active WHERE ends_at IS NOT NULL AND ends_at <= ?", (now,))
+            n = self._db.execute("INSERT INTO outbox (payload, enqueued_at) SELECT payload, ? FROM active ORDER BY rowid", (now,)).rowcount
+            self._db.execute("COMMIT")
+        self.resends += 1
+        self._idle.clear()
+        self._wake.set()
+        return n
+
+    def rejected(self) -> list[tuple[dict, str]]:
+        """Alerts Alertmanager refused as invalid, with its reason."""
+        with self._lock:
+            return [(json.loads(p), r) for p, r in self._db.execute("SELECT payload, reason FROM rejected ORDER BY id")]
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the outbox is empty (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.depth() == 0:
+                return True
+            self._wake.set()
+            self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.depth() == 0
+
+    # ---- drainer --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=f"outbox-{self.path.name}", daemon=True)
+            self._thread.start()
+
+    def close(self, flush_timeout: float = 5.0) -> bool:
+        """Drain for up to ``flush_timeout`` s (SIGTERM path), stop the thread; True if nothing is left."""
+        empty = self.flush(flush_timeout) if self._thread is not None and flush_timeout > 0 else self.depth() == 0
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        with self._lock:
+            self._db.close()
+        return empty
+
+    def _batch(self) -> list[tuple[int, str, float]]:
+        with self._lock:
+            return self._db.execute("SELECT id, payload, enqueued_at FROM outbox ORDER BY id LIMIT ?", (self.batch_size,)).fetchall()
+
+    def _delete(self, ids: list[int]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("COMMIT")
+
+    def _reject(self, row: tuple[int, str, float], reason: str) -> None:
+        log.error("Alertmanager rejected alert %s: %s", row[1], reason)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO rejected VALUES (?, ?, ?, ?, ?)", (row[0], row[1], row[2], time.time(), reason))
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
+            self._db.execute("COMMIT")
+
+    def _post(self, rows: list[tuple[int, str, float]]) -> None:
+        """POST rows; on a non-retryable rejection bisect to isolate and set aside the invalid alerts."""
+        payloads = [json.loads(p) for _, p, _ in rows]
+        try:
+            self.client.post_alerts(payloads)
+        except AlertmanagerError as e:
+            if e.retryable:
+                raise
+            if len(rows) == 1:
+                self._reject(rows[0], str(e))
+                return
+            mid = len(rows) // 2
+            self._post(rows[:mid])
+            self._post(rows[mid:])
+            return
+        self._delete([r[0] for r in rows])
+        self.posted += len(rows)
+        if self.on_posted is not None:
+            try:
+                self.on_posted([(p, r[2]) for p, r in zip(payloads, rows)])
+            except Exception:  # a metrics callback must not stop delivery
+                log.exception("outbox on_posted callback failed")
+
+    def _run(self) -> None:
+        backoff = self.min_backoff
+        last_resend, outage = time.monotonic(), False
+        while not self._stop.is_set():
+            self._wake.clear()
+            if time.monotonic() - last_resend >= self.resend_interval:
+                self.resend_active()
+                last_resend = time.monotonic()
+            rows = self._batch()
+            if not rows:
+                self._idle.set()
+                self._wake.wait(min(1.0, max(0.01, self.resend_interval - (time.monotonic() - last_resend))))
+                continue
+            try:
+                self._post(rows)
+                backoff = self.min_backoff
+                self.last_error = None
+                if outage:  # Alertmanager is back, maybe restarted empty: tell it everything still firing
+                    outage = False
+                    self.resend_active()
+                    last_resend = time.monotonic()
+            except AlertmanagerError as e:
+                self.failures += 1
+                self.last_error = str(e)
+                outage = True
+                log.warning("outbox: %d alerts not delivered (%s); retrying in %.2f s", len(rows), e, backoff)
+                self._stop.wait(backoff * random.uniform(0.5, 1.0))
+                backoff = min(self.max_backoff, backoff * 2)
+            except Exception as e:  # never let the drainer die: log, back off, retry
+                self.failures += 1
+                self.last_error = repr(e)
+                log.exception("outbox drainer error; retrying in %.2f s", backoff)
+                self._stop.wait(backoff)
+                backoff = min(self.max_backoff, backoff * 2)

@@ -1,0 +1,282 @@
+"""Delivery end to end on real components: outbox (SQLite) -> Alertmanager 0.25 -> webhook receiver ->
+PostgreSQL alerts table + MQTT per severity, and e-mail through Alertmanager's SMTP to an aiosmtpd sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+from bridge_delivery_helpers import make_alert, now, query, wait_until
+
+from streaming_bridge.alerts import Alert
+from streaming_bridge.am_client import (
+    AlertmanagerClient,
+    AlertmanagerError,
+    parse_matcher,
+)
+from streaming_bridge.amproc import AlertmanagerProcess
+from streaming_bridge.outbox import Outbox
+from streaming_bridge.receiver import alert_key
+
+pytestmark = [pytest.mark.postgres, pytest.mark.mqtt]
+
+
+def _deliveries(store) -> set[tuple[str, str, str]]:
+    return {(r, f, s) for r, f, s in query(store, "SELECT receiver, fingerprint, status FROM {s}.alert_deliveries")}
+
+
+def _fp(am_alerts: list[dict], asset_id: str) -> str:
+    return next(a["fingerprint"] for a in am_alerts if a["labels"]["asset_id"] == asset_id)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# client
+# ---------------------------------------------------------------------------------------------------------
+def test_client_posts_resolves_and_silences(alertmanager):
+    c = AlertmanagerClient(alertmanager.url)
+    a, b = make_alert(1), make_alert(2, severity="warning", alertname="VoltageLow", asset_type="meter")
+    c.post_alerts([a, b])
+    active = c.alerts()
+    assert sorted(x["labels"]["asset_id"] for x in active) == ["ME-2", "TR-1"]
+    assert c.alerts(filters=["severity=critical"])[0]["annotations"]["value"] == "131.2"
+
+    sid = c.create_silence(['alertname="VoltageLow"', "asset_id=~ME-.*"], duration=timedelta(minutes=30), comment="crew on site", created_by="test")
+    [s] = c.silences()
+    assert s.id == sid and s.state == "active" and s.comment == "crew on site" and 'alertname="VoltageLow"' in s.matchers
+    wait_until(lambda: c.alerts(filters=["asset_id=ME-2"])[0]["status"]["state"] == "suppressed", 5, what="silenced state")
+    assert c.alerts(filters=["asset_id=ME-2"], silenced=False) == []
+    c.expire_silence(sid)
+    assert c.silences() == [] and c.silences(include_expired=True)[0].state == "expired"
+
+    c.post_alerts([a.resolve(now())])
+    assert [x["labels"]["asset_id"] for x in c.alerts()] == ["ME-2"]
+
+
+def test_client_errors_are_clear(alertmanager, tmp_path):
+    c = AlertmanagerClient(alertmanager.url)
+    with pytest.raises(ValueError, match="not a UUID"):
+        c.expire_silence("../../alerts")
+    with pytest.raises(ValueError, match="empty value"):
+        parse_matcher("severity=")
+    with pytest.raises(ValueError, match="comment"):
+        c.create_silence(["severity=info"], duration=timedelta(hours=1))
+    bad = make_alert(3)
+    bad = Alert(bad.labels, bad.annotations, bad.starts_at, bad.starts_at - timedelta(hours=1))
+    with pytest.raises(AlertmanagerError) as e:
+        c.post_alerts([bad])
+    assert e.value.status == 400 and not e.value.retryable and "start time must be before end time" in str(e.value)
+    down = AlertmanagerClient(f"http://127.0.0.1:{AlertmanagerProcess(alertmanager.config_path).port}", timeout=1)
+    with pytest.raises(AlertmanagerError) as e:
+        down.post_alerts([make_alert(4)])
+    assert e.value.status is None and e.value.retryable
+
+
+# ---------------------------------------------------------------------------------------------------------
+# receiver alone
+# ---------------------------------------------------------------------------------------------------------
+def _notification(receiver: str, alerts: list[dict]) -> dict:
+    return {"version": "4", "receiver": receiver, "status": "firing", "groupKey": "{}:{}", "alerts": alerts}
+
+
+def _am_alert(fp: str, status: str = "firing", severity: str = "critical", starts="2026-12-02T12:00:00.123456789Z") -> dict:
+    return {
+        "status": status,
+        "labels": {"alertname": "TransformerHotSpot", "severity": severity, "asset_type": "transformer", "asset_id": "TX-7", "transformer": "TX-7"},
+        "annotations": {"summary": "hot"},
+        "startsAt": starts,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-12-02T12:05:00Z",
+        "generatorURL": "http://dagster/assets/TX-7",
+        "fingerprint": fp,
+    }
+
+
+def test_receiver_is_idempotent_on_fingerprint_startsat_status(receiver, store, mqtt_messages, mqtt_prefix):
+    body = _notification("pager", [_am_alert("a1b2c3"), _am_alert("d4e5f6", severity="warning")])
+    for _ in range(3):  # Alertmanager retrying / repeating the same notification
+        assert requests.post(f"{receiver.url}/hook/pager", json=body, timeout=5).status_code == 200
+    assert requests.post(f"{receiver.url}/hook/bridge", json=body, timeout=5).status_code == 200
+    rows = query(store, "SELECT fingerprint, status, severity, transformer, starts_at, mqtt_published_at IS NOT NULL FROM {s}.alerts ORDER BY 1")
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [("a1b2c3", "firing", "critical", "TX-7", True), ("d4e5f6", "firing", "warning", "TX-7", True)]
+    assert rows[0][4].isoformat() == "2026-12-02T12:00:00.123456+00:00"
+    att = query(store, "SELECT receiver, fingerprint, attempts FROM {s}.alert_deliveries ORDER BY 1, 2")
+    assert att == [("bridge", "a1b2c3", 1), ("bridge", "d4e5f6", 1), ("pager", "a1b2c3", 3), ("pager", "d4e5f6", 3)]
+    wait_until(lambda: len(mqtt_messages.messages) >= 2, 5, what="MQTT messages")
+    time.sleep(0.3)
+    assert sorted((t, m["fingerprint"]) for t, m in mqtt_messages.messages) == [(f"{mqtt_prefix}/critical", "a1b2c3"), (f"{mqtt_prefix}/warning", "d4e5f6")]
+    # the resolved state is a new key: stored and published once more
+    assert requests.post(f"{receiver.url}/hook/bridge", json=_notification("bridge", [_am_alert("a1b2c3", "resolved")]), timeout=5).status_code == 200
+    assert query(store, "SELECT count(*) FROM {s}.alerts WHERE fingerprint = 'a1b2c3'") == [(2,)]
+    wait_until(lambda: len(mqtt_messages.messages) == 3, 5, what="resolved MQTT message")
+    topic, msg = mqtt_messages.messages[-1]
+    assert topic == f"{mqtt_prefix}/critical" and msg["status"] == "resolved" and msg["endsAt"].startswith("2026-12-02T12:05:00")
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"not json", "not JSON"),
+        (b'{"alerts": 3}', "no 'alerts' list"),
+        (json.dumps(_notification("x", [{**_am_alert("abc"), "status": "open"}])).encode(), "alerts[0].status"),
+        (json.dumps(_notification("x", [{**_am_alert("abc"), "fingerprint": "'; DROP TABLE alerts; --"}])).encode(), "alerts[0].fingerprint"),
+        (json.dumps(_notification("x", [_am_alert("abc"), {**_am_alert("abd"), "startsAt": "yesterday"}])).encode(), "alerts[1].startsAt"),
+        (json.dumps(_notification("x", [{**_am_alert("abc"), "labels": {"alertname": 5}}])).encode(), "alerts[0].labels"),
+    ],
+)
+def test_receiver_rejects_malformed_notifications_with_a_reason(receiver, store, body, reason):
+    r = requests.post(f"{receiver.url}/hook/bridge", data=body, timeout=5)
+    assert r.status_code == 400 and reason in r.text
+    assert query(store, "SELECT count(*) FROM {s}.alerts") == [(0,)]
+
+
+def test_receiver_health_and_unknown_paths(receiver):
+    assert requests.get(f"{receiver.url}/healthz", timeout=5).text == "ok"
+    assert requests.post(f"{receiver.url}/hook/../etc", json={}, timeout=5).status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the whole delivery path
+# ---------------------------------------------------------------------------------------------------------
+def test_outbox_to_every_receiver_by_severity_with_resolve(tmp_path, alertmanager, receiver, store, smtp_sink, mqtt_messages, mqtt_prefix):
+    crit = make_alert(1, transformer="TX-1", feeder="F-1", region="north")
+    warn = make_alert(2, severity="warning", alertname="VoltageLow", asset_type="meter", transformer="TX-1")
+    info = make_alert(3, severity="info", alertname="MeterOffline", asset_type="meter")
+    ob = Outbox(tmp_path / "outbox.db", AlertmanagerClient(alertmanager.url))
+    t0 = time.monotonic()
+    ob.submit([crit, warn, info])
+    assert ob.flush(10) and ob.depth() == 0 and ob.posted == 3
+    fps = {a.labels["asset_id"]: _fp(AlertmanagerClient(alertmanager.url).alerts(), a.labels["asset_id"]) for a in (crit, warn, info)}
+    c, w, i = fps["TR-1"], fps["ME-2"], fps["ME-3"]
+    want = {("bridge", c, "firing"), ("pager", c, "firing"), ("chat", c, "firing"), ("bridge", w, "firing"), ("chat", w, "firing"), ("bridge", i, "firing")}
+    wait_until(lambda: ("pager", c, "firing") in _deliveries(store), 5, 0.005, "the page")
+    page_s = time.monotonic() - t0
+    wait_until(lambda: _deliveries(store) == want, 15, what="webhook deliveries by severity")
+    assert page_s < 1.0, f"critical page took {page_s:.3f} s"
+    row = query(store, "SELECT alertname, severity, asset_id, transformer, feeder, region, annotations FROM {s}.alerts WHERE fingerprint = %s", (c,))
+    assert row[0][:6] == ("TransformerHotSpot", "critical", "TR-1", "TX-1", "F-1", "north") and json.loads(row[0][6])["limit"] == "120"
+
+    keys = {alert_key(f, a.starts_at, "firing") for f, a in zip((c, w, i), (crit, warn, info))}
+    wait_until(lambda: set(smtp_sink.alert_keys()) == keys, 15, what="the e-mail with all three alerts")
+    assert sorted(smtp_sink.alert_keys()) == sorted(keys)  # each alert once in e-mail
+    assert smtp_sink.messages[0]["To"] == "grid-operations@localhost" and "FIRING" in smtp_sink.messages[0]["Subject"]
+    wait_until(lambda: len(mqtt_messages.messages) == 3, 5, what="MQTT fan-out")
+    assert sorted((t.rsplit("/", 1)[1], m["key"]) for t, m in mqtt_messages.messages) == sorted(
+        [("critical", alert_key(c, crit.starts_at, "firing")), ("warning", alert_key(w, warn.starts_at, "firing")), ("info", alert_key(i, info.starts_at, "firing"))]
+    )
+
+    end = now()
+    ob.submit([crit.resolve(end), warn.resolve(end), info.resolve(end)])
+    resolved = {(r, f, "resolved") for r, f, _ in want}
+    wait_until(lambda: _deliveries(store) == want | resolved, 20, what="resolved notifications")
+    wait_until(lambda: len(mqtt_messages.messages) == 6, 5, what="resolved on MQTT")
+    assert query(store, "SELECT status, count(*) FROM {s}.alerts GROUP BY 1 ORDER BY 1") == [("firing", 3), ("resolved", 3)]
+    assert query(store, "SELECT max(attempts) FROM {s}.alert_deliveries") == [(1,)]
+    wait_until(lambda: sum(k.endswith("/resolved") for k in smtp_sink.alert_keys()) == 3, 15, what="the resolved e-mail")
+    ob.close()
+
+
+def test_inhibition_transformer_outage_mutes_meters_beneath(tmp_path, alertmanager, receiver, store):
+    """Outage posted with (here: just after) the meter alerts, within the warning routes' group_wait."""
+    c = AlertmanagerClient(alertmanager.url)
+    meters = [make_alert(10 + k, severity="warning", alertname="VoltageLow", asset_type="meter", transformer="TX-5") for k in range(3)]
+    other = make_alert(20, severity="warning", alertname="VoltageLow", asset_type="meter", transformer="TX-6")
+    c.post_alerts(meters + [other])
+    c.post_alerts([make_alert(5, alertname="TransformerOutage", transformer="TX-5")])
+    wait_until(lambda: {r[0] for r in query(store, "SELECT asset_id FROM {s}.alerts")} >= {"TR-5", "ME-20"}, 10, what="outage + other meter")
+    time.sleep(2.5)  # past the (capped) group_wait of the warning routes
+    assert {r[0] for r in query(store, "SELECT asset_id FROM {s}.alerts")} == {"TR-5", "ME-20"}
+    states = {a["labels"]["asset_id"]: a["status"] for a in c.alerts()}
+    assert states["ME-10"]["state"] == "suppressed" and states["ME-10"]["inhibitedBy"] and states["ME-20"]["state"] == "active"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# outbox durability
+# ---------------------------------------------------------------------------------------------------------
+def test_outbox_holds_alerts_through_an_alertmanager_outage(tmp_path, am_config):
+    am = AlertmanagerProcess(am_config, storage_dir=tmp_path / "am")  # port reserved, not started
+    ob = Outbox(tmp_path / "ob.db", AlertmanagerClient(am.url, timeout=1), min_backoff=0.05, max_backoff=0.5)
+    try:
+        ob.submit([make_alert(k) for k in range(5)])
+        wait_until(lambda: ob.failures >= 2, 5, what="failed attempts")
+        assert ob.depth() == 5 and "unreachable" in ob.last_error
+        am.start()
+        assert ob.flush(10)
+        assert sorted(a["labels"]["asset_id"] for a in AlertmanagerClient(am.url).alerts()) == [f"TR-{k}" for k in range(5)]
+    finally:
+        ob.close(0)
+        am.close()
+
+
+def test_outbox_survives_a_crash_of_its_process(tmp_path, am_config):
+    am = AlertmanagerProcess(am_config, storage_dir=tmp_path / "am")  # down while the producer runs
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {os.getcwd()!r}); sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from bridge_delivery_helpers import make_alert
+        from streaming_bridge.am_client import AlertmanagerClient
+        from streaming_bridge.outbox import Outbox
+        ob = Outbox({str(tmp_path / "ob.db")!r}, AlertmanagerClient({am.url!r}, timeout=1))
+        for k in range(20):
+            ob.submit([make_alert(k)])
+        print("submitted", ob.depth(), flush=True)
+        time.sleep(60)
+        """
+    )
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().split() == ["submitted", "20"]
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+    finally:
+        p.kill()
+    am.start()
+    try:
+        ob = Outbox(tmp_path / "ob.db", AlertmanagerClient(am.url))
+        assert ob.flush(10) and ob.posted == 20
+        assert len(AlertmanagerClient(am.url).alerts()) == 20
+        ob.close()
+    finally:
+        am.close()
+
+
+def test_outbox_sets_aside_alerts_alertmanager_rejects(tmp_path, alertmanager):
+    good = [make_alert(k) for k in range(4)]
+    bad = Alert(good[0].labels | {"asset_id": "TR-bad"}, {}, now(), now() - timedelta(minutes=1))
+    ob = Outbox(tmp_path / "ob.db", AlertmanagerClient(alertmanager.url))
+    ob.submit(good[:2] + [bad] + good[2:])
+    assert ob.flush(10)
+    [(payload, reason)] = ob.rejected()
+    assert payload["labels"]["asset_id"] == "TR-bad" and "start time must be before end time" in reason
+    assert sorted(a["labels"]["asset_id"] for a in AlertmanagerClient(alertmanager.url).alerts()) == [f"TR-{k}" for k in range(4)]
+    ob.close()
+
+
+def test_outbox_keeps_the_firing_set_and_reposts_it(tmp_path, alertmanager):
+    """Firing alerts stay in the active set until resolved or past endsAt; resend_active re-posts them, so an
+    Alertmanager restarted empty learns them again."""
+    c = AlertmanagerClient(alertmanager.url)
+    ob = Outbox(tmp_path / "ob.db", c, resend_interval=3600)
+    a, b, d = make_alert(1), make_alert(2), make_alert(3)
+    short = Alert(d.labels, d.annotations, now(), now() + timedelta(seconds=1))  # a batch-style alert with endsAt
+    ob.submit([a, b, short])
+    assert ob.flush(5) and ob.active() == 3
+    ob.submit([b.resolve(now())])
+    assert ob.flush(5) and ob.active() == 2
+    time.sleep(1.1)
+    alertmanager.stop()
+    alertmanager.start()  # in-memory alerts gone
+    assert c.alerts() == []
+    assert ob.resend_active() == 1 and ob.active() == 1  # the expired batch-style alert is dropped
+    assert ob.flush(5)
+    [back] = c.alerts()
+    assert back["labels"]["asset_id"] == "TR-1" and back["startsAt"].startswith(a.to_alertmanager()["startsAt"][:23])
+    ob.close()
+
