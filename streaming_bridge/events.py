@@ -70,7 +70,7 @@ class GridEvents:
 
     def _resolve(self, name: str, asset_id: str, at: dt.datetime) -> Alert | None:
         a = self.active.pop((name, asset_id), None)
-        return a.resolve(max(at, a.starts_at)) if a is not None else None
+        return self.topo.resolve(a, at) if a is not None else None
 
     def _meter_down(self, meter: str, name: str, at: dt.datetime, why: str) -> list[Alert]:
         out = []

@@ -137,5 +137,5 @@ class ChampionScorer:
                 self.active[asset] = a
                 out.append(a)
             elif a is not None and s < th.monitoring:
-                out.append(self.active.pop(asset).resolve(max(t, a.starts_at)))
+                out.append(bridge.topo.resolve(self.active.pop(asset), t))
         return out

@@ -130,6 +130,7 @@ class Bridge:
         self.lake = lake or Lake(config.lake_root)
         self.zone = zone or open_landing(config.landing)
         self.topo = topology or Topology.from_lake(self.lake)
+        self.topo.clock = lambda: dt.datetime.now(dt.timezone.utc)  # live: startsAt = detection time
         self.cfg.ingress.topics = Topics(config.topic_prefix)
         self.topics = self.cfg.ingress.topics
         self.validator = Validator(self.topo.known_ids(), self.cfg.ingress)
@@ -364,7 +365,7 @@ def rule_alert(topo: Topology, active: dict[tuple[str, str], Alert], t: Transiti
     key = (t.rule.name, t.asset_id)
     if not t.firing:
         a = active.pop(key, None)
-        return a.resolve(max(t.at, a.starts_at)) if a else None
+        return topo.resolve(a, t.at) if a else None
     fld = t.rule.conditions[0].field
     a = topo.alert(
         t.rule.name, t.rule.severity, t.rule.asset_type, t.asset_id, starts_at=t.starts_at,

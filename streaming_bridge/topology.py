@@ -32,7 +32,11 @@ class Place:
 class Topology:
     """Meters and transformers from the reference tables (``ref_meters``, ``ref_transformers``)."""
 
-    def __init__(self, meters: pl.DataFrame, transformers: pl.DataFrame, dagster_url: str | None = None):
+    def __init__(self, meters: pl.DataFrame, transformers: pl.DataFrame, dagster_url: str | None = None, clock=None):
+        #: live (the bridge sets a clock): startsAt/endsAt are detection times and the condition's event time
+        #: is the ``observed_at`` annotation (Alertmanager skips group_wait, hence inhibition, for an alert
+        #: that starts in the past); replay (no clock): startsAt/endsAt are the readings' event times
+        self.clock = clock
         self.meters = meters.select("meter_id", "customer_id", "transformer_id", "feeder_id", "substation_id")
         self.transformers = transformers.select("transformer_id", "feeder_id", "substation_id", "rating_kva")
         self.dagster_url = (dagster_url or os.environ.get("GRIDLAKE_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/")
@@ -45,6 +49,10 @@ class Topology:
         self._tx = {t: Place(t, f, s, int(self.customers_of_tx.get(t, 0))) for t, f, s in self.transformers.select("transformer_id", "feeder_id", "substation_id").iter_rows()}
         self.meter_transformer = dict(zip(self.meters["meter_id"], self.meters["transformer_id"]))
         self.rating_kva = dict(zip(self.transformers["transformer_id"], self.transformers["rating_kva"]))
+
+    def stamp(self, event_time: dt.datetime) -> dt.datetime:
+        """The time an alert transition carries: detection time when live, else the event time."""
+        return self.clock() if self.clock is not None else event_time
 
     @classmethod
     def from_lake(cls, lake, dagster_url: str | None = None) -> "Topology":
@@ -100,6 +108,11 @@ class Topology:
             "customers_downstream": str(p.customers),
             "dagster_url": link,
             "runbook": runbook,
+            "observed_at": starts_at.isoformat(),
             **(extra_annotations or {}),
         }
-        return Alert(labels, {k: v for k, v in annotations.items() if v != ""}, starts_at, None, link)
+        return Alert(labels, {k: v for k, v in annotations.items() if v != ""}, self.stamp(starts_at), None, link)
+
+    def resolve(self, alert: Alert, event_time: dt.datetime) -> Alert:
+        """The resolved copy of ``alert`` (same labels and startsAt; endsAt never before startsAt)."""
+        return alert.resolve(max(self.stamp(event_time), alert.starts_at))

@@ -63,7 +63,7 @@ def _stream(pub, T, tx_ids, meters, start, n, hot_every):
 
 def _check(sink: ListSink, injected, lake, zone, n_scada: int, n_meter: int):
     fired = [a for a in sink.alerts if a.labels["alertname"] == "TransformerHotSpotCritical" and not a.resolved]
-    got = {(a.labels["asset_id"], a.starts_at) for a in fired}
+    got = {(a.labels["asset_id"], dt.datetime.fromisoformat(a.annotations["observed_at"])) for a in fired}
     assert got == set(injected)  # every injected condition, and nothing else
     # landed readings: every one published, duplicates (redelivery) allowed only as exact copies
     keys = {}
