@@ -4,8 +4,8 @@
 One processing thread takes whatever paho's network thread has queued as a batch and, in order:
 validates it (polars), evaluates rules/events/model, submits alerts (durable), spools readings and
 dead letters (fsynced), publishes the dead letters on their topic, then PUBACKs the batch. Once a
-second it also checks missed heartbeats and the alert-storm window, re-sends the active alerts every
-``resend_s`` (Alertmanager resolves an alert it has not heard of for its resolve_timeout), and lands
+second it also checks missed heartbeats and the alert-storm window (the outbox re-posts the firing
+alerts every minute: Alertmanager expires what it stops hearing about); a durability thread lands
 the spool every ``flush_seconds``. SIGTERM stops intake, processes what has arrived, lands the spool,
 flushes the outbox and exits.
 
@@ -61,12 +61,12 @@ class BridgeConfig:
     rules_file: str = str(DEFAULT_RULES_FILE)
     flush_seconds: float = 60.0
     flush_rows: int = 200_000
-    resend_s: float = 60.0
     max_batch: int = 5000
     http_host: str = "127.0.0.1"
     http_port: int = 9108  # metrics + health; 0 = a free port, -1 = none
     model_name: str = ""  # MLflow registered anomaly model to score with (its champion alias); "" = none
     model_check_s: float = 30.0
+    posted_log: str = ""  # append one JSON line per alert Alertmanager accepted (audit; latency benchmark)
     events: EventConfig = field(default_factory=EventConfig)
     ingress: IngressConfig = field(default_factory=IngressConfig)
 
@@ -86,6 +86,7 @@ class BridgeConfig:
             flush_seconds=float(e("GRIDLAKE_BRIDGE_FLUSH_S", "60")),
             http_port=int(e("GRIDLAKE_BRIDGE_HTTP_PORT", "9108")),
             model_name=e("GRIDLAKE_BRIDGE_MODEL", ""),
+            posted_log=e("GRIDLAKE_BRIDGE_POSTED_LOG", ""),
         )
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -110,6 +111,9 @@ class Metrics:
         self.batch_seconds = Histogram("gridlake_bridge_batch_seconds", "processing time of one batch", buckets=LATENCY_BUCKETS, registry=r)
         self.detection = Histogram(
             "gridlake_bridge_detection_seconds", "message receipt -> alert handed to the outbox", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.accepted_latency = Histogram(
+            "gridlake_bridge_alert_accepted_seconds", "alert handed to the outbox -> accepted by Alertmanager", buckets=LATENCY_BUCKETS, registry=r
         )
         self.ack_latency = Histogram("gridlake_bridge_ack_seconds", "message receipt -> PUBACK (durable)", buckets=LATENCY_BUCKETS, registry=r)
 
@@ -142,6 +146,9 @@ class Bridge:
             flush_seconds=config.flush_seconds, flush_rows=config.flush_rows,
         )
         self.metrics = Metrics()
+        if getattr(sink, "on_posted", False) is None:  # the outbox reports what Alertmanager accepted
+            sink.on_posted = self._on_posted
+        self._posted_log = open(config.posted_log, "a", buffering=1) if config.posted_log else None
         self._durable: queue.Queue | None = None  # set by start(): batches waiting to be spooled and acked
         self._durable_thread: threading.Thread | None = None
         self.active: dict[tuple[str, str], Alert] = {}  # rule/model alerts firing, by (alertname, asset)
@@ -149,7 +156,6 @@ class Bridge:
         self._stop = threading.Event()
         self._last_loop = time.monotonic()
         self._last_tick = 0.0
-        self._last_resend = time.monotonic()
         self._http: ThreadingHTTPServer | None = None
         self.http_port: int | None = None
         self.counts = {"messages": 0, "records": 0, "accepted": 0, "dead_lettered": 0, "status": 0, "alerts": 0}
@@ -202,6 +208,17 @@ class Bridge:
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return alerts
 
+    def _on_posted(self, items: list[tuple[dict, float]]) -> None:
+        now = time.time()
+        for payload, enqueued_at in items:
+            self.metrics.accepted_latency.observe(max(0.0, now - enqueued_at))
+        if self._posted_log is not None:
+            self._posted_log.write("".join(
+                json.dumps({"accepted_at": now, "enqueued_at": enq, "labels": p.get("labels", {}), "observed_at": p.get("annotations", {}).get("observed_at"),
+                            "status": "resolved" if p.get("endsAt") else "firing"}) + "\n"
+                for p, enq in items
+            ))
+
     def _make_durable(self, accepted: dict[str, pl.DataFrame], dead: pl.DataFrame, batch: Sequence[tuple[Message, int]]) -> None:
         """Spool the batch's readings and dead letters (fsynced), publish the dead letters, then PUBACK."""
         self.landing.append(accepted, dead)
@@ -236,9 +253,6 @@ class Bridge:
         if self.scorer is not None and hasattr(self.scorer, "maybe_reload"):
             self.scorer.maybe_reload()
             self.metrics.model_version.set(float(getattr(self.scorer, "version", 0) or 0))
-        if time.monotonic() - self._last_resend >= self.cfg.resend_s:
-            self._last_resend = time.monotonic()
-            self._submit(list(self.active.values()) + list(self.events.active.values()) + list(getattr(self.scorer, "active", {}).values()))
         if self._durable is None and self.landing.due():
             self.metrics.landed.inc(self._flush_landing())
         self.metrics.spooled.set(self.landing.spooled_rows)
