@@ -175,7 +175,7 @@ class Validator:
             return "out_of_range", "status", f"status {str(st)[:50]!r} not one of {STATUSES}"
         t = obj.get("time")
         if t is None:
-            when = dt.datetime.now(dt.timezone.utc)  # a broker-sent last will carries no time: now
+            when = dt.datetime.now(dt.UTC)  # a broker-sent last will carries no time: now
         else:
             try:
                 when = dt.datetime.fromisoformat(str(t))
@@ -183,7 +183,7 @@ class Validator:
                 return "wrong_type", "time", f"status time {str(t)[:50]!r} is not an ISO timestamp"
             if when.tzinfo is None:
                 return "wrong_type", "time", f"status time {str(t)[:50]!r} has no UTC offset"
-        return StatusEvent(route.device_type, route.entity, st, when.astimezone(dt.timezone.utc), str(obj.get("reason", ""))[:200])
+        return StatusEvent(route.device_type, route.entity, st, when.astimezone(dt.UTC), str(obj.get("reason", ""))[:200])
 
     # ------------------------------------------------------------------ record level (the silver contract)
     def _validate(self, src: Source, records: list[dict], now: float) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -209,8 +209,8 @@ class Validator:
         ok, bad = validate_file(df, "mqtt", src, None, present, self.cfg.tz, [])
         ok = ok.select(_ROW, src.entity, src.time, *[m.name for m in src.measures])
         # the stream's own time window
-        lo = dt.datetime.fromtimestamp(now, dt.timezone.utc) - self.cfg.max_age
-        hi = dt.datetime.fromtimestamp(now, dt.timezone.utc) + self.cfg.max_future
+        lo = dt.datetime.fromtimestamp(now, dt.UTC) - self.cfg.max_age
+        hi = dt.datetime.fromtimestamp(now, dt.UTC) + self.cfg.max_future
         t = pl.col(src.time)
         late, early = t < pl.lit(lo).cast(UTC_TS), t > pl.lit(hi).cast(UTC_TS)
         out = ok.filter(late | early)
@@ -239,7 +239,7 @@ class Validator:
         for i in set(idx):
             cache[i] = (_payload_text(messages[i].payload), _sha1(messages[i].payload))
         df = pl.DataFrame(dead, schema={"source": pl.Utf8, "record_index": pl.Int64, "reason_code": pl.Utf8, "field": pl.Utf8, "value": pl.Utf8, "detail": pl.Utf8})
-        received = pl.Series([dt.datetime.fromtimestamp(m.received_at, dt.timezone.utc) for m in msgs]).cast(UTC_TS)
+        received = pl.Series([dt.datetime.fromtimestamp(m.received_at, dt.UTC) for m in msgs]).cast(UTC_TS)
         df = df.with_columns(
             received.alias("received_at"),
             pl.Series([m.topic[:1000] for m in msgs], dtype=pl.Utf8).alias("topic"),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as ipc
+from pyarrow import ipc
 
 from lake.delta import Lake
 from lake.landing import LandingZone
@@ -120,7 +120,7 @@ class LandingWriter:
     # ------------------------------------------------------------------ spooling
     def _new_segment(self) -> str:
         self._seq += 1
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         return f"{self.bridge_id}-{stamp}-{self._seq:04d}"
 
     def append(self, accepted: dict[str, pl.DataFrame], dead: pl.DataFrame) -> None:

@@ -29,7 +29,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from lake.delta import Lake
@@ -37,7 +43,12 @@ from lake.landing import LandingZone, open_landing
 from lake.schemas import DEFAULT_TIMEZONE
 from streaming_bridge.alerts import Alert, AlertSink
 from streaming_bridge.events import EventConfig, GridEvents
-from streaming_bridge.ingress import IngressConfig, Message, Validator, dead_letter_message
+from streaming_bridge.ingress import (
+    IngressConfig,
+    Message,
+    Validator,
+    dead_letter_message,
+)
 from streaming_bridge.landing import LandingWriter
 from streaming_bridge.mqtt import MqttIngress
 from streaming_bridge.rules import DEFAULT_RULES_FILE, Engine, Transition, load_rules
@@ -71,7 +82,7 @@ class BridgeConfig:
     ingress: IngressConfig = field(default_factory=IngressConfig)
 
     @classmethod
-    def from_env(cls, **overrides) -> "BridgeConfig":
+    def from_env(cls, **overrides) -> BridgeConfig:
         e = os.environ.get
         cfg = cls(
             mqtt_host=e("GRIDLAKE_MQTT_HOST", "127.0.0.1"),
@@ -134,7 +145,7 @@ class Bridge:
         self.lake = lake or Lake(config.lake_root)
         self.zone = zone or open_landing(config.landing)
         self.topo = topology or Topology.from_lake(self.lake)
-        self.topo.clock = lambda: dt.datetime.now(dt.timezone.utc)  # live: startsAt = detection time
+        self.topo.clock = lambda: dt.datetime.now(dt.UTC)  # live: startsAt = detection time
         self.cfg.ingress.topics = Topics(config.topic_prefix)
         self.topics = self.cfg.ingress.topics
         self.validator = Validator(self.topo.known_ids(), self.cfg.ingress)
@@ -244,7 +255,7 @@ class Bridge:
                     self._make_durable(*item)
                 if self.landing.due():
                     self.metrics.landed.inc(self._flush_landing())
-            except Exception:  # noqa: BLE001 - unacked: the broker redelivers; keep the thread alive
+            except Exception:
                 log.exception("spooling or landing failed; the messages stay unacknowledged / the segment stays spooled")
 
     def tick(self, now: float | None = None) -> None:
@@ -351,7 +362,7 @@ class Bridge:
         bridge = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 if self.path == "/metrics":
                     body, ctype, code = generate_latest(bridge.metrics.registry), CONTENT_TYPE_LATEST, 200
                 elif self.path in ("/healthz", "/health"):
@@ -398,12 +409,12 @@ def replay(lake: Lake, since: dt.datetime, sink: AlertSink, *, rules_file: str |
     time order, a local day at a time; alerts go to ``sink`` (Alertmanager dedups what it already has)."""
     from lake.schemas import SOURCES
 
-    until = until or dt.datetime.now(dt.timezone.utc)
+    until = until or dt.datetime.now(dt.UTC)
     topo = Topology.from_lake(lake)
     engine = Engine(load_rules(rules_file), rating_kva=topo.rating_kva)
     active: dict[tuple[str, str], Alert] = {}
     n_rows, n_alerts = 0, 0
-    lo = since.astimezone(dt.timezone.utc)
+    lo = since.astimezone(dt.UTC)
     day0 = pl.select(pl.lit(lo).dt.convert_time_zone(tz).dt.date()).item()
     day1 = pl.select(pl.lit(until).dt.convert_time_zone(tz).dt.date()).item()
     d = day0

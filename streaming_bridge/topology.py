@@ -55,7 +55,7 @@ class Topology:
         return self.clock() if self.clock is not None else event_time
 
     @classmethod
-    def from_lake(cls, lake, dagster_url: str | None = None) -> "Topology":
+    def from_lake(cls, lake, dagster_url: str | None = None) -> Topology:
         return cls(lake.read("ref_meters"), lake.read("ref_transformers"), dagster_url)
 
     def known_ids(self) -> dict[str, pl.Series]:

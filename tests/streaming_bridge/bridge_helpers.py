@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from streaming_bridge.alerts import Alert
+from streaming_bridge.mqproc import Mosquitto  # noqa: F401 - re-exported for the fixtures
 
 
 class ListSink:
@@ -48,40 +45,6 @@ def wait_for(cond, timeout: float = 10.0, step: float = 0.02):
             return v
         time.sleep(step)
     raise AssertionError(f"condition not met within {timeout} s")
-
-
-class Mosquitto:
-    """A private mosquitto on a free port with persistence and unlimited queues (restartable)."""
-
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {self.dir}/\n"
-            "autosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_dest stderr\nlog_type error\n"
-            # run as the test's user: dropping to 'mosquitto' could not write the persistence file here
-            + (f"user {getpass.getuser()}\n")
-        )
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start on {self.port}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
-            self.proc.wait(10)
-        self.proc = None
 
 
 def publisher(port: int, client_id: str | None = None, will: tuple[str, bytes] | None = None) -> mqtt.Client:

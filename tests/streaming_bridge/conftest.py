@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.streaming_bridge.bridge_helpers import Mosquitto
+from streaming_bridge.mqproc import Mosquitto
 
 
 @pytest.fixture()

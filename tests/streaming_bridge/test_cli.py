@@ -14,7 +14,7 @@ from streaming_bridge.service import replay
 from tests.streaming_bridge.bridge_helpers import ListSink
 
 DAY = dt.date(2026, 11, 2)
-T0 = dt.datetime(2026, 11, 2, 15, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 2, 15, 0, tzinfo=dt.UTC)
 
 
 def _silver_scada(lake, tx: str) -> None:

@@ -12,7 +12,7 @@ from streaming_bridge.events import EventConfig, GridEvents
 from streaming_bridge.ingress import StatusEvent
 from streaming_bridge.topology import Topology
 
-T0 = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 
 
 def topo() -> Topology:
@@ -48,7 +48,7 @@ def test_missed_heartbeat_window_marks_a_meter_offline_and_a_message_brings_it_b
     out = ev.tick(r0 + 601)
     assert sorted(a.labels["asset_id"] for a in out) == ["M0", "M5"]
     assert all(a.labels["alertname"] == "MeterOffline" and "missed heartbeat" in a.annotations["summary"] for a in out)
-    assert out[0].starts_at == dt.datetime.fromtimestamp(r0 + 600, dt.timezone.utc)
+    assert out[0].starts_at == dt.datetime.fromtimestamp(r0 + 600, dt.UTC)
     assert ev.tick(r0 + 700) == []  # once
     back = ev.observe(readings(["M0"], T0 + dt.timedelta(minutes=12), r0 + 720), [])
     assert [(a.labels["asset_id"], a.resolved) for a in back] == [("M0", True)]

@@ -17,7 +17,7 @@ from streaming_bridge.topics import Topics
 
 T = Topics()
 DAY = dt.date(2026, 11, 2)
-NOW = dt.datetime(2026, 11, 2, 18, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 2, 18, 0, tzinfo=dt.UTC)
 
 
 def _validator(lake) -> Validator:
@@ -92,7 +92,7 @@ def test_landed_stream_readings_are_ingested_by_the_file_path_and_dead_letters_r
     lake, zone = lake_and_landing
     v = _validator(lake)
     meters = lake.read("ref_meters", columns=["meter_id"])["meter_id"].to_list()[:5]
-    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)  # utility day 2026-11-02
+    start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)  # utility day 2026-11-02
     w = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1", flush_seconds=3600)
     readings = [_reading(m, start + dt.timedelta(minutes=15 * k)) for m in meters for k in range(4)]
     batch = [_msg(T.headend("he-9"), {"readings": readings[:10]}), _msg(T.headend("he-9"), {"readings": readings[10:]})]
@@ -117,7 +117,7 @@ def test_a_crash_before_the_flush_is_recovered_from_the_spool_idempotently(lake_
     lake, zone = lake_and_landing
     v = _validator(lake)
     m = lake.read("ref_meters", columns=["meter_id"])["meter_id"][0]
-    t = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)
+    t = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
     w = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1", flush_seconds=3600)
     r = v.process([_msg(T.meter(m), _reading(m, t)), _msg(T.meter(m), None, raw=b"{")], now=NOW.timestamp())
     w.append(r.accepted, r.dead)

@@ -18,7 +18,12 @@ from models.registry import ModelRegistry
 from streaming_bridge.model import ChampionScorer
 from streaming_bridge.service import Bridge, BridgeConfig
 from streaming_bridge.topics import Topics
-from tests.streaming_bridge.bridge_helpers import ListSink, publish_all, publisher, wait_for
+from tests.streaming_bridge.bridge_helpers import (
+    ListSink,
+    publish_all,
+    publisher,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 NAME = MODEL_ANOMALY["transformer"]

@@ -12,7 +12,7 @@ import pytest
 from lake.schemas import UTC_TS
 from streaming_bridge.rules import DEFAULT_RULES_FILE, Engine, RulesError, load_rules
 
-T0 = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 
 
 def scada(rows: list[tuple[str, int, dict]]) -> pl.DataFrame:

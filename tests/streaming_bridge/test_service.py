@@ -17,8 +17,12 @@ from lake.schemas import STREAM_DEAD_LETTERS
 from streaming_bridge import cli
 from streaming_bridge.service import Bridge, BridgeConfig
 from streaming_bridge.topics import Topics
-
-from tests.streaming_bridge.bridge_helpers import ListSink, publish_all, publisher, wait_for
+from tests.streaming_bridge.bridge_helpers import (
+    ListSink,
+    publish_all,
+    publisher,
+    wait_for,
+)
 
 pytestmark = pytest.mark.mqtt
 
@@ -47,7 +51,7 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
     meters = lake.read("ref_meters")
     tx = meters["transformer_id"][0]
     m = meters.filter(pl.col("transformer_id") == tx)["meter_id"][0]
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     pub = publisher(shared_mosquitto)
     try:
         scada = {"sample_time": now.isoformat(), "load_kva": 20.0, "top_oil_temp_c": 60.0, "hot_spot_temp_c": 146.0, "voltage_v": 233.0, "frequency_hz": 60.0}
@@ -71,11 +75,11 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
         # live: startsAt is the detection time (Alertmanager's group_wait/inhibition need it); the reading's
         # time is the observed_at annotation
         assert a.annotations["observed_at"] == now.isoformat() and not a.resolved
-        assert abs((a.starts_at - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 10
+        assert abs((a.starts_at - dt.datetime.now(dt.UTC)).total_seconds()) < 10
         # resolve: back below the clear threshold (130)
         publish_all(pub, [(T.scada(tx), {**scada, "sample_time": (now + dt.timedelta(seconds=1)).isoformat(), "hot_spot_temp_c": 100.0})])
         res = wait_for(lambda: [x for x in sink.alerts if x.resolved and x.labels["alertname"] == "TransformerHotSpotCritical"])
-        assert res[0].labels == a.labels and res[0].starts_at == a.starts_at and a.starts_at <= res[0].ends_at <= dt.datetime.now(dt.timezone.utc)
+        assert res[0].labels == a.labels and res[0].starts_at == a.starts_at and a.starts_at <= res[0].ends_at <= dt.datetime.now(dt.UTC)
         wait_for(lambda: b.counts["dead_lettered"] == 1 and b.counts["accepted"] == 4)
         # metrics and health
         body = urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics", timeout=5).read().decode()
@@ -114,7 +118,7 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
     tx = meters["transformer_id"][0]
     beneath = meters.filter(pl.col("transformer_id") == tx)["meter_id"].to_list()
     assert len(beneath) >= 3
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     pub = publisher(shared_mosquitto)
     try:
         # a device whose connection drops: the broker publishes its last will

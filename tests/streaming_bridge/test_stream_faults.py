@@ -86,7 +86,7 @@ def test_broker_restart_mid_stream_loses_nothing(lake_and_landing, tmp_path, pri
     txs = lake.read("ref_transformers")["transformer_id"].to_list()
     meters = lake.read("ref_meters")["meter_id"].to_list()[:20]
     pub = persistent_publisher(private_mosquitto.port)
-    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(minutes=12)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=12)
     result = {}
 
     def producer():
@@ -117,7 +117,7 @@ def test_messages_published_while_the_bridge_is_down_are_delivered_on_restart(la
     sink = ListSink()
     txs = lake.read("ref_transformers")["transformer_id"].to_list()
     meters = lake.read("ref_meters")["meter_id"].to_list()[:20]
-    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(minutes=12)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=12)
     b = _bridge(lake, zone, tmp_path, private_mosquitto.port, prefix, sink)
     b.start()
     th = threading.Thread(target=b.run, daemon=True)
