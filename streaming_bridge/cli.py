@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the bridge runs many small polars operations per batch: one polars thread avoids handing each to a
+    # pool (measured under load: validate_file 15 -> 4.5 ms per 200-row batch). Takes effect when polars
+    # is first imported, i.e. in the console command, not in a process that already uses polars.
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return int(args.func(args) or 0)
