@@ -4,7 +4,7 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 STAMP := .venv/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast bench-ingest bench-forecast bench-ml bench-opt bench services clean dev
+.PHONY: install demo test test-fast bench-ingest bench-forecast bench-ml bench-opt bench-alert-delivery bench services clean dev
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ bench-ml: install
 
 bench-opt: install
 	$(PY) -m benchmarks.bench_opt
+
+bench-alert-delivery: install services
+	$(PY) -m benchmarks.bench_alert_delivery
 
 dev: install
 	DAGSTER_HOME=$(CURDIR)/.demo/dagster_home .venv/bin/dagster dev -w workspace.yaml
