@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=int, default=10_000, help="readings per second")
     ap.add_argument("--baseline-seconds", type=float, default=15.0)
+    ap.add_argument("--profile", action="store_true", help="run the bridge under cProfile (its main thread: the processing loop)")
     a = ap.parse_args(argv)
 
     import psycopg2
@@ -318,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         benv = {**env, "GRIDLAKE_LAKE_ROOT": str(WORK / "lake"), "GRIDLAKE_LANDING": str(WORK / "landing"), "GRIDLAKE_BRIDGE_SPOOL": str(WORK / "spool"),
                 "GRIDLAKE_BRIDGE_CLIENT_ID": "bench-bridge", "GRIDLAKE_BRIDGE_POSTED_LOG": str(posted), "GRIDLAKE_MQTT_PREFIX": PREFIX,
                 "GRIDLAKE_BRIDGE_FLUSH_S": "10"}
-        bridge = subprocess.Popen([sys.executable, "-m", "streaming_bridge.cli", "run", "--http-port", str(hport), "--outbox", str(WORK / "outbox.sqlite"),
+        prof = ["-m", "cProfile", "-o", str(WORK / "bridge.prof")] if a.profile else []
+        bridge = subprocess.Popen([sys.executable, *prof, "-m", "streaming_bridge.cli", "run", "--http-port", str(hport), "--outbox", str(WORK / "outbox.sqlite"),
                                    "--alertmanager-url", am.url], cwd=REPO, env=benv, stdout=open(WORK / "bridge.log", "wb"), stderr=subprocess.STDOUT)
         procs.append(bridge)
         health = f"http://127.0.0.1:{hport}/healthz"

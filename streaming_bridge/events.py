@@ -116,13 +116,19 @@ class GridEvents:
         out: list[Alert] = []
         df = accepted.get("meter_readings")
         if df is not None and df.height:
-            last = df.group_by("meter_id").agg(
-                pl.col("_received_at").max(), pl.col("voltage").sort_by("reading_time").last().is_null().alias("_nosupply"), pl.col("reading_time").max()
-            )
-            self.last_seen.update(zip(last["meter_id"].to_list(), last["_received_at"].to_list()))
-            # Python only for meters whose state may change: no supply now, or down before
-            changed = last.filter(pl.col("_nosupply") | pl.col("meter_id").is_in(pl.Series(list(self.down), dtype=pl.Utf8).implode()))
-            for meter, nosupply, t in zip(changed["meter_id"], changed["_nosupply"], changed["reading_time"]):
+            ids = df["meter_id"].to_list()
+            self.last_seen.update(zip(ids, df["_received_at"].to_list()))
+            # only meters whose state may change: no supply now, or down before (plain Python on the ids: a
+            # polars group_by per batch cost more than the whole dict update)
+            nosupply = df["voltage"].is_null()
+            if self.down or nosupply.any():
+                idx = [k for k, (m, n) in enumerate(zip(ids, nosupply.to_list())) if n or m in self.down]
+                last = df[idx].sort("reading_time").group_by("meter_id", maintain_order=True).agg(
+                    pl.col("voltage").last().is_null().alias("_nosupply"), pl.col("reading_time").last()
+                )
+            else:
+                last = df.clear().select("meter_id", pl.lit(False).alias("_nosupply"), "reading_time")
+            for meter, nosupply, t in zip(last["meter_id"], last["_nosupply"], last["reading_time"]):
                 if nosupply:
                     if self.down.get(meter, ("",))[0] != "MeterSupplyLost":
                         out += self._meter_up(meter, t)

@@ -202,6 +202,15 @@ class Validator:
                 cols[c] = pl.Series(c, vals, dtype=pl.Utf8)
             else:  # numbers sent as text, booleans, objects: as text, the way a JSON-lines file reads them
                 cols[c] = pl.Series(c, [v if v is None or isinstance(v, str) else json.dumps(v) for v in vals], dtype=pl.Utf8)
+        # ISO 8601 with an offset, the stream's normal form, is the first format validate_file accepts; when
+        # every given time parses that way the column goes in as a tz-aware timestamp (validate_file's path
+        # for Parquet input), which skips its six-format / DST resolution (~4 ms a batch). Anything else
+        # stays text and takes the full path.
+        tcol = cols[src.time]
+        if tcol.dtype == pl.Utf8:
+            fast = tcol.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us")
+            if fast.null_count() == tcol.null_count():
+                cols[src.time] = fast.dt.convert_time_zone("UTC")
         df = pl.DataFrame(cols)
         # a field absent from every record of the batch is a missing value, not a missing file column
         known = self._known[src.name]
@@ -213,7 +222,8 @@ class Validator:
         hi = dt.datetime.fromtimestamp(now, dt.UTC) + self.cfg.max_future
         t = pl.col(src.time)
         late, early = t < pl.lit(lo).cast(UTC_TS), t > pl.lit(hi).cast(UTC_TS)
-        out = ok.filter(late | early)
+        tmin, tmax = ok[src.time].min(), ok[src.time].max()  # the usual batch is all inside: no filter
+        out = ok.filter(late | early) if ok.height and (tmin < lo or tmax > hi) else ok.clear()
         if out.height:
             ok = ok.filter(~(late | early))
             ts = t.dt.strftime("%Y-%m-%dT%H:%M:%S%.f%:z")

@@ -18,6 +18,7 @@ a crash the leftover segments are simply landed again at start-up (:meth:`Landin
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import os
 import re
@@ -38,6 +39,7 @@ DEAD = "dead_letters"
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,100}$")
 
 
+@functools.lru_cache(maxsize=None)
 def raw_schema(source: str) -> pl.Schema:
     """The typed raw columns a stream landing file carries for ``source`` (silver's first columns)."""
     s = SOURCES[source].silver.polars_schema()
