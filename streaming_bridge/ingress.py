@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
 import polars as pl
 
 from lake.ingest import validate_file
@@ -114,7 +115,7 @@ class Validator:
                 reject(i, route, "oversized_payload", f"payload of {len(m.payload)} bytes exceeds the limit of {self.cfg.max_payload_bytes}")
                 continue
             try:
-                obj = json.loads(m.payload)
+                obj = orjson.loads(m.payload)  # ~3x the stdlib's speed; stricter (no NaN literals): fine here
             except (UnicodeDecodeError, ValueError) as e:
                 n_records += 1
                 reject(i, route, "malformed_payload", f"payload is not UTF-8 JSON: {type(e).__name__}: {str(e)[:200]}")
@@ -188,8 +189,9 @@ class Validator:
     # ------------------------------------------------------------------ record level (the silver contract)
     def _validate(self, src: Source, records: list[dict], now: float) -> tuple[pl.DataFrame, pl.DataFrame]:
         cols: dict[str, pl.Series] = {_ROW: pl.int_range(0, len(records), dtype=pl.Int64, eager=True)}
+        keys = set().union(*records)  # alias names (e.g. "kwh") are rare: look for them only if present
         for c in src.raw_columns:
-            names = [c] + [a for a, target in src.aliases.items() if target == c]
+            names = [c] + [a for a, target in src.aliases.items() if target == c and a in keys]
             vals = [next((r[n] for n in names if n in r), None) for r in records] if len(names) > 1 else [r.get(c) for r in records]
             types = set(map(type, vals))
             if c in (src.entity, src.time):

@@ -125,8 +125,9 @@ class LandingWriter:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         return f"{self.bridge_id}-{stamp}-{self._seq:04d}"
 
-    def append(self, accepted: dict[str, pl.DataFrame], dead: pl.DataFrame) -> None:
-        """Spool one processed batch; durable (fsynced) when this returns."""
+    def append(self, accepted: dict[str, pl.DataFrame], dead: pl.DataFrame, sync: bool = True) -> None:
+        """Spool one processed batch; durable (fsynced) when this returns, unless ``sync=False`` (then call
+        :meth:`sync` before acknowledging: one fsync for several batches)."""
         with self._lock:
             if self._segment is None:
                 self._segment = self._new_segment()
@@ -147,8 +148,15 @@ class LandingWriter:
                 touched.append(f)
                 if name != DEAD:
                     self._rows += df.height
-            if self.fsync:
+            if self.fsync and sync:
                 for f in touched:
+                    f.sync()
+
+    def sync(self) -> None:
+        """fsync every open spool file (group commit of the batches appended with ``sync=False``)."""
+        with self._lock:
+            if self.fsync:
+                for f in self._files.values():
                     f.sync()
 
     def due(self) -> bool:

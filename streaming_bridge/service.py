@@ -202,7 +202,7 @@ class Bridge:
         if self._durable is not None:  # spool + fsync + PUBACK on the durability thread (overlaps the next batch)
             self._durable.put((r.accepted, r.dead, batch))
         else:
-            self._make_durable(r.accepted, r.dead, batch)
+            self._make_durable((r.accepted, r.dead, batch))
         # counts
         self.metrics.messages.inc(len(msgs))
         self.metrics.records.inc(r.records)
@@ -230,33 +230,45 @@ class Bridge:
                 for p, enq in items
             ))
 
-    def _make_durable(self, accepted: dict[str, pl.DataFrame], dead: pl.DataFrame, batch: Sequence[tuple[Message, int]]) -> None:
-        """Spool the batch's readings and dead letters (fsynced), publish the dead letters, then PUBACK."""
-        self.landing.append(accepted, dead)
-        if dead.height:
-            for row in dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
-                self.mqtt.publish(self.topics.deadletter(row["source"] or "unknown"), dead_letter_message(row))
-        self.mqtt.ack(batch)
+    def _make_durable(self, *items: tuple[dict[str, pl.DataFrame], pl.DataFrame, Sequence[tuple[Message, int]]]) -> None:
+        """Spool the batches' readings and dead letters (one fsync per file for all of them: group commit),
+        publish the dead letters, then PUBACK the batches in order."""
+        for accepted, dead, _ in items:
+            self.landing.append(accepted, dead, sync=False)
+        self.landing.sync()
+        for _, dead, batch in items:
+            if dead.height:
+                for row in dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
+                    self.mqtt.publish(self.topics.deadletter(row["source"] or "unknown"), dead_letter_message(row))
+            self.mqtt.ack(batch)
         done = time.time()
-        for m, _ in batch:
-            self.metrics.ack_latency.observe(max(0.0, done - m.received_at))
+        for _, _, batch in items:
+            for m, _ in batch:
+                self.metrics.ack_latency.observe(max(0.0, done - m.received_at))
 
     def _durability_loop(self) -> None:
         """Spooling, acks and landing the spool: off the detection path (the processing thread)."""
         while True:
             try:
-                item = self._durable.get(timeout=0.5)
+                items = [self._durable.get(timeout=0.5)]
             except queue.Empty:
-                item = ()
-            if item is None:
-                return
+                items = []
+            while items and items[-1] is not None and len(items) < 64:  # everything queued meanwhile
+                try:
+                    items.append(self._durable.get_nowait())
+                except queue.Empty:
+                    break
+            stop = bool(items) and items[-1] is None
+            items = [i for i in items if i is not None]
             try:
-                if item:
-                    self._make_durable(*item)
+                if items:
+                    self._make_durable(*items)
                 if self.landing.due():
                     self.metrics.landed.inc(self._flush_landing())
             except Exception:
                 log.exception("spooling or landing failed; the messages stay unacknowledged / the segment stays spooled")
+            if stop:
+                return
 
     def tick(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
