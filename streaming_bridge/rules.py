@@ -226,6 +226,15 @@ class Engine:
     _last_t: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     _tracked: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> asset -> open states
 
+    def restore(self, rule_name: str, asset: str, onset: dt.datetime) -> bool:
+        """Resume an alert that was active when a previous run stopped (samples up to its onset are old)."""
+        rule = next((r for r in self.ruleset.rules if r.name == rule_name), None)
+        if rule is None or (rule_name, asset) in self.states:
+            return False
+        self.states[(rule_name, asset)] = _State(since=onset, active=True, last_t=onset)
+        self._track(rule, asset, 1)
+        return True
+
     def active(self) -> list[tuple[str, str]]:
         return [k for k, s in self.states.items() if s.active]
 

@@ -53,7 +53,7 @@ from streaming_bridge.landing import LandingWriter
 from streaming_bridge.mqtt import MqttIngress
 from streaming_bridge.rules import DEFAULT_RULES_FILE, Engine, Transition, load_rules
 from streaming_bridge.topics import Topics
-from streaming_bridge.topology import Topology
+from streaming_bridge.topology import OnsetStore, Topology
 
 log = logging.getLogger("gridlake.bridge")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -146,6 +146,8 @@ class Bridge:
         self.zone = zone or open_landing(config.landing)
         self.topo = topology or Topology.from_lake(self.lake)
         self.topo.clock = lambda: dt.datetime.now(dt.UTC)  # live: startsAt = detection time
+        Path(config.spool_dir).mkdir(parents=True, exist_ok=True)
+        self.topo.onsets = OnsetStore(Path(config.spool_dir) / "onsets.sqlite")
         self.cfg.ingress.topics = Topics(config.topic_prefix)
         self.topics = self.cfg.ingress.topics
         self.validator = Validator(self.topo.known_ids(), self.cfg.ingress)
@@ -190,6 +192,11 @@ class Bridge:
         r = self.validator.process(msgs, now=now)
         transitions = self.engine.evaluate(r.accepted)
         alerts = [a for a in (self._rule_alert(t) for t in transitions) if a is not None]
+        for t in transitions:  # durable before the outbox sees them: a restart resumes what is firing
+            if t.firing and (t.rule.name, t.asset_id) in self.active:
+                self.topo.onsets.remember(t.rule.name, t.asset_id, t.starts_at, self.active[(t.rule.name, t.asset_id)])
+            elif not t.firing:
+                self.topo.onsets.forget(t.rule.name, t.asset_id)
         if self.scorer is not None:
             alerts += self.scorer.score(r.accepted, self)
         self.events.count_fired(alerts, time.time())
@@ -290,6 +297,9 @@ class Bridge:
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
+        for name, asset, onset, alert in self.topo.onsets.active():  # rule alerts firing when the last run stopped
+            if self.engine.restore(name, asset, onset):
+                self.active[(name, asset)] = alert
         recovered = self.landing.recover()
         if recovered:
             log.info("landed %d file(s) a previous run left in the spool", len(recovered))

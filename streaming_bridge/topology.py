@@ -8,6 +8,7 @@ a link to the asset in the Dagster UI, and a runbook line.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import urllib.parse
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ class Topology:
         #: is the ``observed_at`` annotation (Alertmanager skips group_wait, hence inhibition, for an alert
         #: that starts in the past); replay (no clock): startsAt/endsAt are the readings' event times
         self.clock = clock
+        #: live: remembers the startsAt given to each condition (alertname, asset, onset event time), so a
+        #: condition re-detected from redelivered messages after a crash keeps its identity (OnsetStore)
+        self.onsets = None
         self.meters = meters.select("meter_id", "customer_id", "transformer_id", "feeder_id", "substation_id")
         self.transformers = transformers.select("transformer_id", "feeder_id", "substation_id", "rating_kva")
         self.dagster_url = (dagster_url or os.environ.get("GRIDLAKE_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/")
@@ -111,8 +115,66 @@ class Topology:
             "observed_at": starts_at.isoformat(),
             **(extra_annotations or {}),
         }
-        return Alert(labels, {k: v for k, v in annotations.items() if v != ""}, self.stamp(starts_at), None, link)
+        start = self.stamp(starts_at)
+        if self.onsets is not None:  # the same condition detected again (redelivery after a crash): same startsAt
+            start = self.onsets.starts_at((alertname, asset_id, starts_at.isoformat()), start)
+        return Alert(labels, {k: v for k, v in annotations.items() if v != ""}, start, None, link)
 
     def resolve(self, alert: Alert, event_time: dt.datetime) -> Alert:
         """The resolved copy of ``alert`` (same labels and startsAt; endsAt never before startsAt)."""
         return alert.resolve(max(self.stamp(event_time), alert.starts_at))
+
+
+class OnsetStore:
+    """Durable map (alertname, asset_id, onset event time) -> startsAt (SQLite beside the spool).
+
+    Live alerts start at detection time (Alertmanager needs it); after a crash the broker redelivers the
+    unacknowledged messages and the rules detect the same condition again: this store hands back the
+    startsAt it got the first time, so Alertmanager and the receivers' idempotency key (fingerprint +
+    startsAt + status) see one condition, not two. Written before the alert reaches the outbox (WAL,
+    synchronous=NORMAL: survives a process crash). Entries older than ``keep_days`` are dropped.
+    """
+
+    def __init__(self, path, keep_days: float = 2.0):
+        import sqlite3
+        import threading
+
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS onsets (alertname TEXT, asset_id TEXT, onset TEXT, starts_at TEXT NOT NULL, "
+                         "PRIMARY KEY (alertname, asset_id, onset))")
+        self._db.execute("CREATE TABLE IF NOT EXISTS active (alertname TEXT, asset_id TEXT, onset TEXT NOT NULL, alert TEXT NOT NULL, "
+                         "PRIMARY KEY (alertname, asset_id))")
+        self._lock = threading.Lock()
+        self._db.execute("DELETE FROM onsets WHERE starts_at < ?", ((dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=keep_days)).isoformat(),))
+
+    def starts_at(self, key: tuple[str, str, str], proposed: dt.datetime) -> dt.datetime:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO onsets VALUES (?, ?, ?, ?)", (*key, proposed.isoformat()))
+            (v,) = self._db.execute("SELECT starts_at FROM onsets WHERE alertname = ? AND asset_id = ? AND onset = ?", key).fetchone()
+        return dt.datetime.fromisoformat(v)
+
+    # the rule alerts firing now, so a restarted bridge resumes them (and resolves them) after a crash
+    def remember(self, alertname: str, asset_id: str, onset: dt.datetime, alert: Alert) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?)", (alertname, asset_id, onset.isoformat(), json.dumps(alert.to_alertmanager())))
+
+    def forget(self, alertname: str, asset_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM active WHERE alertname = ? AND asset_id = ?", (alertname, asset_id))
+
+    def active(self) -> list[tuple[str, str, dt.datetime, Alert]]:
+        with self._lock:
+            rows = self._db.execute("SELECT alertname, asset_id, onset, alert FROM active").fetchall()
+        out = []
+        for name, asset, onset, js in rows:
+            d = json.loads(js)
+            start = dt.datetime.fromisoformat(d["startsAt"].replace("Z", "+00:00"))
+            out.append((name, asset, dt.datetime.fromisoformat(onset), Alert(d["labels"], d.get("annotations", {}), start, None, d.get("generatorURL", ""))))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
