@@ -1,18 +1,19 @@
-"""The DuckDB catalog analysts and BI tools open: one view per Delta table (lake.catalog)."""
+"""The DuckDB catalog analysts and BI tools open: one view per Delta table (lake.catalog), plus a snapshot
+of the streaming bridge's durable alert tables (PostgreSQL) as of the refresh."""
 
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from lake.schemas import TABLES
-from pipelines.resources import CatalogResource, LakeResource
+from pipelines.resources import AlertingResource, CatalogResource, LakeResource
 
 CATALOG_DEPS = [n for n, t in TABLES.items() if t.layer in ("silver", "gold", "quarantine", "reference")]
 
 
 @asset(group_name="analytics", deps=CATALOG_DEPS, kinds={"duckdb"}, description="DuckDB views over every Delta table (delta_scan)")
-def duckdb_catalog(context: AssetExecutionContext, lake: LakeResource, catalog: CatalogResource) -> MaterializeResult:
+def duckdb_catalog(context: AssetExecutionContext, lake: LakeResource, catalog: CatalogResource, alerting: AlertingResource) -> MaterializeResult:
     from lake.catalog import refresh_catalog
 
-    info = refresh_catalog(lake.lake(), catalog.file())
+    info = refresh_catalog(lake.lake(), catalog.file(), snapshots=alerting.table_snapshots(context.log))
     context.log.info(f"catalog {catalog.file()}: {info}")
     return MaterializeResult(metadata={"path": str(catalog.file().resolve()), "catalog": MetadataValue.json(info)})

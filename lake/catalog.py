@@ -46,7 +46,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import urlparse
 
 import duckdb
@@ -321,8 +321,12 @@ def refresh_catalog(
     *,
     layers: Iterable[str] = DEFAULT_LAYERS,
     lock_timeout_s: float = 30.0,
+    snapshots: Mapping[str, pl.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Create or replace the views of ``tables`` (default: every declared table of ``layers``).
+
+    ``snapshots``: tables that live outside the lake (e.g. the streaming bridge's PostgreSQL ``alerts``),
+    copied into the catalog as DuckDB tables as of this refresh (name -> frame).
 
     Tables whose Delta table does not exist yet are skipped, and a view left over from an earlier
     refresh is dropped. Views of tables not selected this time are kept. Returns a JSON-ready
@@ -338,6 +342,9 @@ def refresh_catalog(
         selected = list(tables)
     for t in selected:  # refuse anything hostile before touching a file
         check_name(t.name)
+    snapshots = dict(snapshots or {})
+    for name in snapshots:
+        check_name(name)
     uris = {t.name: sql_literal_uri(lake.uri(t)) for t in selected}
 
     status: dict[str, dict[str, Any]] = {}
@@ -377,6 +384,12 @@ def refresh_catalog(
                         con.execute(f"COMMENT ON VIEW \"{t.name}\" IS {_sql_string(t.description, 'description')}")
                     else:
                         con.execute(f'DROP VIEW IF EXISTS "{t.name}"')
+                for name, frame in snapshots.items():
+                    con.register("_snapshot", frame.to_arrow())
+                    con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _snapshot')
+                    con.unregister("_snapshot")
+                    # a snapshot not refreshed this time (its source unreachable) is kept; this says how old it is
+                    con.execute("INSERT OR REPLACE INTO catalog_meta VALUES (?, ?)", [f"snapshot_at:{name}", refreshed_at.isoformat()])
                 decl = _declared_rows(selected, con, status, lake, refreshed_at)
                 con.register("_decl", decl)
                 con.execute("CREATE TABLE IF NOT EXISTS catalog_tables AS SELECT * FROM _decl LIMIT 0")
@@ -396,6 +409,7 @@ def refresh_catalog(
         "skipped": [t.name for t in selected if not status[t.name]["available"]],
         "row_counts": {n: s["rows"] for n, s in status.items() if s["available"]},
         "versions": {n: s["version"] for n, s in status.items() if s["available"]},
+        "snapshots": {n: f.height for n, f in snapshots.items()},
         "seconds": round(time.perf_counter() - t0, 3),
     }
 

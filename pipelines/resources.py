@@ -107,3 +107,22 @@ class AlertingResource(ConfigurableResource):
 
         return AlertStore(schema=self.alerts_schema, maxconn=1)
 
+    def table_snapshots(self, log) -> dict:
+        """``alerts`` / ``alert_deliveries`` as frames for the DuckDB catalog; none (with a warning) if the
+        bridge's tables are absent or PostgreSQL does not answer: the catalog must not fail for that."""
+        import psycopg2
+
+        from lake.schemas import BRIDGE_PG_TABLES
+
+        try:
+            store = self.store()
+        except psycopg2.Error as e:
+            log.warning(f"catalog without the bridge's alert tables: PostgreSQL: {e}")
+            return {}
+        try:
+            if not store.exists():
+                return {}
+            return {name: store.snapshot(t) for name, t in BRIDGE_PG_TABLES.items()}
+        finally:
+            store.close()
+

@@ -134,14 +134,22 @@ class Outbox:
                         if self._db.execute("INSERT OR IGNORE INTO submitted_keys VALUES (?, ?)", (k, now)).rowcount:
                             fresh.append(a)
                     alerts = fresh
-                rows = [(json.dumps(a.to_alertmanager(), separators=(",", ":")), now) for a in alerts]
-                self._db.executemany("INSERT INTO outbox (payload, enqueued_at) VALUES (?, ?)", rows)
-                for a, (payload, _) in zip(alerts, rows):
+                rows = []
+                for a in alerts:
+                    doc, fp = a.to_alertmanager(), a.fingerprint()
                     end = a.ends_at.timestamp() if a.ends_at is not None else None
+                    # one incident keeps one startsAt (the receivers' idempotency key) however often scoring
+                    # re-submits it, also to an Alertmanager that restarted and forgot it
+                    prev = self._db.execute("SELECT payload FROM active WHERE fingerprint = ?", (fp,)).fetchone()
+                    if prev is not None and "startsAt" in (first := json.loads(prev[0])):
+                        doc["startsAt"] = first["startsAt"]
+                    payload = json.dumps(doc, separators=(",", ":"))
+                    rows.append((payload, now))
                     if end is not None and end <= now:
-                        self._db.execute("DELETE FROM active WHERE fingerprint = ?", (a.fingerprint(),))
+                        self._db.execute("DELETE FROM active WHERE fingerprint = ?", (fp,))
                     else:
-                        self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?)", (a.fingerprint(), payload, end))
+                        self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?)", (fp, payload, end))
+                self._db.executemany("INSERT INTO outbox (payload, enqueued_at) VALUES (?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

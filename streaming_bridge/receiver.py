@@ -66,6 +66,7 @@ def pg_params(env: Mapping[str, str] | None = None) -> dict:
         "user": env.get("GRIDLAKE_PG_USER", "postgres"),
         "password": env.get("GRIDLAKE_PG_PASSWORD", ""),
         "dbname": env.get("GRIDLAKE_PG_DB", "test"),
+        "connect_timeout": 5,
     }
 
 
@@ -272,6 +273,15 @@ class AlertStore:
         with self.connection() as conn, conn.cursor() as cur:
             cur.execute("SELECT to_regclass(%s)", (f'"{self.schema}"."{ALERTS.name}"',))
             return cur.fetchone()[0] is not None
+
+    def snapshot(self, table: Table) -> pl.DataFrame:
+        """The whole ``alerts`` or ``alert_deliveries`` table as a frame of its declared schema (DuckDB catalog)."""
+        if table not in (ALERTS, ALERT_DELIVERIES):
+            raise ValueError(f"not a bridge table: {table.name}")
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(map(sql.Identifier, table.column_names)), sql.Identifier(self.schema, table.name)))
+            rows = cur.fetchall()
+        return pl.DataFrame(rows, schema=table.polars_schema(), orient="row")
 
     def critical_transformer_alerts(self, after: datetime, settle_s: float = 5.0) -> list[tuple[str, datetime, datetime]]:
         """Firing critical alerts with a ``transformer`` label received after ``after`` and at least ``settle_s``

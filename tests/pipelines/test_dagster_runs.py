@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, SkipReason, materialize
 
 from pipelines.definitions import ALL_ASSETS
-from pipelines.resources import CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 DAY = "2026-11-01"  # the fall-back day
 INGEST_AND_GOLD = [
@@ -27,6 +27,7 @@ def _resources(lake_root: str, landing_uri: str, tmp_path) -> dict:
         "catalog": CatalogResource(path=str(tmp_path / "gridlake.duckdb")),
         "grid": GridSettings(timezone="America/New_York"),
         "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
+        "alerting": AlertingResource(outbox_path=str(tmp_path / "batch_outbox.db")),
     }
 
 

@@ -196,12 +196,12 @@ def test_definitions_load_and_the_hourly_schedule_targets_the_local_day():
     from pipelines.definitions import ALL_ASSETS
     from pipelines.jobs import FORECAST_JOBS
     from pipelines.schedules import FORECAST_SCHEDULES, hourly_forecast_scoring, nightly_forecast_training
-    from pipelines.resources import CatalogResource, LandingResource
+    from pipelines.resources import AlertingResource, CatalogResource, LandingResource
 
     defs = Definitions(
         assets=ALL_ASSETS, jobs=FORECAST_JOBS, schedules=FORECAST_SCHEDULES,
         resources={"lake": LakeResource(root="unused"), "landing": LandingResource(uri="unused"), "catalog": CatalogResource(path="unused.duckdb"),
-                   "mlflow": MlflowResource(tracking_uri="sqlite:///unused.db"), "grid": GridSettings()},
+                   "mlflow": MlflowResource(tracking_uri="sqlite:///unused.db"), "grid": GridSettings(), "alerting": AlertingResource()},
     )  # fmt: skip
     defs.get_repository_def().load_all_definitions()
     assert nightly_forecast_training.cron_schedule == "0 2 * * *"

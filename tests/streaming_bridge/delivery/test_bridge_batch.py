@@ -201,3 +201,32 @@ def test_scoring_success_requests_posting_for_the_same_day():
     req = post_alerts_after_scoring(ctx)
     assert req.partition_key == "2026-11-30" and req.run_key == result.run_id
 
+
+
+@pytest.mark.postgres
+def test_duckdb_catalog_carries_a_snapshot_of_the_alert_tables(tmp_path, store):
+    import duckdb
+    from dagster import DagsterInstance, materialize
+
+    from assets.catalog import duckdb_catalog
+    from pipelines.resources import AlertingResource, CatalogResource, LakeResource
+
+    labels = {"alertname": "TransformerHotSpot", "severity": "critical", "asset_type": "transformer", "asset_id": "TX-1", "transformer": "TX-1"}
+    store.record("pager", [{"status": "firing", "fingerprint": "ab12", "labels": labels, "annotations": {"summary": "hot"}, "startsAt": "2026-12-02T10:00:00.5Z"}])
+    store.record("bridge", [{"status": "firing", "fingerprint": "ab12", "labels": labels, "annotations": {"summary": "hot"}, "startsAt": "2026-12-02T10:00:00.5Z"}])
+    cat = tmp_path / "gridlake.duckdb"
+    res = {"lake": LakeResource(root=str(tmp_path / "lake")), "catalog": CatalogResource(path=str(cat)), "alerting": AlertingResource(alerts_schema=store.schema)}
+    r = materialize([duckdb_catalog], resources=res, instance=DagsterInstance.ephemeral())
+    assert r.success
+    with duckdb.connect(str(cat), read_only=True) as con:
+        assert con.execute("SELECT fingerprint, severity, transformer, json_extract_string(annotations, '$.summary'), starts_at FROM alerts").fetchall() == [
+            ("ab12", "critical", "TX-1", "hot", dt.datetime(2026, 12, 2, 10, 0, 0, 500000, tzinfo=UTC))
+        ]
+        assert con.execute("SELECT receiver, attempts FROM alert_deliveries ORDER BY 1").fetchall() == [("bridge", 1), ("pager", 1)]
+    # no alert tables (bridge not deployed): the catalog still refreshes, without them
+    res["alerting"] = AlertingResource(alerts_schema="gl_no_such_schema")
+    assert materialize([duckdb_catalog], resources=res, instance=DagsterInstance.ephemeral()).success
+    with duckdb.connect(str(cat), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM alerts").fetchone() == (1,)  # kept from the earlier refresh, dated:
+        [(at,)] = con.execute("SELECT value FROM catalog_meta WHERE key = 'snapshot_at:alerts'").fetchall()
+        assert at < con.execute("SELECT value FROM catalog_meta WHERE key = 'refreshed_at'").fetchone()[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -279,4 +280,25 @@ def test_outbox_keeps_the_firing_set_and_reposts_it(tmp_path, alertmanager):
     [back] = c.alerts()
     assert back["labels"]["asset_id"] == "TR-1" and back["startsAt"].startswith(a.to_alertmanager()["startsAt"][:23])
     ob.close()
+
+
+def test_outbox_keeps_one_startsat_per_incident(tmp_path):
+    """Scoring may re-submit a firing alert with a fresh starts_at; the outbox keeps the first one until the
+    alert resolves (the receivers' idempotency key), and a new incident after the resolve gets its own."""
+    ob = Outbox(tmp_path / "ob.db", AlertmanagerClient("http://127.0.0.1:9", timeout=0.2), start=False)
+    a = make_alert(1)
+    first = Alert(a.labels, a.annotations, a.starts_at - timedelta(seconds=120))
+    again = Alert(a.labels, a.annotations, a.starts_at - timedelta(seconds=90))
+    ob.submit([first])
+    ob.submit([again])
+    ob.submit([again.resolve(a.starts_at - timedelta(seconds=60))])
+    later = Alert(a.labels, a.annotations, a.starts_at - timedelta(seconds=30))
+    ob.submit([later])
+    with sqlite3.connect(tmp_path / "ob.db") as db:
+        docs = [json.loads(p) for (p,) in db.execute("SELECT payload FROM outbox ORDER BY id")]
+    starts = [d["startsAt"] for d in docs]
+    t0 = first.to_alertmanager()["startsAt"]
+    assert starts == [t0, t0, t0, later.to_alertmanager()["startsAt"]] and "endsAt" in docs[2]
+    assert ob.active() == 1
+    ob.close(0)
 
