@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         accepted = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_accepted_total")))
         dead = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_dead_lettered_total")))
         storm = [r for r in fetch_all(schema) if r == "AlertStorm"]
+        inside = {n: _hist_quantiles(m, n) for n in ("gridlake_bridge_detection_seconds", "gridlake_bridge_batch_seconds", "gridlake_bridge_alert_accepted_seconds")}
         bridge_wall = t_done - t0
         result = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}",
@@ -427,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
             "alert_storm_meta_alerts": len(storm),
             "emails": _Sink.n,
             "bridge_cpu_pct": round(100 * cpu / bridge_wall, 1),
+            # the bridge's own histograms (bucket upper bounds, ms): receipt -> outbox, one batch, outbox -> accepted
+            "bridge_internal_p50_p99_ms": inside,
+            "load_average_end": os.getloadavg(),
             "baseline_bare_subscriber": base,
             "bridge_cpu_vs_bare_subscriber": round((100 * cpu / bridge_wall) / base["cpu_pct"], 2) if base["cpu_pct"] else None,
             "bridge_health_end": {k: h1[k] for k in ("backlog", "outbox_depth", "spooled_rows", "active_alerts")},
@@ -487,6 +491,17 @@ def _metrics(url: str) -> dict[str, float]:
             if line and not line.startswith("#"):
                 k, _, v = line.rpartition(" ")
                 out[k] = float(v)
+    return out
+
+
+def _hist_quantiles(m: dict[str, float], name: str) -> dict[str, float | None]:
+    """p50/p99 (as the upper bound of the bucket holding them, ms) of a Prometheus histogram."""
+    b = sorted((float(k.split('le="')[1].split('"')[0]), v) for k, v in m.items() if k.startswith(name + "_bucket"))
+    total = b[-1][1] if b else 0
+    out = {}
+    for q in (0.5, 0.99):
+        hit = next((le for le, c in b if total and c >= q * total), None)
+        out[f"p{int(q * 100)}"] = None if hit is None or hit == float("inf") else hit * 1000
     return out
 
 
