@@ -356,12 +356,12 @@ def main(argv: list[str] | None = None) -> int:
             def fetch():
                 with conn.cursor() as cur:
                     cur.execute(
-                        f'SELECT d.receiver, a.alertname, a.asset_id, a.annotations::json->>\'observed_at\', d.first_received_at, d.attempts, a.starts_at '
-                        f'FROM "{schema}".alert_deliveries d JOIN "{schema}".alerts a USING (fingerprint, starts_at, status) WHERE a.status = %s', ("firing",))
+                        f'SELECT d.receiver, a.alertname, a.asset_id, a.annotations::json->>\'observed_at\', d.first_received_at, d.attempts, a.starts_at, a.status '
+                        f'FROM "{schema}".alert_deliveries d JOIN "{schema}".alerts a USING (fingerprint, starts_at, status)')
                     return cur.fetchall()
 
             def delivered():
-                rows = fetch()
+                rows = [r for r in fetch()]
                 return len({(r[1], r[2], r[3]) for r in rows if r[0] == "bridge" and (r[1], r[2], r[3]) in conds}) >= len(conds)
 
             # wait while deliveries progress (Alertmanager retries what the receiver could not take): lost means
@@ -374,15 +374,24 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(2.0)
             t_delivered = time.monotonic()
             rows = fetch()
+        # a condition's notifications: firing and/or resolved under ONE startsAt (its idempotency key). A critical
+        # condition that fired and resolved before Alertmanager flushed its group (posted in one batch) is
+        # notified once, as resolved: Alertmanager's dedup, counted as delivered.
         keys: dict[tuple, dict[str, set]] = {}
-        pager_e2e = []
-        for recv, name, asset, obs, first, attempts, starts in rows:
+        first_pager: dict[tuple, datetime] = {}
+        resolved_only: set = set()
+        statuses: dict[tuple, set] = {}
+        for recv, name, asset, obs, first, attempts, starts, status in rows:
             k = (name, asset, obs)
             if k not in conds:
                 continue
             keys.setdefault(k, {}).setdefault(recv, set()).add(starts)
+            if recv == "bridge":
+                statuses.setdefault(k, set()).add(status)
             if recv == "pager" and conds[k] == "critical":
-                pager_e2e.append((first - datetime.fromisoformat(obs)).total_seconds() * 1000)
+                first_pager[k] = min(first, first_pager.get(k, first))
+        resolved_only = {k for k, st in statuses.items() if st == {"resolved"}}
+        pager_e2e = [(t - datetime.fromisoformat(k[2])).total_seconds() * 1000 for k, t in first_pager.items()]
         routed = {"critical": ("bridge", "pager", "chat"), "warning": ("bridge", "chat")}
         exactly_once = sum(1 for k, s in conds.items() if all(len(keys.get(k, {}).get(r, ())) == 1 for r in routed[s]))
         delivered_n = sum(1 for k in conds if keys.get(k, {}).get("bridge"))
@@ -424,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             "notifications_delivered": delivered_n,
             "exactly_once_per_routed_receiver": exactly_once,
             "lost": len(conds) - delivered_n,
+            "delivered_as_resolved_only": len(resolved_only),
             "all_delivered_after_publish_end_s": round(t_delivered - t_pub_end, 1),
             "alert_storm_meta_alerts": len(storm),
             "emails": _Sink.n,
