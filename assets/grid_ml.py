@@ -52,6 +52,7 @@ from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
 from lake.schemas import TABLES
 from models.grid import plots as grid_plots
+from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
 from models.registry import backtest_id
 from pipelines.partitions import daily_open, lookback_dep, partition_day
@@ -61,10 +62,7 @@ _T = TABLES
 TRAINING_GROUP = "grid_ml_training"
 SCORING_GROUP = "grid_ml"
 
-#: registered model names in the MLflow registry
-MODEL_ANOMALY = {"meter": "grid_anomaly_meter", "transformer": "grid_anomaly_transformer"}
-MODEL_FAILURE = "grid_transformer_failure"
-MODEL_SEGMENTS = "grid_customer_segments"
+#: registered model names in the MLflow registry: models.grid.config (MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS)
 
 #: The forecasting layer's gold table (lake.schemas: p10/p50/p90 per level/entity/issued_at/period_start).
 #: Where it has no feeder rows for the day the DR asset falls back to seasonal-naive / persistence

@@ -25,6 +25,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from lake.schemas import Table
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_BATCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 
 #: one writer setting for every table (and for the benchmark's bare copy). The lineage row number
 #: is unique per file and increasing: delta-encoded without a dictionary attempt (measured: the
@@ -182,6 +183,30 @@ class Lake:
                     if value:
                         days.add(dt.date.fromisoformat(value))
         return days
+
+    def replace_batch(self, table: Table, df: pl.DataFrame, column: str, value: str, *, retries: int = 5) -> WriteResult:
+        """Replace the rows whose ``column`` equals ``value`` by ``df`` (all of which must carry it): an
+        idempotent append for writers that may re-send a batch after a crash (the streaming bridge)."""
+        if not _BATCH_RE.match(value):
+            raise ValueError(f"batch id {value!r}: use [A-Za-z0-9._-], at most 128 characters")
+        data = table.conform(df)
+        if data.filter(pl.col(column) != value).height:
+            raise ValueError(f"{table.name}: rows with {column} other than {value!r}")
+        target = self._open_or_create(table)
+        for attempt in range(retries + 1):
+            try:
+                write_deltalake(
+                    target, data, partition_by=list(table.partition_by) or None, mode="overwrite",
+                    predicate=f"{table.column(column).name} = '{value}'",  # value checked above: no quoting possible
+                    storage_options=self.storage_options, writer_properties=WRITER_PROPERTIES,
+                )
+                break
+            except CommitFailedError:
+                if attempt == retries:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+                target = self.delta(table)
+        return WriteResult(table.name, self.uri(table), target.version(), data.height, None)
 
     def _open_or_create(self, table: Table) -> DeltaTable:
         try:

@@ -299,7 +299,7 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
 
 @functools.lru_cache(maxsize=256)
 def _rule_exprs(
-    src: Source, partition: dt.date, tz: str, file_problem: tuple[str, str, str] | None, text: frozenset[str]
+    src: Source, partition: dt.date | None, tz: str, file_problem: tuple[str, str, str] | None, text: frozenset[str]
 ) -> tuple[pl.Expr, tuple[pl.Expr, ...]]:
     """The validation rules of one file shape, as (any rule fails, first failing rule's reason_code /
     field / value / detail). Built once per (source, day, zone, columns, text columns): every file of
@@ -340,16 +340,18 @@ def _rule_exprs(
         hi = "inf" if m.max is None else f"{m.max:g}"
         rules.append((cond, "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} {{}} outside [{lo}, {hi}]", raw(m.name))))
     rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {src.reference}", raw(ent))))
-    p = partition.isoformat()
-    # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
-    lo, hi = day_bounds_utc(partition, tz)
-    rules.append((pl.col("_t") < lo, "late_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
-    rules.append((pl.col("_t") >= hi, "future_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
+    if partition is not None:  # None: records not tied to one day's files (the streaming bridge)
+        p = partition.isoformat()
+        # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
+        lo, hi = day_bounds_utc(partition, tz)
+        rules.append((pl.col("_t") < lo, "late_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
+        rules.append((pl.col("_t") >= hi, "future_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
     # screening every row: one sum of the measures is non-finite iff one of them is (nulls are skipped),
     # a third of the cost of a finiteness test per measure; the per-measure rules name the field below
     # (scaled by 2**-16 so that no sum of finite values can overflow to inf)
     all_finite = pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite()
-    screens = [c for i, (c, *_) in enumerate(rules) if i not in finite_rules and i != year_rule] + [~all_finite]
+    # (without a partition there are no late/future rules, so the year window is screened itself)
+    screens = [c for i, (c, *_) in enumerate(rules) if i not in finite_rules and (i != year_rule or partition is None)] + [~all_finite]
     any_bad = pl.any_horizontal([c.fill_null(False) for c in screens])
     # first failing rule wins (only evaluated on the rejected rows)
     chains = []
@@ -367,7 +369,7 @@ def validate_file(
     df: pl.DataFrame,
     key: str,
     src: Source,
-    partition: dt.date,
+    partition: dt.date | None,
     known_ids: pl.Series,
     tz: str,
     file_problem: tuple[str, str, str] | None = None,
@@ -377,7 +379,9 @@ def validate_file(
     """Split one file's (or chunk's) records into (accepted typed rows, rejected rows with reasons).
 
     ``file_problem`` = (reason code, field, detail) rejects every record (a missing or ambiguous column);
-    ``decimal_comma`` reads ``0,5`` as 0.5 in the measures (a CSV whose delimiter is not a comma)."""
+    ``decimal_comma`` reads ``0,5`` as 0.5 in the measures (a CSV whose delimiter is not a comma).
+    ``partition=None`` skips the late/future-day rules: the streaming bridge validates live records
+    this way (one declaration of the contract for files and stream) and applies its own time window."""
     ent, tc = src.entity, src.time
     received = [c for c in df.columns if c != _ROW]
     for c in src.raw_columns:

@@ -899,8 +899,45 @@ OPT_TABLES: dict[str, Table] = {
 }
 # ------------------------------------------------------------------ end of optimisation tables
 
+# --------------------------------------------------------------------------------------
+# Streaming bridge (streaming_bridge/): live MQTT payloads are validated against the silver
+# declarations above (lake.ingest.validate_file); what fails lands here with its reason.
+# --------------------------------------------------------------------------------------
+#: Reasons only the stream can give, beside the record-level REASON_CODES it shares with files.
+STREAM_REASON_CODES = (
+    "malformed_payload",  # not UTF-8 JSON, or not the object/array shape the topic expects
+    "oversized_payload",  # larger than the bridge's payload limit (kept: size, sha1, a prefix)
+    "unknown_topic",  # a topic outside the documented scheme
+    "entity_mismatch",  # the id in the payload differs from the id in the topic
+    "stale_time",  # timestamp older than the bridge's accepted window (days)
+    "future_time",  # timestamp ahead of the bridge clock by more than the allowed skew
+)
+STREAM_DEAD_LETTERS = Table(
+    "stream_dead_letters",
+    "quarantine",
+    (
+        _DATE,
+        Column("received_at", UTC_TS, False, "when the bridge received the MQTT message"),
+        Column("topic", pl.Utf8, False, "MQTT topic the message came on"),
+        Column("source", pl.Utf8, True, "meter_readings | scada | status, when the topic says"),
+        Column("record_index", pl.Int64, True, "0-based position of the record in a head-end batch; null = whole message"),
+        Column("reason_code", pl.Utf8, False, "why it was rejected", allowed=REASON_CODES + STREAM_REASON_CODES),
+        Column("field", pl.Utf8, True, "the offending field, when one is to blame"),
+        Column("value", pl.Utf8, True, "the offending raw value"),
+        Column("detail", pl.Utf8, False, "human-readable explanation"),
+        Column("payload", pl.Utf8, True, "the payload as received (text; the first 64 KiB of a larger one)"),
+        Column("payload_bytes", pl.Int64, False, "size of the whole payload"),
+        Column("payload_sha1", pl.Utf8, False, "sha1 of the whole payload (ties a record to its message)"),
+        Column("batch_id", pl.Utf8, False, "the bridge spool segment that wrote the row (re-writing a segment after a crash replaces its rows)"),
+    ),
+    "MQTT payloads (or records in them) the streaming bridge rejected, with a reason",
+    partition_by=("date",),
+    key=("topic", "payload_sha1", "record_index", "reason_code"),
+)
+STREAM_TABLES: dict[str, Table] = {STREAM_DEAD_LETTERS.name: STREAM_DEAD_LETTERS}
+
 TABLES: dict[str, Table] = {}
-for _t in _REFERENCE + _TRUTH + _GOLD + tuple(FORECAST_TABLES.values()) + tuple(GRID_TABLES.values()) + tuple(OPT_TABLES.values()):
+for _t in _REFERENCE + _TRUTH + _GOLD + tuple(FORECAST_TABLES.values()) + tuple(GRID_TABLES.values()) + tuple(OPT_TABLES.values()) + tuple(STREAM_TABLES.values()):
     TABLES[_t.name] = _t
 for _s in SOURCES.values():
     for _t in (_bronze(_s), _silver(_s), _quarantine(_s), _manifest(_s)):

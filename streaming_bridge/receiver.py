@@ -156,6 +156,9 @@ class AlertStore:
         self.schema = check_identifier(schema, "schema")
         self.params = dict(params or pg_params())
         self.pool = ThreadedConnectionPool(1, maxconn, **self.params)
+        # Alertmanager posts many groups at once (one per alert on the bridge route): a request waits for a
+        # free connection instead of failing with "pool exhausted" (a 503 and a retry storm under load)
+        self.pool_slots = threading.BoundedSemaphore(maxconn)
         self._q = {k: sql.Identifier(self.schema, t.name) for k, t in (("alerts", ALERTS), ("deliveries", ALERT_DELIVERIES))}
 
     def ensure_tables(self) -> None:
@@ -168,11 +171,16 @@ class AlertStore:
             )
 
     class _Conn:
-        def __init__(self, pool):
-            self.pool = pool
+        def __init__(self, pool, slots):
+            self.pool, self.slots = pool, slots
 
         def __enter__(self):
-            self.conn = self.pool.getconn()
+            self.slots.acquire()
+            try:
+                self.conn = self.pool.getconn()
+            except BaseException:
+                self.slots.release()
+                raise
             return self.conn
 
         def __exit__(self, et, e, tb):
@@ -182,11 +190,14 @@ class AlertStore:
                 else:
                     self.conn.rollback()
             finally:
-                self.pool.putconn(self.conn, close=self.conn.closed != 0 or et is psycopg2.OperationalError)
+                try:
+                    self.pool.putconn(self.conn, close=self.conn.closed != 0 or et is psycopg2.OperationalError)
+                finally:
+                    self.slots.release()
 
     def connection(self):
-        """``with store.connection() as conn``: commit on success, roll back on error."""
-        return AlertStore._Conn(self.pool)
+        """``with store.connection() as conn``: commit on success, roll back on error (waits for a free connection)."""
+        return AlertStore._Conn(self.pool, self.pool_slots)
 
     def record(self, receiver: str, alerts: Sequence[dict], publish: Callable[[str, dict], None] | None = None) -> int:
         """Store one notification's alerts for ``receiver``; publish the not-yet-published ones; all in one

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 from lake.schemas import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
 
+#: registered model names in the MLflow registry (training assets register them, batch scoring and the
+#: streaming bridge load their ``champion`` alias)
+MODEL_ANOMALY = {"meter": "grid_anomaly_meter", "transformer": "grid_anomaly_transformer"}
+MODEL_FAILURE = "grid_transformer_failure"
+MODEL_SEGMENTS = "grid_customer_segments"
+
 
 def _finite(owner: str, name: str, v: object, lo: float | None = None, hi: float | None = None) -> None:
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):

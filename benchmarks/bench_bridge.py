@@ -1,0 +1,529 @@
+"""`make bench-bridge`: the streaming bridge under a sustained MQTT load, every component real.
+
+    .venv/bin/python -m benchmarks.bench_bridge                # 10,000 readings/s for 60 s (+ a 15 s baseline)
+    .venv/bin/python -m benchmarks.bench_bridge --seconds 20   # shorter
+
+Setup (all on loopback, private instances on free ports): Mosquitto (persistence, unlimited queues),
+the bridge as its own process (`python -m streaming_bridge.cli run`, durable outbox), Prometheus
+Alertmanager 0.25 with the repository's routing tree, the bridge's webhook receiver (its own process,
+PostgreSQL `alerts`/`alert_deliveries` in a throw-away schema, MQTT fan-out) and an aiosmtpd e-mail sink.
+
+Load (a publisher process): every 20 ms two AMI head-end batch messages of 90 meter readings and 20
+single SCADA messages: 10,000 readings/s. 1 % are anomalous or over a limit: 90/s meter readings at 212 V
+(MeterUndervoltage, warning; each on a meter that reports once, so the condition stays firing) and 10/s
+SCADA samples at a 150 degC hot spot (TransformerHotSpotCritical, critical; each on a different transformer,
+whose next sample resolves it). 2.5 bad payloads/s (a number sent as text) must be dead-lettered. Every
+reading carries its publish time as its timestamp, which the alert carries as `observed_at`.
+
+Measured: detection latency (publish -> Alertmanager accepted the POST, from the bridge's posted log),
+end-to-end latency for critical alerts (publish -> the pager webhook received it, `alert_deliveries`),
+the bridge's CPU (/proc), the lag (published - processed) over time, and counts: published = accepted +
+dead-lettered; every injected condition -> exactly one notification key per receiver. Baseline, measured
+first in the same run: a bare paho subscriber (receive + PUBACK, nothing else) under the same publisher:
+the bridge's CPU is reported against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "bridge.json"
+WORK = REPO / "benchmarks" / "work" / "bridge"
+PREFIX = "bench/v1"
+TICK = 0.02
+N_NORMAL_METERS = 20_000
+N_TRANSFORMERS = 1_000
+
+TARGETS = {"readings_per_s": 10_000, "detection_p99_ms": 50.0, "e2e_critical_p99_ms": 1000.0, "lost": 0}
+
+
+def log(msg: str) -> None:
+    print(f"[bench-bridge {datetime.now(UTC):%H:%M:%S}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(a, q) -> float | None:
+    return float(np.percentile(a, q)) if len(a) else None
+
+
+# --------------------------------------------------------------------------------------------- fleet
+def fleet(n_fresh: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Reference tables: normal meters, 'fresh' meters (each reports once, anomalous) and transformers."""
+    from lake.schemas import TABLES
+
+    tx = [f"T{i:05d}" for i in range(N_TRANSFORMERS)]
+    ids = [f"M{i:06d}" for i in range(N_NORMAL_METERS)] + [f"X{i:06d}" for i in range(n_fresh)]
+    n = len(ids)
+    txi = np.arange(n) % N_TRANSFORMERS
+    meters = pl.DataFrame(
+        {
+            "meter_id": ids, "customer_id": [f"C{i}" for i in range(n)], "transformer_id": [tx[i] for i in txi],
+            "feeder_id": [f"F{i // 20:03d}" for i in txi], "substation_id": [f"S{i // 200:02d}" for i in txi],
+            "tariff": ["residential"] * n, "latitude": [36.0] * n, "longitude": [-79.8] * n, "has_pv": [False] * n,
+            "pv_kw_dc": [0.0] * n, "pv_tilt_deg": [0.0] * n, "pv_azimuth_deg": [180.0] * n, "has_ev": [False] * n,
+            "has_battery": [False] * n, "dr_opt_in": [False] * n, "interval_minutes": [15] * n,
+        }
+    )
+    transformers = pl.DataFrame(
+        {
+            "transformer_id": tx, "feeder_id": [f"F{i // 20:03d}" for i in range(N_TRANSFORMERS)],
+            "substation_id": [f"S{i // 200:02d}" for i in range(N_TRANSFORMERS)], "rating_kva": [50.0] * N_TRANSFORMERS,
+            "install_year": [2010] * N_TRANSFORMERS, "last_maintenance": [datetime(2025, 1, 1).date()] * N_TRANSFORMERS,
+        }
+    )
+    return TABLES["ref_meters"].conform(meters), TABLES["ref_transformers"].conform(transformers)
+
+
+# --------------------------------------------------------------------------------------------- publisher
+def publisher(port: int, seconds: float, rate: int, out: str, progress, go) -> None:
+    """Runs in its own process. Writes {published, readings, bad, conditions, elapsed} to ``out``."""
+    import paho.mqtt.client as mqtt
+
+    from streaming_bridge.topics import Topics
+
+    T = Topics(PREFIX)
+    rng = random.Random(7)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    acked = [0]
+    c.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
+    c.connect("127.0.0.1", port, keepalive=30)
+    c.loop_start()
+    per_tick = rate * TICK  # 200 readings
+    n_meter = int(per_tick * 0.9)  # 180 in two head-end messages
+    n_scada = int(per_tick) - n_meter  # 20
+    meters = [f"M{i:06d}" for i in range(N_NORMAL_METERS)]
+    txs = [f"T{i:05d}" for i in range(N_TRANSFORMERS)]
+    hot_order = rng.sample(txs, len(txs))
+    mi = ti = fresh = hot = 0
+    acc_m = acc_s = acc_bad = 0.0
+    conditions: list[tuple[str, str, str, str]] = []  # (alertname, asset_id, observed_at, severity)
+    readings = bad = msgs = 0
+    go.wait()
+    t0 = time.monotonic()
+    k = 0
+    while True:
+        target = t0 + k * TICK
+        now_m = time.monotonic()
+        if now_m - t0 >= seconds:
+            break
+        if target > now_m:
+            time.sleep(target - now_m)
+        iso = datetime.now(UTC).isoformat(timespec="microseconds")
+        acc_m += n_meter * 0.01
+        acc_s += n_scada * 0.01
+        acc_bad += 0.05
+        n_anom = int(acc_m)
+        acc_m -= n_anom
+        rows = []
+        for j in range(n_meter - n_anom):
+            m = meters[mi % N_NORMAL_METERS]
+            mi += 1
+            rows.append({"meter_id": m, "reading_time": iso, "consumption_kwh": 0.25, "demand_kw": 1.0, "voltage": 231.0 + rng.uniform(-3, 3),
+                         "current_amps": 4.5, "power_factor": 0.96})
+        for _ in range(n_anom):
+            m = f"X{fresh:06d}"
+            fresh += 1
+            rows.append({"meter_id": m, "reading_time": iso, "consumption_kwh": 0.25, "demand_kw": 1.0, "voltage": 212.0, "current_amps": 4.5, "power_factor": 0.96})
+            conditions.append(("MeterUndervoltage", m, iso, "warning"))
+        rng.shuffle(rows)
+        half = len(rows) // 2
+        for h, part in enumerate((rows[:half], rows[half:])):
+            c.publish(T.headend(f"HE{h}"), json.dumps({"readings": part}).encode(), qos=1)
+            msgs += 1
+        readings += len(rows)
+        hot_now = int(acc_s)
+        acc_s -= hot_now
+        for j in range(n_scada):
+            if j < hot_now:
+                tx = hot_order[hot % len(hot_order)]
+                hot += 1
+                hs = 150.0
+                conditions.append(("TransformerHotSpotCritical", tx, iso, "critical"))
+            else:
+                tx = txs[ti % N_TRANSFORMERS]
+                ti += 1
+                hs = 65.0 + rng.uniform(-2, 2)
+            c.publish(T.scada(tx), json.dumps({"sample_time": iso, "load_kva": 30.0, "top_oil_temp_c": 50.0, "hot_spot_temp_c": hs, "voltage_v": 233.0, "frequency_hz": 60.0}).encode(), qos=1)
+            msgs += 1
+        readings += n_scada
+        if acc_bad >= 1:
+            acc_bad -= 1
+            c.publish(T.scada(txs[0]), json.dumps({"sample_time": iso, "load_kva": "thirty", "top_oil_temp_c": 50.0, "hot_spot_temp_c": 60.0, "voltage_v": 233.0, "frequency_hz": 60.0}).encode(), qos=1)
+            msgs += 1
+            bad += 1
+        progress.value = readings + bad
+        k += 1
+    elapsed = time.monotonic() - t0
+    end = time.monotonic() + 60
+    while acked[0] < msgs and time.monotonic() < end:
+        time.sleep(0.05)
+    c.loop_stop()
+    c.disconnect()
+    Path(out).write_text(json.dumps({"published": readings + bad, "readings": readings, "bad": bad, "messages": msgs, "acked": acked[0],
+                                     "elapsed_s": elapsed, "conditions": conditions}))
+
+
+def bare_subscriber(port: int, stop, count) -> None:
+    """The baseline: receive + PUBACK every message of the topic tree, nothing else (paho, QoS 1)."""
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+
+    def on_message(client, userdata, msg):
+        count.value += 1
+
+    c.on_message = on_message
+    c.on_connect = lambda cl, *a: cl.subscribe(f"{PREFIX}/#", qos=1)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    stop.wait()
+    c.loop_stop()
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def http_json(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback URLs built here
+        return json.loads(r.read())
+
+
+def wait(cond, timeout: float, what: str, every: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+
+
+def run_baseline(port: int, seconds: float, rate: int, work: Path) -> dict:
+    ctx = mp.get_context("spawn")
+    stop, go, count, progress = ctx.Event(), ctx.Event(), ctx.Value("l", 0), ctx.Value("l", 0)
+    sub = ctx.Process(target=bare_subscriber, args=(port, stop, count), daemon=True)
+    sub.start()
+    time.sleep(1.0)
+    out = work / "baseline_pub.json"
+    pub = ctx.Process(target=publisher, args=(port, seconds, rate, str(out), progress, go), daemon=True)
+    pub.start()
+    time.sleep(0.5)
+    c0, t0 = cpu_seconds(sub.pid), time.monotonic()
+    go.set()
+    pub.join(seconds + 90)
+    res = json.loads(out.read_text())
+    wait(lambda: count.value >= res["messages"], 30, "the bare subscriber to receive everything")
+    cpu = cpu_seconds(sub.pid) - c0
+    wall = time.monotonic() - t0
+    stop.set()
+    sub.join(5)
+    if sub.is_alive():
+        sub.kill()
+    return {"seconds": round(res["elapsed_s"], 1), "messages": res["messages"], "readings": res["readings"], "cpu_pct": round(100 * cpu / wall, 1)}
+
+
+# --------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--rate", type=int, default=10_000, help="readings per second")
+    ap.add_argument("--baseline-seconds", type=float, default=15.0)
+    ap.add_argument("--profile", action="store_true", help="run the bridge under cProfile (its main thread: the processing loop)")
+    a = ap.parse_args(argv)
+
+    import psycopg2
+
+    from lake.delta import Lake
+    from lake.schemas import TABLES
+    from streaming_bridge.amproc import AlertmanagerProcess, render_config, write_config
+    from streaming_bridge.mqproc import Mosquitto
+    from streaming_bridge.receiver import pg_params
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    n_fresh = int(a.rate * 0.009 * a.seconds) + 1000
+    meters, transformers = fleet(n_fresh)
+    lake = Lake(WORK / "lake")
+    lake.write_partition(TABLES["ref_meters"], meters, None)
+    lake.write_partition(TABLES["ref_transformers"], transformers, None)
+    log(f"fleet: {meters.height} meters, {transformers.height} transformers")
+
+    procs: list[subprocess.Popen] = []
+    mq = Mosquitto(WORK / "mosquitto")
+    mq.start()
+    schema = f"gl_bench_{uuid.uuid4().hex[:8]}"
+    am = smtp = None
+    result: dict = {}
+    try:
+        # ---- baseline: a bare subscriber under the same publisher
+        log(f"baseline: bare paho subscriber, {a.baseline_seconds:.0f} s at {a.rate} readings/s")
+        base = run_baseline(mq.port, a.baseline_seconds, a.rate, WORK)
+        log(f"baseline: {base}")
+
+        # ---- delivery side: SMTP sink, receiver process, Alertmanager
+        from aiosmtpd.controller import Controller
+
+        class _Sink:
+            n = 0
+
+            async def handle_DATA(self, server, session, envelope):
+                _Sink.n += 1
+                return "250 OK"
+
+        smtp_port = free_port()
+        smtp = Controller(_Sink(), hostname="127.0.0.1", port=smtp_port)
+        smtp.start()
+        env = {**os.environ, "GRIDLAKE_MQTT_PORT": str(mq.port), "GRIDLAKE_ALERT_TOPIC_PREFIX": "bench/alerts", "POLARS_MAX_THREADS": "1"}
+        rport = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "streaming_bridge.receiver", "--listen", f"127.0.0.1:{rport}", "--schema", schema],
+                                      cwd=REPO, env=env, stdout=open(WORK / "receiver.log", "wb"), stderr=subprocess.STDOUT))
+        wait(lambda: _ok(f"http://127.0.0.1:{rport}/healthz"), 30, "the webhook receiver")
+        cfg = render_config(webhook_base=f"http://127.0.0.1:{rport}", smarthost=f"127.0.0.1:{smtp_port}")
+        am = AlertmanagerProcess(write_config(cfg, WORK / "alertmanager.yml"), storage_dir=WORK / "am-data")
+        am.start()
+        log(f"Alertmanager {am.url}, receiver 127.0.0.1:{rport}, SMTP 127.0.0.1:{smtp_port}, Mosquitto {mq.port}")
+
+        # ---- the bridge
+        hport = free_port()
+        posted = WORK / "posted.jsonl"
+        benv = {**env, "GRIDLAKE_LAKE_ROOT": str(WORK / "lake"), "GRIDLAKE_LANDING": str(WORK / "landing"), "GRIDLAKE_BRIDGE_SPOOL": str(WORK / "spool"),
+                "GRIDLAKE_BRIDGE_CLIENT_ID": "bench-bridge", "GRIDLAKE_BRIDGE_POSTED_LOG": str(posted), "GRIDLAKE_MQTT_PREFIX": PREFIX,
+                "GRIDLAKE_BRIDGE_FLUSH_S": "10"}
+        prof = ["-m", "cProfile", "-o", str(WORK / "bridge.prof")] if a.profile else []
+        bridge = subprocess.Popen([sys.executable, *prof, "-m", "streaming_bridge.cli", "run", "--http-port", str(hport), "--outbox", str(WORK / "outbox.sqlite"),
+                                   "--alertmanager-url", am.url], cwd=REPO, env=benv, stdout=open(WORK / "bridge.log", "wb"), stderr=subprocess.STDOUT)
+        procs.append(bridge)
+        health = f"http://127.0.0.1:{hport}/healthz"
+        wait(lambda: _ok(health), 60, "the bridge's health endpoint")
+        log("bridge up; publishing")
+
+        ctx = mp.get_context("spawn")
+        go, progress = ctx.Event(), ctx.Value("l", 0)
+        out = WORK / "publisher.json"
+        pub = ctx.Process(target=publisher, args=(mq.port, a.seconds, a.rate, str(out), progress, go), daemon=True)
+        pub.start()
+        time.sleep(1.0)
+        h0 = http_json(health)
+        c0, t0 = cpu_seconds(bridge.pid), time.monotonic()
+        go.set()
+        lag = []
+        while pub.is_alive():
+            time.sleep(1.0)
+            h = http_json(health)
+            lag.append((round(time.monotonic() - t0, 1), progress.value - (h["records"] - h0["records"]), h["backlog"], h["outbox_depth"]))
+        pub.join()
+        t_pub_end = time.monotonic()
+        res = json.loads(out.read_text())
+        log(f"published {res['published']} records ({res['readings']} readings) in {res['elapsed_s']:.1f} s; lag samples (t, lag, backlog, outbox): {lag[-3:]}")
+        wait(lambda: http_json(health)["records"] - h0["records"] >= res["published"], 120, "the bridge to process every record")
+        t_done = time.monotonic()
+        cpu = cpu_seconds(bridge.pid) - c0
+        h1 = http_json(health)
+
+        # ---- delivery: every injected condition
+        conds = {(n, a_, o): s for n, a_, o, s in res["conditions"]}
+        with psycopg2.connect(**pg_params()) as conn:
+            def fetch():
+                with conn.cursor() as cur:
+                    cur.execute(
+                        f'SELECT d.receiver, a.alertname, a.asset_id, a.annotations::json->>\'observed_at\', d.first_received_at, d.attempts, a.starts_at, a.status '
+                        f'FROM "{schema}".alert_deliveries d JOIN "{schema}".alerts a USING (fingerprint, starts_at, status)')
+                    return cur.fetchall()
+
+            def delivered():
+                rows = [r for r in fetch()]
+                return len({(r[1], r[2], r[3]) for r in rows if r[0] == "bridge" and (r[1], r[2], r[3]) in conds}) >= len(conds)
+
+            # wait while deliveries progress (Alertmanager retries what the receiver could not take): lost means
+            # never delivered, not "late"; give up after 60 s without progress or 10 minutes in all
+            t_wait, last_n, last_change = time.monotonic(), -1, time.monotonic()
+            while not delivered() and time.monotonic() - last_change < 60 and time.monotonic() - t_wait < 600:
+                n_now = len(fetch())
+                if n_now != last_n:
+                    last_n, last_change = n_now, time.monotonic()
+                time.sleep(2.0)
+            t_delivered = time.monotonic()
+            rows = fetch()
+        # a condition's notifications: firing and/or resolved under ONE startsAt (its idempotency key). A critical
+        # condition that fired and resolved before Alertmanager flushed its group (posted in one batch) is
+        # notified once, as resolved: Alertmanager's dedup, counted as delivered.
+        keys: dict[tuple, dict[str, set]] = {}
+        first_pager: dict[tuple, datetime] = {}
+        resolved_only: set = set()
+        statuses: dict[tuple, set] = {}
+        for recv, name, asset, obs, first, attempts, starts, status in rows:
+            k = (name, asset, obs)
+            if k not in conds:
+                continue
+            keys.setdefault(k, {}).setdefault(recv, set()).add(starts)
+            if recv == "bridge":
+                statuses.setdefault(k, set()).add(status)
+            if recv == "pager" and conds[k] == "critical":
+                first_pager[k] = min(first, first_pager.get(k, first))
+        resolved_only = {k for k, st in statuses.items() if st == {"resolved"}}
+        pager_e2e = [(t - datetime.fromisoformat(k[2])).total_seconds() * 1000 for k, t in first_pager.items()]
+        routed = {"critical": ("bridge", "pager", "chat"), "warning": ("bridge", "chat")}
+        exactly_once = sum(1 for k, s in conds.items() if all(len(keys.get(k, {}).get(r, ())) == 1 for r in routed[s]))
+        delivered_n = sum(1 for k in conds if keys.get(k, {}).get("bridge"))
+        # the first acceptance of each condition (later lines are the outbox's re-posts)
+        first_acc: dict = {}
+        for line in posted.read_text().splitlines():
+            p = json.loads(line)
+            k = (p["labels"].get("alertname"), p["labels"].get("asset_id"), p.get("observed_at"))
+            if p["status"] == "firing" and k in conds and k not in first_acc:
+                first_acc[k] = (p["accepted_at"] - datetime.fromisoformat(p["observed_at"]).timestamp()) * 1000
+        det = list(first_acc.values())
+        m = _metrics(f"http://127.0.0.1:{hport}/metrics")
+        accepted = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_accepted_total")))
+        dead = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_dead_lettered_total")))
+        storm = [r for r in fetch_all(schema) if r == "AlertStorm"]
+        inside = {n: _hist_quantiles(m, n) for n in ("gridlake_bridge_detection_seconds", "gridlake_bridge_batch_seconds", "gridlake_bridge_alert_accepted_seconds")}
+        bridge_wall = t_done - t0
+        result = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}",
+            "seconds": round(res["elapsed_s"], 1),
+            "readings_per_s": round(res["readings"] / res["elapsed_s"], 1),
+            "processed_per_s": round((h1["records"] - h0["records"]) / (t_pub_end - t0), 1),
+            "drain_after_publish_s": round(t_done - t_pub_end, 2),
+            "lag_records_max": max((x[1] for x in lag), default=0),
+            "lag_records_last": lag[-1][1] if lag else 0,
+            "lag_samples": lag,
+            "detection_p50_ms": _r(pct(det, 50)),
+            "detection_p99_ms": _r(pct(det, 99)),
+            "detection_max_ms": _r(max(det) if det else None),
+            "e2e_critical_p50_ms": _r(pct(pager_e2e, 50)),
+            "e2e_critical_p99_ms": _r(pct(pager_e2e, 99)),
+            "e2e_critical_max_ms": _r(max(pager_e2e) if pager_e2e else None),
+            "published": res["published"],
+            "accepted": accepted,
+            "dead_lettered": dead,
+            "published_equals_accepted_plus_dead": res["published"] == accepted + dead,
+            "injected_conditions": len(conds),
+            "injected_critical": sum(1 for s in conds.values() if s == "critical"),
+            "notifications_delivered": delivered_n,
+            "exactly_once_per_routed_receiver": exactly_once,
+            "lost": len(conds) - delivered_n,
+            "delivered_as_resolved_only": len(resolved_only),
+            "all_delivered_after_publish_end_s": round(t_delivered - t_pub_end, 1),
+            "alert_storm_meta_alerts": len(storm),
+            "emails": _Sink.n,
+            "bridge_cpu_pct": round(100 * cpu / bridge_wall, 1),
+            # the bridge's own histograms (bucket upper bounds, ms): receipt -> outbox, one batch, outbox -> accepted
+            "bridge_internal_p50_p99_ms": inside,
+            "load_average_end": os.getloadavg(),
+            "baseline_bare_subscriber": base,
+            "bridge_cpu_vs_bare_subscriber": round((100 * cpu / bridge_wall) / base["cpu_pct"], 2) if base["cpu_pct"] else None,
+            "bridge_health_end": {k: h1[k] for k in ("backlog", "outbox_depth", "spooled_rows", "active_alerts")},
+            "targets": TARGETS,
+        }
+        result["met"] = {
+            "readings_per_s": result["readings_per_s"] >= 0.98 * TARGETS["readings_per_s"] and result["drain_after_publish_s"] < 5,
+            "detection_p99_ms": (result["detection_p99_ms"] or 1e9) < TARGETS["detection_p99_ms"],
+            "e2e_critical_p99_ms": (result["e2e_critical_p99_ms"] or 1e9) < TARGETS["e2e_critical_p99_ms"],
+            "lost": result["lost"] == 0 and result["published_equals_accepted_plus_dead"],
+        }
+        # graceful stop: SIGTERM flushes the spool and the outbox
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(60)
+        result["bridge_exit_code"] = bridge.returncode
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if am is not None:
+            am.close()
+        if smtp is not None:
+            smtp.stop()
+        mq.stop()
+        try:
+            with psycopg2.connect(**pg_params()) as c, c.cursor() as cur:
+                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        except Exception as e:  # noqa: BLE001
+            log(f"could not drop schema {schema}: {e}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    show = {k: v for k, v in result.items() if k not in ("lag_samples",)}
+    print(json.dumps(show, indent=1, default=str))
+    log(f"wrote {RESULTS}")
+    return 0
+
+
+def _r(x):
+    return None if x is None else round(x, 1)
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _metrics(url: str) -> dict[str, float]:
+    out = {}
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+    return out
+
+
+def _hist_quantiles(m: dict[str, float], name: str) -> dict[str, float | None]:
+    """p50/p99 (as the upper bound of the bucket holding them, ms) of a Prometheus histogram."""
+    b = sorted((float(k.split('le="')[1].split('"')[0]), v) for k, v in m.items() if k.startswith(name + "_bucket"))
+    total = b[-1][1] if b else 0
+    out = {}
+    for q in (0.5, 0.99):
+        hit = next((le for le, c in b if total and c >= q * total), None)
+        out[f"p{int(q * 100)}"] = None if hit is None or hit == float("inf") else hit * 1000
+    return out
+
+
+def fetch_all(schema: str) -> list[str]:
+    import psycopg2
+
+    from streaming_bridge.receiver import pg_params
+
+    with psycopg2.connect(**pg_params()) as c, c.cursor() as cur:
+        cur.execute(f'SELECT alertname FROM "{schema}".alerts WHERE status = %s', ("firing",))
+        return [r[0] for r in cur.fetchall()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
