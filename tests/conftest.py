@@ -124,3 +124,14 @@ def lake_and_landing(tmp_path, small_sim):
         df = pl.read_parquet(zone.local_path(f"reference/{n}.parquet"))
         lake.write_partition(TABLES[n], TABLES[n].conform(df), None)
     return lake, zone
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_dagster_defs_state():
+    """Dagster keeps "the current" defs-state storage in a context variable that some of its APIs set and never
+    reset: a later test resolving a job would read a disposed instance (e.g. another module's dropped PostgreSQL
+    database). Each test starts without one."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+    yield
