@@ -403,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
             if p["status"] == "firing" and k in conds and k not in first_acc:
                 first_acc[k] = (p["accepted_at"] - datetime.fromisoformat(p["observed_at"]).timestamp()) * 1000
         det = list(first_acc.values())
+        # what happened to each lost condition on the way (the posts Alertmanager accepted for it)
+        posts: dict = {}
+        for line in posted.read_text().splitlines():
+            p = json.loads(line)
+            k = (p["labels"].get("alertname"), p["labels"].get("asset_id"), p.get("observed_at"))
+            posts.setdefault(k, []).append((p["status"], round(p["accepted_at"], 3)))
+        lost_detail = [{"condition": list(k), "severity": s, "accepted_posts": posts.get(k, [])} for k, s in conds.items() if not keys.get(k, {}).get("bridge")]
         m = _metrics(f"http://127.0.0.1:{hport}/metrics")
         accepted = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_accepted_total")))
         dead = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_dead_lettered_total")))
@@ -434,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             "exactly_once_per_routed_receiver": exactly_once,
             "lost": len(conds) - delivered_n,
             "delivered_as_resolved_only": len(resolved_only),
+            "lost_detail": lost_detail[:20],
             "all_delivered_after_publish_end_s": round(t_delivered - t_pub_end, 1),
             "alert_storm_meta_alerts": len(storm),
             "emails": _Sink.n,
