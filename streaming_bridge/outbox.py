@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,            -- one Alertmanager /api/v2/alerts element (JSON)
     enqueued_at REAL NOT NULL,        -- unix time of submit()
     fingerprint TEXT,                 -- the label set's fingerprint (NULL in files from before it was kept)
-    resolve INTEGER NOT NULL DEFAULT 0  -- 1: a resolve (endsAt set), held until its firing is min_firing_s old
+    resolve INTEGER NOT NULL DEFAULT 0, -- 1: a resolve (endsAt set), held until its firing is min_firing_s old
+    resend INTEGER NOT NULL DEFAULT 0   -- 1: a periodic re-post of the firing set (goes after fresh alerts)
 );
 CREATE TABLE IF NOT EXISTS fired (   -- when Alertmanager first accepted the firing alert of an open incident
     fingerprint TEXT PRIMARY KEY,
@@ -131,6 +132,9 @@ class Outbox:
         if "fingerprint" not in cols:  # an outbox file written before resolves were held
             db.execute("ALTER TABLE outbox ADD COLUMN fingerprint TEXT")
             db.execute("ALTER TABLE outbox ADD COLUMN resolve INTEGER NOT NULL DEFAULT 0")
+        if "resend" not in cols:
+            db.execute("ALTER TABLE outbox ADD COLUMN resend INTEGER NOT NULL DEFAULT 0")
+        db.execute("CREATE INDEX IF NOT EXISTS outbox_fingerprint ON outbox (fingerprint)")
         return db
 
     # ---- producer side --------------------------------------------------------------------------------
@@ -169,6 +173,8 @@ class Outbox:
                         self._db.execute("DELETE FROM active WHERE fingerprint = ?", (fp,))
                     else:
                         self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?)", (fp, payload, end))
+                # a fresh alert supersedes a re-post of the same label set still waiting (keeps the order per alert)
+                self._db.executemany("DELETE FROM outbox WHERE resend = 1 AND fingerprint = ?", [(r[2],) for r in rows])
                 self._db.executemany("INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve) VALUES (?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -196,7 +202,9 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM active WHERE ends_at IS NOT NULL AND ends_at <= ?", (now,))
             n = self._db.execute(
-                "INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve) SELECT payload, ?, fingerprint, 0 FROM active ORDER BY rowid", (now,)
+                "INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve, resend) SELECT payload, ?, fingerprint, 0, 1 FROM active "
+                "WHERE fingerprint NOT IN (SELECT fingerprint FROM outbox WHERE fingerprint IS NOT NULL) ORDER BY rowid",
+                (now,),
             ).rowcount
             self._db.execute("COMMIT")
         self.resends += 1
@@ -251,7 +259,10 @@ class Outbox:
         next_due: float | None = None
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, payload, enqueued_at, fingerprint, resolve FROM outbox ORDER BY id LIMIT ?", (4 * self.batch_size,)
+                # fresh alerts first, re-posts of the firing set after them: the minute's re-post of thousands of
+                # firing alerts must not queue new detections behind it (a label set is never in both)
+                "SELECT id, payload, enqueued_at, fingerprint, resolve FROM outbox ORDER BY resend, id LIMIT ?",
+                (4 * self.batch_size,),
             ).fetchall()
             fps = list({r[3] for r in rows if r[4] and r[3] is not None})
             fired = dict(self._db.execute(f"SELECT fingerprint, accepted_at FROM fired WHERE fingerprint IN ({','.join('?' * len(fps))})", fps)) if fps else {}

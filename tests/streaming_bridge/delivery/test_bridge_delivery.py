@@ -317,7 +317,26 @@ def test_a_condition_resolved_before_alertmanager_notified_it_is_not_lost(tmp_pa
     ob.submit([crit.resolve(now()), warn.resolve(now())])  # resolved before anything was posted
     ob.start()
     assert ob.flush(10) and ob.depth() == 0
-    rows = lambda: {(r, a, s) for r, a, s in query(store, "SELECT d.receiver, a.asset_id, d.status FROM {s}.alert_deliveries d JOIN {s}.alerts a USING (fingerprint, starts_at, status)")}  # noqa: E731
+    def rows():
+        return set(query(store, "SELECT d.receiver, a.asset_id, d.status FROM {s}.alert_deliveries d JOIN {s}.alerts a USING (fingerprint, starts_at, status)"))
+
     want = {(r, "TR-1", s) for r in ("bridge", "pager", "chat") for s in ("firing", "resolved")} | {(r, "ME-2", s) for r in ("bridge", "chat") for s in ("firing", "resolved")}
     wait_until(lambda: rows() == want, 20, what="firing and resolved notifications per receiver")
     ob.close()
+
+
+def test_outbox_posts_fresh_alerts_before_the_reposted_firing_set(tmp_path):
+    """The minute's re-post of the firing set (thousands of alerts in the bench) must not queue new detections
+    behind it; a fresh alert for a label set supersedes that label set's waiting re-post (order per alert kept)."""
+    ob = Outbox(tmp_path / "ob.db", AlertmanagerClient("http://127.0.0.1:9", timeout=0.2), start=False)
+    a, b, c = make_alert(1), make_alert(2), make_alert(3)
+    ob.submit([a, b])
+    assert ob.resend_active() == 0  # both still waiting: nothing to re-post
+    with sqlite3.connect(tmp_path / "ob.db") as db:
+        db.execute("DELETE FROM outbox")  # as if posted
+    assert ob.resend_active() == 2
+    ob.submit([c])
+    ob.submit([a.resolve(now())])
+    order = [(json.loads(p)["labels"]["asset_id"], "endsAt" in json.loads(p)) for _, p, _ in ob._batch()]
+    assert order == [("TR-3", False), ("TR-1", True), ("TR-2", False)] and ob.depth() == 3
+    ob.close(0)
