@@ -360,9 +360,13 @@ def main(argv: list[str] | None = None) -> int:
                         f'FROM "{schema}".alert_deliveries d JOIN "{schema}".alerts a USING (fingerprint, starts_at, status)')
                     return cur.fetchall()
 
+            routed_to = {"critical": ("bridge", "pager", "chat"), "warning": ("bridge", "chat")}
+
             def delivered():
-                rows = [r for r in fetch()]
-                return len({(r[1], r[2], r[3]) for r in rows if r[0] == "bridge" and (r[1], r[2], r[3]) in conds}) >= len(conds)
+                # every condition at every receiver its severity routes to (chat groups new alerts of an
+                # existing group for group_interval, 30 s: exactly-once is only judged once they are in)
+                got = {(r[0], r[1], r[2], r[3]) for r in fetch()}
+                return all((recv, *k) in got for k, sev in conds.items() for recv in routed_to[sev])
 
             # wait while deliveries progress (Alertmanager retries what the receiver could not take): lost means
             # never delivered, not "late"; give up after 60 s without progress or 10 minutes in all
@@ -392,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                 first_pager[k] = min(first, first_pager.get(k, first))
         resolved_only = {k for k, st in statuses.items() if st == {"resolved"}}
         pager_e2e = [(t - datetime.fromisoformat(k[2])).total_seconds() * 1000 for k, t in first_pager.items()]
-        routed = {"critical": ("bridge", "pager", "chat"), "warning": ("bridge", "chat")}
+        routed = routed_to
         exactly_once = sum(1 for k, s in conds.items() if all(len(keys.get(k, {}).get(r, ())) == 1 for r in routed[s]))
         delivered_n = sum(1 for k in conds if keys.get(k, {}).get("bridge"))
         # the first acceptance of each condition (later lines are the outbox's re-posts)
@@ -403,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
             if p["status"] == "firing" and k in conds and k not in first_acc:
                 first_acc[k] = (p["accepted_at"] - datetime.fromisoformat(p["observed_at"]).timestamp()) * 1000
         det = list(first_acc.values())
+        # what happened to each lost condition on the way (the posts Alertmanager accepted for it)
+        posts: dict = {}
+        for line in posted.read_text().splitlines():
+            p = json.loads(line)
+            k = (p["labels"].get("alertname"), p["labels"].get("asset_id"), p.get("observed_at"))
+            posts.setdefault(k, []).append((p["status"], round(p["accepted_at"], 3)))
+        lost_detail = [{"condition": list(k), "severity": s, "accepted_posts": posts.get(k, [])} for k, s in conds.items() if not keys.get(k, {}).get("bridge")]
         m = _metrics(f"http://127.0.0.1:{hport}/metrics")
         accepted = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_accepted_total")))
         dead = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_dead_lettered_total")))
@@ -434,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "exactly_once_per_routed_receiver": exactly_once,
             "lost": len(conds) - delivered_n,
             "delivered_as_resolved_only": len(resolved_only),
+            "lost_detail": lost_detail[:20],
             "all_delivered_after_publish_end_s": round(t_delivered - t_pub_end, 1),
             "alert_storm_meta_alerts": len(storm),
             "emails": _Sink.n,

@@ -37,6 +37,11 @@ def _rfc3339(t: datetime) -> str:
     return _utc(t).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def label_fingerprint(labels: Mapping[str, str]) -> str:
+    """sha1 of the sorted label set (``Alert.fingerprint``), also for an encoded alert's ``labels``."""
+    return hashlib.sha1(json.dumps(sorted(labels.items())).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Alert:
     labels: Mapping[str, str]
@@ -70,7 +75,7 @@ class Alert:
     def fingerprint(self) -> str:
         """sha1 of the sorted label set: the identity Alertmanager dedups on, computed the same way here
         so the outbox and the durable alerts table can be idempotent on (fingerprint, startsAt, status)."""
-        return hashlib.sha1(json.dumps(sorted(self.labels.items())).encode()).hexdigest()
+        return label_fingerprint(self.labels)
 
     def to_alertmanager(self) -> dict:
         """One element of the JSON list POSTed to Alertmanager's ``/api/v2/alerts``."""

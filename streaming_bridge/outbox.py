@@ -20,6 +20,13 @@ outbox keeps the set of firing alerts (``active`` table: a firing submit adds or
 resolve removes, an ``endsAt`` passing drops it) and re-posts it every ``resend_interval`` seconds and at
 once after an outage: a restarted Alertmanager learns every alert that is still firing, and alerts it had
 accepted but not yet notified before it stopped are not lost.
+
+A resolve is held back until Alertmanager has had the firing alert for ``min_firing_s`` (6 s: above the
+largest ``group_wait`` of the webhook routes, 5 s). Alertmanager's dedup stage sends nothing for the first
+flush of a group that holds only resolved alerts, so a condition that fired and resolved inside one outbox
+batch (or inside ``group_wait``) reached Alertmanager and no receiver ever heard of it (9 of 6,001 conditions
+in ``make bench-bridge``). Held rows keep their order per alert: nothing of the same label set overtakes
+a held resolve. Only short incidents pay the wait (their resolved notification comes up to 6 s later).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .alerts import Alert
+from .alerts import Alert, label_fingerprint
 from .am_client import AlertmanagerClient, AlertmanagerError
 
 log = logging.getLogger(__name__)
@@ -42,7 +49,14 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     payload TEXT NOT NULL,            -- one Alertmanager /api/v2/alerts element (JSON)
-    enqueued_at REAL NOT NULL         -- unix time of submit()
+    enqueued_at REAL NOT NULL,        -- unix time of submit()
+    fingerprint TEXT,                 -- the label set's fingerprint (NULL in files from before it was kept)
+    resolve INTEGER NOT NULL DEFAULT 0, -- 1: a resolve (endsAt set), held until its firing is min_firing_s old
+    resend INTEGER NOT NULL DEFAULT 0   -- 1: a periodic re-post of the firing set (goes after fresh alerts)
+);
+CREATE TABLE IF NOT EXISTS fired (   -- when Alertmanager first accepted the firing alert of an open incident
+    fingerprint TEXT PRIMARY KEY,
+    accepted_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS submitted_keys (  -- submit(..., keys=): each key enqueued once, ever
     key TEXT PRIMARY KEY,
@@ -84,6 +98,7 @@ class Outbox:
         resend_interval: float = 60.0,
         fsync: bool = False,
         start: bool = True,
+        min_firing_s: float = 6.0,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +108,8 @@ class Outbox:
         self.on_posted = on_posted
         self.resend_interval = resend_interval
         self.fsync = fsync
+        self.min_firing_s = min_firing_s
+        self._next_due: float | None = None  # when the earliest held resolve may go (drainer's wake-up)
         self.resends = 0  # times the active set was re-posted
         self.posted = 0  # alerts posted by this instance
         self.failures = 0  # failed POST attempts
@@ -111,6 +128,13 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
         db.executescript(_SCHEMA)
+        cols = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+        if "fingerprint" not in cols:  # an outbox file written before resolves were held
+            db.execute("ALTER TABLE outbox ADD COLUMN fingerprint TEXT")
+            db.execute("ALTER TABLE outbox ADD COLUMN resolve INTEGER NOT NULL DEFAULT 0")
+        if "resend" not in cols:
+            db.execute("ALTER TABLE outbox ADD COLUMN resend INTEGER NOT NULL DEFAULT 0")
+        db.execute("CREATE INDEX IF NOT EXISTS outbox_fingerprint ON outbox (fingerprint)")
         return db
 
     # ---- producer side --------------------------------------------------------------------------------
@@ -144,12 +168,14 @@ class Outbox:
                     if prev is not None and "startsAt" in (first := json.loads(prev[0])):
                         doc["startsAt"] = first["startsAt"]
                     payload = json.dumps(doc, separators=(",", ":"))
-                    rows.append((payload, now))
+                    rows.append((payload, now, fp, int(end is not None)))
                     if end is not None and end <= now:
                         self._db.execute("DELETE FROM active WHERE fingerprint = ?", (fp,))
                     else:
                         self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?)", (fp, payload, end))
-                self._db.executemany("INSERT INTO outbox (payload, enqueued_at) VALUES (?, ?)", rows)
+                # a fresh alert supersedes a re-post of the same label set still waiting (keeps the order per alert)
+                self._db.executemany("DELETE FROM outbox WHERE resend = 1 AND fingerprint = ?", [(r[2],) for r in rows])
+                self._db.executemany("INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve) VALUES (?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -175,7 +201,11 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM active WHERE ends_at IS NOT NULL AND ends_at <= ?", (now,))
-            n = self._db.execute("INSERT INTO outbox (payload, enqueued_at) SELECT payload, ? FROM active ORDER BY rowid", (now,)).rowcount
+            n = self._db.execute(
+                "INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve, resend) SELECT payload, ?, fingerprint, 0, 1 FROM active "
+                "WHERE fingerprint NOT IN (SELECT fingerprint FROM outbox WHERE fingerprint IS NOT NULL) ORDER BY rowid",
+                (now,),
+            ).rowcount
             self._db.execute("COMMIT")
         self.resends += 1
         self._idle.clear()
@@ -204,8 +234,11 @@ class Outbox:
             self._thread = threading.Thread(target=self._run, name=f"outbox-{self.path.name}", daemon=True)
             self._thread.start()
 
-    def close(self, flush_timeout: float = 5.0) -> bool:
-        """Drain for up to ``flush_timeout`` s (SIGTERM path), stop the thread; True if nothing is left."""
+    def close(self, flush_timeout: float | None = None) -> bool:
+        """Drain for up to ``flush_timeout`` s (SIGTERM path; default 5 s + ``min_firing_s``, the longest a
+        resolve is held), stop the thread; True if nothing is left (what is left is delivered by the next run)."""
+        if flush_timeout is None:
+            flush_timeout = 5.0 + self.min_firing_s
         empty = self.flush(flush_timeout) if self._thread is not None and flush_timeout > 0 else self.depth() == 0
         self._stop.set()
         self._wake.set()
@@ -216,13 +249,56 @@ class Outbox:
         return empty
 
     def _batch(self) -> list[tuple[int, str, float]]:
+        """The next rows to post, oldest first, minus held resolves (and whatever follows them for the same
+        alert): a resolve goes once its firing was accepted ``min_firing_s`` ago, never in the POST that
+        carries its firing. Sets ``_next_due`` to when the earliest held resolve may go."""
+        now = time.time()
+        out: list[tuple[int, str, float]] = []
+        blocked: set[str] = set()
+        firing: set[str] = set()
+        next_due: float | None = None
         with self._lock:
-            return self._db.execute("SELECT id, payload, enqueued_at FROM outbox ORDER BY id LIMIT ?", (self.batch_size,)).fetchall()
+            rows = self._db.execute(
+                # fresh alerts first, re-posts of the firing set after them: the minute's re-post of thousands of
+                # firing alerts must not queue new detections behind it (a label set is never in both)
+                "SELECT id, payload, enqueued_at, fingerprint, resolve FROM outbox ORDER BY resend, id LIMIT ?",
+                (4 * self.batch_size,),
+            ).fetchall()
+            fps = list({r[3] for r in rows if r[4] and r[3] is not None})
+            fired = dict(self._db.execute(f"SELECT fingerprint, accepted_at FROM fired WHERE fingerprint IN ({','.join('?' * len(fps))})", fps)) if fps else {}
+        for rid, payload, enq, fp, resolve in rows:
+            if fp is not None and self.min_firing_s > 0:
+                if fp in blocked:
+                    continue
+                if resolve:
+                    acc = fired.get(fp)
+                    if fp in firing:  # its firing goes in this POST: the resolve waits for the next
+                        blocked.add(fp)
+                        next_due = now if next_due is None else min(next_due, now)
+                        continue
+                    if acc is not None and acc > now - self.min_firing_s:
+                        blocked.add(fp)
+                        due = acc + self.min_firing_s
+                        next_due = due if next_due is None else min(next_due, due)
+                        continue
+                else:
+                    firing.add(fp)
+            out.append((rid, payload, enq))
+            if len(out) >= self.batch_size:
+                break
+        self._next_due = next_due
+        return out
 
-    def _delete(self, ids: list[int]) -> None:
+    def _delete(self, ids: list[int], payloads: Sequence[dict] = ()) -> None:
+        """Delete posted rows; remember when each incident's firing was first accepted (forget it on resolve)."""
+        now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            if self.min_firing_s > 0:
+                fps = [(label_fingerprint(p["labels"]) if "labels" in p else None, "endsAt" in p) for p in payloads]
+                self._db.executemany("INSERT OR IGNORE INTO fired VALUES (?, ?)", [(fp, now) for fp, res in fps if fp and not res])
+                self._db.executemany("DELETE FROM fired WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res])
             self._db.execute("COMMIT")
 
     def _reject(self, row: tuple[int, str, float], reason: str) -> None:
@@ -253,7 +329,7 @@ class Outbox:
                 self.on_posted([(p, r[2]) for p, r in zip(payloads, rows)])
             except Exception:  # a metrics callback must not stop delivery
                 log.exception("outbox on_posted callback failed")
-        self._delete([r[0] for r in rows])
+        self._delete([r[0] for r in rows], payloads)
         self.posted += len(rows)
 
     def _run(self) -> None:
@@ -267,7 +343,10 @@ class Outbox:
             rows = self._batch()
             if not rows:
                 self._idle.set()
-                self._wake.wait(min(1.0, max(0.01, self.resend_interval - (time.monotonic() - last_resend))))
+                wait = min(1.0, max(0.01, self.resend_interval - (time.monotonic() - last_resend)))
+                if self._next_due is not None:  # a held resolve falls due
+                    wait = min(wait, max(0.005, self._next_due - time.time()))
+                self._wake.wait(wait)
                 continue
             try:
                 self._post(rows)
