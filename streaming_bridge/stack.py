@@ -11,9 +11,11 @@ stops what ``start()`` started.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Mapping
+from email import message_from_bytes
 from pathlib import Path
 
 import psycopg2
@@ -30,7 +32,8 @@ from .receiver import (
 
 
 class SmtpCounter:
-    """aiosmtpd on a free port counting the e-mails it accepts (the e-mail receiver's stand-in)."""
+    """aiosmtpd on a free port counting the e-mails it accepts (the e-mail receiver's stand-in) and the alert keys
+    in them (``key=fingerprint/startsAt/status`` lines of the repo template's text part)."""
 
     def __init__(self, host: str = "127.0.0.1"):
         from aiosmtpd.controller import Controller
@@ -39,9 +42,13 @@ class SmtpCounter:
 
         sink = self
         self.messages = 0
+        self.keys: set[str] = set()
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
+                for part in message_from_bytes(envelope.content).walk():
+                    if part.get_content_type() == "text/plain":
+                        sink.keys.update(re.findall(r"key=(\S+)", part.get_payload(decode=True).decode(errors="replace")))
                 sink.messages += 1
                 return "250 OK"
 
@@ -103,12 +110,15 @@ class DeliveryStack:
         return self.am.url
 
     def deliveries(self) -> dict[str, int]:
-        """Distinct firing alerts each receiver has recorded (``alert_deliveries``)."""
+        """Distinct firing alerts each receiver has recorded (``alert_deliveries``), and ``email``: distinct
+        alert keys the SMTP sink has received (``.../firing`` only)."""
         with self.store.connection() as conn, conn.cursor() as cur:
             cur.execute(
                 sql.SQL("SELECT receiver, count(*) FROM {} WHERE status = 'firing' GROUP BY receiver").format(sql.Identifier(self.schema, "alert_deliveries"))
             )
-            return dict(cur.fetchall())
+            out = dict(cur.fetchall())
+        emailed = sum(1 for k in list(self.smtp.keys) if k.endswith("/firing"))
+        return {**out, "email": emailed} if emailed else out
 
     def wait_for(self, expected: Mapping[str, int], timeout: float = 60.0) -> dict[str, int]:
         """Wait until every receiver in ``expected`` has at least that many firing alerts; returns the counts.
