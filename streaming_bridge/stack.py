@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from email import message_from_bytes
 from pathlib import Path
+from typing import Self
 
 import psycopg2
 from psycopg2 import sql
@@ -81,7 +82,7 @@ class DeliveryStack:
         self.mqtt_prefix, self.reset, self.cap = mqtt_prefix, reset, dict(cap or {})
         self.store = self.fanout = self.receiver = self.smtp = self.am = None
 
-    def start(self) -> DeliveryStack:
+    def start(self) -> Self:
         try:
             if self.reset:
                 drop_schema(self.schema)
@@ -139,7 +140,7 @@ class DeliveryStack:
                 getattr(part, stop)()
         self.am = self.receiver = self.smtp = self.fanout = self.store = None
 
-    def __enter__(self) -> DeliveryStack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
