@@ -16,7 +16,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f .venv/.installed-*; touch $@
 
-demo: install
+demo: install services
 	$(PY) -m pipelines.demo
 
 services:

@@ -2,8 +2,8 @@
 
 It reads the day's gold tables (forecasts, schedules, grid ML) and writes one self-contained HTML
 file next to the DuckDB catalog; the key plots are also attached to the materialisation.
-Delivered alerts come from a Delta table ``alerts`` in the lake when one exists (the alert delivery
-path); otherwise the report says none were delivered.
+Delivered alerts come from the catalog's snapshot of the streaming bridge's PostgreSQL ``alerts`` table
+(refreshed by ``duckdb_catalog``) when it holds one; otherwise the report says none were delivered.
 """
 
 from pathlib import Path
@@ -17,6 +17,19 @@ from pipelines.partitions import daily_open, lookback_dep, partition_day
 from pipelines.resources import CatalogResource, GridSettings, LakeResource
 
 GROUP = "reports"
+
+
+def delivered_alerts(catalog_file: Path):
+    """The catalog's snapshot of the bridge's ``alerts`` table (firing states) with ``occurred_at``: the start of
+    the gold window a batch alert reports (annotation ``window``), else its ``startsAt``; None without a snapshot."""
+    from lake.catalog import query
+
+    if not Path(catalog_file).exists() or query(catalog_file, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alerts'").item() == 0:
+        return None
+    return query(catalog_file, """
+        SELECT *, coalesce(try_cast(split_part(json_extract_string(annotations, '$.window'), ' .. ', 1) AS TIMESTAMPTZ), starts_at) AS occurred_at
+        FROM alerts WHERE status = 'firing' ORDER BY occurred_at, fingerprint
+    """)  # fmt: skip"
 #: the figures shown in the Dagster UI (all of them are in the HTML file)
 KEY_FIGURES = ("load_forecast_system", "battery_schedule", "ev_charging", "transformer_risk", "anomaly_timeline")
 
@@ -39,7 +52,7 @@ def daily_report(context: AssetExecutionContext, config: ReportConfig, lake: Lak
     from reporting.report import build_report, write_report
 
     lk, day = lake.lake(), partition_day(context)
-    delivered = lk.read("alerts") if lk.exists("alerts") else None
+    delivered = delivered_alerts(catalog.file())
     report = build_report(lk, day, grid.timezone, ev_limit_kw=config.ev_limit_kw, delivered_alerts=delivered)
     path = write_report(report, Path(config.out_dir) if config.out_dir else catalog.file().parent / "report")
     figs = report.figures

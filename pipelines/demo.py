@@ -18,11 +18,14 @@ extend the demo, e.g. alert delivery), for the demo's *last day* D:
    champion/challenger), so nothing the models learn comes from D;
 5. ``scoring``: the day-ahead forecasts issued at the end of D-1 (they cover D), today's issue and
    peak demand of D, and the grid-ML scoring of D (anomalies, alerts, transformer risk, segments, DR);
-6. ``optimisation``: battery, EV, DC-OPF and unit commitment for D from those forecasts.
+6. ``optimisation``: battery, EV, DC-OPF and unit commitment for D from those forecasts;
+7. ``alerts``: D's critical batch alerts through the streaming bridge's delivery path: a private
+   Alertmanager (the repo's routing) -> the bridge's webhook receiver -> PostgreSQL ``alerts`` tables
+   (schema ``--alerts-schema``, wiped first) and MQTT, started for the stage and stopped after it.
 
 Then the catalog is refreshed, the HTML report written, and an operator's summary printed from
 the catalog (forecast accuracy of D against its actuals and the naive baseline, risks, anomalies,
-segments, savings, OPF and UC) plus an analyst query. ``benchmarks/results/demo.json`` gets each
+segments, savings, OPF and UC, alerts delivered by severity and receiver) plus an analyst query. ``benchmarks/results/demo.json`` gets each
 stage's wall time and the row count of every gold table.
 
     python -m pipelines.demo [--meters 400] [--days 24] [--start 2026-03-03] [--seed 10]
@@ -95,7 +98,7 @@ class Demo:
         return self.days[-1]
 
     def run(self, job: str, partition: dt.date | None = None, *, until: dt.date | None = None, ops: dict | None = None,
-            assets: list[str] | None = None, label: str = "") -> Any:
+            assets: list[str] | None = None, label: str = "", resources: dict | None = None) -> Any:
         """Execute ``job`` in-process on the demo's instance (one partition, or the range partition..until
         in one backfill run); print one progress line; stop the demo if the run fails."""
         from dagster import AssetKey
@@ -108,7 +111,8 @@ class Demo:
         result = self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance, partition_key=key, tags=tags, raise_on_error=False,
             asset_selection=[AssetKey(a) for a in assets] if assets else None,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops or {}},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops or {},
+                        **({"resources": resources} if resources else {})},
         )  # fmt: skip
         checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
         failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed and c.severity.value == "ERROR"]
@@ -217,6 +221,40 @@ def optimisation(demo: Demo) -> None:
     demo.notes["uc_cost"] = _metadata(r, "gold_uc_schedule")["cost"]  # the table holds the schedule, the run its cost
 
 
+#: what the demo posts: the day's critical gold alerts (the asset's default, PostAlertsConfig)
+ALERT_SEVERITY = "critical"
+#: every critical alert reaches these receivers of streaming_bridge/alertmanager.yml (bridge, pager, chat: one row
+#: each in alert_deliveries; email: the SMTP sink, grouped per alertname and feeder)
+CRITICAL_RECEIVERS = ("bridge", "pager", "chat", "email")
+
+
+def alerts(demo: Demo) -> None:
+    """Start the delivery path (Alertmanager with the repo's routing, the bridge's receiver -> PostgreSQL +
+    MQTT, an SMTP sink), run ``post_batch_alerts`` for the last day, wait for the receivers, stop it all."""
+    from lake.delta import Lake
+    from streaming_bridge.batch import distinct_alerts, gold_alerts_to_alerts
+    from streaming_bridge.stack import DeliveryStack
+
+    schema, outbox = os.environ["GRIDLAKE_ALERTS_SCHEMA"], Path(os.environ["GRIDLAKE_BATCH_OUTBOX"])
+    outbox.unlink(missing_ok=True)  # the outbox remembers what it posted: a new demo posts the day again
+    # timings capped at 1 s (the critical routes already notify at once; e-mail would wait 30 s to group)
+    with DeliveryStack(schema, demo.home / "alerting", mqtt_prefix=f"{schema}/alerts", reset=True, cap={"group_wait": "1s", "group_interval": "1s"}) as stack:
+        _say(f"  Alertmanager {stack.alertmanager_url} -> receiver {stack.receiver.url} -> PostgreSQL schema {schema} + MQTT {schema}/alerts/<severity>")
+        r = demo.run("post_batch_alerts", demo.last, ops={"alert_notifications": {"config": {"min_severity": ALERT_SEVERITY}}},
+                     resources={"alerting": {"config": {"alertmanager_url": stack.alertmanager_url, "outbox_path": str(outbox), "alerts_schema": schema}}})  # fmt: skip
+        md = _metadata(r, "alert_notifications")
+        # one Alertmanager alert per label set: the hour windows of one asset are one alert
+        expected = distinct_alerts(gold_alerts_to_alerts(Lake(os.environ["GRIDLAKE_LAKE_ROOT"]).read("gold_alerts", demo.last), min_severity=ALERT_SEVERITY))
+        t = time.time()
+        got = stack.wait_for(dict.fromkeys(CRITICAL_RECEIVERS, expected), timeout=120)
+        emails = stack.smtp.messages
+        emailed = got.pop("email", 0)  # the summary's table is the PostgreSQL one: bridge, pager, chat
+    _say(f"  {md['eligible']} {ALERT_SEVERITY} gold alerts posted ({expected} assets: one Alertmanager alert each); "
+         f"at the receivers after {time.time() - t:.1f}s: {got}; {emailed} by e-mail in {emails} e-mails")
+    demo.notes["alert_delivery"] = {"eligible": md["eligible"], "posted": md["newly_posted"], "alertmanager_alerts": expected, "receivers": got,
+                                    "emails": emails, "emailed_alerts": emailed}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -233,6 +271,7 @@ STAGES: list[Stage] = [
     Stage("training", training, "nightly training: load/PV forecasts, grid ML (MLflow champion/challenger)"),
     Stage("scoring", scoring, "forecasts for the last day, grid-ML scoring of the last day"),
     Stage("optimisation", optimisation, "battery, EV, DC-OPF and unit commitment for the last day"),
+    Stage("alerts", alerts, "the last day's critical alerts through Alertmanager to the bridge's receivers"),
 ]
 
 
@@ -370,6 +409,21 @@ def grid_costs(demo: Demo):
     return opf, uc
 
 
+def alert_deliveries(demo: Demo):
+    """Alerts delivered by severity and receiver (the catalog's snapshot of the bridge's PostgreSQL tables),
+    and the delivery latency (startsAt -> received_at at the bridge's receiver)."""
+    by = _q(demo, """
+        SELECT a.severity, d.receiver, a.alertname, count(*) AS alerts, count(DISTINCT a.asset_id) AS assets
+        FROM alert_deliveries d JOIN alerts a USING (fingerprint, starts_at, status)
+        WHERE status = 'firing' GROUP BY ALL ORDER BY ALL
+    """)  # fmt: skip
+    latency = _q(demo, """
+        SELECT count(*) AS alerts, round(median(epoch(received_at - starts_at)), 3) AS p50_s, round(max(epoch(received_at - starts_at)), 3) AS max_s
+        FROM alerts WHERE status = 'firing'
+    """)  # fmt: skip
+    return by, latency
+
+
 def analyst_query(demo: Demo):
     """Feeders ranked by their evening peak (17-21 h local) over the last week, with their load factor."""
     return _q(demo, """
@@ -432,6 +486,12 @@ def summary(demo: Demo) -> dict[str, Any]:
     uc_cost = _uc_cost(demo)
     show(f"Unit commitment of the day: cost ${uc_cost:,.2f}", uc)
     out["opf"], out["uc"] = opf.to_dicts(), {**uc.to_dicts()[0], "cost": uc_cost}
+    delivered, latency = alert_deliveries(demo)
+    show(f"Alerts delivered for {day} by severity and receiver (Alertmanager -> the bridge's receivers; PostgreSQL alerts tables)", delivered)
+    lat = latency.to_dicts()[0]
+    print(f"   delivery latency startsAt -> received_at: p50 {lat['p50_s']} s, max {lat['max_s']} s over {lat['alerts']} alerts")
+    out["alerts_delivered"] = delivered.to_dicts()
+    out["alert_delivery_latency_s"] = lat
     aq = analyst_query(demo)
     show("Analyst query: feeders by evening peak (17-21 h local) over the last week", aq)
     out["analyst_query"] = aq.to_dicts()
@@ -446,7 +506,7 @@ def _uc_cost(demo: Demo) -> float:
 # ============================================================================================
 # main
 # ============================================================================================
-def _environment(home: Path) -> Path:
+def _environment(home: Path, alerts_schema: str = "gridlake_demo") -> Path:
     """Point the pipeline at the demo's home (embedded SQLite instance); returns the catalog path."""
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -467,6 +527,11 @@ def _environment(home: Path) -> Path:
     os.environ.setdefault("GRIDLAKE_START_DATE", "2026-01-01")
     os.environ.setdefault("GRIDLAKE_TIMEZONE", TZ)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    # the alerts stage's PostgreSQL schema (wiped at each run: never a shared one from the environment)
+    from streaming_bridge.receiver import check_identifier
+
+    os.environ["GRIDLAKE_ALERTS_SCHEMA"] = check_identifier(alerts_schema, "--alerts-schema")
+    os.environ["GRIDLAKE_BATCH_OUTBOX"] = str(home / "batch_alert_outbox.db")
     return Path(os.environ["GRIDLAKE_CATALOG"])
 
 
@@ -477,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2026, 3, 3), help="first local day (the default spans the US spring-forward)")
     ap.add_argument("--seed", type=int, default=10, help="simulator seed (10: a transformer fails on the default last day, a Thursday)")
     ap.add_argument("--home", type=Path, default=ROOT / ".demo")
+    ap.add_argument("--alerts-schema", default="gridlake_demo", help="PostgreSQL schema of the delivered alerts (dropped and rebuilt on each run)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json", help="stage timings and gold row counts")
     args = ap.parse_args(argv)
     if args.days < MIN_DAYS:
@@ -484,7 +550,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     home = args.home.resolve()
-    catalog = _environment(home)
+    if args.alerts_schema in ("public", "pg_catalog", "information_schema"):
+        ap.error(f"--alerts-schema {args.alerts_schema}: the demo drops it on each run; give a schema of its own")
+    catalog = _environment(home, args.alerts_schema)
     days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
     demo = Demo(meters=args.meters, days=days, seed=args.seed, home=home, catalog=catalog)
     _say(f"gridlake demo: {args.meters} meters x {args.days} days ({days[0]}..{days[-1]}, seed {args.seed}); the night before and the day {demo.last}")
@@ -520,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "make demo: wall time per stage (s) and the rows of every gold table it produced",
         "meters": args.meters, "days": args.days, "first_day": str(days[0]), "last_day": str(demo.last), "seed": args.seed,
         "stage_seconds": timings, "stage_cpu_seconds": cpu, "total_seconds": total, "total_cpu_seconds": round(time.process_time(), 2), "gold_table_rows": rows, "runs": demo.runs,
-        "late_replays": demo.notes.get("late_replays", []), "summary": figures,
+        "late_replays": demo.notes.get("late_replays", []), "alert_delivery": demo.notes.get("alert_delivery"), "summary": figures,
     }, indent=2, default=str) + "\n")  # fmt: skip
     print(f"\nStage timings (s): {timings}; total {total:.0f}s ({time.process_time():.0f}s CPU) -> {args.results}")
     print(f"Look at it: {demo.notes['report']}   (self-contained HTML, opens from disk)")

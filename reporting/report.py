@@ -251,7 +251,7 @@ def delivered_alerts_figure(alerts: pl.DataFrame, tz: str) -> bytes:
         g = alerts.filter(pl.col("severity") == s)
         ax.scatter(_local(g["starts_at"], tz).to_list(), [i] * g.height, label=f"{s} ({g.height})", s=14)
     ax.set_yticks(range(len(sev)), sev)
-    ax.set_title(f"alerts delivered, by start time ({tz})")
+    ax.set_title(f"alerts delivered, by the time the condition was observed ({tz})")
     fig.autofmt_xdate()
     return _png(fig)
 
@@ -272,8 +272,10 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
                  max_feeders: int = 8) -> Report:  # fmt: skip
     """The report of local ``day`` from the gold tables of ``lk``.
 
-    ``delivered_alerts``: the alerts the delivery path notified (columns :data:`ALERT_COLUMNS`), or
-    None when there is no such table (the section then says that none were delivered).
+    ``delivered_alerts``: the alerts the delivery path notified (columns :data:`ALERT_COLUMNS`, optionally
+    ``occurred_at``: when the condition was observed, e.g. a batch alert's window, else ``starts_at`` is used;
+    and ``received_at``: the delivery latency is shown), or None when there is no such table (the section
+    then says that none were delivered).
     """
     lo, hi = day_bounds_utc(day, tz)
     sections: list[Section] = []
@@ -374,11 +376,16 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
         missing = [c for c in ALERT_COLUMNS if c not in delivered_alerts.columns]
         if missing:
             raise ValueError(f"delivered_alerts lacks columns {missing} (needs {list(ALERT_COLUMNS)})")
-        d = delivered_alerts.filter(pl.col("starts_at") >= lo, pl.col("starts_at") < hi)
+        at = "occurred_at" if "occurred_at" in delivered_alerts.columns else "starts_at"
+        d = delivered_alerts.with_columns(pl.col(at).dt.convert_time_zone("UTC").alias("at")).filter(pl.col("at") >= lo, pl.col("at") < hi)
         if d.height == 0:
             sec.text = _note("No alerts delivered on this day.")
         else:
-            sec.text = _table(d.group_by("severity").len("delivered").sort("severity"))
-            sec.figures.append(Figure("alert_timeline", "alert timeline", delivered_alerts_figure(d, tz)))
+            aggs = [pl.len().alias("delivered"), pl.col("asset_id").n_unique().alias("assets")]
+            if "received_at" in d.columns:
+                lat = (pl.col("received_at") - pl.col("starts_at")).dt.total_milliseconds() / 1000
+                aggs += [lat.median().round(3).alias("latency p50 s"), lat.max().round(3).alias("latency max s")]
+            sec.text = _table(d.group_by("severity", "alertname").agg(aggs).sort("severity", "alertname"))
+            sec.figures.append(Figure("alert_timeline", "alert timeline", delivered_alerts_figure(d.with_columns(pl.col("at").alias("starts_at")), tz)))
     sections.append(sec)
     return Report(day, sections)

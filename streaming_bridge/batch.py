@@ -101,3 +101,9 @@ def post_gold_alerts(outbox: Outbox, rows: pl.DataFrame, topo=None, min_severity
     pairs = gold_alerts_to_alerts(rows, topo, min_severity)
     new = outbox.submit([a for _, a in pairs], keys=[k for k, _ in pairs])
     return len(pairs), new
+
+
+def distinct_alerts(pairs: list[tuple[str, Alert]]) -> int:
+    """How many Alertmanager alerts ``pairs`` make: gold rows of one asset in different hour windows carry the
+    same labels, so Alertmanager holds them as one alert (the latest posted annotations win)."""
+    return len({frozenset(a.labels.items()) for _, a in pairs})

@@ -1,7 +1,8 @@
 """`make demo` (pipelines.demo) end to end on a small utility, twice, as a user runs it.
 
 The first run goes through every stage (simulate -> ingest with late-data replays -> gold ->
-nightly training -> scoring of the last day -> optimisation -> catalog + report) on the embedded
+nightly training -> scoring of the last day -> optimisation -> alert delivery through a private Alertmanager to
+the bridge's receivers (PostgreSQL schema of this test, MQTT) -> catalog + report) on the embedded
 SQLite instance and prints the operator's summary; the second run, on the same home (the MLflow
 registry is kept, the lake rebuilt), prints exactly the same figures while its retrained models
 meet the champions as challengers. Also checked on the demo's output: demo.json (stage timings,
@@ -17,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,19 +26,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # 60 meters x 20 days (the shortest demo), seed 3: two transformer failures before the training window ends
 ARGS = ["--meters", "60", "--days", "20", "--seed", "3"]
-STAGES = ["simulate", "ingest", "gold", "training", "scoring", "optimisation", "publish"]
+STAGES = ["simulate", "ingest", "gold", "training", "scoring", "optimisation", "alerts", "publish"]
 GOLD = ["gold_load_hourly", "gold_load_daily", "gold_load_monthly", "gold_grid_health_daily", "gold_load_forecast", "gold_solar_forecast",
         "gold_peak_demand", "gold_anomaly_scores", "gold_alerts", "gold_transformer_risk", "gold_customer_segments", "gold_recommendations",
         "gold_dr_events", "gold_battery_schedule", "gold_battery_daily", "gold_ev_schedule", "gold_ev_sessions", "gold_opf_dispatch",
         "gold_uc_schedule"]  # fmt: skip
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.mqtt]
 
 
-def _demo(home: Path) -> str:
+def _demo(home: Path, schema: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRIDLAKE_", "DAGSTER_", "MLFLOW_"))}
     p = subprocess.run(
-        [sys.executable, "-m", "pipelines.demo", *ARGS, "--home", str(home), "--results", str(home / "demo.json")],
+        [sys.executable, "-m", "pipelines.demo", *ARGS, "--home", str(home), "--results", str(home / "demo.json"), "--alerts-schema", schema],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
@@ -52,10 +54,16 @@ def _figures(out: str) -> list[str]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict:
     """Two demo runs on one home: {'home', 'first', 'second'} (what each printed)."""
+    from streaming_bridge.stack import drop_schema
+
     home = tmp_path_factory.mktemp("demo") / "home"
-    first = _demo(home)
-    results = json.loads((home / "demo.json").read_text())
-    return {"home": home, "first": first, "results": results, "second": _demo(home)}
+    schema = f"gl_demo_{uuid.uuid4().hex[:10]}"  # the demo's alerts tables, apart from a `make demo` running beside
+    try:
+        first = _demo(home, schema)
+        results = json.loads((home / "demo.json").read_text())
+        yield {"home": home, "first": first, "results": results, "second": _demo(home, schema)}
+    finally:
+        drop_schema(schema)
 
 
 def test_every_stage_runs_in_order_on_the_embedded_instance(demo):
@@ -74,7 +82,7 @@ def test_every_stage_runs_in_order_on_the_embedded_instance(demo):
 def test_summary_has_the_operator_figures(demo):
     out, summary = demo["first"], demo["results"]["summary"]
     for title in ("Load forecast for", "Top transformer risks", "Alerts raised", "Customer segments", "Battery at the system meter",
-                  "EV charging", "DC-OPF over the day", "Unit commitment of the day", "Analyst query"):  # fmt: skip
+                  "EV charging", "DC-OPF over the day", "Unit commitment of the day", "Alerts delivered for", "Analyst query"):  # fmt: skip
         assert f"== {title}" in out, title
     (system,) = [r for r in summary["forecast_mape"] if r["entity_id"] == "system"]
     assert system["hours"] == 24 and 0 < system["mape_champion"] < 50 and system["mape_naive_day"] > 0
@@ -87,6 +95,19 @@ def test_summary_has_the_operator_figures(demo):
     (opf,) = summary["opf"]
     assert opf["opf_cost_day"] > 0 and 0 < opf["lmp_min"] <= opf["lmp_max"]
     assert summary["uc"]["cost"] > 0 and summary["uc"]["units"] == 50
+    # every critical gold alert of the day reached the bridge, pager and chat receivers, once per asset and rule
+    # (the hour windows of one asset carry the same labels: one Alertmanager alert)
+    critical = sum(r["assets"] for r in summary["alerts"] if r["severity"] == "critical")
+    delivered: dict[str, int] = {}
+    for r in summary["alerts_delivered"]:
+        assert r["severity"] == "critical", r
+        delivered[r["receiver"]] = delivered.get(r["receiver"], 0) + r["alerts"]
+    assert critical > 0 and delivered == {"bridge": critical, "chat": critical, "pager": critical}
+    lat = summary["alert_delivery_latency_s"]
+    assert lat["alerts"] == critical and 0 <= lat["p50_s"] <= lat["max_s"] < 60
+    notes = demo["results"]["alert_delivery"]
+    assert notes["eligible"] == notes["posted"] == sum(r["alerts"] for r in summary["alerts"] if r["severity"] == "critical")
+    assert notes["alertmanager_alerts"] == notes["emailed_alerts"] == critical and notes["emails"] > 0
 
 
 def test_second_run_prints_the_same_figures_and_meets_the_champions(demo):
@@ -117,7 +138,9 @@ def test_report_is_self_contained_html(demo):
     for section in ("Load forecast vs metered load", "PV forecast", "Battery schedule", "EV charging", "Transformer risk ranking",
                     "Anomaly timeline", "Customer segment mix", "Alert timeline"):  # fmt: skip
         assert f"<h2>{section}" in page, section
-    assert "No alerts delivered" in page  # no delivery stage yet: said, not faked
+    assert "No alerts delivered" not in page  # the alerts stage delivered the day's critical alerts
+    alerts_section = page[page.index("<h2>Alert timeline") :]
+    assert "<td>critical</td>" in alerts_section and "latency p50 s" in alerts_section and "data:image/png" in alerts_section
     assert "has no rows for this day yet" not in page  # every other section has its data
 
 
@@ -140,6 +163,7 @@ def test_analyst_notebook_runs_on_the_demo_catalog(demo, tmp_path):
     ("02_forecasting.py", ["forecaster_comparison.png"]),
     ("03_anomalies_and_risk.py", ["risk_vs_failures.png"]),
     ("04_schedules.py", ["battery_import.png", "ev_strategies.png", "uc_dispatch.png"]),
+    ("05_alerts.py", ["alerts_fired_and_latency.png"]),
 ])  # fmt: skip
 def test_analyst_notebooks_run_on_the_demo_catalog(demo, tmp_path, notebook, figures):
     """Each notebook runs whole on the demo's catalog; a failing cell (or one of its assertions) fails here."""

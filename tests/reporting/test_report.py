@@ -45,10 +45,17 @@ def test_delivered_alerts_section(tmp_path):
     }).with_columns(pl.col("starts_at").cast(UTC))  # fmt: skip
     rep = build_report(Lake(tmp_path / "lake"), DAY, TZ, delivered_alerts=alerts)
     sec = rep.sections[-1]
-    assert "<td>critical</td><td>1</td>" in sec.text and "<td>warning</td><td>2</td>" in sec.text
+    assert "<td>critical</td><td>x</td><td>1</td>" in sec.text and "<td>warning</td><td>x</td><td>2</td>" in sec.text
     assert "info" not in sec.text  # the 4th alert started the next day
     (fig,) = sec.figures
     assert fig.png.startswith(b"\x89PNG")
+    # batch alerts posted days later: placed by the window they report (occurred_at), latency from startsAt
+    later = alerts.with_columns(occurred_at=pl.col("starts_at"), starts_at=pl.col("starts_at") + dt.timedelta(days=40),
+                                received_at=pl.col("starts_at") + dt.timedelta(days=40, seconds=2))  # fmt: skip
+    sec = build_report(Lake(tmp_path / "lake"), DAY, TZ, delivered_alerts=later).sections[-1]
+    assert "<td>warning</td><td>x</td><td>2</td><td>2</td><td>2</td><td>2</td>" in sec.text and "info" not in sec.text
+    sec = build_report(Lake(tmp_path / "lake"), DAY, TZ, delivered_alerts=later.drop("occurred_at")).sections[-1]
+    assert "No alerts delivered on this day" in sec.text  # by startsAt they are 40 days later
     with pytest.raises(ValueError, match=r"lacks columns \['severity'\]"):
         build_report(Lake(tmp_path / "lake"), DAY, TZ, delivered_alerts=alerts.drop("severity"))
 
