@@ -37,14 +37,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(cond, timeout: float = 10.0, step: float = 0.02):
+def wait_until(cond, timeout: float = 15.0, every: float = 0.05, what: str = "condition"):
+    """Poll ``cond`` until it returns something truthy (returned); AssertionError after ``timeout`` s.
+    The one polling helper of the bridge tests (tests/streaming_bridge/delivery imports it too)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = cond()
         if v:
             return v
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def publisher(port: int, client_id: str | None = None, will: tuple[str, bytes] | None = None) -> mqtt.Client:

@@ -22,7 +22,7 @@ from tests.streaming_bridge.bridge_helpers import (
     ListSink,
     publish_all,
     publisher,
-    wait_for,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
@@ -74,7 +74,7 @@ def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trai
         day2 = scada.filter(pl.col("sample_time").dt.date() == START + dt.timedelta(days=2)).sort("sample_time")
         first, second = day2.head(day2.height // 2), day2.tail(day2.height - day2.height // 2)
         send(first)
-        wait_for(lambda: b.counts["accepted"] == first.height, timeout=20)
+        wait_until(lambda: b.counts["accepted"] == first.height, timeout=20)
         v1_alerts = [a for a in sink.alerts if a.labels["alertname"] == "TransformerAnomaly"]
         assert all(a.annotations["model"] == f"{NAME}:v1" for a in v1_alerts)
         n_v1 = len(v1_alerts)
@@ -84,10 +84,10 @@ def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trai
         run = reg.log_training_run(params={}, metrics={"brier": 0.05}, model=m2)
         v2 = reg.register(run, NAME, backtest_id="bt", metrics={"brier": 0.05})
         assert reg.promote_if_better(NAME, v2, metric="brier").promoted
-        wait_for(lambda: scorer.version == v2, timeout=30)
+        wait_until(lambda: scorer.version == v2, timeout=30)
         already = set(scorer.active)  # transformers whose v1 alert is still active
         send(second)
-        wait_for(lambda: b.counts["accepted"] == day2.height, timeout=20)
+        wait_until(lambda: b.counts["accepted"] == day2.height, timeout=20)
         v2_alerts = [a for a in sink.alerts if a.labels["alertname"] == "TransformerAnomaly" and a.annotations["model"] == f"{NAME}:v2"]
         # with the alert band at 0 every transformer not already alerting fires once, on v2
         assert {a.labels["asset_id"] for a in v2_alerts} == set(second["transformer_id"].unique()) - already

@@ -21,7 +21,7 @@ from tests.streaming_bridge.bridge_helpers import (
     ListSink,
     publish_all,
     publisher,
-    wait_for,
+    wait_until,
 )
 
 pytestmark = pytest.mark.mqtt
@@ -61,7 +61,7 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
             (T.headend("he1"), {"readings": [reading, {**reading, "reading_time": (now - dt.timedelta(minutes=15)).isoformat()}]}),
             (T.meter(m), b"{not json"),
         ])
-        crit = wait_for(lambda: [a for a in sink.alerts if a.labels["alertname"] == "TransformerHotSpotCritical"])
+        crit = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "TransformerHotSpotCritical"], timeout=10)
         a = crit[0]
         place = lake.read("ref_transformers").filter(pl.col("transformer_id") == tx).row(0, named=True)
         assert a.labels == {
@@ -78,9 +78,9 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
         assert abs((a.starts_at - dt.datetime.now(dt.UTC)).total_seconds()) < 10
         # resolve: back below the clear threshold (130)
         publish_all(pub, [(T.scada(tx), {**scada, "sample_time": (now + dt.timedelta(seconds=1)).isoformat(), "hot_spot_temp_c": 100.0})])
-        res = wait_for(lambda: [x for x in sink.alerts if x.resolved and x.labels["alertname"] == "TransformerHotSpotCritical"])
+        res = wait_until(lambda: [x for x in sink.alerts if x.resolved and x.labels["alertname"] == "TransformerHotSpotCritical"], timeout=10)
         assert res[0].labels == a.labels and res[0].starts_at == a.starts_at and a.starts_at <= res[0].ends_at <= dt.datetime.now(dt.UTC)
-        wait_for(lambda: b.counts["dead_lettered"] == 1 and b.counts["accepted"] == 4)
+        wait_until(lambda: b.counts["dead_lettered"] == 1 and b.counts["accepted"] == 4, timeout=10)
         # metrics and health
         body = urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics", timeout=5).read().decode()
         assert 'gridlake_bridge_dead_lettered_total{reason="malformed_payload"} 1.0' in body
@@ -125,14 +125,14 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
         dev = publisher(shared_mosquitto, will=(T.status("meter", beneath[0]), json.dumps({"status": "offline", "reason": "last_will"}).encode()))
         time.sleep(0.2)
         dev._sock.close()  # no DISCONNECT: a lost connection, as when a meter loses power
-        off = wait_for(lambda: [a for a in sink.alerts if a.labels["alertname"] == "MeterOffline"], timeout=15)
+        off = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "MeterOffline"], timeout=15)
         assert off[0].labels["asset_id"] == beneath[0] and off[0].labels["transformer"] == tx
         assert "last_will" in off[0].annotations["summary"]
         dev.loop_stop()
         # the rest report no supply (voltage empty) at once: the transformer is out
         rows = [{"meter_id": m, "reading_time": (now - dt.timedelta(minutes=15)).isoformat(), "consumption_kwh": 0.0, "demand_kw": 0.0} for m in beneath[1:]]
         publish_all(pub, [(T.headend("he1"), {"readings": rows})])
-        out = wait_for(lambda: [a for a in sink.alerts if a.labels["alertname"] == "TransformerOutage"])
+        out = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "TransformerOutage"], timeout=10)
         assert out[0].severity == "critical" and out[0].labels["asset_id"] == tx
         # it fires when the share of meters down first reaches 60 %
         assert out[0].annotations["value"] == f"{math.ceil(0.6 * len(beneath))}/{len(beneath)} meters down"
@@ -140,7 +140,7 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
         # supply back: the outage and the meter alerts resolve
         back = [{**rows[0], "meter_id": m, "reading_time": now.isoformat(), "voltage": 230.0} for m in beneath]
         publish_all(pub, [(T.headend("he1"), {"readings": back})])
-        wait_for(lambda: ("TransformerOutage", tx) in sink.names(resolved=True))
+        wait_until(lambda: ("TransformerOutage", tx) in sink.names(resolved=True), timeout=10)
         assert ("MeterOffline", beneath[0]) in sink.names(resolved=True)
     finally:
         pub.loop_stop()

@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 
 from streaming_bridge.service import Bridge, BridgeConfig
 from streaming_bridge.topics import Topics
-from tests.streaming_bridge.bridge_helpers import ListSink, wait_for
+from tests.streaming_bridge.bridge_helpers import ListSink, wait_until
 
 pytestmark = pytest.mark.mqtt
 
@@ -100,8 +100,8 @@ def test_broker_restart_mid_stream_loses_nothing(lake_and_landing, tmp_path, pri
     private_mosquitto.start()
     prod.join(60)
     try:
-        wait_for(lambda: {i.mid for i in result["infos"]} <= pub.acked, timeout=60)
-        wait_for(lambda: len([a for a in sink.alerts if not a.resolved and a.labels["alertname"] == "TransformerHotSpotCritical"]) >= len(result["injected"]), timeout=30)
+        wait_until(lambda: {i.mid for i in result["infos"]} <= pub.acked, timeout=60)
+        wait_until(lambda: len([a for a in sink.alerts if not a.resolved and a.labels["alertname"] == "TransformerHotSpotCritical"]) >= len(result["injected"]), timeout=30)
         assert b.mqtt.connects >= 2 and b.mqtt.session_present
     finally:
         pub.loop_stop()
@@ -124,18 +124,18 @@ def test_messages_published_while_the_bridge_is_down_are_delivered_on_restart(la
     th.start()
     pub = persistent_publisher(private_mosquitto.port)
     inj1, infos = _stream(pub, T, txs, meters, start, 200, 25)
-    wait_for(lambda: b.counts["records"] >= 200 + 20 * 20, timeout=30)
+    wait_until(lambda: b.counts["records"] >= 200 + 20 * 20, timeout=30)
     b.stop()  # graceful stop: the broker keeps the session and queues what comes next
     th.join(30)
     inj2, infos2 = _stream(pub, T, txs, meters, start + dt.timedelta(seconds=200), 200, 25)
-    wait_for(lambda: {i.mid for i in infos + infos2} <= pub.acked, timeout=60)
+    wait_until(lambda: {i.mid for i in infos + infos2} <= pub.acked, timeout=60)
     b2 = _bridge(lake, zone, tmp_path, private_mosquitto.port, prefix, sink)
     b2.start()
     assert b2.mqtt.session_present
     th2 = threading.Thread(target=b2.run, daemon=True)
     th2.start()
     try:
-        wait_for(lambda: b2.counts["records"] >= 200 + 20 * 20, timeout=30)
+        wait_until(lambda: b2.counts["records"] >= 200 + 20 * 20, timeout=30)
     finally:
         pub.loop_stop()
         b2.stop()

@@ -6,13 +6,12 @@ import json
 import re
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email import message_from_bytes
 
 from streaming_bridge.alerts import Alert
+from tests.streaming_bridge.bridge_helpers import wait_until  # noqa: F401 - re-exported for the delivery tests
 from streaming_bridge.receiver import AlertStore
 
 # Test timings: the repo tree with every wait above 1 s capped to 1 s (critical routes keep 0 s).
@@ -29,16 +28,6 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_until(cond: Callable[[], object], timeout: float = 15.0, every: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def make_alert(i: int, severity: str = "critical", alertname: str = "TransformerHotSpot", asset_type: str = "transformer", **labels) -> Alert:
