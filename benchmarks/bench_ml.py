@@ -9,6 +9,7 @@ held out and scores them against its labelled truth. Prints the figures, writes
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import statistics
 import sys
@@ -24,7 +25,7 @@ from models.grid.anomaly import AnomalyEnsemble
 from models.grid.evaluate import event_detection, label_readings, reading_metrics
 from models.grid.failure import FailureModel, evaluate_failure, failure_targets, hourly_snapshots
 from models.grid.features import meter_features, transformer_features
-from models.grid.segments import SegmentModel, profile_features, segment_distribution
+from models.grid.segments import SegmentConfig, SegmentModel, profile_features, segment_distribution
 from models.grid.tracking import log_run
 from simulator import EventRates, SimConfig, Simulator
 
@@ -216,15 +217,19 @@ def main() -> int:
 
     # ---------------------------------------------------------------- segmentation
     t = time.time()
-    pa = profile_features(a["meter_readings"], ref_a["ref_meters"])
-    pb = profile_features(b["meter_readings"], ref_b["ref_meters"])
+    from contracts import load_profile
+
+    prof = load_profile()
+    scfg = SegmentConfig(timezone=prof.timezone, peak_hours=prof.tariffs.peak_window.bounds, holiday_country=prof.holiday_country)
+    pa = profile_features(a["meter_readings"], ref_a["ref_meters"], scfg)
+    pb = profile_features(b["meter_readings"], ref_b["ref_meters"], scfg)
     panel_a = sim_a.truth()["truth_customers"].rename({"archetype": "segment"})
     truth_b = sim_b.truth()["truth_customers"].rename({"archetype": "segment"})
-    sm = SegmentModel().fit(pa, panel_a)
+    sm = SegmentModel(scfg).fit(pa, panel_a)
     seg = sm.predict(pb).join(truth_b, on="meter_id", suffix="_true")
     from sklearn.metrics import adjusted_rand_score
 
-    sm2 = SegmentModel(type(sm.config)(seed=11)).fit(pa.sample(fraction=0.7, seed=4, shuffle=True), panel_a)
+    sm2 = SegmentModel(replace(scfg, seed=11)).fit(pa.sample(fraction=0.7, seed=4, shuffle=True), panel_a)
     stable = float((sm2.predict(pb)["segment"] == sm.predict(pb)["segment"]).mean())
     res["segments"] = {
         "ari": round(adjusted_rand_score(seg["segment_true"], seg["segment"]), 4),

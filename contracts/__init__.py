@@ -45,6 +45,19 @@ from contracts.optimisation import (
     OPF_KINDS,
     OPT_TABLES,
 )
+from contracts.profile import (
+    DEMO_PROFILE,
+    DemandResponse,
+    PeakWindow,
+    ProfileError,
+    Quality,
+    RetailTariff,
+    Tariffs,
+    UtilityProfile,
+    WholesaleTariff,
+    load_profile,
+    read_profile,
+)
 from contracts.reasons import REASON_CODES, REASON_TEXT, STREAM_REASON_CODES, STREAM_REASON_TEXT
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
 from contracts.registry import TABLES, table
@@ -53,6 +66,17 @@ from contracts.stream import STREAM_DEAD_LETTERS, STREAM_TABLES
 from contracts.tables import UTC_TS, Column, Table
 
 __all__ = [
+    "DEMO_PROFILE",
+    "DemandResponse",
+    "PeakWindow",
+    "ProfileError",
+    "Quality",
+    "RetailTariff",
+    "Tariffs",
+    "UtilityProfile",
+    "WholesaleTariff",
+    "load_profile",
+    "read_profile",
     "ALERTS",
     "ALERT_DELIVERIES",
     "ALERT_STATUSES",

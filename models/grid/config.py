@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from contracts import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
+from contracts import DEFAULT_TIMEZONE
 
 #: registered model names in the MLflow registry (training assets register them, batch scoring and the
 #: streaming bridge load their ``champion`` alias)
@@ -62,7 +63,8 @@ class AlertThresholds:
 class FeatureConfig:
     """How raw readings become features (see :mod:`models.grid.features`)."""
 
-    timezone: str = "America/New_York"
+    #: the utility's zone; assets pass the profile's (the default is the demo profile's)
+    timezone: str = DEFAULT_TIMEZONE
     #: nominal service voltage of the meters (V)
     meter_nominal_v: float = 230.0
     #: nominal secondary voltage reported by transformer SCADA (V)
