@@ -23,7 +23,7 @@ registry through :class:`models.registry.ModelRegistry`:
 Exports :data:`GRID_ML_ASSETS` (pipelines/definitions.py) and the group names
 :data:`TRAINING_GROUP` / :data:`SCORING_GROUP` (pipelines/jobs.py selects the jobs by them; the
 schedules are in pipelines/schedules.py). The registry is the ``mlflow`` resource
-(:class:`pipelines.resources.MlflowResource`).
+(:class:`assets.resources.MlflowResource`).
 """
 
 
@@ -54,8 +54,8 @@ from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
 from models.registry import backtest_id
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import GridSettings, LakeResource, MlflowResource
 
 _T = TABLES
 TRAINING_GROUP = "grid_ml_training"
@@ -68,9 +68,9 @@ SCORING_GROUP = "grid_ml"
 #: forecasts from gold_load_hourly (see _dr_forecast) and says so in the metadata.
 FORECAST_TABLE = "gold_load_forecast"
 
-#: The scoring assets use pipelines.partitions.daily_open, which includes the *current* local day
+#: The scoring assets use assets.partitions.daily_open, which includes the *current* local day
 #: (end_offset=1): the hourly schedule re-scores today as readings arrive. Same start and time zone
-#: as pipelines.partitions.daily, so day keys line up with the silver partitions.
+#: as assets.partitions.daily, so day keys line up with the silver partitions.
 
 
 # ------------------------------------------------------------------------------ configs

@@ -70,8 +70,8 @@ from optimization.errors import InfeasibleError
 from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
 from optimization.ev import compare_strategies, strategy_tables
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import GridSettings, LakeResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import GridSettings, LakeResource
 
 _T = TABLES
 GROUP = "optimization"

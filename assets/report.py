@@ -12,8 +12,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from lake.plots import png_markdown
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import CatalogResource, GridSettings, LakeResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import CatalogResource, GridSettings, LakeResource
 
 GROUP = "reports"
 

@@ -9,11 +9,11 @@ held out and scores them against its labelled truth. Prints the figures, writes
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 

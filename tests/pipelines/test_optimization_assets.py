@@ -20,7 +20,7 @@ from contracts import OPT_TABLES, TABLES
 from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, scaled_case, solve_dcopf
 from pipelines.jobs import OPT_JOBS
 from pipelines.schedules import OPT_SCHEDULES
-from pipelines.resources import GridSettings, LakeResource
+from assets.resources import GridSettings, LakeResource
 
 TZ = "America/New_York"
 DAY = dt.date(2026, 3, 5)  # a Thursday

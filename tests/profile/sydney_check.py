@@ -12,8 +12,8 @@ from dagster import build_schedule_context, materialize
 from assets.optimization import gold_ev
 from contracts import day_bounds_utc, load_profile
 from models.grid.demand_response import customer_peak_kw
-from pipelines.partitions import TIMEZONE, daily, daily_open
-from pipelines.resources import GridSettings, LakeResource
+from assets.partitions import TIMEZONE, daily, daily_open
+from assets.resources import GridSettings, LakeResource
 from pipelines.schedules import daily_optimization
 
 tz = load_profile().timezone
