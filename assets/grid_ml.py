@@ -335,7 +335,7 @@ def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfi
         segment_holdout_metrics,
     )
 
-    lk, tz = lake.lake(), grid.timezone
+    lk = lake.lake()
     start, end, days = _window(lk, config, "grid_segment_model")
     readings = lk.read_days(_T["silver_meter_readings"], start, end, _METER_COLS)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
@@ -514,7 +514,7 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     from models.grid.segments import profile_features, segment_distribution
     from reporting.report import segment_figure
 
-    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    lk, day = lake.lake(), partition_day(context)
     model, version = _champion(mlflow.registry(), MODEL_SEGMENTS, "grid_segment_model")
     readings = lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS)
     if readings.filter(pl.col("date") == day).height == 0:

@@ -179,12 +179,12 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
     if not power > 0:
         raise ValueError(f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)")
     spec = BatterySpec(power, power * site.duration_h, site.efficiency, site.efficiency,
-                       soc_initial_frac=site.soc_initial_frac, degradation_cost_per_mwh=site.degradation_cost_per_mwh)  # fmt: skip
+                       soc_initial_frac=site.soc_initial_frac, degradation_cost_per_mwh=site.degradation_cost_per_mwh)
     try:
         res = optimize_battery(
             spec, price, start=stamps[0], period_minutes=15, load_kw=load, pv_kw=pv, carbon_kg_per_mwh=carbon,
             carbon_price_per_t=tariffs.carbon_price_per_t, demand_charge_per_kw=tariffs.demand_charge_per_kw_day, milp=config.milp,
-        )  # fmt: skip
+        )
     except InfeasibleError as exc:
         raise _failure(f"gold_battery_schedule {day}", exc) from exc
     s, bd = res.schedule, res.breakdown
@@ -249,7 +249,7 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
     w1 = lk.write_partition(sched_t, sched, day)
     w2 = lk.write_partition(sess_t, sess, day)
     png = plots.ev_profile_png({n: r.profile for n, r in results.items()}, limit_kw,
-                               f"EV site load {day} ({sessions.height} Caltech sessions of {src}; 5-min periods from local midnight)")  # fmt: skip
+                               f"EV site load {day} ({sessions.height} Caltech sessions of {src}; 5-min periods from local midnight)")
     yield MaterializeResult(asset_key="gold_ev_schedule", metadata={
         "dagster/row_count": w1.rows, "delta_version": w1.version,
         "sessions": sessions.height, "source_session_date": str(src),
