@@ -242,7 +242,7 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataF
 def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
     from models.grid.anomaly import AnomalyEnsemble
-    from models.grid.config import AnomalyConfig, FeatureConfig
+    from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
     from models.grid.evaluate import anomaly_holdout_metrics, label_readings, reading_interval
 
     lk, tz = lake.lake(), grid.timezone
@@ -262,7 +262,8 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
         f = feats[kind]
         lab = label_readings(f, events, ref_meters, kind, reading_interval(ref_meters))
         is_eval = f.select(local_date("time", tz) >= eval_from).to_series().to_numpy()
-        model = AnomalyEnsemble(kind, config=acfg, feature_config=FeatureConfig(timezone=tz))
+        model = AnomalyEnsemble(kind, config=acfg, feature_config=FeatureConfig(timezone=tz),
+                                thresholds=AlertThresholds(**grid.profile().alert_bands.anomaly.model_dump()))
         model.fit(f.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval])
         evaluate = partial(anomaly_holdout_metrics, features=f, labels=lab, is_eval=is_eval)
         metrics = evaluate(model)
@@ -288,6 +289,7 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
 )
 def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    from models.grid.config import AlertThresholds
     from models.grid.failure import FailureConfig, FailureModel, failure_holdout_metrics, failure_targets
 
     lk, tz = lake.lake(), grid.timezone
@@ -297,7 +299,8 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
     snaps = _failure_inputs(lk, start, end, tz, tx_model)
     events = _require(lk, "truth_events", "failure labels come from truth_events")
-    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed)
+    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed,
+                         thresholds=AlertThresholds(**grid.profile().alert_bands.failure_risk.model_dump()))
     targets = failure_targets(snaps, events, fcfg.horizon_h)
     is_eval = targets.select(local_date("as_of", tz) >= eval_from).to_series()
     model = FailureModel(fcfg).fit(targets.filter(~is_eval))

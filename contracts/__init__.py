@@ -47,6 +47,8 @@ from contracts.optimisation import (
 )
 from contracts.profile import (
     DEMO_PROFILE,
+    AlertBands,
+    Bands,
     DemandResponse,
     PeakWindow,
     ProfileError,
@@ -66,6 +68,8 @@ from contracts.stream import STREAM_DEAD_LETTERS, STREAM_TABLES
 from contracts.tables import UTC_TS, Column, Table
 
 __all__ = [
+    "AlertBands",
+    "Bands",
     "DEMO_PROFILE",
     "DemandResponse",
     "PeakWindow",

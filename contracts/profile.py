@@ -167,6 +167,27 @@ class DemandResponse(_Part):
         return v
 
 
+class Bands(_Part):
+    """Score bands: ``[monitoring, alert)`` watched, ``>= alert`` raises an alert, ``>= critical`` critical."""
+
+    monitoring: float = Field(ge=0, le=1)
+    alert: float = Field(ge=0, le=1)
+    critical: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> Bands:
+        if not self.monitoring <= self.alert <= self.critical:
+            raise ValueError(f"bands must satisfy monitoring <= alert <= critical, got {self.monitoring}, {self.alert}, {self.critical}")
+        return self
+
+
+class AlertBands(_Part):
+    """The utility's alert bands on the calibrated anomaly score and on P(transformer failure in 72 h)."""
+
+    anomaly: Bands
+    failure_risk: Bands
+
+
 class BatterySite(_Part):
     power_frac_of_peak: float = Field(gt=0, description="battery power = this x the day's peak gross load")
     duration_h: float = Field(gt=0)
@@ -187,6 +208,7 @@ class UtilityProfile(_Part):
     tariffs: Tariffs
     quality: Quality
     demand_response: DemandResponse
+    alert_bands: AlertBands
     battery: BatterySite
     ev: EVSite
 

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 from contracts import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
-from contracts import DEFAULT_TIMEZONE
 
 #: registered model names in the MLflow registry (training assets register them, batch scoring and the
 #: streaming bridge load their ``champion`` alias)
@@ -63,8 +62,8 @@ class AlertThresholds:
 class FeatureConfig:
     """How raw readings become features (see :mod:`models.grid.features`)."""
 
-    #: the utility's zone; assets pass the profile's (the default is the demo profile's)
-    timezone: str = DEFAULT_TIMEZONE
+    #: the utility's zone (the profile's: assets pass ``GridSettings.timezone``)
+    timezone: str
     #: nominal service voltage of the meters (V)
     meter_nominal_v: float = 230.0
     #: nominal secondary voltage reported by transformer SCADA (V)
