@@ -481,7 +481,7 @@ def summary(demo: Demo) -> dict[str, Any]:
     show(f"Customer segments as of {day}", seg)
     out["segments"] = seg.to_dicts()
     battery, ev = savings(demo)
-    show(f"Battery at the system meter on {day}: cost vs no battery ($, tariff of TariffConfig)", battery)
+    show(f"Battery at the system meter on {day}: cost vs no battery ($, the utility profile's tariff)", battery)
     show(f"EV charging on {day}: optimal vs baselines (Caltech sessions, same tariff)", ev)
     out["battery"], out["ev"] = battery.to_dicts(), ev.to_dicts()
     opf, uc = grid_costs(demo)
