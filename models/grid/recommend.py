@@ -26,7 +26,7 @@ DAYS_PER_MONTH = 30.44
 def recommend(segments: pl.DataFrame, ref_meters: pl.DataFrame | None, tariffs: Tariffs, dr: DemandResponse) -> pl.DataFrame:
     """Three rows per customer (time_shift, tariff, dr_enrolment) with ``recommended`` and savings.
 
-    ``tariffs``: the utility profile's (retail prices, the peak window); ``dr``: its demand-response
+    ``tariffs``: the utility profile's (retail prices, per segment where it has them; the peak window); ``dr``: its demand-response
     programme (shiftable shares and DR multipliers by segment name, events per month, incentive).
 
     ``segments``: :meth:`SegmentModel.predict` output. ``ref_meters`` supplies ``dr_opt_in`` (already
@@ -48,8 +48,12 @@ def recommend(segments: pl.DataFrame, ref_meters: pl.DataFrame | None, tariffs: 
                                          return_dtype=pl.Float64).alias("share"),
         pl.col("segment").replace_strict(dr.multiplier, default=None, return_dtype=pl.Float64).alias("mult"),
     )
-    retail, (h0, h1) = tariffs.retail, tariffs.peak_window.bounds
-    dp = retail.peak_per_kwh - retail.offpeak_per_kwh
+    h0, h1 = tariffs.peak_window.bounds
+    s = s.with_columns(  # each customer's retail rates: their segment's tariff, else the default one
+        pl.col("segment").replace_strict(tariffs.retail_rate(n), default=getattr(tariffs.retail, n), return_dtype=pl.Float64).alias(n)
+        for n in ("flat_per_kwh", "peak_per_kwh", "offpeak_per_kwh")
+    )
+    dp = pl.col("peak_per_kwh") - pl.col("offpeak_per_kwh")
     shift = s.select(
         "customer_id", "meter_id", "segment", pl.lit("time_shift").alias("kind"),
         (pl.col("share") * pl.col("e_peak") * dp).alias("est_monthly_savings"),
@@ -57,10 +61,10 @@ def recommend(segments: pl.DataFrame, ref_meters: pl.DataFrame | None, tariffs: 
     ).with_columns(
         pl.format(f"Move {{}} kWh/month from {h0}-{h1}h to off-peak hours", pl.col("basis_kwh").round(0)).alias("message")
     )
-    tou = pl.col("e_peak") * retail.peak_per_kwh + (pl.col("e_all") - pl.col("e_peak")) * retail.offpeak_per_kwh
+    tou = pl.col("e_peak") * pl.col("peak_per_kwh") + (pl.col("e_all") - pl.col("e_peak")) * pl.col("offpeak_per_kwh")
     tariff = s.select(
         "customer_id", "meter_id", "segment", pl.lit("tariff").alias("kind"),
-        (pl.col("e_all") * retail.flat_per_kwh - tou).alias("est_monthly_savings"),
+        (pl.col("e_all") * pl.col("flat_per_kwh") - tou).alias("est_monthly_savings"),
         pl.col("e_all").alias("basis_kwh"),
     ).with_columns(
         pl.when(pl.col("est_monthly_savings") > 0).then(pl.lit("Switch to the time-of-use tariff"))

@@ -47,6 +47,18 @@ def test_recommendation_formulas():
     assert low_peak["recommended"] and low_peak["message"].startswith("Switch")
 
 
+def test_a_segment_with_its_own_retail_tariff_is_priced_by_it():
+    ev_tariff = PROFILE.tariffs.retail.model_copy(update={"flat_per_kwh": 0.20, "peak_per_kwh": 0.40, "offpeak_per_kwh": 0.08})
+    tariffs = PROFILE.tariffs.model_copy(update={"retail_by_segment": {"ev_charging": ev_tariff}})
+    base = {(c, k): v for c, k, v in recommend(_segments(), None, PROFILE.tariffs, DR).select("customer_id", "kind", "est_monthly_savings").iter_rows()}
+    got = {(c, k): v for c, k, v in recommend(_segments(), None, tariffs, DR).select("customer_id", "kind", "est_monthly_savings").iter_rows()}
+    e_peak, e_all = 12.0 * DAYS_PER_MONTH, 30.0 * DAYS_PER_MONTH
+    assert got[("C1", "time_shift")] == pytest.approx(round(0.6 * e_peak * (0.40 - 0.08), 2))  # C1 is ev_charging
+    assert got[("C1", "tariff")] == pytest.approx(round(e_all * 0.20 - (e_peak * 0.40 + (e_all - e_peak) * 0.08), 2))
+    assert got[("C1", "time_shift")] != base[("C1", "time_shift")]
+    assert {k: v for k, v in got.items() if k[0] == "C2"} == {k: v for k, v in base.items() if k[0] == "C2"}  # default tariff
+
+
 def _forecast(values: list[float]) -> pl.DataFrame:
     t0 = datetime(2026, 7, 1, 18, tzinfo=timezone.utc)
     return pl.DataFrame({"time": [t0 + timedelta(hours=i) for i in range(len(values))], "forecast_kw": [float(v) for v in values]})
