@@ -6,7 +6,7 @@ Modules by domain: ``tables`` (Column/Table base types), ``days`` (time zone, lo
 (reason codes and texts), ``sources`` (raw landing sources and their bronze/silver/quarantine/manifest
 tables), ``reference`` (reference and simulator-truth tables), ``load`` (gold load), ``forecasts``, ``grid``
 (grid ML), ``optimisation``, ``alerts`` (the bridge's PostgreSQL delivery tables), ``stream`` (dead letters),
-``registry`` (``TABLES``: every Delta table by name).
+``registry`` (``TABLES``: every Delta table by name), ``profile`` (the utility profile: ``load_profile()``).
 """
 
 from contracts.alerts import ALERT_DELIVERIES, ALERTS, BRIDGE_PG_TABLES

@@ -103,14 +103,19 @@ class Tariffs(_Part):
     #: segment name -> the retail tariff of customers in that segment (others pay ``retail``)
     retail_by_segment: dict[str, RetailTariff] = Field(default_factory=dict)
     wholesale: WholesaleTariff
-    demand_charge_per_kw_day: float = Field(ge=0, description="on the day's highest import, a monthly charge / ~30 days")
+    demand_charge_per_kw_day: float = Field(
+        ge=0, description="on the day's highest import, a monthly charge / ~30 days"
+    )
 
     def retail_rate(self, name: str) -> dict[str, float]:
         """``{segment: rate}`` of one retail field (``flat_per_kwh`` | ``peak_per_kwh`` | ``offpeak_per_kwh``) for the
         segments with their own tariff; the others pay ``getattr(self.retail, name)``."""
         return {seg: getattr(t, name) for seg, t in self.retail_by_segment.items()}
+
     carbon_kg_per_mwh: list[float] = Field(description="grid carbon intensity: one flat value or 24 local-hour values")
-    carbon_price_per_t: float = Field(0.0, ge=0, description="$/t CO2 added to import prices in the objective (0 = report only)")
+    carbon_price_per_t: float = Field(
+        0.0, ge=0, description="$/t CO2 added to import prices in the objective (0 = report only)"
+    )
 
     @field_validator("carbon_kg_per_mwh")
     @classmethod
@@ -184,7 +189,9 @@ class Bands(_Part):
     @model_validator(mode="after")
     def _order(self) -> Bands:
         if not self.monitoring <= self.alert <= self.critical:
-            raise ValueError(f"bands must satisfy monitoring <= alert <= critical, got {self.monitoring}, {self.alert}, {self.critical}")
+            raise ValueError(
+                f"bands must satisfy monitoring <= alert <= critical, got {self.monitoring}, {self.alert}, {self.critical}"
+            )
         return self
 
 

@@ -57,8 +57,11 @@ def test_every_package_is_placed_in_a_layer():
 def test_packages_import_only_lower_layers():
     edges = _edges()
     assert edges, "no imports between packages found: the scan is broken"
-    bad = [f"{where}: {src} (layer {LAYER[src]}) imports {dst} (layer {LAYER[dst]})" for src, dst, where in edges
-           if LAYER[dst] >= LAYER[src]]
+    bad = [
+        f"{where}: {src} (layer {LAYER[src]}) imports {dst} (layer {LAYER[dst]})"
+        for src, dst, where in edges
+        if LAYER[dst] >= LAYER[src]
+    ]
     assert not bad, "\n".join(bad)
 
 

@@ -10,10 +10,10 @@ import polars as pl
 from dagster import build_schedule_context, materialize
 
 from assets.optimization import gold_ev
-from contracts import day_bounds_utc, load_profile
-from models.grid.demand_response import customer_peak_kw
 from assets.partitions import TIMEZONE, daily, daily_open
 from assets.resources import GridSettings, LakeResource
+from contracts import day_bounds_utc, load_profile
+from models.grid.demand_response import customer_peak_kw
 from pipelines.schedules import daily_optimization
 
 tz = load_profile().timezone
@@ -33,19 +33,26 @@ for day in (dt.date(2026, 4, 5), dt.date(2026, 10, 4), dt.date(2026, 7, 1)):  # 
     req = daily_optimization(build_schedule_context(scheduled_execution_time=tick))
     # a real materialisation of the EV asset for the partition: every session lies inside the local day
     with tempfile.TemporaryDirectory() as lake:
-        res = materialize([gold_ev], partition_key=day.isoformat(), resources={"lake": LakeResource(root=lake), "grid": GridSettings()})
-        from lake.delta import Lake
+        res = materialize(
+            [gold_ev],
+            partition_key=day.isoformat(),
+            resources={"lake": LakeResource(root=lake), "grid": GridSettings()},
+        )
         from contracts import TABLES
+        from lake.delta import Lake
 
         sess = Lake(lake).read(TABLES["gold_ev_sessions"], day)
     days[day.isoformat()] = {
-        "window_hours": (w.end.astimezone(dt.timezone.utc) - w.start.astimezone(dt.timezone.utc)).total_seconds() / 3600,
+        "window_hours": (w.end.astimezone(dt.timezone.utc) - w.start.astimezone(dt.timezone.utc)).total_seconds()
+        / 3600,
         "window_matches_bounds": w.start == b0 and w.end == b1,
         "open_window_matches": daily_open.time_window_for_partition_key(day.isoformat()).start == b0,
         "schedule_partition": req.partition_key,
         "ev_success": res.success,
         "ev_sessions": sess.height,
-        "ev_arrivals_inside_day": bool(sess.height and sess["arrival_time"].min() >= b0 and sess["arrival_time"].max() < b1),
+        "ev_arrivals_inside_day": bool(
+            sess.height and sess["arrival_time"].min() >= b0 and sess["arrival_time"].max() < b1
+        ),
     }
 out["days"] = days
 

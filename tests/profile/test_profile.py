@@ -50,8 +50,14 @@ def test_sydney_partitions_day_bounds_peaks_and_schedules_agree():
     """Under Australia/Sydney (DST ends 5 April, starts 4 October 2026), in a fresh interpreter as a deployment."""
     env = {**os.environ, "GRIDLAKE_TIMEZONE": "Australia/Sydney", "PYTHONPATH": str(ROOT)}
     env.pop("GRIDLAKE_PROFILE", None)
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("sydney_check.py"))], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("sydney_check.py"))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["profile"] == out["partitions"] == out["grid"] == "Australia/Sydney"
