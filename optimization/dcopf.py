@@ -8,7 +8,7 @@ match MATPOWER's reference optima to 1e-6 relative:
 * nodal balance in MW: ``sum(Pg at bus) - sum(flows out) + sum(flows in) = Pd + Gs`` (``Gs``: shunt
   conductance, consumed at 1 p.u. voltage in the DC model), whose dual is the LMP in $/MWh;
 * ``|P_f| <= rateA`` where ``rateA > 0`` (0 means unlimited, MATPOWER's convention);
-* reference bus angle fixed; polynomial (<= quadratic) costs as a QP, piecewise-linear costs (data
+* the angle of every reference (REF) bus fixed at its VA, as MATPOWER does; polynomial (<= quadratic) costs as a QP, piecewise-linear costs (data
   or an approximation of the quadratic with ``pwl_segments`` pieces) as an LP epigraph.
 
 Input: a pandapower net (any of ``pandapower.networks.case*``), a case name like ``"case118"`` or a
@@ -124,9 +124,12 @@ def build_dcopf(
     demand = bus[live_bus, PD] + bus[live_bus, GS]
     pmax, pmin = gen[gi, PMAX], gen[gi, PMIN]
     gbus = np.array([pos[int(v)] for v in gen[gi, GEN_BUS]])
+    # MATPOWER/PYPOWER/pandapower (opf_setup: Val(refs) = Vau(refs) = Va(refs)) fix the angle of
+    # EVERY reference bus at its VA, not just the first; without a REF bus the first generator's bus is one
     refs = np.flatnonzero(bus[live_bus, BUS_TYPE] == REF)
-    ref = int(refs[0]) if refs.size else int(gbus[0])
-    va_ref = np.deg2rad(bus[live_bus, VA][ref])
+    if not refs.size:
+        refs = np.array([int(gbus[0])]) if gbus.size else np.array([0])
+    va_ref = np.deg2rad(bus[live_bus, VA][refs])
     cap = float(pmax.sum())
     if demand.sum() > cap + 1e-9 and not allow_load_shedding:
         raise InfeasibleError(
@@ -146,7 +149,8 @@ def build_dcopf(
         m.L = pyo.RangeSet(0, li.size - 1)
         m.pg = pyo.Var(m.G, bounds=lambda m, g: (float(pmin[g]), float(pmax[g])), doc="generator output, MW")
         m.va = pyo.Var(m.B, doc="bus voltage angle, rad")
-        m.va[ref].fix(va_ref)
+        for r, a in zip(refs, va_ref):
+            m.va[int(r)].fix(float(a))
         m.flow = pyo.Var(m.L, doc="branch flow from->to, MW")
         m.flow_def = pyo.Constraint(
             m.L,

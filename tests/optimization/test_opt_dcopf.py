@@ -123,3 +123,31 @@ def test_an_infeasible_period_is_named_with_its_scale_and_groups() -> None:
     with pytest.raises(InfeasibleError) as direct:
         solve_dcopf(scaled_case(base, too_much))
     assert err.value.groups == direct.value.groups and err.value.hint == direct.value.hint
+
+
+def _pypower_dcopf(ppc: dict) -> float:
+    """The DC-OPF optimum of ``ppc`` from pandapower's PYPOWER port (``opf`` with PF_DC), an independent solver."""
+    from pandapower.pypower.opf import opf
+    from pandapower.pypower.ppoption import ppoption
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = opf(copy.deepcopy(ppc), ppoption(PF_DC=True, VERBOSE=0, OUT_ALL=0))
+    assert r["success"]
+    return float(r["f"])
+
+
+def test_every_reference_bus_angle_is_fixed_as_matpower_does() -> None:
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    net = pn.case9()
+    pp.runpp(net)
+    ppc = copy.deepcopy(load_case("case9"))
+    ppc["bus"][1, 1] = 3  # bus 2 becomes a second REF bus at its AC power-flow angle (9.67 deg)
+    ppc["bus"][1, 8] = float(net.res_bus.va_degree[1])
+    res = solve_dcopf(ppc)
+    assert res.objective == pytest.approx(_pypower_dcopf(ppc), rel=1e-6)
+    assert res.objective == pytest.approx(5317.7756, rel=1e-6)  # MATPOWER convention; the first REF only gave 5216.03
+    va = dict(zip(res.buses["bus"].to_list(), res.buses["va_deg"].to_list()))
+    assert va[0] == pytest.approx(0.0, abs=1e-9) and va[1] == pytest.approx(ppc["bus"][1, 8], abs=1e-9)
