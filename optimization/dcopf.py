@@ -11,8 +11,8 @@ match MATPOWER's reference optima to 1e-6 relative:
 * the angle of every reference (REF) bus fixed at its VA, as MATPOWER does; polynomial (<= quadratic) costs as a QP, piecewise-linear costs (data
   or an approximation of the quadratic with ``pwl_segments`` pieces) as an LP epigraph.
 
-Input: a pandapower net (any of ``pandapower.networks.case*``), a case name like ``"case118"`` or a
-PYPOWER/MATPOWER ppc dict.
+Input: a pandapower net (any of ``pandapower.networks``), a network name like ``"case118"`` or
+``"GBnetwork"``, a MATPOWER ``.m`` case file, or a PYPOWER/MATPOWER ppc dict.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ import pyomo.environ as pyo
 from optimization._inputs import as_series
 from optimization.core import INF, CompiledModel, paused_gc
 from optimization.errors import InfeasibleError, InputError
+from optimization.matpower import read_matpower_case
 
 # MATPOWER column indices (0-based), as in pypower.idx_*
 BUS_I, BUS_TYPE, PD, GS, VA = 0, 1, 2, 4, 8
@@ -45,7 +47,10 @@ CUT_REL_GAP = 1e-9
 #: relative to the case's total demand (absolute floor 1e-6 MW)
 CHECK_REL_TOL = 1e-8
 
-#: MATPOWER reference DC-OPF optima ($/h) where PYPOWER rundcopf and pandapower rundcopp agree
+#: reference DC-OPF optima ($/h) of pandapower's bundled networks. case9-case118: MATPOWER's
+#: published optima, where PYPOWER's rundcopf and pandapower's rundcopp agree. case300: NOT
+#: MATPOWER's figure but pandapower's rundcopp on pandapower's *converted* net (its conversion
+#: differs slightly); MATPOWER's own case300.m gives MATPOWER_CASE300_M_OBJECTIVE (2.9e-8 apart).
 REFERENCE_OBJECTIVES = {
     "case9": 5216.026608,
     "case14": 7642.593735,
@@ -53,6 +58,16 @@ REFERENCE_OBJECTIVES = {
     "case118": 125947.872679,
     "case300": 706292.303841,
 }
+#: where each REFERENCE_OBJECTIVES figure comes from
+REFERENCE_SOURCES = {
+    "case9": "MATPOWER case9.m (= pandapower rundcopp)",
+    "case14": "MATPOWER case14.m (= pandapower rundcopp)",
+    "case57": "MATPOWER case57.m (= pandapower rundcopp)",
+    "case118": "MATPOWER case118.m (= pandapower rundcopp)",
+    "case300": "pandapower rundcopp on pandapower's converted case300 (MATPOWER case300.m: 706292.324247)",
+}
+#: MATPOWER's DC-OPF optimum of its own case300.m ($/h)
+MATPOWER_CASE300_M_OBJECTIVE = 706292.324247
 
 
 @dataclass
@@ -73,7 +88,12 @@ class OPFResult:
 
 
 def load_case(case: Any) -> dict[str, Any]:
-    """A PYPOWER ppc dict from a pandapower net, a bundled case name, or a ppc dict (returned as is)."""
+    """A PYPOWER ppc dict from a pandapower net, a bundled network name, a MATPOWER ``.m`` file
+    (path or ``str`` ending in ``.m``, see :mod:`optimization.matpower`) or a ppc dict (returned as is)."""
+    if isinstance(case, Path) or (isinstance(case, str) and case.endswith(".m")):
+        case = read_matpower_case(case)
+        if "gencost" not in case:
+            raise InputError(f"MATPOWER case {case['name']!r} has no mpc.gencost: an OPF needs generator costs")
     if isinstance(case, dict) and "baseMVA" in case:
         for key in ("baseMVA", "bus", "gen", "branch", "gencost"):
             if key not in case:
