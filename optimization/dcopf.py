@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import polars as pl
@@ -85,6 +85,10 @@ class OPFResult:
     max_violation_mw: float = 0.0
     #: paths tried before it, each with why it was rejected
     failed_paths: list[str] = field(default_factory=list)
+    #: t CO2 per hour of the dispatch (NaN when emission factors were not given)
+    emissions_t_per_h: float = float("nan")
+    #: renewable output / total output
+    renewable_share: float = 0.0
 
 
 def load_case(case: Any) -> dict[str, Any]:
@@ -170,8 +174,16 @@ def build_dcopf(
     line_limits: bool = True,
     allow_load_shedding: bool = False,
     voll_per_mwh: float = 10_000.0,
+    renewable_forecast_mw: Mapping[int, float] | None = None,
+    gen_co2_t_per_mwh: Any = None,
 ) -> tuple[pyo.ConcreteModel, dict[str, Any]]:
-    """The pyomo DC-OPF model and the arrays needed to report on it."""
+    """The pyomo DC-OPF model and the arrays needed to report on it.
+
+    ``renewable_forecast_mw`` maps ppc generator rows that are renewable to their forecast (MW): such
+    a generator may produce anything from 0 (curtailment) to ``min(Pmax, forecast)``.
+    ``gen_co2_t_per_mwh`` is one emission factor (t CO2/MWh) per ppc generator row, or one for all;
+    without it emissions are reported as unknown (NaN).
+    """
     if cost_model not in COST_MODELS:
         raise InputError(f"cost_model must be one of {COST_MODELS}, got {cost_model!r}")
     base = float(ppc["baseMVA"])
@@ -199,6 +211,7 @@ def build_dcopf(
     t = np.array([pos[int(v)] for v in branch[li, T_BUS]])
     demand = bus[live_bus, PD] + bus[live_bus, GS]
     pmax, pmin = gen[gi, PMAX], gen[gi, PMIN]
+    renewable, co2 = _renewables_and_co2(gen.shape[0], gi, pmin, pmax, renewable_forecast_mw, gen_co2_t_per_mwh)
     gbus = np.array([pos[int(v)] for v in gen[gi, GEN_BUS]])
     # MATPOWER/PYPOWER/pandapower (opf_setup: Val(refs) = Vau(refs) = Va(refs)) fix the angle of
     # EVERY reference bus at its VA, not just the first; without a REF bus the first generator's bus is one
@@ -295,7 +308,7 @@ def build_dcopf(
             terms.append(sum(voll_per_mwh * (1.0 + 1e-6 * i) * m.shed[i] for i in m.B))
         m.objective = pyo.Objective(expr=sum(terms), sense=pyo.minimize)
     data = dict(b=b, shift=shift, bus_ids=bus_ids, gi=gi, li=li, f=f, t=t, rate=rate, gbus=gbus, demand=demand, pmin=pmin, pmax=pmax, base=base,
-                poly=poly, line_limits=line_limits, cost_model=cost_model)  # fmt: skip
+                poly=poly, line_limits=line_limits, cost_model=cost_model, renewable=renewable, co2=co2)  # fmt: skip
     return m, data
 
 
@@ -406,7 +419,8 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     else:
         raise RuntimeError("DC-OPF: no solver path returned a solution that meets the constraints: " + "; ".join(failures))
     lmp = sol.duals(m.power_balance)
-    gens = pl.DataFrame({"gen": d["gi"], "bus": d["bus_ids"][d["gbus"]], "p_mw": pg, "pmin_mw": d["pmin"], "pmax_mw": d["pmax"]})
+    gens = pl.DataFrame({"gen": d["gi"], "bus": d["bus_ids"][d["gbus"]], "p_mw": pg, "pmin_mw": d["pmin"], "pmax_mw": d["pmax"],
+                         "renewable": d["renewable"], "co2_t_per_h": pg * d["co2"]})  # fmt: skip
     rate = d["rate"]
     branches = pl.DataFrame(
         {
@@ -420,7 +434,9 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     )
     buses = pl.DataFrame({"bus": d["bus_ids"], "va_deg": np.rad2deg(va), "demand_mw": d["demand"], "lmp": lmp})
     unserved = float(shed.sum()) if shed is not None else 0.0
-    return OPFResult(sol.objective, gens, branches, buses, build, solve_s, unserved, method=label, max_violation_mw=viol[worst], failed_paths=failures)
+    total = float(pg.sum())
+    return OPFResult(sol.objective, gens, branches, buses, build, solve_s, unserved, method=label, max_violation_mw=viol[worst], failed_paths=failures,
+                     emissions_t_per_h=float((pg * d["co2"]).sum()), renewable_share=float(pg[d["renewable"]].sum() / total) if total > 0 else 0.0)  # fmt: skip
 
 
 
@@ -449,15 +465,19 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
     ``load_scale``: ``system`` (total demand ``p_mw`` and ``cost_per_h``), ``bus`` (``demand_mw``,
     ``lmp``), ``generator`` (``p_mw``, bus as ``from_bus``, ``limit_mw`` = pmax) and ``branch``
     (``p_mw``, ``from_bus``/``to_bus``, ``limit_mw`` = rate A, ``loading_pct``). ``kwargs`` go to
-    :func:`build_dcopf`. An infeasible period raises :class:`InfeasibleError` naming the period
-    and its scale, with the groups and hint of the underlying error.
+    :func:`build_dcopf`; ``renewable_forecast_mw`` may map a generator to one value per period.
+    System rows also carry ``co2_t_per_h`` and ``renewable_share``, generator rows ``co2_t_per_h``.
+    An infeasible period raises :class:`InfeasibleError` naming the period and its scale, with the
+    groups and hint of the underlying error.
     """
     base = load_case(case)
-    scales = as_series(load_scale, "load_scale", period_start.len())
+    n = period_start.len()
+    scales = as_series(load_scale, "load_scale", n)
+    forecasts = {g: as_series(v, f"renewable_forecast_mw[{g}]", n, min_value=0.0) for g, v in (kwargs.pop("renewable_forecast_mw", None) or {}).items()}
     frames, costs, solve_s, peak = [], [], 0.0, None
     for k, (ts, f) in enumerate(zip(period_start.to_list(), scales)):
         try:
-            r = solve_dcopf(scaled_case(base, float(f)), **kwargs)
+            r = solve_dcopf(scaled_case(base, float(f)), renewable_forecast_mw={g: v[k] for g, v in forecasts.items()}, **kwargs)
         except InfeasibleError as exc:
             err = InfeasibleError(f"period {ts} (load scale {f:.3f}): {exc}", exc.groups)
             err.hint = exc.hint
@@ -466,10 +486,11 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
         costs.append(r.objective)
         common = [pl.lit(ts).cast(pl.Datetime("us", "UTC")).alias("period_start"), pl.lit(float(f)).alias("load_scale")]
         frames += [
-            pl.DataFrame({"kind": ["system"], "element": [0], "p_mw": [float(r.buses["demand_mw"].sum())], "cost_per_h": [r.objective]}).with_columns(common),
+            pl.DataFrame({"kind": ["system"], "element": [0], "p_mw": [float(r.buses["demand_mw"].sum())], "cost_per_h": [r.objective],
+                          "co2_t_per_h": [r.emissions_t_per_h], "renewable_share": [r.renewable_share]}).with_columns(common),
             r.buses.select(pl.lit("bus").alias("kind"), pl.col("bus").alias("element"), "demand_mw", "lmp").with_columns(common),
             r.generators.select(pl.lit("generator").alias("kind"), pl.col("gen").alias("element"), pl.col("bus").alias("from_bus"),
-                                "p_mw", pl.col("pmax_mw").alias("limit_mw")).with_columns(common),
+                                "p_mw", pl.col("pmax_mw").alias("limit_mw"), "co2_t_per_h").with_columns(common),
             r.branches.select(pl.lit("branch").alias("kind"), pl.col("branch").alias("element"), "from_bus", "to_bus", "p_mw",
                               pl.col("rate_a_mw").alias("limit_mw"), "loading_pct").with_columns(common),
         ]  # fmt: skip
@@ -477,6 +498,32 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
             peak = r
     table = pl.concat([f.with_columns(pl.col(pl.Int32, pl.Int64).cast(pl.Int64)) for f in frames], how="diagonal_relaxed")
     return OPFSeries(table, costs, solve_s, peak)
+
+def _renewables_and_co2(
+    n_gen: int, gi: np.ndarray, pmin: np.ndarray, pmax: np.ndarray, forecast: Mapping[int, float] | None, co2: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cap renewable generators at their forecast (``pmin``/``pmax`` changed in place); per in-service generator
+    a renewable flag and an emission factor (NaN = unknown)."""
+    renewable = np.zeros(gi.size, dtype=bool)
+    at = {int(g): j for j, g in enumerate(gi)}
+    for k, v in (forecast or {}).items():
+        if not 0 <= int(k) < n_gen:
+            raise InputError(f"renewable_forecast_mw: generator {k} does not exist (the case has {n_gen})")
+        v = float(v)
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"renewable_forecast_mw: generator {k}: forecast {v!r} must be a finite number >= 0")
+        j = at.get(int(k))
+        if j is not None:
+            renewable[j] = True
+            pmax[j] = min(pmax[j], v)
+            pmin[j] = 0.0
+    if co2 is None:
+        factors = np.full(gi.size, np.nan)
+    else:
+        full = as_series(co2, "gen_co2_t_per_mwh", n_gen, min_value=0.0)
+        factors = full[gi]
+    return renewable, np.where(renewable, 0.0, factors)
+
 
 def _convex_poly(cost_rows: np.ndarray, gi: np.ndarray) -> np.ndarray:
     """(G, 3) array of (c0, c1, c2) per generator; polynomial rows only, convex only."""
