@@ -89,6 +89,8 @@ class OPFResult:
     emissions_t_per_h: float = float("nan")
     #: renewable output / total output
     renewable_share: float = 0.0
+    #: the arrays of :func:`build_dcopf` the result was built from (branch positions, susceptances, ...)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def load_case(case: Any) -> dict[str, Any]:
@@ -176,6 +178,8 @@ def build_dcopf(
     voll_per_mwh: float = 10_000.0,
     renewable_forecast_mw: Mapping[int, float] | None = None,
     gen_co2_t_per_mwh: Any = None,
+    security: Mapping[int, np.ndarray] | None = None,
+    security_rating_factor: float = 1.0,
 ) -> tuple[pyo.ConcreteModel, dict[str, Any]]:
     """The pyomo DC-OPF model and the arrays needed to report on it.
 
@@ -183,6 +187,9 @@ def build_dcopf(
     a generator may produce anything from 0 (curtailment) to ``min(Pmax, forecast)``.
     ``gen_co2_t_per_mwh`` is one emission factor (t CO2/MWh) per ppc generator row, or one for all;
     without it emissions are reported as unknown (NaN).
+    ``security`` maps an outaged branch (position among the live branches) to its LODF column: the
+    post-outage flow of every rated branch must then stay within ``security_rating_factor`` x rate A
+    (see :mod:`optimization.contingency`).
     """
     if cost_model not in COST_MODELS:
         raise InputError(f"cost_model must be one of {COST_MODELS}, got {cost_model!r}")
@@ -251,6 +258,15 @@ def build_dcopf(
             m.line_limit = pyo.Constraint(
                 lim, rule=lambda m, k: pyo.inequality(-float(rate[k]), m.flow[k], float(rate[k])), doc="branch thermal limit (rateA)"
             )
+        sec = [(k, l_, float(col[l_])) for k, col in (security or {}).items() for l_ in range(li.size)
+               if l_ != k and rate[l_] > 0 and np.isfinite(col[l_]) and abs(col[l_]) > 1e-9]  # fmt: skip
+        if sec:
+            rf = float(security_rating_factor)
+            m.security = pyo.Constraint(
+                range(len(sec)),
+                rule=lambda m, j: pyo.inequality(-rf * float(rate[sec[j][1]]), m.flow[sec[j][1]] + sec[j][2] * m.flow[sec[j][0]], rf * float(rate[sec[j][1]])),
+                doc="post-contingency branch limit (N-1)",
+            )
         out_of = [[] for _ in range(nb)]
         into = [[] for _ in range(nb)]
         gens_at = [[] for _ in range(nb)]
@@ -308,7 +324,8 @@ def build_dcopf(
             terms.append(sum(voll_per_mwh * (1.0 + 1e-6 * i) * m.shed[i] for i in m.B))
         m.objective = pyo.Objective(expr=sum(terms), sense=pyo.minimize)
     data = dict(b=b, shift=shift, bus_ids=bus_ids, gi=gi, li=li, f=f, t=t, rate=rate, gbus=gbus, demand=demand, pmin=pmin, pmax=pmax, base=base,
-                poly=poly, line_limits=line_limits, cost_model=cost_model, renewable=renewable, co2=co2)  # fmt: skip
+                poly=poly, line_limits=line_limits, cost_model=cost_model, renewable=renewable, co2=co2,
+                security=[(k, l_, a) for k, l_, a in sec], security_rating_factor=float(security_rating_factor))  # fmt: skip
     return m, data
 
 
@@ -334,6 +351,11 @@ def check_dcopf_solution(d: dict[str, Any], pg: np.ndarray, va: np.ndarray, flow
     if d["line_limits"]:
         lim = d["rate"] > 0
         out["line_limit"] = float(max(0.0, (np.abs(flow[lim]) - d["rate"][lim]).max(initial=0.0)))
+    if d.get("security"):
+        k, l_, a = (np.array(v) for v in zip(*d["security"]))
+        k, l_ = k.astype(int), l_.astype(int)
+        post = np.abs(flow[l_] + a * flow[k]) - d["security_rating_factor"] * d["rate"][l_]
+        out["security"] = float(max(0.0, post.max(initial=0.0)))
     return out
 
 
@@ -436,7 +458,8 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     unserved = float(shed.sum()) if shed is not None else 0.0
     total = float(pg.sum())
     return OPFResult(sol.objective, gens, branches, buses, build, solve_s, unserved, method=label, max_violation_mw=viol[worst], failed_paths=failures,
-                     emissions_t_per_h=float((pg * d["co2"]).sum()), renewable_share=float(pg[d["renewable"]].sum() / total) if total > 0 else 0.0)  # fmt: skip
+                     emissions_t_per_h=float((pg * d["co2"]).sum()), renewable_share=float(pg[d["renewable"]].sum() / total) if total > 0 else 0.0,
+                     data=d)  # fmt: skip
 
 
 
