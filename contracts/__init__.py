@@ -40,10 +40,13 @@ from contracts.optimisation import (
     GOLD_BATTERY_SCHEDULE,
     GOLD_EV_SCHEDULE,
     GOLD_EV_SESSIONS,
+    GOLD_N1_SCREENING,
     GOLD_OPF_DISPATCH,
     GOLD_UC_SCHEDULE,
+    N1_KINDS,
     OPF_KINDS,
     OPT_TABLES,
+    SECURITY_TABLES,
 )
 from contracts.reasons import REASON_CODES, REASON_TEXT, STREAM_REASON_CODES, STREAM_REASON_TEXT
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
@@ -72,6 +75,7 @@ __all__ = [
     "GOLD_EV_SCHEDULE",
     "GOLD_EV_SESSIONS",
     "GOLD_LOAD_FORECAST",
+    "GOLD_N1_SCREENING",
     "GOLD_OPF_DISPATCH",
     "GOLD_PEAK_DEMAND",
     "GOLD_RECOMMENDATIONS",
@@ -80,6 +84,7 @@ __all__ = [
     "GOLD_UC_SCHEDULE",
     "GRID_TABLES",
     "LOAD_TABLES",
+    "N1_KINDS",
     "OPF_KINDS",
     "OPT_TABLES",
     "QUALITY_FLAGS",
@@ -89,6 +94,7 @@ __all__ = [
     "RECOMMENDATION_KINDS",
     "REFERENCE_TABLES",
     "RULES",
+    "SECURITY_TABLES",
     "SEVERITIES",
     "SOURCES",
     "SOURCE_TABLES",

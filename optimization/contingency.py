@@ -174,3 +174,17 @@ def _screen(d: dict[str, Any], flow: np.ndarray, lodf: np.ndarray, rating_factor
         .sort(["worst_loading_pct", "contingency_branch"], descending=[True, False])
     )
     return overloads, per, [int(x) for x in li[islanding_cols]]
+
+
+def screening_table(res: N1Result) -> pl.DataFrame:
+    """One long frame of a screening: ``overload`` rows (outage x overloaded branch) and ``redispatch`` rows
+    (``monitored_branch`` -1, the worst pre-re-dispatch loading, costs, overloads left, status)."""
+    over = res.overloads.select(
+        pl.lit("overload").alias("kind"), "contingency_branch", "monitored_branch", "from_bus", "to_bus",
+        "pre_flow_mw", "post_flow_mw", "rate_mw", "loading_pct",
+    )  # fmt: skip
+    red = res.redispatch.select(
+        pl.lit("redispatch").alias("kind"), "contingency_branch", pl.lit(-1, dtype=pl.Int64).alias("monitored_branch"),
+        pl.col("worst_loading_pct_before").alias("loading_pct"), "overloads_after", "base_cost_per_h", "secured_cost_per_h", "status",
+    )  # fmt: skip
+    return pl.concat([over, red], how="diagonal_relaxed")
