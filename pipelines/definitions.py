@@ -9,6 +9,7 @@ from dagster import Definitions
 
 from assets import alerting as alerting_assets
 from assets import catalog as catalog_assets
+from assets import contingency as contingency_assets
 from assets import forecasting as forecast_assets
 from assets import gold as gold_assets
 from assets import grid_ml as grid_ml_assets
@@ -33,6 +34,7 @@ ALL_ASSETS = [
     *forecast_assets.FORECAST_ASSETS,
     *grid_ml_assets.GRID_ML_ASSETS,
     *opt_assets.OPT_ASSETS,
+    *contingency_assets.N1_ASSETS,
     *alerting_assets.ALERTING_ASSETS,
     *report_assets.REPORT_ASSETS,
 ]
