@@ -59,6 +59,7 @@ from models.forecast import (  # noqa: E402
     rolling_origin,
     score_backtest,
 )
+from models.forecast.statsforecast_models import PEERS, StatsForecaster  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "forecast.json"
 LONDON = "Europe/London"
@@ -90,7 +91,11 @@ def run_taylor(skip: set[str]) -> dict:
         "mstl": (lambda: MSTLForecaster(windows=(11, 101), iterate=3), allo, 1),
         "dshw": (lambda: DoubleSeasonalHoltWinters(fit_horizon=pd.Timedelta(hours=12)), allo, 1),
         "xgboost": (lambda: XGBoostForecaster(DAY, n_estimators=200, max_depth=3, **GB), allo, 14),
+        # statsforecast's MSTL/AutoETS on the log scale (gridlake's convention for load: errors are
+        # multiplicative); inner origins 1.003 % vs 1.012 % for the same model on the raw scale
+        "mstl_ets": (lambda: StatsForecaster("sf_mstl_ets", log=True, name="mstl_ets"), allo, 1),
     }
+    peers = {k: (lambda k=k: StatsForecaster(k), allo, 1) for k in PEERS}
     if "gru" not in skip:
         from models.forecast import GRUForecaster
 
@@ -100,7 +105,7 @@ def run_taylor(skip: set[str]) -> dict:
 
         specs["prophet"] = (lambda: ProphetForecaster(uncertainty_samples=200, **GB), test, 1)
     frames, seconds = [], {}
-    for name, (make, origins, every) in specs.items():
+    for name, (make, origins, every) in (specs | peers).items():
         if name in skip:
             continue
         t0 = time.perf_counter()
@@ -109,7 +114,7 @@ def run_taylor(skip: set[str]) -> dict:
         m = score_backtest(frames[-1].filter(pl.col("origin").is_in(test))).row(0, named=True)
         print(f"  {name:<28} MAPE {m['mape']:.3f} %   ({seconds[name]} s)", flush=True)
     bt = pl.concat(frames)
-    members = [m for m in ("dshw", "mstl", "seasonal_naive_weekly_adj", "xgboost", "gru") if m in seconds]
+    members = [m for m in ("dshw", "mstl", "seasonal_naive_weekly_adj", "xgboost", "gru", "mstl_ets") if m in seconds]
     ens, weights = rolling_ensemble(bt, members, min_origins=7, eval_origins=test)
     bt_test = pl.concat([bt.filter(pl.col("origin").is_in(test)), ens])
     table = comparison_table(score_backtest(bt_test), "mape")
@@ -120,6 +125,7 @@ def run_taylor(skip: set[str]) -> dict:
         .agg((pl.col("ape").mean() * 100).alias("mean_mape"))
     )
     mape = {r["model"]: round(r["mean_mape"], 4) for r in per_origin.iter_rows(named=True)}
+    peer_mape = {k: mape.pop(k) for k in PEERS if k in mape}
     split = error_split(bt_test)
     n0 = 8 * 7 * 48  # first test origin (index of local midnight, 31 Jul)
     floor = level_floor(df["mean_kw"].to_numpy(), [n0 + 48 * i for i in range(28)])
@@ -128,11 +134,38 @@ def run_taylor(skip: set[str]) -> dict:
         "taylor_level_floor": floor,
         "_split": split,
         "taylor_mape": dict(sorted(mape.items(), key=lambda kv: kv[1])),
+        "taylor_peer_mape": dict(sorted(peer_mape.items(), key=lambda kv: kv[1])),
+        "taylor_best_vs_peer": paired_gap(bt_test, mape, peer_mape) if peer_mape else None,
         "taylor_table": table.to_dicts(),
         "taylor_ensemble_weights_last_origin": weights[str(test[-1])],
         "taylor_ensemble_weights_first_origin": weights[str(test[0])],
         "taylor_seconds": seconds,
         "_table": table,
+    }
+
+
+def paired_gap(bt: pl.DataFrame, mape: dict, peer_mape: dict, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """Best gridlake model minus best peer: MAPE gap with a paired bootstrap over the origins.
+
+    Both forecast the same 28 days, so the per-origin MAPE differences are paired; resampling
+    origins (seeded) gives a 95 % interval for the mean gap. The gap is not noise if the interval
+    lies below zero.
+    """
+    best, peer = min(mape, key=mape.get), min(peer_mape, key=peer_mape.get)
+    per = (
+        bt.filter(pl.col("model").is_in([best, peer]))
+        .group_by("model", "origin")
+        .agg((100 * ((pl.col("p50") - pl.col("actual")).abs() / pl.col("actual")).mean()).alias("m"))
+        .pivot(on="model", index="origin", values="m")
+        .sort("origin")
+    )
+    d = (per[best] - per[peer]).to_numpy()
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return {
+        "model": best, "peer": peer, "gap_pct_points": round(float(d.mean()), 4),
+        "ci95": [round(float(lo), 4), round(float(hi), 4)], "origins_better": int((d < 0).sum()), "n_origins": len(d),
     }
 
 
@@ -250,9 +283,16 @@ def main(argv: list[str] | None = None) -> dict:
         with pl.Config(tbl_rows=20, tbl_cols=12, float_precision=3, tbl_width_chars=140):
             print(table.select("rank", "model", "mape", "rmse", "mae", "r2", "pinball", "coverage_80"))
         best = min((v, k) for k, v in res["taylor_mape"].items())
-        print(f"best: {best[1]} {best[0]:.3f} %  (target <= 0.85 %; weekly naive {res['taylor_mape'].get('seasonal_naive_weekly')}"
+        print(f"best gridlake: {best[1]} {best[0]:.3f} %  (target <= 0.90 % and below every peer; weekly naive {res['taylor_mape'].get('seasonal_naive_weekly')}"
               f" %, MSTL {res['taylor_mape'].get('mstl')} %)")
-        out["taylor_best"] = {"model": best[1], "mape": best[0], "target": 0.85, "met": best[0] <= 0.85}
+        peer_best = min(res["taylor_peer_mape"].values(), default=float("inf"))
+        out["taylor_best"] = {"model": best[1], "mape": best[0], "target": 0.90, "best_peer_mape": peer_best,
+                              "met": best[0] <= 0.90 and best[0] < peer_best}
+        print(f"statsforecast peers (same origins): {res['taylor_peer_mape']}")
+        g = res["taylor_best_vs_peer"]
+        if g:
+            print(f"{g['model']} - {g['peer']}: {g['gap_pct_points']:+.3f} points (paired bootstrap over origins, 95 % CI"
+                  f" {g['ci95'][0]:+.3f} .. {g['ci95'][1]:+.3f}); better on {g['origins_better']} of {g['n_origins']} origins")
         print("\nWhere the error is: day-level miss (mean |day-mean log error|, %) vs MAPE with the true day level")
         with pl.Config(tbl_rows=20, float_precision=3):
             print(split)
