@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from models.forecast.data import to_pandas
+from models.forecast.tables import persist_diurnal
 
 
 def _utc(s: Any) -> pd.Series:
@@ -61,17 +62,11 @@ def weather_for_origin(
     valid_times = pd.DatetimeIndex(valid_times).tz_convert("UTC")
     got = asof_issue(forecasts, pd.DataFrame({"origin": origin, "valid_at": valid_times}), [column])
     vals = pd.Series(got[column].to_numpy(float), index=valid_times)
-    counts = {"from_forecast": int(vals.notna().sum()), "persisted": 0}
+    counts = {"from_forecast": int(vals.notna().sum())}
     obs = to_pandas(observed)
     t = pd.DatetimeIndex(pd.to_datetime(obs["observation_time"], utc=True))
     s = pd.Series(obs[column].to_numpy(float), index=t)
     s = s[s.index < origin].dropna()  # never an observation from the origin on
-    for k in (1, 2, 3):
-        if not vals.isna().any():
-            break
-        prev = pd.Series(s.reindex(valid_times - k * pd.Timedelta(days=1)).to_numpy(), index=valid_times)
-        fill = vals.isna() & prev.notna()
-        counts["persisted"] += int(fill.sum())
-        vals = vals.where(~fill, prev)
+    vals, counts["persisted"] = persist_diurnal(vals, s)
     counts["missing"] = int(vals.isna().sum())
     return pd.DataFrame({"period_start": valid_times, column: vals.to_numpy(), "issued_at": got["issued_at"].to_numpy()}), counts
