@@ -96,7 +96,7 @@ def issue_forecasts(
 
     w = weather.sort_values("observation_time").reset_index(drop=True)
     t = pd.DatetimeIndex(pd.to_datetime(w["observation_time"], utc=True))
-    if len(t) < 2 or (np.diff(t.asi8) != 3_600_000_000_000).any():
+    if len(t) < 2 or (t[1:] - t[:-1] != pd.Timedelta(hours=1)).any():
         raise ValueError("weather for NWP issues must be on a complete hourly grid")
     loc = pvlib.location.Location(latitude, longitude, altitude=altitude)
     mid = t + pd.Timedelta(minutes=30)
