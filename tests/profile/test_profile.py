@@ -68,6 +68,11 @@ def test_sydney_partitions_day_bounds_peaks_and_schedules_agree():
         assert v["window_matches_bounds"] and v["open_window_matches"], day
         assert v["schedule_partition"] == day
         assert v["ev_success"] and v["ev_sessions"] > 0 and v["ev_arrivals_inside_day"], day
+    # the graph on the 25-hour day: every silver reading inside the local day, 25 hours per meter in gold
+    g = out["graph"]
+    assert g["success"] and g["silver_rows"] > 0 and g["silver_inside_day"]
+    assert g["hours_per_meter"] == [25] and g["daily_meter_rows"] == 12
+    assert max(g["readings_per_meter"]) * g["interval_minutes"] == 25 * 60  # a full meter has 25 h of readings
     # 25 local hours of 15-minute readings; the peak window 16..20 local -> mean demand 18
     assert out["readings_in_day"] == 100
     assert out["peak_kw"] == pytest.approx(18.0)
