@@ -285,7 +285,7 @@ def bundled_networks() -> list[str]:
     names = []
     for name in sorted(dir(pn)):
         fn = getattr(pn, name)
-        if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__.split(".")[1] != "networks":
+        if name.startswith("_") or not inspect.isfunction(fn) or not fn.__module__.startswith("pandapower.networks"):
             continue
         try:
             params = inspect.signature(fn).parameters.values()
