@@ -50,6 +50,7 @@ def test_bundled_network_matches_pandapower_rundcopp(name: str) -> None:
     assert ours.max_violation_mw <= 1e-8 * max(1.0, ours.buses["demand_mw"].abs().sum(), ours.branches["p_mw"].abs().max(), ours.generators["p_mw"].abs().max())
 
 
+@pytest.mark.slow  # ~15 s alone, a minute on the loaded CI box: 22 rounds of tangent cuts on a 2,224-bus LP
 def test_badly_scaled_gb_network_falls_back_and_matches_pandapower() -> None:
     """GBnetwork: reactances 1e-5..2 p.u.; HiGHS's QP method returns 'Solve error' (26 MW balance errors)."""
     import pandapower.networks as pn
