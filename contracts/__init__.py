@@ -6,7 +6,7 @@ Modules by domain: ``tables`` (Column/Table base types), ``days`` (time zone, lo
 (reason codes and texts), ``sources`` (raw landing sources and their bronze/silver/quarantine/manifest
 tables), ``reference`` (reference and simulator-truth tables), ``load`` (gold load), ``forecasts``, ``grid``
 (grid ML), ``optimisation``, ``alerts`` (the bridge's PostgreSQL delivery tables), ``stream`` (dead letters),
-``registry`` (``TABLES``: every Delta table by name).
+``registry`` (``TABLES``: every Delta table by name), ``profile`` (the utility profile: ``load_profile()``).
 """
 
 from contracts.alerts import ALERT_DELIVERIES, ALERTS, BRIDGE_PG_TABLES
@@ -48,6 +48,21 @@ from contracts.optimisation import (
     OPT_TABLES,
     SECURITY_TABLES,
 )
+from contracts.profile import (
+    DEMO_PROFILE,
+    AlertBands,
+    Bands,
+    DemandResponse,
+    PeakWindow,
+    ProfileError,
+    Quality,
+    RetailTariff,
+    Tariffs,
+    UtilityProfile,
+    WholesaleTariff,
+    load_profile,
+    read_profile,
+)
 from contracts.reasons import REASON_CODES, REASON_TEXT, STREAM_REASON_CODES, STREAM_REASON_TEXT
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
 from contracts.registry import TABLES, table
@@ -56,6 +71,19 @@ from contracts.stream import STREAM_DEAD_LETTERS, STREAM_TABLES
 from contracts.tables import UTC_TS, Column, Table
 
 __all__ = [
+    "AlertBands",
+    "Bands",
+    "DEMO_PROFILE",
+    "DemandResponse",
+    "PeakWindow",
+    "ProfileError",
+    "Quality",
+    "RetailTariff",
+    "Tariffs",
+    "UtilityProfile",
+    "WholesaleTariff",
+    "load_profile",
+    "read_profile",
     "ALERTS",
     "ALERT_DELIVERIES",
     "ALERT_STATUSES",

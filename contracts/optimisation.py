@@ -11,7 +11,6 @@ import polars as pl
 
 from contracts.tables import _DATE, UTC_TS, Column, Table
 
-
 _SOURCE = Column("inputs", pl.Utf8, False, "where the load/PV inputs came from (forecast issue or fallback), human-readable")
 GOLD_BATTERY_SCHEDULE = Table(
     "gold_battery_schedule",

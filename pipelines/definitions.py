@@ -2,7 +2,7 @@
 
 Where things live: asset definitions in assets/*.py (one module a graph); jobs in
 pipelines/jobs.py, schedules in pipelines/schedules.py, sensors in pipelines/sensors.py,
-resources in pipelines/resources.py, partitions in pipelines/partitions.py.
+resources in assets/resources.py, partitions in assets/partitions.py.
 """
 
 from dagster import Definitions
@@ -18,7 +18,7 @@ from assets import optimization as opt_assets
 from assets import reference as reference_assets
 from assets import report as report_assets
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from assets.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
 

@@ -8,7 +8,7 @@ from dagster import AssetSelection, define_asset_job
 from assets.grid_ml import SCORING_GROUP as GRID_ML_SCORING_GROUP
 from assets.grid_ml import TRAINING_GROUP as GRID_ML_TRAINING_GROUP
 from assets.optimization import GROUP as OPTIMIZATION_GROUP
-from pipelines.partitions import daily_open
+from assets.partitions import daily_open
 
 # -- spine ------------------------------------------------------------------------------------
 reference_job = define_asset_job(

@@ -20,7 +20,7 @@ from contracts import OPT_TABLES, TABLES
 from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, scaled_case, solve_dcopf
 from pipelines.jobs import OPT_JOBS
 from pipelines.schedules import OPT_SCHEDULES
-from pipelines.resources import GridSettings, LakeResource
+from assets.resources import GridSettings, LakeResource
 
 TZ = "America/New_York"
 DAY = dt.date(2026, 3, 5)  # a Thursday
@@ -244,12 +244,15 @@ def test_the_graph_is_exported_for_the_code_location(tmp_path) -> None:
 def test_bad_config_and_infeasible_days_fail_with_named_causes(forecast_lake) -> None:
     from pydantic import ValidationError
 
-    from assets.optimization import TariffConfig
+    from contracts.profile import DEMO_PROFILE, Tariffs, read_profile
 
+    good = read_profile(DEMO_PROFILE).tariffs.model_dump()
     with pytest.raises(ValidationError, match=r"1 \(flat\) or 24"):
-        TariffConfig(carbon_kg_per_mwh=[400.0, 300.0])
-    with pytest.raises(ValidationError, match="local hours 0..23"):
-        TariffConfig(peak_hours=[17, 24])
+        Tariffs.model_validate({**good, "carbon_kg_per_mwh": [400.0, 300.0]})
+    with pytest.raises(ValidationError, match="local hours must be 0..23"):
+        Tariffs.model_validate({**good, "wholesale": {**good["wholesale"], "shoulder_hours": [17, 24]}})
+    with pytest.raises(ValidationError, match="end_hour 16 must be after start_hour 17"):
+        Tariffs.model_validate({**good, "peak_window": {"start_hour": 17, "end_hour": 16}})
     # loads x10 at the peak: demand above case14's generation capacity -> power_balance named
     config = {"ops": {"gold_opf_dispatch": {"config": {"case": "case14", "peak_load_scale": 10.0}}}}
     result = materialize([gold_opf_dispatch], partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=config, raise_on_error=False)
