@@ -13,6 +13,7 @@ from contracts.alerts import ALERT_DELIVERIES, ALERTS, BRIDGE_PG_TABLES
 from contracts.days import DEFAULT_TIMEZONE, day_bounds_utc
 from contracts.forecasts import (
     FORECAST_TABLES,
+    GOLD_FORECAST_ACCURACY,
     GOLD_LOAD_FORECAST,
     GOLD_PEAK_DEMAND,
     GOLD_SOLAR_FORECAST,
@@ -62,6 +63,7 @@ __all__ = [
     "DEFAULT_TIMEZONE",
     "EV_STRATEGIES",
     "FORECAST_TABLES",
+    "GOLD_FORECAST_ACCURACY",
     "GOLD_ALERTS",
     "GOLD_ANOMALY_SCORES",
     "GOLD_BATTERY_DAILY",

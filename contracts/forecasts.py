@@ -58,4 +58,26 @@ GOLD_PEAK_DEMAND = Table(
     partition_by=("date",),
     key=("entity_id",),
 )
-FORECAST_TABLES = {t.name: t for t in (GOLD_LOAD_FORECAST, GOLD_SOLAR_FORECAST, GOLD_PEAK_DEMAND)}
+GOLD_FORECAST_ACCURACY = Table(
+    "gold_forecast_accuracy",
+    "gold",
+    (
+        Column("date", pl.Date, False, "the local day the scoring ran for (partition)"),
+        Column("period", pl.Utf8, False, "roll-up: day | week", allowed=("day", "week")),
+        Column("period_date", pl.Date, False, "the local day, or the Monday of the ISO week"),
+        Column("level", pl.Utf8, False, "system | substation | feeder"),
+        Column("entity_id", pl.Utf8, False, f"feeder/substation id, or '{SYSTEM_ENTITY}'"),
+        Column("model", pl.Utf8, False, "forecaster that issued the forecasts"),
+        Column("lead_band", pl.Utf8, False, "hours ahead of issue: 0-6h | 6-24h | 24-48h | 48-72h"),
+        Column("n", pl.Int64, False, "forecast hours scored (period passed, actual known)", 0.0),
+        Column("mape", pl.Float64, True, "mean absolute percentage error, %"),
+        Column("bias_pct", pl.Float64, True, "sum(p50 - actual) / sum(actual), %"),
+        Column("pinball", pl.Float64, True, "mean pinball loss over p10/p50/p90 (kW)"),
+        Column("within_5pct", pl.Float64, True, "share of hours with |error| <= 5 % of actual", 0.0, 1.0),
+        Column("coverage_80", pl.Float64, True, "share of actuals inside [p10, p90]", 0.0, 1.0),
+    ),
+    "issued load forecasts scored after the fact, by entity, model and lead band, daily and weekly",
+    partition_by=("date",),
+    key=("period", "period_date", "level", "entity_id", "model", "lead_band"),
+)
+FORECAST_TABLES = {t.name: t for t in (GOLD_LOAD_FORECAST, GOLD_SOLAR_FORECAST, GOLD_PEAK_DEMAND, GOLD_FORECAST_ACCURACY)}
