@@ -74,6 +74,7 @@ from models.forecast import (
     score_backtest,
     trailing_backtest,
 )
+from models.forecast.accuracy import drift_status, forecast_accuracy, scored_errors
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.peak import feeder_capacity_kw, peak_demand
 from models.forecast.plots import feature_importance, forecast_figure, forecast_vs_actual, importance_figure, png_bytes
@@ -90,7 +91,7 @@ from models.solar import (
     system_total,
 )
 from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from pipelines.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
 
@@ -273,10 +274,12 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     make = make_load_forecaster(config.forecaster, horizon, exog, grid.timezone, config.n_estimators)
     baseline = make_load_forecaster("seasonal_naive_daily", horizon, (), grid.timezone)
 
-    results, skipped, tables, pictures = [], {}, [], []
+    results, skipped, tables, pictures, retrain = [], {}, [], [], {}
     for (entity,), g in load.group_by(["entity_id"], maintain_order=True):
         name = f"{LOAD_MODEL_PREFIX}{entity}"
         series = g.drop("entity_id").sort("period_start").to_pandas()
+        if why := reg.retrain_requested(name):  # gold_forecast_accuracy saw the champion drift
+            retrain[entity] = why
         try:
             bt = trailing_backtest(make, series, horizon, config.backtest_days)
             base_bt = trailing_backtest(baseline, series, horizon, config.backtest_days)
@@ -326,6 +329,7 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
             "promoted": MetadataValue.json({r["entity_id"]: r["promoted"] for r in results}),
             "models": MetadataValue.json(summary),
             "skipped": MetadataValue.json(skipped),
+            "retrained_after_drift": MetadataValue.json(retrain),
             "comparison": MetadataValue.md("\n\n".join(tables)),
             "plots": MetadataValue.md("\n\n".join(pictures)),
         }
@@ -558,4 +562,79 @@ def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, l
     )
 
 
-FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand]
+# ======================================================================================
+# accuracy after the fact + drift alert
+# ======================================================================================
+class AccuracyConfig(Config):
+    lookback_days: int = Field(14, description="issued forecasts of the last N days are (re-)scored against the load that happened")
+    drift_window_days: int = Field(7, description="the champion's recent MAPE is taken over this many days")
+    drift_multiple: float = Field(2.0, description="drift when recent MAPE > multiple x the champion's backtest MAPE")
+    drift_min_hours: int = Field(48, description="fewer scored hours in the window: no drift verdict")
+
+
+@asset(
+    group_name="forecasts",
+    partitions_def=daily_open,
+    deps=[lookback_dep("gold_load_forecast"), lookback_dep("gold_load_hourly")],
+    kinds={"delta", "polars", "alertmanager"},
+    description=_T["gold_forecast_accuracy"].description + "; drift alert (Alertmanager) and retraining mark for drifting champions",
+)
+def gold_forecast_accuracy(
+    context: AssetExecutionContext, config: AccuracyConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings, alerting: AlertingResource
+) -> MaterializeResult:
+    from streaming_bridge.alerts import Alert
+
+    lk, reg, day = lake.lake(), mlflow.registry(), partition_day(context)
+    as_of = pd.Timestamp(day_bounds_utc(day, grid.timezone)[1])
+    start = as_of - pd.Timedelta(days=config.lookback_days)
+    fc = (
+        lk.scan(_T["gold_load_forecast"])
+        .filter((pl.col("issued_at") >= start.to_pydatetime()) & (pl.col("issued_at") < as_of.to_pydatetime()))
+        .collect()
+    )
+    actual = feeder_load(lk, start, as_of + pd.Timedelta(days=3), allow_empty=True)
+    acc = forecast_accuracy(fc, actual, as_of, grid.timezone).with_columns(pl.lit(day).alias("date"))
+    w = lk.write_partition(_T["gold_forecast_accuracy"], acc.select(_T["gold_forecast_accuracy"].column_names), day)
+    errors = scored_errors(fc.filter(pl.col("model_version") != "fallback"), actual, as_of)
+    drift, alerts, keys = {}, [], []
+    for (entity, model), _ in errors.group_by(["entity_id", "model"]):
+        name = f"{LOAD_MODEL_PREFIX}{entity}"
+        champ = reg.champion(name)
+        if champ is None or "metric.mape" not in champ.tags:
+            continue
+        st = drift_status(errors.filter(pl.col("entity_id") == entity), model, float(champ.tags["metric.mape"]), as_of,
+                          window_days=config.drift_window_days, multiple=config.drift_multiple, min_points=config.drift_min_hours)  # fmt: skip
+        drift[entity] = st
+        if st["drifting"]:
+            why = f"{config.drift_window_days}-day MAPE {st['recent_mape']:.2f} % > {config.drift_multiple:g} x backtest {st['backtest_mape']:.2f} %"
+            st["marked_version"] = reg.mark_for_retraining(name, why)
+            alerts.append(Alert(
+                {"alertname": "LoadForecastDrift", "severity": "warning", "asset_type": "feeder" if entity != SYSTEM else "system",
+                 "asset_id": entity, "source": "batch", "model": name},
+                {"summary": f"load forecast of {entity} drifting: {why}", "value": f"{st['ratio']:.3f}",
+                 "runbook": "Check the feeder's recent load and weather feed; the champion is retrained at the next nightly run."},
+                starts_at=as_of.to_pydatetime(), ends_at=(as_of + pd.Timedelta(days=1)).to_pydatetime(),
+            ))  # fmt: skip
+            keys.append(f"forecast_drift:{entity}:{day}")
+    posted = 0
+    if alerts:
+        outbox = alerting.outbox()
+        try:
+            posted = outbox.submit(alerts, keys=keys)
+            if not outbox.flush(alerting.flush_timeout_s):
+                context.log.warning(f"{outbox.depth()} drift alerts wait in {alerting.outbox_path} ({outbox.last_error}); they go out with the next run")
+        finally:
+            outbox.close(0)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": w.rows,
+            "delta_version": w.version,
+            "scored_hours": errors.height,
+            "drift": MetadataValue.json(drift),
+            "drifting": [e for e, st in drift.items() if st["drifting"]],
+            "alerts_submitted": posted,
+        }
+    )
+
+
+FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand, gold_forecast_accuracy]

@@ -14,7 +14,7 @@ from dagster import DagsterEventType, DagsterInstance, materialize
 from assets import forecasting as fa
 from contracts import SOURCES, TABLES
 from pipelines.partitions import TIMEZONE
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from pipelines.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 
 TZ = "America/New_York"
 START = dt.date(2026, 4, 6)  # calm spring weeks; the June TMY heat wave makes every model miss
@@ -49,6 +49,8 @@ def env(tmp_path_factory):
         "lake": LakeResource(root=str(tmp / "lake")),
         "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment="test-forecasting"),
         "grid": GridSettings(timezone=TZ),
+        # nothing listens on port 9: drift alerts stay in the durable outbox (the path is what is tested)
+        "alerting": AlertingResource(outbox_path=str(tmp / "outbox.db"), alertmanager_url="http://127.0.0.1:9", flush_timeout_s=0.5),
     }
     return {"lake": lake, "resources": resources, "instance": DagsterInstance.ephemeral(), "meters": meters}
 
@@ -163,6 +165,19 @@ def test_train_score_peak_and_champion_policy(env):
         assert r["peak_p90_kw"] >= r["expected_peak_kw"]
         assert r["peak_time"].astimezone(dt.timezone.utc).date() in (LAST, LAST + dt.timedelta(days=1))
     assert _meta(peak_run, "gold_peak_demand")["min_reserve_margin_pct"] == pytest.approx(peak["reserve_margin_pct"].min())
+
+    # ---- accuracy after the fact: the last day's forecast scored once the day passed; a drift
+    # multiple below 1 makes every champion "drift": alert submitted, champion marked for retraining
+    accuracy = _run(env, ["gold_forecast_accuracy"], partition=LAST.isoformat(), config={"gold_forecast_accuracy": {"config": {"drift_multiple": 0.01, "drift_min_hours": 24}}})
+    acc = _conforms(lake, "gold_forecast_accuracy", LAST)
+    daily = acc.filter((pl.col("period") == "day") & (pl.col("entity_id") == "system") & (pl.col("period_date") == LAST))
+    assert daily["n"].sum() == 24  # every hour of the day-ahead issue, all passed by the end of LAST
+    want = (((joined["p50"] - joined["mean_kw"]).abs() / joined["mean_kw"]) * 100).mean()
+    assert (daily["mape"] * daily["n"]).sum() / 24 == pytest.approx(want)
+    am = _meta(accuracy, "gold_forecast_accuracy")
+    assert set(am["drifting"]) == {"F001", "F002", "system"} and am["alerts_submitted"] == 3
+    for entity in ("F001", "F002", "system"):
+        assert "MAPE" in reg.retrain_requested(f"gridlake_load_{entity}")
 
 
 def test_too_short_history_falls_back_to_the_documented_baseline(env):
