@@ -48,6 +48,7 @@ import datetime as dt
 import logging
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from dagster import (
@@ -130,7 +131,8 @@ class LoadTrainingConfig(Config):
 
     history_days: int = Field(28, description="days of gold_load_hourly (ending at the latest hour) to train and backtest on")
     horizon_hours: int = Field(24, description="forecast horizon the model is built for, 24..72")
-    forecaster: str = Field("xgboost", description=f"one of {LOAD_FORECASTERS}; prophet/gru are slow")
+    forecaster: str = Field("xgboost", description=f"one of {LOAD_FORECASTERS}; prophet/gru/lstm are slow")
+    candidates: list[str] = Field(default_factory=list, description="candidate set (names as for forecaster): each is backtested on the same origins and the best becomes the challenger; empty = only forecaster")
     backtest_days: int = Field(3, description="rolling daily origins at the end of the window")
     use_weather: bool = Field(True, description="use silver_weather temp_air_c as an exogenous input")
     rank_metric: str = Field("mape", description="metric the champion is chosen on (lower is better)")
@@ -145,6 +147,14 @@ class LoadTrainingConfig(Config):
     def _forecaster(cls, v: str) -> str:
         if v not in LOAD_FORECASTERS:
             raise ValueError(f"forecaster must be one of {LOAD_FORECASTERS}, got {v!r}")
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if k not in LOAD_FORECASTERS]
+        if bad or len(set(v)) != len(v):
+            raise ValueError(f"candidates must be distinct names from {LOAD_FORECASTERS}, got {v!r}")
         return v
 
 
@@ -271,7 +281,8 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     if config.use_weather:
         load = with_temperature(load, hourly_weather(lk, start, end))
         exog = ("temp_air_c",)
-    make = make_load_forecaster(config.forecaster, horizon, exog, grid.timezone, config.n_estimators)
+    kinds = config.candidates or [config.forecaster]
+    makers = {k: make_load_forecaster(k, horizon, exog, grid.timezone, config.n_estimators) for k in kinds}
     baseline = make_load_forecaster("seasonal_naive_daily", horizon, (), grid.timezone)
 
     results, skipped, tables, pictures, retrain = [], {}, [], [], {}
@@ -280,14 +291,17 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
         series = g.drop("entity_id").sort("period_start").to_pandas()
         if why := reg.retrain_requested(name):  # gold_forecast_accuracy saw the champion drift
             retrain[entity] = why
-        try:
-            bt = trailing_backtest(make, series, horizon, config.backtest_days)
+        try:  # every candidate on the same origins; the best one is trained, registered and promoted or kept as challenger
+            bts = {k: trailing_backtest(m, series, horizon, config.backtest_days) for k, m in makers.items()}
             base_bt = trailing_backtest(baseline, series, horizon, config.backtest_days)
         except ValueError as exc:  # ForecastInputError and friends: too little history, gaps, constant, no weather
             skipped[entity] = f"{type(exc).__name__}: {exc}"
             context.log.warning(f"{name}: not trained: {skipped[entity]}")
             continue
-        scores = score_backtest(pl.concat([bt, base_bt]))
+        scores = score_backtest(pl.concat([*bts.values(), base_bt]))
+        rank = {k: scores.filter(pl.col("model") == b["model"][0])[config.rank_metric].item() for k, b in bts.items()}
+        best = min(rank, key=lambda k: (not np.isfinite(rank[k]), rank[k]))
+        make, bt = makers[best], bts[best]
         metrics = finite_metrics(scores.filter(pl.col("model") == bt["model"][0]).row(0, named=True))
         bt_id = backtest_id("load", entity, series["period_start"].iloc[0], end, config.backtest_days, horizon)
 
@@ -306,6 +320,7 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
         )  # fmt: skip
         png = png_bytes(fig)  # after MLflow logged it: png_bytes closes the figure
         out["entity_id"] = entity
+        out["candidate_scores"] = {k: float(v) for k, v in rank.items()}
         out["champion_metric_on_this_backtest"] = None if champ is None else champ.get(config.rank_metric)
         results.append(out)
         table = comparison_table(scores, rank_by=config.rank_metric)
@@ -322,7 +337,8 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     summary = [{k: r[k] for k in ("entity_id", "model_name", "version", "run_id", "promoted", "alias", "champion_version_before", "promotion_reason")} | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}} for r in results]
     return MaterializeResult(
         metadata={
-            "forecaster": config.forecaster,
+            "forecaster": config.forecaster if not config.candidates else f"best of {config.candidates}",
+            "candidate_scores": MetadataValue.json({r["entity_id"]: r["candidate_scores"] for r in results}),
             "horizon_hours": config.horizon_hours,
             "window": f"{start} .. {end}",
             "run_ids": MetadataValue.json({r["entity_id"]: r["run_id"] for r in results}),
@@ -565,6 +581,21 @@ def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, l
 # ======================================================================================
 # accuracy after the fact + drift alert
 # ======================================================================================
+def _submit_alerts(alerting: AlertingResource, alerts: list, keys: list[str], context) -> int:
+    """Submit to the batch outbox once per key (re-runs post nothing twice) and try to deliver;
+    undelivered alerts stay durable in the outbox and go out with the next run. Returns how many were new."""
+    if not alerts:
+        return 0
+    outbox = alerting.outbox()
+    try:
+        n = outbox.submit(alerts, keys=keys)
+        if not outbox.flush(alerting.flush_timeout_s):
+            context.log.warning(f"{outbox.depth()} alerts wait in {alerting.outbox_path} ({outbox.last_error}); they go out with the next run")
+    finally:
+        outbox.close(0)
+    return n
+
+
 class AccuracyConfig(Config):
     lookback_days: int = Field(14, description="issued forecasts of the last N days are (re-)scored against the load that happened")
     drift_window_days: int = Field(7, description="the champion's recent MAPE is taken over this many days")
@@ -616,15 +647,7 @@ def gold_forecast_accuracy(
                 starts_at=as_of.to_pydatetime(), ends_at=(as_of + pd.Timedelta(days=1)).to_pydatetime(),
             ))  # fmt: skip
             keys.append(f"forecast_drift:{entity}:{day}")
-    posted = 0
-    if alerts:
-        outbox = alerting.outbox()
-        try:
-            posted = outbox.submit(alerts, keys=keys)
-            if not outbox.flush(alerting.flush_timeout_s):
-                context.log.warning(f"{outbox.depth()} drift alerts wait in {alerting.outbox_path} ({outbox.last_error}); they go out with the next run")
-        finally:
-            outbox.close(0)
+    posted = _submit_alerts(alerting, alerts, keys, context)
     return MaterializeResult(
         metadata={
             "dagster/row_count": w.rows,
@@ -637,4 +660,42 @@ def gold_forecast_accuracy(
     )
 
 
-FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand, gold_forecast_accuracy]
+class SolarRampConfig(Config):
+    threshold_kw_per_15min: float = Field(5.0, description="a forecast ramp is recorded when p50 changes faster than this (kW per 15 min)")
+    alert_kw_per_15min: float = Field(20.0, description="ramps at least this steep are also posted to Alertmanager")
+
+
+@asset(
+    group_name="forecasts",
+    partitions_def=daily_open,
+    deps=["gold_solar_forecast"],
+    kinds={"delta", "polars", "alertmanager"},
+    description=_T["gold_solar_ramps"].description + "; large ones alerted (Alertmanager)",
+)
+def gold_solar_ramps(context: AssetExecutionContext, config: SolarRampConfig, lake: LakeResource, alerting: AlertingResource) -> MaterializeResult:
+    from streaming_bridge.alerts import Alert
+
+    from models.solar.ramps import forecast_ramps
+
+    lk, day = lake.lake(), partition_day(context)
+    ramps = forecast_ramps(lk.read(_T["gold_solar_forecast"], day), config.threshold_kw_per_15min).with_columns(
+        (pl.col("max_rate_kw_per_15min") >= config.alert_kw_per_15min).alias("alerted"), pl.lit(day).alias("date")
+    )
+    w = lk.write_partition(_T["gold_solar_ramps"], ramps.select(_T["gold_solar_ramps"].column_names), day)
+    big = ramps.filter(pl.col("alerted"))
+    alerts = [
+        Alert(
+            {"alertname": "SolarForecastRamp", "severity": "warning", "asset_type": r["level"], "asset_id": r["entity_id"], "source": "batch", "direction": r["direction"]},
+            {"summary": f"PV forecast ramp {r['direction']} {r['change_kw']:+.0f} kW on {r['entity_id']} {r['start']:%Y-%m-%d %H:%M}Z .. {r['end']:%H:%M}Z "
+                        f"(up to {r['max_rate_kw_per_15min']:.1f} kW per 15 min)", "value": f"{r['max_rate_kw_per_15min']:.3f}",
+             "runbook": "Pre-position reserves / flexible load for the ramp window."},
+            starts_at=r["start"], ends_at=r["end"],
+        )
+        for r in big.iter_rows(named=True)
+    ]  # fmt: skip
+    submitted = _submit_alerts(alerting, alerts, [f"solar_ramp:{r['entity_id']}:{r['issued_at']}:{r['start']}" for r in big.iter_rows(named=True)], context)
+    return MaterializeResult(metadata={"dagster/row_count": w.rows, "delta_version": w.version, "alerts_submitted": submitted,
+                                       "steepest_kw_per_15min": float(ramps["max_rate_kw_per_15min"].max() or 0.0)})  # fmt: skip
+
+
+FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand, gold_forecast_accuracy, gold_solar_ramps]

@@ -17,6 +17,7 @@ from contracts.forecasts import (
     GOLD_LOAD_FORECAST,
     GOLD_PEAK_DEMAND,
     GOLD_SOLAR_FORECAST,
+    GOLD_SOLAR_RAMPS,
     SYSTEM_ENTITY,
 )
 from contracts.grid import (
@@ -64,6 +65,7 @@ __all__ = [
     "EV_STRATEGIES",
     "FORECAST_TABLES",
     "GOLD_FORECAST_ACCURACY",
+    "GOLD_SOLAR_RAMPS",
     "GOLD_ALERTS",
     "GOLD_ANOMALY_SCORES",
     "GOLD_BATTERY_DAILY",

@@ -80,4 +80,24 @@ GOLD_FORECAST_ACCURACY = Table(
     partition_by=("date",),
     key=("period", "period_date", "level", "entity_id", "model", "lead_band"),
 )
-FORECAST_TABLES = {t.name: t for t in (GOLD_LOAD_FORECAST, GOLD_SOLAR_FORECAST, GOLD_PEAK_DEMAND, GOLD_FORECAST_ACCURACY)}
+GOLD_SOLAR_RAMPS = Table(
+    "gold_solar_ramps",
+    "gold",
+    (
+        Column("date", pl.Date, False, "partition of the gold_solar_forecast issue the ramps were found in"),
+        Column("level", pl.Utf8, False, "feeder | system"),
+        Column("entity_id", pl.Utf8, False, f"feeder id, or '{SYSTEM_ENTITY}'"),
+        Column("issued_at", UTC_TS, False, "the forecast issue (origin), UTC"),
+        Column("start", UTC_TS, False, "start of the ramp in the p50 forecast, UTC"),
+        Column("end", UTC_TS, False, "end of the ramp, UTC"),
+        Column("direction", pl.Utf8, False, "up | down", allowed=("up", "down")),
+        Column("change_kw", pl.Float64, False, "p50 change over the ramp (kW, signed)"),
+        Column("max_rate_kw_per_15min", pl.Float64, False, "steepest step of the ramp, kW per 15 minutes", 0.0),
+        Column("duration_h", pl.Float64, False, "ramp duration (h)", 0.0),
+        Column("alerted", pl.Boolean, False, "rate above the alert threshold: posted to Alertmanager"),
+    ),
+    "large ramps in the latest PV forecast (p50) per feeder and system, with timing",
+    partition_by=("date",),
+    key=("level", "entity_id", "issued_at", "start"),
+)
+FORECAST_TABLES = {t.name: t for t in (GOLD_LOAD_FORECAST, GOLD_SOLAR_FORECAST, GOLD_PEAK_DEMAND, GOLD_FORECAST_ACCURACY, GOLD_SOLAR_RAMPS)}

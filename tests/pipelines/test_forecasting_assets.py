@@ -108,8 +108,13 @@ def test_train_score_peak_and_champion_policy(env):
 
     # ---- a second run with another model on the same data = the same backtest: the champion
     # moves only where the new model scores better
-    second = _run(env, ["load_forecast_models"], config={"load_forecast_models": {"config": {**TRAIN, "forecaster": "seasonal_naive_daily"}}})
+    # (a candidate set: both naive models are backtested on the same origins, the better one competes)
+    second = _run(env, ["load_forecast_models"], config={"load_forecast_models": {"config": {**TRAIN, "candidates": ["seasonal_naive_daily", "seasonal_naive_weekly"]}}})
     m2 = _meta(second, "load_forecast_models")
+    for entity, cand in _meta(second, "load_forecast_models")["candidate_scores"].items():
+        assert set(cand) == {"seasonal_naive_daily", "seasonal_naive_weekly"}
+        chosen = next(m for m in m2["models"] if m["entity_id"] == entity)
+        assert chosen["metrics"]["mape"] == pytest.approx(min(cand.values())), (entity, cand)
     moved = 0
     for entity in ("F001", "F002", "system"):
         new = next(m for m in m2["models"] if m["entity_id"] == entity)
@@ -178,6 +183,14 @@ def test_train_score_peak_and_champion_policy(env):
     assert set(am["drifting"]) == {"F001", "F002", "system"} and am["alerts_submitted"] == 3
     for entity in ("F001", "F002", "system"):
         assert "MAPE" in reg.retrain_requested(f"gridlake_load_{entity}")
+
+    # ---- PV forecast ramps of that issue: a threshold below the steepest morning rise finds ramps
+    steepest = pv.sort("entity_id", "period_start").select((pl.col("p50").diff().abs().over("entity_id", "issued_at") / 4).max()).item()
+    ramp_run = _run(env, ["gold_solar_ramps"], partition=day.isoformat(), config={"gold_solar_ramps": {"config": {"threshold_kw_per_15min": steepest / 2, "alert_kw_per_15min": steepest * 0.99}}})
+    ramps = _conforms(lake, "gold_solar_ramps", day)
+    assert ramps.height >= 2 and set(ramps["direction"]) == {"up", "down"}  # the morning rise and the evening fall
+    assert ramps["max_rate_kw_per_15min"].max() == pytest.approx(steepest)
+    assert _meta(ramp_run, "gold_solar_ramps")["alerts_submitted"] == ramps["alerted"].sum() >= 1
 
 
 def test_too_short_history_falls_back_to_the_documented_baseline(env):
