@@ -10,11 +10,12 @@ import pytest
 from models.forecast import LSTMForecaster, SARIMAXForecaster, SeasonalNaive, rolling_origin, score_backtest
 
 
+@pytest.mark.slow
 def test_sarimax_uses_temperature_and_forecasts_a_day(hourly_load_with_weather):
     df = hourly_load_with_weather
     origins = list(pd.date_range("2000-07-31", periods=2, freq="D", tz="UTC"))
     bt = pl.concat([
-        rolling_origin(lambda: SARIMAXForecaster(exog=("temp_air_c",), tz="Europe/London", country="GB"), df, origins, 24),
+        rolling_origin(lambda: SARIMAXForecaster(exog=("temp_air_c",), window=pd.Timedelta(days=14), tz="Europe/London", country="GB"), df, origins, 24),
         rolling_origin(lambda: SeasonalNaive(pd.Timedelta(days=1)), df, origins, 24),
     ])  # fmt: skip
     s = {r["model"]: r for r in score_backtest(bt).iter_rows(named=True)}
@@ -24,7 +25,7 @@ def test_sarimax_uses_temperature_and_forecasts_a_day(hourly_load_with_weather):
     # the regression really reads the future temperature: a +10 degC forecast changes the forecast
     hist = df.filter(pl.col("period_start") < origins[0])
     fut = df.filter(pl.col("period_start") >= origins[0]).head(24)
-    m = SARIMAXForecaster(exog=("temp_air_c",), tz="Europe/London", country="GB").fit(hist)
+    m = SARIMAXForecaster(exog=("temp_air_c",), window=pd.Timedelta(days=14), tz="Europe/London", country="GB").fit(hist)
     a = m.predict(24, fut)["p50"].to_numpy()
     b = m.predict(24, fut.with_columns(pl.col("temp_air_c") + 10))["p50"].to_numpy()
     assert np.abs(a - b).max() > 1e-6 * np.abs(a).max()
