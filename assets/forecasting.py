@@ -91,8 +91,8 @@ from models.solar import (
     solar_backtest,
     system_total,
 )
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
 
