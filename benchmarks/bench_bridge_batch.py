@@ -1,14 +1,18 @@
-"""`make bench-bridge-batch`: CPU cost of one bridge processing batch, full validator vs fast path, same run.
+"""`make bench-bridge-batch`: CPU cost of one bridge processing batch, before vs after, in the same run.
 
-    .venv/bin/python -m benchmarks.bench_bridge_batch [--batches 300] [--ticks 1 3]
+    .venv/bin/python -m benchmarks.bench_bridge_batch [--batches 300] [--ticks 1 3] [--before 9bd3ff7]
 
-The bridge's processing of one batch (``Bridge.process``: validate against the silver contract, rules,
-grid events, alerts to the sink) on the messages the `make bench-bridge` publisher sends per 20 ms tick
-(two head-end messages of 90 meter readings, 20 SCADA messages, 1 % over a limit), with the spool and acks
-left out (the durability thread does those). Two variants, interleaved batch by batch so that the load of
-a shared machine hits both alike: ``validate_file`` (the full file validator, what the bridge used before)
-and ``validate_fast`` (one query for a clean batch). Reported: CPU ms per batch (``time.process_time``,
-median and p90) and the ratio. Writes benchmarks/results/bridge_batch.json.
+What is measured: ``Bridge.process`` (validate against the silver contract, rules, grid events, alerts to
+the sink; the spool and acks are the durability thread's work and left out) on the messages the
+`make bench-bridge` publisher sends per 20 ms tick (two head-end messages of 90 meter readings, 20 SCADA
+messages, 1 % over a limit), CPU time per batch (``time.process_time``, one polars thread).
+
+Two comparisons, each immune to the load of a shared machine:
+- ``before_vs_after``: the bridge code of git revision ``--before`` (exported with ``git archive``) and of
+  this tree, in two worker processes running at the same time on the same batches;
+- ``file_vs_fast``: in this tree, the ingress validating with ``lake.ingest.validate_file`` or with
+  ``lake.validate_fast.validate_fast``, interleaved batch by batch in one process.
+Writes benchmarks/results/bridge_batch.json.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import queue
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,13 +32,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "bridge_batch.json"
+PREFIX = "bench/v1"
+N_FRESH = 2_000
 
 
-def make_batches(n: int, ticks: int, prefix: str, seed: int = 7):
+def make_batches(n: int, ticks: int, seed: int = 7):
     from streaming_bridge.ingress import Message
     from streaming_bridge.topics import Topics
 
-    T, rng, out = Topics(prefix), random.Random(seed), []
+    T, rng, out = Topics(PREFIX), random.Random(seed), []
     for _ in range(n):
         msgs = []
         for _ in range(ticks):
@@ -51,62 +58,114 @@ def make_batches(n: int, ticks: int, prefix: str, seed: int = 7):
     return out
 
 
+class _Sink:  # the outbox's contract, in memory (the outbox's own cost: make bench-alert-delivery)
+    def submit(self, alerts):
+        pass
+
+
+def _bridge(tmp: Path, name: str):
+    from streaming_bridge.service import Bridge, BridgeConfig
+
+    cfg = BridgeConfig.from_env(lake_root=str(tmp / "lake"), landing=str(tmp / f"landing-{name}"), spool_dir=str(tmp / f"spool-{name}"), http_port=-1, topic_prefix=PREFIX)
+    b = Bridge(cfg, _Sink())
+    b._durable = queue.Queue()
+    return b
+
+
+def _fleet(tmp: Path) -> None:
+    from benchmarks.bench_bridge import fleet
+    from lake.delta import Lake
+    from lake.schemas import TABLES
+
+    meters, transformers = fleet(N_FRESH)
+    lk = Lake(tmp / "lake")
+    lk.write_partition(TABLES["ref_meters"], meters, None)
+    lk.write_partition(TABLES["ref_transformers"], transformers, None)
+
+
+def _stats(xs: list[float]) -> dict:
+    xs = sorted(xs)
+    return {"cpu_ms_median": round(statistics.median(xs), 2), "cpu_ms_p90": round(xs[int(0.9 * len(xs))], 2), "cpu_ms_mean": round(statistics.fmean(xs), 2)}
+
+
+def worker(batches: int, ticks: int) -> dict:
+    """Runs with the tree to measure first on sys.path: CPU ms per Bridge.process call."""
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-batch-") as tmp:
+        _fleet(Path(tmp))
+        b = _bridge(Path(tmp), "w")
+        data = make_batches(batches + 10, ticks)
+        cpu, alerts = [], 0
+        for i, batch in enumerate(data):
+            t0 = time.process_time()
+            out = b.process(batch)
+            if i >= 10:  # warm-up: expression caches, first allocations
+                cpu.append((time.process_time() - t0) * 1000)
+                alerts += len(out)
+            b._durable = queue.Queue()
+    return {**_stats(cpu), "alerts": alerts}
+
+
+def before_vs_after(rev: str, batches: int, ticks: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-before-") as old:
+        archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        env = {**os.environ, "POLARS_MAX_THREADS": "1"}
+        procs = {
+            name: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", "--batches", str(batches), "--ticks", str(ticks)],
+                                   cwd=tree, env={**env, "PYTHONPATH": str(tree)}, stdout=subprocess.PIPE, text=True)
+            for name, tree in (("before", Path(old)), ("after", REPO))
+        }
+        out = {name: json.loads(p.communicate(timeout=1800)[0].strip().splitlines()[-1]) for name, p in procs.items()}
+    assert out["before"]["alerts"] == out["after"]["alerts"], out  # the same alerts from the same batches
+    out["after_vs_before_median"] = round(out["after"]["cpu_ms_median"] / out["before"]["cpu_ms_median"], 3)
+    return out
+
+
+def file_vs_fast(batches: int, ticks: int) -> dict:
+    import lake.ingest
+    import lake.validate_fast
+    import streaming_bridge.ingress as ingress
+
+    variants = {"validate_file": lake.ingest.validate_file, "validate_fast": lake.validate_fast.validate_fast}
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-batch-") as tmp:
+        _fleet(Path(tmp))
+        bridges = {name: _bridge(Path(tmp), name) for name in variants}
+        cpu = {n: [] for n in variants}
+        alerts = {n: 0 for n in variants}
+        for i, batch in enumerate(make_batches(batches + 10, ticks)):
+            for name, fn in (variants.items() if i % 2 else reversed(variants.items())):
+                ingress.validate_fast = fn
+                t0 = time.process_time()
+                out = bridges[name].process(batch)
+                if i >= 10:
+                    cpu[name].append((time.process_time() - t0) * 1000)
+                    alerts[name] += len(out)
+                bridges[name]._durable = queue.Queue()
+        ingress.validate_fast = lake.validate_fast.validate_fast
+    assert alerts["validate_file"] == alerts["validate_fast"], alerts
+    res = {name: _stats(xs) for name, xs in cpu.items()}
+    res["fast_vs_file_median"] = round(res["validate_fast"]["cpu_ms_median"] / res["validate_file"]["cpu_ms_median"], 3)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, default=300)
     ap.add_argument("--ticks", type=int, nargs="+", default=[1, 3], help="publisher ticks (20 ms each) per batch")
+    ap.add_argument("--before", default="9bd3ff7", help="git revision of the code to compare against")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     os.environ.setdefault("POLARS_MAX_THREADS", "1")
-
-    import lake.ingest
-    import lake.validate_fast
-    import streaming_bridge.ingress as ingress
-    from benchmarks.bench_bridge import PREFIX, fleet
-    from lake.delta import Lake
-    from lake.schemas import TABLES
-    from streaming_bridge.service import Bridge, BridgeConfig
-
-    class Sink:  # the outbox's contract, kept in memory (the outbox's own cost is measured by bench-alert-delivery)
-        def submit(self, alerts):
-            pass
-
-    variants = {"validate_file": lake.ingest.validate_file, "validate_fast": lake.validate_fast.validate_fast}
-    result = {"machine": f"{os.cpu_count()} cores (shared)", "load_average_start": os.getloadavg(), "runs": []}
-    with tempfile.TemporaryDirectory(prefix="bench-bridge-batch-") as tmp:
-        meters, transformers = fleet(2_000)
-        lk = Lake(Path(tmp) / "lake")
-        lk.write_partition(TABLES["ref_meters"], meters, None)
-        lk.write_partition(TABLES["ref_transformers"], transformers, None)
-        for ticks in a.ticks:
-            bridges = {}
-            for name in variants:
-                cfg = BridgeConfig.from_env(lake_root=str(Path(tmp) / "lake"), landing=f"{tmp}/landing-{name}", spool_dir=f"{tmp}/spool-{name}-{ticks}",
-                                            http_port=-1, topic_prefix=PREFIX)
-                b = Bridge(cfg, Sink())
-                b._durable = queue.Queue()  # spool + ack are the durability thread's work, not the batch's
-                bridges[name] = b
-            batches = make_batches(a.batches + 10, ticks, PREFIX)
-            cpu = {n: [] for n in variants}
-            alerts = {n: 0 for n in variants}
-            for i, batch in enumerate(batches):
-                for name, fn in (variants.items() if i % 2 else reversed(variants.items())):
-                    ingress.validate_fast = fn
-                    t0 = time.process_time()
-                    out = bridges[name].process(batch)
-                    dt = time.process_time() - t0
-                    bridges[name]._durable = queue.Queue()
-                    if i >= 10:  # warm-up: expression caches, first allocations
-                        cpu[name].append(dt * 1000)
-                        alerts[name] += len(out)
-            ingress.validate_fast = lake.validate_fast.validate_fast
-            assert alerts["validate_file"] == alerts["validate_fast"], alerts  # same work done
-            run = {"ticks_per_batch": ticks, "messages_per_batch": len(batches[0]), "readings_per_batch": 200 * ticks, "batches": a.batches, "alerts": alerts["validate_fast"]}
-            for name, xs in cpu.items():
-                xs.sort()
-                run[name] = {"cpu_ms_median": round(statistics.median(xs), 2), "cpu_ms_p90": round(xs[int(0.9 * len(xs))], 2), "cpu_ms_mean": round(statistics.fmean(xs), 2)}
-            run["fast_vs_file_median"] = round(run["validate_fast"]["cpu_ms_median"] / run["validate_file"]["cpu_ms_median"], 3)
-            result["runs"].append(run)
-            print(json.dumps(run), flush=True)
+    if a.worker:
+        sys.path.insert(0, os.getcwd())
+        print(json.dumps(worker(a.batches, a.ticks[0])))
+        return 0
+    result = {"machine": f"{os.cpu_count()} cores (shared)", "load_average_start": os.getloadavg(), "before": a.before, "runs": []}
+    for ticks in a.ticks:
+        run = {"ticks_per_batch": ticks, "messages_per_batch": 22 * ticks, "readings_per_batch": 200 * ticks, "batches": a.batches,
+               "before_vs_after": before_vs_after(a.before, a.batches, ticks), "file_vs_fast": file_vs_fast(a.batches, ticks)}
+        result["runs"].append(run)
+        print(json.dumps(run), flush=True)
     result["load_average_end"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")

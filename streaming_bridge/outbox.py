@@ -299,6 +299,9 @@ class Outbox:
             self._db.close()
         return empty
 
+    def _holds_resolves(self) -> bool:
+        return self.min_firing_s > 0 or self.confirm_timeout_s is not None
+
     def _batch(self) -> list[tuple[int, str, float]]:
         """The next rows to post, oldest first, minus held resolves (and whatever follows them for the same
         alert): a resolve goes once its firing was accepted ``min_firing_s`` ago, never in the POST that
@@ -327,7 +330,7 @@ class Outbox:
                 if reposts >= self.repost_batch_size:
                     break
                 reposts += 1
-            if fp is not None and self.min_firing_s > 0:
+            if fp is not None and self._holds_resolves():
                 if fp in blocked:
                     continue
                 if resolve:
@@ -358,7 +361,7 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-            if self.min_firing_s > 0:
+            if self._holds_resolves():
                 fps = [(label_fingerprint(p["labels"]) if "labels" in p else None, "endsAt" in p) for p in payloads]
                 self._db.executemany("INSERT OR IGNORE INTO fired VALUES (?, ?)", [(fp, now) for fp, res in fps if fp and not res])
                 self._db.executemany("DELETE FROM fired WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res])

@@ -212,15 +212,18 @@ class Bridge:
                 self.topo.onsets.remember(t.rule.name, t.asset_id, t.starts_at, self.active[(t.rule.name, t.asset_id)])
             elif not t.firing:
                 self.topo.onsets.forget(t.rule.name, t.asset_id)
-        if self.scorer is not None:
-            alerts += self.scorer.score(r.accepted, self)
         self.events.count_fired(alerts, time.time())
         alerts += self.events.observe(r.accepted, r.status)
-        self._submit(alerts)
+        self._submit(alerts)  # rule and event alerts first: the model's scoring does not delay their detection
         submitted = time.time()
         for t in transitions:
             if t.firing and t.received_at:
                 self.metrics.detection.observe(max(0.0, submitted - t.received_at))
+        if self.scorer is not None:
+            scored = self.scorer.score(r.accepted, self)
+            self.events.count_fired(scored, time.time())
+            self._submit(scored)
+            alerts += scored
         if self._durable is not None:  # spool + fsync + PUBACK on the durability thread (overlaps the next batch)
             self._durable.put((r.accepted, r.dead, batch))
         else:
