@@ -75,7 +75,11 @@ def _bridge(tmp: Path, name: str):
 def _fleet(tmp: Path) -> None:
     from benchmarks.bench_bridge import fleet
     from lake.delta import Lake
-    from lake.schemas import TABLES
+
+    try:
+        from contracts import TABLES
+    except ImportError:  # a revision from before the contracts package (--before)
+        from lake.schemas import TABLES
 
     meters, transformers = fleet(N_FRESH)
     lk = Lake(tmp / "lake")

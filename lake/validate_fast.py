@@ -3,7 +3,7 @@
 The streaming bridge validates a few hundred live records at a time against the silver contract. The
 full validator builds its helper columns and its reject chains in about six polars queries, which for
 such a frame is almost all fixed cost. :func:`validate_fast` screens the frame with the *same* rule
-expressions (``lake.ingest._rule_exprs``: the declarations of ``lake.schemas`` and the reason codes of
+expressions (``lake.ingest._rule_exprs``: the declarations of ``contracts`` and the reason codes of
 ``quality.rules``) in **one** query; only when a record fails, or the frame has a shape the fast path does
 not handle (text times, which need the DST and offset resolution; a missing contract column; a non-text
 entity), it returns what ``validate_file`` returns for the frame. Either way the result equals
@@ -20,7 +20,7 @@ import datetime as dt
 import polars as pl
 
 from lake.ingest import _EIDX, _FILE, _ROW, _empty_rejects, _is_text, _rule_exprs, validate_file
-from lake.schemas import Source
+from contracts import Source
 
 
 def fast_path_applies(df: pl.DataFrame, src: Source) -> bool:

@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 
 import lake.validate_fast as vf
 from lake.ingest import validate_file
-from lake.schemas import SOURCES
+from contracts import SOURCES
 
 TZ = "America/New_York"
 METERS = SOURCES["meter_readings"]
