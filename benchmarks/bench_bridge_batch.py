@@ -135,7 +135,7 @@ def file_vs_fast(batches: int, ticks: int) -> dict:
         _fleet(Path(tmp))
         bridges = {name: _bridge(Path(tmp), name) for name in variants}
         cpu = {n: [] for n in variants}
-        alerts = {n: 0 for n in variants}
+        alerts = dict.fromkeys(variants, 0)
         for i, batch in enumerate(make_batches(batches + 10, ticks)):
             for name, fn in (variants.items() if i % 2 else reversed(variants.items())):
                 ingress.validate_fast = fn

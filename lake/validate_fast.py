@@ -19,8 +19,8 @@ import datetime as dt
 
 import polars as pl
 
-from lake.ingest import _EIDX, _FILE, _ROW, _empty_rejects, _is_text, _rule_exprs, validate_file
 from contracts import Source
+from lake.ingest import _EIDX, _FILE, _ROW, _empty_rejects, _is_text, _rule_exprs, validate_file
 
 
 def fast_path_applies(df: pl.DataFrame, src: Source) -> bool:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import orjson
 import polars as pl
 
-from lake.validate_fast import validate_fast
 from contracts import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS, UTC_TS, Source
+from lake.validate_fast import validate_fast
 from streaming_bridge.topics import STATUSES, Route, Topics
 
 PAYLOAD_TEXT_LIMIT = 64 * 1024  # characters of a payload kept in the dead-letter row

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import lake.validate_fast as vf
-from lake.ingest import validate_file
 from contracts import SOURCES
+from lake.ingest import validate_file
 
 TZ = "America/New_York"
 METERS = SOURCES["meter_readings"]

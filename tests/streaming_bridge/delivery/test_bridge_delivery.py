@@ -136,7 +136,7 @@ def test_receiver_group_commits_concurrent_notifications_exactly_once(receiver, 
     with ThreadPoolExecutor(40) as ex:
         assert set(ex.map(post, bodies)) == {200}
     assert query(store, "SELECT count(*), count(mqtt_published_at) FROM {s}.alerts") == [(60, 60)]
-    att = dict(((r, f), n) for r, f, n in query(store, "SELECT receiver, fingerprint, attempts FROM {s}.alert_deliveries"))
+    att = {(r, f): n for r, f, n in query(store, "SELECT receiver, fingerprint, attempts FROM {s}.alert_deliveries")}
     assert len(att) == 90 and sum(att.values()) == len(bodies)
     assert all(att[("bridge", fp)] == (2 if i < 10 else 1) for i, fp in enumerate(fps))
     assert receiver.commit.stored == len(bodies) and receiver.commit.batches <= len(bodies)

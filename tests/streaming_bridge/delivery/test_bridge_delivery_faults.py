@@ -237,9 +237,9 @@ def test_a_stalled_receiver_loses_nothing_once_resolves_wait_for_the_receivers_c
     state, Outbox.confirm_message) releases the resolve only after the retried firing notification got through:
     firing and resolved reach every routed receiver."""
     import paho.mqtt.client as mqtt
+    from bridge_delivery_helpers import TEST_CAP, now
 
     from streaming_bridge.amproc import AlertmanagerProcess, render_config, write_config
-    from bridge_delivery_helpers import TEST_CAP, now
 
     proxy = StallingProxy(receiver.server.server_address[1])
     cfg = render_config(webhook_base=proxy.url, smarthost=f"127.0.0.1:{smtp_sink.port}", cap=TEST_CAP)
