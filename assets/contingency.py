@@ -14,8 +14,8 @@ from pydantic import Field
 from contracts import TABLES
 from optimization.contingency import screen_n1, screening_table
 from optimization.dcopf import load_case, scaled_case
-from pipelines.partitions import daily_open, partition_day
-from pipelines.resources import LakeResource
+from assets.partitions import daily_open, partition_day
+from assets.resources import LakeResource
 
 GROUP = "security"
 OPF_TABLE = "gold_opf_dispatch"
