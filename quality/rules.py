@@ -9,6 +9,7 @@ adds the *soft* rules that keep a record but flag it:
   when the hot-spot exceeds 140 degC.
 - weather: 'warning' when diffuse irradiance exceeds global irradiance by more than 20 W/m2 (a
   sensor/shading inconsistency).
+- incidents: 'warning' when a work order's end_time precedes its start_time (kept: the outcome counts).
 
 The rules are plain data so that a utility can change them without touching code, and so that the
 great-expectations suites (quality.expectations) can read the same numbers.
@@ -69,6 +70,10 @@ class QualityRules:
         elif source == "weather":
             anomaly = pl.lit(False)
             warning = pl.col("dhi_wm2") > pl.col("ghi_wm2") + self.weather.warn_dhi_over_ghi_wm2
+        elif source == "incidents":
+            # a work order whose end precedes its start is kept (the outcome still counts) but flagged
+            anomaly = pl.lit(False)
+            warning = pl.col("end_time") < pl.col("start_time")
         else:
             raise KeyError(f"no quality rules for source {source!r}")
         return (

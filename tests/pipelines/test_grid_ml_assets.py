@@ -39,7 +39,7 @@ def grid_lake(tmp_path_factory):
     tables loaded as assets/reference.py does, and gold_load_hourly (the DR forecast fallback)."""
     from lake import gold
     from lake.delta import Lake
-    from lake.ingest import ingest_partition
+    from lake.ingest import ingest_partition, known_entity_ids
     from lake.landing import LocalLanding
     from lake.schemas import SOURCES, TABLES
     from simulator import EventRates, SimConfig, Simulator, write_landing_day, write_landing_reference
@@ -59,7 +59,7 @@ def grid_lake(tmp_path_factory):
         day = START + dt.timedelta(days=i)
         write_landing_day(sim, day, zone)
         for src in SOURCES.values():
-            ingest_partition(zone, lake, src, day, lake.read(src.reference, columns=[src.entity])[src.entity])
+            ingest_partition(zone, lake, src, day, known_entity_ids(lake, src))
         hourly = gold.load_hourly(lake.read("silver_meter_readings", day), lake.read("ref_meters"), lake.read("ref_transformers"), day)
         lake.write_partition(TABLES["gold_load_hourly"], hourly, day)
     return root, lake
@@ -141,8 +141,8 @@ def test_segment_retrain_is_promoted_only_when_it_beats_the_rescored_champion(tr
                         run_config={"ops": {"grid_segment_model": {"config": {**WINDOW, "as_of": str(DAY - dt.timedelta(days=1)), "seed": 1}}}})
     o = _meta(other, "grid_segment_model")
     champ_tags = reg.client.get_model_version("grid_customer_segments", before.version).tags
-    cand = o["metrics"]["name_accuracy"]
-    rescored = float(champ_tags["metric.name_accuracy"])
+    cand = o["metrics"]["silhouette"]
+    rescored = float(champ_tags["metric.silhouette"])
     assert champ_tags["backtest_id"] == reg.client.get_model_version("grid_customer_segments", o["model_version"].split(":v")[1]).tags["backtest_id"]
     assert o["promoted"] is (cand > rescored)
     now = reg.champion("grid_customer_segments")
