@@ -8,7 +8,7 @@ are the event's window rounded to the quarter hour (a crew does not know the min
 confirmed by the end of the simulated period exist: the rest are not closed yet.
 
 The export of local day D holds the incidents confirmed on D (the landing file of ``incidents``);
-the raw contract is ``lake.schemas.SOURCES["incidents"]``.
+the raw contract is ``contracts.SOURCES["incidents"]``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from lake.schemas import INCIDENT_TYPES, SOURCES, UTC_TS
+from contracts import INCIDENT_TYPES, SOURCES, UTC_TS
 
 from .config import SimConfig
 from .events import EventPlan, local_midnight_utc

@@ -35,7 +35,7 @@ class Trained:
 
 def labels_known_by(incidents: pl.DataFrame | None, last_day: dt.date, tz: str, types: tuple[str, ...] | None = None) -> pl.DataFrame:
     """Confirmed incidents known at the end of local day ``last_day`` (what a nightly run can see)."""
-    from lake.schemas import day_bounds_utc
+    from contracts import day_bounds_utc
 
     from .labels import incident_events
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import ingest_partition, known_entity_ids
-from lake.schemas import INCIDENT_TYPES, SOURCES
+from contracts import INCIDENT_TYPES, SOURCES
 
 SRC = SOURCES["incidents"]
 DAY = dt.date(2026, 11, 1)  # the fall-back day: a naive local time in 01:00-02:00 is ambiguous

@@ -10,8 +10,8 @@ import datetime as dt
 
 import pytest
 
+from contracts import SOURCES
 from lake.ingest import ingest_partition, known_entity_ids
-from lake.schemas import SOURCES
 from quality.expectations import validate_frame
 from simulator import BadRecordRates, write_landing_day
 
@@ -19,7 +19,7 @@ def busy_incidents_sim(cfg):
     """``cfg``'s fleet with many events, every one confirmed within hours."""
     from dataclasses import replace
 
-    from lake.schemas import INCIDENT_TYPES
+    from contracts import INCIDENT_TYPES
     from simulator import EventRates, IncidentRates, Simulator
 
     rates = EventRates(sags_per_transformer_year=300.0, stuck_per_meter_year=20.0, zero_per_meter_year=20.0,
@@ -39,7 +39,7 @@ def ingested(tmp_path_factory, small_sim):
 
     from lake.delta import Lake
     from lake.landing import LocalLanding
-    from lake.schemas import TABLES
+    from contracts import TABLES
     from simulator import write_landing_reference
 
     root = tmp_path_factory.mktemp("ingested")
