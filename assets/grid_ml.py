@@ -44,7 +44,7 @@ from dagster import (
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
-from contracts import TABLES
+from contracts import TABLES, day_bounds_utc
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
@@ -370,7 +370,7 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
     check_specs=gx_check_specs("gold_transformer_risk"),
 )
 def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
-    from models.grid.failure import outage_impact, to_gold_risk
+    from models.grid.failure import contributing_factors, outage_impact, to_gold_risk
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     reg = mlflow.registry()
@@ -382,16 +382,17 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
         raise ValueError(f"gold_transformer_risk: no silver_scada samples for {day}: ingest the day first")
     impact = outage_impact(_require(lk, "ref_meters", "materialise ref_meters"), lk.read("ref_transformers"),
                            lk.read_days(_T["silver_meter_readings"], day, day, ["meter_id", "demand_kw"]))
-    pred = to_gold_risk(fm.predict(snaps), impact, version, tz)
+    pred = to_gold_risk(fm.predict(snaps), impact, version, tz, contributing_factors(fm, snaps))
     w = lk.write_partition(_T["gold_transformer_risk"], pred, day)
     th = fm.config.thresholds
     top = (pred.sort("failure_probability_72h", descending=True).unique("transformer_id", keep="first", maintain_order=True)
-           .head(5).select("transformer_id", "failure_probability_72h", "rul_hours", "customers_downstream"))
+           .head(5).select("transformer_id", "failure_probability_72h", "rul_hours", "top_factor", "maintenance", "customers_downstream"))
     png = grid_plots.top_risk_png(pred, th, f"transformer failure risk {day}")
     yield MaterializeResult(metadata={
         "dagster/row_count": w.rows, "delta_version": w.version, "model_version": version, "anomaly_model": tx_version,
         "transformers_at_alert": int(pred.filter(pl.col("failure_probability_72h") >= th.alert)["transformer_id"].n_unique()),
         "top_risk": MetadataValue.md(top.to_pandas().to_markdown(index=False)),
+        "maintenance_recommended": int(pred.filter(pl.col("maintenance").is_not_null())["transformer_id"].n_unique()),
         "top_risk_plot": MetadataValue.md(plots.png_markdown(png, f"transformer risk {day}")),
     })
     yield from gx_checks(lk, _T["gold_transformer_risk"], day)
@@ -554,7 +555,105 @@ def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster
     })
 
 
+#: days of history before the scored day the energy balance's baselines use (BalanceConfig.baseline_days + the window)
+BALANCE_HISTORY_DAYS = 16
+
+
+@multi_asset(
+    specs=[
+        AssetSpec("gold_energy_balance", group_name=SCORING_GROUP, description=_T["gold_energy_balance"].description,
+                  deps=[_silver_dep("silver_meter_readings", BALANCE_HISTORY_DAYS), _silver_dep("silver_scada", BALANCE_HISTORY_DAYS),
+                        "ref_meters", "ref_transformers"], kinds={"delta", "polars"}),
+        AssetSpec("gold_ntl_suspects", group_name=SCORING_GROUP, description=_T["gold_ntl_suspects"].description,
+                  kinds={"delta", "polars"}),
+    ],
+    partitions_def=daily_open,
+)
+def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings):
+    """Energy balance per transformer/feeder for the day and the ranked theft suspects (models.grid.energy_balance)."""
+    from models.grid.energy_balance import BalanceConfig, suspects_from_readings
+
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    lo = day - dt.timedelta(days=BALANCE_HISTORY_DAYS)
+    meters = lk.read_days(_T["silver_meter_readings"], lo, day, ["meter_id", "reading_time", "demand_kw", "power_factor"])
+    scada = lk.read_days(_T["silver_scada"], lo, day, ["transformer_id", "sample_time", "load_kva"])
+    if meters.filter(pl.col("reading_time").dt.convert_time_zone(tz).dt.date() == day).height == 0 or scada.height == 0:
+        raise ValueError(f"gold_energy_balance: no silver_meter_readings or silver_scada rows for {day}: ingest the day first")
+    bal, sus = suspects_from_readings(meters, scada, _require(lk, "ref_meters", "materialise ref_meters"),
+                                      _require(lk, "ref_transformers", "materialise ref_transformers"), BalanceConfig(timezone=tz))
+    bal, sus = bal.filter(pl.col("date") == day), sus.filter(pl.col("date") == day)
+    w1 = lk.write_partition(_T["gold_energy_balance"], bal, day)
+    w2 = lk.write_partition(_T["gold_ntl_suspects"], sus, day)
+    feeders = bal.filter(pl.col("level") == "feeder")
+    yield MaterializeResult(asset_key="gold_energy_balance", metadata={
+        "dagster/row_count": w1.rows, "history_days": BALANCE_HISTORY_DAYS,
+        "unexplained_share_by_feeder": MetadataValue.json({f: round(u / s, 4) if s else None for f, u, s in
+                                                           feeders.select("entity_id", "unexplained_kwh", "supplied_kwh").iter_rows()}),
+        "transformers_with_significant_rise": int(sus["transformer_id"].n_unique()) if sus.height else 0,
+    })
+    yield MaterializeResult(asset_key="gold_ntl_suspects", metadata={
+        "dagster/row_count": w2.rows,
+        "top_suspects": MetadataValue.md(sus.filter(pl.col("rank") == 1).sort("score", descending=True).head(10)
+                                         .select("transformer_id", "meter_id", "score", "implied_share", "unexplained_rise_kwh")
+                                         .to_pandas().to_markdown(index=False) if sus.height else "none"),
+    })
+
+
+@asset(
+    group_name=SCORING_GROUP,
+    partitions_def=daily_open,
+    deps=[_same_day("gold_anomaly_scores"), _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),
+          _silver_dep("silver_weather", 1), "gold_alerts", "silver_incidents", "grid_anomaly_model"],
+    kinds={"delta", "polars", "mlflow"},
+    description=_T["gold_model_drift"].description,
+)
+def gold_model_drift(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    """PSI of each anomaly model's inputs and score on the day against its training window, and the realised
+    precision of its settled alerts against the confirmed incidents; a drifted model is flagged for retraining
+    (model_drift_notifications posts the alert)."""
+    from models.grid.drift import DriftConfig, drift_report, realised_precision
+    from models.grid.pipelines import labels_known_by
+
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    cfg = DriftConfig()
+    reg = mlflow.registry()
+    scores = lk.read(_T["gold_anomaly_scores"], day)
+    lo = {"meter": day - dt.timedelta(days=METER_CONTEXT_DAYS), "transformer": day - dt.timedelta(days=1)}
+    parts, retrain = [], []
+    events = labels_known_by(_incidents(lk), day, tz)
+    alerts = lk.read(_T["gold_alerts"]) if lk.exists("gold_alerts") else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
+    for kind in ("meter", "transformer"):
+        f = _anomaly_features(lk, lo[kind], day, tz).get(kind)
+        if f is None:
+            continue
+        model, version = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")
+        if not getattr(model, "drift_profile_", None):
+            context.log.warning(f"{version} has no training-window profile (trained before monitoring existed): retrain it")
+            continue
+        f = f.filter(local_date("time", tz) == day)
+        s = scores.filter(pl.col("asset_type") == kind)["score"].to_numpy()
+        rep = drift_report(model.drift_profile_, {**{c: f[c].to_numpy() for c in model.features}, "score": s}, version, cfg)
+        rp = realised_precision(alerts.filter((pl.col("rule") == "anomaly_score") & (pl.col("asset_type") == kind)), events,
+                                day_bounds_utc(day, tz)[1], cfg)
+        prec_drift = None if rp["precision"] is None or rp["settled_alerts"] < cfg.min_settled_alerts else rp["precision"] < cfg.min_precision
+        rep = pl.concat([rep, pl.DataFrame([(version, "realised_precision", rp["precision"], cfg.min_precision, rp["settled_alerts"], prec_drift)],
+                                           schema=rep.schema, orient="row")])
+        parts.append(rep)
+        if rep["drifted"].fill_null(False).any():
+            retrain.append(version)
+    df = pl.concat(parts) if parts else pl.DataFrame(schema={k: v for k, v in _T["gold_model_drift"].polars_schema().items() if k != "date"})
+    df = df.with_columns(pl.lit(day).alias("date"))
+    w = lk.write_partition(_T["gold_model_drift"], df, day)
+    drifted = df.filter(pl.col("drifted").fill_null(False))
+    return MaterializeResult(metadata={
+        "dagster/row_count": w.rows, "retrain": MetadataValue.json(retrain),
+        "drifted": MetadataValue.json({f"{m} {k}": round(v, 4) if v is not None else None for m, k, v in drifted.select("model", "metric", "value").iter_rows()}),
+        "psi_max": MetadataValue.json({m: round(float(g["value"].max()), 4) for (m,), g in df.filter(pl.col("metric") != "realised_precision").group_by(["model"])}),
+    })
+
+
 GRID_ML_ASSETS = [
     grid_anomaly_model, grid_failure_model, grid_segment_model,
     gold_anomaly_scores, gold_transformer_risk, gold_alerts, gold_segments_and_recommendations, gold_demand_response,
+    gold_energy_balance, gold_model_drift,
 ]

@@ -132,6 +132,8 @@ class AnomalyEnsemble:
     vote_: object = None
     #: cold start only: (x, y) of the tail mapping applied to the vote's output (None = supervised)
     post_: tuple | None = None
+    #: training-window reference of every input and of the score (models.grid.drift.reference_profile)
+    drift_profile_: dict = field(default_factory=dict)
     fit_report_: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -331,6 +333,12 @@ class AnomalyEnsemble:
                 for i, d in enumerate(DETECTORS)
             }
             self.vote_ = LogisticRegression().fit(self._logit(self._calibrated(raw)), yc)
+        # what monitoring compares scoring days with (models.grid.drift): the training rows' inputs and
+        # the calibration rows' scores
+        from .drift import reference_profile
+
+        cal_score = self._post(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1])
+        self.drift_profile_ = reference_profile({**{n: xt[:, i] for i, n in enumerate(self.features)}, "score": cal_score})
         self.fit_report_ = {
             "mode": self.mode,
             "train_rows": int(len(train)),
