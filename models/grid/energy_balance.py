@@ -58,6 +58,8 @@ class BalanceConfig:
 
 def _meter_hours(meters: pl.DataFrame, ref_meters: pl.DataFrame) -> pl.DataFrame:
     """Per meter and UTC hour: mean P (kW), mean Q (kvar, from the power factor) and energy (kWh)."""
+    require_columns(meters, ("meter_id", "reading_time", "demand_kw", "power_factor"), "meter readings")
+    require_columns(ref_meters, ("meter_id", "transformer_id"), "ref_meters")
     m = (meters.join(ref_meters.select("meter_id", "transformer_id"), on="meter_id", how="inner")
          .sort("meter_id", "reading_time")
          .with_columns(pl.col("reading_time").diff().over("meter_id").dt.total_seconds().truediv(3600.0)
