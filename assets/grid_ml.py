@@ -19,12 +19,11 @@ registry through :class:`models.registry.ModelRegistry`:
 Exports :data:`GRID_ML_ASSETS` (pipelines/definitions.py) and the group names
 :data:`TRAINING_GROUP` / :data:`SCORING_GROUP` (pipelines/jobs.py selects the jobs by them; the
 schedules are in pipelines/schedules.py). The registry is the ``mlflow`` resource
-(:class:`pipelines.resources.MlflowResource`).
+(:class:`assets.resources.MlflowResource`).
 """
 
 
 import datetime as dt
-from dataclasses import replace
 from typing import Any
 
 import polars as pl
@@ -44,12 +43,12 @@ from dagster import (
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
-from contracts import TABLES, day_bounds_utc
+from contracts import TABLES, DemandResponse, day_bounds_utc
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import GridSettings, LakeResource, MlflowResource
 
 _T = TABLES
 TRAINING_GROUP = "grid_ml_training"
@@ -62,9 +61,9 @@ SCORING_GROUP = "grid_ml"
 #: forecasts from gold_load_hourly (see _dr_forecast) and says so in the metadata.
 FORECAST_TABLE = "gold_load_forecast"
 
-#: The scoring assets use pipelines.partitions.daily_open, which includes the *current* local day
+#: The scoring assets use assets.partitions.daily_open, which includes the *current* local day
 #: (end_offset=1): the hourly schedule re-scores today as readings arrive. Same start and time zone
-#: as pipelines.partitions.daily, so day keys line up with the silver partitions.
+#: as assets.partitions.daily, so day keys line up with the silver partitions.
 
 
 # ------------------------------------------------------------------------------ configs
@@ -88,6 +87,9 @@ class AnomalyTrainConfig(TrainWindowConfig):
     seed: int = 0
     #: cold start: share of readings the alert band (0.85) covers until incidents label enough anomalies
     contamination: float = 0.01
+    #: with incidents: "tail" (labels learn the calibration and vote weights, bands stay tail shares) or
+    #: "probability" (bands on P(confirmed incident), only right with complete labels): AnomalyConfig
+    band_calibration: str = "tail"
 
 
 class FailureTrainConfig(TrainWindowConfig):
@@ -113,11 +115,25 @@ class DRConfigDagster(Config):
     #: explicit feeder capacities (kW); feeders not listed get capacity_share x their transformer kVA
     feeder_capacity_kw: dict[str, float] = {}
     #: share of the summed transformer ratings (kVA ~ kW at unity power factor) a feeder may carry
-    capacity_share: float = 0.8
-    margin: float = 0.1
-    base_incentive: float = 5.0
+    #: (None: the profile's demand_response.capacity_share; likewise margin and base_incentive)
+    capacity_share: float | None = None
+    margin: float | None = None
+    base_incentive: float | None = None
     #: which gold_load_forecast quantile is planned against (p50; p90 for a cautious operator)
     forecast_quantile: str = "p50"
+
+    def programme(self, profile: DemandResponse) -> DemandResponse:
+        """The profile's DR programme with this run's overrides."""
+        keys = ("capacity_share", "margin", "base_incentive")
+        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+
+
+def _segment_config(grid: GridSettings, **kw):
+    """SegmentConfig of the utility profile: its zone, peak window and holiday calendar."""
+    from models.grid.segments import SegmentConfig
+
+    p = grid.profile()
+    return SegmentConfig(timezone=p.timezone, peak_hours=p.tariffs.peak_window.bounds, holiday_country=p.holiday_country, **kw)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -217,7 +233,7 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataF
 )
 def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
-    from models.grid.config import AnomalyConfig, FeatureConfig
+    from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
     from models.grid.labels import label_summary
     from models.grid.pipelines import labels_known_by, train_anomaly
 
@@ -229,13 +245,15 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
     feats = _anomaly_features(lk, start, end, tz)
     reg = mlflow.registry()
     acfg = AnomalyConfig(n_estimators=config.n_estimators, ae_epochs=config.ae_epochs,
-                         max_train_rows=config.max_train_rows, seed=config.seed, contamination=config.contamination)
+                         max_train_rows=config.max_train_rows, seed=config.seed, contamination=config.contamination,
+                         band_calibration=config.band_calibration)
     results, fit = {}, {}
     for kind in ("meter", "transformer"):
         if kind not in feats:
             raise ValueError(f"grid_anomaly_model: no {'silver_meter_readings' if kind == 'meter' else 'silver_scada'} "
                              f"rows in {start}..{end}")
-        t = train_anomaly(kind, feats[kind], events, ref_meters, tz, eval_from, end, acfg, FeatureConfig(timezone=tz))
+        t = train_anomaly(kind, feats[kind], events, ref_meters, tz, eval_from, end, acfg, FeatureConfig(timezone=tz),
+                          thresholds=AlertThresholds(**grid.profile().alert_bands.anomaly.model_dump()))
         t.params.update({"window": f"{start}..{end}", "train_days": len(days) - config.eval_days})
         results[kind] = _register(context, reg, MODEL_ANOMALY[kind], t)
         fit[kind] = t.model.fit_report_
@@ -256,6 +274,7 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
 )
 def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    from models.grid.config import AlertThresholds
     from models.grid.failure import FailureConfig
     from models.grid.pipelines import labels_known_by, train_failure
 
@@ -266,7 +285,8 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
     snaps = _failure_inputs(lk, start, end, tz, tx_model)
     events = labels_known_by(_incidents(lk), end, tz, types=("transformer_failure",))
-    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed)
+    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed,
+                         thresholds=AlertThresholds(**grid.profile().alert_bands.failure_risk.model_dump()))
     t = train_failure(snaps, events, tz, eval_from, end, fcfg, tx_version)
     t.params["window"] = f"{start}..{end}"
     r = _register(context, reg, MODEL_FAILURE, t)
@@ -286,13 +306,13 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
 def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
     from models.grid.pipelines import train_segments
-    from models.grid.segments import SegmentConfig, profile_features, segment_distribution
+    from models.grid.segments import profile_features, segment_distribution
 
-    lk, tz = lake.lake(), grid.timezone
+    lk = lake.lake()
     start, end, days = _window(lk, config, "grid_segment_model")
     readings = lk.read_days(_T["silver_meter_readings"], start, end, _METER_COLS)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
-    scfg = SegmentConfig(timezone=tz, seed=config.seed, n_segments=config.n_segments)
+    scfg = _segment_config(grid, seed=config.seed, n_segments=config.n_segments)
     prof = profile_features(readings, ref_meters, scfg)
     t = train_segments(prof, scfg, start, end)
     t.params["window"] = f"{start}..{end}"
@@ -461,17 +481,17 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     from models.grid.segments import profile_features, segment_distribution
     from reporting.report import segment_figure
 
-    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    lk, day = lake.lake(), partition_day(context)
     model, version = _champion(mlflow.registry(), MODEL_SEGMENTS, "grid_segment_model")
     readings = lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS)
     if readings.filter(pl.col("date") == day).height == 0:
         raise ValueError(f"gold_customer_segments: no silver_meter_readings rows for {day}: ingest the day first")
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
-    scfg = replace(model.config, timezone=tz)
+    scfg = _segment_config(grid, seed=model.config.seed, min_days=model.config.min_days)
     seg = model.predict(profile_features(readings, ref_meters, scfg)).with_columns(
         pl.lit(day).alias("as_of"), pl.lit(version).alias("model_version"))
     w1 = lk.write_partition(_T["gold_customer_segments"], seg, day)
-    rec = recommend(seg, ref_meters).with_columns(pl.lit(day).alias("as_of"))
+    rec = recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response).with_columns(pl.lit(day).alias("as_of"))
     w2 = lk.write_partition(_T["gold_recommendations"], rec, day)
     chosen = rec.filter(pl.col("recommended"))
     yield MaterializeResult(asset_key="gold_customer_segments", metadata={
@@ -536,10 +556,10 @@ def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster
     if seg.height == 0:
         raise ValueError(f"gold_dr_events {day}: gold_customer_segments has no rows for {day}: materialise it first")
     peak = customer_peak_kw(lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=6), day,
-                                       ["meter_id", "reading_time", "demand_kw"]), tz=tz)
-    capacity = feeder_capacity_kw(ref_tx, config.feeder_capacity_kw, config.capacity_share)
-    ev, pa = plan_feeder_events(forecast, dr_customers(seg, ref_meters, peak), capacity, margin=config.margin,
-                                base_incentive=config.base_incentive, timezone=tz)
+                                       ["meter_id", "reading_time", "demand_kw"]), grid.profile().tariffs.peak_window.bounds, tz)
+    programme = config.programme(grid.profile().demand_response)
+    capacity = feeder_capacity_kw(ref_tx, config.feeder_capacity_kw, programme.capacity_share)
+    ev, pa = plan_feeder_events(forecast, dr_customers(seg, ref_meters, peak), capacity, programme, tz)
     w1 = lk.write_partition(_T["gold_dr_events"], ev, day)
     w2 = lk.write_partition(_T["gold_dr_participations"], pa, day)
     png = grid_plots.dr_forecast_png(forecast, capacity, tz, f"feeder forecast vs DR capacity {day}")

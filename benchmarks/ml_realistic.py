@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from models.grid.anomaly import AnomalyEnsemble
+from models.grid.config import AnomalyConfig
 from models.grid.evaluate import event_assets, event_detection, label_readings
 
 #: operators live with a fixed alert budget: meter alerts per 1,000 meters per day
@@ -100,7 +101,7 @@ def budget_metrics(keys: pl.DataFrame, score: np.ndarray, truth_events: pl.DataF
             "event_recall": round(first.height / ev.height, 4) if ev.height else None, "per_type": per_type}
 
 
-def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict, tz: str) -> dict:
+def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict, tz: str, feature_config) -> dict:
     """No labels vs recorded incidents vs the PyOD peers, on fleet B's meters and transformers.
 
     ``a``/``b``: per stream (meter, transformer) the feature frames of fleets A and B;
@@ -122,11 +123,11 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
         lb = label_readings(fb, ev_b, ref_b, kind)
         y = lb.is_not_null().to_numpy()
         t = time.time()
-        cold = AnomalyEnsemble(kind).fit(fa)
+        cold = AnomalyEnsemble(kind, feature_config).fit(fa)
         t_cold = time.time() - t
         la_inc = label_readings(fa, inc_events, ref_a, kind)
         t = time.time()
-        semi = AnomalyEnsemble(kind).fit(fa, la_inc.is_not_null())
+        semi = AnomalyEnsemble(kind, feature_config, config=AnomalyConfig(band_calibration="tail")).fit(fa, la_inc.is_not_null())
         t_semi = time.time() - t
         fit_info[kind] = {"no_labels": {**cold.fit_report_, "fit_s": round(t_cold, 1)},
                           "incidents": {**semi.fit_report_, "fit_s": round(t_semi, 1)},
@@ -156,7 +157,7 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
     return out
 
 
-def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFrame) -> dict:
+def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFrame, tz: str) -> dict:
     """The failure/RUL model trained on fleet A's *recorded* failures (incidents, late, 90 %), scored
     against fleet B's truth; with the contributing factors and maintenance recommendations."""
     from models.grid.failure import FailureModel, contributing_factors, evaluate_failure, failure_targets, to_gold_risk
@@ -171,7 +172,7 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
     fac = contributing_factors(fm, snap_b)
     flagged = pred.filter(pl.col("failure_probability_72h") >= fm.config.thresholds.alert).join(fac, on=["transformer_id", "as_of"])
     impact = pl.DataFrame({"transformer_id": snap_b["transformer_id"].unique(), "customers_downstream": 0, "load_downstream_kw": 0.0})
-    gold = to_gold_risk(pred, impact, "bench", "America/New_York", fac)
+    gold = to_gold_risk(pred, impact, "bench", tz, fac)
     r.update({
         "recorded_failures_fleet_a": inc.height,
         "true_failures_fleet_a": int((sim_a.truth()["truth_events"]["event_type"] == "transformer_failure").sum()),
@@ -182,10 +183,10 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
     return r
 
 
-def theft_energy_balance(seed: int, n_meters: int, warmup_days: int, eval_days: int, rates, start) -> dict:
+def theft_energy_balance(seed: int, n_meters: int, warmup_days: int, eval_days: int, rates, start, tz: str) -> dict:
     """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days``; thefts that
     start in the evaluation period are scored (the warm-up is the utility's history)."""
-    from models.grid.energy_balance import suspects_from_readings, theft_detection
+    from models.grid.energy_balance import BalanceConfig, suspects_from_readings, theft_detection
     from simulator import SimConfig, Simulator
 
     sim = Simulator(SimConfig(n_meters=n_meters, start=start, days=warmup_days + eval_days, seed=seed, events=rates))
@@ -193,11 +194,11 @@ def theft_energy_balance(seed: int, n_meters: int, warmup_days: int, eval_days: 
     data = {k: pl.concat([d[k] for d in days]) for k in ("meter_readings", "scada")}
     ref = sim.reference()
     t = time.process_time()
-    bal, sus = suspects_from_readings(data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"])
+    bal, sus = suspects_from_readings(data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], BalanceConfig(tz))
     cpu = time.process_time() - t
     ev = sim.truth()["truth_events"]
     eval_from = start + timedelta(days=warmup_days)
-    ev_eval = ev.filter(pl.col("start_time").dt.convert_time_zone("America/New_York").dt.date() >= eval_from)
+    ev_eval = ev.filter(pl.col("start_time").dt.convert_time_zone(tz).dt.date() >= eval_from)
     sus_eval = sus.filter(pl.col("date") >= eval_from)
     r = theft_detection(sus_eval, ev_eval, ev, n_meters, eval_days)
     r.update({"warmup_days": warmup_days, "eval_days": eval_days, "meters": n_meters, "cpu_s": round(cpu, 2),
@@ -207,19 +208,21 @@ def theft_energy_balance(seed: int, n_meters: int, warmup_days: int, eval_days: 
     return r
 
 
-def segments_unsupervised(pa: pl.DataFrame, pb: pl.DataFrame, truth_b: pl.DataFrame) -> dict:
+def segments_unsupervised(pa: pl.DataFrame, pb: pl.DataFrame, truth_b: pl.DataFrame, config) -> dict:
     """k-means on fleet A's profiles alone, named from descriptors; scored on fleet B against the
     archetypes the fit never saw (ARI, name agreement) and re-fit on 70 % of A with another seed
     (names kept for the same customer)."""
     from sklearn.metrics import adjusted_rand_score
 
-    from models.grid.segments import SegmentConfig, SegmentModel
+    from dataclasses import replace
+
+    from models.grid.segments import SegmentModel
 
     t = time.time()
-    sm = SegmentModel().fit(pa)
+    sm = SegmentModel(config).fit(pa)
     fit_s = time.time() - t
     seg = sm.predict(pb).join(truth_b, on="meter_id")
-    sm2 = SegmentModel(SegmentConfig(seed=11)).fit(pa.sample(fraction=0.7, seed=4, shuffle=True))
+    sm2 = SegmentModel(replace(config, seed=11)).fit(pa.sample(fraction=0.7, seed=4, shuffle=True))
     return {
         "ari": round(adjusted_rand_score(seg["archetype"], seg["segment"]), 4),
         "name_agreement": round(float((seg["archetype"] == seg["segment"]).mean()), 4),

@@ -19,9 +19,9 @@ investigations, late and incomplete).
 
 Cold start (no or too few labelled anomalies, :attr:`AnomalyConfig.min_labelled_rows`): every
 detector's raw score is calibrated on its own distribution over the calibration rows, by the tail
-share ``q`` of rows scoring at least as high: ``c = 1 - 0.15 q / contamination`` in the tail, so
-0.85 (alert) is the top ``contamination`` of the rows, 0.70 the top twice that and 0.95 the top
-third of it; the rest of the distribution spreads over 0..0.70 (:func:`_tail_map`). The vote is the mean of the detectors' log-odds, mapped through the same tail rule on
+share ``q`` of rows scoring at least as high: the alert band (0.85 by default) is the top
+``contamination`` of the rows, monitoring (0.70) the top twice that and critical (0.95) the top
+third of it; the rest of the distribution spreads over 0..monitoring (:func:`_tail_map`). The vote is the mean of the detectors' log-odds, mapped through the same tail rule on
 the calibration rows (``post_``): the bands mean "as rare as the rarest 2 % / 1 % / 0.33 % of
 readings" until labels arrive. ``fit_report_["mode"]`` says which calibration a model has.
 
@@ -117,8 +117,9 @@ class AnomalyEnsemble:
     """
 
     kind: str
+    #: how the input features were built (the utility's zone among them)
+    feature_config: FeatureConfig
     config: AnomalyConfig = field(default_factory=AnomalyConfig)
-    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     version: str = "unregistered"
     # fitted state
@@ -232,8 +233,10 @@ class AnomalyEnsemble:
 
     @property
     def mode(self) -> str:
-        """'cold_start' (calibrated on the score distribution) or 'semi_supervised' (on labelled incidents)."""
-        return "cold_start" if self.post_ is not None else "semi_supervised"
+        """'cold_start' (calibrated on the score distribution), 'semi_supervised' (bands on the probability
+        calibrated on labelled incidents) or 'semi_supervised_tail' (labels for the detectors' calibration
+        and the vote weights, bands as tail shares: AnomalyConfig.band_calibration)."""
+        return self.__dict__.get("mode_") or ("cold_start" if self.post_ is not None else "semi_supervised")
 
     @staticmethod
     def _logit(p: np.ndarray) -> np.ndarray:
@@ -322,10 +325,10 @@ class AnomalyEnsemble:
         yc = y[cal_rows]
         self.post_ = None
         if cold:
-            self.iso_ = {d: IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(*_tail_map(raw[:, i], cfg.contamination))
+            self.iso_ = {d: IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(*_tail_map(raw[:, i], cfg.contamination, self.thresholds))
                          for i, d in enumerate(DETECTORS)}
             self.vote_ = _mean_vote(len(DETECTORS))
-            self.post_ = _tail_map(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], cfg.contamination)
+            self.post_ = _tail_map(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], cfg.contamination, self.thresholds)
             self.__dict__.pop("_fast_scorer", None)
         else:
             self.iso_ = {
@@ -333,6 +336,10 @@ class AnomalyEnsemble:
                 for i, d in enumerate(DETECTORS)
             }
             self.vote_ = LogisticRegression().fit(self._logit(self._calibrated(raw)), yc)
+            if cfg.band_calibration == "tail":
+                share = max(cfg.contamination, float(yc.mean()))
+                self.post_ = _tail_map(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], share, self.thresholds)
+        self.mode_ = "cold_start" if cold else ("semi_supervised_tail" if self.post_ is not None else "semi_supervised")
         # what monitoring compares scoring days with (models.grid.drift): the training rows' inputs and
         # the calibration rows' scores
         from .drift import reference_profile
@@ -422,11 +429,12 @@ class AnomalyEnsemble:
         return buf.getvalue()
 
 
-def _tail_map(raw: np.ndarray, contamination: float, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of the cold-start calibration, q = share of ``raw`` at or above x: in the tail
-    (q <= 2 contamination) y = 1 - 0.15 q / contamination, so 0.70 / 0.85 / 0.95 are the top 2x / 1x /
-    1/3 of ``contamination``; below it the rest of the distribution spreads linearly over 0..0.70 (the
-    order of ordinary rows is kept). At most ``points`` knots, denser in the tail, x strictly increasing."""
+def _tail_map(raw: np.ndarray, contamination: float, bands: AlertThresholds, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the cold-start calibration, q = share of ``raw`` at or above x: the alert band is the
+    top ``contamination`` of the rows, monitoring the top twice that, critical the top third of it
+    (piecewise linear in q between them); the rest of the distribution spreads linearly over
+    0..monitoring (the order of ordinary rows is kept). At most ``points`` knots, denser in the tail,
+    x strictly increasing."""
     r = np.sort(np.asarray(raw, dtype=np.float64))
     n = r.size
     if n == 0:
@@ -436,9 +444,8 @@ def _tail_map(raw: np.ndarray, contamination: float, points: int = 512) -> tuple
     idx = np.clip(np.ceil(n * (1.0 - q)).astype(int), 0, n - 1)
     x = r[idx]
     tail = (n - np.searchsorted(r, x, side="left")) / n  # share of rows >= x (ties count)
-    y = np.where(tail <= 2 * contamination, 1.0 - 0.15 * tail / contamination,
-                 0.7 * (1.0 - tail) / max(1e-12, 1.0 - 2 * contamination))
-    y = np.clip(y, 0.0, 1.0)
+    c = contamination
+    y = np.interp(tail, [0.0, c / 3, c, 2 * c, 1.0], [1.0, bands.critical, bands.alert, bands.monitoring, 0.0])
     x, first = np.unique(x, return_index=True)
     y = np.maximum.accumulate(y[first])
     if x.size == 1:  # a constant score: nothing is rarer than anything else

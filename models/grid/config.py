@@ -62,7 +62,8 @@ class AlertThresholds:
 class FeatureConfig:
     """How raw readings become features (see :mod:`models.grid.features`)."""
 
-    timezone: str = "America/New_York"
+    #: the utility's zone (the profile's: assets pass ``GridSettings.timezone``)
+    timezone: str
     #: nominal service voltage of the meters (V)
     meter_nominal_v: float = 230.0
     #: nominal secondary voltage reported by transformer SCADA (V)
@@ -120,9 +121,17 @@ class AnomalyConfig:
     contamination: float = 0.01
     #: fewer labelled anomalous rows than this on the calibration assets: calibrate without labels
     min_labelled_rows: int = 20
+    #: with labels, what the bands are read on: "probability" (the calibrated P(labelled anomaly): right
+    #: when the labels are complete, e.g. a fully investigated panel) or "tail" (labels learn each
+    #: detector's calibration and the vote weights; the bands are then tail shares of the vote on the
+    #: calibration rows, contamination = max(contamination, labelled share): right for incidents, which
+    #: confirm only part of the events, so a calibrated probability rarely reaches the bands)
+    band_calibration: str = "probability"
 
     def __post_init__(self) -> None:
         _finite("AnomalyConfig", "contamination", self.contamination, 1e-5, 0.2)
+        if self.band_calibration not in ("probability", "tail"):
+            raise ValueError(f"AnomalyConfig.band_calibration must be 'probability' or 'tail', got {self.band_calibration!r}")
         for n in ("n_estimators", "max_samples", "max_train_rows", "nystroem_components", "ae_hidden", "ae_code",
                   "ae_epochs", "ae_batch", "torch_threads", "max_calibration_rows", "min_labelled_rows"):
             v = getattr(self, n)

@@ -32,7 +32,8 @@ from .features import require_columns
 
 @dataclass(frozen=True)
 class BalanceConfig:
-    timezone: str = "America/New_York"
+    #: the utility's zone (local days)
+    timezone: str
     #: transformer losses per hour as shares of the rating: no-load (core) and load (copper, at k = 1)
     no_load_loss: float = 0.002
     load_loss: float = 0.01
@@ -73,7 +74,7 @@ def _meter_hours(meters: pl.DataFrame, ref_meters: pl.DataFrame) -> pl.DataFrame
 
 
 def hourly_balance(meters: pl.DataFrame, scada: pl.DataFrame, ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,
-                   cfg: BalanceConfig = BalanceConfig(), meter_hours: pl.DataFrame | None = None) -> pl.DataFrame:
+                   cfg: BalanceConfig, meter_hours: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per transformer and UTC hour: supplied, metered, technical and unexplained energy (kWh)."""
     require_columns(meters, ("meter_id", "reading_time", "demand_kw", "power_factor"), "meter readings")
     require_columns(scada, ("transformer_id", "sample_time", "load_kva"), "scada")
@@ -97,7 +98,7 @@ def hourly_balance(meters: pl.DataFrame, scada: pl.DataFrame, ref_meters: pl.Dat
 
 
 def energy_balance(meters: pl.DataFrame, scada: pl.DataFrame, ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,
-                   cfg: BalanceConfig = BalanceConfig(), hourly: pl.DataFrame | None = None) -> pl.DataFrame:
+                   cfg: BalanceConfig, hourly: pl.DataFrame | None = None) -> pl.DataFrame:
     """Rows of ``gold_energy_balance``: level (transformer | feeder), entity_id, feeder_id, date, the
     energies (kWh), hours covered and the unexplained loss's baseline and rise.
 
@@ -152,7 +153,7 @@ def meter_daily(meters: pl.DataFrame, tz: str) -> pl.DataFrame:
 
 
 def ntl_suspects(balance: pl.DataFrame, hourly: pl.DataFrame, meter_hours: pl.DataFrame,
-                 cfg: BalanceConfig = BalanceConfig()) -> pl.DataFrame:
+                 cfg: BalanceConfig) -> pl.DataFrame:
     """Ranked suspects per transformer-day: date, transformer_id, meter_id, rank, score, implied_share,
     unexplained_rise_kwh, reason.
 
@@ -218,7 +219,7 @@ def ntl_suspects(balance: pl.DataFrame, hourly: pl.DataFrame, meter_hours: pl.Da
 
 
 def suspects_from_readings(meters: pl.DataFrame, scada: pl.DataFrame, ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,
-                           cfg: BalanceConfig = BalanceConfig()) -> tuple[pl.DataFrame, pl.DataFrame]:
+                           cfg: BalanceConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(gold_energy_balance rows, ranked suspects) from silver-shaped meter readings and SCADA."""
     mh = _meter_hours(meters, ref_meters)
     h = hourly_balance(meters, scada, ref_meters, ref_transformers, cfg, meter_hours=mh)

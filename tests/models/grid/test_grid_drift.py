@@ -41,11 +41,12 @@ def test_realised_precision_counts_settled_alerts_confirmed_by_incidents():
 
 def test_a_fitted_ensemble_carries_its_training_profile_and_sees_a_unit_change(grid_data):
     from models.grid.anomaly import AnomalyEnsemble
-    from models.grid.config import AnomalyConfig
+    from models.grid.config import AnomalyConfig, FeatureConfig
     from models.grid.features import meter_features
 
-    f = meter_features(grid_data["meter_readings"])
-    m = AnomalyEnsemble("meter", config=AnomalyConfig(n_estimators=8, max_train_rows=3000, ae_epochs=1, nystroem_components=16)).fit(f)
+    fc = FeatureConfig(timezone="America/New_York")
+    f = meter_features(grid_data["meter_readings"], fc)
+    m = AnomalyEnsemble("meter", fc, config=AnomalyConfig(n_estimators=8, max_train_rows=3000, ae_epochs=1, nystroem_components=16)).fit(f)
     assert set(m.drift_profile_) == set(m.features) | {"score"}
     day = f.tail(5_000)
     ok = drift_report(m.drift_profile_, {c: day[c].to_numpy() for c in m.features}, "meter:v1")

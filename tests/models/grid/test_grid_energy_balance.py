@@ -10,6 +10,8 @@ import pytest
 
 from models.grid.energy_balance import BalanceConfig, suspects_from_readings, theft_detection
 
+CFG = BalanceConfig(timezone="America/New_York")
+
 
 @pytest.fixture(scope="module")
 def theft_fleet():
@@ -22,7 +24,7 @@ def theft_fleet():
     frames = [sim.day(start + timedelta(days=i)) for i in range(days)]
     data = {k: pl.concat([f[k] for f in frames]) for k in ("meter_readings", "scada")}
     ref = sim.reference()
-    bal, sus = suspects_from_readings(data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"])
+    bal, sus = suspects_from_readings(data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], CFG)
     return sim, bal, sus, start, days
 
 
@@ -58,7 +60,7 @@ def test_a_theft_raises_its_transformers_unexplained_loss_and_names_some_thieves
     assert rises["unexplained_rise_kwh"].median() > 2.0  # the hidden energy shows at the transformer
     r = theft_detection(sus, th, ev, 120, days)
     assert r["detected_within"] >= 1 and set(sus.columns) >= {"date", "transformer_id", "meter_id", "rank", "score", "reason"}
-    assert sus["rank"].max() <= BalanceConfig().top_n and (sus["score"] >= BalanceConfig().min_score).all()
+    assert sus["rank"].max() <= CFG.top_n and (sus["score"] >= CFG.min_score).all()
 
 
 def test_missing_columns_are_named():
@@ -66,4 +68,4 @@ def test_missing_columns_are_named():
 
     with pytest.raises(FeatureInputError, match="power_factor"):
         suspects_from_readings(pl.DataFrame({"meter_id": ["M1"], "reading_time": [None], "demand_kw": [1.0]}),
-                               pl.DataFrame(), pl.DataFrame(), pl.DataFrame())
+                               pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), CFG)

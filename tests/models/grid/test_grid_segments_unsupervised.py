@@ -9,32 +9,38 @@ import polars as pl
 import pytest
 
 
+def _config(**kw):
+    from models.grid.segments import SegmentConfig
+
+    return SegmentConfig(timezone="America/New_York", peak_hours=(16, 21), holiday_country="US", **kw)
+
+
 def _fleet(seed: int, n: int = 360, days: int = 14):
     from models.grid.segments import profile_features
     from simulator import SimConfig, Simulator
 
     sim = Simulator(SimConfig(n_meters=n, start=date(2026, 6, 1), days=days, seed=seed))
     readings = pl.concat([sim.meter_readings(date(2026, 6, 1) + timedelta(days=i)) for i in range(days)])
-    return sim, profile_features(readings, sim.reference()["ref_meters"])
+    return sim, profile_features(readings, sim.reference()["ref_meters"], _config())
 
 
 @pytest.mark.slow
 def test_profiles_alone_recover_the_archetypes_of_an_unseen_fleet_with_descriptor_names():
     from sklearn.metrics import adjusted_rand_score
 
-    from models.grid.segments import SegmentConfig, SegmentModel, describe
+    from models.grid.segments import SegmentModel, describe
 
     sim_a, pa = _fleet(1)
     sim_b, pb = _fleet(2)
-    m = SegmentModel().fit(pa)  # no panel: the truth is never passed
+    m = SegmentModel(_config()).fit(pa)  # no panel: the truth is never passed
     j = m.predict(pb).join(sim_b.truth()["truth_customers"], on="meter_id")
     assert adjusted_rand_score(j["archetype"], j["segment"]) >= 0.8
     # every name is its cluster's descriptor reading (a suffix only tells same-named clusters apart), unique
-    assert len(set(m.cluster_name_.values())) == len(m.cluster_name_) == SegmentConfig().n_segments
+    assert len(set(m.cluster_name_.values())) == len(m.cluster_name_) == _config().n_segments
     for c, name in m.cluster_name_.items():
         assert name.startswith(describe(m.descriptors_[c]))
     # the same customers keep their names when the model is refitted with another seed
-    again = SegmentModel(SegmentConfig(seed=7)).fit(pa)
+    again = SegmentModel(_config(seed=7)).fit(pa)
     assert (again.predict(pb)["segment"] == m.predict(pb)["segment"]).mean() >= 0.9
 
 
