@@ -28,6 +28,9 @@ from contracts.grid import (
     GOLD_CUSTOMER_SEGMENTS,
     GOLD_DR_EVENTS,
     GOLD_DR_PARTICIPATIONS,
+    GOLD_ENERGY_BALANCE,
+    GOLD_MODEL_DRIFT,
+    GOLD_NTL_SUSPECTS,
     GOLD_RECOMMENDATIONS,
     GOLD_TRANSFORMER_RISK,
     GRID_TABLES,
@@ -68,7 +71,15 @@ from contracts.profile import (
 from contracts.reasons import REASON_CODES, REASON_TEXT, STREAM_REASON_CODES, STREAM_REASON_TEXT
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
 from contracts.registry import TABLES, table
-from contracts.sources import QUALITY_FLAGS, QUARANTINE_RECORD_COLUMNS, SOURCE_TABLES, SOURCES, Source
+from contracts.sources import (
+    INCIDENT_OUTCOMES,
+    INCIDENT_TYPES,
+    QUALITY_FLAGS,
+    QUARANTINE_RECORD_COLUMNS,
+    SOURCE_TABLES,
+    SOURCES,
+    Source,
+)
 from contracts.stream import STREAM_DEAD_LETTERS, STREAM_TABLES
 from contracts.tables import UTC_TS, Column, Table
 
@@ -104,6 +115,9 @@ __all__ = [
     "GOLD_CUSTOMER_SEGMENTS",
     "GOLD_DR_EVENTS",
     "GOLD_DR_PARTICIPATIONS",
+    "GOLD_ENERGY_BALANCE",
+    "GOLD_MODEL_DRIFT",
+    "GOLD_NTL_SUSPECTS",
     "GOLD_EV_SCHEDULE",
     "GOLD_EV_SESSIONS",
     "GOLD_LOAD_FORECAST",
@@ -129,6 +143,8 @@ __all__ = [
     "SECURITY_TABLES",
     "SEVERITIES",
     "SOURCES",
+    "INCIDENT_OUTCOMES",
+    "INCIDENT_TYPES",
     "SOURCE_TABLES",
     "STREAM_DEAD_LETTERS",
     "STREAM_REASON_CODES",
