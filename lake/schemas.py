@@ -539,7 +539,9 @@ _MODEL_VERSION = Column("model_version", pl.Utf8, False, "model name:version (or
 ASSET_TYPES = ("meter", "transformer")
 SEVERITIES = ("alert", "critical")
 RULES = ("anomaly_score", "failure_risk")
-RECOMMENDATION_KINDS = ("time_shift", "dr_enrolment", "tariff")
+#: advisories derived from the published battery / EV schedules (optimization.advisories)
+ADVISORY_KINDS = ("battery_schedule", "ev_charging")
+RECOMMENDATION_KINDS = ("time_shift", "dr_enrolment", "tariff", *ADVISORY_KINDS)
 
 GOLD_ANOMALY_SCORES = Table(
     "gold_anomaly_scores",
@@ -644,11 +646,14 @@ GOLD_RECOMMENDATIONS = Table(
         Column("customer_id", pl.Utf8, False),
         Column("meter_id", pl.Utf8, False),
         Column("segment", pl.Utf8, False),
-        Column("kind", pl.Utf8, False, "time_shift | dr_enrolment | tariff", allowed=RECOMMENDATION_KINDS),
+        Column("kind", pl.Utf8, False, "time_shift | dr_enrolment | tariff | battery_schedule | ev_charging (site advisories from the schedules)",
+               allowed=RECOMMENDATION_KINDS),
         Column("recommended", pl.Boolean, False, "false rows keep the evaluated-but-not-worth-it options"),
         Column("message", pl.Utf8, False),
         Column("est_monthly_savings", pl.Float64, False, "currency units per month (see models.grid.recommend)"),
         Column("basis_kwh", pl.Float64, False, "kWh/month the estimate rests on (shiftable, peak, ...)"),
+        Column("est_monthly_co2_kg", pl.Float64, True, "schedule advisories: kg CO2/month avoided against the baseline"),
+        Column("confidence", pl.Float64, True, "schedule advisories: 1 - mean relative p10-p90 half-width of the load forecast (0.5 on the weekly fallback)", 0.0, 1.0),
     ),
     "per-customer recommendations with estimated monthly savings",
     partition_by=("as_of",),
@@ -782,6 +787,7 @@ GOLD_BATTERY_SCHEDULE = Table(
         Column("grid_import_kw", pl.Float64, False, "", 0.0),
         Column("grid_export_kw", pl.Float64, False, "", 0.0),
         Column("baseline_grid_kw", pl.Float64, False, "net grid flow without the battery (+ import)"),
+        Column("reserve_kw", pl.Float64, False, "frequency-regulation capacity offered (0 without a regulation price)", 0.0),
     ),
     "battery charge/discharge/SOC schedule per 15 minutes against the configured tariff and the load/PV forecasts",
     partition_by=("date",),
@@ -806,7 +812,10 @@ GOLD_BATTERY_DAILY = Table(
         Column("peak_import_kw", pl.Float64, False),
         Column("baseline_peak_import_kw", pl.Float64, False),
         Column("equivalent_full_cycles", pl.Float64, False, "", 0.0),
-        Column("objective", pl.Float64, False, "LP objective as solved"),
+        Column("reserve_revenue", pl.Float64, False, "frequency-regulation capacity revenue (in savings)"),
+        Column("safety_status", pl.Utf8, False, "safety gate: passed | fallback:hold | fallback:charge_only (optimization.safety)"),
+        Column("safety_violations", pl.Int64, False, "rule violations the gate found in the solver schedule", 0.0),
+        Column("objective", pl.Float64, False, "LP objective as solved (a fallback: its total cost)"),
         Column("solve_seconds", pl.Float64, False),
         _SOURCE,
     ),
@@ -843,6 +852,10 @@ GOLD_EV_SESSIONS = Table(
         Column("requested_kwh", pl.Float64, False, "", 0.0),
         Column("delivered_kwh", pl.Float64, False, "", 0.0),
         Column("unmet_kwh", pl.Float64, False, "", 0.0),
+        Column("cost", pl.Float64, False, "energy cost of the session (V2G exports at the export price net of wear)"),
+        Column("carbon_kg", pl.Float64, False, "emissions of the session's net grid energy"),
+        Column("site_id", pl.Utf8, False, "the load-forecast entity whose forecast is the site's baseload"),
+        Column("safety_status", pl.Utf8, True, "optimal rows: the safety gate's verdict (passed | fallback:charge_only); baselines: null"),
         Column("source_session_date", pl.Date, False, "local day of the real session the row was re-timed from"),
     ),
     "EV sessions of the day with energy requested and delivered per strategy",
@@ -893,9 +906,36 @@ GOLD_UC_SCHEDULE = Table(
     partition_by=("date",),
     key=("unit", "period_start"),
 )
+GOLD_BATTERY_ECONOMICS = Table(
+    "gold_battery_economics",
+    "gold",
+    (
+        _DATE,
+        Column("site_id", pl.Utf8, False),
+        Column("year", pl.Int64, False, "project year (1 = first)", 1.0),
+        Column("capacity_frac", pl.Float64, False, "usable capacity at the end of the year (after a replacement: the new cells next year)", 0.0, 1.0),
+        Column("replaced", pl.Boolean, False, "cells replaced at the end of this year (capacity below end of life)"),
+        Column("savings", pl.Float64, False, "the year's savings, scaled by the mean usable capacity"),
+        Column("cash_flow", pl.Float64, False, "savings - O&M - replacement"),
+        Column("discounted_cash_flow", pl.Float64, False),
+        Column("cumulative_cash_flow", pl.Float64, False, "from -capex"),
+        Column("capex", pl.Float64, False, "installed cost (energy x capex_per_kwh + power x capex_per_kw)"),
+        Column("annual_savings", pl.Float64, False, "mean daily savings of the produced schedules x 365"),
+        Column("annual_cycles", pl.Float64, False, "mean daily equivalent full cycles x 365"),
+        Column("npv", pl.Float64, False),
+        Column("irr", pl.Float64, True, "null if the cash flows never repay the capex"),
+        Column("payback_years", pl.Float64, True, "null if not within the lifetime"),
+        Column("replacement_year", pl.Int64, True, "first year capacity falls below end of life; null if never"),
+        Column("days_used", pl.Int64, False, "gold_battery_daily days averaged"),
+    ),
+    "battery project economics (fade, replacement, NPV, IRR, payback) from the schedules produced, cost assumptions from the settings",
+    partition_by=("date",),
+    key=("site_id", "year"),
+)
 OPT_TABLES: dict[str, Table] = {
     t.name: t
-    for t in (GOLD_BATTERY_SCHEDULE, GOLD_BATTERY_DAILY, GOLD_EV_SCHEDULE, GOLD_EV_SESSIONS, GOLD_OPF_DISPATCH, GOLD_UC_SCHEDULE)
+    for t in (GOLD_BATTERY_SCHEDULE, GOLD_BATTERY_DAILY, GOLD_BATTERY_ECONOMICS, GOLD_EV_SCHEDULE, GOLD_EV_SESSIONS, GOLD_OPF_DISPATCH,
+              GOLD_UC_SCHEDULE)
 }
 # ------------------------------------------------------------------ end of optimisation tables
 

@@ -421,8 +421,13 @@ def project_roi(
     calendar_fade_per_year: float = 0.01,
     cycle_life: float = 6000.0,
     end_of_life_capacity: float = 0.8,
+    replacement_cost: float | None = None,
 ) -> tuple[pl.DataFrame, dict[str, float]]:
-    """Capacity fade, cash flows, NPV, IRR and payback over ``years``.
+    """Capacity fade, cell replacement, cash flows, NPV, IRR and payback over ``years``.
+
+    ``replacement_year`` is the first year whose end-of-year capacity falls below
+    ``end_of_life_capacity``; with ``replacement_cost`` given, the cells are replaced then (that
+    cost is paid in that year, capacity is back to 1 for the next), else the fade continues.
 
     Fade model (a linear first-order model, as in most planning tools): each year the usable
     capacity drops by ``calendar_fade_per_year`` plus the cycling share
@@ -439,11 +444,17 @@ def project_roi(
     cap = 1.0
     cum = -capex
     payback = float("nan")
+    replacement_year = float("nan")
     for y in range(1, years + 1):
         cap_start = cap
         cap = max(0.0, cap - fade)
         mean_cap = 0.5 * (cap_start + cap)
         cash = annual_savings * mean_cap - opex_per_year
+        replaced = cap < end_of_life_capacity and replacement_cost is not None
+        if cap < end_of_life_capacity and np.isnan(replacement_year):
+            replacement_year = float(y)
+        if replaced:
+            cash -= replacement_cost
         prev = cum
         cum += cash
         if np.isnan(payback) and cum >= 0 > prev and cash > 0:
@@ -452,12 +463,15 @@ def project_roi(
             {
                 "year": y,
                 "capacity_frac": cap,
+                "replaced": replaced,
                 "savings": annual_savings * mean_cap,
                 "cash_flow": cash,
                 "discounted_cash_flow": cash / (1 + discount_rate) ** y,
                 "cumulative_cash_flow": cum,
             }
         )
+        if replaced:
+            cap = 1.0
     df = pl.DataFrame(rows)
     flows = np.concatenate([[-capex], df["cash_flow"].to_numpy()])
 
@@ -474,5 +488,34 @@ def project_roi(
         "payback_years": payback,
         "final_capacity_frac": cap,
         "annual_fade": fade,
+        "replacement_year": replacement_year,
     }
+    return df, summary
+
+
+def battery_economics(daily: pl.DataFrame, econ: Any) -> tuple[pl.DataFrame, dict[str, float]]:
+    """:func:`project_roi` of a battery from the daily results its schedules produced.
+
+    ``daily``: rows of ``gold_battery_daily`` of one site (power_kw, energy_kwh, savings,
+    equivalent_full_cycles), the last ``econ.lookback_days`` days; their mean daily savings and
+    cycles x 365 are the annual figures (the days produced are the evidence; no other extrapolation).
+    ``econ``: :class:`optimization.settings.EconomicsSettings` (capex per kWh and kW, O&M, discount
+    rate, lifetime, fade, cycle life, end of life, replacement cost). Uses the latest day's size.
+    """
+    need = ("power_kw", "energy_kwh", "savings", "equivalent_full_cycles")
+    missing = [c for c in need if c not in daily.columns]
+    if missing:
+        raise InputError(f"battery daily rows lack column(s) {missing}")
+    if daily.height == 0:
+        raise InputError("battery economics: no daily battery results to project from")
+    last = daily.row(daily.height - 1, named=True)
+    capex = last["energy_kwh"] * econ.capex_per_kwh + last["power_kw"] * econ.capex_per_kw
+    annual_savings = float(daily["savings"].mean()) * 365.0
+    annual_cycles = float(daily["equivalent_full_cycles"].mean()) * 365.0
+    df, summary = project_roi(
+        annual_savings, capex, annual_cycles=annual_cycles, years=econ.years, discount_rate=econ.discount_rate,
+        opex_per_year=econ.opex_frac_per_year * capex, calendar_fade_per_year=econ.calendar_fade_per_year, cycle_life=econ.cycle_life,
+        end_of_life_capacity=econ.end_of_life_capacity, replacement_cost=econ.replacement_cost_frac * capex,
+    )  # fmt: skip
+    summary.update(capex=capex, annual_savings=annual_savings, annual_cycles=annual_cycles, days_used=float(daily.height))
     return df, summary
