@@ -373,7 +373,7 @@ def _assemble(spec: BatterySpec, d: dict[str, Any], ch: np.ndarray, dis: np.ndar
 #: breakdown entries of :func:`daily_summary` (site mode, with a carbon intensity)
 DAILY_BREAKDOWN = (
     "energy_cost", "baseline_energy_cost", "demand_charge", "baseline_demand_charge", "degradation_cost", "carbon_kg",
-    "baseline_carbon_kg", "savings", "peak_import_kw", "baseline_peak_import_kw", "equivalent_full_cycles",
+    "baseline_carbon_kg", "savings", "peak_import_kw", "baseline_peak_import_kw", "equivalent_full_cycles", "reserve_revenue",
 )  # fmt: skip
 
 
@@ -382,13 +382,16 @@ def site_schedule_table(result: BatteryResult, load_kw: Any, pv_kw: Any, carbon_
 
     Columns: ``period_start``, ``price_per_mwh``, ``carbon_kg_per_mwh``, ``load_kw``, ``pv_kw``,
     ``charge_kw``, ``discharge_kw``, ``soc_kwh``, ``soc_frac``, ``grid_import_kw``,
-    ``grid_export_kw`` and ``baseline_grid_kw`` (the grid exchange without the battery, load - PV).
+    ``grid_export_kw``, ``baseline_grid_kw`` (the grid exchange without the battery, load - PV) and
+    ``reserve_kw`` (regulation capacity, 0 if none was offered).
     """
     n = result.schedule.height
-    return result.schedule.select(
+    sch = result.schedule if "reserve_kw" in result.schedule.columns else result.schedule.with_columns(pl.lit(0.0).alias("reserve_kw"))
+    return sch.select(
         "period_start", pl.col("price").alias("price_per_mwh"), pl.Series("carbon_kg_per_mwh", as_series(carbon_kg_per_mwh, "carbon_kg_per_mwh", n)),
         pl.Series("load_kw", as_series(load_kw, "load_kw", n)), pl.Series("pv_kw", as_series(pv_kw, "pv_kw", n)),
         "charge_kw", "discharge_kw", "soc_kwh", "soc_frac", "grid_import_kw", "grid_export_kw", pl.col("net_load_kw").alias("baseline_grid_kw"),
+        "reserve_kw",
     )  # fmt: skip
 
 

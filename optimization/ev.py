@@ -525,18 +525,25 @@ def savings_vs_uncontrolled(results: dict[str, EVResult]) -> dict[str, float]:
             "peak_reduction_kw": u["site_peak_kw"] - o["site_peak_kw"]}  # fmt: skip
 
 
-def strategy_tables(results: dict[str, EVResult], sessions: pl.DataFrame, period_start: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+def strategy_tables(results: dict[str, EVResult], sessions: pl.DataFrame, period_start: pl.Series, carbon_kg_per_mwh: Any = None,
+                    period_minutes: float = CALTECH_PERIOD_MINUTES) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Long (schedule, sessions) frames of several strategies' results, labelled by ``strategy``.
 
     The schedule has one row per (strategy, session, period) with non-zero power, its
     ``station_id`` and the period's start (``period_start[period]``); the sessions frame has the
-    per-session totals plus ``arrival_time`` / ``departure_time`` from ``sessions``.
+    per-session totals plus ``arrival_time`` / ``departure_time`` from ``sessions`` and, with a
+    carbon intensity per period, ``carbon_kg`` (net grid energy x intensity; V2G exports count negative).
     """
     station = sessions.select("session_id", "station_id")
     times = sessions.select("session_id", "arrival_time", "departure_time")
     sched = pl.concat([r.power.join(station, on="session_id").with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
     sched = sched.with_columns(pl.Series("period_start", period_start.gather(sched["period"].to_numpy())))
     sess = pl.concat([r.sessions.with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
+    if carbon_kg_per_mwh is not None:
+        ci = as_series(carbon_kg_per_mwh, "carbon_kg_per_mwh", period_start.len())
+        kg = sched.select("strategy", "session_id", (pl.col("power_kw") * pl.Series(ci[sched["period"].to_numpy()]) * (period_minutes / 60.0 / 1000.0)).alias("kg"))
+        kg = kg.group_by("strategy", "session_id").agg(pl.col("kg").sum().alias("carbon_kg"))
+        sess = sess.join(kg, on=["strategy", "session_id"], how="left").with_columns(pl.col("carbon_kg").fill_null(0.0))
     return sched, sess.join(times, on="session_id")
 
 def _prepare(sessions: pl.DataFrame, horizon: int | None, period_minutes: float, baseload_kw: Any, price: Any) -> tuple:
