@@ -19,9 +19,9 @@ Baselines in the same module, on the same inputs and metrics:
 
 V2G (opt-in per vehicle: a boolean ``v2g_opt_in`` session column; without it every session may): an
 opted-in car may discharge in periods whose *export* price (``v2g_export_price``, default the import
-price) is at least ``v2g_price_threshold``, earning that price minus ``v2g_wear_cost_per_mwh`` (battery
+price) is at least ``v2g_price_threshold`` (and does not charge there if export net of wear beats import), earning that price minus ``v2g_wear_cost_per_mwh`` (battery
 wear) per MWh; its cumulative net energy may dip at most ``v2g_buffer_kwh`` below its arrival level,
-and it must leave with at least ``v2g_floor_frac`` of its request.
+never exceeds its request, and it must leave with at least ``v2g_floor_frac`` of its request.
 
 Per-port power caps (:func:`apply_port_caps`) lower sessions' ``max_power_kw`` before any strategy
 runs, so the optimum and the baselines see the same hardware. :func:`weights_from_shares` turns the
@@ -274,16 +274,23 @@ def optimize_ev(
         m.K = pyo.RangeSet(0, K - 1)
         m.S = pyo.RangeSet(0, n_s - 1)
         m.T = pyo.RangeSet(0, horizon - 1)
-        m.charge = pyo.Var(m.K, bounds=lambda m, k: (0.0, float(pmax[lay.session[k]])), doc="kW per session-period")
-        ch = list(m.charge.values())
         v2g_ok = np.zeros(K, dtype=bool)
+        opted = np.zeros(n_s, dtype=bool)
         if v2g:
-            dis_cap = pmax if v2g_max_discharge_kw is None else np.full(n_s, float(v2g_max_discharge_kw))
             opted = sessions["v2g_opt_in"].fill_null(False).to_numpy() if "v2g_opt_in" in sessions.columns else np.ones(n_s, dtype=bool)
             v2g_ok = (xprc[lay.period] >= v2g_price_threshold) & opted[lay.session]
+        # where a V2G period's export price net of wear beats its import price, charging and discharging at
+        # once would earn that spread on energy that never moves: the LP would exploit it, so the car does
+        # not charge there (elsewhere the spread is <= 0 and the LP avoids it without binaries)
+        no_charge = v2g_ok & (xprc[lay.period] - wear > prc[lay.period])
+        m.charge = pyo.Var(m.K, bounds=lambda m, k: (0.0, 0.0 if no_charge[k] else float(pmax[lay.session[k]])), doc="kW per session-period")
+        ch = list(m.charge.values())
+        if v2g:
+            dis_cap = pmax if v2g_max_discharge_kw is None else np.full(n_s, float(v2g_max_discharge_kw))
             m.discharge = pyo.Var(m.K, bounds=lambda m, k: (0.0, float(dis_cap[lay.session[k]]) if v2g_ok[k] else 0.0), doc="V2G kW")
             dis = list(m.discharge.values())
-            m.energy_state = pyo.Var(m.K, bounds=(-float(v2g_buffer_kwh), None), doc="cumulative net kWh since arrival")
+            m.energy_state = pyo.Var(m.K, bounds=lambda m, k: (-float(v2g_buffer_kwh), float(req[lay.session[k]])),
+                                     doc="cumulative net kWh since arrival (never above the request)")
             es = list(m.energy_state.values())
             first = np.zeros(K, dtype=bool)
             first[lay.starts] = True

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from dagster import materialize
 
-from assets.optimization import OPT_ASSETS, gold_battery, gold_opf_dispatch
+from assets.optimization import OPT_ASSETS, gold_battery, gold_ev, gold_opf_dispatch
 from lake.delta import Lake
 from lake.schemas import OPT_TABLES, TABLES
 from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, scaled_case, solve_dcopf
@@ -275,3 +275,97 @@ def test_bad_config_and_infeasible_days_fail_with_named_causes(forecast_lake) ->
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
     assert "power_balance" in failure.error.message
     assert "power_balance" in failure.user_failure_data.metadata["infeasible_groups"].value
+
+
+def test_economics_project_the_produced_days(run) -> None:
+    lk, mats = run
+    econ = lk.read(TABLES["gold_battery_economics"], DAY).sort("year")
+    daily_row = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert econ.height == 15 and econ["days_used"].unique().to_list() == [1]
+    assert econ["annual_savings"][0] == pytest.approx(daily_row["savings"] * 365)
+    assert econ["capex"][0] == pytest.approx(daily_row["energy_kwh"] * 300.0 + daily_row["power_kw"] * 150.0)
+    assert econ["cumulative_cash_flow"][-1] == pytest.approx(-econ["capex"][0] + econ["cash_flow"].sum())
+    assert mats["gold_battery_economics"]["assumptions"].value["discount_rate"] == 0.07
+
+
+class _AlertSink:
+    """A local HTTP endpoint that records what the outbox posts to /api/v2/alerts (Alertmanager's API)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        posted = self.posted = []
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                posted.extend(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_schedule_breaking_the_transformer_limit_is_replaced_and_alerted(forecast_lake, tmp_path) -> None:
+    """The model does not see the transformer limit; the gate does: charging at night above it -> hold + alert."""
+    lk = Lake(tmp_path / "lake")
+    for t in ("gold_load_forecast", "gold_solar_forecast"):
+        for d in (DAY - dt.timedelta(days=1), DAY):
+            if d in set(forecast_lake.read(TABLES[t])["date"].to_list()):
+                lk.write_partition(TABLES[t], forecast_lake.read(TABLES[t], d), d)
+    sink = _AlertSink()
+    try:
+        cfg = {"ops": {"gold_battery": {"config": {"transformer_limit_kw": 400.0}}}}  # night load ~300-360 kW + charging
+        result = materialize([gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk, sink.url), run_config=cfg)
+        assert result.success
+    finally:
+        sink.close()
+    md = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata for m in result.get_asset_materialization_events()}
+    sched = md["gold_battery_schedule"]
+    assert sched["safety_status"].value == "fallback:hold"
+    assert "transformer_limit" in sched["safety_violations"].value
+    assert sched["safety_alert"].value["delivered"] is True
+    s = lk.read(TABLES["gold_battery_schedule"], DAY)
+    assert s["charge_kw"].abs().max() == 0 and s["discharge_kw"].abs().max() == 0  # what was published is the hold
+    d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert d["safety_status"] == "fallback:hold" and d["safety_violations"] > 0 and d["savings"] == pytest.approx(0.0, abs=1e-6)
+    [alert] = [a for a in sink.posted if a["labels"]["alertname"] == "UnsafeBatterySchedule"]
+    assert alert["labels"]["severity"] == "warning" and alert["labels"]["asset_id"] == "system"
+    assert "transformer_limit" in alert["annotations"]["rules"] and "hold" in alert["annotations"]["summary"]
+
+
+def test_regulation_and_v2g_come_from_the_asset_config(forecast_lake, tmp_path) -> None:
+    lk = Lake(tmp_path / "lake")
+    for t in ("gold_load_forecast", "gold_solar_forecast"):
+        for d in set(forecast_lake.read(TABLES[t])["date"].to_list()):
+            lk.write_partition(TABLES[t], forecast_lake.read(TABLES[t], d), d)
+    from optimization.daily import ev_sessions_for_day
+
+    stations = sorted(set(ev_sessions_for_day(DAY, TZ)[0]["station_id"].to_list()))[::2]  # every other port opted in
+    cfg = {"ops": {
+        "gold_battery": {"config": {"reg_price_per_mw_h": 40.0, "reg_soc_buffer_h": 0.5}},
+        "gold_ev": {"config": {"transformer_limit_kw": 200.0, "baseload_peak_kw": 10.0, "v2g_opt_in_stations": stations,
+                               "v2g_wear_cost_per_mwh": 20.0}},  # export at the tariff price: 180 $/MWh in 16-21 h
+    }}  # fmt: skip
+    result = materialize([gold_battery, gold_ev], partition_key=DAY.isoformat(), resources=_resources(lk), run_config=cfg)
+    assert result.success
+    s = lk.read(TABLES["gold_battery_schedule"], DAY)
+    d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert s["reserve_kw"].max() > 0 and d["reserve_revenue"] > 0 and d["safety_status"] == "passed"
+    # the headroom the award needs is kept: |net| + reserve <= rating
+    assert ((s["discharge_kw"] - s["charge_kw"]).abs() + s["reserve_kw"]).max() <= d["power_kw"] + 1e-6
+    ev = lk.read(TABLES["gold_ev_schedule"], DAY).filter(pl.col("strategy") == "optimal")
+    exporters = set(ev.filter(pl.col("power_kw") < 0)["station_id"].to_list())
+    assert exporters and exporters <= set(stations)
+    sess = lk.read(TABLES["gold_ev_sessions"], DAY).filter(pl.col("strategy") == "optimal")
+    assert sess["safety_status"].to_list() == ["passed"] * sess.height
