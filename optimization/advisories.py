@@ -24,7 +24,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from lake.schemas import ADVISORY_KINDS  # noqa: F401  (the kinds these rows carry)
+from contracts import ADVISORY_KINDS  # noqa: F401  (the kinds these rows carry)
 from optimization.daily import day_periods
 from optimization.errors import InputError
 
