@@ -460,6 +460,29 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
 
 
 # ============================================================================================
+# advisories from the schedules (rows of gold_recommendations; read by its producer in assets.grid_ml)
+# ============================================================================================
+def advisories_for_day(lk: Lake, day: dt.date, tz: str) -> pl.DataFrame:
+    """The day's battery and EV advisories (:mod:`optimization.advisories`) from the published schedules, with
+    the confidence of each site's load forecast; empty if the day has no schedules yet."""
+    from optimization.advisories import COLUMNS, battery_advisory, ev_advisory, forecast_confidence
+
+    fc = lk.read_days(_T[LOAD_FORECAST], day - dt.timedelta(days=3), day) if lk.exists(LOAD_FORECAST) else None
+    has = lambda t: lk.exists(t) and lk.read(_T[t], day).height > 0  # noqa: E731
+    out = []
+    if has("gold_battery_schedule") and has("gold_battery_daily"):
+        bd = lk.read(_T["gold_battery_daily"], day)
+        for site in bd["site_id"].to_list():
+            out.append(battery_advisory(lk.read(_T["gold_battery_schedule"], day).filter(pl.col("site_id") == site),
+                                        bd.filter(pl.col("site_id") == site), tz, forecast_confidence(fc, site, day, tz)))  # fmt: skip
+    if has("gold_ev_schedule") and has("gold_ev_sessions"):
+        sess = lk.read(_T["gold_ev_sessions"], day)
+        site = sess["site_id"][0]
+        out.append(ev_advisory(lk.read(_T["gold_ev_schedule"], day), sess, tz, forecast_confidence(fc, site, day, tz), site))
+    return pl.concat(out) if out else pl.DataFrame(schema={c: _T["gold_recommendations"].polars_schema()[c] for c in COLUMNS})
+
+
+# ============================================================================================
 # DC-OPF
 # ============================================================================================
 class OPFConfig(Config):

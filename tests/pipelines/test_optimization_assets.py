@@ -369,3 +369,26 @@ def test_regulation_and_v2g_come_from_the_asset_config(forecast_lake, tmp_path) 
     assert exporters and exporters <= set(stations)
     sess = lk.read(TABLES["gold_ev_sessions"], DAY).filter(pl.col("strategy") == "optimal")
     assert sess["safety_status"].to_list() == ["passed"] * sess.height
+
+
+def test_advisories_from_the_published_schedules(run) -> None:
+    from assets.optimization import advisories_for_day
+
+    lk, _ = run
+    adv = advisories_for_day(lk, DAY, TZ)
+    assert set(adv["kind"]) == {"battery_schedule", "ev_charging"}
+    b = adv.filter(pl.col("kind") == "battery_schedule").row(0, named=True)
+    d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert b["message"].startswith("Charge the battery at ") and "during low rates ($50/MWh)" in b["message"]
+    assert b["est_monthly_savings"] == pytest.approx(30.44 * d["savings"], abs=0.01)
+    assert b["est_monthly_co2_kg"] == pytest.approx(30.44 * (d["baseline_carbon_kg"] - d["carbon_kg"]), abs=0.01)
+    # the test forecasts carry p10 = 0.9 p50 and p90 = 1.1 p50: confidence 1 - 0.1
+    assert b["confidence"] == pytest.approx(0.9)
+    e = adv.filter(pl.col("kind") == "ev_charging").row(0, named=True)
+    sess = lk.read(TABLES["gold_ev_sessions"], DAY)
+    cost = dict(sess.group_by("strategy").agg(pl.col("cost").sum()).iter_rows())
+    assert e["est_monthly_savings"] == pytest.approx(30.44 * (cost["uncontrolled"] - cost["optimal"]), abs=0.01)
+    assert e["message"].startswith(("Shift EV charging from", "Keep EV charging around"))
+    # they conform to the recommendations table (with the customer rows' columns left null)
+    t = TABLES["gold_recommendations"]
+    t.conform(adv.with_columns(pl.lit(DAY).alias("as_of")))
