@@ -26,7 +26,8 @@ Inputs, and which of them are *data* and which are *configuration*:
   gross load is the net load, which keeps the metered site balance right (documented fallback).
 * **Price and carbon** (configuration, *not* data: gridlake has no price feed): a time-of-use
   energy tariff ($/MWh by local hour), a demand charge prorated to the day ($/kW-day) and a carbon
-  intensity (kg/MWh, flat or a 24-value local-hour profile), all in :class:`TariffConfig`.
+  intensity (kg/MWh, flat or a 24-value local-hour profile), all in the utility profile's ``tariffs``
+  (contracts.profile; :func:`optimization.daily.tariff_prices`).
 * **EV sessions** (real data, re-timed): the bundled Caltech ACN sessions of March 2019; a day
   is filled with the sessions of a March 2019 day with the same weekday (rotating through the
   4-5 candidates week by week), with their local arrival/departure clock times kept.
@@ -59,6 +60,7 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
+from contracts.profile import BatterySite
 from lake.delta import Lake
 from lake.plots import png_markdown
 from contracts import TABLES
@@ -69,10 +71,10 @@ from optimization.errors import InfeasibleError
 from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
 from optimization.ev import EVWeights, apply_port_caps, compare_strategies, savings_vs_uncontrolled, strategy_tables, weights_from_shares
 from optimization.safety import GateResult, battery_model_limits, gate_alert, gate_battery, gate_ev
-from optimization.settings import DEFAULT_SETTINGS, OptimizationSettings
+from optimization.settings import OptimizationSettings
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import AlertingResource, GridSettings, LakeResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import AlertingResource, GridSettings, LakeResource
 
 _T = TABLES
 GROUP = "optimization"
@@ -81,43 +83,6 @@ SOLAR_FORECAST = "gold_solar_forecast"
 LOAD_HOURLY = "gold_load_hourly"
 #: lineage: forecast -> schedule (issues up to 3 days old cover the day; the fallback reads last week)
 _DEPS = [lookback_dep(LOAD_FORECAST, 3), lookback_dep(SOLAR_FORECAST, 3), lookback_dep(LOAD_HOURLY, 7)]
-
-
-# ============================================================================================
-# configuration
-# ============================================================================================
-class TariffConfig(Config):
-    """Price and carbon inputs. These are CONFIGURATION, not market data: gridlake has no price feed."""
-
-    off_peak_per_mwh: float = Field(50.0, description="energy price outside shoulder/peak hours, $/MWh")
-    shoulder_per_mwh: float = Field(90.0, description="energy price in shoulder hours, $/MWh")
-    peak_per_mwh: float = Field(180.0, description="energy price in peak hours, $/MWh")
-    shoulder_hours: list[int] = Field(list(range(7, 16)), description="local hours (0-23) priced at the shoulder rate")
-    peak_hours: list[int] = Field(list(range(16, 21)), description="local hours (0-23) priced at the peak rate (wins over shoulder)")
-    demand_charge_per_kw_day: float = Field(
-        0.5, description="demand charge on the day's highest import, $/kW-day (a monthly charge divided by ~30 days)"
-    )
-    carbon_kg_per_mwh: list[float] = Field(
-        default_factory=daily.default_carbon_profile, description="grid carbon intensity: one flat value or 24 local-hour values, kg/MWh"
-    )
-    carbon_price_per_t: float = Field(0.0, description="$/t CO2 added to import prices in the objective (0 = report only)")
-
-    @field_validator("shoulder_hours", "peak_hours")
-    @classmethod
-    def _hours(cls, v: list[int]) -> list[int]:
-        return daily.check_local_hours(v)
-
-    @field_validator("carbon_kg_per_mwh")
-    @classmethod
-    def _carbon(cls, v: list[float]) -> list[float]:
-        return daily.check_carbon_profile(v)
-
-    def price_and_carbon(self, stamps: pl.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
-        """(price $/MWh, carbon kg/MWh) for UTC period starts: :func:`optimization.daily.time_of_use` of this tariff."""
-        return daily.time_of_use(
-            stamps, tz, off_peak_per_mwh=self.off_peak_per_mwh, shoulder_per_mwh=self.shoulder_per_mwh, peak_per_mwh=self.peak_per_mwh,
-            shoulder_hours=self.shoulder_hours, peak_hours=self.peak_hours, carbon_kg_per_mwh=self.carbon_kg_per_mwh,
-        )  # fmt: skip
 
 
 # ============================================================================================
@@ -177,10 +142,9 @@ def _r(d: dict[str, float], nd: int = 4) -> dict[str, float]:
 # ============================================================================================
 # settings, safety gate and its alert
 # ============================================================================================
-def settings(**overrides: Any) -> OptimizationSettings:
-    """The optimisation settings (:class:`optimization.settings.OptimizationSettings`, defaults documented
-    there) with an asset config's non-None overrides per section, e.g. ``settings(regulation={"price_per_mw_h": 8})``."""
-    base = DEFAULT_SETTINGS
+def settings(base: OptimizationSettings, **overrides: Any) -> OptimizationSettings:
+    """The profile's optimisation settings (:class:`optimization.settings.OptimizationSettings`, defaults
+    documented there) with an asset config's non-None overrides per section, e.g. ``settings(p, regulation={"price_per_mw_h": 8})``."""
     upd = {sec: getattr(base, sec).model_copy(update={k: v for k, v in vals.items() if v is not None}) for sec, vals in overrides.items()}
     return base.model_copy(update=upd)
 
@@ -228,20 +192,27 @@ def ambient_for_day(lk: Lake, day: dt.date, tz: str, hourly: list[float] | None)
 # ============================================================================================
 # battery
 # ============================================================================================
-class BatteryConfig(TariffConfig):
+class BatteryConfig(Config):
+    """Run config of the battery; a setting left None comes from the utility profile's ``battery``."""
+
     site_id: str = Field(daily.SYSTEM, description="gold_load_forecast entity_id the battery sits behind ('system' = whole utility)")
     power_kw: float | None = Field(None, description="battery power rating; None = power_frac_of_peak x the day's peak gross load")
-    power_frac_of_peak: float = Field(0.25, description="sizing rule when power_kw is None")
-    duration_h: float = Field(4.0, description="energy capacity = power x duration")
-    efficiency: float = Field(0.95, description="one-way charge and discharge efficiency")
-    soc_initial_frac: float = Field(0.5, description="SOC at local midnight; the day must end at least as full")
-    degradation_cost_per_mwh: float = Field(2.0, description="$/MWh of throughput")
+    power_frac_of_peak: float | None = Field(None, description="sizing rule when power_kw is None (None: the profile's)")
+    duration_h: float | None = Field(None, description="energy capacity = power x duration (None: the profile's)")
+    efficiency: float | None = Field(None, description="one-way charge and discharge efficiency (None: the profile's)")
+    soc_initial_frac: float | None = Field(None, description="SOC at local midnight; the day must end at least as full (None: the profile's)")
+    degradation_cost_per_mwh: float | None = Field(None, description="$/MWh of throughput (None: the profile's)")
     milp: bool = Field(False, description="forbid simultaneous charge/discharge with binaries (needed with negative prices)")
-    reg_price_per_mw_h: float | None = Field(None, description="frequency-regulation capacity price, $/MW-h; None = settings.regulation (0 = none)")
-    reg_soc_buffer_h: float | None = Field(None, description="hours a regulation award must be sustainable from SOC; None = settings.regulation")
+    reg_price_per_mw_h: float | None = Field(None, description="frequency-regulation capacity price, $/MW-h; None = the profile's optimization.regulation (0 = none)")
+    reg_soc_buffer_h: float | None = Field(None, description="hours a regulation award must be sustainable from SOC; None = the profile's optimization.regulation")
     ambient_c: list[float] | None = Field(None, description="hourly ambient degC for derating (1 or one per hour); None = yesterday's silver_weather")
-    export_limit_kw: float | None = Field(None, description="site export limit for the safety gate; None = settings.safety")
-    transformer_limit_kw: float | None = Field(None, description="site import limit for the safety gate; None = settings.safety")
+    export_limit_kw: float | None = Field(None, description="site export limit for the safety gate; None = the profile's optimization.safety")
+    transformer_limit_kw: float | None = Field(None, description="site import limit for the safety gate; None = the profile's optimization.safety")
+
+    def site(self, profile: BatterySite) -> BatterySite:
+        """The profile's battery site with this run's overrides."""
+        keys = ("power_frac_of_peak", "duration_h", "efficiency", "soc_initial_frac", "degradation_cost_per_mwh")
+        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
 
 
 @multi_asset(
@@ -255,25 +226,26 @@ class BatteryConfig(TariffConfig):
 def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: LakeResource, grid: GridSettings, alerting: AlertingResource):
     """Battery behind the site meter: arbitrage on the tariff, peak shaving, PV self-use, optional regulation; safety-gated."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
-    opt = settings(regulation={"price_per_mw_h": config.reg_price_per_mw_h, "soc_buffer_h": config.reg_soc_buffer_h},
+    opt = settings(grid.profile().optimization, regulation={"price_per_mw_h": config.reg_price_per_mw_h, "soc_buffer_h": config.reg_soc_buffer_h},
                    safety={"export_limit_kw": config.export_limit_kw, "transformer_limit_kw": config.transformer_limit_kw})  # fmt: skip
     inp = site_inputs(lk, config.site_id, day, tz)
     stamps = daily.day_periods(day, tz, 15)
     load, pv = np.repeat(inp["load_kw"], 4), np.repeat(inp["pv_kw"], 4)  # hourly inputs on 15-minute periods
-    price, carbon = config.price_and_carbon(stamps, tz)
+    tariffs, site = grid.profile().tariffs, config.site(grid.profile().battery)
+    price, carbon = daily.tariff_prices(tariffs, stamps, tz)
     ambient_h, ambient_src = ambient_for_day(lk, day, tz, config.ambient_c)
     ambient = None if ambient_h is None else np.repeat(ambient_h, 4)
-    power = config.power_kw if config.power_kw is not None else config.power_frac_of_peak * float(inp["load_kw"].max())
+    power = config.power_kw if config.power_kw is not None else site.power_frac_of_peak * float(inp["load_kw"].max())
     if not power > 0:
         raise ValueError(f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)")
-    spec = BatterySpec(power, power * config.duration_h, config.efficiency, config.efficiency, soc_initial_frac=config.soc_initial_frac,
-                       degradation_cost_per_mwh=config.degradation_cost_per_mwh, reserve_duration_h=opt.regulation.soc_buffer_h)  # fmt: skip
+    spec = BatterySpec(power, power * site.duration_h, site.efficiency, site.efficiency, soc_initial_frac=site.soc_initial_frac,
+                       degradation_cost_per_mwh=site.degradation_cost_per_mwh, reserve_duration_h=opt.regulation.soc_buffer_h)  # fmt: skip
     limits = battery_model_limits(spec, opt.safety, len(stamps), 15, ambient, baseline_grid_kw=load - pv)
     reg = opt.regulation.price_per_mw_h or None
     try:
         res = optimize_battery(
             spec, price, start=stamps[0], period_minutes=15, load_kw=load, pv_kw=pv, carbon_kg_per_mwh=carbon,
-            carbon_price_per_t=config.carbon_price_per_t, demand_charge_per_kw=config.demand_charge_per_kw_day, milp=config.milp,
+            carbon_price_per_t=tariffs.carbon_price_per_t, demand_charge_per_kw=tariffs.demand_charge_per_kw_day, milp=config.milp,
             reg_price=reg, **limits,
         )  # fmt: skip
     except InfeasibleError as exc:
@@ -298,7 +270,7 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
         "objective": res.objective, "breakdown": MetadataValue.json(_r(bd)),
         "build_seconds": round(res.build_seconds, 3), "solve_seconds": round(res.solve_seconds, 3),
         "load_source": inp["load_source"], "pv_source": inp["pv_source"], "ambient_source": ambient_src,
-        "price_source": "configuration: TariffConfig time-of-use tariff + demand charge (no price feed)",
+        "price_source": "configuration: the utility profile's wholesale time-of-use tariff + demand charge (no price feed)",
         "regulation": MetadataValue.json({"price_per_mw_h": opt.regulation.price_per_mw_h, "soc_buffer_h": opt.regulation.soc_buffer_h,
                                           "revenue": round(bd["reserve_revenue"], 2)}),
         **_gate_metadata(gate), **({"safety_alert": MetadataValue.json(alert)} if alert else {}),
@@ -312,17 +284,17 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
 
 class EconomicsConfig(Config):
     site_id: str = Field(daily.SYSTEM, description="the battery site (gold_battery_daily site_id)")
-    capex_per_kwh: float | None = Field(None, description="installed cost per kWh; None = settings.economics")
-    capex_per_kw: float | None = Field(None, description="installed cost per kW; None = settings.economics")
-    lookback_days: int | None = Field(None, description="days of gold_battery_daily averaged; None = settings.economics")
+    capex_per_kwh: float | None = Field(None, description="installed cost per kWh; None = the profile's optimization.economics")
+    capex_per_kw: float | None = Field(None, description="installed cost per kW; None = the profile's optimization.economics")
+    lookback_days: int | None = Field(None, description="days of gold_battery_daily averaged; None = the profile's optimization.economics")
 
 
 @asset(group_name=GROUP, partitions_def=daily_open, deps=[lookback_dep("gold_battery_daily", 27)], kinds={"delta"},
        description=_T["gold_battery_economics"].description)  # fmt: skip
-def gold_battery_economics(context: AssetExecutionContext, config: EconomicsConfig, lake: LakeResource) -> MaterializeResult:
+def gold_battery_economics(context: AssetExecutionContext, config: EconomicsConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """project_roi of the battery from the daily results its schedules produced (last ``lookback_days`` days up to the partition)."""
     lk, day = lake.lake(), partition_day(context)
-    econ = settings(economics={"capex_per_kwh": config.capex_per_kwh, "capex_per_kw": config.capex_per_kw,
+    econ = settings(grid.profile().optimization, economics={"capex_per_kwh": config.capex_per_kwh, "capex_per_kw": config.capex_per_kw,
                                "lookback_days": config.lookback_days}).economics  # fmt: skip
     if not lk.exists("gold_battery_daily"):
         raise FileNotFoundError(f"gold_battery_economics {day}: gold_battery_daily does not exist; materialise gold_battery first")
@@ -350,18 +322,18 @@ def gold_battery_economics(context: AssetExecutionContext, config: EconomicsConf
 # ============================================================================================
 # EV charging
 # ============================================================================================
-class EVConfig(TariffConfig):
-    transformer_limit_kw: float = Field(80.0, description="site (transformer) limit for EV + baseload, kW")
+class EVConfig(Config):
+    transformer_limit_kw: float | None = Field(None, description="site (transformer) limit for EV + baseload, kW (None: the profile's ev)")
     baseload_entity: str = Field(daily.SYSTEM, description="gold_load_forecast entity (a feeder id, or 'system') whose forecast shapes the site's baseload")
     baseload_peak_kw: float = Field(20.0, ge=0, description="the site's baseload at the entity's forecast peak hour, kW (0 = no baseload)")
     port_cap_kw: float | None = Field(None, description="power cap of every port, kW (None = the vehicles' maximum)")
     port_caps: dict[str, float] = Field(default_factory=dict, description="per-port (station_id) power caps, kW; win over port_cap_kw")
     v2g_opt_in_stations: list[str] = Field(default_factory=list, description="stations whose vehicles opted in to V2G (empty = no V2G)")
-    v2g_export_price_per_mwh: float | None = Field(None, description="V2G export price; None = settings.v2g")
-    v2g_wear_cost_per_mwh: float | None = Field(None, description="V2G battery wear cost; None = settings.v2g")
-    cost_weight: float | None = Field(None, description="objective share of energy cost; None = settings.ev_objective (0.5)")
-    peak_weight: float | None = Field(None, description="objective share of the peak site load; None = settings.ev_objective (0.3)")
-    convenience_weight: float | None = Field(None, description="objective share of early charging; None = settings.ev_objective (0.2)")
+    v2g_export_price_per_mwh: float | None = Field(None, description="V2G export price; None = the profile's optimization.v2g")
+    v2g_wear_cost_per_mwh: float | None = Field(None, description="V2G battery wear cost; None = the profile's optimization.v2g")
+    cost_weight: float | None = Field(None, description="objective share of energy cost; None = the profile's optimization.ev_objective (0.5)")
+    peak_weight: float | None = Field(None, description="objective share of the peak site load; None = the profile's optimization.ev_objective (0.3)")
+    convenience_weight: float | None = Field(None, description="objective share of early charging; None = the profile's optimization.ev_objective (0.2)")
     peak_weight_per_kw: float | None = Field(None, description="legacy: $ per kW of peak, cost weight 1 (overrides the shares)")
 
 
@@ -399,13 +371,14 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         yield MaterializeResult(asset_key="gold_ev_schedule", metadata={"dagster/row_count": 0, "source_session_date": str(src)})
         yield MaterializeResult(asset_key="gold_ev_sessions", metadata={"dagster/row_count": 0})
         return
-    opt = settings(v2g={"export_price_per_mwh": config.v2g_export_price_per_mwh, "wear_cost_per_mwh": config.v2g_wear_cost_per_mwh},
+    opt = settings(grid.profile().optimization, v2g={"export_price_per_mwh": config.v2g_export_price_per_mwh, "wear_cost_per_mwh": config.v2g_wear_cost_per_mwh},
                    ev_objective={"cost": config.cost_weight, "peak": config.peak_weight, "convenience": config.convenience_weight})  # fmt: skip
     caps = {**({} if config.port_cap_kw is None else dict.fromkeys(sessions["station_id"].unique().to_list(), config.port_cap_kw)), **config.port_caps}
     sessions = apply_port_caps(sessions, caps or None).with_columns(pl.col("station_id").is_in(config.v2g_opt_in_stations).alias("v2g_opt_in"))
     n = int(sessions["departure_period"].max())
     stamps = daily.periods_from_midnight(day, tz, n, EV_MINUTES)
-    price, carbon = config.price_and_carbon(stamps, tz)
+    price, carbon = daily.tariff_prices(grid.profile().tariffs, stamps, tz)
+    limit_kw = config.transformer_limit_kw if config.transformer_limit_kw is not None else grid.profile().ev.transformer_limit_kw
     base, base_src = baseload_for_horizon(lk, config, day, tz, n)
     kw = dict(horizon=n, period_minutes=EV_MINUTES, baseload_kw=base)
     if config.peak_weight_per_kw is not None:
@@ -417,9 +390,9 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         xp = price if opt.v2g.export_price_per_mwh is None else np.full(n, opt.v2g.export_price_per_mwh)
         v2g = dict(v2g=True, v2g_export_price=xp, v2g_price_threshold=opt.v2g.min_export_price_per_mwh, v2g_wear_cost_per_mwh=opt.v2g.wear_cost_per_mwh,
                    v2g_floor_frac=opt.v2g.floor_frac, v2g_buffer_kwh=opt.v2g.buffer_kwh)  # fmt: skip
-    results = compare_strategies(sessions, price, transformer_limit_kw=config.transformer_limit_kw, period_minutes=EV_MINUTES, baseload_kw=base,
+    results = compare_strategies(sessions, price, transformer_limit_kw=limit_kw, period_minutes=EV_MINUTES, baseload_kw=base,
                                  weights=weights, **v2g)  # fmt: skip
-    gate = gate_ev(results["optimal"], sessions, opt.safety, period_minutes=EV_MINUTES, transformer_limit_kw=config.transformer_limit_kw,
+    gate = gate_ev(results["optimal"], sessions, opt.safety, period_minutes=EV_MINUTES, transformer_limit_kw=limit_kw,
                    baseload_kw=base, price=price, v2g_buffer_kwh=opt.v2g.buffer_kwh if v2g else 0.0)  # fmt: skip
     alert = {}
     if not gate.passed:
@@ -435,7 +408,7 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
     )  # fmt: skip
     w1 = lk.write_partition(sched_t, sched, day)
     w2 = lk.write_partition(sess_t, sess, day)
-    png = plots.ev_profile_png({k: r.profile for k, r in results.items()}, config.transformer_limit_kw,
+    png = plots.ev_profile_png({k: r.profile for k, r in results.items()}, limit_kw,
                                f"EV site load {day} ({sessions.height} Caltech sessions of {src}; 5-min periods from local midnight)")  # fmt: skip
     yield MaterializeResult(asset_key="gold_ev_schedule", metadata={
         "dagster/row_count": w1.rows, "delta_version": w1.version,
@@ -448,7 +421,7 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         "cost_per_session": round(results["optimal"].metrics["cost_per_session"], 4),
         "v2g": MetadataValue.json({"opt_in_sessions": int(sessions["v2g_opt_in"].sum()), "export_kwh": round(results["optimal"].metrics["v2g_export_kwh"], 3)}),
         "solve_seconds": round(results["optimal"].solve_seconds, 3), "build_seconds": round(results["optimal"].build_seconds, 3),
-        "price_source": "configuration: TariffConfig time-of-use tariff (no price feed)",
+        "price_source": "configuration: the utility profile's wholesale time-of-use tariff (no price feed)",
         **_gate_metadata(gate), **({"safety_alert": MetadataValue.json(alert)} if alert else {}),
         "site_load_vs_limit": MetadataValue.md(png_markdown(png, f"EV {day}")),
     })  # fmt: skip
