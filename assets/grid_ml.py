@@ -530,7 +530,7 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     from assets.optimization import advisories_for_day
 
     # customer rows (no CO2/confidence estimate) + the site advisories of the day's battery/EV schedules
-    rec = pl.concat([recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response), advisories_for_day(lk, day, tz)],
+    rec = pl.concat([recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response), advisories_for_day(lk, day, grid.timezone)],
                     how="diagonal_relaxed").with_columns(pl.lit(day).alias("as_of"))
     w2 = lk.write_partition(_T["gold_recommendations"], rec, day)
     chosen = rec.filter(pl.col("recommended"))

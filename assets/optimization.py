@@ -341,7 +341,10 @@ def baseload_for_horizon(lk: Lake, config: EVConfig, day: dt.date, tz: str, n: i
     """The site's baseload on the EV periods: the entity's load forecast (weekly fallback) scaled to ``baseload_peak_kw`` at its peak."""
     if config.baseload_peak_kw == 0:
         return np.zeros(n), "none (baseload_peak_kw = 0)"
-    inp = site_inputs(lk, config.baseload_entity, day, tz)
+    try:
+        inp = site_inputs(lk, config.baseload_entity, day, tz)
+    except FileNotFoundError as e:  # no forecast and no last week: the EV schedule still runs, without baseload, and says so
+        return np.zeros(n), f"none: no load input in the lake ({e})"
     net = inp["net_kw"]
     if not net.max() > 0:
         raise ValueError(f"gold_ev_schedule {day}: the load input of {config.baseload_entity!r} is 0 all day; cannot shape a baseload")
