@@ -145,8 +145,10 @@ def _r(d: dict[str, float], nd: int = 4) -> dict[str, float]:
 def settings(base: OptimizationSettings, **overrides: Any) -> OptimizationSettings:
     """The profile's optimisation settings (:class:`optimization.settings.OptimizationSettings`, defaults
     documented there) with an asset config's non-None overrides per section, e.g. ``settings(p, regulation={"price_per_mw_h": 8})``."""
-    upd = {sec: getattr(base, sec).model_copy(update={k: v for k, v in vals.items() if v is not None}) for sec, vals in overrides.items()}
-    return base.model_copy(update=upd)
+    data = base.model_dump()
+    for sec, vals in overrides.items():
+        data[sec].update({k: v for k, v in vals.items() if v is not None})
+    return type(base).model_validate(data)  # validated: an override out of range fails here, naming the field
 
 
 def publish_gate_alert(alerting: AlertingResource, gate: GateResult, **where: str) -> dict[str, Any]:
