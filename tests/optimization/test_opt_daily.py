@@ -204,14 +204,3 @@ def test_settings_reject_inconsistent_values() -> None:
     s = OptimizationSettings.model_validate({"regulation": {"price_per_mw_h": 9.0}})  # a profile section loads as is
     assert s.regulation.price_per_mw_h == 9.0 and s.ev_objective.cost == 0.5
 
-
-def test_asset_overrides_of_the_settings_are_validated() -> None:
-    from pydantic import ValidationError
-
-    from assets.optimization import settings
-    from optimization.settings import DEFAULT_SETTINGS
-
-    s = settings(DEFAULT_SETTINGS, regulation={"price_per_mw_h": 8.0, "soc_buffer_h": None})
-    assert s.regulation.price_per_mw_h == 8.0 and s.regulation.soc_buffer_h == DEFAULT_SETTINGS.regulation.soc_buffer_h
-    with pytest.raises(ValidationError, match="safety.export_limit_kw"):
-        settings(DEFAULT_SETTINGS, safety={"export_limit_kw": -1.0})

@@ -416,3 +416,15 @@ def test_n1_screening_reads_the_days_peak_hour_of_the_opf_and_writes_its_table(t
     red = out.filter(pl.col("kind") == "redispatch").sort("loading_pct", descending=True)
     assert red["contingency_branch"].to_list() == ref.redispatch["contingency_branch"].to_list()
     assert (red["status"] == "secured").all() and (red["period_start"] == stamps[1]).all()
+
+
+def test_asset_overrides_of_the_settings_are_validated() -> None:
+    from pydantic import ValidationError
+
+    from assets.optimization import settings
+    from optimization.settings import DEFAULT_SETTINGS
+
+    s = settings(DEFAULT_SETTINGS, regulation={"price_per_mw_h": 8.0, "soc_buffer_h": None})
+    assert s.regulation.price_per_mw_h == 8.0 and s.regulation.soc_buffer_h == DEFAULT_SETTINGS.regulation.soc_buffer_h
+    with pytest.raises(ValidationError, match="safety.export_limit_kw"):
+        settings(DEFAULT_SETTINGS, safety={"export_limit_kw": -1.0})
