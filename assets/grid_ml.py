@@ -125,7 +125,8 @@ class DRConfigDagster(Config):
     def programme(self, profile: DemandResponse) -> DemandResponse:
         """The profile's DR programme with this run's overrides."""
         keys = ("capacity_share", "margin", "base_incentive")
-        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+        over = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return type(profile).model_validate({**profile.model_dump(), **over})  # validated: a bad override names the field
 
 
 def _segment_config(grid: GridSettings, **kw):

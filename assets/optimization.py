@@ -214,7 +214,8 @@ class BatteryConfig(Config):
     def site(self, profile: BatterySite) -> BatterySite:
         """The profile's battery site with this run's overrides."""
         keys = ("power_frac_of_peak", "duration_h", "efficiency", "soc_initial_frac", "degradation_cost_per_mwh")
-        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+        over = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return type(profile).model_validate({**profile.model_dump(), **over})  # validated, as settings()
 
 
 @multi_asset(

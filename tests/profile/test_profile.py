@@ -76,3 +76,19 @@ def test_sydney_partitions_day_bounds_peaks_and_schedules_agree():
     # 25 local hours of 15-minute readings; the peak window 16..20 local -> mean demand 18
     assert out["readings_in_day"] == 100
     assert out["peak_kw"] == pytest.approx(18.0)
+
+
+def test_run_config_overrides_of_the_profile_are_validated():
+    from pydantic import ValidationError
+
+    from assets.grid_ml import DRConfigDagster
+    from assets.optimization import BatteryConfig
+
+    p = read_profile(DEMO_PROFILE)
+    assert BatteryConfig(efficiency=0.9).site(p.battery).efficiency == 0.9
+    assert BatteryConfig().site(p.battery) == p.battery  # None = the profile's
+    assert DRConfigDagster(capacity_share=0.45).programme(p.demand_response).capacity_share == 0.45
+    with pytest.raises(ValidationError, match="efficiency"):
+        BatteryConfig(efficiency=1.5).site(p.battery)
+    with pytest.raises(ValidationError, match="margin"):
+        DRConfigDagster(margin=2.0).programme(p.demand_response)
