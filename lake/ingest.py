@@ -88,6 +88,13 @@ class IngestResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     forwarded: dict[dt.date, str] = field(default_factory=dict)  # late records re-landed for their own day
     published: dict = field(default_factory=dict)  # the manifest row that published the day (lake.manifest)
+    held: dict[str, str] = field(default_factory=dict)  # blocking files (key: problem): the day was written, not published
+
+    @property
+    def blocking_files(self) -> dict[str, str]:
+        """The day's files whose readings may be lost (BLOCKING_FILE_PROBLEMS): while any is left the
+        day is written but held out of the manifest, so no reader sees it (lake.manifest)."""
+        return {f.key: f.problem for f in self.files if f.problem in BLOCKING_FILE_PROBLEMS}
 
     @property
     def reconciles(self) -> bool:
@@ -768,15 +775,20 @@ def write_partition_frames(
         for layer, fut in small.items():
             res.writes[layer] = fut.result()
     manifest.fault_point("before_manifest", src, partition)
-    counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
-              "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
-    res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    res.held = res.blocking_files
+    if not res.held:
+        counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
+                  "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
+        res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    # else: a file that cannot be read (or may not be opened) is held out of the manifest: readers keep
+    # seeing the day's last publication (none: the day is invisible) until it is fixed or waived and re-run
     manifest.fault_point("after_manifest", src, partition)
     res.timings_s["write"] = time.perf_counter() - t
     if progress:
         progress(
             f"{src.name} {partition}: {res.raw_rows} records = {res.silver_rows} silver + "
-            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; published"
+            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; "
+            + (f"HELD, not published: {len(res.held)} file(s) not readable ({', '.join(sorted(res.held))[:300]}): fix or waive (lake.waiver)" if res.held else "published")
         )
     return res
 
@@ -841,7 +853,7 @@ def ingest_partitions(
     return results
 
 
-def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
+def reconcile_from_tables(lake, src: Source, day: dt.date, *, published: bool = True) -> dict:
     """Counts read back from the written Delta tables for one partition (the blocking checks' figures).
 
     ``difference`` = bronze records - (silver + quarantined + duplicates); 0 when nothing was lost.
@@ -849,10 +861,11 @@ def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
     marker each) are counted apart, as ``rejected_files``. ``unreadable_files`` names each file whose
     readings may be lost (BLOCKING_FILE_PROBLEMS) with its size, estimated records and reason: the
     ``files_readable`` check fails while it is not empty. ``waived_files`` is the operators' audit trail.
+    ``published=False`` counts the tables as written (a day held out of the manifest by a blocking file).
     """
-    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"])
-    silver_n = lake.read(src.silver, day, columns=["date"]).height
-    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"])
+    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"], published=published)
+    silver_n = lake.read(src.silver, day, columns=["date"], published=published).height
+    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"], published=published)
     records = q.filter(pl.col("source_row") > 0)
     dups = records.filter(pl.col("reason_code") == "duplicate").height
     out = {

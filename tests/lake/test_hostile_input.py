@@ -50,10 +50,12 @@ def _row(m: str, t: str, kwh="0.5", kw="1.0", v="231.0", a="4.3", pf="0.95", sep
 
 def _ingest(lake, zone, day: dt.date = DAY, src=SRC):
     res = ingest_partition(zone, lake, src, day, _ids(lake, src))
-    counts = reconcile_from_tables(lake, src, day)
+    pub = not res.held  # a day with an unreadable or unsafe file is written but held out of the manifest
+    assert bool(res.published) == pub
+    counts = reconcile_from_tables(lake, src, day, published=pub)
     assert counts["difference"] == 0, counts  # every record is somewhere, read back from the tables
     assert counts["bronze_records"] == res.raw_rows and counts["silver_rows"] == res.silver_rows
-    return res, lake.read(src.silver, day), lake.read(src.quarantine, day), counts
+    return res, lake.read(src.silver, day, published=pub), lake.read(src.quarantine, day, published=pub), counts
 
 
 # ------------------------------------------------------------------ class 1: encodings, compression, unreadable files
@@ -101,6 +103,10 @@ def test_an_unreadable_file_is_counted_blocks_the_day_and_a_waiver_releases_it(e
     assert counts["estimated_unread_records"] >= un[broken_gz]["estimated_records"]
     markers = q.filter(pl.col("source_row") == 0)
     assert sorted(markers["source_file"]) == sorted([broken_gz, broken_pq, xlsx]) and set(markers["reason_code"]) == {"unreadable_file"}
+    # the day is written but held out of the manifest: no reader sees it, and it never reconciles as published
+    assert res.held == {broken_gz: "unreadable_file", broken_pq: "unreadable_file", xlsx: "unreadable_file"} and res.published == {}
+    assert lake.read(SRC.silver, DAY).height == 0 and lake.read(SRC.bronze, DAY).height == 0
+    assert reconcile_from_tables(lake, SRC, DAY)["bronze_records"] == 0
 
     # the operator waives two of them (audited), the third is replaced by a good re-export
     waive_file(zone, broken_pq, "head-end #412: file corrupt at source, readings re-sent in good.csv", "alice")
@@ -115,6 +121,7 @@ def test_an_unreadable_file_is_counted_blocks_the_day_and_a_waiver_releases_it(e
     audit = json.loads(zone.get_bytes(f"rejected/{xlsx}.waiver.json"))
     assert audit["by"] == "bob" and audit["bytes"] == len(b"PK\x03\x04 a spreadsheet") and len(audit["sha256"]) == 64
     assert res.silver_rows == 11 and sorted(set(silver["source_file"])) == sorted([good, fixed])
+    assert res.held == {} and res.published["silver_rows"] == 11 and lake.read(SRC.silver, DAY).height == 11  # published now
 
 
 def test_two_header_names_for_one_column_quarantine_the_file_per_row(env):
@@ -138,15 +145,18 @@ def test_stray_names_are_skipped_or_block_visibly_and_the_range_goes_on(env):
     results = ingest_partitions(zone, lake, SRC, [DAY, day2], _ids(lake))
     assert [r.silver_rows for r in results] == [1, 1]  # both days ingested, the stray names did not stop the range
     assert lake.read(SRC.silver, day2)["source_file"].to_list() == [ok2]
+    # the unsafe names hold their own day (written, not published); the next day is published
+    assert set(results[0].held) == set(unsafe) and results[1].held == {} and results[1].published
+    assert lake.read(SRC.silver, DAY).height == 0
     problems = {f.key: (f.problem, f.detail) for f in results[0].files}
     assert problems[ok1] == (None, "")
     for k in junk:
         assert problems[k][0] == "skipped_file" and "hidden or system file" in problems[k][1]
     for k in unsafe:
         assert problems[k][0] == "unsafe_name" and repr(k) in problems[k][1] and "rename" in problems[k][1]
-    counts = reconcile_from_tables(lake, SRC, DAY)
+    counts = reconcile_from_tables(lake, SRC, DAY, published=False)
     assert counts["difference"] == 0 and set(counts["unreadable_files"]) == set(unsafe) and set(counts["skipped_files"]) == set(junk)
-    bronze = lake.read(SRC.bronze, DAY)
+    bronze = lake.read(SRC.bronze, DAY, published=False)
     assert set(bronze["source_file"]) == {ok1, *junk, *unsafe}
     assert set(bronze.filter(pl.col("archive_path") == "")["source_file"]) == {*junk, *unsafe}  # never opened nor copied
 
@@ -406,3 +416,21 @@ def test_reading_in_tiny_chunks_gives_exactly_the_tables_of_one_read(env):
         order = [c for c in ("source_file", "source_row", "reason_code") if c in a.columns]
         assert a.sort(order).equals(b.sort(order)), (name, [x for x in zip(a.sort(order).rows(), b.sort(order).rows()) if x[0] != x[1]])
     assert one["quarantine"]["reason_code"].value_counts().height >= 2
+
+
+def test_a_blocking_file_arriving_for_a_published_day_keeps_readers_on_its_last_publication(env):
+    lake, zone, m1, m2 = env
+    good = _put(zone, "good.csv", ("\n".join([HEADER, _row(m1, "2026-11-02 01:00:00"), _row(m2, "2026-11-02 01:00:00")]) + "\n").encode())
+    res, _, _, _ = _ingest(lake, zone)
+    first = res.published
+    assert first and lake.read(SRC.silver, DAY).height == 2
+    late = _put(zone, "late.parquet", b"PAR1 truncated PAR1")  # a late file that cannot be read: the re-run is held
+    res, silver, _, counts = _ingest(lake, zone)
+    assert res.held == {late: "unreadable_file"} and silver.height == 2 and set(counts["unreadable_files"]) == {late}
+    assert lake.read(SRC.silver, DAY)["source_file"].to_list() == [good, good]
+    assert lake.read(SRC.bronze, DAY)["source_file"].to_list() == [good]  # the previous publication, whole
+    assert reconcile_from_tables(lake, SRC, DAY)["unreadable_files"] == {}
+    waive_file(zone, late, "empty transfer, nothing lost", "carol")
+    res, _, _, _ = _ingest(lake, zone)
+    assert res.held == {} and res.published["silver_version"] > first["silver_version"]
+    assert set(lake.read(SRC.bronze, DAY)["source_file"]) == {good, late}  # the waiver's audit row is published
