@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 import polars as pl
 import pyarrow as pa
@@ -95,24 +95,49 @@ class Lake:
         return DeltaTable(self.uri(table), storage_options=self.storage_options)
 
     # ------------------------------------------------------------------ writing
-    def write_partition(self, table: Table, df: pl.DataFrame, partition: dt.date | None, *, retries: int = 5) -> WriteResult:
+    def write_partition(self, table: Table, df: pl.DataFrame | Iterable[pl.DataFrame], partition: dt.date | None, *, retries: int = 5) -> WriteResult:
         """Replace exactly the rows of one partition (or the whole table if it is unpartitioned).
 
         Every row of ``df`` must belong to ``partition``: a row that does not is a bug upstream,
         and the write refuses it rather than spilling into another partition.
+
+        ``df`` may also be an iterable of frames (e.g. a lake.spill.SpilledFrame): they are conformed
+        and streamed into the same single commit one at a time, so the write holds one piece, not the
+        partition (the iterable is iterated again if the commit has to be retried).
         """
-        data = table.conform(df)
         predicate = None
+        col = None
         if table.partition_by:
             if partition is None:
                 raise ValueError(f"{table.name} is partitioned by {table.partition_by}; give a partition")
             if not isinstance(partition, dt.date):
                 raise TypeError(f"partition must be a date, got {partition!r}")
             col = table.partition_by[0]
-            stray = data.filter(pl.col(col) != partition).height
-            if stray:
-                raise ValueError(f"{table.name}: {stray} row(s) outside partition {col}={partition}")
             predicate = f"{col} = '{partition.isoformat()}'"  # isoformat of a date: no injection possible
+
+        def conform(piece: pl.DataFrame) -> pl.DataFrame:
+            piece = table.conform(piece)
+            if col is not None:
+                stray = piece.filter(pl.col(col) != partition).height
+                if stray:
+                    raise ValueError(f"{table.name}: {stray} row(s) outside partition {col}={partition}")
+            return piece
+
+        streamed = not isinstance(df, pl.DataFrame)
+        rows = [0]
+        if not streamed:
+            data = conform(df)
+            rows[0] = data.height
+        else:
+            schema = table.conform(pl.DataFrame(schema=table.polars_schema())).to_arrow().schema
+
+            def pieces():
+                rows[0] = 0
+                for piece in df:
+                    piece = conform(piece)
+                    rows[0] += piece.height
+                    yield from piece.to_arrow().cast(schema).to_batches()
+
         uri = self.uri(table)
         target = self._open_or_create(table)  # loaded once: the write and the version below reuse it
         for attempt in range(retries + 1):
@@ -121,7 +146,7 @@ class Lake:
                 # created with the declared Arrow schema, so nullability is enforced by Delta
                 write_deltalake(
                     target,
-                    data,
+                    pa.RecordBatchReader.from_batches(schema, pieces()) if streamed else data,
                     partition_by=list(table.partition_by) or None,
                     mode="overwrite",
                     predicate=predicate,
@@ -135,7 +160,7 @@ class Lake:
                 time.sleep(0.2 * (attempt + 1))
                 target = self.delta(table)  # another writer committed: retry on its version
         version = target.version()  # the written table object is updated in place by the commit
-        return WriteResult(table.name, uri, version, data.height, partition.isoformat() if partition else None)
+        return WriteResult(table.name, uri, version, rows[0], partition.isoformat() if partition else None)
 
     def create(self, table: Table) -> DeltaTable:
         """The table, created empty with its declared schema if it does not exist yet."""

@@ -434,3 +434,50 @@ def test_a_blocking_file_arriving_for_a_published_day_keeps_readers_on_its_last_
     res, _, _, _ = _ingest(lake, zone)
     assert res.held == {} and res.published["silver_version"] > first["silver_version"]
     assert set(lake.read(SRC.bronze, DAY)["source_file"]) == {good, late}  # the waiver's audit row is published
+
+
+def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tables_of_one_in_memory_pass(env, tmp_path, monkeypatch):
+    """Class 9: a budget far below the day's size makes every chunk spill to temporary Parquet buckets by
+    meter, buckets larger than half the budget are split again, and silver streams into one Delta commit:
+    the tables equal those of the in-memory pass (duplicates across files and chunks, flags per meter)."""
+    from lake.spill import SpilledFrame
+
+    lake, zone, m1, m2 = env
+    ids = _ids(lake)
+    meters = ids.to_list()  # 60: two meters share most of the 32 buckets, which a budget this small splits again
+    rows = [_row(m, f"2026-11-02 {h:02d}:{mi:02d}:00", kwh=f"{(h * 7 + i) % 5 + 0.1:.1f}") for h in range(24) for mi in (0, 30) for i, m in enumerate(meters)]
+    rows[5] = _row(meters[0], "2026-11-02 03:15:00", kwh="40.0")  # an anomaly against that meter's own average
+    _put(zone, "a.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
+    _put(zone, "b.csv", ("\n".join([HEADER, *rows[100:400], _row("NOPE", "2026-11-02 05:45:00")]) + "\n").encode())  # re-sent: duplicates
+    spill_root = tmp_path / "spill"
+    monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(spill_root))
+    at = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
+    mem, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at)
+    spilled, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=8000, memory_bytes=8000)
+    assert isinstance(spilled["silver"], SpilledFrame) and len(spilled["silver"].paths) > 32  # buckets, and parts of buckets
+    assert not isinstance(mem["silver"], SpilledFrame)
+    assert r1.summary() == r2.summary() and r2.duplicate_rows == 300 and r2.flags.get("anomaly", 0) >= 1
+    order = ["source_file", "source_row"]
+    assert spilled["silver"].collect().sort(order).equals(mem["silver"].sort(order))
+    q_order = ["source_file", "source_row", "reason_code"]
+    assert spilled["quarantine"].sort(q_order).equals(mem["quarantine"].sort(q_order))
+    spilled["silver"].close()
+    assert list(spill_root.iterdir()) == []  # the temporary files are gone
+
+    # written: one streamed commit per table, published, identical to the in-memory day; nothing left behind
+    res = ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)
+    assert res.published and res.writes["silver"].rows == r1.silver_rows and list(spill_root.iterdir()) == []
+    silver = lake.read(SRC.silver, DAY).drop("ingested_at", strict=False).sort(order)
+    assert silver.equals(mem["silver"].sort(order).select(silver.columns).cast(silver.schema))
+    assert reconcile_from_tables(lake, SRC, DAY)["difference"] == 0
+
+
+def test_the_memory_budget_setting_is_checked(monkeypatch):
+    from lake.spill import memory_budget_bytes
+
+    monkeypatch.setenv("GRIDLAKE_INGEST_MEMORY_MB", "256")
+    assert memory_budget_bytes() == 256 << 20
+    for bad in ("lots", "-5", "0", "1.5"):
+        monkeypatch.setenv("GRIDLAKE_INGEST_MEMORY_MB", bad)
+        with pytest.raises(ValueError, match="GRIDLAKE_INGEST_MEMORY_MB"):
+            memory_budget_bytes()
