@@ -8,7 +8,7 @@ each gold alert once (the outbox keeps the submitted gold fingerprints).
 import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
-from lake.schemas import TABLES
+from contracts import TABLES
 from pipelines.partitions import daily_open, lookback_dep, partition_day
 from pipelines.resources import AlertingResource, LakeResource
 

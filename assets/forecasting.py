@@ -61,8 +61,8 @@ from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator
 
 from lake import plots
-from lake.schemas import day_bounds_utc
-from lake.schemas import TABLES
+from contracts import day_bounds_utc
+from contracts import TABLES
 from models.forecast import (
     DAY,
     ForecastInputError,

@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import gold, plots
-from lake.schemas import TABLES
+from contracts import TABLES
 from pipelines.partitions import daily, monthly
 from pipelines.resources import GridSettings, LakeResource
 

@@ -50,7 +50,7 @@ from dagster import (
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
-from lake.schemas import TABLES
+from contracts import TABLES
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
@@ -64,7 +64,7 @@ SCORING_GROUP = "grid_ml"
 
 #: registered model names in the MLflow registry: models.grid.config (MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS)
 
-#: The forecasting layer's gold table (lake.schemas: p10/p50/p90 per level/entity/issued_at/period_start).
+#: The forecasting layer's gold table (contracts: p10/p50/p90 per level/entity/issued_at/period_start).
 #: Where it has no feeder rows for the day the DR asset falls back to seasonal-naive / persistence
 #: forecasts from gold_load_hourly (see _dr_forecast) and says so in the metadata.
 FORECAST_TABLE = "gold_load_forecast"

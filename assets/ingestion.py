@@ -30,7 +30,7 @@ from dagster import (
 
 from lake.ingest import ingest_partitions
 from lake.manifest import verify_day
-from lake.schemas import SOURCES, Source
+from contracts import SOURCES, Source
 from pipelines.partitions import daily
 from pipelines.resources import GridSettings, LakeResource, LandingResource
 

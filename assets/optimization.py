@@ -2,7 +2,7 @@
 
 Each asset gathers its inputs from the lake and its ``Config``, calls the :mod:`optimization`
 library (pure pyomo + HiGHS, no Dagster) and replaces exactly one ``date`` partition of its gold
-table(s) with :meth:`lake.delta.Lake.write_partition` (tables declared in ``lake.schemas``,
+table(s) with :meth:`lake.delta.Lake.write_partition` (tables declared in ``contracts``,
 section "Optimisation gold tables"). Metadata carries the cost breakdown, solve time, where the
 inputs came from, and a PNG of schedule vs price/SOC for the Dagster UI.
 
@@ -60,7 +60,7 @@ from pydantic import Field, field_validator
 
 from lake.delta import Lake
 from lake.plots import png_markdown
-from lake.schemas import TABLES
+from contracts import TABLES
 from optimization import daily, plots
 from optimization.battery import BatterySpec, daily_summary, optimize_battery, site_schedule_table
 from optimization.dcopf import solve_dcopf_periods

@@ -6,7 +6,7 @@ import io
 import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
 
-from lake.schemas import TABLES
+from contracts import TABLES
 from pipelines.resources import LakeResource, LandingResource
 
 REFERENCE = ("ref_meters", "ref_transformers", "ref_weather_stations")

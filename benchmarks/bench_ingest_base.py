@@ -42,7 +42,10 @@ import polars as pl
 from lake.delta import Lake
 from lake.ingest import ingest_partitions
 from lake.landing import LocalLanding
-from lake.schemas import SOURCES
+try:
+    from contracts import SOURCES  # after issue 10
+except ImportError:
+    from lake.schemas import SOURCES  # the pre-issue-9 tree
 landing, out, days = Path(sys.argv[1]), Path(sys.argv[2]), [dt.date.fromisoformat(d) for d in sys.argv[3].split(",")]
 shutil.rmtree(out, ignore_errors=True)
 zone, lake = LocalLanding(landing), Lake(out)

@@ -21,7 +21,7 @@ import polars as pl  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lake.catalog import query  # noqa: E402
-from lake.schemas import DEFAULT_TIMEZONE  # noqa: E402
+from contracts import DEFAULT_TIMEZONE  # noqa: E402
 
 
 def setup(description: str) -> tuple[Callable[..., pl.DataFrame], str, Path, str]:

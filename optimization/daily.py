@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from lake.schemas import SYSTEM_ENTITY as SYSTEM  # entity_id of the whole utility (level system)
-from lake.schemas import day_bounds_utc
+from contracts import SYSTEM_ENTITY as SYSTEM  # entity_id of the whole utility (level system)
+from contracts import day_bounds_utc
 from optimization._inputs import period_starts
 from optimization.errors import InputError
 from optimization.ev import CALTECH_PERIOD_MINUTES, load_caltech_sessions

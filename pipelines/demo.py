@@ -440,7 +440,7 @@ def analyst_query(demo: Demo):
 def gold_row_counts(demo: Demo) -> dict[str, int]:
     """Rows of every gold table in the lake (whole table)."""
     from lake.delta import Lake
-    from lake.schemas import TABLES
+    from contracts import TABLES
 
     lk = Lake(os.environ["GRIDLAKE_LAKE_ROOT"])
     import polars as pl

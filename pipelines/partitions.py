@@ -8,7 +8,7 @@ import warnings
 
 from dagster import AssetDep, BetaWarning, DailyPartitionsDefinition, MonthlyPartitionsDefinition, TimeWindowPartitionMapping
 
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts import DEFAULT_TIMEZONE
 
 TIMEZONE = os.environ.get("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE)
 START = os.environ.get("GRIDLAKE_START_DATE", "2026-01-01")

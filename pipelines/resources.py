@@ -13,7 +13,7 @@ from dagster import ConfigurableResource
 
 from lake.delta import Lake
 from lake.landing import LocalLanding, S3Landing, open_landing
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts import DEFAULT_TIMEZONE
 
 
 def _default(var: str, fallback: str) -> str:
@@ -112,7 +112,7 @@ class AlertingResource(ConfigurableResource):
         bridge's tables are absent or PostgreSQL does not answer: the catalog must not fail for that."""
         import psycopg2
 
-        from lake.schemas import BRIDGE_PG_TABLES
+        from contracts import BRIDGE_PG_TABLES
 
         try:
             store = self.store()

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from dagster import DagsterRunStatus, RunFailureSensorContext, RunRequest, SensorEvaluationContext, SkipReason, run_failure_sensor, run_status_sensor, sensor
 
 from lake.landing import LandingCursor, new_files
-from lake.schemas import SOURCES
+from contracts import SOURCES
 from pipelines.jobs import alert_notifications_job, catalog_job, daily_ingest_job, failure_risk_rescoring_job, grid_ml_scoring_job
 from pipelines.partitions import daily_open
 from pipelines.resources import AlertingResource, AlertSinkResource, GridSettings, LandingResource

@@ -1,6 +1,6 @@
 """The utility's data-quality rules, as configuration.
 
-Hard bounds (reject -> quarantine) live on the column declarations in ``lake.schemas``; this module
+Hard bounds (reject -> quarantine) live on the column declarations in ``contracts``; this module
 adds the *soft* rules that keep a record but flag it:
 
 - meters: accept 200-260 V (hard); 'warning' outside 210-250 V; 'anomaly' when the interval's
@@ -81,24 +81,3 @@ class QualityRules:
 
 
 DEFAULT_RULES = QualityRules()
-
-#: What each reason code means, for people reading the quarantine table.
-REASON_TEXT = {
-    "malformed_line": "the line has the wrong number of fields or is not valid JSON",
-    "missing_column": "the file lacks a column the contract requires; the whole file is quarantined",
-    "empty_file": "the file has a header but no data rows",
-    "unreadable_file": "the file cannot be decoded in its declared format; the day's files_readable check blocks until it is fixed or waived",
-    "unsafe_name": "the file's name is not a safe landing key, so it was not read; the day blocks until it is renamed or waived",
-    "skipped_file": "a hidden or system file (.DS_Store, ._x.csv, Thumbs.db), not data",
-    "waived_file": "an operator moved the file to rejected/ with a reason (lake.waiver); the day no longer waits for it",
-    "duplicate_column": "two header names map to one contract column; which holds the value is unknown, the whole file is quarantined",
-    "missing_value": "a required field is empty",
-    "wrong_type": "a field does not parse as its declared type",
-    "out_of_range": "a value lies outside the hard acceptance bounds (NaN and infinities included; a time outside the year window or with an offset beyond +-14:00)",
-    "unknown_entity": "the id is not in the reference table",
-    "dst_nonexistent_time": "naive local time inside the spring-forward gap: it never happened",
-    "dst_ambiguous_time": "naive local time in the repeated fall-back hour that the meter's sequence in the file does not prove daylight or standard",
-    "late_data": "the reading belongs to an earlier day than the partition being ingested",
-    "future_data": "the reading belongs to a later day than the partition being ingested",
-    "duplicate": "the same key was received again; the later-received copy is kept",
-}

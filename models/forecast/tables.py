@@ -13,7 +13,7 @@ import datetime as dt
 import pandas as pd
 import polars as pl
 
-from lake.schemas import SYSTEM_ENTITY as SYSTEM  # the whole network: the sum over feeders
+from contracts import SYSTEM_ENTITY as SYSTEM  # the whole network: the sum over feeders
 
 
 def with_system_total(feeders: pl.DataFrame) -> pl.DataFrame:

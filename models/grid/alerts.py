@@ -15,7 +15,7 @@ import polars as pl
 
 from .anomaly import status_expr
 from .config import AlertThresholds, FeatureConfig
-from .tables import GOLD_ALERTS, GOLD_ANOMALY_SCORES
+from contracts import GOLD_ALERTS, GOLD_ANOMALY_SCORES
 
 
 def fingerprint(asset_type: str, asset_id: str, rule: str, window_start) -> str:

@@ -333,7 +333,7 @@ class AnomalyEnsemble:
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """Scores as a frame: asset_id, time, score, per-detector scores, status, reason (see
-        :data:`models.grid.tables.GOLD_ANOMALY_SCORES`, which :func:`to_gold_scores` conforms to)."""
+        :data:`contracts.GOLD_ANOMALY_SCORES`, which :func:`to_gold_scores` conforms to)."""
         s, x = self._score_arrays(features)
         th = self.thresholds
         out = features.select("asset_id", "time").with_columns(

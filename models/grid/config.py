@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lake.schemas import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
+from contracts import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
 
 #: registered model names in the MLflow registry (training assets register them, batch scoring and the
 #: streaming bridge load their ``champion`` alias)

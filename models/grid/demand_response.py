@@ -95,7 +95,7 @@ def plan_events(forecast: pl.DataFrame, customers: pl.DataFrame, cfg: DRConfig) 
             pl.lit(day).alias("date"), pl.lit(eid).alias("event_id"), "customer_id", "meter_id", "segment",
             "expected_reduction_kw", "incentive",
         ))
-    from .tables import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
+    from contracts import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
 
     ev = GOLD_DR_EVENTS.conform(pl.DataFrame(events, schema=GOLD_DR_EVENTS.polars_schema())) if events else \
         pl.DataFrame(schema=GOLD_DR_EVENTS.polars_schema())
@@ -175,7 +175,7 @@ def plan_feeder_events(forecast: pl.DataFrame, customers: pl.DataFrame, capacity
     scope is the feeder id. Returns (dr_events, dr_participations) of all feeders (empty frames with
     the table schemas when there is no forecast). A forecast feeder without a capacity is an error.
     """
-    from .tables import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
+    from contracts import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
 
     events, parts = [], []
     for (fid,), g in forecast.group_by("entity_id", maintain_order=True):

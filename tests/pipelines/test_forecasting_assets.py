@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
 
 from assets import forecasting as fa
-from lake.schemas import SOURCES, TABLES
+from contracts import SOURCES, TABLES
 from pipelines.partitions import TIMEZONE
 from pipelines.resources import GridSettings, LakeResource, MlflowResource
 

@@ -16,7 +16,7 @@ from dagster import materialize
 
 from assets.optimization import OPT_ASSETS, gold_battery, gold_opf_dispatch
 from lake.delta import Lake
-from lake.schemas import OPT_TABLES, TABLES
+from contracts import OPT_TABLES, TABLES
 from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, scaled_case, solve_dcopf
 from pipelines.jobs import OPT_JOBS
 from pipelines.schedules import OPT_SCHEDULES

@@ -124,7 +124,7 @@ def test_hourly_scoring_targets_the_local_day_not_the_utc_day(pg_instance):
 
 def test_grid_ml_scoring_skips_until_the_day_has_readings(pg_instance, lake_and_landing, small_sim):
     from lake.ingest import ingest_partition
-    from lake.schemas import SOURCES
+    from contracts import SOURCES
     from simulator import write_landing_day
 
     lake, zone = lake_and_landing

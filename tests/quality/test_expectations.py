@@ -1,4 +1,4 @@
-"""great-expectations suites derived from lake.schemas, run on small hand-built partitions.
+"""great-expectations suites derived from contracts, run on small hand-built partitions.
 
 great_expectations is imported once per test process (quality.expectations caches the context), so
 the module costs one ~6-8 s import plus ~0.1 s per validation.
@@ -12,7 +12,7 @@ import json
 import polars as pl
 import pytest
 
-from lake.schemas import TABLES
+from contracts import TABLES
 from quality.expectations import (
     DEFAULT_MAX_ANOMALY_SHARE,
     ExpectationSpec,

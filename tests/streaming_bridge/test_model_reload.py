@@ -51,7 +51,7 @@ def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trai
     sim, scada, model, reg = trained
     lake, zone = lake_and_landing
     # the bridge's topology is the simulated fleet the model was trained on
-    from lake.schemas import TABLES
+    from contracts import TABLES
 
     for n in ("ref_meters", "ref_transformers"):
         lake.write_partition(TABLES[n], TABLES[n].conform(sim.reference()[n]), None)

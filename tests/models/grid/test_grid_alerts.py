@@ -8,7 +8,7 @@ import polars as pl
 
 from models.grid.alerts import day_alerts, duplicate_fingerprints
 from models.grid.config import AlertThresholds
-from models.grid.tables import GOLD_ALERTS
+from contracts import GOLD_ALERTS
 
 T0 = datetime(2026, 6, 8, 14, tzinfo=timezone.utc)
 

@@ -12,7 +12,7 @@ import pytest
 from bridge_delivery_helpers import query, wait_until
 
 from lake.delta import Lake
-from lake.schemas import GOLD_ALERTS
+from contracts import GOLD_ALERTS
 from streaming_bridge.am_client import AlertmanagerClient
 from streaming_bridge.amproc import AlertmanagerProcess
 from streaming_bridge.batch import gold_alerts_to_alerts, topology
