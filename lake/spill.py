@@ -5,14 +5,17 @@ Ingestion deduplicates a day on (entity, time) and flags each reading against it
 average, so every step after validation needs all of one entity's rows of the day together, and
 nothing else. :class:`BucketSpill` keeps the validated frames in memory while they fit the budget
 (the usual day: nothing is written, the caller gets the frames back as they were); once they exceed
-it, every held frame is split by ``key % buckets`` (the key is the entity's integer index in the
+half of it, every held frame is split by ``key % buckets`` (the key is the entity's integer index in the
 reference table, so this is a perfect hash of the entity) and appended to that bucket's temporary
 Parquet files. :meth:`BucketSpill.buckets` then yields each bucket's rows in arrival order; a
-bucket larger than half the budget is yielded in parts by a second split of the key, so one part
-never needs more than that. :class:`SpilledFrame` is a day's result written the same way (one
+bucket larger than a quarter of the budget is yielded in parts by a second split of the key, so
+one part and its deduplicated, flagged copy stay within half of it. (One entity's rows of a day are
+never split: a single meter beyond the budget is the limit of this design.) :class:`SpilledFrame` is a day's result written the same way (one
 Parquet file a bucket) that a Delta write streams from (lake.delta.Lake.write_partition).
 
-The budget: ``GRIDLAKE_INGEST_MEMORY_MB`` (default 512) MB of held rows (polars' estimated size).
+The budget: ``GRIDLAKE_INGEST_MEMORY_MB`` (default 512) MB for a day's rows after validation
+(polars' estimated size): at most half of it held, parts of at most a quarter processed. Reading and
+validating a chunk comes on top (lake.readers: about ten times ``GRIDLAKE_INGEST_CHUNK_BYTES``).
 Temporary files go under ``GRIDLAKE_SPILL_DIR`` (default: the system's temporary folder) and are
 removed when the day is written (or its ingestion fails).
 """
@@ -26,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import polars as pl
 
 MEMORY_ENV = "GRIDLAKE_INGEST_MEMORY_MB"
@@ -94,20 +98,23 @@ class BucketSpill:
         self.held.append(df)
         self.held_bytes += df.estimated_size()
         self.rows += df.height
-        if self.held_bytes > self.budget:
+        if self.held_bytes > self.budget // 2:
             self._flush()
 
     def _flush(self) -> None:
+        """Append the held rows to their buckets' files, one bucket at a time (a copy of one bucket,
+        not of all the held rows, is the extra memory), and let them go."""
         if not self.held:
             return
         df = pl.concat(self.held, how="vertical_relaxed", rechunk=False)
         self.held, self.held_bytes = [], 0
-        parts = df.with_columns((pl.col(self.key) % self.n).alias("_bucket")).partition_by("_bucket", as_dict=True, include_key=False, maintain_order=True)
-        del df
-        for (b,), part in parts.items():
+        bucket = (df[self.key] % self.n).to_numpy()
+        for b in np.unique(bucket):
+            part = df.filter(bucket == b)
             path = self.dir.path / f"b{b:03d}-{self._flushes:06d}.parquet"
             part.write_parquet(path, **_SPILL_PARQUET)
-            self._files.setdefault(b, []).append((path, part.estimated_size()))
+            self._files.setdefault(int(b), []).append((path, part.estimated_size()))
+            del part
         self._flushes += 1
 
     def buckets(self) -> Iterator[pl.DataFrame]:
@@ -119,7 +126,7 @@ class BucketSpill:
             self.held, self.held_bytes = [], 0
             return
         self._flush()
-        part_budget = max(1, self.budget // 2)
+        part_budget = max(1, self.budget // 4)  # deduplicating and flagging a part takes about twice its size
         for b in sorted(self._files):
             files = self._files.pop(b)  # the flush number in the name keeps arrival order
             size = sum(s for _, s in files)

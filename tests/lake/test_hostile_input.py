@@ -467,6 +467,10 @@ def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tabl
     # written: one streamed commit per table, published, identical to the in-memory day; nothing left behind
     res = ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)
     assert res.published and res.writes["silver"].rows == r1.silver_rows and list(spill_root.iterdir()) == []
+    assert lake.delta(SRC.silver).version() == res.writes["silver"].version == res.published["silver_version"]
+    assert lake.commit_partitions(SRC.silver, res.writes["silver"].version) == {DAY}  # one commit replaced the day
+    ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)  # a re-run replaces the day, nothing doubles
+    assert lake.read(SRC.silver, DAY).height == r1.silver_rows
     silver = lake.read(SRC.silver, DAY).drop("ingested_at", strict=False).sort(order)
     assert silver.equals(mem["silver"].sort(order).select(silver.columns).cast(silver.schema))
     assert reconcile_from_tables(lake, SRC, DAY)["difference"] == 0
