@@ -9,8 +9,8 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from contracts import TABLES
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import AlertingResource, LakeResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import AlertingResource, LakeResource
 
 GROUP = "alerting"
 

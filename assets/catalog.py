@@ -5,7 +5,7 @@ of the streaming bridge's durable alert tables (PostgreSQL) as of the refresh.""
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from contracts import TABLES
-from pipelines.resources import AlertingResource, CatalogResource, LakeResource
+from assets.resources import AlertingResource, CatalogResource, LakeResource
 
 CATALOG_DEPS = [n for n, t in TABLES.items() if t.layer in ("silver", "gold", "quarantine", "reference", "manifest")]
 

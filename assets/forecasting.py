@@ -89,8 +89,8 @@ from models.solar import (
     solar_backtest,
     system_total,
 )
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.resources import GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
 

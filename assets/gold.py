@@ -12,8 +12,8 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import gold, plots
 from contracts import TABLES
-from pipelines.partitions import daily, monthly
-from pipelines.resources import GridSettings, LakeResource
+from assets.partitions import daily, monthly
+from assets.resources import GridSettings, LakeResource
 
 _T = TABLES
 _DAILY = dict(group_name="gold", partitions_def=daily, backfill_policy=BackfillPolicy.single_run(), kinds={"delta", "polars"})

@@ -31,8 +31,8 @@ from dagster import (
 from lake.ingest import ingest_partitions
 from lake.manifest import verify_day
 from contracts import SOURCES, Source
-from pipelines.partitions import daily
-from pipelines.resources import GridSettings, LakeResource, LandingResource
+from assets.partitions import daily
+from assets.resources import GridSettings, LakeResource, LandingResource
 
 
 class IngestConfig(Config):

@@ -7,7 +7,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
 
 from contracts import TABLES
-from pipelines.resources import LakeResource, LandingResource
+from assets.resources import LakeResource, LandingResource
 
 REFERENCE = ("ref_meters", "ref_transformers", "ref_weather_stations")
 TRUTH = ("truth_customers", "truth_events")

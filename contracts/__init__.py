@@ -6,7 +6,7 @@ Modules by domain: ``tables`` (Column/Table base types), ``days`` (time zone, lo
 (reason codes and texts), ``sources`` (raw landing sources and their bronze/silver/quarantine/manifest
 tables), ``reference`` (reference and simulator-truth tables), ``load`` (gold load), ``forecasts``, ``grid``
 (grid ML), ``optimisation``, ``alerts`` (the bridge's PostgreSQL delivery tables), ``stream`` (dead letters),
-``registry`` (``TABLES``: every Delta table by name).
+``registry`` (``TABLES``: every Delta table by name), ``profile`` (the utility profile: ``load_profile()``).
 """
 
 from contracts.alerts import ALERT_DELIVERIES, ALERTS, BRIDGE_PG_TABLES
@@ -40,10 +40,28 @@ from contracts.optimisation import (
     GOLD_BATTERY_SCHEDULE,
     GOLD_EV_SCHEDULE,
     GOLD_EV_SESSIONS,
+    GOLD_N1_SCREENING,
     GOLD_OPF_DISPATCH,
     GOLD_UC_SCHEDULE,
+    N1_KINDS,
     OPF_KINDS,
     OPT_TABLES,
+    SECURITY_TABLES,
+)
+from contracts.profile import (
+    DEMO_PROFILE,
+    AlertBands,
+    Bands,
+    DemandResponse,
+    PeakWindow,
+    ProfileError,
+    Quality,
+    RetailTariff,
+    Tariffs,
+    UtilityProfile,
+    WholesaleTariff,
+    load_profile,
+    read_profile,
 )
 from contracts.reasons import REASON_CODES, REASON_TEXT, STREAM_REASON_CODES, STREAM_REASON_TEXT
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
@@ -53,6 +71,19 @@ from contracts.stream import STREAM_DEAD_LETTERS, STREAM_TABLES
 from contracts.tables import UTC_TS, Column, Table
 
 __all__ = [
+    "AlertBands",
+    "Bands",
+    "DEMO_PROFILE",
+    "DemandResponse",
+    "PeakWindow",
+    "ProfileError",
+    "Quality",
+    "RetailTariff",
+    "Tariffs",
+    "UtilityProfile",
+    "WholesaleTariff",
+    "load_profile",
+    "read_profile",
     "ALERTS",
     "ALERT_DELIVERIES",
     "ALERT_STATUSES",
@@ -72,6 +103,7 @@ __all__ = [
     "GOLD_EV_SCHEDULE",
     "GOLD_EV_SESSIONS",
     "GOLD_LOAD_FORECAST",
+    "GOLD_N1_SCREENING",
     "GOLD_OPF_DISPATCH",
     "GOLD_PEAK_DEMAND",
     "GOLD_RECOMMENDATIONS",
@@ -80,6 +112,7 @@ __all__ = [
     "GOLD_UC_SCHEDULE",
     "GRID_TABLES",
     "LOAD_TABLES",
+    "N1_KINDS",
     "OPF_KINDS",
     "OPT_TABLES",
     "QUALITY_FLAGS",
@@ -89,6 +122,7 @@ __all__ = [
     "RECOMMENDATION_KINDS",
     "REFERENCE_TABLES",
     "RULES",
+    "SECURITY_TABLES",
     "SEVERITIES",
     "SOURCES",
     "SOURCE_TABLES",

@@ -10,7 +10,6 @@ import polars as pl
 
 from contracts.tables import UTC_TS, Column, Table
 
-
 _ALERT_KEY = (
     Column("fingerprint", pl.Utf8, False, "Alertmanager's fingerprint of the label set"),
     Column("starts_at", UTC_TS, False, "startsAt of the alert, UTC"),

@@ -6,8 +6,12 @@ import datetime as dt
 
 import polars as pl
 
-#: The utility's time zone. Local meter clocks, daily partitions and schedules use it.
-DEFAULT_TIMEZONE = "America/New_York"
+from contracts.profile import DEMO_PROFILE, read_profile
+
+#: The demo utility's zone, read from its profile (contracts/profiles/demo.yaml), not restated: the
+#: default of library functions that take a ``tz``. A deployment's zone is ``load_profile().timezone``
+#: (GRIDLAKE_PROFILE / GRIDLAKE_TIMEZONE), which partitions, schedules and resources read.
+DEFAULT_TIMEZONE = read_profile(DEMO_PROFILE).timezone
 
 
 def day_bounds_utc(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:

@@ -6,7 +6,6 @@ import polars as pl
 
 from contracts.tables import UTC_TS, Column, Table
 
-
 #: entity_id of the whole network (level ``system``) in the forecast tables: the forecasting assets
 #: write it, the optimisation assets read it
 SYSTEM_ENTITY = "system"

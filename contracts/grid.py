@@ -11,7 +11,6 @@ import polars as pl
 
 from contracts.tables import _DATE, UTC_TS, Column, Table
 
-
 ALERT_STATUSES = ("normal", "monitoring", "alert", "critical")
 _MODEL_VERSION = Column("model_version", pl.Utf8, False, "model name:version (or run id) that produced the row")
 ASSET_TYPES = ("meter", "transformer")

@@ -6,7 +6,6 @@ import polars as pl
 
 from contracts.tables import _DATE, UTC_TS, Column, Table
 
-
 _GOLD_LOAD_COLUMNS = (
     Column("level", pl.Utf8, False, "meter | transformer | feeder", allowed=("meter", "transformer", "feeder")),
     Column("entity_id", pl.Utf8, False),

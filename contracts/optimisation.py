@@ -11,7 +11,6 @@ import polars as pl
 
 from contracts.tables import _DATE, UTC_TS, Column, Table
 
-
 _SOURCE = Column("inputs", pl.Utf8, False, "where the load/PV inputs came from (forecast issue or fallback), human-readable")
 GOLD_BATTERY_SCHEDULE = Table(
     "gold_battery_schedule",
@@ -117,6 +116,8 @@ GOLD_OPF_DISPATCH = Table(
         Column("lmp", pl.Float64, True, "locational marginal price, $/MWh (bus rows)"),
         Column("cost_per_h", pl.Float64, True, "DC-OPF objective of the hour (system rows)"),
         Column("load_scale", pl.Float64, False, "factor applied to the case's bus loads this hour"),
+        Column("co2_t_per_h", pl.Float64, True, "emissions, t CO2/h (system and generator rows; null when no emission factors are configured)"),
+        Column("renewable_share", pl.Float64, True, "renewable output / total output (system rows)"),
     ),
     "hourly DC-OPF dispatch, branch flows and LMPs with bus loads scaled by the system load forecast",
     partition_by=("date",),
@@ -137,11 +138,41 @@ GOLD_UC_SCHEDULE = Table(
         Column("renewable_forecast_mw", pl.Float64, True, "system rows: PV forecast (scaled)"),
         Column("renewable_used_mw", pl.Float64, True, "system rows: after curtailment"),
         Column("unserved_mw", pl.Float64, True, "system rows"),
+        Column("co2_t_per_h", pl.Float64, True, "emissions, t CO2/h (unit and system rows; null without the fleet's co2_t_per_mwh)"),
+        Column("renewable_share", pl.Float64, True, "system rows: renewable used / load served"),
     ),
     "day-ahead unit commitment: unit x hour on/start/output/reserve plus system totals",
     partition_by=("date",),
     key=("unit", "period_start"),
 )
+N1_KINDS = ("overload", "redispatch")
+GOLD_N1_SCREENING = Table(
+    "gold_n1_screening",
+    "gold",
+    (
+        _DATE,
+        Column("period_start", UTC_TS, False, "the hour screened: the day's peak hour of gold_opf_dispatch, UTC"),
+        Column("case_name", pl.Utf8, False, "pandapower/MATPOWER case"),
+        Column("kind", pl.Utf8, False, "overload: one outage overloads one branch | redispatch: security-constrained re-dispatch of a worst outage", allowed=N1_KINDS),
+        Column("contingency_branch", pl.Int64, False, "the branch (case row) taken out"),
+        Column("monitored_branch", pl.Int64, False, "the overloaded branch (case row); -1 on redispatch rows"),
+        Column("from_bus", pl.Int64, True, "monitored branch from-bus"),
+        Column("to_bus", pl.Int64, True, "monitored branch to-bus"),
+        Column("pre_flow_mw", pl.Float64, True, "monitored branch flow before the outage"),
+        Column("post_flow_mw", pl.Float64, True, "after the outage (LODF), MW"),
+        Column("rate_mw", pl.Float64, True, "monitored branch rate A"),
+        Column("loading_pct", pl.Float64, True, "post-outage |flow| / rate A (redispatch rows: worst before re-dispatch)"),
+        Column("overloads_after", pl.Int64, True, "redispatch rows: overloads this outage still causes after re-dispatch (null: infeasible)"),
+        Column("base_cost_per_h", pl.Float64, True, "redispatch rows: DC-OPF cost of the hour"),
+        Column("secured_cost_per_h", pl.Float64, True, "redispatch rows: cost with the outage secured (null: infeasible)"),
+        Column("status", pl.Utf8, True, "redispatch rows: secured | infeasible: <constraint groups>"),
+    ),
+    "N-1 line-contingency screening of the DC-OPF at the day's peak hour: overloads per single outage, re-dispatch of the worst",
+    partition_by=("date",),
+    key=("kind", "contingency_branch", "monitored_branch"),
+)
+#: security tables (assets.contingency), apart from OPT_TABLES: the optimisation job does not write them
+SECURITY_TABLES: dict[str, Table] = {GOLD_N1_SCREENING.name: GOLD_N1_SCREENING}
 OPT_TABLES: dict[str, Table] = {
     t.name: t
     for t in (GOLD_BATTERY_SCHEDULE, GOLD_BATTERY_DAILY, GOLD_EV_SCHEDULE, GOLD_EV_SESSIONS, GOLD_OPF_DISPATCH, GOLD_UC_SCHEDULE)

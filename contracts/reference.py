@@ -7,7 +7,6 @@ import polars as pl
 
 from contracts.tables import UTC_TS, Column, Table
 
-
 _REFERENCE = (
     Table(
         "ref_meters",

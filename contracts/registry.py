@@ -6,7 +6,7 @@ from __future__ import annotations
 from contracts.forecasts import FORECAST_TABLES
 from contracts.grid import GRID_TABLES
 from contracts.load import LOAD_TABLES
-from contracts.optimisation import OPT_TABLES
+from contracts.optimisation import OPT_TABLES, SECURITY_TABLES
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
 from contracts.sources import SOURCE_TABLES
 from contracts.stream import STREAM_TABLES
@@ -19,6 +19,7 @@ TABLES: dict[str, Table] = {
     **FORECAST_TABLES,
     **GRID_TABLES,
     **OPT_TABLES,
+    **SECURITY_TABLES,
     **STREAM_TABLES,
     **SOURCE_TABLES,
 }

@@ -9,7 +9,6 @@ import polars as pl
 from contracts.reasons import REASON_CODES, STREAM_REASON_CODES
 from contracts.tables import _DATE, UTC_TS, Column, Table
 
-
 STREAM_DEAD_LETTERS = Table(
     "stream_dead_letters",
     "quarantine",

@@ -109,8 +109,9 @@ class AnomalyEnsemble:
     """
 
     kind: str
+    #: how the input features were built (the utility's zone among them)
+    feature_config: FeatureConfig
     config: AnomalyConfig = field(default_factory=AnomalyConfig)
-    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     version: str = "unregistered"
     # fitted state

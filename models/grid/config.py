@@ -62,7 +62,8 @@ class AlertThresholds:
 class FeatureConfig:
     """How raw readings become features (see :mod:`models.grid.features`)."""
 
-    timezone: str = "America/New_York"
+    #: the utility's zone (the profile's: assets pass ``GridSettings.timezone``)
+    timezone: str
     #: nominal service voltage of the meters (V)
     meter_nominal_v: float = 230.0
     #: nominal secondary voltage reported by transformer SCADA (V)

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, SkipReason, materialize
 
 from pipelines.definitions import ALL_ASSETS
-from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from assets.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 DAY = "2026-11-01"  # the fall-back day
 INGEST_AND_GOLD = [

@@ -66,8 +66,8 @@ def grid_lake(tmp_path_factory):
 
 
 def _resources(root, lake):
-    from pipelines.resources import MlflowResource
-    from pipelines.resources import GridSettings, LakeResource
+    from assets.resources import MlflowResource
+    from assets.resources import GridSettings, LakeResource
 
     return {
         "lake": LakeResource(root=lake.root),
@@ -103,7 +103,7 @@ def trained(grid_lake):
 
 @pytest.mark.slow
 def test_training_registers_and_promotes_every_model(trained):
-    from pipelines.resources import MlflowResource
+    from assets.resources import MlflowResource
 
     root, lake, _, res = trained
     an = _meta(res, "grid_anomaly_model")
@@ -242,7 +242,7 @@ def test_definitions_with_the_grid_ml_assets_load_and_schedule():
     from assets.grid_ml import GRID_ML_ASSETS
     from pipelines.jobs import GRID_ML_JOBS
     from pipelines.schedules import GRID_ML_SCHEDULES
-    from pipelines.resources import MlflowResource
+    from assets.resources import MlflowResource
     from pipelines.definitions import ALL_ASSETS, defs
 
     d = Definitions(assets=[*ALL_ASSETS, *GRID_ML_ASSETS], jobs=GRID_ML_JOBS, schedules=GRID_ML_SCHEDULES,
@@ -268,7 +268,7 @@ def test_hourly_schedule_scores_the_local_day_once_it_has_readings(tmp_path):
     from pipelines.schedules import grid_ml_scoring_hourly
     from lake.delta import Lake
     from contracts import TABLES
-    from pipelines.resources import LakeResource
+    from assets.resources import LakeResource
 
     lake = Lake(tmp_path / "lake")
     at = dt.datetime(2026, 6, 8, 0, 20, tzinfo=zoneinfo.ZoneInfo("America/New_York"))

@@ -21,7 +21,7 @@ from dagster import DagsterInstance, Definitions, RunRequest, SkipReason, build_
 
 from pipelines.definitions import ALL_ASSETS, defs
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from assets.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 TZ = ZoneInfo("America/New_York")
 REPO = defs.get_repository_def()
