@@ -485,3 +485,38 @@ def test_the_memory_budget_setting_is_checked(monkeypatch):
         monkeypatch.setenv("GRIDLAKE_INGEST_MEMORY_MB", bad)
         with pytest.raises(ValueError, match="GRIDLAKE_INGEST_MEMORY_MB"):
             memory_budget_bytes()
+
+
+def test_a_spilled_day_whose_write_fails_half_way_leaves_readers_on_the_last_publication(env, tmp_path, monkeypatch):
+    """The streamed silver write commits nothing until every piece is in its files: a failure after the
+    first piece (a crash, a full disk) leaves no commit, the previous publication in force, no temporary
+    files, and a re-run gives the same tables."""
+    from lake import spill
+
+    lake, zone, m1, m2 = env
+    meters = _ids(lake).to_list()
+    rows = [_row(m, f"2026-11-02 {h:02d}:00:00", kwh=f"{(h + i) % 4 + 0.2:.1f}") for h in range(24) for i, m in enumerate(meters)]
+    _put(zone, "day.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
+    monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(tmp_path / "spill"))
+    first = ingest_partition(zone, lake, SRC, DAY, _ids(lake))  # in memory: the day is published
+    published = lake.read(SRC.silver, DAY).sort("source_row")
+    _put(zone, "more.csv", ("\n".join([HEADER, _row(m1, "2026-11-02 00:30:00")]) + "\n").encode())
+    silver_version = lake.delta(SRC.silver).version()
+
+    real_iter = spill.SpilledFrame.__iter__
+
+    def broken(self):
+        it = real_iter(self)
+        yield next(it)
+        raise OSError("disk full while writing silver")
+
+    monkeypatch.setattr(spill.SpilledFrame, "__iter__", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000)
+    assert lake.delta(SRC.silver).version() == silver_version  # nothing committed
+    assert lake.read(SRC.silver, DAY).sort("source_row").equals(published)  # readers: the last publication
+    assert list((tmp_path / "spill").iterdir()) == []
+    monkeypatch.setattr(spill.SpilledFrame, "__iter__", real_iter)
+    again = ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000)
+    assert again.silver_rows == first.silver_rows + 1 and lake.read(SRC.silver, DAY).height == again.silver_rows
+    assert reconcile_from_tables(lake, SRC, DAY)["difference"] == 0
