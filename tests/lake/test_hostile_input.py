@@ -471,6 +471,11 @@ def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tabl
     assert lake.commit_partitions(SRC.silver, res.writes["silver"].version) == {DAY}  # one commit replaced the day
     ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)  # a re-run replaces the day, nothing doubles
     assert lake.read(SRC.silver, DAY).height == r1.silver_rows
+    from lake.catalog import query, refresh_catalog  # DuckDB's delta_scan reads the streamed files too
+
+    refresh_catalog(lake, tmp_path / "c.duckdb", [SRC.silver])
+    got = query(tmp_path / "c.duckdb", "SELECT count(*) AS n, sum(consumption_kwh) AS kwh FROM silver_meter_readings WHERE date = DATE '2026-11-02'")
+    assert got["n"][0] == r1.silver_rows and got["kwh"][0] == pytest.approx(mem["silver"]["consumption_kwh"].sum())
     silver = lake.read(SRC.silver, DAY).drop("ingested_at", strict=False).sort(order)
     assert silver.equals(mem["silver"].sort(order).select(silver.columns).cast(silver.schema))
     assert reconcile_from_tables(lake, SRC, DAY)["difference"] == 0
