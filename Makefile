@@ -4,7 +4,7 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 STAMP := .venv/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast lint bench-ingest bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench services clean dev
+.PHONY: install demo test test-fast lint bench-ingest bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench-bridge-batch bench services clean dev
 
 install: $(STAMP)
 
@@ -52,6 +52,9 @@ bench-alert-delivery: install services
 
 bench-bridge: install services
 	$(PY) -m benchmarks.bench_bridge
+
+bench-bridge-batch: install
+	$(PY) -m benchmarks.bench_bridge_batch
 
 dev: install
 	DAGSTER_HOME=$(CURDIR)/.demo/dagster_home .venv/bin/dagster dev -w workspace.yaml

@@ -13,9 +13,11 @@ from contracts.alerts import ALERT_DELIVERIES, ALERTS, BRIDGE_PG_TABLES
 from contracts.days import DEFAULT_TIMEZONE, day_bounds_utc
 from contracts.forecasts import (
     FORECAST_TABLES,
+    GOLD_FORECAST_ACCURACY,
     GOLD_LOAD_FORECAST,
     GOLD_PEAK_DEMAND,
     GOLD_SOLAR_FORECAST,
+    GOLD_SOLAR_RAMPS,
     SYSTEM_ENTITY,
 )
 from contracts.grid import (
@@ -104,6 +106,8 @@ __all__ = [
     "DEFAULT_TIMEZONE",
     "EV_STRATEGIES",
     "FORECAST_TABLES",
+    "GOLD_FORECAST_ACCURACY",
+    "GOLD_SOLAR_RAMPS",
     "GOLD_ALERTS",
     "GOLD_ANOMALY_SCORES",
     "GOLD_BATTERY_DAILY",

@@ -43,6 +43,10 @@ CHALLENGER = "challenger"
 FLAVORS = ("pyfunc", "sklearn", "xgboost", "pytorch")
 
 
+#: model-version tag: the champion drifted in production and is to be retrained (value: why)
+RETRAIN_TAG = "retrain_requested"
+
+
 class PickledModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around any picklable Python object (e.g. a fitted gridlake Forecaster).
 
@@ -279,6 +283,21 @@ class ModelRegistry:
 
     def load_champion(self, name: str) -> Any:
         return self.load(name, CHAMPION)
+
+    # ------------------------------------------------------------------ drift -> retraining
+    def mark_for_retraining(self, name: str, reason: str) -> str | None:
+        """Tag the champion version ``retrain_requested=reason`` (e.g. a forecast-accuracy drift);
+        the nightly training reads it (:meth:`retrain_requested`). Returns the version, None if no champion."""
+        champ = self.champion(name)
+        if champ is None:
+            return None
+        self.client.set_model_version_tag(name, champ.version, RETRAIN_TAG, reason)
+        return str(champ.version)
+
+    def retrain_requested(self, name: str) -> str | None:
+        """Why the champion was marked for retraining, or None."""
+        champ = self.champion(name)
+        return None if champ is None else champ.tags.get(RETRAIN_TAG)
 
     # ------------------------------------------------------------------ one call for assets
     def challenge(
