@@ -471,7 +471,7 @@ def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSe
         AssetSpec("gold_customer_segments", group_name=SCORING_GROUP, description=_T["gold_customer_segments"].description,
                   deps=[_silver_dep("silver_meter_readings", 27), "ref_meters", "grid_segment_model"], kinds={"delta", "polars"}),
         AssetSpec("gold_recommendations", group_name=SCORING_GROUP, description=_T["gold_recommendations"].description,
-                  deps=["ref_meters"], kinds={"delta", "polars"}),
+                  deps=["ref_meters", "gold_battery_daily", "gold_ev_sessions"], kinds={"delta", "polars"}),
     ],
     partitions_def=daily_open,
 )
@@ -491,7 +491,11 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     seg = model.predict(profile_features(readings, ref_meters, scfg)).with_columns(
         pl.lit(day).alias("as_of"), pl.lit(version).alias("model_version"))
     w1 = lk.write_partition(_T["gold_customer_segments"], seg, day)
-    rec = recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response).with_columns(pl.lit(day).alias("as_of"))
+    from assets.optimization import advisories_for_day
+
+    # customer rows (no CO2/confidence estimate) + the site advisories of the day's battery/EV schedules
+    rec = pl.concat([recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response), advisories_for_day(lk, day, grid.timezone)],
+                    how="diagonal_relaxed").with_columns(pl.lit(day).alias("as_of"))
     w2 = lk.write_partition(_T["gold_recommendations"], rec, day)
     chosen = rec.filter(pl.col("recommended"))
     yield MaterializeResult(asset_key="gold_customer_segments", metadata={

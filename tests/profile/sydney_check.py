@@ -11,7 +11,7 @@ from dagster import build_schedule_context, materialize
 
 from assets.optimization import gold_ev
 from assets.partitions import TIMEZONE, daily, daily_open
-from assets.resources import GridSettings, LakeResource
+from assets.resources import AlertingResource, GridSettings, LakeResource
 from contracts import day_bounds_utc, load_profile
 from models.grid.demand_response import customer_peak_kw
 from pipelines.schedules import daily_optimization
@@ -36,7 +36,8 @@ for day in (dt.date(2026, 4, 5), dt.date(2026, 10, 4), dt.date(2026, 7, 1)):  # 
         res = materialize(
             [gold_ev],
             partition_key=day.isoformat(),
-            resources={"lake": LakeResource(root=lake), "grid": GridSettings()},
+            resources={"lake": LakeResource(root=lake), "grid": GridSettings(),
+                       "alerting": AlertingResource(outbox_path=f"{lake}/outbox.db")},  # a replaced schedule's alert goes there
         )
         from contracts import TABLES
         from lake.delta import Lake
