@@ -33,7 +33,7 @@ RMSE in % of capacity over daylight targets, skill = 1 - RMSE / RMSE(smart persi
 coverage, per lead; the NWP's own error statistics beside them.
 
 Utility -- the gridlake simulator (300 meters, 2 feeders, May-Aug 2026, Greensboro weather): hourly
-feeder load, day-ahead (24 h) from the last 28 local midnights; XGBoost with the latest NWP issue
+feeder load, day-ahead (24 h) from the last 14 local midnights; XGBoost with the latest NWP issue
 before the origin vs the same model with persisted weather, statsforecast MSTL/AutoETS (peer), gridlake's
 mstl_ets and weekly naive, refitted every 7 origins on data before the origin.
 
@@ -290,7 +290,7 @@ def run_solar(only: set[str] | None = None) -> dict:
     }
 
 
-UTILITY_DAYS, UTILITY_TEST_DAYS = 122, 28
+UTILITY_DAYS, UTILITY_TEST_DAYS = 122, 14
 UTILITY_FEEDERS = 2
 
 
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict:
                     print(f"{v}: mean skill 1..6 h {r[v]['mean_skill_1_6h']:.3f} (target >= 0.25 with forecast weather)")
                     print(pl.DataFrame(r[v]["table"]))
     if "utility" not in skip:
-        print("\nSimulated utility, feeder level, day-ahead (24 h from local midnight, 28 origins)")
+        print(f"\nSimulated utility, feeder level, day-ahead (24 h from local midnight, {UTILITY_TEST_DAYS} origins)")
         res = run_utility()
         out.update(res)
         print(f"simulated NWP error statistics: {json.dumps(res['utility_nwp_error_stats'])}")
