@@ -28,8 +28,12 @@ from contracts.grid import (
     GOLD_CUSTOMER_SEGMENTS,
     GOLD_DR_EVENTS,
     GOLD_DR_PARTICIPATIONS,
+    GOLD_ENERGY_BALANCE,
+    GOLD_MODEL_DRIFT,
+    GOLD_NTL_SUSPECTS,
     GOLD_RECOMMENDATIONS,
     GOLD_TRANSFORMER_RISK,
+    ADVISORY_KINDS,
     GRID_TABLES,
     RECOMMENDATION_KINDS,
     RULES,
@@ -39,6 +43,7 @@ from contracts.load import LOAD_TABLES
 from contracts.optimisation import (
     EV_STRATEGIES,
     GOLD_BATTERY_DAILY,
+    GOLD_BATTERY_ECONOMICS,
     GOLD_BATTERY_SCHEDULE,
     GOLD_EV_SCHEDULE,
     GOLD_EV_SESSIONS,
@@ -68,7 +73,15 @@ from contracts.profile import (
 from contracts.reasons import REASON_CODES, REASON_TEXT, STREAM_REASON_CODES, STREAM_REASON_TEXT
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
 from contracts.registry import TABLES, table
-from contracts.sources import QUALITY_FLAGS, QUARANTINE_RECORD_COLUMNS, SOURCE_TABLES, SOURCES, Source
+from contracts.sources import (
+    INCIDENT_OUTCOMES,
+    INCIDENT_TYPES,
+    QUALITY_FLAGS,
+    QUARANTINE_RECORD_COLUMNS,
+    SOURCE_TABLES,
+    SOURCES,
+    Source,
+)
 from contracts.stream import STREAM_DEAD_LETTERS, STREAM_TABLES
 from contracts.tables import UTC_TS, Column, Table
 
@@ -100,10 +113,14 @@ __all__ = [
     "GOLD_ALERTS",
     "GOLD_ANOMALY_SCORES",
     "GOLD_BATTERY_DAILY",
+    "GOLD_BATTERY_ECONOMICS",
     "GOLD_BATTERY_SCHEDULE",
     "GOLD_CUSTOMER_SEGMENTS",
     "GOLD_DR_EVENTS",
     "GOLD_DR_PARTICIPATIONS",
+    "GOLD_ENERGY_BALANCE",
+    "GOLD_MODEL_DRIFT",
+    "GOLD_NTL_SUSPECTS",
     "GOLD_EV_SCHEDULE",
     "GOLD_EV_SESSIONS",
     "GOLD_LOAD_FORECAST",
@@ -124,11 +141,14 @@ __all__ = [
     "REASON_CODES",
     "REASON_TEXT",
     "RECOMMENDATION_KINDS",
+    "ADVISORY_KINDS",
     "REFERENCE_TABLES",
     "RULES",
     "SECURITY_TABLES",
     "SEVERITIES",
     "SOURCES",
+    "INCIDENT_OUTCOMES",
+    "INCIDENT_TYPES",
     "SOURCE_TABLES",
     "STREAM_DEAD_LETTERS",
     "STREAM_REASON_CODES",

@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import io
 import json
+import sys
 import time
 import uuid
 from collections import Counter
@@ -45,6 +46,7 @@ from lake.delta import Lake, WriteResult
 from lake.landing import LandedFile, LandingZone, check_key, skip_reason
 from lake.readers import CHUNK_READERS, DEFAULT_CHUNK_BYTES, FORMATS, Header, ReadNotes, estimate_records, file_format, read_all
 from contracts import DEFAULT_TIMEZONE, QUARANTINE_RECORD_COLUMNS, UTC_TS, Source, day_bounds_utc
+from lake.spill import BucketSpill, SpilledFrame, SpillDir, memory_budget_bytes
 from quality.rules import DEFAULT_RULES, QualityRules
 
 ARCHIVE_PREFIX = "bronze_archive"
@@ -88,6 +90,13 @@ class IngestResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     forwarded: dict[dt.date, str] = field(default_factory=dict)  # late records re-landed for their own day
     published: dict = field(default_factory=dict)  # the manifest row that published the day (lake.manifest)
+    held: dict[str, str] = field(default_factory=dict)  # blocking files (key: problem): the day was written, not published
+
+    @property
+    def blocking_files(self) -> dict[str, str]:
+        """The day's files whose readings may be lost (BLOCKING_FILE_PROBLEMS): while any is left the
+        day is written but held out of the manifest, so no reader sees it (lake.manifest)."""
+        return {f.key: f.problem for f in self.files if f.problem in BLOCKING_FILE_PROBLEMS}
 
     @property
     def reconciles(self) -> bool:
@@ -297,6 +306,36 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
     return df, t, dst
 
 
+def _attribute(df: pl.DataFrame, a, tz: str) -> pl.DataFrame:
+    """``_a_<name>``: a typed attribute (UTC timestamp or stripped text); for timestamps also
+    ``_a_<name>_p``: 'nonexistent' | 'ambiguous' for a naive local time that is not one instant."""
+    c, out, prob = a.name, f"_a_{a.name}", f"_a_{a.name}_p"
+    dtype = df.schema[c]
+    if a.dtype != UTC_TS:
+        e = pl.col(c).cast(pl.Utf8).str.strip_chars()
+        return df.with_columns(pl.when(e != "").then(e).alias(out))
+    none = pl.lit(None, pl.Utf8).alias(prob)
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone:
+        return df.with_columns(pl.col(c).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(out), none)
+    if isinstance(dtype, pl.Datetime):
+        off, naive = pl.lit(None, UTC_TS), pl.col(c).dt.cast_time_unit("us")
+    elif _is_text(df, c):
+        t = _parse_text_times(df.select(pl.col(c).cast(pl.Utf8)), c)
+        off, naive = t["_t_off"], t["_t_naive"]
+        off = pl.lit(off.cast(UTC_TS)) if off.dtype != pl.Null else pl.lit(None, UTC_TS)
+        naive = pl.lit(naive)
+    else:
+        return df.with_columns(pl.lit(None, UTC_TS).alias(out), none)
+    e = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    l = naive.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")  # noqa: E741
+    local_only = off.is_null() & naive.is_not_null()
+    return df.with_columns(
+        pl.coalesce(off, pl.when(e == l).then(e).dt.convert_time_zone("UTC")).alias(out),
+        pl.when(local_only & e.is_null()).then(pl.lit("nonexistent"))
+        .when(local_only & (e != l)).then(pl.lit("ambiguous")).otherwise(pl.lit(None, pl.Utf8)).alias(prob),
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _rule_exprs(
     src: Source, partition: dt.date | None, tz: str, file_problem: tuple[str, str, str] | None, text: frozenset[str]
@@ -311,11 +350,23 @@ def _rule_exprs(
     if file_problem:  # a missing or ambiguous column: every record of the file, with the file's reason
         code, fld, detail = file_problem
         rules.append((pl.lit(True), code, fld, pl.lit(None, pl.Utf8), pl.lit(detail)))
-    for c in [ent, tc] + [m.name for m in src.measures if not m.nullable]:
+    for c in [ent, tc] + [m.name for m in src.measures + src.attributes if not m.nullable]:
         rules.append((blank[c], "missing_value", c, raw(c), pl.lit(f"required field {c} is empty")))
     rules.append((pl.col("_t").is_null() & pl.col("_dst").is_null(), "wrong_type", tc, raw(tc), _fmt(f"{tc} '{{}}' is not a timestamp", raw(tc))))
     for m in src.measures:
         rules.append((pl.col(f"_v_{m.name}").is_null() & ~blank[m.name], "wrong_type", m.name, raw(m.name), _fmt(f"{m.name} '{{}}' is not a number", raw(m.name))))
+    for a in src.attributes:  # typed non-measure fields: timestamps parse, text is one of the allowed values
+        v = pl.col(f"_a_{a.name}")
+        if a.dtype == UTC_TS:
+            p = pl.col(f"_a_{a.name}_p")
+            rules.append((v.is_null() & p.is_null() & ~blank[a.name], "wrong_type", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is not a timestamp", raw(a.name))))
+            rules.append((p == "nonexistent", "dst_nonexistent_time", a.name, raw(a.name), _fmt(f"{a.name} {{}} does not exist in {tz} (spring-forward gap)", raw(a.name))))
+            rules.append((p == "ambiguous", "dst_ambiguous_time", a.name, raw(a.name), _fmt(f"{a.name} {{}} occurs twice in {tz}: give it with its UTC offset", raw(a.name))))
+            y0, y1 = YEAR_WINDOW
+            t0, t1 = dt.datetime(y0, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(y1 + 1, 1, 1, tzinfo=dt.timezone.utc)
+            rules.append(((v < t0) | (v >= t1), "out_of_range", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is outside the years {y0}-{y1}", raw(a.name))))
+        elif a.allowed:
+            rules.append((v.is_not_null() & ~v.is_in(list(a.allowed)), "out_of_range", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is not one of {list(a.allowed)}", raw(a.name))))
     if tc in text:  # only a written offset can be out of range
         rules.append((pl.col("_dst") == "bad_offset", "out_of_range", tc, raw(tc), _fmt(f"{tc} '{{}}' has a UTC offset beyond +-14:00", raw(tc))))
     # the year window: compared as instants (dt.year() would convert every zone-aware value); not
@@ -339,7 +390,8 @@ def _rule_exprs(
         lo = "-inf" if m.min is None else f"{m.min:g}"
         hi = "inf" if m.max is None else f"{m.max:g}"
         rules.append((cond, "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} {{}} outside [{lo}, {hi}]", raw(m.name))))
-    rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {src.reference}", raw(ent))))
+    refs = " or ".join(t for t, _ in src.reference_columns)
+    rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {refs}", raw(ent))))
     if partition is not None:  # None: records not tied to one day's files (the streaming bridge)
         p = partition.isoformat()
         # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
@@ -349,7 +401,7 @@ def _rule_exprs(
     # screening every row: one sum of the measures is non-finite iff one of them is (nulls are skipped),
     # a third of the cost of a finiteness test per measure; the per-measure rules name the field below
     # (scaled by 2**-16 so that no sum of finite values can overflow to inf)
-    all_finite = pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite()
+    all_finite = pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite() if src.measures else pl.lit(True)
     # (without a partition there are no late/future rules, so the year window is screened itself)
     screens = [c for i, (c, *_) in enumerate(rules) if i not in finite_rules and (i != year_rule or partition is None)] + [~all_finite]
     any_bad = pl.any_horizontal([c.fill_null(False) for c in screens])
@@ -398,6 +450,8 @@ def validate_file(
         return s.cast(pl.Float64, strict=False)
 
     df = df.with_columns([number(m.name).alias(f"_v_{m.name}") for m in src.measures])
+    for a in src.attributes:
+        df = _attribute(df, a, tz)
     # the entity's position in the reference ids (null = unknown): one string hash per record,
     # and later the integer key for deduplication and the per-entity flag windows
     df = df.with_columns(
@@ -411,6 +465,7 @@ def validate_file(
         pl.col(ent),
         pl.col("_t").alias(tc),
         *[pl.col(f"_v_{m.name}").alias(m.name) for m in src.measures],
+        *[pl.col(f"_a_{a.name}").alias(a.name) for a in src.attributes],
         pl.lit(key).alias(_FILE),
         pl.col(_ROW),
         pl.col(_EIDX),
@@ -489,6 +544,8 @@ def _last_copy_of_day_key(ok: pl.DataFrame, src: Source, partition: dt.date, tz:
     """
     if ok.height == 0:
         return pl.Series("keep", [], pl.Boolean)
+    if src.key != (src.entity, src.time):  # a record key of its own (an incident number)
+        return last_copy_mask(ok, list(src.key))
     lo, hi = day_bounds_utc(partition, tz)
     if ok[_EIDX].max() >= 1 << (63 - _T_BITS) or (hi - lo).total_seconds() * 1e6 >= 1 << _T_BITS:
         return last_copy_mask(ok, [src.entity, src.time])  # a fleet beyond 67 M entities: the general path
@@ -550,10 +607,13 @@ def process_file(
     lake: Lake | None = None,
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    accept: Callable[[pl.DataFrame], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, FileReport]:
     """Archive (if a lake is given), read and validate one landing file, in chunks of about
     ``chunk_bytes`` of input. Never raises for a bad name or bad content: the file's problem is
-    reported (and a file that cannot be read is reported with its size and estimated records)."""
+    reported (and a file that cannot be read is reported with its size and estimated records).
+    ``accept``: called with each chunk's accepted rows as soon as they are validated (the day's
+    bounded buffer, lake.spill), instead of returning them (the first frame is then empty)."""
     fmt, _gz = file_format(f.key)
     skip = skip_reason(f.key)
     if skip:  # never opened: the name does not become a path or an S3 request
@@ -578,7 +638,7 @@ def process_file(
                     if hp and rep.problem is None:
                         rep.problem, rep.detail = hp[0], hp[2]
                     a, r = validate_file(chunk.df, f.key, src, partition, known_ids, tz, hp, decimal_comma=chunk.header.decimal_comma)
-                    accepted.append(a)
+                    accepted.append(a) if accept is None else accept(a)
                     rejected.append(r)
                 if chunk.malformed.height:
                     rejected.append(_malformed_rejects(chunk.malformed, f.key, fmt))
@@ -621,6 +681,32 @@ def waived_files(zone: LandingZone, src: Source, partition: dt.date) -> list[Fil
     return out
 
 
+def _dedupe_and_flag(ok: pl.DataFrame, src: Source, partition: dt.date, tz: str, rules: QualityRules) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(silver rows, duplicate rejects) of accepted rows holding *all* rows of their entities for the day:
+    files are in receive order, rows in file order, and the last copy of a key wins."""
+    keep = _last_copy_of_day_key(ok, src, partition, tz)
+    if keep.all():  # the usual case: no copy of the partition
+        dups = ok.clear()
+    else:
+        dups = ok.filter(~keep)
+        ok = ok.filter(keep)
+    if dups.height:
+        key = list(src.key)
+        winners = ok.join(dups.select(key).unique(), on=key, how="semi").select(*key, _fmt("{}:{}", pl.col(_FILE), pl.col(_ROW)).alias("_kept"))
+        dups = dups.join(winners, on=key, how="left").select(
+            pl.lit("duplicate").alias("reason_code"),
+            pl.lit(",".join(key)).alias("field"),
+            _fmt(",".join(["{}"] * len(key)), *[pl.col(k) for k in key]).alias("value"),
+            _fmt("key received again; kept the later copy at {}", pl.col("_kept")).alias("detail"),
+            pl.lit(None, pl.Date).alias("target_date"),
+            pl.struct([pl.col(c) for c in src.raw_columns]).struct.json_encode().alias("raw_record"),
+            pl.col(_FILE),
+            pl.col(_ROW),
+        )
+    silver = ok.with_columns(pl.lit(partition).alias("date"), rules.flag_expr(src.name, entity=_EIDX).alias("quality_flag")).drop(_EIDX)
+    return silver, dups
+
+
 def build_partition(
     zone: LandingZone,
     src: Source,
@@ -633,52 +719,56 @@ def build_partition(
     ingested_at: dt.datetime | None = None,
     progress: Callable[[str], None] | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> tuple[dict[str, pl.DataFrame], IngestResult]:
+    memory_bytes: int | None = None,
+) -> tuple[dict[str, pl.DataFrame | SpilledFrame], IngestResult]:
     """Read, validate, deduplicate and flag one partition; archive files if ``lake`` is given.
-    Waived files of the day (``rejected/<source>/<day>/``) get an audit row in the bronze index."""
+    Waived files of the day (``rejected/<source>/<day>/``) get an audit row in the bronze index.
+
+    Memory: the day's accepted rows are held up to ``memory_bytes`` (default: GRIDLAKE_INGEST_MEMORY_MB,
+    lake.spill); a larger day spills them to temporary Parquet buckets by entity, deduplicates and flags
+    one bucket at a time, and its silver frame is a :class:`~lake.spill.SpilledFrame` the write streams
+    from (call its ``close`` once written: write_partition_frames does)."""
     ingested_at = ingested_at or dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     files = list_partition_files(zone, src, partition)
-    accepted, rejected, reports = [], [], []
-    for rep in waived_files(zone, src, partition):
-        reports.append(rep)
-        rejected.append(_file_marker(rep))
-    for i, f in enumerate(files):
-        a, r, rep = process_file(zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes)
-        reports.append(rep)
-        if a.height:
-            accepted.append(a)
-        if r.height:
-            rejected.append(r)
-        if progress:
-            progress(f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records" + (f" [{rep.problem}]" if rep.problem else ""))
-    t1 = time.perf_counter()
-    ok = (
-        pl.concat(accepted, how="vertical_relaxed", rechunk=False)
-        if accepted
-        else pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in [src.entity, src.time] + [m.name for m in src.measures] + [_FILE, _ROW]}, _EIDX: pl.Int64})
-    )
-    # deduplicate: files are in receive order, rows in file order; the last copy of a key wins
-    keep = _last_copy_of_day_key(ok, src, partition, tz)
-    if keep.all():  # the usual case: no copy of the partition
-        dups = ok.clear()
-    else:
-        dups = ok.filter(~keep)
-        ok = ok.filter(keep)
-    if dups.height:
-        key = [src.entity, src.time]
-        winners = ok.join(dups.select(key).unique(), on=key, how="semi").select(*key, _fmt("{}:{}", pl.col(_FILE), pl.col(_ROW)).alias("_kept"))
-        dups = dups.join(winners, on=[src.entity, src.time], how="left").select(
-            pl.lit("duplicate").alias("reason_code"),
-            pl.lit(f"{src.entity},{src.time}").alias("field"),
-            _fmt("{},{}", pl.col(src.entity), pl.col(src.time)).alias("value"),
-            _fmt("key received again; kept the later copy at {}", pl.col("_kept")).alias("detail"),
-            pl.lit(None, pl.Date).alias("target_date"),
-            pl.struct([pl.col(c) for c in src.raw_columns]).struct.json_encode().alias("raw_record"),
-            pl.col(_FILE),
-            pl.col(_ROW),
-        )
-    silver = ok.with_columns(pl.lit(partition).alias("date"), rules.flag_expr(src.name, entity=_EIDX).alias("quality_flag")).drop(_EIDX)
+    rejected, reports = [], []
+    spill_dir = SpillDir()
+    # buckets by entity keep every key together only where the key leads with the entity; a source
+    # keyed otherwise (incidents: an incident number) is small and never spills
+    budget = (memory_bytes or memory_budget_bytes()) if tuple(src.key)[:1] == (src.entity,) else sys.maxsize
+    held = BucketSpill(_EIDX, budget, spill_dir)
+    try:
+        for rep in waived_files(zone, src, partition):
+            reports.append(rep)
+            rejected.append(_file_marker(rep))
+        for i, f in enumerate(files):
+            _, r, rep = process_file(zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes, accept=held.add)
+            reports.append(rep)
+            if r.height:
+                rejected.append(r)
+            if progress:
+                progress(f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records" + (f" [{rep.problem}]" if rep.problem else ""))
+        t1 = time.perf_counter()
+        flags: Counter = Counter()
+        dup_parts = []
+        silver: pl.DataFrame | SpilledFrame = SpilledFrame(spill_dir, "silver") if held.spilled else None
+        for ok in held.buckets():  # one frame, or (spilled) one bucket of entities at a time
+            s, d = _dedupe_and_flag(ok, src, partition, tz, rules)
+            del ok
+            flags.update(dict(s.group_by("quality_flag").len().iter_rows()))
+            if d.height:
+                dup_parts.append(d)
+            if held.spilled:
+                silver.append(s)
+            else:
+                silver = s
+        if silver is None:  # no accepted row at all
+            empty = pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in src.raw_columns + [_FILE, _ROW]}, _EIDX: pl.Int64})
+            silver = _dedupe_and_flag(empty, src, partition, tz, rules)[0]
+    except BaseException:
+        spill_dir.close()
+        raise
+    dups = pl.concat(dup_parts, how="vertical_relaxed") if dup_parts else _empty_rejects().clear()
     rej = pl.concat(rejected, how="diagonal_relaxed") if rejected else _empty_rejects()
     quarantine = pl.concat([rej, dups], how="diagonal_relaxed") if dups.height else rej
     ts = pl.lit(ingested_at).cast(UTC_TS)
@@ -699,7 +789,6 @@ def build_partition(
 
     n_markers = sum(1 for r in reports if r.records == 0)
     reasons = Counter(dict(quarantine.group_by("reason_code").len().iter_rows())) if quarantine.height else Counter()
-    flags = dict(silver.group_by("quality_flag").len().iter_rows()) if silver.height else {}
     res = IngestResult(
         src.name,
         partition,
@@ -713,6 +802,7 @@ def build_partition(
         timings_s={"read_validate": t1 - t0, "dedupe_flag": time.perf_counter() - t1},
     )
     if not res.reconciles:  # an invariant: never write a partition that lost or invented rows
+        spill_dir.close()
         raise IngestError(f"{src.name} {partition}: counts do not reconcile: {res.summary()}")
     return {"bronze": bronze, "silver": silver, "quarantine": quarantine}, res
 
@@ -741,6 +831,13 @@ def forward_late_records(zone: LandingZone, src: Source, partition: dt.date, qua
     return written
 
 
+def close_frames(frames: dict) -> None:
+    """Remove the temporary files of a day's spilled frames (lake.spill), if any."""
+    for f in frames.values():
+        if isinstance(f, SpilledFrame):
+            f.close()
+
+
 def write_partition_frames(
     lake: Lake,
     src: Source,
@@ -765,23 +862,37 @@ def write_partition_frames(
         return w
 
     # the two small commits go alongside the large silver write (delta-rs releases the GIL)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        small = {layer: pool.submit(write, layer) for layer in ("quarantine", "bronze")}
-        res.writes["silver"] = write("silver")
-        for layer, fut in small.items():
-            res.writes[layer] = fut.result()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            small = {layer: pool.submit(write, layer) for layer in ("quarantine", "bronze")}
+            res.writes["silver"] = write("silver")  # a spilled day's silver streams from its files
+            for layer, fut in small.items():
+                res.writes[layer] = fut.result()
+    finally:
+        close_frames(frames)
     manifest.fault_point("before_manifest", src, partition)
-    counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
-              "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
-    res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    res.held = res.blocking_files
+    if not res.held:
+        counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
+                  "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
+        res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    # else: a file that cannot be read (or may not be opened) is held out of the manifest: readers keep
+    # seeing the day's last publication (none: the day is invisible) until it is fixed or waived and re-run
     manifest.fault_point("after_manifest", src, partition)
     res.timings_s["write"] = time.perf_counter() - t
     if progress:
         progress(
             f"{src.name} {partition}: {res.raw_rows} records = {res.silver_rows} silver + "
-            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; published"
+            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; "
+            + (f"HELD, not published: {len(res.held)} file(s) not readable ({', '.join(sorted(res.held))[:300]}): fix or waive (lake.waiver)" if res.held else "published")
         )
     return res
+
+
+def known_entity_ids(lake: Lake, src: Source) -> pl.Series:
+    """The entity ids ``src`` accepts: the id columns of its reference table(s), in one series."""
+    parts = [lake.read(t, columns=[c])[c].cast(pl.Utf8).alias(src.entity) for t, c in src.reference_columns]
+    return pl.concat(parts).unique(maintain_order=True) if len(parts) > 1 else parts[0]
 
 
 def ingest_partition(
@@ -796,10 +907,11 @@ def ingest_partition(
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
     run_id: str | None = None,
+    memory_bytes: int | None = None,
 ) -> IngestResult:
     """Build one partition, forward its late/early records to their own day's landing folder (see
     forward_late_records), replace it in the bronze index, silver and quarantine, and publish it."""
-    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late, run_id=run_id)[0]
+    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late, run_id=run_id, memory_bytes=memory_bytes)[0]
 
 
 def ingest_partitions(
@@ -814,6 +926,7 @@ def ingest_partitions(
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
     run_id: str | None = None,
+    memory_bytes: int | None = None,
 ) -> list[IngestResult]:
     """Ingest several days (a backfill), each its own atomic partition replacement, in order.
 
@@ -824,6 +937,7 @@ def ingest_partitions(
     read. A failed write stops the loop and raises; days before it are published, later days are
     not written (re-running rewrites the same forwarded files: idempotent). Each day is published
     by its own manifest row once its three tables are written; ``run_id`` names the run there.
+    ``memory_bytes``: the budget of a day's held rows (default GRIDLAKE_INGEST_MEMORY_MB; see build_partition).
     """
     run_id = run_id or uuid.uuid4().hex
     publisher = manifest.Publisher(lake, src)
@@ -831,12 +945,16 @@ def ingest_partitions(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridlake-writer") as writer:
         pending = None
         for day in partitions:
-            frames, res = build_partition(zone, src, day, known_ids, lake=lake, tz=tz, rules=rules, progress=progress)
-            if forward_late and res.reasons.get("late_data", 0) + res.reasons.get("future_data", 0):
-                # here, not in the writer: the next day's build must see what this day forwards to it
-                res.forwarded = forward_late_records(zone, src, day, frames["quarantine"])
-            if pending is not None:
-                results.append(pending.result())
+            frames, res = build_partition(zone, src, day, known_ids, lake=lake, tz=tz, rules=rules, progress=progress, memory_bytes=memory_bytes)
+            try:
+                if forward_late and res.reasons.get("late_data", 0) + res.reasons.get("future_data", 0):
+                    # here, not in the writer: the next day's build must see what this day forwards to it
+                    res.forwarded = forward_late_records(zone, src, day, frames["quarantine"])
+                if pending is not None:
+                    results.append(pending.result())
+            except BaseException:
+                close_frames(frames)  # never written: its spilled files go now
+                raise
             pending = writer.submit(write_partition_frames, lake, src, day, frames, res, run_id=run_id, publisher=publisher, progress=progress)
             del frames, res
         if pending is not None:
@@ -844,7 +962,7 @@ def ingest_partitions(
     return results
 
 
-def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
+def reconcile_from_tables(lake, src: Source, day: dt.date, *, published: bool = True) -> dict:
     """Counts read back from the written Delta tables for one partition (the blocking checks' figures).
 
     ``difference`` = bronze records - (silver + quarantined + duplicates); 0 when nothing was lost.
@@ -852,10 +970,11 @@ def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
     marker each) are counted apart, as ``rejected_files``. ``unreadable_files`` names each file whose
     readings may be lost (BLOCKING_FILE_PROBLEMS) with its size, estimated records and reason: the
     ``files_readable`` check fails while it is not empty. ``waived_files`` is the operators' audit trail.
+    ``published=False`` counts the tables as written (a day held out of the manifest by a blocking file).
     """
-    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"])
-    silver_n = lake.read(src.silver, day, columns=["date"]).height
-    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"])
+    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"], published=published)
+    silver_n = lake.read(src.silver, day, columns=["date"], published=published).height
+    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"], published=published)
     records = q.filter(pl.col("source_row") > 0)
     dups = records.filter(pl.col("reason_code") == "duplicate").height
     out = {
