@@ -100,7 +100,7 @@ class FailureTrainConfig(TrainWindowConfig):
 
 class SegmentTrainConfig(TrainWindowConfig):
     #: clusters (each named from its profile descriptors)
-    n_segments: int = 12
+    n_segments: int = 14
     seed: int = 0
 
 
