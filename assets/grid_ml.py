@@ -56,6 +56,7 @@ from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
 from models.registry import backtest_id
 from pipelines.partitions import daily_open, lookback_dep, partition_day
+from pipelines.queues import queue_tags
 from pipelines.resources import GridSettings, LakeResource, MlflowResource
 
 _T = TABLES
@@ -220,6 +221,7 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataF
 
 # ------------------------------------------------------------------------------ training
 @asset(
+    op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
     deps=["silver_meter_readings", "silver_scada", "silver_weather", "ref_transformers", "ref_meters", "truth_events"],
     kinds={"mlflow", "pytorch", "scikitlearn"},
@@ -267,6 +269,7 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
 
 
 @asset(
+    op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
     deps=["grid_anomaly_model", "silver_scada", "silver_weather", "ref_transformers", "truth_events"],
     kinds={"mlflow", "xgboost"},
@@ -306,6 +309,7 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
 
 
 @asset(
+    op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
     deps=["silver_meter_readings", "ref_meters", "truth_customers"],
     kinds={"mlflow", "scikitlearn"},
@@ -363,6 +367,7 @@ METER_CONTEXT_DAYS = 8
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
     deps=[_silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),
@@ -403,6 +408,7 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
     deps=[_silver_dep("silver_scada", 8), _silver_dep("silver_weather", 8), _same_day("silver_meter_readings"),
@@ -440,6 +446,7 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
     deps=[_same_day("gold_anomaly_scores"), _same_day("gold_transformer_risk")],
@@ -488,6 +495,7 @@ def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSe
 
 
 @multi_asset(
+    op_tags=queue_tags("score"),
     specs=[
         AssetSpec("gold_customer_segments", group_name=SCORING_GROUP, description=_T["gold_customer_segments"].description,
                   deps=[_silver_dep("silver_meter_readings", 27), "ref_meters", "grid_segment_model"], kinds={"delta", "polars"}),
@@ -556,6 +564,7 @@ def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame
 
 
 @multi_asset(
+    op_tags=queue_tags("score"),
     specs=[
         AssetSpec("gold_dr_events", group_name=SCORING_GROUP, description=_T["gold_dr_events"].description,
                   deps=[_same_day("gold_customer_segments"), _silver_dep("gold_load_hourly", 7), _silver_dep(FORECAST_TABLE, 3),

@@ -32,6 +32,7 @@ from lake.ingest import ingest_partitions
 from lake.manifest import verify_day
 from lake.schemas import SOURCES, Source
 from pipelines.partitions import daily
+from pipelines.queues import queue_tags
 from pipelines.resources import GridSettings, LakeResource, LandingResource
 
 
@@ -100,7 +101,7 @@ def build_ingestion_asset(src: Source):
         ],
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
-        op_tags={"gridlake/source": src.name},
+        op_tags=queue_tags("ingest", **{"gridlake/source": src.name}),
     )
     def _ingest(context: AssetExecutionContext, config: IngestConfig, lake: LakeResource, landing: LandingResource, grid: GridSettings):
         # one day per run normally; a backfill runs its whole range in one run, one day's Delta

@@ -69,6 +69,7 @@ from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
 from optimization.ev import compare_strategies, strategy_tables
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
 from pipelines.partitions import daily_open, lookback_dep, partition_day
+from pipelines.queues import queue_tags
 from pipelines.resources import GridSettings, LakeResource
 
 _T = TABLES
@@ -186,6 +187,7 @@ class BatteryConfig(TariffConfig):
 
 
 @multi_asset(
+    op_tags=queue_tags("optimise"),
     specs=[
         AssetSpec("gold_battery_schedule", group_name=GROUP, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_battery_schedule"].description),
         AssetSpec("gold_battery_daily", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_battery_daily"].description),
@@ -241,6 +243,7 @@ class EVConfig(TariffConfig):
 
 
 @multi_asset(
+    op_tags=queue_tags("optimise"),
     specs=[
         AssetSpec("gold_ev_schedule", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_ev_schedule"].description),
         AssetSpec("gold_ev_sessions", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_ev_sessions"].description),
@@ -298,7 +301,7 @@ class OPFConfig(Config):
     allow_load_shedding: bool = Field(False, description="shed load at the value of lost load instead of failing")
 
 
-@asset(group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_opf_dispatch"].description)
+@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_opf_dispatch"].description)
 def gold_opf_dispatch(context: AssetExecutionContext, config: OPFConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """Hourly DC-OPF: dispatch, branch flows and LMPs; loads follow the system load forecast's shape."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
@@ -344,7 +347,7 @@ class UCConfig(Config):
         return v
 
 
-@asset(group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_uc_schedule"].description)
+@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_uc_schedule"].description)
 def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """Day-ahead commitment of the synthetic fleet against the gross load and PV forecasts."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)

@@ -14,6 +14,7 @@ from pydantic import Field
 from assets.optimization import EVConfig
 from lake.plots import png_markdown
 from pipelines.partitions import daily_open, lookback_dep, partition_day
+from pipelines.queues import queue_tags
 from pipelines.resources import CatalogResource, GridSettings, LakeResource
 
 GROUP = "reports"
@@ -40,6 +41,7 @@ class ReportConfig(Config):
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=GROUP,
     partitions_def=daily_open,
     deps=[lookback_dep("gold_load_forecast", 3), lookback_dep("gold_solar_forecast", 3), lookback_dep("gold_load_hourly", 1),
