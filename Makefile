@@ -4,7 +4,7 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 STAMP := .venv/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast bench-ingest bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench services clean dev
+.PHONY: install demo test test-fast lint bench-ingest bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench services clean dev
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: install services
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# ruff (pinned in requirements.txt), configured in pyproject.toml
+lint: install
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 bench-ingest: install
 	$(PY) -m benchmarks.bench_ingest

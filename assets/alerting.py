@@ -8,10 +8,10 @@ each gold alert once (the outbox keeps the submitted gold fingerprints).
 import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
-from lake.schemas import TABLES
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.queues import queue_tags
-from pipelines.resources import AlertingResource, LakeResource
+from contracts import TABLES
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
+from assets.resources import AlertingResource, LakeResource
 
 GROUP = "alerting"
 

@@ -4,9 +4,9 @@ of the streaming bridge's durable alert tables (PostgreSQL) as of the refresh.""
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from lake.schemas import TABLES
-from pipelines.queues import queue_tags
-from pipelines.resources import AlertingResource, CatalogResource, LakeResource
+from contracts import TABLES
+from assets.queues import queue_tags
+from assets.resources import AlertingResource, CatalogResource, LakeResource
 
 CATALOG_DEPS = [n for n, t in TABLES.items() if t.layer in ("silver", "gold", "quarantine", "reference", "manifest")]
 

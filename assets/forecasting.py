@@ -61,8 +61,8 @@ from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator
 
 from lake import plots
-from lake.schemas import day_bounds_utc
-from lake.schemas import TABLES
+from contracts import day_bounds_utc
+from contracts import TABLES
 from models.forecast import (
     DAY,
     ForecastInputError,
@@ -89,9 +89,9 @@ from models.solar import (
     solar_backtest,
     system_total,
 )
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.queues import queue_tags
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
+from assets.resources import GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
 

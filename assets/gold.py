@@ -11,10 +11,10 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import gold, plots
-from lake.schemas import TABLES
-from pipelines.partitions import daily, monthly
-from pipelines.queues import queue_tags
-from pipelines.resources import GridSettings, LakeResource
+from contracts import TABLES
+from assets.partitions import daily, monthly
+from assets.queues import queue_tags
+from assets.resources import GridSettings, LakeResource
 
 _T = TABLES
 _DAILY = dict(group_name="gold", op_tags=queue_tags("ingest"), partitions_def=daily, backfill_policy=BackfillPolicy.single_run(), kinds={"delta", "polars"})

@@ -23,12 +23,11 @@ registry through :class:`models.registry.ModelRegistry`:
 Exports :data:`GRID_ML_ASSETS` (pipelines/definitions.py) and the group names
 :data:`TRAINING_GROUP` / :data:`SCORING_GROUP` (pipelines/jobs.py selects the jobs by them; the
 schedules are in pipelines/schedules.py). The registry is the ``mlflow`` resource
-(:class:`pipelines.resources.MlflowResource`).
+(:class:`assets.resources.MlflowResource`).
 """
 
 
 import datetime as dt
-from dataclasses import replace
 from functools import partial
 from typing import Any, Callable
 
@@ -50,14 +49,14 @@ from dagster import (
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
-from lake.schemas import TABLES
+from contracts import TABLES, DemandResponse
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
 from models.registry import backtest_id
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.queues import queue_tags
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
+from assets.resources import GridSettings, LakeResource, MlflowResource
 
 _T = TABLES
 TRAINING_GROUP = "grid_ml_training"
@@ -65,14 +64,14 @@ SCORING_GROUP = "grid_ml"
 
 #: registered model names in the MLflow registry: models.grid.config (MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS)
 
-#: The forecasting layer's gold table (lake.schemas: p10/p50/p90 per level/entity/issued_at/period_start).
+#: The forecasting layer's gold table (contracts: p10/p50/p90 per level/entity/issued_at/period_start).
 #: Where it has no feeder rows for the day the DR asset falls back to seasonal-naive / persistence
 #: forecasts from gold_load_hourly (see _dr_forecast) and says so in the metadata.
 FORECAST_TABLE = "gold_load_forecast"
 
-#: The scoring assets use pipelines.partitions.daily_open, which includes the *current* local day
+#: The scoring assets use assets.partitions.daily_open, which includes the *current* local day
 #: (end_offset=1): the hourly schedule re-scores today as readings arrive. Same start and time zone
-#: as pipelines.partitions.daily, so day keys line up with the silver partitions.
+#: as assets.partitions.daily, so day keys line up with the silver partitions.
 
 
 # ------------------------------------------------------------------------------ configs
@@ -119,11 +118,25 @@ class DRConfigDagster(Config):
     #: explicit feeder capacities (kW); feeders not listed get capacity_share x their transformer kVA
     feeder_capacity_kw: dict[str, float] = {}
     #: share of the summed transformer ratings (kVA ~ kW at unity power factor) a feeder may carry
-    capacity_share: float = 0.8
-    margin: float = 0.1
-    base_incentive: float = 5.0
+    #: (None: the profile's demand_response.capacity_share; likewise margin and base_incentive)
+    capacity_share: float | None = None
+    margin: float | None = None
+    base_incentive: float | None = None
     #: which gold_load_forecast quantile is planned against (p50; p90 for a cautious operator)
     forecast_quantile: str = "p50"
+
+    def programme(self, profile: DemandResponse) -> DemandResponse:
+        """The profile's DR programme with this run's overrides."""
+        keys = ("capacity_share", "margin", "base_incentive")
+        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+
+
+def _segment_config(grid: GridSettings, **kw):
+    """SegmentConfig of the utility profile: its zone, peak window and holiday calendar."""
+    from models.grid.segments import SegmentConfig
+
+    p = grid.profile()
+    return SegmentConfig(timezone=p.timezone, peak_hours=p.tariffs.peak_window.bounds, holiday_country=p.holiday_country, **kw)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -231,7 +244,7 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataF
 def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
     from models.grid.anomaly import AnomalyEnsemble
-    from models.grid.config import AnomalyConfig, FeatureConfig
+    from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
     from models.grid.evaluate import anomaly_holdout_metrics, label_readings, reading_interval
 
     lk, tz = lake.lake(), grid.timezone
@@ -251,7 +264,8 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
         f = feats[kind]
         lab = label_readings(f, events, ref_meters, kind, reading_interval(ref_meters))
         is_eval = f.select(local_date("time", tz) >= eval_from).to_series().to_numpy()
-        model = AnomalyEnsemble(kind, config=acfg, feature_config=FeatureConfig(timezone=tz))
+        model = AnomalyEnsemble(kind, config=acfg, feature_config=FeatureConfig(timezone=tz),
+                                thresholds=AlertThresholds(**grid.profile().alert_bands.anomaly.model_dump()))
         model.fit(f.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval])
         evaluate = partial(anomaly_holdout_metrics, features=f, labels=lab, is_eval=is_eval)
         metrics = evaluate(model)
@@ -278,6 +292,7 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
 )
 def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    from models.grid.config import AlertThresholds
     from models.grid.failure import FailureConfig, FailureModel, failure_holdout_metrics, failure_targets
 
     lk, tz = lake.lake(), grid.timezone
@@ -287,7 +302,8 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
     snaps = _failure_inputs(lk, start, end, tz, tx_model)
     events = _require(lk, "truth_events", "failure labels come from truth_events")
-    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed)
+    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed,
+                         thresholds=AlertThresholds(**grid.profile().alert_bands.failure_risk.model_dump()))
     targets = failure_targets(snaps, events, fcfg.horizon_h)
     is_eval = targets.select(local_date("as_of", tz) >= eval_from).to_series()
     model = FailureModel(fcfg).fit(targets.filter(~is_eval))
@@ -320,19 +336,18 @@ def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfi
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
     from models.grid.anomaly import asset_in_share
     from models.grid.segments import (
-        SegmentConfig,
         SegmentModel,
         profile_features,
         segment_distribution,
         segment_holdout_metrics,
     )
 
-    lk, tz = lake.lake(), grid.timezone
+    lk = lake.lake()
     start, end, days = _window(lk, config, "grid_segment_model")
     readings = lk.read_days(_T["silver_meter_readings"], start, end, _METER_COLS)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
     panel = _require(lk, "truth_customers", "the labelled panel names the segments").rename({"archetype": "segment"})
-    scfg = SegmentConfig(timezone=tz, seed=config.seed)
+    scfg = _segment_config(grid, seed=config.seed)
     prof = profile_features(readings, ref_meters, scfg)
     held = asset_in_share(panel["meter_id"], config.eval_share, salt=f"segment-eval-{config.seed}")
     train_panel, eval_panel = panel.filter(pl.Series(~held)), panel.filter(pl.Series(held))
@@ -510,17 +525,17 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     from models.grid.segments import profile_features, segment_distribution
     from reporting.report import segment_figure
 
-    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    lk, day = lake.lake(), partition_day(context)
     model, version = _champion(mlflow.registry(), MODEL_SEGMENTS, "grid_segment_model")
     readings = lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS)
     if readings.filter(pl.col("date") == day).height == 0:
         raise ValueError(f"gold_customer_segments: no silver_meter_readings rows for {day}: ingest the day first")
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
-    scfg = replace(model.config, timezone=tz)
+    scfg = _segment_config(grid, seed=model.config.seed, min_days=model.config.min_days)
     seg = model.predict(profile_features(readings, ref_meters, scfg)).with_columns(
         pl.lit(day).alias("as_of"), pl.lit(version).alias("model_version"))
     w1 = lk.write_partition(_T["gold_customer_segments"], seg, day)
-    rec = recommend(seg, ref_meters).with_columns(pl.lit(day).alias("as_of"))
+    rec = recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response).with_columns(pl.lit(day).alias("as_of"))
     w2 = lk.write_partition(_T["gold_recommendations"], rec, day)
     chosen = rec.filter(pl.col("recommended"))
     yield MaterializeResult(asset_key="gold_customer_segments", metadata={
@@ -586,10 +601,10 @@ def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster
     if seg.height == 0:
         raise ValueError(f"gold_dr_events {day}: gold_customer_segments has no rows for {day}: materialise it first")
     peak = customer_peak_kw(lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=6), day,
-                                       ["meter_id", "reading_time", "demand_kw"]), tz=tz)
-    capacity = feeder_capacity_kw(ref_tx, config.feeder_capacity_kw, config.capacity_share)
-    ev, pa = plan_feeder_events(forecast, dr_customers(seg, ref_meters, peak), capacity, margin=config.margin,
-                                base_incentive=config.base_incentive, timezone=tz)
+                                       ["meter_id", "reading_time", "demand_kw"]), grid.profile().tariffs.peak_window.bounds, tz)
+    programme = config.programme(grid.profile().demand_response)
+    capacity = feeder_capacity_kw(ref_tx, config.feeder_capacity_kw, programme.capacity_share)
+    ev, pa = plan_feeder_events(forecast, dr_customers(seg, ref_meters, peak), capacity, programme, tz)
     w1 = lk.write_partition(_T["gold_dr_events"], ev, day)
     w2 = lk.write_partition(_T["gold_dr_participations"], pa, day)
     png = grid_plots.dr_forecast_png(forecast, capacity, tz, f"feeder forecast vs DR capacity {day}")

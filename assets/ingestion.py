@@ -30,10 +30,10 @@ from dagster import (
 
 from lake.ingest import ingest_partitions
 from lake.manifest import verify_day
-from lake.schemas import SOURCES, Source
-from pipelines.partitions import daily
-from pipelines.queues import queue_tags
-from pipelines.resources import GridSettings, LakeResource, LandingResource
+from contracts import SOURCES, Source
+from assets.partitions import daily
+from assets.queues import queue_tags
+from assets.resources import GridSettings, LakeResource, LandingResource
 
 
 class IngestConfig(Config):

@@ -2,7 +2,7 @@
 
 Each asset gathers its inputs from the lake and its ``Config``, calls the :mod:`optimization`
 library (pure pyomo + HiGHS, no Dagster) and replaces exactly one ``date`` partition of its gold
-table(s) with :meth:`lake.delta.Lake.write_partition` (tables declared in ``lake.schemas``,
+table(s) with :meth:`lake.delta.Lake.write_partition` (tables declared in ``contracts``,
 section "Optimisation gold tables"). Metadata carries the cost breakdown, solve time, where the
 inputs came from, and a PNG of schedule vs price/SOC for the Dagster UI.
 
@@ -26,7 +26,8 @@ Inputs, and which of them are *data* and which are *configuration*:
   gross load is the net load, which keeps the metered site balance right (documented fallback).
 * **Price and carbon** (configuration, *not* data: gridlake has no price feed): a time-of-use
   energy tariff ($/MWh by local hour), a demand charge prorated to the day ($/kW-day) and a carbon
-  intensity (kg/MWh, flat or a 24-value local-hour profile), all in :class:`TariffConfig`.
+  intensity (kg/MWh, flat or a 24-value local-hour profile), all in the utility profile's ``tariffs``
+  (contracts.profile; :func:`optimization.daily.tariff_prices`).
 * **EV sessions** (real data, re-timed): the bundled Caltech ACN sessions of March 2019; a day
   is filled with the sessions of a March 2019 day with the same weekday (rotating through the
   4-5 candidates week by week), with their local arrival/departure clock times kept.
@@ -58,9 +59,10 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
+from contracts.profile import BatterySite
 from lake.delta import Lake
 from lake.plots import png_markdown
-from lake.schemas import TABLES
+from contracts import TABLES
 from optimization import daily, plots
 from optimization.battery import BatterySpec, daily_summary, optimize_battery, site_schedule_table
 from optimization.dcopf import solve_dcopf_periods
@@ -68,9 +70,9 @@ from optimization.errors import InfeasibleError
 from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
 from optimization.ev import compare_strategies, strategy_tables
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.queues import queue_tags
-from pipelines.resources import GridSettings, LakeResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
+from assets.resources import GridSettings, LakeResource
 
 _T = TABLES
 GROUP = "optimization"
@@ -84,40 +86,6 @@ _DEPS = [lookback_dep(LOAD_FORECAST, 3), lookback_dep(SOLAR_FORECAST, 3), lookba
 # ============================================================================================
 # configuration
 # ============================================================================================
-class TariffConfig(Config):
-    """Price and carbon inputs. These are CONFIGURATION, not market data: gridlake has no price feed."""
-
-    off_peak_per_mwh: float = Field(50.0, description="energy price outside shoulder/peak hours, $/MWh")
-    shoulder_per_mwh: float = Field(90.0, description="energy price in shoulder hours, $/MWh")
-    peak_per_mwh: float = Field(180.0, description="energy price in peak hours, $/MWh")
-    shoulder_hours: list[int] = Field(list(range(7, 16)), description="local hours (0-23) priced at the shoulder rate")
-    peak_hours: list[int] = Field(list(range(16, 21)), description="local hours (0-23) priced at the peak rate (wins over shoulder)")
-    demand_charge_per_kw_day: float = Field(
-        0.5, description="demand charge on the day's highest import, $/kW-day (a monthly charge divided by ~30 days)"
-    )
-    carbon_kg_per_mwh: list[float] = Field(
-        default_factory=daily.default_carbon_profile, description="grid carbon intensity: one flat value or 24 local-hour values, kg/MWh"
-    )
-    carbon_price_per_t: float = Field(0.0, description="$/t CO2 added to import prices in the objective (0 = report only)")
-
-    @field_validator("shoulder_hours", "peak_hours")
-    @classmethod
-    def _hours(cls, v: list[int]) -> list[int]:
-        return daily.check_local_hours(v)
-
-    @field_validator("carbon_kg_per_mwh")
-    @classmethod
-    def _carbon(cls, v: list[float]) -> list[float]:
-        return daily.check_carbon_profile(v)
-
-    def price_and_carbon(self, stamps: pl.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
-        """(price $/MWh, carbon kg/MWh) for UTC period starts: :func:`optimization.daily.time_of_use` of this tariff."""
-        return daily.time_of_use(
-            stamps, tz, off_peak_per_mwh=self.off_peak_per_mwh, shoulder_per_mwh=self.shoulder_per_mwh, peak_per_mwh=self.peak_per_mwh,
-            shoulder_hours=self.shoulder_hours, peak_hours=self.peak_hours, carbon_kg_per_mwh=self.carbon_kg_per_mwh,
-        )  # fmt: skip
-
-
 # ============================================================================================
 # inputs from the lake (the selection rules are in optimization.daily)
 # ============================================================================================
@@ -175,15 +143,22 @@ def _r(d: dict[str, float], nd: int = 4) -> dict[str, float]:
 # ============================================================================================
 # battery
 # ============================================================================================
-class BatteryConfig(TariffConfig):
+class BatteryConfig(Config):
+    """Run config of the battery; a setting left None comes from the utility profile's ``battery``."""
+
     site_id: str = Field(daily.SYSTEM, description="gold_load_forecast entity_id the battery sits behind ('system' = whole utility)")
     power_kw: float | None = Field(None, description="battery power rating; None = power_frac_of_peak x the day's peak gross load")
-    power_frac_of_peak: float = Field(0.25, description="sizing rule when power_kw is None")
-    duration_h: float = Field(4.0, description="energy capacity = power x duration")
-    efficiency: float = Field(0.95, description="one-way charge and discharge efficiency")
-    soc_initial_frac: float = Field(0.5, description="SOC at local midnight; the day must end at least as full")
-    degradation_cost_per_mwh: float = Field(2.0, description="$/MWh of throughput")
+    power_frac_of_peak: float | None = Field(None, description="sizing rule when power_kw is None (None: the profile's)")
+    duration_h: float | None = Field(None, description="energy capacity = power x duration (None: the profile's)")
+    efficiency: float | None = Field(None, description="one-way charge and discharge efficiency (None: the profile's)")
+    soc_initial_frac: float | None = Field(None, description="SOC at local midnight; the day must end at least as full (None: the profile's)")
+    degradation_cost_per_mwh: float | None = Field(None, description="$/MWh of throughput (None: the profile's)")
     milp: bool = Field(False, description="forbid simultaneous charge/discharge with binaries (needed with negative prices)")
+
+    def site(self, profile: BatterySite) -> BatterySite:
+        """The profile's battery site with this run's overrides."""
+        keys = ("power_frac_of_peak", "duration_h", "efficiency", "soc_initial_frac", "degradation_cost_per_mwh")
+        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
 
 
 @multi_asset(
@@ -200,17 +175,18 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
     inp = site_inputs(lk, config.site_id, day, tz)
     stamps = daily.day_periods(day, tz, 15)
     load, pv = np.repeat(inp["load_kw"], 4), np.repeat(inp["pv_kw"], 4)  # hourly inputs on 15-minute periods
-    price, carbon = config.price_and_carbon(stamps, tz)
-    power = config.power_kw if config.power_kw is not None else config.power_frac_of_peak * float(inp["load_kw"].max())
+    tariffs, site = grid.profile().tariffs, config.site(grid.profile().battery)
+    price, carbon = daily.tariff_prices(tariffs, stamps, tz)
+    power = config.power_kw if config.power_kw is not None else site.power_frac_of_peak * float(inp["load_kw"].max())
     if not power > 0:
         raise ValueError(f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)")
-    spec = BatterySpec(power, power * config.duration_h, config.efficiency, config.efficiency,
-                       soc_initial_frac=config.soc_initial_frac, degradation_cost_per_mwh=config.degradation_cost_per_mwh)  # fmt: skip
+    spec = BatterySpec(power, power * site.duration_h, site.efficiency, site.efficiency,
+                       soc_initial_frac=site.soc_initial_frac, degradation_cost_per_mwh=site.degradation_cost_per_mwh)
     try:
         res = optimize_battery(
             spec, price, start=stamps[0], period_minutes=15, load_kw=load, pv_kw=pv, carbon_kg_per_mwh=carbon,
-            carbon_price_per_t=config.carbon_price_per_t, demand_charge_per_kw=config.demand_charge_per_kw_day, milp=config.milp,
-        )  # fmt: skip
+            carbon_price_per_t=tariffs.carbon_price_per_t, demand_charge_per_kw=tariffs.demand_charge_per_kw_day, milp=config.milp,
+        )
     except InfeasibleError as exc:
         raise _failure(f"gold_battery_schedule {day}", exc) from exc
     s, bd = res.schedule, res.breakdown
@@ -225,7 +201,7 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
         "objective": res.objective, "breakdown": MetadataValue.json(_r(bd)),
         "build_seconds": round(res.build_seconds, 3), "solve_seconds": round(res.solve_seconds, 3),
         "load_source": inp["load_source"], "pv_source": inp["pv_source"],
-        "price_source": "configuration: TariffConfig time-of-use tariff + demand charge (no price feed)",
+        "price_source": "configuration: the utility profile's wholesale time-of-use tariff + demand charge (no price feed)",
         "schedule_vs_price": MetadataValue.md(png_markdown(png, f"battery {day}")),
     })  # fmt: skip
     yield MaterializeResult(asset_key="gold_battery_daily", metadata={
@@ -237,8 +213,8 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
 # ============================================================================================
 # EV charging
 # ============================================================================================
-class EVConfig(TariffConfig):
-    transformer_limit_kw: float = Field(60.0, description="site (transformer) limit for the EV load, kW")
+class EVConfig(Config):
+    transformer_limit_kw: float | None = Field(None, description="site (transformer) limit for the EV load, kW (None: the profile's ev)")
     peak_weight_per_kw: float = Field(0.0, description="$ per kW of the day's EV peak in the objective")
 
 
@@ -267,22 +243,23 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         yield MaterializeResult(asset_key="gold_ev_sessions", metadata={"dagster/row_count": 0})
         return
     stamps = daily.periods_from_midnight(day, tz, int(sessions["departure_period"].max()), EV_MINUTES)
-    price, _ = config.price_and_carbon(stamps, tz)
-    results = compare_strategies(sessions, price, transformer_limit_kw=config.transformer_limit_kw, peak_per_kw=config.peak_weight_per_kw)
+    price, _ = daily.tariff_prices(grid.profile().tariffs, stamps, tz)
+    limit_kw = config.transformer_limit_kw if config.transformer_limit_kw is not None else grid.profile().ev.transformer_limit_kw
+    results = compare_strategies(sessions, price, transformer_limit_kw=limit_kw, peak_per_kw=config.peak_weight_per_kw)
     sched, sess = strategy_tables(results, sessions, stamps)
     sched = sched.with_columns(pl.lit(day).alias("date"))
     sess = sess.with_columns(pl.lit(day).alias("date"), pl.lit(src).alias("source_session_date"))
     w1 = lk.write_partition(sched_t, sched, day)
     w2 = lk.write_partition(sess_t, sess, day)
-    png = plots.ev_profile_png({n: r.profile for n, r in results.items()}, config.transformer_limit_kw,
-                               f"EV site load {day} ({sessions.height} Caltech sessions of {src}; 5-min periods from local midnight)")  # fmt: skip
+    png = plots.ev_profile_png({n: r.profile for n, r in results.items()}, limit_kw,
+                               f"EV site load {day} ({sessions.height} Caltech sessions of {src}; 5-min periods from local midnight)")
     yield MaterializeResult(asset_key="gold_ev_schedule", metadata={
         "dagster/row_count": w1.rows, "delta_version": w1.version,
         "sessions": sessions.height, "source_session_date": str(src),
         "session_source": "real Caltech ACN sessions (March 2019) re-timed to the day, same weekday",
         "metrics": MetadataValue.json({n: _r(r.metrics) for n, r in results.items()}),
         "solve_seconds": round(results["optimal"].solve_seconds, 3), "build_seconds": round(results["optimal"].build_seconds, 3),
-        "price_source": "configuration: TariffConfig time-of-use tariff (no price feed)",
+        "price_source": "configuration: the utility profile's wholesale time-of-use tariff (no price feed)",
         "site_load_vs_limit": MetadataValue.md(png_markdown(png, f"EV {day}")),
     })  # fmt: skip
     yield MaterializeResult(asset_key="gold_ev_sessions", metadata={

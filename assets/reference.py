@@ -6,9 +6,9 @@ import io
 import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
 
-from lake.schemas import TABLES
-from pipelines.queues import queue_tags
-from pipelines.resources import LakeResource, LandingResource
+from contracts import TABLES
+from assets.queues import queue_tags
+from assets.resources import LakeResource, LandingResource
 
 REFERENCE = ("ref_meters", "ref_transformers", "ref_weather_stations")
 TRUTH = ("truth_customers", "truth_events")

@@ -11,11 +11,10 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from assets.optimization import EVConfig
 from lake.plots import png_markdown
-from pipelines.partitions import daily_open, lookback_dep, partition_day
-from pipelines.queues import queue_tags
-from pipelines.resources import CatalogResource, GridSettings, LakeResource
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
+from assets.resources import CatalogResource, GridSettings, LakeResource
 
 GROUP = "reports"
 
@@ -37,7 +36,7 @@ KEY_FIGURES = ("load_forecast_system", "battery_schedule", "ev_charging", "trans
 
 class ReportConfig(Config):
     out_dir: str = Field("", description="folder of index.html; empty = 'report' next to the DuckDB catalog (warehouse/report)")
-    ev_limit_kw: float = Field(EVConfig.model_fields["transformer_limit_kw"].default, description="the EV site limit drawn on the EV plot (gold_ev's)")
+    ev_limit_kw: float | None = Field(None, description="the EV site limit drawn on the EV plot (None: the profile's, as gold_ev)")
 
 
 @asset(
@@ -55,7 +54,7 @@ def daily_report(context: AssetExecutionContext, config: ReportConfig, lake: Lak
 
     lk, day = lake.lake(), partition_day(context)
     delivered = delivered_alerts(catalog.file())
-    report = build_report(lk, day, grid.timezone, ev_limit_kw=config.ev_limit_kw, delivered_alerts=delivered)
+    report = build_report(lk, day, grid.timezone, ev_limit_kw=config.ev_limit_kw if config.ev_limit_kw is not None else grid.profile().ev.transformer_limit_kw, delivered_alerts=delivered)
     path = write_report(report, Path(config.out_dir) if config.out_dir else catalog.file().parent / "report")
     figs = report.figures
     return MaterializeResult(metadata={

@@ -79,7 +79,7 @@ def pct(a, q) -> float | None:
 # --------------------------------------------------------------------------------------------- fleet
 def fleet(n_fresh: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Reference tables: normal meters, 'fresh' meters (each reports once, anomalous) and transformers."""
-    from lake.schemas import TABLES
+    from contracts import TABLES
 
     tx = [f"T{i:05d}" for i in range(N_TRANSFORMERS)]
     ids = [f"M{i:06d}" for i in range(N_NORMAL_METERS)] + [f"X{i:06d}" for i in range(n_fresh)]
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg2
 
     from lake.delta import Lake
-    from lake.schemas import TABLES
+    from contracts import TABLES
     from streaming_bridge.amproc import AlertmanagerProcess, render_config, write_config
     from streaming_bridge.mqproc import Mosquitto
     from streaming_bridge.receiver import pg_params

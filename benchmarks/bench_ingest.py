@@ -88,7 +88,7 @@ def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
     from lake.delta import Lake
     from lake.ingest import ingest_partitions
     from lake.landing import LocalLanding
-    from lake.schemas import SOURCES
+    from contracts import SOURCES
     import polars as pl
 
     shutil.rmtree(out, ignore_errors=True)

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from lake.delta import Lake
     from lake.ingest import ingest_partitions
     from lake.landing import LocalLanding
-    from lake.schemas import SOURCES
+    from contracts import SOURCES
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)

@@ -13,18 +13,21 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from contracts import DEFAULT_TIMEZONE
 from models.grid.alerts import build_alerts
 from models.grid.anomaly import AnomalyEnsemble
+from models.grid.config import FeatureConfig
 from models.grid.evaluate import event_detection, label_readings, reading_metrics
 from models.grid.failure import FailureModel, evaluate_failure, failure_targets, hourly_snapshots
 from models.grid.features import meter_features, transformer_features
-from models.grid.segments import SegmentModel, profile_features, segment_distribution
+from models.grid.segments import SegmentConfig, SegmentModel, profile_features, segment_distribution
 from models.grid.tracking import log_run
 from simulator import EventRates, SimConfig, Simulator
 
@@ -33,6 +36,8 @@ OUT = ROOT / "benchmarks" / "results" / "ml.json"
 START = date(2026, 6, 1)
 DAYS = int(os.environ.get("BENCH_ML_DAYS", 28))
 N_METERS = int(os.environ.get("BENCH_ML_METERS", 600))
+#: features in the simulated fleets' zone (the simulator's default: the demo profile's)
+FC = FeatureConfig(timezone=DEFAULT_TIMEZONE)
 RATES = EventRates(
     failures_per_transformer_year=5.0, stuck_per_meter_year=0.6, zero_per_meter_year=0.6,
     theft_per_meter_year=0.6, sags_per_transformer_year=20.0,
@@ -82,15 +87,15 @@ def main() -> int:
     for kind in ("meter", "transformer"):
         t = time.time()
         if kind == "meter":
-            fa, fb = meter_features(a["meter_readings"]), meter_features(b["meter_readings"])
+            fa, fb = meter_features(a["meter_readings"], FC), meter_features(b["meter_readings"], FC)
         else:
-            fa = transformer_features(a["scada"], ref_a["ref_transformers"], a["weather"])
-            fb = transformer_features(b["scada"], ref_b["ref_transformers"], b["weather"])
+            fa = transformer_features(a["scada"], ref_a["ref_transformers"], a["weather"], FC)
+            fb = transformer_features(b["scada"], ref_b["ref_transformers"], b["weather"], FC)
         la = label_readings(fa, ev_a, ref_a["ref_meters"], kind)
         lb = label_readings(fb, ev_b, ref_b["ref_meters"], kind)
         feat_s = time.time() - t
         t = time.time()
-        model = AnomalyEnsemble(kind).fit(fa, la.is_not_null())
+        model = AnomalyEnsemble(kind, FC).fit(fa, la.is_not_null())
         fit_s = time.time() - t
         t = time.time()
         sc = model.score_arrays(fb)
@@ -148,7 +153,7 @@ def main() -> int:
     ref_wall, ref_cpu = time.perf_counter() - t, time.process_time() - c
     fast = model.score_arrays(rows)
     raw = b["meter_readings"].head(400_000)
-    t = time.perf_counter(); model.score_arrays(meter_features(raw)); e2e = raw.height / (time.perf_counter() - t)
+    t = time.perf_counter(); model.score_arrays(meter_features(raw, FC)); e2e = raw.height / (time.perf_counter() - t)
     one_meter = b["meter_readings"].filter(pl.col("meter_id") == fb["asset_id"][0])
     context = one_meter.tail(8 * 48)  # the last 8 days: what the rolling features look back over
     window = model.feature_config.window
@@ -162,11 +167,11 @@ def main() -> int:
             wall.append((time.perf_counter() - t) * 1000); cpu_ms.append((time.process_time() - c) * 1000)
         return statistics.median(wall), statistics.median(cpu_ms)
 
-    f_ctx = meter_features(context)
+    f_ctx = meter_features(context, FC)
     one, with_window = f_ctx.tail(1), f_ctx.tail(window)
     lat_model, lat_cpu = latency(lambda: model.score(one), 200)
     lat_win, lat_win_cpu = latency(lambda: model.score(with_window), 200)  # last row: full window context
-    lat, _ = latency(lambda: model.score(meter_features(context).tail(1)), 30)
+    lat, _ = latency(lambda: model.score(meter_features(context, FC).tail(1)), 30)
     res["speed"] = {
         "batch_rows": rows.height, "batch_scores_per_s_model": round(batch),
         "batch_scores_per_cpu_s_model": round(rows.height / min(cpu)),
@@ -197,18 +202,18 @@ def main() -> int:
     tx_model = streams["transformer"][0]
 
     def flags(sim_data, ref):
-        f = transformer_features(sim_data["scada"], ref["ref_transformers"], sim_data["weather"])
+        f = transformer_features(sim_data["scada"], ref["ref_transformers"], sim_data["weather"], FC)
         s = f.select("asset_id", "time").with_columns(pl.Series("score", tx_model.score_arrays(f)["score"]))
         return s.filter(pl.col("score") >= tx_model.thresholds.alert)
 
-    snap_a = hourly_snapshots(a["scada"], ref_a["ref_transformers"], a["weather"], flags(a, ref_a))
-    snap_b = hourly_snapshots(b["scada"], ref_b["ref_transformers"], b["weather"], flags(b, ref_b))
+    snap_a = hourly_snapshots(a["scada"], ref_a["ref_transformers"], a["weather"], flags(a, ref_a), cfg=FC)
+    snap_b = hourly_snapshots(b["scada"], ref_b["ref_transformers"], b["weather"], flags(b, ref_b), cfg=FC)
     tg_a, tg_b = failure_targets(snap_a, ev_a), failure_targets(snap_b, ev_b)
     fm = FailureModel().fit(tg_a)
     pred = fm.predict(snap_b)
     fr = evaluate_failure(pred, tg_b, ev_b, fm.config.thresholds.alert, fm.config.horizon_h)
     risk_alerts = build_alerts(pred, "transformer", fm.config.thresholds, "bench", rule="failure_risk",
-                               score_col="failure_probability_72h", time_col="as_of", id_col="transformer_id")
+                               score_col="failure_probability_72h", time_col="as_of", id_col="transformer_id", tz=FC.timezone)
     fr["risk_alert_rows"] = risk_alerts.height
     fr["seconds"] = round(time.time() - t, 1)
     res["failure"] = fr
@@ -216,15 +221,19 @@ def main() -> int:
 
     # ---------------------------------------------------------------- segmentation
     t = time.time()
-    pa = profile_features(a["meter_readings"], ref_a["ref_meters"])
-    pb = profile_features(b["meter_readings"], ref_b["ref_meters"])
+    from contracts import load_profile
+
+    prof = load_profile()
+    scfg = SegmentConfig(timezone=FC.timezone, peak_hours=prof.tariffs.peak_window.bounds, holiday_country=prof.holiday_country)
+    pa = profile_features(a["meter_readings"], ref_a["ref_meters"], scfg)
+    pb = profile_features(b["meter_readings"], ref_b["ref_meters"], scfg)
     panel_a = sim_a.truth()["truth_customers"].rename({"archetype": "segment"})
     truth_b = sim_b.truth()["truth_customers"].rename({"archetype": "segment"})
-    sm = SegmentModel().fit(pa, panel_a)
+    sm = SegmentModel(scfg).fit(pa, panel_a)
     seg = sm.predict(pb).join(truth_b, on="meter_id", suffix="_true")
     from sklearn.metrics import adjusted_rand_score
 
-    sm2 = SegmentModel(type(sm.config)(seed=11)).fit(pa.sample(fraction=0.7, seed=4, shuffle=True), panel_a)
+    sm2 = SegmentModel(replace(scfg, seed=11)).fit(pa.sample(fraction=0.7, seed=4, shuffle=True), panel_a)
     stable = float((sm2.predict(pb)["segment"] == sm.predict(pb)["segment"]).mean())
     res["segments"] = {
         "ari": round(adjusted_rand_score(seg["segment_true"], seg["segment"]), 4),

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from optimization.battery import BatterySpec, optimize_battery, project_roi
-from optimization.dcopf import REFERENCE_OBJECTIVES, solve_dcopf
+from optimization.dcopf import REFERENCE_OBJECTIVES, REFERENCE_SOURCES, solve_dcopf
 from optimization.ev import (
     EVWeights,
     earliest_deadline_first,
@@ -269,11 +269,106 @@ def bench_opf(repeats: int) -> dict[str, Any]:
                 pp.rundcopp(nn)
                 t_p = min(t_p, time.perf_counter() - t0)
         rel = abs(res.objective - ref) / ref
-        out[case] = {"objective": res.objective, "published": ref, "rel_error": rel, "seconds": t_g, "pandapower_seconds": t_p,
+        out[case] = {"objective": res.objective, "published": ref, "reference_source": REFERENCE_SOURCES[case], "rel_error": rel, "seconds": t_g, "pandapower_seconds": t_p,
                      "pandapower_objective": float(nets[-1].res_cost)}
         print(f"  {case:>7}: {res.objective:.6f} $/h vs {ref:.6f} (rel {rel:.1e}); {t_g * 1000:.0f} ms vs pandapower "
               f"{t_p * 1000:.0f} ms ({t_p / t_g:.1f}x faster)")
     return {"opf": out}
+
+
+def bundled_networks() -> list[str]:
+    """Every network bundled with pandapower that loads without arguments (MATPOWER-style cases, GB, Iceland, distribution nets)."""
+    import inspect
+
+    import pandapower.networks as pn
+
+    names = []
+    for name in sorted(dir(pn)):
+        fn = getattr(pn, name)
+        if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__.split(".")[1] != "networks":
+            continue
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        if all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params):
+            names.append(name)
+    return names
+
+
+def bench_opf_bundled(repeats: int, max_buses: int | None) -> dict[str, Any]:
+    """Every bundled pandapower network: gridlake solve_dcopf vs pandapower rundcopp, objective and time, same run."""
+    import logging
+
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    logging.getLogger("pandapower").setLevel(logging.CRITICAL)
+    out: dict[str, Any] = {}
+    print(f"DC-OPF on every bundled pandapower network (best of {repeats} below 1,000 buses, else one run; "
+          f"status: ok | pandapower_failed (rundcopp does not solve it: no reference) | error)")  # fmt: skip
+    for name in bundled_networks():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                net = getattr(pn, name)()
+            except Exception as exc:  # a network whose data needs a download or extra package
+                out[name] = {"status": f"error: pandapower could not build it ({type(exc).__name__})"}
+                continue
+            if not hasattr(net, "bus") or (max_buses is not None and len(net.bus) > max_buses):
+                continue
+            n = repeats if len(net.bus) < 1000 else 1
+            row: dict[str, Any] = {"buses": len(net.bus)}
+            t_p, pp_obj = float("inf"), None
+            for _ in range(n):
+                nn = copy.deepcopy(net)
+                t0 = time.perf_counter()
+                try:
+                    pp.rundcopp(nn)
+                    pp_obj = float(nn.res_cost)
+                except Exception as exc:
+                    pp_obj, pp_err = None, f"{type(exc).__name__}: {str(exc)[:80]}"
+                    t_p = time.perf_counter() - t0
+                    break
+                t_p = min(t_p, time.perf_counter() - t0)
+            t_g, res, err = float("inf"), None, None
+            for _ in range(n):
+                nn = copy.deepcopy(net)
+                t0 = time.perf_counter()
+                try:
+                    res = solve_dcopf(nn)
+                except Exception as exc:
+                    err = f"{type(exc).__name__}: {str(exc)[:160]}"
+                    t_g = time.perf_counter() - t0
+                    break
+                t_g = min(t_g, time.perf_counter() - t0)
+        row.update(objective=res.objective if res else None, pandapower_objective=pp_obj, seconds=t_g, pandapower_seconds=t_p,
+                   method=res.method if res else None)  # fmt: skip
+        row["rel_diff"] = abs(res.objective - pp_obj) / max(abs(pp_obj), 1e-12) if res and pp_obj is not None else None
+        row["status"] = "error: " + err if err else ("ok" if pp_obj is not None else "pandapower_failed: " + pp_err)
+        out[name] = row
+        rel = f"{row['rel_diff']:.1e}" if row["rel_diff"] is not None else "   -   "
+        print(f"  {name:>38} {row['buses']:>5} buses: {row['objective'] if res else float('nan'):>16.6f} vs "
+              f"{pp_obj if pp_obj is not None else float('nan'):>16.6f} (rel {rel}); {t_g:7.3f} s vs pandapower {t_p:7.3f} s; "
+              f"{row['status'][:60]}{' [' + row['method'] + ']' if res and not row['method'].startswith('qp') else ''}", flush=True)  # fmt: skip
+    ok = [r for r in out.values() if r.get("status") == "ok"]
+    worst = max((r["rel_diff"] for r in ok), default=None)
+    print(f"  {len(ok)} networks solved by both; worst rel diff {worst:.1e}" if ok else "  none solved by both")
+    return {"opf_bundled": out, "opf_bundled_worst_rel_diff": worst, **({"opf_gb": out["GBnetwork"]} if "GBnetwork" in out else {})}
+
+
+def bench_n1(repeats: int) -> dict[str, Any]:
+    from optimization.contingency import screen_n1
+
+    out: dict[str, Any] = {}
+    for case in ("case118", "case300"):
+        screen_n1(case, redispatch_worst=0)  # warm-up
+        secs, res = best_of(lambda: screen_n1(case, redispatch_worst=3), repeats)
+        out[case] = {"seconds": secs, "screening_seconds": res.screening_seconds, "redispatch_seconds": res.redispatch_seconds,
+                     "branches": int(res.base.branches.height), "overloads": res.overloads.height, "islanding_outages": len(res.islanding)}  # fmt: skip
+        print(f"N-1 {case}: {secs:.2f} s end to end (base OPF + LODF screen of {res.base.branches.height} outages "
+              f"{res.screening_seconds * 1000:.0f} ms + re-dispatch), {res.overloads.height} overloads, {len(res.islanding)} islanding outages")
+    return {"n1_seconds": {c: v["seconds"] for c, v in out.items()}, "n1": out}
 
 
 def bench_uc(repeats: int) -> dict[str, Any]:
@@ -316,11 +411,11 @@ def _finite(x: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat, 5 sweep points, skip the naive pyomo run")
-    ap.add_argument("--only", choices=["battery", "ev", "caltech", "opf", "uc"], action="append")
+    ap.add_argument("--only", choices=["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "n1"], action="append")
     args = ap.parse_args(argv)
     reps = 1 if args.quick else 3
     limits = [10.0, 40.0, 70.0, 100.0, 125.0] if args.quick else [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 110.0, 125.0]
-    only = set(args.only or ["battery", "ev", "caltech", "opf", "uc"])
+    only = set(args.only or ["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "n1"])
     results: dict[str, Any] = {}
     if RESULTS.exists():
         try:
@@ -340,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         results.update(bench_opf(reps))
     if "uc" in only:
         results.update(bench_uc(reps))
+    if "opf_bundled" in only:
+        # --quick skips the > 5,000-bus RTE/PEGASE cases (minutes each in pandapower, which fails on them anyway)
+        results.update(bench_opf_bundled(reps, 5000 if args.quick else None))
+    if "n1" in only:
+        results.update(bench_n1(reps))
     results["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(_finite(results), indent=2, default=float) + "\n")

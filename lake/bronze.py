@@ -22,7 +22,7 @@ import polars as pl
 
 from lake.delta import Lake
 from lake.ingest import _ROW, ARCHIVE_PREFIX, READERS
-from lake.schemas import Source
+from contracts import Source
 
 LINEAGE = ["date", "source_file", "source_row", "ingested_at"]
 

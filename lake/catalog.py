@@ -13,7 +13,7 @@
 - ``ingest_manifest_<source>``: every day publication (versions, counts, run, time);
 - ``catalog_tables``: one row per declared column (table, layer, column, type, description, key and
   partition membership, bounds, allowed values) plus per-table status (view present, row count and
-  Delta version at refresh time), built from ``lake.schemas`` so nothing is typed twice;
+  Delta version at refresh time), built from ``contracts`` so nothing is typed twice;
 - ``catalog_meta``: the lake root the views point to and when the catalog was refreshed.
 
 Concurrency (why the file is swapped, not edited in place)
@@ -62,7 +62,7 @@ import pyarrow.compute as pc
 
 from lake.delta import Lake
 from lake.manifest import ReadPlan, day_table_role, plan
-from lake.schemas import TABLES, Table
+from contracts import TABLES, Table
 
 #: layers that get views by default, in the order they are listed
 DEFAULT_LAYERS = ("reference", "silver", "quarantine", "gold", "truth", "bronze", "manifest")

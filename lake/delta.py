@@ -1,6 +1,6 @@
 """Delta Lake storage for gridlake tables: a local folder or an s3:// prefix.
 
-One writer for every table: it conforms the frame to the table's declared schema (lake.schemas),
+One writer for every table: it conforms the frame to the table's declared schema (contracts),
 replaces exactly one partition atomically (Delta ``replaceWhere`` via ``predicate``), retries on a
 concurrent-commit conflict, and returns what it wrote.
 """
@@ -22,7 +22,7 @@ import pyarrow as pa
 from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from lake.schemas import Table
+from contracts import Table
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _BATCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")

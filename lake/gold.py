@@ -17,7 +17,7 @@ import datetime as dt
 
 import polars as pl
 
-from lake.schemas import DEFAULT_TIMEZONE, UTC_TS
+from contracts import DEFAULT_TIMEZONE, UTC_TS
 
 LEVELS = ("meter", "transformer", "feeder")
 

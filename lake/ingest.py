@@ -6,7 +6,7 @@ One pass over the partition's landing files (``<source>/<YYYY-MM-DD>/...``), in 
    fields, Parquet with its own types; lineage = (landing key, 1-based data row). A file that
    cannot be read, is empty, or lacks a contract column is recorded, never fatal;
 2. validate every record with vectorised polars expressions; the first failing rule gives the
-   record's reason code (quality.rules.REASON_TEXT), field, offending value and a sentence;
+   record's reason code (contracts.REASON_TEXT), field, offending value and a sentence;
 3. resolve local times to UTC in the utility's zone: ISO offsets and tz-aware Parquet
    timestamps are honoured; naive local times in the repeated fall-back hour are resolved by
    their order in the file (first = daylight time); spring-forward gap times are rejected;
@@ -44,7 +44,7 @@ from lake import manifest
 from lake.delta import Lake, WriteResult
 from lake.landing import LandedFile, LandingZone, check_key, skip_reason
 from lake.readers import CHUNK_READERS, DEFAULT_CHUNK_BYTES, FORMATS, Header, ReadNotes, estimate_records, file_format, read_all
-from lake.schemas import DEFAULT_TIMEZONE, UTC_TS, Source, day_bounds_utc
+from contracts import DEFAULT_TIMEZONE, QUARANTINE_RECORD_COLUMNS, UTC_TS, Source, day_bounds_utc
 from quality.rules import DEFAULT_RULES, QualityRules
 
 ARCHIVE_PREFIX = "bronze_archive"
@@ -437,17 +437,20 @@ def validate_file(
     return accepted, rejected
 
 
+#: Rejected records before the partition columns: the quarantine declaration's record columns
+#: (``date`` and ``ingested_at`` are added per partition) plus the forwarding time.
+_REJECTS_SCHEMA = pl.Schema({**{c.name: c.dtype for c in QUARANTINE_RECORD_COLUMNS}, _FWD_TIME: pl.Utf8})
+
+
 def _empty_rejects() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={"reason_code": pl.Utf8, "field": pl.Utf8, "value": pl.Utf8, "detail": pl.Utf8, "target_date": pl.Date, "raw_record": pl.Utf8, _FILE: pl.Utf8, _ROW: pl.Int64, _FWD_TIME: pl.Utf8}
-    )
+    return pl.DataFrame(schema=_REJECTS_SCHEMA)
 
 
 def _file_marker(rep: FileReport) -> pl.DataFrame:
     """One quarantine row (source_row 0) for a file that yielded no records."""
     return pl.DataFrame(
         {"reason_code": [rep.problem], "field": [None], "value": [None], "detail": [rep.detail], "target_date": [None], "raw_record": [None], _FILE: [rep.key], _ROW: [0], _FWD_TIME: [None]},
-        schema=_empty_rejects().schema,
+        schema=_REJECTS_SCHEMA,
     )
 
 
@@ -691,7 +694,7 @@ def build_partition(
             "problem": [r.problem for r in reports],
             "detail": [r.detail or None for r in reports],
         },
-        schema={"date": pl.Date, "source_file": pl.Utf8, "archive_path": pl.Utf8, "source_format": pl.Utf8, "bytes": pl.Int64, "records": pl.Int64, "problem": pl.Utf8, "detail": pl.Utf8},
+        schema={c.name: c.dtype for c in src.bronze.columns if c.name != "ingested_at"},
     ).with_columns(ts.alias("ingested_at"))
 
     n_markers = sum(1 for r in reports if r.records == 0)

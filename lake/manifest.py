@@ -2,7 +2,7 @@
 
 Ingesting a day replaces its partition in three Delta tables, three commits that no Delta
 transaction can span. The day is therefore *published* by a fourth, last commit: a row appended
-to ``ingest_manifest_<source>`` (declared in lake.schemas) naming the Delta version of each of
+to ``ingest_manifest_<source>`` (declared in contracts) naming the Delta version of each of
 the three tables that holds the day, its counts and the run. Readers see a day exactly as its
 newest manifest row names it:
 
@@ -46,7 +46,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from lake.delta import Lake, WriteResult
-from lake.schemas import SOURCES, Source, Table
+from contracts import SOURCES, Source, Table
 
 ROLES = ("bronze", "silver", "quarantine")
 
@@ -215,7 +215,7 @@ def plan(lake: Lake, table: Table | str, days: set[dt.date] | None = None) -> Re
     role = day_table_role(table)
     tbl = table if isinstance(table, Table) else None
     if tbl is None:
-        from lake.schemas import table as lookup
+        from contracts import table as lookup
 
         tbl = lookup(table)  # type: ignore[arg-type]
     uri = lake.uri(tbl)

@@ -35,7 +35,7 @@ from typing import BinaryIO, Iterator
 
 import polars as pl
 
-from lake.schemas import Source
+from contracts import Source
 
 _ROW = "source_row"
 

@@ -13,7 +13,7 @@
 # Plain SQL on the DuckDB catalog the demo wrote (`make demo`, then run this notebook cell by cell or whole:
 # `.venv/bin/python notebooks/04_schedules.py [--catalog warehouse/gridlake.duckdb] [--out notebooks/figures]`).
 # Every schedule table holds one `date` partition per scheduled day; prices and carbon are configuration
-# (`TariffConfig`), not market data.
+# (the utility profile's `tariffs`, contracts/profiles/demo.yaml), not market data.
 
 # %%
 from __future__ import annotations

@@ -21,7 +21,7 @@ import polars as pl  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from lake.catalog import query  # noqa: E402
-from lake.schemas import DEFAULT_TIMEZONE  # noqa: E402
+from contracts import load_profile  # noqa: E402
 
 
 def setup(description: str) -> tuple[Callable[..., pl.DataFrame], str, Path, str]:
@@ -36,4 +36,4 @@ def setup(description: str) -> tuple[Callable[..., pl.DataFrame], str, Path, str
     def sql(text: str, params: list | None = None) -> pl.DataFrame:
         return query(args.catalog, text, params)
 
-    return sql, args.catalog, out, os.environ.get("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE)
+    return sql, args.catalog, out, load_profile().timezone

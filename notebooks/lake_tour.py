@@ -37,7 +37,7 @@ import polars as pl  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(ROOT))
 from lake.catalog import query  # noqa: E402
-from lake.schemas import DEFAULT_TIMEZONE  # noqa: E402
+from contracts import load_profile  # noqa: E402
 
 ap = argparse.ArgumentParser(description="A tour of the gridlake lake through its DuckDB catalog")
 ap.add_argument("--catalog", default=os.environ.get("GRIDLAKE_CATALOG", str(ROOT / "warehouse" / "gridlake.duckdb")))
@@ -45,7 +45,7 @@ ap.add_argument("--out", default=str(ROOT / "notebooks" / "figures"), help="fold
 args, _ = ap.parse_known_args()  # tolerate a notebook kernel's own arguments
 CATALOG, OUT = args.catalog, Path(args.out)
 OUT.mkdir(parents=True, exist_ok=True)
-TZ = os.environ.get("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE)
+TZ = load_profile().timezone
 pl.Config(tbl_rows=40, tbl_cols=12, tbl_width_chars=140, float_precision=2)
 
 
@@ -94,7 +94,7 @@ print(f"counts reconcile on all {recon.height} days: {int(recon['bronze_records'
 # %% [markdown]
 # ## Why records were quarantined
 # One row per rejected record (or file), with the field and the raw record: the reason codes are
-# declared in `lake/schemas.py`.
+# declared in `contracts/`.
 
 # %%
 reasons = sql("""

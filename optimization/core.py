@@ -46,6 +46,8 @@ from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 from optimization.errors import InfeasibleError, InputError
 
 INF = highspy.kHighsInf
+#: seconds the elastic LP of :func:`diagnose_infeasibility` may take before the diagnosis gives up
+DIAGNOSIS_TIME_LIMIT_S = 30.0
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -260,6 +262,8 @@ class CompiledModel:
         self.col_lower, self.col_upper, self.integer = lb, ub, integer
         self.row_lower, self.row_upper = row_lo, row_hi
         self.is_mip = bool(integer.any())
+        self._violations: dict[str, list] = {}
+        self.diagnosis_note = ""
         self.highs = self._load()
 
     def _load(self) -> highspy.Highs:
@@ -316,6 +320,7 @@ class CompiledModel:
         time_limit: float | None = None,
         options: dict[str, Any] | None = None,
         diagnose: bool = True,
+        diagnose_time_limit: float = DIAGNOSIS_TIME_LIMIT_S,
     ) -> Solution:
         """Run HiGHS; raise :class:`InfeasibleError` naming the violated constraint groups if infeasible."""
         h = self.highs
@@ -338,8 +343,12 @@ class CompiledModel:
                 h.setOptionValue("presolve", "choose")
                 status = h.getModelStatus()
             if status != highspy.HighsModelStatus.kUnbounded:
-                groups = diagnose_infeasibility(self) if diagnose else {}
-                raise InfeasibleError(_infeasible_message(self.model, groups, getattr(self, "_violations", {})), groups)
+                if diagnose:
+                    groups = diagnose_infeasibility(self, time_limit=diagnose_time_limit)
+                    note = self.diagnosis_note
+                else:
+                    groups, note = {}, "diagnosis switched off"
+                raise InfeasibleError(_infeasible_message(self.model, groups, self._violations, note), groups)
         if status == highspy.HighsModelStatus.kUnbounded:
             raise InputError(f"model {self.model.name!r} is unbounded: a cost or limit is missing")
         if not has_primal or (not self.is_mip and status != highspy.HighsModelStatus.kOptimal):
@@ -369,21 +378,30 @@ def solve(model: pyo.ConcreteModel, **kwargs: Any) -> Solution:
     return CompiledModel(model).solve(**kwargs)
 
 
-def diagnose_infeasibility(cm: CompiledModel, top: int = 5) -> dict[str, float]:
+def diagnose_infeasibility(cm: CompiledModel, top: int = 5, time_limit: float = DIAGNOSIS_TIME_LIMIT_S) -> dict[str, float]:
     """Smallest total constraint violation per constraint group (pyomo component name).
 
     Solves the elastic LP ``min sum(s+ + s-)`` s.t. ``row_lower <= A x + s+ - s- <= row_upper`` with
     the original variable bounds (integrality relaxed). Rows are grouped by the pyomo constraint
     component that owns them, which is how models name their physics ("energy_request",
     "transformer_limit", "power_balance"), so the error says *what* cannot be met, by how much.
+
+    The diagnosis checks itself: it returns ``{}`` and leaves the reason in ``cm.diagnosis_note``
+    (the caller then says "could not diagnose") when the elastic LP does not reach optimality
+    within ``time_limit`` seconds, or when it finds no violation in a continuous model (HiGHS's
+    "infeasible" was then numerical, and naming a group would be made up). Only for a MIP does
+    "no violation" mean something: the relaxation is feasible, so ``integrality`` is the cause.
     """
     import scipy.sparse as sp
 
+    cm.diagnosis_note = ""
+    cm._violations = {}
     m, n = cm.A.shape
     eye = sp.identity(m, format="csc")
     A = sp.hstack([cm.A, eye, -eye], format="csc")
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(time_limit))
     lp = highspy.HighsLp()
     lp.num_col_ = n + 2 * m
     lp.num_row_ = m
@@ -398,6 +416,10 @@ def diagnose_infeasibility(cm: CompiledModel, top: int = 5) -> dict[str, float]:
     lp.a_matrix_.value_ = A.data
     h.passModel(lp)
     h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        cm.diagnosis_note = f"the elastic LP did not solve ({h.modelStatusToString(status)}, time limit {time_limit:g} s)"
+        return {}
     x = np.asarray(h.getSolution().col_value)
     viol = x[n : n + m] + x[n + m :]
     groups: dict[str, float] = {}
@@ -407,13 +429,18 @@ def diagnose_infeasibility(cm: CompiledModel, top: int = 5) -> dict[str, float]:
         comp = con.parent_component()
         groups[comp.name] = groups.get(comp.name, 0.0) + float(viol[i])
         worst.setdefault(comp.name, []).append((float(viol[i]), con.index()))
-    cm._violations = {k: sorted(v, key=lambda t: -t[0])[:top] for k, v in worst.items()}  # type: ignore[attr-defined]
+    cm._violations = {k: sorted(v, key=lambda t: -t[0])[:top] for k, v in worst.items()}
     if not groups:
+        if not cm.is_mip:
+            cm.diagnosis_note = "the elastic LP meets every constraint, so the infeasibility HiGHS reported is numerical"
+            return {}
         groups["integrality"] = 0.0
     return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
 
 
-def _infeasible_message(model: pyo.ConcreteModel, groups: dict[str, float], worst: dict[str, list] | None = None) -> str:
+def _infeasible_message(model: pyo.ConcreteModel, groups: dict[str, float], worst: dict[str, list] | None = None, note: str = "") -> str:
+    if not groups:
+        return f"model {model.name!r} is infeasible; could not diagnose which constraints cannot be met" + (f": {note}" if note else "")
     parts = []
     for name, amount in groups.items():
         comp = model.find_component(name)

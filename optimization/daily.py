@@ -21,8 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from lake.schemas import SYSTEM_ENTITY as SYSTEM  # entity_id of the whole utility (level system)
-from lake.schemas import day_bounds_utc
+from contracts import SYSTEM_ENTITY as SYSTEM  # entity_id of the whole utility (level system)
+from contracts import day_bounds_utc
+from contracts.profile import Tariffs
 from optimization._inputs import period_starts
 from optimization.errors import InputError
 from optimization.ev import CALTECH_PERIOD_MINUTES, load_caltech_sessions
@@ -49,11 +50,6 @@ def day_periods(day: dt.date, tz: str, minutes: int) -> pl.Series:
 # --------------------------------------------------------------------------------------------
 # tariff and carbon
 # --------------------------------------------------------------------------------------------
-def default_carbon_profile() -> list[float]:
-    """A plausible grid profile by local hour: 450 kg/MWh at night, down to 250 at solar noon (illustrative)."""
-    return [round(450.0 - 200.0 * max(0.0, float(np.sin(np.pi * (h - 6) / 12))), 1) for h in range(24)]
-
-
 def check_local_hours(hours: Sequence[int]) -> Sequence[int]:
     """``hours`` unchanged if every one is a local hour 0..23, else :class:`InputError` naming the bad ones."""
     bad = [h for h in hours if not 0 <= h <= 23]
@@ -96,6 +92,16 @@ def time_of_use(
     price[np.isin(hour, peak_hours)] = peak_per_mwh
     carbon = np.full(hour.size, profile[0]) if profile.size == 1 else profile[hour]
     return price, carbon
+
+
+def tariff_prices(tariffs: Tariffs, stamps: pl.Series, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """(price $/MWh, carbon kg/MWh) of the utility profile's wholesale time-of-use tariff for UTC period
+    starts: peak in the profile's one peak window, shoulder in its shoulder hours, off-peak otherwise."""
+    w = tariffs.wholesale
+    return time_of_use(
+        stamps, tz, off_peak_per_mwh=w.off_peak_per_mwh, shoulder_per_mwh=w.shoulder_per_mwh, peak_per_mwh=w.peak_per_mwh,
+        shoulder_hours=w.shoulder_hours, peak_hours=tariffs.peak_window.hours, carbon_kg_per_mwh=tariffs.carbon_kg_per_mwh,
+    )
 
 
 # --------------------------------------------------------------------------------------------

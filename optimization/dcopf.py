@@ -8,11 +8,11 @@ match MATPOWER's reference optima to 1e-6 relative:
 * nodal balance in MW: ``sum(Pg at bus) - sum(flows out) + sum(flows in) = Pd + Gs`` (``Gs``: shunt
   conductance, consumed at 1 p.u. voltage in the DC model), whose dual is the LMP in $/MWh;
 * ``|P_f| <= rateA`` where ``rateA > 0`` (0 means unlimited, MATPOWER's convention);
-* reference bus angle fixed; polynomial (<= quadratic) costs as a QP, piecewise-linear costs (data
+* the angle of every reference (REF) bus fixed at its VA, as MATPOWER does; polynomial (<= quadratic) costs as a QP, piecewise-linear costs (data
   or an approximation of the quadratic with ``pwl_segments`` pieces) as an LP epigraph.
 
-Input: a pandapower net (any of ``pandapower.networks.case*``), a case name like ``"case118"`` or a
-PYPOWER/MATPOWER ppc dict.
+Input: a pandapower net (any of ``pandapower.networks``), a network name like ``"case118"`` or
+``"GBnetwork"``, a MATPOWER ``.m`` case file, or a PYPOWER/MATPOWER ppc dict.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import polars as pl
 import pyomo.environ as pyo
 
 from optimization._inputs import as_series
-from optimization.core import CompiledModel, paused_gc
+from optimization.core import INF, CompiledModel, paused_gc
 from optimization.errors import InfeasibleError, InputError
+from optimization.matpower import read_matpower_case
 
 # MATPOWER column indices (0-based), as in pypower.idx_*
 BUS_I, BUS_TYPE, PD, GS, VA = 0, 1, 2, 4, 8
@@ -38,7 +40,17 @@ GEN_BUS, GEN_STATUS, PMAX, PMIN = 0, 7, 8, 9
 MODEL, NCOST, COST = 0, 3, 4
 REF, ISOLATED = 3, 4
 
-#: MATPOWER reference DC-OPF optima ($/h) where PYPOWER rundcopf and pandapower rundcopp agree
+COST_MODELS = ("auto", "quadratic", "pwl", "cuts")
+#: relative gap at which the tangent-cut (LP) fallback stops refining the cost
+CUT_REL_GAP = 1e-9
+#: power balance / flow definition / limits / bounds: largest violation (MW) a solution may keep,
+#: relative to the case's total demand (absolute floor 1e-6 MW)
+CHECK_REL_TOL = 1e-8
+
+#: reference DC-OPF optima ($/h) of pandapower's bundled networks. case9-case118: MATPOWER's
+#: published optima, where PYPOWER's rundcopf and pandapower's rundcopp agree. case300: NOT
+#: MATPOWER's figure but pandapower's rundcopp on pandapower's *converted* net (its conversion
+#: differs slightly); MATPOWER's own case300.m gives MATPOWER_CASE300_M_OBJECTIVE (2.9e-8 apart).
 REFERENCE_OBJECTIVES = {
     "case9": 5216.026608,
     "case14": 7642.593735,
@@ -46,6 +58,16 @@ REFERENCE_OBJECTIVES = {
     "case118": 125947.872679,
     "case300": 706292.303841,
 }
+#: where each REFERENCE_OBJECTIVES figure comes from
+REFERENCE_SOURCES = {
+    "case9": "MATPOWER case9.m (= pandapower rundcopp)",
+    "case14": "MATPOWER case14.m (= pandapower rundcopp)",
+    "case57": "MATPOWER case57.m (= pandapower rundcopp)",
+    "case118": "MATPOWER case118.m (= pandapower rundcopp)",
+    "case300": "pandapower rundcopp on pandapower's converted case300 (MATPOWER case300.m: 706292.324247)",
+}
+#: MATPOWER's DC-OPF optimum of its own case300.m ($/h)
+MATPOWER_CASE300_M_OBJECTIVE = 706292.324247
 
 
 @dataclass
@@ -57,10 +79,27 @@ class OPFResult:
     build_seconds: float
     solve_seconds: float
     unserved_mw: float = 0.0
+    #: the solver path whose solution passed :func:`check_dcopf_solution`
+    method: str = ""
+    #: its largest constraint violation, MW
+    max_violation_mw: float = 0.0
+    #: paths tried before it, each with why it was rejected
+    failed_paths: list[str] = field(default_factory=list)
+    #: t CO2 per hour of the dispatch (NaN when emission factors were not given)
+    emissions_t_per_h: float = float("nan")
+    #: renewable output / total output
+    renewable_share: float = 0.0
+    #: the arrays of :func:`build_dcopf` the result was built from (branch positions, susceptances, ...)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def load_case(case: Any) -> dict[str, Any]:
-    """A PYPOWER ppc dict from a pandapower net, a bundled case name, or a ppc dict (returned as is)."""
+    """A PYPOWER ppc dict from a pandapower net, a bundled network name, a MATPOWER ``.m`` file
+    (path or ``str`` ending in ``.m``, see :mod:`optimization.matpower`) or a ppc dict (returned as is)."""
+    if isinstance(case, Path) or (isinstance(case, str) and case.endswith(".m")):
+        case = read_matpower_case(case)
+        if "gencost" not in case:
+            raise InputError(f"MATPOWER case {case['name']!r} has no mpc.gencost: an OPF needs generator costs")
     if isinstance(case, dict) and "baseMVA" in case:
         for key in ("baseMVA", "bus", "gen", "branch", "gencost"):
             if key not in case:
@@ -71,8 +110,8 @@ def load_case(case: Any) -> dict[str, Any]:
 
     if isinstance(case, str):
         factory = getattr(pn, case, None)
-        if factory is None or not case.startswith("case"):
-            raise InputError(f"unknown pandapower case {case!r} (try case9, case14, case57, case118, case300)")
+        if not case.isidentifier() or case.startswith("_") or not callable(factory):
+            raise InputError(f"unknown pandapower network {case!r} (try case9, case14, case57, case118, case300, GBnetwork, iceland)")
         case = factory()
     # to_ppc logs a warning per generator voltage set-point outside bus limits (irrelevant to DC)
     pp_log = logging.getLogger("pandapower")
@@ -81,9 +120,52 @@ def load_case(case: Any) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return to_ppc(case, init="flat", mode="opf")
+            ppc = to_ppc(case, init="flat", mode="opf")
     finally:
         pp_log.setLevel(level)
+    return unrated_as_unlimited(case, ppc)
+
+
+#: pandapower's MATPOWER converter stands in for a missing rating (rateA = 0, "unlimited" in
+#: MATPOWER) with these values: transformers get sn_mva = 99.999 in the bundled PEGASE/RTE nets
+#: (99999 in today's converter), lines max_i_ka = 99999
+_PP_UNRATED_TRAFO_MVA = (99.999, 99999.0)
+_PP_UNRATED_LINE_KA = 99999.0
+
+
+def unrated_as_unlimited(net: Any, ppc: dict[str, Any]) -> dict[str, Any]:
+    """Set rateA = 0 (unlimited) on ``ppc`` branches that pandapower's converter gave a placeholder rating.
+
+    MATPOWER leaves most PEGASE/RTE transformers unrated; pandapower's conversion rates them at
+    99.999 MVA, which makes those DC-OPFs infeasible in every solver. Read as MATPOWER reads them,
+    they solve. Only elements at the default ``max_loading_percent`` of 100 with exactly the
+    placeholder rating are touched (a genuine 99.999 MVA transformer would be read as unlimited too).
+    """
+    lookup = getattr(net, "_pd2ppc_lookups", {}).get("branch", {})
+    spans = sorted((lo, hi, el) for el, (lo, hi) in lookup.items())
+    # to_ppc in OPF mode drops out-of-service branches: element rows are then the in-service ones
+    keep_only_in_service = ppc["branch"].shape[0] != sum(hi - lo for lo, hi, _ in spans)
+    start = 0
+    rows: dict[str, tuple[int, Any]] = {}
+    for lo, hi, el in spans:
+        df = net[el] if el in net else None
+        if df is None or len(df) != hi - lo:
+            return ppc  # a layout this function does not know: leave the ratings as converted
+        if keep_only_in_service:
+            df = df[df["in_service"].to_numpy(dtype=bool)]
+        rows[el] = (start, df)
+        start += len(df)
+    if start != ppc["branch"].shape[0]:
+        return ppc
+    for el, col, values in (("trafo", "sn_mva", _PP_UNRATED_TRAFO_MVA), ("line", "max_i_ka", (_PP_UNRATED_LINE_KA,))):
+        if el not in rows:
+            continue
+        lo, df = rows[el]
+        load = df["max_loading_percent"].to_numpy(dtype=float) if "max_loading_percent" in df else np.full(len(df), 100.0)
+        unrated = np.isin(np.round(df[col].to_numpy(dtype=float), 6), values) & np.isclose(load, 100.0)
+        sl = slice(lo, lo + len(df))
+        ppc["branch"][sl, RATE_A] = np.where(unrated, 0.0, ppc["branch"][sl, RATE_A])
+    return ppc
 
 
 def build_dcopf(
@@ -94,10 +176,23 @@ def build_dcopf(
     line_limits: bool = True,
     allow_load_shedding: bool = False,
     voll_per_mwh: float = 10_000.0,
+    renewable_forecast_mw: Mapping[int, float] | None = None,
+    gen_co2_t_per_mwh: Any = None,
+    security: Mapping[int, np.ndarray] | None = None,
+    security_rating_factor: float = 1.0,
 ) -> tuple[pyo.ConcreteModel, dict[str, Any]]:
-    """The pyomo DC-OPF model and the arrays needed to report on it."""
-    if cost_model not in ("auto", "quadratic", "pwl"):
-        raise InputError(f"cost_model must be 'auto', 'quadratic' or 'pwl', got {cost_model!r}")
+    """The pyomo DC-OPF model and the arrays needed to report on it.
+
+    ``renewable_forecast_mw`` maps ppc generator rows that are renewable to their forecast (MW): such
+    a generator may produce anything from 0 (curtailment) to ``min(Pmax, forecast)``.
+    ``gen_co2_t_per_mwh`` is one emission factor (t CO2/MWh) per ppc generator row, or one for all;
+    without it emissions are reported as unknown (NaN).
+    ``security`` maps an outaged branch (position among the live branches) to its LODF column: the
+    post-outage flow of every rated branch must then stay within ``security_rating_factor`` x rate A
+    (see :mod:`optimization.contingency`).
+    """
+    if cost_model not in COST_MODELS:
+        raise InputError(f"cost_model must be one of {COST_MODELS}, got {cost_model!r}")
     base = float(ppc["baseMVA"])
     bus = np.asarray(ppc["bus"], dtype=float)
     gen = np.asarray(ppc["gen"], dtype=float)
@@ -123,10 +218,14 @@ def build_dcopf(
     t = np.array([pos[int(v)] for v in branch[li, T_BUS]])
     demand = bus[live_bus, PD] + bus[live_bus, GS]
     pmax, pmin = gen[gi, PMAX], gen[gi, PMIN]
+    renewable, co2 = _renewables_and_co2(gen.shape[0], gi, pmin, pmax, renewable_forecast_mw, gen_co2_t_per_mwh)
     gbus = np.array([pos[int(v)] for v in gen[gi, GEN_BUS]])
+    # MATPOWER/PYPOWER/pandapower (opf_setup: Val(refs) = Vau(refs) = Va(refs)) fix the angle of
+    # EVERY reference bus at its VA, not just the first; without a REF bus the first generator's bus is one
     refs = np.flatnonzero(bus[live_bus, BUS_TYPE] == REF)
-    ref = int(refs[0]) if refs.size else int(gbus[0])
-    va_ref = np.deg2rad(bus[live_bus, VA][ref])
+    if not refs.size:
+        refs = np.array([int(gbus[0])]) if gbus.size else np.array([0])
+    va_ref = np.deg2rad(bus[live_bus, VA][refs])
     cap = float(pmax.sum())
     if demand.sum() > cap + 1e-9 and not allow_load_shedding:
         raise InfeasibleError(
@@ -146,7 +245,8 @@ def build_dcopf(
         m.L = pyo.RangeSet(0, li.size - 1)
         m.pg = pyo.Var(m.G, bounds=lambda m, g: (float(pmin[g]), float(pmax[g])), doc="generator output, MW")
         m.va = pyo.Var(m.B, doc="bus voltage angle, rad")
-        m.va[ref].fix(va_ref)
+        for r, a in zip(refs, va_ref):
+            m.va[int(r)].fix(float(a))
         m.flow = pyo.Var(m.L, doc="branch flow from->to, MW")
         m.flow_def = pyo.Constraint(
             m.L,
@@ -157,6 +257,15 @@ def build_dcopf(
             lim = [k for k in range(li.size) if rate[k] > 0]
             m.line_limit = pyo.Constraint(
                 lim, rule=lambda m, k: pyo.inequality(-float(rate[k]), m.flow[k], float(rate[k])), doc="branch thermal limit (rateA)"
+            )
+        sec = [(k, l_, float(col[l_])) for k, col in (security or {}).items() for l_ in range(li.size)
+               if l_ != k and rate[l_] > 0 and np.isfinite(col[l_]) and abs(col[l_]) > 1e-9]  # fmt: skip
+        if sec:
+            rf = float(security_rating_factor)
+            m.security = pyo.Constraint(
+                range(len(sec)),
+                rule=lambda m, j: pyo.inequality(-rf * float(rate[sec[j][1]]), m.flow[sec[j][1]] + sec[j][2] * m.flow[sec[j][0]], rf * float(rate[sec[j][1]])),
+                doc="post-contingency branch limit (N-1)",
             )
         out_of = [[] for _ in range(nb)]
         into = [[] for _ in range(nb)]
@@ -180,7 +289,19 @@ def build_dcopf(
         cost_rows = gencost[gi]
         use_pwl = cost_model == "pwl" or (cost_model == "auto" and (cost_rows[:, MODEL] == 1).all())
         terms = []
-        if use_pwl:
+        poly = None
+        if cost_model == "cuts":
+            poly = _convex_poly(cost_rows, gi)
+            # outer approximation: cost[g] >= tangent of the polynomial at pwl_segments + 1 points;
+            # solve_dcopf adds tangents at the solution until the gap to the true cost vanishes
+            pts = [np.linspace(pmin[g], pmax[g], max(pwl_segments, 1) + 1) if poly[g, 2] > 0 else np.array([pmin[g]]) for g in range(gi.size)]
+            m.cost = pyo.Var(m.G, doc="generator cost epigraph, $/h")
+            idx = [(g, s) for g in range(gi.size) for s in range(pts[g].size)]
+            m.tangent = pyo.Constraint(
+                idx, rule=lambda m, g, s: m.cost[g] - _slope(poly[g], pts[g][s]) * m.pg[g] >= _intercept(poly[g], pts[g][s]), doc="tangent cut of the cost"
+            )
+            terms.append(sum(m.cost[g] for g in m.G))
+        elif use_pwl:
             segs = []
             for g in range(gi.size):
                 segs.append(_pwl_points(cost_rows[g], pmin[g], pmax[g], pwl_segments))
@@ -193,35 +314,135 @@ def build_dcopf(
             )
             terms.append(sum(m.cost[g] for g in m.G))
         else:
-            if (cost_rows[:, MODEL] != 2).any():
-                raise InputError("quadratic cost_model needs polynomial (model 2) gencost rows for every generator")
+            poly = _convex_poly(cost_rows, gi)
             for g in range(gi.size):
-                c = _poly(cost_rows[g])
-                if c[2] < 0:
-                    raise InputError(f"generator {gi[g]}: negative quadratic cost coefficient {c[2]} (non-convex)")
+                c = poly[g]
                 terms.append(c[2] * m.pg[g] ** 2 + c[1] * m.pg[g] + c[0])
         if allow_load_shedding:
             # a 1e-6 relative tie-break between buses: with uniform VOLL every split of the shed load
             # costs the same, and that dual degeneracy makes HiGHS's QP active-set method cycle
             terms.append(sum(voll_per_mwh * (1.0 + 1e-6 * i) * m.shed[i] for i in m.B))
         m.objective = pyo.Objective(expr=sum(terms), sense=pyo.minimize)
-    data = dict(b=b, shift=shift, bus_ids=bus_ids, gi=gi, li=li, f=f, t=t, rate=rate, gbus=gbus, demand=demand, pmin=pmin, pmax=pmax, base=base)
+    data = dict(b=b, shift=shift, bus_ids=bus_ids, gi=gi, li=li, f=f, t=t, rate=rate, gbus=gbus, demand=demand, pmin=pmin, pmax=pmax, base=base,
+                poly=poly, line_limits=line_limits, cost_model=cost_model, renewable=renewable, co2=co2,
+                security=[(k, l_, a) for k, l_, a in sec], security_rating_factor=float(security_rating_factor))  # fmt: skip
     return m, data
 
 
+def check_dcopf_solution(d: dict[str, Any], pg: np.ndarray, va: np.ndarray, flow: np.ndarray, shed: np.ndarray | None = None) -> dict[str, float]:
+    """Largest violation (MW) per constraint group of a DC-OPF solution, recomputed in physical units.
+
+    ``d`` is the data dict of :func:`build_dcopf`. Groups: ``flow_def`` (flow vs the angles),
+    ``power_balance`` (per bus), ``line_limit`` (rate A, when line limits are on) and
+    ``generator_limits`` (Pmin/Pmax). A solver's own "optimal" is not taken on trust: HiGHS's QP
+    method works unscaled and can claim optimality with balance rows off by tens of MW.
+    """
+    nb = d["bus_ids"].size
+    f, t = d["f"], d["t"]
+    flow_dc = d["base"] * d["b"] * (va[f] - va[t] - d["shift"]) if f.size else np.zeros(0)
+    inj = np.bincount(d["gbus"], pg, nb) - np.bincount(f, flow, nb) + np.bincount(t, flow, nb) - d["demand"]
+    if shed is not None:
+        inj = inj + shed
+    out = {
+        "flow_def": float(np.abs(flow - flow_dc).max(initial=0.0)),
+        "power_balance": float(np.abs(inj).max(initial=0.0)),
+        "generator_limits": float(max(0.0, (d["pmin"] - pg).max(initial=0.0), (pg - d["pmax"]).max(initial=0.0))),
+    }
+    if d["line_limits"]:
+        lim = d["rate"] > 0
+        out["line_limit"] = float(max(0.0, (np.abs(flow[lim]) - d["rate"][lim]).max(initial=0.0)))
+    if d.get("security"):
+        k, l_, a = (np.array(v) for v in zip(*d["security"]))
+        k, l_ = k.astype(int), l_.astype(int)
+        post = np.abs(flow[l_] + a * flow[k]) - d["security_rating_factor"] * d["rate"][l_]
+        out["security"] = float(max(0.0, post.max(initial=0.0)))
+    return out
+
+
+def check_tolerance_mw(d: dict[str, Any]) -> float:
+    """The violation (MW) :func:`solve_dcopf` accepts: ``CHECK_REL_TOL`` x total demand, at least 1e-6 MW."""
+    return max(1e-6, CHECK_REL_TOL * float(np.abs(d["demand"]).sum()))
+
+
+def _solver_paths(kwargs: dict[str, Any], polynomial_costs: bool) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(label, build_dcopf kwargs, HiGHS options) to try in order until one passes the check."""
+    cm_ = kwargs.get("cost_model", "auto")
+    if cm_ in ("cuts", "quadratic") or (cm_ == "auto" and polynomial_costs):
+        first = [] if cm_ == "cuts" else [("qp (HiGHS active set)", {**kwargs, "cost_model": cm_}, {})]
+        cuts = {**kwargs, "cost_model": "cuts"}
+        return first + [("lp tangent cuts (dual simplex)", cuts, {"solver": "simplex"}), ("lp tangent cuts (interior point)", cuts, {"solver": "ipm"})]
+    return [("lp (dual simplex)", kwargs, {"solver": "simplex"}), ("lp (interior point)", kwargs, {"solver": "ipm"})]
+
+
+def _solve_with_cuts(cm: CompiledModel, m: pyo.ConcreteModel, d: dict[str, Any], options: dict[str, Any], max_rounds: int = 100) -> Any:
+    """Solve the tangent-cut LP, adding the tangent at each generator's output until the cost gap closes.
+
+    Every LP is a lower bound on the QP optimum; the true (quadratic) cost of its dispatch is an upper
+    bound; rounds stop when they are ``CUT_REL_GAP`` apart, and the true cost is reported. Re-solves
+    are warm-started dual simplex (or IPM) on the same HiGHS instance.
+    """
+    import dataclasses
+
+    poly = d["poly"]
+    h = cm.highs
+    col_pg = np.array([cm.col_of[id(v)] for v in m.pg.values()], dtype=np.int32)
+    col_cost = np.array([cm.col_of[id(v)] for v in m.cost.values()], dtype=np.int32)
+    for _ in range(max_rounds):
+        sol = cm.solve(options=options)
+        pg, cost = sol.values(m.pg), sol.values(m.cost)
+        true = poly[:, 0] + poly[:, 1] * pg + poly[:, 2] * pg**2
+        gap = true - cost
+        total = sol.objective + float(gap.sum())
+        if gap.sum() <= CUT_REL_GAP * max(1.0, abs(total)):
+            return dataclasses.replace(sol, objective=total)
+        for g in np.flatnonzero(gap > 0.1 * CUT_REL_GAP * max(1.0, abs(total)) / max(1, gap.size)):
+            h.addRow(_intercept(poly[g], pg[g]), INF, 2, np.array([col_cost[g], col_pg[g]], dtype=np.int32), np.array([1.0, -_slope(poly[g], pg[g])]))
+    raise RuntimeError(f"tangent cuts did not close the cost gap in {max_rounds} rounds (gap {gap.sum():.3g} $/h)")
+
+
 def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
-    """Solve the DC-OPF of ``case``; returns dispatch, branch flows (with loading) and bus LMPs."""
+    """Solve the DC-OPF of ``case``; returns dispatch, branch flows (with loading) and bus LMPs.
+
+    The solution is verified against the constraints in MW (:func:`check_dcopf_solution`) before
+    it is returned. Quadratic costs go to HiGHS's QP solver first; if it fails or its solution
+    fails the check (badly scaled networks such as pandapower's ``GBnetwork``, reactances from 1e-5
+    to 2 p.u.), the same problem is solved as an LP whose cost epigraph is refined with tangent
+    cuts until the cost gap is below ``CUT_REL_GAP`` (dual simplex, then interior point; HiGHS scales
+    LPs, its QP method does not). A linear/PWL problem tries dual simplex, then interior point.
+    ``OPFResult.method`` names the path that passed; if none passes, ``RuntimeError`` lists each
+    path's failure.
+    """
     t0 = time.perf_counter()
     ppc = load_case(case)
-    m, d = build_dcopf(ppc, **kwargs)
-    cm = CompiledModel(m)
-    build = time.perf_counter() - t0
-    sol = cm.solve()
-    pg = sol.values(m.pg)
-    va = sol.values(m.va)
-    flow = sol.values(m.flow)
+    gencost = np.asarray(ppc["gencost"], dtype=float)
+    polynomial_costs = not (gencost[:, MODEL] == 1).all()
+    failures: list[str] = []
+    build = solve_s = 0.0
+    for label, build_kw, options in _solver_paths(kwargs, polynomial_costs):
+        t1 = time.perf_counter()
+        m, d = build_dcopf(ppc, **build_kw)
+        cm = CompiledModel(m)
+        build += time.perf_counter() - t1
+        t1 = time.perf_counter()
+        try:
+            sol = _solve_with_cuts(cm, m, d, options) if build_kw.get("cost_model") == "cuts" else cm.solve(options=options)
+        except RuntimeError as exc:
+            solve_s += time.perf_counter() - t1
+            failures.append(f"{label}: {exc}")
+            continue
+        solve_s += time.perf_counter() - t1
+        pg, va, flow = sol.values(m.pg), sol.values(m.va), sol.values(m.flow)
+        shed = sol.values(m.shed) if kwargs.get("allow_load_shedding") else None
+        viol = check_dcopf_solution(d, pg, va, flow, shed)
+        worst = max(viol, key=viol.get)
+        if viol[worst] <= check_tolerance_mw(d):
+            break
+        failures.append(f"{label}: solution violates {worst} by {viol[worst]:.3g} MW (tolerance {check_tolerance_mw(d):.3g} MW)")
+    else:
+        raise RuntimeError("DC-OPF: no solver path returned a solution that meets the constraints: " + "; ".join(failures))
     lmp = sol.duals(m.power_balance)
-    gens = pl.DataFrame({"gen": d["gi"], "bus": d["bus_ids"][d["gbus"]], "p_mw": pg, "pmin_mw": d["pmin"], "pmax_mw": d["pmax"]})
+    gens = pl.DataFrame({"gen": d["gi"], "bus": d["bus_ids"][d["gbus"]], "p_mw": pg, "pmin_mw": d["pmin"], "pmax_mw": d["pmax"],
+                         "renewable": d["renewable"], "co2_t_per_h": pg * d["co2"]})  # fmt: skip
     rate = d["rate"]
     branches = pl.DataFrame(
         {
@@ -234,8 +455,11 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
         }
     )
     buses = pl.DataFrame({"bus": d["bus_ids"], "va_deg": np.rad2deg(va), "demand_mw": d["demand"], "lmp": lmp})
-    unserved = float(sol.values(m.shed).sum()) if kwargs.get("allow_load_shedding") else 0.0
-    return OPFResult(sol.objective, gens, branches, buses, build, sol.solve_seconds, unserved)
+    unserved = float(shed.sum()) if shed is not None else 0.0
+    total = float(pg.sum())
+    return OPFResult(sol.objective, gens, branches, buses, build, solve_s, unserved, method=label, max_violation_mw=viol[worst], failed_paths=failures,
+                     emissions_t_per_h=float((pg * d["co2"]).sum()), renewable_share=float(pg[d["renewable"]].sum() / total) if total > 0 else 0.0,
+                     data=d)  # fmt: skip
 
 
 
@@ -264,15 +488,19 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
     ``load_scale``: ``system`` (total demand ``p_mw`` and ``cost_per_h``), ``bus`` (``demand_mw``,
     ``lmp``), ``generator`` (``p_mw``, bus as ``from_bus``, ``limit_mw`` = pmax) and ``branch``
     (``p_mw``, ``from_bus``/``to_bus``, ``limit_mw`` = rate A, ``loading_pct``). ``kwargs`` go to
-    :func:`build_dcopf`. An infeasible period raises :class:`InfeasibleError` naming the period
-    and its scale, with the groups and hint of the underlying error.
+    :func:`build_dcopf`; ``renewable_forecast_mw`` may map a generator to one value per period.
+    System rows also carry ``co2_t_per_h`` and ``renewable_share``, generator rows ``co2_t_per_h``.
+    An infeasible period raises :class:`InfeasibleError` naming the period and its scale, with the
+    groups and hint of the underlying error.
     """
     base = load_case(case)
-    scales = as_series(load_scale, "load_scale", period_start.len())
+    n = period_start.len()
+    scales = as_series(load_scale, "load_scale", n)
+    forecasts = {g: as_series(v, f"renewable_forecast_mw[{g}]", n, min_value=0.0) for g, v in (kwargs.pop("renewable_forecast_mw", None) or {}).items()}
     frames, costs, solve_s, peak = [], [], 0.0, None
     for k, (ts, f) in enumerate(zip(period_start.to_list(), scales)):
         try:
-            r = solve_dcopf(scaled_case(base, float(f)), **kwargs)
+            r = solve_dcopf(scaled_case(base, float(f)), renewable_forecast_mw={g: v[k] for g, v in forecasts.items()}, **kwargs)
         except InfeasibleError as exc:
             err = InfeasibleError(f"period {ts} (load scale {f:.3f}): {exc}", exc.groups)
             err.hint = exc.hint
@@ -281,10 +509,11 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
         costs.append(r.objective)
         common = [pl.lit(ts).cast(pl.Datetime("us", "UTC")).alias("period_start"), pl.lit(float(f)).alias("load_scale")]
         frames += [
-            pl.DataFrame({"kind": ["system"], "element": [0], "p_mw": [float(r.buses["demand_mw"].sum())], "cost_per_h": [r.objective]}).with_columns(common),
+            pl.DataFrame({"kind": ["system"], "element": [0], "p_mw": [float(r.buses["demand_mw"].sum())], "cost_per_h": [r.objective],
+                          "co2_t_per_h": [r.emissions_t_per_h], "renewable_share": [r.renewable_share]}).with_columns(common),
             r.buses.select(pl.lit("bus").alias("kind"), pl.col("bus").alias("element"), "demand_mw", "lmp").with_columns(common),
             r.generators.select(pl.lit("generator").alias("kind"), pl.col("gen").alias("element"), pl.col("bus").alias("from_bus"),
-                                "p_mw", pl.col("pmax_mw").alias("limit_mw")).with_columns(common),
+                                "p_mw", pl.col("pmax_mw").alias("limit_mw"), "co2_t_per_h").with_columns(common),
             r.branches.select(pl.lit("branch").alias("kind"), pl.col("branch").alias("element"), "from_bus", "to_bus", "p_mw",
                               pl.col("rate_a_mw").alias("limit_mw"), "loading_pct").with_columns(common),
         ]  # fmt: skip
@@ -292,6 +521,51 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
             peak = r
     table = pl.concat([f.with_columns(pl.col(pl.Int32, pl.Int64).cast(pl.Int64)) for f in frames], how="diagonal_relaxed")
     return OPFSeries(table, costs, solve_s, peak)
+
+def _renewables_and_co2(
+    n_gen: int, gi: np.ndarray, pmin: np.ndarray, pmax: np.ndarray, forecast: Mapping[int, float] | None, co2: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cap renewable generators at their forecast (``pmin``/``pmax`` changed in place); per in-service generator
+    a renewable flag and an emission factor (NaN = unknown)."""
+    renewable = np.zeros(gi.size, dtype=bool)
+    at = {int(g): j for j, g in enumerate(gi)}
+    for k, v in (forecast or {}).items():
+        if not 0 <= int(k) < n_gen:
+            raise InputError(f"renewable_forecast_mw: generator {k} does not exist (the case has {n_gen})")
+        v = float(v)
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"renewable_forecast_mw: generator {k}: forecast {v!r} must be a finite number >= 0")
+        j = at.get(int(k))
+        if j is not None:
+            renewable[j] = True
+            pmax[j] = min(pmax[j], v)
+            pmin[j] = 0.0
+    if co2 is None:
+        factors = np.full(gi.size, np.nan)
+    else:
+        full = as_series(co2, "gen_co2_t_per_mwh", n_gen, min_value=0.0)
+        factors = full[gi]
+    return renewable, np.where(renewable, 0.0, factors)
+
+
+def _convex_poly(cost_rows: np.ndarray, gi: np.ndarray) -> np.ndarray:
+    """(G, 3) array of (c0, c1, c2) per generator; polynomial rows only, convex only."""
+    if (cost_rows[:, MODEL] != 2).any():
+        raise InputError("quadratic cost_model needs polynomial (model 2) gencost rows for every generator")
+    poly = np.array([_poly(r) for r in cost_rows]).reshape(-1, 3)
+    bad = np.flatnonzero(poly[:, 2] < 0)
+    if bad.size:
+        raise InputError(f"generator {gi[bad[0]]}: negative quadratic cost coefficient {poly[bad[0], 2]} (non-convex)")
+    return poly
+
+
+def _slope(c: np.ndarray, p: float) -> float:
+    return float(c[1] + 2.0 * c[2] * p)
+
+
+def _intercept(c: np.ndarray, p: float) -> float:
+    return float(c[0] - c[2] * p * p)
+
 
 def _poly(row: np.ndarray) -> tuple[float, float, float]:
     """(c0, c1, c2) from a MATPOWER polynomial gencost row (highest order first)."""

@@ -43,6 +43,8 @@ FLEET_COLUMNS = (
     "initial_hours",
     "initial_mw",
 )
+#: optional fleet column: emission factor, t CO2 per MWh of output (emissions are NaN without it)
+CO2_COLUMN = "co2_t_per_mwh"
 
 
 @dataclass
@@ -55,6 +57,10 @@ class UCResult:
     solve_seconds: float
     unserved_mwh: float
     reserve_shortfall_mwh: float
+    #: t CO2 over the horizon (NaN without the fleet's co2_t_per_mwh column)
+    emissions_t: float = float("nan")
+    #: renewable energy used / energy served over the horizon
+    renewable_share: float = 0.0
 
 
 def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
@@ -73,6 +79,8 @@ def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
     up = np.select([kind == 0, kind == 1], [rng.integers(8, 13, n), rng.integers(3, 7, n)], 1)
     down = np.select([kind == 0, kind == 1], [rng.integers(8, 13, n), rng.integers(3, 7, n)], 1)
     ramp = pmax * np.select([kind == 0, kind == 1], [0.25, 0.5], 1.0)
+    # coal steam ~0.9-1.0, combined-cycle gas ~0.35-0.4, open-cycle gas peakers ~0.5-0.65 t CO2/MWh (IPCC/EIA ballparks)
+    co2 = np.select([kind == 0, kind == 1], [rng.uniform(0.9, 1.0, n), rng.uniform(0.35, 0.4, n)], rng.uniform(0.5, 0.65, n))
     on = kind == 0
     return pl.DataFrame(
         {
@@ -89,6 +97,7 @@ def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
             "initial_on": on,
             "initial_hours": np.where(on, 24, 24).astype(np.int64),
             "initial_mw": np.where(on, pmin + 0.5 * (pmax - pmin), 0.0),
+            CO2_COLUMN: co2,
         }
     )
 
@@ -117,6 +126,12 @@ def _validate_fleet(fleet: pl.DataFrame) -> pl.DataFrame:
         if bad.len():
             r = int(bad[0])
             raise InputError(f"fleet: row {r + 1} (unit {fleet['unit'][r]}): {c}={fleet[c][r]!r} must be a finite number >= 0")
+    if CO2_COLUMN in fleet.columns:
+        col = fleet[CO2_COLUMN].cast(pl.Float64)
+        bad = (col.is_null() | ~col.is_finite() | (col < 0)).arg_true()
+        if bad.len():
+            r = int(bad[0])
+            raise InputError(f"fleet: row {r + 1} (unit {fleet['unit'][r]}): {CO2_COLUMN}={fleet[CO2_COLUMN][r]!r} must be a finite number >= 0")
     bad = (fleet["pmin_mw"] > fleet["pmax_mw"]).arg_true()
     if bad.len():
         r = int(bad[0])
@@ -259,6 +274,8 @@ def solve_unit_commitment(
     start = _grid(sol.values(m.start), m.start, G, T)
     p = _grid(sol.values(m.p), m.p, G, T)
     r = _grid(sol.values(m.reserve), m.reserve, G, T)
+    co2 = fleet[CO2_COLUMN].cast(pl.Float64).to_numpy() if CO2_COLUMN in fleet.columns else np.full(G, np.nan)
+    unit_co2 = p * co2[:, None]
     units = fleet["unit"].to_list()
     schedule = pl.DataFrame(
         {
@@ -268,24 +285,30 @@ def solve_unit_commitment(
             "start": (start.reshape(-1) > 0.5),
             "p_mw": p.reshape(-1),
             "reserve_mw": r.reshape(-1),
+            "co2_t_per_h": unit_co2.reshape(-1),
         }
     )
     unserved = sol.values(m.unserved) if allow_unmet else np.zeros(T)
     short = sol.values(m.reserve_short) if allow_unmet else np.zeros(T)
+    used = sol.values(m.renewable)
+    served = load - unserved
     system = pl.DataFrame(
         {
             "hour": np.arange(T, dtype=np.int64),
             "load_mw": load,
             "renewable_forecast_mw": ren,
-            "renewable_used_mw": sol.values(m.renewable),
+            "renewable_used_mw": used,
             "thermal_mw": p.sum(axis=0),
             "unserved_mw": unserved,
             "reserve_required_mw": res_req,
             "reserve_mw": r.sum(axis=0),
             "units_on": (on > 0.5).sum(axis=0).astype(np.int64),
+            "co2_t_per_h": unit_co2.sum(axis=0),
+            "renewable_share": np.divide(used, served, out=np.zeros(T), where=served > 0),
         }
     )
-    return UCResult(schedule, system, sol.objective, float(sol.mip_gap or 0.0), build, sol.solve_seconds, float(unserved.sum()), float(short.sum()))
+    return UCResult(schedule, system, sol.objective, float(sol.mip_gap or 0.0), build, sol.solve_seconds, float(unserved.sum()), float(short.sum()),
+                    emissions_t=float(unit_co2.sum()), renewable_share=float(used.sum() / served.sum()) if served.sum() > 0 else 0.0)  # fmt: skip
 
 
 
@@ -293,16 +316,16 @@ def schedule_table(result: UCResult, period_start: pl.Series, system_unit: str =
     """One long frame of a commitment: a row per (unit, period) plus a ``system_unit`` row per period.
 
     Unit rows: ``period_start`` (``period_start[hour]``), ``unit``, ``is_on``, ``is_start``, ``p_mw``,
-    ``reserve_mw``. System rows: ``is_on`` = any unit on, ``is_start`` False, ``p_mw`` = thermal
-    output, ``reserve_mw``, and ``load_mw``, ``renewable_forecast_mw``, ``renewable_used_mw``,
-    ``unserved_mw`` (null on the unit rows).
+    ``reserve_mw``, ``co2_t_per_h``. System rows: ``is_on`` = any unit on, ``is_start`` False, ``p_mw`` = thermal
+    output, ``reserve_mw``, ``co2_t_per_h`` (total), and ``load_mw``, ``renewable_forecast_mw``, ``renewable_used_mw``,
+    ``unserved_mw``, ``renewable_share`` (null on the unit rows).
     """
     s = result.schedule.with_columns(pl.Series("period_start", period_start.gather(result.schedule["hour"].to_numpy())))
-    units = s.select("period_start", "unit", pl.col("on").alias("is_on"), pl.col("start").alias("is_start"), "p_mw", "reserve_mw")
+    units = s.select("period_start", "unit", pl.col("on").alias("is_on"), pl.col("start").alias("is_start"), "p_mw", "reserve_mw", "co2_t_per_h")
     system = result.system.select(
         pl.Series("period_start", period_start.gather(result.system["hour"].to_numpy())), pl.lit(system_unit).alias("unit"),
         (pl.col("units_on") > 0).alias("is_on"), pl.lit(False).alias("is_start"), pl.col("thermal_mw").alias("p_mw"), "reserve_mw",
-        "load_mw", "renewable_forecast_mw", "renewable_used_mw", "unserved_mw",
+        "load_mw", "renewable_forecast_mw", "renewable_used_mw", "unserved_mw", "co2_t_per_h", "renewable_share",
     )  # fmt: skip
     return pl.concat([units, system], how="diagonal_relaxed")
 

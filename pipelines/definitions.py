@@ -2,13 +2,14 @@
 
 Where things live: asset definitions in assets/*.py (one module a graph); jobs in
 pipelines/jobs.py, schedules in pipelines/schedules.py, sensors in pipelines/sensors.py,
-resources in pipelines/resources.py, partitions in pipelines/partitions.py.
+resources in assets/resources.py, partitions in assets/partitions.py.
 """
 
 from dagster import Definitions
 
 from assets import alerting as alerting_assets
 from assets import catalog as catalog_assets
+from assets import contingency as contingency_assets
 from assets import forecasting as forecast_assets
 from assets import gold as gold_assets
 from assets import grid_ml as grid_ml_assets
@@ -18,7 +19,7 @@ from assets import reference as reference_assets
 from assets import report as report_assets
 from pipelines.executors import executor_from_env
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from assets.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
 
@@ -34,6 +35,7 @@ ALL_ASSETS = [
     *forecast_assets.FORECAST_ASSETS,
     *grid_ml_assets.GRID_ML_ASSETS,
     *opt_assets.OPT_ASSETS,
+    *contingency_assets.N1_ASSETS,
     *alerting_assets.ALERTING_ASSETS,
     *report_assets.REPORT_ASSETS,
 ]

@@ -44,8 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from contracts.profile import DEMO_PROFILE, read_profile
+
 ROOT = Path(__file__).resolve().parents[1]
-TZ = "America/New_York"
+#: the demo utility's zone (its profile's): the simulator's clocks and, unless set, GRIDLAKE_TIMEZONE
+TZ = read_profile(DEMO_PROFILE).timezone
 
 #: nightly (faulty) days at the end of the history; the days before arrive as one clean backfill
 NIGHTLY_DAYS = 2
@@ -440,7 +443,7 @@ def analyst_query(demo: Demo):
 def gold_row_counts(demo: Demo) -> dict[str, int]:
     """Rows of every gold table in the lake (whole table)."""
     from lake.delta import Lake
-    from lake.schemas import TABLES
+    from contracts import TABLES
 
     lk = Lake(os.environ["GRIDLAKE_LAKE_ROOT"])
     import polars as pl
@@ -478,7 +481,7 @@ def summary(demo: Demo) -> dict[str, Any]:
     show(f"Customer segments as of {day}", seg)
     out["segments"] = seg.to_dicts()
     battery, ev = savings(demo)
-    show(f"Battery at the system meter on {day}: cost vs no battery ($, tariff of TariffConfig)", battery)
+    show(f"Battery at the system meter on {day}: cost vs no battery ($, the utility profile's tariff)", battery)
     show(f"EV charging on {day}: optimal vs baselines (Caltech sessions, same tariff)", ev)
     out["battery"], out["ev"] = battery.to_dicts(), ev.to_dicts()
     opf, uc = grid_costs(demo)
@@ -524,7 +527,7 @@ def _environment(home: Path, alerts_schema: str = "gridlake_demo") -> Path:
     # one catalog per lake: the default demo uses the README's warehouse/, another --home its own
     warehouse = ROOT / "warehouse" if home == (ROOT / ".demo").resolve() else home / "warehouse"
     os.environ.setdefault("GRIDLAKE_CATALOG", str(warehouse / "gridlake.duckdb"))
-    os.environ.setdefault("GRIDLAKE_START_DATE", "2026-01-01")
+    os.environ.setdefault("GRIDLAKE_START_DATE", read_profile(DEMO_PROFILE).partition_start.isoformat())
     os.environ.setdefault("GRIDLAKE_TIMEZONE", TZ)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     # the alerts stage's PostgreSQL schema (wiped at each run: never a shared one from the environment)

@@ -5,7 +5,7 @@
 - unset / ``default``: Dagster's default (``multi_or_in_process_executor``: one subprocess per step);
 - ``in_process``: every step in the run's own process (what the tests and ``make demo`` do through ``materialize``);
 - ``multiprocess``: one subprocess per step, at most ``GRIDLAKE_MAX_CONCURRENT_STEPS`` (default 2) at once;
-- ``celery``: dagster-celery; each step is a Celery task on the queue of its kind (``pipelines.queues``),
+- ``celery``: dagster-celery; each step is a Celery task on the queue of its kind (``assets.queues``),
   executed by ``celery -A pipelines.celery_app worker -Q <prefix>-<kind>`` processes (docs/DEPLOYMENT.md).
 
 Celery settings come from the environment, never from code or run config: ``GRIDLAKE_CELERY_BROKER`` (default

@@ -8,7 +8,7 @@ from dagster import AssetSelection, define_asset_job
 from assets.grid_ml import SCORING_GROUP as GRID_ML_SCORING_GROUP
 from assets.grid_ml import TRAINING_GROUP as GRID_ML_TRAINING_GROUP
 from assets.optimization import GROUP as OPTIMIZATION_GROUP
-from pipelines.partitions import daily_open
+from assets.partitions import daily_open
 
 # -- spine ------------------------------------------------------------------------------------
 reference_job = define_asset_job(
@@ -71,5 +71,11 @@ report_job = define_asset_job(
 FORECAST_JOBS = [forecast_training_job, forecast_scoring_job]
 ALERTING_JOBS = [alert_notifications_job, failure_risk_rescoring_job]
 GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
+# -- N-1 security (assets/contingency.py) ---------------------------------------------------------
+n1_screening_job = define_asset_job(
+    "n1_screening_daily", selection=AssetSelection.assets("gold_n1_screening"), partitions_def=daily_open,
+    description="N-1 line-contingency screening of the day's peak-hour DC-OPF (after optimization_daily)",
+)
+
 OPT_JOBS = [optimization_job]
-ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS, *ALERTING_JOBS, report_job]
+ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS, n1_screening_job, *ALERTING_JOBS, report_job]

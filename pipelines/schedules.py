@@ -19,8 +19,8 @@ from pipelines.jobs import (
     monthly_rollup_job,
     optimization_job,
 )
-from pipelines.partitions import TIMEZONE
-from pipelines.resources import LakeResource
+from assets.partitions import TIMEZONE
+from assets.resources import LakeResource
 
 
 def _local_today(context: ScheduleEvaluationContext) -> str:

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from dagster import DagsterRunStatus, RunFailureSensorContext, RunRequest, SensorEvaluationContext, SkipReason, run_failure_sensor, run_status_sensor, sensor
 
 from lake.landing import LandingCursor, new_files
-from lake.schemas import SOURCES
+from contracts import SOURCES
 from pipelines.jobs import alert_notifications_job, catalog_job, daily_ingest_job, failure_risk_rescoring_job, grid_ml_scoring_job
-from pipelines.partitions import daily_open
-from pipelines.resources import AlertingResource, AlertSinkResource, GridSettings, LandingResource
+from assets.partitions import daily_open
+from assets.resources import AlertingResource, AlertSinkResource, GridSettings, LandingResource
 
 _DAY_DIR = re.compile(r"^(rejected/)?(?P<source>[a-z_]+)/(?P<day>\d{4}-\d{2}-\d{2})/")
 

@@ -2,7 +2,7 @@
 
 Why this module exists
 - The hard bounds, allowed values, nullability and keys of every table are declared once in
-  ``lake.schemas``; the soft thresholds live in ``quality.rules``. ``suite_for`` turns those
+  ``contracts``; the soft thresholds live in ``quality.rules``. ``suite_for`` turns those
   declarations into great-expectations (GX 1.x) expectations so that nothing is typed twice: a new
   column or a changed bound changes the suite automatically.
 - ``validate_frame`` runs the suite on one partition (a Polars frame) and returns a plain, JSON-ready
@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import polars as pl
 
-from lake.schemas import Table
+from contracts import Table
 from quality.rules import DEFAULT_RULES, QualityRules
 
 #: default ceiling of the soft "share of rows flagged anomaly" expectation on silver tables

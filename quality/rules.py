@@ -1,6 +1,6 @@
 """The utility's data-quality rules, as configuration.
 
-Hard bounds (reject -> quarantine) live on the column declarations in ``lake.schemas``; this module
+Hard bounds (reject -> quarantine) live on the column declarations in ``contracts``; this module
 adds the *soft* rules that keep a record but flag it:
 
 - meters: accept 200-260 V (hard); 'warning' outside 210-250 V; 'anomaly' when the interval's
@@ -10,42 +10,54 @@ adds the *soft* rules that keep a record but flag it:
 - weather: 'warning' when diffuse irradiance exceeds global irradiance by more than 20 W/m2 (a
   sensor/shading inconsistency).
 
-The rules are plain data so that a utility can change them without touching code, and so that the
-great-expectations suites (quality.expectations) can read the same numbers.
+The numbers come from the utility profile (``quality`` in contracts/profiles/demo.yaml), so a utility
+changes them without touching code, and the great-expectations suites (quality.expectations) read the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
+
+from contracts.profile import Quality, load_profile
 
 
 @dataclass(frozen=True)
 class MeterRules:
-    warn_voltage_low: float = 210.0
-    warn_voltage_high: float = 250.0
-    anomaly_consumption_multiple: float = 3.0
+    warn_voltage_low: float
+    warn_voltage_high: float
+    anomaly_consumption_multiple: float
 
 
 @dataclass(frozen=True)
 class ScadaRules:
-    warn_hot_spot_c: float = 110.0
-    anomaly_hot_spot_c: float = 140.0
-    warn_frequency_low: float = 59.9
-    warn_frequency_high: float = 60.1
+    warn_hot_spot_c: float
+    anomaly_hot_spot_c: float
+    warn_frequency_low: float
+    warn_frequency_high: float
 
 
 @dataclass(frozen=True)
 class WeatherRules:
-    warn_dhi_over_ghi_wm2: float = 20.0
+    warn_dhi_over_ghi_wm2: float
 
 
 @dataclass(frozen=True)
 class QualityRules:
-    meter: MeterRules = field(default_factory=MeterRules)
-    scada: ScadaRules = field(default_factory=ScadaRules)
-    weather: WeatherRules = field(default_factory=WeatherRules)
+    meter: MeterRules
+    scada: ScadaRules
+    weather: WeatherRules
+
+    @classmethod
+    def from_profile(cls, q: Quality) -> QualityRules:
+        """The soft rules of a utility profile's ``quality`` section."""
+        m, s = q.meter, q.scada
+        return cls(
+            MeterRules(m.warn_voltage_low, m.warn_voltage_high, m.anomaly_consumption_multiple),
+            ScadaRules(s.warn_hot_spot_c, s.anomaly_hot_spot_c, s.warn_frequency_low, s.warn_frequency_high),
+            WeatherRules(q.weather.warn_dhi_over_ghi_wm2),
+        )
 
     def flag_expr(self, source: str, entity: str | None = None) -> pl.Expr:
         """A polars expression giving 'ok' | 'warning' | 'anomaly' for a typed, valid frame of ``source``.
@@ -80,25 +92,5 @@ class QualityRules:
         )
 
 
-DEFAULT_RULES = QualityRules()
-
-#: What each reason code means, for people reading the quarantine table.
-REASON_TEXT = {
-    "malformed_line": "the line has the wrong number of fields or is not valid JSON",
-    "missing_column": "the file lacks a column the contract requires; the whole file is quarantined",
-    "empty_file": "the file has a header but no data rows",
-    "unreadable_file": "the file cannot be decoded in its declared format; the day's files_readable check blocks until it is fixed or waived",
-    "unsafe_name": "the file's name is not a safe landing key, so it was not read; the day blocks until it is renamed or waived",
-    "skipped_file": "a hidden or system file (.DS_Store, ._x.csv, Thumbs.db), not data",
-    "waived_file": "an operator moved the file to rejected/ with a reason (lake.waiver); the day no longer waits for it",
-    "duplicate_column": "two header names map to one contract column; which holds the value is unknown, the whole file is quarantined",
-    "missing_value": "a required field is empty",
-    "wrong_type": "a field does not parse as its declared type",
-    "out_of_range": "a value lies outside the hard acceptance bounds (NaN and infinities included; a time outside the year window or with an offset beyond +-14:00)",
-    "unknown_entity": "the id is not in the reference table",
-    "dst_nonexistent_time": "naive local time inside the spring-forward gap: it never happened",
-    "dst_ambiguous_time": "naive local time in the repeated fall-back hour that the meter's sequence in the file does not prove daylight or standard",
-    "late_data": "the reading belongs to an earlier day than the partition being ingested",
-    "future_data": "the reading belongs to a later day than the partition being ingested",
-    "duplicate": "the same key was received again; the later-received copy is kept",
-}
+#: the rules of the utility's profile (contracts.profile.load_profile)
+DEFAULT_RULES = QualityRules.from_profile(load_profile().quality)

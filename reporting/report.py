@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from lake.delta import Lake
-from lake.schemas import SYSTEM_ENTITY, TABLES, day_bounds_utc
+from contracts import SYSTEM_ENTITY, TABLES, day_bounds_utc
 from models.forecast.plots import png_bytes
 
 _T = TABLES

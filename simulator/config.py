@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts import DEFAULT_TIMEZONE
 
 from .archetypes import ARCHETYPE_NAMES
 
@@ -183,7 +183,7 @@ class BadRecordRates:
     where the format can carry them (a Parquet column is typed, so ``wrong_type`` and
     ``malformed_line`` only hit CSV and JSON-lines files). File-level faults are *counts* of files per
     source and day. All zero (the default) means a clean day. The names match the quarantine reason
-    codes in ``lake.schemas.REASON_CODES`` so a manifest reconciles one-to-one with a quarantine table.
+    codes in ``contracts.REASON_CODES`` so a manifest reconciles one-to-one with a quarantine table.
     """
 
     malformed_line: float = 0.0

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lake.schemas import SOURCES, UTC_TS
+from contracts import SOURCES, UTC_TS
 
 from . import thermal
 from .archetypes import COOL_BASE_C, HEAT_BASE_C, SHAPE_STEP_MIN
@@ -114,7 +114,7 @@ class Simulator:
     def day(self, d: date) -> dict[str, pl.DataFrame]:
         """Clean frames for utility-local day ``d``: ``meter_readings``, ``scada``, ``weather``.
 
-        Columns follow the raw contract (``lake.schemas.SOURCES``); times are interval/sample starts in
+        Columns follow the raw contract (``contracts.SOURCES``); times are interval/sample starts in
         UTC; every row's local date is ``d``. Measures are rounded to 4 decimals, the precision the text
         landing formats carry, so a value is identical in CSV, JSON lines and Parquet.
         """

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
-from lake.schemas import TABLES
+from contracts import TABLES
 
 from .config import SimConfig
 from .fleet import Fleet, expected_unit_mean

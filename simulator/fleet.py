@@ -13,7 +13,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from lake.schemas import TABLES
+from contracts import TABLES
 
 from .archetypes import ARCHETYPE_NAMES, ARCHETYPES, shape_table
 from .config import SimConfig

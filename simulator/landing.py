@@ -14,7 +14,7 @@ Formats, as head-ends export them:
 Every injected fault is recorded in the returned :class:`LandingManifest` with the exact 1-based data
 row numbers (header excluded) of the file that carries it, so an ingestion run can be reconciled
 against it exactly. Fault classes are named like the quarantine reason codes in
-``lake.schemas.REASON_CODES``. Rows are never given two faults, and the fall-back hour's rows are never
+``contracts.REASON_CODES``. Rows are never given two faults, and the fall-back hour's rows are never
 duplicated, broken or re-labelled with an unknown id (any of those leaves a meter with a lone or a
 triple ambiguous local time, which would make order-based resolution itself fail).
 """
@@ -30,7 +30,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from lake.schemas import SOURCES
+from contracts import SOURCES
 
 from .config import BadRecordRates
 from .core import Simulator

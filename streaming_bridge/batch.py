@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import polars as pl
 
-from lake.schemas import GOLD_ALERTS
+from contracts import GOLD_ALERTS
 
 from .alerts import Alert
 from .outbox import Outbox

@@ -2,11 +2,11 @@
 
 Validation is the silver contract itself: records are put into a text frame exactly as a JSON-lines
 landing file would give them and checked by ``lake.ingest.validate_file`` (the declarations of
-``lake.schemas`` and the reason codes of ``quality.rules``), without the per-day late/future rules;
+``contracts``, reason codes included), without the per-day late/future rules;
 the stream adds its own time window (``stale_time`` / ``future_time``) and the message-level checks
 (topic, size, JSON shape, id in topic = id in payload). Nothing raises for bad input: every message,
 and every record of a head-end batch, is either accepted or becomes a dead-letter row with a reason
-(``lake.schemas.STREAM_DEAD_LETTERS``).
+(``contracts.STREAM_DEAD_LETTERS``).
 
 Polars does the per-record work: a batch of a few hundred messages (thousands of readings) costs
 one frame build and one vectorised validation, not per-reading Python rules.
@@ -25,7 +25,7 @@ import orjson
 import polars as pl
 
 from lake.ingest import validate_file
-from lake.schemas import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS, UTC_TS, Source
+from contracts import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS, UTC_TS, Source
 from streaming_bridge.topics import STATUSES, Route, Topics
 
 PAYLOAD_TEXT_LIMIT = 64 * 1024  # characters of a payload kept in the dead-letter row

@@ -33,7 +33,7 @@ from pyarrow import ipc
 
 from lake.delta import Lake
 from lake.landing import LandingZone
-from lake.schemas import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS
+from contracts import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS
 
 DEAD = "dead_letters"
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,100}$")

@@ -111,7 +111,7 @@ class ChampionScorer:
         frame = pl.concat([hist.with_columns(pl.lit(False).alias("_new")), new.with_columns(pl.lit(True).alias("_new"))])
         frame = frame.unique(["transformer_id", "sample_time"], keep="first", maintain_order=True).sort("transformer_id", "sample_time")
         ref = self.ref_transformers if self.ref_transformers is not None else bridge.topo.transformers
-        feats = transformer_features(frame.drop("_new"), ref, None)
+        feats = transformer_features(frame.drop("_new"), ref, None, model.feature_config)  # the zone the model was trained in
         scores = model.score(feats)
         # transformer_features returns rows sorted by (asset_id, time), as frame is
         scored = scores.with_columns(frame["_new"].alias("_new")).filter(pl.col("_new"))

@@ -14,7 +14,7 @@ and on MQTT exactly once unless the process dies between the broker's PUBACK and
 more; the MQTT payload carries the key for consumers to dedupe). A malformed payload answers 400 (which
 Alertmanager does not retry) with the reason, logged.
 
-Table declarations: ``lake.schemas.ALERTS`` / ``ALERT_DELIVERIES`` (the DDL here is generated from them).
+Table declarations: ``contracts.ALERTS`` / ``ALERT_DELIVERIES`` (the DDL here is generated from them).
 Connection settings from env ``GRIDLAKE_PG_HOST/PORT/USER/PASSWORD/DB``; MQTT from ``GRIDLAKE_MQTT_HOST/PORT``.
 Run it: ``python -m streaming_bridge.receiver --listen 127.0.0.1:9095``.
 """
@@ -40,7 +40,7 @@ import psycopg2.extras
 from psycopg2 import sql
 from psycopg2.pool import ThreadedConnectionPool
 
-from lake.schemas import ALERT_DELIVERIES, ALERTS, Table
+from contracts import ALERT_DELIVERIES, ALERTS, Table
 
 from .alerts import SEVERITIES
 

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from lake.schemas import SOURCES
+from contracts import SOURCES
 from streaming_bridge.alerts import SEVERITIES
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")

@@ -40,7 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from lake.delta import Lake
 from lake.landing import LandingZone, open_landing
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts import DEFAULT_TIMEZONE, load_profile
 from streaming_bridge.alerts import Alert, AlertSink
 from streaming_bridge.events import EventConfig, GridEvents
 from streaming_bridge.ingress import (
@@ -92,7 +92,7 @@ class BridgeConfig:
             lake_root=e("GRIDLAKE_LAKE_ROOT", ".demo/lake"),
             landing=e("GRIDLAKE_LANDING", ".demo/landing"),
             spool_dir=e("GRIDLAKE_BRIDGE_SPOOL", ".demo/bridge/spool"),
-            tz=e("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE),
+            tz=load_profile().timezone,  # GRIDLAKE_PROFILE / GRIDLAKE_TIMEZONE
             rules_file=e("GRIDLAKE_BRIDGE_RULES", str(DEFAULT_RULES_FILE)),
             flush_seconds=float(e("GRIDLAKE_BRIDGE_FLUSH_S", "60")),
             http_port=int(e("GRIDLAKE_BRIDGE_HTTP_PORT", "9108")),
@@ -429,7 +429,7 @@ def rule_alert(topo: Topology, active: dict[tuple[str, str], Alert], t: Transiti
 def replay(lake: Lake, since: dt.datetime, sink: AlertSink, *, rules_file: str | Path = DEFAULT_RULES_FILE, until: dt.datetime | None = None, tz: str = DEFAULT_TIMEZONE) -> dict:
     """Re-score what the lake's silver tables hold from ``since`` through the rules and grid events, in
     time order, a local day at a time; alerts go to ``sink`` (Alertmanager dedups what it already has)."""
-    from lake.schemas import SOURCES
+    from contracts import SOURCES
 
     until = until or dt.datetime.now(dt.UTC)
     topo = Topology.from_lake(lake)

@@ -114,7 +114,7 @@ def lake_and_landing(tmp_path, small_sim):
 
     from lake.delta import Lake
     from lake.landing import LocalLanding
-    from lake.schemas import TABLES
+    from contracts import TABLES
     from simulator import write_landing_reference
 
     zone = LocalLanding(tmp_path / "landing")

@@ -37,12 +37,17 @@ def rolling_origin(
     target: str = "mean_kw",
     refit_every: int | None = 1,
     history_window: pd.Timedelta | None = None,
+    future_exog: Callable[[pd.Timestamp, pd.DatetimeIndex], Any] | None = None,
 ) -> pl.DataFrame:
     """Forecast from each origin; return forecasts joined with actuals.
 
     Columns: origin, period_start, horizon_h, p10, p50, p90, model, actual.
     ``refit_every=None`` fits once at the first origin and only updates afterwards.
     ``history_window`` trims the history to a sliding window (None = expanding).
+    ``future_exog(origin, index)`` gives the exogenous values the model may know at ``origin`` for
+    the forecast hours ``index`` (e.g. the latest weather forecast issue,
+    ``models.forecast.weather_inputs.weather_for_origin``); None = the data rows themselves
+    (a perfect weather forecast).
     """
     df = to_pandas(data)
     df[time_col] = pd.to_datetime(df[time_col], utc=True)
@@ -65,6 +70,8 @@ def rolling_origin(
         fit_seconds += time.perf_counter() - t0
         steps = model.series.steps(horizon) if isinstance(horizon, pd.Timedelta) else int(horizon)
         fut = df[(df[time_col] >= origin)].head(steps)
+        if future_exog is not None and model.exog:
+            fut = future_exog(origin, pd.date_range(origin, periods=steps, freq=model.series.freq))
         fc = model.predict(steps, future_exog=fut if model.exog else None)
         fc = fc.with_columns(pl.lit(origin).cast(pl.Datetime("us", "UTC")).alias("origin"))
         out.append(fc)

@@ -21,7 +21,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts import DEFAULT_TIMEZONE
 
 
 class Transform(Protocol):

@@ -12,7 +12,7 @@ import math
 
 import polars as pl
 
-from lake.schemas import day_bounds_utc
+from contracts import day_bounds_utc
 from models.forecast.tables import SYSTEM
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts import DEFAULT_TIMEZONE
 from models.forecast.base import Forecaster
 from models.forecast.data import PreparedSeries
 from models.forecast.features import Calendar

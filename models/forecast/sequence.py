@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts import DEFAULT_TIMEZONE
 from models.forecast.base import QUANTILES, Forecaster
 from models.forecast.data import ForecastInputError, PreparedSeries
 from models.forecast.features import Calendar

@@ -13,7 +13,7 @@ import datetime as dt
 import pandas as pd
 import polars as pl
 
-from lake.schemas import SYSTEM_ENTITY as SYSTEM  # the whole network: the sum over feeders
+from contracts import SYSTEM_ENTITY as SYSTEM  # the whole network: the sum over feeders
 
 
 def with_system_total(feeders: pl.DataFrame) -> pl.DataFrame:
@@ -48,15 +48,23 @@ def future_temperature(weather: pl.DataFrame, index: pd.DatetimeIndex) -> tuple[
     s = weather.select("observation_time", "temp_air_c").drop_nulls().to_pandas().set_index("observation_time")["temp_air_c"]
     s.index = pd.DatetimeIndex(s.index).tz_convert("UTC")
     vals = s.reindex(index)
-    counts = {"from_weather_table": int(vals.notna().sum()), "persisted": 0}
+    counts = {"from_weather_table": int(vals.notna().sum())}
+    vals, counts["persisted"] = persist_diurnal(vals, s)
+    return pd.DataFrame({"period_start": index, "temp_air_c": vals.to_numpy()}), counts
+
+
+def persist_diurnal(vals: pd.Series, observed: pd.Series) -> tuple[pd.Series, int]:
+    """Fill the NaN hours of ``vals`` (indexed by UTC hour) from ``observed`` at the same hour 1, 2
+    or 3 days earlier (nearest first); returns the filled series and how many hours were filled."""
+    n = 0
     for k in (1, 2, 3):
         if not vals.isna().any():
             break
-        prev = pd.Series(s.reindex(index - k * pd.Timedelta(days=1)).to_numpy(), index=index)
+        prev = pd.Series(observed.reindex(vals.index - k * pd.Timedelta(days=1)).to_numpy(), index=vals.index)
         fill = vals.isna() & prev.notna()
-        counts["persisted"] += int(fill.sum())
+        n += int(fill.sum())
         vals = vals.where(~fill, prev)
-    return pd.DataFrame({"period_start": index, "temp_air_c": vals.to_numpy()}), counts
+    return vals, n
 
 
 def forecast_rows(

@@ -14,15 +14,15 @@ from datetime import timedelta
 import polars as pl
 
 from .anomaly import status_expr
-from .config import AlertThresholds, FeatureConfig
-from .tables import GOLD_ALERTS, GOLD_ANOMALY_SCORES
+from .config import AlertThresholds
+from contracts import GOLD_ALERTS, GOLD_ANOMALY_SCORES
 
 
 def fingerprint(asset_type: str, asset_id: str, rule: str, window_start) -> str:
     return hashlib.sha1(f"{asset_type}|{asset_id}|{rule}|{window_start.isoformat()}".encode()).hexdigest()
 
 
-def to_gold_scores(scores: pl.DataFrame, asset_type: str, version: str, tz: str = FeatureConfig().timezone) -> pl.DataFrame:
+def to_gold_scores(scores: pl.DataFrame, asset_type: str, version: str, tz: str) -> pl.DataFrame:
     """:meth:`AnomalyEnsemble.score` output conformed to ``gold_anomaly_scores``."""
     return GOLD_ANOMALY_SCORES.conform(scores.with_columns(
         pl.col("time").dt.convert_time_zone(tz).dt.date().alias("date"),
@@ -33,7 +33,7 @@ def to_gold_scores(scores: pl.DataFrame, asset_type: str, version: str, tz: str 
 
 def build_alerts(scores: pl.DataFrame, asset_type: str, thresholds: AlertThresholds, version: str,
                  rule: str = "anomaly_score", score_col: str = "score", time_col: str = "time",
-                 id_col: str = "asset_id", tz: str = FeatureConfig().timezone) -> pl.DataFrame:
+                 id_col: str = "asset_id", *, tz: str) -> pl.DataFrame:
     """One ``gold_alerts`` row per asset and hour window with any score >= the alert threshold."""
     s = scores.filter(pl.col(score_col) >= thresholds.alert)
     if "reason" not in s.columns:
@@ -65,7 +65,7 @@ def build_alerts(scores: pl.DataFrame, asset_type: str, thresholds: AlertThresho
 
 def day_alerts(anomaly_scores: pl.DataFrame, anomaly_thresholds: dict[str, AlertThresholds],
                risk: pl.DataFrame, risk_thresholds: AlertThresholds | None,
-               tz: str = FeatureConfig().timezone) -> pl.DataFrame:
+               tz: str) -> pl.DataFrame:
     """``gold_alerts`` rows of one day from both rules.
 
     - ``anomaly_score``: ``gold_anomaly_scores`` rows, per asset type and model version, against

@@ -109,8 +109,9 @@ class AnomalyEnsemble:
     """
 
     kind: str
+    #: how the input features were built (the utility's zone among them)
+    feature_config: FeatureConfig
     config: AnomalyConfig = field(default_factory=AnomalyConfig)
-    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     version: str = "unregistered"
     # fitted state
@@ -333,7 +334,7 @@ class AnomalyEnsemble:
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """Scores as a frame: asset_id, time, score, per-detector scores, status, reason (see
-        :data:`models.grid.tables.GOLD_ANOMALY_SCORES`, which :func:`to_gold_scores` conforms to)."""
+        :data:`contracts.GOLD_ANOMALY_SCORES`, which :func:`to_gold_scores` conforms to)."""
         s, x = self._score_arrays(features)
         th = self.thresholds
         out = features.select("asset_id", "time").with_columns(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lake.schemas import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
+from contracts import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
 
 #: registered model names in the MLflow registry (training assets register them, batch scoring and the
 #: streaming bridge load their ``champion`` alias)
@@ -62,7 +62,8 @@ class AlertThresholds:
 class FeatureConfig:
     """How raw readings become features (see :mod:`models.grid.features`)."""
 
-    timezone: str = "America/New_York"
+    #: the utility's zone (the profile's: assets pass ``GridSettings.timezone``)
+    timezone: str
     #: nominal service voltage of the meters (V)
     meter_nominal_v: float = 230.0
     #: nominal secondary voltage reported by transformer SCADA (V)

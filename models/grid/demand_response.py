@@ -11,38 +11,30 @@ segment typically sheds (``reduction_share``). Participants are ranked by expect
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
 import polars as pl
 
+from contracts.profile import DemandResponse
+
 from .features import FeatureInputError, local_date, require_columns
-from .recommend import _default_multipliers
-
-
-def _default_reduction() -> dict[str, float]:
-    return {"ev_charging": 0.5, "seasonal_heavy_hvac": 0.35, "solar_battery": 0.3, "business_hours_commercial": 0.2,
-            "evening_residential_peak": 0.2, "early_morning_industrial": 0.15, "retired_all_day": 0.15,
-            "weekend_shift": 0.15, "night_owl": 0.1, "high_all_day": 0.1}
 
 
 @dataclass(frozen=True)
 class DRConfig:
+    """One event plan: the capacity of ``scope`` (system or a feeder id), the utility's zone (an event's
+    local ``date``) and its demand-response programme (margin, incentive, per-segment shares/multipliers)."""
+
     capacity_kw: float
+    timezone: str
+    programme: DemandResponse
     scope: str = "system"
-    #: extra reduction asked for on top of the exceedance (forecast error)
-    margin: float = 0.1
-    base_incentive: float = 5.0
-    multiplier: dict[str, float] = field(default_factory=_default_multipliers)
-    reduction_share: dict[str, float] = field(default_factory=_default_reduction)
-    timezone: str = "America/New_York"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.capacity_kw, (int, float)) and self.capacity_kw > 0 and np.isfinite(self.capacity_kw)):
             raise ValueError(f"DRConfig.capacity_kw must be a finite number > 0, got {self.capacity_kw!r}")
-        if not 0 <= self.margin <= 1:
-            raise ValueError(f"DRConfig.margin must be in [0, 1], got {self.margin!r}")
 
 
 def event_id(scope: str, start: datetime) -> str:
@@ -71,14 +63,15 @@ def plan_events(forecast: pl.DataFrame, customers: pl.DataFrame, cfg: DRConfig) 
         .sort("start_time")
         .with_columns((pl.col("_last") + (step or pl.duration(hours=1))).alias("end_time"))
     )
-    el = customers.filter(pl.col("dr_opt_in") & pl.col("segment").is_in(list(cfg.multiplier))).with_columns(
+    prog = cfg.programme
+    el = customers.filter(pl.col("dr_opt_in") & pl.col("segment").is_in(list(prog.multiplier))).with_columns(
         (pl.col("peak_kw").clip(lower_bound=0.0) * pl.col("segment").replace_strict(
-            cfg.reduction_share, default=0.0, return_dtype=pl.Float64)).alias("expected_reduction_kw"),
-        (cfg.base_incentive * pl.col("segment").replace_strict(cfg.multiplier, return_dtype=pl.Float64)).alias("incentive"),
+            prog.reduction_share, default=0.0, return_dtype=pl.Float64)).alias("expected_reduction_kw"),
+        (prog.base_incentive * pl.col("segment").replace_strict(prog.multiplier, return_dtype=pl.Float64)).alias("incentive"),
     ).filter(pl.col("expected_reduction_kw") > 0).sort(["expected_reduction_kw", "customer_id"], descending=[True, False])
     events, parts = [], []
     for w in win.iter_rows(named=True):
-        target = (w["forecast_peak_kw"] - cfg.capacity_kw) * (1 + cfg.margin)
+        target = (w["forecast_peak_kw"] - cfg.capacity_kw) * (1 + prog.margin)
         cum = el["expected_reduction_kw"].cum_sum().to_numpy()
         n = int(np.searchsorted(cum, target) + 1) if len(cum) else 0
         chosen = el.head(min(n, el.height))
@@ -95,7 +88,7 @@ def plan_events(forecast: pl.DataFrame, customers: pl.DataFrame, cfg: DRConfig) 
             pl.lit(day).alias("date"), pl.lit(eid).alias("event_id"), "customer_id", "meter_id", "segment",
             "expected_reduction_kw", "incentive",
         ))
-    from .tables import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
+    from contracts import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
 
     ev = GOLD_DR_EVENTS.conform(pl.DataFrame(events, schema=GOLD_DR_EVENTS.polars_schema())) if events else \
         pl.DataFrame(schema=GOLD_DR_EVENTS.polars_schema())
@@ -103,8 +96,9 @@ def plan_events(forecast: pl.DataFrame, customers: pl.DataFrame, cfg: DRConfig) 
     return ev, pa
 
 
-def customer_peak_kw(readings: pl.DataFrame, peak_hours: tuple[int, int] = (16, 21), tz: str = "America/New_York") -> pl.DataFrame:
-    """meter_id, peak_kw: mean demand inside the local peak window (input to :func:`plan_events`)."""
+def customer_peak_kw(readings: pl.DataFrame, peak_hours: tuple[int, int], tz: str) -> pl.DataFrame:
+    """meter_id, peak_kw: mean demand inside the local peak window ``[start, end)`` hours (the profile's
+    ``tariffs.peak_window.bounds``; input to :func:`plan_events`)."""
     require_columns(readings, ("meter_id", "reading_time", "demand_kw"), "meter readings")
     h = pl.col("reading_time").dt.convert_time_zone(tz).dt.hour()
     return readings.filter(h.is_between(peak_hours[0], peak_hours[1] - 1)).group_by("meter_id").agg(
@@ -168,22 +162,20 @@ def feeder_capacity_kw(ref_transformers: pl.DataFrame, explicit: dict[str, float
 
 
 def plan_feeder_events(forecast: pl.DataFrame, customers: pl.DataFrame, capacity_kw: dict[str, float],
-                       margin: float = 0.1, base_incentive: float = 5.0,
-                       timezone: str = "America/New_York") -> tuple[pl.DataFrame, pl.DataFrame]:
+                       programme: DemandResponse, timezone: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`plan_events` per feeder: ``forecast`` (time, entity_id = feeder, forecast_kw) against
     ``capacity_kw[feeder]`` with that feeder's ``customers`` (which carry ``feeder_id``); the event
     scope is the feeder id. Returns (dr_events, dr_participations) of all feeders (empty frames with
     the table schemas when there is no forecast). A forecast feeder without a capacity is an error.
     """
-    from .tables import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
+    from contracts import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
 
     events, parts = [], []
     for (fid,), g in forecast.group_by("entity_id", maintain_order=True):
         if fid not in capacity_kw:
             raise ValueError(f"forecast feeder {fid!r} has no transformers in ref_transformers "
                              "and no feeder_capacity_kw entry")
-        cfg = DRConfig(capacity_kw=capacity_kw[fid], scope=fid, margin=margin, base_incentive=base_incentive,
-                       timezone=timezone)
+        cfg = DRConfig(capacity_kw=capacity_kw[fid], timezone=timezone, programme=programme, scope=fid)
         ev, pa = plan_events(g.select("time", "forecast_kw"), customers.filter(pl.col("feeder_id") == fid), cfg)
         events.append(ev)
         parts.append(pa)

@@ -57,7 +57,8 @@ def hourly_snapshots(
     ref_transformers: pl.DataFrame,
     weather: pl.DataFrame | None,
     anomaly_flags: pl.DataFrame | None = None,
-    cfg: FeatureConfig = FeatureConfig(),
+    *,
+    cfg: FeatureConfig,
     features: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per transformer and hour (``as_of`` = end of the hour) with :data:`FAILURE_FEATURES`.
@@ -124,7 +125,7 @@ def hourly_snapshots(
 
 
 def failure_snapshots(scada: pl.DataFrame, ref_transformers: pl.DataFrame, weather: pl.DataFrame | None,
-                      anomaly_model, cfg: FeatureConfig = FeatureConfig()) -> pl.DataFrame:
+                      anomaly_model, cfg: FeatureConfig) -> pl.DataFrame:
     """:func:`hourly_snapshots` whose ``anomaly_count_7d`` counts the SCADA samples ``anomaly_model``
     (a transformer :class:`~models.grid.anomaly.AnomalyEnsemble`) puts at or above its alert threshold.
 
@@ -134,7 +135,7 @@ def failure_snapshots(scada: pl.DataFrame, ref_transformers: pl.DataFrame, weath
     f = transformer_features(scada, ref_transformers, weather, cfg)
     s = anomaly_model.score_arrays(f)["score"]
     flags = f.select("asset_id", "time").filter(pl.Series(s >= anomaly_model.thresholds.alert))
-    return hourly_snapshots(scada, ref_transformers, weather, flags, cfg, features=f)
+    return hourly_snapshots(scada, ref_transformers, weather, flags, cfg=cfg, features=f)
 
 
 def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon_h: float = 72.0) -> pl.DataFrame:

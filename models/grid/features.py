@@ -130,7 +130,7 @@ def _prepare(df: pl.DataFrame, entity: str, time: str, measures: tuple[str, ...]
     )
 
 
-def meter_features(readings: pl.DataFrame, cfg: FeatureConfig = FeatureConfig()) -> pl.DataFrame:
+def meter_features(readings: pl.DataFrame, cfg: FeatureConfig) -> pl.DataFrame:
     """Features per meter reading (silver ``meter_readings`` or the raw contract).
 
     Pass the previous week of readings along with the ones to score: the rolling features look back
@@ -241,7 +241,7 @@ def transformer_features(
     scada: pl.DataFrame,
     ref_transformers: pl.DataFrame,
     weather: pl.DataFrame | None,
-    cfg: FeatureConfig = FeatureConfig(),
+    cfg: FeatureConfig,
 ) -> pl.DataFrame:
     """Features per SCADA sample. Pass the previous day along: the thermal model and the rolling
     voltage need it (its first hours are a warm-up)."""
@@ -305,7 +305,7 @@ def window_matrix(features: pl.DataFrame, columns: tuple[str, ...], window: int,
 
 
 def anomaly_features(meters: pl.DataFrame, scada: pl.DataFrame, weather: pl.DataFrame | None,
-                     ref_transformers: pl.DataFrame, cfg: FeatureConfig = FeatureConfig()) -> dict[str, pl.DataFrame]:
+                     ref_transformers: pl.DataFrame, cfg: FeatureConfig) -> dict[str, pl.DataFrame]:
     """Anomaly features per stream: ``{"meter": meter_features, "transformer": transformer_features}``.
 
     A stream with no rows is left out (there is nothing to train on or score), so callers tell an

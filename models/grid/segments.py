@@ -28,24 +28,28 @@ PROFILE_HOURS = 24
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    timezone: str = "America/New_York"
+    #: the utility's zone (local days and hours)
+    timezone: str
+    #: local peak window [start, end) hours (the profile's ``tariffs.peak_window.bounds``), used for the
+    #: peak-energy column recommendations need
+    peak_hours: tuple[int, int]
+    #: ``holidays`` country code: public holidays count as days off
+    holiday_country: str
     #: fewer days than this: the segment is marked provisional
     min_days: int = 7
-    #: local peak window [start, end) hours, used for the peak-energy column recommendations need
-    peak_hours: tuple[int, int] = (16, 21)
     seed: int = 0
 
 
-def _day_off(dates: pl.Series) -> pl.Series:
+def _day_off(dates: pl.Series, country: str) -> pl.Series:
     import holidays
 
     years = sorted({d.year for d in dates.drop_nulls().unique().to_list()}) or [2026]
-    hol = holidays.country_holidays("US", years=years)
+    hol = holidays.country_holidays(country, years=years)
     return dates.map_elements(lambda d: d.weekday() >= 5 or d in hol, return_dtype=pl.Boolean)
 
 
-def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None = None,
-                     cfg: SegmentConfig = SegmentConfig()) -> pl.DataFrame:
+def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None,
+                     cfg: SegmentConfig) -> pl.DataFrame:
     """One row per meter: normalised profiles ``wd_00..wd_23``, ``we_00..we_23`` and the summary features.
 
     A meter with only working days (or only days off) in its history reuses the profile it has for
@@ -60,7 +64,7 @@ def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None = N
         pl.col("demand_kw").cast(pl.Float64).fill_nan(None), pl.col("consumption_kwh").cast(pl.Float64).fill_nan(None),
     )
     days = r.select(pl.col("day").unique())
-    days = days.with_columns(_day_off(days["day"]).alias("off"))
+    days = days.with_columns(_day_off(days["day"], cfg.holiday_country).alias("off"))
     r = r.join(days, on="day", how="left")
     a, b = cfg.peak_hours
     daily = r.group_by("meter_id", "day", "off").agg(
@@ -126,7 +130,7 @@ def _matrix(pf: pl.DataFrame) -> np.ndarray:
 
 @dataclass
 class SegmentModel:
-    config: SegmentConfig = field(default_factory=SegmentConfig)
+    config: SegmentConfig
     version: str = "unregistered"
     names_: list[str] = field(default_factory=list)
     scaler_: object = None

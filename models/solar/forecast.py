@@ -90,8 +90,39 @@ def _origin_features(obs: pd.DataFrame, capacity: float) -> pd.DataFrame:
     return f
 
 
-def design(obs: pd.DataFrame, capacity: float, horizons: list[int]) -> pd.DataFrame:
-    """Rows = (origin, lead): origin features + target-time solar geometry + persistence."""
+#: features from forecast weather (NWP issues), present when ``design`` gets ``nwp``
+NWP_FEATURES = ("nwp_k_t", "nwp_p_t", "nwp_minus_sp", "nwp_k0", "nwp_age_h", "nwp_temp_t")
+
+
+def _nwp_features(d: pd.DataFrame, obs: pd.DataFrame, nwp: pd.DataFrame, h: int, capacity: float) -> pd.DataFrame:
+    """Forecast weather known when the origin hour's observation completes (origin + 1 h): the
+    latest issue published by then (``models.forecast.weather_inputs.asof_issue``), read at the
+    target hour and at the origin hour (its miss there tells how wrong the issue runs today).
+    No issue -> NaN (the boosters route missing values)."""
+    from models.forecast.weather_inputs import asof_issue
+
+    known = pd.Series(obs.index + pd.Timedelta(hours=1))
+    rq = pd.DataFrame({"origin": pd.concat([known, known]), "valid_at": np.concatenate([obs.index + pd.Timedelta(hours=h), obs.index])})
+    a = asof_issue(nwp, rq, ["ghi_wm2", "temp_air_c"])
+    n = len(obs)
+    cs_t = obs["clearsky_ghi_wm2"].shift(-h).to_numpy(float)
+    cs_0 = obs["clearsky_ghi_wm2"].to_numpy(float)
+    g_t, g_0 = a["ghi_wm2"].to_numpy(float)[:n], a["ghi_wm2"].to_numpy(float)[n:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k_t = np.where(cs_t > 50, np.clip(g_t / cs_t, 0, 1.5), np.where(np.isnan(g_t), np.nan, 1.0))
+        k_0 = np.where(cs_0 > 50, np.clip(g_0 / cs_0, 0, 1.5), np.nan)
+    d["nwp_k_t"] = k_t
+    d["nwp_p_t"] = k_t * d["cs_t"].to_numpy(float)
+    d["nwp_minus_sp"] = d["nwp_p_t"] - d["sp_t"]
+    d["nwp_k0"] = d["kghi0"].to_numpy(float) - k_0
+    d["nwp_age_h"] = ((known - a["issued_at"].iloc[:n].reset_index(drop=True)) / pd.Timedelta(hours=1)).to_numpy(float)
+    d["nwp_temp_t"] = a["temp_air_c"].to_numpy(float)[:n]
+    return d
+
+
+def design(obs: pd.DataFrame, capacity: float, horizons: list[int], nwp: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows = (origin, lead): origin features + target-time solar geometry + persistence
+    (+ forecast-weather features when ``nwp`` issues are given)."""
     base = _origin_features(obs, capacity)
     k = base["k0"]
     sp = smart_persistence(obs, capacity, horizons)
@@ -111,6 +142,8 @@ def design(obs: pd.DataFrame, capacity: float, horizons: list[int]) -> pd.DataFr
         d["doy_cos"] = np.cos(2 * np.pi * tloc.dayofyear / 365.25)
         d["y"] = obs["ac_kw"].shift(-h) / capacity
         d["target_time"] = tloc
+        if nwp is not None:
+            d = _nwp_features(d, obs, nwp, h, capacity)
         parts.append(d)
     return pd.concat(parts).rename_axis("origin").reset_index()
 
@@ -170,16 +203,18 @@ class SolarXGBForecaster:
     )  # fmt: skip
 
     def _cols(self, d: pd.DataFrame) -> list[str]:
-        extra = [c for c in ("temp_air_c", "wind_speed_ms", "cloud_cover") if c in d.columns]
+        extra = [c for c in ("temp_air_c", "wind_speed_ms", "cloud_cover", *NWP_FEATURES) if c in d.columns]
         return list(self.FEATURES) + extra
 
-    def fit(self, obs: pd.DataFrame) -> "SolarXGBForecaster":
-        """Train on every (origin, lead) pair whose target lies inside ``obs`` and is daylight."""
+    def fit(self, obs: pd.DataFrame, nwp: pd.DataFrame | None = None) -> "SolarXGBForecaster":
+        """Train on every (origin, lead) pair whose target lies inside ``obs`` and is daylight;
+        with ``nwp`` (weather forecast issues) the forecast-weather features join (then
+        ``predict_design`` needs a design built with the issues too)."""
         import xgboost as xgb
 
         if len(obs) < 24 * 14:
             raise ValueError(f"solar model needs at least 14 days of hourly history, got {len(obs)} rows")
-        d = design(obs, self.capacity_kw, self.horizons)
+        d = design(obs, self.capacity_kw, self.horizons, nwp)
         d = d[d["y"].notna() & (d["cs_t"] > 0)]
         self._columns = self._cols(d)
 
@@ -239,6 +274,9 @@ class SolarXGBForecaster:
 
     def predict_design(self, d: pd.DataFrame) -> np.ndarray:
         """(n, 3) quantiles in kW; zero where the sun is down at the target, capped at clear sky x 1.5."""
+        missing = [c for c in getattr(self, "_columns", []) if c not in d.columns]
+        if missing:
+            raise ValueError(f"solar forecast: design lacks feature(s) {missing} the model was fitted with (forecast weather?)")
         rel = self._relative_quantiles(d)
         widen = getattr(self, "widen_", None)  # absent in models pickled before calibration
         if widen:
@@ -255,13 +293,16 @@ class SolarXGBForecaster:
         q[cs <= 0] = 0.0
         return np.sort(q, axis=1)
 
-    def predict(self, obs: pd.DataFrame, clearsky_future: pd.DataFrame) -> pl.DataFrame:
+    def predict(self, obs: pd.DataFrame, clearsky_future: pd.DataFrame, nwp: pd.DataFrame | None = None) -> pl.DataFrame:
         """Forecast from the last row of ``obs``; ``clearsky_future`` holds the next hours'
-        ``clearsky_ac_kw``, ``zenith``, ``azimuth`` (deterministic, from pvlib)."""
-        full = pd.concat([obs, clearsky_future[["clearsky_ac_kw", "zenith", "azimuth"]]])
-        d = design(full, self.capacity_kw, self.horizons)
+        ``clearsky_ac_kw``, ``zenith``, ``azimuth`` (deterministic, from pvlib), and
+        ``clearsky_ghi_wm2`` when ``nwp`` (weather forecast issues) is given."""
+        cols = ["clearsky_ac_kw", "zenith", "azimuth"] + (["clearsky_ghi_wm2"] if nwp is not None else [])
+        full = pd.concat([obs, clearsky_future[cols]])
+        d = design(full, self.capacity_kw, self.horizons, nwp)
         d = d[d["origin"] == obs.index[-1]]
-        if d[self._columns].drop(columns=["k_std3", "k24", "k_tgt24", "k_mean6"]).isna().any().any():
+        optional = ["k_std3", "k24", "k_tgt24", "k_mean6", *[c for c in NWP_FEATURES if c in self._columns]]
+        if d[self._columns].drop(columns=optional).isna().any().any():
             raise ValueError("solar forecast: features missing at the origin (need 4 hours of observations)")
         q = self.predict_design(d)
         return pl.DataFrame(

@@ -20,14 +20,15 @@ from models.forecast.data import to_pandas
 WEATHER_COLUMNS = ("ghi_wm2", "dni_wm2", "dhi_wm2", "temp_air_c", "wind_speed_ms")
 
 
-def tmy_weather() -> tuple[pd.DataFrame, dict]:
-    """Greensboro NC TMY3 (pvlib's bundled file) in silver-weather column names, and its metadata.
+def tmy_weather(filename: str = "723170TYA.CSV") -> tuple[pd.DataFrame, dict]:
+    """A TMY3 file bundled with pvlib (default Greensboro NC; ``"703165TY.csv"`` is Sand Point AK)
+    in silver-weather column names, and its metadata.
 
     TMY3 stamps the END of each hour; gridlake uses period starts, so times move back one hour.
     """
     from pathlib import Path
 
-    path = Path(pvlib.__file__).parent / "data" / "723170TYA.CSV"
+    path = Path(pvlib.__file__).parent / "data" / filename
     data, meta = pvlib.iotools.read_tmy3(path, coerce_year=2021, map_variables=True)
     idx = data.index.tz_convert("UTC") - pd.Timedelta(hours=1)
     w = pd.DataFrame(

@@ -23,7 +23,7 @@ from lake.catalog import query, refresh_catalog
 from lake.delta import Lake
 from lake.ingest import ingest_partitions
 from lake.landing import LocalLanding
-from lake.schemas import SOURCES, TABLES
+from contracts import SOURCES, TABLES
 
 SRC = SOURCES["meter_readings"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ import polars as pl
 from lake.delta import Lake
 from lake.ingest import ingest_partitions
 from lake.landing import LocalLanding
-from lake.schemas import SOURCES
+from contracts import SOURCES
 src = SOURCES["meter_readings"]
 lake, zone = Lake(sys.argv[1]), LocalLanding(sys.argv[2])
 days = [dt.date.fromisoformat(d) for d in sys.argv[3].split(",")]

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from lake import bi
-from lake.schemas import SOURCES, TABLES
+from contracts import SOURCES, TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 DAYS = [dt.date(2026, 10, 31), dt.date(2026, 11, 1)]

@@ -10,7 +10,7 @@ import polars as pl
 
 from lake.bronze import read_records
 from lake.ingest import ingest_partition
-from lake.schemas import SOURCES
+from contracts import SOURCES
 
 SRC = SOURCES["meter_readings"]
 DAY = dt.date(2026, 11, 2)

@@ -25,7 +25,7 @@ from lake.catalog import (
     sql_literal_uri,
 )
 from lake.delta import Lake
-from lake.schemas import TABLES, Table
+from contracts import TABLES, Table
 
 SILVER = TABLES["silver_meter_readings"]
 REF = TABLES["ref_meters"]

@@ -12,7 +12,7 @@ import time
 import polars as pl
 import pytest
 
-from lake.schemas import TABLES
+from contracts import TABLES
 
 TABLE = TABLES["gold_load_daily"]
 WRITERS, ROUNDS, ROWS = 4, 4, 50

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from lake.delta import Lake
-from lake.schemas import SOURCES
+from contracts import SOURCES
 
 BRONZE = SOURCES["meter_readings"].bronze
 D0 = dt.date(2026, 2, 1)

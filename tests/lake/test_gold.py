@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from lake import gold
-from lake.schemas import TABLES
+from contracts import TABLES
 
 UTC = dt.timezone.utc
 

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import build_partition, ingest_partition, ingest_partitions, reconcile_from_tables
-from lake.schemas import SOURCES
+from contracts import SOURCES
 from lake.waiver import waive_file
 
 SRC = SOURCES["meter_readings"]

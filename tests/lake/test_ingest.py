@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import ingest_partition
-from lake.schemas import SOURCES
+from contracts import SOURCES
 
 SRC = SOURCES["meter_readings"]
 HEADER = "meter_id,reading_time,consumption_kwh,demand_kw,voltage,current_amps,power_factor"
@@ -183,7 +183,7 @@ def test_simulated_day_reconciles_exactly_with_the_injection_manifest(lake_and_l
     assert res.raw_rows == res.silver_rows + res.quarantined_rows + res.duplicate_rows
     # the same counts read back from the written tables (the blocking `reconciles` check's figures)
     from lake.ingest import reconcile_from_tables
-    from lake.schemas import SOURCES
+    from contracts import SOURCES
 
     back = reconcile_from_tables(lake, SOURCES["meter_readings"], day)
     assert (back["bronze_records"], back["silver_rows"], back["quarantined_rows"], back["duplicate_rows"], back["difference"]) == (

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from lake.delta import Lake
 from lake.ingest import ingest_partition, reconcile_from_tables
 from lake.landing import LocalLanding
-from lake.schemas import SOURCES
+from contracts import SOURCES
 
 SRC = SOURCES["meter_readings"]
 COLS = SRC.raw_columns

@@ -8,7 +8,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from lake.schemas import TABLES
+from contracts import TABLES
 from models.forecast.peak import feeder_capacity_kw, peak_demand
 from models.forecast.tables import SYSTEM
 

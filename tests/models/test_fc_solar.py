@@ -206,3 +206,28 @@ def test_one_booster_per_lead_routes_rows_by_lead(power, system):
     pooled = SolarXGBForecaster(system.kw_dc, horizons=[1, 3], n_estimators=40, per_lead=False).fit(train)
     assert not isinstance(pooled.model, PerLeadBoosters)
     assert pooled.predict_design(d).shape == (len(d), 3)
+
+
+def test_nwp_features_use_only_issues_published_by_the_end_of_the_origin_hour(power, system, tmy):
+    """Forecast-weather features read the latest issue published by origin + 1 h (the end of the
+    last observed hour): spoiling every later issue changes nothing at that origin."""
+    from models.solar.forecast import NWP_FEATURES
+    from simulator.nwp import issue_forecasts
+
+    m = tmy.attrs["meta"]
+    w = tmy[(tmy["observation_time"] >= "2021-05-25") & (tmy["observation_time"] < "2021-06-10")]
+    nwp = issue_forecasts(w, m["latitude"], m["longitude"], m["altitude"], seed=2)
+    obs = power.loc["2021-06-01":"2021-06-04"]
+    origin = pd.Timestamp("2021-06-03 15:00", tz="UTC")
+    spoiled = nwp.copy()
+    late = pd.to_datetime(spoiled["issued_at"]) > origin + pd.Timedelta(hours=1)
+    spoiled.loc[late, ["ghi_wm2", "temp_air_c"]] = 0.0
+    H = [1, 3, 6]
+    a = design(obs, system.kw_dc, H, nwp).set_index(["origin", "lead_h"])
+    b = design(obs, system.kw_dc, H, spoiled).set_index(["origin", "lead_h"])
+    cols = list(NWP_FEATURES)
+    pd.testing.assert_frame_equal(a.loc[origin, cols], b.loc[origin, cols])
+    assert a.loc[origin, "nwp_age_h"].between(0, 7).all()  # an issue every 6 h
+    assert a.loc[origin, "nwp_k_t"].notna().all()
+    later = origin + pd.Timedelta(hours=8)
+    assert not a.loc[later, cols].equals(b.loc[later, cols])  # the spoiled issues do reach later origins

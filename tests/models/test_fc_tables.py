@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lake.schemas import TABLES
+from contracts import TABLES
 from models.forecast.tables import SYSTEM, forecast_rows, future_temperature, with_system_total, with_temperature
 
 T0 = pd.Timestamp("2026-04-06 00:00", tz="UTC")

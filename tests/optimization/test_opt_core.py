@@ -6,7 +6,7 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 
-from optimization.core import CompiledModel, add_constraint, solve
+from optimization.core import CompiledModel, add_constraint, diagnose_infeasibility, solve
 from optimization.errors import InfeasibleError
 
 
@@ -60,6 +60,26 @@ def test_infeasible_model_names_the_constraint_group_and_amount() -> None:
     assert sum(err.value.groups.values()) == pytest.approx(30.0, rel=1e-6)  # 100 - (30 + 40)
     assert "cannot be met" in str(err.value)
 
+
+
+def test_diagnosis_reports_groups_only_when_its_elastic_lp_solved() -> None:
+    m = _transport()
+    m.demand.set_value(m.x[0] + m.x[1] == 100.0)
+    cm = CompiledModel(m)
+    assert diagnose_infeasibility(cm) == {"demand": pytest.approx(30.0)}
+    assert cm.diagnosis_note == ""
+    # an elastic LP that cannot finish (no time at all) names nothing and says why
+    assert diagnose_infeasibility(cm, time_limit=0.0) == {}
+    assert "did not solve" in cm.diagnosis_note and "Time limit" in cm.diagnosis_note
+
+
+def test_infeasible_model_without_a_diagnosis_says_so_honestly() -> None:
+    m = _transport()
+    m.demand.set_value(m.x[0] + m.x[1] == 100.0)
+    with pytest.raises(InfeasibleError, match="could not diagnose.*Time limit") as err:
+        solve(m, diagnose_time_limit=0.0)
+    assert err.value.groups == {}
+    assert "short by" not in str(err.value)  # no made-up "'integrality' short by 0"
 
 def test_set_bounds_resolves_without_rebuilding() -> None:
     m = _transport()

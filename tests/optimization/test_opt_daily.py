@@ -12,7 +12,6 @@ import pytest
 from optimization.daily import (
     SYSTEM,
     day_periods,
-    default_carbon_profile,
     ev_sessions_for_day,
     gross_load,
     newest_issue_p50,
@@ -83,8 +82,10 @@ def test_bad_tariff_inputs_are_named(change: dict, match: str) -> None:
         time_of_use(day_periods(DAY, TZ, 60), TZ, **{**kw, **change})
 
 
-def test_default_carbon_profile_dips_to_250_at_solar_noon() -> None:
-    c = np.array(default_carbon_profile())
+def test_demo_profile_carbon_dips_to_250_at_solar_noon() -> None:
+    from contracts.profile import DEMO_PROFILE, read_profile
+
+    c = np.array(read_profile(DEMO_PROFILE).tariffs.carbon_kg_per_mwh)
     assert c.shape == (24,)
     assert c[12] == 250.0 and c.argmin() == 12
     assert set(c[:7]) == set(c[18:]) == {450.0}  # night

@@ -12,7 +12,7 @@ import pytest
 import polars as pl
 
 from optimization.dcopf import REFERENCE_OBJECTIVES, build_dcopf, load_case, scaled_case, solve_dcopf, solve_dcopf_periods
-from optimization.errors import InfeasibleError
+from optimization.errors import InfeasibleError, InputError
 
 
 @pytest.mark.parametrize("case", ["case9", "case14", "case57", "case118", "case300"])
@@ -123,3 +123,58 @@ def test_an_infeasible_period_is_named_with_its_scale_and_groups() -> None:
     with pytest.raises(InfeasibleError) as direct:
         solve_dcopf(scaled_case(base, too_much))
     assert err.value.groups == direct.value.groups and err.value.hint == direct.value.hint
+
+
+def _pypower_dcopf(ppc: dict) -> float:
+    """The DC-OPF optimum of ``ppc`` from pandapower's PYPOWER port (``opf`` with PF_DC), an independent solver."""
+    from pandapower.pypower.opf import opf
+    from pandapower.pypower.ppoption import ppoption
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = opf(copy.deepcopy(ppc), ppoption(PF_DC=True, VERBOSE=0, OUT_ALL=0))
+    assert r["success"]
+    return float(r["f"])
+
+
+def test_every_reference_bus_angle_is_fixed_as_matpower_does() -> None:
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    net = pn.case9()
+    pp.runpp(net)
+    ppc = copy.deepcopy(load_case("case9"))
+    ppc["bus"][1, 1] = 3  # bus 2 becomes a second REF bus at its AC power-flow angle (9.67 deg)
+    ppc["bus"][1, 8] = float(net.res_bus.va_degree[1])
+    res = solve_dcopf(ppc)
+    assert res.objective == pytest.approx(_pypower_dcopf(ppc), rel=1e-6)
+    assert res.objective == pytest.approx(5317.7756, rel=1e-6)  # MATPOWER convention; the first REF only gave 5216.03
+    va = dict(zip(res.buses["bus"].to_list(), res.buses["va_deg"].to_list()))
+    assert va[0] == pytest.approx(0.0, abs=1e-9) and va[1] == pytest.approx(ppc["bus"][1, 8], abs=1e-9)
+
+
+def test_renewables_are_capped_at_their_forecast_and_emissions_are_reported() -> None:
+    free = solve_dcopf("case9")
+    assert np.isnan(free.emissions_t_per_h) and free.renewable_share == 0.0  # no factors given: unknown, not 0
+    uncapped = float(free.generators["p_mw"][1])
+    co2 = [0.9, 0.0, 0.6]  # t/MWh per generator row; generator 1 is a wind farm
+    res = solve_dcopf("case9", renewable_forecast_mw={1: 50.0}, gen_co2_t_per_mwh=co2)
+    g = res.generators
+    assert uncapped > 50.0 and float(g["p_mw"][1]) == pytest.approx(50.0, abs=1e-6)  # the cap binds
+    assert g["renewable"].to_list() == [False, True, False]
+    assert res.emissions_t_per_h == pytest.approx(float((g["p_mw"].to_numpy() * np.array(co2)).sum()), rel=1e-12)
+    assert res.renewable_share == pytest.approx(50.0 / g["p_mw"].sum(), rel=1e-9)
+    assert res.objective > free.objective
+    with pytest.raises(InputError, match="generator 7 does not exist"):
+        solve_dcopf("case9", renewable_forecast_mw={7: 10.0})
+
+
+def test_periods_cap_renewables_at_each_periods_forecast() -> None:
+    stamps = pl.Series("period_start", [datetime(2026, 3, 5, h, tzinfo=timezone.utc) for h in range(3)])
+    r = solve_dcopf_periods("case9", stamps, [1.0, 1.0, 1.0], renewable_forecast_mw={1: [0.0, 40.0, 500.0]}, gen_co2_t_per_mwh=0.5)
+    gen1 = r.table.filter((pl.col("kind") == "generator") & (pl.col("element") == 1)).sort("period_start")
+    assert gen1["p_mw"].to_list()[:2] == pytest.approx([0.0, 40.0], abs=1e-6)
+    system = r.table.filter(pl.col("kind") == "system").sort("period_start")
+    total = system["p_mw"].to_numpy()
+    np.testing.assert_allclose(system["co2_t_per_h"].to_numpy(), 0.5 * (total - gen1["p_mw"].to_numpy()), rtol=1e-9)
+    np.testing.assert_allclose(system["renewable_share"].to_numpy(), gen1["p_mw"].to_numpy() / total, rtol=1e-9)

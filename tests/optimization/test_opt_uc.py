@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from scipy.optimize import linprog
 
-from optimization.errors import InfeasibleError
+from optimization.errors import InfeasibleError, InputError
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_day, synthetic_fleet
 
 
@@ -129,3 +129,22 @@ def test_schedule_table_has_a_row_per_unit_and_period_plus_a_system_row(mid_solu
         units.filter(pl.col("unit") == u0).sort("period_start")["p_mw"].to_numpy(),
         res.schedule.filter(pl.col("unit") == u0).sort("hour")["p_mw"].to_numpy(),
     )
+
+
+def test_emissions_and_renewable_share_follow_the_dispatch(mid_solution) -> None:
+    fleet, load, ren, res = mid_solution
+    sched = res.schedule.join(fleet.select("unit", "co2_t_per_mwh"), on="unit")
+    np.testing.assert_allclose(sched["co2_t_per_h"].to_numpy(), (sched["p_mw"] * sched["co2_t_per_mwh"]).to_numpy(), rtol=1e-12)
+    sys_ = res.system
+    per_hour = sched.group_by("hour").agg(pl.col("co2_t_per_h").sum()).sort("hour")["co2_t_per_h"].to_numpy()
+    np.testing.assert_allclose(sys_["co2_t_per_h"].to_numpy(), per_hour, rtol=1e-12)
+    assert res.emissions_t == pytest.approx(per_hour.sum(), rel=1e-12)
+    np.testing.assert_allclose(sys_["renewable_share"].to_numpy(), (sys_["renewable_used_mw"] / sys_["load_mw"]).to_numpy(), rtol=1e-9)
+    assert res.renewable_share == pytest.approx(float(sys_["renewable_used_mw"].sum() / sys_["load_mw"].sum()), rel=1e-9)
+    assert 0 < res.renewable_share < 1
+    # renewables never above their forecast, and without emission factors emissions are unknown, not zero
+    capped = solve_unit_commitment(fleet.drop("co2_t_per_mwh"), load, ren * 0.5, reserve_frac=0.1)
+    assert (capped.system["renewable_used_mw"] <= capped.system["renewable_forecast_mw"] + 1e-6).all()
+    assert np.isnan(capped.emissions_t)
+    with pytest.raises(InputError, match="co2_t_per_mwh"):
+        solve_unit_commitment(fleet.with_columns(pl.lit(-1.0).alias("co2_t_per_mwh")), load, ren)

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, SkipReason, materialize
 
 from pipelines.definitions import ALL_ASSETS
-from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from assets.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 DAY = "2026-11-01"  # the fall-back day
 INGEST_AND_GOLD = [
@@ -165,9 +165,9 @@ def test_definitions_load_with_jobs_schedules_and_sensors():
     assert daily.cron_schedule == "15 1 * * *" and daily.execution_timezone == "America/New_York"
     assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "refresh_catalog_after_ingest", "post_alerts_after_scoring", "critical_alert_sensor", "alert_on_run_failure"}
     graph = repo.asset_graph
-    # every table declared in lake.schemas has a producer in the code location, one hop away
+    # every table declared in contracts has a producer in the code location, one hop away
     # (stream_dead_letters is written by the streaming bridge service, outside Dagster)
-    from lake.schemas import STREAM_TABLES, TABLES
+    from contracts import STREAM_TABLES, TABLES
 
     producers = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
     missing = sorted(n for n in TABLES if AssetKey(n) not in producers and n not in STREAM_TABLES)

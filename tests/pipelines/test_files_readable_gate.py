@@ -58,7 +58,7 @@ def test_a_waiver_makes_the_landing_sensor_re_run_its_day(tmp_path):
 
     from dagster import SkipReason, build_sensor_context
 
-    from pipelines.resources import LandingResource
+    from assets.resources import LandingResource
     from pipelines.sensors import landing_sensor
 
     zone = LocalLanding(tmp_path / "landing")

@@ -12,9 +12,9 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
 
 from assets import forecasting as fa
-from lake.schemas import SOURCES, TABLES
-from pipelines.partitions import TIMEZONE
-from pipelines.resources import GridSettings, LakeResource, MlflowResource
+from contracts import SOURCES, TABLES
+from assets.partitions import TIMEZONE
+from assets.resources import GridSettings, LakeResource, MlflowResource
 
 TZ = "America/New_York"
 START = dt.date(2026, 4, 6)  # calm spring weeks; the June TMY heat wave makes every model miss
@@ -196,7 +196,7 @@ def test_definitions_load_and_the_hourly_schedule_targets_the_local_day():
     from pipelines.definitions import ALL_ASSETS
     from pipelines.jobs import FORECAST_JOBS
     from pipelines.schedules import FORECAST_SCHEDULES, hourly_forecast_scoring, nightly_forecast_training
-    from pipelines.resources import AlertingResource, CatalogResource, LandingResource
+    from assets.resources import AlertingResource, CatalogResource, LandingResource
 
     defs = Definitions(
         assets=ALL_ASSETS, jobs=FORECAST_JOBS, schedules=FORECAST_SCHEDULES,

@@ -41,7 +41,7 @@ def grid_lake(tmp_path_factory):
     from lake.delta import Lake
     from lake.ingest import ingest_partition
     from lake.landing import LocalLanding
-    from lake.schemas import SOURCES, TABLES
+    from contracts import SOURCES, TABLES
     from simulator import EventRates, SimConfig, Simulator, write_landing_day, write_landing_reference
 
     rates = EventRates(failures_per_transformer_year=40.0, stuck_per_meter_year=6.0, zero_per_meter_year=6.0,
@@ -66,8 +66,8 @@ def grid_lake(tmp_path_factory):
 
 
 def _resources(root, lake):
-    from pipelines.resources import MlflowResource
-    from pipelines.resources import GridSettings, LakeResource
+    from assets.resources import MlflowResource
+    from assets.resources import GridSettings, LakeResource
 
     return {
         "lake": LakeResource(root=lake.root),
@@ -103,7 +103,7 @@ def trained(grid_lake):
 
 @pytest.mark.slow
 def test_training_registers_and_promotes_every_model(trained):
-    from pipelines.resources import MlflowResource
+    from assets.resources import MlflowResource
 
     root, lake, _, res = trained
     an = _meta(res, "grid_anomaly_model")
@@ -165,7 +165,7 @@ def test_too_little_history_names_found_and_needed_days(trained):
 @pytest.mark.slow
 def test_scoring_writes_every_gold_table_and_a_rerun_replaces_the_partition(trained):
     from assets.grid_ml import GRID_ML_ASSETS
-    from lake.schemas import TABLES
+    from contracts import TABLES
 
     root, lake, instance, _ = trained
     kw = dict(selection=GOLD, instance=instance, resources=_resources(root, lake), partition_key=DAY.isoformat(),
@@ -242,7 +242,7 @@ def test_definitions_with_the_grid_ml_assets_load_and_schedule():
     from assets.grid_ml import GRID_ML_ASSETS
     from pipelines.jobs import GRID_ML_JOBS
     from pipelines.schedules import GRID_ML_SCHEDULES
-    from pipelines.resources import MlflowResource
+    from assets.resources import MlflowResource
     from pipelines.definitions import ALL_ASSETS, defs
 
     d = Definitions(assets=[*ALL_ASSETS, *GRID_ML_ASSETS], jobs=GRID_ML_JOBS, schedules=GRID_ML_SCHEDULES,
@@ -251,7 +251,7 @@ def test_definitions_with_the_grid_ml_assets_load_and_schedule():
     sched = {s.name: s for s in repo.schedule_defs}
     assert sched["grid_ml_training_nightly"].cron_schedule == "0 2 * * *"
     assert sched["grid_ml_training_nightly"].execution_timezone == "America/New_York"
-    from lake.schemas import GRID_TABLES
+    from contracts import GRID_TABLES
     from dagster import AssetKey
 
     assert {AssetKey(n) for n in GRID_TABLES} <= repo.asset_graph.get_all_asset_keys()
@@ -267,8 +267,8 @@ def test_hourly_schedule_scores_the_local_day_once_it_has_readings(tmp_path):
 
     from pipelines.schedules import grid_ml_scoring_hourly
     from lake.delta import Lake
-    from lake.schemas import TABLES
-    from pipelines.resources import LakeResource
+    from contracts import TABLES
+    from assets.resources import LakeResource
 
     lake = Lake(tmp_path / "lake")
     at = dt.datetime(2026, 6, 8, 0, 20, tzinfo=zoneinfo.ZoneInfo("America/New_York"))

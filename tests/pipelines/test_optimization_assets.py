@@ -16,11 +16,11 @@ from dagster import materialize
 
 from assets.optimization import OPT_ASSETS, gold_battery, gold_opf_dispatch
 from lake.delta import Lake
-from lake.schemas import OPT_TABLES, TABLES
+from contracts import OPT_TABLES, TABLES
 from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, scaled_case, solve_dcopf
 from pipelines.jobs import OPT_JOBS
 from pipelines.schedules import OPT_SCHEDULES
-from pipelines.resources import GridSettings, LakeResource
+from assets.resources import GridSettings, LakeResource
 
 TZ = "America/New_York"
 DAY = dt.date(2026, 3, 5)  # a Thursday
@@ -244,12 +244,15 @@ def test_the_graph_is_exported_for_the_code_location(tmp_path) -> None:
 def test_bad_config_and_infeasible_days_fail_with_named_causes(forecast_lake) -> None:
     from pydantic import ValidationError
 
-    from assets.optimization import TariffConfig
+    from contracts.profile import DEMO_PROFILE, Tariffs, read_profile
 
+    good = read_profile(DEMO_PROFILE).tariffs.model_dump()
     with pytest.raises(ValidationError, match=r"1 \(flat\) or 24"):
-        TariffConfig(carbon_kg_per_mwh=[400.0, 300.0])
-    with pytest.raises(ValidationError, match="local hours 0..23"):
-        TariffConfig(peak_hours=[17, 24])
+        Tariffs.model_validate({**good, "carbon_kg_per_mwh": [400.0, 300.0]})
+    with pytest.raises(ValidationError, match="local hours must be 0..23"):
+        Tariffs.model_validate({**good, "wholesale": {**good["wholesale"], "shoulder_hours": [17, 24]}})
+    with pytest.raises(ValidationError, match="end_hour 16 must be after start_hour 17"):
+        Tariffs.model_validate({**good, "peak_window": {"start_hour": 17, "end_hour": 16}})
     # loads x10 at the peak: demand above case14's generation capacity -> power_balance named
     config = {"ops": {"gold_opf_dispatch": {"config": {"case": "case14", "peak_load_scale": 10.0}}}}
     result = materialize([gold_opf_dispatch], partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=config, raise_on_error=False)
@@ -257,3 +260,24 @@ def test_bad_config_and_infeasible_days_fail_with_named_causes(forecast_lake) ->
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
     assert "power_balance" in failure.error.message
     assert "power_balance" in failure.user_failure_data.metadata["infeasible_groups"].value
+
+
+def test_n1_screening_reads_the_days_peak_hour_of_the_opf_and_writes_its_table(tmp_path) -> None:
+    from assets.contingency import gold_n1_screening
+    from optimization.contingency import screen_n1
+
+    lk = Lake(str(tmp_path))
+    stamps = [dt.datetime(2026, 3, 5, h, tzinfo=dt.timezone.utc) for h in range(3)]
+    system = pl.DataFrame({"date": DAY, "period_start": stamps, "case_name": "case39", "kind": "system", "element": 0,
+                           "p_mw": [5000.0, 6000.0, 5500.0], "cost_per_h": 1.0, "load_scale": [0.8, 1.0, 0.9]})  # fmt: skip
+    opf = TABLES["gold_opf_dispatch"]
+    system = pl.concat([pl.DataFrame(schema=opf.polars_schema()), system.with_columns(pl.col("period_start").cast(UTC))], how="diagonal_relaxed")
+    lk.write_partition(opf, system, DAY)
+    result = materialize([gold_n1_screening], partition_key=DAY.isoformat(), resources={"lake": LakeResource(root=str(tmp_path))})
+    assert result.success
+    out = lk.read_days(TABLES["gold_n1_screening"], DAY, DAY)
+    ref = screen_n1(scaled_case(load_case("case39"), 1.0))
+    assert out.filter(pl.col("kind") == "overload").height == ref.overloads.height > 0
+    red = out.filter(pl.col("kind") == "redispatch").sort("loading_pct", descending=True)
+    assert red["contingency_branch"].to_list() == ref.redispatch["contingency_branch"].to_list()
+    assert (red["status"] == "secured").all() and (red["period_start"] == stamps[1]).all()

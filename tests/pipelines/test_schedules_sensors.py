@@ -21,7 +21,7 @@ from dagster import DagsterInstance, Definitions, RunRequest, SkipReason, build_
 
 from pipelines.definitions import ALL_ASSETS, defs
 from pipelines.jobs import ALL_JOBS
-from pipelines.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+from assets.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 TZ = ZoneInfo("America/New_York")
 REPO = defs.get_repository_def()
@@ -124,7 +124,7 @@ def test_hourly_scoring_targets_the_local_day_not_the_utc_day(pg_instance):
 
 def test_grid_ml_scoring_skips_until_the_day_has_readings(pg_instance, lake_and_landing, small_sim):
     from lake.ingest import ingest_partition
-    from lake.schemas import SOURCES
+    from contracts import SOURCES
     from simulator import write_landing_day
 
     lake, zone = lake_and_landing

@@ -1,4 +1,4 @@
-"""great-expectations suites derived from lake.schemas, run on small hand-built partitions.
+"""great-expectations suites derived from contracts, run on small hand-built partitions.
 
 great_expectations is imported once per test process (quality.expectations caches the context), so
 the module costs one ~6-8 s import plus ~0.1 s per validation.
@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 
 import polars as pl
 import pytest
 
-from lake.schemas import TABLES
+from contracts import TABLES
 from quality.expectations import (
     DEFAULT_MAX_ANOMALY_SHARE,
     ExpectationSpec,
     suite_for,
     validate_frame,
 )
-from quality.rules import MeterRules, QualityRules
+from quality.rules import DEFAULT_RULES, MeterRules
 
 METERS = TABLES["silver_meter_readings"]
 DAY = dt.date(2024, 7, 1)
@@ -98,7 +99,7 @@ def test_key_uniqueness_includes_partition_columns_only_once():
 
 
 def test_soft_thresholds_come_from_rules_and_arguments():
-    rules = QualityRules(meter=MeterRules(warn_voltage_low=215.0, warn_voltage_high=245.0))
+    rules = replace(DEFAULT_RULES, meter=MeterRules(warn_voltage_low=215.0, warn_voltage_high=245.0, anomaly_consumption_multiple=3.0))
     specs = {s.name: s for s in suite_for(METERS, rules, max_anomaly_share=0.02)}
     band = specs["voltage:warning_band_share"].gx_kwargs()
     assert (band["min_value"], band["max_value"]) == (215.0, 245.0)

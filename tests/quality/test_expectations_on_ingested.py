@@ -11,7 +11,7 @@ import datetime as dt
 import pytest
 
 from lake.ingest import ingest_partition
-from lake.schemas import SOURCES
+from contracts import SOURCES
 from quality.expectations import validate_frame
 from simulator import BadRecordRates, write_landing_day
 
@@ -25,7 +25,7 @@ def ingested(tmp_path_factory, small_sim):
 
     from lake.delta import Lake
     from lake.landing import LocalLanding
-    from lake.schemas import TABLES
+    from contracts import TABLES
     from simulator import write_landing_reference
 
     root = tmp_path_factory.mktemp("ingested")

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lake.schemas import TABLES
+from contracts import TABLES
 from quality.expectations import validate_frame
 
 METERS = TABLES["silver_meter_readings"]

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from lake.delta import Lake
-from lake.schemas import day_bounds_utc
+from contracts import day_bounds_utc
 from reporting.report import build_report, day_ahead, write_report
 
 TZ = "America/New_York"

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from lake.landing import LocalLanding, S3Landing
-from lake.schemas import SOURCES, UTC_TS
+from contracts import SOURCES, UTC_TS
 from simulator import BadRecordRates, SimConfig, Simulator, write_landing_day, write_landing_reference
 
 from conftest import NO_EVENTS

@@ -10,7 +10,7 @@ import polars as pl
 import pvlib
 import pytest
 
-from lake.schemas import SOURCES, TABLES, UTC_TS
+from contracts import SOURCES, TABLES, UTC_TS
 from simulator import ARCHETYPE_NAMES
 from simulator import thermal
 from simulator.weather import tmy3_path

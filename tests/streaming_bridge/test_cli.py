@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 
-from lake.schemas import SOURCES
+from contracts import SOURCES
 from streaming_bridge import cli
 from streaming_bridge.service import replay
 from tests.streaming_bridge.bridge_helpers import ListSink

@@ -7,7 +7,7 @@ import datetime as dt
 
 import polars as pl
 
-from lake.schemas import UTC_TS
+from contracts import UTC_TS
 from streaming_bridge.events import EventConfig, GridEvents
 from streaming_bridge.ingress import StatusEvent
 from streaming_bridge.topology import Topology

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import ingest_partition
-from lake.schemas import SOURCES, STREAM_DEAD_LETTERS
+from contracts import SOURCES, STREAM_DEAD_LETTERS
 from streaming_bridge.ingress import IngressConfig, Message, Validator
 from streaming_bridge.landing import LandingWriter
 from streaming_bridge.topics import Topics

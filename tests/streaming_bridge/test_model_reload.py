@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from models.grid.anomaly import AnomalyEnsemble
-from models.grid.config import MODEL_ANOMALY, AlertThresholds, AnomalyConfig
+from models.grid.config import MODEL_ANOMALY, AlertThresholds, AnomalyConfig, FeatureConfig
 from models.grid.evaluate import label_readings
 from models.grid.features import transformer_features
 from models.registry import ModelRegistry
@@ -37,9 +37,9 @@ def trained(tmp_path_factory):
     sim = Simulator(SimConfig(n_meters=120, start=START, days=4, seed=5, events=EventRates(failures_per_transformer_year=40.0, sags_per_transformer_year=40.0)))
     scada = pl.concat([sim.day(START + dt.timedelta(days=i))["scada"] for i in range(4)])
     ref = sim.reference()["ref_transformers"]
-    f = transformer_features(scada, ref, None)
+    f = transformer_features(scada, ref, None, FeatureConfig(timezone="America/New_York"))
     lab = label_readings(f, sim.truth()["truth_events"], sim.reference()["ref_meters"], "transformer")
-    model = AnomalyEnsemble("transformer", config=AnomalyConfig(n_estimators=16, max_train_rows=4000, ae_epochs=1, nystroem_components=16)).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble("transformer", FeatureConfig(timezone="America/New_York"), config=AnomalyConfig(n_estimators=16, max_train_rows=4000, ae_epochs=1, nystroem_components=16)).fit(f, lab.is_not_null())
     reg = ModelRegistry(f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db")
     run = reg.log_training_run(params={}, metrics={"brier": 0.10}, model=model)
     v1 = reg.register(run, NAME, backtest_id="bt", metrics={"brier": 0.10})
@@ -51,7 +51,7 @@ def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trai
     sim, scada, model, reg = trained
     lake, zone = lake_and_landing
     # the bridge's topology is the simulated fleet the model was trained on
-    from lake.schemas import TABLES
+    from contracts import TABLES
 
     for n in ("ref_meters", "ref_transformers"):
         lake.write_partition(TABLES[n], TABLES[n].conform(sim.reference()[n]), None)

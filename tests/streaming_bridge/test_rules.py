@@ -9,7 +9,7 @@ import textwrap
 import polars as pl
 import pytest
 
-from lake.schemas import UTC_TS
+from contracts import UTC_TS
 from streaming_bridge.rules import DEFAULT_RULES_FILE, Engine, RulesError, load_rules
 
 T0 = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)

@@ -13,7 +13,7 @@ import urllib.request
 import polars as pl
 import pytest
 
-from lake.schemas import STREAM_DEAD_LETTERS
+from contracts import STREAM_DEAD_LETTERS
 from streaming_bridge import cli
 from streaming_bridge.service import Bridge, BridgeConfig
 from streaming_bridge.topics import Topics

@@ -59,7 +59,7 @@ def build_instance(root: Path) -> dict:
     from lake.landing import LocalLanding
     from pipelines.definitions import ALL_ASSETS
     from pipelines.jobs import ALL_JOBS
-    from pipelines.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
+    from assets.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
     from simulator import SimConfig, Simulator, write_landing_day, write_landing_reference
 
     env = {

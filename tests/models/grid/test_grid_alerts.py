@@ -8,7 +8,7 @@ import polars as pl
 
 from models.grid.alerts import day_alerts, duplicate_fingerprints
 from models.grid.config import AlertThresholds
-from models.grid.tables import GOLD_ALERTS
+from contracts import GOLD_ALERTS
 
 T0 = datetime(2026, 6, 8, 14, tzinfo=timezone.utc)
 
@@ -57,7 +57,7 @@ def test_failure_risk_alerts_say_why_and_per_model_version():
 
 
 def test_no_input_rows_give_an_empty_table_frame():
-    a = day_alerts(_scores([]), {}, _risk([]), None)
+    a = day_alerts(_scores([]), {}, _risk([]), None, "America/New_York")
     assert a.height == 0 and a.schema == GOLD_ALERTS.polars_schema()
 
 

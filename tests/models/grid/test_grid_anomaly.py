@@ -8,26 +8,29 @@ import pytest
 
 from models.grid.alerts import build_alerts, fingerprint, to_gold_scores
 from models.grid.anomaly import AnomalyEnsemble
-from models.grid.config import AlertThresholds, AnomalyConfig
+from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
 from models.grid.evaluate import event_detection, label_readings, reading_metrics
 from models.grid.features import FeatureInputError, meter_features, transformer_features
+
+#: the simulator's (the demo utility's) zone
+FC = FeatureConfig(timezone="America/New_York")
 
 SMALL = AnomalyConfig(n_estimators=16, max_train_rows=6000, ae_epochs=2, nystroem_components=32, seed=1)
 
 
 @pytest.fixture(scope="module")
 def tx(grid_sim, grid_data):
-    f = transformer_features(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"])
+    f = transformer_features(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"], FC)
     lab = label_readings(f, grid_sim.truth()["truth_events"], stream="transformer")
-    model = AnomalyEnsemble("transformer", config=SMALL).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, lab.is_not_null())
     return f, lab, model
 
 
 @pytest.fixture(scope="module")
 def meters(grid_sim, grid_data):
-    f = meter_features(grid_data["meter_readings"])
+    f = meter_features(grid_data["meter_readings"], FC)
     lab = label_readings(f, grid_sim.truth()["truth_events"], grid_sim.reference()["ref_meters"], "meter")
-    model = AnomalyEnsemble("meter", config=SMALL).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble("meter", FC, config=SMALL).fit(f, lab.is_not_null())
     return f, lab, model
 
 
@@ -65,7 +68,7 @@ def test_event_detection_reports_delay(grid_sim, tx):
 def test_fit_refuses_without_labelled_anomalies(tx):
     f, _, _ = tx
     with pytest.raises(ValueError, match="labelled anomalies"):
-        AnomalyEnsemble("transformer", config=SMALL).fit(f, np.zeros(f.height, dtype=bool))
+        AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, np.zeros(f.height, dtype=bool))
 
 
 def test_missing_feature_and_wrong_kind_are_named(tx):
@@ -73,7 +76,7 @@ def test_missing_feature_and_wrong_kind_are_named(tx):
     with pytest.raises(FeatureInputError, match="excess_rise"):
         model.score(f.drop("excess_rise"))
     with pytest.raises(ValueError, match="kind"):
-        AnomalyEnsemble("feeder")
+        AnomalyEnsemble("feeder", FC)
 
 
 def test_save_load_round_trip_and_fast_ocsvm(tx, tmp_path):
@@ -88,8 +91,8 @@ def test_save_load_round_trip_and_fast_ocsvm(tx, tmp_path):
 def test_alerts_are_deduplicated_with_stable_fingerprints(tx):
     f, _, model = tx
     s = model.score(f)
-    a1 = build_alerts(s, "transformer", model.thresholds, "v1")
-    a2 = build_alerts(model.score(f), "transformer", model.thresholds, "v1")
+    a1 = build_alerts(s, "transformer", model.thresholds, "v1", tz=FC.timezone)
+    a2 = build_alerts(model.score(f), "transformer", model.thresholds, "v1", tz=FC.timezone)
     assert a1.height > 0 and a1["fingerprint"].to_list() == a2["fingerprint"].to_list()
     assert a1["fingerprint"].n_unique() == a1.height
     r = a1.row(0, named=True)
@@ -97,5 +100,5 @@ def test_alerts_are_deduplicated_with_stable_fingerprints(tx):
     flagged = s.filter(pl.col("score") >= 0.85)
     assert a1["n_points"].sum() == flagged.height
     assert set(a1["severity"]) <= {"alert", "critical"}
-    g = to_gold_scores(s, "transformer", "v1")
+    g = to_gold_scores(s, "transformer", "v1", FC.timezone)
     assert g.columns[0] == "date" and g.height == f.height

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.grid.config import AlertThresholds
+from models.grid.config import AlertThresholds, FeatureConfig
 from models.grid.failure import (
     FAILURE_FEATURES,
     FailureConfig,
@@ -22,10 +22,13 @@ from models.grid.failure import (
 )
 from models.grid.features import FeatureInputError
 
+#: the simulator's (the demo utility's) zone
+FC = FeatureConfig(timezone="America/New_York")
+
 
 @pytest.fixture(scope="module")
 def snaps(grid_sim, grid_data):
-    s = hourly_snapshots(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"])
+    s = hourly_snapshots(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"], cfg=FC)
     return s, failure_targets(s, grid_sim.truth()["truth_events"])
 
 
@@ -104,8 +107,8 @@ class _FlagOne:
 def test_failure_snapshots_count_the_anomaly_models_alerts(grid_sim, grid_data):
     ref_t = grid_sim.reference()["ref_transformers"]
     scada = grid_data["scada"].filter(pl.col("sample_time") < datetime(2026, 6, 3, tzinfo=timezone.utc))
-    snaps = failure_snapshots(scada, ref_t, grid_data["weather"], _FlagOne("T00001"))
-    assert snaps.drop("anomaly_count_7d").equals(hourly_snapshots(scada, ref_t, grid_data["weather"]).drop("anomaly_count_7d"))
+    snaps = failure_snapshots(scada, ref_t, grid_data["weather"], _FlagOne("T00001"), FC)
+    assert snaps.drop("anomaly_count_7d").equals(hourly_snapshots(scada, ref_t, grid_data["weather"], cfg=FC).drop("anomaly_count_7d"))
     counts = snaps.group_by("transformer_id").agg(pl.col("anomaly_count_7d").max())
     per_tx = dict(counts.iter_rows())
     # less than 7 days of data: the last snapshot of T00001 counts every one of its samples (score == alert flags)

@@ -19,6 +19,9 @@ from models.grid.features import (
     window_matrix,
 )
 
+#: the simulator's (the demo utility's) zone
+FC = FeatureConfig(timezone="America/New_York")
+
 
 def _readings(n: int, meter: str = "M1", start=datetime(2026, 6, 1, tzinfo=timezone.utc), step_min: int = 30,
               demand=None, voltage=None) -> pl.DataFrame:
@@ -36,13 +39,13 @@ def _readings(n: int, meter: str = "M1", start=datetime(2026, 6, 1, tzinfo=timez
 
 def test_missing_column_is_named():
     with pytest.raises(FeatureInputError, match=r"missing column\(s\) \['voltage'\]"):
-        meter_features(_readings(10).drop("voltage"))
+        meter_features(_readings(10).drop("voltage"), FC)
 
 
 def test_duplicate_key_is_named():
     df = _readings(5)
     with pytest.raises(FeatureInputError, match="M1"):
-        meter_features(pl.concat([df, df.head(1)]))
+        meter_features(pl.concat([df, df.head(1)]), FC)
 
 
 def test_nan_and_null_readings_are_counted_not_fatal():
@@ -50,7 +53,7 @@ def test_nan_and_null_readings_are_counted_not_fatal():
         pl.when(pl.int_range(pl.len()) == 10).then(float("nan")).otherwise(pl.col("voltage")).alias("voltage"),
         pl.when(pl.int_range(pl.len()) == 20).then(None).otherwise(pl.col("demand_kw")).alias("demand_kw"),
     )
-    f = meter_features(df)
+    f = meter_features(df, FC)
     assert f.height == 48
     assert f["n_missing"].to_list()[10] == 1 and f["n_missing"].to_list()[20] == 1
     assert f["n_missing"].sum() == 2
@@ -59,7 +62,7 @@ def test_nan_and_null_readings_are_counted_not_fatal():
 
 
 def test_one_day_of_history_has_no_level_but_other_features():
-    f = meter_features(_readings(48))
+    f = meter_features(_readings(48), FC)
     assert f["level_ratio"].null_count() == 48  # nothing to compare with yet
     assert f["dev_rolling"].null_count() <= 1  # only the very first reading has no previous day
     assert f["hour_sin"].null_count() == 0
@@ -71,14 +74,14 @@ def test_stuck_register_is_flat_and_level_drop_is_seen():
     voltage = [230 + 2 * math.sin(i / 5) for i in range(n)]
     for i in range(n - 48, n):  # last day: stuck at one value
         demand[i], voltage[i] = 0.8, 231.0
-    f = meter_features(_readings(n, demand=demand, voltage=voltage))
+    f = meter_features(_readings(n, demand=demand, voltage=voltage), FC)
     assert f["flat_voltage"][-1] == pytest.approx(-4.0)
     assert f["flat_voltage"][n - 60] > -1.0
     assert f["level_ratio"][-1] < -0.1 < f["level_ratio"][n - 60] + 0.2
 
 
 def test_excess_rise_shows_overheating(grid_sim, grid_data):
-    f = transformer_features(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"])
+    f = transformer_features(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"], FC)
     ev = grid_sim.truth()["truth_events"].filter(pl.col("event_type") == "transformer_overheat")
     assert ev.height > 0
     late = pl.concat([
@@ -94,11 +97,11 @@ def test_excess_rise_shows_overheating(grid_sim, grid_data):
 def test_unknown_transformer_is_named(grid_sim, grid_data):
     ref = grid_sim.reference()["ref_transformers"].filter(pl.col("transformer_id") != "T00001")
     with pytest.raises(FeatureInputError, match="T00001"):
-        transformer_features(grid_data["scada"], ref, grid_data["weather"])
+        transformer_features(grid_data["scada"], ref, grid_data["weather"], FC)
 
 
 def test_no_weather_means_missing_ambient_counted(grid_sim, grid_data):
-    f = transformer_features(grid_data["scada"].head(200), grid_sim.reference()["ref_transformers"], None)
+    f = transformer_features(grid_data["scada"].head(200), grid_sim.reference()["ref_transformers"], None, FC)
     assert f["rise_over_ambient"].null_count() == 200
     assert (f["n_missing"] >= 1).all()
 

@@ -15,7 +15,12 @@ from models.grid.demand_response import (
     shifted_feeder_load,
 )
 from models.grid.features import FeatureInputError
-from models.grid.recommend import DAYS_PER_MONTH, TariffConfig, recommend
+from contracts.profile import DEMO_PROFILE, read_profile
+from models.grid.recommend import DAYS_PER_MONTH, recommend
+
+PROFILE = read_profile(DEMO_PROFILE)
+DR = PROFILE.demand_response
+NY_ = PROFILE.timezone
 
 
 def _segments() -> pl.DataFrame:
@@ -28,9 +33,9 @@ def _segments() -> pl.DataFrame:
 
 
 def test_recommendation_formulas():
-    cfg = TariffConfig(flat_price=0.16, peak_price=0.32, offpeak_price=0.11)
+    tariffs = PROFILE.tariffs.model_copy(update={"retail": PROFILE.tariffs.retail.model_copy(update={"flat_per_kwh": 0.16, "peak_per_kwh": 0.32, "offpeak_per_kwh": 0.11})})
     ref = pl.DataFrame({"meter_id": ["M1", "M2", "M3"], "dr_opt_in": [False, True, False]})
-    r = recommend(_segments(), ref, cfg)
+    r = recommend(_segments(), ref, tariffs, DR)
     assert set(r["customer_id"]) == {"C1", "C2"}  # provisional C3 skipped
     get = {(c, k): v for c, k, v in r.select("customer_id", "kind", "est_monthly_savings").iter_rows()}
     e_peak, e_all = 12.0 * DAYS_PER_MONTH, 30.0 * DAYS_PER_MONTH
@@ -40,6 +45,18 @@ def test_recommendation_formulas():
     assert get[("C2", "dr_enrolment")] == 0.0  # already enrolled
     low_peak = r.filter((pl.col("customer_id") == "C2") & (pl.col("kind") == "tariff")).row(0, named=True)
     assert low_peak["recommended"] and low_peak["message"].startswith("Switch")
+
+
+def test_a_segment_with_its_own_retail_tariff_is_priced_by_it():
+    ev_tariff = PROFILE.tariffs.retail.model_copy(update={"flat_per_kwh": 0.20, "peak_per_kwh": 0.40, "offpeak_per_kwh": 0.08})
+    tariffs = PROFILE.tariffs.model_copy(update={"retail_by_segment": {"ev_charging": ev_tariff}})
+    base = {(c, k): v for c, k, v in recommend(_segments(), None, PROFILE.tariffs, DR).select("customer_id", "kind", "est_monthly_savings").iter_rows()}
+    got = {(c, k): v for c, k, v in recommend(_segments(), None, tariffs, DR).select("customer_id", "kind", "est_monthly_savings").iter_rows()}
+    e_peak, e_all = 12.0 * DAYS_PER_MONTH, 30.0 * DAYS_PER_MONTH
+    assert got[("C1", "time_shift")] == pytest.approx(round(0.6 * e_peak * (0.40 - 0.08), 2))  # C1 is ev_charging
+    assert got[("C1", "tariff")] == pytest.approx(round(e_all * 0.20 - (e_peak * 0.40 + (e_all - e_peak) * 0.08), 2))
+    assert got[("C1", "time_shift")] != base[("C1", "time_shift")]
+    assert {k: v for k, v in got.items() if k[0] == "C2"} == {k: v for k, v in base.items() if k[0] == "C2"}  # default tariff
 
 
 def _forecast(values: list[float]) -> pl.DataFrame:
@@ -56,7 +73,7 @@ def _customers() -> pl.DataFrame:
 
 
 def test_event_created_for_exceedance_with_selected_participants():
-    ev, parts = plan_events(_forecast([80, 95, 104, 110, 90, 120, 80]), _customers(), DRConfig(capacity_kw=100, margin=0.0))
+    ev, parts = plan_events(_forecast([80, 95, 104, 110, 90, 120, 80]), _customers(), DRConfig(100, NY_, DR.model_copy(update={"margin": 0.0})))
     assert ev.height == 2  # two separate windows above 100 kW
     first = ev.row(0, named=True)
     assert first["start_time"] == datetime(2026, 7, 1, 20, tzinfo=timezone.utc)
@@ -71,17 +88,17 @@ def test_event_created_for_exceedance_with_selected_participants():
     assert not parts["customer_id"].is_in(["C3", "C5"]).any()  # low_use not eligible; C5 not opted in
     inc = {r["customer_id"]: r["incentive"] for r in p.iter_rows(named=True)}
     assert inc["C0"] == pytest.approx(5.0 * 1.5) and inc["C2"] == pytest.approx(5.0 * 1.4)
-    again, _ = plan_events(_forecast([80, 95, 104, 110, 90, 120, 80]), _customers(), DRConfig(capacity_kw=100, margin=0.0))
+    again, _ = plan_events(_forecast([80, 95, 104, 110, 90, 120, 80]), _customers(), DRConfig(100, NY_, DR.model_copy(update={"margin": 0.0})))
     assert again["event_id"].to_list() == ev["event_id"].to_list()
 
 
 def test_no_event_below_capacity_and_bad_forecast_named():
-    ev, parts = plan_events(_forecast([50, 60, 70]), _customers(), DRConfig(capacity_kw=100))
+    ev, parts = plan_events(_forecast([50, 60, 70]), _customers(), DRConfig(100, NY_, DR))
     assert ev.height == 0 and parts.height == 0
     with pytest.raises(FeatureInputError, match="forecast_kw missing"):
-        plan_events(_forecast([50, float("nan")]), _customers(), DRConfig(capacity_kw=100))
+        plan_events(_forecast([50, float("nan")]), _customers(), DRConfig(100, NY_, DR))
     with pytest.raises(ValueError, match="capacity_kw"):
-        DRConfig(capacity_kw=0)
+        DRConfig(0, NY_, DR)
 
 
 NY = "America/New_York"
@@ -155,11 +172,11 @@ def test_plan_feeder_events_plans_each_feeder_against_its_own_capacity():
     f1 = _forecast([80, 120, 80]).with_columns(pl.lit("F1").alias("entity_id"))
     f2 = _forecast([80, 120, 80]).with_columns(pl.lit("F2").alias("entity_id"))
     customers = _customers().with_columns(pl.Series("feeder_id", ["F1", "F1", "F2", "F2", "F2", "F1"]))
-    ev, pa = plan_feeder_events(pl.concat([f1, f2]), customers, {"F1": 100.0, "F2": 150.0}, margin=0.0, timezone=NY)
+    ev, pa = plan_feeder_events(pl.concat([f1, f2]), customers, {"F1": 100.0, "F2": 150.0}, DR.model_copy(update={"margin": 0.0}), NY)
     assert ev["scope"].to_list() == ["F1"]  # F2's 120 kW stays under its 150 kW
     assert ev.row(0, named=True)["target_reduction_kw"] == pytest.approx(20.0)
     assert set(pa["customer_id"]) == {"C0", "C1"}  # only F1's opted-in customers take part (and all: 7 of 20 kW)
     with pytest.raises(ValueError, match="'F2' has no transformers"):
-        plan_feeder_events(f2, customers, {"F1": 100.0})
-    ev0, pa0 = plan_feeder_events(f1.head(0), customers, {"F1": 100.0})
+        plan_feeder_events(f2, customers, {"F1": 100.0}, DR, NY)
+    ev0, pa0 = plan_feeder_events(f1.head(0), customers, {"F1": 100.0}, DR, NY)
     assert ev0.height == 0 and pa0.height == 0 and "event_id" in ev0.columns and "incentive" in pa0.columns

@@ -12,7 +12,7 @@ import pytest
 from bridge_delivery_helpers import query, wait_until
 
 from lake.delta import Lake
-from lake.schemas import GOLD_ALERTS
+from contracts import GOLD_ALERTS
 from streaming_bridge.am_client import AlertmanagerClient
 from streaming_bridge.amproc import AlertmanagerProcess
 from streaming_bridge.batch import gold_alerts_to_alerts, topology
@@ -85,7 +85,7 @@ def test_outbox_submit_with_keys_is_idempotent_across_processes_of_the_file(tmp_
 # Dagster glue on a real instance
 # ---------------------------------------------------------------------------------------------------------
 def _resources(tmp_path, am_url: str, schema: str = "public"):
-    from pipelines.resources import AlertingResource, LakeResource
+    from assets.resources import AlertingResource, LakeResource
 
     return {"lake": LakeResource(root=str(tmp_path / "lake")),
             "alerting": AlertingResource(alertmanager_url=am_url, outbox_path=str(tmp_path / "batch_outbox.db"), alerts_schema=schema,
@@ -134,7 +134,7 @@ def test_alert_notifications_asset_posts_each_gold_alert_once(tmp_path, am_confi
 def test_critical_alert_sensor_requests_failure_risk_rescoring(pg_dagster_home, store, tmp_path):
     from dagster import DagsterInstance, SkipReason, build_sensor_context
 
-    from pipelines.resources import GridSettings
+    from assets.resources import GridSettings
     from pipelines.sensors import critical_alert_sensor
 
     def notify(fp: str, tx: str, severity: str, starts: dt.datetime, status: str = "firing"):
@@ -173,7 +173,7 @@ def test_critical_alert_sensor_requests_failure_risk_rescoring(pg_dagster_home, 
 def test_critical_alert_sensor_skips_without_an_alerts_table(pg_dagster_home, pg_schema, tmp_path):
     from dagster import DagsterInstance, SkipReason, build_sensor_context
 
-    from pipelines.resources import GridSettings
+    from assets.resources import GridSettings
     from pipelines.sensors import critical_alert_sensor
 
     res = {"alerting": _resources(tmp_path, "http://127.0.0.1:9093", pg_schema)["alerting"], "grid": GridSettings()}
@@ -209,7 +209,7 @@ def test_duckdb_catalog_carries_a_snapshot_of_the_alert_tables(tmp_path, store):
     from dagster import DagsterInstance, materialize
 
     from assets.catalog import duckdb_catalog
-    from pipelines.resources import AlertingResource, CatalogResource, LakeResource
+    from assets.resources import AlertingResource, CatalogResource, LakeResource
 
     labels = {"alertname": "TransformerHotSpot", "severity": "critical", "asset_type": "transformer", "asset_id": "TX-1", "transformer": "TX-1"}
     store.record("pager", [{"status": "firing", "fingerprint": "ab12", "labels": labels, "annotations": {"summary": "hot"}, "startsAt": "2026-12-02T10:00:00.5Z"}])

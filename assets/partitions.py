@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import warnings
 
 from dagster import AssetDep, BetaWarning, DailyPartitionsDefinition, MonthlyPartitionsDefinition, TimeWindowPartitionMapping
 
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts.profile import load_profile
 
-TIMEZONE = os.environ.get("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE)
-START = os.environ.get("GRIDLAKE_START_DATE", "2026-01-01")
+#: the utility profile's zone and first day (GRIDLAKE_PROFILE; GRIDLAKE_TIMEZONE / GRIDLAKE_START_DATE override)
+TIMEZONE = load_profile().timezone
+START = load_profile().partition_start.isoformat()
 
 daily = DailyPartitionsDefinition(start_date=START, timezone=TIMEZONE, end_offset=0)
 monthly = MonthlyPartitionsDefinition(start_date=START[:8] + "01", timezone=TIMEZONE, end_offset=0)

@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
+from pydantic import field_validator
 
 from lake.delta import Lake
 from lake.landing import LocalLanding, S3Landing, open_landing
-from lake.schemas import DEFAULT_TIMEZONE
+from contracts.profile import UtilityProfile, load_profile
 
 
 def _default(var: str, fallback: str) -> str:
@@ -51,9 +52,27 @@ class CatalogResource(ConfigurableResource):
 
 
 class GridSettings(ConfigurableResource):
-    """Utility-wide settings."""
+    """Utility-wide settings: a thin wrapper over the utility profile (contracts.profile.load_profile:
+    ``$GRIDLAKE_PROFILE``, ``$GRIDLAKE_TIMEZONE``), the one the partitions and schedules were built with.
 
-    timezone: str = _default("GRIDLAKE_TIMEZONE", DEFAULT_TIMEZONE)
+    ``timezone`` is there to be read (and for explicit resources in tests); set to a zone other than
+    the profile's it is refused, since partition days, day bounds and peaks would then disagree.
+    """
+
+    timezone: str = load_profile().timezone
+
+    @field_validator("timezone")
+    @classmethod
+    def _same_zone(cls, v: str) -> str:
+        if v != load_profile().timezone:
+            raise ValueError(
+                f"GridSettings.timezone {v!r} differs from the utility profile's {load_profile().timezone!r} "
+                "(the zone of the partitions and schedules): set GRIDLAKE_TIMEZONE or GRIDLAKE_PROFILE instead"
+            )
+        return v
+
+    def profile(self) -> UtilityProfile:
+        return load_profile()
 
 
 class MlflowResource(ConfigurableResource):
@@ -112,7 +131,7 @@ class AlertingResource(ConfigurableResource):
         bridge's tables are absent or PostgreSQL does not answer: the catalog must not fail for that."""
         import psycopg2
 
-        from lake.schemas import BRIDGE_PG_TABLES
+        from contracts import BRIDGE_PG_TABLES
 
         try:
             store = self.store()

@@ -1,0 +1,60 @@
+"""Forecast gold tables (written by the forecasting assets from models.forecast / models.solar)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from contracts.tables import UTC_TS, Column, Table
+
+#: entity_id of the whole network (level ``system``) in the forecast tables: the forecasting assets
+#: write it, the optimisation assets read it
+SYSTEM_ENTITY = "system"
+
+_FORECAST_COLUMNS = (
+    Column("date", pl.Date, False, "utility-local day the forecast was issued for (partition)"),
+    Column("level", pl.Utf8, False, "what is forecast: system | substation | feeder | site"),
+    Column("entity_id", pl.Utf8, False, f"feeder/substation/site id, or '{SYSTEM_ENTITY}'"),
+    Column("issued_at", UTC_TS, False, "forecast origin: the last observation used, UTC"),
+    Column("period_start", UTC_TS, False, "start of the forecast interval, UTC"),
+    Column("horizon_h", pl.Float64, False, "hours ahead of issued_at", 0.0),
+    Column("p10", pl.Float64, False, "10 % quantile (kW)"),
+    Column("p50", pl.Float64, False, "median (kW)"),
+    Column("p90", pl.Float64, False, "90 % quantile (kW)"),
+    Column("model", pl.Utf8, False, "forecaster that produced the row"),
+    Column("model_version", pl.Utf8, False, "registered model version (or 'fallback')"),
+    Column("fallback_reason", pl.Utf8, True, "why a baseline was used instead of the champion, if it was"),
+)
+GOLD_LOAD_FORECAST = Table(
+    "gold_load_forecast",
+    "gold",
+    _FORECAST_COLUMNS,
+    "probabilistic load forecasts (24-72 h, p10/p50/p90) per feeder/substation/system",
+    partition_by=("date",),
+    key=("level", "entity_id", "issued_at", "period_start"),
+)
+GOLD_SOLAR_FORECAST = Table(
+    "gold_solar_forecast",
+    "gold",
+    _FORECAST_COLUMNS,
+    "probabilistic PV output forecasts (1-72 h, p10/p50/p90) per site and aggregated to feeder/substation",
+    partition_by=("date",),
+    key=("level", "entity_id", "issued_at", "period_start"),
+)
+GOLD_PEAK_DEMAND = Table(
+    "gold_peak_demand",
+    "gold",
+    (
+        Column("date", pl.Date, False, "the local day analysed"),
+        Column("entity_id", pl.Utf8, False, "feeder/substation id or 'system'"),
+        Column("expected_peak_kw", pl.Float64, False, "p50 forecast peak of the day"),
+        Column("peak_p90_kw", pl.Float64, False, "p90 at the peak hour"),
+        Column("peak_time", UTC_TS, False, "start of the interval of the expected peak, UTC"),
+        Column("capacity_kw", pl.Float64, False, "configured capacity"),
+        Column("reserve_margin_pct", pl.Float64, False, "(capacity - expected peak) / capacity x 100"),
+        Column("reserve_margin_p90_pct", pl.Float64, False, "the same against the p90 peak"),
+    ),
+    "expected daily peak, its time and the reserve margin against capacity",
+    partition_by=("date",),
+    key=("entity_id",),
+)
+FORECAST_TABLES = {t.name: t for t in (GOLD_LOAD_FORECAST, GOLD_SOLAR_FORECAST, GOLD_PEAK_DEMAND)}

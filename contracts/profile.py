@@ -1,0 +1,270 @@
+"""The utility profile: every setting that describes one utility, declared once.
+
+A utility that adopts gridlake describes itself in one YAML file (the demo utility's ships as
+``contracts/profiles/demo.yaml``): time zone, first partition day, tariffs (retail and wholesale
+time-of-use with ONE peak window, demand charge, carbon intensity), voltage bands and quality
+thresholds, the demand-response programme (per-segment shares and multipliers), alert bands and
+the battery/EV site parameters. :func:`load_profile` reads it once (cached) into the pydantic model
+:class:`UtilityProfile`, which validates every field (a bad value fails at load time naming the file
+and the field).
+
+Where it comes from: ``$GRIDLAKE_PROFILE`` (a YAML path) or the demo profile; then the environment
+overrides ``GRIDLAKE_TIMEZONE`` (time zone) and ``GRIDLAKE_START_DATE`` (first daily partition).
+
+Library code takes the profile, or the part it needs, as an argument and restates none of it;
+Dagster partitions, schedules and resources read the same :func:`load_profile` (so they cannot
+disagree on the zone).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: the profile shipped with the demo utility (package data)
+DEMO_PROFILE = Path(__file__).with_name("profiles") / "demo.yaml"
+PROFILE_ENV = "GRIDLAKE_PROFILE"
+#: environment variables that override one profile field each
+ENV_OVERRIDES = {"GRIDLAKE_TIMEZONE": "timezone", "GRIDLAKE_START_DATE": "partition_start"}
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _hours(v: list[int]) -> list[int]:
+    bad = [h for h in v if not 0 <= h <= 23]
+    if bad:
+        raise ValueError(f"local hours must be 0..23, got {bad}")
+    return v
+
+
+class PeakWindow(_Part):
+    """The utility's peak window, local hours ``[start_hour, end_hour)``: priced at the peak rate, the
+    window customers are asked to shift out of, the demand-response and segment peak-energy window."""
+
+    start_hour: int = Field(ge=0, le=23)
+    end_hour: int = Field(ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _order(self) -> PeakWindow:
+        if self.end_hour <= self.start_hour:
+            raise ValueError(f"peak window end_hour {self.end_hour} must be after start_hour {self.start_hour}")
+        return self
+
+    @property
+    def hours(self) -> list[int]:
+        return list(range(self.start_hour, self.end_hour))
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return self.start_hour, self.end_hour
+
+
+class RetailTariff(_Part):
+    """What a customer pays, per kWh: a flat rate, or time-of-use (peak window / off-peak)."""
+
+    flat_per_kwh: float = Field(ge=0)
+    peak_per_kwh: float = Field(ge=0)
+    offpeak_per_kwh: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> RetailTariff:
+        if self.peak_per_kwh < self.offpeak_per_kwh:
+            raise ValueError(f"retail peak_per_kwh {self.peak_per_kwh} < offpeak_per_kwh {self.offpeak_per_kwh}")
+        return self
+
+
+class WholesaleTariff(_Part):
+    """The energy price the utility's own assets (battery, EV site) see, $/MWh by local hour: peak in the
+    peak window, shoulder in ``shoulder_hours`` (outside the peak window), off-peak otherwise."""
+
+    off_peak_per_mwh: float
+    shoulder_per_mwh: float
+    peak_per_mwh: float
+    shoulder_hours: list[int]
+
+    _check_hours = field_validator("shoulder_hours")(_hours)
+
+
+class Tariffs(_Part):
+    """Retail and wholesale prices side by side, with one peak window. Configuration, not market data."""
+
+    currency: str = "USD"
+    peak_window: PeakWindow
+    retail: RetailTariff
+    #: segment name -> the retail tariff of customers in that segment (others pay ``retail``)
+    retail_by_segment: dict[str, RetailTariff] = Field(default_factory=dict)
+    wholesale: WholesaleTariff
+    demand_charge_per_kw_day: float = Field(
+        ge=0, description="on the day's highest import, a monthly charge / ~30 days"
+    )
+
+    def retail_rate(self, name: str) -> dict[str, float]:
+        """``{segment: rate}`` of one retail field (``flat_per_kwh`` | ``peak_per_kwh`` | ``offpeak_per_kwh``) for the
+        segments with their own tariff; the others pay ``getattr(self.retail, name)``."""
+        return {seg: getattr(t, name) for seg, t in self.retail_by_segment.items()}
+
+    carbon_kg_per_mwh: list[float] = Field(description="grid carbon intensity: one flat value or 24 local-hour values")
+    carbon_price_per_t: float = Field(
+        0.0, ge=0, description="$/t CO2 added to import prices in the objective (0 = report only)"
+    )
+
+    @field_validator("carbon_kg_per_mwh")
+    @classmethod
+    def _carbon(cls, v: list[float]) -> list[float]:
+        if len(v) not in (1, 24):
+            raise ValueError(f"carbon_kg_per_mwh needs 1 (flat) or 24 (local-hour profile) values, got {len(v)}")
+        if any(not (x == x and abs(x) != float("inf")) or x < 0 for x in v):
+            raise ValueError(f"carbon_kg_per_mwh values must be finite and >= 0, got {v}")
+        return v
+
+
+class MeterQuality(_Part):
+    nominal_v: float = Field(gt=0)
+    warn_voltage_low: float
+    warn_voltage_high: float
+    anomaly_consumption_multiple: float = Field(gt=0)
+
+
+class ScadaQuality(_Part):
+    nominal_v: float = Field(gt=0)
+    nominal_frequency_hz: float = Field(gt=0)
+    warn_hot_spot_c: float
+    anomaly_hot_spot_c: float
+    warn_frequency_low: float
+    warn_frequency_high: float
+
+
+class WeatherQuality(_Part):
+    warn_dhi_over_ghi_wm2: float = Field(ge=0)
+
+
+class Quality(_Part):
+    """Voltage bands and the soft quality thresholds (hard acceptance bounds are on the source
+    declarations, contracts.sources)."""
+
+    meter: MeterQuality
+    scada: ScadaQuality
+    weather: WeatherQuality
+
+
+class DemandResponse(_Part):
+    """The demand-response programme and per-segment behaviour (keys are the segment names of the
+    utility's segment model; a segment not listed gets the default share and is not DR-eligible)."""
+
+    events_per_month: float = Field(ge=0)
+    base_incentive: float = Field(ge=0, description="per event")
+    margin: float = Field(ge=0, le=1, description="reduction asked for on top of the exceedance")
+    capacity_share: float = Field(gt=0, le=1, description="share of a feeder's summed transformer kVA it may carry")
+    multiplier: dict[str, float] = Field(description="DR-eligible segments and their incentive multiplier")
+    reduction_share: dict[str, float] = Field(description="share of its peak-window demand a participant sheds")
+    shiftable_share: dict[str, float] = Field(description="share of peak energy a segment can move (time-shift advice)")
+    default_shiftable_share: float = Field(ge=0, le=1)
+    min_savings: float = Field(ge=0, description="a recommendation must save more than this per month")
+
+    @field_validator("reduction_share", "shiftable_share")
+    @classmethod
+    def _shares(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: x for k, x in v.items() if not 0 <= x <= 1}
+        if bad:
+            raise ValueError(f"shares must be in [0, 1], got {bad}")
+        return v
+
+
+class Bands(_Part):
+    """Score bands: ``[monitoring, alert)`` watched, ``>= alert`` raises an alert, ``>= critical`` critical."""
+
+    monitoring: float = Field(ge=0, le=1)
+    alert: float = Field(ge=0, le=1)
+    critical: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> Bands:
+        if not self.monitoring <= self.alert <= self.critical:
+            raise ValueError(
+                f"bands must satisfy monitoring <= alert <= critical, got {self.monitoring}, {self.alert}, {self.critical}"
+            )
+        return self
+
+
+class AlertBands(_Part):
+    """The utility's alert bands on the calibrated anomaly score and on P(transformer failure in 72 h)."""
+
+    anomaly: Bands
+    failure_risk: Bands
+
+
+class BatterySite(_Part):
+    power_frac_of_peak: float = Field(gt=0, description="battery power = this x the day's peak gross load")
+    duration_h: float = Field(gt=0)
+    efficiency: float = Field(gt=0, le=1, description="one-way charge and discharge efficiency")
+    soc_initial_frac: float = Field(ge=0, le=1)
+    degradation_cost_per_mwh: float = Field(ge=0)
+
+
+class EVSite(_Part):
+    transformer_limit_kw: float = Field(gt=0)
+
+
+class UtilityProfile(_Part):
+    name: str
+    timezone: str
+    partition_start: dt.date
+    holiday_country: str = Field(description="holidays-package country code for working days vs days off")
+    tariffs: Tariffs
+    quality: Quality
+    demand_response: DemandResponse
+    alert_bands: AlertBands
+    battery: BatterySite
+    ev: EVSite
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {v!r}") from None
+        return v
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be read or does not validate (the message names file and fields)."""
+
+
+def read_profile(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> UtilityProfile:
+    """Read and validate one profile file; ``overrides`` replace top-level fields before validation."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ProfileError(f"utility profile {p}: cannot read: {e}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"utility profile {p}: expected a mapping at the top, got {type(data).__name__}")
+    data.update(overrides or {})
+    try:
+        return UtilityProfile.model_validate(data)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ProfileError(f"utility profile {p}: {errs}") from None
+
+
+@functools.cache
+def _load(path: str, overrides: tuple[tuple[str, str], ...]) -> UtilityProfile:
+    return read_profile(path, dict(overrides))
+
+
+def load_profile() -> UtilityProfile:
+    """The utility's profile: ``$GRIDLAKE_PROFILE`` or the demo one, with the environment overrides.
+    Read once per (path, overrides): later calls return the same object."""
+    path = os.environ.get(PROFILE_ENV) or str(DEMO_PROFILE)
+    overrides = tuple((field, os.environ[var]) for var, field in ENV_OVERRIDES.items() if os.environ.get(var))
+    return _load(path, overrides)
