@@ -1,5 +1,24 @@
-"""make bench-pipeline: the whole nightly graph at utility scale, and a capacity plan.
+"""make bench-pipeline: the nightly graph at utility scale, the year backfill, and a capacity plan.
 
+Simulation (cached; its time reported separately): N meters x 365 days at 30 minutes, ending 2026-11-30.
+For each fleet size (default 1,000 / 3,000 / 10,000 meters) on a fresh lake, PostgreSQL Dagster instance
+(own database) and MLflow store, every Dagster run is a ``dagster job execute`` subprocess of the real
+Definitions with ``GRIDLAKE_EXECUTOR=in_process`` (one process per run, so its peak RSS is its own):
+
+- history: ``load_reference``, then ``daily_ingest`` over the trailing window before the last day, one backfill run;
+- the nightly graph of the last day D: the day's ingest, nightly training as of D-1 on the trailing window
+  (forecast + grid ML), scoring (the day-ahead forecasts covering D, D's forecasts and peak demand, grid-ML
+  scoring of D), the daily optimisation of D, alerts (D's critical gold alerts posted to a private Alertmanager).
+
+Year backfill: ``daily_ingest`` over ``--backfill-days`` days (365 = the whole year) at ``--backfill-meters``, once
+in-process and once through dagster-celery with 2 workers (``celery -A pipelines.celery_app worker --pool solo``,
+the ingest queue); fewer than 365 days are scaled to a year per day and labelled as extrapolation.
+
+Scaling: each stage's wall time fitted as a*meters^b over the sizes run; the capacity table gives workers for a
+1-hour nightly window and for hourly scoring within 10 minutes up to 1.2 M meters, assuming a stage's work splits
+evenly over workers (per feeder / per partition), and names the limiting stage.
+
+    python -m benchmarks.bench_pipeline [--sizes 1000,3000,10000] [--window 21] [--backfill-meters 1000] [--backfill-days 365]
     python -m benchmarks.bench_pipeline simulate [--meters 10000] [--days 365]   # the cached landing zone only
 """
 
@@ -8,9 +27,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
+import os
+import platform
 import resource
+import shutil
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,18 +100,285 @@ def simulate(meters: int, days: int) -> dict:
     return out
 
 
+
+# ------------------------------------------------------------------------------------------ Dagster runs
+LAST_DAY = YEAR_START + dt.timedelta(days=364)
+STAGES = ("ingest", "training", "scoring", "optimisation", "alerts")
+NULL_AM = "route:\n  receiver: sink\n  group_wait: 0s\nreceivers:\n  - name: sink\n"
+
+
+def _training_ops(window: int, as_of: str) -> dict:
+    """The nightly training run config (the same settings as pipelines/demo.py's training_config)."""
+    fc = {"history_days": window, "backtest_days": 3, "as_of": as_of}
+    grid = {"window_days": window, "min_days": 7, "eval_days": 1, "as_of": as_of}
+    return {
+        "load_forecast_models": {"config": {**fc, "n_estimators": 200}},
+        "solar_forecast_models": {"config": {**fc, "n_estimators": 150}},
+        "grid_anomaly_model": {"config": grid},
+        "grid_failure_model": {"config": grid},
+        "grid_segment_model": {"config": grid},
+    }
+
+
+class Bench:
+    """One fleet size: its landing zone, a fresh lake, MLflow store and a PostgreSQL Dagster instance."""
+
+    def __init__(self, meters: int, days: int, tag: str, pg: dict):
+        self.meters, self.days = meters, days
+        self.dir = WORK / f"run_{tag}_{meters}m"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "dagster_home").mkdir(parents=True)
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", self.dir / "dagster_home" / "dagster.yaml")
+        self.landing = landing_dir(meters, days)
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DAGSTER_HOME": str(self.dir / "dagster_home"),
+            "GRIDLAKE_START_DATE": YEAR_START.isoformat(),
+            "GRIDLAKE_EXECUTOR": "in_process",
+            **pg,
+        }
+        self.runs: list[dict] = []
+
+    def resources(self, **more) -> dict:
+        r = {
+            "lake": {"config": {"root": str(self.dir / "lake")}},
+            "landing": {"config": {"uri": str(self.landing)}},
+            "catalog": {"config": {"path": str(self.dir / "gridlake.duckdb")}},
+            "mlflow": {"config": {"tracking_uri": f"sqlite:///{self.dir}/mlflow.db"}},
+            "alerting": {"config": {"outbox_path": str(self.dir / "batch_outbox.db"), "alertmanager_url": more.get("alertmanager_url", "http://127.0.0.1:9")}},
+        }
+        return r
+
+    def run(self, job: str, *, partition: dt.date | None = None, until: dt.date | None = None, ops: dict | None = None,
+            assets: list[str] | None = None, env: dict | None = None, resources: dict | None = None) -> dict:
+        """``dagster job execute`` in a subprocess; wall time, CPU and peak RSS of that process (os.wait4)."""
+        tags = {"gridlake/bench": self.dir.name}
+        if until is not None:
+            tags |= {"dagster/asset_partition_range_start": partition.isoformat(), "dagster/asset_partition_range_end": until.isoformat()}
+        elif partition is not None:
+            tags["dagster/partition"] = partition.isoformat()
+        cfg = self.dir / f"run_{len(self.runs)}.json"
+        cfg.write_text(json.dumps({"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops or {}, "resources": resources or self.resources()}))
+        cmd = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-a", "defs", "-j", job, "-c", str(cfg), "--tags", json.dumps(tags)]
+        if assets:
+            cmd += ["--op-selection", ",".join(assets)]
+        log = self.dir / f"run_{len(self.runs)}_{job}.log"
+        t = time.perf_counter()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=out, stderr=subprocess.STDOUT)
+            _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        rec = {"job": job, "partition": str(partition) if partition else None, "until": str(until) if until else None, "wall_s": round(wall, 2),
+               "cpu_s": round(ru.ru_utime + ru.ru_stime, 2), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "ok": status == 0}
+        self.runs.append(rec)
+        print(f"    {job} {rec['partition'] or ''}{'..' + rec['until'] if until else ''}: {'ok' if rec['ok'] else 'FAILED'} {wall:.1f} s wall, "
+              f"{rec['cpu_s']:.1f} s CPU, peak {rec['peak_rss_mb']:.0f} MB", flush=True)
+        if not rec["ok"]:
+            raise SystemExit(f"{job} failed; log: {log}\n{log.read_text(errors='replace')[-3000:]}")
+        return rec
+
+
+def _pg_database(tag: str) -> tuple[dict, callable]:
+    """A PostgreSQL database of its own for a bench's Dagster instance; returns its env and a dropper."""
+    import psycopg2
+
+    name = f"gridlake_scale_bench_{tag}_{uuid.uuid4().hex[:6]}"
+    conn = psycopg2.connect(dbname="postgres", host="127.0.0.1", port=5432, user=os.environ.get("GRIDLAKE_PG_USER", "postgres"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')  # a fixed prefix + hex
+
+    def drop():
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+    env = {"GRIDLAKE_PG_HOST": "127.0.0.1", "GRIDLAKE_PG_PORT": "5432", "GRIDLAKE_PG_USER": os.environ.get("GRIDLAKE_PG_USER", "postgres"),
+           "GRIDLAKE_PG_PASSWORD": os.environ.get("GRIDLAKE_PG_PASSWORD", ""), "GRIDLAKE_PG_DB": name}
+    return env, drop
+
+
+def _silver_rows(b: Bench, lo: dt.date, hi: dt.date) -> int:
+    from lake.delta import Lake
+
+    lake = Lake(b.dir / "lake")
+    return sum(lake.read_days(lake_table, lo, hi, columns=[col]).height for lake_table, col in
+               (("silver_meter_readings", "meter_id"), ("silver_scada", "transformer_id"), ("silver_weather", "station_id")))
+
+
+def nightly(meters: int, window: int) -> dict:
+    """History backfill over the trailing window, then the nightly graph of the last day; per-stage figures."""
+    from streaming_bridge.amproc import AlertmanagerProcess
+
+    simulate(meters, 365)
+    pg, drop = _pg_database("n")
+    b = Bench(meters, 365, "nightly", pg)
+    d = LAST_DAY
+    lo = d - dt.timedelta(days=window)
+    out: dict = {"meters": meters, "window_days": window}
+    try:
+        print(f"  {meters:,} meters: history {lo}..{d - dt.timedelta(days=1)}", flush=True)
+        b.run("load_reference")
+        h = b.run("daily_ingest", partition=lo, until=d - dt.timedelta(days=1))
+        hist_rows = _silver_rows(b, lo, d - dt.timedelta(days=1))
+        out["history_backfill"] = {"days": window, "silver_rows": hist_rows, "wall_s": h["wall_s"], "rows_per_s": round(hist_rows / h["wall_s"])}
+        stages: dict[str, list[dict]] = {s: [] for s in STAGES}
+        print(f"  {meters:,} meters: the nightly graph of {d}", flush=True)
+        stages["ingest"].append(b.run("daily_ingest", partition=d))
+        ops = _training_ops(window, (d - dt.timedelta(days=1)).isoformat())
+        stages["training"].append(b.run("forecast_training", ops={k: ops[k] for k in ("load_forecast_models", "solar_forecast_models")}))
+        stages["training"].append(b.run("grid_ml_training", ops={k: ops[k] for k in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model")}))
+        stages["scoring"].append(b.run("forecast_scoring", partition=d - dt.timedelta(days=1), assets=["gold_load_forecast", "gold_solar_forecast"]))
+        stages["scoring"].append(b.run("forecast_scoring", partition=d))
+        stages["scoring"].append(b.run("grid_ml_scoring", partition=d))
+        stages["optimisation"].append(b.run("optimization_daily", partition=d))
+        cfg = b.dir / "alertmanager.yml"
+        cfg.write_text(NULL_AM)
+        with AlertmanagerProcess(cfg, storage_dir=b.dir / "am") as am:
+            stages["alerts"].append(b.run("post_batch_alerts", partition=d, resources=b.resources(alertmanager_url=am.url)))
+        day_rows = _silver_rows(b, d, d)
+        out["day_silver_rows"] = day_rows
+        out["stage_s"] = {s: round(sum(r["wall_s"] for r in rs), 2) for s, rs in stages.items()}
+        out["stage_cpu_s"] = {s: round(sum(r["cpu_s"] for r in rs), 2) for s, rs in stages.items()}
+        out["stage_peak_rss_mb"] = {s: max(r["peak_rss_mb"] for r in rs) for s, rs in stages.items()}
+        out["nightly_s"] = round(sum(out["stage_s"].values()), 2)
+        out["ingest_rows_per_s"] = round(day_rows / out["stage_s"]["ingest"])
+        out["runs"] = b.runs
+    finally:
+        drop()
+    return out
+
+
+def _start_worker(b: Bench, env: dict, name: str, queue: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "celery", "-A", "pipelines.celery_app", "worker", "-Q", queue, "-n", f"{name}@%h", "--pool", "solo",
+           "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+    log = open(b.dir / f"{name}.log", "wb")
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def year_backfill(meters: int, days: int) -> dict:
+    """daily_ingest over ``days`` days in one backfill run: in-process, then through Celery with 2 workers."""
+    simulate(meters, 365)
+    hi = YEAR_START + dt.timedelta(days=days - 1)
+    out: dict = {"meters": meters, "days": days}
+    for mode in ("inprocess", "celery"):
+        pg, drop = _pg_database("b")
+        b = Bench(meters, 365, f"backfill_{mode}", pg)
+        workers = []
+        try:
+            b.run("load_reference")
+            env = b.env
+            if mode == "celery":
+                prefix = f"scale-bench-{uuid.uuid4().hex[:8]}"
+                env = {**b.env, "GRIDLAKE_EXECUTOR": "celery", "GRIDLAKE_CELERY_QUEUE_PREFIX": prefix}
+                workers = [_start_worker(b, env, f"w{i}-{prefix}", f"{prefix}-ingest") for i in range(2)]
+                time.sleep(5)
+            print(f"  year backfill {mode}: {meters:,} meters, {YEAR_START}..{hi}", flush=True)
+            r = b.run("daily_ingest", partition=YEAR_START, until=hi, env=env)
+            rows = _silver_rows(b, YEAR_START, hi)
+            out[mode] = {"wall_s": r["wall_s"], "silver_rows": rows, "rows_per_s": round(rows / r["wall_s"]), "peak_rss_mb_orchestrator": r["peak_rss_mb"]}
+        finally:
+            rss = []
+            for w in workers:
+                w.terminate()
+                try:
+                    _, _, ru = os.wait4(w.pid, 0)
+                    rss.append(round(ru.ru_maxrss / 1024, 1))
+                except ChildProcessError:
+                    pass
+            if rss:
+                out[mode]["peak_rss_mb_workers"] = rss
+            drop()
+    return out
+
+
+def fit_exponent(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares of log y = log a + b log x; returns (a, b)."""
+    lx, ly = [math.log(x) for x in xs], [math.log(max(y, 1e-3)) for y in ys]
+    n = len(xs)
+    mx, my = sum(lx) / n, sum(ly) / n
+    b = sum((u - mx) * (v - my) for u, v in zip(lx, ly)) / sum((u - mx) ** 2 for u in lx)
+    return math.exp(my - b * mx), b
+
+
+def capacity_table(fits: dict[str, tuple[float, float]], sizes=(10_000, 100_000, 300_000, 600_000, 1_200_000)) -> list[dict]:
+    rows = []
+    for m in sizes:
+        t = {s: a * m**b for s, (a, b) in fits.items()}
+        nightly = sum(t.values())
+        rows.append({
+            "meters": m,
+            "stage_s_one_worker": {s: round(v, 1) for s, v in t.items()},
+            "nightly_s_one_worker": round(nightly, 1),
+            "workers_nightly_1h": max(1, math.ceil(nightly / 3600)),
+            "workers_hourly_scoring_10min": max(1, math.ceil(t["scoring"] / 600)),
+            "limiting_stage": max(t, key=t.get),
+        })  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd")
     s = sub.add_parser("simulate")
     s.add_argument("--meters", type=int, default=10_000)
     s.add_argument("--days", type=int, default=365)
+    ap.add_argument("--sizes", default="1000,3000,10000")
+    ap.add_argument("--window", type=int, default=21)
+    ap.add_argument("--backfill-meters", type=int, default=10_000)
+    ap.add_argument("--backfill-days", type=int, default=365)
     args = ap.parse_args(argv)
     if args.cmd == "simulate":
         print(json.dumps(simulate(args.meters, args.days)))
         return 0
-    ap.print_help()
-    return 2
+    sizes = [int(x) for x in args.sizes.split(",")]
+    load0 = os.getloadavg()
+    sims = {m: simulate(m, 365) for m in sorted(set(sizes + [args.backfill_meters]))}
+    results = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}", "load_avg_start": [round(x, 1) for x in load0],
+               "simulation": {str(m): v for m, v in sims.items()}, "nightly_by_size": {}}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS.with_suffix(".partial.json")
+    for m in sizes:
+        results["nightly_by_size"][str(m)] = nightly(m, args.window)
+        partial.write_text(json.dumps(results, indent=2))
+    bf = year_backfill(args.backfill_meters, args.backfill_days)
+    results["backfill"] = bf
+    scale = 365 / args.backfill_days
+    big = str(max(sizes))
+    top = results["nightly_by_size"][big]
+    fits = {st: fit_exponent(sizes, [results["nightly_by_size"][str(m)]["stage_s"][st] for m in sizes]) for st in STAGES} if len(sizes) > 1 else {}
+    sim_big = sims[max(sizes)]
+    results |= {
+        "meters": max(sizes),
+        "meters_note": f"nightly graph run at {', '.join(f'{m:,}' for m in sizes)} meters; year backfill run at {args.backfill_meters:,} meters x {args.backfill_days} days"
+        + ("" if args.backfill_days == 365 else f" and scaled to 365 days per day (extrapolation x{scale:.2f})"),
+        "readings": sim_big["rows"],
+        "simulation_s": sim_big["seconds"],
+        "year_backfill_s_inprocess": round(bf["inprocess"]["wall_s"] * scale, 1),
+        "year_backfill_s_celery": round(bf["celery"]["wall_s"] * scale, 1),
+        "year_backfill_extrapolated": args.backfill_days != 365,
+        "nightly_s": top["nightly_s"],
+        "nightly_stage_s": top["stage_s"],
+        "peak_rss_mb": max(max(r["peak_rss_mb"] for r in v["runs"]) for v in results["nightly_by_size"].values()),
+        "rows_per_s": {"nightly_ingest": top["ingest_rows_per_s"], "history_backfill": top["history_backfill"]["rows_per_s"],
+                       "year_backfill_inprocess": bf["inprocess"]["rows_per_s"], "year_backfill_celery": bf["celery"]["rows_per_s"]},
+        "scaling_exponents": {st: round(b, 3) for st, (a, b) in fits.items()},
+        "scaling_coefficients": {st: a for st, (a, b) in fits.items()},
+        "capacity_table": capacity_table(fits) if fits else [],
+        "capacity_assumptions": "stage wall time a*meters^b fitted on the sizes run (one in-process run per job on this 2-core machine); "
+                                "a stage's work splits evenly over workers of the same speed (per feeder / partition); no fixed overhead subtracted",
+        "targets": {"year_backfill_s": 600, "nightly_s": 600, "peak_rss_mb": 8192},
+        "load_avg_end": [round(x, 1) for x in os.getloadavg()],
+    }
+    results["met"] = {"year_backfill": results["year_backfill_s_inprocess"] < 600, "nightly": results["nightly_s"] < 600, "peak_rss": results["peak_rss_mb"] < 8192}
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    partial.unlink(missing_ok=True)
+    print(json.dumps({k: results[k] for k in ("meters", "year_backfill_s_inprocess", "year_backfill_s_celery", "nightly_s", "nightly_stage_s", "peak_rss_mb", "scaling_exponents")}, indent=1))
+    for row in results["capacity_table"]:
+        print(f"  {row['meters']:>9,} meters: {row['workers_nightly_1h']} workers for a 1-h night, {row['workers_hourly_scoring_10min']} for hourly scoring in 10 min; limited by {row['limiting_stage']}")
+    print(f"  written to {RESULTS.relative_to(ROOT)}")
+    return 0
 
 
 if __name__ == "__main__":
