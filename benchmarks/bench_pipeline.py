@@ -107,19 +107,6 @@ STAGES = ("ingest", "training", "scoring", "optimisation", "alerts")
 NULL_AM = "route:\n  receiver: sink\n  group_wait: 0s\nreceivers:\n  - name: sink\n"
 
 
-def _training_ops(window: int, as_of: str) -> dict:
-    """The nightly training run config (the same settings as pipelines/demo.py's training_config)."""
-    fc = {"history_days": window, "backtest_days": 3, "as_of": as_of}
-    grid = {"window_days": window, "min_days": 7, "eval_days": 1, "as_of": as_of}
-    return {
-        "load_forecast_models": {"config": {**fc, "n_estimators": 200}},
-        "solar_forecast_models": {"config": {**fc, "n_estimators": 150}},
-        "grid_anomaly_model": {"config": grid},
-        "grid_failure_model": {"config": grid},
-        "grid_segment_model": {"config": grid},
-    }
-
-
 class Bench:
     """One fleet size: its landing zone, a fresh lake, MLflow store and a PostgreSQL Dagster instance."""
 
@@ -209,6 +196,7 @@ def _silver_rows(b: Bench, lo: dt.date, hi: dt.date) -> int:
 
 def nightly(meters: int, window: int) -> dict:
     """History backfill over the trailing window, then the nightly graph of the last day; per-stage figures."""
+    from assets.nightly import training_config
     from streaming_bridge.amproc import AlertmanagerProcess
 
     simulate(meters, 365)
@@ -226,7 +214,7 @@ def nightly(meters: int, window: int) -> dict:
         stages: dict[str, list[dict]] = {s: [] for s in STAGES}
         print(f"  {meters:,} meters: the nightly graph of {d}", flush=True)
         stages["ingest"].append(b.run("daily_ingest", partition=d))
-        ops = _training_ops(window, (d - dt.timedelta(days=1)).isoformat())
+        ops = training_config(window, (d - dt.timedelta(days=1)).isoformat())
         stages["training"].append(b.run("forecast_training", ops={k: ops[k] for k in ("load_forecast_models", "solar_forecast_models")}))
         stages["training"].append(b.run("grid_ml_training", ops={k: ops[k] for k in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model")}))
         stages["scoring"].append(b.run("forecast_scoring", partition=d - dt.timedelta(days=1), assets=["gold_load_forecast", "gold_solar_forecast"]))
