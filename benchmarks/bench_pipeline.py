@@ -110,10 +110,12 @@ NULL_AM = "route:\n  receiver: sink\n  group_wait: 0s\nreceivers:\n  - name: sin
 class Bench:
     """One fleet size: its landing zone, a fresh lake, MLflow store and a PostgreSQL Dagster instance."""
 
-    def __init__(self, meters: int, days: int, tag: str, pg: dict):
+    def __init__(self, meters: int, days: int, tag: str, pg: dict, keep_lake: bool = False):
         self.meters, self.days = meters, days
         self.dir = WORK / f"run_{tag}_{meters}m"
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_lake:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.dir / "dagster_home", ignore_errors=True)
         (self.dir / "dagster_home").mkdir(parents=True)
         shutil.copy(ROOT / "deploy" / "dagster.yaml", self.dir / "dagster_home" / "dagster.yaml")
         self.landing = landing_dir(meters, days)
@@ -187,10 +189,11 @@ def _pg_database(tag: str) -> tuple[dict, callable]:
 
 
 def _silver_rows(b: Bench, lo: dt.date, hi: dt.date) -> int:
+    from contracts import TABLES
     from lake.delta import Lake
 
     lake = Lake(b.dir / "lake")
-    return sum(lake.read_days(lake_table, lo, hi, columns=[col]).height for lake_table, col in
+    return sum(lake.read_days(TABLES[name], lo, hi, columns=[col]).height for name, col in
                (("silver_meter_readings", "meter_id"), ("silver_scada", "transformer_id"), ("silver_weather", "station_id")))
 
 
@@ -201,16 +204,24 @@ def nightly(meters: int, window: int) -> dict:
 
     simulate(meters, 365)
     pg, drop = _pg_database("n")
-    b = Bench(meters, 365, "nightly", pg)
     d = LAST_DAY
     lo = d - dt.timedelta(days=window)
+    # the history is the lake before the night; kept (with its figures) if an interrupted bench already wrote it
+    marker = WORK / f"run_nightly_{meters}m" / f"history_w{window}.json"
+    b = Bench(meters, 365, "nightly", pg, keep_lake=marker.exists())
     out: dict = {"meters": meters, "window_days": window}
     try:
-        print(f"  {meters:,} meters: history {lo}..{d - dt.timedelta(days=1)}", flush=True)
-        b.run("load_reference")
-        h = b.run("daily_ingest", partition=lo, until=d - dt.timedelta(days=1))
-        hist_rows = _silver_rows(b, lo, d - dt.timedelta(days=1))
-        out["history_backfill"] = {"days": window, "silver_rows": hist_rows, "wall_s": h["wall_s"], "rows_per_s": round(hist_rows / h["wall_s"])}
+        if marker.exists():
+            out["history_backfill"] = json.loads(marker.read_text())
+            print(f"  {meters:,} meters: history {lo}..{d - dt.timedelta(days=1)} kept from an earlier bench run", flush=True)
+        else:
+            print(f"  {meters:,} meters: history {lo}..{d - dt.timedelta(days=1)}", flush=True)
+            b.run("load_reference")
+            h = b.run("daily_ingest", partition=lo, until=d - dt.timedelta(days=1))
+            hist_rows = _silver_rows(b, lo, d - dt.timedelta(days=1))
+            out["history_backfill"] = {"days": window, "silver_rows": hist_rows, "wall_s": h["wall_s"], "cpu_s": h["cpu_s"],
+                                       "peak_rss_mb": h["peak_rss_mb"], "rows_per_s": round(hist_rows / h["wall_s"])}
+            marker.write_text(json.dumps(out["history_backfill"]))
         stages: dict[str, list[dict]] = {s: [] for s in STAGES}
         print(f"  {meters:,} meters: the nightly graph of {d}", flush=True)
         stages["ingest"].append(b.run("daily_ingest", partition=d))
@@ -327,12 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backfill-meters", type=int, default=10_000)
     ap.add_argument("--backfill-days", type=int, default=365)
     ap.add_argument("--no-backfill", action="store_true", help="only the nightly graphs (cached per size), no pipeline.json")
+    ap.add_argument("--backfill-only", action="store_true", help="only the year backfill (cached)")
     ap.add_argument("--fresh", action="store_true", help="measure again even if a size's figures are cached")
     args = ap.parse_args(argv)
     if args.cmd == "simulate":
         print(json.dumps(simulate(args.meters, args.days)))
         return 0
     sizes = [int(x) for x in args.sizes.split(",")]
+    backfill_cache = WORK / f"backfill_{args.backfill_meters}m_{args.backfill_days}d.json"
+    if args.backfill_only:
+        print(json.dumps(_cached(backfill_cache, lambda: year_backfill(args.backfill_meters, args.backfill_days), args.fresh), indent=1))
+        return 0
     load0 = os.getloadavg()
     sims = {m: simulate(m, 365) for m in sorted(set(sizes + [args.backfill_meters]))}
     results = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}", "load_avg_start": [round(x, 1) for x in load0],
@@ -345,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_backfill or len(sizes) < 2:
         print("nightly figures cached; run again with two or more --sizes (and the backfill) for pipeline.json")
         return 0
-    bf = _cached(WORK / f"backfill_{args.backfill_meters}m_{args.backfill_days}d.json", lambda: year_backfill(args.backfill_meters, args.backfill_days), args.fresh)
+    bf = _cached(backfill_cache, lambda: year_backfill(args.backfill_meters, args.backfill_days), args.fresh)
     results["backfill"] = bf
     scale = 365 / args.backfill_days
     big = str(max(sizes))
