@@ -51,4 +51,39 @@ def alert_notifications(context: AssetExecutionContext, config: PostAlertsConfig
                                        "alertmanager": alerting.alertmanager_url})
 
 
-ALERTING_ASSETS = [alert_notifications]
+@asset(
+    op_tags=queue_tags("score"),
+    group_name=GROUP,
+    partitions_def=daily_open,
+    deps=[lookback_dep("gold_model_drift")],
+    kinds={"alertmanager"},
+    description="The day's drifted models (gold_model_drift) posted to Alertmanager as ModelDrift alerts through the same outbox",
+)
+def model_drift_notifications(context: AssetExecutionContext, lake: LakeResource, alerting: AlertingResource):
+    from datetime import UTC, datetime
+
+    from streaming_bridge.batch import dagster_url
+    from streaming_bridge.model_alerts import model_drift_alert
+
+    lk, day = lake.lake(), partition_day(context)
+    rows = lk.read(TABLES["gold_model_drift"], day) if lk.exists("gold_model_drift") else pl.DataFrame(schema=TABLES["gold_model_drift"].polars_schema())
+    drifted = rows.filter(pl.col("drifted").fill_null(False))
+    now = datetime.now(UTC)
+    alerts = [model_drift_alert(model=m, metric=k, value=v, threshold=t, day=day.isoformat(), at=now, version=m,
+                                url=dagster_url("gold_model_drift", day.isoformat()))
+              for m, k, v, t in drifted.select("model", "metric", "value", "threshold").iter_rows()]
+    outbox = alerting.outbox()
+    try:
+        new = outbox.submit(alerts, keys=[f"drift|{day}|{a.fingerprint()}" for a in alerts]) if alerts else 0
+        delivered = outbox.flush(alerting.flush_timeout_s)
+        pending, error = outbox.depth(), outbox.last_error
+    finally:
+        outbox.close(0)
+    if not delivered:
+        raise RuntimeError(f"{pending} alerts not yet accepted by Alertmanager at {alerting.alertmanager_url} ({error}); they stay in "
+                           f"{alerting.outbox_path} and go out with the next run")
+    return MaterializeResult(metadata={"monitored": rows.height, "drifted": drifted.height, "newly_posted": new,
+                                       "alertmanager": alerting.alertmanager_url})
+
+
+ALERTING_ASSETS = [alert_notifications, model_drift_notifications]

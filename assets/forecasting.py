@@ -48,6 +48,7 @@ import datetime as dt
 import logging
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from dagster import (
@@ -74,6 +75,7 @@ from models.forecast import (
     score_backtest,
     trailing_backtest,
 )
+from models.forecast.accuracy import drift_status, forecast_accuracy, scored_errors
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.peak import feeder_capacity_kw, peak_demand
 from models.forecast.plots import feature_importance, forecast_figure, forecast_vs_actual, importance_figure, png_bytes
@@ -91,7 +93,7 @@ from models.solar import (
 )
 from assets.partitions import daily_open, lookback_dep, partition_day
 from assets.queues import queue_tags
-from assets.resources import GridSettings, LakeResource, MlflowResource
+from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +132,8 @@ class LoadTrainingConfig(Config):
 
     history_days: int = Field(28, description="days of gold_load_hourly (ending at the latest hour) to train and backtest on")
     horizon_hours: int = Field(24, description="forecast horizon the model is built for, 24..72")
-    forecaster: str = Field("xgboost", description=f"one of {LOAD_FORECASTERS}; prophet/gru are slow")
+    forecaster: str = Field("xgboost", description=f"one of {LOAD_FORECASTERS}; prophet/gru/lstm are slow")
+    candidates: list[str] = Field(default_factory=list, description="candidate set (names as for forecaster): each is backtested on the same origins and the best becomes the challenger; empty = only forecaster")
     backtest_days: int = Field(3, description="rolling daily origins at the end of the window")
     use_weather: bool = Field(True, description="use silver_weather temp_air_c as an exogenous input")
     rank_metric: str = Field("mape", description="metric the champion is chosen on (lower is better)")
@@ -145,6 +148,14 @@ class LoadTrainingConfig(Config):
     def _forecaster(cls, v: str) -> str:
         if v not in LOAD_FORECASTERS:
             raise ValueError(f"forecaster must be one of {LOAD_FORECASTERS}, got {v!r}")
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if k not in LOAD_FORECASTERS]
+        if bad or len(set(v)) != len(v):
+            raise ValueError(f"candidates must be distinct names from {LOAD_FORECASTERS}, got {v!r}")
         return v
 
 
@@ -272,21 +283,27 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     if config.use_weather:
         load = with_temperature(load, hourly_weather(lk, start, end))
         exog = ("temp_air_c",)
-    make = make_load_forecaster(config.forecaster, horizon, exog, grid.timezone, config.n_estimators)
+    kinds = config.candidates or [config.forecaster]
+    makers = {k: make_load_forecaster(k, horizon, exog, grid.timezone, config.n_estimators) for k in kinds}
     baseline = make_load_forecaster("seasonal_naive_daily", horizon, (), grid.timezone)
 
-    results, skipped, tables, pictures = [], {}, [], []
+    results, skipped, tables, pictures, retrain = [], {}, [], [], {}
     for (entity,), g in load.group_by(["entity_id"], maintain_order=True):
         name = f"{LOAD_MODEL_PREFIX}{entity}"
         series = g.drop("entity_id").sort("period_start").to_pandas()
-        try:
-            bt = trailing_backtest(make, series, horizon, config.backtest_days)
+        if why := reg.retrain_requested(name):  # gold_forecast_accuracy saw the champion drift
+            retrain[entity] = why
+        try:  # every candidate on the same origins; the best one is trained, registered and promoted or kept as challenger
+            bts = {k: trailing_backtest(m, series, horizon, config.backtest_days) for k, m in makers.items()}
             base_bt = trailing_backtest(baseline, series, horizon, config.backtest_days)
         except ValueError as exc:  # ForecastInputError and friends: too little history, gaps, constant, no weather
             skipped[entity] = f"{type(exc).__name__}: {exc}"
             context.log.warning(f"{name}: not trained: {skipped[entity]}")
             continue
-        scores = score_backtest(pl.concat([bt, base_bt]))
+        scores = score_backtest(pl.concat([*bts.values(), base_bt]))
+        rank = {k: scores.filter(pl.col("model") == b["model"][0])[config.rank_metric].item() for k, b in bts.items()}
+        best = min(rank, key=lambda k: (not np.isfinite(rank[k]), rank[k]))
+        make, bt = makers[best], bts[best]
         metrics = finite_metrics(scores.filter(pl.col("model") == bt["model"][0]).row(0, named=True))
         bt_id = backtest_id("load", entity, series["period_start"].iloc[0], end, config.backtest_days, horizon)
 
@@ -305,6 +322,7 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
         )  # fmt: skip
         png = png_bytes(fig)  # after MLflow logged it: png_bytes closes the figure
         out["entity_id"] = entity
+        out["candidate_scores"] = {k: float(v) for k, v in rank.items()}
         out["champion_metric_on_this_backtest"] = None if champ is None else champ.get(config.rank_metric)
         results.append(out)
         table = comparison_table(scores, rank_by=config.rank_metric)
@@ -321,13 +339,15 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     summary = [{k: r[k] for k in ("entity_id", "model_name", "version", "run_id", "promoted", "alias", "champion_version_before", "promotion_reason")} | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}} for r in results]
     return MaterializeResult(
         metadata={
-            "forecaster": config.forecaster,
+            "forecaster": config.forecaster if not config.candidates else f"best of {config.candidates}",
+            "candidate_scores": MetadataValue.json({r["entity_id"]: r["candidate_scores"] for r in results}),
             "horizon_hours": config.horizon_hours,
             "window": f"{start} .. {end}",
             "run_ids": MetadataValue.json({r["entity_id"]: r["run_id"] for r in results}),
             "promoted": MetadataValue.json({r["entity_id"]: r["promoted"] for r in results}),
             "models": MetadataValue.json(summary),
             "skipped": MetadataValue.json(skipped),
+            "retrained_after_drift": MetadataValue.json(retrain),
             "comparison": MetadataValue.md("\n\n".join(tables)),
             "plots": MetadataValue.md("\n\n".join(pictures)),
         }
@@ -564,4 +584,126 @@ def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, l
     )
 
 
-FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand]
+# ======================================================================================
+# accuracy after the fact + drift alert
+# ======================================================================================
+def _submit_alerts(alerting: AlertingResource, alerts: list, keys: list[str], context) -> int:
+    """Submit to the batch outbox once per key (re-runs post nothing twice) and try to deliver;
+    undelivered alerts stay durable in the outbox and go out with the next run. Returns how many were new."""
+    if not alerts:
+        return 0
+    outbox = alerting.outbox()
+    try:
+        n = outbox.submit(alerts, keys=keys)
+        if not outbox.flush(alerting.flush_timeout_s):
+            context.log.warning(f"{outbox.depth()} alerts wait in {alerting.outbox_path} ({outbox.last_error}); they go out with the next run")
+    finally:
+        outbox.close(0)
+    return n
+
+
+class AccuracyConfig(Config):
+    lookback_days: int = Field(14, description="issued forecasts of the last N days are (re-)scored against the load that happened")
+    drift_window_days: int = Field(7, description="the champion's recent MAPE is taken over this many days")
+    drift_multiple: float = Field(2.0, description="drift when recent MAPE > multiple x the champion's backtest MAPE")
+    drift_min_hours: int = Field(48, description="fewer scored hours in the window: no drift verdict")
+
+
+@asset(
+    op_tags=queue_tags("score"),
+    group_name="forecasts",
+    partitions_def=daily_open,
+    deps=[lookback_dep("gold_load_forecast"), lookback_dep("gold_load_hourly")],
+    kinds={"delta", "polars", "alertmanager"},
+    description=_T["gold_forecast_accuracy"].description + "; drift alert (Alertmanager) and retraining mark for drifting champions",
+)
+def gold_forecast_accuracy(
+    context: AssetExecutionContext, config: AccuracyConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings, alerting: AlertingResource
+) -> MaterializeResult:
+    from streaming_bridge.alerts import Alert
+
+    lk, reg, day = lake.lake(), mlflow.registry(), partition_day(context)
+    as_of = pd.Timestamp(day_bounds_utc(day, grid.timezone)[1])
+    start = as_of - pd.Timedelta(days=config.lookback_days)
+    fc = (
+        lk.scan(_T["gold_load_forecast"])
+        .filter((pl.col("issued_at") >= start.to_pydatetime()) & (pl.col("issued_at") < as_of.to_pydatetime()))
+        .collect()
+    )
+    actual = feeder_load(lk, start, as_of + pd.Timedelta(days=3), allow_empty=True)
+    acc = forecast_accuracy(fc, actual, as_of, grid.timezone).with_columns(pl.lit(day).alias("date"))
+    w = lk.write_partition(_T["gold_forecast_accuracy"], acc.select(_T["gold_forecast_accuracy"].column_names), day)
+    errors = scored_errors(fc.filter(pl.col("model_version") != "fallback"), actual, as_of)
+    drift, alerts, keys = {}, [], []
+    for (entity, model), _ in errors.group_by(["entity_id", "model"]):
+        name = f"{LOAD_MODEL_PREFIX}{entity}"
+        champ = reg.champion(name)
+        if champ is None or "metric.mape" not in champ.tags:
+            continue
+        st = drift_status(errors.filter(pl.col("entity_id") == entity), model, float(champ.tags["metric.mape"]), as_of,
+                          window_days=config.drift_window_days, multiple=config.drift_multiple, min_points=config.drift_min_hours)  # fmt: skip
+        drift[entity] = st
+        if st["drifting"]:
+            why = f"{config.drift_window_days}-day MAPE {st['recent_mape']:.2f} % > {config.drift_multiple:g} x backtest {st['backtest_mape']:.2f} %"
+            st["marked_version"] = reg.mark_for_retraining(name, why)
+            alerts.append(Alert(
+                {"alertname": "LoadForecastDrift", "severity": "warning", "asset_type": "feeder" if entity != SYSTEM else "system",
+                 "asset_id": entity, "source": "batch", "model": name},
+                {"summary": f"load forecast of {entity} drifting: {why}", "value": f"{st['ratio']:.3f}",
+                 "runbook": "Check the feeder's recent load and weather feed; the champion is retrained at the next nightly run."},
+                starts_at=as_of.to_pydatetime(), ends_at=(as_of + pd.Timedelta(days=1)).to_pydatetime(),
+            ))  # fmt: skip
+            keys.append(f"forecast_drift:{entity}:{day}")
+    posted = _submit_alerts(alerting, alerts, keys, context)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": w.rows,
+            "delta_version": w.version,
+            "scored_hours": errors.height,
+            "drift": MetadataValue.json(drift),
+            "drifting": [e for e, st in drift.items() if st["drifting"]],
+            "alerts_submitted": posted,
+        }
+    )
+
+
+class SolarRampConfig(Config):
+    threshold_kw_per_15min: float = Field(5.0, description="a forecast ramp is recorded when p50 changes faster than this (kW per 15 min)")
+    alert_kw_per_15min: float = Field(20.0, description="ramps at least this steep are also posted to Alertmanager")
+
+
+@asset(
+    op_tags=queue_tags("score"),
+    group_name="forecasts",
+    partitions_def=daily_open,
+    deps=["gold_solar_forecast"],
+    kinds={"delta", "polars", "alertmanager"},
+    description=_T["gold_solar_ramps"].description + "; large ones alerted (Alertmanager)",
+)
+def gold_solar_ramps(context: AssetExecutionContext, config: SolarRampConfig, lake: LakeResource, alerting: AlertingResource) -> MaterializeResult:
+    from streaming_bridge.alerts import Alert
+
+    from models.solar.ramps import forecast_ramps
+
+    lk, day = lake.lake(), partition_day(context)
+    ramps = forecast_ramps(lk.read(_T["gold_solar_forecast"], day), config.threshold_kw_per_15min).with_columns(
+        (pl.col("max_rate_kw_per_15min") >= config.alert_kw_per_15min).alias("alerted"), pl.lit(day).alias("date")
+    )
+    w = lk.write_partition(_T["gold_solar_ramps"], ramps.select(_T["gold_solar_ramps"].column_names), day)
+    big = ramps.filter(pl.col("alerted"))
+    alerts = [
+        Alert(
+            {"alertname": "SolarForecastRamp", "severity": "warning", "asset_type": r["level"], "asset_id": r["entity_id"], "source": "batch", "direction": r["direction"]},
+            {"summary": f"PV forecast ramp {r['direction']} {r['change_kw']:+.0f} kW on {r['entity_id']} {r['start']:%Y-%m-%d %H:%M}Z .. {r['end']:%H:%M}Z "
+                        f"(up to {r['max_rate_kw_per_15min']:.1f} kW per 15 min)", "value": f"{r['max_rate_kw_per_15min']:.3f}",
+             "runbook": "Pre-position reserves / flexible load for the ramp window."},
+            starts_at=r["start"], ends_at=r["end"],
+        )
+        for r in big.iter_rows(named=True)
+    ]  # fmt: skip
+    submitted = _submit_alerts(alerting, alerts, [f"solar_ramp:{r['entity_id']}:{r['issued_at']}:{r['start']}" for r in big.iter_rows(named=True)], context)
+    return MaterializeResult(metadata={"dagster/row_count": w.rows, "delta_version": w.version, "alerts_submitted": submitted,
+                                       "steepest_kw_per_15min": float(ramps["max_rate_kw_per_15min"].max() or 0.0)})  # fmt: skip
+
+
+FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand, gold_forecast_accuracy, gold_solar_ramps]

@@ -6,18 +6,14 @@ hold-out metrics and the table builders; nothing there imports Dagster): this mo
 calls the library, writes the gold tables and talks to the MLflow registry. Models live in the
 registry through :class:`models.registry.ModelRegistry`:
 
-* each training asset trains on the last ``window_days`` of silver data
-  (:func:`models.grid.evaluate.training_window`), holds the last ``eval_days`` back as its
-  evaluation (:func:`models.grid.evaluate.anomaly_holdout_metrics`,
-  :func:`models.grid.failure.failure_holdout_metrics`,
-  :func:`models.grid.segments.segment_holdout_metrics`), logs params/metrics/the pickled model
-  (pyfunc flavour) and registers a new version;
-* the ``champion`` alias moves only when the new version beats the champion **on the same
-  evaluation**: before promoting, the current champion is re-scored on the candidate's held-out
-  days and its version tags are updated to that evaluation (``backtest_id`` + metric), which is
-  what :meth:`ModelRegistry.promote_if_better` compares. The promotion metric is a proper scoring
-  rule where one exists (Brier score of the calibrated probabilities: defined even on a day without
-  any anomaly, unlike F1 or ROC-AUC), or segment-name accuracy on held-out panel meters;
+* each training asset reads the last ``window_days`` of silver data (:func:`models.grid.evaluate.training_window`)
+  and the confirmed ``incidents`` known by then, and calls a storage-free train pipeline of
+  :mod:`models.grid.pipelines` (labels from incidents, cold start without them, held-out metrics on
+  the last ``eval_days``);
+* :meth:`models.registry.ModelRegistry.challenge` owns the champion policy: the current champion is
+  re-scored on the candidate's held-out days and tagged with that evaluation, and ``champion`` moves
+  only when the candidate beats it there (Brier score of the calibrated probabilities against the
+  incidents for the anomaly and failure models; silhouette of the profiles for segments);
 * scoring loads ``models:/<name>@champion``; ``model_version`` in the gold rows is ``name:vN``.
 
 Exports :data:`GRID_ML_ASSETS` (pipelines/definitions.py) and the group names
@@ -28,10 +24,8 @@ schedules are in pipelines/schedules.py). The registry is the ``mlflow`` resourc
 
 
 import datetime as dt
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -49,11 +43,10 @@ from dagster import (
 
 from assets.ingestion import gx_check_specs, gx_checks
 from lake import plots
-from contracts import TABLES, DemandResponse
+from contracts import TABLES, DemandResponse, day_bounds_utc
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
-from models.registry import backtest_id
 from assets.partitions import daily_open, lookback_dep, partition_day
 from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource, MlflowResource
@@ -93,6 +86,11 @@ class AnomalyTrainConfig(TrainWindowConfig):
     ae_epochs: int = 8
     max_train_rows: int = 40_000
     seed: int = 0
+    #: cold start: share of readings the alert band (0.85) covers until incidents label enough anomalies
+    contamination: float = 0.01
+    #: with incidents: "tail" (labels learn the calibration and vote weights, bands stay tail shares) or
+    #: "probability" (bands on P(confirmed incident), only right with complete labels): AnomalyConfig
+    band_calibration: str = "tail"
 
 
 class FailureTrainConfig(TrainWindowConfig):
@@ -102,8 +100,8 @@ class FailureTrainConfig(TrainWindowConfig):
 
 
 class SegmentTrainConfig(TrainWindowConfig):
-    #: share of the labelled panel held back to measure segment-name accuracy
-    eval_share: float = 0.3
+    #: clusters (each named from its profile descriptors)
+    n_segments: int = 12
     seed: int = 0
 
 
@@ -157,26 +155,18 @@ def _window(lk, cfg: TrainWindowConfig, what: str) -> tuple[dt.date, dt.date, li
                            dt.date.fromisoformat(cfg.as_of) if cfg.as_of else None, what)
 
 
-def _register(context, reg, name: str, model: Any, params: dict, metrics: dict[str, float | None], bid: str,
-              metric: str, higher_is_better: bool, rescore: Callable[[Any], float]) -> dict:
-    """Log + register the candidate; promote it iff it beats the champion re-scored on the same evaluation."""
-    champ = reg.champion(name)
-    rescored = None
-    if champ is not None and champ.tags.get("backtest_id") != bid:
-        try:
-            rescored = float(rescore(reg.load(name)))
-        except Exception as e:  # an unloadable/incompatible champion stays "not comparable"; say so
-            context.log.warning(f"{name}: champion v{champ.version} could not be re-scored on {bid}: {e!r}")
-        if rescored is not None and np.isfinite(rescored):
-            reg.client.set_model_version_tag(name, champ.version, "backtest_id", bid)
-            reg.client.set_model_version_tag(name, champ.version, f"metric.{metric}", repr(rescored))
-    finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
-    out = reg.train_register_promote(name, params=params, metrics=finite, backtest_id=bid, model=model,
-                                     flavor="pyfunc", metric=metric, higher_is_better=higher_is_better)
-    out["champion_rescored"] = rescored
-    out["model_uri"] = f"models:/{name}@champion"
+def _register(context, reg, name: str, trained) -> dict:
+    """Champion policy of :meth:`ModelRegistry.challenge` on a :class:`models.grid.pipelines.Trained`."""
+    out = reg.challenge(name, trained.model, params=trained.params, metrics=trained.metrics,
+                        backtest_id=trained.backtest_id, metric=trained.metric, higher_is_better=trained.higher_is_better,
+                        rescore=trained.rescore, log=context.log.warning)
     context.log.info(f"{name} v{out['version']}: promoted={out['promoted']} ({out['promotion_reason']})")
     return out
+
+
+def _incidents(lk) -> pl.DataFrame | None:
+    """silver_incidents as published (None before the source has any day: cold start)."""
+    return lk.read(_T["silver_incidents"]) if lk.exists("silver_incidents") else None
 
 
 def _train_meta(results: dict[str, dict], extra: dict | None = None) -> dict:
@@ -236,48 +226,43 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataF
 @asset(
     op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
-    deps=["silver_meter_readings", "silver_scada", "silver_weather", "ref_transformers", "ref_meters", "truth_events"],
+    deps=["silver_meter_readings", "silver_scada", "silver_weather", "ref_transformers", "ref_meters", "silver_incidents"],
     kinds={"mlflow", "pytorch", "scikitlearn"},
     description="Anomaly ensembles (isolation forest + Lightning autoencoder + one-class SVM, calibrated vote) "
-                "for meter readings and SCADA samples, trained on the last window_days; registered in MLflow.",
+                "for meter readings and SCADA samples, trained on the last window_days; calibrated on the confirmed "
+                "incidents known by then (semi-supervised) or, with too few, on the scores' own distribution "
+                "(cold start); registered in MLflow.",
 )
 def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
-    from models.grid.anomaly import AnomalyEnsemble
     from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
-    from models.grid.evaluate import anomaly_holdout_metrics, label_readings, reading_interval
+    from models.grid.labels import label_summary
+    from models.grid.pipelines import labels_known_by, train_anomaly
 
     lk, tz = lake.lake(), grid.timezone
     start, end, days = _window(lk, config, "grid_anomaly_model")
     eval_from = days[-config.eval_days]
-    events = _require(lk, "truth_events", "labels come from truth_events (confirmed cases)")
+    events = labels_known_by(_incidents(lk), end, tz)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
     feats = _anomaly_features(lk, start, end, tz)
     reg = mlflow.registry()
     acfg = AnomalyConfig(n_estimators=config.n_estimators, ae_epochs=config.ae_epochs,
-                         max_train_rows=config.max_train_rows, seed=config.seed)
+                         max_train_rows=config.max_train_rows, seed=config.seed, contamination=config.contamination,
+                         band_calibration=config.band_calibration)
     results, fit = {}, {}
     for kind in ("meter", "transformer"):
         if kind not in feats:
             raise ValueError(f"grid_anomaly_model: no {'silver_meter_readings' if kind == 'meter' else 'silver_scada'} "
                              f"rows in {start}..{end}")
-        f = feats[kind]
-        lab = label_readings(f, events, ref_meters, kind, reading_interval(ref_meters))
-        is_eval = f.select(local_date("time", tz) >= eval_from).to_series().to_numpy()
-        model = AnomalyEnsemble(kind, config=acfg, feature_config=FeatureConfig(timezone=tz),
-                                thresholds=AlertThresholds(**grid.profile().alert_bands.anomaly.model_dump()))
-        model.fit(f.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval])
-        evaluate = partial(anomaly_holdout_metrics, features=f, labels=lab, is_eval=is_eval)
-        metrics = evaluate(model)
-        bid = backtest_id(kind, eval_from, end, int(metrics["eval_rows"]), int(metrics["eval_positives"]))
-        params = {"kind": kind, "window": f"{start}..{end}", "train_days": len(days) - config.eval_days,
-                  "eval_days": f"{eval_from}..{end}", "train_rows": int((~is_eval).sum()),
-                  **{k: v for k, v in acfg.__dict__.items()}, "fit_report": model.fit_report_}
-        results[kind] = _register(context, reg, MODEL_ANOMALY[kind], model, params, metrics, bid, "brier", False,
-                                  lambda m, ev=evaluate: ev(m)["brier"])
-        fit[kind] = model.fit_report_
+        t = train_anomaly(kind, feats[kind], events, ref_meters, tz, eval_from, end, acfg, FeatureConfig(timezone=tz),
+                          thresholds=AlertThresholds(**grid.profile().alert_bands.anomaly.model_dump()))
+        t.params.update({"window": f"{start}..{end}", "train_days": len(days) - config.eval_days})
+        results[kind] = _register(context, reg, MODEL_ANOMALY[kind], t)
+        fit[kind] = t.model.fit_report_
     return MaterializeResult(metadata=_train_meta(results, {
         "window": f"{start}..{end}", "days_found": len(days), "eval_days": f"{eval_from}..{end}",
+        "labelled_incidents": MetadataValue.json(label_summary(events)),
+        "calibration": MetadataValue.json({k: f["mode"] for k, f in fit.items()}),
         "fit_report": MetadataValue.json(fit), "tracking_uri": reg.tracking_uri,
     }))
 
@@ -285,15 +270,16 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
 @asset(
     op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
-    deps=["grid_anomaly_model", "silver_scada", "silver_weather", "ref_transformers", "truth_events"],
+    deps=["grid_anomaly_model", "silver_scada", "silver_weather", "ref_transformers", "silver_incidents"],
     kinds={"mlflow", "xgboost"},
-    description="Transformer failure-within-72h classifier + AFT survival (remaining useful life), XGBoost; "
-                "anomaly counts come from the transformer anomaly champion.",
+    description="Transformer failure-within-72h classifier + AFT survival (remaining useful life), XGBoost, trained on "
+                "the failures recorded in incidents; anomaly counts come from the transformer anomaly champion.",
 )
 def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
     from models.grid.config import AlertThresholds
-    from models.grid.failure import FailureConfig, FailureModel, failure_holdout_metrics, failure_targets
+    from models.grid.failure import FailureConfig
+    from models.grid.pipelines import labels_known_by, train_failure
 
     lk, tz = lake.lake(), grid.timezone
     start, end, days = _window(lk, config, "grid_failure_model")
@@ -301,69 +287,46 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
     reg = mlflow.registry()
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
     snaps = _failure_inputs(lk, start, end, tz, tx_model)
-    events = _require(lk, "truth_events", "failure labels come from truth_events")
+    events = labels_known_by(_incidents(lk), end, tz, types=("transformer_failure",))
     fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed,
                          thresholds=AlertThresholds(**grid.profile().alert_bands.failure_risk.model_dump()))
-    targets = failure_targets(snaps, events, fcfg.horizon_h)
-    is_eval = targets.select(local_date("as_of", tz) >= eval_from).to_series()
-    model = FailureModel(fcfg).fit(targets.filter(~is_eval))
-    ev_t = targets.filter(is_eval & pl.col("in_service"))
-    if ev_t.height == 0:
-        raise ValueError(f"grid_failure_model: no in-service snapshots on the evaluation days {eval_from}..{end}")
-    metrics = failure_holdout_metrics(model, ev_t)
-    bid = backtest_id("failure", eval_from, end, ev_t.height, int(metrics["eval_positives"]), tx_version)
-    params = {"window": f"{start}..{end}", "eval_days": f"{eval_from}..{end}", "horizon_h": fcfg.horizon_h,
-              "n_estimators": fcfg.n_estimators, "max_depth": fcfg.max_depth, "learning_rate": fcfg.learning_rate,
-              "train_snapshots": int((~is_eval).sum()), "anomaly_model": tx_version,
-              "train_positives": int(targets.filter(~is_eval & pl.col("in_service"))["fails_within"].sum())}
-    r = _register(context, reg, MODEL_FAILURE, model, params, metrics, bid, "brier", False,
-                  lambda m: failure_holdout_metrics(m, ev_t)["brier"])
+    t = train_failure(snaps, events, tz, eval_from, end, fcfg, tx_version)
+    t.params["window"] = f"{start}..{end}"
+    r = _register(context, reg, MODEL_FAILURE, t)
     return MaterializeResult(metadata=_train_meta({"failure": r}, {
         "window": f"{start}..{end}", "days_found": len(days), "anomaly_model": tx_version,
-        "train_positives": params["train_positives"],
+        "train_positives": t.params["train_positives"], "recorded_failures": t.params["recorded_failures"],
     }))
 
 
 @asset(
     op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
-    deps=["silver_meter_readings", "ref_meters", "truth_customers"],
+    deps=["silver_meter_readings", "ref_meters"],
     kinds={"mlflow", "scikitlearn"},
-    description="Customer segments: k-means on normalised load profiles seeded and named from the labelled panel "
-                "(truth_customers); promoted on segment-name accuracy of held-out panel meters.",
+    description="Customer segments from load profiles alone: k-means, each cluster named from interpretable profile "
+                "descriptors (peak hour, hour-band shares, weekend ratio, PV/EV, level); promoted on silhouette.",
 )
 def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfig, lake: LakeResource,
                        grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
-    from models.grid.anomaly import asset_in_share
-    from models.grid.segments import (
-        SegmentModel,
-        profile_features,
-        segment_distribution,
-        segment_holdout_metrics,
-    )
+    from models.grid.pipelines import train_segments
+    from models.grid.segments import profile_features, segment_distribution
 
     lk = lake.lake()
     start, end, days = _window(lk, config, "grid_segment_model")
     readings = lk.read_days(_T["silver_meter_readings"], start, end, _METER_COLS)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
-    panel = _require(lk, "truth_customers", "the labelled panel names the segments").rename({"archetype": "segment"})
-    scfg = _segment_config(grid, seed=config.seed)
+    scfg = _segment_config(grid, seed=config.seed, n_segments=config.n_segments)
     prof = profile_features(readings, ref_meters, scfg)
-    held = asset_in_share(panel["meter_id"], config.eval_share, salt=f"segment-eval-{config.seed}")
-    train_panel, eval_panel = panel.filter(pl.Series(~held)), panel.filter(pl.Series(held))
-    if eval_panel.height == 0:
-        raise ValueError(f"grid_segment_model: eval_share {config.eval_share} left no panel meter for evaluation")
-    model = SegmentModel(scfg).fit(prof, train_panel)
-    metrics = segment_holdout_metrics(model, prof, eval_panel)
-    bid = backtest_id("segments", start, end, prof.height, sorted(eval_panel["meter_id"].to_list()))
-    params = {"window": f"{start}..{end}", "meters": prof.height, "panel_train": train_panel.height,
-              "panel_eval": eval_panel.height, "segments": model.names_, "min_days": scfg.min_days}
+    t = train_segments(prof, scfg, start, end)
+    t.params["window"] = f"{start}..{end}"
     reg = mlflow.registry()
-    r = _register(context, reg, MODEL_SEGMENTS, model, params, metrics, bid, "name_accuracy", True,
-                  lambda m: segment_holdout_metrics(m, prof, eval_panel)["name_accuracy"])
+    r = _register(context, reg, MODEL_SEGMENTS, t)
     return MaterializeResult(metadata=_train_meta({"segments": r}, {
         "window": f"{start}..{end}", "days_found": len(days), "tracking_uri": reg.tracking_uri,
-        "distribution": MetadataValue.json(segment_distribution(model.predict(prof))),
+        "distribution": MetadataValue.json(segment_distribution(t.model.predict(prof))),
+        "descriptors": MetadataValue.json({t.model.cluster_name_[c]: {k: round(v, 3) for k, v in d.items()}
+                                           for c, d in t.model.descriptors_.items()}),
     }))
 
 
@@ -433,7 +396,7 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
     check_specs=gx_check_specs("gold_transformer_risk"),
 )
 def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
-    from models.grid.failure import outage_impact, to_gold_risk
+    from models.grid.failure import contributing_factors, outage_impact, to_gold_risk
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     reg = mlflow.registry()
@@ -445,16 +408,17 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
         raise ValueError(f"gold_transformer_risk: no silver_scada samples for {day}: ingest the day first")
     impact = outage_impact(_require(lk, "ref_meters", "materialise ref_meters"), lk.read("ref_transformers"),
                            lk.read_days(_T["silver_meter_readings"], day, day, ["meter_id", "demand_kw"]))
-    pred = to_gold_risk(fm.predict(snaps), impact, version, tz)
+    pred = to_gold_risk(fm.predict(snaps), impact, version, tz, contributing_factors(fm, snaps))
     w = lk.write_partition(_T["gold_transformer_risk"], pred, day)
     th = fm.config.thresholds
     top = (pred.sort("failure_probability_72h", descending=True).unique("transformer_id", keep="first", maintain_order=True)
-           .head(5).select("transformer_id", "failure_probability_72h", "rul_hours", "customers_downstream"))
+           .head(5).select("transformer_id", "failure_probability_72h", "rul_hours", "top_factor", "maintenance", "customers_downstream"))
     png = grid_plots.top_risk_png(pred, th, f"transformer failure risk {day}")
     yield MaterializeResult(metadata={
         "dagster/row_count": w.rows, "delta_version": w.version, "model_version": version, "anomaly_model": tx_version,
         "transformers_at_alert": int(pred.filter(pl.col("failure_probability_72h") >= th.alert)["transformer_id"].n_unique()),
         "top_risk": MetadataValue.md(top.to_pandas().to_markdown(index=False)),
+        "maintenance_recommended": int(pred.filter(pl.col("maintenance").is_not_null())["transformer_id"].n_unique()),
         "top_risk_plot": MetadataValue.md(plots.png_markdown(png, f"transformer risk {day}")),
     })
     yield from gx_checks(lk, _T["gold_transformer_risk"], day)
@@ -620,7 +584,107 @@ def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster
     })
 
 
+#: days of history before the scored day the energy balance's baselines use (BalanceConfig.baseline_days + the window)
+BALANCE_HISTORY_DAYS = 16
+
+
+@multi_asset(
+    op_tags=queue_tags("score"),
+    specs=[
+        AssetSpec("gold_energy_balance", group_name=SCORING_GROUP, description=_T["gold_energy_balance"].description,
+                  deps=[_silver_dep("silver_meter_readings", BALANCE_HISTORY_DAYS), _silver_dep("silver_scada", BALANCE_HISTORY_DAYS),
+                        "ref_meters", "ref_transformers"], kinds={"delta", "polars"}),
+        AssetSpec("gold_ntl_suspects", group_name=SCORING_GROUP, description=_T["gold_ntl_suspects"].description,
+                  kinds={"delta", "polars"}),
+    ],
+    partitions_def=daily_open,
+)
+def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings):
+    """Energy balance per transformer/feeder for the day and the ranked theft suspects (models.grid.energy_balance)."""
+    from models.grid.energy_balance import BalanceConfig, suspects_from_readings
+
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    lo = day - dt.timedelta(days=BALANCE_HISTORY_DAYS)
+    meters = lk.read_days(_T["silver_meter_readings"], lo, day, ["meter_id", "reading_time", "demand_kw", "power_factor"])
+    scada = lk.read_days(_T["silver_scada"], lo, day, ["transformer_id", "sample_time", "load_kva"])
+    if meters.filter(pl.col("reading_time").dt.convert_time_zone(tz).dt.date() == day).height == 0 or scada.height == 0:
+        raise ValueError(f"gold_energy_balance: no silver_meter_readings or silver_scada rows for {day}: ingest the day first")
+    bal, sus = suspects_from_readings(meters, scada, _require(lk, "ref_meters", "materialise ref_meters"),
+                                      _require(lk, "ref_transformers", "materialise ref_transformers"), BalanceConfig(timezone=tz))
+    bal, sus = bal.filter(pl.col("date") == day), sus.filter(pl.col("date") == day)
+    w1 = lk.write_partition(_T["gold_energy_balance"], bal, day)
+    w2 = lk.write_partition(_T["gold_ntl_suspects"], sus, day)
+    feeders = bal.filter(pl.col("level") == "feeder")
+    yield MaterializeResult(asset_key="gold_energy_balance", metadata={
+        "dagster/row_count": w1.rows, "history_days": BALANCE_HISTORY_DAYS,
+        "unexplained_share_by_feeder": MetadataValue.json({f: round(u / s, 4) if s else None for f, u, s in
+                                                           feeders.select("entity_id", "unexplained_kwh", "supplied_kwh").iter_rows()}),
+        "transformers_with_significant_rise": int(sus["transformer_id"].n_unique()) if sus.height else 0,
+    })
+    yield MaterializeResult(asset_key="gold_ntl_suspects", metadata={
+        "dagster/row_count": w2.rows,
+        "top_suspects": MetadataValue.md(sus.filter(pl.col("rank") == 1).sort("score", descending=True).head(10)
+                                         .select("transformer_id", "meter_id", "score", "implied_share", "unexplained_rise_kwh")
+                                         .to_pandas().to_markdown(index=False) if sus.height else "none"),
+    })
+
+
+@asset(
+    op_tags=queue_tags("score"),
+    group_name=SCORING_GROUP,
+    partitions_def=daily_open,
+    deps=[_same_day("gold_anomaly_scores"), _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),
+          _silver_dep("silver_weather", 1), "gold_alerts", "silver_incidents", "grid_anomaly_model"],
+    kinds={"delta", "polars", "mlflow"},
+    description=_T["gold_model_drift"].description,
+)
+def gold_model_drift(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+    """PSI of each anomaly model's inputs and score on the day against its training window, and the realised
+    precision of its settled alerts against the confirmed incidents; a drifted model is flagged for retraining
+    (model_drift_notifications posts the alert)."""
+    from models.grid.drift import DriftConfig, drift_report, realised_precision
+    from models.grid.pipelines import labels_known_by
+
+    lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    cfg = DriftConfig()
+    reg = mlflow.registry()
+    scores = lk.read(_T["gold_anomaly_scores"], day)
+    lo = {"meter": day - dt.timedelta(days=METER_CONTEXT_DAYS), "transformer": day - dt.timedelta(days=1)}
+    parts, retrain = [], []
+    events = labels_known_by(_incidents(lk), day, tz)
+    alerts = lk.read(_T["gold_alerts"]) if lk.exists("gold_alerts") else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
+    for kind in ("meter", "transformer"):
+        f = _anomaly_features(lk, lo[kind], day, tz).get(kind)
+        if f is None:
+            continue
+        model, version = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")
+        if not getattr(model, "drift_profile_", None):
+            context.log.warning(f"{version} has no training-window profile (trained before monitoring existed): retrain it")
+            continue
+        f = f.filter(local_date("time", tz) == day)
+        s = scores.filter(pl.col("asset_type") == kind)["score"].to_numpy()
+        rep = drift_report(model.drift_profile_, {**{c: f[c].to_numpy() for c in model.features}, "score": s}, version, cfg)
+        rp = realised_precision(alerts.filter((pl.col("rule") == "anomaly_score") & (pl.col("asset_type") == kind)), events,
+                                day_bounds_utc(day, tz)[1], cfg)
+        prec_drift = None if rp["precision"] is None or rp["settled_alerts"] < cfg.min_settled_alerts else rp["precision"] < cfg.min_precision
+        rep = pl.concat([rep, pl.DataFrame([(version, "realised_precision", rp["precision"], cfg.min_precision, rp["settled_alerts"], prec_drift)],
+                                           schema=rep.schema, orient="row")])
+        parts.append(rep)
+        if rep["drifted"].fill_null(False).any():
+            retrain.append(version)
+    df = pl.concat(parts) if parts else pl.DataFrame(schema={k: v for k, v in _T["gold_model_drift"].polars_schema().items() if k != "date"})
+    df = df.with_columns(pl.lit(day).alias("date"))
+    w = lk.write_partition(_T["gold_model_drift"], df, day)
+    drifted = df.filter(pl.col("drifted").fill_null(False))
+    return MaterializeResult(metadata={
+        "dagster/row_count": w.rows, "retrain": MetadataValue.json(retrain),
+        "drifted": MetadataValue.json({f"{m} {k}": round(v, 4) if v is not None else None for m, k, v in drifted.select("model", "metric", "value").iter_rows()}),
+        "psi_max": MetadataValue.json({m: round(float(g["value"].max()), 4) for (m,), g in df.filter(pl.col("metric") != "realised_precision").group_by(["model"])}),
+    })
+
+
 GRID_ML_ASSETS = [
     grid_anomaly_model, grid_failure_model, grid_segment_model,
     gold_anomaly_scores, gold_transformer_risk, gold_alerts, gold_segments_and_recommendations, gold_demand_response,
+    gold_energy_balance, gold_model_drift,
 ]

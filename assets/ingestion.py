@@ -28,7 +28,7 @@ from dagster import (
     multi_asset,
 )
 
-from lake.ingest import ingest_partitions
+from lake.ingest import ingest_partitions, known_entity_ids
 from lake.manifest import verify_day
 from contracts import SOURCES, Source
 from assets.partitions import daily
@@ -84,14 +84,15 @@ def gx_check_specs(asset: str) -> list[AssetCheckSpec]:
 
 def build_ingestion_asset(src: Source):
     silver, bronze, quarantine, manifest = src.silver.name, src.bronze.name, src.quarantine.name, src.manifest.name
+    refs = sorted({t for t, _ in src.reference_columns})
 
     @multi_asset(
         name=f"ingest_{src.name}",
         specs=[
-            AssetSpec(bronze, group_name="bronze", description=src.bronze.description, deps=[src.reference], kinds={"delta"}),
-            AssetSpec(silver, group_name="silver", description=src.silver.description, deps=[src.reference], kinds={"delta", "polars"}),
-            AssetSpec(quarantine, group_name="quarantine", description=src.quarantine.description, deps=[src.reference], kinds={"delta"}),
-            AssetSpec(manifest, group_name="bronze", description=src.manifest.description, deps=[src.reference], kinds={"delta"}),
+            AssetSpec(bronze, group_name="bronze", description=src.bronze.description, deps=refs, kinds={"delta"}),
+            AssetSpec(silver, group_name="silver", description=src.silver.description, deps=refs, kinds={"delta", "polars"}),
+            AssetSpec(quarantine, group_name="quarantine", description=src.quarantine.description, deps=refs, kinds={"delta"}),
+            AssetSpec(manifest, group_name="bronze", description=src.manifest.description, deps=refs, kinds={"delta"}),
         ],
         check_specs=[
             AssetCheckSpec("reconciles", asset=silver, blocking=True, description="bronze records = silver + quarantined + duplicates"),
@@ -108,7 +109,7 @@ def build_ingestion_asset(src: Source):
         # write overlapping the next day's validation (lake.ingest.ingest_partitions)
         days = [dt.date.fromisoformat(k) for k in context.partition_keys]
         lk = lake.lake()
-        known = lk.read(src.reference, columns=[src.entity])[src.entity]
+        known = known_entity_ids(lk, src)
         results = ingest_partitions(landing.zone(), lk, src, days, known, tz=grid.timezone, progress=context.log.info, run_id=context.run_id)
         one = len(results) == 1
         per_day = lambda f: MetadataValue.json({r.partition.isoformat(): f(r) for r in results})  # noqa: E731

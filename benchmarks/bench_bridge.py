@@ -33,7 +33,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from tests.streaming_bridge.bridge_helpers import free_port, wait_until  # the one polling helper of the bridge tests
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "bridge.json"
@@ -58,12 +59,6 @@ TARGETS = {"readings_per_s": 10_000, "detection_p99_ms": 50.0, "e2e_critical_p99
 
 def log(msg: str) -> None:
     print(f"[bench-bridge {datetime.now(UTC):%H:%M:%S}] {msg}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -218,16 +213,6 @@ def http_json(url: str, timeout: float = 5.0):
         return json.loads(r.read())
 
 
-def wait(cond, timeout: float, what: str, every: float = 0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(every)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-
-
 def run_baseline(port: int, seconds: float, rate: int, work: Path) -> dict:
     ctx = mp.get_context("spawn")
     stop, go, count, progress = ctx.Event(), ctx.Event(), ctx.Value("l", 0), ctx.Value("l", 0)
@@ -242,7 +227,7 @@ def run_baseline(port: int, seconds: float, rate: int, work: Path) -> dict:
     go.set()
     pub.join(seconds + 90)
     res = json.loads(out.read_text())
-    wait(lambda: count.value >= res["messages"], 30, "the bare subscriber to receive everything")
+    wait_until(lambda: count.value >= res["messages"], 30, 0.2, "the bare subscriber to receive everything")
     cpu = cpu_seconds(sub.pid) - c0
     wall = time.monotonic() - t0
     stop.set()
@@ -307,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         rport = free_port()
         procs.append(subprocess.Popen([sys.executable, "-m", "streaming_bridge.receiver", "--listen", f"127.0.0.1:{rport}", "--schema", schema],
                                       cwd=REPO, env=env, stdout=open(WORK / "receiver.log", "wb"), stderr=subprocess.STDOUT))
-        wait(lambda: _ok(f"http://127.0.0.1:{rport}/healthz"), 30, "the webhook receiver")
+        wait_until(lambda: _ok(f"http://127.0.0.1:{rport}/healthz"), 30, 0.2, "the webhook receiver")
         cfg = render_config(webhook_base=f"http://127.0.0.1:{rport}", smarthost=f"127.0.0.1:{smtp_port}")
         am = AlertmanagerProcess(write_config(cfg, WORK / "alertmanager.yml"), storage_dir=WORK / "am-data")
         am.start()
@@ -324,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "--alertmanager-url", am.url], cwd=REPO, env=benv, stdout=open(WORK / "bridge.log", "wb"), stderr=subprocess.STDOUT)
         procs.append(bridge)
         health = f"http://127.0.0.1:{hport}/healthz"
-        wait(lambda: _ok(health), 60, "the bridge's health endpoint")
+        wait_until(lambda: _ok(health), 60, 0.2, "the bridge's health endpoint")
         log("bridge up; publishing")
 
         ctx = mp.get_context("spawn")
@@ -345,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         t_pub_end = time.monotonic()
         res = json.loads(out.read_text())
         log(f"published {res['published']} records ({res['readings']} readings) in {res['elapsed_s']:.1f} s; lag samples (t, lag, backlog, outbox): {lag[-3:]}")
-        wait(lambda: http_json(health)["records"] - h0["records"] >= res["published"], 120, "the bridge to process every record")
+        wait_until(lambda: http_json(health)["records"] - h0["records"] >= res["published"], 120, 0.2, "the bridge to process every record")
         t_done = time.monotonic()
         cpu = cpu_seconds(bridge.pid) - c0
         h1 = http_json(health)

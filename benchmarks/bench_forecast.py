@@ -264,8 +264,8 @@ def run_solar_site(filename: str, nwp_seed: int = 1) -> dict:
     return out
 
 
-def run_solar() -> dict:
-    sites = {k: run_solar_site(f) for k, f in SOLAR_SITES.items()}
+def run_solar(only: set[str] | None = None) -> dict:
+    sites = {k: run_solar_site(f) for k, f in SOLAR_SITES.items() if not only or k in only}
     by = lambda key: {s: {v: {str(r["horizon_h"]): r[key] for r in res[v]["table"]} for v in ("forecast_weather", "persisted_weather")} for s, res in sites.items()}  # noqa: E731
     return {
         "solar_sites": sites,
@@ -277,9 +277,10 @@ def run_solar() -> dict:
 
 
 UTILITY_DAYS, UTILITY_TEST_DAYS = 122, 28
+UTILITY_FEEDERS = 2
 
 
-def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: int = 3, seed: int = 7):
+def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: int = UTILITY_FEEDERS, seed: int = 7):
     """A simulated utility (the gridlake simulator, default events) from 1 May 2026: hourly mean
     feeder load (sum of the feeders' meters' demand_kw) and the hourly weather it was driven by."""
     from datetime import date, timedelta
@@ -361,10 +362,24 @@ def run_utility() -> dict:
     }  # fmt: skip
 
 
+def merge_results(into: dict, part: dict) -> dict:
+    """Fold a partial run's results into ``into``: top-level keys replaced, except the per-site solar
+    dicts, which merge site by site (sites may run in separate processes)."""
+    for k, v in part.items():
+        if k.startswith("solar_") and isinstance(v, dict) and isinstance(into.get(k), dict):
+            into[k] = {**into[k], **v}
+        else:
+            into[k] = v
+    return into
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", default="", help="comma-separated models/parts to skip: gru,prophet,mstl,solar,taylor,utility")
+    ap.add_argument("--solar-sites", default="", help=f"comma-separated subset of {list(SOLAR_SITES)} (default: all)")
+    ap.add_argument("--out", default=str(RESULTS), help="results file (parts run in parallel write separate files; merge_results joins them)")
     args = ap.parse_args(argv)
+    out_path = Path(args.out)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     warnings.filterwarnings("ignore")
     for name in ("cmdstanpy", "prophet", "pytorch_lightning", "lightning", "lightning.pytorch"):
@@ -398,7 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{f['weekly_shape_true_level_mape']:.3f} % MAPE")
     if "solar" not in skip:
         print("\nSolar, 5 kWdc PVWatts, developed on Greensboro NC and judged unchanged on Sand Point AK (pvlib TMY3 files)")
-        res = run_solar()
+        res = run_solar({x for x in args.solar_sites.split(",") if x})
         out.update(res)
         for site, r in res["solar_sites"].items():
             print(f"\n{site} ({r['site']}): simulated NWP error statistics {json.dumps(r['nwp_error_stats'])}")
@@ -415,13 +430,13 @@ def main(argv: list[str] | None = None) -> dict:
             print(pl.DataFrame([{"model": k, **v} for k, v in res["utility_feeder"].items()]))
     out["seconds_total"] = round(time.perf_counter() - t0, 1)
     out["protocol"] = (__doc__ or "").strip()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    if RESULTS.exists() and skip:
-        prev = json.loads(RESULTS.read_text())
-        prev.update(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.exists() and skip:
+        prev = json.loads(out_path.read_text())
+        merge_results(prev, out)
         out = prev
-    RESULTS.write_text(json.dumps(out, indent=2, default=str))
-    print(f"\nwrote {RESULTS} ({out['seconds_total']} s)")
+    out_path.write_text(json.dumps(out, indent=2, default=str))
+    print(f"\nwrote {out_path} ({out['seconds_total']} s)")
     return out
 
 

@@ -13,9 +13,11 @@ from contracts.alerts import ALERT_DELIVERIES, ALERTS, BRIDGE_PG_TABLES
 from contracts.days import DEFAULT_TIMEZONE, day_bounds_utc
 from contracts.forecasts import (
     FORECAST_TABLES,
+    GOLD_FORECAST_ACCURACY,
     GOLD_LOAD_FORECAST,
     GOLD_PEAK_DEMAND,
     GOLD_SOLAR_FORECAST,
+    GOLD_SOLAR_RAMPS,
     SYSTEM_ENTITY,
 )
 from contracts.grid import (
@@ -26,6 +28,9 @@ from contracts.grid import (
     GOLD_CUSTOMER_SEGMENTS,
     GOLD_DR_EVENTS,
     GOLD_DR_PARTICIPATIONS,
+    GOLD_ENERGY_BALANCE,
+    GOLD_MODEL_DRIFT,
+    GOLD_NTL_SUSPECTS,
     GOLD_RECOMMENDATIONS,
     GOLD_TRANSFORMER_RISK,
     GRID_TABLES,
@@ -66,7 +71,15 @@ from contracts.profile import (
 from contracts.reasons import REASON_CODES, REASON_TEXT, STREAM_REASON_CODES, STREAM_REASON_TEXT
 from contracts.reference import REFERENCE_TABLES, TRUTH_TABLES
 from contracts.registry import TABLES, table
-from contracts.sources import QUALITY_FLAGS, QUARANTINE_RECORD_COLUMNS, SOURCE_TABLES, SOURCES, Source
+from contracts.sources import (
+    INCIDENT_OUTCOMES,
+    INCIDENT_TYPES,
+    QUALITY_FLAGS,
+    QUARANTINE_RECORD_COLUMNS,
+    SOURCE_TABLES,
+    SOURCES,
+    Source,
+)
 from contracts.stream import STREAM_DEAD_LETTERS, STREAM_TABLES
 from contracts.tables import UTC_TS, Column, Table
 
@@ -93,6 +106,8 @@ __all__ = [
     "DEFAULT_TIMEZONE",
     "EV_STRATEGIES",
     "FORECAST_TABLES",
+    "GOLD_FORECAST_ACCURACY",
+    "GOLD_SOLAR_RAMPS",
     "GOLD_ALERTS",
     "GOLD_ANOMALY_SCORES",
     "GOLD_BATTERY_DAILY",
@@ -100,6 +115,9 @@ __all__ = [
     "GOLD_CUSTOMER_SEGMENTS",
     "GOLD_DR_EVENTS",
     "GOLD_DR_PARTICIPATIONS",
+    "GOLD_ENERGY_BALANCE",
+    "GOLD_MODEL_DRIFT",
+    "GOLD_NTL_SUSPECTS",
     "GOLD_EV_SCHEDULE",
     "GOLD_EV_SESSIONS",
     "GOLD_LOAD_FORECAST",
@@ -125,6 +143,8 @@ __all__ = [
     "SECURITY_TABLES",
     "SEVERITIES",
     "SOURCES",
+    "INCIDENT_OUTCOMES",
+    "INCIDENT_TYPES",
     "SOURCE_TABLES",
     "STREAM_DEAD_LETTERS",
     "STREAM_REASON_CODES",

@@ -82,9 +82,12 @@ GOLD_TRANSFORMER_RISK = Table(
         Column("anomaly_count_7d", pl.Int64, False),
         Column("customers_downstream", pl.Int64, False, "meters fed by the transformer (outage impact)"),
         Column("load_downstream_kw", pl.Float64, False, "their mean demand over the last 24 h (outage impact)"),
+        Column("top_factor", pl.Utf8, True, "the feature pushing the failure probability up most (tree SHAP)"),
+        Column("factors", pl.Utf8, True, "the top contributing features with their values and log-odds contributions"),
+        Column("maintenance", pl.Utf8, True, "maintenance recommendation when the remaining useful life is below 90 days"),
         _MODEL_VERSION,
     ),
-    "failure probability, remaining useful life and outage impact per transformer and hour",
+    "failure probability, remaining useful life, why, what to do and outage impact per transformer and hour",
     partition_by=("date",),
     key=("transformer_id", "as_of"),
 )
@@ -171,6 +174,64 @@ GOLD_DR_PARTICIPATIONS = Table(
     key=("event_id", "customer_id"),
 )
 
+BALANCE_LEVELS = ("transformer", "feeder")
+GOLD_ENERGY_BALANCE = Table(
+    "gold_energy_balance",
+    "gold",
+    (
+        _DATE,
+        Column("level", pl.Utf8, False, "transformer | feeder", allowed=BALANCE_LEVELS),
+        Column("entity_id", pl.Utf8, False),
+        Column("feeder_id", pl.Utf8, False),
+        Column("supplied_kwh", pl.Float64, False, "SCADA energy (hourly mean kVA x the meters' power factor)"),
+        Column("metered_kwh", pl.Float64, False, "the meters' net energy"),
+        Column("technical_loss_kwh", pl.Float64, False, "transformer losses estimated from its loading", 0.0),
+        Column("unexplained_kwh", pl.Float64, False, "supplied - metered - technical: non-technical loss and errors"),
+        Column("hours", pl.Int64, False, "hours with both SCADA and meter data", 0.0),
+        Column("unexplained_baseline_kwh", pl.Float64, True, "median unexplained loss of the previous days"),
+        Column("unexplained_rise_kwh", pl.Float64, True, "unexplained minus its baseline"),
+        Column("rise_sigmas", pl.Float64, True, "the rise in robust standard deviations of the baseline days"),
+    ),
+    "daily energy balance per transformer and feeder: supplied (SCADA), metered, technical and unexplained loss",
+    partition_by=("date",),
+    key=("level", "entity_id"),
+)
+
+GOLD_NTL_SUSPECTS = Table(
+    "gold_ntl_suspects",
+    "gold",
+    (
+        _DATE,
+        Column("transformer_id", pl.Utf8, False),
+        Column("meter_id", pl.Utf8, False),
+        Column("rank", pl.Int32, False, "1 = most likely within the transformer", 1.0),
+        Column("score", pl.Float64, False, "correlation of the hourly unexplained loss with the meter's energy", 0.0, 1.0),
+        Column("implied_share", pl.Float64, False, "hidden energy as a multiple of the metered energy"),
+        Column("unexplained_rise_kwh", pl.Float64, False),
+        Column("reason", pl.Utf8, False),
+    ),
+    "ranked non-technical-loss (theft) suspects per transformer and day, from the energy balance",
+    partition_by=("date",),
+    key=("transformer_id", "meter_id"),
+)
+
+GOLD_MODEL_DRIFT = Table(
+    "gold_model_drift",
+    "gold",
+    (
+        _DATE,
+        Column("model", pl.Utf8, False, "model name:version monitored"),
+        Column("metric", pl.Utf8, False, "input:<feature> | score (PSI) | realised_precision"),
+        Column("value", pl.Float64, True),
+        Column("threshold", pl.Float64, False),
+        Column("rows", pl.Int64, False, "rows (or settled alerts) the value is computed from", 0.0),
+        Column("drifted", pl.Boolean, True, "beyond the threshold (null: too few rows to tell)"),
+    ),
+    "model monitoring per day: input and score drift (PSI against the training window), realised precision",
+    partition_by=("date",),
+    key=("model", "metric"),
+)
+
 GRID_TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -181,5 +242,8 @@ GRID_TABLES: dict[str, Table] = {
         GOLD_RECOMMENDATIONS,
         GOLD_DR_EVENTS,
         GOLD_DR_PARTICIPATIONS,
+        GOLD_ENERGY_BALANCE,
+        GOLD_NTL_SUSPECTS,
+        GOLD_MODEL_DRIFT,
     )
 }

@@ -26,10 +26,25 @@ class Source:
     #: columns accepted as synonyms in landing files (renamed on read), old name -> contract name
     #: (left out of the hash, so a Source can key a cache; equality still compares it)
     aliases: dict[str, str] = field(default_factory=dict, hash=False)
+    #: typed fields that are not measures: text (optionally with ``allowed`` values) or UTC timestamps
+    #: (parsed like the time column; a naive local time that is ambiguous or nonexistent is rejected)
+    attributes: tuple[Column, ...] = ()
+    #: the record key silver is deduplicated on; default (entity, time)
+    record_key: tuple[str, ...] = ()
+    #: (table, id column) pairs holding the known entity ids; default ((reference, entity),)
+    references: tuple[tuple[str, str], ...] = ()
 
     @property
     def raw_columns(self) -> list[str]:
-        return [self.entity, self.time] + [m.name for m in self.measures]
+        return [self.entity, self.time] + [m.name for m in self.measures] + [a.name for a in self.attributes]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.record_key or (self.entity, self.time)
+
+    @property
+    def reference_columns(self) -> tuple[tuple[str, str], ...]:
+        return self.references or ((self.reference, self.entity),)
 
     @property
     def bronze(self) -> Table:
@@ -59,6 +74,10 @@ def _f(name: str, description: str, lo: float | None = None, hi: float | None = 
     """A float measure with optional hard bounds; required ones reject an empty value."""
     return Column(name, pl.Float64, not required, description, lo, hi)
 
+
+#: incident types a work order can carry (the grid events the models look for)
+INCIDENT_TYPES = ("voltage_sag", "stuck_meter", "zero_meter", "theft", "transformer_overheat", "transformer_failure")
+INCIDENT_OUTCOMES = ("confirmed", "false_report")
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -110,6 +129,27 @@ SOURCES: dict[str, Source] = {
             description="weather observations (hourly)",
             aliases={"timestamp": "observation_time"},
         ),
+        Source(
+            name="incidents",
+            entity="asset_id",
+            time="confirmed_at",
+            measures=(),
+            attributes=(
+                Column("incident_id", pl.Utf8, False, "work-order / case number (the record key: a re-export replaces it)"),
+                Column("asset_type", pl.Utf8, False, "meter | transformer", allowed=("meter", "transformer")),
+                Column("incident_type", pl.Utf8, False, "what the field crew / investigation found", allowed=INCIDENT_TYPES),
+                Column("start_time", UTC_TS, False, "when the problem began, as established by the crew"),
+                Column("end_time", UTC_TS, True, "when it ended (repair, meter exchange); empty if still open"),
+                Column("reported_at", UTC_TS, False, "when the utility first heard of it (alarm, call, billing check)"),
+                Column("outcome", pl.Utf8, False, "confirmed | false_report", allowed=INCIDENT_OUTCOMES),
+                Column("note", pl.Utf8, True, "free text from the work order"),
+            ),
+            record_key=("incident_id",),
+            references=(("ref_meters", "meter_id"), ("ref_transformers", "transformer_id")),
+            reference="ref_meters",
+            description="incidents: work orders and investigation outcomes as operations record them (late, incomplete, sometimes wrong)",
+            aliases={"type": "incident_type", "work_order": "incident_id"},
+        ),
     )
 }
 
@@ -149,6 +189,7 @@ def _silver(src: Source) -> Table:
             Column(src.time, UTC_TS, False, "timestamp, UTC"),
         )
         + src.measures
+        + src.attributes
         + (
             Column("quality_flag", pl.Utf8, False, "ok | warning | anomaly", allowed=QUALITY_FLAGS),
         )
@@ -160,7 +201,7 @@ def _silver(src: Source) -> Table:
         cols,
         f"{src.description}: typed, UTC, deduplicated, flagged",
         partition_by=("date",),
-        key=(src.entity, src.time),
+        key=src.key,
     )
 
 

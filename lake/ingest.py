@@ -297,6 +297,36 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
     return df, t, dst
 
 
+def _attribute(df: pl.DataFrame, a, tz: str) -> pl.DataFrame:
+    """``_a_<name>``: a typed attribute (UTC timestamp or stripped text); for timestamps also
+    ``_a_<name>_p``: 'nonexistent' | 'ambiguous' for a naive local time that is not one instant."""
+    c, out, prob = a.name, f"_a_{a.name}", f"_a_{a.name}_p"
+    dtype = df.schema[c]
+    if a.dtype != UTC_TS:
+        e = pl.col(c).cast(pl.Utf8).str.strip_chars()
+        return df.with_columns(pl.when(e != "").then(e).alias(out))
+    none = pl.lit(None, pl.Utf8).alias(prob)
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone:
+        return df.with_columns(pl.col(c).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(out), none)
+    if isinstance(dtype, pl.Datetime):
+        off, naive = pl.lit(None, UTC_TS), pl.col(c).dt.cast_time_unit("us")
+    elif _is_text(df, c):
+        t = _parse_text_times(df.select(pl.col(c).cast(pl.Utf8)), c)
+        off, naive = t["_t_off"], t["_t_naive"]
+        off = pl.lit(off.cast(UTC_TS)) if off.dtype != pl.Null else pl.lit(None, UTC_TS)
+        naive = pl.lit(naive)
+    else:
+        return df.with_columns(pl.lit(None, UTC_TS).alias(out), none)
+    e = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    l = naive.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")  # noqa: E741
+    local_only = off.is_null() & naive.is_not_null()
+    return df.with_columns(
+        pl.coalesce(off, pl.when(e == l).then(e).dt.convert_time_zone("UTC")).alias(out),
+        pl.when(local_only & e.is_null()).then(pl.lit("nonexistent"))
+        .when(local_only & (e != l)).then(pl.lit("ambiguous")).otherwise(pl.lit(None, pl.Utf8)).alias(prob),
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _rule_exprs(
     src: Source, partition: dt.date | None, tz: str, file_problem: tuple[str, str, str] | None, text: frozenset[str]
@@ -311,11 +341,23 @@ def _rule_exprs(
     if file_problem:  # a missing or ambiguous column: every record of the file, with the file's reason
         code, fld, detail = file_problem
         rules.append((pl.lit(True), code, fld, pl.lit(None, pl.Utf8), pl.lit(detail)))
-    for c in [ent, tc] + [m.name for m in src.measures if not m.nullable]:
+    for c in [ent, tc] + [m.name for m in src.measures + src.attributes if not m.nullable]:
         rules.append((blank[c], "missing_value", c, raw(c), pl.lit(f"required field {c} is empty")))
     rules.append((pl.col("_t").is_null() & pl.col("_dst").is_null(), "wrong_type", tc, raw(tc), _fmt(f"{tc} '{{}}' is not a timestamp", raw(tc))))
     for m in src.measures:
         rules.append((pl.col(f"_v_{m.name}").is_null() & ~blank[m.name], "wrong_type", m.name, raw(m.name), _fmt(f"{m.name} '{{}}' is not a number", raw(m.name))))
+    for a in src.attributes:  # typed non-measure fields: timestamps parse, text is one of the allowed values
+        v = pl.col(f"_a_{a.name}")
+        if a.dtype == UTC_TS:
+            p = pl.col(f"_a_{a.name}_p")
+            rules.append((v.is_null() & p.is_null() & ~blank[a.name], "wrong_type", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is not a timestamp", raw(a.name))))
+            rules.append((p == "nonexistent", "dst_nonexistent_time", a.name, raw(a.name), _fmt(f"{a.name} {{}} does not exist in {tz} (spring-forward gap)", raw(a.name))))
+            rules.append((p == "ambiguous", "dst_ambiguous_time", a.name, raw(a.name), _fmt(f"{a.name} {{}} occurs twice in {tz}: give it with its UTC offset", raw(a.name))))
+            y0, y1 = YEAR_WINDOW
+            t0, t1 = dt.datetime(y0, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(y1 + 1, 1, 1, tzinfo=dt.timezone.utc)
+            rules.append(((v < t0) | (v >= t1), "out_of_range", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is outside the years {y0}-{y1}", raw(a.name))))
+        elif a.allowed:
+            rules.append((v.is_not_null() & ~v.is_in(list(a.allowed)), "out_of_range", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is not one of {list(a.allowed)}", raw(a.name))))
     if tc in text:  # only a written offset can be out of range
         rules.append((pl.col("_dst") == "bad_offset", "out_of_range", tc, raw(tc), _fmt(f"{tc} '{{}}' has a UTC offset beyond +-14:00", raw(tc))))
     # the year window: compared as instants (dt.year() would convert every zone-aware value); not
@@ -339,7 +381,8 @@ def _rule_exprs(
         lo = "-inf" if m.min is None else f"{m.min:g}"
         hi = "inf" if m.max is None else f"{m.max:g}"
         rules.append((cond, "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} {{}} outside [{lo}, {hi}]", raw(m.name))))
-    rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {src.reference}", raw(ent))))
+    refs = " or ".join(t for t, _ in src.reference_columns)
+    rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {refs}", raw(ent))))
     if partition is not None:  # None: records not tied to one day's files (the streaming bridge)
         p = partition.isoformat()
         # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
@@ -349,7 +392,7 @@ def _rule_exprs(
     # screening every row: one sum of the measures is non-finite iff one of them is (nulls are skipped),
     # a third of the cost of a finiteness test per measure; the per-measure rules name the field below
     # (scaled by 2**-16 so that no sum of finite values can overflow to inf)
-    all_finite = pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite()
+    all_finite = pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite() if src.measures else pl.lit(True)
     # (without a partition there are no late/future rules, so the year window is screened itself)
     screens = [c for i, (c, *_) in enumerate(rules) if i not in finite_rules and (i != year_rule or partition is None)] + [~all_finite]
     any_bad = pl.any_horizontal([c.fill_null(False) for c in screens])
@@ -398,6 +441,8 @@ def validate_file(
         return s.cast(pl.Float64, strict=False)
 
     df = df.with_columns([number(m.name).alias(f"_v_{m.name}") for m in src.measures])
+    for a in src.attributes:
+        df = _attribute(df, a, tz)
     # the entity's position in the reference ids (null = unknown): one string hash per record,
     # and later the integer key for deduplication and the per-entity flag windows
     df = df.with_columns(
@@ -411,6 +456,7 @@ def validate_file(
         pl.col(ent),
         pl.col("_t").alias(tc),
         *[pl.col(f"_v_{m.name}").alias(m.name) for m in src.measures],
+        *[pl.col(f"_a_{a.name}").alias(a.name) for a in src.attributes],
         pl.lit(key).alias(_FILE),
         pl.col(_ROW),
         pl.col(_EIDX),
@@ -489,6 +535,8 @@ def _last_copy_of_day_key(ok: pl.DataFrame, src: Source, partition: dt.date, tz:
     """
     if ok.height == 0:
         return pl.Series("keep", [], pl.Boolean)
+    if src.key != (src.entity, src.time):  # a record key of its own (an incident number)
+        return last_copy_mask(ok, list(src.key))
     lo, hi = day_bounds_utc(partition, tz)
     if ok[_EIDX].max() >= 1 << (63 - _T_BITS) or (hi - lo).total_seconds() * 1e6 >= 1 << _T_BITS:
         return last_copy_mask(ok, [src.entity, src.time])  # a fleet beyond 67 M entities: the general path
@@ -656,7 +704,7 @@ def build_partition(
     ok = (
         pl.concat(accepted, how="vertical_relaxed", rechunk=False)
         if accepted
-        else pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in [src.entity, src.time] + [m.name for m in src.measures] + [_FILE, _ROW]}, _EIDX: pl.Int64})
+        else pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in src.raw_columns + [_FILE, _ROW]}, _EIDX: pl.Int64})
     )
     # deduplicate: files are in receive order, rows in file order; the last copy of a key wins
     keep = _last_copy_of_day_key(ok, src, partition, tz)
@@ -666,12 +714,12 @@ def build_partition(
         dups = ok.filter(~keep)
         ok = ok.filter(keep)
     if dups.height:
-        key = [src.entity, src.time]
+        key = list(src.key)
         winners = ok.join(dups.select(key).unique(), on=key, how="semi").select(*key, _fmt("{}:{}", pl.col(_FILE), pl.col(_ROW)).alias("_kept"))
-        dups = dups.join(winners, on=[src.entity, src.time], how="left").select(
+        dups = dups.join(winners, on=key, how="left").select(
             pl.lit("duplicate").alias("reason_code"),
-            pl.lit(f"{src.entity},{src.time}").alias("field"),
-            _fmt("{},{}", pl.col(src.entity), pl.col(src.time)).alias("value"),
+            pl.lit(",".join(key)).alias("field"),
+            _fmt(",".join(["{}"] * len(key)), *[pl.col(k) for k in key]).alias("value"),
             _fmt("key received again; kept the later copy at {}", pl.col("_kept")).alias("detail"),
             pl.lit(None, pl.Date).alias("target_date"),
             pl.struct([pl.col(c) for c in src.raw_columns]).struct.json_encode().alias("raw_record"),
@@ -782,6 +830,12 @@ def write_partition_frames(
             f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; published"
         )
     return res
+
+
+def known_entity_ids(lake: Lake, src: Source) -> pl.Series:
+    """The entity ids ``src`` accepts: the id columns of its reference table(s), in one series."""
+    parts = [lake.read(t, columns=[c])[c].cast(pl.Utf8).alias(src.entity) for t, c in src.reference_columns]
+    return pl.concat(parts).unique(maintain_order=True) if len(parts) > 1 else parts[0]
 
 
 def ingest_partition(

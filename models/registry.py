@@ -43,6 +43,10 @@ CHALLENGER = "challenger"
 FLAVORS = ("pyfunc", "sklearn", "xgboost", "pytorch")
 
 
+#: model-version tag: the champion drifted in production and is to be retrained (value: why)
+RETRAIN_TAG = "retrain_requested"
+
+
 class PickledModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around any picklable Python object (e.g. a fitted gridlake Forecaster).
 
@@ -280,7 +284,60 @@ class ModelRegistry:
     def load_champion(self, name: str) -> Any:
         return self.load(name, CHAMPION)
 
+    # ------------------------------------------------------------------ drift -> retraining
+    def mark_for_retraining(self, name: str, reason: str) -> str | None:
+        """Tag the champion version ``retrain_requested=reason`` (e.g. a forecast-accuracy drift);
+        the nightly training reads it (:meth:`retrain_requested`). Returns the version, None if no champion."""
+        champ = self.champion(name)
+        if champ is None:
+            return None
+        self.client.set_model_version_tag(name, champ.version, RETRAIN_TAG, reason)
+        return str(champ.version)
+
+    def retrain_requested(self, name: str) -> str | None:
+        """Why the champion was marked for retraining, or None."""
+        champ = self.champion(name)
+        return None if champ is None else champ.tags.get(RETRAIN_TAG)
+
     # ------------------------------------------------------------------ one call for assets
+    def challenge(
+        self,
+        name: str,
+        model: Any,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float | None],
+        backtest_id: str,
+        metric: str,
+        higher_is_better: bool,
+        rescore: Any,
+        flavor: str = "pyfunc",
+        log: Any = None,
+    ) -> dict[str, Any]:
+        """The champion policy: re-score the current champion on the candidate's backtest (``rescore``:
+        model -> metric value), tag it with that evaluation, then log, register and promote the
+        candidate iff it beats the champion there. A champion that cannot be loaded or re-scored
+        stays "not comparable" (said through ``log``, e.g. a Dagster logger's ``warning``)."""
+        import math
+
+        champ = self.champion(name)
+        rescored = None
+        if champ is not None and champ.tags.get("backtest_id") != backtest_id:
+            try:
+                rescored = float(rescore(self.load(name)))
+            except Exception as e:  # an unloadable/incompatible champion stays "not comparable"; say so
+                if log is not None:
+                    log(f"{name}: champion v{champ.version} could not be re-scored on {backtest_id}: {e!r}")
+            if rescored is not None and math.isfinite(rescored):
+                self.client.set_model_version_tag(name, champ.version, "backtest_id", backtest_id)
+                self.client.set_model_version_tag(name, champ.version, f"metric.{metric}", repr(rescored))
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        out = self.train_register_promote(name, params=params, metrics=finite, backtest_id=backtest_id, model=model,
+                                          flavor=flavor, metric=metric, higher_is_better=higher_is_better)
+        out["champion_rescored"] = rescored
+        out["model_uri"] = f"models:/{name}@champion"
+        return out
+
     def train_register_promote(
         self,
         name: str,

@@ -46,6 +46,8 @@ CUT_REL_GAP = 1e-9
 #: power balance / flow definition / limits / bounds: largest violation (MW) a solution may keep,
 #: relative to the case's total demand (absolute floor 1e-6 MW)
 CHECK_REL_TOL = 1e-8
+#: angle precision allowed in the flow-vs-angle check (radians)
+ANGLE_TOL_RAD = 1e-10
 
 #: reference DC-OPF optima ($/h) of pandapower's bundled networks. case9-case118: MATPOWER's
 #: published optima, where PYPOWER's rundcopf and pandapower's rundcopp agree. case300: NOT
@@ -120,7 +122,18 @@ def load_case(case: Any) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ppc = to_ppc(case, init="flat", mode="opf")
+            try:
+                ppc = to_ppc(case, init="flat", mode="opf")
+            except KeyError as exc:
+                if "OPF parameters" not in str(exc):
+                    raise
+                # to_ppc validates AC-OPF inputs (generator P limits, voltage limits) that rundcopp does not
+                # ask for: convert the way rundcopp does (an unlimited generator gets pandapower's +-1e9 MW)
+                import sys
+                from unittest import mock
+
+                with mock.patch.object(sys.modules["pandapower.converter.pypower.to_ppc"], "_check_necessary_opf_parameters", lambda *a: None):
+                    ppc = to_ppc(case, init="flat", mode="opf")
     finally:
         pp_log.setLevel(level)
     return unrated_as_unlimited(case, ppc)
@@ -343,8 +356,11 @@ def check_dcopf_solution(d: dict[str, Any], pg: np.ndarray, va: np.ndarray, flow
     inj = np.bincount(d["gbus"], pg, nb) - np.bincount(f, flow, nb) + np.bincount(t, flow, nb) - d["demand"]
     if shed is not None:
         inj = inj + shed
+    # angles carry ~1e-10 rad of solver precision: on a near-zero-impedance branch (b = 1e5 p.u.) that
+    # is a few kW of "flow_def" mismatch, which is precision, not a wrong dispatch
+    slack = ANGLE_TOL_RAD * d["base"] * np.abs(d["b"])
     out = {
-        "flow_def": float(np.abs(flow - flow_dc).max(initial=0.0)),
+        "flow_def": float(np.maximum(np.abs(flow - flow_dc) - slack, 0.0).max(initial=0.0)),
         "power_balance": float(np.abs(inj).max(initial=0.0)),
         "generator_limits": float(max(0.0, (d["pmin"] - pg).max(initial=0.0), (pg - d["pmax"]).max(initial=0.0))),
     }
@@ -359,9 +375,11 @@ def check_dcopf_solution(d: dict[str, Any], pg: np.ndarray, va: np.ndarray, flow
     return out
 
 
-def check_tolerance_mw(d: dict[str, Any]) -> float:
-    """The violation (MW) :func:`solve_dcopf` accepts: ``CHECK_REL_TOL`` x total demand, at least 1e-6 MW."""
-    return max(1e-6, CHECK_REL_TOL * float(np.abs(d["demand"]).sum()))
+def check_tolerance_mw(d: dict[str, Any], pg: np.ndarray, flow: np.ndarray) -> float:
+    """The violation (MW) :func:`solve_dcopf` accepts: ``CHECK_REL_TOL`` x the largest of total demand,
+    generator output and branch flow (double precision is relative), at least 1e-6 MW."""
+    scale = max(float(np.abs(d["demand"]).sum()), float(np.abs(pg).max(initial=0.0)), float(np.abs(flow).max(initial=0.0)))
+    return max(1e-6, CHECK_REL_TOL * scale)
 
 
 def _solver_paths(kwargs: dict[str, Any], polynomial_costs: bool) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -387,8 +405,10 @@ def _solve_with_cuts(cm: CompiledModel, m: pyo.ConcreteModel, d: dict[str, Any],
     h = cm.highs
     col_pg = np.array([cm.col_of[id(v)] for v in m.pg.values()], dtype=np.int32)
     col_cost = np.array([cm.col_of[id(v)] for v in m.cost.values()], dtype=np.int32)
-    for _ in range(max_rounds):
-        sol = cm.solve(options=options)
+    for k in range(max_rounds):
+        # after the first round, skip presolve: re-solves warm-start from the last basis (the added
+        # tangent rows are cuts; ~150 dual simplex iterations a round on GBnetwork)
+        sol = cm.solve(options=options if k == 0 else {**options, "presolve": "off"})
         pg, cost = sol.values(m.pg), sol.values(m.cost)
         true = poly[:, 0] + poly[:, 1] * pg + poly[:, 2] * pg**2
         gap = true - cost
@@ -435,9 +455,10 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
         shed = sol.values(m.shed) if kwargs.get("allow_load_shedding") else None
         viol = check_dcopf_solution(d, pg, va, flow, shed)
         worst = max(viol, key=viol.get)
-        if viol[worst] <= check_tolerance_mw(d):
+        tol = check_tolerance_mw(d, pg, flow)
+        if viol[worst] <= tol:
             break
-        failures.append(f"{label}: solution violates {worst} by {viol[worst]:.3g} MW (tolerance {check_tolerance_mw(d):.3g} MW)")
+        failures.append(f"{label}: solution violates {worst} by {viol[worst]:.3g} MW (tolerance {tol:.3g} MW)")
     else:
         raise RuntimeError("DC-OPF: no solver path returned a solution that meets the constraints: " + "; ".join(failures))
     lmp = sol.duals(m.power_balance)

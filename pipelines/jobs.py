@@ -57,6 +57,10 @@ alert_notifications_job = define_asset_job(
     "post_batch_alerts", selection=AssetSelection.assets("alert_notifications"), partitions_def=daily_open,
     description="Post the day's high-severity gold alerts to Alertmanager (the streaming bridge's outbox and client)",
 )
+model_drift_alerts_job = define_asset_job(
+    "post_model_drift_alerts", selection=AssetSelection.assets("model_drift_notifications"), partitions_def=daily_open,
+    description="Post the day's drifted models (gold_model_drift) to Alertmanager: retrain them",
+)
 failure_risk_rescoring_job = define_asset_job(
     "failure_risk_rescoring", selection=AssetSelection.assets("gold_transformer_risk"), partitions_def=daily_open,
     description="Re-score transformer failure risk for a day; requested by a critical live alert on a transformer",
@@ -69,7 +73,7 @@ report_job = define_asset_job(
 )
 
 FORECAST_JOBS = [forecast_training_job, forecast_scoring_job]
-ALERTING_JOBS = [alert_notifications_job, failure_risk_rescoring_job]
+ALERTING_JOBS = [alert_notifications_job, model_drift_alerts_job, failure_risk_rescoring_job]
 GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
 # -- N-1 security (assets/contingency.py) ---------------------------------------------------------
 n1_screening_job = define_asset_job(

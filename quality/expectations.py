@@ -164,6 +164,9 @@ def _soft_rule_specs(table: Table, rules: QualityRules, max_warning_share: float
             not_ok,
             "samples breaking the hot-spot or frequency warning limits are not flagged ok",
         )
+    elif table.name == "silver_incidents":
+        flag_rule("incident_times", "end_time < start_time", ("end_time", "start_time"), not_ok,
+                  "work orders ending before they start are not flagged ok")
     elif table.name == "silver_weather":
         w = rules.weather
         flag_rule("dhi_over_ghi", f"dhi_wm2 > ghi_wm2 + {w.warn_dhi_over_ghi_wm2!r}", ("dhi_wm2", "ghi_wm2"), not_ok,

@@ -9,6 +9,7 @@ adds the *soft* rules that keep a record but flag it:
   when the hot-spot exceeds 140 degC.
 - weather: 'warning' when diffuse irradiance exceeds global irradiance by more than 20 W/m2 (a
   sensor/shading inconsistency).
+- incidents: 'warning' when a work order's end_time precedes its start_time (kept: the outcome counts).
 
 The numbers come from the utility profile (``quality`` in contracts/profiles/demo.yaml), so a utility
 changes them without touching code, and the great-expectations suites (quality.expectations) read the same.
@@ -81,6 +82,10 @@ class QualityRules:
         elif source == "weather":
             anomaly = pl.lit(False)
             warning = pl.col("dhi_wm2") > pl.col("ghi_wm2") + self.weather.warn_dhi_over_ghi_wm2
+        elif source == "incidents":
+            # a work order whose end precedes its start is kept (the outcome still counts) but flagged
+            anomaly = pl.lit(False)
+            warning = pl.col("end_time") < pl.col("start_time")
         else:
             raise KeyError(f"no quality rules for source {source!r}")
         return (

@@ -9,7 +9,7 @@ See ``simulator.landing`` for writing landing files with controlled bad records.
 """
 
 from .archetypes import ARCHETYPE_NAMES
-from .config import BadRecordRates, EventRates, SimConfig
+from .config import BadRecordRates, EventRates, IncidentRates, SimConfig
 from .core import Simulator
 from .landing import LandingFile, LandingManifest, write_landing_day, write_landing_reference
 
@@ -17,6 +17,7 @@ __all__ = [
     "ARCHETYPE_NAMES",
     "BadRecordRates",
     "EventRates",
+    "IncidentRates",
     "LandingFile",
     "LandingManifest",
     "SimConfig",

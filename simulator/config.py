@@ -78,6 +78,55 @@ class EventRates:
 
 
 @dataclass(frozen=True)
+class IncidentRates:
+    """How a utility's operations record the true events (the ``incidents`` landing source).
+
+    Only a share of the true events is ever confirmed (``confirm_share`` per event type); each
+    confirmed one is reported some hours after it starts and confirmed (closed) after a further
+    investigation delay (``*_hours``: uniform (low, high) per type). A few records name the wrong
+    type (``wrong_type_share``) and a few are false reports on healthy assets
+    (``false_reports_per_1000_assets_month``, outcome ``false_report``). An incident confirmed after
+    the simulated period is not recorded yet (labels arrive late).
+    """
+
+    confirm_share: dict[str, float] = field(default_factory=lambda: {
+        "voltage_sag": 0.6, "stuck_meter": 0.6, "zero_meter": 0.6, "transformer_overheat": 0.6,
+        "transformer_failure": 0.9, "theft": 0.3,
+    })
+    #: hours from the event's start to the first report, per type
+    report_hours: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "voltage_sag": (1.0, 72.0), "stuck_meter": (24.0, 21 * 24.0), "zero_meter": (12.0, 14 * 24.0),
+        "transformer_overheat": (1.0, 48.0), "transformer_failure": (0.1, 2.0), "theft": (2 * 24.0, 21 * 24.0),
+    })
+    #: hours from the report to the confirmation (crew visit, investigation), per type
+    confirm_hours: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "voltage_sag": (2.0, 7 * 24.0), "stuck_meter": (24.0, 14 * 24.0), "zero_meter": (24.0, 14 * 24.0),
+        "transformer_overheat": (2.0, 72.0), "transformer_failure": (1.0, 12.0), "theft": (24.0, 14 * 24.0),
+    })
+    wrong_type_share: float = 0.03
+    false_reports_per_1000_assets_month: float = 5.0
+
+    def __post_init__(self) -> None:
+        from contracts import INCIDENT_TYPES
+
+        for name in ("confirm_share", "report_hours", "confirm_hours"):
+            d = getattr(self, name)
+            missing = sorted(set(INCIDENT_TYPES) - set(d))
+            if missing or set(d) - set(INCIDENT_TYPES):
+                raise ValueError(f"IncidentRates.{name}: need exactly the types {list(INCIDENT_TYPES)}, got {sorted(d)}")
+        for t, v in self.confirm_share.items():
+            if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
+                raise ValueError(f"IncidentRates.confirm_share[{t!r}] must be in [0, 1], got {v!r}")
+        for name in ("report_hours", "confirm_hours"):
+            for t, r in getattr(self, name).items():
+                _check_range("IncidentRates", f"{name}[{t!r}]", r, 0.0)
+        if not (0.0 <= self.wrong_type_share <= 0.5):
+            raise ValueError(f"IncidentRates.wrong_type_share must be in [0, 0.5], got {self.wrong_type_share!r}")
+        if not (self.false_reports_per_1000_assets_month >= 0 and math.isfinite(self.false_reports_per_1000_assets_month)):
+            raise ValueError(f"IncidentRates.false_reports_per_1000_assets_month must be >= 0, got {self.false_reports_per_1000_assets_month!r}")
+
+
+@dataclass(frozen=True)
 class SimConfig:
     """The complete recipe for a simulated fleet and period.
 
@@ -103,6 +152,8 @@ class SimConfig:
     #: is not trivially easy
     profile_blend: float = 0.25
     events: EventRates = field(default_factory=EventRates)
+    #: how operations record the events (the incidents landing source)
+    incidents: IncidentRates = field(default_factory=IncidentRates)
     #: what the meters below a failed transformer report: "zero" (0 kWh/kW/A, voltage and power
     #: factor null because there is no supply to measure) or "absent" (no readings at all)
     outage_readings: str = "zero"
@@ -150,6 +201,8 @@ class SimConfig:
             raise ValueError(f"SimConfig.profile_blend must be in [0, 0.5], got {self.profile_blend!r}")
         if self.outage_readings not in ("zero", "absent"):
             raise ValueError(f"SimConfig.outage_readings must be 'zero' or 'absent', got {self.outage_readings!r}")
+        if not isinstance(self.incidents, IncidentRates):
+            raise ValueError(f"SimConfig.incidents must be an IncidentRates, got {type(self.incidents).__name__}")
         if not isinstance(self.events, EventRates):
             raise ValueError(f"SimConfig.events must be an EventRates, got {type(self.events).__name__}")
 

@@ -63,6 +63,7 @@ def raw_conform(source: str, df: pl.DataFrame) -> pl.DataFrame:
     return df.select(
         [pl.col(src.entity).cast(pl.Utf8), pl.col(src.time).cast(UTC_TS)]
         + [pl.col(m.name).cast(pl.Float64) for m in src.measures]
+        + [pl.col(a.name).cast(a.dtype) for a in src.attributes]
     )
 
 
@@ -110,6 +111,28 @@ class Simulator:
     def truth(self) -> dict[str, pl.DataFrame]:
         """Ground truth for the whole period: ``truth_customers`` and ``truth_events``."""
         return {"truth_customers": self.fleet.customers.clone(), "truth_events": self.plan.frame.clone()}
+
+    def incident_records(self) -> pl.DataFrame:
+        """Every incident operations record in the period (:mod:`simulator.incidents`), with ``event_id``
+        linking it to the true event it reports (null for a false report): for evaluation only."""
+        if getattr(self, "_incidents", None) is None:
+            from .incidents import plan_incidents
+
+            self._incidents = plan_incidents(self.cfg, self.plan, self.fleet.meter_ids, self.fleet.tx_ids)
+        return self._incidents.clone()
+
+    def incidents(self, d: date | None = None) -> pl.DataFrame:
+        """The incidents export (raw contract of ``incidents``): those confirmed on local day ``d``,
+        or in the whole period when ``d`` is None."""
+        from .incidents import incidents_raw
+
+        df = self.incident_records()
+        if d is not None:
+            self.cfg.check_day(d)
+            lo, hi = self.day_bounds(d)
+            df = df.filter((pl.col("confirmed_at") >= pl.lit(lo).dt.replace_time_zone("UTC"))
+                           & (pl.col("confirmed_at") < pl.lit(hi).dt.replace_time_zone("UTC")))
+        return incidents_raw(df.sort("asset_id", "confirmed_at"))
 
     def day(self, d: date) -> dict[str, pl.DataFrame]:
         """Clean frames for utility-local day ``d``: ``meter_readings``, ``scada``, ``weather``.

@@ -30,7 +30,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from contracts import SOURCES
+from contracts import SOURCES, UTC_TS
 
 from .config import BadRecordRates
 from .core import Simulator
@@ -44,16 +44,18 @@ RENAMES: dict[str, tuple[str, str]] = {
     "meter_readings": ("voltage", "volts"),
     "scada": ("hot_spot_temp_c", "hotspot_c"),
     "weather": ("temp_air_c", "temperature_c"),
+    "incidents": ("outcome", "result"),
 }
 #: out-of-range mutations per source: (field, value) where "neg" means -|x| - 0.5
 OUT_OF_RANGE: dict[str, tuple[tuple[str, float | str], ...]] = {
     "meter_readings": (("voltage", 999.0), ("power_factor", 1.7), ("consumption_kwh", "neg")),
     "scada": (("frequency_hz", 99.0), ("top_oil_temp_c", 999.0), ("load_kva", "neg")),
     "weather": (("ghi_wm2", "neg"), ("temp_air_c", 99.0), ("cloud_cover", 1.7)),
+    "incidents": (("incident_type", "blackout"), ("outcome", "maybe")),
 }
 WRONG_TYPE_TOKENS = ("abc", "#VALUE!", "12..5", "x1")
 #: ids that are certainly not in the reference tables
-_UNKNOWN_ID = {"meter_readings": "M9{:05d}", "scada": "T9{:04d}", "weather": "WX{:03d}"}
+_UNKNOWN_ID = {"meter_readings": "M9{:05d}", "scada": "T9{:04d}", "weather": "WX{:03d}", "incidents": "X9{:05d}"}
 
 
 @dataclass
@@ -118,7 +120,7 @@ class LandingManifest:
 
 
 def _source_frame(sim: Simulator, source: str, d: date) -> pl.DataFrame:
-    return {"meter_readings": sim.meter_readings, "scada": sim.scada, "weather": sim.weather}[source](d)
+    return {"meter_readings": sim.meter_readings, "scada": sim.scada, "weather": sim.weather, "incidents": sim.incidents}[source](d)
 
 
 def _formats_for(formats, source: str) -> tuple[str, ...]:
@@ -143,8 +145,13 @@ def _formats_for(formats, source: str) -> tuple[str, ...]:
 def _to_text_frame(df: pl.DataFrame, source: str, fmt: str, tz: str) -> pl.DataFrame:
     tcol = SOURCES[source].time
     local = pl.col(tcol).dt.convert_time_zone(tz)
-    pattern = "%Y-%m-%d %H:%M:%S" if fmt == "csv" else "%Y-%m-%dT%H:%M:%S%:z"
-    return df.with_columns(local.dt.strftime(pattern).alias(tcol))
+    # a reading stream's CSV carries naive local times (head-end style); a record source with other
+    # timestamps (incidents, a work-order system's export) writes every time with its offset
+    pattern = "%Y-%m-%d %H:%M:%S" if fmt == "csv" and not SOURCES[source].attributes else "%Y-%m-%dT%H:%M:%S%:z"
+    # other timestamps (an incident's start, end, report) are written with their offset: never ambiguous
+    other = [a.name for a in SOURCES[source].attributes if a.dtype == UTC_TS]
+    return df.with_columns(local.dt.strftime(pattern).alias(tcol),
+                           *[pl.col(c).dt.convert_time_zone(tz).dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias(c) for c in other])
 
 
 def _serialize(
@@ -287,7 +294,10 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
     ambiguous = _ambiguous_rows(df, source, tz) if _is_dst_change(d, tz) else np.zeros(df.height, dtype=bool)
 
     renamed_parts = set(rng.permutation(n_parts)[: min(bad.renamed_column_files, n_parts)].tolist())
-    measures = [m.name for m in src.measures]
+    # the fields a row fault can hit: wrong types in the measures (or, for a source without any, its
+    # timestamps), out-of-range values in OUT_OF_RANGE's fields
+    wrong_fields = [m.name for m in src.measures] or [a.name for a in src.attributes if a.dtype == UTC_TS]
+    measures = wrong_fields + [c for c, _ in OUT_OF_RANGE[source] if c not in wrong_fields]
     choices = OUT_OF_RANGE[source]
     rates = np.array([getattr(bad, c) for c in BadRecordRates.ROW_CLASSES])
     edges = np.cumsum(rates)
@@ -311,7 +321,7 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
             amb = ambiguous[int(bounds[i]) : int(bounds[i + 1])]
             code[np.isin(code, (_DUP, _MALFORMED, _UNK)) & amb] = 0
         wt = code == _WRONG
-        fld[wt] = rng.integers(0, len(measures), int(wt.sum()))
+        fld[wt] = rng.integers(0, len(wrong_fields), int(wt.sum()))
         oor = code == _OOR
         oor_pick = rng.integers(0, len(choices), int(oor.sum()))
         fld[oor] = [measures.index(choices[j][0]) for j in oor_pick]
@@ -326,7 +336,7 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
             for name, value in choices:
                 mask = oor & (fld == measures.index(name))
                 if mask.any():
-                    new = (-pl.col(name).abs() - 0.5) if value == "neg" else pl.lit(float(value))
+                    new = (-pl.col(name).abs() - 0.5) if value == "neg" else pl.lit(value) if isinstance(value, str) else pl.lit(float(value))
                     p = p.with_columns(pl.when(pl.Series(mask)).then(new).otherwise(pl.col(name)).alias(name))
         unk = np.flatnonzero(code == _UNK)
         if unk.size:
@@ -391,6 +401,8 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
         prev = d - timedelta(days=1)
         pdf = _source_frame(sim, source, prev)
         pents = pdf[src.entity].unique(maintain_order=True)
+        if pents.len() == 0:  # nothing recorded the day before (an incidents export): no late file to send
+            return _empty_tail(files, bad, fm, n_parts, zone, source, d, df, tz, rng, part_no)
         take = max(1, min(ents_per_file, int(np.ceil(0.05 * pents.len()))))
         for k in range(bad.late_files):
             chosen = pents.gather(np.sort(rng.choice(pents.len(), size=min(take, pents.len()), replace=False)))
@@ -401,6 +413,10 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
             lf.faults["late_data"] = list(range(1, late.height + 1))
             files.append(lf)
             part_no += 1
+    return _empty_tail(files, bad, fm, n_parts, zone, source, d, df, tz, rng, part_no)
+
+
+def _empty_tail(files, bad, fm, n_parts, zone, source, d, df, tz, rng, part_no) -> list[LandingFile]:
     for k in range(bad.empty_files):
         fmt = fm[(n_parts + bad.late_files + k) % len(fm)]
         lf = _put(zone, source, d, d, part_no, fmt, df.clear(), tz, [], rng, None)

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -38,9 +38,14 @@ class MqttIngress:
         session_expiry_s: int = 7 * 24 * 3600,
         receive_maximum: int = 65535,
         keepalive: int = 30,
+        side_topics: dict[str, Callable[[str, bytes], None]] | None = None,
     ):
         self.host, self.port = host, port
-        self.subscriptions = list(subscriptions)
+        #: topic filter (``a/b/+`` or ``a/b/#``) -> callback(topic, payload), called on paho's network thread and
+        #: acknowledged at once (small control messages, e.g. the receiver's delivery confirmations), never batched
+        self.side_topics = dict(side_topics or {})
+        self._side = [(f.rstrip("+#"), cb) for f, cb in self.side_topics.items()]
+        self.subscriptions = list(subscriptions) + list(self.side_topics)
         self.session_expiry_s, self.receive_maximum, self.keepalive = session_expiry_s, receive_maximum, keepalive
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.manual_ack_set(True)
@@ -78,6 +83,15 @@ class MqttIngress:
         log.warning("MQTT disconnected: %s", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
+        for prefix, cb in self._side:
+            if msg.topic.startswith(prefix):
+                try:
+                    cb(msg.topic, msg.payload)
+                except Exception:  # noqa: BLE001 - a control message must not stop the network thread
+                    log.exception("MQTT side topic %s: callback failed", msg.topic)
+                if msg.qos > 0:
+                    client.ack(msg.mid, msg.qos)
+                return
         m = Message(msg.topic, msg.payload, time.time(), msg.mid if msg.qos > 0 else 0)
         with self._cv:
             self._q.append((m, self._gen))
@@ -94,11 +108,18 @@ class MqttIngress:
         if wait_s and not self.connected.wait(wait_s):
             raise ConnectionError(f"no MQTT connection to {self.host}:{self.port} within {wait_s} s")
 
-    def take(self, max_messages: int = 5000, timeout: float = 0.1) -> list[tuple[Message, int]]:
-        """Whatever has arrived (up to ``max_messages``), waiting up to ``timeout`` for the first one."""
+    def take(self, max_messages: int = 5000, timeout: float = 0.1, linger: float = 0.0) -> list[tuple[Message, int]]:
+        """A batch: waits up to ``timeout`` for the first message, then until ``max_messages`` have arrived or
+        ``linger`` seconds have passed since the first arrived (size OR time), and takes up to ``max_messages``.
+        A processing batch has a fixed cost: lingering a few ms gathers a publisher's burst into one batch
+        instead of paying that cost for its first message alone and again for the rest."""
         with self._cv:
             if not self._q:
                 self._cv.wait(timeout)
+            if linger > 0 and self._q:
+                until = self._q[0][0].received_at + linger
+                while len(self._q) < max_messages and (left := until - time.time()) > 0:
+                    self._cv.wait(left)
             n = min(len(self._q), max_messages)
             return [self._q.popleft() for _ in range(n)]
 

@@ -37,7 +37,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from .alerts import Alert, label_fingerprint
@@ -58,6 +59,12 @@ CREATE TABLE IF NOT EXISTS fired (   -- when Alertmanager first accepted the fir
     fingerprint TEXT PRIMARY KEY,
     accepted_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS confirmed (  -- firing notifications a receiver confirmed (confirm()): release held resolves
+    fingerprint TEXT NOT NULL,
+    starts_ms INTEGER NOT NULL,       -- the incident's startsAt, unix ms
+    confirmed_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, starts_ms)
+);
 CREATE TABLE IF NOT EXISTS submitted_keys (  -- submit(..., keys=): each key enqueued once, ever
     key TEXT PRIMARY KEY,
     submitted_at REAL NOT NULL
@@ -75,6 +82,13 @@ CREATE TABLE IF NOT EXISTS rejected (
     reason TEXT NOT NULL
 );
 """
+
+def _ms(rfc3339: str | None) -> int | None:
+    """An RFC 3339 / ISO time (``Z`` or an offset, up to microseconds) as unix milliseconds."""
+    if not rfc3339:
+        return None
+    return round(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
+
 
 #: called after each successful POST with the delivered (payload, enqueued_at) pairs (metrics, latency)
 OnPosted = Callable[[list[tuple[dict, float]]], None]
@@ -99,6 +113,8 @@ class Outbox:
         fsync: bool = False,
         start: bool = True,
         min_firing_s: float = 6.0,
+        confirm_timeout_s: float | None = None,
+        repost_batch_size: int = 50,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +125,11 @@ class Outbox:
         self.resend_interval = resend_interval
         self.fsync = fsync
         self.min_firing_s = min_firing_s
+        #: None: a resolve waits min_firing_s only. A number: it also waits until a receiver confirmed the firing
+        #: notification (confirm()), or this many seconds after the firing was accepted (an alert no receiver
+        #: is ever sent, silenced or inhibited, is not held for ever)
+        self.confirm_timeout_s = confirm_timeout_s
+        self.repost_batch_size = repost_batch_size
         self._next_due: float | None = None  # when the earliest held resolve may go (drainer's wake-up)
         self.resends = 0  # times the active set was re-posted
         self.posted = 0  # alerts posted by this instance
@@ -185,6 +206,34 @@ class Outbox:
             self._wake.set()
         return len(alerts)
 
+    def confirm(self, notified: Sequence[tuple[Mapping[str, str], str]]) -> int:
+        """Record that a receiver got the firing notification of these alerts, each (labels, startsAt as RFC 3339),
+        e.g. from the webhook receiver's MQTT message; wakes the drainer (a held resolve may go now)."""
+        now = time.time()
+        rows = []
+        for labels, starts in notified:
+            try:
+                rows.append((label_fingerprint(labels), _ms(starts), now))
+            except (TypeError, ValueError, AttributeError) as e:
+                log.warning("outbox: ignoring a confirmation with startsAt %r: %s", starts, e)
+        if rows:
+            with self._lock:
+                self._db.executemany("INSERT OR IGNORE INTO confirmed VALUES (?, ?, ?)", rows)
+            self._wake.set()
+        return len(rows)
+
+    def confirm_message(self, payload: bytes) -> bool:
+        """``confirm`` from one message of the webhook receiver's MQTT topics (``streaming_bridge.receiver``: one
+        JSON per alert state it stored, with ``status``, ``labels`` and ``startsAt``); True if it confirmed a firing."""
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            log.warning("outbox: a confirmation message is not JSON; ignored")
+            return False
+        if not (isinstance(msg, dict) and msg.get("status") == "firing" and isinstance(msg.get("labels"), dict)):
+            return False
+        return self.confirm([(msg["labels"], msg.get("startsAt"))]) == 1
+
     def depth(self) -> int:
         """Alerts enqueued and not yet accepted by Alertmanager."""
         with self._lock:
@@ -201,6 +250,8 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM active WHERE ends_at IS NOT NULL AND ends_at <= ?", (now,))
+            # confirmations of incidents that never resolve here (e.g. batch alerts): kept a day
+            self._db.execute("DELETE FROM confirmed WHERE confirmed_at < ? AND fingerprint NOT IN (SELECT fingerprint FROM fired)", (now - 86400,))
             n = self._db.execute(
                 "INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve, resend) SELECT payload, ?, fingerprint, 0, 1 FROM active "
                 "WHERE fingerprint NOT IN (SELECT fingerprint FROM outbox WHERE fingerprint IS NOT NULL) ORDER BY rowid",
@@ -248,6 +299,9 @@ class Outbox:
             self._db.close()
         return empty
 
+    def _holds_resolves(self) -> bool:
+        return self.min_firing_s > 0 or self.confirm_timeout_s is not None
+
     def _batch(self) -> list[tuple[int, str, float]]:
         """The next rows to post, oldest first, minus held resolves (and whatever follows them for the same
         alert): a resolve goes once its firing was accepted ``min_firing_s`` ago, never in the POST that
@@ -261,13 +315,22 @@ class Outbox:
             rows = self._db.execute(
                 # fresh alerts first, re-posts of the firing set after them: the minute's re-post of thousands of
                 # firing alerts must not queue new detections behind it (a label set is never in both)
-                "SELECT id, payload, enqueued_at, fingerprint, resolve FROM outbox ORDER BY resend, id LIMIT ?",
+                "SELECT id, payload, enqueued_at, fingerprint, resolve, resend FROM outbox ORDER BY resend, id LIMIT ?",
                 (4 * self.batch_size,),
             ).fetchall()
             fps = list({r[3] for r in rows if r[4] and r[3] is not None})
-            fired = dict(self._db.execute(f"SELECT fingerprint, accepted_at FROM fired WHERE fingerprint IN ({','.join('?' * len(fps))})", fps)) if fps else {}
-        for rid, payload, enq, fp, resolve in rows:
-            if fp is not None and self.min_firing_s > 0:
+            marks = ",".join("?" * len(fps))
+            fired = dict(self._db.execute(f"SELECT fingerprint, accepted_at FROM fired WHERE fingerprint IN ({marks})", fps)) if fps else {}
+            confirmed = set(self._db.execute(f"SELECT fingerprint, starts_ms FROM confirmed WHERE fingerprint IN ({marks})", fps)) if fps and self.confirm_timeout_s is not None else set()
+        reposts = 0
+        for rid, payload, enq, fp, resolve, resend in rows:
+            if resend:
+                # re-posts go in small POSTs: a fresh alert arriving meanwhile waits for one of those, not for
+                # a POST of batch_size (500) re-posts
+                if reposts >= self.repost_batch_size:
+                    break
+                reposts += 1
+            if fp is not None and self._holds_resolves():
                 if fp in blocked:
                     continue
                 if resolve:
@@ -276,11 +339,14 @@ class Outbox:
                         blocked.add(fp)
                         next_due = now if next_due is None else min(next_due, now)
                         continue
-                    if acc is not None and acc > now - self.min_firing_s:
-                        blocked.add(fp)
+                    if acc is not None:
                         due = acc + self.min_firing_s
-                        next_due = due if next_due is None else min(next_due, due)
-                        continue
+                        if self.confirm_timeout_s is not None and (fp, _ms(json.loads(payload).get("startsAt"))) not in confirmed:
+                            due = max(due, acc + self.confirm_timeout_s)  # no receiver has the firing yet
+                        if due > now:
+                            blocked.add(fp)
+                            next_due = due if next_due is None else min(next_due, due)
+                            continue
                 else:
                     firing.add(fp)
             out.append((rid, payload, enq))
@@ -295,10 +361,11 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-            if self.min_firing_s > 0:
+            if self._holds_resolves():
                 fps = [(label_fingerprint(p["labels"]) if "labels" in p else None, "endsAt" in p) for p in payloads]
                 self._db.executemany("INSERT OR IGNORE INTO fired VALUES (?, ?)", [(fp, now) for fp, res in fps if fp and not res])
                 self._db.executemany("DELETE FROM fired WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res])
+                self._db.executemany("DELETE FROM confirmed WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res])
             self._db.execute("COMMIT")
 
     def _reject(self, row: tuple[int, str, float], reason: str) -> None:

@@ -1,14 +1,16 @@
 """The bridge's webhook receiver behind Alertmanager: durable ``alerts`` table + MQTT topic per severity.
 
-Alertmanager POSTs its webhook payload (version 4) to ``/hook/<receiver>``. For each alert in it, in one
-PostgreSQL transaction:
+Alertmanager POSTs its webhook payload (version 4) to ``/hook/<receiver>``. The request thread checks the
+body and hands it to one committing thread (``GroupCommit``), which stores every notification queued
+meanwhile in one PostgreSQL transaction (``AlertStore.record_many``: a fixed number of statements per batch,
+the MQTT messages published together and their PUBACKs awaited together); for each alert:
 
 1. ``alerts``: insert the alert state once per key (fingerprint, startsAt, status) (``ON CONFLICT DO NOTHING``);
 2. ``alert_deliveries``: one row per (receiver, key), ``attempts`` counting how often Alertmanager sent it;
 3. every alert state of the request not yet on MQTT is published (QoS 1, acknowledged) to
    ``<prefix>/<severity>`` (default prefix ``gridlake/alerts``) and marked ``mqtt_published_at``;
 
-then commit and answer 200. Any failure (PostgreSQL or MQTT down) rolls back and answers 503, so
+then commit and answer 200 to each request of the batch. Any failure (PostgreSQL or MQTT down) rolls back and answers 503, so
 Alertmanager retries: at-least-once from Alertmanager, exactly once in the tables (idempotent on the key),
 and on MQTT exactly once unless the process dies between the broker's PUBACK and the commit (then once
 more; the MQTT payload carries the key for consumers to dedupe). A malformed payload answers 400 (which
@@ -25,11 +27,14 @@ import argparse
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import socket
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -202,22 +207,33 @@ class AlertStore:
     def record(self, receiver: str, alerts: Sequence[dict], publish: Callable[[str, dict], None] | None = None) -> int:
         """Store one notification's alerts for ``receiver``; publish the not-yet-published ones; all in one
         transaction (an exception from ``publish`` rolls everything back). Returns how many were new in ``alerts``."""
-        if not _RECEIVER.match(receiver):
-            raise ValueError(f"receiver name {receiver!r}")
+        many = None if publish is None else (lambda msgs: [publish(sev, m) for sev, m in msgs])
+        return self.record_many([(receiver, alerts)], many)
+
+    def record_many(self, notifications: Sequence[tuple[str, Sequence[dict]]], publish_many: Callable[[list[tuple[str, dict]]], None] | None = None) -> int:
+        """Store several notifications, each (receiver, alerts), in ONE transaction: a constant number of
+        statements however many there are (the receiver's group commit). ``alerts`` gets each key once,
+        ``alert_deliveries`` one row per (receiver, key) whose ``attempts`` counts every send; the alert states
+        not yet on MQTT go to ``publish_many([(severity, message), ...])``, which returns once all are
+        acknowledged (an exception rolls everything back). Returns how many keys were new in ``alerts``."""
         now = datetime.now(UTC)
-        rows, keys = [], []
-        for a in alerts:
-            labels = a.get("labels", {})
-            start = _ts(a.get("startsAt")) or now
-            key = (a["fingerprint"], start, a["status"])
-            keys.append(key)
-            rows.append(
-                (*key, _ts(a.get("endsAt")), *(labels.get(k) or ("unknown" if k == "severity" else None) for k in _LABEL_COLUMNS),
-                 json.dumps(labels, sort_keys=True),
-                 json.dumps(a.get("annotations", {}), sort_keys=True), a.get("generatorURL") or None, now)
-            )
+        rows: dict[tuple, tuple] = {}
+        sends: Counter = Counter()
+        for receiver, alerts in notifications:
+            if not _RECEIVER.match(receiver):
+                raise ValueError(f"receiver name {receiver!r}")
+            for a in alerts:
+                labels = a.get("labels", {})
+                start = _ts(a.get("startsAt")) or now
+                key = (a["fingerprint"], start, a["status"])
+                sends[(receiver, *key)] += 1
+                rows.setdefault(key, (
+                    *key, _ts(a.get("endsAt")), *(labels.get(k) or ("unknown" if k == "severity" else None) for k in _LABEL_COLUMNS),
+                    json.dumps(labels, sort_keys=True), json.dumps(a.get("annotations", {}), sort_keys=True), a.get("generatorURL") or None, now,
+                ))
         if not rows:
             return 0
+        keys = sorted(rows)  # one lock order for concurrent receivers
         with self.connection() as conn, conn.cursor() as cur:
             new = psycopg2.extras.execute_values(
                 cur,
@@ -225,18 +241,21 @@ class AlertStore:
                     "INSERT INTO {} (fingerprint, starts_at, status, ends_at, alertname, severity, asset_type, asset_id, transformer, "
                     "feeder, region, labels, annotations, generator_url, received_at) VALUES %s ON CONFLICT DO NOTHING RETURNING 1"
                 ).format(self._q["alerts"]).as_string(cur),
-                rows,
+                [rows[k] for k in keys],
                 fetch=True,
+                page_size=1000,
             )
             psycopg2.extras.execute_values(
                 cur,
                 sql.SQL(
                     "INSERT INTO {} AS d (receiver, fingerprint, starts_at, status, first_received_at, last_received_at, attempts) VALUES %s "
-                    "ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE SET attempts = d.attempts + 1, last_received_at = EXCLUDED.last_received_at"
+                    "ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE SET attempts = d.attempts + EXCLUDED.attempts, "
+                    "last_received_at = EXCLUDED.last_received_at"
                 ).format(self._q["deliveries"]).as_string(cur),
-                sorted({(receiver, *k, now, now, 1) for k in keys}, key=lambda r: (r[1], r[2], r[3])),
+                [(*rk, now, now, n) for rk, n in sorted(sends.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0]))],
+                page_size=1000,
             )
-            if publish is not None:
+            if publish_many is not None:
                 cur.execute(
                     sql.SQL(
                         "SELECT fingerprint, starts_at, status, ends_at, severity, labels, annotations, generator_url FROM {} "
@@ -245,9 +264,9 @@ class AlertStore:
                     ).format(self._q["alerts"]),
                     ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
                 )
-                done = []
+                msgs, done = [], []
                 for fp, start, status, end, sev, labels, ann, url in cur.fetchall():
-                    msg = {
+                    msgs.append((sev, {
                         "key": alert_key(fp, start, status),
                         "fingerprint": fp,
                         "status": status,
@@ -256,10 +275,10 @@ class AlertStore:
                         "labels": json.loads(labels),
                         "annotations": json.loads(ann),
                         "generatorURL": url,
-                    }
-                    publish(sev, msg)
+                    }))
                     done.append((fp, start, status))
-                if done:
+                if msgs:
+                    publish_many(msgs)
                     cur.execute(
                         sql.SQL(
                             "UPDATE {} SET mqtt_published_at = now() WHERE (fingerprint, starts_at, status) IN "
@@ -314,6 +333,7 @@ class MqttFanout:
         self.timeout = timeout
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gridlake-receiver-{uuid.uuid4().hex[:12]}")
         self.client.reconnect_delay_set(0.1, 2)
+        self.client.max_inflight_messages_set(1000)  # a group commit publishes hundreds at once
         self.client.connect_async(host or os.environ.get("GRIDLAKE_MQTT_HOST", "127.0.0.1"), int(port or os.environ.get("GRIDLAKE_MQTT_PORT", "1883")))
         self.client.loop_start()
         self._lock = threading.Lock()
@@ -330,9 +350,102 @@ class MqttFanout:
         if not info.is_published():
             raise ConnectionError(f"MQTT publish to {self.topic(severity)} not acknowledged within {self.timeout} s")
 
+    def publish_many(self, msgs: Sequence[tuple[str, dict]]) -> None:
+        """Publish all, then wait for every PUBACK (one round trip for the lot, not one per message)."""
+        infos = [(self.topic(sev), self.client.publish(self.topic(sev), json.dumps(m, separators=(",", ":")), qos=1)) for sev, m in msgs]
+        deadline = time.monotonic() + self.timeout
+        for topic, info in infos:
+            try:
+                info.wait_for_publish(max(0.001, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as e:
+                raise ConnectionError(f"MQTT publish to {topic} failed: {e}") from e
+            if not info.is_published():
+                raise ConnectionError(f"MQTT publish to {topic} not acknowledged within {self.timeout} s")
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class _Pending:
+    __slots__ = ("receiver", "alerts", "done", "error")
+
+    def __init__(self, receiver: str, alerts: list[dict]):
+        self.receiver, self.alerts, self.done, self.error = receiver, alerts, threading.Event(), None
+
+
+class GroupCommit:
+    """One thread stores the notifications that request threads hand over, all that queued meanwhile in one
+    transaction (``AlertStore.record_many``), and then releases their requests. Under load a batch grows
+    instead of the requests queueing for connections: the cost per notification falls as the rate rises."""
+
+    def __init__(self, store: AlertStore, fanout: MqttFanout | None, max_batch: int = 1000):
+        self.store, self.fanout, self.max_batch = store, fanout, max_batch
+        self._q: queue.Queue[_Pending | None] = queue.Queue()
+        self.batches = 0  # transactions committed
+        self.stored = 0  # notifications stored
+        self.closed = False
+        self._thread = threading.Thread(target=self._run, name="receiver-commit", daemon=True)
+        self._thread.start()
+
+    def store_and_wait(self, receiver: str, alerts: list[dict], timeout: float = 30.0) -> None:
+        """Returns once the notification is committed; raises what the transaction raised (or TimeoutError)."""
+        if self.closed:
+            raise ConnectionError("receiver stopping")
+        p = _Pending(receiver, alerts)
+        self._q.put(p)
+        if not p.done.wait(timeout):
+            raise TimeoutError(f"not committed within {timeout} s")
+        if p.error is not None:
+            raise p.error
+
+    def _run(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    p = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if p is None:
+                    stop = True
+                    break
+                batch.append(p)
+            try:
+                self.store.record_many([(p.receiver, p.alerts) for p in batch], self.fanout.publish_many if self.fanout else None)
+                self.batches += 1
+                self.stored += len(batch)
+            except Exception as e:  # noqa: BLE001 - handed to every request of the batch (503 or 500 there)
+                for p in batch:
+                    p.error = e
+            for p in batch:
+                p.done.set()
+            if stop:
+                return
+
+    def close(self) -> None:
+        self.closed = True
+        self._q.put(None)
+        self._thread.join(10)
+        while True:  # handed over after the stop: not stored, the sender retries
+            try:
+                p = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if p is not None:
+                p.error = ConnectionError("receiver stopping")
+                p.done.set()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Alertmanager opens a connection per concurrent notification (one group per alert on the bridge route):
+    # the stdlib's listen backlog of 5 made its dials time out under load ("dial tcp ... i/o timeout")
+    request_queue_size = 1024
 
 
 class WebhookReceiver:
@@ -343,6 +456,7 @@ class WebhookReceiver:
 
     def __init__(self, store: AlertStore, fanout: MqttFanout | None, host: str = "127.0.0.1", port: int = 0):
         self.store, self.fanout = store, fanout
+        self.commit: GroupCommit | None = None  # started by start()
         self.notifications = 0  # accepted webhook requests
         self.errors = 0
         recv = self
@@ -368,11 +482,14 @@ class WebhookReceiver:
 
             def _answer(self, code: int, text: str = "") -> None:
                 body = text.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError as e:  # the sender gave up (its timeout) and closed the connection
+                    log.debug("receiver: could not answer %s: %s", code, e)
 
             def do_GET(self):
                 if self.path != "/healthz":
@@ -394,22 +511,29 @@ class WebhookReceiver:
                 if n > MAX_BODY:
                     return self._answer(413, f"body of {n} bytes exceeds {MAX_BODY}")
                 body = self.rfile.read(n)
+                if len(body) < n:  # the sender closed the connection mid-body (gave up): nothing to answer
+                    log.warning("receiver %s: body cut at %d of %d bytes (sender gone)", m[1], len(body), n)
+                    self.close_connection = True
+                    return
                 try:
                     alerts = parse_notification(body)
-                    recv.store.record(m[1], alerts, recv.fanout.publish if recv.fanout else None)
+                    recv.commit.store_and_wait(m[1], alerts)
                 except PayloadError as e:
                     recv.errors += 1
                     log.error("receiver %s: rejected notification: %s", m[1], e)
                     return self._answer(400, str(e))
-                except (psycopg2.Error, ConnectionError, OSError) as e:
+                except (psycopg2.Error, ConnectionError, OSError, TimeoutError) as e:
                     recv.errors += 1
                     log.warning("receiver %s: not stored, Alertmanager will retry: %s", m[1], e)
                     return self._answer(503, f"not stored: {e}")
+                except Exception as e:  # noqa: BLE001 - a bug: say so, Alertmanager retries
+                    recv.errors += 1
+                    log.exception("receiver %s: not stored", m[1])
+                    return self._answer(500, f"not stored: {type(e).__name__}")
                 recv.notifications += 1
                 self._answer(200, "ok")
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), Handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -418,6 +542,7 @@ class WebhookReceiver:
         return f"http://{host}:{port}"
 
     def start(self) -> WebhookReceiver:
+        self.commit = GroupCommit(self.store, self.fanout)
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="webhook-receiver", daemon=True)
         self._thread.start()
         return self
@@ -436,6 +561,7 @@ class WebhookReceiver:
                     pass
         self._thread.join(5)
         self._thread = None
+        self.commit.close()  # after the requests: what was handed over is committed (or answered 503)
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()

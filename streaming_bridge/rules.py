@@ -225,6 +225,8 @@ class Engine:
     _windows: dict[tuple[str, str], deque] = field(default_factory=dict)
     _last_t: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     _tracked: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> asset -> open states
+    _flags: dict[str, list[pl.Expr]] = field(default_factory=dict)  # source -> the rules' flag expressions
+    _rating_cache: tuple = (None, None)  # (key of the rating table, loading % denominator expression)
 
     def restore(self, rule_name: str, asset: str, onset: dt.datetime) -> bool:
         """Resume an alert that was active when a previous run stopped (samples up to its onset are old)."""
@@ -251,17 +253,14 @@ class Engine:
         # fields and every rule's fire/hold flags, then plain Python over the few rows that matter
         src = SOURCES[source]
         ent, tc = src.entity, src.time
-        lf = df.lazy().sort(tc)
+        # eager: on a batch of a few hundred rows the lazy optimiser costs more than it saves
+        df = df.sort(tc)
         if source == "scada" and any(c.field == "loading_pct" for r in rules for c in r.conditions):
-            ids = pl.Series(list(self.rating_kva), dtype=pl.Utf8)
-            rating = pl.col(ent).replace_strict(ids, pl.Series(list(self.rating_kva.values()), dtype=pl.Float64), default=None)
-            lf = lf.with_columns((pl.col("load_kva") / rating * 100.0).alias("loading_pct"))
+            df = df.with_columns((pl.col("load_kva") / self._rating_expr(ent) * 100.0).alias("loading_pct"))
         windows = self.ruleset.rate_windows(source)
         if windows:
-            lf = self._rates(source, lf.collect(), ent, tc, windows).lazy()
-        fire_cols = [pl.all_horizontal([c.fire_expr() for c in r.conditions]).alias(f"_f{i}") for i, r in enumerate(rules)]
-        hold_cols = [pl.all_horizontal([c.hold_expr() for c in r.conditions]).alias(f"_h{i}") for i, r in enumerate(rules)]
-        df = lf.with_columns(*fire_cols, *hold_cols).with_columns(pl.any_horizontal(pl.col(f"_h{i}") for i in range(len(rules))).alias("_hit")).collect()
+            df = self._rates(source, df, ent, tc, windows)
+        df = df.with_columns(*self._flag_exprs(source, rules))
         tracked = self._tracked.setdefault(source, {})
         hits = df["_hit"].to_list()
         if not tracked and not any(hits):
@@ -286,6 +285,23 @@ class Engine:
                 if tr is not None:
                     out.append(Transition(tr.rule, tr.asset_id, tr.firing, tr.starts_at, tr.at, tr.value, recv[k]))
         return out
+
+    def _rating_expr(self, ent: str) -> pl.Expr:
+        """loading % denominator: the transformer's rating (built once per rating table, not per batch)."""
+        key = (ent, len(self.rating_kva), id(self.rating_kva))
+        if self._rating_cache[0] != key:
+            ids = pl.Series(list(self.rating_kva), dtype=pl.Utf8)
+            self._rating_cache = (key, pl.col(ent).replace_strict(ids, pl.Series(list(self.rating_kva.values()), dtype=pl.Float64), default=None))
+        return self._rating_cache[1]
+
+    def _flag_exprs(self, source: str, rules: list[Rule]) -> list[pl.Expr]:
+        """Every rule's fire/hold flag and whether any rule holds (built once per source)."""
+        cache = self._flags
+        if source not in cache:
+            fire = [pl.all_horizontal([c.fire_expr() for c in r.conditions]).alias(f"_f{i}") for i, r in enumerate(rules)]
+            hold = [pl.all_horizontal([c.hold_expr() for c in r.conditions]) for r in rules]
+            cache[source] = [*fire, *(h.alias(f"_h{i}") for i, h in enumerate(hold)), pl.any_horizontal(hold).alias("_hit")]
+        return cache[source]
 
     def _track(self, r: Rule, asset: str, delta: int) -> None:
         t = self._tracked.setdefault(r.source, {})

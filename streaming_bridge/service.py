@@ -73,11 +73,18 @@ class BridgeConfig:
     flush_seconds: float = 60.0
     flush_rows: int = 200_000
     max_batch: int = 5000
+    #: a batch closes max_batch messages or batch_linger_s after its first message arrived, whichever comes first
+    batch_linger_s: float = 0.004
     http_host: str = "127.0.0.1"
     http_port: int = 9108  # metrics + health; 0 = a free port, -1 = none
     model_name: str = ""  # MLflow registered anomaly model to score with (its champion alias); "" = none
     model_check_s: float = 30.0
     posted_log: str = ""  # append one JSON line per alert Alertmanager accepted (audit; latency benchmark)
+    #: the webhook receiver's MQTT topics (``<prefix>/<severity>``, one message per alert state it stored): the
+    #: bridge subscribes and tells the outbox, which releases a held resolve only once its firing notification
+    #: was confirmed (or ``confirm_timeout_s`` after Alertmanager accepted the firing). "" = no confirmations
+    confirm_prefix: str = "gridlake/alerts"
+    confirm_timeout_s: float = 120.0
     events: EventConfig = field(default_factory=EventConfig)
     ingress: IngressConfig = field(default_factory=IngressConfig)
 
@@ -98,6 +105,9 @@ class BridgeConfig:
             http_port=int(e("GRIDLAKE_BRIDGE_HTTP_PORT", "9108")),
             model_name=e("GRIDLAKE_BRIDGE_MODEL", ""),
             posted_log=e("GRIDLAKE_BRIDGE_POSTED_LOG", ""),
+            batch_linger_s=float(e("GRIDLAKE_BRIDGE_LINGER_MS", "4")) / 1000,
+            confirm_prefix=e("GRIDLAKE_ALERT_TOPIC_PREFIX", "gridlake/alerts"),
+            confirm_timeout_s=float(e("GRIDLAKE_BRIDGE_CONFIRM_TIMEOUT_S", "120")),
         )
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -165,7 +175,12 @@ class Bridge:
         self._durable: queue.Queue | None = None  # set by start(): batches waiting to be spooled and acked
         self._durable_thread: threading.Thread | None = None
         self.active: dict[tuple[str, str], Alert] = {}  # rule/model alerts firing, by (alertname, asset)
-        self.mqtt = MqttIngress(config.mqtt_host, config.mqtt_port, client_id=config.client_id, subscriptions=self.topics.subscriptions())
+        side = {}
+        if config.confirm_prefix and callable(getattr(sink, "confirm_message", None)):
+            Topics(config.confirm_prefix)  # checks the prefix
+            sink.confirm_timeout_s = config.confirm_timeout_s
+            side[f"{config.confirm_prefix}/+"] = self._on_confirmation
+        self.mqtt = MqttIngress(config.mqtt_host, config.mqtt_port, client_id=config.client_id, subscriptions=self.topics.subscriptions(), side_topics=side)
         self._stop = threading.Event()
         self._last_loop = time.monotonic()
         self._last_tick = 0.0
@@ -197,15 +212,18 @@ class Bridge:
                 self.topo.onsets.remember(t.rule.name, t.asset_id, t.starts_at, self.active[(t.rule.name, t.asset_id)])
             elif not t.firing:
                 self.topo.onsets.forget(t.rule.name, t.asset_id)
-        if self.scorer is not None:
-            alerts += self.scorer.score(r.accepted, self)
         self.events.count_fired(alerts, time.time())
         alerts += self.events.observe(r.accepted, r.status)
-        self._submit(alerts)
+        self._submit(alerts)  # rule and event alerts first: the model's scoring does not delay their detection
         submitted = time.time()
         for t in transitions:
             if t.firing and t.received_at:
                 self.metrics.detection.observe(max(0.0, submitted - t.received_at))
+        if self.scorer is not None:
+            scored = self.scorer.score(r.accepted, self)
+            self.events.count_fired(scored, time.time())
+            self._submit(scored)
+            alerts += scored
         if self._durable is not None:  # spool + fsync + PUBACK on the durability thread (overlaps the next batch)
             self._durable.put((r.accepted, r.dead, batch))
         else:
@@ -225,6 +243,10 @@ class Bridge:
         self.counts["status"] += len(r.status)
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return alerts
+
+    def _on_confirmation(self, topic: str, payload: bytes) -> None:
+        """The webhook receiver stored (and published) an alert state: a firing one confirms its delivery."""
+        self.sink.confirm_message(payload)
 
     def _on_posted(self, items: list[tuple[dict, float]]) -> None:
         now = time.time()
@@ -314,7 +336,7 @@ class Bridge:
         """Process until :meth:`stop` (or SIGTERM via :meth:`run_forever`); then drain and flush."""
         try:
             while not self._stop.is_set():
-                batch = self.mqtt.take(self.cfg.max_batch, timeout=0.2)
+                batch = self.mqtt.take(self.cfg.max_batch, timeout=0.2, linger=self.cfg.batch_linger_s)
                 self._last_loop = time.monotonic()
                 if batch:
                     self.process(batch)

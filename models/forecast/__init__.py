@@ -38,6 +38,8 @@ from models.forecast.xgb import XGBoostForecaster
 _LAZY = {
     "ProphetForecaster": "models.forecast.prophet_model",
     "GRUForecaster": "models.forecast.sequence",
+    "LSTMForecaster": "models.forecast.sequence",
+    "SARIMAXForecaster": "models.forecast.sarimax",
 }
 
 
@@ -62,6 +64,8 @@ __all__ = [
     "Forecaster",
     "GRUForecaster",
     "GapError",
+    "LSTMForecaster",
+    "SARIMAXForecaster",
     "InsufficientHistoryError",
     "MSTLForecaster",
     "MissingExogenousError",

@@ -9,7 +9,7 @@ import pandas as pd
 from models.forecast.base import Forecaster
 
 #: forecasters selectable by name (fast ones first; prophet and gru are slow)
-LOAD_FORECASTERS = ("xgboost", "ensemble", "seasonal_naive_daily", "seasonal_naive_weekly", "mstl", "prophet", "gru")
+LOAD_FORECASTERS = ("xgboost", "ensemble", "seasonal_naive_daily", "seasonal_naive_weekly", "mstl", "mstl_ets", "sarimax", "prophet", "gru", "lstm")
 
 
 def make_load_forecaster(kind: str, horizon: pd.Timedelta, exog: tuple[str, ...], tz: str, n_estimators: int = 300) -> Callable[[], Forecaster]:
@@ -33,6 +33,14 @@ def make_load_forecaster(kind: str, horizon: pd.Timedelta, exog: tuple[str, ...]
     if kind == "ensemble":  # the fast baselines, weights learned from their backtest errors
         members = [lambda: fc.SeasonalNaive(fc.DAY), lambda: fc.SeasonalNaive(fc.DAY, level_steps=6), lambda: fc.MSTLForecaster()]
         return lambda: fc.EnsembleForecaster(members, horizon, n_origins=5)
+    if kind == "mstl_ets":  # statsforecast MSTL/AutoETS on the log scale (best on Taylor, bench-forecast)
+        from models.forecast.statsforecast_models import StatsForecaster
+
+        return lambda: StatsForecaster("sf_mstl_ets", log=True, name="mstl_ets")
+    if kind == "sarimax":
+        return lambda: fc.SARIMAXForecaster(exog=exog, tz=tz)
+    if kind == "lstm":
+        return lambda: fc.LSTMForecaster(horizon=horizon, exog=exog, tz=tz)
     if kind == "prophet":
         return lambda: fc.ProphetForecaster(exog=exog)
     if kind == "gru":

@@ -37,6 +37,7 @@ class GRUForecaster(Forecaster):
     """GRU over day-chunks of a one-week lookback; see the module docstring."""
 
     name = "gru"
+    cell = "gru"
 
     def __init__(
         self,
@@ -146,7 +147,7 @@ class GRUForecaster(Forecaster):
             torch.tensor(np.stack(seqs)), torch.tensor(np.stack(heads)), torch.tensor(np.stack(ys))
         )
         dl = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, shuffle=True)
-        self.net = _Net(seqs[0].shape[1], heads[0].shape[0], self._H, self.hidden, self.lr)
+        self.net = _Net(seqs[0].shape[1], heads[0].shape[0], self._H, self.hidden, self.lr, self.cell)
         trainer = L.Trainer(
             max_epochs=self.epochs,
             accelerator="cpu",
@@ -185,10 +186,11 @@ class GRUForecaster(Forecaster):
 class _Net(L.LightningModule):
     """GRU encoder over day-chunks + MLP head -> (horizon, 3) quantiles; pinball loss."""
 
-    def __init__(self, n_in: int, n_head: int, horizon: int, hidden: int, lr: float):
+    def __init__(self, n_in: int, n_head: int, horizon: int, hidden: int, lr: float, cell: str = "gru"):
         super().__init__()
         self.save_hyperparameters()
-        self.gru = nn.GRU(n_in, hidden, batch_first=True)
+        self.cell = cell
+        self.gru = (nn.LSTM if cell == "lstm" else nn.GRU)(n_in, hidden, batch_first=True)
         self.mlp = nn.Sequential(
             nn.Linear(hidden + n_head, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, horizon * len(QUANTILES))
         )
@@ -198,6 +200,8 @@ class _Net(L.LightningModule):
 
     def forward(self, seq, head):
         _, h = self.gru(seq)
+        if getattr(self, "cell", "gru") == "lstm":
+            h = h[0]  # (hidden state, cell state)
         z = torch.cat([h[-1], head], dim=1)
         return self.mlp(z).view(-1, self.horizon, len(QUANTILES))
 
@@ -211,3 +215,11 @@ class _Net(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class LSTMForecaster(GRUForecaster):
+    """The same network and training with an LSTM encoder instead of the GRU (utilities ask for
+    both; the LSTM has a separate cell state and ~4/3 the recurrent weights)."""
+
+    name = "lstm"
+    cell = "lstm"

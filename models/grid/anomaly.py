@@ -14,8 +14,16 @@ labelled readings held out by asset (monotone, and unlike a Platt sigmoid it can
 whose evidence is all in the far tail); the vote is a logistic regression over the three calibrated
 log-odds fitted on the same rows: a weighted vote whose output is again a probability, so the utility's bands (0.7 monitoring, 0.85 alert, 0.95
 critical; :class:`~models.grid.config.AlertThresholds`) mean the same thing for every asset type and
-every retrain. Labels come from confirmed cases (here: the simulator's truth events); without any
-labelled anomaly the scores could not be calibrated, so :meth:`AnomalyEnsemble.fit` refuses.
+every retrain. Labels come from confirmed cases (the ``incidents`` source: work orders and
+investigations, late and incomplete).
+
+Cold start (no or too few labelled anomalies, :attr:`AnomalyConfig.min_labelled_rows`): every
+detector's raw score is calibrated on its own distribution over the calibration rows, by the tail
+share ``q`` of rows scoring at least as high: the alert band (0.85 by default) is the top
+``contamination`` of the rows, monitoring (0.70) the top twice that and critical (0.95) the top
+third of it; the rest of the distribution spreads over 0..monitoring (:func:`_tail_map`). The vote is the mean of the detectors' log-odds, mapped through the same tail rule on
+the calibration rows (``post_``): the bands mean "as rare as the rarest 2 % / 1 % / 0.33 % of
+readings" until labels arrive. ``fit_report_["mode"]`` says which calibration a model has.
 
 The detectors themselves are unsupervised and are fitted on readings not labelled as events.
 """
@@ -123,6 +131,10 @@ class AnomalyEnsemble:
     ae_fill_: np.ndarray | None = None
     iso_: dict = field(default_factory=dict)
     vote_: object = None
+    #: cold start only: (x, y) of the tail mapping applied to the vote's output (None = supervised)
+    post_: tuple | None = None
+    #: training-window reference of every input and of the score (models.grid.drift.reference_profile)
+    drift_profile_: dict = field(default_factory=dict)
     fit_report_: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -162,7 +174,7 @@ class AnomalyEnsemble:
         """The numpy form of the fitted detectors, built once per fitted state (not pickled)."""
         # keyed on the fitted objects themselves (held by the scorer, so their ids cannot be reused):
         # re-fitting or swapping a detector rebuilds it
-        key = (self.scaler_, self.medians_, self.iforest_, self.ocsvm_, self.ae_, self.ae_fill_, self.vote_,
+        key = (self.scaler_, self.medians_, self.iforest_, self.ocsvm_, self.ae_, self.ae_fill_, self.vote_, self.post_,
                *(self.iso_.get(d) for d in DETECTORS), self.feature_config, self.config)
         fast = self.__dict__.get("_fast_scorer")
         if fast is None or len(fast.key) != len(key) or any(a is not b for a, b in zip(fast.key, key)):
@@ -212,17 +224,32 @@ class AnomalyEnsemble:
     def _calibrated_reference(self, raw: np.ndarray) -> np.ndarray:
         return np.column_stack([self.iso_[d].predict(raw[:, i]) for i, d in enumerate(DETECTORS)])
 
+    def _post(self, p: np.ndarray) -> np.ndarray:
+        """The cold-start tail mapping of the vote (identity for a supervised calibration)."""
+        if self.post_ is None:
+            return p
+        xt, yt = self.post_
+        return np.interp(p, xt, yt)
+
+    @property
+    def mode(self) -> str:
+        """'cold_start' (calibrated on the score distribution), 'semi_supervised' (bands on the probability
+        calibrated on labelled incidents) or 'semi_supervised_tail' (labels for the detectors' calibration
+        and the vote weights, bands as tail shares: AnomalyConfig.band_calibration)."""
+        return self.__dict__.get("mode_") or ("cold_start" if self.post_ is not None else "semi_supervised")
+
     @staticmethod
     def _logit(p: np.ndarray) -> np.ndarray:
         p = np.clip(p, 1e-4, 1 - 1e-4)
         return np.log(p / (1 - p))
 
     # ------------------------------------------------------------------ fit
-    def fit(self, features: pl.DataFrame, labels: np.ndarray | pl.Series) -> "AnomalyEnsemble":
+    def fit(self, features: pl.DataFrame, labels: np.ndarray | pl.Series | None = None) -> "AnomalyEnsemble":
         """Fit the detectors on unlabelled-normal rows and calibrate the vote on held-out assets.
 
-        ``labels``: one bool per row of ``features`` (True = reading inside a confirmed event), e.g.
-        ``event_type.is_not_null()`` from :func:`models.grid.evaluate.label_meter_readings`.
+        ``labels``: one bool per row of ``features`` (True = reading inside a confirmed incident), e.g.
+        ``event_type.is_not_null()`` from :func:`models.grid.evaluate.label_readings`; None (or fewer
+        than ``min_labelled_rows`` anomalous rows on the calibration assets) = cold start.
         """
         import pytorch_lightning as L
         import torch
@@ -235,18 +262,19 @@ class AnomalyEnsemble:
 
         self._check(features)
         self.__dict__.pop("_fast_scorer", None)
-        y = np.asarray(labels.to_numpy() if isinstance(labels, pl.Series) else labels).astype(bool)
+        if labels is None:
+            y = np.zeros(features.height, dtype=bool)
+        else:
+            y = np.asarray(labels.to_numpy() if isinstance(labels, pl.Series) else labels).astype(bool)
         if y.shape != (features.height,):
             raise ValueError(f"labels: need one per feature row ({features.height}), got shape {y.shape}")
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         calib = asset_in_share(features["asset_id"], cfg.calibration_share)
-        if not (y & calib).any() or not (~y & calib).any():
-            raise ValueError(
-                f"{self.kind} anomaly calibration needs labelled anomalies and normal rows on the held-out "
-                f"assets ({int((y & calib).sum())} anomalous, {int((~y & calib).sum())} normal rows there); "
-                "give more labelled events (truth_events / confirmed cases) or more assets"
-            )
+        if not calib.any() or calib.all():
+            raise ValueError(f"{self.kind} anomaly fit: {features['asset_id'].n_unique()} asset(s) cannot be split into "
+                             f"training and calibration assets (calibration_share {cfg.calibration_share}); give more assets")
+        cold = int((y & calib).sum()) < cfg.min_labelled_rows
         if not (~y & ~calib).any():
             raise ValueError(f"{self.kind} anomaly fit: no normal rows on the training assets")
 
@@ -295,15 +323,36 @@ class AnomalyEnsemble:
             cal_rows = np.sort(rng.choice(cal_rows, cfg.max_calibration_rows, replace=False))
         raw, _ = self._raw(features[cal_rows])
         yc = y[cal_rows]
-        self.iso_ = {
-            d: IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw[:, i], yc)
-            for i, d in enumerate(DETECTORS)
-        }
-        self.vote_ = LogisticRegression().fit(self._logit(self._calibrated(raw)), yc)
+        self.post_ = None
+        if cold:
+            self.iso_ = {d: IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(*_tail_map(raw[:, i], cfg.contamination, self.thresholds))
+                         for i, d in enumerate(DETECTORS)}
+            self.vote_ = _mean_vote(len(DETECTORS))
+            self.post_ = _tail_map(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], cfg.contamination, self.thresholds)
+            self.__dict__.pop("_fast_scorer", None)
+        else:
+            self.iso_ = {
+                d: IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw[:, i], yc)
+                for i, d in enumerate(DETECTORS)
+            }
+            self.vote_ = LogisticRegression().fit(self._logit(self._calibrated(raw)), yc)
+            if cfg.band_calibration == "tail":
+                share = max(cfg.contamination, float(yc.mean()))
+                self.post_ = _tail_map(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], share, self.thresholds)
+        self.mode_ = "cold_start" if cold else ("semi_supervised_tail" if self.post_ is not None else "semi_supervised")
+        # what monitoring compares scoring days with (models.grid.drift): the training rows' inputs and
+        # the calibration rows' scores
+        from .drift import reference_profile
+
+        cal_score = self._post(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1])
+        self.drift_profile_ = reference_profile({**{n: xt[:, i] for i, n in enumerate(self.features)}, "score": cal_score})
         self.fit_report_ = {
+            "mode": self.mode,
             "train_rows": int(len(train)),
             "calibration_rows": int(cal_rows.size),
             "calibration_anomalies": int(yc.sum()),
+            "labelled_rows": int(y.sum()),
+            "contamination": cfg.contamination if cold else None,
             "vote_weights": dict(zip(DETECTORS, [round(float(w), 4) for w in self.vote_.coef_[0]])),
         }
         return self
@@ -326,7 +375,7 @@ class AnomalyEnsemble:
         """:meth:`score_arrays` through the libraries' own predict calls (what the tests compare with)."""
         raw, xs = self._raw_reference(features)
         cal = self._calibrated_reference(raw)
-        out = {"score": self.vote_.predict_proba(self._logit(cal))[:, 1]}
+        out = {"score": self._post(self.vote_.predict_proba(self._logit(cal))[:, 1])}
         for i, d in enumerate(DETECTORS):
             out[d] = cal[:, i]
         out["scaled"] = xs
@@ -378,6 +427,42 @@ class AnomalyEnsemble:
         buf = io.BytesIO()
         joblib.dump(self, buf)
         return buf.getvalue()
+
+
+def _tail_map(raw: np.ndarray, contamination: float, bands: AlertThresholds, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the cold-start calibration, q = share of ``raw`` at or above x: the alert band is the
+    top ``contamination`` of the rows, monitoring the top twice that, critical the top third of it
+    (piecewise linear in q between them); the rest of the distribution spreads linearly over
+    0..monitoring (the order of ordinary rows is kept). At most ``points`` knots, denser in the tail,
+    x strictly increasing."""
+    r = np.sort(np.asarray(raw, dtype=np.float64))
+    n = r.size
+    if n == 0:
+        raise ValueError("cold-start calibration: no calibration rows")
+    # knots at tail shares from 1 down to 1/n, log-spaced (the tail is where the bands are)
+    q = np.unique(np.concatenate([np.geomspace(1.0 / n, 1.0, points), np.linspace(0.0, 1.0, 33)[1:]]))
+    idx = np.clip(np.ceil(n * (1.0 - q)).astype(int), 0, n - 1)
+    x = r[idx]
+    tail = (n - np.searchsorted(r, x, side="left")) / n  # share of rows >= x (ties count)
+    c = contamination
+    y = np.interp(tail, [0.0, c / 3, c, 2 * c, 1.0], [1.0, bands.critical, bands.alert, bands.monitoring, 0.0])
+    x, first = np.unique(x, return_index=True)
+    y = np.maximum.accumulate(y[first])
+    if x.size == 1:  # a constant score: nothing is rarer than anything else
+        x, y = np.array([x[0], x[0] + 1e-12]), np.array([0.0, 0.0])
+    return x, y
+
+
+def _mean_vote(n: int):
+    """A fitted-looking LogisticRegression that averages the detectors' log-odds (cold start)."""
+    from sklearn.linear_model import LogisticRegression
+
+    v = LogisticRegression()
+    v.classes_ = np.array([False, True])
+    v.coef_ = np.full((1, n), 1.0 / n)
+    v.intercept_ = np.zeros(1)
+    v.n_features_in_ = n
+    return v
 
 
 #: below this many rows the isolation forest walks all trees at once in numpy (one call per tree
@@ -449,6 +534,7 @@ class _FastScorer:
             for d in DETECTORS
         ] if all(d in m.iso_ for d in DETECTORS) else None
         self.vote = (m.vote_.coef_.ravel().astype(np.float64), float(m.vote_.intercept_[0])) if m.vote_ is not None else None
+        self.post = m.post_
 
     def _init_forest(self, forest, n_features: int) -> None:
         from sklearn.ensemble._iforest import _average_path_length
@@ -604,7 +690,7 @@ class _FastScorer:
         cal = self.calibrated(raw)
         coef, intercept = self.vote
         z = AnomalyEnsemble._logit(cal) @ coef + intercept
-        out = {"score": expit(z)}
+        out = {"score": expit(z) if self.post is None else np.interp(expit(z), *self.post)}
         for i, d in enumerate(DETECTORS):
             out[d] = cal[:, i]
         out["scaled"] = xs

@@ -115,10 +115,25 @@ class AnomalyConfig:
     max_calibration_rows: int = 100_000
     torch_threads: int = 1
     seed: int = 0
+    #: cold start (no labelled anomaly): the share of rows expected to be anomalous. Scores are then
+    #: calibrated on their own distribution so that the alert band (0.85) is the top ``contamination``
+    #: of the calibration rows, monitoring (0.70) the top 2x and critical (0.95) the top 1/3 of it
+    contamination: float = 0.01
+    #: fewer labelled anomalous rows than this on the calibration assets: calibrate without labels
+    min_labelled_rows: int = 20
+    #: with labels, what the bands are read on: "probability" (the calibrated P(labelled anomaly): right
+    #: when the labels are complete, e.g. a fully investigated panel) or "tail" (labels learn each
+    #: detector's calibration and the vote weights; the bands are then tail shares of the vote on the
+    #: calibration rows, contamination = max(contamination, labelled share): right for incidents, which
+    #: confirm only part of the events, so a calibrated probability rarely reaches the bands)
+    band_calibration: str = "probability"
 
     def __post_init__(self) -> None:
+        _finite("AnomalyConfig", "contamination", self.contamination, 1e-5, 0.2)
+        if self.band_calibration not in ("probability", "tail"):
+            raise ValueError(f"AnomalyConfig.band_calibration must be 'probability' or 'tail', got {self.band_calibration!r}")
         for n in ("n_estimators", "max_samples", "max_train_rows", "nystroem_components", "ae_hidden", "ae_code",
-                  "ae_epochs", "ae_batch", "torch_threads", "max_calibration_rows"):
+                  "ae_epochs", "ae_batch", "torch_threads", "max_calibration_rows", "min_labelled_rows"):
             v = getattr(self, n)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"AnomalyConfig.{n} must be a positive int, got {v!r}")

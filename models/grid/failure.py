@@ -227,6 +227,40 @@ class FailureModel:
         ).with_columns(status_expr(pl.col("failure_probability_72h"), th).alias("status"))
 
 
+#: a transformer whose remaining useful life is below this gets a maintenance recommendation
+MAINTENANCE_RUL_DAYS = 90.0
+
+
+def contributing_factors(model: "FailureModel", snapshots: pl.DataFrame, top: int = 3) -> pl.DataFrame:
+    """Why each snapshot is flagged: the ``top`` features pushing P(failure) up most, from the
+    classifier's exact per-prediction contributions (XGBoost ``pred_contribs``: tree SHAP values, in
+    log-odds), as ``"feature=value (+0.42)"`` strings in ``factors`` and the leading one in ``top_factor``."""
+    import xgboost as xgb
+
+    x = snapshots.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
+    if len(x) == 0:
+        return snapshots.select("transformer_id", "as_of").with_columns(pl.lit(None, pl.Utf8).alias("top_factor"),
+                                                                      pl.lit(None, pl.Utf8).alias("factors"))
+    contrib = model.classifier_.get_booster().predict(xgb.DMatrix(x), pred_contribs=True)[:, :-1]
+    order = np.argsort(-contrib, axis=1)[:, :top]
+    texts, first = [], []
+    for i in range(len(x)):
+        parts = [f"{FAILURE_FEATURES[j]}={x[i, j]:.3g} ({contrib[i, j]:+.2f})" for j in order[i] if contrib[i, j] > 0]
+        texts.append("; ".join(parts) or None)
+        first.append(FAILURE_FEATURES[order[i, 0]] if contrib[i, order[i, 0]] > 0 else None)
+    return snapshots.select("transformer_id", "as_of").with_columns(pl.Series("top_factor", first, dtype=pl.Utf8),
+                                                                    pl.Series("factors", texts, dtype=pl.Utf8))
+
+
+def maintenance_recommendation(rul_days: float = MAINTENANCE_RUL_DAYS) -> pl.Expr:
+    """Text per prediction row: a maintenance recommendation when the remaining useful life is below
+    ``rul_days`` (urgent when the 72 h failure probability is at the alert band too), else null."""
+    rul_d = pl.col("rul_hours") / 24.0
+    return (pl.when(rul_d < 3).then(pl.format("replace or repair now: remaining life {} h", pl.col("rul_hours").round(0)))
+            .when(rul_d < rul_days).then(pl.format("schedule maintenance within {} days (remaining life estimate)", rul_d.floor().cast(pl.Int64)))
+            .otherwise(pl.lit(None, pl.Utf8)))
+
+
 def failure_holdout_metrics(model: "FailureModel", eval_targets: pl.DataFrame) -> dict:
     """Metrics of ``model`` on held-out in-service :func:`failure_targets` rows.
 
@@ -245,18 +279,25 @@ def failure_holdout_metrics(model: "FailureModel", eval_targets: pl.DataFrame) -
             "recall_at_alert": float((flag & y).sum() / y.sum()) if y.sum() else None}
 
 
-def to_gold_risk(predictions: pl.DataFrame, impact: pl.DataFrame, version: str, tz: str) -> pl.DataFrame:
-    """:meth:`FailureModel.predict` output joined with :func:`outage_impact`, as ``gold_transformer_risk`` rows.
+def to_gold_risk(predictions: pl.DataFrame, impact: pl.DataFrame, version: str, tz: str,
+                 factors: pl.DataFrame | None = None) -> pl.DataFrame:
+    """:meth:`FailureModel.predict` output joined with :func:`outage_impact` (and, if given,
+    :func:`contributing_factors`), as ``gold_transformer_risk`` rows with the maintenance recommendation.
 
     ``date`` is the local date of ``as_of``; a negative RUL is clipped to 0 h; a transformer missing
     from ``impact`` has 0 customers and 0 kW downstream; ``model_version`` is ``version``.
     """
-    return predictions.join(impact, on="transformer_id", how="left").with_columns(
+    out = predictions.join(impact, on="transformer_id", how="left")
+    if factors is not None:
+        out = out.join(factors, on=["transformer_id", "as_of"], how="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.Utf8).alias("top_factor"), pl.lit(None, pl.Utf8).alias("factors"))
+    return out.with_columns(
         pl.col("as_of").dt.convert_time_zone(tz).dt.date().alias("date"),
         pl.col("rul_hours").clip(lower_bound=0.0),
         pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0),
         pl.lit(version).alias("model_version"),
-    )
+    ).with_columns(maintenance_recommendation().alias("maintenance"))
 
 
 def outage_impact(ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,

@@ -38,6 +38,10 @@ class SegmentConfig:
     #: fewer days than this: the segment is marked provisional
     min_days: int = 7
     seed: int = 0
+    #: clusters of an unsupervised fit (no panel)
+    n_segments: int = 12
+    #: k-means restarts of an unsupervised fit (the best inertia wins)
+    n_init: int = 20
 
 
 def _day_off(dates: pl.Series, country: str) -> pl.Series:
@@ -136,14 +140,20 @@ class SegmentModel:
     scaler_: object = None
     kmeans_: object = None
     cluster_name_: dict[int, str] = field(default_factory=dict)
+    #: unsupervised fit: the descriptors each cluster was named from
+    descriptors_: dict[int, dict[str, float]] = field(default_factory=dict)
 
-    def fit(self, profiles: pl.DataFrame, panel: pl.DataFrame) -> "SegmentModel":
-        """Cluster ``profiles`` (from :func:`profile_features`) and name clusters from ``panel``
-        (meter_id, segment): a labelled subset of the same meters. Every segment name needs members."""
+    def fit(self, profiles: pl.DataFrame, panel: pl.DataFrame | None = None) -> "SegmentModel":
+        """Cluster ``profiles`` (from :func:`profile_features`). Without ``panel``: k-means on the
+        profiles alone, each cluster named from its interpretable descriptors (:func:`name_clusters`).
+        With ``panel`` (meter_id, segment: a labelled subset of the same meters): seeded and named from
+        it (every segment name needs members)."""
         from scipy.optimize import linear_sum_assignment
         from sklearn.cluster import KMeans
         from sklearn.preprocessing import StandardScaler
 
+        if panel is None:
+            return self._fit_unsupervised(profiles)
         require_columns(panel, ("meter_id", "segment"), "segment panel")
         lab = profiles.select("meter_id").join(panel.select("meter_id", "segment"), on="meter_id", how="left")["segment"]
         self.names_ = sorted(set(lab.drop_nulls().to_list()))
@@ -162,6 +172,21 @@ class SegmentModel:
         self.cluster_name_ = {int(r): self.names_[c] for r, c in zip(rows, cols)}
         return self
 
+    def _fit_unsupervised(self, profiles: pl.DataFrame) -> "SegmentModel":
+        from sklearn.cluster import KMeans
+        from sklearn.preprocessing import StandardScaler
+
+        k = self.config.n_segments
+        if profiles.height < k:
+            raise ValueError(f"segments: {profiles.height} profiled meters cannot make {k} clusters (n_segments)")
+        x = _matrix(profiles)
+        self.scaler_ = StandardScaler().fit(x)
+        self.kmeans_ = KMeans(n_clusters=k, n_init=self.config.n_init, random_state=self.config.seed).fit(self.scaler_.transform(x))
+        self.descriptors_ = cluster_descriptors(profiles, self.kmeans_.labels_)
+        self.cluster_name_ = name_clusters(self.descriptors_)
+        self.names_ = sorted(self.cluster_name_.values())
+        return self
+
     def predict(self, profiles: pl.DataFrame) -> pl.DataFrame:
         """meter_id, customer_id, segment, distance, provisional, summary features."""
         if self.kmeans_ is None:
@@ -178,6 +203,106 @@ class SegmentModel:
             (pl.col("history_days") < self.config.min_days).alias("provisional"),
             pl.col("history_days").cast(pl.Int64),
         )
+
+
+#: interpretable descriptors a cluster is named from (means over its members)
+DESCRIPTORS = ("peak_hour", "night_share", "morning_share", "midday_share", "evening_share", "late_share",
+               "weekend_ratio", "weekend_shape_change", "peak_to_mean", "pv_share", "ev_share", "seasonal_cv",
+               "avg_daily_kwh")
+
+
+def meter_descriptors(profiles: pl.DataFrame) -> pl.DataFrame:
+    """Per meter: where the working-day energy sits (shares of the normalised profile by hour band),
+    its peak hour, how peaky it is, how the day off differs, and the PV / EV / size / seasonality."""
+    wd = np.clip(profiles.select([f"wd_{h:02d}" for h in range(PROFILE_HOURS)]).to_numpy(), 0, None)
+    we = np.clip(profiles.select([f"we_{h:02d}" for h in range(PROFILE_HOURS)]).to_numpy(), 0, None)
+    tot = wd.sum(axis=1, keepdims=True) + 1e-9
+
+    def share(a: int, b: int) -> np.ndarray:
+        return wd[:, a:b].sum(axis=1) / tot[:, 0]
+
+    nwd, nwe = wd / tot, we / (we.sum(axis=1, keepdims=True) + 1e-9)
+    return profiles.select("meter_id").with_columns(
+        pl.Series("peak_hour", wd.argmax(axis=1).astype(np.float64)),
+        pl.Series("night_share", share(0, 6)), pl.Series("morning_share", share(6, 10)),
+        pl.Series("midday_share", share(10, 16)), pl.Series("evening_share", share(16, 22)),
+        pl.Series("late_share", share(22, 24)),
+        pl.Series("weekend_ratio", np.clip(profiles["weekend_ratio"].to_numpy(), 0, 5)),
+        pl.Series("weekend_shape_change", np.abs(nwd - nwe).sum(axis=1)),
+        pl.Series("peak_to_mean", wd.max(axis=1) / (wd.mean(axis=1) + 1e-9)),
+        pl.Series("pv_share", profiles["has_pv"].cast(pl.Float64).to_numpy()),
+        pl.Series("ev_share", profiles["has_ev"].cast(pl.Float64).to_numpy()),
+        pl.Series("seasonal_cv", profiles["seasonal_cv"].to_numpy()),
+        pl.Series("avg_daily_kwh", profiles["avg_daily_kwh"].to_numpy()),
+    )
+
+
+def cluster_descriptors(profiles: pl.DataFrame, labels: np.ndarray) -> dict[int, dict[str, float]]:
+    """Mean :func:`meter_descriptors` per cluster label (peak hour: circular mean, in hours)."""
+    d = meter_descriptors(profiles).with_columns(pl.Series("_c", np.asarray(labels, dtype=np.int64)))
+    ang = d["peak_hour"].to_numpy() * 2 * math.pi / 24
+    d = d.with_columns(pl.Series("_s", np.sin(ang)), pl.Series("_co", np.cos(ang)))
+    agg = d.group_by("_c").agg([pl.col(c).mean() for c in DESCRIPTORS if c != "peak_hour"] + [pl.col("_s").mean(), pl.col("_co").mean(), pl.len().alias("members")])
+    out = {}
+    for r in agg.iter_rows(named=True):
+        ph = (math.atan2(r["_s"], r["_co"]) * 24 / (2 * math.pi)) % 24
+        out[int(r["_c"])] = {"peak_hour": round(ph, 2), **{c: float(r[c]) for c in DESCRIPTORS if c != "peak_hour"},
+                             "members": int(r["members"])}
+    return out
+
+
+def describe(d: dict[str, float]) -> str:
+    """A segment name from one cluster's descriptors (first rule that holds, in this order):
+
+    PV on most members -> ``solar_battery``; EV on most -> ``ev_charging``; a flat profile
+    (peak <= 1.35x its mean) -> ``high_all_day``; days off below half of working days ->
+    ``business_hours_commercial`` (peak 8-17 h) or ``early_morning_industrial`` (peak before 8 h);
+    the peak between 1 and 5 h -> ``efficiency_optimiser``; between 22 and 1 h -> ``night_owl``; a day
+    off shaped unlike a working day -> ``weekend_shift``; a peak 6-9 h with a flat rest ->
+    ``low_use``; morning and evening both heavy -> ``seasonal_heavy_hvac``; the midday the largest
+    band -> ``retired_all_day``; otherwise ``evening_residential_peak``.
+    """
+    ph = d["peak_hour"]
+    if d["pv_share"] >= 0.5:
+        return "solar_battery"
+    if d["ev_share"] >= 0.5:
+        return "ev_charging"
+    if d["peak_to_mean"] <= 1.35:
+        return "high_all_day"
+    if d["weekend_ratio"] < 0.5:
+        return "early_morning_industrial" if ph < 8 else "business_hours_commercial"
+    if 1 <= ph < 5.5:
+        return "efficiency_optimiser"
+    if ph >= 21.5 or ph < 1:
+        return "night_owl"
+    if d["weekend_shape_change"] >= 0.45:
+        return "weekend_shift"
+    if 5.5 <= ph < 10 and d["morning_share"] < 0.3 and d["evening_share"] < 0.3:
+        return "low_use"
+    if d["morning_share"] >= 0.2 and d["evening_share"] >= 0.3:
+        return "seasonal_heavy_hvac"
+    if d["midday_share"] >= max(d["evening_share"], d["morning_share"]):
+        return "retired_all_day"
+    return "evening_residential_peak"
+
+
+def name_clusters(desc: dict[int, dict[str, float]]) -> dict[int, str]:
+    """Cluster -> unique name: :func:`describe`, and where two clusters get the same name the larger
+    keeps it and the others add what sets them apart (``_large`` / ``_small`` by size, then a number)."""
+    names = {c: describe(d) for c, d in desc.items()}
+    out: dict[int, str] = {}
+    for name in sorted(set(names.values())):
+        cs = sorted((c for c in names if names[c] == name), key=lambda c: -desc[c]["members"])
+        out[cs[0]] = name
+        base_kwh = desc[cs[0]]["avg_daily_kwh"]
+        for c in cs[1:]:
+            cand = f"{name}_{'large' if desc[c]['avg_daily_kwh'] > base_kwh else 'small'}"
+            i = 2
+            while cand in out.values():
+                cand = f"{name}_{i}"
+                i += 1
+            out[c] = cand
+    return out
 
 
 def segment_holdout_metrics(model: SegmentModel, profiles: pl.DataFrame, eval_panel: pl.DataFrame) -> dict:

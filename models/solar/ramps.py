@@ -74,3 +74,30 @@ def detect_ramps(power: pd.Series, threshold: float, window: pd.Timedelta) -> pl
         return pl.DataFrame(schema=schema)
     df = pd.DataFrame(rows)
     return pl.from_pandas(df).with_columns(pl.col("start", "end").cast(pl.Datetime("us", "UTC")))
+
+
+def forecast_ramps(fc: pl.DataFrame, threshold_kw_per_15min: float) -> pl.DataFrame:
+    """Ramps in the p50 of the *latest* issue per (level, entity_id) of a PV forecast table
+    (gold_solar_forecast rows): every step whose rate exceeds ``threshold_kw_per_15min``, merged into
+    events by :func:`detect_ramps` (window = one forecast step, threshold scaled to it). Columns:
+    level, entity_id, issued_at, start, end, direction, change_kw, max_rate_kw_per_15min, duration_h."""
+    out = []
+    for (level, entity), g in fc.group_by(["level", "entity_id"], maintain_order=True):
+        g = g.filter(pl.col("issued_at") == pl.col("issued_at").max()).sort("period_start")
+        if g.height < 2:
+            continue
+        s = pd.Series(g["p50"].to_numpy(), index=pd.DatetimeIndex(g["period_start"].to_pandas()))
+        step = s.index[1] - s.index[0]
+        per15 = step / pd.Timedelta(minutes=15)
+        ev = detect_ramps(s, threshold_kw_per_15min * per15, step)
+        if ev.height:
+            out.append(
+                ev.select(
+                    pl.lit(level).alias("level"), pl.lit(entity).alias("entity_id"), pl.lit(g["issued_at"][0]).alias("issued_at"),
+                    "start", "end", "direction", pl.col("change").alias("change_kw"),
+                    (pl.col("max_rate_per_h") / 4.0).alias("max_rate_kw_per_15min"), "duration_h",
+                )  # fmt: skip
+            )
+    schema = {"level": pl.Utf8, "entity_id": pl.Utf8, "issued_at": pl.Datetime("us", "UTC"), "start": pl.Datetime("us", "UTC"),
+              "end": pl.Datetime("us", "UTC"), "direction": pl.Utf8, "change_kw": pl.Float64, "max_rate_kw_per_15min": pl.Float64, "duration_h": pl.Float64}  # fmt: skip
+    return pl.concat(out).cast(schema) if out else pl.DataFrame(schema=schema)

@@ -20,6 +20,13 @@ from optimization.dcopf import check_dcopf_solution, load_case, solve_dcopf
 SOLVED_BY_PANDAPOWER = [
     "case5", "case6ww", "case9", "case11_iwamoto", "case14", "case24_ieee_rts", "case30", "case_ieee30", "case33bw",
     "case39", "case57", "case118", "case_illinois200", "case300", "iceland", "GBreducednetwork",
+    # distribution and example networks: no cost data (pandapower minimises generation) and, in the
+    # example/CIGRE HV nets, generators without P limits (pandapower's +-1e9 MW, as rundcopp converts them)
+    "create_cigre_network_hv", "create_cigre_network_lv", "create_cigre_network_mv", "create_dickert_lv_network",
+    "create_kerber_dorfnetz", "create_kerber_landnetz_freileitung_1", "create_kerber_landnetz_kabel_2",
+    "create_kerber_vorstadtnetz_kabel_1", "create_synthetic_voltage_control_lv_network", "example_multivoltage",
+    "example_simple", "four_loads_with_branches_out", "kb_extrem_dorfnetz_trafo", "kb_extrem_landnetz_freileitung_trafo",
+    "kb_extrem_vorstadtnetz_trafo_2", "panda_four_load_branch", "simple_four_bus_system", "simple_mv_open_ring_net",
 ]  # fmt: skip
 
 
@@ -40,9 +47,10 @@ def test_bundled_network_matches_pandapower_rundcopp(name: str) -> None:
     net = getattr(pn, name)()
     ours = solve_dcopf(copy.deepcopy(net))
     assert ours.objective == pytest.approx(_pandapower_objective(net), rel=1e-6)
-    assert ours.max_violation_mw <= 1e-6 * max(1.0, ours.buses["demand_mw"].abs().sum())
+    assert ours.max_violation_mw <= 1e-8 * max(1.0, ours.buses["demand_mw"].abs().sum(), ours.branches["p_mw"].abs().max(), ours.generators["p_mw"].abs().max())
 
 
+@pytest.mark.slow  # ~15 s alone, a minute on the loaded CI box: 22 rounds of tangent cuts on a 2,224-bus LP
 def test_badly_scaled_gb_network_falls_back_and_matches_pandapower() -> None:
     """GBnetwork: reactances 1e-5..2 p.u.; HiGHS's QP method returns 'Solve error' (26 MW balance errors)."""
     import pandapower.networks as pn

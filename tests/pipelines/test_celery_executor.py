@@ -214,3 +214,18 @@ def test_jobs_on_two_celery_workers_equal_an_in_process_run(celery_instance, sma
     for name in ("ref_meters", "ref_transformers"):
         assert_frame_equal(ref.read(name), cel.read(name), check_exact=True)
     assert compared > 10_000
+
+
+def test_every_step_of_every_job_has_a_queue():
+    """A step without the queue tag would go to dagster-celery's default queue, which no gridlake worker serves."""
+    from assets.queues import KINDS, QUEUE_TAG, queue_name
+    from pipelines.definitions import defs
+
+    queues = {queue_name(k) for k in KINDS}
+    untagged = sorted(
+        (job.name, node.name)
+        for job in defs.get_repository_def().get_all_jobs()
+        for node in job.graph.node_dict.values()
+        if node.tags.get(QUEUE_TAG) not in queues
+    )
+    assert not untagged, f"give these assets op_tags=queue_tags(kind) (assets/queues.py): {untagged}"

@@ -14,7 +14,7 @@ from dagster import DagsterEventType, DagsterInstance, materialize
 from assets import forecasting as fa
 from contracts import SOURCES, TABLES
 from assets.partitions import TIMEZONE
-from assets.resources import GridSettings, LakeResource, MlflowResource
+from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 
 TZ = "America/New_York"
 START = dt.date(2026, 4, 6)  # calm spring weeks; the June TMY heat wave makes every model miss
@@ -49,6 +49,8 @@ def env(tmp_path_factory):
         "lake": LakeResource(root=str(tmp / "lake")),
         "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment="test-forecasting"),
         "grid": GridSettings(timezone=TZ),
+        # nothing listens on port 9: drift alerts stay in the durable outbox (the path is what is tested)
+        "alerting": AlertingResource(outbox_path=str(tmp / "outbox.db"), alertmanager_url="http://127.0.0.1:9", flush_timeout_s=0.5),
     }
     return {"lake": lake, "resources": resources, "instance": DagsterInstance.ephemeral(), "meters": meters}
 
@@ -106,8 +108,13 @@ def test_train_score_peak_and_champion_policy(env):
 
     # ---- a second run with another model on the same data = the same backtest: the champion
     # moves only where the new model scores better
-    second = _run(env, ["load_forecast_models"], config={"load_forecast_models": {"config": {**TRAIN, "forecaster": "seasonal_naive_daily"}}})
+    # (a candidate set: both naive models are backtested on the same origins, the better one competes)
+    second = _run(env, ["load_forecast_models"], config={"load_forecast_models": {"config": {**TRAIN, "candidates": ["seasonal_naive_daily", "seasonal_naive_weekly"]}}})
     m2 = _meta(second, "load_forecast_models")
+    for entity, cand in _meta(second, "load_forecast_models")["candidate_scores"].items():
+        assert set(cand) == {"seasonal_naive_daily", "seasonal_naive_weekly"}
+        chosen = next(m for m in m2["models"] if m["entity_id"] == entity)
+        assert chosen["metrics"]["mape"] == pytest.approx(min(cand.values())), (entity, cand)
     moved = 0
     for entity in ("F001", "F002", "system"):
         new = next(m for m in m2["models"] if m["entity_id"] == entity)
@@ -163,6 +170,27 @@ def test_train_score_peak_and_champion_policy(env):
         assert r["peak_p90_kw"] >= r["expected_peak_kw"]
         assert r["peak_time"].astimezone(dt.timezone.utc).date() in (LAST, LAST + dt.timedelta(days=1))
     assert _meta(peak_run, "gold_peak_demand")["min_reserve_margin_pct"] == pytest.approx(peak["reserve_margin_pct"].min())
+
+    # ---- accuracy after the fact: the last day's forecast scored once the day passed; a drift
+    # multiple below 1 makes every champion "drift": alert submitted, champion marked for retraining
+    accuracy = _run(env, ["gold_forecast_accuracy"], partition=LAST.isoformat(), config={"gold_forecast_accuracy": {"config": {"drift_multiple": 0.01, "drift_min_hours": 24}}})
+    acc = _conforms(lake, "gold_forecast_accuracy", LAST)
+    daily = acc.filter((pl.col("period") == "day") & (pl.col("entity_id") == "system") & (pl.col("period_date") == LAST))
+    assert daily["n"].sum() == 24  # every hour of the day-ahead issue, all passed by the end of LAST
+    want = (((joined["p50"] - joined["mean_kw"]).abs() / joined["mean_kw"]) * 100).mean()
+    assert (daily["mape"] * daily["n"]).sum() / 24 == pytest.approx(want)
+    am = _meta(accuracy, "gold_forecast_accuracy")
+    assert set(am["drifting"]) == {"F001", "F002", "system"} and am["alerts_submitted"] == 3
+    for entity in ("F001", "F002", "system"):
+        assert "MAPE" in reg.retrain_requested(f"gridlake_load_{entity}")
+
+    # ---- PV forecast ramps of that issue: a threshold below the steepest morning rise finds ramps
+    steepest = pv.sort("entity_id", "period_start").select((pl.col("p50").diff().abs().over("entity_id", "issued_at") / 4).max()).item()
+    ramp_run = _run(env, ["gold_solar_ramps"], partition=day.isoformat(), config={"gold_solar_ramps": {"config": {"threshold_kw_per_15min": steepest / 2, "alert_kw_per_15min": steepest * 0.99}}})
+    ramps = _conforms(lake, "gold_solar_ramps", day)
+    assert ramps.height >= 2 and set(ramps["direction"]) == {"up", "down"}  # the morning rise and the evening fall
+    assert ramps["max_rate_kw_per_15min"].max() == pytest.approx(steepest)
+    assert _meta(ramp_run, "gold_solar_ramps")["alerts_submitted"] == ramps["alerted"].sum() >= 1
 
 
 def test_too_short_history_falls_back_to_the_documented_baseline(env):

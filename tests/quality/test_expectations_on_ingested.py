@@ -10,10 +10,24 @@ import datetime as dt
 
 import pytest
 
-from lake.ingest import ingest_partition
 from contracts import SOURCES
+from lake.ingest import ingest_partition, known_entity_ids
 from quality.expectations import validate_frame
 from simulator import BadRecordRates, write_landing_day
+
+def busy_incidents_sim(cfg):
+    """``cfg``'s fleet with many events, every one confirmed within hours."""
+    from dataclasses import replace
+
+    from contracts import INCIDENT_TYPES
+    from simulator import EventRates, IncidentRates, Simulator
+
+    rates = EventRates(sags_per_transformer_year=300.0, stuck_per_meter_year=20.0, zero_per_meter_year=20.0,
+                       failures_per_transformer_year=20.0, theft_per_meter_year=5.0)
+    quick = IncidentRates(confirm_share={t: 1.0 for t in INCIDENT_TYPES}, report_hours={t: (0.5, 6.0) for t in INCIDENT_TYPES},
+                          confirm_hours={t: (0.5, 6.0) for t in INCIDENT_TYPES}, false_reports_per_1000_assets_month=100.0)
+    return Simulator(replace(cfg, events=rates, incidents=quick))
+
 
 DAY = dt.date(2026, 11, 1)  # the fall-back day: 25 local hours, ambiguous times resolved by order
 FAULTS = BadRecordRates(malformed_line=0.02, wrong_type=0.02, out_of_range=0.03, duplicate=0.03, unknown_entity=0.02)
@@ -34,10 +48,15 @@ def ingested(tmp_path_factory, small_sim):
     write_landing_reference(small_sim, zone)
     for n in ("ref_meters", "ref_transformers", "ref_weather_stations"):
         lake.write_partition(TABLES[n], TABLES[n].conform(pl.read_parquet(zone.local_path(f"reference/{n}.parquet"))), None)
-    write_landing_day(small_sim, DAY, zone, formats=("csv", "jsonl", "parquet"), bad=FAULTS, rows_per_file=20)
+    readings = tuple(s for s in SOURCES if s != "incidents")
+    write_landing_day(small_sim, DAY, zone, formats=("csv", "jsonl", "parquet"), bad=FAULTS, rows_per_file=20, sources=readings)
+    # incidents: the same fleet with many events, each recorded within hours (three days hold few otherwise),
+    # plus a late file (the previous day's export) so that the day surely has quarantined records
+    write_landing_day(busy_incidents_sim(small_sim.cfg), DAY, zone, formats=("csv", "jsonl", "parquet"),
+                      bad=BadRecordRates(**{**FAULTS.__dict__, "late_files": 1}), rows_per_file=5, sources=("incidents",))
     results = {}
     for src in SOURCES.values():
-        ids = lake.read(src.reference, columns=[src.entity])[src.entity]
+        ids = known_entity_ids(lake, src)
         results[src.name] = ingest_partition(zone, lake, src, DAY, ids)
     return lake, results
 

@@ -302,6 +302,7 @@ def test_the_lake_ingestion_quarantines_exactly_what_the_manifest_lists(sim, tmp
         "meter_readings": ref["ref_meters"]["meter_id"],
         "scada": ref["ref_transformers"]["transformer_id"],
         "weather": ref["ref_weather_stations"]["station_id"],
+        "incidents": pl.concat([ref["ref_meters"]["meter_id"], ref["ref_transformers"]["transformer_id"]]),
     }
     man = write_landing_day(sim, FALL_BACK, zone, formats=("csv", "jsonl", "parquet"), bad=ALL_BAD, rows_per_file=250)
     for name, src in SOURCES.items():

@@ -65,10 +65,31 @@ def test_event_detection_reports_delay(grid_sim, tx):
     assert d["transformer_failure"]["median_delay_h"] < 1.0
 
 
-def test_fit_refuses_without_labelled_anomalies(tx):
-    f, _, _ = tx
-    with pytest.raises(ValueError, match="labelled anomalies"):
-        AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, np.zeros(f.height, dtype=bool))
+def test_cold_start_trains_and_scores_without_labels_calibrated_on_its_own_distribution(tx):
+    """Zero incidents: the ensemble still fits and scores; the bands are tail shares of the data
+    (alert = the top ``contamination``, monitoring twice that, critical a third), and events still
+    rank above normal readings. The fast scorer agrees with the libraries' own calls."""
+    from sklearn.metrics import roc_auc_score
+
+    f, lab, supervised = tx
+    assert supervised.mode == "semi_supervised"
+    cold = AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, np.zeros(f.height, dtype=bool))
+    none = AnomalyEnsemble("transformer", FC, config=SMALL).fit(f)  # labels=None: the same cold start
+    assert cold.mode == none.mode == "cold_start" and cold.fit_report_["calibration_anomalies"] == 0
+    s = cold.score_arrays(f)["score"]
+    np.testing.assert_array_equal(s, none.score_arrays(f)["score"])
+    assert 0.0 <= s.min() and s.max() <= 1.0
+    c = SMALL.contamination
+    shares = {b: float((s >= b).mean()) for b in (0.70, 0.85, 0.95)}
+    assert 0.5 * c <= shares[0.85] <= 2.0 * c, shares
+    assert shares[0.70] > shares[0.85] > shares[0.95] > 0, shares
+    y = lab.is_not_null().to_numpy()
+    assert roc_auc_score(y, s) > 0.8
+    np.testing.assert_allclose(cold._score_arrays_reference(f)["score"], s, atol=2e-3)
+    # fewer labelled rows than min_labelled_rows on the calibration assets: still a cold start
+    few = np.zeros(f.height, dtype=bool)
+    few[np.flatnonzero(y)[:3]] = True
+    assert AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, few).mode == "cold_start"
 
 
 def test_missing_feature_and_wrong_kind_are_named(tx):

@@ -230,3 +230,36 @@ def test_duckdb_catalog_carries_a_snapshot_of_the_alert_tables(tmp_path, store):
         assert con.execute("SELECT count(*) FROM alerts").fetchone() == (1,)  # kept from the earlier refresh, dated:
         [(at,)] = con.execute("SELECT value FROM catalog_meta WHERE key = 'snapshot_at:alerts'").fetchall()
         assert at < con.execute("SELECT value FROM catalog_meta WHERE key = 'refreshed_at'").fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.mqtt
+def test_model_drift_reaches_alertmanager_through_the_same_outbox(tmp_path, alertmanager):
+    """Issue 14: a drifted model (gold_model_drift) raises a ModelDrift alert on the batch path; rows
+    that did not drift, or could not tell, raise none, and a re-run posts nothing new."""
+    from dagster import DagsterInstance, materialize
+
+    from assets.alerting import model_drift_notifications
+    from contracts import GOLD_MODEL_DRIFT
+
+    lake = Lake(tmp_path / "lake")
+    rows = GOLD_MODEL_DRIFT.conform(pl.DataFrame({
+        "date": [DAY] * 3, "model": ["grid_anomaly_meter:v4"] * 3, "metric": ["input:level_ratio", "score", "realised_precision"],
+        "value": [0.61, 0.05, None], "threshold": [0.25, 0.25, 0.2], "rows": [28_800, 28_800, 0], "drifted": [True, False, None],
+    }))
+    lake.write_partition(GOLD_MODEL_DRIFT, rows, DAY)
+    instance = DagsterInstance.ephemeral()
+
+    def run():
+        return materialize([model_drift_notifications], partition_key=DAY.isoformat(), resources=_resources(tmp_path, alertmanager.url),
+                           instance=instance)
+
+    first = run()
+    md = first.asset_materializations_for_node("model_drift_notifications")[0].metadata
+    assert md["drifted"].value == 1 and md["newly_posted"].value == 1
+    wait_until(lambda: any(a["labels"]["alertname"] == "ModelDrift" for a in AlertmanagerClient(alertmanager.url).alerts()), 10,
+               what="the ModelDrift alert")
+    [a] = [a for a in AlertmanagerClient(alertmanager.url).alerts() if a["labels"]["alertname"] == "ModelDrift"]
+    assert a["labels"]["asset_id"] == "grid_anomaly_meter:v4" and a["labels"]["metric"] == "input:level_ratio"
+    assert a["labels"]["severity"] == "warning" and "0.610" in a["annotations"]["summary"] and "Retrain" in a["annotations"]["runbook"]
+    assert run().asset_materializations_for_node("model_drift_notifications")[0].metadata["newly_posted"].value == 0

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -118,6 +118,54 @@ def test_receiver_is_idempotent_on_fingerprint_startsat_status(receiver, store, 
     wait_until(lambda: len(mqtt_messages.messages) == 3, 5, what="resolved MQTT message")
     topic, msg = mqtt_messages.messages[-1]
     assert topic == f"{mqtt_prefix}/critical" and msg["status"] == "resolved" and msg["endsAt"].startswith("2026-12-02T12:05:00")
+
+
+def test_receiver_group_commits_concurrent_notifications_exactly_once(receiver, store, mqtt_messages, mqtt_prefix):
+    """Alertmanager posts many notifications at once (one group per alert on the bridge route). The receiver's
+    committing thread stores what queued meanwhile in one transaction; every request still gets its 200 only
+    after its rows are committed, each key once in ``alerts`` and on MQTT, each send counted in ``attempts``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fps = [f"{i:04x}aa" for i in range(60)]
+    bodies = [("bridge", _notification("bridge", [_am_alert(fp)])) for fp in fps] + [("pager", _notification("pager", [_am_alert(fp)])) for fp in fps[:30]]
+    bodies += bodies[:10]  # Alertmanager retrying some of them concurrently with the first sends
+
+    def post(rb):
+        return requests.post(f"{receiver.url}/hook/{rb[0]}", json=rb[1], timeout=30).status_code
+
+    with ThreadPoolExecutor(40) as ex:
+        assert set(ex.map(post, bodies)) == {200}
+    assert query(store, "SELECT count(*), count(mqtt_published_at) FROM {s}.alerts") == [(60, 60)]
+    att = {(r, f): n for r, f, n in query(store, "SELECT receiver, fingerprint, attempts FROM {s}.alert_deliveries")}
+    assert len(att) == 90 and sum(att.values()) == len(bodies)
+    assert all(att[("bridge", fp)] == (2 if i < 10 else 1) for i, fp in enumerate(fps))
+    assert receiver.commit.stored == len(bodies) and receiver.commit.batches <= len(bodies)
+    wait_until(lambda: len(mqtt_messages.messages) >= 60, 10, what="MQTT fan-out")
+    time.sleep(0.3)
+    assert sorted(m["fingerprint"] for _, m in mqtt_messages.messages) == sorted(fps)
+
+
+def test_outbox_holds_a_resolve_until_the_receiver_confirms_the_firing(tmp_path):
+    """With confirm_timeout_s, a resolve waits (beyond min_firing_s) for the receiver's confirmation of the
+    firing notification (its MQTT message, as the receiver publishes it), or for the timeout."""
+    ob = Outbox(tmp_path / "ob.db", AlertmanagerClient("http://127.0.0.1:9", timeout=0.2), start=False, min_firing_s=0, confirm_timeout_s=30)
+    a, b = make_alert(1), make_alert(2)
+    ob.submit([a, b])
+    rows = ob._batch()
+    ob._delete([r[0] for r in rows], [json.loads(r[1]) for r in rows])  # as if Alertmanager accepted both
+    ob.submit([a.resolve(now()), b.resolve(now())])
+    assert ob._batch() == [] and ob._next_due is not None and ob._next_due > time.time() + 25
+    starts = datetime.fromisoformat(json.loads(rows[0][1])["startsAt"].replace("Z", "+00:00"))
+    receiver_msg = {"key": "x", "status": "firing", "startsAt": starts.isoformat(), "labels": dict(a.labels)}  # PostgreSQL's isoformat
+    assert not ob.confirm_message(json.dumps({**receiver_msg, "status": "resolved"}).encode())
+    assert not ob.confirm_message(b"not json")
+    assert ob.confirm_message(json.dumps(receiver_msg).encode())
+    released = [json.loads(p)["labels"]["asset_id"] for _, p, _ in ob._batch()]
+    assert released == ["TR-1"]  # b still waits: no confirmation
+    ob.confirm_timeout_s = 0.2  # nobody ever confirms b (silenced, inhibited): it goes after the timeout
+    time.sleep(0.25)
+    assert [json.loads(p)["labels"]["asset_id"] for _, p, _ in ob._batch()] == ["TR-1", "TR-2"]
+    ob.close(0)
 
 
 @pytest.mark.parametrize(

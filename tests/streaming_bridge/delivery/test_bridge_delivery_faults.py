@@ -164,3 +164,121 @@ def test_outbox_process_sigkilled_while_streaming(tmp_path, alertmanager, receiv
         sent[extra] = (sev(max(reported) + 1), None)
     assert_exactly_once(store, smtp_sink, mqtt_messages, sent)
     print(f"rows left in the killed process's outbox: {left}")
+
+
+class StallingProxy:
+    """A TCP proxy in front of the webhook receiver. While stalled it accepts connections and holds them unanswered
+    (a receiver too slow to answer: Alertmanager's notification times out after max(group_interval, 10 s) with
+    "context deadline exceeded"), then closes them unforwarded when the stall ends; afterwards it forwards."""
+
+    def __init__(self, target_port: int):
+        import socket
+
+        self.target = target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stalled = threading.Event()
+        self.held = 0
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while not self._closing:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.stalled.is_set():
+                self.held += 1
+                threading.Thread(target=self._hold, args=(c,), daemon=True).start()
+                continue
+            up = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((c, up), (up, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _hold(self, c):
+        while self.stalled.is_set():
+            time.sleep(0.05)
+        c.close()
+
+    @staticmethod
+    def _pipe(a, b):
+        import socket
+
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._closing = True
+        self.stalled.clear()
+        self.sock.close()
+
+
+@pytest.mark.slow
+def test_a_stalled_receiver_loses_nothing_once_resolves_wait_for_the_receivers_confirmation(tmp_path, receiver, store, smtp_sink, mqtt_prefix):
+    """The loss `make bench-bridge` saw under heavy load, reproduced: the receiver does not answer for 13 s, so
+    Alertmanager's first notification of a new critical alert fails ("context deadline exceeded", 10 s). An outbox
+    that releases the resolve min_firing_s after the firing was accepted hands Alertmanager a group holding only
+    a resolved alert with no notification-log entry: it is dropped, and no receiver ever hears of the condition.
+    An outbox that also waits for the receiver's confirmation (the receiver's MQTT message for the stored firing
+    state, Outbox.confirm_message) releases the resolve only after the retried firing notification got through:
+    firing and resolved reach every routed receiver."""
+    import paho.mqtt.client as mqtt
+    from bridge_delivery_helpers import TEST_CAP, now
+
+    from streaming_bridge.amproc import AlertmanagerProcess, render_config, write_config
+
+    proxy = StallingProxy(receiver.server.server_address[1])
+    cfg = render_config(webhook_base=proxy.url, smarthost=f"127.0.0.1:{smtp_sink.port}", cap=TEST_CAP)
+    am = AlertmanagerProcess(write_config(cfg, tmp_path / "am.yml"), storage_dir=tmp_path / "am-data")
+    am.start()
+    old = Outbox(tmp_path / "old.db", AlertmanagerClient(am.url), min_firing_s=1.5)  # resolves wait min_firing_s only
+    new = Outbox(tmp_path / "new.db", AlertmanagerClient(am.url), min_firing_s=1.5, confirm_timeout_s=60)
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"confirm-{tmp_path.name[-12:]}")
+    sub.on_connect = lambda c, *a: c.subscribe(f"{mqtt_prefix}/+", qos=1)
+    sub.on_message = lambda c, u, m: new.confirm_message(m.payload)
+    sub.connect("127.0.0.1", 1883)
+    sub.loop_start()
+    try:
+        lost, kept = make_alert(1, transformer="TX-1"), make_alert(2, transformer="TX-2")
+        proxy.stalled.set()
+        old.submit([lost])
+        new.submit([kept])
+        time.sleep(0.3)
+        old.submit([lost.resolve(now())])  # a short incident: resolved by its next sample
+        new.submit([kept.resolve(now())])
+        assert old.flush(10)  # the resolve went 1.5 s after the firing was accepted
+        time.sleep(13 - 1.5)
+        assert new.depth() == 1  # its resolve still held: no receiver has the firing yet
+        held = proxy.held
+        proxy.stalled.clear()
+        assert held >= 1  # Alertmanager did try to notify while stalled
+
+        def rows():
+            return set(query(store, "SELECT d.receiver, a.asset_id, d.status FROM {s}.alert_deliveries d JOIN {s}.alerts a USING (fingerprint, starts_at, status)"))
+
+        want = {(r, "TR-2", s) for r in ("bridge", "pager", "chat") for s in ("firing", "resolved")}
+        wait_until(lambda: rows() >= want, 40, 0.2, "firing and resolved of the confirmed incident at every receiver")
+        assert new.flush(5)
+        time.sleep(3)  # a few group intervals: anything of the old outbox's incident would arrive now
+        assert rows() == want  # the incident whose resolve did not wait is lost: the mechanism, reproduced
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+        old.close(0)
+        new.close(0)
+        am.close()
+        proxy.close()

@@ -1,0 +1,68 @@
+"""MqttIngress on the real Mosquitto: a batch closes on size OR time (``linger`` after its first message), and
+side topics (the receiver's delivery confirmations) go to their callback, acknowledged, never into a batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from streaming_bridge.mqtt import MqttIngress
+from tests.streaming_bridge.bridge_helpers import publish_all, publisher, wait_until
+
+pytestmark = pytest.mark.mqtt
+
+
+def _ingress(port: int, prefix: str, **kw) -> MqttIngress:
+    m = MqttIngress("127.0.0.1", port, client_id=f"batch-{uuid.uuid4().hex[:8]}", subscriptions=[f"{prefix}/#"], session_expiry_s=0, **kw)
+    m.connect()
+    time.sleep(0.3)  # SUBACK
+    return m
+
+
+def test_take_lingers_for_a_burst_and_closes_on_size(shared_mosquitto, prefix):
+    ing = _ingress(shared_mosquitto, prefix)
+    pub = publisher(shared_mosquitto)
+    try:
+        def burst(n: int, gap: float) -> None:  # the first message, then the rest `gap` seconds later
+            publish_all(pub, [(f"{prefix}/x/0", b"{}")])
+            time.sleep(gap)
+            publish_all(pub, [(f"{prefix}/x/{i}", b"{}") for i in range(1, n)])
+
+        threading.Thread(target=burst, args=(6, 0.05), daemon=True).start()
+        first = ing.take(100, timeout=2.0, linger=0.0)  # no linger: the first message alone
+        assert len(first) == 1
+        rest: list = []
+        wait_until(lambda: rest.extend(ing.take(100, timeout=0.1)) or len(rest) >= 5, 5, what="the rest of the burst")
+        assert len(rest) == 5
+
+        threading.Thread(target=burst, args=(6, 0.05), daemon=True).start()
+        batch = ing.take(100, timeout=2.0, linger=0.5)  # lingers past the 50 ms gap: one batch
+        assert len(batch) == 6
+
+        threading.Thread(target=burst, args=(6, 0.05), daemon=True).start()
+        t0 = time.monotonic()
+        batch = ing.take(3, timeout=2.0, linger=5.0)  # the size bound closes it long before the time bound
+        assert len(batch) == 3 and time.monotonic() - t0 < 2.0
+        wait_until(lambda: ing.backlog() == 3, 5, what="the other three queued")
+    finally:
+        pub.loop_stop()
+        ing.close()
+
+
+def test_side_topic_messages_go_to_their_callback_not_into_batches(shared_mosquitto, prefix):
+    got: list[tuple[str, bytes]] = []
+    ing = _ingress(shared_mosquitto, f"{prefix}/in", side_topics={f"{prefix}/alerts/+": lambda t, p: got.append((t, p))})
+    pub = publisher(shared_mosquitto)
+    try:
+        publish_all(pub, [(f"{prefix}/alerts/critical", b'{"status": "firing"}'), (f"{prefix}/in/reading", b"{}")])
+        batch = wait_until(lambda: ing.take(10, timeout=0.2), 5, what="the reading")
+        wait_until(lambda: got, 5, what="the side-topic callback")
+        time.sleep(0.2)
+        assert [m.topic for m, _ in batch] == [f"{prefix}/in/reading"] and ing.backlog() == 0
+        assert got == [(f"{prefix}/alerts/critical", b'{"status": "firing"}')]
+    finally:
+        pub.loop_stop()
+        ing.close()
