@@ -276,7 +276,10 @@ def year_backfill(meters: int, days: int) -> dict:
             print(f"  year backfill {mode}: {meters:,} meters, {YEAR_START}..{hi}", flush=True)
             r = b.run("daily_ingest", partition=YEAR_START, until=hi, env=env)
             rows = _silver_rows(b, YEAR_START, hi)
-            out[mode] = {"wall_s": r["wall_s"], "silver_rows": rows, "rows_per_s": round(rows / r["wall_s"]), "peak_rss_mb_orchestrator": r["peak_rss_mb"]}
+            out[mode] = {"wall_s": r["wall_s"], "cpu_s_orchestrator": r["cpu_s"], "silver_rows": rows, "rows_per_s": round(rows / r["wall_s"]),
+                         "peak_rss_mb_orchestrator": r["peak_rss_mb"]}
+            if mode == "inprocess":
+                out[mode]["cpu_s"] = r["cpu_s"]
         finally:
             rss = []
             for w in workers:
@@ -351,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load0 = os.getloadavg()
     sims = {m: simulate(m, 365) for m in sorted(set(sizes + [args.backfill_meters]))}
+    # the data set, simulated (and cached) even when the machine cannot run the graph on all of it
+    sim10k = simulate(10_000, 365)
     results = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}", "load_avg_start": [round(x, 1) for x in load0],
                "simulation": {str(m): v for m, v in sims.items()}, "nightly_by_size": {}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -375,9 +380,14 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if args.backfill_days == 365 else f" and scaled to 365 days per day (extrapolation x{scale:.2f})"),
         "readings": sim_big["rows"],
         "simulation_s": sim_big["seconds"],
+        "simulated_10000_meters": {"readings": sim10k["rows"], "seconds": sim10k["seconds"], "cpu_s": sim10k["cpu_s"], "peak_rss_mb": sim10k["peak_rss_mb"]},
         "year_backfill_s_inprocess": round(bf["inprocess"]["wall_s"] * scale, 1),
         "year_backfill_s_celery": round(bf["celery"]["wall_s"] * scale, 1),
         "year_backfill_extrapolated": args.backfill_days != 365,
+        "year_backfill_cpu_s_inprocess": round(bf["inprocess"]["cpu_s"] * scale, 1) if "cpu_s" in bf["inprocess"] else None,
+        # the same year at 10,000 meters: the measured per-day CPU scaled with the ingest stage's fitted exponent
+        "year_backfill_cpu_s_inprocess_10000_extrapolated": round(bf["inprocess"]["cpu_s"] * scale * (10_000 / args.backfill_meters) ** fits["ingest"][1], 1)
+        if "cpu_s" in bf["inprocess"] else None,
         "nightly_s": top["nightly_s"],
         "nightly_stage_s": top["stage_s"],
         "nightly_stage_cpu_s": top["stage_cpu_s"],
@@ -392,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"year_backfill_s": 600, "nightly_s": 600, "peak_rss_mb": 8192},
         "load_avg_end": [round(x, 1) for x in os.getloadavg()],
     }
-    results["met"] = {"year_backfill": results["year_backfill_s_inprocess"] < 600, "nightly": results["nightly_s"] < 600, "peak_rss": results["peak_rss_mb"] < 8192}
+    results["met"] = {"year_backfill": results["year_backfill_s_inprocess"] < 600, "nightly": results["nightly_s"] < 600, "peak_rss": results["peak_rss_mb"] < 8192,
+                      "note": "wall times measured on the shared 2-core machine at the load averages given; CPU seconds alongside"}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     partial.unlink(missing_ok=True)
     print(json.dumps({k: results[k] for k in ("meters", "year_backfill_s_inprocess", "year_backfill_s_celery", "nightly_s", "nightly_stage_s", "peak_rss_mb", "scaling_exponents")}, indent=1))

@@ -170,7 +170,7 @@ def test_jobs_on_two_celery_workers_equal_an_in_process_run(celery_instance, sma
         for job, tags, _ in JOBS:
             p = subprocess.run(
                 [dagster, "job", "execute", "-m", "pipelines.definitions", "-a", "defs", "-j", job, "-c", str(cfg), "--tags", json.dumps({**tags, "gridlake/test": "celery"})],
-                cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
             )  # fmt: skip
             assert p.returncode == 0, f"{job} via celery failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     finally:
