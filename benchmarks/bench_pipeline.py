@@ -104,6 +104,9 @@ def simulate(meters: int, days: int) -> dict:
 # ------------------------------------------------------------------------------------------ Dagster runs
 LAST_DAY = YEAR_START + dt.timedelta(days=364)
 STAGES = ("ingest", "training", "scoring", "optimisation", "alerts")
+#: grid ML without the failure model (and the risk and alerts that need its champion): see nightly()
+GRID_TRAIN = ("grid_anomaly_model", "grid_segment_model")
+GRID_SCORE = ("gold_anomaly_scores", "gold_segments_and_recommendations", "gold_energy_balance")
 NULL_AM = "route:\n  receiver: sink\n  group_wait: 0s\nreceivers:\n  - name: sink\n"
 
 
@@ -147,6 +150,13 @@ class Bench:
             tags |= {"dagster/asset_partition_range_start": partition.isoformat(), "dagster/asset_partition_range_end": until.isoformat()}
         elif partition is not None:
             tags["dagster/partition"] = partition.isoformat()
+        done_file = self.dir / "done_runs.json"
+        key = json.dumps([job, str(partition), str(until), assets or []])
+        done = json.loads(done_file.read_text()) if done_file.exists() else {}
+        if key in done:  # an interrupted bench already measured this run on this lake: reuse its figures
+            self.runs.append(done[key] | {"reused": True})
+            print(f"    {job} {partition or ''}: reused from an earlier bench run", flush=True)
+            return done[key]
         cfg = self.dir / f"run_{len(self.runs)}.json"
         cfg.write_text(json.dumps({"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops or {}, "resources": resources or self.resources()}))
         cmd = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "pipelines.definitions", "-a", "defs", "-j", job, "-c", str(cfg), "--tags", json.dumps(tags)]
@@ -165,6 +175,8 @@ class Bench:
               f"{rec['cpu_s']:.1f} s CPU, peak {rec['peak_rss_mb']:.0f} MB", flush=True)
         if not rec["ok"]:
             raise SystemExit(f"{job} failed; log: {log}\n{log.read_text(errors='replace')[-3000:]}")
+        done[key] = rec
+        done_file.write_text(json.dumps(done))
         return rec
 
 
@@ -227,10 +239,12 @@ def nightly(meters: int, window: int) -> dict:
         stages["ingest"].append(b.run("daily_ingest", partition=d))
         ops = training_config(window, (d - dt.timedelta(days=1)).isoformat())
         stages["training"].append(b.run("forecast_training", ops={k: ops[k] for k in ("load_forecast_models", "solar_forecast_models")}))
-        stages["training"].append(b.run("grid_ml_training", ops={k: ops[k] for k in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model")}))
+        # the failure model refuses to train without a confirmed transformer failure in the window; the simulated
+        # fleets' 21-day windows hold none (and the landing predates the incidents source), so it is left out here
+        stages["training"].append(b.run("grid_ml_training", ops={k: ops[k] for k in GRID_TRAIN}, assets=list(GRID_TRAIN)))
         stages["scoring"].append(b.run("forecast_scoring", partition=d - dt.timedelta(days=1), assets=["gold_load_forecast", "gold_solar_forecast"]))
         stages["scoring"].append(b.run("forecast_scoring", partition=d))
-        stages["scoring"].append(b.run("grid_ml_scoring", partition=d))
+        stages["scoring"].append(b.run("grid_ml_scoring", partition=d, assets=list(GRID_SCORE)))
         stages["optimisation"].append(b.run("optimization_daily", partition=d))
         cfg = b.dir / "alertmanager.yml"
         cfg.write_text(NULL_AM)
@@ -244,6 +258,7 @@ def nightly(meters: int, window: int) -> dict:
         out["nightly_s"] = round(sum(out["stage_s"].values()), 2)
         out["ingest_rows_per_s"] = round(day_rows / out["stage_s"]["ingest"])
         out["runs"] = b.runs
+        out["left_out"] = "grid_failure_model, gold_transformer_risk, gold_alerts (no confirmed failure in the window), so alerts posts 0 rows"
     finally:
         drop()
     return out
@@ -314,10 +329,11 @@ def fit_exponent(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return math.exp(my - b * mx), b
 
 
-def capacity_table(fits: dict[str, tuple[float, float]], sizes=(10_000, 100_000, 300_000, 600_000, 1_200_000)) -> list[dict]:
+def capacity_table(cost: dict, sizes=(10_000, 100_000, 300_000, 600_000, 1_200_000)) -> list[dict]:
+    """``cost[stage](meters)`` -> CPU seconds on one worker; workers for a 1-h night and for hourly scoring in 10 min."""
     rows = []
     for m in sizes:
-        t = {s: a * m**b for s, (a, b) in fits.items()}
+        t = {s: f(m) for s, f in cost.items()}
         nightly = sum(t.values())
         rows.append({
             "meters": m,
@@ -360,6 +376,22 @@ def assemble(window: int, backfill_meters: int, backfill_days: int) -> dict:
             m0, y0 = pts[0]
             fits[st] = (y0 / m0, 1.0)
             assumed[st] = 1.0
+    # capacity: ingestion as fixed + per-meter cost per day (affine through the two trailing-window backfills: the
+    # day's fixed work, e.g. expectation suites and commits, dominates small fleets), every other stage linear
+    # through the origin from its one measurement (an upper bound: training and optimisation grow with feeders
+    # and sites rather than meters)
+    cost, cost_note = {}, {}
+    if len(histories) >= 2:
+        (m1, h1), (m2, h2) = sorted(histories.items())[:2]
+        c1 = (h2["cpu_s"] - h1["cpu_s"]) / h2["days"] / (m2 - m1)
+        c0 = h1["cpu_s"] / h1["days"] - c1 * m1
+        cost["ingest"] = lambda m, c0=c0, c1=c1: c0 + c1 * m
+        cost_note["ingest"] = f"affine per day: {c0:.2f} s + {c1 * 1000:.3f} s per 1,000 meters (CPU, from the {m1:,}/{m2:,}-meter 21-day backfills)"
+    for st in STAGES:
+        if st not in cost:
+            y0 = top["stage_cpu_s"][st]
+            cost[st] = lambda m, k=y0 / big: k * m
+            cost_note[st] = f"linear through the origin from {y0:.1f} s CPU at {big:,} meters (upper bound)"
     sims = {int(p.parent.name.split("_")[1][:-1]): json.loads(p.read_text()) for p in sorted(WORK.glob("landing_*m_*_365d/simulated.json"))}
     results = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -391,9 +423,10 @@ def assemble(window: int, backfill_meters: int, backfill_days: int) -> dict:
         "scaling_exponents": {st: round(b, 3) for st, (a, b) in fits.items()},
         "scaling_exponents_assumed": assumed,
         "scaling_coefficients": {st: a for st, (a, b) in fits.items()},
-        "capacity_table": capacity_table(fits),
-        "capacity_assumptions": "stage CPU seconds a*meters^b (fitted where two sizes were measured, else assumed linear: scaling_exponents_assumed); "
-                                "a worker = one core of this machine; a stage's work splits evenly over workers (per feeder / partition); no fixed overhead subtracted",
+        "capacity_table": capacity_table(cost),
+        "capacity_model": cost_note,
+        "capacity_assumptions": "a worker = one core of this machine; a stage's work splits evenly over workers (per feeder / partition / day); "
+                                "the power-law exponents above are reported as fitted but NOT used to extrapolate 100-1000x beyond the sizes measured",
         "targets": {"year_backfill_s": 600, "nightly_s": 600, "peak_rss_mb": 8192},
     }
     results["met"] = {"year_backfill": results["year_backfill_s_inprocess"] < 600, "nightly": results["nightly_s"] < 600, "peak_rss": results["peak_rss_mb"] < 8192,
@@ -475,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                        "year_backfill_inprocess": bf["inprocess"]["rows_per_s"], "year_backfill_celery": bf["celery"]["rows_per_s"]},
         "scaling_exponents": {st: round(b, 3) for st, (a, b) in fits.items()},
         "scaling_coefficients": {st: a for st, (a, b) in fits.items()},
-        "capacity_table": capacity_table(fits) if fits else [],
+        "capacity_table": capacity_table({st: (lambda m, a=a, b=b: a * m**b) for st, (a, b) in fits.items()}),
         "capacity_assumptions": "stage CPU seconds a*meters^b fitted on the sizes run (one in-process run per job; a worker = one core of this machine); "
                                 "a stage's work splits evenly over workers of the same speed (per feeder / partition); no fixed overhead subtracted",
         "targets": {"year_backfill_s": 600, "nightly_s": 600, "peak_rss_mb": 8192},
