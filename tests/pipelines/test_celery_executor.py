@@ -210,7 +210,9 @@ def test_jobs_on_two_celery_workers_equal_an_in_process_run(celery_instance, sma
             if name in ("silver_meter_readings", "silver_scada", "gold_load_hourly", "gold_load_forecast"):
                 assert a.height > 0, (name, d)
             try:
-                assert_frame_equal(_comparable(a, ref.root), _comparable(b, cel.root), check_exact=True)
+                # floats to 1e-12 relative (gold_load_hourly's energy_kwh differed in the last bits: a float sum's
+                # order is not fixed by a multi-threaded group-by); every other value exactly
+                assert_frame_equal(_comparable(a, ref.root), _comparable(b, cel.root), check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
             except AssertionError as e:
                 raise AssertionError(f"{name} {d}: the Celery run's partition differs from the in-process run's: {e}") from e
             compared += a.height
