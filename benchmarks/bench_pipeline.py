@@ -388,10 +388,19 @@ def assemble(window: int, backfill_meters: int, backfill_days: int) -> dict:
         cost["ingest"] = lambda m, c0=c0, c1=c1: c0 + c1 * m
         cost_note["ingest"] = f"affine per day: {c0:.2f} s + {c1 * 1000:.3f} s per 1,000 meters (CPU, from the {m1:,}/{m2:,}-meter 21-day backfills)"
     for st in STAGES:
-        if st not in cost:
+        if st in cost:
+            continue
+        pts = sorted((m, r["stage_cpu_s"][st]) for m, r in nightly_runs.items())
+        if len(pts) >= 2 and pts[-1][1] > pts[0][1]:
+            (m1, y1), (m2, y2) = pts[0], pts[-1]
+            c1 = (y2 - y1) / (m2 - m1)
+            c0 = y1 - c1 * m1
+            cost[st] = lambda m, c0=c0, c1=c1: max(c0, 0.0) + c1 * m
+            cost_note[st] = f"affine: {c0:.1f} s + {c1 * 1000:.2f} s per 1,000 meters (CPU, nightly runs at {m1:,} and {m2:,} meters)"
+        else:
             y0 = top["stage_cpu_s"][st]
             cost[st] = lambda m, k=y0 / big: k * m
-            cost_note[st] = f"linear through the origin from {y0:.1f} s CPU at {big:,} meters (upper bound)"
+            cost_note[st] = f"linear through the origin from {y0:.1f} s CPU at {big:,} meters (upper bound: no growth measured between sizes)"
     sims = {int(p.parent.name.split("_")[1][:-1]): json.loads(p.read_text()) for p in sorted(WORK.glob("landing_*m_*_365d/simulated.json"))}
     results = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
