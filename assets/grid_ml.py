@@ -101,7 +101,7 @@ class FailureTrainConfig(TrainWindowConfig):
 
 class SegmentTrainConfig(TrainWindowConfig):
     #: clusters (each named from its profile descriptors)
-    n_segments: int = 12
+    n_segments: int = 14
     seed: int = 0
 
 
@@ -126,7 +126,8 @@ class DRConfigDagster(Config):
     def programme(self, profile: DemandResponse) -> DemandResponse:
         """The profile's DR programme with this run's overrides."""
         keys = ("capacity_share", "margin", "base_incentive")
-        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+        over = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return type(profile).model_validate({**profile.model_dump(), **over})  # validated: a bad override names the field
 
 
 def _segment_config(grid: GridSettings, **kw):
@@ -479,7 +480,7 @@ def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSe
         AssetSpec("gold_customer_segments", group_name=SCORING_GROUP, description=_T["gold_customer_segments"].description,
                   deps=[_silver_dep("silver_meter_readings", 27), "ref_meters", "grid_segment_model"], kinds={"delta", "polars"}),
         AssetSpec("gold_recommendations", group_name=SCORING_GROUP, description=_T["gold_recommendations"].description,
-                  deps=["ref_meters"], kinds={"delta", "polars"}),
+                  deps=["ref_meters", "gold_battery_daily", "gold_ev_sessions"], kinds={"delta", "polars"}),
     ],
     partitions_def=daily_open,
 )
@@ -499,7 +500,11 @@ def gold_segments_and_recommendations(context: AssetExecutionContext, config: Se
     seg = model.predict(profile_features(readings, ref_meters, scfg)).with_columns(
         pl.lit(day).alias("as_of"), pl.lit(version).alias("model_version"))
     w1 = lk.write_partition(_T["gold_customer_segments"], seg, day)
-    rec = recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response).with_columns(pl.lit(day).alias("as_of"))
+    from assets.optimization import advisories_for_day
+
+    # customer rows (no CO2/confidence estimate) + the site advisories of the day's battery/EV schedules
+    rec = pl.concat([recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response), advisories_for_day(lk, day, grid.timezone)],
+                    how="diagonal_relaxed").with_columns(pl.lit(day).alias("as_of"))
     w2 = lk.write_partition(_T["gold_recommendations"], rec, day)
     chosen = rec.filter(pl.col("recommended"))
     yield MaterializeResult(asset_key="gold_customer_segments", metadata={

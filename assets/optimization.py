@@ -43,6 +43,7 @@ for any partition. Partitions are ``daily_open`` like the forecasts they read.
 """
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -64,15 +65,17 @@ from lake.delta import Lake
 from lake.plots import png_markdown
 from contracts import TABLES
 from optimization import daily, plots
-from optimization.battery import BatterySpec, daily_summary, optimize_battery, site_schedule_table
+from optimization.battery import BatterySpec, battery_economics, daily_summary, optimize_battery, site_schedule_table
 from optimization.dcopf import solve_dcopf_periods
 from optimization.errors import InfeasibleError
 from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
-from optimization.ev import compare_strategies, strategy_tables
+from optimization.ev import EVWeights, apply_port_caps, compare_strategies, savings_vs_uncontrolled, strategy_tables, weights_from_shares
+from optimization.safety import GateResult, battery_model_limits, gate_alert, gate_battery, gate_ev
+from optimization.settings import OptimizationSettings
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
 from assets.partitions import daily_open, lookback_dep, partition_day
 from assets.queues import queue_tags
-from assets.resources import GridSettings, LakeResource
+from assets.resources import AlertingResource, GridSettings, LakeResource
 
 _T = TABLES
 GROUP = "optimization"
@@ -83,9 +86,6 @@ LOAD_HOURLY = "gold_load_hourly"
 _DEPS = [lookback_dep(LOAD_FORECAST, 3), lookback_dep(SOLAR_FORECAST, 3), lookback_dep(LOAD_HOURLY, 7)]
 
 
-# ============================================================================================
-# configuration
-# ============================================================================================
 # ============================================================================================
 # inputs from the lake (the selection rules are in optimization.daily)
 # ============================================================================================
@@ -141,6 +141,58 @@ def _r(d: dict[str, float], nd: int = 4) -> dict[str, float]:
 
 
 # ============================================================================================
+# settings, safety gate and its alert
+# ============================================================================================
+def settings(base: OptimizationSettings, **overrides: Any) -> OptimizationSettings:
+    """The profile's optimisation settings (:class:`optimization.settings.OptimizationSettings`, defaults
+    documented there) with an asset config's non-None overrides per section, e.g. ``settings(p, regulation={"price_per_mw_h": 8})``."""
+    data = base.model_dump()
+    for sec, vals in overrides.items():
+        data[sec].update({k: v for k, v in vals.items() if v is not None})
+    return type(base).model_validate(data)  # validated: an override out of range fails here, naming the field
+
+
+def publish_gate_alert(alerting: AlertingResource, gate: GateResult, **where: str) -> dict[str, Any]:
+    """A replaced schedule's alert into the batch outbox (streaming_bridge: durable; what Alertmanager
+    does not accept now goes out with the next run). Returns metadata; never fails the asset."""
+    from streaming_bridge.alerts import Alert
+    from streaming_bridge.batch import dagster_url
+
+    a = gate_alert(gate, **where)
+    now = dt.datetime.now(dt.UTC)
+    url = dagster_url(where["table"], where["partition"])
+    alert = Alert(a["labels"], {**a["annotations"], "dagster_url": url}, starts_at=now, ends_at=now + dt.timedelta(hours=4), generator_url=url)
+    outbox = alerting.outbox()
+    try:
+        new = outbox.submit([alert], keys=[a["key"]])
+        delivered = outbox.flush(min(alerting.flush_timeout_s, 5.0))
+        error = outbox.last_error
+    finally:
+        outbox.close(0)
+    return {"alertname": a["labels"]["alertname"], "newly_submitted": new, "delivered": delivered, "outbox_error": str(error or "")}
+
+
+def _gate_metadata(gate: GateResult) -> dict[str, Any]:
+    return {"safety_status": gate.status, "safety_violations": MetadataValue.json(gate.counts()),
+            "safety_first_violations": MetadataValue.json([str(v) for v in gate.violations[:5]]),
+            "safety_check_seconds": round(gate.check_seconds, 5)}  # fmt: skip
+
+
+def ambient_for_day(lk: Lake, day: dt.date, tz: str, hourly: list[float] | None) -> tuple[np.ndarray | None, str]:
+    """Hourly ambient temperature for derating: the configured values, else yesterday's silver_weather by local hour."""
+    if hourly:
+        n = len(daily.day_periods(day, tz, 60))
+        if len(hourly) not in (1, n):
+            raise ValueError(f"ambient_c needs 1 or {n} hourly values for {day}, got {len(hourly)}")
+        return np.resize(np.asarray(hourly, dtype=float), n), "configuration: ambient_c"
+    prev = day - dt.timedelta(days=1)
+    if not lk.exists("silver_weather"):
+        return None, "none: silver_weather does not exist (no derating)"
+    got, src = daily.persistence_temperature(lk.read_days(_T["silver_weather"], prev, prev, ["observation_time", "temp_air_c"]), day, tz)
+    return got, src if got is not None else f"none: {src} (no derating)"
+
+
+# ============================================================================================
 # battery
 # ============================================================================================
 class BatteryConfig(Config):
@@ -154,45 +206,67 @@ class BatteryConfig(Config):
     soc_initial_frac: float | None = Field(None, description="SOC at local midnight; the day must end at least as full (None: the profile's)")
     degradation_cost_per_mwh: float | None = Field(None, description="$/MWh of throughput (None: the profile's)")
     milp: bool = Field(False, description="forbid simultaneous charge/discharge with binaries (needed with negative prices)")
+    reg_price_per_mw_h: float | None = Field(None, description="frequency-regulation capacity price, $/MW-h; None = the profile's optimization.regulation (0 = none)")
+    reg_soc_buffer_h: float | None = Field(None, description="hours a regulation award must be sustainable from SOC; None = the profile's optimization.regulation")
+    ambient_c: list[float] | None = Field(None, description="hourly ambient degC for derating (1 or one per hour); None = yesterday's silver_weather")
+    export_limit_kw: float | None = Field(None, description="site export limit for the safety gate; None = the profile's optimization.safety")
+    transformer_limit_kw: float | None = Field(None, description="site import limit for the safety gate; None = the profile's optimization.safety")
 
     def site(self, profile: BatterySite) -> BatterySite:
         """The profile's battery site with this run's overrides."""
         keys = ("power_frac_of_peak", "duration_h", "efficiency", "soc_initial_frac", "degradation_cost_per_mwh")
-        return profile.model_copy(update={k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+        over = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return type(profile).model_validate({**profile.model_dump(), **over})  # validated, as settings()
 
 
 @multi_asset(
     op_tags=queue_tags("optimise"),
     specs=[
-        AssetSpec("gold_battery_schedule", group_name=GROUP, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_battery_schedule"].description),
+        AssetSpec("gold_battery_schedule", group_name=GROUP, deps=[*_DEPS, lookback_dep("silver_weather", 1)], kinds={"pyomo", "delta"},
+                  description=_T["gold_battery_schedule"].description),
         AssetSpec("gold_battery_daily", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_battery_daily"].description),
     ],
     partitions_def=daily_open,
-)
-def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: LakeResource, grid: GridSettings):
-    """Battery behind the site meter: arbitrage on the tariff, peak shaving on the demand charge, PV self-use."""
+)  # fmt: skip
+def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: LakeResource, grid: GridSettings, alerting: AlertingResource):
+    """Battery behind the site meter: arbitrage on the tariff, peak shaving, PV self-use, optional regulation; safety-gated."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
+    opt = settings(grid.profile().optimization, regulation={"price_per_mw_h": config.reg_price_per_mw_h, "soc_buffer_h": config.reg_soc_buffer_h},
+                   safety={"export_limit_kw": config.export_limit_kw, "transformer_limit_kw": config.transformer_limit_kw})  # fmt: skip
     inp = site_inputs(lk, config.site_id, day, tz)
     stamps = daily.day_periods(day, tz, 15)
     load, pv = np.repeat(inp["load_kw"], 4), np.repeat(inp["pv_kw"], 4)  # hourly inputs on 15-minute periods
     tariffs, site = grid.profile().tariffs, config.site(grid.profile().battery)
     price, carbon = daily.tariff_prices(tariffs, stamps, tz)
+    ambient_h, ambient_src = ambient_for_day(lk, day, tz, config.ambient_c)
+    ambient = None if ambient_h is None else np.repeat(ambient_h, 4)
     power = config.power_kw if config.power_kw is not None else site.power_frac_of_peak * float(inp["load_kw"].max())
     if not power > 0:
         raise ValueError(f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)")
-    spec = BatterySpec(power, power * site.duration_h, site.efficiency, site.efficiency,
-                       soc_initial_frac=site.soc_initial_frac, degradation_cost_per_mwh=site.degradation_cost_per_mwh)
+    spec = BatterySpec(power, power * site.duration_h, site.efficiency, site.efficiency, soc_initial_frac=site.soc_initial_frac,
+                       degradation_cost_per_mwh=site.degradation_cost_per_mwh, reserve_duration_h=opt.regulation.soc_buffer_h)  # fmt: skip
+    limits = battery_model_limits(spec, opt.safety, len(stamps), 15, ambient, baseline_grid_kw=load - pv)
+    reg = opt.regulation.price_per_mw_h or None
     try:
         res = optimize_battery(
             spec, price, start=stamps[0], period_minutes=15, load_kw=load, pv_kw=pv, carbon_kg_per_mwh=carbon,
             carbon_price_per_t=tariffs.carbon_price_per_t, demand_charge_per_kw=tariffs.demand_charge_per_kw_day, milp=config.milp,
-        )
+            reg_price=reg, **limits,
+        )  # fmt: skip
     except InfeasibleError as exc:
         raise _failure(f"gold_battery_schedule {day}", exc) from exc
+    gate = gate_battery(res, spec, opt.safety, period_minutes=15, ambient_c=ambient)
+    alert = {}
+    if not gate.passed:
+        context.log.warning(f"gold_battery_schedule {day}: safety gate replaced the schedule ({gate.status}): {gate.violations[0]}")
+        alert = publish_gate_alert(alerting, gate, alertname="UnsafeBatterySchedule", asset_type="battery", asset_id=config.site_id,
+                                   partition=day.isoformat(), table="gold_battery_schedule")  # fmt: skip
+    res = gate.published
     s, bd = res.schedule, res.breakdown
     sched = site_schedule_table(res, load, pv, carbon).with_columns(pl.lit(day).alias("date"), pl.lit(config.site_id).alias("site_id"))
-    inputs = f"load: {inp['load_source']} | pv: {inp['pv_source']}"
-    summary = pl.DataFrame([{"date": day, "site_id": config.site_id, **daily_summary(res, spec), "inputs": inputs}])
+    inputs = f"load: {inp['load_source']} | pv: {inp['pv_source']} | ambient: {ambient_src}"
+    summary = pl.DataFrame([{"date": day, "site_id": config.site_id, **daily_summary(res, spec), "inputs": inputs,
+                             "safety_status": gate.status, "safety_violations": len(gate.violations)}])  # fmt: skip
     w1 = lk.write_partition(_T["gold_battery_schedule"], sched, day)
     w2 = lk.write_partition(_T["gold_battery_daily"], summary, day)
     png = plots.battery_schedule_png(s, f"battery at {config.site_id}, {day}: {spec.power_kw:.0f} kW / {spec.energy_kwh:.0f} kWh")
@@ -200,13 +274,53 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
         "dagster/row_count": w1.rows, "delta_version": w1.version,
         "objective": res.objective, "breakdown": MetadataValue.json(_r(bd)),
         "build_seconds": round(res.build_seconds, 3), "solve_seconds": round(res.solve_seconds, 3),
-        "load_source": inp["load_source"], "pv_source": inp["pv_source"],
+        "load_source": inp["load_source"], "pv_source": inp["pv_source"], "ambient_source": ambient_src,
         "price_source": "configuration: the utility profile's wholesale time-of-use tariff + demand charge (no price feed)",
+        "regulation": MetadataValue.json({"price_per_mw_h": opt.regulation.price_per_mw_h, "soc_buffer_h": opt.regulation.soc_buffer_h,
+                                          "revenue": round(bd["reserve_revenue"], 2)}),
+        **_gate_metadata(gate), **({"safety_alert": MetadataValue.json(alert)} if alert else {}),
         "schedule_vs_price": MetadataValue.md(png_markdown(png, f"battery {day}")),
     })  # fmt: skip
     yield MaterializeResult(asset_key="gold_battery_daily", metadata={
         "dagster/row_count": w2.rows, "savings": round(bd["savings"], 2), "peak_import_kw": round(bd["peak_import_kw"], 2),
-        "baseline_peak_import_kw": round(bd["baseline_peak_import_kw"], 2),
+        "baseline_peak_import_kw": round(bd["baseline_peak_import_kw"], 2), "safety_status": gate.status,
+    })  # fmt: skip
+
+
+class EconomicsConfig(Config):
+    site_id: str = Field(daily.SYSTEM, description="the battery site (gold_battery_daily site_id)")
+    capex_per_kwh: float | None = Field(None, description="installed cost per kWh; None = the profile's optimization.economics")
+    capex_per_kw: float | None = Field(None, description="installed cost per kW; None = the profile's optimization.economics")
+    lookback_days: int | None = Field(None, description="days of gold_battery_daily averaged; None = the profile's optimization.economics")
+
+
+@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=[lookback_dep("gold_battery_daily", 27)], kinds={"delta"},
+       description=_T["gold_battery_economics"].description)  # fmt: skip
+def gold_battery_economics(context: AssetExecutionContext, config: EconomicsConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
+    """project_roi of the battery from the daily results its schedules produced (last ``lookback_days`` days up to the partition)."""
+    lk, day = lake.lake(), partition_day(context)
+    econ = settings(grid.profile().optimization, economics={"capex_per_kwh": config.capex_per_kwh, "capex_per_kw": config.capex_per_kw,
+                               "lookback_days": config.lookback_days}).economics  # fmt: skip
+    if not lk.exists("gold_battery_daily"):
+        raise FileNotFoundError(f"gold_battery_economics {day}: gold_battery_daily does not exist; materialise gold_battery first")
+    rows = lk.read_days(_T["gold_battery_daily"], day - dt.timedelta(days=econ.lookback_days - 1), day)
+    rows = rows.filter(pl.col("site_id") == config.site_id).sort("date")
+    if rows.filter(pl.col("date") == day).height == 0:
+        raise FileNotFoundError(f"gold_battery_economics {day}: no gold_battery_daily row of site {config.site_id!r} for {day}")
+    years, summ = battery_economics(rows, econ)
+    nan_none = lambda x: None if x != x else x  # noqa: E731
+    df = years.with_columns(
+        pl.lit(day).alias("date"), pl.lit(config.site_id).alias("site_id"), pl.lit(summ["capex"]).alias("capex"),
+        pl.lit(summ["annual_savings"]).alias("annual_savings"), pl.lit(summ["annual_cycles"]).alias("annual_cycles"),
+        pl.lit(summ["npv"]).alias("npv"), pl.lit(nan_none(summ["irr"]), pl.Float64).alias("irr"),
+        pl.lit(nan_none(summ["payback_years"]), pl.Float64).alias("payback_years"),
+        pl.lit(None if summ["replacement_year"] != summ["replacement_year"] else int(summ["replacement_year"]), pl.Int64).alias("replacement_year"),
+        pl.lit(rows.height, pl.Int64).alias("days_used"),
+    )  # fmt: skip
+    w = lk.write_partition(_T["gold_battery_economics"], df, day)
+    return MaterializeResult(metadata={
+        "dagster/row_count": w.rows, "summary": MetadataValue.json(_r(summ)), "days_used": rows.height,
+        "assumptions": MetadataValue.json(econ.model_dump()),
     })  # fmt: skip
 
 
@@ -214,23 +328,47 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
 # EV charging
 # ============================================================================================
 class EVConfig(Config):
-    transformer_limit_kw: float | None = Field(None, description="site (transformer) limit for the EV load, kW (None: the profile's ev)")
-    peak_weight_per_kw: float = Field(0.0, description="$ per kW of the day's EV peak in the objective")
+    transformer_limit_kw: float | None = Field(None, description="site (transformer) limit for EV + baseload, kW (None: the profile's ev)")
+    baseload_entity: str = Field(daily.SYSTEM, description="gold_load_forecast entity (a feeder id, or 'system') whose forecast shapes the site's baseload")
+    baseload_peak_kw: float = Field(20.0, ge=0, description="the site's baseload at the entity's forecast peak hour, kW (0 = no baseload)")
+    port_cap_kw: float | None = Field(None, description="power cap of every port, kW (None = the vehicles' maximum)")
+    port_caps: dict[str, float] = Field(default_factory=dict, description="per-port (station_id) power caps, kW; win over port_cap_kw")
+    v2g_opt_in_stations: list[str] = Field(default_factory=list, description="stations whose vehicles opted in to V2G (empty = no V2G)")
+    v2g_export_price_per_mwh: float | None = Field(None, description="V2G export price; None = the profile's optimization.v2g")
+    v2g_wear_cost_per_mwh: float | None = Field(None, description="V2G battery wear cost; None = the profile's optimization.v2g")
+    cost_weight: float | None = Field(None, description="objective share of energy cost; None = the profile's optimization.ev_objective (0.5)")
+    peak_weight: float | None = Field(None, description="objective share of the peak site load; None = the profile's optimization.ev_objective (0.3)")
+    convenience_weight: float | None = Field(None, description="objective share of early charging; None = the profile's optimization.ev_objective (0.2)")
+    peak_weight_per_kw: float | None = Field(None, description="legacy: $ per kW of peak, cost weight 1 (overrides the shares)")
+
+
+def baseload_for_horizon(lk: Lake, config: EVConfig, day: dt.date, tz: str, n: int) -> tuple[np.ndarray, str]:
+    """The site's baseload on the EV periods: the entity's load forecast (weekly fallback) scaled to ``baseload_peak_kw`` at its peak."""
+    if config.baseload_peak_kw == 0:
+        return np.zeros(n), "none (baseload_peak_kw = 0)"
+    try:
+        inp = site_inputs(lk, config.baseload_entity, day, tz)
+    except FileNotFoundError as e:  # no forecast and no last week: the EV schedule still runs, without baseload, and says so
+        return np.zeros(n), f"none: no load input in the lake ({e})"
+    net = inp["net_kw"]
+    if not net.max() > 0:
+        raise ValueError(f"gold_ev_schedule {day}: the load input of {config.baseload_entity!r} is 0 all day; cannot shape a baseload")
+    return daily.hourly_to_periods(net / net.max() * config.baseload_peak_kw, n, EV_MINUTES), f"{inp['load_source']} (shape, peak {config.baseload_peak_kw} kW)"
 
 
 @multi_asset(
     op_tags=queue_tags("optimise"),
     specs=[
-        AssetSpec("gold_ev_schedule", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_ev_schedule"].description),
+        AssetSpec("gold_ev_schedule", group_name=GROUP, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_ev_schedule"].description),
         AssetSpec("gold_ev_sessions", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_ev_sessions"].description),
     ],
     partitions_def=daily_open,
 )
-def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource, grid: GridSettings):
-    """Optimal EV charging under the site limit, with the EDF and uncontrolled baselines on the same sessions.
+def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource, grid: GridSettings, alerting: AlertingResource):
+    """Optimal EV charging under the site limit with the forecast baseload, V2G and port caps; EDF and uncontrolled baselines; safety-gated.
 
-    No lake inputs (no deps): the sessions are the bundled real Caltech ones and the price is the
-    configured tariff. A charger feed in the lake would replace :func:`optimization.daily.ev_sessions_for_day`.
+    The sessions are the bundled real Caltech ones (:func:`optimization.daily.ev_sessions_for_day`);
+    a charger feed in the lake would replace them.
     """
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     sessions, src = daily.ev_sessions_for_day(day, tz)
@@ -242,30 +380,88 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         yield MaterializeResult(asset_key="gold_ev_schedule", metadata={"dagster/row_count": 0, "source_session_date": str(src)})
         yield MaterializeResult(asset_key="gold_ev_sessions", metadata={"dagster/row_count": 0})
         return
-    stamps = daily.periods_from_midnight(day, tz, int(sessions["departure_period"].max()), EV_MINUTES)
-    price, _ = daily.tariff_prices(grid.profile().tariffs, stamps, tz)
+    opt = settings(grid.profile().optimization, v2g={"export_price_per_mwh": config.v2g_export_price_per_mwh, "wear_cost_per_mwh": config.v2g_wear_cost_per_mwh},
+                   ev_objective={"cost": config.cost_weight, "peak": config.peak_weight, "convenience": config.convenience_weight})  # fmt: skip
+    caps = {**({} if config.port_cap_kw is None else dict.fromkeys(sessions["station_id"].unique().to_list(), config.port_cap_kw)), **config.port_caps}
+    sessions = apply_port_caps(sessions, caps or None).with_columns(pl.col("station_id").is_in(config.v2g_opt_in_stations).alias("v2g_opt_in"))
+    n = int(sessions["departure_period"].max())
+    stamps = daily.periods_from_midnight(day, tz, n, EV_MINUTES)
+    price, carbon = daily.tariff_prices(grid.profile().tariffs, stamps, tz)
     limit_kw = config.transformer_limit_kw if config.transformer_limit_kw is not None else grid.profile().ev.transformer_limit_kw
-    results = compare_strategies(sessions, price, transformer_limit_kw=limit_kw, peak_per_kw=config.peak_weight_per_kw)
-    sched, sess = strategy_tables(results, sessions, stamps)
+    base, base_src = baseload_for_horizon(lk, config, day, tz, n)
+    kw = dict(horizon=n, period_minutes=EV_MINUTES, baseload_kw=base)
+    if config.peak_weight_per_kw is not None:
+        weights = EVWeights(peak_per_kw=config.peak_weight_per_kw)
+    else:
+        weights = weights_from_shares(opt.ev_objective, sessions, price, **kw)
+    v2g = {}
+    if config.v2g_opt_in_stations:
+        xp = price if opt.v2g.export_price_per_mwh is None else np.full(n, opt.v2g.export_price_per_mwh)
+        v2g = dict(v2g=True, v2g_export_price=xp, v2g_price_threshold=opt.v2g.min_export_price_per_mwh, v2g_wear_cost_per_mwh=opt.v2g.wear_cost_per_mwh,
+                   v2g_floor_frac=opt.v2g.floor_frac, v2g_buffer_kwh=opt.v2g.buffer_kwh)  # fmt: skip
+    results = compare_strategies(sessions, price, transformer_limit_kw=limit_kw, period_minutes=EV_MINUTES, baseload_kw=base,
+                                 weights=weights, **v2g)  # fmt: skip
+    gate = gate_ev(results["optimal"], sessions, opt.safety, period_minutes=EV_MINUTES, transformer_limit_kw=limit_kw,
+                   baseload_kw=base, price=price, v2g_buffer_kwh=opt.v2g.buffer_kwh if v2g else 0.0)  # fmt: skip
+    alert = {}
+    if not gate.passed:
+        context.log.warning(f"gold_ev_schedule {day}: safety gate replaced the optimal schedule ({gate.status}): {gate.violations[0]}")
+        alert = publish_gate_alert(alerting, gate, alertname="UnsafeEVSchedule", asset_type="ev_site", asset_id=config.baseload_entity,
+                                   partition=day.isoformat(), table="gold_ev_schedule")  # fmt: skip
+        results["optimal"] = gate.published
+    sched, sess = strategy_tables(results, sessions, stamps, carbon, EV_MINUTES)
     sched = sched.with_columns(pl.lit(day).alias("date"))
-    sess = sess.with_columns(pl.lit(day).alias("date"), pl.lit(src).alias("source_session_date"))
+    sess = sess.with_columns(
+        pl.lit(day).alias("date"), pl.lit(src).alias("source_session_date"), pl.lit(config.baseload_entity).alias("site_id"),
+        pl.when(pl.col("strategy") == "optimal").then(pl.lit(gate.status)).otherwise(None).alias("safety_status"),
+    )  # fmt: skip
     w1 = lk.write_partition(sched_t, sched, day)
     w2 = lk.write_partition(sess_t, sess, day)
-    png = plots.ev_profile_png({n: r.profile for n, r in results.items()}, limit_kw,
-                               f"EV site load {day} ({sessions.height} Caltech sessions of {src}; 5-min periods from local midnight)")
+    png = plots.ev_profile_png({k: r.profile for k, r in results.items()}, limit_kw,
+                               f"EV site load {day} ({sessions.height} Caltech sessions of {src}; 5-min periods from local midnight)")  # fmt: skip
     yield MaterializeResult(asset_key="gold_ev_schedule", metadata={
         "dagster/row_count": w1.rows, "delta_version": w1.version,
         "sessions": sessions.height, "source_session_date": str(src),
         "session_source": "real Caltech ACN sessions (March 2019) re-timed to the day, same weekday",
-        "metrics": MetadataValue.json({n: _r(r.metrics) for n, r in results.items()}),
+        "baseload_source": base_src, "objective_weights": MetadataValue.json(asdict(weights)),
+        "metrics": MetadataValue.json({k: _r(r.metrics) for k, r in results.items()}),
+        "savings_vs_uncontrolled": MetadataValue.json(_r(savings_vs_uncontrolled(results))),
+        "transformer_peak_utilisation_pct": round(results["optimal"].metrics["transformer_peak_utilisation_pct"], 2),
+        "cost_per_session": round(results["optimal"].metrics["cost_per_session"], 4),
+        "v2g": MetadataValue.json({"opt_in_sessions": int(sessions["v2g_opt_in"].sum()), "export_kwh": round(results["optimal"].metrics["v2g_export_kwh"], 3)}),
         "solve_seconds": round(results["optimal"].solve_seconds, 3), "build_seconds": round(results["optimal"].build_seconds, 3),
         "price_source": "configuration: the utility profile's wholesale time-of-use tariff (no price feed)",
+        **_gate_metadata(gate), **({"safety_alert": MetadataValue.json(alert)} if alert else {}),
         "site_load_vs_limit": MetadataValue.md(png_markdown(png, f"EV {day}")),
     })  # fmt: skip
     yield MaterializeResult(asset_key="gold_ev_sessions", metadata={
         "dagster/row_count": w2.rows,
-        "energy_delivered_pct": MetadataValue.json({n: round(r.metrics["energy_delivered_pct"], 3) for n, r in results.items()}),
+        "energy_delivered_pct": MetadataValue.json({k: round(r.metrics["energy_delivered_pct"], 3) for k, r in results.items()}),
+        "cost_per_session": MetadataValue.json({k: round(r.metrics["cost_per_session"], 4) for k, r in results.items()}),
     })  # fmt: skip
+
+
+# ============================================================================================
+# advisories from the schedules (rows of gold_recommendations; read by its producer in assets.grid_ml)
+# ============================================================================================
+def advisories_for_day(lk: Lake, day: dt.date, tz: str) -> pl.DataFrame:
+    """The day's battery and EV advisories (:mod:`optimization.advisories`) from the published schedules, with
+    the confidence of each site's load forecast; empty if the day has no schedules yet."""
+    from optimization.advisories import COLUMNS, battery_advisory, ev_advisory, forecast_confidence
+
+    fc = lk.read_days(_T[LOAD_FORECAST], day - dt.timedelta(days=3), day) if lk.exists(LOAD_FORECAST) else None
+    has = lambda t: lk.exists(t) and lk.read(_T[t], day).height > 0  # noqa: E731
+    out = []
+    if has("gold_battery_schedule") and has("gold_battery_daily"):
+        bd = lk.read(_T["gold_battery_daily"], day)
+        for site in bd["site_id"].to_list():
+            out.append(battery_advisory(lk.read(_T["gold_battery_schedule"], day).filter(pl.col("site_id") == site),
+                                        bd.filter(pl.col("site_id") == site), tz, forecast_confidence(fc, site, day, tz)))  # fmt: skip
+    if has("gold_ev_schedule") and has("gold_ev_sessions"):
+        sess = lk.read(_T["gold_ev_sessions"], day)
+        site = sess["site_id"][0]
+        out.append(ev_advisory(lk.read(_T["gold_ev_schedule"], day), sess, tz, forecast_confidence(fc, site, day, tz), site))
+    return pl.concat(out) if out else pl.DataFrame(schema={c: _T["gold_recommendations"].polars_schema()[c] for c in COLUMNS})
 
 
 # ============================================================================================
@@ -354,4 +550,4 @@ def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: Lak
     })  # fmt: skip
 
 
-OPT_ASSETS = [gold_battery, gold_ev, gold_opf_dispatch, gold_uc_schedule]
+OPT_ASSETS = [gold_battery, gold_battery_economics, gold_ev, gold_opf_dispatch, gold_uc_schedule]

@@ -16,7 +16,9 @@ _MODEL_VERSION = Column("model_version", pl.Utf8, False, "model name:version (or
 ASSET_TYPES = ("meter", "transformer")
 SEVERITIES = ("alert", "critical")
 RULES = ("anomaly_score", "failure_risk")
-RECOMMENDATION_KINDS = ("time_shift", "dr_enrolment", "tariff")
+#: advisories derived from the published battery / EV schedules (optimization.advisories)
+ADVISORY_KINDS = ("battery_schedule", "ev_charging")
+RECOMMENDATION_KINDS = ("time_shift", "dr_enrolment", "tariff", *ADVISORY_KINDS)
 
 GOLD_ANOMALY_SCORES = Table(
     "gold_anomaly_scores",
@@ -124,11 +126,14 @@ GOLD_RECOMMENDATIONS = Table(
         Column("customer_id", pl.Utf8, False),
         Column("meter_id", pl.Utf8, False),
         Column("segment", pl.Utf8, False),
-        Column("kind", pl.Utf8, False, "time_shift | dr_enrolment | tariff", allowed=RECOMMENDATION_KINDS),
+        Column("kind", pl.Utf8, False, "time_shift | dr_enrolment | tariff | battery_schedule | ev_charging (site advisories from the schedules)",
+               allowed=RECOMMENDATION_KINDS),
         Column("recommended", pl.Boolean, False, "false rows keep the evaluated-but-not-worth-it options"),
         Column("message", pl.Utf8, False),
         Column("est_monthly_savings", pl.Float64, False, "currency units per month (see models.grid.recommend)"),
         Column("basis_kwh", pl.Float64, False, "kWh/month the estimate rests on (shiftable, peak, ...)"),
+        Column("est_monthly_co2_kg", pl.Float64, True, "schedule advisories: kg CO2/month avoided against the baseline"),
+        Column("confidence", pl.Float64, True, "schedule advisories: 1 - mean relative p10-p90 half-width of the load forecast (0.5 on the weekly fallback)", 0.0, 1.0),
     ),
     "per-customer recommendations with estimated monthly savings",
     partition_by=("as_of",),

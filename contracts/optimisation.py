@@ -30,6 +30,7 @@ GOLD_BATTERY_SCHEDULE = Table(
         Column("grid_import_kw", pl.Float64, False, "", 0.0),
         Column("grid_export_kw", pl.Float64, False, "", 0.0),
         Column("baseline_grid_kw", pl.Float64, False, "net grid flow without the battery (+ import)"),
+        Column("reserve_kw", pl.Float64, False, "frequency-regulation capacity offered (0 without a regulation price)", 0.0),
     ),
     "battery charge/discharge/SOC schedule per 15 minutes against the configured tariff and the load/PV forecasts",
     partition_by=("date",),
@@ -54,7 +55,10 @@ GOLD_BATTERY_DAILY = Table(
         Column("peak_import_kw", pl.Float64, False),
         Column("baseline_peak_import_kw", pl.Float64, False),
         Column("equivalent_full_cycles", pl.Float64, False, "", 0.0),
-        Column("objective", pl.Float64, False, "LP objective as solved"),
+        Column("reserve_revenue", pl.Float64, False, "frequency-regulation capacity revenue (in savings)"),
+        Column("safety_status", pl.Utf8, False, "safety gate: passed | fallback:hold | fallback:charge_only (optimization.safety)"),
+        Column("safety_violations", pl.Int64, False, "rule violations the gate found in the solver schedule", 0.0),
+        Column("objective", pl.Float64, False, "LP objective as solved (a fallback: its total cost)"),
         Column("solve_seconds", pl.Float64, False),
         _SOURCE,
     ),
@@ -91,6 +95,10 @@ GOLD_EV_SESSIONS = Table(
         Column("requested_kwh", pl.Float64, False, "", 0.0),
         Column("delivered_kwh", pl.Float64, False, "", 0.0),
         Column("unmet_kwh", pl.Float64, False, "", 0.0),
+        Column("cost", pl.Float64, False, "energy cost of the session (V2G exports at the export price net of wear)"),
+        Column("carbon_kg", pl.Float64, False, "emissions of the session's net grid energy"),
+        Column("site_id", pl.Utf8, False, "the load-forecast entity whose forecast is the site's baseload"),
+        Column("safety_status", pl.Utf8, True, "optimal rows: the safety gate's verdict (passed | fallback:charge_only); baselines: null"),
         Column("source_session_date", pl.Date, False, "local day of the real session the row was re-timed from"),
     ),
     "EV sessions of the day with energy requested and delivered per strategy",
@@ -145,6 +153,32 @@ GOLD_UC_SCHEDULE = Table(
     partition_by=("date",),
     key=("unit", "period_start"),
 )
+GOLD_BATTERY_ECONOMICS = Table(
+    "gold_battery_economics",
+    "gold",
+    (
+        _DATE,
+        Column("site_id", pl.Utf8, False),
+        Column("year", pl.Int64, False, "project year (1 = first)", 1.0),
+        Column("capacity_frac", pl.Float64, False, "usable capacity at the end of the year (after a replacement: the new cells next year)", 0.0, 1.0),
+        Column("replaced", pl.Boolean, False, "cells replaced at the end of this year (capacity below end of life)"),
+        Column("savings", pl.Float64, False, "the year's savings, scaled by the mean usable capacity"),
+        Column("cash_flow", pl.Float64, False, "savings - O&M - replacement"),
+        Column("discounted_cash_flow", pl.Float64, False),
+        Column("cumulative_cash_flow", pl.Float64, False, "from -capex"),
+        Column("capex", pl.Float64, False, "installed cost (energy x capex_per_kwh + power x capex_per_kw)"),
+        Column("annual_savings", pl.Float64, False, "mean daily savings of the produced schedules x 365"),
+        Column("annual_cycles", pl.Float64, False, "mean daily equivalent full cycles x 365"),
+        Column("npv", pl.Float64, False),
+        Column("irr", pl.Float64, True, "null if the cash flows never repay the capex"),
+        Column("payback_years", pl.Float64, True, "null if not within the lifetime"),
+        Column("replacement_year", pl.Int64, True, "first year capacity falls below end of life; null if never"),
+        Column("days_used", pl.Int64, False, "gold_battery_daily days averaged"),
+    ),
+    "battery project economics (fade, replacement, NPV, IRR, payback) from the schedules produced, cost assumptions from the settings",
+    partition_by=("date",),
+    key=("site_id", "year"),
+)
 N1_KINDS = ("overload", "redispatch")
 GOLD_N1_SCREENING = Table(
     "gold_n1_screening",
@@ -175,5 +209,6 @@ GOLD_N1_SCREENING = Table(
 SECURITY_TABLES: dict[str, Table] = {GOLD_N1_SCREENING.name: GOLD_N1_SCREENING}
 OPT_TABLES: dict[str, Table] = {
     t.name: t
-    for t in (GOLD_BATTERY_SCHEDULE, GOLD_BATTERY_DAILY, GOLD_EV_SCHEDULE, GOLD_EV_SESSIONS, GOLD_OPF_DISPATCH, GOLD_UC_SCHEDULE)
+    for t in (GOLD_BATTERY_SCHEDULE, GOLD_BATTERY_DAILY, GOLD_BATTERY_ECONOMICS, GOLD_EV_SCHEDULE, GOLD_EV_SESSIONS, GOLD_OPF_DISPATCH,
+              GOLD_UC_SCHEDULE)
 }

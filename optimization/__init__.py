@@ -10,6 +10,8 @@ from optimization.battery import BatteryResult, BatterySpec, optimize_battery, p
 from optimization.core import CompiledModel, Solution, solve
 from optimization.dcopf import REFERENCE_OBJECTIVES, OPFResult, solve_dcopf
 from optimization.errors import InfeasibleError, InputError
+from optimization.safety import GateResult, Violation, gate_battery, gate_ev
+from optimization.settings import OptimizationSettings
 from optimization.ev import (
     EVResult,
     EVWeights,
@@ -28,13 +30,18 @@ __all__ = [
     "CompiledModel",
     "EVResult",
     "EVWeights",
+    "GateResult",
     "InfeasibleError",
     "InputError",
     "OPFResult",
+    "OptimizationSettings",
     "REFERENCE_OBJECTIVES",
     "Solution",
     "UCResult",
+    "Violation",
     "earliest_deadline_first",
+    "gate_battery",
+    "gate_ev",
     "load_caltech_sessions",
     "max_energy_sweep",
     "optimize_ev",

@@ -183,3 +183,34 @@ def ev_sessions_for_day(day: dt.date, tz: str, sessions: pl.DataFrame | None = N
     midnight = day_bounds_utc(day, tz)[0]
     to_ts = lambda c: (pl.lit(midnight) + pl.duration(minutes=pl.col(c) * CALTECH_PERIOD_MINUTES)).cast(pl.Datetime("us", "UTC"))  # noqa: E731
     return sub.with_columns(to_ts("arrival_period").alias("arrival_time"), to_ts("departure_period").alias("departure_time")), src
+
+
+# --------------------------------------------------------------------------------------------
+# hourly inputs on shorter periods; ambient temperature
+# --------------------------------------------------------------------------------------------
+def hourly_to_periods(hourly: np.ndarray, n: int, minutes: float) -> np.ndarray:
+    """``n`` periods of ``minutes`` from an hourly series starting at the same instant; past its end the
+    series repeats from its first hour (a day's profile stands in for the small hours after midnight)."""
+    per_h = 60.0 / minutes
+    if per_h != int(per_h) or per_h < 1:
+        raise InputError(f"period length {minutes} min must divide an hour")
+    return np.resize(np.repeat(np.asarray(hourly, dtype=float), int(per_h)), n)
+
+
+def persistence_temperature(weather: pl.DataFrame, day: dt.date, tz: str) -> tuple[np.ndarray | None, str]:
+    """Hourly ambient temperature for local ``day``: the mean ``temp_air_c`` of all stations at the same
+    local hour the day before (persistence, the usual day-ahead fallback without a weather forecast).
+
+    ``weather``: ``silver_weather`` rows (observation_time UTC, temp_air_c) of the day before.
+    Returns ``(None, why)`` if any hour is missing (the caller then applies no derating and says so).
+    """
+    if weather.height == 0 or "temp_air_c" not in weather.columns:
+        return None, "no silver_weather rows for the day before"
+    prev = weather.filter(pl.col("temp_air_c").is_not_null()).group_by(
+        pl.col("observation_time").dt.convert_time_zone(tz).dt.hour().alias("hour")
+    ).agg(pl.col("temp_air_c").mean())
+    hours = day_periods(day, tz, 60).dt.convert_time_zone(tz).dt.hour().alias("hour").to_frame()
+    got = hours.join(prev, on="hour", how="left")
+    if got["temp_air_c"].null_count():
+        return None, f"silver_weather of {day - dt.timedelta(days=1)} lacks {got['temp_air_c'].null_count()} local hour(s)"
+    return got["temp_air_c"].to_numpy(), f"persistence: silver_weather mean temp_air_c of {day - dt.timedelta(days=1)} by local hour"

@@ -17,9 +17,15 @@ Baselines in the same module, on the same inputs and metrics:
 * ``earliest_deadline_first``: each period, serve active sessions in order of departure, each up to
   its max rate and remaining energy, until the site limit is used up.
 
-V2G (opt-in): sessions may discharge in periods whose price is at least ``v2g_price_threshold``;
-each car's cumulative net energy may dip at most ``v2g_buffer_kwh`` below its arrival level, and it
-must leave with at least ``v2g_floor_frac`` of its request.
+V2G (opt-in per vehicle: a boolean ``v2g_opt_in`` session column; without it every session may): an
+opted-in car may discharge in periods whose *export* price (``v2g_export_price``, default the import
+price) is at least ``v2g_price_threshold`` (and does not charge there if export net of wear beats import), earning that price minus ``v2g_wear_cost_per_mwh`` (battery
+wear) per MWh; its cumulative net energy may dip at most ``v2g_buffer_kwh`` below its arrival level,
+never exceeds its request, and it must leave with at least ``v2g_floor_frac`` of its request.
+
+Per-port power caps (:func:`apply_port_caps`) lower sessions' ``max_power_kw`` before any strategy
+runs, so the optimum and the baselines see the same hardware. :func:`weights_from_shares` turns the
+utility's objective shares (cost 0.5 / peak 0.3 / convenience 0.2) into :class:`EVWeights`.
 """
 
 from __future__ import annotations
@@ -205,6 +211,8 @@ def optimize_ev(
     v2g_max_discharge_kw: float | None = None,
     v2g_floor_frac: float = 0.8,
     v2g_buffer_kwh: float = 5.0,
+    v2g_export_price: Any = None,
+    v2g_wear_cost_per_mwh: float = 0.0,
     keep_model: bool = False,
     lp_solver: str = "choose",
 ) -> EVResult:
@@ -228,6 +236,8 @@ def optimize_ev(
     pmax = sessions["max_power_kw"].to_numpy()
     base = as_series(0.0 if baseload_kw is None else baseload_kw, "baseload_kw", horizon)
     prc = as_series(0.0 if price is None else price, "price", horizon)
+    xprc = prc if v2g_export_price is None else as_series(v2g_export_price, "v2g_export_price", horizon)
+    wear = require_positive(v2g_wear_cost_per_mwh, "v2g_wear_cost_per_mwh", allow_zero=True)
     limit = None if transformer_limit_kw is None else require_positive(transformer_limit_kw, "transformer_limit_kw", allow_zero=True)
 
     window_kwh = (dep - arr) * pmax * dt
@@ -264,15 +274,23 @@ def optimize_ev(
         m.K = pyo.RangeSet(0, K - 1)
         m.S = pyo.RangeSet(0, n_s - 1)
         m.T = pyo.RangeSet(0, horizon - 1)
-        m.charge = pyo.Var(m.K, bounds=lambda m, k: (0.0, float(pmax[lay.session[k]])), doc="kW per session-period")
-        ch = list(m.charge.values())
         v2g_ok = np.zeros(K, dtype=bool)
+        opted = np.zeros(n_s, dtype=bool)
+        if v2g:
+            opted = sessions["v2g_opt_in"].fill_null(False).to_numpy() if "v2g_opt_in" in sessions.columns else np.ones(n_s, dtype=bool)
+            v2g_ok = (xprc[lay.period] >= v2g_price_threshold) & opted[lay.session]
+        # where a V2G period's export price net of wear beats its import price, charging and discharging at
+        # once would earn that spread on energy that never moves: the LP would exploit it, so the car does
+        # not charge there (elsewhere the spread is <= 0 and the LP avoids it without binaries)
+        no_charge = v2g_ok & (xprc[lay.period] - wear > prc[lay.period])
+        m.charge = pyo.Var(m.K, bounds=lambda m, k: (0.0, 0.0 if no_charge[k] else float(pmax[lay.session[k]])), doc="kW per session-period")
+        ch = list(m.charge.values())
         if v2g:
             dis_cap = pmax if v2g_max_discharge_kw is None else np.full(n_s, float(v2g_max_discharge_kw))
-            v2g_ok = prc[lay.period] >= v2g_price_threshold
             m.discharge = pyo.Var(m.K, bounds=lambda m, k: (0.0, float(dis_cap[lay.session[k]]) if v2g_ok[k] else 0.0), doc="V2G kW")
             dis = list(m.discharge.values())
-            m.energy_state = pyo.Var(m.K, bounds=(-float(v2g_buffer_kwh), None), doc="cumulative net kWh since arrival")
+            m.energy_state = pyo.Var(m.K, bounds=lambda m, k: (-float(v2g_buffer_kwh), float(req[lay.session[k]])),
+                                     doc="cumulative net kWh since arrival (never above the request)")
             es = list(m.energy_state.values())
             first = np.zeros(K, dtype=bool)
             first[lay.starts] = True
@@ -283,7 +301,8 @@ def optimize_ev(
             )
         ends = np.concatenate([lay.starts[1:], [K]])
         if allow_unmet or v2g:
-            m.unmet = pyo.Var(m.S, bounds=lambda m, i: (0.0, float(req[i]) * ((1.0 - v2g_floor_frac) if v2g and not allow_unmet else 1.0)), doc="kWh not delivered")
+            slack = np.ones(n_s) if allow_unmet else np.where(opted, 1.0 - v2g_floor_frac, 0.0) if v2g else np.zeros(n_s)
+            m.unmet = pyo.Var(m.S, bounds=lambda m, i: (0.0, float(req[i] * slack[i])), doc="kWh not delivered")
         um = list(m.unmet.values()) if (allow_unmet or v2g) else None
 
         def energy_rule(m: Any, i: int) -> Any:
@@ -318,7 +337,7 @@ def optimize_ev(
         coefs = cost_c.tolist()
         vars_all = list(ch)
         if v2g:
-            coefs += (-w.energy_cost * prc[lay.period] * dt / 1000.0).tolist()
+            coefs += (w.energy_cost * (wear - xprc[lay.period]) * dt / 1000.0).tolist()
             vars_all += dis
         if um is not None:
             coefs += [penalty] * n_s
@@ -335,7 +354,7 @@ def optimize_ev(
     rate = sol.values(m.charge)
     if v2g:
         rate = rate - sol.values(m.discharge)
-    res = _result(sessions, lay, rate, horizon, dt, base, prc, limit)
+    res = _result(sessions, lay, rate, horizon, dt, base, prc, limit, export_price=xprc, wear_cost_per_mwh=wear)
     res.solve_seconds, res.build_seconds = sol.solve_seconds, build
     res.metrics["objective"] = sol.objective
     if keep_model:
@@ -448,32 +467,90 @@ def compare_strategies(
     transformer_limit_kw: float,
     period_minutes: float = CALTECH_PERIOD_MINUTES,
     peak_per_kw: float = 0.0,
+    baseload_kw: Any = None,
+    weights: EVWeights | None = None,
+    **v2g: Any,
 ) -> dict[str, EVResult]:
-    """The optimum and both baselines on the same sessions, price and limit (horizon = ``len(price)``).
+    """The optimum and both baselines on the same sessions, price, baseload and limit (horizon = ``len(price)``).
 
     Keys ``optimal`` (:func:`optimize_ev` with ``allow_unmet=True``, so a binding limit yields
     the maximum deliverable energy instead of an infeasibility), ``edf`` and ``uncontrolled``.
+    ``weights`` (default: ``EVWeights(peak_per_kw=peak_per_kw)``) and the ``v2g*`` keywords go to the optimum only.
     """
-    kw = dict(horizon=len(price), period_minutes=period_minutes, price=price, transformer_limit_kw=transformer_limit_kw)
+    kw = dict(horizon=len(price), period_minutes=period_minutes, price=price, transformer_limit_kw=transformer_limit_kw, baseload_kw=baseload_kw)
+    w = weights if weights is not None else EVWeights(peak_per_kw=peak_per_kw)
     return {
-        "optimal": optimize_ev(sessions, weights=EVWeights(peak_per_kw=peak_per_kw), allow_unmet=True, **kw),
+        "optimal": optimize_ev(sessions, weights=w, allow_unmet=True, **kw, **v2g),
         "edf": earliest_deadline_first(sessions, **kw),
         "uncontrolled": uncontrolled(sessions, **kw),
     }
 
 
-def strategy_tables(results: dict[str, EVResult], sessions: pl.DataFrame, period_start: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+def apply_port_caps(sessions: pl.DataFrame, caps: float | dict[str, float] | None) -> pl.DataFrame:
+    """Sessions with ``max_power_kw`` lowered to their port's cap: one value for every port, or per
+    ``station_id`` (ports not in the dict keep the vehicle's maximum). Caps must be > 0."""
+    if caps is None:
+        return sessions
+    if isinstance(caps, dict):
+        bad = {k: v for k, v in caps.items() if not (isinstance(v, (int, float)) and v > 0)}
+        if bad:
+            raise InputError(f"port caps must be > 0 kW, got {bad}")
+        cap = pl.col("station_id").replace_strict(caps, default=None, return_dtype=pl.Float64)
+    else:
+        cap = pl.lit(require_positive(caps, "port cap"))
+    return sessions.with_columns(pl.min_horizontal("max_power_kw", cap.fill_null(pl.col("max_power_kw"))).alias("max_power_kw"))
+
+
+def weights_from_shares(
+    shares: Any,
+    sessions: pl.DataFrame,
+    price: Any,
+    *,
+    horizon: int,
+    period_minutes: float,
+    baseload_kw: Any = None,
+) -> EVWeights:
+    """:class:`EVWeights` for objective *shares* (``cost``, ``peak``, ``convenience``, e.g. 0.5 / 0.3 / 0.2).
+
+    Each term is divided by a reference on the same inputs, so a share means the same on any site:
+    cost by the cost of the requested energy at the mean price, peak by the uncontrolled site peak
+    (:func:`uncontrolled`), convenience (kWh x delay in horizons) by the requested kWh. A reference
+    that is 0 (free energy, no load) counts as 1.
+    """
+    prc = as_series(0.0 if price is None else price, "price", horizon)
+    kwh = float(sessions["requested_kwh"].sum())
+    cost_ref = kwh * float(np.abs(prc).mean()) / 1000.0
+    peak_ref = uncontrolled(sessions, horizon=horizon, period_minutes=period_minutes, baseload_kw=baseload_kw, price=prc).metrics["site_peak_kw"]
+    ref = lambda x: x if x > 0 else 1.0  # noqa: E731
+    return EVWeights(energy_cost=shares.cost / ref(cost_ref), peak_per_kw=shares.peak / ref(peak_ref), early_per_kwh=shares.convenience / ref(kwh))
+
+
+def savings_vs_uncontrolled(results: dict[str, EVResult]) -> dict[str, float]:
+    """Money and peak the optimum saves against uncontrolled charging (same sessions, price, baseload)."""
+    o, u = results["optimal"].metrics, results["uncontrolled"].metrics
+    return {"cost_savings": u["cost"] - o["cost"], "cost_savings_pct": 100.0 * (u["cost"] - o["cost"]) / u["cost"] if u["cost"] else 0.0,
+            "peak_reduction_kw": u["site_peak_kw"] - o["site_peak_kw"]}  # fmt: skip
+
+
+def strategy_tables(results: dict[str, EVResult], sessions: pl.DataFrame, period_start: pl.Series, carbon_kg_per_mwh: Any = None,
+                    period_minutes: float = CALTECH_PERIOD_MINUTES) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Long (schedule, sessions) frames of several strategies' results, labelled by ``strategy``.
 
     The schedule has one row per (strategy, session, period) with non-zero power, its
     ``station_id`` and the period's start (``period_start[period]``); the sessions frame has the
-    per-session totals plus ``arrival_time`` / ``departure_time`` from ``sessions``.
+    per-session totals plus ``arrival_time`` / ``departure_time`` from ``sessions`` and, with a
+    carbon intensity per period, ``carbon_kg`` (net grid energy x intensity; V2G exports count negative).
     """
     station = sessions.select("session_id", "station_id")
     times = sessions.select("session_id", "arrival_time", "departure_time")
     sched = pl.concat([r.power.join(station, on="session_id").with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
     sched = sched.with_columns(pl.Series("period_start", period_start.gather(sched["period"].to_numpy())))
     sess = pl.concat([r.sessions.with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
+    if carbon_kg_per_mwh is not None:
+        ci = as_series(carbon_kg_per_mwh, "carbon_kg_per_mwh", period_start.len())
+        kg = sched.select("strategy", "session_id", (pl.col("power_kw") * pl.Series(ci[sched["period"].to_numpy()]) * (period_minutes / 60.0 / 1000.0)).alias("kg"))
+        kg = kg.group_by("strategy", "session_id").agg(pl.col("kg").sum().alias("carbon_kg"))
+        sess = sess.join(kg, on=["strategy", "session_id"], how="left").with_columns(pl.col("carbon_kg").fill_null(0.0))
     return sched, sess.join(times, on="session_id")
 
 def _prepare(sessions: pl.DataFrame, horizon: int | None, period_minutes: float, baseload_kw: Any, price: Any) -> tuple:
@@ -496,10 +573,18 @@ def _result(
     base: np.ndarray,
     prc: np.ndarray,
     limit: float | None,
+    *,
+    export_price: np.ndarray | None = None,
+    wear_cost_per_mwh: float = 0.0,
 ) -> EVResult:
     rate = np.where(np.abs(rate) < 1e-9, 0.0, rate)
     n_s = sessions.height
     delivered = np.bincount(lay.session, weights=rate * dt, minlength=n_s)
+    # money per session-period: imports at the price, V2G exports at the export price less wear
+    xp = prc if export_price is None else export_price
+    pos, neg = np.clip(rate, 0, None), np.clip(-rate, 0, None)
+    money = (pos * prc[lay.period] - neg * (xp[lay.period] - wear_cost_per_mwh)) * dt / 1000.0
+    session_cost = np.bincount(lay.session, weights=money, minlength=n_s)
     req = sessions["requested_kwh"].to_numpy()
     ev = np.bincount(lay.period, weights=rate, minlength=horizon)
     site = ev + base
@@ -511,7 +596,10 @@ def _result(
         "sessions_fully_served_pct": 100.0 * float(np.mean(delivered >= req - 1e-6)),
         "ev_peak_kw": float(ev.max(initial=0.0)),
         "site_peak_kw": float(site.max(initial=0.0)),
-        "cost": float((ev * prc).sum() * dt / 1000.0),
+        "cost": float(money.sum()),
+        "cost_per_session": float(money.sum()) / n_s if n_s else 0.0,
+        "v2g_export_kwh": float(neg.sum() * dt),
+        "v2g_wear_cost": float(neg.sum() * dt / 1000.0 * wear_cost_per_mwh),
     }
     if limit:
         metrics["transformer_peak_utilisation_pct"] = 100.0 * metrics["site_peak_kw"] / limit
@@ -525,7 +613,7 @@ def _result(
         }
     ).filter(pl.col("power_kw") != 0.0)
     per_session = sessions.select("session_id", "station_id", "requested_kwh").with_columns(
-        pl.Series("delivered_kwh", delivered), pl.Series("unmet_kwh", np.clip(req - delivered, 0.0, None))
+        pl.Series("delivered_kwh", delivered), pl.Series("unmet_kwh", np.clip(req - delivered, 0.0, None)), pl.Series("cost", session_cost)
     )
     profile = pl.DataFrame({"period": np.arange(horizon, dtype=np.int64), "ev_kw": ev, "baseload_kw": base, "site_kw": site, "price": prc})
     return EVResult(power, per_session, profile, metrics)

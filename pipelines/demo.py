@@ -210,6 +210,8 @@ def scoring(demo: Demo) -> None:
 def optimisation(demo: Demo) -> None:
     r = demo.run("optimization_daily", demo.last)
     demo.notes["uc_cost"] = _metadata(r, "gold_uc_schedule")["cost"]  # the table holds the schedule, the run its cost
+    # the next hourly scoring adds the schedules' advisories to the day's recommendations
+    demo.run("grid_ml_scoring", demo.last, assets=["gold_customer_segments", "gold_recommendations"], label="recommendations with the schedule advisories")
 
 
 #: what the demo posts: the day's critical gold alerts (the asset's default, PostAlertsConfig)
@@ -383,6 +385,14 @@ def savings(demo: Demo):
     return battery, ev
 
 
+def advisories(demo: Demo):
+    """The day's site advisories derived from the battery and EV schedules (gold_recommendations)."""
+    return _q(demo, """
+        SELECT kind, message, est_monthly_savings, est_monthly_co2_kg, confidence
+        FROM gold_recommendations WHERE as_of = $day AND kind IN ('battery_schedule', 'ev_charging') ORDER BY kind
+    """, day=demo.last)  # fmt: skip
+
+
 def grid_costs(demo: Demo):
     opf = _q(demo, """
         SELECT any_value(case_name) AS network, CAST(round(sum(cost_per_h) FILTER (WHERE kind = 'system')) AS BIGINT) AS opf_cost_day,
@@ -472,6 +482,9 @@ def summary(demo: Demo) -> dict[str, Any]:
     show(f"Battery at the system meter on {day}: cost vs no battery ($, the utility profile's tariff)", battery)
     show(f"EV charging on {day}: optimal vs baselines (Caltech sessions, same tariff)", ev)
     out["battery"], out["ev"] = battery.to_dicts(), ev.to_dicts()
+    adv = advisories(demo)
+    show(f"Advisories from the schedules of {day} (monthly $ and kg CO2 saved against the baselines)", adv)
+    out["advisories"] = adv.to_dicts()
     opf, uc = grid_costs(demo)
     show(f"DC-OPF over the day ({opf['network'][0]}, loads shaped by the system forecast): cost $ and LMP range $/MWh", opf)
     uc_cost = _uc_cost(demo)

@@ -213,7 +213,10 @@ class Outbox:
         rows = []
         for labels, starts in notified:
             try:
-                rows.append((label_fingerprint(labels), _ms(starts), now))
+                ms = _ms(starts)
+                if ms is None:
+                    raise ValueError("no startsAt")
+                rows.append((label_fingerprint(labels), ms, now))
             except (TypeError, ValueError, AttributeError) as e:
                 log.warning("outbox: ignoring a confirmation with startsAt %r: %s", starts, e)
         if rows:

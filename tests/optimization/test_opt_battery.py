@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import numpy as np
+import polars as pl
 import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
@@ -187,3 +188,33 @@ def test_site_schedule_table_pairs_the_inputs_with_the_schedule() -> None:
     assert set(DAILY_BREAKDOWN) < set(row) and row["objective"] == res.objective
     assert row["peak_import_kw"] == pytest.approx(t["grid_import_kw"].max())
     assert row["baseline_peak_import_kw"] == pytest.approx(float((load - pv).max()))
+
+
+def test_roi_replacement_year_and_cost() -> None:
+    # 0.06/yr fade: capacity 0.76 < 0.8 at the end of year 4 -> replaced then, at the stated cost
+    df, s = project_roi(100_000.0, 500_000.0, annual_cycles=0.0, years=10, discount_rate=0.05, calendar_fade_per_year=0.06,
+                        replacement_cost=200_000.0)  # fmt: skip
+    assert s["replacement_year"] == 4.0
+    assert df["replaced"].to_list()[:5] == [False, False, False, True, False]
+    assert df["capacity_frac"][4] == pytest.approx(0.94)  # new cells in year 5
+    y4 = df.row(3, named=True)
+    assert y4["cash_flow"] == pytest.approx(100_000.0 * (0.82 + 0.76) / 2 - 200_000.0)
+    _, no_repl = project_roi(100_000.0, 500_000.0, annual_cycles=0.0, years=10, discount_rate=0.05, calendar_fade_per_year=0.06)
+    assert no_repl["replacement_year"] == 4.0  # reported either way
+
+
+def test_battery_economics_annualises_the_produced_days() -> None:
+    from optimization.battery import battery_economics
+    from optimization.settings import EconomicsSettings
+
+    daily = pl.DataFrame({"power_kw": [100.0, 100.0], "energy_kwh": [400.0, 400.0], "savings": [90.0, 110.0], "equivalent_full_cycles": [0.8, 1.2]})
+    econ = EconomicsSettings(capex_per_kwh=300.0, capex_per_kw=100.0, years=12)
+    df, s = battery_economics(daily, econ)
+    assert s["capex"] == 400.0 * 300.0 + 100.0 * 100.0
+    assert s["annual_savings"] == pytest.approx(100.0 * 365) and s["annual_cycles"] == pytest.approx(365.0)
+    assert df.height == 12
+    direct = project_roi(36_500.0, 130_000.0, annual_cycles=365.0, years=12, discount_rate=econ.discount_rate,
+                         opex_per_year=econ.opex_frac_per_year * 130_000.0, replacement_cost=econ.replacement_cost_frac * 130_000.0)[1]  # fmt: skip
+    assert s["npv"] == pytest.approx(direct["npv"])
+    with pytest.raises(ValueError, match="no daily battery results"):
+        battery_economics(daily.head(0), econ)

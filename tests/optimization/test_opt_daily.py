@@ -165,3 +165,42 @@ def test_ev_sessions_come_from_the_same_weekday_and_keep_their_clock_times() -> 
     # the 4-5 candidate days rotate week by week
     week = [ev_sessions_for_day(DAY + dt.timedelta(days=7 * k), TZ, _march_sessions())[1] for k in range(5)]
     assert all(a != b for a, b in zip(week, week[1:])) and week[4] == week[0]  # March 2019 has 4 Thursdays
+
+
+def test_persistence_temperature_is_yesterdays_station_mean_by_local_hour() -> None:
+    from optimization.daily import persistence_temperature
+
+    prev = DAY - dt.timedelta(days=1)
+    hours = [dt.datetime.combine(prev, dt.time(h), NY).astimezone(dt.timezone.utc) for h in range(24)]
+    w = pl.DataFrame({"observation_time": hours * 2, "temp_air_c": [float(h) for h in range(24)] + [float(h) + 2 for h in range(24)]})
+    w = w.with_columns(pl.col("observation_time").cast(pl.Datetime("us", "UTC")))
+    got, src = persistence_temperature(w, DAY, TZ)
+    np.testing.assert_allclose(got, np.arange(24) + 1.0)  # mean of the two stations, local hour by local hour
+    assert "persistence" in src
+    missing, why = persistence_temperature(w.filter(pl.col("observation_time") != hours[5]), DAY, TZ)
+    assert missing is None and "lacks 1 local hour" in why
+
+
+def test_hourly_to_periods_repeats_each_hour_and_wraps() -> None:
+    from optimization.daily import hourly_to_periods
+
+    got = hourly_to_periods(np.array([1.0, 2.0, 3.0]), 14, 15)
+    np.testing.assert_array_equal(got, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 1, 1])
+    with pytest.raises(InputError, match="divide an hour"):
+        hourly_to_periods(np.ones(3), 5, 7)
+
+
+def test_settings_reject_inconsistent_values() -> None:
+    from pydantic import ValidationError
+
+    from optimization.settings import EVObjectiveShares, OptimizationSettings, SafetySettings
+
+    with pytest.raises(ValidationError, match="derate_full_c"):
+        SafetySettings(derate_start_c=40.0, derate_full_c=35.0)
+    with pytest.raises(ValidationError, match="at least one"):
+        EVObjectiveShares(cost=0.0, peak=0.0, convenience=0.0)
+    with pytest.raises(ValidationError):
+        OptimizationSettings.model_validate({"safety": {"soc_reserve_frac": 1.5}})
+    s = OptimizationSettings.model_validate({"regulation": {"price_per_mw_h": 9.0}})  # a profile section loads as is
+    assert s.regulation.price_per_mw_h == 9.0 and s.ev_objective.cost == 0.5
+

@@ -7,6 +7,7 @@ lake holds no forecast at all, only last week's gold_load_hourly, for the fallba
 """
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -14,13 +15,13 @@ import polars as pl
 import pytest
 from dagster import materialize
 
-from assets.optimization import OPT_ASSETS, gold_battery, gold_opf_dispatch
+from assets.optimization import OPT_ASSETS, gold_battery, gold_ev, gold_opf_dispatch
 from lake.delta import Lake
 from contracts import OPT_TABLES, TABLES
 from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, scaled_case, solve_dcopf
 from pipelines.jobs import OPT_JOBS
 from pipelines.schedules import OPT_SCHEDULES
-from assets.resources import GridSettings, LakeResource
+from assets.resources import AlertingResource, GridSettings, LakeResource
 
 TZ = "America/New_York"
 DAY = dt.date(2026, 3, 5)  # a Thursday
@@ -29,7 +30,7 @@ RUN_CONFIG = {
     "ops": {
         "gold_opf_dispatch": {"config": {"case": "case14"}},
         "gold_uc_schedule": {"config": {"units": 6}},  # 12+ units: ~15 s of MIP on a loaded 2-core box
-        "gold_ev": {"config": {"transformer_limit_kw": 20.0}},  # tight: neither serves every kWh
+        "gold_ev": {"config": {"transformer_limit_kw": 30.0, "baseload_peak_kw": 10.0}},  # tight: neither serves every kWh
     }
 }
 
@@ -70,8 +71,10 @@ def forecast_lake(tmp_path_factory) -> Lake:
     return lk
 
 
-def _resources(lk: Lake) -> dict:
-    return {"lake": LakeResource(root=lk.root), "grid": GridSettings(timezone=TZ)}
+def _resources(lk: Lake, alertmanager_url: str = "http://127.0.0.1:9") -> dict:
+    """Alerts of a replaced schedule go to an outbox file in the lake's folder (port 9: nothing listens unless a test serves one)."""
+    alerting = AlertingResource(alertmanager_url=alertmanager_url, outbox_path=str(Path(lk.root) / "outbox.db"), flush_timeout_s=5.0)
+    return {"lake": LakeResource(root=str(lk.root)), "grid": GridSettings(timezone=TZ), "alerting": alerting}
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +147,25 @@ def test_ev_optimum_delivers_at_least_edf_within_the_limit(run) -> None:
     requested = sess.filter(pl.col("strategy") == "optimal")["requested_kwh"].sum()
     assert delivered["edf"] < delivered["optimal"] < requested  # the limit binds; the LP schedules it better than EDF
     assert delivered["uncontrolled"] >= delivered["optimal"] - 1e-6  # uncontrolled ignores the limit
-    # the schedule rows add up to the per-session totals, and the optimum respects the 20 kW limit
+    # the schedule rows add up to the per-session totals, and the optimum + the forecast baseload respect the 30 kW limit
     opt = sched.filter(pl.col("strategy") == "optimal")
     assert abs(opt["power_kw"].sum() * 5 / 60 - delivered["optimal"]) < 1e-6
-    assert opt.group_by("period_start").agg(pl.col("power_kw").sum())["power_kw"].max() <= 20.0 + 1e-6
+    ev_kw = opt.group_by("period_start").agg(pl.col("power_kw").sum()).sort("period_start")
+    hours = [_local(DAY, k) for k in range(24)]
+    base_h = np.where(np.arange(24) >= 4, 1.2, 1.0) * _load_shape(hours)  # newest issue per hour, as the battery's load
+    base_h = 10.0 * base_h / base_h.max()  # scaled to baseload_peak_kw at the forecast peak
+    h = ev_kw["period_start"].dt.convert_time_zone(TZ).dt.hour().to_numpy()  # after midnight the day's profile repeats
+    assert (ev_kw["power_kw"].to_numpy() + base_h[h]).max() <= 30.0 + 1e-6
+    assert (ev_kw["power_kw"].to_numpy() + base_h[h]).max() >= 30.0 - 1e-3  # and it binds
+    md = mats["gold_ev_schedule"]
+    assert md["safety_status"].value == "passed" and "gold_load_forecast" in md["baseload_source"].value
+    assert 99.0 <= md["transformer_peak_utilisation_pct"].value <= 100.0 + 1e-6
+    # cost per session adds up; savings vs uncontrolled are the difference of the strategies' costs
+    cost = dict(sess.group_by("strategy").agg(pl.col("cost").sum()).iter_rows())
+    sv = md["savings_vs_uncontrolled"].value
+    assert sv["cost_savings"] == pytest.approx(cost["uncontrolled"] - cost["optimal"], abs=1e-3)
+    assert sess.filter(pl.col("strategy") == "optimal")["safety_status"].unique().to_list() == ["passed"]
+    assert sess.filter(pl.col("strategy") != "optimal")["safety_status"].null_count() == sess.filter(pl.col("strategy") != "optimal").height
     # real sessions re-timed to the same weekday, arrivals on the local day
     assert sess["source_session_date"][0].weekday() == DAY.weekday()
     assert sess["arrival_time"].dt.convert_time_zone(TZ).dt.date().unique().to_list() == [DAY]
@@ -226,7 +244,7 @@ def test_without_forecasts_the_fallback_is_last_week_and_named(tmp_path) -> None
 def test_the_graph_is_exported_for_the_code_location(tmp_path) -> None:
     from dagster import Definitions, build_schedule_context
 
-    defs = Definitions(assets=OPT_ASSETS, jobs=OPT_JOBS, schedules=OPT_SCHEDULES, resources={"lake": LakeResource(root=str(tmp_path)), "grid": GridSettings()})
+    defs = Definitions(assets=OPT_ASSETS, jobs=OPT_JOBS, schedules=OPT_SCHEDULES, resources={"lake": LakeResource(root=str(tmp_path)), "grid": GridSettings(), "alerting": AlertingResource()})
     job = defs.resolve_job_def("optimization_daily")
     assert job.partitions_def is not None
     when = dt.datetime(2026, 3, 5, 4, 0, tzinfo=ZoneInfo(TZ))
@@ -262,6 +280,123 @@ def test_bad_config_and_infeasible_days_fail_with_named_causes(forecast_lake) ->
     assert "power_balance" in failure.user_failure_data.metadata["infeasible_groups"].value
 
 
+def test_economics_project_the_produced_days(run) -> None:
+    lk, mats = run
+    econ = lk.read(TABLES["gold_battery_economics"], DAY).sort("year")
+    daily_row = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert econ.height == 15 and econ["days_used"].unique().to_list() == [1]
+    assert econ["annual_savings"][0] == pytest.approx(daily_row["savings"] * 365)
+    assert econ["capex"][0] == pytest.approx(daily_row["energy_kwh"] * 300.0 + daily_row["power_kw"] * 150.0)
+    assert econ["cumulative_cash_flow"][-1] == pytest.approx(-econ["capex"][0] + econ["cash_flow"].sum())
+    assert mats["gold_battery_economics"]["assumptions"].value["discount_rate"] == 0.07
+
+
+class _AlertSink:
+    """A local HTTP endpoint that records what the outbox posts to /api/v2/alerts (Alertmanager's API)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        posted = self.posted = []
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                posted.extend(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_schedule_breaking_the_transformer_limit_is_replaced_and_alerted(forecast_lake, tmp_path) -> None:
+    """The model does not see the transformer limit; the gate does: charging at night above it -> hold + alert."""
+    lk = Lake(tmp_path / "lake")
+    for t in ("gold_load_forecast", "gold_solar_forecast"):
+        for d in (DAY - dt.timedelta(days=1), DAY):
+            if d in set(forecast_lake.read(TABLES[t])["date"].to_list()):
+                lk.write_partition(TABLES[t], forecast_lake.read(TABLES[t], d), d)
+    sink = _AlertSink()
+    try:
+        cfg = {"ops": {"gold_battery": {"config": {"transformer_limit_kw": 400.0}}}}  # night load ~300-360 kW + charging
+        result = materialize([gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk, sink.url), run_config=cfg)
+        assert result.success
+    finally:
+        sink.close()
+    md = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata for m in result.get_asset_materialization_events()}
+    sched = md["gold_battery_schedule"]
+    assert sched["safety_status"].value == "fallback:hold"
+    assert "transformer_limit" in sched["safety_violations"].value
+    assert sched["safety_alert"].value["delivered"] is True
+    s = lk.read(TABLES["gold_battery_schedule"], DAY)
+    assert s["charge_kw"].abs().max() == 0 and s["discharge_kw"].abs().max() == 0  # what was published is the hold
+    d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert d["safety_status"] == "fallback:hold" and d["safety_violations"] > 0 and d["savings"] == pytest.approx(0.0, abs=1e-6)
+    [alert] = [a for a in sink.posted if a["labels"]["alertname"] == "UnsafeBatterySchedule"]
+    assert alert["labels"]["severity"] == "warning" and alert["labels"]["asset_id"] == "system"
+    assert "transformer_limit" in alert["annotations"]["rules"] and "hold" in alert["annotations"]["summary"]
+
+
+def test_regulation_and_v2g_come_from_the_asset_config(forecast_lake, tmp_path) -> None:
+    lk = Lake(tmp_path / "lake")
+    for t in ("gold_load_forecast", "gold_solar_forecast"):
+        for d in set(forecast_lake.read(TABLES[t])["date"].to_list()):
+            lk.write_partition(TABLES[t], forecast_lake.read(TABLES[t], d), d)
+    from optimization.daily import ev_sessions_for_day
+
+    stations = sorted(set(ev_sessions_for_day(DAY, TZ)[0]["station_id"].to_list()))[::2]  # every other port opted in
+    cfg = {"ops": {
+        "gold_battery": {"config": {"reg_price_per_mw_h": 40.0, "reg_soc_buffer_h": 0.5}},
+        "gold_ev": {"config": {"transformer_limit_kw": 200.0, "baseload_peak_kw": 10.0, "v2g_opt_in_stations": stations,
+                               "v2g_wear_cost_per_mwh": 20.0}},  # export at the tariff price: 180 $/MWh in 16-21 h
+    }}  # fmt: skip
+    result = materialize([gold_battery, gold_ev], partition_key=DAY.isoformat(), resources=_resources(lk), run_config=cfg)
+    assert result.success
+    s = lk.read(TABLES["gold_battery_schedule"], DAY)
+    d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert s["reserve_kw"].max() > 0 and d["reserve_revenue"] > 0 and d["safety_status"] == "passed"
+    # the headroom the award needs is kept: |net| + reserve <= rating
+    assert ((s["discharge_kw"] - s["charge_kw"]).abs() + s["reserve_kw"]).max() <= d["power_kw"] + 1e-6
+    ev = lk.read(TABLES["gold_ev_schedule"], DAY).filter(pl.col("strategy") == "optimal")
+    exporters = set(ev.filter(pl.col("power_kw") < 0)["station_id"].to_list())
+    assert exporters and exporters <= set(stations)
+    sess = lk.read(TABLES["gold_ev_sessions"], DAY).filter(pl.col("strategy") == "optimal")
+    assert sess["safety_status"].to_list() == ["passed"] * sess.height
+
+
+def test_advisories_from_the_published_schedules(run) -> None:
+    from assets.optimization import advisories_for_day
+
+    lk, _ = run
+    adv = advisories_for_day(lk, DAY, TZ)
+    assert set(adv["kind"]) == {"battery_schedule", "ev_charging"}
+    b = adv.filter(pl.col("kind") == "battery_schedule").row(0, named=True)
+    d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
+    assert b["message"].startswith("Charge the battery at ") and "during low rates ($50/MWh)" in b["message"]
+    assert b["est_monthly_savings"] == pytest.approx(30.44 * d["savings"], abs=0.01)
+    assert b["est_monthly_co2_kg"] == pytest.approx(30.44 * (d["baseline_carbon_kg"] - d["carbon_kg"]), abs=0.01)
+    # the test forecasts carry p10 = 0.9 p50 and p90 = 1.1 p50: confidence 1 - 0.1
+    assert b["confidence"] == pytest.approx(0.9)
+    e = adv.filter(pl.col("kind") == "ev_charging").row(0, named=True)
+    sess = lk.read(TABLES["gold_ev_sessions"], DAY)
+    cost = dict(sess.group_by("strategy").agg(pl.col("cost").sum()).iter_rows())
+    assert e["est_monthly_savings"] == pytest.approx(30.44 * (cost["uncontrolled"] - cost["optimal"]), abs=0.01)
+    assert e["message"].startswith(("Shift EV charging from", "Keep EV charging around"))
+    # they conform to the recommendations table (with the customer rows' columns left null)
+    t = TABLES["gold_recommendations"]
+    t.conform(adv.with_columns(pl.lit(DAY).alias("as_of")))
+
+
 def test_n1_screening_reads_the_days_peak_hour_of_the_opf_and_writes_its_table(tmp_path) -> None:
     from assets.contingency import gold_n1_screening
     from optimization.contingency import screen_n1
@@ -281,3 +416,15 @@ def test_n1_screening_reads_the_days_peak_hour_of_the_opf_and_writes_its_table(t
     red = out.filter(pl.col("kind") == "redispatch").sort("loading_pct", descending=True)
     assert red["contingency_branch"].to_list() == ref.redispatch["contingency_branch"].to_list()
     assert (red["status"] == "secured").all() and (red["period_start"] == stamps[1]).all()
+
+
+def test_asset_overrides_of_the_settings_are_validated() -> None:
+    from pydantic import ValidationError
+
+    from assets.optimization import settings
+    from optimization.settings import DEFAULT_SETTINGS
+
+    s = settings(DEFAULT_SETTINGS, regulation={"price_per_mw_h": 8.0, "soc_buffer_h": None})
+    assert s.regulation.price_per_mw_h == 8.0 and s.regulation.soc_buffer_h == DEFAULT_SETTINGS.regulation.soc_buffer_h
+    with pytest.raises(ValidationError, match="safety.export_limit_kw"):
+        settings(DEFAULT_SETTINGS, safety={"export_limit_kw": -1.0})

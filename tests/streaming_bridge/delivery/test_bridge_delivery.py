@@ -159,6 +159,7 @@ def test_outbox_holds_a_resolve_until_the_receiver_confirms_the_firing(tmp_path)
     receiver_msg = {"key": "x", "status": "firing", "startsAt": starts.isoformat(), "labels": dict(a.labels)}  # PostgreSQL's isoformat
     assert not ob.confirm_message(json.dumps({**receiver_msg, "status": "resolved"}).encode())
     assert not ob.confirm_message(b"not json")
+    assert not ob.confirm_message(json.dumps({**receiver_msg, "startsAt": None}).encode())
     assert ob.confirm_message(json.dumps(receiver_msg).encode())
     released = [json.loads(p)["labels"]["asset_id"] for _, p, _ in ob._batch()]
     assert released == ["TR-1"]  # b still waits: no confirmation
