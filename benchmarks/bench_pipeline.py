@@ -362,7 +362,7 @@ def assemble(window: int, backfill_meters: int, backfill_days: int) -> dict:
     fits, assumed = {}, {}
     for st in STAGES:
         pts = sorted((m, r["stage_cpu_s"][st]) for m, r in nightly_runs.items())
-        if st == "ingest" and len(pts) < 2 and len(histories) >= 2:
+        if st == "ingest" and len(histories) >= 2:  # the 21-day backfills amortise the run's start-up: a cleaner signal
             # per-day ingestion CPU from the trailing-window backfills (same job, same days, each size)
             pts = sorted((m, h["cpu_s"] / h["days"]) for m, h in histories.items())
             a, b = fit_exponent([m for m, _ in pts], [y for _, y in pts])
@@ -382,11 +382,14 @@ def assemble(window: int, backfill_meters: int, backfill_days: int) -> dict:
     # and sites rather than meters)
     cost, cost_note = {}, {}
     if len(histories) >= 2:
-        (m1, h1), (m2, h2) = sorted(histories.items())[:2]
-        c1 = (h2["cpu_s"] - h1["cpu_s"]) / h2["days"] / (m2 - m1)
-        c0 = h1["cpu_s"] / h1["days"] - c1 * m1
-        cost["ingest"] = lambda m, c0=c0, c1=c1: c0 + c1 * m
-        cost_note["ingest"] = f"affine per day: {c0:.2f} s + {c1 * 1000:.3f} s per 1,000 meters (CPU, from the {m1:,}/{m2:,}-meter 21-day backfills)"
+        # least squares of per-day CPU on meters over every size whose trailing-window backfill finished
+        xs = [m for m, _ in sorted(histories.items())]
+        ys = [h["cpu_s"] / h["days"] for _, h in sorted(histories.items())]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        c1 = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        c0 = my - c1 * mx
+        cost["ingest"] = lambda m, c0=c0, c1=c1: max(c0, 0.0) + c1 * m
+        cost_note["ingest"] = f"affine per day: {c0:.2f} s + {c1 * 1000:.3f} s per 1,000 meters (CPU, least squares over the {', '.join(f'{x:,}' for x in xs)}-meter 21-day backfills)"
     for st in STAGES:
         if st in cost:
             continue
