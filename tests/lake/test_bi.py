@@ -68,7 +68,7 @@ def catalog(tmp_path_factory, small_sim):
         write_landing_day(small_sim, d, zone, formats="parquet", sources=("meter_readings", "scada"))
         for s in ("meter_readings", "scada"):
             src = SOURCES[s]
-            ingest_partition(zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity])
+            ingest_partition(zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity], tz=DEFAULT_TIMEZONE)
         hourly = gold.load_hourly(lake.read("silver_meter_readings", d), meters, tx, d)
         lake.write_partition(TABLES["gold_load_hourly"], hourly, d)
         lake.write_partition(TABLES["gold_load_daily"], gold.load_daily(hourly, d, DEFAULT_TIMEZONE), d)

@@ -105,7 +105,7 @@ def test_landed_stream_readings_are_ingested_by_the_file_path_and_dead_letters_r
     w.append(r2.accepted, r2.dead)
     keys = w.flush()
     assert keys == [f"meter_readings/{DAY.isoformat()}/stream-{keys[0].split('stream-')[1]}"]
-    res = ingest_partition(zone, lake, SOURCES["meter_readings"], DAY, lake.read("ref_meters", columns=["meter_id"])["meter_id"])
+    res = ingest_partition(zone, lake, SOURCES["meter_readings"], DAY, lake.read("ref_meters", columns=["meter_id"])["meter_id"], tz=DEFAULT_TIMEZONE)
     assert res.silver_rows == 20 and res.duplicate_rows == 1 and res.quarantined_rows == 0 and res.reconciles
     silver = lake.read(SOURCES["meter_readings"].silver, DAY)
     assert set(silver["meter_id"]) == set(meters) and silver["reading_time"].min() == start
