@@ -199,7 +199,7 @@ _SCADA_COLS = ["date", "transformer_id", "sample_time", "load_kva", "top_oil_tem
 _WEATHER_COLS = ["observation_time", "temp_air_c"]
 
 
-def _anomaly_features(lk, lo: dt.date, hi: dt.date, tz: str) -> dict[str, pl.DataFrame]:
+def _anomaly_features(lk, lo: dt.date, hi: dt.date, grid: GridSettings) -> dict[str, pl.DataFrame]:
     """Anomaly features of the silver rows in lo..hi per stream (a stream without rows is left out)."""
     from models.grid.config import FeatureConfig
     from models.grid.features import anomaly_features
@@ -207,10 +207,10 @@ def _anomaly_features(lk, lo: dt.date, hi: dt.date, tz: str) -> dict[str, pl.Dat
     return anomaly_features(lk.read_days(_T["silver_meter_readings"], lo, hi, _METER_COLS),
                             lk.read_days(_T["silver_scada"], lo, hi, _SCADA_COLS),
                             lk.read_days(_T["silver_weather"], lo, hi, _WEATHER_COLS),
-                            _require(lk, "ref_transformers", "materialise ref_transformers"), FeatureConfig(timezone=tz))
+                            _require(lk, "ref_transformers", "materialise ref_transformers"), FeatureConfig.from_profile(grid.profile()))
 
 
-def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataFrame:
+def _failure_inputs(lk, lo: dt.date, hi: dt.date, grid: GridSettings, tx_model) -> pl.DataFrame:
     """Hourly transformer snapshots of lo..hi with anomaly_count_7d from the transformer anomaly champion."""
     from models.grid.config import FeatureConfig
     from models.grid.failure import failure_snapshots
@@ -220,7 +220,7 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataF
         raise ValueError(f"silver_scada has no rows in {lo}..{hi}: nothing to build transformer snapshots from")
     weather = lk.read_days(_T["silver_weather"], lo, hi, _WEATHER_COLS)
     ref_tx = _require(lk, "ref_transformers", "materialise ref_transformers")
-    return failure_snapshots(scada, ref_tx, weather, tx_model, FeatureConfig(timezone=tz))
+    return failure_snapshots(scada, ref_tx, weather, tx_model, FeatureConfig.from_profile(grid.profile()))
 
 
 # ------------------------------------------------------------------------------ training
@@ -245,7 +245,7 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
     eval_from = days[-config.eval_days]
     events = labels_known_by(_incidents(lk), end, tz)
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
-    feats = _anomaly_features(lk, start, end, tz)
+    feats = _anomaly_features(lk, start, end, grid)
     reg = mlflow.registry()
     acfg = AnomalyConfig(n_estimators=config.n_estimators, ae_epochs=config.ae_epochs,
                          max_train_rows=config.max_train_rows, seed=config.seed, contamination=config.contamination,
@@ -255,8 +255,8 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
         if kind not in feats:
             raise ValueError(f"grid_anomaly_model: no {'silver_meter_readings' if kind == 'meter' else 'silver_scada'} "
                              f"rows in {start}..{end}")
-        t = train_anomaly(kind, feats[kind], events, ref_meters, tz, eval_from, end, acfg, FeatureConfig(timezone=tz),
-                          thresholds=AlertThresholds(**grid.profile().alert_bands.anomaly.model_dump()))
+        t = train_anomaly(kind, feats[kind], events, ref_meters, tz, eval_from, end, acfg, FeatureConfig.from_profile(grid.profile()),
+                          thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.anomaly))
         t.params.update({"window": f"{start}..{end}", "train_days": len(days) - config.eval_days})
         results[kind] = _register(context, reg, MODEL_ANOMALY[kind], t)
         fit[kind] = t.model.fit_report_
@@ -287,10 +287,10 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
     eval_from = days[-config.eval_days]
     reg = mlflow.registry()
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
-    snaps = _failure_inputs(lk, start, end, tz, tx_model)
+    snaps = _failure_inputs(lk, start, end, grid, tx_model)
     events = labels_known_by(_incidents(lk), end, tz, types=("transformer_failure",))
     fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed,
-                         thresholds=AlertThresholds(**grid.profile().alert_bands.failure_risk.model_dump()))
+                         thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.failure_risk))
     t = train_failure(snaps, events, tz, eval_from, end, fcfg, tx_version)
     t.params["window"] = f"{start}..{end}"
     r = _register(context, reg, MODEL_FAILURE, t)
@@ -363,7 +363,7 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
     lo = {"meter": day - dt.timedelta(days=METER_CONTEXT_DAYS), "transformer": day - dt.timedelta(days=1)}
     feats = {}
     for kind in ("meter", "transformer"):
-        feats[kind] = _anomaly_features(lk, lo[kind], day, tz).get(kind)
+        feats[kind] = _anomaly_features(lk, lo[kind], day, grid).get(kind)
     if all(f is None or f.filter(local_date("time", tz) == day).height == 0 for f in feats.values()):
         raise ValueError(f"gold_anomaly_scores: no silver_meter_readings or silver_scada rows for {day}: ingest the day first")
     parts, versions, th = [], {}, None
@@ -404,7 +404,7 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
     fm, version = _champion(reg, MODEL_FAILURE, "grid_failure_model")
     # 7 days of anomaly counts + 24 h rolling features before the first hour of the day
-    snaps = _failure_inputs(lk, day - dt.timedelta(days=8), day, tz, tx_model).filter(local_date("as_of", tz) == day)
+    snaps = _failure_inputs(lk, day - dt.timedelta(days=8), day, grid, tx_model).filter(local_date("as_of", tz) == day)
     if snaps.height == 0:
         raise ValueError(f"gold_transformer_risk: no silver_scada samples for {day}: ingest the day first")
     impact = outage_impact(_require(lk, "ref_meters", "materialise ref_meters"), lk.read("ref_transformers"),
@@ -659,7 +659,7 @@ def gold_model_drift(context: AssetExecutionContext, lake: LakeResource, grid: G
     events = labels_known_by(_incidents(lk), day, tz)
     alerts = lk.read(_T["gold_alerts"]) if lk.exists("gold_alerts") else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
     for kind in ("meter", "transformer"):
-        f = _anomaly_features(lk, lo[kind], day, tz).get(kind)
+        f = _anomaly_features(lk, lo[kind], day, grid).get(kind)
         if f is None:
             continue
         model, version = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")

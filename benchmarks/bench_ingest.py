@@ -20,6 +20,8 @@ a tenth of its size, so the growth with file size is visible. Figures go to benc
 
 from __future__ import annotations
 
+from contracts import DEFAULT_TIMEZONE
+
 import argparse
 import datetime as dt
 import json
@@ -98,7 +100,7 @@ def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
     rows = silver = 0
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    results = ingest_partitions(zone, lake, src, days, ids)
+    results = ingest_partitions(zone, lake, src, days, ids, tz=DEFAULT_TIMEZONE)
     for r in results:
         assert r.reconciles
         rows += r.raw_rows

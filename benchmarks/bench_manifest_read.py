@@ -17,6 +17,8 @@ sits at a different Delta version), best of --repeat, all in this process:
 
 from __future__ import annotations
 
+from contracts import DEFAULT_TIMEZONE
+
 import argparse
 import datetime as dt
 import json
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     _generate(WORK / "landing", args.meters, days, 7)
     lake, src = Lake(WORK / "lake"), SOURCES["meter_readings"]
     ids = pl.read_parquet(WORK / "landing" / "reference" / "ref_meters.parquet")["meter_id"]
-    ingest_partitions(LocalLanding(WORK / "landing"), lake, src, days, ids)
+    ingest_partitions(LocalLanding(WORK / "landing"), lake, src, days, ids, tz=DEFAULT_TIMEZONE)
     pub = manifest.published(lake, src)
     t = src.silver
     r = args.repeat

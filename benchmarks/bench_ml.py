@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from contracts import DEFAULT_TIMEZONE
+from contracts.profile import load_profile
 from models.grid.alerts import build_alerts
 from models.grid.anomaly import AnomalyEnsemble
-from models.grid.config import FeatureConfig
+from models.grid.config import AlertThresholds, FeatureConfig
 from models.grid.evaluate import event_detection, label_readings, reading_metrics
-from models.grid.failure import FailureModel, evaluate_failure, failure_targets, hourly_snapshots
+from models.grid.failure import FailureConfig, FailureModel, evaluate_failure, failure_targets, hourly_snapshots
 from models.grid.features import meter_features, transformer_features
 from models.grid.segments import SegmentConfig, SegmentModel, profile_features, segment_distribution
 from models.grid.tracking import log_run
@@ -37,7 +37,9 @@ START = date(2026, 6, 1)
 DAYS = int(os.environ.get("BENCH_ML_DAYS", 28))
 N_METERS = int(os.environ.get("BENCH_ML_METERS", 600))
 #: features in the simulated fleets' zone (the simulator's default: the demo profile's)
-FC = FeatureConfig(timezone=DEFAULT_TIMEZONE)
+FC = FeatureConfig.from_profile(load_profile())
+BANDS = AlertThresholds.from_bands(load_profile().alert_bands.anomaly)
+RISK_BANDS = AlertThresholds.from_bands(load_profile().alert_bands.failure_risk)
 RATES = EventRates(
     failures_per_transformer_year=5.0, stuck_per_meter_year=0.6, zero_per_meter_year=0.6,
     theft_per_meter_year=0.6, sags_per_transformer_year=20.0,
@@ -95,7 +97,7 @@ def main() -> int:
         lb = label_readings(fb, ev_b, ref_b["ref_meters"], kind)
         feat_s = time.time() - t
         t = time.time()
-        model = AnomalyEnsemble(kind, FC).fit(fa, la.is_not_null())
+        model = AnomalyEnsemble(kind, FC, BANDS).fit(fa, la.is_not_null())
         fit_s = time.time() - t
         t = time.time()
         sc = model.score_arrays(fb)
@@ -210,7 +212,7 @@ def main() -> int:
     snap_a = hourly_snapshots(a["scada"], ref_a["ref_transformers"], a["weather"], flags(a, ref_a), cfg=FC)
     snap_b = hourly_snapshots(b["scada"], ref_b["ref_transformers"], b["weather"], flags(b, ref_b), cfg=FC)
     tg_a, tg_b = failure_targets(snap_a, ev_a), failure_targets(snap_b, ev_b)
-    fm = FailureModel().fit(tg_a)
+    fm = FailureModel(FailureConfig(RISK_BANDS)).fit(tg_a)
     pred = fm.predict(snap_b)
     fr = evaluate_failure(pred, tg_b, ev_b, fm.config.thresholds.alert, fm.config.horizon_h)
     risk_alerts = build_alerts(pred, "transformer", fm.config.thresholds, "bench", rule="failure_risk",

@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 
 from models.grid.anomaly import AnomalyEnsemble
-from models.grid.config import AnomalyConfig
+from contracts.profile import load_profile
+from models.grid.config import AlertThresholds, AnomalyConfig
 from models.grid.evaluate import event_assets, event_detection, label_readings
 
 #: operators live with a fixed alert budget: meter alerts per 1,000 meters per day
@@ -123,11 +124,11 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
         lb = label_readings(fb, ev_b, ref_b, kind)
         y = lb.is_not_null().to_numpy()
         t = time.time()
-        cold = AnomalyEnsemble(kind, feature_config).fit(fa)
+        cold = AnomalyEnsemble(kind, feature_config, AlertThresholds.from_bands(load_profile().alert_bands.anomaly)).fit(fa)
         t_cold = time.time() - t
         la_inc = label_readings(fa, inc_events, ref_a, kind)
         t = time.time()
-        semi = AnomalyEnsemble(kind, feature_config, config=AnomalyConfig(band_calibration="tail")).fit(fa, la_inc.is_not_null())
+        semi = AnomalyEnsemble(kind, feature_config, AlertThresholds.from_bands(load_profile().alert_bands.anomaly), config=AnomalyConfig(band_calibration="tail")).fit(fa, la_inc.is_not_null())
         t_semi = time.time() - t
         fit_info[kind] = {"no_labels": {**cold.fit_report_, "fit_s": round(t_cold, 1)},
                           "incidents": {**semi.fit_report_, "fit_s": round(t_semi, 1)},
@@ -160,13 +161,13 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
 def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFrame, tz: str) -> dict:
     """The failure/RUL model trained on fleet A's *recorded* failures (incidents, late, 90 %), scored
     against fleet B's truth; with the contributing factors and maintenance recommendations."""
-    from models.grid.failure import FailureModel, contributing_factors, evaluate_failure, failure_targets, to_gold_risk
+    from models.grid.failure import FailureConfig, FailureModel, contributing_factors, evaluate_failure, failure_targets, to_gold_risk
     from models.grid.labels import incident_events
 
     known = snap_a["as_of"].max()
     inc = incident_events(sim_a.incident_records(), known_by=known, types=("transformer_failure",))
     ev_b = sim_b.truth()["truth_events"]
-    fm = FailureModel().fit(failure_targets(snap_a, inc))
+    fm = FailureModel(FailureConfig(AlertThresholds.from_bands(load_profile().alert_bands.failure_risk))).fit(failure_targets(snap_a, inc))
     pred = fm.predict(snap_b)
     r = evaluate_failure(pred, failure_targets(snap_b, ev_b), ev_b, fm.config.thresholds.alert, fm.config.horizon_h)
     fac = contributing_factors(fm, snap_b)

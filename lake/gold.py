@@ -17,7 +17,7 @@ import datetime as dt
 
 import polars as pl
 
-from contracts import DEFAULT_TIMEZONE, UTC_TS
+from contracts import UTC_TS
 
 LEVELS = ("meter", "transformer", "feeder")
 
@@ -99,7 +99,7 @@ def _rollup(frame: pl.DataFrame, *extra: pl.Expr) -> pl.DataFrame:
     )
 
 
-def load_daily(hourly: pl.DataFrame, day: dt.date, tz: str = DEFAULT_TIMEZONE) -> pl.DataFrame:
+def load_daily(hourly: pl.DataFrame, day: dt.date, tz: str) -> pl.DataFrame:
     """Daily rows from the same day's hourly gold; mean_kw over the local day's 23, 24 or 25 hours."""
     if hourly.height == 0:
         return pl.DataFrame()
@@ -114,7 +114,7 @@ def load_daily(hourly: pl.DataFrame, day: dt.date, tz: str = DEFAULT_TIMEZONE) -
     )
 
 
-def load_monthly(daily: pl.DataFrame, month: dt.date, tz: str = DEFAULT_TIMEZONE) -> pl.DataFrame:
+def load_monthly(daily: pl.DataFrame, month: dt.date, tz: str) -> pl.DataFrame:
     """Monthly rows from the month's daily gold; mean_kw over the hours of the days with data."""
     if daily.height == 0:
         return pl.DataFrame()

@@ -45,7 +45,7 @@ from lake import manifest
 from lake.delta import Lake, WriteResult
 from lake.landing import LandedFile, LandingZone, check_key, skip_reason
 from lake.readers import CHUNK_READERS, DEFAULT_CHUNK_BYTES, FORMATS, Header, ReadNotes, estimate_records, file_format, read_all
-from contracts import DEFAULT_TIMEZONE, QUARANTINE_RECORD_COLUMNS, UTC_TS, Source, day_bounds_utc
+from contracts import QUARANTINE_RECORD_COLUMNS, UTC_TS, Source, day_bounds_utc
 from lake.spill import BucketSpill, SpilledFrame, SpillDir, memory_budget_bytes
 from quality.rules import DEFAULT_RULES, QualityRules
 
@@ -714,7 +714,7 @@ def build_partition(
     known_ids: pl.Series,
     *,
     lake: Lake | None = None,
-    tz: str = DEFAULT_TIMEZONE,
+    tz: str,
     rules: QualityRules = DEFAULT_RULES,
     ingested_at: dt.datetime | None = None,
     progress: Callable[[str], None] | None = None,
@@ -902,7 +902,7 @@ def ingest_partition(
     partition: dt.date,
     known_ids: pl.Series,
     *,
-    tz: str = DEFAULT_TIMEZONE,
+    tz: str,
     rules: QualityRules = DEFAULT_RULES,
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
@@ -921,7 +921,7 @@ def ingest_partitions(
     partitions: list[dt.date],
     known_ids: pl.Series,
     *,
-    tz: str = DEFAULT_TIMEZONE,
+    tz: str,
     rules: QualityRules = DEFAULT_RULES,
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,

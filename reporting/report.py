@@ -341,13 +341,14 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
     if risk is None or risk.height == 0:
         sec.text = _missing("gold_transformer_risk")
     else:
-        from models.grid.failure import FailureConfig
+        from contracts.profile import load_profile
+        from models.grid.config import AlertThresholds
         from models.grid.plots import top_risk_png
 
         top = (risk.sort("failure_probability_72h", descending=True).unique("transformer_id", keep="first", maintain_order=True).head(10)
                .select("transformer_id", "failure_probability_72h", "rul_hours", "status", "customers_downstream", "anomaly_count_7d"))  # fmt: skip
         sec.text = _table(top)
-        sec.figures.append(Figure("transformer_risk", "transformer risk", top_risk_png(risk, FailureConfig().thresholds, f"transformer failure risk {day}")))
+        sec.figures.append(Figure("transformer_risk", "transformer risk", top_risk_png(risk, AlertThresholds.from_bands(load_profile().alert_bands.failure_risk), f"transformer failure risk {day}")))
     sections.append(sec)
 
     sec = Section("Anomaly timeline")

@@ -61,12 +61,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from contracts import load_profile
     from lake.delta import Lake
     from streaming_bridge.service import replay
 
     sink = _PrintSink() if args.dry_run else make_sink(args.outbox, args.alertmanager_url)
     lake = Lake(os.environ.get("GRIDLAKE_LAKE_ROOT", ".demo/lake"))
-    out = replay(lake, args.since, sink, until=args.until)
+    out = replay(lake, args.since, sink, until=args.until, tz=load_profile().timezone)
     if not args.dry_run:
         sink.close()
     print(json.dumps(out), file=sys.stderr if args.dry_run else sys.stdout)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import orjson
 import polars as pl
 
-from contracts import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS, UTC_TS, Source
+from contracts import SOURCES, load_profile, STREAM_DEAD_LETTERS, UTC_TS, Source
 from lake.validate_fast import validate_fast
 from streaming_bridge.topics import STATUSES, Route, Topics
 
@@ -56,7 +56,8 @@ class StatusEvent:
 @dataclass
 class IngressConfig:
     topics: Topics = field(default_factory=Topics)
-    tz: str = DEFAULT_TIMEZONE
+    #: the profile's zone by construction (see BridgeConfig.tz); the bridge sets it from its config
+    tz: str = field(default_factory=lambda: load_profile().timezone)
     max_payload_bytes: int = 1 << 20
     max_age: dt.timedelta = dt.timedelta(days=7)  # older readings: stale_time (ingestion forwards <= 7 days)
     max_future: dt.timedelta = dt.timedelta(minutes=5)  # clock skew allowed ahead of the bridge clock

@@ -33,7 +33,7 @@ from pyarrow import ipc
 
 from lake.delta import Lake
 from lake.landing import LandingZone
-from contracts import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS
+from contracts import SOURCES, STREAM_DEAD_LETTERS
 
 DEAD = "dead_letters"
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,100}$")
@@ -97,7 +97,7 @@ class LandingWriter:
         spool_dir: str | os.PathLike,
         *,
         bridge_id: str = "bridge",
-        tz: str = DEFAULT_TIMEZONE,
+        tz: str,
         flush_seconds: float = 60.0,
         flush_rows: int = 200_000,
         fsync: bool = True,

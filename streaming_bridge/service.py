@@ -40,7 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from lake.delta import Lake
 from lake.landing import LandingZone, open_landing
-from contracts import DEFAULT_TIMEZONE, load_profile
+from contracts import load_profile
 from streaming_bridge.alerts import Alert, AlertSink
 from streaming_bridge.events import EventConfig, GridEvents
 from streaming_bridge.ingress import (
@@ -68,7 +68,9 @@ class BridgeConfig:
     lake_root: str = ".demo/lake"
     landing: str = ".demo/landing"
     spool_dir: str = ".demo/bridge/spool"
-    tz: str = DEFAULT_TIMEZONE
+    #: the utility's zone: the profile's by construction (load_profile() honours $GRIDLAKE_PROFILE /
+    #: $GRIDLAKE_TIMEZONE; the demo YAML's DEFAULT_TIMEZONE does not), so a default restates nothing
+    tz: str = field(default_factory=lambda: load_profile().timezone)
     rules_file: str = str(DEFAULT_RULES_FILE)
     flush_seconds: float = 60.0
     flush_rows: int = 200_000
@@ -448,7 +450,7 @@ def rule_alert(topo: Topology, active: dict[tuple[str, str], Alert], t: Transiti
 # ---------------------------------------------------------------------------------------- replay
 
 
-def replay(lake: Lake, since: dt.datetime, sink: AlertSink, *, rules_file: str | Path = DEFAULT_RULES_FILE, until: dt.datetime | None = None, tz: str = DEFAULT_TIMEZONE) -> dict:
+def replay(lake: Lake, since: dt.datetime, sink: AlertSink, *, rules_file: str | Path = DEFAULT_RULES_FILE, until: dt.datetime | None = None, tz: str) -> dict:
     """Re-score what the lake's silver tables hold from ``since`` through the rules and grid events, in
     time order, a local day at a time; alerts go to ``sink`` (Alertmanager dedups what it already has)."""
     from contracts import SOURCES

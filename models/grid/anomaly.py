@@ -119,8 +119,9 @@ class AnomalyEnsemble:
     kind: str
     #: how the input features were built (the utility's zone among them)
     feature_config: FeatureConfig
+    #: the utility's bands (the profile's ``alert_bands.anomaly``: :meth:`AlertThresholds.from_bands`)
+    thresholds: AlertThresholds
     config: AnomalyConfig = field(default_factory=AnomalyConfig)
-    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     version: str = "unregistered"
     # fitted state
     medians_: np.ndarray | None = None

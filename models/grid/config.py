@@ -32,11 +32,18 @@ def _finite(owner: str, name: str, v: object, lo: float | None = None, hi: float
 class AlertThresholds:
     """The utility's score bands: ``[monitoring, alert)`` is watched, ``>= alert`` raises an alert,
     ``>= critical`` is critical. They apply to calibrated scores in 0..1 (anomaly) and are reused,
-    with their own values, for the failure risk."""
+    with their own values, for the failure risk. No defaults: the values are the utility profile's
+    ``alert_bands`` (:meth:`from_bands`)."""
 
-    monitoring: float = 0.70
-    alert: float = 0.85
-    critical: float = 0.95
+    monitoring: float
+    alert: float
+    critical: float
+
+    @classmethod
+    def from_bands(cls, bands) -> AlertThresholds:
+        """From one section of the profile's alert bands (``profile.alert_bands.anomaly`` or
+        ``.failure_risk``: any object with ``monitoring``, ``alert``, ``critical``)."""
+        return cls(bands.monitoring, bands.alert, bands.critical)
 
     def __post_init__(self) -> None:
         for n in ("monitoring", "alert", "critical"):
@@ -60,15 +67,17 @@ class AlertThresholds:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """How raw readings become features (see :mod:`models.grid.features`)."""
+    """How raw readings become features (see :mod:`models.grid.features`). The zone and nominal values
+    have no defaults: they are the utility profile's (:meth:`from_profile`)."""
 
-    #: the utility's zone (the profile's: assets pass ``GridSettings.timezone``)
+    #: the utility's zone (the profile's ``timezone``)
     timezone: str
-    #: nominal service voltage of the meters (V)
-    meter_nominal_v: float = 230.0
-    #: nominal secondary voltage reported by transformer SCADA (V)
-    transformer_nominal_v: float = 240.0
-    nominal_frequency_hz: float = 60.0
+    #: nominal service voltage of the meters (V; the profile's ``quality.meter.nominal_v``)
+    meter_nominal_v: float
+    #: nominal secondary voltage reported by transformer SCADA (V; ``quality.scada.nominal_v``)
+    transformer_nominal_v: float
+    #: ``quality.scada.nominal_frequency_hz``
+    nominal_frequency_hz: float
     #: the "rolling mean" a reading is compared with: the meter's previous day
     short_window: str = "1d"
     #: the level a meter's last day is compared with: the 7 days before it (theft, zero meters)
@@ -84,6 +93,14 @@ class FeatureConfig:
     loss_ratio: float = 4.5
     oil_exponent: float = 0.8
     tau_top_oil_min: float = 180.0
+
+    @classmethod
+    def from_profile(cls, profile, **overrides) -> FeatureConfig:
+        """The profile's zone and nominal values (``profile``: a :class:`contracts.profile.UtilityProfile`);
+        ``overrides``: the other fields (windows, thermal model)."""
+        q = profile.quality
+        return cls(timezone=profile.timezone, meter_nominal_v=q.meter.nominal_v, transformer_nominal_v=q.scada.nominal_v,
+                   nominal_frequency_hz=q.scada.nominal_frequency_hz, **overrides)
 
     def __post_init__(self) -> None:
         for n in ("meter_nominal_v", "transformer_nominal_v", "nominal_frequency_hz", "top_oil_rise_rated_c",

@@ -42,9 +42,9 @@ FAILURE_FEATURES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class FailureConfig:
+    #: risk bands for P(failure within the horizon): the profile's ``alert_bands.failure_risk``
+    thresholds: AlertThresholds
     horizon_h: float = 72.0
-    #: risk bands for P(failure within the horizon); alert at 0.5 = "more likely than not"
-    thresholds: AlertThresholds = field(default_factory=lambda: AlertThresholds(0.3, 0.5, 0.8))
     n_estimators: int = 200
     max_depth: int = 4
     learning_rate: float = 0.05
@@ -174,7 +174,7 @@ def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon
 
 @dataclass
 class FailureModel:
-    config: FailureConfig = field(default_factory=FailureConfig)
+    config: FailureConfig
     version: str = "unregistered"
     classifier_: object = None
     survival_: object = None

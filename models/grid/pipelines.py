@@ -43,7 +43,7 @@ def labels_known_by(incidents: pl.DataFrame | None, last_day: dt.date, tz: str, 
 
 
 def train_anomaly(kind: str, features: pl.DataFrame, events: pl.DataFrame, ref_meters: pl.DataFrame, tz: str,
-                  eval_from: dt.date, end: dt.date, config, feature_config, thresholds=None) -> Trained:
+                  eval_from: dt.date, end: dt.date, config, feature_config, thresholds) -> Trained:
     """Fit one :class:`~models.grid.anomaly.AnomalyEnsemble` on the rows before ``eval_from``.
 
     Semi-supervised when the incidents label enough rows (``min_labelled_rows`` on the calibration
@@ -57,8 +57,7 @@ def train_anomaly(kind: str, features: pl.DataFrame, events: pl.DataFrame, ref_m
 
     lab = label_readings(features, events, ref_meters, kind, reading_interval(ref_meters))
     is_eval = features.select(local_date("time", tz) >= eval_from).to_series().to_numpy()
-    model = AnomalyEnsemble(kind, config=config, feature_config=feature_config,
-                            **({"thresholds": thresholds} if thresholds is not None else {}))
+    model = AnomalyEnsemble(kind, config=config, feature_config=feature_config, thresholds=thresholds)
     model.fit(features.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval])
     evaluate = partial(anomaly_holdout_metrics, features=features, labels=lab, is_eval=is_eval)
     metrics = evaluate(model)

@@ -23,7 +23,7 @@ from lake.catalog import query, refresh_catalog
 from lake.delta import Lake
 from lake.ingest import ingest_partitions
 from lake.landing import LocalLanding
-from contracts import SOURCES, TABLES
+from contracts import DEFAULT_TIMEZONE, SOURCES, TABLES
 
 SRC = SOURCES["meter_readings"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +37,11 @@ import polars as pl
 from lake.delta import Lake
 from lake.ingest import ingest_partitions
 from lake.landing import LocalLanding
-from contracts import SOURCES
+from contracts import DEFAULT_TIMEZONE, SOURCES
 src = SOURCES["meter_readings"]
 lake, zone = Lake(sys.argv[1]), LocalLanding(sys.argv[2])
 days = [dt.date.fromisoformat(d) for d in sys.argv[3].split(",")]
-ingest_partitions(zone, lake, src, days, lake.read("ref_meters", columns=["meter_id"])["meter_id"], run_id="child")
+ingest_partitions(zone, lake, src, days, lake.read("ref_meters", columns=["meter_id"])["meter_id"], run_id="child", tz=DEFAULT_TIMEZONE)
 """
 
 
@@ -75,7 +75,7 @@ def new_lake(tmp: Path, ref: Lake, name: str) -> tuple[Lake, LocalLanding]:
     meters = ref.read("ref_meters")
     lake.write_partition(TABLES["ref_meters"], meters, None)
     landing_state(zone, sorted(meters["meter_id"].to_list()), "a")
-    ingest_partitions(zone, lake, SRC, [D1, D2], _ids(lake), run_id="first")
+    ingest_partitions(zone, lake, SRC, [D1, D2], _ids(lake), run_id="first", tz=DEFAULT_TIMEZONE)
     landing_state(zone, sorted(meters["meter_id"].to_list()), "b")
     return lake, zone
 
@@ -123,7 +123,7 @@ def clean(tmp_path_factory, small_sim):
     ref.write_partition(TABLES["ref_meters"], pl.read_parquet(refzone.local_path("reference/ref_meters.parquet")), None)
     lake, zone = new_lake(tmp, ref, "clean")
     before = snapshot(lake)
-    ingest_partitions(zone, lake, SRC, [D2, D3], _ids(lake), run_id="second")
+    ingest_partitions(zone, lake, SRC, [D2, D3], _ids(lake), run_id="second", tz=DEFAULT_TIMEZONE)
     return {"ref": ref, "before": before, "after": snapshot(lake), "lake": lake}
 
 
@@ -212,7 +212,7 @@ def test_on_s3_a_rewritten_day_reads_as_published_in_polars_and_duckdb(moto_s3, 
     meters = clean["ref"].read("ref_meters")
     lake.write_partition(TABLES["ref_meters"], meters, None)
     landing_state(zone, sorted(meters["meter_id"].to_list()), "a")
-    ingest_partitions(zone, lake, SRC, [D1, D2], _ids(lake))
+    ingest_partitions(zone, lake, SRC, [D1, D2], _ids(lake), tz=DEFAULT_TIMEZONE)
     published = lake.read(SRC.silver, D2)
     # an unpublished rewrite of day 2 (as a run killed after its silver commit leaves it)
     lake.write_partition(SRC.silver, published.head(3), D2)

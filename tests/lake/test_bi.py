@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from lake import bi
-from contracts import SOURCES, TABLES
+from contracts import DEFAULT_TIMEZONE, SOURCES, TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 DAYS = [dt.date(2026, 10, 31), dt.date(2026, 11, 1)]
@@ -68,10 +68,10 @@ def catalog(tmp_path_factory, small_sim):
         write_landing_day(small_sim, d, zone, formats="parquet", sources=("meter_readings", "scada"))
         for s in ("meter_readings", "scada"):
             src = SOURCES[s]
-            ingest_partition(zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity])
+            ingest_partition(zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity], tz=DEFAULT_TIMEZONE)
         hourly = gold.load_hourly(lake.read("silver_meter_readings", d), meters, tx, d)
         lake.write_partition(TABLES["gold_load_hourly"], hourly, d)
-        lake.write_partition(TABLES["gold_load_daily"], gold.load_daily(hourly, d), d)
+        lake.write_partition(TABLES["gold_load_daily"], gold.load_daily(hourly, d, DEFAULT_TIMEZONE), d)
         health = gold.grid_health_daily(lake.read("silver_meter_readings", d), lake.read("silver_scada", d), meters, tx, d)
         lake.write_partition(TABLES["gold_grid_health_daily"], health, d)
     path = root / "gridlake.duckdb"

@@ -10,7 +10,7 @@ import polars as pl
 
 from lake.bronze import read_records
 from lake.ingest import ingest_partition
-from contracts import SOURCES
+from contracts import DEFAULT_TIMEZONE, SOURCES
 
 SRC = SOURCES["meter_readings"]
 DAY = dt.date(2026, 11, 2)
@@ -30,7 +30,7 @@ def test_bronze_records_cover_every_received_record_with_its_address(lake_and_la
     zone.put_bytes(f"meter_readings/{DAY}/c.jsonl", f'{{"meter_id": "{m1}", "reading_time": "2026-11-02 01:00:00", "consumption_kwh": 0.6, "demand_kw": 1.2, "voltage": 230, "current_amps": 5, "power_factor": 0.9}}\n'.encode())
     zone.put_bytes(f"meter_readings/{DAY}/d.csv", (HEADER + "\n").encode())  # empty file: no records
 
-    res = ingest_partition(zone, lake, SRC, DAY, ids)
+    res = ingest_partition(zone, lake, SRC, DAY, ids, tz=DEFAULT_TIMEZONE)
     b = read_records(lake, SRC, DAY)
     assert b.height == res.raw_rows == 5 == res.silver_rows + res.quarantined_rows + res.duplicate_rows
     assert b.columns[:4] == ["date", "source_file", "source_row", "ingested_at"] and b["ingested_at"].null_count() == 0

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import build_partition, ingest_partition, ingest_partitions, reconcile_from_tables
-from contracts import SOURCES
+from contracts import DEFAULT_TIMEZONE, SOURCES
 from lake.waiver import waive_file
 
 SRC = SOURCES["meter_readings"]
@@ -49,7 +49,7 @@ def _row(m: str, t: str, kwh="0.5", kw="1.0", v="231.0", a="4.3", pf="0.95", sep
 
 
 def _ingest(lake, zone, day: dt.date = DAY, src=SRC):
-    res = ingest_partition(zone, lake, src, day, _ids(lake, src))
+    res = ingest_partition(zone, lake, src, day, _ids(lake, src), tz=DEFAULT_TIMEZONE)
     pub = not res.held  # a day with an unreadable or unsafe file is written but held out of the manifest
     assert bool(res.published) == pub
     counts = reconcile_from_tables(lake, src, day, published=pub)
@@ -142,7 +142,7 @@ def test_stray_names_are_skipped_or_block_visibly_and_the_range_goes_on(env):
     ok2 = _put(zone, "ok.csv", ("\n".join([HEADER, _row(m1, "2026-11-03 08:00:00")]) + "\n").encode(), day=day2)
     junk = [_put_raw(zone, ".DS_Store", b"\x00\x00\x00\x01Bud1"), _put_raw(zone, "._ok.csv", b"\x00\x05\x16\x07 AppleDouble")]
     unsafe = [_put_raw(zone, n, ("\n".join([HEADER, _row(m2, "2026-11-02 09:00:00")]) + "\n").encode()) for n in ("meter export.csv", "zähler.csv", "a;rm -rf.csv")]
-    results = ingest_partitions(zone, lake, SRC, [DAY, day2], _ids(lake))
+    results = ingest_partitions(zone, lake, SRC, [DAY, day2], _ids(lake), tz=DEFAULT_TIMEZONE)
     assert [r.silver_rows for r in results] == [1, 1]  # both days ingested, the stray names did not stop the range
     assert lake.read(SRC.silver, day2)["source_file"].to_list() == [ok2]
     # the unsafe names hold their own day (written, not published); the next day is published
@@ -386,7 +386,7 @@ def test_build_never_raises_on_a_folder_of_everything_bad(env):
     for i, data in enumerate([b"", b"\x00" * 100, b"\xff\xfe\x00", gzip.compress(b""), b"PAR1", b"\x1f\x8b\x08garbage", "ü;ö\n1;2\n".encode("utf-16-le")]):
         _put(zone, f"f{i}.csv", data)
     _put(zone, "x.jsonl", b'{"meter_id": [1,2]}\n[1,2]\n{"meter_id": {"a": 1}, "reading_time": true}\n')
-    frames, res = build_partition(zone, SRC, DAY, _ids(lake), lake=lake)
+    frames, res = build_partition(zone, SRC, DAY, _ids(lake), lake=lake, tz=DEFAULT_TIMEZONE)
     assert res.reconciles and res.silver_rows == 0
 
 
@@ -408,8 +408,8 @@ def test_reading_in_tiny_chunks_gives_exactly_the_tables_of_one_read(env):
     _put(zone, "rows.parquet", buf.getvalue())
     ids = _ids(lake)
     at = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
-    one, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at)
-    tiny, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=100)  # every few lines a chunk
+    one, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at, tz=DEFAULT_TIMEZONE)
+    tiny, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=100, tz=DEFAULT_TIMEZONE)  # every few lines a chunk
     assert r1.raw_rows == r2.raw_rows > 200 and r1.reconciles and r2.reconciles
     for name in ("silver", "quarantine", "bronze"):
         a, b = one[name], tiny[name]
@@ -452,8 +452,8 @@ def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tabl
     spill_root = tmp_path / "spill"
     monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(spill_root))
     at = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
-    mem, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at)
-    spilled, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=8000, memory_bytes=8000)
+    mem, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at, tz=DEFAULT_TIMEZONE)
+    spilled, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=8000, memory_bytes=8000, tz=DEFAULT_TIMEZONE)
     assert isinstance(spilled["silver"], SpilledFrame) and len(spilled["silver"].paths) > 32  # buckets, and parts of buckets
     assert not isinstance(mem["silver"], SpilledFrame)
     assert r1.summary() == r2.summary() and r2.duplicate_rows == 300 and r2.flags.get("anomaly", 0) >= 1
@@ -465,11 +465,11 @@ def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tabl
     assert list(spill_root.iterdir()) == []  # the temporary files are gone
 
     # written: one streamed commit per table, published, identical to the in-memory day; nothing left behind
-    res = ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)
+    res = ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000, tz=DEFAULT_TIMEZONE)
     assert res.published and res.writes["silver"].rows == r1.silver_rows and list(spill_root.iterdir()) == []
     assert lake.delta(SRC.silver).version() == res.writes["silver"].version == res.published["silver_version"]
     assert lake.commit_partitions(SRC.silver, res.writes["silver"].version) == {DAY}  # one commit replaced the day
-    ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)  # a re-run replaces the day, nothing doubles
+    ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000, tz=DEFAULT_TIMEZONE)  # a re-run replaces the day, nothing doubles
     assert lake.read(SRC.silver, DAY).height == r1.silver_rows
     from lake.catalog import query, refresh_catalog  # DuckDB's delta_scan reads the streamed files too
 
@@ -503,7 +503,7 @@ def test_a_spilled_day_whose_write_fails_half_way_leaves_readers_on_the_last_pub
     rows = [_row(m, f"2026-11-02 {h:02d}:00:00", kwh=f"{(h + i) % 4 + 0.2:.1f}") for h in range(24) for i, m in enumerate(meters)]
     _put(zone, "day.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
     monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(tmp_path / "spill"))
-    first = ingest_partition(zone, lake, SRC, DAY, _ids(lake))  # in memory: the day is published
+    first = ingest_partition(zone, lake, SRC, DAY, _ids(lake), tz=DEFAULT_TIMEZONE)  # in memory: the day is published
     published = lake.read(SRC.silver, DAY).sort("source_row")
     _put(zone, "more.csv", ("\n".join([HEADER, _row(m1, "2026-11-02 00:30:00")]) + "\n").encode())
     silver_version = lake.delta(SRC.silver).version()
@@ -517,11 +517,11 @@ def test_a_spilled_day_whose_write_fails_half_way_leaves_readers_on_the_last_pub
 
     monkeypatch.setattr(spill.SpilledFrame, "__iter__", broken)
     with pytest.raises(OSError, match="disk full"):
-        ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000)
+        ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000, tz=DEFAULT_TIMEZONE)
     assert lake.delta(SRC.silver).version() == silver_version  # nothing committed
     assert lake.read(SRC.silver, DAY).sort("source_row").equals(published)  # readers: the last publication
     assert list((tmp_path / "spill").iterdir()) == []
     monkeypatch.setattr(spill.SpilledFrame, "__iter__", real_iter)
-    again = ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000)
+    again = ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000, tz=DEFAULT_TIMEZONE)
     assert again.silver_rows == first.silver_rows + 1 and lake.read(SRC.silver, DAY).height == again.silver_rows
     assert reconcile_from_tables(lake, SRC, DAY)["difference"] == 0

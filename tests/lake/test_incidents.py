@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import ingest_partition, known_entity_ids
-from contracts import INCIDENT_TYPES, SOURCES
+from contracts import DEFAULT_TIMEZONE, INCIDENT_TYPES, SOURCES
 
 SRC = SOURCES["incidents"]
 DAY = dt.date(2026, 11, 1)  # the fall-back day: a naive local time in 01:00-02:00 is ambiguous
@@ -105,7 +105,7 @@ def test_bad_incident_records_are_quarantined_with_file_row_field_and_nothing_is
         f"WO-9,{m},meter,theft,2026-10-20T10:00:00-04:00,,2026-10-25T09:00:00-04:00,2026-10-31T09:30:00-04:00,confirmed,",
     ]
     key = _put(zone, "workorders.csv", HEADER + "\n" + "\n".join(rows) + "\n")
-    res = ingest_partition(zone, lake, SRC, DAY, ids, forward_late=False)
+    res = ingest_partition(zone, lake, SRC, DAY, ids, forward_late=False, tz=DEFAULT_TIMEZONE)
     assert res.reconciles and res.raw_rows == 9
     q = lake.read(SRC.quarantine, DAY).sort("source_row")
     got = {r["source_row"]: (r["reason_code"], r["field"]) for r in q.iter_rows(named=True)}

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import ingest_partition
-from contracts import SOURCES
+from contracts import DEFAULT_TIMEZONE, SOURCES
 
 SRC = SOURCES["meter_readings"]
 HEADER = "meter_id,reading_time,consumption_kwh,demand_kw,voltage,current_amps,power_factor"
@@ -31,7 +31,7 @@ def _csv(zone, name: str, rows: list[str], day: dt.date = DAY, header: str = HEA
 
 
 def _ingest(lake, zone, day: dt.date = DAY):
-    res = ingest_partition(zone, lake, SRC, day, _ids(lake))
+    res = ingest_partition(zone, lake, SRC, day, _ids(lake), tz=DEFAULT_TIMEZONE)
     pub = not res.held  # a day with an unreadable file is written but not published (read as written)
     q = lake.read(SRC.quarantine, day, published=pub)
     s = lake.read(SRC.silver, day, published=pub)
@@ -285,9 +285,9 @@ def test_backfill_writes_the_same_partitions_as_one_by_one(lake_and_landing, sma
     for d in days:
         write_landing_day(small_sim, d, zone, formats="parquet", bad=BadRecordRates(duplicate=0.01, out_of_range=0.01), sources=("meter_readings",))
     ids = _ids(lake)
-    one_by_one = [ingest_partition(zone, lake, SRC, d, ids, forward_late=False) for d in days]
+    one_by_one = [ingest_partition(zone, lake, SRC, d, ids, forward_late=False, tz=DEFAULT_TIMEZONE) for d in days]
     other = Lake(tmp_path / "lake2")
-    ranged = ingest_partitions(zone, other, SRC, days, ids, forward_late=False)
+    ranged = ingest_partitions(zone, other, SRC, days, ids, forward_late=False, tz=DEFAULT_TIMEZONE)
     assert [r.partition for r in ranged] == days
     assert [r.summary() for r in ranged] == [r.summary() for r in one_by_one]
     for d in days:
@@ -305,7 +305,7 @@ def test_pipelined_backfill_delivers_early_records_to_the_next_day(env):
     nxt = DAY + dt.timedelta(days=1)
     _csv(zone, "a.csv", [_row(m1, "2026-11-02 08:00:00"), _row(m2, "2026-11-03 01:00:00", kwh="0.66")])
     _csv(zone, "b.csv", [_row(m1, "2026-11-03 08:00:00")], day=nxt)
-    r1, r2 = ingest_partitions(zone, lake, SRC, [DAY, nxt], _ids(lake))
+    r1, r2 = ingest_partitions(zone, lake, SRC, [DAY, nxt], _ids(lake), tz=DEFAULT_TIMEZONE)
     assert r1.reasons == {"future_data": 1} and r1.silver_rows == 1 and list(r1.forwarded) == [nxt]
     assert r2.raw_rows == 2 and r2.silver_rows == 2 and r2.reconciles
     got = lake.read(SRC.silver, nxt).sort("reading_time")
@@ -329,7 +329,7 @@ def test_a_failed_write_stops_the_backfill_and_raises(env, monkeypatch):
 
     monkeypatch.setattr(Lake, "write_partition", failing)
     with pytest.raises(OSError, match="disk full"):
-        ingest_partitions(zone, lake, SRC, days, _ids(lake))
+        ingest_partitions(zone, lake, SRC, days, _ids(lake), tz=DEFAULT_TIMEZONE)
     assert lake.read(SRC.silver, days[0]).height == 1
     assert lake.read(SRC.silver, days[2]).height == 0
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from lake.delta import Lake
 from lake.ingest import ingest_partition, reconcile_from_tables
 from lake.landing import LocalLanding
-from contracts import SOURCES
+from contracts import DEFAULT_TIMEZONE, SOURCES
 
 SRC = SOURCES["meter_readings"]
 COLS = SRC.raw_columns
@@ -149,7 +149,7 @@ def test_any_mixture_of_valid_and_corrupt_rows_reconciles_and_keeps_every_valid_
     if garbage is not None:
         zone.put_bytes(f"meter_readings/{DAY}/zz-garbage.csv", garbage)
 
-    res = ingest_partition(zone, lake, SRC, DAY, IDS)  # no exception escapes
+    res = ingest_partition(zone, lake, SRC, DAY, IDS, tz=DEFAULT_TIMEZONE)  # no exception escapes
     # a garbage file holds the day out of the manifest (written, not published): counted as written
     pub = garbage is None
     assert bool(res.held) != pub and bool(res.published) == pub
@@ -165,7 +165,7 @@ def test_any_mixture_of_valid_and_corrupt_rows_reconciles_and_keeps_every_valid_
     want = sorted((r["m"], r["t"], r["kwh"]) for r in valid)
     assert got == want  # every valid row exactly once, and nothing else
 
-    ingest_partition(zone, lake, SRC, DAY, IDS)  # re-ingesting gives identical tables
+    ingest_partition(zone, lake, SRC, DAY, IDS, tz=DEFAULT_TIMEZONE)  # re-ingesting gives identical tables
     again = _tables(lake, pub)
     for name in first:
         assert again[name].equals(first[name]), name

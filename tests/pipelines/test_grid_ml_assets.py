@@ -7,6 +7,8 @@ machine, hence ``slow``; the definitions test is fast."""
 
 from __future__ import annotations
 
+from contracts import DEFAULT_TIMEZONE
+
 import datetime as dt
 import hashlib
 
@@ -62,7 +64,7 @@ def grid_lake(tmp_path_factory):
         day = START + dt.timedelta(days=i)
         write_landing_day(sim, day, zone)
         for src in SOURCES.values():
-            ingest_partition(zone, lake, src, day, known_entity_ids(lake, src))
+            ingest_partition(zone, lake, src, day, known_entity_ids(lake, src), tz=DEFAULT_TIMEZONE)
         hourly = gold.load_hourly(lake.read("silver_meter_readings", day), lake.read("ref_meters"), lake.read("ref_transformers"), day)
         lake.write_partition(TABLES["gold_load_hourly"], hourly, day)
     return root, lake

@@ -9,6 +9,8 @@ real failed run stored in PostgreSQL (``build_run_status_sensor_context``).
 
 from __future__ import annotations
 
+from contracts import DEFAULT_TIMEZONE
+
 import datetime as dt
 import os
 import shutil
@@ -135,7 +137,7 @@ def test_grid_ml_scoring_skips_until_the_day_has_readings(pg_instance, lake_and_
     day = dt.date(2026, 11, 1)
     write_landing_day(small_sim, day, zone, formats="parquet", sources=("meter_readings",))
     src = SOURCES["meter_readings"]
-    ingest_partition(zone, lake, src, day, lake.read("ref_meters", columns=["meter_id"])["meter_id"])
+    ingest_partition(zone, lake, src, day, lake.read("ref_meters", columns=["meter_id"])["meter_id"], tz=DEFAULT_TIMEZONE)
     reqs, skip = _tick(pg_instance, "grid_ml_scoring_hourly", at, res)
     assert skip is None and [r.partition_key for r in reqs] == ["2026-11-01"]
     _valid_for_job(reqs[0], "grid_ml_scoring")

@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from contracts import SOURCES
+from contracts import DEFAULT_TIMEZONE, SOURCES
 from lake.ingest import ingest_partition, known_entity_ids
 from quality.expectations import validate_frame
 from simulator import BadRecordRates, write_landing_day
@@ -57,7 +57,7 @@ def ingested(tmp_path_factory, small_sim):
     results = {}
     for src in SOURCES.values():
         ids = known_entity_ids(lake, src)
-        results[src.name] = ingest_partition(zone, lake, src, DAY, ids)
+        results[src.name] = ingest_partition(zone, lake, src, DAY, ids, tz=DEFAULT_TIMEZONE)
     return lake, results
 
 

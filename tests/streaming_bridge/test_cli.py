@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 
-from contracts import SOURCES
+from contracts import DEFAULT_TIMEZONE, SOURCES
 from streaming_bridge import cli
 from streaming_bridge.service import replay
 from tests.streaming_bridge.bridge_helpers import ListSink
@@ -36,7 +36,7 @@ def test_replay_rescoring_the_lake_fires_and_resolves_in_time_order(lake_and_lan
     tx = lake.read("ref_transformers")["transformer_id"][0]
     _silver_scada(lake, tx)
     sink = ListSink()
-    out = replay(lake, T0 - dt.timedelta(hours=1), sink, until=T0 + dt.timedelta(days=1))
+    out = replay(lake, T0 - dt.timedelta(hours=1), sink, until=T0 + dt.timedelta(days=1), tz=DEFAULT_TIMEZONE)
     crit = [a for a in sink.alerts if a.labels["alertname"] == "TransformerHotSpotCritical"]
     assert [(a.resolved, a.starts_at) for a in crit] == [(False, T0 + dt.timedelta(minutes=15)), (True, T0 + dt.timedelta(minutes=15))]
     assert crit[1].ends_at == T0 + dt.timedelta(minutes=45)  # 120 degC is below the 130 degC clear threshold
@@ -44,7 +44,7 @@ def test_replay_rescoring_the_lake_fires_and_resolves_in_time_order(lake_and_lan
     assert out["rows"] == 5 and out["still_active"] == 1
     # replay from after the excursion sees nothing
     sink2 = ListSink()
-    replay(lake, T0 + dt.timedelta(minutes=50), sink2, until=T0 + dt.timedelta(days=1))
+    replay(lake, T0 + dt.timedelta(minutes=50), sink2, until=T0 + dt.timedelta(days=1), tz=DEFAULT_TIMEZONE)
     assert not sink2.alerts
 
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from lake.ingest import ingest_partition
-from contracts import SOURCES, STREAM_DEAD_LETTERS
+from contracts import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS
 from streaming_bridge.ingress import IngressConfig, Message, Validator
 from streaming_bridge.landing import LandingWriter
 from streaming_bridge.topics import Topics
@@ -93,7 +93,7 @@ def test_landed_stream_readings_are_ingested_by_the_file_path_and_dead_letters_r
     v = _validator(lake)
     meters = lake.read("ref_meters", columns=["meter_id"])["meter_id"].to_list()[:5]
     start = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)  # utility day 2026-11-02
-    w = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1", flush_seconds=3600)
+    w = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1", tz=DEFAULT_TIMEZONE, flush_seconds=3600)
     readings = [_reading(m, start + dt.timedelta(minutes=15 * k)) for m in meters for k in range(4)]
     batch = [_msg(T.headend("he-9"), {"readings": readings[:10]}), _msg(T.headend("he-9"), {"readings": readings[10:]})]
     batch += [_msg(T.meter(meters[0]), _reading(meters[0], start, voltage="n/a"))]
@@ -105,7 +105,7 @@ def test_landed_stream_readings_are_ingested_by_the_file_path_and_dead_letters_r
     w.append(r2.accepted, r2.dead)
     keys = w.flush()
     assert keys == [f"meter_readings/{DAY.isoformat()}/stream-{keys[0].split('stream-')[1]}"]
-    res = ingest_partition(zone, lake, SOURCES["meter_readings"], DAY, lake.read("ref_meters", columns=["meter_id"])["meter_id"])
+    res = ingest_partition(zone, lake, SOURCES["meter_readings"], DAY, lake.read("ref_meters", columns=["meter_id"])["meter_id"], tz=DEFAULT_TIMEZONE)
     assert res.silver_rows == 20 and res.duplicate_rows == 1 and res.quarantined_rows == 0 and res.reconciles
     silver = lake.read(SOURCES["meter_readings"].silver, DAY)
     assert set(silver["meter_id"]) == set(meters) and silver["reading_time"].min() == start
@@ -118,14 +118,14 @@ def test_a_crash_before_the_flush_is_recovered_from_the_spool_idempotently(lake_
     v = _validator(lake)
     m = lake.read("ref_meters", columns=["meter_id"])["meter_id"][0]
     t = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
-    w = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1", flush_seconds=3600)
+    w = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1", tz=DEFAULT_TIMEZONE, flush_seconds=3600)
     r = v.process([_msg(T.meter(m), _reading(m, t)), _msg(T.meter(m), None, raw=b"{")], now=NOW.timestamp())
     w.append(r.accepted, r.dead)
     # simulate a kill: the writer is dropped without flush; append a torn tail to the spool file
     seg = next((tmp_path / "spool").iterdir())
     with open(seg / "meter_readings.arrows", "ab") as f:
         f.write(b"\x00\x01garbage")
-    w2 = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1")
+    w2 = LandingWriter(zone, lake, tmp_path / "spool", bridge_id="t1", tz=DEFAULT_TIMEZONE)
     keys = w2.recover()
     assert len(keys) == 1 and not any((tmp_path / "spool").iterdir())
     landed = pl.read_parquet(zone.local_path(keys[0]))

@@ -10,6 +10,7 @@ import threading
 import polars as pl
 import pytest
 
+from contracts.profile import load_profile
 from models.grid.anomaly import AnomalyEnsemble
 from models.grid.config import MODEL_ANOMALY, AlertThresholds, AnomalyConfig, FeatureConfig
 from models.grid.evaluate import label_readings
@@ -37,9 +38,9 @@ def trained(tmp_path_factory):
     sim = Simulator(SimConfig(n_meters=120, start=START, days=4, seed=5, events=EventRates(failures_per_transformer_year=40.0, sags_per_transformer_year=40.0)))
     scada = pl.concat([sim.day(START + dt.timedelta(days=i))["scada"] for i in range(4)])
     ref = sim.reference()["ref_transformers"]
-    f = transformer_features(scada, ref, None, FeatureConfig(timezone="America/New_York"))
+    f = transformer_features(scada, ref, None, FeatureConfig.from_profile(load_profile()))
     lab = label_readings(f, sim.truth()["truth_events"], sim.reference()["ref_meters"], "transformer")
-    model = AnomalyEnsemble("transformer", FeatureConfig(timezone="America/New_York"), config=AnomalyConfig(n_estimators=16, max_train_rows=4000, ae_epochs=1, nystroem_components=16)).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble("transformer", FeatureConfig.from_profile(load_profile()), AlertThresholds.from_bands(load_profile().alert_bands.anomaly), config=AnomalyConfig(n_estimators=16, max_train_rows=4000, ae_epochs=1, nystroem_components=16)).fit(f, lab.is_not_null())
     reg = ModelRegistry(f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db")
     run = reg.log_training_run(params={}, metrics={"brier": 0.10}, model=model)
     v1 = reg.register(run, NAME, backtest_id="bt", metrics={"brier": 0.10})

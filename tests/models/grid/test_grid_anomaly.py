@@ -8,12 +8,14 @@ import pytest
 
 from models.grid.alerts import build_alerts, fingerprint, to_gold_scores
 from models.grid.anomaly import AnomalyEnsemble
+from contracts.profile import load_profile
 from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
 from models.grid.evaluate import event_detection, label_readings, reading_metrics
 from models.grid.features import FeatureInputError, meter_features, transformer_features
 
 #: the simulator's (the demo utility's) zone
-FC = FeatureConfig(timezone="America/New_York")
+FC = FeatureConfig.from_profile(load_profile())
+BANDS = AlertThresholds.from_bands(load_profile().alert_bands.anomaly)
 
 SMALL = AnomalyConfig(n_estimators=16, max_train_rows=6000, ae_epochs=2, nystroem_components=32, seed=1)
 
@@ -22,7 +24,7 @@ SMALL = AnomalyConfig(n_estimators=16, max_train_rows=6000, ae_epochs=2, nystroe
 def tx(grid_sim, grid_data):
     f = transformer_features(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"], FC)
     lab = label_readings(f, grid_sim.truth()["truth_events"], stream="transformer")
-    model = AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble("transformer", FC, BANDS, config=SMALL).fit(f, lab.is_not_null())
     return f, lab, model
 
 
@@ -30,7 +32,7 @@ def tx(grid_sim, grid_data):
 def meters(grid_sim, grid_data):
     f = meter_features(grid_data["meter_readings"], FC)
     lab = label_readings(f, grid_sim.truth()["truth_events"], grid_sim.reference()["ref_meters"], "meter")
-    model = AnomalyEnsemble("meter", FC, config=SMALL).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble("meter", FC, BANDS, config=SMALL).fit(f, lab.is_not_null())
     return f, lab, model
 
 
@@ -82,8 +84,8 @@ def test_cold_start_trains_and_scores_without_labels_calibrated_on_its_own_distr
 
     f, lab, supervised = tx
     assert supervised.mode == "semi_supervised"
-    cold = AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, np.zeros(f.height, dtype=bool))
-    none = AnomalyEnsemble("transformer", FC, config=SMALL).fit(f)  # labels=None: the same cold start
+    cold = AnomalyEnsemble("transformer", FC, BANDS, config=SMALL).fit(f, np.zeros(f.height, dtype=bool))
+    none = AnomalyEnsemble("transformer", FC, BANDS, config=SMALL).fit(f)  # labels=None: the same cold start
     assert cold.mode == none.mode == "cold_start" and cold.fit_report_["calibration_anomalies"] == 0
     s = cold.score_arrays(f)["score"]
     np.testing.assert_array_equal(s, none.score_arrays(f)["score"])
@@ -98,7 +100,7 @@ def test_cold_start_trains_and_scores_without_labels_calibrated_on_its_own_distr
     # fewer labelled rows than min_labelled_rows on the calibration assets: still a cold start
     few = np.zeros(f.height, dtype=bool)
     few[np.flatnonzero(y)[:3]] = True
-    assert AnomalyEnsemble("transformer", FC, config=SMALL).fit(f, few).mode == "cold_start"
+    assert AnomalyEnsemble("transformer", FC, BANDS, config=SMALL).fit(f, few).mode == "cold_start"
 
 
 def test_missing_feature_and_wrong_kind_are_named(tx):
@@ -106,7 +108,7 @@ def test_missing_feature_and_wrong_kind_are_named(tx):
     with pytest.raises(FeatureInputError, match="excess_rise"):
         model.score(f.drop("excess_rise"))
     with pytest.raises(ValueError, match="kind"):
-        AnomalyEnsemble("feeder", FC)
+        AnomalyEnsemble("feeder", FC, BANDS)
 
 
 def test_save_load_round_trip_and_fast_ocsvm(tx, tmp_path):
@@ -147,8 +149,8 @@ def test_incident_labels_learn_the_weights_while_bands_stay_tail_shares(tx):
     partial = y.copy()
     partial[np.flatnonzero(y)[::2]] = False  # half the anomalous readings never confirmed
     cfg = replace(SMALL, band_calibration="tail")
-    semi = AnomalyEnsemble("transformer", FC, config=cfg).fit(f, partial)
-    cold = AnomalyEnsemble("transformer", FC, config=cfg).fit(f)
+    semi = AnomalyEnsemble("transformer", FC, BANDS, config=cfg).fit(f, partial)
+    cold = AnomalyEnsemble("transformer", FC, BANDS, config=cfg).fit(f)
     assert semi.mode == "semi_supervised_tail" and cold.mode == "cold_start"
     s = semi.score_arrays(f)["score"]
     share = float((s >= 0.85).mean())

@@ -12,12 +12,14 @@ import pytest
 
 from models.grid import anomaly as A
 from models.grid.anomaly import DETECTORS, AnomalyEnsemble
-from models.grid.config import AnomalyConfig, FeatureConfig
+from contracts.profile import load_profile
+from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
 from models.grid.evaluate import label_readings
 from models.grid.features import meter_features
 
 #: the simulator's (the demo utility's) zone
-FC = FeatureConfig(timezone="America/New_York")
+FC = FeatureConfig.from_profile(load_profile())
+BANDS = AlertThresholds.from_bands(load_profile().alert_bands.anomaly)
 
 # more trees than the other tests' model: the level-wise walk must handle every tree shape
 CFG = AnomalyConfig(n_estimators=32, max_train_rows=6000, ae_epochs=2, nystroem_components=32, seed=3)
@@ -27,7 +29,7 @@ CFG = AnomalyConfig(n_estimators=32, max_train_rows=6000, ae_epochs=2, nystroem_
 def fitted(grid_sim, grid_data):
     f = meter_features(grid_data["meter_readings"], FC)
     lab = label_readings(f, grid_sim.truth()["truth_events"], grid_sim.reference()["ref_meters"], "meter")
-    model = AnomalyEnsemble("meter", FC, config=CFG).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble("meter", FC, BANDS, config=CFG).fit(f, lab.is_not_null())
     # some missing measures, as a meter without supply sends them
     rng = np.random.default_rng(0)
     rows = rng.choice(f.height, 300, replace=False)

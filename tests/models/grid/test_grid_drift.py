@@ -42,12 +42,13 @@ def test_realised_precision_counts_settled_alerts_confirmed_by_incidents():
 @pytest.mark.slow
 def test_a_fitted_ensemble_carries_its_training_profile_and_sees_a_unit_change(grid_data):
     from models.grid.anomaly import AnomalyEnsemble
-    from models.grid.config import AnomalyConfig, FeatureConfig
+    from contracts.profile import load_profile
+    from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
     from models.grid.features import meter_features
 
-    fc = FeatureConfig(timezone="America/New_York")
+    fc = FeatureConfig.from_profile(load_profile())
     f = meter_features(grid_data["meter_readings"], fc)
-    m = AnomalyEnsemble("meter", fc, config=AnomalyConfig(n_estimators=8, max_train_rows=3000, ae_epochs=1, nystroem_components=16)).fit(f)
+    m = AnomalyEnsemble("meter", fc, AlertThresholds.from_bands(load_profile().alert_bands.anomaly), config=AnomalyConfig(n_estimators=8, max_train_rows=3000, ae_epochs=1, nystroem_components=16)).fit(f)
     assert set(m.drift_profile_) == set(m.features) | {"score"}
     day = f.tail(5_000)
     ok = drift_report(m.drift_profile_, {c: day[c].to_numpy() for c in m.features}, "meter:v1")

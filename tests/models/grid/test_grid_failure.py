@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from contracts.profile import load_profile
 from models.grid.config import AlertThresholds, FeatureConfig
 from models.grid.failure import (
     FAILURE_FEATURES,
@@ -23,7 +24,8 @@ from models.grid.failure import (
 from models.grid.features import FeatureInputError
 
 #: the simulator's (the demo utility's) zone
-FC = FeatureConfig(timezone="America/New_York")
+FC = FeatureConfig.from_profile(load_profile())
+RISK_BANDS = AlertThresholds.from_bands(load_profile().alert_bands.failure_risk)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def test_targets_mark_exactly_the_72h_before_each_failure(grid_sim, snaps):
 
 def test_fit_predict_and_evaluate(grid_sim, snaps):
     s, t = snaps
-    m = FailureModel(FailureConfig(n_estimators=40)).fit(t)
+    m = FailureModel(FailureConfig(RISK_BANDS, n_estimators=40)).fit(t)
     p = m.predict(s)
     assert p["failure_probability_72h"].is_between(0, 1).all() and (p["rul_hours"] > 0).all()
     ev = evaluate_failure(p, t, grid_sim.truth()["truth_events"], 0.5)
@@ -71,7 +73,7 @@ def test_fit_predict_and_evaluate(grid_sim, snaps):
 def test_fit_without_failures_is_refused(snaps):
     _, t = snaps
     with pytest.raises(ValueError, match="failures"):
-        FailureModel().fit(t.with_columns(pl.lit(False).alias("fails_within")))
+        FailureModel(FailureConfig(RISK_BANDS)).fit(t.with_columns(pl.lit(False).alias("fails_within")))
 
 
 def test_outage_impact_counts_customers_and_handles_empty_transformers(grid_sim, grid_data):
@@ -122,7 +124,7 @@ def _eval_targets(fails: list[bool]) -> pl.DataFrame:
 
 def _fixed(p: list[float]):
     """A failure model that predicts fixed probabilities (alert at 0.5)."""
-    return SimpleNamespace(config=FailureConfig(),
+    return SimpleNamespace(config=FailureConfig(RISK_BANDS),
                            predict=lambda t: t.with_columns(pl.Series("failure_probability_72h", p)))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from contracts.profile import load_profile
 from models.grid.config import FeatureConfig
 from models.grid.features import (
     METER_FEATURES,
@@ -20,7 +21,7 @@ from models.grid.features import (
 )
 
 #: the simulator's (the demo utility's) zone
-FC = FeatureConfig(timezone="America/New_York")
+FC = FeatureConfig.from_profile(load_profile())
 
 
 def _readings(n: int, meter: str = "M1", start=datetime(2026, 6, 1, tzinfo=timezone.utc), step_min: int = 30,
@@ -122,7 +123,7 @@ def test_local_date_is_the_utility_calendar_day():
 def test_anomaly_features_leave_out_a_stream_without_rows(grid_sim, grid_data):
     ref_t = grid_sim.reference()["ref_transformers"]
     meters, scada = grid_data["meter_readings"].head(500), grid_data["scada"].head(300)
-    cfg = FeatureConfig(timezone="America/New_York")
+    cfg = FeatureConfig.from_profile(load_profile())
     both = anomaly_features(meters, scada, grid_data["weather"], ref_t, cfg)
     assert set(both) == {"meter", "transformer"}
     assert both["meter"].height == meters.height and both["transformer"].height == scada.height
