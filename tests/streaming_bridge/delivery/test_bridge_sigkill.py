@@ -19,7 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import polars as pl
 import pytest
-from bridge_delivery_helpers import query, wait_until
+from bridge_delivery_helpers import dump_diagnostics, query, wait_until
 
 from streaming_bridge.topics import Topics
 
@@ -100,6 +100,10 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
         for cond in injected:
             for recv in ROUTES[cond[0]]:
                 assert per.get((recv, *cond)) == 1, (recv, cond)
+    except BaseException:  # keep what teardown destroys (the schema), for the next flake's root cause
+        d = dump_diagnostics("test_bridge_sigkill", store, tmp_path / "outbox.sqlite", alertmanager.url, (log, alertmanager.log_path))
+        (d / "injected.txt").write_text("\n".join(map(repr, sorted(injected))))
+        raise
     finally:
         pub.loop_stop()
         if b.poll() is None:
