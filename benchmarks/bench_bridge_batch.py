@@ -79,7 +79,7 @@ def _fleet(tmp: Path) -> None:
     try:
         from contracts import TABLES
     except ImportError:  # a revision from before the contracts package (--before)
-        from lake.schemas import TABLES
+        from contracts import TABLES
 
     meters, transformers = fleet(N_FRESH)
     lk = Lake(tmp / "lake")

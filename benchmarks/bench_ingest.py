@@ -182,6 +182,43 @@ def _generate(landing: Path, meters: int, days: list[dt.date], seed: int) -> int
     return rows
 
 
+def _big_file_cases(days: list[dt.date], big_rows: int, seed: int) -> dict:
+    """One CSV file of ``big_rows`` rows and one of a tenth of them: peak RSS and rows/s of each."""
+    from lake.readers import DEFAULT_CHUNK_BYTES
+    from lake.spill import memory_budget_bytes
+
+    out: dict = {}
+    for tag, n in (("big_tenth", big_rows // 10), ("big", big_rows)):
+        big = WORK / f"landing_csv_{tag}"
+        print(f"generating one CSV file of {n:,} rows")
+        t = time.perf_counter()
+        _generate_big_csv(big, n, days[0], seed + 2)
+        size = (big / "meter_readings" / days[0].isoformat() / "monthly-export.csv").stat().st_size
+        print(f"  {size / 1e9:.2f} GB in {time.perf_counter() - t:.0f}s; ingesting", flush=True)
+        one = _run_child("ingest", big, days[:1], tag)
+        shutil.rmtree(big, ignore_errors=True)
+        shutil.rmtree(WORK / f"out_ingest_{tag}", ignore_errors=True)
+        out[f"{tag}_csv_rows"] = one["rows"]
+        out[f"{tag}_csv_bytes"] = size
+        out[f"{tag}_csv_peak_rss_mb"] = round(one["peak_rss_mb"], 1)
+        out[f"{tag}_csv_rows_per_s"] = round(one["rows"] / one["seconds"])
+        out[f"{tag}_csv_stage_seconds"] = {k: round(v, 1) for k, v in one["stages_s"].items()}
+    out["chunk_bytes"] = DEFAULT_CHUNK_BYTES
+    out["memory_budget_mb"] = memory_budget_bytes() >> 20
+    out["big_csv_rss_growth_per_extra_row_bytes"] = round(
+        (out["big_csv_peak_rss_mb"] - out["big_tenth_csv_peak_rss_mb"]) * 2**20 / (out["big_csv_rows"] - out["big_tenth_csv_rows"]), 1
+    )
+    out["big_csv_peak_rss_ratio_vs_tenth"] = round(out["big_csv_peak_rss_mb"] / out["big_tenth_csv_peak_rss_mb"], 2)
+    return out
+
+
+def _print_big(out: dict) -> None:
+    for tag in ("big_tenth", "big"):
+        print(f"  one CSV file of {out[f'{tag}_csv_rows']:,} rows ({out[f'{tag}_csv_bytes'] / 1e9:.2f} GB): peak RSS {out[f'{tag}_csv_peak_rss_mb']:.0f} MB, {out[f'{tag}_csv_rows_per_s'] / 1e6:.2f} M rows/s")
+    print(f"  peak RSS 10x rows / 1x: {out['big_csv_peak_rss_ratio_vs_tenth']:.2f}; growth per extra row {out['big_csv_rss_growth_per_extra_row_bytes']:.0f} bytes "
+          f"(chunks of {out['chunk_bytes'] >> 20} MiB, day budget {out['memory_budget_mb']} MB)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--meters", type=int, default=10_000)
@@ -194,9 +231,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--landing")
     ap.add_argument("--child-days")
     ap.add_argument("--out")
+    ap.add_argument("--only-big", action="store_true", help="only the single large CSV file cases (benchmarks/results/ingest_big_file.json)")
     args = ap.parse_args(argv)
     if args.child:
         _child_main(args)
+        return 0
+    if args.only_big:
+        WORK.mkdir(parents=True, exist_ok=True)
+        load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        out = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}", "load_before": load,
+               **_big_file_cases(_days(1), args.big_rows, args.seed)}
+        out["load_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        path = RESULTS.with_name("ingest_big_file.json")
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        _print_big(out)
+        print(f"  load: {out['load_before']} -> {out['load_after']}\n  written to {path.relative_to(ROOT)}")
         return 0
 
     shutil.rmtree(WORK, ignore_errors=True)
@@ -245,26 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         out["peak_rss_mb_single_10x_partition"] = round(one["peak_rss_mb"], 1)
         out["single_10x_partition_rows_per_s"] = round(one["rows"] / one["seconds"])
     if args.big_rows:
-        for tag, n in (("big_tenth", args.big_rows // 10), ("big", args.big_rows)):
-            big = WORK / f"landing_csv_{tag}"
-            print(f"generating one CSV file of {n:,} rows")
-            t = time.perf_counter()
-            _generate_big_csv(big, n, days[0], args.seed + 2)
-            size = (big / "meter_readings" / days[0].isoformat() / "monthly-export.csv").stat().st_size
-            print(f"  {size / 1e9:.2f} GB in {time.perf_counter() - t:.0f}s; ingesting", flush=True)
-            one = _run_child("ingest", big, days[:1], tag)
-            shutil.rmtree(big, ignore_errors=True)
-            shutil.rmtree(WORK / f"out_ingest_{tag}", ignore_errors=True)
-            out[f"{tag}_csv_rows"] = one["rows"]
-            out[f"{tag}_csv_bytes"] = size
-            out[f"{tag}_csv_peak_rss_mb"] = round(one["peak_rss_mb"], 1)
-            out[f"{tag}_csv_rows_per_s"] = round(one["rows"] / one["seconds"])
-        from lake.readers import DEFAULT_CHUNK_BYTES
-
-        out["chunk_bytes"] = DEFAULT_CHUNK_BYTES
-        out["big_csv_rss_growth_per_extra_row_bytes"] = round(
-            (out["big_csv_peak_rss_mb"] - out["big_tenth_csv_peak_rss_mb"]) * 2**20 / (out["big_csv_rows"] - out["big_tenth_csv_rows"]), 1
-        )
+        out.update(_big_file_cases(days, args.big_rows, args.seed))
     out["met"] = {
         "ratio": out["ratio"] >= 0.85,
         "ingest_rows_per_s": out["ingest_rows_per_s"] >= 1_000_000,
@@ -282,9 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if "peak_rss_mb_single_10x_partition" in out:
         print(f"  one 10x-larger day: peak RSS {out['peak_rss_mb_single_10x_partition']:.0f} MB, {out['single_10x_partition_rows_per_s'] / 1e6:.2f} M rows/s")
     if "big_csv_rows" in out:
-        for tag in ("big_tenth", "big"):
-            print(f"  one CSV file of {out[f'{tag}_csv_rows']:,} rows ({out[f'{tag}_csv_bytes'] / 1e9:.2f} GB): peak RSS {out[f'{tag}_csv_peak_rss_mb']:.0f} MB, {out[f'{tag}_csv_rows_per_s'] / 1e6:.2f} M rows/s")
-        print(f"  RSS growth per extra row of one file: {out['big_csv_rss_growth_per_extra_row_bytes']:.0f} bytes (chunks of {out['chunk_bytes'] >> 20} MiB)")
+        _print_big(out)
     print(f"  written to {RESULTS.relative_to(ROOT)}")
     return 0
 

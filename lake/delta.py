@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 import polars as pl
 import pyarrow as pa
@@ -46,10 +46,12 @@ def s3_storage_options_from_env() -> dict[str, str]:
     endpoint = opts.get("AWS_ENDPOINT_URL", "")
     if endpoint.startswith("http://"):
         opts["AWS_ALLOW_HTTP"] = "true"
-    # Endpoints without conditional PUT (moto, older MinIO) need the unsafe-rename mode; a single
-    # writer per partition (Dagster's run queue) keeps that safe here. Opt out with GRIDLAKE_S3_SAFE=1.
-    if os.environ.get("GRIDLAKE_S3_SAFE") != "1":
-        opts["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+    # Commit coordination: every commit file is created with a conditional PUT (If-None-Match: *), so of two
+    # writers racing for version N exactly one wins and the other retries on top of it (write_partition). This is
+    # delta-rs 1.x's documented mechanism for S3 (its DynamoDB log store was removed in 1.0; AWS S3 has had
+    # conditional writes since 2024-08, MinIO, R2 and moto 5.x have them too). Set here explicitly, not left to
+    # a default: tests/lake/test_concurrent_writers.py checks it on moto, in processes racing for one table.
+    opts["AWS_CONDITIONAL_PUT"] = "etag"
     return opts
 
 
@@ -95,24 +97,37 @@ class Lake:
         return DeltaTable(self.uri(table), storage_options=self.storage_options)
 
     # ------------------------------------------------------------------ writing
-    def write_partition(self, table: Table, df: pl.DataFrame, partition: dt.date | None, *, retries: int = 5) -> WriteResult:
+    def write_partition(self, table: Table, df: pl.DataFrame | Iterable[pl.DataFrame], partition: dt.date | None, *, retries: int = 5) -> WriteResult:
         """Replace exactly the rows of one partition (or the whole table if it is unpartitioned).
 
         Every row of ``df`` must belong to ``partition``: a row that does not is a bug upstream,
         and the write refuses it rather than spilling into another partition.
+
+        ``df`` may also be an iterable of frames (e.g. a lake.spill.SpilledFrame): they are conformed
+        and streamed into the same single commit one at a time, so the write holds one piece, not the
+        partition (the iterable is iterated again if the commit has to be retried).
         """
-        data = table.conform(df)
         predicate = None
+        col = None
         if table.partition_by:
             if partition is None:
                 raise ValueError(f"{table.name} is partitioned by {table.partition_by}; give a partition")
             if not isinstance(partition, dt.date):
                 raise TypeError(f"partition must be a date, got {partition!r}")
             col = table.partition_by[0]
-            stray = data.filter(pl.col(col) != partition).height
-            if stray:
-                raise ValueError(f"{table.name}: {stray} row(s) outside partition {col}={partition}")
             predicate = f"{col} = '{partition.isoformat()}'"  # isoformat of a date: no injection possible
+
+        def conform(piece: pl.DataFrame) -> pl.DataFrame:
+            piece = table.conform(piece)
+            if col is not None:
+                stray = piece.filter(pl.col(col) != partition).height
+                if stray:
+                    raise ValueError(f"{table.name}: {stray} row(s) outside partition {col}={partition}")
+            return piece
+
+        if not isinstance(df, pl.DataFrame):
+            return self._write_partition_streamed(table, df, partition, conform, retries=retries)
+        data = conform(df)
         uri = self.uri(table)
         target = self._open_or_create(table)  # loaded once: the write and the version below reuse it
         for attempt in range(retries + 1):
@@ -137,6 +152,103 @@ class Lake:
         version = target.version()  # the written table object is updated in place by the commit
         return WriteResult(table.name, uri, version, data.height, partition.isoformat() if partition else None)
 
+    #: rows per data file of a streamed partition write (a file is written piece by piece, never held)
+    STREAMED_FILE_ROWS = 8_000_000
+
+    def _write_partition_streamed(self, table: Table, pieces: Iterable[pl.DataFrame], partition: dt.date, conform, *, retries: int) -> WriteResult:
+        """One partition replaced in one commit from a stream of frames, in bounded memory.
+
+        ``write_deltalake`` given a stream reads it ahead of its Parquet encoder into an unbounded
+        buffer (measured: a 13 M-row stream peaked at 855 MB, 443 MB when the producer was slowed), so
+        a spilled day would need memory for all its rows again. Here each piece is appended to a
+        Parquet data file of the partition (pyarrow's writer, the table's writer settings: SNAPPY,
+        source_row delta-encoded) as it arrives, and the files are committed together by one Delta
+        transaction (``create_write_transaction``, mode overwrite with the partition as filter: the
+        replaceWhere of the in-memory path). Files of a killed write are never committed, so no reader
+        sees them (delta ``vacuum`` removes them). Stats carry numRecords and nullCount (no min/max:
+        the date partition is what readers prune by).
+        """
+        import uuid
+
+        import pyarrow.parquet as pq
+        from deltalake.transaction import AddAction
+
+        if list(table.partition_by) != ["date"]:
+            raise ValueError(f"{table.name}: a streamed write needs a table partitioned by date")
+        arrow_schema = table.arrow_schema()
+        file_schema = pa.schema([f for f in arrow_schema if f.name != "date"])
+        part_dir = f"date={partition.isoformat()}"
+        target = self._open_or_create(table)
+        actions: list[AddAction] = []
+        rows = 0
+        state: dict = {}
+
+        def close_file() -> None:
+            if not state:
+                return
+            state["writer"].close()
+            name, local = state["name"], state["local"]
+            if self.is_s3:
+                with open(local, "rb") as fh:
+                    self.put_object(f"{table.name}/{part_dir}/{name}", fh)
+                size = os.path.getsize(local)
+                os.unlink(local)
+            else:
+                size = os.path.getsize(local)
+            stats = {"numRecords": state["rows"], "nullCount": state["nulls"]}
+            actions.append(AddAction(f"{part_dir}/{name}", size, {"date": partition.isoformat()}, int(time.time() * 1000), True, json.dumps(stats)))
+            state.clear()
+
+        for piece in pieces:
+            piece = conform(piece)
+            if piece.height == 0:
+                continue
+            if not state:
+                name = f"part-{uuid.uuid4()}-c000.snappy.parquet"
+                if self.is_s3:
+                    import tempfile
+
+                    local = os.path.join(tempfile.mkdtemp(prefix="gridlake-delta-"), name)
+                else:
+                    Path(self.uri(table), part_dir).mkdir(parents=True, exist_ok=True)
+                    local = str(Path(self.uri(table), part_dir, name))
+                writer = pq.ParquetWriter(local, file_schema, compression="snappy", use_dictionary=[f.name for f in file_schema if f.name != "source_row"],
+                                          column_encoding={"source_row": "DELTA_BINARY_PACKED"} if "source_row" in file_schema.names else None)
+                state.update(writer=writer, name=name, local=local, rows=0, nulls={f.name: 0 for f in file_schema})
+            data = piece.drop("date").to_arrow().cast(file_schema)
+            state["writer"].write_table(data)
+            state["rows"] += data.num_rows
+            for c in file_schema.names:
+                state["nulls"][c] += data.column(c).null_count
+            rows += data.num_rows
+            del data, piece
+            if state["rows"] >= self.STREAMED_FILE_ROWS:
+                close_file()
+        close_file()
+        if not actions:  # nothing to add: the in-memory path replaces the partition by an empty frame
+            return self.write_partition(table, pl.DataFrame(schema=table.polars_schema()), partition, retries=retries)
+        before = target.version()
+        for attempt in range(retries + 1):
+            try:
+                target.create_write_transaction(actions, mode="overwrite", schema=arrow_schema, partition_by=["date"],
+                                                partition_filters=[("date", "=", partition.isoformat())])
+                break
+            except CommitFailedError:
+                if attempt == retries:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+                target = self.delta(table)  # another writer committed: the same files, committed on its version
+        # the commit's own version (the manifest names it): the first commit after ``before`` adding our file
+        version, marker = before + 1, json.dumps(actions[0].path)
+        while True:
+            text = self._commit_text(table, version)
+            if text is None:
+                raise RuntimeError(f"{table.name}: committed {actions[0].path} but found no commit adding it after version {before}")
+            if marker in text:
+                break
+            version += 1
+        return WriteResult(table.name, self.uri(table), version, rows, partition.isoformat())
+
     def create(self, table: Table) -> DeltaTable:
         """The table, created empty with its declared schema if it does not exist yet."""
         return self._open_or_create(table)
@@ -152,25 +264,30 @@ class Lake:
                         storage_options=self.storage_options, writer_properties=WRITER_PROPERTIES)
         return WriteResult(table.name, self.uri(table), target.version(), data.height, None)
 
-    def commit_partitions(self, table: Table | str, version: int) -> set[dt.date] | None:
-        """The ``date`` partitions whose data one commit of the table changed (from its log entry).
-
-        None if the commit file no longer exists (log cleanup after a checkpoint). Only the
-        ``date`` partition key is read: the day tables are partitioned by it.
-        """
+    def _commit_text(self, table: Table | str, version: int) -> str | None:
+        """The JSON lines of one commit of the table's log, None if that commit file does not exist."""
         rel = f"_delta_log/{int(version):020d}.json"
         try:
             if self.is_s3:
                 bucket, _, prefix = self.uri(table)[len("s3://") :].partition("/")
-                text = self._s3().get_object(Bucket=bucket, Key=f"{prefix}/{rel}")["Body"].read().decode()
-            else:
-                text = (Path(self.uri(table)) / rel).read_text()
+                return self._s3().get_object(Bucket=bucket, Key=f"{prefix}/{rel}")["Body"].read().decode()
+            return (Path(self.uri(table)) / rel).read_text()
         except FileNotFoundError:
             return None
         except Exception as e:  # S3 NoSuchKey
             if "NoSuchKey" in type(e).__name__ or "NoSuchKey" in str(e):
                 return None
             raise
+
+    def commit_partitions(self, table: Table | str, version: int) -> set[dt.date] | None:
+        """The ``date`` partitions whose data one commit of the table changed (from its log entry).
+
+        None if the commit file no longer exists (log cleanup after a checkpoint). Only the
+        ``date`` partition key is read: the day tables are partitioned by it.
+        """
+        text = self._commit_text(table, version)
+        if text is None:
+            return None
         days: set[dt.date] = set()
         for line in text.splitlines():
             if not line.strip():

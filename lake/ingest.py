@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import io
 import json
+import sys
 import time
 import uuid
 from collections import Counter
@@ -45,6 +46,7 @@ from lake.delta import Lake, WriteResult
 from lake.landing import LandedFile, LandingZone, check_key, skip_reason
 from lake.readers import CHUNK_READERS, DEFAULT_CHUNK_BYTES, FORMATS, Header, ReadNotes, estimate_records, file_format, read_all
 from contracts import DEFAULT_TIMEZONE, QUARANTINE_RECORD_COLUMNS, UTC_TS, Source, day_bounds_utc
+from lake.spill import BucketSpill, SpilledFrame, SpillDir, memory_budget_bytes
 from quality.rules import DEFAULT_RULES, QualityRules
 
 ARCHIVE_PREFIX = "bronze_archive"
@@ -88,6 +90,13 @@ class IngestResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     forwarded: dict[dt.date, str] = field(default_factory=dict)  # late records re-landed for their own day
     published: dict = field(default_factory=dict)  # the manifest row that published the day (lake.manifest)
+    held: dict[str, str] = field(default_factory=dict)  # blocking files (key: problem): the day was written, not published
+
+    @property
+    def blocking_files(self) -> dict[str, str]:
+        """The day's files whose readings may be lost (BLOCKING_FILE_PROBLEMS): while any is left the
+        day is written but held out of the manifest, so no reader sees it (lake.manifest)."""
+        return {f.key: f.problem for f in self.files if f.problem in BLOCKING_FILE_PROBLEMS}
 
     @property
     def reconciles(self) -> bool:
@@ -598,10 +607,13 @@ def process_file(
     lake: Lake | None = None,
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    accept: Callable[[pl.DataFrame], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, FileReport]:
     """Archive (if a lake is given), read and validate one landing file, in chunks of about
     ``chunk_bytes`` of input. Never raises for a bad name or bad content: the file's problem is
-    reported (and a file that cannot be read is reported with its size and estimated records)."""
+    reported (and a file that cannot be read is reported with its size and estimated records).
+    ``accept``: called with each chunk's accepted rows as soon as they are validated (the day's
+    bounded buffer, lake.spill), instead of returning them (the first frame is then empty)."""
     fmt, _gz = file_format(f.key)
     skip = skip_reason(f.key)
     if skip:  # never opened: the name does not become a path or an S3 request
@@ -626,7 +638,7 @@ def process_file(
                     if hp and rep.problem is None:
                         rep.problem, rep.detail = hp[0], hp[2]
                     a, r = validate_file(chunk.df, f.key, src, partition, known_ids, tz, hp, decimal_comma=chunk.header.decimal_comma)
-                    accepted.append(a)
+                    accepted.append(a) if accept is None else accept(a)
                     rejected.append(r)
                 if chunk.malformed.height:
                     rejected.append(_malformed_rejects(chunk.malformed, f.key, fmt))
@@ -669,44 +681,9 @@ def waived_files(zone: LandingZone, src: Source, partition: dt.date) -> list[Fil
     return out
 
 
-def build_partition(
-    zone: LandingZone,
-    src: Source,
-    partition: dt.date,
-    known_ids: pl.Series,
-    *,
-    lake: Lake | None = None,
-    tz: str = DEFAULT_TIMEZONE,
-    rules: QualityRules = DEFAULT_RULES,
-    ingested_at: dt.datetime | None = None,
-    progress: Callable[[str], None] | None = None,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> tuple[dict[str, pl.DataFrame], IngestResult]:
-    """Read, validate, deduplicate and flag one partition; archive files if ``lake`` is given.
-    Waived files of the day (``rejected/<source>/<day>/``) get an audit row in the bronze index."""
-    ingested_at = ingested_at or dt.datetime.now(dt.timezone.utc)
-    t0 = time.perf_counter()
-    files = list_partition_files(zone, src, partition)
-    accepted, rejected, reports = [], [], []
-    for rep in waived_files(zone, src, partition):
-        reports.append(rep)
-        rejected.append(_file_marker(rep))
-    for i, f in enumerate(files):
-        a, r, rep = process_file(zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes)
-        reports.append(rep)
-        if a.height:
-            accepted.append(a)
-        if r.height:
-            rejected.append(r)
-        if progress:
-            progress(f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records" + (f" [{rep.problem}]" if rep.problem else ""))
-    t1 = time.perf_counter()
-    ok = (
-        pl.concat(accepted, how="vertical_relaxed", rechunk=False)
-        if accepted
-        else pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in src.raw_columns + [_FILE, _ROW]}, _EIDX: pl.Int64})
-    )
-    # deduplicate: files are in receive order, rows in file order; the last copy of a key wins
+def _dedupe_and_flag(ok: pl.DataFrame, src: Source, partition: dt.date, tz: str, rules: QualityRules) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(silver rows, duplicate rejects) of accepted rows holding *all* rows of their entities for the day:
+    files are in receive order, rows in file order, and the last copy of a key wins."""
     keep = _last_copy_of_day_key(ok, src, partition, tz)
     if keep.all():  # the usual case: no copy of the partition
         dups = ok.clear()
@@ -727,6 +704,71 @@ def build_partition(
             pl.col(_ROW),
         )
     silver = ok.with_columns(pl.lit(partition).alias("date"), rules.flag_expr(src.name, entity=_EIDX).alias("quality_flag")).drop(_EIDX)
+    return silver, dups
+
+
+def build_partition(
+    zone: LandingZone,
+    src: Source,
+    partition: dt.date,
+    known_ids: pl.Series,
+    *,
+    lake: Lake | None = None,
+    tz: str = DEFAULT_TIMEZONE,
+    rules: QualityRules = DEFAULT_RULES,
+    ingested_at: dt.datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    memory_bytes: int | None = None,
+) -> tuple[dict[str, pl.DataFrame | SpilledFrame], IngestResult]:
+    """Read, validate, deduplicate and flag one partition; archive files if ``lake`` is given.
+    Waived files of the day (``rejected/<source>/<day>/``) get an audit row in the bronze index.
+
+    Memory: the day's accepted rows are held up to ``memory_bytes`` (default: GRIDLAKE_INGEST_MEMORY_MB,
+    lake.spill); a larger day spills them to temporary Parquet buckets by entity, deduplicates and flags
+    one bucket at a time, and its silver frame is a :class:`~lake.spill.SpilledFrame` the write streams
+    from (call its ``close`` once written: write_partition_frames does)."""
+    ingested_at = ingested_at or dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    files = list_partition_files(zone, src, partition)
+    rejected, reports = [], []
+    spill_dir = SpillDir()
+    # buckets by entity keep every key together only where the key leads with the entity; a source
+    # keyed otherwise (incidents: an incident number) is small and never spills
+    budget = (memory_bytes or memory_budget_bytes()) if tuple(src.key)[:1] == (src.entity,) else sys.maxsize
+    held = BucketSpill(_EIDX, budget, spill_dir)
+    try:
+        for rep in waived_files(zone, src, partition):
+            reports.append(rep)
+            rejected.append(_file_marker(rep))
+        for i, f in enumerate(files):
+            _, r, rep = process_file(zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes, accept=held.add)
+            reports.append(rep)
+            if r.height:
+                rejected.append(r)
+            if progress:
+                progress(f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records" + (f" [{rep.problem}]" if rep.problem else ""))
+        t1 = time.perf_counter()
+        flags: Counter = Counter()
+        dup_parts = []
+        silver: pl.DataFrame | SpilledFrame = SpilledFrame(spill_dir, "silver") if held.spilled else None
+        for ok in held.buckets():  # one frame, or (spilled) one bucket of entities at a time
+            s, d = _dedupe_and_flag(ok, src, partition, tz, rules)
+            del ok
+            flags.update(dict(s.group_by("quality_flag").len().iter_rows()))
+            if d.height:
+                dup_parts.append(d)
+            if held.spilled:
+                silver.append(s)
+            else:
+                silver = s
+        if silver is None:  # no accepted row at all
+            empty = pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in src.raw_columns + [_FILE, _ROW]}, _EIDX: pl.Int64})
+            silver = _dedupe_and_flag(empty, src, partition, tz, rules)[0]
+    except BaseException:
+        spill_dir.close()
+        raise
+    dups = pl.concat(dup_parts, how="vertical_relaxed") if dup_parts else _empty_rejects().clear()
     rej = pl.concat(rejected, how="diagonal_relaxed") if rejected else _empty_rejects()
     quarantine = pl.concat([rej, dups], how="diagonal_relaxed") if dups.height else rej
     ts = pl.lit(ingested_at).cast(UTC_TS)
@@ -747,7 +789,6 @@ def build_partition(
 
     n_markers = sum(1 for r in reports if r.records == 0)
     reasons = Counter(dict(quarantine.group_by("reason_code").len().iter_rows())) if quarantine.height else Counter()
-    flags = dict(silver.group_by("quality_flag").len().iter_rows()) if silver.height else {}
     res = IngestResult(
         src.name,
         partition,
@@ -761,6 +802,7 @@ def build_partition(
         timings_s={"read_validate": t1 - t0, "dedupe_flag": time.perf_counter() - t1},
     )
     if not res.reconciles:  # an invariant: never write a partition that lost or invented rows
+        spill_dir.close()
         raise IngestError(f"{src.name} {partition}: counts do not reconcile: {res.summary()}")
     return {"bronze": bronze, "silver": silver, "quarantine": quarantine}, res
 
@@ -789,6 +831,13 @@ def forward_late_records(zone: LandingZone, src: Source, partition: dt.date, qua
     return written
 
 
+def close_frames(frames: dict) -> None:
+    """Remove the temporary files of a day's spilled frames (lake.spill), if any."""
+    for f in frames.values():
+        if isinstance(f, SpilledFrame):
+            f.close()
+
+
 def write_partition_frames(
     lake: Lake,
     src: Source,
@@ -813,21 +862,29 @@ def write_partition_frames(
         return w
 
     # the two small commits go alongside the large silver write (delta-rs releases the GIL)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        small = {layer: pool.submit(write, layer) for layer in ("quarantine", "bronze")}
-        res.writes["silver"] = write("silver")
-        for layer, fut in small.items():
-            res.writes[layer] = fut.result()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            small = {layer: pool.submit(write, layer) for layer in ("quarantine", "bronze")}
+            res.writes["silver"] = write("silver")  # a spilled day's silver streams from its files
+            for layer, fut in small.items():
+                res.writes[layer] = fut.result()
+    finally:
+        close_frames(frames)
     manifest.fault_point("before_manifest", src, partition)
-    counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
-              "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
-    res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    res.held = res.blocking_files
+    if not res.held:
+        counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
+                  "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
+        res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
+    # else: a file that cannot be read (or may not be opened) is held out of the manifest: readers keep
+    # seeing the day's last publication (none: the day is invisible) until it is fixed or waived and re-run
     manifest.fault_point("after_manifest", src, partition)
     res.timings_s["write"] = time.perf_counter() - t
     if progress:
         progress(
             f"{src.name} {partition}: {res.raw_rows} records = {res.silver_rows} silver + "
-            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; published"
+            f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; "
+            + (f"HELD, not published: {len(res.held)} file(s) not readable ({', '.join(sorted(res.held))[:300]}): fix or waive (lake.waiver)" if res.held else "published")
         )
     return res
 
@@ -850,10 +907,11 @@ def ingest_partition(
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
     run_id: str | None = None,
+    memory_bytes: int | None = None,
 ) -> IngestResult:
     """Build one partition, forward its late/early records to their own day's landing folder (see
     forward_late_records), replace it in the bronze index, silver and quarantine, and publish it."""
-    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late, run_id=run_id)[0]
+    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late, run_id=run_id, memory_bytes=memory_bytes)[0]
 
 
 def ingest_partitions(
@@ -868,6 +926,7 @@ def ingest_partitions(
     progress: Callable[[str], None] | None = None,
     forward_late: bool = True,
     run_id: str | None = None,
+    memory_bytes: int | None = None,
 ) -> list[IngestResult]:
     """Ingest several days (a backfill), each its own atomic partition replacement, in order.
 
@@ -878,6 +937,7 @@ def ingest_partitions(
     read. A failed write stops the loop and raises; days before it are published, later days are
     not written (re-running rewrites the same forwarded files: idempotent). Each day is published
     by its own manifest row once its three tables are written; ``run_id`` names the run there.
+    ``memory_bytes``: the budget of a day's held rows (default GRIDLAKE_INGEST_MEMORY_MB; see build_partition).
     """
     run_id = run_id or uuid.uuid4().hex
     publisher = manifest.Publisher(lake, src)
@@ -885,12 +945,16 @@ def ingest_partitions(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridlake-writer") as writer:
         pending = None
         for day in partitions:
-            frames, res = build_partition(zone, src, day, known_ids, lake=lake, tz=tz, rules=rules, progress=progress)
-            if forward_late and res.reasons.get("late_data", 0) + res.reasons.get("future_data", 0):
-                # here, not in the writer: the next day's build must see what this day forwards to it
-                res.forwarded = forward_late_records(zone, src, day, frames["quarantine"])
-            if pending is not None:
-                results.append(pending.result())
+            frames, res = build_partition(zone, src, day, known_ids, lake=lake, tz=tz, rules=rules, progress=progress, memory_bytes=memory_bytes)
+            try:
+                if forward_late and res.reasons.get("late_data", 0) + res.reasons.get("future_data", 0):
+                    # here, not in the writer: the next day's build must see what this day forwards to it
+                    res.forwarded = forward_late_records(zone, src, day, frames["quarantine"])
+                if pending is not None:
+                    results.append(pending.result())
+            except BaseException:
+                close_frames(frames)  # never written: its spilled files go now
+                raise
             pending = writer.submit(write_partition_frames, lake, src, day, frames, res, run_id=run_id, publisher=publisher, progress=progress)
             del frames, res
         if pending is not None:
@@ -898,7 +962,7 @@ def ingest_partitions(
     return results
 
 
-def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
+def reconcile_from_tables(lake, src: Source, day: dt.date, *, published: bool = True) -> dict:
     """Counts read back from the written Delta tables for one partition (the blocking checks' figures).
 
     ``difference`` = bronze records - (silver + quarantined + duplicates); 0 when nothing was lost.
@@ -906,10 +970,11 @@ def reconcile_from_tables(lake, src: Source, day: dt.date) -> dict:
     marker each) are counted apart, as ``rejected_files``. ``unreadable_files`` names each file whose
     readings may be lost (BLOCKING_FILE_PROBLEMS) with its size, estimated records and reason: the
     ``files_readable`` check fails while it is not empty. ``waived_files`` is the operators' audit trail.
+    ``published=False`` counts the tables as written (a day held out of the manifest by a blocking file).
     """
-    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"])
-    silver_n = lake.read(src.silver, day, columns=["date"]).height
-    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"])
+    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"], published=published)
+    silver_n = lake.read(src.silver, day, columns=["date"], published=published).height
+    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"], published=published)
     records = q.filter(pl.col("source_row") > 0)
     dups = records.filter(pl.col("reason_code") == "duplicate").height
     out = {

@@ -251,15 +251,23 @@ def plan(lake: Lake, table: Table | str, days: set[dt.date] | None = None) -> Re
 # ----------------------------------------------------------------------------- reconciliation
 
 
-def verify_day(lake: Lake, src: Source, day: dt.date, *, attempts: int = 3) -> dict:
+def verify_day(lake: Lake, src: Source, day: dt.date, *, attempts: int = 3, held: bool = False) -> dict:
     """Counts of one day re-read from the tables as published, checked against its manifest row.
 
     ``ok`` when the day is published, ``bronze records = silver + quarantined + duplicates`` holds
     in the tables (``difference`` 0) and every count equals what the manifest recorded. The three
     tables are read one after the other: if the day is published anew meanwhile (the manifest row
     changed), the day is counted again, so the figures always come from one publication.
+
+    ``held``: the day was just written and held out of the manifest (a blocking file, see
+    lake.ingest.write_partition_frames): its tables are counted as written, and ``ok`` says only
+    whether they reconcile (``published`` False, ``held`` True).
     """
     from lake.ingest import reconcile_from_tables  # the check's own counting (lake.ingest imports this module)
+
+    if held:
+        counts = reconcile_from_tables(lake, src, day, published=False)
+        return {"source": src.name, "date": day.isoformat(), "published": False, "held": True, **counts, "ok": counts["difference"] == 0}
 
     def row() -> dict | None:
         r = published(lake, src).filter(pl.col("date") == day)

@@ -29,9 +29,9 @@ forecast_training_job = define_asset_job(
 )
 forecast_scoring_job = define_asset_job(
     "forecast_scoring",
-    selection=AssetSelection.assets("gold_load_forecast", "gold_solar_forecast", "gold_peak_demand"),
+    selection=AssetSelection.assets("gold_load_forecast", "gold_solar_forecast", "gold_peak_demand", "gold_forecast_accuracy", "gold_solar_ramps"),
     partitions_def=daily_open,
-    description="Hourly: champion forecasts for the current local day, and its peak demand",
+    description="Hourly: champion forecasts for the current local day, its peak demand, PV forecast ramps, and the accuracy of past issues (drift alert)",
 )
 
 # -- grid ML (assets/grid_ml.py) ----------------------------------------------------------------

@@ -27,8 +27,8 @@ from models.forecast.data import to_pandas
 from models.forecast.tables import persist_diurnal
 
 
-def _utc(s: Any) -> pd.Series:
-    return pd.to_datetime(pd.Series(s), utc=True).astype("datetime64[us, UTC]")
+def _utc(s: pd.Series) -> pd.Series:
+    return pd.to_datetime(s, utc=True).astype("datetime64[us, UTC]")
 
 
 def asof_issue(forecasts: Any, requests: Any, columns: Sequence[str]) -> pd.DataFrame:
@@ -40,10 +40,10 @@ def asof_issue(forecasts: Any, requests: Any, columns: Sequence[str]) -> pd.Data
     if missing:
         raise ValueError(f"weather forecasts lack column(s) {missing}; have {list(fc.columns)}")
     fc = fc[["issued_at", "valid_at", *columns]].copy()
-    fc["issued_at"], fc["valid_at"] = _utc(fc["issued_at"]).to_numpy(), _utc(fc["valid_at"]).to_numpy()
+    fc["issued_at"], fc["valid_at"] = _utc(fc["issued_at"]), _utc(fc["valid_at"])  # (an empty feed keeps its dtypes)
     fc = fc.sort_values("issued_at")
     rq = to_pandas(requests)[["origin", "valid_at"]].copy()
-    rq["origin"], rq["valid_at"] = _utc(rq["origin"]).to_numpy(), _utc(rq["valid_at"]).to_numpy()
+    rq["origin"], rq["valid_at"] = _utc(rq["origin"]), _utc(rq["valid_at"])
     rq["_pos"] = np.arange(len(rq))
     out = pd.merge_asof(
         rq.sort_values("origin"), fc, left_on="origin", right_on="issued_at", by="valid_at", direction="backward"

@@ -38,8 +38,8 @@ class SegmentConfig:
     #: fewer days than this: the segment is marked provisional
     min_days: int = 7
     seed: int = 0
-    #: clusters of an unsupervised fit (no panel)
-    n_segments: int = 12
+    #: clusters of an unsupervised fit (no panel); clusters that read the same are merged into one segment
+    n_segments: int = 14
     #: k-means restarts of an unsupervised fit (the best inertia wins)
     n_init: int = 20
 
@@ -287,22 +287,10 @@ def describe(d: dict[str, float]) -> str:
 
 
 def name_clusters(desc: dict[int, dict[str, float]]) -> dict[int, str]:
-    """Cluster -> unique name: :func:`describe`, and where two clusters get the same name the larger
-    keeps it and the others add what sets them apart (``_large`` / ``_small`` by size, then a number)."""
-    names = {c: describe(d) for c, d in desc.items()}
-    out: dict[int, str] = {}
-    for name in sorted(set(names.values())):
-        cs = sorted((c for c in names if names[c] == name), key=lambda c: -desc[c]["members"])
-        out[cs[0]] = name
-        base_kwh = desc[cs[0]]["avg_daily_kwh"]
-        for c in cs[1:]:
-            cand = f"{name}_{'large' if desc[c]['avg_daily_kwh'] > base_kwh else 'small'}"
-            i = 2
-            while cand in out.values():
-                cand = f"{name}_{i}"
-                i += 1
-            out[c] = cand
-    return out
+    """Cluster -> segment name: :func:`describe` of its descriptors. Clusters that read the same are one
+    segment (k-means may split a large or varied group in two; a name per cluster would then hang on
+    which half a customer fell in, and change from one refit to the next)."""
+    return {c: describe(d) for c, d in desc.items()}
 
 
 def segment_holdout_metrics(model: SegmentModel, profiles: pl.DataFrame, eval_panel: pl.DataFrame) -> dict:

@@ -50,10 +50,12 @@ def _row(m: str, t: str, kwh="0.5", kw="1.0", v="231.0", a="4.3", pf="0.95", sep
 
 def _ingest(lake, zone, day: dt.date = DAY, src=SRC):
     res = ingest_partition(zone, lake, src, day, _ids(lake, src))
-    counts = reconcile_from_tables(lake, src, day)
+    pub = not res.held  # a day with an unreadable or unsafe file is written but held out of the manifest
+    assert bool(res.published) == pub
+    counts = reconcile_from_tables(lake, src, day, published=pub)
     assert counts["difference"] == 0, counts  # every record is somewhere, read back from the tables
     assert counts["bronze_records"] == res.raw_rows and counts["silver_rows"] == res.silver_rows
-    return res, lake.read(src.silver, day), lake.read(src.quarantine, day), counts
+    return res, lake.read(src.silver, day, published=pub), lake.read(src.quarantine, day, published=pub), counts
 
 
 # ------------------------------------------------------------------ class 1: encodings, compression, unreadable files
@@ -101,6 +103,10 @@ def test_an_unreadable_file_is_counted_blocks_the_day_and_a_waiver_releases_it(e
     assert counts["estimated_unread_records"] >= un[broken_gz]["estimated_records"]
     markers = q.filter(pl.col("source_row") == 0)
     assert sorted(markers["source_file"]) == sorted([broken_gz, broken_pq, xlsx]) and set(markers["reason_code"]) == {"unreadable_file"}
+    # the day is written but held out of the manifest: no reader sees it, and it never reconciles as published
+    assert res.held == {broken_gz: "unreadable_file", broken_pq: "unreadable_file", xlsx: "unreadable_file"} and res.published == {}
+    assert lake.read(SRC.silver, DAY).height == 0 and lake.read(SRC.bronze, DAY).height == 0
+    assert reconcile_from_tables(lake, SRC, DAY)["bronze_records"] == 0
 
     # the operator waives two of them (audited), the third is replaced by a good re-export
     waive_file(zone, broken_pq, "head-end #412: file corrupt at source, readings re-sent in good.csv", "alice")
@@ -115,6 +121,7 @@ def test_an_unreadable_file_is_counted_blocks_the_day_and_a_waiver_releases_it(e
     audit = json.loads(zone.get_bytes(f"rejected/{xlsx}.waiver.json"))
     assert audit["by"] == "bob" and audit["bytes"] == len(b"PK\x03\x04 a spreadsheet") and len(audit["sha256"]) == 64
     assert res.silver_rows == 11 and sorted(set(silver["source_file"])) == sorted([good, fixed])
+    assert res.held == {} and res.published["silver_rows"] == 11 and lake.read(SRC.silver, DAY).height == 11  # published now
 
 
 def test_two_header_names_for_one_column_quarantine_the_file_per_row(env):
@@ -138,15 +145,18 @@ def test_stray_names_are_skipped_or_block_visibly_and_the_range_goes_on(env):
     results = ingest_partitions(zone, lake, SRC, [DAY, day2], _ids(lake))
     assert [r.silver_rows for r in results] == [1, 1]  # both days ingested, the stray names did not stop the range
     assert lake.read(SRC.silver, day2)["source_file"].to_list() == [ok2]
+    # the unsafe names hold their own day (written, not published); the next day is published
+    assert set(results[0].held) == set(unsafe) and results[1].held == {} and results[1].published
+    assert lake.read(SRC.silver, DAY).height == 0
     problems = {f.key: (f.problem, f.detail) for f in results[0].files}
     assert problems[ok1] == (None, "")
     for k in junk:
         assert problems[k][0] == "skipped_file" and "hidden or system file" in problems[k][1]
     for k in unsafe:
         assert problems[k][0] == "unsafe_name" and repr(k) in problems[k][1] and "rename" in problems[k][1]
-    counts = reconcile_from_tables(lake, SRC, DAY)
+    counts = reconcile_from_tables(lake, SRC, DAY, published=False)
     assert counts["difference"] == 0 and set(counts["unreadable_files"]) == set(unsafe) and set(counts["skipped_files"]) == set(junk)
-    bronze = lake.read(SRC.bronze, DAY)
+    bronze = lake.read(SRC.bronze, DAY, published=False)
     assert set(bronze["source_file"]) == {ok1, *junk, *unsafe}
     assert set(bronze.filter(pl.col("archive_path") == "")["source_file"]) == {*junk, *unsafe}  # never opened nor copied
 
@@ -406,3 +416,112 @@ def test_reading_in_tiny_chunks_gives_exactly_the_tables_of_one_read(env):
         order = [c for c in ("source_file", "source_row", "reason_code") if c in a.columns]
         assert a.sort(order).equals(b.sort(order)), (name, [x for x in zip(a.sort(order).rows(), b.sort(order).rows()) if x[0] != x[1]])
     assert one["quarantine"]["reason_code"].value_counts().height >= 2
+
+
+def test_a_blocking_file_arriving_for_a_published_day_keeps_readers_on_its_last_publication(env):
+    lake, zone, m1, m2 = env
+    good = _put(zone, "good.csv", ("\n".join([HEADER, _row(m1, "2026-11-02 01:00:00"), _row(m2, "2026-11-02 01:00:00")]) + "\n").encode())
+    res, _, _, _ = _ingest(lake, zone)
+    first = res.published
+    assert first and lake.read(SRC.silver, DAY).height == 2
+    late = _put(zone, "late.parquet", b"PAR1 truncated PAR1")  # a late file that cannot be read: the re-run is held
+    res, silver, _, counts = _ingest(lake, zone)
+    assert res.held == {late: "unreadable_file"} and silver.height == 2 and set(counts["unreadable_files"]) == {late}
+    assert lake.read(SRC.silver, DAY)["source_file"].to_list() == [good, good]
+    assert lake.read(SRC.bronze, DAY)["source_file"].to_list() == [good]  # the previous publication, whole
+    assert reconcile_from_tables(lake, SRC, DAY)["unreadable_files"] == {}
+    waive_file(zone, late, "empty transfer, nothing lost", "carol")
+    res, _, _, _ = _ingest(lake, zone)
+    assert res.held == {} and res.published["silver_version"] > first["silver_version"]
+    assert set(lake.read(SRC.bronze, DAY)["source_file"]) == {good, late}  # the waiver's audit row is published
+
+
+def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tables_of_one_in_memory_pass(env, tmp_path, monkeypatch):
+    """Class 9: a budget far below the day's size makes every chunk spill to temporary Parquet buckets by
+    meter, buckets larger than half the budget are split again, and silver streams into one Delta commit:
+    the tables equal those of the in-memory pass (duplicates across files and chunks, flags per meter)."""
+    from lake.spill import SpilledFrame
+
+    lake, zone, m1, m2 = env
+    ids = _ids(lake)
+    meters = ids.to_list()  # 60: two meters share most of the 32 buckets, which a budget this small splits again
+    rows = [_row(m, f"2026-11-02 {h:02d}:{mi:02d}:00", kwh=f"{(h * 7 + i) % 5 + 0.1:.1f}") for h in range(24) for mi in (0, 30) for i, m in enumerate(meters)]
+    rows[5] = _row(meters[0], "2026-11-02 03:15:00", kwh="40.0")  # an anomaly against that meter's own average
+    _put(zone, "a.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
+    _put(zone, "b.csv", ("\n".join([HEADER, *rows[100:400], _row("NOPE", "2026-11-02 05:45:00")]) + "\n").encode())  # re-sent: duplicates
+    spill_root = tmp_path / "spill"
+    monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(spill_root))
+    at = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
+    mem, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at)
+    spilled, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=8000, memory_bytes=8000)
+    assert isinstance(spilled["silver"], SpilledFrame) and len(spilled["silver"].paths) > 32  # buckets, and parts of buckets
+    assert not isinstance(mem["silver"], SpilledFrame)
+    assert r1.summary() == r2.summary() and r2.duplicate_rows == 300 and r2.flags.get("anomaly", 0) >= 1
+    order = ["source_file", "source_row"]
+    assert spilled["silver"].collect().sort(order).equals(mem["silver"].sort(order))
+    q_order = ["source_file", "source_row", "reason_code"]
+    assert spilled["quarantine"].sort(q_order).equals(mem["quarantine"].sort(q_order))
+    spilled["silver"].close()
+    assert list(spill_root.iterdir()) == []  # the temporary files are gone
+
+    # written: one streamed commit per table, published, identical to the in-memory day; nothing left behind
+    res = ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)
+    assert res.published and res.writes["silver"].rows == r1.silver_rows and list(spill_root.iterdir()) == []
+    assert lake.delta(SRC.silver).version() == res.writes["silver"].version == res.published["silver_version"]
+    assert lake.commit_partitions(SRC.silver, res.writes["silver"].version) == {DAY}  # one commit replaced the day
+    ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000)  # a re-run replaces the day, nothing doubles
+    assert lake.read(SRC.silver, DAY).height == r1.silver_rows
+    from lake.catalog import query, refresh_catalog  # DuckDB's delta_scan reads the streamed files too
+
+    refresh_catalog(lake, tmp_path / "c.duckdb", [SRC.silver])
+    got = query(tmp_path / "c.duckdb", "SELECT count(*) AS n, sum(consumption_kwh) AS kwh FROM silver_meter_readings WHERE date = DATE '2026-11-02'")
+    assert got["n"][0] == r1.silver_rows and got["kwh"][0] == pytest.approx(mem["silver"]["consumption_kwh"].sum())
+    silver = lake.read(SRC.silver, DAY).drop("ingested_at", strict=False).sort(order)
+    assert silver.equals(mem["silver"].sort(order).select(silver.columns).cast(silver.schema))
+    assert reconcile_from_tables(lake, SRC, DAY)["difference"] == 0
+
+
+def test_the_memory_budget_setting_is_checked(monkeypatch):
+    from lake.spill import memory_budget_bytes
+
+    monkeypatch.setenv("GRIDLAKE_INGEST_MEMORY_MB", "256")
+    assert memory_budget_bytes() == 256 << 20
+    for bad in ("lots", "-5", "0", "1.5"):
+        monkeypatch.setenv("GRIDLAKE_INGEST_MEMORY_MB", bad)
+        with pytest.raises(ValueError, match="GRIDLAKE_INGEST_MEMORY_MB"):
+            memory_budget_bytes()
+
+
+def test_a_spilled_day_whose_write_fails_half_way_leaves_readers_on_the_last_publication(env, tmp_path, monkeypatch):
+    """The streamed silver write commits nothing until every piece is in its files: a failure after the
+    first piece (a crash, a full disk) leaves no commit, the previous publication in force, no temporary
+    files, and a re-run gives the same tables."""
+    from lake import spill
+
+    lake, zone, m1, m2 = env
+    meters = _ids(lake).to_list()
+    rows = [_row(m, f"2026-11-02 {h:02d}:00:00", kwh=f"{(h + i) % 4 + 0.2:.1f}") for h in range(24) for i, m in enumerate(meters)]
+    _put(zone, "day.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
+    monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(tmp_path / "spill"))
+    first = ingest_partition(zone, lake, SRC, DAY, _ids(lake))  # in memory: the day is published
+    published = lake.read(SRC.silver, DAY).sort("source_row")
+    _put(zone, "more.csv", ("\n".join([HEADER, _row(m1, "2026-11-02 00:30:00")]) + "\n").encode())
+    silver_version = lake.delta(SRC.silver).version()
+
+    real_iter = spill.SpilledFrame.__iter__
+
+    def broken(self):
+        it = real_iter(self)
+        yield next(it)
+        raise OSError("disk full while writing silver")
+
+    monkeypatch.setattr(spill.SpilledFrame, "__iter__", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000)
+    assert lake.delta(SRC.silver).version() == silver_version  # nothing committed
+    assert lake.read(SRC.silver, DAY).sort("source_row").equals(published)  # readers: the last publication
+    assert list((tmp_path / "spill").iterdir()) == []
+    monkeypatch.setattr(spill.SpilledFrame, "__iter__", real_iter)
+    again = ingest_partition(zone, lake, SRC, DAY, _ids(lake), memory_bytes=8000)
+    assert again.silver_rows == first.silver_rows + 1 and lake.read(SRC.silver, DAY).height == again.silver_rows
+    assert reconcile_from_tables(lake, SRC, DAY)["difference"] == 0

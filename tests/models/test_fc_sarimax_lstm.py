@@ -11,15 +11,17 @@ from models.forecast import LSTMForecaster, SARIMAXForecaster, SeasonalNaive, ro
 
 
 @pytest.mark.slow
-def test_sarimax_uses_temperature_and_forecasts_a_day(hourly_load_with_weather):
+def test_sarimax_beats_daily_naive_and_uses_temperature(hourly_load_with_weather):
     df = hourly_load_with_weather
     origins = list(pd.date_range("2000-07-31", periods=2, freq="D", tz="UTC"))
+    # the conftest temperature is Greensboro's beside England's demand (plumbing, not a causal link):
+    # accuracy is judged without it (daily season + day-off dummy; measured 7.2 % vs daily naive 9.1 %)
     bt = pl.concat([
-        rolling_origin(lambda: SARIMAXForecaster(exog=("temp_air_c",), window=pd.Timedelta(days=14), tz="Europe/London", country="GB"), df, origins, 24),
+        rolling_origin(lambda: SARIMAXForecaster(tz="Europe/London", country="GB"), df, origins, 24),
         rolling_origin(lambda: SeasonalNaive(pd.Timedelta(days=1)), df, origins, 24),
     ])  # fmt: skip
     s = {r["model"]: r for r in score_backtest(bt).iter_rows(named=True)}
-    assert s["sarimax"]["n_points"] == 48 and s["sarimax"]["mape"] < 8.0
+    assert s["sarimax"]["n_points"] == 48 and s["sarimax"]["mape"] < s["seasonal_naive_daily"]["mape"]
     sx = bt.filter(pl.col("model") == "sarimax")
     assert (sx["p10"] < sx["p50"]).all() and (sx["p50"] < sx["p90"]).all()
     # the regression really reads the future temperature: a +10 degC forecast changes the forecast

@@ -13,6 +13,9 @@ import pytest
 from models.forecast import DAY, WEEK, EnsembleForecaster, MSTLForecaster, SeasonalNaive, XGBoostForecaster, finite_metrics, trailing_backtest
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.plots import feature_importance, forecast_figure, importance_figure, plt, png_bytes
+from models.forecast.sarimax import SARIMAXForecaster
+from models.forecast.sequence import LSTMForecaster
+from models.forecast.statsforecast_models import StatsForecaster
 from models.solar.forecast import PerLeadBoosters
 
 H24 = pd.Timedelta(hours=24)
@@ -34,7 +37,8 @@ def hourly() -> pl.DataFrame:
 @pytest.mark.parametrize(
     "kind, cls, season",
     [("xgboost", XGBoostForecaster, None), ("seasonal_naive_daily", SeasonalNaive, DAY), ("seasonal_naive_weekly", SeasonalNaive, WEEK),
-     ("mstl", MSTLForecaster, None), ("ensemble", EnsembleForecaster, None)],
+     ("mstl", MSTLForecaster, None), ("ensemble", EnsembleForecaster, None), ("mstl_ets", StatsForecaster, None),
+     ("sarimax", SARIMAXForecaster, None), ("lstm", LSTMForecaster, None)],
 )  # fmt: skip
 def test_factory_makes_fresh_forecasters_of_the_named_kind(kind, cls, season):
     make = make_load_forecaster(kind, H24, ("temp_air_c",), "America/New_York", n_estimators=7)

@@ -68,6 +68,8 @@ def test_missing_issues_fall_back_to_older_issue_then_persistence(nwp):
     stale = fc[issued <= origin - pd.Timedelta(hours=30)]  # feed stopped 30 h ago: 54 h issues end early
     got, counts = weather_for_origin(stale, w, origin, valid)
     assert counts["from_forecast"] < 48 and counts["persisted"] == 48 - counts["from_forecast"]
+    none, counts = weather_for_origin(fc.iloc[:0], w, origin, valid)  # no feed at all: persistence only
+    assert counts == {"from_forecast": 0, "persisted": 48, "missing": 0} and none["issued_at"].isna().all()
     obs = w.set_index(pd.to_datetime(w["observation_time"], utc=True))["temp_air_c"]
     tail = got[got["issued_at"].isna()]
     want = [obs[t - pd.Timedelta(days=((t - origin) // pd.Timedelta(days=1)) + 1)] for t in tail["period_start"]]

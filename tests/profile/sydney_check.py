@@ -65,5 +65,54 @@ readings = pl.DataFrame({"meter_id": "M1", "reading_time": times, "demand_kw": l
 peak = customer_peak_kw(readings, load_profile().tariffs.peak_window.bounds, tz)
 out["peak_kw"] = peak["peak_kw"][0]
 out["readings_in_day"] = readings.height
+# a small graph on the DST-end day: a Sydney utility's files -> reference -> ingest -> gold hourly/daily
+from assets.resources import AlertingResource, CatalogResource, LandingResource, MlflowResource  # noqa: E402
+from lake.delta import Lake  # noqa: E402
+from lake.landing import LocalLanding  # noqa: E402
+from pipelines.definitions import ALL_ASSETS  # noqa: E402
+from simulator import SimConfig, Simulator, write_landing_day, write_landing_reference  # noqa: E402
+
+day = dt.date(2026, 4, 5)
+with tempfile.TemporaryDirectory() as tmp:
+    sim = Simulator(SimConfig(n_meters=12, start=day - dt.timedelta(days=1), days=2, timezone=tz, seed=3))
+    zone = LocalLanding(f"{tmp}/landing")
+    write_landing_reference(sim, zone)
+    write_landing_day(sim, day, zone, formats="csv")
+    res = {
+        "lake": LakeResource(root=f"{tmp}/lake"),
+        "landing": LandingResource(uri=f"{tmp}/landing"),
+        "grid": GridSettings(),
+        "catalog": CatalogResource(path=f"{tmp}/gridlake.duckdb"),
+        "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp}/mlflow.db"),
+        "alerting": AlertingResource(outbox_path=f"{tmp}/outbox.db"),
+    }
+    ok_ref = materialize(
+        ALL_ASSETS, selection=["ref_meters", "ref_transformers", "ref_weather_stations"], resources=res
+    ).success
+    sel = [
+        "bronze_meter_readings_files",
+        "silver_meter_readings",
+        "quarantine_meter_readings",
+        "ingest_manifest_meter_readings",
+        "gold_load_hourly",
+        "gold_load_daily",
+    ]
+    ok_graph = materialize(ALL_ASSETS, selection=sel, resources=res, partition_key=day.isoformat()).success
+    lk = Lake(f"{tmp}/lake")
+    silver, hourly = lk.read(TABLES["silver_meter_readings"], day), lk.read(TABLES["gold_load_hourly"], day)
+    daily_rows = lk.read(TABLES["gold_load_daily"], day)
+    b0, b1 = day_bounds_utc(day, tz)
+    per_meter = silver.group_by("meter_id").len()["len"].unique().to_list()
+    meter_hours = hourly.filter(pl.col("level") == "meter").group_by("entity_id").len()["len"].unique().to_list()
+    out["graph"] = {
+        "success": ok_ref and ok_graph,
+        "silver_rows": silver.height,
+        "silver_inside_day": bool(silver["reading_time"].min() >= b0 and silver["reading_time"].max() < b1),
+        "readings_per_meter": per_meter,
+        "interval_minutes": sim.cfg.interval_minutes,
+        "hours_per_meter": meter_hours,
+        "daily_meter_rows": daily_rows.filter(pl.col("level") == "meter").height,
+    }
+
 json.dump(out, sys.stdout)
 print()

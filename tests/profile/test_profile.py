@@ -68,6 +68,27 @@ def test_sydney_partitions_day_bounds_peaks_and_schedules_agree():
         assert v["window_matches_bounds"] and v["open_window_matches"], day
         assert v["schedule_partition"] == day
         assert v["ev_success"] and v["ev_sessions"] > 0 and v["ev_arrivals_inside_day"], day
+    # the graph on the 25-hour day: every silver reading inside the local day, 25 hours per meter in gold
+    g = out["graph"]
+    assert g["success"] and g["silver_rows"] > 0 and g["silver_inside_day"]
+    assert g["hours_per_meter"] == [25] and g["daily_meter_rows"] == 12
+    assert max(g["readings_per_meter"]) * g["interval_minutes"] == 25 * 60  # a full meter has 25 h of readings
     # 25 local hours of 15-minute readings; the peak window 16..20 local -> mean demand 18
     assert out["readings_in_day"] == 100
     assert out["peak_kw"] == pytest.approx(18.0)
+
+
+def test_run_config_overrides_of_the_profile_are_validated():
+    from pydantic import ValidationError
+
+    from assets.grid_ml import DRConfigDagster
+    from assets.optimization import BatteryConfig
+
+    p = read_profile(DEMO_PROFILE)
+    assert BatteryConfig(efficiency=0.9).site(p.battery).efficiency == 0.9
+    assert BatteryConfig().site(p.battery) == p.battery  # None = the profile's
+    assert DRConfigDagster(capacity_share=0.45).programme(p.demand_response).capacity_share == 0.45
+    with pytest.raises(ValidationError, match="efficiency"):
+        BatteryConfig(efficiency=1.5).site(p.battery)
+    with pytest.raises(ValidationError, match="margin"):
+        DRConfigDagster(margin=2.0).programme(p.demand_response)

@@ -39,6 +39,7 @@ def test_realised_precision_counts_settled_alerts_confirmed_by_incidents():
     assert r == {"settled_alerts": 3, "confirmed": 1, "precision": pytest.approx(0.3333, abs=1e-4)}
 
 
+@pytest.mark.slow
 def test_a_fitted_ensemble_carries_its_training_profile_and_sees_a_unit_change(grid_data):
     from models.grid.anomaly import AnomalyEnsemble
     from models.grid.config import AnomalyConfig, FeatureConfig

@@ -11,6 +11,7 @@ import pytest
 from models.grid.energy_balance import BalanceConfig, suspects_from_readings, theft_detection
 
 CFG = BalanceConfig(timezone="America/New_York")
+pytestmark = pytest.mark.slow  # simulates 24 days of 120 meters (~25 s on an idle machine)
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,10 @@ def test_profiles_alone_recover_the_archetypes_of_an_unseen_fleet_with_descripto
     m = SegmentModel(_config()).fit(pa)  # no panel: the truth is never passed
     j = m.predict(pb).join(sim_b.truth()["truth_customers"], on="meter_id")
     assert adjusted_rand_score(j["archetype"], j["segment"]) >= 0.8
-    # every name is its cluster's descriptor reading (a suffix only tells same-named clusters apart), unique
-    assert len(set(m.cluster_name_.values())) == len(m.cluster_name_) == _config().n_segments
+    # every name is its cluster's descriptor reading; clusters that read the same are one segment
+    assert len(m.cluster_name_) == _config().n_segments and len(m.names_) >= 8
     for c, name in m.cluster_name_.items():
-        assert name.startswith(describe(m.descriptors_[c]))
+        assert name == describe(m.descriptors_[c])
     # the same customers keep their names when the model is refitted with another seed
     again = SegmentModel(_config(seed=7)).fit(pa)
     assert (again.predict(pb)["segment"] == m.predict(pb)["segment"]).mean() >= 0.9
@@ -55,5 +55,5 @@ def test_describe_reads_the_descriptors():
     assert describe({**base, "weekend_ratio": 0.3, "peak_hour": 11.0}) == "business_hours_commercial"
     assert describe({**base, "peak_to_mean": 1.2}) == "high_all_day"
     assert describe({**base, "peak_hour": 3.0}) == "efficiency_optimiser"
-    names = name_clusters({0: base, 1: {**base, "members": 5, "avg_daily_kwh": 40.0}, 2: {**base, "members": 4, "avg_daily_kwh": 50.0}})
-    assert names == {0: "evening_residential_peak", 1: "evening_residential_peak_large", 2: "evening_residential_peak_2"}
+    names = name_clusters({0: base, 1: {**base, "members": 5, "avg_daily_kwh": 40.0}, 2: {**base, "pv_share": 1.0}})
+    assert names == {0: "evening_residential_peak", 1: "evening_residential_peak", 2: "solar_battery"}
