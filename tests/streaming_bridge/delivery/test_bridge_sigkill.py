@@ -17,11 +17,11 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 import polars as pl
 import pytest
 from bridge_delivery_helpers import dump_diagnostics, query, wait_until
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from streaming_bridge.topics import Topics
 
