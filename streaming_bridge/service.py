@@ -209,14 +209,19 @@ class Bridge:
         r = self.validator.process(msgs, now=now)
         transitions = self.engine.evaluate(r.accepted)
         alerts = [a for a in (self._rule_alert(t) for t in transitions) if a is not None]
-        for t in transitions:  # durable before the outbox sees them: a restart resumes what is firing
+        self.events.count_fired(alerts, time.time())
+        alerts += self.events.observe(r.accepted, r.status)
+        self._submit(alerts)  # rule and event alerts first: the model's scoring does not delay their detection
+        # Only after the outbox committed the alerts: what a restart resumes as firing (or no longer firing).
+        # Remembered before the submit, a SIGKILL in between made the restarted bridge restore the condition
+        # as firing, so the redelivered reading was no transition and the alert never reached the outbox
+        # (test_bridge_sigkill's intermittent loss). Now a crash in between only repeats the transition on
+        # redelivery (same startsAt from the onset store; the outbox and receivers are idempotent).
+        for t in transitions:
             if t.firing and (t.rule.name, t.asset_id) in self.active:
                 self.topo.onsets.remember(t.rule.name, t.asset_id, t.starts_at, self.active[(t.rule.name, t.asset_id)])
             elif not t.firing:
                 self.topo.onsets.forget(t.rule.name, t.asset_id)
-        self.events.count_fired(alerts, time.time())
-        alerts += self.events.observe(r.accepted, r.status)
-        self._submit(alerts)  # rule and event alerts first: the model's scoring does not delay their detection
         submitted = time.time()
         for t in transitions:
             if t.firing and t.received_at:

@@ -9,6 +9,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from email import message_from_bytes
+from pathlib import Path
 
 from streaming_bridge.alerts import Alert
 from tests.streaming_bridge.bridge_helpers import wait_until  # noqa: F401 - re-exported for the delivery tests
@@ -98,3 +99,37 @@ class SmtpSink:
 
     def close(self):
         self.controller.stop()
+
+
+def dump_diagnostics(name: str, store: AlertStore, outbox_path, am_url: str | None, logs=()) -> Path:
+    """On a failure, before the fixtures tear down (the schema is dropped): the alerts tables, the outbox
+    file's tables, Alertmanager's /api/v2/alerts and the logs, into test-artifacts/<name>-<time>/ (gitignored)."""
+    import shutil
+    import sqlite3
+    import urllib.request
+
+    out = Path(__file__).resolve().parents[3] / "test-artifacts" / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    for table in ("alerts", "alert_deliveries"):
+        try:
+            (out / f"pg_{table}.txt").write_text("\n".join(map(repr, query(store, f"SELECT * FROM {{s}}.{table} ORDER BY 1, 2"))))
+        except Exception as e:  # noqa: BLE001 - diagnostics must not hide the test's own failure
+            (out / f"pg_{table}.txt").write_text(f"error: {e!r}")
+    if outbox_path is not None and Path(outbox_path).exists():
+        try:
+            db = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True)
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                (out / f"outbox_{table}.txt").write_text("\n".join(map(repr, db.execute(f'SELECT * FROM "{table}"'))))
+            db.close()
+        except Exception as e:  # noqa: BLE001
+            (out / "outbox_error.txt").write_text(repr(e))
+    if am_url:
+        try:
+            with urllib.request.urlopen(f"{am_url}/api/v2/alerts", timeout=5) as r:
+                (out / "alertmanager_alerts.json").write_bytes(r.read())
+        except Exception as e:  # noqa: BLE001
+            (out / "alertmanager_alerts.json").write_text(f"error: {e!r}")
+    for p in logs:
+        if Path(p).exists():
+            shutil.copy(p, out / Path(p).name)
+    return out

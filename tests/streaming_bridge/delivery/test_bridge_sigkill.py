@@ -19,7 +19,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import polars as pl
 import pytest
-from bridge_delivery_helpers import query, wait_until
+from bridge_delivery_helpers import dump_diagnostics, query, wait_until
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from streaming_bridge.topics import Topics
 
@@ -43,6 +45,20 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
         "GRIDLAKE_BRIDGE_OUTBOX": str(tmp_path / "outbox.sqlite"), "GRIDLAKE_ALERTMANAGER_URL": alertmanager.url, "GRIDLAKE_BRIDGE_FLUSH_S": "2",
     }
     log = tmp_path / "bridge.log"
+    # The bridge's persistent session, created before it starts: the broker queues every reading for it from
+    # the first publish. A fixed sleep for the bridge to subscribe lost the first readings when its start-up took
+    # longer under load (a failed run at load ~20 missed exactly the conditions of the first ~50 s of samples).
+    sess = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bridge-sigkill", protocol=mqtt.MQTTv5)
+    sess.subacked = set()
+    sess.on_subscribe = lambda client, userdata, mid, rcs, props: client.subacked.add(mid)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    sess.connect("127.0.0.1", private_mosquitto.port, clean_start=False, properties=props)
+    sess.loop_start()
+    sub_mids = {sess.subscribe(t, qos=1)[1] for t in T.subscriptions()}
+    wait_until(lambda: sub_mids <= sess.subacked, 10, what="the bridge's session subscriptions")
+    sess.disconnect()
+    sess.loop_stop()
     b = _bridge(env, log)
     txs = lake.read("ref_transformers")["transformer_id"].to_list()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
@@ -50,7 +66,6 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
     pub.on_publish = lambda client, userdata, mid, rc, props: client.acked.add(mid)
     pub.connect("127.0.0.1", private_mosquitto.port)
     pub.loop_start()
-    time.sleep(3.0)  # the bridge connects and subscribes (its session then queues for it)
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=4)
     meters = lake.read("ref_meters")["meter_id"].to_list()
     onset = {tx: 30 + 36 * i for i, tx in enumerate(txs)}  # each transformer turns hot once and stays hot
@@ -100,6 +115,10 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
         for cond in injected:
             for recv in ROUTES[cond[0]]:
                 assert per.get((recv, *cond)) == 1, (recv, cond)
+    except BaseException:  # keep what teardown destroys (the schema), for the next flake's root cause
+        d = dump_diagnostics("test_bridge_sigkill", store, tmp_path / "outbox.sqlite", alertmanager.url, (log, alertmanager.log_path))
+        (d / "injected.txt").write_text("\n".join(map(repr, sorted(injected))))
+        raise
     finally:
         pub.loop_stop()
         if b.poll() is None:
