@@ -14,6 +14,16 @@ if ! ok 1883; then
   mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
   wait_for 1883 || exit 1
 fi
+# RabbitMQ: the Celery broker of GRIDLAKE_EXECUTOR=celery (pipelines.executors). "Answers" = speaks AMQP 0-9-1:
+# the protocol header gets a Connection.Start method frame (frame type 1) back, not just an open port.
+amqp_ok() { [ "$(timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672; printf "AMQP\x00\x00\x09\x01" >&3; head -c 1 <&3 | od -An -tx1' 2>/dev/null | tr -d ' ')" = "01" ]; }
+if ! amqp_ok; then
+  echo "starting RabbitMQ"
+  command -v rabbitmq-server >/dev/null 2>&1 || { echo "rabbitmq-server is not installed (apt-get install rabbitmq-server)" >&2; exit 1; }
+  rabbitmq-server -detached || true
+  for _ in $(seq 1 60); do amqp_ok && break; sleep 1; done
+  amqp_ok || { echo "RabbitMQ did not answer AMQP on 127.0.0.1:5672" >&2; exit 1; }
+fi
 # Prometheus Alertmanager (Debian's 0.25) with the repository's config, single node on 127.0.0.1:9093.
 # Tests start their own private instances (streaming_bridge.amproc); this one serves `make demo` and the bridge.
 if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
@@ -40,5 +50,5 @@ if [ ! -x /usr/bin/chromium ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium || { echo "could not install chromium" >&2; exit 1; }
 fi
-echo "services: PostgreSQL 127.0.0.1:5432, Mosquitto 127.0.0.1:1883 and Alertmanager 127.0.0.1:9093 answer"
+echo "services: PostgreSQL 127.0.0.1:5432, Mosquitto 127.0.0.1:1883, RabbitMQ 127.0.0.1:5672 and Alertmanager 127.0.0.1:9093 answer"
 echo "browser: $(/usr/bin/chromium --version 2>/dev/null)"

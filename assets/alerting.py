@@ -10,6 +10,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from contracts import TABLES
 from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
 from assets.resources import AlertingResource, LakeResource
 
 GROUP = "alerting"
@@ -20,6 +21,7 @@ class PostAlertsConfig(Config):
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=GROUP,
     partitions_def=daily_open,
     deps=[lookback_dep("gold_alerts"), "ref_meters", "ref_transformers"],
@@ -50,6 +52,7 @@ def alert_notifications(context: AssetExecutionContext, config: PostAlertsConfig
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=GROUP,
     partitions_def=daily_open,
     deps=[lookback_dep("gold_model_drift")],

@@ -5,12 +5,13 @@ of the streaming bridge's durable alert tables (PostgreSQL) as of the refresh.""
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from contracts import TABLES
+from assets.queues import queue_tags
 from assets.resources import AlertingResource, CatalogResource, LakeResource
 
 CATALOG_DEPS = [n for n, t in TABLES.items() if t.layer in ("silver", "gold", "quarantine", "reference", "manifest")]
 
 
-@asset(group_name="analytics", deps=CATALOG_DEPS, kinds={"duckdb"}, description="DuckDB views over every Delta table (delta_scan)")
+@asset(op_tags=queue_tags("ingest"), group_name="analytics", deps=CATALOG_DEPS, kinds={"duckdb"}, description="DuckDB views over every Delta table (delta_scan)")
 def duckdb_catalog(context: AssetExecutionContext, lake: LakeResource, catalog: CatalogResource, alerting: AlertingResource) -> MaterializeResult:
     from lake.catalog import refresh_catalog
 

@@ -15,6 +15,7 @@ from contracts import TABLES
 from optimization.contingency import screen_n1, screening_table
 from optimization.dcopf import load_case, scaled_case
 from assets.partitions import daily_open, partition_day
+from assets.queues import queue_tags
 from assets.resources import LakeResource
 
 GROUP = "security"
@@ -26,7 +27,7 @@ class N1Config(Config):
     redispatch_worst: int = Field(3, description="security-constrained re-dispatch for this many worst outages")
 
 
-@asset(group_name=GROUP, partitions_def=daily_open, deps=[OPF_TABLE], kinds={"pyomo", "delta"}, description=TABLES["gold_n1_screening"].description)
+@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=[OPF_TABLE], kinds={"pyomo", "delta"}, description=TABLES["gold_n1_screening"].description)
 def gold_n1_screening(context: AssetExecutionContext, config: N1Config, lake: LakeResource) -> MaterializeResult:
     """N-1 overloads at the peak hour of the day's DC-OPF, and re-dispatch of the worst outages."""
     lk, day = lake.lake(), partition_day(context)

@@ -92,6 +92,7 @@ from models.solar import (
     system_total,
 )
 from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
 from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ def _rescore_champion(reg, name: str, bt_id: str, score_fn: Callable[[Any], dict
 
 
 @asset(
+    op_tags=queue_tags("train"),
     group_name="forecast_training",
     deps=["gold_load_hourly", "silver_weather"],
     kinds={"mlflow", "xgboost"},
@@ -356,6 +358,7 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
 # solar models (one per feeder's PV fleet)
 # ======================================================================================
 @asset(
+    op_tags=queue_tags("train"),
     group_name="forecast_training",
     deps=["silver_weather", "ref_meters"],
     kinds={"mlflow", "xgboost"},
@@ -431,6 +434,7 @@ _LOAD_CHAMPION_FAILURES = _CHAMPION_FAILURES + (ForecastInputError, ForecastOutp
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name="forecasts",
     partitions_def=daily_open,
     deps=["load_forecast_models", lookback_dep("gold_load_hourly"), lookback_dep("silver_weather")],
@@ -489,6 +493,7 @@ def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, la
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name="forecasts",
     partitions_def=daily_open,
     deps=["solar_forecast_models", lookback_dep("silver_weather"), "ref_meters"],
@@ -552,6 +557,7 @@ def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, l
 # peak demand
 # ======================================================================================
 @asset(
+    op_tags=queue_tags("score"),
     group_name="forecasts",
     partitions_def=daily_open,
     deps=["gold_load_forecast", lookback_dep("gold_load_hourly"), "ref_transformers"],
@@ -604,6 +610,7 @@ class AccuracyConfig(Config):
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name="forecasts",
     partitions_def=daily_open,
     deps=[lookback_dep("gold_load_forecast"), lookback_dep("gold_load_hourly")],
@@ -666,6 +673,7 @@ class SolarRampConfig(Config):
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name="forecasts",
     partitions_def=daily_open,
     deps=["gold_solar_forecast"],

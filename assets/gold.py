@@ -13,10 +13,11 @@ from assets.ingestion import gx_check_specs, gx_checks
 from lake import gold, plots
 from contracts import TABLES
 from assets.partitions import daily, monthly
+from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource
 
 _T = TABLES
-_DAILY = dict(group_name="gold", partitions_def=daily, backfill_policy=BackfillPolicy.single_run(), kinds={"delta", "polars"})
+_DAILY = dict(group_name="gold", op_tags=queue_tags("ingest"), partitions_def=daily, backfill_policy=BackfillPolicy.single_run(), kinds={"delta", "polars"})
 
 
 def _days(context: AssetExecutionContext) -> list[dt.date]:
@@ -78,6 +79,7 @@ def gold_load_daily(context: AssetExecutionContext, lake: LakeResource, grid: Gr
 
 
 @asset(
+    op_tags=queue_tags("ingest"),
     group_name="gold",
     partitions_def=monthly,
     deps=["gold_load_daily"],

@@ -48,6 +48,7 @@ from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
 from models.grid.features import local_date
 from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource, MlflowResource
 
 _T = TABLES
@@ -224,6 +225,7 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, tz: str, tx_model) -> pl.DataF
 
 # ------------------------------------------------------------------------------ training
 @asset(
+    op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
     deps=["silver_meter_readings", "silver_scada", "silver_weather", "ref_transformers", "ref_meters", "silver_incidents"],
     kinds={"mlflow", "pytorch", "scikitlearn"},
@@ -267,6 +269,7 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
 
 
 @asset(
+    op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
     deps=["grid_anomaly_model", "silver_scada", "silver_weather", "ref_transformers", "silver_incidents"],
     kinds={"mlflow", "xgboost"},
@@ -298,6 +301,7 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
 
 
 @asset(
+    op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
     deps=["silver_meter_readings", "ref_meters"],
     kinds={"mlflow", "scikitlearn"},
@@ -342,6 +346,7 @@ METER_CONTEXT_DAYS = 8
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
     deps=[_silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),
@@ -382,6 +387,7 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
     deps=[_silver_dep("silver_scada", 8), _silver_dep("silver_weather", 8), _same_day("silver_meter_readings"),
@@ -420,6 +426,7 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
     deps=[_same_day("gold_anomaly_scores"), _same_day("gold_transformer_risk")],
@@ -468,6 +475,7 @@ def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSe
 
 
 @multi_asset(
+    op_tags=queue_tags("score"),
     specs=[
         AssetSpec("gold_customer_segments", group_name=SCORING_GROUP, description=_T["gold_customer_segments"].description,
                   deps=[_silver_dep("silver_meter_readings", 27), "ref_meters", "grid_segment_model"], kinds={"delta", "polars"}),
@@ -540,6 +548,7 @@ def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame
 
 
 @multi_asset(
+    op_tags=queue_tags("score"),
     specs=[
         AssetSpec("gold_dr_events", group_name=SCORING_GROUP, description=_T["gold_dr_events"].description,
                   deps=[_same_day("gold_customer_segments"), _silver_dep("gold_load_hourly", 7), _silver_dep(FORECAST_TABLE, 3),
@@ -585,6 +594,7 @@ BALANCE_HISTORY_DAYS = 16
 
 
 @multi_asset(
+    op_tags=queue_tags("score"),
     specs=[
         AssetSpec("gold_energy_balance", group_name=SCORING_GROUP, description=_T["gold_energy_balance"].description,
                   deps=[_silver_dep("silver_meter_readings", BALANCE_HISTORY_DAYS), _silver_dep("silver_scada", BALANCE_HISTORY_DAYS),
@@ -625,6 +635,7 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
     deps=[_same_day("gold_anomaly_scores"), _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),

@@ -32,6 +32,7 @@ from lake.ingest import ingest_partitions, known_entity_ids
 from lake.manifest import verify_day
 from contracts import SOURCES, Source
 from assets.partitions import daily
+from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource, LandingResource
 
 
@@ -102,7 +103,7 @@ def build_ingestion_asset(src: Source):
         ],
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
-        op_tags={"gridlake/source": src.name},
+        op_tags=queue_tags("ingest", **{"gridlake/source": src.name}),
     )
     def _ingest(context: AssetExecutionContext, config: IngestConfig, lake: LakeResource, landing: LandingResource, grid: GridSettings):
         # one day per run normally; a backfill runs its whole range in one run, one day's Delta

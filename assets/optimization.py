@@ -74,6 +74,7 @@ from optimization.safety import GateResult, battery_model_limits, gate_alert, ga
 from optimization.settings import OptimizationSettings
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
 from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
 from assets.resources import AlertingResource, GridSettings, LakeResource
 
 _T = TABLES
@@ -219,6 +220,7 @@ class BatteryConfig(Config):
 
 
 @multi_asset(
+    op_tags=queue_tags("optimise"),
     specs=[
         AssetSpec("gold_battery_schedule", group_name=GROUP, deps=[*_DEPS, lookback_dep("silver_weather", 1)], kinds={"pyomo", "delta"},
                   description=_T["gold_battery_schedule"].description),
@@ -292,7 +294,7 @@ class EconomicsConfig(Config):
     lookback_days: int | None = Field(None, description="days of gold_battery_daily averaged; None = the profile's optimization.economics")
 
 
-@asset(group_name=GROUP, partitions_def=daily_open, deps=[lookback_dep("gold_battery_daily", 27)], kinds={"delta"},
+@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=[lookback_dep("gold_battery_daily", 27)], kinds={"delta"},
        description=_T["gold_battery_economics"].description)  # fmt: skip
 def gold_battery_economics(context: AssetExecutionContext, config: EconomicsConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """project_roi of the battery from the daily results its schedules produced (last ``lookback_days`` days up to the partition)."""
@@ -355,6 +357,7 @@ def baseload_for_horizon(lk: Lake, config: EVConfig, day: dt.date, tz: str, n: i
 
 
 @multi_asset(
+    op_tags=queue_tags("optimise"),
     specs=[
         AssetSpec("gold_ev_schedule", group_name=GROUP, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_ev_schedule"].description),
         AssetSpec("gold_ev_sessions", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_ev_sessions"].description),
@@ -471,7 +474,7 @@ class OPFConfig(Config):
     allow_load_shedding: bool = Field(False, description="shed load at the value of lost load instead of failing")
 
 
-@asset(group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_opf_dispatch"].description)
+@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_opf_dispatch"].description)
 def gold_opf_dispatch(context: AssetExecutionContext, config: OPFConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """Hourly DC-OPF: dispatch, branch flows and LMPs; loads follow the system load forecast's shape."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
@@ -517,7 +520,7 @@ class UCConfig(Config):
         return v
 
 
-@asset(group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_uc_schedule"].description)
+@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_uc_schedule"].description)
 def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
     """Day-ahead commitment of the synthetic fleet against the gross load and PV forecasts."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)

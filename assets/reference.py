@@ -7,6 +7,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
 
 from contracts import TABLES
+from assets.queues import queue_tags
 from assets.resources import LakeResource, LandingResource
 
 REFERENCE = ("ref_meters", "ref_transformers", "ref_weather_stations")
@@ -31,6 +32,7 @@ def _load(context: AssetExecutionContext, lake: LakeResource, landing: LandingRe
 
 
 @multi_asset(
+    op_tags=queue_tags("ingest"),
     specs=[AssetSpec(n, group_name="reference", description=TABLES[n].description, kinds={"delta", "polars"}) for n in REFERENCE],
     can_subset=True,
 )
@@ -40,6 +42,7 @@ def reference_tables(context: AssetExecutionContext, lake: LakeResource, landing
 
 
 @multi_asset(
+    op_tags=queue_tags("ingest"),
     specs=[AssetSpec(n, group_name="truth", description=TABLES[n].description, kinds={"delta", "polars"}) for n in TRUTH],
     can_subset=True,
 )

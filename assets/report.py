@@ -13,6 +13,7 @@ from pydantic import Field
 
 from lake.plots import png_markdown
 from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
 from assets.resources import CatalogResource, GridSettings, LakeResource
 
 GROUP = "reports"
@@ -39,6 +40,7 @@ class ReportConfig(Config):
 
 
 @asset(
+    op_tags=queue_tags("score"),
     group_name=GROUP,
     partitions_def=daily_open,
     deps=[lookback_dep("gold_load_forecast", 3), lookback_dep("gold_solar_forecast", 3), lookback_dep("gold_load_hourly", 1),

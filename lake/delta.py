@@ -46,10 +46,12 @@ def s3_storage_options_from_env() -> dict[str, str]:
     endpoint = opts.get("AWS_ENDPOINT_URL", "")
     if endpoint.startswith("http://"):
         opts["AWS_ALLOW_HTTP"] = "true"
-    # Endpoints without conditional PUT (moto, older MinIO) need the unsafe-rename mode; a single
-    # writer per partition (Dagster's run queue) keeps that safe here. Opt out with GRIDLAKE_S3_SAFE=1.
-    if os.environ.get("GRIDLAKE_S3_SAFE") != "1":
-        opts["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+    # Commit coordination: every commit file is created with a conditional PUT (If-None-Match: *), so of two
+    # writers racing for version N exactly one wins and the other retries on top of it (write_partition). This is
+    # delta-rs 1.x's documented mechanism for S3 (its DynamoDB log store was removed in 1.0; AWS S3 has had
+    # conditional writes since 2024-08, MinIO, R2 and moto 5.x have them too). Set here explicitly, not left to
+    # a default: tests/lake/test_concurrent_writers.py checks it on moto, in processes racing for one table.
+    opts["AWS_CONDITIONAL_PUT"] = "etag"
     return opts
 
 

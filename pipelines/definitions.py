@@ -17,6 +17,7 @@ from assets import ingestion as ingestion_assets
 from assets import optimization as opt_assets
 from assets import reference as reference_assets
 from assets import report as report_assets
+from pipelines.executors import executor_from_env
 from pipelines.jobs import ALL_JOBS
 from assets.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
@@ -44,6 +45,7 @@ defs = Definitions(
     jobs=ALL_JOBS,
     schedules=ALL_SCHEDULES,
     sensors=ALL_SENSORS,
+    executor=executor_from_env(),  # GRIDLAKE_EXECUTOR: default / in_process / multiprocess / celery
     resources={
         "lake": LakeResource(),
         "landing": LandingResource(),

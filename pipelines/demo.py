@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from assets.nightly import training_config
 from contracts.profile import DEMO_PROFILE, read_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,19 +59,6 @@ WINDOW_DAYS = 21
 #: the load models need 15 days before their first of 3 backtest origins (18-day window), then the last day;
 #: one day to spare for the hour alignment of the PV backtest
 MIN_DAYS = 20
-
-
-def training_config(window: int, as_of: str) -> dict[str, dict]:
-    """Run config of the nightly training jobs, sized for a 2-core laptop (README: `make demo`)."""
-    fc = {"history_days": window, "backtest_days": 3, "as_of": as_of}
-    grid = {"window_days": window, "min_days": 7, "eval_days": 1, "as_of": as_of}
-    return {
-        "load_forecast_models": {"config": {**fc, "n_estimators": 200}},
-        "solar_forecast_models": {"config": {**fc, "n_estimators": 150}},
-        "grid_anomaly_model": {"config": grid},
-        "grid_failure_model": {"config": grid},
-        "grid_segment_model": {"config": grid},
-    }
 
 
 def _say(msg: str) -> None:
