@@ -325,9 +325,11 @@ def _as_text(s: pl.Series) -> pl.Series:
 
 def normalise_parquet(df: pl.DataFrame, src: Source, row_offset: int = 0) -> tuple[pl.DataFrame, Header]:
     names, conflicts = map_names(df.columns, src)
-    df = df.rename(dict(zip(df.columns, names)))
+    if names != df.columns:
+        df = df.rename(dict(zip(df.columns, names)))
     roles = {src.entity: "entity", src.time: "time", **{m.name: "measure" for m in src.measures}}
-    bad = [c for c in df.columns if not _usable(df.schema[c], roles.get(c, "other"))]
+    schema = df.schema  # once: each df.schema builds a new Schema
+    bad = [c for c in df.columns if not _usable(schema[c], roles.get(c, "other"))]
     if bad:
         df = df.with_columns([_as_text(df[c]) for c in bad])
     df = df.with_columns(pl.int_range(row_offset + 1, row_offset + pl.len() + 1, dtype=pl.Int64).alias(_ROW))

@@ -176,3 +176,22 @@ def test_property_examples_covered_clean_and_dirty_batches():
     if not CLEAN:
         pytest.skip("the property test did not run (deselected)")
     assert 0.15 < sum(CLEAN) / len(CLEAN) < 0.85, f"{sum(CLEAN)} clean batches of {len(CLEAN)}"
+
+
+@pytest.mark.parametrize("bad", [None, math.inf, -math.inf, math.nan])
+def test_column_sum_precheck_never_hides_a_non_finite_value_nor_rejects_an_overflowing_sum(bad):
+    """validate_file skips the row-wise non-finite screen when every measure column's sum is finite. Two
+    finite 1e308 demand readings overflow that sum to inf: the exact screen runs and accepts both; one
+    non-finite value among clean rows is still rejected as out_of_range on its own row and field."""
+    recs = [{METERS.entity: f"M{i:06d}", METERS.time: T0 + dt.timedelta(minutes=i), **GOOD[METERS.name]} for i in range(4)]
+    recs[0]["demand_kw"] = recs[1]["demand_kw"] = 1e308  # demand_kw has no bounds: finite, valid
+    if bad is not None:
+        recs[2]["consumption_kwh"] = bad
+    acc, rej = validate_file(frame(METERS, recs), "k", METERS, DAY, IDS[METERS.name], TZ)
+    assert acc.filter(pl.col("demand_kw") == 1e308).height == 2
+    if bad is None:
+        assert (acc.height, rej.height) == (4, 0)
+    else:
+        assert acc.height == 3
+        assert rej.select("source_row", "reason_code", "field").rows() == [(2, "out_of_range", "consumption_kwh")]
+        assert "finite" in rej["detail"][0]
