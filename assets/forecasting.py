@@ -46,7 +46,8 @@ Forecast semantics
 import copy
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,9 +62,11 @@ from dagster import (
 from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator
 
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
+from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
+from contracts import TABLES, day_bounds_utc
 from lake import plots
-from contracts import day_bounds_utc
-from contracts import TABLES
 from models.forecast import (
     DAY,
     ForecastInputError,
@@ -91,9 +94,6 @@ from models.solar import (
     solar_backtest,
     system_total,
 )
-from assets.partitions import daily_open, lookback_dep, partition_day
-from assets.queues import queue_tags
-from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,22 @@ def _window_end(last, as_of: str, tz: str) -> pd.Timestamp:
 class LoadTrainingConfig(Config):
     """Nightly load-model training: one model per feeder plus the system total."""
 
-    history_days: int = Field(28, description="days of gold_load_hourly (ending at the latest hour) to train and backtest on")
+    history_days: int = Field(
+        28, description="days of gold_load_hourly (ending at the latest hour) to train and backtest on"
+    )
     horizon_hours: int = Field(24, description="forecast horizon the model is built for, 24..72")
     forecaster: str = Field("xgboost", description=f"one of {LOAD_FORECASTERS}; prophet/gru/lstm are slow")
-    candidates: list[str] = Field(default_factory=list, description="candidate set (names as for forecaster): each is backtested on the same origins and the best becomes the challenger; empty = only forecaster")
+    candidates: list[str] = Field(
+        default_factory=list,
+        description="candidate set (names as for forecaster): each is backtested on the same origins and the best becomes the challenger; empty = only forecaster",
+    )
     backtest_days: int = Field(3, description="rolling daily origins at the end of the window")
     use_weather: bool = Field(True, description="use silver_weather temp_air_c as an exogenous input")
     rank_metric: str = Field("mape", description="metric the champion is chosen on (lower is better)")
     n_estimators: int = Field(300, description="XGBoost trees")
-    as_of: str = Field("", description="ISO local date of the window's last day; empty = up to the newest hour in the lake")
+    as_of: str = Field(
+        "", description="ISO local date of the window's last day; empty = up to the newest hour in the lake"
+    )
 
     _horizon = field_validator("horizon_hours")(classmethod(lambda cls, v: _check_horizon(v)))
     _as_of = field_validator("as_of")(classmethod(lambda cls, v: _check_as_of(v)))
@@ -166,7 +173,9 @@ class SolarTrainingConfig(Config):
     horizon_hours: int = Field(24, description="leads 1..horizon_hours (up to 72)")
     backtest_days: int = Field(3, description="the last days are held out; every hourly origin in them is scored")
     n_estimators: int = Field(200, description="XGBoost trees")
-    as_of: str = Field("", description="ISO local date of the window's last day; empty = up to the newest weather hour in the lake")
+    as_of: str = Field(
+        "", description="ISO local date of the window's last day; empty = up to the newest weather hour in the lake"
+    )
 
     _horizon = field_validator("horizon_hours")(classmethod(lambda cls, v: _check_horizon(v)))
     _as_of = field_validator("as_of")(classmethod(lambda cls, v: _check_as_of(v)))
@@ -184,7 +193,9 @@ class PeakDemandConfig(Config):
     from ref_transformers times ``power_factor`` (kVA -> kW); the system: the sum over feeders.
     Summed nameplate ratings ignore diversity, so the margin is an optimistic upper bound."""
 
-    capacity_kw: dict[str, float] = Field(default_factory=dict, description="entity_id -> capacity kW (overrides the default)")
+    capacity_kw: dict[str, float] = Field(
+        default_factory=dict, description="entity_id -> capacity kW (overrides the default)"
+    )
     power_factor: float = Field(1.0, description="kVA -> kW factor applied to transformer ratings")
 
 
@@ -194,7 +205,9 @@ class PeakDemandConfig(Config):
 _NO_LOAD = {"entity_id": pl.Utf8, "period_start": pl.Datetime("us", "UTC"), "mean_kw": pl.Float64}
 
 
-def feeder_load(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, allow_empty: bool = False) -> pl.DataFrame:
+def feeder_load(
+    lake, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, allow_empty: bool = False
+) -> pl.DataFrame:
     """Hourly feeder load (entity_id, period_start, mean_kw) of gold_load_hourly plus the system
     total (``models.forecast.tables.with_system_total``), in [start, end). No rows raise, unless
     ``allow_empty`` (a day not ingested yet, e.g. today for the hourly peak re-issue)."""
@@ -249,7 +262,7 @@ def _rescore_champion(reg, name: str, bt_id: str, score_fn: Callable[[Any], dict
     if champ is None:
         return None
     if champ.tags.get("backtest_id") == bt_id:
-        return {k[len("metric."):]: float(v) for k, v in champ.tags.items() if k.startswith("metric.")}
+        return {k[len("metric.") :]: float(v) for k, v in champ.tags.items() if k.startswith("metric.")}
     try:
         model = reg.load(name)
         metrics = finite_metrics(score_fn(model))
@@ -270,10 +283,22 @@ def _rescore_champion(reg, name: str, bt_id: str, score_fn: Callable[[Any], dict
     kinds={"mlflow", "xgboost"},
     description="Nightly: backtest, log, register and champion/challenger-promote one load model per feeder and the system",
 )
-def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
+def load_forecast_models(
+    context: AssetExecutionContext,
+    config: LoadTrainingConfig,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    grid: GridSettings,
+) -> MaterializeResult:
     lk, reg = lake.lake(), mlflow.registry()
     horizon = pd.Timedelta(hours=config.horizon_hours)
-    last = lk.scan(_T["gold_load_hourly"]).filter(pl.col("level") == "feeder").select(pl.col("period_start").max()).collect().item()
+    last = (
+        lk.scan(_T["gold_load_hourly"])
+        .filter(pl.col("level") == "feeder")
+        .select(pl.col("period_start").max())
+        .collect()
+        .item()
+    )
     if last is None:
         raise ValueError("gold_load_hourly has no feeder rows: materialise gold_load_hourly first")
     end = _window_end(last, config.as_of, grid.timezone)
@@ -327,16 +352,55 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
         results.append(out)
         table = comparison_table(scores, rank_by=config.rank_metric)
         if champ is not None:
-            table = pl.concat([table, pl.DataFrame([{"rank": None, "model": f"champion v{out['champion_version_before']}", **{k: champ.get(k) for k in table.columns if k not in ("rank", "model")}}])], how="diagonal_relaxed")
-        tables.append(f"**{entity}** ({name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}")
+            table = pl.concat(
+                [
+                    table,
+                    pl.DataFrame(
+                        [
+                            {
+                                "rank": None,
+                                "model": f"champion v{out['champion_version_before']}",
+                                **{k: champ.get(k) for k in table.columns if k not in ("rank", "model")},
+                            }
+                        ]
+                    ),
+                ],
+                how="diagonal_relaxed",
+            )
+        tables.append(
+            f"**{entity}** ({name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}"
+        )
         pictures.append(plots.png_markdown(png, f"{entity}: forecast vs actual (backtest)"))
         imp = feature_importance(model)
         if imp is not None:
-            pictures.append(plots.png_markdown(png_bytes(importance_figure(*imp, f"{entity}: XGBoost feature importance (gain)")), f"{entity}: feature importance"))
-        context.log.info(f"{name}: v{out['version']} {config.rank_metric}={metrics.get(config.rank_metric)} promoted={out['promoted']} ({out['promotion_reason']})")
+            pictures.append(
+                plots.png_markdown(
+                    png_bytes(importance_figure(*imp, f"{entity}: XGBoost feature importance (gain)")),
+                    f"{entity}: feature importance",
+                )
+            )
+        context.log.info(
+            f"{name}: v{out['version']} {config.rank_metric}={metrics.get(config.rank_metric)} promoted={out['promoted']} ({out['promotion_reason']})"
+        )
     if not results:
         raise ValueError(f"no load model could be trained: {skipped}")
-    summary = [{k: r[k] for k in ("entity_id", "model_name", "version", "run_id", "promoted", "alias", "champion_version_before", "promotion_reason")} | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}} for r in results]
+    summary = [
+        {
+            k: r[k]
+            for k in (
+                "entity_id",
+                "model_name",
+                "version",
+                "run_id",
+                "promoted",
+                "alias",
+                "champion_version_before",
+                "promotion_reason",
+            )
+        }
+        | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}}
+        for r in results
+    ]
     return MaterializeResult(
         metadata={
             "forecaster": config.forecaster if not config.candidates else f"best of {config.candidates}",
@@ -364,7 +428,13 @@ def load_forecast_models(context: AssetExecutionContext, config: LoadTrainingCon
     kinds={"mlflow", "xgboost"},
     description="Nightly: backtest, log, register and promote one PV quantile model per feeder's rooftop fleet",
 )
-def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
+def solar_forecast_models(
+    context: AssetExecutionContext,
+    config: SolarTrainingConfig,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    grid: GridSettings,
+) -> MaterializeResult:
     lk, reg = lake.lake(), mlflow.registry()
     fleets = feeder_pv_systems(lk.read("ref_meters"))
     if not fleets:
@@ -399,18 +469,64 @@ def solar_forecast_models(context: AssetExecutionContext, config: SolarTrainingC
         params = {"model": "solar_xgboost", "feeder_id": feeder, "n_systems": len(systems), "capacity_kw_dc": cap,
                   "horizon_hours": config.horizon_hours, "n_estimators": config.n_estimators, "train_start": str(obs.index[0]), "train_end": str(end)}  # fmt: skip
         out = reg.train_register_promote(
-            name, params=params, metrics=metrics, backtest_id=bt_id, model=model, figures={"forecast_vs_actual.png": fig}, metric="pinball"
+            name,
+            params=params,
+            metrics=metrics,
+            backtest_id=bt_id,
+            model=model,
+            figures={"forecast_vs_actual.png": fig},
+            metric="pinball",
         )
         out["entity_id"] = feeder
         results.append(out)
         table = comparison_table(scores, rank_by="pinball").drop("mape")
         if champ is not None:
-            table = pl.concat([table, pl.DataFrame([{"model": f"champion v{out['champion_version_before']}", **{k: champ.get(k) for k in table.columns if k in champ}}])], how="diagonal_relaxed")
-        tables.append(f"**{feeder}** ({len(systems)} systems, {cap:.1f} kW DC; {name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}")
+            table = pl.concat(
+                [
+                    table,
+                    pl.DataFrame(
+                        [
+                            {
+                                "model": f"champion v{out['champion_version_before']}",
+                                **{k: champ.get(k) for k in table.columns if k in champ},
+                            }
+                        ]
+                    ),
+                ],
+                how="diagonal_relaxed",
+            )
+        tables.append(
+            f"**{feeder}** ({len(systems)} systems, {cap:.1f} kW DC; {name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}"
+        )
         pictures.append(plots.png_markdown(png_bytes(fig), f"{feeder}: PV forecast vs actual (backtest, daylight)"))
-        pictures.append(plots.png_markdown(png_bytes(importance_figure(*feature_importance(model), f"{feeder}: PV XGBoost feature importance (gain)")), f"{feeder}: PV feature importance"))
-        context.log.info(f"{name}: v{out['version']} pinball={metrics.get('pinball'):.4g} promoted={out['promoted']} ({out['promotion_reason']})")
-    summary = [{k: r[k] for k in ("entity_id", "model_name", "version", "run_id", "promoted", "alias", "champion_version_before", "promotion_reason")} | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}} for r in results]
+        pictures.append(
+            plots.png_markdown(
+                png_bytes(
+                    importance_figure(*feature_importance(model), f"{feeder}: PV XGBoost feature importance (gain)")
+                ),
+                f"{feeder}: PV feature importance",
+            )
+        )
+        context.log.info(
+            f"{name}: v{out['version']} pinball={metrics.get('pinball'):.4g} promoted={out['promoted']} ({out['promotion_reason']})"
+        )
+    summary = [
+        {
+            k: r[k]
+            for k in (
+                "entity_id",
+                "model_name",
+                "version",
+                "run_id",
+                "promoted",
+                "alias",
+                "champion_version_before",
+                "promotion_reason",
+            )
+        }
+        | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}}
+        for r in results
+    ]
     return MaterializeResult(
         metadata={
             "horizon_hours": config.horizon_hours,
@@ -441,7 +557,13 @@ _LOAD_CHAMPION_FAILURES = _CHAMPION_FAILURES + (ForecastInputError, ForecastOutp
     kinds={"delta", "polars"},
     description=_T["gold_load_forecast"].description,
 )
-def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
+def gold_load_forecast(
+    context: AssetExecutionContext,
+    config: ScoringConfig,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    grid: GridSettings,
+) -> MaterializeResult:
     lk, reg, day = lake.lake(), mlflow.registry(), partition_day(context)
     day_end = pd.Timestamp(day_bounds_utc(day, grid.timezone)[1])
     horizon = pd.Timedelta(hours=config.horizon_hours)
@@ -461,21 +583,36 @@ def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, la
             version = str(mv.version)
             fx = None
             if model.exog:
-                fx, weather_use[entity] = future_temperature(weather, pd.date_range(issued_at + HOUR, periods=config.horizon_hours, freq="1h"))
+                fx, weather_use[entity] = future_temperature(
+                    weather, pd.date_range(issued_at + HOUR, periods=config.horizon_hours, freq="1h")
+                )
             fc = model.update(hist.to_pandas()).predict(horizon, fx)
             reason = None
         except _LOAD_CHAMPION_FAILURES as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            context.log.warning(f"{name}: champion not used ({reason}); falling back to the daily seasonal naive baseline")
+            context.log.warning(
+                f"{name}: champion not used ({reason}); falling back to the daily seasonal naive baseline"
+            )
             fc, info = forecast_with_fallback(SeasonalNaive(DAY), hist.select("period_start", "mean_kw"), horizon)
             if info["fallback"]:
                 reason = f"{reason}; then {info['reason']}"
             version = "fallback"
             fallbacks[entity] = reason
         versions[entity] = version
-        frames.append(forecast_rows(fc, day, SYSTEM if entity == SYSTEM else "feeder", entity, issued_at, version, reason))
+        frames.append(
+            forecast_rows(fc, day, SYSTEM if entity == SYSTEM else "feeder", entity, issued_at, version, reason)
+        )
         if entity == SYSTEM or len(pictures) < 2:
-            pictures.append(plots.png_markdown(png_bytes(forecast_figure(hist, fc, f"{entity}: {fc['model'][0]} v{version} issued {issued_at:%Y-%m-%d %H:%M}Z")), f"{entity} forecast"))
+            pictures.append(
+                plots.png_markdown(
+                    png_bytes(
+                        forecast_figure(
+                            hist, fc, f"{entity}: {fc['model'][0]} v{version} issued {issued_at:%Y-%m-%d %H:%M}Z"
+                        )
+                    ),
+                    f"{entity} forecast",
+                )
+            )
     df = pl.concat(frames)
     w = lk.write_partition(_T["gold_load_forecast"], df, day)
     return MaterializeResult(
@@ -486,7 +623,9 @@ def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, la
             "fallbacks": MetadataValue.json(fallbacks),
             "n_fallbacks": len(fallbacks),
             "future_temperature_hours": MetadataValue.json(weather_use),
-            "issued_at": MetadataValue.json({e: str(t) for e, t in df.group_by("entity_id").agg(pl.col("issued_at").max()).iter_rows()}),
+            "issued_at": MetadataValue.json(
+                {e: str(t) for e, t in df.group_by("entity_id").agg(pl.col("issued_at").max()).iter_rows()}
+            ),
             "forecasts": MetadataValue.md("\n\n".join(pictures)),
         }
     )
@@ -500,7 +639,13 @@ def gold_load_forecast(context: AssetExecutionContext, config: ScoringConfig, la
     kinds={"delta", "polars"},
     description=_T["gold_solar_forecast"].description,
 )
-def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings) -> MaterializeResult:
+def gold_solar_forecast(
+    context: AssetExecutionContext,
+    config: ScoringConfig,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    grid: GridSettings,
+) -> MaterializeResult:
     lk, reg, day = lake.lake(), mlflow.registry(), partition_day(context)
     day_end = pd.Timestamp(day_bounds_utc(day, grid.timezone)[1])
     raw = hourly_weather(lk, day_end - pd.Timedelta(days=2), day_end)
@@ -521,7 +666,9 @@ def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, l
                 raise LookupError(f"registered model {name!r} has no champion yet: materialise solar_forecast_models")
             model = reg.load(name)
             if max(model.horizons) < config.horizon_hours:
-                raise LookupError(f"champion v{mv.version} forecasts {max(model.horizons)} h ahead; {config.horizon_hours} h asked")
+                raise LookupError(
+                    f"champion v{mv.version} forecasts {max(model.horizons)} h ahead; {config.horizon_hours} h asked"
+                )
             fc = model.predict(obs, future).filter(pl.col("horizon_h") <= config.horizon_hours)
             version, reason = str(mv.version), None
         except (*_CHAMPION_FAILURES, ValueError) as exc:
@@ -535,10 +682,28 @@ def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, l
     df = pl.concat(frames)
     system = system_total(df, len(frames))  # quantiles summed: comonotone, errs wide
     all_champions = not fallbacks
-    df = pl.concat([df, forecast_rows(system, day, SYSTEM, SYSTEM, issued_at, "+".join(f"{k}:{v}" for k, v in versions.items()), None if all_champions else "; ".join(f"{k}: {v}" for k, v in fallbacks.items()))])
+    df = pl.concat(
+        [
+            df,
+            forecast_rows(
+                system,
+                day,
+                SYSTEM,
+                SYSTEM,
+                issued_at,
+                "+".join(f"{k}:{v}" for k, v in versions.items()),
+                None if all_champions else "; ".join(f"{k}: {v}" for k, v in fallbacks.items()),
+            ),
+        ]
+    )
     w = lk.write_partition(_T["gold_solar_forecast"], df, day)
     sys_fc = df.filter(pl.col("entity_id") == SYSTEM)
-    hist = pl.DataFrame({"period_start": pl.Series(obs.index.as_unit("us")).cast(pl.Datetime("us", "UTC")), "mean_kw": sum(fleet_ac).to_numpy()})
+    hist = pl.DataFrame(
+        {
+            "period_start": pl.Series(obs.index.as_unit("us")).cast(pl.Datetime("us", "UTC")),
+            "mean_kw": sum(fleet_ac).to_numpy(),
+        }
+    )
     fig = forecast_figure(hist, sys_fc, f"PV fleet, all feeders: issued {issued_at:%Y-%m-%d %H:%M}Z")
     return MaterializeResult(
         metadata={
@@ -564,7 +729,9 @@ def gold_solar_forecast(context: AssetExecutionContext, config: ScoringConfig, l
     kinds={"delta", "polars"},
     description=_T["gold_peak_demand"].description,
 )
-def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
+def gold_peak_demand(
+    context: AssetExecutionContext, config: PeakDemandConfig, lake: LakeResource, grid: GridSettings
+) -> MaterializeResult:
     lk, day = lake.lake(), partition_day(context)
     start, end = (pd.Timestamp(t) for t in day_bounds_utc(day, grid.timezone))
     fc = lk.read_days(_T["gold_load_forecast"], day - dt.timedelta(days=3), day)
@@ -572,14 +739,18 @@ def gold_peak_demand(context: AssetExecutionContext, config: PeakDemandConfig, l
     caps = feeder_capacity_kw(lk.read("ref_transformers"), config.power_factor, config.capacity_kw)
     df = peak_demand(fc, observed, caps, day, grid.timezone)
     w = lk.write_partition(_T["gold_peak_demand"], df, day)
-    show = df.with_columns(pl.col("peak_time").dt.convert_time_zone(grid.timezone).dt.strftime("%H:%M %Z").alias("peak_time_local")).drop("date", "peak_time")
+    show = df.with_columns(
+        pl.col("peak_time").dt.convert_time_zone(grid.timezone).dt.strftime("%H:%M %Z").alias("peak_time_local")
+    ).drop("date", "peak_time")
     return MaterializeResult(
         metadata={
             "dagster/row_count": w.rows,
             "min_reserve_margin_pct": float(df["reserve_margin_pct"].min()),
             "min_reserve_margin_p90_pct": float(df["reserve_margin_p90_pct"].min()),
             "peaks": MetadataValue.md(_md_table(show)),
-            "capacity_source": "PeakDemandConfig.capacity_kw" if config.capacity_kw else f"sum of transformer rating_kva x {config.power_factor}",
+            "capacity_source": "PeakDemandConfig.capacity_kw"
+            if config.capacity_kw
+            else f"sum of transformer rating_kva x {config.power_factor}",
         }
     )
 
@@ -596,14 +767,18 @@ def _submit_alerts(alerting: AlertingResource, alerts: list, keys: list[str], co
     try:
         n = outbox.submit(alerts, keys=keys)
         if not outbox.flush(alerting.flush_timeout_s):
-            context.log.warning(f"{outbox.depth()} alerts wait in {alerting.outbox_path} ({outbox.last_error}); they go out with the next run")
+            context.log.warning(
+                f"{outbox.depth()} alerts wait in {alerting.outbox_path} ({outbox.last_error}); they go out with the next run"
+            )
     finally:
         outbox.close(0)
     return n
 
 
 class AccuracyConfig(Config):
-    lookback_days: int = Field(14, description="issued forecasts of the last N days are (re-)scored against the load that happened")
+    lookback_days: int = Field(
+        14, description="issued forecasts of the last N days are (re-)scored against the load that happened"
+    )
     drift_window_days: int = Field(7, description="the champion's recent MAPE is taken over this many days")
     drift_multiple: float = Field(2.0, description="drift when recent MAPE > multiple x the champion's backtest MAPE")
     drift_min_hours: int = Field(48, description="fewer scored hours in the window: no drift verdict")
@@ -615,10 +790,16 @@ class AccuracyConfig(Config):
     partitions_def=daily_open,
     deps=[lookback_dep("gold_load_forecast"), lookback_dep("gold_load_hourly")],
     kinds={"delta", "polars", "alertmanager"},
-    description=_T["gold_forecast_accuracy"].description + "; drift alert (Alertmanager) and retraining mark for drifting champions",
+    description=_T["gold_forecast_accuracy"].description
+    + "; drift alert (Alertmanager) and retraining mark for drifting champions",
 )
 def gold_forecast_accuracy(
-    context: AssetExecutionContext, config: AccuracyConfig, lake: LakeResource, mlflow: MlflowResource, grid: GridSettings, alerting: AlertingResource
+    context: AssetExecutionContext,
+    config: AccuracyConfig,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    grid: GridSettings,
+    alerting: AlertingResource,
 ) -> MaterializeResult:
     from streaming_bridge.alerts import Alert
 
@@ -668,7 +849,9 @@ def gold_forecast_accuracy(
 
 
 class SolarRampConfig(Config):
-    threshold_kw_per_15min: float = Field(5.0, description="a forecast ramp is recorded when p50 changes faster than this (kW per 15 min)")
+    threshold_kw_per_15min: float = Field(
+        5.0, description="a forecast ramp is recorded when p50 changes faster than this (kW per 15 min)"
+    )
     alert_kw_per_15min: float = Field(20.0, description="ramps at least this steep are also posted to Alertmanager")
 
 
@@ -680,10 +863,11 @@ class SolarRampConfig(Config):
     kinds={"delta", "polars", "alertmanager"},
     description=_T["gold_solar_ramps"].description + "; large ones alerted (Alertmanager)",
 )
-def gold_solar_ramps(context: AssetExecutionContext, config: SolarRampConfig, lake: LakeResource, alerting: AlertingResource) -> MaterializeResult:
-    from streaming_bridge.alerts import Alert
-
+def gold_solar_ramps(
+    context: AssetExecutionContext, config: SolarRampConfig, lake: LakeResource, alerting: AlertingResource
+) -> MaterializeResult:
     from models.solar.ramps import forecast_ramps
+    from streaming_bridge.alerts import Alert
 
     lk, day = lake.lake(), partition_day(context)
     ramps = forecast_ramps(lk.read(_T["gold_solar_forecast"], day), config.threshold_kw_per_15min).with_columns(
@@ -701,9 +885,22 @@ def gold_solar_ramps(context: AssetExecutionContext, config: SolarRampConfig, la
         )
         for r in big.iter_rows(named=True)
     ]  # fmt: skip
-    submitted = _submit_alerts(alerting, alerts, [f"solar_ramp:{r['entity_id']}:{r['issued_at']}:{r['start']}" for r in big.iter_rows(named=True)], context)
+    submitted = _submit_alerts(
+        alerting,
+        alerts,
+        [f"solar_ramp:{r['entity_id']}:{r['issued_at']}:{r['start']}" for r in big.iter_rows(named=True)],
+        context,
+    )
     return MaterializeResult(metadata={"dagster/row_count": w.rows, "delta_version": w.version, "alerts_submitted": submitted,
                                        "steepest_kw_per_15min": float(ramps["max_rate_kw_per_15min"].max() or 0.0)})  # fmt: skip
 
 
-FORECAST_ASSETS = [load_forecast_models, solar_forecast_models, gold_load_forecast, gold_solar_forecast, gold_peak_demand, gold_forecast_accuracy, gold_solar_ramps]
+FORECAST_ASSETS = [
+    load_forecast_models,
+    solar_forecast_models,
+    gold_load_forecast,
+    gold_solar_forecast,
+    gold_peak_demand,
+    gold_forecast_accuracy,
+    gold_solar_ramps,
+]

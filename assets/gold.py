@@ -10,14 +10,20 @@ import polars as pl
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from assets.ingestion import gx_check_specs, gx_checks
-from lake import gold, plots
-from contracts import TABLES
 from assets.partitions import daily, monthly
 from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource
+from contracts import TABLES
+from lake import gold, plots
 
 _T = TABLES
-_DAILY = dict(group_name="gold", op_tags=queue_tags("ingest"), partitions_def=daily, backfill_policy=BackfillPolicy.single_run(), kinds={"delta", "polars"})
+_DAILY = dict(
+    group_name="gold",
+    op_tags=queue_tags("ingest"),
+    partitions_def=daily,
+    backfill_policy=BackfillPolicy.single_run(),
+    kinds={"delta", "polars"},
+)
 
 
 def _days(context: AssetExecutionContext) -> list[dt.date]:
@@ -73,7 +79,9 @@ def gold_load_daily(context: AssetExecutionContext, lake: LakeResource, grid: Gr
         metadata={
             "dagster/row_count": rows,
             "rows_by_level": MetadataValue.json(_levels(df)),
-            "top_feeders_kwh": MetadataValue.md(top.select("entity_id", "energy_kwh", "peak_kw").to_pandas().to_markdown(index=False)),
+            "top_feeders_kwh": MetadataValue.md(
+                top.select("entity_id", "energy_kwh", "peak_kw").to_pandas().to_markdown(index=False)
+            ),
         }
     )
 
@@ -120,6 +128,8 @@ def gold_grid_health_daily(context: AssetExecutionContext, lake: LakeResource) -
             "dagster/row_count": rows,
             "transformers_over_100pct": int(df["transformers_over_100pct"].sum()),
             "worst_feeder_voltage_p05": float(df["voltage_p05"].min()) if df.height else None,
-            "max_loading_pct": float(df["max_loading_pct"].max()) if df.height and df["max_loading_pct"].max() is not None else None,
+            "max_loading_pct": float(df["max_loading_pct"].max())
+            if df.height and df["max_loading_pct"].max() is not None
+            else None,
         }
     )

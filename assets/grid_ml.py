@@ -22,7 +22,6 @@ schedules are in pipelines/schedules.py). The registry is the ``mlflow`` resourc
 (:class:`assets.resources.MlflowResource`).
 """
 
-
 import datetime as dt
 from typing import Any
 
@@ -42,14 +41,14 @@ from dagster import (
 )
 
 from assets.ingestion import gx_check_specs, gx_checks
-from lake import plots
-from contracts import TABLES, DemandResponse, day_bounds_utc
-from models.grid import plots as grid_plots
-from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
-from models.grid.features import local_date
 from assets.partitions import daily_open, lookback_dep, partition_day
 from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource, MlflowResource
+from contracts import TABLES, DemandResponse, day_bounds_utc
+from lake import plots
+from models.grid import plots as grid_plots
+from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
+from models.grid.features import local_date
 
 _T = TABLES
 TRAINING_GROUP = "grid_ml_training"
@@ -127,7 +126,9 @@ class DRConfigDagster(Config):
         """The profile's DR programme with this run's overrides."""
         keys = ("capacity_share", "margin", "base_incentive")
         over = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
-        return type(profile).model_validate({**profile.model_dump(), **over})  # validated: a bad override names the field
+        return type(profile).model_validate(
+            {**profile.model_dump(), **over}
+        )  # validated: a bad override names the field
 
 
 def _segment_config(grid: GridSettings, **kw):
@@ -135,7 +136,9 @@ def _segment_config(grid: GridSettings, **kw):
     from models.grid.segments import SegmentConfig
 
     p = grid.profile()
-    return SegmentConfig(timezone=p.timezone, peak_hours=p.tariffs.peak_window.bounds, holiday_country=p.holiday_country, **kw)
+    return SegmentConfig(
+        timezone=p.timezone, peak_hours=p.tariffs.peak_window.bounds, holiday_country=p.holiday_country, **kw
+    )
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -152,15 +155,29 @@ def _window(lk, cfg: TrainWindowConfig, what: str) -> tuple[dt.date, dt.date, li
     if not lk.exists("silver_meter_readings"):
         raise FileNotFoundError(f"{what}: silver_meter_readings does not exist yet: ingest some days first")
     dates = lk.scan("silver_meter_readings").select(pl.col("date").unique()).collect()["date"].to_list()
-    return training_window(dates, cfg.window_days, cfg.min_days, cfg.eval_days,
-                           dt.date.fromisoformat(cfg.as_of) if cfg.as_of else None, what)
+    return training_window(
+        dates,
+        cfg.window_days,
+        cfg.min_days,
+        cfg.eval_days,
+        dt.date.fromisoformat(cfg.as_of) if cfg.as_of else None,
+        what,
+    )
 
 
 def _register(context, reg, name: str, trained) -> dict:
     """Champion policy of :meth:`ModelRegistry.challenge` on a :class:`models.grid.pipelines.Trained`."""
-    out = reg.challenge(name, trained.model, params=trained.params, metrics=trained.metrics,
-                        backtest_id=trained.backtest_id, metric=trained.metric, higher_is_better=trained.higher_is_better,
-                        rescore=trained.rescore, log=context.log.warning)
+    out = reg.challenge(
+        name,
+        trained.model,
+        params=trained.params,
+        metrics=trained.metrics,
+        backtest_id=trained.backtest_id,
+        metric=trained.metric,
+        higher_is_better=trained.higher_is_better,
+        rescore=trained.rescore,
+        log=context.log.warning,
+    )
     context.log.info(f"{name} v{out['version']}: promoted={out['promoted']} ({out['promotion_reason']})")
     return out
 
@@ -179,7 +196,9 @@ def _train_meta(results: dict[str, dict], extra: dict | None = None) -> dict:
         md[f"{p}model_version"] = f"{r['model_name']}:v{r['version']}"
         md[f"{p}promoted"] = bool(r["promoted"])
         md[f"{p}promotion"] = r["promotion_reason"]
-        md[f"{p}metrics"] = MetadataValue.json({k[len("metric_"):]: v for k, v in r.items() if k.startswith("metric_")})
+        md[f"{p}metrics"] = MetadataValue.json(
+            {k[len("metric_") :]: v for k, v in r.items() if k.startswith("metric_")}
+        )
         md[f"{p}model_uri"] = r["model_uri"]
     md.update(extra or {})
     return md
@@ -189,13 +208,24 @@ def _champion(reg, name: str, producer: str) -> tuple[Any, str]:
     """(model, 'name:vN') of the champion, or a clear error naming the training asset to run."""
     champ = reg.champion(name)
     if champ is None:
-        raise LookupError(f"no champion for registered model {name!r} in {reg.tracking_uri}: materialise {producer} first")
+        raise LookupError(
+            f"no champion for registered model {name!r} in {reg.tracking_uri}: materialise {producer} first"
+        )
     return reg.load(name), f"{name}:v{champ.version}"
 
 
 # ------------------------------------------------------------------------------ data loaders
 _METER_COLS = ["date", "meter_id", "reading_time", "consumption_kwh", "demand_kw", "voltage", "power_factor"]
-_SCADA_COLS = ["date", "transformer_id", "sample_time", "load_kva", "top_oil_temp_c", "hot_spot_temp_c", "voltage_v", "frequency_hz"]
+_SCADA_COLS = [
+    "date",
+    "transformer_id",
+    "sample_time",
+    "load_kva",
+    "top_oil_temp_c",
+    "hot_spot_temp_c",
+    "voltage_v",
+    "frequency_hz",
+]
 _WEATHER_COLS = ["observation_time", "temp_air_c"]
 
 
@@ -204,10 +234,13 @@ def _anomaly_features(lk, lo: dt.date, hi: dt.date, grid: GridSettings) -> dict[
     from models.grid.config import FeatureConfig
     from models.grid.features import anomaly_features
 
-    return anomaly_features(lk.read_days(_T["silver_meter_readings"], lo, hi, _METER_COLS),
-                            lk.read_days(_T["silver_scada"], lo, hi, _SCADA_COLS),
-                            lk.read_days(_T["silver_weather"], lo, hi, _WEATHER_COLS),
-                            _require(lk, "ref_transformers", "materialise ref_transformers"), FeatureConfig.from_profile(grid.profile()))
+    return anomaly_features(
+        lk.read_days(_T["silver_meter_readings"], lo, hi, _METER_COLS),
+        lk.read_days(_T["silver_scada"], lo, hi, _SCADA_COLS),
+        lk.read_days(_T["silver_weather"], lo, hi, _WEATHER_COLS),
+        _require(lk, "ref_transformers", "materialise ref_transformers"),
+        FeatureConfig.from_profile(grid.profile()),
+    )
 
 
 def _failure_inputs(lk, lo: dt.date, hi: dt.date, grid: GridSettings, tx_model) -> pl.DataFrame:
@@ -227,15 +260,27 @@ def _failure_inputs(lk, lo: dt.date, hi: dt.date, grid: GridSettings, tx_model) 
 @asset(
     op_tags=queue_tags("train"),
     group_name=TRAINING_GROUP,
-    deps=["silver_meter_readings", "silver_scada", "silver_weather", "ref_transformers", "ref_meters", "silver_incidents"],
+    deps=[
+        "silver_meter_readings",
+        "silver_scada",
+        "silver_weather",
+        "ref_transformers",
+        "ref_meters",
+        "silver_incidents",
+    ],
     kinds={"mlflow", "pytorch", "scikitlearn"},
     description="Anomaly ensembles (isolation forest + Lightning autoencoder + one-class SVM, calibrated vote) "
-                "for meter readings and SCADA samples, trained on the last window_days; calibrated on the confirmed "
-                "incidents known by then (semi-supervised) or, with too few, on the scores' own distribution "
-                "(cold start); registered in MLflow.",
+    "for meter readings and SCADA samples, trained on the last window_days; calibrated on the confirmed "
+    "incidents known by then (semi-supervised) or, with too few, on the scores' own distribution "
+    "(cold start); registered in MLflow.",
 )
-def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfig, lake: LakeResource,
-                       grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+def grid_anomaly_model(
+    context: AssetExecutionContext,
+    config: AnomalyTrainConfig,
+    lake: LakeResource,
+    grid: GridSettings,
+    mlflow: MlflowResource,
+) -> MaterializeResult:
     from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
     from models.grid.labels import label_summary
     from models.grid.pipelines import labels_known_by, train_anomaly
@@ -247,25 +292,50 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
     feats = _anomaly_features(lk, start, end, grid)
     reg = mlflow.registry()
-    acfg = AnomalyConfig(n_estimators=config.n_estimators, ae_epochs=config.ae_epochs,
-                         max_train_rows=config.max_train_rows, seed=config.seed, contamination=config.contamination,
-                         band_calibration=config.band_calibration)
+    acfg = AnomalyConfig(
+        n_estimators=config.n_estimators,
+        ae_epochs=config.ae_epochs,
+        max_train_rows=config.max_train_rows,
+        seed=config.seed,
+        contamination=config.contamination,
+        band_calibration=config.band_calibration,
+    )
     results, fit = {}, {}
     for kind in ("meter", "transformer"):
         if kind not in feats:
-            raise ValueError(f"grid_anomaly_model: no {'silver_meter_readings' if kind == 'meter' else 'silver_scada'} "
-                             f"rows in {start}..{end}")
-        t = train_anomaly(kind, feats[kind], events, ref_meters, tz, eval_from, end, acfg, FeatureConfig.from_profile(grid.profile()),
-                          thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.anomaly))
+            raise ValueError(
+                f"grid_anomaly_model: no {'silver_meter_readings' if kind == 'meter' else 'silver_scada'} "
+                f"rows in {start}..{end}"
+            )
+        t = train_anomaly(
+            kind,
+            feats[kind],
+            events,
+            ref_meters,
+            tz,
+            eval_from,
+            end,
+            acfg,
+            FeatureConfig.from_profile(grid.profile()),
+            thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.anomaly),
+        )
         t.params.update({"window": f"{start}..{end}", "train_days": len(days) - config.eval_days})
         results[kind] = _register(context, reg, MODEL_ANOMALY[kind], t)
         fit[kind] = t.model.fit_report_
-    return MaterializeResult(metadata=_train_meta(results, {
-        "window": f"{start}..{end}", "days_found": len(days), "eval_days": f"{eval_from}..{end}",
-        "labelled_incidents": MetadataValue.json(label_summary(events)),
-        "calibration": MetadataValue.json({k: f["mode"] for k, f in fit.items()}),
-        "fit_report": MetadataValue.json(fit), "tracking_uri": reg.tracking_uri,
-    }))
+    return MaterializeResult(
+        metadata=_train_meta(
+            results,
+            {
+                "window": f"{start}..{end}",
+                "days_found": len(days),
+                "eval_days": f"{eval_from}..{end}",
+                "labelled_incidents": MetadataValue.json(label_summary(events)),
+                "calibration": MetadataValue.json({k: f["mode"] for k, f in fit.items()}),
+                "fit_report": MetadataValue.json(fit),
+                "tracking_uri": reg.tracking_uri,
+            },
+        )
+    )
 
 
 @asset(
@@ -274,10 +344,15 @@ def grid_anomaly_model(context: AssetExecutionContext, config: AnomalyTrainConfi
     deps=["grid_anomaly_model", "silver_scada", "silver_weather", "ref_transformers", "silver_incidents"],
     kinds={"mlflow", "xgboost"},
     description="Transformer failure-within-72h classifier + AFT survival (remaining useful life), XGBoost, trained on "
-                "the failures recorded in incidents; anomaly counts come from the transformer anomaly champion.",
+    "the failures recorded in incidents; anomaly counts come from the transformer anomaly champion.",
 )
-def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfig, lake: LakeResource,
-                       grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+def grid_failure_model(
+    context: AssetExecutionContext,
+    config: FailureTrainConfig,
+    lake: LakeResource,
+    grid: GridSettings,
+    mlflow: MlflowResource,
+) -> MaterializeResult:
     from models.grid.config import AlertThresholds
     from models.grid.failure import FailureConfig
     from models.grid.pipelines import labels_known_by, train_failure
@@ -289,15 +364,27 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
     tx_model, tx_version = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
     snaps = _failure_inputs(lk, start, end, grid, tx_model)
     events = labels_known_by(_incidents(lk), end, tz, types=("transformer_failure",))
-    fcfg = FailureConfig(n_estimators=config.n_estimators, max_depth=config.max_depth, seed=config.seed,
-                         thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.failure_risk))
+    fcfg = FailureConfig(
+        n_estimators=config.n_estimators,
+        max_depth=config.max_depth,
+        seed=config.seed,
+        thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.failure_risk),
+    )
     t = train_failure(snaps, events, tz, eval_from, end, fcfg, tx_version)
     t.params["window"] = f"{start}..{end}"
     r = _register(context, reg, MODEL_FAILURE, t)
-    return MaterializeResult(metadata=_train_meta({"failure": r}, {
-        "window": f"{start}..{end}", "days_found": len(days), "anomaly_model": tx_version,
-        "train_positives": t.params["train_positives"], "recorded_failures": t.params["recorded_failures"],
-    }))
+    return MaterializeResult(
+        metadata=_train_meta(
+            {"failure": r},
+            {
+                "window": f"{start}..{end}",
+                "days_found": len(days),
+                "anomaly_model": tx_version,
+                "train_positives": t.params["train_positives"],
+                "recorded_failures": t.params["recorded_failures"],
+            },
+        )
+    )
 
 
 @asset(
@@ -306,10 +393,15 @@ def grid_failure_model(context: AssetExecutionContext, config: FailureTrainConfi
     deps=["silver_meter_readings", "ref_meters"],
     kinds={"mlflow", "scikitlearn"},
     description="Customer segments from load profiles alone: k-means, each cluster named from interpretable profile "
-                "descriptors (peak hour, hour-band shares, weekend ratio, PV/EV, level); promoted on silhouette.",
+    "descriptors (peak hour, hour-band shares, weekend ratio, PV/EV, level); promoted on silhouette.",
 )
-def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfig, lake: LakeResource,
-                       grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+def grid_segment_model(
+    context: AssetExecutionContext,
+    config: SegmentTrainConfig,
+    lake: LakeResource,
+    grid: GridSettings,
+    mlflow: MlflowResource,
+) -> MaterializeResult:
     from models.grid.pipelines import train_segments
     from models.grid.segments import profile_features, segment_distribution
 
@@ -323,12 +415,23 @@ def grid_segment_model(context: AssetExecutionContext, config: SegmentTrainConfi
     t.params["window"] = f"{start}..{end}"
     reg = mlflow.registry()
     r = _register(context, reg, MODEL_SEGMENTS, t)
-    return MaterializeResult(metadata=_train_meta({"segments": r}, {
-        "window": f"{start}..{end}", "days_found": len(days), "tracking_uri": reg.tracking_uri,
-        "distribution": MetadataValue.json(segment_distribution(t.model.predict(prof))),
-        "descriptors": MetadataValue.json({t.model.cluster_name_[c]: {k: round(v, 3) for k, v in d.items()}
-                                           for c, d in t.model.descriptors_.items()}),
-    }))
+    return MaterializeResult(
+        metadata=_train_meta(
+            {"segments": r},
+            {
+                "window": f"{start}..{end}",
+                "days_found": len(days),
+                "tracking_uri": reg.tracking_uri,
+                "distribution": MetadataValue.json(segment_distribution(t.model.predict(prof))),
+                "descriptors": MetadataValue.json(
+                    {
+                        t.model.cluster_name_[c]: {k: round(v, 3) for k, v in d.items()}
+                        for c, d in t.model.descriptors_.items()
+                    }
+                ),
+            },
+        )
+    )
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -349,8 +452,13 @@ METER_CONTEXT_DAYS = 8
     op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
-    deps=[_silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),
-          _silver_dep("silver_weather", 1), "ref_transformers", "grid_anomaly_model"],
+    deps=[
+        _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS),
+        _silver_dep("silver_scada", 1),
+        _silver_dep("silver_weather", 1),
+        "ref_transformers",
+        "grid_anomaly_model",
+    ],
     kinds={"delta", "polars", "mlflow"},
     description=_T["gold_anomaly_scores"].description,
     check_specs=gx_check_specs("gold_anomaly_scores"),
@@ -365,7 +473,9 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
     for kind in ("meter", "transformer"):
         feats[kind] = _anomaly_features(lk, lo[kind], day, grid).get(kind)
     if all(f is None or f.filter(local_date("time", tz) == day).height == 0 for f in feats.values()):
-        raise ValueError(f"gold_anomaly_scores: no silver_meter_readings or silver_scada rows for {day}: ingest the day first")
+        raise ValueError(
+            f"gold_anomaly_scores: no silver_meter_readings or silver_scada rows for {day}: ingest the day first"
+        )
     parts, versions, th = [], {}, None
     for kind, f in feats.items():
         if f is None:
@@ -378,11 +488,15 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
     w = lk.write_partition(_T["gold_anomaly_scores"], df, day)
     status = df.group_by("asset_type", "status").len().sort("asset_type", "status")
     png = grid_plots.score_distribution_png(df, th, f"anomaly scores {day}")
-    yield MaterializeResult(metadata={
-        "dagster/row_count": w.rows, "delta_version": w.version, "model_versions": MetadataValue.json(versions),
-        "status_counts": MetadataValue.json({f"{a}/{s}": int(n) for a, s, n in status.iter_rows()}),
-        "score_distribution": MetadataValue.md(plots.png_markdown(png, f"anomaly scores {day}")),
-    })
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": w.rows,
+            "delta_version": w.version,
+            "model_versions": MetadataValue.json(versions),
+            "status_counts": MetadataValue.json({f"{a}/{s}": int(n) for a, s, n in status.iter_rows()}),
+            "score_distribution": MetadataValue.md(plots.png_markdown(png, f"anomaly scores {day}")),
+        }
+    )
     yield from gx_checks(lk, _T["gold_anomaly_scores"], day)
 
 
@@ -390,13 +504,22 @@ def gold_anomaly_scores(context: AssetExecutionContext, lake: LakeResource, grid
     op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
-    deps=[_silver_dep("silver_scada", 8), _silver_dep("silver_weather", 8), _same_day("silver_meter_readings"),
-          "ref_transformers", "ref_meters", "grid_failure_model", "grid_anomaly_model"],
+    deps=[
+        _silver_dep("silver_scada", 8),
+        _silver_dep("silver_weather", 8),
+        _same_day("silver_meter_readings"),
+        "ref_transformers",
+        "ref_meters",
+        "grid_failure_model",
+        "grid_anomaly_model",
+    ],
     kinds={"delta", "polars", "mlflow"},
     description=_T["gold_transformer_risk"].description,
     check_specs=gx_check_specs("gold_transformer_risk"),
 )
-def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
+def gold_transformer_risk(
+    context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource
+):
     from models.grid.failure import contributing_factors, outage_impact, to_gold_risk
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
@@ -407,21 +530,44 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
     snaps = _failure_inputs(lk, day - dt.timedelta(days=8), day, grid, tx_model).filter(local_date("as_of", tz) == day)
     if snaps.height == 0:
         raise ValueError(f"gold_transformer_risk: no silver_scada samples for {day}: ingest the day first")
-    impact = outage_impact(_require(lk, "ref_meters", "materialise ref_meters"), lk.read("ref_transformers"),
-                           lk.read_days(_T["silver_meter_readings"], day, day, ["meter_id", "demand_kw"]))
+    impact = outage_impact(
+        _require(lk, "ref_meters", "materialise ref_meters"),
+        lk.read("ref_transformers"),
+        lk.read_days(_T["silver_meter_readings"], day, day, ["meter_id", "demand_kw"]),
+    )
     pred = to_gold_risk(fm.predict(snaps), impact, version, tz, contributing_factors(fm, snaps))
     w = lk.write_partition(_T["gold_transformer_risk"], pred, day)
     th = fm.config.thresholds
-    top = (pred.sort("failure_probability_72h", descending=True).unique("transformer_id", keep="first", maintain_order=True)
-           .head(5).select("transformer_id", "failure_probability_72h", "rul_hours", "top_factor", "maintenance", "customers_downstream"))
+    top = (
+        pred.sort("failure_probability_72h", descending=True)
+        .unique("transformer_id", keep="first", maintain_order=True)
+        .head(5)
+        .select(
+            "transformer_id",
+            "failure_probability_72h",
+            "rul_hours",
+            "top_factor",
+            "maintenance",
+            "customers_downstream",
+        )
+    )
     png = grid_plots.top_risk_png(pred, th, f"transformer failure risk {day}")
-    yield MaterializeResult(metadata={
-        "dagster/row_count": w.rows, "delta_version": w.version, "model_version": version, "anomaly_model": tx_version,
-        "transformers_at_alert": int(pred.filter(pl.col("failure_probability_72h") >= th.alert)["transformer_id"].n_unique()),
-        "top_risk": MetadataValue.md(top.to_pandas().to_markdown(index=False)),
-        "maintenance_recommended": int(pred.filter(pl.col("maintenance").is_not_null())["transformer_id"].n_unique()),
-        "top_risk_plot": MetadataValue.md(plots.png_markdown(png, f"transformer risk {day}")),
-    })
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": w.rows,
+            "delta_version": w.version,
+            "model_version": version,
+            "anomaly_model": tx_version,
+            "transformers_at_alert": int(
+                pred.filter(pl.col("failure_probability_72h") >= th.alert)["transformer_id"].n_unique()
+            ),
+            "top_risk": MetadataValue.md(top.to_pandas().to_markdown(index=False)),
+            "maintenance_recommended": int(
+                pred.filter(pl.col("maintenance").is_not_null())["transformer_id"].n_unique()
+            ),
+            "top_risk_plot": MetadataValue.md(plots.png_markdown(png, f"transformer risk {day}")),
+        }
+    )
     yield from gx_checks(lk, _T["gold_transformer_risk"], day)
 
 
@@ -434,8 +580,12 @@ def gold_transformer_risk(context: AssetExecutionContext, lake: LakeResource, gr
     description=_T["gold_alerts"].description + ". The streaming bridge's input: columns are a contract.",
     check_specs=[
         *gx_check_specs("gold_alerts"),
-        AssetCheckSpec("one_alert_per_fingerprint", asset="gold_alerts", blocking=True,
-                       description="each fingerprint appears once in the whole table (not only per day): the bridge dedupes on it"),
+        AssetCheckSpec(
+            "one_alert_per_fingerprint",
+            asset="gold_alerts",
+            blocking=True,
+            description="each fingerprint appears once in the whole table (not only per day): the bridge dedupes on it",
+        ),
     ],
 )
 def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource):
@@ -448,75 +598,127 @@ def gold_alerts(context: AssetExecutionContext, lake: LakeResource, grid: GridSe
     risk = lk.read(_T["gold_transformer_risk"], day)
     reg = mlflow.registry()
     # thresholds of the current champions (the scores' model versions may be older)
-    anomaly_th = {kind: _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")[0].thresholds
-                  for kind in scores["asset_type"].unique().to_list()}
+    anomaly_th = {
+        kind: _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")[0].thresholds
+        for kind in scores["asset_type"].unique().to_list()
+    }
     risk_th = _champion(reg, MODEL_FAILURE, "grid_failure_model")[0].config.thresholds if risk.height else None
     df = day_alerts(scores, anomaly_th, risk, risk_th, tz)
     w = lk.write_partition(_T["gold_alerts"], df, day)
     by = df.group_by("rule", "severity").len().sort("rule", "severity")
     timeline = anomaly_timeline_figure(scores, df, tz)
-    yield MaterializeResult(metadata={
-        "timeline": MetadataValue.md(plots.png_markdown(timeline, f"anomaly timeline {day}")),
-        "dagster/row_count": w.rows, "delta_version": w.version,
-        "alerts_by_rule_severity": MetadataValue.json({f"{a}/{s}": int(n) for a, s, n in by.iter_rows()}),
-        "critical": MetadataValue.md(df.filter(pl.col("severity") == "critical").sort("score", descending=True).head(10)
-                                     .select("asset_type", "asset_id", "rule", "score", "window_start", "reason")
-                                     .to_pandas().to_markdown(index=False) if df.height else "none"),
-    })
+    yield MaterializeResult(
+        metadata={
+            "timeline": MetadataValue.md(plots.png_markdown(timeline, f"anomaly timeline {day}")),
+            "dagster/row_count": w.rows,
+            "delta_version": w.version,
+            "alerts_by_rule_severity": MetadataValue.json({f"{a}/{s}": int(n) for a, s, n in by.iter_rows()}),
+            "critical": MetadataValue.md(
+                df.filter(pl.col("severity") == "critical")
+                .sort("score", descending=True)
+                .head(10)
+                .select("asset_type", "asset_id", "rule", "score", "window_start", "reason")
+                .to_pandas()
+                .to_markdown(index=False)
+                if df.height
+                else "none"
+            ),
+        }
+    )
     yield from gx_checks(lk, _T["gold_alerts"], day)
     dup = duplicate_fingerprints(lk.scan("gold_alerts"))
     yield AssetCheckResult(
-        asset_key="gold_alerts", check_name="one_alert_per_fingerprint", passed=dup.height == 0,
+        asset_key="gold_alerts",
+        check_name="one_alert_per_fingerprint",
+        passed=dup.height == 0,
         severity=AssetCheckSeverity.ERROR,
-        metadata={"duplicated_fingerprints": dup.height,
-                  "examples": MetadataValue.json([{"fingerprint": f, "n": n, "dates": [str(d) for d in ds]}
-                                                  for f, n, ds in dup.head(5).iter_rows()])},
+        metadata={
+            "duplicated_fingerprints": dup.height,
+            "examples": MetadataValue.json(
+                [{"fingerprint": f, "n": n, "dates": [str(d) for d in ds]} for f, n, ds in dup.head(5).iter_rows()]
+            ),
+        },
     )
 
 
 @multi_asset(
     op_tags=queue_tags("score"),
     specs=[
-        AssetSpec("gold_customer_segments", group_name=SCORING_GROUP, description=_T["gold_customer_segments"].description,
-                  deps=[_silver_dep("silver_meter_readings", 27), "ref_meters", "grid_segment_model"], kinds={"delta", "polars"}),
-        AssetSpec("gold_recommendations", group_name=SCORING_GROUP, description=_T["gold_recommendations"].description,
-                  deps=["ref_meters", "gold_battery_daily", "gold_ev_sessions"], kinds={"delta", "polars"}),
+        AssetSpec(
+            "gold_customer_segments",
+            group_name=SCORING_GROUP,
+            description=_T["gold_customer_segments"].description,
+            deps=[_silver_dep("silver_meter_readings", 27), "ref_meters", "grid_segment_model"],
+            kinds={"delta", "polars"},
+        ),
+        AssetSpec(
+            "gold_recommendations",
+            group_name=SCORING_GROUP,
+            description=_T["gold_recommendations"].description,
+            deps=["ref_meters", "gold_battery_daily", "gold_ev_sessions"],
+            kinds={"delta", "polars"},
+        ),
     ],
     partitions_def=daily_open,
 )
-def gold_segments_and_recommendations(context: AssetExecutionContext, config: SegmentScoreConfig, lake: LakeResource,
-                                      grid: GridSettings, mlflow: MlflowResource):
+def gold_segments_and_recommendations(
+    context: AssetExecutionContext,
+    config: SegmentScoreConfig,
+    lake: LakeResource,
+    grid: GridSettings,
+    mlflow: MlflowResource,
+):
     from models.grid.recommend import recommend
     from models.grid.segments import profile_features, segment_distribution
     from reporting.report import segment_figure
 
     lk, day = lake.lake(), partition_day(context)
     model, version = _champion(mlflow.registry(), MODEL_SEGMENTS, "grid_segment_model")
-    readings = lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS)
+    readings = lk.read_days(
+        _T["silver_meter_readings"], day - dt.timedelta(days=config.profile_days - 1), day, _METER_COLS
+    )
     if readings.filter(pl.col("date") == day).height == 0:
         raise ValueError(f"gold_customer_segments: no silver_meter_readings rows for {day}: ingest the day first")
     ref_meters = _require(lk, "ref_meters", "materialise ref_meters")
     scfg = _segment_config(grid, seed=model.config.seed, min_days=model.config.min_days)
     seg = model.predict(profile_features(readings, ref_meters, scfg)).with_columns(
-        pl.lit(day).alias("as_of"), pl.lit(version).alias("model_version"))
+        pl.lit(day).alias("as_of"), pl.lit(version).alias("model_version")
+    )
     w1 = lk.write_partition(_T["gold_customer_segments"], seg, day)
     from assets.optimization import advisories_for_day
 
     # customer rows (no CO2/confidence estimate) + the site advisories of the day's battery/EV schedules
-    rec = pl.concat([recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response), advisories_for_day(lk, day, grid.timezone)],
-                    how="diagonal_relaxed").with_columns(pl.lit(day).alias("as_of"))
+    rec = pl.concat(
+        [
+            recommend(seg, ref_meters, grid.profile().tariffs, grid.profile().demand_response),
+            advisories_for_day(lk, day, grid.timezone),
+        ],
+        how="diagonal_relaxed",
+    ).with_columns(pl.lit(day).alias("as_of"))
     w2 = lk.write_partition(_T["gold_recommendations"], rec, day)
     chosen = rec.filter(pl.col("recommended"))
-    yield MaterializeResult(asset_key="gold_customer_segments", metadata={
-        "dagster/row_count": w1.rows, "model_version": version, "profile_days": config.profile_days,
-        "provisional": int(seg["provisional"].sum()), "distribution": MetadataValue.json(segment_distribution(seg)),
-        "segment_mix": MetadataValue.md(plots.png_markdown(segment_figure(seg), f"segment mix {day}")),
-    })
-    yield MaterializeResult(asset_key="gold_recommendations", metadata={
-        "dagster/row_count": w2.rows, "recommended": chosen.height,
-        "recommended_by_kind": MetadataValue.json({k: int(n) for k, n in chosen.group_by("kind").len().sort("kind").iter_rows()}),
-        "est_monthly_savings_total": round(float(chosen["est_monthly_savings"].sum()), 2),
-    })
+    yield MaterializeResult(
+        asset_key="gold_customer_segments",
+        metadata={
+            "dagster/row_count": w1.rows,
+            "model_version": version,
+            "profile_days": config.profile_days,
+            "provisional": int(seg["provisional"].sum()),
+            "distribution": MetadataValue.json(segment_distribution(seg)),
+            "segment_mix": MetadataValue.md(plots.png_markdown(segment_figure(seg), f"segment mix {day}")),
+        },
+    )
+    yield MaterializeResult(
+        asset_key="gold_recommendations",
+        metadata={
+            "dagster/row_count": w2.rows,
+            "recommended": chosen.height,
+            "recommended_by_kind": MetadataValue.json(
+                {k: int(n) for k, n in chosen.group_by("kind").len().sort("kind").iter_rows()}
+            ),
+            "est_monthly_savings_total": round(float(chosen["est_monthly_savings"].sum()), 2),
+        },
+    )
 
 
 def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame, str]:
@@ -532,7 +734,9 @@ def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame
     from models.grid.demand_response import latest_feeder_forecast, shifted_feeder_load
 
     # an absent table reads as no rows; the quantile is checked either way
-    f, issued = latest_feeder_forecast(lk.read_days(_T[FORECAST_TABLE], day - dt.timedelta(days=3), day), day, tz, quantile)
+    f, issued = latest_feeder_forecast(
+        lk.read_days(_T[FORECAST_TABLE], day - dt.timedelta(days=3), day), day, tz, quantile
+    )
     if f.height:
         return f, f"{FORECAST_TABLE} {quantile} (level=feeder), {issued}"
     for back, name in ((7, "same local hour last week"), (1, "same local hour yesterday (last week missing)")):
@@ -550,16 +754,32 @@ def _dr_forecast(lk, day: dt.date, tz: str, quantile: str) -> tuple[pl.DataFrame
 @multi_asset(
     op_tags=queue_tags("score"),
     specs=[
-        AssetSpec("gold_dr_events", group_name=SCORING_GROUP, description=_T["gold_dr_events"].description,
-                  deps=[_same_day("gold_customer_segments"), _silver_dep("gold_load_hourly", 7), _silver_dep(FORECAST_TABLE, 3),
-                        _silver_dep("silver_meter_readings", 6), "ref_meters", "ref_transformers"],
-                  kinds={"delta", "polars"}),
-        AssetSpec("gold_dr_participations", group_name=SCORING_GROUP, description=_T["gold_dr_participations"].description,
-                  kinds={"delta", "polars"}),
+        AssetSpec(
+            "gold_dr_events",
+            group_name=SCORING_GROUP,
+            description=_T["gold_dr_events"].description,
+            deps=[
+                _same_day("gold_customer_segments"),
+                _silver_dep("gold_load_hourly", 7),
+                _silver_dep(FORECAST_TABLE, 3),
+                _silver_dep("silver_meter_readings", 6),
+                "ref_meters",
+                "ref_transformers",
+            ],
+            kinds={"delta", "polars"},
+        ),
+        AssetSpec(
+            "gold_dr_participations",
+            group_name=SCORING_GROUP,
+            description=_T["gold_dr_participations"].description,
+            kinds={"delta", "polars"},
+        ),
     ],
     partitions_def=daily_open,
 )
-def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster, lake: LakeResource, grid: GridSettings):
+def gold_demand_response(
+    context: AssetExecutionContext, config: DRConfigDagster, lake: LakeResource, grid: GridSettings
+):
     from models.grid.demand_response import customer_peak_kw, dr_customers, feeder_capacity_kw, plan_feeder_events
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
@@ -569,24 +789,36 @@ def gold_demand_response(context: AssetExecutionContext, config: DRConfigDagster
     seg = lk.read(_T["gold_customer_segments"], day) if lk.exists("gold_customer_segments") else pl.DataFrame()
     if seg.height == 0:
         raise ValueError(f"gold_dr_events {day}: gold_customer_segments has no rows for {day}: materialise it first")
-    peak = customer_peak_kw(lk.read_days(_T["silver_meter_readings"], day - dt.timedelta(days=6), day,
-                                       ["meter_id", "reading_time", "demand_kw"]), grid.profile().tariffs.peak_window.bounds, tz)
+    peak = customer_peak_kw(
+        lk.read_days(
+            _T["silver_meter_readings"], day - dt.timedelta(days=6), day, ["meter_id", "reading_time", "demand_kw"]
+        ),
+        grid.profile().tariffs.peak_window.bounds,
+        tz,
+    )
     programme = config.programme(grid.profile().demand_response)
     capacity = feeder_capacity_kw(ref_tx, config.feeder_capacity_kw, programme.capacity_share)
     ev, pa = plan_feeder_events(forecast, dr_customers(seg, ref_meters, peak), capacity, programme, tz)
     w1 = lk.write_partition(_T["gold_dr_events"], ev, day)
     w2 = lk.write_partition(_T["gold_dr_participations"], pa, day)
     png = grid_plots.dr_forecast_png(forecast, capacity, tz, f"feeder forecast vs DR capacity {day}")
-    yield MaterializeResult(asset_key="gold_dr_events", metadata={
-        "dagster/row_count": w1.rows, "forecast_source": source,
-        "capacity_kw": MetadataValue.json({k: round(v, 1) for k, v in capacity.items()}),
-        "short_events": int((ev["status"] == "short").sum()) if ev.height else 0,
-        "forecast_vs_capacity": MetadataValue.md(plots.png_markdown(png, f"DR forecast {day}")),
-    })
-    yield MaterializeResult(asset_key="gold_dr_participations", metadata={
-        "dagster/row_count": w2.rows,
-        "total_incentive": round(float(pa["incentive"].sum()), 2) if pa.height else 0.0,
-    })
+    yield MaterializeResult(
+        asset_key="gold_dr_events",
+        metadata={
+            "dagster/row_count": w1.rows,
+            "forecast_source": source,
+            "capacity_kw": MetadataValue.json({k: round(v, 1) for k, v in capacity.items()}),
+            "short_events": int((ev["status"] == "short").sum()) if ev.height else 0,
+            "forecast_vs_capacity": MetadataValue.md(plots.png_markdown(png, f"DR forecast {day}")),
+        },
+    )
+    yield MaterializeResult(
+        asset_key="gold_dr_participations",
+        metadata={
+            "dagster/row_count": w2.rows,
+            "total_incentive": round(float(pa["incentive"].sum()), 2) if pa.height else 0.0,
+        },
+    )
 
 
 #: days of history before the scored day the energy balance's baselines use (BalanceConfig.baseline_days + the window)
@@ -596,11 +828,24 @@ BALANCE_HISTORY_DAYS = 16
 @multi_asset(
     op_tags=queue_tags("score"),
     specs=[
-        AssetSpec("gold_energy_balance", group_name=SCORING_GROUP, description=_T["gold_energy_balance"].description,
-                  deps=[_silver_dep("silver_meter_readings", BALANCE_HISTORY_DAYS), _silver_dep("silver_scada", BALANCE_HISTORY_DAYS),
-                        "ref_meters", "ref_transformers"], kinds={"delta", "polars"}),
-        AssetSpec("gold_ntl_suspects", group_name=SCORING_GROUP, description=_T["gold_ntl_suspects"].description,
-                  kinds={"delta", "polars"}),
+        AssetSpec(
+            "gold_energy_balance",
+            group_name=SCORING_GROUP,
+            description=_T["gold_energy_balance"].description,
+            deps=[
+                _silver_dep("silver_meter_readings", BALANCE_HISTORY_DAYS),
+                _silver_dep("silver_scada", BALANCE_HISTORY_DAYS),
+                "ref_meters",
+                "ref_transformers",
+            ],
+            kinds={"delta", "polars"},
+        ),
+        AssetSpec(
+            "gold_ntl_suspects",
+            group_name=SCORING_GROUP,
+            description=_T["gold_ntl_suspects"].description,
+            kinds={"delta", "polars"},
+        ),
     ],
     partitions_def=daily_open,
 )
@@ -610,40 +855,76 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     lo = day - dt.timedelta(days=BALANCE_HISTORY_DAYS)
-    meters = lk.read_days(_T["silver_meter_readings"], lo, day, ["meter_id", "reading_time", "demand_kw", "power_factor"])
+    meters = lk.read_days(
+        _T["silver_meter_readings"], lo, day, ["meter_id", "reading_time", "demand_kw", "power_factor"]
+    )
     scada = lk.read_days(_T["silver_scada"], lo, day, ["transformer_id", "sample_time", "load_kva"])
     if meters.filter(pl.col("reading_time").dt.convert_time_zone(tz).dt.date() == day).height == 0 or scada.height == 0:
-        raise ValueError(f"gold_energy_balance: no silver_meter_readings or silver_scada rows for {day}: ingest the day first")
-    bal, sus = suspects_from_readings(meters, scada, _require(lk, "ref_meters", "materialise ref_meters"),
-                                      _require(lk, "ref_transformers", "materialise ref_transformers"), BalanceConfig(timezone=tz))
+        raise ValueError(
+            f"gold_energy_balance: no silver_meter_readings or silver_scada rows for {day}: ingest the day first"
+        )
+    bal, sus = suspects_from_readings(
+        meters,
+        scada,
+        _require(lk, "ref_meters", "materialise ref_meters"),
+        _require(lk, "ref_transformers", "materialise ref_transformers"),
+        BalanceConfig(timezone=tz),
+    )
     bal, sus = bal.filter(pl.col("date") == day), sus.filter(pl.col("date") == day)
     w1 = lk.write_partition(_T["gold_energy_balance"], bal, day)
     w2 = lk.write_partition(_T["gold_ntl_suspects"], sus, day)
     feeders = bal.filter(pl.col("level") == "feeder")
-    yield MaterializeResult(asset_key="gold_energy_balance", metadata={
-        "dagster/row_count": w1.rows, "history_days": BALANCE_HISTORY_DAYS,
-        "unexplained_share_by_feeder": MetadataValue.json({f: round(u / s, 4) if s else None for f, u, s in
-                                                           feeders.select("entity_id", "unexplained_kwh", "supplied_kwh").iter_rows()}),
-        "transformers_with_significant_rise": int(sus["transformer_id"].n_unique()) if sus.height else 0,
-    })
-    yield MaterializeResult(asset_key="gold_ntl_suspects", metadata={
-        "dagster/row_count": w2.rows,
-        "top_suspects": MetadataValue.md(sus.filter(pl.col("rank") == 1).sort("score", descending=True).head(10)
-                                         .select("transformer_id", "meter_id", "score", "implied_share", "unexplained_rise_kwh")
-                                         .to_pandas().to_markdown(index=False) if sus.height else "none"),
-    })
+    yield MaterializeResult(
+        asset_key="gold_energy_balance",
+        metadata={
+            "dagster/row_count": w1.rows,
+            "history_days": BALANCE_HISTORY_DAYS,
+            "unexplained_share_by_feeder": MetadataValue.json(
+                {
+                    f: round(u / s, 4) if s else None
+                    for f, u, s in feeders.select("entity_id", "unexplained_kwh", "supplied_kwh").iter_rows()
+                }
+            ),
+            "transformers_with_significant_rise": int(sus["transformer_id"].n_unique()) if sus.height else 0,
+        },
+    )
+    yield MaterializeResult(
+        asset_key="gold_ntl_suspects",
+        metadata={
+            "dagster/row_count": w2.rows,
+            "top_suspects": MetadataValue.md(
+                sus.filter(pl.col("rank") == 1)
+                .sort("score", descending=True)
+                .head(10)
+                .select("transformer_id", "meter_id", "score", "implied_share", "unexplained_rise_kwh")
+                .to_pandas()
+                .to_markdown(index=False)
+                if sus.height
+                else "none"
+            ),
+        },
+    )
 
 
 @asset(
     op_tags=queue_tags("score"),
     group_name=SCORING_GROUP,
     partitions_def=daily_open,
-    deps=[_same_day("gold_anomaly_scores"), _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS), _silver_dep("silver_scada", 1),
-          _silver_dep("silver_weather", 1), "gold_alerts", "silver_incidents", "grid_anomaly_model"],
+    deps=[
+        _same_day("gold_anomaly_scores"),
+        _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS),
+        _silver_dep("silver_scada", 1),
+        _silver_dep("silver_weather", 1),
+        "gold_alerts",
+        "silver_incidents",
+        "grid_anomaly_model",
+    ],
     kinds={"delta", "polars", "mlflow"},
     description=_T["gold_model_drift"].description,
 )
-def gold_model_drift(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource) -> MaterializeResult:
+def gold_model_drift(
+    context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource
+) -> MaterializeResult:
     """PSI of each anomaly model's inputs and score on the day against its training window, and the realised
     precision of its settled alerts against the confirmed incidents; a drifted model is flagged for retraining
     (model_drift_notifications posts the alert)."""
@@ -657,39 +938,96 @@ def gold_model_drift(context: AssetExecutionContext, lake: LakeResource, grid: G
     lo = {"meter": day - dt.timedelta(days=METER_CONTEXT_DAYS), "transformer": day - dt.timedelta(days=1)}
     parts, retrain = [], []
     events = labels_known_by(_incidents(lk), day, tz)
-    alerts = lk.read(_T["gold_alerts"]) if lk.exists("gold_alerts") else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
+    alerts = (
+        lk.read(_T["gold_alerts"])
+        if lk.exists("gold_alerts")
+        else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
+    )
     for kind in ("meter", "transformer"):
         f = _anomaly_features(lk, lo[kind], day, grid).get(kind)
         if f is None:
             continue
         model, version = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")
         if not getattr(model, "drift_profile_", None):
-            context.log.warning(f"{version} has no training-window profile (trained before monitoring existed): retrain it")
+            context.log.warning(
+                f"{version} has no training-window profile (trained before monitoring existed): retrain it"
+            )
             continue
         f = f.filter(local_date("time", tz) == day)
         s = scores.filter(pl.col("asset_type") == kind)["score"].to_numpy()
-        rep = drift_report(model.drift_profile_, {**{c: f[c].to_numpy() for c in model.features}, "score": s}, version, cfg)
-        rp = realised_precision(alerts.filter((pl.col("rule") == "anomaly_score") & (pl.col("asset_type") == kind)), events,
-                                day_bounds_utc(day, tz)[1], cfg)
-        prec_drift = None if rp["precision"] is None or rp["settled_alerts"] < cfg.min_settled_alerts else rp["precision"] < cfg.min_precision
-        rep = pl.concat([rep, pl.DataFrame([(version, "realised_precision", rp["precision"], cfg.min_precision, rp["settled_alerts"], prec_drift)],
-                                           schema=rep.schema, orient="row")])
+        rep = drift_report(
+            model.drift_profile_, {**{c: f[c].to_numpy() for c in model.features}, "score": s}, version, cfg
+        )
+        rp = realised_precision(
+            alerts.filter((pl.col("rule") == "anomaly_score") & (pl.col("asset_type") == kind)),
+            events,
+            day_bounds_utc(day, tz)[1],
+            cfg,
+        )
+        prec_drift = (
+            None
+            if rp["precision"] is None or rp["settled_alerts"] < cfg.min_settled_alerts
+            else rp["precision"] < cfg.min_precision
+        )
+        rep = pl.concat(
+            [
+                rep,
+                pl.DataFrame(
+                    [
+                        (
+                            version,
+                            "realised_precision",
+                            rp["precision"],
+                            cfg.min_precision,
+                            rp["settled_alerts"],
+                            prec_drift,
+                        )
+                    ],
+                    schema=rep.schema,
+                    orient="row",
+                ),
+            ]
+        )
         parts.append(rep)
         if rep["drifted"].fill_null(False).any():
             retrain.append(version)
-    df = pl.concat(parts) if parts else pl.DataFrame(schema={k: v for k, v in _T["gold_model_drift"].polars_schema().items() if k != "date"})
+    df = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(schema={k: v for k, v in _T["gold_model_drift"].polars_schema().items() if k != "date"})
+    )
     df = df.with_columns(pl.lit(day).alias("date"))
     w = lk.write_partition(_T["gold_model_drift"], df, day)
     drifted = df.filter(pl.col("drifted").fill_null(False))
-    return MaterializeResult(metadata={
-        "dagster/row_count": w.rows, "retrain": MetadataValue.json(retrain),
-        "drifted": MetadataValue.json({f"{m} {k}": round(v, 4) if v is not None else None for m, k, v in drifted.select("model", "metric", "value").iter_rows()}),
-        "psi_max": MetadataValue.json({m: round(float(g["value"].max()), 4) for (m,), g in df.filter(pl.col("metric") != "realised_precision").group_by(["model"])}),
-    })
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": w.rows,
+            "retrain": MetadataValue.json(retrain),
+            "drifted": MetadataValue.json(
+                {
+                    f"{m} {k}": round(v, 4) if v is not None else None
+                    for m, k, v in drifted.select("model", "metric", "value").iter_rows()
+                }
+            ),
+            "psi_max": MetadataValue.json(
+                {
+                    m: round(float(g["value"].max()), 4)
+                    for (m,), g in df.filter(pl.col("metric") != "realised_precision").group_by(["model"])
+                }
+            ),
+        }
+    )
 
 
 GRID_ML_ASSETS = [
-    grid_anomaly_model, grid_failure_model, grid_segment_model,
-    gold_anomaly_scores, gold_transformer_risk, gold_alerts, gold_segments_and_recommendations, gold_demand_response,
-    gold_energy_balance, gold_model_drift,
+    grid_anomaly_model,
+    grid_failure_model,
+    grid_segment_model,
+    gold_anomaly_scores,
+    gold_transformer_risk,
+    gold_alerts,
+    gold_segments_and_recommendations,
+    gold_demand_response,
+    gold_energy_balance,
+    gold_model_drift,
 ]

@@ -11,7 +11,6 @@ manifest table (lake.manifest: the three become visible together), then proves t
 - ``quarantine_rate`` (warning): the share of rejected records stays under a threshold.
 """
 
-
 import datetime as dt
 
 from dagster import (
@@ -28,12 +27,12 @@ from dagster import (
     multi_asset,
 )
 
-from lake.ingest import ingest_partitions, known_entity_ids
-from lake.manifest import verify_day
-from contracts import SOURCES, Source
 from assets.partitions import daily
 from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource, LandingResource
+from contracts import SOURCES, Source
+from lake.ingest import ingest_partitions, known_entity_ids
+from lake.manifest import verify_day
 
 
 class IngestConfig(Config):
@@ -58,14 +57,31 @@ def gx_checks(lake, table, days: dt.date | list[dt.date], held: set[dt.date] = f
     outcomes = {d: validate_frame(table, lake.read(table, d, published=d not in held)) for d in days}
     if len(days) == 1:
         only = outcomes[days[0]]
-        meta = {k: (MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in only.check_metadata().items()}
+        meta = {
+            k: (MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in only.check_metadata().items()
+        }
     else:
         meta = {
             "partitions": len(days),
-            "blocking_failures": MetadataValue.json({d.isoformat(): [r.name for r in o.blocking_failures] for d, o in outcomes.items() if o.blocking_failures}),
-            "soft_failures": MetadataValue.json({d.isoformat(): [r.name for r in o.failures if not r.blocking] for d, o in outcomes.items() if not o.success}),
+            "blocking_failures": MetadataValue.json(
+                {
+                    d.isoformat(): [r.name for r in o.blocking_failures]
+                    for d, o in outcomes.items()
+                    if o.blocking_failures
+                }
+            ),
+            "soft_failures": MetadataValue.json(
+                {
+                    d.isoformat(): [r.name for r in o.failures if not r.blocking]
+                    for d, o in outcomes.items()
+                    if not o.success
+                }
+            ),
         }
-    summary = "; ".join(o.summary() for o in outcomes.values() if not o.success) or f"{table.name}: all expectations passed on {len(days)} partition(s)"
+    summary = (
+        "; ".join(o.summary() for o in outcomes.values() if not o.success)
+        or f"{table.name}: all expectations passed on {len(days)} partition(s)"
+    )
     yield AssetCheckResult(
         asset_key=table.name, check_name="expectations", passed=all(o.blocking_success for o in outcomes.values()),
         severity=AssetCheckSeverity.ERROR, description=summary[:2000], metadata=meta,
@@ -78,8 +94,17 @@ def gx_checks(lake, table, days: dt.date | list[dt.date], held: set[dt.date] = f
 
 def gx_check_specs(asset: str) -> list[AssetCheckSpec]:
     return [
-        AssetCheckSpec("expectations", asset=asset, blocking=True, description="great-expectations suite derived from the table declaration (hard expectations)"),
-        AssetCheckSpec("soft_expectations", asset=asset, description="the suite's soft expectations (e.g. anomaly share); warns only"),
+        AssetCheckSpec(
+            "expectations",
+            asset=asset,
+            blocking=True,
+            description="great-expectations suite derived from the table declaration (hard expectations)",
+        ),
+        AssetCheckSpec(
+            "soft_expectations",
+            asset=asset,
+            description="the suite's soft expectations (e.g. anomaly share); warns only",
+        ),
     ]
 
 
@@ -91,31 +116,61 @@ def build_ingestion_asset(src: Source):
         name=f"ingest_{src.name}",
         specs=[
             AssetSpec(bronze, group_name="bronze", description=src.bronze.description, deps=refs, kinds={"delta"}),
-            AssetSpec(silver, group_name="silver", description=src.silver.description, deps=refs, kinds={"delta", "polars"}),
-            AssetSpec(quarantine, group_name="quarantine", description=src.quarantine.description, deps=refs, kinds={"delta"}),
+            AssetSpec(
+                silver, group_name="silver", description=src.silver.description, deps=refs, kinds={"delta", "polars"}
+            ),
+            AssetSpec(
+                quarantine, group_name="quarantine", description=src.quarantine.description, deps=refs, kinds={"delta"}
+            ),
             AssetSpec(manifest, group_name="bronze", description=src.manifest.description, deps=refs, kinds={"delta"}),
         ],
         check_specs=[
-            AssetCheckSpec("reconciles", asset=silver, blocking=True, description="bronze records = silver + quarantined + duplicates"),
-            AssetCheckSpec("files_readable", asset=silver, blocking=True, description="no landing file of the day is unreadable or unsafely named (fix and re-run, or waive: lake.waiver)"),
+            AssetCheckSpec(
+                "reconciles",
+                asset=silver,
+                blocking=True,
+                description="bronze records = silver + quarantined + duplicates",
+            ),
+            AssetCheckSpec(
+                "files_readable",
+                asset=silver,
+                blocking=True,
+                description="no landing file of the day is unreadable or unsafely named (fix and re-run, or waive: lake.waiver)",
+            ),
             *gx_check_specs(silver),
-            AssetCheckSpec("quarantine_rate", asset=silver, blocking=True, description="share of rejected records: warns above warn_quarantine_share, blocks above max_quarantine_share"),
+            AssetCheckSpec(
+                "quarantine_rate",
+                asset=silver,
+                blocking=True,
+                description="share of rejected records: warns above warn_quarantine_share, blocks above max_quarantine_share",
+            ),
         ],
         partitions_def=daily,
         backfill_policy=BackfillPolicy.single_run(),
         op_tags=queue_tags("ingest", **{"gridlake/source": src.name}),
     )
-    def _ingest(context: AssetExecutionContext, config: IngestConfig, lake: LakeResource, landing: LandingResource, grid: GridSettings):
+    def _ingest(
+        context: AssetExecutionContext,
+        config: IngestConfig,
+        lake: LakeResource,
+        landing: LandingResource,
+        grid: GridSettings,
+    ):
         # one day per run normally; a backfill runs its whole range in one run, one day's Delta
         # write overlapping the next day's validation (lake.ingest.ingest_partitions)
         days = [dt.date.fromisoformat(k) for k in context.partition_keys]
         lk = lake.lake()
         known = known_entity_ids(lk, src)
-        results = ingest_partitions(landing.zone(), lk, src, days, known, tz=grid.timezone, progress=context.log.info, run_id=context.run_id)
+        results = ingest_partitions(
+            landing.zone(), lk, src, days, known, tz=grid.timezone, progress=context.log.info, run_id=context.run_id
+        )
         one = len(results) == 1
         per_day = lambda f: MetadataValue.json({r.partition.isoformat(): f(r) for r in results})  # noqa: E731
         raw = sum(r.raw_rows for r in results)
-        common = {"partitions": ", ".join(context.partition_keys) if one else f"{days[0]}..{days[-1]} ({len(days)})", "raw_rows": raw}
+        common = {
+            "partitions": ", ".join(context.partition_keys) if one else f"{days[0]}..{days[-1]} ({len(days)})",
+            "raw_rows": raw,
+        }
         yield MaterializeResult(
             asset_key=silver,
             metadata={
@@ -142,14 +197,22 @@ def build_ingestion_asset(src: Source):
             metadata={
                 **common,
                 "files": sum(len(r.files) for r in results),
-                "files_with_problems": MetadataValue.json({f.key: f"{f.problem}: {f.detail}" for r in results for f in r.files if f.problem}),
+                "files_with_problems": MetadataValue.json(
+                    {f.key: f"{f.problem}: {f.detail}" for r in results for f in r.files if f.problem}
+                ),
             },
         )
         yield MaterializeResult(
             asset_key=manifest,
             metadata={
                 **common,
-                "published": per_day(lambda r: {k: r.published[k] for k in ("bronze_version", "silver_version", "quarantine_version")} if r.published else None),
+                "published": per_day(
+                    lambda r: (
+                        {k: r.published[k] for k in ("bronze_version", "silver_version", "quarantine_version")}
+                        if r.published
+                        else None
+                    )
+                ),
                 # a day with a file that cannot be read is written but not published until it is fixed or waived
                 "held": per_day(lambda r: r.held or None),
             },
@@ -162,25 +225,43 @@ def build_ingestion_asset(src: Source):
             asset_key=silver,
             check_name="reconciles",
             passed=all(c["ok"] for c in counts.values()),
-            metadata={k: (MetadataValue.json(v) if isinstance(v, (dict, list)) else v) for k, v in next(iter(counts.values())).items()}
-            if one else {"per_partition": MetadataValue.json(counts)},
+            metadata={
+                k: (MetadataValue.json(v) if isinstance(v, (dict, list)) else v)
+                for k, v in next(iter(counts.values())).items()
+            }
+            if one
+            else {"per_partition": MetadataValue.json(counts)},
             severity=AssetCheckSeverity.ERROR,
         )
         unread = {d: c["unreadable_files"] for d, c in counts.items() if c["unreadable_files"]}
-        audit = {d: {"waived": c["waived_files"], "skipped": c["skipped_files"]} for d, c in counts.items() if c["waived_files"] or c["skipped_files"]}
+        audit = {
+            d: {"waived": c["waived_files"], "skipped": c["skipped_files"]}
+            for d, c in counts.items()
+            if c["waived_files"] or c["skipped_files"]
+        }
         yield AssetCheckResult(
             asset_key=silver,
             check_name="files_readable",
             passed=not unread,
             severity=AssetCheckSeverity.ERROR,
             description=(
-                "; ".join(f"{d}: {k} ({v['problem']}, {v['bytes']} bytes, ~{v['estimated_records'] if v['estimated_records'] is not None else '?'} records)" for d, fs in unread.items() for k, v in fs.items())[:2000]
+                "; ".join(
+                    f"{d}: {k} ({v['problem']}, {v['bytes']} bytes, ~{v['estimated_records'] if v['estimated_records'] is not None else '?'} records)"
+                    for d, fs in unread.items()
+                    for k, v in fs.items()
+                )[:2000]
                 or "every landing file was read"
             ),
-            metadata={"unreadable_files": MetadataValue.json(unread), "waived_and_skipped_files": MetadataValue.json(audit)},
+            metadata={
+                "unreadable_files": MetadataValue.json(unread),
+                "waived_and_skipped_files": MetadataValue.json(audit),
+            },
         )
         yield from gx_checks(lk, src.silver, days, held={r.partition for r in results if r.held})
-        shares = {r.partition.isoformat(): (r.quarantined_rows / r.raw_rows) if r.raw_rows else (1.0 if r.files else 0.0) for r in results}
+        shares = {
+            r.partition.isoformat(): (r.quarantined_rows / r.raw_rows) if r.raw_rows else (1.0 if r.files else 0.0)
+            for r in results
+        }
         worst = max(shares.values())
         yield AssetCheckResult(
             asset_key=silver,

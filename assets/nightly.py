@@ -14,5 +14,3 @@ def training_config(window: int, as_of: str) -> dict[str, dict]:
         "grid_failure_model": {"config": grid},
         "grid_segment_model": {"config": grid},
     }
-
-

@@ -60,22 +60,29 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
+from assets.partitions import daily_open, lookback_dep, partition_day
+from assets.queues import queue_tags
+from assets.resources import AlertingResource, GridSettings, LakeResource
+from contracts import TABLES
 from contracts.profile import BatterySite
 from lake.delta import Lake
 from lake.plots import png_markdown
-from contracts import TABLES
 from optimization import daily, plots
 from optimization.battery import BatterySpec, battery_economics, daily_summary, optimize_battery, site_schedule_table
 from optimization.dcopf import solve_dcopf_periods
 from optimization.errors import InfeasibleError
 from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
-from optimization.ev import EVWeights, apply_port_caps, compare_strategies, savings_vs_uncontrolled, strategy_tables, weights_from_shares
+from optimization.ev import (
+    EVWeights,
+    apply_port_caps,
+    compare_strategies,
+    savings_vs_uncontrolled,
+    strategy_tables,
+    weights_from_shares,
+)
 from optimization.safety import GateResult, battery_model_limits, gate_alert, gate_battery, gate_ev
 from optimization.settings import OptimizationSettings
 from optimization.unit_commitment import schedule_table, solve_unit_commitment, synthetic_fleet
-from assets.partitions import daily_open, lookback_dep, partition_day
-from assets.queues import queue_tags
-from assets.resources import AlertingResource, GridSettings, LakeResource
 
 _T = TABLES
 GROUP = "optimization"
@@ -98,14 +105,18 @@ def forecast_for_day(lk: Lake, table: str, entity_id: str, day: dt.date, tz: str
     """
     if not lk.exists(table):
         return None, f"{table} does not exist"
-    return daily.newest_issue_p50(lk.read_days(_T[table], day - dt.timedelta(days=3), day), entity_id, day, tz, source=table)
+    return daily.newest_issue_p50(
+        lk.read_days(_T[table], day - dt.timedelta(days=3), day), entity_id, day, tz, source=table
+    )
 
 
 def last_week_load(lk: Lake, entity_id: str, day: dt.date, tz: str) -> tuple[np.ndarray, str]:
     """Weekly seasonal naive from ``gold_load_hourly``: mean_kw at the same local hour 7 days earlier."""
     src = day - dt.timedelta(days=7)
     if not lk.exists(LOAD_HOURLY):
-        raise FileNotFoundError(f"no load input for {day}: no {LOAD_FORECAST} covering it and {LOAD_HOURLY} does not exist")
+        raise FileNotFoundError(
+            f"no load input for {day}: no {LOAD_FORECAST} covering it and {LOAD_HOURLY} does not exist"
+        )
     got = daily.same_hour_last_week(lk.read_days(_T[LOAD_HOURLY], src, src), entity_id, day, tz)
     missing = got.filter(pl.col("mean_kw").is_null())["period_start"]
     if missing.len():
@@ -113,7 +124,9 @@ def last_week_load(lk: Lake, entity_id: str, day: dt.date, tz: str) -> tuple[np.
             f"no load input for {day}: no {LOAD_FORECAST} covering it, and {LOAD_HOURLY} for {src} lacks "
             f"{missing.len()} hour(s) of entity {entity_id!r} (first: {missing[0]} shifted); materialise {LOAD_HOURLY} for {src}"
         )
-    return got["mean_kw"].to_numpy(), f"fallback: {LOAD_HOURLY} mean_kw of {entity_id!r} on {src} (same local hour last week)"
+    return got[
+        "mean_kw"
+    ].to_numpy(), f"fallback: {LOAD_HOURLY} mean_kw of {entity_id!r} on {src} (same local hour last week)"
 
 
 def site_inputs(lk: Lake, entity_id: str, day: dt.date, tz: str) -> dict[str, Any]:
@@ -132,7 +145,9 @@ def site_inputs(lk: Lake, entity_id: str, day: dt.date, tz: str) -> dict[str, An
 
 def _failure(what: str, exc: InfeasibleError) -> Failure:
     """A Dagster failure carrying which constraint group cannot be met, and by how much."""
-    return Failure(description=f"{what}: {exc}", metadata={"infeasible_groups": MetadataValue.json(exc.groups), "hint": exc.hint})
+    return Failure(
+        description=f"{what}: {exc}", metadata={"infeasible_groups": MetadataValue.json(exc.groups), "hint": exc.hint}
+    )
 
 
 def _r(d: dict[str, float], nd: int = 4) -> dict[str, float]:
@@ -161,7 +176,13 @@ def publish_gate_alert(alerting: AlertingResource, gate: GateResult, **where: st
     a = gate_alert(gate, **where)
     now = dt.datetime.now(dt.UTC)
     url = dagster_url(where["table"], where["partition"])
-    alert = Alert(a["labels"], {**a["annotations"], "dagster_url": url}, starts_at=now, ends_at=now + dt.timedelta(hours=4), generator_url=url)
+    alert = Alert(
+        a["labels"],
+        {**a["annotations"], "dagster_url": url},
+        starts_at=now,
+        ends_at=now + dt.timedelta(hours=4),
+        generator_url=url,
+    )
     outbox = alerting.outbox()
     try:
         new = outbox.submit([alert], keys=[a["key"]])
@@ -169,7 +190,12 @@ def publish_gate_alert(alerting: AlertingResource, gate: GateResult, **where: st
         error = outbox.last_error
     finally:
         outbox.close(0)
-    return {"alertname": a["labels"]["alertname"], "newly_submitted": new, "delivered": delivered, "outbox_error": str(error or "")}
+    return {
+        "alertname": a["labels"]["alertname"],
+        "newly_submitted": new,
+        "delivered": delivered,
+        "outbox_error": str(error or ""),
+    }
 
 
 def _gate_metadata(gate: GateResult) -> dict[str, Any]:
@@ -188,7 +214,9 @@ def ambient_for_day(lk: Lake, day: dt.date, tz: str, hourly: list[float] | None)
     prev = day - dt.timedelta(days=1)
     if not lk.exists("silver_weather"):
         return None, "none: silver_weather does not exist (no derating)"
-    got, src = daily.persistence_temperature(lk.read_days(_T["silver_weather"], prev, prev, ["observation_time", "temp_air_c"]), day, tz)
+    got, src = daily.persistence_temperature(
+        lk.read_days(_T["silver_weather"], prev, prev, ["observation_time", "temp_air_c"]), day, tz
+    )
     return got, src if got is not None else f"none: {src} (no derating)"
 
 
@@ -198,19 +226,41 @@ def ambient_for_day(lk: Lake, day: dt.date, tz: str, hourly: list[float] | None)
 class BatteryConfig(Config):
     """Run config of the battery; a setting left None comes from the utility profile's ``battery``."""
 
-    site_id: str = Field(daily.SYSTEM, description="gold_load_forecast entity_id the battery sits behind ('system' = whole utility)")
-    power_kw: float | None = Field(None, description="battery power rating; None = power_frac_of_peak x the day's peak gross load")
-    power_frac_of_peak: float | None = Field(None, description="sizing rule when power_kw is None (None: the profile's)")
+    site_id: str = Field(
+        daily.SYSTEM, description="gold_load_forecast entity_id the battery sits behind ('system' = whole utility)"
+    )
+    power_kw: float | None = Field(
+        None, description="battery power rating; None = power_frac_of_peak x the day's peak gross load"
+    )
+    power_frac_of_peak: float | None = Field(
+        None, description="sizing rule when power_kw is None (None: the profile's)"
+    )
     duration_h: float | None = Field(None, description="energy capacity = power x duration (None: the profile's)")
     efficiency: float | None = Field(None, description="one-way charge and discharge efficiency (None: the profile's)")
-    soc_initial_frac: float | None = Field(None, description="SOC at local midnight; the day must end at least as full (None: the profile's)")
+    soc_initial_frac: float | None = Field(
+        None, description="SOC at local midnight; the day must end at least as full (None: the profile's)"
+    )
     degradation_cost_per_mwh: float | None = Field(None, description="$/MWh of throughput (None: the profile's)")
-    milp: bool = Field(False, description="forbid simultaneous charge/discharge with binaries (needed with negative prices)")
-    reg_price_per_mw_h: float | None = Field(None, description="frequency-regulation capacity price, $/MW-h; None = the profile's optimization.regulation (0 = none)")
-    reg_soc_buffer_h: float | None = Field(None, description="hours a regulation award must be sustainable from SOC; None = the profile's optimization.regulation")
-    ambient_c: list[float] | None = Field(None, description="hourly ambient degC for derating (1 or one per hour); None = yesterday's silver_weather")
-    export_limit_kw: float | None = Field(None, description="site export limit for the safety gate; None = the profile's optimization.safety")
-    transformer_limit_kw: float | None = Field(None, description="site import limit for the safety gate; None = the profile's optimization.safety")
+    milp: bool = Field(
+        False, description="forbid simultaneous charge/discharge with binaries (needed with negative prices)"
+    )
+    reg_price_per_mw_h: float | None = Field(
+        None,
+        description="frequency-regulation capacity price, $/MW-h; None = the profile's optimization.regulation (0 = none)",
+    )
+    reg_soc_buffer_h: float | None = Field(
+        None,
+        description="hours a regulation award must be sustainable from SOC; None = the profile's optimization.regulation",
+    )
+    ambient_c: list[float] | None = Field(
+        None, description="hourly ambient degC for derating (1 or one per hour); None = yesterday's silver_weather"
+    )
+    export_limit_kw: float | None = Field(
+        None, description="site export limit for the safety gate; None = the profile's optimization.safety"
+    )
+    transformer_limit_kw: float | None = Field(
+        None, description="site import limit for the safety gate; None = the profile's optimization.safety"
+    )
 
     def site(self, profile: BatterySite) -> BatterySite:
         """The profile's battery site with this run's overrides."""
@@ -228,7 +278,13 @@ class BatteryConfig(Config):
     ],
     partitions_def=daily_open,
 )  # fmt: skip
-def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: LakeResource, grid: GridSettings, alerting: AlertingResource):
+def gold_battery(
+    context: AssetExecutionContext,
+    config: BatteryConfig,
+    lake: LakeResource,
+    grid: GridSettings,
+    alerting: AlertingResource,
+):
     """Battery behind the site meter: arbitrage on the tariff, peak shaving, PV self-use, optional regulation; safety-gated."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     opt = settings(grid.profile().optimization, regulation={"price_per_mw_h": config.reg_price_per_mw_h, "soc_buffer_h": config.reg_soc_buffer_h},
@@ -242,7 +298,9 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
     ambient = None if ambient_h is None else np.repeat(ambient_h, 4)
     power = config.power_kw if config.power_kw is not None else site.power_frac_of_peak * float(inp["load_kw"].max())
     if not power > 0:
-        raise ValueError(f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)")
+        raise ValueError(
+            f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)"
+        )
     spec = BatterySpec(power, power * site.duration_h, site.efficiency, site.efficiency, soc_initial_frac=site.soc_initial_frac,
                        degradation_cost_per_mwh=site.degradation_cost_per_mwh, reserve_duration_h=opt.regulation.soc_buffer_h)  # fmt: skip
     limits = battery_model_limits(spec, opt.safety, len(stamps), 15, ambient, baseline_grid_kw=load - pv)
@@ -258,18 +316,24 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
     gate = gate_battery(res, spec, opt.safety, period_minutes=15, ambient_c=ambient)
     alert = {}
     if not gate.passed:
-        context.log.warning(f"gold_battery_schedule {day}: safety gate replaced the schedule ({gate.status}): {gate.violations[0]}")
+        context.log.warning(
+            f"gold_battery_schedule {day}: safety gate replaced the schedule ({gate.status}): {gate.violations[0]}"
+        )
         alert = publish_gate_alert(alerting, gate, alertname="UnsafeBatterySchedule", asset_type="battery", asset_id=config.site_id,
                                    partition=day.isoformat(), table="gold_battery_schedule")  # fmt: skip
     res = gate.published
     s, bd = res.schedule, res.breakdown
-    sched = site_schedule_table(res, load, pv, carbon).with_columns(pl.lit(day).alias("date"), pl.lit(config.site_id).alias("site_id"))
+    sched = site_schedule_table(res, load, pv, carbon).with_columns(
+        pl.lit(day).alias("date"), pl.lit(config.site_id).alias("site_id")
+    )
     inputs = f"load: {inp['load_source']} | pv: {inp['pv_source']} | ambient: {ambient_src}"
     summary = pl.DataFrame([{"date": day, "site_id": config.site_id, **daily_summary(res, spec), "inputs": inputs,
                              "safety_status": gate.status, "safety_violations": len(gate.violations)}])  # fmt: skip
     w1 = lk.write_partition(_T["gold_battery_schedule"], sched, day)
     w2 = lk.write_partition(_T["gold_battery_daily"], summary, day)
-    png = plots.battery_schedule_png(s, f"battery at {config.site_id}, {day}: {spec.power_kw:.0f} kW / {spec.energy_kwh:.0f} kWh")
+    png = plots.battery_schedule_png(
+        s, f"battery at {config.site_id}, {day}: {spec.power_kw:.0f} kW / {spec.energy_kwh:.0f} kWh"
+    )
     yield MaterializeResult(asset_key="gold_battery_schedule", metadata={
         "dagster/row_count": w1.rows, "delta_version": w1.version,
         "objective": res.objective, "breakdown": MetadataValue.json(_r(bd)),
@@ -289,24 +353,36 @@ def gold_battery(context: AssetExecutionContext, config: BatteryConfig, lake: La
 
 class EconomicsConfig(Config):
     site_id: str = Field(daily.SYSTEM, description="the battery site (gold_battery_daily site_id)")
-    capex_per_kwh: float | None = Field(None, description="installed cost per kWh; None = the profile's optimization.economics")
-    capex_per_kw: float | None = Field(None, description="installed cost per kW; None = the profile's optimization.economics")
-    lookback_days: int | None = Field(None, description="days of gold_battery_daily averaged; None = the profile's optimization.economics")
+    capex_per_kwh: float | None = Field(
+        None, description="installed cost per kWh; None = the profile's optimization.economics"
+    )
+    capex_per_kw: float | None = Field(
+        None, description="installed cost per kW; None = the profile's optimization.economics"
+    )
+    lookback_days: int | None = Field(
+        None, description="days of gold_battery_daily averaged; None = the profile's optimization.economics"
+    )
 
 
 @asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=[lookback_dep("gold_battery_daily", 27)], kinds={"delta"},
        description=_T["gold_battery_economics"].description)  # fmt: skip
-def gold_battery_economics(context: AssetExecutionContext, config: EconomicsConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
+def gold_battery_economics(
+    context: AssetExecutionContext, config: EconomicsConfig, lake: LakeResource, grid: GridSettings
+) -> MaterializeResult:
     """project_roi of the battery from the daily results its schedules produced (last ``lookback_days`` days up to the partition)."""
     lk, day = lake.lake(), partition_day(context)
     econ = settings(grid.profile().optimization, economics={"capex_per_kwh": config.capex_per_kwh, "capex_per_kw": config.capex_per_kw,
                                "lookback_days": config.lookback_days}).economics  # fmt: skip
     if not lk.exists("gold_battery_daily"):
-        raise FileNotFoundError(f"gold_battery_economics {day}: gold_battery_daily does not exist; materialise gold_battery first")
+        raise FileNotFoundError(
+            f"gold_battery_economics {day}: gold_battery_daily does not exist; materialise gold_battery first"
+        )
     rows = lk.read_days(_T["gold_battery_daily"], day - dt.timedelta(days=econ.lookback_days - 1), day)
     rows = rows.filter(pl.col("site_id") == config.site_id).sort("date")
     if rows.filter(pl.col("date") == day).height == 0:
-        raise FileNotFoundError(f"gold_battery_economics {day}: no gold_battery_daily row of site {config.site_id!r} for {day}")
+        raise FileNotFoundError(
+            f"gold_battery_economics {day}: no gold_battery_daily row of site {config.site_id!r} for {day}"
+        )
     years, summ = battery_economics(rows, econ)
     nan_none = lambda x: None if x != x else x  # noqa: E731
     df = years.with_columns(
@@ -328,18 +404,41 @@ def gold_battery_economics(context: AssetExecutionContext, config: EconomicsConf
 # EV charging
 # ============================================================================================
 class EVConfig(Config):
-    transformer_limit_kw: float | None = Field(None, description="site (transformer) limit for EV + baseload, kW (None: the profile's ev)")
-    baseload_entity: str = Field(daily.SYSTEM, description="gold_load_forecast entity (a feeder id, or 'system') whose forecast shapes the site's baseload")
-    baseload_peak_kw: float = Field(20.0, ge=0, description="the site's baseload at the entity's forecast peak hour, kW (0 = no baseload)")
+    transformer_limit_kw: float | None = Field(
+        None, description="site (transformer) limit for EV + baseload, kW (None: the profile's ev)"
+    )
+    baseload_entity: str = Field(
+        daily.SYSTEM,
+        description="gold_load_forecast entity (a feeder id, or 'system') whose forecast shapes the site's baseload",
+    )
+    baseload_peak_kw: float = Field(
+        20.0, ge=0, description="the site's baseload at the entity's forecast peak hour, kW (0 = no baseload)"
+    )
     port_cap_kw: float | None = Field(None, description="power cap of every port, kW (None = the vehicles' maximum)")
-    port_caps: dict[str, float] = Field(default_factory=dict, description="per-port (station_id) power caps, kW; win over port_cap_kw")
-    v2g_opt_in_stations: list[str] = Field(default_factory=list, description="stations whose vehicles opted in to V2G (empty = no V2G)")
-    v2g_export_price_per_mwh: float | None = Field(None, description="V2G export price; None = the profile's optimization.v2g")
-    v2g_wear_cost_per_mwh: float | None = Field(None, description="V2G battery wear cost; None = the profile's optimization.v2g")
-    cost_weight: float | None = Field(None, description="objective share of energy cost; None = the profile's optimization.ev_objective (0.5)")
-    peak_weight: float | None = Field(None, description="objective share of the peak site load; None = the profile's optimization.ev_objective (0.3)")
-    convenience_weight: float | None = Field(None, description="objective share of early charging; None = the profile's optimization.ev_objective (0.2)")
-    peak_weight_per_kw: float | None = Field(None, description="legacy: $ per kW of peak, cost weight 1 (overrides the shares)")
+    port_caps: dict[str, float] = Field(
+        default_factory=dict, description="per-port (station_id) power caps, kW; win over port_cap_kw"
+    )
+    v2g_opt_in_stations: list[str] = Field(
+        default_factory=list, description="stations whose vehicles opted in to V2G (empty = no V2G)"
+    )
+    v2g_export_price_per_mwh: float | None = Field(
+        None, description="V2G export price; None = the profile's optimization.v2g"
+    )
+    v2g_wear_cost_per_mwh: float | None = Field(
+        None, description="V2G battery wear cost; None = the profile's optimization.v2g"
+    )
+    cost_weight: float | None = Field(
+        None, description="objective share of energy cost; None = the profile's optimization.ev_objective (0.5)"
+    )
+    peak_weight: float | None = Field(
+        None, description="objective share of the peak site load; None = the profile's optimization.ev_objective (0.3)"
+    )
+    convenience_weight: float | None = Field(
+        None, description="objective share of early charging; None = the profile's optimization.ev_objective (0.2)"
+    )
+    peak_weight_per_kw: float | None = Field(
+        None, description="legacy: $ per kW of peak, cost weight 1 (overrides the shares)"
+    )
 
 
 def baseload_for_horizon(lk: Lake, config: EVConfig, day: dt.date, tz: str, n: int) -> tuple[np.ndarray, str]:
@@ -348,23 +447,42 @@ def baseload_for_horizon(lk: Lake, config: EVConfig, day: dt.date, tz: str, n: i
         return np.zeros(n), "none (baseload_peak_kw = 0)"
     try:
         inp = site_inputs(lk, config.baseload_entity, day, tz)
-    except FileNotFoundError as e:  # no forecast and no last week: the EV schedule still runs, without baseload, and says so
+    except (
+        FileNotFoundError
+    ) as e:  # no forecast and no last week: the EV schedule still runs, without baseload, and says so
         return np.zeros(n), f"none: no load input in the lake ({e})"
     net = inp["net_kw"]
     if not net.max() > 0:
-        raise ValueError(f"gold_ev_schedule {day}: the load input of {config.baseload_entity!r} is 0 all day; cannot shape a baseload")
-    return daily.hourly_to_periods(net / net.max() * config.baseload_peak_kw, n, EV_MINUTES), f"{inp['load_source']} (shape, peak {config.baseload_peak_kw} kW)"
+        raise ValueError(
+            f"gold_ev_schedule {day}: the load input of {config.baseload_entity!r} is 0 all day; cannot shape a baseload"
+        )
+    return daily.hourly_to_periods(
+        net / net.max() * config.baseload_peak_kw, n, EV_MINUTES
+    ), f"{inp['load_source']} (shape, peak {config.baseload_peak_kw} kW)"
 
 
 @multi_asset(
     op_tags=queue_tags("optimise"),
     specs=[
-        AssetSpec("gold_ev_schedule", group_name=GROUP, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_ev_schedule"].description),
-        AssetSpec("gold_ev_sessions", group_name=GROUP, kinds={"pyomo", "delta"}, description=_T["gold_ev_sessions"].description),
+        AssetSpec(
+            "gold_ev_schedule",
+            group_name=GROUP,
+            deps=_DEPS,
+            kinds={"pyomo", "delta"},
+            description=_T["gold_ev_schedule"].description,
+        ),
+        AssetSpec(
+            "gold_ev_sessions",
+            group_name=GROUP,
+            kinds={"pyomo", "delta"},
+            description=_T["gold_ev_sessions"].description,
+        ),
     ],
     partitions_def=daily_open,
 )
-def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource, grid: GridSettings, alerting: AlertingResource):
+def gold_ev(
+    context: AssetExecutionContext, config: EVConfig, lake: LakeResource, grid: GridSettings, alerting: AlertingResource
+):
     """Optimal EV charging under the site limit with the forecast baseload, V2G and port caps; EDF and uncontrolled baselines; safety-gated.
 
     The sessions are the bundled real Caltech ones (:func:`optimization.daily.ev_sessions_for_day`);
@@ -377,17 +495,32 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
         w1 = lk.write_partition(sched_t, pl.DataFrame(schema=sched_t.polars_schema()), day)
         w2 = lk.write_partition(sess_t, pl.DataFrame(schema=sess_t.polars_schema()), day)
         context.log.info(f"no EV sessions on {src} (source day for {day}); empty partitions written")
-        yield MaterializeResult(asset_key="gold_ev_schedule", metadata={"dagster/row_count": 0, "source_session_date": str(src)})
+        yield MaterializeResult(
+            asset_key="gold_ev_schedule", metadata={"dagster/row_count": 0, "source_session_date": str(src)}
+        )
         yield MaterializeResult(asset_key="gold_ev_sessions", metadata={"dagster/row_count": 0})
         return
     opt = settings(grid.profile().optimization, v2g={"export_price_per_mwh": config.v2g_export_price_per_mwh, "wear_cost_per_mwh": config.v2g_wear_cost_per_mwh},
                    ev_objective={"cost": config.cost_weight, "peak": config.peak_weight, "convenience": config.convenience_weight})  # fmt: skip
-    caps = {**({} if config.port_cap_kw is None else dict.fromkeys(sessions["station_id"].unique().to_list(), config.port_cap_kw)), **config.port_caps}
-    sessions = apply_port_caps(sessions, caps or None).with_columns(pl.col("station_id").is_in(config.v2g_opt_in_stations).alias("v2g_opt_in"))
+    caps = {
+        **(
+            {}
+            if config.port_cap_kw is None
+            else dict.fromkeys(sessions["station_id"].unique().to_list(), config.port_cap_kw)
+        ),
+        **config.port_caps,
+    }
+    sessions = apply_port_caps(sessions, caps or None).with_columns(
+        pl.col("station_id").is_in(config.v2g_opt_in_stations).alias("v2g_opt_in")
+    )
     n = int(sessions["departure_period"].max())
     stamps = daily.periods_from_midnight(day, tz, n, EV_MINUTES)
     price, carbon = daily.tariff_prices(grid.profile().tariffs, stamps, tz)
-    limit_kw = config.transformer_limit_kw if config.transformer_limit_kw is not None else grid.profile().ev.transformer_limit_kw
+    limit_kw = (
+        config.transformer_limit_kw
+        if config.transformer_limit_kw is not None
+        else grid.profile().ev.transformer_limit_kw
+    )
     base, base_src = baseload_for_horizon(lk, config, day, tz, n)
     kw = dict(horizon=n, period_minutes=EV_MINUTES, baseload_kw=base)
     if config.peak_weight_per_kw is not None:
@@ -405,7 +538,9 @@ def gold_ev(context: AssetExecutionContext, config: EVConfig, lake: LakeResource
                    baseload_kw=base, price=price, v2g_buffer_kwh=opt.v2g.buffer_kwh if v2g else 0.0)  # fmt: skip
     alert = {}
     if not gate.passed:
-        context.log.warning(f"gold_ev_schedule {day}: safety gate replaced the optimal schedule ({gate.status}): {gate.violations[0]}")
+        context.log.warning(
+            f"gold_ev_schedule {day}: safety gate replaced the optimal schedule ({gate.status}): {gate.violations[0]}"
+        )
         alert = publish_gate_alert(alerting, gate, alertname="UnsafeEVSchedule", asset_type="ev_site", asset_id=config.baseload_entity,
                                    partition=day.isoformat(), table="gold_ev_schedule")  # fmt: skip
         results["optimal"] = gate.published
@@ -460,8 +595,14 @@ def advisories_for_day(lk: Lake, day: dt.date, tz: str) -> pl.DataFrame:
     if has("gold_ev_schedule") and has("gold_ev_sessions"):
         sess = lk.read(_T["gold_ev_sessions"], day)
         site = sess["site_id"][0]
-        out.append(ev_advisory(lk.read(_T["gold_ev_schedule"], day), sess, tz, forecast_confidence(fc, site, day, tz), site))
-    return pl.concat(out) if out else pl.DataFrame(schema={c: _T["gold_recommendations"].polars_schema()[c] for c in COLUMNS})
+        out.append(
+            ev_advisory(lk.read(_T["gold_ev_schedule"], day), sess, tz, forecast_confidence(fc, site, day, tz), site)
+        )
+    return (
+        pl.concat(out)
+        if out
+        else pl.DataFrame(schema={c: _T["gold_recommendations"].polars_schema()[c] for c in COLUMNS})
+    )
 
 
 # ============================================================================================
@@ -470,20 +611,35 @@ def advisories_for_day(lk: Lake, day: dt.date, tz: str) -> pl.DataFrame:
 class OPFConfig(Config):
     case: str = Field("case118", description="pandapower network (case9, case14, case57, case118, case300, ...)")
     load_entity: str = Field(daily.SYSTEM, description="gold_load_forecast entity whose shape scales the bus loads")
-    peak_load_scale: float = Field(1.0, description="bus-load factor at the day's forecast peak hour (1 = the case's loads)")
+    peak_load_scale: float = Field(
+        1.0, description="bus-load factor at the day's forecast peak hour (1 = the case's loads)"
+    )
     allow_load_shedding: bool = Field(False, description="shed load at the value of lost load instead of failing")
 
 
-@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_opf_dispatch"].description)
-def gold_opf_dispatch(context: AssetExecutionContext, config: OPFConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
+@asset(
+    op_tags=queue_tags("optimise"),
+    group_name=GROUP,
+    partitions_def=daily_open,
+    deps=_DEPS,
+    kinds={"pyomo", "delta"},
+    description=_T["gold_opf_dispatch"].description,
+)
+def gold_opf_dispatch(
+    context: AssetExecutionContext, config: OPFConfig, lake: LakeResource, grid: GridSettings
+) -> MaterializeResult:
     """Hourly DC-OPF: dispatch, branch flows and LMPs; loads follow the system load forecast's shape."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     inp = site_inputs(lk, config.load_entity, day, tz)
     if not inp["load_kw"].max() > 0:
-        raise ValueError(f"gold_opf_dispatch {day}: the load input of {config.load_entity!r} is 0 all day; cannot derive a load shape")
+        raise ValueError(
+            f"gold_opf_dispatch {day}: the load input of {config.load_entity!r} is 0 all day; cannot derive a load shape"
+        )
     scale = config.peak_load_scale * inp["load_kw"] / inp["load_kw"].max()
     try:
-        r = solve_dcopf_periods(config.case, daily.day_periods(day, tz, 60), scale, allow_load_shedding=config.allow_load_shedding)
+        r = solve_dcopf_periods(
+            config.case, daily.day_periods(day, tz, 60), scale, allow_load_shedding=config.allow_load_shedding
+        )
     except InfeasibleError as exc:
         raise _failure(f"gold_opf_dispatch {day}", exc) from exc
     df = r.table.with_columns(pl.lit(day).alias("date"), pl.lit(config.case).alias("case_name"))
@@ -507,7 +663,9 @@ class UCConfig(Config):
     units: int = Field(50, description="size of the synthetic fleet")
     fleet_seed: int = Field(0, description="seed of the synthetic fleet (fixed: the same fleet every day)")
     load_entity: str = Field(daily.SYSTEM, description="gold_load_forecast / gold_solar_forecast entity")
-    peak_frac: float = Field(0.7, description="the day's gross-load peak as a fraction of fleet capacity (scales load and PV alike)")
+    peak_frac: float = Field(
+        0.7, description="the day's gross-load peak as a fraction of fleet capacity (scales load and PV alike)"
+    )
     reserve_frac: float = Field(0.1, description="spinning reserve as a fraction of load")
     mip_rel_gap: float = Field(1e-3, description="HiGHS relative MIP gap")
     time_limit_s: float = Field(120.0, description="HiGHS time limit; the incumbent and its gap are reported")
@@ -520,8 +678,17 @@ class UCConfig(Config):
         return v
 
 
-@asset(op_tags=queue_tags("optimise"), group_name=GROUP, partitions_def=daily_open, deps=_DEPS, kinds={"pyomo", "delta"}, description=_T["gold_uc_schedule"].description)
-def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
+@asset(
+    op_tags=queue_tags("optimise"),
+    group_name=GROUP,
+    partitions_def=daily_open,
+    deps=_DEPS,
+    kinds={"pyomo", "delta"},
+    description=_T["gold_uc_schedule"].description,
+)
+def gold_uc_schedule(
+    context: AssetExecutionContext, config: UCConfig, lake: LakeResource, grid: GridSettings
+) -> MaterializeResult:
     """Day-ahead commitment of the synthetic fleet against the gross load and PV forecasts."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     inp = site_inputs(lk, config.load_entity, day, tz)
@@ -532,10 +699,19 @@ def gold_uc_schedule(context: AssetExecutionContext, config: UCConfig, lake: Lak
     k = config.peak_frac * cap / float(inp["load_kw"].max())  # kW -> MW of the scaled system
     load, ren = inp["load_kw"] * k, inp["pv_kw"] * k
     try:
-        res = solve_unit_commitment(fleet, load, ren, reserve_frac=config.reserve_frac, mip_rel_gap=config.mip_rel_gap, time_limit=config.time_limit_s)
+        res = solve_unit_commitment(
+            fleet,
+            load,
+            ren,
+            reserve_frac=config.reserve_frac,
+            mip_rel_gap=config.mip_rel_gap,
+            time_limit=config.time_limit_s,
+        )
     except InfeasibleError as exc:
         raise _failure(f"gold_uc_schedule {day}", exc) from exc
-    df = schedule_table(res, daily.day_periods(day, tz, 60), system_unit=daily.SYSTEM).with_columns(pl.lit(day).alias("date"))
+    df = schedule_table(res, daily.day_periods(day, tz, 60), system_unit=daily.SYSTEM).with_columns(
+        pl.lit(day).alias("date")
+    )
     sy = res.system
     w = lk.write_partition(_T["gold_uc_schedule"], df, day)
     png = plots.uc_dispatch_png(sy, f"UC {day}: {config.units} units, load scaled x{k:.3g} MW/kW")

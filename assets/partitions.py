@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 
-from dagster import AssetDep, BetaWarning, DailyPartitionsDefinition, MonthlyPartitionsDefinition, TimeWindowPartitionMapping
+from dagster import (
+    AssetDep,
+    BetaWarning,
+    DailyPartitionsDefinition,
+    MonthlyPartitionsDefinition,
+    TimeWindowPartitionMapping,
+)
 
 from contracts.profile import load_profile
 
@@ -25,7 +31,9 @@ def lookback_dep(name: str, days_back: int = 0) -> AssetDep:
     """A dep on a daily table read over [day - days_back, day]; today's upstream may not exist yet."""
     with warnings.catch_warnings():  # allow_nonexistent_upstream_partitions is marked beta; we rely on it knowingly
         warnings.simplefilter("ignore", BetaWarning)
-        mapping = TimeWindowPartitionMapping(start_offset=-days_back, end_offset=0, allow_nonexistent_upstream_partitions=True)
+        mapping = TimeWindowPartitionMapping(
+            start_offset=-days_back, end_offset=0, allow_nonexistent_upstream_partitions=True
+        )
     return AssetDep(name, partition_mapping=mapping)
 
 

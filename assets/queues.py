@@ -27,7 +27,9 @@ _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 def queue_prefix() -> str:
     prefix = os.environ.get("GRIDLAKE_CELERY_QUEUE_PREFIX", "gridlake")
     if not _SAFE.fullmatch(prefix):
-        raise ValueError(f"GRIDLAKE_CELERY_QUEUE_PREFIX={prefix!r}: use 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
+        raise ValueError(
+            f"GRIDLAKE_CELERY_QUEUE_PREFIX={prefix!r}: use 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)"
+        )
     return prefix
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from lake.plots import png_markdown
 from assets.partitions import daily_open, lookback_dep, partition_day
 from assets.queues import queue_tags
 from assets.resources import CatalogResource, GridSettings, LakeResource
+from lake.plots import png_markdown
 
 GROUP = "reports"
 
@@ -24,37 +24,71 @@ def delivered_alerts(catalog_file: Path):
     the gold window a batch alert reports (annotation ``window``), else its ``startsAt``; None without a snapshot."""
     from lake.catalog import query
 
-    if not Path(catalog_file).exists() or query(catalog_file, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alerts'").item() == 0:
+    if (
+        not Path(catalog_file).exists()
+        or query(catalog_file, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'alerts'").item() == 0
+    ):
         return None
-    return query(catalog_file, """
+    return query(
+        catalog_file,
+        """
         SELECT *, coalesce(try_cast(split_part(json_extract_string(annotations, '$.window'), ' .. ', 1) AS TIMESTAMPTZ), starts_at) AS occurred_at
         FROM alerts WHERE status = 'firing' ORDER BY occurred_at, fingerprint
-    """)  # fmt: skip"
+    """,
+    )  # fmt: skip"
+
+
 #: the figures shown in the Dagster UI (all of them are in the HTML file)
 KEY_FIGURES = ("load_forecast_system", "battery_schedule", "ev_charging", "transformer_risk", "anomaly_timeline")
 
 
 class ReportConfig(Config):
-    out_dir: str = Field("", description="folder of index.html; empty = 'report' next to the DuckDB catalog (warehouse/report)")
-    ev_limit_kw: float | None = Field(None, description="the EV site limit drawn on the EV plot (None: the profile's, as gold_ev)")
+    out_dir: str = Field(
+        "", description="folder of index.html; empty = 'report' next to the DuckDB catalog (warehouse/report)"
+    )
+    ev_limit_kw: float | None = Field(
+        None, description="the EV site limit drawn on the EV plot (None: the profile's, as gold_ev)"
+    )
 
 
 @asset(
     op_tags=queue_tags("score"),
     group_name=GROUP,
     partitions_def=daily_open,
-    deps=[lookback_dep("gold_load_forecast", 3), lookback_dep("gold_solar_forecast", 3), lookback_dep("gold_load_hourly", 1),
-          "gold_battery_schedule", "gold_battery_daily", "gold_ev_schedule", "gold_ev_sessions",
-          "gold_transformer_risk", "gold_anomaly_scores", "gold_alerts", "gold_customer_segments"],  # fmt: skip
+    deps=[
+        lookback_dep("gold_load_forecast", 3),
+        lookback_dep("gold_solar_forecast", 3),
+        lookback_dep("gold_load_hourly", 1),
+        "gold_battery_schedule",
+        "gold_battery_daily",
+        "gold_ev_schedule",
+        "gold_ev_sessions",
+        "gold_transformer_risk",
+        "gold_anomaly_scores",
+        "gold_alerts",
+        "gold_customer_segments",
+    ],  # fmt: skip
     kinds={"html", "matplotlib"},
     description="Self-contained HTML report of one local day: forecasts vs actuals, schedules, risks, anomalies, segments, alerts",
 )
-def daily_report(context: AssetExecutionContext, config: ReportConfig, lake: LakeResource, catalog: CatalogResource, grid: GridSettings) -> MaterializeResult:
+def daily_report(
+    context: AssetExecutionContext,
+    config: ReportConfig,
+    lake: LakeResource,
+    catalog: CatalogResource,
+    grid: GridSettings,
+) -> MaterializeResult:
     from reporting.report import build_report, write_report
 
     lk, day = lake.lake(), partition_day(context)
     delivered = delivered_alerts(catalog.file())
-    report = build_report(lk, day, grid.timezone, ev_limit_kw=config.ev_limit_kw if config.ev_limit_kw is not None else grid.profile().ev.transformer_limit_kw, delivered_alerts=delivered)
+    report = build_report(
+        lk,
+        day,
+        grid.timezone,
+        ev_limit_kw=config.ev_limit_kw if config.ev_limit_kw is not None else grid.profile().ev.transformer_limit_kw,
+        delivered_alerts=delivered,
+    )
     path = write_report(report, Path(config.out_dir) if config.out_dir else catalog.file().parent / "report")
     figs = report.figures
     return MaterializeResult(metadata={

@@ -12,9 +12,9 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import field_validator
 
+from contracts.profile import UtilityProfile, load_profile
 from lake.delta import Lake
 from lake.landing import LocalLanding, S3Landing, open_landing
-from contracts.profile import UtilityProfile, load_profile
 
 
 def _default(var: str, fallback: str) -> str:

@@ -95,18 +95,47 @@ def inhibition(tmp: Path, group_waits: list[str], delays_ms: list[int], n_meters
             am = _am(run, sink, gw)
             try:
                 c = AlertmanagerClient(am.url)
-                meters = [Alert({"alertname": "VoltageLow", "severity": "warning", "asset_type": "meter", "asset_id": f"M-{k}", "transformer": "TX-1"},
-                                starts_at=_now()) for k in range(n_meters)]
-                outage = Alert({"alertname": "TransformerOutage", "severity": "critical", "asset_type": "transformer", "asset_id": "TX-1", "transformer": "TX-1"},
-                               starts_at=_now())
+                meters = [
+                    Alert(
+                        {
+                            "alertname": "VoltageLow",
+                            "severity": "warning",
+                            "asset_type": "meter",
+                            "asset_id": f"M-{k}",
+                            "transformer": "TX-1",
+                        },
+                        starts_at=_now(),
+                    )
+                    for k in range(n_meters)
+                ]
+                outage = Alert(
+                    {
+                        "alertname": "TransformerOutage",
+                        "severity": "critical",
+                        "asset_type": "transformer",
+                        "asset_id": "TX-1",
+                        "transformer": "TX-1",
+                    },
+                    starts_at=_now(),
+                )
                 c.post_alerts(meters)
                 time.sleep(d / 1000)
                 c.post_alerts([outage])
                 time.sleep(max(6.0, float(gw[:-1]) + 2.0))
                 leaked = {aid for r, aid, _, _ in sink.got if r == "bridge" and aid.startswith("M-")}
-                out.append({"meter_group_wait": gw, "outage_after_ms": d, "meters": n_meters, "meter_alerts_leaked": len(leaked),
-                            "outage_delivered": any(aid == "TX-1" for _, aid, _, _ in sink.got)})
-                print(f"  group_wait {gw:>3}, outage +{d:>5} ms: {len(leaked):2d}/{n_meters} meter alerts leaked to the bridge receiver", flush=True)
+                out.append(
+                    {
+                        "meter_group_wait": gw,
+                        "outage_after_ms": d,
+                        "meters": n_meters,
+                        "meter_alerts_leaked": len(leaked),
+                        "outage_delivered": any(aid == "TX-1" for _, aid, _, _ in sink.got),
+                    }
+                )
+                print(
+                    f"  group_wait {gw:>3}, outage +{d:>5} ms: {len(leaked):2d}/{n_meters} meter alerts leaked to the bridge receiver",
+                    flush=True,
+                )
             finally:
                 am.close()
                 sink.close()
@@ -129,7 +158,15 @@ def latency(tmp: Path, n: int, burst: int, fsync: bool) -> dict:
     try:
         submitted: dict[str, float] = {}
         for k in range(n):
-            a = Alert({"alertname": "TransformerHotSpot", "severity": "critical", "asset_type": "transformer", "asset_id": f"TX-{k}"}, starts_at=_now())
+            a = Alert(
+                {
+                    "alertname": "TransformerHotSpot",
+                    "severity": "critical",
+                    "asset_type": "transformer",
+                    "asset_id": f"TX-{k}",
+                },
+                starts_at=_now(),
+            )
             submitted[a.labels["asset_id"]] = time.time()
             ob.submit([a])
             time.sleep(0.05)
@@ -145,7 +182,15 @@ def latency(tmp: Path, n: int, burst: int, fsync: bool) -> dict:
         e2e = np.array([(paged[a] - submitted[a]) * 1000 for a in submitted if a in paged])
         # burst: many alerts submitted at once, drained in batches
         t0 = time.time()
-        ob.submit([Alert({"alertname": "Burst", "severity": "info", "asset_type": "meter", "asset_id": f"B-{k}"}, starts_at=_now()) for k in range(burst)])
+        ob.submit(
+            [
+                Alert(
+                    {"alertname": "Burst", "severity": "info", "asset_type": "meter", "asset_id": f"B-{k}"},
+                    starts_at=_now(),
+                )
+                for k in range(burst)
+            ]
+        )
         assert ob.flush(60)
         burst_s = time.time() - t0
     finally:
@@ -153,16 +198,26 @@ def latency(tmp: Path, n: int, burst: int, fsync: bool) -> dict:
         am.close()
         sink.close()
     res = {
-        "fsync": fsync, "critical_alerts": n, "paged": int(e2e.size), "lost": n - int(e2e.size),
-        "accepted_p50_ms": round(float(np.percentile(det, 50)), 2), "accepted_p99_ms": round(float(np.percentile(det, 99)), 2),
+        "fsync": fsync,
+        "critical_alerts": n,
+        "paged": int(e2e.size),
+        "lost": n - int(e2e.size),
+        "accepted_p50_ms": round(float(np.percentile(det, 50)), 2),
+        "accepted_p99_ms": round(float(np.percentile(det, 99)), 2),
         "accepted_max_ms": round(float(det.max()), 2),
-        "paged_p50_ms": round(float(np.percentile(e2e, 50)), 2), "paged_p99_ms": round(float(np.percentile(e2e, 99)), 2),
+        "paged_p50_ms": round(float(np.percentile(e2e, 50)), 2),
+        "paged_p99_ms": round(float(np.percentile(e2e, 99)), 2),
         "paged_max_ms": round(float(e2e.max()), 2),
-        "burst_alerts": burst, "burst_drain_alerts_per_s": round(burst / burst_s, 1),
+        "burst_alerts": burst,
+        "burst_drain_alerts_per_s": round(burst / burst_s, 1),
     }
     print(f"  SQLite synchronous={'FULL' if fsync else 'NORMAL'}")
-    print(f"  outbox.submit -> Alertmanager accepted: p50 {res['accepted_p50_ms']} ms, p99 {res['accepted_p99_ms']} ms, max {res['accepted_max_ms']} ms")
-    print(f"  outbox.submit -> pager webhook:        p50 {res['paged_p50_ms']} ms, p99 {res['paged_p99_ms']} ms, max {res['paged_max_ms']} ms ({res['lost']} lost)")
+    print(
+        f"  outbox.submit -> Alertmanager accepted: p50 {res['accepted_p50_ms']} ms, p99 {res['accepted_p99_ms']} ms, max {res['accepted_max_ms']} ms"
+    )
+    print(
+        f"  outbox.submit -> pager webhook:        p50 {res['paged_p50_ms']} ms, p99 {res['paged_p99_ms']} ms, max {res['paged_max_ms']} ms ({res['lost']} lost)"
+    )
     print(f"  burst of {burst}: drained at {res['burst_drain_alerts_per_s']} alerts/s")
     return res
 
@@ -181,9 +236,15 @@ def main(argv: list[str] | None = None) -> int:
         normal = latency(tmp, n, burst, fsync=False)
         for k in ("accepted_p99_ms", "paged_p99_ms"):
             print(f"  {k}: {normal[k]} ms without fsync = {normal[k] / full[k]:.3f}x the fsync path")
-        print(f"  burst drain: {normal['burst_drain_alerts_per_s'] / full['burst_drain_alerts_per_s']:.2f}x the fsync path")
+        print(
+            f"  burst drain: {normal['burst_drain_alerts_per_s'] / full['burst_drain_alerts_per_s']:.2f}x the fsync path"
+        )
     results = {
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "alertmanager": "0.25.0 (Debian)"},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "alertmanager": "0.25.0 (Debian)",
+        },
         "inhibition": inh,
         "latency_fsync": full,
         "latency": normal,

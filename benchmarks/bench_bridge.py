@@ -82,18 +82,32 @@ def fleet(n_fresh: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     txi = np.arange(n) % N_TRANSFORMERS
     meters = pl.DataFrame(
         {
-            "meter_id": ids, "customer_id": [f"C{i}" for i in range(n)], "transformer_id": [tx[i] for i in txi],
-            "feeder_id": [f"F{i // 20:03d}" for i in txi], "substation_id": [f"S{i // 200:02d}" for i in txi],
-            "tariff": ["residential"] * n, "latitude": [36.0] * n, "longitude": [-79.8] * n, "has_pv": [False] * n,
-            "pv_kw_dc": [0.0] * n, "pv_tilt_deg": [0.0] * n, "pv_azimuth_deg": [180.0] * n, "has_ev": [False] * n,
-            "has_battery": [False] * n, "dr_opt_in": [False] * n, "interval_minutes": [15] * n,
+            "meter_id": ids,
+            "customer_id": [f"C{i}" for i in range(n)],
+            "transformer_id": [tx[i] for i in txi],
+            "feeder_id": [f"F{i // 20:03d}" for i in txi],
+            "substation_id": [f"S{i // 200:02d}" for i in txi],
+            "tariff": ["residential"] * n,
+            "latitude": [36.0] * n,
+            "longitude": [-79.8] * n,
+            "has_pv": [False] * n,
+            "pv_kw_dc": [0.0] * n,
+            "pv_tilt_deg": [0.0] * n,
+            "pv_azimuth_deg": [180.0] * n,
+            "has_ev": [False] * n,
+            "has_battery": [False] * n,
+            "dr_opt_in": [False] * n,
+            "interval_minutes": [15] * n,
         }
     )
     transformers = pl.DataFrame(
         {
-            "transformer_id": tx, "feeder_id": [f"F{i // 20:03d}" for i in range(N_TRANSFORMERS)],
-            "substation_id": [f"S{i // 200:02d}" for i in range(N_TRANSFORMERS)], "rating_kva": [50.0] * N_TRANSFORMERS,
-            "install_year": [2010] * N_TRANSFORMERS, "last_maintenance": [datetime(2025, 1, 1).date()] * N_TRANSFORMERS,
+            "transformer_id": tx,
+            "feeder_id": [f"F{i // 20:03d}" for i in range(N_TRANSFORMERS)],
+            "substation_id": [f"S{i // 200:02d}" for i in range(N_TRANSFORMERS)],
+            "rating_kva": [50.0] * N_TRANSFORMERS,
+            "install_year": [2010] * N_TRANSFORMERS,
+            "last_maintenance": [datetime(2025, 1, 1).date()] * N_TRANSFORMERS,
         }
     )
     return TABLES["ref_meters"].conform(meters), TABLES["ref_transformers"].conform(transformers)
@@ -108,7 +122,9 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go) -> N
 
     T = Topics(PREFIX)
     rng = random.Random(7)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     acked = [0]
@@ -142,15 +158,34 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go) -> N
         n_anom = int(acc_m)
         acc_m -= n_anom
         rows = []
-        for j in range(n_meter - n_anom):
+        for _j in range(n_meter - n_anom):
             m = meters[mi % N_NORMAL_METERS]
             mi += 1
-            rows.append({"meter_id": m, "reading_time": iso, "consumption_kwh": 0.25, "demand_kw": 1.0, "voltage": 231.0 + rng.uniform(-3, 3),
-                         "current_amps": 4.5, "power_factor": 0.96})
+            rows.append(
+                {
+                    "meter_id": m,
+                    "reading_time": iso,
+                    "consumption_kwh": 0.25,
+                    "demand_kw": 1.0,
+                    "voltage": 231.0 + rng.uniform(-3, 3),
+                    "current_amps": 4.5,
+                    "power_factor": 0.96,
+                }
+            )
         for _ in range(n_anom):
             m = f"X{fresh:06d}"
             fresh += 1
-            rows.append({"meter_id": m, "reading_time": iso, "consumption_kwh": 0.25, "demand_kw": 1.0, "voltage": 212.0, "current_amps": 4.5, "power_factor": 0.96})
+            rows.append(
+                {
+                    "meter_id": m,
+                    "reading_time": iso,
+                    "consumption_kwh": 0.25,
+                    "demand_kw": 1.0,
+                    "voltage": 212.0,
+                    "current_amps": 4.5,
+                    "power_factor": 0.96,
+                }
+            )
             conditions.append(("MeterUndervoltage", m, iso, "warning"))
         rng.shuffle(rows)
         half = len(rows) // 2
@@ -170,12 +205,38 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go) -> N
                 tx = txs[ti % N_TRANSFORMERS]
                 ti += 1
                 hs = 65.0 + rng.uniform(-2, 2)
-            c.publish(T.scada(tx), json.dumps({"sample_time": iso, "load_kva": 30.0, "top_oil_temp_c": 50.0, "hot_spot_temp_c": hs, "voltage_v": 233.0, "frequency_hz": 60.0}).encode(), qos=1)
+            c.publish(
+                T.scada(tx),
+                json.dumps(
+                    {
+                        "sample_time": iso,
+                        "load_kva": 30.0,
+                        "top_oil_temp_c": 50.0,
+                        "hot_spot_temp_c": hs,
+                        "voltage_v": 233.0,
+                        "frequency_hz": 60.0,
+                    }
+                ).encode(),
+                qos=1,
+            )
             msgs += 1
         readings += n_scada
         if acc_bad >= 1:
             acc_bad -= 1
-            c.publish(T.scada(txs[0]), json.dumps({"sample_time": iso, "load_kva": "thirty", "top_oil_temp_c": 50.0, "hot_spot_temp_c": 60.0, "voltage_v": 233.0, "frequency_hz": 60.0}).encode(), qos=1)
+            c.publish(
+                T.scada(txs[0]),
+                json.dumps(
+                    {
+                        "sample_time": iso,
+                        "load_kva": "thirty",
+                        "top_oil_temp_c": 50.0,
+                        "hot_spot_temp_c": 60.0,
+                        "voltage_v": 233.0,
+                        "frequency_hz": 60.0,
+                    }
+                ).encode(),
+                qos=1,
+            )
             msgs += 1
             bad += 1
         progress.value = readings + bad
@@ -186,15 +247,28 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go) -> N
         time.sleep(0.05)
     c.loop_stop()
     c.disconnect()
-    Path(out).write_text(json.dumps({"published": readings + bad, "readings": readings, "bad": bad, "messages": msgs, "acked": acked[0],
-                                     "elapsed_s": elapsed, "conditions": conditions}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "published": readings + bad,
+                "readings": readings,
+                "bad": bad,
+                "messages": msgs,
+                "acked": acked[0],
+                "elapsed_s": elapsed,
+                "conditions": conditions,
+            }
+        )
+    )
 
 
 def bare_subscriber(port: int, stop, count) -> None:
     """The baseline: receive + PUBACK every message of the topic tree, nothing else (paho, QoS 1)."""
     import paho.mqtt.client as mqtt
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-bare-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
 
     def on_message(client, userdata, msg):
         count.value += 1
@@ -234,7 +308,12 @@ def run_baseline(port: int, seconds: float, rate: int, work: Path) -> dict:
     sub.join(5)
     if sub.is_alive():
         sub.kill()
-    return {"seconds": round(res["elapsed_s"], 1), "messages": res["messages"], "readings": res["readings"], "cpu_pct": round(100 * cpu / wall, 1)}
+    return {
+        "seconds": round(res["elapsed_s"], 1),
+        "messages": res["messages"],
+        "readings": res["readings"],
+        "cpu_pct": round(100 * cpu / wall, 1),
+    }
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -243,13 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=int, default=10_000, help="readings per second")
     ap.add_argument("--baseline-seconds", type=float, default=15.0)
-    ap.add_argument("--profile", action="store_true", help="run the bridge under cProfile (its main thread: the processing loop)")
+    ap.add_argument(
+        "--profile", action="store_true", help="run the bridge under cProfile (its main thread: the processing loop)"
+    )
     a = ap.parse_args(argv)
 
     import psycopg2
 
-    from lake.delta import Lake
     from contracts import TABLES
+    from lake.delta import Lake
     from streaming_bridge.amproc import AlertmanagerProcess, render_config, write_config
     from streaming_bridge.mqproc import Mosquitto
     from streaming_bridge.receiver import pg_params
@@ -288,10 +369,30 @@ def main(argv: list[str] | None = None) -> int:
         smtp_port = free_port()
         smtp = Controller(_Sink(), hostname="127.0.0.1", port=smtp_port)
         smtp.start()
-        env = {**os.environ, "GRIDLAKE_MQTT_PORT": str(mq.port), "GRIDLAKE_ALERT_TOPIC_PREFIX": "bench/alerts", "POLARS_MAX_THREADS": "1"}
+        env = {
+            **os.environ,
+            "GRIDLAKE_MQTT_PORT": str(mq.port),
+            "GRIDLAKE_ALERT_TOPIC_PREFIX": "bench/alerts",
+            "POLARS_MAX_THREADS": "1",
+        }
         rport = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "streaming_bridge.receiver", "--listen", f"127.0.0.1:{rport}", "--schema", schema],
-                                      cwd=REPO, env=env, stdout=open(WORK / "receiver.log", "wb"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streaming_bridge.receiver",
+                    "--listen",
+                    f"127.0.0.1:{rport}",
+                    "--schema",
+                    schema,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=open(WORK / "receiver.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         wait_until(lambda: _ok(f"http://127.0.0.1:{rport}/healthz"), 30, 0.2, "the webhook receiver")
         cfg = render_config(webhook_base=f"http://127.0.0.1:{rport}", smarthost=f"127.0.0.1:{smtp_port}")
         am = AlertmanagerProcess(write_config(cfg, WORK / "alertmanager.yml"), storage_dir=WORK / "am-data")
@@ -301,12 +402,36 @@ def main(argv: list[str] | None = None) -> int:
         # ---- the bridge
         hport = free_port()
         posted = WORK / "posted.jsonl"
-        benv = {**env, "GRIDLAKE_LAKE_ROOT": str(WORK / "lake"), "GRIDLAKE_LANDING": str(WORK / "landing"), "GRIDLAKE_BRIDGE_SPOOL": str(WORK / "spool"),
-                "GRIDLAKE_BRIDGE_CLIENT_ID": "bench-bridge", "GRIDLAKE_BRIDGE_POSTED_LOG": str(posted), "GRIDLAKE_MQTT_PREFIX": PREFIX,
-                "GRIDLAKE_BRIDGE_FLUSH_S": "10"}
+        benv = {
+            **env,
+            "GRIDLAKE_LAKE_ROOT": str(WORK / "lake"),
+            "GRIDLAKE_LANDING": str(WORK / "landing"),
+            "GRIDLAKE_BRIDGE_SPOOL": str(WORK / "spool"),
+            "GRIDLAKE_BRIDGE_CLIENT_ID": "bench-bridge",
+            "GRIDLAKE_BRIDGE_POSTED_LOG": str(posted),
+            "GRIDLAKE_MQTT_PREFIX": PREFIX,
+            "GRIDLAKE_BRIDGE_FLUSH_S": "10",
+        }
         prof = ["-m", "cProfile", "-o", str(WORK / "bridge.prof")] if a.profile else []
-        bridge = subprocess.Popen([sys.executable, *prof, "-m", "streaming_bridge.cli", "run", "--http-port", str(hport), "--outbox", str(WORK / "outbox.sqlite"),
-                                   "--alertmanager-url", am.url], cwd=REPO, env=benv, stdout=open(WORK / "bridge.log", "wb"), stderr=subprocess.STDOUT)
+        bridge = subprocess.Popen(
+            [
+                sys.executable,
+                *prof,
+                "-m",
+                "streaming_bridge.cli",
+                "run",
+                "--http-port",
+                str(hport),
+                "--outbox",
+                str(WORK / "outbox.sqlite"),
+                "--alertmanager-url",
+                am.url,
+            ],
+            cwd=REPO,
+            env=benv,
+            stdout=open(WORK / "bridge.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(bridge)
         health = f"http://127.0.0.1:{hport}/healthz"
         wait_until(lambda: _ok(health), 60, 0.2, "the bridge's health endpoint")
@@ -325,12 +450,26 @@ def main(argv: list[str] | None = None) -> int:
         while pub.is_alive():
             time.sleep(1.0)
             h = http_json(health)
-            lag.append((round(time.monotonic() - t0, 1), progress.value - (h["records"] - h0["records"]), h["backlog"], h["outbox_depth"]))
+            lag.append(
+                (
+                    round(time.monotonic() - t0, 1),
+                    progress.value - (h["records"] - h0["records"]),
+                    h["backlog"],
+                    h["outbox_depth"],
+                )
+            )
         pub.join()
         t_pub_end = time.monotonic()
         res = json.loads(out.read_text())
-        log(f"published {res['published']} records ({res['readings']} readings) in {res['elapsed_s']:.1f} s; lag samples (t, lag, backlog, outbox): {lag[-3:]}")
-        wait_until(lambda: http_json(health)["records"] - h0["records"] >= res["published"], 120, 0.2, "the bridge to process every record")
+        log(
+            f"published {res['published']} records ({res['readings']} readings) in {res['elapsed_s']:.1f} s; lag samples (t, lag, backlog, outbox): {lag[-3:]}"
+        )
+        wait_until(
+            lambda: http_json(health)["records"] - h0["records"] >= res["published"],
+            120,
+            0.2,
+            "the bridge to process every record",
+        )
         t_done = time.monotonic()
         cpu = cpu_seconds(bridge.pid) - c0
         h1 = http_json(health)
@@ -338,11 +477,13 @@ def main(argv: list[str] | None = None) -> int:
         # ---- delivery: every injected condition
         conds = {(n, a_, o): s for n, a_, o, s in res["conditions"]}
         with psycopg2.connect(**pg_params()) as conn:
+
             def fetch():
                 with conn.cursor() as cur:
                     cur.execute(
-                        f'SELECT d.receiver, a.alertname, a.asset_id, a.annotations::json->>\'observed_at\', d.first_received_at, d.attempts, a.starts_at, a.status '
-                        f'FROM "{schema}".alert_deliveries d JOIN "{schema}".alerts a USING (fingerprint, starts_at, status)')
+                        f"SELECT d.receiver, a.alertname, a.asset_id, a.annotations::json->>'observed_at', d.first_received_at, d.attempts, a.starts_at, a.status "
+                        f'FROM "{schema}".alert_deliveries d JOIN "{schema}".alerts a USING (fingerprint, starts_at, status)'
+                    )
                     return cur.fetchall()
 
             routed_to = {"critical": ("bridge", "pager", "chat"), "warning": ("bridge", "chat")}
@@ -370,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         first_pager: dict[tuple, datetime] = {}
         resolved_only: set = set()
         statuses: dict[tuple, set] = {}
-        for recv, name, asset, obs, first, attempts, starts, status in rows:
+        for recv, name, asset, obs, first, _attempts, starts, status in rows:
             k = (name, asset, obs)
             if k not in conds:
                 continue
@@ -398,12 +539,23 @@ def main(argv: list[str] | None = None) -> int:
             p = json.loads(line)
             k = (p["labels"].get("alertname"), p["labels"].get("asset_id"), p.get("observed_at"))
             posts.setdefault(k, []).append((p["status"], round(p["accepted_at"], 3)))
-        lost_detail = [{"condition": list(k), "severity": s, "accepted_posts": posts.get(k, [])} for k, s in conds.items() if not keys.get(k, {}).get("bridge")]
+        lost_detail = [
+            {"condition": list(k), "severity": s, "accepted_posts": posts.get(k, [])}
+            for k, s in conds.items()
+            if not keys.get(k, {}).get("bridge")
+        ]
         m = _metrics(f"http://127.0.0.1:{hport}/metrics")
         accepted = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_accepted_total")))
         dead = int(sum(v for k, v in m.items() if k.startswith("gridlake_bridge_dead_lettered_total")))
         storm = [r for r in fetch_all(schema) if r == "AlertStorm"]
-        inside = {n: _hist_quantiles(m, n) for n in ("gridlake_bridge_detection_seconds", "gridlake_bridge_batch_seconds", "gridlake_bridge_alert_accepted_seconds")}
+        inside = {
+            n: _hist_quantiles(m, n)
+            for n in (
+                "gridlake_bridge_detection_seconds",
+                "gridlake_bridge_batch_seconds",
+                "gridlake_bridge_alert_accepted_seconds",
+            )
+        }
         bridge_wall = t_done - t0
         result = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}",
@@ -439,12 +591,15 @@ def main(argv: list[str] | None = None) -> int:
             "bridge_internal_p50_p99_ms": inside,
             "load_average_end": os.getloadavg(),
             "baseline_bare_subscriber": base,
-            "bridge_cpu_vs_bare_subscriber": round((100 * cpu / bridge_wall) / base["cpu_pct"], 2) if base["cpu_pct"] else None,
+            "bridge_cpu_vs_bare_subscriber": round((100 * cpu / bridge_wall) / base["cpu_pct"], 2)
+            if base["cpu_pct"]
+            else None,
             "bridge_health_end": {k: h1[k] for k in ("backlog", "outbox_depth", "spooled_rows", "active_alerts")},
             "targets": TARGETS,
         }
         result["met"] = {
-            "readings_per_s": result["readings_per_s"] >= 0.98 * TARGETS["readings_per_s"] and result["drain_after_publish_s"] < 5,
+            "readings_per_s": result["readings_per_s"] >= 0.98 * TARGETS["readings_per_s"]
+            and result["drain_after_publish_s"] < 5,
             "detection_p99_ms": (result["detection_p99_ms"] or 1e9) < TARGETS["detection_p99_ms"],
             "e2e_critical_p99_ms": (result["e2e_critical_p99_ms"] or 1e9) < TARGETS["e2e_critical_p99_ms"],
             "lost": result["lost"] == 0 and result["published_equals_accepted_plus_dead"],

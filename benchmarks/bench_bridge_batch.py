@@ -45,15 +45,43 @@ def make_batches(n: int, ticks: int, seed: int = 7):
         msgs = []
         for _ in range(ticks):
             iso = datetime.now(UTC).isoformat(timespec="microseconds")
-            rows = [{"meter_id": f"M{rng.randrange(20_000):06d}", "reading_time": iso, "consumption_kwh": 0.25, "demand_kw": 1.0,
-                     "voltage": 231.0 + rng.uniform(-3, 3), "current_amps": 4.5, "power_factor": 0.96} for _ in range(180)]
+            rows = [
+                {
+                    "meter_id": f"M{rng.randrange(20_000):06d}",
+                    "reading_time": iso,
+                    "consumption_kwh": 0.25,
+                    "demand_kw": 1.0,
+                    "voltage": 231.0 + rng.uniform(-3, 3),
+                    "current_amps": 4.5,
+                    "power_factor": 0.96,
+                }
+                for _ in range(180)
+            ]
             rows[0]["voltage"] = 212.0  # 1 % of the readings under the voltage limit
             for h in range(2):
-                msgs.append(Message(T.headend(f"HE{h}"), json.dumps({"readings": rows[h * 90:(h + 1) * 90]}).encode(), time.time()))
+                msgs.append(
+                    Message(
+                        T.headend(f"HE{h}"), json.dumps({"readings": rows[h * 90 : (h + 1) * 90]}).encode(), time.time()
+                    )
+                )
             for j in range(20):
                 hs = 150.0 if j == 0 else 65.0 + rng.uniform(-2, 2)
-                msgs.append(Message(T.scada(f"T{rng.randrange(1000):05d}"), json.dumps({"sample_time": iso, "load_kva": 30.0, "top_oil_temp_c": 50.0,
-                                                                                       "hot_spot_temp_c": hs, "voltage_v": 233.0, "frequency_hz": 60.0}).encode(), time.time()))
+                msgs.append(
+                    Message(
+                        T.scada(f"T{rng.randrange(1000):05d}"),
+                        json.dumps(
+                            {
+                                "sample_time": iso,
+                                "load_kva": 30.0,
+                                "top_oil_temp_c": 50.0,
+                                "hot_spot_temp_c": hs,
+                                "voltage_v": 233.0,
+                                "frequency_hz": 60.0,
+                            }
+                        ).encode(),
+                        time.time(),
+                    )
+                )
         out.append([(m, 0) for m in msgs])
     return out
 
@@ -66,7 +94,13 @@ class _Sink:  # the outbox's contract, in memory (the outbox's own cost: make be
 def _bridge(tmp: Path, name: str):
     from streaming_bridge.service import Bridge, BridgeConfig
 
-    cfg = BridgeConfig.from_env(lake_root=str(tmp / "lake"), landing=str(tmp / f"landing-{name}"), spool_dir=str(tmp / f"spool-{name}"), http_port=-1, topic_prefix=PREFIX)
+    cfg = BridgeConfig.from_env(
+        lake_root=str(tmp / "lake"),
+        landing=str(tmp / f"landing-{name}"),
+        spool_dir=str(tmp / f"spool-{name}"),
+        http_port=-1,
+        topic_prefix=PREFIX,
+    )
     b = Bridge(cfg, _Sink())
     b._durable = queue.Queue()
     return b
@@ -89,7 +123,11 @@ def _fleet(tmp: Path) -> None:
 
 def _stats(xs: list[float]) -> dict:
     xs = sorted(xs)
-    return {"cpu_ms_median": round(statistics.median(xs), 2), "cpu_ms_p90": round(xs[int(0.9 * len(xs))], 2), "cpu_ms_mean": round(statistics.fmean(xs), 2)}
+    return {
+        "cpu_ms_median": round(statistics.median(xs), 2),
+        "cpu_ms_p90": round(xs[int(0.9 * len(xs))], 2),
+        "cpu_ms_mean": round(statistics.fmean(xs), 2),
+    }
 
 
 def worker(batches: int, ticks: int) -> dict:
@@ -115,8 +153,21 @@ def before_vs_after(rev: str, batches: int, ticks: int) -> dict:
         subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
         env = {**os.environ, "POLARS_MAX_THREADS": "1"}
         procs = {
-            name: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", "--batches", str(batches), "--ticks", str(ticks)],
-                                   cwd=tree, env={**env, "PYTHONPATH": str(tree)}, stdout=subprocess.PIPE, text=True)
+            name: subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--worker",
+                    "--batches",
+                    str(batches),
+                    "--ticks",
+                    str(ticks),
+                ],
+                cwd=tree,
+                env={**env, "PYTHONPATH": str(tree)},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             for name, tree in (("before", Path(old)), ("after", REPO))
         }
         out = {name: json.loads(p.communicate(timeout=1800)[0].strip().splitlines()[-1]) for name, p in procs.items()}
@@ -137,7 +188,7 @@ def file_vs_fast(batches: int, ticks: int) -> dict:
         cpu = {n: [] for n in variants}
         alerts = dict.fromkeys(variants, 0)
         for i, batch in enumerate(make_batches(batches + 10, ticks)):
-            for name, fn in (variants.items() if i % 2 else reversed(variants.items())):
+            for name, fn in variants.items() if i % 2 else reversed(variants.items()):
                 ingress.validate_fast = fn
                 t0 = time.process_time()
                 out = bridges[name].process(batch)
@@ -164,10 +215,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
         print(json.dumps(worker(a.batches, a.ticks[0])))
         return 0
-    result = {"machine": f"{os.cpu_count()} cores (shared)", "load_average_start": os.getloadavg(), "before": a.before, "runs": []}
+    result = {
+        "machine": f"{os.cpu_count()} cores (shared)",
+        "load_average_start": os.getloadavg(),
+        "before": a.before,
+        "runs": [],
+    }
     for ticks in a.ticks:
-        run = {"ticks_per_batch": ticks, "messages_per_batch": 22 * ticks, "readings_per_batch": 200 * ticks, "batches": a.batches,
-               "before_vs_after": before_vs_after(a.before, a.batches, ticks), "file_vs_fast": file_vs_fast(a.batches, ticks)}
+        run = {
+            "ticks_per_batch": ticks,
+            "messages_per_batch": 22 * ticks,
+            "readings_per_batch": 200 * ticks,
+            "batches": a.batches,
+            "before_vs_after": before_vs_after(a.before, a.batches, ticks),
+            "file_vs_fast": file_vs_fast(a.batches, ticks),
+        }
         result["runs"].append(run)
         print(json.dumps(run), flush=True)
     result["load_average_end"] = os.getloadavg()

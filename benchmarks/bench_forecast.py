@@ -141,7 +141,9 @@ def run_taylor(skip: set[str]) -> dict:
     n0 = 8 * 7 * 48  # first test origin (index of local midnight, 31 Jul)
     floor = level_floor(df["mean_kw"].to_numpy(), [n0 + 48 * i for i in range(28)])
     return {
-        "taylor_error_split": {r["model"]: {k: round(v, 3) for k, v in r.items() if k != "model"} for r in split.iter_rows(named=True)},
+        "taylor_error_split": {
+            r["model"]: {k: round(v, 3) for k, v in r.items() if k != "model"} for r in split.iter_rows(named=True)
+        },
         "taylor_level_floor": floor,
         "_split": split,
         "taylor_mape": dict(sorted(mape.items(), key=lambda kv: kv[1])),
@@ -175,8 +177,12 @@ def paired_gap(bt: pl.DataFrame, mape: dict, peer_mape: dict, n_boot: int = 10_0
     boot = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
     lo, hi = np.quantile(boot, [0.025, 0.975])
     return {
-        "model": best, "peer": peer, "gap_pct_points": round(float(d.mean()), 4),
-        "ci95": [round(float(lo), 4), round(float(hi), 4)], "origins_better": int((d < 0).sum()), "n_origins": len(d),
+        "model": best,
+        "peer": peer,
+        "gap_pct_points": round(float(d.mean()), 4),
+        "ci95": [round(float(lo), 4), round(float(hi), 4)],
+        "origins_better": int((d < 0).sum()),
+        "n_origins": len(d),
     }
 
 
@@ -187,7 +193,7 @@ def error_split(bt: pl.DataFrame) -> pl.DataFrame:
     level miss, %); ``mape_known_level`` is the MAPE after removing it (the forecast rescaled to the
     true day level: only the shape error is left). A model can only gain where its own part is big.
     """
-    le = (pl.col("p50").log() - pl.col("actual").log())
+    le = pl.col("p50").log() - pl.col("actual").log()
     return (
         bt.with_columns(le=le)
         .with_columns(lvl=pl.col("le").mean().over("model", "origin"))
@@ -241,7 +247,15 @@ def run_solar_site(filename: str, nwp_seed: int = 1) -> dict:
     from simulator.nwp import error_stats, issue_forecasts
 
     weather, meta = tmy_weather(filename)
-    system = PVSystem("pv_5kw", meta["latitude"], meta["longitude"], kw_dc=5.0, tilt_deg=25, azimuth_deg=180, altitude_m=meta["altitude"])
+    system = PVSystem(
+        "pv_5kw",
+        meta["latitude"],
+        meta["longitude"],
+        kw_dc=5.0,
+        tilt_deg=25,
+        azimuth_deg=180,
+        altitude_m=meta["altitude"],
+    )
     obs = simulate_power(system, weather)
     nwp = issue_forecasts(weather, meta["latitude"], meta["longitude"], meta["altitude"], seed=nwp_seed)
     H, cap = SOLAR_LEADS, system.kw_dc
@@ -256,7 +270,9 @@ def run_solar_site(filename: str, nwp_seed: int = 1) -> dict:
             nxt = month + SOLAR_REFIT_MONTHS
             end = pd.Timestamp(2021 + (nxt - 1) // 12, (nxt - 1) % 12 + 1, 1, tz="UTC")
             # the last training row's targets must lie before the month: cut the history at start
-            m = SolarXGBForecaster(cap, horizons=H, n_estimators=300, max_depth=3, learning_rate=0.05, min_child_weight=50)
+            m = SolarXGBForecaster(
+                cap, horizons=H, n_estimators=300, max_depth=3, learning_rate=0.05, min_child_weight=50
+            )
             m.fit(obs.loc[obs.index < start], issues)
             d = d_all[(d_all["origin"] >= start) & (d_all["origin"] < end)]
             q = m.predict_design(d)
@@ -274,19 +290,31 @@ def run_solar_site(filename: str, nwp_seed: int = 1) -> dict:
                 "coverage_80": round(float(np.mean((yy >= g["p10"]) & (yy <= g["p90"]))), 3), "n": int(len(g)),
             })  # fmt: skip
         intraday = [r["skill_vs_smart_persistence"] for r in rows if r["horizon_h"] <= 6]
-        out[variant] = {"table": rows, "mean_skill_1_6h": round(float(np.mean(intraday)), 4), "cpu_seconds": round(time.process_time() - t0, 1)}
+        out[variant] = {
+            "table": rows,
+            "mean_skill_1_6h": round(float(np.mean(intraday)), 4),
+            "cpu_seconds": round(time.process_time() - t0, 1),
+        }
     return out
 
 
 def run_solar(only: set[str] | None = None) -> dict:
     sites = {k: run_solar_site(f) for k, f in SOLAR_SITES.items() if not only or k in only}
-    by = lambda key: {s: {v: {str(r["horizon_h"]): r[key] for r in res[v]["table"]} for v in ("forecast_weather", "persisted_weather")} for s, res in sites.items()}  # noqa: E731
+    by = lambda key: {
+        s: {
+            v: {str(r["horizon_h"]): r[key] for r in res[v]["table"]} for v in ("forecast_weather", "persisted_weather")
+        }
+        for s, res in sites.items()
+    }  # noqa: E731
     return {
         "solar_sites": sites,
         "solar_rmse_pct_capacity": by("rmse_pct_capacity"),
         "solar_skill": by("skill_vs_smart_persistence"),
         "solar_coverage_80": by("coverage_80"),
-        "solar_mean_skill": {s: {v: res[v]["mean_skill_1_6h"] for v in ("forecast_weather", "persisted_weather")} for s, res in sites.items()},
+        "solar_mean_skill": {
+            s: {v: res[v]["mean_skill_1_6h"] for v in ("forecast_weather", "persisted_weather")}
+            for s, res in sites.items()
+        },
     }
 
 
@@ -309,9 +337,17 @@ def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: in
         d = cfg.start + timedelta(days=k)
         mr = sim.meter_readings(d).join(feeder_of, on="meter_id")
         per_t = mr.group_by("feeder_id", "reading_time").agg(pl.col("demand_kw").sum()).sort("reading_time")
-        loads.append(per_t.group_by_dynamic("reading_time", every="1h", group_by="feeder_id").agg(pl.col("demand_kw").mean().alias("mean_kw")))
+        loads.append(
+            per_t.group_by_dynamic("reading_time", every="1h", group_by="feeder_id").agg(
+                pl.col("demand_kw").mean().alias("mean_kw")
+            )
+        )
         weather.append(sim.weather(d))
-    load = pl.concat(loads).rename({"reading_time": "period_start", "feeder_id": "entity_id"}).sort("entity_id", "period_start")
+    load = (
+        pl.concat(loads)
+        .rename({"reading_time": "period_start", "feeder_id": "entity_id"})
+        .sort("entity_id", "period_start")
+    )
     return load, pl.concat(weather).sort("observation_time"), cfg
 
 
@@ -335,13 +371,17 @@ def run_utility() -> dict:
     no_issues = nwp.iloc[:0]
     tz = ZoneInfo(cfg.timezone)
     end = cfg.start + pd.Timedelta(days=UTILITY_DAYS)
-    origins = [pd.Timestamp(end - pd.Timedelta(days=k), tz=tz).tz_convert("UTC") for k in range(UTILITY_TEST_DAYS, 0, -1)]
+    origins = [
+        pd.Timestamp(end - pd.Timedelta(days=k), tz=tz).tz_convert("UTC") for k in range(UTILITY_TEST_DAYS, 0, -1)
+    ]
     sim_seconds = round(time.process_time() - t0, 1)
 
     def exog(issues):
         return lambda origin, idx: weather_for_origin(issues, wpd, origin, idx)[0][["period_start", "temp_air_c"]]
 
-    xgb = lambda: XGBoostForecaster(DAY, exog=("temp_air_c",), tz=cfg.timezone, country="US", n_estimators=300, n_jobs=1)  # noqa: E731
+    xgb = lambda: XGBoostForecaster(
+        DAY, exog=("temp_air_c",), tz=cfg.timezone, country="US", n_estimators=300, n_jobs=1
+    )  # noqa: E731
     specs = {
         "xgboost_forecast_weather": (xgb, exog(nwp)),
         "xgboost_persisted_weather": (xgb, exog(no_issues)),
@@ -389,9 +429,15 @@ def merge_results(into: dict, part: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", default="", help="comma-separated models/parts to skip: gru,prophet,mstl,solar,taylor,utility")
+    ap.add_argument(
+        "--skip", default="", help="comma-separated models/parts to skip: gru,prophet,mstl,solar,taylor,utility"
+    )
     ap.add_argument("--solar-sites", default="", help=f"comma-separated subset of {list(SOLAR_SITES)} (default: all)")
-    ap.add_argument("--out", default=str(RESULTS), help="results file (parts run in parallel write separate files; merge_results joins them)")
+    ap.add_argument(
+        "--out",
+        default=str(RESULTS),
+        help="results file (parts run in parallel write separate files; merge_results joins them)",
+    )
     args = ap.parse_args(argv)
     out_path = Path(args.out)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -408,32 +454,47 @@ def main(argv: list[str] | None = None) -> dict:
         with pl.Config(tbl_rows=20, tbl_cols=12, float_precision=3, tbl_width_chars=140):
             print(table.select("rank", "model", "mape", "rmse", "mae", "r2", "pinball", "coverage_80"))
         best = min((v, k) for k, v in res["taylor_mape"].items())
-        print(f"best gridlake: {best[1]} {best[0]:.3f} %  (target <= 0.90 % and below every peer; weekly naive {res['taylor_mape'].get('seasonal_naive_weekly')}"
-              f" %, MSTL {res['taylor_mape'].get('mstl')} %)")
+        print(
+            f"best gridlake: {best[1]} {best[0]:.3f} %  (target <= 0.90 % and below every peer; weekly naive {res['taylor_mape'].get('seasonal_naive_weekly')}"
+            f" %, MSTL {res['taylor_mape'].get('mstl')} %)"
+        )
         peer_best = min(res["taylor_peer_mape"].values(), default=float("inf"))
-        out["taylor_best"] = {"model": best[1], "mape": best[0], "target": 0.90, "best_peer_mape": peer_best,
-                              "met": best[0] <= 0.90 and best[0] < peer_best}
+        out["taylor_best"] = {
+            "model": best[1],
+            "mape": best[0],
+            "target": 0.90,
+            "best_peer_mape": peer_best,
+            "met": best[0] <= 0.90 and best[0] < peer_best,
+        }
         print(f"statsforecast peers (same origins): {res['taylor_peer_mape']}")
         g = res["taylor_best_vs_peer"]
         if g:
-            print(f"{g['model']} - {g['peer']}: {g['gap_pct_points']:+.3f} points (paired bootstrap over origins, 95 % CI"
-                  f" {g['ci95'][0]:+.3f} .. {g['ci95'][1]:+.3f}); better on {g['origins_better']} of {g['n_origins']} origins")
+            print(
+                f"{g['model']} - {g['peer']}: {g['gap_pct_points']:+.3f} points (paired bootstrap over origins, 95 % CI"
+                f" {g['ci95'][0]:+.3f} .. {g['ci95'][1]:+.3f}); better on {g['origins_better']} of {g['n_origins']} origins"
+            )
         print("\nWhere the error is: day-level miss (mean |day-mean log error|, %) vs MAPE with the true day level")
         with pl.Config(tbl_rows=20, float_precision=3):
             print(split)
         f = res["taylor_level_floor"]
-        print(f"the day's week-on-week level change from demand alone: persistence misses it by {f['level_mae_persist_last_1h']:.3f} %"
-              f" (last 1 h) / {f['level_mae_persist_last_24h']:.3f} % (last 24 h); last week's shape at the true level: "
-              f"{f['weekly_shape_true_level_mape']:.3f} % MAPE")
+        print(
+            f"the day's week-on-week level change from demand alone: persistence misses it by {f['level_mae_persist_last_1h']:.3f} %"
+            f" (last 1 h) / {f['level_mae_persist_last_24h']:.3f} % (last 24 h); last week's shape at the true level: "
+            f"{f['weekly_shape_true_level_mape']:.3f} % MAPE"
+        )
     if "solar" not in skip:
-        print("\nSolar, 5 kWdc PVWatts, developed on Greensboro NC and judged unchanged on Sand Point AK (pvlib TMY3 files)")
+        print(
+            "\nSolar, 5 kWdc PVWatts, developed on Greensboro NC and judged unchanged on Sand Point AK (pvlib TMY3 files)"
+        )
         res = run_solar({x for x in args.solar_sites.split(",") if x})
         out.update(res)
         for site, r in res["solar_sites"].items():
             print(f"\n{site} ({r['site']}): simulated NWP error statistics {json.dumps(r['nwp_error_stats'])}")
             for v in ("persisted_weather", "forecast_weather"):
                 with pl.Config(tbl_rows=10, tbl_cols=10, float_precision=3, tbl_width_chars=140):
-                    print(f"{v}: mean skill 1..6 h {r[v]['mean_skill_1_6h']:.3f} (target >= 0.25 with forecast weather)")
+                    print(
+                        f"{v}: mean skill 1..6 h {r[v]['mean_skill_1_6h']:.3f} (target >= 0.25 with forecast weather)"
+                    )
                     print(pl.DataFrame(r[v]["table"]))
     if "utility" not in skip:
         print(f"\nSimulated utility, feeder level, day-ahead (24 h from local midnight, {UTILITY_TEST_DAYS} origins)")

@@ -20,8 +20,6 @@ a tenth of its size, so the growth with file size is visible. Figures go to benc
 
 from __future__ import annotations
 
-from contracts import DEFAULT_TIMEZONE
-
 import argparse
 import datetime as dt
 import json
@@ -33,6 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from contracts import DEFAULT_TIMEZONE
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "work" / "ingest"
@@ -87,11 +87,12 @@ def child_copy_overlapped(landing: Path, days: list[dt.date], out: Path) -> dict
 
 
 def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
+    import polars as pl
+
+    from contracts import SOURCES
     from lake.delta import Lake
     from lake.ingest import ingest_partitions
     from lake.landing import LocalLanding
-    from contracts import SOURCES
-    import polars as pl
 
     shutil.rmtree(out, ignore_errors=True)
     zone, lake = LocalLanding(landing), Lake(out)
@@ -123,7 +124,9 @@ def _generate_big_csv(landing: Path, rows: int, day: dt.date, seed: int) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     local0 = dt.datetime.combine(day, dt.time())
-    minutes = pl.datetime_range(local0, local0 + dt.timedelta(minutes=1439), "1m", eager=True).dt.strftime("%Y-%m-%d %H:%M:%S")
+    minutes = pl.datetime_range(local0, local0 + dt.timedelta(minutes=1439), "1m", eager=True).dt.strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
     written = 0
     with open(folder / "monthly-export.csv", "wb") as out:
         for b0 in range(0, n_meters, 500):
@@ -178,7 +181,16 @@ def _generate(landing: Path, meters: int, days: list[dt.date], seed: int) -> int
     bad = BadRecordRates(out_of_range=0.0005, duplicate=0.0005, unknown_entity=0.0002)
     rows = 0
     for i, d in enumerate(days):
-        m = write_landing_day(sim, d, zone, formats="parquet", bad=bad, rows_per_file=100_000, sources=("meter_readings",), write_manifest=False)
+        m = write_landing_day(
+            sim,
+            d,
+            zone,
+            formats="parquet",
+            bad=bad,
+            rows_per_file=100_000,
+            sources=("meter_readings",),
+            write_manifest=False,
+        )
         rows += m.rows_written("meter_readings")
         print(f"  generated {d}: {m.rows_written('meter_readings'):,} rows ({i + 1}/{len(days)})", flush=True)
     return rows
@@ -208,7 +220,10 @@ def _big_file_cases(days: list[dt.date], big_rows: int, seed: int) -> dict:
     out["chunk_bytes"] = DEFAULT_CHUNK_BYTES
     out["memory_budget_mb"] = memory_budget_bytes() >> 20
     out["big_csv_rss_growth_per_extra_row_bytes"] = round(
-        (out["big_csv_peak_rss_mb"] - out["big_tenth_csv_peak_rss_mb"]) * 2**20 / (out["big_csv_rows"] - out["big_tenth_csv_rows"]), 1
+        (out["big_csv_peak_rss_mb"] - out["big_tenth_csv_peak_rss_mb"])
+        * 2**20
+        / (out["big_csv_rows"] - out["big_tenth_csv_rows"]),
+        1,
     )
     out["big_csv_peak_rss_ratio_vs_tenth"] = round(out["big_csv_peak_rss_mb"] / out["big_tenth_csv_peak_rss_mb"], 2)
     return out
@@ -216,9 +231,13 @@ def _big_file_cases(days: list[dt.date], big_rows: int, seed: int) -> dict:
 
 def _print_big(out: dict) -> None:
     for tag in ("big_tenth", "big"):
-        print(f"  one CSV file of {out[f'{tag}_csv_rows']:,} rows ({out[f'{tag}_csv_bytes'] / 1e9:.2f} GB): peak RSS {out[f'{tag}_csv_peak_rss_mb']:.0f} MB, {out[f'{tag}_csv_rows_per_s'] / 1e6:.2f} M rows/s")
-    print(f"  peak RSS 10x rows / 1x: {out['big_csv_peak_rss_ratio_vs_tenth']:.2f}; growth per extra row {out['big_csv_rss_growth_per_extra_row_bytes']:.0f} bytes "
-          f"(chunks of {out['chunk_bytes'] >> 20} MiB, day budget {out['memory_budget_mb']} MB)")
+        print(
+            f"  one CSV file of {out[f'{tag}_csv_rows']:,} rows ({out[f'{tag}_csv_bytes'] / 1e9:.2f} GB): peak RSS {out[f'{tag}_csv_peak_rss_mb']:.0f} MB, {out[f'{tag}_csv_rows_per_s'] / 1e6:.2f} M rows/s"
+        )
+    print(
+        f"  peak RSS 10x rows / 1x: {out['big_csv_peak_rss_ratio_vs_tenth']:.2f}; growth per extra row {out['big_csv_rss_growth_per_extra_row_bytes']:.0f} bytes "
+        f"(chunks of {out['chunk_bytes'] >> 20} MiB, day budget {out['memory_budget_mb']} MB)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,12 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--skip-single", action="store_true", help="skip the single 10x-larger day")
-    ap.add_argument("--big-rows", type=int, default=int(os.environ.get("GRIDLAKE_BENCH_BIG_ROWS", 20_000_000)), help="rows of the single large CSV file (0: skip)")
+    ap.add_argument(
+        "--big-rows",
+        type=int,
+        default=int(os.environ.get("GRIDLAKE_BENCH_BIG_ROWS", 20_000_000)),
+        help="rows of the single large CSV file (0: skip)",
+    )
     ap.add_argument("--child", choices=["copy", "copy_overlapped", "ingest"])
     ap.add_argument("--landing")
     ap.add_argument("--child-days")
     ap.add_argument("--out")
-    ap.add_argument("--only-big", action="store_true", help="only the single large CSV file cases (benchmarks/results/ingest_big_file.json)")
+    ap.add_argument(
+        "--only-big",
+        action="store_true",
+        help="only the single large CSV file cases (benchmarks/results/ingest_big_file.json)",
+    )
     args = ap.parse_args(argv)
     if args.child:
         _child_main(args)
@@ -241,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_big:
         WORK.mkdir(parents=True, exist_ok=True)
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-        out = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}", "load_before": load,
-               **_big_file_cases(_days(1), args.big_rows, args.seed)}
+        out = {
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+            "load_before": load,
+            **_big_file_cases(_days(1), args.big_rows, args.seed),
+        }
         out["load_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         path = RESULTS.with_name("ingest_big_file.json")
         path.write_text(json.dumps(out, indent=2) + "\n")
@@ -261,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeat):
         for kind in ("copy", "copy_overlapped", "ingest"):
             res = _run_child(kind, landing, days, f"{r}")
-            print(f"  run {r + 1}/{args.repeat} {kind:15s}: {res['rows']:,} rows in {res['seconds']:.2f}s = {res['rows'] / res['seconds'] / 1e6:.2f} M rows/s, peak {res['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  run {r + 1}/{args.repeat} {kind:15s}: {res['rows']:,} rows in {res['seconds']:.2f}s = {res['rows'] / res['seconds'] / 1e6:.2f} M rows/s, peak {res['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
             if kind not in best or res["seconds"] < best[kind]["seconds"]:
                 best[kind] = res
     small = _run_child("ingest", landing, days[:1], "small")
@@ -278,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(ingest_rps / copy_rps, 3),
         # for transparency: the copy given the same read/write overlap the ingestion loop has
         "copy_overlapped_rows_per_s": round(best["copy_overlapped"]["rows"] / best["copy_overlapped"]["seconds"]),
-        "ratio_vs_overlapped_copy": round(ingest_rps / (best["copy_overlapped"]["rows"] / best["copy_overlapped"]["seconds"]), 3),
+        "ratio_vs_overlapped_copy": round(
+            ingest_rps / (best["copy_overlapped"]["rows"] / best["copy_overlapped"]["seconds"]), 3
+        ),
         "ingest_stage_seconds": {k: round(v, 2) for k, v in best["ingest"]["stages_s"].items()},
         "peak_rss_mb_small": round(small["peak_rss_mb"], 1),
         "rows_small": small["rows"],
@@ -307,12 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     print("\nbench-ingest results")
     print(f"  bare copy (Parquet read + Delta write): {copy_rps / 1e6:6.2f} M rows/s")
     print(f"  bare copy, next day read during write:  {out['copy_overlapped_rows_per_s'] / 1e6:6.2f} M rows/s")
-    print(f"  full landing -> silver ingestion:       {ingest_rps / 1e6:6.2f} M rows/s   ratio {out['ratio']:.3f} (target >= 0.85;"
-          f" {out['ratio_vs_overlapped_copy']:.3f} against the overlapped copy)")
+    print(
+        f"  full landing -> silver ingestion:       {ingest_rps / 1e6:6.2f} M rows/s   ratio {out['ratio']:.3f} (target >= 0.85;"
+        f" {out['ratio_vs_overlapped_copy']:.3f} against the overlapped copy)"
+    )
     print(f"  ingestion stages (s): {out['ingest_stage_seconds']}")
-    print(f"  peak RSS: 1 day {out['peak_rss_mb_small']:.0f} MB, {args.days} days {out['peak_rss_mb_large']:.0f} MB -> x{out['memory_growth_large_vs_small']:.2f} (target <= 2)")
+    print(
+        f"  peak RSS: 1 day {out['peak_rss_mb_small']:.0f} MB, {args.days} days {out['peak_rss_mb_large']:.0f} MB -> x{out['memory_growth_large_vs_small']:.2f} (target <= 2)"
+    )
     if "peak_rss_mb_single_10x_partition" in out:
-        print(f"  one 10x-larger day: peak RSS {out['peak_rss_mb_single_10x_partition']:.0f} MB, {out['single_10x_partition_rows_per_s'] / 1e6:.2f} M rows/s")
+        print(
+            f"  one 10x-larger day: peak RSS {out['peak_rss_mb_single_10x_partition']:.0f} MB, {out['single_10x_partition_rows_per_s'] / 1e6:.2f} M rows/s"
+        )
     if "big_csv_rows" in out:
         _print_big(out)
     print(f"  written to {RESULTS.relative_to(ROOT)}")

@@ -65,8 +65,13 @@ def _uptime() -> str:
 
 def _run(tree: Path, landing: Path, days: list[dt.date], out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    p = subprocess.run([sys.executable, "-c", CHILD, str(landing), str(out), ",".join(d.isoformat() for d in days)],
-                       cwd=tree, env=env, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, str(landing), str(out), ",".join(d.isoformat() for d in days)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if p.returncode != 0:
         raise SystemExit(f"child in {tree} failed:\n{p.stderr[-4000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -90,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generating {args.meters:,} meters x {args.days} days (Parquet landing files)")
     _generate(landing, args.meters, days, args.seed)
     base = Path(tempfile.mkdtemp(prefix="gridlake-ingest-base-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT, check=True, capture_output=True
+    )
     runs: dict[str, list[dict]] = {"base": [], "head": []}
     load_before = _uptime()
     try:
@@ -99,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             for kind in order:
                 res = _run(base if kind == "base" else ROOT, landing, days, WORK / f"out_{kind}")
                 runs[kind].append(res)
-                print(f"  round {r + 1}/{args.rounds} {kind}: {res['rows']:,} rows, wall {res['wall_s']:.2f}s, CPU {res['cpu_s']:.2f}s, peak {res['peak_rss_mb']:.0f} MB", flush=True)
+                print(
+                    f"  round {r + 1}/{args.rounds} {kind}: {res['rows']:,} rows, wall {res['wall_s']:.2f}s, CPU {res['cpu_s']:.2f}s, peak {res['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
@@ -127,12 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     out["target"] = ">= 0.95 (clean-data rows/s may drop at most 5 %)"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nclean-data ingestion, head vs pre-issue-9 ({args.base[:9]}), {out['rows']:,} rows x {args.rounds} alternating rounds")
+    print(
+        f"\nclean-data ingestion, head vs pre-issue-9 ({args.base[:9]}), {out['rows']:,} rows x {args.rounds} alternating rounds"
+    )
     for key in ("wall_s", "cpu_s"):
         for name in ("median", "min"):
             v = out[f"{key}_{name}"]
-            print(f"  {key[:-2]:4s} {name:6s}: base {v['base']:.2f}s  head {v['head']:.2f}s  head/base {v['head_over_base']:.3f}")
-    print(f"  throughput head/base (CPU, median): {out['throughput_ratio_cpu_median']:.3f}; (wall, median): {out['throughput_ratio_wall_median']:.3f}  target >= 0.95")
+            print(
+                f"  {key[:-2]:4s} {name:6s}: base {v['base']:.2f}s  head {v['head']:.2f}s  head/base {v['head_over_base']:.3f}"
+            )
+    print(
+        f"  throughput head/base (CPU, median): {out['throughput_ratio_cpu_median']:.3f}; (wall, median): {out['throughput_ratio_wall_median']:.3f}  target >= 0.95"
+    )
     print(f"  load before: {load_before}\n  load after:  {load_after}")
     print(f"  written to {RESULTS.relative_to(ROOT)}")
     return 0

@@ -17,8 +17,6 @@ sits at a different Delta version), best of --repeat, all in this process:
 
 from __future__ import annotations
 
-from contracts import DEFAULT_TIMEZONE
-
 import argparse
 import datetime as dt
 import json
@@ -28,6 +26,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+from contracts import DEFAULT_TIMEZONE
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "work" / "manifest_read"
@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     import polars as pl
 
     from benchmarks.bench_ingest import _generate
+    from contracts import SOURCES
     from lake import manifest
     from lake.catalog import connect, refresh_catalog
     from lake.delta import Lake
     from lake.ingest import ingest_partitions
     from lake.landing import LocalLanding
-    from contracts import SOURCES
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     assert got.height == raw.height
 
     def time_travel_each_day():
-        parts = [pl.scan_delta(lake.uri(t), version=v).filter(pl.col("date") == d) for d, v in pub.select("date", "silver_version").iter_rows()]
+        parts = [
+            pl.scan_delta(lake.uri(t), version=v).filter(pl.col("date") == d)
+            for d, v in pub.select("date", "silver_version").iter_rows()
+        ]
         return pl.concat(parts).collect()
 
     res["time_travel_every_day_s"], tt = best(time_travel_each_day, max(1, r // 2))
@@ -119,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "meters": args.meters, "days": args.days, "rows": raw.height, "publications": args.publications,
+        "meters": args.meters,
+        "days": args.days,
+        "rows": raw.height,
+        "publications": args.publications,
         "seconds": {k: round(v, 4) for k, v in res.items()},
         "ratios": {
             "published_vs_raw_all_days": round(res["published_all_days_s"] / res["raw_all_days_s"], 2),
@@ -127,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             "published_vs_raw_one_day": round(res["published_one_day_s"] / res["raw_one_day_s"], 2),
             "one_dirty_day_vs_raw_all_days": round(res["published_all_days_one_dirty_s"] / res["raw_all_days_s"], 2),
             "duckdb_published_vs_raw_count": round(res["duckdb_published_count_s"] / res["duckdb_raw_count_s"], 2),
-            "duckdb_published_vs_raw_per_day": round(res["duckdb_published_per_day_s"] / res["duckdb_raw_per_day_s"], 2),
+            "duckdb_published_vs_raw_per_day": round(
+                res["duckdb_published_per_day_s"] / res["duckdb_raw_per_day_s"], 2
+            ),
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,11 @@ FC = FeatureConfig.from_profile(load_profile())
 BANDS = AlertThresholds.from_bands(load_profile().alert_bands.anomaly)
 RISK_BANDS = AlertThresholds.from_bands(load_profile().alert_bands.failure_risk)
 RATES = EventRates(
-    failures_per_transformer_year=5.0, stuck_per_meter_year=0.6, zero_per_meter_year=0.6,
-    theft_per_meter_year=0.6, sags_per_transformer_year=20.0,
+    failures_per_transformer_year=5.0,
+    stuck_per_meter_year=0.6,
+    zero_per_meter_year=0.6,
+    theft_per_meter_year=0.6,
+    sags_per_transformer_year=20.0,
 )
 
 
@@ -65,7 +68,9 @@ def pooled_f1(parts: list[tuple[pl.Series, np.ndarray]], thr: float) -> dict:
     tp = fp = fn = 0
     for lab, s in parts:
         pos, flag = lab.is_not_null().to_numpy(), s >= thr
-        tp += int((pos & flag).sum()); fp += int((~pos & flag).sum()); fn += int((pos & ~flag).sum())
+        tp += int((pos & flag).sum())
+        fp += int((~pos & flag).sum())
+        fn += int((pos & ~flag).sum())
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
@@ -73,16 +78,27 @@ def pooled_f1(parts: list[tuple[pl.Series, np.ndarray]], thr: float) -> dict:
 
 def main() -> int:
     t_all = time.time()
-    res: dict = {"config": {"meters": N_METERS, "days": DAYS, "start": str(START), "train_seed": 1, "test_seed": 2,
-                            "cores": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}}
+    res: dict = {
+        "config": {
+            "meters": N_METERS,
+            "days": DAYS,
+            "start": str(START),
+            "train_seed": 1,
+            "test_seed": 2,
+            "cores": os.cpu_count(),
+            "load_avg_start": os.getloadavg()[0],
+        }
+    }
     t = time.time()
     sim_a, a = fleet(1)
     sim_b, b = fleet(2)
     res["simulate_s"] = round(time.time() - t, 1)
     ev_a, ev_b = sim_a.truth()["truth_events"], sim_b.truth()["truth_events"]
     ref_a, ref_b = sim_a.reference(), sim_b.reference()
-    print(f"simulated 2 fleets x {N_METERS} meters x {DAYS} days in {res['simulate_s']} s "
-          f"(test events: {dict(ev_b.group_by('event_type').len().iter_rows())})")
+    print(
+        f"simulated 2 fleets x {N_METERS} meters x {DAYS} days in {res['simulate_s']} s "
+        f"(test events: {dict(ev_b.group_by('event_type').len().iter_rows())})"
+    )
 
     # ---------------------------------------------------------------- anomaly ensemble
     streams, feats_ab = {}, {}
@@ -107,29 +123,42 @@ def main() -> int:
         streams[kind] = (model, fb, lb, sc)
         feats_ab[kind] = (fa, fb)
         res[f"anomaly_{kind}"] = {
-            "rows_test": fb.height, "features_s": round(feat_s, 2), "fit_s": round(fit_s, 1),
-            "score_s": round(score_s, 2), "fit": model.fit_report_,
+            "rows_test": fb.height,
+            "features_s": round(feat_s, 2),
+            "fit_s": round(fit_s, 1),
+            "score_s": round(score_s, 2),
+            "fit": model.fit_report_,
             "ensemble": reading_metrics(lb, sc["score"], thr),
             "isolation_forest": reading_metrics(lb, sc["isolation_forest"], thr)["overall"],
             "autoencoder": reading_metrics(lb, sc["autoencoder"], thr)["overall"],
             "ocsvm": reading_metrics(lb, sc["ocsvm"], thr)["overall"],
-            "best_f1_any_threshold": {"ensemble": best_f1(y, sc["score"]),
-                                      "isolation_forest": best_f1(y, sc["isolation_forest"])},
+            "best_f1_any_threshold": {
+                "ensemble": best_f1(y, sc["score"]),
+                "isolation_forest": best_f1(y, sc["isolation_forest"]),
+            },
             "events_ensemble": event_detection(fb, sc["score"], thr, ev_b, ref_b["ref_meters"], kind),
-            "events_isolation_forest": event_detection(fb, sc["isolation_forest"], thr, ev_b, ref_b["ref_meters"], kind),
+            "events_isolation_forest": event_detection(
+                fb, sc["isolation_forest"], thr, ev_b, ref_b["ref_meters"], kind
+            ),
         }
         r = res[f"anomaly_{kind}"]
-        print(f"\n[{kind}] {fb.height} held-out rows; fit {fit_s:.1f} s; vote weights {model.fit_report_['vote_weights']}")
-        print(f"  F1 @ {thr}: ensemble {r['ensemble']['overall']['f1']}  isolation forest {r['isolation_forest']['f1']}  "
-              f"autoencoder {r['autoencoder']['f1']}  ocsvm {r['ocsvm']['f1']}")
+        print(
+            f"\n[{kind}] {fb.height} held-out rows; fit {fit_s:.1f} s; vote weights {model.fit_report_['vote_weights']}"
+        )
+        print(
+            f"  F1 @ {thr}: ensemble {r['ensemble']['overall']['f1']}  isolation forest {r['isolation_forest']['f1']}  "
+            f"autoencoder {r['autoencoder']['f1']}  ocsvm {r['ocsvm']['f1']}"
+        )
         print(f"  best F1 at any threshold: {r['best_f1_any_threshold']}")
         for et, m in r["ensemble"].items():
             if et != "overall":
                 e = r["events_ensemble"].get(et, {})
                 ei = r["events_isolation_forest"].get(et, {})
-                print(f"  {et:22s} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} (n={m['n_positive']})"
-                      f" | events {e.get('detected')}/{e.get('events')} median delay {e.get('median_delay_h')} h"
-                      f" | IF alone {ei.get('detected')}/{ei.get('events')}")
+                print(
+                    f"  {et:22s} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} (n={m['n_positive']})"
+                    f" | events {e.get('detected')}/{e.get('events')} median delay {e.get('median_delay_h')} h"
+                    f" | IF alone {ei.get('detected')}/{ei.get('events')}"
+                )
     parts = [(streams[k][2], streams[k][3]) for k in streams]
     res["anomaly_overall"] = {
         "ensemble": pooled_f1([(lab, s["score"]) for lab, s in parts], 0.85),
@@ -148,7 +177,8 @@ def main() -> int:
     for _ in range(5):
         t, c = time.perf_counter(), time.process_time()
         model.score_arrays(rows)
-        runs.append(time.perf_counter() - t); cpu.append(time.process_time() - c)
+        runs.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     load_speed = os.getloadavg()[0]
     batch = rows.height / min(runs)
     t, c = time.perf_counter(), time.process_time()
@@ -156,7 +186,9 @@ def main() -> int:
     ref_wall, ref_cpu = time.perf_counter() - t, time.process_time() - c
     fast = model.score_arrays(rows)
     raw = b["meter_readings"].head(400_000)
-    t = time.perf_counter(); model.score_arrays(meter_features(raw, FC)); e2e = raw.height / (time.perf_counter() - t)
+    t = time.perf_counter()
+    model.score_arrays(meter_features(raw, FC))
+    e2e = raw.height / (time.perf_counter() - t)
     one_meter = b["meter_readings"].filter(pl.col("meter_id") == fb["asset_id"][0])
     context = one_meter.tail(8 * 48)  # the last 8 days: what the rolling features look back over
     window = model.feature_config.window
@@ -167,7 +199,8 @@ def main() -> int:
         for _ in range(n):
             t, c = time.perf_counter(), time.process_time()
             fn()
-            wall.append((time.perf_counter() - t) * 1000); cpu_ms.append((time.process_time() - c) * 1000)
+            wall.append((time.perf_counter() - t) * 1000)
+            cpu_ms.append((time.process_time() - c) * 1000)
         return statistics.median(wall), statistics.median(cpu_ms)
 
     f_ctx = meter_features(context, FC)
@@ -176,7 +209,8 @@ def main() -> int:
     lat_win, lat_win_cpu = latency(lambda: model.score(with_window), 200)  # last row: full window context
     lat, _ = latency(lambda: model.score(meter_features(context, FC).tail(1)), 30)
     res["speed"] = {
-        "batch_rows": rows.height, "batch_scores_per_s_model": round(batch),
+        "batch_rows": rows.height,
+        "batch_scores_per_s_model": round(batch),
         "batch_scores_per_cpu_s_model": round(rows.height / min(cpu)),
         "batch_wall_s_runs": [round(r, 3) for r in runs],
         "batch_cpu_s_runs": [round(r, 3) for r in cpu],
@@ -187,8 +221,15 @@ def main() -> int:
         "fast_vs_reference_max_abs_score_diff": float(np.abs(fast["score"] - ref["score"]).max()),
         "fast_vs_reference_p99_abs_score_diff": float(np.quantile(np.abs(fast["score"] - ref["score"]), 0.99)),
         "fast_vs_reference_status_changes": int(
-            (np.digitize(fast["score"], [model.thresholds.monitoring, model.thresholds.alert, model.thresholds.critical])
-             != np.digitize(ref["score"], [model.thresholds.monitoring, model.thresholds.alert, model.thresholds.critical])).sum()),
+            (
+                np.digitize(
+                    fast["score"], [model.thresholds.monitoring, model.thresholds.alert, model.thresholds.critical]
+                )
+                != np.digitize(
+                    ref["score"], [model.thresholds.monitoring, model.thresholds.alert, model.thresholds.critical]
+                )
+            ).sum()
+        ),
         "single_score_ms_model": round(lat_model, 3),
         "single_score_cpu_ms_model": round(lat_cpu, 3),
         "single_score_ms_with_window_context": round(lat_win, 3),
@@ -196,7 +237,7 @@ def main() -> int:
         "single_score_ms_with_features_8d_context": round(lat, 2),
         "load_avg_during_speed": round(load_speed, 2),
         "note": "2-core machine shared with other jobs: wall figures depend on the load (load_avg_during_speed); "
-                "CPU figures count both scoring threads",
+        "CPU figures count both scoring threads",
     }
     print(f"\nspeed: {res['speed']}")
 
@@ -215,8 +256,17 @@ def main() -> int:
     fm = FailureModel(FailureConfig(RISK_BANDS)).fit(tg_a)
     pred = fm.predict(snap_b)
     fr = evaluate_failure(pred, tg_b, ev_b, fm.config.thresholds.alert, fm.config.horizon_h)
-    risk_alerts = build_alerts(pred, "transformer", fm.config.thresholds, "bench", rule="failure_risk",
-                               score_col="failure_probability_72h", time_col="as_of", id_col="transformer_id", tz=FC.timezone)
+    risk_alerts = build_alerts(
+        pred,
+        "transformer",
+        fm.config.thresholds,
+        "bench",
+        rule="failure_risk",
+        score_col="failure_probability_72h",
+        time_col="as_of",
+        id_col="transformer_id",
+        tz=FC.timezone,
+    )
     fr["risk_alert_rows"] = risk_alerts.height
     fr["seconds"] = round(time.time() - t, 1)
     res["failure"] = fr
@@ -227,7 +277,9 @@ def main() -> int:
     from contracts import load_profile
 
     prof = load_profile()
-    scfg = SegmentConfig(timezone=FC.timezone, peak_hours=prof.tariffs.peak_window.bounds, holiday_country=prof.holiday_country)
+    scfg = SegmentConfig(
+        timezone=FC.timezone, peak_hours=prof.tariffs.peak_window.bounds, holiday_country=prof.holiday_country
+    )
     pa = profile_features(a["meter_readings"], ref_a["ref_meters"], scfg)
     pb = profile_features(b["meter_readings"], ref_b["ref_meters"], scfg)
     panel_a = sim_a.truth()["truth_customers"].rename({"archetype": "segment"})
@@ -256,19 +308,30 @@ def main() -> int:
     )
 
     t = time.time()
-    cmp = anomaly_comparison({k: v[0] for k, v in feats_ab.items()}, {k: v[1] for k, v in feats_ab.items()}, sim_a, sim_b,
-                             {k: streams[k][3]["score"] for k in streams}, FC.timezone, FC)
+    cmp = anomaly_comparison(
+        {k: v[0] for k, v in feats_ab.items()},
+        {k: v[1] for k, v in feats_ab.items()},
+        sim_a,
+        sim_b,
+        {k: streams[k][3]["score"] for k in streams},
+        FC.timezone,
+        FC,
+    )
     cmp["seconds"] = round(time.time() - t, 1)
     res["realistic_anomaly"] = cmp
     print(f"\n[no labels / incidents] labels from fleet A's incidents: {cmp['incident_labels']}")
-    print(f"  precision at budget ({cmp['alert_budget_per_1000_meters_day']}/1000 meters/day): {cmp['precision_at_budget']}")
+    print(
+        f"  precision at budget ({cmp['alert_budget_per_1000_meters_day']}/1000 meters/day): {cmp['precision_at_budget']}"
+    )
     print(f"  best F1 (meter): {cmp['best_f1']['meter']}")
     print(f"  best F1 (transformer): {cmp['best_f1']['transformer']}")
     for kind in ("meter", "transformer"):
         for et in cmp["event_detection_no_labels"][kind]:
             a0, a1 = cmp["event_detection_no_labels"][kind][et], cmp["event_detection_incidents"][kind][et]
-            print(f"  {kind:11s} {et:22s} no labels {a0['detected']}/{a0['events']} ({a0['median_delay_h']} h) | "
-                  f"incidents {a1['detected']}/{a1['events']} ({a1['median_delay_h']} h)")
+            print(
+                f"  {kind:11s} {et:22s} no labels {a0['detected']}/{a0['events']} ({a0['median_delay_h']} h) | "
+                f"incidents {a1['detected']}/{a1['events']} ({a1['median_delay_h']} h)"
+            )
     t = time.time()
     fr_inc = failure_from_incidents(sim_a, sim_b, snap_a, snap_b, FC.timezone)
     fr_inc["seconds"] = round(time.time() - t, 1)
@@ -310,8 +373,7 @@ def main() -> int:
         "failure_precision_at_alert_incidents": fr_inc["precision_at_threshold"],
         "failure_median_lead_h_incidents": fr_inc["median_lead_h"],
     }
-    res = {**summary, **res, "total_s": round(time.time() - t_all, 1),
-           "load_avg_end": os.getloadavg()[0]}
+    res = {**summary, **res, "total_s": round(time.time() - t_all, 1), "load_avg_end": os.getloadavg()[0]}
     targets = {
         "ensemble F1 > isolation forest F1": summary["f1_ensemble"] > summary["f1_isolation_forest"],
         "failure ROC-AUC >= 0.85": (summary["failure_auc"] or 0) >= 0.85,
@@ -324,8 +386,8 @@ def main() -> int:
         "segment ARI >= 0.8 from profiles alone": seg_u["ari"] >= 0.8,
         "failure ROC-AUC >= 0.85 trained on incidents": (fr_inc["roc_auc"] or 0) >= 0.85,
         "failure median lead >= 48 h trained on incidents": (fr_inc["median_lead_h"] or 0) >= 48,
-        "ensemble (incidents) beats every peer at the alert budget":
-            cmp["precision_at_budget"]["ensemble_incidents"] > max(cmp["precision_at_budget"][p] for p in ("isolation_forest", "ecod", "copod", "lof")),
+        "ensemble (incidents) beats every peer at the alert budget": cmp["precision_at_budget"]["ensemble_incidents"]
+        > max(cmp["precision_at_budget"][p] for p in ("isolation_forest", "ecod", "copod", "lof")),
     }
     res["targets_met"] = targets
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -336,9 +398,14 @@ def main() -> int:
     try:
         (ROOT / "benchmarks" / "work").mkdir(parents=True, exist_ok=True)
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT / 'benchmarks' / 'work' / 'mlflow.db'}"
-        run_id = log_run("gridlake-bench-ml", "bench_ml", res["config"],
-                         {k: v for k, v in summary.items() if isinstance(v, (int, float))}, {"results": OUT},
-                         tracking_uri=uri)
+        run_id = log_run(
+            "gridlake-bench-ml",
+            "bench_ml",
+            res["config"],
+            {k: v for k, v in summary.items() if isinstance(v, (int, float))},
+            {"results": OUT},
+            tracking_uri=uri,
+        )
         print(f"MLflow run {run_id} at {uri}")
     except Exception as e:  # the figures are on disk already; a tracking outage must not hide them
         print(f"MLflow logging failed: {type(e).__name__}: {e}", file=sys.stderr)

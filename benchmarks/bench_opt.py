@@ -19,8 +19,9 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import highspy
 import numpy as np
@@ -62,7 +63,9 @@ def year_prices(n: int = 35_040, seed: int = 7) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(n) / 4.0  # hours
     h, d = t % 24, t // 24
-    daily = 12 * np.exp(-((h - 8) / 2.0) ** 2) + 22 * np.exp(-((h - 19) / 2.5) ** 2) - 8 * np.exp(-((h - 3) / 3) ** 2)
+    daily = (
+        12 * np.exp(-(((h - 8) / 2.0) ** 2)) + 22 * np.exp(-(((h - 19) / 2.5) ** 2)) - 8 * np.exp(-(((h - 3) / 3) ** 2))
+    )
     season = 8 * np.cos(2 * np.pi * d / 365.0)
     weekend = np.where((d % 7) >= 5, -6.0, 0.0)
     noise = rng.normal(0, 4, n)
@@ -140,17 +143,32 @@ def bench_battery(repeats: int, naive: bool) -> dict[str, Any]:
         "battery_year_objective_direct": obj_d,
         "battery_year_objective_rel_diff": abs(obj_p - obj_d) / abs(obj_d),
     }
-    print(f"battery LP, {price.size} steps: direct (sparse -> HiGHS) {t_direct:.2f} s, gridlake/pyomo {t_pyomo:.2f} s "
-          f"(build+compile {res.build_seconds:.2f} s, HiGHS {res.solve_seconds:.2f} s) -> ratio {t_pyomo / t_direct:.2f}x; "
-          f"objective {obj_p:.4f} vs {obj_d:.4f} (rel diff {out['battery_year_objective_rel_diff']:.1e}); "
-          f"CPU {c_pyomo:.2f} s vs {c_direct:.2f} s ({c_pyomo / c_direct:.2f}x); best of {repeats}, "
-          f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
+    print(
+        f"battery LP, {price.size} steps: direct (sparse -> HiGHS) {t_direct:.2f} s, gridlake/pyomo {t_pyomo:.2f} s "
+        f"(build+compile {res.build_seconds:.2f} s, HiGHS {res.solve_seconds:.2f} s) -> ratio {t_pyomo / t_direct:.2f}x; "
+        f"objective {obj_p:.4f} vs {obj_d:.4f} (rel diff {out['battery_year_objective_rel_diff']:.1e}); "
+        f"CPU {c_pyomo:.2f} s vs {c_direct:.2f} s ({c_pyomo / c_direct:.2f}x); best of {repeats}, "
+        f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}"
+    )
     capex = 300.0 * spec.energy_kwh  # $300/kWh installed, a 2025-26 utility-scale ballpark
-    _, roi = project_roi(res.breakdown["savings"], capex, annual_cycles=res.breakdown["equivalent_full_cycles"], years=10, discount_rate=0.07)
-    out["battery_year_roi"] = {"annual_savings": res.breakdown["savings"], "capex": capex, "equivalent_full_cycles": res.breakdown["equivalent_full_cycles"], **roi}
-    print(f"  one-year arbitrage value ${res.breakdown['savings']:,.0f} at {res.breakdown['equivalent_full_cycles']:.0f} cycles; "
-          f"10-year projection at ${capex:,.0f} capex: NPV ${roi['npv']:,.0f}, IRR {roi['irr'] * 100:.1f}%, "
-          f"payback {roi['payback_years']:.1f} y, capacity left {roi['final_capacity_frac'] * 100:.0f}%")
+    _, roi = project_roi(
+        res.breakdown["savings"],
+        capex,
+        annual_cycles=res.breakdown["equivalent_full_cycles"],
+        years=10,
+        discount_rate=0.07,
+    )
+    out["battery_year_roi"] = {
+        "annual_savings": res.breakdown["savings"],
+        "capex": capex,
+        "equivalent_full_cycles": res.breakdown["equivalent_full_cycles"],
+        **roi,
+    }
+    print(
+        f"  one-year arbitrage value ${res.breakdown['savings']:,.0f} at {res.breakdown['equivalent_full_cycles']:.0f} cycles; "
+        f"10-year projection at ${capex:,.0f} capex: NPV ${roi['npv']:,.0f}, IRR {roi['irr'] * 100:.1f}%, "
+        f"payback {roi['payback_years']:.1f} y, capacity left {roi['final_capacity_frac'] * 100:.0f}%"
+    )
     if naive:
         import pyomo.environ as pyo
 
@@ -162,7 +180,9 @@ def bench_battery(repeats: int, naive: bool) -> dict[str, Any]:
         t_naive = time.perf_counter() - t0
         out["battery_year_naive_pyomo_seconds"] = t_naive
         out["battery_year_naive_ratio_vs_direct"] = t_naive / t_direct
-        print(f"  for reference, the same pyomo model through pyo.SolverFactory('highs'): {t_naive:.2f} s ({t_naive / t_direct:.1f}x)")
+        print(
+            f"  for reference, the same pyomo model through pyo.SolverFactory('highs'): {t_naive:.2f} s ({t_naive / t_direct:.1f}x)"
+        )
     return out
 
 
@@ -175,7 +195,7 @@ def bench_ev_1000(repeats: int) -> dict[str, Any]:
     sessions = simulate_sessions(1000, seed=1)
     T = 96
     hours = np.arange(T) / 4.0
-    base = 500.0 + 300.0 * np.exp(-((hours - 18) / 3.0) ** 2)
+    base = 500.0 + 300.0 * np.exp(-(((hours - 18) / 3.0) ** 2))
     price = np.where((hours >= 16) & (hours < 21), 180.0, np.where((hours >= 7) & (hours < 16), 90.0, 50.0))
     limit = 1800.0  # binds: not every request can be met, so "delivered = LP optimum" is a real test
     weights = EVWeights(peak_per_kw=0.05)
@@ -183,18 +203,33 @@ def bench_ev_1000(repeats: int) -> dict[str, Any]:
     optimize_ev(sessions.head(50), **kw, weights=weights, allow_unmet=True)  # warm-up
     secs, opt = best_of(lambda: optimize_ev(sessions, **kw, weights=weights, allow_unmet=True), repeats)
     # the reference: the pure maximum-energy LP (no cost, peak or lateness terms)
-    pure = optimize_ev(sessions, **kw, weights=EVWeights(energy_cost=0.0, peak_per_kw=0.0, early_per_kwh=0.0), allow_unmet=True)
-    edf = earliest_deadline_first(sessions, horizon=T, period_minutes=15, transformer_limit_kw=limit, baseload_kw=base, price=price)
-    unc = uncontrolled(sessions, horizon=T, period_minutes=15, transformer_limit_kw=limit, baseload_kw=base, price=price)
+    pure = optimize_ev(
+        sessions, **kw, weights=EVWeights(energy_cost=0.0, peak_per_kw=0.0, early_per_kwh=0.0), allow_unmet=True
+    )
+    edf = earliest_deadline_first(
+        sessions, horizon=T, period_minutes=15, transformer_limit_kw=limit, baseload_kw=base, price=price
+    )
+    unc = uncontrolled(
+        sessions, horizon=T, period_minutes=15, transformer_limit_kw=limit, baseload_kw=base, price=price
+    )
     om, em, um = opt.metrics, edf.metrics, unc.metrics
-    print(f"EV, 1000 sessions x 96 quarter-hours, {limit:g} kW transformer with baseload: {secs:.2f} s "
-          f"(build {opt.build_seconds:.2f}, HiGHS {opt.solve_seconds:.2f})")
+    print(
+        f"EV, 1000 sessions x 96 quarter-hours, {limit:g} kW transformer with baseload: {secs:.2f} s "
+        f"(build {opt.build_seconds:.2f}, HiGHS {opt.solve_seconds:.2f})"
+    )
     for name, mm in (("optimal", om), ("EDF", em), ("uncontrolled", um)):
-        print(f"  {name:>12}: delivered {mm['energy_delivered_pct']:.3f}%, site peak {mm['site_peak_kw']:.0f} kW "
-              f"({mm['transformer_peak_utilisation_pct']:.0f}% of limit, {mm['limit_violation_kwh']:.0f} kWh above it), cost ${mm['cost']:.0f}")
-    same = abs(pure.metrics["energy_delivered_kwh"] - om["energy_delivered_kwh"]) <= 1e-6 * pure.metrics["energy_delivered_kwh"]
-    print(f"  max-energy LP optimum delivers {pure.metrics['energy_delivered_pct']:.4f}%; weighted optimum {om['energy_delivered_pct']:.4f}% "
-          f"(equal: {same}); vs EDF +{om['energy_delivered_pct'] - em['energy_delivered_pct']:.2f} points of energy")
+        print(
+            f"  {name:>12}: delivered {mm['energy_delivered_pct']:.3f}%, site peak {mm['site_peak_kw']:.0f} kW "
+            f"({mm['transformer_peak_utilisation_pct']:.0f}% of limit, {mm['limit_violation_kwh']:.0f} kWh above it), cost ${mm['cost']:.0f}"
+        )
+    same = (
+        abs(pure.metrics["energy_delivered_kwh"] - om["energy_delivered_kwh"])
+        <= 1e-6 * pure.metrics["energy_delivered_kwh"]
+    )
+    print(
+        f"  max-energy LP optimum delivers {pure.metrics['energy_delivered_pct']:.4f}%; weighted optimum {om['energy_delivered_pct']:.4f}% "
+        f"(equal: {same}); vs EDF +{om['energy_delivered_pct'] - em['energy_delivered_pct']:.2f} points of energy"
+    )
     return {
         "ev_1000_seconds": secs,
         "ev_energy_delivered_pct": om["energy_delivered_pct"],
@@ -202,7 +237,16 @@ def bench_ev_1000(repeats: int) -> dict[str, Any]:
         "ev_energy_equals_lp_optimum": same,
         "ev_1000_limit_kw": limit,
         "ev_1000": {
-            name: {k: mm[k] for k in ("energy_delivered_pct", "site_peak_kw", "cost", "transformer_peak_utilisation_pct", "limit_violation_kwh")}
+            name: {
+                k: mm[k]
+                for k in (
+                    "energy_delivered_pct",
+                    "site_peak_kw",
+                    "cost",
+                    "transformer_peak_utilisation_pct",
+                    "limit_violation_kwh",
+                )
+            }
             for name, mm in (("optimal", om), ("edf", em), ("uncontrolled", um))
         },
         "ev_improvement": {
@@ -221,8 +265,10 @@ def bench_caltech(limits: list[float]) -> dict[str, Any]:
     t_opt = time.perf_counter() - t0
     unc = uncontrolled(sessions, period_minutes=5)
     table: dict[str, dict[str, float]] = {}
-    print(f"EV, real Caltech ACN sessions March 2019 ({sessions.height} sessions, 5-minute periods); "
-          f"{len(limits)} optimal solves in {t_opt:.1f} s")
+    print(
+        f"EV, real Caltech ACN sessions March 2019 ({sessions.height} sessions, 5-minute periods); "
+        f"{len(limits)} optimal solves in {t_opt:.1f} s"
+    )
     print(f"  {'limit kW':>8} {'optimum %':>10} {'EDF %':>8} {'uncontrolled %':>15}")
     for lim in limits:
         e = earliest_deadline_first(sessions, transformer_limit_kw=lim, period_minutes=5)
@@ -235,11 +281,20 @@ def bench_caltech(limits: list[float]) -> dict[str, Any]:
         print(f"  {lim:>8g} {row['optimum_pct']:>10.3f} {row['edf_pct']:>8.3f} {row['uncontrolled_pct']:>15.3f}")
     means = {k: float(np.mean([r[k] for r in table.values()])) for k in ("optimum_pct", "edf_pct", "uncontrolled_pct")}
     never_below = all(r["optimum_pct"] >= r["edf_pct"] - 1e-6 for r in table.values())
-    print(f"  {'mean':>8} {means['optimum_pct']:>10.3f} {means['edf_pct']:>8.3f} {means['uncontrolled_pct']:>15.3f}"
-          f"   optimum never below EDF: {never_below}")
-    print("  (published means on a single-phase model of the site with discrete pilot signals: EDF 96.7%, MPC 96.9%;"
-          " this model has continuous rates and no phase constraints)")
-    return {"ev_caltech": table, "ev_caltech_means": means, "ev_caltech_optimum_never_below_edf": never_below, "ev_caltech_seconds": t_opt}
+    print(
+        f"  {'mean':>8} {means['optimum_pct']:>10.3f} {means['edf_pct']:>8.3f} {means['uncontrolled_pct']:>15.3f}"
+        f"   optimum never below EDF: {never_below}"
+    )
+    print(
+        "  (published means on a single-phase model of the site with discrete pilot signals: EDF 96.7%, MPC 96.9%;"
+        " this model has continuous rates and no phase constraints)"
+    )
+    return {
+        "ev_caltech": table,
+        "ev_caltech_means": means,
+        "ev_caltech_optimum_never_below_edf": never_below,
+        "ev_caltech_seconds": t_opt,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,8 +310,10 @@ def bench_opf(repeats: int) -> dict[str, Any]:
 
     logging.getLogger("pandapower").setLevel(logging.ERROR)  # per-generator vm_pu notices, irrelevant to DC
     out: dict[str, Any] = {}
-    print("DC-OPF (case: gridlake objective vs reference, seconds vs pandapower rundcopp, best of "
-          f"{repeats}; both from a loaded pandapower net)")
+    print(
+        "DC-OPF (case: gridlake objective vs reference, seconds vs pandapower rundcopp, best of "
+        f"{repeats}; both from a loaded pandapower net)"
+    )
     for case, ref in REFERENCE_OBJECTIVES.items():
         net = getattr(pn, case)()
         with warnings.catch_warnings():
@@ -270,10 +327,19 @@ def bench_opf(repeats: int) -> dict[str, Any]:
                 pp.rundcopp(nn)
                 t_p = min(t_p, time.perf_counter() - t0)
         rel = abs(res.objective - ref) / ref
-        out[case] = {"objective": res.objective, "published": ref, "reference_source": REFERENCE_SOURCES[case], "rel_error": rel, "seconds": t_g, "pandapower_seconds": t_p,
-                     "pandapower_objective": float(nets[-1].res_cost)}
-        print(f"  {case:>7}: {res.objective:.6f} $/h vs {ref:.6f} (rel {rel:.1e}); {t_g * 1000:.0f} ms vs pandapower "
-              f"{t_p * 1000:.0f} ms ({t_p / t_g:.1f}x faster)")
+        out[case] = {
+            "objective": res.objective,
+            "published": ref,
+            "reference_source": REFERENCE_SOURCES[case],
+            "rel_error": rel,
+            "seconds": t_g,
+            "pandapower_seconds": t_p,
+            "pandapower_objective": float(nets[-1].res_cost),
+        }
+        print(
+            f"  {case:>7}: {res.objective:.6f} $/h vs {ref:.6f} (rel {rel:.1e}); {t_g * 1000:.0f} ms vs pandapower "
+            f"{t_p * 1000:.0f} ms ({t_p / t_g:.1f}x faster)"
+        )
     return {"opf": out}
 
 
@@ -359,7 +425,11 @@ def bench_opf_bundled(repeats: int, max_buses: int | None) -> dict[str, Any]:
     ok = [r for r in out.values() if r.get("status") == "ok"]
     worst = max((r["rel_diff"] for r in ok), default=None)
     print(f"  {len(ok)} networks solved by both; worst rel diff {worst:.1e}" if ok else "  none solved by both")
-    return {"opf_bundled": out, "opf_bundled_worst_rel_diff": worst, **({"opf_gb": out["GBnetwork"]} if "GBnetwork" in out else {})}
+    return {
+        "opf_bundled": out,
+        "opf_bundled_worst_rel_diff": worst,
+        **({"opf_gb": out["GBnetwork"]} if "GBnetwork" in out else {}),
+    }
 
 
 def bench_n1(repeats: int) -> dict[str, Any]:
@@ -371,8 +441,10 @@ def bench_n1(repeats: int) -> dict[str, Any]:
         secs, res = best_of(lambda: screen_n1(case, redispatch_worst=3), repeats)
         out[case] = {"seconds": secs, "screening_seconds": res.screening_seconds, "redispatch_seconds": res.redispatch_seconds,
                      "branches": int(res.base.branches.height), "overloads": res.overloads.height, "islanding_outages": len(res.islanding)}  # fmt: skip
-        print(f"N-1 {case}: {secs:.2f} s end to end (base OPF + LODF screen of {res.base.branches.height} outages "
-              f"{res.screening_seconds * 1000:.0f} ms + re-dispatch), {res.overloads.height} overloads, {len(res.islanding)} islanding outages")
+        print(
+            f"N-1 {case}: {secs:.2f} s end to end (base OPF + LODF screen of {res.base.branches.height} outages "
+            f"{res.screening_seconds * 1000:.0f} ms + re-dispatch), {res.overloads.height} overloads, {len(res.islanding)} islanding outages"
+        )
     return {"n1_seconds": {c: v["seconds"] for c, v in out.items()}, "n1": out}
 
 
@@ -391,11 +463,20 @@ def bench_uc(repeats: int) -> dict[str, Any]:
     load_after = os.getloadavg()
     # the gap HiGHS reports is against its own proven dual bound: incumbent within 0.1% of optimal
     bound = res.objective * (1.0 - res.mip_gap)
-    print(f"UC, 24 h x 50 units, 0.1% gap: {secs:.2f} s wall, {cpu:.2f} s CPU, best of {repeats} (build {res.build_seconds:.2f}, "
-          f"HiGHS {res.solve_seconds:.2f}), gap {res.mip_gap * 100:.3f}%, cost ${res.objective:,.0f} (proven bound ${bound:,.0f}); "
-          f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
-    return {"uc_24x50_seconds": secs, "uc_24x50_cpu_seconds": cpu, "uc_24x50_repeats": repeats, "uc_gap": res.mip_gap,
-            "uc_objective": res.objective, "uc_bound": bound, "uc_load_average_1min": [load_before[0], load_after[0]]}
+    print(
+        f"UC, 24 h x 50 units, 0.1% gap: {secs:.2f} s wall, {cpu:.2f} s CPU, best of {repeats} (build {res.build_seconds:.2f}, "
+        f"HiGHS {res.solve_seconds:.2f}), gap {res.mip_gap * 100:.3f}%, cost ${res.objective:,.0f} (proven bound ${bound:,.0f}); "
+        f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}"
+    )
+    return {
+        "uc_24x50_seconds": secs,
+        "uc_24x50_cpu_seconds": cpu,
+        "uc_24x50_repeats": repeats,
+        "uc_gap": res.mip_gap,
+        "uc_objective": res.objective,
+        "uc_bound": bound,
+        "uc_load_average_1min": [load_before[0], load_after[0]],
+    }
 
 
 def bench_safety_gate(repeats: int) -> dict[str, Any]:
@@ -422,7 +503,7 @@ def bench_safety_gate(repeats: int) -> dict[str, Any]:
     price = year_prices()
     for name, n in (("battery_day", 96), ("battery_year", price.size)):
         h = (np.arange(n) / 4.0) % 24
-        load = 1500 + 600 * np.exp(-((h - 18.5) / 2.5) ** 2)
+        load = 1500 + 600 * np.exp(-(((h - 18.5) / 2.5) ** 2))
         pv = 900 * np.clip(np.sin(np.pi * (h - 6.5) / 12), 0, None)
         ambient = 22 + 16 * np.clip(np.sin(np.pi * (h - 9) / 12), 0, None)  # hot afternoons: derating binds
         spec = BatterySpec(power_kw=1000.0, energy_kwh=4000.0, degradation_cost_per_mwh=2.0)
@@ -430,25 +511,41 @@ def bench_safety_gate(repeats: int) -> dict[str, Any]:
         solve = lambda: optimize_battery(spec, price[:n], load_kw=load, pv_kw=pv, demand_charge_per_kw=0.5, **kw)  # noqa: E731
         solve()  # warm-up
         t_solve, res = cpu_best(solve, repeats if n <= 96 else 1)
-        t_gate, gate = cpu_best(lambda: gate_battery(res, spec, s, period_minutes=15.0, ambient_c=ambient), 10 * repeats)
-        out[name] = {"periods": n, "gate_cpu_seconds": t_gate, "solve_cpu_seconds": t_solve, "ratio": t_gate / t_solve, "status": gate.status}
+        t_gate, gate = cpu_best(
+            lambda: gate_battery(res, spec, s, period_minutes=15.0, ambient_c=ambient),
+            10 * repeats,
+        )
+        out[name] = {
+            "periods": n,
+            "gate_cpu_seconds": t_gate,
+            "solve_cpu_seconds": t_solve,
+            "ratio": t_gate / t_solve,
+            "status": gate.status,
+        }
     sessions, _ = ev_sessions_for_day(dt.date(2026, 3, 5), "America/New_York")
     n = int(sessions["departure_period"].max())
     h = (np.arange(n) * 5 / 60.0) % 24
     prc = np.where((h >= 16) & (h < 21), 180.0, 50.0)
-    base = 20 + 10 * np.exp(-((h - 18) / 2.0) ** 2)
-    solve = lambda: optimize_ev(sessions, horizon=n, period_minutes=5, price=prc, baseload_kw=base, transformer_limit_kw=80.0, allow_unmet=True)  # noqa: E731
+    base = 20 + 10 * np.exp(-(((h - 18) / 2.0) ** 2))
+    solve = lambda: optimize_ev(
+        sessions, horizon=n, period_minutes=5, price=prc, baseload_kw=base, transformer_limit_kw=80.0, allow_unmet=True
+    )  # noqa: E731
     solve()
     t_solve, res = cpu_best(solve, repeats)
-    t_gate, gate = cpu_best(lambda: gate_ev(res, sessions, s, period_minutes=5, transformer_limit_kw=80.0, baseload_kw=base, price=prc), 10 * repeats)
+    t_gate, gate = cpu_best(
+        lambda: gate_ev(res, sessions, s, period_minutes=5, transformer_limit_kw=80.0, baseload_kw=base, price=prc),
+        10 * repeats,
+    )
     out["ev_day"] = {"sessions": sessions.height, "periods": n, "gate_cpu_seconds": t_gate, "solve_cpu_seconds": t_solve,
                      "ratio": t_gate / t_solve, "status": gate.status}  # fmt: skip
     load_after = os.getloadavg()
     out["load_average_1min"] = [load_before[0], load_after[0]]
     for k, v in out.items():
         if isinstance(v, dict):
-            print(f"safety gate, {k}: gate {v['gate_cpu_seconds'] * 1000:.1f} ms CPU vs solve {v['solve_cpu_seconds'] * 1000:.0f} ms CPU "
-                  f"-> overhead {100 * v['ratio']:.2f} % ({v['status']})")
+            print(
+                f"safety gate, {k}: gate {v['gate_cpu_seconds'] * 1000:.1f} ms CPU vs solve {v['solve_cpu_seconds'] * 1000:.0f} ms CPU "
+                f"-> overhead {100 * v['ratio']:.2f} % ({v['status']})"
+            )
     print(f"  load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
     return {"safety_gate_overhead": out}
 
@@ -471,10 +568,16 @@ def _finite(x: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat, 5 sweep points, skip the naive pyomo run")
-    ap.add_argument("--only", choices=["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "n1", "safety"], action="append")
+    ap.add_argument(
+        "--only", choices=["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "n1", "safety"], action="append"
+    )
     args = ap.parse_args(argv)
     reps = 1 if args.quick else 3
-    limits = [10.0, 40.0, 70.0, 100.0, 125.0] if args.quick else [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 110.0, 125.0]
+    limits = (
+        [10.0, 40.0, 70.0, 100.0, 125.0]
+        if args.quick
+        else [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 110.0, 125.0]
+    )
     only = set(args.only or ["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "n1", "safety"])
     results: dict[str, Any] = {}
     if RESULTS.exists():
@@ -482,8 +585,12 @@ def main(argv: list[str] | None = None) -> int:
             results = json.loads(RESULTS.read_text())
         except json.JSONDecodeError:
             results = {}
-    results["machine"] = {"python": sys.version.split()[0], "platform": platform.platform(), "highspy": highspy.__version__ if hasattr(highspy, "__version__") else "1.15.1",
-                          "note": "2 cores shared with other jobs; ratios are same-run"}
+    results["machine"] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "highspy": highspy.__version__ if hasattr(highspy, "__version__") else "1.15.1",
+        "note": "2 cores shared with other jobs; ratios are same-run",
+    }
     t0 = time.perf_counter()
     if "battery" in only:
         results.update(bench_battery(reps, naive=not args.quick))

@@ -13,8 +13,8 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 
-from models.grid.anomaly import AnomalyEnsemble
 from contracts.profile import load_profile
+from models.grid.anomaly import AnomalyEnsemble
 from models.grid.config import AlertThresholds, AnomalyConfig
 from models.grid.evaluate import event_assets, event_detection, label_readings
 
@@ -32,7 +32,9 @@ def best_f1(y: np.ndarray, s: np.ndarray) -> float:
     return round(float(f.max()), 4)
 
 
-def fit_peers(model: AnomalyEnsemble, train: pl.DataFrame, seed: int = 0, max_rows: int = 40_000, lof_rows: int = 10_000) -> dict:
+def fit_peers(
+    model: AnomalyEnsemble, train: pl.DataFrame, seed: int = 0, max_rows: int = 40_000, lof_rows: int = 10_000
+) -> dict:
     """Isolation Forest and PyOD's ECOD, COPOD and LOF on the same features as the ensemble (its
     robust-scaled, clipped matrix), fitted unsupervised on a sample of the training rows."""
     from pyod.models.copod import COPOD
@@ -58,7 +60,9 @@ def fit_peers(model: AnomalyEnsemble, train: pl.DataFrame, seed: int = 0, max_ro
     return {"models": out, "fit_cpu_s": secs}
 
 
-def peer_scores(peers: dict, model: AnomalyEnsemble, test: pl.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def peer_scores(
+    peers: dict, model: AnomalyEnsemble, test: pl.DataFrame
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Raw anomaly scores (higher = more anomalous) of every peer on ``test`` and the CPU seconds."""
     xs = model._scaled(test)
     out, secs = {}, {}
@@ -69,37 +73,60 @@ def peer_scores(peers: dict, model: AnomalyEnsemble, test: pl.DataFrame) -> tupl
     return out, secs
 
 
-def budget_metrics(keys: pl.DataFrame, score: np.ndarray, truth_events: pl.DataFrame, ref_meters: pl.DataFrame,
-                   tz: str, per_1000: float = ALERT_BUDGET_PER_1000_METERS_DAY) -> dict:
+def budget_metrics(
+    keys: pl.DataFrame,
+    score: np.ndarray,
+    truth_events: pl.DataFrame,
+    ref_meters: pl.DataFrame,
+    tz: str,
+    per_1000: float = ALERT_BUDGET_PER_1000_METERS_DAY,
+) -> dict:
     """At a fixed alert budget: each local day, the ``per_1000`` x meters/1000 meters with the highest
     score of the day are alerted (one alert per meter and day). Precision = share of alerts on a
     meter with a true event that day; event recall = share of events alerted on a day they cover,
     with the median delay from the event start to that day's highest-scoring reading."""
     n_meters = keys["asset_id"].n_unique()
     k = max(1, int(round(per_1000 * n_meters / 1000.0)))
-    df = keys.select("asset_id", "time").with_columns(pl.Series("s", score),
-                                                     pl.col("time").dt.convert_time_zone(tz).dt.date().alias("day"))
-    daily = (df.sort("s", descending=True).group_by("asset_id", "day", maintain_order=True)
-             .agg(pl.col("s").first(), pl.col("time").first().alias("t_max")))
+    df = keys.select("asset_id", "time").with_columns(
+        pl.Series("s", score), pl.col("time").dt.convert_time_zone(tz).dt.date().alias("day")
+    )
+    daily = (
+        df.sort("s", descending=True)
+        .group_by("asset_id", "day", maintain_order=True)
+        .agg(pl.col("s").first(), pl.col("time").first().alias("t_max"))
+    )
     alerts = daily.sort("s", descending=True).group_by("day", maintain_order=True).head(k)
     ea = event_assets(truth_events, ref_meters, "meter")
     t0, t1 = keys["time"].min(), keys["time"].max()
     ea = ea.filter((pl.col("start") <= t1) & (pl.col("end") >= t0))
     day_start = pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")
-    hit = (alerts.with_columns(day_start.alias("_d0"))
-           .join(ea, on="asset_id", how="inner")
-           .filter((pl.col("start") < pl.col("_d0") + timedelta(days=1)) & (pl.col("end") > pl.col("_d0"))))
+    hit = (
+        alerts.with_columns(day_start.alias("_d0"))
+        .join(ea, on="asset_id", how="inner")
+        .filter((pl.col("start") < pl.col("_d0") + timedelta(days=1)) & (pl.col("end") > pl.col("_d0")))
+    )
     true_alerts = hit.select("asset_id", "day").unique().height
-    first = hit.group_by("event_id").agg(((pl.col("t_max").min() - pl.col("start").first()).dt.total_seconds() / 3600).clip(0).alias("delay_h"))
+    first = hit.group_by("event_id").agg(
+        ((pl.col("t_max").min() - pl.col("start").first()).dt.total_seconds() / 3600).clip(0).alias("delay_h")
+    )
     ev = ea.select("event_id", "event_type").unique()
     per_type = {}
     for t in sorted(ev["event_type"].unique().to_list()):
         e = ev.filter(pl.col("event_type") == t).join(first, on="event_id", how="left")
         d = e["delay_h"].drop_nulls()
-        per_type[t] = {"events": e.height, "detected": d.len(), "detection_rate": round(d.len() / e.height, 4) if e.height else 0.0,
-                       "median_delay_h": round(float(d.median()), 2) if d.len() else None}
-    return {"alerts_per_day": k, "alerts": alerts.height, "precision": round(true_alerts / alerts.height, 4) if alerts.height else 0.0,
-            "event_recall": round(first.height / ev.height, 4) if ev.height else None, "per_type": per_type}
+        per_type[t] = {
+            "events": e.height,
+            "detected": d.len(),
+            "detection_rate": round(d.len() / e.height, 4) if e.height else 0.0,
+            "median_delay_h": round(float(d.median()), 2) if d.len() else None,
+        }
+    return {
+        "alerts_per_day": k,
+        "alerts": alerts.height,
+        "precision": round(true_alerts / alerts.height, 4) if alerts.height else 0.0,
+        "event_recall": round(first.height / ev.height, 4) if ev.height else None,
+        "per_type": per_type,
+    }
 
 
 def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict, tz: str, feature_config) -> dict:
@@ -115,30 +142,49 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
     # labels a utility would have: fleet A's incidents confirmed by the end of its period
     known = a["meter"]["time"].max() + timedelta(hours=1)
     inc_events = incident_events(sim_a.incident_records(), known_by=known)
-    out: dict = {"incident_labels": label_summary(inc_events),
-                 "truth_events_fleet_a": {t: int(n) for t, n in sim_a.truth()["truth_events"].group_by("event_type").len().sort("event_type").iter_rows()},
-                 "alert_budget_per_1000_meters_day": ALERT_BUDGET_PER_1000_METERS_DAY}
+    out: dict = {
+        "incident_labels": label_summary(inc_events),
+        "truth_events_fleet_a": {
+            t: int(n)
+            for t, n in sim_a.truth()["truth_events"].group_by("event_type").len().sort("event_type").iter_rows()
+        },
+        "alert_budget_per_1000_meters_day": ALERT_BUDGET_PER_1000_METERS_DAY,
+    }
     det_none, det_inc, prec_budget, bestf1, budget_detail, fit_info = {}, {}, {}, {}, {}, {}
     for kind in ("meter", "transformer"):
         fa, fb = a[kind], b[kind]
         lb = label_readings(fb, ev_b, ref_b, kind)
         y = lb.is_not_null().to_numpy()
         t = time.time()
-        cold = AnomalyEnsemble(kind, feature_config, AlertThresholds.from_bands(load_profile().alert_bands.anomaly)).fit(fa)
+        cold = AnomalyEnsemble(
+            kind, feature_config, AlertThresholds.from_bands(load_profile().alert_bands.anomaly)
+        ).fit(fa)
         t_cold = time.time() - t
         la_inc = label_readings(fa, inc_events, ref_a, kind)
         t = time.time()
-        semi = AnomalyEnsemble(kind, feature_config, AlertThresholds.from_bands(load_profile().alert_bands.anomaly), config=AnomalyConfig(band_calibration="tail")).fit(fa, la_inc.is_not_null())
+        semi = AnomalyEnsemble(
+            kind,
+            feature_config,
+            AlertThresholds.from_bands(load_profile().alert_bands.anomaly),
+            config=AnomalyConfig(band_calibration="tail"),
+        ).fit(fa, la_inc.is_not_null())
         t_semi = time.time() - t
-        fit_info[kind] = {"no_labels": {**cold.fit_report_, "fit_s": round(t_cold, 1)},
-                          "incidents": {**semi.fit_report_, "fit_s": round(t_semi, 1)},
-                          "labelled_rows_from_incidents": int(la_inc.is_not_null().sum())}
+        fit_info[kind] = {
+            "no_labels": {**cold.fit_report_, "fit_s": round(t_cold, 1)},
+            "incidents": {**semi.fit_report_, "fit_s": round(t_semi, 1)},
+            "labelled_rows_from_incidents": int(la_inc.is_not_null().sum()),
+        }
         s_cold, s_semi = cold.score_arrays(fb)["score"], semi.score_arrays(fb)["score"]
         det_none[kind] = event_detection(fb, s_cold, cold.thresholds.alert, ev_b, ref_b, kind)
         det_inc[kind] = event_detection(fb, s_semi, semi.thresholds.alert, ev_b, ref_b, kind)
         peers = fit_peers(cold, fa)
         ps, score_cpu = peer_scores(peers, cold, fb)
-        scores = {"ensemble_no_labels": s_cold, "ensemble_incidents": s_semi, "ensemble_truth_labels": truth_model_scores[kind], **ps}
+        scores = {
+            "ensemble_no_labels": s_cold,
+            "ensemble_incidents": s_semi,
+            "ensemble_truth_labels": truth_model_scores[kind],
+            **ps,
+        }
         bestf1[kind] = {m: best_f1(y, s) for m, s in scores.items()}
         fit_info[kind]["peer_fit_cpu_s"] = peers["fit_cpu_s"]
         fit_info[kind]["peer_score_cpu_s"] = score_cpu
@@ -151,36 +197,68 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
         days = fb["time"].dt.convert_time_zone(tz).dt.date().n_unique()
         n = fb["asset_id"].n_unique()
         for name, s in (("no_labels", s_cold), ("incidents", s_semi)):
-            flagged = fb.select("asset_id", pl.col("time").dt.convert_time_zone(tz).dt.date().alias("d")).filter(pl.Series(s >= 0.85)).unique().height
+            flagged = (
+                fb.select("asset_id", pl.col("time").dt.convert_time_zone(tz).dt.date().alias("d"))
+                .filter(pl.Series(s >= 0.85))
+                .unique()
+                .height
+            )
             fit_info[kind][name]["alert_asset_days_per_1000_per_day_at_0.85"] = round(flagged / (n / 1000) / days, 2)
-    out.update({"event_detection_no_labels": det_none, "event_detection_incidents": det_inc,
-                "precision_at_budget": prec_budget, "best_f1": bestf1, "budget_detail_meter": budget_detail, "fits": fit_info})
+    out.update(
+        {
+            "event_detection_no_labels": det_none,
+            "event_detection_incidents": det_inc,
+            "precision_at_budget": prec_budget,
+            "best_f1": bestf1,
+            "budget_detail_meter": budget_detail,
+            "fits": fit_info,
+        }
+    )
     return out
 
 
 def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFrame, tz: str) -> dict:
     """The failure/RUL model trained on fleet A's *recorded* failures (incidents, late, 90 %), scored
     against fleet B's truth; with the contributing factors and maintenance recommendations."""
-    from models.grid.failure import FailureConfig, FailureModel, contributing_factors, evaluate_failure, failure_targets, to_gold_risk
+    from models.grid.failure import (
+        FailureConfig,
+        FailureModel,
+        contributing_factors,
+        evaluate_failure,
+        failure_targets,
+        to_gold_risk,
+    )
     from models.grid.labels import incident_events
 
     known = snap_a["as_of"].max()
     inc = incident_events(sim_a.incident_records(), known_by=known, types=("transformer_failure",))
     ev_b = sim_b.truth()["truth_events"]
-    fm = FailureModel(FailureConfig(AlertThresholds.from_bands(load_profile().alert_bands.failure_risk))).fit(failure_targets(snap_a, inc))
+    fm = FailureModel(FailureConfig(AlertThresholds.from_bands(load_profile().alert_bands.failure_risk))).fit(
+        failure_targets(snap_a, inc)
+    )
     pred = fm.predict(snap_b)
     r = evaluate_failure(pred, failure_targets(snap_b, ev_b), ev_b, fm.config.thresholds.alert, fm.config.horizon_h)
     fac = contributing_factors(fm, snap_b)
-    flagged = pred.filter(pl.col("failure_probability_72h") >= fm.config.thresholds.alert).join(fac, on=["transformer_id", "as_of"])
-    impact = pl.DataFrame({"transformer_id": snap_b["transformer_id"].unique(), "customers_downstream": 0, "load_downstream_kw": 0.0})
+    flagged = pred.filter(pl.col("failure_probability_72h") >= fm.config.thresholds.alert).join(
+        fac, on=["transformer_id", "as_of"]
+    )
+    impact = pl.DataFrame(
+        {"transformer_id": snap_b["transformer_id"].unique(), "customers_downstream": 0, "load_downstream_kw": 0.0}
+    )
     gold = to_gold_risk(pred, impact, "bench", tz, fac)
-    r.update({
-        "recorded_failures_fleet_a": inc.height,
-        "true_failures_fleet_a": int((sim_a.truth()["truth_events"]["event_type"] == "transformer_failure").sum()),
-        "top_factors_when_flagged": {k: int(v) for k, v in flagged.group_by("top_factor").len().sort("len", descending=True).iter_rows()},
-        "maintenance_recommended_transformers": int(gold.filter(pl.col("maintenance").is_not_null())["transformer_id"].n_unique()),
-        "transformers": int(gold["transformer_id"].n_unique()),
-    })
+    r.update(
+        {
+            "recorded_failures_fleet_a": inc.height,
+            "true_failures_fleet_a": int((sim_a.truth()["truth_events"]["event_type"] == "transformer_failure").sum()),
+            "top_factors_when_flagged": {
+                k: int(v) for k, v in flagged.group_by("top_factor").len().sort("len", descending=True).iter_rows()
+            },
+            "maintenance_recommended_transformers": int(
+                gold.filter(pl.col("maintenance").is_not_null())["transformer_id"].n_unique()
+            ),
+            "transformers": int(gold["transformer_id"].n_unique()),
+        }
+    )
     return r
 
 
@@ -195,17 +273,33 @@ def theft_energy_balance(seed: int, n_meters: int, warmup_days: int, eval_days: 
     data = {k: pl.concat([d[k] for d in days]) for k in ("meter_readings", "scada")}
     ref = sim.reference()
     t = time.process_time()
-    bal, sus = suspects_from_readings(data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], BalanceConfig(tz))
+    bal, sus = suspects_from_readings(
+        data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], BalanceConfig(tz)
+    )
     cpu = time.process_time() - t
     ev = sim.truth()["truth_events"]
     eval_from = start + timedelta(days=warmup_days)
     ev_eval = ev.filter(pl.col("start_time").dt.convert_time_zone(tz).dt.date() >= eval_from)
     sus_eval = sus.filter(pl.col("date") >= eval_from)
     r = theft_detection(sus_eval, ev_eval, ev, n_meters, eval_days)
-    r.update({"warmup_days": warmup_days, "eval_days": eval_days, "meters": n_meters, "cpu_s": round(cpu, 2),
-              "balance_rows": bal.height,
-              "unexplained_share_median": round(float((bal.filter(pl.col("level") == "feeder")["unexplained_kwh"]
-                                                       / bal.filter(pl.col("level") == "feeder")["supplied_kwh"]).median()), 4)})
+    r.update(
+        {
+            "warmup_days": warmup_days,
+            "eval_days": eval_days,
+            "meters": n_meters,
+            "cpu_s": round(cpu, 2),
+            "balance_rows": bal.height,
+            "unexplained_share_median": round(
+                float(
+                    (
+                        bal.filter(pl.col("level") == "feeder")["unexplained_kwh"]
+                        / bal.filter(pl.col("level") == "feeder")["supplied_kwh"]
+                    ).median()
+                ),
+                4,
+            ),
+        }
+    )
     return r
 
 
@@ -213,9 +307,9 @@ def segments_unsupervised(pa: pl.DataFrame, pb: pl.DataFrame, truth_b: pl.DataFr
     """k-means on fleet A's profiles alone, named from descriptors; scored on fleet B against the
     archetypes the fit never saw (ARI, name agreement) and re-fit on 70 % of A with another seed
     (names kept for the same customer)."""
-    from sklearn.metrics import adjusted_rand_score
-
     from dataclasses import replace
+
+    from sklearn.metrics import adjusted_rand_score
 
     from models.grid.segments import SegmentModel
 
@@ -228,5 +322,6 @@ def segments_unsupervised(pa: pl.DataFrame, pb: pl.DataFrame, truth_b: pl.DataFr
         "ari": round(adjusted_rand_score(seg["archetype"], seg["segment"]), 4),
         "name_agreement": round(float((seg["archetype"] == seg["segment"]).mean()), 4),
         "names_stable_after_refit": round(float((sm2.predict(pb)["segment"] == sm.predict(pb)["segment"]).mean()), 4),
-        "names": sm.names_, "fit_s": round(fit_s, 2),
+        "names": sm.names_,
+        "fit_s": round(fit_s, 2),
     }

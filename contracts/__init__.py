@@ -21,6 +21,7 @@ from contracts.forecasts import (
     SYSTEM_ENTITY,
 )
 from contracts.grid import (
+    ADVISORY_KINDS,
     ALERT_STATUSES,
     ASSET_TYPES,
     GOLD_ALERTS,
@@ -33,7 +34,6 @@ from contracts.grid import (
     GOLD_NTL_SUSPECTS,
     GOLD_RECOMMENDATIONS,
     GOLD_TRANSFORMER_RISK,
-    ADVISORY_KINDS,
     GRID_TABLES,
     RECOMMENDATION_KINDS,
     RULES,

@@ -45,7 +45,9 @@ ALERT_DELIVERIES = Table(
         *_ALERT_KEY,
         Column("first_received_at", UTC_TS, False),
         Column("last_received_at", UTC_TS, False),
-        Column("attempts", pl.Int64, False, "notifications received for this key (> 1: Alertmanager retried or repeated)"),
+        Column(
+            "attempts", pl.Int64, False, "notifications received for this key (> 1: Alertmanager retried or repeated)"
+        ),
     ),
     "one row per receiver and alert key: delivered exactly once per receiver, however often Alertmanager sent it",
     key=("receiver", "fingerprint", "starts_at", "status"),

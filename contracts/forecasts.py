@@ -99,4 +99,7 @@ GOLD_SOLAR_RAMPS = Table(
     partition_by=("date",),
     key=("level", "entity_id", "issued_at", "start"),
 )
-FORECAST_TABLES = {t.name: t for t in (GOLD_LOAD_FORECAST, GOLD_SOLAR_FORECAST, GOLD_PEAK_DEMAND, GOLD_FORECAST_ACCURACY, GOLD_SOLAR_RAMPS)}
+FORECAST_TABLES = {
+    t.name: t
+    for t in (GOLD_LOAD_FORECAST, GOLD_SOLAR_FORECAST, GOLD_PEAK_DEMAND, GOLD_FORECAST_ACCURACY, GOLD_SOLAR_RAMPS)
+}

@@ -86,7 +86,9 @@ GOLD_TRANSFORMER_RISK = Table(
         Column("load_downstream_kw", pl.Float64, False, "their mean demand over the last 24 h (outage impact)"),
         Column("top_factor", pl.Utf8, True, "the feature pushing the failure probability up most (tree SHAP)"),
         Column("factors", pl.Utf8, True, "the top contributing features with their values and log-odds contributions"),
-        Column("maintenance", pl.Utf8, True, "maintenance recommendation when the remaining useful life is below 90 days"),
+        Column(
+            "maintenance", pl.Utf8, True, "maintenance recommendation when the remaining useful life is below 90 days"
+        ),
         _MODEL_VERSION,
     ),
     "failure probability, remaining useful life, why, what to do and outage impact per transformer and hour",
@@ -126,14 +128,28 @@ GOLD_RECOMMENDATIONS = Table(
         Column("customer_id", pl.Utf8, False),
         Column("meter_id", pl.Utf8, False),
         Column("segment", pl.Utf8, False),
-        Column("kind", pl.Utf8, False, "time_shift | dr_enrolment | tariff | battery_schedule | ev_charging (site advisories from the schedules)",
-               allowed=RECOMMENDATION_KINDS),
+        Column(
+            "kind",
+            pl.Utf8,
+            False,
+            "time_shift | dr_enrolment | tariff | battery_schedule | ev_charging (site advisories from the schedules)",
+            allowed=RECOMMENDATION_KINDS,
+        ),
         Column("recommended", pl.Boolean, False, "false rows keep the evaluated-but-not-worth-it options"),
         Column("message", pl.Utf8, False),
         Column("est_monthly_savings", pl.Float64, False, "currency units per month (see models.grid.recommend)"),
         Column("basis_kwh", pl.Float64, False, "kWh/month the estimate rests on (shiftable, peak, ...)"),
-        Column("est_monthly_co2_kg", pl.Float64, True, "schedule advisories: kg CO2/month avoided against the baseline"),
-        Column("confidence", pl.Float64, True, "schedule advisories: 1 - mean relative p10-p90 half-width of the load forecast (0.5 on the weekly fallback)", 0.0, 1.0),
+        Column(
+            "est_monthly_co2_kg", pl.Float64, True, "schedule advisories: kg CO2/month avoided against the baseline"
+        ),
+        Column(
+            "confidence",
+            pl.Float64,
+            True,
+            "schedule advisories: 1 - mean relative p10-p90 half-width of the load forecast (0.5 on the weekly fallback)",
+            0.0,
+            1.0,
+        ),
     ),
     "per-customer recommendations with estimated monthly savings",
     partition_by=("as_of",),
@@ -155,7 +171,9 @@ GOLD_DR_EVENTS = Table(
         Column("expected_reduction_kw", pl.Float64, False, "sum over selected participants"),
         Column("n_participants", pl.Int64, False),
         Column("total_incentive", pl.Float64, False),
-        Column("status", pl.Utf8, False, "covered | short (not enough eligible reduction)", allowed=("covered", "short")),
+        Column(
+            "status", pl.Utf8, False, "covered | short (not enough eligible reduction)", allowed=("covered", "short")
+        ),
     ),
     "demand-response events created where the forecast peak exceeds capacity",
     partition_by=("date",),
@@ -210,7 +228,9 @@ GOLD_NTL_SUSPECTS = Table(
         Column("transformer_id", pl.Utf8, False),
         Column("meter_id", pl.Utf8, False),
         Column("rank", pl.Int32, False, "1 = most likely within the transformer", 1.0),
-        Column("score", pl.Float64, False, "correlation of the hourly unexplained loss with the meter's energy", 0.0, 1.0),
+        Column(
+            "score", pl.Float64, False, "correlation of the hourly unexplained loss with the meter's energy", 0.0, 1.0
+        ),
         Column("implied_share", pl.Float64, False, "hidden energy as a multiple of the metered energy"),
         Column("unexplained_rise_kwh", pl.Float64, False),
         Column("reason", pl.Utf8, False),

@@ -11,7 +11,9 @@ import polars as pl
 
 from contracts.tables import _DATE, UTC_TS, Column, Table
 
-_SOURCE = Column("inputs", pl.Utf8, False, "where the load/PV inputs came from (forecast issue or fallback), human-readable")
+_SOURCE = Column(
+    "inputs", pl.Utf8, False, "where the load/PV inputs came from (forecast issue or fallback), human-readable"
+)
 GOLD_BATTERY_SCHEDULE = Table(
     "gold_battery_schedule",
     "gold",
@@ -19,7 +21,9 @@ GOLD_BATTERY_SCHEDULE = Table(
         _DATE,
         Column("site_id", pl.Utf8, False, "the load entity the battery sits behind (gold_load_forecast entity_id)"),
         Column("period_start", UTC_TS, False, "start of the 15-minute period, UTC"),
-        Column("price_per_mwh", pl.Float64, False, "configured time-of-use energy price (configuration, not market data)"),
+        Column(
+            "price_per_mwh", pl.Float64, False, "configured time-of-use energy price (configuration, not market data)"
+        ),
         Column("carbon_kg_per_mwh", pl.Float64, False, "configured grid carbon intensity", 0.0),
         Column("load_kw", pl.Float64, False, "gross site load = metered (net) load forecast + PV forecast", 0.0),
         Column("pv_kw", pl.Float64, False, "PV forecast (p50)", 0.0),
@@ -30,7 +34,9 @@ GOLD_BATTERY_SCHEDULE = Table(
         Column("grid_import_kw", pl.Float64, False, "", 0.0),
         Column("grid_export_kw", pl.Float64, False, "", 0.0),
         Column("baseline_grid_kw", pl.Float64, False, "net grid flow without the battery (+ import)"),
-        Column("reserve_kw", pl.Float64, False, "frequency-regulation capacity offered (0 without a regulation price)", 0.0),
+        Column(
+            "reserve_kw", pl.Float64, False, "frequency-regulation capacity offered (0 without a regulation price)", 0.0
+        ),
     ),
     "battery charge/discharge/SOC schedule per 15 minutes against the configured tariff and the load/PV forecasts",
     partition_by=("date",),
@@ -56,7 +62,12 @@ GOLD_BATTERY_DAILY = Table(
         Column("baseline_peak_import_kw", pl.Float64, False),
         Column("equivalent_full_cycles", pl.Float64, False, "", 0.0),
         Column("reserve_revenue", pl.Float64, False, "frequency-regulation capacity revenue (in savings)"),
-        Column("safety_status", pl.Utf8, False, "safety gate: passed | fallback:hold | fallback:charge_only (optimization.safety)"),
+        Column(
+            "safety_status",
+            pl.Utf8,
+            False,
+            "safety gate: passed | fallback:hold | fallback:charge_only (optimization.safety)",
+        ),
         Column("safety_violations", pl.Int64, False, "rule violations the gate found in the solver schedule", 0.0),
         Column("objective", pl.Float64, False, "LP objective as solved (a fallback: its total cost)"),
         Column("solve_seconds", pl.Float64, False),
@@ -98,7 +109,12 @@ GOLD_EV_SESSIONS = Table(
         Column("cost", pl.Float64, False, "energy cost of the session (V2G exports at the export price net of wear)"),
         Column("carbon_kg", pl.Float64, False, "emissions of the session's net grid energy"),
         Column("site_id", pl.Utf8, False, "the load-forecast entity whose forecast is the site's baseload"),
-        Column("safety_status", pl.Utf8, True, "optimal rows: the safety gate's verdict (passed | fallback:charge_only); baselines: null"),
+        Column(
+            "safety_status",
+            pl.Utf8,
+            True,
+            "optimal rows: the safety gate's verdict (passed | fallback:charge_only); baselines: null",
+        ),
         Column("source_session_date", pl.Date, False, "local day of the real session the row was re-timed from"),
     ),
     "EV sessions of the day with energy requested and delivered per strategy",
@@ -124,7 +140,12 @@ GOLD_OPF_DISPATCH = Table(
         Column("lmp", pl.Float64, True, "locational marginal price, $/MWh (bus rows)"),
         Column("cost_per_h", pl.Float64, True, "DC-OPF objective of the hour (system rows)"),
         Column("load_scale", pl.Float64, False, "factor applied to the case's bus loads this hour"),
-        Column("co2_t_per_h", pl.Float64, True, "emissions, t CO2/h (system and generator rows; null when no emission factors are configured)"),
+        Column(
+            "co2_t_per_h",
+            pl.Float64,
+            True,
+            "emissions, t CO2/h (system and generator rows; null when no emission factors are configured)",
+        ),
         Column("renewable_share", pl.Float64, True, "renewable output / total output (system rows)"),
     ),
     "hourly DC-OPF dispatch, branch flows and LMPs with bus loads scaled by the system load forecast",
@@ -146,7 +167,12 @@ GOLD_UC_SCHEDULE = Table(
         Column("renewable_forecast_mw", pl.Float64, True, "system rows: PV forecast (scaled)"),
         Column("renewable_used_mw", pl.Float64, True, "system rows: after curtailment"),
         Column("unserved_mw", pl.Float64, True, "system rows"),
-        Column("co2_t_per_h", pl.Float64, True, "emissions, t CO2/h (unit and system rows; null without the fleet's co2_t_per_mwh)"),
+        Column(
+            "co2_t_per_h",
+            pl.Float64,
+            True,
+            "emissions, t CO2/h (unit and system rows; null without the fleet's co2_t_per_mwh)",
+        ),
         Column("renewable_share", pl.Float64, True, "system rows: renewable used / load served"),
     ),
     "day-ahead unit commitment: unit x hour on/start/output/reserve plus system totals",
@@ -160,7 +186,14 @@ GOLD_BATTERY_ECONOMICS = Table(
         _DATE,
         Column("site_id", pl.Utf8, False),
         Column("year", pl.Int64, False, "project year (1 = first)", 1.0),
-        Column("capacity_frac", pl.Float64, False, "usable capacity at the end of the year (after a replacement: the new cells next year)", 0.0, 1.0),
+        Column(
+            "capacity_frac",
+            pl.Float64,
+            False,
+            "usable capacity at the end of the year (after a replacement: the new cells next year)",
+            0.0,
+            1.0,
+        ),
         Column("replaced", pl.Boolean, False, "cells replaced at the end of this year (capacity below end of life)"),
         Column("savings", pl.Float64, False, "the year's savings, scaled by the mean usable capacity"),
         Column("cash_flow", pl.Float64, False, "savings - O&M - replacement"),
@@ -187,7 +220,13 @@ GOLD_N1_SCREENING = Table(
         _DATE,
         Column("period_start", UTC_TS, False, "the hour screened: the day's peak hour of gold_opf_dispatch, UTC"),
         Column("case_name", pl.Utf8, False, "pandapower/MATPOWER case"),
-        Column("kind", pl.Utf8, False, "overload: one outage overloads one branch | redispatch: security-constrained re-dispatch of a worst outage", allowed=N1_KINDS),
+        Column(
+            "kind",
+            pl.Utf8,
+            False,
+            "overload: one outage overloads one branch | redispatch: security-constrained re-dispatch of a worst outage",
+            allowed=N1_KINDS,
+        ),
         Column("contingency_branch", pl.Int64, False, "the branch (case row) taken out"),
         Column("monitored_branch", pl.Int64, False, "the overloaded branch (case row); -1 on redispatch rows"),
         Column("from_bus", pl.Int64, True, "monitored branch from-bus"),
@@ -195,10 +234,19 @@ GOLD_N1_SCREENING = Table(
         Column("pre_flow_mw", pl.Float64, True, "monitored branch flow before the outage"),
         Column("post_flow_mw", pl.Float64, True, "after the outage (LODF), MW"),
         Column("rate_mw", pl.Float64, True, "monitored branch rate A"),
-        Column("loading_pct", pl.Float64, True, "post-outage |flow| / rate A (redispatch rows: worst before re-dispatch)"),
-        Column("overloads_after", pl.Int64, True, "redispatch rows: overloads this outage still causes after re-dispatch (null: infeasible)"),
+        Column(
+            "loading_pct", pl.Float64, True, "post-outage |flow| / rate A (redispatch rows: worst before re-dispatch)"
+        ),
+        Column(
+            "overloads_after",
+            pl.Int64,
+            True,
+            "redispatch rows: overloads this outage still causes after re-dispatch (null: infeasible)",
+        ),
         Column("base_cost_per_h", pl.Float64, True, "redispatch rows: DC-OPF cost of the hour"),
-        Column("secured_cost_per_h", pl.Float64, True, "redispatch rows: cost with the outage secured (null: infeasible)"),
+        Column(
+            "secured_cost_per_h", pl.Float64, True, "redispatch rows: cost with the outage secured (null: infeasible)"
+        ),
         Column("status", pl.Utf8, True, "redispatch rows: secured | infeasible: <constraint groups>"),
     ),
     "N-1 line-contingency screening of the DC-OPF at the day's peak hour: overloads per single outage, re-dispatch of the worst",
@@ -209,6 +257,13 @@ GOLD_N1_SCREENING = Table(
 SECURITY_TABLES: dict[str, Table] = {GOLD_N1_SCREENING.name: GOLD_N1_SCREENING}
 OPT_TABLES: dict[str, Table] = {
     t.name: t
-    for t in (GOLD_BATTERY_SCHEDULE, GOLD_BATTERY_DAILY, GOLD_BATTERY_ECONOMICS, GOLD_EV_SCHEDULE, GOLD_EV_SESSIONS, GOLD_OPF_DISPATCH,
-              GOLD_UC_SCHEDULE)
+    for t in (
+        GOLD_BATTERY_SCHEDULE,
+        GOLD_BATTERY_DAILY,
+        GOLD_BATTERY_ECONOMICS,
+        GOLD_EV_SCHEDULE,
+        GOLD_EV_SESSIONS,
+        GOLD_OPF_DISPATCH,
+        GOLD_UC_SCHEDULE,
+    )
 }

@@ -90,9 +90,17 @@ SOURCES: dict[str, Source] = {
                 _f("consumption_kwh", "energy imported in the interval (kWh)", 0.0, None),
                 _f("demand_kw", "average demand over the interval (kW); negative = export", None, None),
                 # empty during a supply outage (the meter still reports 0 kWh): optional, not rejected
-                _f("voltage", "RMS voltage (V), nominal 230; empty when there is no supply", 200.0, 260.0, required=False),
+                _f(
+                    "voltage",
+                    "RMS voltage (V), nominal 230; empty when there is no supply",
+                    200.0,
+                    260.0,
+                    required=False,
+                ),
                 _f("current_amps", "RMS current (A); empty when there is no supply", 0.0, None, required=False),
-                _f("power_factor", "displacement power factor; empty when there is no supply", 0.0, 1.0, required=False),
+                _f(
+                    "power_factor", "displacement power factor; empty when there is no supply", 0.0, 1.0, required=False
+                ),
             ),
             reference="ref_meters",
             description="smart-meter interval readings (15 or 30 minutes)",
@@ -135,9 +143,13 @@ SOURCES: dict[str, Source] = {
             time="confirmed_at",
             measures=(),
             attributes=(
-                Column("incident_id", pl.Utf8, False, "work-order / case number (the record key: a re-export replaces it)"),
+                Column(
+                    "incident_id", pl.Utf8, False, "work-order / case number (the record key: a re-export replaces it)"
+                ),
                 Column("asset_type", pl.Utf8, False, "meter | transformer", allowed=("meter", "transformer")),
-                Column("incident_type", pl.Utf8, False, "what the field crew / investigation found", allowed=INCIDENT_TYPES),
+                Column(
+                    "incident_type", pl.Utf8, False, "what the field crew / investigation found", allowed=INCIDENT_TYPES
+                ),
                 Column("start_time", UTC_TS, False, "when the problem began, as established by the crew"),
                 Column("end_time", UTC_TS, True, "when it ended (repair, meter exchange); empty if still open"),
                 Column("reported_at", UTC_TS, False, "when the utility first heard of it (alarm, call, billing check)"),
@@ -155,6 +167,7 @@ SOURCES: dict[str, Source] = {
 
 QUALITY_FLAGS = ("ok", "warning", "anomaly")
 
+
 def _bronze(src: Source) -> Table:
     # Bronze keeps every record *byte-exact*: each landing file is archived unchanged under
     # ``<lake>/bronze_archive/<source>/<date>/...`` and this table indexes the archive, one row per file.
@@ -167,7 +180,12 @@ def _bronze(src: Source) -> Table:
         Column("source_format", pl.Utf8, False, "csv | parquet | jsonl | ?"),
         Column("bytes", pl.Int64, False, "file size"),
         Column("records", pl.Int64, False, "data records read from the file (0 if empty/unreadable)"),
-        Column("problem", pl.Utf8, True, "file-level reason code (empty_file, unreadable_file, unsafe_name, skipped_file, waived_file, missing_column, duplicate_column)"),
+        Column(
+            "problem",
+            pl.Utf8,
+            True,
+            "file-level reason code (empty_file, unreadable_file, unsafe_name, skipped_file, waived_file, missing_column, duplicate_column)",
+        ),
         Column("detail", pl.Utf8, True),
         _INGESTED,
     )
@@ -190,9 +208,7 @@ def _silver(src: Source) -> Table:
         )
         + src.measures
         + src.attributes
-        + (
-            Column("quality_flag", pl.Utf8, False, "ok | warning | anomaly", allowed=QUALITY_FLAGS),
-        )
+        + (Column("quality_flag", pl.Utf8, False, "ok | warning | anomaly", allowed=QUALITY_FLAGS),)
         + _LINEAGE
     )
     return Table(
@@ -232,7 +248,12 @@ def _manifest(src: Source) -> Table:
     # Written last, after the three tables of a day: appending a row publishes the day at the Delta
     # versions it names (append-only: every publication stays, the latest per date is in force).
     def version(role: str) -> Column:
-        return Column(f"{role}_version", pl.Int64, False, f"Delta version of {role}_{src.name}{'_files' if role == 'bronze' else ''} holding this day's publication")
+        return Column(
+            f"{role}_version",
+            pl.Int64,
+            False,
+            f"Delta version of {role}_{src.name}{'_files' if role == 'bronze' else ''} holding this day's publication",
+        )
 
     def count(name: str, what: str) -> Column:
         return Column(name, pl.Int64, False, what, 0.0)
@@ -259,5 +280,8 @@ def _manifest(src: Source) -> Table:
         key=("date", "published_at"),
     )
 
+
 #: The four tables each source writes: bronze file index, silver, quarantine, manifest.
-SOURCE_TABLES: dict[str, Table] = {t.name: t for s in SOURCES.values() for t in (_bronze(s), _silver(s), _quarantine(s), _manifest(s))}
+SOURCE_TABLES: dict[str, Table] = {
+    t.name: t for s in SOURCES.values() for t in (_bronze(s), _silver(s), _quarantine(s), _manifest(s))
+}

@@ -17,7 +17,9 @@ STREAM_DEAD_LETTERS = Table(
         Column("received_at", UTC_TS, False, "when the bridge received the MQTT message"),
         Column("topic", pl.Utf8, False, "MQTT topic the message came on"),
         Column("source", pl.Utf8, True, "meter_readings | scada | status, when the topic says"),
-        Column("record_index", pl.Int64, True, "0-based position of the record in a head-end batch; null = whole message"),
+        Column(
+            "record_index", pl.Int64, True, "0-based position of the record in a head-end batch; null = whole message"
+        ),
         Column("reason_code", pl.Utf8, False, "why it was rejected", allowed=REASON_CODES + STREAM_REASON_CODES),
         Column("field", pl.Utf8, True, "the offending field, when one is to blame"),
         Column("value", pl.Utf8, True, "the offending raw value"),
@@ -25,7 +27,12 @@ STREAM_DEAD_LETTERS = Table(
         Column("payload", pl.Utf8, True, "the payload as received (text; the first 64 KiB of a larger one)"),
         Column("payload_bytes", pl.Int64, False, "size of the whole payload"),
         Column("payload_sha1", pl.Utf8, False, "sha1 of the whole payload (ties a record to its message)"),
-        Column("batch_id", pl.Utf8, False, "the bridge spool segment that wrote the row (re-writing a segment after a crash replaces its rows)"),
+        Column(
+            "batch_id",
+            pl.Utf8,
+            False,
+            "the bridge spool segment that wrote the row (re-writing a segment after a crash replaces its rows)",
+        ),
     ),
     "MQTT payloads (or records in them) the streaming bridge rejected, with a reason",
     partition_by=("date",),

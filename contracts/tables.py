@@ -68,7 +68,6 @@ class Table:
         return df.select([pl.col(c.name).cast(c.dtype) for c in self.columns])
 
 
-
 _LINEAGE = (
     Column("source_file", pl.Utf8, False, "landing file the record came from (relative key)"),
     Column("source_row", pl.Int64, False, "1-based data row number in that file (header excluded)"),

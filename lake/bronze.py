@@ -20,9 +20,9 @@ import datetime as dt
 
 import polars as pl
 
+from contracts import Source
 from lake.delta import Lake
 from lake.ingest import _ROW, ARCHIVE_PREFIX, READERS
-from contracts import Source
 
 LINEAGE = ["date", "source_file", "source_row", "ingested_at"]
 
@@ -48,7 +48,11 @@ def read_records(lake: Lake, src: Source, day: dt.date) -> pl.DataFrame:
             )
         )
     if not parts:
-        return pl.DataFrame(schema={"date": pl.Date, "source_file": pl.Utf8, _ROW: pl.Int64, "ingested_at": index.schema["ingested_at"]})
+        return pl.DataFrame(
+            schema={"date": pl.Date, "source_file": pl.Utf8, _ROW: pl.Int64, "ingested_at": index.schema["ingested_at"]}
+        )
     out = pl.concat(parts, how="diagonal_relaxed")
-    rest = [c for c in out.columns if c not in LINEAGE and c != "unparsed"] + (["unparsed"] if "unparsed" in out.columns else [])
+    rest = [c for c in out.columns if c not in LINEAGE and c != "unparsed"] + (
+        ["unparsed"] if "unparsed" in out.columns else []
+    )
     return out.select(*LINEAGE, *rest).sort("source_file", _ROW, maintain_order=True)

@@ -51,8 +51,9 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import duckdb
@@ -60,9 +61,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contracts import TABLES, Table
 from lake.delta import Lake
 from lake.manifest import ReadPlan, day_table_role, plan
-from contracts import TABLES, Table
 
 #: layers that get views by default, in the order they are listed
 DEFAULT_LAYERS = ("reference", "silver", "quarantine", "gold", "truth", "bronze", "manifest")
@@ -128,7 +129,12 @@ def _extension_file(name: str) -> Path:
         raise RuntimeError(
             f"DuckDB extension {name!r} is not installed: pip install duckdb-extension-{name}=={duckdb.__version__}"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / f"{name}.duckdb_extension"
+    )
     if not path.is_file():
         raise RuntimeError(
             f"{package} has no build for duckdb {duckdb.__version__} (looked for {path}); "
@@ -280,8 +286,13 @@ def _delta_status(lake: Lake, table: Table) -> tuple[int | None, int | None]:
     return rows, dt_.version()
 
 
-def _declared_rows(tables: list[Table], con: duckdb.DuckDBPyConnection, status: dict[str, dict[str, Any]],
-                   lake: Lake, refreshed_at: dt.datetime) -> pl.DataFrame:
+def _declared_rows(
+    tables: list[Table],
+    con: duckdb.DuckDBPyConnection,
+    status: dict[str, dict[str, Any]],
+    lake: Lake,
+    refreshed_at: dt.datetime,
+) -> pl.DataFrame:
     rows = []
     for t in tables:
         types = con.from_arrow(t.arrow_schema().empty_table()).types  # DuckDB's own name for each type
@@ -312,11 +323,24 @@ def _declared_rows(tables: list[Table], con: duckdb.DuckDBPyConnection, status: 
     return pl.DataFrame(
         rows,
         schema={
-            "table_name": pl.Utf8, "layer": pl.Utf8, "table_description": pl.Utf8, "column_position": pl.Int32,
-            "column_name": pl.Utf8, "column_type": pl.Utf8, "nullable": pl.Boolean, "description": pl.Utf8,
-            "is_key": pl.Boolean, "is_partition": pl.Boolean, "min_value": pl.Float64, "max_value": pl.Float64,
-            "allowed_values": pl.Utf8, "view_available": pl.Boolean, "row_count": pl.Int64,
-            "delta_version": pl.Int64, "uri": pl.Utf8, "refreshed_at": pl.Datetime("us", "UTC"),
+            "table_name": pl.Utf8,
+            "layer": pl.Utf8,
+            "table_description": pl.Utf8,
+            "column_position": pl.Int32,
+            "column_name": pl.Utf8,
+            "column_type": pl.Utf8,
+            "nullable": pl.Boolean,
+            "description": pl.Utf8,
+            "is_key": pl.Boolean,
+            "is_partition": pl.Boolean,
+            "min_value": pl.Float64,
+            "max_value": pl.Float64,
+            "allowed_values": pl.Utf8,
+            "view_available": pl.Boolean,
+            "row_count": pl.Int64,
+            "delta_version": pl.Int64,
+            "uri": pl.Utf8,
+            "refreshed_at": pl.Datetime("us", "UTC"),
         },
     )
 
@@ -363,8 +387,13 @@ def refresh_catalog(
                 status[t.name] = {"available": False, "rows": None, "version": None}
             else:
                 rows, _ = _delta_status(lake, t) if not (p.exclude or p.travel) else (None, None)
-                status[t.name] = {"available": True, "rows": rows, "version": p.pinned, "unpublished_days": list(p.exclude),
-                                  "previous_publication_days": [d for _, d in p.travel]}
+                status[t.name] = {
+                    "available": True,
+                    "rows": rows,
+                    "version": p.pinned,
+                    "unpublished_days": list(p.exclude),
+                    "previous_publication_days": [d for _, d in p.travel],
+                }
         elif lake.exists(t):
             rows, version = _delta_status(lake, t)
             status[t.name] = {"available": True, "rows": rows, "version": version}
@@ -384,8 +413,7 @@ def refresh_catalog(
                     shutil.copyfile(path, tmp)
                 if previous_root not in (None, lake.root):
                     raise ValueError(
-                        f"catalog {path} points at lake {previous_root}, not {lake.root}: "
-                        "use one catalog file per lake"
+                        f"catalog {path} points at lake {previous_root}, not {lake.root}: use one catalog file per lake"
                     )
             with duckdb.connect(str(tmp)) as con:
                 _prepare(con, lake.root)
@@ -396,11 +424,15 @@ def refresh_catalog(
                 )
                 for t in selected:
                     if status[t.name]["available"]:
-                        body = plans[t.name].sql(sql_literal_uri) if t.name in plans else f"SELECT * FROM delta_scan({uris[t.name]})"
+                        body = (
+                            plans[t.name].sql(sql_literal_uri)
+                            if t.name in plans
+                            else f"SELECT * FROM delta_scan({uris[t.name]})"
+                        )
                         con.execute(f'CREATE OR REPLACE VIEW "{t.name}" AS {body}')
                         if status[t.name]["rows"] is None and t.name in plans:  # some days excluded: count the view
                             status[t.name]["rows"] = con.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()[0]
-                        con.execute(f"COMMENT ON VIEW \"{t.name}\" IS {_sql_string(t.description, 'description')}")
+                        con.execute(f'COMMENT ON VIEW "{t.name}" IS {_sql_string(t.description, "description")}')
                     else:
                         con.execute(f'DROP VIEW IF EXISTS "{t.name}"')
                 for name, frame in snapshots.items():
@@ -408,7 +440,10 @@ def refresh_catalog(
                     con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _snapshot')
                     con.unregister("_snapshot")
                     # a snapshot not refreshed this time (its source unreachable) is kept; this says how old it is
-                    con.execute("INSERT OR REPLACE INTO catalog_meta VALUES (?, ?)", [f"snapshot_at:{name}", refreshed_at.isoformat()])
+                    con.execute(
+                        "INSERT OR REPLACE INTO catalog_meta VALUES (?, ?)",
+                        [f"snapshot_at:{name}", refreshed_at.isoformat()],
+                    )
                 decl = _declared_rows(selected, con, status, lake, refreshed_at)
                 con.register("_decl", decl)
                 con.execute("CREATE TABLE IF NOT EXISTS catalog_tables AS SELECT * FROM _decl LIMIT 0")
@@ -429,9 +464,12 @@ def refresh_catalog(
         "row_counts": {n: s["rows"] for n, s in status.items() if s["available"]},
         "versions": {n: s["version"] for n, s in status.items() if s["available"]},
         "held_back": {
-            n: {"unpublished_days": [d.isoformat() for d in s["unpublished_days"]],
-                "previous_publication_days": [d.isoformat() for d in s["previous_publication_days"]]}
-            for n, s in status.items() if s.get("unpublished_days") or s.get("previous_publication_days")
+            n: {
+                "unpublished_days": [d.isoformat() for d in s["unpublished_days"]],
+                "previous_publication_days": [d.isoformat() for d in s["previous_publication_days"]],
+            }
+            for n, s in status.items()
+            if s.get("unpublished_days") or s.get("previous_publication_days")
         },
         "snapshots": {n: f.height for n, f in snapshots.items()},
         "seconds": round(time.perf_counter() - t0, 3),

@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow as pa
@@ -97,7 +98,9 @@ class Lake:
         return DeltaTable(self.uri(table), storage_options=self.storage_options)
 
     # ------------------------------------------------------------------ writing
-    def write_partition(self, table: Table, df: pl.DataFrame | Iterable[pl.DataFrame], partition: dt.date | None, *, retries: int = 5) -> WriteResult:
+    def write_partition(
+        self, table: Table, df: pl.DataFrame | Iterable[pl.DataFrame], partition: dt.date | None, *, retries: int = 5
+    ) -> WriteResult:
         """Replace exactly the rows of one partition (or the whole table if it is unpartitioned).
 
         Every row of ``df`` must belong to ``partition``: a row that does not is a bug upstream,
@@ -155,7 +158,9 @@ class Lake:
     #: rows per data file of a streamed partition write (a file is written piece by piece, never held)
     STREAMED_FILE_ROWS = 8_000_000
 
-    def _write_partition_streamed(self, table: Table, pieces: Iterable[pl.DataFrame], partition: dt.date, conform, *, retries: int) -> WriteResult:
+    def _write_partition_streamed(
+        self, table: Table, pieces: Iterable[pl.DataFrame], partition: dt.date, conform, *, retries: int
+    ) -> WriteResult:
         """One partition replaced in one commit from a stream of frames, in bounded memory.
 
         ``write_deltalake`` given a stream reads it ahead of its Parquet encoder into an unbounded
@@ -196,7 +201,16 @@ class Lake:
             else:
                 size = os.path.getsize(local)
             stats = {"numRecords": state["rows"], "nullCount": state["nulls"]}
-            actions.append(AddAction(f"{part_dir}/{name}", size, {"date": partition.isoformat()}, int(time.time() * 1000), True, json.dumps(stats)))
+            actions.append(
+                AddAction(
+                    f"{part_dir}/{name}",
+                    size,
+                    {"date": partition.isoformat()},
+                    int(time.time() * 1000),
+                    True,
+                    json.dumps(stats),
+                )
+            )
             state.clear()
 
         for piece in pieces:
@@ -212,8 +226,15 @@ class Lake:
                 else:
                     Path(self.uri(table), part_dir).mkdir(parents=True, exist_ok=True)
                     local = str(Path(self.uri(table), part_dir, name))
-                writer = pq.ParquetWriter(local, file_schema, compression="snappy", use_dictionary=[f.name for f in file_schema if f.name != "source_row"],
-                                          column_encoding={"source_row": "DELTA_BINARY_PACKED"} if "source_row" in file_schema.names else None)
+                writer = pq.ParquetWriter(
+                    local,
+                    file_schema,
+                    compression="snappy",
+                    use_dictionary=[f.name for f in file_schema if f.name != "source_row"],
+                    column_encoding={"source_row": "DELTA_BINARY_PACKED"}
+                    if "source_row" in file_schema.names
+                    else None,
+                )
                 state.update(writer=writer, name=name, local=local, rows=0, nulls={f.name: 0 for f in file_schema})
             data = piece.drop("date").to_arrow().cast(file_schema)
             state["writer"].write_table(data)
@@ -230,8 +251,13 @@ class Lake:
         before = target.version()
         for attempt in range(retries + 1):
             try:
-                target.create_write_transaction(actions, mode="overwrite", schema=arrow_schema, partition_by=["date"],
-                                                partition_filters=[("date", "=", partition.isoformat())])
+                target.create_write_transaction(
+                    actions,
+                    mode="overwrite",
+                    schema=arrow_schema,
+                    partition_by=["date"],
+                    partition_filters=[("date", "=", partition.isoformat())],
+                )
                 break
             except CommitFailedError:
                 if attempt == retries:
@@ -243,7 +269,9 @@ class Lake:
         while True:
             text = self._commit_text(table, version)
             if text is None:
-                raise RuntimeError(f"{table.name}: committed {actions[0].path} but found no commit adding it after version {before}")
+                raise RuntimeError(
+                    f"{table.name}: committed {actions[0].path} but found no commit adding it after version {before}"
+                )
             if marker in text:
                 break
             version += 1
@@ -260,8 +288,14 @@ class Lake:
         """
         data = table.conform(df)
         target = target if target is not None else self._open_or_create(table)
-        write_deltalake(target, data, partition_by=list(table.partition_by) or None, mode="append",
-                        storage_options=self.storage_options, writer_properties=WRITER_PROPERTIES)
+        write_deltalake(
+            target,
+            data,
+            partition_by=list(table.partition_by) or None,
+            mode="append",
+            storage_options=self.storage_options,
+            writer_properties=WRITER_PROPERTIES,
+        )
         return WriteResult(table.name, self.uri(table), target.version(), data.height, None)
 
     def _commit_text(self, table: Table | str, version: int) -> str | None:
@@ -301,7 +335,9 @@ class Lake:
                         days.add(dt.date.fromisoformat(value))
         return days
 
-    def replace_batch(self, table: Table, df: pl.DataFrame, column: str, value: str, *, retries: int = 5) -> WriteResult:
+    def replace_batch(
+        self, table: Table, df: pl.DataFrame, column: str, value: str, *, retries: int = 5
+    ) -> WriteResult:
         """Replace the rows whose ``column`` equals ``value`` by ``df`` (all of which must carry it): an
         idempotent append for writers that may re-send a batch after a crash (the streaming bridge)."""
         if not _BATCH_RE.match(value):
@@ -313,9 +349,13 @@ class Lake:
         for attempt in range(retries + 1):
             try:
                 write_deltalake(
-                    target, data, partition_by=list(table.partition_by) or None, mode="overwrite",
+                    target,
+                    data,
+                    partition_by=list(table.partition_by) or None,
+                    mode="overwrite",
                     predicate=f"{table.column(column).name} = '{value}'",  # value checked above: no quoting possible
-                    storage_options=self.storage_options, writer_properties=WRITER_PROPERTIES,
+                    storage_options=self.storage_options,
+                    writer_properties=WRITER_PROPERTIES,
                 )
                 break
             except CommitFailedError:
@@ -415,7 +455,9 @@ class Lake:
         except TableNotFoundError:
             return None
 
-    def read_days(self, table: Table, lo: dt.date, hi: dt.date, columns: list[str] | None = None, *, published: bool = True) -> pl.DataFrame:
+    def read_days(
+        self, table: Table, lo: dt.date, hi: dt.date, columns: list[str] | None = None, *, published: bool = True
+    ) -> pl.DataFrame:
         """Rows of a date-partitioned table with ``lo <= date <= hi``.
 
         An absent table reads as an empty frame with the declared schema (callers that must
@@ -430,7 +472,14 @@ class Lake:
         lf = lf.filter(pl.col("date").is_between(lo, hi))
         return (lf.select(columns) if columns else lf).collect()
 
-    def read(self, table: Table | str, partition: dt.date | None = None, columns: list[str] | None = None, *, published: bool = True) -> pl.DataFrame:
+    def read(
+        self,
+        table: Table | str,
+        partition: dt.date | None = None,
+        columns: list[str] | None = None,
+        *,
+        published: bool = True,
+    ) -> pl.DataFrame:
         """Read a table (optionally one partition) into polars; an absent table raises a clear error."""
         tbl = table if isinstance(table, Table) else None
         col = tbl.partition_by[0] if tbl and tbl.partition_by else "date"

@@ -70,19 +70,29 @@ def load_hourly(silver: pl.DataFrame, meters: pl.DataFrame, transformers: pl.Dat
         )
         if level == "transformer":
             hourly = hourly.join(
-                transformers.select(pl.col("transformer_id").alias("entity_id"), "rating_kva"), on="entity_id", how="left"
+                transformers.select(pl.col("transformer_id").alias("entity_id"), "rating_kva"),
+                on="entity_id",
+                how="left",
             ).with_columns((pl.col("peak_kw") / pl.col("rating_kva") * 100).alias("loading_pct_max"))
         else:
-            hourly = hourly.with_columns(pl.lit(None, pl.Float64).alias("rating_kva"), pl.lit(None, pl.Float64).alias("loading_pct_max"))
+            hourly = hourly.with_columns(
+                pl.lit(None, pl.Float64).alias("rating_kva"), pl.lit(None, pl.Float64).alias("loading_pct_max")
+            )
         out.append(hourly)
-    return pl.concat(out, how="vertical_relaxed").with_columns(pl.lit(day).alias("date")).sort("level", "entity_id", "period_start")
+    return (
+        pl.concat(out, how="vertical_relaxed")
+        .with_columns(pl.lit(day).alias("date"))
+        .sort("level", "entity_id", "period_start")
+    )
 
 
 def day_hours(day: dt.date, tz: str) -> float:
     """Hours in a local day: 23 on spring-forward, 25 on fall-back, else 24."""
     start = dt.datetime(day.year, day.month, day.day)
     return pl.select(
-        (pl.lit(start + dt.timedelta(days=1)).dt.replace_time_zone(tz) - pl.lit(start).dt.replace_time_zone(tz)).dt.total_hours()
+        (
+            pl.lit(start + dt.timedelta(days=1)).dt.replace_time_zone(tz) - pl.lit(start).dt.replace_time_zone(tz)
+        ).dt.total_hours()
     ).item()
 
 
@@ -156,7 +166,9 @@ def grid_health_daily(
             pl.col("voltage").median().alias("voltage_p50"),
             pl.col("voltage").quantile(0.95).alias("voltage_p95"),
             pl.col("voltage").max().alias("voltage_max"),
-            (((pl.col("voltage") < warn_low) | (pl.col("voltage") > warn_high)).mean() * 100).alias("pct_voltage_outside_210_250"),
+            (((pl.col("voltage") < warn_low) | (pl.col("voltage") > warn_high)).mean() * 100).alias(
+                "pct_voltage_outside_210_250"
+            ),
             (pl.col("quality_flag") == "anomaly").sum().cast(pl.Int64).alias("n_anomaly_flags"),
         )
     )
@@ -169,7 +181,9 @@ def grid_health_daily(
             (pl.col("max_kva") / pl.col("rating_kva") * 100).alias("loading_pct")
         )
     else:
-        per_tr = tr.with_columns(pl.lit(None, pl.Float64).alias("loading_pct"), pl.lit(None, pl.Float64).alias("max_hot_spot")).head(0)
+        per_tr = tr.with_columns(
+            pl.lit(None, pl.Float64).alias("loading_pct"), pl.lit(None, pl.Float64).alias("max_hot_spot")
+        ).head(0)
     t = per_tr.group_by("feeder_id").agg(
         pl.len().cast(pl.Int64).alias("n_transformers"),
         (pl.col("loading_pct") > 80).sum().cast(pl.Int64).alias("transformers_over_80pct"),

@@ -28,25 +28,32 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import io
 import json
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import polars as pl
 
+from contracts import QUARANTINE_RECORD_COLUMNS, UTC_TS, Source, day_bounds_utc
 from lake import manifest
 from lake.delta import Lake, WriteResult
-from lake.landing import LandedFile, LandingZone, check_key, skip_reason
-from lake.readers import CHUNK_READERS, DEFAULT_CHUNK_BYTES, FORMATS, Header, ReadNotes, estimate_records, file_format, read_all
-from contracts import QUARANTINE_RECORD_COLUMNS, UTC_TS, Source, day_bounds_utc
-from lake.spill import BucketSpill, SpilledFrame, SpillDir, memory_budget_bytes
+from lake.landing import LandedFile, LandingZone, skip_reason
+from lake.readers import (
+    CHUNK_READERS,
+    DEFAULT_CHUNK_BYTES,
+    Header,
+    ReadNotes,
+    estimate_records,
+    file_format,
+    read_all,
+)
+from lake.spill import BucketSpill, SpillDir, SpilledFrame, memory_budget_bytes
 from quality.rules import DEFAULT_RULES, QualityRules
 
 ARCHIVE_PREFIX = "bronze_archive"
@@ -90,7 +97,9 @@ class IngestResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     forwarded: dict[dt.date, str] = field(default_factory=dict)  # late records re-landed for their own day
     published: dict = field(default_factory=dict)  # the manifest row that published the day (lake.manifest)
-    held: dict[str, str] = field(default_factory=dict)  # blocking files (key: problem): the day was written, not published
+    held: dict[str, str] = field(
+        default_factory=dict
+    )  # blocking files (key: problem): the day was written, not published
 
     @property
     def blocking_files(self) -> dict[str, str]:
@@ -181,16 +190,30 @@ def _parse_text_times(df: pl.DataFrame, c: str) -> pl.DataFrame:
             .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
         )
         df = df.with_columns(
-            pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f%:z"), to_dt(n, "%Y-%m-%dT%H:%M%:z")).dt.convert_time_zone("UTC")).otherwise(pl.col("_t_off")).alias("_t_off"),
-            pl.when(left).then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f"), to_dt(n, "%Y-%m-%dT%H:%M"))).otherwise(pl.col("_t_naive")).alias("_t_naive"),
+            pl.when(left)
+            .then(
+                pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f%:z"), to_dt(n, "%Y-%m-%dT%H:%M%:z")).dt.convert_time_zone(
+                    "UTC"
+                )
+            )
+            .otherwise(pl.col("_t_off"))
+            .alias("_t_off"),
+            pl.when(left)
+            .then(pl.coalesce(to_dt(n, "%Y-%m-%dT%H:%M:%S%.f"), to_dt(n, "%Y-%m-%dT%H:%M")))
+            .otherwise(pl.col("_t_naive"))
+            .alias("_t_naive"),
         )
         has_off = has_off or df["_t_off"].is_not_null().any()
     if not has_off:
         return df.with_columns(pl.lit(False).alias("_t_badoff"))
     # the offset as written (the parsers accept up to +-23:59): hours and optional minutes at the end
     g = s.str.strip_chars().str.extract_groups(r"[+-](\d{2}):?(\d{2})?$")
-    minutes = g.struct.field("1").cast(pl.Int32, strict=False) * 60 + g.struct.field("2").cast(pl.Int32, strict=False).fill_null(0)
-    return df.with_columns((pl.col("_t_off").is_not_null() & (minutes > MAX_OFFSET_MIN)).fill_null(False).alias("_t_badoff"))
+    minutes = g.struct.field("1").cast(pl.Int32, strict=False) * 60 + g.struct.field("2").cast(
+        pl.Int32, strict=False
+    ).fill_null(0)
+    return df.with_columns(
+        (pl.col("_t_off").is_not_null() & (minutes > MAX_OFFSET_MIN)).fill_null(False).alias("_t_badoff")
+    )
 
 
 def _resolve_fold(df: pl.DataFrame, src: Source) -> pl.Series:
@@ -239,7 +262,13 @@ def _resolve_fold(df: pl.DataFrame, src: Source) -> pl.Series:
         pos = [i for i in range(g0, g1) if amb[i]]
         verdict = _fold_split(e[g0:g1], l[g0:g1], naive[g0:g1], amb[g0:g1], vh[g0:g1])
         for j, i in enumerate(pos):
-            fold[idx[i]] = np.nan if verdict is None else (1 if j < verdict[0] else 2) if verdict[1] else (2 if j < verdict[0] else 1)
+            fold[idx[i]] = (
+                np.nan
+                if verdict is None
+                else (1 if j < verdict[0] else 2)
+                if verdict[1]
+                else (2 if j < verdict[0] else 1)
+            )
     return pl.Series("_fold", fold).fill_nan(None)
 
 
@@ -277,7 +306,11 @@ def _time_expr(df: pl.DataFrame, src: Source, tz: str) -> tuple[pl.DataFrame, pl
     if isinstance(dtype, pl.Datetime) and dtype.time_zone:
         return df, pl.col(c).dt.convert_time_zone("UTC").dt.cast_time_unit("us"), none
     if isinstance(dtype, pl.Datetime):
-        df = df.with_columns(pl.col(c).dt.cast_time_unit("us").alias("_t_naive"), pl.lit(None, UTC_TS).alias("_t_off"), pl.lit(False).alias("_t_badoff"))
+        df = df.with_columns(
+            pl.col(c).dt.cast_time_unit("us").alias("_t_naive"),
+            pl.lit(None, UTC_TS).alias("_t_off"),
+            pl.lit(False).alias("_t_badoff"),
+        )
     elif _is_text(df, c):
         df = _parse_text_times(df, c)
     else:
@@ -332,8 +365,12 @@ def _attribute(df: pl.DataFrame, a, tz: str) -> pl.DataFrame:
     local_only = off.is_null() & naive.is_not_null()
     return df.with_columns(
         pl.coalesce(off, pl.when(e == l).then(e).dt.convert_time_zone("UTC")).alias(out),
-        pl.when(local_only & e.is_null()).then(pl.lit("nonexistent"))
-        .when(local_only & (e != l)).then(pl.lit("ambiguous")).otherwise(pl.lit(None, pl.Utf8)).alias(prob),
+        pl.when(local_only & e.is_null())
+        .then(pl.lit("nonexistent"))
+        .when(local_only & (e != l))
+        .then(pl.lit("ambiguous"))
+        .otherwise(pl.lit(None, pl.Utf8))
+        .alias(prob),
     )
 
 
@@ -346,7 +383,9 @@ def _rule_exprs(
     any rule fails given finite measures)); ``_reject_columns`` renders a rejected row's reason from the index. Built once per (source, day, zone, columns, text columns): every file of
     a day with the same shape reuses the expressions instead of rebuilding ~40 of them."""
     ent, tc = src.entity, src.time
-    blank = {c: (pl.col(c).is_null() | (pl.col(c) == "")) if c in text else pl.col(c).is_null() for c in src.raw_columns}
+    blank = {
+        c: (pl.col(c).is_null() | (pl.col(c) == "")) if c in text else pl.col(c).is_null() for c in src.raw_columns
+    }
     raw = lambda c: pl.col(c).cast(pl.Utf8)  # noqa: E731 - the offending value as text
     rules: list[tuple[pl.Expr, str, str | None, pl.Expr, pl.Expr]] = []
     if file_problem:  # a missing or ambiguous column: every record of the file, with the file's reason
@@ -354,35 +393,134 @@ def _rule_exprs(
         rules.append((pl.lit(True), code, fld, pl.lit(None, pl.Utf8), pl.lit(detail)))
     for c in [ent, tc] + [m.name for m in src.measures + src.attributes if not m.nullable]:
         rules.append((blank[c], "missing_value", c, raw(c), pl.lit(f"required field {c} is empty")))
-    rules.append((pl.col("_t").is_null() & pl.col("_dst").is_null(), "wrong_type", tc, raw(tc), _fmt(f"{tc} '{{}}' is not a timestamp", raw(tc))))
+    rules.append(
+        (
+            pl.col("_t").is_null() & pl.col("_dst").is_null(),
+            "wrong_type",
+            tc,
+            raw(tc),
+            _fmt(f"{tc} '{{}}' is not a timestamp", raw(tc)),
+        )
+    )
     for m in src.measures:
-        rules.append((pl.col(f"_v_{m.name}").is_null() & ~blank[m.name], "wrong_type", m.name, raw(m.name), _fmt(f"{m.name} '{{}}' is not a number", raw(m.name))))
+        rules.append(
+            (
+                pl.col(f"_v_{m.name}").is_null() & ~blank[m.name],
+                "wrong_type",
+                m.name,
+                raw(m.name),
+                _fmt(f"{m.name} '{{}}' is not a number", raw(m.name)),
+            )
+        )
     for a in src.attributes:  # typed non-measure fields: timestamps parse, text is one of the allowed values
         v = pl.col(f"_a_{a.name}")
         if a.dtype == UTC_TS:
             p = pl.col(f"_a_{a.name}_p")
-            rules.append((v.is_null() & p.is_null() & ~blank[a.name], "wrong_type", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is not a timestamp", raw(a.name))))
-            rules.append((p == "nonexistent", "dst_nonexistent_time", a.name, raw(a.name), _fmt(f"{a.name} {{}} does not exist in {tz} (spring-forward gap)", raw(a.name))))
-            rules.append((p == "ambiguous", "dst_ambiguous_time", a.name, raw(a.name), _fmt(f"{a.name} {{}} occurs twice in {tz}: give it with its UTC offset", raw(a.name))))
+            rules.append(
+                (
+                    v.is_null() & p.is_null() & ~blank[a.name],
+                    "wrong_type",
+                    a.name,
+                    raw(a.name),
+                    _fmt(f"{a.name} '{{}}' is not a timestamp", raw(a.name)),
+                )
+            )
+            rules.append(
+                (
+                    p == "nonexistent",
+                    "dst_nonexistent_time",
+                    a.name,
+                    raw(a.name),
+                    _fmt(f"{a.name} {{}} does not exist in {tz} (spring-forward gap)", raw(a.name)),
+                )
+            )
+            rules.append(
+                (
+                    p == "ambiguous",
+                    "dst_ambiguous_time",
+                    a.name,
+                    raw(a.name),
+                    _fmt(f"{a.name} {{}} occurs twice in {tz}: give it with its UTC offset", raw(a.name)),
+                )
+            )
             y0, y1 = YEAR_WINDOW
             t0, t1 = dt.datetime(y0, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(y1 + 1, 1, 1, tzinfo=dt.timezone.utc)
-            rules.append(((v < t0) | (v >= t1), "out_of_range", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is outside the years {y0}-{y1}", raw(a.name))))
+            rules.append(
+                (
+                    (v < t0) | (v >= t1),
+                    "out_of_range",
+                    a.name,
+                    raw(a.name),
+                    _fmt(f"{a.name} '{{}}' is outside the years {y0}-{y1}", raw(a.name)),
+                )
+            )
         elif a.allowed:
-            rules.append((v.is_not_null() & ~v.is_in(list(a.allowed)), "out_of_range", a.name, raw(a.name), _fmt(f"{a.name} '{{}}' is not one of {list(a.allowed)}", raw(a.name))))
+            rules.append(
+                (
+                    v.is_not_null() & ~v.is_in(list(a.allowed)),
+                    "out_of_range",
+                    a.name,
+                    raw(a.name),
+                    _fmt(f"{a.name} '{{}}' is not one of {list(a.allowed)}", raw(a.name)),
+                )
+            )
     if tc in text:  # only a written offset can be out of range
-        rules.append((pl.col("_dst") == "bad_offset", "out_of_range", tc, raw(tc), _fmt(f"{tc} '{{}}' has a UTC offset beyond +-14:00", raw(tc))))
+        rules.append(
+            (
+                pl.col("_dst") == "bad_offset",
+                "out_of_range",
+                tc,
+                raw(tc),
+                _fmt(f"{tc} '{{}}' has a UTC offset beyond +-14:00", raw(tc)),
+            )
+        )
     # the year window: compared as instants (dt.year() would convert every zone-aware value); not
     # screened on its own, since such a time is also before or after the day (late/future rules below)
     y0, y1 = YEAR_WINDOW
     t0, t1 = dt.datetime(y0, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(y1 + 1, 1, 1, tzinfo=dt.timezone.utc)
     year_rule = len(rules)
-    rules.append(((pl.col("_t") < t0) | (pl.col("_t") >= t1), "out_of_range", tc, raw(tc), _fmt(f"{tc} '{{}}' is outside the years {y0}-{y1}", raw(tc))))
-    rules.append((pl.col("_dst") == "nonexistent", "dst_nonexistent_time", tc, raw(tc), _fmt(f"{{}} does not exist in {tz} (spring-forward gap)", raw(tc))))
-    rules.append((pl.col("_dst") == "ambiguous", "dst_ambiguous_time", tc, raw(tc), _fmt(f"{{}} occurs twice in {tz} (daylight and standard time) and this meter's sequence in the file does not prove which", raw(tc))))
+    rules.append(
+        (
+            (pl.col("_t") < t0) | (pl.col("_t") >= t1),
+            "out_of_range",
+            tc,
+            raw(tc),
+            _fmt(f"{tc} '{{}}' is outside the years {y0}-{y1}", raw(tc)),
+        )
+    )
+    rules.append(
+        (
+            pl.col("_dst") == "nonexistent",
+            "dst_nonexistent_time",
+            tc,
+            raw(tc),
+            _fmt(f"{{}} does not exist in {tz} (spring-forward gap)", raw(tc)),
+        )
+    )
+    rules.append(
+        (
+            pl.col("_dst") == "ambiguous",
+            "dst_ambiguous_time",
+            tc,
+            raw(tc),
+            _fmt(
+                f"{{}} occurs twice in {tz} (daylight and standard time) and this meter's sequence in the file does not prove which",
+                raw(tc),
+            ),
+        )
+    )
     n_screened = len(rules)
     for m in src.measures:  # NaN and +-inf (also 'Infinity', '1e999') are no measurement
         v = pl.col(f"_v_{m.name}")
-        rules.append((v.is_not_null() & ~v.is_finite(), "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} '{{}}' is not a finite number", raw(m.name))))
+        rules.append(
+            (
+                v.is_not_null() & ~v.is_finite(),
+                "out_of_range",
+                m.name,
+                raw(m.name),
+                _fmt(f"{m.name} '{{}}' is not a finite number", raw(m.name)),
+            )
+        )
     finite_rules = range(n_screened, len(rules))
     for m in src.measures:
         if m.min is None and m.max is None:
@@ -391,26 +529,58 @@ def _rule_exprs(
         cond = (v < m.min if m.min is not None else pl.lit(False)) | (v > m.max if m.max is not None else pl.lit(False))
         lo = "-inf" if m.min is None else f"{m.min:g}"
         hi = "inf" if m.max is None else f"{m.max:g}"
-        rules.append((cond, "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} {{}} outside [{lo}, {hi}]", raw(m.name))))
+        rules.append(
+            (cond, "out_of_range", m.name, raw(m.name), _fmt(f"{m.name} {{}} outside [{lo}, {hi}]", raw(m.name)))
+        )
     refs = " or ".join(t for t, _ in src.reference_columns)
-    rules.append((pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {refs}", raw(ent))))
+    rules.append(
+        (pl.col(_EIDX).is_null(), "unknown_entity", ent, raw(ent), _fmt(f"{ent} {{}} is not in {refs}", raw(ent)))
+    )
     if partition is not None:  # None: records not tied to one day's files (the streaming bridge)
         p = partition.isoformat()
         # the local day's UTC bounds, computed once: no per-row time-zone conversion for good rows
         lo, hi = day_bounds_utc(partition, tz)
-        rules.append((pl.col("_t") < lo, "late_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
-        rules.append((pl.col("_t") >= hi, "future_data", tc, raw(tc), _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d"))))
+        rules.append(
+            (
+                pl.col("_t") < lo,
+                "late_data",
+                tc,
+                raw(tc),
+                _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d")),
+            )
+        )
+        rules.append(
+            (
+                pl.col("_t") >= hi,
+                "future_data",
+                tc,
+                raw(tc),
+                _fmt(f"reading of {{}} arrived with the files of {p}", pl.col("_d")),
+            )
+        )
     # screening every row: one sum of the measures is non-finite iff one of them is (nulls are skipped),
     # a third of the cost of a finiteness test per measure; the per-measure rules name the field below
     # (scaled by 2**-16 so that no sum of finite values can overflow to inf)
-    all_finite = pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite() if src.measures else pl.lit(True)
+    all_finite = (
+        pl.sum_horizontal([pl.col(f"_v_{m.name}") * 2.0**-16 for m in src.measures]).is_finite()
+        if src.measures
+        else pl.lit(True)
+    )
     # (without a partition there are no late/future rules, so the year window is screened itself)
-    screens = [c.fill_null(False) for i, (c, *_) in enumerate(rules) if i not in finite_rules and (i != year_rule or partition is None)]
+    screens = [
+        c.fill_null(False)
+        for i, (c, *_) in enumerate(rules)
+        if i not in finite_rules and (i != year_rule or partition is None)
+    ]
     any_bad = pl.any_horizontal(screens + [~all_finite])
     # the clean path: a column whose sum is finite holds only finite values (a NaN or an infinity makes
     # the sum NaN or infinite; an overflow of finite values only sends it to the exact screen), so one
     # reduction per measure (~0.25 ms per 100k rows) spares the row-wise screen (~0.8 ms)
-    finite_cols = pl.all_horizontal([pl.col(f"_v_{m.name}").sum().is_finite() for m in src.measures]) if src.measures else pl.lit(True)
+    finite_cols = (
+        pl.all_horizontal([pl.col(f"_v_{m.name}").sum().is_finite() for m in src.measures])
+        if src.measures
+        else pl.lit(True)
+    )
     any_bad_if_finite = pl.any_horizontal(screens)
     # the first failing rule wins: its position, from the conditions alone (only evaluated on the rejected rows)
     first = None
@@ -464,6 +634,7 @@ def validate_file(
         df = df.with_columns(pl.col(ent).cast(pl.Utf8))
     df, t_expr, dst_expr = _time_expr(df, src, tz)
     df = df.with_columns(t_expr.alias("_t"), dst_expr.alias("_dst"))
+
     def number(c: str) -> pl.Expr:
         if not _is_text(df, c):  # the Parquet reader leaves only numeric (or text) measure columns
             return pl.col(c).cast(pl.Float64, strict=False)
@@ -476,7 +647,11 @@ def validate_file(
     # the entity's position in the reference ids (null = unknown): one string hash per record,
     # and later the integer key for deduplication and the per-entity flag windows
     df = df.with_columns(
-        pl.col(ent).replace_strict(known_ids, pl.int_range(0, known_ids.len(), dtype=pl.Int64, eager=True), default=None, return_dtype=pl.Int64).alias(_EIDX)
+        pl.col(ent)
+        .replace_strict(
+            known_ids, pl.int_range(0, known_ids.len(), dtype=pl.Int64, eager=True), default=None, return_dtype=pl.Int64
+        )
+        .alias(_EIDX)
     )
     text = frozenset(c for c in src.raw_columns if _is_text(df, c))
     shape = (src, partition, tz, file_problem, text)
@@ -495,7 +670,9 @@ def validate_file(
     if n_bad == 0:
         return accepted, _empty_rejects()
     accepted = accepted.filter(~bad_mask)
-    bad = df.filter(bad_mask).with_columns(pl.col("_t").dt.convert_time_zone(tz).dt.date().alias("_d"), first_rule.alias("_rule"))
+    bad = df.filter(bad_mask).with_columns(
+        pl.col("_t").dt.convert_time_zone(tz).dt.date().alias("_d"), first_rule.alias("_rule")
+    )
     present = tuple(sorted(bad["_rule"].drop_nulls().unique().to_list()))
     record = pl.struct([pl.col(c) for c in received]).struct.json_encode() if received else pl.lit("{}")
     rejected = bad.select(
@@ -510,7 +687,9 @@ def validate_file(
         pl.when(pl.col("reason_code").is_in(["late_data", "future_data"])).then(pl.col("_d")).alias("target_date")
     )
     rejected = rejected.with_columns(
-        pl.when(pl.col("target_date").is_not_null()).then(pl.col("_t").dt.strftime("%Y-%m-%dT%H:%M:%S%.f%:z")).alias(_FWD_TIME)
+        pl.when(pl.col("target_date").is_not_null())
+        .then(pl.col("_t").dt.strftime("%Y-%m-%dT%H:%M:%S%.f%:z"))
+        .alias(_FWD_TIME)
     ).drop("_d", "_t")
     return accepted, rejected
 
@@ -527,7 +706,17 @@ def _empty_rejects() -> pl.DataFrame:
 def _file_marker(rep: FileReport) -> pl.DataFrame:
     """One quarantine row (source_row 0) for a file that yielded no records."""
     return pl.DataFrame(
-        {"reason_code": [rep.problem], "field": [None], "value": [None], "detail": [rep.detail], "target_date": [None], "raw_record": [None], _FILE: [rep.key], _ROW: [0], _FWD_TIME: [None]},
+        {
+            "reason_code": [rep.problem],
+            "field": [None],
+            "value": [None],
+            "detail": [rep.detail],
+            "target_date": [None],
+            "raw_record": [None],
+            _FILE: [rep.key],
+            _ROW: [0],
+            _FWD_TIME: [None],
+        },
         schema=_REJECTS_SCHEMA,
     )
 
@@ -573,7 +762,9 @@ def _last_copy_of_day_key(ok: pl.DataFrame, src: Source, partition: dt.date, tz:
     if ok[_EIDX].max() >= 1 << (63 - _T_BITS) or (hi - lo).total_seconds() * 1e6 >= 1 << _T_BITS:
         return last_copy_mask(ok, [src.entity, src.time])  # a fleet beyond 67 M entities: the general path
     us = (pl.col(src.time) - pl.lit(lo).cast(UTC_TS)).dt.total_microseconds()
-    key = ok.select((pl.col(_EIDX) * (1 << _T_BITS) + us).alias("k"))["k"].to_numpy()  # us < 2**37: the sum is the bitwise or
+    key = ok.select((pl.col(_EIDX) * (1 << _T_BITS) + us).alias("k"))[
+        "k"
+    ].to_numpy()  # us < 2**37: the sum is the bitwise or
     # a stable sort keeps arrival order among equal keys, so the last of each run of equal keys is
     # the copy that wins; files arrive nearly sorted by (meter, time), which numpy's stable
     # (radix/tim) sort exploits: ~1 ms per 480k rows against ~10 ms for a hash-based is_last_distinct
@@ -602,7 +793,11 @@ def _malformed_rejects(malformed: pl.DataFrame, key: str, fmt: str) -> pl.DataFr
         pl.lit("malformed_line").alias("reason_code"),
         pl.lit(None, pl.Utf8).alias("field"),
         pl.lit(None, pl.Utf8).alias("value"),
-        pl.lit("the line cannot be split into the header's fields" if fmt == "csv" else "the line is not a JSON object with one value per field").alias("detail"),
+        pl.lit(
+            "the line cannot be split into the header's fields"
+            if fmt == "csv"
+            else "the line is not a JSON object with one value per field"
+        ).alias("detail"),
         pl.lit(None, pl.Date).alias("target_date"),
         pl.struct(pl.col("unparsed").alias("line")).struct.json_encode().alias("raw_record"),
         pl.lit(key).alias(_FILE),
@@ -647,7 +842,10 @@ def process_file(
         with zone.open(f.key) as fh:
             rep.archive_path = lake.put_object(f"{ARCHIVE_PREFIX}/{f.key}", fh)
     if fmt == "?":
-        rep.problem, rep.detail = "unreadable_file", f"unknown file extension of {f.key.rsplit('/', 1)[-1]!r} (expected .csv, .jsonl, .parquet, optionally .gz)"
+        rep.problem, rep.detail = (
+            "unreadable_file",
+            f"unknown file extension of {f.key.rsplit('/', 1)[-1]!r} (expected .csv, .jsonl, .parquet, optionally .gz)",
+        )
         return pl.DataFrame(), _file_marker(rep), rep
     notes = ReadNotes()
     accepted, rejected = [], []
@@ -660,7 +858,9 @@ def process_file(
                     hp = _header_problem(chunk.header, src)
                     if hp and rep.problem is None:
                         rep.problem, rep.detail = hp[0], hp[2]
-                    a, r = validate_file(chunk.df, f.key, src, partition, known_ids, tz, hp, decimal_comma=chunk.header.decimal_comma)
+                    a, r = validate_file(
+                        chunk.df, f.key, src, partition, known_ids, tz, hp, decimal_comma=chunk.header.decimal_comma
+                    )
                     accepted.append(a) if accept is None else accept(a)
                     rejected.append(r)
                 if chunk.malformed.height:
@@ -671,7 +871,9 @@ def process_file(
         data = zone.get_bytes(f.key)
         est = estimate_records(data, fmt)
         rep.problem = "unreadable_file"
-        rep.detail = (f"{type(e).__name__}: {e}"[:400] + f" ({rep.bytes} bytes, about {est if est is not None else '?'} records)")
+        rep.detail = (
+            f"{type(e).__name__}: {e}"[:400] + f" ({rep.bytes} bytes, about {est if est is not None else '?'} records)"
+        )
         rep.estimated_records = est
         return pl.DataFrame(), _file_marker(rep), rep
     if notes.items:
@@ -681,7 +883,11 @@ def process_file(
         rep.problem, rep.detail = "empty_file", "; ".join(x for x in ("the file has no data rows", rep.detail) if x)
         return pl.DataFrame(), _file_marker(rep), rep
     # no copy: the chunks' columns are kept as chunks (a rechunk would hold every row twice)
-    acc = pl.concat(accepted, how="vertical_relaxed", rechunk=False) if len(accepted) > 1 else (accepted[0] if accepted else pl.DataFrame())
+    acc = (
+        pl.concat(accepted, how="vertical_relaxed", rechunk=False)
+        if len(accepted) > 1
+        else (accepted[0] if accepted else pl.DataFrame())
+    )
     rej = [r for r in rejected if r.height]
     rej = pl.concat(rej, how="diagonal_relaxed") if rej else _empty_rejects()
     return acc, rej, rep
@@ -704,7 +910,9 @@ def waived_files(zone: LandingZone, src: Source, partition: dt.date) -> list[Fil
     return out
 
 
-def _dedupe_and_flag(ok: pl.DataFrame, src: Source, partition: dt.date, tz: str, rules: QualityRules) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _dedupe_and_flag(
+    ok: pl.DataFrame, src: Source, partition: dt.date, tz: str, rules: QualityRules
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(silver rows, duplicate rejects) of accepted rows holding *all* rows of their entities for the day:
     files are in receive order, rows in file order, and the last copy of a key wins."""
     keep = _last_copy_of_day_key(ok, src, partition, tz)
@@ -715,7 +923,9 @@ def _dedupe_and_flag(ok: pl.DataFrame, src: Source, partition: dt.date, tz: str,
         ok = ok.filter(keep)
     if dups.height:
         key = list(src.key)
-        winners = ok.join(dups.select(key).unique(), on=key, how="semi").select(*key, _fmt("{}:{}", pl.col(_FILE), pl.col(_ROW)).alias("_kept"))
+        winners = ok.join(dups.select(key).unique(), on=key, how="semi").select(
+            *key, _fmt("{}:{}", pl.col(_FILE), pl.col(_ROW)).alias("_kept")
+        )
         dups = dups.join(winners, on=key, how="left").select(
             pl.lit("duplicate").alias("reason_code"),
             pl.lit(",".join(key)).alias("field"),
@@ -726,7 +936,9 @@ def _dedupe_and_flag(ok: pl.DataFrame, src: Source, partition: dt.date, tz: str,
             pl.col(_FILE),
             pl.col(_ROW),
         )
-    silver = ok.with_columns(pl.lit(partition).alias("date"), rules.flag_expr(src.name, entity=_EIDX).alias("quality_flag")).drop(_EIDX)
+    silver = ok.with_columns(
+        pl.lit(partition).alias("date"), rules.flag_expr(src.name, entity=_EIDX).alias("quality_flag")
+    ).drop(_EIDX)
     return silver, dups
 
 
@@ -765,12 +977,17 @@ def build_partition(
             reports.append(rep)
             rejected.append(_file_marker(rep))
         for i, f in enumerate(files):
-            _, r, rep = process_file(zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes, accept=held.add)
+            _, r, rep = process_file(
+                zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes, accept=held.add
+            )
             reports.append(rep)
             if r.height:
                 rejected.append(r)
             if progress:
-                progress(f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records" + (f" [{rep.problem}]" if rep.problem else ""))
+                progress(
+                    f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records"
+                    + (f" [{rep.problem}]" if rep.problem else "")
+                )
         t1 = time.perf_counter()
         flags: Counter = Counter()
         dup_parts = []
@@ -786,7 +1003,9 @@ def build_partition(
             else:
                 silver = s
         if silver is None:  # no accepted row at all
-            empty = pl.DataFrame(schema={**{c: src.silver.polars_schema()[c] for c in src.raw_columns + [_FILE, _ROW]}, _EIDX: pl.Int64})
+            empty = pl.DataFrame(
+                schema={**{c: src.silver.polars_schema()[c] for c in src.raw_columns + [_FILE, _ROW]}, _EIDX: pl.Int64}
+            )
             silver = _dedupe_and_flag(empty, src, partition, tz, rules)[0]
     except BaseException:
         spill_dir.close()
@@ -830,7 +1049,9 @@ def build_partition(
     return {"bronze": bronze, "silver": silver, "quarantine": quarantine}, res
 
 
-def forward_late_records(zone: LandingZone, src: Source, partition: dt.date, quarantine: pl.DataFrame, max_days: int = 7) -> dict[dt.date, str]:
+def forward_late_records(
+    zone: LandingZone, src: Source, partition: dt.date, quarantine: pl.DataFrame, max_days: int = 7
+) -> dict[dt.date, str]:
     """Re-land late (and early) records in the folder of the day they belong to.
 
     They stay in this partition's quarantine as ``late_data``/``future_data`` (with ``target_date``),
@@ -896,8 +1117,13 @@ def write_partition_frames(
     manifest.fault_point("before_manifest", src, partition)
     res.held = res.blocking_files
     if not res.held:
-        counts = {"files": len(res.files), "bronze_records": res.raw_rows, "silver_rows": res.silver_rows,
-                  "quarantined_rows": res.quarantined_rows, "duplicate_rows": res.duplicate_rows}
+        counts = {
+            "files": len(res.files),
+            "bronze_records": res.raw_rows,
+            "silver_rows": res.silver_rows,
+            "quarantined_rows": res.quarantined_rows,
+            "duplicate_rows": res.duplicate_rows,
+        }
         res.published = publisher.publish(partition, res.writes, counts, run_id or uuid.uuid4().hex)
     # else: a file that cannot be read (or may not be opened) is held out of the manifest: readers keep
     # seeing the day's last publication (none: the day is invisible) until it is fixed or waived and re-run
@@ -907,7 +1133,11 @@ def write_partition_frames(
         progress(
             f"{src.name} {partition}: {res.raw_rows} records = {res.silver_rows} silver + "
             f"{res.quarantined_rows} quarantined + {res.duplicate_rows} duplicates; "
-            + (f"HELD, not published: {len(res.held)} file(s) not readable ({', '.join(sorted(res.held))[:300]}): fix or waive (lake.waiver)" if res.held else "published")
+            + (
+                f"HELD, not published: {len(res.held)} file(s) not readable ({', '.join(sorted(res.held))[:300]}): fix or waive (lake.waiver)"
+                if res.held
+                else "published"
+            )
         )
     return res
 
@@ -934,7 +1164,19 @@ def ingest_partition(
 ) -> IngestResult:
     """Build one partition, forward its late/early records to their own day's landing folder (see
     forward_late_records), replace it in the bronze index, silver and quarantine, and publish it."""
-    return ingest_partitions(zone, lake, src, [partition], known_ids, tz=tz, rules=rules, progress=progress, forward_late=forward_late, run_id=run_id, memory_bytes=memory_bytes)[0]
+    return ingest_partitions(
+        zone,
+        lake,
+        src,
+        [partition],
+        known_ids,
+        tz=tz,
+        rules=rules,
+        progress=progress,
+        forward_late=forward_late,
+        run_id=run_id,
+        memory_bytes=memory_bytes,
+    )[0]
 
 
 def ingest_partitions(
@@ -968,7 +1210,9 @@ def ingest_partitions(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridlake-writer") as writer:
         pending = None
         for day in partitions:
-            frames, res = build_partition(zone, src, day, known_ids, lake=lake, tz=tz, rules=rules, progress=progress, memory_bytes=memory_bytes)
+            frames, res = build_partition(
+                zone, src, day, known_ids, lake=lake, tz=tz, rules=rules, progress=progress, memory_bytes=memory_bytes
+            )
             try:
                 if forward_late and res.reasons.get("late_data", 0) + res.reasons.get("future_data", 0):
                     # here, not in the writer: the next day's build must see what this day forwards to it
@@ -978,7 +1222,17 @@ def ingest_partitions(
             except BaseException:
                 close_frames(frames)  # never written: its spilled files go now
                 raise
-            pending = writer.submit(write_partition_frames, lake, src, day, frames, res, run_id=run_id, publisher=publisher, progress=progress)
+            pending = writer.submit(
+                write_partition_frames,
+                lake,
+                src,
+                day,
+                frames,
+                res,
+                run_id=run_id,
+                publisher=publisher,
+                progress=progress,
+            )
             del frames, res
         if pending is not None:
             results.append(pending.result())
@@ -995,7 +1249,12 @@ def reconcile_from_tables(lake, src: Source, day: dt.date, *, published: bool = 
     ``files_readable`` check fails while it is not empty. ``waived_files`` is the operators' audit trail.
     ``published=False`` counts the tables as written (a day held out of the manifest by a blocking file).
     """
-    bronze = lake.read(src.bronze, day, columns=["source_file", "source_format", "bytes", "records", "problem", "detail"], published=published)
+    bronze = lake.read(
+        src.bronze,
+        day,
+        columns=["source_file", "source_format", "bytes", "records", "problem", "detail"],
+        published=published,
+    )
     silver_n = lake.read(src.silver, day, columns=["date"], published=published).height
     q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"], published=published)
     records = q.filter(pl.col("source_row") > 0)
@@ -1016,9 +1275,18 @@ def reconcile_from_tables(lake, src: Source, day: dt.date, *, published: bool = 
                 est = estimate_records(lake.get_object(f"{ARCHIVE_PREFIX}/{f['source_file']}"), f["source_format"])
             except (OSError, ValueError):  # not archived (no lake given) or gone: the detail still says why
                 est = None
-        unreadable[f["source_file"]] = {"problem": f["problem"], "bytes": f["bytes"], "estimated_records": est, "detail": f["detail"]}
+        unreadable[f["source_file"]] = {
+            "problem": f["problem"],
+            "bytes": f["bytes"],
+            "estimated_records": est,
+            "detail": f["detail"],
+        }
     out["unreadable_files"] = unreadable
     out["estimated_unread_records"] = sum(v["estimated_records"] or 0 for v in unreadable.values())
-    out["waived_files"] = {f["source_file"]: f["detail"] for f in bronze.filter(pl.col("problem") == "waived_file").iter_rows(named=True)}
-    out["skipped_files"] = {f["source_file"]: f["detail"] for f in bronze.filter(pl.col("problem") == "skipped_file").iter_rows(named=True)}
+    out["waived_files"] = {
+        f["source_file"]: f["detail"] for f in bronze.filter(pl.col("problem") == "waived_file").iter_rows(named=True)
+    }
+    out["skipped_files"] = {
+        f["source_file"]: f["detail"] for f in bronze.filter(pl.col("problem") == "skipped_file").iter_rows(named=True)
+    }
     return out

@@ -229,7 +229,11 @@ class LandingCursor:
             raise ValueError(f"landing cursor {text[:80]!r} is neither JSON nor a number") from e
         if isinstance(d, (int, float)):
             return cls(float(d))
-        if not isinstance(d, dict) or not isinstance(d.get("modified"), (int, float)) or not isinstance(d.get("keys", []), list):
+        if (
+            not isinstance(d, dict)
+            or not isinstance(d.get("modified"), (int, float))
+            or not isinstance(d.get("keys", []), list)
+        ):
             raise ValueError(f"landing cursor {text[:80]!r} lacks a numeric 'modified' and a 'keys' list")
         return cls(float(d["modified"]), frozenset(map(str, d.get("keys", []))))
 

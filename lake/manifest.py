@@ -45,8 +45,8 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from lake.delta import Lake, WriteResult
 from contracts import SOURCES, Source, Table
+from lake.delta import Lake, WriteResult
 
 ROLES = ("bronze", "silver", "quarantine")
 
@@ -82,7 +82,9 @@ class Publisher:
         self.lake, self.src = lake, src
         self.table = ensure_manifest(lake, src)
 
-    def publish(self, day: dt.date, writes: dict[str, WriteResult], counts: dict[str, int], run_id: str, *, retries: int = 5) -> dict:
+    def publish(
+        self, day: dt.date, writes: dict[str, WriteResult], counts: dict[str, int], run_id: str, *, retries: int = 5
+    ) -> dict:
         """Append the manifest row that makes ``day`` visible at the versions of ``writes`` (one commit)."""
         src = self.src
         missing = [r for r in ROLES if r not in writes]
@@ -93,7 +95,10 @@ class Publisher:
             "date": day,
             "run_id": run_id,
             **{f"{r}_version": writes[r].version for r in ROLES},
-            **{k: int(counts[k]) for k in ("files", "bronze_records", "silver_rows", "quarantined_rows", "duplicate_rows")},
+            **{
+                k: int(counts[k])
+                for k in ("files", "bronze_records", "silver_rows", "quarantined_rows", "duplicate_rows")
+            },
             "published_at": dt.datetime.now(dt.timezone.utc),
         }
         frame = pl.DataFrame([row])
@@ -116,7 +121,9 @@ class Publisher:
         return row
 
 
-def publish(lake: Lake, src: Source, day: dt.date, writes: dict[str, WriteResult], counts: dict[str, int], run_id: str) -> dict:
+def publish(
+    lake: Lake, src: Source, day: dt.date, writes: dict[str, WriteResult], counts: dict[str, int], run_id: str
+) -> dict:
     """One publication (see :class:`Publisher`)."""
     return Publisher(lake, src).publish(day, writes, counts, run_id)
 
@@ -181,12 +188,21 @@ class ReadPlan:
         """One lazy frame of what readers may see (unmanaged: the current table)."""
         if self.pinned is None:
             return pl.DataFrame(schema=self.table.polars_schema()).lazy()
-        parts = [pl.scan_delta(self._snapshot if self._snapshot is not None else self.uri, version=None if self._snapshot is not None else self.pinned,
-                               storage_options=lake.storage_options)]
+        parts = [
+            pl.scan_delta(
+                self._snapshot if self._snapshot is not None else self.uri,
+                version=None if self._snapshot is not None else self.pinned,
+                storage_options=lake.storage_options,
+            )
+        ]
         if self.exclude:
             parts[0] = parts[0].filter(~pl.col("date").is_in(list(self.exclude)))
         for version, day in self.travel:
-            parts.append(pl.scan_delta(self.uri, version=version, storage_options=lake.storage_options).filter(pl.col("date") == day))
+            parts.append(
+                pl.scan_delta(self.uri, version=version, storage_options=lake.storage_options).filter(
+                    pl.col("date") == day
+                )
+            )
         return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
 
     def sql(self, quote_uri) -> str:
@@ -198,7 +214,9 @@ class ReadPlan:
         main = f"SELECT * FROM delta_scan({uri}, version => {int(self.pinned)})"
         if self.exclude:
             main += f" WHERE date NOT IN ({days(self.exclude)})"
-        parts = [main] + [f"SELECT * FROM delta_scan({uri}, version => {int(v)}) WHERE date = {days([d])}" for v, d in self.travel]
+        parts = [main] + [
+            f"SELECT * FROM delta_scan({uri}, version => {int(v)}) WHERE date = {days([d])}" for v, d in self.travel
+        ]
         return "\nUNION ALL ".join(parts)
 
 
@@ -267,7 +285,14 @@ def verify_day(lake: Lake, src: Source, day: dt.date, *, attempts: int = 3, held
 
     if held:
         counts = reconcile_from_tables(lake, src, day, published=False)
-        return {"source": src.name, "date": day.isoformat(), "published": False, "held": True, **counts, "ok": counts["difference"] == 0}
+        return {
+            "source": src.name,
+            "date": day.isoformat(),
+            "published": False,
+            "held": True,
+            **counts,
+            "ok": counts["difference"] == 0,
+        }
 
     def row() -> dict | None:
         r = published(lake, src).filter(pl.col("date") == day)

@@ -21,7 +21,9 @@ def load_profile_png(hourly: pl.DataFrame, tz: str, title: str) -> bytes:
     """Feeder hourly demand (left) and the distribution of transformer peak loading (right)."""
     plt = _fig()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), dpi=90)
-    feeders = hourly.filter(pl.col("level") == "feeder").with_columns(pl.col("period_start").dt.convert_time_zone(tz).alias("local"))
+    feeders = hourly.filter(pl.col("level") == "feeder").with_columns(
+        pl.col("period_start").dt.convert_time_zone(tz).alias("local")
+    )
     for fid, grp in feeders.sort("local").group_by("entity_id", maintain_order=True):
         a.plot(grp["local"].to_list(), grp["mean_kw"].to_list(), label=str(fid[0]))
     a.set_title("feeder demand (hourly mean kW)")

@@ -30,8 +30,9 @@ import gzip
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import polars as pl
 
@@ -194,7 +195,9 @@ def _lines(text: str, first_index: int) -> pl.DataFrame:
         .select(pl.col("line").str.split("\n"))
         .explode("line")
         .with_row_index("_idx", offset=0)
-        .with_columns(pl.col("line").str.strip_suffix("\r"), (pl.col("_idx").cast(pl.Int64) + first_index).alias("_idx"))
+        .with_columns(
+            pl.col("line").str.strip_suffix("\r"), (pl.col("_idx").cast(pl.Int64) + first_index).alias("_idx")
+        )
     )
 
 
@@ -233,11 +236,16 @@ def _csv_body(lines: pl.DataFrame, header: Header) -> tuple[pl.DataFrame, pl.Dat
             parts.append(
                 pl.DataFrame(
                     {_ROW: [r for r, _ in ok_rows], **{h: [f[i] for _, f in ok_rows] for i, h in enumerate(header)}},
-                    schema={_ROW: pl.Int64, **{h: pl.Utf8 for h in header}},
+                    schema={_ROW: pl.Int64, **dict.fromkeys(header, pl.Utf8)},
                 )
             )
         if bad_rows:
-            bad.append(pl.DataFrame({_ROW: [r for r, _ in bad_rows], "unparsed": [l for _, l in bad_rows]}, schema={_ROW: pl.Int64, "unparsed": pl.Utf8}))
+            bad.append(
+                pl.DataFrame(
+                    {_ROW: [r for r, _ in bad_rows], "unparsed": [l for _, l in bad_rows]},
+                    schema={_ROW: pl.Int64, "unparsed": pl.Utf8},
+                )
+            )
     df = pl.concat(parts, how="vertical_relaxed").with_columns([pl.col(h).str.strip_chars() for h in header])
     return df, pl.concat(bad)
 
@@ -262,7 +270,9 @@ def csv_chunks(fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int = D
 
 
 # ------------------------------------------------------------------ JSON lines
-def jsonl_chunks(fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
+def jsonl_chunks(
+    fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[Chunk]:
     lookup = _name_map(src)
     next_index = 0
     header: dict[str, None] = {}  # every key seen so far in the file: a key of an earlier chunk is not missing later
@@ -291,8 +301,14 @@ def jsonl_chunks(fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int =
                     header.setdefault(k, None)
             rows.append(rec)
         cols = list(header)
-        df = pl.DataFrame(rows, schema={_ROW: pl.Int64, **{h: pl.Utf8 for h in cols}}) if rows else pl.DataFrame(schema={_ROW: pl.Int64})
-        malformed = pl.DataFrame({_ROW: [r for r, _ in bad], "unparsed": [l for _, l in bad]}, schema={_ROW: pl.Int64, "unparsed": pl.Utf8})
+        df = (
+            pl.DataFrame(rows, schema={_ROW: pl.Int64, **dict.fromkeys(cols, pl.Utf8)})
+            if rows
+            else pl.DataFrame(schema={_ROW: pl.Int64})
+        )
+        malformed = pl.DataFrame(
+            {_ROW: [r for r, _ in bad], "unparsed": [l for _, l in bad]}, schema={_ROW: pl.Int64, "unparsed": pl.Utf8}
+        )
         yield Chunk(df, Header(cols), malformed)
 
 
@@ -336,7 +352,9 @@ def normalise_parquet(df: pl.DataFrame, src: Source, row_offset: int = 0) -> tup
     return df, Header(names, conflicts=conflicts)
 
 
-def parquet_chunks(fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
+def parquet_chunks(
+    fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[Chunk]:
     fh = open_stream(fh, notes)
     fh.seek(0, io.SEEK_END) if fh.seekable() else None
     size = fh.tell() if fh.seekable() else -1
@@ -349,7 +367,9 @@ def parquet_chunks(fh: BinaryIO, src: Source, notes: ReadNotes, chunk_bytes: int
 
     pf = pq.ParquetFile(fh)
     meta = pf.metadata
-    row_bytes = max(1, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) // max(1, meta.num_rows))
+    row_bytes = max(
+        1, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) // max(1, meta.num_rows)
+    )
     batch = max(1024, chunk_bytes // (4 * row_bytes))  # decoded rows take a few times their encoded size
     offset = 0
     for rb in pf.iter_batches(batch_size=batch):

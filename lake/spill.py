@@ -26,8 +26,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -122,7 +122,9 @@ class BucketSpill:
         bucket (or part of a bucket), each in arrival order and holding all rows of its keys."""
         if not self.spilled:
             if self.held:
-                yield pl.concat(self.held, how="vertical_relaxed", rechunk=False) if len(self.held) > 1 else self.held[0]
+                yield (
+                    pl.concat(self.held, how="vertical_relaxed", rechunk=False) if len(self.held) > 1 else self.held[0]
+                )
             self.held, self.held_bytes = [], 0
             return
         self._flush()

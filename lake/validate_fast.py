@@ -22,7 +22,6 @@ import polars as pl
 from contracts import Source
 from lake.ingest import _EIDX, _FILE, _ROW, _empty_rejects, _rule_exprs, validate_file
 
-
 _TEXT = (pl.Utf8, pl.String, pl.Null)  # lake.ingest._is_text's text types
 _NO_REJECTS = _empty_rejects()  # built once (a frame from a schema costs ~0.5 ms); frames are immutable
 
@@ -35,7 +34,12 @@ def fast_path_applies(df: pl.DataFrame, src: Source) -> bool:
 
 def _applies(schema: pl.Schema, src: Source) -> bool:
     t = schema.get(src.time)
-    return all(c in schema for c in src.raw_columns) and schema[src.entity] in _TEXT and isinstance(t, pl.Datetime) and t.time_zone is not None
+    return (
+        all(c in schema for c in src.raw_columns)
+        and schema[src.entity] in _TEXT
+        and isinstance(t, pl.Datetime)
+        and t.time_zone is not None
+    )
 
 
 def validate_fast(
@@ -51,22 +55,19 @@ def validate_fast(
     any_bad, _ = _rule_exprs(src, partition, tz, None, text)
     positions = pl.int_range(0, known_ids.len(), dtype=pl.Int64, eager=True)
     # eager: for a frame of a few hundred rows the lazy optimiser costs more than it saves (0.6 vs 0.9 ms)
-    out = (
-        df.with_columns(  # the helper columns validate_file derives for a tz-aware time column
-            pl.col(tc).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("_t"),
-            pl.lit(None, pl.Utf8).alias("_dst"),
-            *[pl.col(m.name).cast(pl.Float64, strict=False).alias(f"_v_{m.name}") for m in src.measures],
-            pl.col(ent).replace_strict(known_ids, positions, default=None, return_dtype=pl.Int64).alias(_EIDX),
-        )
-        .select(
-            pl.col(ent),
-            pl.col("_t").alias(tc),
-            *[pl.col(f"_v_{m.name}").alias(m.name) for m in src.measures],
-            pl.lit(key).alias(_FILE),
-            pl.col(_ROW),
-            pl.col(_EIDX),
-            any_bad.alias("_bad"),
-        )
+    out = df.with_columns(  # the helper columns validate_file derives for a tz-aware time column
+        pl.col(tc).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias("_t"),
+        pl.lit(None, pl.Utf8).alias("_dst"),
+        *[pl.col(m.name).cast(pl.Float64, strict=False).alias(f"_v_{m.name}") for m in src.measures],
+        pl.col(ent).replace_strict(known_ids, positions, default=None, return_dtype=pl.Int64).alias(_EIDX),
+    ).select(
+        pl.col(ent),
+        pl.col("_t").alias(tc),
+        *[pl.col(f"_v_{m.name}").alias(m.name) for m in src.measures],
+        pl.lit(key).alias(_FILE),
+        pl.col(_ROW),
+        pl.col(_EIDX),
+        any_bad.alias("_bad"),
     )
     if out["_bad"].any():  # a record fails: the full validator names the rule, field and value
         return validate_file(df, key, src, partition, known_ids, tz)

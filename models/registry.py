@@ -26,8 +26,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
@@ -188,9 +189,7 @@ class ModelRegistry:
         self.client.set_tag(run_id, "gridlake.model_flavor", flavor)
 
     # ------------------------------------------------------------------ registry
-    def register(
-        self, run_id: str, name: str, *, backtest_id: str, metrics: Mapping[str, float] | None = None
-    ) -> str:
+    def register(self, run_id: str, name: str, *, backtest_id: str, metrics: Mapping[str, float] | None = None) -> str:
         """Register the run's ``model`` artefact as a new version of ``name``; return the version."""
         try:
             self.client.get_registered_model(name)
@@ -201,10 +200,12 @@ class ModelRegistry:
         if flavor is None:
             raise ValueError(f"run {run_id} logged no model artefact; nothing to register")
         mets = dict(metrics) if metrics is not None else dict(run.data.metrics)
-        tags = {"backtest_id": backtest_id, "flavor": flavor, **{f"metric.{k}": repr(float(v)) for k, v in mets.items()}}
-        mv = self.client.create_model_version(
-            name, source=f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags
-        )
+        tags = {
+            "backtest_id": backtest_id,
+            "flavor": flavor,
+            **{f"metric.{k}": repr(float(v)) for k, v in mets.items()},
+        }
+        mv = self.client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags)
         return str(mv.version)
 
     def champion(self, name: str):
@@ -332,8 +333,16 @@ class ModelRegistry:
                 self.client.set_model_version_tag(name, champ.version, "backtest_id", backtest_id)
                 self.client.set_model_version_tag(name, champ.version, f"metric.{metric}", repr(rescored))
         finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-        out = self.train_register_promote(name, params=params, metrics=finite, backtest_id=backtest_id, model=model,
-                                          flavor=flavor, metric=metric, higher_is_better=higher_is_better)
+        out = self.train_register_promote(
+            name,
+            params=params,
+            metrics=finite,
+            backtest_id=backtest_id,
+            model=model,
+            flavor=flavor,
+            metric=metric,
+            higher_is_better=higher_is_better,
+        )
         out["champion_rescored"] = rescored
         out["model_uri"] = f"models:/{name}@champion"
         return out
@@ -353,11 +362,23 @@ class ModelRegistry:
     ) -> dict[str, Any]:
         """log -> register -> promote; returns a flat dict for Dagster asset metadata."""
         run_id = self.log_training_run(
-            params=params, metrics=metrics, model=model, flavor=flavor, figures=figures, run_name=name,
+            params=params,
+            metrics=metrics,
+            model=model,
+            flavor=flavor,
+            figures=figures,
+            run_name=name,
             tags={"backtest_id": backtest_id},
         )
         version = self.register(run_id, name, backtest_id=backtest_id, metrics=metrics)
         p = self.promote_if_better(name, version, metric=metric, higher_is_better=higher_is_better)
-        return {"run_id": run_id, "model_name": name, "version": version, **{f"metric_{k}": float(v) for k, v in metrics.items()},
-                "promoted": p.promoted, "alias": p.alias, "champion_version_before": p.champion_version,
-                "promotion_reason": p.reason}
+        return {
+            "run_id": run_id,
+            "model_name": name,
+            "version": version,
+            **{f"metric_{k}": float(v) for k, v in metrics.items()},
+            "promoted": p.promoted,
+            "alias": p.alias,
+            "champion_version_before": p.champion_version,
+            "promotion_reason": p.reason,
+        }

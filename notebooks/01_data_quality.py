@@ -24,10 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 sys.path.insert(0, str(ROOT / "notebooks"))
-from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
-
 import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
+from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
 
 sql, CATALOG, OUT, TZ = setup("Data exploration and quality of the gridlake feeds")
 
@@ -51,7 +49,8 @@ assert volumes.height > 0, "silver_meter_readings is empty: run `make demo` firs
 # A meter with a 30-minute interval owes 48 readings a local day (46 or 50 on the DST days).
 
 # %%
-completeness = sql("""
+completeness = sql(
+    """
     WITH expected AS (
         SELECT d.date, m.meter_id,
                round(date_diff('minute', d.date::TIMESTAMP AT TIME ZONE ?, (d.date + 1)::TIMESTAMP AT TIME ZONE ?)
@@ -63,7 +62,9 @@ completeness = sql("""
            count(*) FILTER (WHERE coalesce(g.received, 0) < e.expected) AS meters_short
     FROM expected e LEFT JOIN got g USING (date, meter_id)
     GROUP BY e.date ORDER BY e.date
-""", [TZ, TZ])
+""",
+    [TZ, TZ],
+)
 print(completeness)
 assert (completeness["received"] <= completeness["expected"]).all(), "more readings than a meter's interval allows"
 worst = completeness.sort("complete_pct").head(3)

@@ -25,13 +25,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 sys.path.insert(0, str(ROOT / "notebooks"))
-from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
-
 import argparse  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
+from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
 
 from models.forecast import comparison_table, score_backtest, trailing_backtest  # noqa: E402
 from models.forecast.data import InsufficientHistoryError  # noqa: E402
@@ -101,11 +100,13 @@ issued = sql("""
     FROM f JOIN (SELECT period_start, sum(mean_kw) AS mean_kw FROM gold_load_hourly WHERE level = 'feeder' GROUP BY 1) a USING (period_start)
     WHERE f.issued_at = f.newest ORDER BY period_start
 """)
-print(issued.select(
-    pl.len().alias("hours"),
-    (100 * ((pl.col("p50") - pl.col("actual_kw")).abs() / pl.col("actual_kw")).mean()).alias("mape_pct"),
-    (100 * pl.col("actual_kw").is_between(pl.col("p10"), pl.col("p90")).mean()).alias("p10_p90_coverage_pct"),
-))
+print(
+    issued.select(
+        pl.len().alias("hours"),
+        (100 * ((pl.col("p50") - pl.col("actual_kw")).abs() / pl.col("actual_kw")).mean()).alias("mape_pct"),
+        (100 * pl.col("actual_kw").is_between(pl.col("p10"), pl.col("p90")).mean()).alias("p10_p90_coverage_pct"),
+    )
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(10, 3.5))

@@ -24,15 +24,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 sys.path.insert(0, str(ROOT / "notebooks"))
-from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
-
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
+from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
 
 sql, CATALOG, OUT, TZ = setup("Anomalies and transformer risk against the recorded incidents")
 
 
-scored = sql("SELECT date, asset_type, count(*) AS points, count(*) FILTER (WHERE status <> 'normal') AS above_normal FROM gold_anomaly_scores GROUP BY ALL ORDER BY ALL")
+scored = sql(
+    "SELECT date, asset_type, count(*) AS points, count(*) FILTER (WHERE status <> 'normal') AS above_normal FROM gold_anomaly_scores GROUP BY ALL ORDER BY ALL"
+)
 assert scored.height, "gold_anomaly_scores is empty: run `make demo` (or the grid_ml_scoring job) first"
 print(scored)
 
@@ -58,7 +59,11 @@ matched = sql("""
     GROUP BY ALL ORDER BY a.date, a.asset_type, a.score DESC
 """)
 print(matched.select("date", "asset_type", "asset_id", "rule", "severity", "score", "incident"))
-precision = matched.group_by("asset_type", "rule").agg(pl.len().alias("alerts"), pl.col("incident").is_not_null().sum().alias("hit_incident")).sort("asset_type", "rule")
+precision = (
+    matched.group_by("asset_type", "rule")
+    .agg(pl.len().alias("alerts"), pl.col("incident").is_not_null().sum().alias("hit_incident"))
+    .sort("asset_type", "rule")
+)
 print(precision.with_columns((pl.col("hit_incident") / pl.col("alerts")).alias("precision")))
 
 # %% [markdown]
@@ -99,13 +104,22 @@ risk = sql("""
 """)
 print(risk.head(10))
 failed = risk.filter(pl.col("failed_within_72h"))
-print(f"{failed.height} transformer(s) failed within 72 h of a scored day; "
-      f"rank of each among {risk['transformer_id'].n_unique()} by risk: "
-      f"{[risk.filter(pl.col('date') == d)['transformer_id'].to_list().index(t) + 1 for d, t in failed.select('date', 'transformer_id').iter_rows()]}")
+print(
+    f"{failed.height} transformer(s) failed within 72 h of a scored day; "
+    f"rank of each among {risk['transformer_id'].n_unique()} by risk: "
+    f"{[risk.filter(pl.col('date') == d)['transformer_id'].to_list().index(t) + 1 for d, t in failed.select('date', 'transformer_id').iter_rows()]}"
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.5))
-ax.hist(risk.filter(~pl.col("failed_within_72h"))["p_max"], bins=20, range=(0, 1), alpha=0.6, label="no failure within 72 h", log=True)
+ax.hist(
+    risk.filter(~pl.col("failed_within_72h"))["p_max"],
+    bins=20,
+    range=(0, 1),
+    alpha=0.6,
+    label="no failure within 72 h",
+    log=True,
+)
 if failed.height:
     ax.hist(failed["p_max"], bins=20, range=(0, 1), alpha=0.8, label="failed within 72 h", color="red", log=True)
 ax.set_xlabel("max P(failure within 72 h) over the day")

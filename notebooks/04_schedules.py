@@ -23,10 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 sys.path.insert(0, str(ROOT / "notebooks"))
-from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
-
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
+from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on sys.path)
 
 sql, CATALOG, OUT, TZ = setup("Schedules and savings from the gridlake catalog")
 
@@ -53,14 +52,19 @@ battery = sql("""
 """)
 print(battery)
 assert (battery["savings"] >= -1e-6).all(), "a battery schedule costs more than no battery"
-parts = battery.select((pl.col("energy_arbitrage") + pl.col("peak_shaving") + pl.col("degradation") - pl.col("savings")).abs().max()).item()
+parts = battery.select(
+    (pl.col("energy_arbitrage") + pl.col("peak_shaving") + pl.col("degradation") - pl.col("savings")).abs().max()
+).item()
 assert parts < 0.01, f"savings do not add up from their parts (off by {parts})"
 
 # %%
-sched = sql("""
+sched = sql(
+    """
     SELECT period_start AT TIME ZONE ? AS t, price_per_mwh, charge_kw, discharge_kw, soc_frac, grid_import_kw, baseline_grid_kw
     FROM gold_battery_schedule WHERE date = ? ORDER BY period_start
-""", [TZ, DAY])
+""",
+    [TZ, DAY],
+)
 fig, (a, b) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
 a.plot(sched["t"], sched["baseline_grid_kw"], label="import without battery", color="grey")
 a.plot(sched["t"], sched["grid_import_kw"], label="import with battery", color="tab:blue")
@@ -85,26 +89,35 @@ assert w["charge_price"][0] <= w["discharge_price"][0]
 # ## EV charging: optimal against EDF and uncontrolled, on the same sessions
 
 # %%
-ev = sql("""
+ev = sql(
+    """
     SELECT s.strategy, count(*) AS sessions, sum(requested_kwh) AS requested_kwh, sum(delivered_kwh) AS delivered_kwh,
            100 * sum(delivered_kwh) / sum(requested_kwh) AS delivered_pct, sum(unmet_kwh) AS unmet_kwh
     FROM gold_ev_sessions s WHERE date = ? GROUP BY s.strategy ORDER BY s.strategy
-""", [DAY])
+""",
+    [DAY],
+)
 print(ev)
-peaks = sql("""
+peaks = sql(
+    """
     SELECT strategy, max(kw) AS peak_kw FROM (
         SELECT strategy, period_start, sum(power_kw) AS kw FROM gold_ev_schedule WHERE date = ? GROUP BY ALL
     ) GROUP BY strategy ORDER BY strategy
-""", [DAY])
+""",
+    [DAY],
+)
 print(peaks)
 e = {r["strategy"]: r for r in ev.join(peaks, on="strategy").to_dicts()}
 assert e["optimal"]["delivered_kwh"] >= e["edf"]["delivered_kwh"] - 1e-6, "the optimum delivers less than EDF"
 
 # %%
-load = sql("""
+load = sql(
+    """
     SELECT strategy, period_start AT TIME ZONE ? AS t, sum(power_kw) AS kw FROM gold_ev_schedule WHERE date = ?
     GROUP BY ALL ORDER BY strategy, t
-""", [TZ, DAY])
+""",
+    [TZ, DAY],
+)
 fig, ax = plt.subplots(figsize=(10, 3.5))
 for (strategy,), g in load.group_by("strategy", maintain_order=True):
     ax.step(g["t"], g["kw"], where="post", label=strategy)
@@ -118,13 +131,16 @@ fig.savefig(OUT / "ev_strategies.png", dpi=80)
 # The bus loads follow the shape of the system load forecast; the LMP spread shows where congestion bites.
 
 # %%
-opf = sql("""
+opf = sql(
+    """
     SELECT period_start AT TIME ZONE ? AS t, any_value(load_scale) AS load_scale,
            sum(cost_per_h) FILTER (WHERE kind = 'system') AS cost_per_h,
            min(lmp) FILTER (WHERE kind = 'bus') AS lmp_min, max(lmp) FILTER (WHERE kind = 'bus') AS lmp_max,
            count(*) FILTER (WHERE kind = 'branch' AND loading_pct >= 99.99) AS congested_branches
     FROM gold_opf_dispatch WHERE date = ? GROUP BY period_start ORDER BY period_start
-""", [TZ, DAY])
+""",
+    [TZ, DAY],
+)
 print(opf)
 assert opf.height >= 23 and (opf["cost_per_h"] > 0).all()
 corr = opf.select(pl.corr("load_scale", "cost_per_h")).item()
@@ -135,15 +151,20 @@ assert corr > 0.9
 # ## Unit commitment: which units run, and the reserve kept
 
 # %%
-uc = sql("""
+uc = sql(
+    """
     SELECT period_start AT TIME ZONE ? AS t, count(*) FILTER (WHERE is_on AND unit <> 'system') AS units_on,
            sum(p_mw) FILTER (WHERE unit <> 'system') AS thermal_mw, any_value(load_mw) FILTER (WHERE unit = 'system') AS load_mw,
            any_value(renewable_used_mw) FILTER (WHERE unit = 'system') AS renewable_mw,
            any_value(unserved_mw) FILTER (WHERE unit = 'system') AS unserved_mw
     FROM gold_uc_schedule WHERE date = ? GROUP BY period_start ORDER BY period_start
-""", [TZ, DAY])
+""",
+    [TZ, DAY],
+)
 print(uc)
-balance = uc.select((pl.col("thermal_mw") + pl.col("renewable_mw") + pl.col("unserved_mw") - pl.col("load_mw")).abs().max()).item()
+balance = uc.select(
+    (pl.col("thermal_mw") + pl.col("renewable_mw") + pl.col("unserved_mw") - pl.col("load_mw")).abs().max()
+).item()
 print(f"power balance holds every hour to {balance:.2e} MW")
 assert balance < 1e-3
 fig, ax = plt.subplots(figsize=(10, 3.5))

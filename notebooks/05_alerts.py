@@ -29,9 +29,15 @@ from _nb import setup  # noqa: E402  (selects the Agg backend, puts the repo on 
 
 sql, CATALOG, OUT, TZ = setup("Alerts raised and delivered, from the gridlake catalog")
 
-tables = set(sql("SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()")["table_name"].to_list())
-assert {"alerts", "alert_deliveries", "gold_alerts"} <= tables, "no delivered alerts in the catalog: run `make demo` (its alerts stage) first"
-print(sql("SELECT (SELECT count(*) FROM alerts) AS alert_states, (SELECT count(*) FROM alert_deliveries) AS deliveries"))
+tables = set(
+    sql("SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()")["table_name"].to_list()
+)
+assert {"alerts", "alert_deliveries", "gold_alerts"} <= tables, (
+    "no delivered alerts in the catalog: run `make demo` (its alerts stage) first"
+)
+print(
+    sql("SELECT (SELECT count(*) FROM alerts) AS alert_states, (SELECT count(*) FROM alert_deliveries) AS deliveries")
+)
 
 # %% [markdown]
 # ## What fired
@@ -49,19 +55,36 @@ fired = sql("""
     WHERE a.status = 'firing' AND json_extract_string(a.labels, '$.source') = 'batch'
     ORDER BY g.window_start, a.asset_id
 """)
-print(fired.select("alertname", "asset_id", "transformer", "gold_severity", "score",
-                   fired["window_start"].dt.convert_time_zone(TZ).dt.strftime("%m-%d %H:%M").alias("window (local)")))
+print(
+    fired.select(
+        "alertname",
+        "asset_id",
+        "transformer",
+        "gold_severity",
+        "score",
+        fired["window_start"].dt.convert_time_zone(TZ).dt.strftime("%m-%d %H:%M").alias("window (local)"),
+    )
+)
 assert fired.height, "the alerts table holds no batch alert"
-assert fired["date"].null_count() == 0, f"delivered alerts without their gold row: {fired.filter(fired['date'].is_null())['gold_fingerprint'].to_list()}"
+assert fired["date"].null_count() == 0, (
+    f"delivered alerts without their gold row: {fired.filter(fired['date'].is_null())['gold_fingerprint'].to_list()}"
+)
 assert (fired["gold_severity"] == "critical").all() and (fired["severity"] == "critical").all()
 DAY = fired["date"].max()
 # and everything critical that scoring raised that day was delivered
-raised = sql("""
+raised = sql(
+    """
     SELECT count(*) AS rows, count(DISTINCT (rule, asset_type, asset_id)) AS assets
     FROM gold_alerts WHERE date = $1 AND severity = 'critical'
-""", [DAY]).row(0, named=True)
-assert fired.filter(fired["date"] == DAY).height == raised["assets"], f"{raised} critical gold alerts on {DAY}, {fired.height} delivered"
-print(f"{fired.height} critical alerts of {DAY} delivered: {raised['rows']} hourly gold rows on {raised['assets']} assets and rules")
+""",
+    [DAY],
+).row(0, named=True)
+assert fired.filter(fired["date"] == DAY).height == raised["assets"], (
+    f"{raised} critical gold alerts on {DAY}, {fired.height} delivered"
+)
+print(
+    f"{fired.height} critical alerts of {DAY} delivered: {raised['rows']} hourly gold rows on {raised['assets']} assets and rules"
+)
 
 # %% [markdown]
 # ## To whom
@@ -77,7 +100,9 @@ by_receiver = sql("""
 """)
 print(by_receiver)
 receivers = dict(zip(by_receiver["receiver"], by_receiver["alerts"], strict=True))
-assert {"bridge", "pager", "chat"} <= set(receivers), f"critical alerts did not reach every critical receiver: {receivers}"
+assert {"bridge", "pager", "chat"} <= set(receivers), (
+    f"critical alerts did not reach every critical receiver: {receivers}"
+)
 assert len(set(receivers.values())) == 1, f"receivers got different numbers of alerts: {receivers}"
 
 # %% [markdown]
@@ -87,7 +112,9 @@ assert len(set(receivers.values())) == 1, f"receivers got different numbers of a
 # have `group_wait: 0s`, so this is seconds, not the window's age.
 
 # %%
-lat = fired.with_columns(((fired["received_at"] - fired["starts_at"]).dt.total_milliseconds() / 1000).alias("latency_s"))
+lat = fired.with_columns(
+    ((fired["received_at"] - fired["starts_at"]).dt.total_milliseconds() / 1000).alias("latency_s")
+)
 print(lat.select("latency_s").describe())
 assert (lat["latency_s"] >= 0).all(), "an alert received before it started"
 assert lat["latency_s"].max() < 60, f"an alert took {lat['latency_s'].max():.1f} s to reach the receiver"

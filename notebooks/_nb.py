@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
@@ -20,13 +20,15 @@ import polars as pl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lake.catalog import query  # noqa: E402
 from contracts import load_profile  # noqa: E402
+from lake.catalog import query  # noqa: E402
 
 
 def setup(description: str) -> tuple[Callable[..., pl.DataFrame], str, Path, str]:
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--catalog", default=os.environ.get("GRIDLAKE_CATALOG", str(ROOT / "warehouse" / "gridlake.duckdb")))
+    ap.add_argument(
+        "--catalog", default=os.environ.get("GRIDLAKE_CATALOG", str(ROOT / "warehouse" / "gridlake.duckdb"))
+    )
     ap.add_argument("--out", default=str(ROOT / "notebooks" / "figures"), help="folder for the PNG figures")
     args, _ = ap.parse_known_args()  # tolerate a notebook kernel's own arguments
     out = Path(args.out)

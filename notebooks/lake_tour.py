@@ -36,8 +36,8 @@ import polars as pl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd()
 sys.path.insert(0, str(ROOT))
-from lake.catalog import query  # noqa: E402
 from contracts import load_profile  # noqa: E402
+from lake.catalog import query  # noqa: E402
 
 ap = argparse.ArgumentParser(description="A tour of the gridlake lake through its DuckDB catalog")
 ap.add_argument("--catalog", default=os.environ.get("GRIDLAKE_CATALOG", str(ROOT / "warehouse" / "gridlake.duckdb")))

@@ -10,8 +10,6 @@ from optimization.battery import BatteryResult, BatterySpec, optimize_battery, p
 from optimization.core import CompiledModel, Solution, solve
 from optimization.dcopf import REFERENCE_OBJECTIVES, OPFResult, solve_dcopf
 from optimization.errors import InfeasibleError, InputError
-from optimization.safety import GateResult, Violation, gate_battery, gate_ev
-from optimization.settings import OptimizationSettings
 from optimization.ev import (
     EVResult,
     EVWeights,
@@ -22,6 +20,8 @@ from optimization.ev import (
     simulate_sessions,
     uncontrolled,
 )
+from optimization.safety import GateResult, Violation, gate_battery, gate_ev
+from optimization.settings import OptimizationSettings
 from optimization.unit_commitment import UCResult, solve_unit_commitment, synthetic_day, synthetic_fleet
 
 __all__ = [

@@ -11,7 +11,9 @@ import polars as pl
 from optimization.errors import InputError
 
 
-def as_series(x: Any, name: str, n: int | None = None, *, allow_none: bool = False, min_value: float | None = None) -> np.ndarray | None:
+def as_series(
+    x: Any, name: str, n: int | None = None, *, allow_none: bool = False, min_value: float | None = None
+) -> np.ndarray | None:
     """Coerce a numpy/pandas/polars/list series or a scalar (broadcast to ``n``) to a float array.
 
     Raises :class:`InputError` naming the input and the first offending position, because a NaN

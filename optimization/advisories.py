@@ -72,7 +72,9 @@ def _hhmm(ts: dt.datetime, tz: str) -> str:
     return pl.Series([ts]).dt.convert_time_zone(tz).dt.strftime("%H:%M")[0]
 
 
-def battery_advisory(schedule: pl.DataFrame, daily: pl.DataFrame, tz: str, confidence: float, min_savings: float = 1.0) -> pl.DataFrame:
+def battery_advisory(
+    schedule: pl.DataFrame, daily: pl.DataFrame, tz: str, confidence: float, min_savings: float = 1.0
+) -> pl.DataFrame:
     """One advisory row per site from a day's ``gold_battery_schedule`` and ``gold_battery_daily`` rows."""
     need_s = ("site_id", "period_start", "price_per_mwh", "charge_kw", "discharge_kw")
     need_d = ("site_id", "savings", "carbon_kg", "baseline_carbon_kg")
@@ -95,10 +97,10 @@ def battery_advisory(schedule: pl.DataFrame, daily: pl.DataFrame, tz: str, confi
             msg = "Hold the battery today: no charging window pays for its losses"
         else:
             end = ts[c[1] - 1] + dt.timedelta(hours=step_h)
-            msg = f"Charge the battery at {_hhmm(ts[c[0]], tz)}-{_hhmm(end, tz)} during low rates (${price[c[0]:c[1]].mean():.0f}/MWh)"
+            msg = f"Charge the battery at {_hhmm(ts[c[0]], tz)}-{_hhmm(end, tz)} during low rates (${price[c[0] : c[1]].mean():.0f}/MWh)"
             if k is not None:
                 end_k = ts[k[1] - 1] + dt.timedelta(hours=step_h)
-                msg += f"; discharge at {_hhmm(ts[k[0]], tz)}-{_hhmm(end_k, tz)} (${price[k[0]:k[1]].mean():.0f}/MWh)"
+                msg += f"; discharge at {_hhmm(ts[k[0]], tz)}-{_hhmm(end_k, tz)} (${price[k[0] : k[1]].mean():.0f}/MWh)"
         savings = DAYS_PER_MONTH * float(d["savings"])
         rows.append({"customer_id": site, "meter_id": site, "segment": "battery_site", "kind": "battery_schedule",
                      "recommended": c is not None and savings >= min_savings, "message": msg, "est_monthly_savings": round(savings, 2),
@@ -108,7 +110,9 @@ def battery_advisory(schedule: pl.DataFrame, daily: pl.DataFrame, tz: str, confi
     return pl.DataFrame(rows, schema={c: _DTYPES[c] for c in COLUMNS})
 
 
-def ev_advisory(schedule: pl.DataFrame, sessions: pl.DataFrame, tz: str, confidence: float, site_id: str, min_savings: float = 1.0) -> pl.DataFrame:
+def ev_advisory(
+    schedule: pl.DataFrame, sessions: pl.DataFrame, tz: str, confidence: float, site_id: str, min_savings: float = 1.0
+) -> pl.DataFrame:
     """One advisory row from a day's ``gold_ev_schedule`` and ``gold_ev_sessions`` (strategies optimal and uncontrolled)."""
     for frame, need, name in ((schedule, ("strategy", "period_start", "power_kw"), "gold_ev_schedule"),
                               (sessions, ("strategy", "cost", "carbon_kg", "delivered_kwh"), "gold_ev_sessions")):  # fmt: skip
@@ -121,8 +125,13 @@ def ev_advisory(schedule: pl.DataFrame, sessions: pl.DataFrame, tz: str, confide
     by_hour = (schedule.filter(pl.col("power_kw") > 0)
                .with_columns(pl.col("period_start").dt.convert_time_zone(tz).dt.hour().alias("hour"))
                .group_by("strategy", "hour").agg(pl.col("power_kw").sum().alias("kw")))  # fmt: skip
-    main = {s: by_hour.filter(pl.col("strategy") == s).sort("kw", descending=True)["hour"].head(1).to_list() for s in ("optimal", "uncontrolled")}
-    tot = sessions.group_by("strategy").agg(pl.col("cost").sum(), pl.col("carbon_kg").sum(), pl.col("delivered_kwh").sum())
+    main = {
+        s: by_hour.filter(pl.col("strategy") == s).sort("kw", descending=True)["hour"].head(1).to_list()
+        for s in ("optimal", "uncontrolled")
+    }
+    tot = sessions.group_by("strategy").agg(
+        pl.col("cost").sum(), pl.col("carbon_kg").sum(), pl.col("delivered_kwh").sum()
+    )
     t = {r["strategy"]: r for r in tot.iter_rows(named=True)}
     savings = DAYS_PER_MONTH * (t["uncontrolled"]["cost"] - t["optimal"]["cost"])
     if main["optimal"] and main["uncontrolled"] and main["optimal"] != main["uncontrolled"]:

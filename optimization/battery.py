@@ -59,7 +59,9 @@ class BatterySpec:
             if not 0 < v <= 1:
                 raise InputError(f"{name} must be in (0, 1], got {v}")
         if not 0 <= self.soc_min_frac <= self.soc_max_frac <= 1:
-            raise InputError(f"need 0 <= soc_min_frac <= soc_max_frac <= 1, got {self.soc_min_frac}, {self.soc_max_frac}")
+            raise InputError(
+                f"need 0 <= soc_min_frac <= soc_max_frac <= 1, got {self.soc_min_frac}, {self.soc_max_frac}"
+            )
         for name in ("soc_initial_frac", "soc_terminal_frac"):
             v = getattr(self, name)
             if v is not None and not self.soc_min_frac - 1e-12 <= v <= self.soc_max_frac + 1e-12:
@@ -129,8 +131,16 @@ def build_battery_model(
     e_min, e_max = spec.soc_min_frac * E, spec.soc_max_frac * E
     e0 = spec.soc_initial_frac * E
     e_end = (spec.soc_terminal_frac if spec.soc_terminal_frac is not None else spec.soc_initial_frac) * E
-    cap = np.full(n, P) if power_cap_kw is None else np.minimum(P, as_series(power_cap_kw, "power_cap_kw", n, min_value=0.0))
-    floor = np.full(n, e_min) if soc_floor_kwh is None else np.clip(as_series(soc_floor_kwh, "soc_floor_kwh", n), e_min, e_max)
+    cap = (
+        np.full(n, P)
+        if power_cap_kw is None
+        else np.minimum(P, as_series(power_cap_kw, "power_cap_kw", n, min_value=0.0))
+    )
+    floor = (
+        np.full(n, e_min)
+        if soc_floor_kwh is None
+        else np.clip(as_series(soc_floor_kwh, "soc_floor_kwh", n), e_min, e_max)
+    )
     if ramp_kw_per_period is not None:
         require_positive(ramp_kw_per_period, "ramp_kw_per_period")
     reachable = e0 + ec * dt * P * n
@@ -164,7 +174,9 @@ def build_battery_model(
         m.floor = pyo.Param(m.T, initialize=floor.tolist(), doc="lowest SOC (soc_min + reserve), kWh")
         m.charge = pyo.Var(m.T, bounds=lambda m, t: (0.0, float(cap[t])), doc="charging power, kW")
         m.discharge = pyo.Var(m.T, bounds=lambda m, t: (0.0, float(cap[t])), doc="discharging power, kW")
-        m.soc = pyo.Var(m.T, bounds=lambda m, t: (float(floor[t]), e_max), doc="stored energy at the end of the period, kWh")
+        m.soc = pyo.Var(
+            m.T, bounds=lambda m, t: (float(floor[t]), e_max), doc="stored energy at the end of the period, kWh"
+        )
         if allow_unmet:
             m.soc_shortfall = pyo.Var(bounds=(0.0, None), doc="terminal SOC not reached, kWh")
             m.terminal = pyo.Constraint(expr=m.soc[n - 1] + m.soc_shortfall >= e_end, doc="terminal SOC")
@@ -178,15 +190,21 @@ def build_battery_model(
         with templated_constraints():
             m.soc_balance = pyo.Constraint(
                 m.T1,
-                rule=lambda m, t: (-ec * dt) * m.charge[t] + (dt / ed) * m.discharge[t] + m.soc[t] - m.soc[t - 1] == 0.0,
+                rule=lambda m, t: (
+                    (-ec * dt) * m.charge[t] + (dt / ed) * m.discharge[t] + m.soc[t] - m.soc[t - 1] == 0.0
+                ),
                 doc="state-of-charge balance",
             )
         if ramp_kw_per_period is not None:
             R, p0 = float(ramp_kw_per_period), float(initial_power_kw)
-            m.ramp_0 = pyo.Constraint(expr=(p0 - R, m.discharge[0] - m.charge[0], p0 + R), doc="ramp limit from the initial power")
+            m.ramp_0 = pyo.Constraint(
+                expr=(p0 - R, m.discharge[0] - m.charge[0], p0 + R), doc="ramp limit from the initial power"
+            )
             with templated_constraints():
                 m.ramp = pyo.Constraint(
-                    m.T1, rule=lambda m, t: (-R, m.discharge[t] - m.charge[t] - m.discharge[t - 1] + m.charge[t - 1], R), doc="ramp limit"
+                    m.T1,
+                    rule=lambda m, t: (-R, m.discharge[t] - m.charge[t] - m.discharge[t - 1] + m.charge[t - 1], R),
+                    doc="ramp limit",
                 )
         coefs: list[np.ndarray] = []
         vars_: list[Any] = []
@@ -203,13 +221,18 @@ def build_battery_model(
                 if allow_unmet:
                     m.site_balance = pyo.Constraint(
                         m.T,
-                        rule=lambda m, t: m.grid_import[t] - m.grid_export[t] + m.unserved[t] + m.discharge[t] - m.charge[t] == m.net_load[t],
+                        rule=lambda m, t: (
+                            m.grid_import[t] - m.grid_export[t] + m.unserved[t] + m.discharge[t] - m.charge[t]
+                            == m.net_load[t]
+                        ),
                         doc="site power balance",
                     )
                 else:
                     m.site_balance = pyo.Constraint(
                         m.T,
-                        rule=lambda m, t: m.grid_import[t] - m.grid_export[t] + m.discharge[t] - m.charge[t] == m.net_load[t],
+                        rule=lambda m, t: (
+                            m.grid_import[t] - m.grid_export[t] + m.discharge[t] - m.charge[t] == m.net_load[t]
+                        ),
                         doc="site power balance",
                     )
             buy = (p + carbon_cost) * to_mwh
@@ -230,17 +253,39 @@ def build_battery_model(
             D = spec.reserve_duration_h
             m.reserve = pyo.Var(m.T, bounds=(0.0, P), doc="regulation capacity offered, kW")
             with templated_constraints():
-                m.reserve_up = pyo.Constraint(m.T, rule=lambda m, t: m.discharge[t] - m.charge[t] + m.reserve[t] <= m.cap[t], doc="power headroom up")
-                m.reserve_down = pyo.Constraint(m.T, rule=lambda m, t: m.charge[t] - m.discharge[t] + m.reserve[t] <= m.cap[t], doc="power headroom down")
-                m.reserve_energy_up = pyo.Constraint(m.T, rule=lambda m, t: m.soc[t] - (D / ed) * m.reserve[t] >= m.floor[t], doc="energy to deliver up-regulation")
-                m.reserve_energy_down = pyo.Constraint(m.T, rule=lambda m, t: m.soc[t] + (D * ec) * m.reserve[t] <= e_max, doc="room to absorb down-regulation")
+                m.reserve_up = pyo.Constraint(
+                    m.T,
+                    rule=lambda m, t: m.discharge[t] - m.charge[t] + m.reserve[t] <= m.cap[t],
+                    doc="power headroom up",
+                )
+                m.reserve_down = pyo.Constraint(
+                    m.T,
+                    rule=lambda m, t: m.charge[t] - m.discharge[t] + m.reserve[t] <= m.cap[t],
+                    doc="power headroom down",
+                )
+                m.reserve_energy_up = pyo.Constraint(
+                    m.T,
+                    rule=lambda m, t: m.soc[t] - (D / ed) * m.reserve[t] >= m.floor[t],
+                    doc="energy to deliver up-regulation",
+                )
+                m.reserve_energy_down = pyo.Constraint(
+                    m.T,
+                    rule=lambda m, t: m.soc[t] + (D * ec) * m.reserve[t] <= e_max,
+                    doc="room to absorb down-regulation",
+                )
             coefs.append(-reg * to_mwh)
             vars_.append(m.reserve)
         if milp:
             m.charging = pyo.Var(m.T, within=pyo.Binary, doc="1 = charging mode, 0 = discharging mode")
             with templated_constraints():
-                m.mode_charge = pyo.Constraint(m.T, rule=lambda m, t: m.charge[t] <= P * m.charging[t], doc="charge only in charging mode")
-                m.mode_discharge = pyo.Constraint(m.T, rule=lambda m, t: m.discharge[t] <= P - P * m.charging[t], doc="discharge only in discharging mode")
+                m.mode_charge = pyo.Constraint(
+                    m.T, rule=lambda m, t: m.charge[t] <= P * m.charging[t], doc="charge only in charging mode"
+                )
+                m.mode_discharge = pyo.Constraint(
+                    m.T,
+                    rule=lambda m, t: m.discharge[t] <= P - P * m.charging[t],
+                    doc="discharge only in discharging mode",
+                )
         all_coefs = np.concatenate(coefs).tolist()
         all_vars = [v for comp in vars_ for v in _members(comp).values()]
         extra_c, extra_v = [], []
@@ -251,8 +296,22 @@ def build_battery_model(
             extra_c.append(unmet_penalty_per_mwh / 1000.0)
             extra_v.append(m.soc_shortfall)
         m.objective = pyo.Objective(expr=linear_sum(all_coefs + extra_c, all_vars + extra_v), sense=pyo.minimize)
-    data = dict(n=n, dt=dt, price=p, load=load, pv=pv, net=net, export_price=xp, ci=ci, reg=reg, site=site, e0=e0, e_end=e_end,
-                carbon_price_per_t=float(carbon_price_per_t or 0.0), demand_charge_per_kw=float(demand_charge_per_kw or 0.0))
+    data = dict(
+        n=n,
+        dt=dt,
+        price=p,
+        load=load,
+        pv=pv,
+        net=net,
+        export_price=xp,
+        ci=ci,
+        reg=reg,
+        site=site,
+        e0=e0,
+        e_end=e_end,
+        carbon_price_per_t=float(carbon_price_per_t or 0.0),
+        demand_charge_per_kw=float(demand_charge_per_kw or 0.0),
+    )
     return m, data
 
 
@@ -280,8 +339,11 @@ def optimize_battery(
     ch, dis, soc = sol.values(m.charge), sol.values(m.discharge), sol.values(m.soc)
     site = {}
     if d["site"]:
-        site = dict(imp=sol.values(m.grid_import), exp=sol.values(m.grid_export),
-                    unserved=sol.values(m.unserved) if kwargs.get("allow_unmet") else np.zeros(d["n"]))
+        site = dict(
+            imp=sol.values(m.grid_import),
+            exp=sol.values(m.grid_export),
+            unserved=sol.values(m.unserved) if kwargs.get("allow_unmet") else np.zeros(d["n"]),
+        )
     reserve = sol.values(m.reserve) if d["reg"] is not None else None
     shortfall = float(sol.values(m.soc_shortfall)[0]) if kwargs.get("allow_unmet") else None
     d.update(start=start, period_minutes=period_minutes)
@@ -303,13 +365,24 @@ def with_schedule(result: BatteryResult, spec: BatterySpec, charge_kw: Any, disc
     if d["site"]:
         grid = d["net"] + ch - dis
         site = dict(imp=np.clip(grid, 0, None), exp=np.clip(-grid, 0, None), unserved=np.zeros(n))
-    schedule, bd = _assemble(spec, d, ch, dis, soc, site, np.zeros(n) if d["reg"] is not None else None, None, float("nan"))
+    schedule, bd = _assemble(
+        spec, d, ch, dis, soc, site, np.zeros(n) if d["reg"] is not None else None, None, float("nan")
+    )
     bd["objective"] = bd["total_cost"] + d["carbon_price_per_t"] / 1000.0 * bd.get("carbon_kg", 0.0)
     return BatteryResult(schedule, bd, bd["objective"], result.build_seconds, result.solve_seconds, None, d)
 
 
-def _assemble(spec: BatterySpec, d: dict[str, Any], ch: np.ndarray, dis: np.ndarray, soc: np.ndarray, site: dict[str, np.ndarray],
-              reserve: np.ndarray | None, shortfall: float | None, objective: float) -> tuple[pl.DataFrame, dict[str, float]]:
+def _assemble(
+    spec: BatterySpec,
+    d: dict[str, Any],
+    ch: np.ndarray,
+    dis: np.ndarray,
+    soc: np.ndarray,
+    site: dict[str, np.ndarray],
+    reserve: np.ndarray | None,
+    shortfall: float | None,
+    objective: float,
+) -> tuple[pl.DataFrame, dict[str, float]]:
     """Schedule frame and money/carbon breakdown of one schedule on the run's inputs ``d``."""
     n, dt = d["n"], d["dt"]
     cols: dict[str, Any] = {
@@ -369,7 +442,6 @@ def _assemble(spec: BatterySpec, d: dict[str, Any], ch: np.ndarray, dis: np.ndar
     return schedule, bd
 
 
-
 #: breakdown entries of :func:`daily_summary` (site mode, with a carbon intensity)
 DAILY_BREAKDOWN = (
     "energy_cost", "baseline_energy_cost", "demand_charge", "baseline_demand_charge", "degradation_cost", "carbon_kg",
@@ -386,7 +458,11 @@ def site_schedule_table(result: BatteryResult, load_kw: Any, pv_kw: Any, carbon_
     ``reserve_kw`` (regulation capacity, 0 if none was offered).
     """
     n = result.schedule.height
-    sch = result.schedule if "reserve_kw" in result.schedule.columns else result.schedule.with_columns(pl.lit(0.0).alias("reserve_kw"))
+    sch = (
+        result.schedule
+        if "reserve_kw" in result.schedule.columns
+        else result.schedule.with_columns(pl.lit(0.0).alias("reserve_kw"))
+    )
     return sch.select(
         "period_start", pl.col("price").alias("price_per_mwh"), pl.Series("carbon_kg_per_mwh", as_series(carbon_kg_per_mwh, "carbon_kg_per_mwh", n)),
         pl.Series("load_kw", as_series(load_kw, "load_kw", n)), pl.Series("pv_kw", as_series(pv_kw, "pv_kw", n)),
@@ -401,6 +477,7 @@ def daily_summary(result: BatteryResult, spec: BatterySpec) -> dict[str, float]:
         "power_kw": spec.power_kw, "energy_kwh": spec.energy_kwh, **{k: result.breakdown[k] for k in DAILY_BREAKDOWN},
         "objective": result.objective, "solve_seconds": result.solve_seconds,
     }  # fmt: skip
+
 
 def _self_consumption(pv: np.ndarray | None, export: np.ndarray, n: int) -> float:
     if pv is None or pv.sum() <= 0:
@@ -520,5 +597,7 @@ def battery_economics(daily: pl.DataFrame, econ: Any) -> tuple[pl.DataFrame, dic
         opex_per_year=econ.opex_frac_per_year * capex, calendar_fade_per_year=econ.calendar_fade_per_year, cycle_life=econ.cycle_life,
         end_of_life_capacity=econ.end_of_life_capacity, replacement_cost=econ.replacement_cost_frac * capex,
     )  # fmt: skip
-    summary.update(capex=capex, annual_savings=annual_savings, annual_cycles=annual_cycles, days_used=float(daily.height))
+    summary.update(
+        capex=capex, annual_savings=annual_savings, annual_cycles=annual_cycles, days_used=float(daily.height)
+    )
     return df, summary

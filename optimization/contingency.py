@@ -64,7 +64,9 @@ def distribution_factors(d: dict[str, Any], ref: int = 0) -> tuple[np.ndarray, n
     nb, nl = d["bus_ids"].size, d["li"].size
     f, t = d["f"], d["t"]
     bw = d["base"] * d["b"]  # MW per radian
-    C = sp.csr_array((np.r_[np.ones(nl), -np.ones(nl)], (np.r_[np.arange(nl), np.arange(nl)], np.r_[f, t])), shape=(nl, nb))
+    C = sp.csr_array(
+        (np.r_[np.ones(nl), -np.ones(nl)], (np.r_[np.arange(nl), np.arange(nl)], np.r_[f, t])), shape=(nl, nb)
+    )
     Bf = sp.diags_array(bw) @ C
     Bbus = (C.T @ Bf).tocsc()
     keep = np.flatnonzero(np.arange(nb) != ref)
@@ -133,7 +135,17 @@ def screen_n1(
                        worst_loading_pct_after=float(loading.max(initial=0.0)))  # fmt: skip
         rows.append(row)
     redispatch = pl.DataFrame(rows, schema=_REDISPATCH_SCHEMA)
-    return N1Result(overloads, per_outage.drop("position"), redispatch, islanding, base, secured, screening, time.perf_counter() - t1, lodf)
+    return N1Result(
+        overloads,
+        per_outage.drop("position"),
+        redispatch,
+        islanding,
+        base,
+        secured,
+        screening,
+        time.perf_counter() - t1,
+        lodf,
+    )
 
 
 _REDISPATCH_SCHEMA = {
@@ -149,7 +161,9 @@ def _ref_position(d: dict[str, Any], ppc: dict[str, Any]) -> int:
     return int(pos[0]) if pos.size else int(d["gbus"][0]) if d["gbus"].size else 0
 
 
-def _screen(d: dict[str, Any], flow: np.ndarray, lodf: np.ndarray, rating_factor: float) -> tuple[pl.DataFrame, pl.DataFrame, list[int]]:
+def _screen(
+    d: dict[str, Any], flow: np.ndarray, lodf: np.ndarray, rating_factor: float
+) -> tuple[pl.DataFrame, pl.DataFrame, list[int]]:
     rate = d["rate"] * rating_factor
     islanding_cols = np.isnan(lodf).all(axis=0)
     post = post_contingency_flows(flow, np.nan_to_num(lodf))
@@ -168,7 +182,9 @@ def _screen(d: dict[str, Any], flow: np.ndarray, lodf: np.ndarray, rating_factor
         }
     ).sort(["loading_pct"], descending=True)  # fmt: skip
     per = (
-        pl.DataFrame({"position": out.astype(np.int64), "contingency_branch": li[out].astype(np.int64), "loading": loading})
+        pl.DataFrame(
+            {"position": out.astype(np.int64), "contingency_branch": li[out].astype(np.int64), "loading": loading}
+        )
         .group_by("position", "contingency_branch")
         .agg(pl.len().cast(pl.Int64).alias("overloads"), pl.col("loading").max().alias("worst_loading_pct"))
         .sort(["worst_loading_pct", "contingency_branch"], descending=[True, False])

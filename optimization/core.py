@@ -221,7 +221,9 @@ class CompiledModel:
             n_rows = A.shape[0]
             offset = sign * float(pyo.value(constant))
             # objective-only variables become columns too; fixed ones move to the offset
-            quad_vars = [w for pair in repn.quadratic_vars for w in pair] if repn is not None and repn.quadratic_vars else []
+            quad_vars = (
+                [w for pair in repn.quadratic_vars for w in pair] if repn is not None and repn.quadratic_vars else []
+            )
             for v in itertools.chain(lin_vars, quad_vars):
                 if id(v) not in col_of:
                     if v.fixed:
@@ -240,7 +242,9 @@ class CompiledModel:
                 coefs = np.asarray(lin_coefs, dtype=float)
             except (TypeError, ValueError):
                 coefs = np.fromiter((float(pyo.value(c)) for c in lin_coefs), dtype=float, count=len(lin_coefs))
-            idx = np.fromiter(map(col_of.get, map(id, lin_vars), itertools.repeat(-1)), dtype=np.int64, count=len(lin_coefs))
+            idx = np.fromiter(
+                map(col_of.get, map(id, lin_vars), itertools.repeat(-1)), dtype=np.int64, count=len(lin_coefs)
+            )
             fixed = idx < 0
             if fixed.any():
                 offset += sign * float(sum(coefs[k] * lin_vars[k].value for k in np.flatnonzero(fixed)))
@@ -257,7 +261,10 @@ class CompiledModel:
             bad = np.flatnonzero(lb > ub)
             if bad.size:
                 names = [columns[j].name for j in bad[:5]]
-                raise InfeasibleError(f"variable bounds cross (lower > upper) for {names}", {"variable_bounds": float((lb - ub)[bad].sum())})
+                raise InfeasibleError(
+                    f"variable bounds cross (lower > upper) for {names}",
+                    {"variable_bounds": float((lb - ub)[bad].sum())},
+                )
         self.A, self.cost, self.offset, self.hessian = A, cost, offset, hessian
         self.col_lower, self.col_upper, self.integer = lb, ub, integer
         self.row_lower, self.row_upper = row_lo, row_hi
@@ -283,7 +290,9 @@ class CompiledModel:
         lp.a_matrix_.index_ = self.A.indices
         lp.a_matrix_.value_ = self.A.data
         if self.is_mip:
-            lp.integrality_ = [highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous for b in self.integer]
+            lp.integrality_ = [
+                highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous for b in self.integer
+            ]
         if self.hessian is not None:
             model = highspy.HighsModel()
             model.lp_ = lp
@@ -292,7 +301,9 @@ class CompiledModel:
         else:
             status = h.passModel(lp)
         if status == highspy.HighsStatus.kError:
-            raise InputError(f"HiGHS rejected model {self.model.name!r} (non-finite coefficient or non-convex objective?)")
+            raise InputError(
+                f"HiGHS rejected model {self.model.name!r} (non-finite coefficient or non-convex objective?)"
+            )
         return h
 
     def set_bounds(self, con: Any, lower: Any = None, upper: Any = None) -> None:
@@ -305,8 +316,12 @@ class CompiledModel:
         # a constraint without variables (e.g. a period no car is present) has no row: keep only real rows
         keep = np.array([p >= 0 for p in pos], dtype=bool)
         idx = np.array([p for p in pos if p >= 0], dtype=np.int32)
-        lo = self.row_lower[idx] if lower is None else np.broadcast_to(np.asarray(lower, float), keep.shape)[keep].copy()
-        hi = self.row_upper[idx] if upper is None else np.broadcast_to(np.asarray(upper, float), keep.shape)[keep].copy()
+        lo = (
+            self.row_lower[idx] if lower is None else np.broadcast_to(np.asarray(lower, float), keep.shape)[keep].copy()
+        )
+        hi = (
+            self.row_upper[idx] if upper is None else np.broadcast_to(np.asarray(upper, float), keep.shape)[keep].copy()
+        )
         lo = np.where(np.isfinite(lo), lo, -INF)
         hi = np.where(np.isfinite(hi), hi, INF)
         self.row_lower[idx] = lo
@@ -335,7 +350,10 @@ class CompiledModel:
         status = h.getModelStatus()
         info = h.getInfo()
         has_primal = info.primal_solution_status == 2
-        if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible) and not has_primal:
+        if (
+            status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible)
+            and not has_primal
+        ):
             if status == highspy.HighsModelStatus.kUnboundedOrInfeasible:
                 # presolve cannot tell which; ask again without it
                 h.setOptionValue("presolve", "off")
@@ -354,7 +372,9 @@ class CompiledModel:
         if not has_primal or (not self.is_mip and status != highspy.HighsModelStatus.kOptimal):
             # an LP/QP stopped early is not a schedule anyone should act on; a MIP stopped at a
             # time limit with an incumbent is, and reports its gap
-            raise RuntimeError(f"HiGHS did not solve {self.model.name!r} to optimality: {h.modelStatusToString(status)}")
+            raise RuntimeError(
+                f"HiGHS did not solve {self.model.name!r} to optimality: {h.modelStatusToString(status)}"
+            )
         sol = h.getSolution()
         x = np.asarray(sol.col_value, dtype=float)
         row_dual = None if self.is_mip else np.asarray(sol.row_dual, dtype=float)
@@ -378,7 +398,9 @@ def solve(model: pyo.ConcreteModel, **kwargs: Any) -> Solution:
     return CompiledModel(model).solve(**kwargs)
 
 
-def diagnose_infeasibility(cm: CompiledModel, top: int = 5, time_limit: float = DIAGNOSIS_TIME_LIMIT_S) -> dict[str, float]:
+def diagnose_infeasibility(
+    cm: CompiledModel, top: int = 5, time_limit: float = DIAGNOSIS_TIME_LIMIT_S
+) -> dict[str, float]:
     """Smallest total constraint violation per constraint group (pyomo component name).
 
     Solves the elastic LP ``min sum(s+ + s-)`` s.t. ``row_lower <= A x + s+ - s- <= row_upper`` with
@@ -418,7 +440,9 @@ def diagnose_infeasibility(cm: CompiledModel, top: int = 5, time_limit: float = 
     h.run()
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
-        cm.diagnosis_note = f"the elastic LP did not solve ({h.modelStatusToString(status)}, time limit {time_limit:g} s)"
+        cm.diagnosis_note = (
+            f"the elastic LP did not solve ({h.modelStatusToString(status)}, time limit {time_limit:g} s)"
+        )
         return {}
     x = np.asarray(h.getSolution().col_value)
     viol = x[n : n + m] + x[n + m :]
@@ -432,15 +456,21 @@ def diagnose_infeasibility(cm: CompiledModel, top: int = 5, time_limit: float = 
     cm._violations = {k: sorted(v, key=lambda t: -t[0])[:top] for k, v in worst.items()}
     if not groups:
         if not cm.is_mip:
-            cm.diagnosis_note = "the elastic LP meets every constraint, so the infeasibility HiGHS reported is numerical"
+            cm.diagnosis_note = (
+                "the elastic LP meets every constraint, so the infeasibility HiGHS reported is numerical"
+            )
             return {}
         groups["integrality"] = 0.0
     return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
 
 
-def _infeasible_message(model: pyo.ConcreteModel, groups: dict[str, float], worst: dict[str, list] | None = None, note: str = "") -> str:
+def _infeasible_message(
+    model: pyo.ConcreteModel, groups: dict[str, float], worst: dict[str, list] | None = None, note: str = ""
+) -> str:
     if not groups:
-        return f"model {model.name!r} is infeasible; could not diagnose which constraints cannot be met" + (f": {note}" if note else "")
+        return f"model {model.name!r} is infeasible; could not diagnose which constraints cannot be met" + (
+            f": {note}" if note else ""
+        )
     parts = []
     for name, amount in groups.items():
         comp = model.find_component(name)
@@ -452,7 +482,9 @@ def _infeasible_message(model: pyo.ConcreteModel, groups: dict[str, float], wors
     return f"model {model.name!r} is infeasible: constraint group(s) that cannot be met: " + "; ".join(parts)
 
 
-def _natural_order(model: Any, A: Any, columns: list[Any], col_of: dict[int, int]) -> tuple[Any, list[Any], dict[int, int]]:
+def _natural_order(
+    model: Any, A: Any, columns: list[Any], col_of: dict[int, int]
+) -> tuple[Any, list[Any], dict[int, int]]:
     """Permute columns into variable declaration order (each component's members in index order).
 
     pyomo's variable recorder registers a whole indexed component at once, so a component usually
@@ -474,7 +506,9 @@ def _natural_order(model: Any, A: Any, columns: list[Any], col_of: dict[int, int
         if j0 is not None and j1 is not None and j1 - j0 == size - 1:
             parts.append(np.arange(j0, j1 + 1))
         else:
-            parts.append(np.fromiter((j for j in map(col_of.get, map(id, comp.values())) if j is not None), dtype=np.int64))
+            parts.append(
+                np.fromiter((j for j in map(col_of.get, map(id, comp.values())) if j is not None), dtype=np.int64)
+            )
     if not parts:
         return A, columns, col_of
     perm = np.concatenate(parts)
@@ -512,7 +546,7 @@ def _column_bounds(columns: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
         interval = d.get_interval()
         info[k] = (-INF if dl is None else dl, INF if du is None else du, interval[2] not in (0, None))
     if len(info) == 1:
-        (dl, du, is_int), = info.values()
+        ((dl, du, is_int),) = info.values()
         dlb, dub, integer = np.full(n, dl), np.full(n, du), np.full(n, is_int)
     else:
         keys = list(info)
@@ -599,8 +633,8 @@ class _FastRecorder:
     order), and each 1-D integer-indexed ``Var`` is exposed to generated code as a :class:`_RangeMap`."""
 
     def __init__(self, columns: list[Any], var_comps: list[Any]) -> None:
-        from pyomo.core.expr import SymbolMap
         from pyomo.core.base.label import NumericLabeler
+        from pyomo.core.expr import SymbolMap
 
         ids = list(map(id, columns))
         self.var_order = dict(zip(ids, range(len(columns))))
@@ -704,7 +738,11 @@ def _fast_standard_form(model: pyo.ConcreteModel, max_plain_rows: int = 2000) ->
         if comp.is_indexed() and hasattr(first, "template_expr"):
             tinfo = first.template_expr()
             keys = list(members)
-            if len(datas) != len(keys) or _int_range(keys) is None or any(d.template_expr() is not tinfo for d in datas):
+            if (
+                len(datas) != len(keys)
+                or _int_range(keys) is None
+                or any(d.template_expr() is not tinfo for d in datas)
+            ):
                 raise _NotVectorisable(f"constraint {comp.name} is not one template over an integer range")
             idx = np.asarray(keys, dtype=np.int64)
             R = idx.size
@@ -727,7 +765,9 @@ def _fast_standard_form(model: pyo.ConcreteModel, max_plain_rows: int = 2000) ->
             except _NotVectorisable:
                 raise
             except Exception as exc:  # anything the generated code cannot do on arrays: pyomo's compiler can
-                raise _NotVectorisable(f"constraint {comp.name}: template not vectorisable ({type(exc).__name__}: {exc})") from exc
+                raise _NotVectorisable(
+                    f"constraint {comp.name}: template not vectorisable ({type(exc).__name__}: {exc})"
+                ) from exc
             row_cons.extend(datas)
         else:
             lo_l, hi_l = [], []
@@ -743,14 +783,20 @@ def _fast_standard_form(model: pyo.ConcreteModel, max_plain_rows: int = 2000) ->
                 for v, a in zip(repn.linear_vars, repn.linear_coefs):
                     j = order.get(id(v))
                     if j is None:
-                        raise _NotVectorisable(f"constraint {d.name} uses variable {v.name} from outside the model's own Var components")
+                        raise _NotVectorisable(
+                            f"constraint {d.name} uses variable {v.name} from outside the model's own Var components"
+                        )
                     rows_l.append(k), cols_l.append(j), vals_l.append(float(a))
                 c0 = float(repn.constant)
                 lo_l.append(-INF if lb_e is None else float(lb_e) - c0)
                 hi_l.append(INF if ub_e is None else float(ub_e) - c0)
                 row_cons.append(d)
             R = len(lo_l)
-            r_i.append(np.asarray(rows_l, dtype=np.int64)), c_i.append(np.asarray(cols_l, dtype=np.int64)), v_i.append(np.asarray(vals_l, dtype=float))
+            (
+                r_i.append(np.asarray(rows_l, dtype=np.int64)),
+                c_i.append(np.asarray(cols_l, dtype=np.int64)),
+                v_i.append(np.asarray(vals_l, dtype=float)),
+            )
             lo, hi = np.asarray(lo_l, dtype=float), np.asarray(hi_l, dtype=float)
         lo_parts.append(lo), hi_parts.append(hi)
         n_rows += R

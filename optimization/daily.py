@@ -99,15 +99,23 @@ def tariff_prices(tariffs: Tariffs, stamps: pl.Series, tz: str) -> tuple[np.ndar
     starts: peak in the profile's one peak window, shoulder in its shoulder hours, off-peak otherwise."""
     w = tariffs.wholesale
     return time_of_use(
-        stamps, tz, off_peak_per_mwh=w.off_peak_per_mwh, shoulder_per_mwh=w.shoulder_per_mwh, peak_per_mwh=w.peak_per_mwh,
-        shoulder_hours=w.shoulder_hours, peak_hours=tariffs.peak_window.hours, carbon_kg_per_mwh=tariffs.carbon_kg_per_mwh,
+        stamps,
+        tz,
+        off_peak_per_mwh=w.off_peak_per_mwh,
+        shoulder_per_mwh=w.shoulder_per_mwh,
+        peak_per_mwh=w.peak_per_mwh,
+        shoulder_hours=w.shoulder_hours,
+        peak_hours=tariffs.peak_window.hours,
+        carbon_kg_per_mwh=tariffs.carbon_kg_per_mwh,
     )
 
 
 # --------------------------------------------------------------------------------------------
 # load and PV
 # --------------------------------------------------------------------------------------------
-def newest_issue_p50(forecasts: pl.DataFrame, entity_id: str, day: dt.date, tz: str, source: str = "forecast") -> tuple[np.ndarray | None, str]:
+def newest_issue_p50(
+    forecasts: pl.DataFrame, entity_id: str, day: dt.date, tz: str, source: str = "forecast"
+) -> tuple[np.ndarray | None, str]:
     """Hourly p50 of ``entity_id`` over local ``day`` from gold forecast rows, and a description.
 
     ``forecasts`` holds rows of a gold forecast table (entity_id, issued_at, period_start, p50,
@@ -128,7 +136,10 @@ def newest_issue_p50(forecasts: pl.DataFrame, entity_id: str, day: dt.date, tz: 
         return None, f"{source} covers {f.height}/{hours.len()} hours of {day} for entity {entity_id!r}"
     issues = sorted({str(t) for t in f["issued_at"].to_list()})
     models = sorted({f"{m}:{v}" for m, v in f.select("model", "model_version").iter_rows()})
-    return f["p50"].to_numpy(), f"{source} p50 of {entity_id!r}, newest issue per hour (issued {', '.join(issues)}; {', '.join(models)})"
+    return (
+        f["p50"].to_numpy(),
+        f"{source} p50 of {entity_id!r}, newest issue per hour (issued {', '.join(issues)}; {', '.join(models)})",
+    )
 
 
 def same_hour_last_week(hourly: pl.DataFrame, entity_id: str, day: dt.date, tz: str) -> pl.DataFrame:
@@ -143,7 +154,12 @@ def same_hour_last_week(hourly: pl.DataFrame, entity_id: str, day: dt.date, tz: 
     else:
         h = hourly.filter(pl.col("entity_id") == entity_id).select("period_start", "mean_kw")
     shifted = h.select(
-        pl.col("period_start").dt.convert_time_zone(tz).dt.offset_by("7d").dt.convert_time_zone("UTC").alias("period_start"), "mean_kw"
+        pl.col("period_start")
+        .dt.convert_time_zone(tz)
+        .dt.offset_by("7d")
+        .dt.convert_time_zone("UTC")
+        .alias("period_start"),
+        "mean_kw",
     )
     return day_periods(day, tz, 60).to_frame().join(shifted, on="period_start", how="left")
 
@@ -181,8 +197,12 @@ def ev_sessions_for_day(day: dt.date, tz: str, sessions: pl.DataFrame | None = N
     sub = s.filter((pl.col("arrival_period") >= d0) & (pl.col("arrival_period") < d0 + per_day))
     sub = sub.with_columns(pl.col("arrival_period") - d0, pl.col("departure_period") - d0)
     midnight = day_bounds_utc(day, tz)[0]
-    to_ts = lambda c: (pl.lit(midnight) + pl.duration(minutes=pl.col(c) * CALTECH_PERIOD_MINUTES)).cast(pl.Datetime("us", "UTC"))  # noqa: E731
-    return sub.with_columns(to_ts("arrival_period").alias("arrival_time"), to_ts("departure_period").alias("departure_time")), src
+    to_ts = lambda c: (pl.lit(midnight) + pl.duration(minutes=pl.col(c) * CALTECH_PERIOD_MINUTES)).cast(
+        pl.Datetime("us", "UTC")
+    )  # noqa: E731
+    return sub.with_columns(
+        to_ts("arrival_period").alias("arrival_time"), to_ts("departure_period").alias("departure_time")
+    ), src
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,11 +226,18 @@ def persistence_temperature(weather: pl.DataFrame, day: dt.date, tz: str) -> tup
     """
     if weather.height == 0 or "temp_air_c" not in weather.columns:
         return None, "no silver_weather rows for the day before"
-    prev = weather.filter(pl.col("temp_air_c").is_not_null()).group_by(
-        pl.col("observation_time").dt.convert_time_zone(tz).dt.hour().alias("hour")
-    ).agg(pl.col("temp_air_c").mean())
+    prev = (
+        weather.filter(pl.col("temp_air_c").is_not_null())
+        .group_by(pl.col("observation_time").dt.convert_time_zone(tz).dt.hour().alias("hour"))
+        .agg(pl.col("temp_air_c").mean())
+    )
     hours = day_periods(day, tz, 60).dt.convert_time_zone(tz).dt.hour().alias("hour").to_frame()
     got = hours.join(prev, on="hour", how="left")
     if got["temp_air_c"].null_count():
-        return None, f"silver_weather of {day - dt.timedelta(days=1)} lacks {got['temp_air_c'].null_count()} local hour(s)"
-    return got["temp_air_c"].to_numpy(), f"persistence: silver_weather mean temp_air_c of {day - dt.timedelta(days=1)} by local hour"
+        return (
+            None,
+            f"silver_weather of {day - dt.timedelta(days=1)} lacks {got['temp_air_c'].null_count()} local hour(s)",
+        )
+    return got[
+        "temp_air_c"
+    ].to_numpy(), f"persistence: silver_weather mean temp_air_c of {day - dt.timedelta(days=1)} by local hour"

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -113,7 +114,9 @@ def load_case(case: Any) -> dict[str, Any]:
     if isinstance(case, str):
         factory = getattr(pn, case, None)
         if not case.isidentifier() or case.startswith("_") or not callable(factory):
-            raise InputError(f"unknown pandapower network {case!r} (try case9, case14, case57, case118, case300, GBnetwork, iceland)")
+            raise InputError(
+                f"unknown pandapower network {case!r} (try case9, case14, case57, case118, case300, GBnetwork, iceland)"
+            )
         case = factory()
     # to_ppc logs a warning per generator voltage set-point outside bus limits (irrelevant to DC)
     pp_log = logging.getLogger("pandapower")
@@ -132,7 +135,11 @@ def load_case(case: Any) -> dict[str, Any]:
                 import sys
                 from unittest import mock
 
-                with mock.patch.object(sys.modules["pandapower.converter.pypower.to_ppc"], "_check_necessary_opf_parameters", lambda *a: None):
+                with mock.patch.object(
+                    sys.modules["pandapower.converter.pypower.to_ppc"],
+                    "_check_necessary_opf_parameters",
+                    lambda *a: None,
+                ):
                     ppc = to_ppc(case, init="flat", mode="opf")
     finally:
         pp_log.setLevel(level)
@@ -174,7 +181,9 @@ def unrated_as_unlimited(net: Any, ppc: dict[str, Any]) -> dict[str, Any]:
         if el not in rows:
             continue
         lo, df = rows[el]
-        load = df["max_loading_percent"].to_numpy(dtype=float) if "max_loading_percent" in df else np.full(len(df), 100.0)
+        load = (
+            df["max_loading_percent"].to_numpy(dtype=float) if "max_loading_percent" in df else np.full(len(df), 100.0)
+        )
         unrated = np.isin(np.round(df[col].to_numpy(dtype=float), 6), values) & np.isclose(load, 100.0)
         sl = slice(lo, lo + len(df))
         ppc["branch"][sl, RATE_A] = np.where(unrated, 0.0, ppc["branch"][sl, RATE_A])
@@ -219,7 +228,11 @@ def build_dcopf(
     nb = bus_ids.size
     g_on = (gen[:, GEN_STATUS] > 0) & np.isin(gen[:, GEN_BUS].astype(int), bus_ids)
     gi = np.flatnonzero(g_on)
-    br_on = (branch[:, BR_STATUS] > 0) & np.isin(branch[:, F_BUS].astype(int), bus_ids) & np.isin(branch[:, T_BUS].astype(int), bus_ids)
+    br_on = (
+        (branch[:, BR_STATUS] > 0)
+        & np.isin(branch[:, F_BUS].astype(int), bus_ids)
+        & np.isin(branch[:, T_BUS].astype(int), bus_ids)
+    )
     li = np.flatnonzero(br_on)
     x = branch[li, BR_X]
     if (x == 0).any():
@@ -269,7 +282,9 @@ def build_dcopf(
         if line_limits:
             lim = [k for k in range(li.size) if rate[k] > 0]
             m.line_limit = pyo.Constraint(
-                lim, rule=lambda m, k: pyo.inequality(-float(rate[k]), m.flow[k], float(rate[k])), doc="branch thermal limit (rateA)"
+                lim,
+                rule=lambda m, k: pyo.inequality(-float(rate[k]), m.flow[k], float(rate[k])),
+                doc="branch thermal limit (rateA)",
             )
         sec = [(k, l_, float(col[l_])) for k, col in (security or {}).items() for l_ in range(li.size)
                if l_ != k and rate[l_] > 0 and np.isfinite(col[l_]) and abs(col[l_]) > 1e-9]  # fmt: skip
@@ -277,7 +292,11 @@ def build_dcopf(
             rf = float(security_rating_factor)
             m.security = pyo.Constraint(
                 range(len(sec)),
-                rule=lambda m, j: pyo.inequality(-rf * float(rate[sec[j][1]]), m.flow[sec[j][1]] + sec[j][2] * m.flow[sec[j][0]], rf * float(rate[sec[j][1]])),
+                rule=lambda m, j: pyo.inequality(
+                    -rf * float(rate[sec[j][1]]),
+                    m.flow[sec[j][1]] + sec[j][2] * m.flow[sec[j][0]],
+                    rf * float(rate[sec[j][1]]),
+                ),
                 doc="post-contingency branch limit (N-1)",
             )
         out_of = [[] for _ in range(nb)]
@@ -292,11 +311,13 @@ def build_dcopf(
             m.shed = pyo.Var(m.B, bounds=lambda m, i: (0.0, max(0.0, float(demand[i]))), doc="load shed, MW")
         m.power_balance = pyo.Constraint(
             m.B,
-            rule=lambda m, i: sum(m.pg[g] for g in gens_at[i])
-            - sum(m.flow[k] for k in out_of[i])
-            + sum(m.flow[k] for k in into[i])
-            + (m.shed[i] if allow_load_shedding else 0.0)
-            == float(demand[i]),
+            rule=lambda m, i: (
+                sum(m.pg[g] for g in gens_at[i])
+                - sum(m.flow[k] for k in out_of[i])
+                + sum(m.flow[k] for k in into[i])
+                + (m.shed[i] if allow_load_shedding else 0.0)
+                == float(demand[i])
+            ),
             doc="nodal power balance (dual = LMP)",
         )
         cost_rows = gencost[gi]
@@ -307,11 +328,16 @@ def build_dcopf(
             poly = _convex_poly(cost_rows, gi)
             # outer approximation: cost[g] >= tangent of the polynomial at pwl_segments + 1 points;
             # solve_dcopf adds tangents at the solution until the gap to the true cost vanishes
-            pts = [np.linspace(pmin[g], pmax[g], max(pwl_segments, 1) + 1) if poly[g, 2] > 0 else np.array([pmin[g]]) for g in range(gi.size)]
+            pts = [
+                np.linspace(pmin[g], pmax[g], max(pwl_segments, 1) + 1) if poly[g, 2] > 0 else np.array([pmin[g]])
+                for g in range(gi.size)
+            ]
             m.cost = pyo.Var(m.G, doc="generator cost epigraph, $/h")
             idx = [(g, s) for g in range(gi.size) for s in range(pts[g].size)]
             m.tangent = pyo.Constraint(
-                idx, rule=lambda m, g, s: m.cost[g] - _slope(poly[g], pts[g][s]) * m.pg[g] >= _intercept(poly[g], pts[g][s]), doc="tangent cut of the cost"
+                idx,
+                rule=lambda m, g, s: m.cost[g] - _slope(poly[g], pts[g][s]) * m.pg[g] >= _intercept(poly[g], pts[g][s]),
+                doc="tangent cut of the cost",
             )
             terms.append(sum(m.cost[g] for g in m.G))
         elif use_pwl:
@@ -322,7 +348,13 @@ def build_dcopf(
             idx = [(g, s) for g in range(gi.size) for s in range(len(segs[g][0]) - 1)]
             m.pwl = pyo.Constraint(
                 idx,
-                rule=lambda m, g, s: m.cost[g] >= segs[g][1][s] + (segs[g][1][s + 1] - segs[g][1][s]) / max(segs[g][0][s + 1] - segs[g][0][s], 1e-12) * (m.pg[g] - segs[g][0][s]),
+                rule=lambda m, g, s: (
+                    m.cost[g]
+                    >= segs[g][1][s]
+                    + (segs[g][1][s + 1] - segs[g][1][s])
+                    / max(segs[g][0][s + 1] - segs[g][0][s], 1e-12)
+                    * (m.pg[g] - segs[g][0][s])
+                ),
                 doc="piecewise-linear cost",
             )
             terms.append(sum(m.cost[g] for g in m.G))
@@ -342,7 +374,9 @@ def build_dcopf(
     return m, data
 
 
-def check_dcopf_solution(d: dict[str, Any], pg: np.ndarray, va: np.ndarray, flow: np.ndarray, shed: np.ndarray | None = None) -> dict[str, float]:
+def check_dcopf_solution(
+    d: dict[str, Any], pg: np.ndarray, va: np.ndarray, flow: np.ndarray, shed: np.ndarray | None = None
+) -> dict[str, float]:
     """Largest violation (MW) per constraint group of a DC-OPF solution, recomputed in physical units.
 
     ``d`` is the data dict of :func:`build_dcopf`. Groups: ``flow_def`` (flow vs the angles),
@@ -378,7 +412,9 @@ def check_dcopf_solution(d: dict[str, Any], pg: np.ndarray, va: np.ndarray, flow
 def check_tolerance_mw(d: dict[str, Any], pg: np.ndarray, flow: np.ndarray) -> float:
     """The violation (MW) :func:`solve_dcopf` accepts: ``CHECK_REL_TOL`` x the largest of total demand,
     generator output and branch flow (double precision is relative), at least 1e-6 MW."""
-    scale = max(float(np.abs(d["demand"]).sum()), float(np.abs(pg).max(initial=0.0)), float(np.abs(flow).max(initial=0.0)))
+    scale = max(
+        float(np.abs(d["demand"]).sum()), float(np.abs(pg).max(initial=0.0)), float(np.abs(flow).max(initial=0.0))
+    )
     return max(1e-6, CHECK_REL_TOL * scale)
 
 
@@ -388,11 +424,16 @@ def _solver_paths(kwargs: dict[str, Any], polynomial_costs: bool) -> list[tuple[
     if cm_ in ("cuts", "quadratic") or (cm_ == "auto" and polynomial_costs):
         first = [] if cm_ == "cuts" else [("qp (HiGHS active set)", {**kwargs, "cost_model": cm_}, {})]
         cuts = {**kwargs, "cost_model": "cuts"}
-        return first + [("lp tangent cuts (dual simplex)", cuts, {"solver": "simplex"}), ("lp tangent cuts (interior point)", cuts, {"solver": "ipm"})]
+        return first + [
+            ("lp tangent cuts (dual simplex)", cuts, {"solver": "simplex"}),
+            ("lp tangent cuts (interior point)", cuts, {"solver": "ipm"}),
+        ]
     return [("lp (dual simplex)", kwargs, {"solver": "simplex"}), ("lp (interior point)", kwargs, {"solver": "ipm"})]
 
 
-def _solve_with_cuts(cm: CompiledModel, m: pyo.ConcreteModel, d: dict[str, Any], options: dict[str, Any], max_rounds: int = 100) -> Any:
+def _solve_with_cuts(
+    cm: CompiledModel, m: pyo.ConcreteModel, d: dict[str, Any], options: dict[str, Any], max_rounds: int = 100
+) -> Any:
     """Solve the tangent-cut LP, adding the tangent at each generator's output until the cost gap closes.
 
     Every LP is a lower bound on the QP optimum; the true (quadratic) cost of its dispatch is an upper
@@ -416,7 +457,13 @@ def _solve_with_cuts(cm: CompiledModel, m: pyo.ConcreteModel, d: dict[str, Any],
         if gap.sum() <= CUT_REL_GAP * max(1.0, abs(total)):
             return dataclasses.replace(sol, objective=total)
         for g in np.flatnonzero(gap > 0.1 * CUT_REL_GAP * max(1.0, abs(total)) / max(1, gap.size)):
-            h.addRow(_intercept(poly[g], pg[g]), INF, 2, np.array([col_cost[g], col_pg[g]], dtype=np.int32), np.array([1.0, -_slope(poly[g], pg[g])]))
+            h.addRow(
+                _intercept(poly[g], pg[g]),
+                INF,
+                2,
+                np.array([col_cost[g], col_pg[g]], dtype=np.int32),
+                np.array([1.0, -_slope(poly[g], pg[g])]),
+            )
     raise RuntimeError(f"tangent cuts did not close the cost gap in {max_rounds} rounds (gap {gap.sum():.3g} $/h)")
 
 
@@ -432,7 +479,7 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     ``OPFResult.method`` names the path that passed; if none passes, ``RuntimeError`` lists each
     path's failure.
     """
-    t0 = time.perf_counter()
+    time.perf_counter()
     ppc = load_case(case)
     gencost = np.asarray(ppc["gencost"], dtype=float)
     polynomial_costs = not (gencost[:, MODEL] == 1).all()
@@ -445,7 +492,11 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
         build += time.perf_counter() - t1
         t1 = time.perf_counter()
         try:
-            sol = _solve_with_cuts(cm, m, d, options) if build_kw.get("cost_model") == "cuts" else cm.solve(options=options)
+            sol = (
+                _solve_with_cuts(cm, m, d, options)
+                if build_kw.get("cost_model") == "cuts"
+                else cm.solve(options=options)
+            )
         except RuntimeError as exc:
             solve_s += time.perf_counter() - t1
             failures.append(f"{label}: {exc}")
@@ -460,7 +511,9 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
             break
         failures.append(f"{label}: solution violates {worst} by {viol[worst]:.3g} MW (tolerance {tol:.3g} MW)")
     else:
-        raise RuntimeError("DC-OPF: no solver path returned a solution that meets the constraints: " + "; ".join(failures))
+        raise RuntimeError(
+            "DC-OPF: no solver path returned a solution that meets the constraints: " + "; ".join(failures)
+        )
     lmp = sol.duals(m.power_balance)
     gens = pl.DataFrame({"gen": d["gi"], "bus": d["bus_ids"][d["gbus"]], "p_mw": pg, "pmin_mw": d["pmin"], "pmax_mw": d["pmax"],
                          "renewable": d["renewable"], "co2_t_per_h": pg * d["co2"]})  # fmt: skip
@@ -481,7 +534,6 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     return OPFResult(sol.objective, gens, branches, buses, build, solve_s, unserved, method=label, max_violation_mw=viol[worst], failed_paths=failures,
                      emissions_t_per_h=float((pg * d["co2"]).sum()), renewable_share=float(pg[d["renewable"]].sum() / total) if total > 0 else 0.0,
                      data=d)  # fmt: skip
-
 
 
 def scaled_case(ppc: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -517,11 +569,16 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
     base = load_case(case)
     n = period_start.len()
     scales = as_series(load_scale, "load_scale", n)
-    forecasts = {g: as_series(v, f"renewable_forecast_mw[{g}]", n, min_value=0.0) for g, v in (kwargs.pop("renewable_forecast_mw", None) or {}).items()}
+    forecasts = {
+        g: as_series(v, f"renewable_forecast_mw[{g}]", n, min_value=0.0)
+        for g, v in (kwargs.pop("renewable_forecast_mw", None) or {}).items()
+    }
     frames, costs, solve_s, peak = [], [], 0.0, None
     for k, (ts, f) in enumerate(zip(period_start.to_list(), scales)):
         try:
-            r = solve_dcopf(scaled_case(base, float(f)), renewable_forecast_mw={g: v[k] for g, v in forecasts.items()}, **kwargs)
+            r = solve_dcopf(
+                scaled_case(base, float(f)), renewable_forecast_mw={g: v[k] for g, v in forecasts.items()}, **kwargs
+            )
         except InfeasibleError as exc:
             err = InfeasibleError(f"period {ts} (load scale {f:.3f}): {exc}", exc.groups)
             err.hint = exc.hint
@@ -540,8 +597,11 @@ def solve_dcopf_periods(case: Any, period_start: pl.Series, load_scale: Any, **k
         ]  # fmt: skip
         if k == int(np.argmax(scales)):
             peak = r
-    table = pl.concat([f.with_columns(pl.col(pl.Int32, pl.Int64).cast(pl.Int64)) for f in frames], how="diagonal_relaxed")
+    table = pl.concat(
+        [f.with_columns(pl.col(pl.Int32, pl.Int64).cast(pl.Int64)) for f in frames], how="diagonal_relaxed"
+    )
     return OPFSeries(table, costs, solve_s, peak)
+
 
 def _renewables_and_co2(
     n_gen: int, gi: np.ndarray, pmin: np.ndarray, pmax: np.ndarray, forecast: Mapping[int, float] | None, co2: Any

@@ -47,7 +47,9 @@ from optimization.errors import InfeasibleError, InputError
 #: the real sessions, shipped with the package (licence and source: optimization/data/NOTICE.md);
 #: 5-minute periods from local midnight. GRIDLAKE_CALTECH_SESSIONS points elsewhere.
 CALTECH_MARCH_2019 = Path(
-    os.environ.get("GRIDLAKE_CALTECH_SESSIONS", Path(__file__).resolve().parent / "data" / "ev_sessions_caltech_2019_03.csv")
+    os.environ.get(
+        "GRIDLAKE_CALTECH_SESSIONS", Path(__file__).resolve().parent / "data" / "ev_sessions_caltech_2019_03.csv"
+    )
 )
 
 #: length of a period of the Caltech sessions (arrival/departure periods count 5-minute steps)
@@ -118,8 +120,16 @@ def validate_sessions(df: pl.DataFrame, horizon: int | None = None, source: str 
     checks = [
         ("arrival_period", pl.col("arrival_period").is_null() | (pl.col("arrival_period") < 0), "must be >= 0"),
         ("departure_period", pl.col("departure_period") <= pl.col("arrival_period"), "must be after arrival_period"),
-        ("requested_kwh", pl.col("requested_kwh").is_null() | ~pl.col("requested_kwh").is_finite() | (pl.col("requested_kwh") < 0), "must be a finite number >= 0"),
-        ("max_power_kw", pl.col("max_power_kw").is_null() | ~pl.col("max_power_kw").is_finite() | (pl.col("max_power_kw") <= 0), "must be > 0"),
+        (
+            "requested_kwh",
+            pl.col("requested_kwh").is_null() | ~pl.col("requested_kwh").is_finite() | (pl.col("requested_kwh") < 0),
+            "must be a finite number >= 0",
+        ),
+        (
+            "max_power_kw",
+            pl.col("max_power_kw").is_null() | ~pl.col("max_power_kw").is_finite() | (pl.col("max_power_kw") <= 0),
+            "must be > 0",
+        ),
     ]
     if horizon is not None:
         checks.append(("departure_period", pl.col("departure_period") > horizon, f"must be <= horizon {horizon}"))
@@ -127,7 +137,9 @@ def validate_sessions(df: pl.DataFrame, horizon: int | None = None, source: str 
         rows = df.with_row_index("row").filter(bad.fill_null(True))
         if rows.height:
             r = rows.row(0, named=True)
-            raise InputError(f"{source}: row {r['row'] + 1} (session {r['session_id']}): {name}={r[name]!r} {what} ({rows.height} bad row(s))")
+            raise InputError(
+                f"{source}: row {r['row'] + 1} (session {r['session_id']}): {name}={r[name]!r} {what} ({rows.height} bad row(s))"
+            )
     dup = df.filter(pl.col("session_id").is_duplicated())
     if dup.height:
         raise InputError(f"{source}: duplicate session_id {dup['session_id'][0]!r}")
@@ -238,7 +250,11 @@ def optimize_ev(
     prc = as_series(0.0 if price is None else price, "price", horizon)
     xprc = prc if v2g_export_price is None else as_series(v2g_export_price, "v2g_export_price", horizon)
     wear = require_positive(v2g_wear_cost_per_mwh, "v2g_wear_cost_per_mwh", allow_zero=True)
-    limit = None if transformer_limit_kw is None else require_positive(transformer_limit_kw, "transformer_limit_kw", allow_zero=True)
+    limit = (
+        None
+        if transformer_limit_kw is None
+        else require_positive(transformer_limit_kw, "transformer_limit_kw", allow_zero=True)
+    )
 
     window_kwh = (dep - arr) * pmax * dt
     if not allow_unmet:
@@ -267,7 +283,11 @@ def optimize_ev(
     w = weights
     # the unmet penalty must beat any per-kWh gain elsewhere: price, peak (1 kWh in one period
     # can lift the peak by 1/dt kW) and the lateness term
-    penalty = max(w.unmet_per_kwh, 10.0 * (w.energy_cost * max(float(np.abs(prc).max()), 0.0) / 1000.0 + w.peak_per_kw / dt + w.early_per_kwh + 1e-3))
+    penalty = max(
+        w.unmet_per_kwh,
+        10.0
+        * (w.energy_cost * max(float(np.abs(prc).max()), 0.0) / 1000.0 + w.peak_per_kw / dt + w.early_per_kwh + 1e-3),
+    )
 
     m = pyo.ConcreteModel(name="ev_charging")
     with paused_gc():
@@ -277,20 +297,33 @@ def optimize_ev(
         v2g_ok = np.zeros(K, dtype=bool)
         opted = np.zeros(n_s, dtype=bool)
         if v2g:
-            opted = sessions["v2g_opt_in"].fill_null(False).to_numpy() if "v2g_opt_in" in sessions.columns else np.ones(n_s, dtype=bool)
+            opted = (
+                sessions["v2g_opt_in"].fill_null(False).to_numpy()
+                if "v2g_opt_in" in sessions.columns
+                else np.ones(n_s, dtype=bool)
+            )
             v2g_ok = (xprc[lay.period] >= v2g_price_threshold) & opted[lay.session]
         # where a V2G period's export price net of wear beats its import price, charging and discharging at
         # once would earn that spread on energy that never moves: the LP would exploit it, so the car does
         # not charge there (elsewhere the spread is <= 0 and the LP avoids it without binaries)
         no_charge = v2g_ok & (xprc[lay.period] - wear > prc[lay.period])
-        m.charge = pyo.Var(m.K, bounds=lambda m, k: (0.0, 0.0 if no_charge[k] else float(pmax[lay.session[k]])), doc="kW per session-period")
+        m.charge = pyo.Var(
+            m.K,
+            bounds=lambda m, k: (0.0, 0.0 if no_charge[k] else float(pmax[lay.session[k]])),
+            doc="kW per session-period",
+        )
         ch = list(m.charge.values())
         if v2g:
             dis_cap = pmax if v2g_max_discharge_kw is None else np.full(n_s, float(v2g_max_discharge_kw))
-            m.discharge = pyo.Var(m.K, bounds=lambda m, k: (0.0, float(dis_cap[lay.session[k]]) if v2g_ok[k] else 0.0), doc="V2G kW")
+            m.discharge = pyo.Var(
+                m.K, bounds=lambda m, k: (0.0, float(dis_cap[lay.session[k]]) if v2g_ok[k] else 0.0), doc="V2G kW"
+            )
             dis = list(m.discharge.values())
-            m.energy_state = pyo.Var(m.K, bounds=lambda m, k: (-float(v2g_buffer_kwh), float(req[lay.session[k]])),
-                                     doc="cumulative net kWh since arrival (never above the request)")
+            m.energy_state = pyo.Var(
+                m.K,
+                bounds=lambda m, k: (-float(v2g_buffer_kwh), float(req[lay.session[k]])),
+                doc="cumulative net kWh since arrival (never above the request)",
+            )
             es = list(m.energy_state.values())
             first = np.zeros(K, dtype=bool)
             first[lay.starts] = True
@@ -301,7 +334,9 @@ def optimize_ev(
             )
         ends = np.concatenate([lay.starts[1:], [K]])
         if allow_unmet or v2g:
-            slack = np.ones(n_s) if allow_unmet else np.where(opted, 1.0 - v2g_floor_frac, 0.0) if v2g else np.zeros(n_s)
+            slack = (
+                np.ones(n_s) if allow_unmet else np.where(opted, 1.0 - v2g_floor_frac, 0.0) if v2g else np.zeros(n_s)
+            )
             m.unmet = pyo.Var(m.S, bounds=lambda m, i: (0.0, float(req[i] * slack[i])), doc="kWh not delivered")
         um = list(m.unmet.values()) if (allow_unmet or v2g) else None
 
@@ -328,11 +363,15 @@ def optimize_ev(
                 site_terms.append(linear_sum(coefs, vars_))
             if limit is not None:
                 m.transformer_limit = pyo.Constraint(
-                    m.T, rule=lambda m, t: site_terms[t] <= limit - float(base[t]), doc="transformer limit with forecast baseload"
+                    m.T,
+                    rule=lambda m, t: site_terms[t] <= limit - float(base[t]),
+                    doc="transformer limit with forecast baseload",
                 )
             if w.peak_per_kw:
                 m.peak = pyo.Var(bounds=(0.0, None), doc="highest site load, kW")
-                m.peak_def = pyo.Constraint(m.T, rule=lambda m, t: site_terms[t] - m.peak <= -float(base[t]), doc="peak site load")
+                m.peak_def = pyo.Constraint(
+                    m.T, rule=lambda m, t: site_terms[t] - m.peak <= -float(base[t]), doc="peak site load"
+                )
         cost_c = w.energy_cost * prc[lay.period] * dt / 1000.0 + w.early_per_kwh * early * dt
         coefs = cost_c.tolist()
         vars_all = list(ch)
@@ -376,8 +415,15 @@ def max_energy_sweep(
     if not limits_kw:
         return {}
     first = optimize_ev(
-        sessions, horizon=horizon, period_minutes=period_minutes, transformer_limit_kw=limits_kw[0],
-        baseload_kw=baseload_kw, price=price, weights=weights, allow_unmet=True, keep_model=True,
+        sessions,
+        horizon=horizon,
+        period_minutes=period_minutes,
+        transformer_limit_kw=limits_kw[0],
+        baseload_kw=baseload_kw,
+        price=price,
+        weights=weights,
+        allow_unmet=True,
+        keep_model=True,
     )
     cm, m, lay = first.model
     horizon = len(lay.by_period)
@@ -459,7 +505,6 @@ def earliest_deadline_first(
     return _result(sessions, lay, rate, horizon, dt, base, prc, transformer_limit_kw)
 
 
-
 def compare_strategies(
     sessions: pl.DataFrame,
     price: Any,
@@ -477,7 +522,13 @@ def compare_strategies(
     the maximum deliverable energy instead of an infeasibility), ``edf`` and ``uncontrolled``.
     ``weights`` (default: ``EVWeights(peak_per_kw=peak_per_kw)``) and the ``v2g*`` keywords go to the optimum only.
     """
-    kw = dict(horizon=len(price), period_minutes=period_minutes, price=price, transformer_limit_kw=transformer_limit_kw, baseload_kw=baseload_kw)
+    kw = dict(
+        horizon=len(price),
+        period_minutes=period_minutes,
+        price=price,
+        transformer_limit_kw=transformer_limit_kw,
+        baseload_kw=baseload_kw,
+    )
     w = weights if weights is not None else EVWeights(peak_per_kw=peak_per_kw)
     return {
         "optimal": optimize_ev(sessions, weights=w, allow_unmet=True, **kw, **v2g),
@@ -498,7 +549,9 @@ def apply_port_caps(sessions: pl.DataFrame, caps: float | dict[str, float] | Non
         cap = pl.col("station_id").replace_strict(caps, default=None, return_dtype=pl.Float64)
     else:
         cap = pl.lit(require_positive(caps, "port cap"))
-    return sessions.with_columns(pl.min_horizontal("max_power_kw", cap.fill_null(pl.col("max_power_kw"))).alias("max_power_kw"))
+    return sessions.with_columns(
+        pl.min_horizontal("max_power_kw", cap.fill_null(pl.col("max_power_kw"))).alias("max_power_kw")
+    )
 
 
 def weights_from_shares(
@@ -520,9 +573,15 @@ def weights_from_shares(
     prc = as_series(0.0 if price is None else price, "price", horizon)
     kwh = float(sessions["requested_kwh"].sum())
     cost_ref = kwh * float(np.abs(prc).mean()) / 1000.0
-    peak_ref = uncontrolled(sessions, horizon=horizon, period_minutes=period_minutes, baseload_kw=baseload_kw, price=prc).metrics["site_peak_kw"]
+    peak_ref = uncontrolled(
+        sessions, horizon=horizon, period_minutes=period_minutes, baseload_kw=baseload_kw, price=prc
+    ).metrics["site_peak_kw"]
     ref = lambda x: x if x > 0 else 1.0  # noqa: E731
-    return EVWeights(energy_cost=shares.cost / ref(cost_ref), peak_per_kw=shares.peak / ref(peak_ref), early_per_kwh=shares.convenience / ref(kwh))
+    return EVWeights(
+        energy_cost=shares.cost / ref(cost_ref),
+        peak_per_kw=shares.peak / ref(peak_ref),
+        early_per_kwh=shares.convenience / ref(kwh),
+    )
 
 
 def savings_vs_uncontrolled(results: dict[str, EVResult]) -> dict[str, float]:
@@ -532,8 +591,13 @@ def savings_vs_uncontrolled(results: dict[str, EVResult]) -> dict[str, float]:
             "peak_reduction_kw": u["site_peak_kw"] - o["site_peak_kw"]}  # fmt: skip
 
 
-def strategy_tables(results: dict[str, EVResult], sessions: pl.DataFrame, period_start: pl.Series, carbon_kg_per_mwh: Any = None,
-                    period_minutes: float = CALTECH_PERIOD_MINUTES) -> tuple[pl.DataFrame, pl.DataFrame]:
+def strategy_tables(
+    results: dict[str, EVResult],
+    sessions: pl.DataFrame,
+    period_start: pl.Series,
+    carbon_kg_per_mwh: Any = None,
+    period_minutes: float = CALTECH_PERIOD_MINUTES,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Long (schedule, sessions) frames of several strategies' results, labelled by ``strategy``.
 
     The schedule has one row per (strategy, session, period) with non-zero power, its
@@ -543,15 +607,27 @@ def strategy_tables(results: dict[str, EVResult], sessions: pl.DataFrame, period
     """
     station = sessions.select("session_id", "station_id")
     times = sessions.select("session_id", "arrival_time", "departure_time")
-    sched = pl.concat([r.power.join(station, on="session_id").with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
+    sched = pl.concat(
+        [
+            r.power.join(station, on="session_id").with_columns(pl.lit(name).alias("strategy"))
+            for name, r in results.items()
+        ]
+    )
     sched = sched.with_columns(pl.Series("period_start", period_start.gather(sched["period"].to_numpy())))
     sess = pl.concat([r.sessions.with_columns(pl.lit(name).alias("strategy")) for name, r in results.items()])
     if carbon_kg_per_mwh is not None:
         ci = as_series(carbon_kg_per_mwh, "carbon_kg_per_mwh", period_start.len())
-        kg = sched.select("strategy", "session_id", (pl.col("power_kw") * pl.Series(ci[sched["period"].to_numpy()]) * (period_minutes / 60.0 / 1000.0)).alias("kg"))
+        kg = sched.select(
+            "strategy",
+            "session_id",
+            (pl.col("power_kw") * pl.Series(ci[sched["period"].to_numpy()]) * (period_minutes / 60.0 / 1000.0)).alias(
+                "kg"
+            ),
+        )
         kg = kg.group_by("strategy", "session_id").agg(pl.col("kg").sum().alias("carbon_kg"))
         sess = sess.join(kg, on=["strategy", "session_id"], how="left").with_columns(pl.col("carbon_kg").fill_null(0.0))
     return sched, sess.join(times, on="session_id")
+
 
 def _prepare(sessions: pl.DataFrame, horizon: int | None, period_minutes: float, baseload_kw: Any, price: Any) -> tuple:
     if horizon is None:
@@ -613,7 +689,11 @@ def _result(
         }
     ).filter(pl.col("power_kw") != 0.0)
     per_session = sessions.select("session_id", "station_id", "requested_kwh").with_columns(
-        pl.Series("delivered_kwh", delivered), pl.Series("unmet_kwh", np.clip(req - delivered, 0.0, None)), pl.Series("cost", session_cost)
+        pl.Series("delivered_kwh", delivered),
+        pl.Series("unmet_kwh", np.clip(req - delivered, 0.0, None)),
+        pl.Series("cost", session_cost),
     )
-    profile = pl.DataFrame({"period": np.arange(horizon, dtype=np.int64), "ev_kw": ev, "baseload_kw": base, "site_kw": site, "price": prc})
+    profile = pl.DataFrame(
+        {"period": np.arange(horizon, dtype=np.int64), "ev_kw": ev, "baseload_kw": base, "site_kw": site, "price": prc}
+    )
     return EVResult(power, per_session, profile, metrics)

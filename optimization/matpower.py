@@ -77,7 +77,9 @@ def read_matpower_case(path: str | Path) -> dict[str, Any]:
             var, out["name"] = fn.group("out"), fn.group("name")
             continue
         if code.startswith("function"):
-            raise InputError(f"{path}:{lineno}: only version 2 case files ('function mpc = name') are supported, got {code!r}")
+            raise InputError(
+                f"{path}:{lineno}: only version 2 case files ('function mpc = name') are supported, got {code!r}"
+            )
         if code in ("end", "return"):
             continue
         m = _ASSIGN.match(code)
@@ -164,7 +166,9 @@ def _check(ppc: dict[str, Any], path: Path) -> None:
         short = np.flatnonzero(need > gc.shape[1])
         if short.size:
             r = int(short[0])
-            raise InputError(f"{path}: mpc.gencost row {r + 1} declares {int(gc[r, 3])} cost terms but has only {gc.shape[1] - 4} values")
+            raise InputError(
+                f"{path}: mpc.gencost row {r + 1} declares {int(gc[r, 3])} cost terms but has only {gc.shape[1] - 4} values"
+            )
     ids = ppc["bus"][:, 0]
     if np.any(ids != np.round(ids)) or len(np.unique(ids)) != ids.size:
         raise InputError(f"{path}: mpc.bus column 1 (bus_i) must hold distinct integers")
@@ -174,7 +178,9 @@ def _check(ppc: dict[str, Any], path: Path) -> None:
             missing = np.flatnonzero(~np.isin(ppc[key][:, c], ids))
             if missing.size:
                 r = int(missing[0])
-                raise InputError(f"{path}: mpc.{key} row {r + 1} refers to bus {ppc[key][r, c]:g}, which mpc.bus does not have ({len(known)} buses)")
+                raise InputError(
+                    f"{path}: mpc.{key} row {r + 1} refers to bus {ppc[key][r, c]:g}, which mpc.bus does not have ({len(known)} buses)"
+                )
 
 
 def write_matpower_case(ppc: dict[str, Any], path: str | Path, name: str | None = None) -> Path:

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 
-def _png(fig: "plt.Figure") -> bytes:
+def _png(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -31,7 +31,12 @@ def battery_schedule_png(schedule: pl.DataFrame, title: str = "Battery schedule"
     """Net battery power (bars) and price (line) on top, state of charge below."""
     xname, x = _x(schedule)
     fig, (ax1, ax3) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-    ax1.bar(x, schedule["net_kw"].to_list(), color=["tab:green" if v > 0 else "tab:red" for v in schedule["net_kw"].to_list()], width=0.8 if xname != "period_start" else 0.008)
+    ax1.bar(
+        x,
+        schedule["net_kw"].to_list(),
+        color=["tab:green" if v > 0 else "tab:red" for v in schedule["net_kw"].to_list()],
+        width=0.8 if xname != "period_start" else 0.008,
+    )
     ax1.set_ylabel("discharge(+)/charge(-) kW")
     ax2 = ax1.twinx()
     ax2.plot(x, schedule["price"].to_list(), color="black", lw=1)
@@ -44,7 +49,9 @@ def battery_schedule_png(schedule: pl.DataFrame, title: str = "Battery schedule"
     return _png(fig)
 
 
-def ev_profile_png(profiles: dict[str, pl.DataFrame], limit_kw: float | None = None, title: str = "EV charging") -> bytes:
+def ev_profile_png(
+    profiles: dict[str, pl.DataFrame], limit_kw: float | None = None, title: str = "EV charging"
+) -> bytes:
     """Site load of several strategies (e.g. uncontrolled / EDF / optimal) against the limit."""
     fig, ax = plt.subplots(figsize=(10, 4))
     for name, prof in profiles.items():
@@ -70,7 +77,9 @@ def lmp_png(buses: pl.DataFrame, title: str = "Locational marginal prices") -> b
 def uc_dispatch_png(system: pl.DataFrame, title: str = "Unit commitment") -> bytes:
     fig, ax = plt.subplots(figsize=(10, 4))
     h = system["hour"].to_list()
-    ax.stackplot(h, system["thermal_mw"].to_list(), system["renewable_used_mw"].to_list(), labels=["thermal", "renewable"])
+    ax.stackplot(
+        h, system["thermal_mw"].to_list(), system["renewable_used_mw"].to_list(), labels=["thermal", "renewable"]
+    )
     ax.plot(h, system["load_mw"].to_list(), color="black", lw=1.5, label="load")
     ax2 = ax.twinx()
     ax2.step(h, system["units_on"].to_list(), where="mid", color="tab:red", lw=1)

@@ -105,8 +105,14 @@ def ramp_kw_per_period(power_kw: float, s: SafetySettings, period_minutes: float
     return s.ramp_frac_per_hour * power_kw * period_minutes / 60.0
 
 
-def recovery_charge_kw(spec: Any, s: SafetySettings, power_cap_kw: np.ndarray, ramp_kw: float | None, dt_h: float,
-                       baseline_grid_kw: Any = None) -> np.ndarray:
+def recovery_charge_kw(
+    spec: Any,
+    s: SafetySettings,
+    power_cap_kw: np.ndarray,
+    ramp_kw: float | None,
+    dt_h: float,
+    baseline_grid_kw: Any = None,
+) -> np.ndarray:
     """Charge-only plan from the day's starting SOC up to soc_min + reserve (zeros if it starts there).
 
     A constant rate r = min(ramp limit, largest derated power), lowered in a period to the derated power
@@ -118,7 +124,9 @@ def recovery_charge_kw(spec: Any, s: SafetySettings, power_cap_kw: np.ndarray, r
     need = min(spec.soc_min_frac + s.soc_reserve_frac, spec.soc_max_frac) * E - spec.soc_initial_frac * E
     cap = power_cap_kw.copy()
     if baseline_grid_kw is not None and s.transformer_limit_kw is not None:
-        cap = np.minimum(cap, np.clip(s.transformer_limit_kw - as_series(baseline_grid_kw, "baseline_grid_kw", n), 0.0, None))
+        cap = np.minimum(
+            cap, np.clip(s.transformer_limit_kw - as_series(baseline_grid_kw, "baseline_grid_kw", n), 0.0, None)
+        )
     r = float(cap.max(initial=0.0)) if ramp_kw is None else min(float(cap.max(initial=0.0)), ramp_kw)
     ch = np.zeros(n)
     for t in range(n):
@@ -129,8 +137,14 @@ def recovery_charge_kw(spec: Any, s: SafetySettings, power_cap_kw: np.ndarray, r
     return ch
 
 
-def soc_floor_kwh(spec: Any, s: SafetySettings, power_cap_kw: np.ndarray, ramp_kw: float | None, dt_h: float,
-                  baseline_grid_kw: Any = None) -> np.ndarray:
+def soc_floor_kwh(
+    spec: Any,
+    s: SafetySettings,
+    power_cap_kw: np.ndarray,
+    ramp_kw: float | None,
+    dt_h: float,
+    baseline_grid_kw: Any = None,
+) -> np.ndarray:
     """Per-period lowest allowed SOC (kWh): soc_min + reserve; a day starting below it follows
     :func:`recovery_charge_kw` (so the model stays feasible and the charge-only fallback meets the floor exactly)."""
     plan = recovery_charge_kw(spec, s, power_cap_kw, ramp_kw, dt_h, baseline_grid_kw)
@@ -140,8 +154,9 @@ def soc_floor_kwh(spec: Any, s: SafetySettings, power_cap_kw: np.ndarray, ramp_k
     return np.maximum(spec.soc_min_frac * E, np.minimum(target, reach))
 
 
-def battery_model_limits(spec: Any, s: SafetySettings, n: int, period_minutes: float, ambient_c: Any = None,
-                         baseline_grid_kw: Any = None) -> dict[str, Any]:
+def battery_model_limits(
+    spec: Any, s: SafetySettings, n: int, period_minutes: float, ambient_c: Any = None, baseline_grid_kw: Any = None
+) -> dict[str, Any]:
     """The model-side constraints of the safety settings, as keyword arguments of ``optimize_battery``.
 
     Ramp limit, SOC reserve floor and temperature-derated power cap; export/transformer limits stay
@@ -191,7 +206,12 @@ def check_battery(
 
     flag("power_rating", ch < -tk, ch, 0.0, "negative charge")
     flag("power_rating", dis < -tk, dis, 0.0, "negative discharge")
-    for name, x in (("charge", ch), ("discharge", dis), ("net discharge + reserve", dis - ch + res), ("net charge + reserve", ch - dis + res)):
+    for name, x in (
+        ("charge", ch),
+        ("discharge", dis),
+        ("net discharge + reserve", dis - ch + res),
+        ("net charge + reserve", ch - dis + res),
+    ):
         flag("power_rating", x > P + tk, x, P, f"{name} above the rating")
         flag("derating", (x <= P + tk) & (x > cap + tk), x, cap, f"{name} above the temperature-derated rating")
     ramp = lim["ramp_kw_per_period"]
@@ -206,7 +226,13 @@ def check_battery(
     flag("soc_band", soc > top + te, soc, top, "SOC (from the powers) above soc_max")
     if soc_kwh is not None:
         col = as_series(soc_kwh, "soc_kwh", n)
-        flag("soc_column", np.abs(col - soc) > te + 1e-6 * spec.energy_kwh, col, soc, "SOC column disagrees with the powers")
+        flag(
+            "soc_column",
+            np.abs(col - soc) > te + 1e-6 * spec.energy_kwh,
+            col,
+            soc,
+            "SOC column disagrees with the powers",
+        )
     if baseline_grid_kw is not None:
         base = as_series(baseline_grid_kw, "baseline_grid_kw", n)
         grid = base + ch - dis
@@ -219,15 +245,20 @@ def check_battery(
     return sorted(out, key=lambda v: (v.period, v.rule))
 
 
-def battery_fallback(spec: Any, s: SafetySettings, n: int, *, period_minutes: float, baseline_grid_kw: Any = None,
-                     ambient_c: Any = None) -> tuple[str, np.ndarray, np.ndarray]:
+def battery_fallback(
+    spec: Any, s: SafetySettings, n: int, *, period_minutes: float, baseline_grid_kw: Any = None, ambient_c: Any = None
+) -> tuple[str, np.ndarray, np.ndarray]:
     """(kind, charge, discharge) of the safe fallback: hold, or charge_only up to the reserve floor (module docstring)."""
     cap = spec.power_kw * derate_factor(ambient_c, s, n)
-    ch = recovery_charge_kw(spec, s, cap, ramp_kw_per_period(spec.power_kw, s, period_minutes), period_minutes / 60.0, baseline_grid_kw)
+    ch = recovery_charge_kw(
+        spec, s, cap, ramp_kw_per_period(spec.power_kw, s, period_minutes), period_minutes / 60.0, baseline_grid_kw
+    )
     return ("charge_only" if ch.any() else "hold"), ch, np.zeros(n)
 
 
-def gate_battery(result: Any, spec: Any, s: SafetySettings, *, period_minutes: float, ambient_c: Any = None) -> GateResult:
+def gate_battery(
+    result: Any, spec: Any, s: SafetySettings, *, period_minutes: float, ambient_c: Any = None
+) -> GateResult:
     """Check an :class:`~optimization.battery.BatteryResult`; on any violation publish the fallback instead.
 
     The fallback's money/carbon breakdown is recomputed on the same inputs
@@ -243,7 +274,9 @@ def gate_battery(result: Any, spec: Any, s: SafetySettings, *, period_minutes: f
                           reserve_kw=reserve, baseline_grid_kw=base, ambient_c=ambient_c)  # fmt: skip
     if not found:
         return GateResult(result, [], None, time.perf_counter() - t0)
-    kind, ch, dis = battery_fallback(spec, s, sch.height, period_minutes=period_minutes, baseline_grid_kw=base, ambient_c=ambient_c)
+    kind, ch, dis = battery_fallback(
+        spec, s, sch.height, period_minutes=period_minutes, baseline_grid_kw=base, ambient_c=ambient_c
+    )
     again = check_battery(ch, dis, spec, s, period_minutes=period_minutes, baseline_grid_kw=base, ambient_c=ambient_c)
     if again:  # the fallback is safe by construction; if this ever fires, the construction is wrong
         raise AssertionError(f"battery fallback {kind} breaks the safety rules: {again[0]}")
@@ -274,29 +307,66 @@ def check_ev(
     dt = period_minutes / 60.0
     tk, te = s.tolerance_kw, s.tolerance_kwh
     opt = pl.col("v2g_opt_in") if "v2g_opt_in" in sessions.columns else pl.lit(False)
-    meta = sessions.select("session_id", "arrival_period", "departure_period", "requested_kwh", "max_power_kw", opt.fill_null(False).alias("v2g"))
+    meta = sessions.select(
+        "session_id",
+        "arrival_period",
+        "departure_period",
+        "requested_kwh",
+        "max_power_kw",
+        opt.fill_null(False).alias("v2g"),
+    )
     p = power.join(meta, on="session_id", how="left")
     out: list[Violation] = []
     unknown = p.filter(pl.col("arrival_period").is_null())
-    out += [Violation("power_rating", int(r["period"]), float(r["power_kw"]), 0.0, f"unknown session {r['session_id']}") for r in unknown.iter_rows(named=True)]
+    out += [
+        Violation("power_rating", int(r["period"]), float(r["power_kw"]), 0.0, f"unknown session {r['session_id']}")
+        for r in unknown.iter_rows(named=True)
+    ]
     p = p.filter(pl.col("arrival_period").is_not_null())
     dis_cap = pl.col("max_power_kw") if v2g_max_discharge_kw is None else pl.lit(float(v2g_max_discharge_kw))
     rules = [
-        ((pl.col("period") < pl.col("arrival_period")) | (pl.col("period") >= pl.col("departure_period"))) & (pl.col("power_kw").abs() > tk),
+        ((pl.col("period") < pl.col("arrival_period")) | (pl.col("period") >= pl.col("departure_period")))
+        & (pl.col("power_kw").abs() > tk),
         pl.col("power_kw") > pl.col("max_power_kw") + tk,
         (pl.col("power_kw") < -tk) & ~pl.col("v2g"),
         (pl.col("power_kw") < -dis_cap - tk) & pl.col("v2g"),
     ]
-    what = ["power outside the session window", "above the session/port maximum", "discharge without V2G opt-in", "discharge above the V2G cap"]
+    what = [
+        "power outside the session window",
+        "above the session/port maximum",
+        "discharge without V2G opt-in",
+        "discharge above the V2G cap",
+    ]
     limits = [pl.lit(0.0), pl.col("max_power_kw"), pl.lit(0.0), -dis_cap]
     for bad, detail, lim in zip(rules, what, limits):
         for r in p.filter(bad).with_columns(lim.alias("_lim")).iter_rows(named=True):
-            out.append(Violation("power_rating", int(r["period"]), float(r["power_kw"]), float(r["_lim"]), f"session {r['session_id']}: {detail}"))
+            out.append(
+                Violation(
+                    "power_rating",
+                    int(r["period"]),
+                    float(r["power_kw"]),
+                    float(r["_lim"]),
+                    f"session {r['session_id']}: {detail}",
+                )
+            )
     cum = p.sort("session_id", "period").with_columns((pl.col("power_kw") * dt).cum_sum().over("session_id").alias("e"))
     low = pl.when(pl.col("v2g")).then(-float(v2g_buffer_kwh)).otherwise(0.0)
-    for r in cum.filter((pl.col("e") < low - te) | (pl.col("e") > pl.col("requested_kwh") + te)).group_by("session_id").first().iter_rows(named=True):
+    for r in (
+        cum.filter((pl.col("e") < low - te) | (pl.col("e") > pl.col("requested_kwh") + te))
+        .group_by("session_id")
+        .first()
+        .iter_rows(named=True)
+    ):
         lim = r["requested_kwh"] if r["e"] > r["requested_kwh"] else (-v2g_buffer_kwh if r["v2g"] else 0.0)
-        out.append(Violation("soc_band", int(r["period"]), float(r["e"]), float(lim), f"session {r['session_id']}: energy outside [buffer, request]"))
+        out.append(
+            Violation(
+                "soc_band",
+                int(r["period"]),
+                float(r["e"]),
+                float(lim),
+                f"session {r['session_id']}: energy outside [buffer, request]",
+            )
+        )
     if horizon > 0:
         ev = np.bincount(p["period"].to_numpy(), weights=p["power_kw"].to_numpy(), minlength=horizon)[:horizon]
         site = ev + as_series(0.0 if baseload_kw is None else baseload_kw, "baseload_kw", horizon)
@@ -342,15 +412,29 @@ def gate_ev(
 # --------------------------------------------------------------------------------------------
 # alert payload (plain dicts: the asset turns them into the bridge's Alert)
 # --------------------------------------------------------------------------------------------
-def gate_alert(gate: GateResult, *, alertname: str, asset_type: str, asset_id: str, partition: str, table: str) -> dict[str, Any]:
+def gate_alert(
+    gate: GateResult, *, alertname: str, asset_type: str, asset_id: str, partition: str, table: str
+) -> dict[str, Any]:
     """Labels, annotations and an idempotency key of the alert a replaced schedule raises."""
     counts = gate.counts()
     first = gate.violations[0]
     summary = (f"{alertname}: the {asset_type} schedule of {asset_id} for {partition} broke {sum(counts.values())} safety check(s) "
                f"({', '.join(f'{k} x{v}' for k, v in sorted(counts.items()))}); published the safe fallback '{gate.fallback}' instead")  # fmt: skip
     return {
-        "labels": {"alertname": alertname, "severity": "warning", "asset_type": asset_type, "asset_id": asset_id, "source": "batch"},
-        "annotations": {"summary": summary, "first_violation": str(first), "fallback": str(gate.fallback), "table": table,
-                        "partition": partition, "rules": ",".join(sorted(counts))},  # fmt: skip
+        "labels": {
+            "alertname": alertname,
+            "severity": "warning",
+            "asset_type": asset_type,
+            "asset_id": asset_id,
+            "source": "batch",
+        },
+        "annotations": {
+            "summary": summary,
+            "first_violation": str(first),
+            "fallback": str(gate.fallback),
+            "table": table,
+            "partition": partition,
+            "rules": ",".join(sorted(counts)),
+        },  # fmt: skip
         "key": f"safety:{table}:{asset_id}:{partition}:{','.join(sorted(counts))}",
     }

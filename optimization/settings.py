@@ -22,8 +22,15 @@ from contracts.profile import (
     V2GSettings,
 )
 
-__all__ = ["DEFAULT_SETTINGS", "EVObjectiveShares", "EconomicsSettings", "OptimizationSettings", "RegulationSettings", "SafetySettings",
-           "V2GSettings"]
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "EVObjectiveShares",
+    "EconomicsSettings",
+    "OptimizationSettings",
+    "RegulationSettings",
+    "SafetySettings",
+    "V2GSettings",
+]
 
 #: the defaults, for library callers without a profile
 DEFAULT_SETTINGS = OptimizationSettings()

@@ -71,7 +71,9 @@ def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
     """
     rng = np.random.default_rng(seed)
     kind = rng.choice(3, size=n, p=[0.25, 0.4, 0.35])
-    pmax = np.select([kind == 0, kind == 1], [rng.uniform(300, 600, n), rng.uniform(150, 350, n)], rng.uniform(20, 100, n))
+    pmax = np.select(
+        [kind == 0, kind == 1], [rng.uniform(300, 600, n), rng.uniform(150, 350, n)], rng.uniform(20, 100, n)
+    )
     pmin = pmax * np.select([kind == 0, kind == 1], [0.45, 0.35], 0.2)
     mc = np.select([kind == 0, kind == 1], [rng.uniform(12, 22, n), rng.uniform(28, 45, n)], rng.uniform(70, 130, n))
     nl = pmax * np.select([kind == 0, kind == 1], [2.0, 1.5], 1.0)
@@ -80,7 +82,9 @@ def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
     down = np.select([kind == 0, kind == 1], [rng.integers(8, 13, n), rng.integers(3, 7, n)], 1)
     ramp = pmax * np.select([kind == 0, kind == 1], [0.25, 0.5], 1.0)
     # coal steam ~0.9-1.0, combined-cycle gas ~0.35-0.4, open-cycle gas peakers ~0.5-0.65 t CO2/MWh (IPCC/EIA ballparks)
-    co2 = np.select([kind == 0, kind == 1], [rng.uniform(0.9, 1.0, n), rng.uniform(0.35, 0.4, n)], rng.uniform(0.5, 0.65, n))
+    co2 = np.select(
+        [kind == 0, kind == 1], [rng.uniform(0.9, 1.0, n), rng.uniform(0.35, 0.4, n)], rng.uniform(0.5, 0.65, n)
+    )
     on = kind == 0
     return pl.DataFrame(
         {
@@ -107,7 +111,7 @@ def synthetic_day(fleet: pl.DataFrame, peak_frac: float = 0.7, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     cap = float(fleet["pmax_mw"].sum())
     h = np.arange(24)
-    shape = 0.62 + 0.18 * np.exp(-((h - 9) / 2.5) ** 2) + 0.28 * np.exp(-((h - 19) / 2.8) ** 2)
+    shape = 0.62 + 0.18 * np.exp(-(((h - 9) / 2.5) ** 2)) + 0.28 * np.exp(-(((h - 19) / 2.8) ** 2))
     load = peak_frac * cap * shape / shape.max()
     solar = 0.12 * cap * np.clip(np.sin(np.pi * (h - 6) / 13), 0, None)
     wind = 0.05 * cap * np.clip(1 + 0.3 * rng.standard_normal(24), 0, None)
@@ -125,13 +129,17 @@ def _validate_fleet(fleet: pl.DataFrame) -> pl.DataFrame:
         bad = (col.is_null() | ~col.is_finite() | (col < 0)).arg_true()
         if bad.len():
             r = int(bad[0])
-            raise InputError(f"fleet: row {r + 1} (unit {fleet['unit'][r]}): {c}={fleet[c][r]!r} must be a finite number >= 0")
+            raise InputError(
+                f"fleet: row {r + 1} (unit {fleet['unit'][r]}): {c}={fleet[c][r]!r} must be a finite number >= 0"
+            )
     if CO2_COLUMN in fleet.columns:
         col = fleet[CO2_COLUMN].cast(pl.Float64)
         bad = (col.is_null() | ~col.is_finite() | (col < 0)).arg_true()
         if bad.len():
             r = int(bad[0])
-            raise InputError(f"fleet: row {r + 1} (unit {fleet['unit'][r]}): {CO2_COLUMN}={fleet[CO2_COLUMN][r]!r} must be a finite number >= 0")
+            raise InputError(
+                f"fleet: row {r + 1} (unit {fleet['unit'][r]}): {CO2_COLUMN}={fleet[CO2_COLUMN][r]!r} must be a finite number >= 0"
+            )
     bad = (fleet["pmin_mw"] > fleet["pmax_mw"]).arg_true()
     if bad.len():
         r = int(bad[0])
@@ -209,7 +217,9 @@ def solve_unit_commitment(
         m.start = pyo.Var(m.G, m.T, bounds=(0.0, 1.0))
         m.stop = pyo.Var(m.G, m.T, bounds=(0.0, 1.0))
         m.p = pyo.Var(m.G, m.T, bounds=lambda m, g, t: (0.0, float(pmax[g])), doc="MW")
-        m.reserve = pyo.Var(m.G, m.T, bounds=lambda m, g, t: (0.0, float(min(ru[g], pmax[g]))), doc="spinning reserve MW")
+        m.reserve = pyo.Var(
+            m.G, m.T, bounds=lambda m, g, t: (0.0, float(min(ru[g], pmax[g]))), doc="spinning reserve MW"
+        )
         m.renewable = pyo.Var(m.T, bounds=lambda m, t: (0.0, float(ren[t])), doc="renewable used (<= forecast), MW")
         for g in range(G):
             for t in range(must_on[g]):
@@ -223,25 +233,48 @@ def solve_unit_commitment(
         def prev_p(m: Any, g: int, t: int) -> Any:
             return m.p[g, t - 1] if t > 0 else float(p0[g])
 
-        m.logic = pyo.Constraint(m.G, m.T, rule=lambda m, g, t: m.on[g, t] - prev_on(m, g, t) == m.start[g, t] - m.stop[g, t], doc="on/start/stop logic")
-        m.min_output = pyo.Constraint(m.G, m.T, rule=lambda m, g, t: m.p[g, t] >= float(pmin[g]) * m.on[g, t], doc="minimum stable output")
-        m.max_output = pyo.Constraint(m.G, m.T, rule=lambda m, g, t: m.p[g, t] + m.reserve[g, t] <= float(pmax[g]) * m.on[g, t], doc="capacity incl. reserve")
+        m.logic = pyo.Constraint(
+            m.G,
+            m.T,
+            rule=lambda m, g, t: m.on[g, t] - prev_on(m, g, t) == m.start[g, t] - m.stop[g, t],
+            doc="on/start/stop logic",
+        )
+        m.min_output = pyo.Constraint(
+            m.G, m.T, rule=lambda m, g, t: m.p[g, t] >= float(pmin[g]) * m.on[g, t], doc="minimum stable output"
+        )
+        m.max_output = pyo.Constraint(
+            m.G,
+            m.T,
+            rule=lambda m, g, t: m.p[g, t] + m.reserve[g, t] <= float(pmax[g]) * m.on[g, t],
+            doc="capacity incl. reserve",
+        )
         m.min_up = pyo.Constraint(
-            m.G, m.T, rule=lambda m, g, t: sum(m.start[g, s] for s in range(max(0, t - up[g] + 1), t + 1)) <= m.on[g, t], doc="minimum up time"
+            m.G,
+            m.T,
+            rule=lambda m, g, t: sum(m.start[g, s] for s in range(max(0, t - up[g] + 1), t + 1)) <= m.on[g, t],
+            doc="minimum up time",
         )
         m.min_down = pyo.Constraint(
-            m.G, m.T, rule=lambda m, g, t: sum(m.stop[g, s] for s in range(max(0, t - down[g] + 1), t + 1)) <= 1 - m.on[g, t], doc="minimum down time"
+            m.G,
+            m.T,
+            rule=lambda m, g, t: sum(m.stop[g, s] for s in range(max(0, t - down[g] + 1), t + 1)) <= 1 - m.on[g, t],
+            doc="minimum down time",
         )
         m.ramp_up = pyo.Constraint(
             m.G,
             m.T,
-            rule=lambda m, g, t: m.p[g, t] + m.reserve[g, t] - prev_p(m, g, t) <= float(ru[g]) * prev_on(m, g, t) + float(su_ramp[g]) * m.start[g, t],
+            rule=lambda m, g, t: (
+                m.p[g, t] + m.reserve[g, t] - prev_p(m, g, t)
+                <= float(ru[g]) * prev_on(m, g, t) + float(su_ramp[g]) * m.start[g, t]
+            ),
             doc="ramp-up limit (reserve must be deliverable)",
         )
         m.ramp_down = pyo.Constraint(
             m.G,
             m.T,
-            rule=lambda m, g, t: prev_p(m, g, t) - m.p[g, t] <= float(rd[g]) * m.on[g, t] + float(sd_ramp[g]) * m.stop[g, t],
+            rule=lambda m, g, t: (
+                prev_p(m, g, t) - m.p[g, t] <= float(rd[g]) * m.on[g, t] + float(sd_ramp[g]) * m.stop[g, t]
+            ),
             doc="ramp-down limit",
         )
         if allow_unmet:
@@ -249,12 +282,16 @@ def solve_unit_commitment(
             m.reserve_short = pyo.Var(m.T, bounds=(0.0, None))
         m.power_balance = pyo.Constraint(
             m.T,
-            rule=lambda m, t: sum(m.p[g, t] for g in m.G) + m.renewable[t] + (m.unserved[t] if allow_unmet else 0.0) == float(load[t]),
+            rule=lambda m, t: (
+                sum(m.p[g, t] for g in m.G) + m.renewable[t] + (m.unserved[t] if allow_unmet else 0.0) == float(load[t])
+            ),
             doc="load = thermal + renewable",
         )
         m.spinning_reserve = pyo.Constraint(
             m.T,
-            rule=lambda m, t: sum(m.reserve[g, t] for g in m.G) + (m.reserve_short[t] if allow_unmet else 0.0) >= float(res_req[t]),
+            rule=lambda m, t: (
+                sum(m.reserve[g, t] for g in m.G) + (m.reserve_short[t] if allow_unmet else 0.0) >= float(res_req[t])
+            ),
             doc="spinning reserve requirement",
         )
         coefs: list[float] = []
@@ -311,7 +348,6 @@ def solve_unit_commitment(
                     emissions_t=float(unit_co2.sum()), renewable_share=float(used.sum() / served.sum()) if served.sum() > 0 else 0.0)  # fmt: skip
 
 
-
 def schedule_table(result: UCResult, period_start: pl.Series, system_unit: str = "system") -> pl.DataFrame:
     """One long frame of a commitment: a row per (unit, period) plus a ``system_unit`` row per period.
 
@@ -321,13 +357,22 @@ def schedule_table(result: UCResult, period_start: pl.Series, system_unit: str =
     ``unserved_mw``, ``renewable_share`` (null on the unit rows).
     """
     s = result.schedule.with_columns(pl.Series("period_start", period_start.gather(result.schedule["hour"].to_numpy())))
-    units = s.select("period_start", "unit", pl.col("on").alias("is_on"), pl.col("start").alias("is_start"), "p_mw", "reserve_mw", "co2_t_per_h")
+    units = s.select(
+        "period_start",
+        "unit",
+        pl.col("on").alias("is_on"),
+        pl.col("start").alias("is_start"),
+        "p_mw",
+        "reserve_mw",
+        "co2_t_per_h",
+    )
     system = result.system.select(
         pl.Series("period_start", period_start.gather(result.system["hour"].to_numpy())), pl.lit(system_unit).alias("unit"),
         (pl.col("units_on") > 0).alias("is_on"), pl.lit(False).alias("is_start"), pl.col("thermal_mw").alias("p_mw"), "reserve_mw",
         "load_mw", "renewable_forecast_mw", "renewable_used_mw", "unserved_mw", "co2_t_per_h", "renewable_share",
     )  # fmt: skip
     return pl.concat([units, system], how="diagonal_relaxed")
+
 
 def _grid(values: np.ndarray, comp: Any, G: int, T: int) -> np.ndarray:
     """(G, T) array from an indexed Var over G x T (pyomo iterates the product set row-major)."""

@@ -17,9 +17,17 @@ from assets import ingestion as ingestion_assets
 from assets import optimization as opt_assets
 from assets import reference as reference_assets
 from assets import report as report_assets
+from assets.resources import (
+    AlertingResource,
+    AlertSinkResource,
+    CatalogResource,
+    GridSettings,
+    LakeResource,
+    LandingResource,
+    MlflowResource,
+)
 from pipelines.executors import executor_from_env
 from pipelines.jobs import ALL_JOBS
-from assets.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
 

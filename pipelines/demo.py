@@ -40,9 +40,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from assets.nightly import training_config
 from contracts.profile import DEMO_PROFILE, read_profile
@@ -88,8 +89,17 @@ class Demo:
     def last(self) -> dt.date:
         return self.days[-1]
 
-    def run(self, job: str, partition: dt.date | None = None, *, until: dt.date | None = None, ops: dict | None = None,
-            assets: list[str] | None = None, label: str = "", resources: dict | None = None) -> Any:
+    def run(
+        self,
+        job: str,
+        partition: dt.date | None = None,
+        *,
+        until: dt.date | None = None,
+        ops: dict | None = None,
+        assets: list[str] | None = None,
+        label: str = "",
+        resources: dict | None = None,
+    ) -> Any:
         """Execute ``job`` in-process on the demo's instance (one partition, or the range partition..until
         in one backfill run); print one progress line; stop the demo if the run fails."""
         from dagster import AssetKey
@@ -97,7 +107,10 @@ class Demo:
         tags = {}
         key = partition.isoformat() if partition and until is None else None
         if until is not None:
-            tags = {"dagster/asset_partition_range_start": partition.isoformat(), "dagster/asset_partition_range_end": until.isoformat()}
+            tags = {
+                "dagster/asset_partition_range_start": partition.isoformat(),
+                "dagster/asset_partition_range_end": until.isoformat(),
+            }
         t = time.time()
         result = self.defs.resolve_job_def(job).execute_in_process(
             instance=self.instance, partition_key=key, tags=tags, raise_on_error=False,
@@ -105,13 +118,33 @@ class Demo:
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, "ops": ops or {},
                         **({"resources": resources} if resources else {})},
         )  # fmt: skip
-        checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed and c.severity.value == "ERROR"]
-        warned = sorted({f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed and c.severity.value != "ERROR"})
+        checks = [
+            e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        ]
+        failed = [
+            f"{c.asset_key.to_user_string()}:{c.check_name}"
+            for c in checks
+            if not c.passed and c.severity.value == "ERROR"
+        ]
+        warned = sorted(
+            {
+                f"{c.asset_key.to_user_string()}:{c.check_name}"
+                for c in checks
+                if not c.passed and c.severity.value != "ERROR"
+            }
+        )
         mats = result.get_asset_materialization_events()
         span = f"{partition}..{until}" if until else (str(partition) if partition else "")
         seconds = time.time() - t
-        self.runs.append({"job": job, "partitions": span, "run_id": result.run_id, "success": result.success, "seconds": round(seconds, 2)})
+        self.runs.append(
+            {
+                "job": job,
+                "partitions": span,
+                "run_id": result.run_id,
+                "success": result.success,
+                "seconds": round(seconds, 2),
+            }
+        )
         _say(
             f"  {job}{' ' + span if span else ''}{' (' + label + ')' if label else ''}: {'ok' if result.success else 'FAILED'} in {seconds:.1f}s, "
             f"{len(mats)} materialisations, {len(checks)} checks"
@@ -120,7 +153,9 @@ class Demo:
         )
         if not result.success:
             dh = os.environ["DAGSTER_HOME"]
-            raise SystemExit(f"run {result.run_id} of {job} failed; see it with DAGSTER_HOME={dh} .venv/bin/dagster dev -w workspace.yaml")
+            raise SystemExit(
+                f"run {result.run_id} of {job} failed; see it with DAGSTER_HOME={dh} .venv/bin/dagster dev -w workspace.yaml"
+            )
         return result
 
 
@@ -142,7 +177,11 @@ def simulate(demo: Demo) -> None:
     # enough transformer failures and meter faults for the grid models to learn and show
     events = EventRates(failures_per_transformer_year=2.5, stuck_per_meter_year=0.4, zero_per_meter_year=0.4,
                         theft_per_meter_year=0.3, sags_per_transformer_year=6.0)  # fmt: skip
-    demo.sim = sim = Simulator(SimConfig(n_meters=demo.meters, start=demo.days[0], days=len(demo.days), seed=demo.seed, timezone=TZ, events=events))
+    demo.sim = sim = Simulator(
+        SimConfig(
+            n_meters=demo.meters, start=demo.days[0], days=len(demo.days), seed=demo.seed, timezone=TZ, events=events
+        )
+    )
     demo.zone = zone = LocalLanding(os.environ["GRIDLAKE_LANDING"])
     write_landing_reference(sim, zone)
     # the nightly meter feed's realistic trickle of bad input: every class lands in quarantine with a
@@ -150,15 +189,24 @@ def simulate(demo: Demo) -> None:
     # file quarantined as missing_column: a quarter of the meters missing that day); on the nightly days
     # every record stays recoverable, so the last day's actuals are complete and the forecast is judged
     # against the real load (and the same day last week, the weekly baseline, is complete too)
-    trickle = dict(malformed_line=0.001, wrong_type=0.001, out_of_range=0.001, duplicate=0.002, unknown_entity=0.0005, empty_files=1)
+    trickle = dict(
+        malformed_line=0.001,
+        wrong_type=0.001,
+        out_of_range=0.001,
+        duplicate=0.002,
+        unknown_entity=0.0005,
+        empty_files=1,
+    )
     faults = {d: BadRecordRates(**trickle, late_files=1) for d in demo.days[-NIGHTLY_DAYS:]}
     faults[demo.days[1]] = BadRecordRates(**trickle, renamed_column_files=1)
     fmt = {"meter_readings": ("csv", "parquet", "jsonl"), "scada": "parquet", "weather": "csv"}
     for d in demo.days:
         write_landing_day(sim, d, zone, formats=fmt, sources=("scada", "weather", "incidents"), rows_per_file=200)
         write_landing_day(sim, d, zone, formats=fmt, bad=faults.get(d), sources=("meter_readings",), rows_per_file=100)
-    _say(f"  landed {len(demo.days)} days of meter readings, SCADA, weather and incident records ({demo.days[0]}..{demo.last}); "
-         f"bad records on {', '.join(str(d) for d in sorted(faults))}")
+    _say(
+        f"  landed {len(demo.days)} days of meter readings, SCADA, weather and incident records ({demo.days[0]}..{demo.last}); "
+        f"bad records on {', '.join(str(d) for d in sorted(faults))}"
+    )
 
 
 def ingest(demo: Demo) -> None:
@@ -170,7 +218,9 @@ def ingest(demo: Demo) -> None:
         demo.run("daily_ingest", d, label="nightly")
     # late records re-landed for an earlier day (lake.ingest.forward_late_records): the landing sensor
     # re-runs exactly those days
-    late = sorted({d for d in demo.days for f in demo.zone.list(f"meter_readings/{d.isoformat()}") if "/forwarded_from_" in f.key})
+    late = sorted(
+        {d for d in demo.days for f in demo.zone.list(f"meter_readings/{d.isoformat()}") if "/forwarded_from_" in f.key}
+    )
     for d in late:
         demo.run("daily_ingest", d, label="late records forwarded from a later day: replay")
     demo.notes["late_replays"] = [d.isoformat() for d in late]
@@ -186,11 +236,21 @@ def training(demo: Demo) -> None:
     """The nightly retrain as of the night before the last day (MLflow champion/challenger)."""
     as_of = (demo.last - dt.timedelta(days=1)).isoformat()
     ops = training_config(min(WINDOW_DAYS, len(demo.days) - 1), as_of)
-    r = demo.run("forecast_training", ops={k: ops[k] for k in ("load_forecast_models", "solar_forecast_models")}, label=f"as of {as_of}")
+    r = demo.run(
+        "forecast_training",
+        ops={k: ops[k] for k in ("load_forecast_models", "solar_forecast_models")},
+        label=f"as of {as_of}",
+    )
     for asset in ("load_forecast_models", "solar_forecast_models"):
         for m in _metadata(r, asset).get("models", []):
-            _say(f"    {m['model_name']} v{m['version']}: {'champion' if m['promoted'] else 'challenger'} ({m['promotion_reason']})")
-    r = demo.run("grid_ml_training", ops={k: ops[k] for k in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model")}, label=f"as of {as_of}")
+            _say(
+                f"    {m['model_name']} v{m['version']}: {'champion' if m['promoted'] else 'challenger'} ({m['promotion_reason']})"
+            )
+    r = demo.run(
+        "grid_ml_training",
+        ops={k: ops[k] for k in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model")},
+        label=f"as of {as_of}",
+    )
     for asset in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model"):
         md = _metadata(r, asset)
         for k, v in md.items():
@@ -202,7 +262,12 @@ def training(demo: Demo) -> None:
 def scoring(demo: Demo) -> None:
     """Forecasts covering the last day (issued at the end of the day before), today's, and grid ML of the day."""
     day_before = demo.last - dt.timedelta(days=1)
-    demo.run("forecast_scoring", day_before, assets=["gold_load_forecast", "gold_solar_forecast"], label="day-ahead issue covering the last day")
+    demo.run(
+        "forecast_scoring",
+        day_before,
+        assets=["gold_load_forecast", "gold_solar_forecast"],
+        label="day-ahead issue covering the last day",
+    )
     demo.run("forecast_scoring", demo.last, label="the last day's issue and its peak demand")
     demo.run("grid_ml_scoring", demo.last)
 
@@ -211,7 +276,12 @@ def optimisation(demo: Demo) -> None:
     r = demo.run("optimization_daily", demo.last)
     demo.notes["uc_cost"] = _metadata(r, "gold_uc_schedule")["cost"]  # the table holds the schedule, the run its cost
     # the next hourly scoring adds the schedules' advisories to the day's recommendations
-    demo.run("grid_ml_scoring", demo.last, assets=["gold_customer_segments", "gold_recommendations"], label="recommendations with the schedule advisories")
+    demo.run(
+        "grid_ml_scoring",
+        demo.last,
+        assets=["gold_customer_segments", "gold_recommendations"],
+        label="recommendations with the schedule advisories",
+    )
 
 
 #: what the demo posts: the day's critical gold alerts (the asset's default, PostAlertsConfig)
@@ -231,19 +301,33 @@ def alerts(demo: Demo) -> None:
     schema, outbox = os.environ["GRIDLAKE_ALERTS_SCHEMA"], Path(os.environ["GRIDLAKE_BATCH_OUTBOX"])
     outbox.unlink(missing_ok=True)  # the outbox remembers what it posted: a new demo posts the day again
     # timings capped at 1 s (the critical routes already notify at once; e-mail would wait 30 s to group)
-    with DeliveryStack(schema, demo.home / "alerting", mqtt_prefix=f"{schema}/alerts", reset=True, cap={"group_wait": "1s", "group_interval": "1s"}) as stack:
-        _say(f"  Alertmanager {stack.alertmanager_url} -> receiver {stack.receiver.url} -> PostgreSQL schema {schema} + MQTT {schema}/alerts/<severity>")
+    with DeliveryStack(
+        schema,
+        demo.home / "alerting",
+        mqtt_prefix=f"{schema}/alerts",
+        reset=True,
+        cap={"group_wait": "1s", "group_interval": "1s"},
+    ) as stack:
+        _say(
+            f"  Alertmanager {stack.alertmanager_url} -> receiver {stack.receiver.url} -> PostgreSQL schema {schema} + MQTT {schema}/alerts/<severity>"
+        )
         r = demo.run("post_batch_alerts", demo.last, ops={"alert_notifications": {"config": {"min_severity": ALERT_SEVERITY}}},
                      resources={"alerting": {"config": {"alertmanager_url": stack.alertmanager_url, "outbox_path": str(outbox), "alerts_schema": schema}}})  # fmt: skip
         md = _metadata(r, "alert_notifications")
         # one Alertmanager alert per label set: the hour windows of one asset are one alert
-        expected = distinct_alerts(gold_alerts_to_alerts(Lake(os.environ["GRIDLAKE_LAKE_ROOT"]).read("gold_alerts", demo.last), min_severity=ALERT_SEVERITY))
+        expected = distinct_alerts(
+            gold_alerts_to_alerts(
+                Lake(os.environ["GRIDLAKE_LAKE_ROOT"]).read("gold_alerts", demo.last), min_severity=ALERT_SEVERITY
+            )
+        )
         t = time.time()
         got = stack.wait_for(dict.fromkeys(CRITICAL_RECEIVERS, expected), timeout=120)
         emails = stack.smtp.messages
         emailed = got.pop("email", 0)  # the summary's table is the PostgreSQL one: bridge, pager, chat
-    _say(f"  {md['eligible']} {ALERT_SEVERITY} gold alerts posted ({expected} assets: one Alertmanager alert each); "
-         f"at the receivers after {time.time() - t:.1f}s: {got}; {emailed} by e-mail in {emails} e-mails")
+    _say(
+        f"  {md['eligible']} {ALERT_SEVERITY} gold alerts posted ({expected} assets: one Alertmanager alert each); "
+        f"at the receivers after {time.time() - t:.1f}s: {got}; {emailed} by e-mail in {emails} e-mails"
+    )
     demo.notes["alert_delivery"] = {"eligible": md["eligible"], "posted": md["newly_posted"], "alertmanager_alerts": expected, "receivers": got,
                                     "emails": emails, "emailed_alerts": emailed}  # fmt: skip
 
@@ -440,13 +524,17 @@ def analyst_query(demo: Demo):
 
 def gold_row_counts(demo: Demo) -> dict[str, int]:
     """Rows of every gold table in the lake (whole table)."""
-    from lake.delta import Lake
     from contracts import TABLES
+    from lake.delta import Lake
 
     lk = Lake(os.environ["GRIDLAKE_LAKE_ROOT"])
     import polars as pl
 
-    return {n: int(lk.scan(n).select(pl.len()).collect().item()) for n in sorted(TABLES) if n.startswith("gold_") and lk.exists(n)}
+    return {
+        n: int(lk.scan(n).select(pl.len()).collect().item())
+        for n in sorted(TABLES)
+        if n.startswith("gold_") and lk.exists(n)
+    }
 
 
 def summary(demo: Demo) -> dict[str, Any]:
@@ -466,10 +554,16 @@ def summary(demo: Demo) -> dict[str, Any]:
         print(df)
 
     acc = forecast_accuracy(demo)
-    show(f"Load forecast for {day}: day-ahead champion (issued at the end of {day - dt.timedelta(days=1)}) vs naive baselines, MAPE %", acc)
+    show(
+        f"Load forecast for {day}: day-ahead champion (issued at the end of {day - dt.timedelta(days=1)}) vs naive baselines, MAPE %",
+        acc,
+    )
     out["forecast_mape"] = acc.to_dicts()
     risks = top_risks(demo)
-    show(f"Top transformer risks on {day} (p_fail_72h: max hourly probability; lead_h: first alert-band hour to a recorded failure)", risks)
+    show(
+        f"Top transformer risks on {day} (p_fail_72h: max hourly probability; lead_h: first alert-band hour to a recorded failure)",
+        risks,
+    )
     out["top_risks"] = risks.to_dicts()
     alerts, truth = anomaly_counts(demo)
     show(f"Alerts raised on {day} by asset type, rule and severity", alerts)
@@ -486,14 +580,22 @@ def summary(demo: Demo) -> dict[str, Any]:
     show(f"Advisories from the schedules of {day} (monthly $ and kg CO2 saved against the baselines)", adv)
     out["advisories"] = adv.to_dicts()
     opf, uc = grid_costs(demo)
-    show(f"DC-OPF over the day ({opf['network'][0]}, loads shaped by the system forecast): cost $ and LMP range $/MWh", opf)
+    show(
+        f"DC-OPF over the day ({opf['network'][0]}, loads shaped by the system forecast): cost $ and LMP range $/MWh",
+        opf,
+    )
     uc_cost = _uc_cost(demo)
     show(f"Unit commitment of the day: cost ${uc_cost:,.2f}", uc)
     out["opf"], out["uc"] = opf.to_dicts(), {**uc.to_dicts()[0], "cost": uc_cost}
     delivered, latency = alert_deliveries(demo)
-    show(f"Alerts delivered for {day} by severity and receiver (Alertmanager -> the bridge's receivers; PostgreSQL alerts tables)", delivered)
+    show(
+        f"Alerts delivered for {day} by severity and receiver (Alertmanager -> the bridge's receivers; PostgreSQL alerts tables)",
+        delivered,
+    )
     lat = latency.to_dicts()[0]
-    print(f"   delivery latency startsAt -> received_at: p50 {lat['p50_s']} s, max {lat['max_s']} s over {lat['alerts']} alerts")
+    print(
+        f"   delivery latency startsAt -> received_at: p50 {lat['p50_s']} s, max {lat['max_s']} s over {lat['alerts']} alerts"
+    )
     out["alerts_delivered"] = delivered.to_dicts()
     out["alert_delivery_latency_s"] = lat
     aq = analyst_query(demo)
@@ -542,15 +644,41 @@ def _environment(home: Path, alerts_schema: str = "gridlake_demo") -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--meters", type=int, default=400)
-    ap.add_argument("--days", type=int, default=24, help=f"days simulated (>= {MIN_DAYS}); the models train on up to {WINDOW_DAYS} days before the last one")
-    ap.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2026, 3, 3), help="first local day (the default spans the US spring-forward)")
-    ap.add_argument("--seed", type=int, default=10, help="simulator seed (10: a transformer fails on the default last day, a Thursday)")
+    ap.add_argument(
+        "--days",
+        type=int,
+        default=24,
+        help=f"days simulated (>= {MIN_DAYS}); the models train on up to {WINDOW_DAYS} days before the last one",
+    )
+    ap.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        default=dt.date(2026, 3, 3),
+        help="first local day (the default spans the US spring-forward)",
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=10,
+        help="simulator seed (10: a transformer fails on the default last day, a Thursday)",
+    )
     ap.add_argument("--home", type=Path, default=ROOT / ".demo")
-    ap.add_argument("--alerts-schema", default="gridlake_demo", help="PostgreSQL schema of the delivered alerts (dropped and rebuilt on each run)")
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json", help="stage timings and gold row counts")
+    ap.add_argument(
+        "--alerts-schema",
+        default="gridlake_demo",
+        help="PostgreSQL schema of the delivered alerts (dropped and rebuilt on each run)",
+    )
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "demo.json",
+        help="stage timings and gold row counts",
+    )
     args = ap.parse_args(argv)
     if args.days < MIN_DAYS:
-        ap.error(f"--days must be >= {MIN_DAYS} (the models need 18 days of history and 3 backtest days before the last day), got {args.days}")
+        ap.error(
+            f"--days must be >= {MIN_DAYS} (the models need 18 days of history and 3 backtest days before the last day), got {args.days}"
+        )
 
     t0 = time.time()
     home = args.home.resolve()
@@ -559,7 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     catalog = _environment(home, args.alerts_schema)
     days = [args.start + dt.timedelta(days=i) for i in range(args.days)]
     demo = Demo(meters=args.meters, days=days, seed=args.seed, home=home, catalog=catalog)
-    _say(f"gridlake demo: {args.meters} meters x {args.days} days ({days[0]}..{days[-1]}, seed {args.seed}); the night before and the day {demo.last}")
+    _say(
+        f"gridlake demo: {args.meters} meters x {args.days} days ({days[0]}..{days[-1]}, seed {args.seed}); the night before and the day {demo.last}"
+    )
 
     import warnings
 
@@ -571,7 +701,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.definitions import defs
 
     demo.defs, demo.instance = defs, DagsterInstance.get()
-    _say(f"Dagster instance: {type(demo.instance.run_storage).__name__} under {os.environ['DAGSTER_HOME']}; MLflow: {os.environ['MLFLOW_TRACKING_URI']}")
+    _say(
+        f"Dagster instance: {type(demo.instance.run_storage).__name__} under {os.environ['DAGSTER_HOME']}; MLflow: {os.environ['MLFLOW_TRACKING_URI']}"
+    )
 
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}  # CPU seconds of the demo process per stage: the wall time it needs on an idle machine
@@ -596,8 +728,10 @@ def main(argv: list[str] | None = None) -> int:
     }, indent=2, default=str) + "\n")  # fmt: skip
     print(f"\nStage timings (s): {timings}; total {total:.0f}s ({time.process_time():.0f}s CPU) -> {args.results}")
     print(f"Look at it: {demo.notes['report']}   (self-contained HTML, opens from disk)")
-    print(f"Explore it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml   (or make dev)")
-    print(f"Query it:   .venv/bin/python -m lake.catalog sql {catalog} \"SELECT * FROM catalog_tables LIMIT 5\"")
+    print(
+        f"Explore it: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml   (or make dev)"
+    )
+    print(f'Query it:   .venv/bin/python -m lake.catalog sql {catalog} "SELECT * FROM catalog_tables LIMIT 5"')
     return 0
 
 

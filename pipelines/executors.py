@@ -52,12 +52,17 @@ def executor_from_env() -> ExecutorDefinition | None:
     if kind == "in_process":
         return in_process_executor
     if kind == "multiprocess":
-        return multiprocess_executor.configured({"max_concurrent": int(os.environ.get("GRIDLAKE_MAX_CONCURRENT_STEPS", "2"))})
+        return multiprocess_executor.configured(
+            {"max_concurrent": int(os.environ.get("GRIDLAKE_MAX_CONCURRENT_STEPS", "2"))}
+        )
     if kind == "celery":
         from dagster_celery import celery_executor
 
         return celery_executor.configured(
-            {"broker": _env_or("GRIDLAKE_CELERY_BROKER", DEFAULT_BROKER), "backend": _env_or("GRIDLAKE_CELERY_BACKEND", DEFAULT_BACKEND)},
+            {
+                "broker": _env_or("GRIDLAKE_CELERY_BROKER", DEFAULT_BROKER),
+                "backend": _env_or("GRIDLAKE_CELERY_BACKEND", DEFAULT_BACKEND),
+            },
             name="celery",
         )
     return None

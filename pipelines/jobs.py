@@ -12,7 +12,9 @@ from assets.partitions import daily_open
 
 # -- spine ------------------------------------------------------------------------------------
 reference_job = define_asset_job(
-    "load_reference", selection=AssetSelection.groups("reference", "truth"), description="Topology and simulator truth from the landing zone"
+    "load_reference",
+    selection=AssetSelection.groups("reference", "truth"),
+    description="Topology and simulator truth from the landing zone",
 )
 daily_ingest_job = define_asset_job(
     "daily_ingest",
@@ -25,22 +27,29 @@ catalog_job = define_asset_job("refresh_catalog", selection=AssetSelection.asset
 
 # -- forecasting (assets/forecasting.py) --------------------------------------------------------
 forecast_training_job = define_asset_job(
-    "forecast_training", selection=AssetSelection.groups("forecast_training"), description="Nightly: train, backtest, register, promote"
+    "forecast_training",
+    selection=AssetSelection.groups("forecast_training"),
+    description="Nightly: train, backtest, register, promote",
 )
 forecast_scoring_job = define_asset_job(
     "forecast_scoring",
-    selection=AssetSelection.assets("gold_load_forecast", "gold_solar_forecast", "gold_peak_demand", "gold_forecast_accuracy", "gold_solar_ramps"),
+    selection=AssetSelection.assets(
+        "gold_load_forecast", "gold_solar_forecast", "gold_peak_demand", "gold_forecast_accuracy", "gold_solar_ramps"
+    ),
     partitions_def=daily_open,
     description="Hourly: champion forecasts for the current local day, its peak demand, PV forecast ramps, and the accuracy of past issues (drift alert)",
 )
 
 # -- grid ML (assets/grid_ml.py) ----------------------------------------------------------------
 grid_ml_training_job = define_asset_job(
-    "grid_ml_training", selection=AssetSelection.groups(GRID_ML_TRAINING_GROUP),
+    "grid_ml_training",
+    selection=AssetSelection.groups(GRID_ML_TRAINING_GROUP),
     description="Nightly: retrain the grid models on the last window_days; promote only on a better evaluation",
 )
 grid_ml_scoring_job = define_asset_job(
-    "grid_ml_scoring", selection=AssetSelection.groups(GRID_ML_SCORING_GROUP), partitions_def=daily_open,
+    "grid_ml_scoring",
+    selection=AssetSelection.groups(GRID_ML_SCORING_GROUP),
+    partitions_def=daily_open,
     description="Score one utility-local day into the grid gold tables (anomaly scores, alerts, risk, segments, DR)",
 )
 
@@ -54,21 +63,29 @@ optimization_job = define_asset_job(
 
 # -- alerting (assets/alerting.py; sensors in pipelines/sensors.py) --------------------------------
 alert_notifications_job = define_asset_job(
-    "post_batch_alerts", selection=AssetSelection.assets("alert_notifications"), partitions_def=daily_open,
+    "post_batch_alerts",
+    selection=AssetSelection.assets("alert_notifications"),
+    partitions_def=daily_open,
     description="Post the day's high-severity gold alerts to Alertmanager (the streaming bridge's outbox and client)",
 )
 model_drift_alerts_job = define_asset_job(
-    "post_model_drift_alerts", selection=AssetSelection.assets("model_drift_notifications"), partitions_def=daily_open,
+    "post_model_drift_alerts",
+    selection=AssetSelection.assets("model_drift_notifications"),
+    partitions_def=daily_open,
     description="Post the day's drifted models (gold_model_drift) to Alertmanager: retrain them",
 )
 failure_risk_rescoring_job = define_asset_job(
-    "failure_risk_rescoring", selection=AssetSelection.assets("gold_transformer_risk"), partitions_def=daily_open,
+    "failure_risk_rescoring",
+    selection=AssetSelection.assets("gold_transformer_risk"),
+    partitions_def=daily_open,
     description="Re-score transformer failure risk for a day; requested by a critical live alert on a transformer",
 )
 
 # -- report (assets/report.py) -------------------------------------------------------------------
 report_job = define_asset_job(
-    "publish_report", selection=AssetSelection.assets("daily_report"), partitions_def=daily_open,
+    "publish_report",
+    selection=AssetSelection.assets("daily_report"),
+    partitions_def=daily_open,
     description="The day's self-contained HTML report (warehouse/report/index.html)",
 )
 
@@ -77,9 +94,22 @@ ALERTING_JOBS = [alert_notifications_job, model_drift_alerts_job, failure_risk_r
 GRID_ML_JOBS = [grid_ml_training_job, grid_ml_scoring_job]
 # -- N-1 security (assets/contingency.py) ---------------------------------------------------------
 n1_screening_job = define_asset_job(
-    "n1_screening_daily", selection=AssetSelection.assets("gold_n1_screening"), partitions_def=daily_open,
+    "n1_screening_daily",
+    selection=AssetSelection.assets("gold_n1_screening"),
+    partitions_def=daily_open,
     description="N-1 line-contingency screening of the day's peak-hour DC-OPF (after optimization_daily)",
 )
 
 OPT_JOBS = [optimization_job]
-ALL_JOBS = [reference_job, daily_ingest_job, monthly_rollup_job, catalog_job, *FORECAST_JOBS, *GRID_ML_JOBS, *OPT_JOBS, n1_screening_job, *ALERTING_JOBS, report_job]
+ALL_JOBS = [
+    reference_job,
+    daily_ingest_job,
+    monthly_rollup_job,
+    catalog_job,
+    *FORECAST_JOBS,
+    *GRID_ML_JOBS,
+    *OPT_JOBS,
+    n1_screening_job,
+    *ALERTING_JOBS,
+    report_job,
+]

@@ -8,18 +8,35 @@ import hashlib
 import re
 from zoneinfo import ZoneInfo
 
-from dagster import DagsterRunStatus, RunFailureSensorContext, RunRequest, SensorEvaluationContext, SkipReason, run_failure_sensor, run_status_sensor, sensor
+from dagster import (
+    DagsterRunStatus,
+    RunFailureSensorContext,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    run_status_sensor,
+    sensor,
+)
 
-from lake.landing import LandingCursor, new_files
-from contracts import SOURCES
-from pipelines.jobs import alert_notifications_job, catalog_job, daily_ingest_job, failure_risk_rescoring_job, grid_ml_scoring_job
 from assets.partitions import daily_open
 from assets.resources import AlertingResource, AlertSinkResource, GridSettings, LandingResource
+from contracts import SOURCES
+from lake.landing import LandingCursor, new_files
+from pipelines.jobs import (
+    alert_notifications_job,
+    catalog_job,
+    daily_ingest_job,
+    failure_risk_rescoring_job,
+    grid_ml_scoring_job,
+)
 
 _DAY_DIR = re.compile(r"^(rejected/)?(?P<source>[a-z_]+)/(?P<day>\d{4}-\d{2}-\d{2})/")
 
 
-@sensor(job=daily_ingest_job, minimum_interval_seconds=60, description="New or late landing files -> re-ingest their day")
+@sensor(
+    job=daily_ingest_job, minimum_interval_seconds=60, description="New or late landing files -> re-ingest their day"
+)
 def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
     """Watches the landing zone; a file arriving for an earlier day re-materialises that day only.
 
@@ -31,10 +48,17 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingResource):
     """
     cursor = LandingCursor.parse(context.cursor)
     zone = landing.zone()
-    listed = [f for prefix in [*SOURCES, *(f"rejected/{s}" for s in SOURCES)] for f in zone.list(prefix) if _DAY_DIR.match(f.key)]
+    listed = [
+        f
+        for prefix in [*SOURCES, *(f"rejected/{s}" for s in SOURCES)]
+        for f in zone.list(prefix)
+        if _DAY_DIR.match(f.key)
+    ]
     fresh, after = new_files(listed, cursor)
     if not fresh:
-        return SkipReason(f"no landing files new since {cursor.modified} (+{len(cursor.keys_at_modified)} keys at that time)")
+        return SkipReason(
+            f"no landing files new since {cursor.modified} (+{len(cursor.keys_at_modified)} keys at that time)"
+        )
     by_day: dict[str, list[str]] = {}
     for f in fresh:
         by_day.setdefault(_DAY_DIR.match(f.key)["day"], []).append(f"{f.key}@{f.modified}")
@@ -55,21 +79,28 @@ def refresh_catalog_after_ingest(context):
     return RunRequest(run_key=context.dagster_run.run_id)
 
 
-@run_status_sensor(run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[grid_ml_scoring_job], request_job=alert_notifications_job)
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[grid_ml_scoring_job], request_job=alert_notifications_job
+)
 def post_alerts_after_scoring(context):
     """New gold_alerts rows for a day: post its high-severity ones to Alertmanager (each once)."""
     day = context.dagster_run.tags.get("dagster/partition")
     if not day:
         return SkipReason("the scoring run has no partition")
-    return RunRequest(run_key=context.dagster_run.run_id, partition_key=day, tags={"gridlake/trigger": "grid_ml_scoring"})
+    return RunRequest(
+        run_key=context.dagster_run.run_id, partition_key=day, tags={"gridlake/trigger": "grid_ml_scoring"}
+    )
 
 
 #: how far back the critical-alert sensor looks on its first evaluation (no cursor yet)
 CRITICAL_LOOKBACK = dt.timedelta(hours=24)
 
 
-@sensor(job=failure_risk_rescoring_job, minimum_interval_seconds=30,
-        description="A critical live alert on a transformer -> re-score failure risk for its day")
+@sensor(
+    job=failure_risk_rescoring_job,
+    minimum_interval_seconds=30,
+    description="A critical live alert on a transformer -> re-score failure risk for its day",
+)
 def critical_alert_sensor(context: SensorEvaluationContext, alerting: AlertingResource, grid: GridSettings):
     """Reads the bridge's durable ``alerts`` table (PostgreSQL); one run per local day with critical alerts,
     tagged with the affected transformers. The cursor is the newest ``received_at`` handled."""
@@ -77,7 +108,9 @@ def critical_alert_sensor(context: SensorEvaluationContext, alerting: AlertingRe
     store = alerting.store()
     try:
         if not store.exists():
-            return SkipReason(f"no alerts table in schema {alerting.alerts_schema} (is the bridge's receiver deployed?)")
+            return SkipReason(
+                f"no alerts table in schema {alerting.alerts_schema} (is the bridge's receiver deployed?)"
+            )
         rows = store.critical_transformer_alerts(after, alerting.settle_s)
     finally:
         store.close()
@@ -95,8 +128,11 @@ def critical_alert_sensor(context: SensorEvaluationContext, alerting: AlertingRe
     if not by_day:
         return SkipReason(f"critical alerts only before the first partition {first}")
     return [
-        RunRequest(run_key=f"{day}@{newest.isoformat()}", partition_key=day,
-                   tags={"gridlake/trigger": "critical_alert", "gridlake/transformers": ",".join(sorted(txs))})
+        RunRequest(
+            run_key=f"{day}@{newest.isoformat()}",
+            partition_key=day,
+            tags={"gridlake/trigger": "critical_alert", "gridlake/transformers": ",".join(sorted(txs))},
+        )
         for day, txs in sorted(by_day.items())
     ]
 
@@ -105,14 +141,20 @@ def critical_alert_sensor(context: SensorEvaluationContext, alerting: AlertingRe
 CRITICAL_JOBS = frozenset({daily_ingest_job.name})
 
 
-@run_failure_sensor(name="alert_on_run_failure", description="A failed run of any gridlake job -> a PipelineRunFailed alert")
+@run_failure_sensor(
+    name="alert_on_run_failure", description="A failed run of any gridlake job -> a PipelineRunFailed alert"
+)
 def alert_on_run_failure(context: RunFailureSensorContext, alert_sink: AlertSinkResource) -> None:
     """Builds the alert with ``streaming_bridge.pipeline_alerts.run_failure_alert`` and submits it to the sink."""
     from streaming_bridge.pipeline_alerts import run_failure_alert
 
     run = context.dagster_run
     steps = context.get_step_failure_events()
-    errors = [f"{e.step_key}: {e.event_specific_data.error.message.strip()}" for e in steps if e.event_specific_data and e.event_specific_data.error]
+    errors = [
+        f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
+        for e in steps
+        if e.event_specific_data and e.event_specific_data.error
+    ]
     record = context.instance.get_run_record_by_id(run.run_id)
     ended = record.end_time if record is not None else None
     failed_at = dt.datetime.fromtimestamp(ended, tz=dt.UTC) if ended else dt.datetime.now(dt.UTC)
@@ -133,8 +175,18 @@ def alert_on_run_failure(context: RunFailureSensorContext, alert_sink: AlertSink
     finally:
         outbox.close(0)
     if not delivered:
-        context.log.warning(f"alert for failed run {run.run_id} queued in {alert_sink.outbox_path}: Alertmanager did not take it yet")
-    context.log.info(f"alert {alert.fingerprint()[:12]} ({alert.severity}) for failed run {run.run_id} of {run.job_name}")
+        context.log.warning(
+            f"alert for failed run {run.run_id} queued in {alert_sink.outbox_path}: Alertmanager did not take it yet"
+        )
+    context.log.info(
+        f"alert {alert.fingerprint()[:12]} ({alert.severity}) for failed run {run.run_id} of {run.job_name}"
+    )
 
 
-ALL_SENSORS = [landing_sensor, refresh_catalog_after_ingest, post_alerts_after_scoring, critical_alert_sensor, alert_on_run_failure]
+ALL_SENSORS = [
+    landing_sensor,
+    refresh_catalog_after_ingest,
+    post_alerts_after_scoring,
+    critical_alert_sensor,
+    alert_on_run_failure,
+]

@@ -33,8 +33,9 @@ import datetime as dt
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -146,16 +147,35 @@ def _soft_rule_specs(table: Table, rules: QualityRules, max_warning_share: float
     not_ok = ("warning", "anomaly")
     if table.name == "silver_meter_readings":
         m = rules.meter
-        band("voltage", m.warn_voltage_low, m.warn_voltage_high, f"outside {m.warn_voltage_low:g}-{m.warn_voltage_high:g} V")
-        flag_rule("voltage", f"voltage < {m.warn_voltage_low!r} or voltage > {m.warn_voltage_high!r}", ("voltage",),
-                  not_ok, "readings outside the voltage warning band are not flagged ok")
+        band(
+            "voltage",
+            m.warn_voltage_low,
+            m.warn_voltage_high,
+            f"outside {m.warn_voltage_low:g}-{m.warn_voltage_high:g} V",
+        )
+        flag_rule(
+            "voltage",
+            f"voltage < {m.warn_voltage_low!r} or voltage > {m.warn_voltage_high!r}",
+            ("voltage",),
+            not_ok,
+            "readings outside the voltage warning band are not flagged ok",
+        )
     elif table.name == "silver_scada":
         s = rules.scada
         band("hot_spot_temp_c", None, s.warn_hot_spot_c, f"with hot-spot above {s.warn_hot_spot_c:g} degC")
-        band("frequency_hz", s.warn_frequency_low, s.warn_frequency_high,
-             f"with frequency outside {s.warn_frequency_low:g}-{s.warn_frequency_high:g} Hz")
-        flag_rule("hot_spot_anomaly", f"hot_spot_temp_c > {s.anomaly_hot_spot_c!r}", ("hot_spot_temp_c",), ("anomaly",),
-                  f"samples with hot-spot above {s.anomaly_hot_spot_c:g} degC are flagged anomaly")
+        band(
+            "frequency_hz",
+            s.warn_frequency_low,
+            s.warn_frequency_high,
+            f"with frequency outside {s.warn_frequency_low:g}-{s.warn_frequency_high:g} Hz",
+        )
+        flag_rule(
+            "hot_spot_anomaly",
+            f"hot_spot_temp_c > {s.anomaly_hot_spot_c!r}",
+            ("hot_spot_temp_c",),
+            ("anomaly",),
+            f"samples with hot-spot above {s.anomaly_hot_spot_c:g} degC are flagged anomaly",
+        )
         flag_rule(
             "scada_warning",
             f"hot_spot_temp_c > {s.warn_hot_spot_c!r} or frequency_hz < {s.warn_frequency_low!r} "
@@ -165,12 +185,22 @@ def _soft_rule_specs(table: Table, rules: QualityRules, max_warning_share: float
             "samples breaking the hot-spot or frequency warning limits are not flagged ok",
         )
     elif table.name == "silver_incidents":
-        flag_rule("incident_times", "end_time < start_time", ("end_time", "start_time"), not_ok,
-                  "work orders ending before they start are not flagged ok")
+        flag_rule(
+            "incident_times",
+            "end_time < start_time",
+            ("end_time", "start_time"),
+            not_ok,
+            "work orders ending before they start are not flagged ok",
+        )
     elif table.name == "silver_weather":
         w = rules.weather
-        flag_rule("dhi_over_ghi", f"dhi_wm2 > ghi_wm2 + {w.warn_dhi_over_ghi_wm2!r}", ("dhi_wm2", "ghi_wm2"), not_ok,
-                  f"observations with DHI above GHI + {w.warn_dhi_over_ghi_wm2:g} W/m2 are not flagged ok")
+        flag_rule(
+            "dhi_over_ghi",
+            f"dhi_wm2 > ghi_wm2 + {w.warn_dhi_over_ghi_wm2!r}",
+            ("dhi_wm2", "ghi_wm2"),
+            not_ok,
+            f"observations with DHI above GHI + {w.warn_dhi_over_ghi_wm2:g} W/m2 are not flagged ok",
+        )
     return specs
 
 
@@ -201,8 +231,13 @@ def suite_for(
     for c in table.columns:
         if not c.nullable:
             specs.append(
-                ExpectationSpec(f"{c.name}:not_null", "ExpectColumnValuesToNotBeNull", (c.name,), True,
-                                description=f"{c.name} is required")
+                ExpectationSpec(
+                    f"{c.name}:not_null",
+                    "ExpectColumnValuesToNotBeNull",
+                    (c.name,),
+                    True,
+                    description=f"{c.name} is required",
+                )
             )
         if c.min is not None or c.max is not None:
             specs.append(
@@ -229,11 +264,21 @@ def suite_for(
     if table.key:
         key = tuple(dict.fromkeys(table.partition_by + table.key))
         if len(key) == 1:
-            specs.append(ExpectationSpec("key:unique", "ExpectColumnValuesToBeUnique", key, True,
-                                         description=f"{key[0]} is unique"))
+            specs.append(
+                ExpectationSpec(
+                    "key:unique", "ExpectColumnValuesToBeUnique", key, True, description=f"{key[0]} is unique"
+                )
+            )
         else:
-            specs.append(ExpectationSpec("key:unique", "ExpectCompoundColumnsToBeUnique", key, True,
-                                         description=f"({', '.join(key)}) is unique"))
+            specs.append(
+                ExpectationSpec(
+                    "key:unique",
+                    "ExpectCompoundColumnsToBeUnique",
+                    key,
+                    True,
+                    description=f"({', '.join(key)}) is unique",
+                )
+            )
     if table.layer == "silver" and "quality_flag" in table.column_names:
         specs.append(
             ExpectationSpec(
@@ -298,7 +343,9 @@ class ValidationOutcome:
         for r in self.results:
             if r.name == name:
                 return r
-        raise KeyError(f"no expectation {name!r} in the outcome for {self.table}; have {[r.name for r in self.results]}")
+        raise KeyError(
+            f"no expectation {name!r} in the outcome for {self.table}; have {[r.name for r in self.results]}"
+        )
 
     def summary(self) -> str:
         """One line for logs and check descriptions."""
@@ -310,7 +357,10 @@ class ValidationOutcome:
             else f"{r.name} (error: {r.error})"
             for r in self.failures
         ]
-        return f"{self.table}: {len(parts)} of {len(self.results)} expectations failed on {self.n_rows} rows: " + ", ".join(parts)
+        return (
+            f"{self.table}: {len(parts)} of {len(self.results)} expectations failed on {self.n_rows} rows: "
+            + ", ".join(parts)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
-from lake.delta import Lake
 from contracts import SYSTEM_ENTITY, TABLES, day_bounds_utc
+from lake.delta import Lake
 from models.forecast.plots import png_bytes
 
 _T = TABLES
@@ -52,7 +52,9 @@ class Figure:
     png: bytes
 
     def img(self) -> str:
-        return f'<img alt="{html.escape(self.title)}" src="data:image/png;base64,{base64.b64encode(self.png).decode()}">'
+        return (
+            f'<img alt="{html.escape(self.title)}" src="data:image/png;base64,{base64.b64encode(self.png).decode()}">'
+        )
 
 
 @dataclass
@@ -74,7 +76,9 @@ class Report:
     def html(self) -> str:
         body = []
         for s in self.sections:
-            body.append(f"<section><h2>{html.escape(s.title)}</h2>{s.text}{''.join(f.img() for f in s.figures)}</section>")
+            body.append(
+                f"<section><h2>{html.escape(s.title)}</h2>{s.text}{''.join(f.img() for f in s.figures)}</section>"
+            )
         return (
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>gridlake daily report {self.day}</title><style>"
@@ -125,7 +129,12 @@ def day_ahead(forecast: pl.DataFrame, day: dt.date, tz: str) -> pl.DataFrame:
     lo, hi = day_bounds_utc(day, tz)
     fc = forecast.filter(pl.col("period_start") >= lo, pl.col("period_start") < hi, pl.col("issued_at") <= lo)
     newest = fc.group_by("entity_id").agg(pl.col("issued_at").max().alias("_newest"))
-    return fc.join(newest, on="entity_id").filter(pl.col("issued_at") == pl.col("_newest")).drop("_newest").sort("entity_id", "period_start")
+    return (
+        fc.join(newest, on="entity_id")
+        .filter(pl.col("issued_at") == pl.col("_newest"))
+        .drop("_newest")
+        .sort("entity_id", "period_start")
+    )
 
 
 def load_forecast_figure(fc: pl.DataFrame, actual: pl.DataFrame, entity: str, tz: str) -> bytes:
@@ -133,10 +142,22 @@ def load_forecast_figure(fc: pl.DataFrame, actual: pl.DataFrame, entity: str, tz
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 3), dpi=80)
     f = fc.filter(pl.col("entity_id") == entity).with_columns(_local(pl.col("period_start"), tz).alias("t"))
-    a = actual.filter(pl.col("entity_id") == entity).sort("period_start").with_columns(_local(pl.col("period_start"), tz).alias("t"))
+    a = (
+        actual.filter(pl.col("entity_id") == entity)
+        .sort("period_start")
+        .with_columns(_local(pl.col("period_start"), tz).alias("t"))
+    )
     if f.height:
-        ax.fill_between(f["t"].to_list(), f["p10"].to_list(), f["p90"].to_list(), color="tab:blue", alpha=0.25, label="p10-p90")
-        ax.plot(f["t"].to_list(), f["p50"].to_list(), color="tab:blue", lw=1.5, label=f"p50 ({f['model'][0]} v{f['model_version'][0]})")
+        ax.fill_between(
+            f["t"].to_list(), f["p10"].to_list(), f["p90"].to_list(), color="tab:blue", alpha=0.25, label="p10-p90"
+        )
+        ax.plot(
+            f["t"].to_list(),
+            f["p50"].to_list(),
+            color="tab:blue",
+            lw=1.5,
+            label=f"p50 ({f['model'][0]} v{f['model_version'][0]})",
+        )
     ax.plot(a["t"].to_list(), a["mean_kw"].to_list(), color="black", lw=1.2, label="metered")
     ax.set_ylabel("kW")
     ax.set_title(f"{entity}: day-ahead load forecast vs metered load ({tz})")
@@ -188,7 +209,9 @@ def ev_figure(sched: pl.DataFrame, limit_kw: float | None, tz: str) -> bytes:
     fig, ax = plt.subplots(figsize=(9, 3), dpi=80)
     site = sched.group_by("strategy", "period_start").agg(pl.col("power_kw").sum()).sort("strategy", "period_start")
     for strategy, g in site.group_by("strategy", maintain_order=True):
-        ax.step(_local(g["period_start"], tz).to_list(), g["power_kw"].to_list(), where="post", lw=1.2, label=strategy[0])
+        ax.step(
+            _local(g["period_start"], tz).to_list(), g["power_kw"].to_list(), where="post", lw=1.2, label=strategy[0]
+        )
     if limit_kw is not None:
         ax.axhline(limit_kw, color="red", ls="--", lw=1, label=f"transformer limit {limit_kw:g} kW")
     ax.set_ylabel("EV site load kW")
@@ -216,11 +239,21 @@ def anomaly_timeline_figure(scores: pl.DataFrame, alerts: pl.DataFrame, tz: str)
     if hourly.height:
         a.legend(fontsize=7)
     al = alerts.sort("asset_type", "asset_id")
-    assets = al.select(pl.concat_str("asset_type", pl.lit(" "), "asset_id").alias("k"))["k"].unique(maintain_order=True).to_list()
+    assets = (
+        al.select(pl.concat_str("asset_type", pl.lit(" "), "asset_id").alias("k"))["k"]
+        .unique(maintain_order=True)
+        .to_list()
+    )
     for row in al.iter_rows(named=True):
         y = assets.index(f"{row['asset_type']} {row['asset_id']}")
         t0, t1 = row["window_start"].astimezone(_zone(tz)), row["window_end"].astimezone(_zone(tz))
-        b.plot([t0, t1], [y, y], lw=5, solid_capstyle="butt", color={"critical": "red", "alert": "darkorange"}.get(row["severity"], "gold"))
+        b.plot(
+            [t0, t1],
+            [y, y],
+            lw=5,
+            solid_capstyle="butt",
+            color={"critical": "red", "alert": "darkorange"}.get(row["severity"], "gold"),
+        )
     b.set_yticks(range(len(assets)), assets, fontsize=6)
     b.set_ylabel("alerts")
     fig.autofmt_xdate()
@@ -290,18 +323,31 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
     else:
         actual = (hourly.filter(pl.col("level") == "feeder").select("entity_id", "period_start", "mean_kw") if hourly is not None
                   else pl.DataFrame(schema={"entity_id": pl.Utf8, "period_start": pl.Datetime("us", "UTC"), "mean_kw": pl.Float64}))  # fmt: skip
-        actual = pl.concat([actual, actual.group_by("period_start").agg(pl.col("mean_kw").sum()).select(pl.lit(SYSTEM_ENTITY).alias("entity_id"), "period_start", "mean_kw")])
+        actual = pl.concat(
+            [
+                actual,
+                actual.group_by("period_start")
+                .agg(pl.col("mean_kw").sum())
+                .select(pl.lit(SYSTEM_ENTITY).alias("entity_id"), "period_start", "mean_kw"),
+            ]
+        )
         day_actual = actual.filter(pl.col("period_start") >= lo, pl.col("period_start") < hi)
         acc = (fc.join(day_actual, on=["entity_id", "period_start"])
                .group_by("entity_id").agg(
                    (100 * ((pl.col("p50") - pl.col("mean_kw")).abs() / pl.col("mean_kw")).mean()).alias("MAPE %"),
                    (100 * pl.col("mean_kw").is_between(pl.col("p10"), pl.col("p90")).mean()).alias("in p10-p90 %"),
                    pl.len().alias("hours")).sort("entity_id"))  # fmt: skip
-        sec.text = _table(acc) if acc.height else _note("no metered load for this day yet: the plots show the forecast only")
-        entities = [SYSTEM_ENTITY] + sorted(e for e in fc["entity_id"].unique().to_list() if e != SYSTEM_ENTITY)[:max_feeders]
+        sec.text = (
+            _table(acc) if acc.height else _note("no metered load for this day yet: the plots show the forecast only")
+        )
+        entities = [SYSTEM_ENTITY] + sorted(e for e in fc["entity_id"].unique().to_list() if e != SYSTEM_ENTITY)[
+            :max_feeders
+        ]
         for e in entities:
             if fc.filter(pl.col("entity_id") == e).height:
-                sec.figures.append(Figure(f"load_forecast_{e}", f"{e} load forecast", load_forecast_figure(fc, actual, e, tz)))
+                sec.figures.append(
+                    Figure(f"load_forecast_{e}", f"{e} load forecast", load_forecast_figure(fc, actual, e, tz))
+                )
     sections.append(sec)
 
     sec = Section("PV forecast (day-ahead issue)")
@@ -310,7 +356,9 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
     if pv is None or pv.height == 0:
         sec.text = _missing("gold_solar_forecast")
     else:
-        sec.figures.append(Figure("solar_forecast", "PV forecast", solar_forecast_figure(pv.filter(pl.col("level") == "feeder"), tz)))
+        sec.figures.append(
+            Figure("solar_forecast", "PV forecast", solar_forecast_figure(pv.filter(pl.col("level") == "feeder"), tz))
+        )
     sections.append(sec)
 
     # -- schedules ---------------------------------------------------------------------------------
@@ -320,7 +368,17 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
         sec.text = _missing("gold_battery_schedule")
     else:
         if bd is not None and bd.height:
-            sec.text = _table(bd.select("site_id", "power_kw", "energy_kwh", "savings", "baseline_peak_import_kw", "peak_import_kw", "equivalent_full_cycles"))
+            sec.text = _table(
+                bd.select(
+                    "site_id",
+                    "power_kw",
+                    "energy_kwh",
+                    "savings",
+                    "baseline_peak_import_kw",
+                    "peak_import_kw",
+                    "equivalent_full_cycles",
+                )
+            )
         sec.figures.append(Figure("battery_schedule", "battery schedule", battery_figure(bs, tz)))
     sections.append(sec)
 
@@ -348,7 +406,17 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
         top = (risk.sort("failure_probability_72h", descending=True).unique("transformer_id", keep="first", maintain_order=True).head(10)
                .select("transformer_id", "failure_probability_72h", "rul_hours", "status", "customers_downstream", "anomaly_count_7d"))  # fmt: skip
         sec.text = _table(top)
-        sec.figures.append(Figure("transformer_risk", "transformer risk", top_risk_png(risk, AlertThresholds.from_bands(load_profile().alert_bands.failure_risk), f"transformer failure risk {day}")))
+        sec.figures.append(
+            Figure(
+                "transformer_risk",
+                "transformer risk",
+                top_risk_png(
+                    risk,
+                    AlertThresholds.from_bands(load_profile().alert_bands.failure_risk),
+                    f"transformer failure risk {day}",
+                ),
+            )
+        )
     sections.append(sec)
 
     sec = Section("Anomaly timeline")
@@ -372,13 +440,17 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
 
     sec = Section("Alert timeline (delivered)")
     if delivered_alerts is None:
-        sec.text = _note("No alerts delivered: there is no delivered-alerts table (the alert delivery path has not run).")
+        sec.text = _note(
+            "No alerts delivered: there is no delivered-alerts table (the alert delivery path has not run)."
+        )
     else:
         missing = [c for c in ALERT_COLUMNS if c not in delivered_alerts.columns]
         if missing:
             raise ValueError(f"delivered_alerts lacks columns {missing} (needs {list(ALERT_COLUMNS)})")
         at = "occurred_at" if "occurred_at" in delivered_alerts.columns else "starts_at"
-        d = delivered_alerts.with_columns(pl.col(at).dt.convert_time_zone("UTC").alias("at")).filter(pl.col("at") >= lo, pl.col("at") < hi)
+        d = delivered_alerts.with_columns(pl.col(at).dt.convert_time_zone("UTC").alias("at")).filter(
+            pl.col("at") >= lo, pl.col("at") < hi
+        )
         if d.height == 0:
             sec.text = _note("No alerts delivered on this day.")
         else:
@@ -387,6 +459,12 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
                 lat = (pl.col("received_at") - pl.col("starts_at")).dt.total_milliseconds() / 1000
                 aggs += [lat.median().round(3).alias("latency p50 s"), lat.max().round(3).alias("latency max s")]
             sec.text = _table(d.group_by("severity", "alertname").agg(aggs).sort("severity", "alertname"))
-            sec.figures.append(Figure("alert_timeline", "alert timeline", delivered_alerts_figure(d.with_columns(pl.col("at").alias("starts_at")), tz)))
+            sec.figures.append(
+                Figure(
+                    "alert_timeline",
+                    "alert timeline",
+                    delivered_alerts_figure(d.with_columns(pl.col("at").alias("starts_at")), tz),
+                )
+            )
     sections.append(sec)
     return Report(day, sections)

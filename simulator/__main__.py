@@ -72,8 +72,10 @@ def _land(a: argparse.Namespace) -> int:
         d = sim.cfg.start + timedelta(days=i)
         t = time.perf_counter()
         man = write_landing_day(sim, d, zone, formats=formats, bad=bad, rows_per_file=a.rows_per_file)
-        print(f"{d}: {len(man.files)} files, {man.rows_written()} rows, faults {man.counts()} "
-              f"({time.perf_counter() - t:.2f} s)")
+        print(
+            f"{d}: {len(man.files)} files, {man.rows_written()} rows, faults {man.counts()} "
+            f"({time.perf_counter() - t:.2f} s)"
+        )
     return 0
 
 

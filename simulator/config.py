@@ -89,20 +89,38 @@ class IncidentRates:
     the simulated period is not recorded yet (labels arrive late).
     """
 
-    confirm_share: dict[str, float] = field(default_factory=lambda: {
-        "voltage_sag": 0.6, "stuck_meter": 0.6, "zero_meter": 0.6, "transformer_overheat": 0.6,
-        "transformer_failure": 0.9, "theft": 0.3,
-    })
+    confirm_share: dict[str, float] = field(
+        default_factory=lambda: {
+            "voltage_sag": 0.6,
+            "stuck_meter": 0.6,
+            "zero_meter": 0.6,
+            "transformer_overheat": 0.6,
+            "transformer_failure": 0.9,
+            "theft": 0.3,
+        }
+    )
     #: hours from the event's start to the first report, per type
-    report_hours: dict[str, tuple[float, float]] = field(default_factory=lambda: {
-        "voltage_sag": (1.0, 72.0), "stuck_meter": (24.0, 21 * 24.0), "zero_meter": (12.0, 14 * 24.0),
-        "transformer_overheat": (1.0, 48.0), "transformer_failure": (0.1, 2.0), "theft": (2 * 24.0, 21 * 24.0),
-    })
+    report_hours: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {
+            "voltage_sag": (1.0, 72.0),
+            "stuck_meter": (24.0, 21 * 24.0),
+            "zero_meter": (12.0, 14 * 24.0),
+            "transformer_overheat": (1.0, 48.0),
+            "transformer_failure": (0.1, 2.0),
+            "theft": (2 * 24.0, 21 * 24.0),
+        }
+    )
     #: hours from the report to the confirmation (crew visit, investigation), per type
-    confirm_hours: dict[str, tuple[float, float]] = field(default_factory=lambda: {
-        "voltage_sag": (2.0, 7 * 24.0), "stuck_meter": (24.0, 14 * 24.0), "zero_meter": (24.0, 14 * 24.0),
-        "transformer_overheat": (2.0, 72.0), "transformer_failure": (1.0, 12.0), "theft": (24.0, 14 * 24.0),
-    })
+    confirm_hours: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {
+            "voltage_sag": (2.0, 7 * 24.0),
+            "stuck_meter": (24.0, 14 * 24.0),
+            "zero_meter": (24.0, 14 * 24.0),
+            "transformer_overheat": (2.0, 72.0),
+            "transformer_failure": (1.0, 12.0),
+            "theft": (24.0, 14 * 24.0),
+        }
+    )
     wrong_type_share: float = 0.03
     false_reports_per_1000_assets_month: float = 5.0
 
@@ -113,7 +131,9 @@ class IncidentRates:
             d = getattr(self, name)
             missing = sorted(set(INCIDENT_TYPES) - set(d))
             if missing or set(d) - set(INCIDENT_TYPES):
-                raise ValueError(f"IncidentRates.{name}: need exactly the types {list(INCIDENT_TYPES)}, got {sorted(d)}")
+                raise ValueError(
+                    f"IncidentRates.{name}: need exactly the types {list(INCIDENT_TYPES)}, got {sorted(d)}"
+                )
         for t, v in self.confirm_share.items():
             if not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0):
                 raise ValueError(f"IncidentRates.confirm_share[{t!r}] must be in [0, 1], got {v!r}")
@@ -122,8 +142,12 @@ class IncidentRates:
                 _check_range("IncidentRates", f"{name}[{t!r}]", r, 0.0)
         if not (0.0 <= self.wrong_type_share <= 0.5):
             raise ValueError(f"IncidentRates.wrong_type_share must be in [0, 0.5], got {self.wrong_type_share!r}")
-        if not (self.false_reports_per_1000_assets_month >= 0 and math.isfinite(self.false_reports_per_1000_assets_month)):
-            raise ValueError(f"IncidentRates.false_reports_per_1000_assets_month must be >= 0, got {self.false_reports_per_1000_assets_month!r}")
+        if not (
+            self.false_reports_per_1000_assets_month >= 0 and math.isfinite(self.false_reports_per_1000_assets_month)
+        ):
+            raise ValueError(
+                f"IncidentRates.false_reports_per_1000_assets_month must be >= 0, got {self.false_reports_per_1000_assets_month!r}"
+            )
 
 
 @dataclass(frozen=True)

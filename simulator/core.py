@@ -130,8 +130,10 @@ class Simulator:
         if d is not None:
             self.cfg.check_day(d)
             lo, hi = self.day_bounds(d)
-            df = df.filter((pl.col("confirmed_at") >= pl.lit(lo).dt.replace_time_zone("UTC"))
-                           & (pl.col("confirmed_at") < pl.lit(hi).dt.replace_time_zone("UTC")))
+            df = df.filter(
+                (pl.col("confirmed_at") >= pl.lit(lo).dt.replace_time_zone("UTC"))
+                & (pl.col("confirmed_at") < pl.lit(hi).dt.replace_time_zone("UTC"))
+            )
         return incidents_raw(df.sort("asset_id", "confirmed_at"))
 
     def day(self, d: date) -> dict[str, pl.DataFrame]:

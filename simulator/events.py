@@ -152,9 +152,13 @@ def plan_events(cfg: SimConfig, fleet: Fleet) -> EventPlan:
     mag_a = np.array(mags, dtype=float)[order]
     notes_a = [notes[i] for i in order]
     is_meter = np.isin(kind_a, METER_EVENTS)
-    asset_ids = np.where(
-        is_meter, fleet.meter_ids[np.where(is_meter, asset_a, 0)], fleet.tx_ids[np.where(is_meter, 0, asset_a)]
-    ) if len(kind_a) else np.array([], dtype=str)
+    asset_ids = (
+        np.where(
+            is_meter, fleet.meter_ids[np.where(is_meter, asset_a, 0)], fleet.tx_ids[np.where(is_meter, 0, asset_a)]
+        )
+        if len(kind_a)
+        else np.array([], dtype=str)
+    )
     frame = TABLES["truth_events"].conform(
         pl.DataFrame(
             {

@@ -263,5 +263,3 @@ def build_fleet(cfg: SimConfig) -> Fleet:
 def expected_unit_mean(arch: np.ndarray) -> np.ndarray:
     """Mean of each meter's archetype shape (kW per unit scale), used to size frozen readings."""
     return shape_table().mean(axis=(1, 2))[arch]
-
-

@@ -120,7 +120,12 @@ class LandingManifest:
 
 
 def _source_frame(sim: Simulator, source: str, d: date) -> pl.DataFrame:
-    return {"meter_readings": sim.meter_readings, "scada": sim.scada, "weather": sim.weather, "incidents": sim.incidents}[source](d)
+    return {
+        "meter_readings": sim.meter_readings,
+        "scada": sim.scada,
+        "weather": sim.weather,
+        "incidents": sim.incidents,
+    }[source](d)
 
 
 def _formats_for(formats, source: str) -> tuple[str, ...]:
@@ -150,8 +155,10 @@ def _to_text_frame(df: pl.DataFrame, source: str, fmt: str, tz: str) -> pl.DataF
     pattern = "%Y-%m-%d %H:%M:%S" if fmt == "csv" and not SOURCES[source].attributes else "%Y-%m-%dT%H:%M:%S%:z"
     # other timestamps (an incident's start, end, report) are written with their offset: never ambiguous
     other = [a.name for a in SOURCES[source].attributes if a.dtype == UTC_TS]
-    return df.with_columns(local.dt.strftime(pattern).alias(tcol),
-                           *[pl.col(c).dt.convert_time_zone(tz).dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias(c) for c in other])
+    return df.with_columns(
+        local.dt.strftime(pattern).alias(tcol),
+        *[pl.col(c).dt.convert_time_zone(tz).dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias(c) for c in other],
+    )
 
 
 def _serialize(
@@ -336,7 +343,13 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
             for name, value in choices:
                 mask = oor & (fld == measures.index(name))
                 if mask.any():
-                    new = (-pl.col(name).abs() - 0.5) if value == "neg" else pl.lit(value) if isinstance(value, str) else pl.lit(float(value))
+                    new = (
+                        (-pl.col(name).abs() - 0.5)
+                        if value == "neg"
+                        else pl.lit(value)
+                        if isinstance(value, str)
+                        else pl.lit(float(value))
+                    )
                     p = p.with_columns(pl.when(pl.Series(mask)).then(new).otherwise(pl.col(name)).alias(name))
         unk = np.flatnonzero(code == _UNK)
         if unk.size:
@@ -347,8 +360,12 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
         # duplicates: the original stays clean, an exact copy is re-sent here or in another file
         dups = np.flatnonzero(code == _DUP)
         if dups.size:
-            p = p.with_columns(pl.when(pl.col("_fault") == _DUP).then(0).otherwise(pl.col("_fault")).cast(pl.Int8).alias("_fault"))
-            copies = p[dups.tolist()].with_columns(pl.lit(_DUP, pl.Int8).alias("_fault"), (pl.col("_ord") + 1.0).alias("_ord"))
+            p = p.with_columns(
+                pl.when(pl.col("_fault") == _DUP).then(0).otherwise(pl.col("_fault")).cast(pl.Int8).alias("_fault")
+            )
+            copies = p[dups.tolist()].with_columns(
+                pl.lit(_DUP, pl.Int8).alias("_fault"), (pl.col("_ord") + 1.0).alias("_ord")
+            )
             # a re-send arrives after the original: later in the same file or in a later file
             targets = [j for j in range(i + 1, n_parts) if j not in renamed_parts]
             to_other = rng.random(dups.size) < 0.5 if targets else np.zeros(dups.size, dtype=bool)
@@ -372,7 +389,11 @@ def _write_source(sim, d, zone, source, fm, bad: BadRecordRates, rows_per_file, 
         key = _key(source, d, part_no, fmts[i])
         is_copy = code == _DUP
         if is_copy.any() or any(extra_tail[j] for j in range(i + 1, n_parts)):
-            wanted = np.unique(np.concatenate([uid[is_copy]] + [t["_uid"].to_numpy() for j in range(i + 1, n_parts) for t in extra_tail[j]]))
+            wanted = np.unique(
+                np.concatenate(
+                    [uid[is_copy]] + [t["_uid"].to_numpy() for j in range(i + 1, n_parts) for t in extra_tail[j]]
+                )
+            )
             for r in np.flatnonzero(~is_copy & np.isin(uid, wanted)):
                 where[int(uid[r])] = (key, int(r) + 1)
         data = p.drop("_fault", "_field", "_ord", "_uid")

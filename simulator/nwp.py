@@ -36,7 +36,18 @@ import numpy as np
 import pandas as pd
 
 #: columns of a weather forecast issue (the ``weather_forecast`` landing source, one row per valid hour)
-FORECAST_COLUMNS = ("station_id", "issued_at", "valid_at", "lead_h", "temp_air_c", "ghi_wm2", "dni_wm2", "dhi_wm2", "cloud_cover", "wind_speed_ms")
+FORECAST_COLUMNS = (
+    "station_id",
+    "issued_at",
+    "valid_at",
+    "lead_h",
+    "temp_air_c",
+    "ghi_wm2",
+    "dni_wm2",
+    "dhi_wm2",
+    "cloud_cover",
+    "wind_speed_ms",
+)
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,9 @@ def error_stats(forecasts: pd.DataFrame, weather: pd.DataFrame, bands=((1, 6), (
     """What the issued forecasts actually score against the weather they were made from, by lead band:
     temperature MAE and bias (degC), GHI RMSE and bias in % of the daytime (truth > 0) mean GHI,
     plus the share of issues missing."""
-    truth = weather.assign(valid_at=pd.to_datetime(weather["observation_time"], utc=True))[["valid_at", "temp_air_c", "ghi_wm2"]]
+    truth = weather.assign(valid_at=pd.to_datetime(weather["observation_time"], utc=True))[
+        ["valid_at", "temp_air_c", "ghi_wm2"]
+    ]
     j = forecasts.merge(truth, on="valid_at", suffixes=("", "_obs"))
     out: dict = {}
     for lo, hi in bands:

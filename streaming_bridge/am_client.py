@@ -72,7 +72,15 @@ class Silence:
 
     @classmethod
     def from_api(cls, d: Mapping) -> Silence:
-        return cls(d["id"], tuple(matcher_text(m) for m in d["matchers"]), d["startsAt"], d["endsAt"], d.get("createdBy", ""), d.get("comment", ""), d["status"]["state"])
+        return cls(
+            d["id"],
+            tuple(matcher_text(m) for m in d["matchers"]),
+            d["startsAt"],
+            d["endsAt"],
+            d.get("createdBy", ""),
+            d.get("comment", ""),
+            d["status"]["state"],
+        )
 
 
 def _check_url(url: str) -> str:
@@ -94,7 +102,9 @@ class AlertmanagerClient:
         except requests.RequestException as e:
             raise AlertmanagerError(f"Alertmanager {self.url} unreachable: {e}") from e
         if not 200 <= r.status_code < 300:
-            raise AlertmanagerError(f"Alertmanager {method} {path}: HTTP {r.status_code}: {r.text.strip()[:500]}", r.status_code)
+            raise AlertmanagerError(
+                f"Alertmanager {method} {path}: HTTP {r.status_code}: {r.text.strip()[:500]}", r.status_code
+            )
         return r
 
     # ---- alerts ---------------------------------------------------------------------------------------
@@ -104,8 +114,14 @@ class AlertmanagerClient:
         if body:
             self._call("POST", "/alerts", json=body)
 
-    def alerts(self, filters: Iterable[str] = (), active: bool = True, silenced: bool = True, inhibited: bool = True) -> list[dict]:
-        params = [("active", str(active).lower()), ("silenced", str(silenced).lower()), ("inhibited", str(inhibited).lower())]
+    def alerts(
+        self, filters: Iterable[str] = (), active: bool = True, silenced: bool = True, inhibited: bool = True
+    ) -> list[dict]:
+        params = [
+            ("active", str(active).lower()),
+            ("silenced", str(silenced).lower()),
+            ("inhibited", str(inhibited).lower()),
+        ]
         params += [("filter", matcher_text(parse_matcher(f))) for f in filters]
         return self._call("GET", "/alerts", params=params).json()
 

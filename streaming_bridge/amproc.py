@@ -41,7 +41,9 @@ _HOSTPORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$")
 def binary(name: str = "prometheus-alertmanager") -> str:
     path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
     if path is None:
-        raise FileNotFoundError(f"{name} is not installed: `apt-get install -y prometheus-alertmanager` (.ci/services.sh does it)")
+        raise FileNotFoundError(
+            f"{name} is not installed: `apt-get install -y prometheus-alertmanager` (.ci/services.sh does it)"
+        )
     return path
 
 
@@ -55,7 +57,13 @@ def parse_duration(s: str) -> float:
 
 def _check_base_url(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None or parts.query or parts.fragment:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.port is None
+        or parts.query
+        or parts.fragment
+    ):
         raise ValueError(f"webhook base URL {url!r}: want http(s)://host:port[/path] without query or fragment")
     return url.rstrip("/")
 
@@ -112,7 +120,9 @@ def write_config(cfg: Mapping, path: Path) -> Path:
 
 def check_config(path: Path) -> str:
     """``amtool check-config PATH``; returns its output, raises ValueError with it when the config is invalid."""
-    r = subprocess.run([binary("amtool"), "check-config", str(path)], capture_output=True, text=True, timeout=30, check=False)
+    r = subprocess.run(
+        [binary("amtool"), "check-config", str(path)], capture_output=True, text=True, timeout=30, check=False
+    )
     out = (r.stdout + r.stderr).strip()
     if r.returncode != 0:
         raise ValueError(f"amtool check-config {path} failed:\n{out}")
@@ -124,7 +134,9 @@ def route_receivers(path: Path, labels: Mapping[str, str]) -> list[str]:
     for k, v in labels.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or "\n" in v:
             raise ValueError(f"label {k!r}={v!r} is not a valid label")
-    args = [binary("amtool"), "config", "routes", "test", f"--config.file={path}"] + [f"{k}={v}" for k, v in labels.items()]
+    args = [binary("amtool"), "config", "routes", "test", f"--config.file={path}"] + [
+        f"{k}={v}" for k, v in labels.items()
+    ]
     r = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
     if r.returncode != 0:
         raise ValueError(f"amtool config routes test failed: {r.stderr.strip()}")
@@ -232,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     ap = argparse.ArgumentParser(prog="python -m streaming_bridge.amproc", description=main.__doc__)
     ap.add_argument("--listen", default=os.environ.get("GRIDLAKE_ALERTMANAGER_LISTEN", DEFAULT_LISTEN))
-    ap.add_argument("--storage", type=Path, default=Path(os.environ.get("GRIDLAKE_ALERTMANAGER_STORAGE", "/tmp/gridlake-alertmanager")))
+    ap.add_argument(
+        "--storage",
+        type=Path,
+        default=Path(os.environ.get("GRIDLAKE_ALERTMANAGER_STORAGE", "/tmp/gridlake-alertmanager")),
+    )
     ap.add_argument("--config", type=Path, default=REPO_CONFIG)
     a = ap.parse_args(argv)
     if not _HOSTPORT.match(a.listen):
@@ -243,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     check_config(a.config)
     a.storage.mkdir(parents=True, exist_ok=True)
-    args = [binary(), f"--config.file={a.config.resolve()}", f"--storage.path={a.storage}", f"--web.listen-address={a.listen}", "--cluster.listen-address="]
+    args = [
+        binary(),
+        f"--config.file={a.config.resolve()}",
+        f"--storage.path={a.storage}",
+        f"--web.listen-address={a.listen}",
+        "--cluster.listen-address=",
+    ]
     with open(a.storage / "alertmanager.log", "ab") as log:
         subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     for _ in range(100):

@@ -29,7 +29,11 @@ from .outbox import Outbox
 
 #: gold severity -> Alertmanager severity label
 SEVERITY = {"critical": "critical", "alert": "warning"}
-ALERTNAME = {("anomaly_score", "meter"): "MeterAnomaly", ("anomaly_score", "transformer"): "TransformerAnomaly", ("failure_risk", "transformer"): "TransformerFailureRisk"}
+ALERTNAME = {
+    ("anomaly_score", "meter"): "MeterAnomaly",
+    ("anomaly_score", "transformer"): "TransformerAnomaly",
+    ("failure_risk", "transformer"): "TransformerFailureRisk",
+}
 RUNBOOK = {
     "MeterAnomaly": "Check the meter's recent readings and voltage; dispatch a meter technician if it persists.",
     "TransformerAnomaly": "Compare loading and top-oil temperature with the thermal model; reduce load or inspect cooling.",
@@ -43,7 +47,9 @@ def dagster_url(asset: str, partition: str | None = None) -> str:
     return f"{base}/assets/{quote(asset)}" + (f"?partition={quote(partition)}" if partition else "")
 
 
-def topology(ref_meters: pl.DataFrame | None, ref_transformers: pl.DataFrame | None) -> dict[tuple[str, str], dict[str, str]]:
+def topology(
+    ref_meters: pl.DataFrame | None, ref_transformers: pl.DataFrame | None
+) -> dict[tuple[str, str], dict[str, str]]:
     """(asset_type, asset_id) -> transformer / feeder / region (= substation) labels, from the reference tables."""
     out: dict[tuple[str, str], dict[str, str]] = {}
     if ref_transformers is not None:
@@ -72,14 +78,25 @@ def gold_alerts_to_alerts(
     now = now or datetime.now(UTC)
     topo = topo or {}
     out = []
-    for r in rows.filter(pl.col("severity").is_in(keep)).sort("window_start", "asset_type", "asset_id").iter_rows(named=True):
+    for r in (
+        rows.filter(pl.col("severity").is_in(keep)).sort("window_start", "asset_type", "asset_id").iter_rows(named=True)
+    ):
         name = ALERTNAME.get((r["rule"], r["asset_type"]))
         if name is None:
-            raise ValueError(f"gold_alerts row {r['fingerprint']}: no alert name for rule {r['rule']!r} on {r['asset_type']!r}")
+            raise ValueError(
+                f"gold_alerts row {r['fingerprint']}: no alert name for rule {r['rule']!r} on {r['asset_type']!r}"
+            )
         where = dict(topo.get((r["asset_type"], r["asset_id"]), {}))
         if r["asset_type"] == "transformer":
             where.setdefault("transformer", r["asset_id"])
-        labels = {"alertname": name, "severity": SEVERITY[r["severity"]], "asset_type": r["asset_type"], "asset_id": r["asset_id"], "source": "batch", **where}
+        labels = {
+            "alertname": name,
+            "severity": SEVERITY[r["severity"]],
+            "asset_type": r["asset_type"],
+            "asset_id": r["asset_id"],
+            "source": "batch",
+            **where,
+        }
         window = f"{r['window_start'].isoformat()} .. {r['window_end'].isoformat()}"
         annotations = {
             "summary": f"{name} on {r['asset_type']} {r['asset_id']}: score {r['score']:.3f} ({r['n_points']} points) in {window}",
@@ -91,8 +108,18 @@ def gold_alerts_to_alerts(
             "dagster_url": dagster_url("gold_alerts", str(r["date"])),
             "runbook": RUNBOOK[name],
         }
-        out.append((r["fingerprint"], Alert({k: str(v) for k, v in labels.items() if v is not None}, annotations, starts_at=now, ends_at=now + hold,
-                                            generator_url=annotations["dagster_url"])))
+        out.append(
+            (
+                r["fingerprint"],
+                Alert(
+                    {k: str(v) for k, v in labels.items() if v is not None},
+                    annotations,
+                    starts_at=now,
+                    ends_at=now + hold,
+                    generator_url=annotations["dagster_url"],
+                ),
+            )
+        )
     return out
 
 

@@ -49,7 +49,11 @@ class _PrintSink:
 def cmd_run(args: argparse.Namespace) -> int:
     from streaming_bridge.service import Bridge, BridgeConfig
 
-    over = {k: v for k, v in {"flush_seconds": args.flush_seconds, "http_port": args.http_port, "model_name": args.model}.items() if v is not None}
+    over = {
+        k: v
+        for k, v in {"flush_seconds": args.flush_seconds, "http_port": args.http_port, "model_name": args.model}.items()
+        if v is not None
+    }
     cfg = BridgeConfig.from_env(**over)
     scorer = None
     if cfg.model_name:
@@ -92,25 +96,39 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="gridlake-bridge", description="gridlake streaming bridge: MQTT -> validation and scoring -> Alertmanager")
+    ap = argparse.ArgumentParser(
+        prog="gridlake-bridge", description="gridlake streaming bridge: MQTT -> validation and scoring -> Alertmanager"
+    )
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
     for name in ("run", "replay"):
         p = sub.add_parser(name)
-        p.add_argument("--outbox", default=None, help="outbox SQLite file (default $GRIDLAKE_BRIDGE_OUTBOX or .demo/bridge/outbox.sqlite)")
-        p.add_argument("--alertmanager-url", default=None, help="default $GRIDLAKE_ALERTMANAGER_URL or http://127.0.0.1:9093")
+        p.add_argument(
+            "--outbox",
+            default=None,
+            help="outbox SQLite file (default $GRIDLAKE_BRIDGE_OUTBOX or .demo/bridge/outbox.sqlite)",
+        )
+        p.add_argument(
+            "--alertmanager-url", default=None, help="default $GRIDLAKE_ALERTMANAGER_URL or http://127.0.0.1:9093"
+        )
         if name == "run":
             p.add_argument("--flush-seconds", type=float, default=None, help="land the spool this often (default 60)")
-            p.add_argument("--http-port", type=int, default=None, help="metrics/health port (default 9108; 0 = free port)")
+            p.add_argument(
+                "--http-port", type=int, default=None, help="metrics/health port (default 9108; 0 = free port)"
+            )
             p.add_argument("--model", default=None, help="MLflow registered anomaly model to score with (its champion)")
             p.set_defaults(func=cmd_run)
         else:
             p.add_argument("--from", dest="since", type=_time, required=True, help="ISO time with offset")
             p.add_argument("--to", dest="until", type=_time, default=None)
-            p.add_argument("--dry-run", action="store_true", help="print the alerts as JSON lines instead of posting them")
+            p.add_argument(
+                "--dry-run", action="store_true", help="print the alerts as JSON lines instead of posting them"
+            )
             p.set_defaults(func=cmd_replay)
     p = sub.add_parser("status")
-    p.add_argument("--url", default=None, help="the bridge's HTTP base URL (default http://127.0.0.1:$GRIDLAKE_BRIDGE_HTTP_PORT)")
+    p.add_argument(
+        "--url", default=None, help="the bridge's HTTP base URL (default http://127.0.0.1:$GRIDLAKE_BRIDGE_HTTP_PORT)"
+    )
     p.set_defaults(func=cmd_status)
     try:
         from streaming_bridge import silences
@@ -127,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     # is first imported, i.e. in the console command, not in a process that already uses polars.
     os.environ.setdefault("POLARS_MAX_THREADS", "1")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return int(args.func(args) or 0)
 
 

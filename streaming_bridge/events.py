@@ -60,11 +60,15 @@ class GridEvents:
         self._storm: deque[tuple[float, str]] = deque()  # (bridge clock, feeder) of fired alerts
 
     # ------------------------------------------------------------------ helpers
-    def _fire(self, name: str, severity: str, asset_type: str, asset_id: str, at: dt.datetime, summary: str, **kw) -> Alert | None:
+    def _fire(
+        self, name: str, severity: str, asset_type: str, asset_id: str, at: dt.datetime, summary: str, **kw
+    ) -> Alert | None:
         key = (name, asset_id)
         if key in self.active:
             return None
-        a = self.topo.alert(name, severity, asset_type, asset_id, starts_at=at, summary=summary, runbook=RUNBOOK[name], **kw)
+        a = self.topo.alert(
+            name, severity, asset_type, asset_id, starts_at=at, summary=summary, runbook=RUNBOOK[name], **kw
+        )
         self.active[key] = a
         return a
 
@@ -101,9 +105,14 @@ class GridEvents:
         if ("TransformerOutage", tx) not in self.active:
             if share >= self.cfg.outage_fraction and n_down >= self.cfg.outage_min_meters:
                 a = self._fire(
-                    "TransformerOutage", "critical", "transformer", tx, at,
+                    "TransformerOutage",
+                    "critical",
+                    "transformer",
+                    tx,
+                    at,
                     f"{n_down} of {len(meters)} meters beneath the transformer lost supply or went silent together",
-                    value=f"{n_down}/{len(meters)} meters down", limit=f">= {self.cfg.outage_fraction:.0%} of meters down",
+                    value=f"{n_down}/{len(meters)} meters down",
+                    limit=f">= {self.cfg.outage_fraction:.0%} of meters down",
                 )
                 return [a] if a else []
         elif share < self.cfg.outage_clear_fraction:
@@ -123,8 +132,11 @@ class GridEvents:
             nosupply = df["voltage"].is_null()
             if self.down or nosupply.any():
                 idx = [k for k, (m, n) in enumerate(zip(ids, nosupply.to_list())) if n or m in self.down]
-                last = df[idx].sort("reading_time").group_by("meter_id", maintain_order=True).agg(
-                    pl.col("voltage").last().is_null().alias("_nosupply"), pl.col("reading_time").last()
+                last = (
+                    df[idx]
+                    .sort("reading_time")
+                    .group_by("meter_id", maintain_order=True)
+                    .agg(pl.col("voltage").last().is_null().alias("_nosupply"), pl.col("reading_time").last())
                 )
             else:
                 last = df.clear().select("meter_id", pl.lit(False).alias("_nosupply"), "reading_time")
@@ -132,7 +144,9 @@ class GridEvents:
                 if nosupply:
                     if self.down.get(meter, ("",))[0] != "MeterSupplyLost":
                         out += self._meter_up(meter, t)
-                        out += self._meter_down(meter, "MeterSupplyLost", t, "the meter reports no supply voltage (last gasp)")
+                        out += self._meter_down(
+                            meter, "MeterSupplyLost", t, "the meter reports no supply voltage (last gasp)"
+                        )
                 else:
                     out += self._meter_up(meter, t)
         for ev in status:
@@ -140,7 +154,9 @@ class GridEvents:
                 continue
             self.last_seen[ev.device_id] = ev.time.timestamp()
             if ev.status == "offline":
-                out += self._meter_down(ev.device_id, "MeterOffline", ev.time, f"the meter disconnected ({ev.reason or 'MQTT last will'})")
+                out += self._meter_down(
+                    ev.device_id, "MeterOffline", ev.time, f"the meter disconnected ({ev.reason or 'MQTT last will'})"
+                )
             elif ev.status == "last_gasp":
                 out += self._meter_down(ev.device_id, "MeterSupplyLost", ev.time, "the meter sent its last gasp")
             elif self.down.get(ev.device_id, ("",))[0] == "MeterOffline":
@@ -153,7 +169,12 @@ class GridEvents:
         limit = now - self.cfg.heartbeat_timeout_s
         silent = [m for m, t in self.last_seen.items() if t < limit and m not in self.down]
         for m in silent:
-            out += self._meter_down(m, "MeterOffline", _utc(self.last_seen[m] + self.cfg.heartbeat_timeout_s), f"no message for {self.cfg.heartbeat_timeout_s:.0f} s (missed heartbeat window)")
+            out += self._meter_down(
+                m,
+                "MeterOffline",
+                _utc(self.last_seen[m] + self.cfg.heartbeat_timeout_s),
+                f"no message for {self.cfg.heartbeat_timeout_s:.0f} s (missed heartbeat window)",
+            )
         out += self._storm_check(now)
         return out
 
@@ -173,12 +194,30 @@ class GridEvents:
             at = _utc(now)
             window = f"{n} alerts in {self.cfg.storm_window_s:.0f} s"
             if feeder and top / n > self.cfg.storm_localised_share:
-                a = self._fire("AlertStorm", "warning", "feeder", feeder, at, f"alert storm localised on feeder {feeder} ({top} of {n}): likely equipment",
-                               value=window, limit=f"> {self.cfg.storm_threshold}", extra_labels={"scope": "localised"})
+                a = self._fire(
+                    "AlertStorm",
+                    "warning",
+                    "feeder",
+                    feeder,
+                    at,
+                    f"alert storm localised on feeder {feeder} ({top} of {n}): likely equipment",
+                    value=window,
+                    limit=f"> {self.cfg.storm_threshold}",
+                    extra_labels={"scope": "localised"},
+                )
             else:
                 feeders = len({f for _, f in self._storm})
-                a = self._fire("AlertStorm", "warning", "system", "stream", at, f"alert storm across {feeders} feeders: likely a data-quality problem",
-                               value=window, limit=f"> {self.cfg.storm_threshold}", extra_labels={"scope": "widespread"})
+                a = self._fire(
+                    "AlertStorm",
+                    "warning",
+                    "system",
+                    "stream",
+                    at,
+                    f"alert storm across {feeders} feeders: likely a data-quality problem",
+                    value=window,
+                    limit=f"> {self.cfg.storm_threshold}",
+                    extra_labels={"scope": "widespread"},
+                )
             return [a] if a else []
         if active is not None and n < self.cfg.storm_clear:
             a = self._resolve(*active, _utc(now))

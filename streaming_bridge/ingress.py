@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import orjson
 import polars as pl
 
-from contracts import SOURCES, load_profile, STREAM_DEAD_LETTERS, UTC_TS, Source
+from contracts import SOURCES, STREAM_DEAD_LETTERS, UTC_TS, Source, load_profile
 from lake.validate_fast import validate_fast
 from streaming_bridge.topics import STATUSES, Route, Topics
 
@@ -33,7 +33,9 @@ PAYLOAD_TEXT_LIMIT = 64 * 1024  # characters of a payload kept in the dead-lette
 _ROW = "source_row"
 # empty results built once (a frame from a schema costs ~0.5 ms a batch); polars frames are immutable
 _NO_DEAD = pl.DataFrame(schema=STREAM_DEAD_LETTERS.polars_schema())
-_NO_BAD = pl.DataFrame(schema={_ROW: pl.Int64, "reason_code": pl.Utf8, "field": pl.Utf8, "value": pl.Utf8, "detail": pl.Utf8})
+_NO_BAD = pl.DataFrame(
+    schema={_ROW: pl.Int64, "reason_code": pl.Utf8, "field": pl.Utf8, "value": pl.Utf8, "detail": pl.Utf8}
+)
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,26 @@ class Validator:
         status: list[StatusEvent] = []
         n_records = 0
 
-        def reject(i: int, route: Route | None, reason: str, detail: str, fld: str | None = None, value: str | None = None, rec: int | None = None) -> None:
-            dead.append({"_msg": i, "source": route.source if route else None, "record_index": rec, "reason_code": reason, "field": fld, "value": value, "detail": detail})
+        def reject(
+            i: int,
+            route: Route | None,
+            reason: str,
+            detail: str,
+            fld: str | None = None,
+            value: str | None = None,
+            rec: int | None = None,
+        ) -> None:
+            dead.append(
+                {
+                    "_msg": i,
+                    "source": route.source if route else None,
+                    "record_index": rec,
+                    "reason_code": reason,
+                    "field": fld,
+                    "value": value,
+                    "detail": detail,
+                }
+            )
 
         for i, m in enumerate(messages):
             route = self.cfg.topics.route(m.topic)
@@ -117,7 +137,12 @@ class Validator:
                 continue
             if len(m.payload) > self.cfg.max_payload_bytes:
                 n_records += 1
-                reject(i, route, "oversized_payload", f"payload of {len(m.payload)} bytes exceeds the limit of {self.cfg.max_payload_bytes}")
+                reject(
+                    i,
+                    route,
+                    "oversized_payload",
+                    f"payload of {len(m.payload)} bytes exceeds the limit of {self.cfg.max_payload_bytes}",
+                )
                 continue
             try:
                 obj = orjson.loads(m.payload)  # ~3x the stdlib's speed; stricter (no NaN literals): fine here
@@ -129,12 +154,23 @@ class Validator:
                 readings = obj.get("readings") if isinstance(obj, dict) else obj
                 if not isinstance(readings, list) or not readings:
                     n_records += 1
-                    reject(i, route, "malformed_payload", 'a head-end batch must be {"readings": [objects...]} or a non-empty JSON array of reading objects')
+                    reject(
+                        i,
+                        route,
+                        "malformed_payload",
+                        'a head-end batch must be {"readings": [objects...]} or a non-empty JSON array of reading objects',
+                    )
                     continue
                 for j, r in enumerate(readings):
                     n_records += 1
                     if not isinstance(r, dict):
-                        reject(i, route, "malformed_payload", f"record {j} of the batch is {type(r).__name__}, not a JSON object", rec=j)
+                        reject(
+                            i,
+                            route,
+                            "malformed_payload",
+                            f"record {j} of the batch is {type(r).__name__}, not a JSON object",
+                            rec=j,
+                        )
                         continue
                     recs["meter_readings"].append(r)
                     origin["meter_readings"].append((i, j))
@@ -155,7 +191,14 @@ class Validator:
             if ent is None:
                 obj = {**obj, src.entity: route.entity}
             elif ent != route.entity:
-                reject(i, route, "entity_mismatch", f"{src.entity} {ent!r} in the payload differs from {route.entity!r} in the topic", src.entity, str(ent)[:200])
+                reject(
+                    i,
+                    route,
+                    "entity_mismatch",
+                    f"{src.entity} {ent!r} in the payload differs from {route.entity!r} in the topic",
+                    src.entity,
+                    str(ent)[:200],
+                )
                 continue
             recs[route.source].append(obj)
             origin[route.source].append((i, None))
@@ -165,11 +208,20 @@ class Validator:
             if not records:
                 continue
             ok, bad = self._validate(SOURCES[name], records, now)
-            recv = pl.Series("_received_at", [messages[origin[name][r][0]].received_at for r in ok[_ROW].to_list()], pl.Float64)
+            recv = pl.Series(
+                "_received_at", [messages[origin[name][r][0]].received_at for r in ok[_ROW].to_list()], pl.Float64
+            )
             accepted[name] = ok.drop(_ROW).with_columns(recv)
             for row in bad.iter_rows(named=True):
                 i, j = origin[name][row[_ROW]]
-                dead.append({"_msg": i, "source": name, "record_index": j, **{k: row[k] for k in ("reason_code", "field", "value", "detail")}})
+                dead.append(
+                    {
+                        "_msg": i,
+                        "source": name,
+                        "record_index": j,
+                        **{k: row[k] for k in ("reason_code", "field", "value", "detail")},
+                    }
+                )
         return BatchResult(accepted, self._dead_frame(messages, dead), status, n_records)
 
     def _status(self, obj: dict, route: Route) -> StatusEvent | tuple[str, str, str]:
@@ -189,7 +241,9 @@ class Validator:
                 return "wrong_type", "time", f"status time {str(t)[:50]!r} is not an ISO timestamp"
             if when.tzinfo is None:
                 return "wrong_type", "time", f"status time {str(t)[:50]!r} has no UTC offset"
-        return StatusEvent(route.device_type, route.entity, st, when.astimezone(dt.UTC), str(obj.get("reason", ""))[:200])
+        return StatusEvent(
+            route.device_type, route.entity, st, when.astimezone(dt.UTC), str(obj.get("reason", ""))[:200]
+        )
 
     # ------------------------------------------------------------------ record level (the silver contract)
     def _validate(self, src: Source, records: list[dict], now: float) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -197,7 +251,11 @@ class Validator:
         keys = set().union(*records)  # alias names (e.g. "kwh") are rare: look for them only if present
         for c in src.raw_columns:
             names = [c] + [a for a, target in src.aliases.items() if target == c and a in keys]
-            vals = [next((r[n] for n in names if n in r), None) for r in records] if len(names) > 1 else [r.get(c) for r in records]
+            vals = (
+                [next((r[n] for n in names if n in r), None) for r in records]
+                if len(names) > 1
+                else [r.get(c) for r in records]
+            )
             types = set(map(type, vals))
             if c in (src.entity, src.time):
                 ok_types = {str, type(None)}
@@ -208,7 +266,9 @@ class Validator:
             elif types <= {str, type(None)}:
                 cols[c] = pl.Series(c, vals, dtype=pl.Utf8)
             else:  # numbers sent as text, booleans, objects: as text, the way a JSON-lines file reads them
-                cols[c] = pl.Series(c, [v if v is None or isinstance(v, str) else json.dumps(v) for v in vals], dtype=pl.Utf8)
+                cols[c] = pl.Series(
+                    c, [v if v is None or isinstance(v, str) else json.dumps(v) for v in vals], dtype=pl.Utf8
+                )
         # ISO 8601 with an offset, the stream's normal form, is the first format validate_file accepts; when
         # every given time parses that way the column goes in as a tz-aware timestamp (validate_file's path
         # for Parquet input), which skips its six-format / DST resolution (~4 ms a batch). Anything else
@@ -222,7 +282,9 @@ class Validator:
         # a field absent from every record of the batch is a missing value, not a missing file column
         known = self._known[src.name]
         present = pl.Series([i for i in set(cols[src.entity].to_list()) if i in known], dtype=pl.Utf8)
-        ok, bad = validate_fast(df, "mqtt", src, None, present, self.cfg.tz)  # = validate_file's result, one query when clean
+        ok, bad = validate_fast(
+            df, "mqtt", src, None, present, self.cfg.tz
+        )  # = validate_file's result, one query when clean
         ok = ok.select(_ROW, src.entity, src.time, *[m.name for m in src.measures])
         # the stream's own time window
         lo = dt.datetime.fromtimestamp(now, dt.UTC) - self.cfg.max_age
@@ -240,8 +302,24 @@ class Validator:
                 pl.lit(src.time).alias("field"),
                 ts.alias("value"),
                 pl.when(late)
-                .then(pl.concat_str([pl.lit(f"{src.time} "), ts, pl.lit(f" is more than {self.cfg.max_age} before the bridge clock")]))
-                .otherwise(pl.concat_str([pl.lit(f"{src.time} "), ts, pl.lit(f" is more than {self.cfg.max_future} ahead of the bridge clock")]))
+                .then(
+                    pl.concat_str(
+                        [
+                            pl.lit(f"{src.time} "),
+                            ts,
+                            pl.lit(f" is more than {self.cfg.max_age} before the bridge clock"),
+                        ]
+                    )
+                )
+                .otherwise(
+                    pl.concat_str(
+                        [
+                            pl.lit(f"{src.time} "),
+                            ts,
+                            pl.lit(f" is more than {self.cfg.max_future} ahead of the bridge clock"),
+                        ]
+                    )
+                )
                 .alias("detail"),
             )
             bad = pl.concat([bad.select(_ROW, "reason_code", "field", "value", "detail"), out])
@@ -255,7 +333,17 @@ class Validator:
         cache: dict[int, tuple[str, str]] = {}
         for i in set(idx):
             cache[i] = (_payload_text(messages[i].payload), _sha1(messages[i].payload))
-        df = pl.DataFrame(dead, schema={"source": pl.Utf8, "record_index": pl.Int64, "reason_code": pl.Utf8, "field": pl.Utf8, "value": pl.Utf8, "detail": pl.Utf8})
+        df = pl.DataFrame(
+            dead,
+            schema={
+                "source": pl.Utf8,
+                "record_index": pl.Int64,
+                "reason_code": pl.Utf8,
+                "field": pl.Utf8,
+                "value": pl.Utf8,
+                "detail": pl.Utf8,
+            },
+        )
         received = pl.Series([dt.datetime.fromtimestamp(m.received_at, dt.UTC) for m in msgs]).cast(UTC_TS)
         df = df.with_columns(
             received.alias("received_at"),
@@ -263,7 +351,10 @@ class Validator:
             pl.Series([cache[i][0] for i in idx], dtype=pl.Utf8).alias("payload"),
             pl.Series([len(m.payload) for m in msgs], dtype=pl.Int64).alias("payload_bytes"),
             pl.Series([cache[i][1] for i in idx], dtype=pl.Utf8).alias("payload_sha1"),
-        ).with_columns(pl.col("received_at").dt.convert_time_zone(self.cfg.tz).dt.date().alias("date"), pl.lit("unlanded").alias("batch_id"))
+        ).with_columns(
+            pl.col("received_at").dt.convert_time_zone(self.cfg.tz).dt.date().alias("date"),
+            pl.lit("unlanded").alias("batch_id"),
+        )
         return STREAM_DEAD_LETTERS.conform(df)
 
 

@@ -31,15 +31,15 @@ import polars as pl
 import pyarrow as pa
 from pyarrow import ipc
 
+from contracts import SOURCES, STREAM_DEAD_LETTERS
 from lake.delta import Lake
 from lake.landing import LandingZone
-from contracts import SOURCES, STREAM_DEAD_LETTERS
 
 DEAD = "dead_letters"
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,100}$")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def raw_schema(source: str) -> pl.Schema:
     """The typed raw columns a stream landing file carries for ``source`` (silver's first columns)."""
     s = SOURCES[source].silver.polars_schema()
@@ -160,7 +160,9 @@ class LandingWriter:
                     f.sync()
 
     def due(self) -> bool:
-        return self._segment is not None and (self._rows >= self.flush_rows or time.monotonic() - self._opened >= self.flush_seconds)
+        return self._segment is not None and (
+            self._rows >= self.flush_rows or time.monotonic() - self._opened >= self.flush_seconds
+        )
 
     @property
     def spooled_rows(self) -> int:

@@ -88,7 +88,9 @@ class ChampionScorer:
         if mv is None or str(mv.version) == self.version:
             return False
         if self.background and not wait:
-            self._loading = threading.Thread(target=self._load, args=(str(mv.version),), name="champion-load", daemon=True)
+            self._loading = threading.Thread(
+                target=self._load, args=(str(mv.version),), name="champion-load", daemon=True
+            )
             self._loading.start()
         else:
             self._load(str(mv.version))
@@ -107,32 +109,53 @@ class ChampionScorer:
             return []
         new = scada.select(SCADA_INPUT)
         ids = new["transformer_id"].unique()
-        hist = self._history.filter(pl.col("transformer_id").is_in(ids.implode())) if self._history is not None else new.clear()
-        frame = pl.concat([hist.with_columns(pl.lit(False).alias("_new")), new.with_columns(pl.lit(True).alias("_new"))])
-        frame = frame.unique(["transformer_id", "sample_time"], keep="first", maintain_order=True).sort("transformer_id", "sample_time")
+        hist = (
+            self._history.filter(pl.col("transformer_id").is_in(ids.implode()))
+            if self._history is not None
+            else new.clear()
+        )
+        frame = pl.concat(
+            [hist.with_columns(pl.lit(False).alias("_new")), new.with_columns(pl.lit(True).alias("_new"))]
+        )
+        frame = frame.unique(["transformer_id", "sample_time"], keep="first", maintain_order=True).sort(
+            "transformer_id", "sample_time"
+        )
         ref = self.ref_transformers if self.ref_transformers is not None else bridge.topo.transformers
-        feats = transformer_features(frame.drop("_new"), ref, None, model.feature_config)  # the zone the model was trained in
+        feats = transformer_features(
+            frame.drop("_new"), ref, None, model.feature_config
+        )  # the zone the model was trained in
         scores = model.score(feats)
         # transformer_features returns rows sorted by (asset_id, time), as frame is
         scored = scores.with_columns(frame["_new"].alias("_new")).filter(pl.col("_new"))
         # keep the last history_rows samples per transformer
         keep = frame.drop("_new").group_by("transformer_id", maintain_order=True).tail(self.history_rows)
-        rest = self._history.filter(~pl.col("transformer_id").is_in(ids.implode())) if self._history is not None else None
+        rest = (
+            self._history.filter(~pl.col("transformer_id").is_in(ids.implode())) if self._history is not None else None
+        )
         self._history = pl.concat([rest, keep]) if rest is not None else keep
         return self._alerts(scored, model.thresholds, mv, bridge)
 
     def _alerts(self, scored: pl.DataFrame, th, mv: str, bridge) -> list[Alert]:
         out: list[Alert] = []
-        hot = scored.filter((pl.col("score") >= th.alert) | pl.col("asset_id").is_in(pl.Series(list(self.active), dtype=pl.Utf8).implode()))
+        hot = scored.filter(
+            (pl.col("score") >= th.alert)
+            | pl.col("asset_id").is_in(pl.Series(list(self.active), dtype=pl.Utf8).implode())
+        )
         for asset, t, s, reason in hot.select("asset_id", "time", "score", "reason").iter_rows():
             a = self.active.get(asset)
             if a is None and s >= th.alert:
                 sev = "critical" if s >= th.critical else "warning"
                 a = bridge.topo.alert(
-                    "TransformerAnomaly", sev, "transformer", asset, starts_at=t,
+                    "TransformerAnomaly",
+                    sev,
+                    "transformer",
+                    asset,
+                    starts_at=t,
                     summary="the champion anomaly model scores the transformer's telemetry as anomalous",
-                    value=f"anomaly score {s:.3f}", limit=f">= {th.alert:g} ({'critical >= ' + format(th.critical, 'g')})",
-                    runbook=RUNBOOK, extra_annotations={"model": mv, "reason": reason or ""},
+                    value=f"anomaly score {s:.3f}",
+                    limit=f">= {th.alert:g} ({'critical >= ' + format(th.critical, 'g')})",
+                    runbook=RUNBOOK,
+                    extra_annotations={"model": mv, "reason": reason or ""},
                 )
                 self.active[asset] = a
                 out.append(a)

@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 );
 """
 
+
 def _ms(rfc3339: str | None) -> int | None:
     """An RFC 3339 / ISO time (``Z`` or an offset, up to microseconds) as unix milliseconds."""
     if not rfc3339:
@@ -196,7 +197,9 @@ class Outbox:
                         self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?)", (fp, payload, end))
                 # a fresh alert supersedes a re-post of the same label set still waiting (keeps the order per alert)
                 self._db.executemany("DELETE FROM outbox WHERE resend = 1 AND fingerprint = ?", [(r[2],) for r in rows])
-                self._db.executemany("INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve) VALUES (?, ?, ?, ?)", rows)
+                self._db.executemany(
+                    "INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve) VALUES (?, ?, ?, ?)", rows
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -254,7 +257,10 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM active WHERE ends_at IS NOT NULL AND ends_at <= ?", (now,))
             # confirmations of incidents that never resolve here (e.g. batch alerts): kept a day
-            self._db.execute("DELETE FROM confirmed WHERE confirmed_at < ? AND fingerprint NOT IN (SELECT fingerprint FROM fired)", (now - 86400,))
+            self._db.execute(
+                "DELETE FROM confirmed WHERE confirmed_at < ? AND fingerprint NOT IN (SELECT fingerprint FROM fired)",
+                (now - 86400,),
+            )
             n = self._db.execute(
                 "INSERT INTO outbox (payload, enqueued_at, fingerprint, resolve, resend) SELECT payload, ?, fingerprint, 0, 1 FROM active "
                 "WHERE fingerprint NOT IN (SELECT fingerprint FROM outbox WHERE fingerprint IS NOT NULL) ORDER BY rowid",
@@ -323,8 +329,22 @@ class Outbox:
             ).fetchall()
             fps = list({r[3] for r in rows if r[4] and r[3] is not None})
             marks = ",".join("?" * len(fps))
-            fired = dict(self._db.execute(f"SELECT fingerprint, accepted_at FROM fired WHERE fingerprint IN ({marks})", fps)) if fps else {}
-            confirmed = set(self._db.execute(f"SELECT fingerprint, starts_ms FROM confirmed WHERE fingerprint IN ({marks})", fps)) if fps and self.confirm_timeout_s is not None else set()
+            fired = (
+                dict(
+                    self._db.execute(f"SELECT fingerprint, accepted_at FROM fired WHERE fingerprint IN ({marks})", fps)
+                )
+                if fps
+                else {}
+            )
+            confirmed = (
+                set(
+                    self._db.execute(
+                        f"SELECT fingerprint, starts_ms FROM confirmed WHERE fingerprint IN ({marks})", fps
+                    )
+                )
+                if fps and self.confirm_timeout_s is not None
+                else set()
+            )
         reposts = 0
         for rid, payload, enq, fp, resolve, resend in rows:
             if resend:
@@ -344,7 +364,10 @@ class Outbox:
                         continue
                     if acc is not None:
                         due = acc + self.min_firing_s
-                        if self.confirm_timeout_s is not None and (fp, _ms(json.loads(payload).get("startsAt"))) not in confirmed:
+                        if (
+                            self.confirm_timeout_s is not None
+                            and (fp, _ms(json.loads(payload).get("startsAt"))) not in confirmed
+                        ):
                             due = max(due, acc + self.confirm_timeout_s)  # no receiver has the firing yet
                         if due > now:
                             blocked.add(fp)
@@ -366,16 +389,24 @@ class Outbox:
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
             if self._holds_resolves():
                 fps = [(label_fingerprint(p["labels"]) if "labels" in p else None, "endsAt" in p) for p in payloads]
-                self._db.executemany("INSERT OR IGNORE INTO fired VALUES (?, ?)", [(fp, now) for fp, res in fps if fp and not res])
-                self._db.executemany("DELETE FROM fired WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res])
-                self._db.executemany("DELETE FROM confirmed WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res])
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO fired VALUES (?, ?)", [(fp, now) for fp, res in fps if fp and not res]
+                )
+                self._db.executemany(
+                    "DELETE FROM fired WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res]
+                )
+                self._db.executemany(
+                    "DELETE FROM confirmed WHERE fingerprint = ?", [(fp,) for fp, res in fps if fp and res]
+                )
             self._db.execute("COMMIT")
 
     def _reject(self, row: tuple[int, str, float], reason: str) -> None:
         log.error("Alertmanager rejected alert %s: %s", row[1], reason)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO rejected VALUES (?, ?, ?, ?, ?)", (row[0], row[1], row[2], time.time(), reason))
+            self._db.execute(
+                "INSERT INTO rejected VALUES (?, ?, ?, ?, ?)", (row[0], row[1], row[2], time.time(), reason)
+            )
             self._db.execute("DELETE FROM outbox WHERE id = ?", (row[0],))
             self._db.execute("COMMIT")
 

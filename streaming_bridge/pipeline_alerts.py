@@ -83,7 +83,9 @@ class JsonlAlertSink:
         if not alerts:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps({**a.to_alertmanager(), "fingerprint": a.fingerprint()}, sort_keys=True) + "\n" for a in alerts)
+        lines = "".join(
+            json.dumps({**a.to_alertmanager(), "fingerprint": a.fingerprint()}, sort_keys=True) + "\n" for a in alerts
+        )
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(lines)
             fh.flush()

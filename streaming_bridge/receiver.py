@@ -84,7 +84,13 @@ def check_identifier(name: str, what: str = "identifier") -> str:
 def _pg_type(dtype: pl.DataType) -> str:
     if isinstance(dtype, pl.Datetime):
         return "timestamptz"
-    types = {pl.Utf8: "text", pl.Int64: "bigint", pl.Float64: "double precision", pl.Boolean: "boolean", pl.Date: "date"}
+    types = {
+        pl.Utf8: "text",
+        pl.Int64: "bigint",
+        pl.Float64: "double precision",
+        pl.Boolean: "boolean",
+        pl.Date: "date",
+    }
     for k, v in types.items():
         if dtype == k:
             return v
@@ -94,11 +100,15 @@ def _pg_type(dtype: pl.DataType) -> str:
 def create_table_sql(table: Table, schema: str) -> sql.Composed:
     """``CREATE TABLE IF NOT EXISTS`` for a declared table, its key as primary key."""
     cols = [
-        sql.SQL("{} {}{}").format(sql.Identifier(c.name), sql.SQL(_pg_type(c.dtype)), sql.SQL("" if c.nullable else " NOT NULL"))
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name), sql.SQL(_pg_type(c.dtype)), sql.SQL("" if c.nullable else " NOT NULL")
+        )
         for c in table.columns
     ]
     cols.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.key))))
-    return sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(sql.Identifier(schema), sql.Identifier(table.name), sql.SQL(", ").join(cols))
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
+        sql.Identifier(schema), sql.Identifier(table.name), sql.SQL(", ").join(cols)
+    )
 
 
 class PayloadError(ValueError):
@@ -164,7 +174,9 @@ class AlertStore:
         # Alertmanager posts many groups at once (one per alert on the bridge route): a request waits for a
         # free connection instead of failing with "pool exhausted" (a 503 and a retry storm under load)
         self.pool_slots = threading.BoundedSemaphore(maxconn)
-        self._q = {k: sql.Identifier(self.schema, t.name) for k, t in (("alerts", ALERTS), ("deliveries", ALERT_DELIVERIES))}
+        self._q = {
+            k: sql.Identifier(self.schema, t.name) for k, t in (("alerts", ALERTS), ("deliveries", ALERT_DELIVERIES))
+        }
 
     def ensure_tables(self) -> None:
         with self.connection() as conn, conn.cursor() as cur:
@@ -172,7 +184,9 @@ class AlertStore:
             for t in (ALERTS, ALERT_DELIVERIES):
                 cur.execute(create_table_sql(t, self.schema))
             cur.execute(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (received_at)").format(sql.Identifier(f"{ALERTS.name}_received_at"), self._q["alerts"])
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (received_at)").format(
+                    sql.Identifier(f"{ALERTS.name}_received_at"), self._q["alerts"]
+                )
             )
 
     class _Conn:
@@ -210,7 +224,11 @@ class AlertStore:
         many = None if publish is None else (lambda msgs: [publish(sev, m) for sev, m in msgs])
         return self.record_many([(receiver, alerts)], many)
 
-    def record_many(self, notifications: Sequence[tuple[str, Sequence[dict]]], publish_many: Callable[[list[tuple[str, dict]]], None] | None = None) -> int:
+    def record_many(
+        self,
+        notifications: Sequence[tuple[str, Sequence[dict]]],
+        publish_many: Callable[[list[tuple[str, dict]]], None] | None = None,
+    ) -> int:
         """Store several notifications, each (receiver, alerts), in ONE transaction: a constant number of
         statements however many there are (the receiver's group commit). ``alerts`` gets each key once,
         ``alert_deliveries`` one row per (receiver, key) whose ``attempts`` counts every send; the alert states
@@ -227,10 +245,18 @@ class AlertStore:
                 start = _ts(a.get("startsAt")) or now
                 key = (a["fingerprint"], start, a["status"])
                 sends[(receiver, *key)] += 1
-                rows.setdefault(key, (
-                    *key, _ts(a.get("endsAt")), *(labels.get(k) or ("unknown" if k == "severity" else None) for k in _LABEL_COLUMNS),
-                    json.dumps(labels, sort_keys=True), json.dumps(a.get("annotations", {}), sort_keys=True), a.get("generatorURL") or None, now,
-                ))
+                rows.setdefault(
+                    key,
+                    (
+                        *key,
+                        _ts(a.get("endsAt")),
+                        *(labels.get(k) or ("unknown" if k == "severity" else None) for k in _LABEL_COLUMNS),
+                        json.dumps(labels, sort_keys=True),
+                        json.dumps(a.get("annotations", {}), sort_keys=True),
+                        a.get("generatorURL") or None,
+                        now,
+                    ),
+                )
         if not rows:
             return 0
         keys = sorted(rows)  # one lock order for concurrent receivers
@@ -240,7 +266,9 @@ class AlertStore:
                 sql.SQL(
                     "INSERT INTO {} (fingerprint, starts_at, status, ends_at, alertname, severity, asset_type, asset_id, transformer, "
                     "feeder, region, labels, annotations, generator_url, received_at) VALUES %s ON CONFLICT DO NOTHING RETURNING 1"
-                ).format(self._q["alerts"]).as_string(cur),
+                )
+                .format(self._q["alerts"])
+                .as_string(cur),
                 [rows[k] for k in keys],
                 fetch=True,
                 page_size=1000,
@@ -251,8 +279,13 @@ class AlertStore:
                     "INSERT INTO {} AS d (receiver, fingerprint, starts_at, status, first_received_at, last_received_at, attempts) VALUES %s "
                     "ON CONFLICT (receiver, fingerprint, starts_at, status) DO UPDATE SET attempts = d.attempts + EXCLUDED.attempts, "
                     "last_received_at = EXCLUDED.last_received_at"
-                ).format(self._q["deliveries"]).as_string(cur),
-                [(*rk, now, now, n) for rk, n in sorted(sends.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0]))],
+                )
+                .format(self._q["deliveries"])
+                .as_string(cur),
+                [
+                    (*rk, now, now, n)
+                    for rk, n in sorted(sends.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][3], kv[0][0]))
+                ],
                 page_size=1000,
             )
             if publish_many is not None:
@@ -266,16 +299,21 @@ class AlertStore:
                 )
                 msgs, done = [], []
                 for fp, start, status, end, sev, labels, ann, url in cur.fetchall():
-                    msgs.append((sev, {
-                        "key": alert_key(fp, start, status),
-                        "fingerprint": fp,
-                        "status": status,
-                        "startsAt": start.isoformat(),
-                        "endsAt": end.isoformat() if end else None,
-                        "labels": json.loads(labels),
-                        "annotations": json.loads(ann),
-                        "generatorURL": url,
-                    }))
+                    msgs.append(
+                        (
+                            sev,
+                            {
+                                "key": alert_key(fp, start, status),
+                                "fingerprint": fp,
+                                "status": status,
+                                "startsAt": start.isoformat(),
+                                "endsAt": end.isoformat() if end else None,
+                                "labels": json.loads(labels),
+                                "annotations": json.loads(ann),
+                                "generatorURL": url,
+                            },
+                        )
+                    )
                     done.append((fp, start, status))
                 if msgs:
                     publish_many(msgs)
@@ -298,11 +336,17 @@ class AlertStore:
         if table not in (ALERTS, ALERT_DELIVERIES):
             raise ValueError(f"not a bridge table: {table.name}")
         with self.connection() as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(map(sql.Identifier, table.column_names)), sql.Identifier(self.schema, table.name)))
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(map(sql.Identifier, table.column_names)), sql.Identifier(self.schema, table.name)
+                )
+            )
             rows = cur.fetchall()
         return pl.DataFrame(rows, schema=table.polars_schema(), orient="row")
 
-    def critical_transformer_alerts(self, after: datetime, settle_s: float = 5.0) -> list[tuple[str, datetime, datetime]]:
+    def critical_transformer_alerts(
+        self, after: datetime, settle_s: float = 5.0
+    ) -> list[tuple[str, datetime, datetime]]:
         """Firing critical alerts with a ``transformer`` label received after ``after`` and at least ``settle_s``
         ago (so a transaction still in flight cannot commit behind the cursor): (transformer, starts_at,
         received_at), oldest receipt first. The failure-risk rescoring sensor reads this."""
@@ -324,17 +368,24 @@ class AlertStore:
 class MqttFanout:
     """Publishes alert messages to ``<prefix>/<severity>`` with QoS 1 and waits for the broker's PUBACK."""
 
-    def __init__(self, host: str | None = None, port: int | None = None, prefix: str | None = None, timeout: float = 5.0):
+    def __init__(
+        self, host: str | None = None, port: int | None = None, prefix: str | None = None, timeout: float = 5.0
+    ):
         import paho.mqtt.client as mqtt
 
         self.prefix = prefix or os.environ.get("GRIDLAKE_ALERT_TOPIC_PREFIX", DEFAULT_TOPIC_PREFIX)
         if not _TOPIC_PREFIX.match(self.prefix):
             raise ValueError(f"MQTT topic prefix {self.prefix!r}: want segments of letters, digits, _ and -")
         self.timeout = timeout
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gridlake-receiver-{uuid.uuid4().hex[:12]}")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"gridlake-receiver-{uuid.uuid4().hex[:12]}"
+        )
         self.client.reconnect_delay_set(0.1, 2)
         self.client.max_inflight_messages_set(1000)  # a group commit publishes hundreds at once
-        self.client.connect_async(host or os.environ.get("GRIDLAKE_MQTT_HOST", "127.0.0.1"), int(port or os.environ.get("GRIDLAKE_MQTT_PORT", "1883")))
+        self.client.connect_async(
+            host or os.environ.get("GRIDLAKE_MQTT_HOST", "127.0.0.1"),
+            int(port or os.environ.get("GRIDLAKE_MQTT_PORT", "1883")),
+        )
         self.client.loop_start()
         self._lock = threading.Lock()
 
@@ -352,7 +403,10 @@ class MqttFanout:
 
     def publish_many(self, msgs: Sequence[tuple[str, dict]]) -> None:
         """Publish all, then wait for every PUBACK (one round trip for the lot, not one per message)."""
-        infos = [(self.topic(sev), self.client.publish(self.topic(sev), json.dumps(m, separators=(",", ":")), qos=1)) for sev, m in msgs]
+        infos = [
+            (self.topic(sev), self.client.publish(self.topic(sev), json.dumps(m, separators=(",", ":")), qos=1))
+            for sev, m in msgs
+        ]
         deadline = time.monotonic() + self.timeout
         for topic, info in infos:
             try:
@@ -416,7 +470,9 @@ class GroupCommit:
                     break
                 batch.append(p)
             try:
-                self.store.record_many([(p.receiver, p.alerts) for p in batch], self.fanout.publish_many if self.fanout else None)
+                self.store.record_many(
+                    [(p.receiver, p.alerts) for p in batch], self.fanout.publish_many if self.fanout else None
+                )
                 self.batches += 1
                 self.stored += len(batch)
             except Exception as e:  # noqa: BLE001 - handed to every request of the batch (503 or 500 there)
@@ -543,7 +599,9 @@ class WebhookReceiver:
 
     def start(self) -> WebhookReceiver:
         self.commit = GroupCommit(self.store, self.fanout)
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="webhook-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, name="webhook-receiver", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -571,7 +629,9 @@ class WebhookReceiver:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m streaming_bridge.receiver", description="Alertmanager webhook -> alerts table + MQTT")
+    ap = argparse.ArgumentParser(
+        prog="python -m streaming_bridge.receiver", description="Alertmanager webhook -> alerts table + MQTT"
+    )
     ap.add_argument("--listen", default=os.environ.get("GRIDLAKE_RECEIVER_LISTEN", DEFAULT_LISTEN), help="host:port")
     ap.add_argument("--schema", default=os.environ.get("GRIDLAKE_ALERTS_SCHEMA", "public"))
     ap.add_argument("--no-mqtt", action="store_true", help="only the tables (no MQTT fan-out)")

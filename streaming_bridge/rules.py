@@ -137,7 +137,13 @@ def _condition(d: dict, source: str, where: str, kind: str) -> Condition:
     value = _threshold(d.get("value"), op, f"{where} value")
     clear = _threshold(d["clear"], op, f"{where} clear") if d.get("clear") is not None else None
     if clear is not None:  # hysteresis must lie on the safe side of the limit
-        ok = (clear <= value) if op == ">" else (clear >= value) if op == "<" else (clear[0] >= value[0] and clear[1] <= value[1])  # type: ignore[index]
+        ok = (
+            (clear <= value)
+            if op == ">"
+            else (clear >= value)
+            if op == "<"
+            else (clear[0] >= value[0] and clear[1] <= value[1])
+        )  # type: ignore[index]
         if not ok:
             raise RulesError(f"{where}: clear {clear} must lie on the normal side of value {value}")
     window = d.get("window_s") if kind == "rate" else d.get("rate_window_s")
@@ -190,7 +196,11 @@ def load_rules(path: str | Path = DEFAULT_RULES_FILE) -> RuleSet:
         hold = {k: _num(d.get(k, defaults.get(k, 0)), f"{where} {k}") for k in ("for_s", "clear_for_s")}
         if min(hold.values()) < 0:
             raise RulesError(f"{where}: hold times must be >= 0")
-        rules.append(Rule(name, source, kind, conds, d["severity"], str(d.get("summary", name)), str(d.get("runbook", "")), **hold))
+        rules.append(
+            Rule(
+                name, source, kind, conds, d["severity"], str(d.get("summary", name)), str(d.get("runbook", "")), **hold
+            )
+        )
     return RuleSet(tuple(rules), str(path))
 
 
@@ -291,16 +301,27 @@ class Engine:
         key = (ent, len(self.rating_kva), id(self.rating_kva))
         if self._rating_cache[0] != key:
             ids = pl.Series(list(self.rating_kva), dtype=pl.Utf8)
-            self._rating_cache = (key, pl.col(ent).replace_strict(ids, pl.Series(list(self.rating_kva.values()), dtype=pl.Float64), default=None))
+            self._rating_cache = (
+                key,
+                pl.col(ent).replace_strict(
+                    ids, pl.Series(list(self.rating_kva.values()), dtype=pl.Float64), default=None
+                ),
+            )
         return self._rating_cache[1]
 
     def _flag_exprs(self, source: str, rules: list[Rule]) -> list[pl.Expr]:
         """Every rule's fire/hold flag and whether any rule holds (built once per source)."""
         cache = self._flags
         if source not in cache:
-            fire = [pl.all_horizontal([c.fire_expr() for c in r.conditions]).alias(f"_f{i}") for i, r in enumerate(rules)]
+            fire = [
+                pl.all_horizontal([c.fire_expr() for c in r.conditions]).alias(f"_f{i}") for i, r in enumerate(rules)
+            ]
             hold = [pl.all_horizontal([c.hold_expr() for c in r.conditions]) for r in rules]
-            cache[source] = [*fire, *(h.alias(f"_h{i}") for i, h in enumerate(hold)), pl.any_horizontal(hold).alias("_hit")]
+            cache[source] = [
+                *fire,
+                *(h.alias(f"_h{i}") for i, h in enumerate(hold)),
+                pl.any_horizontal(hold).alias("_hit"),
+            ]
         return cache[source]
 
     def _track(self, r: Rule, asset: str, delta: int) -> None:
@@ -311,7 +332,9 @@ class Engine:
         else:
             t.pop(asset, None)
 
-    def _step(self, r: Rule, asset: str, t: dt.datetime, fire: bool, hold: bool, value: float | None) -> Transition | None:
+    def _step(
+        self, r: Rule, asset: str, t: dt.datetime, fire: bool, hold: bool, value: float | None
+    ) -> Transition | None:
         key = (r.name, asset)
         s = self.states.get(key)
         if s is None:
@@ -381,4 +404,7 @@ class Engine:
 
 
 def describe(ts: Sequence[Transition]) -> list[str]:
-    return [f"{'FIRE' if t.firing else 'RESOLVE'} {t.rule.name} {t.asset_id} @ {t.at.isoformat()} value={t.value}" for t in ts]
+    return [
+        f"{'FIRE' if t.firing else 'RESOLVE'} {t.rule.name} {t.asset_id} @ {t.at.isoformat()} value={t.value}"
+        for t in ts
+    ]

@@ -38,9 +38,9 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from contracts import load_profile
 from lake.delta import Lake
 from lake.landing import LandingZone, open_landing
-from contracts import load_profile
 from streaming_bridge.alerts import Alert, AlertSink
 from streaming_bridge.events import EventConfig, GridEvents
 from streaming_bridge.ingress import (
@@ -122,23 +122,39 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.messages = Counter("gridlake_bridge_messages", "MQTT messages received", registry=r)
-        self.records = Counter("gridlake_bridge_records", "records received (a head-end batch counts its readings)", registry=r)
+        self.records = Counter(
+            "gridlake_bridge_records", "records received (a head-end batch counts its readings)", registry=r
+        )
         self.accepted = Counter("gridlake_bridge_accepted", "readings accepted", ["source"], registry=r)
         self.dead = Counter("gridlake_bridge_dead_lettered", "records dead-lettered", ["reason"], registry=r)
-        self.alerts = Counter("gridlake_bridge_alerts_posted", "alerts handed to the outbox", ["severity", "status"], registry=r)
+        self.alerts = Counter(
+            "gridlake_bridge_alerts_posted", "alerts handed to the outbox", ["severity", "status"], registry=r
+        )
         self.landed = Counter("gridlake_bridge_landed_rows", "readings written to landing files", registry=r)
         self.outbox = Gauge("gridlake_bridge_outbox_depth", "alerts waiting in the outbox", registry=r)
         self.backlog = Gauge("gridlake_bridge_backlog", "messages received and not yet processed", registry=r)
         self.spooled = Gauge("gridlake_bridge_spooled_rows", "readings spooled and not yet landed", registry=r)
-        self.model_version = Gauge("gridlake_bridge_model_version", "champion model version in use (0 = none)", registry=r)
-        self.batch_seconds = Histogram("gridlake_bridge_batch_seconds", "processing time of one batch", buckets=LATENCY_BUCKETS, registry=r)
+        self.model_version = Gauge(
+            "gridlake_bridge_model_version", "champion model version in use (0 = none)", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "gridlake_bridge_batch_seconds", "processing time of one batch", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.detection = Histogram(
-            "gridlake_bridge_detection_seconds", "message receipt -> alert handed to the outbox", buckets=LATENCY_BUCKETS, registry=r
+            "gridlake_bridge_detection_seconds",
+            "message receipt -> alert handed to the outbox",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.accepted_latency = Histogram(
-            "gridlake_bridge_alert_accepted_seconds", "alert handed to the outbox -> accepted by Alertmanager", buckets=LATENCY_BUCKETS, registry=r
+            "gridlake_bridge_alert_accepted_seconds",
+            "alert handed to the outbox -> accepted by Alertmanager",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
-        self.ack_latency = Histogram("gridlake_bridge_ack_seconds", "message receipt -> PUBACK (durable)", buckets=LATENCY_BUCKETS, registry=r)
+        self.ack_latency = Histogram(
+            "gridlake_bridge_ack_seconds", "message receipt -> PUBACK (durable)", buckets=LATENCY_BUCKETS, registry=r
+        )
 
 
 class Bridge:
@@ -167,8 +183,13 @@ class Bridge:
         self.events = GridEvents(self.topo, config.events)
         self.scorer = scorer
         self.landing = LandingWriter(
-            self.zone, self.lake, config.spool_dir, bridge_id=config.client_id, tz=config.tz,
-            flush_seconds=config.flush_seconds, flush_rows=config.flush_rows,
+            self.zone,
+            self.lake,
+            config.spool_dir,
+            bridge_id=config.client_id,
+            tz=config.tz,
+            flush_seconds=config.flush_seconds,
+            flush_rows=config.flush_rows,
         )
         self.metrics = Metrics()
         if getattr(sink, "on_posted", False) is None:  # the outbox reports what Alertmanager accepted
@@ -182,7 +203,13 @@ class Bridge:
             Topics(config.confirm_prefix)  # checks the prefix
             sink.confirm_timeout_s = config.confirm_timeout_s
             side[f"{config.confirm_prefix}/+"] = self._on_confirmation
-        self.mqtt = MqttIngress(config.mqtt_host, config.mqtt_port, client_id=config.client_id, subscriptions=self.topics.subscriptions(), side_topics=side)
+        self.mqtt = MqttIngress(
+            config.mqtt_host,
+            config.mqtt_port,
+            client_id=config.client_id,
+            subscriptions=self.topics.subscriptions(),
+            side_topics=side,
+        )
         self._stop = threading.Event()
         self._last_loop = time.monotonic()
         self._last_tick = 0.0
@@ -257,16 +284,28 @@ class Bridge:
 
     def _on_posted(self, items: list[tuple[dict, float]]) -> None:
         now = time.time()
-        for payload, enqueued_at in items:
+        for _payload, enqueued_at in items:
             self.metrics.accepted_latency.observe(max(0.0, now - enqueued_at))
         if self._posted_log is not None:
-            self._posted_log.write("".join(
-                json.dumps({"accepted_at": now, "enqueued_at": enq, "labels": p.get("labels", {}), "observed_at": p.get("annotations", {}).get("observed_at"),
-                            "status": "resolved" if p.get("endsAt") else "firing"}) + "\n"
-                for p, enq in items
-            ))
+            self._posted_log.write(
+                "".join(
+                    json.dumps(
+                        {
+                            "accepted_at": now,
+                            "enqueued_at": enq,
+                            "labels": p.get("labels", {}),
+                            "observed_at": p.get("annotations", {}).get("observed_at"),
+                            "status": "resolved" if p.get("endsAt") else "firing",
+                        }
+                    )
+                    + "\n"
+                    for p, enq in items
+                )
+            )
 
-    def _make_durable(self, *items: tuple[dict[str, pl.DataFrame], pl.DataFrame, Sequence[tuple[Message, int]]]) -> None:
+    def _make_durable(
+        self, *items: tuple[dict[str, pl.DataFrame], pl.DataFrame, Sequence[tuple[Message, int]]]
+    ) -> None:
         """Spool the batches' readings and dead letters (one fsync per file for all of them: group commit),
         publish the dead letters, then PUBACK the batches in order."""
         for accepted, dead, _ in items:
@@ -302,7 +341,9 @@ class Bridge:
                 if self.landing.due():
                     self.metrics.landed.inc(self._flush_landing())
             except Exception:
-                log.exception("spooling or landing failed; the messages stay unacknowledged / the segment stays spooled")
+                log.exception(
+                    "spooling or landing failed; the messages stay unacknowledged / the segment stays spooled"
+                )
             if stop:
                 return
 
@@ -444,9 +485,15 @@ def rule_alert(topo: Topology, active: dict[tuple[str, str], Alert], t: Transiti
         return topo.resolve(a, t.at) if a else None
     fld = t.rule.conditions[0].field
     a = topo.alert(
-        t.rule.name, t.rule.severity, t.rule.asset_type, t.asset_id, starts_at=t.starts_at,
-        summary=t.rule.summary, value=f"{fld} = {t.value:.4g}" if t.value is not None else "",
-        limit=t.rule.limit_text(), runbook=t.rule.runbook,
+        t.rule.name,
+        t.rule.severity,
+        t.rule.asset_type,
+        t.asset_id,
+        starts_at=t.starts_at,
+        summary=t.rule.summary,
+        value=f"{fld} = {t.value:.4g}" if t.value is not None else "",
+        limit=t.rule.limit_text(),
+        runbook=t.rule.runbook,
     )
     active[key] = a
     return a
@@ -455,7 +502,15 @@ def rule_alert(topo: Topology, active: dict[tuple[str, str], Alert], t: Transiti
 # ---------------------------------------------------------------------------------------- replay
 
 
-def replay(lake: Lake, since: dt.datetime, sink: AlertSink, *, rules_file: str | Path = DEFAULT_RULES_FILE, until: dt.datetime | None = None, tz: str) -> dict:
+def replay(
+    lake: Lake,
+    since: dt.datetime,
+    sink: AlertSink,
+    *,
+    rules_file: str | Path = DEFAULT_RULES_FILE,
+    until: dt.datetime | None = None,
+    tz: str,
+) -> dict:
     """Re-score what the lake's silver tables hold from ``since`` through the rules and grid events, in
     time order, a local day at a time; alerts go to ``sink`` (Alertmanager dedups what it already has)."""
     from contracts import SOURCES

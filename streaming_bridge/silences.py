@@ -48,7 +48,11 @@ def _client(args: argparse.Namespace) -> AlertmanagerClient:
 
 def cmd_add(args: argparse.Namespace) -> int:
     sid = _client(args).create_silence(
-        args.matchers, duration=args.duration if args.until is None else None, ends_at=args.until, created_by=args.author, comment=args.comment
+        args.matchers,
+        duration=args.duration if args.until is None else None,
+        ends_at=args.until,
+        created_by=args.author,
+        comment=args.comment,
     )
     print(sid)
     return 0
@@ -91,12 +95,19 @@ def _guard(fn):
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``silence {add,list,expire}`` to a CLI's subparsers; each sets ``args.func``."""
-    p = subparsers.add_parser("silence", help="add, list or expire Alertmanager silences", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--alertmanager-url", default=None, help="default: $GRIDLAKE_ALERTMANAGER_URL or http://127.0.0.1:9093")
+    p = subparsers.add_parser(
+        "silence",
+        help="add, list or expire Alertmanager silences",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--alertmanager-url", default=None, help="default: $GRIDLAKE_ALERTMANAGER_URL or http://127.0.0.1:9093"
+    )
     sub = p.add_subparsers(dest="silence_cmd", required=True)
 
     a = sub.add_parser("add", help="silence alerts matching all matchers")
-    a.add_argument("matchers", nargs="+", help='label matchers: name=value, name!=value, name=~regex, name!~regex')
+    a.add_argument("matchers", nargs="+", help="label matchers: name=value, name!=value, name=~regex, name!~regex")
     when = a.add_mutually_exclusive_group()
     when.add_argument("--duration", type=_duration, default=timedelta(hours=1), help="e.g. 30m, 2h, 1d (default 1h)")
     when.add_argument("--until", type=_when, default=None, help="end time with UTC offset, e.g. 2026-12-02T18:00:00Z")
@@ -126,4 +137,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -49,7 +49,9 @@ class SmtpCounter:
             async def handle_DATA(self, server, session, envelope):
                 for part in message_from_bytes(envelope.content).walk():
                     if part.get_content_type() == "text/plain":
-                        sink.keys.update(re.findall(r"key=(\S+)", part.get_payload(decode=True).decode(errors="replace")))
+                        sink.keys.update(
+                            re.findall(r"key=(\S+)", part.get_payload(decode=True).decode(errors="replace"))
+                        )
                 sink.messages += 1
                 return "250 OK"
 
@@ -64,7 +66,9 @@ class SmtpCounter:
 def drop_schema(schema: str) -> None:
     """``DROP SCHEMA schema CASCADE`` (the stack's tables from an earlier run)."""
     with psycopg2.connect(**pg_params()) as c, c.cursor() as cur:
-        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(check_identifier(schema, "schema"))))
+        cur.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(check_identifier(schema, "schema")))
+        )
 
 
 class DeliveryStack:
@@ -92,14 +96,19 @@ class DeliveryStack:
             deadline = time.monotonic() + 10
             while not self.fanout.client.is_connected():
                 if time.monotonic() > deadline:
-                    raise ConnectionError("MQTT broker not connected after 10 s (GRIDLAKE_MQTT_HOST/PORT; `make services` starts Mosquitto)")
+                    raise ConnectionError(
+                        "MQTT broker not connected after 10 s (GRIDLAKE_MQTT_HOST/PORT; `make services` starts Mosquitto)"
+                    )
                 time.sleep(0.05)
             self.receiver = WebhookReceiver(self.store, self.fanout).start()
             self.smtp = SmtpCounter()
             # a fresh notification log: Alertmanager's would otherwise hold back alerts it notified last run
             shutil.rmtree(self.workdir / "alertmanager", ignore_errors=True)
             self.workdir.mkdir(parents=True, exist_ok=True)
-            cfg = write_config(render_config(self.receiver.url, f"{self.smtp.host}:{self.smtp.port}", self.cap), self.workdir / "alertmanager.yml")
+            cfg = write_config(
+                render_config(self.receiver.url, f"{self.smtp.host}:{self.smtp.port}", self.cap),
+                self.workdir / "alertmanager.yml",
+            )
             self.am = AlertmanagerProcess(cfg, storage_dir=self.workdir / "alertmanager").start()
         except BaseException:
             self.close()
@@ -115,7 +124,9 @@ class DeliveryStack:
         alert keys the SMTP sink has received (``.../firing`` only)."""
         with self.store.connection() as conn, conn.cursor() as cur:
             cur.execute(
-                sql.SQL("SELECT receiver, count(*) FROM {} WHERE status = 'firing' GROUP BY receiver").format(sql.Identifier(self.schema, "alert_deliveries"))
+                sql.SQL("SELECT receiver, count(*) FROM {} WHERE status = 'firing' GROUP BY receiver").format(
+                    sql.Identifier(self.schema, "alert_deliveries")
+                )
             )
             out = dict(cur.fetchall())
         emailed = sum(1 for k in list(self.smtp.keys) if k.endswith("/firing"))
@@ -131,11 +142,19 @@ class DeliveryStack:
             if not short:
                 return got
             if time.monotonic() > deadline:
-                raise TimeoutError(f"after {timeout:.0f} s, receivers short of alerts (got, expected): {short}\n{self.am.log_tail() if self.am else ''}")
+                raise TimeoutError(
+                    f"after {timeout:.0f} s, receivers short of alerts (got, expected): {short}\n{self.am.log_tail() if self.am else ''}"
+                )
             time.sleep(0.2)
 
     def close(self) -> None:
-        for part, stop in ((self.am, "close"), (self.receiver, "stop"), (self.smtp, "close"), (self.fanout, "close"), (self.store, "close")):
+        for part, stop in (
+            (self.am, "close"),
+            (self.receiver, "stop"),
+            (self.smtp, "close"),
+            (self.fanout, "close"),
+            (self.store, "close"),
+        ):
             if part is not None:
                 getattr(part, stop)()
         self.am = self.receiver = self.smtp = self.fanout = self.store = None

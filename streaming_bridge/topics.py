@@ -42,7 +42,9 @@ class Topics:
         object.__setattr__(
             self,
             "_re",
-            re.compile(rf"^{p}/(?:(meter)/({_ID})/reading|(headend)/({_ID})/batch|(scada)/({_ID})/telemetry|(status)/(meter|transformer|headend)/({_ID}))$"),
+            re.compile(
+                rf"^{p}/(?:(meter)/({_ID})/reading|(headend)/({_ID})/batch|(scada)/({_ID})/telemetry|(status)/(meter|transformer|headend)/({_ID}))$"
+            ),
         )
 
     # ------------------------------------------------------------------ names

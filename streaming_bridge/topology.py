@@ -19,7 +19,12 @@ from streaming_bridge.alerts import Alert
 
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 #: the Dagster asset an operator opens for each asset type (its rows hold the asset's history)
-ASSET_PAGES = {"meter": "silver_meter_readings", "transformer": "gold_transformer_risk", "feeder": "gold_load_hourly", "system": "gold_alerts"}
+ASSET_PAGES = {
+    "meter": "silver_meter_readings",
+    "transformer": "gold_transformer_risk",
+    "feeder": "gold_load_hourly",
+    "system": "gold_alerts",
+}
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,21 @@ class Topology:
         self.meters = meters.select("meter_id", "customer_id", "transformer_id", "feeder_id", "substation_id")
         self.transformers = transformers.select("transformer_id", "feeder_id", "substation_id", "rating_kva")
         self.dagster_url = (dagster_url or os.environ.get("GRIDLAKE_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/")
-        per_tx = self.meters.group_by("transformer_id").agg(pl.col("customer_id").n_unique().alias("n"), pl.col("meter_id"))
+        per_tx = self.meters.group_by("transformer_id").agg(
+            pl.col("customer_id").n_unique().alias("n"), pl.col("meter_id")
+        )
         self.customers_of_tx = dict(zip(per_tx["transformer_id"], per_tx["n"]))
         self.meters_of_tx: dict[str, list[str]] = dict(zip(per_tx["transformer_id"], per_tx["meter_id"].to_list()))
         per_feeder = self.meters.group_by("feeder_id").agg(pl.col("customer_id").n_unique().alias("n"))
         self.customers_of_feeder = dict(zip(per_feeder["feeder_id"], per_feeder["n"]))
-        self._meter = {m: Place(t, f, s, 1) for m, t, f, s in self.meters.select("meter_id", "transformer_id", "feeder_id", "substation_id").iter_rows()}
-        self._tx = {t: Place(t, f, s, int(self.customers_of_tx.get(t, 0))) for t, f, s in self.transformers.select("transformer_id", "feeder_id", "substation_id").iter_rows()}
+        self._meter = {
+            m: Place(t, f, s, 1)
+            for m, t, f, s in self.meters.select("meter_id", "transformer_id", "feeder_id", "substation_id").iter_rows()
+        }
+        self._tx = {
+            t: Place(t, f, s, int(self.customers_of_tx.get(t, 0)))
+            for t, f, s in self.transformers.select("transformer_id", "feeder_id", "substation_id").iter_rows()
+        }
         self.meter_transformer = dict(zip(self.meters["meter_id"], self.meters["transformer_id"]))
         self.rating_kva = dict(zip(self.transformers["transformer_id"], self.transformers["rating_kva"]))
 
@@ -142,23 +155,35 @@ class OnsetStore:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS onsets (alertname TEXT, asset_id TEXT, onset TEXT, starts_at TEXT NOT NULL, "
-                         "PRIMARY KEY (alertname, asset_id, onset))")
-        self._db.execute("CREATE TABLE IF NOT EXISTS active (alertname TEXT, asset_id TEXT, onset TEXT NOT NULL, alert TEXT NOT NULL, "
-                         "PRIMARY KEY (alertname, asset_id))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS onsets (alertname TEXT, asset_id TEXT, onset TEXT, starts_at TEXT NOT NULL, "
+            "PRIMARY KEY (alertname, asset_id, onset))"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS active (alertname TEXT, asset_id TEXT, onset TEXT NOT NULL, alert TEXT NOT NULL, "
+            "PRIMARY KEY (alertname, asset_id))"
+        )
         self._lock = threading.Lock()
-        self._db.execute("DELETE FROM onsets WHERE starts_at < ?", ((dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=keep_days)).isoformat(),))
+        self._db.execute(
+            "DELETE FROM onsets WHERE starts_at < ?",
+            ((dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=keep_days)).isoformat(),),
+        )
 
     def starts_at(self, key: tuple[str, str, str], proposed: dt.datetime) -> dt.datetime:
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO onsets VALUES (?, ?, ?, ?)", (*key, proposed.isoformat()))
-            (v,) = self._db.execute("SELECT starts_at FROM onsets WHERE alertname = ? AND asset_id = ? AND onset = ?", key).fetchone()
+            (v,) = self._db.execute(
+                "SELECT starts_at FROM onsets WHERE alertname = ? AND asset_id = ? AND onset = ?", key
+            ).fetchone()
         return dt.datetime.fromisoformat(v)
 
     # the rule alerts firing now, so a restarted bridge resumes them (and resolves them) after a crash
     def remember(self, alertname: str, asset_id: str, onset: dt.datetime, alert: Alert) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?)", (alertname, asset_id, onset.isoformat(), json.dumps(alert.to_alertmanager())))
+            self._db.execute(
+                "INSERT OR REPLACE INTO active VALUES (?, ?, ?, ?)",
+                (alertname, asset_id, onset.isoformat(), json.dumps(alert.to_alertmanager())),
+            )
 
     def forget(self, alertname: str, asset_id: str) -> None:
         with self._lock:
@@ -171,10 +196,16 @@ class OnsetStore:
         for name, asset, onset, js in rows:
             d = json.loads(js)
             start = dt.datetime.fromisoformat(d["startsAt"].replace("Z", "+00:00"))
-            out.append((name, asset, dt.datetime.fromisoformat(onset), Alert(d["labels"], d.get("annotations", {}), start, None, d.get("generatorURL", ""))))
+            out.append(
+                (
+                    name,
+                    asset,
+                    dt.datetime.fromisoformat(onset),
+                    Alert(d["labels"], d.get("annotations", {}), start, None, d.get("generatorURL", "")),
+                )
+            )
         return out
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-

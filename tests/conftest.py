@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PG = {"host": "127.0.0.1", "port": "5432", "user": os.environ.get("GRIDLAKE_PG_USER", "postgres"), "password": os.environ.get("GRIDLAKE_PG_PASSWORD", "")}
+PG = {
+    "host": "127.0.0.1",
+    "port": "5432",
+    "user": os.environ.get("GRIDLAKE_PG_USER", "postgres"),
+    "password": os.environ.get("GRIDLAKE_PG_PASSWORD", ""),
+}
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -112,9 +117,9 @@ def lake_and_landing(tmp_path, small_sim):
     """A local landing zone with the simulator's reference data, and a lake holding the reference tables."""
     import polars as pl
 
+    from contracts import TABLES
     from lake.delta import Lake
     from lake.landing import LocalLanding
-    from contracts import TABLES
     from simulator import write_landing_reference
 
     zone = LocalLanding(tmp_path / "landing")

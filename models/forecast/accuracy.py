@@ -28,15 +28,23 @@ def _band(h: pl.Expr) -> pl.Expr:
     return e
 
 
-def scored_errors(forecasts: pl.DataFrame, actuals: pl.DataFrame, as_of: pd.Timestamp, step: pd.Timedelta = pd.Timedelta(hours=1)) -> pl.DataFrame:
+def scored_errors(
+    forecasts: pl.DataFrame, actuals: pl.DataFrame, as_of: pd.Timestamp, step: pd.Timedelta = pd.Timedelta(hours=1)
+) -> pl.DataFrame:
     """One row per issued forecast whose period ended by ``as_of`` and has an actual: the forecast
     columns plus ``actual``, ``err`` (p50 - actual) and ``lead_band``. ``actuals`` holds
     entity_id, period_start, mean_kw."""
     end = pd.Timestamp(as_of).tz_convert("UTC") - step
-    a = actuals.select("entity_id", pl.col("period_start").cast(pl.Datetime("us", "UTC")), pl.col("mean_kw").alias("actual"))
-    f = forecasts.with_columns(pl.col("period_start").cast(pl.Datetime("us", "UTC"))).filter(pl.col("period_start") <= end)
-    return f.join(a, on=["entity_id", "period_start"], how="inner").filter(pl.col("actual").is_not_null()).with_columns(
-        (pl.col("p50") - pl.col("actual")).alias("err"), _band(pl.col("horizon_h")).alias("lead_band")
+    a = actuals.select(
+        "entity_id", pl.col("period_start").cast(pl.Datetime("us", "UTC")), pl.col("mean_kw").alias("actual")
+    )
+    f = forecasts.with_columns(pl.col("period_start").cast(pl.Datetime("us", "UTC"))).filter(
+        pl.col("period_start") <= end
+    )
+    return (
+        f.join(a, on=["entity_id", "period_start"], how="inner")
+        .filter(pl.col("actual").is_not_null())
+        .with_columns((pl.col("p50") - pl.col("actual")).alias("err"), _band(pl.col("horizon_h")).alias("lead_band"))
     )
 
 
@@ -78,7 +86,14 @@ def forecast_accuracy(forecasts: pl.DataFrame, actuals: pl.DataFrame, as_of: pd.
 
 
 def drift_status(
-    errors: pl.DataFrame, model: str, backtest_mape: float, as_of: pd.Timestamp, *, window_days: int = 7, multiple: float = 2.0, min_points: int = 48
+    errors: pl.DataFrame,
+    model: str,
+    backtest_mape: float,
+    as_of: pd.Timestamp,
+    *,
+    window_days: int = 7,
+    multiple: float = 2.0,
+    min_points: int = 48,
 ) -> dict:
     """The champion's recent MAPE (``errors`` from :func:`scored_errors`, the last ``window_days``
     before ``as_of``) against ``backtest_mape``: {model, recent_mape, backtest_mape, ratio,
@@ -87,9 +102,17 @@ def drift_status(
         raise ValueError(f"backtest MAPE of {model} must be a positive number, got {backtest_mape}")
     t1 = pd.Timestamp(as_of).tz_convert("UTC")
     w = errors.filter(
-        (pl.col("model") == model) & (pl.col("period_start") >= t1 - pd.Timedelta(days=window_days)) & (pl.col("actual").abs() > 0)
+        (pl.col("model") == model)
+        & (pl.col("period_start") >= t1 - pd.Timedelta(days=window_days))
+        & (pl.col("actual").abs() > 0)
     )
-    out = {"model": model, "backtest_mape": float(backtest_mape), "multiple": multiple, "window_days": window_days, "n": w.height}
+    out = {
+        "model": model,
+        "backtest_mape": float(backtest_mape),
+        "multiple": multiple,
+        "window_days": window_days,
+        "n": w.height,
+    }
     if w.height < min_points:
         return out | {"recent_mape": None, "ratio": None, "drifting": False}
     recent = float(100 * (w["err"].abs() / w["actual"].abs()).mean())

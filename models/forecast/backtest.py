@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import polars as pl
@@ -84,7 +85,9 @@ def rolling_origin(
     return res.select(["origin", "period_start", "horizon_h", "p10", "p50", "p90", "model", "actual"])
 
 
-def trailing_backtest(make_model: Callable[[], Forecaster], series: Any, horizon: pd.Timedelta, n_days: int) -> pl.DataFrame:
+def trailing_backtest(
+    make_model: Callable[[], Forecaster], series: Any, horizon: pd.Timedelta, n_days: int
+) -> pl.DataFrame:
     """Backtest on the last ``n_days`` origins of ``series``, one a day, the latest a
     ``horizon`` before the end of the data (so every forecast is scored on the full horizon).
 

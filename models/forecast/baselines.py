@@ -89,7 +89,7 @@ class SeasonalNaive(Forecaster):
         # errors of the same rule from daily origins in the history (out-of-sample by construction)
         per_day = self.series.steps_per_day
         first = self._m + self.level_steps + self._m
-        origins = [o for o in range(n - per_day, first, -per_day)][:60]
+        origins = list(range(n - per_day, first, -per_day))[:60]
         errs = []
         for o in origins:
             h = min(steps, n - o)
@@ -164,7 +164,9 @@ class MSTLForecaster(Forecaster):
         self._log = _use_log(y, self.log)
         x = np.log(y) if self._log else y
         self._steps = [s.steps(p) for p in self.periods]
-        res = MSTL(x, periods=self._steps, windows=None if self.windows is None else list(self.windows), iterate=self.iterate).fit()
+        res = MSTL(
+            x, periods=self._steps, windows=None if self.windows is None else list(self.windows), iterate=self.iterate
+        ).fit()
         seas = np.asarray(res.seasonal).reshape(len(x), -1)
         self._seasonal = seas
         adj = x - seas.sum(axis=1)
@@ -305,7 +307,7 @@ class DoubleSeasonalHoltWinters(Forecaster):
         if collect:
             self._qerr = residual_quantiles(np.array(errs[-60:]))
 
-    def update(self, history) -> "DoubleSeasonalHoltWinters":
+    def update(self, history) -> DoubleSeasonalHoltWinters:
         """Roll the state forward over ``history`` keeping (alpha, delta, omega, phi)."""
         if self.theta is None:
             return self.fit(history)

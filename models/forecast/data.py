@@ -149,9 +149,7 @@ def prepare(
         raise ForecastInputError(f"cannot infer a positive time step from column {time_col!r}")
     off_grid = ((df.index - df.index[0]) % freq) != pd.Timedelta(0)
     if off_grid.any():
-        raise ForecastInputError(
-            f"timestamp {df.index[off_grid][0]} is not on the {freq} grid starting {df.index[0]}"
-        )
+        raise ForecastInputError(f"timestamp {df.index[off_grid][0]} is not on the {freq} grid starting {df.index[0]}")
     grid = pd.date_range(df.index[0], df.index[-1], freq=freq)
     df = df.reindex(grid)
     y = df[target]
@@ -194,8 +192,7 @@ def check_exog(ex: pd.DataFrame | None, required: tuple[str, ...] | list[str], *
         bad = ex[c].isna().to_numpy()
         if bad.any():
             raise MissingExogenousError(
-                f"{where}: exogenous column {c!r} has {int(bad.sum())} missing value(s), "
-                f"first at {ex.index[bad][0]}"
+                f"{where}: exogenous column {c!r} has {int(bad.sum())} missing value(s), first at {ex.index[bad][0]}"
             )
 
 

@@ -16,7 +16,7 @@ narrow or too wide, and the backtest says by how much.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -95,9 +95,11 @@ def rolling_ensemble(
         w = learn_weights(P, past["actual"].to_numpy())
         cur = wide.filter(pl.col("origin") == o)
 
-        def q(frame):
+        def q(frame, w=w):
             return _combine(
-                {m: frame.select([f"p10_{m}", f"p50_{m}", f"p90_{m}"]).to_numpy() for m in members}, w, members
+                {m: frame.select([f"p10_{m}", f"p50_{m}", f"p90_{m}"]).to_numpy() for m in members},
+                w,
+                members,
             )
 
         qc = q(cur)
@@ -108,7 +110,10 @@ def rolling_ensemble(
         used[str(o)] = dict(zip(members, map(float, w)))
         rows.append(
             cur.select(["origin", "period_start", "horizon_h", "actual"]).with_columns(
-                pl.Series("p10", qc[:, 0]), pl.Series("p50", qc[:, 1]), pl.Series("p90", qc[:, 2]), pl.lit(name).alias("model")
+                pl.Series("p10", qc[:, 0]),
+                pl.Series("p50", qc[:, 1]),
+                pl.Series("p90", qc[:, 2]),
+                pl.lit(name).alias("model"),
             )
         )
     if not rows:
@@ -167,7 +172,9 @@ class EnsembleForecaster(Forecaster):
         names = bt["model"].unique(maintain_order=True).to_list()
         if len(names) != len(self.factories):
             raise ValueError(f"ensemble members need distinct names, got {names}")
-        wide = bt.pivot(on="model", index=["origin", "period_start", "actual"], values=["p10", "p50", "p90"]).drop_nulls()
+        wide = bt.pivot(
+            on="model", index=["origin", "period_start", "actual"], values=["p10", "p50", "p90"]
+        ).drop_nulls()
         w = learn_weights(wide.select([f"p50_{m}" for m in names]).to_numpy(), wide["actual"].to_numpy())
         qp = _combine({m: wide.select([f"p10_{m}", f"p50_{m}", f"p90_{m}"]).to_numpy() for m in names}, w, names)
         self._scale = interval_scale(wide["actual"].to_numpy(), qp[:, 0], qp[:, 1], qp[:, 2])
@@ -176,7 +183,7 @@ class EnsembleForecaster(Forecaster):
         self.members = [f().fit(hist) for f in self.factories]
         log.info("ensemble weights %s, interval scale %.2f", self.weights, self._scale)
 
-    def update(self, history) -> "EnsembleForecaster":
+    def update(self, history) -> EnsembleForecaster:
         if not hasattr(self, "members"):
             return self.fit(history)
         self.series = self._prepare(history)

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
 from models.forecast.base import Forecaster
 
 #: forecasters selectable by name (fast ones first; prophet and gru are slow)
-LOAD_FORECASTERS = ("xgboost", "ensemble", "seasonal_naive_daily", "seasonal_naive_weekly", "mstl", "mstl_ets", "sarimax", "prophet", "gru", "lstm")
+LOAD_FORECASTERS = (
+    "xgboost",
+    "ensemble",
+    "seasonal_naive_daily",
+    "seasonal_naive_weekly",
+    "mstl",
+    "mstl_ets",
+    "sarimax",
+    "prophet",
+    "gru",
+    "lstm",
+)
 
 
-def make_load_forecaster(kind: str, horizon: pd.Timedelta, exog: tuple[str, ...], tz: str, n_estimators: int = 300) -> Callable[[], Forecaster]:
+def make_load_forecaster(
+    kind: str, horizon: pd.Timedelta, exog: tuple[str, ...], tz: str, n_estimators: int = 300
+) -> Callable[[], Forecaster]:
     """Factory of fresh, unfitted forecasters of ``kind`` (one of ``LOAD_FORECASTERS``), as
     ``rolling_origin`` wants it (it refits per origin).
 
@@ -31,7 +44,11 @@ def make_load_forecaster(kind: str, horizon: pd.Timedelta, exog: tuple[str, ...]
     if kind == "mstl":
         return lambda: fc.MSTLForecaster()
     if kind == "ensemble":  # the fast baselines, weights learned from their backtest errors
-        members = [lambda: fc.SeasonalNaive(fc.DAY), lambda: fc.SeasonalNaive(fc.DAY, level_steps=6), lambda: fc.MSTLForecaster()]
+        members = [
+            lambda: fc.SeasonalNaive(fc.DAY),
+            lambda: fc.SeasonalNaive(fc.DAY, level_steps=6),
+            lambda: fc.MSTLForecaster(),
+        ]
         return lambda: fc.EnsembleForecaster(members, horizon, n_origins=5)
     if kind == "mstl_ets":  # statsforecast MSTL/AutoETS on the log scale (best on Taylor, bench-forecast)
         from models.forecast.statsforecast_models import StatsForecaster

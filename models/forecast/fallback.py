@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from models.forecast.baselines import DAY, SeasonalNaive
 from models.forecast.base import Forecaster
+from models.forecast.baselines import DAY, SeasonalNaive
 from models.forecast.data import (
     ConstantSeriesError,
     InsufficientHistoryError,

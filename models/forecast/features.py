@@ -14,9 +14,10 @@ Pieces: :class:`Lags` (same time yesterday, last week, ...), :class:`RollingStat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd

@@ -7,7 +7,8 @@ share of actuals inside [p10, p90] (0.80 for a calibrated model).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -37,9 +38,7 @@ def score(actual, p10, p50, p90) -> dict[str, float]:
         "rmse": float(np.sqrt(mean_squared_error(a, md))),
         "mae": float(mean_absolute_error(a, md)),
         "r2": float(r2_score(a, md)) if len(a) > 1 else float("nan"),
-        "pinball": float(
-            np.mean([mean_pinball_loss(a, q, alpha=al) for q, al in zip((lo, md, hi), QUANTILES)])
-        ),
+        "pinball": float(np.mean([mean_pinball_loss(a, q, alpha=al) for q, al in zip((lo, md, hi), QUANTILES)])),
         "coverage_80": float(np.mean((a >= lo) & (a <= hi))),
     }
     return out

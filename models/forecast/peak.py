@@ -16,7 +16,9 @@ from contracts import day_bounds_utc
 from models.forecast.tables import SYSTEM
 
 
-def feeder_capacity_kw(transformers: pl.DataFrame, power_factor: float, overrides: dict[str, float]) -> dict[str, float]:
+def feeder_capacity_kw(
+    transformers: pl.DataFrame, power_factor: float, overrides: dict[str, float]
+) -> dict[str, float]:
     """Capacity (kW) per feeder and for ``SYSTEM``.
 
     Per feeder: the sum of ``rating_kva`` in ``transformers`` (columns feeder_id, rating_kva)
@@ -29,12 +31,17 @@ def feeder_capacity_kw(transformers: pl.DataFrame, power_factor: float, override
     bad = {k: v for k, v in overrides.items() if not (v > 0 and math.isfinite(v))}
     if bad:
         raise ValueError(f"PeakDemandConfig.capacity_kw: capacities must be positive finite kW, got {bad}")
-    caps = {f: float(v) * power_factor for f, v in transformers.group_by("feeder_id").agg(pl.col("rating_kva").sum()).iter_rows()}
+    caps = {
+        f: float(v) * power_factor
+        for f, v in transformers.group_by("feeder_id").agg(pl.col("rating_kva").sum()).iter_rows()
+    }
     caps[SYSTEM] = float(sum(caps.values()))
     return {**caps, **overrides}
 
 
-def peak_demand(forecast: pl.DataFrame, observed: pl.DataFrame, capacity: dict[str, float], day: dt.date, tz: str) -> pl.DataFrame:
+def peak_demand(
+    forecast: pl.DataFrame, observed: pl.DataFrame, capacity: dict[str, float], day: dt.date, tz: str
+) -> pl.DataFrame:
     """Expected peak of local day ``day`` (in ``tz``) per entity, with the reserve margins.
 
     ``forecast``: ``gold_load_forecast`` rows (any issues); per entity only the latest issue
@@ -48,7 +55,9 @@ def peak_demand(forecast: pl.DataFrame, observed: pl.DataFrame, capacity: dict[s
     lo, hi = day_bounds_utc(day, tz)
     fc = forecast.filter(pl.col("period_start") >= lo, pl.col("period_start") < hi)
     if fc.height == 0:
-        raise ValueError(f"gold_load_forecast has no forecast covering local day {day}: materialise gold_load_forecast for {day - dt.timedelta(days=1)} or {day}")
+        raise ValueError(
+            f"gold_load_forecast has no forecast covering local day {day}: materialise gold_load_forecast for {day - dt.timedelta(days=1)} or {day}"
+        )
     latest = fc.group_by("entity_id").agg(pl.col("issued_at").max().alias("_latest"))
     fc = fc.join(latest, on="entity_id").filter(pl.col("issued_at") == pl.col("_latest"))
     obs = observed.filter(pl.col("period_start") >= lo, pl.col("period_start") < hi).join(latest, on="entity_id")
@@ -59,7 +68,11 @@ def peak_demand(forecast: pl.DataFrame, observed: pl.DataFrame, capacity: dict[s
     missing = sorted(set(both["entity_id"]) - set(capacity))
     if missing:
         raise ValueError(f"no capacity for {missing}: add them to PeakDemandConfig.capacity_kw or ref_transformers")
-    peak = both.sort("entity_id", "p50", "period_start", descending=[False, True, False]).group_by("entity_id", maintain_order=True).first()
+    peak = (
+        both.sort("entity_id", "p50", "period_start", descending=[False, True, False])
+        .group_by("entity_id", maintain_order=True)
+        .first()
+    )
     cap = pl.col("entity_id").replace_strict(capacity, return_dtype=pl.Float64)
     return peak.select(
         pl.lit(day).alias("date"),

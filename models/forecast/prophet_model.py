@@ -8,7 +8,7 @@ Timestamps are handed to Prophet in the utility's local wall-clock time (Prophet
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -10,7 +10,7 @@ prediction intervals (80 %).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,13 @@ class SARIMAXForecaster(Forecaster):
         self.min_history = pd.Timedelta(days=7)
 
     def params(self) -> dict:
-        return {"model": self.name, "order": self.order, "seasonal_order": self.seasonal_order, "window": str(self.window), "exog": list(self.exog)}
+        return {
+            "model": self.name,
+            "order": self.order,
+            "seasonal_order": self.seasonal_order,
+            "window": str(self.window),
+            "exog": list(self.exog),
+        }
 
     def _design(self, index: pd.DatetimeIndex, ex: pd.DataFrame) -> np.ndarray:
         cols = [self.calendar.transform(pd.DataFrame(index=index), "")["off_day"].to_numpy(float)]

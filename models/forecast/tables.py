@@ -45,7 +45,12 @@ def future_temperature(weather: pl.DataFrame, index: pd.DatetimeIndex) -> tuple[
     unknown stay NaN. Returns the frame (period_start, temp_air_c) and the counts
     ``{"from_weather_table": n, "persisted": m}``.
     """
-    s = weather.select("observation_time", "temp_air_c").drop_nulls().to_pandas().set_index("observation_time")["temp_air_c"]
+    s = (
+        weather.select("observation_time", "temp_air_c")
+        .drop_nulls()
+        .to_pandas()
+        .set_index("observation_time")["temp_air_c"]
+    )
     s.index = pd.DatetimeIndex(s.index).tz_convert("UTC")
     vals = s.reindex(index)
     counts = {"from_weather_table": int(vals.notna().sum())}

@@ -18,7 +18,8 @@ start of the hour), ``lead_h``, and the variables (``temp_air_c``, ``ghi_wm2``, 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,4 +70,6 @@ def weather_for_origin(
     s = s[s.index < origin].dropna()  # never an observation from the origin on
     vals, counts["persisted"] = persist_diurnal(vals, s)
     counts["missing"] = int(vals.isna().sum())
-    return pd.DataFrame({"period_start": valid_times, column: vals.to_numpy(), "issued_at": got["issued_at"].to_numpy()}), counts
+    return pd.DataFrame(
+        {"period_start": valid_times, column: vals.to_numpy(), "issued_at": got["issued_at"].to_numpy()}
+    ), counts

@@ -10,14 +10,14 @@ never saw in training. Quantiles p10/p50/p90 come from XGBoost's multi-quantile 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from models.forecast.base import QUANTILES, Forecaster
 from models.forecast.data import ForecastInputError, PreparedSeries
-from models.forecast.features import FeaturePipeline, Lags, RollingStats, default_load_pipeline
+from models.forecast.features import FeaturePipeline, default_load_pipeline
 
 
 class XGBoostForecaster(Forecaster):
@@ -114,7 +114,7 @@ class XGBoostForecaster(Forecaster):
         )
         self.model.fit(X[ok], target[ok])
 
-    def update(self, history) -> "XGBoostForecaster":
+    def update(self, history) -> XGBoostForecaster:
         """Keep the booster; only the history the lag features read from moves forward."""
         if not hasattr(self, "model"):
             return self.fit(history)

@@ -13,9 +13,10 @@ from datetime import timedelta
 
 import polars as pl
 
+from contracts import GOLD_ALERTS, GOLD_ANOMALY_SCORES
+
 from .anomaly import status_expr
 from .config import AlertThresholds
-from contracts import GOLD_ALERTS, GOLD_ANOMALY_SCORES
 
 
 def fingerprint(asset_type: str, asset_id: str, rule: str, window_start) -> str:
@@ -24,16 +25,27 @@ def fingerprint(asset_type: str, asset_id: str, rule: str, window_start) -> str:
 
 def to_gold_scores(scores: pl.DataFrame, asset_type: str, version: str, tz: str) -> pl.DataFrame:
     """:meth:`AnomalyEnsemble.score` output conformed to ``gold_anomaly_scores``."""
-    return GOLD_ANOMALY_SCORES.conform(scores.with_columns(
-        pl.col("time").dt.convert_time_zone(tz).dt.date().alias("date"),
-        pl.lit(asset_type).alias("asset_type"),
-        pl.lit(version).alias("model_version"),
-    ))
+    return GOLD_ANOMALY_SCORES.conform(
+        scores.with_columns(
+            pl.col("time").dt.convert_time_zone(tz).dt.date().alias("date"),
+            pl.lit(asset_type).alias("asset_type"),
+            pl.lit(version).alias("model_version"),
+        )
+    )
 
 
-def build_alerts(scores: pl.DataFrame, asset_type: str, thresholds: AlertThresholds, version: str,
-                 rule: str = "anomaly_score", score_col: str = "score", time_col: str = "time",
-                 id_col: str = "asset_id", *, tz: str) -> pl.DataFrame:
+def build_alerts(
+    scores: pl.DataFrame,
+    asset_type: str,
+    thresholds: AlertThresholds,
+    version: str,
+    rule: str = "anomaly_score",
+    score_col: str = "score",
+    time_col: str = "time",
+    id_col: str = "asset_id",
+    *,
+    tz: str,
+) -> pl.DataFrame:
     """One ``gold_alerts`` row per asset and hour window with any score >= the alert threshold."""
     s = scores.filter(pl.col(score_col) >= thresholds.alert)
     if "reason" not in s.columns:
@@ -60,12 +72,18 @@ def build_alerts(scores: pl.DataFrame, asset_type: str, thresholds: AlertThresho
         status_expr(pl.col("score"), thresholds).alias("severity"),
     )
     fps = [fingerprint(asset_type, a, rule, w) for a, w in zip(g["asset_id"].to_list(), g["window_start"].to_list())]
-    return GOLD_ALERTS.conform(g.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))).sort("window_start", "asset_id")
+    return GOLD_ALERTS.conform(g.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))).sort(
+        "window_start", "asset_id"
+    )
 
 
-def day_alerts(anomaly_scores: pl.DataFrame, anomaly_thresholds: dict[str, AlertThresholds],
-               risk: pl.DataFrame, risk_thresholds: AlertThresholds | None,
-               tz: str) -> pl.DataFrame:
+def day_alerts(
+    anomaly_scores: pl.DataFrame,
+    anomaly_thresholds: dict[str, AlertThresholds],
+    risk: pl.DataFrame,
+    risk_thresholds: AlertThresholds | None,
+    tz: str,
+) -> pl.DataFrame:
     """``gold_alerts`` rows of one day from both rules.
 
     - ``anomaly_score``: ``gold_anomaly_scores`` rows, per asset type and model version, against
@@ -80,16 +98,36 @@ def day_alerts(anomaly_scores: pl.DataFrame, anomaly_thresholds: dict[str, Alert
     for (kind, version), g in anomaly_scores.group_by("asset_type", "model_version"):
         parts.append(build_alerts(g, kind, anomaly_thresholds[kind], version, rule="anomaly_score", tz=tz))
     if risk.height:
-        r = risk.with_columns(pl.format("P(failure in 72 h) {} ; RUL {} h ; {} customers downstream",
-                                        pl.col("failure_probability_72h").round(3), pl.col("rul_hours").round(0),
-                                        pl.col("customers_downstream")).alias("reason"))
+        r = risk.with_columns(
+            pl.format(
+                "P(failure in 72 h) {} ; RUL {} h ; {} customers downstream",
+                pl.col("failure_probability_72h").round(3),
+                pl.col("rul_hours").round(0),
+                pl.col("customers_downstream"),
+            ).alias("reason")
+        )
         for (version,), g in r.group_by("model_version"):
-            parts.append(build_alerts(g, "transformer", risk_thresholds, version, rule="failure_risk",
-                                      score_col="failure_probability_72h", time_col="as_of", id_col="transformer_id", tz=tz))
+            parts.append(
+                build_alerts(
+                    g,
+                    "transformer",
+                    risk_thresholds,
+                    version,
+                    rule="failure_risk",
+                    score_col="failure_probability_72h",
+                    time_col="as_of",
+                    id_col="transformer_id",
+                    tz=tz,
+                )
+            )
     return pl.concat(parts) if parts else pl.DataFrame(schema=GOLD_ALERTS.polars_schema())
 
 
 def duplicate_fingerprints(alerts: pl.LazyFrame) -> pl.DataFrame:
     """Fingerprints that occur more than once in ``alerts`` (the whole table): fingerprint, n, dates."""
-    return (alerts.group_by("fingerprint").agg(pl.len().alias("n"), pl.col("date").unique().alias("dates"))
-            .filter(pl.col("n") > 1).collect())
+    return (
+        alerts.group_by("fingerprint")
+        .agg(pl.len().alias("n"), pl.col("date").unique().alias("dates"))
+        .filter(pl.col("n") > 1)
+        .collect()
+    )

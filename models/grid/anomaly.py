@@ -67,9 +67,12 @@ CLIP = 10.0
 def status_expr(score: pl.Expr, th: AlertThresholds) -> pl.Expr:
     """Vectorised :meth:`AlertThresholds.status`."""
     return (
-        pl.when(score >= th.critical).then(pl.lit("critical"))
-        .when(score >= th.alert).then(pl.lit("alert"))
-        .when(score >= th.monitoring).then(pl.lit("monitoring"))
+        pl.when(score >= th.critical)
+        .then(pl.lit("critical"))
+        .when(score >= th.alert)
+        .then(pl.lit("alert"))
+        .when(score >= th.monitoring)
+        .then(pl.lit("monitoring"))
         .otherwise(pl.lit("normal"))
     )
 
@@ -92,8 +95,13 @@ def _autoencoder_module(n_in: int, hidden: int, code: int, lr: float):
         def __init__(self) -> None:
             super().__init__()
             self.net = nn.Sequential(
-                nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, code), nn.ReLU(),
-                nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, n_in),
+                nn.Linear(n_in, hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, code),
+                nn.ReLU(),
+                nn.Linear(code, hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, n_in),
             )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,12 +179,23 @@ class AnomalyEnsemble:
         w = np.clip((w - center) / scale, -CLIP, CLIP).astype(np.float32)
         return w
 
-    def _fast(self) -> "_FastScorer":
+    def _fast(self) -> _FastScorer:
         """The numpy form of the fitted detectors, built once per fitted state (not pickled)."""
         # keyed on the fitted objects themselves (held by the scorer, so their ids cannot be reused):
         # re-fitting or swapping a detector rebuilds it
-        key = (self.scaler_, self.medians_, self.iforest_, self.ocsvm_, self.ae_, self.ae_fill_, self.vote_, self.post_,
-               *(self.iso_.get(d) for d in DETECTORS), self.feature_config, self.config)
+        key = (
+            self.scaler_,
+            self.medians_,
+            self.iforest_,
+            self.ocsvm_,
+            self.ae_,
+            self.ae_fill_,
+            self.vote_,
+            self.post_,
+            *(self.iso_.get(d) for d in DETECTORS),
+            self.feature_config,
+            self.config,
+        )
         fast = self.__dict__.get("_fast_scorer")
         if fast is None or len(fast.key) != len(key) or any(a is not b for a, b in zip(fast.key, key)):
             fast = _FastScorer(self, key)
@@ -245,7 +264,7 @@ class AnomalyEnsemble:
         return np.log(p / (1 - p))
 
     # ------------------------------------------------------------------ fit
-    def fit(self, features: pl.DataFrame, labels: np.ndarray | pl.Series | None = None) -> "AnomalyEnsemble":
+    def fit(self, features: pl.DataFrame, labels: np.ndarray | pl.Series | None = None) -> AnomalyEnsemble:
         """Fit the detectors on unlabelled-normal rows and calibrate the vote on held-out assets.
 
         ``labels``: one bool per row of ``features`` (True = reading inside a confirmed incident), e.g.
@@ -273,8 +292,10 @@ class AnomalyEnsemble:
         rng = np.random.default_rng(cfg.seed)
         calib = asset_in_share(features["asset_id"], cfg.calibration_share)
         if not calib.any() or calib.all():
-            raise ValueError(f"{self.kind} anomaly fit: {features['asset_id'].n_unique()} asset(s) cannot be split into "
-                             f"training and calibration assets (calibration_share {cfg.calibration_share}); give more assets")
+            raise ValueError(
+                f"{self.kind} anomaly fit: {features['asset_id'].n_unique()} asset(s) cannot be split into "
+                f"training and calibration assets (calibration_share {cfg.calibration_share}); give more assets"
+            )
         cold = int((y & calib).sum()) < cfg.min_labelled_rows
         if not (~y & ~calib).any():
             raise ValueError(f"{self.kind} anomaly fit: no normal rows on the training assets")
@@ -297,7 +318,9 @@ class AnomalyEnsemble:
             n_estimators=cfg.n_estimators, max_samples=min(cfg.max_samples, len(xs)), random_state=cfg.seed, n_jobs=1
         ).fit(xs)
         self.ocsvm_ = make_pipeline(
-            Nystroem(gamma=1.0 / xs.shape[1], n_components=min(cfg.nystroem_components, len(xs)), random_state=cfg.seed),
+            Nystroem(
+                gamma=1.0 / xs.shape[1], n_components=min(cfg.nystroem_components, len(xs)), random_state=cfg.seed
+            ),
             SGDOneClassSVM(nu=cfg.ocsvm_nu, random_state=cfg.seed),
         ).fit(xs)
 
@@ -311,8 +334,13 @@ class AnomalyEnsemble:
         for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
         trainer = L.Trainer(
-            max_epochs=cfg.ae_epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False,
+            max_epochs=cfg.ae_epochs,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
         )
         trainer.fit(self.ae_, loader)
         # keep the plain network: scoring needs no Trainer, and a module-level class pickles
@@ -326,10 +354,16 @@ class AnomalyEnsemble:
         yc = y[cal_rows]
         self.post_ = None
         if cold:
-            self.iso_ = {d: IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(*_tail_map(raw[:, i], cfg.contamination, self.thresholds))
-                         for i, d in enumerate(DETECTORS)}
+            self.iso_ = {
+                d: IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                    *_tail_map(raw[:, i], cfg.contamination, self.thresholds)
+                )
+                for i, d in enumerate(DETECTORS)
+            }
             self.vote_ = _mean_vote(len(DETECTORS))
-            self.post_ = _tail_map(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], cfg.contamination, self.thresholds)
+            self.post_ = _tail_map(
+                self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], cfg.contamination, self.thresholds
+            )
             self.__dict__.pop("_fast_scorer", None)
         else:
             self.iso_ = {
@@ -339,14 +373,18 @@ class AnomalyEnsemble:
             self.vote_ = LogisticRegression().fit(self._logit(self._calibrated(raw)), yc)
             if cfg.band_calibration == "tail":
                 share = max(cfg.contamination, float(yc.mean()))
-                self.post_ = _tail_map(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], share, self.thresholds)
+                self.post_ = _tail_map(
+                    self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1], share, self.thresholds
+                )
         self.mode_ = "cold_start" if cold else ("semi_supervised_tail" if self.post_ is not None else "semi_supervised")
         # what monitoring compares scoring days with (models.grid.drift): the training rows' inputs and
         # the calibration rows' scores
         from .drift import reference_profile
 
         cal_score = self._post(self.vote_.predict_proba(self._logit(self._calibrated(raw)))[:, 1])
-        self.drift_profile_ = reference_profile({**{n: xt[:, i] for i, n in enumerate(self.features)}, "score": cal_score})
+        self.drift_profile_ = reference_profile(
+            {**{n: xt[:, i] for i, n in enumerate(self.features)}, "score": cal_score}
+        )
         self.fit_report_ = {
             "mode": self.mode,
             "train_rows": int(len(train)),
@@ -404,8 +442,7 @@ class AnomalyEnsemble:
                 v = raw[k, col]
                 shown = "missing" if not np.isfinite(v) else f"{v:.4g}"
                 reason[row] = (
-                    f"{self.features[col]}={shown} (robust z {z[k, col]:+.1f}; "
-                    f"typical {self.medians_[col]:.4g})"
+                    f"{self.features[col]}={shown} (robust z {z[k, col]:+.1f}; typical {self.medians_[col]:.4g})"
                 )
         return out.with_columns(pl.Series("reason", reason.tolist(), dtype=pl.Utf8))
 
@@ -418,7 +455,7 @@ class AnomalyEnsemble:
         return path
 
     @staticmethod
-    def load(path: str | Path) -> "AnomalyEnsemble":
+    def load(path: str | Path) -> AnomalyEnsemble:
         obj = joblib.load(Path(path))
         if not isinstance(obj, AnomalyEnsemble):
             raise ValueError(f"{path}: not an AnomalyEnsemble (got {type(obj).__name__})")
@@ -430,7 +467,9 @@ class AnomalyEnsemble:
         return buf.getvalue()
 
 
-def _tail_map(raw: np.ndarray, contamination: float, bands: AlertThresholds, points: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def _tail_map(
+    raw: np.ndarray, contamination: float, bands: AlertThresholds, points: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) of the cold-start calibration, q = share of ``raw`` at or above x: the alert band is the
     top ``contamination`` of the rows, monitoring the top twice that, critical the top third of it
     (piecewise linear in q between them); the rest of the distribution spreads linearly over
@@ -530,11 +569,22 @@ class _FastScorer:
         self.sv_w = np.asarray(ny.normalization_, dtype=np.float64).T @ np.asarray(svm.coef_, dtype=np.float64).ravel()
         self.sv_offset = float(np.ravel(svm.offset_)[0])
         # calibration and vote (absent while fit() computes the raw scores it calibrates on)
-        self.iso = [
-            (np.asarray(m.iso_[d].X_thresholds_), np.asarray(m.iso_[d].y_thresholds_), m.iso_[d].X_min_, m.iso_[d].X_max_)
-            for d in DETECTORS
-        ] if all(d in m.iso_ for d in DETECTORS) else None
-        self.vote = (m.vote_.coef_.ravel().astype(np.float64), float(m.vote_.intercept_[0])) if m.vote_ is not None else None
+        self.iso = (
+            [
+                (
+                    np.asarray(m.iso_[d].X_thresholds_),
+                    np.asarray(m.iso_[d].y_thresholds_),
+                    m.iso_[d].X_min_,
+                    m.iso_[d].X_max_,
+                )
+                for d in DETECTORS
+            ]
+            if all(d in m.iso_ for d in DETECTORS)
+            else None
+        )
+        self.vote = (
+            (m.vote_.coef_.ravel().astype(np.float64), float(m.vote_.intercept_[0])) if m.vote_ is not None else None
+        )
         self.post = m.post_
 
     def _init_forest(self, forest, n_features: int) -> None:
@@ -609,7 +659,7 @@ class _FastScorer:
         exact steps (float64 distances, float32 kernel), the projection and margin in float64."""
         out = np.empty(len(xs))
         for a in range(0, len(xs), _SV_CHUNK):
-            x = xs[a:a + _SV_CHUNK].astype(np.float64)
+            x = xs[a : a + _SV_CHUNK].astype(np.float64)
             d = x @ self.sv_comp_m2T
             d += np.einsum("ij,ij->i", x, x)[:, None]
             d += self.sv_comp_sq
@@ -617,7 +667,7 @@ class _FastScorer:
             np.maximum(k, 0, out=k)
             k *= -self.sv_gamma
             np.exp(k, out=k)
-            out[a:a + _SV_CHUNK] = k.astype(np.float64) @ self.sv_w - self.sv_offset
+            out[a : a + _SV_CHUNK] = k.astype(np.float64) @ self.sv_w - self.sv_offset
         return out
 
     def windows(self, x: np.ndarray, start: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -633,7 +683,7 @@ class _FastScorer:
         out = np.empty((b - a, self.window * k), dtype=np.float32)
         idx = np.arange(a, b)
         for j, lag in enumerate(range(self.window - 1, -1, -1)):
-            out[:, j * k:(j + 1) * k] = w[np.maximum(idx - lag, start[a:b]) - lo]
+            out[:, j * k : (j + 1) * k] = w[np.maximum(idx - lag, start[a:b]) - lo]
         return out
 
     def ae_score(self, w: np.ndarray) -> np.ndarray:
@@ -682,9 +732,9 @@ class _FastScorer:
         """Isotonic calibration (clip to the fitted range, then linear interpolation, as sklearn's)."""
         if self.iso is None:
             raise RuntimeError("AnomalyEnsemble is not calibrated yet")
-        return np.column_stack([
-            np.interp(np.clip(raw[:, i], lo, hi), xt, yt) for i, (xt, yt, lo, hi) in enumerate(self.iso)
-        ])
+        return np.column_stack(
+            [np.interp(np.clip(raw[:, i], lo, hi), xt, yt) for i, (xt, yt, lo, hi) in enumerate(self.iso)]
+        )
 
     def score(self, x: np.ndarray, new_asset: np.ndarray) -> dict[str, np.ndarray]:
         raw, xs = self.raw(x, new_asset)

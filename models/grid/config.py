@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from contracts import ALERT_STATUSES as STATUSES  # noqa: E402 - declared once with the tables
-
 #: registered model names in the MLflow registry (training assets register them, batch scoring and the
 #: streaming bridge load their ``champion`` alias)
 MODEL_ANOMALY = {"meter": "grid_anomaly_meter", "transformer": "grid_anomaly_transformer"}
@@ -99,12 +97,24 @@ class FeatureConfig:
         """The profile's zone and nominal values (``profile``: a :class:`contracts.profile.UtilityProfile`);
         ``overrides``: the other fields (windows, thermal model)."""
         q = profile.quality
-        return cls(timezone=profile.timezone, meter_nominal_v=q.meter.nominal_v, transformer_nominal_v=q.scada.nominal_v,
-                   nominal_frequency_hz=q.scada.nominal_frequency_hz, **overrides)
+        return cls(
+            timezone=profile.timezone,
+            meter_nominal_v=q.meter.nominal_v,
+            transformer_nominal_v=q.scada.nominal_v,
+            nominal_frequency_hz=q.scada.nominal_frequency_hz,
+            **overrides,
+        )
 
     def __post_init__(self) -> None:
-        for n in ("meter_nominal_v", "transformer_nominal_v", "nominal_frequency_hz", "top_oil_rise_rated_c",
-                  "loss_ratio", "oil_exponent", "tau_top_oil_min"):
+        for n in (
+            "meter_nominal_v",
+            "transformer_nominal_v",
+            "nominal_frequency_hz",
+            "top_oil_rise_rated_c",
+            "loss_ratio",
+            "oil_exponent",
+            "tau_top_oil_min",
+        ):
             _finite("FeatureConfig", n, getattr(self, n), 1e-9)
         for n in ("flat_readings", "window"):
             v = getattr(self, n)
@@ -148,9 +158,22 @@ class AnomalyConfig:
     def __post_init__(self) -> None:
         _finite("AnomalyConfig", "contamination", self.contamination, 1e-5, 0.2)
         if self.band_calibration not in ("probability", "tail"):
-            raise ValueError(f"AnomalyConfig.band_calibration must be 'probability' or 'tail', got {self.band_calibration!r}")
-        for n in ("n_estimators", "max_samples", "max_train_rows", "nystroem_components", "ae_hidden", "ae_code",
-                  "ae_epochs", "ae_batch", "torch_threads", "max_calibration_rows", "min_labelled_rows"):
+            raise ValueError(
+                f"AnomalyConfig.band_calibration must be 'probability' or 'tail', got {self.band_calibration!r}"
+            )
+        for n in (
+            "n_estimators",
+            "max_samples",
+            "max_train_rows",
+            "nystroem_components",
+            "ae_hidden",
+            "ae_code",
+            "ae_epochs",
+            "ae_batch",
+            "torch_threads",
+            "max_calibration_rows",
+            "min_labelled_rows",
+        ):
             v = getattr(self, n)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"AnomalyConfig.{n} must be a positive int, got {v!r}")

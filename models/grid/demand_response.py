@@ -57,18 +57,31 @@ def plan_events(forecast: pl.DataFrame, customers: pl.DataFrame, cfg: DRConfig) 
     run = np.cumsum(np.r_[True, over[1:] != over[:-1]]) if len(over) else np.array([], dtype=int)
     f = f.with_columns(pl.Series("_over", over), pl.Series("_run", run))
     win = (
-        f.filter(pl.col("_over")).group_by("_run")
-        .agg(pl.col("time").min().alias("start_time"), pl.col("time").max().alias("_last"),
-             pl.col("forecast_kw").max().alias("forecast_peak_kw"))
+        f.filter(pl.col("_over"))
+        .group_by("_run")
+        .agg(
+            pl.col("time").min().alias("start_time"),
+            pl.col("time").max().alias("_last"),
+            pl.col("forecast_kw").max().alias("forecast_peak_kw"),
+        )
         .sort("start_time")
         .with_columns((pl.col("_last") + (step or pl.duration(hours=1))).alias("end_time"))
     )
     prog = cfg.programme
-    el = customers.filter(pl.col("dr_opt_in") & pl.col("segment").is_in(list(prog.multiplier))).with_columns(
-        (pl.col("peak_kw").clip(lower_bound=0.0) * pl.col("segment").replace_strict(
-            prog.reduction_share, default=0.0, return_dtype=pl.Float64)).alias("expected_reduction_kw"),
-        (prog.base_incentive * pl.col("segment").replace_strict(prog.multiplier, return_dtype=pl.Float64)).alias("incentive"),
-    ).filter(pl.col("expected_reduction_kw") > 0).sort(["expected_reduction_kw", "customer_id"], descending=[True, False])
+    el = (
+        customers.filter(pl.col("dr_opt_in") & pl.col("segment").is_in(list(prog.multiplier)))
+        .with_columns(
+            (
+                pl.col("peak_kw").clip(lower_bound=0.0)
+                * pl.col("segment").replace_strict(prog.reduction_share, default=0.0, return_dtype=pl.Float64)
+            ).alias("expected_reduction_kw"),
+            (prog.base_incentive * pl.col("segment").replace_strict(prog.multiplier, return_dtype=pl.Float64)).alias(
+                "incentive"
+            ),
+        )
+        .filter(pl.col("expected_reduction_kw") > 0)
+        .sort(["expected_reduction_kw", "customer_id"], descending=[True, False])
+    )
     events, parts = [], []
     for w in win.iter_rows(named=True):
         target = (w["forecast_peak_kw"] - cfg.capacity_kw) * (1 + prog.margin)
@@ -78,21 +91,45 @@ def plan_events(forecast: pl.DataFrame, customers: pl.DataFrame, cfg: DRConfig) 
         eid = event_id(cfg.scope, w["start_time"])
         day = w["start_time"].astimezone(__import__("zoneinfo").ZoneInfo(cfg.timezone)).date()
         got = float(chosen["expected_reduction_kw"].sum())
-        events.append({
-            "date": day, "event_id": eid, "scope": cfg.scope, "start_time": w["start_time"], "end_time": w["end_time"],
-            "forecast_peak_kw": w["forecast_peak_kw"], "capacity_kw": float(cfg.capacity_kw),
-            "target_reduction_kw": target, "expected_reduction_kw": got, "n_participants": chosen.height,
-            "total_incentive": float(chosen["incentive"].sum()), "status": "covered" if got >= target else "short",
-        })
-        parts.append(chosen.select(
-            pl.lit(day).alias("date"), pl.lit(eid).alias("event_id"), "customer_id", "meter_id", "segment",
-            "expected_reduction_kw", "incentive",
-        ))
+        events.append(
+            {
+                "date": day,
+                "event_id": eid,
+                "scope": cfg.scope,
+                "start_time": w["start_time"],
+                "end_time": w["end_time"],
+                "forecast_peak_kw": w["forecast_peak_kw"],
+                "capacity_kw": float(cfg.capacity_kw),
+                "target_reduction_kw": target,
+                "expected_reduction_kw": got,
+                "n_participants": chosen.height,
+                "total_incentive": float(chosen["incentive"].sum()),
+                "status": "covered" if got >= target else "short",
+            }
+        )
+        parts.append(
+            chosen.select(
+                pl.lit(day).alias("date"),
+                pl.lit(eid).alias("event_id"),
+                "customer_id",
+                "meter_id",
+                "segment",
+                "expected_reduction_kw",
+                "incentive",
+            )
+        )
     from contracts import GOLD_DR_EVENTS, GOLD_DR_PARTICIPATIONS
 
-    ev = GOLD_DR_EVENTS.conform(pl.DataFrame(events, schema=GOLD_DR_EVENTS.polars_schema())) if events else \
-        pl.DataFrame(schema=GOLD_DR_EVENTS.polars_schema())
-    pa = GOLD_DR_PARTICIPATIONS.conform(pl.concat(parts)) if parts else pl.DataFrame(schema=GOLD_DR_PARTICIPATIONS.polars_schema())
+    ev = (
+        GOLD_DR_EVENTS.conform(pl.DataFrame(events, schema=GOLD_DR_EVENTS.polars_schema()))
+        if events
+        else pl.DataFrame(schema=GOLD_DR_EVENTS.polars_schema())
+    )
+    pa = (
+        GOLD_DR_PARTICIPATIONS.conform(pl.concat(parts))
+        if parts
+        else pl.DataFrame(schema=GOLD_DR_PARTICIPATIONS.polars_schema())
+    )
     return ev, pa
 
 
@@ -101,15 +138,20 @@ def customer_peak_kw(readings: pl.DataFrame, peak_hours: tuple[int, int], tz: st
     ``tariffs.peak_window.bounds``; input to :func:`plan_events`)."""
     require_columns(readings, ("meter_id", "reading_time", "demand_kw"), "meter readings")
     h = pl.col("reading_time").dt.convert_time_zone(tz).dt.hour()
-    return readings.filter(h.is_between(peak_hours[0], peak_hours[1] - 1)).group_by("meter_id").agg(
-        pl.col("demand_kw").cast(pl.Float64).fill_nan(None).mean().fill_null(0.0).alias("peak_kw"))
+    return (
+        readings.filter(h.is_between(peak_hours[0], peak_hours[1] - 1))
+        .group_by("meter_id")
+        .agg(pl.col("demand_kw").cast(pl.Float64).fill_nan(None).mean().fill_null(0.0).alias("peak_kw"))
+    )
 
 
 #: quantiles of ``gold_load_forecast`` a DR plan can be made against
 FORECAST_QUANTILES = ("p10", "p50", "p90")
 
 
-def latest_feeder_forecast(forecasts: pl.DataFrame, day: date, tz: str, quantile: str = "p50") -> tuple[pl.DataFrame, str]:
+def latest_feeder_forecast(
+    forecasts: pl.DataFrame, day: date, tz: str, quantile: str = "p50"
+) -> tuple[pl.DataFrame, str]:
     """Feeder forecast for the local ``day`` from ``gold_load_forecast`` rows: (time, entity_id, forecast_kw).
 
     For each feeder and period of the day the newest issue wins (pass the issues of the days before
@@ -120,9 +162,13 @@ def latest_feeder_forecast(forecasts: pl.DataFrame, day: date, tz: str, quantile
         raise ValueError(f"forecast_quantile must be p10, p50 or p90, got {quantile!r}")
     f = (
         forecasts.filter((pl.col("level") == "feeder") & (local_date("period_start", tz) == day))
-        .sort("issued_at").group_by("entity_id", "period_start").last()
+        .sort("issued_at")
+        .group_by("entity_id", "period_start")
+        .last()
     )
-    out = f.select(pl.col("period_start").alias("time"), "entity_id", pl.col(quantile).alias("forecast_kw")).sort("entity_id", "time")
+    out = f.select(pl.col("period_start").alias("time"), "entity_id", pl.col(quantile).alias("forecast_kw")).sort(
+        "entity_id", "time"
+    )
     models = sorted(set(f["model_version"].to_list()))
     return out, f"issued up to {f['issued_at'].max()}, models {models}"
 
@@ -132,10 +178,19 @@ def shifted_feeder_load(hourly: pl.DataFrame, days_back: int, day: date, tz: str
     from ``days_back`` days earlier, moved forward by that many local days (same local hour across a
     DST change): (time, entity_id, forecast_kw). 7 days back is the seasonal-naive forecast, 1 day
     back persistence."""
-    return hourly.filter(pl.col("level") == "feeder").select(
-        pl.col("period_start").dt.convert_time_zone(tz).dt.offset_by(f"{days_back}d").dt.convert_time_zone("UTC").alias("time"),
-        "entity_id", pl.col("mean_kw").alias("forecast_kw"),
-    ).filter(local_date("time", tz) == day)
+    return (
+        hourly.filter(pl.col("level") == "feeder")
+        .select(
+            pl.col("period_start")
+            .dt.convert_time_zone(tz)
+            .dt.offset_by(f"{days_back}d")
+            .dt.convert_time_zone("UTC")
+            .alias("time"),
+            "entity_id",
+            pl.col("mean_kw").alias("forecast_kw"),
+        )
+        .filter(local_date("time", tz) == day)
+    )
 
 
 def dr_customers(segments: pl.DataFrame, ref_meters: pl.DataFrame, peak: pl.DataFrame) -> pl.DataFrame:
@@ -145,15 +200,25 @@ def dr_customers(segments: pl.DataFrame, ref_meters: pl.DataFrame, peak: pl.Data
     :func:`customer_peak_kw`. A customer id missing from the segments comes from ``ref_meters``; a
     meter without readings in the peak window has peak_kw 0; an unknown opt-in counts as not opted in.
     """
-    return (segments.select("meter_id", "customer_id", "segment")
-            .join(ref_meters.select("meter_id", "feeder_id", "dr_opt_in", pl.col("customer_id").alias("_cid")), on="meter_id", how="left")
-            .join(peak, on="meter_id", how="left")
-            .with_columns(pl.col("customer_id").fill_null(pl.col("_cid")), pl.col("peak_kw").fill_null(0.0),
-                          pl.col("dr_opt_in").fill_null(False)))
+    return (
+        segments.select("meter_id", "customer_id", "segment")
+        .join(
+            ref_meters.select("meter_id", "feeder_id", "dr_opt_in", pl.col("customer_id").alias("_cid")),
+            on="meter_id",
+            how="left",
+        )
+        .join(peak, on="meter_id", how="left")
+        .with_columns(
+            pl.col("customer_id").fill_null(pl.col("_cid")),
+            pl.col("peak_kw").fill_null(0.0),
+            pl.col("dr_opt_in").fill_null(False),
+        )
+    )
 
 
-def feeder_capacity_kw(ref_transformers: pl.DataFrame, explicit: dict[str, float] | None = None,
-                       share: float = 0.8) -> dict[str, float]:
+def feeder_capacity_kw(
+    ref_transformers: pl.DataFrame, explicit: dict[str, float] | None = None, share: float = 0.8
+) -> dict[str, float]:
     """DR capacity (kW) per feeder of ``ref_transformers``: ``explicit[feeder]`` where given, else
     ``share`` x the summed transformer ratings (kVA ~ kW at unity power factor)."""
     explicit = explicit or {}
@@ -161,8 +226,13 @@ def feeder_capacity_kw(ref_transformers: pl.DataFrame, explicit: dict[str, float
     return {f: float(explicit.get(f, share * kva)) for f, kva in rating.iter_rows()}
 
 
-def plan_feeder_events(forecast: pl.DataFrame, customers: pl.DataFrame, capacity_kw: dict[str, float],
-                       programme: DemandResponse, timezone: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def plan_feeder_events(
+    forecast: pl.DataFrame,
+    customers: pl.DataFrame,
+    capacity_kw: dict[str, float],
+    programme: DemandResponse,
+    timezone: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`plan_events` per feeder: ``forecast`` (time, entity_id = feeder, forecast_kw) against
     ``capacity_kw[feeder]`` with that feeder's ``customers`` (which carry ``feeder_id``); the event
     scope is the feeder id. Returns (dr_events, dr_participations) of all feeders (empty frames with
@@ -173,8 +243,9 @@ def plan_feeder_events(forecast: pl.DataFrame, customers: pl.DataFrame, capacity
     events, parts = [], []
     for (fid,), g in forecast.group_by("entity_id", maintain_order=True):
         if fid not in capacity_kw:
-            raise ValueError(f"forecast feeder {fid!r} has no transformers in ref_transformers "
-                             "and no feeder_capacity_kw entry")
+            raise ValueError(
+                f"forecast feeder {fid!r} has no transformers in ref_transformers and no feeder_capacity_kw entry"
+            )
         cfg = DRConfig(capacity_kw=capacity_kw[fid], timezone=timezone, programme=programme, scope=fid)
         ev, pa = plan_events(g.select("time", "forecast_kw"), customers.filter(pl.col("feeder_id") == fid), cfg)
         events.append(ev)

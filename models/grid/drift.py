@@ -69,8 +69,9 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def drift_report(profile: dict[str, dict], current: dict[str, np.ndarray], model: str,
-                 cfg: DriftConfig = DriftConfig()) -> pl.DataFrame:
+def drift_report(
+    profile: dict[str, dict], current: dict[str, np.ndarray], model: str, cfg: DriftConfig = DriftConfig()
+) -> pl.DataFrame:
     """One row per quantity in both ``profile`` and ``current``: model, metric (``input:<name>`` or
     ``score``), value (PSI), threshold, rows, drifted (None when too few rows to tell)."""
     rows = []
@@ -81,20 +82,48 @@ def drift_report(profile: dict[str, dict], current: dict[str, np.ndarray], model
         n = int(np.isfinite(v).sum())
         value = psi(ref["expected"], _shares(v, np.asarray(ref["edges"]))) if n else None
         metric = "score" if name == "score" else f"input:{name}"
-        rows.append((model, metric, value, cfg.psi_threshold, n, None if n < cfg.min_rows or value is None else value > cfg.psi_threshold))
-    return pl.DataFrame(rows, schema={"model": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "threshold": pl.Float64,
-                                      "rows": pl.Int64, "drifted": pl.Boolean}, orient="row")
+        rows.append(
+            (
+                model,
+                metric,
+                value,
+                cfg.psi_threshold,
+                n,
+                None if n < cfg.min_rows or value is None else value > cfg.psi_threshold,
+            )
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "model": pl.Utf8,
+            "metric": pl.Utf8,
+            "value": pl.Float64,
+            "threshold": pl.Float64,
+            "rows": pl.Int64,
+            "drifted": pl.Boolean,
+        },
+        orient="row",
+    )
 
 
 def realised_precision(alerts: pl.DataFrame, events: pl.DataFrame, as_of, cfg: DriftConfig = DriftConfig()) -> dict:
     """Share of settled alerts (window ended ``settle_days`` before ``as_of``) on an asset with a confirmed
     incident overlapping the window. ``alerts``: asset_type, asset_id, window_start, window_end;
     ``events``: :func:`models.grid.labels.incident_events` (asset_id, start_time, end_time)."""
-    settled = alerts.filter(pl.col("window_end") <= pl.lit(as_of).cast(pl.Datetime("us", "UTC")) - timedelta(days=cfg.settle_days))
+    settled = alerts.filter(
+        pl.col("window_end") <= pl.lit(as_of).cast(pl.Datetime("us", "UTC")) - timedelta(days=cfg.settle_days)
+    )
     if settled.height == 0:
         return {"settled_alerts": 0, "confirmed": 0, "precision": None}
     s = settled.with_row_index("_a")
-    hit = (s.join(events.select("asset_id", "start_time", "end_time"), on="asset_id", how="inner")
-           .filter((pl.col("start_time") < pl.col("window_end")) & (pl.col("end_time") > pl.col("window_start")))
-           .select("_a").unique())
-    return {"settled_alerts": settled.height, "confirmed": hit.height, "precision": round(hit.height / settled.height, 4)}
+    hit = (
+        s.join(events.select("asset_id", "start_time", "end_time"), on="asset_id", how="inner")
+        .filter((pl.col("start_time") < pl.col("window_end")) & (pl.col("end_time") > pl.col("window_start")))
+        .select("_a")
+        .unique()
+    )
+    return {
+        "settled_alerts": settled.height,
+        "confirmed": hit.height,
+        "precision": round(hit.height / settled.height, 4),
+    }

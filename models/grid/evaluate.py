@@ -17,8 +17,9 @@ calibrated probabilities: a proper scoring rule, defined even on a day without a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -33,10 +34,17 @@ SCADA_STREAM_TYPES = ("voltage_sag", "transformer_overheat", "transformer_failur
 
 def event_assets(truth_events: pl.DataFrame, ref_meters: pl.DataFrame | None, stream: str) -> pl.DataFrame:
     """One row per (event, asset of the stream it shows on): event_id, event_type, asset_id, start, end."""
-    require_columns(truth_events, ("event_id", "event_type", "asset_type", "asset_id", "start_time", "end_time"),
-                    "truth_events")
-    ev = truth_events.select("event_id", "event_type", "asset_type", "asset_id",
-                             pl.col("start_time").alias("start"), pl.col("end_time").alias("end"))
+    require_columns(
+        truth_events, ("event_id", "event_type", "asset_type", "asset_id", "start_time", "end_time"), "truth_events"
+    )
+    ev = truth_events.select(
+        "event_id",
+        "event_type",
+        "asset_type",
+        "asset_id",
+        pl.col("start_time").alias("start"),
+        pl.col("end_time").alias("end"),
+    )
     if stream == "transformer":
         return ev.filter(pl.col("event_type").is_in(SCADA_STREAM_TYPES)).drop("asset_type")
     if stream != "meter":
@@ -70,10 +78,16 @@ def label_readings(
     k = keys.select("asset_id", "time").with_row_index("_row")
     hit = (
         k.join(ea, on="asset_id", how="inner")
-        .filter((pl.col("time") < pl.col("end")) & ((pl.col("time") + span) > pl.col("start")) if span
-                else (pl.col("time") >= pl.col("start")) & (pl.col("time") < pl.col("end")))
-        .with_columns(pl.col("event_type").replace_strict({t: i for i, t in enumerate(PRIORITY)},
-                                                          return_dtype=pl.Int32).alias("_p"))
+        .filter(
+            (pl.col("time") < pl.col("end")) & ((pl.col("time") + span) > pl.col("start"))
+            if span
+            else (pl.col("time") >= pl.col("start")) & (pl.col("time") < pl.col("end"))
+        )
+        .with_columns(
+            pl.col("event_type")
+            .replace_strict({t: i for i, t in enumerate(PRIORITY)}, return_dtype=pl.Int32)
+            .alias("_p")
+        )
         .sort("_row", "_p")
         .group_by("_row", maintain_order=True)
         .agg(pl.col("event_type").first())
@@ -148,9 +162,15 @@ def reading_interval(ref_meters: pl.DataFrame, default_minutes: int = 30) -> tim
     return timedelta(minutes=int(m[0]) if m is not None and m.len() else default_minutes)
 
 
-def training_window(dates: Iterable[date], window_days: int, min_days: int, eval_days: int,
-                    as_of: date | None = None, what: str = "training",
-                    source: str = "silver_meter_readings") -> tuple[date, date, list[date]]:
+def training_window(
+    dates: Iterable[date],
+    window_days: int,
+    min_days: int,
+    eval_days: int,
+    as_of: date | None = None,
+    what: str = "training",
+    source: str = "silver_meter_readings",
+) -> tuple[date, date, list[date]]:
     """(first day, last day, days with data in between, sorted) of a training window.
 
     ``dates`` are the days ``source`` has data for. The window is the ``window_days`` ending at
@@ -158,8 +178,10 @@ def training_window(dates: Iterable[date], window_days: int, min_days: int, eval
     refused with an error naming the days found and needed (``what`` prefixes every message).
     """
     if window_days < 2 or min_days < 2 or eval_days < 1:
-        raise ValueError(f"{what}: window_days and min_days must be >= 2 and eval_days >= 1, got "
-                         f"{window_days}, {min_days}, {eval_days}")
+        raise ValueError(
+            f"{what}: window_days and min_days must be >= 2 and eval_days >= 1, got "
+            f"{window_days}, {min_days}, {eval_days}"
+        )
     if eval_days >= min_days:
         raise ValueError(f"{what}: eval_days ({eval_days}) must be smaller than min_days ({min_days})")
     dates = list(dates)
@@ -191,9 +213,15 @@ def anomaly_holdout_metrics(model: Any, features: pl.DataFrame, labels: pl.Serie
     s = model.score_arrays(features)["score"][is_eval]
     ye = labels.is_not_null().to_numpy()[is_eval]
     r = reading_metrics(labels.filter(pl.Series(is_eval)), s, model.thresholds.alert)["overall"]
-    out = {"brier": brier_score(s, ye), "f1_at_alert": r["f1"], "precision_at_alert": r["precision"],
-           "recall_at_alert": r["recall"], "eval_rows": float(len(ye)), "eval_positives": float(ye.sum()),
-           "average_precision": None}
+    out = {
+        "brier": brier_score(s, ye),
+        "f1_at_alert": r["f1"],
+        "precision_at_alert": r["precision"],
+        "recall_at_alert": r["recall"],
+        "eval_rows": float(len(ye)),
+        "eval_positives": float(ye.sum()),
+        "average_precision": None,
+    }
     if 0 < ye.sum() < len(ye):
         from sklearn.metrics import average_precision_score
 

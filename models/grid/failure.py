@@ -16,7 +16,7 @@ failure lies beyond the observed period as right-censored instead of dropping or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -70,10 +70,12 @@ def hourly_snapshots(
     """
     require_columns(ref_transformers, ("transformer_id", "install_year", "last_maintenance"), "ref_transformers")
     f = transformer_features(scada, ref_transformers, weather, cfg) if features is None else features
-    temps = scada.select(pl.col("transformer_id").alias("asset_id"),
-                         pl.col("sample_time").dt.convert_time_zone("UTC").alias("time"),
-                         pl.col("top_oil_temp_c").cast(pl.Float64).fill_nan(None),
-                         pl.col("hot_spot_temp_c").cast(pl.Float64).fill_nan(None))
+    temps = scada.select(
+        pl.col("transformer_id").alias("asset_id"),
+        pl.col("sample_time").dt.convert_time_zone("UTC").alias("time"),
+        pl.col("top_oil_temp_c").cast(pl.Float64).fill_nan(None),
+        pl.col("hot_spot_temp_c").cast(pl.Float64).fill_nan(None),
+    )
     f = f.join(temps, on=["asset_id", "time"], how="left")
     h = (
         f.group_by_dynamic("time", every="1h", group_by="asset_id", closed="left", label="right")
@@ -91,7 +93,9 @@ def hourly_snapshots(
         require_columns(anomaly_flags, ("asset_id", "time"), "anomaly_flags")
         cnt = (
             anomaly_flags.select("asset_id", pl.col("time").dt.truncate("1h") + timedelta(hours=1))
-            .group_by("asset_id", "time").len().rename({"time": "as_of", "len": "_n"})
+            .group_by("asset_id", "time")
+            .len()
+            .rename({"time": "as_of", "len": "_n"})
         )
         h = h.join(cnt.with_columns(pl.col("_n").cast(pl.Float64)), on=["asset_id", "as_of"], how="left")
     else:
@@ -113,19 +117,25 @@ def hourly_snapshots(
         (pl.col("excess_rise_6h") - pl.col("excess_rise_6h").shift(18).over(g)).alias("efficiency_trend"),
     )
     ref = ref_transformers.select(
-        pl.col("transformer_id").alias("asset_id"), pl.col("install_year").cast(pl.Float64),
+        pl.col("transformer_id").alias("asset_id"),
+        pl.col("install_year").cast(pl.Float64),
         pl.col("last_maintenance").cast(pl.Date),
     )
     h = h.join(ref, on="asset_id", how="left").with_columns(
-        (pl.col("as_of").dt.year() + pl.col("as_of").dt.ordinal_day() / 365.25 - pl.col("install_year")).alias("age_years"),
-        ((pl.col("as_of").dt.date() - pl.col("last_maintenance")).dt.total_days().cast(pl.Float64)).alias("days_since_maintenance"),
+        (pl.col("as_of").dt.year() + pl.col("as_of").dt.ordinal_day() / 365.25 - pl.col("install_year")).alias(
+            "age_years"
+        ),
+        ((pl.col("as_of").dt.date() - pl.col("last_maintenance")).dt.total_days().cast(pl.Float64)).alias(
+            "days_since_maintenance"
+        ),
         pl.col("anomaly_count_7d").cast(pl.Int64),
     )
     return h.select(pl.col("asset_id").alias("transformer_id"), "as_of", *FAILURE_FEATURES)
 
 
-def failure_snapshots(scada: pl.DataFrame, ref_transformers: pl.DataFrame, weather: pl.DataFrame | None,
-                      anomaly_model, cfg: FeatureConfig) -> pl.DataFrame:
+def failure_snapshots(
+    scada: pl.DataFrame, ref_transformers: pl.DataFrame, weather: pl.DataFrame | None, anomaly_model, cfg: FeatureConfig
+) -> pl.DataFrame:
     """:func:`hourly_snapshots` whose ``anomaly_count_7d`` counts the SCADA samples ``anomaly_model``
     (a transformer :class:`~models.grid.anomaly.AnomalyEnsemble`) puts at or above its alert threshold.
 
@@ -147,23 +157,40 @@ def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon
       period, +inf) when none is observed (right-censored).
     """
     require_columns(truth_events, ("event_type", "asset_id", "start_time", "end_time"), "truth_events")
-    fails = truth_events.filter(pl.col("event_type") == "transformer_failure").select(
-        pl.col("asset_id").alias("transformer_id"), pl.col("start_time").alias("_fs"), pl.col("end_time").alias("_fe")
-    ).sort("_fs")
+    fails = (
+        truth_events.filter(pl.col("event_type") == "transformer_failure")
+        .select(
+            pl.col("asset_id").alias("transformer_id"),
+            pl.col("start_time").alias("_fs"),
+            pl.col("end_time").alias("_fe"),
+        )
+        .sort("_fs")
+    )
     s = snapshots.with_row_index("_r")
     down = (
-        s.select("_r", "transformer_id", "as_of").join(fails, on="transformer_id", how="inner")
+        s.select("_r", "transformer_id", "as_of")
+        .join(fails, on="transformer_id", how="inner")
         .filter((pl.col("as_of") > pl.col("_fs")) & (pl.col("as_of") <= pl.col("_fe") + timedelta(hours=1)))
-        .select("_r").unique().with_columns(pl.lit(False).alias("in_service"))
+        .select("_r")
+        .unique()
+        .with_columns(pl.lit(False).alias("in_service"))
     )
-    nxt = s.sort("as_of").join_asof(
-        fails.select("transformer_id", "_fs").sort("_fs"), left_on="as_of", right_on="_fs", by="transformer_id",
-        strategy="forward", check_sortedness=False,  # both sides sorted on the key overall, hence within each group
-    ).select("_r", "_fs")
+    nxt = (
+        s.sort("as_of")
+        .join_asof(
+            fails.select("transformer_id", "_fs").sort("_fs"),
+            left_on="as_of",
+            right_on="_fs",
+            by="transformer_id",
+            strategy="forward",
+            check_sortedness=False,  # both sides sorted on the key overall, hence within each group
+        )
+        .select("_r", "_fs")
+    )
     end = snapshots["as_of"].max()
     s = s.join(down, on="_r", how="left").join(nxt, on="_r", how="left").sort("_r")
-    hours = ((pl.col("_fs") - pl.col("as_of")).dt.total_seconds() / 3600.0)
-    to_end = ((pl.lit(end) - pl.col("as_of")).dt.total_seconds() / 3600.0)
+    hours = (pl.col("_fs") - pl.col("as_of")).dt.total_seconds() / 3600.0
+    to_end = (pl.lit(end) - pl.col("as_of")).dt.total_seconds() / 3600.0
     return s.with_columns(
         pl.col("in_service").fill_null(True),
         (hours.is_not_null() & (hours <= horizon_h)).fill_null(False).alias("fails_within"),
@@ -179,7 +206,7 @@ class FailureModel:
     classifier_: object = None
     survival_: object = None
 
-    def fit(self, targets: pl.DataFrame) -> "FailureModel":
+    def fit(self, targets: pl.DataFrame) -> FailureModel:
         """Fit on :func:`failure_targets` output (rows out of service are skipped)."""
         import xgboost as xgb
 
@@ -194,17 +221,30 @@ class FailureModel:
         x = t.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
         c = self.config
         self.classifier_ = xgb.XGBClassifier(
-            n_estimators=c.n_estimators, max_depth=c.max_depth, learning_rate=c.learning_rate, n_jobs=c.n_jobs,
-            random_state=c.seed, eval_metric="auc",
+            n_estimators=c.n_estimators,
+            max_depth=c.max_depth,
+            learning_rate=c.learning_rate,
+            n_jobs=c.n_jobs,
+            random_state=c.seed,
+            eval_metric="auc",
         ).fit(x, y)
         d = xgb.DMatrix(x)
         d.set_float_info("label_lower_bound", t["rul_lower"].to_numpy())
         d.set_float_info("label_upper_bound", t["rul_upper"].to_numpy())
         self.survival_ = xgb.train(
-            {"objective": "survival:aft", "eval_metric": "aft-nloglik", "aft_loss_distribution": "normal",
-             "aft_loss_distribution_scale": 1.0, "tree_method": "hist", "learning_rate": c.learning_rate,
-             "max_depth": c.max_depth, "nthread": c.n_jobs, "seed": c.seed},
-            d, num_boost_round=c.n_estimators,
+            {
+                "objective": "survival:aft",
+                "eval_metric": "aft-nloglik",
+                "aft_loss_distribution": "normal",
+                "aft_loss_distribution_scale": 1.0,
+                "tree_method": "hist",
+                "learning_rate": c.learning_rate,
+                "max_depth": c.max_depth,
+                "nthread": c.n_jobs,
+                "seed": c.seed,
+            },
+            d,
+            num_boost_round=c.n_estimators,
         )
         return self
 
@@ -231,7 +271,7 @@ class FailureModel:
 MAINTENANCE_RUL_DAYS = 90.0
 
 
-def contributing_factors(model: "FailureModel", snapshots: pl.DataFrame, top: int = 3) -> pl.DataFrame:
+def contributing_factors(model: FailureModel, snapshots: pl.DataFrame, top: int = 3) -> pl.DataFrame:
     """Why each snapshot is flagged: the ``top`` features pushing P(failure) up most, from the
     classifier's exact per-prediction contributions (XGBoost ``pred_contribs``: tree SHAP values, in
     log-odds), as ``"feature=value (+0.42)"`` strings in ``factors`` and the leading one in ``top_factor``."""
@@ -239,8 +279,9 @@ def contributing_factors(model: "FailureModel", snapshots: pl.DataFrame, top: in
 
     x = snapshots.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
     if len(x) == 0:
-        return snapshots.select("transformer_id", "as_of").with_columns(pl.lit(None, pl.Utf8).alias("top_factor"),
-                                                                      pl.lit(None, pl.Utf8).alias("factors"))
+        return snapshots.select("transformer_id", "as_of").with_columns(
+            pl.lit(None, pl.Utf8).alias("top_factor"), pl.lit(None, pl.Utf8).alias("factors")
+        )
     contrib = model.classifier_.get_booster().predict(xgb.DMatrix(x), pred_contribs=True)[:, :-1]
     order = np.argsort(-contrib, axis=1)[:, :top]
     texts, first = [], []
@@ -248,20 +289,25 @@ def contributing_factors(model: "FailureModel", snapshots: pl.DataFrame, top: in
         parts = [f"{FAILURE_FEATURES[j]}={x[i, j]:.3g} ({contrib[i, j]:+.2f})" for j in order[i] if contrib[i, j] > 0]
         texts.append("; ".join(parts) or None)
         first.append(FAILURE_FEATURES[order[i, 0]] if contrib[i, order[i, 0]] > 0 else None)
-    return snapshots.select("transformer_id", "as_of").with_columns(pl.Series("top_factor", first, dtype=pl.Utf8),
-                                                                    pl.Series("factors", texts, dtype=pl.Utf8))
+    return snapshots.select("transformer_id", "as_of").with_columns(
+        pl.Series("top_factor", first, dtype=pl.Utf8), pl.Series("factors", texts, dtype=pl.Utf8)
+    )
 
 
 def maintenance_recommendation(rul_days: float = MAINTENANCE_RUL_DAYS) -> pl.Expr:
     """Text per prediction row: a maintenance recommendation when the remaining useful life is below
     ``rul_days`` (urgent when the 72 h failure probability is at the alert band too), else null."""
     rul_d = pl.col("rul_hours") / 24.0
-    return (pl.when(rul_d < 3).then(pl.format("replace or repair now: remaining life {} h", pl.col("rul_hours").round(0)))
-            .when(rul_d < rul_days).then(pl.format("schedule maintenance within {} days (remaining life estimate)", rul_d.floor().cast(pl.Int64)))
-            .otherwise(pl.lit(None, pl.Utf8)))
+    return (
+        pl.when(rul_d < 3)
+        .then(pl.format("replace or repair now: remaining life {} h", pl.col("rul_hours").round(0)))
+        .when(rul_d < rul_days)
+        .then(pl.format("schedule maintenance within {} days (remaining life estimate)", rul_d.floor().cast(pl.Int64)))
+        .otherwise(pl.lit(None, pl.Utf8))
+    )
 
 
-def failure_holdout_metrics(model: "FailureModel", eval_targets: pl.DataFrame) -> dict:
+def failure_holdout_metrics(model: FailureModel, eval_targets: pl.DataFrame) -> dict:
     """Metrics of ``model`` on held-out in-service :func:`failure_targets` rows.
 
     Brier score of P(failure within the horizon) (the promotion metric), ROC-AUC (None when the
@@ -273,14 +319,19 @@ def failure_holdout_metrics(model: "FailureModel", eval_targets: pl.DataFrame) -
     p = model.predict(eval_targets)["failure_probability_72h"].to_numpy()
     y = eval_targets["fails_within"].to_numpy()
     flag = p >= model.config.thresholds.alert
-    return {"brier": brier_score(p, y), "eval_snapshots": float(len(y)), "eval_positives": float(y.sum()),
-            "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
-            "precision_at_alert": float((flag & y).sum() / flag.sum()) if flag.sum() else 0.0,
-            "recall_at_alert": float((flag & y).sum() / y.sum()) if y.sum() else None}
+    return {
+        "brier": brier_score(p, y),
+        "eval_snapshots": float(len(y)),
+        "eval_positives": float(y.sum()),
+        "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+        "precision_at_alert": float((flag & y).sum() / flag.sum()) if flag.sum() else 0.0,
+        "recall_at_alert": float((flag & y).sum() / y.sum()) if y.sum() else None,
+    }
 
 
-def to_gold_risk(predictions: pl.DataFrame, impact: pl.DataFrame, version: str, tz: str,
-                 factors: pl.DataFrame | None = None) -> pl.DataFrame:
+def to_gold_risk(
+    predictions: pl.DataFrame, impact: pl.DataFrame, version: str, tz: str, factors: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """:meth:`FailureModel.predict` output joined with :func:`outage_impact` (and, if given,
     :func:`contributing_factors`), as ``gold_transformer_risk`` rows with the maintenance recommendation.
 
@@ -295,13 +346,15 @@ def to_gold_risk(predictions: pl.DataFrame, impact: pl.DataFrame, version: str, 
     return out.with_columns(
         pl.col("as_of").dt.convert_time_zone(tz).dt.date().alias("date"),
         pl.col("rul_hours").clip(lower_bound=0.0),
-        pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0),
+        pl.col("customers_downstream").fill_null(0),
+        pl.col("load_downstream_kw").fill_null(0.0),
         pl.lit(version).alias("model_version"),
     ).with_columns(maintenance_recommendation().alias("maintenance"))
 
 
-def outage_impact(ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,
-                  meter_readings: pl.DataFrame | None = None) -> pl.DataFrame:
+def outage_impact(
+    ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame, meter_readings: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Customers and load downstream of each transformer: what a failure would cut off.
 
     ``load_downstream_kw`` is the meters' mean demand over the readings given (pass the last 24 h).
@@ -312,11 +365,15 @@ def outage_impact(ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,
     require_columns(ref_transformers, ("transformer_id",), "ref_transformers")
     orphans = sorted(set(ref_meters["transformer_id"].to_list()) - set(ref_transformers["transformer_id"].to_list()))
     if orphans:
-        raise FeatureInputError(f"ref_meters: {len(orphans)} transformer id(s) not in ref_transformers, e.g. {orphans[:5]}")
+        raise FeatureInputError(
+            f"ref_meters: {len(orphans)} transformer id(s) not in ref_transformers, e.g. {orphans[:5]}"
+        )
     m = ref_meters.select("meter_id", "transformer_id")
     if meter_readings is not None and meter_readings.height:
         require_columns(meter_readings, ("meter_id", "demand_kw"), "meter readings")
-        load = meter_readings.group_by("meter_id").agg(pl.col("demand_kw").cast(pl.Float64).fill_nan(None).mean().alias("_kw"))
+        load = meter_readings.group_by("meter_id").agg(
+            pl.col("demand_kw").cast(pl.Float64).fill_nan(None).mean().alias("_kw")
+        )
         m = m.join(load, on="meter_id", how="left")
     else:
         m = m.with_columns(pl.lit(None, dtype=pl.Float64).alias("_kw"))
@@ -324,13 +381,16 @@ def outage_impact(ref_meters: pl.DataFrame, ref_transformers: pl.DataFrame,
         pl.len().cast(pl.Int64).alias("customers_downstream"),
         pl.col("_kw").fill_null(0.0).clip(lower_bound=0.0).sum().alias("load_downstream_kw"),
     )
-    return ref_transformers.select("transformer_id").join(per, on="transformer_id", how="left").with_columns(
-        pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0)
+    return (
+        ref_transformers.select("transformer_id")
+        .join(per, on="transformer_id", how="left")
+        .with_columns(pl.col("customers_downstream").fill_null(0), pl.col("load_downstream_kw").fill_null(0.0))
     )
 
 
-def evaluate_failure(pred: pl.DataFrame, targets: pl.DataFrame, truth_events: pl.DataFrame,
-                     threshold: float, horizon_h: float = 72.0) -> dict:
+def evaluate_failure(
+    pred: pl.DataFrame, targets: pl.DataFrame, truth_events: pl.DataFrame, threshold: float, horizon_h: float = 72.0
+) -> dict:
     """ROC-AUC, precision/recall at the alert threshold, and warning lead times per failure.
 
     Lead time of a failure = failure start minus the first snapshot in the ``horizon_h`` before it
@@ -338,8 +398,11 @@ def evaluate_failure(pred: pl.DataFrame, targets: pl.DataFrame, truth_events: pl
     """
     from sklearn.metrics import roc_auc_score
 
-    j = pred.join(targets.select("transformer_id", "as_of", "in_service", "fails_within"),
-                  on=["transformer_id", "as_of"], how="inner").filter(pl.col("in_service"))
+    j = pred.join(
+        targets.select("transformer_id", "as_of", "in_service", "fails_within"),
+        on=["transformer_id", "as_of"],
+        how="inner",
+    ).filter(pl.col("in_service"))
     y = j["fails_within"].to_numpy()
     p = j["failure_probability_72h"].to_numpy()
     flag = p >= threshold
@@ -352,7 +415,8 @@ def evaluate_failure(pred: pl.DataFrame, targets: pl.DataFrame, truth_events: pl
     }
     t0, t1 = pred["as_of"].min(), pred["as_of"].max()
     fails = truth_events.filter(
-        (pl.col("event_type") == "transformer_failure") & (pl.col("start_time") > t0 + timedelta(hours=horizon_h))
+        (pl.col("event_type") == "transformer_failure")
+        & (pl.col("start_time") > t0 + timedelta(hours=horizon_h))
         & (pl.col("start_time") <= t1)
     ).select(pl.col("asset_id").alias("transformer_id"), pl.col("start_time").alias("fail"))
     warned = (

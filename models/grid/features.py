@@ -72,7 +72,15 @@ TRANSFORMER_FEATURES: tuple[str, ...] = (
 TRANSFORMER_WINDOW_FEATURES: tuple[str, ...] = ("excess_rise", "v_dev_rolling", "load_change", "utilisation")
 
 METER_INPUT = ("meter_id", "reading_time", "demand_kw", "voltage", "power_factor")
-SCADA_INPUT = ("transformer_id", "sample_time", "load_kva", "top_oil_temp_c", "hot_spot_temp_c", "voltage_v", "frequency_hz")
+SCADA_INPUT = (
+    "transformer_id",
+    "sample_time",
+    "load_kva",
+    "top_oil_temp_c",
+    "hot_spot_temp_c",
+    "voltage_v",
+    "frequency_hz",
+)
 
 
 class FeatureInputError(ValueError):
@@ -116,7 +124,8 @@ def _prepare(df: pl.DataFrame, entity: str, time: str, measures: tuple[str, ...]
         raise FeatureInputError(f"{what}: column {time!r} must be a datetime, got {df.schema[time]}")
     out = df.select(
         pl.col(entity).cast(pl.Utf8).alias("asset_id"),
-        pl.col(time).dt.replace_time_zone("UTC") if df.schema[time].time_zone is None
+        pl.col(time).dt.replace_time_zone("UTC")
+        if df.schema[time].time_zone is None
         else pl.col(time).dt.convert_time_zone("UTC"),
         *[pl.col(m).cast(pl.Float64).fill_nan(None) for m in measures],
     ).rename({time: "time"})
@@ -162,8 +171,9 @@ def meter_features(readings: pl.DataFrame, cfg: FeatureConfig) -> pl.DataFrame:
         roll(v, "mean", sw).alias("_v_mean"),
         roll(imp, "sum", sw, "right").alias("_s_short"),
         roll(imp, "sum", long_plus_short, "right").alias("_s_long"),
-        roll(pl.lit(1.0), "sum", sw, "right").alias("_n_short") if False else
-        roll(imp.is_not_null().cast(pl.Float64), "sum", sw, "right").alias("_n_short"),
+        roll(pl.lit(1.0), "sum", sw, "right").alias("_n_short")
+        if False
+        else roll(imp.is_not_null().cast(pl.Float64), "sum", sw, "right").alias("_n_short"),
         roll(imp.is_not_null().cast(pl.Float64), "sum", long_plus_short, "right").alias("_n_long"),
         roll(pl.col("_zero"), "mean", lw).alias("zero_share_7d"),
         d.rolling_std(cfg.flat_readings, min_samples=2).over(g).alias("_flat_d"),
@@ -204,8 +214,10 @@ def ambient_at(times: pl.Series, weather: pl.DataFrame | None) -> np.ndarray:
         return out
     require_columns(weather, ("observation_time", "temp_air_c"), "weather")
     w = (
-        weather.select(pl.col("observation_time").dt.convert_time_zone("UTC").dt.epoch("us").alias("t"),
-                       pl.col("temp_air_c").cast(pl.Float64).fill_nan(None))
+        weather.select(
+            pl.col("observation_time").dt.convert_time_zone("UTC").dt.epoch("us").alias("t"),
+            pl.col("temp_air_c").cast(pl.Float64).fill_nan(None),
+        )
         .drop_nulls()
         .group_by("t")
         .agg(pl.col("temp_air_c").mean())
@@ -228,9 +240,7 @@ def _ratings(scada_ids: pl.Series, ref_transformers: pl.DataFrame) -> pl.DataFra
     ref = ref_transformers.select(pl.col("transformer_id").alias("asset_id"), pl.col("rating_kva").cast(pl.Float64))
     unknown = sorted(set(scada_ids.unique().to_list()) - set(ref["asset_id"].to_list()))
     if unknown:
-        raise FeatureInputError(
-            f"scada: {len(unknown)} transformer id(s) not in ref_transformers, e.g. {unknown[:5]}"
-        )
+        raise FeatureInputError(f"scada: {len(unknown)} transformer id(s) not in ref_transformers, e.g. {unknown[:5]}")
     bad = ref.filter(~(pl.col("rating_kva") > 0))
     if bad.height:
         raise FeatureInputError(f"ref_transformers: rating_kva must be > 0, got rows {bad.head(5).to_dicts()}")
@@ -250,18 +260,21 @@ def transformer_features(
     df = df.join(_ratings(df["asset_id"], ref_transformers), on="asset_id", how="left")
     df = df.with_columns(pl.Series("_amb", ambient_at(df["time"], weather)).fill_nan(None))
     g = "asset_id"
-    step_min = (
-        df.select((pl.col("time").diff().over(g).dt.total_seconds() / 60.0).median()).item() or 15.0
-    )
+    step_min = df.select((pl.col("time").diff().over(g).dt.total_seconds() / 60.0).median()).item() or 15.0
     alpha = 1.0 - math.exp(-step_min / cfg.tau_top_oil_min)
     k = (pl.col("load_kva") / pl.col("rating_kva")).alias("utilisation")
     r = cfg.loss_ratio
-    ultimate = cfg.top_oil_rise_rated_c * ((k.fill_null(strategy="forward").over(g).fill_null(0.0) ** 2 * r + 1.0)
-                                           / (r + 1.0)) ** cfg.oil_exponent
+    ultimate = (
+        cfg.top_oil_rise_rated_c
+        * ((k.fill_null(strategy="forward").over(g).fill_null(0.0) ** 2 * r + 1.0) / (r + 1.0)) ** cfg.oil_exponent
+    )
     df = df.with_columns(
         k,
         ultimate.ewm_mean(alpha=alpha, adjust=False).over(g).alias("_expected_rise"),
-        pl.col("voltage_v").rolling_mean_by("time", window_size=cfg.short_window, closed="left").over(g).alias("_v_mean"),
+        pl.col("voltage_v")
+        .rolling_mean_by("time", window_size=cfg.short_window, closed="left")
+        .over(g)
+        .alias("_v_mean"),
     )
     nom = cfg.transformer_nominal_v
     rise = pl.col("top_oil_temp_c") - pl.col("_amb")
@@ -300,12 +313,17 @@ def window_matrix(features: pl.DataFrame, columns: tuple[str, ...], window: int,
     out = np.empty((n, window * len(columns)), dtype=np.float32)
     for j, lag in enumerate(range(window - 1, -1, -1)):
         src = np.maximum(idx - lag, start)
-        out[:, j * len(columns):(j + 1) * len(columns)] = x[src]
+        out[:, j * len(columns) : (j + 1) * len(columns)] = x[src]
     return out
 
 
-def anomaly_features(meters: pl.DataFrame, scada: pl.DataFrame, weather: pl.DataFrame | None,
-                     ref_transformers: pl.DataFrame, cfg: FeatureConfig) -> dict[str, pl.DataFrame]:
+def anomaly_features(
+    meters: pl.DataFrame,
+    scada: pl.DataFrame,
+    weather: pl.DataFrame | None,
+    ref_transformers: pl.DataFrame,
+    cfg: FeatureConfig,
+) -> dict[str, pl.DataFrame]:
     """Anomaly features per stream: ``{"meter": meter_features, "transformer": transformer_features}``.
 
     A stream with no rows is left out (there is nothing to train on or score), so callers tell an

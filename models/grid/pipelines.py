@@ -10,9 +10,10 @@ Nothing here touches storage, MLflow or Dagster.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -33,7 +34,9 @@ class Trained:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def labels_known_by(incidents: pl.DataFrame | None, last_day: dt.date, tz: str, types: tuple[str, ...] | None = None) -> pl.DataFrame:
+def labels_known_by(
+    incidents: pl.DataFrame | None, last_day: dt.date, tz: str, types: tuple[str, ...] | None = None
+) -> pl.DataFrame:
     """Confirmed incidents known at the end of local day ``last_day`` (what a nightly run can see)."""
     from contracts import day_bounds_utc
 
@@ -42,8 +45,18 @@ def labels_known_by(incidents: pl.DataFrame | None, last_day: dt.date, tz: str, 
     return incident_events(incidents, known_by=day_bounds_utc(last_day, tz)[1], types=types)
 
 
-def train_anomaly(kind: str, features: pl.DataFrame, events: pl.DataFrame, ref_meters: pl.DataFrame, tz: str,
-                  eval_from: dt.date, end: dt.date, config, feature_config, thresholds) -> Trained:
+def train_anomaly(
+    kind: str,
+    features: pl.DataFrame,
+    events: pl.DataFrame,
+    ref_meters: pl.DataFrame,
+    tz: str,
+    eval_from: dt.date,
+    end: dt.date,
+    config,
+    feature_config,
+    thresholds,
+) -> Trained:
     """Fit one :class:`~models.grid.anomaly.AnomalyEnsemble` on the rows before ``eval_from``.
 
     Semi-supervised when the incidents label enough rows (``min_labelled_rows`` on the calibration
@@ -62,14 +75,27 @@ def train_anomaly(kind: str, features: pl.DataFrame, events: pl.DataFrame, ref_m
     evaluate = partial(anomaly_holdout_metrics, features=features, labels=lab, is_eval=is_eval)
     metrics = evaluate(model)
     bid = backtest_id(kind, eval_from, end, int(metrics["eval_rows"]), int(metrics["eval_positives"]))
-    params = {"kind": kind, "eval_days": f"{eval_from}..{end}", "train_rows": int((~is_eval).sum()),
-              "mode": model.mode, "labelled_events": int(events.height),
-              **dict(config.__dict__), "fit_report": model.fit_report_}
+    params = {
+        "kind": kind,
+        "eval_days": f"{eval_from}..{end}",
+        "train_rows": int((~is_eval).sum()),
+        "mode": model.mode,
+        "labelled_events": int(events.height),
+        **dict(config.__dict__),
+        "fit_report": model.fit_report_,
+    }
     return Trained(model, metrics, bid, "brier", False, lambda m: evaluate(m)["brier"], params)
 
 
-def train_failure(snapshots: pl.DataFrame, events: pl.DataFrame, tz: str, eval_from: dt.date, end: dt.date,
-                  config, anomaly_version: str) -> Trained:
+def train_failure(
+    snapshots: pl.DataFrame,
+    events: pl.DataFrame,
+    tz: str,
+    eval_from: dt.date,
+    end: dt.date,
+    config,
+    anomaly_version: str,
+) -> Trained:
     """Fit the failure/RUL model on recorded failures before ``eval_from``; evaluate on the rest."""
     from models.registry import backtest_id
 
@@ -77,8 +103,10 @@ def train_failure(snapshots: pl.DataFrame, events: pl.DataFrame, tz: str, eval_f
 
     fails = events.filter(pl.col("event_type") == "transformer_failure")
     if fails.height == 0:
-        raise ValueError("failure model: no transformer_failure incident is confirmed in the window: it needs "
-                         "recorded failures to learn from (ingest the incidents source)")
+        raise ValueError(
+            "failure model: no transformer_failure incident is confirmed in the window: it needs "
+            "recorded failures to learn from (ingest the incidents source)"
+        )
     targets = failure_targets(snapshots, fails, config.horizon_h)
     is_eval = targets.select(local_date("as_of", tz) >= eval_from).to_series()
     model = FailureModel(config).fit(targets.filter(~is_eval))
@@ -87,11 +115,17 @@ def train_failure(snapshots: pl.DataFrame, events: pl.DataFrame, tz: str, eval_f
         raise ValueError(f"failure model: no in-service snapshots on the evaluation days {eval_from}..{end}")
     metrics = failure_holdout_metrics(model, ev_t)
     bid = backtest_id("failure", eval_from, end, ev_t.height, int(metrics["eval_positives"]), anomaly_version)
-    params = {"eval_days": f"{eval_from}..{end}", "horizon_h": config.horizon_h, "n_estimators": config.n_estimators,
-              "max_depth": config.max_depth, "learning_rate": config.learning_rate,
-              "train_snapshots": int((~is_eval).sum()), "anomaly_model": anomaly_version,
-              "recorded_failures": int(fails.height),
-              "train_positives": int(targets.filter(~is_eval & pl.col("in_service"))["fails_within"].sum())}
+    params = {
+        "eval_days": f"{eval_from}..{end}",
+        "horizon_h": config.horizon_h,
+        "n_estimators": config.n_estimators,
+        "max_depth": config.max_depth,
+        "learning_rate": config.learning_rate,
+        "train_snapshots": int((~is_eval).sum()),
+        "anomaly_model": anomaly_version,
+        "recorded_failures": int(fails.height),
+        "train_positives": int(targets.filter(~is_eval & pl.col("in_service"))["fails_within"].sum()),
+    }
     return Trained(model, metrics, bid, "brier", False, lambda m: failure_holdout_metrics(m, ev_t)["brier"], params)
 
 
@@ -104,7 +138,9 @@ def segment_quality(model, profiles: pl.DataFrame) -> dict[str, float]:
 
     xs = model.scaler_.transform(_matrix(profiles))
     lab = model.kmeans_.predict(xs)
-    sil = float(silhouette_score(xs, lab, random_state=0, sample_size=min(len(lab), 5000))) if len(set(lab)) > 1 else -1.0
+    sil = (
+        float(silhouette_score(xs, lab, random_state=0, sample_size=min(len(lab), 5000))) if len(set(lab)) > 1 else -1.0
+    )
     return {"silhouette": sil, "segments_used": float(len(set(lab))), "meters": float(len(lab))}
 
 
@@ -116,6 +152,15 @@ def train_segments(profiles: pl.DataFrame, config, start: dt.date, end: dt.date)
 
     model = SegmentModel(config).fit(profiles)
     metrics = segment_quality(model, profiles)
-    bid = backtest_id("segments-unsupervised", start, end, profiles.height, int(np.asarray(profiles["avg_daily_kwh"].sum())))
-    params = {"meters": profiles.height, "segments": model.names_, "n_segments": config.n_segments, "min_days": config.min_days}
-    return Trained(model, metrics, bid, "silhouette", True, lambda m: segment_quality(m, profiles)["silhouette"], params)
+    bid = backtest_id(
+        "segments-unsupervised", start, end, profiles.height, int(np.asarray(profiles["avg_daily_kwh"].sum()))
+    )
+    params = {
+        "meters": profiles.height,
+        "segments": model.names_,
+        "n_segments": config.n_segments,
+        "min_days": config.min_days,
+    }
+    return Trained(
+        model, metrics, bid, "silhouette", True, lambda m: segment_quality(m, profiles)["silhouette"], params
+    )

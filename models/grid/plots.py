@@ -35,7 +35,11 @@ def _png(fig) -> bytes:
 
 def _bands(ax, th: AlertThresholds, vertical: bool = True) -> None:
     line = ax.axvline if vertical else ax.axhline
-    for v, c, name in ((th.monitoring, "gold", "monitoring"), (th.alert, "darkorange", "alert"), (th.critical, "red", "critical")):
+    for v, c, name in (
+        (th.monitoring, "gold", "monitoring"),
+        (th.alert, "darkorange", "alert"),
+        (th.critical, "red", "critical"),
+    ):
         line(v, color=c, linestyle="--", linewidth=1, label=f"{name} {v:g}")
 
 
@@ -68,7 +72,9 @@ def top_risk_png(risk: pl.DataFrame, th: AlertThresholds, title: str, top: int =
         .reverse()
     )
     fig, ax = plt.subplots(figsize=(8, 0.3 * max(worst.height, 4) + 1.2), dpi=90)
-    labels = [f"{t} ({c} cust.)" for t, c in zip(worst["transformer_id"].to_list(), worst["customers_downstream"].to_list())]
+    labels = [
+        f"{t} ({c} cust.)" for t, c in zip(worst["transformer_id"].to_list(), worst["customers_downstream"].to_list())
+    ]
     ax.barh(labels, worst["p"].to_list(), color="tab:red")
     _bands(ax, th)
     ax.set_xlim(0, 1)

@@ -52,8 +52,7 @@ def _day_off(dates: pl.Series, country: str) -> pl.Series:
     return dates.map_elements(lambda d: d.weekday() >= 5 or d in hol, return_dtype=pl.Boolean)
 
 
-def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None,
-                     cfg: SegmentConfig) -> pl.DataFrame:
+def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None, cfg: SegmentConfig) -> pl.DataFrame:
     """One row per meter: normalised profiles ``wd_00..wd_23``, ``we_00..we_23`` and the summary features.
 
     A meter with only working days (or only days off) in its history reuses the profile it has for
@@ -64,8 +63,11 @@ def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None,
         raise FeatureInputError("meter readings: empty frame, no profiles to build")
     local = pl.col("reading_time").dt.convert_time_zone(cfg.timezone)
     r = readings.select(
-        "meter_id", local.dt.date().alias("day"), local.dt.hour().alias("hour"),
-        pl.col("demand_kw").cast(pl.Float64).fill_nan(None), pl.col("consumption_kwh").cast(pl.Float64).fill_nan(None),
+        "meter_id",
+        local.dt.date().alias("day"),
+        local.dt.hour().alias("hour"),
+        pl.col("demand_kw").cast(pl.Float64).fill_nan(None),
+        pl.col("consumption_kwh").cast(pl.Float64).fill_nan(None),
     )
     days = r.select(pl.col("day").unique())
     days = days.with_columns(_day_off(days["day"], cfg.holiday_country).alias("off"))
@@ -75,20 +77,28 @@ def profile_features(readings: pl.DataFrame, ref_meters: pl.DataFrame | None,
         pl.col("consumption_kwh").sum().alias("kwh"),
         pl.col("consumption_kwh").filter(pl.col("hour").is_between(a, b - 1)).sum().alias("peak_kwh"),
     )
-    summ = daily.group_by("meter_id").agg(
-        pl.col("kwh").mean().alias("avg_daily_kwh"),
-        pl.col("peak_kwh").mean().alias("peak_kwh_per_day"),
-        (pl.col("kwh").std() / (pl.col("kwh").mean() + 1e-6)).fill_null(0.0).alias("seasonal_cv"),
-        pl.col("kwh").filter(pl.col("off")).mean().alias("_off"),
-        pl.col("kwh").filter(~pl.col("off")).mean().alias("_on"),
-        pl.len().alias("history_days"),
-    ).with_columns(
-        (pl.col("_off") / (pl.col("_on") + 1e-6)).fill_null(1.0).fill_nan(1.0).alias("weekend_ratio")
-    ).drop("_off", "_on")
+    summ = (
+        daily.group_by("meter_id")
+        .agg(
+            pl.col("kwh").mean().alias("avg_daily_kwh"),
+            pl.col("peak_kwh").mean().alias("peak_kwh_per_day"),
+            (pl.col("kwh").std() / (pl.col("kwh").mean() + 1e-6)).fill_null(0.0).alias("seasonal_cv"),
+            pl.col("kwh").filter(pl.col("off")).mean().alias("_off"),
+            pl.col("kwh").filter(~pl.col("off")).mean().alias("_on"),
+            pl.len().alias("history_days"),
+        )
+        .with_columns((pl.col("_off") / (pl.col("_on") + 1e-6)).fill_null(1.0).fill_nan(1.0).alias("weekend_ratio"))
+        .drop("_off", "_on")
+    )
     prof = (
-        r.group_by("meter_id", "off", "hour").agg(pl.col("demand_kw").mean())
-        .with_columns((pl.when(pl.col("off")).then(pl.lit("we_")).otherwise(pl.lit("wd_"))
-                       + pl.col("hour").cast(pl.Utf8).str.zfill(2)).alias("col"))
+        r.group_by("meter_id", "off", "hour")
+        .agg(pl.col("demand_kw").mean())
+        .with_columns(
+            (
+                pl.when(pl.col("off")).then(pl.lit("we_")).otherwise(pl.lit("wd_"))
+                + pl.col("hour").cast(pl.Utf8).str.zfill(2)
+            ).alias("col")
+        )
         .pivot(on="col", index="meter_id", values="demand_kw")
     )
     wd = [f"wd_{h:02d}" for h in range(PROFILE_HOURS)]
@@ -121,14 +131,17 @@ def _matrix(pf: pl.DataFrame) -> np.ndarray:
     wd = [f"wd_{h:02d}" for h in range(PROFILE_HOURS)]
     we = [f"we_{h:02d}" for h in range(PROFILE_HOURS)]
     ph = pf["peak_hour"].to_numpy().astype(float) * 2 * math.pi / 24
-    extra = np.column_stack([
-        np.log1p(np.clip(pf["avg_daily_kwh"].to_numpy(), 0, None)),
-        np.sin(ph), np.cos(ph),
-        np.clip(pf["weekend_ratio"].to_numpy(), 0, 5),
-        np.clip(pf["seasonal_cv"].to_numpy(), 0, 5),
-        pf["has_pv"].cast(pl.Float64).to_numpy(),
-        pf["has_ev"].cast(pl.Float64).to_numpy(),
-    ])
+    extra = np.column_stack(
+        [
+            np.log1p(np.clip(pf["avg_daily_kwh"].to_numpy(), 0, None)),
+            np.sin(ph),
+            np.cos(ph),
+            np.clip(pf["weekend_ratio"].to_numpy(), 0, 5),
+            np.clip(pf["seasonal_cv"].to_numpy(), 0, 5),
+            pf["has_pv"].cast(pl.Float64).to_numpy(),
+            pf["has_ev"].cast(pl.Float64).to_numpy(),
+        ]
+    )
     return np.column_stack([pf.select(wd + we).to_numpy(), extra]).astype(np.float64)
 
 
@@ -143,7 +156,7 @@ class SegmentModel:
     #: unsupervised fit: the descriptors each cluster was named from
     descriptors_: dict[int, dict[str, float]] = field(default_factory=dict)
 
-    def fit(self, profiles: pl.DataFrame, panel: pl.DataFrame | None = None) -> "SegmentModel":
+    def fit(self, profiles: pl.DataFrame, panel: pl.DataFrame | None = None) -> SegmentModel:
         """Cluster ``profiles`` (from :func:`profile_features`). Without ``panel``: k-means on the
         profiles alone, each cluster named from its interpretable descriptors (:func:`name_clusters`).
         With ``panel`` (meter_id, segment: a labelled subset of the same meters): seeded and named from
@@ -155,10 +168,14 @@ class SegmentModel:
         if panel is None:
             return self._fit_unsupervised(profiles)
         require_columns(panel, ("meter_id", "segment"), "segment panel")
-        lab = profiles.select("meter_id").join(panel.select("meter_id", "segment"), on="meter_id", how="left")["segment"]
+        lab = profiles.select("meter_id").join(panel.select("meter_id", "segment"), on="meter_id", how="left")[
+            "segment"
+        ]
         self.names_ = sorted(set(lab.drop_nulls().to_list()))
         if len(self.names_) < 2:
-            raise ValueError(f"segment panel: need at least 2 named segments among the profiled meters, got {self.names_}")
+            raise ValueError(
+                f"segment panel: need at least 2 named segments among the profiled meters, got {self.names_}"
+            )
         x = _matrix(profiles)
         self.scaler_ = StandardScaler().fit(x)
         xs = self.scaler_.transform(x)
@@ -172,7 +189,7 @@ class SegmentModel:
         self.cluster_name_ = {int(r): self.names_[c] for r, c in zip(rows, cols)}
         return self
 
-    def _fit_unsupervised(self, profiles: pl.DataFrame) -> "SegmentModel":
+    def _fit_unsupervised(self, profiles: pl.DataFrame) -> SegmentModel:
         from sklearn.cluster import KMeans
         from sklearn.preprocessing import StandardScaler
 
@@ -181,7 +198,9 @@ class SegmentModel:
             raise ValueError(f"segments: {profiles.height} profiled meters cannot make {k} clusters (n_segments)")
         x = _matrix(profiles)
         self.scaler_ = StandardScaler().fit(x)
-        self.kmeans_ = KMeans(n_clusters=k, n_init=self.config.n_init, random_state=self.config.seed).fit(self.scaler_.transform(x))
+        self.kmeans_ = KMeans(n_clusters=k, n_init=self.config.n_init, random_state=self.config.seed).fit(
+            self.scaler_.transform(x)
+        )
         self.descriptors_ = cluster_descriptors(profiles, self.kmeans_.labels_)
         self.cluster_name_ = name_clusters(self.descriptors_)
         self.names_ = sorted(self.cluster_name_.values())
@@ -195,8 +214,16 @@ class SegmentModel:
         d = self.kmeans_.transform(xs)
         k = d.argmin(axis=1)
         return profiles.select(
-            "meter_id", "customer_id", "history_days", "avg_daily_kwh", "peak_kwh_per_day", "peak_hour",
-            "weekend_ratio", "seasonal_cv", "has_pv", "has_ev",
+            "meter_id",
+            "customer_id",
+            "history_days",
+            "avg_daily_kwh",
+            "peak_kwh_per_day",
+            "peak_hour",
+            "weekend_ratio",
+            "seasonal_cv",
+            "has_pv",
+            "has_ev",
         ).with_columns(
             pl.Series("segment", [self.cluster_name_[int(i)] for i in k], dtype=pl.Utf8),
             pl.Series("distance", d[np.arange(len(k)), k]),
@@ -206,9 +233,21 @@ class SegmentModel:
 
 
 #: interpretable descriptors a cluster is named from (means over its members)
-DESCRIPTORS = ("peak_hour", "night_share", "morning_share", "midday_share", "evening_share", "late_share",
-               "weekend_ratio", "weekend_shape_change", "peak_to_mean", "pv_share", "ev_share", "seasonal_cv",
-               "avg_daily_kwh")
+DESCRIPTORS = (
+    "peak_hour",
+    "night_share",
+    "morning_share",
+    "midday_share",
+    "evening_share",
+    "late_share",
+    "weekend_ratio",
+    "weekend_shape_change",
+    "peak_to_mean",
+    "pv_share",
+    "ev_share",
+    "seasonal_cv",
+    "avg_daily_kwh",
+)
 
 
 def meter_descriptors(profiles: pl.DataFrame) -> pl.DataFrame:
@@ -224,8 +263,10 @@ def meter_descriptors(profiles: pl.DataFrame) -> pl.DataFrame:
     nwd, nwe = wd / tot, we / (we.sum(axis=1, keepdims=True) + 1e-9)
     return profiles.select("meter_id").with_columns(
         pl.Series("peak_hour", wd.argmax(axis=1).astype(np.float64)),
-        pl.Series("night_share", share(0, 6)), pl.Series("morning_share", share(6, 10)),
-        pl.Series("midday_share", share(10, 16)), pl.Series("evening_share", share(16, 22)),
+        pl.Series("night_share", share(0, 6)),
+        pl.Series("morning_share", share(6, 10)),
+        pl.Series("midday_share", share(10, 16)),
+        pl.Series("evening_share", share(16, 22)),
         pl.Series("late_share", share(22, 24)),
         pl.Series("weekend_ratio", np.clip(profiles["weekend_ratio"].to_numpy(), 0, 5)),
         pl.Series("weekend_shape_change", np.abs(nwd - nwe).sum(axis=1)),
@@ -242,12 +283,18 @@ def cluster_descriptors(profiles: pl.DataFrame, labels: np.ndarray) -> dict[int,
     d = meter_descriptors(profiles).with_columns(pl.Series("_c", np.asarray(labels, dtype=np.int64)))
     ang = d["peak_hour"].to_numpy() * 2 * math.pi / 24
     d = d.with_columns(pl.Series("_s", np.sin(ang)), pl.Series("_co", np.cos(ang)))
-    agg = d.group_by("_c").agg([pl.col(c).mean() for c in DESCRIPTORS if c != "peak_hour"] + [pl.col("_s").mean(), pl.col("_co").mean(), pl.len().alias("members")])
+    agg = d.group_by("_c").agg(
+        [pl.col(c).mean() for c in DESCRIPTORS if c != "peak_hour"]
+        + [pl.col("_s").mean(), pl.col("_co").mean(), pl.len().alias("members")]
+    )
     out = {}
     for r in agg.iter_rows(named=True):
         ph = (math.atan2(r["_s"], r["_co"]) * 24 / (2 * math.pi)) % 24
-        out[int(r["_c"])] = {"peak_hour": round(ph, 2), **{c: float(r[c]) for c in DESCRIPTORS if c != "peak_hour"},
-                             "members": int(r["members"])}
+        out[int(r["_c"])] = {
+            "peak_hour": round(ph, 2),
+            **{c: float(r[c]) for c in DESCRIPTORS if c != "peak_hour"},
+            "members": int(r["members"]),
+        }
     return out
 
 
@@ -303,8 +350,11 @@ def segment_holdout_metrics(model: SegmentModel, profiles: pl.DataFrame, eval_pa
     from sklearn.metrics import adjusted_rand_score
 
     j = model.predict(profiles).join(eval_panel, on="meter_id", suffix="_true")
-    return {"name_accuracy": float((j["segment"] == j["segment_true"]).mean()),
-            "ari": float(adjusted_rand_score(j["segment_true"], j["segment"])), "eval_meters": float(j.height)}
+    return {
+        "name_accuracy": float((j["segment"] == j["segment_true"]).mean()),
+        "ari": float(adjusted_rand_score(j["segment_true"], j["segment"])),
+        "eval_meters": float(j.height),
+    }
 
 
 def segment_distribution(segments: pl.DataFrame) -> dict[str, int]:

@@ -11,8 +11,14 @@ import os
 from pathlib import Path
 
 
-def log_run(experiment: str, run_name: str, params: dict, metrics: dict[str, float],
-            artifacts: dict[str, Path] | None = None, tracking_uri: str | None = None) -> str:
+def log_run(
+    experiment: str,
+    run_name: str,
+    params: dict,
+    metrics: dict[str, float],
+    artifacts: dict[str, Path] | None = None,
+    tracking_uri: str | None = None,
+) -> str:
     """Log one run (params, numeric metrics, files) and return its run id.
 
     ``tracking_uri`` defaults to ``$MLFLOW_TRACKING_URI``, else a local ``./mlruns`` file store.

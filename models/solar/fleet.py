@@ -9,7 +9,7 @@ summed median (the other extreme). Both are documented bounds, not a fitted copu
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -40,13 +40,24 @@ def fleet_power(systems: list[PVSystem], weather: pd.DataFrame) -> pd.DataFrame:
     return obs
 
 
-def fleet_clearsky(systems: list[PVSystem], index: pd.DatetimeIndex, temp_air_c: np.ndarray | pd.Series) -> pd.DataFrame:
+def fleet_clearsky(
+    systems: list[PVSystem], index: pd.DatetimeIndex, temp_air_c: np.ndarray | pd.Series
+) -> pd.DataFrame:
     """Sun position (``zenith``, ``azimuth``) and the fleet's summed clear-sky power
     (``clearsky_ac_kw``) for future hours ``index`` -- deterministic, what
     ``SolarXGBForecaster.predict`` needs of the target hours. ``temp_air_c`` (one per hour; NaN
     counts as 20 C) sets the cell temperature; the wind is taken as 1 m/s."""
     temp = pd.Series(np.asarray(temp_air_c, float)).fillna(20.0).to_numpy()
-    weather = pd.DataFrame({"observation_time": index, "ghi_wm2": 0.0, "dni_wm2": 0.0, "dhi_wm2": 0.0, "temp_air_c": temp, "wind_speed_ms": 1.0})
+    weather = pd.DataFrame(
+        {
+            "observation_time": index,
+            "ghi_wm2": 0.0,
+            "dni_wm2": 0.0,
+            "dhi_wm2": 0.0,
+            "temp_air_c": temp,
+            "wind_speed_ms": 1.0,
+        }
+    )
     return fleet_power(systems, weather)[["zenith", "azimuth", "clearsky_ac_kw"]]
 
 
@@ -54,7 +65,9 @@ def system_total(forecasts: pl.DataFrame, n_feeders: int) -> pl.DataFrame:
     """Feeder forecasts (period_start, horizon_h, p10, p50, p90, model) summed to one system
     forecast, quantile by quantile (comonotone: errs wide, as :func:`aggregate_fleet`). Only
     hours that all ``n_feeders`` forecast are kept; ``model`` is one feeder's."""
-    agg = forecasts.group_by("period_start", "horizon_h").agg(pl.col("p10", "p50", "p90").sum(), pl.col("model").first(), pl.len().alias("_n"))
+    agg = forecasts.group_by("period_start", "horizon_h").agg(
+        pl.col("p10", "p50", "p90").sum(), pl.col("model").first(), pl.len().alias("_n")
+    )
     return agg.filter(pl.col("_n") == n_feeders).drop("_n").sort("period_start")
 
 
@@ -95,11 +108,15 @@ def aggregate_fleet(
             pl.len().alias("n_systems"),
             pl.col("capacity_kw").sum(),
         )
-        agg = agg.with_columns((pl.col("p50") - pl.col("lo")).clip(0).alias("p10"), (pl.col("p50") + pl.col("hi")).alias("p90"))
+        agg = agg.with_columns(
+            (pl.col("p50") - pl.col("lo")).clip(0).alias("p10"), (pl.col("p50") + pl.col("hi")).alias("p90")
+        )
     else:
         agg = df.group_by(keys).agg(
-            pl.col("p10").sum(), pl.col("p50").sum(), pl.col("p90").sum(), pl.len().alias("n_systems"), pl.col("capacity_kw").sum()
+            pl.col("p10").sum(),
+            pl.col("p50").sum(),
+            pl.col("p90").sum(),
+            pl.len().alias("n_systems"),
+            pl.col("capacity_kw").sum(),
         )
-    return agg.select(
-        pl.lit(level).alias("level"), *keys, "p10", "p50", "p90", "n_systems", "capacity_kw"
-    ).sort(keys)
+    return agg.select(pl.lit(level).alias("level"), *keys, "p10", "p50", "p90", "n_systems", "capacity_kw").sort(keys)

@@ -102,7 +102,12 @@ def _nwp_features(d: pd.DataFrame, obs: pd.DataFrame, nwp: pd.DataFrame, h: int,
     from models.forecast.weather_inputs import asof_issue
 
     known = pd.Series(obs.index + pd.Timedelta(hours=1))
-    rq = pd.DataFrame({"origin": pd.concat([known, known]), "valid_at": np.concatenate([obs.index + pd.Timedelta(hours=h), obs.index])})
+    rq = pd.DataFrame(
+        {
+            "origin": pd.concat([known, known]),
+            "valid_at": np.concatenate([obs.index + pd.Timedelta(hours=h), obs.index]),
+        }
+    )
     a = asof_issue(nwp, rq, ["ghi_wm2", "temp_air_c"])
     n = len(obs)
     cs_t = obs["clearsky_ghi_wm2"].shift(-h).to_numpy(float)
@@ -206,7 +211,7 @@ class SolarXGBForecaster:
         extra = [c for c in ("temp_air_c", "wind_speed_ms", "cloud_cover", *NWP_FEATURES) if c in d.columns]
         return list(self.FEATURES) + extra
 
-    def fit(self, obs: pd.DataFrame, nwp: pd.DataFrame | None = None) -> "SolarXGBForecaster":
+    def fit(self, obs: pd.DataFrame, nwp: pd.DataFrame | None = None) -> SolarXGBForecaster:
         """Train on every (origin, lead) pair whose target lies inside ``obs`` and is daylight;
         with ``nwp`` (weather forecast issues) the forecast-weather features join (then
         ``predict_design`` needs a design built with the issues too)."""
@@ -276,7 +281,9 @@ class SolarXGBForecaster:
         """(n, 3) quantiles in kW; zero where the sun is down at the target, capped at clear sky x 1.5."""
         missing = [c for c in getattr(self, "_columns", []) if c not in d.columns]
         if missing:
-            raise ValueError(f"solar forecast: design lacks feature(s) {missing} the model was fitted with (forecast weather?)")
+            raise ValueError(
+                f"solar forecast: design lacks feature(s) {missing} the model was fitted with (forecast weather?)"
+            )
         rel = self._relative_quantiles(d)
         widen = getattr(self, "widen_", None)  # absent in models pickled before calibration
         if widen:
@@ -293,7 +300,9 @@ class SolarXGBForecaster:
         q[cs <= 0] = 0.0
         return np.sort(q, axis=1)
 
-    def predict(self, obs: pd.DataFrame, clearsky_future: pd.DataFrame, nwp: pd.DataFrame | None = None) -> pl.DataFrame:
+    def predict(
+        self, obs: pd.DataFrame, clearsky_future: pd.DataFrame, nwp: pd.DataFrame | None = None
+    ) -> pl.DataFrame:
         """Forecast from the last row of ``obs``; ``clearsky_future`` holds the next hours'
         ``clearsky_ac_kw``, ``zenith``, ``azimuth`` (deterministic, from pvlib), and
         ``clearsky_ghi_wm2`` when ``nwp`` (weather forecast issues) is given."""
@@ -330,10 +339,14 @@ def regular_weather(weather: pl.DataFrame) -> pd.DataFrame:
     grid = pd.date_range(w["observation_time"].min(), w["observation_time"].max(), freq="1h")
     missing = grid.difference(pd.DatetimeIndex(w["observation_time"]))
     if len(missing):
-        raise ValueError(f"silver_weather lacks {len(missing)} hour(s) in the window, first {missing[0]}: PV features need every hour")
+        raise ValueError(
+            f"silver_weather lacks {len(missing)} hour(s) in the window, first {missing[0]}: PV features need every hour"
+        )
     for c in ("ghi_wm2", "dni_wm2", "dhi_wm2"):
         if w[c].isna().any():
-            raise ValueError(f"silver_weather column {c!r} is empty at {w.loc[w[c].isna(), 'observation_time'].iloc[0]}")
+            raise ValueError(
+                f"silver_weather column {c!r} is empty at {w.loc[w[c].isna(), 'observation_time'].iloc[0]}"
+            )
     return w.sort_values("observation_time").reset_index(drop=True)
 
 
@@ -341,7 +354,9 @@ def _utc_us(times) -> pl.Series:
     return pl.Series(pd.DatetimeIndex(times).as_unit("us")).cast(pl.Datetime("us", "UTC"))
 
 
-def solar_backtest(make, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp) -> tuple[pl.DataFrame, pl.DataFrame]:
+def solar_backtest(
+    make, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Hold-out backtest: ``make()`` (e.g. a :class:`SolarXGBForecaster`) is fitted on the hours
     of ``obs`` before ``cutoff`` and forecasts from every hourly origin at or after it whose
     targets lie in the data; only daylight targets (clear-sky power > 0) are scored.

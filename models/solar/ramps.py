@@ -19,7 +19,9 @@ def detect_ramps(power: pd.Series, threshold: float, window: pd.Timedelta) -> pl
     if threshold <= 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
     if power.isna().any():
-        raise ValueError(f"power has {int(power.isna().sum())} missing value(s), first at {power.index[power.isna()][0]}")
+        raise ValueError(
+            f"power has {int(power.isna().sum())} missing value(s), first at {power.index[power.isna()][0]}"
+        )
     step = power.index[1] - power.index[0]
     k = int(pd.Timedelta(window) / step)
     if k < 1:
@@ -93,9 +95,15 @@ def forecast_ramps(fc: pl.DataFrame, threshold_kw_per_15min: float) -> pl.DataFr
         if ev.height:
             out.append(
                 ev.select(
-                    pl.lit(level).alias("level"), pl.lit(entity).alias("entity_id"), pl.lit(g["issued_at"][0]).alias("issued_at"),
-                    "start", "end", "direction", pl.col("change").alias("change_kw"),
-                    (pl.col("max_rate_per_h") / 4.0).alias("max_rate_kw_per_15min"), "duration_h",
+                    pl.lit(level).alias("level"),
+                    pl.lit(entity).alias("entity_id"),
+                    pl.lit(g["issued_at"][0]).alias("issued_at"),
+                    "start",
+                    "end",
+                    "direction",
+                    pl.col("change").alias("change_kw"),
+                    (pl.col("max_rate_per_h") / 4.0).alias("max_rate_kw_per_15min"),
+                    "duration_h",
                 )  # fmt: skip
             )
     schema = {"level": pl.Utf8, "entity_id": pl.Utf8, "issued_at": pl.Datetime("us", "UTC"), "start": pl.Datetime("us", "UTC"),

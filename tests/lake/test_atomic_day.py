@@ -17,13 +17,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from contracts import DEFAULT_TIMEZONE, SOURCES, TABLES
 from lake import manifest
 from lake.bronze import read_records
 from lake.catalog import query, refresh_catalog
 from lake.delta import Lake
 from lake.ingest import ingest_partitions
 from lake.landing import LocalLanding
-from contracts import DEFAULT_TIMEZONE, SOURCES, TABLES
 
 SRC = SOURCES["meter_readings"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,9 @@ ingest_partitions(zone, lake, src, days, lake.read("ref_meters", columns=["meter
 
 
 def _rows(day: dt.date, meters: list[str], hours: range, kwh: float) -> list[str]:
-    return [f"{m},{day} {h:02d}:00:00,{kwh + i / 100:.2f},1.5,231.0,4.3,0.95" for i, m in enumerate(meters) for h in hours]
+    return [
+        f"{m},{day} {h:02d}:00:00,{kwh + i / 100:.2f},1.5,231.0,4.3,0.95" for i, m in enumerate(meters) for h in hours
+    ]
 
 
 def _put(zone: LocalLanding, day: dt.date, name: str, lines: list[str], when: int) -> None:
@@ -58,7 +60,14 @@ def _put(zone: LocalLanding, day: dt.date, name: str, lines: list[str], when: in
 def landing_state(zone: LocalLanding, meters: list[str], state: str) -> None:
     """State "a": days 1-2 land; state "b": a correction file for day 2 and a new day 3 land too."""
     ok = meters[:6]
-    _put(zone, D1, "a.csv", _rows(D1, ok, range(8, 12), 0.4) + [f"{ok[0]},{D1} 13:00:00,abc,1,231,4,0.9", f"NOPE,{D1} 13:00:00,1,1,231,4,0.9"], 1)
+    _put(
+        zone,
+        D1,
+        "a.csv",
+        _rows(D1, ok, range(8, 12), 0.4)
+        + [f"{ok[0]},{D1} 13:00:00,abc,1,231,4,0.9", f"NOPE,{D1} 13:00:00,1,1,231,4,0.9"],
+        1,
+    )
     _put(zone, D2, "a.csv", _rows(D2, ok, range(8, 12), 0.5) + [f"{ok[1]},{D2} 13:00:00,0.3,1,999,4,0.9"], 2)
     if state == "b":
         # day 2 again: a correction of two readings (duplicates of a.csv, the later copy wins) and new hours
@@ -84,8 +93,14 @@ def run_child(lake: Lake, zone: LocalLanding, days: list[dt.date], kill_at: str 
     env = {k: v for k, v in os.environ.items() if k != manifest.KILL_ENV}
     if kill_at:
         env[manifest.KILL_ENV] = kill_at
-    proc = subprocess.run([sys.executable, "-c", CHILD, lake.root, str(zone.root), ",".join(map(str, days))],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, lake.root, str(zone.root), ",".join(map(str, days))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode in (0, -9), proc.stderr[-3000:]
     return proc.returncode
 
@@ -136,7 +151,10 @@ def test_clean_runs_publish_every_day_and_reconcile(clean):
     for role in manifest.ROLES:  # the versions named are the table's commits of that day
         assert latest[f"{role}_version"] <= lake.delta(SRC.day_tables[role]).version()
     # the correction changed day 2 between the runs: 2 duplicates, 12 more readings
-    assert (clean["before"]["manifest"]["silver_rows"].to_list(), clean["after"]["manifest"]["silver_rows"].to_list()) == ([24, 24], [24, 36, 12])
+    assert (
+        clean["before"]["manifest"]["silver_rows"].to_list(),
+        clean["after"]["manifest"]["silver_rows"].to_list(),
+    ) == ([24, 24], [24, 36, 12])
     assert clean["after"]["manifest"]["duplicate_rows"].to_list() == [0, 2, 0]
     results = manifest.verify(lake)
     assert [r["ok"] for r in results] == [True, True, True] and all(r["difference"] == 0 for r in results)
@@ -148,7 +166,9 @@ KILLS = [(p, D2) for p in manifest.KILL_POINTS] + [("after_silver", D3), ("befor
 
 
 @pytest.mark.parametrize("point,day", KILLS, ids=[f"{p}@{d.day}" for p, d in KILLS])
-def test_a_kill_anywhere_leaves_readers_on_the_last_publication_and_a_rerun_gives_the_clean_tables(clean, tmp_path, point, day):
+def test_a_kill_anywhere_leaves_readers_on_the_last_publication_and_a_rerun_gives_the_clean_tables(
+    clean, tmp_path, point, day
+):
     lake, zone = new_lake(tmp_path, clean["ref"], "killed")
     assert run_child(lake, zone, [D2, D3], f"{point}@{day}") == -9
 
@@ -165,7 +185,9 @@ def test_a_kill_anywhere_leaves_readers_on_the_last_publication_and_a_rerun_give
     expect = clean["after"] if published_new else clean["before"]
     gold_input = lake.read(TABLES["silver_meter_readings"], D2).drop("ingested_at", strict=False)
     assert gold_input.height == expect["silver"].filter(pl.col("date") == D2).height
-    assert read_records(lake, SRC, D2).height == expect["manifest"].filter(pl.col("date") == D2)["bronze_records"].item()
+    assert (
+        read_records(lake, SRC, D2).height == expect["manifest"].filter(pl.col("date") == D2)["bronze_records"].item()
+    )
     # the reconciles check, outside Dagster, passes on what is published
     assert all(r["ok"] for r in manifest.verify(lake))
     # the DuckDB catalog shows the publication too
@@ -186,9 +208,15 @@ def test_a_kill_anywhere_leaves_readers_on_the_last_publication_and_a_rerun_give
 
 def test_a_lake_without_a_manifest_is_read_as_it_stands(tmp_path):
     lake = Lake(tmp_path / "lake")
-    row = {c: None for c in SRC.silver.column_names} | {
-        "date": D1, "meter_id": "M1", "reading_time": dt.datetime(2026, 11, 3, 12, tzinfo=dt.timezone.utc),
-        "consumption_kwh": 0.5, "demand_kw": 1.0, "quality_flag": "ok", "source_file": "f.csv", "source_row": 1,
+    row = dict.fromkeys(SRC.silver.column_names) | {
+        "date": D1,
+        "meter_id": "M1",
+        "reading_time": dt.datetime(2026, 11, 3, 12, tzinfo=dt.timezone.utc),
+        "consumption_kwh": 0.5,
+        "demand_kw": 1.0,
+        "quality_flag": "ok",
+        "source_file": "f.csv",
+        "source_row": 1,
     }
     lake.write_partition(SRC.silver, pl.DataFrame([row], schema=SRC.silver.polars_schema()), D1)
     assert lake.read(SRC.silver, D1).height == 1
@@ -219,10 +247,15 @@ def test_on_s3_a_rewritten_day_reads_as_published_in_polars_and_duckdb(moto_s3, 
     assert lake.read(SRC.silver, D2, published=False).height == 3
     assert lake.read(SRC.silver, D2).sort("meter_id", "reading_time").equals(published.sort("meter_id", "reading_time"))
     p = manifest.plan(lake, SRC.silver)
-    assert p.travel == ((manifest.published(lake, SRC).filter(pl.col("date") == D2)["silver_version"].item(), D2),) and p.exclude == (D2,)
+    assert p.travel == (
+        (manifest.published(lake, SRC).filter(pl.col("date") == D2)["silver_version"].item(), D2),
+    ) and p.exclude == (D2,)
     cat = tmp_path / "s3.duckdb"
     refresh_catalog(lake, cat, [SRC.silver])
-    assert query(cat, "SELECT date, count(*) AS n FROM silver_meter_readings GROUP BY 1 ORDER BY 1").rows() == [(D1, 24), (D2, 24)]
+    assert query(cat, "SELECT date, count(*) AS n FROM silver_meter_readings GROUP BY 1 ORDER BY 1").rows() == [
+        (D1, 24),
+        (D2, 24),
+    ]
 
 
 def test_reconcile_outside_dagster_names_a_published_day_that_does_not_reconcile(clean, tmp_path):
@@ -233,7 +266,10 @@ def test_reconcile_outside_dagster_names_a_published_day_that_does_not_reconcile
     # someone publishes day 2 with a silver partition that lost rows (the counts claim otherwise)
     pub = manifest.published(lake, SRC).filter(pl.col("date") == D2).row(0, named=True)
     w = lake.write_partition(SRC.silver, lake.read(SRC.silver, D2).head(20), D2)
-    writes = {r: w if r == "silver" else lake.write_partition(SRC.day_tables[r], lake.read(SRC.day_tables[r], D2), D2) for r in manifest.ROLES}
+    writes = {
+        r: w if r == "silver" else lake.write_partition(SRC.day_tables[r], lake.read(SRC.day_tables[r], D2), D2)
+        for r in manifest.ROLES
+    }
     manifest.publish(lake, SRC, D2, writes, pub, "tamper")
     bad = [r for r in manifest.verify(lake) if not r["ok"]]
     assert [(r["date"], r["difference"], r["manifest_mismatch"]) for r in bad] == [

@@ -16,15 +16,17 @@ import duckdb
 import polars as pl
 import pytest
 
-from lake import bi
 from contracts import DEFAULT_TIMEZONE, SOURCES, TABLES
+from lake import bi
 
 REPO = Path(__file__).resolve().parents[2]
 DAYS = [dt.date(2026, 10, 31), dt.date(2026, 11, 1)]
 
 
 def test_committed_doc_is_current():
-    assert (REPO / "docs" / "BI.md").read_text(encoding="utf-8") == bi.render_markdown(), "docs/BI.md is stale: run `python -m lake.bi docs/BI.md`"
+    assert (REPO / "docs" / "BI.md").read_text(encoding="utf-8") == bi.render_markdown(), (
+        "docs/BI.md is stale: run `python -m lake.bi docs/BI.md`"
+    )
     assert bi.main(["--check", str(REPO / "docs" / "BI.md")]) == 0
 
 
@@ -35,8 +37,14 @@ def test_doc_lists_every_table_and_column_with_its_meaning():
         for c in t.columns:
             assert f"| `{c.name}` |" in text
     # meanings, types, bounds and allowed values come from the declarations
-    assert "| `voltage` | DOUBLE | yes | RMS voltage (V), nominal 230; empty when there is no supply | range [200, 260] |" in text
-    assert "| `status` | VARCHAR | no | normal \\| monitoring \\| alert \\| critical | one of `normal`, `monitoring`, `alert`, `critical` |" in text
+    assert (
+        "| `voltage` | DOUBLE | yes | RMS voltage (V), nominal 230; empty when there is no supply | range [200, 260] |"
+        in text
+    )
+    assert (
+        "| `status` | VARCHAR | no | normal \\| monitoring \\| alert \\| critical | one of `normal`, `monitoring`, `alert`, `critical` |"
+        in text
+    )
     assert "| `reading_time` | TIMESTAMP WITH TIME ZONE | no |" in text
     assert {d.name for d in bi.DASHBOARDS} == {"grid_overview", "transformer_health", "power_quality", "forecast_vs_actual",
                                                "anomaly_tracker", "segment_distribution", "alert_log"}  # fmt: skip
@@ -62,17 +70,23 @@ def catalog(tmp_path_factory, small_sim):
     zone, lake = LocalLanding(root / "landing"), Lake(root / "lake")
     write_landing_reference(small_sim, zone)
     for n in ("ref_meters", "ref_transformers", "ref_weather_stations"):
-        lake.write_partition(TABLES[n], TABLES[n].conform(pl.read_parquet(zone.local_path(f"reference/{n}.parquet"))), None)
+        lake.write_partition(
+            TABLES[n], TABLES[n].conform(pl.read_parquet(zone.local_path(f"reference/{n}.parquet"))), None
+        )
     meters, tx = lake.read("ref_meters"), lake.read("ref_transformers")
     for d in DAYS:
         write_landing_day(small_sim, d, zone, formats="parquet", sources=("meter_readings", "scada"))
         for s in ("meter_readings", "scada"):
             src = SOURCES[s]
-            ingest_partition(zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity], tz=DEFAULT_TIMEZONE)
+            ingest_partition(
+                zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity], tz=DEFAULT_TIMEZONE
+            )
         hourly = gold.load_hourly(lake.read("silver_meter_readings", d), meters, tx, d)
         lake.write_partition(TABLES["gold_load_hourly"], hourly, d)
         lake.write_partition(TABLES["gold_load_daily"], gold.load_daily(hourly, d, DEFAULT_TIMEZONE), d)
-        health = gold.grid_health_daily(lake.read("silver_meter_readings", d), lake.read("silver_scada", d), meters, tx, d)
+        health = gold.grid_health_daily(
+            lake.read("silver_meter_readings", d), lake.read("silver_scada", d), meters, tx, d
+        )
         lake.write_partition(TABLES["gold_grid_health_daily"], health, d)
     path = root / "gridlake.duckdb"
     info = refresh_catalog(lake, path)
@@ -113,8 +127,14 @@ def test_every_dashboard_query_runs_on_the_catalog(catalog, tmp_path):
     feeders = meters["feeder_id"].n_unique()
     assert ov.height == len(DAYS) * feeders
     assert ov["energy_mwh"].sum() == pytest.approx(silver["consumption_kwh"].sum() / 1000, abs=1e-3 * ov.height)
-    per_day = silver.join(meters.select("meter_id", "feeder_id"), on="meter_id").group_by("date", "feeder_id").agg(pl.col("meter_id").n_unique().alias("n"))
-    got = ov.select("date", "feeder_id", pl.col("meters_reporting").cast(pl.UInt32).alias("n")).sort("date", "feeder_id")
+    per_day = (
+        silver.join(meters.select("meter_id", "feeder_id"), on="meter_id")
+        .group_by("date", "feeder_id")
+        .agg(pl.col("meter_id").n_unique().alias("n"))
+    )
+    got = ov.select("date", "feeder_id", pl.col("meters_reporting").cast(pl.UInt32).alias("n")).sort(
+        "date", "feeder_id"
+    )
     assert got.equals(per_day.sort("date", "feeder_id"))
     assert ov["pct_voltage_outside_210_250"].null_count() == 0
 

@@ -8,9 +8,9 @@ import io
 
 import polars as pl
 
+from contracts import DEFAULT_TIMEZONE, SOURCES
 from lake.bronze import read_records
 from lake.ingest import ingest_partition
-from contracts import DEFAULT_TIMEZONE, SOURCES
 
 SRC = SOURCES["meter_readings"]
 DAY = dt.date(2026, 11, 2)
@@ -21,13 +21,34 @@ def test_bronze_records_cover_every_received_record_with_its_address(lake_and_la
     lake, zone = lake_and_landing
     ids = lake.read("ref_meters", columns=["meter_id"])["meter_id"]
     m1, m2 = ids[0], ids[1]
-    csv = "\n".join([HEADER, f"{m1},2026-11-02 01:00:00,0.5,1.0,231.0,4.3,0.95", f"{m1},2026-11-02 01:30:00,0.5", f"{m2},2026-11-02 02:00:00,0.7,1.4,999,6.0,0.9", ""])
+    csv = "\n".join(
+        [
+            HEADER,
+            f"{m1},2026-11-02 01:00:00,0.5,1.0,231.0,4.3,0.95",
+            f"{m1},2026-11-02 01:30:00,0.5",
+            f"{m2},2026-11-02 02:00:00,0.7,1.4,999,6.0,0.9",
+            "",
+        ]
+    )
     zone.put_bytes(f"meter_readings/{DAY}/a.csv", csv.encode())
-    pq = pl.DataFrame({"meter_id": [m2], "reading_time": [dt.datetime(2026, 11, 2, 12, tzinfo=dt.timezone.utc)], "consumption_kwh": [0.25], "demand_kw": [0.5], "voltage": [230.0], "current_amps": [2.0], "power_factor": [0.97]})
+    pq = pl.DataFrame(
+        {
+            "meter_id": [m2],
+            "reading_time": [dt.datetime(2026, 11, 2, 12, tzinfo=dt.timezone.utc)],
+            "consumption_kwh": [0.25],
+            "demand_kw": [0.5],
+            "voltage": [230.0],
+            "current_amps": [2.0],
+            "power_factor": [0.97],
+        }
+    )
     buf = io.BytesIO()
     pq.write_parquet(buf)
     zone.put_bytes(f"meter_readings/{DAY}/b.parquet", buf.getvalue())
-    zone.put_bytes(f"meter_readings/{DAY}/c.jsonl", f'{{"meter_id": "{m1}", "reading_time": "2026-11-02 01:00:00", "consumption_kwh": 0.6, "demand_kw": 1.2, "voltage": 230, "current_amps": 5, "power_factor": 0.9}}\n'.encode())
+    zone.put_bytes(
+        f"meter_readings/{DAY}/c.jsonl",
+        f'{{"meter_id": "{m1}", "reading_time": "2026-11-02 01:00:00", "consumption_kwh": 0.6, "demand_kw": 1.2, "voltage": 230, "current_amps": 5, "power_factor": 0.9}}\n'.encode(),
+    )
     zone.put_bytes(f"meter_readings/{DAY}/d.csv", (HEADER + "\n").encode())  # empty file: no records
 
     res = ingest_partition(zone, lake, SRC, DAY, ids, tz=DEFAULT_TIMEZONE)

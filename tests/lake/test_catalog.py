@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from contracts import TABLES, Table
 from lake.catalog import (
     CatalogLockedError,
     check_name,
@@ -25,7 +26,6 @@ from lake.catalog import (
     sql_literal_uri,
 )
 from lake.delta import Lake
-from contracts import TABLES, Table
 
 SILVER = TABLES["silver_meter_readings"]
 REF = TABLES["ref_meters"]
@@ -40,10 +40,21 @@ def ref_frame() -> pl.DataFrame:
     for i, m in enumerate(METERS):
         rows.append(
             {
-                "meter_id": m, "customer_id": f"C{i}", "transformer_id": f"T{i // 2}", "feeder_id": FEEDER[m],
-                "substation_id": "S1", "tariff": "residential", "latitude": 36.0, "longitude": -79.9,
-                "has_pv": i % 2 == 0, "pv_kw_dc": 5.0 if i % 2 == 0 else 0.0, "pv_tilt_deg": 25.0,
-                "pv_azimuth_deg": 180.0, "has_ev": False, "has_battery": False, "dr_opt_in": True,
+                "meter_id": m,
+                "customer_id": f"C{i}",
+                "transformer_id": f"T{i // 2}",
+                "feeder_id": FEEDER[m],
+                "substation_id": "S1",
+                "tariff": "residential",
+                "latitude": 36.0,
+                "longitude": -79.9,
+                "has_pv": i % 2 == 0,
+                "pv_kw_dc": 5.0 if i % 2 == 0 else 0.0,
+                "pv_tilt_deg": 25.0,
+                "pv_azimuth_deg": 180.0,
+                "has_ev": False,
+                "has_battery": False,
+                "dr_opt_in": True,
                 "interval_minutes": 15,
             }
         )
@@ -57,10 +68,17 @@ def silver_frame(day: dt.date, n_slots: int) -> pl.DataFrame:
         for s in range(n_slots):
             rows.append(
                 {
-                    "date": day, "meter_id": m, "reading_time": start + dt.timedelta(minutes=15 * s),
-                    "consumption_kwh": 0.1 * (i + 1), "demand_kw": 0.4 * (i + 1), "voltage": 230.0,
-                    "current_amps": 1.5, "power_factor": 0.97, "quality_flag": "ok",
-                    "source_file": f"meter_readings/{day}/a.csv", "source_row": len(rows) + 1,
+                    "date": day,
+                    "meter_id": m,
+                    "reading_time": start + dt.timedelta(minutes=15 * s),
+                    "consumption_kwh": 0.1 * (i + 1),
+                    "demand_kw": 0.4 * (i + 1),
+                    "voltage": 230.0,
+                    "current_amps": 1.5,
+                    "power_factor": 0.97,
+                    "quality_flag": "ok",
+                    "source_file": f"meter_readings/{day}/a.csv",
+                    "source_row": len(rows) + 1,
                 }
             )
     return pl.DataFrame(rows, schema=SILVER.polars_schema())
@@ -69,8 +87,19 @@ def silver_frame(day: dt.date, n_slots: int) -> pl.DataFrame:
 def gold_frame(day: dt.date) -> pl.DataFrame:
     start = dt.datetime.combine(day, dt.time(5), tzinfo=dt.timezone.utc)
     rows = [
-        {"date": day, "level": "feeder", "entity_id": f, "period_start": start, "energy_kwh": 10.0, "mean_kw": 0.4,
-         "peak_kw": 1.2, "n_readings": 96, "n_flagged": 0, "rating_kva": None, "loading_pct_max": None}
+        {
+            "date": day,
+            "level": "feeder",
+            "entity_id": f,
+            "period_start": start,
+            "energy_kwh": 10.0,
+            "mean_kw": 0.4,
+            "peak_kw": 1.2,
+            "n_readings": 96,
+            "n_flagged": 0,
+            "rating_kva": None,
+            "loading_pct_max": None,
+        }
         for f in ("F1", "F2")
     ]
     return pl.DataFrame(rows, schema=GOLD.polars_schema())
@@ -92,7 +121,9 @@ def catalog(tmp_path):
 
 
 def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 # ----------------------------------------------------------------------------- views and queries
@@ -182,7 +213,9 @@ def test_table_removed_from_lake_loses_its_view(lake, catalog):
     with connect(catalog, read_only=True) as con:
         with pytest.raises(duckdb.CatalogException):
             con.execute("SELECT * FROM gold_load_daily")
-        avail = con.execute("SELECT DISTINCT view_available FROM catalog_tables WHERE table_name = 'gold_load_daily'").fetchall()
+        avail = con.execute(
+            "SELECT DISTINCT view_available FROM catalog_tables WHERE table_name = 'gold_load_daily'"
+        ).fetchall()
     assert avail == [(False,)]
 
 
@@ -200,7 +233,9 @@ def test_subset_refresh_keeps_other_views(lake, catalog):
 
 def test_catalog_tables_describes_the_declarations(lake, catalog):
     refresh_catalog(lake, catalog)
-    got = query(catalog, "SELECT * FROM catalog_tables WHERE table_name = 'silver_meter_readings' ORDER BY column_position")
+    got = query(
+        catalog, "SELECT * FROM catalog_tables WHERE table_name = 'silver_meter_readings' ORDER BY column_position"
+    )
     assert got["column_name"].to_list() == SILVER.column_names
     assert got["description"].to_list() == [c.description for c in SILVER.columns]
     assert set(got.filter(pl.col("is_key"))["column_name"]) == set(SILVER.key)
@@ -210,7 +245,11 @@ def test_catalog_tables_describes_the_declarations(lake, catalog):
     assert got.filter(pl.col("column_name") == "quality_flag")["allowed_values"][0] == "ok, warning, anomaly"
     # declared types agree with what DuckDB reads from the Delta table
     with connect(catalog, read_only=True) as con:
-        actual = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'silver_meter_readings'").fetchall())
+        actual = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'silver_meter_readings'"
+            ).fetchall()
+        )
     assert actual == dict(zip(got["column_name"], got["column_type"]))
 
 
@@ -218,7 +257,7 @@ def test_catalog_tables_describes_the_declarations(lake, catalog):
 
 
 def test_hostile_table_name_is_refused_before_anything_is_written(lake, catalog):
-    evil = Table("gold_x\"; DROP VIEW ref_meters; --", "gold", GOLD.columns)
+    evil = Table('gold_x"; DROP VIEW ref_meters; --', "gold", GOLD.columns)
     with pytest.raises(ValueError, match="refusing table name"):
         refresh_catalog(lake, catalog, [REF, evil])
     assert not catalog.exists()
@@ -231,7 +270,15 @@ def test_hostile_uri_is_refused(tmp_path, catalog):
     evil_lake = Lake(tmp_path / "it's;here")
     with pytest.raises(ValueError, match="forbidden character"):
         refresh_catalog(evil_lake, catalog, [REF])
-    for uri in ("/tmp/a\nb", "/tmp/a'b", "/tmp/a;b", "relative/path", "http://host/x", "s3://Bad_Bucket/x", "/tmp/a\\b"):
+    for uri in (
+        "/tmp/a\nb",
+        "/tmp/a'b",
+        "/tmp/a;b",
+        "relative/path",
+        "http://host/x",
+        "s3://Bad_Bucket/x",
+        "/tmp/a\\b",
+    ):
         with pytest.raises(ValueError, match="refusing table URI"):
             sql_literal_uri(uri)
     assert sql_literal_uri("s3://gridlake-lake/prod/silver_scada") == "'s3://gridlake-lake/prod/silver_scada'"
@@ -250,18 +297,27 @@ def test_one_catalog_per_lake(lake, catalog, tmp_path):
 def test_refresh_succeeds_while_a_reader_holds_the_file(lake, catalog):
     refresh_catalog(lake, catalog, [REF])
     reader = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys
             con = duckdb.connect({str(catalog)!r}, read_only=True)
             print(con.execute("SELECT count(*) FROM ref_meters").fetchone()[0], flush=True)
             sys.stdin.readline()  # hold the connection until the test says so
             print(con.execute("SELECT count(*) FROM ref_meters").fetchone()[0], flush=True)
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first = reader.stdout.readline().strip()
-        assert first == "6", f"reader did not start: {first!r} {reader.stderr.read() if reader.poll() is not None else ''}"
+        assert first == "6", (
+            f"reader did not start: {first!r} {reader.stderr.read() if reader.poll() is not None else ''}"
+        )
         res = refresh_catalog(lake, catalog)  # would fail with a lock error if done in place
         assert "silver_meter_readings" in res["views"]
         assert query(catalog, "SELECT count(*) AS n FROM silver_meter_readings")["n"][0] == 72
@@ -277,17 +333,26 @@ def test_refresh_succeeds_while_a_reader_holds_the_file(lake, catalog):
 def test_a_writer_elsewhere_gives_a_clear_lock_error(lake, catalog):
     refresh_catalog(lake, catalog, [REF])
     writer = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys
             con = duckdb.connect({str(catalog)!r})
             print("open", flush=True)
             sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first = writer.stdout.readline().strip()
-        assert first == "open", f"writer did not start: {first!r} {writer.stderr.read() if writer.poll() is not None else ''}"
+        assert first == "open", (
+            f"writer did not start: {first!r} {writer.stderr.read() if writer.poll() is not None else ''}"
+        )
         with pytest.raises(CatalogLockedError, match=r"gridlake\.duckdb cannot be opened read-only"):
             refresh_catalog(lake, catalog, [REF])
         with pytest.raises(CatalogLockedError, match="read-write"):
@@ -317,10 +382,15 @@ def test_s3_lake_views_use_a_temporary_secret(moto_s3, tmp_path):
     catalog = tmp_path / "s3.duckdb"
     res = refresh_catalog(lake, catalog, [REF, SILVER, GOLD])
     assert res["views"] == ["ref_meters", "silver_meter_readings"] and res["skipped"] == ["gold_load_daily"]
-    got = query(catalog, "SELECT r.feeder_id, count(*) AS n FROM silver_meter_readings JOIN ref_meters r USING (meter_id) GROUP BY 1 ORDER BY 1")
+    got = query(
+        catalog,
+        "SELECT r.feeder_id, count(*) AS n FROM silver_meter_readings JOIN ref_meters r USING (meter_id) GROUP BY 1 ORDER BY 1",
+    )
     assert got.rows() == [("F1", 32), ("F2", 16)]
     with connect(catalog, read_only=True) as con:
-        assert con.execute("SELECT persistent FROM duckdb_secrets() WHERE name = 'gridlake_s3'").fetchall() == [(False,)]
+        assert con.execute("SELECT persistent FROM duckdb_secrets() WHERE name = 'gridlake_s3'").fetchall() == [
+            (False,)
+        ]
     secret = __import__("os").environ["AWS_SECRET_ACCESS_KEY"].encode()
     assert secret not in catalog.read_bytes()
 

@@ -26,7 +26,9 @@ def _frame(day: dt.date, writer: int, rnd: int) -> pl.DataFrame:
         if c.name == TABLE.partition_by[0]:
             cols[c.name] = pl.Series([day] * ROWS, dtype=c.dtype)
         elif c.dtype == pl.Utf8:
-            cols[c.name] = pl.Series([f"w{writer}-r{rnd}-{i:03d}" if c.name == "entity_id" else "meter" for i in range(ROWS)])
+            cols[c.name] = pl.Series(
+                [f"w{writer}-r{rnd}-{i:03d}" if c.name == "entity_id" else "meter" for i in range(ROWS)]
+            )
         elif c.dtype.is_numeric():
             cols[c.name] = pl.Series([rnd] * ROWS).cast(c.dtype)
         elif isinstance(c.dtype, pl.Datetime):

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from lake.delta import Lake
 from contracts import SOURCES
+from lake.delta import Lake
 
 BRONZE = SOURCES["meter_readings"].bronze
 D0 = dt.date(2026, 2, 1)
@@ -23,7 +23,7 @@ def _index(day: dt.date, n: int) -> pl.DataFrame:
             "archive_path": [f"/x/{day}/f{i}.csv" for i in range(n)],
             "source_format": ["csv"] * n,
             "bytes": [100] * n,
-            "records": [i for i in range(n)],
+            "records": list(range(n)),
             "problem": [None] * n,
             "detail": [None] * n,
             "ingested_at": [dt.datetime(2026, 2, 2, tzinfo=dt.timezone.utc)] * n,
@@ -70,9 +70,16 @@ def _streamed_partition_write_checks(lake: Lake) -> None:
     assert (w.version, w.rows) == (before + 1, 8) and lake.delta(BRONZE).version() == w.version
     assert lake.commit_partitions(BRONZE, w.version) == {D0 + dt.timedelta(days=1)}
     got = lake.read(BRONZE, published=False)
-    assert got.filter(pl.col("date") == D0).height == 2 and got.filter(pl.col("date") == D0 + dt.timedelta(days=1)).height == 8
-    assert sorted(got.filter(pl.col("date") == D0 + dt.timedelta(days=1))["records"].to_list()) == sorted([0, 1, 2, 0, 1, 2, 3, 4])
-    assert got.filter(pl.col("date") == D0 + dt.timedelta(days=1)).drop("records").unique().height == 5  # the pieces' rows, as sent
+    assert (
+        got.filter(pl.col("date") == D0).height == 2
+        and got.filter(pl.col("date") == D0 + dt.timedelta(days=1)).height == 8
+    )
+    assert sorted(got.filter(pl.col("date") == D0 + dt.timedelta(days=1))["records"].to_list()) == sorted(
+        [0, 1, 2, 0, 1, 2, 3, 4]
+    )
+    assert (
+        got.filter(pl.col("date") == D0 + dt.timedelta(days=1)).drop("records").unique().height == 5
+    )  # the pieces' rows, as sent
     try:
         lake.write_partition(BRONZE, [_index(D0, 1)], D0 + dt.timedelta(days=1))
     except ValueError as e:

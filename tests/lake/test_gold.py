@@ -7,8 +7,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from lake import gold
 from contracts import TABLES
+from lake import gold
 
 UTC = dt.timezone.utc
 
@@ -16,14 +16,23 @@ UTC = dt.timezone.utc
 def _silver(rows):
     return pl.DataFrame(
         rows,
-        schema={"meter_id": pl.Utf8, "reading_time": pl.Datetime("us", "UTC"), "consumption_kwh": pl.Float64, "demand_kw": pl.Float64, "voltage": pl.Float64, "quality_flag": pl.Utf8},
+        schema={
+            "meter_id": pl.Utf8,
+            "reading_time": pl.Datetime("us", "UTC"),
+            "consumption_kwh": pl.Float64,
+            "demand_kw": pl.Float64,
+            "voltage": pl.Float64,
+            "quality_flag": pl.Utf8,
+        },
         orient="row",
     )
 
 
 @pytest.fixture()
 def topo():
-    meters = pl.DataFrame({"meter_id": ["A", "B", "C"], "transformer_id": ["T1", "T1", "T2"], "feeder_id": ["F1", "F1", "F1"]})
+    meters = pl.DataFrame(
+        {"meter_id": ["A", "B", "C"], "transformer_id": ["T1", "T1", "T2"], "feeder_id": ["F1", "F1", "F1"]}
+    )
     transformers = pl.DataFrame({"transformer_id": ["T1", "T2"], "feeder_id": ["F1", "F1"], "rating_kva": [10.0, 50.0]})
     return meters, transformers
 
@@ -56,8 +65,14 @@ def test_daily_and_monthly_agree_with_hourly_and_dst_days_have_their_hours(topo)
     tz = "America/New_York"
     out_daily = []
     for day in (dt.date(2026, 3, 7), dt.date(2026, 3, 8), dt.date(2026, 11, 1)):
-        start = pl.select(pl.lit(dt.datetime(day.year, day.month, day.day)).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")).item()
-        end = pl.select(pl.lit(dt.datetime.combine(day + dt.timedelta(days=1), dt.time())).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")).item()
+        start = pl.select(
+            pl.lit(dt.datetime(day.year, day.month, day.day)).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")
+        ).item()
+        end = pl.select(
+            pl.lit(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()))
+            .dt.replace_time_zone(tz)
+            .dt.convert_time_zone("UTC")
+        ).item()
         n = int((end - start).total_seconds() // 1800)
         rows = [("A", start + dt.timedelta(minutes=30 * i), 0.5, 1.0, 230.0, "ok") for i in range(n)]
         hourly = gold.load_hourly(_silver(rows), meters, transformers, day)
@@ -70,7 +85,9 @@ def test_daily_and_monthly_agree_with_hourly_and_dst_days_have_their_hours(topo)
         assert a["mean_kw"] == pytest.approx(1.0)  # 0.5 kWh per half hour, whatever the day length
         assert a["period_start"] == start
         out_daily.append(daily)
-    monthly = gold.load_monthly(pl.concat(out_daily).filter(pl.col("date") < dt.date(2026, 4, 1)), dt.date(2026, 3, 1), tz)
+    monthly = gold.load_monthly(
+        pl.concat(out_daily).filter(pl.col("date") < dt.date(2026, 4, 1)), dt.date(2026, 3, 1), tz
+    )
     TABLES["gold_load_monthly"].conform(monthly)
     a = monthly.filter(pl.col("entity_id") == "A").row(0, named=True)
     assert a["days"] == 2 and a["energy_kwh"] == pytest.approx((24 + 23) * 1.0)
@@ -80,8 +97,16 @@ def test_daily_and_monthly_agree_with_hourly_and_dst_days_have_their_hours(topo)
 def test_grid_health_flags_overloaded_transformers_and_voltage_spread(topo):
     meters, transformers = topo
     t0 = dt.datetime(2026, 7, 1, 16, tzinfo=UTC)
-    silver = _silver([("A", t0, 1.0, 2.0, 205.0, "warning"), ("B", t0, 1.0, 2.0, 230.0, "ok"), ("C", t0, 9.0, 18.0, 251.0, "anomaly")])
-    scada = pl.DataFrame({"transformer_id": ["T1", "T1", "T2"], "load_kva": [6.0, 11.0, 20.0], "hot_spot_temp_c": [70.0, 95.0, 60.0]})
+    silver = _silver(
+        [
+            ("A", t0, 1.0, 2.0, 205.0, "warning"),
+            ("B", t0, 1.0, 2.0, 230.0, "ok"),
+            ("C", t0, 9.0, 18.0, 251.0, "anomaly"),
+        ]
+    )
+    scada = pl.DataFrame(
+        {"transformer_id": ["T1", "T1", "T2"], "load_kva": [6.0, 11.0, 20.0], "hot_spot_temp_c": [70.0, 95.0, 60.0]}
+    )
     gh = gold.grid_health_daily(silver, scada, meters, transformers, dt.date(2026, 7, 1))
     TABLES["gold_grid_health_daily"].conform(gh)
     r = gh.row(0, named=True)

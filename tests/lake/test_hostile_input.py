@@ -13,8 +13,8 @@ import time
 import polars as pl
 import pytest
 
-from lake.ingest import build_partition, ingest_partition, ingest_partitions, reconcile_from_tables
 from contracts import DEFAULT_TIMEZONE, SOURCES
+from lake.ingest import build_partition, ingest_partition, ingest_partitions, reconcile_from_tables
 from lake.waiver import waive_file
 
 SRC = SOURCES["meter_readings"]
@@ -66,7 +66,13 @@ def test_every_decodable_encoding_and_compression_is_read_and_named(env):
         "bom": _put(zone, "bom.csv", b"\xef\xbb\xbf" + text("01").encode()),
         "utf16": _put(zone, "utf16.csv", text("02").encode("utf-16")),  # with its BOM
         "gz": _put(zone, "zipped.csv.gz", gzip.compress(text("04").encode())),
-        "jsonl_gz": _put(zone, "zipped.jsonl.gz", gzip.compress((json.dumps(dict(zip(COLS, [m1, "2026-11-02T05:00:00-05:00", 0.5, 1.0, 231, 4, 0.9]))) + "\n").encode())),
+        "jsonl_gz": _put(
+            zone,
+            "zipped.jsonl.gz",
+            gzip.compress(
+                (json.dumps(dict(zip(COLS, [m1, "2026-11-02T05:00:00-05:00", 0.5, 1.0, 231, 4, 0.9]))) + "\n").encode()
+            ),
+        ),
         "cr": _put(zone, "cr.csv", text("06").replace("\n", "\r").encode()),
     }
     # Latin-1 bytes in a field nobody validates (an extra 'site' column): the file is still read, in cp1252
@@ -102,9 +108,14 @@ def test_an_unreadable_file_is_counted_blocks_the_day_and_a_waiver_releases_it(e
     assert "unknown file extension" in un[xlsx]["detail"]
     assert counts["estimated_unread_records"] >= un[broken_gz]["estimated_records"]
     markers = q.filter(pl.col("source_row") == 0)
-    assert sorted(markers["source_file"]) == sorted([broken_gz, broken_pq, xlsx]) and set(markers["reason_code"]) == {"unreadable_file"}
+    assert sorted(markers["source_file"]) == sorted([broken_gz, broken_pq, xlsx]) and set(markers["reason_code"]) == {
+        "unreadable_file"
+    }
     # the day is written but held out of the manifest: no reader sees it, and it never reconciles as published
-    assert res.held == {broken_gz: "unreadable_file", broken_pq: "unreadable_file", xlsx: "unreadable_file"} and res.published == {}
+    assert (
+        res.held == {broken_gz: "unreadable_file", broken_pq: "unreadable_file", xlsx: "unreadable_file"}
+        and res.published == {}
+    )
     assert lake.read(SRC.silver, DAY).height == 0 and lake.read(SRC.bronze, DAY).height == 0
     assert reconcile_from_tables(lake, SRC, DAY)["bronze_records"] == 0
 
@@ -121,16 +132,27 @@ def test_an_unreadable_file_is_counted_blocks_the_day_and_a_waiver_releases_it(e
     audit = json.loads(zone.get_bytes(f"rejected/{xlsx}.waiver.json"))
     assert audit["by"] == "bob" and audit["bytes"] == len(b"PK\x03\x04 a spreadsheet") and len(audit["sha256"]) == 64
     assert res.silver_rows == 11 and sorted(set(silver["source_file"])) == sorted([good, fixed])
-    assert res.held == {} and res.published["silver_rows"] == 11 and lake.read(SRC.silver, DAY).height == 11  # published now
+    assert (
+        res.held == {} and res.published["silver_rows"] == 11 and lake.read(SRC.silver, DAY).height == 11
+    )  # published now
 
 
 def test_two_header_names_for_one_column_quarantine_the_file_per_row(env):
     lake, zone, m1, _ = env
-    key = _put(zone, "two_times.csv", ("timestamp," + HEADER + "\n" + "2026-11-02 09:00:00," + _row(m1, "2026-11-02 10:00:00") + "\n").encode())
+    key = _put(
+        zone,
+        "two_times.csv",
+        ("timestamp," + HEADER + "\n" + "2026-11-02 09:00:00," + _row(m1, "2026-11-02 10:00:00") + "\n").encode(),
+    )
     res, silver, q, _ = _ingest(lake, zone)
     assert silver.height == 0 and q.height == 1
     r = q.row(0, named=True)
-    assert (r["reason_code"], r["field"], r["source_file"], r["source_row"]) == ("duplicate_column", "reading_time", key, 1)
+    assert (r["reason_code"], r["field"], r["source_file"], r["source_row"]) == (
+        "duplicate_column",
+        "reading_time",
+        key,
+        1,
+    )
     assert "timestamp" in r["detail"] and json.loads(r["raw_record"])["timestamp"] == "2026-11-02 09:00:00"
 
 
@@ -140,8 +162,14 @@ def test_stray_names_are_skipped_or_block_visibly_and_the_range_goes_on(env):
     day2 = DAY + dt.timedelta(days=1)
     ok1 = _put(zone, "ok.csv", ("\n".join([HEADER, _row(m1, "2026-11-02 08:00:00")]) + "\n").encode())
     ok2 = _put(zone, "ok.csv", ("\n".join([HEADER, _row(m1, "2026-11-03 08:00:00")]) + "\n").encode(), day=day2)
-    junk = [_put_raw(zone, ".DS_Store", b"\x00\x00\x00\x01Bud1"), _put_raw(zone, "._ok.csv", b"\x00\x05\x16\x07 AppleDouble")]
-    unsafe = [_put_raw(zone, n, ("\n".join([HEADER, _row(m2, "2026-11-02 09:00:00")]) + "\n").encode()) for n in ("meter export.csv", "zähler.csv", "a;rm -rf.csv")]
+    junk = [
+        _put_raw(zone, ".DS_Store", b"\x00\x00\x00\x01Bud1"),
+        _put_raw(zone, "._ok.csv", b"\x00\x05\x16\x07 AppleDouble"),
+    ]
+    unsafe = [
+        _put_raw(zone, n, ("\n".join([HEADER, _row(m2, "2026-11-02 09:00:00")]) + "\n").encode())
+        for n in ("meter export.csv", "zähler.csv", "a;rm -rf.csv")
+    ]
     results = ingest_partitions(zone, lake, SRC, [DAY, day2], _ids(lake), tz=DEFAULT_TIMEZONE)
     assert [r.silver_rows for r in results] == [1, 1]  # both days ingested, the stray names did not stop the range
     assert lake.read(SRC.silver, day2)["source_file"].to_list() == [ok2]
@@ -155,10 +183,17 @@ def test_stray_names_are_skipped_or_block_visibly_and_the_range_goes_on(env):
     for k in unsafe:
         assert problems[k][0] == "unsafe_name" and repr(k) in problems[k][1] and "rename" in problems[k][1]
     counts = reconcile_from_tables(lake, SRC, DAY, published=False)
-    assert counts["difference"] == 0 and set(counts["unreadable_files"]) == set(unsafe) and set(counts["skipped_files"]) == set(junk)
+    assert (
+        counts["difference"] == 0
+        and set(counts["unreadable_files"]) == set(unsafe)
+        and set(counts["skipped_files"]) == set(junk)
+    )
     bronze = lake.read(SRC.bronze, DAY, published=False)
     assert set(bronze["source_file"]) == {ok1, *junk, *unsafe}
-    assert set(bronze.filter(pl.col("archive_path") == "")["source_file"]) == {*junk, *unsafe}  # never opened nor copied
+    assert set(bronze.filter(pl.col("archive_path") == "")["source_file"]) == {
+        *junk,
+        *unsafe,
+    }  # never opened nor copied
 
 
 # ------------------------------------------------------------------ class 3: non-finite numbers
@@ -169,7 +204,10 @@ def test_non_finite_numbers_are_out_of_range_rows_for_every_measure_of_every_sou
     ent = _ids(lake, src)[0]
     day = DAY
     cols = src.raw_columns
-    good = {m.name: (m.min if m.min is not None else 0.0) + 0.5 if m.max is None or (m.min or 0) + 0.5 <= m.max else m.min for m in src.measures}
+    good = {
+        m.name: (m.min if m.min is not None else 0.0) + 0.5 if m.max is None or (m.min or 0) + 0.5 <= m.max else m.min
+        for m in src.measures
+    }
     bad_values = ["NaN", "inf", "-inf", "Infinity", "1e999"]
     lines, jl, expect = [",".join(cols)], [], {}
     row = 0
@@ -186,7 +224,10 @@ def test_non_finite_numbers_are_out_of_range_rows_for_every_measure_of_every_sou
         rec = {src.entity: ent, src.time: f"2026-11-02T12:{i:02d}:00-05:00", **good}
         line = json.dumps(rec).replace(f'"{m.name}": {json.dumps(good[m.name])}', f'"{m.name}": {lit}')
         jl.append(line)
-        expect[("jsonl", i + 1)] = (m.name, {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity", "1e999": "Infinity"}[lit])
+        expect[("jsonl", i + 1)] = (
+            m.name,
+            {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity", "1e999": "Infinity"}[lit],
+        )
     k_json = _put(zone, "nonfinite.jsonl", ("\n".join(jl) + "\n").encode(), source=source)
     res, silver, q, _ = _ingest(lake, zone, day, src)
     assert silver.height == 0 and q.height == len(expect)
@@ -202,11 +243,16 @@ def test_non_finite_numbers_are_out_of_range_rows_for_every_measure_of_every_sou
 def test_csv_dialects_quoted_and_cased_headers_bom_delimiters_and_decimal_comma(env):
     lake, zone, m1, m2 = env
     quoted = ",".join(f'"{c}"' for c in COLS)
-    cased = HEADER.replace("meter_id", "Meter_ID").replace("reading_time", " Reading_Time ").replace("voltage", "VOLTAGE")
+    cased = (
+        HEADER.replace("meter_id", "Meter_ID").replace("reading_time", " Reading_Time ").replace("voltage", "VOLTAGE")
+    )
     files = {
         "quoted.csv": f"{quoted}\n{_row(m1, '2026-11-02 01:00:00')}\n",
         "cased.csv": f"{cased}\n{_row(m1, '2026-11-02 02:00:00')}\n",
-        "semicolon.csv": ";".join(COLS) + "\n" + _row(m1, "2026-11-02 03:00:00", kwh="0,25", kw="-1,5", v="231,4", pf="0,97", sep=";") + "\n",
+        "semicolon.csv": ";".join(COLS)
+        + "\n"
+        + _row(m1, "2026-11-02 03:00:00", kwh="0,25", kw="-1,5", v="231,4", pf="0,97", sep=";")
+        + "\n",
         "tab.csv": "\t".join(COLS) + "\n" + _row(m1, "2026-11-02 04:00:00", kwh="0,75", sep="\t") + "\n",
         "pipe.csv": "|".join(COLS) + "\n" + _row(m1, "2026-11-02 05:00:00", sep="|") + "\n",
         "bom_quoted.csv": "\ufeff" + quoted + "\n" + _row(m2, "2026-11-02 06:00:00") + "\n",
@@ -216,7 +262,12 @@ def test_csv_dialects_quoted_and_cased_headers_bom_delimiters_and_decimal_comma(
     res, silver, q, _ = _ingest(lake, zone)
     assert q.height == 0 and res.silver_rows == 6, [(f.key, f.problem, f.detail) for f in res.files]
     semi = silver.filter(pl.col("source_file").str.ends_with("semicolon.csv")).row(0, named=True)
-    assert (semi["consumption_kwh"], semi["demand_kw"], semi["voltage"], semi["power_factor"]) == (0.25, -1.5, 231.4, 0.97)
+    assert (semi["consumption_kwh"], semi["demand_kw"], semi["voltage"], semi["power_factor"]) == (
+        0.25,
+        -1.5,
+        231.4,
+        0.97,
+    )
     assert silver.filter(pl.col("source_file").str.ends_with("tab.csv"))["consumption_kwh"].to_list() == [0.75]
 
 
@@ -225,7 +276,13 @@ def test_a_thousands_comma_is_not_read_as_a_decimal_in_a_comma_file(env):
     key = _put(zone, "q.csv", (HEADER + "\n" + f'{m1},2026-11-02 01:00:00,"1,5",1.0,231,4.3,0.95' + "\n").encode())
     res, silver, q, _ = _ingest(lake, zone)
     r = q.row(0, named=True)
-    assert (r["reason_code"], r["field"], r["value"], r["source_file"], r["source_row"]) == ("wrong_type", "consumption_kwh", "1,5", key, 1)
+    assert (r["reason_code"], r["field"], r["value"], r["source_file"], r["source_row"]) == (
+        "wrong_type",
+        "consumption_kwh",
+        "1,5",
+        key,
+        1,
+    )
 
 
 # ------------------------------------------------------------------ class 5: ISO timestamps
@@ -243,7 +300,12 @@ def test_rfc3339_and_iso_timestamps_are_parsed_and_bad_offsets_or_years_are_out_
         "2026-11-02T05:19-05:00": "10:19:00.000",
         "2026-11-02T10:20:00+00:00": "10:20:00.000",
     }
-    bad = {"2026-11-02T10:21:00+15:00": "offset", "2026-11-02T23:00:00-14:30": "offset", "1970-01-01T00:00:00Z": "years", "2206-11-02T10:00:00Z": "years"}
+    bad = {
+        "2026-11-02T10:21:00+15:00": "offset",
+        "2026-11-02T23:00:00-14:30": "offset",
+        "1970-01-01T00:00:00Z": "years",
+        "2206-11-02T10:00:00Z": "years",
+    }
     rows = [_row(m1, t) for t in [*ok, *bad]] + [_row(m1, "2026-11-02T10:61:00Z")]
     key = _put(zone, "iso.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
     res, silver, q, _ = _ingest(lake, zone)
@@ -252,7 +314,12 @@ def test_rfc3339_and_iso_timestamps_are_parsed_and_bad_offsets_or_years_are_out_
     by_row = {r["source_row"]: r for r in q.iter_rows(named=True)}
     for i, (t, why) in enumerate(bad.items(), start=len(ok) + 1):
         r = by_row[i]
-        assert (r["reason_code"], r["field"], r["value"], r["source_file"]) == ("out_of_range", "reading_time", t, key), r
+        assert (r["reason_code"], r["field"], r["value"], r["source_file"]) == (
+            "out_of_range",
+            "reading_time",
+            t,
+            key,
+        ), r
         assert why in r["detail"] and t in r["detail"]
     assert by_row[len(rows)]["reason_code"] == "wrong_type"
 
@@ -277,20 +344,45 @@ def test_unexpected_parquet_types_are_per_row_wrong_type_never_an_exception(env)
         return _put(zone, name, buf.getvalue())
 
     k_bool = put("bool.parquet", consumption_kwh=[True, False, True])
-    k_null = put("allnull.parquet", voltage=pl.Series([None] * n, dtype=pl.Null), reading_time=[dt.datetime(2026, 11, 2, 16, i, tzinfo=dt.timezone.utc) for i in range(n)])
-    k_list = put("nested.parquet", demand_kw=[[1.0], [2.0, 3.0], None], reading_time=[dt.datetime(2026, 11, 2, 17, i, tzinfo=dt.timezone.utc) for i in range(n)])
+    k_null = put(
+        "allnull.parquet",
+        voltage=pl.Series([None] * n, dtype=pl.Null),
+        reading_time=[dt.datetime(2026, 11, 2, 16, i, tzinfo=dt.timezone.utc) for i in range(n)],
+    )
+    k_list = put(
+        "nested.parquet",
+        demand_kw=[[1.0], [2.0, 3.0], None],
+        reading_time=[dt.datetime(2026, 11, 2, 17, i, tzinfo=dt.timezone.utc) for i in range(n)],
+    )
     k_date = put("datetime_as_date.parquet", reading_time=[dt.date(2026, 11, 2)] * n)
-    k_bin = put("binary_extra.parquet", blob=[b"\x00\x01", b"\xff", None], reading_time=[dt.datetime(2026, 11, 2, 18, i, tzinfo=dt.timezone.utc) for i in range(n)])
-    k_int = put("int_and_text.parquet", consumption_kwh=[1, 2, 3], reading_time=["2026-11-02T19:00:00Z", "2026-11-02 14:01:00", "not a time"])
+    k_bin = put(
+        "binary_extra.parquet",
+        blob=[b"\x00\x01", b"\xff", None],
+        reading_time=[dt.datetime(2026, 11, 2, 18, i, tzinfo=dt.timezone.utc) for i in range(n)],
+    )
+    k_int = put(
+        "int_and_text.parquet",
+        consumption_kwh=[1, 2, 3],
+        reading_time=["2026-11-02T19:00:00Z", "2026-11-02 14:01:00", "not a time"],
+    )
     res, silver, q, _ = _ingest(lake, zone)
     assert all(f.problem is None for f in res.files), [(f.key, f.problem, f.detail) for f in res.files]
-    reasons = {(r["source_file"], r["source_row"]): (r["reason_code"], r["field"], r["value"]) for r in q.iter_rows(named=True)}
+    reasons = {
+        (r["source_file"], r["source_row"]): (r["reason_code"], r["field"], r["value"]) for r in q.iter_rows(named=True)
+    }
     assert reasons[(k_bool, 1)] == ("wrong_type", "consumption_kwh", "true")  # booleans are not numbers
-    assert reasons[(k_list, 2)][:2] == ("wrong_type", "demand_kw") and (k_list, 3) not in reasons or reasons[(k_list, 3)][0] == "missing_value"
+    assert (
+        reasons[(k_list, 2)][:2] == ("wrong_type", "demand_kw")
+        and (k_list, 3) not in reasons
+        or reasons[(k_list, 3)][0] == "missing_value"
+    )
     assert all(reasons[(k_date, i)][:2] == ("wrong_type", "reading_time") for i in (1, 2, 3))
     assert reasons[(k_int, 3)] == ("wrong_type", "reading_time", "not a time")
     # an all-null optional column is just empty values; the binary extra column travels in raw_record as hex
-    assert silver.filter(pl.col("source_file") == k_null).height == n and silver.filter(pl.col("source_file") == k_null)["voltage"].null_count() == n
+    assert (
+        silver.filter(pl.col("source_file") == k_null).height == n
+        and silver.filter(pl.col("source_file") == k_null)["voltage"].null_count() == n
+    )
     assert silver.filter(pl.col("source_file") == k_bin).height == n
     assert silver.filter(pl.col("source_file") == k_int).sort("source_row")["consumption_kwh"].to_list() == [1.0, 2.0]
 
@@ -314,7 +406,18 @@ def _fold_csv(zone, name, readings, kwh_of) -> str:
     return _put(zone, name, ("\n".join([HEADER, *rows]) + "\n").encode(), day=FALL_BACK)
 
 
-ARRANGEMENTS = ["ascending", "descending", "interleaved", "halves_in_two_files", "resent_block", "duplicate_row", "shuffled", "hourly", "identical_values", "lone"]
+ARRANGEMENTS = [
+    "ascending",
+    "descending",
+    "interleaved",
+    "halves_in_two_files",
+    "resent_block",
+    "duplicate_row",
+    "shuffled",
+    "hourly",
+    "identical_values",
+    "lone",
+]
 
 
 @pytest.mark.parametrize("arrangement", ARRANGEMENTS)
@@ -324,8 +427,10 @@ def test_the_fall_back_hour_is_never_silently_swapped(env, arrangement):
     a, b = _fold_truth(m1, step), _fold_truth(m2, step)
     truth = {(m, utc): 0.001 * (i + 1) for i, (m, utc, _) in enumerate(a + b)}
     if arrangement == "identical_values":  # the standard-time hour repeats the daylight values
-        for (m, utc) in list(truth):
-            if utc >= dt.datetime(2026, 11, 1, 6, tzinfo=dt.timezone.utc) and utc < dt.datetime(2026, 11, 1, 7, tzinfo=dt.timezone.utc):
+        for m, utc in list(truth):
+            if utc >= dt.datetime(2026, 11, 1, 6, tzinfo=dt.timezone.utc) and utc < dt.datetime(
+                2026, 11, 1, 7, tzinfo=dt.timezone.utc
+            ):
                 truth[(m, utc)] = truth[(m, utc - dt.timedelta(hours=1))]
     expect_resolved = arrangement in ("ascending", "descending", "interleaved")
     if arrangement == "ascending":
@@ -339,11 +444,24 @@ def test_the_fall_back_hour_is_never_silently_swapped(env, arrangement):
         _fold_csv(zone, "edt.csv", [r for r in a if r[1] < cut], truth)
         _fold_csv(zone, "est.csv", [r for r in a if r[1] >= cut], truth)
     elif arrangement == "resent_block":  # the daylight 01:xx block sent again after the standard one
-        edt = [r for r in a if dt.datetime(2026, 11, 1, 5, tzinfo=dt.timezone.utc) <= r[1] < dt.datetime(2026, 11, 1, 6, tzinfo=dt.timezone.utc)]
-        _fold_csv(zone, "a.csv", [r for r in a if r[1] < dt.datetime(2026, 11, 1, 6, tzinfo=dt.timezone.utc)] + edt, truth)
+        edt = [
+            r
+            for r in a
+            if dt.datetime(2026, 11, 1, 5, tzinfo=dt.timezone.utc)
+            <= r[1]
+            < dt.datetime(2026, 11, 1, 6, tzinfo=dt.timezone.utc)
+        ]
+        _fold_csv(
+            zone, "a.csv", [r for r in a if r[1] < dt.datetime(2026, 11, 1, 6, tzinfo=dt.timezone.utc)] + edt, truth
+        )
     elif arrangement == "duplicate_row":
         dup = a[5]  # 01:15 EDT, received twice in a row, and no standard hour in the file
-        _fold_csv(zone, "a.csv", [r for r in a[:6]] + [dup] + [r for r in a if r[1] >= dt.datetime(2026, 11, 1, 7, tzinfo=dt.timezone.utc)], truth)
+        _fold_csv(
+            zone,
+            "a.csv",
+            list(a[:6]) + [dup] + [r for r in a if r[1] >= dt.datetime(2026, 11, 1, 7, tzinfo=dt.timezone.utc)],
+            truth,
+        )
     elif arrangement == "shuffled":
         rows = a[:]
         random.Random(7).shuffle(rows)
@@ -361,7 +479,9 @@ def test_the_fall_back_hour_is_never_silently_swapped(env, arrangement):
         assert r["reading_time"] in by_value[(r["meter_id"], round(r["consumption_kwh"], 4))], r
     amb = q.filter(pl.col("reason_code") == "dst_ambiguous_time")
     assert all("occurs twice" in d and "America/New_York" in d for d in amb["detail"])
-    in_fold = lambda utc: dt.datetime(2026, 11, 1, 5, tzinfo=dt.timezone.utc) <= utc < dt.datetime(2026, 11, 1, 7, tzinfo=dt.timezone.utc)  # noqa: E731
+    in_fold = lambda utc: (
+        dt.datetime(2026, 11, 1, 5, tzinfo=dt.timezone.utc) <= utc < dt.datetime(2026, 11, 1, 7, tzinfo=dt.timezone.utc)
+    )  # noqa: E731
     if expect_resolved:
         assert amb.height == 0 and silver.height == len(a) + len(b)
         assert silver.filter(pl.col("meter_id") == m1).height == len(a)
@@ -377,13 +497,27 @@ def test_a_meter_file_order_proof_is_per_file_and_survives_a_second_copy(env):
     _fold_csv(zone, "first.csv", a, truth)
     _fold_csv(zone, "again.csv", a[::-1], truth)  # the same readings re-sent, newest first
     res, silver, q, _ = _ingest(lake, zone, FALL_BACK)
-    assert silver.height == len(a) and res.duplicate_rows == len(a) and q.filter(pl.col("reason_code") != "duplicate").height == 0
+    assert (
+        silver.height == len(a)
+        and res.duplicate_rows == len(a)
+        and q.filter(pl.col("reason_code") != "duplicate").height == 0
+    )
     assert sorted(silver["reading_time"].to_list()) == [utc for _, utc, _ in a]
 
 
 def test_build_never_raises_on_a_folder_of_everything_bad(env):
     lake, zone, m1, _ = env
-    for i, data in enumerate([b"", b"\x00" * 100, b"\xff\xfe\x00", gzip.compress(b""), b"PAR1", b"\x1f\x8b\x08garbage", "ü;ö\n1;2\n".encode("utf-16-le")]):
+    for i, data in enumerate(
+        [
+            b"",
+            b"\x00" * 100,
+            b"\xff\xfe\x00",
+            gzip.compress(b""),
+            b"PAR1",
+            b"\x1f\x8b\x08garbage",
+            "ü;ö\n1;2\n".encode("utf-16-le"),
+        ]
+    ):
         _put(zone, f"f{i}.csv", data)
     _put(zone, "x.jsonl", b'{"meter_id": [1,2]}\n[1,2]\n{"meter_id": {"a": 1}, "reading_time": true}\n')
     frames, res = build_partition(zone, SRC, DAY, _ids(lake), lake=lake, tz=DEFAULT_TIMEZONE)
@@ -393,14 +527,23 @@ def test_build_never_raises_on_a_folder_of_everything_bad(env):
 # ------------------------------------------------------------------ class 9: chunked reading gives the same tables
 def test_reading_in_tiny_chunks_gives_exactly_the_tables_of_one_read(env):
     lake, zone, m1, m2 = env
-    rows = [_row(m, f"2026-11-02 {h:02d}:{mi:02d}:00", kwh=f"{h}.{mi:02d}") for h in range(24) for mi in (0, 30) for m in (m1, m2)]
+    rows = [
+        _row(m, f"2026-11-02 {h:02d}:{mi:02d}:00", kwh=f"{h}.{mi:02d}")
+        for h in range(24)
+        for mi in (0, 30)
+        for m in (m1, m2)
+    ]
     rows[7] = rows[7][:20]  # a malformed line
     rows[11] = _row("NOPE", "2026-11-02 05:45:00")
     text = "\n".join([HEADER, *rows]) + "\n"
     _put(zone, "plain.csv", text.encode())
     _put(zone, "cr.csv.gz", gzip.compress(text.replace("\n", "\r").replace("2026-11-02 0", "2026-11-02T0").encode()))
     _put(zone, "latin.csv", (HEADER + ",site\n" + "\n".join(r + ",Zürich" for r in rows[:30]) + "\n").encode("cp1252"))
-    _put(zone, "x.jsonl", "\n".join(json.dumps(dict(zip(COLS, r.split(",")))) for r in rows[40:70] if r.count(",") == 6).encode())
+    _put(
+        zone,
+        "x.jsonl",
+        "\n".join(json.dumps(dict(zip(COLS, r.split(",")))) for r in rows[40:70] if r.count(",") == 6).encode(),
+    )
     big = pl.DataFrame({"meter_id": [m1] * 48, "reading_time": [dt.datetime(2026, 11, 2, 5, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=30 * i) for i in range(48)],
                         **{c: [float(i % 7) / 10 + 0.1 for i in range(48)] for c in COLS[2:]}}).with_columns(pl.col("voltage") + 230)  # fmt: skip
     buf = io.BytesIO()
@@ -409,18 +552,27 @@ def test_reading_in_tiny_chunks_gives_exactly_the_tables_of_one_read(env):
     ids = _ids(lake)
     at = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
     one, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at, tz=DEFAULT_TIMEZONE)
-    tiny, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=100, tz=DEFAULT_TIMEZONE)  # every few lines a chunk
+    tiny, r2 = build_partition(
+        zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=100, tz=DEFAULT_TIMEZONE
+    )  # every few lines a chunk
     assert r1.raw_rows == r2.raw_rows > 200 and r1.reconciles and r2.reconciles
     for name in ("silver", "quarantine", "bronze"):
         a, b = one[name], tiny[name]
         order = [c for c in ("source_file", "source_row", "reason_code") if c in a.columns]
-        assert a.sort(order).equals(b.sort(order)), (name, [x for x in zip(a.sort(order).rows(), b.sort(order).rows()) if x[0] != x[1]])
+        assert a.sort(order).equals(b.sort(order)), (
+            name,
+            [x for x in zip(a.sort(order).rows(), b.sort(order).rows()) if x[0] != x[1]],
+        )
     assert one["quarantine"]["reason_code"].value_counts().height >= 2
 
 
 def test_a_blocking_file_arriving_for_a_published_day_keeps_readers_on_its_last_publication(env):
     lake, zone, m1, m2 = env
-    good = _put(zone, "good.csv", ("\n".join([HEADER, _row(m1, "2026-11-02 01:00:00"), _row(m2, "2026-11-02 01:00:00")]) + "\n").encode())
+    good = _put(
+        zone,
+        "good.csv",
+        ("\n".join([HEADER, _row(m1, "2026-11-02 01:00:00"), _row(m2, "2026-11-02 01:00:00")]) + "\n").encode(),
+    )
     res, _, _, _ = _ingest(lake, zone)
     first = res.published
     assert first and lake.read(SRC.silver, DAY).height == 2
@@ -436,7 +588,9 @@ def test_a_blocking_file_arriving_for_a_published_day_keeps_readers_on_its_last_
     assert set(lake.read(SRC.bronze, DAY)["source_file"]) == {good, late}  # the waiver's audit row is published
 
 
-def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tables_of_one_in_memory_pass(env, tmp_path, monkeypatch):
+def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tables_of_one_in_memory_pass(
+    env, tmp_path, monkeypatch
+):
     """Class 9: a budget far below the day's size makes every chunk spill to temporary Parquet buckets by
     meter, buckets larger than half the budget are split again, and silver streams into one Delta commit:
     the tables equal those of the in-memory pass (duplicates across files and chunks, flags per meter)."""
@@ -445,16 +599,27 @@ def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tabl
     lake, zone, m1, m2 = env
     ids = _ids(lake)
     meters = ids.to_list()  # 60: two meters share most of the 32 buckets, which a budget this small splits again
-    rows = [_row(m, f"2026-11-02 {h:02d}:{mi:02d}:00", kwh=f"{(h * 7 + i) % 5 + 0.1:.1f}") for h in range(24) for mi in (0, 30) for i, m in enumerate(meters)]
+    rows = [
+        _row(m, f"2026-11-02 {h:02d}:{mi:02d}:00", kwh=f"{(h * 7 + i) % 5 + 0.1:.1f}")
+        for h in range(24)
+        for mi in (0, 30)
+        for i, m in enumerate(meters)
+    ]
     rows[5] = _row(meters[0], "2026-11-02 03:15:00", kwh="40.0")  # an anomaly against that meter's own average
     _put(zone, "a.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
-    _put(zone, "b.csv", ("\n".join([HEADER, *rows[100:400], _row("NOPE", "2026-11-02 05:45:00")]) + "\n").encode())  # re-sent: duplicates
+    _put(
+        zone, "b.csv", ("\n".join([HEADER, *rows[100:400], _row("NOPE", "2026-11-02 05:45:00")]) + "\n").encode()
+    )  # re-sent: duplicates
     spill_root = tmp_path / "spill"
     monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(spill_root))
     at = dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc)
     mem, r1 = build_partition(zone, SRC, DAY, ids, ingested_at=at, tz=DEFAULT_TIMEZONE)
-    spilled, r2 = build_partition(zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=8000, memory_bytes=8000, tz=DEFAULT_TIMEZONE)
-    assert isinstance(spilled["silver"], SpilledFrame) and len(spilled["silver"].paths) > 32  # buckets, and parts of buckets
+    spilled, r2 = build_partition(
+        zone, SRC, DAY, ids, ingested_at=at, chunk_bytes=8000, memory_bytes=8000, tz=DEFAULT_TIMEZONE
+    )
+    assert (
+        isinstance(spilled["silver"], SpilledFrame) and len(spilled["silver"].paths) > 32
+    )  # buckets, and parts of buckets
     assert not isinstance(mem["silver"], SpilledFrame)
     assert r1.summary() == r2.summary() and r2.duplicate_rows == 300 and r2.flags.get("anomaly", 0) >= 1
     order = ["source_file", "source_row"]
@@ -469,12 +634,17 @@ def test_a_day_over_its_memory_budget_spills_by_meter_and_gives_exactly_the_tabl
     assert res.published and res.writes["silver"].rows == r1.silver_rows and list(spill_root.iterdir()) == []
     assert lake.delta(SRC.silver).version() == res.writes["silver"].version == res.published["silver_version"]
     assert lake.commit_partitions(SRC.silver, res.writes["silver"].version) == {DAY}  # one commit replaced the day
-    ingest_partition(zone, lake, SRC, DAY, ids, memory_bytes=8000, tz=DEFAULT_TIMEZONE)  # a re-run replaces the day, nothing doubles
+    ingest_partition(
+        zone, lake, SRC, DAY, ids, memory_bytes=8000, tz=DEFAULT_TIMEZONE
+    )  # a re-run replaces the day, nothing doubles
     assert lake.read(SRC.silver, DAY).height == r1.silver_rows
     from lake.catalog import query, refresh_catalog  # DuckDB's delta_scan reads the streamed files too
 
     refresh_catalog(lake, tmp_path / "c.duckdb", [SRC.silver])
-    got = query(tmp_path / "c.duckdb", "SELECT count(*) AS n, sum(consumption_kwh) AS kwh FROM silver_meter_readings WHERE date = DATE '2026-11-02'")
+    got = query(
+        tmp_path / "c.duckdb",
+        "SELECT count(*) AS n, sum(consumption_kwh) AS kwh FROM silver_meter_readings WHERE date = DATE '2026-11-02'",
+    )
     assert got["n"][0] == r1.silver_rows and got["kwh"][0] == pytest.approx(mem["silver"]["consumption_kwh"].sum())
     silver = lake.read(SRC.silver, DAY).drop("ingested_at", strict=False).sort(order)
     assert silver.equals(mem["silver"].sort(order).select(silver.columns).cast(silver.schema))
@@ -500,7 +670,11 @@ def test_a_spilled_day_whose_write_fails_half_way_leaves_readers_on_the_last_pub
 
     lake, zone, m1, m2 = env
     meters = _ids(lake).to_list()
-    rows = [_row(m, f"2026-11-02 {h:02d}:00:00", kwh=f"{(h + i) % 4 + 0.2:.1f}") for h in range(24) for i, m in enumerate(meters)]
+    rows = [
+        _row(m, f"2026-11-02 {h:02d}:00:00", kwh=f"{(h + i) % 4 + 0.2:.1f}")
+        for h in range(24)
+        for i, m in enumerate(meters)
+    ]
     _put(zone, "day.csv", ("\n".join([HEADER, *rows]) + "\n").encode())
     monkeypatch.setenv("GRIDLAKE_SPILL_DIR", str(tmp_path / "spill"))
     first = ingest_partition(zone, lake, SRC, DAY, _ids(lake), tz=DEFAULT_TIMEZONE)  # in memory: the day is published

@@ -9,8 +9,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from lake.ingest import ingest_partition, known_entity_ids
 from contracts import DEFAULT_TIMEZONE, INCIDENT_TYPES, SOURCES
+from lake.ingest import ingest_partition, known_entity_ids
 
 SRC = SOURCES["incidents"]
 DAY = dt.date(2026, 11, 1)  # the fall-back day: a naive local time in 01:00-02:00 is ambiguous
@@ -20,8 +20,13 @@ DAY = dt.date(2026, 11, 1)  # the fall-back day: a naive local time in 01:00-02:
 def recorded():
     from simulator import EventRates, SimConfig, Simulator
 
-    rates = EventRates(failures_per_transformer_year=5.0, stuck_per_meter_year=0.6, zero_per_meter_year=0.6,
-                       theft_per_meter_year=0.6, sags_per_transformer_year=20.0)
+    rates = EventRates(
+        failures_per_transformer_year=5.0,
+        stuck_per_meter_year=0.6,
+        zero_per_meter_year=0.6,
+        theft_per_meter_year=0.6,
+        sags_per_transformer_year=20.0,
+    )
     sim = Simulator(SimConfig(n_meters=600, start=dt.date(2026, 3, 1), days=120, seed=4, events=rates))
     return sim, sim.truth()["truth_events"], sim.incident_records()
 
@@ -29,12 +34,17 @@ def recorded():
 def test_the_simulator_records_a_share_of_events_late_and_some_wrong(recorded):
     sim, ev, inc = recorded
     cfg = sim.cfg.incidents
-    true = inc.filter(pl.col("event_id").is_not_null()).join(ev.select("event_id", "event_type", pl.col("start_time").alias("t0")), on="event_id")
+    true = inc.filter(pl.col("event_id").is_not_null()).join(
+        ev.select("event_id", "event_type", pl.col("start_time").alias("t0")), on="event_id"
+    )
     # recorded share per type, among events that could be confirmed before the period ended (no censoring)
     end = ev["end_time"].max()
     early = ev.filter(pl.col("start_time") < end - dt.timedelta(days=60))
-    got = early.join(true.select("event_id"), on="event_id", how="left", coalesce=False).group_by("event_type").agg(
-        pl.col("event_id_right").is_not_null().mean().alias("share"), pl.len().alias("n"))
+    got = (
+        early.join(true.select("event_id"), on="event_id", how="left", coalesce=False)
+        .group_by("event_type")
+        .agg(pl.col("event_id_right").is_not_null().mean().alias("share"), pl.len().alias("n"))
+    )
     for t, share, n in got.iter_rows():
         want = cfg.confirm_share[t]
         assert abs(share - want) <= max(0.15, 2.5 * (want * (1 - want) / n) ** 0.5), (t, share, n)
@@ -110,8 +120,12 @@ def test_bad_incident_records_are_quarantined_with_file_row_field_and_nothing_is
     q = lake.read(SRC.quarantine, DAY).sort("source_row")
     got = {r["source_row"]: (r["reason_code"], r["field"]) for r in q.iter_rows(named=True)}
     assert got == {
-        2: ("out_of_range", "incident_type"), 3: ("dst_ambiguous_time", "start_time"), 4: ("missing_value", "outcome"),
-        5: ("unknown_entity", "asset_id"), 6: ("wrong_type", "start_time"), 9: ("late_data", "confirmed_at"),
+        2: ("out_of_range", "incident_type"),
+        3: ("dst_ambiguous_time", "start_time"),
+        4: ("missing_value", "outcome"),
+        5: ("unknown_entity", "asset_id"),
+        6: ("wrong_type", "start_time"),
+        9: ("late_data", "confirmed_at"),
         1: ("duplicate", "incident_id"),
     }
     assert all(r["source_file"] == key and r["raw_record"] for r in q.iter_rows(named=True))
@@ -122,23 +136,38 @@ def test_bad_incident_records_are_quarantined_with_file_row_field_and_nothing_is
     assert s.filter(pl.col("incident_id") == "WO-1")["note"][0] == "amended note"
     assert s.filter(pl.col("incident_id") == "WO-7")["quality_flag"][0] == "warning"
     assert s.schema["start_time"] == pl.Datetime("us", "UTC")
-    assert s.filter(pl.col("incident_id") == "WO-1")["start_time"][0] == dt.datetime(2026, 10, 20, 14, tzinfo=dt.timezone.utc)
+    assert s.filter(pl.col("incident_id") == "WO-1")["start_time"][0] == dt.datetime(
+        2026, 10, 20, 14, tzinfo=dt.timezone.utc
+    )
 
 
 def test_incident_labels_are_what_was_confirmed_by_the_cut_off():
     from models.grid.labels import incident_events
 
     utc = dt.timezone.utc
-    inc = pl.DataFrame({
-        "incident_id": ["a", "b", "c", "d"], "asset_type": ["meter"] * 4, "asset_id": ["M1", "M2", "M3", "M4"],
-        "incident_type": ["theft", "zero_meter", "stuck_meter", "theft"],
-        "start_time": [dt.datetime(2026, 6, 1, tzinfo=utc)] * 4,
-        "end_time": [None, dt.datetime(2026, 6, 2, tzinfo=utc), dt.datetime(2026, 6, 3, tzinfo=utc), dt.datetime(2026, 5, 1, tzinfo=utc)],
-        "reported_at": [dt.datetime(2026, 6, 2, tzinfo=utc)] * 4,
-        "confirmed_at": [dt.datetime(2026, 6, 5, tzinfo=utc), dt.datetime(2026, 6, 5, tzinfo=utc),
-                         dt.datetime(2026, 6, 20, tzinfo=utc), dt.datetime(2026, 6, 5, tzinfo=utc)],
-        "outcome": ["confirmed", "false_report", "confirmed", "confirmed"],
-    })
+    inc = pl.DataFrame(
+        {
+            "incident_id": ["a", "b", "c", "d"],
+            "asset_type": ["meter"] * 4,
+            "asset_id": ["M1", "M2", "M3", "M4"],
+            "incident_type": ["theft", "zero_meter", "stuck_meter", "theft"],
+            "start_time": [dt.datetime(2026, 6, 1, tzinfo=utc)] * 4,
+            "end_time": [
+                None,
+                dt.datetime(2026, 6, 2, tzinfo=utc),
+                dt.datetime(2026, 6, 3, tzinfo=utc),
+                dt.datetime(2026, 5, 1, tzinfo=utc),
+            ],
+            "reported_at": [dt.datetime(2026, 6, 2, tzinfo=utc)] * 4,
+            "confirmed_at": [
+                dt.datetime(2026, 6, 5, tzinfo=utc),
+                dt.datetime(2026, 6, 5, tzinfo=utc),
+                dt.datetime(2026, 6, 20, tzinfo=utc),
+                dt.datetime(2026, 6, 5, tzinfo=utc),
+            ],
+            "outcome": ["confirmed", "false_report", "confirmed", "confirmed"],
+        }
+    )
     ev = incident_events(inc, known_by=dt.datetime(2026, 6, 10, tzinfo=utc))
     # b is a false report, c is not confirmed yet, d ends before it starts: only a, open until confirmed
     assert ev["event_id"].to_list() == ["a"] and ev["end_time"][0] == dt.datetime(2026, 6, 5, tzinfo=utc)

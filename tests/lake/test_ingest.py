@@ -11,8 +11,8 @@ import time
 import polars as pl
 import pytest
 
-from lake.ingest import ingest_partition
 from contracts import DEFAULT_TIMEZONE, SOURCES
+from lake.ingest import ingest_partition
 
 SRC = SOURCES["meter_readings"]
 HEADER = "meter_id,reading_time,consumption_kwh,demand_kw,voltage,current_amps,power_factor"
@@ -101,7 +101,10 @@ def test_fall_back_hour_is_resolved_by_order_and_a_lone_one_is_rejected(env):
     lake, zone, m1, m2 = env
     day = dt.date(2026, 11, 1)  # clocks go back at 02:00 EDT -> 01:00 EST
     # distinct readings: a standard-time row repeating its daylight twin's values is not proof (tests/lake/test_hostile_input.py)
-    rows = [_row(m1, f"2026-11-01 {h}", kwh=f"0.{i + 1}") for i, h in enumerate(("00:30:00", "01:00:00", "01:30:00", "01:00:00", "01:30:00", "02:00:00"))]
+    rows = [
+        _row(m1, f"2026-11-01 {h}", kwh=f"0.{i + 1}")
+        for i, h in enumerate(("00:30:00", "01:00:00", "01:30:00", "01:00:00", "01:30:00", "02:00:00"))
+    ]
     rows.append(_row(m2, "2026-11-01 01:30:00"))  # once only: which 01:30?
     _csv(zone, "a.csv", rows, day=day)
     res, silver, q = _ingest(lake, zone, day)
@@ -117,8 +120,24 @@ def test_spring_forward_gap_time_is_rejected_and_offsets_are_honoured(lake_and_l
     day = dt.date(2026, 3, 8)  # 02:00 EST -> 03:00 EDT
     key = f"meter_readings/{day}/x.jsonl"
     lines = [
-        {"meter_id": m1, "reading_time": "2026-03-08T01:30:00-05:00", "consumption_kwh": 0.3, "demand_kw": 0.6, "voltage": 230, "current_amps": 3, "power_factor": 0.9},
-        {"meter_id": m1, "reading_time": "2026-03-08T03:00:00-04:00", "consumption_kwh": 0.3, "demand_kw": 0.6, "voltage": 230, "current_amps": 3, "power_factor": 0.9},
+        {
+            "meter_id": m1,
+            "reading_time": "2026-03-08T01:30:00-05:00",
+            "consumption_kwh": 0.3,
+            "demand_kw": 0.6,
+            "voltage": 230,
+            "current_amps": 3,
+            "power_factor": 0.9,
+        },
+        {
+            "meter_id": m1,
+            "reading_time": "2026-03-08T03:00:00-04:00",
+            "consumption_kwh": 0.3,
+            "demand_kw": 0.6,
+            "voltage": 230,
+            "current_amps": 3,
+            "power_factor": 0.9,
+        },
     ]
     zone.put_bytes(key, "\n".join(json.dumps(x) for x in lines).encode())
     _csv(zone, "gap.csv", [_row(m1, "2026-03-08 02:30:00")], day=day)
@@ -130,7 +149,12 @@ def test_spring_forward_gap_time_is_rejected_and_offsets_are_honoured(lake_and_l
 def test_file_level_problems_do_not_stop_the_run(env):
     lake, zone, m1, m2 = env
     empty = _csv(zone, "empty.csv", [])
-    renamed = _csv(zone, "renamed.csv", [_row(m1, "2026-11-02 04:00:00"), _row(m2, "2026-11-02 04:00:00")], header=HEADER.replace("voltage", "volts"))
+    renamed = _csv(
+        zone,
+        "renamed.csv",
+        [_row(m1, "2026-11-02 04:00:00"), _row(m2, "2026-11-02 04:00:00")],
+        header=HEADER.replace("voltage", "volts"),
+    )
     bad_key = f"meter_readings/{DAY}/broken.parquet"
     zone.put_bytes(bad_key, b"PAR1 this is not parquet")
     good = _csv(zone, "good.csv", [_row(m1, "2026-11-02 05:00:00")])
@@ -178,24 +202,51 @@ def test_simulated_day_reconciles_exactly_with_the_injection_manifest(lake_and_l
 
     lake, zone = lake_and_landing
     day = dt.date(2026, 11, 1)
-    bad = BadRecordRates(malformed_line=0.003, wrong_type=0.003, out_of_range=0.003, duplicate=0.004, unknown_entity=0.002, late_files=1, empty_files=1, renamed_column_files=1)
-    man = write_landing_day(small_sim, day, zone, formats={"meter_readings": ("csv", "parquet", "jsonl")}, bad=bad, rows_per_file=15, sources=("meter_readings",))
+    bad = BadRecordRates(
+        malformed_line=0.003,
+        wrong_type=0.003,
+        out_of_range=0.003,
+        duplicate=0.004,
+        unknown_entity=0.002,
+        late_files=1,
+        empty_files=1,
+        renamed_column_files=1,
+    )
+    man = write_landing_day(
+        small_sim,
+        day,
+        zone,
+        formats={"meter_readings": ("csv", "parquet", "jsonl")},
+        bad=bad,
+        rows_per_file=15,
+        sources=("meter_readings",),
+    )
     res, silver, q = _ingest(lake, zone, day)
     assert res.raw_rows == man.rows_written("meter_readings")
     assert res.raw_rows == res.silver_rows + res.quarantined_rows + res.duplicate_rows
     # the same counts read back from the written tables (the blocking `reconciles` check's figures)
-    from lake.ingest import reconcile_from_tables
     from contracts import SOURCES
+    from lake.ingest import reconcile_from_tables
 
     back = reconcile_from_tables(lake, SOURCES["meter_readings"], day)
-    assert (back["bronze_records"], back["silver_rows"], back["quarantined_rows"], back["duplicate_rows"], back["difference"]) == (
-        res.raw_rows, res.silver_rows, res.quarantined_rows, res.duplicate_rows, 0)
-    assert back["rejected_files"] == sum(1 for f in res.files if f.problem and f.records == 0) > 0  # e.g. the empty file
+    assert (
+        back["bronze_records"],
+        back["silver_rows"],
+        back["quarantined_rows"],
+        back["duplicate_rows"],
+        back["difference"],
+    ) == (res.raw_rows, res.silver_rows, res.quarantined_rows, res.duplicate_rows, 0)
+    assert (
+        back["rejected_files"] == sum(1 for f in res.files if f.problem and f.records == 0) > 0
+    )  # e.g. the empty file
     # every injected fault is found at exactly the row the simulator put it
     for f in man.for_source("meter_readings"):
         fq = q.filter(pl.col("source_file") == f.key)
         for cls in ("malformed_line", "wrong_type", "out_of_range", "unknown_entity"):
-            assert sorted(fq.filter(pl.col("reason_code") == cls)["source_row"].to_list()) == f.faults.get(cls, []), (f.key, cls)
+            assert sorted(fq.filter(pl.col("reason_code") == cls)["source_row"].to_list()) == f.faults.get(cls, []), (
+                f.key,
+                cls,
+            )
         if "missing_column" in f.file_faults:
             assert fq.filter(pl.col("reason_code") == "missing_column").height == f.rows
         if "late_data" in f.file_faults:
@@ -206,9 +257,15 @@ def test_simulated_day_reconciles_exactly_with_the_injection_manifest(lake_and_l
     dups = q.filter(pl.col("reason_code") == "duplicate").sort("source_file", "source_row")
     assert list(zip(dups["source_file"], dups["source_row"])) == originals
     # the fall-back day has 25 local hours: a meter untouched by faults has 25 h of readings
-    faulty = {f.key for f in man.for_source("meter_readings") if f.faults or f.file_faults} | {k for f in man.for_source("meter_readings") for k, _ in f.duplicate_of}
+    faulty = {f.key for f in man.for_source("meter_readings") if f.faults or f.file_faults} | {
+        k for f in man.for_source("meter_readings") for k, _ in f.duplicate_of
+    }
     touched = set(silver.filter(pl.col("source_file").is_in(list(faulty)))["meter_id"])
-    per_meter = silver.group_by("meter_id").agg(pl.len().alias("n")).join(lake.read("ref_meters", columns=["meter_id", "interval_minutes"]), on="meter_id")
+    per_meter = (
+        silver.group_by("meter_id")
+        .agg(pl.len().alias("n"))
+        .join(lake.read("ref_meters", columns=["meter_id", "interval_minutes"]), on="meter_id")
+    )
     clean = per_meter.filter(~pl.col("meter_id").is_in(list(touched)))
     assert clean.height > 10
     bad = clean.filter(pl.col("n") != 25 * 60 // pl.col("interval_minutes"))
@@ -240,10 +297,19 @@ def test_rematerialising_a_partition_replaces_exactly_that_partition(env):
 def test_write_refuses_rows_outside_the_partition(env):
     lake, *_ = env
     df = pl.DataFrame({c.name: [] for c in SRC.silver.columns}, schema=SRC.silver.polars_schema())
-    row = {c: None for c in df.columns} | {"date": DAY, "meter_id": "X", "reading_time": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), "quality_flag": "ok", "source_file": "f", "source_row": 1}
+    row = dict.fromkeys(df.columns) | {
+        "date": DAY,
+        "meter_id": "X",
+        "reading_time": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+        "quality_flag": "ok",
+        "source_file": "f",
+        "source_row": 1,
+    }
     row |= {m.name: 1.0 for m in SRC.measures}
     with pytest.raises(ValueError, match="outside partition"):
-        lake.write_partition(SRC.silver, pl.DataFrame([row], schema=SRC.silver.polars_schema()), DAY + dt.timedelta(days=1))
+        lake.write_partition(
+            SRC.silver, pl.DataFrame([row], schema=SRC.silver.polars_schema()), DAY + dt.timedelta(days=1)
+        )
 
 
 def test_landing_keys_are_validated(tmp_path):
@@ -283,7 +349,14 @@ def test_backfill_writes_the_same_partitions_as_one_by_one(lake_and_landing, sma
     lake, zone = lake_and_landing
     days = [dt.date(2026, 10, 31), dt.date(2026, 11, 1), dt.date(2026, 11, 2)]
     for d in days:
-        write_landing_day(small_sim, d, zone, formats="parquet", bad=BadRecordRates(duplicate=0.01, out_of_range=0.01), sources=("meter_readings",))
+        write_landing_day(
+            small_sim,
+            d,
+            zone,
+            formats="parquet",
+            bad=BadRecordRates(duplicate=0.01, out_of_range=0.01),
+            sources=("meter_readings",),
+        )
     ids = _ids(lake)
     one_by_one = [ingest_partition(zone, lake, SRC, d, ids, forward_late=False, tz=DEFAULT_TIMEZONE) for d in days]
     other = Lake(tmp_path / "lake2")
@@ -334,7 +407,9 @@ def test_a_failed_write_stops_the_backfill_and_raises(env, monkeypatch):
     assert lake.read(SRC.silver, days[2]).height == 0
 
 
-@pytest.mark.parametrize("day", [dt.date(2026, 11, 1), dt.date(2026, 3, 8), dt.date(2026, 6, 3)])  # 25 h, 23 h, 24 h days
+@pytest.mark.parametrize(
+    "day", [dt.date(2026, 11, 1), dt.date(2026, 3, 8), dt.date(2026, 6, 3)]
+)  # 25 h, 23 h, 24 h days
 def test_integer_day_key_deduplicates_exactly_like_the_general_mask(day):
     import numpy as np
 

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contracts import DEFAULT_TIMEZONE, SOURCES
 from lake.delta import Lake
 from lake.ingest import ingest_partition, reconcile_from_tables
 from lake.landing import LocalLanding
-from contracts import DEFAULT_TIMEZONE, SOURCES
 
 SRC = SOURCES["meter_readings"]
 COLS = SRC.raw_columns
@@ -57,9 +57,23 @@ def days(draw):
         kind = draw(st.sampled_from(TYPED_KINDS if f["fmt"] == "parquet" else TEXT_KINDS))
         if kind == "dup" and not valid:
             kind = "out_of_range"
-        base = draw(st.sampled_from(valid)) if kind == "dup" else {"m": IDS[0], "t": START + dt.timedelta(minutes=draw(st.integers(0, 1439))), "kwh": 0.5, "kw": 1.0, "v": 231.0, "a": 4.0, "pf": 0.9}
+        base = (
+            draw(st.sampled_from(valid))
+            if kind == "dup"
+            else {
+                "m": IDS[0],
+                "t": START + dt.timedelta(minutes=draw(st.integers(0, 1439))),
+                "kwh": 0.5,
+                "kw": 1.0,
+                "v": 231.0,
+                "a": 4.0,
+                "pf": 0.9,
+            }
+        )
         f["rows"].insert(draw(st.integers(0, len(f["rows"]))), (kind, dict(base)))
-    garbage = draw(st.sampled_from([None, b"\x1f\x8b\x08 truncated", b"PAR1\x15\x00\x15\x0c not parquet", b"\x00\x01\x02"]))
+    garbage = draw(
+        st.sampled_from([None, b"\x1f\x8b\x08 truncated", b"PAR1\x15\x00\x15\x0c not parquet", b"\x00\x01\x02"])
+    )
     return files, valid, garbage
 
 
@@ -76,7 +90,13 @@ def _text_value(kind: str, rec: dict, field: str, fmt: str, variant: str):
         if fmt == "jsonl" or variant == "iso_z":
             return t.strftime("%Y-%m-%dT%H:%M:%SZ")
         return (t - dt.timedelta(hours=5)).strftime("%Y-%m-%d %H:%M:%S")
-    v = {"consumption_kwh": rec["kwh"], "demand_kw": rec["kw"], "voltage": rec["v"], "current_amps": rec["a"], "power_factor": rec["pf"]}[field]
+    v = {
+        "consumption_kwh": rec["kwh"],
+        "demand_kw": rec["kw"],
+        "voltage": rec["v"],
+        "current_amps": rec["a"],
+        "power_factor": rec["pf"],
+    }[field]
     if field == "consumption_kwh" and kind == "wrong_type":
         return "abc"
     if field == "consumption_kwh" and kind == "nonfinite":
@@ -98,15 +118,22 @@ def _file_bytes(f: dict) -> bytes:
             r["meter_id"] = None if kind == "missing" else r["meter_id"]
             r["reading_time"] = (START - dt.timedelta(minutes=30)) if kind == "late" else rec["t"]
             rows.append(r)
-        schema = {"meter_id": pl.Utf8, "reading_time": pl.Datetime("us", "UTC"), **{c: pl.Float64 for c in COLS[2:]}}
+        schema = {"meter_id": pl.Utf8, "reading_time": pl.Datetime("us", "UTC"), **dict.fromkeys(COLS[2:], pl.Float64)}
         buf = io.BytesIO()
         pl.DataFrame(rows, schema=schema).write_parquet(buf)
         return buf.getvalue()
     if fmt == "jsonl":
-        lines = [json.dumps({c: _text_value(kind, rec, c, fmt, variant) for c in COLS}) if kind != "malformed" else '{"meter_id": "M000001", ' for kind, rec in f["rows"]]
+        lines = [
+            json.dumps({c: _text_value(kind, rec, c, fmt, variant) for c in COLS})
+            if kind != "malformed"
+            else '{"meter_id": "M000001", '
+            for kind, rec in f["rows"]
+        ]
     else:
         sep = ";" if variant == "semicolon" else ","
-        header = sep.join(f'"{c}"' if variant == "quoted_header" else c for c in COLS) + (",site" if variant == "cp1252" else "")
+        header = sep.join(f'"{c}"' if variant == "quoted_header" else c for c in COLS) + (
+            ",site" if variant == "cp1252" else ""
+        )
         lines = [header]
         for kind, rec in f["rows"]:
             vals = [_text_value(kind, rec, c, fmt, variant) for c in COLS]
@@ -127,7 +154,9 @@ def _tables(lake: Lake, published: bool = True) -> dict[str, pl.DataFrame]:
     drop = lambda df: df.drop([c for c in ("ingested_at",) if c in df.columns])  # noqa: E731 - the run's clock
     return {
         "silver": drop(lake.read(SRC.silver, DAY, published=published)).sort("source_file", "source_row"),
-        "quarantine": drop(lake.read(SRC.quarantine, DAY, published=published)).sort("source_file", "source_row", "reason_code"),
+        "quarantine": drop(lake.read(SRC.quarantine, DAY, published=published)).sort(
+            "source_file", "source_row", "reason_code"
+        ),
         "bronze": drop(lake.read(SRC.bronze, DAY, published=published)).drop("archive_path").sort("source_file"),
     }
 
@@ -136,7 +165,13 @@ _counter = itertools.count()
 
 
 @pytest.mark.slow
-@settings(max_examples=80, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(day=days())
 def test_any_mixture_of_valid_and_corrupt_rows_reconciles_and_keeps_every_valid_row_once(tmp_path, day):
     files, valid, garbage = day
@@ -158,7 +193,9 @@ def test_any_mixture_of_valid_and_corrupt_rows_reconciles_and_keeps_every_valid_
     counts = reconcile_from_tables(lake, SRC, DAY, published=pub)
     assert counts["difference"] == 0 and res.reconciles
     assert counts["bronze_records"] == counts["silver_rows"] + counts["quarantined_rows"] + counts["duplicate_rows"]
-    assert set(counts["unreadable_files"]) == ({f"meter_readings/{DAY}/zz-garbage.csv"} if garbage is not None else set())
+    assert set(counts["unreadable_files"]) == (
+        {f"meter_readings/{DAY}/zz-garbage.csv"} if garbage is not None else set()
+    )
     first = _tables(lake, pub)
     silver = first["silver"]
     got = sorted(zip(silver["meter_id"], silver["reading_time"], silver["consumption_kwh"]))

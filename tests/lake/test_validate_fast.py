@@ -21,27 +21,53 @@ from lake.ingest import validate_file
 TZ = "America/New_York"
 METERS = SOURCES["meter_readings"]
 SCADA = SOURCES["scada"]
-IDS = {METERS.name: pl.Series([f"M{i:06d}" for i in range(5)], dtype=pl.Utf8), SCADA.name: pl.Series([f"T{i:05d}" for i in range(3)], dtype=pl.Utf8)}
+IDS = {
+    METERS.name: pl.Series([f"M{i:06d}" for i in range(5)], dtype=pl.Utf8),
+    SCADA.name: pl.Series([f"T{i:05d}" for i in range(3)], dtype=pl.Utf8),
+}
 DAY = dt.date(2026, 11, 2)
 T0 = dt.datetime(2026, 11, 2, 12, tzinfo=dt.UTC)
 GOOD = {
-    METERS.name: {"consumption_kwh": 0.25, "demand_kw": -1.0, "voltage": 231.0, "current_amps": 4.5, "power_factor": 0.96},
-    SCADA.name: {"load_kva": 30.0, "top_oil_temp_c": 50.0, "hot_spot_temp_c": 150.0, "voltage_v": 233.0, "frequency_hz": 60.0},
+    METERS.name: {
+        "consumption_kwh": 0.25,
+        "demand_kw": -1.0,
+        "voltage": 231.0,
+        "current_amps": 4.5,
+        "power_factor": 0.96,
+    },
+    SCADA.name: {
+        "load_kva": 30.0,
+        "top_oil_temp_c": 50.0,
+        "hot_spot_temp_c": 150.0,
+        "voltage_v": 233.0,
+        "frequency_hz": 60.0,
+    },
 }
 
 
-def frame(src, records: list[dict], time_dtype=pl.Datetime("us", "UTC"), text_measures: frozenset = frozenset()) -> pl.DataFrame:
+def frame(
+    src, records: list[dict], time_dtype=pl.Datetime("us", "UTC"), text_measures: frozenset = frozenset()
+) -> pl.DataFrame:
     """The frame the bridge's Validator builds: source_row, entity (text), time, measures."""
-    cols = {"source_row": pl.Series(range(len(records)), dtype=pl.Int64), src.entity: pl.Series([r.get(src.entity) for r in records], dtype=pl.Utf8)}
+    cols = {
+        "source_row": pl.Series(range(len(records)), dtype=pl.Int64),
+        src.entity: pl.Series([r.get(src.entity) for r in records], dtype=pl.Utf8),
+    }
     times = [r.get(src.time) for r in records]
     if time_dtype == pl.Utf8:
         cols[src.time] = pl.Series([None if t is None else t.isoformat() for t in times], dtype=pl.Utf8)
     else:
         utc = pl.Series(times, dtype=pl.Datetime("us", "UTC"))
-        cols[src.time] = utc.dt.convert_time_zone(time_dtype.time_zone) if time_dtype.time_zone else utc.dt.replace_time_zone(None)
+        cols[src.time] = (
+            utc.dt.convert_time_zone(time_dtype.time_zone) if time_dtype.time_zone else utc.dt.replace_time_zone(None)
+        )
     for m in src.measures:
         vals = [r.get(m.name) for r in records]
-        cols[m.name] = pl.Series([None if v is None else repr(v) for v in vals], dtype=pl.Utf8) if m.name in text_measures else pl.Series(vals, dtype=pl.Float64)
+        cols[m.name] = (
+            pl.Series([None if v is None else repr(v) for v in vals], dtype=pl.Utf8)
+            if m.name in text_measures
+            else pl.Series(vals, dtype=pl.Float64)
+        )
     return pl.DataFrame(cols)
 
 
@@ -61,7 +87,12 @@ def assert_same(fast, full):
 
 
 def good(src, i: int, **change) -> dict:
-    return {src.entity: IDS[src.name][i % len(IDS[src.name])], src.time: T0 + dt.timedelta(seconds=i), **GOOD[src.name], **change}
+    return {
+        src.entity: IDS[src.name][i % len(IDS[src.name])],
+        src.time: T0 + dt.timedelta(seconds=i),
+        **GOOD[src.name],
+        **change,
+    }
 
 
 @pytest.mark.parametrize("src", [METERS, SCADA], ids=lambda s: s.name)
@@ -107,7 +138,11 @@ def test_a_failing_record_falls_back_to_validate_file_with_its_reason(src, fault
 
 def test_shapes_the_fast_path_does_not_handle_go_to_validate_file(monkeypatch):
     rows = [good(METERS, i) for i in range(5)]
-    for df in (frame(METERS, rows, pl.Utf8), frame(METERS, rows).drop("power_factor"), frame(METERS, rows, pl.Datetime("us", None))):
+    for df in (
+        frame(METERS, rows, pl.Utf8),
+        frame(METERS, rows).drop("power_factor"),
+        frame(METERS, rows, pl.Datetime("us", None)),
+    ):
         assert not vf.fast_path_applies(df, METERS)
         fast, full, fell_back = both(df, METERS, None, monkeypatch)
         assert fell_back
@@ -135,19 +170,25 @@ def batches(draw):
     rows = []
     for _ in range(n):
         if draw(st.integers(0, 9)) < 8:  # a valid record
-            r = {src.entity: draw(st.sampled_from(list(IDS[src.name]))),
-                 src.time: draw(st.datetimes(dt.datetime(2026, 11, 2, 6), dt.datetime(2026, 11, 3, 4), timezones=st.just(dt.UTC)))}
+            r = {
+                src.entity: draw(st.sampled_from(list(IDS[src.name]))),
+                src.time: draw(
+                    st.datetimes(dt.datetime(2026, 11, 2, 6), dt.datetime(2026, 11, 3, 4), timezones=st.just(dt.UTC))
+                ),
+            }
             for m in src.measures:
                 r[m.name] = draw(_valid(m))
             rows.append(r)
             continue
         r = {
             src.entity: draw(st.one_of(st.sampled_from(ids), st.none())),
-            src.time: draw(st.one_of(
-                st.datetimes(dt.datetime(2026, 11, 1), dt.datetime(2026, 11, 4), timezones=st.just(dt.UTC)),
-                st.datetimes(dt.datetime(1960, 1, 1), dt.datetime(2200, 1, 1), timezones=st.just(dt.UTC)),
-                st.none(),
-            )),
+            src.time: draw(
+                st.one_of(
+                    st.datetimes(dt.datetime(2026, 11, 1), dt.datetime(2026, 11, 4), timezones=st.just(dt.UTC)),
+                    st.datetimes(dt.datetime(1960, 1, 1), dt.datetime(2200, 1, 1), timezones=st.just(dt.UTC)),
+                    st.none(),
+                )
+            ),
         }
         for m in src.measures:
             r[m.name] = draw(_value(m))
@@ -183,7 +224,9 @@ def test_column_sum_precheck_never_hides_a_non_finite_value_nor_rejects_an_overf
     """validate_file skips the row-wise non-finite screen when every measure column's sum is finite. Two
     finite 1e308 demand readings overflow that sum to inf: the exact screen runs and accepts both; one
     non-finite value among clean rows is still rejected as out_of_range on its own row and field."""
-    recs = [{METERS.entity: f"M{i:06d}", METERS.time: T0 + dt.timedelta(minutes=i), **GOOD[METERS.name]} for i in range(4)]
+    recs = [
+        {METERS.entity: f"M{i:06d}", METERS.time: T0 + dt.timedelta(minutes=i), **GOOD[METERS.name]} for i in range(4)
+    ]
     recs[0]["demand_kw"] = recs[1]["demand_kw"] = 1e308  # demand_kw has no bounds: finite, valid
     if bad is not None:
         recs[2]["consumption_kwh"] = bad

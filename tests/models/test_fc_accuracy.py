@@ -40,14 +40,22 @@ def test_only_passed_periods_are_scored_by_lead_band_day_and_week(actuals):
     assert e.filter(pl.col("model") == "xgboost").height == 30
     acc = forecast_accuracy(fc, actuals, as_of, TZ)
     assert set(acc.columns) | {"date"} == set(GOLD_FORECAST_ACCURACY.column_names)
-    day1 = acc.filter((pl.col("period") == "day") & (pl.col("period_date") == dt.date(2026, 6, 8)) & (pl.col("model") == "xgboost"))
+    day1 = acc.filter(
+        (pl.col("period") == "day") & (pl.col("period_date") == dt.date(2026, 6, 8)) & (pl.col("model") == "xgboost")
+    )
     by_band = {r["lead_band"]: r for r in day1.iter_rows(named=True)}
     assert by_band["0-6h"]["n"] == 6 and by_band["6-24h"]["n"] == 18
     assert by_band["6-24h"]["mape"] == pytest.approx(2.0) and by_band["6-24h"]["bias_pct"] == pytest.approx(2.0)
     assert by_band["6-24h"]["within_5pct"] == 1.0
-    day2 = acc.filter((pl.col("period") == "day") & (pl.col("period_date") == dt.date(2026, 6, 9)) & (pl.col("model") == "xgboost"))
-    assert day2["n"].sum() == 6 and day2["mape"].to_list() == pytest.approx([10.0]) and day2["within_5pct"].to_list() == [0.0]
-    assert acc.filter((pl.col("model") == "naive"))["mape"].max() == 0.0
+    day2 = acc.filter(
+        (pl.col("period") == "day") & (pl.col("period_date") == dt.date(2026, 6, 9)) & (pl.col("model") == "xgboost")
+    )
+    assert (
+        day2["n"].sum() == 6
+        and day2["mape"].to_list() == pytest.approx([10.0])
+        and day2["within_5pct"].to_list() == [0.0]
+    )
+    assert acc.filter(pl.col("model") == "naive")["mape"].max() == 0.0
     week = acc.filter((pl.col("period") == "week") & (pl.col("model") == "xgboost"))
     assert set(week["period_date"]) == {dt.date(2026, 6, 8)}  # a Monday
     assert week["n"].sum() == 30

@@ -62,7 +62,10 @@ def test_backtest_never_shows_the_future(taylor):
 def test_comparison_table_ranks(taylor):
     origins = list(pd.date_range("2000-07-31", periods=3, freq="D", tz="UTC"))
     bt = pl.concat(
-        [rolling_origin(lambda: SeasonalNaive(DAY), taylor, origins, 48), rolling_origin(lambda: SeasonalNaive(WEEK), taylor, origins, 48)]
+        [
+            rolling_origin(lambda: SeasonalNaive(DAY), taylor, origins, 48),
+            rolling_origin(lambda: SeasonalNaive(WEEK), taylor, origins, 48),
+        ]
     )
     t = comparison_table(score_backtest(bt), "mape")
     assert t["rank"].to_list() == [1, 2]
@@ -97,10 +100,17 @@ def test_rolling_ensemble_uses_only_earlier_origins(taylor):
     assert ens["origin"].n_unique() == 3
     # corrupt the actuals of the last origin: weights used for it must not move
     last = bt["origin"].max()
-    bad = bt.with_columns(pl.when(pl.col("origin") == last).then(pl.col("actual") * 3).otherwise(pl.col("actual")).alias("actual"))
+    bad = bt.with_columns(
+        pl.when(pl.col("origin") == last).then(pl.col("actual") * 3).otherwise(pl.col("actual")).alias("actual")
+    )
     _, w2 = rolling_ensemble(bad, members, min_origins=3)
     assert w2[str(last)] == w[str(last)]
-    s = {r["model"]: r["mape"] for r in score_backtest(pl.concat([bt.filter(pl.col("origin") >= ens["origin"].min()), ens])).iter_rows(named=True)}
+    s = {
+        r["model"]: r["mape"]
+        for r in score_backtest(pl.concat([bt.filter(pl.col("origin") >= ens["origin"].min()), ens])).iter_rows(
+            named=True
+        )
+    }
     assert s["ensemble"] <= max(s[m] for m in members)
 
 

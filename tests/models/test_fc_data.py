@@ -8,13 +8,13 @@ import polars as pl
 import pytest
 
 from models.forecast import (
+    WEEK,
     ConstantSeriesError,
     ForecastInputError,
     GapError,
     InsufficientHistoryError,
     MissingExogenousError,
     SeasonalNaive,
-    WEEK,
     prepare,
 )
 

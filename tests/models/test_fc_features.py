@@ -19,7 +19,9 @@ from models.forecast.features import (
 
 def _frame(n=24 * 21):
     idx = pd.date_range("2024-06-20", periods=n, freq="h", tz="UTC")
-    return pd.DataFrame({"y": np.arange(n, dtype=float), "temp_air_c": np.linspace(5, 35, n), "ghi_wm2": 100.0}, index=idx)
+    return pd.DataFrame(
+        {"y": np.arange(n, dtype=float), "temp_air_c": np.linspace(5, 35, n), "ghi_wm2": 100.0}, index=idx
+    )
 
 
 def test_lags_are_same_time_yesterday_and_last_week():

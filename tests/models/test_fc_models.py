@@ -83,7 +83,10 @@ def test_mstl_beats_weekly_naive(taylor, origins):
 def test_xgboost_quantiles_and_skill(taylor, origins):
     make = lambda: XGBoostForecaster(DAY, n_estimators=120, max_depth=3, **GB)  # noqa: E731
     bt = pl.concat(
-        [rolling_origin(make, taylor, origins, 48, refit_every=None), rolling_origin(lambda: SeasonalNaive(WEEK), taylor, origins, 48)]
+        [
+            rolling_origin(make, taylor, origins, 48, refit_every=None),
+            rolling_origin(lambda: SeasonalNaive(WEEK), taylor, origins, 48),
+        ]
     )
     s = {r["model"]: r for r in score_backtest(bt).iter_rows(named=True)}
     assert s["xgboost"]["mape"] < s["seasonal_naive_weekly"]["mape"]
@@ -102,7 +105,9 @@ def test_xgboost_needs_future_weather(hourly_load_with_weather):
     assert fc.height == 24 and fc["p50"].is_finite().all()
     with pytest.raises(MissingExogenousError, match="future"):
         m.predict(24)
-    holed = fut.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("temp_air_c")).alias("temp_air_c"))
+    holed = fut.with_columns(
+        pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("temp_air_c")).alias("temp_air_c")
+    )
     with pytest.raises(MissingExogenousError, match="temp_air_c"):
         m.predict(24, future_exog=holed)
 
@@ -163,7 +168,9 @@ def _dshw_reference(x, theta, s1, s2, H):
     n, sse, e_prev, errs = len(x), 0.0, 0.0, []
     for t in range(n):
         if t >= 2 * s2 and t % s1 == n % s1 and t + H <= n:
-            row = np.array([x[t + k] - (lvl + D[(t + k) % s1] + W[(t + k) % s2] + phi ** (k + 1) * e_prev) for k in range(H)])
+            row = np.array(
+                [x[t + k] - (lvl + D[(t + k) % s1] + W[(t + k) % s2] + phi ** (k + 1) * e_prev) for k in range(H)]
+            )
             sse += float(row @ row)
             errs.append(row)
         dt, wt, xt = D[t % s1], W[t % s2], x[t]

@@ -61,7 +61,9 @@ def test_peak_of_a_dst_day_uses_the_latest_issue_and_the_observed_hours_before_i
     assert out.schema == TABLES["gold_peak_demand"].polars_schema()
 
     # an observed hour before the issue wins when it is higher, with p90 = observed
-    hot = observed.with_columns(pl.when(pl.col("mean_kw") == 65.0).then(150.0).otherwise(pl.col("mean_kw")).alias("mean_kw"))
+    hot = observed.with_columns(
+        pl.when(pl.col("mean_kw") == 65.0).then(150.0).otherwise(pl.col("mean_kw")).alias("mean_kw")
+    )
     row = peak_demand(late, hot, {"F1": 200.0}, DST_DAY, TZ).row(0, named=True)
     assert (row["expected_peak_kw"], row["peak_p90_kw"]) == (150.0, 150.0)
     assert row["peak_time"] == dt.datetime(2026, 3, 8, 9, tzinfo=dt.timezone.utc)

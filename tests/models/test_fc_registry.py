@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 
 from models.forecast import DAY, WEEK, SeasonalNaive, rolling_origin, score_backtest
@@ -33,11 +32,19 @@ def trained(taylor):
 
 def test_champion_challenger_lifecycle(registry, trained):
     name = "load-e2e"
-    daily, weekly, adj = trained["seasonal_naive_daily"], trained["seasonal_naive_weekly"], trained["seasonal_naive_weekly_adj"]
+    daily, weekly, adj = (
+        trained["seasonal_naive_daily"],
+        trained["seasonal_naive_weekly"],
+        trained["seasonal_naive_weekly_adj"],
+    )
     assert adj[1]["mape"] < weekly[1]["mape"] < daily[1]["mape"]  # real ordering on the backtest
 
     r1 = registry.train_register_promote(
-        name, params=weekly[0].params(), metrics=weekly[1], backtest_id="bt1", model=weekly[0],
+        name,
+        params=weekly[0].params(),
+        metrics=weekly[1],
+        backtest_id="bt1",
+        model=weekly[0],
         figures={"forecast_vs_actual.png": forecast_vs_actual(weekly[2])},
     )
     assert r1["promoted"] and r1["promotion_reason"] == "no champion yet" and r1["version"] == "1"
@@ -47,7 +54,9 @@ def test_champion_challenger_lifecycle(registry, trained):
     arts = {a.path for a in registry.client.list_artifacts(r1["run_id"])}
     assert {"forecast_vs_actual.png", "model"} <= arts
 
-    r2 = registry.train_register_promote(name, params=daily[0].params(), metrics=daily[1], backtest_id="bt1", model=daily[0])
+    r2 = registry.train_register_promote(
+        name, params=daily[0].params(), metrics=daily[1], backtest_id="bt1", model=daily[0]
+    )
     assert not r2["promoted"] and r2["alias"] == "challenger"
     assert str(registry.champion(name).version) == "1"
     assert str(registry.client.get_model_version_by_alias(name, "challenger").version) == "2"
@@ -85,8 +94,13 @@ def test_sklearn_flavour_round_trip(registry):
     X = np.arange(20, dtype=float).reshape(-1, 1)
     lr = LinearRegression().fit(X, 3 * X.ravel() + 1)
     out = registry.train_register_promote(
-        "grid-linear", params={"kind": "ols"}, metrics={"rmse": 0.0 + 1e-9}, backtest_id="b", model=lr,
-        flavor="sklearn", metric="rmse",
+        "grid-linear",
+        params={"kind": "ols"},
+        metrics={"rmse": 0.0 + 1e-9},
+        backtest_id="b",
+        model=lr,
+        flavor="sklearn",
+        metric="rmse",
     )
     assert out["promoted"]
     loaded = registry.load_champion("grid-linear")

@@ -27,7 +27,9 @@ def test_sarimax_beats_daily_naive_and_uses_temperature(hourly_load_with_weather
     # the regression really reads the future temperature: a +10 degC forecast changes the forecast
     hist = df.filter(pl.col("period_start") < origins[0])
     fut = df.filter(pl.col("period_start") >= origins[0]).head(24)
-    m = SARIMAXForecaster(exog=("temp_air_c",), window=pd.Timedelta(days=14), tz="Europe/London", country="GB").fit(hist)
+    m = SARIMAXForecaster(exog=("temp_air_c",), window=pd.Timedelta(days=14), tz="Europe/London", country="GB").fit(
+        hist
+    )
     a = m.predict(24, fut)["p50"].to_numpy()
     b = m.predict(24, fut.with_columns(pl.col("temp_air_c") + 10))["p50"].to_numpy()
     assert np.abs(a - b).max() > 1e-6 * np.abs(a).max()

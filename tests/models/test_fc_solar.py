@@ -22,7 +22,17 @@ from models.solar import (
 @pytest.fixture(scope="module")
 def system(tmy):
     m = tmy.attrs["meta"]
-    return PVSystem("pv1", m["latitude"], m["longitude"], kw_dc=5.0, tilt_deg=25, azimuth_deg=180, altitude_m=m["altitude"], feeder_id="F1", substation_id="S1")
+    return PVSystem(
+        "pv1",
+        m["latitude"],
+        m["longitude"],
+        kw_dc=5.0,
+        tilt_deg=25,
+        azimuth_deg=180,
+        altitude_m=m["altitude"],
+        feeder_id="F1",
+        substation_id="S1",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +195,9 @@ def test_one_booster_per_lead_routes_rows_by_lead(power, system):
     from models.solar.forecast import PerLeadBoosters
 
     train = power.loc["2021-04-15":"2021-05-31"]
-    m = SolarXGBForecaster(system.kw_dc, horizons=[1, 3], n_estimators=40, max_depth=3, learning_rate=0.1, calibration_share=0.0).fit(train)
+    m = SolarXGBForecaster(
+        system.kw_dc, horizons=[1, 3], n_estimators=40, max_depth=3, learning_rate=0.1, calibration_share=0.0
+    ).fit(train)
     assert isinstance(m.model, PerLeadBoosters) and list(m.model.boosters) == [1, 3]
     # the feature-importance picture reads model.model.feature_importances_: one value per column
     imp = m.model.feature_importances_
@@ -196,7 +208,12 @@ def test_one_booster_per_lead_routes_rows_by_lead(power, system):
     # lead-3 rows come from the lead-3 booster and nothing else
     r3 = (d["lead_h"] == 3).to_numpy()
     own = m.model.boosters[3].predict(d.loc[r3, m._columns]).reshape(-1, 3) + d.loc[r3, "sp_t"].to_numpy()[:, None]
-    own = np.sort(np.minimum(np.clip(own * system.kw_dc, 0, None), 1.5 * d.loc[r3, "cs_t"].to_numpy()[:, None] * system.kw_dc + 1e-9), axis=1)
+    own = np.sort(
+        np.minimum(
+            np.clip(own * system.kw_dc, 0, None), 1.5 * d.loc[r3, "cs_t"].to_numpy()[:, None] * system.kw_dc + 1e-9
+        ),
+        axis=1,
+    )
     np.testing.assert_allclose(q[r3], own, rtol=1e-6, atol=1e-9)
     other = m.model.boosters[1].predict(d.loc[r3, m._columns]).reshape(-1, 3)[:, 1] + d.loc[r3, "sp_t"].to_numpy()
     assert not np.allclose(q[r3, 1], np.clip(other * system.kw_dc, 0, None))

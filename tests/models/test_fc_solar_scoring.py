@@ -32,7 +32,16 @@ def fleet(tmy):
     m = tmy.attrs["meta"]
     return [
         PVSystem("a", m["latitude"], m["longitude"], kw_dc=5.0, altitude_m=m["altitude"], feeder_id="F1"),
-        PVSystem("b", m["latitude"], m["longitude"], kw_dc=3.0, tilt_deg=10, azimuth_deg=200, altitude_m=m["altitude"], feeder_id="F1"),
+        PVSystem(
+            "b",
+            m["latitude"],
+            m["longitude"],
+            kw_dc=3.0,
+            tilt_deg=10,
+            azimuth_deg=200,
+            altitude_m=m["altitude"],
+            feeder_id="F1",
+        ),
     ]
 
 
@@ -67,7 +76,13 @@ def test_fleet_clearsky_for_future_hours(fleet, june):
     cs = fleet_clearsky(fleet, idx, temp)
     assert list(cs.columns) == ["zenith", "azimuth", "clearsky_ac_kw"] and cs.index.equals(idx)
     assert (cs.loc[cs["zenith"] > 95, "clearsky_ac_kw"] == 0).all() and cs["clearsky_ac_kw"].max() > 4
-    expected = sum(simulate_power(s, pd.DataFrame({"observation_time": idx, "ghi_wm2": 0.0, "dni_wm2": 0.0, "dhi_wm2": 0.0, "temp_air_c": 20.0}))["clearsky_ac_kw"] for s in fleet)
+    expected = sum(
+        simulate_power(
+            s,
+            pd.DataFrame({"observation_time": idx, "ghi_wm2": 0.0, "dni_wm2": 0.0, "dhi_wm2": 0.0, "temp_air_c": 20.0}),
+        )["clearsky_ac_kw"]
+        for s in fleet
+    )
     np.testing.assert_allclose(cs["clearsky_ac_kw"], expected)
     hot = fleet_clearsky(fleet, idx, np.full(24, 40.0))
     noon = cs["clearsky_ac_kw"].idxmax()
@@ -83,7 +98,11 @@ def test_regular_weather_names_the_missing_hour_and_the_empty_irradiance(june):
     with pytest.raises(ValueError, match=re.escape(f"lacks 1 hour(s) in the window, first {pd.Timestamp(hole)}")):
         regular_weather(w.filter(pl.col("observation_time") != hole))
     with pytest.raises(ValueError, match="'dni_wm2' is empty"):
-        regular_weather(w.with_columns(pl.when(pl.col("observation_time") == hole).then(None).otherwise(pl.col("dni_wm2")).alias("dni_wm2")))
+        regular_weather(
+            w.with_columns(
+                pl.when(pl.col("observation_time") == hole).then(None).otherwise(pl.col("dni_wm2")).alias("dni_wm2")
+            )
+        )
     with pytest.raises(ValueError, match="no rows"):
         regular_weather(w.clear())
 

@@ -36,7 +36,9 @@ def test_system_total_only_where_every_feeder_reported():
 def test_temperature_joins_on_the_hour_and_leaves_missing_hours_null():
     hours = pd.date_range(T0, periods=3, freq="1h")
     load = pl.DataFrame({"entity_id": ["F1"] * 3, "period_start": _utc(hours), "mean_kw": [1.0, 2.0, 3.0]})
-    weather = pl.DataFrame({"observation_time": _utc([hours[0], hours[2]]), "temp_air_c": [4.0, 6.0], "ghi_wm2": [0.0, 0.0]})
+    weather = pl.DataFrame(
+        {"observation_time": _utc([hours[0], hours[2]]), "temp_air_c": [4.0, 6.0], "ghi_wm2": [0.0, 0.0]}
+    )
     out = with_temperature(load, weather)
     assert out.columns == ["entity_id", "period_start", "mean_kw", "temp_air_c"]
     assert out["temp_air_c"].to_list() == [4.0, None, 6.0]

@@ -10,7 +10,16 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from models.forecast import DAY, WEEK, EnsembleForecaster, MSTLForecaster, SeasonalNaive, XGBoostForecaster, finite_metrics, trailing_backtest
+from models.forecast import (
+    DAY,
+    WEEK,
+    EnsembleForecaster,
+    MSTLForecaster,
+    SeasonalNaive,
+    XGBoostForecaster,
+    finite_metrics,
+    trailing_backtest,
+)
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.plots import feature_importance, forecast_figure, importance_figure, plt, png_bytes
 from models.forecast.sarimax import SARIMAXForecaster
@@ -80,7 +89,15 @@ def test_trailing_backtest_scores_the_last_days_on_the_full_horizon(hourly):
 
 
 def test_finite_metrics_keeps_finite_known_metrics_only():
-    row = {"model": "solar_xgboost", "mape": float("nan"), "rmse": 1, "mae": np.float64(2.5), "r2": float("inf"), "pinball": None, "n_points": 40}
+    row = {
+        "model": "solar_xgboost",
+        "mape": float("nan"),
+        "rmse": 1,
+        "mae": np.float64(2.5),
+        "r2": float("inf"),
+        "pinball": None,
+        "n_points": 40,
+    }
     out = finite_metrics(row)
     assert out == {"rmse": 1.0, "mae": 2.5}
     assert all(type(v) is float for v in out.values())
@@ -100,7 +117,12 @@ def test_feature_importance_of_xgboost_forecasters(hourly):
     names, values = feature_importance(m)
     assert names == m._columns and values.shape == (len(names),) and values.sum() > 0
     # the PV model: the mean over its per-lead boosters
-    pv = SimpleNamespace(model=PerLeadBoosters({1: SimpleNamespace(feature_importances_=[1.0, 0.0]), 2: SimpleNamespace(feature_importances_=[0.0, 0.5])}), _columns=["k0", "zen_t"])
+    pv = SimpleNamespace(
+        model=PerLeadBoosters(
+            {1: SimpleNamespace(feature_importances_=[1.0, 0.0]), 2: SimpleNamespace(feature_importances_=[0.0, 0.5])}
+        ),
+        _columns=["k0", "zen_t"],
+    )
     names, values = feature_importance(pv)
     assert names == ["k0", "zen_t"] and values.tolist() == [0.5, 0.25]
 
@@ -114,7 +136,9 @@ def test_importance_figure_shows_the_top_features_largest_on_top():
 
 
 def test_forecast_figure_shows_the_last_three_days_then_the_forecast(hourly):
-    fc = pl.DataFrame({"period_start": hourly["period_start"].tail(24) + pd.Timedelta(days=1), "p10": 1.0, "p50": 2.0, "p90": 3.0})
+    fc = pl.DataFrame(
+        {"period_start": hourly["period_start"].tail(24) + pd.Timedelta(days=1), "p10": 1.0, "p50": 2.0, "p90": 3.0}
+    )
     fig = forecast_figure(hourly, fc, "F1")
     observed, p50 = fig.axes[0].get_lines()
     assert len(observed.get_xdata()) == 72 and list(observed.get_ydata()) == hourly["mean_kw"].tail(72).to_list()

@@ -84,7 +84,15 @@ def test_log_register_alias_and_load_through_an_mlflow_server(mlflow_server, mot
         m = score_backtest(rolling_origin(make, taylor, origins, 48)).row(0, named=True)
         model = make().fit(taylor.head(48 * 56))
         metrics = {k: m[k] for k in ("mape", "rmse", "mae")}
-        results.append((model, metrics, reg.train_register_promote(name, params=model.params(), metrics=metrics, backtest_id="bt-server", model=model)))
+        results.append(
+            (
+                model,
+                metrics,
+                reg.train_register_promote(
+                    name, params=model.params(), metrics=metrics, backtest_id="bt-server", model=model
+                ),
+            )
+        )
     (weekly, wm, r1), (daily, dm, r2) = results
     assert r1["promoted"] and r1["version"] == "1"
     assert dm["mape"] > wm["mape"] and not r2["promoted"] and r2["alias"] == "challenger"
@@ -103,6 +111,14 @@ def test_log_register_alias_and_load_through_an_mlflow_server(mlflow_server, mot
         assert cur.fetchall() == [("challenger", 2), ("champion", 1)]
         cur.execute("SELECT count(*) FROM runs WHERE run_uuid = ANY(%s)", ([r1["run_id"], r2["run_id"]],))
         assert cur.fetchone()[0] == 2
-    s3 = boto3.client("s3", endpoint_url=moto_s3, aws_access_key_id="gridlake-test", aws_secret_access_key="gridlake-test-secret", region_name="us-east-1")
-    keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET) for o in p.get("Contents", [])]
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_s3,
+        aws_access_key_id="gridlake-test",
+        aws_secret_access_key="gridlake-test-secret",
+        region_name="us-east-1",
+    )
+    keys = [
+        o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET) for o in p.get("Contents", [])
+    ]
     assert any(r1["run_id"] in k and k.endswith("MLmodel") for k in keys), keys[:20]

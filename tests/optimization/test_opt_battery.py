@@ -10,11 +10,26 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from optimization.battery import DAILY_BREAKDOWN, BatterySpec, daily_summary, optimize_battery, project_roi, site_schedule_table
+from optimization.battery import (
+    DAILY_BREAKDOWN,
+    BatterySpec,
+    daily_summary,
+    optimize_battery,
+    project_roi,
+    site_schedule_table,
+)
 from optimization.errors import InfeasibleError, InputError
 
-SPEC = BatterySpec(power_kw=500.0, energy_kwh=1000.0, charge_efficiency=0.93, discharge_efficiency=0.96,
-                   soc_min_frac=0.1, soc_max_frac=0.95, soc_initial_frac=0.5, degradation_cost_per_mwh=3.0)
+SPEC = BatterySpec(
+    power_kw=500.0,
+    energy_kwh=1000.0,
+    charge_efficiency=0.93,
+    discharge_efficiency=0.96,
+    soc_min_frac=0.1,
+    soc_max_frac=0.95,
+    soc_initial_frac=0.5,
+    degradation_cost_per_mwh=3.0,
+)
 
 
 def _prices(n: int, seed: int = 3) -> np.ndarray:
@@ -33,7 +48,9 @@ def _independent_lp(spec: BatterySpec, price: np.ndarray, dt: float) -> tuple[fl
     b_eq = np.zeros(n)
     b_eq[0] = spec.soc_initial_frac * E
     w = dt / 1000.0
-    c = np.concatenate([price * w + spec.degradation_cost_per_mwh * w, -price * w + spec.degradation_cost_per_mwh * w, np.zeros(n)])
+    c = np.concatenate(
+        [price * w + spec.degradation_cost_per_mwh * w, -price * w + spec.degradation_cost_per_mwh * w, np.zeros(n)]
+    )
     bounds = [(0, spec.power_kw)] * (2 * n) + [(spec.soc_min_frac * E, spec.soc_max_frac * E)] * n
     bounds[-1] = (spec.soc_initial_frac * E, spec.soc_max_frac * E)
     res = linprog(c, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
@@ -55,7 +72,14 @@ def test_lp_schedule_equals_independent_sparse_solve() -> None:
 
 
 def test_milp_forbids_simultaneous_charge_and_discharge_that_lp_uses_at_negative_prices() -> None:
-    spec = BatterySpec(power_kw=100.0, energy_kwh=100.0, soc_initial_frac=0.9, soc_max_frac=1.0, charge_efficiency=0.9, discharge_efficiency=0.9)
+    spec = BatterySpec(
+        power_kw=100.0,
+        energy_kwh=100.0,
+        soc_initial_frac=0.9,
+        soc_max_frac=1.0,
+        charge_efficiency=0.9,
+        discharge_efficiency=0.9,
+    )
     price = np.full(8, -50.0)  # paid to consume: the LP burns energy in a charge+discharge loop
     lp = optimize_battery(spec, price)
     mip = optimize_battery(spec, price, milp=True)
@@ -69,7 +93,7 @@ def test_pv_self_consumption_with_zero_export_price() -> None:
     n = 96
     h = np.arange(n) / 4.0
     pv = 400 * np.clip(np.sin(np.pi * (h - 6) / 12), 0, None)
-    load = 150 + 100 * np.exp(-((h - 19) / 2.5) ** 2)
+    load = 150 + 100 * np.exp(-(((h - 19) / 2.5) ** 2))
     price = np.full(n, 120.0)
     res = optimize_battery(SPEC, price, load_kw=load, pv_kw=pv, export_price=0.0)
     base_export = np.clip(pv - load, 0, None).sum()
@@ -81,7 +105,7 @@ def test_pv_self_consumption_with_zero_export_price() -> None:
 def test_demand_charge_shaves_the_peak() -> None:
     n = 96
     h = np.arange(n) / 4.0
-    load = 300 + 500 * np.exp(-((h - 18) / 1.5) ** 2)
+    load = 300 + 500 * np.exp(-(((h - 18) / 1.5) ** 2))
     price = np.full(n, 60.0)
     plain = optimize_battery(SPEC, price, load_kw=load)
     shaved = optimize_battery(SPEC, price, load_kw=load, demand_charge_per_kw=15.0)
@@ -111,7 +135,9 @@ def test_regulation_reserve_is_cooptimised_within_headroom() -> None:
     assert r.sum() > 0 and res.breakdown["reserve_revenue"] > 0
     assert np.all(net + r <= SPEC.power_kw + 1e-6) and np.all(-net + r <= SPEC.power_kw + 1e-6)
     soc = s["soc_kwh"].to_numpy()
-    assert np.all(soc - r * SPEC.reserve_duration_h / SPEC.discharge_efficiency >= SPEC.soc_min_frac * SPEC.energy_kwh - 1e-6)
+    assert np.all(
+        soc - r * SPEC.reserve_duration_h / SPEC.discharge_efficiency >= SPEC.soc_min_frac * SPEC.energy_kwh - 1e-6
+    )
     no_reg = optimize_battery(SPEC, price)
     assert res.objective < no_reg.objective  # the extra revenue stream can only help
 
@@ -158,7 +184,9 @@ def test_timestamps_become_utc_period_starts() -> None:
 
 
 def test_roi_projection_against_closed_forms() -> None:
-    df, s = project_roi(100_000.0, 500_000.0, annual_cycles=0.0, years=10, discount_rate=0.05, calendar_fade_per_year=0.0)
+    df, s = project_roi(
+        100_000.0, 500_000.0, annual_cycles=0.0, years=10, discount_rate=0.05, calendar_fade_per_year=0.0
+    )
     annuity = 100_000.0 * (1 - 1.05**-10) / 0.05
     assert s["npv"] == pytest.approx(annuity - 500_000.0, rel=1e-9)
     assert s["payback_years"] == pytest.approx(5.0)
@@ -176,12 +204,16 @@ def test_site_schedule_table_pairs_the_inputs_with_the_schedule() -> None:
     pv = 150.0 * ((h >= 4) & (h < 8))
     carbon = np.where(h < 8, 200.0, 600.0)
     start = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    res = optimize_battery(SPEC, _prices(n), start=start, load_kw=load, pv_kw=pv, carbon_kg_per_mwh=carbon, demand_charge_per_kw=5.0)
+    res = optimize_battery(
+        SPEC, _prices(n), start=start, load_kw=load, pv_kw=pv, carbon_kg_per_mwh=carbon, demand_charge_per_kw=5.0
+    )
     t = site_schedule_table(res, load, pv, carbon)
     assert t["period_start"][0] == start and t.height == n
     np.testing.assert_array_equal(t["carbon_kg_per_mwh"].to_numpy(), carbon)
     np.testing.assert_allclose(t["baseline_grid_kw"].to_numpy(), load - pv)
-    balance = t["grid_import_kw"] - t["grid_export_kw"] + t["discharge_kw"] - t["charge_kw"] - (t["load_kw"] - t["pv_kw"])
+    balance = (
+        t["grid_import_kw"] - t["grid_export_kw"] + t["discharge_kw"] - t["charge_kw"] - (t["load_kw"] - t["pv_kw"])
+    )
     assert balance.abs().max() < 1e-6  # the columns are the right ones, not swapped
     np.testing.assert_allclose(t["soc_frac"].to_numpy(), t["soc_kwh"].to_numpy() / SPEC.energy_kwh)
     row = daily_summary(res, SPEC)
@@ -199,7 +231,9 @@ def test_roi_replacement_year_and_cost() -> None:
     assert df["capacity_frac"][4] == pytest.approx(0.94)  # new cells in year 5
     y4 = df.row(3, named=True)
     assert y4["cash_flow"] == pytest.approx(100_000.0 * (0.82 + 0.76) / 2 - 200_000.0)
-    _, no_repl = project_roi(100_000.0, 500_000.0, annual_cycles=0.0, years=10, discount_rate=0.05, calendar_fade_per_year=0.06)
+    _, no_repl = project_roi(
+        100_000.0, 500_000.0, annual_cycles=0.0, years=10, discount_rate=0.05, calendar_fade_per_year=0.06
+    )
     assert no_repl["replacement_year"] == 4.0  # reported either way
 
 
@@ -207,7 +241,14 @@ def test_battery_economics_annualises_the_produced_days() -> None:
     from optimization.battery import battery_economics
     from optimization.settings import EconomicsSettings
 
-    daily = pl.DataFrame({"power_kw": [100.0, 100.0], "energy_kwh": [400.0, 400.0], "savings": [90.0, 110.0], "equivalent_full_cycles": [0.8, 1.2]})
+    daily = pl.DataFrame(
+        {
+            "power_kw": [100.0, 100.0],
+            "energy_kwh": [400.0, 400.0],
+            "savings": [90.0, 110.0],
+            "equivalent_full_cycles": [0.8, 1.2],
+        }
+    )
     econ = EconomicsSettings(capex_per_kwh=300.0, capex_per_kw=100.0, years=12)
     df, s = battery_economics(daily, econ)
     assert s["capex"] == 400.0 * 300.0 + 100.0 * 100.0

@@ -47,7 +47,9 @@ def test_bundled_network_matches_pandapower_rundcopp(name: str) -> None:
     net = getattr(pn, name)()
     ours = solve_dcopf(copy.deepcopy(net))
     assert ours.objective == pytest.approx(_pandapower_objective(net), rel=1e-6)
-    assert ours.max_violation_mw <= 1e-8 * max(1.0, ours.buses["demand_mw"].abs().sum(), ours.branches["p_mw"].abs().max(), ours.generators["p_mw"].abs().max())
+    assert ours.max_violation_mw <= 1e-8 * max(
+        1.0, ours.buses["demand_mw"].abs().sum(), ours.branches["p_mw"].abs().max(), ours.generators["p_mw"].abs().max()
+    )
 
 
 @pytest.mark.slow  # ~15 s alone, a minute on the loaded CI box: 22 rounds of tangent cuts on a 2,224-bus LP

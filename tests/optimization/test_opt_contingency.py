@@ -76,7 +76,10 @@ def test_every_overload_is_found_and_islanding_outages_really_split_the_network(
 
 def test_re_dispatch_secures_the_worst_outages_at_a_cost(case39) -> None:
     rd = case39.redispatch
-    assert rd.height == 3 and rd["contingency_branch"].to_list() == case39.contingencies["contingency_branch"].head(3).to_list()
+    assert (
+        rd.height == 3
+        and rd["contingency_branch"].to_list() == case39.contingencies["contingency_branch"].head(3).to_list()
+    )
     assert (rd["status"] == "secured").all() and (rd["overloads_after"] == 0).all()
     assert (rd["secured_cost_per_h"] > rd["base_cost_per_h"]).all()
     d = case39.base.data

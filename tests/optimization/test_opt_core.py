@@ -61,7 +61,6 @@ def test_infeasible_model_names_the_constraint_group_and_amount() -> None:
     assert "cannot be met" in str(err.value)
 
 
-
 def test_diagnosis_reports_groups_only_when_its_elastic_lp_solved() -> None:
     m = _transport()
     m.demand.set_value(m.x[0] + m.x[1] == 100.0)
@@ -80,6 +79,7 @@ def test_infeasible_model_without_a_diagnosis_says_so_honestly() -> None:
         solve(m, diagnose_time_limit=0.0)
     assert err.value.groups == {}
     assert "short by" not in str(err.value)  # no made-up "'integrality' short by 0"
+
 
 def test_set_bounds_resolves_without_rebuilding() -> None:
     m = _transport()

@@ -38,7 +38,11 @@ def _local_hours(stamps: pl.Series) -> list[int]:
 
 @pytest.mark.parametrize(
     ("day", "local_hours"),
-    [(DAY, list(range(24))), (SPRING, [0, 1, *range(3, 24)]), (FALL, [0, 1, 1, *range(2, 24)])],  # 02:00 skipped / 01:00 twice
+    [
+        (DAY, list(range(24))),
+        (SPRING, [0, 1, *range(3, 24)]),
+        (FALL, [0, 1, 1, *range(2, 24)]),
+    ],  # 02:00 skipped / 01:00 twice
 )
 def test_day_periods_cover_the_local_day_including_dst(day: dt.date, local_hours: list[int]) -> None:
     for minutes in (60, 15):
@@ -67,7 +71,16 @@ def test_tariff_prices_by_local_hour_and_peak_wins_over_shoulder() -> None:
     for h, p, c in zip(_local_hours(stamps), price, carbon):
         assert p == (180.0 if 16 <= h <= 20 else 90.0 if 7 <= h <= 15 else 50.0), h
         assert c == 1000.0 + h  # indexed by the local hour, not the UTC one or the period number
-    _, flat = time_of_use(stamps, TZ, off_peak_per_mwh=1, shoulder_per_mwh=1, peak_per_mwh=1, shoulder_hours=[], peak_hours=[], carbon_kg_per_mwh=[400.0])
+    _, flat = time_of_use(
+        stamps,
+        TZ,
+        off_peak_per_mwh=1,
+        shoulder_per_mwh=1,
+        peak_per_mwh=1,
+        shoulder_hours=[],
+        peak_hours=[],
+        carbon_kg_per_mwh=[400.0],
+    )
     assert flat.shape == (23,) and set(flat) == {400.0}
 
 
@@ -77,7 +90,14 @@ def test_tariff_prices_by_local_hour_and_peak_wins_over_shoulder() -> None:
      ({"carbon_kg_per_mwh": [float("nan")]}, "finite and >= 0"), ({"peak_hours": [17, 24]}, r"local hours 0..23, got \[24\]")],
 )  # fmt: skip
 def test_bad_tariff_inputs_are_named(change: dict, match: str) -> None:
-    kw = dict(off_peak_per_mwh=50.0, shoulder_per_mwh=90.0, peak_per_mwh=180.0, shoulder_hours=[8], peak_hours=[17], carbon_kg_per_mwh=[400.0])
+    kw = dict(
+        off_peak_per_mwh=50.0,
+        shoulder_per_mwh=90.0,
+        peak_per_mwh=180.0,
+        shoulder_hours=[8],
+        peak_hours=[17],
+        carbon_kg_per_mwh=[400.0],
+    )
     with pytest.raises(InputError, match=match):
         time_of_use(day_periods(DAY, TZ, 60), TZ, **{**kw, **change})
 
@@ -111,7 +131,9 @@ def test_newest_issue_wins_per_hour_and_other_entities_are_ignored() -> None:
 
 
 def test_forecasts_that_miss_hours_of_the_day_give_none_and_say_how_many() -> None:
-    p50, why = newest_issue_p50(_issue(SYSTEM, _local(DAY, 3), 24, 2.0, "gru"), SYSTEM, DAY, TZ, source="gold_solar_forecast")
+    p50, why = newest_issue_p50(
+        _issue(SYSTEM, _local(DAY, 3), 24, 2.0, "gru"), SYSTEM, DAY, TZ, source="gold_solar_forecast"
+    )
     assert p50 is None
     assert why == f"gold_solar_forecast covers 20/24 hours of {DAY} for entity 'system'"
 
@@ -129,7 +151,9 @@ def test_last_week_is_the_same_local_hour_across_a_dst_change() -> None:
     system = same_hour_last_week(hourly, SYSTEM, day, TZ)
     assert system["period_start"].to_list() == day_periods(day, TZ, 60).to_list()
     np.testing.assert_allclose(system["mean_kw"].to_numpy(), 10.0 * np.arange(24) + 1.0)  # feeders summed by local hour
-    f1 = same_hour_last_week(hourly.filter(~((pl.col("entity_id") == "F1") & (pl.col("period_start") == _local(src, 5)))), "F1", day, TZ)
+    f1 = same_hour_last_week(
+        hourly.filter(~((pl.col("entity_id") == "F1") & (pl.col("period_start") == _local(src, 5)))), "F1", day, TZ
+    )
     assert f1.filter(pl.col("mean_kw").is_null())["period_start"].to_list() == [_local(day, 5)]
     np.testing.assert_allclose(f1["mean_kw"].drop_nulls().to_numpy(), 10.0 * np.delete(np.arange(24), 5))
 
@@ -161,7 +185,9 @@ def test_ev_sessions_come_from_the_same_weekday_and_keep_their_clock_times() -> 
     assert (day_row["arrival_period"], day_row["departure_period"]) == (96, 204)
     assert day_row["arrival_time"] == _local(DAY, 8) and day_row["departure_time"] == _local(DAY, 17)
     night = s.filter(pl.col("station_id") == "B").row(0, named=True)
-    assert night["departure_period"] == 312 and night["departure_time"] == _local(DAY + dt.timedelta(days=1), 2)  # past midnight
+    assert night["departure_period"] == 312 and night["departure_time"] == _local(
+        DAY + dt.timedelta(days=1), 2
+    )  # past midnight
     # the 4-5 candidate days rotate week by week
     week = [ev_sessions_for_day(DAY + dt.timedelta(days=7 * k), TZ, _march_sessions())[1] for k in range(5)]
     assert all(a != b for a, b in zip(week, week[1:])) and week[4] == week[0]  # March 2019 has 4 Thursdays
@@ -172,7 +198,9 @@ def test_persistence_temperature_is_yesterdays_station_mean_by_local_hour() -> N
 
     prev = DAY - dt.timedelta(days=1)
     hours = [dt.datetime.combine(prev, dt.time(h), NY).astimezone(dt.timezone.utc) for h in range(24)]
-    w = pl.DataFrame({"observation_time": hours * 2, "temp_air_c": [float(h) for h in range(24)] + [float(h) + 2 for h in range(24)]})
+    w = pl.DataFrame(
+        {"observation_time": hours * 2, "temp_air_c": [float(h) for h in range(24)] + [float(h) + 2 for h in range(24)]}
+    )
     w = w.with_columns(pl.col("observation_time").cast(pl.Datetime("us", "UTC")))
     got, src = persistence_temperature(w, DAY, TZ)
     np.testing.assert_allclose(got, np.arange(24) + 1.0)  # mean of the two stations, local hour by local hour
@@ -203,4 +231,3 @@ def test_settings_reject_inconsistent_values() -> None:
         OptimizationSettings.model_validate({"safety": {"soc_reserve_frac": 1.5}})
     s = OptimizationSettings.model_validate({"regulation": {"price_per_mw_h": 9.0}})  # a profile section loads as is
     assert s.regulation.price_per_mw_h == 9.0 and s.ev_objective.cost == 0.5
-

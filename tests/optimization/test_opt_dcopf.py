@@ -7,11 +7,17 @@ import warnings
 from datetime import datetime, timezone
 
 import numpy as np
+import polars as pl
 import pytest
 
-import polars as pl
-
-from optimization.dcopf import REFERENCE_OBJECTIVES, build_dcopf, load_case, scaled_case, solve_dcopf, solve_dcopf_periods
+from optimization.dcopf import (
+    REFERENCE_OBJECTIVES,
+    build_dcopf,
+    load_case,
+    scaled_case,
+    solve_dcopf,
+    solve_dcopf_periods,
+)
 from optimization.errors import InfeasibleError, InputError
 
 
@@ -23,7 +29,7 @@ def test_objective_matches_matpower_reference(case: str) -> None:
     g = res.generators
     assert ((g["p_mw"] >= g["pmin_mw"] - 1e-6) & (g["p_mw"] <= g["pmax_mw"] + 1e-6)).all()
     assert g["p_mw"].sum() == pytest.approx(res.buses["demand_mw"].sum(), rel=1e-8)
-    b = res.branches.filter(b_lim := (res.branches["rate_a_mw"] > 0))
+    b = res.branches.filter(_b_lim := (res.branches["rate_a_mw"] > 0))
     assert (b["p_mw"].abs() <= b["rate_a_mw"] + 1e-6).all()
 
 
@@ -109,7 +115,12 @@ def test_periods_solve_each_scaled_case_and_keep_the_peak() -> None:
     assert system["period_start"].to_list() == stamps.to_list()
     np.testing.assert_allclose(system["p_mw"].to_numpy(), scales * base["bus"][:, 2].sum())
     np.testing.assert_allclose(system["cost_per_h"].to_numpy(), direct, rtol=1e-9)
-    gen = r.table.filter(pl.col("kind") == "generator").group_by("period_start").agg(pl.col("p_mw").sum()).sort("period_start")
+    gen = (
+        r.table.filter(pl.col("kind") == "generator")
+        .group_by("period_start")
+        .agg(pl.col("p_mw").sum())
+        .sort("period_start")
+    )
     np.testing.assert_allclose(gen["p_mw"].to_numpy(), system["p_mw"].to_numpy(), rtol=1e-7)  # lossless DC balance
 
 
@@ -117,7 +128,9 @@ def test_an_infeasible_period_is_named_with_its_scale_and_groups() -> None:
     base = load_case("case9")
     too_much = 1.1 * base["gen"][:, 8].sum() / base["bus"][:, 2].sum()
     stamps = pl.Series("period_start", [datetime(2026, 3, 5, h, tzinfo=timezone.utc) for h in range(2)])
-    with pytest.raises(InfeasibleError, match=rf"period 2026-03-05 01:00:00\+00:00 \(load scale {too_much:.3f}\): .*power_balance") as err:
+    with pytest.raises(
+        InfeasibleError, match=rf"period 2026-03-05 01:00:00\+00:00 \(load scale {too_much:.3f}\): .*power_balance"
+    ) as err:
         solve_dcopf_periods(base, stamps, [1.0, too_much])
     assert "power_balance" in err.value.groups
     with pytest.raises(InfeasibleError) as direct:
@@ -171,7 +184,9 @@ def test_renewables_are_capped_at_their_forecast_and_emissions_are_reported() ->
 
 def test_periods_cap_renewables_at_each_periods_forecast() -> None:
     stamps = pl.Series("period_start", [datetime(2026, 3, 5, h, tzinfo=timezone.utc) for h in range(3)])
-    r = solve_dcopf_periods("case9", stamps, [1.0, 1.0, 1.0], renewable_forecast_mw={1: [0.0, 40.0, 500.0]}, gen_co2_t_per_mwh=0.5)
+    r = solve_dcopf_periods(
+        "case9", stamps, [1.0, 1.0, 1.0], renewable_forecast_mw={1: [0.0, 40.0, 500.0]}, gen_co2_t_per_mwh=0.5
+    )
     gen1 = r.table.filter((pl.col("kind") == "generator") & (pl.col("element") == 1)).sort("period_start")
     assert gen1["p_mw"].to_list()[:2] == pytest.approx([0.0, 40.0], abs=1e-6)
     system = r.table.filter(pl.col("kind") == "system").sort("period_start")

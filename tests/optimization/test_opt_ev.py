@@ -93,8 +93,16 @@ def test_unlimited_strict_schedule_meets_every_request_and_avoids_expensive_hour
 
 
 def test_request_above_window_is_named_and_slack_reports_unmet() -> None:
-    s = pl.DataFrame({"session_id": ["a", "b"], "station_id": ["x", "y"], "arrival_period": [0, 0],
-                      "departure_period": [4, 8], "requested_kwh": [20.0, 5.0], "max_power_kw": [7.0, 7.0]})
+    s = pl.DataFrame(
+        {
+            "session_id": ["a", "b"],
+            "station_id": ["x", "y"],
+            "arrival_period": [0, 0],
+            "departure_period": [4, 8],
+            "requested_kwh": [20.0, 5.0],
+            "max_power_kw": [7.0, 7.0],
+        }
+    )
     with pytest.raises(InfeasibleError, match="energy_request") as err:
         optimize_ev(s, horizon=8)
     assert err.value.groups["energy_request"] == pytest.approx(20.0 - 7.0)
@@ -115,11 +123,28 @@ def test_transformer_too_small_for_strict_requests_is_diagnosed() -> None:
 
 
 def test_v2g_discharges_only_above_threshold_and_keeps_the_floor() -> None:
-    s = pl.DataFrame({"session_id": ["a"], "station_id": ["x"], "arrival_period": [0], "departure_period": [16],
-                      "requested_kwh": [10.0], "max_power_kw": [10.0]})
+    s = pl.DataFrame(
+        {
+            "session_id": ["a"],
+            "station_id": ["x"],
+            "arrival_period": [0],
+            "departure_period": [16],
+            "requested_kwh": [10.0],
+            "max_power_kw": [10.0],
+        }
+    )
     price = np.full(16, 40.0)
     price[8:10] = 500.0
-    res = optimize_ev(s, horizon=16, period_minutes=60, price=price, v2g=True, v2g_price_threshold=300.0, v2g_floor_frac=0.8, v2g_buffer_kwh=5.0)
+    res = optimize_ev(
+        s,
+        horizon=16,
+        period_minutes=60,
+        price=price,
+        v2g=True,
+        v2g_price_threshold=300.0,
+        v2g_floor_frac=0.8,
+        v2g_buffer_kwh=5.0,
+    )
     p = res.power.sort("period")
     discharging = p.filter(pl.col("power_kw") < 0)["period"].to_list()
     assert discharging and set(discharging) <= {8, 9}
@@ -129,7 +154,9 @@ def test_v2g_discharges_only_above_threshold_and_keeps_the_floor() -> None:
 
 
 def test_session_validation_names_row_and_field() -> None:
-    s = simulate_sessions(5, seed=0).with_columns(pl.when(pl.int_range(pl.len()) == 3).then(-1.0).otherwise(pl.col("requested_kwh")).alias("requested_kwh"))
+    s = simulate_sessions(5, seed=0).with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(-1.0).otherwise(pl.col("requested_kwh")).alias("requested_kwh")
+    )
     with pytest.raises(InputError, match=r"row 4 \(session s00003\): requested_kwh=-1.0"):
         optimize_ev(s, horizon=96)
     with pytest.raises(InputError, match="missing column"):
@@ -139,7 +166,9 @@ def test_session_validation_names_row_and_field() -> None:
 def test_strategies_compared_on_the_same_inputs_and_tabled_by_period_start() -> None:
     s = simulate_sessions(30, seed=6)
     T = int(s["departure_period"].max())
-    s = s.with_columns(arrival_time=pl.col("arrival_period"), departure_time=pl.col("departure_period"))  # any per-session value
+    s = s.with_columns(
+        arrival_time=pl.col("arrival_period"), departure_time=pl.col("departure_period")
+    )  # any per-session value
     price = np.where(np.arange(T) % 24 < 12, 40.0, 150.0)
     results = compare_strategies(s, price, transformer_limit_kw=30.0, period_minutes=15)
     assert set(results) == {"optimal", "edf", "uncontrolled"}
@@ -156,4 +185,6 @@ def test_strategies_compared_on_the_same_inputs_and_tabled_by_period_start() -> 
     np.testing.assert_allclose(both["kwh"].to_numpy(), both["delivered_kwh"].to_numpy(), atol=1e-9)
     assert sess.height == 3 * s.height
     times = sess.join(s.select("session_id", "arrival_period", "departure_period"), on="session_id")
-    assert (times["arrival_time"] == times["arrival_period"]).all() and (times["departure_time"] == times["departure_period"]).all()
+    assert (times["arrival_time"] == times["arrival_period"]).all() and (
+        times["departure_time"] == times["departure_period"]
+    ).all()

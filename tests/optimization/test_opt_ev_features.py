@@ -19,7 +19,7 @@ from optimization.settings import EVObjectiveShares
 H, MIN = 96, 15.0
 HOUR = np.arange(H) // 4
 PRICE = np.where((HOUR >= 16) & (HOUR < 21), 180.0, np.where((HOUR >= 7) & (HOUR < 16), 90.0, 50.0))
-BASE = 15.0 + 10.0 * np.exp(-((HOUR - 18) / 2.0) ** 2)
+BASE = 15.0 + 10.0 * np.exp(-(((HOUR - 18) / 2.0) ** 2))
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,12 @@ def test_objective_shares_trade_cost_for_peak(sessions):
     cost_only = weights_from_shares(EVObjectiveShares(cost=1.0, peak=0.0, convenience=0.0), late, PRICE, **kw)
     default = weights_from_shares(EVObjectiveShares(), late, PRICE, **kw)
     assert isinstance(default, EVWeights) and default.peak_per_kw > 0
-    r_cost = compare_strategies(late, PRICE, transformer_limit_kw=200.0, period_minutes=MIN, baseload_kw=BASE, weights=cost_only)
-    r_mix = compare_strategies(late, PRICE, transformer_limit_kw=200.0, period_minutes=MIN, baseload_kw=BASE, weights=default)
+    r_cost = compare_strategies(
+        late, PRICE, transformer_limit_kw=200.0, period_minutes=MIN, baseload_kw=BASE, weights=cost_only
+    )
+    r_mix = compare_strategies(
+        late, PRICE, transformer_limit_kw=200.0, period_minutes=MIN, baseload_kw=BASE, weights=default
+    )
     o_cost, o_mix = r_cost["optimal"].metrics, r_mix["optimal"].metrics
     assert o_mix["site_peak_kw"] < o_cost["site_peak_kw"] - 1.0
     assert o_mix["cost"] >= o_cost["cost"] - 1e-9

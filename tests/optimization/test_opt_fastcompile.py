@@ -12,13 +12,33 @@ import optimization.core as core
 from optimization.battery import BatterySpec, build_battery_model
 from optimization.core import CompiledModel, add_constraint
 
-SPEC = BatterySpec(power_kw=500.0, energy_kwh=1000.0, charge_efficiency=0.93, discharge_efficiency=0.96,
-                   soc_min_frac=0.1, soc_max_frac=0.95, degradation_cost_per_mwh=3.0)
+SPEC = BatterySpec(
+    power_kw=500.0,
+    energy_kwh=1000.0,
+    charge_efficiency=0.93,
+    discharge_efficiency=0.96,
+    soc_min_frac=0.1,
+    soc_max_frac=0.95,
+    degradation_cost_per_mwh=3.0,
+)
 
 CASES: dict[str, dict[str, Any]] = {
     "arbitrage": {},
-    "site_peak_reg": {"load_kw": "load", "pv_kw": "pv", "demand_charge_per_kw": 8.0, "reg_price": "reg", "grid_import_limit_kw": 900.0},
-    "unmet_milp": {"load_kw": "load", "pv_kw": "pv", "allow_unmet": True, "milp": True, "export_price": "xp", "grid_export_limit_kw": 600.0},
+    "site_peak_reg": {
+        "load_kw": "load",
+        "pv_kw": "pv",
+        "demand_charge_per_kw": 8.0,
+        "reg_price": "reg",
+        "grid_import_limit_kw": 900.0,
+    },
+    "unmet_milp": {
+        "load_kw": "load",
+        "pv_kw": "pv",
+        "allow_unmet": True,
+        "milp": True,
+        "export_price": "xp",
+        "grid_export_limit_kw": 600.0,
+    },
 }
 
 
@@ -67,8 +87,10 @@ def test_fast_path_builds_the_same_lp_as_pyomo(case: str, monkeypatch: pytest.Mo
         A = cm.A.toarray()
         names = [str(v.name) for v in cm.columns]
         order = np.argsort(names)
-        return {(c.parent_component().name, c.index(), round(lo, 9), round(hi, 9)): tuple(np.round(A[i, order], 12))
-                for i, (c, lo, hi) in enumerate(zip(cm.row_cons, cm.row_lower, cm.row_upper))}
+        return {
+            (c.parent_component().name, c.index(), round(lo, 9), round(hi, 9)): tuple(np.round(A[i, order], 12))
+            for i, (c, lo, hi) in enumerate(zip(cm.row_cons, cm.row_lower, cm.row_upper))
+        }
 
     assert rows(fast) == rows(ref)
     assert s_fast.objective == pytest.approx(s_ref.objective, rel=1e-9, abs=1e-9)

@@ -86,10 +86,16 @@ def test_a_pandapower_case_written_as_m_reads_back_and_solves_the_same(tmp_path:
     ("edit", "message"),
     [
         (lambda s: s.replace("\t150\t", "\t15O\t"), r"triangle\.m:8 \(mpc\.bus, row 3\): '15O' is not a number"),
-        (lambda s: s.replace("\t20\t30\t0\t0.1\t0\t0\t0\t0\t0\t0\t1\t-360\t360;", "\t20\t30\t0\t0.1;"), r"mpc\.branch\): row 2 has 4 values, row 1 has 13"),
+        (
+            lambda s: s.replace("\t20\t30\t0\t0.1\t0\t0\t0\t0\t0\t0\t1\t-360\t360;", "\t20\t30\t0\t0.1;"),
+            r"mpc\.branch\): row 2 has 4 values, row 1 has 13",
+        ),
         (lambda s: s.replace("mpc.gencost", "mpc.gencost_missing"), r"no mpc\.gencost"),
         (lambda s: s.replace("\t20\t2\t0", "\t21\t2\t0"), r"mpc\.gen row 2 refers to bus 20"),
-        (lambda s: s.replace("mpc.baseMVA = 100;", "system('rm -rf /');"), r"triangle\.m:4: not a 'mpc\.<field> = \.\.\.' assignment"),
+        (
+            lambda s: s.replace("mpc.baseMVA = 100;", "system('rm -rf /');"),
+            r"triangle\.m:4: not a 'mpc\.<field> = \.\.\.' assignment",
+        ),
     ],
 )
 def test_malformed_case_files_are_refused_naming_file_line_and_field(tmp_path: Path, edit, message: str) -> None:

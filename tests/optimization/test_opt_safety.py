@@ -22,7 +22,7 @@ N, MIN = 96, 15.0
 DT = MIN / 60
 PRICE = np.where((np.arange(N) // 4 >= 16) & (np.arange(N) // 4 < 21), 180.0, 50.0)
 HOT = np.where((np.arange(N) // 4 >= 12) & (np.arange(N) // 4 < 18), 47.0, 25.0)  # hot afternoon
-LOAD = 80.0 + 60.0 * np.exp(-(((np.arange(N) / 4) - 18.5) / 2.5) ** 2)
+LOAD = 80.0 + 60.0 * np.exp(-((((np.arange(N) / 4) - 18.5) / 2.5) ** 2))
 PV = 70.0 * np.clip(np.sin(np.pi * ((np.arange(N) / 4) - 6.5) / 12), 0, None)
 SPEC = BatterySpec(50.0, 200.0, soc_initial_frac=0.5, degradation_cost_per_mwh=2.0)
 S = SafetySettings(ramp_frac_per_hour=1.0, soc_reserve_frac=0.2, export_limit_kw=40.0, transformer_limit_kw=150.0)
@@ -89,7 +89,7 @@ def _crafted(rule: str) -> tuple[np.ndarray, np.ndarray, dict]:
     return ch, dis, kw
 
 
-@pytest.mark.parametrize("rule", [r for r in BATTERY_RULES])
+@pytest.mark.parametrize("rule", list(BATTERY_RULES))
 def test_each_battery_rule_catches_a_crafted_schedule_and_the_gate_replaces_it(rule):
     ch, dis, kw = _crafted(rule)
     s = S.model_copy(update=kw.pop("update", {}))
@@ -107,16 +107,24 @@ def test_each_battery_rule_catches_a_crafted_schedule_and_the_gate_replaces_it(r
     pub = gate.published.schedule
     assert (pub["charge_kw"] == 0).all() and (pub["discharge_kw"] == 0).all()
     assert pub["soc_kwh"].to_numpy() == pytest.approx(np.full(N, 100.0))
-    assert gate.published.breakdown["savings"] == pytest.approx(0.0, abs=1e-9)  # holding saves nothing and costs nothing
+    assert gate.published.breakdown["savings"] == pytest.approx(
+        0.0, abs=1e-9
+    )  # holding saves nothing and costs nothing
     alert = gate_alert(gate, alertname="UnsafeBatterySchedule", asset_type="battery", asset_id="system", partition="2026-03-05",
                        table="gold_battery_schedule")  # fmt: skip
-    assert alert["labels"]["severity"] == "warning" and rule in alert["annotations"]["rules"] and "hold" in alert["annotations"]["summary"]
+    assert (
+        alert["labels"]["severity"] == "warning"
+        and rule in alert["annotations"]["rules"]
+        and "hold" in alert["annotations"]["summary"]
+    )
 
 
 def test_below_the_reserve_the_fallback_charges_only_within_ramp_and_transformer_headroom():
     spec = BatterySpec(50.0, 200.0, soc_initial_frac=0.05)  # 10 kWh, floor (0 + 0.2) x 200 = 40 kWh
     s = S.model_copy(update={"transformer_limit_kw": 100.0})
-    res = optimize_battery(spec, PRICE, period_minutes=MIN, load_kw=LOAD, pv_kw=PV, **battery_model_limits(spec, s, N, MIN))
+    res = optimize_battery(
+        spec, PRICE, period_minutes=MIN, load_kw=LOAD, pv_kw=PV, **battery_model_limits(spec, s, N, MIN)
+    )
     assert res.schedule["soc_kwh"][-1] >= 40.0 - 1e-6  # the model recovers the reserve
     res.schedule = res.schedule.with_columns(pl.Series("discharge_kw", np.full(N, 1.0)))  # drains: breaks the band
     gate = gate_battery(res, spec, s, period_minutes=MIN)
@@ -127,7 +135,10 @@ def test_below_the_reserve_the_fallback_charges_only_within_ramp_and_transformer
     ramp = s.ramp_frac_per_hour * spec.power_kw * DT
     assert np.abs(np.diff(np.concatenate([[0.0], pub["charge_kw"].to_numpy(), [0.0]]))).max() <= ramp + 1e-9
     assert (pub["grid_import_kw"].to_numpy() <= np.maximum(100.0, LOAD - PV) + 1e-9).all()
-    assert check_battery(pub["charge_kw"], pub["discharge_kw"], spec, s, period_minutes=MIN, baseline_grid_kw=LOAD - PV) == []
+    assert (
+        check_battery(pub["charge_kw"], pub["discharge_kw"], spec, s, period_minutes=MIN, baseline_grid_kw=LOAD - PV)
+        == []
+    )
 
 
 # ---------------------------------------------------------------------------------------------- EV
@@ -139,12 +150,29 @@ def ev_case():
     sessions = simulate_sessions(12, periods=H, period_minutes=MIN, seed=3).with_columns(
         (pl.int_range(pl.len()) % 3 == 0).alias("v2g_opt_in"))  # fmt: skip
     base = np.full(H, 10.0)
-    res = optimize_ev(sessions, horizon=H, period_minutes=MIN, transformer_limit_kw=45.0, baseload_kw=base, price=PRICE, allow_unmet=True)
+    res = optimize_ev(
+        sessions,
+        horizon=H,
+        period_minutes=MIN,
+        transformer_limit_kw=45.0,
+        baseload_kw=base,
+        price=PRICE,
+        allow_unmet=True,
+    )
     return sessions, base, res
 
 
 def _gate(sessions, base, res, s=S):
-    return gate_ev(res, sessions, s, period_minutes=MIN, transformer_limit_kw=45.0, baseload_kw=base, price=PRICE, v2g_buffer_kwh=5.0)
+    return gate_ev(
+        res,
+        sessions,
+        s,
+        period_minutes=MIN,
+        transformer_limit_kw=45.0,
+        baseload_kw=base,
+        price=PRICE,
+        v2g_buffer_kwh=5.0,
+    )
 
 
 def test_optimal_ev_schedule_passes(ev_case):
@@ -172,22 +200,42 @@ def test_each_ev_rule_catches_a_crafted_schedule_and_the_gate_falls_back_to_char
     s0 = sessions.filter(pl.col("session_id") == sid).row(0, named=True)
     not_opted = sessions.filter(~pl.col("v2g_opt_in")).row(0, named=True)
     if "maximum" in detail:
-        bad = res.power.with_columns(pl.when(pl.col("session_id") == sid).then(pl.col("power_kw") * 0 + 9.0).otherwise(pl.col("power_kw")).alias("power_kw"))
+        bad = res.power.with_columns(
+            pl.when(pl.col("session_id") == sid)
+            .then(pl.col("power_kw") * 0 + 9.0)
+            .otherwise(pl.col("power_kw"))
+            .alias("power_kw")
+        )
     elif "opt-in" in detail:
-        extra = pl.DataFrame({"session_id": [not_opted["session_id"]], "period": [not_opted["arrival_period"]], "power_kw": [-3.0]})
+        extra = pl.DataFrame(
+            {"session_id": [not_opted["session_id"]], "period": [not_opted["arrival_period"]], "power_kw": [-3.0]}
+        )
         bad = pl.concat([res.power.filter(pl.col("session_id") != not_opted["session_id"]), extra])
     elif "window" in detail:
-        bad = pl.concat([res.power, pl.DataFrame({"session_id": [sid], "period": [max(0, s0["arrival_period"] - 1)], "power_kw": [1.0]})])
+        bad = pl.concat(
+            [
+                res.power,
+                pl.DataFrame({"session_id": [sid], "period": [max(0, s0["arrival_period"] - 1)], "power_kw": [1.0]}),
+            ]
+        )
         if s0["arrival_period"] == 0:
-            bad = pl.concat([res.power, pl.DataFrame({"session_id": [sid], "period": [s0["departure_period"]], "power_kw": [1.0]})])
+            bad = pl.concat(
+                [res.power, pl.DataFrame({"session_id": [sid], "period": [s0["departure_period"]], "power_kw": [1.0]})]
+            )
     elif rule == "soc_band":
         periods = list(range(s0["arrival_period"], s0["departure_period"]))
-        bad = pl.concat([res.power.filter(pl.col("session_id") != sid),
-                         pl.DataFrame({"session_id": [sid] * len(periods), "period": periods, "power_kw": [7.2] * len(periods)})])
+        bad = pl.concat(
+            [
+                res.power.filter(pl.col("session_id") != sid),
+                pl.DataFrame({"session_id": [sid] * len(periods), "period": periods, "power_kw": [7.2] * len(periods)}),
+            ]
+        )
         bad = bad.cast({"period": pl.Int64})
     else:
         t = int(res.profile["ev_kw"].arg_max())
-        bad = res.power.with_columns(pl.when(pl.col("period") == t).then(pl.col("power_kw") * 3).otherwise(pl.col("power_kw")).alias("power_kw"))
+        bad = res.power.with_columns(
+            pl.when(pl.col("period") == t).then(pl.col("power_kw") * 3).otherwise(pl.col("power_kw")).alias("power_kw")
+        )
     bad = bad.cast({"period": pl.Int64})
     gate = _gate(sessions, base, _tamper(res, lambda _: bad))
     assert not gate.passed
@@ -196,4 +244,7 @@ def test_each_ev_rule_catches_a_crafted_schedule_and_the_gate_falls_back_to_char
     fb = gate.published
     assert (fb.power["power_kw"] >= 0).all()
     assert fb.profile["site_kw"].max() <= 45.0 + 1e-6
-    assert check_ev(fb.power, sessions, S, period_minutes=MIN, horizon=H, transformer_limit_kw=45.0, baseload_kw=base) == []
+    assert (
+        check_ev(fb.power, sessions, S, period_minutes=MIN, horizon=H, transformer_limit_kw=45.0, baseload_kw=base)
+        == []
+    )

@@ -19,10 +19,30 @@ def _fleet(rows: list[dict]) -> pl.DataFrame:
 
 
 def test_tiny_instance_equals_brute_force_enumeration() -> None:
-    fleet = _fleet([
-        dict(unit="cheap", pmin_mw=40, pmax_mw=100, marginal_cost=10, no_load_cost=200, startup_cost=500, ramp_up_mw_h=100, ramp_down_mw_h=100),
-        dict(unit="peak", pmin_mw=10, pmax_mw=60, marginal_cost=50, no_load_cost=20, startup_cost=30, ramp_up_mw_h=60, ramp_down_mw_h=60),
-    ])
+    fleet = _fleet(
+        [
+            dict(
+                unit="cheap",
+                pmin_mw=40,
+                pmax_mw=100,
+                marginal_cost=10,
+                no_load_cost=200,
+                startup_cost=500,
+                ramp_up_mw_h=100,
+                ramp_down_mw_h=100,
+            ),
+            dict(
+                unit="peak",
+                pmin_mw=10,
+                pmax_mw=60,
+                marginal_cost=50,
+                no_load_cost=20,
+                startup_cost=30,
+                ramp_up_mw_h=60,
+                ramp_down_mw_h=60,
+            ),
+        ]
+    )
     load = np.array([30.0, 90.0, 140.0, 50.0])
     res = solve_unit_commitment(fleet, load, reserve_frac=0.0, mip_rel_gap=1e-9)
     # enumerate all 2^8 commitments; dispatch each by LP; keep the cheapest feasible
@@ -59,7 +79,7 @@ def test_schedule_respects_balance_reserve_ramps_and_min_up_down(mid_solution) -
     assert (sys_["renewable_used_mw"] <= sys_["renewable_forecast_mw"] + 1e-6).all()
     assert (sys_["reserve_mw"] >= 0.1 * load - 1e-6).all()
     assert res.mip_gap <= 1e-3 + 1e-9
-    for i, unit in enumerate(fleet.iter_rows(named=True)):
+    for _i, unit in enumerate(fleet.iter_rows(named=True)):
         s = res.schedule.filter(pl.col("unit") == unit["unit"]).sort("hour")
         on = s["on"].to_numpy().astype(int)
         p = s["p_mw"].to_numpy()
@@ -84,7 +104,9 @@ def test_schedule_respects_balance_reserve_ramps_and_min_up_down(mid_solution) -
 def _agile(n: int) -> pl.DataFrame:
     """Units that can go from off to full output in an hour, so only capacity limits matter."""
     f = synthetic_fleet(n, seed=1)
-    return f.with_columns(ramp_up_mw_h=pl.col("pmax_mw"), ramp_down_mw_h=pl.col("pmax_mw"), min_up_h=pl.lit(1), min_down_h=pl.lit(1))
+    return f.with_columns(
+        ramp_up_mw_h=pl.col("pmax_mw"), ramp_down_mw_h=pl.col("pmax_mw"), min_up_h=pl.lit(1), min_down_h=pl.lit(1)
+    )
 
 
 def test_demand_above_capacity_is_named_and_slack_reports_unserved() -> None:
@@ -134,13 +156,19 @@ def test_schedule_table_has_a_row_per_unit_and_period_plus_a_system_row(mid_solu
 def test_emissions_and_renewable_share_follow_the_dispatch(mid_solution) -> None:
     fleet, load, ren, res = mid_solution
     sched = res.schedule.join(fleet.select("unit", "co2_t_per_mwh"), on="unit")
-    np.testing.assert_allclose(sched["co2_t_per_h"].to_numpy(), (sched["p_mw"] * sched["co2_t_per_mwh"]).to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        sched["co2_t_per_h"].to_numpy(), (sched["p_mw"] * sched["co2_t_per_mwh"]).to_numpy(), rtol=1e-12
+    )
     sys_ = res.system
     per_hour = sched.group_by("hour").agg(pl.col("co2_t_per_h").sum()).sort("hour")["co2_t_per_h"].to_numpy()
     np.testing.assert_allclose(sys_["co2_t_per_h"].to_numpy(), per_hour, rtol=1e-12)
     assert res.emissions_t == pytest.approx(per_hour.sum(), rel=1e-12)
-    np.testing.assert_allclose(sys_["renewable_share"].to_numpy(), (sys_["renewable_used_mw"] / sys_["load_mw"]).to_numpy(), rtol=1e-9)
-    assert res.renewable_share == pytest.approx(float(sys_["renewable_used_mw"].sum() / sys_["load_mw"].sum()), rel=1e-9)
+    np.testing.assert_allclose(
+        sys_["renewable_share"].to_numpy(), (sys_["renewable_used_mw"] / sys_["load_mw"]).to_numpy(), rtol=1e-9
+    )
+    assert res.renewable_share == pytest.approx(
+        float(sys_["renewable_used_mw"].sum() / sys_["load_mw"].sum()), rel=1e-9
+    )
     assert 0 < res.renewable_share < 1
     # renewables never above their forecast, and without emission factors emissions are unknown, not zero
     capped = solve_unit_commitment(fleet.drop("co2_t_per_mwh"), load, ren * 0.5, reserve_frac=0.1)

@@ -95,7 +95,9 @@ def _start_worker(name: str, queues: list[str], env: dict, log: Path) -> subproc
         sys.executable, "-m", "celery", "-A", "pipelines.celery_app", "worker", "-Q", ",".join(queues), "-n", f"{name}@%h",
         "--concurrency", "1", "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle", "-l", "INFO",
     ]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _wait_ready(procs: dict[str, tuple[subprocess.Popen, Path]], timeout: float = 60) -> None:
@@ -145,19 +147,34 @@ def test_jobs_on_two_celery_workers_equal_an_in_process_run(celery_instance, sma
     write_landing_reference(small_sim, zone)
     bad = BadRecordRates(out_of_range=0.002, duplicate=0.002, unknown_entity=0.001)
     for d in DAYS:
-        write_landing_day(small_sim, dt.date.fromisoformat(d), zone, formats={"meter_readings": ("csv", "parquet"), "scada": "parquet", "weather": "csv"}, bad=bad, rows_per_file=25)
+        write_landing_day(
+            small_sim,
+            dt.date.fromisoformat(d),
+            zone,
+            formats={"meter_readings": ("csv", "parquet"), "scada": "parquet", "weather": "csv"},
+            bad=bad,
+            rows_per_file=25,
+        )
 
     # -- the reference: in-process runs of the same jobs on the same instance
     ref_root, cel_root = tmp_path / "inprocess", tmp_path / "celery"
     ref_root.mkdir()
     cel_root.mkdir()
     for job, tags, _ in JOBS:
-        res = defs.get_job_def(job).execute_in_process(run_config=_run_config(ref_root), instance=instance, tags={**tags, "gridlake/test": "inprocess"})
+        res = defs.get_job_def(job).execute_in_process(
+            run_config=_run_config(ref_root), instance=instance, tags={**tags, "gridlake/test": "inprocess"}
+        )
         assert res.success, job
 
     # -- two Celery workers: one for ingestion (and optimisation), one for training and scoring
     prefix = f"scale-{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, **pg_env, "PYTHONPATH": str(REPO), "GRIDLAKE_EXECUTOR": "celery", "GRIDLAKE_CELERY_QUEUE_PREFIX": prefix}
+    env = {
+        **os.environ,
+        **pg_env,
+        "PYTHONPATH": str(REPO),
+        "GRIDLAKE_EXECUTOR": "celery",
+        "GRIDLAKE_CELERY_QUEUE_PREFIX": prefix,
+    }
     workers = {
         f"ingest-{prefix}": [f"{prefix}-ingest", f"{prefix}-optimise"],
         f"score-{prefix}": [f"{prefix}-train", f"{prefix}-score"],
@@ -184,11 +201,19 @@ def test_jobs_on_two_celery_workers_equal_an_in_process_run(celery_instance, sma
     for job, _, kind in JOBS:
         run = runs[job]
         assert run.is_success, job
-        executed = [e for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT) if "in celery worker" in (e.message or "")]
+        executed = [
+            e
+            for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+            if "in celery worker" in (e.message or "")
+        ]
         assert executed, f"{job}: no step ran in a celery worker"
         hosts = {e.dagster_event.event_specific_data.metadata["Celery worker"].value.split("@")[0] for e in executed}
         assert hosts == {f"{kind if kind == 'ingest' else 'score'}-{prefix}"}, (job, hosts)
-        queued = [e.message for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT) if "Submitting celery task" in (e.message or "")]
+        queued = [
+            e.message
+            for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+            if "Submitting celery task" in (e.message or "")
+        ]
         assert queued and all(f'to queue "{prefix}-{kind}"' in m for m in queued), (job, queued)
     with psycopg2.connect(dbname=db, **pg_params) as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, status FROM runs WHERE run_id = ANY(%s)", ([r.run_id for r in runs.values()],))
@@ -197,7 +222,10 @@ def test_jobs_on_two_celery_workers_equal_an_in_process_run(celery_instance, sma
         inproc = {r.job_name: r for r in instance.get_runs(RunsFilter(tags={"gridlake/test": "inprocess"}))}
         n = {}
         for label, run in (("celery", runs["daily_ingest"]), ("inprocess", inproc["daily_ingest"])):
-            cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'", (run.run_id,))
+            cur.execute(
+                "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'",
+                (run.run_id,),
+            )
             n[label] = cur.fetchone()[0]
         assert n["celery"] == n["inprocess"] >= len(DAY_TABLES) * len(DAYS)
 
@@ -212,9 +240,13 @@ def test_jobs_on_two_celery_workers_equal_an_in_process_run(celery_instance, sma
             try:
                 # floats to 1e-12 relative (gold_load_hourly's energy_kwh differed in the last bits: a float sum's
                 # order is not fixed by a multi-threaded group-by); every other value exactly
-                assert_frame_equal(_comparable(a, ref.root), _comparable(b, cel.root), check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+                assert_frame_equal(
+                    _comparable(a, ref.root), _comparable(b, cel.root), check_exact=False, rel_tol=1e-12, abs_tol=1e-12
+                )
             except AssertionError as e:
-                raise AssertionError(f"{name} {d}: the Celery run's partition differs from the in-process run's: {e}") from e
+                raise AssertionError(
+                    f"{name} {d}: the Celery run's partition differs from the in-process run's: {e}"
+                ) from e
             compared += a.height
     for name in ("ref_meters", "ref_transformers"):
         assert_frame_equal(ref.read(name), cel.read(name), check_exact=True)

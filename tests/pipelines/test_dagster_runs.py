@@ -9,8 +9,15 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, SkipReason, materialize
 
+from assets.resources import (
+    AlertingResource,
+    CatalogResource,
+    GridSettings,
+    LakeResource,
+    LandingResource,
+    MlflowResource,
+)
 from pipelines.definitions import ALL_ASSETS
-from assets.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 DAY = "2026-11-01"  # the fall-back day
 INGEST_AND_GOLD = [
@@ -35,7 +42,14 @@ def _land(sim, zone, day: dt.date, bad=None, rows_per_file=20):
     from simulator import write_landing_day, write_landing_reference
 
     write_landing_reference(sim, zone)
-    return write_landing_day(sim, day, zone, formats={"meter_readings": ("csv", "parquet"), "scada": "parquet", "weather": "csv"}, bad=bad, rows_per_file=rows_per_file)
+    return write_landing_day(
+        sim,
+        day,
+        zone,
+        formats={"meter_readings": ("csv", "parquet"), "scada": "parquet", "weather": "csv"},
+        bad=bad,
+        rows_per_file=rows_per_file,
+    )
 
 
 def _events(instance, run_id, kind):
@@ -57,7 +71,12 @@ def test_materialisation_on_the_postgres_instance(pg_dagster_home, pg_database, 
     man = _land(small_sim, zone, dt.date.fromisoformat(DAY))
     res = _resources(str(tmp_path / "lake"), str(tmp_path / "landing"), tmp_path)
 
-    ref = materialize(ALL_ASSETS, selection=["ref_meters", "ref_transformers", "ref_weather_stations"], instance=instance, resources=res)
+    ref = materialize(
+        ALL_ASSETS,
+        selection=["ref_meters", "ref_transformers", "ref_weather_stations"],
+        instance=instance,
+        resources=res,
+    )
     assert ref.success
     run = materialize(ALL_ASSETS, selection=INGEST_AND_GOLD, instance=instance, resources=res, partition_key=DAY)
     assert run.success
@@ -65,7 +84,9 @@ def test_materialisation_on_the_postgres_instance(pg_dagster_home, pg_database, 
     # read the run and its events back from Postgres through the instance ...
     stored = instance.get_run_by_id(run.run_id)
     assert stored.is_success and stored.tags["dagster/partition"] == DAY
-    mats = {e.asset_key.to_user_string(): e for e in _events(instance, run.run_id, DagsterEventType.ASSET_MATERIALIZATION)}
+    mats = {
+        e.asset_key.to_user_string(): e for e in _events(instance, run.run_id, DagsterEventType.ASSET_MATERIALIZATION)
+    }
     assert set(INGEST_AND_GOLD) <= set(mats)
     meta = mats["silver_meter_readings"].event_specific_data.materialization.metadata
     checks = [e.event_specific_data for e in _events(instance, run.run_id, DagsterEventType.ASSET_CHECK_EVALUATION)]
@@ -110,9 +131,19 @@ def test_a_mostly_rejected_partition_blocks_the_gold_assets(small_sim, tmp_path)
     man = _land(small_sim, zone, day, bad=BadRecordRates(renamed_column_files=1), rows_per_file=10**6)
     assert man.counts("meter_readings")["missing_column_files"] == 1 == len(man.for_source("meter_readings"))
     res = _resources(str(tmp_path / "lake"), str(tmp_path / "landing"), tmp_path)
-    assert materialize(ALL_ASSETS, selection=["ref_meters", "ref_transformers", "ref_weather_stations"], instance=instance, resources=res).success
-    run = materialize(ALL_ASSETS, selection=INGEST_AND_GOLD, instance=instance, resources=res, partition_key=DAY, raise_on_error=False)
-    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in (e.event_specific_data for e in _events(instance, run.run_id, DagsterEventType.ASSET_CHECK_EVALUATION))}
+    assert materialize(
+        ALL_ASSETS,
+        selection=["ref_meters", "ref_transformers", "ref_weather_stations"],
+        instance=instance,
+        resources=res,
+    ).success
+    run = materialize(
+        ALL_ASSETS, selection=INGEST_AND_GOLD, instance=instance, resources=res, partition_key=DAY, raise_on_error=False
+    )
+    checks = {
+        (c.asset_key.to_user_string(), c.check_name): c
+        for c in (e.event_specific_data for e in _events(instance, run.run_id, DagsterEventType.ASSET_CHECK_EVALUATION))
+    }
     gate = checks[("silver_meter_readings", "quarantine_rate")]
     assert not gate.passed and gate.severity.value == "ERROR"
     assert gate.metadata["share"].value > 0.5
@@ -138,10 +169,19 @@ def test_landing_and_delta_tables_on_an_s3_endpoint(moto_s3, small_sim, tmp_path
     man = _land(small_sim, zone, day)
     res = _resources("s3://gridlake-lake/lake", "s3://gridlake-landing/raw", tmp_path)
     instance = DagsterInstance.ephemeral()
-    assert materialize(ALL_ASSETS, selection=["ref_meters", "ref_transformers", "ref_weather_stations"], instance=instance, resources=res).success
+    assert materialize(
+        ALL_ASSETS,
+        selection=["ref_meters", "ref_transformers", "ref_weather_stations"],
+        instance=instance,
+        resources=res,
+    ).success
     run = materialize(ALL_ASSETS, selection=INGEST_AND_GOLD[:8], instance=instance, resources=res, partition_key=DAY)
     assert run.success
-    keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="gridlake-lake") for o in p.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for p in s3.get_paginator("list_objects_v2").paginate(Bucket="gridlake-lake")
+        for o in p.get("Contents", [])
+    ]
     assert any(k.startswith("lake/silver_meter_readings/_delta_log/") for k in keys)
     assert any(k.startswith("lake/silver_meter_readings/date=2026-11-01/") and k.endswith(".parquet") for k in keys)
     archived = [k for k in keys if k.startswith("lake/bronze_archive/meter_readings/2026-11-01/")]
@@ -151,19 +191,27 @@ def test_landing_and_delta_tables_on_an_s3_endpoint(moto_s3, small_sim, tmp_path
     assert silver.height == man.rows_written("meter_readings")
     assert lake.read("silver_scada", day).height == man.rows_written("scada")
     # byte-exact archive
-    one = archived[0][len("lake/"):]
-    assert lake.get_object(one) == zone.get_bytes(one[len("bronze_archive/"):])
+    one = archived[0][len("lake/") :]
+    assert lake.get_object(one) == zone.get_bytes(one[len("bronze_archive/") :])
 
 
 def test_definitions_load_with_jobs_schedules_and_sensors():
     from pipelines.definitions import defs
 
     repo = defs.get_repository_def()
-    assert {"daily_ingest", "load_reference", "monthly_rollup", "refresh_catalog"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"daily_ingest", "load_reference", "monthly_rollup", "refresh_catalog"} <= {
+        j.name for j in repo.get_all_jobs()
+    }
     sched = {s.name: s for s in repo.schedule_defs}
     daily = sched["daily_ingest_schedule"]
     assert daily.cron_schedule == "15 1 * * *" and daily.execution_timezone == "America/New_York"
-    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "refresh_catalog_after_ingest", "post_alerts_after_scoring", "critical_alert_sensor", "alert_on_run_failure"}
+    assert {s.name for s in repo.sensor_defs} == {
+        "landing_sensor",
+        "refresh_catalog_after_ingest",
+        "post_alerts_after_scoring",
+        "critical_alert_sensor",
+        "alert_on_run_failure",
+    }
     graph = repo.asset_graph
     # every table declared in contracts has a producer in the code location, one hop away
     # (stream_dead_letters is written by the streaming bridge service, outside Dagster)
@@ -210,10 +258,17 @@ def test_a_backfill_range_runs_in_one_run_with_every_day_replaced(small_sim, tmp
     write_landing_reference(small_sim, zone)
     days = ["2026-10-31", "2026-11-01", "2026-11-02"]
     for d in days:
-        write_landing_day(small_sim, dt.date.fromisoformat(d), zone, formats="parquet", sources=("meter_readings", "scada"))
+        write_landing_day(
+            small_sim, dt.date.fromisoformat(d), zone, formats="parquet", sources=("meter_readings", "scada")
+        )
     res = _resources(str(tmp_path / "lake"), str(tmp_path / "landing"), tmp_path)
     instance = DagsterInstance.ephemeral()
-    assert materialize(ALL_ASSETS, selection=["ref_meters", "ref_transformers", "ref_weather_stations"], instance=instance, resources=res).success
+    assert materialize(
+        ALL_ASSETS,
+        selection=["ref_meters", "ref_transformers", "ref_weather_stations"],
+        instance=instance,
+        resources=res,
+    ).success
     run = materialize(
         ALL_ASSETS,
         selection=INGEST_AND_GOLD,

@@ -69,14 +69,23 @@ def demo(tmp_path_factory) -> dict:
 def test_every_stage_runs_in_order_on_the_embedded_instance(demo):
     out = demo["first"]
     assert "FAILED" not in out and "SqliteRunStorage" in out
-    done = [m for m in re.findall(r"\[\d/\d\] (\w+) done in", out)]
+    done = list(re.findall(r"\[\d/\d\] (\w+) done in", out))
     assert done == STAGES
     assert "backfill of the history, one run): ok" in out
     assert "late records forwarded from a later day: replay): ok" in out  # the late-data replays ran
-    for job in ("forecast_training", "grid_ml_training", "forecast_scoring", "grid_ml_scoring", "optimization_daily", "publish_report"):
+    for job in (
+        "forecast_training",
+        "grid_ml_training",
+        "forecast_scoring",
+        "grid_ml_scoring",
+        "optimization_daily",
+        "publish_report",
+    ):
         assert re.search(rf"  {job}\b.*: ok in", out), job
     # the first night: every model becomes the first champion
-    assert re.search(r"gridlake_load_system v1: champion", out) and re.search(r"grid_transformer_failure:v1: champion", out)
+    assert re.search(r"gridlake_load_system v1: champion", out) and re.search(
+        r"grid_transformer_failure:v1: champion", out
+    )
 
 
 def test_summary_has_the_operator_figures(demo):
@@ -91,7 +100,10 @@ def test_summary_has_the_operator_figures(demo):
     (battery,) = summary["battery"]
     assert battery["savings"] > 0 and battery["cost_with_battery"] < battery["baseline_cost"]
     ev = {r["strategy"]: r for r in summary["ev"]}
-    assert set(ev) == {"edf", "optimal", "uncontrolled"} and ev["optimal"]["energy_cost"] <= ev["uncontrolled"]["energy_cost"] + 1e-6
+    assert (
+        set(ev) == {"edf", "optimal", "uncontrolled"}
+        and ev["optimal"]["energy_cost"] <= ev["uncontrolled"]["energy_cost"] + 1e-6
+    )
     (opf,) = summary["opf"]
     assert opf["opf_cost_day"] > 0 and 0 < opf["lmp_min"] <= opf["lmp_max"]
     assert summary["uc"]["cost"] > 0 and summary["uc"]["units"] == 50
@@ -106,7 +118,11 @@ def test_summary_has_the_operator_figures(demo):
     lat = summary["alert_delivery_latency_s"]
     assert lat["alerts"] == critical and 0 <= lat["p50_s"] <= lat["max_s"] < 60
     notes = demo["results"]["alert_delivery"]
-    assert notes["eligible"] == notes["posted"] == sum(r["alerts"] for r in summary["alerts"] if r["severity"] == "critical")
+    assert (
+        notes["eligible"]
+        == notes["posted"]
+        == sum(r["alerts"] for r in summary["alerts"] if r["severity"] == "critical")
+    )
     assert notes["alertmanager_alerts"] == notes["emailed_alerts"] == critical and notes["emails"] > 0
 
 
@@ -140,7 +156,11 @@ def test_report_is_self_contained_html(demo):
         assert f"<h2>{section}" in page, section
     assert "No alerts delivered" not in page  # the alerts stage delivered the day's critical alerts
     alerts_section = page[page.index("<h2>Alert timeline") :]
-    assert "<td>critical</td>" in alerts_section and "latency p50 s" in alerts_section and "data:image/png" in alerts_section
+    assert (
+        "<td>critical</td>" in alerts_section
+        and "latency p50 s" in alerts_section
+        and "data:image/png" in alerts_section
+    )
     assert "has no rows for this day yet" not in page  # every other section has its data
 
 

@@ -13,7 +13,12 @@ from assets.queues import KINDS
 from tests.conftest import REPO
 
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
-DUMMY_SECRETS = {"GRIDLAKE_PG_PASSWORD": "x", "RABBITMQ_PASSWORD": "x", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+DUMMY_SECRETS = {
+    "GRIDLAKE_PG_PASSWORD": "x",
+    "RABBITMQ_PASSWORD": "x",
+    "AWS_ACCESS_KEY_ID": "x",
+    "AWS_SECRET_ACCESS_KEY": "x",
+}
 
 
 def _compose() -> list[str] | None:
@@ -26,7 +31,16 @@ def _compose() -> list[str] | None:
 def test_every_queue_has_workers_and_every_component_a_service():
     spec = yaml.safe_load(COMPOSE.read_text())
     services = spec["services"]
-    assert {"postgres", "rabbitmq", "code-location", "dagster-webserver", "dagster-daemon", "mlflow", "mqtt", "bridge"} <= set(services)
+    assert {
+        "postgres",
+        "rabbitmq",
+        "code-location",
+        "dagster-webserver",
+        "dagster-daemon",
+        "mlflow",
+        "mqtt",
+        "bridge",
+    } <= set(services)
     # one worker service per queue kind, listening on exactly that queue, with the app the executor submits to
     for kind in KINDS:
         cmd = services[f"worker-{kind}"]["command"]
@@ -44,8 +58,16 @@ def test_every_queue_has_workers_and_every_component_a_service():
 @pytest.mark.skipif(_compose() is None, reason="neither `docker compose` nor `docker-compose` is installed here")
 def test_docker_compose_config_validates():
     compose = _compose()
-    p = subprocess.run([*compose, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, env={**os.environ, **DUMMY_SECRETS})
+    p = subprocess.run(
+        [*compose, "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **DUMMY_SECRETS},
+    )
     assert p.returncode == 0, p.stderr
     # and it refuses to start without the secrets
     env = {k: v for k, v in os.environ.items() if k not in DUMMY_SECRETS}
-    assert subprocess.run([*compose, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, env=env).returncode != 0
+    assert (
+        subprocess.run([*compose, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, env=env).returncode
+        != 0
+    )

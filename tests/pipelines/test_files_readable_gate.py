@@ -18,9 +18,17 @@ DAY = "2026-11-02"
 
 
 def _run(instance, res):
-    run = materialize(ALL_ASSETS, selection=INGEST_AND_GOLD, instance=instance, resources=res, partition_key=DAY, raise_on_error=False)
-    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in (e.event_specific_data for e in _events(instance, run.run_id, DagsterEventType.ASSET_CHECK_EVALUATION))}
-    mats = {e.asset_key.to_user_string(): e.event_specific_data.materialization for e in _events(instance, run.run_id, DagsterEventType.ASSET_MATERIALIZATION)}
+    run = materialize(
+        ALL_ASSETS, selection=INGEST_AND_GOLD, instance=instance, resources=res, partition_key=DAY, raise_on_error=False
+    )
+    checks = {
+        (c.asset_key.to_user_string(), c.check_name): c
+        for c in (e.event_specific_data for e in _events(instance, run.run_id, DagsterEventType.ASSET_CHECK_EVALUATION))
+    }
+    mats = {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization
+        for e in _events(instance, run.run_id, DagsterEventType.ASSET_MATERIALIZATION)
+    }
     return run, checks, mats
 
 
@@ -33,7 +41,12 @@ def test_an_unreadable_file_blocks_the_gold_assets_until_it_is_waived(small_sim,
     bad = f"meter_readings/{DAY}/part-999.csv.gz"
     zone.put_bytes(bad, b"\x1f\x8b\x08\x00 truncated in transfer\nline\nline\n")
     res = _resources(str(tmp_path / "lake"), str(tmp_path / "landing"), tmp_path)
-    assert materialize(ALL_ASSETS, selection=["ref_meters", "ref_transformers", "ref_weather_stations"], instance=instance, resources=res).success
+    assert materialize(
+        ALL_ASSETS,
+        selection=["ref_meters", "ref_transformers", "ref_weather_stations"],
+        instance=instance,
+        resources=res,
+    ).success
 
     run, checks, mats = _run(instance, res)
     gate = checks[("silver_meter_readings", "files_readable")]
@@ -47,9 +60,19 @@ def test_an_unreadable_file_blocks_the_gold_assets_until_it_is_waived(small_sim,
     # the day is written but held out of the manifest: no reader sees it, and a later run that reads
     # silver (here the gold rollup alone, without the ingestion's checks) finds nothing to read
     assert lake.read("silver_meter_readings", day, published=False).height > 0
-    assert lake.read("silver_meter_readings", day).height == 0 and lake.read("bronze_meter_readings_files", day).height == 0
+    assert (
+        lake.read("silver_meter_readings", day).height == 0
+        and lake.read("bronze_meter_readings_files", day).height == 0
+    )
     assert mats["ingest_manifest_meter_readings"].metadata["held"].value[DAY] == {bad: "unreadable_file"}
-    later = materialize(ALL_ASSETS, selection=["gold_load_hourly"], instance=instance, resources=res, partition_key=DAY, raise_on_error=False)
+    later = materialize(
+        ALL_ASSETS,
+        selection=["gold_load_hourly"],
+        instance=instance,
+        resources=res,
+        partition_key=DAY,
+        raise_on_error=False,
+    )
     assert not later.success and not lake.exists("gold_load_hourly")
     failure = next(e for e in instance.all_logs(later.run_id, of_type=DagsterEventType.STEP_FAILURE))
     assert "silver_meter_readings has no rows for 2026-11-02" in str(failure.dagster_event.event_specific_data.error)
@@ -61,7 +84,9 @@ def test_an_unreadable_file_blocks_the_gold_assets_until_it_is_waived(small_sim,
     waived = gate.metadata["waived_and_skipped_files"].value[DAY]["waived"]
     assert list(waived) == [bad] and "ops-oncall" in waived[bad]
     assert "gold_load_hourly" in mats and "gold_load_daily" in mats
-    assert lake.read("silver_meter_readings", day).height > 0 and lake.read("gold_load_hourly", day).height > 0  # published
+    assert (
+        lake.read("silver_meter_readings", day).height > 0 and lake.read("gold_load_hourly", day).height > 0
+    )  # published
 
 
 def test_a_waiver_makes_the_landing_sensor_re_run_its_day(tmp_path):

@@ -41,7 +41,9 @@ def test_root_instance_config_is_the_embedded_default():
 
 
 def test_definitions_validate_without_dagster_home():
-    p = subprocess.run([DAGSTER, "definitions", "validate"], cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [DAGSTER, "definitions", "validate"], cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=300
+    )
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-4000:]
     assert "Validation successful for code location gridlake" in out

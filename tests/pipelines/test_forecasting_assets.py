@@ -12,9 +12,9 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
 
 from assets import forecasting as fa
-from contracts import SOURCES, TABLES
 from assets.partitions import TIMEZONE
 from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
+from contracts import SOURCES, TABLES
 
 TZ = "America/New_York"
 START = dt.date(2026, 4, 6)  # calm spring weeks; the June TMY heat wave makes every model miss
@@ -44,13 +44,19 @@ def env(tmp_path_factory):
         for s in ("meter_readings", "weather"):
             src = SOURCES[s]
             ingest_partition(zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity], tz=TZ)
-        lake.write_partition(TABLES["gold_load_hourly"], gold.load_hourly(lake.read(TABLES["silver_meter_readings"], d), meters, tx, d), d)
+        lake.write_partition(
+            TABLES["gold_load_hourly"],
+            gold.load_hourly(lake.read(TABLES["silver_meter_readings"], d), meters, tx, d),
+            d,
+        )
     resources = {
         "lake": LakeResource(root=str(tmp / "lake")),
         "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment="test-forecasting"),
         "grid": GridSettings(timezone=TZ),
         # nothing listens on port 9: drift alerts stay in the durable outbox (the path is what is tested)
-        "alerting": AlertingResource(outbox_path=str(tmp / "outbox.db"), alertmanager_url="http://127.0.0.1:9", flush_timeout_s=0.5),
+        "alerting": AlertingResource(
+            outbox_path=str(tmp / "outbox.db"), alertmanager_url="http://127.0.0.1:9", flush_timeout_s=0.5
+        ),
     }
     return {"lake": lake, "resources": resources, "instance": DagsterInstance.ephemeral(), "meters": meters}
 
@@ -97,7 +103,12 @@ def test_train_score_peak_and_champion_policy(env):
     assert first.success
     m1 = _meta(first, "load_forecast_models")
     assert set(m1["promoted"]) == {"F001", "F002", "system"} and all(m1["promoted"].values())
-    assert "forecast vs actual" in m1["plots"] and "feature importance" in m1["plots"] and "rank" in m1["comparison"] and "seasonal_naive_daily" in m1["comparison"]
+    assert (
+        "forecast vs actual" in m1["plots"]
+        and "feature importance" in m1["plots"]
+        and "rank" in m1["comparison"]
+        and "seasonal_naive_daily" in m1["comparison"]
+    )
     run = reg.client.get_run(m1["run_ids"]["system"])
     assert run.data.params["model"] == "xgboost" and 0 < run.data.metrics["mape"] < 50
     assert {"forecast_vs_actual.png", "model"} <= {a.path for a in reg.client.list_artifacts(run.info.run_id)}
@@ -109,7 +120,15 @@ def test_train_score_peak_and_champion_policy(env):
     # ---- a second run with another model on the same data = the same backtest: the champion
     # moves only where the new model scores better
     # (a candidate set: both naive models are backtested on the same origins, the better one competes)
-    second = _run(env, ["load_forecast_models"], config={"load_forecast_models": {"config": {**TRAIN, "candidates": ["seasonal_naive_daily", "seasonal_naive_weekly"]}}})
+    second = _run(
+        env,
+        ["load_forecast_models"],
+        config={
+            "load_forecast_models": {
+                "config": {**TRAIN, "candidates": ["seasonal_naive_daily", "seasonal_naive_weekly"]}
+            }
+        },
+    )
     m2 = _meta(second, "load_forecast_models")
     for entity, cand in _meta(second, "load_forecast_models")["candidate_scores"].items():
         assert set(cand) == {"seasonal_naive_daily", "seasonal_naive_weekly"}
@@ -151,12 +170,19 @@ def test_train_score_peak_and_champion_policy(env):
     _quantiles_ok(pv)
     assert (pv["p10"] >= 0).all() and pv["fallback_reason"].null_count() == pv.height
     for feeder in pv_feeders:
-        assert set(pv.filter(pl.col("entity_id") == feeder)["model_version"]) == {str(reg.champion(f"gridlake_solar_{feeder}").version)}
+        assert set(pv.filter(pl.col("entity_id") == feeder)["model_version"]) == {
+            str(reg.champion(f"gridlake_solar_{feeder}").version)
+        }
     night = pv.filter(pl.col("period_start").dt.convert_time_zone(TZ).dt.hour() == 2)
     assert night.height and (night["p90"] == 0).all()  # no PV at 2 am
 
     # ---- peak demand of the last day, from that forecast
-    peak_run = _run(env, ["gold_peak_demand"], partition=LAST.isoformat(), config={"gold_peak_demand": {"config": {"capacity_kw": {"F002": 50.0}}}})
+    peak_run = _run(
+        env,
+        ["gold_peak_demand"],
+        partition=LAST.isoformat(),
+        config={"gold_peak_demand": {"config": {"capacity_kw": {"F002": 50.0}}}},
+    )
     peak = _conforms(lake, "gold_peak_demand", LAST)
     tx = lake.read("ref_transformers")
     f001_cap = tx.filter(pl.col("feeder_id") == "F001")["rating_kva"].sum()
@@ -166,16 +192,27 @@ def test_train_score_peak_and_champion_policy(env):
     assert row["system"]["expected_peak_kw"] == pytest.approx(sys_fc["p50"].max())
     assert row["system"]["peak_time"] == sys_fc.sort("p50")["period_start"][-1]
     for r in row.values():
-        assert r["reserve_margin_pct"] == pytest.approx((r["capacity_kw"] - r["expected_peak_kw"]) / r["capacity_kw"] * 100)
+        assert r["reserve_margin_pct"] == pytest.approx(
+            (r["capacity_kw"] - r["expected_peak_kw"]) / r["capacity_kw"] * 100
+        )
         assert r["peak_p90_kw"] >= r["expected_peak_kw"]
         assert r["peak_time"].astimezone(dt.timezone.utc).date() in (LAST, LAST + dt.timedelta(days=1))
-    assert _meta(peak_run, "gold_peak_demand")["min_reserve_margin_pct"] == pytest.approx(peak["reserve_margin_pct"].min())
+    assert _meta(peak_run, "gold_peak_demand")["min_reserve_margin_pct"] == pytest.approx(
+        peak["reserve_margin_pct"].min()
+    )
 
     # ---- accuracy after the fact: the last day's forecast scored once the day passed; a drift
     # multiple below 1 makes every champion "drift": alert submitted, champion marked for retraining
-    accuracy = _run(env, ["gold_forecast_accuracy"], partition=LAST.isoformat(), config={"gold_forecast_accuracy": {"config": {"drift_multiple": 0.01, "drift_min_hours": 24}}})
+    accuracy = _run(
+        env,
+        ["gold_forecast_accuracy"],
+        partition=LAST.isoformat(),
+        config={"gold_forecast_accuracy": {"config": {"drift_multiple": 0.01, "drift_min_hours": 24}}},
+    )
     acc = _conforms(lake, "gold_forecast_accuracy", LAST)
-    daily = acc.filter((pl.col("period") == "day") & (pl.col("entity_id") == "system") & (pl.col("period_date") == LAST))
+    daily = acc.filter(
+        (pl.col("period") == "day") & (pl.col("entity_id") == "system") & (pl.col("period_date") == LAST)
+    )
     assert daily["n"].sum() == 24  # every hour of the day-ahead issue, all passed by the end of LAST
     want = (((joined["p50"] - joined["mean_kw"]).abs() / joined["mean_kw"]) * 100).mean()
     assert (daily["mape"] * daily["n"]).sum() / 24 == pytest.approx(want)
@@ -185,8 +222,21 @@ def test_train_score_peak_and_champion_policy(env):
         assert "MAPE" in reg.retrain_requested(f"gridlake_load_{entity}")
 
     # ---- PV forecast ramps of that issue: a threshold below the steepest morning rise finds ramps
-    steepest = pv.sort("entity_id", "period_start").select((pl.col("p50").diff().abs().over("entity_id", "issued_at") / 4).max()).item()
-    ramp_run = _run(env, ["gold_solar_ramps"], partition=day.isoformat(), config={"gold_solar_ramps": {"config": {"threshold_kw_per_15min": steepest / 2, "alert_kw_per_15min": steepest * 0.99}}})
+    steepest = (
+        pv.sort("entity_id", "period_start")
+        .select((pl.col("p50").diff().abs().over("entity_id", "issued_at") / 4).max())
+        .item()
+    )
+    ramp_run = _run(
+        env,
+        ["gold_solar_ramps"],
+        partition=day.isoformat(),
+        config={
+            "gold_solar_ramps": {
+                "config": {"threshold_kw_per_15min": steepest / 2, "alert_kw_per_15min": steepest * 0.99}
+            }
+        },
+    )
     ramps = _conforms(lake, "gold_solar_ramps", day)
     assert ramps.height >= 2 and set(ramps["direction"]) == {"up", "down"}  # the morning rise and the evening fall
     assert ramps["max_rate_kw_per_15min"].max() == pytest.approx(steepest)
@@ -221,10 +271,10 @@ def test_no_forecast_for_the_day_is_a_clear_error(env):
 def test_definitions_load_and_the_hourly_schedule_targets_the_local_day():
     from dagster import Definitions, build_schedule_context
 
+    from assets.resources import AlertingResource, CatalogResource, LandingResource
     from pipelines.definitions import ALL_ASSETS
     from pipelines.jobs import FORECAST_JOBS
     from pipelines.schedules import FORECAST_SCHEDULES, hourly_forecast_scoring, nightly_forecast_training
-    from assets.resources import AlertingResource, CatalogResource, LandingResource
 
     defs = Definitions(
         assets=ALL_ASSETS, jobs=FORECAST_JOBS, schedules=FORECAST_SCHEDULES,
@@ -251,7 +301,9 @@ def test_training_window_as_of_a_past_night():
     last = pd.Timestamp("2026-03-26 23:00", tz="UTC")  # 19:00 local on the 26th (EDT)
     assert fa._window_end(last, "", TZ) == pd.Timestamp("2026-03-27 00:00", tz="UTC")
     assert fa._window_end(last, "2026-03-25", TZ) == pd.Timestamp("2026-03-26 04:00", tz="UTC")  # local midnight, EDT
-    assert fa._window_end(last, "2026-03-07", TZ) == pd.Timestamp("2026-03-08 05:00", tz="UTC")  # still EST before spring-forward
+    assert fa._window_end(last, "2026-03-07", TZ) == pd.Timestamp(
+        "2026-03-08 05:00", tz="UTC"
+    )  # still EST before spring-forward
     assert fa._window_end(last, "2026-04-01", TZ) == pd.Timestamp("2026-03-27 00:00", tz="UTC")
     with pytest.raises(ValidationError, match="2026-13-01"):
         fa.LoadTrainingConfig(as_of="2026-13-01")

@@ -16,12 +16,12 @@ import pytest
 from dagster import materialize
 
 from assets.optimization import OPT_ASSETS, gold_battery, gold_ev, gold_opf_dispatch
-from lake.delta import Lake
+from assets.resources import AlertingResource, GridSettings, LakeResource
 from contracts import OPT_TABLES, TABLES
+from lake.delta import Lake
 from optimization.dcopf import REFERENCE_OBJECTIVES, load_case, scaled_case, solve_dcopf
 from pipelines.jobs import OPT_JOBS
 from pipelines.schedules import OPT_SCHEDULES
-from assets.resources import AlertingResource, GridSettings, LakeResource
 
 TZ = "America/New_York"
 DAY = dt.date(2026, 3, 5)  # a Thursday
@@ -30,7 +30,9 @@ RUN_CONFIG = {
     "ops": {
         "gold_opf_dispatch": {"config": {"case": "case14"}},
         "gold_uc_schedule": {"config": {"units": 6}},  # 12+ units: ~15 s of MIP on a loaded 2-core box
-        "gold_ev": {"config": {"transformer_limit_kw": 30.0, "baseload_peak_kw": 10.0}},  # tight: neither serves every kWh
+        "gold_ev": {
+            "config": {"transformer_limit_kw": 30.0, "baseload_peak_kw": 10.0}
+        },  # tight: neither serves every kWh
     }
 }
 
@@ -41,7 +43,7 @@ def _local(day: dt.date, hour: int) -> dt.datetime:
 
 def _load_shape(stamps: list[dt.datetime]) -> np.ndarray:
     h = np.array([s.astimezone(ZoneInfo(TZ)).hour for s in stamps], dtype=float)
-    return 300.0 + 120.0 * np.exp(-((h - 8) / 2.5) ** 2) + 220.0 * np.exp(-((h - 18.5) / 2.5) ** 2)
+    return 300.0 + 120.0 * np.exp(-(((h - 8) / 2.5) ** 2)) + 220.0 * np.exp(-(((h - 18.5) / 2.5) ** 2))
 
 
 def _pv_shape(stamps: list[dt.datetime]) -> np.ndarray:
@@ -67,21 +69,30 @@ def forecast_lake(tmp_path_factory) -> Lake:
     new = _issue(DAY, _local(DAY, 3), 24, lambda s: 1.2 * _load_shape(s), "xgboost")  # DAY 04:00 onwards, 20 % higher
     lk.write_partition(TABLES["gold_load_forecast"], old, prev)
     lk.write_partition(TABLES["gold_load_forecast"], new, DAY)
-    lk.write_partition(TABLES["gold_solar_forecast"], _issue(prev, _local(prev, 22), 30, _pv_shape, "quantile_xgboost"), prev)
+    lk.write_partition(
+        TABLES["gold_solar_forecast"], _issue(prev, _local(prev, 22), 30, _pv_shape, "quantile_xgboost"), prev
+    )
     return lk
 
 
 def _resources(lk: Lake, alertmanager_url: str = "http://127.0.0.1:9") -> dict:
     """Alerts of a replaced schedule go to an outbox file in the lake's folder (port 9: nothing listens unless a test serves one)."""
-    alerting = AlertingResource(alertmanager_url=alertmanager_url, outbox_path=str(Path(lk.root) / "outbox.db"), flush_timeout_s=5.0)
+    alerting = AlertingResource(
+        alertmanager_url=alertmanager_url, outbox_path=str(Path(lk.root) / "outbox.db"), flush_timeout_s=5.0
+    )
     return {"lake": LakeResource(root=str(lk.root)), "grid": GridSettings(timezone=TZ), "alerting": alerting}
 
 
 @pytest.fixture(scope="module")
 def run(forecast_lake):
-    result = materialize(OPT_ASSETS, partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=RUN_CONFIG)
+    result = materialize(
+        OPT_ASSETS, partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=RUN_CONFIG
+    )
     assert result.success
-    mats = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata for m in result.get_asset_materialization_events()}
+    mats = {
+        m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
+        for m in result.get_asset_materialization_events()
+    }
     return forecast_lake, mats
 
 
@@ -114,7 +125,11 @@ def test_every_schedule_table_conforms_to_its_declaration(run) -> None:
         _conforms(lk, name)
     for name in ("gold_battery_schedule", "gold_ev_schedule", "gold_opf_dispatch", "gold_uc_schedule"):
         md = mats[name]
-        picture = next(v.value for k, v in md.items() if isinstance(v.value, str) and v.value.startswith("![")) if md else None
+        picture = (
+            next(v.value for k, v in md.items() if isinstance(v.value, str) and v.value.startswith("!["))
+            if md
+            else None
+        )
         assert picture and "data:image/png;base64," in picture, f"{name}: no plot in metadata"
 
 
@@ -125,16 +140,24 @@ def test_battery_uses_the_newest_issue_per_hour_and_keeps_soc_in_bounds(run) -> 
     assert s.height == 96  # 15-minute periods of a 24-hour local day
     stamps = s["period_start"].to_list()
     # hours 00-03 local come from the older issue, 04+ from the newer (20 % higher) one; gross = net + PV
-    expected_net = np.where([t >= _local(DAY, 4) for t in stamps], 1.2, 1.0) * _load_shape([t.replace(minute=0) for t in stamps])
-    np.testing.assert_allclose(s["load_kw"].to_numpy(), expected_net + _pv_shape([t.replace(minute=0) for t in stamps]), rtol=1e-9)
+    expected_net = np.where([t >= _local(DAY, 4) for t in stamps], 1.2, 1.0) * _load_shape(
+        [t.replace(minute=0) for t in stamps]
+    )
+    np.testing.assert_allclose(
+        s["load_kw"].to_numpy(), expected_net + _pv_shape([t.replace(minute=0) for t in stamps]), rtol=1e-9
+    )
     assert s["pv_kw"].max() > 100
     # SOC within [0, capacity], the end no emptier than the start, site power balance holds
     assert s["soc_kwh"].min() >= -1e-6 and s["soc_kwh"].max() <= d["energy_kwh"] + 1e-6
     assert s["soc_kwh"][-1] >= 0.5 * d["energy_kwh"] - 1e-6
-    balance = s["grid_import_kw"] - s["grid_export_kw"] + s["discharge_kw"] - s["charge_kw"] - (s["load_kw"] - s["pv_kw"])
+    balance = (
+        s["grid_import_kw"] - s["grid_export_kw"] + s["discharge_kw"] - s["charge_kw"] - (s["load_kw"] - s["pv_kw"])
+    )
     assert balance.abs().max() < 1e-6
     assert d["savings"] > 0 and d["peak_import_kw"] < d["baseline_peak_import_kw"]
-    assert "gold_load_forecast" in d["inputs"] and "gold_solar_forecast" in d["inputs"] and "fallback" not in d["inputs"]
+    assert (
+        "gold_load_forecast" in d["inputs"] and "gold_solar_forecast" in d["inputs"] and "fallback" not in d["inputs"]
+    )
     assert mats["gold_battery_schedule"]["solve_seconds"].value >= 0
 
 
@@ -165,7 +188,10 @@ def test_ev_optimum_delivers_at_least_edf_within_the_limit(run) -> None:
     sv = md["savings_vs_uncontrolled"].value
     assert sv["cost_savings"] == pytest.approx(cost["uncontrolled"] - cost["optimal"], abs=1e-3)
     assert sess.filter(pl.col("strategy") == "optimal")["safety_status"].unique().to_list() == ["passed"]
-    assert sess.filter(pl.col("strategy") != "optimal")["safety_status"].null_count() == sess.filter(pl.col("strategy") != "optimal").height
+    assert (
+        sess.filter(pl.col("strategy") != "optimal")["safety_status"].null_count()
+        == sess.filter(pl.col("strategy") != "optimal").height
+    )
     # real sessions re-timed to the same weekday, arrivals on the local day
     assert sess["source_session_date"][0].weekday() == DAY.weekday()
     assert sess["arrival_time"].dt.convert_time_zone(TZ).dt.date().unique().to_list() == [DAY]
@@ -214,7 +240,8 @@ def test_rematerialising_replaces_the_partition(run) -> None:
         after = lk.read(TABLES[n], DAY).sort(TABLES[n].key)
         assert after.height == before[n].height
         assert after.drop("solve_seconds" if "solve_seconds" in after.columns else []).equals(
-            before[n].drop("solve_seconds" if "solve_seconds" in after.columns else []))
+            before[n].drop("solve_seconds" if "solve_seconds" in after.columns else [])
+        )
 
 
 def test_without_forecasts_the_fallback_is_last_week_and_named(tmp_path) -> None:
@@ -231,20 +258,34 @@ def test_without_forecasts_the_fallback_is_last_week_and_named(tmp_path) -> None
     lk.write_partition(TABLES["gold_load_hourly"], pl.concat(rows), src)
     result = materialize([gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk))
     assert result.success
-    md = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata for m in result.get_asset_materialization_events()}
+    md = {
+        m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
+        for m in result.get_asset_materialization_events()
+    }
     source = md["gold_battery_schedule"]["load_source"].value
-    assert source.startswith("fallback: gold_load_hourly") and str(src) in source and "gold_load_forecast does not exist" in source
+    assert (
+        source.startswith("fallback: gold_load_hourly")
+        and str(src) in source
+        and "gold_load_forecast does not exist" in source
+    )
     assert md["gold_battery_schedule"]["pv_source"].value.startswith("none")
     s = lk.read(TABLES["gold_battery_schedule"], DAY).sort("period_start")
     hourly = s.filter(pl.col("period_start").dt.minute() == 0)["load_kw"].to_numpy()
-    np.testing.assert_allclose(hourly, _load_shape([_local(DAY, 0) + dt.timedelta(hours=k) for k in range(24)]), rtol=1e-9)
+    np.testing.assert_allclose(
+        hourly, _load_shape([_local(DAY, 0) + dt.timedelta(hours=k) for k in range(24)]), rtol=1e-9
+    )
     assert lk.read(TABLES["gold_battery_daily"], DAY)["inputs"][0].startswith("load: fallback: gold_load_hourly")
 
 
 def test_the_graph_is_exported_for_the_code_location(tmp_path) -> None:
     from dagster import Definitions, build_schedule_context
 
-    defs = Definitions(assets=OPT_ASSETS, jobs=OPT_JOBS, schedules=OPT_SCHEDULES, resources={"lake": LakeResource(root=str(tmp_path)), "grid": GridSettings(), "alerting": AlertingResource()})
+    defs = Definitions(
+        assets=OPT_ASSETS,
+        jobs=OPT_JOBS,
+        schedules=OPT_SCHEDULES,
+        resources={"lake": LakeResource(root=str(tmp_path)), "grid": GridSettings(), "alerting": AlertingResource()},
+    )
     job = defs.resolve_job_def("optimization_daily")
     assert job.partitions_def is not None
     when = dt.datetime(2026, 3, 5, 4, 0, tzinfo=ZoneInfo(TZ))
@@ -273,7 +314,13 @@ def test_bad_config_and_infeasible_days_fail_with_named_causes(forecast_lake) ->
         Tariffs.model_validate({**good, "peak_window": {"start_hour": 17, "end_hour": 16}})
     # loads x10 at the peak: demand above case14's generation capacity -> power_balance named
     config = {"ops": {"gold_opf_dispatch": {"config": {"case": "case14", "peak_load_scale": 10.0}}}}
-    result = materialize([gold_opf_dispatch], partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=config, raise_on_error=False)
+    result = materialize(
+        [gold_opf_dispatch],
+        partition_key=DAY.isoformat(),
+        resources=_resources(forecast_lake),
+        run_config=config,
+        raise_on_error=False,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
     assert "power_balance" in failure.error.message
@@ -328,12 +375,19 @@ def test_a_schedule_breaking_the_transformer_limit_is_replaced_and_alerted(forec
                 lk.write_partition(TABLES[t], forecast_lake.read(TABLES[t], d), d)
     sink = _AlertSink()
     try:
-        cfg = {"ops": {"gold_battery": {"config": {"transformer_limit_kw": 400.0}}}}  # night load ~300-360 kW + charging
-        result = materialize([gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk, sink.url), run_config=cfg)
+        cfg = {
+            "ops": {"gold_battery": {"config": {"transformer_limit_kw": 400.0}}}
+        }  # night load ~300-360 kW + charging
+        result = materialize(
+            [gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk, sink.url), run_config=cfg
+        )
         assert result.success
     finally:
         sink.close()
-    md = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata for m in result.get_asset_materialization_events()}
+    md = {
+        m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
+        for m in result.get_asset_materialization_events()
+    }
     sched = md["gold_battery_schedule"]
     assert sched["safety_status"].value == "fallback:hold"
     assert "transformer_limit" in sched["safety_violations"].value
@@ -341,7 +395,11 @@ def test_a_schedule_breaking_the_transformer_limit_is_replaced_and_alerted(forec
     s = lk.read(TABLES["gold_battery_schedule"], DAY)
     assert s["charge_kw"].abs().max() == 0 and s["discharge_kw"].abs().max() == 0  # what was published is the hold
     d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
-    assert d["safety_status"] == "fallback:hold" and d["safety_violations"] > 0 and d["savings"] == pytest.approx(0.0, abs=1e-6)
+    assert (
+        d["safety_status"] == "fallback:hold"
+        and d["safety_violations"] > 0
+        and d["savings"] == pytest.approx(0.0, abs=1e-6)
+    )
     [alert] = [a for a in sink.posted if a["labels"]["alertname"] == "UnsafeBatterySchedule"]
     assert alert["labels"]["severity"] == "warning" and alert["labels"]["asset_id"] == "system"
     assert "transformer_limit" in alert["annotations"]["rules"] and "hold" in alert["annotations"]["summary"]
@@ -360,7 +418,9 @@ def test_regulation_and_v2g_come_from_the_asset_config(forecast_lake, tmp_path) 
         "gold_ev": {"config": {"transformer_limit_kw": 200.0, "baseload_peak_kw": 10.0, "v2g_opt_in_stations": stations,
                                "v2g_wear_cost_per_mwh": 20.0}},  # export at the tariff price: 180 $/MWh in 16-21 h
     }}  # fmt: skip
-    result = materialize([gold_battery, gold_ev], partition_key=DAY.isoformat(), resources=_resources(lk), run_config=cfg)
+    result = materialize(
+        [gold_battery, gold_ev], partition_key=DAY.isoformat(), resources=_resources(lk), run_config=cfg
+    )
     assert result.success
     s = lk.read(TABLES["gold_battery_schedule"], DAY)
     d = lk.read(TABLES["gold_battery_daily"], DAY).row(0, named=True)
@@ -406,9 +466,14 @@ def test_n1_screening_reads_the_days_peak_hour_of_the_opf_and_writes_its_table(t
     system = pl.DataFrame({"date": DAY, "period_start": stamps, "case_name": "case39", "kind": "system", "element": 0,
                            "p_mw": [5000.0, 6000.0, 5500.0], "cost_per_h": 1.0, "load_scale": [0.8, 1.0, 0.9]})  # fmt: skip
     opf = TABLES["gold_opf_dispatch"]
-    system = pl.concat([pl.DataFrame(schema=opf.polars_schema()), system.with_columns(pl.col("period_start").cast(UTC))], how="diagonal_relaxed")
+    system = pl.concat(
+        [pl.DataFrame(schema=opf.polars_schema()), system.with_columns(pl.col("period_start").cast(UTC))],
+        how="diagonal_relaxed",
+    )
     lk.write_partition(opf, system, DAY)
-    result = materialize([gold_n1_screening], partition_key=DAY.isoformat(), resources={"lake": LakeResource(root=str(tmp_path))})
+    result = materialize(
+        [gold_n1_screening], partition_key=DAY.isoformat(), resources={"lake": LakeResource(root=str(tmp_path))}
+    )
     assert result.success
     out = lk.read_days(TABLES["gold_n1_screening"], DAY, DAY)
     ref = screen_n1(scaled_case(load_case("case39"), 1.0))

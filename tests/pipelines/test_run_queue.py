@@ -48,7 +48,11 @@ def test_a_year_backfill_leaves_room_for_the_nightly_runs(pg_dagster_home, tmp_p
     ]  # fmt: skip
     nightly = [
         DagsterRun(job_name=j, tags={"dagster/partition": "2026-12-01", **extra})
-        for j, extra in (("daily_ingest", {"gridlake/source": "meter_readings"}), ("forecast_scoring", {}), ("optimization_daily", {}))
+        for j, extra in (
+            ("daily_ingest", {"gridlake/source": "meter_readings"}),
+            ("forecast_scoring", {}),
+            ("optimization_daily", {}),
+        )
     ]
     launched = _dequeue(instance, backfill + nightly)
     from_backfill = [r for r in launched if r.tags.get("dagster/backfill")]

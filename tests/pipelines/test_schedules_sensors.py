@@ -9,8 +9,6 @@ real failed run stored in PostgreSQL (``build_run_status_sensor_context``).
 
 from __future__ import annotations
 
-from contracts import DEFAULT_TIMEZONE
-
 import datetime as dt
 import os
 import shutil
@@ -19,11 +17,27 @@ import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
-from dagster import DagsterInstance, Definitions, RunRequest, SkipReason, build_run_status_sensor_context, build_schedule_context, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    Definitions,
+    RunRequest,
+    build_run_status_sensor_context,
+    build_schedule_context,
+    build_sensor_context,
+)
 
+from assets.resources import (
+    AlertingResource,
+    AlertSinkResource,
+    CatalogResource,
+    GridSettings,
+    LakeResource,
+    LandingResource,
+    MlflowResource,
+)
+from contracts import DEFAULT_TIMEZONE
 from pipelines.definitions import ALL_ASSETS, defs
 from pipelines.jobs import ALL_JOBS
-from assets.resources import AlertingResource, AlertSinkResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
 
 TZ = ZoneInfo("America/New_York")
 REPO = defs.get_repository_def()
@@ -70,7 +84,9 @@ def _local(y, m, d, hh, mm=0) -> dt.datetime:
 def _tick(instance, name: str, at: dt.datetime, resources: dict | None = None):
     """Evaluate schedule ``name`` as the daemon would at ``at``; returns its run requests or skip message."""
     sched = SCHEDULES[name]
-    ctx = build_schedule_context(instance=instance, scheduled_execution_time=at, resources=resources, repository_def=REPO)
+    ctx = build_schedule_context(
+        instance=instance, scheduled_execution_time=at, resources=resources, repository_def=REPO
+    )
     data = sched.evaluate_tick(ctx)
     return data.run_requests, data.skip_message
 
@@ -88,16 +104,25 @@ def _valid_for_job(req: RunRequest, job_name: str):
     job = REPO.get_job(job_name)
     if req.partition_key is not None:
         assert job.partitions_def is not None, f"{job_name} is not partitioned but got {req.partition_key}"
-        assert req.partition_key in job.partitions_def.get_partition_keys(current_time=dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc))
+        assert req.partition_key in job.partitions_def.get_partition_keys(
+            current_time=dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+        )
 
 
 # ------------------------------------------------------------------------------------ schedules
 def test_nightly_training_runs_at_two_local_across_both_dst_changes(pg_instance):
-    for name, job in (("nightly_forecast_training", "forecast_training"), ("grid_ml_training_nightly", "grid_ml_training")):
+    for name, job in (
+        ("nightly_forecast_training", "forecast_training"),
+        ("grid_ml_training_nightly", "grid_ml_training"),
+    ):
         assert SCHEDULES[name].job_name == job and SCHEDULES[name].execution_timezone == "America/New_York"
         # the fall-back night (2026-11-01): 02:00 EST is 07:00 UTC, the night before 06:00 UTC
         fall = _ticks(name, _local(2026, 10, 30, 12), 3)
-        assert [(t.date().isoformat(), t.hour, t.minute) for t in fall] == [("2026-10-31", 2, 0), ("2026-11-01", 2, 0), ("2026-11-02", 2, 0)]
+        assert [(t.date().isoformat(), t.hour, t.minute) for t in fall] == [
+            ("2026-10-31", 2, 0),
+            ("2026-11-01", 2, 0),
+            ("2026-11-02", 2, 0),
+        ]
         assert [t.astimezone(dt.timezone.utc).hour for t in fall] == [6, 7, 7]
         # the spring-forward night (2026-03-08) has no 02:00: the run happens once, at 03:00 EDT
         spring = _ticks(name, _local(2026, 3, 6, 12), 3)
@@ -125,8 +150,8 @@ def test_hourly_scoring_targets_the_local_day_not_the_utc_day(pg_instance):
 
 
 def test_grid_ml_scoring_skips_until_the_day_has_readings(pg_instance, lake_and_landing, small_sim):
-    from lake.ingest import ingest_partition
     from contracts import SOURCES
+    from lake.ingest import ingest_partition
     from simulator import write_landing_day
 
     lake, zone = lake_and_landing
@@ -137,7 +162,9 @@ def test_grid_ml_scoring_skips_until_the_day_has_readings(pg_instance, lake_and_
     day = dt.date(2026, 11, 1)
     write_landing_day(small_sim, day, zone, formats="parquet", sources=("meter_readings",))
     src = SOURCES["meter_readings"]
-    ingest_partition(zone, lake, src, day, lake.read("ref_meters", columns=["meter_id"])["meter_id"], tz=DEFAULT_TIMEZONE)
+    ingest_partition(
+        zone, lake, src, day, lake.read("ref_meters", columns=["meter_id"])["meter_id"], tz=DEFAULT_TIMEZONE
+    )
     reqs, skip = _tick(pg_instance, "grid_ml_scoring_hourly", at, res)
     assert skip is None and [r.partition_key for r in reqs] == ["2026-11-01"]
     _valid_for_job(reqs[0], "grid_ml_scoring")
@@ -170,13 +197,20 @@ def test_every_schedule_and_sensor_is_covered_here():
     assert set(SCHEDULES) == {"daily_ingest_schedule", "monthly_rollup_schedule", "nightly_forecast_training", "hourly_forecast_scoring",
                               "grid_ml_training_nightly", "grid_ml_scoring_hourly", "daily_optimization"}  # fmt: skip
     # post_alerts_after_scoring and critical_alert_sensor are ticked in tests/streaming_bridge/delivery/test_bridge_batch.py
-    assert set(SENSORS) == {"landing_sensor", "refresh_catalog_after_ingest", "alert_on_run_failure",
-                            "post_alerts_after_scoring", "critical_alert_sensor"}
+    assert set(SENSORS) == {
+        "landing_sensor",
+        "refresh_catalog_after_ingest",
+        "alert_on_run_failure",
+        "post_alerts_after_scoring",
+        "critical_alert_sensor",
+    }
 
 
 # ------------------------------------------------------------------------------- landing sensor
 def _poll(instance, cursor, res):
-    ctx = build_sensor_context(instance=instance, cursor=cursor, resources=res, sensor_name="landing_sensor", repository_def=REPO)
+    ctx = build_sensor_context(
+        instance=instance, cursor=cursor, resources=res, sensor_name="landing_sensor", repository_def=REPO
+    )
     data = SENSORS["landing_sensor"].evaluate_tick(ctx)
     for r in data.run_requests:
         _valid_for_job(r, "daily_ingest")
@@ -246,7 +280,6 @@ def test_landing_sensor_s3_object_in_the_same_second_as_the_cursor(pg_instance, 
 
 # --------------------------------------------------------------------------- run-failure alert
 def test_a_failed_run_raises_an_alert_in_alertmanager_through_the_outbox(pg_instance, tmp_path):
-
     # the main job on an empty lake: the ingest step fails (no reference tables), stored in PostgreSQL
     res = {
         "lake": LakeResource(root=str(tmp_path / "lake")), "landing": LandingResource(uri=str(tmp_path / "landing")),
@@ -273,7 +306,9 @@ def test_a_failed_run_raises_an_alert_in_alertmanager_through_the_outbox(pg_inst
     cfg = write_config({"route": {"receiver": "void"}, "receivers": [{"name": "void"}]}, tmp_path / "am.yml")
     with AlertmanagerProcess(cfg, storage_dir=tmp_path / "am") as am:
         am.start()
-        sink_res = AlertSinkResource(alertmanager_url=am.url, outbox_path=str(tmp_path / "outbox.db"), ui_url="http://dagster.example:3000/")
+        sink_res = AlertSinkResource(
+            alertmanager_url=am.url, outbox_path=str(tmp_path / "outbox.db"), ui_url="http://dagster.example:3000/"
+        )
         ctx = build_run_status_sensor_context(
             sensor_name="alert_on_run_failure", dagster_event=failure, dagster_instance=pg_instance, dagster_run=stored,
             resources={"alert_sink": sink_res},
@@ -287,7 +322,9 @@ def test_a_failed_run_raises_an_alert_in_alertmanager_through_the_outbox(pg_inst
     assert a["annotations"]["run_id"] == result.run_id
     steps = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert steps and a["annotations"]["failed_steps"] == ", ".join(steps)
-    step_error = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.message.strip()
+    step_error = next(
+        e for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ).event_specific_data.error.message.strip()
     assert step_error.splitlines()[0] in a["annotations"]["description"]
     assert a["generatorURL"] == f"http://dagster.example:3000/runs/{result.run_id}"
     # startsAt is the run's end time as PostgreSQL recorded it; Alertmanager holds it firing (endsAt in the future)

@@ -36,8 +36,11 @@ for day in (dt.date(2026, 4, 5), dt.date(2026, 10, 4), dt.date(2026, 7, 1)):  # 
         res = materialize(
             [gold_ev],
             partition_key=day.isoformat(),
-            resources={"lake": LakeResource(root=lake), "grid": GridSettings(),
-                       "alerting": AlertingResource(outbox_path=f"{lake}/outbox.db")},  # a replaced schedule's alert goes there
+            resources={
+                "lake": LakeResource(root=lake),
+                "grid": GridSettings(),
+                "alerting": AlertingResource(outbox_path=f"{lake}/outbox.db"),
+            },  # a replaced schedule's alert goes there
         )
         from contracts import TABLES
         from lake.delta import Lake

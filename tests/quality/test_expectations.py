@@ -99,7 +99,10 @@ def test_key_uniqueness_includes_partition_columns_only_once():
 
 
 def test_soft_thresholds_come_from_rules_and_arguments():
-    rules = replace(DEFAULT_RULES, meter=MeterRules(warn_voltage_low=215.0, warn_voltage_high=245.0, anomaly_consumption_multiple=3.0))
+    rules = replace(
+        DEFAULT_RULES,
+        meter=MeterRules(warn_voltage_low=215.0, warn_voltage_high=245.0, anomaly_consumption_multiple=3.0),
+    )
     specs = {s.name: s for s in suite_for(METERS, rules, max_anomaly_share=0.02)}
     band = specs["voltage:warning_band_share"].gx_kwargs()
     assert (band["min_value"], band["max_value"]) == (215.0, 245.0)
@@ -193,9 +196,20 @@ def test_scada_and_weather_rules_are_cross_checked():
     assert w.gx_kwargs()["row_condition"] == "dhi_wm2 > ghi_wm2 + 20.0" and not w.blocking
     ts = dt.datetime(2026, 7, 1, 16, tzinfo=dt.timezone.utc)
     rows = [
-        {"date": DAY, "station_id": "W1", "observation_time": ts + dt.timedelta(hours=h), "ghi_wm2": 500.0,
-         "dni_wm2": 400.0, "dhi_wm2": dhi, "temp_air_c": 25.0, "wind_speed_ms": 3.0, "cloud_cover": 0.2,
-         "quality_flag": flag, "source_file": "weather/x.csv", "source_row": h + 1}
+        {
+            "date": DAY,
+            "station_id": "W1",
+            "observation_time": ts + dt.timedelta(hours=h),
+            "ghi_wm2": 500.0,
+            "dni_wm2": 400.0,
+            "dhi_wm2": dhi,
+            "temp_air_c": 25.0,
+            "wind_speed_ms": 3.0,
+            "cloud_cover": 0.2,
+            "quality_flag": flag,
+            "source_file": "weather/x.csv",
+            "source_row": h + 1,
+        }
         for h, (dhi, flag) in enumerate([(100.0, "ok"), (530.0, "warning"), (600.0, "ok"), (510.0, "ok")])
     ]
     out = validate_frame(weather, pl.DataFrame(rows, schema=weather.polars_schema()))
@@ -209,7 +223,9 @@ def test_nan_in_a_required_measure_counts_as_missing_but_optional_nulls_pass(goo
     assert not out.blocking_success
     optional = [c.name for c in METERS.columns if c.nullable]
     assert optional, "the meter table declares optional measures (voltage during outages)"
-    outage = good.with_columns(pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col(c)).alias(c) for c in optional)
+    outage = good.with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(None).otherwise(pl.col(c)).alias(c) for c in optional
+    )
     assert validate_frame(METERS, outage).success
 
 
@@ -229,8 +245,12 @@ def test_outcome_is_json_and_examples_are_capped(good):
     assert meta["n_rows"] == 40 and meta["blocking_failures"] == ["voltage:between"]
     assert meta["soft_failures"] == ["voltage:warning_band_share", "quality_flag:voltage_rule"]
     assert meta["expectations"]["voltage:between"]["examples"] == [300.0] * 3
-    assert meta["expectations"]["meter_id:not_null"] == {"success": True, "blocking": True, "unexpected_count": 0,
-                                                          "unexpected_percent": 0.0}
+    assert meta["expectations"]["meter_id:not_null"] == {
+        "success": True,
+        "blocking": True,
+        "unexpected_count": 0,
+        "unexpected_percent": 0.0,
+    }
     assert "voltage:between" in out.summary()
 
 
@@ -241,9 +261,15 @@ def test_empty_partition_passes():
 
 def test_gold_key_is_unique_per_day_not_across_days():
     health = TABLES["gold_grid_health_daily"]
-    row = {c: None for c in health.column_names} | {
-        "date": DAY, "feeder_id": "F01", "n_readings": 96, "pct_voltage_outside_210_250": 0.0,
-        "n_anomaly_flags": 0, "n_transformers": 3, "transformers_over_80pct": 0, "transformers_over_100pct": 0,
+    row = dict.fromkeys(health.column_names) | {
+        "date": DAY,
+        "feeder_id": "F01",
+        "n_readings": 96,
+        "pct_voltage_outside_210_250": 0.0,
+        "n_anomaly_flags": 0,
+        "n_transformers": 3,
+        "transformers_over_80pct": 0,
+        "transformers_over_100pct": 0,
     }
     two_days = pl.DataFrame([row, row | {"date": DAY + dt.timedelta(days=1)}], schema=health.polars_schema())
     assert validate_frame(health, two_days).success
@@ -253,8 +279,13 @@ def test_gold_key_is_unique_per_day_not_across_days():
 
 
 def test_custom_specs_only_convert_their_columns(good):
-    spec = ExpectationSpec("voltage:strict", "ExpectColumnValuesToBeBetween", ("voltage",), True,
-                           (("max_value", 229.0), ("min_value", 228.0)))
+    spec = ExpectationSpec(
+        "voltage:strict",
+        "ExpectColumnValuesToBeBetween",
+        ("voltage",),
+        True,
+        (("max_value", 229.0), ("min_value", 228.0)),
+    )
     out = validate_frame(METERS, good, specs=[spec])
     assert [r.name for r in out.results] == ["voltage:strict"]
     assert out.result("voltage:strict").unexpected_count == 24  # 228..232 cycling: 3 of 5 values above 229
@@ -267,7 +298,9 @@ def test_spec_naming_an_unknown_gx_class_is_reported():
 
 
 def test_an_expectation_gx_cannot_evaluate_is_a_failure_with_its_error(good):
-    spec = ExpectationSpec("meter_id:between", "ExpectColumnValuesToBeBetween", ("meter_id",), True, (("min_value", 0),))
+    spec = ExpectationSpec(
+        "meter_id:between", "ExpectColumnValuesToBeBetween", ("meter_id",), True, (("min_value", 0),)
+    )
     out = validate_frame(METERS, good, specs=[spec])
     r = out.result("meter_id:between")
     assert not r.success and not out.blocking_success

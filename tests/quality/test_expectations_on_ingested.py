@@ -15,6 +15,7 @@ from lake.ingest import ingest_partition, known_entity_ids
 from quality.expectations import validate_frame
 from simulator import BadRecordRates, write_landing_day
 
+
 def busy_incidents_sim(cfg):
     """``cfg``'s fleet with many events, every one confirmed within hours."""
     from dataclasses import replace
@@ -22,10 +23,19 @@ def busy_incidents_sim(cfg):
     from contracts import INCIDENT_TYPES
     from simulator import EventRates, IncidentRates, Simulator
 
-    rates = EventRates(sags_per_transformer_year=300.0, stuck_per_meter_year=20.0, zero_per_meter_year=20.0,
-                       failures_per_transformer_year=20.0, theft_per_meter_year=5.0)
-    quick = IncidentRates(confirm_share={t: 1.0 for t in INCIDENT_TYPES}, report_hours={t: (0.5, 6.0) for t in INCIDENT_TYPES},
-                          confirm_hours={t: (0.5, 6.0) for t in INCIDENT_TYPES}, false_reports_per_1000_assets_month=100.0)
+    rates = EventRates(
+        sags_per_transformer_year=300.0,
+        stuck_per_meter_year=20.0,
+        zero_per_meter_year=20.0,
+        failures_per_transformer_year=20.0,
+        theft_per_meter_year=5.0,
+    )
+    quick = IncidentRates(
+        confirm_share=dict.fromkeys(INCIDENT_TYPES, 1.0),
+        report_hours=dict.fromkeys(INCIDENT_TYPES, (0.5, 6.0)),
+        confirm_hours=dict.fromkeys(INCIDENT_TYPES, (0.5, 6.0)),
+        false_reports_per_1000_assets_month=100.0,
+    )
     return Simulator(replace(cfg, events=rates, incidents=quick))
 
 
@@ -37,9 +47,9 @@ FAULTS = BadRecordRates(malformed_line=0.02, wrong_type=0.02, out_of_range=0.03,
 def ingested(tmp_path_factory, small_sim):
     import polars as pl
 
+    from contracts import TABLES
     from lake.delta import Lake
     from lake.landing import LocalLanding
-    from contracts import TABLES
     from simulator import write_landing_reference
 
     root = tmp_path_factory.mktemp("ingested")
@@ -47,13 +57,24 @@ def ingested(tmp_path_factory, small_sim):
     lake = Lake(root / "lake")
     write_landing_reference(small_sim, zone)
     for n in ("ref_meters", "ref_transformers", "ref_weather_stations"):
-        lake.write_partition(TABLES[n], TABLES[n].conform(pl.read_parquet(zone.local_path(f"reference/{n}.parquet"))), None)
+        lake.write_partition(
+            TABLES[n], TABLES[n].conform(pl.read_parquet(zone.local_path(f"reference/{n}.parquet"))), None
+        )
     readings = tuple(s for s in SOURCES if s != "incidents")
-    write_landing_day(small_sim, DAY, zone, formats=("csv", "jsonl", "parquet"), bad=FAULTS, rows_per_file=20, sources=readings)
+    write_landing_day(
+        small_sim, DAY, zone, formats=("csv", "jsonl", "parquet"), bad=FAULTS, rows_per_file=20, sources=readings
+    )
     # incidents: the same fleet with many events, each recorded within hours (three days hold few otherwise),
     # plus a late file (the previous day's export) so that the day surely has quarantined records
-    write_landing_day(busy_incidents_sim(small_sim.cfg), DAY, zone, formats=("csv", "jsonl", "parquet"),
-                      bad=BadRecordRates(**{**FAULTS.__dict__, "late_files": 1}), rows_per_file=5, sources=("incidents",))
+    write_landing_day(
+        busy_incidents_sim(small_sim.cfg),
+        DAY,
+        zone,
+        formats=("csv", "jsonl", "parquet"),
+        bad=BadRecordRates(**{**FAULTS.__dict__, "late_files": 1}),
+        rows_per_file=5,
+        sources=("incidents",),
+    )
     results = {}
     for src in SOURCES.values():
         ids = known_entity_ids(lake, src)

@@ -12,8 +12,8 @@ import re
 import polars as pl
 import pytest
 
-from lake.delta import Lake
 from contracts import day_bounds_utc
+from lake.delta import Lake
 from reporting.report import build_report, day_ahead, write_report
 
 TZ = "America/New_York"
@@ -28,7 +28,10 @@ def _pngs(page: str) -> list[bytes]:
 def test_empty_lake_gives_every_section_with_what_is_missing(tmp_path):
     rep = build_report(Lake(tmp_path / "lake"), DAY, TZ)
     page = write_report(rep, tmp_path / "out").read_text()
-    assert [s.title for s in rep.sections][:2] == ["Load forecast vs metered load (day-ahead issue, p10-p90 band)", "PV forecast (day-ahead issue)"]
+    assert [s.title for s in rep.sections][:2] == [
+        "Load forecast vs metered load (day-ahead issue, p10-p90 band)",
+        "PV forecast (day-ahead issue)",
+    ]
     for table in ("gold_load_forecast", "gold_solar_forecast", "gold_battery_schedule", "gold_ev_schedule", "gold_transformer_risk",
                   "gold_anomaly_scores", "gold_customer_segments"):  # fmt: skip
         assert f"{table}" in page
@@ -66,8 +69,16 @@ def test_day_ahead_takes_the_newest_issue_before_the_day():
     assert hours.len() == 23
 
     def issue(at: dt.datetime, p50: float) -> pl.DataFrame:
-        return pl.DataFrame({"entity_id": "F1", "issued_at": at, "period_start": hours, "p50": p50}).with_columns(pl.col("issued_at", "period_start").cast(UTC))
+        return pl.DataFrame({"entity_id": "F1", "issued_at": at, "period_start": hours, "p50": p50}).with_columns(
+            pl.col("issued_at", "period_start").cast(UTC)
+        )
 
-    fc = pl.concat([issue(lo - dt.timedelta(days=1), 1.0), issue(lo - dt.timedelta(hours=1), 2.0), issue(lo + dt.timedelta(hours=3), 3.0)])
+    fc = pl.concat(
+        [
+            issue(lo - dt.timedelta(days=1), 1.0),
+            issue(lo - dt.timedelta(hours=1), 2.0),
+            issue(lo + dt.timedelta(hours=3), 3.0),
+        ]
+    )
     got = day_ahead(fc, DAY, TZ)
     assert got.height == 23 and got["p50"].unique().to_list() == [2.0]

@@ -22,7 +22,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from simulator import EventRates, SimConfig, Simulator
+from simulator import EventRates, SimConfig, Simulator  # noqa: E402 (after the sys.path fix above)
 
 NO_EVENTS = EventRates(0.0, 0.0, 0.0, 0.0, 0.0)
 BUSY = EventRates(

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from simulator import ARCHETYPE_NAMES, BadRecordRates, EventRates, SimConfig, Simulator, write_landing_day
 from lake.landing import LocalLanding
+from simulator import ARCHETYPE_NAMES, BadRecordRates, EventRates, SimConfig, Simulator, write_landing_day
 
 
 def test_the_twelve_segments_are_the_archetypes():

@@ -6,10 +6,9 @@ import io
 from datetime import date, timedelta
 
 import polars as pl
+from conftest import BUSY
 
 from simulator import SimConfig, Simulator
-
-from conftest import BUSY
 
 CFG = SimConfig(n_meters=40, start=date(2026, 3, 6), days=4, seed=5, events=BUSY)
 
@@ -60,7 +59,9 @@ def test_landing_files_and_manifest_are_reproducible(tmp_path):
     out = []
     for name in ("a", "b"):
         zone = LocalLanding(tmp_path / name)
-        man = write_landing_day(Simulator(CFG), d, zone, formats=("csv", "jsonl", "parquet"), bad=bad, rows_per_file=300)
+        man = write_landing_day(
+            Simulator(CFG), d, zone, formats=("csv", "jsonl", "parquet"), bad=bad, rows_per_file=300
+        )
         files = {f.key: zone.get_bytes(f.key) for f in man.files}
         parquet = {k: pl.read_parquet(io.BytesIO(v)) for k, v in files.items() if k.endswith(".parquet")}
         text = {k: v for k, v in files.items() if not k.endswith(".parquet")}

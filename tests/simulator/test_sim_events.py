@@ -46,15 +46,13 @@ def events(summer):
 def _outage(events: pl.DataFrame, ref_meters: pl.DataFrame) -> pl.DataFrame:
     """(meter_id, start, end) of supply outages below failed transformers."""
     f = events.filter(pl.col("event_type") == "transformer_failure")
-    return f.join(ref_meters.select("meter_id", "transformer_id"), left_on="asset_id", right_on="transformer_id").select(
-        "meter_id", pl.col("start_time").alias("o_start"), pl.col("end_time").alias("o_end")
-    )
+    return f.join(
+        ref_meters.select("meter_id", "transformer_id"), left_on="asset_id", right_on="transformer_id"
+    ).select("meter_id", pl.col("start_time").alias("o_start"), pl.col("end_time").alias("o_end"))
 
 
 def _in_window(df: pl.DataFrame, ev: dict, time_col: str = "reading_time") -> pl.DataFrame:
-    return df.filter(
-        (pl.col(time_col) >= ev["start_time"]) & (pl.col(time_col) < ev["end_time"])
-    )
+    return df.filter((pl.col(time_col) >= ev["start_time"]) & (pl.col(time_col) < ev["end_time"]))
 
 
 def _without_outage(df: pl.DataFrame, outage: pl.DataFrame, meter: str) -> pl.DataFrame:
@@ -79,7 +77,9 @@ def test_stuck_meter_readings_are_frozen(summer, readings, events):
     outage = _outage(events, summer.reference()["ref_meters"])
     checked = 0
     for ev in events.filter(pl.col("event_type") == "stuck_meter").iter_rows(named=True):
-        r = _without_outage(_in_window(readings.filter(pl.col("meter_id") == ev["asset_id"]), ev), outage, ev["asset_id"])
+        r = _without_outage(
+            _in_window(readings.filter(pl.col("meter_id") == ev["asset_id"]), ev), outage, ev["asset_id"]
+        )
         if r.height < 2:
             continue
         for c in ("consumption_kwh", "demand_kw", "voltage", "current_amps", "power_factor"):
@@ -93,7 +93,9 @@ def test_zero_meter_reads_zero_while_voltage_stays_live(summer, readings, events
     outage = _outage(events, summer.reference()["ref_meters"])
     checked = 0
     for ev in events.filter(pl.col("event_type") == "zero_meter").iter_rows(named=True):
-        r = _without_outage(_in_window(readings.filter(pl.col("meter_id") == ev["asset_id"]), ev), outage, ev["asset_id"])
+        r = _without_outage(
+            _in_window(readings.filter(pl.col("meter_id") == ev["asset_id"]), ev), outage, ev["asset_id"]
+        )
         if r.height == 0:
             continue
         assert (r["consumption_kwh"] == 0).all() and (r["demand_kw"] == 0).all() and (r["current_amps"] == 0).all()
@@ -117,7 +119,9 @@ def test_theft_records_a_share_of_the_true_consumption(summer, readings, base_re
         kept = 1.0 - ev["magnitude"]
         assert np.allclose(r["demand_kw"].to_numpy(), b["demand_kw"].to_numpy() * kept, atol=1.1e-4)
         # outside the window the meter tells the truth
-        out = _without_outage(readings.filter((pl.col("meter_id") == m) & (pl.col("reading_time") < ev["start_time"])), outage, m)
+        out = _without_outage(
+            readings.filter((pl.col("meter_id") == m) & (pl.col("reading_time") < ev["start_time"])), outage, m
+        )
         bo = base_readings.filter(pl.col("meter_id") == m).join(out.select("reading_time"), on="reading_time")
         assert out["demand_kw"].equals(bo["demand_kw"])
         checked += 1
@@ -132,12 +136,18 @@ def test_voltage_sag_dips_every_meter_of_the_transformer_by_its_depth(summer, re
         # compare with the base run where nothing else touches the window: skip the sag if another
         # transformer event overlaps it, and leave out meters with their own event then
         lo = ev["start_time"] - timedelta(minutes=30)
-        overlaps = (pl.col("start_time") < ev["end_time"]) & (pl.col("end_time") > lo) & (pl.col("event_id") != ev["event_id"])
+        overlaps = (
+            (pl.col("start_time") < ev["end_time"]) & (pl.col("end_time") > lo) & (pl.col("event_id") != ev["event_id"])
+        )
         if events.filter(overlaps & (pl.col("asset_id") == ev["asset_id"])).height:
             continue
         busy = events.filter(overlaps & (pl.col("asset_type") == "meter"))["asset_id"].implode()
         meters = ref.filter((pl.col("transformer_id") == ev["asset_id"]) & ~pl.col("meter_id").is_in(busy))["meter_id"]
-        r = readings.filter(pl.col("meter_id").is_in(meters.implode()) & (pl.col("reading_time") > lo) & (pl.col("reading_time") < ev["end_time"]))
+        r = readings.filter(
+            pl.col("meter_id").is_in(meters.implode())
+            & (pl.col("reading_time") > lo)
+            & (pl.col("reading_time") < ev["end_time"])
+        )
         b = base_readings.join(r.select("meter_id", "reading_time"), on=["meter_id", "reading_time"])
         if r.height == 0:
             continue
@@ -160,7 +170,7 @@ def test_overheating_precedes_failure_by_48_to_72_hours(summer, events, scada, b
     assert oh.height == fl.height >= 1
     pairs = oh.join(fl, on="asset_id", suffix="_f")
     assert pairs.height == oh.height
-    p0, p1 = summer.day_bounds(summer.cfg.start)[0], summer.day_bounds(summer.cfg.end)[1]
+    p0, _p1 = summer.day_bounds(summer.cfg.start)[0], summer.day_bounds(summer.cfg.end)[1]
     for ev in pairs.iter_rows(named=True):
         lead_h = (ev["start_time_f"] - ev["start_time"]).total_seconds() / 3600
         assert 48.0 <= lead_h <= 72.0
@@ -168,7 +178,9 @@ def test_overheating_precedes_failure_by_48_to_72_hours(summer, events, scada, b
         # hot spot climbs above the base run during the overheating and is near it at the start
         tx = ev["asset_id"]
         s = scada.filter(pl.col("transformer_id") == tx).join(
-            base_scada.filter(pl.col("transformer_id") == tx).select("sample_time", pl.col("hot_spot_temp_c").alias("base")),
+            base_scada.filter(pl.col("transformer_id") == tx).select(
+                "sample_time", pl.col("hot_spot_temp_c").alias("base")
+            ),
             on="sample_time",
         )
         w = s.filter((pl.col("sample_time") >= ev["start_time"]) & (pl.col("sample_time") < ev["start_time_f"]))
@@ -211,8 +223,13 @@ def test_absent_mode_drops_the_readings_of_an_outage(summer, readings):
 
 
 def test_older_less_maintained_heavier_loaded_transformers_fail_more():
-    cfg = SimConfig(n_meters=20000, start=date(2026, 1, 1), days=365, seed=2,
-                    events=EventRates(0, 0, 0, 0, failures_per_transformer_year=0.2))
+    cfg = SimConfig(
+        n_meters=20000,
+        start=date(2026, 1, 1),
+        days=365,
+        seed=2,
+        events=EventRates(0, 0, 0, 0, failures_per_transformer_year=0.2),
+    )
     sim = Simulator(cfg)
     tx = sim.reference()["ref_transformers"]
     failed = set(sim.truth()["truth_events"].filter(pl.col("event_type") == "transformer_failure")["asset_id"])
@@ -248,14 +265,13 @@ def test_metering_faults_do_not_change_the_physical_load(summer, summer_base, ev
     fails = events.filter(pl.col("event_type") == "transformer_failure")
     s = summer.scada(d)
     b = summer_base.scada(d)
-    ok = [
-        t for t in s["transformer_id"].unique()
-        if not fails.filter(pl.col("asset_id") == t).height
-    ]
+    ok = [t for t in s["transformer_id"].unique() if not fails.filter(pl.col("asset_id") == t).height]
     assert ok
     sel = pl.col("transformer_id").is_in(ok)
     assert s.filter(sel)["load_kva"].equals(b.filter(sel)["load_kva"])
-    thieves = events.filter((pl.col("event_type") == "theft") & (pl.col("start_time") < pl.lit(t0).dt.replace_time_zone("UTC")))
+    thieves = events.filter(
+        (pl.col("event_type") == "theft") & (pl.col("start_time") < pl.lit(t0).dt.replace_time_zone("UTC"))
+    )
     assert thieves.height
     mr = summer.meter_readings(d).filter(pl.col("meter_id").is_in(thieves["asset_id"].implode()))
     mb = summer_base.meter_readings(d).filter(pl.col("meter_id").is_in(thieves["asset_id"].implode()))

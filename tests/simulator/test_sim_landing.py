@@ -13,20 +13,25 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-
-from lake.landing import LocalLanding, S3Landing
-from contracts import SOURCES, UTC_TS
-from simulator import BadRecordRates, SimConfig, Simulator, write_landing_day, write_landing_reference
-
 from conftest import NO_EVENTS
+
+from contracts import SOURCES, UTC_TS
+from lake.landing import LocalLanding, S3Landing
+from simulator import BadRecordRates, SimConfig, Simulator, write_landing_day, write_landing_reference
 
 TZ = "America/New_York"
 FALL_BACK = date(2026, 11, 1)
 SPRING_FORWARD = date(2026, 3, 8)
 KEY_RE = re.compile(r"^(meter_readings|scada|weather)/(\d{4}-\d\d-\d\d)/\1_\2_(\d{3})\.(csv|jsonl|parquet)$")
 ALL_BAD = BadRecordRates(
-    malformed_line=0.02, wrong_type=0.02, out_of_range=0.02, duplicate=0.03, unknown_entity=0.02,
-    late_files=1, empty_files=1, renamed_column_files=1,
+    malformed_line=0.02,
+    wrong_type=0.02,
+    out_of_range=0.02,
+    duplicate=0.03,
+    unknown_entity=0.02,
+    late_files=1,
+    empty_files=1,
+    renamed_column_files=1,
 )
 
 
@@ -41,8 +46,12 @@ def _records(data: bytes, fmt: str) -> tuple[list[str] | None, list[dict | None]
     if fmt == "parquet":
         df = pl.read_parquet(io.BytesIO(data))
         if UTC_TS in df.schema.values():
-            df = df.with_columns([pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00") for c, t in df.schema.items() if t == UTC_TS])
-        return df.columns, [{k: (None if v is None else str(v)) for k, v in r.items()} for r in df.iter_rows(named=True)]
+            df = df.with_columns(
+                [pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00") for c, t in df.schema.items() if t == UTC_TS]
+            )
+        return df.columns, [
+            {k: (None if v is None else str(v)) for k, v in r.items()} for r in df.iter_rows(named=True)
+        ]
     text = data.decode()
     lines = [ln for ln in text.split("\n") if ln != ""]
     if fmt == "csv":
@@ -58,7 +67,9 @@ def _records(data: bytes, fmt: str) -> tuple[list[str] | None, list[dict | None]
     for ln in lines:
         try:
             obj = json.loads(ln)
-            out.append({k: (None if v is None else (v if isinstance(v, str) else repr(float(v)))) for k, v in obj.items()})
+            out.append(
+                {k: (None if v is None else (v if isinstance(v, str) else repr(float(v)))) for k, v in obj.items()}
+            )
         except json.JSONDecodeError:
             out.append(None)
     return (list(out[0]) if out and out[0] else None), out
@@ -102,7 +113,9 @@ def _frame(zone, keys: list[str], source: str) -> pl.DataFrame:
         data = {src.entity: ents, src.time: times}
         for m in src.measures:
             data[m.name] = [_num(r[m.name]) for r in recs]
-        frames.append(pl.DataFrame(data, schema_overrides={src.time: UTC_TS, **{m.name: pl.Float64 for m in src.measures}}))
+        frames.append(
+            pl.DataFrame(data, schema_overrides={src.time: UTC_TS, **{m.name: pl.Float64 for m in src.measures}})
+        )
     return pl.concat(frames).sort(src.entity, src.time)
 
 
@@ -146,7 +159,7 @@ def test_dst_days_in_csv_have_25_and_23_local_hours(sim, tmp_path):
                     # the 01 o'clock hour twice, in order: 00, 01, 01, 02 ...
                     assert clock.count("01") == 2 * per_hour and clock.count("02") == per_hour
                     first = [t for t in times if t[11:13] == "01"]
-                    assert first[: per_hour] == first[per_hour:]
+                    assert first[:per_hour] == first[per_hour:]
                 else:
                     assert "02" not in clock
                 assert times == sorted(times) or d == FALL_BACK
@@ -179,7 +192,8 @@ def _observe(zone, man, ref_ids: dict[str, set[str]]):
                 continue
             vals = {m.name: _num(r[m.name]) for m in src.measures}
             oor = [
-                m.name for m in src.measures
+                m.name
+                for m in src.measures
                 if vals[m.name] is not None
                 and ((m.min is not None and vals[m.name] < m.min) or (m.max is not None and vals[m.name] > m.max))
             ]
@@ -244,7 +258,7 @@ def test_every_bad_record_is_where_the_manifest_says(sim, tmp_path, d):
                 assert pl.read_parquet(io.BytesIO(data)).columns == SOURCES[f.source].raw_columns
         if f.renamed:
             header, _ = _records(data, f.format)
-            (old, new), = f.renamed.items()
+            ((old, new),) = f.renamed.items()
             assert new in header and old not in header and f.rows > 0
         if "late_data" in f.file_faults:
             assert f.data_date == d - timedelta(days=1) and f.rows > 0
@@ -252,8 +266,9 @@ def test_every_bad_record_is_where_the_manifest_says(sim, tmp_path, d):
 
 def test_rates_are_honoured_roughly_and_zero_rates_give_a_clean_day(sim, tmp_path):
     rates = BadRecordRates(out_of_range=0.05, unknown_entity=0.02)
-    man = write_landing_day(sim, date(2026, 6, 11), LocalLanding(tmp_path / "a"), formats="parquet", bad=rates,
-                            sources=("meter_readings",))
+    man = write_landing_day(
+        sim, date(2026, 6, 11), LocalLanding(tmp_path / "a"), formats="parquet", bad=rates, sources=("meter_readings",)
+    )
     n = man.rows_written()
     c = man.counts()
     # binomial: 36 meters x 48 = 1728 rows; 5 % -> 86 +- 9, 2 % -> 35 +- 6 (4 sigma bounds)
@@ -267,8 +282,13 @@ def test_reference_and_truth_land_as_parquet(sim, tmp_path):
     zone = LocalLanding(tmp_path)
     keys = write_landing_reference(sim, zone)
     assert sorted(keys) == sorted(
-        ["reference/ref_meters.parquet", "reference/ref_transformers.parquet", "reference/ref_weather_stations.parquet",
-         "truth/truth_customers.parquet", "truth/truth_events.parquet"]
+        [
+            "reference/ref_meters.parquet",
+            "reference/ref_transformers.parquet",
+            "reference/ref_weather_stations.parquet",
+            "truth/truth_customers.parquet",
+            "truth/truth_events.parquet",
+        ]
     )
     for k in keys:
         name = k.split("/")[1].removesuffix(".parquet")
@@ -284,9 +304,19 @@ def test_writes_to_s3_through_the_landing_protocol(sim):
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket="landing")
         zone = S3Landing("s3://landing/raw", client=client)
-        man = write_landing_day(sim, date(2026, 6, 12), zone, formats={"meter_readings": ("parquet", "csv")},
-                                bad=BadRecordRates(duplicate=0.01), rows_per_file=600)
-        listed = {f.key for f in zone.list("meter_readings")} | {f.key for f in zone.list("scada")} | {f.key for f in zone.list("weather")}
+        man = write_landing_day(
+            sim,
+            date(2026, 6, 12),
+            zone,
+            formats={"meter_readings": ("parquet", "csv")},
+            bad=BadRecordRates(duplicate=0.01),
+            rows_per_file=600,
+        )
+        listed = (
+            {f.key for f in zone.list("meter_readings")}
+            | {f.key for f in zone.list("scada")}
+            | {f.key for f in zone.list("weather")}
+        )
         assert listed == {f.key for f in man.files}
         assert json.loads(zone.get_bytes("manifests/2026-06-12.json"))["day"] == "2026-06-12"
 

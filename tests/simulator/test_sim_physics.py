@@ -11,8 +11,7 @@ import pvlib
 import pytest
 
 from contracts import SOURCES, TABLES, UTC_TS
-from simulator import ARCHETYPE_NAMES
-from simulator import thermal
+from simulator import ARCHETYPE_NAMES, thermal
 from simulator.weather import tmy3_path
 
 TZ = "America/New_York"
@@ -31,9 +30,17 @@ def _local(df: pl.DataFrame, col: str) -> pl.DataFrame:
 def _tmy_day_stats(tmy, month: int) -> pl.DataFrame:
     data, _ = tmy
     df = pl.from_pandas(data[["Date (MM/DD/YYYY)", "temp_air", "ghi"]].rename(columns={"Date (MM/DD/YYYY)": "d"}))
-    df = df.with_columns(pl.col("d").str.slice(0, 2).cast(pl.Int32).alias("m"), pl.col("d").str.slice(3, 2).cast(pl.Int32).alias("dd"))
-    return df.filter(pl.col("m") == month).group_by("dd").agg(
-        pl.col("temp_air").min().alias("tmin"), pl.col("temp_air").max().alias("tmax"), pl.col("ghi").max().alias("gmax")
+    df = df.with_columns(
+        pl.col("d").str.slice(0, 2).cast(pl.Int32).alias("m"), pl.col("d").str.slice(3, 2).cast(pl.Int32).alias("dd")
+    )
+    return (
+        df.filter(pl.col("m") == month)
+        .group_by("dd")
+        .agg(
+            pl.col("temp_air").min().alias("tmin"),
+            pl.col("temp_air").max().alias("tmax"),
+            pl.col("ghi").max().alias("gmax"),
+        )
     )
 
 
@@ -96,9 +103,7 @@ def test_topology_is_a_tree_and_transformers_are_sized(year):
 def test_weather_is_the_tmy3_record_retimed(year, tmy):
     data, meta = tmy
     assert meta["TZ"] == -5.0
-    by_key = {
-        (ds[:5], ts): i for i, (ds, ts) in enumerate(zip(data["Date (MM/DD/YYYY)"], data["Time (HH:MM)"]))
-    }
+    by_key = {(ds[:5], ts): i for i, (ds, ts) in enumerate(zip(data["Date (MM/DD/YYYY)"], data["Time (HH:MM)"]))}
     for d in (date(2026, 1, 1), date(2026, 3, 8), date(2026, 7, 4), date(2026, 12, 31)):
         w = year.weather(d)
         for row in w.iter_rows(named=True):
@@ -165,10 +170,14 @@ def _mean_demand(sim, d: date, archetype: str, hours: tuple[int, int]) -> float:
 
 
 def test_heavy_hvac_load_follows_cold_mornings_and_hot_afternoons(year, tmy):
-    jan = _tmy_day_stats(tmy, 1).filter(pl.struct("dd").map_elements(lambda s: _working_day(2026, 1, s["dd"]), return_dtype=pl.Boolean))
+    jan = _tmy_day_stats(tmy, 1).filter(
+        pl.struct("dd").map_elements(lambda s: _working_day(2026, 1, s["dd"]), return_dtype=pl.Boolean)
+    )
     cold = date(2026, 1, jan.sort("tmin")["dd"][0])
     mild = date(2026, 1, jan.sort("tmin", descending=True)["dd"][0])
-    jul = _tmy_day_stats(tmy, 7).filter(pl.struct("dd").map_elements(lambda s: _working_day(2026, 7, s["dd"]), return_dtype=pl.Boolean))
+    jul = _tmy_day_stats(tmy, 7).filter(
+        pl.struct("dd").map_elements(lambda s: _working_day(2026, 7, s["dd"]), return_dtype=pl.Boolean)
+    )
     hot = date(2026, 7, jul.sort("tmax", descending=True)["dd"][0])
     cool = date(2026, 7, jul.sort("tmax")["dd"][0])
 
@@ -197,7 +206,9 @@ def test_ev_customers_charge_several_kwh_in_the_evening(year):
     midday = _mean_demand(year, d, "ev_charging", (10, 15))
     assert evening > 2.5 * midday
     ids = year.truth()["truth_customers"].filter(pl.col("archetype") == "ev_charging")["meter_id"].implode()
-    peak = year.meter_readings(d).filter(pl.col("meter_id").is_in(ids)).group_by("meter_id").agg(pl.col("demand_kw").max())
+    peak = (
+        year.meter_readings(d).filter(pl.col("meter_id").is_in(ids)).group_by("meter_id").agg(pl.col("demand_kw").max())
+    )
     assert (peak["demand_kw"] > 6.0).mean() > 0.5  # most EVs plugged in at ~7 kW that evening
 
 
@@ -226,7 +237,9 @@ def test_scada_temperatures_rise_with_loading(year):
     agg = (
         s.join(rating, on="transformer_id")
         .group_by("transformer_id")
-        .agg((pl.col("load_kva") / pl.col("rating_kva")).mean().alias("pu"), pl.col("hot_spot_temp_c").mean().alias("hs"))
+        .agg(
+            (pl.col("load_kva") / pl.col("rating_kva")).mean().alias("pu"), pl.col("hot_spot_temp_c").mean().alias("hs")
+        )
     )
     rho = np.corrcoef(agg["pu"].rank().to_numpy(), agg["hs"].rank().to_numpy())[0, 1]
     assert rho > 0.9

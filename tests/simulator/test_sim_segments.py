@@ -8,10 +8,9 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from conftest import NO_EVENTS
 
 from simulator import SimConfig, Simulator
-
-from conftest import NO_EVENTS
 
 
 def _profiles(sim: Simulator, start: date, days: int) -> tuple[np.ndarray, np.ndarray]:
@@ -19,7 +18,9 @@ def _profiles(sim: Simulator, start: date, days: int) -> tuple[np.ndarray, np.nd
     fr = fr.with_columns(pl.col("reading_time").dt.convert_time_zone(sim.cfg.timezone).alias("t")).with_columns(
         pl.col("t").dt.hour().alias("h"), (pl.col("t").dt.weekday() >= 6).alias("we")
     )
-    prof = fr.group_by("meter_id", "we", "h").agg(pl.col("demand_kw").mean()).sort("we", "h", "meter_id")  # pivot keeps this column order
+    prof = (
+        fr.group_by("meter_id", "we", "h").agg(pl.col("demand_kw").mean()).sort("we", "h", "meter_id")
+    )  # pivot keeps this column order
     wide = prof.pivot(on=["we", "h"], index="meter_id", values="demand_kw").sort("meter_id")
     x = wide.drop("meter_id").to_numpy()
     x = np.hstack([x[:, :24], x[:, 24:]])

@@ -28,7 +28,11 @@ class ListSink:
 
     def names(self, resolved: bool | None = None) -> list[tuple[str, str]]:
         with self.lock:
-            return [(a.labels["alertname"], a.labels["asset_id"]) for a in self.alerts if resolved is None or a.resolved == resolved]
+            return [
+                (a.labels["alertname"], a.labels["asset_id"])
+                for a in self.alerts
+                if resolved is None or a.resolved == resolved
+            ]
 
 
 def free_port() -> int:
@@ -50,7 +54,9 @@ def wait_until(cond, timeout: float = 15.0, every: float = 0.05, what: str = "co
 
 
 def publisher(port: int, client_id: str | None = None, will: tuple[str, bytes] | None = None) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+    )
     if will:
         c.will_set(will[0], will[1], qos=1)
     c.connect("127.0.0.1", port, keepalive=2)

@@ -31,5 +31,3 @@ def shared_mosquitto() -> int:
 @pytest.fixture()
 def prefix() -> str:
     return f"test{uuid.uuid4().hex[:10]}/v1"
-
-

@@ -30,12 +30,30 @@ class _DiesOnSubmit(ListSink):
 def test_a_crash_between_detection_and_the_outbox_commit_loses_no_alert(lake_and_landing, tmp_path, private_mosquitto):
     lake, zone = lake_and_landing
     prefix = f"c{uuid.uuid4().hex[:8]}/v1"
-    cfg = BridgeConfig(mqtt_port=private_mosquitto.port, client_id=f"bridge-crash-{uuid.uuid4().hex[:6]}", topic_prefix=prefix,
-                       spool_dir=str(tmp_path / "spool"), flush_seconds=3600, http_port=-1)
+    cfg = BridgeConfig(
+        mqtt_port=private_mosquitto.port,
+        client_id=f"bridge-crash-{uuid.uuid4().hex[:6]}",
+        topic_prefix=prefix,
+        spool_dir=str(tmp_path / "spool"),
+        flush_seconds=3600,
+        http_port=-1,
+    )
     tx = lake.read("ref_transformers")["transformer_id"][0]
     t = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
-    hot = Message(Topics(prefix).scada(tx), json.dumps({"sample_time": t.isoformat(), "load_kva": 20.0, "top_oil_temp_c": 50.0,
-                                                        "hot_spot_temp_c": 150.0, "voltage_v": 233.0, "frequency_hz": 60.0}).encode(), time.time())
+    hot = Message(
+        Topics(prefix).scada(tx),
+        json.dumps(
+            {
+                "sample_time": t.isoformat(),
+                "load_kva": 20.0,
+                "top_oil_temp_c": 50.0,
+                "hot_spot_temp_c": 150.0,
+                "voltage_v": 233.0,
+                "frequency_hz": 60.0,
+            }
+        ).encode(),
+        time.time(),
+    )
 
     first = Bridge(cfg, _DiesOnSubmit(), lake=lake, zone=zone)
     with pytest.raises(SystemExit):

@@ -25,14 +25,29 @@ def topo() -> Topology:
             "substation_id": ["S1"] * 10,
         }
     )
-    txs = pl.DataFrame({"transformer_id": ["TA", "TB"], "feeder_id": ["F1", "F2"], "substation_id": ["S1", "S1"], "rating_kva": [50.0, 50.0]})
+    txs = pl.DataFrame(
+        {
+            "transformer_id": ["TA", "TB"],
+            "feeder_id": ["F1", "F2"],
+            "substation_id": ["S1", "S1"],
+            "rating_kva": [50.0, 50.0],
+        }
+    )
     return Topology(meters, txs, dagster_url="http://dagster.example:3000")
 
 
 def readings(meters: list[str], t: dt.datetime, recv: float, voltage: float | None = 231.0) -> dict[str, pl.DataFrame]:
     df = pl.DataFrame(
-        {"meter_id": meters, "reading_time": [t] * len(meters), "consumption_kwh": [0.1] * len(meters), "demand_kw": [0.4] * len(meters),
-         "voltage": [voltage] * len(meters), "current_amps": [1.0] * len(meters), "power_factor": [0.9] * len(meters), "_received_at": [recv] * len(meters)},
+        {
+            "meter_id": meters,
+            "reading_time": [t] * len(meters),
+            "consumption_kwh": [0.1] * len(meters),
+            "demand_kw": [0.4] * len(meters),
+            "voltage": [voltage] * len(meters),
+            "current_amps": [1.0] * len(meters),
+            "power_factor": [0.9] * len(meters),
+            "_received_at": [recv] * len(meters),
+        },
         schema_overrides={"voltage": pl.Float64},
     ).with_columns(pl.col("reading_time").cast(UTC_TS))
     return {"meter_readings": df}
@@ -74,15 +89,27 @@ def test_outage_needs_most_meters_beneath_down_together_and_names_the_impact():
 
 def test_alert_storm_localised_on_one_feeder_vs_widespread():
     t = topo()
-    for feeders, scope, asset in (([("F1", 90), ("F2", 20)], "localised", "F1"), ([("F1", 55), ("F2", 55)], "widespread", "stream")):
+    for feeders, scope, asset in (
+        ([("F1", 90), ("F2", 20)], "localised", "F1"),
+        ([("F1", 55), ("F2", 55)], "widespread", "stream"),
+    ):
         ev = GridEvents(t, EventConfig(storm_threshold=100, storm_clear=50, storm_window_s=300))
         now = T0.timestamp()
-        fake = [t.alert("X", "warning", "transformer", "TA" if f == "F1" else "TB", starts_at=T0, summary="x") for f, n in feeders for _ in range(n)]
+        fake = [
+            t.alert("X", "warning", "transformer", "TA" if f == "F1" else "TB", starts_at=T0, summary="x")
+            for f, n in feeders
+            for _ in range(n)
+        ]
         ev.count_fired(fake[:100], now)
         assert ev.tick(now) == []  # 100 is not more than 100
         ev.count_fired(fake[100:], now + 1)
         out = ev.tick(now + 2)
-        assert len(out) == 1 and out[0].labels["alertname"] == "AlertStorm" and out[0].labels["scope"] == scope and out[0].labels["asset_id"] == asset
+        assert (
+            len(out) == 1
+            and out[0].labels["alertname"] == "AlertStorm"
+            and out[0].labels["scope"] == scope
+            and out[0].labels["asset_id"] == asset
+        )
         assert out[0].annotations["value"] == "110 alerts in 300 s"
         # the window slides: after 5 minutes the storm resolves
         res = ev.tick(now + 302)

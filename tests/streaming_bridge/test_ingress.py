@@ -9,8 +9,8 @@ import json
 import polars as pl
 import pytest
 
-from lake.ingest import ingest_partition
 from contracts import DEFAULT_TIMEZONE, SOURCES, STREAM_DEAD_LETTERS
+from lake.ingest import ingest_partition
 from streaming_bridge.ingress import IngressConfig, Message, Validator
 from streaming_bridge.landing import LandingWriter
 from streaming_bridge.topics import Topics
@@ -33,7 +33,16 @@ def _msg(topic: str, obj, *, raw: bytes | None = None) -> Message:
 
 
 def _reading(meter: str, t: dt.datetime, **kw) -> dict:
-    return {"meter_id": meter, "reading_time": t.isoformat(), "consumption_kwh": 0.4, "demand_kw": 1.6, "voltage": 231.0, "current_amps": 6.9, "power_factor": 0.97, **kw}
+    return {
+        "meter_id": meter,
+        "reading_time": t.isoformat(),
+        "consumption_kwh": 0.4,
+        "demand_kw": 1.6,
+        "voltage": 231.0,
+        "current_amps": 6.9,
+        "power_factor": 0.97,
+        **kw,
+    }
 
 
 def test_every_bad_payload_class_is_dead_lettered_with_reason_and_good_ones_pass(lake_and_landing):
@@ -42,7 +51,14 @@ def test_every_bad_payload_class_is_dead_lettered_with_reason_and_good_ones_pass
     m0, m1 = lake.read("ref_meters", columns=["meter_id"])["meter_id"][:2]
     tx = lake.read("ref_transformers", columns=["transformer_id"])["transformer_id"][0]
     t = NOW - dt.timedelta(minutes=15)
-    good_scada = {"sample_time": t.isoformat(), "load_kva": 30.0, "top_oil_temp_c": 55.0, "hot_spot_temp_c": 70.0, "voltage_v": 239.0, "frequency_hz": 60.01}
+    good_scada = {
+        "sample_time": t.isoformat(),
+        "load_kva": 30.0,
+        "top_oil_temp_c": 55.0,
+        "hot_spot_temp_c": 70.0,
+        "voltage_v": 239.0,
+        "frequency_hz": 60.01,
+    }
     msgs = [
         _msg(T.meter(m0), _reading(m0, t)),  # ok
         _msg(T.meter(m0), None, raw=b"\xff\xfe not json"),  # non-JSON
@@ -56,7 +72,16 @@ def test_every_bad_payload_class_is_dead_lettered_with_reason_and_good_ones_pass
         _msg(T.meter(m0), _reading(m0, t, voltage=999.0)),  # outside the silver bounds
         _msg(T.meter(m0), {k: v for k, v in _reading(m0, t).items() if k != "demand_kw"}),  # required field missing
         _msg(T.meter(m0), [1, 2]),  # not an object
-        _msg(T.headend("he-1"), {"readings": [_reading(m0, t + dt.timedelta(minutes=1)), "junk", _reading(m1, t, reading_time="yesterday")]}),
+        _msg(
+            T.headend("he-1"),
+            {
+                "readings": [
+                    _reading(m0, t + dt.timedelta(minutes=1)),
+                    "junk",
+                    _reading(m1, t, reading_time="yesterday"),
+                ]
+            },
+        ),
         _msg(T.headend("he-1"), {"readings": []}),
         _msg(T.scada(tx), good_scada),  # ok
         _msg(T.scada(tx), {**good_scada, "frequency_hz": 99.0}),
@@ -68,8 +93,25 @@ def test_every_bad_payload_class_is_dead_lettered_with_reason_and_good_ones_pass
     dead = r.dead.sort("topic")
     reasons = sorted(dead["reason_code"].to_list())
     assert reasons == sorted(
-        ["malformed_payload", "wrong_type", "wrong_type", "oversized_payload", "unknown_entity", "future_time", "stale_time", "entity_mismatch", "out_of_range",
-         "missing_value", "malformed_payload", "malformed_payload", "wrong_type", "malformed_payload", "out_of_range", "out_of_range", "unknown_topic"]
+        [
+            "malformed_payload",
+            "wrong_type",
+            "wrong_type",
+            "oversized_payload",
+            "unknown_entity",
+            "future_time",
+            "stale_time",
+            "entity_mismatch",
+            "out_of_range",
+            "missing_value",
+            "malformed_payload",
+            "malformed_payload",
+            "wrong_type",
+            "malformed_payload",
+            "out_of_range",
+            "out_of_range",
+            "unknown_topic",
+        ]
     )
     # counts reconcile: every record is accepted, a status event or dead-lettered
     assert r.records == r.accepted_rows + len(r.status) + dead.height == 21
@@ -88,7 +130,9 @@ def test_every_bad_payload_class_is_dead_lettered_with_reason_and_good_ones_pass
     assert STREAM_DEAD_LETTERS.conform(dead).height == dead.height
 
 
-def test_landed_stream_readings_are_ingested_by_the_file_path_and_dead_letters_reach_their_table(lake_and_landing, tmp_path):
+def test_landed_stream_readings_are_ingested_by_the_file_path_and_dead_letters_reach_their_table(
+    lake_and_landing, tmp_path
+):
     lake, zone = lake_and_landing
     v = _validator(lake)
     meters = lake.read("ref_meters", columns=["meter_id"])["meter_id"].to_list()[:5]
@@ -105,7 +149,14 @@ def test_landed_stream_readings_are_ingested_by_the_file_path_and_dead_letters_r
     w.append(r2.accepted, r2.dead)
     keys = w.flush()
     assert keys == [f"meter_readings/{DAY.isoformat()}/stream-{keys[0].split('stream-')[1]}"]
-    res = ingest_partition(zone, lake, SOURCES["meter_readings"], DAY, lake.read("ref_meters", columns=["meter_id"])["meter_id"], tz=DEFAULT_TIMEZONE)
+    res = ingest_partition(
+        zone,
+        lake,
+        SOURCES["meter_readings"],
+        DAY,
+        lake.read("ref_meters", columns=["meter_id"])["meter_id"],
+        tz=DEFAULT_TIMEZONE,
+    )
     assert res.silver_rows == 20 and res.duplicate_rows == 1 and res.quarantined_rows == 0 and res.reconciles
     silver = lake.read(SOURCES["meter_readings"].silver, DAY)
     assert set(silver["meter_id"]) == set(meters) and silver["reading_time"].min() == start

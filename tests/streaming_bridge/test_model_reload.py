@@ -35,12 +35,25 @@ START = dt.date(2026, 6, 1)
 def trained(tmp_path_factory):
     from simulator import EventRates, SimConfig, Simulator
 
-    sim = Simulator(SimConfig(n_meters=120, start=START, days=4, seed=5, events=EventRates(failures_per_transformer_year=40.0, sags_per_transformer_year=40.0)))
+    sim = Simulator(
+        SimConfig(
+            n_meters=120,
+            start=START,
+            days=4,
+            seed=5,
+            events=EventRates(failures_per_transformer_year=40.0, sags_per_transformer_year=40.0),
+        )
+    )
     scada = pl.concat([sim.day(START + dt.timedelta(days=i))["scada"] for i in range(4)])
     ref = sim.reference()["ref_transformers"]
     f = transformer_features(scada, ref, None, FeatureConfig.from_profile(load_profile()))
     lab = label_readings(f, sim.truth()["truth_events"], sim.reference()["ref_meters"], "transformer")
-    model = AnomalyEnsemble("transformer", FeatureConfig.from_profile(load_profile()), AlertThresholds.from_bands(load_profile().alert_bands.anomaly), config=AnomalyConfig(n_estimators=16, max_train_rows=4000, ae_epochs=1, nystroem_components=16)).fit(f, lab.is_not_null())
+    model = AnomalyEnsemble(
+        "transformer",
+        FeatureConfig.from_profile(load_profile()),
+        AlertThresholds.from_bands(load_profile().alert_bands.anomaly),
+        config=AnomalyConfig(n_estimators=16, max_train_rows=4000, ae_epochs=1, nystroem_components=16),
+    ).fit(f, lab.is_not_null())
     reg = ModelRegistry(f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db")
     run = reg.log_training_run(params={}, metrics={"brier": 0.10}, model=model)
     v1 = reg.register(run, NAME, backtest_id="bt", metrics={"brier": 0.10})
@@ -48,7 +61,9 @@ def trained(tmp_path_factory):
     return sim, scada, model, reg
 
 
-def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trained, lake_and_landing, tmp_path, shared_mosquitto, prefix):
+def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(
+    trained, lake_and_landing, tmp_path, shared_mosquitto, prefix
+):
     sim, scada, model, reg = trained
     lake, zone = lake_and_landing
     # the bridge's topology is the simulated fleet the model was trained on
@@ -59,7 +74,13 @@ def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trai
     scorer = ChampionScorer(NAME, registry=reg, check_every_s=0.2, ref_transformers=sim.reference()["ref_transformers"])
     assert scorer.version == "1"
     sink = ListSink()
-    cfg = BridgeConfig(mqtt_port=shared_mosquitto, client_id=f"b-{prefix[:14]}", topic_prefix=prefix, spool_dir=str(tmp_path / "spool"), http_port=-1)
+    cfg = BridgeConfig(
+        mqtt_port=shared_mosquitto,
+        client_id=f"b-{prefix[:14]}",
+        topic_prefix=prefix,
+        spool_dir=str(tmp_path / "spool"),
+        http_port=-1,
+    )
     cfg.ingress.max_age = dt.timedelta(days=3650)
     b = Bridge(cfg, sink, lake=lake, zone=zone, scorer=scorer)
     b.start()
@@ -69,7 +90,13 @@ def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trai
     pub = publisher(shared_mosquitto)
 
     def send(rows: pl.DataFrame) -> None:
-        publish_all(pub, [(T.scada(r["transformer_id"]), {**r, "sample_time": r["sample_time"].isoformat()}) for r in rows.iter_rows(named=True)])
+        publish_all(
+            pub,
+            [
+                (T.scada(r["transformer_id"]), {**r, "sample_time": r["sample_time"].isoformat()})
+                for r in rows.iter_rows(named=True)
+            ],
+        )
 
     try:
         day2 = scada.filter(pl.col("sample_time").dt.date() == START + dt.timedelta(days=2)).sort("sample_time")
@@ -89,7 +116,11 @@ def test_champion_scores_the_stream_and_a_promotion_mid_stream_is_picked_up(trai
         already = set(scorer.active)  # transformers whose v1 alert is still active
         send(second)
         wait_until(lambda: b.counts["accepted"] == day2.height, timeout=20)
-        v2_alerts = [a for a in sink.alerts if a.labels["alertname"] == "TransformerAnomaly" and a.annotations["model"] == f"{NAME}:v2"]
+        v2_alerts = [
+            a
+            for a in sink.alerts
+            if a.labels["alertname"] == "TransformerAnomaly" and a.annotations["model"] == f"{NAME}:v2"
+        ]
         # with the alert band at 0 every transformer not already alerting fires once, on v2
         assert {a.labels["asset_id"] for a in v2_alerts} == set(second["transformer_id"].unique()) - already
         assert len(sink.alerts) >= n_v1 + len(v2_alerts) and scorer.reloads == 2

@@ -16,7 +16,14 @@ pytestmark = pytest.mark.mqtt
 
 
 def _ingress(port: int, prefix: str, **kw) -> MqttIngress:
-    m = MqttIngress("127.0.0.1", port, client_id=f"batch-{uuid.uuid4().hex[:8]}", subscriptions=[f"{prefix}/#"], session_expiry_s=0, **kw)
+    m = MqttIngress(
+        "127.0.0.1",
+        port,
+        client_id=f"batch-{uuid.uuid4().hex[:8]}",
+        subscriptions=[f"{prefix}/#"],
+        session_expiry_s=0,
+        **kw,
+    )
     m.connect()
     time.sleep(0.3)  # SUBACK
     return m
@@ -26,6 +33,7 @@ def test_take_lingers_for_a_burst_and_closes_on_size(shared_mosquitto, prefix):
     ing = _ingress(shared_mosquitto, prefix)
     pub = publisher(shared_mosquitto)
     try:
+
         def burst(n: int, gap: float) -> None:  # the first message, then the rest `gap` seconds later
             publish_all(pub, [(f"{prefix}/x/0", b"{}")])
             time.sleep(gap)
@@ -54,7 +62,9 @@ def test_take_lingers_for_a_burst_and_closes_on_size(shared_mosquitto, prefix):
 
 def test_side_topic_messages_go_to_their_callback_not_into_batches(shared_mosquitto, prefix):
     got: list[tuple[str, bytes]] = []
-    ing = _ingress(shared_mosquitto, f"{prefix}/in", side_topics={f"{prefix}/alerts/+": lambda t, p: got.append((t, p))})
+    ing = _ingress(
+        shared_mosquitto, f"{prefix}/in", side_topics={f"{prefix}/alerts/+": lambda t, p: got.append((t, p))}
+    )
     pub = publisher(shared_mosquitto)
     try:
         publish_all(pub, [(f"{prefix}/alerts/critical", b'{"status": "firing"}'), (f"{prefix}/in/reading", b"{}")])

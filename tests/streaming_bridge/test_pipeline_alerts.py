@@ -10,8 +10,17 @@ AT = dt.datetime(2026, 11, 2, 6, 15, 30, 123456, tzinfo=dt.timezone.utc)
 
 
 def test_alert_identity_is_job_and_partition_not_run():
-    a = run_failure_alert(job_name="daily_ingest", run_id="r1", failed_at=AT, error="boom", partition="2026-11-01", failed_steps=["ingest_scada"])
-    b = run_failure_alert(job_name="daily_ingest", run_id="r2", failed_at=AT, error="boom again", partition="2026-11-01")
+    a = run_failure_alert(
+        job_name="daily_ingest",
+        run_id="r1",
+        failed_at=AT,
+        error="boom",
+        partition="2026-11-01",
+        failed_steps=["ingest_scada"],
+    )
+    b = run_failure_alert(
+        job_name="daily_ingest", run_id="r2", failed_at=AT, error="boom again", partition="2026-11-01"
+    )
     c = run_failure_alert(job_name="daily_ingest", run_id="r3", failed_at=AT, error="boom", partition="2026-11-02")
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     am = a.to_alertmanager()

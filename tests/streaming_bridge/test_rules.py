@@ -35,7 +35,15 @@ def test_the_shipped_rules_file_loads_and_covers_every_rule_kind():
     kinds = {r.kind for r in rs.rules}
     assert kinds == {"limit", "rate", "compound"}
     fields = {c.field for r in rs.rules for c in r.conditions}
-    assert {"hot_spot_temp_c", "top_oil_temp_c", "loading_pct", "frequency_hz", "voltage", "voltage_v", "current_amps"} <= fields
+    assert {
+        "hot_spot_temp_c",
+        "top_oil_temp_c",
+        "loading_pct",
+        "frequency_hz",
+        "voltage",
+        "voltage_v",
+        "current_amps",
+    } <= fields
 
 
 def test_a_value_dithering_on_the_limit_fires_once_and_resolves_once():
@@ -54,16 +62,33 @@ def test_a_value_dithering_on_the_limit_fires_once_and_resolves_once():
 def test_hold_time_means_a_short_spike_never_fires_and_a_sustained_one_does():
     e = engine()
     # warning limit 110 with for_s 60: a 30 s excursion does nothing
-    ts = e.evaluate({"scada": scada([("T1", 0, {"hot_spot_temp_c": 112.0}), ("T1", 30, {"hot_spot_temp_c": 112.0}), ("T1", 40, {"hot_spot_temp_c": 100.0})])})
+    ts = e.evaluate(
+        {
+            "scada": scada(
+                [
+                    ("T1", 0, {"hot_spot_temp_c": 112.0}),
+                    ("T1", 30, {"hot_spot_temp_c": 112.0}),
+                    ("T1", 40, {"hot_spot_temp_c": 100.0}),
+                ]
+            )
+        }
+    )
     assert "TransformerHotSpotHigh" not in [n for n, _ in names(ts)]
     ts = e.evaluate({"scada": scada([("T1", 100 + 20 * k, {"hot_spot_temp_c": 115.0}) for k in range(5)])})
     high = [t for t in ts if t.rule.name == "TransformerHotSpotHigh"]
-    assert len(high) == 1 and high[0].firing and high[0].at == T0 + dt.timedelta(seconds=160) and high[0].starts_at == T0 + dt.timedelta(seconds=100)
+    assert (
+        len(high) == 1
+        and high[0].firing
+        and high[0].at == T0 + dt.timedelta(seconds=160)
+        and high[0].starts_at == T0 + dt.timedelta(seconds=100)
+    )
     # clear_for_s 300: back below 105 for 200 s keeps it active; 300 s resolves it
     ts = e.evaluate({"scada": scada([("T1", 200 + 100 * k, {"hot_spot_temp_c": 90.0}) for k in range(3)])})
     assert not [t for t in ts if t.rule.name == "TransformerHotSpotHigh"]
     ts = e.evaluate({"scada": scada([("T1", 500, {"hot_spot_temp_c": 90.0})])})
-    assert [(t.rule.name, t.firing) for t in ts if t.rule.name == "TransformerHotSpotHigh"] == [("TransformerHotSpotHigh", False)]
+    assert [(t.rule.name, t.firing) for t in ts if t.rule.name == "TransformerHotSpotHigh"] == [
+        ("TransformerHotSpotHigh", False)
+    ]
 
 
 def test_redelivered_samples_do_not_retrigger_and_other_assets_are_independent():
@@ -72,7 +97,10 @@ def test_redelivered_samples_do_not_retrigger_and_other_assets_are_independent()
     assert names(e.evaluate({"scada": batch}), True) == [("FrequencyDeviationCritical", "T1")]
     assert e.evaluate({"scada": batch}) == []  # the same samples again (MQTT redelivery)
     ts = e.evaluate({"scada": scada([("T1", 10, {"frequency_hz": 60.0}), ("T2", 10, {"frequency_hz": 60.7})])})
-    assert sorted((n, a, t.firing) for (n, a), t in zip(names(ts), ts)) == [("FrequencyDeviationCritical", "T1", False), ("FrequencyDeviationCritical", "T2", True)]
+    assert sorted((n, a, t.firing) for (n, a), t in zip(names(ts), ts)) == [
+        ("FrequencyDeviationCritical", "T1", False),
+        ("FrequencyDeviationCritical", "T2", True),
+    ]
 
 
 def test_rate_of_change_over_the_sliding_window_and_the_compound_rule():
@@ -97,23 +125,61 @@ def test_rate_of_change_over_the_sliding_window_and_the_compound_rule():
 def test_meter_voltage_limits():
     e = engine()
     df = pl.DataFrame(
-        {"meter_id": ["M1", "M2", "M3"], "reading_time": [T0] * 3, "consumption_kwh": [0.1] * 3, "demand_kw": [0.4] * 3, "voltage": [214.0, 231.0, None], "current_amps": [2.0, 99.0, None], "power_factor": [0.9] * 3}
+        {
+            "meter_id": ["M1", "M2", "M3"],
+            "reading_time": [T0] * 3,
+            "consumption_kwh": [0.1] * 3,
+            "demand_kw": [0.4] * 3,
+            "voltage": [214.0, 231.0, None],
+            "current_amps": [2.0, 99.0, None],
+            "power_factor": [0.9] * 3,
+        }
     ).with_columns(pl.col("reading_time").cast(UTC_TS))
-    assert sorted(names(e.evaluate({"meter_readings": df}), True)) == [("MeterOvercurrent", "M2"), ("MeterUndervoltage", "M1")]
+    assert sorted(names(e.evaluate({"meter_readings": df}), True)) == [
+        ("MeterOvercurrent", "M2"),
+        ("MeterUndervoltage", "M1"),
+    ]
 
 
 @pytest.mark.parametrize(
     "body, message",
     [
-        ("rules: [{name: X, source: scada, kind: limit, field: hot_spot, op: '>', value: 1, severity: critical}]", "field 'hot_spot' is not a measure of scada"),
-        ("rules: [{name: X, source: scada, kind: limit, field: hot_spot_temp_c, op: '>', value: 100, clear: 120, severity: critical}]", "clear 120.0 must lie on the normal side"),
-        ("rules: [{name: X, source: scada, kind: limit, field: hot_spot_temp_c, op: '>', value: hot, severity: critical}]", "'hot' is not a number"),
-        ("rules: [{name: X, source: scada, kind: limit, field: hot_spot_temp_c, op: '>', value: 1, severity: page}]", "severity 'page'"),
-        ("rules: [{name: X, source: scada, kind: rate, field: hot_spot_temp_c, op: '>', value: 1, severity: info}]", "needs window_s"),
-        ("rules: [{name: X, source: scada, kind: compound, all: [{field: load_kva, op: '>', value: 1}], severity: info}]", "at least two"),
-        ("rules: [{name: X, source: feeders, kind: limit, field: a, op: '>', value: 1, severity: info}]", "source 'feeders'"),
-        ("rules: [{name: X, source: scada, kind: limit, field: frequency_hz, op: outside, value: [61, 59], severity: info}]", "low 61.0 must be below high 59.0"),
-        ("rules: [{name: X, source: scada, kind: limit, field: frequency_hz, op: '>', value: 61, severity: info}, {name: X, source: scada, kind: limit, field: frequency_hz, op: '>', value: 61, severity: info}]", "duplicate rule name"),
+        (
+            "rules: [{name: X, source: scada, kind: limit, field: hot_spot, op: '>', value: 1, severity: critical}]",
+            "field 'hot_spot' is not a measure of scada",
+        ),
+        (
+            "rules: [{name: X, source: scada, kind: limit, field: hot_spot_temp_c, op: '>', value: 100, clear: 120, severity: critical}]",
+            "clear 120.0 must lie on the normal side",
+        ),
+        (
+            "rules: [{name: X, source: scada, kind: limit, field: hot_spot_temp_c, op: '>', value: hot, severity: critical}]",
+            "'hot' is not a number",
+        ),
+        (
+            "rules: [{name: X, source: scada, kind: limit, field: hot_spot_temp_c, op: '>', value: 1, severity: page}]",
+            "severity 'page'",
+        ),
+        (
+            "rules: [{name: X, source: scada, kind: rate, field: hot_spot_temp_c, op: '>', value: 1, severity: info}]",
+            "needs window_s",
+        ),
+        (
+            "rules: [{name: X, source: scada, kind: compound, all: [{field: load_kva, op: '>', value: 1}], severity: info}]",
+            "at least two",
+        ),
+        (
+            "rules: [{name: X, source: feeders, kind: limit, field: a, op: '>', value: 1, severity: info}]",
+            "source 'feeders'",
+        ),
+        (
+            "rules: [{name: X, source: scada, kind: limit, field: frequency_hz, op: outside, value: [61, 59], severity: info}]",
+            "low 61.0 must be below high 59.0",
+        ),
+        (
+            "rules: [{name: X, source: scada, kind: limit, field: frequency_hz, op: '>', value: 61, severity: info}, {name: X, source: scada, kind: limit, field: frequency_hz, op: '>', value: 61, severity: info}]",
+            "duplicate rule name",
+        ),
         ("rules: {", "cannot read rules"),
     ],
 )

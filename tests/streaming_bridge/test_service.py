@@ -29,8 +29,13 @@ pytestmark = pytest.mark.mqtt
 
 def _bridge(lake, zone, tmp_path, port, prefix, sink, **kw) -> Bridge:
     cfg = BridgeConfig(
-        mqtt_port=port, client_id=f"bridge-{prefix.split('/')[0]}", topic_prefix=prefix, spool_dir=str(tmp_path / "spool"),
-        flush_seconds=kw.pop("flush_seconds", 3600), http_port=0, **kw,
+        mqtt_port=port,
+        client_id=f"bridge-{prefix.split('/')[0]}",
+        topic_prefix=prefix,
+        spool_dir=str(tmp_path / "spool"),
+        flush_seconds=kw.pop("flush_seconds", 3600),
+        http_port=0,
+        **kw,
     )
     return Bridge(cfg, sink, lake=lake, zone=zone)
 
@@ -42,7 +47,9 @@ def _run(b: Bridge) -> threading.Thread:
     return th
 
 
-def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_landing, tmp_path, shared_mosquitto, prefix, capsys):
+def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(
+    lake_and_landing, tmp_path, shared_mosquitto, prefix, capsys
+):
     lake, zone = lake_and_landing
     sink = ListSink()
     b = _bridge(lake, zone, tmp_path, shared_mosquitto, prefix, sink)
@@ -54,32 +61,78 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     pub = publisher(shared_mosquitto)
     try:
-        scada = {"sample_time": now.isoformat(), "load_kva": 20.0, "top_oil_temp_c": 60.0, "hot_spot_temp_c": 146.0, "voltage_v": 233.0, "frequency_hz": 60.0}
-        reading = {"meter_id": m, "reading_time": now.isoformat(), "consumption_kwh": 0.3, "demand_kw": 1.2, "voltage": 231.0, "current_amps": 5.0, "power_factor": 0.95}
-        publish_all(pub, [
-            (T.scada(tx), scada),
-            (T.headend("he1"), {"readings": [reading, {**reading, "reading_time": (now - dt.timedelta(minutes=15)).isoformat()}]}),
-            (T.meter(m), b"{not json"),
-        ])
-        crit = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "TransformerHotSpotCritical"], timeout=10)
+        scada = {
+            "sample_time": now.isoformat(),
+            "load_kva": 20.0,
+            "top_oil_temp_c": 60.0,
+            "hot_spot_temp_c": 146.0,
+            "voltage_v": 233.0,
+            "frequency_hz": 60.0,
+        }
+        reading = {
+            "meter_id": m,
+            "reading_time": now.isoformat(),
+            "consumption_kwh": 0.3,
+            "demand_kw": 1.2,
+            "voltage": 231.0,
+            "current_amps": 5.0,
+            "power_factor": 0.95,
+        }
+        publish_all(
+            pub,
+            [
+                (T.scada(tx), scada),
+                (
+                    T.headend("he1"),
+                    {"readings": [reading, {**reading, "reading_time": (now - dt.timedelta(minutes=15)).isoformat()}]},
+                ),
+                (T.meter(m), b"{not json"),
+            ],
+        )
+        crit = wait_until(
+            lambda: [a for a in sink.alerts if a.labels["alertname"] == "TransformerHotSpotCritical"], timeout=10
+        )
         a = crit[0]
         place = lake.read("ref_transformers").filter(pl.col("transformer_id") == tx).row(0, named=True)
         assert a.labels == {
-            "alertname": "TransformerHotSpotCritical", "severity": "critical", "asset_type": "transformer", "asset_id": tx,
-            "transformer": tx, "feeder": place["feeder_id"], "region": place["substation_id"],
+            "alertname": "TransformerHotSpotCritical",
+            "severity": "critical",
+            "asset_type": "transformer",
+            "asset_id": tx,
+            "transformer": tx,
+            "feeder": place["feeder_id"],
+            "region": place["substation_id"],
         }
         n_customers = meters.filter(pl.col("transformer_id") == tx)["customer_id"].n_unique()
         assert a.annotations["value"] == "hot_spot_temp_c = 146" and a.annotations["limit"] == "hot_spot_temp_c > 140"
         assert a.annotations["customers_downstream"] == str(n_customers) and n_customers > 0
-        assert a.annotations["dagster_url"].endswith(f"/assets/gold_transformer_risk?asset_id={tx}") and a.annotations["runbook"]
+        assert (
+            a.annotations["dagster_url"].endswith(f"/assets/gold_transformer_risk?asset_id={tx}")
+            and a.annotations["runbook"]
+        )
         # live: startsAt is the detection time (Alertmanager's group_wait/inhibition need it); the reading's
         # time is the observed_at annotation
         assert a.annotations["observed_at"] == now.isoformat() and not a.resolved
         assert abs((a.starts_at - dt.datetime.now(dt.UTC)).total_seconds()) < 10
         # resolve: back below the clear threshold (130)
-        publish_all(pub, [(T.scada(tx), {**scada, "sample_time": (now + dt.timedelta(seconds=1)).isoformat(), "hot_spot_temp_c": 100.0})])
-        res = wait_until(lambda: [x for x in sink.alerts if x.resolved and x.labels["alertname"] == "TransformerHotSpotCritical"], timeout=10)
-        assert res[0].labels == a.labels and res[0].starts_at == a.starts_at and a.starts_at <= res[0].ends_at <= dt.datetime.now(dt.UTC)
+        publish_all(
+            pub,
+            [
+                (
+                    T.scada(tx),
+                    {**scada, "sample_time": (now + dt.timedelta(seconds=1)).isoformat(), "hot_spot_temp_c": 100.0},
+                )
+            ],
+        )
+        res = wait_until(
+            lambda: [x for x in sink.alerts if x.resolved and x.labels["alertname"] == "TransformerHotSpotCritical"],
+            timeout=10,
+        )
+        assert (
+            res[0].labels == a.labels
+            and res[0].starts_at == a.starts_at
+            and a.starts_at <= res[0].ends_at <= dt.datetime.now(dt.UTC)
+        )
         wait_until(lambda: b.counts["dead_lettered"] == 1 and b.counts["accepted"] == 4, timeout=10)
         # metrics and health
         body = urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics", timeout=5).read().decode()
@@ -88,7 +141,9 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
         assert 'gridlake_bridge_alerts_posted_total{severity="critical",status="firing"} 1.0' in body
         assert "gridlake_bridge_detection_seconds_bucket" in body
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/healthz", timeout=5).read())
-        assert health["status"] == "ok" and health["mqtt_connected"] and health["messages"] == 4 and health["records"] == 5
+        assert (
+            health["status"] == "ok" and health["mqtt_connected"] and health["messages"] == 4 and health["records"] == 5
+        )
         assert cli.main(["status", "--url", f"http://127.0.0.1:{b.http_port}"]) == 0
         assert json.loads(capsys.readouterr().out)["accepted"] == 4
     finally:
@@ -105,7 +160,11 @@ def test_stream_to_alerts_dead_letters_and_landing_on_real_mosquitto(lake_and_la
     assert landed.height == 2 and set(landed["meter_id"]) == {m}
     assert len([f for f in zone.list("scada") if "/stream-" in f.key]) == 1
     dl = lake.read(STREAM_DEAD_LETTERS)
-    assert dl["reason_code"].to_list() == ["malformed_payload"] and dl["topic"][0] == T.meter(m) and dl["payload"][0] == "{not json"
+    assert (
+        dl["reason_code"].to_list() == ["malformed_payload"]
+        and dl["topic"][0] == T.meter(m)
+        and dl["payload"][0] == "{not json"
+    )
 
 
 def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_path, shared_mosquitto, prefix):
@@ -122,7 +181,10 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
     pub = publisher(shared_mosquitto)
     try:
         # a device whose connection drops: the broker publishes its last will
-        dev = publisher(shared_mosquitto, will=(T.status("meter", beneath[0]), json.dumps({"status": "offline", "reason": "last_will"}).encode()))
+        dev = publisher(
+            shared_mosquitto,
+            will=(T.status("meter", beneath[0]), json.dumps({"status": "offline", "reason": "last_will"}).encode()),
+        )
         time.sleep(0.2)
         dev._sock.close()  # no DISCONNECT: a lost connection, as when a meter loses power
         off = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "MeterOffline"], timeout=15)
@@ -130,7 +192,15 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
         assert "last_will" in off[0].annotations["summary"]
         dev.loop_stop()
         # the rest report no supply (voltage empty) at once: the transformer is out
-        rows = [{"meter_id": m, "reading_time": (now - dt.timedelta(minutes=15)).isoformat(), "consumption_kwh": 0.0, "demand_kw": 0.0} for m in beneath[1:]]
+        rows = [
+            {
+                "meter_id": m,
+                "reading_time": (now - dt.timedelta(minutes=15)).isoformat(),
+                "consumption_kwh": 0.0,
+                "demand_kw": 0.0,
+            }
+            for m in beneath[1:]
+        ]
         publish_all(pub, [(T.headend("he1"), {"readings": rows})])
         out = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "TransformerOutage"], timeout=10)
         assert out[0].severity == "critical" and out[0].labels["asset_id"] == tx

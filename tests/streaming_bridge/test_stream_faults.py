@@ -37,7 +37,14 @@ def persistent_publisher(port: int) -> mqtt.Client:
 
 
 def _bridge(lake, zone, tmp_path, port, prefix, sink) -> Bridge:
-    cfg = BridgeConfig(mqtt_port=port, client_id="bridge-faults", topic_prefix=prefix, spool_dir=str(tmp_path / "spool"), flush_seconds=3600, http_port=-1)
+    cfg = BridgeConfig(
+        mqtt_port=port,
+        client_id="bridge-faults",
+        topic_prefix=prefix,
+        spool_dir=str(tmp_path / "spool"),
+        flush_seconds=3600,
+        http_port=-1,
+    )
     return Bridge(cfg, sink, lake=lake, zone=zone)
 
 
@@ -52,10 +59,26 @@ def _stream(pub, T, tx_ids, meters, start, n, hot_every):
         hot = k % hot_every == 0
         if hot:
             injected.append((tx, t))
-        payload = {"sample_time": t.isoformat(), "load_kva": 20.0, "top_oil_temp_c": 50.0, "hot_spot_temp_c": 150.0 if hot else 60.0, "voltage_v": 233.0, "frequency_hz": 60.0}
+        payload = {
+            "sample_time": t.isoformat(),
+            "load_kva": 20.0,
+            "top_oil_temp_c": 50.0,
+            "hot_spot_temp_c": 150.0 if hot else 60.0,
+            "voltage_v": 233.0,
+            "frequency_hz": 60.0,
+        }
         infos.append(pub.publish(T.scada(tx), json.dumps(payload).encode(), qos=1))
         if k % 10 == 0:
-            rows = [{"meter_id": m, "reading_time": t.isoformat(), "consumption_kwh": 0.2, "demand_kw": 0.8, "voltage": 231.0} for m in meters]
+            rows = [
+                {
+                    "meter_id": m,
+                    "reading_time": t.isoformat(),
+                    "consumption_kwh": 0.2,
+                    "demand_kw": 0.8,
+                    "voltage": 231.0,
+                }
+                for m in meters
+            ]
             infos.append(pub.publish(T.headend("he1"), json.dumps({"readings": rows}).encode(), qos=1))
         time.sleep(0.002)
     return injected, infos
@@ -67,7 +90,10 @@ def _check(sink: ListSink, injected, lake, zone, n_scada: int, n_meter: int):
     assert got == set(injected)  # every injected condition, and nothing else
     # landed readings: every one published, duplicates (redelivery) allowed only as exact copies
     keys = {}
-    for src, ent, tc, n in (("scada", "transformer_id", "sample_time", n_scada), ("meter_readings", "meter_id", "reading_time", n_meter)):
+    for src, ent, tc, n in (
+        ("scada", "transformer_id", "sample_time", n_scada),
+        ("meter_readings", "meter_id", "reading_time", n_meter),
+    ):
         files = [f.key for f in zone.list(src) if "/stream-" in f.key]
         df = pl.concat([pl.read_parquet(zone.local_path(k)) for k in files])
         keys[src] = df.select(ent, tc).unique().height
@@ -101,7 +127,15 @@ def test_broker_restart_mid_stream_loses_nothing(lake_and_landing, tmp_path, pri
     prod.join(60)
     try:
         wait_until(lambda: {i.mid for i in result["infos"]} <= pub.acked, timeout=60)
-        wait_until(lambda: len([a for a in sink.alerts if not a.resolved and a.labels["alertname"] == "TransformerHotSpotCritical"]) >= len(result["injected"]), timeout=30)
+        wait_until(
+            lambda: (
+                len(
+                    [a for a in sink.alerts if not a.resolved and a.labels["alertname"] == "TransformerHotSpotCritical"]
+                )
+                >= len(result["injected"])
+            ),
+            timeout=30,
+        )
         assert b.mqtt.connects >= 2 and b.mqtt.session_present
     finally:
         pub.loop_stop()
@@ -110,7 +144,9 @@ def test_broker_restart_mid_stream_loses_nothing(lake_and_landing, tmp_path, pri
     _check(sink, result["injected"], lake, zone, 600, 60 * len(meters))
 
 
-def test_messages_published_while_the_bridge_is_down_are_delivered_on_restart(lake_and_landing, tmp_path, private_mosquitto):
+def test_messages_published_while_the_bridge_is_down_are_delivered_on_restart(
+    lake_and_landing, tmp_path, private_mosquitto
+):
     lake, zone = lake_and_landing
     prefix = f"f{uuid.uuid4().hex[:8]}/v1"
     T = Topics(prefix)

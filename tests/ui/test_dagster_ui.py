@@ -43,7 +43,13 @@ TRAIN_CONFIG = {"ops": {
 OPT_CONFIG = {"ops": {"gold_opf_dispatch": {"config": {"case": "case14"}}}}
 #: unit commitment is left out: its default 50-unit fleet runs into the 120 s MIP time limit on this
 #: tiny utility's load shape, and 6- or 12-unit fleets are infeasible (minimum down time / integrality)
-OPT_ASSETS = ["gold_battery_schedule", "gold_battery_daily", "gold_ev_schedule", "gold_ev_sessions", "gold_opf_dispatch"]
+OPT_ASSETS = [
+    "gold_battery_schedule",
+    "gold_battery_daily",
+    "gold_ev_schedule",
+    "gold_ev_sessions",
+    "gold_opf_dispatch",
+]
 
 
 def _free_port() -> int:
@@ -56,10 +62,17 @@ def build_instance(root: Path) -> dict:
     """Materialise the tiny utility through the real jobs into ``root`` (DAGSTER_HOME root/home)."""
     from dagster import AssetKey, DagsterInstance, Definitions
 
+    from assets.resources import (
+        AlertingResource,
+        CatalogResource,
+        GridSettings,
+        LakeResource,
+        LandingResource,
+        MlflowResource,
+    )
     from lake.landing import LocalLanding
     from pipelines.definitions import ALL_ASSETS
     from pipelines.jobs import ALL_JOBS
-    from assets.resources import AlertingResource, CatalogResource, GridSettings, LakeResource, LandingResource, MlflowResource
     from simulator import SimConfig, Simulator, write_landing_day, write_landing_reference
 
     env = {
@@ -95,10 +108,18 @@ def build_instance(root: Path) -> dict:
         return result
 
     run("load_reference")
-    run("daily_ingest", tags={"dagster/asset_partition_range_start": DAYS_LIST[0], "dagster/asset_partition_range_end": DAYS_LIST[-1]})
+    run(
+        "daily_ingest",
+        tags={"dagster/asset_partition_range_start": DAYS_LIST[0], "dagster/asset_partition_range_end": DAYS_LIST[-1]},
+    )
     run("forecast_training", run_config=TRAIN_CONFIG)
     run("forecast_scoring", partition_key=NEXT)
-    run("optimization_daily", partition_key=NEXT, run_config=OPT_CONFIG, asset_selection=[AssetKey(k) for k in OPT_ASSETS])
+    run(
+        "optimization_daily",
+        partition_key=NEXT,
+        run_config=OPT_CONFIG,
+        asset_selection=[AssetKey(k) for k in OPT_ASSETS],
+    )
     from lake.delta import Lake
 
     lake = Lake(env["GRIDLAKE_LAKE_ROOT"])
@@ -189,7 +210,14 @@ def _wait_on_screen(page, locator, timeout_s: float = 15.0):
     while True:
         for i in range(locator.count()):
             box = locator.nth(i).bounding_box()
-            if box and box["width"] > 0 and 0 <= box["x"] and box["x"] + box["width"] <= vw and 0 <= box["y"] and box["y"] + box["height"] <= vh:
+            if (
+                box
+                and box["width"] > 0
+                and 0 <= box["x"]
+                and box["x"] + box["width"] <= vw
+                and 0 <= box["y"]
+                and box["y"] + box["height"] <= vh
+            ):
                 return box
         if time.monotonic() > deadline:
             raise AssertionError(f"{locator} is not drawn inside the {vw}x{vh} window")
@@ -232,7 +260,9 @@ def test_global_lineage_shows_ingestion_training_scoring_and_optimisation_assets
         expect(page).to_have_url(re.compile(rf"/asset-groups/{name}\?.*expanded=[^&]*global%3A{group}(%2C|&|$)"))
         expect(page.get_by_role("link", name="View in Asset Catalog")).to_be_visible()
         # and its node is drawn in the visible part of the graph (long labels are middle-truncated)
-        node = page.locator("foreignObject").filter(has_text=re.compile(re.escape(name[:8]) + ".*" + re.escape(name[-6:])))
+        node = page.locator("foreignObject").filter(
+            has_text=re.compile(re.escape(name[:8]) + ".*" + re.escape(name[-6:]))
+        )
         _wait_on_screen(page, node)
         page.wait_for_timeout(800)  # let the graph finish panning before the picture
         _shot(page, f"1_lineage_{i}_{name}")
@@ -279,6 +309,7 @@ def test_partitions_view_shows_the_ingested_days(ui, page, dismiss_modal):
     assert info["silver_days"] == DAYS_LIST
     _open(page, f"{base}/assets/silver_meter_readings?view=partitions")
     expect(page.get_by_text(f"Materialized ({DAYS})")).to_be_visible()
+
     def item(d):  # a partition in the (virtualised) list, found through its name filter
         page.get_by_placeholder("Filter by name").fill(d)
         return page.locator(f'[title="{d}"]').first

@@ -16,8 +16,11 @@ def grid_sim():
     from simulator import EventRates, SimConfig, Simulator
 
     rates = EventRates(
-        failures_per_transformer_year=12.0, stuck_per_meter_year=3.0, zero_per_meter_year=3.0,
-        theft_per_meter_year=1.0, sags_per_transformer_year=40.0,
+        failures_per_transformer_year=12.0,
+        stuck_per_meter_year=3.0,
+        zero_per_meter_year=3.0,
+        theft_per_meter_year=1.0,
+        sags_per_transformer_year=40.0,
     )
     return Simulator(SimConfig(n_meters=120, start=START, days=DAYS, seed=5, events=rates))
 

@@ -6,9 +6,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
+from contracts import GOLD_ALERTS
 from models.grid.alerts import day_alerts, duplicate_fingerprints
 from models.grid.config import AlertThresholds
-from contracts import GOLD_ALERTS
 
 T0 = datetime(2026, 6, 8, 14, tzinfo=timezone.utc)
 
@@ -16,24 +16,61 @@ T0 = datetime(2026, 6, 8, 14, tzinfo=timezone.utc)
 def _scores(rows: list[tuple[str, str, int, float, str]]) -> pl.DataFrame:
     """(asset_type, asset_id, minutes after T0, score, model_version) -> gold_anomaly_scores-like rows."""
     return pl.DataFrame(
-        [{"asset_type": k, "asset_id": a, "time": T0 + timedelta(minutes=m), "score": s, "reason": "why", "model_version": v}
-         for k, a, m, s, v in rows],
-        schema={"asset_type": pl.Utf8, "asset_id": pl.Utf8, "time": pl.Datetime("us", "UTC"), "score": pl.Float64,
-                "reason": pl.Utf8, "model_version": pl.Utf8})
+        [
+            {
+                "asset_type": k,
+                "asset_id": a,
+                "time": T0 + timedelta(minutes=m),
+                "score": s,
+                "reason": "why",
+                "model_version": v,
+            }
+            for k, a, m, s, v in rows
+        ],
+        schema={
+            "asset_type": pl.Utf8,
+            "asset_id": pl.Utf8,
+            "time": pl.Datetime("us", "UTC"),
+            "score": pl.Float64,
+            "reason": pl.Utf8,
+            "model_version": pl.Utf8,
+        },
+    )
 
 
 def _risk(rows: list[tuple[str, int, float, str]]) -> pl.DataFrame:
     """(transformer_id, hours after T0, P(failure), model_version) -> gold_transformer_risk-like rows."""
     return pl.DataFrame(
-        [{"transformer_id": t, "as_of": T0 + timedelta(hours=h), "failure_probability_72h": p, "rul_hours": 30.4,
-          "customers_downstream": 7, "model_version": v} for t, h, p, v in rows],
-        schema={"transformer_id": pl.Utf8, "as_of": pl.Datetime("us", "UTC"), "failure_probability_72h": pl.Float64,
-                "rul_hours": pl.Float64, "customers_downstream": pl.Int64, "model_version": pl.Utf8})
+        [
+            {
+                "transformer_id": t,
+                "as_of": T0 + timedelta(hours=h),
+                "failure_probability_72h": p,
+                "rul_hours": 30.4,
+                "customers_downstream": 7,
+                "model_version": v,
+            }
+            for t, h, p, v in rows
+        ],
+        schema={
+            "transformer_id": pl.Utf8,
+            "as_of": pl.Datetime("us", "UTC"),
+            "failure_probability_72h": pl.Float64,
+            "rul_hours": pl.Float64,
+            "customers_downstream": pl.Int64,
+            "model_version": pl.Utf8,
+        },
+    )
 
 
 def test_each_asset_type_is_held_to_its_own_thresholds():
-    scores = _scores([("meter", "M1", 0, 0.80, "m:v1"), ("transformer", "T1", 0, 0.80, "t:v2"),
-                      ("transformer", "T1", 90, 0.97, "t:v2")])
+    scores = _scores(
+        [
+            ("meter", "M1", 0, 0.80, "m:v1"),
+            ("transformer", "T1", 0, 0.80, "t:v2"),
+            ("transformer", "T1", 90, 0.97, "t:v2"),
+        ]
+    )
     th = {"meter": AlertThresholds(0.5, 0.75, 0.9), "transformer": AlertThresholds(0.7, 0.85, 0.95)}
     a = day_alerts(scores, th, _risk([]), None, "America/New_York")
     assert a.columns == GOLD_ALERTS.column_names
@@ -62,8 +99,12 @@ def test_no_input_rows_give_an_empty_table_frame():
 
 
 def test_duplicate_fingerprints_are_found_across_days():
-    alerts = pl.DataFrame({"fingerprint": ["a", "b", "a", "c", "c"],
-                           "date": [date(2026, 6, 7), date(2026, 6, 7), date(2026, 6, 8), date(2026, 6, 8), date(2026, 6, 8)]})
+    alerts = pl.DataFrame(
+        {
+            "fingerprint": ["a", "b", "a", "c", "c"],
+            "date": [date(2026, 6, 7), date(2026, 6, 7), date(2026, 6, 8), date(2026, 6, 8), date(2026, 6, 8)],
+        }
+    )
     dup = duplicate_fingerprints(alerts.lazy()).sort("fingerprint")
     assert dup["fingerprint"].to_list() == ["a", "c"] and dup["n"].to_list() == [2, 2]
     assert sorted(dup.row(0, named=True)["dates"]) == [date(2026, 6, 7), date(2026, 6, 8)]

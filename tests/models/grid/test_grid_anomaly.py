@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from contracts.profile import load_profile
 from models.grid.alerts import build_alerts, fingerprint, to_gold_scores
 from models.grid.anomaly import AnomalyEnsemble
-from contracts.profile import load_profile
 from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
 from models.grid.evaluate import event_detection, label_readings, reading_metrics
 from models.grid.features import FeatureInputError, meter_features, transformer_features

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from contracts.profile import load_profile
 from models.grid import anomaly as A
 from models.grid.anomaly import DETECTORS, AnomalyEnsemble
-from contracts.profile import load_profile
 from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
 from models.grid.evaluate import label_readings
 from models.grid.features import meter_features
@@ -95,7 +95,7 @@ def test_any_batch_size_gives_the_batch_scores(fitted):
             assert abs(one[k][-1] - full[k][i]) < 1e-12, (k, i)
     mid = model.score_arrays(f.slice(1000, 600))  # Cython apply path, one thread
     for k in ("score", *DETECTORS):
-        np.testing.assert_allclose(mid[k][w:], full[k][1000 + w:1600], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(mid[k][w:], full[k][1000 + w : 1600], rtol=0, atol=1e-12)
     # a single row without context still scores (its window is the row repeated)
     single = model.score(f.slice(5, 1))
     assert single.height == 1 and 0.0 <= single["score"][0] <= 1.0
@@ -106,7 +106,7 @@ def test_small_and_large_tree_walks_agree(fitted):
     fast = model._fast()
     xs = model._scaled(f.head(3000))
     big = fast.iforest_score(xs)
-    small = np.concatenate([fast.iforest_score(xs[a:a + 100]) for a in range(0, len(xs), 100)])
+    small = np.concatenate([fast.iforest_score(xs[a : a + 100]) for a in range(0, len(xs), 100)])
     np.testing.assert_allclose(small, big, rtol=1e-12, atol=0)
     np.testing.assert_allclose(big, -model.iforest_.score_samples(xs), rtol=1e-12, atol=0)
 

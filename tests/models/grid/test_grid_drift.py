@@ -29,11 +29,20 @@ def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift():
 
 def test_realised_precision_counts_settled_alerts_confirmed_by_incidents():
     t = dt.datetime(2026, 6, 1, 10, tzinfo=UTC)
-    alerts = pl.DataFrame({"asset_id": ["M1", "M2", "M3", "M4"],
-                           "window_start": [t, t, t, t + dt.timedelta(days=20)],
-                           "window_end": [t + dt.timedelta(hours=1)] * 3 + [t + dt.timedelta(days=20, hours=1)]})
-    events = pl.DataFrame({"asset_id": ["M1", "M3"], "start_time": [t - dt.timedelta(hours=5), t + dt.timedelta(days=2)],
-                           "end_time": [t + dt.timedelta(days=1), t + dt.timedelta(days=3)]})
+    alerts = pl.DataFrame(
+        {
+            "asset_id": ["M1", "M2", "M3", "M4"],
+            "window_start": [t, t, t, t + dt.timedelta(days=20)],
+            "window_end": [t + dt.timedelta(hours=1)] * 3 + [t + dt.timedelta(days=20, hours=1)],
+        }
+    )
+    events = pl.DataFrame(
+        {
+            "asset_id": ["M1", "M3"],
+            "start_time": [t - dt.timedelta(hours=5), t + dt.timedelta(days=2)],
+            "end_time": [t + dt.timedelta(days=1), t + dt.timedelta(days=3)],
+        }
+    )
     r = realised_precision(alerts, events, t + dt.timedelta(days=21), DriftConfig(settle_days=7))
     # M4's window ended a day ago: not settled; M1 confirmed, M2 not, M3's incident is later than its window
     assert r == {"settled_alerts": 3, "confirmed": 1, "precision": pytest.approx(0.3333, abs=1e-4)}
@@ -41,14 +50,19 @@ def test_realised_precision_counts_settled_alerts_confirmed_by_incidents():
 
 @pytest.mark.slow
 def test_a_fitted_ensemble_carries_its_training_profile_and_sees_a_unit_change(grid_data):
-    from models.grid.anomaly import AnomalyEnsemble
     from contracts.profile import load_profile
+    from models.grid.anomaly import AnomalyEnsemble
     from models.grid.config import AlertThresholds, AnomalyConfig, FeatureConfig
     from models.grid.features import meter_features
 
     fc = FeatureConfig.from_profile(load_profile())
     f = meter_features(grid_data["meter_readings"], fc)
-    m = AnomalyEnsemble("meter", fc, AlertThresholds.from_bands(load_profile().alert_bands.anomaly), config=AnomalyConfig(n_estimators=8, max_train_rows=3000, ae_epochs=1, nystroem_components=16)).fit(f)
+    m = AnomalyEnsemble(
+        "meter",
+        fc,
+        AlertThresholds.from_bands(load_profile().alert_bands.anomaly),
+        config=AnomalyConfig(n_estimators=8, max_train_rows=3000, ae_epochs=1, nystroem_components=16),
+    ).fit(f)
     assert set(m.drift_profile_) == set(m.features) | {"score"}
     day = f.tail(5_000)
     ok = drift_report(m.drift_profile_, {c: day[c].to_numpy() for c in m.features}, "meter:v1")
@@ -62,12 +76,32 @@ def test_a_fitted_ensemble_carries_its_training_profile_and_sees_a_unit_change(g
 def test_model_drift_alert_shape():
     from streaming_bridge.model_alerts import model_drift_alert
 
-    a = model_drift_alert(model="grid_anomaly_meter:v3", metric="score", value=0.4, threshold=0.25, day="2026-06-02",
-                          at=dt.datetime(2026, 6, 3, 1, tzinfo=UTC))
-    assert a.labels == {"alertname": "ModelDrift", "severity": "warning", "asset_type": "model",
-                        "asset_id": "grid_anomaly_meter:v3", "metric": "score"}
+    a = model_drift_alert(
+        model="grid_anomaly_meter:v3",
+        metric="score",
+        value=0.4,
+        threshold=0.25,
+        day="2026-06-02",
+        at=dt.datetime(2026, 6, 3, 1, tzinfo=UTC),
+    )
+    assert a.labels == {
+        "alertname": "ModelDrift",
+        "severity": "warning",
+        "asset_type": "model",
+        "asset_id": "grid_anomaly_meter:v3",
+        "metric": "score",
+    }
     assert "PSI 0.400 above 0.250" in a.annotations["summary"]
-    p = model_drift_alert(model="m", metric="realised_precision", value=0.1, threshold=0.2, day="d", at=dt.datetime(2026, 6, 3, tzinfo=UTC))
+    p = model_drift_alert(
+        model="m",
+        metric="realised_precision",
+        value=0.1,
+        threshold=0.2,
+        day="d",
+        at=dt.datetime(2026, 6, 3, tzinfo=UTC),
+    )
     assert "realised precision 0.100 below 0.200" in p.annotations["summary"]
     with pytest.raises(ValueError, match="needs a model"):
-        model_drift_alert(model="", metric="score", value=1.0, threshold=0.25, day="d", at=dt.datetime(2026, 6, 3, tzinfo=UTC))
+        model_drift_alert(
+            model="", metric="score", value=1.0, threshold=0.25, day="d", at=dt.datetime(2026, 6, 3, tzinfo=UTC)
+        )

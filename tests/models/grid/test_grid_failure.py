@@ -67,7 +67,9 @@ def test_fit_predict_and_evaluate(grid_sim, snaps):
     ev = evaluate_failure(p, t, grid_sim.truth()["truth_events"], 0.5)
     assert ev["roc_auc"] > 0.9  # in-sample: the model must at least fit what it saw
     # the hours right before failures should look riskier than the rest
-    assert p.join(t, on=["transformer_id", "as_of"]).filter(pl.col("fails_within"))["failure_probability_72h"].mean() > 0.5
+    assert (
+        p.join(t, on=["transformer_id", "as_of"]).filter(pl.col("fails_within"))["failure_probability_72h"].mean() > 0.5
+    )
 
 
 def test_fit_without_failures_is_refused(snaps):
@@ -87,8 +89,13 @@ def test_outage_impact_counts_customers_and_handles_empty_transformers(grid_sim,
     row = imp.filter(pl.col("transformer_id") == "T00001").row(0, named=True)
     assert row["customers_downstream"] == one.height and row["load_downstream_kw"] > 0
     assert row["load_downstream_kw"] == pytest.approx(
-        grid_data["meter_readings"].filter(pl.col("meter_id").is_in(one["meter_id"].to_list()))
-        .group_by("meter_id").agg(pl.col("demand_kw").mean().clip(lower_bound=0))["demand_kw"].sum(), rel=1e-9)
+        grid_data["meter_readings"]
+        .filter(pl.col("meter_id").is_in(one["meter_id"].to_list()))
+        .group_by("meter_id")
+        .agg(pl.col("demand_kw").mean().clip(lower_bound=0))["demand_kw"]
+        .sum(),
+        rel=1e-9,
+    )
     assert kw.len() > 0
     with pytest.raises(FeatureInputError, match="T00001"):
         outage_impact(ref_m, ref_t.filter(pl.col("transformer_id") != "T00001"))
@@ -110,7 +117,9 @@ def test_failure_snapshots_count_the_anomaly_models_alerts(grid_sim, grid_data):
     ref_t = grid_sim.reference()["ref_transformers"]
     scada = grid_data["scada"].filter(pl.col("sample_time") < datetime(2026, 6, 3, tzinfo=timezone.utc))
     snaps = failure_snapshots(scada, ref_t, grid_data["weather"], _FlagOne("T00001"), FC)
-    assert snaps.drop("anomaly_count_7d").equals(hourly_snapshots(scada, ref_t, grid_data["weather"], cfg=FC).drop("anomaly_count_7d"))
+    assert snaps.drop("anomaly_count_7d").equals(
+        hourly_snapshots(scada, ref_t, grid_data["weather"], cfg=FC).drop("anomaly_count_7d")
+    )
     counts = snaps.group_by("transformer_id").agg(pl.col("anomaly_count_7d").max())
     per_tx = dict(counts.iter_rows())
     # less than 7 days of data: the last snapshot of T00001 counts every one of its samples (score == alert flags)
@@ -124,8 +133,9 @@ def _eval_targets(fails: list[bool]) -> pl.DataFrame:
 
 def _fixed(p: list[float]):
     """A failure model that predicts fixed probabilities (alert at 0.5)."""
-    return SimpleNamespace(config=FailureConfig(RISK_BANDS),
-                           predict=lambda t: t.with_columns(pl.Series("failure_probability_72h", p)))
+    return SimpleNamespace(
+        config=FailureConfig(RISK_BANDS), predict=lambda t: t.with_columns(pl.Series("failure_probability_72h", p))
+    )
 
 
 def test_failure_holdout_metrics_at_the_alert_threshold():
@@ -144,13 +154,19 @@ def test_failure_holdout_metrics_without_positives_or_flags():
 
 
 def test_to_gold_risk_clips_rul_fills_impact_and_uses_the_local_date():
-    pred = pl.DataFrame({
-        "transformer_id": ["T1", "T2"],
-        "as_of": [datetime(2026, 6, 8, 3, tzinfo=timezone.utc), datetime(2026, 6, 8, 12, tzinfo=timezone.utc)],
-        "failure_probability_72h": [0.7, 0.1], "rul_hours": [-3.0, 40.0],
-    })
+    pred = pl.DataFrame(
+        {
+            "transformer_id": ["T1", "T2"],
+            "as_of": [datetime(2026, 6, 8, 3, tzinfo=timezone.utc), datetime(2026, 6, 8, 12, tzinfo=timezone.utc)],
+            "failure_probability_72h": [0.7, 0.1],
+            "rul_hours": [-3.0, 40.0],
+        }
+    )
     impact = pl.DataFrame({"transformer_id": ["T1"], "customers_downstream": [12], "load_downstream_kw": [30.5]})
-    r = {row["transformer_id"]: row for row in to_gold_risk(pred, impact, "m:v3", "America/New_York").iter_rows(named=True)}
+    r = {
+        row["transformer_id"]: row
+        for row in to_gold_risk(pred, impact, "m:v3", "America/New_York").iter_rows(named=True)
+    }
     assert r["T1"]["date"] == date(2026, 6, 7) and r["T2"]["date"] == date(2026, 6, 8)
     assert r["T1"]["rul_hours"] == 0.0 and r["T2"]["rul_hours"] == 40.0
     assert (r["T1"]["customers_downstream"], r["T1"]["load_downstream_kw"]) == (12, 30.5)

@@ -24,18 +24,26 @@ from models.grid.features import (
 FC = FeatureConfig.from_profile(load_profile())
 
 
-def _readings(n: int, meter: str = "M1", start=datetime(2026, 6, 1, tzinfo=timezone.utc), step_min: int = 30,
-              demand=None, voltage=None) -> pl.DataFrame:
+def _readings(
+    n: int,
+    meter: str = "M1",
+    start=datetime(2026, 6, 1, tzinfo=timezone.utc),
+    step_min: int = 30,
+    demand=None,
+    voltage=None,
+) -> pl.DataFrame:
     rng = np.random.default_rng(0)
-    return pl.DataFrame({
-        "meter_id": [meter] * n,
-        "reading_time": [start + timedelta(minutes=step_min * i) for i in range(n)],
-        "demand_kw": demand if demand is not None else list(1.0 + rng.random(n)),
-        "voltage": voltage if voltage is not None else list(230 + rng.normal(0, 1, n)),
-        "power_factor": [0.95] * n,
-        "current_amps": [4.0] * n,
-        "consumption_kwh": [0.5] * n,
-    })
+    return pl.DataFrame(
+        {
+            "meter_id": [meter] * n,
+            "reading_time": [start + timedelta(minutes=step_min * i) for i in range(n)],
+            "demand_kw": demand if demand is not None else list(1.0 + rng.random(n)),
+            "voltage": voltage if voltage is not None else list(230 + rng.normal(0, 1, n)),
+            "power_factor": [0.95] * n,
+            "current_amps": [4.0] * n,
+            "consumption_kwh": [0.5] * n,
+        }
+    )
 
 
 def test_missing_column_is_named():
@@ -85,11 +93,16 @@ def test_excess_rise_shows_overheating(grid_sim, grid_data):
     f = transformer_features(grid_data["scada"], grid_sim.reference()["ref_transformers"], grid_data["weather"], FC)
     ev = grid_sim.truth()["truth_events"].filter(pl.col("event_type") == "transformer_overheat")
     assert ev.height > 0
-    late = pl.concat([
-        f.filter((pl.col("asset_id") == e["asset_id"]) & (pl.col("time") >= e["end_time"] - timedelta(hours=6))
-                 & (pl.col("time") < e["end_time"]))
-        for e in ev.iter_rows(named=True)
-    ])
+    late = pl.concat(
+        [
+            f.filter(
+                (pl.col("asset_id") == e["asset_id"])
+                & (pl.col("time") >= e["end_time"] - timedelta(hours=6))
+                & (pl.col("time") < e["end_time"])
+            )
+            for e in ev.iter_rows(named=True)
+        ]
+    )
     normal = f.filter(~pl.col("asset_id").is_in(ev["asset_id"].to_list()))
     assert late["excess_rise"].median() > 10.0  # 25-45 K are added by the end of overheating
     assert abs(normal["excess_rise"].median()) < 3.0
@@ -115,7 +128,9 @@ def test_window_matrix_pads_at_asset_start():
 
 
 def test_local_date_is_the_utility_calendar_day():
-    t = pl.DataFrame({"t": [datetime(2026, 6, 8, 3, 30, tzinfo=timezone.utc), datetime(2026, 6, 8, 4, 30, tzinfo=timezone.utc)]})
+    t = pl.DataFrame(
+        {"t": [datetime(2026, 6, 8, 3, 30, tzinfo=timezone.utc), datetime(2026, 6, 8, 4, 30, tzinfo=timezone.utc)]}
+    )
     got = t.select(local_date("t", "America/New_York")).to_series().to_list()
     assert [str(d) for d in got] == ["2026-06-07", "2026-06-08"]  # 23:30 EDT is still the 7th
 
@@ -127,6 +142,8 @@ def test_anomaly_features_leave_out_a_stream_without_rows(grid_sim, grid_data):
     both = anomaly_features(meters, scada, grid_data["weather"], ref_t, cfg)
     assert set(both) == {"meter", "transformer"}
     assert both["meter"].height == meters.height and both["transformer"].height == scada.height
-    assert set(METER_FEATURES) <= set(both["meter"].columns) and set(TRANSFORMER_FEATURES) <= set(both["transformer"].columns)
+    assert set(METER_FEATURES) <= set(both["meter"].columns) and set(TRANSFORMER_FEATURES) <= set(
+        both["transformer"].columns
+    )
     assert set(anomaly_features(meters.head(0), scada, grid_data["weather"], ref_t, cfg)) == {"transformer"}
     assert set(anomaly_features(meters, scada.head(0), None, ref_t, cfg)) == {"meter"}

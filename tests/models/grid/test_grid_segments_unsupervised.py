@@ -47,9 +47,22 @@ def test_profiles_alone_recover_the_archetypes_of_an_unseen_fleet_with_descripto
 def test_describe_reads_the_descriptors():
     from models.grid.segments import describe, name_clusters
 
-    base = {"peak_hour": 19.0, "night_share": 0.1, "morning_share": 0.12, "midday_share": 0.2, "evening_share": 0.5,
-            "late_share": 0.05, "weekend_ratio": 1.0, "weekend_shape_change": 0.1, "peak_to_mean": 2.5, "pv_share": 0.0,
-            "ev_share": 0.0, "seasonal_cv": 0.2, "avg_daily_kwh": 20.0, "members": 10}
+    base = {
+        "peak_hour": 19.0,
+        "night_share": 0.1,
+        "morning_share": 0.12,
+        "midday_share": 0.2,
+        "evening_share": 0.5,
+        "late_share": 0.05,
+        "weekend_ratio": 1.0,
+        "weekend_shape_change": 0.1,
+        "peak_to_mean": 2.5,
+        "pv_share": 0.0,
+        "ev_share": 0.0,
+        "seasonal_cv": 0.2,
+        "avg_daily_kwh": 20.0,
+        "members": 10,
+    }
     assert describe(base) == "evening_residential_peak"
     assert describe({**base, "pv_share": 0.9}) == "solar_battery"
     assert describe({**base, "weekend_ratio": 0.3, "peak_hour": 11.0}) == "business_hours_commercial"

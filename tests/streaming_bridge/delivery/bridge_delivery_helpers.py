@@ -12,8 +12,8 @@ from email import message_from_bytes
 from pathlib import Path
 
 from streaming_bridge.alerts import Alert
-from tests.streaming_bridge.bridge_helpers import wait_until  # noqa: F401 - re-exported for the delivery tests
 from streaming_bridge.receiver import AlertStore
+from tests.streaming_bridge.bridge_helpers import wait_until  # noqa: F401 - re-exported for the delivery tests
 
 # Test timings: the repo tree with every wait above 1 s capped to 1 s (critical routes keep 0 s).
 TEST_CAP = {"group_wait": "1s", "group_interval": "1s"}
@@ -31,12 +31,20 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def make_alert(i: int, severity: str = "critical", alertname: str = "TransformerHotSpot", asset_type: str = "transformer", **labels) -> Alert:
+def make_alert(
+    i: int, severity: str = "critical", alertname: str = "TransformerHotSpot", asset_type: str = "transformer", **labels
+) -> Alert:
     # startsAt = now, as the bridge sets it at detection: Alertmanager skips group_wait (and with it the
     # inhibition window) for an alert whose startsAt is older than group_wait.
     starts = now()
     return Alert(
-        {"alertname": alertname, "severity": severity, "asset_type": asset_type, "asset_id": f"{asset_type[:2].upper()}-{i}", **labels},
+        {
+            "alertname": alertname,
+            "severity": severity,
+            "asset_type": asset_type,
+            "asset_id": f"{asset_type[:2].upper()}-{i}",
+            **labels,
+        },
         {"summary": f"test alert {i}", "value": "131.2", "limit": "120"},
         starts_at=starts,
     )
@@ -108,11 +116,15 @@ def dump_diagnostics(name: str, store: AlertStore, outbox_path, am_url: str | No
     import sqlite3
     import urllib.request
 
-    out = Path(__file__).resolve().parents[3] / "test-artifacts" / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    out = (
+        Path(__file__).resolve().parents[3] / "test-artifacts" / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     for table in ("alerts", "alert_deliveries"):
         try:
-            (out / f"pg_{table}.txt").write_text("\n".join(map(repr, query(store, f"SELECT * FROM {{s}}.{table} ORDER BY 1, 2"))))
+            (out / f"pg_{table}.txt").write_text(
+                "\n".join(map(repr, query(store, f"SELECT * FROM {{s}}.{table} ORDER BY 1, 2")))
+            )
         except Exception as e:  # noqa: BLE001 - diagnostics must not hide the test's own failure
             (out / f"pg_{table}.txt").write_text(f"error: {e!r}")
     if outbox_path is not None and Path(outbox_path).exists():

@@ -31,7 +31,11 @@ def test_amtool_check_config_catches_a_broken_config(tmp_path):
 
 @pytest.mark.parametrize(
     "severity, receivers",
-    [("critical", ["bridge", "pager", "chat", "email"]), ("warning", ["bridge", "chat", "email"]), ("info", ["bridge", "email"])],
+    [
+        ("critical", ["bridge", "pager", "chat", "email"]),
+        ("warning", ["bridge", "chat", "email"]),
+        ("info", ["bridge", "email"]),
+    ],
 )
 def test_severity_routing_tree(severity, receivers):
     labels = {"alertname": "TransformerHotSpot", "severity": severity, "asset_type": "transformer", "asset_id": "TX-1"}
@@ -42,7 +46,9 @@ def test_critical_routes_do_not_wait_and_others_leave_an_inhibition_window():
     cfg = yaml.safe_load(REPO_CONFIG.read_text())
     bridge, pager, chat, _email = cfg["route"]["routes"]
     assert parse_duration(pager["group_wait"]) == 0
-    assert parse_duration(bridge["routes"][0]["group_wait"]) == 0 and bridge["routes"][0]["matchers"] == ['severity="critical"']
+    assert parse_duration(bridge["routes"][0]["group_wait"]) == 0 and bridge["routes"][0]["matchers"] == [
+        'severity="critical"'
+    ]
     assert parse_duration(chat["routes"][0]["group_wait"]) == 0
     assert parse_duration(bridge["group_wait"]) >= 5 and parse_duration(chat["group_wait"]) >= 5
     outage = cfg["inhibit_rules"][0]
@@ -50,9 +56,17 @@ def test_critical_routes_do_not_wait_and_others_leave_an_inhibition_window():
 
 
 def test_render_config_replaces_addresses_and_caps_timings(tmp_path):
-    cfg = render_config(webhook_base="http://127.0.0.1:45678", smarthost="127.0.0.1:2626", cap={"group_wait": "1s", "group_interval": "1s"})
+    cfg = render_config(
+        webhook_base="http://127.0.0.1:45678",
+        smarthost="127.0.0.1:2626",
+        cap={"group_wait": "1s", "group_interval": "1s"},
+    )
     urls = [w["url"] for r in cfg["receivers"] for w in r.get("webhook_configs", [])]
-    assert urls == ["http://127.0.0.1:45678/hook/bridge", "http://127.0.0.1:45678/hook/pager", "http://127.0.0.1:45678/hook/chat"]
+    assert urls == [
+        "http://127.0.0.1:45678/hook/bridge",
+        "http://127.0.0.1:45678/hook/pager",
+        "http://127.0.0.1:45678/hook/chat",
+    ]
     assert cfg["global"]["smtp_smarthost"] == "127.0.0.1:2626"
     assert cfg["route"]["group_wait"] == "1s" and cfg["route"]["routes"][0]["group_wait"] == "1s"
     assert cfg["route"]["routes"][1]["group_wait"] == "0s"  # the critical 0 s stays

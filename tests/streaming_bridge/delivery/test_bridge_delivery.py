@@ -49,10 +49,19 @@ def test_client_posts_resolves_and_silences(alertmanager):
     assert sorted(x["labels"]["asset_id"] for x in active) == ["ME-2", "TR-1"]
     assert c.alerts(filters=["severity=critical"])[0]["annotations"]["value"] == "131.2"
 
-    sid = c.create_silence(['alertname="VoltageLow"', "asset_id=~ME-.*"], duration=timedelta(minutes=30), comment="crew on site", created_by="test")
+    sid = c.create_silence(
+        ['alertname="VoltageLow"', "asset_id=~ME-.*"],
+        duration=timedelta(minutes=30),
+        comment="crew on site",
+        created_by="test",
+    )
     [s] = c.silences()
-    assert s.id == sid and s.state == "active" and s.comment == "crew on site" and 'alertname="VoltageLow"' in s.matchers
-    wait_until(lambda: c.alerts(filters=["asset_id=ME-2"])[0]["status"]["state"] == "suppressed", 5, what="silenced state")
+    assert (
+        s.id == sid and s.state == "active" and s.comment == "crew on site" and 'alertname="VoltageLow"' in s.matchers
+    )
+    wait_until(
+        lambda: c.alerts(filters=["asset_id=ME-2"])[0]["status"]["state"] == "suppressed", 5, what="silenced state"
+    )
     assert c.alerts(filters=["asset_id=ME-2"], silenced=False) == []
     c.expire_silence(sid)
     assert c.silences() == [] and c.silences(include_expired=True)[0].state == "expired"
@@ -87,10 +96,18 @@ def _notification(receiver: str, alerts: list[dict]) -> dict:
     return {"version": "4", "receiver": receiver, "status": "firing", "groupKey": "{}:{}", "alerts": alerts}
 
 
-def _am_alert(fp: str, status: str = "firing", severity: str = "critical", starts="2026-12-02T12:00:00.123456789Z") -> dict:
+def _am_alert(
+    fp: str, status: str = "firing", severity: str = "critical", starts="2026-12-02T12:00:00.123456789Z"
+) -> dict:
     return {
         "status": status,
-        "labels": {"alertname": "TransformerHotSpot", "severity": severity, "asset_type": "transformer", "asset_id": "TX-7", "transformer": "TX-7"},
+        "labels": {
+            "alertname": "TransformerHotSpot",
+            "severity": severity,
+            "asset_type": "transformer",
+            "asset_id": "TX-7",
+            "transformer": "TX-7",
+        },
         "annotations": {"summary": "hot"},
         "startsAt": starts,
         "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-12-02T12:05:00Z",
@@ -104,20 +121,38 @@ def test_receiver_is_idempotent_on_fingerprint_startsat_status(receiver, store, 
     for _ in range(3):  # Alertmanager retrying / repeating the same notification
         assert requests.post(f"{receiver.url}/hook/pager", json=body, timeout=5).status_code == 200
     assert requests.post(f"{receiver.url}/hook/bridge", json=body, timeout=5).status_code == 200
-    rows = query(store, "SELECT fingerprint, status, severity, transformer, starts_at, mqtt_published_at IS NOT NULL FROM {s}.alerts ORDER BY 1")
-    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [("a1b2c3", "firing", "critical", "TX-7", True), ("d4e5f6", "firing", "warning", "TX-7", True)]
+    rows = query(
+        store,
+        "SELECT fingerprint, status, severity, transformer, starts_at, mqtt_published_at IS NOT NULL FROM {s}.alerts ORDER BY 1",
+    )
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [
+        ("a1b2c3", "firing", "critical", "TX-7", True),
+        ("d4e5f6", "firing", "warning", "TX-7", True),
+    ]
     assert rows[0][4].isoformat() == "2026-12-02T12:00:00.123456+00:00"
     att = query(store, "SELECT receiver, fingerprint, attempts FROM {s}.alert_deliveries ORDER BY 1, 2")
     assert att == [("bridge", "a1b2c3", 1), ("bridge", "d4e5f6", 1), ("pager", "a1b2c3", 3), ("pager", "d4e5f6", 3)]
     wait_until(lambda: len(mqtt_messages.messages) >= 2, 5, what="MQTT messages")
     time.sleep(0.3)
-    assert sorted((t, m["fingerprint"]) for t, m in mqtt_messages.messages) == [(f"{mqtt_prefix}/critical", "a1b2c3"), (f"{mqtt_prefix}/warning", "d4e5f6")]
+    assert sorted((t, m["fingerprint"]) for t, m in mqtt_messages.messages) == [
+        (f"{mqtt_prefix}/critical", "a1b2c3"),
+        (f"{mqtt_prefix}/warning", "d4e5f6"),
+    ]
     # the resolved state is a new key: stored and published once more
-    assert requests.post(f"{receiver.url}/hook/bridge", json=_notification("bridge", [_am_alert("a1b2c3", "resolved")]), timeout=5).status_code == 200
+    assert (
+        requests.post(
+            f"{receiver.url}/hook/bridge", json=_notification("bridge", [_am_alert("a1b2c3", "resolved")]), timeout=5
+        ).status_code
+        == 200
+    )
     assert query(store, "SELECT count(*) FROM {s}.alerts WHERE fingerprint = 'a1b2c3'") == [(2,)]
     wait_until(lambda: len(mqtt_messages.messages) == 3, 5, what="resolved MQTT message")
     topic, msg = mqtt_messages.messages[-1]
-    assert topic == f"{mqtt_prefix}/critical" and msg["status"] == "resolved" and msg["endsAt"].startswith("2026-12-02T12:05:00")
+    assert (
+        topic == f"{mqtt_prefix}/critical"
+        and msg["status"] == "resolved"
+        and msg["endsAt"].startswith("2026-12-02T12:05:00")
+    )
 
 
 def test_receiver_group_commits_concurrent_notifications_exactly_once(receiver, store, mqtt_messages, mqtt_prefix):
@@ -127,7 +162,9 @@ def test_receiver_group_commits_concurrent_notifications_exactly_once(receiver, 
     from concurrent.futures import ThreadPoolExecutor
 
     fps = [f"{i:04x}aa" for i in range(60)]
-    bodies = [("bridge", _notification("bridge", [_am_alert(fp)])) for fp in fps] + [("pager", _notification("pager", [_am_alert(fp)])) for fp in fps[:30]]
+    bodies = [("bridge", _notification("bridge", [_am_alert(fp)])) for fp in fps] + [
+        ("pager", _notification("pager", [_am_alert(fp)])) for fp in fps[:30]
+    ]
     bodies += bodies[:10]  # Alertmanager retrying some of them concurrently with the first sends
 
     def post(rb):
@@ -148,7 +185,13 @@ def test_receiver_group_commits_concurrent_notifications_exactly_once(receiver, 
 def test_outbox_holds_a_resolve_until_the_receiver_confirms_the_firing(tmp_path):
     """With confirm_timeout_s, a resolve waits (beyond min_firing_s) for the receiver's confirmation of the
     firing notification (its MQTT message, as the receiver publishes it), or for the timeout."""
-    ob = Outbox(tmp_path / "ob.db", AlertmanagerClient("http://127.0.0.1:9", timeout=0.2), start=False, min_firing_s=0, confirm_timeout_s=30)
+    ob = Outbox(
+        tmp_path / "ob.db",
+        AlertmanagerClient("http://127.0.0.1:9", timeout=0.2),
+        start=False,
+        min_firing_s=0,
+        confirm_timeout_s=30,
+    )
     a, b = make_alert(1), make_alert(2)
     ob.submit([a, b])
     rows = ob._batch()
@@ -156,7 +199,12 @@ def test_outbox_holds_a_resolve_until_the_receiver_confirms_the_firing(tmp_path)
     ob.submit([a.resolve(now()), b.resolve(now())])
     assert ob._batch() == [] and ob._next_due is not None and ob._next_due > time.time() + 25
     starts = datetime.fromisoformat(json.loads(rows[0][1])["startsAt"].replace("Z", "+00:00"))
-    receiver_msg = {"key": "x", "status": "firing", "startsAt": starts.isoformat(), "labels": dict(a.labels)}  # PostgreSQL's isoformat
+    receiver_msg = {
+        "key": "x",
+        "status": "firing",
+        "startsAt": starts.isoformat(),
+        "labels": dict(a.labels),
+    }  # PostgreSQL's isoformat
     assert not ob.confirm_message(json.dumps({**receiver_msg, "status": "resolved"}).encode())
     assert not ob.confirm_message(b"not json")
     assert not ob.confirm_message(json.dumps({**receiver_msg, "startsAt": None}).encode())
@@ -175,9 +223,18 @@ def test_outbox_holds_a_resolve_until_the_receiver_confirms_the_firing(tmp_path)
         (b"not json", "not JSON"),
         (b'{"alerts": 3}', "no 'alerts' list"),
         (json.dumps(_notification("x", [{**_am_alert("abc"), "status": "open"}])).encode(), "alerts[0].status"),
-        (json.dumps(_notification("x", [{**_am_alert("abc"), "fingerprint": "'; DROP TABLE alerts; --"}])).encode(), "alerts[0].fingerprint"),
-        (json.dumps(_notification("x", [_am_alert("abc"), {**_am_alert("abd"), "startsAt": "yesterday"}])).encode(), "alerts[1].startsAt"),
-        (json.dumps(_notification("x", [{**_am_alert("abc"), "labels": {"alertname": 5}}])).encode(), "alerts[0].labels"),
+        (
+            json.dumps(_notification("x", [{**_am_alert("abc"), "fingerprint": "'; DROP TABLE alerts; --"}])).encode(),
+            "alerts[0].fingerprint",
+        ),
+        (
+            json.dumps(_notification("x", [_am_alert("abc"), {**_am_alert("abd"), "startsAt": "yesterday"}])).encode(),
+            "alerts[1].startsAt",
+        ),
+        (
+            json.dumps(_notification("x", [{**_am_alert("abc"), "labels": {"alertname": 5}}])).encode(),
+            "alerts[0].labels",
+        ),
     ],
 )
 def test_receiver_rejects_malformed_notifications_with_a_reason(receiver, store, body, reason):
@@ -194,7 +251,9 @@ def test_receiver_health_and_unknown_paths(receiver):
 # ---------------------------------------------------------------------------------------------------------
 # the whole delivery path
 # ---------------------------------------------------------------------------------------------------------
-def test_outbox_to_every_receiver_by_severity_with_resolve(tmp_path, alertmanager, receiver, store, smtp_sink, mqtt_messages, mqtt_prefix):
+def test_outbox_to_every_receiver_by_severity_with_resolve(
+    tmp_path, alertmanager, receiver, store, smtp_sink, mqtt_messages, mqtt_prefix
+):
     crit = make_alert(1, transformer="TX-1", feeder="F-1", region="north")
     warn = make_alert(2, severity="warning", alertname="VoltageLow", asset_type="meter", transformer="TX-1")
     info = make_alert(3, severity="info", alertname="MeterOffline", asset_type="meter")
@@ -202,15 +261,32 @@ def test_outbox_to_every_receiver_by_severity_with_resolve(tmp_path, alertmanage
     t0 = time.monotonic()
     ob.submit([crit, warn, info])
     assert ob.flush(10) and ob.depth() == 0 and ob.posted == 3
-    fps = {a.labels["asset_id"]: _fp(AlertmanagerClient(alertmanager.url).alerts(), a.labels["asset_id"]) for a in (crit, warn, info)}
+    fps = {
+        a.labels["asset_id"]: _fp(AlertmanagerClient(alertmanager.url).alerts(), a.labels["asset_id"])
+        for a in (crit, warn, info)
+    }
     c, w, i = fps["TR-1"], fps["ME-2"], fps["ME-3"]
-    want = {("bridge", c, "firing"), ("pager", c, "firing"), ("chat", c, "firing"), ("bridge", w, "firing"), ("chat", w, "firing"), ("bridge", i, "firing")}
+    want = {
+        ("bridge", c, "firing"),
+        ("pager", c, "firing"),
+        ("chat", c, "firing"),
+        ("bridge", w, "firing"),
+        ("chat", w, "firing"),
+        ("bridge", i, "firing"),
+    }
     wait_until(lambda: ("pager", c, "firing") in _deliveries(store), 5, 0.005, "the page")
     page_s = time.monotonic() - t0
     wait_until(lambda: _deliveries(store) == want, 15, what="webhook deliveries by severity")
     assert page_s < 1.0, f"critical page took {page_s:.3f} s"
-    row = query(store, "SELECT alertname, severity, asset_id, transformer, feeder, region, annotations FROM {s}.alerts WHERE fingerprint = %s", (c,))
-    assert row[0][:6] == ("TransformerHotSpot", "critical", "TR-1", "TX-1", "F-1", "north") and json.loads(row[0][6])["limit"] == "120"
+    row = query(
+        store,
+        "SELECT alertname, severity, asset_id, transformer, feeder, region, annotations FROM {s}.alerts WHERE fingerprint = %s",
+        (c,),
+    )
+    assert (
+        row[0][:6] == ("TransformerHotSpot", "critical", "TR-1", "TX-1", "F-1", "north")
+        and json.loads(row[0][6])["limit"] == "120"
+    )
 
     keys = {alert_key(f, a.starts_at, "firing") for f, a in zip((c, w, i), (crit, warn, info))}
     wait_until(lambda: set(smtp_sink.alert_keys()) == keys, 15, what="the e-mail with all three alerts")
@@ -218,7 +294,11 @@ def test_outbox_to_every_receiver_by_severity_with_resolve(tmp_path, alertmanage
     assert smtp_sink.messages[0]["To"] == "grid-operations@localhost" and "FIRING" in smtp_sink.messages[0]["Subject"]
     wait_until(lambda: len(mqtt_messages.messages) == 3, 5, what="MQTT fan-out")
     assert sorted((t.rsplit("/", 1)[1], m["key"]) for t, m in mqtt_messages.messages) == sorted(
-        [("critical", alert_key(c, crit.starts_at, "firing")), ("warning", alert_key(w, warn.starts_at, "firing")), ("info", alert_key(i, info.starts_at, "firing"))]
+        [
+            ("critical", alert_key(c, crit.starts_at, "firing")),
+            ("warning", alert_key(w, warn.starts_at, "firing")),
+            ("info", alert_key(i, info.starts_at, "firing")),
+        ]
     )
 
     end = now()
@@ -226,24 +306,40 @@ def test_outbox_to_every_receiver_by_severity_with_resolve(tmp_path, alertmanage
     resolved = {(r, f, "resolved") for r, f, _ in want}
     wait_until(lambda: _deliveries(store) == want | resolved, 20, what="resolved notifications")
     wait_until(lambda: len(mqtt_messages.messages) == 6, 5, what="resolved on MQTT")
-    assert query(store, "SELECT status, count(*) FROM {s}.alerts GROUP BY 1 ORDER BY 1") == [("firing", 3), ("resolved", 3)]
+    assert query(store, "SELECT status, count(*) FROM {s}.alerts GROUP BY 1 ORDER BY 1") == [
+        ("firing", 3),
+        ("resolved", 3),
+    ]
     assert query(store, "SELECT max(attempts) FROM {s}.alert_deliveries") == [(1,)]
-    wait_until(lambda: sum(k.endswith("/resolved") for k in smtp_sink.alert_keys()) == 3, 15, what="the resolved e-mail")
+    wait_until(
+        lambda: sum(k.endswith("/resolved") for k in smtp_sink.alert_keys()) == 3, 15, what="the resolved e-mail"
+    )
     ob.close()
 
 
 def test_inhibition_transformer_outage_mutes_meters_beneath(tmp_path, alertmanager, receiver, store):
     """Outage posted with (here: just after) the meter alerts, within the warning routes' group_wait."""
     c = AlertmanagerClient(alertmanager.url)
-    meters = [make_alert(10 + k, severity="warning", alertname="VoltageLow", asset_type="meter", transformer="TX-5") for k in range(3)]
+    meters = [
+        make_alert(10 + k, severity="warning", alertname="VoltageLow", asset_type="meter", transformer="TX-5")
+        for k in range(3)
+    ]
     other = make_alert(20, severity="warning", alertname="VoltageLow", asset_type="meter", transformer="TX-6")
     c.post_alerts(meters + [other])
     c.post_alerts([make_alert(5, alertname="TransformerOutage", transformer="TX-5")])
-    wait_until(lambda: {r[0] for r in query(store, "SELECT asset_id FROM {s}.alerts")} >= {"TR-5", "ME-20"}, 10, what="outage + other meter")
+    wait_until(
+        lambda: {r[0] for r in query(store, "SELECT asset_id FROM {s}.alerts")} >= {"TR-5", "ME-20"},
+        10,
+        what="outage + other meter",
+    )
     time.sleep(2.5)  # past the (capped) group_wait of the warning routes
     assert {r[0] for r in query(store, "SELECT asset_id FROM {s}.alerts")} == {"TR-5", "ME-20"}
     states = {a["labels"]["asset_id"]: a["status"] for a in c.alerts()}
-    assert states["ME-10"]["state"] == "suppressed" and states["ME-10"]["inhibitedBy"] and states["ME-20"]["state"] == "active"
+    assert (
+        states["ME-10"]["state"] == "suppressed"
+        and states["ME-10"]["inhibitedBy"]
+        and states["ME-20"]["state"] == "active"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,7 +354,9 @@ def test_outbox_holds_alerts_through_an_alertmanager_outage(tmp_path, am_config)
         assert ob.depth() == 5 and "unreachable" in ob.last_error
         am.start()
         assert ob.flush(10)
-        assert sorted(a["labels"]["asset_id"] for a in AlertmanagerClient(am.url).alerts()) == [f"TR-{k}" for k in range(5)]
+        assert sorted(a["labels"]["asset_id"] for a in AlertmanagerClient(am.url).alerts()) == [
+            f"TR-{k}" for k in range(5)
+        ]
     finally:
         ob.close(0)
         am.close()
@@ -305,7 +403,9 @@ def test_outbox_sets_aside_alerts_alertmanager_rejects(tmp_path, alertmanager):
     assert ob.flush(10)
     [(payload, reason)] = ob.rejected()
     assert payload["labels"]["asset_id"] == "TR-bad" and "start time must be before end time" in reason
-    assert sorted(a["labels"]["asset_id"] for a in AlertmanagerClient(alertmanager.url).alerts()) == [f"TR-{k}" for k in range(4)]
+    assert sorted(a["labels"]["asset_id"] for a in AlertmanagerClient(alertmanager.url).alerts()) == [
+        f"TR-{k}" for k in range(4)
+    ]
     ob.close()
 
 
@@ -352,7 +452,6 @@ def test_outbox_keeps_one_startsat_per_incident(tmp_path):
     ob.close(0)
 
 
-
 def test_a_condition_resolved_before_alertmanager_notified_it_is_not_lost(tmp_path, alertmanager, receiver, store):
     """Regression (bench-bridge lost 9 of 6,001 conditions): a condition that fires and resolves within one
     outbox batch reached Alertmanager as firing + resolved in one POST; Alertmanager's notification log had no
@@ -366,10 +465,18 @@ def test_a_condition_resolved_before_alertmanager_notified_it_is_not_lost(tmp_pa
     ob.submit([crit.resolve(now()), warn.resolve(now())])  # resolved before anything was posted
     ob.start()
     assert ob.flush(10) and ob.depth() == 0
-    def rows():
-        return set(query(store, "SELECT d.receiver, a.asset_id, d.status FROM {s}.alert_deliveries d JOIN {s}.alerts a USING (fingerprint, starts_at, status)"))
 
-    want = {(r, "TR-1", s) for r in ("bridge", "pager", "chat") for s in ("firing", "resolved")} | {(r, "ME-2", s) for r in ("bridge", "chat") for s in ("firing", "resolved")}
+    def rows():
+        return set(
+            query(
+                store,
+                "SELECT d.receiver, a.asset_id, d.status FROM {s}.alert_deliveries d JOIN {s}.alerts a USING (fingerprint, starts_at, status)",
+            )
+        )
+
+    want = {(r, "TR-1", s) for r in ("bridge", "pager", "chat") for s in ("firing", "resolved")} | {
+        (r, "ME-2", s) for r in ("bridge", "chat") for s in ("firing", "resolved")
+    }
     wait_until(lambda: rows() == want, 20, what="firing and resolved notifications per receiver")
     ob.close()
 

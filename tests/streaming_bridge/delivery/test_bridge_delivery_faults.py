@@ -29,7 +29,13 @@ ROUTES = {"critical": ("bridge", "pager", "chat"), "warning": ("bridge", "chat")
 
 def stream_alert(k: int):
     sev = SEVERITIES[k % 3]
-    return make_alert(k, severity=sev, alertname="StreamFault", asset_type="transformer" if sev == "critical" else "meter", transformer=f"TX-{k}")
+    return make_alert(
+        k,
+        severity=sev,
+        alertname="StreamFault",
+        asset_type="transformer" if sev == "critical" else "meter",
+        transformer=f"TX-{k}",
+    )
 
 
 class Producer(threading.Thread):
@@ -47,7 +53,9 @@ class Producer(threading.Thread):
             time.sleep(self.every)
 
 
-def assert_exactly_once(store, smtp_sink, mqtt_messages, sent: dict[str, tuple[str, datetime | None]], timeout: float = 40.0):
+def assert_exactly_once(
+    store, smtp_sink, mqtt_messages, sent: dict[str, tuple[str, datetime | None]], timeout: float = 40.0
+):
     """Every sent alert (asset_id -> severity, startsAt if known) delivered once per routed receiver, once
     on MQTT, in e-mail; nothing else. Returns the highest number of sends of one key to one receiver."""
 
@@ -153,6 +161,7 @@ def test_outbox_process_sigkilled_while_streaming(tmp_path, alertmanager, receiv
     ob = Outbox(db, AlertmanagerClient(alertmanager.url))
     assert ob.flush(10)
     ob.close()
+
     # committed by the killed process: every reported submit, and maybe the one between its commit and print
     def sev(k):
         return stream_alert(k).severity
@@ -228,7 +237,9 @@ class StallingProxy:
 
 
 @pytest.mark.slow
-def test_a_stalled_receiver_loses_nothing_once_resolves_wait_for_the_receivers_confirmation(tmp_path, receiver, store, smtp_sink, mqtt_prefix):
+def test_a_stalled_receiver_loses_nothing_once_resolves_wait_for_the_receivers_confirmation(
+    tmp_path, receiver, store, smtp_sink, mqtt_prefix
+):
     """The loss `make bench-bridge` saw under heavy load, reproduced: the receiver does not answer for 13 s, so
     Alertmanager's first notification of a new critical alert fails ("context deadline exceeded", 10 s). An outbox
     that releases the resolve min_firing_s after the firing was accepted hands Alertmanager a group holding only
@@ -268,7 +279,12 @@ def test_a_stalled_receiver_loses_nothing_once_resolves_wait_for_the_receivers_c
         assert held >= 1  # Alertmanager did try to notify while stalled
 
         def rows():
-            return set(query(store, "SELECT d.receiver, a.asset_id, d.status FROM {s}.alert_deliveries d JOIN {s}.alerts a USING (fingerprint, starts_at, status)"))
+            return set(
+                query(
+                    store,
+                    "SELECT d.receiver, a.asset_id, d.status FROM {s}.alert_deliveries d JOIN {s}.alerts a USING (fingerprint, starts_at, status)",
+                )
+            )
 
         want = {(r, "TR-2", s) for r in ("bridge", "pager", "chat") for s in ("firing", "resolved")}
         wait_until(lambda: rows() >= want, 40, 0.2, "firing and resolved of the confirmed incident at every receiver")

@@ -31,18 +31,32 @@ ROUTES = {"TransformerHotSpotCritical": ("bridge", "pager", "chat"), "MeterUnder
 
 
 def _bridge(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "streaming_bridge.cli", "run", "--http-port", "-1"], cwd=REPO, env=env,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streaming_bridge.cli", "run", "--http-port", "-1"],
+        cwd=REPO,
+        env=env,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
-def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake_and_landing, tmp_path, private_mosquitto, alertmanager, store):
+def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(
+    lake_and_landing, tmp_path, private_mosquitto, alertmanager, store
+):
     lake, zone = lake_and_landing
     prefix = f"k{uuid.uuid4().hex[:8]}/v1"
     T = Topics(prefix)
     env = {
-        **os.environ, "GRIDLAKE_MQTT_PORT": str(private_mosquitto.port), "GRIDLAKE_MQTT_PREFIX": prefix, "GRIDLAKE_LAKE_ROOT": str(lake.root),
-        "GRIDLAKE_LANDING": str(zone.root), "GRIDLAKE_BRIDGE_SPOOL": str(tmp_path / "spool"), "GRIDLAKE_BRIDGE_CLIENT_ID": "bridge-sigkill",
-        "GRIDLAKE_BRIDGE_OUTBOX": str(tmp_path / "outbox.sqlite"), "GRIDLAKE_ALERTMANAGER_URL": alertmanager.url, "GRIDLAKE_BRIDGE_FLUSH_S": "2",
+        **os.environ,
+        "GRIDLAKE_MQTT_PORT": str(private_mosquitto.port),
+        "GRIDLAKE_MQTT_PREFIX": prefix,
+        "GRIDLAKE_LAKE_ROOT": str(lake.root),
+        "GRIDLAKE_LANDING": str(zone.root),
+        "GRIDLAKE_BRIDGE_SPOOL": str(tmp_path / "spool"),
+        "GRIDLAKE_BRIDGE_CLIENT_ID": "bridge-sigkill",
+        "GRIDLAKE_BRIDGE_OUTBOX": str(tmp_path / "outbox.sqlite"),
+        "GRIDLAKE_ALERTMANAGER_URL": alertmanager.url,
+        "GRIDLAKE_BRIDGE_FLUSH_S": "2",
     }
     log = tmp_path / "bridge.log"
     # The bridge's persistent session, created before it starts: the broker queues every reading for it from
@@ -82,13 +96,25 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
             hot = k >= onset[tx]
             if hot and k - onset[tx] < len(txs):
                 injected.add(("TransformerHotSpotCritical", tx, t.isoformat()))
-            send(T.scada(tx), {"sample_time": t.isoformat(), "load_kva": 20.0, "top_oil_temp_c": 50.0, "hot_spot_temp_c": 150.0 if hot else 60.0,
-                               "voltage_v": 233.0, "frequency_hz": 60.0})
+            send(
+                T.scada(tx),
+                {
+                    "sample_time": t.isoformat(),
+                    "load_kva": 20.0,
+                    "top_oil_temp_c": 50.0,
+                    "hot_spot_temp_c": 150.0 if hot else 60.0,
+                    "voltage_v": 233.0,
+                    "frequency_hz": 60.0,
+                },
+            )
             if k % 4 == 0 and n_meter < len(meters):  # a meter reports once, under voltage: a condition that stays
                 m = meters[n_meter]
                 n_meter += 1
                 injected.add(("MeterUndervoltage", m, t.isoformat()))
-                send(T.meter(m), {"reading_time": t.isoformat(), "consumption_kwh": 0.2, "demand_kw": 0.8, "voltage": 212.0})
+                send(
+                    T.meter(m),
+                    {"reading_time": t.isoformat(), "consumption_kwh": 0.2, "demand_kw": 0.8, "voltage": 212.0},
+                )
             time.sleep(0.02)
             if k == n // 2:
                 b.send_signal(signal.SIGKILL)  # mid-stream, no chance to flush anything
@@ -98,8 +124,11 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
         wait_until(lambda: set(mids) <= pub.acked, 30, what="the broker to take every message")
 
         def firing():
-            return query(store, "SELECT alertname, asset_id, annotations::json->>'observed_at' FROM {s}.alerts "
-                                "WHERE alertname IN ('TransformerHotSpotCritical', 'MeterUndervoltage') AND status = 'firing'")
+            return query(
+                store,
+                "SELECT alertname, asset_id, annotations::json->>'observed_at' FROM {s}.alerts "
+                "WHERE alertname IN ('TransformerHotSpotCritical', 'MeterUndervoltage') AND status = 'firing'",
+            )
 
         wait_until(lambda: set(firing()) >= injected, 90, 0.5, "every injected condition in the alerts table")
         time.sleep(3.0)  # anything extra would arrive now
@@ -107,8 +136,11 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
         assert killed and len(injected) == len(txs) + n_meter
         # exactly the injected conditions, each with one startsAt (one idempotency key)
         assert sorted(rows) == sorted(injected)
-        deliveries = query(store, "SELECT d.receiver, a.alertname, a.asset_id, a.annotations::json->>'observed_at' FROM {s}.alert_deliveries d "
-                                  "JOIN {s}.alerts a USING (fingerprint, starts_at, status) WHERE a.status = 'firing'")
+        deliveries = query(
+            store,
+            "SELECT d.receiver, a.alertname, a.asset_id, a.annotations::json->>'observed_at' FROM {s}.alert_deliveries d "
+            "JOIN {s}.alerts a USING (fingerprint, starts_at, status) WHERE a.status = 'firing'",
+        )
         per: dict = {}
         for recv, *cond in deliveries:
             per[(recv, *cond)] = per.get((recv, *cond), 0) + 1
@@ -116,7 +148,9 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
             for recv in ROUTES[cond[0]]:
                 assert per.get((recv, *cond)) == 1, (recv, cond)
     except BaseException:  # keep what teardown destroys (the schema), for the next flake's root cause
-        d = dump_diagnostics("test_bridge_sigkill", store, tmp_path / "outbox.sqlite", alertmanager.url, (log, alertmanager.log_path))
+        d = dump_diagnostics(
+            "test_bridge_sigkill", store, tmp_path / "outbox.sqlite", alertmanager.url, (log, alertmanager.log_path)
+        )
         (d / "injected.txt").write_text("\n".join(map(repr, sorted(injected))))
         raise
     finally:
@@ -127,7 +161,11 @@ def test_bridge_sigkill_and_restart_mid_stream_delivers_each_condition_once(lake
     assert b.returncode == 0, log.read_text()[-2000:]
     # every sample reached a landing file (duplicates from redelivery are exact copies ingestion drops)
     files = [f.key for f in zone.list("scada") if "/stream-" in f.key]
-    landed = pl.concat([pl.read_parquet(zone.local_path(k)) for k in files]).select("transformer_id", "sample_time").unique()
+    landed = (
+        pl.concat([pl.read_parquet(zone.local_path(k)) for k in files]).select("transformer_id", "sample_time").unique()
+    )
     assert landed.height == n
-    meters_landed = pl.concat([pl.read_parquet(zone.local_path(f.key)) for f in zone.list("meter_readings") if "/stream-" in f.key])
+    meters_landed = pl.concat(
+        [pl.read_parquet(zone.local_path(f.key)) for f in zone.list("meter_readings") if "/stream-" in f.key]
+    )
     assert meters_landed.select("meter_id").unique().height == n_meter

@@ -26,13 +26,31 @@ def _delivered(store) -> set[str]:
 
 def test_silence_add_list_expire_mutes_and_releases_delivery(capsys, alertmanager, receiver, store):
     url = ["--alertmanager-url", alertmanager.url]
-    rc, sid, _ = _cli(capsys, *url, "add", "asset_id=TR-1", 'alertname=~"Transformer.*"', "--duration", "2h", "--comment", "crew on site", "--author", "op1")
+    rc, sid, _ = _cli(
+        capsys,
+        *url,
+        "add",
+        "asset_id=TR-1",
+        'alertname=~"Transformer.*"',
+        "--duration",
+        "2h",
+        "--comment",
+        "crew on site",
+        "--author",
+        "op1",
+    )
     sid = sid.strip()
     assert rc == 0 and len(sid) == 36
 
     rc, out, _ = _cli(capsys, *url, "list", "--json")
     [s] = json.loads(out)
-    assert rc == 0 and s["id"] == sid and s["state"] == "active" and s["created_by"] == "op1" and s["comment"] == "crew on site"
+    assert (
+        rc == 0
+        and s["id"] == sid
+        and s["state"] == "active"
+        and s["created_by"] == "op1"
+        and s["comment"] == "crew on site"
+    )
     assert sorted(s["matchers"]) == ['alertname=~"Transformer.*"', 'asset_id="TR-1"']
     rc, out, _ = _cli(capsys, *url, "list", "--filter", "asset_id=TR-1")
     assert sid in out and "crew on site" in out
@@ -65,7 +83,10 @@ def test_silence_errors_are_one_line_messages(capsys, alertmanager, argv, messag
 
 
 def test_silence_bad_times_are_rejected_by_the_parser(capsys):
-    for argv in (["add", "a=b", "--comment", "c", "--duration", "soon"], ["add", "a=b", "--comment", "c", "--until", "2026-12-02T18:00"]):
+    for argv in (
+        ["add", "a=b", "--comment", "c", "--duration", "soon"],
+        ["add", "a=b", "--comment", "c", "--until", "2026-12-02T18:00"],
+    ):
         with pytest.raises(SystemExit):
             main(argv)
     assert "no UTC offset" in capsys.readouterr().err

@@ -34,7 +34,9 @@ def test_stack_delivers_to_every_critical_receiver_and_a_reset_run_delivers_agai
     cap = {"group_wait": "1s", "group_interval": "1s"}
     try:
         for run in range(2):
-            stack = DeliveryStack(schema, tmp_path / "stack", mqtt_prefix=f"test/{schema}/alerts", reset=True, cap=cap).start()
+            stack = DeliveryStack(
+                schema, tmp_path / "stack", mqtt_prefix=f"test/{schema}/alerts", reset=True, cap=cap
+            ).start()
             try:
                 assert stack.deliveries() == {}  # reset: nothing from the run before
                 AlertmanagerClient(stack.alertmanager_url).post_alerts([alert])
