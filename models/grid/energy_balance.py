@@ -57,6 +57,21 @@ class BalanceConfig:
     ridge: float = 1.0
 
 
+def _reading_hours() -> pl.Expr:
+    """``_h``: hours each reading covers (gap to the meter's previous reading, the first takes the next gap; 0..1 h)."""
+    return (
+        pl.col("reading_time")
+        .diff()
+        .over("meter_id")
+        .dt.total_seconds()
+        .truediv(3600.0)
+        .fill_null(strategy="backward")
+        .over("meter_id")
+        .clip(0.0, 1.0)
+        .alias("_h")
+    )
+
+
 def _meter_hours(meters: pl.DataFrame, ref_meters: pl.DataFrame) -> pl.DataFrame:
     """Per meter and UTC hour: mean P (kW), mean Q (kvar, from the power factor) and energy (kWh)."""
     require_columns(meters, ("meter_id", "reading_time", "demand_kw", "power_factor"), "meter readings")
@@ -65,15 +80,7 @@ def _meter_hours(meters: pl.DataFrame, ref_meters: pl.DataFrame) -> pl.DataFrame
         meters.join(ref_meters.select("meter_id", "transformer_id"), on="meter_id", how="inner")
         .sort("meter_id", "reading_time")
         .with_columns(
-            pl.col("reading_time")
-            .diff()
-            .over("meter_id")
-            .dt.total_seconds()
-            .truediv(3600.0)
-            .fill_null(strategy="backward")
-            .over("meter_id")
-            .clip(0.0, 1.0)
-            .alias("_h"),
+            _reading_hours(),
             pl.col("demand_kw").cast(pl.Float64).fill_nan(None).fill_null(0.0).alias("_p"),
         )
         .with_columns(
@@ -237,15 +244,7 @@ def meter_daily(meters: pl.DataFrame, tz: str) -> pl.DataFrame:
     return (
         meters.sort("meter_id", "reading_time")
         .with_columns(
-            pl.col("reading_time")
-            .diff()
-            .over("meter_id")
-            .dt.total_seconds()
-            .truediv(3600.0)
-            .fill_null(strategy="backward")
-            .over("meter_id")
-            .clip(0.0, 1.0)
-            .alias("_h"),
+            _reading_hours(),
             local.dt.date().alias("date"),
             local.dt.hour().alias("_hr"),
             pl.col("demand_kw").cast(pl.Float64).fill_nan(None).fill_null(0.0).alias("_p"),
