@@ -136,6 +136,7 @@ class Outbox:
         self.posted = 0  # alerts posted by this instance
         self.failures = 0  # failed POST attempts
         self.last_error: str | None = None
+        self.post_started_at: float | None = None
         self._lock = threading.Lock()
         self._db = self._connect()
         self._wake = threading.Event()
@@ -413,6 +414,7 @@ class Outbox:
     def _post(self, rows: list[tuple[int, str, float]]) -> None:
         """POST rows; on a non-retryable rejection bisect to isolate and set aside the invalid alerts."""
         payloads = [json.loads(p) for _, p, _ in rows]
+        self.post_started_at = time.time()  # the posted log's diagnosis: drainer pick-up -> POST -> accepted
         try:
             self.client.post_alerts(payloads)
         except AlertmanagerError as e:
