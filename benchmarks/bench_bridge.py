@@ -128,14 +128,14 @@ def fleet(n_fresh: int) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 # --------------------------------------------------------------------------------------------- publisher
-def publisher(port: int, seconds: float, rate: int, out: str, progress, go) -> None:
+def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice: int = 0) -> None:
     """Runs in its own process. Writes {published, readings, bad, conditions, elapsed} to ``out``."""
     import paho.mqtt.client as mqtt
 
-    if PUBLISHER_NICE:
+    if nice:
         # the load generator yields to the system under test: on 2 cores the publisher's 20 ms bursts (JSON for
         # 200 readings) otherwise preempt the bridge's processing of the previous burst (docs/DECISIONS.md)
-        os.nice(PUBLISHER_NICE)
+        os.nice(nice)
 
     from streaming_bridge.topics import Topics
 
@@ -306,14 +306,14 @@ def http_json(url: str, timeout: float = 5.0):
         return json.loads(r.read())
 
 
-def run_baseline(port: int, seconds: float, rate: int, work: Path) -> dict:
+def run_baseline(port: int, seconds: float, rate: int, work: Path, nice: int = 0) -> dict:
     ctx = mp.get_context("spawn")
     stop, go, count, progress = ctx.Event(), ctx.Event(), ctx.Value("l", 0), ctx.Value("l", 0)
     sub = ctx.Process(target=bare_subscriber, args=(port, stop, count), daemon=True)
     sub.start()
     time.sleep(1.0)
     out = work / "baseline_pub.json"
-    pub = ctx.Process(target=publisher, args=(port, seconds, rate, str(out), progress, go), daemon=True)
+    pub = ctx.Process(target=publisher, args=(port, seconds, rate, str(out), progress, go, nice), daemon=True)
     pub.start()
     time.sleep(0.5)
     c0, t0 = cpu_seconds(sub.pid), time.monotonic()
@@ -356,8 +356,6 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="run the bridge under cProfile (its main thread: the processing loop)"
     )
     a = ap.parse_args(argv)
-    global PUBLISHER_NICE
-    PUBLISHER_NICE = a.publisher_nice
     load_start = os.getloadavg()
 
     import psycopg2
@@ -386,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # ---- baseline: a bare subscriber under the same publisher
         log(f"baseline: bare paho subscriber, {a.baseline_seconds:.0f} s at {a.rate} readings/s")
-        base = run_baseline(mq.port, a.baseline_seconds, a.rate, WORK)
+        base = run_baseline(mq.port, a.baseline_seconds, a.rate, WORK, a.publisher_nice)
         log(f"baseline: {base}")
 
         # ---- delivery side: SMTP sink, receiver process, Alertmanager
@@ -476,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = mp.get_context("spawn")
         go, progress = ctx.Event(), ctx.Value("l", 0)
         out = WORK / "publisher.json"
-        pub = ctx.Process(target=publisher, args=(mq.port, a.seconds, a.rate, str(out), progress, go), daemon=True)
+        pub = ctx.Process(
+            target=publisher, args=(mq.port, a.seconds, a.rate, str(out), progress, go, a.publisher_nice), daemon=True
+        )
         pub.start()
         time.sleep(1.0)
         h0 = http_json(health)
@@ -628,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_start": load_start,
             "load_average_end": os.getloadavg(),
             "setup": {
-                "publisher_nice": PUBLISHER_NICE,
+                "publisher_nice": a.publisher_nice,
                 "bridge_session": a.bridge_session,
                 "bridge_mqtt_process": a.mqtt_process == "1",
             },
