@@ -273,8 +273,9 @@ def theft_energy_balance(seed: int, n_meters: int, warmup_days: int, eval_days: 
     data = {k: pl.concat([d[k] for d in days]) for k in ("meter_readings", "scada")}
     ref = sim.reference()
     t = time.process_time()
+    cfg = BalanceConfig.from_profile(load_profile(), tz)
     bal, sus = suspects_from_readings(
-        data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], BalanceConfig(tz)
+        data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], cfg
     )
     cpu = time.process_time() - t
     ev = sim.truth()["truth_events"]
