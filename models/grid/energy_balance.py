@@ -403,14 +403,16 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         # what the balance normally does at this hour of the day (metering and power-factor error follow
         # the load's daily shape): the median gap per local hour over the baseline days, robust to the
         # earlier events those days may hold
-        hb, gb = hod[base], gap[base]
+        sup = grid["supplied_kwh"].to_numpy()
+        hb, gb = hod[base & (sup > 1e-6)], gap[base & (sup > 1e-6)]
         norm = np.array([np.median(gb[hb == h]) if (hb == h).any() else np.median(gb) for h in range(24)])
-        r = gap[win] - norm[hod[win]]
+        # hours the transformer was out (no supply: a failure) say nothing about who takes what
+        live = sup[win] > 1e-6
+        r = np.where(live, gap[win] - norm[hod[win]], 0.0)
         # each meter's usual energy per local hour and day type (working day / weekend) over the baseline
         # hours, scaled by how the transformer's whole supply (which includes what is hidden) compares with
         # its own usual over the same hours: the meter against its own history and its peers
         xb, fb, sb = x[base], flt[base], slot[base]
-        sup = grid["supplied_kwh"].to_numpy()
         usual, sup_usual = np.zeros((48, len(ids))), np.zeros(48)
         for h in range(48):
             sel = sb == h
@@ -427,12 +429,13 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
 
         new_fault = flt[win] & (fb.mean(axis=0) < cfg.max_baseline_fault_share)[None, :]
         den = sup_usual[sw].sum()
-        fault_c = np.where(new_fault, usual[sw] * (sup[win].sum() / den if den > 0 else 1.0) - x[win], 0.0)
+        fault_c = np.where(new_fault & live[:, None], usual[sw] * (sup[win].sum() / den if den > 0 else 1.0) - x[win], 0.0)
         ss0 = float(r @ r)
         if ss0 <= 0:
             continue
         res, chosen = r.copy(), []
-        xw = x[win]
+        xw = np.where(live[:, None], x[win], 0.0)
+        last = hdate[win] == np.datetime64(d)
         faults = [k for k in range(len(ids)) if new_fault[:, k].sum() >= 2]
         for _ in range(cfg.top_n + 1):
             # theft: hidden = h x meter energy from the meter's own change hour on (best hour per meter,
@@ -489,6 +492,11 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
             else:
                 reg = fault_c[:, k].copy()
             coef = float(reg @ res) / float(reg @ reg)
+            # still going on the examined day: its hours there explain at least half of what the fit expects
+            # (a bypass removed or a fault repaired days ago is not today's suspect)
+            rl, el = float(res[last] @ reg[last]), coef * float(reg[last] @ reg[last])
+            if el <= 0 or rl < 0.5 * el:
+                break
             res = res - coef * reg
             chosen.append((kind, k, gain / ss0, coef, t0k))
         rank = {"theft": 0, "meter_fault": 0}
