@@ -429,7 +429,9 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
 
         new_fault = flt[win] & (fb.mean(axis=0) < cfg.max_baseline_fault_share)[None, :]
         den = sup_usual[sw].sum()
-        fault_c = np.where(new_fault & live[:, None], usual[sw] * (sup[win].sum() / den if den > 0 else 1.0) - x[win], 0.0)
+        fault_c = np.where(
+            new_fault & live[:, None], usual[sw] * (sup[win].sum() / den if den > 0 else 1.0) - x[win], 0.0
+        )
         ss0 = float(r @ r)
         if ss0 <= 0:
             continue
