@@ -64,12 +64,14 @@ from models.forecast import (  # noqa: E402
     MSTLForecaster,
     SeasonalNaive,
     XGBoostForecaster,
+    band_score,
     comparison_table,
     rolling_ensemble,
     rolling_origin,
     score,
     score_backtest,
 )
+from models.forecast.conformal import rolling_conformal  # noqa: E402
 from models.forecast.statsforecast_models import PEERS, StatsForecaster  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "forecast.json"
@@ -275,8 +277,7 @@ def run_solar_site(filename: str, nwp_seed: int = 1) -> dict:
             )
             m.fit(obs.loc[obs.index < start], issues)
             d = d_all[(d_all["origin"] >= start) & (d_all["origin"] < end)]
-            q = m.predict_design(d)
-            preds.append(d.assign(p10=q[:, 0], p50=q[:, 1], p90=q[:, 2]))
+            preds.append(d.assign(**m.predict_bands(d)))
         p = pd.concat(preds)
         rows = []
         for h in H:
@@ -284,10 +285,12 @@ def run_solar_site(filename: str, nwp_seed: int = 1) -> dict:
             yy = g["y"].to_numpy() * cap
             r_m = float(np.sqrt(np.mean((g["p50"].to_numpy() - yy) ** 2)))
             r_sp = float(np.sqrt(np.mean((g["sp_t"].to_numpy() * cap - yy) ** 2)))
+            b = band_score(yy, *(g[c].to_numpy() for c in ("p05", "p10", "p50", "p90", "p95")))
             rows.append({
                 "horizon_h": h, "rmse_pct_capacity": round(100 * r_m / cap, 3), "rmse_pct_smart_persistence": round(100 * r_sp / cap, 3),
                 "skill_vs_smart_persistence": round(1 - r_m / r_sp, 4),
-                "coverage_80": round(float(np.mean((yy >= g["p10"]) & (yy <= g["p90"]))), 3), "n": int(len(g)),
+                "coverage_80": round(b["coverage_80"], 3), "coverage_90": round(b["coverage_90"], 3),
+                "pinball_pct_capacity": round(100 * b["pinball_5q"] / cap, 3), "n": int(len(g)),
             })  # fmt: skip
         intraday = [r["skill_vs_smart_persistence"] for r in rows if r["horizon_h"] <= 6]
         out[variant] = {
@@ -311,6 +314,8 @@ def run_solar(only: set[str] | None = None) -> dict:
         "solar_rmse_pct_capacity": by("rmse_pct_capacity"),
         "solar_skill": by("skill_vs_smart_persistence"),
         "solar_coverage_80": by("coverage_80"),
+        "solar_coverage_90": by("coverage_90"),
+        "solar_pinball_pct_capacity": by("pinball_pct_capacity"),
         "solar_mean_skill": {
             s: {v: res[v]["mean_skill_1_6h"] for v in ("forecast_weather", "persisted_weather")}
             for s, res in sites.items()
@@ -319,6 +324,10 @@ def run_solar(only: set[str] | None = None) -> dict:
 
 
 UTILITY_DAYS, UTILITY_TEST_DAYS = 122, 14
+#: origins before the test ones whose errors calibrate the first test origins' bands
+UTILITY_CAL_DAYS = 21
+#: rolling conformal: the latest 21 origins' errors, 6-hour lead buckets, widths relative to p50
+UTILITY_CONFORMAL = dict(window_origins=21, min_origins=14, bucket_hours=6, scale="level")
 UTILITY_FEEDERS = 2
 
 
@@ -371,9 +380,9 @@ def run_utility() -> dict:
     no_issues = nwp.iloc[:0]
     tz = ZoneInfo(cfg.timezone)
     end = cfg.start + pd.Timedelta(days=UTILITY_DAYS)
-    origins = [
-        pd.Timestamp(end - pd.Timedelta(days=k), tz=tz).tz_convert("UTC") for k in range(UTILITY_TEST_DAYS, 0, -1)
-    ]
+    n_origins = UTILITY_CAL_DAYS + UTILITY_TEST_DAYS
+    origins = [pd.Timestamp(end - pd.Timedelta(days=k), tz=tz).tz_convert("UTC") for k in range(n_origins, 0, -1)]
+    test = origins[UTILITY_CAL_DAYS:]
     sim_seconds = round(time.process_time() - t0, 1)
 
     def exog(issues):
@@ -395,23 +404,29 @@ def run_utility() -> dict:
         for name, (make, fx) in specs.items():
             bt = rolling_origin(make, df, origins, 24, refit_every=7, future_exog=fx)
             frames.append(bt.with_columns(pl.lit(name).alias("model"), pl.lit(feeder).alias("feeder")))
-    bt = pl.concat(frames)
+    # every model's band recalibrated per test origin on the errors of the origins before it
+    # (their target hours ended by the origin): models.forecast.conformal, as production does
+    bt = rolling_conformal(pl.concat(frames), test, by=("model", "feeder"), **UTILITY_CONFORMAL)
     out = {}
     for (name,), g in bt.group_by(["model"], maintain_order=True):
-        a, lo, md, hi = (g[c].to_numpy() for c in ("actual", "p10", "p50", "p90"))
-        m = score(a, lo, md, hi)
+        a, p05, lo, md, hi, p95 = (g[c].to_numpy() for c in ("actual", "p05", "p10", "p50", "p90", "p95"))
+        m, b = score(a, lo, md, hi), band_score(a, p05, lo, md, hi, p95)
+        raw = score(a, g["p10_raw"].to_numpy(), md, g["p90_raw"].to_numpy())
         ape = np.abs(md - a) / np.abs(a)
         out[name] = {
             "mape": round(m["mape"], 3), "bias_pct": round(100 * float(np.sum(md - a) / np.sum(a)), 3),
-            "pinball": round(m["pinball"], 3), "within_5pct": round(float(np.mean(ape <= 0.05)), 3),
-            "coverage_80": round(m["coverage_80"], 3),
-            "coverage_90": None,  # the models emit p10/p50/p90: no 90 % interval to score
+            "pinball": round(m["pinball"], 3), "pinball_5q": round(b["pinball_5q"], 3),
+            "within_5pct": round(float(np.mean(ape <= 0.05)), 3),
+            "coverage_80": round(b["coverage_80"], 3), "coverage_90": round(b["coverage_90"], 3),
+            "coverage_80_raw": round(raw["coverage_80"], 3), "pinball_raw": round(raw["pinball"], 3),
+            "n": len(g),
         }  # fmt: skip
     return {
         "utility_feeder": dict(sorted(out.items(), key=lambda kv: kv[1]["mape"])),
         "utility_nwp_error_stats": error_stats(nwp, wpd),
-        "utility_setup": {"meters": cfg.n_meters, "feeders": cfg.feeders, "days": UTILITY_DAYS, "test_origins": len(origins),
-                          "first_origin": str(origins[0]), "simulate_cpu_seconds": sim_seconds,
+        "utility_setup": {"meters": cfg.n_meters, "feeders": cfg.feeders, "days": UTILITY_DAYS, "test_origins": len(test),
+                          "calibration_origins": UTILITY_CAL_DAYS, "first_origin": str(test[0]),
+                          "conformal": UTILITY_CONFORMAL, "simulate_cpu_seconds": sim_seconds,
                           "cpu_seconds": round(time.process_time() - t0, 1)},
     }  # fmt: skip
 
