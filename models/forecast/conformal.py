@@ -226,8 +226,11 @@ class ConformalForecaster(Forecaster):
     ``min_cal_days`` origins the raw band is kept and p05/p95 are null (logged).
 
     ``future_exog(origin, index)`` (as in ``rolling_origin``) gives the weather the model would
-    have known at each calibration origin; None uses the observed weather (a perfect forecast:
-    the band then under-states the weather error). ``predict`` returns the usual columns plus
+    have known at each calibration origin. The default ``"persisted"`` is diurnal persistence of
+    the history's own exogenous columns before the origin (``models.forecast.tables``' rule,
+    what scoring falls back to without a weather forecast: with a real forecast feed the band is
+    then on the safe, wide side); ``"observed"`` uses the observed values (a perfect forecast:
+    the band would under-state the weather error). ``predict`` returns the usual columns plus
     p05/p95 (and p10/p90 calibrated).
     """
 
@@ -238,7 +241,7 @@ class ConformalForecaster(Forecaster):
         *,
         cal_days: int = 14,
         min_cal_days: int = 5,
-        future_exog: Callable[[pd.Timestamp, pd.DatetimeIndex], Any] | None = None,
+        future_exog: Callable[[pd.Timestamp, pd.DatetimeIndex], Any] | str = "persisted",
         **calibrator_kwargs: Any,
     ):
         proto = make()
@@ -266,9 +269,14 @@ class ConformalForecaster(Forecaster):
         origins.sort()
         self.calibrator = None
         if len(origins) >= self.min_cal_days:
+            fx = self.future_exog
+            if fx == "persisted":
+                fx = self._persisted(df, times)
+            elif fx == "observed":
+                fx = None
             bt = rolling_origin(
                 self.make, df, origins, self.horizon, time_col=self.time_col, target=self.target,
-                refit_every=None, future_exog=self.future_exog,
+                refit_every=None, future_exog=fx,
             )  # fmt: skip
             self.calibrator = IntervalCalibrator(**self.calibrator_kwargs).fit(
                 bt["actual"], bt["p10"], bt["p50"], bt["p90"], bt["horizon_h"]
@@ -281,6 +289,23 @@ class ConformalForecaster(Forecaster):
         self.inner = self.make().fit(df)
         self.series = self.inner.series
         return self
+
+    def _persisted(
+        self, df: pd.DataFrame, times: pd.Series
+    ) -> Callable[[pd.Timestamp, pd.DatetimeIndex], pd.DataFrame]:
+        """future_exog for calibration origins: each exogenous column persisted (same hour 1-3 days
+        earlier) from the hours before the origin only."""
+        from models.forecast.tables import persist_diurnal
+
+        def fx(origin: pd.Timestamp, idx: pd.DatetimeIndex) -> pd.DataFrame:
+            before = (times < origin).to_numpy()
+            out = {self.time_col: idx}
+            for c in self.exog:
+                observed = pd.Series(df.loc[before, c].to_numpy(float), index=pd.DatetimeIndex(times[before]))
+                out[c] = persist_diurnal(pd.Series(np.nan, index=idx), observed.dropna())[0].to_numpy()
+            return pd.DataFrame(out)
+
+        return fx
 
     def update(self, history: Any) -> Self:
         if self.inner is None:

@@ -150,3 +150,23 @@ def test_conformal_forecaster_without_enough_history_keeps_the_raw_band():
     fc = m.predict(24)
     assert m.calibrator is None
     assert np.allclose(fc["p10"], raw["p10"]) and fc["p05"].null_count() == 24
+
+
+def test_conformal_forecaster_calibrates_with_persisted_weather_known_at_each_origin():
+    """Calibration origins see the weather a scoring run would have without a forecast feed:
+    each hour's value from the same hour 1-3 days before, only from hours before the origin."""
+    df = noisy_daily(days=30, seed=5).with_row_index("i").with_columns(pl.col("i").cast(pl.Float64).alias("temp_air_c"))
+    pdf = df.drop("i").to_pandas()
+    m = ConformalForecaster(lambda: SeasonalNaive(DAY), pd.Timedelta(hours=24))
+    m.exog = ("temp_air_c",)  # as for a weather-driven model
+    fx = m._persisted(pdf, pd.to_datetime(pdf["period_start"], utc=True))
+    origin = pd.Timestamp("2026-01-20", tz="UTC")
+    idx = pd.date_range(origin, periods=48, freq="1h")
+    got = fx(origin, idx)["temp_air_c"].to_numpy()
+    first = pd.Timestamp("2026-01-01", tz="UTC")
+    hours_from_start = ((idx - first) / pd.Timedelta(hours=1)).to_numpy()
+    # temp_air_c is the row number: the value used for each hour is its own row 24 h (for the
+    # second day 48 h) earlier, always a row before the origin
+    expected = hours_from_start - np.where(idx < origin + pd.Timedelta(days=1), 24, 48)
+    np.testing.assert_array_equal(got, expected)
+    assert got.max() < (origin - first) / pd.Timedelta(hours=1)
