@@ -192,8 +192,7 @@ def rolling_conformal(
     out = []
     for _, g in bt.group_by(list(by), maintain_order=True):
         g = g.sort("origin", "period_start")
-        gaps = g["period_start"].diff().drop_nulls()
-        step = gaps.filter(gaps > dt.timedelta(0)).min()
+        step = _step(g)
         origins = g["origin"].unique().sort().to_list()
         for i, o in enumerate(origins):
             if pd.Timestamp(o).tz_convert("UTC") not in evals:
@@ -213,6 +212,59 @@ def rolling_conformal(
     if not out:
         raise ValueError("rolling_conformal: no evaluation origin had enough earlier origins")
     return pl.concat(out)
+
+
+def _step(g: pl.DataFrame) -> dt.timedelta:
+    """The series' spacing: the smallest positive gap between period starts."""
+    gaps = g.sort("origin", "period_start")["period_start"].diff().drop_nulls()
+    return gaps.filter(gaps > dt.timedelta(0)).min()
+
+
+def periodic_conformal(
+    bt: pl.DataFrame,
+    *,
+    every: pd.Timedelta = pd.Timedelta(days=1),
+    window: pd.Timedelta = pd.Timedelta(days=14),
+    by: Sequence[str] = ("model",),
+    min_rows: int = 100,
+    scale_col: str | None = None,
+    **calibrator_kwargs: Any,
+) -> pl.DataFrame:
+    """Rolling conformal for frequent (e.g. hourly) origins: the calibration is refreshed at the
+    start of every ``every`` period (UTC) from the rows of origins in the preceding ``window``
+    whose target interval had ended by then, and applied to every origin of the period -- what a
+    nightly recalibration does. Periods with fewer than ``min_rows`` such rows keep the raw band
+    (p05/p95 null, ``calibrated`` false). Returns every row of ``bt`` with calibrated p10/p90,
+    p05/p95, p10_raw/p90_raw and ``calibrated``."""
+    out = []
+    for _, g in bt.group_by(list(by), maintain_order=True):
+        step = _step(g)
+        first = pd.Timestamp(g["origin"].min()).floor(every)
+        for start in pd.date_range(first, pd.Timestamp(g["origin"].max()), freq=every):
+            s0 = pl.lit(start).cast(pl.Datetime("us", "UTC"))
+            cur = g.filter((pl.col("origin") >= s0) & (pl.col("origin") < s0 + every))
+            if cur.is_empty():
+                continue
+            cal = g.filter(
+                (pl.col("origin") >= s0 - window)
+                & (pl.col("period_start") + step <= s0)
+                & pl.col("actual").is_not_null()
+            )
+            if cal.height < min_rows:
+                out.append(
+                    cur.with_columns(
+                        pl.col("p10").alias("p10_raw"),
+                        pl.col("p90").alias("p90_raw"),
+                        pl.lit(None, pl.Float64).alias("p05"),
+                        pl.lit(None, pl.Float64).alias("p95"),
+                        pl.lit(False).alias("calibrated"),
+                    )  # fmt: skip
+                )
+                continue
+            c = _calibrator_from(cal, calibrator_kwargs, scale_col)
+            sc = cur[scale_col].to_numpy() if scale_col else None
+            out.append(calibrate_frame(c, cur, sc).with_columns(pl.lit(True).alias("calibrated")))
+    return pl.concat(out, how="diagonal_relaxed")
 
 
 class ConformalForecaster(Forecaster):

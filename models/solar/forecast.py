@@ -283,9 +283,10 @@ class SolarXGBForecaster:
             return self.model.predict(d[self._columns], d["lead_h"].to_numpy())
         return self.model.predict(d[self._columns]).reshape(len(d), -1)  # pooled (or pickled before per-lead)
 
-    def predict_bands(self, d: pd.DataFrame) -> dict[str, np.ndarray]:
+    def predict_bands(self, d: pd.DataFrame, calibrated: bool = True) -> dict[str, np.ndarray]:
         """Quantiles in kW by column (p10, p50, p90, and p05/p95 when calibrated); zero where the
-        sun is down at the target, capped at clear sky x 1.5, nested."""
+        sun is down at the target, capped at clear sky x 1.5, nested. ``calibrated=False``: the
+        boosters' own band (to recalibrate elsewhere, e.g. ``conformal.periodic_conformal``)."""
         missing = [c for c in getattr(self, "_columns", []) if c not in d.columns]
         if missing:
             raise ValueError(
@@ -293,8 +294,8 @@ class SolarXGBForecaster:
             )
         rel = self._relative_quantiles(d)
         cols = {"p10": rel[:, 0], "p50": rel[:, 1], "p90": rel[:, -1]}
-        cal = getattr(self, "calibrator_", None)  # absent in models pickled before this calibration
-        widen = getattr(self, "widen_", None)  # the per-lead absolute widening of older models
+        cal = getattr(self, "calibrator_", None) if calibrated else None  # absent in older pickles
+        widen = getattr(self, "widen_", None) if calibrated else None  # older models' absolute widening
         if cal is not None:
             cols.update(cal.apply(cols["p10"], cols["p50"], cols["p90"], d["lead_h"].to_numpy(float), _band_scale(d)))
         else:  # raw boosters, or the per-lead absolute widening of older models; never crossing the median
