@@ -13,6 +13,7 @@ from models.forecast.conformal import (
     ConformalForecaster,
     IntervalCalibrator,
     conformal_quantile,
+    periodic_conformal,
     rolling_conformal,
 )
 
@@ -170,3 +171,64 @@ def test_conformal_forecaster_calibrates_with_persisted_weather_known_at_each_or
     expected = hours_from_start - np.where(idx < origin + pd.Timedelta(days=1), 24, 48)
     np.testing.assert_array_equal(got, expected)
     assert got.max() < (origin - first) / pd.Timedelta(hours=1)
+
+
+def hourly_origin_frame(days: int = 40, seed: int = 6) -> pl.DataFrame:
+    """Hourly origins, leads 1/3/6 h, a level-proportional noise (sd 20 % of the level), a band
+    far too narrow: the shape of the PV backtest."""
+    rng = np.random.default_rng(seed)
+    origins = pd.date_range("2021-03-01", periods=24 * days, freq="1h", tz="UTC")
+    parts = []
+    for h in (1, 3, 6):
+        level = 1 + np.sin(2 * np.pi * (origins.hour + h) / 24) ** 2
+        y = level * (1 + rng.normal(0, 0.2, len(origins)))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "model": "m",
+                    "origin": origins,
+                    "period_start": origins + pd.Timedelta(hours=h),
+                    "horizon_h": float(h),
+                    "actual": y,
+                    "p10": level * 0.98,
+                    "p50": level,
+                    "p90": level * 1.02,
+                    "scale": level,
+                }
+            )  # fmt: skip
+        )
+    return pl.concat(parts)
+
+
+def test_periodic_conformal_hits_nominal_with_daily_refresh():
+    bt = hourly_origin_frame()
+    r = periodic_conformal(bt, scale_col="scale", min_rows=200, bucket_hours=1, min_scores=30)
+    assert r.height == bt.height
+    ok = r.filter(pl.col("calibrated"))
+    # 200 realised rows (3 leads x 24 origins a day) exist from the 4th day on
+    assert r.filter(~pl.col("calibrated"))["origin"].max() < pd.Timestamp("2021-03-04", tz="UTC")
+    assert abs(coverage(ok["actual"], ok["p10"], ok["p90"]) - 0.8) < 0.02
+    assert abs(coverage(ok["actual"], ok["p05"], ok["p95"]) - 0.9) < 0.02
+
+
+def test_periodic_conformal_uses_nothing_realised_after_the_refresh():
+    bt = hourly_origin_frame(days=20)
+    day = pd.Timestamp("2021-03-12", tz="UTC")
+    d0 = pl.lit(day).cast(pl.Datetime("us", "UTC"))
+    on_day = (pl.col("origin") >= d0) & (pl.col("origin") < d0 + pd.Timedelta(days=1))
+    kw = dict(scale_col="scale", min_rows=200, bucket_hours=1, min_scores=30)
+    base = periodic_conformal(bt, **kw).filter(on_day).sort("origin", "horizon_h")
+    # targets ending after midnight (also of origins the day before) are not known at the refresh
+    later = bt.with_columns(
+        pl.when(pl.col("period_start") + pd.Timedelta(hours=1) > d0)
+        .then(pl.col("actual") * 10)
+        .otherwise(pl.col("actual"))
+        .alias("actual")
+    )
+    same = periodic_conformal(later, **kw).filter(on_day).sort("origin", "horizon_h")
+    assert np.allclose(base["p90"], same["p90"]) and np.allclose(base["p05"], same["p05"])
+    earlier = bt.with_columns(
+        pl.when(pl.col("period_start") < d0).then(pl.col("actual") * 3).otherwise(pl.col("actual")).alias("actual")
+    )
+    moved = periodic_conformal(earlier, **kw).filter(on_day).sort("origin", "horizon_h")
+    assert not np.allclose(base["p90"], moved["p90"])
