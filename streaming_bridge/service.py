@@ -16,6 +16,7 @@ the MQTT connection is down or the processing loop is stuck).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -202,6 +203,8 @@ class Bridge:
             sink.on_posted = self._on_posted
         self._posted_log = open(config.posted_log, "a", buffering=1) if config.posted_log else None
         self._trace_log = open(config.trace_log, "a", buffering=1) if config.trace_log else None
+        if self._trace_log is not None:
+            gc.callbacks.append(self._trace_gc)
         self._durable: queue.Queue | None = None  # set by start(): batches waiting to be spooled and acked
         self._durable_thread: threading.Thread | None = None
         self.active: dict[tuple[str, str], Alert] = {}  # rule/model alerts firing, by (alertname, asset)
@@ -305,6 +308,17 @@ class Bridge:
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return alerts
 
+    def _trace(self, **doc) -> None:
+        if self._trace_log is not None:
+            self._trace_log.write(json.dumps(doc) + "\n")
+
+    def _trace_gc(self, phase: str, info: dict) -> None:
+        """Garbage-collector pauses (all threads stop) in the trace log, when they take more than 2 ms."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif (ms := (time.perf_counter() - getattr(self, "_gc_started", time.perf_counter())) * 1000) > 2:
+            self._trace(gc=info.get("generation"), ms=round(ms, 2), at=time.time())
+
     def _on_confirmation(self, topic: str, payload: bytes) -> None:
         """The webhook receiver stored (and published) an alert state: a firing one confirms its delivery."""
         self.sink.confirm_message(payload)
@@ -390,7 +404,11 @@ class Bridge:
 
     def _flush_landing(self) -> int:
         before = self.landing.landed_rows
+        w0, c0 = time.time(), time.thread_time()
         self.landing.flush()
+        self._trace(
+            landing_flush=self.landing.landed_rows - before, start=w0, end=time.time(), cpu_s=time.thread_time() - c0
+        )
         return self.landing.landed_rows - before
 
     # ------------------------------------------------------------------ the loop
