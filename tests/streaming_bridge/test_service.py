@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import math
 import threading
-import time
 import urllib.request
 
 import polars as pl
@@ -185,7 +184,7 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
             shared_mosquitto,
             will=(T.status("meter", beneath[0]), json.dumps({"status": "offline", "reason": "last_will"}).encode()),
         )
-        time.sleep(0.2)
+        wait_until(dev.is_connected, 10, 0.01, "the device's CONNACK (its will is registered)")
         dev._sock.close()  # no DISCONNECT: a lost connection, as when a meter loses power
         off = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "MeterOffline"], timeout=15)
         assert off[0].labels["asset_id"] == beneath[0] and off[0].labels["transformer"] == tx
