@@ -51,7 +51,7 @@ from streaming_bridge.ingress import (
     Validator,
     dead_letter_message,
 )
-from streaming_bridge.landing import LandingWriter
+from streaming_bridge.landing import LandingProcess, LandingWriter
 from streaming_bridge.mqtt import MqttIngress, MqttIngressProcess
 from streaming_bridge.rules import DEFAULT_RULES_FILE, Engine, Transition, load_rules
 from streaming_bridge.topics import Topics
@@ -95,6 +95,9 @@ class BridgeConfig:
     mqtt_process: bool = True
     #: gc.freeze() once the bridge is built (its long-lived objects out of the full collections' walk)
     gc_freeze: bool = False
+    #: land closed spool segments in a child process (only when the bridge opens the lake and landing zone
+    #: itself from lake_root / landing, as the service does)
+    land_process: bool = False
     #: the GIL switch interval of the service process (s): a thread woken to post (the outbox drainer) waits at
     #: most this long for the processing thread to hand over the GIL (Python's default 5 ms); 0 = leave it
     switch_interval_s: float = 0.0
@@ -124,6 +127,7 @@ class BridgeConfig:
             confirm_timeout_s=float(e("GRIDLAKE_BRIDGE_CONFIRM_TIMEOUT_S", "120")),
             mqtt_process=e("GRIDLAKE_BRIDGE_MQTT_PROCESS", "1") not in ("0", "false", "no"),
             gc_freeze=e("GRIDLAKE_BRIDGE_GC_FREEZE", "1") not in ("0", "false", "no"),
+            land_process=e("GRIDLAKE_BRIDGE_LAND_PROCESS", "1") not in ("0", "false", "no"),
             switch_interval_s=float(e("GRIDLAKE_BRIDGE_SWITCH_INTERVAL_MS", "1")) / 1000,
         )
         for k, v in overrides.items():
@@ -185,6 +189,7 @@ class Bridge:
     ):
         self.cfg = config
         self.sink = sink
+        self._own_storage = lake is None and zone is None  # opened here from the config (a child can open them too)
         self.lake = lake or Lake(config.lake_root)
         self.zone = zone or open_landing(config.landing)
         self.topo = topology or Topology.from_lake(self.lake)
@@ -415,13 +420,21 @@ class Bridge:
             self.metrics.outbox.set(depth())
 
     def _flush_landing(self) -> int:
+        """Close the spool segment and land it: here (returns the rows landed) or in the landing process
+        (returns 0: :meth:`_on_landed` counts them when it is done)."""
         before = self.landing.landed_rows
         w0, c0 = time.time(), time.thread_time()
         self.landing.flush()
+        if self.landing.lander is not None:
+            return 0
         self._trace(
             landing_flush=self.landing.landed_rows - before, start=w0, end=time.time(), cpu_s=time.thread_time() - c0
         )
         return self.landing.landed_rows - before
+
+    def _on_landed(self, seg: str, keys: list[str], rows: int, dead_rows: int, seconds: float) -> None:
+        self.metrics.landed.inc(rows)
+        self._trace(landing_flush=rows, segment=seg, files=len(keys), dead=dead_rows, process_s=round(seconds, 3))
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
@@ -431,6 +444,10 @@ class Bridge:
         recovered = self.landing.recover()
         if recovered:
             log.info("landed %d file(s) a previous run left in the spool", len(recovered))
+        if self.cfg.land_process and self._own_storage:
+            self.landing.lander = LandingProcess(
+                self.landing, self.cfg.landing, self.cfg.lake_root, on_landed=self._on_landed
+            )
         if self.cfg.http_port >= 0:
             self._start_http()
         if self.cfg.gc_freeze:
@@ -475,7 +492,7 @@ class Bridge:
             self._durable.put(None)
             self._durable_thread.join()
             self._durable = None
-        self.landing.flush()
+        self.landing.close()  # the last segment; waits for the landing process, if any
         for name in ("close", "flush"):  # the outbox drains for a while, then stops its thread
             f = getattr(self.sink, name, None)
             if callable(f):
