@@ -48,13 +48,8 @@ class MqttIngress:
         self._side = [(f.rstrip("+#"), cb) for f, cb in self.side_topics.items()]
         self.subscriptions = list(subscriptions) + list(self.side_topics)
         self.session_expiry_s, self.receive_maximum, self.keepalive = session_expiry_s, receive_maximum, keepalive
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.manual_ack_set(True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(0.2, 5)
+        self.client_id = client_id
+        self.client = self._make_client()
         self._pending_subs: set[int] = set()
         self._q: deque[tuple[Message, int]] = deque()
         self._cv = threading.Condition()
@@ -65,6 +60,14 @@ class MqttIngress:
         self.session_present = False
         self.received = 0
         self.connects = 0
+
+    def _make_client(self) -> mqtt.Client | None:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        c.manual_ack_set(True)
+        c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
+        c.on_message, c.on_subscribe = self._on_message, self._on_subscribe
+        c.reconnect_delay_set(0.2, 5)
+        return c
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -188,31 +191,11 @@ class MqttIngressProcess(MqttIngress):
     """:class:`MqttIngress` with paho's client in a child process (same interface: connect, take, ack,
     publish, backlog, close, ``connected``, ``subscribed``, ``session_present``, ``connects``)."""
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 1883,
-        *,
-        client_id: str = "gridlake-bridge",
-        subscriptions: Sequence[str] = (),
-        session_expiry_s: int = 7 * 24 * 3600,
-        receive_maximum: int = 65535,
-        keepalive: int = 30,
-        side_topics: dict[str, Callable[[str, bytes], None]] | None = None,
-    ):
-        self.host, self.port, self.client_id = host, port, client_id
-        self.side_topics = dict(side_topics or {})
-        self._side = [(f.rstrip("+#"), cb) for f, cb in self.side_topics.items()]
-        self.subscriptions = list(subscriptions) + list(self.side_topics)
-        self.session_expiry_s, self.receive_maximum, self.keepalive = session_expiry_s, receive_maximum, keepalive
-        self._q: deque[tuple[Message, int]] = deque()
-        self._cv = threading.Condition()
-        self._gen = 0
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.session_present = False
-        self.received = 0
-        self.connects = 0
+    def _make_client(self) -> None:
+        return None  # paho's client lives in the child (connect() starts it)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._send_lock = threading.Lock()
         self._conn = None
         self._proc = None
