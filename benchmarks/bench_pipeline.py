@@ -379,12 +379,12 @@ def _start_worker(b: Bench, env: dict, name: str, queue: str) -> subprocess.Pope
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def year_backfill(meters: int, days: int) -> dict:
+def year_backfill(meters: int, days: int, modes: tuple[str, ...] = ("inprocess", "celery")) -> dict:
     """daily_ingest over ``days`` days in one backfill run: in-process, then through Celery with 2 workers."""
     simulate(meters, 365)
     hi = YEAR_START + dt.timedelta(days=days - 1)
     out: dict = {"meters": meters, "days": days}
-    for mode in ("inprocess", "celery"):
+    for mode in modes:
         pg, drop = _pg_database("b")
         b = Bench(meters, 365, f"backfill_{mode}", pg)
         workers = []
@@ -675,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         "--assemble", action="store_true", help="write pipeline.json from the cached figures (what finished)"
     )
     ap.add_argument("--backfill-only", action="store_true", help="only the year backfill (cached)")
+    ap.add_argument("--backfill-modes", default="inprocess,celery", help="with --backfill-only: the executors to run")
     ap.add_argument(
         "--merge-backfill",
         action="store_true",
@@ -721,7 +722,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.backfill_only:
         print(
             json.dumps(
-                _cached(backfill_cache, lambda: year_backfill(args.backfill_meters, args.backfill_days), args.fresh),
+                _cached(
+                    backfill_cache,
+                    lambda: year_backfill(
+                        args.backfill_meters, args.backfill_days, tuple(args.backfill_modes.split(","))
+                    ),
+                    args.fresh,
+                ),
                 indent=1,
             )
         )
