@@ -98,7 +98,7 @@ def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
     zone, lake = LocalLanding(landing), Lake(out)
     ids = pl.read_parquet(landing / "reference" / "ref_meters.parquet")["meter_id"]
     src = SOURCES["meter_readings"]
-    rows = silver = 0
+    rows = silver = quarantined = 0
     timings: dict[str, float] = {}
     t = time.perf_counter()
     results = ingest_partitions(zone, lake, src, days, ids, tz=DEFAULT_TIMEZONE)
@@ -106,20 +106,31 @@ def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
         assert r.reconciles
         rows += r.raw_rows
         silver += r.silver_rows
+        quarantined += r.quarantined_rows
         for k, v in r.timings_s.items():
             timings[k] = timings.get(k, 0.0) + v
-    return {"seconds": time.perf_counter() - t, "rows": rows, "silver_rows": silver, "stages_s": timings}
+    return {
+        "seconds": time.perf_counter() - t,
+        "rows": rows,
+        "silver_rows": silver,
+        "quarantined_rows": quarantined,
+        "stages_s": timings,
+    }
 
 
-def _generate_big_csv(landing: Path, rows: int, day: dt.date, seed: int) -> int:
-    """One CSV file of ``rows`` one-minute readings (ceil(rows / 1440) meters), written in blocks."""
+def _generate_big_csv(landing: Path, rows: int, day: dt.date, seed: int, bad_share: float = 0.0) -> int:
+    """One CSV file of ``rows`` one-minute readings (ceil(rows / 1440) meters), written in blocks.
+
+    ``bad_share``: that share of the meters (so of the rows) is missing from the reference table, so their
+    rows are rejected as ``unknown_entity``: a file that is almost all quarantine (issue 9)."""
     import numpy as np
     import polars as pl
 
     n_meters = -(-rows // 1440)
     ids = [f"B{i:07d}" for i in range(n_meters)]
     (landing / "reference").mkdir(parents=True, exist_ok=True)
-    pl.DataFrame({"meter_id": ids}).write_parquet(landing / "reference" / "ref_meters.parquet")
+    known = ids[round(n_meters * bad_share) :] or ids[-1:]  # at least one known meter: a real reference table
+    pl.DataFrame({"meter_id": known}).write_parquet(landing / "reference" / "ref_meters.parquet")
     folder = landing / "meter_readings" / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
