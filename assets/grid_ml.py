@@ -48,6 +48,7 @@ from contracts import TABLES, DemandResponse, day_bounds_utc
 from lake import plots
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
+from models.grid.failure import FailureConfig as _FailureConfig
 from models.grid.features import local_date
 
 _T = TABLES
@@ -96,6 +97,8 @@ class FailureTrainConfig(TrainWindowConfig):
     n_estimators: int = 200
     max_depth: int = 4
     seed: int = 0
+    #: fewer recorded failures in the window: the physics prior scores (FailureConfig.min_recorded_failures)
+    min_recorded_failures: int = _FailureConfig.min_recorded_failures
 
 
 class SegmentTrainConfig(TrainWindowConfig):
@@ -368,6 +371,7 @@ def grid_failure_model(
         n_estimators=config.n_estimators,
         max_depth=config.max_depth,
         seed=config.seed,
+        min_recorded_failures=config.min_recorded_failures,
         thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.failure_risk),
     )
     t = train_failure(snaps, events, tz, eval_from, end, fcfg, tx_version)
