@@ -45,6 +45,7 @@ from assets.partitions import daily_open, lookback_dep, partition_day
 from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource, MlflowResource
 from contracts import TABLES, DemandResponse, day_bounds_utc
+from contracts.profile import load_profile
 from lake import plots
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
@@ -830,8 +831,8 @@ def gold_demand_response(
     )
 
 
-#: days of history before the scored day the energy balance's baselines use (BalanceConfig.baseline_days + the window)
-BALANCE_HISTORY_DAYS = 16
+#: days of history before the scored day the energy balance's baselines and attribution window use
+BALANCE_HISTORY_DAYS = load_profile().energy_balance.baseline_days + load_profile().energy_balance.window_days
 
 
 @multi_asset(
@@ -863,7 +864,8 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
     from models.grid.energy_balance import BalanceConfig, suspects_from_readings
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
-    lo = day - dt.timedelta(days=BALANCE_HISTORY_DAYS)
+    cfg = BalanceConfig.from_profile(grid.profile(), tz)
+    lo = day - dt.timedelta(days=max(BALANCE_HISTORY_DAYS, cfg.history_days))
     meters = lk.read_days(
         _T["silver_meter_readings"], lo, day, ["meter_id", "reading_time", "demand_kw", "power_factor"]
     )
@@ -877,7 +879,7 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
         scada,
         _require(lk, "ref_meters", "materialise ref_meters"),
         _require(lk, "ref_transformers", "materialise ref_transformers"),
-        BalanceConfig(timezone=tz),
+        cfg,
     )
     bal, sus = bal.filter(pl.col("date") == day), sus.filter(pl.col("date") == day)
     w1 = lk.write_partition(_T["gold_energy_balance"], bal, day)
@@ -894,7 +896,9 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
                     for f, u, s in feeders.select("entity_id", "unexplained_kwh", "supplied_kwh").iter_rows()
                 }
             ),
-            "transformers_with_significant_rise": int(sus["transformer_id"].n_unique()) if sus.height else 0,
+            "transformers_with_suspects": int(sus["transformer_id"].n_unique()) if sus.height else 0,
+            "theft_suspects": int((sus["kind"] == "theft").sum()) if sus.height else 0,
+            "meter_fault_suspects": int((sus["kind"] == "meter_fault").sum()) if sus.height else 0,
         },
     )
     yield MaterializeResult(
@@ -905,7 +909,7 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
                 sus.filter(pl.col("rank") == 1)
                 .sort("score", descending=True)
                 .head(10)
-                .select("transformer_id", "meter_id", "score", "implied_share", "unexplained_rise_kwh")
+                .select("transformer_id", "meter_id", "kind", "score", "implied_share", "unexplained_rise_kwh")
                 .to_pandas()
                 .to_markdown(index=False)
                 if sus.height
