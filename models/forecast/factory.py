@@ -30,7 +30,7 @@ def make_load_forecaster(
     ``rolling_origin`` wants it (it refits per origin).
 
     ``exog`` (e.g. ``("temp_air_c",)``) goes to the models that use weather (xgboost, prophet,
-    gru), ``tz`` to XGBoost's calendar features; ``ensemble`` combines the fast baselines with
+    gru), ``tz`` (the profile's zone) to every model with calendar features; ``ensemble`` combines the fast baselines with
     weights learned from their backtest errors. Raises ValueError for an unknown kind.
     """
     from models import forecast as fc
@@ -59,7 +59,7 @@ def make_load_forecaster(
     if kind == "lstm":
         return lambda: fc.LSTMForecaster(horizon=horizon, exog=exog, tz=tz)
     if kind == "prophet":
-        return lambda: fc.ProphetForecaster(exog=exog)
+        return lambda: fc.ProphetForecaster(exog=exog, tz=tz)
     if kind == "gru":
-        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog)
+        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog, tz=tz)
     raise ValueError(f"unknown forecaster {kind!r}; choose from {LOAD_FORECASTERS}")
