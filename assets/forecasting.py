@@ -5,7 +5,7 @@ accuracy after the fact and PV ramps.
 Each asset reads the lake, calls the library and writes the result with its metadata:
 
 * training and scoring policy per entity: ``models.forecast.pipeline`` (``train_load_entity`` /
-  ``score_load_entity``, ``train_solar_entity`` / ``score_solar_entity``: the candidates' shared
+  ``score_load_entity``; ``models.solar.pipeline``: ``train_solar_entity`` / ``score_solar_entity``: the candidates' shared
   backtest, the fallbacks, forecast weather as known at the origin);
 * the champion policy: ``models.registry`` (``ModelRegistry.challenge``: re-score the champion on the
   candidate's backtest, log, register, promote; shared with grid ML);
@@ -49,13 +49,7 @@ from lake import plots
 from models.forecast.accuracy import drift_status, forecast_accuracy, scored_errors
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.peak import feeder_capacity_kw, peak_demand
-from models.forecast.pipeline import (
-    score_load_entity,
-    score_solar_entity,
-    train_load_entity,
-    train_solar_entity,
-    with_champion_row,
-)
+from models.forecast.pipeline import score_load_entity, train_load_entity, with_champion_row
 from models.forecast.plots import feature_importance, forecast_figure, importance_figure, png_bytes
 from models.forecast.tables import SYSTEM, forecast_rows, with_system_total, with_temperature
 from models.forecast.weather_inputs import future_weather
@@ -68,6 +62,7 @@ from models.solar import (
     regular_weather,
     system_total,
 )
+from models.solar.pipeline import score_solar_entity, train_solar_entity
 
 log = logging.getLogger(__name__)
 
