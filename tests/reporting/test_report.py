@@ -83,3 +83,36 @@ def test_day_ahead_takes_the_newest_issue_before_the_day():
     )
     got = day_ahead(fc, DAY, TZ)
     assert got.height == 23 and got["p50"].unique().to_list() == [2.0]
+
+
+def test_the_report_reads_zone_and_bands_from_the_profile_it_is_handed(tmp_path, monkeypatch):
+    """Issue 10: build_report takes the utility profile from its caller (the asset's GridSettings) and reads
+    no configuration itself: with the profile loader broken, the risk section still renders from the
+    profile handed in, and that profile's alert bands are the ones drawn."""
+    import contracts
+    import contracts.profile
+    from contracts import TABLES
+
+    def broken():
+        raise AssertionError("reporting must not load the profile itself")
+
+    monkeypatch.setattr(contracts.profile, "load_profile", broken)
+    monkeypatch.setattr(contracts, "load_profile", broken)
+    lake = Lake(tmp_path / "lake")
+    t = TABLES["gold_transformer_risk"]
+    row = {c.name: None for c in t.columns} | {
+        "date": DAY, "transformer_id": "T0001", "as_of": dt.datetime(2026, 3, 8, 12, tzinfo=dt.timezone.utc),
+        "failure_probability_72h": 0.3, "rul_hours": 100.0, "status": "alert", "age_years": 20.0,
+        "days_since_maintenance": 300.0, "anomaly_count_7d": 2, "customers_downstream": 9,
+        "load_downstream_kw": 40.0, "model_version": "m:v1",
+    }  # fmt: skip
+    lake.write_partition(t, pl.DataFrame([row], schema=t.polars_schema()), DAY)
+    seen = []
+    import models.grid.config as gc
+
+    real = gc.AlertThresholds.from_bands
+    monkeypatch.setattr(gc.AlertThresholds, "from_bands", classmethod(lambda cls, b: seen.append(b) or real(b)))
+    rep = build_report(lake, DAY, PROFILE)
+    sec = next(s for s in rep.sections if s.title.startswith("Transformer risk"))
+    assert "T0001" in sec.text and sec.figures
+    assert seen == [PROFILE.alert_bands.failure_risk]
