@@ -201,10 +201,12 @@ def simulate(demo: Demo) -> None:
     faults[demo.days[1]] = BadRecordRates(**trickle, renamed_column_files=1)
     fmt = {"meter_readings": ("csv", "parquet", "jsonl"), "scada": "parquet", "weather": "csv"}
     for d in demo.days:
-        write_landing_day(sim, d, zone, formats=fmt, sources=("scada", "weather", "incidents"), rows_per_file=200)
+        write_landing_day(
+            sim, d, zone, formats=fmt, sources=("scada", "weather", "weather_forecast", "incidents"), rows_per_file=200
+        )
         write_landing_day(sim, d, zone, formats=fmt, bad=faults.get(d), sources=("meter_readings",), rows_per_file=100)
     _say(
-        f"  landed {len(demo.days)} days of meter readings, SCADA, weather and incident records ({demo.days[0]}..{demo.last}); "
+        f"  landed {len(demo.days)} days of meter readings, SCADA, weather, weather forecasts (NWP) and incident records ({demo.days[0]}..{demo.last}); "
         f"bad records on {', '.join(str(d) for d in sorted(faults))}"
     )
 
