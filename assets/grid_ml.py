@@ -45,6 +45,7 @@ from assets.partitions import daily_open, lookback_dep, partition_day
 from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource, MlflowResource
 from contracts import TABLES, DemandResponse, day_bounds_utc
+from contracts.profile import load_profile
 from lake import plots
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
@@ -382,6 +383,9 @@ def grid_failure_model(
                 "anomaly_model": tx_version,
                 "train_positives": t.params["train_positives"],
                 "recorded_failures": t.params["recorded_failures"],
+                # physics_prior: fewer recorded failures than FailureConfig.min_recorded_failures
+                "failure_mode": t.params["mode"],
+                "calibration": t.params["calibration"],
             },
         )
     )
@@ -557,6 +561,8 @@ def gold_transformer_risk(
             "dagster/row_count": w.rows,
             "delta_version": w.version,
             "model_version": version,
+            # physics_prior: too few recorded failures to learn from; the bands are a thermal prior's
+            "failure_mode": fm.mode,
             "anomaly_model": tx_version,
             "transformers_at_alert": int(
                 pred.filter(pl.col("failure_probability_72h") >= th.alert)["transformer_id"].n_unique()
@@ -821,8 +827,8 @@ def gold_demand_response(
     )
 
 
-#: days of history before the scored day the energy balance's baselines use (BalanceConfig.baseline_days + the window)
-BALANCE_HISTORY_DAYS = 16
+#: days of history before the scored day the energy balance's baselines and attribution window use
+BALANCE_HISTORY_DAYS = load_profile().energy_balance.baseline_days + load_profile().energy_balance.window_days
 
 
 @multi_asset(
@@ -854,7 +860,8 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
     from models.grid.energy_balance import BalanceConfig, suspects_from_readings
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
-    lo = day - dt.timedelta(days=BALANCE_HISTORY_DAYS)
+    cfg = BalanceConfig.from_profile(grid.profile(), tz)
+    lo = day - dt.timedelta(days=max(BALANCE_HISTORY_DAYS, cfg.history_days))
     meters = lk.read_days(
         _T["silver_meter_readings"], lo, day, ["meter_id", "reading_time", "demand_kw", "power_factor"]
     )
@@ -868,7 +875,7 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
         scada,
         _require(lk, "ref_meters", "materialise ref_meters"),
         _require(lk, "ref_transformers", "materialise ref_transformers"),
-        BalanceConfig(timezone=tz),
+        cfg,
     )
     bal, sus = bal.filter(pl.col("date") == day), sus.filter(pl.col("date") == day)
     w1 = lk.write_partition(_T["gold_energy_balance"], bal, day)
@@ -885,7 +892,9 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
                     for f, u, s in feeders.select("entity_id", "unexplained_kwh", "supplied_kwh").iter_rows()
                 }
             ),
-            "transformers_with_significant_rise": int(sus["transformer_id"].n_unique()) if sus.height else 0,
+            "transformers_with_suspects": int(sus["transformer_id"].n_unique()) if sus.height else 0,
+            "theft_suspects": int((sus["kind"] == "theft").sum()) if sus.height else 0,
+            "meter_fault_suspects": int((sus["kind"] == "meter_fault").sum()) if sus.height else 0,
         },
     )
     yield MaterializeResult(
@@ -896,7 +905,7 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
                 sus.filter(pl.col("rank") == 1)
                 .sort("score", descending=True)
                 .head(10)
-                .select("transformer_id", "meter_id", "score", "implied_share", "unexplained_rise_kwh")
+                .select("transformer_id", "meter_id", "kind", "score", "implied_share", "unexplained_rise_kwh")
                 .to_pandas()
                 .to_markdown(index=False)
                 if sus.height
@@ -912,12 +921,14 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
     partitions_def=daily_open,
     deps=[
         _same_day("gold_anomaly_scores"),
+        _same_day("gold_transformer_risk"),
         _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS),
-        _silver_dep("silver_scada", 1),
+        _silver_dep("silver_scada", 8),
         _silver_dep("silver_weather", 1),
         "gold_alerts",
         "silver_incidents",
         "grid_anomaly_model",
+        "grid_failure_model",
     ],
     kinds={"delta", "polars", "mlflow"},
     description=_T["gold_model_drift"].description,
@@ -925,10 +936,11 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
 def gold_model_drift(
     context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource
 ) -> MaterializeResult:
-    """PSI of each anomaly model's inputs and score on the day against its training window, and the realised
-    precision of its settled alerts against the confirmed incidents; a drifted model is flagged for retraining
-    (model_drift_notifications posts the alert)."""
-    from models.grid.drift import DriftConfig, drift_report, realised_precision
+    """PSI of each model's inputs and score on the day against its training window (the anomaly ensembles and
+    the failure model), and the realised precision of its settled alerts against the confirmed incidents (a
+    failure-risk alert is confirmed by a failure within its horizon); a drifted model is tagged for retraining
+    in the registry (model_drift_notifications posts the alert)."""
+    from models.grid.drift import DriftConfig, monitor_model, needs_retraining
     from models.grid.pipelines import labels_known_by
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
@@ -943,54 +955,57 @@ def gold_model_drift(
         if lk.exists("gold_alerts")
         else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
     )
+    day_end = day_bounds_utc(day, tz)[1]
+
+    def monitored(name: str, model, version: str, current: dict, rule_alerts: pl.DataFrame, ev, lead_h=0.0):
+        if not getattr(model, "drift_profile_", None):
+            context.log.warning(
+                f"{version} has no training-window profile (trained before monitoring existed): retrain it"
+            )
+            return
+        rep = monitor_model(version, model.drift_profile_, current, rule_alerts, ev, day_end, cfg, lead_h)
+        parts.append(rep)
+        if why := needs_retraining(rep):
+            retrain.append(version)
+            reg.mark_for_retraining(name, f"{day}: {why}")
+
     for kind in ("meter", "transformer"):
         f = _anomaly_features(lk, lo[kind], day, grid).get(kind)
         if f is None:
             continue
         model, version = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")
-        if not getattr(model, "drift_profile_", None):
-            context.log.warning(
-                f"{version} has no training-window profile (trained before monitoring existed): retrain it"
-            )
-            continue
         f = f.filter(local_date("time", tz) == day)
         s = scores.filter(pl.col("asset_type") == kind)["score"].to_numpy()
-        rep = drift_report(
-            model.drift_profile_, {**{c: f[c].to_numpy() for c in model.features}, "score": s}, version, cfg
-        )
-        rp = realised_precision(
+        monitored(
+            MODEL_ANOMALY[kind],
+            model,
+            version,
+            {**{c: f[c].to_numpy() for c in model.features}, "score": s},
             alerts.filter((pl.col("rule") == "anomaly_score") & (pl.col("asset_type") == kind)),
             events,
-            day_bounds_utc(day, tz)[1],
-            cfg,
         )
-        prec_drift = (
-            None
-            if rp["precision"] is None or rp["settled_alerts"] < cfg.min_settled_alerts
-            else rp["precision"] < cfg.min_precision
+    # the failure model: the day's published risk rows carry its score; its inputs are rebuilt as scored
+    if lk.exists("gold_transformer_risk") and lk.read(_T["gold_transformer_risk"], day).height:
+        from models.grid.failure import FAILURE_FEATURES
+
+        fm, version = _champion(reg, MODEL_FAILURE, "grid_failure_model")
+        tx_model, _ = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
+        snaps = _failure_inputs(lk, day - dt.timedelta(days=8), day, grid, tx_model).filter(
+            local_date("as_of", tz) == day
         )
-        rep = pl.concat(
-            [
-                rep,
-                pl.DataFrame(
-                    [
-                        (
-                            version,
-                            "realised_precision",
-                            rp["precision"],
-                            cfg.min_precision,
-                            rp["settled_alerts"],
-                            prec_drift,
-                        )
-                    ],
-                    schema=rep.schema,
-                    orient="row",
-                ),
-            ]
+        risk = lk.read(_T["gold_transformer_risk"], day)
+        monitored(
+            MODEL_FAILURE,
+            fm,
+            version,
+            {
+                **{c: snaps[c].cast(pl.Float64).to_numpy() for c in FAILURE_FEATURES if c in snaps.columns},
+                "score": risk["failure_probability_72h"].to_numpy(),
+            },
+            alerts.filter(pl.col("rule") == "failure_risk"),
+            events.filter(pl.col("event_type") == "transformer_failure"),
+            lead_h=fm.config.horizon_h,
         )
-        parts.append(rep)
-        if rep["drifted"].fill_null(False).any():
-            retrain.append(version)
     df = (
         pl.concat(parts)
         if parts

@@ -262,42 +262,53 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
     return r
 
 
-def theft_energy_balance(seed: int, n_meters: int, warmup_days: int, eval_days: int, rates, start, tz: str) -> dict:
-    """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days``; thefts that
-    start in the evaluation period are scored (the warm-up is the utility's history)."""
+def theft_energy_balance(
+    seed: int, n_meters: int, warmup_days: int, eval_days: int, rates, start, tz: str, follow_up_days: int = 7
+) -> dict:
+    """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days + follow_up_days``;
+    thefts that start in the evaluation period are scored (the warm-up is the utility's history), each
+    with its full 7-day window: a theft starting on the period's last day gets the follow-up days to be
+    found, and false suspects are counted over evaluation + follow-up days. ``censored`` is the same
+    count with the suspects cut at the end of the evaluation period (the protocol before the follow-up)."""
     from models.grid.energy_balance import BalanceConfig, suspects_from_readings, theft_detection
     from simulator import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(n_meters=n_meters, start=start, days=warmup_days + eval_days, seed=seed, events=rates))
-    days = [sim.day(start + timedelta(days=i)) for i in range(warmup_days + eval_days)]
+    total = warmup_days + eval_days + follow_up_days
+    sim = Simulator(SimConfig(n_meters=n_meters, start=start, days=total, seed=seed, events=rates))
+    days = [sim.day(start + timedelta(days=i)) for i in range(total)]
     data = {k: pl.concat([d[k] for d in days]) for k in ("meter_readings", "scada")}
     ref = sim.reference()
     t = time.process_time()
+    cfg = BalanceConfig.from_profile(load_profile(), tz)
     bal, sus = suspects_from_readings(
-        data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], BalanceConfig(tz)
+        data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], cfg
     )
     cpu = time.process_time() - t
     ev = sim.truth()["truth_events"]
     eval_from = start + timedelta(days=warmup_days)
-    ev_eval = ev.filter(pl.col("start_time").dt.convert_time_zone(tz).dt.date() >= eval_from)
+    eval_to = eval_from + timedelta(days=eval_days)  # exclusive
+    local_start = pl.col("start_time").dt.convert_time_zone(tz).dt.date()
+    ev_eval = ev.filter((local_start >= eval_from) & (local_start < eval_to))
     sus_eval = sus.filter(pl.col("date") >= eval_from)
-    r = theft_detection(sus_eval, ev_eval, ev, n_meters, eval_days)
+    r = theft_detection(sus_eval, ev_eval, ev, n_meters, eval_days + follow_up_days)
+    cens = theft_detection(sus_eval.filter(pl.col("date") < eval_to), ev_eval, ev, n_meters, eval_days)
+    feeders = bal.filter(pl.col("level") == "feeder")
     r.update(
         {
             "warmup_days": warmup_days,
             "eval_days": eval_days,
+            "follow_up_days": follow_up_days,
             "meters": n_meters,
             "cpu_s": round(cpu, 2),
             "balance_rows": bal.height,
             "unexplained_share_median": round(
-                float(
-                    (
-                        bal.filter(pl.col("level") == "feeder")["unexplained_kwh"]
-                        / bal.filter(pl.col("level") == "feeder")["supplied_kwh"]
-                    ).median()
-                ),
-                4,
+                float((feeders["unexplained_kwh"] / feeders["supplied_kwh"]).median()), 4
             ),
+            "transformer_days_examined": int(sus.select("transformer_id", "date").unique().height),
+            "censored": {
+                k: cens[k] for k in ("theft_events", "detected_within", "rate", "false_suspects_per_1000_meters_month")
+            },
+            "config": {k: v for k, v in cfg.__dict__.items() if k != "timezone"},
         }
     )
     return r

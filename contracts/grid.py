@@ -198,6 +198,7 @@ GOLD_DR_PARTICIPATIONS = Table(
 )
 
 BALANCE_LEVELS = ("transformer", "feeder")
+NTL_KINDS = ("theft", "meter_fault")
 GOLD_ENERGY_BALANCE = Table(
     "gold_energy_balance",
     "gold",
@@ -227,15 +228,32 @@ GOLD_NTL_SUSPECTS = Table(
         _DATE,
         Column("transformer_id", pl.Utf8, False),
         Column("meter_id", pl.Utf8, False),
-        Column("rank", pl.Int32, False, "1 = most likely within the transformer", 1.0),
         Column(
-            "score", pl.Float64, False, "correlation of the hourly unexplained loss with the meter's energy", 0.0, 1.0
+            "kind",
+            pl.Utf8,
+            False,
+            "theft (energy taken behind the meter) | meter_fault (new zeros / frozen readings)",
+            allowed=NTL_KINDS,
         ),
-        Column("implied_share", pl.Float64, False, "hidden energy as a multiple of the metered energy"),
+        Column("rank", pl.Int32, False, "1 = most likely within the transformer and kind", 1.0),
+        Column(
+            "score",
+            pl.Float64,
+            False,
+            "share of the transformer's new hourly loss this suspect explains (its own drop consistent)",
+            0.0,
+            1.0,
+        ),
+        Column(
+            "implied_share",
+            pl.Float64,
+            False,
+            "hidden energy as a multiple of the metered energy (theft) / of the missing usual energy (fault)",
+        ),
         Column("unexplained_rise_kwh", pl.Float64, False),
         Column("reason", pl.Utf8, False),
     ),
-    "ranked non-technical-loss (theft) suspects per transformer and day, from the energy balance",
+    "ranked non-technical-loss suspects (theft, meter faults) per transformer and day, from the energy balance",
     partition_by=("date",),
     key=("transformer_id", "meter_id"),
 )

@@ -401,6 +401,47 @@ class OptimizationSettings(_Part):
     dispatch: DispatchSettings = DispatchSettings()
 
 
+class EnergyBalanceSettings(_Part):
+    """Non-technical-loss (theft) detection from the transformer energy balance (models.grid.energy_balance):
+    when a transformer's unexplained loss counts as significant, and how much of it a suspect must explain.
+    Defaults are the demo utility's; thresholds in kWh/day and shares of the transformer's daily supply."""
+
+    #: technical loss per hour as shares of the rating: no-load (core) and load (copper, at full load)
+    no_load_loss: float = Field(0.002, ge=0, le=0.1)
+    load_loss: float = Field(0.01, ge=0, le=0.1)
+    #: days of history a transformer's own baseline (level, noise, each meter's usual energy) comes from
+    baseline_days: int = Field(14, ge=3, le=90)
+    min_baseline_days: int = Field(7, ge=2, le=90)
+    baseline_quantile: float = Field(0.25, gt=0, lt=1)
+    #: materiality: a rise of the unexplained loss below this (kWh/day) or this share of the supply is ignored
+    min_rise_kwh: float = Field(1.0, ge=0)
+    min_rise_share: float = Field(0.004, ge=0, le=1)
+    #: significance: one-sided CUSUM of the daily rise in robust sigmas (allowance k, decision level h)
+    cusum_k: float = Field(1.0, ge=0)
+    cusum_h: float = Field(4.0, gt=0)
+    #: days since the change the hourly attribution looks at, and the hours a suspect's change must precede
+    window_days: int = Field(7, ge=1, le=30)
+    min_change_hours: int = Field(24, ge=1, le=240)
+    #: share of the new loss the first suspect must explain, and of what is left each further one
+    min_explained: float = Field(0.7, gt=0, le=1)
+    min_gain: float = Field(0.5, gt=0, le=1)
+    #: how far a suspect's own drop may differ from the hidden share the fit implies (soft, a Gaussian width)
+    drop_tolerance: float = Field(0.15, gt=0, le=1)
+    top_n: int = Field(3, ge=1, le=20)
+    #: exact zeros / frozen readings are a new meter fault when the baseline had fewer than this share of them
+    max_baseline_fault_share: float = Field(0.05, ge=0, le=1)
+    #: SCADA sample_time stamps the end of the interval it averages (True) or its start
+    scada_time_is_end: bool = True
+
+    @model_validator(mode="after")
+    def _days(self) -> EnergyBalanceSettings:
+        if self.min_baseline_days > self.baseline_days:
+            raise ValueError(
+                f"min_baseline_days {self.min_baseline_days} must be <= baseline_days {self.baseline_days}"
+            )
+        return self
+
+
 class UtilityProfile(_Part):
     name: str
     timezone: str
@@ -414,6 +455,9 @@ class UtilityProfile(_Part):
     ev: EVSite
     optimization: OptimizationSettings = Field(
         default_factory=OptimizationSettings, description="optimisation settings (defaults documented)"
+    )
+    energy_balance: EnergyBalanceSettings = Field(
+        default_factory=EnergyBalanceSettings, description="theft / non-technical-loss detection (defaults documented)"
     )
 
     @field_validator("timezone")

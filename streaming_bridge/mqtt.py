@@ -52,11 +52,15 @@ class MqttIngress:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.2, 5)
+        self._pending_subs: set[int] = set()
         self._q: deque[tuple[Message, int]] = deque()
         self._cv = threading.Condition()
         self._gen = 0  # connection generation: acks are only valid on the connection that received
         self.connected = threading.Event()
+        #: every subscription of the current connection SUBACKed: from now on the broker routes to this session
+        self.subscribed = threading.Event()
         self.session_present = False
         self.received = 0
         self.connects = 0
@@ -71,13 +75,27 @@ class MqttIngress:
             self._gen += 1
         self.connects += 1
         # subscribing again on a present session is harmless and covers a broker that lost it
-        for t in self.subscriptions:
-            client.subscribe(t, qos=1)
+        self.subscribed.clear()
+        with self._cv:
+            self._pending_subs = {client.subscribe(t, qos=1)[1] for t in self.subscriptions}
+            if not self._pending_subs:
+                self.subscribed.set()
         self.connected.set()
         log.info("MQTT connected to %s:%s (session present: %s)", self.host, self.port, self.session_present)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if bad:
+            log.error("MQTT subscription refused (mid %s): %s", mid, bad)
+            return
+        with self._cv:
+            self._pending_subs.discard(mid)
+            if not self._pending_subs:
+                self.subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         with self._cv:
             self._gen += 1  # pending acks of the old connection are void
         log.warning("MQTT disconnected: %s", reason_code)
@@ -105,8 +123,17 @@ class MqttIngress:
         props.ReceiveMaximum = self.receive_maximum
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive, clean_start=False, properties=props)
         self.client.loop_start()
-        if wait_s and not self.connected.wait(wait_s):
+        self._wait_ready(wait_s)
+
+    def _wait_ready(self, wait_s: float) -> None:
+        """Connected AND every subscription SUBACKed (a message published before that could go unrouted)."""
+        if not wait_s:
+            return
+        end = time.monotonic() + wait_s
+        if not self.connected.wait(wait_s):
             raise ConnectionError(f"no MQTT connection to {self.host}:{self.port} within {wait_s} s")
+        if not self.subscribed.wait(max(0.0, end - time.monotonic())):
+            raise ConnectionError(f"MQTT subscriptions on {self.host}:{self.port} not acknowledged within {wait_s} s")
 
     def take(self, max_messages: int = 5000, timeout: float = 0.1, linger: float = 0.0) -> list[tuple[Message, int]]:
         """A batch: waits up to ``timeout`` for the first message, then until ``max_messages`` have arrived or
@@ -142,3 +169,257 @@ class MqttIngress:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The same ingress with paho in a child process
+#
+# Profiling the bridge under the benchmark's load (py-spy --gil, docs/DECISIONS.md "bench-bridge round 4") showed
+# paho's network thread holding the GIL about as often as the processing thread (MQTT 5 packet and property
+# parsing, PUBACKs in pure Python, ~1,100 messages/s): the processing thread waited for the GIL behind it. In a
+# child process paho has its own interpreter; the bridge process only unpickles lists of (topic, payload, time,
+# mid) from a pipe. Acks and publishes go back over the same pipe; the child sends a PUBACK only when told to,
+# so the at-least-once contract is unchanged (the bridge acks after spooling and the outbox commit). If the bridge
+# process dies, the child sees the pipe close and exits without acknowledging anything: the broker redelivers.
+
+
+def _child_main(conn, host, port, client_id, subscriptions, side_prefixes, session_expiry_s, receive_max, keepalive):
+    """The child: paho's loop, a sender thread that forwards what arrived in lists, and a command loop."""
+    import os
+    import signal
+    import sys
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the bridge process decides when to stop (close, or the pipe ends)
+        signal.signal(sig, signal.SIG_IGN)
+    sys.setswitchinterval(0.0005)  # hand the GIL to the sender thread soon after a message arrives
+    state = {"gen": 0, "pending": set(), "connects": 0}
+    q: deque = deque()
+    cv = threading.Condition()
+    send_lock = threading.Lock()
+
+    def send(obj) -> None:
+        with send_lock:
+            conn.send(obj)
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.manual_ack_set(True)
+    client.reconnect_delay_set(0.2, 5)
+
+    def on_connect(cl, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            send(("log", f"MQTT connect refused: {reason_code}"))
+            return
+        with cv:
+            state["gen"] += 1
+            state["connects"] += 1
+            state["pending"] = {cl.subscribe(t, qos=1)[1] for t in subscriptions}
+            ready = not state["pending"]
+        send(("conn", state["gen"], bool(flags.session_present), state["connects"], ready))
+
+    def on_subscribe(cl, userdata, mid, reason_codes, properties):
+        if any(rc.is_failure for rc in reason_codes):
+            send(("log", f"MQTT subscription refused (mid {mid}): {reason_codes}"))
+            return
+        with cv:
+            state["pending"].discard(mid)
+            ready = not state["pending"]
+        if ready:
+            send(("subscribed", state["gen"]))
+
+    def on_disconnect(cl, userdata, flags, reason_code, properties):
+        with cv:
+            state["gen"] += 1
+        send(("disc", state["gen"], str(reason_code)))
+
+    def on_message(cl, userdata, msg):
+        with cv:
+            q.append((msg.topic, msg.payload, time.time(), msg.mid if msg.qos > 0 else 0, state["gen"]))
+            cv.notify()
+
+    client.on_connect, client.on_subscribe, client.on_disconnect = on_connect, on_subscribe, on_disconnect
+    client.on_message = on_message
+
+    def sender():
+        while True:
+            with cv:
+                while not q:
+                    cv.wait()
+                items = list(q)
+                q.clear()
+            data, side = [], []
+            for it in items:
+                (side if side_prefixes and it[0].startswith(side_prefixes) else data).append(it)
+            if data:
+                send(("msgs", data))
+            if side:
+                send(("side", side))
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry_s
+    props.ReceiveMaximum = receive_max
+    threading.Thread(target=sender, name="mqtt-forward", daemon=True).start()
+    client.connect_async(host, port, keepalive=keepalive, clean_start=False, properties=props)
+    client.loop_start()
+    while True:
+        try:
+            cmd = conn.recv()
+        except (EOFError, OSError):  # the bridge process is gone: leave without acknowledging anything
+            os._exit(0)
+        if cmd[0] == "ack":
+            gen = state["gen"]
+            for mid, g in cmd[1]:
+                if mid and g == gen:  # an ack on a newer connection is void (the broker redelivers)
+                    client.ack(mid, 1)
+        elif cmd[0] == "pub":
+            client.publish(cmd[1], cmd[2], qos=cmd[3])
+        elif cmd[0] == "close":
+            client.disconnect()
+            client.loop_stop()
+            send(("closed",))
+            return
+
+
+class MqttIngressProcess(MqttIngress):
+    """:class:`MqttIngress` with paho's client in a child process (same interface: connect, take, ack,
+    publish, backlog, close, ``connected``, ``subscribed``, ``session_present``, ``connects``)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        client_id: str = "gridlake-bridge",
+        subscriptions: Sequence[str] = (),
+        session_expiry_s: int = 7 * 24 * 3600,
+        receive_maximum: int = 65535,
+        keepalive: int = 30,
+        side_topics: dict[str, Callable[[str, bytes], None]] | None = None,
+    ):
+        self.host, self.port, self.client_id = host, port, client_id
+        self.side_topics = dict(side_topics or {})
+        self._side = [(f.rstrip("+#"), cb) for f, cb in self.side_topics.items()]
+        self.subscriptions = list(subscriptions) + list(self.side_topics)
+        self.session_expiry_s, self.receive_maximum, self.keepalive = session_expiry_s, receive_maximum, keepalive
+        self._q: deque[tuple[Message, int]] = deque()
+        self._cv = threading.Condition()
+        self._gen = 0
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.session_present = False
+        self.received = 0
+        self.connects = 0
+        self._send_lock = threading.Lock()
+        self._conn = None
+        self._proc = None
+        self._reader: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def _send(self, obj) -> None:
+        if self._conn is None:
+            return
+        with self._send_lock:
+            try:
+                self._conn.send(obj)
+            except (OSError, ValueError) as e:  # the child is gone: unacked messages are redelivered
+                log.warning("MQTT child process unreachable: %s", e)
+
+    def connect(self, wait_s: float = 10.0) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # the bridge process has threads (polars): never fork it
+        self._conn, child = ctx.Pipe(duplex=True)
+        prefixes = tuple(p for p, _ in self._side)
+        self._proc = ctx.Process(
+            target=_child_main,
+            args=(
+                child,
+                self.host,
+                self.port,
+                self.client_id,
+                self.subscriptions,
+                prefixes,
+                self.session_expiry_s,
+                self.receive_maximum,
+                self.keepalive,
+            ),
+            name=f"mqtt-{self.client_id}",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._reader = threading.Thread(target=self._read, name="mqtt-ingress-reader", daemon=True)
+        self._reader.start()
+        self._wait_ready(max(wait_s, 30.0) if wait_s else 0)  # + the child's start-up (an interpreter, paho)
+
+    def _read(self) -> None:
+        side = dict(self._side)
+        while True:
+            try:
+                kind, *rest = self._conn.recv()
+            except (EOFError, OSError):
+                self.connected.clear()
+                self.subscribed.clear()
+                if not self._closed.is_set():
+                    log.error("MQTT child process exited")
+                return
+            if kind == "msgs":
+                with self._cv:
+                    for topic, payload, at, mid, gen in rest[0]:
+                        self._q.append((Message(topic, payload, at, mid), gen))
+                    self.received += len(rest[0])
+                    self._cv.notify()
+            elif kind == "side":
+                acks = []
+                for topic, payload, _at, mid, gen in rest[0]:
+                    cb = next((c for p, c in side.items() if topic.startswith(p)), None)
+                    try:
+                        if cb is not None:
+                            cb(topic, payload)
+                    except Exception:  # noqa: BLE001 - a control message must not stop the reader
+                        log.exception("MQTT side topic %s: callback failed", topic)
+                    acks.append((mid, gen))
+                self._send(("ack", acks))
+            elif kind == "conn":
+                gen, present, connects, ready = rest
+                with self._cv:
+                    self._gen = gen
+                self.session_present, self.connects = present, connects
+                if ready:
+                    self.subscribed.set()
+                self.connected.set()
+                log.info("MQTT connected to %s:%s (session present: %s)", self.host, self.port, present)
+            elif kind == "subscribed":
+                if rest[0] == self._gen:
+                    self.subscribed.set()
+            elif kind == "disc":
+                self.connected.clear()
+                self.subscribed.clear()
+                with self._cv:
+                    self._gen = rest[0]
+                log.warning("MQTT disconnected: %s", rest[1])
+            elif kind == "log":
+                log.warning("%s", rest[0])
+            elif kind == "closed":
+                return
+
+    def ack(self, batch: Sequence[tuple[Message, int]]) -> int:
+        """Send the PUBACKs of the batch's QoS 1 messages (the child drops those of an older connection)."""
+        pairs = [(m.mid, g) for m, g in batch if m.mid]
+        if pairs:
+            self._send(("ack", pairs))
+        return len(pairs)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        self._send(("pub", topic, payload, qos))
+
+    def close(self) -> None:
+        self._closed.set()
+        self._send(("close",))
+        if self._reader is not None:
+            self._reader.join(10)
+        if self._proc is not None:
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+        if self._conn is not None:
+            self._conn.close()

@@ -50,7 +50,7 @@ from streaming_bridge.ingress import (
     dead_letter_message,
 )
 from streaming_bridge.landing import LandingWriter
-from streaming_bridge.mqtt import MqttIngress
+from streaming_bridge.mqtt import MqttIngress, MqttIngressProcess
 from streaming_bridge.rules import DEFAULT_RULES_FILE, Engine, Transition, load_rules
 from streaming_bridge.topics import Topics
 from streaming_bridge.topology import OnsetStore, Topology
@@ -82,11 +82,15 @@ class BridgeConfig:
     model_name: str = ""  # MLflow registered anomaly model to score with (its champion alias); "" = none
     model_check_s: float = 30.0
     posted_log: str = ""  # append one JSON line per alert Alertmanager accepted (audit; latency benchmark)
+    #: append one JSON line per processing batch: stage times (wall) and the thread's CPU (latency diagnosis)
+    trace_log: str = ""
     #: the webhook receiver's MQTT topics (``<prefix>/<severity>``, one message per alert state it stored): the
     #: bridge subscribes and tells the outbox, which releases a held resolve only once its firing notification
     #: was confirmed (or ``confirm_timeout_s`` after Alertmanager accepted the firing). "" = no confirmations
     confirm_prefix: str = "gridlake/alerts"
     confirm_timeout_s: float = 120.0
+    #: paho's client in a child process (its packet parsing and PUBACKs off the processing thread's GIL)
+    mqtt_process: bool = True
     events: EventConfig = field(default_factory=EventConfig)
     ingress: IngressConfig = field(default_factory=IngressConfig)
 
@@ -107,9 +111,11 @@ class BridgeConfig:
             http_port=int(e("GRIDLAKE_BRIDGE_HTTP_PORT", "9108")),
             model_name=e("GRIDLAKE_BRIDGE_MODEL", ""),
             posted_log=e("GRIDLAKE_BRIDGE_POSTED_LOG", ""),
+            trace_log=e("GRIDLAKE_BRIDGE_TRACE_LOG", ""),
             batch_linger_s=float(e("GRIDLAKE_BRIDGE_LINGER_MS", "4")) / 1000,
             confirm_prefix=e("GRIDLAKE_ALERT_TOPIC_PREFIX", "gridlake/alerts"),
             confirm_timeout_s=float(e("GRIDLAKE_BRIDGE_CONFIRM_TIMEOUT_S", "120")),
+            mqtt_process=e("GRIDLAKE_BRIDGE_MQTT_PROCESS", "1") not in ("0", "false", "no"),
         )
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -195,6 +201,7 @@ class Bridge:
         if getattr(sink, "on_posted", False) is None:  # the outbox reports what Alertmanager accepted
             sink.on_posted = self._on_posted
         self._posted_log = open(config.posted_log, "a", buffering=1) if config.posted_log else None
+        self._trace_log = open(config.trace_log, "a", buffering=1) if config.trace_log else None
         self._durable: queue.Queue | None = None  # set by start(): batches waiting to be spooled and acked
         self._durable_thread: threading.Thread | None = None
         self.active: dict[tuple[str, str], Alert] = {}  # rule/model alerts firing, by (alertname, asset)
@@ -203,7 +210,7 @@ class Bridge:
             Topics(config.confirm_prefix)  # checks the prefix
             sink.confirm_timeout_s = config.confirm_timeout_s
             side[f"{config.confirm_prefix}/+"] = self._on_confirmation
-        self.mqtt = MqttIngress(
+        self.mqtt = (MqttIngressProcess if config.mqtt_process else MqttIngress)(
             config.mqtt_host,
             config.mqtt_port,
             client_id=config.client_id,
@@ -232,12 +239,15 @@ class Bridge:
     # ------------------------------------------------------------------ one batch
     def process(self, batch: Sequence[tuple[Message, int]], now: float | None = None) -> list[Alert]:
         t0 = time.perf_counter()
+        w0, c0 = time.time(), time.thread_time()
         msgs = [m for m, _ in batch]
         r = self.validator.process(msgs, now=now)
+        w1 = time.time()
         transitions = self.engine.evaluate(r.accepted)
         alerts = [a for a in (self._rule_alert(t) for t in transitions) if a is not None]
         self.events.count_fired(alerts, time.time())
         alerts += self.events.observe(r.accepted, r.status)
+        w2 = time.time()
         self._submit(alerts)  # rule and event alerts first: the model's scoring does not delay their detection
         # Only after the outbox committed the alerts: what a restart resumes as firing (or no longer firing).
         # Remembered before the submit, a SIGKILL in between made the restarted bridge restore the condition
@@ -250,6 +260,23 @@ class Bridge:
             elif not t.firing:
                 self.topo.onsets.forget(t.rule.name, t.asset_id)
         submitted = time.time()
+        if self._trace_log is not None:
+            self._trace_log.write(
+                json.dumps(
+                    {
+                        "n": len(msgs),
+                        "first_rx": msgs[0].received_at if msgs else None,
+                        "last_rx": msgs[-1].received_at if msgs else None,
+                        "start": w0,
+                        "validated": w1,
+                        "scored": w2,
+                        "submitted": submitted,
+                        "cpu_s": time.thread_time() - c0,
+                        "alerts": len(alerts),
+                    }
+                )
+                + "\n"
+            )
         for t in transitions:
             if t.firing and t.received_at:
                 self.metrics.detection.observe(max(0.0, submitted - t.received_at))
@@ -293,6 +320,7 @@ class Bridge:
                         {
                             "accepted_at": now,
                             "enqueued_at": enq,
+                            "post_started_at": getattr(self.sink, "post_started_at", None),
                             "labels": p.get("labels", {}),
                             "observed_at": p.get("annotations", {}).get("observed_at"),
                             "status": "resolved" if p.get("endsAt") else "firing",
@@ -438,6 +466,7 @@ class Bridge:
         depth = getattr(self.sink, "depth", None)
         doc = {
             "mqtt_connected": self.mqtt.connected.is_set(),
+            "mqtt_subscribed": self.mqtt.subscribed.is_set(),
             "loop_age_s": round(time.monotonic() - self._last_loop, 3),
             "backlog": self.mqtt.backlog(),
             "spooled_rows": self.landing.spooled_rows,
@@ -446,7 +475,7 @@ class Bridge:
             "model_version": getattr(self.scorer, "version", None),
             **self.counts,
         }
-        ok = doc["mqtt_connected"] and not stuck
+        ok = doc["mqtt_connected"] and doc["mqtt_subscribed"] and not stuck
         doc["status"] = "ok" if ok else "unhealthy"
         return ok, doc
 

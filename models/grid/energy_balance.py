@@ -11,50 +11,73 @@ energy and the sum of its meters drift apart. Per transformer and local day:
 - ``unexplained_kwh`` = supplied - metered - technical, and its rise over the transformer's own
   baseline (median of the previous ``baseline_days``); feeders are the sums of their transformers.
 
-Suspects (:func:`ntl_suspects`): on a transformer-day whose unexplained loss rose significantly
-(above ``min_rise_kwh`` / ``min_rise_share`` of the supply and ``rise_sigmas`` robust deviations of
-its baseline), energy taken behind a meter follows that customer's own load shape: the hourly
-unexplained loss of the last ``window_hours`` (less what a ridge fit on the baseline hours expects
-from the load: metering and power-factor error) is matched against each meter's hourly energy;
-the score is their correlation (with a positive slope, the implied hidden share). Meters scoring
-``min_score`` or more are suspects, ranked per transformer (rank 1 = most likely).
+SCADA stamps a sample at the end of the interval it averages, meters at the start
+(``scada_time_is_end``): the SCADA is shifted back by its interval before the hours are matched.
+
+Suspects (:func:`ntl_suspects`), the way NTL analytics work: a transformer's unexplained loss must rise
+materially and significantly (a CUSUM of the daily rise in robust sigmas of its own baseline days);
+then the hours since that change are explained, meter by meter, by a change point in one meter's
+readings: energy taken behind a meter is ``h`` x what it still reads, hour by hour, from the hour the
+bypass began, so the loss follows that meter's own (noisy) load and the meter's reading drops, against
+its own history scaled by its peers, by the share ``h / (1 + h)`` the fit implies. A meter whose
+exact zeros or frozen readings are new explains the loss as a meter fault instead (kind
+``meter_fault``). Every threshold is a utility profile setting (contracts.profile.EnergyBalanceSettings).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
 
+from contracts.profile import EnergyBalanceSettings, UtilityProfile
+
 from .features import require_columns
+
+_log = logging.getLogger(__name__)
+
+
+_D = EnergyBalanceSettings()  # the defaults, declared once in the utility profile's schema
 
 
 @dataclass(frozen=True)
 class BalanceConfig:
+    """Settings of the balance and the suspect ranking; the meaning of each is documented on
+    :class:`contracts.profile.EnergyBalanceSettings` (where the utility sets them): build with
+    :meth:`from_profile`."""
+
     #: the utility's zone (local days)
     timezone: str
-    #: transformer losses per hour as shares of the rating: no-load (core) and load (copper, at k = 1)
-    no_load_loss: float = 0.002
-    load_loss: float = 0.01
-    #: days of history the baselines (unexplained loss, each meter's daily energy) are medians of
-    baseline_days: int = 14
-    min_baseline_days: int = 7
-    #: a transformer-day is examined when its unexplained loss rose by at least this much, and this
-    #: share of its supplied energy ...
-    min_rise_kwh: float = 2.0
-    min_rise_share: float = 0.015
-    #: ... and by this many robust standard deviations (1.4826 MAD) of its baseline days ...
-    rise_sigmas: float = 3.0
-    #: ... on this many consecutive days (a bypass persists; one odd day is noise)
-    persist_days: int = 1
-    #: a meter is a suspect from this score (0..1) on
-    min_score: float = 0.5
-    top_n: int = 3
-    #: hours of hourly balance a suspect's load shape is matched against (ending with the examined day)
-    window_hours: int = 48
-    #: ridge penalty of the per-transformer baseline fit of unexplained loss on the meters' energy
-    ridge: float = 1.0
+    no_load_loss: float = _D.no_load_loss
+    load_loss: float = _D.load_loss
+    baseline_days: int = _D.baseline_days
+    min_baseline_days: int = _D.min_baseline_days
+    baseline_quantile: float = _D.baseline_quantile
+    min_rise_kwh: float = _D.min_rise_kwh
+    min_rise_share: float = _D.min_rise_share
+    cusum_k: float = _D.cusum_k
+    cusum_h: float = _D.cusum_h
+    window_days: int = _D.window_days
+    min_change_hours: int = _D.min_change_hours
+    min_explained: float = _D.min_explained
+    min_gain: float = _D.min_gain
+    drop_tolerance: float = _D.drop_tolerance
+    top_n: int = _D.top_n
+    max_baseline_fault_share: float = _D.max_baseline_fault_share
+    scada_time_is_end: bool = _D.scada_time_is_end
+
+    @classmethod
+    def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
+        """The utility profile's ``energy_balance`` settings in its zone (or ``timezone``)."""
+        return cls(timezone=timezone or profile.timezone, **profile.energy_balance.model_dump())
+
+    @property
+    def history_days(self) -> int:
+        """Days of readings before a scored day the baselines and the attribution window need."""
+        return self.baseline_days + self.window_days
 
 
 def _reading_hours() -> pl.Expr:
@@ -72,8 +95,9 @@ def _reading_hours() -> pl.Expr:
     )
 
 
-def _meter_hours(meters: pl.DataFrame, ref_meters: pl.DataFrame) -> pl.DataFrame:
-    """Per meter and UTC hour: mean P (kW), mean Q (kvar, from the power factor) and energy (kWh)."""
+def _meter_hours(meters: pl.DataFrame, ref_meters: pl.DataFrame, tz: str | None = None) -> pl.DataFrame:
+    """Per meter and UTC hour: mean P (kW), mean Q (kvar, from the power factor), energy (kWh), readings
+    at exactly zero or frozen (``fault_n``) and zero readings in the local night, 0-5 h (``night_zero_n``)."""
     require_columns(meters, ("meter_id", "reading_time", "demand_kw", "power_factor"), "meter readings")
     require_columns(ref_meters, ("meter_id", "transformer_id"), "ref_meters")
     m = (
@@ -94,8 +118,20 @@ def _meter_hours(meters: pl.DataFrame, ref_meters: pl.DataFrame) -> pl.DataFrame
             pl.col("reading_time").dt.truncate("1h").alias("hour"),
         )
     )
-    return m.group_by("transformer_id", "meter_id", "hour").agg(
-        pl.col("_p").mean(), pl.col("_q").mean(), (pl.col("_p") * pl.col("_h")).sum().alias("kwh")
+    # readings at exactly 0 kW or repeating the previous value exactly (a meter reports 4 decimals)
+    zero = pl.col("_p").abs() < 1e-9
+    frozen = (pl.col("_p") == pl.col("_p").shift(1).over("meter_id")).fill_null(False) & ~zero
+    night = pl.col("reading_time").dt.convert_time_zone(tz).dt.hour() < 5 if tz else pl.lit(False)
+    return (
+        m.with_columns((zero | frozen).alias("_f"), (zero & night).alias("_nz"))
+        .group_by("transformer_id", "meter_id", "hour")
+        .agg(
+            pl.col("_p").mean(),
+            pl.col("_q").mean(),
+            (pl.col("_p") * pl.col("_h")).sum().alias("kwh"),
+            pl.col("_f").sum().cast(pl.Int32).alias("fault_n"),
+            pl.col("_nz").sum().cast(pl.Int32).alias("night_zero_n"),
+        )
     )
 
 
@@ -113,14 +149,15 @@ def hourly_balance(
     require_columns(ref_meters, ("meter_id", "transformer_id", "feeder_id"), "ref_meters")
     require_columns(ref_transformers, ("transformer_id", "feeder_id", "rating_kva"), "ref_transformers")
     mh = (
-        (meter_hours if meter_hours is not None else _meter_hours(meters, ref_meters))
+        (meter_hours if meter_hours is not None else _meter_hours(meters, ref_meters, cfg.timezone))
         .group_by("transformer_id", "hour")
         .agg(pl.col("_p").sum(), pl.col("_q").sum(), pl.col("kwh").sum().alias("metered_kwh"))
     )
+    t = pl.col("sample_time")
+    if cfg.scada_time_is_end:  # a sample averages the interval before it: stamp it with that interval's start
+        t = t - t.sort().diff().median().over("transformer_id")
     sh = (
-        scada.select(
-            "transformer_id", pl.col("sample_time").dt.truncate("1h").alias("hour"), pl.col("load_kva").cast(pl.Float64)
-        )
+        scada.select("transformer_id", t.dt.truncate("1h").alias("hour"), pl.col("load_kva").cast(pl.Float64))
         .group_by("transformer_id", "hour")
         .agg(pl.col("load_kva").mean().alias("_skva"))
     )
@@ -217,8 +254,12 @@ def _with_baseline(df: pl.DataFrame, cfg: BalanceConfig) -> pl.DataFrame:
         for i in range(len(u)):
             w = u[max(0, i - cfg.baseline_days) : i]
             if len(w) >= cfg.min_baseline_days:
-                base[i] = np.median(w)
-                sig[i] = 1.4826 * np.median(np.abs(w - base[i]))
+                # the level is a low quantile of the previous days (an earlier theft or fault only adds
+                # loss), the noise the MAD of day-to-day changes (a step shows as one change, not many)
+                base[i] = np.quantile(w, cfg.baseline_quantile)
+                # (the lower quartile of |change| / 0.3186 is sigma for normal noise, robust to up to 3 in 4
+                # changes being events)
+                sig[i] = np.quantile(np.abs(np.diff(w)), 0.25) / 0.3186 / np.sqrt(2.0)
         rows.append(
             g.with_columns(
                 pl.Series("unexplained_baseline_kwh", base).fill_nan(None), pl.Series("_sig", sig).fill_nan(None)
@@ -260,103 +301,230 @@ def meter_daily(meters: pl.DataFrame, tz: str) -> pl.DataFrame:
 def ntl_suspects(
     balance: pl.DataFrame, hourly: pl.DataFrame, meter_hours: pl.DataFrame, cfg: BalanceConfig
 ) -> pl.DataFrame:
-    """Ranked suspects per transformer-day: date, transformer_id, meter_id, rank, score, implied_share,
-    unexplained_rise_kwh, reason.
+    """Ranked NTL suspects per transformer-day: date, transformer_id, meter_id, kind, rank, score,
+    implied_share, unexplained_rise_kwh, reason.
 
-    Examined: transformer-days whose unexplained loss rose significantly (:class:`BalanceConfig`),
-    on ``persist_days`` consecutive days. Energy taken behind a meter follows that customer's own
-    load: the transformer's hourly unexplained loss over the last ``window_hours`` is regressed on
-    each of its meters' hourly energy (through the origin); the score is the correlation of the two
-    (0 if the slope is not positive), the slope the implied hidden share (hidden = slope x metered).
-    A meter is a suspect from ``min_score``; the ``top_n`` best per transformer-day are listed.
-    (``hourly``: :func:`hourly_balance`; ``meter_hours``: per meter and hour, transformer_id and kwh.)
+    1. Gate (what keeps false suspects down): a transformer-day is examined only when its unexplained
+       loss rose materially (``min_rise_kwh`` and ``min_rise_share`` of its supply) and its one-sided
+       CUSUM of the daily rise in robust sigmas (baseline: a low quantile of the previous days; sigma: the
+       lower quartile of their day-to-day changes, robust to earlier events) reached ``cusum_h``. The change
+       began the day after the CUSUM was last 0 (at most ``window_days`` back).
+    2. Baseline: the median gap (supplied - metered) per local hour over the ``baseline_days`` before
+       the change: what the balance normally does at that hour (metering and power-factor error).
+    3. Attribution: the residual of the hours since the change is explained greedily by candidates
+       (least squares through the origin): a meter from its own change hour on (hidden = h x what it
+       reads; at least ``min_change_hours`` after the change), weighted by how well its own drop against
+       its usual energy (per hour and day type, scaled by the transformer's supply against its usual)
+       matches the implied share h / (1 + h) (Gaussian, width ``drop_tolerance``); or a new meter fault
+       (exact zeros / frozen readings: hidden = its usual energy minus what it reads). The first must
+       explain ``min_explained`` of the residual, each further one ``min_gain`` of what is left; ``score``
+       is the share explained (consistency-weighted). At most ``top_n`` per kind and transformer-day.
+    (``hourly``: :func:`hourly_balance`; ``meter_hours``: :func:`_meter_hours`.)
     """
-    sig = (
-        (
-            pl.col("unexplained_rise_kwh")
-            >= pl.max_horizontal(pl.lit(cfg.min_rise_kwh), cfg.min_rise_share * pl.col("supplied_kwh"))
-        )
-        & (pl.col("rise_sigmas") >= cfg.rise_sigmas)
+    material = (
+        pl.col("unexplained_rise_kwh")
+        >= pl.max_horizontal(pl.lit(cfg.min_rise_kwh), cfg.min_rise_share * pl.col("supplied_kwh"))
     ).fill_null(False)
-    tb = balance.filter(pl.col("level") == "transformer").sort("entity_id", "date").with_columns(sig.alias("_sig"))
-    run = pl.col("_sig").cast(pl.Int32).rolling_sum(cfg.persist_days, min_samples=1).over("entity_id")
-    gap = (pl.col("date") - pl.col("date").shift(cfg.persist_days - 1).over("entity_id")).dt.total_days()
-    hot = tb.filter(
-        pl.col("_sig") & (run >= cfg.persist_days) & ((gap == cfg.persist_days - 1) | (cfg.persist_days == 1))
-    ).select("date", pl.col("entity_id").alias("transformer_id"), "unexplained_rise_kwh", "unexplained_baseline_kwh")
-    out = []
-    if hot.height:
-        hourly = hourly.sort("transformer_id", "hour")
-        mh = meter_hours.select("transformer_id", "meter_id", "hour", "kwh")
-        for (tx,), days_tx in hot.group_by(["transformer_id"], maintain_order=True):
-            u_tx = hourly.filter(pl.col("transformer_id") == tx)
-            m_tx = (
-                mh.filter(pl.col("transformer_id") == tx).pivot(on="meter_id", index="hour", values="kwh").sort("hour")
-            )
-            u_tx = u_tx.join(m_tx, on="hour", how="inner").sort("hour")
-            ids = [c for c in m_tx.columns if c != "hour"]
-            for r in days_tx.iter_rows(named=True):
-                end = u_tx.filter(pl.col("date") <= r["date"])
-                w = end.tail(cfg.window_hours)
-                hist = end.head(max(0, end.height - cfg.window_hours)).tail(cfg.baseline_days * 24)
-                if w.height < cfg.window_hours // 2 or hist.height < cfg.min_baseline_days * 24:
-                    continue
-                # what the balance normally does with this load (metering/power-factor error grows with
-                # it): a ridge fit of the hourly unexplained loss on the meters over the baseline hours;
-                # the recent hours' residual is the new loss to attribute
-                xh = hist.select(ids).fill_null(0.0).to_numpy().clip(0.0, None)
-                uh = hist["unexplained_kwh"].to_numpy()
-                a = np.column_stack([xh, np.ones(len(xh))])
-                reg = cfg.ridge * np.eye(a.shape[1])
-                reg[-1, -1] = 0.0
-                beta = np.linalg.solve(a.T @ a + reg, a.T @ uh)
-                x = w.select(ids).fill_null(0.0).to_numpy().clip(0.0, None)
-                u = w["unexplained_kwh"].to_numpy() - np.column_stack([x, np.ones(len(x))]) @ beta
-                xx = (x * x).sum(axis=0)
-                slope = np.where(xx > 0, (x * u[:, None]).sum(axis=0) / np.maximum(xx, 1e-12), 0.0)
-                xc, uc = x - x.mean(axis=0), u - u.mean()
-                den = np.sqrt((xc * xc).sum(axis=0) * (uc * uc).sum())
-                corr = np.where(den > 0, (xc * uc[:, None]).sum(axis=0) / np.maximum(den, 1e-12), 0.0)
-                score = np.where(slope > 0, np.clip(corr, 0.0, 1.0), 0.0)
-                order = np.argsort(-score)[: cfg.top_n]
-                rank = 0
-                for j in order:
-                    if score[j] < cfg.min_score:
-                        break
-                    rank += 1
-                    out.append(
-                        (
-                            r["date"],
-                            tx,
-                            ids[j],
-                            rank,
-                            float(score[j]),
-                            float(slope[j]),
-                            float(r["unexplained_rise_kwh"]),
-                        )
-                    )
+    tb = balance.filter(pl.col("level") == "transformer").sort("entity_id", "date").with_columns(material.alias("_mat"))
+    # one-sided CUSUM of the daily rise in robust sigmas: S = max(0, S + z - k), significant from h on (capped
+    # at 2h so that it resets within days of a loss ending); the change began the day after S was last 0
+    cus, start = [], []
+    for _ent, g in tb.group_by("entity_id", maintain_order=True):
+        z = g["rise_sigmas"].fill_null(0.0).to_numpy()
+        dd = g["date"].to_list()
+        acc, since = 0.0, dd[0] if dd else None
+        for zi, di in zip(z, dd, strict=True):
+            if acc == 0.0:
+                since = di
+            acc = min(max(0.0, acc + zi - cfg.cusum_k), 2.0 * cfg.cusum_h)
+            cus.append(acc)
+            start.append(since)
+    tb = tb.with_columns(pl.Series("_cusum", cus, pl.Float64), pl.Series("_since", start, pl.Date)).with_columns(
+        (pl.col("_mat") & (pl.col("_cusum") >= cfg.cusum_h)).alias("_sig")
+    )
+    hot_tx = tb.filter(pl.col("_sig"))["entity_id"].unique().to_list()
+    out: list[tuple] = []
+    if hot_tx:
+        hourly = hourly.filter(pl.col("transformer_id").is_in(hot_tx)).sort("transformer_id", "hour")
+        mh = meter_hours.filter(pl.col("transformer_id").is_in(hot_tx))
+        for tx in sorted(hot_tx):
+            days_tx = tb.filter(pl.col("entity_id") == tx)
+            out.extend(_attribute(tx, days_tx, hourly.filter(pl.col("transformer_id") == tx), mh, cfg))
     df = pl.DataFrame(
         out,
         schema={
             "date": pl.Date,
             "transformer_id": pl.Utf8,
             "meter_id": pl.Utf8,
+            "kind": pl.Utf8,
             "rank": pl.Int32,
             "score": pl.Float64,
             "implied_share": pl.Float64,
             "unexplained_rise_kwh": pl.Float64,
+            "reason": pl.Utf8,
         },
         orient="row",
     )
-    return df.with_columns(
-        pl.format(
-            "hourly unexplained loss follows this meter's use (r={}), hidden ~{}x its metered energy; "
-            "transformer's unexplained loss up {} kWh/day",
-            pl.col("score").round(2),
-            pl.col("implied_share").round(2),
-            pl.col("unexplained_rise_kwh").round(1),
-        ).alias("reason")
-    )
+    return df
+
+
+def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFrame, cfg: BalanceConfig) -> list[tuple]:
+    """Suspects of one transformer on each of its gated days (see :func:`ntl_suspects`)."""
+    m = mh.filter(pl.col("transformer_id") == tx)
+    ids = sorted(m["meter_id"].unique().to_list())
+    if not ids or hourly.height == 0:
+        return []
+    grid = hourly.select("hour", "date", "supplied_kwh", "metered_kwh")
+
+    def wide(col: str) -> np.ndarray:
+        p = m.pivot(on="meter_id", index="hour", values=col)
+        return grid.select("hour").join(p, on="hour", how="left").select(ids).fill_null(0.0).to_numpy()
+
+    x, flt = wide("kwh"), wide("fault_n") > 0
+    night = wide("night_zero_n") > 0
+    local = grid["hour"].dt.convert_time_zone(cfg.timezone)
+    hod = local.dt.hour().to_numpy()
+    slot = hod + 24 * (local.dt.weekday().to_numpy() >= 6)
+    hdate = grid["date"].to_numpy()
+    gap = (grid["supplied_kwh"] - grid["metered_kwh"]).to_numpy()
+    dlist = days["date"].to_list()
+    sig, since = days["_sig"].to_list(), days["_since"].to_list()
+    rise = days["unexplained_rise_kwh"].to_list()
+    rows: list[tuple] = []
+    for i, d in enumerate(dlist):
+        if not sig[i]:
+            continue
+        first = max(since[i], d - timedelta(days=cfg.window_days - 1))
+        t0 = np.datetime64(first)
+        win = (hdate >= t0) & (hdate <= np.datetime64(d))
+        base = (hdate < t0) & (hdate >= t0 - np.timedelta64(cfg.baseline_days, "D"))
+        if base.sum() < cfg.min_baseline_days * 24 or win.sum() < 12:
+            continue
+        # what the balance normally does at this hour of the day (metering and power-factor error follow
+        # the load's daily shape): the median gap per local hour over the baseline days, robust to the
+        # earlier events those days may hold
+        sup = grid["supplied_kwh"].to_numpy()
+        hb, gb = hod[base & (sup > 1e-6)], gap[base & (sup > 1e-6)]
+        norm = np.array([np.median(gb[hb == h]) if (hb == h).any() else np.median(gb) for h in range(24)])
+        # hours the transformer was out (no supply: a failure) say nothing about who takes what
+        live = sup[win] > 1e-6
+        r = np.where(live, gap[win] - norm[hod[win]], 0.0)
+        # each meter's usual energy per local hour and day type (working day / weekend) over the baseline
+        # hours, scaled by how the transformer's whole supply (which includes what is hidden) compares with
+        # its own usual over the same hours: the meter against its own history and its peers
+        xb, fb, sb = x[base], flt[base], slot[base]
+        usual, sup_usual = np.zeros((48, len(ids))), np.zeros(48)
+        for h in range(48):
+            sel = sb == h
+            if not sel.any():
+                sel = (sb % 24) == (h % 24)
+            if sel.any():
+                usual[h], sup_usual[h] = xb[sel].mean(axis=0), sup[base][sel].mean()
+        sw = slot[win]
+
+        def expected(k: int, tk: int, usual=usual, sup_usual=sup_usual, sw=sw, sup_w=sup[win]) -> float:
+            """The meter's usual energy over the window's hours from ``tk`` on, scaled by the supply."""
+            den = sup_usual[sw[tk:]].sum()
+            return float(usual[sw[tk:], k].sum() * (sup_w[tk:].sum() / den if den > 0 else 1.0))
+
+        new_fault = flt[win] & (fb.mean(axis=0) < cfg.max_baseline_fault_share)[None, :]
+        den = sup_usual[sw].sum()
+        fault_c = np.where(
+            new_fault & live[:, None], usual[sw] * (sup[win].sum() / den if den > 0 else 1.0) - x[win], 0.0
+        )
+        ss0 = float(r @ r)
+        if ss0 <= 0:
+            continue
+        res, chosen = r.copy(), []
+        xw = np.where(live[:, None], x[win], 0.0)
+        last = hdate[win] == np.datetime64(d)
+        faults = [k for k in range(len(ids)) if new_fault[:, k].sum() >= 2]
+        for _ in range(cfg.top_n + 1):
+            # theft: hidden = h x meter energy from the meter's own change hour on (best hour per meter,
+            # from reverse cumulative sums: SSE reduction of a through-origin fit is (sum x r)^2 / sum x^2)
+            sxr = np.cumsum((xw * res[:, None])[::-1], axis=0)[::-1]
+            sxx = np.cumsum((xw * xw)[::-1], axis=0)[::-1]
+            g = np.where((sxr > 0) & (sxx > 1e-9), sxr**2 / np.maximum(sxx, 1e-9), 0.0)
+            g[max(0, len(res) - cfg.min_change_hours) + 1 :] = 0.0
+            for _kind, k, _g, _c, _t in chosen:
+                g[:, k] = 0.0  # a meter already named (theft or fault) is not named again
+            t_best = g.argmax(axis=0)
+            g_best = g[t_best, np.arange(len(ids))]
+            # the meter's own drop must match the hidden share the fit implies: a thief's meter reads
+            # (1 - s) of its usual use where the loss is s / (1 - s) of what it reads
+            cand = []
+            for k in range(len(ids)):
+                tk = int(t_best[k])
+                xs = xw[tk:, k]
+                h_ = float(xs @ res[tk:]) / max(float(xs @ xs), 1e-9)
+                ub_ = expected(k, tk)
+                drop_ = 1.0 - float(xs.sum()) / ub_ if ub_ > 0 else 0.0
+                cons = float(np.exp(-0.5 * ((h_ / (1.0 + h_) - drop_) / cfg.drop_tolerance) ** 2)) if h_ > 0 else 0.0
+                cand.append(("theft", k, float(g_best[k]) * cons, tk))
+            for k in faults:
+                if any(c[0] == "meter_fault" and c[1] == k for c in chosen):
+                    continue
+                f = fault_c[:, k]
+                fr, ff = float(f @ res), float(f @ f)
+                cand.append(("meter_fault", k, fr * fr / ff if fr > 0 and ff > 0 else 0.0, 0))
+            kind, k, gain, t0k = max(cand, key=lambda c: c[2])
+            if _log.isEnabledFor(logging.DEBUG):
+                top = sorted(cand, key=lambda c: -c[2])[:6]
+                desc = []
+                for c in top:
+                    if c[0] == "theft":
+                        xs = xw[c[3] :, c[1]]
+                        h_ = float(xs @ res[c[3] :]) / max(float(xs @ xs), 1e-9)
+                        ub_ = expected(c[1], c[3])
+                        dr = 1 - xs.sum() / ub_ if ub_ > 0 else 0
+                        desc.append(f"{ids[c[1]]}:{c[2] / ss0:.3f} s={h_ / (1 + h_):.2f} drop={dr:.2f} t0={c[3]}")
+                    else:
+                        desc.append(f"F{ids[c[1]]}:{c[2] / ss0:.3f}")
+                _log.debug("%s %s %s", tx, d, " | ".join(desc))
+            # the first must explain min_explained of the new loss, each further one min_gain of what is left
+            # (a fault's missing energy is estimated from the meter's usual profile, not measured hour by hour,
+            # so it cannot explain the hourly noise: min_gain is its bar, its zeros / frozen values the evidence)
+            left = float(res @ res)
+            bar = cfg.min_explained if not chosen and kind == "theft" else cfg.min_gain
+            if gain / (ss0 if not chosen else left) < bar:
+                break
+            reg = np.zeros(len(res))
+            if kind == "theft":
+                reg[t0k:] = xw[t0k:, k]
+            else:
+                reg = fault_c[:, k].copy()
+            coef = float(reg @ res) / float(reg @ reg)
+            # still going on the examined day: its hours there explain at least half of what the fit expects
+            # (a bypass removed or a fault repaired days ago is not today's suspect)
+            rl, el = float(res[last] @ reg[last]), coef * float(reg[last] @ reg[last])
+            if el <= 0 or rl < 0.5 * el:
+                break
+            res = res - coef * reg
+            chosen.append((kind, k, gain / ss0, coef, t0k))
+        rank = {"theft": 0, "meter_fault": 0}
+        wn = x[win]
+        for kind, k, gain, slope, t0k in chosen:
+            rank[kind] += 1
+            if rank[kind] > cfg.top_n:
+                continue
+            hw = hod[win]
+            ub = expected(k, t0k)
+            drop = 1.0 - wn[t0k:, k].sum() / ub if ub > 0 else 0.0
+            nz_now = float(night[win][:, k][(hw < 5)].mean()) if (hw < 5).any() else 0.0
+            nz_base = float(night[base][:, k][hod[base] < 5].mean()) if (hod[base] < 5).any() else 0.0
+            if kind == "theft":
+                why = (
+                    f"since {first} the transformer's new loss follows this meter's load ({gain:.0%} of it "
+                    f"explained; hidden ~{slope:.2f}x its metered energy, i.e. {slope / (1 + slope):.0%} of its use); "
+                    f"its own use is {drop:+.0%} below its usual; night zeros {nz_base:.0%} -> {nz_now:.0%}"
+                )
+            else:
+                why = (
+                    f"since {first} this meter reports zeros/frozen values it did not before, and its missing "
+                    f"usual energy explains {gain:.0%} of the transformer's new loss: a meter fault to inspect"
+                )
+            rows.append((d, tx, ids[k], kind, rank[kind], min(1.0, max(0.0, gain)), slope, float(rise[i]), why))
+    return rows
 
 
 def suspects_from_readings(
@@ -367,7 +535,7 @@ def suspects_from_readings(
     cfg: BalanceConfig,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(gold_energy_balance rows, ranked suspects) from silver-shaped meter readings and SCADA."""
-    mh = _meter_hours(meters, ref_meters)
+    mh = _meter_hours(meters, ref_meters, cfg.timezone)
     h = hourly_balance(meters, scada, ref_meters, ref_transformers, cfg, meter_hours=mh)
     bal = energy_balance(meters, scada, ref_meters, ref_transformers, cfg, hourly=h)
     return bal, ntl_suspects(bal, h, mh, cfg)
@@ -402,6 +570,9 @@ def theft_detection(
     th = truth_events.filter(pl.col("event_type") == "theft").select(
         "event_id", pl.col("asset_id").alias("meter_id"), "start_time", "end_time"
     )
+    faults = suspects.filter(pl.col("kind") == "meter_fault") if "kind" in suspects.columns else suspects.clear()
+    if "kind" in suspects.columns:
+        suspects = suspects.filter(pl.col("kind") == "theft")
     s = suspects.filter(pl.col("rank") <= top_n)
     hits = (
         th.join(s.select("meter_id", "date"), on="meter_id", how="inner")
@@ -434,4 +605,11 @@ def theft_detection(
         "false_suspect_meters_excl_meter_faults": false_x["meter_id"].n_unique(),
         "false_suspects_per_1000_meters_month_excl_meter_faults": round(false_x["meter_id"].n_unique() / per, 3),
         "false_suspect_meter_days": false.height,
+        # meters listed as a meter fault (zeros / frozen readings explaining the loss), and how many of
+        # them had a true stuck/zero fault or theft while listed
+        "meter_fault_meters_listed": faults["meter_id"].n_unique(),
+        "meter_fault_meters_true": faults.select("meter_id", "date")
+        .join(active(("zero_meter", "stuck_meter", "theft")), on="meter_id", how="inner")
+        .filter((pl.col("date") >= pl.col("_a")) & (pl.col("date") <= pl.col("_b")))["meter_id"]
+        .n_unique(),
     }

@@ -96,17 +96,14 @@ def train_failure(
     config,
     anomaly_version: str,
 ) -> Trained:
-    """Fit the failure/RUL model on recorded failures before ``eval_from``; evaluate on the rest."""
+    """Fit the failure/RUL model on recorded failures before ``eval_from``; evaluate on the rest. With fewer
+    than ``config.min_recorded_failures`` recorded failures (none at all included) the model scores with its
+    physics prior (``params["mode"]`` says which)."""
     from models.registry import backtest_id
 
     from .failure import FailureModel, failure_holdout_metrics, failure_targets
 
     fails = events.filter(pl.col("event_type") == "transformer_failure")
-    if fails.height == 0:
-        raise ValueError(
-            "failure model: no transformer_failure incident is confirmed in the window: it needs "
-            "recorded failures to learn from (ingest the incidents source)"
-        )
     targets = failure_targets(snapshots, fails, config.horizon_h)
     is_eval = targets.select(local_date("as_of", tz) >= eval_from).to_series()
     model = FailureModel(config).fit(targets.filter(~is_eval))
@@ -124,6 +121,8 @@ def train_failure(
         "train_snapshots": int((~is_eval).sum()),
         "anomaly_model": anomaly_version,
         "recorded_failures": int(fails.height),
+        "mode": model.mode,
+        "calibration": model.fit_report_.get("calibration"),
         "train_positives": int(targets.filter(~is_eval & pl.col("in_service"))["fails_within"].sum()),
     }
     return Trained(model, metrics, bid, "brier", False, lambda m: failure_holdout_metrics(m, ev_t)["brier"], params)

@@ -62,11 +62,16 @@ def fleet_clearsky(
 
 
 def system_total(forecasts: pl.DataFrame, n_feeders: int) -> pl.DataFrame:
-    """Feeder forecasts (period_start, horizon_h, p10, p50, p90, model) summed to one system
+    """Feeder forecasts (period_start, horizon_h, p10, p50, p90, model; p05/p95 if present) summed to one system
     forecast, quantile by quantile (comonotone: errs wide, as :func:`aggregate_fleet`). Only
     hours that all ``n_feeders`` forecast are kept; ``model`` is one feeder's."""
+    band90 = [c for c in ("p05", "p95") if c in forecasts.columns]
     agg = forecasts.group_by("period_start", "horizon_h").agg(
-        pl.col("p10", "p50", "p90").sum(), pl.col("model").first(), pl.len().alias("_n")
+        pl.col("p10", "p50", "p90").sum(),
+        # the 90 % band only where every feeder has one (a fallback feeder has none)
+        *[pl.when(pl.col(c).null_count() == 0).then(pl.col(c).sum()).alias(c) for c in band90],
+        pl.col("model").first(),
+        pl.len().alias("_n"),
     )
     return agg.filter(pl.col("_n") == n_feeders).drop("_n").sort("period_start")
 

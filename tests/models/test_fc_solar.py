@@ -95,7 +95,8 @@ def test_calibrated_band_covers_closer_to_80_percent_with_the_same_median(power,
     kw = dict(horizons=[1, 4])  # the production hyper-parameters (measured: 0.70 raw -> 0.80 calibrated)
     raw = SolarXGBForecaster(system.kw_dc, calibration_share=0.0, **kw).fit(train)
     cal = SolarXGBForecaster(system.kw_dc, **kw).fit(train)
-    assert set(cal.widen_) == {1, 4} and raw.widen_ == {1: 0.0, 4: 0.0}
+    assert cal.calibrator_ is not None and raw.calibrator_ is None
+    assert {k for _, k in cal.calibrator_.widen_} == {0, 3}  # one width per lead (buckets of 1 h)
     d = design(pd.concat([train.iloc[-5:], test]), system.kw_dc, [1, 4])
     d = d[d["y"].notna() & (d["cs_t"] > 0) & (d["origin"] >= test.index[0])]
     y = d["y"].to_numpy() * system.kw_dc
@@ -103,6 +104,16 @@ def test_calibrated_band_covers_closer_to_80_percent_with_the_same_median(power,
     np.testing.assert_allclose(qc[:, 1], qr[:, 1])
     cov = lambda q: float(np.mean((y >= q[:, 0]) & (y <= q[:, 2])))  # noqa: E731
     assert abs(cov(qc) - 0.8) < abs(cov(qr) - 0.8)
+    # the 90 % band nests the 80 % one and covers more; widths follow the sun (clear-sky scale):
+    # the band at low sun is narrower than at high sun, where one absolute width would share them
+    b = cal.predict_bands(d)
+    assert (b["p05"] <= b["p10"]).all() and (b["p95"] >= b["p90"]).all()
+    assert float(np.mean((y >= b["p05"]) & (y <= b["p95"]))) > cov(qc)
+    width = b["p95"] - b["p05"]
+    cs = d["cs_t"].to_numpy()
+    low, high = (cs > 0.05) & (cs < 0.2), cs > 0.6
+    assert low.sum() > 50 and high.sum() > 50
+    assert np.median(width[low]) < 0.5 * np.median(width[high])
 
 
 def test_ramp_detection_on_a_known_profile():

@@ -24,8 +24,8 @@ def _ingress(port: int, prefix: str, **kw) -> MqttIngress:
         session_expiry_s=0,
         **kw,
     )
-    m.connect()
-    time.sleep(0.3)  # SUBACK
+    m.connect()  # returns once every subscription is SUBACKed: no fixed sleep
+    assert m.subscribed.is_set()
     return m
 
 

@@ -85,7 +85,8 @@ def test_a_theft_raises_its_transformers_unexplained_loss_and_names_some_thieves
         "score",
         "reason",
     }
-    assert sus["rank"].max() <= CFG.top_n and (sus["score"] >= CFG.min_score).all()
+    assert sus["rank"].max() <= CFG.top_n and sus["score"].is_between(0.0, 1.0).all()
+    assert set(sus["kind"]) <= {"theft", "meter_fault"}
 
 
 def test_missing_columns_are_named():

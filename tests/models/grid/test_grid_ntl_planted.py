@@ -1,0 +1,97 @@
+"""Issue 14: the NTL suspect ranking on a small simulated utility with a planted bypass and a planted
+meter fault (the readings changed exactly as the simulator's theft/zero events change them; SCADA, which
+sees the real load, untouched): the bypassed meter is the top theft suspect of its transformer within
+days, the faulty meter is named a meter fault, and no clean transformer has a suspect."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+
+from contracts.profile import load_profile
+from models.grid.energy_balance import BalanceConfig, suspects_from_readings
+
+START, DAYS = date(2026, 6, 1), 24
+BYPASS_AT = datetime(2026, 6, 18, 14, 0, tzinfo=timezone.utc)
+FAULT_AT = datetime(2026, 6, 20, 9, 0, tzinfo=timezone.utc)
+SHARE = 0.5  # half the customer's use taken behind the meter
+
+
+@pytest.fixture(scope="module")
+def planted():
+    from simulator import EventRates, SimConfig, Simulator
+
+    none = EventRates(
+        theft_per_meter_year=0.0,
+        stuck_per_meter_year=0.0,
+        zero_per_meter_year=0.0,
+        sags_per_transformer_year=0.0,
+        failures_per_transformer_year=0.0,
+    )
+    sim = Simulator(SimConfig(n_meters=40, start=START, days=DAYS, seed=7, events=none))
+    frames = [sim.day(START + timedelta(days=i)) for i in range(DAYS)]
+    meters = pl.concat([f["meter_readings"] for f in frames])
+    scada = pl.concat([f["scada"] for f in frames])
+    ref = sim.reference()
+    rm = ref["ref_meters"]
+    use = meters.group_by("meter_id").agg(pl.col("demand_kw").mean()).join(rm, on="meter_id")
+    txs = sorted(rm["transformer_id"].unique().to_list())
+    assert len(txs) >= 3
+
+    def median_meter(tx: str) -> str:
+        m = use.filter(pl.col("transformer_id") == tx).sort("demand_kw")
+        return m["meter_id"][m.height // 2]
+
+    thief, faulty = median_meter(txs[0]), median_meter(txs[1])
+    t = pl.col("reading_time")
+    meters = meters.with_columns(
+        pl.when((pl.col("meter_id") == thief) & (t >= BYPASS_AT))
+        .then(pl.col("demand_kw") * (1.0 - SHARE))
+        .when((pl.col("meter_id") == faulty) & (t >= FAULT_AT) & (t < FAULT_AT + timedelta(hours=40)))
+        .then(0.0)
+        .otherwise(pl.col("demand_kw"))
+        .alias("demand_kw")
+    )
+    cfg = BalanceConfig.from_profile(load_profile())
+    bal, sus = suspects_from_readings(meters, scada, rm, ref["ref_transformers"], cfg)
+    return {"bal": bal, "sus": sus, "thief": thief, "faulty": faulty, "txs": txs, "cfg": cfg}
+
+
+def test_the_bypassed_meter_is_the_top_theft_suspect_of_its_transformer_within_days(planted):
+    sus, thief, tx = planted["sus"], planted["thief"], planted["txs"][0]
+    theft = sus.filter((pl.col("kind") == "theft") & (pl.col("transformer_id") == tx))
+    named = theft.filter((pl.col("meter_id") == thief) & (pl.col("rank") <= 3))
+    assert named.height, f"bypassed {thief} never ranked; listed: {theft.select('date', 'meter_id', 'score').rows()}"
+    first = named["date"].min()
+    assert BYPASS_AT.date() <= first <= BYPASS_AT.date() + timedelta(days=7)
+    assert named.filter(pl.col("date") == first)["rank"][0] == 1
+    # the hidden share it implies is the planted one: hidden / metered = share / (1 - share)
+    implied = named.sort("date")["implied_share"][-1]
+    assert implied == pytest.approx(SHARE / (1 - SHARE), rel=0.25)
+    # nobody else on that transformer is called a thief
+    assert set(theft["meter_id"]) == {thief}
+    bal = planted["bal"].filter((pl.col("level") == "transformer") & (pl.col("entity_id") == tx))
+    assert bal.filter(pl.col("date") == first)["unexplained_rise_kwh"][0] > planted["cfg"].min_rise_kwh
+
+
+def test_a_new_meter_fault_is_named_a_fault_not_a_theft(planted):
+    sus, faulty, tx = planted["sus"], planted["faulty"], planted["txs"][1]
+    here = sus.filter(pl.col("transformer_id") == tx)
+    assert here.filter(pl.col("kind") == "theft").height == 0
+    assert faulty in here.filter(pl.col("kind") == "meter_fault")["meter_id"].to_list()
+
+
+def test_clean_transformers_have_no_suspect(planted):
+    sus, txs = planted["sus"], planted["txs"]
+    assert sus.filter(pl.col("transformer_id").is_in(txs[2:])).height == 0
+    # and nothing is listed before the bypass began
+    assert sus.filter(pl.col("date") < BYPASS_AT.date()).height == 0
+
+
+def test_suspects_are_declared(planted):
+    from contracts import GOLD_NTL_SUSPECTS
+
+    GOLD_NTL_SUSPECTS.conform(planted["sus"])
+    assert planted["sus"]["score"].is_between(0.0, 1.0).all()
