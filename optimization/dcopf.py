@@ -470,6 +470,18 @@ def _reduced_eligible(kwargs: dict[str, Any]) -> bool:
     return not kwargs.get("allow_load_shedding") and not kwargs.get("security")
 
 
+def b_matrices(d: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(C, Bf, Bbus) of the live network in :func:`dcopf_data`'s ``d``: branch-bus incidence (+1 from, -1 to),
+    branch flow per bus angle (MW/rad, CSR) and the bus susceptance matrix ``C' Bf`` (CSC)."""
+    import scipy.sparse as sp
+
+    nb, nl = d["bus_ids"].size, d["li"].size
+    rows = np.arange(nl)
+    C = sp.csr_array((np.r_[np.ones(nl), -np.ones(nl)], (np.r_[rows, rows], np.r_[d["f"], d["t"]])), shape=(nl, nb))
+    Bf = (sp.diags_array(d["base"] * d["b"]) @ C).tocsr()
+    return C, Bf, (C.T @ Bf).tocsc()
+
+
 def _solve_reduced_qp(d: dict[str, Any]) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The DC-OPF QP over generator outputs only: one balance row and PTDF rows for the rated branches.
 
@@ -487,18 +499,14 @@ def _solve_reduced_qp(d: dict[str, Any]) -> tuple[float, np.ndarray, np.ndarray,
 
     if d["refs"].size != 1:
         raise RuntimeError(f"{d['refs'].size} reference buses (the reduced model has one slack)")
-    nb, nl, ng = d["bus_ids"].size, d["li"].size, d["gi"].size
-    f, t, gbus = d["f"], d["t"], d["gbus"]
+    nb, ng, gbus = d["bus_ids"].size, d["gi"].size, d["gbus"]
     rated = np.flatnonzero(d["rate"] > 0) if d["line_limits"] else np.zeros(0, dtype=np.int64)
     ubus, ginv = np.unique(gbus, return_inverse=True)
     if rated.size * ubus.size > REDUCED_MAX_ENTRIES:
         raise RuntimeError(f"{rated.size} rated branches x {ubus.size} generator buses above {REDUCED_MAX_ENTRIES:,}")
     poly = d["poly"] if d["poly"] is not None else _convex_poly(d["cost_rows"], d["gi"])
     bw = d["base"] * d["b"]  # MW per radian
-    rows = np.arange(nl)
-    C = sp.csr_array((np.r_[np.ones(nl), -np.ones(nl)], (np.r_[rows, rows], np.r_[f, t])), shape=(nl, nb))
-    Bf = (sp.diags_array(bw) @ C).tocsr()
-    Bbus = (C.T @ Bf).tocsc()
+    C, Bf, Bbus = b_matrices(d)
     ref, theta_ref = int(d["refs"][0]), float(d["va_ref"][0])
     keep = np.flatnonzero(np.arange(nb) != ref)
     pos = np.full(nb, -1)
