@@ -645,6 +645,15 @@ def merge_backfill(backfill_meters: int, backfill_days: int) -> dict:
         "backfill": bf,
     }
     results.pop("year_backfill_cpu_s_inprocess_10000_extrapolated", None)  # superseded by the 10,000-meter run
+    base = WORK / f"backfill_baseline_{backfill_meters}m_{backfill_days}d.json"
+    if base.exists():  # the code before a change, measured by this bench at the same time (its peer)
+        b = json.loads(base.read_text())
+        results["year_backfill_baseline"] = {
+            "what": b.get("what", "the same bench on the code before the change, run at the same time"),
+            "year_backfill_s_inprocess": round(year_figure(b["inprocess"], "wall_s", backfill_days), 1),
+            "year_backfill_cpu_s_inprocess": round(year_figure(b["inprocess"], "cpu_s_orchestrator", backfill_days), 1),
+            "backfill": b,
+        }
     results["rows_per_s"] |= {
         "year_backfill_inprocess": inproc["rows_per_s"],
         "year_backfill_celery": celery["rows_per_s"],
