@@ -49,6 +49,7 @@ from contracts.profile import load_profile
 from lake import plots
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
+from models.grid.failure import FailureConfig as _FailureConfig
 from models.grid.features import local_date
 
 _T = TABLES
@@ -97,6 +98,8 @@ class FailureTrainConfig(TrainWindowConfig):
     n_estimators: int = 200
     max_depth: int = 4
     seed: int = 0
+    #: fewer recorded failures in the window: the physics prior scores (FailureConfig.min_recorded_failures)
+    min_recorded_failures: int = _FailureConfig.min_recorded_failures
 
 
 class SegmentTrainConfig(TrainWindowConfig):
@@ -369,6 +372,7 @@ def grid_failure_model(
         n_estimators=config.n_estimators,
         max_depth=config.max_depth,
         seed=config.seed,
+        min_recorded_failures=config.min_recorded_failures,
         thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.failure_risk),
     )
     t = train_failure(snaps, events, tz, eval_from, end, fcfg, tx_version)
@@ -383,6 +387,9 @@ def grid_failure_model(
                 "anomaly_model": tx_version,
                 "train_positives": t.params["train_positives"],
                 "recorded_failures": t.params["recorded_failures"],
+                # physics_prior: fewer recorded failures than FailureConfig.min_recorded_failures
+                "failure_mode": t.params["mode"],
+                "calibration": t.params["calibration"],
             },
         )
     )
@@ -558,6 +565,8 @@ def gold_transformer_risk(
             "dagster/row_count": w.rows,
             "delta_version": w.version,
             "model_version": version,
+            # physics_prior: too few recorded failures to learn from; the bands are a thermal prior's
+            "failure_mode": fm.mode,
             "anomaly_model": tx_version,
             "transformers_at_alert": int(
                 pred.filter(pl.col("failure_probability_72h") >= th.alert)["transformer_id"].n_unique()
@@ -916,12 +925,14 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
     partitions_def=daily_open,
     deps=[
         _same_day("gold_anomaly_scores"),
+        _same_day("gold_transformer_risk"),
         _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS),
         _silver_dep("silver_scada", 1),
         _silver_dep("silver_weather", 1),
         "gold_alerts",
         "silver_incidents",
         "grid_anomaly_model",
+        "grid_failure_model",
     ],
     kinds={"delta", "polars", "mlflow"},
     description=_T["gold_model_drift"].description,
@@ -929,10 +940,11 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
 def gold_model_drift(
     context: AssetExecutionContext, lake: LakeResource, grid: GridSettings, mlflow: MlflowResource
 ) -> MaterializeResult:
-    """PSI of each anomaly model's inputs and score on the day against its training window, and the realised
-    precision of its settled alerts against the confirmed incidents; a drifted model is flagged for retraining
-    (model_drift_notifications posts the alert)."""
-    from models.grid.drift import DriftConfig, drift_report, realised_precision
+    """PSI of each model's inputs and score on the day against its training window (the anomaly ensembles and
+    the failure model), and the realised precision of its settled alerts against the confirmed incidents (a
+    failure-risk alert is confirmed by a failure within its horizon); a drifted model is tagged for retraining
+    in the registry (model_drift_notifications posts the alert)."""
+    from models.grid.drift import DriftConfig, monitor_model, needs_retraining
     from models.grid.pipelines import labels_known_by
 
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
@@ -947,54 +959,52 @@ def gold_model_drift(
         if lk.exists("gold_alerts")
         else pl.DataFrame(schema=_T["gold_alerts"].polars_schema())
     )
+    day_end = day_bounds_utc(day, tz)[1]
+
+    def monitored(name: str, model, version: str, current: dict, rule_alerts: pl.DataFrame, ev, lead_h=0.0):
+        if not getattr(model, "drift_profile_", None):
+            context.log.warning(
+                f"{version} has no training-window profile (trained before monitoring existed): retrain it"
+            )
+            return
+        rep = monitor_model(version, model.drift_profile_, current, rule_alerts, ev, day_end, cfg, lead_h)
+        parts.append(rep)
+        if why := needs_retraining(rep):
+            retrain.append(version)
+            reg.mark_for_retraining(name, f"{day}: {why}")
+
     for kind in ("meter", "transformer"):
         f = _anomaly_features(lk, lo[kind], day, grid).get(kind)
         if f is None:
             continue
         model, version = _champion(reg, MODEL_ANOMALY[kind], "grid_anomaly_model")
-        if not getattr(model, "drift_profile_", None):
-            context.log.warning(
-                f"{version} has no training-window profile (trained before monitoring existed): retrain it"
-            )
-            continue
         f = f.filter(local_date("time", tz) == day)
         s = scores.filter(pl.col("asset_type") == kind)["score"].to_numpy()
-        rep = drift_report(
-            model.drift_profile_, {**{c: f[c].to_numpy() for c in model.features}, "score": s}, version, cfg
-        )
-        rp = realised_precision(
+        monitored(
+            MODEL_ANOMALY[kind],
+            model,
+            version,
+            {**{c: f[c].to_numpy() for c in model.features}, "score": s},
             alerts.filter((pl.col("rule") == "anomaly_score") & (pl.col("asset_type") == kind)),
             events,
-            day_bounds_utc(day, tz)[1],
-            cfg,
         )
-        prec_drift = (
-            None
-            if rp["precision"] is None or rp["settled_alerts"] < cfg.min_settled_alerts
-            else rp["precision"] < cfg.min_precision
+    # the failure model: the day's published risk rows carry its score and the inputs gold_transformer_risk
+    # publishes (7 of its 10, excess_rise_6h among them); rebuilding the rest would re-run the day's scoring
+    risk = lk.read(_T["gold_transformer_risk"], day) if lk.exists("gold_transformer_risk") else None
+    if risk is not None and risk.height:
+        fm, version = _champion(reg, MODEL_FAILURE, "grid_failure_model")
+        monitored(
+            MODEL_FAILURE,
+            fm,
+            version,
+            {
+                **{c: risk[c].cast(pl.Float64).to_numpy() for c in fm.drift_profile_ if c in risk.columns},
+                "score": risk["failure_probability_72h"].to_numpy(),
+            },
+            alerts.filter(pl.col("rule") == "failure_risk"),
+            events.filter(pl.col("event_type") == "transformer_failure"),
+            lead_h=fm.config.horizon_h,
         )
-        rep = pl.concat(
-            [
-                rep,
-                pl.DataFrame(
-                    [
-                        (
-                            version,
-                            "realised_precision",
-                            rp["precision"],
-                            cfg.min_precision,
-                            rp["settled_alerts"],
-                            prec_drift,
-                        )
-                    ],
-                    schema=rep.schema,
-                    orient="row",
-                ),
-            ]
-        )
-        parts.append(rep)
-        if rep["drifted"].fill_null(False).any():
-            retrain.append(version)
     df = (
         pl.concat(parts)
         if parts

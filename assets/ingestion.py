@@ -47,14 +47,33 @@ def gx_checks(lake, table, days: dt.date | list[dt.date], held: set[dt.date] = f
     """Run the table's great-expectations suite on written partitions (one or a backfill's range);
     ``held`` days (written, not published: a blocking file) are read as written.
 
+    One day (the nightly run): GX validates it. A range (a backfill run): every expectation of the suite
+    is evaluated on every day by quality.suite_polars (the same specs, GX's semantics, one polars query a
+    day); GX itself validates the range's last day and every day the screen finds a blocking failure, and
+    reports those days. On a day both engines ran they must agree expectation by expectation, else the
+    blocking check fails (``engine_disagreements``). docs/DECISIONS.md "Year backfill" has the figures.
+
     Yields two results: ``expectations`` (blocking: the hard expectations of every day pass) and
     ``soft_expectations`` (a warning: soft rules such as the anomaly share), so soft failures are
     visible, not silent.
     """
-    from quality.expectations import validate_frame  # lazy: GX is slow to import
+    from quality.expectations import suite_for, validate_frame  # lazy: GX is slow to import
+    from quality.suite_polars import disagreements, evaluate_suite, supported
 
     days = [days] if isinstance(days, dt.date) else list(days)
-    outcomes = {d: validate_frame(table, lake.read(table, d, published=d not in held)) for d in days}
+    screen = len(days) > 1 and supported(suite_for(table))
+    outcomes, gx_days, disagree = {}, [], {}
+    for d in days:
+        df = lake.read(table, d, published=d not in held)
+        fast = evaluate_suite(table, df) if screen else None
+        if fast is None or d == days[-1] or not fast.blocking_success:
+            outcomes[d] = validate_frame(table, df)
+            gx_days.append(d.isoformat())
+            if fast is not None and (names := disagreements(outcomes[d], fast)):
+                disagree[d.isoformat()] = names
+        else:
+            outcomes[d] = fast
+        del df
     if len(days) == 1:
         only = outcomes[days[0]]
         meta = {
@@ -77,13 +96,17 @@ def gx_checks(lake, table, days: dt.date | list[dt.date], held: set[dt.date] = f
                     if not o.success
                 }
             ),
+            "validated_by_great_expectations": MetadataValue.json(gx_days),
+            "screened_in_polars": len(days) - len(gx_days) if screen else 0,
+            "engine_disagreements": MetadataValue.json(disagree),
         }
-    summary = (
-        "; ".join(o.summary() for o in outcomes.values() if not o.success)
-        or f"{table.name}: all expectations passed on {len(days)} partition(s)"
-    )
+    summary = "; ".join(o.summary() for o in outcomes.values() if not o.success)
+    if disagree:
+        summary = f"great-expectations and the polars screen disagree on {disagree}; " + summary
+    summary = summary or f"{table.name}: all expectations passed on {len(days)} partition(s)"
     yield AssetCheckResult(
-        asset_key=table.name, check_name="expectations", passed=all(o.blocking_success for o in outcomes.values()),
+        asset_key=table.name, check_name="expectations",
+        passed=all(o.blocking_success for o in outcomes.values()) and not disagree,
         severity=AssetCheckSeverity.ERROR, description=summary[:2000], metadata=meta,
     )  # fmt: skip
     yield AssetCheckResult(

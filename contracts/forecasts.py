@@ -19,10 +19,12 @@ _FORECAST_COLUMNS = (
     Column("horizon_h", pl.Float64, False, "hours ahead of issued_at", 0.0),
     Column("p10", pl.Float64, False, "10 % quantile (kW)"),
     Column("p50", pl.Float64, False, "median (kW)"),
-    Column("p90", pl.Float64, False, "90 % quantile (kW)"),
+    Column("p90", pl.Float64, False, "90 % quantile (kW); [p10, p90] is the calibrated 80 % interval"),
     Column("model", pl.Utf8, False, "forecaster that produced the row"),
     Column("model_version", pl.Utf8, False, "registered model version (or 'fallback')"),
     Column("fallback_reason", pl.Utf8, True, "why a baseline was used instead of the champion, if it was"),
+    Column("p05", pl.Float64, True, "5 % quantile (kW), calibrated 90 % interval [p05, p95]; null if uncalibrated"),
+    Column("p95", pl.Float64, True, "95 % quantile (kW); null when the model has no calibrated 90 % band"),
 )
 GOLD_LOAD_FORECAST = Table(
     "gold_load_forecast",

@@ -34,23 +34,38 @@ def load_hourly(silver: pl.DataFrame, meters: pl.DataFrame, transformers: pl.Dat
     """
     if silver.height == 0:
         return pl.DataFrame()
-    topo = meters.select("meter_id", "transformer_id", "feeder_id")
-    r = silver.join(topo, on="meter_id", how="left").with_columns(
-        pl.col("reading_time").dt.truncate("30m").alias("slot"),
-        pl.col("reading_time").dt.truncate("1h").alias("hour"),
-        (pl.col("quality_flag") != "ok").cast(pl.Int64).alias("flagged"),
-    )
-    # per meter and 30-minute slot: energy and average demand
-    slots = r.group_by("meter_id", "transformer_id", "feeder_id", "hour", "slot").agg(
-        pl.col("consumption_kwh").sum().alias("kwh"),
-        pl.col("demand_kw").mean().alias("kw"),
-        pl.len().alias("n"),
-        pl.col("flagged").sum().alias("nf"),
+    topo = meters.lazy().select("meter_id", "transformer_id", "feeder_id")
+    # per meter and 30-minute slot: energy and average demand; grouped on the meter alone and joined to the
+    # topology afterwards (one row per slot, not per reading), lazily so the three levels share it
+    slots = (
+        silver.lazy()
+        .select(
+            "meter_id",
+            pl.col("reading_time").dt.truncate("30m").alias("slot"),
+            "consumption_kwh",
+            "demand_kw",
+            (pl.col("quality_flag") != "ok").cast(pl.Int64).alias("flagged"),
+        )
+        .group_by("meter_id", "slot")
+        .agg(
+            pl.col("consumption_kwh").sum().alias("kwh"),
+            pl.col("demand_kw").mean().alias("kw"),
+            pl.len().alias("n"),
+            pl.col("flagged").sum().alias("nf"),
+        )
+        .with_columns(pl.col("slot").dt.truncate("1h").alias("hour"))  # 30-minute slots nest in hours
+        .join(topo, on="meter_id", how="left")
+        .cache()
     )
     out = []
     for level, id_col in (("meter", "meter_id"), ("transformer", "transformer_id"), ("feeder", "feeder_id")):
-        per_slot = slots.group_by(id_col, "hour", "slot").agg(
-            pl.col("kwh").sum(), pl.col("kw").sum(), pl.col("n").sum(), pl.col("nf").sum()
+        # a meter's slots are already one row each; coarser levels add their meters' slots first
+        per_slot = (
+            slots
+            if level == "meter"
+            else slots.group_by(id_col, "hour", "slot").agg(
+                pl.col("kwh").sum(), pl.col("kw").sum(), pl.col("n").sum(), pl.col("nf").sum()
+            )
         )
         hourly = per_slot.group_by(id_col, "hour").agg(
             pl.col("kwh").sum().alias("energy_kwh"),
@@ -70,7 +85,7 @@ def load_hourly(silver: pl.DataFrame, meters: pl.DataFrame, transformers: pl.Dat
         )
         if level == "transformer":
             hourly = hourly.join(
-                transformers.select(pl.col("transformer_id").alias("entity_id"), "rating_kva"),
+                transformers.lazy().select(pl.col("transformer_id").alias("entity_id"), "rating_kva"),
                 on="entity_id",
                 how="left",
             ).with_columns((pl.col("peak_kw") / pl.col("rating_kva") * 100).alias("loading_pct_max"))
@@ -83,6 +98,7 @@ def load_hourly(silver: pl.DataFrame, meters: pl.DataFrame, transformers: pl.Dat
         pl.concat(out, how="vertical_relaxed")
         .with_columns(pl.lit(day).alias("date"))
         .sort("level", "entity_id", "period_start")
+        .collect()
     )
 
 

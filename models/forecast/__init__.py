@@ -3,7 +3,7 @@
 Quick use (gold hourly load, optional weather joined on ``period_start``)::
 
     from models.forecast import XGBoostForecaster, rolling_origin, score_backtest
-    m = XGBoostForecaster(horizon=pd.Timedelta("24h"), exog=["temp_air_c"]).fit(history)
+    m = XGBoostForecaster(horizon=pd.Timedelta("24h"), exog=["temp_air_c"], tz=profile.timezone).fit(history)
     fc = m.predict(pd.Timedelta("24h"), future_exog=weather_forecast)
     # polars: period_start (UTC) | horizon_h | p10 | p50 | p90 | model
 
@@ -20,6 +20,7 @@ from typing import Any
 from models.forecast.backtest import daily_origins, rolling_origin, trailing_backtest
 from models.forecast.base import QUANTILES, Forecaster
 from models.forecast.baselines import DAY, WEEK, DoubleSeasonalHoltWinters, MSTLForecaster, SeasonalNaive
+from models.forecast.conformal import ConformalForecaster, IntervalCalibrator, rolling_conformal
 from models.forecast.data import (
     FORECAST_COLUMNS,
     ConstantSeriesError,
@@ -32,7 +33,7 @@ from models.forecast.data import (
 )
 from models.forecast.ensemble import EnsembleForecaster, learn_weights, rolling_ensemble
 from models.forecast.fallback import forecast_with_fallback
-from models.forecast.metrics import comparison_table, finite_metrics, score, score_backtest
+from models.forecast.metrics import band_score, comparison_table, finite_metrics, score, score_backtest
 from models.forecast.xgb import XGBoostForecaster
 
 _LAZY = {
@@ -56,6 +57,7 @@ __all__ = [
     "WEEK",
     "FORECAST_COLUMNS",
     "QUANTILES",
+    "ConformalForecaster",
     "ConstantSeriesError",
     "DoubleSeasonalHoltWinters",
     "EnsembleForecaster",
@@ -67,11 +69,13 @@ __all__ = [
     "LSTMForecaster",
     "SARIMAXForecaster",
     "InsufficientHistoryError",
+    "IntervalCalibrator",
     "MSTLForecaster",
     "MissingExogenousError",
     "ProphetForecaster",
     "SeasonalNaive",
     "XGBoostForecaster",
+    "band_score",
     "comparison_table",
     "daily_origins",
     "finite_metrics",
@@ -79,6 +83,7 @@ __all__ = [
     "learn_weights",
     "prepare",
     "rolling_ensemble",
+    "rolling_conformal",
     "rolling_origin",
     "score",
     "score_backtest",

@@ -24,15 +24,37 @@ LOAD_FORECASTERS = (
 
 
 def make_load_forecaster(
-    kind: str, horizon: pd.Timedelta, exog: tuple[str, ...], tz: str, n_estimators: int = 300
+    kind: str,
+    horizon: pd.Timedelta,
+    exog: tuple[str, ...],
+    tz: str,
+    n_estimators: int = 300,
+    *,
+    calibrate: bool = True,
+    cal_days: int = 14,
 ) -> Callable[[], Forecaster]:
     """Factory of fresh, unfitted forecasters of ``kind`` (one of ``LOAD_FORECASTERS``), as
     ``rolling_origin`` wants it (it refits per origin).
 
     ``exog`` (e.g. ``("temp_air_c",)``) goes to the models that use weather (xgboost, prophet,
-    gru), ``tz`` to XGBoost's calendar features; ``ensemble`` combines the fast baselines with
-    weights learned from their backtest errors. Raises ValueError for an unknown kind.
+    gru), ``tz`` (the profile's zone) to every model with calendar features; ``ensemble`` combines the fast
+    baselines with weights learned from their backtest errors. ``calibrate`` (the default) wraps the model in
+    :class:`models.forecast.conformal.ConformalForecaster`: its p10-p90 band is recalibrated to
+    80 % on up to ``cal_days`` daily origins inside the training history, with a 90 % band
+    (p05/p95) beside it; bench-forecast measures the same calibration. Raises ValueError for
+    an unknown kind.
     """
+    make = _make_raw(kind, horizon, exog, tz, n_estimators)
+    if not calibrate:
+        return make
+    from models.forecast.conformal import ConformalForecaster
+
+    return lambda: ConformalForecaster(make, horizon, cal_days=cal_days)
+
+
+def _make_raw(
+    kind: str, horizon: pd.Timedelta, exog: tuple[str, ...], tz: str, n_estimators: int
+) -> Callable[[], Forecaster]:
     from models import forecast as fc
 
     if kind == "xgboost":
@@ -59,7 +81,7 @@ def make_load_forecaster(
     if kind == "lstm":
         return lambda: fc.LSTMForecaster(horizon=horizon, exog=exog, tz=tz)
     if kind == "prophet":
-        return lambda: fc.ProphetForecaster(exog=exog)
+        return lambda: fc.ProphetForecaster(exog=exog, tz=tz)
     if kind == "gru":
-        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog)
+        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog, tz=tz)
     raise ValueError(f"unknown forecaster {kind!r}; choose from {LOAD_FORECASTERS}")

@@ -44,6 +44,20 @@ def score(actual, p10, p50, p90) -> dict[str, float]:
     return out
 
 
+def band_score(actual, p05, p10, p50, p90, p95) -> dict[str, float]:
+    """Interval metrics of a five-quantile forecast: ``coverage_80`` ([p10, p90]), ``coverage_90``
+    ([p05, p95]) and ``pinball_5q``, the pinball loss averaged over the five quantiles (the
+    three-quantile ``pinball`` of :func:`score` stays the comparable headline)."""
+    a = np.asarray(actual, float)
+    qs = {0.05: p05, 0.1: p10, 0.5: p50, 0.9: p90, 0.95: p95}
+    qs = {al: np.asarray(q, float) for al, q in qs.items()}
+    return {
+        "coverage_80": float(np.mean((a >= qs[0.1]) & (a <= qs[0.9]))),
+        "coverage_90": float(np.mean((a >= qs[0.05]) & (a <= qs[0.95]))),
+        "pinball_5q": float(np.mean([mean_pinball_loss(a, q, alpha=al) for al, q in qs.items()])),
+    }
+
+
 def score_backtest(bt: pl.DataFrame) -> pl.DataFrame:
     """One row per model with every metric (plus MAPE averaged per origin, the Taylor protocol)."""
     if "actual" not in bt.columns:

@@ -60,7 +60,9 @@ def forecast_figure(hist: pl.DataFrame, fc: pl.DataFrame, title: str, *, history
 def feature_importance(model) -> tuple[list[str], np.ndarray] | None:
     """(feature names, gain importances) of an XGBoost-backed forecaster -- ``XGBoostForecaster``
     or ``models.solar.SolarXGBForecaster`` (mean over its per-lead boosters) -- after ``fit``;
-    None for models without them."""
+    None for models without them. A calibrated wrapper (``ConformalForecaster``) shows its
+    fitted model's."""
+    model = getattr(model, "inner", None) or model
     booster = getattr(model, "model", None)
     cols = getattr(model, "_columns", None)
     if booster is None or cols is None or not hasattr(booster, "feature_importances_"):

@@ -75,9 +75,13 @@ def persist_diurnal(vals: pd.Series, observed: pd.Series) -> tuple[pd.Series, in
 def forecast_rows(
     fc: pl.DataFrame, day: dt.date, level: str, entity: str, issued_at: pd.Timestamp, version: str, reason: str | None
 ) -> pl.DataFrame:
-    """A forecaster's output (period_start, horizon_h, p10, p50, p90, model) as rows of
-    ``gold_load_forecast`` / ``gold_solar_forecast``: partition ``day``, the entity, the issue
-    time, the model version (``'fallback'`` when the champion was not used) and why."""
+    """A forecaster's output (period_start, horizon_h, p10, p50, p90, model, and p05/p95 when
+    the model calibrates a 90 % band, else null) as rows of ``gold_load_forecast`` /
+    ``gold_solar_forecast``: partition ``day``, the entity, the issue time, the model version
+    (``'fallback'`` when the champion was not used) and why."""
+    band90 = [
+        pl.col(c).cast(pl.Float64) if c in fc.columns else pl.lit(None, pl.Float64).alias(c) for c in ("p05", "p95")
+    ]
     return fc.select(
         pl.lit(day).alias("date"),
         pl.lit(level).alias("level"),
@@ -86,4 +90,5 @@ def forecast_rows(
         "period_start", "horizon_h", "p10", "p50", "p90", "model",
         pl.lit(version).alias("model_version"),
         pl.lit(reason, pl.Utf8).alias("fallback_reason"),
+        *band90,
     )  # fmt: skip

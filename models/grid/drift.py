@@ -106,10 +106,15 @@ def drift_report(
     )
 
 
-def realised_precision(alerts: pl.DataFrame, events: pl.DataFrame, as_of, cfg: DriftConfig = DriftConfig()) -> dict:
+def realised_precision(
+    alerts: pl.DataFrame, events: pl.DataFrame, as_of, cfg: DriftConfig = DriftConfig(), lead_h: float = 0.0
+) -> dict:
     """Share of settled alerts (window ended ``settle_days`` before ``as_of``) on an asset with a confirmed
     incident overlapping the window. ``alerts``: asset_type, asset_id, window_start, window_end;
-    ``events``: :func:`models.grid.labels.incident_events` (asset_id, start_time, end_time)."""
+    ``events``: :func:`models.grid.labels.incident_events` (asset_id, start_time, end_time).
+
+    ``lead_h``: a prediction alert (failure risk within a horizon) is confirmed by an incident starting up to
+    ``lead_h`` hours after its window: the event's start is moved that much earlier before the overlap test."""
     settled = alerts.filter(
         pl.col("window_end") <= pl.lit(as_of).cast(pl.Datetime("us", "UTC")) - timedelta(days=cfg.settle_days)
     )
@@ -118,7 +123,10 @@ def realised_precision(alerts: pl.DataFrame, events: pl.DataFrame, as_of, cfg: D
     s = settled.with_row_index("_a")
     hit = (
         s.join(events.select("asset_id", "start_time", "end_time"), on="asset_id", how="inner")
-        .filter((pl.col("start_time") < pl.col("window_end")) & (pl.col("end_time") > pl.col("window_start")))
+        .filter(
+            (pl.col("start_time") - timedelta(hours=lead_h) < pl.col("window_end"))
+            & (pl.col("end_time") > pl.col("window_start"))
+        )
         .select("_a")
         .unique()
     )
@@ -127,3 +135,44 @@ def realised_precision(alerts: pl.DataFrame, events: pl.DataFrame, as_of, cfg: D
         "confirmed": hit.height,
         "precision": round(hit.height / settled.height, 4),
     }
+
+
+def monitor_model(
+    model: str,
+    profile: dict[str, dict],
+    current: dict[str, np.ndarray],
+    alerts: pl.DataFrame,
+    events: pl.DataFrame,
+    as_of,
+    cfg: DriftConfig = DriftConfig(),
+    lead_h: float = 0.0,
+) -> pl.DataFrame:
+    """Everything monitored for one model on one scoring day: :func:`drift_report` of its inputs and
+    score, plus a ``realised_precision`` row (its settled ``alerts`` against the confirmed ``events``;
+    ``drifted`` None until ``min_settled_alerts`` have settled). A row with ``drifted`` True means: alert
+    and flag the model for retraining (:func:`needs_retraining`)."""
+    rep = drift_report(profile, current, model, cfg)
+    rp = realised_precision(alerts, events, as_of, cfg, lead_h)
+    verdict = (
+        None
+        if rp["precision"] is None or rp["settled_alerts"] < cfg.min_settled_alerts
+        else rp["precision"] < cfg.min_precision
+    )
+    row = pl.DataFrame(
+        [(model, "realised_precision", rp["precision"], cfg.min_precision, rp["settled_alerts"], verdict)],
+        schema=rep.schema,
+        orient="row",
+    )
+    return pl.concat([rep, row])
+
+
+def needs_retraining(report: pl.DataFrame) -> str | None:
+    """Why a model is to be retrained (its drifted metrics, with values), or None: the reason tag the
+    registry stores (:meth:`models.registry.ModelRegistry.mark_for_retraining`)."""
+    d = report.filter(pl.col("drifted").fill_null(False))
+    if d.height == 0:
+        return None
+    return "drift: " + ", ".join(
+        f"{m} {v:.3f} (threshold {t:.3f})" if v is not None else m
+        for m, v, t in d.select("metric", "value", "threshold").iter_rows()
+    )

@@ -12,11 +12,20 @@ Snapshots are hourly per transformer. Features (why):
 Models: an XGBoost classifier for "fails within 72 h" and an XGBoost accelerated-failure-time
 survival model (``survival:aft``) for the remaining useful life, which uses the snapshots whose
 failure lies beyond the observed period as right-censored instead of dropping or mislabelling them.
+
+Labels are the failures a utility recorded (``incidents``): late and incomplete. The run-up of a loss of
+supply SCADA saw but no recorded failure explains is left out of training rather than learnt as healthy
+(:func:`failure_targets`); the classifier's probability is calibrated (isotonic, out-of-fold by
+transformer) so the alert band means the failure rate it says. With fewer than
+``FailureConfig.min_recorded_failures`` recorded failures the model scores with a documented physics prior
+(:class:`PhysicsPrior`: the unexplained top-oil rise as a robust z-score) and reports ``mode`` =
+``physics_prior``. A fitted model carries its training-window profile for drift monitoring
+(:mod:`models.grid.drift`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
@@ -40,6 +49,12 @@ FAILURE_FEATURES: tuple[str, ...] = (
 )
 
 
+#: what the physics prior (:class:`PhysicsPrior`) reads, beside :data:`FAILURE_FEATURES`:
+#: ``excess_above_min_72h``: the 6 h excess rise above its own 72 h minimum (a per-transformer baseline);
+#: ``excess_slope_12h``: change of the 3 h excess over the last 12 h, K/h (how fast it grows)
+PRIOR_FEATURES: tuple[str, ...] = ("excess_above_min_72h", "excess_slope_12h")
+
+
 @dataclass(frozen=True)
 class FailureConfig:
     #: risk bands for P(failure within the horizon): the profile's ``alert_bands.failure_risk``
@@ -50,6 +65,20 @@ class FailureConfig:
     learning_rate: float = 0.05
     n_jobs: int = 2
     seed: int = 0
+    #: "isotonic": map the classifier's probability through an isotonic fit on out-of-fold predictions
+    #: (folds grouped by transformer), so a band means the failure rate it says; "none": raw probability
+    calibration: str = "isotonic"
+    calibration_folds: int = 4
+    #: fewer distinct recorded failures than this in the training window: score with the physics prior
+    #: (:class:`PhysicsPrior`) instead of a classifier that has too few examples to learn from
+    min_recorded_failures: int = 10
+    #: physics prior: robust z-score of the unexplained top-oil rise at which P reaches the alert band
+    prior_alert_z: float = 6.0
+    #: physics prior: logit of P per robust sigma
+    prior_slope: float = 1.0
+    #: physics prior, RUL: unexplained top-oil rise (K) taken as the end of life when extrapolated; the
+    #: margin between the profile's warn (110 degC) and anomaly (140 degC) hot-spot levels
+    prior_critical_rise_c: float = 30.0
 
 
 def hourly_snapshots(
@@ -61,7 +90,8 @@ def hourly_snapshots(
     cfg: FeatureConfig,
     features: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per transformer and hour (``as_of`` = end of the hour) with :data:`FAILURE_FEATURES`.
+    """One row per transformer and hour (``as_of`` = end of the hour) with :data:`FAILURE_FEATURES`,
+    :data:`PRIOR_FEATURES` and ``supply_lost`` (a sample of the hour read under half the nominal voltage).
 
     ``anomaly_flags``: (asset_id, time) of SCADA samples at/above the anomaly alert threshold; None
     means no anomaly scores are available (the count is then 0, which the model was trained to see
@@ -75,6 +105,8 @@ def hourly_snapshots(
         pl.col("sample_time").dt.convert_time_zone("UTC").alias("time"),
         pl.col("top_oil_temp_c").cast(pl.Float64).fill_nan(None),
         pl.col("hot_spot_temp_c").cast(pl.Float64).fill_nan(None),
+        # supply lost: the secondary reads (near) zero volts while the feed reports
+        (pl.col("voltage_v").cast(pl.Float64).fill_nan(None) < 0.5 * cfg.transformer_nominal_v).alias("_dead"),
     )
     f = f.join(temps, on=["asset_id", "time"], how="left")
     h = (
@@ -85,6 +117,7 @@ def hourly_snapshots(
             pl.col("top_oil_temp_c").mean().alias("_top"),
             pl.col("hot_spot_temp_c").max().alias("_hot"),
             pl.col("excess_rise").mean().alias("_excess"),
+            pl.col("_dead").fill_null(False).any().alias("supply_lost"),
         )
         .rename({"time": "as_of"})
         .sort("asset_id", "as_of")
@@ -113,8 +146,13 @@ def hourly_snapshots(
         roll("_excess", "mean", "6h").alias("excess_rise_6h"),
         roll("_excess", "mean", "24h").alias("excess_rise_24h"),
         pl.col("_n").fill_null(0.0).rolling_sum_by("as_of", window_size="7d").over(g).alias("anomaly_count_7d"),
+        roll("_excess", "mean", "3h").alias("_excess_3h"),
     ).with_columns(
         (pl.col("excess_rise_6h") - pl.col("excess_rise_6h").shift(18).over(g)).alias("efficiency_trend"),
+        ((pl.col("_excess_3h") - pl.col("_excess_3h").shift(12).over(g)) / 12.0).alias("excess_slope_12h"),
+        (pl.col("excess_rise_6h") - pl.col("excess_rise_6h").rolling_min_by("as_of", window_size="72h").over(g)).alias(
+            "excess_above_min_72h"
+        ),
     )
     ref = ref_transformers.select(
         pl.col("transformer_id").alias("asset_id"),
@@ -130,7 +168,9 @@ def hourly_snapshots(
         ),
         pl.col("anomaly_count_7d").cast(pl.Int64),
     )
-    return h.select(pl.col("asset_id").alias("transformer_id"), "as_of", *FAILURE_FEATURES)
+    return h.select(
+        pl.col("asset_id").alias("transformer_id"), "as_of", *FAILURE_FEATURES, *PRIOR_FEATURES, "supply_lost"
+    )
 
 
 def failure_snapshots(
@@ -148,10 +188,15 @@ def failure_snapshots(
     return hourly_snapshots(scada, ref_transformers, weather, flags, cfg=cfg, features=f)
 
 
-def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon_h: float = 72.0) -> pl.DataFrame:
-    """Add training targets from failure events.
+def failure_targets(
+    snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon_h: float = 72.0, unknown_before_outage: bool = True
+) -> pl.DataFrame:
+    """Add training targets from failure events (recorded incidents or, in benchmarks, the truth).
 
-    - ``in_service``: False while the transformer is failed/under repair (those hours are dropped);
+    - ``in_service``: False while the transformer is failed/under repair (those hours are dropped), and,
+      with ``unknown_before_outage``, in the ``horizon_h`` before (and during) a loss of supply that no
+      failure event explains (``supply_lost`` in the snapshots): an unrecorded failure, whose run-up must not
+      be learnt as healthy;
     - ``fails_within``: the next failure starts within ``horizon_h`` after ``as_of``;
     - ``rul_lower``/``rul_upper``: hours to the next failure, or [hours to the end of the observed
       period, +inf) when none is observed (right-censored).
@@ -189,6 +234,33 @@ def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon
     )
     end = snapshots["as_of"].max()
     s = s.join(down, on="_r", how="left").join(nxt, on="_r", how="left").sort("_r")
+    if unknown_before_outage and "supply_lost" in s.columns:
+        # an hour without supply that no recorded failure explains: a failure nobody recorded (or not yet).
+        # The hours before it are no evidence of health: leave them (and the outage) out of training
+        lost = (
+            s.filter(pl.col("supply_lost") & pl.col("in_service").is_null())
+            .select("transformer_id", pl.col("as_of").alias("_lost"))
+            .sort("_lost")
+        )
+        s = (
+            s.sort("as_of")
+            .join_asof(
+                lost,
+                left_on="as_of",
+                right_on="_lost",
+                by="transformer_id",
+                strategy="forward",
+                check_sortedness=False,
+            )
+            .sort("_r")
+            .with_columns(
+                pl.when((pl.col("_lost") - pl.col("as_of")).dt.total_seconds() <= horizon_h * 3600.0)
+                .then(False)
+                .otherwise(pl.col("in_service"))
+                .alias("in_service")
+            )
+            .drop("_lost")
+        )
     hours = (pl.col("_fs") - pl.col("as_of")).dt.total_seconds() / 3600.0
     to_end = (pl.lit(end) - pl.col("as_of")).dt.total_seconds() / 3600.0
     return s.with_columns(
@@ -199,12 +271,67 @@ def failure_targets(snapshots: pl.DataFrame, truth_events: pl.DataFrame, horizon
     ).drop("_r", "_fs")
 
 
+#: RUL reported when nothing points to a failure (no rise, or no survival model): ten years, in hours
+NO_FAILURE_IN_SIGHT_H = 10 * 8766.0
+
+
+@dataclass
+class PhysicsPrior:
+    """Failure risk without (enough) recorded failures: degrading cooling or insulation shows as a top-oil
+    rise the IEEE C57.91 load/ambient model does not explain (``excess_rise``), growing towards the
+    failure. The prior scores the last 6 h of that excess above its own 72 h minimum (a per-transformer
+    baseline, so a nameplate offset is not a fault) as a robust z-score against the fleet's training
+    window (median, 1.4826 x MAD: no labels needed), and maps it to a probability with a logistic that
+    reaches the alert band at ``prior_alert_z`` sigmas. It is a documented prior, not a fitted
+    probability: the model reports ``mode`` ``physics_prior`` and the bands mean "this far outside normal
+    thermal behaviour". RUL is the time for the rise to reach ``prior_critical_rise_c`` at its 12 h slope.
+    """
+
+    loc: float = 0.0
+    scale: float = 1.0
+
+    FEATURE = "excess_above_min_72h"
+
+    @classmethod
+    def fit(cls, rows: pl.DataFrame) -> PhysicsPrior:
+        v = rows[cls.FEATURE].cast(pl.Float64).drop_nulls().drop_nans().to_numpy()
+        if v.size == 0:
+            raise ValueError(f"physics prior: no {cls.FEATURE} values in the training window")
+        med = float(np.median(v))
+        return cls(loc=med, scale=max(1.4826 * float(np.median(np.abs(v - med))), 0.05))
+
+    def z(self, snapshots: pl.DataFrame) -> np.ndarray:
+        v = snapshots[self.FEATURE].cast(pl.Float64).fill_nan(None).fill_null(self.loc).to_numpy()
+        return (v - self.loc) / self.scale
+
+    def probability(self, snapshots: pl.DataFrame, c: FailureConfig) -> np.ndarray:
+        a = c.thresholds.alert
+        logit = c.prior_slope * (self.z(snapshots) - c.prior_alert_z) + np.log(a / (1.0 - a))
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    def rul_hours(self, snapshots: pl.DataFrame, c: FailureConfig) -> np.ndarray:
+        rise = snapshots[self.FEATURE].cast(pl.Float64).fill_nan(None).fill_null(0.0).to_numpy() - self.loc
+        slope = snapshots["excess_slope_12h"].cast(pl.Float64).fill_nan(None).fill_null(0.0).to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.where(slope > 0.05, (c.prior_critical_rise_c - rise) / slope, NO_FAILURE_IN_SIGHT_H)
+        return np.clip(h, 0.0, NO_FAILURE_IN_SIGHT_H)
+
+
 @dataclass
 class FailureModel:
     config: FailureConfig
     version: str = "unregistered"
     classifier_: object = None
     survival_: object = None
+    #: isotonic map raw -> calibrated probability (None: uncalibrated)
+    calibrator_: object = None
+    #: training-window reference of every input and of the (out-of-fold) score, for monitoring
+    #: (:func:`models.grid.drift.reference_profile`)
+    drift_profile_: dict = field(default_factory=dict)
+    fit_report_: dict = field(default_factory=dict)
+    #: "supervised" (classifier on recorded failures) or "physics_prior" (too few recorded failures)
+    mode_: str = "supervised"
+    prior_: PhysicsPrior | None = None
 
     def fit(self, targets: pl.DataFrame) -> FailureModel:
         """Fit on :func:`failure_targets` output (rows out of service are skipped)."""
@@ -213,21 +340,63 @@ class FailureModel:
         require_columns(targets, FAILURE_FEATURES + ("in_service", "fails_within", "rul_lower", "rul_upper"), "targets")
         t = targets.filter(pl.col("in_service"))
         y = t["fails_within"].to_numpy()
-        if y.sum() == 0 or y.sum() == len(y):
-            raise ValueError(
-                f"failure model: need snapshots both before failures and not ({int(y.sum())} of {len(y)} positive); "
-                "simulate more transformer failures (EventRates.failures_per_transformer_year) or a longer period"
-            )
-        x = t.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
         c = self.config
-        self.classifier_ = xgb.XGBClassifier(
-            n_estimators=c.n_estimators,
-            max_depth=c.max_depth,
-            learning_rate=c.learning_rate,
-            n_jobs=c.n_jobs,
-            random_state=c.seed,
-            eval_metric="auc",
-        ).fit(x, y)
+        failures = recorded_failures(t)
+        self.prior_ = PhysicsPrior.fit(t)
+        if failures < c.min_recorded_failures:
+            return self._fit_prior(t, y, failures)
+        if y.sum() == len(y):
+            raise ValueError(
+                f"failure model: every one of the {len(y)} snapshots precedes a failure: nothing to contrast"
+            )
+        self.mode_ = "supervised"
+        x = t.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
+
+        def classifier():
+            return xgb.XGBClassifier(
+                n_estimators=c.n_estimators,
+                max_depth=c.max_depth,
+                learning_rate=c.learning_rate,
+                n_jobs=c.n_jobs,
+                random_state=c.seed,
+                eval_metric="auc",
+            )
+
+        self.classifier_ = classifier().fit(x, y)
+        score = self.classifier_.predict_proba(x)[:, 1]
+        self.calibrator_ = None
+        if c.calibration == "isotonic":
+            oof = self._out_of_fold(classifier, x, y, t["transformer_id"].to_numpy())
+            if oof is not None:
+                from sklearn.isotonic import IsotonicRegression
+
+                self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(oof, y)
+                score = self.calibrator_.predict(oof)
+        elif c.calibration != "none":
+            raise ValueError(f"FailureConfig.calibration must be 'isotonic' or 'none', got {c.calibration!r}")
+        from .drift import reference_profile
+
+        self.drift_profile_ = reference_profile(
+            {**{n: x[:, i] for i, n in enumerate(FAILURE_FEATURES)}, "score": score}
+        )
+        flag = score >= c.thresholds.alert
+        self.fit_report_ = {
+            "train_snapshots": int(len(y)),
+            "train_positives": int(y.sum()),
+            "calibration": "isotonic" if self.calibrator_ is not None else "none",
+            # out-of-fold when calibrated: what the alert band meant on transformers the fit did not see
+            "train_precision_at_alert": round(float((flag & y).sum() / flag.sum()), 4) if flag.sum() else None,
+            "train_recall_at_alert": round(float((flag & y).sum() / y.sum()), 4),
+        }
+        self._fit_survival(x, t)
+        self.fit_report_["mode"] = self.mode_
+        self.fit_report_["recorded_failures"] = failures
+        return self
+
+    def _fit_survival(self, x: np.ndarray, t: pl.DataFrame) -> None:
+        import xgboost as xgb
+
+        c = self.config
         d = xgb.DMatrix(x)
         d.set_float_info("label_lower_bound", t["rul_lower"].to_numpy())
         d.set_float_info("label_upper_bound", t["rul_upper"].to_numpy())
@@ -246,18 +415,79 @@ class FailureModel:
             d,
             num_boost_round=c.n_estimators,
         )
+
+    def _fit_prior(self, t: pl.DataFrame, y: np.ndarray, failures: int) -> FailureModel:
+        """Too few recorded failures for a classifier: the physics prior scores, the survival model still
+        learns from what there is (censored snapshots included) when at least one failure is recorded."""
+        from .drift import reference_profile
+
+        c = self.config
+        self.mode_, self.classifier_, self.calibrator_ = "physics_prior", None, None
+        x = t.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
+        self.survival_ = None
+        if y.sum():
+            self._fit_survival(x, t)
+        score = self.prior_.probability(t, c)
+        self.drift_profile_ = reference_profile(
+            {**{n: x[:, i] for i, n in enumerate(FAILURE_FEATURES)}, "score": score}
+        )
+        flag = score >= c.thresholds.alert
+        self.fit_report_ = {
+            "mode": self.mode_,
+            "recorded_failures": failures,
+            "min_recorded_failures": c.min_recorded_failures,
+            "train_snapshots": int(len(y)),
+            "train_positives": int(y.sum()),
+            "calibration": "none (physics prior)",
+            "prior_loc_k": round(self.prior_.loc, 4),
+            "prior_scale_k": round(self.prior_.scale, 4),
+            "train_precision_at_alert": round(float((flag & y).sum() / flag.sum()), 4) if flag.sum() else None,
+            "train_recall_at_alert": round(float((flag & y).sum() / y.sum()), 4) if y.sum() else None,
+        }
         return self
+
+    def _out_of_fold(self, classifier, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
+        """Raw probabilities of each row from a classifier fitted without its transformer (GroupKFold);
+        None when the positives sit on fewer transformers than folds (nothing honest to calibrate on)."""
+        from sklearn.model_selection import GroupKFold
+
+        k = self.config.calibration_folds
+        if len(np.unique(groups[y.astype(bool)])) < k:
+            return None
+        oof = np.empty(len(y), dtype=np.float64)
+        for tr, te in GroupKFold(n_splits=k).split(x, y, groups):
+            if y[tr].sum() == 0:
+                return None
+            oof[te] = classifier().fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
+        return oof
+
+    @property
+    def mode(self) -> str:
+        """How the model scores: ``supervised`` or ``physics_prior`` (models pickled before the prior existed
+        are supervised)."""
+        return getattr(self, "mode_", "supervised")
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """P(failure within the horizon) for feature rows ``x`` (calibrated if the model is)."""
+        p = self.classifier_.predict_proba(x)[:, 1]
+        return p if self.calibrator_ is None else self.calibrator_.predict(p)
 
     def predict(self, snapshots: pl.DataFrame) -> pl.DataFrame:
         """transformer_id, as_of, failure_probability_72h, rul_hours, status, features."""
         import xgboost as xgb
 
-        if self.classifier_ is None:
+        if self.classifier_ is None and self.prior_ is None:
             raise RuntimeError("FailureModel is not fitted")
         require_columns(snapshots, ("transformer_id", "as_of") + FAILURE_FEATURES, "snapshots")
         x = snapshots.select(FAILURE_FEATURES).to_numpy().astype(np.float32)
-        p = self.classifier_.predict_proba(x)[:, 1]
-        rul = self.survival_.predict(xgb.DMatrix(x))
+        if self.mode == "physics_prior":
+            p = self.prior_.probability(snapshots, self.config)
+        else:
+            p = self.probability(x)
+        if self.survival_ is not None:
+            rul = self.survival_.predict(xgb.DMatrix(x))
+        else:
+            rul = self.prior_.rul_hours(snapshots, self.config)
         th = self.config.thresholds
         from .anomaly import status_expr
 
@@ -265,6 +495,15 @@ class FailureModel:
             pl.Series("failure_probability_72h", p.astype(np.float64)),
             pl.Series("rul_hours", np.asarray(rul, dtype=np.float64)),
         ).with_columns(status_expr(pl.col("failure_probability_72h"), th).alias("status"))
+
+
+def recorded_failures(targets: pl.DataFrame) -> int:
+    """Distinct failures the targets were labelled from: runs of ``fails_within`` snapshots per transformer."""
+    t = targets.sort("transformer_id", "as_of")
+    starts = t.select(
+        (pl.col("fails_within") & ~pl.col("fails_within").shift(1, fill_value=False).over("transformer_id")).sum()
+    ).item()
+    return int(starts or 0)
 
 
 #: a transformer whose remaining useful life is below this gets a maintenance recommendation

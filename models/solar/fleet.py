@@ -43,8 +43,8 @@ def fleet_power(systems: list[PVSystem], weather: pd.DataFrame) -> pd.DataFrame:
 def fleet_clearsky(
     systems: list[PVSystem], index: pd.DatetimeIndex, temp_air_c: np.ndarray | pd.Series
 ) -> pd.DataFrame:
-    """Sun position (``zenith``, ``azimuth``) and the fleet's summed clear-sky power
-    (``clearsky_ac_kw``) for future hours ``index`` -- deterministic, what
+    """Sun position (``zenith``, ``azimuth``), the fleet's summed clear-sky power
+    (``clearsky_ac_kw``) and clear-sky GHI (``clearsky_ghi_wm2``: forecast weather's index) for future hours ``index`` -- deterministic, what
     ``SolarXGBForecaster.predict`` needs of the target hours. ``temp_air_c`` (one per hour; NaN
     counts as 20 C) sets the cell temperature; the wind is taken as 1 m/s."""
     temp = pd.Series(np.asarray(temp_air_c, float)).fillna(20.0).to_numpy()
@@ -58,15 +58,20 @@ def fleet_clearsky(
             "wind_speed_ms": 1.0,
         }
     )
-    return fleet_power(systems, weather)[["zenith", "azimuth", "clearsky_ac_kw"]]
+    return fleet_power(systems, weather)[["zenith", "azimuth", "clearsky_ac_kw", "clearsky_ghi_wm2"]]
 
 
 def system_total(forecasts: pl.DataFrame, n_feeders: int) -> pl.DataFrame:
-    """Feeder forecasts (period_start, horizon_h, p10, p50, p90, model) summed to one system
+    """Feeder forecasts (period_start, horizon_h, p10, p50, p90, model; p05/p95 if present) summed to one system
     forecast, quantile by quantile (comonotone: errs wide, as :func:`aggregate_fleet`). Only
     hours that all ``n_feeders`` forecast are kept; ``model`` is one feeder's."""
+    band90 = [c for c in ("p05", "p95") if c in forecasts.columns]
     agg = forecasts.group_by("period_start", "horizon_h").agg(
-        pl.col("p10", "p50", "p90").sum(), pl.col("model").first(), pl.len().alias("_n")
+        pl.col("p10", "p50", "p90").sum(),
+        # the 90 % band only where every feeder has one (a fallback feeder has none)
+        *[pl.when(pl.col(c).null_count() == 0).then(pl.col(c).sum()).alias(c) for c in band90],
+        pl.col("model").first(),
+        pl.len().alias("_n"),
     )
     return agg.filter(pl.col("_n") == n_feeders).drop("_n").sort("period_start")
 

@@ -37,6 +37,7 @@ import pandas as pd
 import polars as pl
 
 from models.forecast.base import QUANTILES
+from models.forecast.conformal import IntervalCalibrator
 
 #: below this clear-sky power share of capacity the clear-sky index is too noisy to persist
 MIN_CS_SHARE = 0.05
@@ -49,6 +50,12 @@ def clearsky_index(ac: np.ndarray, cs: np.ndarray, capacity: float) -> np.ndarra
     k = np.ones_like(ac)
     k[ok] = np.clip(ac[ok] / cs[ok], 0.0, 1.5)
     return k
+
+
+def _band_scale(d: pd.DataFrame) -> np.ndarray:
+    """What a PV interval's width scales with: the target hour's clear-sky power (capacity
+    units), floored at ``MIN_CS_SHARE`` so dawn and dusk keep a usable width."""
+    return np.maximum(d["cs_t"].to_numpy(float), MIN_CS_SHARE)
 
 
 def smart_persistence(obs: pd.DataFrame, capacity: float, horizons: range | list[int]) -> pd.DataFrame:
@@ -250,11 +257,13 @@ class SolarXGBForecaster:
                 boosters[int(h)] = booster().fit(dd.loc[rows, self._columns], target[rows])
             return PerLeadBoosters(boosters)
 
-        # Conformalised quantile regression (Romano et al. 2019): boosters fitted on the earlier
-        # origins predict the latest ``calibration_share``; per lead, the band is widened by the
-        # conformity score's quantile so that p10..p90 covers 80 % there. The final boosters are
-        # fitted on everything and keep that widening (their medians are unchanged).
-        self.widen_ = {int(h): 0.0 for h in self.horizons}
+        # Conformalised quantile regression (Romano et al. 2019, models.forecast.conformal): boosters
+        # fitted on the earlier origins predict the latest ``calibration_share``; per lead, the band
+        # is widened by the conformity score's conformal quantile, the score normalised by the
+        # target hour's clear-sky power (night and noon do not share a width), so that p10..p90
+        # covers 80 % and p05..p95 90 % there. The final boosters are fitted on everything and keep
+        # those widths (their medians are unchanged).
+        self.calibrator_ = None
         if self.calibration_share > 0:
             cut = d["origin"].quantile(1 - self.calibration_share)
             early, late = d[d["origin"] < cut], d[d["origin"] >= cut]
@@ -262,12 +271,9 @@ class SolarXGBForecaster:
                 self.model = train(early)
                 q = self._relative_quantiles(late)
                 y = (late["y"] - late["sp_t"]).to_numpy()
-                score = np.maximum(q[:, 0] - y, y - q[:, 2])
-                coverage = QUANTILES[-1] - QUANTILES[0]
-                for h in self.horizons:
-                    e = np.sort(score[late["lead_h"].to_numpy() == h])
-                    k = min(len(e) - 1, int(np.ceil((len(e) + 1) * coverage)) - 1)
-                    self.widen_[int(h)] = float(e[k])  # may be negative: the band then narrows
+                self.calibrator_ = IntervalCalibrator(bucket_hours=1, min_scores=30).fit(
+                    y, q[:, 0], q[:, 1], q[:, 2], late["lead_h"].to_numpy(float), scale=_band_scale(late)
+                )
         self.model = train(d)
         return self
 
@@ -277,28 +283,39 @@ class SolarXGBForecaster:
             return self.model.predict(d[self._columns], d["lead_h"].to_numpy())
         return self.model.predict(d[self._columns]).reshape(len(d), -1)  # pooled (or pickled before per-lead)
 
-    def predict_design(self, d: pd.DataFrame) -> np.ndarray:
-        """(n, 3) quantiles in kW; zero where the sun is down at the target, capped at clear sky x 1.5."""
+    def predict_bands(self, d: pd.DataFrame, calibrated: bool = True) -> dict[str, np.ndarray]:
+        """Quantiles in kW by column (p10, p50, p90, and p05/p95 when calibrated); zero where the
+        sun is down at the target, capped at clear sky x 1.5, nested. ``calibrated=False``: the
+        boosters' own band (to recalibrate elsewhere, e.g. ``conformal.periodic_conformal``)."""
         missing = [c for c in getattr(self, "_columns", []) if c not in d.columns]
         if missing:
             raise ValueError(
                 f"solar forecast: design lacks feature(s) {missing} the model was fitted with (forecast weather?)"
             )
         rel = self._relative_quantiles(d)
-        widen = getattr(self, "widen_", None)  # absent in models pickled before calibration
-        if widen:
-            w = np.array([widen.get(int(h), 0.0) for h in d["lead_h"].to_numpy()])
-            rel[:, 0] -= w
-            rel[:, -1] += w
-            rel[:, 0] = np.minimum(rel[:, 0], rel[:, 1])  # a narrowing never crosses the median
-            rel[:, -1] = np.maximum(rel[:, -1], rel[:, 1])
-        q = rel + d["sp_t"].to_numpy()[:, None]
-        q = q * self.capacity_kw
+        cols = {"p10": rel[:, 0], "p50": rel[:, 1], "p90": rel[:, -1]}
+        cal = getattr(self, "calibrator_", None) if calibrated else None  # absent in older pickles
+        widen = getattr(self, "widen_", None) if calibrated else None  # older models' absolute widening
+        if cal is not None:
+            cols.update(cal.apply(cols["p10"], cols["p50"], cols["p90"], d["lead_h"].to_numpy(float), _band_scale(d)))
+        else:  # raw boosters, or the per-lead absolute widening of older models; never crossing the median
+            w = np.array([(widen or {}).get(int(h), 0.0) for h in d["lead_h"].to_numpy()])
+            cols["p10"] = np.minimum(cols["p10"] - w, cols["p50"])
+            cols["p90"] = np.maximum(cols["p90"] + w, cols["p50"])
+        sp = d["sp_t"].to_numpy()
         cs = d["cs_t"].to_numpy() * self.capacity_kw
+        order = [c for c in ("p05", "p10", "p50", "p90", "p95") if c in cols]
+        q = np.column_stack([(cols[c] + sp) * self.capacity_kw for c in order])
         q = np.clip(q, 0.0, None)
         q = np.minimum(q, 1.5 * cs[:, None] + 1e-9)
         q[cs <= 0] = 0.0
-        return np.sort(q, axis=1)
+        q = np.sort(q, axis=1)
+        return {c: q[:, i] for i, c in enumerate(order)}
+
+    def predict_design(self, d: pd.DataFrame) -> np.ndarray:
+        """(n, 3) quantiles p10/p50/p90 in kW (see :meth:`predict_bands`)."""
+        b = self.predict_bands(d)
+        return np.column_stack([b["p10"], b["p50"], b["p90"]])
 
     def predict(
         self, obs: pd.DataFrame, clearsky_future: pd.DataFrame, nwp: pd.DataFrame | None = None
@@ -313,19 +330,22 @@ class SolarXGBForecaster:
         optional = ["k_std3", "k24", "k_tgt24", "k_mean6", *[c for c in NWP_FEATURES if c in self._columns]]
         if d[self._columns].drop(columns=optional).isna().any().any():
             raise ValueError("solar forecast: features missing at the origin (need 4 hours of observations)")
-        q = self.predict_design(d)
+        b = self.predict_bands(d)
+        none = np.full(len(d), np.nan)
         return pl.DataFrame(
             {
                 "period_start": pl.Series(pd.DatetimeIndex(d["target_time"]).as_unit("us")).cast(
                     pl.Datetime("us", "UTC")
                 ),
                 "horizon_h": d["lead_h"].to_numpy(),
-                "p10": q[:, 0],
-                "p50": q[:, 1],
-                "p90": q[:, 2],
+                "p10": b["p10"],
+                "p50": b["p50"],
+                "p90": b["p90"],
                 "model": ["solar_xgboost"] * len(d),
+                "p05": b.get("p05", none),
+                "p95": b.get("p95", none),
             }
-        )
+        ).with_columns(pl.col("p05", "p95").fill_nan(None))
 
 
 def regular_weather(weather: pl.DataFrame) -> pd.DataFrame:
@@ -355,7 +375,7 @@ def _utc_us(times) -> pl.Series:
 
 
 def solar_backtest(
-    make, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp
+    make, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp, nwp: pd.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Hold-out backtest: ``make()`` (e.g. a :class:`SolarXGBForecaster`) is fitted on the hours
     of ``obs`` before ``cutoff`` and forecasts from every hourly origin at or after it whose
@@ -364,10 +384,11 @@ def solar_backtest(
     Returns the model's rows and smart persistence's (p10 = p50 = p90, clipped at 0), both with
     columns origin, period_start, horizon_h, p10, p50, p90, model, actual (kW), as
     ``models.forecast.score_backtest`` wants them. Raises ValueError if no daylight target
-    follows the cutoff.
+    follows the cutoff. ``nwp``: weather forecast issues (the model then uses forecast weather; each
+    origin sees only the issues published by the end of its hour).
     """
-    model = make().fit(obs[obs.index < cutoff])
-    d = design(obs, capacity, horizons)
+    model = make().fit(obs[obs.index < cutoff], nwp)
+    d = design(obs, capacity, horizons, nwp)
     d = d[(d["origin"] >= cutoff) & d["y"].notna() & (d["cs_t"] > 0)]
     if d.empty:
         raise ValueError(f"no daylight targets after the backtest cutoff {cutoff}")

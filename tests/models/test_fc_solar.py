@@ -95,7 +95,8 @@ def test_calibrated_band_covers_closer_to_80_percent_with_the_same_median(power,
     kw = dict(horizons=[1, 4])  # the production hyper-parameters (measured: 0.70 raw -> 0.80 calibrated)
     raw = SolarXGBForecaster(system.kw_dc, calibration_share=0.0, **kw).fit(train)
     cal = SolarXGBForecaster(system.kw_dc, **kw).fit(train)
-    assert set(cal.widen_) == {1, 4} and raw.widen_ == {1: 0.0, 4: 0.0}
+    assert cal.calibrator_ is not None and raw.calibrator_ is None
+    assert {k for _, k in cal.calibrator_.widen_} == {0, 3}  # one width per lead (buckets of 1 h)
     d = design(pd.concat([train.iloc[-5:], test]), system.kw_dc, [1, 4])
     d = d[d["y"].notna() & (d["cs_t"] > 0) & (d["origin"] >= test.index[0])]
     y = d["y"].to_numpy() * system.kw_dc
@@ -103,6 +104,16 @@ def test_calibrated_band_covers_closer_to_80_percent_with_the_same_median(power,
     np.testing.assert_allclose(qc[:, 1], qr[:, 1])
     cov = lambda q: float(np.mean((y >= q[:, 0]) & (y <= q[:, 2])))  # noqa: E731
     assert abs(cov(qc) - 0.8) < abs(cov(qr) - 0.8)
+    # the 90 % band nests the 80 % one and covers more; widths follow the sun (clear-sky scale):
+    # the band at low sun is narrower than at high sun, where one absolute width would share them
+    b = cal.predict_bands(d)
+    assert (b["p05"] <= b["p10"]).all() and (b["p95"] >= b["p90"]).all()
+    assert float(np.mean((y >= b["p05"]) & (y <= b["p95"]))) > cov(qc)
+    width = b["p95"] - b["p05"]
+    cs = d["cs_t"].to_numpy()
+    low, high = (cs > 0.05) & (cs < 0.2), cs > 0.6
+    assert low.sum() > 50 and high.sum() > 50
+    assert np.median(width[low]) < 0.5 * np.median(width[high])
 
 
 def test_ramp_detection_on_a_known_profile():
@@ -248,3 +259,47 @@ def test_nwp_features_use_only_issues_published_by_the_end_of_the_origin_hour(po
     assert a.loc[origin, "nwp_k_t"].notna().all()
     later = origin + pd.Timedelta(hours=8)
     assert not a.loc[later, cols].equals(b.loc[later, cols])  # the spoiled issues do reach later origins
+
+
+@pytest.mark.slow
+def test_solar_pipeline_trains_with_forecast_weather_and_scores_without_look_ahead(power, system, tmy):
+    """models.solar.pipeline: with NWP issues the candidate uses the forecast-weather features; scoring
+    reads only the issues published by the end of the origin hour (spoiling later ones changes nothing),
+    counts where each hour came from, and falls back to bounded persistence without a usable champion."""
+    from models.solar.pipeline import score_solar_entity, train_solar_entity
+    from simulator.nwp import issue_forecasts
+
+    m = tmy.attrs["meta"]
+    w = tmy[(tmy["observation_time"] >= "2021-04-25") & (tmy["observation_time"] < "2021-06-12")]
+    nwp = issue_forecasts(w, m["latitude"], m["longitude"], m["altitude"], seed=5)
+    obs = power.loc["2021-05-08":"2021-05-24"]
+    H = [1, 3, 6]
+    make = lambda: SolarXGBForecaster(system.kw_dc, horizons=H, n_estimators=30, max_depth=3)  # noqa: E731
+    end = obs.index[-1] + pd.Timedelta(hours=1)
+    t = train_solar_entity("F1", obs, make=make, capacity_kw=system.kw_dc, horizons=H, window_end=end,
+                           cutoff=end - pd.Timedelta(days=2), weather_issues=nwp)  # fmt: skip
+    assert t.params["forecast_weather"] and any(c.startswith("nwp_") for c in t.model._columns)
+    assert t.metric == "pinball" and np.isfinite(t.metrics["pinball"])
+    assert "smart_persistence" in t.report["scores"]["model"].to_list()
+
+    origin = pd.Timestamp("2021-05-26 15:00", tz="UTC")
+    hist = power.loc[:origin].iloc[-30:]
+    future = power.loc[origin:].iloc[1:7][["clearsky_ac_kw", "zenith", "azimuth", "clearsky_ghi_wm2"]]
+    champ = lambda: (t.model, "4")  # noqa: E731
+    a = score_solar_entity(champ, hist, future, system.kw_dc, 6, weather_issues=nwp)
+    assert a.version == "4" and a.reason is None and a.forecast.height == 3  # leads 1, 3, 6
+    assert a.weather["from_latest_issue"] >= 5 and a.weather["missing"] == 0  # the newest starts an hour after it
+    assert a.weather["from_latest_issue"] + a.weather["from_older_issue"] == 6 and 0 <= a.weather["issue_age_h"] <= 7
+    spoiled = nwp.copy()
+    spoiled.loc[pd.to_datetime(spoiled["issued_at"]) > origin + pd.Timedelta(hours=1), ["ghi_wm2", "temp_air_c"]] = 0.0
+    b = score_solar_entity(champ, hist, future, system.kw_dc, 6, weather_issues=spoiled)
+    assert a.forecast.equals(b.forecast)
+    none = score_solar_entity(champ, hist, future, system.kw_dc, 6, weather_issues=None)
+    assert none.version == "4" and none.weather["missing"] == 6  # the boosters route the missing features
+
+    def gone():
+        raise LookupError("no champion")
+
+    fb = score_solar_entity(gone, hist, future, system.kw_dc, 6)
+    assert fb.version == "fallback" and set(fb.forecast["model"]) == {"smart_persistence"}
+    assert (fb.forecast["p10"] == 0).all() and (fb.forecast["p90"] >= fb.forecast["p50"]).all()

@@ -20,6 +20,7 @@ from models.forecast import (
     finite_metrics,
     trailing_backtest,
 )
+from models.forecast.conformal import ConformalForecaster
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.plots import feature_importance, forecast_figure, importance_figure, plt, png_bytes
 from models.forecast.sarimax import SARIMAXForecaster
@@ -50,9 +51,12 @@ def hourly() -> pl.DataFrame:
      ("sarimax", SARIMAXForecaster, None), ("lstm", LSTMForecaster, None)],
 )  # fmt: skip
 def test_factory_makes_fresh_forecasters_of_the_named_kind(kind, cls, season):
-    make = make_load_forecaster(kind, H24, ("temp_air_c",), "America/New_York", n_estimators=7)
+    make = make_load_forecaster(kind, H24, ("temp_air_c",), "America/New_York", n_estimators=7, calibrate=False)
     a, b = make(), make()
     assert isinstance(a, cls) and a is not b and a.series is None  # fresh and unfitted at every call
+    cal = make_load_forecaster(kind, H24, ("temp_air_c",), "America/New_York", n_estimators=7)()
+    assert isinstance(cal, ConformalForecaster) and isinstance(cal.make(), cls)  # calibrated by default
+    assert cal.name == a.name and cal.exog == a.exog
     if season is not None:
         assert a.season == season
     if kind == "xgboost":
@@ -113,7 +117,7 @@ def test_png_bytes_is_a_png_and_closes_the_figure():
 
 def test_feature_importance_of_xgboost_forecasters(hourly):
     assert feature_importance(SeasonalNaive(DAY).fit(hourly)) is None
-    m = XGBoostForecaster(H24, exog=("temp_air_c",), n_estimators=5).fit(hourly)
+    m = XGBoostForecaster(H24, exog=("temp_air_c",), n_estimators=5, tz="America/New_York").fit(hourly)
     names, values = feature_importance(m)
     assert names == m._columns and values.shape == (len(names),) and values.sum() > 0
     # the PV model: the mean over its per-lead boosters

@@ -123,7 +123,7 @@ def test_outbox_submit_with_keys_is_idempotent_across_processes_of_the_file(tmp_
 # ---------------------------------------------------------------------------------------------------------
 # Dagster glue on a real instance
 # ---------------------------------------------------------------------------------------------------------
-def _resources(tmp_path, am_url: str, schema: str = "public"):
+def _resources(tmp_path, am_url: str, schema: str = "public", settle_s: float = 1.0):
     from assets.resources import AlertingResource, LakeResource
 
     return {
@@ -133,7 +133,7 @@ def _resources(tmp_path, am_url: str, schema: str = "public"):
             outbox_path=str(tmp_path / "batch_outbox.db"),
             alerts_schema=schema,
             flush_timeout_s=3,
-            settle_s=1.0,
+            settle_s=settle_s,
         ),
     }
 
@@ -234,22 +234,26 @@ def test_critical_alert_sensor_requests_failure_risk_rescoring(pg_dagster_home, 
     instance = DagsterInstance.get()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
 
-    ctx = build_sensor_context(instance=instance, resources=res)
-    assert isinstance(critical_alert_sensor(ctx), SkipReason)  # received < settle_s ago: not settled yet
-    time.sleep(1.1)
-    ctx = build_sensor_context(instance=instance, resources=res)
-    reqs = list(critical_alert_sensor(ctx))
+    # received less than settle_s ago: not settled yet (an hour's settle, so a slow machine cannot outrun it)
+    unsettled = {**res, "alerting": _resources(tmp_path, "http://127.0.0.1:9093", store.schema, 3600.0)["alerting"]}
+    assert isinstance(critical_alert_sensor(build_sensor_context(instance=instance, resources=unsettled)), SkipReason)
+
+    def evaluate(cursor: str | None = None):
+        """One sensor evaluation: (its context, the run requests, or None while it skips)."""
+        ctx = build_sensor_context(cursor=cursor, instance=instance, resources=res)
+        out = critical_alert_sensor(ctx)
+        return ctx, None if isinstance(out, SkipReason) else list(out)
+
+    # settle_s = 1 s: polled with a deadline instead of a fixed sleep (a loaded machine may take longer)
+    ctx, reqs = wait_until(lambda: (r := evaluate())[1] and r, 30, 0.2, what="the settled critical alerts")
     assert [(r.partition_key, r.tags["gridlake/transformers"]) for r in reqs] == [
         ("2026-11-30", "TX-1"),
         ("2026-12-01", "TX-2,TX-5"),
     ]
     assert all(r.tags["gridlake/trigger"] == "critical_alert" for r in reqs)
-    assert isinstance(
-        critical_alert_sensor(build_sensor_context(cursor=ctx.cursor, instance=instance, resources=res)), SkipReason
-    )
+    assert evaluate(ctx.cursor)[1] is None  # nothing new after the cursor
     notify("aa06", "TX-6", "critical", dt.datetime(2026, 12, 1, 17, 0, tzinfo=UTC))
-    time.sleep(1.1)
-    [late] = critical_alert_sensor(build_sensor_context(cursor=ctx.cursor, instance=instance, resources=res))
+    _, [late] = wait_until(lambda: (r := evaluate(ctx.cursor))[1] and r, 30, 0.2, what="the late critical alert")
     assert (late.partition_key, late.tags["gridlake/transformers"]) == ("2026-12-01", "TX-6")
     # the request is launchable: the job exists for that partition in the code location
     from pipelines.definitions import defs

@@ -496,3 +496,26 @@ def test_outbox_posts_fresh_alerts_before_the_reposted_firing_set(tmp_path):
     order = [(json.loads(p)["labels"]["asset_id"], "endsAt" in json.loads(p)) for _, p, _ in ob._batch()]
     assert order == [("TR-3", False), ("TR-1", True), ("TR-2", False)] and ob.depth() == 3
     ob.close(0)
+
+
+def test_a_post_during_the_minutes_repost_takes_fresh_alerts_and_a_few_reposts(tmp_path):
+    """With thousands of re-posts queued, each POST carries every fresh alert first and at most
+    ``repost_batch_size`` re-posts, oldest first; the rest wait for the next POSTs (none is skipped)."""
+    ob = Outbox(
+        tmp_path / "ob.db", AlertmanagerClient("http://127.0.0.1:9", timeout=0.2), start=False, repost_batch_size=7
+    )
+    firing = [make_alert(i) for i in range(300)]
+    ob.submit(firing)
+    with sqlite3.connect(tmp_path / "ob.db") as db:
+        db.execute("DELETE FROM outbox")  # as if posted
+    assert ob.resend_active() == 300
+    ob.submit([make_alert(1000), make_alert(1001)])
+    first = [json.loads(p)["labels"]["asset_id"] for _, p, _ in ob._batch()]
+    assert first == ["TR-1000", "TR-1001"] + [f"TR-{i}" for i in range(7)]
+    seen = []
+    while rows := ob._batch():
+        seen += [json.loads(p)["labels"]["asset_id"] for _, p, _ in rows]
+        assert len(rows) <= 7 or seen[:2] == ["TR-1000", "TR-1001"]
+        ob._delete([r[0] for r in rows], [json.loads(p) for _, p, _ in rows])
+    assert seen == ["TR-1000", "TR-1001"] + [f"TR-{i}" for i in range(300)] and ob.depth() == 0
+    ob.close(0)

@@ -1,0 +1,234 @@
+"""Calibrated intervals (models.forecast.conformal): nominal coverage on series with known noise,
+and no look-ahead in the calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from models.forecast import DAY, SeasonalNaive, rolling_origin
+from models.forecast.conformal import (
+    ConformalForecaster,
+    IntervalCalibrator,
+    conformal_quantile,
+    periodic_conformal,
+    rolling_conformal,
+)
+
+
+def coverage(a, lo, hi) -> float:
+    a, lo, hi = (np.asarray(v, float) for v in (a, lo, hi))
+    return float(np.mean((a >= lo) & (a <= hi)))
+
+
+def test_conformal_quantile_is_the_finite_sample_rank():
+    s = np.arange(1.0, 11.0)  # n = 10: ceil(11 * 0.8) = 9th smallest
+    assert conformal_quantile(s, 0.8) == 9.0
+    assert conformal_quantile(s, 0.95) == 10.0  # rank 11 > n: the largest
+    assert np.isnan(conformal_quantile(np.array([np.nan]), 0.8))
+
+
+def heteroscedastic(n_per_lead: int, rng: np.random.Generator):
+    """A model whose band is far too narrow, with noise growing 4x over 24 leads (known sigma)."""
+    lead = np.tile(np.arange(1, 25, dtype=float), n_per_lead)
+    sigma = 1.0 + 3.0 * (lead - 1) / 23
+    p50 = 100 + 10 * np.sin(lead)
+    y = p50 + rng.normal(0, sigma)
+    half = 0.3 * 1.2816 * sigma  # 30 % of the true 80 % half-width
+    return y, p50 - half, p50, p50 + half, lead
+
+
+def test_calibrated_bands_hit_nominal_on_known_noise_per_lead_bucket():
+    rng = np.random.default_rng(0)
+    cal = heteroscedastic(150, rng)  # 150 origins x 24 leads
+    new = heteroscedastic(2000, rng)
+    c = IntervalCalibrator(bucket_hours=6, scale="none").fit(*cal)
+    y, lo, md, hi, lead = new
+    assert coverage(y, lo, hi) < 0.3  # raw band: far from nominal
+    b = c.apply(lo, md, hi, lead)
+    assert abs(coverage(y, b["p10"], b["p90"]) - 0.8) < 0.02
+    assert abs(coverage(y, b["p05"], b["p95"]) - 0.9) < 0.02
+    for k in range(4):  # each lead bucket separately, not only on average
+        m = (lead > 6 * k) & (lead <= 6 * (k + 1))
+        assert abs(coverage(y[m], b["p10"][m], b["p90"][m]) - 0.8) < 0.03
+        assert abs(coverage(y[m], b["p05"][m], b["p95"][m]) - 0.9) < 0.03
+    assert (b["p05"] <= b["p10"]).all() and (b["p10"] <= md).all() and (md <= b["p90"]).all()
+    assert (b["p90"] <= b["p95"]).all()
+
+
+def test_relative_scale_gives_level_proportional_widths():
+    """Multiplicative noise (5 % sd) on levels 10..1000: one pooled relative width covers 80 %
+    at every level, where an absolute width would be far off at both ends."""
+    rng = np.random.default_rng(1)
+
+    def draw(n):
+        p50 = rng.uniform(10, 1000, n)
+        return p50 * (1 + rng.normal(0, 0.05, n)), p50, p50, p50, np.ones(n)
+
+    rel = IntervalCalibrator(bucket_hours=None, scale="level").fit(*draw(3000))
+    ab = IntervalCalibrator(bucket_hours=None, scale="none").fit(*draw(3000))
+    y, lo, md, hi, lead = draw(20000)
+    small, large = md < 100, md > 800
+    br, ba = rel.apply(lo, md, hi, lead), ab.apply(lo, md, hi, lead)
+    for m in (small, large):
+        assert abs(coverage(y[m], br["p10"][m], br["p90"][m]) - 0.8) < 0.03
+    assert coverage(y[small], ba["p10"][small], ba["p90"][small]) > 0.95
+    assert coverage(y[large], ba["p10"][large], ba["p90"][large]) < 0.65
+
+
+def noisy_daily(days: int = 110, sd: float = 3.0, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = pd.date_range("2026-01-01", periods=24 * days, freq="1h", tz="UTC")
+    y = 100 + 20 * np.sin(2 * np.pi * t.hour / 24) + rng.normal(0, sd, len(t))
+    return pl.DataFrame({"period_start": t, "mean_kw": y})
+
+
+@pytest.fixture(scope="module")
+def naive_backtest() -> tuple[pl.DataFrame, list[pd.Timestamp]]:
+    df = noisy_daily()
+    origins = list(pd.date_range("2026-01-05", periods=100, freq="D", tz="UTC"))
+    return rolling_origin(lambda: SeasonalNaive(DAY), df, origins, 24, refit_every=1), origins
+
+
+def test_rolling_conformal_hits_nominal_on_a_real_backtest(naive_backtest):
+    """Seasonal naive on a daily cycle + Gaussian noise (error = difference of two noises):
+    calibrated on the 28 origins before each one, 80 evaluation origins x 24 h."""
+    bt, origins = naive_backtest
+    ev = origins[20:]
+    cal = rolling_conformal(bt, ev, window_origins=28, min_origins=7, bucket_hours=6, scale="none")
+    assert cal["origin"].n_unique() == len(ev)
+    a = cal["actual"]
+    assert abs(coverage(a, cal["p10"], cal["p90"]) - 0.8) < 0.03
+    assert abs(coverage(a, cal["p05"], cal["p95"]) - 0.9) < 0.03
+
+
+def test_rolling_conformal_uses_nothing_known_only_after_the_origin(naive_backtest):
+    """The band issued at origin o is the same whatever happens at or after o (also in rows of
+    earlier forecasts whose target hours run past o); changing an actual before o does change it."""
+    bt, origins = naive_backtest
+    o = origins[40]
+    o_pl = pl.lit(o).cast(pl.Datetime("us", "UTC"))
+    base = rolling_conformal(bt, [o], min_origins=7, bucket_hours=6, scale="none")
+    future = bt.with_columns(
+        pl.when(pl.col("period_start") >= o_pl).then(pl.col("actual") * 50).otherwise(pl.col("actual")).alias("actual")
+    )
+    after = rolling_conformal(future, [o], min_origins=7, bucket_hours=6, scale="none")
+    assert np.allclose(base["p10"], after["p10"]) and np.allclose(base["p95"], after["p95"])
+    # a big miss inside the calibration window (the day before o) moves the band
+    past = bt.with_columns(
+        pl.when((pl.col("period_start") < o_pl) & (pl.col("origin") < o_pl))
+        .then(pl.col("actual") * 3)
+        .otherwise(pl.col("actual"))
+        .alias("actual")
+    )
+    moved = rolling_conformal(past, [o], min_origins=7, bucket_hours=6, scale="none")
+    assert not np.allclose(base["p90"], moved["p90"])
+
+
+def test_conformal_forecaster_calibrates_inside_its_history_and_covers():
+    """The production wrapper: calibration origins all lie inside the training history, the
+    bands nest, and over 40 rolling origins the 80 % / 90 % bands cover near nominal."""
+    df = noisy_daily(days=90, seed=3)
+    make = lambda: ConformalForecaster(  # noqa: E731
+        lambda: SeasonalNaive(DAY), pd.Timedelta(hours=24), cal_days=21, bucket_hours=None, scale="none"
+    )
+    m = make().fit(df.head(24 * 40))
+    assert m.calibrator is not None and m.calibrator.n_ == 21 * 24
+    fc = m.predict(24)
+    assert {"p05", "p10", "p50", "p90", "p95"} <= set(fc.columns)
+    assert (fc["p05"] <= fc["p10"]).all() and (fc["p90"] <= fc["p95"]).all()
+    origins = list(pd.date_range("2026-02-20", periods=40, freq="D", tz="UTC"))
+    bt = rolling_origin(make, df, origins, 24, refit_every=7)
+    assert abs(coverage(bt["actual"], bt["p10"], bt["p90"]) - 0.8) < 0.04
+
+
+def test_conformal_forecaster_without_enough_history_keeps_the_raw_band():
+    df = noisy_daily(days=10, seed=4)  # room for 7 origins, 14 wanted
+    raw = SeasonalNaive(DAY).fit(df).predict(24)
+    m = ConformalForecaster(lambda: SeasonalNaive(DAY), pd.Timedelta(hours=24), cal_days=14, min_cal_days=14).fit(df)
+    fc = m.predict(24)
+    assert m.calibrator is None
+    assert np.allclose(fc["p10"], raw["p10"]) and fc["p05"].null_count() == 24
+
+
+def test_conformal_forecaster_calibrates_with_persisted_weather_known_at_each_origin():
+    """Calibration origins see the weather a scoring run would have without a forecast feed:
+    each hour's value from the same hour 1-3 days before, only from hours before the origin."""
+    df = noisy_daily(days=30, seed=5).with_row_index("i").with_columns(pl.col("i").cast(pl.Float64).alias("temp_air_c"))
+    pdf = df.drop("i").to_pandas()
+    m = ConformalForecaster(lambda: SeasonalNaive(DAY), pd.Timedelta(hours=24))
+    m.exog = ("temp_air_c",)  # as for a weather-driven model
+    fx = m._persisted(pdf, pd.to_datetime(pdf["period_start"], utc=True))
+    origin = pd.Timestamp("2026-01-20", tz="UTC")
+    idx = pd.date_range(origin, periods=48, freq="1h")
+    got = fx(origin, idx)["temp_air_c"].to_numpy()
+    first = pd.Timestamp("2026-01-01", tz="UTC")
+    hours_from_start = ((idx - first) / pd.Timedelta(hours=1)).to_numpy()
+    # temp_air_c is the row number: the value used for each hour is its own row 24 h (for the
+    # second day 48 h) earlier, always a row before the origin
+    expected = hours_from_start - np.where(idx < origin + pd.Timedelta(days=1), 24, 48)
+    np.testing.assert_array_equal(got, expected)
+    assert got.max() < (origin - first) / pd.Timedelta(hours=1)
+
+
+def hourly_origin_frame(days: int = 40, seed: int = 6) -> pl.DataFrame:
+    """Hourly origins, leads 1/3/6 h, a level-proportional noise (sd 20 % of the level), a band
+    far too narrow: the shape of the PV backtest."""
+    rng = np.random.default_rng(seed)
+    origins = pd.date_range("2021-03-01", periods=24 * days, freq="1h", tz="UTC")
+    parts = []
+    for h in (1, 3, 6):
+        level = 1 + np.sin(2 * np.pi * (origins.hour + h) / 24) ** 2
+        y = level * (1 + rng.normal(0, 0.2, len(origins)))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "model": "m",
+                    "origin": origins,
+                    "period_start": origins + pd.Timedelta(hours=h),
+                    "horizon_h": float(h),
+                    "actual": y,
+                    "p10": level * 0.98,
+                    "p50": level,
+                    "p90": level * 1.02,
+                    "scale": level,
+                }
+            )  # fmt: skip
+        )
+    return pl.concat(parts)
+
+
+def test_periodic_conformal_hits_nominal_with_daily_refresh():
+    bt = hourly_origin_frame()
+    r = periodic_conformal(bt, scale_col="scale", min_rows=200, bucket_hours=1, min_scores=30)
+    assert r.height == bt.height
+    ok = r.filter(pl.col("calibrated"))
+    # 200 realised rows (3 leads x 24 origins a day) exist from the 4th day on
+    assert r.filter(~pl.col("calibrated"))["origin"].max() < pd.Timestamp("2021-03-04", tz="UTC")
+    assert abs(coverage(ok["actual"], ok["p10"], ok["p90"]) - 0.8) < 0.02
+    assert abs(coverage(ok["actual"], ok["p05"], ok["p95"]) - 0.9) < 0.02
+
+
+def test_periodic_conformal_uses_nothing_realised_after_the_refresh():
+    bt = hourly_origin_frame(days=20)
+    day = pd.Timestamp("2021-03-12", tz="UTC")
+    d0 = pl.lit(day).cast(pl.Datetime("us", "UTC"))
+    on_day = (pl.col("origin") >= d0) & (pl.col("origin") < d0 + pd.Timedelta(days=1))
+    kw = dict(scale_col="scale", min_rows=200, bucket_hours=1, min_scores=30)
+    base = periodic_conformal(bt, **kw).filter(on_day).sort("origin", "horizon_h")
+    # targets ending after midnight (also of origins the day before) are not known at the refresh
+    later = bt.with_columns(
+        pl.when(pl.col("period_start") + pd.Timedelta(hours=1) > d0)
+        .then(pl.col("actual") * 10)
+        .otherwise(pl.col("actual"))
+        .alias("actual")
+    )
+    same = periodic_conformal(later, **kw).filter(on_day).sort("origin", "horizon_h")
+    assert np.allclose(base["p90"], same["p90"]) and np.allclose(base["p05"], same["p05"])
+    earlier = bt.with_columns(
+        pl.when(pl.col("period_start") < d0).then(pl.col("actual") * 3).otherwise(pl.col("actual")).alias("actual")
+    )
+    moved = periodic_conformal(earlier, **kw).filter(on_day).sort("origin", "horizon_h")
+    assert not np.allclose(base["p90"], moved["p90"])
