@@ -253,6 +253,8 @@ def training(demo: Demo) -> None:
         ops={k: ops[k] for k in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model")},
         label=f"as of {as_of}",
     )
+    fmd = _metadata(r, "grid_failure_model")
+    demo.notes["failure_mode"] = f"{fmd.get('failure_mode')}, {fmd.get('recorded_failures')} recorded failures"
     for asset in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model"):
         md = _metadata(r, asset)
         for k, v in md.items():
@@ -563,10 +565,12 @@ def summary(demo: Demo) -> dict[str, Any]:
     out["forecast_mape"] = acc.to_dicts()
     risks = top_risks(demo)
     show(
-        f"Top transformer risks on {day} (p_fail_72h: max hourly probability; lead_h: first alert-band hour to a recorded failure)",
+        f"Top transformer risks on {day} (failure model: {demo.notes.get('failure_mode')}; p_fail_72h: max hourly "
+        "probability; lead_h: first alert-band hour to a recorded failure)",
         risks,
     )
     out["top_risks"] = risks.to_dicts()
+    out["failure_mode"] = demo.notes.get("failure_mode")
     alerts, truth = anomaly_counts(demo)
     show(f"Alerts raised on {day} by asset type, rule and severity", alerts)
     show(f"Incidents recorded (simulator truth) overlapping {day}", truth)

@@ -55,13 +55,19 @@ def train_anomaly(
     from models.registry import backtest_id
 
     from .anomaly import AnomalyEnsemble
-    from .evaluate import anomaly_holdout_metrics, label_readings, reading_interval
+    from .evaluate import anomaly_holdout_metrics, holdout_context, label_readings, reading_interval
 
     lab = label_readings(features, events, ref_meters, kind, reading_interval(ref_meters))
     is_eval = features.select(local_date("time", tz) >= eval_from).to_series().to_numpy()
     model = AnomalyEnsemble(kind, config=config, feature_config=feature_config, thresholds=thresholds)
     model.fit(features.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval])
-    evaluate = partial(anomaly_holdout_metrics, features=features, labels=lab, is_eval=is_eval)
+    # the held-out rows with their autoencoder context: the same scores as the whole frame's, and the
+    # champion's re-scoring (rescore) keeps only this small frame alive
+    ctx = holdout_context(features, is_eval, feature_config.window)
+    ev_rows = pl.Series(ctx)
+    evaluate = partial(
+        anomaly_holdout_metrics, features=features.filter(ev_rows), labels=lab.filter(ev_rows), is_eval=is_eval[ctx]
+    )
     metrics = evaluate(model)
     bid = backtest_id(kind, eval_from, end, int(metrics["eval_rows"]), int(metrics["eval_positives"]))
     params = {
