@@ -98,7 +98,7 @@ def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
     zone, lake = LocalLanding(landing), Lake(out)
     ids = pl.read_parquet(landing / "reference" / "ref_meters.parquet")["meter_id"]
     src = SOURCES["meter_readings"]
-    rows = silver = 0
+    rows = silver = quarantined = 0
     timings: dict[str, float] = {}
     t = time.perf_counter()
     results = ingest_partitions(zone, lake, src, days, ids, tz=DEFAULT_TIMEZONE)
@@ -106,20 +106,31 @@ def child_ingest(landing: Path, days: list[dt.date], out: Path) -> dict:
         assert r.reconciles
         rows += r.raw_rows
         silver += r.silver_rows
+        quarantined += r.quarantined_rows
         for k, v in r.timings_s.items():
             timings[k] = timings.get(k, 0.0) + v
-    return {"seconds": time.perf_counter() - t, "rows": rows, "silver_rows": silver, "stages_s": timings}
+    return {
+        "seconds": time.perf_counter() - t,
+        "rows": rows,
+        "silver_rows": silver,
+        "quarantined_rows": quarantined,
+        "stages_s": timings,
+    }
 
 
-def _generate_big_csv(landing: Path, rows: int, day: dt.date, seed: int) -> int:
-    """One CSV file of ``rows`` one-minute readings (ceil(rows / 1440) meters), written in blocks."""
+def _generate_big_csv(landing: Path, rows: int, day: dt.date, seed: int, bad_share: float = 0.0) -> int:
+    """One CSV file of ``rows`` one-minute readings (ceil(rows / 1440) meters), written in blocks.
+
+    ``bad_share``: that share of the meters (so of the rows) is missing from the reference table, so their
+    rows are rejected as ``unknown_entity``: a file that is almost all quarantine (issue 9)."""
     import numpy as np
     import polars as pl
 
     n_meters = -(-rows // 1440)
     ids = [f"B{i:07d}" for i in range(n_meters)]
     (landing / "reference").mkdir(parents=True, exist_ok=True)
-    pl.DataFrame({"meter_id": ids}).write_parquet(landing / "reference" / "ref_meters.parquet")
+    known = ids[round(n_meters * bad_share) :] or ids[-1:]  # at least one known meter: a real reference table
+    pl.DataFrame({"meter_id": known}).write_parquet(landing / "reference" / "ref_meters.parquet")
     folder = landing / "meter_readings" / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -196,17 +207,25 @@ def _generate(landing: Path, meters: int, days: list[dt.date], seed: int) -> int
     return rows
 
 
-def _big_file_cases(days: list[dt.date], big_rows: int, seed: int) -> dict:
-    """One CSV file of ``big_rows`` rows and one of a tenth of them: peak RSS and rows/s of each."""
+#: share of rows the mostly-rejected big file's rows name meters missing from the reference (issue 9)
+BAD_SHARE = 0.95
+
+
+def _big_file_cases(days: list[dt.date], big_rows: int, seed: int, clean: bool = True, bad: bool = True) -> dict:
+    """One CSV file of ``big_rows`` rows and one of a tenth of them: peak RSS and rows/s of each; likewise
+    (``bad``) the same files with 95 % of their rows rejected (unknown meters), whose quarantine is as
+    large as the file: ``big_bad*`` keys."""
     from lake.readers import DEFAULT_CHUNK_BYTES
     from lake.spill import memory_budget_bytes
 
     out: dict = {}
-    for tag, n in (("big_tenth", big_rows // 10), ("big", big_rows)):
+    cases = [("big_tenth", big_rows // 10, 0.0), ("big", big_rows, 0.0)] if clean else []
+    cases += [("big_bad_tenth", big_rows // 10, BAD_SHARE), ("big_bad", big_rows, BAD_SHARE)] if bad else []
+    for tag, n, bad_share in cases:
         big = WORK / f"landing_csv_{tag}"
-        print(f"generating one CSV file of {n:,} rows")
+        print(f"generating one CSV file of {n:,} rows ({bad_share:.0%} of them for unknown meters)")
         t = time.perf_counter()
-        _generate_big_csv(big, n, days[0], seed + 2)
+        _generate_big_csv(big, n, days[0], seed + 2, bad_share=bad_share)
         size = (big / "meter_readings" / days[0].isoformat() / "monthly-export.csv").stat().st_size
         print(f"  {size / 1e9:.2f} GB in {time.perf_counter() - t:.0f}s; ingesting", flush=True)
         one = _run_child("ingest", big, days[:1], tag)
@@ -216,28 +235,39 @@ def _big_file_cases(days: list[dt.date], big_rows: int, seed: int) -> dict:
         out[f"{tag}_csv_bytes"] = size
         out[f"{tag}_csv_peak_rss_mb"] = round(one["peak_rss_mb"], 1)
         out[f"{tag}_csv_rows_per_s"] = round(one["rows"] / one["seconds"])
+        out[f"{tag}_csv_quarantined_rows"] = one.get("quarantined_rows")
         out[f"{tag}_csv_stage_seconds"] = {k: round(v, 1) for k, v in one["stages_s"].items()}
     out["chunk_bytes"] = DEFAULT_CHUNK_BYTES
     out["memory_budget_mb"] = memory_budget_bytes() >> 20
-    out["big_csv_rss_growth_per_extra_row_bytes"] = round(
-        (out["big_csv_peak_rss_mb"] - out["big_tenth_csv_peak_rss_mb"])
-        * 2**20
-        / (out["big_csv_rows"] - out["big_tenth_csv_rows"]),
-        1,
-    )
-    out["big_csv_peak_rss_ratio_vs_tenth"] = round(out["big_csv_peak_rss_mb"] / out["big_tenth_csv_peak_rss_mb"], 2)
+    for big, tenth in (("big", "big_tenth"), ("big_bad", "big_bad_tenth")):
+        if f"{big}_csv_rows" not in out:
+            continue
+        out[f"{big}_csv_rss_growth_per_extra_row_bytes"] = round(
+            (out[f"{big}_csv_peak_rss_mb"] - out[f"{tenth}_csv_peak_rss_mb"])
+            * 2**20
+            / (out[f"{big}_csv_rows"] - out[f"{tenth}_csv_rows"]),
+            1,
+        )
+        out[f"{big}_csv_peak_rss_ratio_vs_tenth"] = round(
+            out[f"{big}_csv_peak_rss_mb"] / out[f"{tenth}_csv_peak_rss_mb"], 2
+        )
     return out
 
 
 def _print_big(out: dict) -> None:
-    for tag in ("big_tenth", "big"):
+    for big, tenth in (("big", "big_tenth"), ("big_bad", "big_bad_tenth")):
+        if f"{big}_csv_rows" not in out:
+            continue
+        for tag in (tenth, big):
+            q = out.get(f"{tag}_csv_quarantined_rows")
+            print(
+                f"  one CSV file of {out[f'{tag}_csv_rows']:,} rows ({out[f'{tag}_csv_bytes'] / 1e9:.2f} GB{f', {q:,} quarantined' if q else ''}): "
+                f"peak RSS {out[f'{tag}_csv_peak_rss_mb']:.0f} MB, {out[f'{tag}_csv_rows_per_s'] / 1e6:.2f} M rows/s"
+            )
         print(
-            f"  one CSV file of {out[f'{tag}_csv_rows']:,} rows ({out[f'{tag}_csv_bytes'] / 1e9:.2f} GB): peak RSS {out[f'{tag}_csv_peak_rss_mb']:.0f} MB, {out[f'{tag}_csv_rows_per_s'] / 1e6:.2f} M rows/s"
+            f"  peak RSS 10x rows / 1x: {out[f'{big}_csv_peak_rss_ratio_vs_tenth']:.2f}; growth per extra row {out[f'{big}_csv_rss_growth_per_extra_row_bytes']:.0f} bytes "
+            f"(chunks of {out['chunk_bytes'] >> 20} MiB, day budget {out['memory_budget_mb']} MB)"
         )
-    print(
-        f"  peak RSS 10x rows / 1x: {out['big_csv_peak_rss_ratio_vs_tenth']:.2f}; growth per extra row {out['big_csv_rss_growth_per_extra_row_bytes']:.0f} bytes "
-        f"(chunks of {out['chunk_bytes'] >> 20} MiB, day budget {out['memory_budget_mb']} MB)"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the single large CSV file cases (benchmarks/results/ingest_big_file.json)",
     )
+    ap.add_argument(
+        "--only-bad",
+        action="store_true",
+        help="with --only-big: only the mostly-rejected files (big_bad* keys updated in ingest_big_file.json)",
+    )
     args = ap.parse_args(argv)
     if args.child:
         _child_main(args)
@@ -269,13 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_big:
         WORK.mkdir(parents=True, exist_ok=True)
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-        out = {
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-            "load_before": load,
-            **_big_file_cases(_days(1), args.big_rows, args.seed),
-        }
-        out["load_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         path = RESULTS.with_name("ingest_big_file.json")
+        cases = _big_file_cases(_days(1), args.big_rows, args.seed, clean=not args.only_bad)
+        if args.only_bad and path.exists():  # the clean files' figures stay as measured
+            out = json.loads(path.read_text()) | cases | {"load_bad_before": load}
+        else:
+            out = {
+                "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+                "load_before": load,
+                **cases,
+            }
+        out["load_bad_after" if args.only_bad else "load_after"] = subprocess.run(
+            ["uptime"], capture_output=True, text=True
+        ).stdout.strip()
         path.write_text(json.dumps(out, indent=2) + "\n")
         _print_big(out)
         print(f"  load: {out['load_before']} -> {out['load_after']}\n  written to {path.relative_to(ROOT)}")

@@ -53,7 +53,7 @@ from lake.readers import (
     file_format,
     read_all,
 )
-from lake.spill import BucketSpill, SpillDir, SpilledFrame, memory_budget_bytes
+from lake.spill import BucketSpill, HeldFrame, SpillDir, SpilledFrame, memory_budget_bytes
 from quality.rules import DEFAULT_RULES, QualityRules
 
 ARCHIVE_PREFIX = "bronze_archive"
@@ -826,12 +826,15 @@ def process_file(
     *,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     accept: Callable[[pl.DataFrame], None] | None = None,
+    reject: Callable[[pl.DataFrame], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, FileReport]:
     """Archive (if a lake is given), read and validate one landing file, in chunks of about
     ``chunk_bytes`` of input. Never raises for a bad name or bad content: the file's problem is
     reported (and a file that cannot be read is reported with its size and estimated records).
     ``accept``: called with each chunk's accepted rows as soon as they are validated (the day's
-    bounded buffer, lake.spill), instead of returning them (the first frame is then empty)."""
+    bounded buffer, lake.spill), instead of returning them (the first frame is then empty).
+    ``reject``: likewise for each chunk's rejected records (the day's quarantine, lake.spill.HeldFrame);
+    the second frame then holds only a file-level marker, if any."""
     fmt, _gz = file_format(f.key)
     skip = skip_reason(f.key)
     if skip:  # never opened: the name does not become a path or an S3 request
@@ -862,9 +865,10 @@ def process_file(
                         chunk.df, f.key, src, partition, known_ids, tz, hp, decimal_comma=chunk.header.decimal_comma
                     )
                     accepted.append(a) if accept is None else accept(a)
-                    rejected.append(r)
+                    rejected.append(r) if reject is None else reject(r)
                 if chunk.malformed.height:
-                    rejected.append(_malformed_rejects(chunk.malformed, f.key, fmt))
+                    m = _malformed_rejects(chunk.malformed, f.key, fmt)
+                    rejected.append(m) if reject is None else reject(m)
     except BaseException as e:  # corrupt Parquet/gzip, a reader panic, ...: recorded, counted, and the day blocked
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
@@ -966,23 +970,39 @@ def build_partition(
     ingested_at = ingested_at or dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     files = list_partition_files(zone, src, partition)
-    rejected, reports = [], []
+    reports = []
     spill_dir = SpillDir()
     # buckets by entity keep every key together only where the key leads with the entity; a source
     # keyed otherwise (incidents: an incident number) is small and never spills
     budget = (memory_bytes or memory_budget_bytes()) if tuple(src.key)[:1] == (src.entity,) else sys.maxsize
     held = BucketSpill(_EIDX, budget, spill_dir)
+    # the quarantine: held up to a quarter of the budget, then spilled piece by piece (a landing file of
+    # mostly bad rows is as large as its quarantine), each piece with the partition's columns
+    ts = pl.lit(ingested_at).cast(UTC_TS)
+    quarantined = HeldFrame(
+        spill_dir,
+        "quarantine",
+        max(1, (memory_bytes or memory_budget_bytes()) // 4),
+        start=_empty_rejects(),
+        finish=lambda q: q.with_columns(pl.lit(partition).alias("date"), ts.alias("ingested_at")),
+    )
+    reasons: Counter = Counter()
+
+    def reject(r: pl.DataFrame) -> None:
+        if r.height:
+            reasons.update(dict(r.group_by("reason_code").len().iter_rows()))
+            quarantined.add(r)
+
     try:
         for rep in waived_files(zone, src, partition):
             reports.append(rep)
-            rejected.append(_file_marker(rep))
+            reject(_file_marker(rep))
         for i, f in enumerate(files):
             _, r, rep = process_file(
-                zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes, accept=held.add
+                zone, f, src, partition, known_ids, tz, lake, chunk_bytes=chunk_bytes, accept=held.add, reject=reject
             )
             reports.append(rep)
-            if r.height:
-                rejected.append(r)
+            reject(r)
             if progress:
                 progress(
                     f"{src.name} {partition}: file {i + 1}/{len(files)} {f.key}: {rep.records} records"
@@ -990,14 +1010,15 @@ def build_partition(
                 )
         t1 = time.perf_counter()
         flags: Counter = Counter()
-        dup_parts = []
+        n_rejected, n_dups = quarantined.height, 0
         silver: pl.DataFrame | SpilledFrame = SpilledFrame(spill_dir, "silver") if held.spilled else None
         for ok in held.buckets():  # one frame, or (spilled) one bucket of entities at a time
             s, d = _dedupe_and_flag(ok, src, partition, tz, rules)
             del ok
             flags.update(dict(s.group_by("quality_flag").len().iter_rows()))
             if d.height:
-                dup_parts.append(d)
+                n_dups += d.height
+                reject(d)
             if held.spilled:
                 silver.append(s)
             else:
@@ -1007,14 +1028,10 @@ def build_partition(
                 schema={**{c: src.silver.polars_schema()[c] for c in src.raw_columns + [_FILE, _ROW]}, _EIDX: pl.Int64}
             )
             silver = _dedupe_and_flag(empty, src, partition, tz, rules)[0]
+        quarantine = quarantined.result()
     except BaseException:
         spill_dir.close()
         raise
-    dups = pl.concat(dup_parts, how="vertical_relaxed") if dup_parts else _empty_rejects().clear()
-    rej = pl.concat(rejected, how="diagonal_relaxed") if rejected else _empty_rejects()
-    quarantine = pl.concat([rej, dups], how="diagonal_relaxed") if dups.height else rej
-    ts = pl.lit(ingested_at).cast(UTC_TS)
-    quarantine = quarantine.with_columns(pl.lit(partition).alias("date"), ts.alias("ingested_at"))
     bronze = pl.DataFrame(
         {
             "date": [partition] * len(reports),
@@ -1030,15 +1047,14 @@ def build_partition(
     ).with_columns(ts.alias("ingested_at"))
 
     n_markers = sum(1 for r in reports if r.records == 0)
-    reasons = Counter(dict(quarantine.group_by("reason_code").len().iter_rows())) if quarantine.height else Counter()
     res = IngestResult(
         src.name,
         partition,
         reports,
         raw_rows=sum(r.records for r in reports),
         silver_rows=silver.height,
-        quarantined_rows=rej.height - n_markers,
-        duplicate_rows=dups.height,
+        quarantined_rows=n_rejected - n_markers,
+        duplicate_rows=n_dups,
         flags={k: int(v) for k, v in sorted(flags.items())},
         reasons={k: int(v) for k, v in sorted(reasons.items())},
         timings_s={"read_validate": t1 - t0, "dedupe_flag": time.perf_counter() - t1},
@@ -1050,7 +1066,7 @@ def build_partition(
 
 
 def forward_late_records(
-    zone: LandingZone, src: Source, partition: dt.date, quarantine: pl.DataFrame, max_days: int = 7
+    zone: LandingZone, src: Source, partition: dt.date, quarantine: pl.DataFrame | SpilledFrame, max_days: int = 7
 ) -> dict[dt.date, str]:
     """Re-land late (and early) records in the folder of the day they belong to.
 
@@ -1060,8 +1076,17 @@ def forward_late_records(
     that day. Re-running this partition rewrites the same file (idempotent). Records more than
     ``max_days`` away stay in quarantine only. Returns {target day: key written}.
     """
-    fwd = quarantine.filter(pl.col("target_date").is_not_null() & pl.col(_FWD_TIME).is_not_null())
-    fwd = fwd.filter((pl.col("target_date") - pl.lit(partition)).dt.total_days().abs() <= max_days)
+    sel = (
+        pl.col("target_date").is_not_null()
+        & pl.col(_FWD_TIME).is_not_null()
+        & ((pl.col("target_date") - pl.lit(partition)).dt.total_days().abs() <= max_days)
+    )
+    if isinstance(quarantine, SpilledFrame):  # a spilled quarantine: one piece at a time
+        fwd = pl.concat([q.filter(sel) for q in quarantine], how="diagonal_relaxed") if quarantine.height else None
+    else:
+        fwd = quarantine.filter(sel)
+    if fwd is None or fwd.height == 0:
+        return {}
     written: dict[dt.date, str] = {}
     for (target,), grp in fwd.group_by("target_date", maintain_order=True):
         lines = []

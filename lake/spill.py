@@ -171,3 +171,47 @@ class SpilledFrame:
 
     def close(self) -> None:
         self.dir.close()
+
+
+class HeldFrame:
+    """Frames held in memory up to ``budget`` bytes (polars' estimate), then written out as the pieces of a
+    :class:`SpilledFrame`: a day's quarantine, which for a mostly-rejected file is as large as the file
+    (issue 9: a 2 GB landing file of bad rows). ``finish`` (a frame -> frame function) is applied to every
+    piece as it is written and to the held frame at the end (the partition's ``date``/``ingested_at``).
+    """
+
+    def __init__(self, spill_dir: SpillDir, name: str, budget: int, *, start: pl.DataFrame | None = None, finish=None):
+        if budget <= 0:
+            raise ValueError("the memory budget must be positive")
+        self.budget, self.finish = budget, finish or (lambda df: df)
+        self.start = start  # an empty frame with every column: each piece gets them all
+        self.held: list[pl.DataFrame] = []
+        self.held_bytes = 0
+        self.spilled = SpilledFrame(spill_dir, name)
+
+    @property
+    def height(self) -> int:
+        return self.spilled.height + sum(df.height for df in self.held)
+
+    def _concat(self) -> pl.DataFrame:
+        parts = ([self.start] if self.start is not None else []) + self.held
+        return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        self.held.append(df)
+        self.held_bytes += df.estimated_size()
+        if self.held_bytes > self.budget:
+            self.spilled.append(self.finish(self._concat()))
+            self.held, self.held_bytes = [], 0
+
+    def result(self) -> pl.DataFrame | SpilledFrame:
+        """The held rows as one frame if nothing was spilled, else the :class:`SpilledFrame` (the rest
+        written as its last piece)."""
+        if self.spilled.height == 0:
+            return self.finish(self._concat() if self.held or self.start is not None else pl.DataFrame())
+        if self.held:
+            self.spilled.append(self.finish(self._concat()))
+            self.held, self.held_bytes = [], 0
+        return self.spilled

@@ -171,8 +171,8 @@ class AnomalyEnsemble:
             x[bad] = np.broadcast_to(self.medians_, x.shape)[bad]
         return np.clip((x - self.scaler_.center_) / self.scaler_.scale_, -CLIP, CLIP).astype(np.float32)
 
-    def _windows(self, features: pl.DataFrame) -> np.ndarray:
-        w = window_matrix(features, self.window_features, self.feature_config.window, self.ae_fill_)
+    def _windows(self, features: pl.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        w = window_matrix(features, self.window_features, self.feature_config.window, self.ae_fill_, rows)
         cols = [self.features.index(c) for c in self.window_features]
         center = np.tile(self.scaler_.center_[cols], self.feature_config.window)
         scale = np.tile(self.scaler_.scale_[cols], self.feature_config.window)
@@ -300,11 +300,12 @@ class AnomalyEnsemble:
         if not (~y & ~calib).any():
             raise ValueError(f"{self.kind} anomaly fit: no normal rows on the training assets")
 
-        x = features.select(self.features).to_numpy().astype(np.float64)
         train = np.flatnonzero(~y & ~calib)
         if train.size > cfg.max_train_rows:
             train = np.sort(rng.choice(train, cfg.max_train_rows, replace=False))
-        xt = x[train]
+        # only the sampled rows become matrices (issue 13: the whole window's float64 matrix and its
+        # autoencoder windows were 5+ GB at 10,000 meters x 21 days; the sample is the same rows as before)
+        xt = features[train].select(self.features).to_numpy().astype(np.float64)
         self.medians_ = np.nanmedian(np.where(np.isfinite(xt), xt, np.nan), axis=0)
         self.medians_ = np.where(np.isfinite(self.medians_), self.medians_, 0.0)
         self.scaler_ = RobustScaler().fit(np.where(np.isfinite(xt), xt, self.medians_))
@@ -326,7 +327,7 @@ class AnomalyEnsemble:
 
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
-        wins = self._windows(features)[train]
+        wins = self._windows(features, train)
         self.ae_ = _autoencoder_module(wins.shape[1], cfg.ae_hidden, cfg.ae_code, cfg.ae_lr)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(torch.from_numpy(wins)), batch_size=cfg.ae_batch, shuffle=True

@@ -202,6 +202,25 @@ def training_window(
     return start, end, found
 
 
+def holdout_context(features: pl.DataFrame, is_eval: np.ndarray, window: int) -> np.ndarray:
+    """Rows of ``features`` (sorted by asset_id, time) that scoring the held-out rows ``is_eval`` needs:
+    those rows and the ``window - 1`` readings of the same asset before each (the autoencoder's window).
+
+    Scoring only these rows gives the held-out rows the same scores as scoring the whole frame (every
+    detector scores a row from its own features and its asset's previous ``window - 1`` rows), at a
+    fraction of the cost: the held-out day is 1/21 of a 21-day training window (issue 13).
+    """
+    is_eval = np.asarray(is_eval, dtype=bool)
+    keep = is_eval.copy()
+    if window > 1 and len(keep) > 1:
+        ids = features["asset_id"]
+        ids = ids.to_physical() if ids.dtype == pl.Categorical else ids
+        for lag in range(1, min(window, len(keep))):
+            same = (ids[lag:] == ids[:-lag]).to_numpy()
+            keep[:-lag] |= is_eval[lag:] & same
+    return keep
+
+
 def anomaly_holdout_metrics(model: Any, features: pl.DataFrame, labels: pl.Series, is_eval: np.ndarray) -> dict:
     """Metrics of an anomaly model on the held-out rows ``is_eval`` of ``features``.
 

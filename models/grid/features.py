@@ -292,12 +292,16 @@ def transformer_features(
     return df.select("asset_id", "time", *TRANSFORMER_FEATURES)
 
 
-def window_matrix(features: pl.DataFrame, columns: tuple[str, ...], window: int, fill: np.ndarray) -> np.ndarray:
+def window_matrix(
+    features: pl.DataFrame, columns: tuple[str, ...], window: int, fill: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
     """Rows of ``window`` consecutive readings of the same asset, oldest first, flattened.
 
     ``features`` must be sorted by (asset_id, time) as the builders return it. At the start of an
     asset's history the first reading is repeated (edge padding) so every row gets a full window.
-    Nulls are replaced by ``fill`` (training medians, one per column).
+    Nulls are replaced by ``fill`` (training medians, one per column). ``rows`` (indices into
+    ``features``): only those rows' windows, equal to the same rows of the full matrix (training takes
+    a sample of the rows: the whole matrix is ``window`` x the window columns x the frame's rows).
     """
     x = features.select(columns).to_numpy().astype(np.float32)
     bad = ~np.isfinite(x)
@@ -309,8 +313,9 @@ def window_matrix(features: pl.DataFrame, columns: tuple[str, ...], window: int,
     if n > 1:
         new[1:] = (ids[1:] != ids[:-1]).to_numpy()
     start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
-    idx = np.arange(n)
-    out = np.empty((n, window * len(columns)), dtype=np.float32)
+    idx = np.arange(n) if rows is None else np.asarray(rows, dtype=np.intp)
+    start = start[idx]
+    out = np.empty((len(idx), window * len(columns)), dtype=np.float32)
     for j, lag in enumerate(range(window - 1, -1, -1)):
         src = np.maximum(idx - lag, start)
         out[:, j * len(columns) : (j + 1) * len(columns)] = x[src]

@@ -57,7 +57,7 @@ def _issue(partition: dt.date, issued_at: dt.datetime, hours: int, values, model
     return pl.DataFrame({
         "date": partition, "level": "system", "entity_id": "system", "issued_at": issued_at,
         "period_start": stamps, "horizon_h": np.arange(1, hours + 1, dtype=float),
-        "p10": 0.9 * p50, "p50": p50, "p90": 1.1 * p50, "model": model, "model_version": "3", "fallback_reason": None,
+        "p05": 0.85 * p50, "p10": 0.9 * p50, "p50": p50, "p90": 1.1 * p50, "p95": 1.15 * p50, "model": model, "model_version": "3", "fallback_reason": None,
     }).with_columns(pl.col("issued_at", "period_start").cast(UTC))  # fmt: skip
 
 
