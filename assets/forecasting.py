@@ -1,55 +1,35 @@
 """Forecasting assets: nightly training (load per feeder + system, PV per feeder), hourly scoring
-into ``gold_load_forecast`` / ``gold_solar_forecast``, and the daily peak-demand analysis.
+into ``gold_load_forecast`` / ``gold_solar_forecast``, the daily peak-demand analysis, forecast
+accuracy after the fact and PV ramps.
 
-The models live in ``models.forecast`` / ``models.solar`` and the MLflow policy in
-``models.registry`` (through ``MlflowResource.registry()``); this module only reads the lake,
-hands the data to the library, the results to the registry and writes the gold tables. The
-computations it calls:
+Each asset reads the lake, calls the library and writes the result with its metadata:
 
-* ``models.forecast.factory`` (forecasters by name), ``models.forecast.trailing_backtest``,
-  ``models.forecast.finite_metrics`` (what MLflow can hold), ``models.forecast.plots`` (figures);
-* ``models.forecast.tables``: the system total, temperature for history and forecast hours, the
-  rows of the forecast tables;
-* ``models.solar.fleet`` (PV fleets per feeder, their power and clear sky, the system total of
-  PV forecasts) and ``models.solar.forecast`` (hourly weather grid check, PV backtest, the
-  persistence fallback);
-* ``models.forecast.peak``: capacity per feeder and the expected peak with reserve margins.
-
-Champion/challenger on the *same* backtest
-------------------------------------------
-Every nightly run backtests on new data, so its ``backtest_id`` (entity, data span, origins,
-horizon) differs from the one the champion was scored on, and ``promote_if_better`` would never
-find the two comparable. Training therefore re-scores the current champion's recipe (a copy of
-the champion, refitted at each origin exactly like the candidate) on the candidate's backtest
-and records that score on the champion version before promotion is decided. Both numbers are in
-the comparison table of the asset metadata.
+* training and scoring policy per entity: ``models.forecast.pipeline`` (``train_load_entity`` /
+  ``score_load_entity``; ``models.solar.pipeline``: ``train_solar_entity`` / ``score_solar_entity``: the candidates' shared
+  backtest, the fallbacks, forecast weather as known at the origin);
+* the champion policy: ``models.registry`` (``ModelRegistry.challenge``: re-score the champion on the
+  candidate's backtest, log, register, promote; shared with grid ML);
+* ``models.forecast.tables`` (system total, the rows of the forecast tables), ``models.solar.fleet``
+  (PV fleets per feeder), ``models.forecast.peak``, ``models.forecast.accuracy``, ``models.solar.ramps``.
 
 Forecast semantics
 ------------------
 * Partition ``D`` of the forecast tables holds the forecasts *issued during* local day ``D``: the
-  origin (``issued_at``) is the end of the latest hour of data before the end of ``D``. The hourly
+  origin (``issued_at``) is the start of the latest hour of data before the end of ``D``. The hourly
   schedule re-materialises today's partition, so the latest issue follows the data; a backfill of
   a past day issues from the end of that day (a day-ahead forecast of ``D+1``).
-* Future temperature for the load models: observed silver_weather up to the end of the partition
-  day, and beyond it diurnal persistence (the same hour 1-3 days earlier): there is no weather-
-  forecast table yet, and reading observations past the issue day would leak the future into
-  backfills. The metadata counts how many hours came from each.
-* Fallback: if the champion cannot be loaded or rejects the input (too little history, missing
-  weather, horizon beyond the one it was trained for), the daily seasonal naive baseline of
-  ``models.forecast.forecast_with_fallback`` is used (constant series -> flat forecast), rows carry
-  ``model_version='fallback'`` and ``fallback_reason``, and the metadata lists every fallback.
-  Gaps longer than the interpolation limit stay errors (no model can repair them).
-* PV fallback (no champion / model error): smart persistence as p50 between the physical bounds
-  p10 = 0 and p90 = clear-sky power (wide bounds, not a calibrated interval).
+* Future weather: the silver_weather_forecast issues (NWP) published by the end of the origin hour,
+  newest first, an older issue where it is missing, then diurnal persistence of observations; never
+  an issue or observation from later (no look-ahead in a backfill either). The metadata counts the
+  hours from each (``future_weather_hours`` / ``forecast_weather_hours``).
+* Fallback: if the champion cannot be used, the load forecast is the daily seasonal naive baseline
+  and PV smart persistence within [0, clear sky]; rows carry ``model_version='fallback'`` and
+  ``fallback_reason``, and the metadata lists every fallback (models.forecast.pipeline).
 """
 
-import copy
 import datetime as dt
 import logging
-from collections.abc import Callable
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import polars as pl
 from dagster import (
@@ -59,7 +39,6 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator
 
 from assets.partitions import daily_open, lookback_dep, partition_day
@@ -67,33 +46,23 @@ from assets.queues import queue_tags
 from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
 from contracts import TABLES, day_bounds_utc
 from lake import plots
-from models.forecast import (
-    DAY,
-    ForecastInputError,
-    ForecastOutputError,
-    SeasonalNaive,
-    comparison_table,
-    finite_metrics,
-    forecast_with_fallback,
-    score_backtest,
-    trailing_backtest,
-)
 from models.forecast.accuracy import drift_status, forecast_accuracy, scored_errors
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.peak import feeder_capacity_kw, peak_demand
-from models.forecast.plots import feature_importance, forecast_figure, forecast_vs_actual, importance_figure, png_bytes
-from models.forecast.tables import SYSTEM, forecast_rows, future_temperature, with_system_total, with_temperature
-from models.registry import backtest_id
+from models.forecast.pipeline import score_load_entity, train_load_entity, with_champion_row
+from models.forecast.plots import feature_importance, forecast_figure, importance_figure, png_bytes
+from models.forecast.tables import SYSTEM, forecast_rows, with_system_total, with_temperature
+from models.forecast.weather_inputs import future_weather
+from models.registry import Trained, run_summary
 from models.solar import (
     SolarXGBForecaster,
-    bounded_persistence,
     feeder_pv_systems,
     fleet_clearsky,
     fleet_power,
     regular_weather,
-    solar_backtest,
     system_total,
 )
+from models.solar.pipeline import score_solar_entity, train_solar_entity
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +142,9 @@ class SolarTrainingConfig(Config):
     horizon_hours: int = Field(24, description="leads 1..horizon_hours (up to 72)")
     backtest_days: int = Field(3, description="the last days are held out; every hourly origin in them is scored")
     n_estimators: int = Field(200, description="XGBoost trees")
+    use_forecast_weather: bool = Field(
+        True, description="add forecast-weather features from silver_weather_forecast (when the window has issues)"
+    )
     as_of: str = Field(
         "", description="ISO local date of the window's last day; empty = up to the newest weather hour in the lake"
     )
@@ -244,6 +216,27 @@ def hourly_weather(lake, start: pd.Timestamp | None = None, end: pd.Timestamp | 
     )
 
 
+_ISSUE_COLUMNS = ("temp_air_c", "ghi_wm2", "dni_wm2", "dhi_wm2", "cloud_cover", "wind_speed_ms")
+
+
+def weather_issues(lake, start: pd.Timestamp, end: pd.Timestamp) -> pl.DataFrame:
+    """silver_weather_forecast issues published in [start, end) (issued_at, valid_at and the variables),
+    averaged over stations per (issue, valid hour) like :func:`hourly_weather`; empty (with the columns)
+    before the source has landed anything. The scoring pipelines pick, per origin, the newest issue
+    published by then (models.forecast.weather_inputs): reading up to ``end`` never hands them a later one."""
+    utc = pl.Datetime("us", "UTC")
+    empty = pl.DataFrame(schema={"issued_at": utc, "valid_at": utc, **dict.fromkeys(_ISSUE_COLUMNS, pl.Float64)})
+    if not lake.exists(_T["silver_weather_forecast"]):
+        return empty
+    df = (
+        lake.scan(_T["silver_weather_forecast"])
+        .filter((pl.col("issued_at") >= start.to_pydatetime()) & (pl.col("issued_at") < end.to_pydatetime()))
+        .select("issued_at", "valid_at", *_ISSUE_COLUMNS)
+        .collect()
+    )
+    return df.group_by("issued_at", "valid_at").agg(pl.col(_ISSUE_COLUMNS).mean()).sort("issued_at", "valid_at")
+
+
 def _md_table(df: pl.DataFrame) -> str:
     return df.to_pandas().to_markdown(index=False, floatfmt=".4g")
 
@@ -251,29 +244,18 @@ def _md_table(df: pl.DataFrame) -> str:
 # ======================================================================================
 # load models
 # ======================================================================================
-def _rescore_champion(reg, name: str, bt_id: str, score_fn: Callable[[Any], dict[str, float]], context) -> dict | None:
-    """Score the champion's recipe on this run's backtest and record it on the champion version.
+def _challenge(context, reg, name: str, trained: Trained) -> dict:
+    """The registry's champion policy on a trained candidate (re-score the champion, log, register, promote)."""
+    return reg.challenge(
+        name, trained.model, params=trained.params, metrics=trained.metrics, backtest_id=trained.backtest_id,
+        metric=trained.metric, higher_is_better=trained.higher_is_better, rescore=trained.rescore,
+        figures=trained.figures, log=context.log.warning,
+    )  # fmt: skip
 
-    Returns the champion's metrics, or None if there is no champion. A champion that cannot be
-    re-scored keeps its old backtest_id (then the registry reports 'not comparable' and the
-    candidate stays a challenger) and the reason is logged.
-    """
-    champ = reg.champion(name)
-    if champ is None:
-        return None
-    if champ.tags.get("backtest_id") == bt_id:
-        return {k[len("metric.") :]: float(v) for k, v in champ.tags.items() if k.startswith("metric.")}
-    try:
-        model = reg.load(name)
-        metrics = finite_metrics(score_fn(model))
-    except Exception as exc:  # noqa: BLE001 - reported, and promotion then refuses to compare
-        context.log.warning(f"{name}: champion v{champ.version} could not be re-scored on backtest {bt_id}: {exc}")
-        return None
-    # TODO(registry owner): a ModelRegistry.record_backtest(name, version, backtest_id, metrics) would own this
-    for k, v in metrics.items():
-        reg.client.set_model_version_tag(name, champ.version, f"metric.{k}", repr(float(v)))
-    reg.client.set_model_version_tag(name, champ.version, "backtest_id", bt_id)
-    return metrics
+
+def _importance_md(model, title: str) -> str | None:
+    imp = feature_importance(model)
+    return None if imp is None else plots.png_markdown(png_bytes(importance_figure(*imp, title)), title)
 
 
 @asset(
@@ -311,96 +293,39 @@ def load_forecast_models(
     kinds = config.candidates or [config.forecaster]
     makers = {k: make_load_forecaster(k, horizon, exog, grid.timezone, config.n_estimators) for k in kinds}
     baseline = make_load_forecaster("seasonal_naive_daily", horizon, (), grid.timezone)
+    params = {"history_days": config.history_days, "backtest_days": config.backtest_days, "exog": list(exog)}
 
     results, skipped, tables, pictures, retrain = [], {}, [], [], {}
     for (entity,), g in load.group_by(["entity_id"], maintain_order=True):
         name = f"{LOAD_MODEL_PREFIX}{entity}"
-        series = g.drop("entity_id").sort("period_start").to_pandas()
         if why := reg.retrain_requested(name):  # gold_forecast_accuracy saw the champion drift
             retrain[entity] = why
-        try:  # every candidate on the same origins; the best one is trained, registered and promoted or kept as challenger
-            bts = {k: trailing_backtest(m, series, horizon, config.backtest_days) for k, m in makers.items()}
-            base_bt = trailing_backtest(baseline, series, horizon, config.backtest_days)
+        try:
+            t = train_load_entity(entity, g.drop("entity_id").sort("period_start").to_pandas(), makers=makers,
+                                  baseline=baseline, horizon=horizon, backtest_days=config.backtest_days,
+                                  rank_metric=config.rank_metric, window_end=end, params=params)  # fmt: skip
         except ValueError as exc:  # ForecastInputError and friends: too little history, gaps, constant, no weather
             skipped[entity] = f"{type(exc).__name__}: {exc}"
             context.log.warning(f"{name}: not trained: {skipped[entity]}")
             continue
-        scores = score_backtest(pl.concat([*bts.values(), base_bt]))
-        rank = {k: scores.filter(pl.col("model") == b["model"][0])[config.rank_metric].item() for k, b in bts.items()}
-        best = min(rank, key=lambda k: (not np.isfinite(rank[k]), rank[k]))
-        make, bt = makers[best], bts[best]
-        metrics = finite_metrics(scores.filter(pl.col("model") == bt["model"][0]).row(0, named=True))
-        bt_id = backtest_id("load", entity, series["period_start"].iloc[0], end, config.backtest_days, horizon)
-
-        def score_champion(m, series=series):
-            cbt = trailing_backtest(lambda: copy.deepcopy(m), series, horizon, config.backtest_days)
-            return finite_metrics(score_backtest(cbt).row(0, named=True))
-
-        champ = _rescore_champion(reg, name, bt_id, score_champion, context)
-        model = make().fit(series)
-        fig = forecast_vs_actual(bt)
-        params = {**model.params(), "entity_id": entity, "history_days": config.history_days, "backtest_days": config.backtest_days,
-                  "train_start": str(series["period_start"].iloc[0]), "train_end": str(end), "exog": list(exog)}  # fmt: skip
-        out = reg.train_register_promote(
-            name, params=params, metrics=metrics, backtest_id=bt_id, model=model,
-            figures={"forecast_vs_actual.png": fig}, metric=config.rank_metric,
-        )  # fmt: skip
-        png = png_bytes(fig)  # after MLflow logged it: png_bytes closes the figure
+        out = _challenge(context, reg, name, t)
         out["entity_id"] = entity
-        out["candidate_scores"] = {k: float(v) for k, v in rank.items()}
-        out["champion_metric_on_this_backtest"] = None if champ is None else champ.get(config.rank_metric)
+        out["candidate_scores"] = t.report["candidate_scores"]
+        out["champion_metric_on_this_backtest"] = out["champion_rescored"]
         results.append(out)
-        table = comparison_table(scores, rank_by=config.rank_metric)
-        if champ is not None:
-            table = pl.concat(
-                [
-                    table,
-                    pl.DataFrame(
-                        [
-                            {
-                                "rank": None,
-                                "model": f"champion v{out['champion_version_before']}",
-                                **{k: champ.get(k) for k in table.columns if k not in ("rank", "model")},
-                            }
-                        ]
-                    ),
-                ],
-                how="diagonal_relaxed",
-            )
+        table = with_champion_row(t.report["scores"], out["champion_metrics"], out["champion_version_before"])
         tables.append(
             f"**{entity}** ({name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}"
         )
+        png = png_bytes(t.figures["forecast_vs_actual.png"])  # after MLflow logged it: png_bytes closes the figure
         pictures.append(plots.png_markdown(png, f"{entity}: forecast vs actual (backtest)"))
-        imp = feature_importance(model)
-        if imp is not None:
-            pictures.append(
-                plots.png_markdown(
-                    png_bytes(importance_figure(*imp, f"{entity}: XGBoost feature importance (gain)")),
-                    f"{entity}: feature importance",
-                )
-            )
+        if imp := _importance_md(t.model, f"{entity}: XGBoost feature importance (gain)"):
+            pictures.append(imp)
         context.log.info(
-            f"{name}: v{out['version']} {config.rank_metric}={metrics.get(config.rank_metric)} promoted={out['promoted']} ({out['promotion_reason']})"
+            f"{name}: v{out['version']} {config.rank_metric}={t.metrics.get(config.rank_metric)} promoted={out['promoted']} ({out['promotion_reason']})"
         )
     if not results:
         raise ValueError(f"no load model could be trained: {skipped}")
-    summary = [
-        {
-            k: r[k]
-            for k in (
-                "entity_id",
-                "model_name",
-                "version",
-                "run_id",
-                "promoted",
-                "alias",
-                "champion_version_before",
-                "promotion_reason",
-            )
-        }
-        | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}}
-        for r in results
-    ]
     return MaterializeResult(
         metadata={
             "forecaster": config.forecaster if not config.candidates else f"best of {config.candidates}",
@@ -409,7 +334,7 @@ def load_forecast_models(
             "window": f"{start} .. {end}",
             "run_ids": MetadataValue.json({r["entity_id"]: r["run_id"] for r in results}),
             "promoted": MetadataValue.json({r["entity_id"]: r["promoted"] for r in results}),
-            "models": MetadataValue.json(summary),
+            "models": MetadataValue.json([run_summary(r, entity_id=r["entity_id"]) for r in results]),
             "skipped": MetadataValue.json(skipped),
             "retrained_after_drift": MetadataValue.json(retrain),
             "comparison": MetadataValue.md("\n\n".join(tables)),
@@ -424,9 +349,9 @@ def load_forecast_models(
 @asset(
     op_tags=queue_tags("train"),
     group_name="forecast_training",
-    deps=["silver_weather", "ref_meters"],
+    deps=["silver_weather", "silver_weather_forecast", "ref_meters"],
     kinds={"mlflow", "xgboost"},
-    description="Nightly: backtest, log, register and promote one PV quantile model per feeder's rooftop fleet",
+    description="Nightly: backtest, log, register and promote one PV quantile model per feeder's rooftop fleet (with forecast weather when the window has issues)",
 )
 def solar_forecast_models(
     context: AssetExecutionContext,
@@ -445,96 +370,39 @@ def solar_forecast_models(
     end = _window_end(last, config.as_of, grid.timezone)
     start = end - pd.Timedelta(days=config.history_days)
     weather = regular_weather(hourly_weather(lk, start, end))
+    issues = weather_issues(lk, start - pd.Timedelta(days=3), end) if config.use_forecast_weather else None
     horizons = list(range(1, config.horizon_hours + 1))
     cutoff = end - pd.Timedelta(days=config.backtest_days)
     results, tables, pictures = [], [], []
     for feeder, systems in sorted(fleets.items()):
         name = f"{SOLAR_MODEL_PREFIX}{feeder}"
         cap = float(sum(s.kw_dc for s in systems))
-        obs = fleet_power(systems, weather)
         make = lambda cap=cap: SolarXGBForecaster(cap, horizons=horizons, n_estimators=config.n_estimators, n_jobs=1)  # noqa: E731
-        bt, base = solar_backtest(make, obs, cap, horizons, cutoff)
-        scores = score_backtest(pl.concat([bt, base]))
-        metrics = finite_metrics(scores.filter(pl.col("model") == "solar_xgboost").row(0, named=True))
-        bt_id = backtest_id("solar", feeder, obs.index[0], end, cutoff, config.horizon_hours)
-
-        def score_champion(m, obs=obs, cap=cap):
-            cbt, _ = solar_backtest(lambda: copy.deepcopy(m), obs, cap, horizons, cutoff)
-            return finite_metrics(score_backtest(cbt).row(0, named=True))
-
-        champ = _rescore_champion(reg, name, bt_id, score_champion, context)
-        model = make().fit(obs)
-        daily_origins = bt.filter(pl.col("origin").dt.hour() == cutoff.hour)
-        fig = forecast_vs_actual(daily_origins if daily_origins.height else bt)
-        params = {"model": "solar_xgboost", "feeder_id": feeder, "n_systems": len(systems), "capacity_kw_dc": cap,
-                  "horizon_hours": config.horizon_hours, "n_estimators": config.n_estimators, "train_start": str(obs.index[0]), "train_end": str(end)}  # fmt: skip
-        out = reg.train_register_promote(
-            name,
-            params=params,
-            metrics=metrics,
-            backtest_id=bt_id,
-            model=model,
-            figures={"forecast_vs_actual.png": fig},
-            metric="pinball",
-        )
+        t = train_solar_entity(feeder, fleet_power(systems, weather), make=make, capacity_kw=cap, horizons=horizons,
+                               cutoff=cutoff, window_end=end, weather_issues=issues,
+                               params={"n_systems": len(systems), "n_estimators": config.n_estimators})  # fmt: skip
+        out = _challenge(context, reg, name, t)
         out["entity_id"] = feeder
         results.append(out)
-        table = comparison_table(scores, rank_by="pinball").drop("mape")
-        if champ is not None:
-            table = pl.concat(
-                [
-                    table,
-                    pl.DataFrame(
-                        [
-                            {
-                                "model": f"champion v{out['champion_version_before']}",
-                                **{k: champ.get(k) for k in table.columns if k in champ},
-                            }
-                        ]
-                    ),
-                ],
-                how="diagonal_relaxed",
-            )
+        table = with_champion_row(t.report["scores"], out["champion_metrics"], out["champion_version_before"])
         tables.append(
             f"**{feeder}** ({len(systems)} systems, {cap:.1f} kW DC; {name} v{out['version']}: {'promoted to champion' if out['promoted'] else 'challenger'})\n\n{_md_table(table)}"
         )
-        pictures.append(plots.png_markdown(png_bytes(fig), f"{feeder}: PV forecast vs actual (backtest, daylight)"))
-        pictures.append(
-            plots.png_markdown(
-                png_bytes(
-                    importance_figure(*feature_importance(model), f"{feeder}: PV XGBoost feature importance (gain)")
-                ),
-                f"{feeder}: PV feature importance",
-            )
-        )
+        fig = png_bytes(t.figures["forecast_vs_actual.png"])
+        pictures.append(plots.png_markdown(fig, f"{feeder}: PV forecast vs actual (backtest, daylight)"))
+        pictures.append(_importance_md(t.model, f"{feeder}: PV XGBoost feature importance (gain)"))
         context.log.info(
-            f"{name}: v{out['version']} pinball={metrics.get('pinball'):.4g} promoted={out['promoted']} ({out['promotion_reason']})"
+            f"{name}: v{out['version']} pinball={t.metrics.get('pinball'):.4g} promoted={out['promoted']} ({out['promotion_reason']})"
         )
-    summary = [
-        {
-            k: r[k]
-            for k in (
-                "entity_id",
-                "model_name",
-                "version",
-                "run_id",
-                "promoted",
-                "alias",
-                "champion_version_before",
-                "promotion_reason",
-            )
-        }
-        | {"metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric_")}}
-        for r in results
-    ]
     return MaterializeResult(
         metadata={
             "horizon_hours": config.horizon_hours,
             "window": f"{start} .. {end}",
             "backtest_cutoff": str(cutoff),
+            "forecast_weather_issues": 0 if issues is None else int(issues["issued_at"].n_unique()),
             "run_ids": MetadataValue.json({r["entity_id"]: r["run_id"] for r in results}),
             "promoted": MetadataValue.json({r["entity_id"]: r["promoted"] for r in results}),
-            "models": MetadataValue.json(summary),
+            "models": MetadataValue.json([run_summary(r, entity_id=r["entity_id"]) for r in results]),
             "comparison": MetadataValue.md("\n\n".join(tables)),
             "plots": MetadataValue.md("\n\n".join(pictures)),
         }
@@ -544,16 +412,21 @@ def solar_forecast_models(
 # ======================================================================================
 # scoring
 # ======================================================================================
-#: why a champion is not used (then the documented fallback forecasts)
-_CHAMPION_FAILURES: tuple[type[BaseException], ...] = (LookupError, MlflowException, OSError)
-_LOAD_CHAMPION_FAILURES = _CHAMPION_FAILURES + (ForecastInputError, ForecastOutputError)
+def _champion(reg, name: str, producer: str):
+    """The champion loader the scoring pipelines call (may raise one of CHAMPION_FAILURES)."""
+    return lambda: reg.champion_model(name, producer)
 
 
 @asset(
     op_tags=queue_tags("score"),
     group_name="forecasts",
     partitions_def=daily_open,
-    deps=["load_forecast_models", lookback_dep("gold_load_hourly"), lookback_dep("silver_weather")],
+    deps=[
+        "load_forecast_models",
+        lookback_dep("gold_load_hourly"),
+        lookback_dep("silver_weather"),
+        lookback_dep("silver_weather_forecast"),
+    ],
     kinds={"delta", "polars"},
     description=_T["gold_load_forecast"].description,
 )
@@ -569,49 +442,26 @@ def gold_load_forecast(
     horizon = pd.Timedelta(hours=config.horizon_hours)
     load = feeder_load(lk, day_end - pd.Timedelta(days=config.history_days), day_end)
     weather = hourly_weather(lk, day_end - pd.Timedelta(days=config.history_days), day_end)
+    issues = weather_issues(lk, day_end - pd.Timedelta(days=3), day_end)  # issued by the end of the day, at most
     load = with_temperature(load, weather)
     frames, versions, fallbacks, weather_use, pictures = [], {}, {}, {}, []
     for (entity,), g in load.group_by(["entity_id"], maintain_order=True):
         name = f"{LOAD_MODEL_PREFIX}{entity}"
         hist = g.drop("entity_id").sort("period_start")
-        issued_at = pd.Timestamp(hist["period_start"].max()).tz_convert("UTC")
-        try:
-            mv = reg.champion(name)
-            if mv is None:
-                raise LookupError(f"registered model {name!r} has no champion yet: materialise load_forecast_models")
-            model = reg.load(name)
-            version = str(mv.version)
-            fx = None
-            if model.exog:
-                fx, weather_use[entity] = future_temperature(
-                    weather, pd.date_range(issued_at + HOUR, periods=config.horizon_hours, freq="1h")
-                )
-            fc = model.update(hist.to_pandas()).predict(horizon, fx)
-            reason = None
-        except _LOAD_CHAMPION_FAILURES as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            context.log.warning(
-                f"{name}: champion not used ({reason}); falling back to the daily seasonal naive baseline"
-            )
-            fc, info = forecast_with_fallback(SeasonalNaive(DAY), hist.select("period_start", "mean_kw"), horizon)
-            if info["fallback"]:
-                reason = f"{reason}; then {info['reason']}"
-            version = "fallback"
-            fallbacks[entity] = reason
-        versions[entity] = version
-        frames.append(
-            forecast_rows(fc, day, SYSTEM if entity == SYSTEM else "feeder", entity, issued_at, version, reason)
-        )
+        s = score_load_entity(_champion(reg, name, "load_forecast_models"), hist, horizon,
+                              weather_issues=issues, observed_weather=weather)  # fmt: skip
+        if s.reason:
+            context.log.warning(f"{name}: champion not used ({s.reason}); the daily seasonal naive baseline forecast")
+            fallbacks[entity] = s.reason
+        if s.weather is not None:
+            weather_use[entity] = s.weather
+        versions[entity] = s.version
+        level = SYSTEM if entity == SYSTEM else "feeder"
+        frames.append(forecast_rows(s.forecast, day, level, entity, s.issued_at, s.version, s.reason))
         if entity == SYSTEM or len(pictures) < 2:
+            title = f"{entity}: {s.forecast['model'][0]} v{s.version} issued {s.issued_at:%Y-%m-%d %H:%M}Z"
             pictures.append(
-                plots.png_markdown(
-                    png_bytes(
-                        forecast_figure(
-                            hist, fc, f"{entity}: {fc['model'][0]} v{version} issued {issued_at:%Y-%m-%d %H:%M}Z"
-                        )
-                    ),
-                    f"{entity} forecast",
-                )
+                plots.png_markdown(png_bytes(forecast_figure(hist, s.forecast, title)), f"{entity} forecast")
             )
     df = pl.concat(frames)
     w = lk.write_partition(_T["gold_load_forecast"], df, day)
@@ -622,7 +472,8 @@ def gold_load_forecast(
             "champion_versions": MetadataValue.json(versions),
             "fallbacks": MetadataValue.json(fallbacks),
             "n_fallbacks": len(fallbacks),
-            "future_temperature_hours": MetadataValue.json(weather_use),
+            "future_weather_hours": MetadataValue.json(weather_use),
+            "weather_issues_read": int(issues["issued_at"].n_unique()),
             "issued_at": MetadataValue.json(
                 {e: str(t) for e, t in df.group_by("entity_id").agg(pl.col("issued_at").max()).iter_rows()}
             ),
@@ -635,7 +486,12 @@ def gold_load_forecast(
     op_tags=queue_tags("score"),
     group_name="forecasts",
     partitions_def=daily_open,
-    deps=["solar_forecast_models", lookback_dep("silver_weather"), "ref_meters"],
+    deps=[
+        "solar_forecast_models",
+        lookback_dep("silver_weather"),
+        lookback_dep("silver_weather_forecast"),
+        "ref_meters",
+    ],
     kinds={"delta", "polars"},
     description=_T["gold_solar_forecast"].description,
 )
@@ -650,35 +506,26 @@ def gold_solar_forecast(
     day_end = pd.Timestamp(day_bounds_utc(day, grid.timezone)[1])
     raw = hourly_weather(lk, day_end - pd.Timedelta(days=2), day_end)
     weather = regular_weather(raw)
+    issues = weather_issues(lk, day_end - pd.Timedelta(days=3), day_end)
     issued_at = weather["observation_time"].iloc[-1]
     fut_idx = pd.date_range(issued_at + HOUR, periods=config.horizon_hours, freq="1h")
-    temps, _ = future_temperature(raw, fut_idx)
-    frames, versions, fallbacks, fleet_ac = [], {}, {}, []
+    temps, _ = future_weather(issues, raw, issued_at + HOUR, fut_idx)  # cell temperature of the clear-sky power
+    frames, versions, fallbacks, weather_use, fleet_ac = [], {}, {}, {}, []
     for feeder, systems in sorted(feeder_pv_systems(lk.read("ref_meters")).items()):
         name = f"{SOLAR_MODEL_PREFIX}{feeder}"
         cap = float(sum(s.kw_dc for s in systems))
         obs = fleet_power(systems, weather)
         fleet_ac.append(obs["ac_kw"])
         future = fleet_clearsky(systems, fut_idx, temps["temp_air_c"])
-        try:
-            mv = reg.champion(name)
-            if mv is None:
-                raise LookupError(f"registered model {name!r} has no champion yet: materialise solar_forecast_models")
-            model = reg.load(name)
-            if max(model.horizons) < config.horizon_hours:
-                raise LookupError(
-                    f"champion v{mv.version} forecasts {max(model.horizons)} h ahead; {config.horizon_hours} h asked"
-                )
-            fc = model.predict(obs, future).filter(pl.col("horizon_h") <= config.horizon_hours)
-            version, reason = str(mv.version), None
-        except (*_CHAMPION_FAILURES, ValueError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            context.log.warning(f"{name}: champion not used ({reason}); smart persistence within [0, clear sky]")
-            fc = bounded_persistence(obs, future, cap)
-            version = "fallback"
-            fallbacks[feeder] = reason
-        versions[feeder] = version
-        frames.append(forecast_rows(fc, day, "feeder", feeder, issued_at, version, reason))
+        s = score_solar_entity(_champion(reg, name, "solar_forecast_models"), obs, future, cap, config.horizon_hours,
+                               weather_issues=issues)  # fmt: skip
+        if s.reason:
+            context.log.warning(f"{name}: champion not used ({s.reason}); smart persistence within [0, clear sky]")
+            fallbacks[feeder] = s.reason
+        if s.weather is not None:
+            weather_use[feeder] = s.weather
+        versions[feeder] = s.version
+        frames.append(forecast_rows(s.forecast, day, "feeder", feeder, s.issued_at, s.version, s.reason))
     df = pl.concat(frames)
     system = system_total(df, len(frames))  # quantiles summed: comonotone, errs wide
     all_champions = not fallbacks
@@ -712,6 +559,7 @@ def gold_solar_forecast(
             "champion_versions": MetadataValue.json(versions),
             "fallbacks": MetadataValue.json(fallbacks),
             "n_fallbacks": len(fallbacks),
+            "forecast_weather_hours": MetadataValue.json(weather_use),
             "issued_at": str(issued_at),
             "forecast": MetadataValue.md(plots.png_markdown(png_bytes(fig), "PV fleet forecast")),
         }

@@ -49,6 +49,7 @@ from contracts.profile import load_profile
 from lake import plots
 from models.grid import plots as grid_plots
 from models.grid.config import MODEL_ANOMALY, MODEL_FAILURE, MODEL_SEGMENTS
+from models.grid.failure import FailureConfig as _FailureConfig
 from models.grid.features import local_date
 
 _T = TABLES
@@ -97,6 +98,8 @@ class FailureTrainConfig(TrainWindowConfig):
     n_estimators: int = 200
     max_depth: int = 4
     seed: int = 0
+    #: fewer recorded failures in the window: the physics prior scores (FailureConfig.min_recorded_failures)
+    min_recorded_failures: int = _FailureConfig.min_recorded_failures
 
 
 class SegmentTrainConfig(TrainWindowConfig):
@@ -369,6 +372,7 @@ def grid_failure_model(
         n_estimators=config.n_estimators,
         max_depth=config.max_depth,
         seed=config.seed,
+        min_recorded_failures=config.min_recorded_failures,
         thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.failure_risk),
     )
     t = train_failure(snaps, events, tz, eval_from, end, fcfg, tx_version)
@@ -923,7 +927,7 @@ def gold_energy_balance(context: AssetExecutionContext, lake: LakeResource, grid
         _same_day("gold_anomaly_scores"),
         _same_day("gold_transformer_risk"),
         _silver_dep("silver_meter_readings", METER_CONTEXT_DAYS),
-        _silver_dep("silver_scada", 8),
+        _silver_dep("silver_scada", 1),
         _silver_dep("silver_weather", 1),
         "gold_alerts",
         "silver_incidents",
@@ -984,22 +988,17 @@ def gold_model_drift(
             alerts.filter((pl.col("rule") == "anomaly_score") & (pl.col("asset_type") == kind)),
             events,
         )
-    # the failure model: the day's published risk rows carry its score; its inputs are rebuilt as scored
-    if lk.exists("gold_transformer_risk") and lk.read(_T["gold_transformer_risk"], day).height:
-        from models.grid.failure import FAILURE_FEATURES
-
+    # the failure model: the day's published risk rows carry its score and the inputs gold_transformer_risk
+    # publishes (7 of its 10, excess_rise_6h among them); rebuilding the rest would re-run the day's scoring
+    risk = lk.read(_T["gold_transformer_risk"], day) if lk.exists("gold_transformer_risk") else None
+    if risk is not None and risk.height:
         fm, version = _champion(reg, MODEL_FAILURE, "grid_failure_model")
-        tx_model, _ = _champion(reg, MODEL_ANOMALY["transformer"], "grid_anomaly_model")
-        snaps = _failure_inputs(lk, day - dt.timedelta(days=8), day, grid, tx_model).filter(
-            local_date("as_of", tz) == day
-        )
-        risk = lk.read(_T["gold_transformer_risk"], day)
         monitored(
             MODEL_FAILURE,
             fm,
             version,
             {
-                **{c: snaps[c].cast(pl.Float64).to_numpy() for c in FAILURE_FEATURES if c in snaps.columns},
+                **{c: risk[c].cast(pl.Float64).to_numpy() for c in fm.drift_profile_ if c in risk.columns},
                 "score": risk["failure_probability_72h"].to_numpy(),
             },
             alerts.filter(pl.col("rule") == "failure_risk"),

@@ -32,10 +32,15 @@ Inputs, and which of them are *data* and which are *configuration*:
   is filled with the sessions of a March 2019 day with the same weekday (rotating through the
   4-5 candidates week by week), with their local arrival/departure clock times kept.
 * **OPF**: a pandapower/MATPOWER case (``OPFConfig.case``); every hour the case's bus loads are
-  scaled by system-load-forecast / daily-peak x ``peak_load_scale``.
+  scaled by system-load-forecast / daily-peak x ``peak_load_scale``. Emissions and renewables come
+  from the profile's ``optimization.dispatch`` (:func:`optimization.daily.opf_generation`): thermal
+  generators typed by merit order, the case's listed solar generators capped at the PV forecast put
+  on the case's scale like the load (no PV forecast: capped at 0), wind at a flat capacity factor
+  (gridlake has no wind forecast table: the documented fallback); renewables at zero marginal cost.
 * **UC**: the synthetic fleet of :func:`optimization.unit_commitment.synthetic_fleet`; the system
   gross load and PV forecasts give the *shape*; they are scaled so that the day's peak is
-  ``peak_frac`` of the fleet's capacity (the simulated utility is far smaller than the fleet).
+  ``peak_frac`` of the fleet's capacity (the simulated utility is far smaller than the fleet); each
+  unit's emission factor is the profile's for its fuel.
 
 Scheduling: ``optimization_daily`` runs the four problems at 04:00 local for the *current* local
 day (after the hourly forecast re-issue at hh:10); the same job runs on demand or as a backfill
@@ -43,6 +48,7 @@ for any partition. Partitions are ``daily_open`` like the forecasts they read.
 """
 
 import datetime as dt
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
@@ -69,7 +75,7 @@ from lake.delta import Lake
 from lake.plots import png_markdown
 from optimization import daily, plots
 from optimization.battery import BatterySpec, battery_economics, daily_summary, optimize_battery, site_schedule_table
-from optimization.dcopf import solve_dcopf_periods
+from optimization.dcopf import load_case, solve_dcopf_periods
 from optimization.errors import InfeasibleError
 from optimization.ev import CALTECH_PERIOD_MINUTES as EV_MINUTES
 from optimization.ev import (
@@ -296,7 +302,10 @@ def gold_battery(
     price, carbon = daily.tariff_prices(tariffs, stamps, tz)
     ambient_h, ambient_src = ambient_for_day(lk, day, tz, config.ambient_c)
     ambient = None if ambient_h is None else np.repeat(ambient_h, 4)
-    power = config.power_kw if config.power_kw is not None else site.power_frac_of_peak * float(inp["load_kw"].max())
+    peak = daily.load_peak(
+        inp["load_kw"], consumer="gold_battery_schedule", entity_id=config.site_id, day=day, allow_zero=True
+    )
+    power = config.power_kw if config.power_kw is not None else site.power_frac_of_peak * peak
     if not power > 0:
         raise ValueError(
             f"gold_battery_schedule {day}: battery power must be > 0 kW (power_kw={config.power_kw}, peak load {inp['load_kw'].max()} kW)"
@@ -452,12 +461,9 @@ def baseload_for_horizon(lk: Lake, config: EVConfig, day: dt.date, tz: str, n: i
     ) as e:  # no forecast and no last week: the EV schedule still runs, without baseload, and says so
         return np.zeros(n), f"none: no load input in the lake ({e})"
     net = inp["net_kw"]
-    if not net.max() > 0:
-        raise ValueError(
-            f"gold_ev_schedule {day}: the load input of {config.baseload_entity!r} is 0 all day; cannot shape a baseload"
-        )
+    peak = daily.load_peak(net, consumer="gold_ev_schedule", entity_id=config.baseload_entity, day=day)
     return daily.hourly_to_periods(
-        net / net.max() * config.baseload_peak_kw, n, EV_MINUTES
+        net / peak * config.baseload_peak_kw, n, EV_MINUTES
     ), f"{inp['load_source']} (shape, peak {config.baseload_peak_kw} kW)"
 
 
@@ -631,20 +637,23 @@ def gold_opf_dispatch(
     """Hourly DC-OPF: dispatch, branch flows and LMPs; loads follow the system load forecast's shape."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     inp = site_inputs(lk, config.load_entity, day, tz)
-    if not inp["load_kw"].max() > 0:
-        raise ValueError(
-            f"gold_opf_dispatch {day}: the load input of {config.load_entity!r} is 0 all day; cannot derive a load shape"
-        )
-    scale = config.peak_load_scale * inp["load_kw"] / inp["load_kw"].max()
+    peak = daily.load_peak(inp["load_kw"], consumer="gold_opf_dispatch", entity_id=config.load_entity, day=day)
+    scale = config.peak_load_scale * inp["load_kw"] / peak
+    hours = daily.day_periods(day, tz, 60)
+    base = load_case(config.case)
+    # the PV forecast goes onto the case's scale like the load: MW of the case per kW of the utility
+    mw_per_kw = config.peak_load_scale * float(np.asarray(base["bus"])[:, 2].sum()) / peak
+    solar = inp["pv_kw"] * mw_per_kw if inp["pv_source"].startswith(SOLAR_FORECAST) else None
+    gen = daily.opf_generation(base, grid.profile().optimization.dispatch, config.case, solar, hours.len())
     try:
-        r = solve_dcopf_periods(
-            config.case, daily.day_periods(day, tz, 60), scale, allow_load_shedding=config.allow_load_shedding
-        )
+        r = solve_dcopf_periods(gen.ppc, hours, scale, allow_load_shedding=config.allow_load_shedding,
+                                renewable_forecast_mw=gen.forecast_mw, gen_co2_t_per_mwh=gen.co2_t_per_mwh)  # fmt: skip
     except InfeasibleError as exc:
         raise _failure(f"gold_opf_dispatch {day}", exc) from exc
     df = r.table.with_columns(pl.lit(day).alias("date"), pl.lit(config.case).alias("case_name"))
     w = lk.write_partition(_T["gold_opf_dispatch"], df, day)
     lmp = df.filter(pl.col("kind") == "bus")["lmp"]
+    sys_rows = df.filter(pl.col("kind") == "system")
     congested = df.filter((pl.col("kind") == "branch") & (pl.col("loading_pct") >= 99.99))
     png = plots.lmp_png(r.peak.buses, f"{config.case} LMPs at the peak hour of {day} (load x{scale.max():.2f})")
     return MaterializeResult(metadata={
@@ -652,6 +661,9 @@ def gold_opf_dispatch(
         "objective_day": round(float(sum(r.objectives)), 4), "objective_per_h": MetadataValue.json([round(c, 4) for c in r.objectives]),
         "solve_seconds": round(r.solve_seconds, 3), "lmp_range": MetadataValue.json([float(lmp.min()), float(lmp.max())]),
         "congested_branch_hours": congested.height, "load_source": inp["load_source"], "pv_source": inp["pv_source"],
+        "generation_source": gen.source, "emissions_t_day": round(float(sys_rows["co2_t_per_h"].sum()), 3),
+        "renewable_share_day": round(float((sys_rows["renewable_share"] * sys_rows["p_mw"]).sum() / sys_rows["p_mw"].sum()), 4),
+        "generator_types": MetadataValue.json(dict(Counter(gen.types))),
         "lmp_at_peak": MetadataValue.md(png_markdown(png, "LMP at peak")),
     })  # fmt: skip
 
@@ -692,11 +704,11 @@ def gold_uc_schedule(
     """Day-ahead commitment of the synthetic fleet against the gross load and PV forecasts."""
     lk, tz, day = lake.lake(), grid.timezone, partition_day(context)
     inp = site_inputs(lk, config.load_entity, day, tz)
-    fleet = synthetic_fleet(config.units, seed=config.fleet_seed)
+    fleet = synthetic_fleet(config.units, seed=config.fleet_seed,
+                            emission_factors=grid.profile().optimization.dispatch.emission_factors_t_per_mwh)  # fmt: skip
     cap = float(fleet["pmax_mw"].sum())
-    if not inp["load_kw"].max() > 0:
-        raise ValueError(f"gold_uc_schedule {day}: the load input of {config.load_entity!r} is 0 all day")
-    k = config.peak_frac * cap / float(inp["load_kw"].max())  # kW -> MW of the scaled system
+    peak = daily.load_peak(inp["load_kw"], consumer="gold_uc_schedule", entity_id=config.load_entity, day=day)
+    k = config.peak_frac * cap / peak  # kW -> MW of the scaled system
     load, ren = inp["load_kw"] * k, inp["pv_kw"] * k
     try:
         res = solve_unit_commitment(
@@ -721,6 +733,8 @@ def gold_uc_schedule(
         "solve_seconds": round(res.solve_seconds, 3), "unserved_mwh": res.unserved_mwh,
         "renewable_curtailed_mwh": round(float((sy["renewable_forecast_mw"] - sy["renewable_used_mw"]).sum()), 3),
         "starts": int(res.schedule["start"].sum()), "scale_mw_per_kw": k,
+        "emissions_t_day": round(res.emissions_t, 3), "renewable_share_day": round(res.renewable_share, 4),
+        "emission_factors": "by fuel from the utility profile (optimization.dispatch.emission_factors_t_per_mwh)",
         "load_source": inp["load_source"], "pv_source": inp["pv_source"],
         "dispatch": MetadataValue.md(png_markdown(png, f"UC {day}")),
     })  # fmt: skip

@@ -82,11 +82,12 @@ def daily_report(
 
     lk, day = lake.lake(), partition_day(context)
     delivered = delivered_alerts(catalog.file())
+    profile = grid.profile()
     report = build_report(
         lk,
         day,
-        grid.timezone,
-        ev_limit_kw=config.ev_limit_kw if config.ev_limit_kw is not None else grid.profile().ev.transformer_limit_kw,
+        profile,
+        ev_limit_kw=config.ev_limit_kw if config.ev_limit_kw is not None else profile.ev.transformer_limit_kw,
         delivered_alerts=delivered,
     )
     path = write_report(report, Path(config.out_dir) if config.out_dir else catalog.file().parent / "report")

@@ -372,6 +372,9 @@ def main() -> int:
         "failure_auc_incidents": fr_inc["roc_auc"],
         "failure_precision_at_alert_incidents": fr_inc["precision_at_threshold"],
         "failure_median_lead_h_incidents": fr_inc["median_lead_h"],
+        "failure_auc_prior_no_labels": fr_inc["physics_prior_no_labels"]["roc_auc"],
+        "failure_median_lead_h_prior_no_labels": fr_inc["physics_prior_no_labels"]["median_lead_h"],
+        "failure_score_psi_fleet_b": fr_inc["drift_fleet_b"]["score_psi"],
     }
     res = {**summary, **res, "total_s": round(time.time() - t_all, 1), "load_avg_end": os.getloadavg()[0]}
     targets = {

@@ -432,6 +432,52 @@ def bench_opf_bundled(repeats: int, max_buses: int | None) -> dict[str, Any]:
     }
 
 
+def bench_gb_profile() -> dict[str, Any]:
+    """GBnetwork (2,224 buses): where the time goes on each solver path, same run, same loaded net.
+
+    ``reduced``: the default path (reduced QP over generator outputs with PTDF rows). ``bus_angle``: the
+    same case with ``reduced=False`` (HiGHS's QP method on the bus-angle model fails, then tangent-cut
+    LP rounds). Each: pandapower's net -> ppc conversion, model build, solve (incl. cut rounds),
+    verification (check_dcopf_solution), objective vs pandapower's rundcopp.
+    """
+    import logging
+
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    from optimization.dcopf import check_dcopf_solution, load_case
+
+    logging.getLogger("pandapower").setLevel(logging.CRITICAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = pn.GBnetwork()
+        nn = copy.deepcopy(net)
+        t0 = time.perf_counter()
+        pp.rundcopp(nn)
+        t_pp, pp_obj = time.perf_counter() - t0, float(nn.res_cost)
+        t0 = time.perf_counter()
+        ppc = load_case(copy.deepcopy(net))
+        t_conv = time.perf_counter() - t0
+        out: dict[str, Any] = {"pandapower_seconds": t_pp, "pandapower_objective": pp_obj, "to_ppc_seconds": t_conv}
+        for label, kw in (("reduced", {}), ("bus_angle", {"reduced": False})):
+            t0 = time.perf_counter()
+            r = solve_dcopf(ppc, **kw)
+            total = time.perf_counter() - t0
+            va = np.deg2rad(r.buses["va_deg"].to_numpy())
+            t0 = time.perf_counter()
+            check_dcopf_solution(r.data, r.generators["p_mw"].to_numpy(), va, r.branches["p_mw"].to_numpy())
+            t_check = time.perf_counter() - t0
+            out[label] = {"method": r.method, "failed_paths": r.failed_paths, "build_seconds": r.build_seconds,
+                          "solve_seconds": r.solve_seconds, "verify_seconds": t_check, "seconds": total,
+                          "seconds_with_conversion": total + t_conv, "ratio_vs_pandapower": (total + t_conv) / t_pp,
+                          "objective": r.objective, "rel_diff": abs(r.objective - pp_obj) / pp_obj,
+                          "max_violation_mw": r.max_violation_mw}  # fmt: skip
+            print(f"  GBnetwork {label:>9}: {total + t_conv:6.2f} s incl. to_ppc {t_conv:.2f} s (build {r.build_seconds:.2f}, "
+                  f"solve {r.solve_seconds:.2f}, verify {t_check:.3f}) vs pandapower {t_pp:.2f} s = "
+                  f"{(total + t_conv) / t_pp:.2f}x; rel {out[label]['rel_diff']:.1e} [{r.method}]", flush=True)  # fmt: skip
+    return {"opf_gb_profile": out}
+
+
 def bench_n1(repeats: int) -> dict[str, Any]:
     from optimization.contingency import screen_n1
 
@@ -569,7 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 repeat, 5 sweep points, skip the naive pyomo run")
     ap.add_argument(
-        "--only", choices=["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "n1", "safety"], action="append"
+        "--only",
+        choices=["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "gb_profile", "n1", "safety"],
+        action="append",
     )
     args = ap.parse_args(argv)
     reps = 1 if args.quick else 3
@@ -578,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick
         else [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 110.0, 125.0]
     )
-    only = set(args.only or ["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "n1", "safety"])
+    only = set(args.only or ["battery", "ev", "caltech", "opf", "uc", "opf_bundled", "gb_profile", "n1", "safety"])
     results: dict[str, Any] = {}
     if RESULTS.exists():
         try:
@@ -590,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "highspy": highspy.__version__ if hasattr(highspy, "__version__") else "1.15.1",
         "note": "2 cores shared with other jobs; ratios are same-run",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     t0 = time.perf_counter()
     if "battery" in only:
@@ -605,6 +654,8 @@ def main(argv: list[str] | None = None) -> int:
     if "opf_bundled" in only:
         # --quick skips the > 5,000-bus RTE/PEGASE cases (minutes each in pandapower, which fails on them anyway)
         results.update(bench_opf_bundled(reps, 5000 if args.quick else None))
+    if "gb_profile" in only:
+        results.update(bench_gb_profile())
     if "n1" in only:
         results.update(bench_n1(reps))
     if "safety" in only:

@@ -219,8 +219,13 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
 
 def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFrame, tz: str) -> dict:
     """The failure/RUL model trained on fleet A's *recorded* failures (incidents, late, 90 %), scored
-    against fleet B's truth; with the contributing factors and maintenance recommendations."""
+    against fleet B's truth; with the contributing factors and maintenance recommendations. Peers on the
+    same split: the same model learning the run-up of unrecorded outages as healthy (no label hygiene),
+    and the physics prior with no labels at all (the cold start); and the drift of fleet B's inputs and
+    scores against the training window (two fleets of one simulator: no drift expected)."""
+    from models.grid.drift import drift_report
     from models.grid.failure import (
+        FAILURE_FEATURES,
         FailureConfig,
         FailureModel,
         contributing_factors,
@@ -233,11 +238,27 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
     known = snap_a["as_of"].max()
     inc = incident_events(sim_a.incident_records(), known_by=known, types=("transformer_failure",))
     ev_b = sim_b.truth()["truth_events"]
-    fm = FailureModel(FailureConfig(AlertThresholds.from_bands(load_profile().alert_bands.failure_risk))).fit(
-        failure_targets(snap_a, inc)
-    )
+    cfg = FailureConfig(AlertThresholds.from_bands(load_profile().alert_bands.failure_risk))
+    tg_b = failure_targets(snap_b, ev_b)
+    fm = FailureModel(cfg).fit(failure_targets(snap_a, inc))
     pred = fm.predict(snap_b)
-    r = evaluate_failure(pred, failure_targets(snap_b, ev_b), ev_b, fm.config.thresholds.alert, fm.config.horizon_h)
+    r = evaluate_failure(pred, tg_b, ev_b, cfg.thresholds.alert, cfg.horizon_h)
+
+    def peer(model: FailureModel) -> dict:
+        e = evaluate_failure(model.predict(snap_b), tg_b, ev_b, cfg.thresholds.alert, cfg.horizon_h)
+        keys = ("roc_auc", "precision_at_threshold", "recall_at_threshold", "warned", "median_lead_h")
+        return {k: e[k] for k in keys} | {"mode": model.mode}
+
+    no_hygiene = peer(FailureModel(cfg).fit(failure_targets(snap_a, inc, unknown_before_outage=False)))
+    prior = peer(FailureModel(cfg).fit(failure_targets(snap_a, inc.clear())))
+    drift = drift_report(
+        fm.drift_profile_,
+        {
+            **{c: snap_b[c].cast(pl.Float64).to_numpy() for c in FAILURE_FEATURES},
+            "score": pred["failure_probability_72h"].to_numpy(),
+        },
+        "failure",
+    )
     fac = contributing_factors(fm, snap_b)
     flagged = pred.filter(pl.col("failure_probability_72h") >= fm.config.thresholds.alert).join(
         fac, on=["transformer_id", "as_of"]
@@ -250,6 +271,14 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
         {
             "recorded_failures_fleet_a": inc.height,
             "true_failures_fleet_a": int((sim_a.truth()["truth_events"]["event_type"] == "transformer_failure").sum()),
+            "fit": fm.fit_report_,
+            "without_label_hygiene": no_hygiene,
+            "physics_prior_no_labels": prior,
+            "drift_fleet_b": {
+                "score_psi": round(float(drift.filter(pl.col("metric") == "score")["value"][0]), 4),
+                "input_psi_max": round(float(drift.filter(pl.col("metric") != "score")["value"].max()), 4),
+                "drifted": drift.filter(pl.col("drifted").fill_null(False))["metric"].to_list(),
+            },
             "top_factors_when_flagged": {
                 k: int(v) for k, v in flagged.group_by("top_factor").len().sort("len", descending=True).iter_rows()
             },

@@ -320,6 +320,76 @@ class EVObjectiveShares(_Part):
         return self
 
 
+#: generator types the dispatch settings know: thermal ones are assigned by merit order, renewable ones by name
+RENEWABLE_TYPES = ("solar", "wind")
+
+
+class MeritType(_Part):
+    """One thermal generator type and the share of thermal capacity it takes in merit order."""
+
+    type: str
+    capacity_share: float = Field(gt=0, le=1)
+
+
+class RenewableUnits(_Part):
+    """Which generators (rows of the case's ppc ``gen`` table) are solar and which are wind."""
+
+    solar: list[int] = Field(default_factory=list)
+    wind: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> RenewableUnits:
+        both = sorted(set(self.solar) & set(self.wind))
+        if both or any(g < 0 for g in self.solar + self.wind):
+            raise ValueError(
+                f"renewable generators must be rows >= 0 and solar or wind, not both: {both or 'negative'}"
+            )
+        return self
+
+
+class DispatchSettings(_Part):
+    """Emissions and renewables of the DC-OPF and unit commitment (``gold_opf_dispatch``, ``gold_uc_schedule``).
+
+    MATPOWER/pandapower cases carry no fuel: thermal generators are typed by merit order (marginal cost
+    at mid output, cheapest first) into ``merit_types`` by share of thermal capacity; the synthetic UC
+    fleet carries its own type. ``renewables`` names per case the generators that are solar or wind:
+    they cost nothing to run (zero marginal cost) and are capped at their forecast each hour.
+    """
+
+    emission_factors_t_per_mwh: dict[str, float] = Field(
+        default_factory=lambda: {"coal": 0.95, "gas_ccgt": 0.37, "gas_ocgt": 0.6, "solar": 0.0, "wind": 0.0},
+        description="t CO2 per MWh of output by generator type (coal steam ~0.9-1.0, CCGT ~0.35-0.4, OCGT ~0.5-0.65: IPCC/EIA ballparks)",
+    )
+    merit_types: list[MeritType] = Field(
+        default_factory=lambda: [MeritType(type="coal", capacity_share=0.4), MeritType(type="gas_ccgt", capacity_share=0.4),
+                                 MeritType(type="gas_ocgt", capacity_share=0.2)],
+        description="thermal types of a case without fuel data, cheapest first, by share of thermal capacity",
+    )  # fmt: skip
+    renewables: dict[str, RenewableUnits] = Field(
+        default_factory=lambda: {"case118": RenewableUnits(solar=[5, 28, 29], wind=[36, 39])},
+        description="case name -> its solar and wind generators (ppc gen rows); a case not listed has none",
+    )
+    wind_capacity_factor: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="fallback wind forecast, a flat share of Pmax (gridlake has no wind forecast table)",
+    )
+
+    @model_validator(mode="after")
+    def _known_types(self) -> DispatchSettings:
+        if abs(sum(m.capacity_share for m in self.merit_types) - 1.0) > 1e-9:
+            raise ValueError("merit_types capacity shares must add up to 1")
+        missing = sorted({m.type for m in self.merit_types} - set(self.emission_factors_t_per_mwh))
+        missing += [r for r in RENEWABLE_TYPES if r not in self.emission_factors_t_per_mwh]
+        if missing:
+            raise ValueError(f"emission_factors_t_per_mwh lacks generator type(s) {missing}")
+        bad = {k: v for k, v in self.emission_factors_t_per_mwh.items() if not (v == v and 0 <= v < float("inf"))}
+        if bad:
+            raise ValueError(f"emission factors must be finite and >= 0, got {bad}")
+        return self
+
+
 class OptimizationSettings(_Part):
     """Every setting of the optimisation library issue 16 added, with its default."""
 
@@ -328,6 +398,7 @@ class OptimizationSettings(_Part):
     regulation: RegulationSettings = RegulationSettings()
     economics: EconomicsSettings = EconomicsSettings()
     ev_objective: EVObjectiveShares = EVObjectiveShares()
+    dispatch: DispatchSettings = DispatchSettings()
 
 
 class EnergyBalanceSettings(_Part):

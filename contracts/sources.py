@@ -15,11 +15,16 @@ from contracts.tables import _DATE, _INGESTED, _LINEAGE, UTC_TS, Column, Table
 
 @dataclass(frozen=True)
 class Source:
-    """A raw feed landing as files: one entity id column, one time column, measures."""
+    """A raw feed landing as files: one entity id column, one time column, measures.
+
+    ``time`` is the record's *partition clock*: the local day of ``time`` is the daily partition
+    (late/future records are re-landed by it). The record key is declared apart (``record_key``) and
+    may hold more columns than (entity, time): a weather forecast is keyed (station, issued_at,
+    valid_at) and partitioned by the day it was issued."""
 
     name: str  # e.g. "meter_readings"
     entity: str  # id column, checked against the reference table
-    time: str  # timestamp column as received (local naive, ISO with offset, or UTC)
+    time: str  # timestamp column as received (local naive, ISO with offset, or UTC): the partition clock
     measures: tuple[Column, ...]
     reference: str  # reference table holding the known entity ids
     description: str = ""
@@ -29,7 +34,8 @@ class Source:
     #: typed fields that are not measures: text (optionally with ``allowed`` values) or UTC timestamps
     #: (parsed like the time column; a naive local time that is ambiguous or nonexistent is rejected)
     attributes: tuple[Column, ...] = ()
-    #: the record key silver is deduplicated on; default (entity, time)
+    #: the record key silver is deduplicated on; default (entity, time). Any columns of the raw
+    #: contract (entity, time, attributes); further timestamps in it are ``attributes`` of dtype UTC_TS
     record_key: tuple[str, ...] = ()
     #: (table, id column) pairs holding the known entity ids; default ((reference, entity),)
     references: tuple[tuple[str, str], ...] = ()
@@ -164,6 +170,28 @@ SOURCES: dict[str, Source] = {
         ),
     )
 }
+
+#: the numerical weather prediction feed (simulator.nwp; docs/NWP.md gives the export format for real data)
+WEATHER_FORECAST = Source(
+    name="weather_forecast",
+    entity="station_id",
+    time="issued_at",
+    measures=(
+        _f("lead_h", "hours from issued_at to valid_at (informative; may be empty)", -24.0, 400.0, required=False),
+        _f("temp_air_c", "forecast dry-bulb air temperature (degC)", -60.0, 60.0),
+        _f("ghi_wm2", "forecast global horizontal irradiance, hourly mean (W/m2)", 0.0, 1500.0),
+        _f("dni_wm2", "forecast direct normal irradiance (W/m2)", 0.0, 1500.0, required=False),
+        _f("dhi_wm2", "forecast diffuse horizontal irradiance (W/m2)", 0.0, 1000.0, required=False),
+        _f("cloud_cover", "forecast cloud cover 0..1", 0.0, 1.0, required=False),
+        _f("wind_speed_ms", "forecast wind speed (m/s)", 0.0, 80.0, required=False),
+    ),
+    attributes=(Column("valid_at", UTC_TS, False, "start of the forecast hour, UTC"),),
+    record_key=("station_id", "issued_at", "valid_at"),
+    reference="ref_weather_stations",
+    description="weather forecasts (NWP issues: one row per station, issue and valid hour)",
+    aliases={"issue_time": "issued_at", "valid_time": "valid_at", "forecast_time": "valid_at"},
+)
+SOURCES[WEATHER_FORECAST.name] = WEATHER_FORECAST
 
 QUALITY_FLAGS = ("ok", "warning", "anomaly")
 

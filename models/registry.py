@@ -13,6 +13,11 @@ Policy
   **same backtest** (same ``backtest_id``: same data span, origins and horizon). Otherwise the
   new version gets the ``challenger`` alias. The very first version becomes champion.
 * scoring loads by alias: :meth:`ModelRegistry.load_champion`.
+* one call applies the policy to a fitted candidate, for load/PV forecasting and grid ML alike:
+  :meth:`ModelRegistry.challenge` on a :class:`Trained` (what a storage-free training pipeline,
+  ``models.forecast.pipeline`` or ``models.grid.pipelines``, returns); :func:`run_summary` is the
+  outcome as asset metadata shows it. Scoring falls back when the champion cannot be used for one of
+  :data:`CHAMPION_FAILURES`.
 
 Storage: any tracking URI. Default ``sqlite:///mlflow.db`` (MLflow >= 3.7's default; the file
 store ``./mlruns`` still works but is in maintenance mode and weak on the registry).
@@ -26,8 +31,8 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import mlflow
@@ -46,6 +51,41 @@ FLAVORS = ("pyfunc", "sklearn", "xgboost", "pytorch")
 
 #: model-version tag: the champion drifted in production and is to be retrained (value: why)
 RETRAIN_TAG = "retrain_requested"
+
+#: why a champion cannot be used at scoring time (no champion, the store unreachable, the artefact
+#: gone): the scoring pipelines then issue their documented fallback forecast
+CHAMPION_FAILURES: tuple[type[BaseException], ...] = (LookupError, MlflowException, OSError)
+
+
+@dataclass
+class Trained:
+    """A fitted candidate and what the champion policy (:meth:`ModelRegistry.challenge`) needs to judge it.
+
+    ``rescore`` scores another model (the champion) on the candidate's backtest: the metric value, or a
+    dict of metrics holding ``metric``. ``figures`` are logged with the run; ``report`` holds what the
+    training computed for the asset's metadata (score tables, candidate ranks), never logged."""
+
+    model: Any
+    metrics: dict[str, float | None]
+    backtest_id: str
+    metric: str
+    higher_is_better: bool
+    rescore: Callable[[Any], float | Mapping[str, float]]
+    params: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+#: the keys of a :meth:`ModelRegistry.challenge` outcome that :func:`run_summary` keeps
+SUMMARY_KEYS = ("model_name", "version", "run_id", "promoted", "alias", "champion_version_before", "promotion_reason")
+
+
+def run_summary(out: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """One registered run as asset metadata shows it: ``extra`` (e.g. the entity), the registry's
+    outcome (:data:`SUMMARY_KEYS`) and the candidate's metrics."""
+    return {**extra, **{k: out[k] for k in SUMMARY_KEYS}} | {
+        "metrics": {k[len("metric_") :]: v for k, v in out.items() if k.startswith("metric_")}
+    }
 
 
 class PickledModel(mlflow.pyfunc.PythonModel):
@@ -110,6 +150,19 @@ class Promotion:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers among ``metrics`` (what MLflow tags can hold and promotion compares)."""
+    out = {}
+    for k, v in metrics.items():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[k] = f
+    return out
 
 
 class ModelRegistry:
@@ -285,6 +338,13 @@ class ModelRegistry:
     def load_champion(self, name: str) -> Any:
         return self.load(name, CHAMPION)
 
+    def champion_model(self, name: str, producer: str) -> tuple[Any, str]:
+        """(model, version) of the champion; LookupError naming the training asset ``producer`` if none."""
+        mv = self.champion(name)
+        if mv is None:
+            raise LookupError(f"registered model {name!r} has no champion yet: materialise {producer}")
+        return self.load(name), str(mv.version)
+
     # ------------------------------------------------------------------ drift -> retraining
     def mark_for_retraining(self, name: str, reason: str) -> str | None:
         """Tag the champion version ``retrain_requested=reason`` (e.g. a forecast-accuracy drift);
@@ -313,26 +373,37 @@ class ModelRegistry:
         higher_is_better: bool,
         rescore: Any,
         flavor: str = "pyfunc",
+        figures: Mapping[str, Any] | None = None,
         log: Any = None,
     ) -> dict[str, Any]:
         """The champion policy: re-score the current champion on the candidate's backtest (``rescore``:
-        model -> metric value), tag it with that evaluation, then log, register and promote the
-        candidate iff it beats the champion there. A champion that cannot be loaded or re-scored
-        stays "not comparable" (said through ``log``, e.g. a Dagster logger's ``warning``)."""
-        import math
+        model -> metric value, or a dict of metrics), tag it with that evaluation, then log, register and
+        promote the candidate iff it beats the champion there. A champion that cannot be loaded or
+        re-scored stays "not comparable" (said through ``log``, e.g. a Dagster logger's ``warning``).
 
+        The outcome adds ``champion_rescored`` (the champion's ``metric`` on this backtest, None without
+        one) and ``champion_metrics`` (all its metrics there: re-scored now, or read from its tags when it
+        was already scored on this backtest)."""
         champ = self.champion(name)
-        rescored = None
-        if champ is not None and champ.tags.get("backtest_id") != backtest_id:
+        rescored, champ_metrics = None, None
+        if champ is not None and champ.tags.get("backtest_id") == backtest_id:
+            champ_metrics = {k[len("metric.") :]: float(v) for k, v in champ.tags.items() if k.startswith("metric.")}
+            rescored = champ_metrics.get(metric)
+        elif champ is not None:
             try:
-                rescored = float(rescore(self.load(name)))
+                got = rescore(self.load(name))
+                champ_metrics = _finite(got if isinstance(got, Mapping) else {metric: got})
             except Exception as e:  # an unloadable/incompatible champion stays "not comparable"; say so
                 if log is not None:
                     log(f"{name}: champion v{champ.version} could not be re-scored on {backtest_id}: {e!r}")
-            if rescored is not None and math.isfinite(rescored):
+            rescored = (champ_metrics or {}).get(metric)
+            if rescored is not None:
+                for k, v in champ_metrics.items():
+                    self.client.set_model_version_tag(name, champ.version, f"metric.{k}", repr(v))
                 self.client.set_model_version_tag(name, champ.version, "backtest_id", backtest_id)
-                self.client.set_model_version_tag(name, champ.version, f"metric.{metric}", repr(rescored))
-        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+            else:
+                champ_metrics = None
+        finite = _finite(metrics)
         out = self.train_register_promote(
             name,
             params=params,
@@ -340,10 +411,12 @@ class ModelRegistry:
             backtest_id=backtest_id,
             model=model,
             flavor=flavor,
+            figures=figures,
             metric=metric,
             higher_is_better=higher_is_better,
         )
         out["champion_rescored"] = rescored
+        out["champion_metrics"] = champ_metrics
         out["model_uri"] = f"models:/{name}@champion"
         return out
 

@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from optimization.dcopf import OPFResult, load_case, solve_dcopf
+from optimization.dcopf import OPFResult, b_matrices, load_case, solve_dcopf
 from optimization.errors import InfeasibleError, InputError
 
 #: 1 - H[k, k] below this: the outage of k islands part of the network
@@ -63,12 +62,7 @@ def distribution_factors(d: dict[str, Any], ref: int = 0) -> tuple[np.ndarray, n
     """
     nb, nl = d["bus_ids"].size, d["li"].size
     f, t = d["f"], d["t"]
-    bw = d["base"] * d["b"]  # MW per radian
-    C = sp.csr_array(
-        (np.r_[np.ones(nl), -np.ones(nl)], (np.r_[np.arange(nl), np.arange(nl)], np.r_[f, t])), shape=(nl, nb)
-    )
-    Bf = sp.diags_array(bw) @ C
-    Bbus = (C.T @ Bf).tocsc()
+    _, Bf, Bbus = b_matrices(d)
     keep = np.flatnonzero(np.arange(nb) != ref)
     try:
         lu = spla.splu(Bbus[keep][:, keep].tocsc())

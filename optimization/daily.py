@@ -10,20 +10,24 @@ these functions; nothing here reads or writes the lake or imports Dagster.
 * :func:`newest_issue_p50`: the hourly p50 of a gold forecast table, newest issue per hour.
 * :func:`same_hour_last_week`: the weekly seasonal naive from ``gold_load_hourly`` (fallback).
 * :func:`gross_load`: gross site load from the metered net load and the PV forecast.
+* :func:`load_peak`: the checked peak of a load input (0 all day refused, except for the battery).
 * :func:`ev_sessions_for_day`: the bundled real Caltech sessions re-timed to a local day.
+* :func:`opf_generation`: emission factors and renewable forecasts of a DC-OPF case's generators.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from contracts import SYSTEM_ENTITY as SYSTEM  # entity_id of the whole utility (level system)
 from contracts import day_bounds_utc
-from contracts.profile import Tariffs
+from contracts.profile import DispatchSettings, RenewableUnits, Tariffs
 from optimization._inputs import period_starts
 from optimization.errors import InputError
 from optimization.ev import CALTECH_PERIOD_MINUTES, load_caltech_sessions
@@ -174,6 +178,24 @@ def gross_load(net_kw: np.ndarray, pv_kw: np.ndarray | None) -> tuple[np.ndarray
     return np.clip(net_kw + pv, 0.0, None), pv
 
 
+def load_peak(load_kw: np.ndarray, *, consumer: str, entity_id: str, day: dt.date, allow_zero: bool = False) -> float:
+    """The day's peak (kW) of a load input, checked: every value finite and >= 0, and the peak > 0.
+
+    The schedules that take their *shape* from the load (the OPF's bus loads, the UC's system load,
+    the EV site's baseload) divide by this peak, so a load that is 0 all day is an
+    :class:`~optimization.errors.InputError` naming ``consumer`` (the asset), ``entity_id`` and ``day``.
+    ``allow_zero=True`` is for the battery, which arbitrates on price without any load: 0.0 comes back.
+    """
+    load = np.asarray(load_kw, dtype=float)
+    if load.size == 0 or not np.isfinite(load).all() or (load < 0).any():
+        bad = "no values" if load.size == 0 else "non-finite or negative values"
+        raise InputError(f"{consumer} {day}: the load input of {entity_id!r} has {bad}")
+    peak = float(load.max())
+    if peak > 0 or allow_zero:
+        return peak
+    raise InputError(f"{consumer} {day}: the load input of {entity_id!r} is 0 all day; cannot derive a load shape")
+
+
 # --------------------------------------------------------------------------------------------
 # EV sessions
 # --------------------------------------------------------------------------------------------
@@ -241,3 +263,110 @@ def persistence_temperature(weather: pl.DataFrame, day: dt.date, tz: str) -> tup
     return got[
         "temp_air_c"
     ].to_numpy(), f"persistence: silver_weather mean temp_air_c of {day - dt.timedelta(days=1)} by local hour"
+
+
+# --------------------------------------------------------------------------------------------
+# DC-OPF generation: types, emission factors, renewable caps
+# --------------------------------------------------------------------------------------------
+@dataclass
+class OPFGeneration:
+    """What :func:`opf_generation` derives for one case and day (ppc generator rows throughout)."""
+
+    #: the case with the renewable generators' costs set to zero (the input is not changed)
+    ppc: dict[str, Any]
+    #: generator type per ppc gen row (``merit_types`` for thermal rows, ``solar`` / ``wind``)
+    types: list[str]
+    #: t CO2/MWh per ppc gen row, from the type
+    co2_t_per_mwh: np.ndarray
+    #: renewable gen row -> hourly forecast (MW), the cap of its output
+    forecast_mw: dict[int, np.ndarray]
+    #: where the emission factors and the renewable caps came from, human-readable
+    source: str
+
+
+def merit_order_types(ppc: dict[str, Any], thermal: np.ndarray, dispatch: DispatchSettings) -> list[str]:
+    """Types of the ``thermal`` gen rows of a case without fuel data: sorted by marginal cost at mid output
+    (cheapest first), each takes the ``merit_types`` entry whose share of thermal capacity covers its midpoint."""
+    from optimization.dcopf import COST, MODEL, NCOST, PMAX, PMIN, _poly
+
+    gen, gencost = np.asarray(ppc["gen"], dtype=float), np.asarray(ppc["gencost"], dtype=float)
+    mc = np.empty(thermal.size)
+    for j, g in enumerate(thermal):
+        row = gencost[g]
+        if row[MODEL] == 1:  # piecewise linear: mean slope over its points
+            n = int(row[NCOST])
+            x, y = row[COST : COST + 2 * n : 2], row[COST + 1 : COST + 2 * n : 2]
+            mc[j] = (y[-1] - y[0]) / (x[-1] - x[0]) if x[-1] > x[0] else 0.0
+        else:
+            _, c1, c2 = _poly(row)
+            mc[j] = c1 + c2 * (gen[g, PMIN] + gen[g, PMAX])
+    cap = np.clip(gen[thermal, PMAX], 0.0, None)
+    order = np.argsort(mc, kind="stable")
+    mid = (np.cumsum(cap[order]) - 0.5 * cap[order]) / max(float(cap.sum()), 1e-12)
+    bounds = np.cumsum([m.capacity_share for m in dispatch.merit_types])
+    names = [m.type for m in dispatch.merit_types]
+    out = [""] * thermal.size
+    for rank, j in enumerate(order):
+        out[j] = names[min(int(np.searchsorted(bounds, mid[rank], side="left")), len(names) - 1)]
+    return out
+
+
+def opf_generation(
+    ppc: dict[str, Any], dispatch: DispatchSettings, case_name: str, solar_mw: np.ndarray | None, hours: int
+) -> OPFGeneration:
+    """Generator types, emission factors and renewable caps of a DC-OPF case for ``hours`` hours.
+
+    Renewable generators are the case's entry in ``dispatch.renewables`` (none if it has no entry). Solar:
+    ``solar_mw`` (the utility's PV forecast on the case's scale, one value per hour) split over the solar
+    generators by Pmax, each capped at its Pmax; ``None`` (no PV forecast) caps solar at 0, the
+    conservative reading: energy nobody forecast is not scheduled. Wind: gridlake has no wind forecast
+    table, so a flat ``wind_capacity_factor`` x Pmax (the documented fallback). Renewables run at zero
+    marginal cost; thermal generators are typed by :func:`merit_order_types`.
+    """
+    from optimization.dcopf import COST, GEN_STATUS, MODEL, PMAX
+
+    gen = np.asarray(ppc["gen"], dtype=float)
+    n_gen = gen.shape[0]
+    units = dispatch.renewables.get(case_name, RenewableUnits())
+    bad = [g for g in units.solar + units.wind if g >= n_gen]
+    if bad:
+        raise InputError(f"dispatch.renewables[{case_name!r}]: generator(s) {bad} do not exist (the case has {n_gen})")
+    types = [""] * n_gen
+    for kind, rows in (("solar", units.solar), ("wind", units.wind)):
+        for g in rows:
+            types[g] = kind
+    thermal = np.array([g for g in range(n_gen) if types[g] == ""], dtype=np.int64)
+    for g, name in zip(thermal, merit_order_types(ppc, thermal, dispatch)):
+        types[g] = name
+    factors = dispatch.emission_factors_t_per_mwh
+    co2 = np.array([factors[t] for t in types], dtype=float)
+    forecast: dict[int, np.ndarray] = {}
+    solar = np.array(units.solar, dtype=np.int64)
+    if solar.size:
+        pmax = np.where(gen[solar, GEN_STATUS] > 0, np.clip(gen[solar, PMAX], 0.0, None), 0.0)
+        if solar_mw is None:
+            total = np.zeros(hours)
+        else:
+            total = np.clip(np.asarray(solar_mw, dtype=float), 0.0, None)
+            if total.shape != (hours,) or not np.isfinite(total).all():
+                raise InputError(f"solar_mw needs {hours} finite hourly values, got shape {total.shape}")
+        share = pmax / pmax.sum() if pmax.sum() > 0 else np.zeros(solar.size)
+        for j, g in enumerate(solar):
+            forecast[int(g)] = np.minimum(total * share[j], pmax[j])
+    for g in units.wind:
+        forecast[int(g)] = np.full(hours, dispatch.wind_capacity_factor * max(0.0, float(gen[g, PMAX])))
+    out = {k: (np.array(v, dtype=float, copy=True) if isinstance(v, np.ndarray) else v) for k, v in ppc.items()}
+    gc = out["gencost"]
+    for g in forecast:
+        if gc[g, MODEL] == 1:
+            gc[g, COST + 1 :: 2] = 0.0  # PWL: every cost point 0
+        else:
+            gc[g, COST:] = 0.0
+    src = (
+        "emission factors by type from the utility profile (optimization.dispatch); thermal types by merit order; "
+        + (f"solar {list(units.solar)}: PV forecast on the case's scale" if solar_mw is not None else f"solar {list(units.solar)}: no PV forecast, capped at 0")
+        + f"; wind {list(units.wind)}: fallback {dispatch.wind_capacity_factor:g} x Pmax (no wind forecast table)"
+        if forecast
+        else f"emission factors by type from the utility profile; thermal types by merit order; no renewables listed for {case_name!r}"
+    )  # fmt: skip
+    return OPFGeneration(out, types, co2, forecast, src)

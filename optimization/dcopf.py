@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import highspy
 import numpy as np
 import polars as pl
 import pyomo.environ as pyo
@@ -190,28 +191,20 @@ def unrated_as_unlimited(net: Any, ppc: dict[str, Any]) -> dict[str, Any]:
     return ppc
 
 
-def build_dcopf(
+def dcopf_data(
     ppc: dict[str, Any],
     *,
     cost_model: str = "auto",
-    pwl_segments: int = 10,
     line_limits: bool = True,
     allow_load_shedding: bool = False,
-    voll_per_mwh: float = 10_000.0,
     renewable_forecast_mw: Mapping[int, float] | None = None,
     gen_co2_t_per_mwh: Any = None,
-    security: Mapping[int, np.ndarray] | None = None,
-    security_rating_factor: float = 1.0,
-) -> tuple[pyo.ConcreteModel, dict[str, Any]]:
-    """The pyomo DC-OPF model and the arrays needed to report on it.
+) -> dict[str, Any]:
+    """The live network of ``ppc`` as arrays (no model): buses, in-service generators and branches, susceptances,
+    demand, generator limits (renewables capped at their forecast), reference buses, cost rows.
 
-    ``renewable_forecast_mw`` maps ppc generator rows that are renewable to their forecast (MW): such
-    a generator may produce anything from 0 (curtailment) to ``min(Pmax, forecast)``.
-    ``gen_co2_t_per_mwh`` is one emission factor (t CO2/MWh) per ppc generator row, or one for all;
-    without it emissions are reported as unknown (NaN).
-    ``security`` maps an outaged branch (position among the live branches) to its LODF column: the
-    post-outage flow of every rated branch must then stay within ``security_rating_factor`` x rate A
-    (see :mod:`optimization.contingency`).
+    Raises :class:`InputError` / :class:`InfeasibleError` for cases no DC-OPF can solve. Shared by the pyomo
+    model (:func:`build_dcopf`) and the reduced (PTDF) QP of :func:`solve_dcopf`.
     """
     if cost_model not in COST_MODELS:
         raise InputError(f"cost_model must be one of {COST_MODELS}, got {cost_model!r}")
@@ -225,7 +218,6 @@ def build_dcopf(
     live_bus = bus[:, BUS_TYPE] != ISOLATED
     bus_ids = bus[live_bus, BUS_I].astype(int)
     pos = {b: k for k, b in enumerate(bus_ids)}
-    nb = bus_ids.size
     g_on = (gen[:, GEN_STATUS] > 0) & np.isin(gen[:, GEN_BUS].astype(int), bus_ids)
     gi = np.flatnonzero(g_on)
     br_on = (
@@ -263,7 +255,41 @@ def build_dcopf(
         k = int(gi[np.flatnonzero(pmin > pmax)[0]])
         raise InputError(f"generator {k}: Pmin {gen[k, PMIN]} > Pmax {gen[k, PMAX]}")
 
-    rate = branch[li, RATE_A]
+    return dict(b=b, shift=shift, bus_ids=bus_ids, gi=gi, li=li, f=f, t=t, rate=branch[li, RATE_A], gbus=gbus, demand=demand,
+                pmin=pmin, pmax=pmax, base=base, refs=refs, va_ref=va_ref, cost_rows=gencost[gi], line_limits=line_limits,
+                cost_model=cost_model, renewable=renewable, co2=co2, poly=None, security=[], security_rating_factor=1.0)  # fmt: skip
+
+
+def build_dcopf(
+    ppc: dict[str, Any],
+    *,
+    cost_model: str = "auto",
+    pwl_segments: int = 10,
+    line_limits: bool = True,
+    allow_load_shedding: bool = False,
+    voll_per_mwh: float = 10_000.0,
+    renewable_forecast_mw: Mapping[int, float] | None = None,
+    gen_co2_t_per_mwh: Any = None,
+    security: Mapping[int, np.ndarray] | None = None,
+    security_rating_factor: float = 1.0,
+) -> tuple[pyo.ConcreteModel, dict[str, Any]]:
+    """The pyomo DC-OPF model and the arrays needed to report on it.
+
+    ``renewable_forecast_mw`` maps ppc generator rows that are renewable to their forecast (MW): such
+    a generator may produce anything from 0 (curtailment) to ``min(Pmax, forecast)``.
+    ``gen_co2_t_per_mwh`` is one emission factor (t CO2/MWh) per ppc generator row, or one for all;
+    without it emissions are reported as unknown (NaN).
+    ``security`` maps an outaged branch (position among the live branches) to its LODF column: the
+    post-outage flow of every rated branch must then stay within ``security_rating_factor`` x rate A
+    (see :mod:`optimization.contingency`).
+    """
+    d = dcopf_data(ppc, cost_model=cost_model, line_limits=line_limits, allow_load_shedding=allow_load_shedding,
+                   renewable_forecast_mw=renewable_forecast_mw, gen_co2_t_per_mwh=gen_co2_t_per_mwh)  # fmt: skip
+    b, shift, bus_ids, gi, li, f, t, gbus = (d[k] for k in ("b", "shift", "bus_ids", "gi", "li", "f", "t", "gbus"))
+    demand, pmin, pmax, base, refs, va_ref, rate = (
+        d[k] for k in ("demand", "pmin", "pmax", "base", "refs", "va_ref", "rate")
+    )
+    nb = bus_ids.size
     m = pyo.ConcreteModel(name="dcopf")
     with paused_gc():
         m.B = pyo.RangeSet(0, nb - 1)
@@ -320,7 +346,7 @@ def build_dcopf(
             ),
             doc="nodal power balance (dual = LMP)",
         )
-        cost_rows = gencost[gi]
+        cost_rows = d["cost_rows"]
         use_pwl = cost_model == "pwl" or (cost_model == "auto" and (cost_rows[:, MODEL] == 1).all())
         terms = []
         poly = None
@@ -368,10 +394,8 @@ def build_dcopf(
             # costs the same, and that dual degeneracy makes HiGHS's QP active-set method cycle
             terms.append(sum(voll_per_mwh * (1.0 + 1e-6 * i) * m.shed[i] for i in m.B))
         m.objective = pyo.Objective(expr=sum(terms), sense=pyo.minimize)
-    data = dict(b=b, shift=shift, bus_ids=bus_ids, gi=gi, li=li, f=f, t=t, rate=rate, gbus=gbus, demand=demand, pmin=pmin, pmax=pmax, base=base,
-                poly=poly, line_limits=line_limits, cost_model=cost_model, renewable=renewable, co2=co2,
-                security=[(k, l_, a) for k, l_, a in sec], security_rating_factor=float(security_rating_factor))  # fmt: skip
-    return m, data
+    d.update(poly=poly, security=[(k, l_, a) for k, l_, a in sec], security_rating_factor=float(security_rating_factor))
+    return m, d
 
 
 def check_dcopf_solution(
@@ -418,17 +442,137 @@ def check_tolerance_mw(d: dict[str, Any], pg: np.ndarray, flow: np.ndarray) -> f
     return max(1e-6, CHECK_REL_TOL * scale)
 
 
-def _solver_paths(kwargs: dict[str, Any], polynomial_costs: bool) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+#: the reduced (PTDF) QP is tried first when its dense flow rows hold at most this many entries
+#: (rated branches x generator buses); above it the bus-angle model is smaller
+REDUCED_MAX_ENTRIES = 2_000_000
+REDUCED_LABEL = "qp reduced (PTDF, HiGHS active set)"
+
+
+def _solver_paths(
+    kwargs: dict[str, Any], polynomial_costs: bool, reduced: bool
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(label, build_dcopf kwargs, HiGHS options) to try in order until one passes the check."""
     cm_ = kwargs.get("cost_model", "auto")
     if cm_ in ("cuts", "quadratic") or (cm_ == "auto" and polynomial_costs):
         first = [] if cm_ == "cuts" else [("qp (HiGHS active set)", {**kwargs, "cost_model": cm_}, {})]
+        if reduced and cm_ != "cuts":
+            first = [(REDUCED_LABEL, kwargs, {}), *first]
         cuts = {**kwargs, "cost_model": "cuts"}
         return first + [
             ("lp tangent cuts (dual simplex)", cuts, {"solver": "simplex"}),
             ("lp tangent cuts (interior point)", cuts, {"solver": "ipm"}),
         ]
     return [("lp (dual simplex)", kwargs, {"solver": "simplex"}), ("lp (interior point)", kwargs, {"solver": "ipm"})]
+
+
+def _reduced_eligible(kwargs: dict[str, Any]) -> bool:
+    """The reduced QP covers the plain case: no load shedding, no security rows (their own paths)."""
+    return not kwargs.get("allow_load_shedding") and not kwargs.get("security")
+
+
+def b_matrices(d: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(C, Bf, Bbus) of the live network in :func:`dcopf_data`'s ``d``: branch-bus incidence (+1 from, -1 to),
+    branch flow per bus angle (MW/rad, CSR) and the bus susceptance matrix ``C' Bf`` (CSC)."""
+    import scipy.sparse as sp
+
+    nb, nl = d["bus_ids"].size, d["li"].size
+    rows = np.arange(nl)
+    C = sp.csr_array((np.r_[np.ones(nl), -np.ones(nl)], (np.r_[rows, rows], np.r_[d["f"], d["t"]])), shape=(nl, nb))
+    Bf = (sp.diags_array(d["base"] * d["b"]) @ C).tocsr()
+    return C, Bf, (C.T @ Bf).tocsc()
+
+
+def _solve_reduced_qp(d: dict[str, Any]) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The DC-OPF QP over generator outputs only: one balance row and PTDF rows for the rated branches.
+
+    Angles and flows are eliminated with one sparse LU of the reduced B matrix, so the QP has one
+    column per generator and no B-matrix coefficients at all: the PTDF entries are within [-1, 1]
+    whatever the reactances (pandapower's ``GBnetwork`` has 1e-5..2 p.u., B entries up to 1e7, which
+    is what defeats HiGHS's unscaled QP method on the bus-angle model). Angles are recovered by a DC
+    power flow of the optimal injections and flows from the angles, so :func:`check_dcopf_solution`
+    checks exactly what the bus-angle model would. LMP = balance dual + PTDF' x flow-row duals.
+    Raises ``RuntimeError`` (the caller tries the next path) if the case has more than one reference
+    bus, an island (singular B), more dense entries than ``REDUCED_MAX_ENTRIES`` or HiGHS does not finish.
+    """
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    if d["refs"].size != 1:
+        raise RuntimeError(f"{d['refs'].size} reference buses (the reduced model has one slack)")
+    nb, ng, gbus = d["bus_ids"].size, d["gi"].size, d["gbus"]
+    rated = np.flatnonzero(d["rate"] > 0) if d["line_limits"] else np.zeros(0, dtype=np.int64)
+    ubus, ginv = np.unique(gbus, return_inverse=True)
+    if rated.size * ubus.size > REDUCED_MAX_ENTRIES:
+        raise RuntimeError(f"{rated.size} rated branches x {ubus.size} generator buses above {REDUCED_MAX_ENTRIES:,}")
+    poly = d["poly"] if d["poly"] is not None else _convex_poly(d["cost_rows"], d["gi"])
+    bw = d["base"] * d["b"]  # MW per radian
+    C, Bf, Bbus = b_matrices(d)
+    ref, theta_ref = int(d["refs"][0]), float(d["va_ref"][0])
+    keep = np.flatnonzero(np.arange(nb) != ref)
+    pos = np.full(nb, -1)
+    pos[keep] = np.arange(keep.size)
+    Bkk = Bbus[keep][:, keep].tocsc()
+    b_kref = Bbus[keep][:, [ref]].toarray().ravel()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a "matrix is exactly singular" warning is an island, not a solve
+            lu = spla.splu(Bkk)
+    except (RuntimeError, Warning) as exc:
+        raise RuntimeError(f"the B matrix is singular (more than one island?): {exc}") from None
+    fshift = bw * d["shift"]
+    p_fixed = -d["demand"] + C.T @ fshift  # injections that do not depend on the dispatch, MW
+
+    def angles(p_inj: np.ndarray) -> np.ndarray:
+        th = np.full(nb, theta_ref)
+        th[keep] = lu.solve(p_inj[keep] - b_kref * theta_ref)
+        return th
+
+    theta0 = angles(p_fixed)
+    flow0 = Bf @ theta0 - fshift
+    # sensitivity of the rated flows to 1 MW at each generator bus (0 at the slack)
+    E = np.zeros((keep.size, ubus.size))
+    at = pos[ubus]
+    E[at[at >= 0], np.flatnonzero(at >= 0)] = 1.0
+    S = (Bf[rated][:, keep] @ lu.solve(E)) if rated.size else np.zeros((0, ubus.size))
+    Sg = S[:, ginv]
+    A = sp.csc_array(np.vstack([np.ones((1, ng)), Sg]))
+    rate = d["rate"][rated]
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = ng, 1 + rated.size
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = poly[:, 1], d["pmin"], d["pmax"]
+    total = float(d["demand"].sum())
+    lp.row_lower_ = np.r_[total, -rate - flow0[rated]]
+    lp.row_upper_ = np.r_[total, rate - flow0[rated]]
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = A.indptr, A.indices, A.data
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    quad = np.flatnonzero(poly[:, 2] > 0)
+    if quad.size:
+        hess = highspy.HighsHessian()
+        hess.dim_, hess.format_ = ng, highspy.HessianFormat.kTriangular
+        start = np.zeros(ng + 1, dtype=np.int32)
+        start[1:] = np.cumsum(poly[:, 2] > 0)
+        hess.start_, hess.index_, hess.value_ = start, quad.astype(np.int32), 2.0 * poly[quad, 2]
+        model = highspy.HighsModel()
+        model.lp_, model.hessian_ = lp, hess
+        h.passModel(model)
+    else:
+        h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"HiGHS did not solve the reduced QP to optimality: {h.modelStatusToString(status)}")
+    sol = h.getSolution()
+    pg = np.asarray(sol.col_value, dtype=float)
+    y = np.asarray(sol.row_dual, dtype=float)
+    va = angles(p_fixed + np.bincount(gbus, pg, nb))
+    flow = Bf @ va - fshift
+    lmp = np.full(nb, y[0])
+    if rated.size:
+        lmp[keep] += lu.solve(Bf[rated][:, keep].T @ y[1:])
+    objective = float((poly[:, 0] + poly[:, 1] * pg + poly[:, 2] * pg**2).sum())
+    return objective, pg, va, flow, lmp
 
 
 def _solve_with_cuts(
@@ -471,39 +615,48 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     """Solve the DC-OPF of ``case``; returns dispatch, branch flows (with loading) and bus LMPs.
 
     The solution is verified against the constraints in MW (:func:`check_dcopf_solution`) before
-    it is returned. Quadratic costs go to HiGHS's QP solver first; if it fails or its solution
-    fails the check (badly scaled networks such as pandapower's ``GBnetwork``, reactances from 1e-5
-    to 2 p.u.), the same problem is solved as an LP whose cost epigraph is refined with tangent
-    cuts until the cost gap is below ``CUT_REL_GAP`` (dual simplex, then interior point; HiGHS scales
-    LPs, its QP method does not). A linear/PWL problem tries dual simplex, then interior point.
-    ``OPFResult.method`` names the path that passed; if none passes, ``RuntimeError`` lists each
-    path's failure.
+    it is returned. Quadratic costs go first to the reduced QP (generator outputs only, PTDF rows for
+    the rated branches; :func:`_solve_reduced_qp`), then to HiGHS's QP solver on the bus-angle model;
+    if both fail or their solutions fail the check, the bus-angle problem is solved as an LP whose
+    cost epigraph is refined with tangent cuts until the cost gap is below ``CUT_REL_GAP`` (dual
+    simplex, then interior point; HiGHS scales LPs, its QP method does not). A linear/PWL problem
+    tries dual simplex, then interior point. ``OPFResult.method`` names the path that passed; if none
+    passes, ``RuntimeError`` lists each path's failure. ``reduced=False`` skips the reduced QP.
     """
-    time.perf_counter()
+    reduced = bool(kwargs.pop("reduced", True))
     ppc = load_case(case)
     gencost = np.asarray(ppc["gencost"], dtype=float)
     polynomial_costs = not (gencost[:, MODEL] == 1).all()
     failures: list[str] = []
     build = solve_s = 0.0
-    for label, build_kw, options in _solver_paths(kwargs, polynomial_costs):
-        t1 = time.perf_counter()
-        m, d = build_dcopf(ppc, **build_kw)
-        cm = CompiledModel(m)
-        build += time.perf_counter() - t1
+    for label, build_kw, options in _solver_paths(kwargs, polynomial_costs, reduced and _reduced_eligible(kwargs)):
         t1 = time.perf_counter()
         try:
-            sol = (
-                _solve_with_cuts(cm, m, d, options)
-                if build_kw.get("cost_model") == "cuts"
-                else cm.solve(options=options)
-            )
+            if label == REDUCED_LABEL:
+                data_kw = ("cost_model", "line_limits", "renewable_forecast_mw", "gen_co2_t_per_mwh")
+                d = dcopf_data(ppc, **{k: v for k, v in build_kw.items() if k in data_kw})
+                build += time.perf_counter() - t1
+                t1 = time.perf_counter()
+                objective, pg, va, flow, lmp = _solve_reduced_qp(d)
+                shed = None
+            else:
+                m, d = build_dcopf(ppc, **build_kw)
+                cm = CompiledModel(m)
+                build += time.perf_counter() - t1
+                t1 = time.perf_counter()
+                sol = (
+                    _solve_with_cuts(cm, m, d, options)
+                    if build_kw.get("cost_model") == "cuts"
+                    else cm.solve(options=options)
+                )
+                objective, pg, va, flow = sol.objective, sol.values(m.pg), sol.values(m.va), sol.values(m.flow)
+                shed = sol.values(m.shed) if kwargs.get("allow_load_shedding") else None
+                lmp = sol.duals(m.power_balance)
         except RuntimeError as exc:
             solve_s += time.perf_counter() - t1
             failures.append(f"{label}: {exc}")
             continue
         solve_s += time.perf_counter() - t1
-        pg, va, flow = sol.values(m.pg), sol.values(m.va), sol.values(m.flow)
-        shed = sol.values(m.shed) if kwargs.get("allow_load_shedding") else None
         viol = check_dcopf_solution(d, pg, va, flow, shed)
         worst = max(viol, key=viol.get)
         tol = check_tolerance_mw(d, pg, flow)
@@ -514,7 +667,6 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
         raise RuntimeError(
             "DC-OPF: no solver path returned a solution that meets the constraints: " + "; ".join(failures)
         )
-    lmp = sol.duals(m.power_balance)
     gens = pl.DataFrame({"gen": d["gi"], "bus": d["bus_ids"][d["gbus"]], "p_mw": pg, "pmin_mw": d["pmin"], "pmax_mw": d["pmax"],
                          "renewable": d["renewable"], "co2_t_per_h": pg * d["co2"]})  # fmt: skip
     rate = d["rate"]
@@ -531,7 +683,7 @@ def solve_dcopf(case: Any, **kwargs: Any) -> OPFResult:
     buses = pl.DataFrame({"bus": d["bus_ids"], "va_deg": np.rad2deg(va), "demand_mw": d["demand"], "lmp": lmp})
     unserved = float(shed.sum()) if shed is not None else 0.0
     total = float(pg.sum())
-    return OPFResult(sol.objective, gens, branches, buses, build, solve_s, unserved, method=label, max_violation_mw=viol[worst], failed_paths=failures,
+    return OPFResult(objective, gens, branches, buses, build, solve_s, unserved, method=label, max_violation_mw=viol[worst], failed_paths=failures,
                      emissions_t_per_h=float((pg * d["co2"]).sum()), renewable_share=float(pg[d["renewable"]].sum() / total) if total > 0 else 0.0,
                      data=d)  # fmt: skip
 

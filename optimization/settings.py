@@ -2,8 +2,8 @@
 
 :class:`OptimizationSettings` groups every operating limit and assumption the schedules and the safety
 gate use (issue 16): the safety limits (ramp rate, SOC reserve, temperature derating, export and
-transformer limits), V2G terms, frequency-regulation terms, the battery's economics and the EV
-objective weights. It is declared in the utility profile (``contracts.profile``, section
+transformer limits), V2G terms, frequency-regulation terms, the battery's economics, the EV
+objective weights and the dispatch's emission factors and renewables. It is declared in the utility profile (``contracts.profile``, section
 ``optimization:`` of the profile YAML, every field optional) and re-exported here for the library;
 the assets start from ``profile.optimization`` and apply their config's non-None overrides.
 
@@ -14,6 +14,7 @@ tariff's currency.
 from __future__ import annotations
 
 from contracts.profile import (
+    DispatchSettings,
     EconomicsSettings,
     EVObjectiveShares,
     OptimizationSettings,
@@ -24,6 +25,7 @@ from contracts.profile import (
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "DispatchSettings",
     "EVObjectiveShares",
     "EconomicsSettings",
     "OptimizationSettings",

@@ -17,6 +17,7 @@ Net load is the load forecast minus the renewable forecast, but renewables are a
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import polars as pl
 import pyomo.environ as pyo
 
+from contracts.profile import DispatchSettings
 from optimization._inputs import as_series
 from optimization.core import CompiledModel, linear_sum, paused_gc
 from optimization.errors import InfeasibleError, InputError
@@ -45,6 +47,10 @@ FLEET_COLUMNS = (
 )
 #: optional fleet column: emission factor, t CO2 per MWh of output (emissions are NaN without it)
 CO2_COLUMN = "co2_t_per_mwh"
+#: optional fleet column: generator type (a key of the profile's emission factors)
+FUEL_COLUMN = "fuel"
+#: the synthetic fleet's types: base, mid-merit, peaking
+FLEET_FUELS = ("coal", "gas_ccgt", "gas_ocgt")
 
 
 @dataclass
@@ -63,12 +69,18 @@ class UCResult:
     renewable_share: float = 0.0
 
 
-def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
-    """A plausible thermal fleet: base-load, mid-merit combined cycle and peakers.
+def synthetic_fleet(n: int = 50, seed: int = 0, emission_factors: Mapping[str, float] | None = None) -> pl.DataFrame:
+    """A plausible thermal fleet: base-load coal, mid-merit combined-cycle gas and open-cycle gas peakers.
 
     Parameters are drawn around textbook values (IEEE RTS-style): base units are large, cheap,
-    slow (8-12 h min up/down); peakers are small, expensive and start in an hour.
+    slow (8-12 h min up/down); peakers are small, expensive and start in an hour. Each unit's type is
+    in ``fuel`` (``coal`` / ``gas_ccgt`` / ``gas_ocgt``) and its ``co2_t_per_mwh`` is ``emission_factors[fuel]``
+    (default: the utility profile's defaults, ``contracts.profile.DispatchSettings``).
     """
+    factors = DispatchSettings().emission_factors_t_per_mwh if emission_factors is None else emission_factors
+    missing = [f for f in FLEET_FUELS if f not in factors]
+    if missing:
+        raise InputError(f"emission_factors lacks fuel(s) {missing}")
     rng = np.random.default_rng(seed)
     kind = rng.choice(3, size=n, p=[0.25, 0.4, 0.35])
     pmax = np.select(
@@ -81,10 +93,8 @@ def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
     up = np.select([kind == 0, kind == 1], [rng.integers(8, 13, n), rng.integers(3, 7, n)], 1)
     down = np.select([kind == 0, kind == 1], [rng.integers(8, 13, n), rng.integers(3, 7, n)], 1)
     ramp = pmax * np.select([kind == 0, kind == 1], [0.25, 0.5], 1.0)
-    # coal steam ~0.9-1.0, combined-cycle gas ~0.35-0.4, open-cycle gas peakers ~0.5-0.65 t CO2/MWh (IPCC/EIA ballparks)
-    co2 = np.select(
-        [kind == 0, kind == 1], [rng.uniform(0.9, 1.0, n), rng.uniform(0.35, 0.4, n)], rng.uniform(0.5, 0.65, n)
-    )
+    fuel = np.array(FLEET_FUELS)[kind]
+    co2 = np.array([float(factors[f]) for f in fuel])
     on = kind == 0
     return pl.DataFrame(
         {
@@ -102,6 +112,7 @@ def synthetic_fleet(n: int = 50, seed: int = 0) -> pl.DataFrame:
             "initial_hours": np.where(on, 24, 24).astype(np.int64),
             "initial_mw": np.where(on, pmin + 0.5 * (pmax - pmin), 0.0),
             CO2_COLUMN: co2,
+            FUEL_COLUMN: fuel,
         }
     )
 

@@ -201,10 +201,12 @@ def simulate(demo: Demo) -> None:
     faults[demo.days[1]] = BadRecordRates(**trickle, renamed_column_files=1)
     fmt = {"meter_readings": ("csv", "parquet", "jsonl"), "scada": "parquet", "weather": "csv"}
     for d in demo.days:
-        write_landing_day(sim, d, zone, formats=fmt, sources=("scada", "weather", "incidents"), rows_per_file=200)
+        write_landing_day(
+            sim, d, zone, formats=fmt, sources=("scada", "weather", "weather_forecast", "incidents"), rows_per_file=200
+        )
         write_landing_day(sim, d, zone, formats=fmt, bad=faults.get(d), sources=("meter_readings",), rows_per_file=100)
     _say(
-        f"  landed {len(demo.days)} days of meter readings, SCADA, weather and incident records ({demo.days[0]}..{demo.last}); "
+        f"  landed {len(demo.days)} days of meter readings, SCADA, weather, weather forecasts (NWP) and incident records ({demo.days[0]}..{demo.last}); "
         f"bad records on {', '.join(str(d) for d in sorted(faults))}"
     )
 
@@ -251,6 +253,8 @@ def training(demo: Demo) -> None:
         ops={k: ops[k] for k in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model")},
         label=f"as of {as_of}",
     )
+    fmd = _metadata(r, "grid_failure_model")
+    demo.notes["failure_mode"] = f"{fmd.get('failure_mode')}, {fmd.get('recorded_failures')} recorded failures"
     for asset in ("grid_anomaly_model", "grid_failure_model", "grid_segment_model"):
         md = _metadata(r, asset)
         for k, v in md.items():
@@ -561,10 +565,12 @@ def summary(demo: Demo) -> dict[str, Any]:
     out["forecast_mape"] = acc.to_dicts()
     risks = top_risks(demo)
     show(
-        f"Top transformer risks on {day} (p_fail_72h: max hourly probability; lead_h: first alert-band hour to a recorded failure)",
+        f"Top transformer risks on {day} (failure model: {demo.notes.get('failure_mode')}; p_fail_72h: max hourly "
+        "probability; lead_h: first alert-band hour to a recorded failure)",
         risks,
     )
     out["top_risks"] = risks.to_dicts()
+    out["failure_mode"] = demo.notes.get("failure_mode")
     alerts, truth = anomaly_counts(demo)
     show(f"Alerts raised on {day} by asset type, rule and severity", alerts)
     show(f"Incidents recorded (simulator truth) overlapping {day}", truth)

@@ -192,7 +192,7 @@ def _soft_rule_specs(table: Table, rules: QualityRules, max_warning_share: float
             not_ok,
             "work orders ending before they start are not flagged ok",
         )
-    elif table.name == "silver_weather":
+    elif table.name in ("silver_weather", "silver_weather_forecast"):
         w = rules.weather
         flag_rule(
             "dhi_over_ghi",
@@ -201,6 +201,14 @@ def _soft_rule_specs(table: Table, rules: QualityRules, max_warning_share: float
             not_ok,
             f"observations with DHI above GHI + {w.warn_dhi_over_ghi_wm2:g} W/m2 are not flagged ok",
         )
+        if table.name == "silver_weather_forecast":
+            flag_rule(
+                "analysis_hour",
+                "valid_at < issued_at",
+                ("valid_at", "issued_at"),
+                not_ok,
+                "forecast hours valid before their issue was published (analysis hours) are not flagged ok",
+            )
     return specs
 
 

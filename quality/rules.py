@@ -9,6 +9,8 @@ adds the *soft* rules that keep a record but flag it:
   when the hot-spot exceeds 140 degC.
 - weather: 'warning' when diffuse irradiance exceeds global irradiance by more than 20 W/m2 (a
   sensor/shading inconsistency).
+- weather forecasts: 'warning' as weather for diffuse over global irradiance, and for an hour valid
+  before the issue was published (an analysis hour, not a forecast).
 - incidents: 'warning' when a work order's end_time precedes its start_time (kept: the outcome counts).
 
 The numbers come from the utility profile (``quality`` in contracts/profiles/demo.yaml), so a utility
@@ -82,6 +84,12 @@ class QualityRules:
         elif source == "weather":
             anomaly = pl.lit(False)
             warning = pl.col("dhi_wm2") > pl.col("ghi_wm2") + self.weather.warn_dhi_over_ghi_wm2
+        elif source == "weather_forecast":
+            # an hour valid before the issue was published is an analysis, not a forecast: kept, flagged
+            anomaly = pl.lit(False)
+            warning = (pl.col("dhi_wm2") > pl.col("ghi_wm2") + self.weather.warn_dhi_over_ghi_wm2) | (
+                pl.col("valid_at") < pl.col("issued_at")
+            )
         elif source == "incidents":
             # a work order whose end precedes its start is kept (the outcome still counts) but flagged
             anomaly = pl.lit(False)

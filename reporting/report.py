@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from contracts import SYSTEM_ENTITY, TABLES, day_bounds_utc
+from contracts import SYSTEM_ENTITY, TABLES, UtilityProfile, day_bounds_utc
 from lake.delta import Lake
 from models.forecast.plots import png_bytes
 
@@ -301,15 +301,17 @@ def _missing(name: str) -> str:
     return _note(f"{name} has no rows for this day yet (materialise it to fill this section).")
 
 
-def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None = None, delivered_alerts: pl.DataFrame | None = None,
+def build_report(lk: Lake, day: dt.date, profile: UtilityProfile, *, ev_limit_kw: float | None = None, delivered_alerts: pl.DataFrame | None = None,
                  max_feeders: int = 8) -> Report:  # fmt: skip
-    """The report of local ``day`` from the gold tables of ``lk``.
+    """The report of local ``day`` from the gold tables of ``lk``, for the utility ``profile`` (its zone and
+    alert bands: the asset hands it over, this module reads no configuration itself).
 
     ``delivered_alerts``: the alerts the delivery path notified (columns :data:`ALERT_COLUMNS`, optionally
     ``occurred_at``: when the condition was observed, e.g. a batch alert's window, else ``starts_at`` is used;
     and ``received_at``: the delivery latency is shown), or None when there is no such table (the section
     then says that none were delivered).
     """
+    tz = profile.timezone
     lo, hi = day_bounds_utc(day, tz)
     sections: list[Section] = []
 
@@ -399,7 +401,6 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
     if risk is None or risk.height == 0:
         sec.text = _missing("gold_transformer_risk")
     else:
-        from contracts.profile import load_profile
         from models.grid.config import AlertThresholds
         from models.grid.plots import top_risk_png
 
@@ -412,7 +413,7 @@ def build_report(lk: Lake, day: dt.date, tz: str, *, ev_limit_kw: float | None =
                 "transformer risk",
                 top_risk_png(
                     risk,
-                    AlertThresholds.from_bands(load_profile().alert_bands.failure_risk),
+                    AlertThresholds.from_bands(profile.alert_bands.failure_risk),
                     f"transformer failure risk {day}",
                 ),
             )

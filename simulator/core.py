@@ -168,6 +168,32 @@ class Simulator:
         ).with_columns(pl.col("observation_time").dt.replace_time_zone("UTC"))
         return raw_conform("weather", df)
 
+    def weather_forecast(self, d: date) -> pl.DataFrame:
+        """The weather-service issues published during local day ``d`` (raw contract of
+        ``weather_forecast``): :func:`simulator.nwp.issue_forecasts` on the station's own weather,
+        seeded by the config's seed (an issue is the same whichever day asks for it; about 4 % of
+        issues are missing, as a failed run or a lost file would be)."""
+        from .nwp import issue_forecasts
+
+        self.cfg.check_day(d)
+        t0, t1 = (pd.Timestamp(t, tz="UTC") for t in self.day_bounds(d))
+        w = weather_hours(t0 - pd.Timedelta(days=1), t1 + pd.Timedelta(days=3))
+        obs = pd.DataFrame(
+            {
+                "observation_time": w.index,
+                "ghi_wm2": w["ghi"].to_numpy(),
+                "temp_air_c": w["temp_air"].to_numpy(),
+                "wind_speed_ms": w["wind_speed"].to_numpy(),
+            }
+        )
+        tmy = load_tmy()
+        fc = issue_forecasts(obs, tmy.latitude, tmy.longitude, tmy.altitude, station_id=STATION_ID, seed=self.cfg.seed)
+        fc = fc[(fc["issued_at"] >= t0) & (fc["issued_at"] < t1)]
+        df = pl.from_pandas(fc.reset_index(drop=True)).with_columns(
+            pl.col("issued_at", "valid_at").dt.cast_time_unit("us").dt.convert_time_zone("UTC")
+        )
+        return raw_conform("weather_forecast", df.sort("station_id", "issued_at", "valid_at"))
+
     # ------------------------------------------------------------------ physics of one day
     def _core(self, d: date) -> _Core:
         if d in self._cache:

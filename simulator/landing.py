@@ -45,6 +45,7 @@ RENAMES: dict[str, tuple[str, str]] = {
     "scada": ("hot_spot_temp_c", "hotspot_c"),
     "weather": ("temp_air_c", "temperature_c"),
     "incidents": ("outcome", "result"),
+    "weather_forecast": ("temp_air_c", "t2m"),
 }
 #: out-of-range mutations per source: (field, value) where "neg" means -|x| - 0.5
 OUT_OF_RANGE: dict[str, tuple[tuple[str, float | str], ...]] = {
@@ -52,10 +53,17 @@ OUT_OF_RANGE: dict[str, tuple[tuple[str, float | str], ...]] = {
     "scada": (("frequency_hz", 99.0), ("top_oil_temp_c", 999.0), ("load_kva", "neg")),
     "weather": (("ghi_wm2", "neg"), ("temp_air_c", 99.0), ("cloud_cover", 1.7)),
     "incidents": (("incident_type", "blackout"), ("outcome", "maybe")),
+    "weather_forecast": (("ghi_wm2", "neg"), ("temp_air_c", 99.0)),
 }
 WRONG_TYPE_TOKENS = ("abc", "#VALUE!", "12..5", "x1")
 #: ids that are certainly not in the reference tables
-_UNKNOWN_ID = {"meter_readings": "M9{:05d}", "scada": "T9{:04d}", "weather": "WX{:03d}", "incidents": "X9{:05d}"}
+_UNKNOWN_ID = {
+    "meter_readings": "M9{:05d}",
+    "scada": "T9{:04d}",
+    "weather": "WX{:03d}",
+    "incidents": "X9{:05d}",
+    "weather_forecast": "WX{:03d}",
+}
 
 
 @dataclass
@@ -125,6 +133,7 @@ def _source_frame(sim: Simulator, source: str, d: date) -> pl.DataFrame:
         "scada": sim.scada,
         "weather": sim.weather,
         "incidents": sim.incidents,
+        "weather_forecast": sim.weather_forecast,
     }[source](d)
 
 
@@ -212,10 +221,13 @@ def _serialize(
 
 
 def _ambiguous_rows(df: pl.DataFrame, source: str, tz: str) -> np.ndarray:
-    """Rows whose naive local time occurs twice for the same entity (the fall-back hour)."""
+    """Rows whose naive local time occurs twice for the same record key (the fall-back hour)."""
     src = SOURCES[source]
-    naive = pl.col(src.time).dt.convert_time_zone(tz).dt.replace_time_zone(None)
-    return df.select(pl.struct(pl.col(src.entity), naive).is_duplicated()).to_series().to_numpy()
+    key = [
+        pl.col(c).dt.convert_time_zone(tz).dt.replace_time_zone(None) if c == src.time else pl.col(c)
+        for c in (src.key if src.time in src.key else (src.entity, src.time))
+    ]
+    return df.select(pl.struct(key).is_duplicated()).to_series().to_numpy()
 
 
 def write_landing_reference(sim: Simulator, zone) -> list[str]:

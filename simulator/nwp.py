@@ -26,6 +26,10 @@ given issue is the same whatever period is generated):
   plus an AR(1) index error (``k_sd0`` .. ``k_sd48``) and a bias ``k_bias`` (NWP over-forecasts
   irradiance under cloud); GHI = index x Ineichen clear-sky GHI, DNI/DHI by the Erbs decomposition;
 * wind: ``wind + N(0, w_sd(L))``, clipped at 0.
+
+The simulator lands these issues as the ``weather_forecast`` source (``Simulator.weather_forecast(day)``:
+the issues published during a local day, seeded by the config's seed), one file set per day like the
+other sources; docs/NWP.md gives the format a real NWP export must have.
 """
 
 from __future__ import annotations

@@ -118,6 +118,8 @@ class LandingWriter:
         self.landed_rows = 0
         self.dead_rows_written = 0
         self._seq = 0
+        #: lands closed segments elsewhere (LandingProcess: a child process); None = on the calling thread
+        self.lander: LandingProcess | None = None
 
     # ------------------------------------------------------------------ spooling
     def _new_segment(self) -> str:
@@ -178,6 +180,8 @@ class LandingWriter:
             for f in self._files.values():
                 f.close()
             self._files, self._segment, self._rows = {}, None, 0
+        if self.lander is not None and self.lander.submit(seg):
+            return []  # landed by the child process; landed_rows / landed_files follow when it is done
         return self._land(seg)
 
     def recover(self) -> list[str]:
@@ -216,4 +220,141 @@ class LandingWriter:
         return keys
 
     def close(self) -> list[str]:
-        return self.flush()
+        keys = self.flush()
+        if self.lander is not None:
+            self.lander.close()
+        return keys
+
+    def _landed_elsewhere(self, seg: str, keys: list[str], rows: int, dead_rows: int) -> None:
+        with self._lock:
+            self.landed_files += keys
+            self.landed_rows += rows
+            self.dead_rows_written += dead_rows
+
+
+def _lander_main(conn, spool_dir: str, landing: str, lake_root: str, tz: str) -> None:
+    """The landing child process: lands each segment it is sent, answers with what it wrote."""
+    import signal
+
+    from lake.landing import open_landing
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the bridge process decides when to stop
+        signal.signal(sig, signal.SIG_IGN)
+    w = LandingWriter(open_landing(landing), Lake(lake_root), spool_dir, bridge_id="lander", tz=tz)
+    while True:
+        try:
+            cmd = conn.recv()
+        except (EOFError, OSError):  # the bridge is gone: its segments stay spooled, the next start lands them
+            return
+        if cmd[0] == "stop":
+            conn.send(("stopped",))
+            return
+        seg = cmd[1]
+        try:
+            rows0, dead0 = w.landed_rows, w.dead_rows_written
+            keys = w._land(seg)
+            conn.send(("done", seg, keys, w.landed_rows - rows0, w.dead_rows_written - dead0))
+        except Exception as e:  # noqa: BLE001 - reported; the segment stays spooled
+            conn.send(("failed", seg, f"{type(e).__name__}: {e}"))
+
+
+class LandingProcess:
+    """Lands closed spool segments in a child process, off the bridge's GIL (the spool -> Parquet -> landing
+    zone and dead letters -> Delta work of a segment held the GIL for tens of ms every flush, while the processing
+    thread was scoring). Same files, same idempotency: a segment not confirmed landed stays in the spool and is
+    landed by :meth:`LandingWriter.recover` at the next start; if the child dies, segments go back to the
+    calling thread."""
+
+    def __init__(self, writer: LandingWriter, landing: str, lake_root: str, on_landed=None):
+        import multiprocessing as mp
+
+        self.writer = writer
+        self.on_landed = on_landed  # callback(seg, keys, rows, dead_rows, seconds), e.g. metrics
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(
+            target=_lander_main,
+            args=(child, str(writer.spool_dir), landing, lake_root, writer.tz),
+            name="bridge-lander",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._pending: dict[str, float] = {}
+        self._cv = threading.Condition()
+        self._alive = True
+        self.failures: list[tuple[str, str]] = []
+        self._reader = threading.Thread(target=self._read, name="bridge-lander-reader", daemon=True)
+        self._reader.start()
+
+    def submit(self, seg: str) -> bool:
+        """Hand a closed segment to the child; False if it is not running (land it here instead)."""
+        with self._cv:
+            if not self._alive:
+                return False
+            self._pending[seg] = time.monotonic()
+            try:
+                self._conn.send(("land", seg))
+            except (OSError, ValueError):
+                self._pending.pop(seg, None)
+                self._alive = False
+                return False
+        return True
+
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._pending)
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Until every submitted segment is landed (True) or ``timeout`` passes."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while self._pending and self._alive and (left := end - time.monotonic()) > 0:
+                self._cv.wait(left)
+            return not self._pending
+
+    def _read(self) -> None:
+        while True:
+            try:
+                msg = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "stopped":
+                break
+            seg = msg[1]
+            with self._cv:
+                t0 = self._pending.pop(seg, time.monotonic())
+                self._cv.notify_all()
+            if msg[0] == "done":
+                _, _, keys, rows, dead_rows = msg
+                self.writer._landed_elsewhere(seg, keys, rows, dead_rows)
+                if self.on_landed is not None:
+                    self.on_landed(seg, keys, rows, dead_rows, time.monotonic() - t0)
+            else:
+                self.failures.append((seg, msg[2]))
+        with self._cv:
+            self._alive = False
+            left = list(self._pending)
+            self._pending.clear()
+            self._cv.notify_all()
+        for seg in left:  # the child died with segments in hand: they are still spooled, land them here
+            try:
+                self.writer._land(seg)
+            except Exception:  # noqa: BLE001 - stays spooled; recover() at the next start
+                pass
+
+    def close(self, timeout: float = 60.0) -> bool:
+        ok = self.wait(timeout)
+        with self._cv:
+            alive = self._alive
+        if alive:
+            try:
+                self._conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        self._reader.join(10)
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
+        return ok

@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from streaming_bridge.ingress import Message
+from streaming_bridge.mqtt_child import child_main
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,8 @@ class MqttIngress:
         self._side = [(f.rstrip("+#"), cb) for f, cb in self.side_topics.items()]
         self.subscriptions = list(subscriptions) + list(self.side_topics)
         self.session_expiry_s, self.receive_maximum, self.keepalive = session_expiry_s, receive_maximum, keepalive
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.manual_ack_set(True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(0.2, 5)
+        self.client_id = client_id
+        self.client = self._make_client()
         self._pending_subs: set[int] = set()
         self._q: deque[tuple[Message, int]] = deque()
         self._cv = threading.Condition()
@@ -64,6 +60,14 @@ class MqttIngress:
         self.session_present = False
         self.received = 0
         self.connects = 0
+
+    def _make_client(self) -> mqtt.Client | None:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        c.manual_ack_set(True)
+        c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
+        c.on_message, c.on_subscribe = self._on_message, self._on_subscribe
+        c.reconnect_delay_set(0.2, 5)
+        return c
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -183,131 +187,15 @@ class MqttIngress:
 # process dies, the child sees the pipe close and exits without acknowledging anything: the broker redelivers.
 
 
-def _child_main(conn, host, port, client_id, subscriptions, side_prefixes, session_expiry_s, receive_max, keepalive):
-    """The child: paho's loop, a sender thread that forwards what arrived in lists, and a command loop."""
-    import os
-    import signal
-    import sys
-
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the bridge process decides when to stop (close, or the pipe ends)
-        signal.signal(sig, signal.SIG_IGN)
-    sys.setswitchinterval(0.0005)  # hand the GIL to the sender thread soon after a message arrives
-    state = {"gen": 0, "pending": set(), "connects": 0}
-    q: deque = deque()
-    cv = threading.Condition()
-    send_lock = threading.Lock()
-
-    def send(obj) -> None:
-        with send_lock:
-            conn.send(obj)
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.manual_ack_set(True)
-    client.reconnect_delay_set(0.2, 5)
-
-    def on_connect(cl, userdata, flags, reason_code, properties):
-        if reason_code.is_failure:
-            send(("log", f"MQTT connect refused: {reason_code}"))
-            return
-        with cv:
-            state["gen"] += 1
-            state["connects"] += 1
-            state["pending"] = {cl.subscribe(t, qos=1)[1] for t in subscriptions}
-            ready = not state["pending"]
-        send(("conn", state["gen"], bool(flags.session_present), state["connects"], ready))
-
-    def on_subscribe(cl, userdata, mid, reason_codes, properties):
-        if any(rc.is_failure for rc in reason_codes):
-            send(("log", f"MQTT subscription refused (mid {mid}): {reason_codes}"))
-            return
-        with cv:
-            state["pending"].discard(mid)
-            ready = not state["pending"]
-        if ready:
-            send(("subscribed", state["gen"]))
-
-    def on_disconnect(cl, userdata, flags, reason_code, properties):
-        with cv:
-            state["gen"] += 1
-        send(("disc", state["gen"], str(reason_code)))
-
-    def on_message(cl, userdata, msg):
-        with cv:
-            q.append((msg.topic, msg.payload, time.time(), msg.mid if msg.qos > 0 else 0, state["gen"]))
-            cv.notify()
-
-    client.on_connect, client.on_subscribe, client.on_disconnect = on_connect, on_subscribe, on_disconnect
-    client.on_message = on_message
-
-    def sender():
-        while True:
-            with cv:
-                while not q:
-                    cv.wait()
-                items = list(q)
-                q.clear()
-            data, side = [], []
-            for it in items:
-                (side if side_prefixes and it[0].startswith(side_prefixes) else data).append(it)
-            if data:
-                send(("msgs", data))
-            if side:
-                send(("side", side))
-
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = session_expiry_s
-    props.ReceiveMaximum = receive_max
-    threading.Thread(target=sender, name="mqtt-forward", daemon=True).start()
-    client.connect_async(host, port, keepalive=keepalive, clean_start=False, properties=props)
-    client.loop_start()
-    while True:
-        try:
-            cmd = conn.recv()
-        except (EOFError, OSError):  # the bridge process is gone: leave without acknowledging anything
-            os._exit(0)
-        if cmd[0] == "ack":
-            gen = state["gen"]
-            for mid, g in cmd[1]:
-                if mid and g == gen:  # an ack on a newer connection is void (the broker redelivers)
-                    client.ack(mid, 1)
-        elif cmd[0] == "pub":
-            client.publish(cmd[1], cmd[2], qos=cmd[3])
-        elif cmd[0] == "close":
-            client.disconnect()
-            client.loop_stop()
-            send(("closed",))
-            return
-
-
 class MqttIngressProcess(MqttIngress):
     """:class:`MqttIngress` with paho's client in a child process (same interface: connect, take, ack,
     publish, backlog, close, ``connected``, ``subscribed``, ``session_present``, ``connects``)."""
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 1883,
-        *,
-        client_id: str = "gridlake-bridge",
-        subscriptions: Sequence[str] = (),
-        session_expiry_s: int = 7 * 24 * 3600,
-        receive_maximum: int = 65535,
-        keepalive: int = 30,
-        side_topics: dict[str, Callable[[str, bytes], None]] | None = None,
-    ):
-        self.host, self.port, self.client_id = host, port, client_id
-        self.side_topics = dict(side_topics or {})
-        self._side = [(f.rstrip("+#"), cb) for f, cb in self.side_topics.items()]
-        self.subscriptions = list(subscriptions) + list(self.side_topics)
-        self.session_expiry_s, self.receive_maximum, self.keepalive = session_expiry_s, receive_maximum, keepalive
-        self._q: deque[tuple[Message, int]] = deque()
-        self._cv = threading.Condition()
-        self._gen = 0
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.session_present = False
-        self.received = 0
-        self.connects = 0
+    def _make_client(self) -> None:
+        return None  # paho's client lives in the child (connect() starts it)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._send_lock = threading.Lock()
         self._conn = None
         self._proc = None
@@ -330,7 +218,7 @@ class MqttIngressProcess(MqttIngress):
         self._conn, child = ctx.Pipe(duplex=True)
         prefixes = tuple(p for p, _ in self._side)
         self._proc = ctx.Process(
-            target=_child_main,
+            target=child_main,
             args=(
                 child,
                 self.host,

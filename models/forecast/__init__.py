@@ -3,7 +3,7 @@
 Quick use (gold hourly load, optional weather joined on ``period_start``)::
 
     from models.forecast import XGBoostForecaster, rolling_origin, score_backtest
-    m = XGBoostForecaster(horizon=pd.Timedelta("24h"), exog=["temp_air_c"]).fit(history)
+    m = XGBoostForecaster(horizon=pd.Timedelta("24h"), exog=["temp_air_c"], tz=profile.timezone).fit(history)
     fc = m.predict(pd.Timedelta("24h"), future_exog=weather_forecast)
     # polars: period_start (UTC) | horizon_h | p10 | p50 | p90 | model
 

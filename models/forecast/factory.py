@@ -37,8 +37,8 @@ def make_load_forecaster(
     ``rolling_origin`` wants it (it refits per origin).
 
     ``exog`` (e.g. ``("temp_air_c",)``) goes to the models that use weather (xgboost, prophet,
-    gru), ``tz`` to XGBoost's calendar features; ``ensemble`` combines the fast baselines with
-    weights learned from their backtest errors. ``calibrate`` (the default) wraps the model in
+    gru), ``tz`` (the profile's zone) to every model with calendar features; ``ensemble`` combines the fast
+    baselines with weights learned from their backtest errors. ``calibrate`` (the default) wraps the model in
     :class:`models.forecast.conformal.ConformalForecaster`: its p10-p90 band is recalibrated to
     80 % on up to ``cal_days`` daily origins inside the training history, with a 90 % band
     (p05/p95) beside it; bench-forecast measures the same calibration. Raises ValueError for
@@ -81,7 +81,7 @@ def _make_raw(
     if kind == "lstm":
         return lambda: fc.LSTMForecaster(horizon=horizon, exog=exog, tz=tz)
     if kind == "prophet":
-        return lambda: fc.ProphetForecaster(exog=exog)
+        return lambda: fc.ProphetForecaster(exog=exog, tz=tz)
     if kind == "gru":
-        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog)
+        return lambda: fc.GRUForecaster(horizon=horizon, exog=exog, tz=tz)
     raise ValueError(f"unknown forecaster {kind!r}; choose from {LOAD_FORECASTERS}")

@@ -22,8 +22,6 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from contracts import DEFAULT_TIMEZONE
-
 
 class Transform(Protocol):
     def transform(self, frame: pd.DataFrame, target: str) -> pd.DataFrame: ...
@@ -79,7 +77,7 @@ class Calendar:
     maintained ``holidays`` package (``country``/``subdiv``, e.g. "US"/"NC" or "GB"/"ENG").
     """
 
-    tz: str = DEFAULT_TIMEZONE
+    tz: str  # the utility's zone (the profile's ``timezone``): no default, a wrong zone shifts every hour
     country: str = "US"
     subdiv: str | None = None
 
@@ -113,7 +111,7 @@ class Calendar:
 class Cyclic:
     """sin/cos encodings so 23:30 sits next to 00:00 and Sunday next to Monday."""
 
-    tz: str = DEFAULT_TIMEZONE
+    tz: str  # the utility's zone (the profile's ``timezone``)
     harmonics: int = 2
     #: day-of-year terms; off by default: with less than a year of history a tree model uses
     #: them to memorise the training period's level and extrapolates it badly
@@ -165,7 +163,7 @@ class WeatherInteractions:
 
     temp_col: str = "temp_air_c"
     ghi_col: str | None = "ghi_wm2"
-    tz: str = DEFAULT_TIMEZONE
+    tz: str = field(kw_only=True)  # the utility's zone (the profile's ``timezone``)
 
     def transform(self, frame: pd.DataFrame, target: str) -> pd.DataFrame:
         local = frame.index.tz_convert(self.tz)
@@ -211,7 +209,7 @@ def default_load_pipeline(
     horizon: pd.Timedelta,
     *,
     exog: Sequence[str] = (),
-    tz: str = DEFAULT_TIMEZONE,
+    tz: str,
     country: str = "US",
     subdiv: str | None = None,
 ) -> FeaturePipeline:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from contracts import DEFAULT_TIMEZONE
 from models.forecast.base import Forecaster
 from models.forecast.data import PreparedSeries
 from models.forecast.features import Calendar
@@ -32,7 +31,7 @@ class ProphetForecaster(Forecaster):
         self,
         *,
         exog: Sequence[str] = (),
-        tz: str = DEFAULT_TIMEZONE,
+        tz: str,
         country: str = "US",
         subdiv: str | None = None,
         uncertainty_samples: int = 300,

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from contracts import DEFAULT_TIMEZONE
 from models.forecast.base import Forecaster
 from models.forecast.data import PreparedSeries
 from models.forecast.features import Calendar
@@ -36,7 +35,7 @@ class SARIMAXForecaster(Forecaster):
         order: tuple[int, int, int] = (2, 0, 0),
         seasonal_order: tuple[int, int, int] = (0, 1, 1),
         window: pd.Timedelta = pd.Timedelta(days=28),
-        tz: str = DEFAULT_TIMEZONE,
+        tz: str,
         country: str = "US",
         subdiv: str | None = None,
         **kw,

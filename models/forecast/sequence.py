@@ -21,7 +21,6 @@ import pytorch_lightning as L
 import torch
 from torch import nn
 
-from contracts import DEFAULT_TIMEZONE
 from models.forecast.base import QUANTILES, Forecaster
 from models.forecast.data import ForecastInputError, PreparedSeries
 from models.forecast.features import Calendar
@@ -48,7 +47,7 @@ class GRUForecaster(Forecaster):
         batch_size: int = 64,
         lr: float = 3e-3,
         stride: int = 1,
-        tz: str = DEFAULT_TIMEZONE,
+        tz: str,
         country: str = "US",
         subdiv: str | None = None,
         seed: int = 0,

@@ -73,3 +73,37 @@ def weather_for_origin(
     return pd.DataFrame(
         {"period_start": valid_times, column: vals.to_numpy(), "issued_at": got["issued_at"].to_numpy()}
     ), counts
+
+
+def future_weather(
+    forecasts: Any, observed: Any, known_at: pd.Timestamp, valid_times: pd.DatetimeIndex, column: str = "temp_air_c"
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`weather_for_origin` with the fallback told apart, for the scoring assets' metadata.
+
+    Each hour comes from the newest issue published at or before ``known_at`` that covers it; where the
+    newest does not reach the hour, from an older issue; then by diurnal persistence of observations
+    before ``known_at``. Returns (period_start, ``column``) and ``{"from_latest_issue": n,
+    "from_older_issue": n, "persisted": n, "missing": n, "latest_issue": ISO time or None,
+    "issue_age_h": hours from the latest issue to known_at}``: the latest issue is the newest one in the
+    feed published by ``known_at`` (an issue after it is never read), so a missing issue shows as an
+    age beyond the issue interval (6 h for four issues a day) and a stopped feed as hours persisted."""
+    fc = to_pandas(forecasts) if forecasts is not None else None
+    if fc is None or fc.empty:
+        fc = pd.DataFrame({"issued_at": pd.Series([], dtype="datetime64[us, UTC]"),
+                           "valid_at": pd.Series([], dtype="datetime64[us, UTC]"), column: pd.Series([], dtype=float)})  # fmt: skip
+    known_at = pd.Timestamp(known_at).tz_convert("UTC")
+    got, counts = weather_for_origin(fc, observed, known_at, valid_times, column)
+    issued = _utc(fc["issued_at"])
+    published = issued[issued <= known_at]
+    latest = published.max() if len(published) else None
+    used = pd.to_datetime(got["issued_at"], utc=True)
+    n_latest = int((used == latest).sum()) if latest is not None else 0
+    out = {
+        "from_latest_issue": n_latest,
+        "from_older_issue": counts["from_forecast"] - n_latest,
+        "persisted": counts["persisted"],
+        "missing": counts["missing"],
+        "latest_issue": None if latest is None else latest.isoformat(),
+        "issue_age_h": None if latest is None else round((known_at - latest) / pd.Timedelta(hours=1), 2),
+    }
+    return got[["period_start", column]], out

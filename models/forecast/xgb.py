@@ -45,9 +45,10 @@ class XGBoostForecaster(Forecaster):
         super().__init__(**kw)
         self.horizon = pd.Timedelta(horizon)
         self.exog = tuple(exog)
-        kw_tz = {"tz": tz} if tz else {}
+        if pipeline is None and not tz:
+            raise ValueError("tz (the utility's zone, the profile's timezone) is required for the calendar features")
         self.pipeline = pipeline or default_load_pipeline(
-            self.horizon, exog=self.exog, country=country, subdiv=subdiv, **kw_tz
+            self.horizon, exog=self.exog, country=country, subdiv=subdiv, tz=tz
         )
         lag = self.pipeline.min_target_lag()
         if lag is not None and lag < self.horizon:

@@ -12,6 +12,15 @@ Snapshots are hourly per transformer. Features (why):
 Models: an XGBoost classifier for "fails within 72 h" and an XGBoost accelerated-failure-time
 survival model (``survival:aft``) for the remaining useful life, which uses the snapshots whose
 failure lies beyond the observed period as right-censored instead of dropping or mislabelling them.
+
+Labels are the failures a utility recorded (``incidents``): late and incomplete. The run-up of a loss of
+supply SCADA saw but no recorded failure explains is left out of training rather than learnt as healthy
+(:func:`failure_targets`); the classifier's probability is calibrated (isotonic, out-of-fold by
+transformer) so the alert band means the failure rate it says. With fewer than
+``FailureConfig.min_recorded_failures`` recorded failures the model scores with a documented physics prior
+(:class:`PhysicsPrior`: the unexplained top-oil rise as a robust z-score) and reports ``mode`` =
+``physics_prior``. A fitted model carries its training-window profile for drift monitoring
+(:mod:`models.grid.drift`).
 """
 
 from __future__ import annotations
@@ -40,24 +49,10 @@ FAILURE_FEATURES: tuple[str, ...] = (
 )
 
 
-CANDIDATE_FEATURES: tuple[str, ...] = (
-    "excess_rise_3h",
-    "excess_slope_6h",
-    "excess_slope_12h",
-    "excess_slope_24h",
-    "excess_above_min_72h",
-    "top_oil_slope_24h",
-    "top_oil_slope_48h",
-    "ageing_h_24h",
-    "ageing_h_72h",
-)
-ALL_FEATURES = FAILURE_FEATURES + CANDIDATE_FEATURES
-
-
-def ageing_factor(hot_spot_c: pl.Expr) -> pl.Expr:
-    """IEEE C57.91 (clause 5) ageing acceleration factor of the insulation at hot-spot temperature
-    ``hot_spot_c``: 1 at the 110 degC reference, doubling roughly every 6-7 K above it."""
-    return (15000.0 / 383.0 - 15000.0 / (hot_spot_c + 273.0)).exp()
+#: what the physics prior (:class:`PhysicsPrior`) reads, beside :data:`FAILURE_FEATURES`:
+#: ``excess_above_min_72h``: the 6 h excess rise above its own 72 h minimum (a per-transformer baseline);
+#: ``excess_slope_12h``: change of the 3 h excess over the last 12 h, K/h (how fast it grows)
+PRIOR_FEATURES: tuple[str, ...] = ("excess_above_min_72h", "excess_slope_12h")
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,8 @@ def hourly_snapshots(
     cfg: FeatureConfig,
     features: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per transformer and hour (``as_of`` = end of the hour) with :data:`FAILURE_FEATURES`.
+    """One row per transformer and hour (``as_of`` = end of the hour) with :data:`FAILURE_FEATURES`,
+    :data:`PRIOR_FEATURES` and ``supply_lost`` (a sample of the hour read under half the nominal voltage).
 
     ``anomaly_flags``: (asset_id, time) of SCADA samples at/above the anomaly alert threshold; None
     means no anomaly scores are available (the count is then 0, which the model was trained to see
@@ -121,7 +117,6 @@ def hourly_snapshots(
             pl.col("top_oil_temp_c").mean().alias("_top"),
             pl.col("hot_spot_temp_c").max().alias("_hot"),
             pl.col("excess_rise").mean().alias("_excess"),
-            ageing_factor(pl.col("hot_spot_temp_c")).mean().alias("_faa"),
             pl.col("_dead").fill_null(False).any().alias("supply_lost"),
         )
         .rename({"time": "as_of"})
@@ -151,17 +146,10 @@ def hourly_snapshots(
         roll("_excess", "mean", "6h").alias("excess_rise_6h"),
         roll("_excess", "mean", "24h").alias("excess_rise_24h"),
         pl.col("_n").fill_null(0.0).rolling_sum_by("as_of", window_size="7d").over(g).alias("anomaly_count_7d"),
-        roll("_excess", "mean", "3h").alias("excess_rise_3h"),
-        roll("_faa", "sum", "24h").alias("ageing_h_24h"),
-        roll("_faa", "sum", "72h").alias("ageing_h_72h"),
-        roll("_top", "mean", "72h").alias("_top_72h"),
+        roll("_excess", "mean", "3h").alias("_excess_3h"),
     ).with_columns(
         (pl.col("excess_rise_6h") - pl.col("excess_rise_6h").shift(18).over(g)).alias("efficiency_trend"),
-        ((pl.col("excess_rise_3h") - pl.col("excess_rise_3h").shift(6).over(g)) / 6.0).alias("excess_slope_6h"),
-        ((pl.col("excess_rise_3h") - pl.col("excess_rise_3h").shift(12).over(g)) / 12.0).alias("excess_slope_12h"),
-        ((pl.col("excess_rise_6h") - pl.col("excess_rise_6h").shift(24).over(g)) / 24.0).alias("excess_slope_24h"),
-        ((pl.col("top_oil_mean_24h") - pl.col("top_oil_mean_24h").shift(24).over(g)) / 24.0).alias("top_oil_slope_24h"),
-        ((pl.col("top_oil_mean_24h") - pl.col("top_oil_mean_24h").shift(48).over(g)) / 48.0).alias("top_oil_slope_48h"),
+        ((pl.col("_excess_3h") - pl.col("_excess_3h").shift(12).over(g)) / 12.0).alias("excess_slope_12h"),
         (pl.col("excess_rise_6h") - pl.col("excess_rise_6h").rolling_min_by("as_of", window_size="72h").over(g)).alias(
             "excess_above_min_72h"
         ),
@@ -180,7 +168,9 @@ def hourly_snapshots(
         ),
         pl.col("anomaly_count_7d").cast(pl.Int64),
     )
-    return h.select(pl.col("asset_id").alias("transformer_id"), "as_of", *ALL_FEATURES, "supply_lost")
+    return h.select(
+        pl.col("asset_id").alias("transformer_id"), "as_of", *FAILURE_FEATURES, *PRIOR_FEATURES, "supply_lost"
+    )
 
 
 def failure_snapshots(

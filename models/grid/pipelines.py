@@ -2,7 +2,8 @@
 
 Each takes frames already read from the lake and returns the fitted model, its held-out metrics,
 the backtest identity the champion is re-scored on and a ``rescore`` function for that backtest, so
-:meth:`models.registry.ModelRegistry.challenge` can apply the champion policy. Labels come from the
+:meth:`models.registry.ModelRegistry.challenge` can apply the champion policy (``Trained`` is the
+registry's, shared with ``models.forecast.pipeline``). Labels come from the
 ``incidents`` source (:mod:`models.grid.labels`): confirmed by the end of the training window.
 Nothing here touches storage, MLflow or Dagster.
 """
@@ -10,28 +11,16 @@ Nothing here touches storage, MLflow or Dagster.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import numpy as np
 import polars as pl
 
+from models.registry import Trained
+
 from .features import local_date
 
-
-@dataclass
-class Trained:
-    """A fitted model and what the champion policy needs to judge it."""
-
-    model: Any
-    metrics: dict[str, float | None]
-    backtest_id: str
-    metric: str
-    higher_is_better: bool
-    rescore: Callable[[Any], float]
-    params: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Trained", "labels_known_by", "train_anomaly", "train_failure", "train_segments", "segment_quality"]
 
 
 def labels_known_by(

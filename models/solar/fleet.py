@@ -43,8 +43,8 @@ def fleet_power(systems: list[PVSystem], weather: pd.DataFrame) -> pd.DataFrame:
 def fleet_clearsky(
     systems: list[PVSystem], index: pd.DatetimeIndex, temp_air_c: np.ndarray | pd.Series
 ) -> pd.DataFrame:
-    """Sun position (``zenith``, ``azimuth``) and the fleet's summed clear-sky power
-    (``clearsky_ac_kw``) for future hours ``index`` -- deterministic, what
+    """Sun position (``zenith``, ``azimuth``), the fleet's summed clear-sky power
+    (``clearsky_ac_kw``) and clear-sky GHI (``clearsky_ghi_wm2``: forecast weather's index) for future hours ``index`` -- deterministic, what
     ``SolarXGBForecaster.predict`` needs of the target hours. ``temp_air_c`` (one per hour; NaN
     counts as 20 C) sets the cell temperature; the wind is taken as 1 m/s."""
     temp = pd.Series(np.asarray(temp_air_c, float)).fillna(20.0).to_numpy()
@@ -58,7 +58,7 @@ def fleet_clearsky(
             "wind_speed_ms": 1.0,
         }
     )
-    return fleet_power(systems, weather)[["zenith", "azimuth", "clearsky_ac_kw"]]
+    return fleet_power(systems, weather)[["zenith", "azimuth", "clearsky_ac_kw", "clearsky_ghi_wm2"]]
 
 
 def system_total(forecasts: pl.DataFrame, n_feeders: int) -> pl.DataFrame:

@@ -375,7 +375,7 @@ def _utc_us(times) -> pl.Series:
 
 
 def solar_backtest(
-    make, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp
+    make, obs: pd.DataFrame, capacity: float, horizons: list[int], cutoff: pd.Timestamp, nwp: pd.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Hold-out backtest: ``make()`` (e.g. a :class:`SolarXGBForecaster`) is fitted on the hours
     of ``obs`` before ``cutoff`` and forecasts from every hourly origin at or after it whose
@@ -384,10 +384,11 @@ def solar_backtest(
     Returns the model's rows and smart persistence's (p10 = p50 = p90, clipped at 0), both with
     columns origin, period_start, horizon_h, p10, p50, p90, model, actual (kW), as
     ``models.forecast.score_backtest`` wants them. Raises ValueError if no daylight target
-    follows the cutoff.
+    follows the cutoff. ``nwp``: weather forecast issues (the model then uses forecast weather; each
+    origin sees only the issues published by the end of its hour).
     """
-    model = make().fit(obs[obs.index < cutoff])
-    d = design(obs, capacity, horizons)
+    model = make().fit(obs[obs.index < cutoff], nwp)
+    d = design(obs, capacity, horizons, nwp)
     d = d[(d["origin"] >= cutoff) & d["y"].notna() & (d["cs_t"] > 0)]
     if d.empty:
         raise ValueError(f"no daylight targets after the backtest cutoff {cutoff}")

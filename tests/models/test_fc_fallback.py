@@ -25,7 +25,7 @@ def test_too_little_history_falls_back_to_daily_naive(taylor, caplog):
 def test_missing_weather_falls_back(hourly_load_with_weather):
     hist = hourly_load_with_weather.head(24 * 25)
     fc, info = forecast_with_fallback(
-        XGBoostForecaster(DAY, exog=["temp_air_c"], n_estimators=20), hist, DAY, future_exog=None
+        XGBoostForecaster(DAY, exog=["temp_air_c"], n_estimators=20, tz="America/New_York"), hist, DAY, future_exog=None
     )
     assert info["fallback"] and "MissingExogenousError" in info["reason"]
     assert fc["p50"].is_finite().all()

@@ -73,7 +73,7 @@ def test_degree_hours_and_interactions():
 
 def test_default_pipeline_never_looks_closer_than_the_horizon():
     for h in (24, 36, 72):
-        p = default_load_pipeline(pd.Timedelta(hours=h), exog=["temp_air_c"])
+        p = default_load_pipeline(pd.Timedelta(hours=h), exog=["temp_air_c"], tz="America/New_York")
         assert p.min_target_lag() >= pd.Timedelta(hours=h)
         cols = p.transform(_frame(), "y").columns
         assert "hdd" in cols and "holiday" in cols and not any(c.startswith("doy") for c in cols)

@@ -99,7 +99,7 @@ def test_xgboost_quantiles_and_skill(taylor, origins):
 
 def test_xgboost_needs_future_weather(hourly_load_with_weather):
     df = hourly_load_with_weather.head(24 * 28)
-    m = XGBoostForecaster(DAY, exog=["temp_air_c"], n_estimators=30).fit(df.head(24 * 27))
+    m = XGBoostForecaster(DAY, exog=["temp_air_c"], n_estimators=30, **GB).fit(df.head(24 * 27))
     fut = df.tail(24)
     fc = m.predict(24, future_exog=fut)
     assert fc.height == 24 and fc["p50"].is_finite().all()

@@ -259,3 +259,47 @@ def test_nwp_features_use_only_issues_published_by_the_end_of_the_origin_hour(po
     assert a.loc[origin, "nwp_k_t"].notna().all()
     later = origin + pd.Timedelta(hours=8)
     assert not a.loc[later, cols].equals(b.loc[later, cols])  # the spoiled issues do reach later origins
+
+
+@pytest.mark.slow
+def test_solar_pipeline_trains_with_forecast_weather_and_scores_without_look_ahead(power, system, tmy):
+    """models.solar.pipeline: with NWP issues the candidate uses the forecast-weather features; scoring
+    reads only the issues published by the end of the origin hour (spoiling later ones changes nothing),
+    counts where each hour came from, and falls back to bounded persistence without a usable champion."""
+    from models.solar.pipeline import score_solar_entity, train_solar_entity
+    from simulator.nwp import issue_forecasts
+
+    m = tmy.attrs["meta"]
+    w = tmy[(tmy["observation_time"] >= "2021-04-25") & (tmy["observation_time"] < "2021-06-12")]
+    nwp = issue_forecasts(w, m["latitude"], m["longitude"], m["altitude"], seed=5)
+    obs = power.loc["2021-05-08":"2021-05-24"]
+    H = [1, 3, 6]
+    make = lambda: SolarXGBForecaster(system.kw_dc, horizons=H, n_estimators=30, max_depth=3)  # noqa: E731
+    end = obs.index[-1] + pd.Timedelta(hours=1)
+    t = train_solar_entity("F1", obs, make=make, capacity_kw=system.kw_dc, horizons=H, window_end=end,
+                           cutoff=end - pd.Timedelta(days=2), weather_issues=nwp)  # fmt: skip
+    assert t.params["forecast_weather"] and any(c.startswith("nwp_") for c in t.model._columns)
+    assert t.metric == "pinball" and np.isfinite(t.metrics["pinball"])
+    assert "smart_persistence" in t.report["scores"]["model"].to_list()
+
+    origin = pd.Timestamp("2021-05-26 15:00", tz="UTC")
+    hist = power.loc[:origin].iloc[-30:]
+    future = power.loc[origin:].iloc[1:7][["clearsky_ac_kw", "zenith", "azimuth", "clearsky_ghi_wm2"]]
+    champ = lambda: (t.model, "4")  # noqa: E731
+    a = score_solar_entity(champ, hist, future, system.kw_dc, 6, weather_issues=nwp)
+    assert a.version == "4" and a.reason is None and a.forecast.height == 3  # leads 1, 3, 6
+    assert a.weather["from_latest_issue"] >= 5 and a.weather["missing"] == 0  # the newest starts an hour after it
+    assert a.weather["from_latest_issue"] + a.weather["from_older_issue"] == 6 and 0 <= a.weather["issue_age_h"] <= 7
+    spoiled = nwp.copy()
+    spoiled.loc[pd.to_datetime(spoiled["issued_at"]) > origin + pd.Timedelta(hours=1), ["ghi_wm2", "temp_air_c"]] = 0.0
+    b = score_solar_entity(champ, hist, future, system.kw_dc, 6, weather_issues=spoiled)
+    assert a.forecast.equals(b.forecast)
+    none = score_solar_entity(champ, hist, future, system.kw_dc, 6, weather_issues=None)
+    assert none.version == "4" and none.weather["missing"] == 6  # the boosters route the missing features
+
+    def gone():
+        raise LookupError("no champion")
+
+    fb = score_solar_entity(gone, hist, future, system.kw_dc, 6)
+    assert fb.version == "fallback" and set(fb.forecast["model"]) == {"smart_persistence"}
+    assert (fb.forecast["p10"] == 0).all() and (fb.forecast["p90"] >= fb.forecast["p50"]).all()

@@ -117,7 +117,7 @@ def test_png_bytes_is_a_png_and_closes_the_figure():
 
 def test_feature_importance_of_xgboost_forecasters(hourly):
     assert feature_importance(SeasonalNaive(DAY).fit(hourly)) is None
-    m = XGBoostForecaster(H24, exog=("temp_air_c",), n_estimators=5).fit(hourly)
+    m = XGBoostForecaster(H24, exog=("temp_air_c",), n_estimators=5, tz="America/New_York").fit(hourly)
     names, values = feature_importance(m)
     assert names == m._columns and values.shape == (len(names),) and values.sum() > 0
     # the PV model: the mean over its per-lead boosters

@@ -52,13 +52,31 @@ def test_bundled_network_matches_pandapower_rundcopp(name: str) -> None:
     )
 
 
-@pytest.mark.slow  # ~15 s alone, a minute on the loaded CI box: 22 rounds of tangent cuts on a 2,224-bus LP
-def test_badly_scaled_gb_network_falls_back_and_matches_pandapower() -> None:
-    """GBnetwork: reactances 1e-5..2 p.u.; HiGHS's QP method returns 'Solve error' (26 MW balance errors)."""
+def test_badly_scaled_gb_network_solves_as_the_reduced_qp_and_matches_pandapower() -> None:
+    """GBnetwork: reactances 1e-5..2 p.u. (B entries 1e7). The reduced QP (generator outputs, PTDF rows) has no
+    B coefficients at all, so HiGHS's QP method solves it first time; verified in MW like every path."""
     import pandapower.networks as pn
 
     net = pn.GBnetwork()
     ours = solve_dcopf(copy.deepcopy(net))
+    assert ours.method.startswith("qp reduced") and not ours.failed_paths
+    assert ours.objective == pytest.approx(_pandapower_objective(net), rel=1e-6)
+    assert ours.max_violation_mw < 1e-3
+    # angles and flows come from a DC power flow of the dispatch: balanced at every bus
+    d = ours.data
+    va = np.deg2rad(ours.buses["va_deg"].to_numpy())
+    viol = check_dcopf_solution(d, ours.generators["p_mw"].to_numpy(), va, ours.branches["p_mw"].to_numpy())
+    assert viol["power_balance"] < 1e-6 and viol["flow_def"] < 1e-6
+
+
+@pytest.mark.slow  # ~15 s alone, a minute on the loaded CI box: 22 rounds of tangent cuts on a 2,224-bus LP
+def test_gb_bus_angle_qp_fails_and_the_tangent_cuts_still_match_pandapower() -> None:
+    """Without the reduced QP: HiGHS's QP method on the bus-angle model returns 'Solve error' (26 MW balance
+    errors) and the tangent-cut LP fallback reaches the same optimum."""
+    import pandapower.networks as pn
+
+    net = pn.GBnetwork()
+    ours = solve_dcopf(copy.deepcopy(net), reduced=False)
     assert ours.failed_paths and ours.failed_paths[0].startswith("qp")
     assert ours.method.startswith("lp tangent cuts")
     assert ours.objective == pytest.approx(_pandapower_objective(net), rel=1e-6)

@@ -231,3 +231,64 @@ def test_settings_reject_inconsistent_values() -> None:
         OptimizationSettings.model_validate({"safety": {"soc_reserve_frac": 1.5}})
     s = OptimizationSettings.model_validate({"regulation": {"price_per_mw_h": 9.0}})  # a profile section loads as is
     assert s.regulation.price_per_mw_h == 9.0 and s.ev_objective.cost == 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# the checked load accessor; DC-OPF generation (emission factors, renewable caps)
+# --------------------------------------------------------------------------------------------
+def test_load_peak_refuses_a_day_of_zero_load_except_for_the_battery() -> None:
+    from optimization.daily import load_peak
+
+    kw = dict(consumer="gold_opf_dispatch", entity_id="F1", day=DAY)
+    assert load_peak(np.array([1.0, 4.0, 2.0]), **kw) == 4.0
+    with pytest.raises(InputError, match=r"gold_opf_dispatch 2026-03-05: the load input of 'F1' is 0 all day"):
+        load_peak(np.zeros(24), **kw)
+    assert load_peak(np.zeros(24), **kw, allow_zero=True) == 0.0  # a battery arbitrates without load
+    for bad in (np.array([1.0, np.nan]), np.array([1.0, -2.0]), np.zeros(0)):
+        with pytest.raises(InputError, match="'F1' has"):
+            load_peak(bad, **kw, allow_zero=True)
+
+
+def test_opf_generation_types_by_merit_order_and_caps_renewables_at_the_forecast() -> None:
+    from contracts.profile import DispatchSettings, RenewableUnits
+    from optimization.daily import opf_generation
+    from optimization.dcopf import load_case
+
+    ppc = load_case("case14")  # gens 0..4: c1 20, 20, 40, 40, 40 $/MWh
+    before = ppc["gencost"].copy()
+    disp = DispatchSettings(renewables={"case14": RenewableUnits(solar=[2, 3], wind=[4])}, wind_capacity_factor=0.3)
+    solar = np.array([0.0, 50.0, 300.0])
+    g = opf_generation(ppc, disp, "case14", solar, 3)
+    assert g.types[2:] == ["solar", "solar", "wind"]
+    # thermal: gen 0 (332 MW, mid-output marginal cost 34.3) is the cheaper 70 % of thermal capacity, gen 1 (55) the rest
+    assert g.types[:2] == ["coal", "gas_ocgt"]
+    factors = disp.emission_factors_t_per_mwh
+    np.testing.assert_array_equal(g.co2_t_per_mwh, [factors[t] for t in g.types])
+    # solar split by Pmax (100 MW each) and capped at Pmax; wind flat at 0.3 x Pmax
+    np.testing.assert_allclose(g.forecast_mw[2], [0.0, 25.0, 100.0], atol=1e-6)
+    np.testing.assert_allclose(g.forecast_mw[3], g.forecast_mw[2])
+    np.testing.assert_allclose(g.forecast_mw[4], 0.3 * ppc["gen"][4, 8])
+    # renewables run at zero marginal cost, in a copy: the case itself is unchanged
+    assert (g.ppc["gencost"][2:, 4:] == 0).all() and (g.ppc["gencost"][:2] == before[:2]).all()
+    np.testing.assert_array_equal(ppc["gencost"], before)
+    # no PV forecast: solar capped at 0 (not scheduled), and the source says so
+    none = opf_generation(ppc, disp, "case14", None, 3)
+    assert (none.forecast_mw[2] == 0).all() and "no PV forecast" in none.source
+    # a case without listed renewables: every generator thermal, none capped
+    plain = opf_generation(ppc, disp, "case9", solar, 3)
+    assert plain.forecast_mw == {} and "solar" not in plain.types
+    with pytest.raises(InputError, match=r"generator\(s\) \[7\] do not exist"):
+        opf_generation(ppc, DispatchSettings(renewables={"case14": RenewableUnits(solar=[7])}), "case14", solar, 3)
+
+
+def test_dispatch_settings_are_validated() -> None:
+    from pydantic import ValidationError
+
+    from contracts.profile import DispatchSettings, MeritType, RenewableUnits
+
+    with pytest.raises(ValidationError, match="add up to 1"):
+        DispatchSettings(merit_types=[MeritType(type="coal", capacity_share=0.5)])
+    with pytest.raises(ValidationError, match=r"lacks generator type\(s\) \['wind'\]"):
+        DispatchSettings(emission_factors_t_per_mwh={"coal": 1.0, "gas_ccgt": 0.4, "gas_ocgt": 0.6, "solar": 0.0})
+    with pytest.raises(ValidationError, match="not both"):
+        RenewableUnits(solar=[1], wind=[1])

@@ -7,6 +7,7 @@ forecast tables are read back from Delta.
 
 import datetime as dt
 
+import pandas as pd
 import polars as pl
 import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
@@ -14,7 +15,7 @@ from dagster import DagsterEventType, DagsterInstance, materialize
 from assets import forecasting as fa
 from assets.partitions import TIMEZONE
 from assets.resources import AlertingResource, GridSettings, LakeResource, MlflowResource
-from contracts import SOURCES, TABLES
+from contracts import SOURCES, TABLES, day_bounds_utc
 
 TZ = "America/New_York"
 START = dt.date(2026, 4, 6)  # calm spring weeks; the June TMY heat wave makes every model miss
@@ -58,7 +59,8 @@ def env(tmp_path_factory):
             outbox_path=str(tmp / "outbox.db"), alertmanager_url="http://127.0.0.1:9", flush_timeout_s=0.5
         ),
     }
-    return {"lake": lake, "resources": resources, "instance": DagsterInstance.ephemeral(), "meters": meters}
+    return {"lake": lake, "resources": resources, "instance": DagsterInstance.ephemeral(), "meters": meters,
+            "sim": sim, "zone": zone}  # fmt: skip
 
 
 def _run(env, selection, partition=None, config=None, raise_on_error=True):
@@ -309,3 +311,38 @@ def test_training_window_as_of_a_past_night():
         fa.LoadTrainingConfig(as_of="2026-13-01")
     with pytest.raises(ValidationError, match="yesterday"):
         fa.SolarTrainingConfig(as_of="yesterday")
+
+
+def test_scoring_reads_the_ingested_weather_forecast_feed_as_known_at_the_origin(env):
+    """The weather_forecast source landed and ingested like the others: gold_load_forecast's champion
+    (with temperature) reads the issues published by the end of the origin hour, and the metadata says
+    how many hours came from the newest issue, an older one or persistence (before: persistence only)."""
+    from lake.ingest import ingest_partition
+    from simulator import write_landing_day
+
+    reg = env["resources"]["mlflow"].registry()
+    if reg.champion("gridlake_load_system") is None:
+        pytest.skip("needs the champion from test_train_score_peak_and_champion_policy")
+    lake = env["lake"]
+    sim, zone = env["sim"], env["zone"]
+    src = SOURCES["weather_forecast"]
+    day = LAST - dt.timedelta(days=1)
+    before = _meta(_run(env, ["gold_load_forecast"], partition=day.isoformat()), "gold_load_forecast")
+    assert before["weather_issues_read"] == 0
+    assert all(u["persisted"] == 24 and u["latest_issue"] is None for u in before["future_weather_hours"].values())
+    for d in (day - dt.timedelta(days=2), day - dt.timedelta(days=1), day, LAST):
+        write_landing_day(sim, d, zone, formats="csv", sources=("weather_forecast",), write_manifest=False)
+        res = ingest_partition(zone, lake, src, d, lake.read(src.reference, columns=[src.entity])[src.entity], tz=TZ)
+        assert res.reconciles and res.silver_rows > 0
+    after = _run(env, ["gold_load_forecast"], partition=day.isoformat())
+    meta = _meta(after, "gold_load_forecast")
+    day_end = pd.Timestamp(day_bounds_utc(day, TZ)[1])
+    assert 0 < meta["weather_issues_read"] <= 4 * 4  # the issues of the three days up to the partition's end
+    assert set(meta["future_weather_hours"]) == {"F001", "F002", "system"}
+    for use in meta["future_weather_hours"].values():
+        assert use["from_latest_issue"] + use["from_older_issue"] == 24 and use["persisted"] == 0
+        assert pd.Timestamp(use["latest_issue"]) <= day_end  # nothing published after the origin hour
+        assert 0 <= use["issue_age_h"] < 12
+    fc = _conforms(lake, "gold_load_forecast", day)
+    _quantiles_ok(fc)
+    assert fc["fallback_reason"].null_count() == fc.height

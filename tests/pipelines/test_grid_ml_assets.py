@@ -150,6 +150,8 @@ def test_training_registers_and_promotes_every_model(trained):
     assert an["days_found"] == DAYS and an["window"] == f"{DAY - dt.timedelta(days=9)}..{DAY}"
     fm = _meta(res, "grid_failure_model")
     assert fm["promoted"] is True and fm["train_positives"] > 0 and fm["anomaly_model"] == "grid_anomaly_transformer:v1"
+    # four recorded failures: below FailureConfig.min_recorded_failures, so the physics prior scores (and says so)
+    assert fm["failure_mode"] == "physics_prior"
     reg = _resources(root, lake)["mlflow"].registry()
     run = reg.client.get_run(an["meter/run_id"])
     assert run.data.metrics["brier"] == pytest.approx(an["meter/metrics"]["brier"])
@@ -259,7 +261,13 @@ def test_scoring_writes_every_gold_table_and_a_rerun_replaces_the_partition(trai
     bal = lake.read(TABLES["gold_energy_balance"], DAY)
     assert bal.filter(pl.col("level") == "transformer").height == lake.read("ref_transformers").height
     drift = lake.read(TABLES["gold_model_drift"], DAY)
-    assert {m.split(":")[0] for m in drift["model"]} == {"grid_anomaly_meter", "grid_anomaly_transformer"}
+    assert {m.split(":")[0] for m in drift["model"]} == {
+        "grid_anomaly_meter",
+        "grid_anomaly_transformer",
+        "grid_transformer_failure",
+    }
+    fd = drift.filter(pl.col("model").str.starts_with("grid_transformer_failure"))
+    assert {"score", "input:excess_rise_6h", "realised_precision"} <= set(fd["metric"])
     assert drift.filter(pl.col("metric") == "score")["value"].is_not_null().all()
     risky = lake.read(TABLES["gold_transformer_risk"], DAY).filter(pl.col("failure_probability_72h") >= 0.5)
     assert risky.height == 0 or risky["top_factor"].is_not_null().all()

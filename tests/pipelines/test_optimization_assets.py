@@ -57,7 +57,7 @@ def _issue(partition: dt.date, issued_at: dt.datetime, hours: int, values, model
     return pl.DataFrame({
         "date": partition, "level": "system", "entity_id": "system", "issued_at": issued_at,
         "period_start": stamps, "horizon_h": np.arange(1, hours + 1, dtype=float),
-        "p10": 0.9 * p50, "p50": p50, "p90": 1.1 * p50, "model": model, "model_version": "3", "fallback_reason": None,
+        "p05": 0.85 * p50, "p10": 0.9 * p50, "p50": p50, "p90": 1.1 * p50, "p95": 1.15 * p50, "model": model, "model_version": "3", "fallback_reason": None,
     }).with_columns(pl.col("issued_at", "period_start").cast(UTC))  # fmt: skip
 
 
@@ -493,3 +493,108 @@ def test_asset_overrides_of_the_settings_are_validated() -> None:
     assert s.regulation.price_per_mw_h == 8.0 and s.regulation.soc_buffer_h == DEFAULT_SETTINGS.regulation.soc_buffer_h
     with pytest.raises(ValidationError, match="safety.export_limit_kw"):
         settings(DEFAULT_SETTINGS, safety={"export_limit_kw": -1.0})
+
+
+def test_opf_and_uc_tables_carry_emissions_and_renewable_share(run) -> None:
+    """case14 has no listed renewables: every generator thermal, typed by merit order, CO2 from the profile's factors."""
+    from contracts.profile import load_profile
+    from optimization.daily import opf_generation
+
+    lk, mats = run
+    df = lk.read(TABLES["gold_opf_dispatch"], DAY)
+    system, gens = df.filter(pl.col("kind") == "system"), df.filter(pl.col("kind") == "generator")
+    assert system["co2_t_per_h"].null_count() == 0 and system["renewable_share"].null_count() == 0
+    assert gens["co2_t_per_h"].null_count() == 0 and (system["co2_t_per_h"] > 0).all()
+    factors = opf_generation(
+        load_case("case14"), load_profile().optimization.dispatch, "case14", None, 24
+    ).co2_t_per_mwh
+    np.testing.assert_allclose(
+        gens["co2_t_per_h"].to_numpy(), gens["p_mw"].to_numpy() * factors[gens["element"].to_numpy()]
+    )
+    per_hour = gens.group_by("period_start").agg(pl.col("co2_t_per_h").sum()).sort("period_start")["co2_t_per_h"]
+    np.testing.assert_allclose(system.sort("period_start")["co2_t_per_h"].to_numpy(), per_hour.to_numpy(), rtol=1e-12)
+    assert (system["renewable_share"] == 0).all()
+    uc = lk.read(TABLES["gold_uc_schedule"], DAY)
+    uc_sys = uc.filter(pl.col("unit") == "system")
+    assert uc["co2_t_per_h"].null_count() == 0 and (uc_sys["co2_t_per_h"] > 0).all()
+    assert uc_sys["renewable_share"].null_count() == 0 and uc_sys["renewable_share"].max() > 0  # PV at noon
+    assert mats["gold_uc_schedule"]["emissions_t_day"].value == pytest.approx(
+        float(uc_sys["co2_t_per_h"].sum()), rel=1e-3
+    )
+
+
+def test_opf_renewables_never_exceed_their_forecast(forecast_lake, tmp_path) -> None:
+    """case118 with the profile's solar and wind generators: each hour's output <= its cap, the cap is the PV
+    forecast on the case's scale (solar) or the flat wind fallback, and the day's renewable share is reported."""
+    from assets.optimization import site_inputs
+    from contracts.profile import load_profile
+
+    disp = load_profile().optimization.dispatch
+    units = disp.renewables["case118"]
+    config = {"ops": {"gold_opf_dispatch": {"config": {"case": "case118"}}}}
+    result = materialize(
+        [gold_opf_dispatch], partition_key=DAY.isoformat(), resources=_resources(forecast_lake), run_config=config
+    )
+    assert result.success
+    md = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    df = forecast_lake.read(TABLES["gold_opf_dispatch"], DAY)
+    gens = df.filter(pl.col("kind") == "generator").sort("period_start", "element")
+    system = df.filter(pl.col("kind") == "system").sort("period_start")
+    # the caps, recomputed from the lake: PV forecast x (case demand / the day's peak gross load), split by Pmax
+    inp = site_inputs(forecast_lake, "system", DAY, TZ)
+    base = load_case("case118")
+    solar_mw = inp["pv_kw"] * base["bus"][:, 2].sum() / inp["load_kw"].max()
+    pmax = base["gen"][:, 8]
+    solar_cap = {g: np.minimum(solar_mw * pmax[g] / pmax[units.solar].sum(), pmax[g]) for g in units.solar}
+    for g in units.solar + units.wind:
+        rows = gens.filter(pl.col("element") == g)
+        cap = solar_cap[g] if g in solar_cap else np.full(24, disp.wind_capacity_factor * pmax[g])
+        assert rows.height == 24
+        np.testing.assert_allclose(rows["limit_mw"].to_numpy(), cap, rtol=1e-9, atol=1e-9)
+        assert (rows["p_mw"].to_numpy() <= cap + 1e-6).all()
+        assert (rows["co2_t_per_h"] == 0).all()
+    # solar is 0 at night and generates at noon; renewables take a share of every hour (wind)
+    solar = (
+        gens.filter(pl.col("element").is_in(units.solar))
+        .group_by("period_start")
+        .agg(pl.col("p_mw").sum())
+        .sort("period_start")
+    )
+    assert solar["p_mw"][0] == pytest.approx(0.0, abs=1e-9) and solar["p_mw"].max() > 100.0
+    assert (system["renewable_share"] > 0).all() and system["renewable_share"].max() < 1.0
+    ren = (
+        gens.filter(pl.col("element").is_in(units.solar + units.wind))
+        .group_by("period_start")
+        .agg(pl.col("p_mw").sum())
+        .sort("period_start")
+    )
+    total = gens.group_by("period_start").agg(pl.col("p_mw").sum()).sort("period_start")
+    np.testing.assert_allclose(
+        system["renewable_share"].to_numpy(), (ren["p_mw"] / total["p_mw"]).to_numpy(), rtol=1e-9
+    )
+    assert "wind" in md["generation_source"].value and md["generator_types"].value["solar"] == len(units.solar)
+
+
+def test_a_day_of_zero_load_fails_the_shaped_schedules_and_not_the_battery(tmp_path) -> None:
+    from assets.optimization import gold_uc_schedule
+
+    lk = Lake(tmp_path / "lake")
+    prev = DAY - dt.timedelta(days=1)
+    lk.write_partition(
+        TABLES["gold_load_forecast"], _issue(prev, _local(prev, 22), 30, lambda s: np.zeros(len(s)), "xgboost"), prev
+    )
+    for asset, name in (
+        (gold_opf_dispatch, "gold_opf_dispatch"),
+        (gold_uc_schedule, "gold_uc_schedule"),
+        (gold_ev, "gold_ev_schedule"),
+    ):
+        result = materialize([asset], partition_key=DAY.isoformat(), resources=_resources(lk), raise_on_error=False)
+        assert not result.success, name
+        failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+        assert f"{name} {DAY}: the load input of 'system' is 0 all day" in failure.error.cause.message, name
+    config = {"ops": {"gold_battery": {"config": {"power_kw": 50.0}}}}
+    assert materialize(
+        [gold_battery], partition_key=DAY.isoformat(), resources=_resources(lk), run_config=config
+    ).success
+    s = lk.read(TABLES["gold_battery_schedule"], DAY)
+    assert (s["load_kw"] == 0).all() and s["charge_kw"].max() > 0  # it still arbitrates on the tariff

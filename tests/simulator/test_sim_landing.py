@@ -230,6 +230,7 @@ def test_every_bad_record_is_where_the_manifest_says(sim, tmp_path, d):
         "meter_readings": set(ref["ref_meters"]["meter_id"]),
         "scada": set(ref["ref_transformers"]["transformer_id"]),
         "weather": set(ref["ref_weather_stations"]["station_id"]),
+        "weather_forecast": set(ref["ref_weather_stations"]["station_id"]),
     }
     seen, dup_of = _observe(zone, man, ref_ids)
     claimed: dict[tuple[str, int], tuple[str, str | None]] = {}
@@ -316,6 +317,7 @@ def test_writes_to_s3_through_the_landing_protocol(sim):
             {f.key for f in zone.list("meter_readings")}
             | {f.key for f in zone.list("scada")}
             | {f.key for f in zone.list("weather")}
+            | {f.key for f in zone.list("weather_forecast")}
         )
         assert listed == {f.key for f in man.files}
         assert json.loads(zone.get_bytes("manifests/2026-06-12.json"))["day"] == "2026-06-12"
@@ -332,6 +334,7 @@ def test_the_lake_ingestion_quarantines_exactly_what_the_manifest_lists(sim, tmp
         "meter_readings": ref["ref_meters"]["meter_id"],
         "scada": ref["ref_transformers"]["transformer_id"],
         "weather": ref["ref_weather_stations"]["station_id"],
+        "weather_forecast": ref["ref_weather_stations"]["station_id"],
         "incidents": pl.concat([ref["ref_meters"]["meter_id"], ref["ref_transformers"]["transformer_id"]]),
     }
     man = write_landing_day(sim, FALL_BACK, zone, formats=("csv", "jsonl", "parquet"), bad=ALL_BAD, rows_per_file=250)

@@ -3,20 +3,28 @@ side topics (the receiver's delivery confirmations) go to their callback, acknow
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import uuid
 
 import pytest
 
-from streaming_bridge.mqtt import MqttIngress
+from streaming_bridge.mqtt import MqttIngress, MqttIngressProcess
 from tests.streaming_bridge.bridge_helpers import publish_all, publisher, wait_until
 
 pytestmark = pytest.mark.mqtt
 
 
-def _ingress(port: int, prefix: str, **kw) -> MqttIngress:
-    m = MqttIngress(
+@pytest.fixture(params=[MqttIngress, MqttIngressProcess], ids=["thread", "process"])
+def kind(request):
+    """paho on a thread of the bridge process, or in a child process (the bridge's default)."""
+    return request.param
+
+
+def _ingress(port: int, prefix: str, kind=MqttIngress, **kw) -> MqttIngress:
+    m = kind(
         "127.0.0.1",
         port,
         client_id=f"batch-{uuid.uuid4().hex[:8]}",
@@ -29,8 +37,8 @@ def _ingress(port: int, prefix: str, **kw) -> MqttIngress:
     return m
 
 
-def test_take_lingers_for_a_burst_and_closes_on_size(shared_mosquitto, prefix):
-    ing = _ingress(shared_mosquitto, prefix)
+def test_take_lingers_for_a_burst_and_closes_on_size(shared_mosquitto, prefix, kind):
+    ing = _ingress(shared_mosquitto, prefix, kind)
     pub = publisher(shared_mosquitto)
     try:
 
@@ -60,10 +68,10 @@ def test_take_lingers_for_a_burst_and_closes_on_size(shared_mosquitto, prefix):
         ing.close()
 
 
-def test_side_topic_messages_go_to_their_callback_not_into_batches(shared_mosquitto, prefix):
+def test_side_topic_messages_go_to_their_callback_not_into_batches(shared_mosquitto, prefix, kind):
     got: list[tuple[str, bytes]] = []
     ing = _ingress(
-        shared_mosquitto, f"{prefix}/in", side_topics={f"{prefix}/alerts/+": lambda t, p: got.append((t, p))}
+        shared_mosquitto, f"{prefix}/in", kind, side_topics={f"{prefix}/alerts/+": lambda t, p: got.append((t, p))}
     )
     pub = publisher(shared_mosquitto)
     try:
@@ -76,3 +84,45 @@ def test_side_topic_messages_go_to_their_callback_not_into_batches(shared_mosqui
     finally:
         pub.loop_stop()
         ing.close()
+
+
+def test_child_process_exits_unacknowledged_when_the_bridge_dies_and_the_broker_redelivers(shared_mosquitto, prefix):
+    """The MQTT child process PUBACKs only on the bridge's word: when the bridge process disappears (its end of
+    the pipe closes, as on SIGKILL) the child leaves at once, the persistent session keeps the unacknowledged
+    messages, and the next bridge on that session gets them again; acknowledged ones are not redelivered."""
+    cid = f"bridge-kill-{uuid.uuid4().hex[:8]}"
+
+    def ingress() -> MqttIngressProcess:
+        m = MqttIngressProcess("127.0.0.1", shared_mosquitto, client_id=cid, subscriptions=[f"{prefix}/#"])
+        m.session_expiry_s = 60
+        m.connect()
+        return m
+
+    first = ingress()
+    pub = publisher(shared_mosquitto)
+    try:
+        publish_all(pub, [(f"{prefix}/x/{i}", str(i).encode()) for i in range(3)])
+        got: list = []
+        wait_until(lambda: got.extend(first.take(10, timeout=0.1)) or len(got) >= 3, 10, what="the three messages")
+        # the bridge process is gone (as on SIGKILL: the kernel closes its end of the pipe): no ack, no close
+        # command. Closing the Connection object would not do: the reader thread blocked in recv keeps the socket
+        sock = socket.socket(fileno=os.dup(first._conn.fileno()))
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        first._proc.join(10)
+        assert first._proc.exitcode == 0  # left by itself, without acknowledging
+
+        second = ingress()
+        again: list = []
+        wait_until(lambda: again.extend(second.take(10, timeout=0.1)) or len(again) >= 3, 10, what="redelivery")
+        assert sorted(m.payload for m, _ in again) == [b"0", b"1", b"2"] and second.session_present
+        assert second.ack(again) == 3
+        second.close()
+
+        third = ingress()
+        try:
+            assert third.session_present and third.take(10, timeout=1.0) == []  # acknowledged: not redelivered
+        finally:
+            third.close()
+    finally:
+        pub.loop_stop()

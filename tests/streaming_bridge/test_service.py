@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import math
 import threading
-import time
 import urllib.request
 
 import polars as pl
@@ -185,7 +184,7 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
             shared_mosquitto,
             will=(T.status("meter", beneath[0]), json.dumps({"status": "offline", "reason": "last_will"}).encode()),
         )
-        time.sleep(0.2)
+        wait_until(dev.is_connected, 10, 0.01, "the device's CONNACK (its will is registered)")
         dev._sock.close()  # no DISCONNECT: a lost connection, as when a meter loses power
         off = wait_until(lambda: [a for a in sink.alerts if a.labels["alertname"] == "MeterOffline"], timeout=15)
         assert off[0].labels["asset_id"] == beneath[0] and off[0].labels["transformer"] == tx
@@ -217,3 +216,57 @@ def test_last_will_meter_offline_and_transformer_outage(lake_and_landing, tmp_pa
         pub.disconnect()
         b.stop()
         th.join(20)
+
+
+def test_segments_are_landed_by_the_landing_process_with_their_dead_letters(
+    lake_and_landing, tmp_path, shared_mosquitto, prefix
+):
+    """A bridge that opens the lake and landing zone itself (the service) lands closed spool segments in a
+    child process: the same stream files and dead-letter rows, counted in the metrics when the child is done,
+    and the last segment landed before stop() returns."""
+    lake, zone = lake_and_landing
+    cfg = BridgeConfig(
+        mqtt_port=shared_mosquitto,
+        client_id=f"bridge-{prefix.split('/')[0]}",
+        topic_prefix=prefix,
+        lake_root=str(tmp_path / "lake"),
+        landing=str(tmp_path / "landing"),
+        spool_dir=str(tmp_path / "spool"),
+        flush_seconds=0.5,
+        http_port=-1,
+        land_process=True,
+    )
+    b = Bridge(cfg, ListSink())
+    th = _run(b)
+    T = Topics(prefix)
+    meters = lake.read("ref_meters")["meter_id"].to_list()[:5]
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    pub = publisher(shared_mosquitto)
+    try:
+        assert b.landing.lander is not None
+        rows = [
+            {
+                "meter_id": m,
+                "reading_time": (now - dt.timedelta(minutes=15 * k)).isoformat(),
+                "consumption_kwh": 0.2,
+                "demand_kw": 0.8,
+                "voltage": 231.0,
+            }
+            for m in meters
+            for k in range(4)
+        ]
+        publish_all(pub, [(T.headend("he1"), {"readings": rows}), (T.meter(meters[0]), b"{not json")])
+        wait_until(lambda: b.landing.landed_rows == len(rows), 30, what="the landing process to land the segment")
+        wait_until(lambda: b.metrics.landed._value.get() == len(rows), 5, what="the landed-rows metric")
+        files = [f.key for f in zone.list("meter_readings") if "/stream-" in f.key]
+        df = pl.concat([pl.read_parquet(zone.local_path(k)) for k in files])
+        assert sorted(df["meter_id"].to_list()) == sorted(r["meter_id"] for r in rows)
+        wait_until(lambda: lake.exists(STREAM_DEAD_LETTERS) and lake.read(STREAM_DEAD_LETTERS).height == 1, 10)
+        assert lake.read(STREAM_DEAD_LETTERS)["reason_code"].to_list() == ["malformed_payload"]
+        assert b.landing.lander.failures == []
+        wait_until(lambda: not any(p.is_dir() for p in (tmp_path / "spool").iterdir()), 10, what="an empty spool")
+    finally:
+        pub.loop_stop()
+        b.stop()
+        th.join(30)
+    assert not th.is_alive() and b.landing.lander.pending() == 0

@@ -105,3 +105,59 @@ def test_model_drift_alert_shape():
         model_drift_alert(
             model="", metric="score", value=1.0, threshold=0.25, day="d", at=dt.datetime(2026, 6, 3, tzinfo=UTC)
         )
+
+
+def test_failure_alerts_are_confirmed_by_a_failure_within_their_horizon():
+    t = dt.datetime(2026, 6, 1, 10, tzinfo=UTC)
+    alerts = pl.DataFrame(
+        {
+            "asset_id": ["T1", "T2"],
+            "window_start": [t, t],
+            "window_end": [t + dt.timedelta(hours=1)] * 2,
+        }
+    )
+    # T1 fails 50 h after its alert (a correct early warning); T2 never fails
+    events = pl.DataFrame(
+        {"asset_id": ["T1"], "start_time": [t + dt.timedelta(hours=50)], "end_time": [t + dt.timedelta(hours=60)]}
+    )
+    later = t + dt.timedelta(days=10)
+    assert realised_precision(alerts, events, later)["confirmed"] == 0  # overlap only: the warning is not credited
+    r = realised_precision(alerts, events, later, lead_h=72.0)
+    assert r["settled_alerts"] == 2 and r["confirmed"] == 1 and r["precision"] == 0.5
+
+
+def test_monitor_model_flags_a_drifted_failure_model_for_retraining():
+    from models.grid.drift import monitor_model, needs_retraining
+
+    rng = np.random.default_rng(1)
+    prof = reference_profile({"excess_rise_6h": rng.normal(0, 0.5, 20_000), "score": rng.beta(0.3, 20, 20_000)})
+    no_alerts = pl.DataFrame(
+        schema={"asset_id": pl.Utf8, "window_start": pl.Datetime("us", "UTC"), "window_end": pl.Datetime("us", "UTC")}
+    )
+    no_events = pl.DataFrame(
+        schema={"asset_id": pl.Utf8, "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC")}
+    )
+    at = dt.datetime(2026, 6, 20, tzinfo=UTC)
+    ok = monitor_model(
+        "grid_failure:v2",
+        prof,
+        {"excess_rise_6h": rng.normal(0, 0.5, 1_000), "score": rng.beta(0.3, 20, 1_000)},
+        no_alerts,
+        no_events,
+        at,
+        lead_h=72.0,
+    )
+    assert ok["metric"].to_list() == ["input:excess_rise_6h", "score", "realised_precision"]
+    assert needs_retraining(ok) is None
+    # a SCADA feed whose top-oil sensor reads 3 K high after a firmware change
+    bad = monitor_model(
+        "grid_failure:v2",
+        prof,
+        {"excess_rise_6h": rng.normal(3, 0.5, 1_000), "score": rng.beta(0.3, 20, 1_000)},
+        no_alerts,
+        no_events,
+        at,
+        lead_h=72.0,
+    )
+    why = needs_retraining(bad)
+    assert why is not None and "input:excess_rise_6h" in why and "score" not in why

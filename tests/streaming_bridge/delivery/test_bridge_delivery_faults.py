@@ -261,8 +261,11 @@ def test_a_stalled_receiver_loses_nothing_once_resolves_wait_for_the_receivers_c
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"confirm-{tmp_path.name[-12:]}")
     sub.on_connect = lambda c, *a: c.subscribe(f"{mqtt_prefix}/+", qos=1)
     sub.on_message = lambda c, u, m: new.confirm_message(m.payload)
+    subacked = threading.Event()
+    sub.on_subscribe = lambda *a: subacked.set()
     sub.connect("127.0.0.1", 1883)
     sub.loop_start()
+    assert subacked.wait(10), "the confirmation subscription was not acknowledged"  # readiness, not a sleep
     try:
         lost, kept = make_alert(1, transformer="TX-1"), make_alert(2, transformer="TX-2")
         proxy.stalled.set()
