@@ -339,6 +339,18 @@ class ValidationOutcome:
     results: list[ExpectationOutcome]
     seconds: float
 
+    @classmethod
+    def of(cls, table: str, n_rows: int, results: list[ExpectationOutcome], t0: float) -> ValidationOutcome:
+        """The outcome of ``results`` (one per expectation), timed from ``time.perf_counter()`` value ``t0``."""
+        return cls(
+            table=table,
+            success=all(o.success for o in results),
+            blocking_success=all(o.success for o in results if o.blocking),
+            n_rows=n_rows,
+            results=results,
+            seconds=round(time.perf_counter() - t0, 3),
+        )
+
     @property
     def failures(self) -> list[ExpectationOutcome]:
         return [r for r in self.results if not r.success]
@@ -564,11 +576,4 @@ def validate_frame(
         )
     order = {n: i for i, n in enumerate(names)}
     outcomes.sort(key=lambda o: order[o.name])
-    return ValidationOutcome(
-        table=table.name,
-        success=all(o.success for o in outcomes),
-        blocking_success=all(o.success for o in outcomes if o.blocking),
-        n_rows=df.height,
-        results=outcomes,
-        seconds=round(time.perf_counter() - t0, 3),
-    )
+    return ValidationOutcome.of(table.name, df.height, outcomes, t0)

@@ -166,14 +166,7 @@ def evaluate_suite(
                 description=s.description,
             )
         )
-    return ValidationOutcome(
-        table=table.name,
-        success=all(o.success for o in outcomes),
-        blocking_success=all(o.success for o in outcomes if o.blocking),
-        n_rows=df.height,
-        results=outcomes,
-        seconds=round(time.perf_counter() - t0, 3),
-    )
+    return ValidationOutcome.of(table.name, df.height, outcomes, t0)
 
 
 def disagreements(a: ValidationOutcome, b: ValidationOutcome) -> list[str]:
