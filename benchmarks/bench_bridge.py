@@ -73,7 +73,11 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU of a process and its live children (the bridge's MQTT child process counts as the bridge's)."""
     total = cpu_seconds(pid)
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+        try:  # a thread or child may end while we look: it is simply not counted
+            children = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for child in children:
             try:
                 total += tree_cpu_seconds(int(child))
             except (FileNotFoundError, ProcessLookupError):

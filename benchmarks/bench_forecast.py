@@ -516,7 +516,8 @@ def run_utility() -> dict:
             frames.append(bt.with_columns(pl.lit(name).alias("model"), pl.lit(feeder).alias("feeder")))
     # every model's band recalibrated per test origin on the errors of the origins before it
     # (their target hours ended by the origin): models.forecast.conformal, as production does
-    bt = rolling_conformal(pl.concat(frames), test, by=("model", "feeder"), **UTILITY_CONFORMAL)
+    raw_bt = pl.concat(frames)
+    bt = rolling_conformal(raw_bt, test, by=("model", "feeder"), **UTILITY_CONFORMAL)
     out = {}
     for (name,), g in bt.group_by(["model"], maintain_order=True):
         a, p05, lo, md, hi, p95 = (g[c].to_numpy() for c in ("actual", "p05", "p10", "p50", "p90", "p95"))
@@ -533,12 +534,41 @@ def run_utility() -> dict:
         }  # fmt: skip
     return {
         "utility_feeder": dict(sorted(out.items(), key=lambda kv: kv[1]["mape"])),
+        "utility_calibration_vs_test": calibration_vs_test(raw_bt, test),
         "utility_nwp_error_stats": error_stats(nwp, wpd),
         "utility_setup": {"meters": cfg.n_meters, "feeders": cfg.feeders, "days": UTILITY_DAYS, "test_origins": len(test),
                           "calibration_origins": UTILITY_CAL_DAYS, "first_origin": str(test[0]),
                           "conformal": UTILITY_CONFORMAL, "simulate_cpu_seconds": sim_seconds,
                           "cpu_seconds": round(time.process_time() - t0, 1)},
     }  # fmt: skip
+
+
+def calibration_vs_test(bt: pl.DataFrame, test: list) -> dict:
+    """Per model, MAPE and the raw band's 80 % coverage on the calibration origins and on the test
+    origins: conformal bands are calibrated for errors like the calibration weeks'; when the scored
+    weeks are calmer (or rougher) the calibrated coverage moves with them."""
+    t = pl.Series(test).cast(pl.Datetime("us", "UTC"))
+    g = (
+        bt.with_columns(
+            pl.when(pl.col("origin").is_in(t.implode()))
+            .then(pl.lit("test"))
+            .otherwise(pl.lit("calibration"))
+            .alias("part")
+        )
+        .group_by("model", "part")
+        .agg(
+            (100 * ((pl.col("p50") - pl.col("actual")).abs() / pl.col("actual")).mean()).alias("mape"),
+            ((pl.col("actual") >= pl.col("p10")) & (pl.col("actual") <= pl.col("p90"))).mean().alias("coverage_80_raw"),
+        )
+        .sort("model", "part")
+    )
+    out: dict = {}
+    for r in g.iter_rows(named=True):
+        out.setdefault(r["model"], {})[r["part"]] = {
+            "mape": round(r["mape"], 3),
+            "coverage_80_raw": round(r["coverage_80_raw"], 3),
+        }
+    return out
 
 
 def merge_results(into: dict, part: dict) -> dict:

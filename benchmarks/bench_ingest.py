@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         ).stdout.strip()
         path.write_text(json.dumps(out, indent=2) + "\n")
         _print_big(out)
-        print(f"  load: {out['load_before']} -> {out['load_after']}\n  written to {path.relative_to(ROOT)}")
+        lb, la = ("load_bad_before", "load_bad_after") if args.only_bad else ("load_before", "load_after")
+        print(f"  load: {out[lb]} -> {out[la]}\n  written to {path.relative_to(ROOT)}")
         return 0
 
     shutil.rmtree(WORK, ignore_errors=True)

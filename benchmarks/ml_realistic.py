@@ -179,8 +179,21 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
         det_inc[kind] = event_detection(fb, s_semi, semi.thresholds.alert, ev_b, ref_b, kind)
         peers = fit_peers(cold, fa)
         ps, score_cpu = peer_scores(peers, cold, fb)
+        # no-label alternative: the rank average of the calibrated detectors (each score as its percentile
+        # among the same detector's scores on a sample of the training rows), peers and cold ensemble alike
+        ref_rows = fa.sample(n=min(20_000, fa.height), seed=0)
+        ps_ref, _ = peer_scores(peers, cold, ref_rows)
+        ps_ref["ensemble_no_labels"] = cold.score_arrays(ref_rows)["score"]
+        rank_avg = np.mean(
+            [
+                np.searchsorted(np.sort(ps_ref[m]), s, side="right") / len(ps_ref[m])
+                for m, s in {**ps, "ensemble_no_labels": s_cold}.items()
+            ],
+            axis=0,
+        )
         scores = {
             "ensemble_no_labels": s_cold,
+            "rank_average_no_labels": rank_avg,
             "ensemble_incidents": s_semi,
             "ensemble_truth_labels": truth_model_scores[kind],
             **ps,

@@ -76,6 +76,9 @@ GOLD_FORECAST_ACCURACY = Table(
         Column("pinball", pl.Float64, True, "mean pinball loss over p10/p50/p90 (kW)"),
         Column("within_5pct", pl.Float64, True, "share of hours with |error| <= 5 % of actual", 0.0, 1.0),
         Column("coverage_80", pl.Float64, True, "share of actuals inside [p10, p90]", 0.0, 1.0),
+        Column(
+            "coverage_90", pl.Float64, True, "share inside [p05, p95], over forecasts that have that band", 0.0, 1.0
+        ),
     ),
     "issued load forecasts scored after the fact, by entity, model and lead band, daily and weekly",
     partition_by=("date",),

@@ -425,6 +425,9 @@ class EnergyBalanceSettings(_Part):
     #: share of the new loss the first suspect must explain, and of what is left each further one
     min_explained: float = Field(0.7, gt=0, le=1)
     min_gain: float = Field(0.5, gt=0, le=1)
+    #: share of the new loss a new meter fault (exact zeros / frozen readings) must explain: its missing energy
+    #: is estimated from the meter's usual profile, so it cannot explain the hourly noise the way a thief does
+    min_fault_explained: float = Field(0.25, gt=0, le=1)
     #: how far a suspect's own drop may differ from the hidden share the fit implies (soft, a Gaussian width)
     drop_tolerance: float = Field(0.15, gt=0, le=1)
     top_n: int = Field(3, ge=1, le=20)

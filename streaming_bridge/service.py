@@ -1,16 +1,17 @@
 """The bridge service: MQTT in -> validate -> rules, grid events, champion model -> alerts to the sink
 (the durable outbox in front of Alertmanager); accepted readings -> landing files; rejects -> dead letters.
 
-One processing thread takes whatever paho's network thread has queued as a batch and, in order:
+One processing thread takes whatever paho's client (in a child process, or a thread of this one) has
+queued as a batch and, in order:
 validates it (polars), evaluates rules/events/model, submits alerts (durable), spools readings and
 dead letters (fsynced), publishes the dead letters on their topic, then PUBACKs the batch. Once a
 second it also checks missed heartbeats and the alert-storm window (the outbox re-posts the firing
-alerts every minute: Alertmanager expires what it stops hearing about); a durability thread lands
-the spool every ``flush_seconds``. SIGTERM stops intake, processes what has arrived, lands the spool,
+alerts every minute: Alertmanager expires what it stops hearing about); a durability thread closes a
+spool segment every ``flush_seconds`` and lands it (or hands it to the landing child process). SIGTERM stops intake, processes what has arrived, lands the spool,
 flushes the outbox and exits.
 
 Metrics (Prometheus text format) on ``/metrics`` and a health document on ``/healthz`` (503 while
-the MQTT connection is down or the processing loop is stuck).
+the MQTT connection is down, its subscriptions are not yet acknowledged, or the processing loop is stuck).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Accuracy after the fact: issued forecasts scored once their period has passed, and drift.
 
 :func:`forecast_accuracy` joins issued forecast rows (``gold_load_forecast``: level, entity_id,
-issued_at, period_start, horizon_h, p10/p50/p90, model) with the load that then happened and rolls
+issued_at, period_start, horizon_h, p10/p50/p90, p05/p95 if any, model) with the load that then happened and rolls
 the errors up by entity, model and lead band over local days and ISO weeks (rows of
 ``gold_forecast_accuracy``). Only periods that have fully passed at ``as_of`` are scored; a
 forecast whose actual is missing is left out (and counted in ``n`` of nothing), never scored as 0.
@@ -59,13 +59,19 @@ def _metrics() -> list[pl.Expr]:
         ((pin(0.1, "p10") + pin(0.5, "p50") + pin(0.9, "p90")) / 3).mean().alias("pinball"),
         ((e.abs() / a.abs()).filter(nz) <= 0.05).mean().alias("within_5pct"),
         ((a >= pl.col("p10")) & (a <= pl.col("p90"))).mean().alias("coverage_80"),
+        # over the rows that carry a 90 % band (calibrated models; null for fallbacks)
+        ((a >= pl.col("p05")) & (a <= pl.col("p95"))).filter(pl.col("p05").is_not_null()).mean().alias("coverage_90"),
     ]
 
 
 def forecast_accuracy(forecasts: pl.DataFrame, actuals: pl.DataFrame, as_of: pd.Timestamp, tz: str) -> pl.DataFrame:
     """Daily and weekly accuracy by (level, entity, model, lead band): columns ``period``
     ('day' | 'week'), ``period_date`` (the local day, or the Monday of the ISO week), level,
-    entity_id, model, lead_band, n, mape, bias_pct, pinball, within_5pct, coverage_80."""
+    entity_id, model, lead_band, n, mape, bias_pct, pinball, within_5pct, coverage_80, coverage_90
+    (null where no forecast of the group had a p05/p95 band)."""
+    for c in ("p05", "p95"):
+        if c not in forecasts.columns:
+            forecasts = forecasts.with_columns(pl.lit(None, pl.Float64).alias(c))
     s = scored_errors(forecasts, actuals, as_of).with_columns(
         pl.col("period_start").dt.convert_time_zone(tz).dt.date().alias("_day")
     )
@@ -80,7 +86,18 @@ def forecast_accuracy(forecasts: pl.DataFrame, actuals: pl.DataFrame, as_of: pd.
     return (
         pl.concat([day, week])
         .rename({"_day": "period_date"})
-        .select("period", "period_date", *keys, "n", "mape", "bias_pct", "pinball", "within_5pct", "coverage_80")
+        .select(
+            "period",
+            "period_date",
+            *keys,
+            "n",
+            "mape",
+            "bias_pct",
+            "pinball",
+            "within_5pct",
+            "coverage_80",
+            "coverage_90",
+        )
         .sort("period", "period_date", *keys)
     )
 

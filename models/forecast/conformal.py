@@ -44,7 +44,7 @@ import pandas as pd
 import polars as pl
 
 from models.forecast.base import Forecaster
-from models.forecast.data import PreparedSeries, to_pandas
+from models.forecast.data import ForecastOutputError, PreparedSeries, to_pandas
 
 log = logging.getLogger(__name__)
 
@@ -326,13 +326,21 @@ class ConformalForecaster(Forecaster):
                 fx = self._persisted(df, times)
             elif fx == "observed":
                 fx = None
-            bt = rolling_origin(
-                self.make, df, origins, self.horizon, time_col=self.time_col, target=self.target,
-                refit_every=None, future_exog=fx,
-            )  # fmt: skip
-            self.calibrator = IntervalCalibrator(**self.calibrator_kwargs).fit(
-                bt["actual"], bt["p10"], bt["p50"], bt["p90"], bt["horizon_h"]
-            )
+            try:
+                bt = rolling_origin(
+                    self.make, df, origins, self.horizon, time_col=self.time_col, target=self.target,
+                    refit_every=None, future_exog=fx,
+                )  # fmt: skip
+                self.calibrator = IntervalCalibrator(**self.calibrator_kwargs).fit(
+                    bt["actual"], bt["p10"], bt["p50"], bt["p90"], bt["horizon_h"]
+                )
+            except (ValueError, ForecastOutputError) as exc:  # a gap or missing weather at a calibration origin
+                log.warning(
+                    "%s: interval calibration failed (%s: %s); raw p10-p90 band kept",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                )
         else:
             log.warning(
                 "%s: %d calibration origins fit in the history (need %d); raw p10-p90 band kept",

@@ -64,6 +64,7 @@ class BalanceConfig:
     min_change_hours: int = _D.min_change_hours
     min_explained: float = _D.min_explained
     min_gain: float = _D.min_gain
+    min_fault_explained: float = _D.min_fault_explained
     drop_tolerance: float = _D.drop_tolerance
     top_n: int = _D.top_n
     max_baseline_fault_share: float = _D.max_baseline_fault_share
@@ -439,68 +440,83 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         xw = np.where(live[:, None], x[win], 0.0)
         last = hdate[win] == np.datetime64(d)
         faults = [k for k in range(len(ids)) if new_fault[:, k].sum() >= 2]
-        for _ in range(cfg.top_n + 1):
-            # theft: hidden = h x meter energy from the meter's own change hour on (best hour per meter,
-            # from reverse cumulative sums: SSE reduction of a through-origin fit is (sum x r)^2 / sum x^2)
-            sxr = np.cumsum((xw * res[:, None])[::-1], axis=0)[::-1]
-            sxx = np.cumsum((xw * xw)[::-1], axis=0)[::-1]
-            g = np.where((sxr > 0) & (sxx > 1e-9), sxr**2 / np.maximum(sxx, 1e-9), 0.0)
-            g[max(0, len(res) - cfg.min_change_hours) + 1 :] = 0.0
-            for _kind, k, _g, _c, _t in chosen:
-                g[:, k] = 0.0  # a meter already named (theft or fault) is not named again
-            t_best = g.argmax(axis=0)
-            g_best = g[t_best, np.arange(len(ids))]
-            # the meter's own drop must match the hidden share the fit implies: a thief's meter reads
-            # (1 - s) of its usual use where the loss is s / (1 - s) of what it reads
-            cand = []
-            for k in range(len(ids)):
-                tk = int(t_best[k])
-                xs = xw[tk:, k]
-                h_ = float(xs @ res[tk:]) / max(float(xs @ xs), 1e-9)
-                ub_ = expected(k, tk)
-                drop_ = 1.0 - float(xs.sum()) / ub_ if ub_ > 0 else 0.0
-                cons = float(np.exp(-0.5 * ((h_ / (1.0 + h_) - drop_) / cfg.drop_tolerance) ** 2)) if h_ > 0 else 0.0
-                cand.append(("theft", k, float(g_best[k]) * cons, tk))
-            for k in faults:
-                if any(c[0] == "meter_fault" and c[1] == k for c in chosen):
-                    continue
-                f = fault_c[:, k]
-                fr, ff = float(f @ res), float(f @ f)
-                cand.append(("meter_fault", k, fr * fr / ff if fr > 0 and ff > 0 else 0.0, 0))
-            kind, k, gain, t0k = max(cand, key=lambda c: c[2])
-            if _log.isEnabledFor(logging.DEBUG):
-                top = sorted(cand, key=lambda c: -c[2])[:6]
-                desc = []
-                for c in top:
-                    if c[0] == "theft":
-                        xs = xw[c[3] :, c[1]]
-                        h_ = float(xs @ res[c[3] :]) / max(float(xs @ xs), 1e-9)
-                        ub_ = expected(c[1], c[3])
-                        dr = 1 - xs.sum() / ub_ if ub_ > 0 else 0
-                        desc.append(f"{ids[c[1]]}:{c[2] / ss0:.3f} s={h_ / (1 + h_):.2f} drop={dr:.2f} t0={c[3]}")
-                    else:
-                        desc.append(f"F{ids[c[1]]}:{c[2] / ss0:.3f}")
-                _log.debug("%s %s %s", tx, d, " | ".join(desc))
-            # the first must explain min_explained of the new loss, each further one min_gain of what is left
-            # (a fault's missing energy is estimated from the meter's usual profile, not measured hour by hour,
-            # so it cannot explain the hourly noise: min_gain is its bar, its zeros / frozen values the evidence)
-            left = float(res @ res)
-            bar = cfg.min_explained if not chosen and kind == "theft" else cfg.min_gain
-            if gain / (ss0 if not chosen else left) < bar:
-                break
-            reg = np.zeros(len(res))
-            if kind == "theft":
-                reg[t0k:] = xw[t0k:, k]
+        # new meter faults first: their zeros / frozen readings are evidence in the readings themselves, and a
+        # fault's missing energy (estimated from the meter's usual profile, not measured hour by hour) cannot
+        # explain the hourly noise, so a look-alike meter would otherwise take the loss; then thefts explain
+        # what is left: the first min_explained of it, each further one min_gain of what is left after it
+        phase, base_ss = ("meter_fault" if faults else "theft"), ss0
+        while len(chosen) < 2 * cfg.top_n:
+            cand = self_cands = []
+            if phase == "theft":
+                # hidden = h x meter energy from the meter's own change hour on (best hour per meter, from
+                # reverse cumulative sums: the SSE reduction of a through-origin fit is (sum x r)^2 / sum x^2)
+                sxr = np.cumsum((xw * res[:, None])[::-1], axis=0)[::-1]
+                sxx = np.cumsum((xw * xw)[::-1], axis=0)[::-1]
+                g = np.where((sxr > 0) & (sxx > 1e-9), sxr**2 / np.maximum(sxx, 1e-9), 0.0)
+                g[max(0, len(res) - cfg.min_change_hours) + 1 :] = 0.0
+                for _kind, k, _g, _c, _t in chosen:
+                    g[:, k] = 0.0  # a meter already named (theft or fault) is not named again
+                t_best = g.argmax(axis=0)
+                g_best = g[t_best, np.arange(len(ids))]
+                # the meter's own drop must match the hidden share the fit implies: a thief's meter reads
+                # (1 - s) of its usual use where the loss is s / (1 - s) of what it reads
+                for k in range(len(ids)):
+                    tk = int(t_best[k])
+                    xs = xw[tk:, k]
+                    h_ = float(xs @ res[tk:]) / max(float(xs @ xs), 1e-9)
+                    ub_ = expected(k, tk)
+                    drop_ = 1.0 - float(xs.sum()) / ub_ if ub_ > 0 else 0.0
+                    cons = (
+                        float(np.exp(-0.5 * ((h_ / (1.0 + h_) - drop_) / cfg.drop_tolerance) ** 2)) if h_ > 0 else 0.0
+                    )
+                    cand.append(("theft", k, float(g_best[k]) * cons, tk, h_ / (1.0 + h_), drop_))
             else:
-                reg = fault_c[:, k].copy()
-            coef = float(reg @ res) / float(reg @ reg)
-            # still going on the examined day: its hours there explain at least half of what the fit expects
-            # (a bypass removed or a fault repaired days ago is not today's suspect)
-            rl, el = float(res[last] @ reg[last]), coef * float(reg[last] @ reg[last])
-            if el <= 0 or rl < 0.5 * el:
-                break
+                for k in faults:
+                    if any(c[1] == k for c in chosen):
+                        continue
+                    f = fault_c[:, k]
+                    fr, ff = float(f @ res), float(f @ f)
+                    cand.append(("meter_fault", k, fr * fr / ff if fr > 0 and ff > 0 else 0.0, 0, 0.0, 0.0))
+            left = float(res @ res)
+            best = max(cand, key=lambda c: c[2]) if cand else None
+            if _log.isEnabledFor(logging.DEBUG):
+                top = sorted(self_cands, key=lambda c: -c[2])[:6]
+                _log.debug(
+                    "%s %s %s",
+                    tx,
+                    d,
+                    " | ".join(
+                        f"{c[0][0]}:{ids[c[1]]}:{c[2] / left:.3f} s={c[4]:.2f} drop={c[5]:.2f} t0={c[3]}" for c in top
+                    ),
+                )
+            n_kind = sum(1 for c in chosen if c[0] == phase)
+            if best is None:
+                ok = False
+            elif phase == "meter_fault":
+                ok = best[2] / left >= cfg.min_fault_explained
+            elif n_kind == 0:
+                ok = best[2] / base_ss >= cfg.min_explained
+            else:  # a further thief: min_gain of what is left, and at least what the first could leave
+                ok = best[2] / left >= cfg.min_gain and best[2] / base_ss >= 1.0 - cfg.min_explained
+            reg = np.zeros(len(res))
+            if ok:
+                kind, k, gain, t0k = best[:4]
+                if kind == "theft":
+                    reg[t0k:] = xw[t0k:, k]
+                else:
+                    reg = fault_c[:, k].copy()
+                coef = float(reg @ res) / float(reg @ reg)
+                # still going on the examined day: its hours there explain at least half of what the fit
+                # expects (a bypass removed or a fault repaired days ago is not today's suspect)
+                rl, el = float(res[last] @ reg[last]), coef * float(reg[last] @ reg[last])
+                ok = el > 0 and rl >= 0.5 * el
+            if not ok:
+                if phase == "theft":
+                    break
+                phase, base_ss = "theft", float(res @ res)
+                continue
             res = res - coef * reg
-            chosen.append((kind, k, gain / ss0, coef, t0k))
+            chosen.append((kind, k, gain / (base_ss if kind == "theft" else ss0), coef, t0k))
         rank = {"theft": 0, "meter_fault": 0}
         wn = x[win]
         for kind, k, gain, slope, t0k in chosen:

@@ -521,6 +521,8 @@ def contributing_factors(model: FailureModel, snapshots: pl.DataFrame, top: int 
         return snapshots.select("transformer_id", "as_of").with_columns(
             pl.lit(None, pl.Utf8).alias("top_factor"), pl.lit(None, pl.Utf8).alias("factors")
         )
+    if model.mode == "physics_prior":
+        return _prior_factors(model, snapshots)
     contrib = model.classifier_.get_booster().predict(xgb.DMatrix(x), pred_contribs=True)[:, :-1]
     order = np.argsort(-contrib, axis=1)[:, :top]
     texts, first = [], []
@@ -530,6 +532,26 @@ def contributing_factors(model: FailureModel, snapshots: pl.DataFrame, top: int 
         first.append(FAILURE_FEATURES[order[i, 0]] if contrib[i, order[i, 0]] > 0 else None)
     return snapshots.select("transformer_id", "as_of").with_columns(
         pl.Series("top_factor", first, dtype=pl.Utf8), pl.Series("factors", texts, dtype=pl.Utf8)
+    )
+
+
+def _prior_factors(model: FailureModel, snapshots: pl.DataFrame) -> pl.DataFrame:
+    """The physics prior's one reason: the unexplained top-oil rise above its own 72 h baseline, in robust
+    sigmas, with how fast it grows; null where the rise is not above the fleet's median."""
+    z = model.prior_.z(snapshots)
+    up = z > 0
+    text = snapshots.select(
+        pl.format(
+            "{}={} K (z {}); excess_slope_12h={} K/h",
+            pl.lit(PhysicsPrior.FEATURE),
+            pl.col(PhysicsPrior.FEATURE).round(2),
+            pl.Series(np.round(z, 1)),
+            pl.col("excess_slope_12h").round(3),
+        )
+    ).to_series()
+    return snapshots.select("transformer_id", "as_of").with_columns(
+        pl.Series("top_factor", [PhysicsPrior.FEATURE if u else None for u in up], dtype=pl.Utf8),
+        pl.when(pl.Series(up)).then(text).otherwise(None).alias("factors"),
     )
 
 

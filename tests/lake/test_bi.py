@@ -167,3 +167,18 @@ def test_a_query_naming_an_undeclared_column_is_caught(catalog, tmp_path):
             _run_all(path, views, tmp_path)
     finally:
         bi.DASHBOARDS = orig
+
+
+def test_queries_and_doc_carry_the_zone_of_the_profile_they_are_generated_for():
+    """Issue 10: no zone literal in the queries; the zone is the profile's, written in at generation time."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from contracts import load_profile
+
+    text = bi.render_markdown("Europe/London")
+    assert "AT TIME ZONE 'Europe/London'" in text and "America/New_York" not in text
+    assert "generated for" in text
+    assert f"AT TIME ZONE '{load_profile().timezone}'" in bi.dashboard("alert_log").sql
+    assert all(bi.TZ_TOKEN not in d.sql for d in bi.DASHBOARDS)
+    with pytest.raises(ZoneInfoNotFoundError):
+        bi.dashboards("Mars/Olympus_Mons")

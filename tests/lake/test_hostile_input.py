@@ -208,20 +208,25 @@ def test_non_finite_numbers_are_out_of_range_rows_for_every_measure_of_every_sou
         m.name: (m.min if m.min is not None else 0.0) + 0.5 if m.max is None or (m.min or 0) + 0.5 <= m.max else m.min
         for m in src.measures
     }
+    # non-measure fields (a weather forecast's valid_at) carry a valid value on every row
+    attrs = {
+        a.name: (a.allowed[0] if a.allowed else "x") if a.dtype == pl.Utf8 else "2026-11-02T18:00:00Z"
+        for a in src.attributes
+    }
     bad_values = ["NaN", "inf", "-inf", "Infinity", "1e999"]
     lines, jl, expect = [",".join(cols)], [], {}
     row = 0
     for m in src.measures:
         for v in bad_values:
             minute = row
-            vals = {**{k: str(x) for k, x in good.items()}, m.name: v}
+            vals = {**attrs, **{k: str(x) for k, x in good.items()}, m.name: v}
             lines.append(",".join([ent, f"2026-11-02 10:{minute:02d}:00"] + [vals[c] for c in cols[2:]]))
             row += 1
             expect[("csv", row)] = (m.name, v)
     k_csv = _put(zone, "nonfinite.csv", ("\n".join(lines) + "\n").encode(), source=source)
     # JSON: the literals NaN / Infinity / -Infinity and an overflowing 1e999
     for i, (m, lit) in enumerate((mm, lit) for mm in src.measures for lit in ("NaN", "Infinity", "-Infinity", "1e999")):
-        rec = {src.entity: ent, src.time: f"2026-11-02T12:{i:02d}:00-05:00", **good}
+        rec = {src.entity: ent, src.time: f"2026-11-02T12:{i:02d}:00-05:00", **attrs, **good}
         line = json.dumps(rec).replace(f'"{m.name}": {json.dumps(good[m.name])}', f'"{m.name}": {lit}')
         jl.append(line)
         expect[("jsonl", i + 1)] = (

@@ -76,3 +76,21 @@ def test_drift_when_recent_mape_exceeds_the_multiple(actuals):
     assert drift_status(e, "other", backtest_mape=3.0, as_of=as_of)["recent_mape"] is None
     with pytest.raises(ValueError, match="positive"):
         drift_status(e, "xgboost", backtest_mape=0.0, as_of=as_of)
+
+
+def test_coverage_90_over_forecasts_with_a_90_percent_band(actuals):
+    """A calibrated model's p05/p95 band is scored; a model without one (a fallback) gets null,
+    not a coverage of 0."""
+    issued = pd.Timestamp("2026-06-08 04:00", tz="UTC")
+    p50 = np.where(np.arange(48) < 24, 102.0, 115.0)  # the second day's band [103.5, 126.5] misses 100
+    banded = _issue(issued, "F001", "xgboost", p50).with_columns(
+        (pl.col("p50") * 0.9).alias("p05"), (pl.col("p50") * 1.1).alias("p95")
+    )
+    fc = pl.concat([banded, _issue(issued, "F001", "naive", np.full(48, 100.0))], how="diagonal_relaxed")
+    acc = forecast_accuracy(fc, actuals, issued + pd.Timedelta(hours=48), TZ).filter(pl.col("period") == "day")
+    cov = {(r["model"], r["period_date"]): r["coverage_90"] for r in acc.iter_rows(named=True)}
+    assert cov[("xgboost", dt.date(2026, 6, 8))] == 1.0 and cov[("xgboost", dt.date(2026, 6, 9))] == 0.0
+    assert (
+        acc.filter(pl.col("model") == "naive")["coverage_90"].null_count()
+        == acc.filter(pl.col("model") == "naive").height
+    )

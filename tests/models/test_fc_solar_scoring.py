@@ -74,7 +74,8 @@ def test_fleet_clearsky_for_future_hours(fleet, june):
     temp = np.full(24, 20.0)
     temp[3] = np.nan  # unknown temperature counts as 20 C
     cs = fleet_clearsky(fleet, idx, temp)
-    assert list(cs.columns) == ["zenith", "azimuth", "clearsky_ac_kw"] and cs.index.equals(idx)
+    assert list(cs.columns) == ["zenith", "azimuth", "clearsky_ac_kw", "clearsky_ghi_wm2"] and cs.index.equals(idx)
+    assert (cs.loc[cs["zenith"] > 95, "clearsky_ghi_wm2"] == 0).all() and cs["clearsky_ghi_wm2"].max() > 800
     assert (cs.loc[cs["zenith"] > 95, "clearsky_ac_kw"] == 0).all() and cs["clearsky_ac_kw"].max() > 4
     expected = sum(
         simulate_power(
@@ -110,7 +111,7 @@ def test_regular_weather_names_the_missing_hour_and_the_empty_irradiance(june):
 class _Stub:
     """Records what it was fitted on; forecasts p10/p50/p90 = 0.5/1/1.5 x clear sky."""
 
-    def fit(self, obs):
+    def fit(self, obs, nwp=None):
         self.last_seen = obs.index.max()
         return self
 

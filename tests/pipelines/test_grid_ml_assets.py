@@ -324,9 +324,11 @@ def test_scoring_writes_every_gold_table_and_a_rerun_replaces_the_partition(trai
             .dt.total_hours()
             .cast(pl.Float64)
         ).alias("horizon_h"),
+        pl.lit(1.25 * cap).alias("p05"),
         pl.lit(1.5 * cap).alias("p10"),
         pl.lit(2.0 * cap).alias("p50"),
         pl.lit(2.5 * cap).alias("p90"),
+        pl.lit(2.75 * cap).alias("p95"),
         pl.lit("test").alias("model"),
         pl.lit("test:v1").alias("model_version"),
         pl.lit(None, dtype=pl.Utf8).alias("fallback_reason"),

@@ -234,3 +234,15 @@ def test_to_gold_risk_clips_rul_fills_impact_and_uses_the_local_date():
     assert (r["T1"]["customers_downstream"], r["T1"]["load_downstream_kw"]) == (12, 30.5)
     assert (r["T2"]["customers_downstream"], r["T2"]["load_downstream_kw"]) == (0, 0.0)
     assert {row["model_version"] for row in r.values()} == {"m:v3"}
+
+
+def test_the_physics_prior_names_its_reason(grid_sim, snaps):
+    from models.grid.failure import contributing_factors
+
+    s, _ = snaps
+    m = FailureModel(FailureConfig(RISK_BANDS)).fit(failure_targets(s, grid_sim.truth()["truth_events"].clear()))
+    fac = contributing_factors(m, s)
+    assert fac.height == s.height
+    hot = m.predict(s).join(fac, on=["transformer_id", "as_of"]).filter(pl.col("failure_probability_72h") >= 0.85)
+    assert hot.height > 0 and (hot["top_factor"] == "excess_above_min_72h").all()
+    assert hot["factors"].str.contains("K/h").all()
