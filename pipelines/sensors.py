@@ -1,7 +1,8 @@
 """Sensors: new or late landing files -> re-ingest their day; a finished ingest -> refresh the catalog;
 a finished grid-ML scoring -> post its high-severity alerts; a critical live alert on a transformer (the
 streaming bridge's durable ``alerts`` table) -> re-score failure risk for that day; a failed run -> an alert
-through the streaming bridge's AlertSink."""
+through the streaming bridge's AlertSink; a backfill range held only by unreadable landing files -> gold for its
+readable days."""
 
 import datetime as dt
 import hashlib
@@ -9,7 +10,10 @@ import re
 from zoneinfo import ZoneInfo
 
 from dagster import (
+    AssetKey,
+    DagsterEventType,
     DagsterRunStatus,
+    PartitionKeyRange,
     RunFailureSensorContext,
     RunRequest,
     SensorEvaluationContext,
@@ -19,7 +23,7 @@ from dagster import (
     sensor,
 )
 
-from assets.partitions import daily_open
+from assets.partitions import daily, daily_open
 from assets.resources import AlertingResource, AlertSinkResource, GridSettings, LandingResource
 from contracts import SOURCES
 from lake.landing import LandingCursor, new_files
@@ -183,10 +187,107 @@ def alert_on_run_failure(context: RunFailureSensorContext, alert_sink: AlertSink
     )
 
 
+#: the daily gold assets of the main job: what a held day blocks downstream of its silver
+DAILY_GOLD = ("gold_load_hourly", "gold_load_daily", "gold_grid_health_daily")
+_RANGE_START, _RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def readable_subranges(keys: list[str], held: set[str]) -> list[tuple[str, str]]:
+    """The maximal runs of consecutive ``keys`` (in order) that are not ``held``, as (first, last)."""
+    out: list[tuple[str, str]] = []
+    run: list[str] = []
+    for k in [*keys, None]:
+        if k is not None and k not in held:
+            run.append(k)
+        elif run:
+            out.append((run[0], run[-1]))
+            run = []
+    return out
+
+
+def held_days_of_run(instance, run_id: str) -> tuple[set[str], list[str]]:
+    """(held days, reasons the run is not blocked by held days alone) from a failed run's event log.
+
+    Held days: the days named by failed ``files_readable`` checks. The run counts as blocked by them
+    alone when every failed blocking check is a ``files_readable`` one and every step failure is the
+    blocking-check failure (not an error in a step: then the readable days' silver may not be published).
+    """
+    held: set[str] = set()
+    other: list[str] = []
+    for rec in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        ev = rec.dagster_event.event_specific_data
+        if ev.passed or ev.severity.value != "ERROR" or not ev.blocking:
+            continue
+        if ev.check_name == "files_readable":
+            held |= set(ev.metadata["unreadable_files"].value)
+        else:
+            other.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}")
+    for rec in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        err = rec.dagster_event.event_specific_data.error
+        if err is None or err.cls_name != "DagsterAssetCheckFailedError":
+            other.append(f"{rec.dagster_event.step_key}: {err.cls_name if err else 'failed'}")
+    return held, other
+
+
+@run_failure_sensor(
+    name="gold_for_readable_days",
+    # every job of the code location: a backfill launched from the UI runs as the implicit asset job
+    request_job=daily_ingest_job,
+    description="A backfill range held only by unreadable landing files -> gold for its readable days",
+)
+def gold_for_readable_days(context: RunFailureSensorContext):
+    """A range run (a backfill: ``BackfillPolicy.single_run``) whose blocking ``files_readable`` check failed
+    skipped the gold steps of the whole range, although only the held days are unpublished. This requests one
+    gold-only run per maximal sub-range of readable days, so one bad file blocks its own day, no more. The held
+    days are not requested: their gold stays unmaterialised (missing in the UI) until the file is fixed or
+    waived and the day re-run (the landing sensor does that). The readable days' ingestion is not repeated: it
+    published them in the failed run. Any other cause of failure (another blocking check, an error in a step)
+    is left alone: then it is not only held days that block the range.
+    """
+    run = context.dagster_run
+    start, end = run.tags.get(_RANGE_START), run.tags.get(_RANGE_END)
+    if not (start and end):
+        return SkipReason(f"run {run.run_id} is not a range run: its day's gold is held with it")
+    held, other = held_days_of_run(context.instance, run.run_id)
+    if not held:
+        return SkipReason(f"run {run.run_id} failed without an unreadable landing file")
+    if other:
+        return SkipReason(f"run {run.run_id} is blocked by more than held days: {', '.join(sorted(set(other)))}")
+    keys = daily.get_partition_keys_in_range(PartitionKeyRange(start, end))
+    # the gold assets the failed run planned (a job run, a backfill or an ad-hoc selection alike)
+    planned = {
+        rec.dagster_event.asset_key
+        for rec in context.instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    }
+    gold = [AssetKey(k) for k in DAILY_GOLD if AssetKey(k) in planned]
+    parts = readable_subranges(keys, held)
+    context.log.info(
+        f"run {run.run_id} ({start}..{end}) held by unreadable files on {sorted(held)}: "
+        f"their gold stays unmaterialised; gold requested for {parts}"
+    )
+    if not gold or not parts:
+        return SkipReason(f"run {run.run_id}: no readable day or no gold asset in the range {start}..{end}")
+    return [
+        RunRequest(
+            run_key=f"{run.run_id}:{a}..{b}",
+            asset_selection=gold,
+            tags={
+                _RANGE_START: a,
+                _RANGE_END: b,
+                "gridlake/trigger": "held_days",
+                "gridlake/held_days": ",".join(sorted(held)),
+                "gridlake/after_run": run.run_id,
+            },
+        )
+        for a, b in parts
+    ]
+
+
 ALL_SENSORS = [
     landing_sensor,
     refresh_catalog_after_ingest,
     post_alerts_after_scoring,
     critical_alert_sensor,
     alert_on_run_failure,
+    gold_for_readable_days,
 ]

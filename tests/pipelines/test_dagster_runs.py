@@ -211,6 +211,7 @@ def test_definitions_load_with_jobs_schedules_and_sensors():
         "post_alerts_after_scoring",
         "critical_alert_sensor",
         "alert_on_run_failure",
+        "gold_for_readable_days",
     }
     graph = repo.asset_graph
     # every table declared in contracts has a producer in the code location, one hop away

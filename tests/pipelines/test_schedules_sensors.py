@@ -196,11 +196,13 @@ def test_ingest_and_monthly_schedules_request_the_finished_period(pg_instance):
 def test_every_schedule_and_sensor_is_covered_here():
     assert set(SCHEDULES) == {"daily_ingest_schedule", "monthly_rollup_schedule", "nightly_forecast_training", "hourly_forecast_scoring",
                               "grid_ml_training_nightly", "grid_ml_scoring_hourly", "daily_optimization"}  # fmt: skip
-    # post_alerts_after_scoring and critical_alert_sensor are ticked in tests/streaming_bridge/delivery/test_bridge_batch.py
+    # post_alerts_after_scoring and critical_alert_sensor are ticked in tests/streaming_bridge/delivery/test_bridge_batch.py,
+    # gold_for_readable_days in tests/pipelines/test_held_day_range.py
     assert set(SENSORS) == {
         "landing_sensor",
         "refresh_catalog_after_ingest",
         "alert_on_run_failure",
+        "gold_for_readable_days",
         "post_alerts_after_scoring",
         "critical_alert_sensor",
     }
