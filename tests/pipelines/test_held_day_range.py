@@ -66,14 +66,14 @@ def _tick(instance, run):
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_held_day_blocks_only_its_own_days_gold_in_a_range(pg_dagster_home, pg_database, tmp_path):
-    from simulator import SimConfig, Simulator
+    from simulator import BadRecordRates, SimConfig, Simulator
 
     sim = Simulator(SimConfig(n_meters=40, start=START, days=len(DAYS), seed=23))
     instance = DagsterInstance.get()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     zone = LocalLanding(tmp_path / "landing")
     for d in DAYS:
-        _land(sim, zone, d)
+        _land(sim, zone, d, bad=BadRecordRates(out_of_range=0.01))  # some quarantined records every day
     bad = f"meter_readings/{KEYS[1]}/part-999.csv.gz"
     zone.put_bytes(bad, b"\x1f\x8b\x08\x00 truncated in transfer\nline\nline\n")
     res = _resources(str(tmp_path / "lake"), str(tmp_path / "landing"), tmp_path)
@@ -121,6 +121,28 @@ def test_a_held_day_blocks_only_its_own_days_gold_in_a_range(pg_dagster_home, pg
     assert lake.read("silver_meter_readings", DAYS[1], published=False).height > 0
     # a second tick on the same failure asks for the same run keys (the daemon launches a run key once)
     assert [r.run_key for r in _tick(instance, run)] == [r.run_key for r in requests]
+
+    # the nightly path: day 2 run alone is still held, its gold with it; the sensor has no range to release
+    alone = materialize(
+        ALL_ASSETS,
+        selection=INGEST_AND_GOLD,
+        instance=instance,
+        resources=res,
+        partition_key=KEYS[1],
+        raise_on_error=False,
+    )
+    assert not alone.success and not any(g in _materialized(instance, alone.run_id) for g in GOLD)
+    assert "not a range run" in _tick(instance, alone).skip_message
+    # a range blocked by more than the held day (here quarantine_rate over a zero threshold): nothing is released
+    strict = {"ops": {"ingest_meter_readings": {"config": {"warn_quarantine_share": 0.0, "max_quarantine_share": 0.0}}}}
+    other = materialize(
+        ALL_ASSETS, selection=INGEST_AND_GOLD, instance=instance, resources=res, tags=RANGE, run_config=strict,
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not other.success
+    skip = _tick(instance, other)
+    assert isinstance(skip, SkipReason) and "silver_meter_readings:quarantine_rate" in skip.skip_message
+    assert not lake.read("gold_load_hourly", DAYS[1]).height
 
     # the head-end re-sends the file (a readable copy of a delivered part) and day 2 is re-run on its own
     good = sorted(f.key for f in zone.list(f"meter_readings/{KEYS[1]}") if f.key.endswith(".csv"))[0]
