@@ -102,10 +102,20 @@ def test_a_held_day_blocks_only_its_own_days_gold_in_a_range(pg_dagster_home, pg
     assert all({k.to_user_string() for k in r.asset_selection} == set(GOLD) for r in requests)
     assert all(r.tags["gridlake/held_days"] == KEYS[1] and r.run_key.startswith(run.run_id) for r in requests)
     gold_mats: dict[str, set[str]] = {}
+    from dagster import Definitions
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    from pipelines.jobs import ALL_JOBS
+
     for r in requests:
-        # as the daemon launches it: the request's job (daily_ingest) restricted to its asset selection and tags
-        done = materialize(ALL_ASSETS, selection=r.asset_selection, instance=instance, resources=res, tags=r.tags)
-        assert done.success
+        # as the daemon launches it: the sensor's request job (daily_ingest) with the request's selection and tags
+        # (resolving the job reads the current defs-state storage: this test's instance, see test_schedules_sensors)
+        with set_defs_state_storage(instance.defs_state_storage):
+            job = Definitions(assets=ALL_ASSETS, jobs=ALL_JOBS, resources=res).resolve_job_def(
+                gold_for_readable_days.targets[0].job_name
+            )
+            done = job.execute_in_process(instance=instance, asset_selection=r.asset_selection, tags=r.tags)
+        assert done.success and job.name == "daily_ingest"
         for k, v in _materialized(instance, done.run_id).items():
             gold_mats.setdefault(k, set()).update(v)
     readable = {KEYS[0], KEYS[2], KEYS[3]}
