@@ -433,7 +433,7 @@ def run_solar(only: set[str] | None = None) -> dict:
     }
 
 
-UTILITY_DAYS, UTILITY_TEST_DAYS = 122, 14
+UTILITY_DAYS, UTILITY_TEST_DAYS = 122, 28
 #: origins before the test ones whose errors calibrate the first test origins' bands
 UTILITY_CAL_DAYS = 21
 #: rolling conformal: the latest 21 origins' errors, 6-hour lead buckets, widths relative to p50
