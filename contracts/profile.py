@@ -433,6 +433,9 @@ class EnergyBalanceSettings(_Part):
     top_n: int = Field(3, ge=1, le=20)
     #: exact zeros / frozen readings are a new meter fault when the baseline had fewer than this share of them
     max_baseline_fault_share: float = Field(0.05, ge=0, le=1)
+    #: a theft suspect is listed once the ranking named it on this many consecutive days (utilities open a
+    #: case on a stable suspicion, not a one-day blip); 1 lists it the first day
+    persist_days: int = Field(1, ge=1, le=7)
     #: SCADA sample_time stamps the end of the interval it averages (True) or its start
     scada_time_is_end: bool = True
 

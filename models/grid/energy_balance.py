@@ -69,6 +69,7 @@ class BalanceConfig:
     top_n: int = _D.top_n
     max_baseline_fault_share: float = _D.max_baseline_fault_share
     scada_time_is_end: bool = _D.scada_time_is_end
+    persist_days: int = _D.persist_days
 
     @classmethod
     def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
@@ -78,7 +79,7 @@ class BalanceConfig:
     @property
     def history_days(self) -> int:
         """Days of readings before a scored day the baselines and the attribution window need."""
-        return self.baseline_days + self.window_days
+        return self.baseline_days + self.window_days + self.persist_days - 1
 
 
 def _reading_hours() -> pl.Expr:
@@ -299,6 +300,34 @@ def meter_daily(meters: pl.DataFrame, tz: str) -> pl.DataFrame:
     )
 
 
+def gate(balance: pl.DataFrame, cfg: BalanceConfig) -> pl.DataFrame:
+    """The transformer rows of ``balance`` with the gate of :func:`ntl_suspects`: ``_mat`` (material rise),
+    ``_cusum`` (one-sided CUSUM of the rise in robust sigmas), ``_since`` (the day the change began) and
+    ``_sig`` (the day is examined)."""
+    material = (
+        pl.col("unexplained_rise_kwh")
+        >= pl.max_horizontal(pl.lit(cfg.min_rise_kwh), cfg.min_rise_share * pl.col("supplied_kwh"))
+    ).fill_null(False)
+    tb = balance.filter(pl.col("level") == "transformer").sort("entity_id", "date").with_columns(material.alias("_mat"))
+    # one-sided CUSUM of the daily rise in robust sigmas: S = max(0, S + z - k), significant from h on (capped
+    # at 2h so that it resets within days of a loss ending); the change began the day after S was last 0
+    cus, start = [], []
+    for _ent, g in tb.group_by("entity_id", maintain_order=True):
+        z = g["rise_sigmas"].fill_null(0.0).to_numpy()
+        dd = g["date"].to_list()
+        acc, since = 0.0, dd[0] if dd else None
+        for zi, di in zip(z, dd, strict=True):
+            if acc == 0.0:
+                since = di
+            acc = min(max(0.0, acc + zi - cfg.cusum_k), 2.0 * cfg.cusum_h)
+            cus.append(acc)
+            start.append(since)
+    tb = tb.with_columns(pl.Series("_cusum", cus, pl.Float64), pl.Series("_since", start, pl.Date)).with_columns(
+        (pl.col("_mat") & (pl.col("_cusum") >= cfg.cusum_h)).alias("_sig")
+    )
+    return tb
+
+
 def ntl_suspects(
     balance: pl.DataFrame, hourly: pl.DataFrame, meter_hours: pl.DataFrame, cfg: BalanceConfig
 ) -> pl.DataFrame:
@@ -322,27 +351,7 @@ def ntl_suspects(
        is the share explained (consistency-weighted). At most ``top_n`` per kind and transformer-day.
     (``hourly``: :func:`hourly_balance`; ``meter_hours``: :func:`_meter_hours`.)
     """
-    material = (
-        pl.col("unexplained_rise_kwh")
-        >= pl.max_horizontal(pl.lit(cfg.min_rise_kwh), cfg.min_rise_share * pl.col("supplied_kwh"))
-    ).fill_null(False)
-    tb = balance.filter(pl.col("level") == "transformer").sort("entity_id", "date").with_columns(material.alias("_mat"))
-    # one-sided CUSUM of the daily rise in robust sigmas: S = max(0, S + z - k), significant from h on (capped
-    # at 2h so that it resets within days of a loss ending); the change began the day after S was last 0
-    cus, start = [], []
-    for _ent, g in tb.group_by("entity_id", maintain_order=True):
-        z = g["rise_sigmas"].fill_null(0.0).to_numpy()
-        dd = g["date"].to_list()
-        acc, since = 0.0, dd[0] if dd else None
-        for zi, di in zip(z, dd, strict=True):
-            if acc == 0.0:
-                since = di
-            acc = min(max(0.0, acc + zi - cfg.cusum_k), 2.0 * cfg.cusum_h)
-            cus.append(acc)
-            start.append(since)
-    tb = tb.with_columns(pl.Series("_cusum", cus, pl.Float64), pl.Series("_since", start, pl.Date)).with_columns(
-        (pl.col("_mat") & (pl.col("_cusum") >= cfg.cusum_h)).alias("_sig")
-    )
+    tb = gate(balance, cfg)
     hot_tx = tb.filter(pl.col("_sig"))["entity_id"].unique().to_list()
     out: list[tuple] = []
     if hot_tx:
@@ -366,7 +375,27 @@ def ntl_suspects(
         },
         orient="row",
     )
-    return df
+    return _persistent(df, cfg.persist_days)
+
+
+def _persistent(df: pl.DataFrame, days: int) -> pl.DataFrame:
+    """Theft suspects listed on each of the ``days`` consecutive days up to the day (an analyst opens a case
+    on a stable suspicion, not a one-day blip), re-ranked; meter faults are evidence in the readings
+    themselves and stay as they are."""
+    if days <= 1 or df.height == 0:
+        return df
+    th = df.filter(pl.col("kind") == "theft")
+    keys = th.select("transformer_id", "meter_id", "date")
+    keep = keys
+    for k in range(1, days):
+        prev = keys.with_columns(pl.col("date") + pl.duration(days=k))
+        keep = keep.join(prev, on=["transformer_id", "meter_id", "date"], how="semi")
+    th = (
+        th.join(keep, on=["transformer_id", "meter_id", "date"], how="semi")
+        .sort("date", "transformer_id", "rank")
+        .with_columns(pl.col("rank").rank("ordinal").over("date", "transformer_id").cast(pl.Int32))
+    )
+    return pl.concat([th, df.filter(pl.col("kind") != "theft")]).sort("date", "transformer_id", "kind", "rank")
 
 
 def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFrame, cfg: BalanceConfig) -> list[tuple]:
