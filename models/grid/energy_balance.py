@@ -70,6 +70,8 @@ class BalanceConfig:
     max_baseline_fault_share: float = _D.max_baseline_fault_share
     scada_time_is_end: bool = _D.scada_time_is_end
     persist_days: int = _D.persist_days
+    min_theft_share: float = _D.min_theft_share
+    excess_over_noise: bool = _D.excess_over_noise
 
     @classmethod
     def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
@@ -465,6 +467,11 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         ss0 = float(r @ r)
         if ss0 <= 0:
             continue
+        # what the window's residual holds by noise alone: the baseline hours' residual variance (robust: the
+        # median square is 0.455 sigma^2 for normal noise) x the live hours; a suspect's bar is a share of the
+        # residual beyond it (the loss it could explain), not of the noise
+        rb = gap[base & (sup > 1e-6)] - norm[hod[base & (sup > 1e-6)]]
+        noise_ss = float(np.median(rb * rb) / 0.455 * live.sum()) if cfg.excess_over_noise and rb.size else 0.0
         res, chosen = r.copy(), []
         xw = np.where(live[:, None], x[win], 0.0)
         last = hdate[win] == np.datetime64(d)
@@ -473,7 +480,7 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         # fault's missing energy (estimated from the meter's usual profile, not measured hour by hour) cannot
         # explain the hourly noise, so a look-alike meter would otherwise take the loss; then thefts explain
         # what is left: the first min_explained of it, each further one min_gain of what is left after it
-        phase, base_ss = ("meter_fault" if faults else "theft"), ss0
+        phase, base_ss = ("meter_fault" if faults else "theft"), max(ss0 - noise_ss, 0.25 * ss0)
         while len(chosen) < 2 * cfg.top_n:
             cand = self_cands = []
             if phase == "theft":
@@ -496,7 +503,9 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                     ub_ = expected(k, tk)
                     drop_ = 1.0 - float(xs.sum()) / ub_ if ub_ > 0 else 0.0
                     cons = (
-                        float(np.exp(-0.5 * ((h_ / (1.0 + h_) - drop_) / cfg.drop_tolerance) ** 2)) if h_ > 0 else 0.0
+                        float(np.exp(-0.5 * ((h_ / (1.0 + h_) - drop_) / cfg.drop_tolerance) ** 2))
+                        if min(h_ / (1.0 + h_), drop_) >= cfg.min_theft_share
+                        else 0.0
                     )
                     cand.append(("theft", k, float(g_best[k]) * cons, tk, h_ / (1.0 + h_), drop_))
             else:
@@ -526,7 +535,10 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
             elif n_kind == 0:
                 ok = best[2] / base_ss >= cfg.min_explained
             else:  # a further thief: min_gain of what is left, and at least what the first could leave
-                ok = best[2] / left >= cfg.min_gain and best[2] / base_ss >= 1.0 - cfg.min_explained
+                ok = (
+                    best[2] / max(left - noise_ss, 0.25 * left) >= cfg.min_gain
+                    and best[2] / base_ss >= 1.0 - cfg.min_explained
+                )
             reg = np.zeros(len(res))
             if ok:
                 kind, k, gain, t0k = best[:4]
@@ -542,7 +554,7 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
             if not ok:
                 if phase == "theft":
                     break
-                phase, base_ss = "theft", float(res @ res)
+                phase, base_ss = "theft", max(float(res @ res) - noise_ss, 0.25 * float(res @ res))
                 continue
             res = res - coef * reg
             chosen.append((kind, k, gain / (base_ss if kind == "theft" else ss0), coef, t0k))
