@@ -297,10 +297,11 @@ class Engine:
         idx = [k for k, i in enumerate(ids) if i in hot or i in tracked]
         if not idx:
             return []
-        fires = [np.logical_and.reduce([c.fires(cols) for c in r.conditions])[idx].tolist() for r in rules]
-        held = [h[idx].tolist() for h in holds]
+        ix = np.array(idx, dtype=np.intp)
+        fires = [np.logical_and.reduce([c.fires(cols) for c in r.conditions])[ix].tolist() for r in rules]
+        held = [h[ix].tolist() for h in holds]
         values = {
-            c: [None if x != x else x for x in cols[c][idx].tolist()] for c in {r.conditions[0].column() for r in rules}
+            c: [None if x != x else x for x in cols[c][ix].tolist()] for c in {r.conditions[0].column() for r in rules}
         }
         value_of = [values[r.conditions[0].column()] for r in rules]
         recv = df["_received_at"].to_list() if "_received_at" in df.columns else [None] * df.height
