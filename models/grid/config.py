@@ -154,9 +154,17 @@ class AnomalyConfig:
     #: calibration rows, contamination = max(contamination, labelled share): right for incidents, which
     #: confirm only part of the events, so a calibrated probability rarely reaches the bands)
     band_calibration: str = "probability"
+    #: peer detectors fitted next to the ensemble as candidates of the champion policy (models.grid.peers;
+    #: models.grid.pipelines.select_candidate); () = the ensemble alone
+    peers: tuple[str, ...] = ("isolation_forest", "ecod", "copod", "lof")
 
     def __post_init__(self) -> None:
         _finite("AnomalyConfig", "contamination", self.contamination, 1e-5, 0.2)
+        from .peers import PEERS
+
+        unknown = [p for p in self.peers if p not in PEERS]
+        if unknown:
+            raise ValueError(f"AnomalyConfig.peers: unknown peer(s) {unknown}; known: {list(PEERS)}")
         if self.band_calibration not in ("probability", "tail"):
             raise ValueError(
                 f"AnomalyConfig.band_calibration must be 'probability' or 'tail', got {self.band_calibration!r}"
