@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from contracts.profile import load_profile
-from models.grid.anomaly import AnomalyEnsemble
+from models.grid.anomaly import DETECTORS, AnomalyEnsemble
 from models.grid.config import AlertThresholds, AnomalyConfig
 from models.grid.evaluate import ALERT_BUDGET_PER_1000_PER_DAY as ALERT_BUDGET_PER_1000_METERS_DAY
 from models.grid.evaluate import budget_metrics, event_detection, label_readings
@@ -101,7 +101,10 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
             "incidents": {**semi.fit_report_, "fit_s": round(t_semi, 1)},
             "labelled_rows_from_incidents": int(la_inc.is_not_null().sum()),
         }
-        s_cold, s_semi = cold.score_arrays(fb)["score"], semi.score_arrays(fb)["score"]
+        sa_semi = semi.score_arrays(fb)
+        s_cold, s_semi = cold.score_arrays(fb)["score"], sa_semi["score"]
+        if kind == "meter":  # why the vote ranks as it does at the budget: each calibrated member alone
+            members = {d: budget_metrics(fb, sa_semi[d], ev_b, ref_b, tz, "meter")["precision"] for d in DETECTORS}
         det_none[kind] = event_detection(fb, s_cold, cold.thresholds.alert, ev_b, ref_b, kind)
         det_inc[kind] = event_detection(fb, s_semi, semi.thresholds.alert, ev_b, ref_b, kind)
         peers = fit_peers(cold, fa)
@@ -151,6 +154,7 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
             "precision_at_budget": prec_budget,
             "best_f1": bestf1,
             "budget_detail_meter": budget_detail,
+            "precision_at_budget_ensemble_incidents_members": members,
             "fits": fit_info,
         }
     )
@@ -316,7 +320,8 @@ def champion_selection(seed_a: int, seed_b: int, fleet, tz: str, feature_config,
     with no labels, on none: the ensemble is kept). Fleet ``seed_b`` is the future: every candidate,
     fitted on all of fleet A the same way (:meth:`AnomalyEnsemble.with_peer`), is scored on it at the
     alert budget against the truth, so the selected candidate's rank there says whether the choice was
-    right or luck."""
+    right or luck. Candidates: the ensemble and the deployable peers (``AnomalyConfig.peers``: ECOD and
+    COPOD score a reading differently depending on the batch it comes in, :mod:`models.grid.peers`)."""
     from models.grid.features import local_date, meter_features
     from models.grid.labels import empty_events, incident_events
     from models.grid.pipelines import train_anomaly
@@ -359,7 +364,7 @@ def champion_selection(seed_a: int, seed_b: int, fleet, tz: str, feature_config,
                 n: m.get("precision_at_budget") for n, m in tr.report["candidates"].items()
             },
             "fleet_b_precision_of_selected": table[sel],
-            "fleet_b_rank_of_selected": ranked.index(sel) + 1,
+            "fleet_b_rank_of_selected": 1 + sum(v > table[sel] for v in table.values()),
             "fleet_b_best": ranked[0],
             "cpu_s": round(time.process_time() - t, 1),
         }

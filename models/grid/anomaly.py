@@ -444,8 +444,13 @@ class AnomalyEnsemble:
         from sklearn.isotonic import IsotonicRegression
 
         from .drift import reference_profile
-        from .peers import fit_peer, peer_raw
+        from .peers import DEPLOYABLE_PEERS, fit_peer, peer_raw
 
+        if name not in DEPLOYABLE_PEERS:
+            raise ValueError(
+                f"with_peer: {name!r} cannot be deployed (its score of a reading depends on the batch); "
+                f"candidates: {list(DEPLOYABLE_PEERS)}"
+            )
         if self.vote_ is None:
             raise RuntimeError("AnomalyEnsemble.with_peer: fit the ensemble first")
         self._check(features)
