@@ -166,6 +166,55 @@ def main() -> int:
     }
     print(f"\npooled meters+transformers @0.85: {res['anomaly_overall']}")
 
+    # ---------------------------------------------------------------- issue 14: as a utility would run it
+    from benchmarks.ml_realistic import (
+        anomaly_comparison,
+        failure_from_incidents,
+        segments_unsupervised,
+        theft_energy_balance,
+    )
+
+    t = time.time()
+    cmp = anomaly_comparison(
+        {k: v[0] for k, v in feats_ab.items()},
+        {k: v[1] for k, v in feats_ab.items()},
+        sim_a,
+        sim_b,
+        {k: streams[k][3]["score"] for k in streams},
+        FC.timezone,
+        FC,
+    )
+    cmp["seconds"] = round(time.time() - t, 1)
+    res["realistic_anomaly"] = cmp
+    print(f"\n[no labels / incidents] labels from fleet A's incidents: {cmp['incident_labels']}")
+    print(
+        f"  precision at budget ({cmp['alert_budget_per_1000_meters_day']}/1000 meters/day): {cmp['precision_at_budget']}"
+    )
+    print(f"  vote members (incidents) at budget: {cmp['precision_at_budget_ensemble_incidents_members']}")
+    print(f"  best F1 (meter): {cmp['best_f1']['meter']}")
+    print(f"  best F1 (transformer): {cmp['best_f1']['transformer']}")
+    for kind in ("meter", "transformer"):
+        for et in cmp["event_detection_no_labels"][kind]:
+            a0, a1 = cmp["event_detection_no_labels"][kind][et], cmp["event_detection_incidents"][kind][et]
+            print(
+                f"  {kind:11s} {et:22s} no labels {a0['detected']}/{a0['events']} ({a0['median_delay_h']} h) | "
+                f"incidents {a1['detected']}/{a1['events']} ({a1['median_delay_h']} h)"
+            )
+    # the champion policy's pick among the ensemble and the PyOD peers, on this seed pair and a second one
+    from benchmarks.ml_realistic import champion_selection
+
+    t = time.time()
+    sel = {f"seeds_{sa}_{sb}": champion_selection(sa, sb, fleet, FC.timezone, FC, BANDS) for sa, sb in ((1, 2), (3, 4))}
+    res["anomaly_champion_selection"] = {**sel, "seconds": round(time.time() - t, 1)}
+    for k, v in sel.items():
+        print(f"\n[champion policy, {k}] future-fleet precision at budget: {v['fleet_b_precision_at_budget']}")
+        for setting in ("no_labels", "incidents"):
+            c = v[setting]
+            print(
+                f"  {setting:9s} selected {c['selected']} (rank {c['fleet_b_rank_of_selected']} on the future fleet, "
+                f"precision {c['fleet_b_precision_of_selected']}): {c['why']}"
+            )
+
     # ---------------------------------------------------------------- speed
     # The machine is shared: report wall and CPU time, best of N for batches and the median of many
     # calls for single readings. CPU time counts both scoring threads, so rows per CPU-second is
@@ -299,53 +348,6 @@ def main() -> int:
     }
     print(f"\nsegments (held-out fleet): {res['segments']}")
 
-    # ---------------------------------------------------------------- issue 14: as a utility would run it
-    from benchmarks.ml_realistic import (
-        anomaly_comparison,
-        failure_from_incidents,
-        segments_unsupervised,
-        theft_energy_balance,
-    )
-
-    t = time.time()
-    cmp = anomaly_comparison(
-        {k: v[0] for k, v in feats_ab.items()},
-        {k: v[1] for k, v in feats_ab.items()},
-        sim_a,
-        sim_b,
-        {k: streams[k][3]["score"] for k in streams},
-        FC.timezone,
-        FC,
-    )
-    cmp["seconds"] = round(time.time() - t, 1)
-    res["realistic_anomaly"] = cmp
-    print(f"\n[no labels / incidents] labels from fleet A's incidents: {cmp['incident_labels']}")
-    print(
-        f"  precision at budget ({cmp['alert_budget_per_1000_meters_day']}/1000 meters/day): {cmp['precision_at_budget']}"
-    )
-    print(f"  best F1 (meter): {cmp['best_f1']['meter']}")
-    print(f"  best F1 (transformer): {cmp['best_f1']['transformer']}")
-    for kind in ("meter", "transformer"):
-        for et in cmp["event_detection_no_labels"][kind]:
-            a0, a1 = cmp["event_detection_no_labels"][kind][et], cmp["event_detection_incidents"][kind][et]
-            print(
-                f"  {kind:11s} {et:22s} no labels {a0['detected']}/{a0['events']} ({a0['median_delay_h']} h) | "
-                f"incidents {a1['detected']}/{a1['events']} ({a1['median_delay_h']} h)"
-            )
-    # the champion policy's pick among the ensemble and the PyOD peers, on this seed pair and a second one
-    from benchmarks.ml_realistic import champion_selection
-
-    t = time.time()
-    sel = {f"seeds_{sa}_{sb}": champion_selection(sa, sb, fleet, FC.timezone, FC, BANDS) for sa, sb in ((1, 2), (3, 4))}
-    res["anomaly_champion_selection"] = {**sel, "seconds": round(time.time() - t, 1)}
-    for k, v in sel.items():
-        print(f"\n[champion policy, {k}] future-fleet precision at budget: {v['fleet_b_precision_at_budget']}")
-        for setting in ("no_labels", "incidents"):
-            c = v[setting]
-            print(
-                f"  {setting:9s} selected {c['selected']} (rank {c['fleet_b_rank_of_selected']} on the future fleet, "
-                f"precision {c['fleet_b_precision_of_selected']}): {c['why']}"
-            )
     t = time.time()
     fr_inc = failure_from_incidents(sim_a, sim_b, snap_a, snap_b, FC.timezone)
     fr_inc["seconds"] = round(time.time() - t, 1)
