@@ -338,7 +338,14 @@ def test_scoring_reads_the_ingested_weather_forecast_feed_as_known_at_the_origin
     meta = _meta(after, "gold_load_forecast")
     day_end = pd.Timestamp(day_bounds_utc(day, TZ)[1])
     assert 0 < meta["weather_issues_read"] <= 4 * 4  # the issues of the three days up to the partition's end
-    assert set(meta["future_weather_hours"]) == {"F001", "F002", "system"}
+    # the champions that use temperature (XGBoost; a naive model may have won an entity's second night:
+    # backtested with the weather scoring would have had, XGBoost no longer sees a perfect forecast)
+    weather_driven = {
+        e
+        for e in ("F001", "F002", "system")
+        if reg.client.get_run(reg.champion(f"gridlake_load_{e}").run_id).data.params.get("model") == "xgboost"
+    }
+    assert weather_driven and set(meta["future_weather_hours"]) == weather_driven, meta["champion_versions"]
     for use in meta["future_weather_hours"].values():
         assert use["from_latest_issue"] + use["from_older_issue"] == 24 and use["persisted"] == 0
         assert pd.Timestamp(use["latest_issue"]) <= day_end  # nothing published after the origin hour
