@@ -584,6 +584,8 @@ def coverage_cis(g: pl.DataFrame) -> dict:
     (the feeders of one origin resampled together) and the effective number of independent rows."""
     out: dict = {}
     for lv, (lo, hi) in {80: ("p10", "p90"), 90: ("p05", "p95")}.items():
+        if hi not in g.columns:  # rolling_origin keeps p10/p50/p90 only (the production rows)
+            continue
         for b in COVERAGE_BLOCKS:
             ci = coverage_interval(g, lo, hi, block=b)
             out[f"coverage_{lv}_ci95_block{b}"] = [round(x, 3) for x in ci["ci"]]
