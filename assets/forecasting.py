@@ -6,7 +6,8 @@ Each asset reads the lake, calls the library and writes the result with its meta
 
 * training and scoring policy per entity: ``models.forecast.pipeline`` (``train_load_entity`` /
   ``score_load_entity``; ``models.solar.pipeline``: ``train_solar_entity`` / ``score_solar_entity``: the candidates' shared
-  backtest, the fallbacks, forecast weather as known at the origin);
+  backtest, the fallbacks, forecast weather as known at the origin; ``score_entities``: one scoring run's rows,
+  versions and fallbacks over every entity);
 * the champion policy: ``models.registry`` (``ModelRegistry.challenge``: re-score the champion on the
   candidate's backtest, log, register, promote; shared with grid ML);
 * ``models.forecast.tables`` (system total, the rows of the forecast tables), ``models.solar.fleet``
@@ -18,6 +19,8 @@ Forecast semantics
   origin (``issued_at``) is the start of the latest hour of data before the end of ``D``. The hourly
   schedule re-materialises today's partition, so the latest issue follows the data; a backfill of
   a past day issues from the end of that day (a day-ahead forecast of ``D+1``).
+* Training backtests and the bands' calibration origins see the weather scoring uses (the NWP issues
+  published by each origin, ``models.forecast.weather_inputs.exog_as_known_at``), not the observed weather.
 * Future weather: the silver_weather_forecast issues (NWP) published by the end of the origin hour,
   newest first, an older issue where it is missing, then diurnal persistence of observations; never
   an issue or observation from later (no look-ahead in a backfill either). The metadata counts the
