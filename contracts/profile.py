@@ -443,6 +443,9 @@ class EnergyBalanceSettings(_Part):
     #: the first suspect's bar (min_explained) is a share of the window's residual beyond what the baseline
     #: hours' noise alone leaves there (else of the whole residual, noise included)
     excess_over_noise: bool = False
+    #: min_explained is a bar for the theft suspects together (each must add min_gain of what is left): two
+    #: thieves on one transformer each explain about half of its new loss, and neither passes a bar alone
+    joint_bar: bool = False
     #: SCADA sample_time stamps the end of the interval it averages (True) or its start
     scada_time_is_end: bool = True
 
