@@ -14,13 +14,11 @@ import numpy as np
 import polars as pl
 
 from contracts.profile import load_profile
-from models.grid.anomaly import AnomalyEnsemble
+from models.grid.anomaly import DETECTORS, AnomalyEnsemble
 from models.grid.config import AlertThresholds, AnomalyConfig
-from models.grid.evaluate import event_assets, event_detection, label_readings
-
-#: operators live with a fixed alert budget: meter alerts per 1,000 meters per day
-ALERT_BUDGET_PER_1000_METERS_DAY = 5.0
-PEERS = ("isolation_forest", "ecod", "copod", "lof")
+from models.grid.evaluate import ALERT_BUDGET_PER_1000_PER_DAY as ALERT_BUDGET_PER_1000_METERS_DAY
+from models.grid.evaluate import budget_metrics, event_detection, label_readings
+from models.grid.peers import PEERS, fit_peer, peer_raw
 
 
 def best_f1(y: np.ndarray, s: np.ndarray) -> float:
@@ -32,30 +30,15 @@ def best_f1(y: np.ndarray, s: np.ndarray) -> float:
     return round(float(f.max()), 4)
 
 
-def fit_peers(
-    model: AnomalyEnsemble, train: pl.DataFrame, seed: int = 0, max_rows: int = 40_000, lof_rows: int = 10_000
-) -> dict:
-    """Isolation Forest and PyOD's ECOD, COPOD and LOF on the same features as the ensemble (its
-    robust-scaled, clipped matrix), fitted unsupervised on a sample of the training rows."""
-    from pyod.models.copod import COPOD
-    from pyod.models.ecod import ECOD
-    from pyod.models.lof import LOF
-    from sklearn.ensemble import IsolationForest
-
-    rng = np.random.default_rng(seed)
+def fit_peers(model: AnomalyEnsemble, train: pl.DataFrame, seed: int = 0) -> dict:
+    """Isolation Forest and PyOD's ECOD, COPOD and LOF (:mod:`models.grid.peers`, the same definitions
+    the anomaly training's candidates use) on the same features as the ensemble (its robust-scaled,
+    clipped matrix), fitted unsupervised on a sample of the training rows."""
     xs = model._scaled(train)
-    idx = np.sort(rng.choice(len(xs), min(max_rows, len(xs)), replace=False))
-    lidx = np.sort(rng.choice(len(xs), min(lof_rows, len(xs)), replace=False))
     out, secs = {}, {}
-    for name, make, rows in (
-        ("isolation_forest", lambda: IsolationForest(n_estimators=100, random_state=seed, n_jobs=1), idx),
-        ("ecod", lambda: ECOD(), idx),
-        ("copod", lambda: COPOD(), idx),
-        ("lof", lambda: LOF(n_neighbors=20, novelty=True), lidx),
-    ):
+    for name in PEERS:
         t = time.process_time()
-        m = make().fit(xs[rows])
-        out[name] = m
+        out[name] = fit_peer(name, xs, seed)
         secs[name] = round(time.process_time() - t, 2)
     return {"models": out, "fit_cpu_s": secs}
 
@@ -68,65 +51,9 @@ def peer_scores(
     out, secs = {}, {}
     for name, m in peers["models"].items():
         t = time.process_time()
-        out[name] = -m.score_samples(xs) if name == "isolation_forest" else m.decision_function(xs)
+        out[name] = peer_raw(name, m, xs)
         secs[name] = round(time.process_time() - t, 2)
     return out, secs
-
-
-def budget_metrics(
-    keys: pl.DataFrame,
-    score: np.ndarray,
-    truth_events: pl.DataFrame,
-    ref_meters: pl.DataFrame,
-    tz: str,
-    per_1000: float = ALERT_BUDGET_PER_1000_METERS_DAY,
-) -> dict:
-    """At a fixed alert budget: each local day, the ``per_1000`` x meters/1000 meters with the highest
-    score of the day are alerted (one alert per meter and day). Precision = share of alerts on a
-    meter with a true event that day; event recall = share of events alerted on a day they cover,
-    with the median delay from the event start to that day's highest-scoring reading."""
-    n_meters = keys["asset_id"].n_unique()
-    k = max(1, int(round(per_1000 * n_meters / 1000.0)))
-    df = keys.select("asset_id", "time").with_columns(
-        pl.Series("s", score), pl.col("time").dt.convert_time_zone(tz).dt.date().alias("day")
-    )
-    daily = (
-        df.sort("s", descending=True)
-        .group_by("asset_id", "day", maintain_order=True)
-        .agg(pl.col("s").first(), pl.col("time").first().alias("t_max"))
-    )
-    alerts = daily.sort("s", descending=True).group_by("day", maintain_order=True).head(k)
-    ea = event_assets(truth_events, ref_meters, "meter")
-    t0, t1 = keys["time"].min(), keys["time"].max()
-    ea = ea.filter((pl.col("start") <= t1) & (pl.col("end") >= t0))
-    day_start = pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")
-    hit = (
-        alerts.with_columns(day_start.alias("_d0"))
-        .join(ea, on="asset_id", how="inner")
-        .filter((pl.col("start") < pl.col("_d0") + timedelta(days=1)) & (pl.col("end") > pl.col("_d0")))
-    )
-    true_alerts = hit.select("asset_id", "day").unique().height
-    first = hit.group_by("event_id").agg(
-        ((pl.col("t_max").min() - pl.col("start").first()).dt.total_seconds() / 3600).clip(0).alias("delay_h")
-    )
-    ev = ea.select("event_id", "event_type").unique()
-    per_type = {}
-    for t in sorted(ev["event_type"].unique().to_list()):
-        e = ev.filter(pl.col("event_type") == t).join(first, on="event_id", how="left")
-        d = e["delay_h"].drop_nulls()
-        per_type[t] = {
-            "events": e.height,
-            "detected": d.len(),
-            "detection_rate": round(d.len() / e.height, 4) if e.height else 0.0,
-            "median_delay_h": round(float(d.median()), 2) if d.len() else None,
-        }
-    return {
-        "alerts_per_day": k,
-        "alerts": alerts.height,
-        "precision": round(true_alerts / alerts.height, 4) if alerts.height else 0.0,
-        "event_recall": round(first.height / ev.height, 4) if ev.height else None,
-        "per_type": per_type,
-    }
 
 
 def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict, tz: str, feature_config) -> dict:
@@ -174,7 +101,10 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
             "incidents": {**semi.fit_report_, "fit_s": round(t_semi, 1)},
             "labelled_rows_from_incidents": int(la_inc.is_not_null().sum()),
         }
-        s_cold, s_semi = cold.score_arrays(fb)["score"], semi.score_arrays(fb)["score"]
+        sa_semi = semi.score_arrays(fb)
+        s_cold, s_semi = cold.score_arrays(fb)["score"], sa_semi["score"]
+        if kind == "meter":  # why the vote ranks as it does at the budget: each calibrated member alone
+            members = {d: budget_metrics(fb, sa_semi[d], ev_b, ref_b, tz, "meter")["precision"] for d in DETECTORS}
         det_none[kind] = event_detection(fb, s_cold, cold.thresholds.alert, ev_b, ref_b, kind)
         det_inc[kind] = event_detection(fb, s_semi, semi.thresholds.alert, ev_b, ref_b, kind)
         peers = fit_peers(cold, fa)
@@ -203,7 +133,7 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
         fit_info[kind]["peer_score_cpu_s"] = score_cpu
         if kind == "meter":
             for m, s in scores.items():
-                bm = budget_metrics(fb, s, ev_b, ref_b, tz)
+                bm = budget_metrics(fb, s, ev_b, ref_b, tz, "meter")
                 prec_budget[m] = bm["precision"]
                 budget_detail[m] = bm
         # at the alert band (0.85), alerts per 1,000 assets per day, for the calibrated ensembles
@@ -224,6 +154,7 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
             "precision_at_budget": prec_budget,
             "best_f1": bestf1,
             "budget_detail_meter": budget_detail,
+            "precision_at_budget_ensemble_incidents_members": members,
             "fits": fit_info,
         }
     )
@@ -593,3 +524,63 @@ def theft_breakdown(
             for c in ("neighbour_theft", "meter_fault", "own_meter_fault", "none")
         },
     }
+
+
+def champion_selection(seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands, eval_days: int = 7) -> dict:
+    """Which anomaly candidate the champion policy hands on, and how good that choice is (meter stream).
+
+    ``fleet(seed) -> (simulator, frames)``. Fleet ``seed_a`` is the utility's history: the anomaly
+    training (:func:`models.grid.pipelines.train_anomaly`, the ensemble and the PyOD peers) holds its last
+    ``eval_days`` out and picks a candidate on the incidents confirmed by the end of the period (or,
+    with no labels, on none: the ensemble is kept). Fleet ``seed_b`` is the future: every candidate,
+    fitted on all of fleet A the same way (:meth:`AnomalyEnsemble.with_peer`), is scored on it at the
+    alert budget against the truth, so the selected candidate's rank there says whether the choice was
+    right or luck. Candidates: the ensemble and the deployable peers (``AnomalyConfig.peers``: ECOD and
+    COPOD score a reading differently depending on the batch it comes in, :mod:`models.grid.peers`)."""
+    from models.grid.features import local_date, meter_features
+    from models.grid.labels import empty_events, incident_events
+    from models.grid.pipelines import train_anomaly
+
+    sim_a, a = fleet(seed_a)
+    sim_b, b = fleet(seed_b)
+    fa, fb = meter_features(a["meter_readings"], feature_config), meter_features(b["meter_readings"], feature_config)
+    ref_a, ref_b = sim_a.reference()["ref_meters"], sim_b.reference()["ref_meters"]
+    ev_b = sim_b.truth()["truth_events"]
+    known = fa["time"].max() + timedelta(hours=1)
+    inc = incident_events(sim_a.incident_records(), known_by=known)
+    cfg = AnomalyConfig(band_calibration="tail")
+    # every candidate on the future fleet, trained on all of fleet A with the incidents
+    t = time.process_time()
+    lab = label_readings(fa, inc, ref_a, "meter").is_not_null().to_numpy()
+    ens = AnomalyEnsemble("meter", feature_config, bands, config=cfg).fit(fa, lab)
+    cands = {"ensemble": ens, **{p: ens.with_peer(p, fa, lab) for p in cfg.peers}}
+    future = {n: budget_metrics(fb, m.score_arrays(fb)["score"], ev_b, ref_b, tz, "meter") for n, m in cands.items()}
+    table = {n: r["precision"] for n, r in future.items()}
+    out: dict = {
+        "seeds": [seed_a, seed_b],
+        "held_out_days": eval_days,
+        "fleet_b_precision_at_budget": table,
+        "fleet_b_event_recall_at_budget": {n: r["event_recall"] for n, r in future.items()},
+        "candidates_cpu_s": round(time.process_time() - t, 1),
+    }
+    days = sorted(fa.select(local_date("time", tz)).to_series().unique().to_list())
+    eval_from, end = days[-eval_days], days[-1]
+    ranked = sorted(table, key=lambda n: -table[n])
+    for setting, events in (("no_labels", empty_events()), ("incidents", inc)):
+        t = time.process_time()
+        tr = train_anomaly("meter", fa, events, ref_a, tz, eval_from, end, cfg, feature_config, bands)
+        sel = tr.report["selected"]
+        out[setting] = {
+            "selected": sel,
+            "why": tr.report["selection"],
+            "promotion_metric": tr.metric,
+            "held_out_confirmed_events": int(tr.metrics.get("budget_events") or 0),
+            "held_out_precision_at_budget": {
+                n: m.get("precision_at_budget") for n, m in tr.report["candidates"].items()
+            },
+            "fleet_b_precision_of_selected": table[sel],
+            "fleet_b_rank_of_selected": 1 + sum(v > table[sel] for v in table.values()),
+            "fleet_b_best": ranked[0],
+            "cpu_s": round(time.process_time() - t, 1),
+        }
+    return out
