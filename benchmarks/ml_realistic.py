@@ -238,12 +238,8 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
 def theft_energy_balance(
     seed: int, n_meters: int, warmup_days: int, eval_days: int, rates, start, tz: str, follow_up_days: int = 7
 ) -> dict:
-    """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days + follow_up_days``;
-    thefts that start in the evaluation period are scored (the warm-up is the utility's history), each
-    with its full 7-day window: a theft starting on the period's last day gets the follow-up days to be
-    found, and false suspects are counted over evaluation + follow-up days. ``censored`` is the same
-    count with the suspects cut at the end of the evaluation period (the protocol before the follow-up)."""
-    from models.grid.energy_balance import BalanceConfig, suspects_from_readings, theft_detection
+    """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days + follow_up_days``
+    (see :func:`evaluate_theft`)."""
     from simulator import SimConfig, Simulator
 
     total = warmup_days + eval_days + follow_up_days
@@ -251,13 +247,48 @@ def theft_energy_balance(
     days = [sim.day(start + timedelta(days=i)) for i in range(total)]
     data = {k: pl.concat([d[k] for d in days]) for k in ("meter_readings", "scada")}
     ref = sim.reference()
-    t = time.process_time()
-    cfg = BalanceConfig.from_profile(load_profile(), tz)
-    bal, sus = suspects_from_readings(
-        data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], cfg
+    from models.grid.energy_balance import BalanceConfig
+
+    r = evaluate_theft(
+        data["meter_readings"],
+        data["scada"],
+        ref["ref_meters"],
+        ref["ref_transformers"],
+        sim.truth()["truth_events"],
+        BalanceConfig.from_profile(load_profile(), tz),
+        start,
+        warmup_days,
+        eval_days,
+        follow_up_days,
     )
+    return {"seed": seed, **r}
+
+
+def evaluate_theft(
+    meters: pl.DataFrame,
+    scada: pl.DataFrame,
+    ref_meters: pl.DataFrame,
+    ref_transformers: pl.DataFrame,
+    truth_events: pl.DataFrame,
+    cfg,
+    start,
+    warmup_days: int,
+    eval_days: int,
+    follow_up_days: int = 7,
+) -> dict:
+    """Thefts that start in the evaluation period are scored (the warm-up is the utility's history), each
+    with its full 7-day window: a theft starting on the period's last day gets the follow-up days to be
+    found, and false suspects are counted over evaluation + follow-up days. ``censored`` is the same
+    count with the suspects cut at the end of the evaluation period (the protocol before the follow-up).
+    ``breakdown``: :func:`theft_breakdown`."""
+    from models.grid.energy_balance import meter_daily, suspects_from_readings, theft_detection
+
+    n_meters = ref_meters["meter_id"].n_unique()
+    t = time.process_time()
+    bal, sus = suspects_from_readings(meters, scada, ref_meters, ref_transformers, cfg)
     cpu = time.process_time() - t
-    ev = sim.truth()["truth_events"]
+    ev = truth_events
+    tz = cfg.timezone
     eval_from = start + timedelta(days=warmup_days)
     eval_to = eval_from + timedelta(days=eval_days)  # exclusive
     local_start = pl.col("start_time").dt.convert_time_zone(tz).dt.date()
@@ -266,6 +297,16 @@ def theft_energy_balance(
     r = theft_detection(sus_eval, ev_eval, ev, n_meters, eval_days + follow_up_days)
     cens = theft_detection(sus_eval.filter(pl.col("date") < eval_to), ev_eval, ev, n_meters, eval_days)
     feeders = bal.filter(pl.col("level") == "feeder")
+    bd = theft_breakdown(
+        bal,
+        sus_eval,
+        ev,
+        ev_eval.filter(pl.col("event_type") == "theft"),
+        ref_meters,
+        meter_daily(meters, tz),
+        cfg,
+        eval_from,
+    )
     r.update(
         {
             "warmup_days": warmup_days,
@@ -282,6 +323,7 @@ def theft_energy_balance(
                 k: cens[k] for k in ("theft_events", "detected_within", "rate", "false_suspects_per_1000_meters_month")
             },
             "config": {k: v for k, v in cfg.__dict__.items() if k != "timezone"},
+            "breakdown": bd,
         }
     )
     return r
@@ -308,6 +350,143 @@ def segments_unsupervised(pa: pl.DataFrame, pb: pl.DataFrame, truth_b: pl.DataFr
         "names_stable_after_refit": round(float((sm2.predict(pb)["segment"] == sm.predict(pb)["segment"]).mean()), 4),
         "names": sm.names_,
         "fit_s": round(fit_s, 2),
+    }
+
+
+def theft_breakdown(
+    bal: pl.DataFrame,
+    sus: pl.DataFrame,
+    truth_events: pl.DataFrame,
+    thefts: pl.DataFrame,
+    ref_meters: pl.DataFrame,
+    meter_day: pl.DataFrame,
+    cfg,
+    eval_from,
+    within_days: int = 7,
+    top_n: int = 3,
+) -> dict:
+    """Why thefts are missed and who the false suspects are, the way an NTL analyst reviews a run.
+
+    Per theft event (``thefts``): hidden share s, the meter's usual kWh/day (its mean over the warm-up),
+    the hidden kWh/day (s x its usual) against its transformer's supply, the first gated day of the
+    transformer, days to its first top-``top_n`` listing, the best rank within ``within_days`` and the
+    other meter events on its transformer in that week; ``why_missed`` for a miss: ``gate`` (its
+    transformer never passed the gate in the week), ``listed_as_fault``, ``late`` (listed after the week),
+    ``not_ranked`` (gated, never listed). Per false suspect meter (listed top-``top_n`` as theft with no
+    theft of its own that day): days listed, best score and what was going on on its transformer
+    (``neighbour_theft``, ``meter_fault`` on another meter or itself, ``none``)."""
+    from models.grid.energy_balance import gate
+
+    tz = cfg.timezone
+    g = gate(bal, cfg).select(pl.col("entity_id").alias("transformer_id"), "date", "_sig", "supplied_kwh")
+    tx_of = dict(ref_meters.select("meter_id", "transformer_id").iter_rows())
+    usual = dict(
+        meter_day.filter(pl.col("date") < eval_from).group_by("meter_id").agg(pl.col("kwh").mean()).iter_rows()
+    )
+    loc = lambda c: pl.col(c).dt.convert_time_zone(tz).dt.date()  # noqa: E731
+    ev = truth_events.filter(pl.col("asset_type") == "meter").with_columns(
+        loc("start_time").alias("_a"), loc("end_time").alias("_b")
+    )
+    ev = ev.with_columns(pl.col("asset_id").replace_strict(tx_of, default=None).alias("transformer_id"))
+    th_sus = sus.filter((pl.col("kind") == "theft") & (pl.col("rank") <= top_n))
+    fault_sus = sus.filter(pl.col("kind") == "meter_fault")
+    events = []
+    for e in thefts.with_columns(loc("start_time").alias("_a"), loc("end_time").alias("_b")).iter_rows(named=True):
+        m, tx, a = e["asset_id"], tx_of.get(e["asset_id"]), e["_a"]
+        wk_end = min(e["_b"], a + timedelta(days=within_days))
+        gt = g.filter((pl.col("transformer_id") == tx) & (pl.col("date") >= a) & (pl.col("date") <= wk_end))
+        supply = float(gt["supplied_kwh"].mean()) if gt.height else float("nan")
+        gated = gt.filter(pl.col("_sig"))["date"].min()
+        mine = th_sus.filter((pl.col("meter_id") == m) & (pl.col("date") >= a) & (pl.col("date") <= e["_b"]))
+        first = mine["date"].min()
+        in_wk = mine.filter(pl.col("date") <= wk_end)
+        others = ev.filter(
+            (pl.col("transformer_id") == tx)
+            & (pl.col("asset_id") != m)
+            & (pl.col("_a") <= wk_end)
+            & (pl.col("_b") >= a - timedelta(days=cfg.window_days))
+        )
+        faulted = fault_sus.filter((pl.col("meter_id") == m) & (pl.col("date") >= a) & (pl.col("date") <= wk_end))
+        hidden = e["magnitude"] * usual.get(m, float("nan"))
+        days_to = (first - a).days if first is not None else None
+        hit = days_to is not None and days_to <= within_days
+        why = None
+        if not hit:
+            why = (
+                "gate"
+                if gated is None
+                else "listed_as_fault"
+                if faulted.height
+                else "late"
+                if first is not None
+                else "not_ranked"
+            )
+        events.append(
+            {
+                "event_id": e["event_id"],
+                "meter_id": m,
+                "transformer_id": tx,
+                "start": str(a),
+                "days": (e["_b"] - a).days,
+                "share": e["magnitude"],
+                "usual_kwh_day": round(usual.get(m, float("nan")), 1),
+                "hidden_kwh_day": round(hidden, 1),
+                "hidden_of_supply": round(hidden / supply, 4) if supply == supply and supply > 0 else None,
+                "days_to_gate": (gated - a).days if gated is not None else None,
+                "days_to_top": days_to,
+                "best_rank_in_week": int(in_wk["rank"].min()) if in_wk.height else None,
+                "others_on_tx": [f"{k}:{x}" for k, x in others.select("event_type", "asset_id").iter_rows()],
+                "hit": hit,
+                "why_missed": why,
+            }
+        )
+    stealing = ev.filter(pl.col("event_type") == "theft")
+    fs = []
+    for m, rows in th_sus.group_by("meter_id"):
+        m = m[0]
+        mine = stealing.filter(pl.col("asset_id") == m)
+        days = rows["date"].to_list()
+        false_days = [d for d in days if not any(a <= d <= b for a, b in mine.select("_a", "_b").iter_rows())]
+        if not false_days:
+            continue
+        tx = tx_of.get(m)
+        d0, d1 = min(false_days), max(false_days)
+        near = ev.filter(
+            (pl.col("transformer_id") == tx)
+            & (pl.col("_a") <= d1)
+            & (pl.col("_b") >= d0 - timedelta(days=cfg.window_days))
+        )
+        kinds = set(near.filter(pl.col("asset_id") != m)["event_type"].to_list())
+        own = set(near.filter(pl.col("asset_id") == m)["event_type"].to_list())
+        fs.append(
+            {
+                "meter_id": m,
+                "transformer_id": tx,
+                "first": str(d0),
+                "days_listed": len(false_days),
+                "best_rank": int(rows.filter(pl.col("date").is_in(false_days))["rank"].min()),
+                "max_score": round(float(rows.filter(pl.col("date").is_in(false_days))["score"].max()), 3),
+                "context": "neighbour_theft"
+                if "theft" in kinds
+                else "own_meter_fault"
+                if own
+                else "meter_fault"
+                if kinds
+                else "none",
+                "events_on_tx": [f"{k}:{x}" for k, x in near.select("event_type", "asset_id").iter_rows()],
+            }
+        )
+    missed = [e for e in events if not e["hit"]]
+    return {
+        "events": events,
+        "missed_by_reason": {
+            r: sum(1 for e in missed if e["why_missed"] == r) for r in ("gate", "not_ranked", "listed_as_fault", "late")
+        },
+        "false_suspects": fs,
+        "false_by_context": {
+            c: sum(1 for f in fs if f["context"] == c)
+            for c in ("neighbour_theft", "meter_fault", "own_meter_fault", "none")
+        },
     }
 
 
