@@ -4,7 +4,7 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 STAMP := .venv/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast lint bench-ingest bench-ingest-big bench-ingest-base bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench-bridge-batch bench-pipeline bench-backfill bench services clean dev
+.PHONY: install demo test test-fast lint bench-ingest bench-ingest-big bench-ingest-base bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench-bridge-batch bench-bridge-cpu bench-pipeline bench-backfill bench services clean dev
 
 install: $(STAMP)
 
@@ -63,6 +63,9 @@ bench-bridge: install services
 
 bench-bridge-batch: install
 	$(PY) -m benchmarks.bench_bridge_batch
+
+bench-bridge-cpu: install
+	$(PY) -m benchmarks.bench_bridge_cpu
 
 # the nightly graph at 1,000/3,000/10,000 meters, the year backfill (in-process and 2 Celery workers), capacity plan;
 # BENCH_PIPELINE_ARGS e.g. "--sizes 1000,3000 --backfill-meters 1000 --backfill-days 7" on a small machine

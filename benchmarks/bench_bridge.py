@@ -132,58 +132,37 @@ def fleet(n_fresh: int) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 # --------------------------------------------------------------------------------------------- publisher
-def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice: int = 0) -> None:
-    """Runs in its own process. Writes {published, readings, bad, conditions, elapsed} to ``out``."""
-    import paho.mqtt.client as mqtt
+class Load:
+    """The publisher's messages, tick by tick (also replayed in-process by ``make bench-bridge-cpu``): per
+    20 ms tick two AMI head-end batch messages and single SCADA messages, 1 % over a limit, 2.5 bad
+    payloads/s. ``conditions`` collects the injected conditions (alertname, asset, observed_at, severity)."""
 
-    if nice:
-        # the load generator yields to the system under test: on 2 cores the publisher's 20 ms bursts (JSON for
-        # 200 readings) otherwise preempt the bridge's processing of the previous burst (docs/DECISIONS.md)
-        os.nice(nice)
+    def __init__(self, rate: int, topics, seed: int = 7):
+        self.T = topics
+        self.rng = random.Random(seed)
+        per_tick = rate * TICK  # 200 readings
+        self.n_meter = int(per_tick * 0.9)  # 180 in two head-end messages
+        self.n_scada = int(per_tick) - self.n_meter  # 20
+        self.meters = [f"M{i:06d}" for i in range(N_NORMAL_METERS)]
+        self.txs = [f"T{i:05d}" for i in range(N_TRANSFORMERS)]
+        self.hot_order = self.rng.sample(self.txs, len(self.txs))
+        self.mi = self.ti = self.fresh = self.hot = 0
+        self.acc_m = self.acc_s = self.acc_bad = 0.0
+        self.conditions: list[tuple[str, str, str, str]] = []
+        self.readings = self.bad = self.msgs = 0
 
-    from streaming_bridge.topics import Topics
-
-    T = Topics(PREFIX)
-    rng = random.Random(7)
-    c = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
-    )
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    acked = [0]
-    c.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
-    c.connect("127.0.0.1", port, keepalive=30)
-    c.loop_start()
-    per_tick = rate * TICK  # 200 readings
-    n_meter = int(per_tick * 0.9)  # 180 in two head-end messages
-    n_scada = int(per_tick) - n_meter  # 20
-    meters = [f"M{i:06d}" for i in range(N_NORMAL_METERS)]
-    txs = [f"T{i:05d}" for i in range(N_TRANSFORMERS)]
-    hot_order = rng.sample(txs, len(txs))
-    mi = ti = fresh = hot = 0
-    acc_m = acc_s = acc_bad = 0.0
-    conditions: list[tuple[str, str, str, str]] = []  # (alertname, asset_id, observed_at, severity)
-    readings = bad = msgs = 0
-    go.wait()
-    t0 = time.monotonic()
-    k = 0
-    while True:
-        target = t0 + k * TICK
-        now_m = time.monotonic()
-        if now_m - t0 >= seconds:
-            break
-        if target > now_m:
-            time.sleep(target - now_m)
-        iso = datetime.now(UTC).isoformat(timespec="microseconds")
-        acc_m += n_meter * 0.01
-        acc_s += n_scada * 0.01
-        acc_bad += 0.05
-        n_anom = int(acc_m)
-        acc_m -= n_anom
+    def tick(self, iso: str) -> list[tuple[str, bytes]]:
+        """One tick's (topic, payload) messages, every reading stamped ``iso``."""
+        rng, T, out = self.rng, self.T, []
+        self.acc_m += self.n_meter * 0.01
+        self.acc_s += self.n_scada * 0.01
+        self.acc_bad += 0.05
+        n_anom = int(self.acc_m)
+        self.acc_m -= n_anom
         rows = []
-        for _j in range(n_meter - n_anom):
-            m = meters[mi % N_NORMAL_METERS]
-            mi += 1
+        for _j in range(self.n_meter - n_anom):
+            m = self.meters[self.mi % N_NORMAL_METERS]
+            self.mi += 1
             rows.append(
                 {
                     "meter_id": m,
@@ -196,8 +175,8 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice
                 }
             )
         for _ in range(n_anom):
-            m = f"X{fresh:06d}"
-            fresh += 1
+            m = f"X{self.fresh:06d}"
+            self.fresh += 1
             rows.append(
                 {
                     "meter_id": m,
@@ -209,62 +188,99 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice
                     "power_factor": 0.96,
                 }
             )
-            conditions.append(("MeterUndervoltage", m, iso, "warning"))
+            self.conditions.append(("MeterUndervoltage", m, iso, "warning"))
         rng.shuffle(rows)
         half = len(rows) // 2
         for h, part in enumerate((rows[:half], rows[half:])):
-            c.publish(T.headend(f"HE{h}"), json.dumps({"readings": part}).encode(), qos=1)
-            msgs += 1
-        readings += len(rows)
-        hot_now = int(acc_s)
-        acc_s -= hot_now
-        for j in range(n_scada):
+            out.append((T.headend(f"HE{h}"), json.dumps({"readings": part}).encode()))
+        self.readings += len(rows)
+        hot_now = int(self.acc_s)
+        self.acc_s -= hot_now
+        for j in range(self.n_scada):
             if j < hot_now:
-                tx = hot_order[hot % len(hot_order)]
-                hot += 1
+                tx = self.hot_order[self.hot % len(self.hot_order)]
+                self.hot += 1
                 hs = 150.0
-                conditions.append(("TransformerHotSpotCritical", tx, iso, "critical"))
+                self.conditions.append(("TransformerHotSpotCritical", tx, iso, "critical"))
             else:
-                tx = txs[ti % N_TRANSFORMERS]
-                ti += 1
+                tx = self.txs[self.ti % N_TRANSFORMERS]
+                self.ti += 1
                 hs = 65.0 + rng.uniform(-2, 2)
-            c.publish(
-                T.scada(tx),
-                json.dumps(
-                    {
-                        "sample_time": iso,
-                        "load_kva": 30.0,
-                        "top_oil_temp_c": 50.0,
-                        "hot_spot_temp_c": hs,
-                        "voltage_v": 233.0,
-                        "frequency_hz": 60.0,
-                    }
-                ).encode(),
-                qos=1,
+            out.append(
+                (
+                    T.scada(tx),
+                    json.dumps(
+                        {
+                            "sample_time": iso,
+                            "load_kva": 30.0,
+                            "top_oil_temp_c": 50.0,
+                            "hot_spot_temp_c": hs,
+                            "voltage_v": 233.0,
+                            "frequency_hz": 60.0,
+                        }
+                    ).encode(),
+                )
             )
-            msgs += 1
-        readings += n_scada
-        if acc_bad >= 1:
-            acc_bad -= 1
-            c.publish(
-                T.scada(txs[0]),
-                json.dumps(
-                    {
-                        "sample_time": iso,
-                        "load_kva": "thirty",
-                        "top_oil_temp_c": 50.0,
-                        "hot_spot_temp_c": 60.0,
-                        "voltage_v": 233.0,
-                        "frequency_hz": 60.0,
-                    }
-                ).encode(),
-                qos=1,
+        self.readings += self.n_scada
+        if self.acc_bad >= 1:
+            self.acc_bad -= 1
+            out.append(
+                (
+                    T.scada(self.txs[0]),
+                    json.dumps(
+                        {
+                            "sample_time": iso,
+                            "load_kva": "thirty",
+                            "top_oil_temp_c": 50.0,
+                            "hot_spot_temp_c": 60.0,
+                            "voltage_v": 233.0,
+                            "frequency_hz": 60.0,
+                        }
+                    ).encode(),
+                )
             )
-            msgs += 1
-            bad += 1
-        progress.value = readings + bad
+            self.bad += 1
+        self.msgs += len(out)
+        return out
+
+
+def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice: int = 0) -> None:
+    """Runs in its own process. Writes {published, readings, bad, conditions, elapsed} to ``out``."""
+    import paho.mqtt.client as mqtt
+
+    if nice:
+        # the load generator yields to the system under test: on 2 cores the publisher's 20 ms bursts (JSON for
+        # 200 readings) otherwise preempt the bridge's processing of the previous burst (docs/DECISIONS.md)
+        os.nice(nice)
+
+    from streaming_bridge.topics import Topics
+
+    load = Load(rate, Topics(PREFIX))
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    acked = [0]
+    c.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
+    c.connect("127.0.0.1", port, keepalive=30)
+    c.loop_start()
+    go.wait()
+    t0 = time.monotonic()
+    k = 0
+    while True:
+        target = t0 + k * TICK
+        now_m = time.monotonic()
+        if now_m - t0 >= seconds:
+            break
+        if target > now_m:
+            time.sleep(target - now_m)
+        for topic, payload in load.tick(datetime.now(UTC).isoformat(timespec="microseconds")):
+            c.publish(topic, payload, qos=1)
+        progress.value = load.readings + load.bad
         k += 1
     elapsed = time.monotonic() - t0
+    msgs = load.msgs
     end = time.monotonic() + 60
     while acked[0] < msgs and time.monotonic() < end:
         time.sleep(0.05)
@@ -273,13 +289,13 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice
     Path(out).write_text(
         json.dumps(
             {
-                "published": readings + bad,
-                "readings": readings,
-                "bad": bad,
+                "published": load.readings + load.bad,
+                "readings": load.readings,
+                "bad": load.bad,
                 "messages": msgs,
                 "acked": acked[0],
                 "elapsed_s": elapsed,
-                "conditions": conditions,
+                "conditions": load.conditions,
             }
         )
     )

@@ -20,6 +20,7 @@ import datetime as dt
 from collections import Counter, deque
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from streaming_bridge.alerts import Alert
@@ -129,26 +130,26 @@ class GridEvents:
             self.last_seen.update(zip(ids, df["_received_at"].to_list()))
             # only meters whose state may change: no supply now, or down before (plain Python on the ids: a
             # polars group_by per batch cost more than the whole dict update)
-            nosupply = df["voltage"].is_null()
+            nosupply = np.isnan(df["voltage"].to_numpy().astype(np.float64))  # null -> NaN (no NaN passes the contract)
+            idx = []
             if self.down or nosupply.any():
-                idx = [k for k, (m, n) in enumerate(zip(ids, nosupply.to_list())) if n or m in self.down]
+                idx = [k for k, (m, n) in enumerate(zip(ids, nosupply.tolist())) if n or m in self.down]
+            if idx:
                 last = (
                     df[idx]
                     .sort("reading_time")
                     .group_by("meter_id", maintain_order=True)
                     .agg(pl.col("voltage").last().is_null().alias("_nosupply"), pl.col("reading_time").last())
                 )
-            else:
-                last = df.clear().select("meter_id", pl.lit(False).alias("_nosupply"), "reading_time")
-            for meter, nosupply, t in zip(last["meter_id"], last["_nosupply"], last["reading_time"]):
-                if nosupply:
-                    if self.down.get(meter, ("",))[0] != "MeterSupplyLost":
+                for meter, nosupply, t in zip(last["meter_id"], last["_nosupply"], last["reading_time"]):
+                    if nosupply:
+                        if self.down.get(meter, ("",))[0] != "MeterSupplyLost":
+                            out += self._meter_up(meter, t)
+                            out += self._meter_down(
+                                meter, "MeterSupplyLost", t, "the meter reports no supply voltage (last gasp)"
+                            )
+                    else:
                         out += self._meter_up(meter, t)
-                        out += self._meter_down(
-                            meter, "MeterSupplyLost", t, "the meter reports no supply voltage (last gasp)"
-                        )
-                else:
-                    out += self._meter_up(meter, t)
         for ev in status:
             if ev.device_type != "meter":
                 continue

@@ -142,7 +142,7 @@ class LandingWriter:
                 if name == DEAD:
                     tbl = df.drop("batch_id", strict=False).to_arrow()
                 else:
-                    tbl = df.select(list(raw_schema(name))).to_arrow()
+                    tbl = df.to_arrow().select(list(raw_schema(name)))  # pyarrow's select: no polars query
                 f = self._files.get(name)
                 if f is None:
                     f = self._files[name] = _SpoolFile(self.spool_dir / self._segment / f"{name}.arrows", tbl.schema)

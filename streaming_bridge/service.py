@@ -16,6 +16,7 @@ the MQTT connection is down, its subscriptions are not yet acknowledged, or the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import json
@@ -253,6 +254,10 @@ class Bridge:
             self.metrics.alerts.labels(a.severity, "resolved" if a.resolved else "firing").inc()
         self.counts["alerts"] += len(alerts)
 
+    def _onsets(self):
+        """One onset-store transaction for what the block does (nothing to group without a store)."""
+        return self.topo.onsets.transaction() if self.topo.onsets is not None else contextlib.nullcontext()
+
     # ------------------------------------------------------------------ one batch
     def process(self, batch: Sequence[tuple[Message, int]], now: float | None = None) -> list[Alert]:
         t0 = time.perf_counter()
@@ -261,9 +266,10 @@ class Bridge:
         r = self.validator.process(msgs, now=now)
         w1 = time.time()
         transitions = self.engine.evaluate(r.accepted)
-        alerts = [a for a in (self._rule_alert(t) for t in transitions) if a is not None]
-        self.events.count_fired(alerts, time.time())
-        alerts += self.events.observe(r.accepted, r.status)
+        with self._onsets():  # the batch's onsets in one transaction, committed before the outbox sees them
+            alerts = [a for a in (self._rule_alert(t) for t in transitions) if a is not None]
+            self.events.count_fired(alerts, time.time())
+            alerts += self.events.observe(r.accepted, r.status)
         w2 = time.time()
         self._submit(alerts)  # rule and event alerts first: the model's scoring does not delay their detection
         # Only after the outbox committed the alerts: what a restart resumes as firing (or no longer firing).
@@ -271,11 +277,14 @@ class Bridge:
         # as firing, so the redelivered reading was no transition and the alert never reached the outbox
         # (test_bridge_sigkill's intermittent loss). Now a crash in between only repeats the transition on
         # redelivery (same startsAt from the onset store; the outbox and receivers are idempotent).
-        for t in transitions:
-            if t.firing and (t.rule.name, t.asset_id) in self.active:
-                self.topo.onsets.remember(t.rule.name, t.asset_id, t.starts_at, self.active[(t.rule.name, t.asset_id)])
-            elif not t.firing:
-                self.topo.onsets.forget(t.rule.name, t.asset_id)
+        with self._onsets():
+            for t in transitions:
+                if t.firing and (t.rule.name, t.asset_id) in self.active:
+                    self.topo.onsets.remember(
+                        t.rule.name, t.asset_id, t.starts_at, self.active[(t.rule.name, t.asset_id)]
+                    )
+                elif not t.firing:
+                    self.topo.onsets.forget(t.rule.name, t.asset_id)
         submitted = time.time()
         if self._trace_log is not None:
             self._trace_log.write(

@@ -7,6 +7,7 @@ a link to the asset in the Dagster UI, and a runbook line.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -163,11 +164,24 @@ class OnsetStore:
             "CREATE TABLE IF NOT EXISTS active (alertname TEXT, asset_id TEXT, onset TEXT NOT NULL, alert TEXT NOT NULL, "
             "PRIMARY KEY (alertname, asset_id))"
         )
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the statements of a transaction()
         self._db.execute(
             "DELETE FROM onsets WHERE starts_at < ?",
             ((dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=keep_days)).isoformat(),),
         )
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """The calls inside as one SQLite transaction (a processing batch's onsets: one WAL commit, not one
+        per statement); committed when the block ends, rolled back if it raises."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def starts_at(self, key: tuple[str, str, str], proposed: dt.datetime) -> dt.datetime:
         with self._lock:
