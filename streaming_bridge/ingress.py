@@ -178,8 +178,12 @@ class Validator:
                         'a head-end batch must be {"readings": [objects...]} or a non-empty JSON array of reading objects',
                     )
                     continue
+                n_records += len(readings)
+                if all(type(r) is dict for r in readings):  # the usual head-end message: every record an object
+                    recs["meter_readings"] += readings
+                    origin["meter_readings"] += zip(itertools.repeat(i), range(len(readings)))
+                    continue
                 for j, r in enumerate(readings):
-                    n_records += 1
                     if not isinstance(r, dict):
                         reject(
                             i,
