@@ -4,7 +4,7 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 STAMP := .venv/.installed-$(shell cat requirements.txt constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast lint bench-ingest bench-ingest-big bench-ingest-base bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench-bridge-batch bench-bridge-cpu bench-pipeline bench services clean dev
+.PHONY: install demo test test-fast lint bench-ingest bench-ingest-big bench-ingest-base bench-manifest bench-forecast bench-ml bench-opt bench-alert-delivery bench-bridge bench-bridge-batch bench-bridge-cpu bench-pipeline bench-backfill bench services clean dev
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ bench-bridge-cpu: install
 # BENCH_PIPELINE_ARGS e.g. "--sizes 1000,3000 --backfill-meters 1000 --backfill-days 7" on a small machine
 bench-pipeline: install services
 	flock /tmp/gridlake-bigmem.lock $(PY) -m benchmarks.bench_pipeline $(BENCH_PIPELINE_ARGS)
+
+# a real year backfill (daily_ingest, 10,000 meters x 365 days from bench-pipeline's cached simulation) as the
+# backfill's range runs, two at a time: benchmarks/results/backfill.json (wall, CPU, rows/s, peak RSS, stages)
+bench-backfill: install services
+	flock /tmp/gridlake-bigmem.lock $(PY) -m benchmarks.bench_backfill $(BENCH_BACKFILL_ARGS)
 
 dev: install
 	DAGSTER_HOME=$(CURDIR)/.demo/dagster_home .venv/bin/dagster dev -w workspace.yaml

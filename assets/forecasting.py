@@ -49,10 +49,10 @@ from lake import plots
 from models.forecast.accuracy import drift_status, forecast_accuracy, scored_errors
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
 from models.forecast.peak import feeder_capacity_kw, peak_demand
-from models.forecast.pipeline import score_load_entity, train_load_entity, with_champion_row
+from models.forecast.pipeline import score_entities, score_load_entity, train_load_entity, with_champion_row
 from models.forecast.plots import feature_importance, forecast_figure, importance_figure, png_bytes
 from models.forecast.tables import SYSTEM, forecast_rows, with_system_total, with_temperature
-from models.forecast.weather_inputs import future_weather
+from models.forecast.weather_inputs import exog_as_known_at, future_weather
 from models.registry import Trained, run_summary
 from models.solar import (
     SolarXGBForecaster,
@@ -261,7 +261,7 @@ def _importance_md(model, title: str) -> str | None:
 @asset(
     op_tags=queue_tags("train"),
     group_name="forecast_training",
-    deps=["gold_load_hourly", "silver_weather"],
+    deps=["gold_load_hourly", "silver_weather", "silver_weather_forecast"],
     kinds={"mlflow", "xgboost"},
     description="Nightly: backtest, log, register and champion/challenger-promote one load model per feeder and the system",
 )
@@ -287,13 +287,21 @@ def load_forecast_models(
     start = end - pd.Timedelta(days=config.history_days)
     load = feeder_load(lk, start, end)
     exog: tuple[str, ...] = ()
+    fx, n_issues = None, 0
     if config.use_weather:
-        load = with_temperature(load, hourly_weather(lk, start, end))
+        weather = hourly_weather(lk, start, end)
+        load = with_temperature(load, weather)
         exog = ("temp_air_c",)
+        # backtests and band calibration see the weather scoring uses: the NWP issues published by each origin
+        issues = weather_issues(lk, start - pd.Timedelta(days=3), end)
+        fx, n_issues = exog_as_known_at(issues, weather), int(issues["issued_at"].n_unique())
     kinds = config.candidates or [config.forecaster]
-    makers = {k: make_load_forecaster(k, horizon, exog, grid.timezone, config.n_estimators) for k in kinds}
+    makers = {
+        k: make_load_forecaster(k, horizon, exog, grid.timezone, config.n_estimators, future_exog=fx) for k in kinds
+    }
     baseline = make_load_forecaster("seasonal_naive_daily", horizon, (), grid.timezone)
-    params = {"history_days": config.history_days, "backtest_days": config.backtest_days, "exog": list(exog)}
+    params = {"history_days": config.history_days, "backtest_days": config.backtest_days, "exog": list(exog),
+              "backtest_weather": f"nwp ({n_issues} issues), persisted where none" if n_issues else "persisted" if exog else "none"}  # fmt: skip
 
     results, skipped, tables, pictures, retrain = [], {}, [], [], {}
     for (entity,), g in load.group_by(["entity_id"], maintain_order=True):
@@ -303,7 +311,7 @@ def load_forecast_models(
         try:
             t = train_load_entity(entity, g.drop("entity_id").sort("period_start").to_pandas(), makers=makers,
                                   baseline=baseline, horizon=horizon, backtest_days=config.backtest_days,
-                                  rank_metric=config.rank_metric, window_end=end, params=params)  # fmt: skip
+                                  rank_metric=config.rank_metric, window_end=end, params=params, future_exog=fx)  # fmt: skip
         except ValueError as exc:  # ForecastInputError and friends: too little history, gaps, constant, no weather
             skipped[entity] = f"{type(exc).__name__}: {exc}"
             context.log.warning(f"{name}: not trained: {skipped[entity]}")
@@ -332,6 +340,7 @@ def load_forecast_models(
             "candidate_scores": MetadataValue.json({r["entity_id"]: r["candidate_scores"] for r in results}),
             "horizon_hours": config.horizon_hours,
             "window": f"{start} .. {end}",
+            "backtest_weather": params["backtest_weather"],
             "run_ids": MetadataValue.json({r["entity_id"]: r["run_id"] for r in results}),
             "promoted": MetadataValue.json({r["entity_id"]: r["promoted"] for r in results}),
             "models": MetadataValue.json([run_summary(r, entity_id=r["entity_id"]) for r in results]),
@@ -444,35 +453,32 @@ def gold_load_forecast(
     weather = hourly_weather(lk, day_end - pd.Timedelta(days=config.history_days), day_end)
     issues = weather_issues(lk, day_end - pd.Timedelta(days=3), day_end)  # issued by the end of the day, at most
     load = with_temperature(load, weather)
-    frames, versions, fallbacks, weather_use, pictures = [], {}, {}, {}, []
-    for (entity,), g in load.group_by(["entity_id"], maintain_order=True):
-        name = f"{LOAD_MODEL_PREFIX}{entity}"
-        hist = g.drop("entity_id").sort("period_start")
-        s = score_load_entity(_champion(reg, name, "load_forecast_models"), hist, horizon,
-                              weather_issues=issues, observed_weather=weather)  # fmt: skip
-        if s.reason:
-            context.log.warning(f"{name}: champion not used ({s.reason}); the daily seasonal naive baseline forecast")
-            fallbacks[entity] = s.reason
-        if s.weather is not None:
-            weather_use[entity] = s.weather
-        versions[entity] = s.version
-        level = SYSTEM if entity == SYSTEM else "feeder"
-        frames.append(forecast_rows(s.forecast, day, level, entity, s.issued_at, s.version, s.reason))
-        if entity == SYSTEM or len(pictures) < 2:
-            title = f"{entity}: {s.forecast['model'][0]} v{s.version} issued {s.issued_at:%Y-%m-%d %H:%M}Z"
+    hists = {
+        e: g.drop("entity_id").sort("period_start") for (e,), g in load.group_by(["entity_id"], maintain_order=True)
+    }
+    jobs = [
+        (e, lambda e=e, hist=hist: score_load_entity(_champion(reg, f"{LOAD_MODEL_PREFIX}{e}", "load_forecast_models"),
+                                                   hist, horizon, weather_issues=issues, observed_weather=weather))
+        for e, hist in hists.items()
+    ]  # fmt: skip
+    run = score_entities(jobs, day, fallback="the daily seasonal naive baseline forecast", warn=context.log.warning)
+    pictures = []
+    for e, s in run.scored.items():
+        if e == SYSTEM or len(pictures) < 2:
+            title = f"{e}: {s.forecast['model'][0]} v{s.version} issued {s.issued_at:%Y-%m-%d %H:%M}Z"
             pictures.append(
-                plots.png_markdown(png_bytes(forecast_figure(hist, s.forecast, title)), f"{entity} forecast")
+                plots.png_markdown(png_bytes(forecast_figure(hists[e], s.forecast, title)), f"{e} forecast")
             )
-    df = pl.concat(frames)
+    df = run.rows
     w = lk.write_partition(_T["gold_load_forecast"], df, day)
     return MaterializeResult(
         metadata={
             "dagster/row_count": w.rows,
             "delta_version": w.version,
-            "champion_versions": MetadataValue.json(versions),
-            "fallbacks": MetadataValue.json(fallbacks),
-            "n_fallbacks": len(fallbacks),
-            "future_weather_hours": MetadataValue.json(weather_use),
+            "champion_versions": MetadataValue.json(run.versions),
+            "fallbacks": MetadataValue.json(run.fallbacks),
+            "n_fallbacks": len(run.fallbacks),
+            "future_weather_hours": MetadataValue.json(run.weather),
             "weather_issues_read": int(issues["issued_at"].n_unique()),
             "issued_at": MetadataValue.json(
                 {e: str(t) for e, t in df.group_by("entity_id").agg(pl.col("issued_at").max()).iter_rows()}
@@ -510,24 +516,19 @@ def gold_solar_forecast(
     issued_at = weather["observation_time"].iloc[-1]
     fut_idx = pd.date_range(issued_at + HOUR, periods=config.horizon_hours, freq="1h")
     temps, _ = future_weather(issues, raw, issued_at + HOUR, fut_idx)  # cell temperature of the clear-sky power
-    frames, versions, fallbacks, weather_use, fleet_ac = [], {}, {}, {}, []
-    for feeder, systems in sorted(feeder_pv_systems(lk.read("ref_meters")).items()):
-        name = f"{SOLAR_MODEL_PREFIX}{feeder}"
-        cap = float(sum(s.kw_dc for s in systems))
-        obs = fleet_power(systems, weather)
-        fleet_ac.append(obs["ac_kw"])
-        future = fleet_clearsky(systems, fut_idx, temps["temp_air_c"])
-        s = score_solar_entity(_champion(reg, name, "solar_forecast_models"), obs, future, cap, config.horizon_hours,
-                               weather_issues=issues)  # fmt: skip
-        if s.reason:
-            context.log.warning(f"{name}: champion not used ({s.reason}); smart persistence within [0, clear sky]")
-            fallbacks[feeder] = s.reason
-        if s.weather is not None:
-            weather_use[feeder] = s.weather
-        versions[feeder] = s.version
-        frames.append(forecast_rows(s.forecast, day, "feeder", feeder, s.issued_at, s.version, s.reason))
-    df = pl.concat(frames)
-    system = system_total(df, len(frames))  # quantiles summed: comonotone, errs wide
+    fleets = sorted(feeder_pv_systems(lk.read("ref_meters")).items())
+    obs = {f: fleet_power(systems, weather) for f, systems in fleets}
+    jobs = [
+        (f, lambda f=f, systems=systems: score_solar_entity(
+            _champion(reg, f"{SOLAR_MODEL_PREFIX}{f}", "solar_forecast_models"), obs[f],
+            fleet_clearsky(systems, fut_idx, temps["temp_air_c"]), float(sum(s.kw_dc for s in systems)),
+            config.horizon_hours, weather_issues=issues))
+        for f, systems in fleets
+    ]  # fmt: skip
+    run = score_entities(jobs, day, fallback="smart persistence within [0, clear sky]", warn=context.log.warning)
+    versions, fallbacks = run.versions, run.fallbacks
+    df = run.rows
+    system = system_total(df, len(fleets))  # quantiles summed: comonotone, errs wide
     all_champions = not fallbacks
     df = pl.concat(
         [
@@ -545,10 +546,11 @@ def gold_solar_forecast(
     )
     w = lk.write_partition(_T["gold_solar_forecast"], df, day)
     sys_fc = df.filter(pl.col("entity_id") == SYSTEM)
+    fleet_ac = sum(o["ac_kw"] for o in obs.values())
     hist = pl.DataFrame(
         {
-            "period_start": pl.Series(obs.index.as_unit("us")).cast(pl.Datetime("us", "UTC")),
-            "mean_kw": sum(fleet_ac).to_numpy(),
+            "period_start": pl.Series(fleet_ac.index.as_unit("us")).cast(pl.Datetime("us", "UTC")),
+            "mean_kw": fleet_ac.to_numpy(),
         }
     )
     fig = forecast_figure(hist, sys_fc, f"PV fleet, all feeders: issued {issued_at:%Y-%m-%d %H:%M}Z")
@@ -559,7 +561,7 @@ def gold_solar_forecast(
             "champion_versions": MetadataValue.json(versions),
             "fallbacks": MetadataValue.json(fallbacks),
             "n_fallbacks": len(fallbacks),
-            "forecast_weather_hours": MetadataValue.json(weather_use),
+            "forecast_weather_hours": MetadataValue.json(run.weather),
             "issued_at": str(issued_at),
             "forecast": MetadataValue.md(plots.png_markdown(png_bytes(fig), "PV fleet forecast")),
         }

@@ -7,10 +7,10 @@ replaced on its own), like the ingestion assets they follow.
 import datetime as dt
 
 import polars as pl
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.ingestion import gx_check_specs, gx_checks
-from assets.partitions import daily, monthly
+from assets.partitions import daily, daily_backfill, monthly
 from assets.queues import queue_tags
 from assets.resources import GridSettings, LakeResource
 from contracts import TABLES
@@ -21,7 +21,7 @@ _DAILY = dict(
     group_name="gold",
     op_tags=queue_tags("ingest"),
     partitions_def=daily,
-    backfill_policy=BackfillPolicy.single_run(),
+    backfill_policy=daily_backfill,
     kinds={"delta", "polars"},
 )
 
@@ -50,8 +50,9 @@ def gold_load_hourly(context: AssetExecutionContext, lake: LakeResource, grid: G
     lk, days = lake.lake(), _days(context)
     meters, transformers = lk.read("ref_meters"), lk.read("ref_transformers")
     rows, last = 0, None
+    silver = lk.scan_days(_T["silver_meter_readings"], days)  # one read plan for the range
     for day in days:
-        df = gold.load_hourly(lk.read(_T["silver_meter_readings"], day), meters, transformers, day)
+        df = gold.load_hourly(silver.filter(pl.col("date") == day).collect(), meters, transformers, day)
         if df.height == 0:
             raise ValueError(f"silver_meter_readings has no rows for {day}: nothing to roll up")
         rows += _write(context, lk, "gold_load_hourly", df, day).rows
@@ -70,9 +71,10 @@ def gold_load_hourly(context: AssetExecutionContext, lake: LakeResource, grid: G
 
 @asset(deps=["gold_load_hourly"], description=_T["gold_load_daily"].description, **_DAILY)
 def gold_load_daily(context: AssetExecutionContext, lake: LakeResource, grid: GridSettings) -> MaterializeResult:
-    lk, rows = lake.lake(), 0
-    for day in _days(context):
-        df = gold.load_daily(lk.read(_T["gold_load_hourly"], day), day, grid.timezone)
+    lk, rows, days = lake.lake(), 0, _days(context)
+    hourly = lk.scan_days(_T["gold_load_hourly"], days)
+    for day in days:
+        df = gold.load_daily(hourly.filter(pl.col("date") == day).collect(), day, grid.timezone)
         rows += _write(context, lk, "gold_load_daily", df, day).rows
     top = df.filter(pl.col("level") == "feeder").sort("energy_kwh", descending=True).head(5)
     return MaterializeResult(
@@ -114,10 +116,13 @@ def gold_load_monthly(context: AssetExecutionContext, lake: LakeResource, grid: 
 def gold_grid_health_daily(context: AssetExecutionContext, lake: LakeResource) -> MaterializeResult:
     lk, rows = lake.lake(), 0
     meters, transformers = lk.read("ref_meters"), lk.read("ref_transformers")
-    for day in _days(context):
+    days = _days(context)
+    silver = lk.scan_days(_T["silver_meter_readings"], days).select("date", "meter_id", "voltage", "quality_flag")
+    scada = lk.scan_days(_T["silver_scada"], days).select("date", "transformer_id", "load_kva", "hot_spot_temp_c")
+    for day in days:
         df = gold.grid_health_daily(
-            lk.read(_T["silver_meter_readings"], day, columns=["meter_id", "voltage", "quality_flag"]),
-            lk.read(_T["silver_scada"], day, columns=["transformer_id", "load_kva", "hot_spot_temp_c"]),
+            silver.filter(pl.col("date") == day).drop("date").collect(),
+            scada.filter(pl.col("date") == day).drop("date").collect(),
             meters,
             transformers,
             day,

@@ -7,6 +7,7 @@ import warnings
 
 from dagster import (
     AssetDep,
+    BackfillPolicy,
     BetaWarning,
     DailyPartitionsDefinition,
     MonthlyPartitionsDefinition,
@@ -21,6 +22,12 @@ START = load_profile().partition_start.isoformat()
 
 daily = DailyPartitionsDefinition(start_date=START, timezone=TIMEZONE, end_offset=0)
 monthly = MonthlyPartitionsDefinition(start_date=START[:8] + "01", timezone=TIMEZONE, end_offset=0)
+
+#: a backfill of the daily ingestion and gold assets runs its range in runs of at most this many days: a year is two
+#: range runs, which the run queue's ``dagster/backfill`` limit (2, deploy/dagster.yaml) runs at once, one a core;
+#: shorter ranges stay one run (start-up paid once). docs/DECISIONS.md "Year backfill on two cores"
+BACKFILL_DAYS_PER_RUN = 183
+daily_backfill = BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_DAYS_PER_RUN)
 
 #: scoring assets (forecasts, anomaly scores) re-run for *today* every hour, so their partitions
 #: include the current local day; the silver/gold tables they read stop at yesterday

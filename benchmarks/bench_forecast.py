@@ -35,12 +35,16 @@ conformalised inside every fit on the latest 20 % of its training origins, score
 clear-sky power (``models.solar.forecast``, ``models.forecast.conformal``).
 
 Utility -- the gridlake simulator (300 meters, 2 feeders, May-Aug 2026, Greensboro weather): hourly
-feeder load, day-ahead (24 h) from the last 14 local midnights; XGBoost with the latest NWP issue
+feeder load, day-ahead (24 h) from the last 28 local midnights; XGBoost with the latest NWP issue
 before the origin vs the same model with persisted weather, statsforecast MSTL/AutoETS (peer), gridlake's
 mstl_ets and weekly naive, refitted every 7 origins on data before the origin. Every model's band is
 recalibrated by rolling conformal (``models.forecast.conformal.rolling_conformal``) on the errors of
-the 21 origins before each test origin (21 calibration origins precede the 14 test ones): 80 % and
-90 % coverage, pinball loss, and the model's own band as ``coverage_80_raw``.
+the 21 origins before each test origin (21 calibration origins precede the 28 test ones): 80 % and
+90 % coverage with 95 % block-bootstrap intervals over the test origins (``coverage_cis``), pinball
+loss, and the model's own band as ``coverage_80_raw``. ``utility_production_bands``: the production
+wrapper (``ConformalForecaster``, 14 calibration origins inside each fit's history) scored with the
+NWP feed, its calibration backtests made with the same NWP issues (as known at each calibration
+origin) or with persisted weather (the session-7 mismatch).
 
 ``PROTOCOL`` below (written to forecast.json as ``protocol``) states each section's training window,
 origins, leads, sites and weather input.
@@ -79,7 +83,8 @@ from models.forecast import (  # noqa: E402
     score,
     score_backtest,
 )
-from models.forecast.conformal import periodic_conformal, rolling_conformal  # noqa: E402
+from models.forecast.conformal import ConformalForecaster, periodic_conformal, rolling_conformal  # noqa: E402
+from models.forecast.metrics import coverage_interval  # noqa: E402
 from models.forecast.statsforecast_models import PEERS, StatsForecaster  # noqa: E402
 from models.solar.forecast import MIN_CS_SHARE  # noqa: E402
 
@@ -131,8 +136,9 @@ PROTOCOL = {
         "TMY weather; hourly mean feeder load (sum of the feeder's meters' demand)",
         "train_window": "all hours before the origin (expanding from 1 May), refitted every 7 origins, rolled "
         "forward in between",
-        "origins": "35 local midnights (America/New_York): 21 calibration origins (27 Jul - 16 Aug) whose errors "
-        "only calibrate the bands, then 14 test origins (17 - 30 Aug) that are scored",
+        "origins": "49 local midnights (America/New_York): 21 calibration origins (13 Jul - 2 Aug) whose errors "
+        "only calibrate the bands, then 28 test origins (3 - 30 Aug) that are scored (each test origin's band "
+        "calibrated on the 21 origins before it)",
         "leads": "1..24 h (day-ahead)",
         "weather": {
             "xgboost_forecast_weather": "temperature from the latest simulated NWP issue published before the "
@@ -146,6 +152,15 @@ PROTOCOL = {
         "the model's own band",
         "metrics": "MAPE, bias (sum(p50 - y) / sum(y)), pinball over p10/p50/p90 (and pinball_5q over five "
         "quantiles) in kW, within_5pct (share of hours with |error| <= 5 %), coverage_80, coverage_90",
+        "coverage_intervals": "95 % bootstrap intervals of coverage_80/90 over the test origins "
+        "(models.forecast.metrics.coverage_interval, 4,000 draws, seed 0): per-origin hit counts of both feeders "
+        "resampled together, in circular blocks of 1 origin (block1) or 4 consecutive origins (block4, keeps "
+        "day-to-day weather dependence); effective_rows = p(1-p) / bootstrap variance",
+        "production_bands": "utility_production_bands: XGBoost (forecast weather) in models.forecast.factory's "
+        "ConformalForecaster (14 daily calibration origins inside each fit's history, 6 h lead buckets, widths "
+        "relative to p50), refitted every 7 test origins, scored on the 28 test origins with the latest NWP issue; "
+        "conformal_nwp calibrates on backtests with the NWP issues known at each calibration origin (production "
+        "since session 8), conformal_persisted on backtests with persisted weather (production before)",
     },
 }
 
@@ -478,7 +493,7 @@ def run_utility() -> dict:
     from zoneinfo import ZoneInfo
 
     from models.forecast.tables import with_temperature
-    from models.forecast.weather_inputs import weather_for_origin
+    from models.forecast.weather_inputs import exog_as_known_at
     from simulator.nwp import error_stats, issue_forecasts
     from simulator.weather import load_tmy
 
@@ -495,25 +510,34 @@ def run_utility() -> dict:
     test = origins[UTILITY_CAL_DAYS:]
     sim_seconds = round(time.process_time() - t0, 1)
 
-    def exog(issues):
-        return lambda origin, idx: weather_for_origin(issues, wpd, origin, idx)[0][["period_start", "temp_air_c"]]
-
     xgb = lambda: XGBoostForecaster(
         DAY, exog=("temp_air_c",), tz=cfg.timezone, country="US", n_estimators=300, n_jobs=1
     )  # noqa: E731
     specs = {
-        "xgboost_forecast_weather": (xgb, exog(nwp)),
-        "xgboost_persisted_weather": (xgb, exog(no_issues)),
+        "xgboost_forecast_weather": (xgb, exog_as_known_at(nwp, wpd)),
+        "xgboost_persisted_weather": (xgb, exog_as_known_at(no_issues, wpd)),
         "mstl_ets": (lambda: StatsForecaster("sf_mstl_ets", log=True, name="mstl_ets"), None),
         "sf_mstl_ets": (lambda: StatsForecaster("sf_mstl_ets"), None),
         "seasonal_naive_weekly": (lambda: SeasonalNaive(WEEK), None),
     }
-    frames = []
+    # the production wrapper (models.forecast.factory: ConformalForecaster, 14 daily calibration origins
+    # inside each fit's history), scored with the NWP feed; calibrated with the NWP issues as known at each
+    # calibration origin (now) or with persisted weather (production until session 8)
+    production = {
+        f"conformal_{w}": lambda w=w: ConformalForecaster(
+            xgb, DAY, cal_days=14, future_exog=exog_as_known_at(nwp if w == "nwp" else no_issues, wpd)
+        )
+        for w in ("nwp", "persisted")
+    }
+    frames, prod_frames = [], []
     for feeder in load["entity_id"].unique().sort().to_list():
         df = with_temperature(load.filter(pl.col("entity_id") == feeder).drop("entity_id"), weather)
         for name, (make, fx) in specs.items():
             bt = rolling_origin(make, df, origins, 24, refit_every=7, future_exog=fx)
             frames.append(bt.with_columns(pl.lit(name).alias("model"), pl.lit(feeder).alias("feeder")))
+        for name, make in production.items():
+            bt = rolling_origin(make, df, test, 24, refit_every=7, future_exog=exog_as_known_at(nwp, wpd))
+            prod_frames.append(bt.with_columns(pl.lit(name).alias("calibration"), pl.lit(feeder).alias("feeder")))
     # every model's band recalibrated per test origin on the errors of the origins before it
     # (their target hours ended by the origin): models.forecast.conformal, as production does
     raw_bt = pl.concat(frames)
@@ -530,17 +554,44 @@ def run_utility() -> dict:
             "within_5pct": round(float(np.mean(ape <= 0.05)), 3),
             "coverage_80": round(b["coverage_80"], 3), "coverage_90": round(b["coverage_90"], 3),
             "coverage_80_raw": round(raw["coverage_80"], 3), "pinball_raw": round(raw["pinball"], 3),
-            "n": len(g),
+            "n": len(g), **coverage_cis(g),
         }  # fmt: skip
+    prod = {}
+    for (name,), g in pl.concat(prod_frames).group_by(["calibration"], maintain_order=True):
+        prod[name] = {
+            "mape": round(score(g["actual"], g["p10"], g["p50"], g["p90"])["mape"], 3),
+            "n": len(g),
+            **coverage_cis(g),
+        }
     return {
         "utility_feeder": dict(sorted(out.items(), key=lambda kv: kv[1]["mape"])),
         "utility_calibration_vs_test": calibration_vs_test(raw_bt, test),
+        "utility_production_bands": prod,
         "utility_nwp_error_stats": error_stats(nwp, wpd),
         "utility_setup": {"meters": cfg.n_meters, "feeders": cfg.feeders, "days": UTILITY_DAYS, "test_origins": len(test),
                           "calibration_origins": UTILITY_CAL_DAYS, "first_origin": str(test[0]),
                           "conformal": UTILITY_CONFORMAL, "simulate_cpu_seconds": sim_seconds,
                           "cpu_seconds": round(time.process_time() - t0, 1)},
     }  # fmt: skip
+
+
+#: consecutive origins per bootstrap block of the coverage intervals (1: whole days; 4: also day-to-day dependence)
+COVERAGE_BLOCKS = (1, 4)
+
+
+def coverage_cis(g: pl.DataFrame) -> dict:
+    """coverage_80 / coverage_90 of a scored frame with 95 % block-bootstrap intervals over its origins
+    (the feeders of one origin resampled together) and the effective number of independent rows."""
+    out: dict = {}
+    for lv, (lo, hi) in {80: ("p10", "p90"), 90: ("p05", "p95")}.items():
+        for b in COVERAGE_BLOCKS:
+            ci = coverage_interval(g, lo, hi, block=b)
+            out[f"coverage_{lv}_ci95_block{b}"] = [round(x, 3) for x in ci["ci"]]
+            out.setdefault(f"coverage_{lv}", round(ci["coverage"], 3))
+            if lv == 80:
+                out[f"effective_rows_block{b}"] = ci["effective_rows"]
+    out["origins"] = ci["origins"]
+    return out
 
 
 def calibration_vs_test(bt: pl.DataFrame, test: list) -> dict:

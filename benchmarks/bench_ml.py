@@ -166,6 +166,55 @@ def main() -> int:
     }
     print(f"\npooled meters+transformers @0.85: {res['anomaly_overall']}")
 
+    # ---------------------------------------------------------------- issue 14: as a utility would run it
+    from benchmarks.ml_realistic import (
+        anomaly_comparison,
+        failure_from_incidents,
+        segments_unsupervised,
+        theft_energy_balance,
+    )
+
+    t = time.time()
+    cmp = anomaly_comparison(
+        {k: v[0] for k, v in feats_ab.items()},
+        {k: v[1] for k, v in feats_ab.items()},
+        sim_a,
+        sim_b,
+        {k: streams[k][3]["score"] for k in streams},
+        FC.timezone,
+        FC,
+    )
+    cmp["seconds"] = round(time.time() - t, 1)
+    res["realistic_anomaly"] = cmp
+    print(f"\n[no labels / incidents] labels from fleet A's incidents: {cmp['incident_labels']}")
+    print(
+        f"  precision at budget ({cmp['alert_budget_per_1000_meters_day']}/1000 meters/day): {cmp['precision_at_budget']}"
+    )
+    print(f"  vote members (incidents) at budget: {cmp['precision_at_budget_ensemble_incidents_members']}")
+    print(f"  best F1 (meter): {cmp['best_f1']['meter']}")
+    print(f"  best F1 (transformer): {cmp['best_f1']['transformer']}")
+    for kind in ("meter", "transformer"):
+        for et in cmp["event_detection_no_labels"][kind]:
+            a0, a1 = cmp["event_detection_no_labels"][kind][et], cmp["event_detection_incidents"][kind][et]
+            print(
+                f"  {kind:11s} {et:22s} no labels {a0['detected']}/{a0['events']} ({a0['median_delay_h']} h) | "
+                f"incidents {a1['detected']}/{a1['events']} ({a1['median_delay_h']} h)"
+            )
+    # the champion policy's pick among the ensemble and the PyOD peers, on this seed pair and a second one
+    from benchmarks.ml_realistic import champion_selection
+
+    t = time.time()
+    sel = {f"seeds_{sa}_{sb}": champion_selection(sa, sb, fleet, FC.timezone, FC, BANDS) for sa, sb in ((1, 2), (3, 4))}
+    res["anomaly_champion_selection"] = {**sel, "seconds": round(time.time() - t, 1)}
+    for k, v in sel.items():
+        print(f"\n[champion policy, {k}] future-fleet precision at budget: {v['fleet_b_precision_at_budget']}")
+        for setting in ("no_labels", "incidents"):
+            c = v[setting]
+            print(
+                f"  {setting:9s} selected {c['selected']} (rank {c['fleet_b_rank_of_selected']} on the future fleet, "
+                f"precision {c['fleet_b_precision_of_selected']}): {c['why']}"
+            )
+
     # ---------------------------------------------------------------- speed
     # The machine is shared: report wall and CPU time, best of N for batches and the median of many
     # calls for single readings. CPU time counts both scoring threads, so rows per CPU-second is
@@ -299,39 +348,6 @@ def main() -> int:
     }
     print(f"\nsegments (held-out fleet): {res['segments']}")
 
-    # ---------------------------------------------------------------- issue 14: as a utility would run it
-    from benchmarks.ml_realistic import (
-        anomaly_comparison,
-        failure_from_incidents,
-        segments_unsupervised,
-        theft_energy_balance,
-    )
-
-    t = time.time()
-    cmp = anomaly_comparison(
-        {k: v[0] for k, v in feats_ab.items()},
-        {k: v[1] for k, v in feats_ab.items()},
-        sim_a,
-        sim_b,
-        {k: streams[k][3]["score"] for k in streams},
-        FC.timezone,
-        FC,
-    )
-    cmp["seconds"] = round(time.time() - t, 1)
-    res["realistic_anomaly"] = cmp
-    print(f"\n[no labels / incidents] labels from fleet A's incidents: {cmp['incident_labels']}")
-    print(
-        f"  precision at budget ({cmp['alert_budget_per_1000_meters_day']}/1000 meters/day): {cmp['precision_at_budget']}"
-    )
-    print(f"  best F1 (meter): {cmp['best_f1']['meter']}")
-    print(f"  best F1 (transformer): {cmp['best_f1']['transformer']}")
-    for kind in ("meter", "transformer"):
-        for et in cmp["event_detection_no_labels"][kind]:
-            a0, a1 = cmp["event_detection_no_labels"][kind][et], cmp["event_detection_incidents"][kind][et]
-            print(
-                f"  {kind:11s} {et:22s} no labels {a0['detected']}/{a0['events']} ({a0['median_delay_h']} h) | "
-                f"incidents {a1['detected']}/{a1['events']} ({a1['median_delay_h']} h)"
-            )
     t = time.time()
     fr_inc = failure_from_incidents(sim_a, sim_b, snap_a, snap_b, FC.timezone)
     fr_inc["seconds"] = round(time.time() - t, 1)
@@ -364,6 +380,9 @@ def main() -> int:
         "event_detection_no_labels": cmp["event_detection_no_labels"],
         "event_detection_incidents": cmp["event_detection_incidents"],
         "precision_at_budget": cmp["precision_at_budget"],
+        "anomaly_champion_selected": {
+            k: {setting: v[setting]["selected"] for setting in ("no_labels", "incidents")} for k, v in sel.items()
+        },
         "best_f1": cmp["best_f1"],
         "theft_top3_within_7d": theft["rate"],
         "false_suspects_per_1000_meters_month": theft["false_suspects_per_1000_meters_month"],
@@ -393,6 +412,9 @@ def main() -> int:
         "failure median lead >= 48 h trained on incidents": (fr_inc["median_lead_h"] or 0) >= 48,
         "ensemble (incidents) beats every peer at the alert budget": cmp["precision_at_budget"]["ensemble_incidents"]
         > max(cmp["precision_at_budget"][p] for p in ("isolation_forest", "ecod", "copod", "lof")),
+        "champion policy (incidents) picks the future fleet's best anomaly candidate on both seed pairs": all(
+            v["incidents"]["fleet_b_rank_of_selected"] == 1 for v in sel.values()
+        ),
         "no labels: rank average beats every peer at the alert budget": cmp["precision_at_budget"][
             "rank_average_no_labels"
         ]

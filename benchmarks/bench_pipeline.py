@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -169,6 +171,8 @@ class Bench:
             **pg,
         }
         self.runs: list[dict] = []
+        self._seq = itertools.count()  # run files numbered per bench, also when runs are launched from threads
+        self._lock = threading.Lock()
 
     def resources(self, **more) -> dict:
         r = {
@@ -195,9 +199,10 @@ class Bench:
         assets: list[str] | None = None,
         env: dict | None = None,
         resources: dict | None = None,
+        tags: dict | None = None,
     ) -> dict:
         """``dagster job execute`` in a subprocess; wall time, CPU and peak RSS of that process (os.wait4)."""
-        tags = {"gridlake/bench": self.dir.name}
+        tags = {"gridlake/bench": self.dir.name, **(tags or {})}
         if until is not None:
             tags |= {
                 "dagster/asset_partition_range_start": partition.isoformat(),
@@ -207,12 +212,14 @@ class Bench:
             tags["dagster/partition"] = partition.isoformat()
         done_file = self.dir / "done_runs.json"
         key = json.dumps([job, str(partition), str(until), assets or []])
-        done = json.loads(done_file.read_text()) if done_file.exists() else {}
+        with self._lock:
+            done = json.loads(done_file.read_text()) if done_file.exists() else {}
+        n = next(self._seq)
         if key in done:  # an interrupted bench already measured this run on this lake: reuse its figures
             self.runs.append(done[key] | {"reused": True})
             print(f"    {job} {partition or ''}: reused from an earlier bench run", flush=True)
             return done[key]
-        cfg = self.dir / f"run_{len(self.runs)}.json"
+        cfg = self.dir / f"run_{n}.json"
         cfg.write_text(
             json.dumps(
                 {
@@ -239,7 +246,7 @@ class Bench:
         ]
         if assets:
             cmd += ["--op-selection", ",".join(assets)]
-        log = self.dir / f"run_{len(self.runs)}_{job}.log"
+        log = self.dir / f"run_{n}_{job}.log"
         t = time.perf_counter()
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=out, stderr=subprocess.STDOUT)
@@ -262,8 +269,10 @@ class Bench:
         )
         if not rec["ok"]:
             raise SystemExit(f"{job} failed; log: {log}\n{log.read_text(errors='replace')[-3000:]}")
-        done[key] = rec
-        done_file.write_text(json.dumps(done))
+        with self._lock:
+            done = json.loads(done_file.read_text()) if done_file.exists() else {}
+            done[key] = rec
+            done_file.write_text(json.dumps(done))
         return rec
 
 

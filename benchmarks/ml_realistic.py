@@ -14,13 +14,11 @@ import numpy as np
 import polars as pl
 
 from contracts.profile import load_profile
-from models.grid.anomaly import AnomalyEnsemble
+from models.grid.anomaly import DETECTORS, AnomalyEnsemble
 from models.grid.config import AlertThresholds, AnomalyConfig
-from models.grid.evaluate import event_assets, event_detection, label_readings
-
-#: operators live with a fixed alert budget: meter alerts per 1,000 meters per day
-ALERT_BUDGET_PER_1000_METERS_DAY = 5.0
-PEERS = ("isolation_forest", "ecod", "copod", "lof")
+from models.grid.evaluate import ALERT_BUDGET_PER_1000_PER_DAY as ALERT_BUDGET_PER_1000_METERS_DAY
+from models.grid.evaluate import budget_metrics, event_detection, label_readings
+from models.grid.peers import PEERS, fit_peer, peer_raw
 
 
 def best_f1(y: np.ndarray, s: np.ndarray) -> float:
@@ -32,30 +30,15 @@ def best_f1(y: np.ndarray, s: np.ndarray) -> float:
     return round(float(f.max()), 4)
 
 
-def fit_peers(
-    model: AnomalyEnsemble, train: pl.DataFrame, seed: int = 0, max_rows: int = 40_000, lof_rows: int = 10_000
-) -> dict:
-    """Isolation Forest and PyOD's ECOD, COPOD and LOF on the same features as the ensemble (its
-    robust-scaled, clipped matrix), fitted unsupervised on a sample of the training rows."""
-    from pyod.models.copod import COPOD
-    from pyod.models.ecod import ECOD
-    from pyod.models.lof import LOF
-    from sklearn.ensemble import IsolationForest
-
-    rng = np.random.default_rng(seed)
+def fit_peers(model: AnomalyEnsemble, train: pl.DataFrame, seed: int = 0) -> dict:
+    """Isolation Forest and PyOD's ECOD, COPOD and LOF (:mod:`models.grid.peers`, the same definitions
+    the anomaly training's candidates use) on the same features as the ensemble (its robust-scaled,
+    clipped matrix), fitted unsupervised on a sample of the training rows."""
     xs = model._scaled(train)
-    idx = np.sort(rng.choice(len(xs), min(max_rows, len(xs)), replace=False))
-    lidx = np.sort(rng.choice(len(xs), min(lof_rows, len(xs)), replace=False))
     out, secs = {}, {}
-    for name, make, rows in (
-        ("isolation_forest", lambda: IsolationForest(n_estimators=100, random_state=seed, n_jobs=1), idx),
-        ("ecod", lambda: ECOD(), idx),
-        ("copod", lambda: COPOD(), idx),
-        ("lof", lambda: LOF(n_neighbors=20, novelty=True), lidx),
-    ):
+    for name in PEERS:
         t = time.process_time()
-        m = make().fit(xs[rows])
-        out[name] = m
+        out[name] = fit_peer(name, xs, seed)
         secs[name] = round(time.process_time() - t, 2)
     return {"models": out, "fit_cpu_s": secs}
 
@@ -68,65 +51,9 @@ def peer_scores(
     out, secs = {}, {}
     for name, m in peers["models"].items():
         t = time.process_time()
-        out[name] = -m.score_samples(xs) if name == "isolation_forest" else m.decision_function(xs)
+        out[name] = peer_raw(name, m, xs)
         secs[name] = round(time.process_time() - t, 2)
     return out, secs
-
-
-def budget_metrics(
-    keys: pl.DataFrame,
-    score: np.ndarray,
-    truth_events: pl.DataFrame,
-    ref_meters: pl.DataFrame,
-    tz: str,
-    per_1000: float = ALERT_BUDGET_PER_1000_METERS_DAY,
-) -> dict:
-    """At a fixed alert budget: each local day, the ``per_1000`` x meters/1000 meters with the highest
-    score of the day are alerted (one alert per meter and day). Precision = share of alerts on a
-    meter with a true event that day; event recall = share of events alerted on a day they cover,
-    with the median delay from the event start to that day's highest-scoring reading."""
-    n_meters = keys["asset_id"].n_unique()
-    k = max(1, int(round(per_1000 * n_meters / 1000.0)))
-    df = keys.select("asset_id", "time").with_columns(
-        pl.Series("s", score), pl.col("time").dt.convert_time_zone(tz).dt.date().alias("day")
-    )
-    daily = (
-        df.sort("s", descending=True)
-        .group_by("asset_id", "day", maintain_order=True)
-        .agg(pl.col("s").first(), pl.col("time").first().alias("t_max"))
-    )
-    alerts = daily.sort("s", descending=True).group_by("day", maintain_order=True).head(k)
-    ea = event_assets(truth_events, ref_meters, "meter")
-    t0, t1 = keys["time"].min(), keys["time"].max()
-    ea = ea.filter((pl.col("start") <= t1) & (pl.col("end") >= t0))
-    day_start = pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone("UTC")
-    hit = (
-        alerts.with_columns(day_start.alias("_d0"))
-        .join(ea, on="asset_id", how="inner")
-        .filter((pl.col("start") < pl.col("_d0") + timedelta(days=1)) & (pl.col("end") > pl.col("_d0")))
-    )
-    true_alerts = hit.select("asset_id", "day").unique().height
-    first = hit.group_by("event_id").agg(
-        ((pl.col("t_max").min() - pl.col("start").first()).dt.total_seconds() / 3600).clip(0).alias("delay_h")
-    )
-    ev = ea.select("event_id", "event_type").unique()
-    per_type = {}
-    for t in sorted(ev["event_type"].unique().to_list()):
-        e = ev.filter(pl.col("event_type") == t).join(first, on="event_id", how="left")
-        d = e["delay_h"].drop_nulls()
-        per_type[t] = {
-            "events": e.height,
-            "detected": d.len(),
-            "detection_rate": round(d.len() / e.height, 4) if e.height else 0.0,
-            "median_delay_h": round(float(d.median()), 2) if d.len() else None,
-        }
-    return {
-        "alerts_per_day": k,
-        "alerts": alerts.height,
-        "precision": round(true_alerts / alerts.height, 4) if alerts.height else 0.0,
-        "event_recall": round(first.height / ev.height, 4) if ev.height else None,
-        "per_type": per_type,
-    }
 
 
 def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict, tz: str, feature_config) -> dict:
@@ -174,7 +101,10 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
             "incidents": {**semi.fit_report_, "fit_s": round(t_semi, 1)},
             "labelled_rows_from_incidents": int(la_inc.is_not_null().sum()),
         }
-        s_cold, s_semi = cold.score_arrays(fb)["score"], semi.score_arrays(fb)["score"]
+        sa_semi = semi.score_arrays(fb)
+        s_cold, s_semi = cold.score_arrays(fb)["score"], sa_semi["score"]
+        if kind == "meter":  # why the vote ranks as it does at the budget: each calibrated member alone
+            members = {d: budget_metrics(fb, sa_semi[d], ev_b, ref_b, tz, "meter")["precision"] for d in DETECTORS}
         det_none[kind] = event_detection(fb, s_cold, cold.thresholds.alert, ev_b, ref_b, kind)
         det_inc[kind] = event_detection(fb, s_semi, semi.thresholds.alert, ev_b, ref_b, kind)
         peers = fit_peers(cold, fa)
@@ -203,7 +133,7 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
         fit_info[kind]["peer_score_cpu_s"] = score_cpu
         if kind == "meter":
             for m, s in scores.items():
-                bm = budget_metrics(fb, s, ev_b, ref_b, tz)
+                bm = budget_metrics(fb, s, ev_b, ref_b, tz, "meter")
                 prec_budget[m] = bm["precision"]
                 budget_detail[m] = bm
         # at the alert band (0.85), alerts per 1,000 assets per day, for the calibrated ensembles
@@ -224,6 +154,7 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
             "precision_at_budget": prec_budget,
             "best_f1": bestf1,
             "budget_detail_meter": budget_detail,
+            "precision_at_budget_ensemble_incidents_members": members,
             "fits": fit_info,
         }
     )
@@ -307,12 +238,8 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
 def theft_energy_balance(
     seed: int, n_meters: int, warmup_days: int, eval_days: int, rates, start, tz: str, follow_up_days: int = 7
 ) -> dict:
-    """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days + follow_up_days``;
-    thefts that start in the evaluation period are scored (the warm-up is the utility's history), each
-    with its full 7-day window: a theft starting on the period's last day gets the follow-up days to be
-    found, and false suspects are counted over evaluation + follow-up days. ``censored`` is the same
-    count with the suspects cut at the end of the evaluation period (the protocol before the follow-up)."""
-    from models.grid.energy_balance import BalanceConfig, suspects_from_readings, theft_detection
+    """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days + follow_up_days``
+    (see :func:`evaluate_theft`)."""
     from simulator import SimConfig, Simulator
 
     total = warmup_days + eval_days + follow_up_days
@@ -320,13 +247,48 @@ def theft_energy_balance(
     days = [sim.day(start + timedelta(days=i)) for i in range(total)]
     data = {k: pl.concat([d[k] for d in days]) for k in ("meter_readings", "scada")}
     ref = sim.reference()
-    t = time.process_time()
-    cfg = BalanceConfig.from_profile(load_profile(), tz)
-    bal, sus = suspects_from_readings(
-        data["meter_readings"], data["scada"], ref["ref_meters"], ref["ref_transformers"], cfg
+    from models.grid.energy_balance import BalanceConfig
+
+    r = evaluate_theft(
+        data["meter_readings"],
+        data["scada"],
+        ref["ref_meters"],
+        ref["ref_transformers"],
+        sim.truth()["truth_events"],
+        BalanceConfig.from_profile(load_profile(), tz),
+        start,
+        warmup_days,
+        eval_days,
+        follow_up_days,
     )
+    return {"seed": seed, **r}
+
+
+def evaluate_theft(
+    meters: pl.DataFrame,
+    scada: pl.DataFrame,
+    ref_meters: pl.DataFrame,
+    ref_transformers: pl.DataFrame,
+    truth_events: pl.DataFrame,
+    cfg,
+    start,
+    warmup_days: int,
+    eval_days: int,
+    follow_up_days: int = 7,
+) -> dict:
+    """Thefts that start in the evaluation period are scored (the warm-up is the utility's history), each
+    with its full 7-day window: a theft starting on the period's last day gets the follow-up days to be
+    found, and false suspects are counted over evaluation + follow-up days. ``censored`` is the same
+    count with the suspects cut at the end of the evaluation period (the protocol before the follow-up).
+    ``breakdown``: :func:`theft_breakdown`."""
+    from models.grid.energy_balance import meter_daily, suspects_from_readings, theft_detection
+
+    n_meters = ref_meters["meter_id"].n_unique()
+    t = time.process_time()
+    bal, sus = suspects_from_readings(meters, scada, ref_meters, ref_transformers, cfg)
     cpu = time.process_time() - t
-    ev = sim.truth()["truth_events"]
+    ev = truth_events
+    tz = cfg.timezone
     eval_from = start + timedelta(days=warmup_days)
     eval_to = eval_from + timedelta(days=eval_days)  # exclusive
     local_start = pl.col("start_time").dt.convert_time_zone(tz).dt.date()
@@ -335,6 +297,16 @@ def theft_energy_balance(
     r = theft_detection(sus_eval, ev_eval, ev, n_meters, eval_days + follow_up_days)
     cens = theft_detection(sus_eval.filter(pl.col("date") < eval_to), ev_eval, ev, n_meters, eval_days)
     feeders = bal.filter(pl.col("level") == "feeder")
+    bd = theft_breakdown(
+        bal,
+        sus_eval,
+        ev,
+        ev_eval.filter(pl.col("event_type") == "theft"),
+        ref_meters,
+        meter_daily(meters, tz),
+        cfg,
+        eval_from,
+    )
     r.update(
         {
             "warmup_days": warmup_days,
@@ -351,6 +323,7 @@ def theft_energy_balance(
                 k: cens[k] for k in ("theft_events", "detected_within", "rate", "false_suspects_per_1000_meters_month")
             },
             "config": {k: v for k, v in cfg.__dict__.items() if k != "timezone"},
+            "breakdown": bd,
         }
     )
     return r
@@ -378,3 +351,200 @@ def segments_unsupervised(pa: pl.DataFrame, pb: pl.DataFrame, truth_b: pl.DataFr
         "names": sm.names_,
         "fit_s": round(fit_s, 2),
     }
+
+
+def theft_breakdown(
+    bal: pl.DataFrame,
+    sus: pl.DataFrame,
+    truth_events: pl.DataFrame,
+    thefts: pl.DataFrame,
+    ref_meters: pl.DataFrame,
+    meter_day: pl.DataFrame,
+    cfg,
+    eval_from,
+    within_days: int = 7,
+    top_n: int = 3,
+) -> dict:
+    """Why thefts are missed and who the false suspects are, the way an NTL analyst reviews a run.
+
+    Per theft event (``thefts``): hidden share s, the meter's usual kWh/day (its mean over the warm-up),
+    the hidden kWh/day (s x its usual) against its transformer's supply, the first gated day of the
+    transformer, days to its first top-``top_n`` listing, the best rank within ``within_days`` and the
+    other meter events on its transformer in that week; ``why_missed`` for a miss: ``gate`` (its
+    transformer never passed the gate in the week), ``listed_as_fault``, ``late`` (listed after the week),
+    ``not_ranked`` (gated, never listed). Per false suspect meter (listed top-``top_n`` as theft with no
+    theft of its own that day): days listed, best score and what was going on on its transformer
+    (``neighbour_theft``, ``meter_fault`` on another meter or itself, ``none``)."""
+    from models.grid.energy_balance import gate
+
+    tz = cfg.timezone
+    g = gate(bal, cfg).select(pl.col("entity_id").alias("transformer_id"), "date", "_sig", "supplied_kwh")
+    tx_of = dict(ref_meters.select("meter_id", "transformer_id").iter_rows())
+    usual = dict(
+        meter_day.filter(pl.col("date") < eval_from).group_by("meter_id").agg(pl.col("kwh").mean()).iter_rows()
+    )
+    loc = lambda c: pl.col(c).dt.convert_time_zone(tz).dt.date()  # noqa: E731
+    ev = truth_events.filter(pl.col("asset_type") == "meter").with_columns(
+        loc("start_time").alias("_a"), loc("end_time").alias("_b")
+    )
+    ev = ev.with_columns(pl.col("asset_id").replace_strict(tx_of, default=None).alias("transformer_id"))
+    th_sus = sus.filter((pl.col("kind") == "theft") & (pl.col("rank") <= top_n))
+    fault_sus = sus.filter(pl.col("kind") == "meter_fault")
+    events = []
+    for e in thefts.with_columns(loc("start_time").alias("_a"), loc("end_time").alias("_b")).iter_rows(named=True):
+        m, tx, a = e["asset_id"], tx_of.get(e["asset_id"]), e["_a"]
+        wk_end = min(e["_b"], a + timedelta(days=within_days))
+        gt = g.filter((pl.col("transformer_id") == tx) & (pl.col("date") >= a) & (pl.col("date") <= wk_end))
+        supply = float(gt["supplied_kwh"].mean()) if gt.height else float("nan")
+        gated = gt.filter(pl.col("_sig"))["date"].min()
+        mine = th_sus.filter((pl.col("meter_id") == m) & (pl.col("date") >= a) & (pl.col("date") <= e["_b"]))
+        first = mine["date"].min()
+        in_wk = mine.filter(pl.col("date") <= wk_end)
+        others = ev.filter(
+            (pl.col("transformer_id") == tx)
+            & (pl.col("asset_id") != m)
+            & (pl.col("_a") <= wk_end)
+            & (pl.col("_b") >= a - timedelta(days=cfg.window_days))
+        )
+        faulted = fault_sus.filter((pl.col("meter_id") == m) & (pl.col("date") >= a) & (pl.col("date") <= wk_end))
+        hidden = e["magnitude"] * usual.get(m, float("nan"))
+        days_to = (first - a).days if first is not None else None
+        hit = days_to is not None and days_to <= within_days
+        why = None
+        if not hit:
+            why = (
+                "gate"
+                if gated is None
+                else "listed_as_fault"
+                if faulted.height
+                else "late"
+                if first is not None
+                else "not_ranked"
+            )
+        events.append(
+            {
+                "event_id": e["event_id"],
+                "meter_id": m,
+                "transformer_id": tx,
+                "start": str(a),
+                "days": (e["_b"] - a).days,
+                "share": e["magnitude"],
+                "usual_kwh_day": round(usual.get(m, float("nan")), 1),
+                "hidden_kwh_day": round(hidden, 1),
+                "hidden_of_supply": round(hidden / supply, 4) if supply == supply and supply > 0 else None,
+                "days_to_gate": (gated - a).days if gated is not None else None,
+                "days_to_top": days_to,
+                "best_rank_in_week": int(in_wk["rank"].min()) if in_wk.height else None,
+                "others_on_tx": [f"{k}:{x}" for k, x in others.select("event_type", "asset_id").iter_rows()],
+                "hit": hit,
+                "why_missed": why,
+            }
+        )
+    stealing = ev.filter(pl.col("event_type") == "theft")
+    fs = []
+    for m, rows in th_sus.group_by("meter_id"):
+        m = m[0]
+        mine = stealing.filter(pl.col("asset_id") == m)
+        days = rows["date"].to_list()
+        false_days = [d for d in days if not any(a <= d <= b for a, b in mine.select("_a", "_b").iter_rows())]
+        if not false_days:
+            continue
+        tx = tx_of.get(m)
+        d0, d1 = min(false_days), max(false_days)
+        near = ev.filter(
+            (pl.col("transformer_id") == tx)
+            & (pl.col("_a") <= d1)
+            & (pl.col("_b") >= d0 - timedelta(days=cfg.window_days))
+        )
+        kinds = set(near.filter(pl.col("asset_id") != m)["event_type"].to_list())
+        own = set(near.filter(pl.col("asset_id") == m)["event_type"].to_list())
+        fs.append(
+            {
+                "meter_id": m,
+                "transformer_id": tx,
+                "first": str(d0),
+                "days_listed": len(false_days),
+                "best_rank": int(rows.filter(pl.col("date").is_in(false_days))["rank"].min()),
+                "max_score": round(float(rows.filter(pl.col("date").is_in(false_days))["score"].max()), 3),
+                "context": "neighbour_theft"
+                if "theft" in kinds
+                else "own_meter_fault"
+                if own
+                else "meter_fault"
+                if kinds
+                else "none",
+                "events_on_tx": [f"{k}:{x}" for k, x in near.select("event_type", "asset_id").iter_rows()],
+            }
+        )
+    missed = [e for e in events if not e["hit"]]
+    return {
+        "events": events,
+        "missed_by_reason": {
+            r: sum(1 for e in missed if e["why_missed"] == r) for r in ("gate", "not_ranked", "listed_as_fault", "late")
+        },
+        "false_suspects": fs,
+        "false_by_context": {
+            c: sum(1 for f in fs if f["context"] == c)
+            for c in ("neighbour_theft", "meter_fault", "own_meter_fault", "none")
+        },
+    }
+
+
+def champion_selection(seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands, eval_days: int = 7) -> dict:
+    """Which anomaly candidate the champion policy hands on, and how good that choice is (meter stream).
+
+    ``fleet(seed) -> (simulator, frames)``. Fleet ``seed_a`` is the utility's history: the anomaly
+    training (:func:`models.grid.pipelines.train_anomaly`, the ensemble and the PyOD peers) holds its last
+    ``eval_days`` out and picks a candidate on the incidents confirmed by the end of the period (or,
+    with no labels, on none: the ensemble is kept). Fleet ``seed_b`` is the future: every candidate,
+    fitted on all of fleet A the same way (:meth:`AnomalyEnsemble.with_peer`), is scored on it at the
+    alert budget against the truth, so the selected candidate's rank there says whether the choice was
+    right or luck. Candidates: the ensemble and the deployable peers (``AnomalyConfig.peers``: ECOD and
+    COPOD score a reading differently depending on the batch it comes in, :mod:`models.grid.peers`)."""
+    from models.grid.features import local_date, meter_features
+    from models.grid.labels import empty_events, incident_events
+    from models.grid.pipelines import train_anomaly
+
+    sim_a, a = fleet(seed_a)
+    sim_b, b = fleet(seed_b)
+    fa, fb = meter_features(a["meter_readings"], feature_config), meter_features(b["meter_readings"], feature_config)
+    ref_a, ref_b = sim_a.reference()["ref_meters"], sim_b.reference()["ref_meters"]
+    ev_b = sim_b.truth()["truth_events"]
+    known = fa["time"].max() + timedelta(hours=1)
+    inc = incident_events(sim_a.incident_records(), known_by=known)
+    cfg = AnomalyConfig(band_calibration="tail")
+    # every candidate on the future fleet, trained on all of fleet A with the incidents
+    t = time.process_time()
+    lab = label_readings(fa, inc, ref_a, "meter").is_not_null().to_numpy()
+    ens = AnomalyEnsemble("meter", feature_config, bands, config=cfg).fit(fa, lab)
+    cands = {"ensemble": ens, **{p: ens.with_peer(p, fa, lab) for p in cfg.peers}}
+    future = {n: budget_metrics(fb, m.score_arrays(fb)["score"], ev_b, ref_b, tz, "meter") for n, m in cands.items()}
+    table = {n: r["precision"] for n, r in future.items()}
+    out: dict = {
+        "seeds": [seed_a, seed_b],
+        "held_out_days": eval_days,
+        "fleet_b_precision_at_budget": table,
+        "fleet_b_event_recall_at_budget": {n: r["event_recall"] for n, r in future.items()},
+        "candidates_cpu_s": round(time.process_time() - t, 1),
+    }
+    days = sorted(fa.select(local_date("time", tz)).to_series().unique().to_list())
+    eval_from, end = days[-eval_days], days[-1]
+    ranked = sorted(table, key=lambda n: -table[n])
+    for setting, events in (("no_labels", empty_events()), ("incidents", inc)):
+        t = time.process_time()
+        tr = train_anomaly("meter", fa, events, ref_a, tz, eval_from, end, cfg, feature_config, bands)
+        sel = tr.report["selected"]
+        out[setting] = {
+            "selected": sel,
+            "why": tr.report["selection"],
+            "promotion_metric": tr.metric,
+            "held_out_confirmed_events": int(tr.metrics.get("budget_events") or 0),
+            "held_out_precision_at_budget": {
+                n: m.get("precision_at_budget") for n, m in tr.report["candidates"].items()
+            },
+            "fleet_b_precision_of_selected": table[sel],
+            "fleet_b_rank_of_selected": 1 + sum(v > table[sel] for v in table.values()),
+            "fleet_b_best": ranked[0],
+            "cpu_s": round(time.process_time() - t, 1),
+        }
+    return out

@@ -433,6 +433,16 @@ class EnergyBalanceSettings(_Part):
     top_n: int = Field(3, ge=1, le=20)
     #: exact zeros / frozen readings are a new meter fault when the baseline had fewer than this share of them
     max_baseline_fault_share: float = Field(0.05, ge=0, le=1)
+    #: a theft suspect is listed once the ranking named it on this many consecutive days (utilities open a
+    #: case on a stable suspicion, not a one-day blip); 1 lists it the first day
+    persist_days: int = Field(1, ge=1, le=7)
+    #: the smallest share of a customer's use a bypass hides that is named theft, both as the share the fit
+    #: implies and as the meter's own drop: a big neighbour can explain a loss with a small implied share,
+    #: and a household's week-to-week swings (+-0.2 of its usual) make smaller drops indistinguishable
+    min_theft_share: float = Field(0.0, ge=0, lt=1)
+    #: the first suspect's bar (min_explained) is a share of the window's residual beyond what the baseline
+    #: hours' noise alone leaves there (else of the whole residual, noise included)
+    excess_over_noise: bool = False
     #: SCADA sample_time stamps the end of the interval it averages (True) or its start
     scada_time_is_end: bool = True
 

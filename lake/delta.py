@@ -455,6 +455,16 @@ class Lake:
         except TableNotFoundError:
             return None
 
+    def scan_days(self, table: Table | str, days, *, published: bool = True) -> pl.LazyFrame:
+        """Lazy rows of ``days`` of a date-partitioned table, from one read plan for all of them (a backfill
+        range filters it per day: one Delta log load and manifest read per table, not one per day).
+        An absent table raises a clear error, as :meth:`read` does."""
+        days = sorted(set(days))
+        lf = self._lazy(table, published, set(days))
+        if lf is None:
+            raise FileNotFoundError(f"Delta table {self.uri(table)} does not exist yet: materialise its producer first")
+        return lf.filter(pl.col("date").is_in(days))
+
     def read_days(
         self, table: Table, lo: dt.date, hi: dt.date, columns: list[str] | None = None, *, published: bool = True
     ) -> pl.DataFrame:

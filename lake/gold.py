@@ -36,7 +36,7 @@ def load_hourly(silver: pl.DataFrame, meters: pl.DataFrame, transformers: pl.Dat
         return pl.DataFrame()
     topo = meters.lazy().select("meter_id", "transformer_id", "feeder_id")
     # per meter and 30-minute slot: energy and average demand; grouped on the meter alone and joined to the
-    # topology afterwards (one row per slot, not per reading), lazily so the three levels share it
+    # topology afterwards (one row per slot, not per reading), collected once so the three levels share it
     slots = (
         silver.lazy()
         .select(
@@ -55,7 +55,11 @@ def load_hourly(silver: pl.DataFrame, meters: pl.DataFrame, transformers: pl.Dat
         )
         .with_columns(pl.col("slot").dt.truncate("1h").alias("hour"))  # 30-minute slots nest in hours
         .join(topo, on="meter_id", how="left")
-        .cache()
+        # sorted and aggregated eagerly: lazy group_by sums its partial aggregates in a thread-dependent order, and
+        # a float sum depends on its order; so the transformer/feeder sums over meters are bit-identical from run to
+        # run (the unit commitment downstream is a MIP stopped at its gap: not continuous in its inputs)
+        .sort("meter_id", "slot")
+        .collect()
     )
     out = []
     for level, id_col in (("meter", "meter_id"), ("transformer", "transformer_id"), ("feeder", "feeder_id")):
@@ -67,11 +71,15 @@ def load_hourly(silver: pl.DataFrame, meters: pl.DataFrame, transformers: pl.Dat
                 pl.col("kwh").sum(), pl.col("kw").sum(), pl.col("n").sum(), pl.col("nf").sum()
             )
         )
-        hourly = per_slot.group_by(id_col, "hour").agg(
-            pl.col("kwh").sum().alias("energy_kwh"),
-            pl.col("kw").max().alias("peak_kw"),
-            pl.col("n").sum().alias("n_readings"),
-            pl.col("nf").sum().alias("n_flagged"),
+        hourly = (
+            per_slot.group_by(id_col, "hour")
+            .agg(
+                pl.col("kwh").sum().alias("energy_kwh"),
+                pl.col("kw").max().alias("peak_kw"),
+                pl.col("n").sum().alias("n_readings"),
+                pl.col("nf").sum().alias("n_flagged"),
+            )
+            .lazy()
         )
         hourly = hourly.select(
             pl.lit(level).alias("level"),

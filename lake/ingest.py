@@ -1274,14 +1274,35 @@ def reconcile_from_tables(lake, src: Source, day: dt.date, *, published: bool = 
     ``files_readable`` check fails while it is not empty. ``waived_files`` is the operators' audit trail.
     ``published=False`` counts the tables as written (a day held out of the manifest by a blocking file).
     """
-    bronze = lake.read(
-        src.bronze,
-        day,
-        columns=["source_file", "source_format", "bytes", "records", "problem", "detail"],
-        published=published,
+    return reconcile_days(lake, src, [day], published=published)[day]
+
+
+def _scan_days(lake, table, days: list[dt.date], columns: list[str], published: bool) -> pl.DataFrame:
+    """``columns`` (and ``date``) of ``days`` of a day table, in one scan (one read plan for all the days)."""
+    return lake.scan_days(table, days, published=published).select("date", *columns).collect()
+
+
+def reconcile_days(lake, src: Source, days: list[dt.date], *, published: bool = True) -> dict[dt.date, dict]:
+    """:func:`reconcile_from_tables` for several partitions, each table scanned once for all of them (a
+    backfill range: one read plan and Delta log load per table instead of one per day)."""
+    days = list(dict.fromkeys(days))
+    cols = ["source_file", "source_format", "bytes", "records", "problem", "detail"]
+    bronze = _scan_days(lake, src.bronze, days, cols, published).partition_by("date", as_dict=True)
+    silver = dict(_scan_days(lake, src.silver, days, [], published).group_by("date").len().iter_rows())
+    quarantine = _scan_days(lake, src.quarantine, days, ["reason_code", "source_row"], published).partition_by(
+        "date", as_dict=True
     )
-    silver_n = lake.read(src.silver, day, columns=["date"], published=published).height
-    q = lake.read(src.quarantine, day, columns=["reason_code", "source_row"], published=published)
+    empty_b = pl.DataFrame(schema={"date": pl.Date} | {c: src.bronze.polars_schema()[c] for c in cols})
+    empty_q = pl.DataFrame(
+        schema={"date": pl.Date} | {c: src.quarantine.polars_schema()[c] for c in ("reason_code", "source_row")}
+    )
+    return {
+        d: _reconcile_counts(lake, bronze.get((d,), empty_b), silver.get(d, 0), quarantine.get((d,), empty_q))
+        for d in days
+    }
+
+
+def _reconcile_counts(lake, bronze: pl.DataFrame, silver_n: int, q: pl.DataFrame) -> dict:
     records = q.filter(pl.col("source_row") > 0)
     dups = records.filter(pl.col("reason_code") == "duplicate").height
     out = {

@@ -281,46 +281,61 @@ def verify_day(lake: Lake, src: Source, day: dt.date, *, attempts: int = 3, held
     lake.ingest.write_partition_frames): its tables are counted as written, and ``ok`` says only
     whether they reconcile (``published`` False, ``held`` True).
     """
-    from lake.ingest import reconcile_from_tables  # the check's own counting (lake.ingest imports this module)
+    return verify_days(lake, src, [day], attempts=attempts, held={day} if held else set())[day]
 
-    if held:
-        counts = reconcile_from_tables(lake, src, day, published=False)
-        return {
-            "source": src.name,
-            "date": day.isoformat(),
-            "published": False,
-            "held": True,
-            **counts,
-            "ok": counts["difference"] == 0,
-        }
 
-    def row() -> dict | None:
-        r = published(lake, src).filter(pl.col("date") == day)
-        return r.row(0, named=True) if r.height else None
+def verify_days(
+    lake: Lake, src: Source, days: list[dt.date], *, attempts: int = 3, held: set[dt.date] = frozenset()
+) -> dict[dt.date, dict]:
+    """:func:`verify_day` for several days (a backfill range), each table and the manifest read once for
+    all of them rather than once a day; the ``held`` days are counted as written."""
+    from lake.ingest import reconcile_days  # the check's own counting (lake.ingest imports this module)
 
-    for _ in range(attempts):
-        m = row()
-        counts = reconcile_from_tables(lake, src, day)
-        if row() == m:
-            break
-    out = {"source": src.name, "date": day.isoformat(), "published": m is not None, **counts}
-    if m is not None:
-        out["run_id"] = m["run_id"]
-        out["manifest_mismatch"] = {
-            k: {"manifest": m[k], "tables": counts[k]}
-            for k in ("bronze_records", "silver_rows", "quarantined_rows", "duplicate_rows")
-            if m[k] != counts[k]
-        }
-    out["ok"] = bool(m is not None and counts["difference"] == 0 and not out.get("manifest_mismatch"))
-    return out
+    days = list(dict.fromkeys(days))
+    out: dict[dt.date, dict] = {}
+    kept = [d for d in days if d in held]
+    if kept:
+        for d, counts in reconcile_days(lake, src, kept, published=False).items():
+            out[d] = {
+                "source": src.name,
+                "date": d.isoformat(),
+                "published": False,
+                "held": True,
+                **counts,
+                "ok": counts["difference"] == 0,
+            }
+    pub = [d for d in days if d not in held]
+
+    def rows() -> dict[dt.date, dict]:
+        r = published(lake, src).filter(pl.col("date").is_in(pub))
+        return {x["date"]: x for x in r.iter_rows(named=True)}
+
+    if pub:
+        for _ in range(attempts):
+            m = rows()
+            counts = reconcile_days(lake, src, pub)
+            if rows() == m:  # no day re-published while the tables were counted
+                break
+        for d in pub:
+            c, row = counts[d], m.get(d)
+            o = {"source": src.name, "date": d.isoformat(), "published": row is not None, **c}
+            if row is not None:
+                o["run_id"] = row["run_id"]
+                o["manifest_mismatch"] = {
+                    k: {"manifest": row[k], "tables": c[k]}
+                    for k in ("bronze_records", "silver_rows", "quarantined_rows", "duplicate_rows")
+                    if row[k] != c[k]
+                }
+            o["ok"] = bool(row is not None and c["difference"] == 0 and not o.get("manifest_mismatch"))
+            out[d] = o
+    return {d: out[d] for d in days}
 
 
 def verify(lake: Lake, sources: list[Source] | None = None) -> list[dict]:
     """:func:`verify_day` for every published day of every source (or of ``sources``)."""
     out = []
     for src in sources or list(SOURCES.values()):
-        for day in published(lake, src)["date"].to_list():
-            out.append(verify_day(lake, src, day))
+        out.extend(verify_days(lake, src, published(lake, src)["date"].to_list()).values())
     return out
 
 

@@ -86,16 +86,21 @@ def rolling_origin(
 
 
 def trailing_backtest(
-    make_model: Callable[[], Forecaster], series: Any, horizon: pd.Timedelta, n_days: int
+    make_model: Callable[[], Forecaster],
+    series: Any,
+    horizon: pd.Timedelta,
+    n_days: int,
+    future_exog: Callable[[pd.Timestamp, pd.DatetimeIndex], Any] | None = None,
 ) -> pl.DataFrame:
     """Backtest on the last ``n_days`` origins of ``series``, one a day, the latest a
     ``horizon`` before the end of the data (so every forecast is scored on the full horizon).
 
     Fitted once at the first origin and rolled forward with ``update`` after (what production
     does between retrains): ``rolling_origin(..., refit_every=None)``. ``series`` is hourly
-    (``period_start``, ``mean_kw`` and the model's exogenous columns).
+    (``period_start``, ``mean_kw`` and the model's exogenous columns); ``future_exog`` as in
+    :func:`rolling_origin` (None: the observed weather, a perfect forecast).
     """
     df = to_pandas(series)
     end = pd.Timestamp(pd.to_datetime(df["period_start"], utc=True).max()) + pd.Timedelta(hours=1)
     origins = [end - horizon - k * pd.Timedelta(days=1) for k in range(n_days - 1, -1, -1)]
-    return rolling_origin(make_model, df, origins, horizon, refit_every=None)
+    return rolling_origin(make_model, df, origins, horizon, refit_every=None, future_exog=future_exog)

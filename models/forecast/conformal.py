@@ -278,12 +278,15 @@ class ConformalForecaster(Forecaster):
     ``min_cal_days`` origins the raw band is kept and p05/p95 are null (logged).
 
     ``future_exog(origin, index)`` (as in ``rolling_origin``) gives the weather the model would
-    have known at each calibration origin. The default ``"persisted"`` is diurnal persistence of
-    the history's own exogenous columns before the origin (``models.forecast.tables``' rule,
-    what scoring falls back to without a weather forecast: with a real forecast feed the band is
-    then on the safe, wide side); ``"observed"`` uses the observed values (a perfect forecast:
-    the band would under-state the weather error). ``predict`` returns the usual columns plus
-    p05/p95 (and p10/p90 calibrated).
+    have known at each calibration origin. It must be the weather input scoring uses, or the band
+    is calibrated for another error: production passes
+    :func:`models.forecast.weather_inputs.exog_as_known_at` over the NWP feed (the latest issue
+    published by each origin, persistence where none covers an hour), as ``score_load_entity``
+    does at scoring time. The default ``"persisted"`` is diurnal persistence of the history's own
+    exogenous columns before the origin (what scoring does without a feed; with a feed the band is
+    then too wide: session 7's demo covered 100 %); ``"observed"`` uses the observed values (a
+    perfect forecast: the band would under-state the weather error). ``predict`` returns the
+    usual columns plus p05/p95 (and p10/p90 calibrated).
     """
 
     def __init__(

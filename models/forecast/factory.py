@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -32,6 +33,7 @@ def make_load_forecaster(
     *,
     calibrate: bool = True,
     cal_days: int = 14,
+    future_exog: Callable[[pd.Timestamp, pd.DatetimeIndex], Any] | None = None,
 ) -> Callable[[], Forecaster]:
     """Factory of fresh, unfitted forecasters of ``kind`` (one of ``LOAD_FORECASTERS``), as
     ``rolling_origin`` wants it (it refits per origin).
@@ -41,7 +43,9 @@ def make_load_forecaster(
     baselines with weights learned from their backtest errors. ``calibrate`` (the default) wraps the model in
     :class:`models.forecast.conformal.ConformalForecaster`: its p10-p90 band is recalibrated to
     80 % on up to ``cal_days`` daily origins inside the training history, with a 90 % band
-    (p05/p95) beside it; bench-forecast measures the same calibration. Raises ValueError for
+    (p05/p95) beside it; bench-forecast measures the same calibration. ``future_exog`` is the
+    weather the calibration origins see (``models.forecast.weather_inputs.exog_as_known_at`` over
+    the NWP feed: the input scoring uses); None: persisted observations. Raises ValueError for
     an unknown kind.
     """
     make = _make_raw(kind, horizon, exog, tz, n_estimators)
@@ -49,7 +53,8 @@ def make_load_forecaster(
         return make
     from models.forecast.conformal import ConformalForecaster
 
-    return lambda: ConformalForecaster(make, horizon, cal_days=cal_days)
+    fx = future_exog if future_exog is not None else "persisted"
+    return lambda: ConformalForecaster(make, horizon, cal_days=cal_days, future_exog=fx)
 
 
 def _make_raw(

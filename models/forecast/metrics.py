@@ -85,3 +85,50 @@ def finite_metrics(row: Mapping[str, Any]) -> dict[str, float]:
     """The ``METRICS`` in ``row`` (e.g. a ``score_backtest`` row) that are finite numbers, as
     floats: what MLflow can hold. MAPE is NaN for PV's zero nights, so it is left out there."""
     return {k: float(row[k]) for k in METRICS if isinstance(row.get(k), (int, float)) and math.isfinite(float(row[k]))}
+
+
+def coverage_interval(
+    frame: pl.DataFrame,
+    lo: str = "p10",
+    hi: str = "p90",
+    *,
+    block: int = 1,
+    n_boot: int = 4000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Coverage of the band [``lo``, ``hi``] over the rows of ``frame`` (origin, actual, lo, hi) with a
+    bootstrap confidence interval that does not treat the rows as independent.
+
+    The hours of one forecast share its day's level error, and neighbouring days share weather
+    regimes, so a coverage over n origins x leads is far less certain than a binomial over the rows
+    says. The per-origin hit counts are resampled in circular blocks of ``block`` consecutive
+    origins (``block=1``: whole origins; larger blocks also keep day-to-day dependence), seeded.
+    Returns ``coverage``, ``ci`` [lower, upper] at ``level``, ``origins``, ``rows``, ``block_origins``
+    and ``effective_rows`` (p(1-p) / bootstrap variance: the independent rows the data is worth)."""
+    per = (
+        frame.group_by("origin")
+        .agg(((pl.col("actual") >= pl.col(lo)) & (pl.col("actual") <= pl.col(hi))).sum().alias("hits"), pl.len().alias("n"))
+        .sort("origin")
+    )  # fmt: skip
+    h, n = per["hits"].to_numpy().astype(float), per["n"].to_numpy().astype(float)
+    m = len(h)
+    if m == 0:
+        raise ValueError("coverage_interval: no rows")
+    if not 1 <= block <= m:
+        raise ValueError(f"coverage_interval: block must be within 1..{m} origins, got {block}")
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, m, size=(n_boot, math.ceil(m / block)))
+    idx = ((starts[:, :, None] + np.arange(block)) % m).reshape(n_boot, -1)[:, :m]
+    boot = h[idx].sum(axis=1) / n[idx].sum(axis=1)
+    p = float(h.sum() / n.sum())
+    a = (1 - level) / 2
+    var = float(boot.var())
+    return {
+        "coverage": p,
+        "ci": [float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))],
+        "origins": m,
+        "rows": int(n.sum()),
+        "block_origins": block,
+        "effective_rows": round(p * (1 - p) / var, 1) if var > 0 else float("inf"),
+    }

@@ -27,7 +27,8 @@ Scoring (:func:`score_load_entity`; PV: ``models.solar.pipeline.score_solar_enti
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from models.forecast.base import Forecaster
 from models.forecast.data import ForecastInputError, ForecastOutputError
 from models.forecast.fallback import forecast_with_fallback
 from models.forecast.metrics import comparison_table, finite_metrics, score_backtest
+from models.forecast.tables import SYSTEM, forecast_rows
 from models.forecast.weather_inputs import future_weather
 from models.registry import CHAMPION_FAILURES, Trained, backtest_id
 
@@ -62,6 +64,50 @@ class Scored:
     weather: dict[str, Any] | None = None
 
 
+@dataclass
+class ScoringRun:
+    """One scoring run over entities: the rows for ``gold_load_forecast`` / ``gold_solar_forecast``
+    (:func:`models.forecast.tables.forecast_rows`) and each entity's :class:`Scored`."""
+
+    rows: pl.DataFrame
+    scored: dict[str, Scored]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {e: s.version for e, s in self.scored.items()}
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        return {e: s.reason for e, s in self.scored.items() if s.reason}
+
+    @property
+    def weather(self) -> dict[str, dict[str, Any]]:
+        return {e: s.weather for e, s in self.scored.items() if s.weather is not None}
+
+
+def score_entities(
+    jobs: Iterable[tuple[str, Callable[[], Scored]]],
+    day: dt.date,
+    *,
+    fallback: str,
+    warn: Callable[[str], None] | None = None,
+) -> ScoringRun:
+    """Run every entity's scoring (``jobs``: (entity, a call of :func:`score_load_entity` or
+    ``models.solar.pipeline.score_solar_entity``)) and collect the forecast-table rows of partition
+    ``day`` (level ``SYSTEM`` for the system total, else feeder); each fallback is reported through
+    ``warn`` with ``fallback`` (what was issued instead). Raises ValueError when ``jobs`` is empty."""
+    scored, frames = {}, []
+    for entity, run in jobs:
+        s = scored[entity] = run()
+        if s.reason and warn is not None:
+            warn(f"{entity}: champion not used ({s.reason}); {fallback}")
+        level = SYSTEM if entity == SYSTEM else "feeder"
+        frames.append(forecast_rows(s.forecast, day, level, entity, s.issued_at, s.version, s.reason))
+    if not frames:
+        raise ValueError("score_entities: no entity to score")
+    return ScoringRun(pl.concat(frames), scored)
+
+
 def with_champion_row(table: pl.DataFrame, champion: Mapping[str, float] | None, version: str | None) -> pl.DataFrame:
     """The candidates' comparison table plus the champion's scores on the same backtest (if any)."""
     if not champion:
@@ -82,16 +128,19 @@ def train_load_entity(
     rank_metric: str,
     window_end: pd.Timestamp,
     params: Mapping[str, Any] | None = None,
+    future_exog: Callable[[pd.Timestamp, pd.DatetimeIndex], Any] | None = None,
 ) -> Trained:
     """Backtest every candidate of ``makers`` and ``baseline`` on the same trailing origins of ``series``
-    (period_start, mean_kw[, exog]); fit the best on ``rank_metric`` on the whole series. Raises
+    (period_start, mean_kw[, exog]); fit the best on ``rank_metric`` on the whole series. ``future_exog``
+    is the weather each backtest origin sees (``models.forecast.weather_inputs.exog_as_known_at``: the
+    NWP issues as scoring reads them; None: the observed weather, a perfect forecast). Raises
     ValueError (ForecastInputError and friends) when the entity cannot be trained (too little history,
     gaps, a constant series, missing weather). ``report``: ``scores`` (the comparison table),
     ``candidate_scores`` (rank metric per candidate), ``backtest`` (the winner's rows)."""
     from models.forecast.plots import forecast_vs_actual
 
-    bts = {k: trailing_backtest(m, series, horizon, backtest_days) for k, m in makers.items()}
-    base_bt = trailing_backtest(baseline, series, horizon, backtest_days)
+    bts = {k: trailing_backtest(m, series, horizon, backtest_days, future_exog) for k, m in makers.items()}
+    base_bt = trailing_backtest(baseline, series, horizon, backtest_days, future_exog)
     scores = score_backtest(pl.concat([*bts.values(), base_bt]))
     rank = {k: scores.filter(pl.col("model") == b["model"][0])[rank_metric].item() for k, b in bts.items()}
     best = min(rank, key=lambda k: (not np.isfinite(rank[k]), rank[k]))
@@ -100,7 +149,7 @@ def train_load_entity(
     bid = backtest_id("load", entity, series["period_start"].iloc[0], window_end, backtest_days, horizon)
 
     def rescore(m: Forecaster) -> dict[str, float]:
-        cbt = trailing_backtest(lambda: copy.deepcopy(m), series, horizon, backtest_days)
+        cbt = trailing_backtest(lambda: copy.deepcopy(m), series, horizon, backtest_days, future_exog)
         return finite_metrics(score_backtest(cbt).row(0, named=True))
 
     model = makers[best]().fit(series)

@@ -22,7 +22,9 @@ def with_system_total(feeders: pl.DataFrame) -> pl.DataFrame:
     gap, not a dip in demand."""
     n = feeders["entity_id"].n_unique()
     system = (
-        feeders.group_by("period_start")
+        # sorted first: a float sum depends on its order, so the total has the same bits whatever the read order
+        feeders.sort("period_start", "entity_id")
+        .group_by("period_start")
         .agg(pl.col("mean_kw").sum(), pl.len().alias("_n"))
         .filter(pl.col("_n") == n)
         .select(pl.lit(SYSTEM).alias("entity_id"), "period_start", "mean_kw")

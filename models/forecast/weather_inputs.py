@@ -18,7 +18,7 @@ start of the hour), ``lead_h``, and the variables (``temp_air_c``, ``ghi_wm2``, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,37 @@ def weather_for_origin(
     ), counts
 
 
+def exog_as_known_at(
+    forecasts: Any, observed: Any, column: str = "temp_air_c"
+) -> Callable[[pd.Timestamp, pd.DatetimeIndex], pd.DataFrame]:
+    """``future_exog(origin, index)`` for backtests and interval calibration
+    (``models.forecast.backtest.rolling_origin``, ``models.forecast.conformal.ConformalForecaster``):
+    at each origin, ``column`` from the latest issue published at or before it, else persisted
+    observations before it (:func:`weather_for_origin`) -- the input scoring hands the model
+    (:func:`future_weather` at ``known_at``, the first forecast hour), so backtest errors and the
+    bands calibrated on them are those of the weather the forecasts are issued with. ``forecasts``
+    None or empty: persistence alone (what scoring does without a feed)."""
+    fc = to_pandas(forecasts) if forecasts is not None else None
+    if fc is None or fc.empty:
+        fc = _no_issues(column)
+
+    def fx(origin: pd.Timestamp, index: pd.DatetimeIndex) -> pd.DataFrame:
+        return weather_for_origin(fc, observed, origin, index, column)[0][["period_start", column]]
+
+    return fx
+
+
+def _no_issues(column: str) -> pd.DataFrame:
+    utc = "datetime64[us, UTC]"
+    return pd.DataFrame(
+        {
+            "issued_at": pd.Series([], dtype=utc),
+            "valid_at": pd.Series([], dtype=utc),
+            column: pd.Series([], dtype=float),
+        }
+    )
+
+
 def future_weather(
     forecasts: Any, observed: Any, known_at: pd.Timestamp, valid_times: pd.DatetimeIndex, column: str = "temp_air_c"
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -89,8 +120,7 @@ def future_weather(
     age beyond the issue interval (6 h for four issues a day) and a stopped feed as hours persisted."""
     fc = to_pandas(forecasts) if forecasts is not None else None
     if fc is None or fc.empty:
-        fc = pd.DataFrame({"issued_at": pd.Series([], dtype="datetime64[us, UTC]"),
-                           "valid_at": pd.Series([], dtype="datetime64[us, UTC]"), column: pd.Series([], dtype=float)})  # fmt: skip
+        fc = _no_issues(column)
     known_at = pd.Timestamp(known_at).tz_convert("UTC")
     got, counts = weather_for_origin(fc, observed, known_at, valid_times, column)
     issued = _utc(fc["issued_at"])

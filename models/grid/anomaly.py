@@ -145,6 +145,11 @@ class AnomalyEnsemble:
     #: training-window reference of every input and of the score (models.grid.drift.reference_profile)
     drift_profile_: dict = field(default_factory=dict)
     fit_report_: dict = field(default_factory=dict)
+    #: a peer candidate deployed in the ensemble's place (:meth:`with_peer`): its name, the fitted
+    #: detector (models.grid.peers) and the (x, y) knots calibrating its raw score to 0..1; None = the vote
+    peer_name_: str | None = None
+    peer_: object = None
+    peer_cal_: tuple | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -192,6 +197,8 @@ class AnomalyEnsemble:
             self.ae_fill_,
             self.vote_,
             self.post_,
+            self.peer_,
+            self.peer_cal_,
             *(self.iso_.get(d) for d in DETECTORS),
             self.feature_config,
             self.config,
@@ -258,6 +265,17 @@ class AnomalyEnsemble:
         and the vote weights, bands as tail shares: AnomalyConfig.band_calibration)."""
         return self.__dict__.get("mode_") or ("cold_start" if self.post_ is not None else "semi_supervised")
 
+    @property
+    def candidate(self) -> str:
+        """What ``score`` is: ``"ensemble"`` (the calibrated vote) or the name of a peer (:meth:`with_peer`)."""
+        return self.__dict__.get("peer_name_") or "ensemble"
+
+    def _peer_score(self, xs: np.ndarray) -> np.ndarray:
+        """The deployed peer's calibrated score of the scaled rows ``xs`` (monotone in its raw score)."""
+        from .peers import peer_raw
+
+        return np.interp(peer_raw(self.peer_name_, self.peer_, xs), *self.peer_cal_)
+
     @staticmethod
     def _logit(p: np.ndarray) -> np.ndarray:
         p = np.clip(p, 1e-4, 1 - 1e-4)
@@ -282,27 +300,10 @@ class AnomalyEnsemble:
 
         self._check(features)
         self.__dict__.pop("_fast_scorer", None)
-        if labels is None:
-            y = np.zeros(features.height, dtype=bool)
-        else:
-            y = np.asarray(labels.to_numpy() if isinstance(labels, pl.Series) else labels).astype(bool)
-        if y.shape != (features.height,):
-            raise ValueError(f"labels: need one per feature row ({features.height}), got shape {y.shape}")
+        self.peer_name_, self.peer_, self.peer_cal_ = None, None, None
+        y = self._labels(features, labels)
         cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
-        calib = asset_in_share(features["asset_id"], cfg.calibration_share)
-        if not calib.any() or calib.all():
-            raise ValueError(
-                f"{self.kind} anomaly fit: {features['asset_id'].n_unique()} asset(s) cannot be split into "
-                f"training and calibration assets (calibration_share {cfg.calibration_share}); give more assets"
-            )
-        cold = int((y & calib).sum()) < cfg.min_labelled_rows
-        if not (~y & ~calib).any():
-            raise ValueError(f"{self.kind} anomaly fit: no normal rows on the training assets")
-
-        train = np.flatnonzero(~y & ~calib)
-        if train.size > cfg.max_train_rows:
-            train = np.sort(rng.choice(train, cfg.max_train_rows, replace=False))
+        train, cal_rows, cold = self._split(features, y)
         # only the sampled rows become matrices (issue 13: the whole window's float64 matrix and its
         # autoencoder windows were 5+ GB at 10,000 meters x 21 days; the sample is the same rows as before)
         xt = features[train].select(self.features).to_numpy().astype(np.float64)
@@ -348,9 +349,6 @@ class AnomalyEnsemble:
         self.ae_ = self.ae_.net.eval()
 
         # calibration on held-out assets
-        cal_rows = np.flatnonzero(calib)
-        if cal_rows.size > cfg.max_calibration_rows:
-            cal_rows = np.sort(rng.choice(cal_rows, cfg.max_calibration_rows, replace=False))
         raw, _ = self._raw(features[cal_rows])
         yc = y[cal_rows]
         self.post_ = None
@@ -394,8 +392,87 @@ class AnomalyEnsemble:
             "labelled_rows": int(y.sum()),
             "contamination": cfg.contamination if cold else None,
             "vote_weights": dict(zip(DETECTORS, [round(float(w), 4) for w in self.vote_.coef_[0]])),
+            "candidate": "ensemble",
         }
         return self
+
+    @staticmethod
+    def _labels(features: pl.DataFrame, labels) -> np.ndarray:
+        if labels is None:
+            return np.zeros(features.height, dtype=bool)
+        y = np.asarray(labels.to_numpy() if isinstance(labels, pl.Series) else labels).astype(bool)
+        if y.shape != (features.height,):
+            raise ValueError(f"labels: need one per feature row ({features.height}), got shape {y.shape}")
+        return y
+
+    def _split(self, features: pl.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(training rows, calibration rows, cold start?) of a fit: the detectors train on a sample of
+        the normal rows of the training assets, the calibration uses a sample of the other assets' rows."""
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        calib = asset_in_share(features["asset_id"], cfg.calibration_share)
+        if not calib.any() or calib.all():
+            raise ValueError(
+                f"{self.kind} anomaly fit: {features['asset_id'].n_unique()} asset(s) cannot be split into "
+                f"training and calibration assets (calibration_share {cfg.calibration_share}); give more assets"
+            )
+        cold = int((y & calib).sum()) < cfg.min_labelled_rows
+        if not (~y & ~calib).any():
+            raise ValueError(f"{self.kind} anomaly fit: no normal rows on the training assets")
+        train = np.flatnonzero(~y & ~calib)
+        if train.size > cfg.max_train_rows:
+            train = np.sort(rng.choice(train, cfg.max_train_rows, replace=False))
+        cal_rows = np.flatnonzero(calib)
+        if cal_rows.size > cfg.max_calibration_rows:
+            cal_rows = np.sort(rng.choice(cal_rows, cfg.max_calibration_rows, replace=False))
+        return train, cal_rows, cold
+
+    def with_peer(
+        self, name: str, features: pl.DataFrame, labels: np.ndarray | pl.Series | None = None
+    ) -> AnomalyEnsemble:
+        """A copy of this fitted ensemble whose ``score`` is peer ``name`` (:mod:`models.grid.peers`)
+        instead of the vote: a candidate of the champion policy (:func:`models.grid.pipelines.train_anomaly`).
+
+        ``features``/``labels`` must be what this ensemble was fitted on: the peer trains on the same
+        rows (normal rows of the training assets, on the same scaled features) and its raw score is
+        calibrated on the same calibration assets, by the same rule as the vote: the tail map without
+        labels or with ``band_calibration="tail"``, isotonic regression on the labels otherwise. The
+        detector columns (and the reasons) stay the ensemble's, so gold tables and monitoring keep their shape.
+        """
+        import copy
+
+        from sklearn.isotonic import IsotonicRegression
+
+        from .drift import reference_profile
+        from .peers import DEPLOYABLE_PEERS, fit_peer, peer_raw
+
+        if name not in DEPLOYABLE_PEERS:
+            raise ValueError(
+                f"with_peer: {name!r} cannot be deployed (its score of a reading depends on the batch); "
+                f"candidates: {list(DEPLOYABLE_PEERS)}"
+            )
+        if self.vote_ is None:
+            raise RuntimeError("AnomalyEnsemble.with_peer: fit the ensemble first")
+        self._check(features)
+        y = self._labels(features, labels)
+        cfg = self.config
+        train, cal_rows, cold = self._split(features, y)
+        peer = fit_peer(name, self._scaled(features[train]), cfg.seed)
+        raw = peer_raw(name, peer, self._scaled(features[cal_rows]))
+        yc = y[cal_rows]
+        if cold or cfg.band_calibration == "tail":
+            share = cfg.contamination if cold else max(cfg.contamination, float(yc.mean()))
+            cal, how = _tail_map(raw, share, self.thresholds), "tail"
+        else:
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, yc)
+            cal, how = (np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_)), "isotonic"
+        m = copy.copy(self)
+        m.__dict__.pop("_fast_scorer", None)
+        m.peer_name_, m.peer_, m.peer_cal_ = name, peer, cal
+        m.version = "unregistered"
+        m.drift_profile_ = {**self.drift_profile_, **reference_profile({"score": np.interp(raw, *cal)})}
+        m.fit_report_ = {**self.fit_report_, "candidate": name, "peer_calibration": how}
+        return m
 
     # ------------------------------------------------------------------ score
     def score_arrays(self, features: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -416,6 +493,8 @@ class AnomalyEnsemble:
         raw, xs = self._raw_reference(features)
         cal = self._calibrated_reference(raw)
         out = {"score": self._post(self.vote_.predict_proba(self._logit(cal))[:, 1])}
+        if self.peer_ is not None:
+            out["score"] = self._peer_score(xs)
         for i, d in enumerate(DETECTORS):
             out[d] = cal[:, i]
         out["scaled"] = xs
@@ -587,6 +666,7 @@ class _FastScorer:
             (m.vote_.coef_.ravel().astype(np.float64), float(m.vote_.intercept_[0])) if m.vote_ is not None else None
         )
         self.post = m.post_
+        self.peer = m if m.peer_ is not None else None
 
     def _init_forest(self, forest, n_features: int) -> None:
         from sklearn.ensemble._iforest import _average_path_length
@@ -743,6 +823,8 @@ class _FastScorer:
         coef, intercept = self.vote
         z = AnomalyEnsemble._logit(cal) @ coef + intercept
         out = {"score": expit(z) if self.post is None else np.interp(expit(z), *self.post)}
+        if self.peer is not None:
+            out["score"] = self.peer._peer_score(xs)
         for i, d in enumerate(DETECTORS):
             out[d] = cal[:, i]
         out["scaled"] = xs

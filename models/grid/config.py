@@ -154,9 +154,21 @@ class AnomalyConfig:
     #: calibration rows, contamination = max(contamination, labelled share): right for incidents, which
     #: confirm only part of the events, so a calibrated probability rarely reaches the bands)
     band_calibration: str = "probability"
+    #: peer detectors fitted next to the ensemble as candidates of the champion policy (models.grid.peers;
+    #: models.grid.pipelines.select_candidate); () = the ensemble alone
+    #: (only the batch-independent ones: models.grid.peers.DEPLOYABLE_PEERS)
+    peers: tuple[str, ...] = ("isolation_forest", "lof")
 
     def __post_init__(self) -> None:
         _finite("AnomalyConfig", "contamination", self.contamination, 1e-5, 0.2)
+        from .peers import DEPLOYABLE_PEERS
+
+        unknown = [p for p in self.peers if p not in DEPLOYABLE_PEERS]
+        if unknown:
+            raise ValueError(
+                f"AnomalyConfig.peers: {unknown} cannot be deployed; candidates: {list(DEPLOYABLE_PEERS)} "
+                "(ECOD/COPOD score a batch together with their training rows: models.grid.peers)"
+            )
         if self.band_calibration not in ("probability", "tail"):
             raise ValueError(
                 f"AnomalyConfig.band_calibration must be 'probability' or 'tail', got {self.band_calibration!r}"

@@ -69,6 +69,9 @@ class BalanceConfig:
     top_n: int = _D.top_n
     max_baseline_fault_share: float = _D.max_baseline_fault_share
     scada_time_is_end: bool = _D.scada_time_is_end
+    persist_days: int = _D.persist_days
+    min_theft_share: float = _D.min_theft_share
+    excess_over_noise: bool = _D.excess_over_noise
 
     @classmethod
     def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
@@ -78,7 +81,7 @@ class BalanceConfig:
     @property
     def history_days(self) -> int:
         """Days of readings before a scored day the baselines and the attribution window need."""
-        return self.baseline_days + self.window_days
+        return self.baseline_days + self.window_days + self.persist_days - 1
 
 
 def _reading_hours() -> pl.Expr:
@@ -299,6 +302,34 @@ def meter_daily(meters: pl.DataFrame, tz: str) -> pl.DataFrame:
     )
 
 
+def gate(balance: pl.DataFrame, cfg: BalanceConfig) -> pl.DataFrame:
+    """The transformer rows of ``balance`` with the gate of :func:`ntl_suspects`: ``_mat`` (material rise),
+    ``_cusum`` (one-sided CUSUM of the rise in robust sigmas), ``_since`` (the day the change began) and
+    ``_sig`` (the day is examined)."""
+    material = (
+        pl.col("unexplained_rise_kwh")
+        >= pl.max_horizontal(pl.lit(cfg.min_rise_kwh), cfg.min_rise_share * pl.col("supplied_kwh"))
+    ).fill_null(False)
+    tb = balance.filter(pl.col("level") == "transformer").sort("entity_id", "date").with_columns(material.alias("_mat"))
+    # one-sided CUSUM of the daily rise in robust sigmas: S = max(0, S + z - k), significant from h on (capped
+    # at 2h so that it resets within days of a loss ending); the change began the day after S was last 0
+    cus, start = [], []
+    for _ent, g in tb.group_by("entity_id", maintain_order=True):
+        z = g["rise_sigmas"].fill_null(0.0).to_numpy()
+        dd = g["date"].to_list()
+        acc, since = 0.0, dd[0] if dd else None
+        for zi, di in zip(z, dd, strict=True):
+            if acc == 0.0:
+                since = di
+            acc = min(max(0.0, acc + zi - cfg.cusum_k), 2.0 * cfg.cusum_h)
+            cus.append(acc)
+            start.append(since)
+    tb = tb.with_columns(pl.Series("_cusum", cus, pl.Float64), pl.Series("_since", start, pl.Date)).with_columns(
+        (pl.col("_mat") & (pl.col("_cusum") >= cfg.cusum_h)).alias("_sig")
+    )
+    return tb
+
+
 def ntl_suspects(
     balance: pl.DataFrame, hourly: pl.DataFrame, meter_hours: pl.DataFrame, cfg: BalanceConfig
 ) -> pl.DataFrame:
@@ -322,27 +353,7 @@ def ntl_suspects(
        is the share explained (consistency-weighted). At most ``top_n`` per kind and transformer-day.
     (``hourly``: :func:`hourly_balance`; ``meter_hours``: :func:`_meter_hours`.)
     """
-    material = (
-        pl.col("unexplained_rise_kwh")
-        >= pl.max_horizontal(pl.lit(cfg.min_rise_kwh), cfg.min_rise_share * pl.col("supplied_kwh"))
-    ).fill_null(False)
-    tb = balance.filter(pl.col("level") == "transformer").sort("entity_id", "date").with_columns(material.alias("_mat"))
-    # one-sided CUSUM of the daily rise in robust sigmas: S = max(0, S + z - k), significant from h on (capped
-    # at 2h so that it resets within days of a loss ending); the change began the day after S was last 0
-    cus, start = [], []
-    for _ent, g in tb.group_by("entity_id", maintain_order=True):
-        z = g["rise_sigmas"].fill_null(0.0).to_numpy()
-        dd = g["date"].to_list()
-        acc, since = 0.0, dd[0] if dd else None
-        for zi, di in zip(z, dd, strict=True):
-            if acc == 0.0:
-                since = di
-            acc = min(max(0.0, acc + zi - cfg.cusum_k), 2.0 * cfg.cusum_h)
-            cus.append(acc)
-            start.append(since)
-    tb = tb.with_columns(pl.Series("_cusum", cus, pl.Float64), pl.Series("_since", start, pl.Date)).with_columns(
-        (pl.col("_mat") & (pl.col("_cusum") >= cfg.cusum_h)).alias("_sig")
-    )
+    tb = gate(balance, cfg)
     hot_tx = tb.filter(pl.col("_sig"))["entity_id"].unique().to_list()
     out: list[tuple] = []
     if hot_tx:
@@ -366,7 +377,27 @@ def ntl_suspects(
         },
         orient="row",
     )
-    return df
+    return _persistent(df, cfg.persist_days)
+
+
+def _persistent(df: pl.DataFrame, days: int) -> pl.DataFrame:
+    """Theft suspects listed on each of the ``days`` consecutive days up to the day (an analyst opens a case
+    on a stable suspicion, not a one-day blip), re-ranked; meter faults are evidence in the readings
+    themselves and stay as they are."""
+    if days <= 1 or df.height == 0:
+        return df
+    th = df.filter(pl.col("kind") == "theft")
+    keys = th.select("transformer_id", "meter_id", "date")
+    keep = keys
+    for k in range(1, days):
+        prev = keys.with_columns(pl.col("date") + pl.duration(days=k))
+        keep = keep.join(prev, on=["transformer_id", "meter_id", "date"], how="semi")
+    th = (
+        th.join(keep, on=["transformer_id", "meter_id", "date"], how="semi")
+        .sort("date", "transformer_id", "rank")
+        .with_columns(pl.col("rank").rank("ordinal").over("date", "transformer_id").cast(pl.Int32))
+    )
+    return pl.concat([th, df.filter(pl.col("kind") != "theft")]).sort("date", "transformer_id", "kind", "rank")
 
 
 def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFrame, cfg: BalanceConfig) -> list[tuple]:
@@ -436,6 +467,11 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         ss0 = float(r @ r)
         if ss0 <= 0:
             continue
+        # what the window's residual holds by noise alone: the baseline hours' residual variance (robust: the
+        # median square is 0.455 sigma^2 for normal noise) x the live hours; a suspect's bar is a share of the
+        # residual beyond it (the loss it could explain), not of the noise
+        rb = gap[base & (sup > 1e-6)] - norm[hod[base & (sup > 1e-6)]]
+        noise_ss = float(np.median(rb * rb) / 0.455 * live.sum()) if cfg.excess_over_noise and rb.size else 0.0
         res, chosen = r.copy(), []
         xw = np.where(live[:, None], x[win], 0.0)
         last = hdate[win] == np.datetime64(d)
@@ -444,7 +480,7 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         # fault's missing energy (estimated from the meter's usual profile, not measured hour by hour) cannot
         # explain the hourly noise, so a look-alike meter would otherwise take the loss; then thefts explain
         # what is left: the first min_explained of it, each further one min_gain of what is left after it
-        phase, base_ss = ("meter_fault" if faults else "theft"), ss0
+        phase, base_ss = ("meter_fault" if faults else "theft"), max(ss0 - noise_ss, 0.25 * ss0)
         while len(chosen) < 2 * cfg.top_n:
             cand = self_cands = []
             if phase == "theft":
@@ -467,7 +503,9 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                     ub_ = expected(k, tk)
                     drop_ = 1.0 - float(xs.sum()) / ub_ if ub_ > 0 else 0.0
                     cons = (
-                        float(np.exp(-0.5 * ((h_ / (1.0 + h_) - drop_) / cfg.drop_tolerance) ** 2)) if h_ > 0 else 0.0
+                        float(np.exp(-0.5 * ((h_ / (1.0 + h_) - drop_) / cfg.drop_tolerance) ** 2))
+                        if min(h_ / (1.0 + h_), drop_) >= cfg.min_theft_share
+                        else 0.0
                     )
                     cand.append(("theft", k, float(g_best[k]) * cons, tk, h_ / (1.0 + h_), drop_))
             else:
@@ -497,7 +535,10 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
             elif n_kind == 0:
                 ok = best[2] / base_ss >= cfg.min_explained
             else:  # a further thief: min_gain of what is left, and at least what the first could leave
-                ok = best[2] / left >= cfg.min_gain and best[2] / base_ss >= 1.0 - cfg.min_explained
+                ok = (
+                    best[2] / max(left - noise_ss, 0.25 * left) >= cfg.min_gain
+                    and best[2] / base_ss >= 1.0 - cfg.min_explained
+                )
             reg = np.zeros(len(res))
             if ok:
                 kind, k, gain, t0k = best[:4]
@@ -513,7 +554,7 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
             if not ok:
                 if phase == "theft":
                     break
-                phase, base_ss = "theft", float(res @ res)
+                phase, base_ss = "theft", max(float(res @ res) - noise_ss, 0.25 * float(res @ res))
                 continue
             res = res - coef * reg
             chosen.append((kind, k, gain / (base_ss if kind == "theft" else ss0), coef, t0k))

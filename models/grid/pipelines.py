@@ -20,7 +20,15 @@ from models.registry import Trained
 
 from .features import local_date
 
-__all__ = ["Trained", "labels_known_by", "train_anomaly", "train_failure", "train_segments", "segment_quality"]
+__all__ = [
+    "Trained",
+    "labels_known_by",
+    "select_candidate",
+    "train_anomaly",
+    "train_failure",
+    "train_segments",
+    "segment_quality",
+]
 
 
 def labels_known_by(
@@ -32,6 +40,38 @@ def labels_known_by(
     from .labels import incident_events
 
     return incident_events(incidents, known_by=day_bounds_utc(last_day, tz)[1], types=types)
+
+
+def select_candidate(scored: dict[str, dict]) -> tuple[str, str]:
+    """(name, why) of the candidate the anomaly training hands to the champion policy.
+
+    ``scored``: per candidate (``"ensemble"`` first, then the peers) its held-out metrics
+    (:func:`models.grid.evaluate.anomaly_holdout_metrics` with events). The best precision at the alert
+    budget on the held-out window's confirmed incidents wins; a peer must have *more true alerts* than
+    every candidate before it (ties keep the earlier one, the ensemble first). Without a confirmed
+    incident in the held-out window (cold start) the precision is undefined for every candidate: the
+    ensemble is kept (its tail calibration needs no labels, its detectors see both single-reading and
+    sequence anomalies, it is the model the bands and the 200k scores/s target were set for).
+    """
+    names = list(scored)
+    if not names:
+        raise ValueError("select_candidate: no candidates")
+    first = "ensemble" if "ensemble" in scored else names[0]
+    if not any(m.get("budget_events") for m in scored.values()):
+        return first, (
+            "no confirmed incident in the held-out window: precision at the budget is undefined, "
+            f"so the {first} is kept (cold start)"
+        )
+    best = first
+    for n in names:
+        if scored[n].get("budget_true_alerts", 0.0) > scored[best].get("budget_true_alerts", 0.0):
+            best = n
+    m = scored[best]
+    table = ", ".join(f"{n} {scored[n].get('precision_at_budget')}" for n in names)
+    return best, (
+        f"{best}: {int(m['budget_true_alerts'])} of {int(m['budget_alerts'])} budget alerts on confirmed "
+        f"incidents of the held-out window (precision {table})"
+    )
 
 
 def train_anomaly(
@@ -46,11 +86,15 @@ def train_anomaly(
     feature_config,
     thresholds,
 ) -> Trained:
-    """Fit one :class:`~models.grid.anomaly.AnomalyEnsemble` on the rows before ``eval_from``.
+    """Fit the :class:`~models.grid.anomaly.AnomalyEnsemble` and its peer candidates
+    (``config.peers``: :meth:`~models.grid.anomaly.AnomalyEnsemble.with_peer`) on the rows before
+    ``eval_from``; score every candidate on the held-out days against the incidents' labels and hand
+    the best (:func:`select_candidate`) to the champion policy.
 
     Semi-supervised when the incidents label enough rows (``min_labelled_rows`` on the calibration
-    assets), cold start otherwise; scored on the held-out days against the incidents' labels (Brier:
-    the promotion metric; precision/recall at the alert band; average precision).
+    assets), cold start otherwise. Promotion metric: the precision at the alert budget when the
+    held-out days hold confirmed incidents, else the Brier score (no incident: nothing to be precise
+    about). ``report["candidates"]`` holds every candidate's held-out metrics.
     """
     from models.registry import backtest_id
 
@@ -59,16 +103,29 @@ def train_anomaly(
 
     lab = label_readings(features, events, ref_meters, kind, reading_interval(ref_meters))
     is_eval = features.select(local_date("time", tz) >= eval_from).to_series().to_numpy()
+    train_f, train_y = features.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval]
     model = AnomalyEnsemble(kind, config=config, feature_config=feature_config, thresholds=thresholds)
-    model.fit(features.filter(pl.Series(~is_eval)), lab.is_not_null().to_numpy()[~is_eval])
+    model.fit(train_f, train_y)
+    candidates = {"ensemble": model, **{p: model.with_peer(p, train_f, train_y) for p in config.peers}}
+    del train_f
     # the held-out rows with their autoencoder context: the same scores as the whole frame's, and the
     # champion's re-scoring (rescore) keeps only this small frame alive
     ctx = holdout_context(features, is_eval, feature_config.window)
     ev_rows = pl.Series(ctx)
     evaluate = partial(
-        anomaly_holdout_metrics, features=features.filter(ev_rows), labels=lab.filter(ev_rows), is_eval=is_eval[ctx]
+        anomaly_holdout_metrics,
+        features=features.filter(ev_rows),
+        labels=lab.filter(ev_rows),
+        is_eval=is_eval[ctx],
+        events=events,
+        ref_meters=ref_meters,
+        tz=tz,
+        stream=kind,
     )
-    metrics = evaluate(model)
+    scored = {name: evaluate(m) for name, m in candidates.items()}
+    chosen, why = select_candidate(scored)
+    model, metrics = candidates[chosen], scored[chosen]
+    labelled = metrics.get("budget_events", 0.0) > 0
     bid = backtest_id(kind, eval_from, end, int(metrics["eval_rows"]), int(metrics["eval_positives"]))
     params = {
         "kind": kind,
@@ -77,9 +134,21 @@ def train_anomaly(
         "mode": model.mode,
         "labelled_events": int(events.height),
         **dict(config.__dict__),
+        "candidate": chosen,
+        "candidate_selection": why,
         "fit_report": model.fit_report_,
     }
-    return Trained(model, metrics, bid, "brier", False, lambda m: evaluate(m)["brier"], params)
+    report = {"candidates": scored, "selected": chosen, "selection": why}
+    return Trained(
+        model,
+        metrics,
+        bid,
+        "precision_at_budget" if labelled else "brier",
+        labelled,
+        evaluate,
+        params,
+        report=report,
+    )
 
 
 def train_failure(

@@ -119,3 +119,60 @@ def test_training_returns_the_candidate_with_what_the_champion_policy_needs(data
     again = t.rescore(t.model)
     assert again["mape"] == pytest.approx(t.metrics["mape"], rel=1e-9)
     assert t.params["entity_id"] == "F1" and t.params["model"] == "xgboost"
+
+
+def test_training_backtests_with_the_weather_scoring_uses(data):
+    """``future_exog`` (the NWP issues as known at each origin) is what every backtest origin sees,
+    candidates and the champion's rescore alike, instead of the observed weather."""
+    from models.forecast import SeasonalNaive
+    from models.forecast.weather_inputs import exog_as_known_at
+
+    df, hist, _ = data
+    series = hist.to_pandas()
+    end = pd.Timestamp(series["period_start"].iloc[-1]) + HOUR
+    issues = _issues(df, end).assign(temp_air_c=lambda d: d["temp_air_c"] + 4.0)  # a warm-biased feed
+    nwp, asked = exog_as_known_at(issues, _observed(df)), []
+
+    def fx(origin, idx):
+        asked.append(origin)
+        return nwp(origin, idx)
+
+    makers = {"xgboost": lambda: XGBoostForecaster(H24, exog=("temp_air_c",), n_estimators=20, **GB)}
+    kw = dict(makers=makers, baseline=lambda: SeasonalNaive(H24), horizon=H24, backtest_days=2, rank_metric="mape",
+              window_end=end)  # fmt: skip
+    t = train_load_entity("F1", series, **kw, future_exog=fx)
+    perfect = train_load_entity("F1", series, **kw)
+    origins = set(t.report["backtest"]["origin"].to_list())
+    assert len(origins) == 2 and {pd.Timestamp(o) for o in asked} == {pd.Timestamp(o) for o in origins}
+    assert t.metrics["mape"] != pytest.approx(perfect.metrics["mape"], rel=1e-3)
+    asked.clear()
+    assert t.rescore(t.model)["mape"] == pytest.approx(t.metrics["mape"], rel=1e-9) and len(asked) == 2
+
+
+def test_score_entities_collects_every_entity_and_reports_each_fallback(data):
+    from models.forecast.pipeline import score_entities
+    from models.forecast.tables import SYSTEM
+
+    df, hist, model = data
+    issues = _issues(df, pd.Timestamp(hist["period_start"].max()) + pd.Timedelta(days=2))
+
+    def no_champion():
+        raise LookupError("no champion yet")
+
+    warned: list[str] = []
+    jobs = [
+        ("F1", lambda: score_load_entity(lambda: (model, "3"), hist, H24, weather_issues=issues, observed_weather=_observed(df))),
+        (SYSTEM, lambda: score_load_entity(no_champion, hist, H24)),
+    ]  # fmt: skip
+    day = pd.Timestamp(hist["period_start"].max()).date()
+    run = score_entities(jobs, day, fallback="the naive baseline", warn=warned.append)
+    assert run.versions == {"F1": "3", SYSTEM: "fallback"}
+    assert set(run.fallbacks) == {SYSTEM} and run.fallbacks[SYSTEM].startswith("LookupError")
+    assert warned == [f"{SYSTEM}: champion not used ({run.fallbacks[SYSTEM]}); the naive baseline"]
+    assert set(run.weather) == {"F1"} and run.weather["F1"]["from_latest_issue"] == 24
+    rows = run.rows
+    assert rows.height == 48 and set(rows["date"]) == {day}
+    assert dict(rows.group_by("entity_id").agg(pl.col("level").first()).iter_rows()) == {"F1": "feeder", SYSTEM: SYSTEM}
+    assert rows.filter(pl.col("entity_id") == SYSTEM)["fallback_reason"].null_count() == 0
+    with pytest.raises(ValueError, match="no entity"):
+        score_entities([], day, fallback="x")
