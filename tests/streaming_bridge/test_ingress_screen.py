@@ -75,6 +75,9 @@ def test_a_clean_batch_is_typed_like_the_contract_validator_types_it():
         t.isoformat(timespec="milliseconds"),
         t.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat(),
         t.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))).isoformat(),
+        "2026-11-02T17:45:00.5+00:00",  # 1, 2 and 4 fractional digits: polars' %.f and fromisoformat agree
+        "2026-11-02T14:15:00.12-03:30",
+        "2026-11-02T23:30:00.1234+05:45",
     ]
     meters = [_reading(i, times[i % len(times)]) for i in range(60)]
     meters[3]["voltage"] = None  # no supply: optional measures may be empty
