@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": f"{os.cpu_count()} cores (shared)",
         "load_average_start": os.getloadavg(),
-        "before": a.before,
+        "before_revision": a.before,
         "after": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
