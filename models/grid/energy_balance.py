@@ -72,6 +72,7 @@ class BalanceConfig:
     persist_days: int = _D.persist_days
     min_theft_share: float = _D.min_theft_share
     excess_over_noise: bool = _D.excess_over_noise
+    joint_bar: bool = _D.joint_bar
 
     @classmethod
     def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
@@ -532,6 +533,8 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                 ok = False
             elif phase == "meter_fault":
                 ok = best[2] / left >= cfg.min_fault_explained
+            elif cfg.joint_bar:  # each thief min_gain of what is left; together min_explained (below)
+                ok = best[2] / max(left - noise_ss, 0.25 * left) >= cfg.min_gain
             elif n_kind == 0:
                 ok = best[2] / base_ss >= cfg.min_explained
             else:  # a further thief: min_gain of what is left, and at least what the first could leave
@@ -558,6 +561,8 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                 continue
             res = res - coef * reg
             chosen.append((kind, k, gain / (base_ss if kind == "theft" else ss0), coef, t0k))
+        if cfg.joint_bar and sum(c[2] for c in chosen if c[0] == "theft") < cfg.min_explained:
+            chosen = [c for c in chosen if c[0] != "theft"]
         rank = {"theft": 0, "meter_fault": 0}
         wn = x[win]
         for kind, k, gain, slope, t0k in chosen:
