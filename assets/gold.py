@@ -50,9 +50,10 @@ def gold_load_hourly(context: AssetExecutionContext, lake: LakeResource, grid: G
     lk, days = lake.lake(), _days(context)
     meters, transformers = lk.read("ref_meters"), lk.read("ref_transformers")
     rows, last = 0, None
-    silver = lk.scan_days(_T["silver_meter_readings"], days)  # one read plan for the range
+    # one read plan for the range; only the columns the rollup reads are decoded
+    silver = lk.scan_days(_T["silver_meter_readings"], days).select("date", *gold.HOURLY_INPUT)
     for day in days:
-        df = gold.load_hourly(silver.filter(pl.col("date") == day).collect(), meters, transformers, day)
+        df = gold.load_hourly(silver.filter(pl.col("date") == day).drop("date").collect(), meters, transformers, day)
         if df.height == 0:
             raise ValueError(f"silver_meter_readings has no rows for {day}: nothing to roll up")
         rows += _write(context, lk, "gold_load_hourly", df, day).rows

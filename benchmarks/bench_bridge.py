@@ -643,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
             "alert_storm_meta_alerts": len(storm),
             "emails": _Sink.n,
             "bridge_cpu_pct": round(100 * cpu / bridge_wall, 1),
+            # CPU of the bridge's process tree per record until it processed them all: what the bridge costs,
+            # less dependent on how much of the CPU it got than the percentage (see also make bench-bridge-cpu)
+            "bridge_cpu_us_per_reading": round(cpu / max(res["published"], 1) * 1e6, 1),
             # the bridge's own histograms (bucket upper bounds, ms): receipt -> outbox, one batch, outbox -> accepted
             "bridge_internal_p50_p99_ms": inside,
             "load_average_start": load_start,

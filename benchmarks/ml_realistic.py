@@ -236,7 +236,15 @@ def failure_from_incidents(sim_a, sim_b, snap_a: pl.DataFrame, snap_b: pl.DataFr
 
 
 def theft_energy_balance(
-    seed: int, n_meters: int, warmup_days: int, eval_days: int, rates, start, tz: str, follow_up_days: int = 7
+    seed: int,
+    n_meters: int,
+    warmup_days: int,
+    eval_days: int,
+    rates,
+    start,
+    tz: str,
+    follow_up_days: int = 7,
+    curve: tuple[float, ...] = (),
 ) -> dict:
     """Energy balance + NTL suspects on a fleet simulated for ``warmup_days + eval_days + follow_up_days``
     (see :func:`evaluate_theft`)."""
@@ -260,6 +268,7 @@ def theft_energy_balance(
         warmup_days,
         eval_days,
         follow_up_days,
+        curve,
     )
     return {"seed": seed, **r}
 
@@ -275,17 +284,31 @@ def evaluate_theft(
     warmup_days: int,
     eval_days: int,
     follow_up_days: int = 7,
+    curve: tuple[float, ...] = (),
 ) -> dict:
     """Thefts that start in the evaluation period are scored (the warm-up is the utility's history), each
     with its full 7-day window: a theft starting on the period's last day gets the follow-up days to be
     found, and false suspects are counted over evaluation + follow-up days. ``censored`` is the same
     count with the suspects cut at the end of the evaluation period (the protocol before the follow-up).
-    ``breakdown``: :func:`theft_breakdown`."""
-    from models.grid.energy_balance import meter_daily, suspects_from_readings, theft_detection
+    ``breakdown``: :func:`theft_breakdown`; ``curve``: the operating points (top-3 rate, false suspects per
+    1,000 meters per month) at each first-suspect bar ``min_explained`` in ``curve``, same fleet and balance."""
+    from dataclasses import replace
+
+    from models.grid.energy_balance import (
+        _meter_hours,
+        energy_balance,
+        hourly_balance,
+        meter_daily,
+        ntl_suspects,
+        theft_detection,
+    )
 
     n_meters = ref_meters["meter_id"].n_unique()
     t = time.process_time()
-    bal, sus = suspects_from_readings(meters, scada, ref_meters, ref_transformers, cfg)
+    mh = _meter_hours(meters, ref_meters, cfg.timezone)
+    hourly = hourly_balance(meters, scada, ref_meters, ref_transformers, cfg, meter_hours=mh)
+    bal = energy_balance(meters, scada, ref_meters, ref_transformers, cfg, hourly=hourly)
+    sus = ntl_suspects(bal, hourly, mh, cfg)
     cpu = time.process_time() - t
     ev = truth_events
     tz = cfg.timezone
@@ -326,6 +349,19 @@ def evaluate_theft(
             "breakdown": bd,
         }
     )
+    points = []
+    for bar in curve:
+        c = replace(cfg, min_explained=bar)
+        sc = ntl_suspects(bal, hourly, mh, c).filter(pl.col("date") >= eval_from)
+        p = theft_detection(sc, ev_eval, ev, n_meters, eval_days + follow_up_days)
+        points.append(
+            {
+                "min_explained": bar,
+                "rate": p["rate"],
+                "false_suspects_per_1000_meters_month": p["false_suspects_per_1000_meters_month"],
+            }
+        )
+    r["curve_min_explained"] = points
     return r
 
 

@@ -439,10 +439,13 @@ class EnergyBalanceSettings(_Part):
     #: the smallest share of a customer's use a bypass hides that is named theft, both as the share the fit
     #: implies and as the meter's own drop: a big neighbour can explain a loss with a small implied share,
     #: and a household's week-to-week swings (+-0.2 of its usual) make smaller drops indistinguishable
-    min_theft_share: float = Field(0.0, ge=0, lt=1)
+    min_theft_share: float = Field(0.25, ge=0, lt=1)
     #: the first suspect's bar (min_explained) is a share of the window's residual beyond what the baseline
     #: hours' noise alone leaves there (else of the whole residual, noise included)
-    excess_over_noise: bool = False
+    excess_over_noise: bool = True
+    #: min_explained is a bar for the theft suspects together (each must add min_gain of what is left): two
+    #: thieves on one transformer each explain about half of its new loss, and neither passes a bar alone
+    joint_bar: bool = False
     #: SCADA sample_time stamps the end of the interval it averages (True) or its start
     scada_time_is_end: bool = True
 

@@ -20,6 +20,8 @@ import polars as pl
 from contracts import UTC_TS
 
 LEVELS = ("meter", "transformer", "feeder")
+#: the silver meter columns load_hourly reads (a caller may read only these)
+HOURLY_INPUT = ("meter_id", "reading_time", "consumption_kwh", "demand_kw", "quality_flag")
 
 
 def _local_midnight_utc(d: dt.date, tz: str) -> pl.Expr:

@@ -236,7 +236,7 @@ def held_days_of_run(instance, run_id: str) -> tuple[set[str], list[str]]:
     description="A backfill range held only by unreadable landing files -> gold for its readable days",
 )
 def gold_for_readable_days(context: RunFailureSensorContext):
-    """A range run (a backfill: ``BackfillPolicy.single_run``) whose blocking ``files_readable`` check failed
+    """A range run (a backfill: ``assets.partitions.daily_backfill``) whose blocking ``files_readable`` check failed
     skipped the gold steps of the whole range, although only the held days are unpublished. This requests one
     gold-only run per maximal sub-range of readable days, so one bad file blocks its own day, no more. The held
     days are not requested: their gold stays unmaterialised (missing in the UI) until the file is fixed or

@@ -16,7 +16,9 @@ one frame build and one vectorised validation, not per-reading Python rules.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import itertools
 import json
 import re
 import time
@@ -84,6 +86,8 @@ class BatchResult:
     dead: pl.DataFrame  # STREAM_DEAD_LETTERS rows (conformed)
     status: list[StatusEvent]
     records: int  # records seen (a head-end batch counts its readings; a bad message counts 1)
+    #: the Arrow table behind an accepted frame the screen typed (the spool writes it without a conversion)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
 
     @property
     def accepted_rows(self) -> int:
@@ -174,8 +178,12 @@ class Validator:
                         'a head-end batch must be {"readings": [objects...]} or a non-empty JSON array of reading objects',
                     )
                     continue
+                n_records += len(readings)
+                if all(type(r) is dict for r in readings):  # the usual head-end message: every record an object
+                    recs["meter_readings"] += readings
+                    origin["meter_readings"] += zip(itertools.repeat(i), range(len(readings)))
+                    continue
                 for j, r in enumerate(readings):
-                    n_records += 1
                     if not isinstance(r, dict):
                         reject(
                             i,
@@ -217,13 +225,16 @@ class Validator:
             origin[route.source].append((i, None))
 
         accepted: dict[str, pl.DataFrame] = {}
+        tables: dict[str, pa.Table] = {}
         for name, records in recs.items():
             if not records:
                 continue
             clean = self._screen(SOURCES[name], records, now)
             if clean is not None:  # the usual batch: every record passes, typed in one go
-                recv = [messages[i].received_at for i, _ in origin[name]]
-                accepted[name] = pl.DataFrame([*clean, pl.Series("_received_at", recv, pl.Float64)])
+                recv = pa.array([messages[i].received_at for i, _ in origin[name]], pa.float64())
+                tbl = pa.Table.from_arrays([a for _, a in clean] + [recv], [c for c, _ in clean] + ["_received_at"])
+                accepted[name] = pl.from_arrow(tbl)
+                tables[name] = tbl
                 continue
             ok, bad = self._validate(SOURCES[name], records, now)
             recv = pl.Series(
@@ -240,7 +251,7 @@ class Validator:
                         **{k: row[k] for k in ("reason_code", "field", "value", "detail")},
                     }
                 )
-        return BatchResult(accepted, self._dead_frame(messages, dead), status, n_records)
+        return BatchResult(accepted, self._dead_frame(messages, dead), status, n_records, tables)
 
     def _status(self, obj: dict, route: Route) -> StatusEvent | tuple[str, str, str]:
         """A status event, or (reason_code, field, detail)."""
@@ -264,8 +275,8 @@ class Validator:
         )
 
     # ------------------------------------------------------------------ record level (the silver contract)
-    def _screen(self, src: Source, records: list[dict], now: float) -> list[pl.Series] | None:
-        """The typed columns (entity, time, measures) when every record passes the silver contract and the
+    def _screen(self, src: Source, records: list[dict], now: float) -> list[tuple[str, pa.Array]] | None:
+        """The typed columns (entity, time, measures) as Arrow arrays when every record passes the silver contract and the
         stream's time window; else None, and :meth:`_validate` (validate_file's rules) names each failure.
 
         It reads the contract's own declarations (required fields, bounds, the reference ids, the year
@@ -300,29 +311,30 @@ class Validator:
             if not (_YEARS_US[0] <= u < _YEARS_US[1] and lo <= u <= hi):
                 return None
             parsed[t] = u
-        out = [pl.Series(ent, ents, pl.Utf8), pl.Series(tc, pa.array([parsed[t] for t in times], _UTC_US))]
-        for m in src.measures:
-            vals = [r.get(m.name) for r in records]
-            types = set(map(type, vals))
-            if not types <= _NUMBER:
-                return None
-            nums = vals
-            if type(None) in types:
-                if not m.nullable:
-                    return None
-                nums = [v for v in vals if v is not None]
-            try:
-                a = np.array(nums, dtype=np.float64)
-            except OverflowError:
-                return None
-            if not (
-                np.isfinite(a).all()
-                and (m.min is None or not (a < m.min).any())
-                and (m.max is None or not (a > m.max).any())
-            ):
-                return None
-            out.append(pl.Series(m.name, vals, pl.Float64))
-        return out
+        names = [m.name for m in src.measures]
+        cols = [[r.get(c) for r in records] for c in names]
+        if not set(map(type, itertools.chain.from_iterable(cols))) <= _NUMBER:
+            return None
+        try:
+            x = np.array(cols, dtype=np.float64)  # measures x records; a missing value (None) -> NaN
+        except OverflowError:
+            return None
+        lo, hi, required = self._bounds(src)
+        missing = np.isnan(x)  # JSON has no NaN (orjson refuses it): NaN here is a missing value
+        if (missing.any(axis=1) & required).any() or np.isinf(x).any() or (x < lo).any() or (x > hi).any():
+            return None
+        return [
+            (ent, pa.array(ents, pa.large_string())),
+            (tc, pa.array([parsed[t] for t in times], _UTC_US)),
+            *[(c, pa.array(x[j], mask=missing[j] if missing[j].any() else None)) for j, c in enumerate(names)],
+        ]
+
+    @functools.cache  # noqa: B019 - one entry per source for the validator's life
+    def _bounds(self, src: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The contract's declared bounds of the measures (as columns: -inf/inf where none) and which are required."""
+        lo = np.array([[-np.inf if m.min is None else m.min] for m in src.measures])
+        hi = np.array([[np.inf if m.max is None else m.max] for m in src.measures])
+        return lo, hi, np.array([not m.nullable for m in src.measures])
 
     def _validate(self, src: Source, records: list[dict], now: float) -> tuple[pl.DataFrame, pl.DataFrame]:
         cols: dict[str, pl.Series] = {_ROW: pl.int_range(0, len(records), dtype=pl.Int64, eager=True)}

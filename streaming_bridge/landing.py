@@ -51,6 +51,7 @@ class _SpoolFile:
     def __init__(self, path: Path, schema: pa.Schema):
         self.path = path
         self.f = open(path, "ab")
+        self.schema = schema
         self.w = ipc.new_stream(self.f, schema)
 
     def append(self, table: pa.Table) -> None:
@@ -127,9 +128,16 @@ class LandingWriter:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         return f"{self.bridge_id}-{stamp}-{self._seq:04d}"
 
-    def append(self, accepted: dict[str, pl.DataFrame], dead: pl.DataFrame, sync: bool = True) -> None:
+    def append(
+        self,
+        accepted: dict[str, pl.DataFrame],
+        dead: pl.DataFrame,
+        sync: bool = True,
+        tables: dict[str, pa.Table] | None = None,
+    ) -> None:
         """Spool one processed batch; durable (fsynced) when this returns, unless ``sync=False`` (then call
-        :meth:`sync` before acknowledging: one fsync for several batches)."""
+        :meth:`sync` before acknowledging: one fsync for several batches). ``tables``: the Arrow tables behind
+        some of the accepted frames (the ingress screen builds them), written as they are."""
         with self._lock:
             if self._segment is None:
                 self._segment = self._new_segment()
@@ -142,10 +150,13 @@ class LandingWriter:
                 if name == DEAD:
                     tbl = df.drop("batch_id", strict=False).to_arrow()
                 else:
-                    tbl = df.to_arrow().select(list(raw_schema(name)))  # pyarrow's select: no polars query
+                    tbl = (tables or {}).get(name)
+                    tbl = (df.to_arrow() if tbl is None else tbl).select(list(raw_schema(name)))  # pyarrow's select
                 f = self._files.get(name)
                 if f is None:
                     f = self._files[name] = _SpoolFile(self.spool_dir / self._segment / f"{name}.arrows", tbl.schema)
+                elif tbl.schema != f.schema:
+                    tbl = tbl.cast(f.schema)
                 f.append(tbl)
                 touched.append(f)
                 if name != DEAD:

@@ -48,6 +48,7 @@ from lake.landing import LandingZone, open_landing
 from streaming_bridge.alerts import Alert, AlertSink
 from streaming_bridge.events import EventConfig, GridEvents
 from streaming_bridge.ingress import (
+    BatchResult,
     IngressConfig,
     Message,
     Validator,
@@ -312,9 +313,9 @@ class Bridge:
             self._submit(scored)
             alerts += scored
         if self._durable is not None:  # spool + fsync + PUBACK on the durability thread (overlaps the next batch)
-            self._durable.put((r.accepted, r.dead, batch))
+            self._durable.put((r, batch))
         else:
-            self._make_durable((r.accepted, r.dead, batch))
+            self._make_durable((r, batch))
         # counts
         self.metrics.messages.inc(len(msgs))
         self.metrics.records.inc(r.records)
@@ -372,21 +373,19 @@ class Bridge:
                 )
             )
 
-    def _make_durable(
-        self, *items: tuple[dict[str, pl.DataFrame], pl.DataFrame, Sequence[tuple[Message, int]]]
-    ) -> None:
+    def _make_durable(self, *items: tuple[BatchResult, Sequence[tuple[Message, int]]]) -> None:
         """Spool the batches' readings and dead letters (one fsync per file for all of them: group commit),
         publish the dead letters, then PUBACK the batches in order."""
-        for accepted, dead, _ in items:
-            self.landing.append(accepted, dead, sync=False)
+        for r, _ in items:
+            self.landing.append(r.accepted, r.dead, sync=False, tables=r.tables)
         self.landing.sync()
-        for _, dead, batch in items:
-            if dead.height:
-                for row in dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
+        for r, batch in items:
+            if r.dead.height:
+                for row in r.dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
                     self.mqtt.publish(self.topics.deadletter(row["source"] or "unknown"), dead_letter_message(row))
             self.mqtt.ack(batch)
         done = time.time()
-        for _, _, batch in items:
+        for _, batch in items:
             for m, _ in batch:
                 self.metrics.ack_latency.observe(max(0.0, done - m.received_at))
 

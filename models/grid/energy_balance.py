@@ -72,6 +72,7 @@ class BalanceConfig:
     persist_days: int = _D.persist_days
     min_theft_share: float = _D.min_theft_share
     excess_over_noise: bool = _D.excess_over_noise
+    joint_bar: bool = _D.joint_bar
 
     @classmethod
     def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
@@ -347,10 +348,14 @@ def ntl_suspects(
        (least squares through the origin): a meter from its own change hour on (hidden = h x what it
        reads; at least ``min_change_hours`` after the change), weighted by how well its own drop against
        its usual energy (per hour and day type, scaled by the transformer's supply against its usual)
-       matches the implied share h / (1 + h) (Gaussian, width ``drop_tolerance``); or a new meter fault
-       (exact zeros / frozen readings: hidden = its usual energy minus what it reads). The first must
-       explain ``min_explained`` of the residual, each further one ``min_gain`` of what is left; ``score``
-       is the share explained (consistency-weighted). At most ``top_n`` per kind and transformer-day.
+       matches the implied share h / (1 + h) (Gaussian, width ``drop_tolerance``), both the implied share
+       and the drop at least ``min_theft_share``; or a new meter fault (exact zeros / frozen readings:
+       hidden = its usual energy minus what it reads). The first must explain ``min_explained`` of the
+       residual (with ``excess_over_noise``: of the residual beyond what the baseline hours' noise leaves
+       in the window), each further one ``min_gain`` of what is left (with ``joint_bar``: the theft
+       suspects together ``min_explained``); ``score`` is the share explained (consistency-weighted). At
+       most ``top_n`` per kind and transformer-day.
+    4. Persistence: a theft suspect is listed from its ``persist_days``-th consecutive day on.
     (``hourly``: :func:`hourly_balance`; ``meter_hours``: :func:`_meter_hours`.)
     """
     tb = gate(balance, cfg)
@@ -532,6 +537,8 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                 ok = False
             elif phase == "meter_fault":
                 ok = best[2] / left >= cfg.min_fault_explained
+            elif cfg.joint_bar:  # each thief min_gain of what is left; together min_explained (below)
+                ok = best[2] / max(left - noise_ss, 0.25 * left) >= cfg.min_gain
             elif n_kind == 0:
                 ok = best[2] / base_ss >= cfg.min_explained
             else:  # a further thief: min_gain of what is left, and at least what the first could leave
@@ -558,6 +565,8 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                 continue
             res = res - coef * reg
             chosen.append((kind, k, gain / (base_ss if kind == "theft" else ss0), coef, t0k))
+        if cfg.joint_bar and sum(c[2] for c in chosen if c[0] == "theft") < cfg.min_explained:
+            chosen = [c for c in chosen if c[0] != "theft"]
         rank = {"theft": 0, "meter_fault": 0}
         wn = x[win]
         for kind, k, gain, slope, t0k in chosen:

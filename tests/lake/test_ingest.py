@@ -428,3 +428,31 @@ def test_integer_day_key_deduplicates_exactly_like_the_general_mask(day):
     fast = _last_copy_of_day_key(df, SRC, day, "America/New_York")
     slow = last_copy_mask(df, ["meter_id", "reading_time"])
     assert 0 < int((~fast).sum()) < n and fast.equals(slow.alias(fast.name))
+
+
+def test_a_range_reconciles_in_one_scan_per_table_as_each_day_does(lake_and_landing, small_sim):
+    """verify_days (the range run's `reconciles` check) gives each day what verify_day gives it alone, a held day
+    (an unreadable file: written, not published) and a day never written included; bad records are counted."""
+    from lake.ingest import ingest_partitions, known_entity_ids
+    from lake.manifest import verify_day, verify_days
+    from simulator import BadRecordRates, write_landing_day
+
+    lake, zone = lake_and_landing
+    src = SOURCES["meter_readings"]
+    days = [dt.date(2026, 10, 31), dt.date(2026, 11, 1), dt.date(2026, 11, 2)]
+    bad = BadRecordRates(out_of_range=0.01, duplicate=0.01, unknown_entity=0.01)
+    for d in days:
+        write_landing_day(small_sim, d, zone, formats="csv", sources=("meter_readings",), bad=bad)
+    zone.put_bytes(f"meter_readings/{days[1].isoformat()}/broken.parquet", b"PAR1 not really parquet PAR1")
+    res = ingest_partitions(zone, lake, src, days, known_entity_ids(lake, src), tz=DEFAULT_TIMEZONE)
+    held = {r.partition for r in res if r.held}
+    assert held == {days[1]}
+    never = dt.date(2026, 11, 3)
+    ranged = verify_days(lake, src, [*days, never], held=held)
+    assert list(ranged) == [*days, never]
+    for d in days:
+        assert ranged[d] == verify_day(lake, src, d, held=d in held)
+    assert ranged[days[0]]["ok"] and ranged[days[2]]["ok"] and ranged[days[0]]["published"]
+    assert ranged[days[0]]["quarantined_rows"] > 0 and ranged[days[0]]["duplicate_rows"] > 0
+    assert ranged[days[1]]["held"] and ranged[days[1]]["unreadable_files"]
+    assert not ranged[never]["published"] and not ranged[never]["ok"] and ranged[never]["bronze_records"] == 0

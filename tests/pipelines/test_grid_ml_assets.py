@@ -147,6 +147,10 @@ def test_training_registers_and_promotes_every_model(trained):
     for kind in ("meter", "transformer"):
         assert an[f"{kind}/promoted"] is True and an[f"{kind}/model_version"] == f"grid_anomaly_{kind}:v1"
         assert 0.0 <= an[f"{kind}/metrics"]["brier"] <= 1.0
+        # issue 14: the peers were candidates, scored on the same held-out day; the one registered is named
+        c = an["candidates"][kind]
+        assert set(c["precision_at_budget"]) == {"ensemble", "isolation_forest", "lof"}
+        assert c["selected"] in c["precision_at_budget"] and c["why"]
     assert an["days_found"] == DAYS and an["window"] == f"{DAY - dt.timedelta(days=9)}..{DAY}"
     fm = _meta(res, "grid_failure_model")
     assert fm["promoted"] is True and fm["train_positives"] > 0 and fm["anomaly_model"] == "grid_anomaly_transformer:v1"

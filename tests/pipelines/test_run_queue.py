@@ -63,3 +63,36 @@ def test_a_year_backfill_leaves_room_for_the_nightly_runs(pg_dagster_home, tmp_p
     # a second backfill (another year, or a re-run) shares the same 2 slots
     other = [DagsterRun(job_name="optimization_daily", tags={"dagster/backfill": "again"}) for _ in range(10)]
     assert len([r for r in _dequeue(instance, backfill + other + nightly) if r.tags.get("dagster/backfill")]) == 2
+
+
+@pytest.mark.postgres
+def test_a_year_of_daily_ingest_is_two_range_runs_that_run_at_once(pg_dagster_home, tmp_path):
+    """The daily ingestion and gold assets backfill in range runs of at most BACKFILL_DAYS_PER_RUN days: a year
+    is two runs, and the queue's backfill limit lets both run together (one a core: benchmarks/bench_backfill)."""
+    from assets.gold import gold_grid_health_daily, gold_load_daily, gold_load_hourly
+    from assets.ingestion import ingestion_assets
+    from assets.partitions import BACKFILL_DAYS_PER_RUN
+
+    daily_assets = [*ingestion_assets, gold_load_hourly, gold_load_daily, gold_grid_health_daily]  # daily_ingest's
+    policies = {a.node_def.name: a.backfill_policy for a in daily_assets}
+    assert policies and all(p.max_partitions_per_run == BACKFILL_DAYS_PER_RUN for p in policies.values()), policies
+    assert -(-365 // BACKFILL_DAYS_PER_RUN) == 2
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(home))
+    day0 = dt.date(2025, 12, 1)
+    runs = [
+        DagsterRun(
+            job_name="daily_ingest",
+            tags={
+                "dagster/backfill": "year",
+                "dagster/asset_partition_range_start": (day0 + dt.timedelta(days=lo)).isoformat(),
+                "dagster/asset_partition_range_end": (
+                    day0 + dt.timedelta(days=min(365, lo + BACKFILL_DAYS_PER_RUN) - 1)
+                ).isoformat(),
+            },
+        )
+        for lo in range(0, 365, BACKFILL_DAYS_PER_RUN)
+    ]
+    assert len(_dequeue(instance, runs)) == 2

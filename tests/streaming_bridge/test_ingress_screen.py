@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 import polars as pl
+import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -61,8 +62,9 @@ def _same_as_contract(source: str, records: list[dict]) -> pl.DataFrame | None:
     if clean is None:
         return None
     assert bad.height == 0, bad.to_dicts()  # the screen passed a batch the contract rejects
-    assert_frame_equal(pl.DataFrame(clean), ok.drop("source_row"))
-    return pl.DataFrame(clean)
+    got = pl.from_arrow(pa.Table.from_arrays([a for _, a in clean], [c for c, _ in clean]))
+    assert_frame_equal(got, ok.drop("source_row"))
+    return got
 
 
 def test_a_clean_batch_is_typed_like_the_contract_validator_types_it():
@@ -73,6 +75,9 @@ def test_a_clean_batch_is_typed_like_the_contract_validator_types_it():
         t.isoformat(timespec="milliseconds"),
         t.astimezone(dt.timezone(dt.timedelta(hours=-5))).isoformat(),
         t.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30))).isoformat(),
+        "2026-11-02T17:45:00.5+00:00",  # 1, 2 and 4 fractional digits: polars' %.f and fromisoformat agree
+        "2026-11-02T14:15:00.12-03:30",
+        "2026-11-02T23:30:00.1234+05:45",
     ]
     meters = [_reading(i, times[i % len(times)]) for i in range(60)]
     meters[3]["voltage"] = None  # no supply: optional measures may be empty
@@ -130,9 +135,7 @@ def test_process_gives_the_same_result_with_and_without_the_screen(monkeypatch):
 
 _GOOD = st.one_of(st.floats(min_value=0, max_value=1e6), st.integers(min_value=0, max_value=2**53))
 _VALUE = st.one_of(  # mostly valid, so that whole batches pass the screen too
-    _GOOD,
-    _GOOD,
-    _GOOD,
+    *[_GOOD] * 12,
     st.none(),
     st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6),
     st.integers(min_value=-(2**53), max_value=2**53),
@@ -149,23 +152,23 @@ _TIME = st.one_of(
             ),
         ).map(lambda d: d.isoformat(timespec="microseconds") if d.microsecond % 2 else d.isoformat())
     ]
-    * 3,
+    * 12,
     st.sampled_from(["2026-11-02T17:00:00Z", "2026-11-02T17:00:00", "2026-11-02T17:00:00.1234567+00:00", "", None]),
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.fixed_dictionaries(
             {
-                "meter_id": st.sampled_from([*METERS[:10], "UNKNOWN", ""]),
+                "meter_id": st.sampled_from([*METERS[:18], "UNKNOWN", ""]),
                 "reading_time": _TIME,
                 "consumption_kwh": _VALUE,
                 "demand_kw": _VALUE,
-                "voltage": st.one_of(st.none(), *[st.floats(min_value=200, max_value=260)] * 3, st.floats(150, 300)),
+                "voltage": st.one_of(st.none(), *[st.floats(min_value=200, max_value=260)] * 12, st.floats(150, 300)),
                 "current_amps": _VALUE,
-                "power_factor": st.one_of(st.none(), *[st.floats(min_value=0, max_value=1)] * 3, st.floats(-0.5, 1.5)),
+                "power_factor": st.one_of(st.none(), *[st.floats(min_value=0, max_value=1)] * 12, st.floats(-0.5, 1.5)),
             }
         ),
         min_size=1,
@@ -180,4 +183,5 @@ def _screen_never_passes_what_the_contract_rejects(records):
 def test_hypothesis_the_screen_never_passes_what_the_contract_rejects():
     PASSED.clear()
     _screen_never_passes_what_the_contract_rejects()
+    print("batches compared:", len(PASSED))
     assert len(PASSED) >= 10, PASSED  # not vacuous: batches passed the screen, so their frames were compared

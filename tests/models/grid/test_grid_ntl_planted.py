@@ -46,6 +46,7 @@ def planted():
 
     thief, faulty = median_meter(txs[0]), median_meter(txs[1])
     t = pl.col("reading_time")
+    raw = meters
     meters = meters.with_columns(
         pl.when((pl.col("meter_id") == thief) & (t >= BYPASS_AT))
         .then(pl.col("demand_kw") * (1.0 - SHARE))
@@ -56,7 +57,15 @@ def planted():
     )
     cfg = BalanceConfig.from_profile(load_profile())
     bal, sus = suspects_from_readings(meters, scada, rm, ref["ref_transformers"], cfg)
-    return {"bal": bal, "sus": sus, "thief": thief, "faulty": faulty, "txs": txs, "cfg": cfg}
+    return {
+        "bal": bal,
+        "sus": sus,
+        "thief": thief,
+        "faulty": faulty,
+        "txs": txs,
+        "cfg": cfg,
+        "clean": (raw, use, scada, rm, ref["ref_transformers"]),
+    }
 
 
 def test_the_bypassed_meter_is_the_top_theft_suspect_of_its_transformer_within_days(planted):
@@ -95,3 +104,54 @@ def test_suspects_are_declared(planted):
 
     GOLD_NTL_SUSPECTS.conform(planted["sus"])
     assert planted["sus"]["score"].is_between(0.0, 1.0).all()
+
+
+def test_a_bypass_hiding_less_than_min_theft_share_is_not_named(planted):
+    """The largest customer of a transformer hides 20 % of its use: the fit would name it (its implied
+    share ~0.26 and a drop near 0.2 are in a household's normal swings), but below the profile's
+    min_theft_share the ranking names nobody; with the bar at 0 the same bypass is named."""
+    from dataclasses import replace
+
+    raw, use, scada, rm, rt = planted["clean"]
+    cfg = planted["cfg"]
+    assert cfg.min_theft_share == 0.25
+    tx = planted["txs"][3]
+    big = use.filter(pl.col("transformer_id") == tx).sort("demand_kw")["meter_id"][-1]
+    meters = raw.with_columns(
+        pl.when((pl.col("meter_id") == big) & (pl.col("reading_time") >= BYPASS_AT))
+        .then(pl.col("demand_kw") * 0.8)
+        .otherwise(pl.col("demand_kw"))
+        .alias("demand_kw")
+    )
+    rm_tx = rm.filter(pl.col("transformer_id") == tx)
+    meters = meters.filter(pl.col("meter_id").is_in(rm_tx["meter_id"].implode()))
+    sc = scada.filter(pl.col("transformer_id") == tx)
+
+    def theft(c):
+        sus = suspects_from_readings(meters, sc, rm_tx, rt, c)[1]
+        return sus.filter(pl.col("kind") == "theft")
+
+    assert theft(cfg).height == 0
+    named = theft(replace(cfg, min_theft_share=0.0))
+    assert big in named.filter(pl.col("rank") == 1)["meter_id"].to_list()
+
+
+def test_persistence_lists_a_theft_suspect_from_its_second_consecutive_day():
+    from datetime import date as d
+
+    from models.grid.energy_balance import _persistent
+
+    row = {"transformer_id": "T1", "score": 0.9, "implied_share": 0.5, "unexplained_rise_kwh": 5.0, "reason": "x"}
+    df = pl.DataFrame(
+        [
+            {**row, "date": d(2026, 6, 1), "meter_id": "A", "kind": "theft", "rank": 1},
+            {**row, "date": d(2026, 6, 2), "meter_id": "B", "kind": "theft", "rank": 1},  # one-day blip
+            {**row, "date": d(2026, 6, 2), "meter_id": "A", "kind": "theft", "rank": 2},
+            {**row, "date": d(2026, 6, 2), "meter_id": "F", "kind": "meter_fault", "rank": 1},
+        ]
+    ).with_columns(pl.col("rank").cast(pl.Int32))
+    assert _persistent(df, 1).equals(df)
+    out = _persistent(df, 2)
+    th = out.filter(pl.col("kind") == "theft")
+    assert th.select("date", "meter_id", "rank").rows() == [(d(2026, 6, 2), "A", 1)]  # re-ranked
+    assert out.filter(pl.col("kind") == "meter_fault")["meter_id"].to_list() == ["F"]
