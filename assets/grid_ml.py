@@ -840,7 +840,9 @@ def gold_demand_response(
 
 
 #: days of history before the scored day the energy balance's baselines and attribution window use
-BALANCE_HISTORY_DAYS = load_profile().energy_balance.baseline_days + load_profile().energy_balance.window_days
+_EB = load_profile().energy_balance
+#: days of silver before the day the balance, its baselines, the attribution window and persistence need
+BALANCE_HISTORY_DAYS = _EB.baseline_days + _EB.window_days + _EB.persist_days - 1
 
 
 @multi_asset(

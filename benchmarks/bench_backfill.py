@@ -66,11 +66,16 @@ def stage_split(env: dict, bench_tag: str) -> dict:
                         start[e.step_key] = e.timestamp
                     elif e.step_key in start:
                         steps[e.step_key] += e.timestamp - start[e.step_key]
+                seen = (
+                    set()
+                )  # a range run records its materialization once per partition, each with every day's timings
                 for e in inst.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
                     mat = e.dagster_event.event_specific_data.materialization
                     secs = mat.metadata.get("seconds")
-                    if secs is None or not mat.asset_key.path[0].startswith("silver_"):
+                    name = mat.asset_key.path[0]
+                    if secs is None or not name.startswith("silver_") or name in seen:
                         continue
+                    seen.add(name)
                     for per_day in secs.value.values():
                         for stage, s in per_day.items():
                             ingest[mat.asset_key.path[0].removeprefix("silver_")][stage] += s

@@ -348,10 +348,14 @@ def ntl_suspects(
        (least squares through the origin): a meter from its own change hour on (hidden = h x what it
        reads; at least ``min_change_hours`` after the change), weighted by how well its own drop against
        its usual energy (per hour and day type, scaled by the transformer's supply against its usual)
-       matches the implied share h / (1 + h) (Gaussian, width ``drop_tolerance``); or a new meter fault
-       (exact zeros / frozen readings: hidden = its usual energy minus what it reads). The first must
-       explain ``min_explained`` of the residual, each further one ``min_gain`` of what is left; ``score``
-       is the share explained (consistency-weighted). At most ``top_n`` per kind and transformer-day.
+       matches the implied share h / (1 + h) (Gaussian, width ``drop_tolerance``), both the implied share
+       and the drop at least ``min_theft_share``; or a new meter fault (exact zeros / frozen readings:
+       hidden = its usual energy minus what it reads). The first must explain ``min_explained`` of the
+       residual (with ``excess_over_noise``: of the residual beyond what the baseline hours' noise leaves
+       in the window), each further one ``min_gain`` of what is left (with ``joint_bar``: the theft
+       suspects together ``min_explained``); ``score`` is the share explained (consistency-weighted). At
+       most ``top_n`` per kind and transformer-day.
+    4. Persistence: a theft suspect is listed from its ``persist_days``-th consecutive day on.
     (``hourly``: :func:`hourly_balance`; ``meter_hours``: :func:`_meter_hours`.)
     """
     tb = gate(balance, cfg)
