@@ -21,7 +21,7 @@ REQUIRED = {
         "solar_skill",
         "solar_rmse_pct_capacity",
     ],
-    "ml.json": ["precision_at_budget", "best_f1", "segment_ari_unsupervised"],
+    "ml.json": ["precision_at_budget", "best_f1", "segment_ari_unsupervised", "anomaly_champion_selected"],
 }
 
 
