@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 
 import polars as pl
 import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
 
 from contracts import DEFAULT_TIMEZONE
+from models.registry import FLOAT_TIE
 
 START = dt.date(2026, 6, 1)
 DAYS = 8
@@ -188,7 +190,11 @@ def test_segment_retrain_is_promoted_only_when_it_beats_the_rescored_champion(tr
         run_config={"ops": {"grid_segment_model": {"config": WINDOW}}},
     )
     m = _meta(same, "grid_segment_model")
-    assert m["promoted"] is False and "improvement 0" in m["promotion"]
+    # the same model scored twice may differ in the last bits (summation order): within the registry's tie
+    # tolerance that is no gain (5.55e-17 seen in CI), so it must not be promoted
+    assert m["promoted"] is False
+    gain = float(re.search(r"improvement (\S+) <=", m["promotion"]).group(1))
+    assert abs(gain) <= FLOAT_TIE, m["promotion"]
     assert str(reg.champion("grid_customer_segments").version) == str(before.version)
     # a shorter window ending a day earlier is a different evaluation: the champion is re-scored on it first
     other = materialize(
