@@ -139,6 +139,11 @@ def event_detection(
         .group_by("event_id")
         .agg(((pl.col("time").min() - pl.col("start").first()).dt.total_seconds() / 3600.0).clip(0.0).alias("delay_h"))
     )
+    return _detection_by_type(ea, first, delay_digits=3)
+
+
+def _detection_by_type(ea: pl.DataFrame, first: pl.DataFrame, delay_digits: int) -> dict:
+    """Per event type of ``ea``: events, detected (a delay in ``first``, keyed by event_id), rate, median delay."""
     ev = ea.select("event_id", "event_type").unique().join(first, on="event_id", how="left")
     out = {}
     for t in sorted(ev["event_type"].unique().to_list()):
@@ -148,7 +153,7 @@ def event_detection(
             "events": e.height,
             "detected": d.len(),
             "detection_rate": round(d.len() / e.height, 4) if e.height else 0.0,
-            "median_delay_h": round(float(d.median()), 3) if d.len() else None,
+            "median_delay_h": round(float(d.median()), delay_digits) if d.len() else None,
         }
     return out
 
@@ -201,16 +206,7 @@ def budget_metrics(
         ((pl.col("t_max").min() - pl.col("start").first()).dt.total_seconds() / 3600).clip(0).alias("delay_h")
     )
     ev = ea.select("event_id", "event_type").unique()
-    per_type = {}
-    for t in sorted(ev["event_type"].unique().to_list()):
-        e = ev.filter(pl.col("event_type") == t).join(first, on="event_id", how="left")
-        d = e["delay_h"].drop_nulls()
-        per_type[t] = {
-            "events": e.height,
-            "detected": d.len(),
-            "detection_rate": round(d.len() / e.height, 4) if e.height else 0.0,
-            "median_delay_h": round(float(d.median()), 2) if d.len() else None,
-        }
+    per_type = _detection_by_type(ea, first, delay_digits=2)
     return {
         "alerts_per_day": k,
         "alerts": alerts.height,
