@@ -85,9 +85,7 @@ def exog_as_known_at(
     (:func:`future_weather` at ``known_at``, the first forecast hour), so backtest errors and the
     bands calibrated on them are those of the weather the forecasts are issued with. ``forecasts``
     None or empty: persistence alone (what scoring does without a feed)."""
-    fc = to_pandas(forecasts) if forecasts is not None else None
-    if fc is None or fc.empty:
-        fc = _no_issues(column)
+    fc = _issues(forecasts, column)
 
     def fx(origin: pd.Timestamp, index: pd.DatetimeIndex) -> pd.DataFrame:
         return weather_for_origin(fc, observed, origin, index, column)[0][["period_start", column]]
@@ -95,7 +93,11 @@ def exog_as_known_at(
     return fx
 
 
-def _no_issues(column: str) -> pd.DataFrame:
+def _issues(forecasts: Any, column: str) -> pd.DataFrame:
+    """The forecast issues as pandas; None or empty: an empty frame of the same columns (persistence alone)."""
+    fc = to_pandas(forecasts) if forecasts is not None else None
+    if fc is not None and not fc.empty:
+        return fc
     utc = "datetime64[us, UTC]"
     return pd.DataFrame(
         {
@@ -118,9 +120,7 @@ def future_weather(
     "issue_age_h": hours from the latest issue to known_at}``: the latest issue is the newest one in the
     feed published by ``known_at`` (an issue after it is never read), so a missing issue shows as an
     age beyond the issue interval (6 h for four issues a day) and a stopped feed as hours persisted."""
-    fc = to_pandas(forecasts) if forecasts is not None else None
-    if fc is None or fc.empty:
-        fc = _no_issues(column)
+    fc = _issues(forecasts, column)
     known_at = pd.Timestamp(known_at).tz_convert("UTC")
     got, counts = weather_for_origin(fc, observed, known_at, valid_times, column)
     issued = _utc(fc["issued_at"])
