@@ -425,7 +425,7 @@ def solar_forecast_models(
 # scoring
 # ======================================================================================
 def _champion(reg, name: str, producer: str):
-    """The champion loader the scoring pipelines call (may raise one of CHAMPION_FAILURES)."""
+    """The champion loader the scoring pipelines call (may raise one of models.registry.champion_failures())."""
     return lambda: reg.champion_model(name, producer)
 
 

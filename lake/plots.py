@@ -8,7 +8,9 @@ import io
 import polars as pl
 
 
-def _fig():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend, imported on first use: importing it (and matplotlib)
+    costs ~0.5 CPU s, which every process loading the Dagster definitions would pay at import otherwise."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +21,7 @@ def _fig():
 
 def load_profile_png(hourly: pl.DataFrame, tz: str, title: str) -> bytes:
     """Feeder hourly demand (left) and the distribution of transformer peak loading (right)."""
-    plt = _fig()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), dpi=90)
     feeders = hourly.filter(pl.col("level") == "feeder").with_columns(
         pl.col("period_start").dt.convert_time_zone(tz).alias("local")

@@ -17,7 +17,11 @@ Policy
   :meth:`ModelRegistry.challenge` on a :class:`Trained` (what a storage-free training pipeline,
   ``models.forecast.pipeline`` or ``models.grid.pipelines``, returns); :func:`run_summary` is the
   outcome as asset metadata shows it. Scoring falls back when the champion cannot be used for one of
-  :data:`CHAMPION_FAILURES`.
+  :func:`champion_failures` (also importable as :data:`CHAMPION_FAILURES`).
+
+MLflow (~1-2 CPU s to import) is imported on first use, not when this module is: every process that loads the
+Dagster definitions (code server, ``dagster definitions validate``, each run's and Celery worker's process) imports
+this module, and most of them never talk to the registry.
 
 Storage: any tracking URI. Default ``sqlite:///mlflow.db`` (MLflow >= 3.7's default; the file
 store ``./mlruns`` still works but is in maintenance mode and weak on the registry).
@@ -35,11 +39,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
-
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -52,9 +51,15 @@ FLAVORS = ("pyfunc", "sklearn", "xgboost", "pytorch")
 #: model-version tag: the champion drifted in production and is to be retrained (value: why)
 RETRAIN_TAG = "retrain_requested"
 
-#: why a champion cannot be used at scoring time (no champion, the store unreachable, the artefact
-#: gone): the scoring pipelines then issue their documented fallback forecast
-CHAMPION_FAILURES: tuple[type[BaseException], ...] = (LookupError, MlflowException, OSError)
+
+def champion_failures(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """Why a champion cannot be used at scoring time (no champion, the store unreachable, the artefact
+    gone), plus ``extra``: the scoring pipelines then issue their documented fallback forecast.
+
+    A function so that ``except champion_failures(...)`` imports MLflow only when an exception reaches it."""
+    from mlflow.exceptions import MlflowException
+
+    return (LookupError, MlflowException, OSError, *extra)
 
 
 @dataclass
@@ -88,22 +93,47 @@ def run_summary(out: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
-class PickledModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper around any picklable Python object (e.g. a fitted gridlake Forecaster).
+_PICKLED_MODEL: type | None = None
 
-    ``predict(context, model_input)``: for a Forecaster, ``model_input`` is the recent history
-    (with ``horizon`` given in ``params``), so scoring = roll state forward + forecast.
-    """
 
-    def __init__(self, obj: Any):
-        self.obj = obj
+def _pickled_model() -> type:
+    """The class :data:`PickledModel`, defined on first use (it subclasses MLflow's ``PythonModel``)."""
+    global _PICKLED_MODEL
+    if _PICKLED_MODEL is None:
+        import mlflow.pyfunc
 
-    def predict(self, context, model_input, params: dict | None = None):
-        params = params or {}
-        obj = self.obj
-        if hasattr(obj, "update") and hasattr(obj, "predict") and "horizon" in params:
-            return obj.update(model_input).predict(int(params["horizon"])).to_pandas()
-        return obj.predict(model_input)
+        class PickledModel(mlflow.pyfunc.PythonModel):
+            """pyfunc wrapper around any picklable Python object (e.g. a fitted gridlake Forecaster).
+
+            ``predict(context, model_input)``: for a Forecaster, ``model_input`` is the recent history
+            (with ``horizon`` given in ``params``), so scoring = roll state forward + forecast.
+            """
+
+            def __init__(self, obj: Any):
+                self.obj = obj
+
+            def predict(self, context, model_input, params: dict | None = None):
+                params = params or {}
+                obj = self.obj
+                if hasattr(obj, "update") and hasattr(obj, "predict") and "horizon" in params:
+                    return obj.update(model_input).predict(int(params["horizon"])).to_pandas()
+                return obj.predict(model_input)
+
+        # pickled models (already registered ones too) name it models.registry.PickledModel: the module
+        # __getattr__ below resolves that name to this class
+        PickledModel.__qualname__ = "PickledModel"
+        PickledModel.__module__ = __name__
+        _PICKLED_MODEL = PickledModel
+    return _PICKLED_MODEL
+
+
+def __getattr__(name: str) -> Any:
+    """``PickledModel`` and ``CHAMPION_FAILURES``, resolved (and MLflow imported) on first access."""
+    if name == "PickledModel":
+        return _pickled_model()
+    if name == "CHAMPION_FAILURES":
+        return champion_failures()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _FLAVOR_PACKAGES = {"sklearn": "scikit-learn", "xgboost": "xgboost-cpu", "pytorch": "torch"}
@@ -178,6 +208,8 @@ class ModelRegistry:
     ):
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
+        from mlflow import MlflowClient
+
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = (
@@ -207,6 +239,8 @@ class ModelRegistry:
             raise ValueError(f"metrics must be finite numbers, got {bad}")
         if flavor not in FLAVORS:
             raise ValueError(f"unknown model flavour {flavor!r}; supported: {FLAVORS}")
+        from mlflow.entities import Metric, Param
+
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
         run_id = run.info.run_id
         try:
@@ -234,7 +268,7 @@ class ModelRegistry:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model")
             if flavor == "pyfunc":
-                pm = model if isinstance(model, mlflow.pyfunc.PythonModel) else PickledModel(model)
+                pm = model if isinstance(model, mod.PythonModel) else _pickled_model()(model)
                 mod.save_model(path, python_model=pm, pip_requirements=reqs)
             else:
                 mod.save_model(model, path, pip_requirements=reqs)
@@ -244,6 +278,8 @@ class ModelRegistry:
     # ------------------------------------------------------------------ registry
     def register(self, run_id: str, name: str, *, backtest_id: str, metrics: Mapping[str, float] | None = None) -> str:
         """Register the run's ``model`` artefact as a new version of ``name``; return the version."""
+        from mlflow.exceptions import MlflowException
+
         try:
             self.client.get_registered_model(name)
         except MlflowException:
@@ -263,6 +299,8 @@ class ModelRegistry:
 
     def champion(self, name: str):
         """The champion ModelVersion, or None."""
+        from mlflow.exceptions import MlflowException
+
         try:
             return self.client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException:
@@ -312,6 +350,8 @@ class ModelRegistry:
         return Promotion(name, version, False, CHALLENGER, metric, cand, champ_v, champ_val, reason)
 
     def _set_champion(self, name: str, version: str) -> None:
+        from mlflow.exceptions import MlflowException
+
         self.client.set_registered_model_alias(name, CHAMPION, version)
         try:
             if str(self.client.get_model_version_by_alias(name, CHALLENGER).version) == str(version):
@@ -321,6 +361,9 @@ class ModelRegistry:
 
     def load(self, name: str, alias: str = CHAMPION) -> Any:
         """Load the version behind ``alias`` in its native flavour (unwrapped for PickledModel)."""
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
         try:
             mv = self.client.get_model_version_by_alias(name, alias)
         except MlflowException as exc:
@@ -332,7 +375,7 @@ class ModelRegistry:
         model = importlib.import_module(f"mlflow.{flavor}").load_model(local)
         if flavor == "pyfunc":
             inner = model.unwrap_python_model()
-            return inner.obj if isinstance(inner, PickledModel) else model
+            return inner.obj if isinstance(inner, _pickled_model()) else model
         return model
 
     def load_champion(self, name: str) -> Any:

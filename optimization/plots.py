@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
+from lake.plots import pyplot
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -30,7 +28,7 @@ def _x(df: pl.DataFrame) -> tuple[str, list]:
 def battery_schedule_png(schedule: pl.DataFrame, title: str = "Battery schedule") -> bytes:
     """Net battery power (bars) and price (line) on top, state of charge below."""
     xname, x = _x(schedule)
-    fig, (ax1, ax3) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    fig, (ax1, ax3) = pyplot().subplots(2, 1, figsize=(10, 5.5), sharex=True)
     ax1.bar(
         x,
         schedule["net_kw"].to_list(),
@@ -53,7 +51,7 @@ def ev_profile_png(
     profiles: dict[str, pl.DataFrame], limit_kw: float | None = None, title: str = "EV charging"
 ) -> bytes:
     """Site load of several strategies (e.g. uncontrolled / EDF / optimal) against the limit."""
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = pyplot().subplots(figsize=(10, 4))
     for name, prof in profiles.items():
         ax.plot(prof["period"].to_list(), prof["site_kw"].to_list(), label=name, lw=1.2)
     if limit_kw is not None:
@@ -66,7 +64,7 @@ def ev_profile_png(
 
 
 def lmp_png(buses: pl.DataFrame, title: str = "Locational marginal prices") -> bytes:
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig, ax = pyplot().subplots(figsize=(10, 3.5))
     ax.bar(range(buses.height), buses["lmp"].to_list(), color="tab:purple")
     ax.set_xlabel("bus (order)")
     ax.set_ylabel("LMP $/MWh")
@@ -75,7 +73,7 @@ def lmp_png(buses: pl.DataFrame, title: str = "Locational marginal prices") -> b
 
 
 def uc_dispatch_png(system: pl.DataFrame, title: str = "Unit commitment") -> bytes:
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = pyplot().subplots(figsize=(10, 4))
     h = system["hour"].to_list()
     ax.stackplot(
         h, system["thermal_mw"].to_list(), system["renewable_used_mw"].to_list(), labels=["thermal", "renewable"]

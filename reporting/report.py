@@ -26,18 +26,13 @@ import polars as pl
 
 from contracts import SYSTEM_ENTITY, TABLES, UtilityProfile, day_bounds_utc
 from lake.delta import Lake
+from lake.plots import pyplot as _plt
 from models.forecast.plots import png_bytes
 
 _T = TABLES
 
 #: columns a delivered-alerts table must have for the alert timeline (the bridge's ``alerts`` table)
 ALERT_COLUMNS = ("starts_at", "severity", "alertname", "asset_id")
-
-
-def _plt():
-    import matplotlib.pyplot as plt  # Agg: models.forecast.plots selects it on import
-
-    return plt
 
 
 def _png(fig) -> bytes:

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import mean_absolute_error, mean_pinball_loss, mean_squared_error, r2_score
 
 from models.forecast.base import QUANTILES
 
@@ -30,6 +29,9 @@ def mape(actual: np.ndarray, pred: np.ndarray) -> float:
 
 def score(actual, p10, p50, p90) -> dict[str, float]:
     """All metrics for one set of forecasts (arrays of equal length)."""
+    # sklearn (with scipy) costs ~0.7 CPU s to import: loaded on first use, not by every process loading the assets
+    from sklearn.metrics import mean_absolute_error, mean_pinball_loss, mean_squared_error, r2_score
+
     a, lo, md, hi = (np.asarray(v, float) for v in (actual, p10, p50, p90))
     if not (np.isfinite(a).all() and np.isfinite(md).all()):
         raise ValueError("score(): actuals and forecasts must be finite")
@@ -48,6 +50,8 @@ def band_score(actual, p05, p10, p50, p90, p95) -> dict[str, float]:
     """Interval metrics of a five-quantile forecast: ``coverage_80`` ([p10, p90]), ``coverage_90``
     ([p05, p95]) and ``pinball_5q``, the pinball loss averaged over the five quantiles (the
     three-quantile ``pinball`` of :func:`score` stays the comparable headline)."""
+    from sklearn.metrics import mean_pinball_loss
+
     a = np.asarray(actual, float)
     qs = {0.05: p05, 0.1: p10, 0.5: p50, 0.9: p90, 0.95: p95}
     qs = {al: np.asarray(q, float) for al, q in qs.items()}

@@ -4,7 +4,7 @@ The Dagster assets (``assets/forecasting.py``) read the lake, call these and wri
 champion policy is :meth:`models.registry.ModelRegistry.challenge` on the :class:`~models.registry.Trained`
 returned here (shared with grid ML, ``models.grid.pipelines``). Nothing here touches storage, MLflow
 or Dagster: the champion comes in as a loader (``champion() -> (model, version)``) that may raise one of
-:data:`models.registry.CHAMPION_FAILURES`.
+:func:`models.registry.champion_failures`.
 
 Training (:func:`train_load_entity`; PV: ``models.solar.pipeline.train_solar_entity``)
     Every candidate is backtested on the same origins (load: the trailing daily origins; PV: every hourly
@@ -43,12 +43,10 @@ from models.forecast.fallback import forecast_with_fallback
 from models.forecast.metrics import comparison_table, finite_metrics, score_backtest
 from models.forecast.tables import SYSTEM, forecast_rows
 from models.forecast.weather_inputs import future_weather
-from models.registry import CHAMPION_FAILURES, Trained, backtest_id
+from models.registry import Trained, backtest_id, champion_failures
 
 HOUR = pd.Timedelta(hours=1)
 DAY = pd.Timedelta(days=1)
-#: why a load champion is not used at scoring time: the registry's reasons and the model's own refusals
-LOAD_CHAMPION_FAILURES = CHAMPION_FAILURES + (ForecastInputError, ForecastOutputError)
 
 
 @dataclass
@@ -191,7 +189,9 @@ def score_load_entity(
             fx, weather = future_weather(weather_issues, obs, issued_at + HOUR, idx)
         fc = model.update(history.to_pandas()).predict(horizon, fx)
         reason = None
-    except LOAD_CHAMPION_FAILURES as exc:
+    except champion_failures(
+        ForecastInputError, ForecastOutputError
+    ) as exc:  # the registry's and the model's own refusals
         reason = f"{type(exc).__name__}: {exc}"
         fc, info = forecast_with_fallback(_seasonal_naive_daily(), history.select("period_start", "mean_kw"), horizon)
         if info["fallback"]:

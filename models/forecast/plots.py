@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+from lake.plots import pyplot
 
 
 def png_bytes(fig, dpi: int = 80) -> bytes:
     """The figure as PNG bytes; the figure is closed (log it elsewhere before)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -30,7 +28,7 @@ def forecast_vs_actual(bt: pl.DataFrame, *, model: str | None = None, max_origin
         raise ValueError("nothing to plot: empty backtest frame")
     origins = bt["origin"].unique().sort()[-max_origins:]
     d = bt.filter(pl.col("origin").is_in(origins.implode())).sort("period_start").to_pandas()
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig, ax = pyplot().subplots(figsize=(10, 3.5))
     for _, g in d.groupby("origin"):
         ax.fill_between(g["period_start"], g["p10"], g["p90"], color="tab:blue", alpha=0.2, lw=0)
         ax.plot(g["period_start"], g["p50"], color="tab:blue", lw=1)
@@ -44,7 +42,7 @@ def forecast_vs_actual(bt: pl.DataFrame, *, model: str | None = None, max_origin
 def forecast_figure(hist: pl.DataFrame, fc: pl.DataFrame, title: str, *, history_hours: int = 72):
     """The last ``history_hours`` rows of observed ``hist`` (period_start, mean_kw) in black,
     then the forecast ``fc``: p50 with the p10-p90 band."""
-    fig, ax = plt.subplots(figsize=(10, 3.2))
+    fig, ax = pyplot().subplots(figsize=(10, 3.2))
     h = hist.tail(history_hours).to_pandas()
     f = fc.to_pandas()
     ax.plot(h["period_start"], h["mean_kw"], color="black", lw=0.9, label="observed")
@@ -73,7 +71,7 @@ def feature_importance(model) -> tuple[list[str], np.ndarray] | None:
 def importance_figure(names: list[str], values: np.ndarray, title: str, top: int = 15):
     """Horizontal bars of the ``top`` largest importances, the largest at the top."""
     order = np.argsort(values)[::-1][:top][::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1))
+    fig, ax = pyplot().subplots(figsize=(6, 0.3 * len(order) + 1))
     ax.barh([names[i] for i in order], values[order], color="tab:green")
     ax.set_title(title)
     fig.tight_layout()

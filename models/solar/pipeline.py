@@ -19,11 +19,8 @@ import polars as pl
 
 from models.forecast.metrics import comparison_table, finite_metrics, score_backtest
 from models.forecast.pipeline import HOUR, Scored
-from models.registry import CHAMPION_FAILURES, Trained, backtest_id
+from models.registry import Trained, backtest_id, champion_failures
 from models.solar.forecast import bounded_persistence, solar_backtest
-
-#: why a PV champion is not used at scoring time (the solar model raises ValueError for features it cannot build)
-SOLAR_CHAMPION_FAILURES = CHAMPION_FAILURES + (ValueError,)
 
 
 def train_solar_entity(
@@ -89,7 +86,7 @@ def score_solar_entity(
             weather = _issue_use(nwp, issued_at + HOUR, future.index)
         fc = model.predict(obs, future, nwp).filter(pl.col("horizon_h") <= horizon_hours)
         reason = None
-    except SOLAR_CHAMPION_FAILURES as exc:
+    except champion_failures(ValueError) as exc:  # the solar model raises ValueError for features it cannot build
         reason = f"{type(exc).__name__}: {exc}"
         fc = bounded_persistence(obs, future, capacity_kw)
         version = "fallback"

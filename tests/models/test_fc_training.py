@@ -10,6 +10,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from lake.plots import pyplot
 from models.forecast import (
     DAY,
     WEEK,
@@ -22,7 +23,7 @@ from models.forecast import (
 )
 from models.forecast.conformal import ConformalForecaster
 from models.forecast.factory import LOAD_FORECASTERS, make_load_forecaster
-from models.forecast.plots import feature_importance, forecast_figure, importance_figure, plt, png_bytes
+from models.forecast.plots import feature_importance, forecast_figure, importance_figure, png_bytes
 from models.forecast.sarimax import SARIMAXForecaster
 from models.forecast.sequence import LSTMForecaster
 from models.forecast.statsforecast_models import StatsForecaster
@@ -108,11 +109,11 @@ def test_finite_metrics_keeps_finite_known_metrics_only():
 
 
 def test_png_bytes_is_a_png_and_closes_the_figure():
-    fig, ax = plt.subplots()
+    fig, ax = pyplot().subplots()
     ax.plot([0, 1], [1, 0])
     png = png_bytes(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not plt.fignum_exists(fig.number)
+    assert not pyplot().fignum_exists(fig.number)
 
 
 def test_feature_importance_of_xgboost_forecasters(hourly):
@@ -136,7 +137,7 @@ def test_importance_figure_shows_the_top_features_largest_on_top():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "d", "b"]  # bottom to top
     assert [p.get_width() for p in ax.patches] == [0.2, 0.3, 0.4]
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def test_forecast_figure_shows_the_last_three_days_then_the_forecast(hourly):
@@ -147,4 +148,4 @@ def test_forecast_figure_shows_the_last_three_days_then_the_forecast(hourly):
     observed, p50 = fig.axes[0].get_lines()
     assert len(observed.get_xdata()) == 72 and list(observed.get_ydata()) == hourly["mean_kw"].tail(72).to_list()
     assert list(p50.get_ydata()) == [2.0] * 24
-    plt.close(fig)
+    pyplot().close(fig)
