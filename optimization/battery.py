@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyomo.environ as pyo
-from scipy.optimize import brentq
 
 from optimization._inputs import as_series, period_starts, require_positive
 from optimization.core import CompiledModel, _members, linear_sum, paused_gc, templated_constraints
@@ -557,6 +556,10 @@ def project_roi(
 
     def npv(rate: float) -> float:
         return float(np.sum(flows / (1 + rate) ** np.arange(flows.size)))
+
+    # scipy on first use: with pyomo loaded, importing scipy also imports scipy.stats (pyomo's deferred-import
+    # hook), ~1 CPU s that every process importing the Dagster definitions would pay
+    from scipy.optimize import brentq
 
     try:
         irr = brentq(npv, -0.99, 10.0) if npv(-0.99) * npv(10.0) < 0 else float("nan")

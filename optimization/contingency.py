@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import scipy.sparse.linalg as spla
 
 from optimization.dcopf import OPFResult, b_matrices, load_case, solve_dcopf
 from optimization.errors import InfeasibleError, InputError
@@ -60,6 +59,8 @@ def distribution_factors(d: dict[str, Any], ref: int = 0) -> tuple[np.ndarray, n
     PTDF is (branches x buses) with bus ``ref`` (position) as the slack; LODF is (branches x
     branches) with -1 on the diagonal and NaN columns for islanding outages.
     """
+    import scipy.sparse.linalg as spla  # on first use, as optimization.battery's brentq
+
     nb, nl = d["bus_ids"].size, d["li"].size
     f, t = d["f"], d["t"]
     _, Bf, Bbus = b_matrices(d)

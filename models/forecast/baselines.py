@@ -17,8 +17,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
-from scipy.signal import lfilter
 
 from models.forecast.base import QUANTILES, Forecaster, residual_quantiles
 from models.forecast.data import PreparedSeries
@@ -251,6 +249,8 @@ class DoubleSeasonalHoltWinters(Forecaster):
         with ``t % s1 == n % s1`` so that they coincide with the day-ahead origins scored by
         the objective (the forecast origin ``n`` and every day before it).
         """
+        from scipy.signal import lfilter  # scipy on first use: importing the Dagster definitions does not need it
+
         a, d, w, phi = (float(v) for v in theta)
         s1, s2, H = self._s1, self._s2, self._H
         lvl, D, W = self._init_state(x)
@@ -283,6 +283,8 @@ class DoubleSeasonalHoltWinters(Forecaster):
         return sse, (lvl, list(D), list(W), e_prev, n), errs
 
     def _fit(self, s: PreparedSeries) -> None:
+        from scipy.optimize import minimize
+
         y = s.y.to_numpy()
         self._log = _use_log(y, self.log)
         self._s1 = s.steps_per_day

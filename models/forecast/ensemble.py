@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import polars as pl
-from scipy.optimize import nnls
 
 from models.forecast.backtest import rolling_origin
 from models.forecast.base import Forecaster
@@ -36,6 +35,8 @@ def learn_weights(preds: np.ndarray, actual: np.ndarray, *, relative: bool = Tru
     ``preds`` is (n_points, n_members). ``relative`` divides each row by the actual so the
     weights minimise a squared *percentage* error (the MAPE-style target of load forecasting).
     """
+    from scipy.optimize import nnls  # scipy on first use: importing the Dagster definitions does not need it
+
     preds = np.asarray(preds, float)
     actual = np.asarray(actual, float)
     if preds.ndim != 2 or preds.shape[0] != actual.shape[0]:

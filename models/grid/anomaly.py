@@ -41,7 +41,6 @@ from pathlib import Path
 import joblib
 import numpy as np
 import polars as pl
-from scipy.special import expit
 
 from .config import AlertThresholds, AnomalyConfig, FeatureConfig
 from .features import (
@@ -818,6 +817,8 @@ class _FastScorer:
         )
 
     def score(self, x: np.ndarray, new_asset: np.ndarray) -> dict[str, np.ndarray]:
+        from scipy.special import expit  # scipy on first use: importing the Dagster definitions does not need it
+
         raw, xs = self.raw(x, new_asset)
         cal = self.calibrated(raw)
         coef, intercept = self.vote

@@ -9,13 +9,15 @@ pv_azimuth_deg; silver weather: ghi_wm2, dni_wm2, dhi_wm2, temp_air_c, wind_spee
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pvlib
 
 from models.forecast.data import to_pandas
+
+if TYPE_CHECKING:
+    import pvlib
 
 WEATHER_COLUMNS = ("ghi_wm2", "dni_wm2", "dhi_wm2", "temp_air_c", "wind_speed_ms")
 
@@ -27,6 +29,8 @@ def tmy_weather(filename: str = "723170TYA.CSV") -> tuple[pd.DataFrame, dict]:
     TMY3 stamps the END of each hour; gridlake uses period starts, so times move back one hour.
     """
     from pathlib import Path
+
+    import pvlib
 
     path = Path(pvlib.__file__).parent / "data" / filename
     data, meta = pvlib.iotools.read_tmy3(path, coerce_year=2021, map_variables=True)
@@ -77,6 +81,10 @@ class PVSystem:
 
     @property
     def location(self) -> pvlib.location.Location:
+        # pvlib on first use: it imports scipy, which (pyomo loaded) pulls in scipy.stats, ~1 CPU s that every
+        # process importing the Dagster definitions would pay
+        import pvlib
+
         return pvlib.location.Location(self.latitude, self.longitude, tz="UTC", altitude=self.altitude_m)
 
     @property
@@ -134,6 +142,8 @@ def pvwatts_ac_kw(
     solpos: pd.DataFrame | None = None,
 ) -> pd.Series:
     """AC power (kW) from irradiance with PVWatts: POA transposition, SAPM cell temp, DC, inverter."""
+    import pvlib
+
     times = _utc_index(times)
     sp = solpos if solpos is not None else solar_position(system, times)
     poa = pvlib.irradiance.get_total_irradiance(
