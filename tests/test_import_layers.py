@@ -68,3 +68,23 @@ def test_packages_import_only_lower_layers():
 def test_nothing_imports_pipelines():
     bad = [where for src, dst, where in _edges() if dst == "pipelines"]
     assert not bad, bad
+
+
+#: heavy libraries a process loading the Dagster definitions must not import (each ~0.5-2 CPU s; the code server,
+#: `dagster definitions validate`, every run's and Celery worker's process load the definitions): they are
+#: imported inside the functions that use them (docs/DECISIONS.md, "CI speed")
+LAZY = ("mlflow", "sklearn", "scipy", "matplotlib", "pvlib", "torch", "statsmodels", "statsforecast", "prophet")
+
+
+def test_loading_the_definitions_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = "import sys, pipelines.definitions; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    p = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    loaded = set(p.stdout.split())
+    assert "dagster" in loaded and "assets" in loaded, "the check did not load the definitions"
+    assert not loaded & set(LAZY), f"imported at load time: {sorted(loaded & set(LAZY))}"
