@@ -446,6 +446,11 @@ class EnergyBalanceSettings(_Part):
     #: min_explained is a bar for the theft suspects together (each must add min_gain of what is left): two
     #: thieves on one transformer each explain about half of its new loss, and neither passes a bar alone
     joint_bar: bool = False
+    #: the thieves of a transformer-day are fitted together (non-negative least squares of the new loss on the
+    #: step regressors of every meter whose own use dropped), each keeping at least 1 - min_explained of it
+    #: (its unique part, weighted by how its drop matches the share its joint coefficient implies), all of
+    #: them min_explained; else one at a time (greedy)
+    joint_fit: bool = False
     #: SCADA sample_time stamps the end of the interval it averages (True) or its start
     scada_time_is_end: bool = True
 
