@@ -74,6 +74,7 @@ class BalanceConfig:
     excess_over_noise: bool = _D.excess_over_noise
     joint_bar: bool = _D.joint_bar
     joint_fit: bool = _D.joint_fit
+    mask_fault_hours: bool = _D.mask_fault_hours
 
     @classmethod
     def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
@@ -569,7 +570,21 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
             chosen.append((kind, k, gain / (base_ss if kind == "theft" else ss0), coef, t0k))
         if cfg.joint_fit:
             fixed = [fault_c[:, c[1]] for c in chosen if c[0] == "meter_fault"]
-            chosen += _joint_thefts(r, xw, fixed, expected, last, noise_ss, cfg, {c[1] for c in chosen})
+            # hours a meter reads zeros / frozen values hide that meter's real use (its usual profile is only an
+            # estimate of it): the thieves are fitted on the other hours, while they are most of the window
+            bad = new_fault[:, faults].any(axis=1) if faults else np.zeros(len(r), dtype=bool)
+            keep = live & ~bad if cfg.mask_fault_hours and (live & ~bad).sum() >= 0.5 * live.sum() else live
+            chosen += _joint_thefts(
+                r * keep,
+                xw,
+                keep,
+                [v * keep for v in fixed],
+                expected,
+                last,
+                noise_ss * keep.sum() / max(live.sum(), 1),
+                cfg,
+                {c[1] for c in chosen},
+            )
         elif cfg.joint_bar and sum(c[2] for c in chosen if c[0] == "theft") < cfg.min_explained:
             chosen = [c for c in chosen if c[0] != "theft"]
         rank = {"theft": 0, "meter_fault": 0}
@@ -620,6 +635,7 @@ def _change_hours(res: np.ndarray, xw: np.ndarray, min_change_hours: int) -> tup
 def _joint_thefts(
     r: np.ndarray,
     xw: np.ndarray,
+    keep: np.ndarray,
     fixed: list[np.ndarray],
     expected,
     last: np.ndarray,
@@ -642,10 +658,11 @@ def _joint_thefts(
 
     n_h, n_m = xw.shape
     f = np.column_stack(fixed) if fixed else np.zeros((n_h, 0))
+    xf = xw * keep[:, None]  # the regressors on the hours fitted (``keep``); a meter's drop is on all its hours
 
     def reg(k: int, tk: int) -> np.ndarray:
         v = np.zeros(n_h)
-        v[tk:] = xw[tk:, k]
+        v[tk:] = xf[tk:, k]
         return v
 
     def fit(cols: list[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -664,7 +681,7 @@ def _joint_thefts(
     if excess <= 0:
         return []
     res_f = r - (f @ coef_f if f.shape[1] else 0.0)
-    t, g = _change_hours(res_f, xw, cfg.min_change_hours)
+    t, g = _change_hours(res_f, xf, cfg.min_change_hours)
     ts = {
         k: int(t[k]) for k in range(n_m) if k not in exclude and g[k] > 0 and drop(k, int(t[k])) >= cfg.min_theft_share
     }
@@ -681,7 +698,7 @@ def _joint_thefts(
             fitted = f @ coef[: f.shape[1]] if f.shape[1] else np.zeros(n_h)
             for i, k in enumerate(members):
                 rest = r - fitted - sum(c[j] * cols[j] for j in range(len(members)) if j != i)
-                ts[k] = int(_change_hours(rest, xw[:, k : k + 1], cfg.min_change_hours)[0][0])
+                ts[k] = int(_change_hours(rest, xf[:, k : k + 1], cfg.min_change_hours)[0][0])
             cols = [reg(k, ts[k]) for k in members]
             coef, sse = fit(cols)
             c = coef[f.shape[1] :]
@@ -714,7 +731,7 @@ def _joint_thefts(
             rest = r - (f @ coef[: f.shape[1]] if f.shape[1] else 0.0)
             rest = rest - sum(c[j] * cols[j] for j in range(len(members)) if j != i)
             rl, el = float(rest[last] @ cols[i][last]), c[i] * float(cols[i][last] @ cols[i][last])
-            if el > 0 and rl >= 0.5 * el:
+            if (el > 0 and rl >= 0.5 * el) or not keep[last].any():
                 out.append(("theft", k, min(1.0, score[i]), float(c[i]), ts[k]))
         return sorted(out, key=lambda x: -x[2])
     return []
