@@ -452,7 +452,8 @@ class EnergyBalanceSettings(_Part):
     #: them min_explained; else one at a time (greedy)
     joint_fit: bool = False
     #: (with joint_fit) the thieves are fitted on the window's hours without a new meter fault (zeros / frozen
-    #: readings hide that meter's real use), while those hours are at most half of the window
+    #: readings hide that meter's real use); while those hours are more than half of the window, the fault is
+    #: the day's explanation and no thief is named
     mask_fault_hours: bool = False
     #: SCADA sample_time stamps the end of the interval it averages (True) or its start
     scada_time_is_end: bool = True

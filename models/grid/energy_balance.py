@@ -573,18 +573,20 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
             # hours a meter reads zeros / frozen values hide that meter's real use (its usual profile is only an
             # estimate of it): the thieves are fitted on the other hours, while they are most of the window
             bad = new_fault[:, faults].any(axis=1) if faults else np.zeros(len(r), dtype=bool)
-            keep = live & ~bad if cfg.mask_fault_hours and (live & ~bad).sum() >= 0.5 * live.sum() else live
-            chosen += _joint_thefts(
-                r * keep,
-                xw,
-                keep,
-                [v * keep for v in fixed],
-                expected,
-                last,
-                noise_ss * keep.sum() / max(live.sum(), 1),
-                cfg,
-                {c[1] for c in chosen},
-            )
+            keep = live & ~bad if cfg.mask_fault_hours else live
+            # (too few clean hours: the new fault is the day's explanation, a thief is named once it is not)
+            if keep.sum() >= 0.5 * live.sum():
+                chosen += _joint_thefts(
+                    r * keep,
+                    xw,
+                    keep,
+                    [v * keep for v in fixed],
+                    expected,
+                    last,
+                    noise_ss * keep.sum() / max(live.sum(), 1),
+                    cfg,
+                    {c[1] for c in chosen},
+                )
         elif cfg.joint_bar and sum(c[2] for c in chosen if c[0] == "theft") < cfg.min_explained:
             chosen = [c for c in chosen if c[0] != "theft"]
         rank = {"theft": 0, "meter_fault": 0}
@@ -732,7 +734,7 @@ def _joint_thefts(
             rest = rest - sum(c[j] * cols[j] for j in range(len(members)) if j != i)
             rl, el = float(rest[last] @ cols[i][last]), c[i] * float(cols[i][last] @ cols[i][last])
             if (el > 0 and rl >= 0.5 * el) or not keep[last].any():
-                out.append(("theft", k, min(1.0, score[i]), float(c[i]), ts[k]))
+                out.append(("theft", k, min(1.0, float(score[i])), float(c[i]), ts[k]))
         return sorted(out, key=lambda x: -x[2])
     return []
 
