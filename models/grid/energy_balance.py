@@ -477,7 +477,7 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         # what the window's residual holds by noise alone: the baseline hours' residual variance (robust: the
         # median square is 0.455 sigma^2 for normal noise) x the live hours; a suspect's bar is a share of the
         # residual beyond it (the loss it could explain), not of the noise
-        rb = gap[base & (sup > 1e-6)] - norm[hod[base & (sup > 1e-6)]]
+        rb = gb - norm[hb]
         noise_ss = float(np.median(rb * rb) / 0.455 * live.sum()) if cfg.excess_over_noise and rb.size else 0.0
         res, chosen = r.copy(), []
         xw = np.where(live[:, None], x[win], 0.0)
