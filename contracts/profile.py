@@ -422,7 +422,8 @@ class EnergyBalanceSettings(_Part):
     #: days since the change the hourly attribution looks at, and the hours a suspect's change must precede
     window_days: int = Field(7, ge=1, le=30)
     min_change_hours: int = Field(24, ge=1, le=240)
-    #: share of the new loss the first suspect must explain, and of what is left each further one
+    #: share of the new loss the first suspect must explain, and of what is left each further one (joint_fit: the
+    #: thieves together min_explained, each min_gain of what the others leave)
     min_explained: float = Field(0.6, gt=0, le=1)
     min_gain: float = Field(0.5, gt=0, le=1)
     #: share of the new loss a new meter fault (exact zeros / frozen readings) must explain: its missing energy

@@ -356,7 +356,9 @@ def ntl_suspects(
        residual (with ``excess_over_noise``: of the residual beyond what the baseline hours' noise leaves
        in the window), each further one ``min_gain`` of what is left (with ``joint_bar``: the theft
        suspects together ``min_explained``); ``score`` is the share explained (consistency-weighted). At
-       most ``top_n`` per kind and transformer-day.
+       most ``top_n`` per kind and transformer-day. With ``joint_fit`` (the default) the meter faults are
+       named this way and the thieves are then fitted together (:func:`_joint_thefts`: non-negative least
+       squares, backward elimination; with ``mask_fault_hours`` on the hours without a new meter fault).
     4. Persistence: a theft suspect is listed from its ``persist_days``-th consecutive day on.
     (``hourly``: :func:`hourly_balance`; ``meter_hours``: :func:`_meter_hours`.)
     """
