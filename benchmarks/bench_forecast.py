@@ -469,9 +469,12 @@ UTILITY_CONFORMAL = dict(window_origins=21, min_origins=14, bucket_hours=6, scal
 UTILITY_FEEDERS = 2
 
 
-def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: int = UTILITY_FEEDERS, seed: int = 7):
+def utility_feeders(
+    days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: int = UTILITY_FEEDERS, seed: int = 7, meters: bool = True
+):
     """A simulated utility (the gridlake simulator, default events) from 1 May 2026: hourly mean
-    feeder load (sum of the feeders' meters' demand_kw) and the hourly weather it was driven by."""
+    feeder load (sum of the feeders' meters' demand_kw) and the hourly weather it was driven by
+    (``meters=False``: the weather only, the load frame empty)."""
     from datetime import date, timedelta
 
     from simulator import SimConfig, Simulator
@@ -482,6 +485,9 @@ def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: in
     loads, weather = [], []
     for k in range(days):
         d = cfg.start + timedelta(days=k)
+        weather.append(sim.weather(d))
+        if not meters:
+            continue
         mr = sim.meter_readings(d).join(feeder_of, on="meter_id")
         per_t = mr.group_by("feeder_id", "reading_time").agg(pl.col("demand_kw").sum()).sort("reading_time")
         loads.append(
@@ -489,7 +495,8 @@ def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: in
                 pl.col("demand_kw").mean().alias("mean_kw")
             )
         )
-        weather.append(sim.weather(d))
+    if not meters:
+        return pl.DataFrame(), pl.concat(weather).sort("observation_time"), cfg
     load = (
         pl.concat(loads)
         .rename({"reading_time": "period_start", "feeder_id": "entity_id"})
@@ -552,12 +559,15 @@ def run_utility(
     cal_days: int = UTILITY_CAL_DAYS,
     save_backtest: str | None = None,
     jobs: int = 2,
+    from_backtest: str | None = None,
 ) -> dict:
     """Feeder level, day-ahead (24 h from each of the last ``test_days`` local midnights): XGBoost with the
     latest simulated NWP issue before the origin vs the same model with persisted weather, beside
     statsforecast's MSTL/AutoETS (peer), gridlake's mstl_ets and weekly naive; every model refitted
     every 7 origins on data before the origin and rolled forward in between. ``save_backtest``: a
-    directory for the raw (uncalibrated) backtests, to study calibration settings without refitting."""
+    directory for the raw (uncalibrated) backtests, to study calibration settings without refitting;
+    ``from_backtest``: such a directory, scored instead of running the backtests again (the weather is
+    simulated again for the NWP error statistics; CPU seconds come from its meta.json)."""
     from zoneinfo import ZoneInfo
 
     from models.forecast.tables import with_temperature
@@ -565,7 +575,7 @@ def run_utility(
     from simulator.weather import load_tmy
 
     t0 = time.process_time()
-    load, weather, cfg = utility_feeders(days)
+    load, weather, cfg = utility_feeders(days, meters=not from_backtest)
     tmy = load_tmy()
     wpd = weather.to_pandas()
     nwp = issue_forecasts(wpd, tmy.latitude, tmy.longitude, tmy.altitude, seed=1)
@@ -576,6 +586,16 @@ def run_utility(
     test = origins[cal_days:]
     sim_seconds = round(time.process_time() - t0, 1)
 
+    if from_backtest:
+        d = Path(from_backtest)
+        frames = [pl.read_parquet(d / "utility_raw_backtest.parquet")]
+        prod_frames = [pl.read_parquet(d / "utility_production_backtest.parquet")]
+        meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
+        got = frames[0]["origin"].unique().sort().to_list()
+        if [pd.Timestamp(o) for o in got] != origins:
+            raise ValueError(f"{d}: its {len(got)} origins are not this run's {len(origins)} (days/test/calibration)")
+        return utility_results(frames, prod_frames, origins, cal_days, error_stats(nwp, wpd), cfg, days,
+                               {**meta, "scored_from": str(d)}, t0)  # fmt: skip
     # every (feeder, model) backtest is independent: ``jobs`` processes run them (the largest first);
     # CPU seconds are each task's own process time, summed
     tasks = []
@@ -587,7 +607,6 @@ def run_utility(
             tasks.append(("production", name, feeder, df, test, nwp, wpd, cfg.timezone))
     tasks.sort(key=lambda t: -UTILITY_TASK_WEIGHT.get(t[1], 1))
     frames, prod_frames, cpu = [], [], {}
-    every = UTILITY_REFIT_EVERY
     if jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -600,15 +619,35 @@ def run_utility(
         (frames if t[0] == "model" else prod_frames).append(bt)
         cpu[t[1]] = round(cpu.get(t[1], 0) + sec, 1)
         print(f"  {t[2]} {t[1]:<28} {sec:7.1f} CPU s", flush=True)
+    meta = {"simulate_cpu_seconds": sim_seconds, "model_cpu_seconds": cpu, "backtest_jobs": jobs}
     if save_backtest:
         Path(save_backtest).mkdir(parents=True, exist_ok=True)
         pl.concat(frames).write_parquet(Path(save_backtest) / "utility_raw_backtest.parquet")
         pl.concat(prod_frames).write_parquet(Path(save_backtest) / "utility_production_backtest.parquet")
+        (Path(save_backtest) / "meta.json").write_text(json.dumps(meta))
+    return utility_results(frames, prod_frames, origins, cal_days, error_stats(nwp, wpd), cfg, days, meta, t0)
+
+
+def utility_results(
+    frames: list,
+    prod_frames: list,
+    origins: list,
+    cal_days: int,
+    nwp_stats: dict,
+    cfg,
+    days: int,
+    meta: dict,
+    t0: float,
+) -> dict:
+    """Score the utility backtests: conformal settings chosen on the calibration origins, every model's
+    calibrated band and point errors on the test origins, the production wrapper's coverage."""
+    test = origins[cal_days:]
+    every = UTILITY_REFIT_EVERY
     # every model's band recalibrated per test origin on the errors of the origins before it
     # (their target hours ended by the origin): models.forecast.conformal, as production does
     raw_bt = pl.concat(frames)
     cal_eval = origins[UTILITY_CONFORMAL["min_origins"] : cal_days]
-    chosen, grid = select_conformal(raw_bt, cal_eval, test)
+    chosen, grid = select_conformal(raw_bt, cal_eval)
     conformal = {**UTILITY_CONFORMAL, **chosen}
     print(f"  conformal settings chosen on {len(cal_eval)} calibration origins: {chosen}", flush=True)
     bt = rolling_conformal(raw_bt, test, by=("model", "feeder"), **conformal)
@@ -643,23 +682,20 @@ def run_utility(
             "chosen": chosen,
             "calibration_origins_scored": len(cal_eval),
             "criterion": "mean over models of (|coverage_80 - 0.8| + |coverage_90 - 0.9|) / 2 on the calibration "
-            "origins (both feeders); test figures beside each setting were not used for the choice",
+            "origins (both feeders); the test origins are scored only with the chosen and the default setting",
             "grid": grid,
         },
         "utility_feeder_default_conformal": {"settings": UTILITY_CONFORMAL, **default_cov},
-        "utility_nwp_error_stats": error_stats(nwp, wpd),
+        "utility_nwp_error_stats": nwp_stats,
         "utility_setup": {"meters": cfg.n_meters, "feeders": cfg.feeders, "days": days, "test_origins": len(test),
                           "calibration_origins": cal_days, "first_origin": str(test[0]), "refit_every": every,
-                          "conformal": conformal, "simulate_cpu_seconds": sim_seconds,
-                          "model_cpu_seconds": cpu, "cpu_seconds": round(time.process_time() - t0, 1)},
+                          "conformal": conformal, **meta, "cpu_seconds": round(time.process_time() - t0, 1)},
     }  # fmt: skip
 
 
 #: rolling-conformal settings tried on the calibration origins: window length and adaptive conformal
 #: (ACI, ``aci_gamma``; None = the plain window)
-UTILITY_CONFORMAL_GRID = tuple(
-    {"window_origins": w, "aci_gamma": g} for w in (14, 21, 28) for g in (None, 0.01, 0.02, 0.05)
-)
+UTILITY_CONFORMAL_GRID = tuple({"window_origins": w, "aci_gamma": g} for w in (14, 21, 28) for g in (None, 0.02, 0.05))
 
 
 def _coverage_error(bt: pl.DataFrame) -> tuple[float, float, float]:
@@ -671,18 +707,16 @@ def _coverage_error(bt: pl.DataFrame) -> tuple[float, float, float]:
     return err, float(tot[0]), float(tot[1])
 
 
-def select_conformal(raw_bt: pl.DataFrame, cal_eval: list, test: list) -> tuple[dict, list[dict]]:
+def select_conformal(raw_bt: pl.DataFrame, cal_eval: list) -> tuple[dict, list[dict]]:
     """The rolling-conformal setting of :data:`UTILITY_CONFORMAL_GRID` with the smallest coverage error
     on the calibration origins ``cal_eval`` (all before the test ones; their bands calibrated from
-    earlier origins only). The grid comes back with each setting's calibration and test figures."""
+    earlier origins only). The grid comes back with each setting's calibration figures."""
     rows = []
     for setting in UTILITY_CONFORMAL_GRID:
         kw = {**UTILITY_CONFORMAL, **setting}
         cal = _coverage_error(rolling_conformal(raw_bt, cal_eval, by=("model", "feeder"), **kw))
-        tst = _coverage_error(rolling_conformal(raw_bt, test, by=("model", "feeder"), **kw))
         rows.append({**setting, "calibration_error": round(cal[0], 4), "calibration_coverage_80": round(cal[1], 3),
-                     "calibration_coverage_90": round(cal[2], 3), "test_error": round(tst[0], 4),
-                     "test_coverage_80": round(tst[1], 3), "test_coverage_90": round(tst[2], 3)})  # fmt: skip
+                     "calibration_coverage_90": round(cal[2], 3)})  # fmt: skip
     best = min(rows, key=lambda r: r["calibration_error"])
     return {k: best[k] for k in ("window_origins", "aci_gamma")}, rows
 
@@ -761,6 +795,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--utility-days", type=int, default=UTILITY_DAYS, help="simulated days (from 1 May 2026)")
     ap.add_argument("--utility-test-origins", type=int, default=UTILITY_TEST_DAYS, help="scored local midnights")
     ap.add_argument("--utility-cal-origins", type=int, default=UTILITY_CAL_DAYS, help="calibration origins before them")
+    ap.add_argument("--utility-from-backtest", default="", help="score the backtests saved in this directory")
     ap.add_argument("--utility-jobs", type=int, default=2, help="processes for the utility backtests")
     ap.add_argument("--save-utility-backtest", default="", help="directory for the raw utility backtests (parquet)")
     args = ap.parse_args(argv)
@@ -831,6 +866,7 @@ def main(argv: list[str] | None = None) -> dict:
             args.utility_cal_origins,
             args.save_utility_backtest or None,
             args.utility_jobs,
+            args.utility_from_backtest or None,
         )
         out.update(res)
         print(f"simulated NWP error statistics: {json.dumps(res['utility_nwp_error_stats'])}")

@@ -210,7 +210,10 @@ def rolling_conformal(
         origins = g["origin"].unique().sort().to_list()
         qlevel = {lv: lv for lv in levels}
         pending: list[tuple[Any, pl.DataFrame]] = []  # calibrated origins whose feedback is not yet known
+        last = max((x for x in origins if pd.Timestamp(x).tz_convert("UTC") in evals), default=None)
         for i, o in enumerate(origins):
+            if last is None or o > last:
+                break
             is_eval = pd.Timestamp(o).tz_convert("UTC") in evals
             if not is_eval and aci_gamma is None:
                 continue
