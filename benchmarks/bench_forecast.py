@@ -575,10 +575,21 @@ def run_utility(
     from simulator.weather import load_tmy
 
     t0 = time.process_time()
-    load, weather, cfg = utility_feeders(days, meters=not from_backtest)
-    tmy = load_tmy()
-    wpd = weather.to_pandas()
-    nwp = issue_forecasts(wpd, tmy.latitude, tmy.longitude, tmy.altitude, seed=1)
+    d = Path(from_backtest) if from_backtest else None
+    meta = json.loads((d / "meta.json").read_text()) if d and (d / "meta.json").exists() else {}
+    if d and "nwp_error_stats" in meta:  # scored from saved backtests: nothing to simulate
+        from simulator import SimConfig
+
+        cfg = SimConfig(
+            n_meters=300, start=pd.Timestamp("2026-05-01").date(), days=days, n_feeders=UTILITY_FEEDERS, seed=7
+        )
+        nwp_stats = meta.pop("nwp_error_stats")
+    else:
+        load, weather, cfg = utility_feeders(days, meters=d is None)
+        tmy = load_tmy()
+        wpd = weather.to_pandas()
+        nwp = issue_forecasts(wpd, tmy.latitude, tmy.longitude, tmy.altitude, seed=1)
+        nwp_stats = error_stats(nwp, wpd)
     tz = ZoneInfo(cfg.timezone)
     end = cfg.start + pd.Timedelta(days=days)
     n_origins = cal_days + test_days
@@ -586,15 +597,13 @@ def run_utility(
     test = origins[cal_days:]
     sim_seconds = round(time.process_time() - t0, 1)
 
-    if from_backtest:
-        d = Path(from_backtest)
+    if d:
         frames = [pl.read_parquet(d / "utility_raw_backtest.parquet")]
         prod_frames = [pl.read_parquet(d / "utility_production_backtest.parquet")]
-        meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
         got = frames[0]["origin"].unique().sort().to_list()
         if [pd.Timestamp(o) for o in got] != origins:
             raise ValueError(f"{d}: its {len(got)} origins are not this run's {len(origins)} (days/test/calibration)")
-        return utility_results(frames, prod_frames, origins, cal_days, error_stats(nwp, wpd), cfg, days,
+        return utility_results(frames, prod_frames, origins, cal_days, nwp_stats, cfg, days,
                                {**meta, "scored_from": str(d)}, t0)  # fmt: skip
     # every (feeder, model) backtest is independent: ``jobs`` processes run them (the largest first);
     # CPU seconds are each task's own process time, summed
@@ -622,10 +631,10 @@ def run_utility(
     meta = {"simulate_cpu_seconds": sim_seconds, "model_cpu_seconds": cpu, "backtest_jobs": jobs}
     if save_backtest:
         Path(save_backtest).mkdir(parents=True, exist_ok=True)
+        (Path(save_backtest) / "meta.json").write_text(json.dumps({**meta, "nwp_error_stats": nwp_stats}))
         pl.concat(frames).write_parquet(Path(save_backtest) / "utility_raw_backtest.parquet")
         pl.concat(prod_frames).write_parquet(Path(save_backtest) / "utility_production_backtest.parquet")
-        (Path(save_backtest) / "meta.json").write_text(json.dumps(meta))
-    return utility_results(frames, prod_frames, origins, cal_days, error_stats(nwp, wpd), cfg, days, meta, t0)
+    return utility_results(frames, prod_frames, origins, cal_days, nwp_stats, cfg, days, meta, t0)
 
 
 def utility_results(
