@@ -513,8 +513,9 @@ UTILITY_PRODUCTION = ("conformal_nwp", "conformal_persisted")
 #: the statsforecast models have no roll-forward (refitted at every origin): they see the latest 8 weeks,
 #: which keeps their cost flat over 154 origins (on the whole expanding history the run needed ~3x the CPU)
 UTILITY_SF_WINDOW = pd.Timedelta(weeks=8)
-#: rough relative CPU of the tasks (measured on 28 origins), to start the largest first
-UTILITY_TASK_WEIGHT = {"mstl_ets": 6, "sf_mstl_ets": 6, "conformal_nwp": 8, "conformal_persisted": 8}
+#: origins per parallel backtest chunk (a multiple of UTILITY_REFIT_EVERY: chunks reproduce the whole run)
+UTILITY_CHUNK = 28
+assert UTILITY_CHUNK % UTILITY_REFIT_EVERY == 0
 
 
 def _utility_task(task: tuple) -> tuple[pl.DataFrame, float]:
@@ -550,7 +551,12 @@ def _utility_task(task: tuple) -> tuple[pl.DataFrame, float]:
     window = UTILITY_SF_WINDOW if name in ("mstl_ets", "sf_mstl_ets") else None
     bt = rolling_origin(make, df, origins, 24, refit_every=UTILITY_REFIT_EVERY, history_window=window, future_exog=fx)
     col = "model" if kind == "model" else "calibration"
-    return bt.with_columns(pl.lit(name).alias(col), pl.lit(feeder).alias("feeder")), time.process_time() - c0
+    bt = bt.with_columns(pl.lit(name).alias(col), pl.lit(feeder).alias("feeder"))
+    if os.environ.get("GRIDLAKE_BENCH_CHUNKS"):  # a checkpoint per chunk (long runs on a loaded host)
+        d = Path(os.environ["GRIDLAKE_BENCH_CHUNKS"])
+        d.mkdir(parents=True, exist_ok=True)
+        bt.write_parquet(d / f"{kind}_{name}_{feeder}_{pd.Timestamp(origins[0]):%Y%m%d}.parquet")
+    return bt, time.process_time() - c0
 
 
 def run_utility(
@@ -607,14 +613,19 @@ def run_utility(
                                {**meta, "scored_from": str(d)}, t0)  # fmt: skip
     # every (feeder, model) backtest is independent: ``jobs`` processes run them (the largest first);
     # CPU seconds are each task's own process time, summed
+    # a backtest split at a multiple of the refit period is the same backtest (each chunk starts with the
+    # fit the whole run makes there), so chunks of UTILITY_CHUNK origins run in parallel
     tasks = []
+    chunk = UTILITY_CHUNK
     for feeder in load["entity_id"].unique().sort().to_list():
         df = with_temperature(load.filter(pl.col("entity_id") == feeder).drop("entity_id"), weather).to_pandas()
         for name in UTILITY_MODELS:
-            tasks.append(("model", name, feeder, df, origins, nwp, wpd, cfg.timezone))
+            for k in range(0, len(origins), chunk):
+                tasks.append(("model", name, feeder, df, origins[k : k + chunk], nwp, wpd, cfg.timezone))
         for name in UTILITY_PRODUCTION:
-            tasks.append(("production", name, feeder, df, test, nwp, wpd, cfg.timezone))
-    tasks.sort(key=lambda t: -UTILITY_TASK_WEIGHT.get(t[1], 1))
+            for k in range(0, len(test), chunk):
+                tasks.append(("production", name, feeder, df, test[k : k + chunk], nwp, wpd, cfg.timezone))
+    tasks.sort(key=lambda t: (UTILITY_PRODUCTION + UTILITY_MODELS).index(t[1]))
     frames, prod_frames, cpu = [], [], {}
     if jobs > 1:
         import multiprocessing
@@ -627,7 +638,7 @@ def run_utility(
     for t, (bt, sec) in zip(tasks, results, strict=True):
         (frames if t[0] == "model" else prod_frames).append(bt)
         cpu[t[1]] = round(cpu.get(t[1], 0) + sec, 1)
-        print(f"  {t[2]} {t[1]:<28} {sec:7.1f} CPU s", flush=True)
+    print("  backtest CPU s (both feeders): " + ", ".join(f"{k} {v}" for k, v in cpu.items()), flush=True)
     meta = {"simulate_cpu_seconds": sim_seconds, "model_cpu_seconds": cpu, "backtest_jobs": jobs}
     if save_backtest:
         Path(save_backtest).mkdir(parents=True, exist_ok=True)
