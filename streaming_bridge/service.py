@@ -304,6 +304,7 @@ class Bridge:
                 )
                 + "\n"
             )
+            self._trace_stages(msgs, transitions, w0, w1, w2, submitted)
         for t in transitions:
             if t.firing and t.received_at:
                 self.metrics.detection.observe(max(0.0, submitted - t.received_at))
@@ -331,6 +332,25 @@ class Bridge:
         self.counts["status"] += len(r.status)
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return alerts
+
+    def _trace_stages(self, msgs, transitions, start, validated, fired, submitted) -> None:
+        """One trace line per firing rule alert: its message's receipt (MQTT child), hand-over to the processing
+        side (pipe), the batch's start, validation, rules, outbox commit (epoch s). The bench joins them with the
+        posted log (drainer pick-up, POST, accepted) on (alertname, asset, observed_at): the per-stage breakdown."""
+        handed = {m.received_at: m.handed_at or m.received_at for m in msgs}
+        for t in transitions:
+            a = self.active.get((t.rule.name, t.asset_id)) if t.firing else None
+            if a is None or not t.received_at:
+                continue
+            self._trace(
+                alert=[a.labels.get("alertname"), a.labels.get("asset_id"), a.annotations.get("observed_at")],
+                rx=t.received_at,
+                handed=handed.get(t.received_at, t.received_at),
+                start=start,
+                validated=validated,
+                fired=fired,
+                submitted=submitted,
+            )
 
     def _trace(self, **doc) -> None:
         if self._trace_log is not None:
