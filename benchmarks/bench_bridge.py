@@ -801,6 +801,14 @@ def stage_breakdown(trace: Path, posted: Path, conds: dict) -> dict:
             at[k].update(post_started=p.get("post_started_at"), accepted=p["accepted_at"])
             at[k]["published"] = datetime.fromisoformat(k[2]).timestamp()
     full = [v for v in at.values() if v.get("accepted") and v.get("post_started")]
+    out = _stages(full)
+    out["critical"] = _stages(
+        [v for k, v in at.items() if conds[k] == "critical" and v.get("accepted") and v.get("post_started")]
+    )
+    return out
+
+
+def _stages(full: list[dict]) -> dict:
     out: dict = {"alerts": len(full)}
     for name, a, b in STAGES:
         xs = [(v[b] - v[a]) * 1000 for v in full]

@@ -201,6 +201,7 @@ class Bridge:
         self.topo.onsets = OnsetStore(Path(config.spool_dir) / "onsets.sqlite")
         self.cfg.ingress.topics = Topics(config.topic_prefix)
         self.topics = self.cfg.ingress.topics
+        self._critical_prefix = self.topics.scada("")[: -len("/telemetry")]  # <prefix>/scada/
         self.validator = Validator(self.topo.known_ids(), self.cfg.ingress)
         self.engine = Engine(load_rules(config.rules_file), rating_kva=self.topo.rating_kva)
         self.events = GridEvents(self.topo, config.events)
@@ -260,7 +261,34 @@ class Bridge:
         return self.topo.onsets.transaction() if self.topo.onsets is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ one batch
-    def process(self, batch: Sequence[tuple[Message, int]], now: float | None = None) -> list[Alert]:
+    def lanes(
+        self, batch: Sequence[tuple[Message, int]]
+    ) -> tuple[list[tuple[Message, int]], list[tuple[Message, int]]]:
+        """Split a batch into the critical lane (SCADA telemetry: every critical rule of rules.yaml watches it) and
+        the bulk (meter readings, head-end batches, status), each in arrival order. Rule state is per source and
+        asset and grid events read meter readings and meter status only, so processing the lane first changes no
+        outcome; it only keeps a hot transformer's sample from waiting for a head-end burst's validation."""
+        prefix = self._critical_prefix
+        fast = [x for x in batch if x[0].topic.startswith(prefix)]
+        if not fast or len(fast) == len(batch):
+            return (list(batch), []) if fast else ([], list(batch))
+        return fast, [x for x in batch if not x[0].topic.startswith(prefix)]
+
+    def process_lanes(self, batch: Sequence[tuple[Message, int]], now: float | None = None) -> list[Alert]:
+        """Process the critical lane, then the bulk (:meth:`lanes`). The PUBACKs of the whole batch go after the bulk
+        is spooled, in arrival order (MQTT wants QoS 1 acknowledgements in the order the messages came)."""
+        fast, bulk = self.lanes(batch)
+        if not fast or not bulk:
+            return self.process(batch, now=now)
+        return self.process(fast, now=now, ack=()) + self.process(bulk, now=now, ack=batch)
+
+    def process(
+        self,
+        batch: Sequence[tuple[Message, int]],
+        now: float | None = None,
+        ack: Sequence[tuple[Message, int]] | None = None,
+    ) -> list[Alert]:
+        """Validate, score and submit one batch; spool it and PUBACK ``ack`` (default: the batch) once durable."""
         t0 = time.perf_counter()
         w0, c0 = time.time(), time.thread_time()
         msgs = [m for m, _ in batch]
@@ -314,9 +342,9 @@ class Bridge:
             self._submit(scored)
             alerts += scored
         if self._durable is not None:  # spool + fsync + PUBACK on the durability thread (overlaps the next batch)
-            self._durable.put((r, batch))
+            self._durable.put((r, batch if ack is None else ack))
         else:
-            self._make_durable((r, batch))
+            self._make_durable((r, batch if ack is None else ack))
         # counts
         self.metrics.messages.inc(len(msgs))
         self.metrics.records.inc(r.records)
@@ -403,7 +431,8 @@ class Bridge:
             if r.dead.height:
                 for row in r.dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
                     self.mqtt.publish(self.topics.deadletter(row["source"] or "unknown"), dead_letter_message(row))
-            self.mqtt.ack(batch)
+            if batch:  # the critical lane's messages are acknowledged with their whole batch, after the bulk
+                self.mqtt.ack(batch)
         done = time.time()
         for _, batch in items:
             for m, _ in batch:
@@ -498,7 +527,7 @@ class Bridge:
                 batch = self.mqtt.take(self.cfg.max_batch, timeout=0.2, linger=self.cfg.batch_linger_s)
                 self._last_loop = time.monotonic()
                 if batch:
-                    self.process(batch)
+                    self.process_lanes(batch)
                 self.metrics.backlog.set(self.mqtt.backlog())
                 if time.monotonic() - self._last_tick >= 1.0:
                     self._last_tick = time.monotonic()
@@ -516,7 +545,7 @@ class Bridge:
             batch = self.mqtt.take(self.cfg.max_batch, timeout=0.05)
             if not batch:
                 break
-            self.process(batch)
+            self.process_lanes(batch)
         if self._durable_thread is not None:
             self._durable.put(None)
             self._durable_thread.join()
