@@ -426,7 +426,7 @@ class Outbox:
         payloads = [json.loads(p) for _, p, _ in rows]
         self.post_started_at = time.time()  # the posted log's diagnosis: drainer pick-up -> POST -> accepted
         try:
-            self.client.post_alerts(payloads)
+            self.client.post_alerts([p for _, p, _ in rows])  # the stored JSON text, not encoded again
         except AlertmanagerError as e:
             if e.retryable:
                 raise
