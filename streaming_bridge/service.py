@@ -101,6 +101,9 @@ class BridgeConfig:
     #: land closed spool segments in a child process (only when the bridge opens the lake and landing zone
     #: itself from lake_root / landing, as the service does)
     land_process: bool = False
+    #: split a batch into the critical lane (SCADA) and the bulk only when the bulk's payloads exceed this many bytes
+    #: (a backlog, not one publisher burst: a split costs a second pass of the per-batch fixed costs); 0 = always
+    critical_lane_min_bulk_bytes: int = 64 * 1024
     #: the GIL switch interval of the service process (s): a thread woken to post (the outbox drainer) waits at
     #: most this long for the processing thread to hand over the GIL (Python's default 5 ms); 0 = leave it
     switch_interval_s: float = 0.0
@@ -132,6 +135,7 @@ class BridgeConfig:
             gc_freeze=e("GRIDLAKE_BRIDGE_GC_FREEZE", "1") not in ("0", "false", "no"),
             land_process=e("GRIDLAKE_BRIDGE_LAND_PROCESS", "1") not in ("0", "false", "no"),
             switch_interval_s=float(e("GRIDLAKE_BRIDGE_SWITCH_INTERVAL_MS", "1")) / 1000,
+            critical_lane_min_bulk_bytes=int(e("GRIDLAKE_BRIDGE_LANE_MIN_BULK_BYTES", str(64 * 1024))),
         )
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -274,10 +278,24 @@ class Bridge:
             return (list(batch), []) if fast else ([], list(batch))
         return fast, [x for x in batch if not x[0].topic.startswith(prefix)]
 
+    def _split(self, batch: Sequence[tuple[Message, int]]) -> bool:
+        """Whether the bulk of this batch is big enough for the critical lane to pay (see BridgeConfig)."""
+        limit = self.cfg.critical_lane_min_bulk_bytes
+        if limit <= 0:
+            return True
+        prefix, size = self._critical_prefix, 0
+        for m, _ in batch:
+            if not m.topic.startswith(prefix):
+                size += len(m.payload)
+                if size > limit:
+                    return True
+        return False
+
     def process_lanes(self, batch: Sequence[tuple[Message, int]], now: float | None = None) -> list[Alert]:
-        """Process the critical lane, then the bulk (:meth:`lanes`). The PUBACKs of the whole batch go after the bulk
+        """Process the critical lane, then the bulk (:meth:`lanes`), when the bulk is a backlog's worth
+        (``critical_lane_min_bulk_bytes``; one publisher burst is processed in one pass). The PUBACKs of the whole batch go after the bulk
         is spooled, in arrival order (MQTT wants QoS 1 acknowledgements in the order the messages came)."""
-        fast, bulk = self.lanes(batch)
+        fast, bulk = self.lanes(batch) if self._split(batch) else ((), ())
         if not fast or not bulk:
             return self.process(batch, now=now)
         return self.process(fast, now=now, ack=()) + self.process(bulk, now=now, ack=batch)

@@ -37,9 +37,10 @@ def _reading(meter: str, t: str, volts: float) -> dict:
     }
 
 
-def _bridge(lake, zone, tmp_path, events):
+def _bridge(lake, zone, tmp_path, events, **kw):
     prefix = f"lane{uuid.uuid4().hex[:8]}/v1"
     cfg = BridgeConfig(
+        **kw,
         client_id=f"lane-{uuid.uuid4().hex[:6]}",
         topic_prefix=prefix,
         spool_dir=str(tmp_path / "spool"),
@@ -89,7 +90,7 @@ def test_a_critical_sample_behind_a_head_end_burst_is_submitted_before_the_burst
 ):
     lake, zone = lake_and_landing
     events: list = []
-    b, T = _bridge(lake, zone, tmp_path, events)
+    b, T = _bridge(lake, zone, tmp_path, events, critical_lane_min_bulk_bytes=1000)  # the burst is ~8 KB
     alerts = b.process_lanes(_batch(lake, T))
     assert sorted(a.labels["alertname"] for a in alerts) == ["MeterUndervoltage", "TransformerHotSpotCritical"]
     assert events == [
@@ -114,3 +115,13 @@ def test_one_lane_batches_are_processed_as_before(lake_and_landing, tmp_path):
     b.process_lanes(batch[:2])  # head-end only: one batch, one ack
     assert [e[0] for e in events] == ["validate", "submit", "spool", "ack"]
     assert events[-1] == ("ack", [11, 12])
+
+
+def test_a_single_burst_below_the_lane_threshold_is_processed_in_one_pass(lake_and_landing, tmp_path):
+    lake, zone = lake_and_landing
+    events: list = []
+    b, T = _bridge(lake, zone, tmp_path, events)  # default threshold 64 KiB: one publisher burst stays whole
+    alerts = b.process_lanes(_batch(lake, T))
+    assert sorted(a.labels["alertname"] for a in alerts) == ["MeterUndervoltage", "TransformerHotSpotCritical"]
+    assert events[0] == ("validate", ["headend", "scada"]) and [e[0] for e in events].count("validate") == 1
+    assert events[-1] == ("ack", [11, 12, 13])
