@@ -317,6 +317,34 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice
     )
 
 
+def probe_subscriber(port: int, stop, ready, out: str) -> None:
+    """A second, bare subscriber on the SCADA topics (QoS 0, its own session like the bridge) during the main run:
+    publish -> receipt of each hot (critical) sample without the bridge, i.e. what the publisher and Mosquitto
+    add on this host at this moment. Writes the delays (ms) to ``out``."""
+    import paho.mqtt.client as mqtt
+
+    os.setsid()
+    delays: list[float] = []
+    hot = b'"hot_spot_temp_c": 150.0'
+
+    def on_message(client, userdata, msg):
+        if hot in msg.payload:
+            t = json.loads(msg.payload)["sample_time"]
+            delays.append((time.time() - datetime.fromisoformat(t).timestamp()) * 1000)
+
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    c.on_message = on_message
+    c.on_subscribe = lambda *a: ready.set()
+    c.on_connect = lambda cl, *a: cl.subscribe(f"{PREFIX}/scada/+/telemetry", qos=0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    stop.wait()
+    c.loop_stop()
+    Path(out).write_text(json.dumps(delays))
+
+
 def bare_subscriber(port: int, stop, count) -> None:
     """The baseline: receive + PUBACK every message of the topic tree, nothing else (paho, QoS 1)."""
     import paho.mqtt.client as mqtt
@@ -513,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         pub = ctx.Process(
             target=publisher, args=(mq.port, a.seconds, a.rate, str(out), progress, go, a.publisher_nice), daemon=True
         )
+        pstop, pready = ctx.Event(), ctx.Event()
+        probe = ctx.Process(
+            target=probe_subscriber, args=(mq.port, pstop, pready, str(WORK / "probe.json")), daemon=True
+        )
+        probe.start()
+        pready.wait(30)
         pub.start()
         time.sleep(1.0)
         h0 = http_json(health)
@@ -559,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         t_done = time.monotonic()
         cpu = tree_cpu_seconds(bridge.pid) - c0
+        pstop.set()
+        probe.join(20)
+        probe_ms = json.loads((WORK / "probe.json").read_text()) if (WORK / "probe.json").exists() else []
         h1 = http_json(health)
 
         # ---- delivery: every injected condition
@@ -679,6 +716,14 @@ def main(argv: list[str] | None = None) -> int:
             "bridge_cpu_us_per_reading": round(cpu / max(res["published"], 1) * 1e6, 1),
             # publish -> accepted split into its stages (the bridge's trace + posted log), ms
             "stage_latency_ms": stage_breakdown(WORK / "trace.jsonl", posted, conds),
+            # the same first stage seen by a bare subscriber beside the bridge (critical samples): the load
+            # generator's and Mosquitto's share of publish -> receipt, without the bridge
+            "probe_publish_to_rx_ms": {
+                "n": len(probe_ms),
+                "p50": _r(pct(probe_ms, 50)),
+                "p99": _r(pct(probe_ms, 99)),
+                "max": _r(max(probe_ms) if probe_ms else None),
+            },
             # every process on the host while the publisher ran, % of one core (other helpers' jobs included)
             "host_cpu_pct_by_process": host_cpu,
             "bridge_cpu_pct_by_process": tree_cpu,
