@@ -10,6 +10,7 @@ import time
 import polars as pl
 import pytest
 from bridge_delivery_helpers import query, wait_until
+from dagster_postgres import PostgresRunStorage
 
 from contracts import GOLD_ALERTS
 from lake.delta import Lake
@@ -232,7 +233,7 @@ def test_critical_alert_sensor_requests_failure_risk_rescoring(pg_dagster_home, 
         "grid": GridSettings(timezone="America/New_York"),
     }
     instance = DagsterInstance.get()
-    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert isinstance(instance.run_storage, PostgresRunStorage)  # deploy/dagster.yaml: the pooled subclass
 
     # received less than settle_s ago: not settled yet (an hour's settle, so a slow machine cannot outrun it)
     unsettled = {**res, "alerting": _resources(tmp_path, "http://127.0.0.1:9093", store.schema, 3600.0)["alerting"]}
