@@ -37,7 +37,11 @@ def test_root_instance_config_is_the_embedded_default():
     root = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     assert not {"storage", "run_storage", "event_log_storage", "schedule_storage"} & set(root)
     assert "GRIDLAKE_PG" not in json.dumps(root)
-    assert "postgres" in yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())["storage"]
+    deploy = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    # each storage is PostgreSQL (run and event log through the pooled subclasses of pipelines/pg_storage.py)
+    for key in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert "postgres" in json.dumps(deploy[key]).lower(), key
+        assert deploy[key]["config"]["postgres_db"]["password"] == {"env": "GRIDLAKE_PG_PASSWORD"}, key
 
 
 def test_definitions_validate_without_dagster_home():
