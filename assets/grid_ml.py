@@ -337,6 +337,8 @@ def grid_anomaly_model(
             "selected": t.report["selected"],
             "why": t.report["selection"],
             "precision_at_budget": {n: m.get("precision_at_budget") for n, m in t.report["candidates"].items()},
+            "windows": t.report["windows"],
+            "comparisons": t.report["comparisons"],
         }
     return MaterializeResult(
         metadata=_train_meta(

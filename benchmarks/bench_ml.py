@@ -187,7 +187,18 @@ def champion_section(pairs: tuple[tuple[int, ...], ...] = CHAMPION_PAIRS) -> tup
     t, c = time.time(), time.process_time()
     sel = {}
     for sa, sb in pairs:
-        sel[f"seeds_{sa}_{sb}"] = v = champion_selection(sa, sb, fleet_c, FC.timezone, FC, BANDS)
+        # each pair is saved as a part: pairs can run as separate processes (BENCH_ML_CHAMPION_PAIRS=a-b
+        # --anomaly-champion-only --part-only), then --from-parts assembles the section from the saved parts
+        part = ROOT / "benchmarks" / "work" / f"champion_{CHAMPION_METERS}x{CHAMPION_DAYS}_{sa}_{sb}.json"
+        if "--from-parts" in sys.argv[1:]:
+            v = json.loads(part.read_text())
+        else:
+            c_pair = time.process_time()
+            v = champion_selection(sa, sb, fleet_c, FC.timezone, FC, BANDS)
+            v["cpu_s_pair"] = round(time.process_time() - c_pair, 1)
+            part.parent.mkdir(parents=True, exist_ok=True)
+            part.write_text(json.dumps(v, indent=1, default=str))
+        sel[f"seeds_{sa}_{sb}"] = v
         print(
             f"\n[champion policy, seeds {sa}/{sb}] future-fleet precision at budget: {v['fleet_b_precision_at_budget']}"
             f" over {v['fleet_b_true_events']} true events (best {v['fleet_b_best']}: {v['fleet_b_best_vs_others']})"
@@ -237,6 +248,9 @@ def champion_only() -> int:
     """``--anomaly-champion-only``: re-run the champion-selection section alone and update its keys in the
     existing ml.json (its ``config`` says which fleet size it ran on: ``BENCH_ML_METERS``/``BENCH_ML_DAYS``)."""
     out, summary, targets = champion_section()
+    if "--part-only" in sys.argv[1:]:
+        print(json.dumps(summary, indent=1))
+        return 0
     res = json.loads(OUT.read_text())  # read after the section: another section may have written meanwhile
     res.update(out)
     res.update(summary)
