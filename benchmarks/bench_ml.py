@@ -229,7 +229,10 @@ def champion_section(pairs: tuple[tuple[int, ...], ...] = CHAMPION_PAIRS) -> tup
                     "future_best": v["fleet_b_best"],
                     "right": v["incidents"]["right"],
                     "strict_rank": v["incidents"]["fleet_b_rank_of_selected"],
-                    "confirmed_incidents_judged_on": v["incidents"]["held_out_confirmed_events"],
+                    # distinct confirmed incidents in the held-out windows (the comparisons' units)
+                    "confirmed_incidents_judged_on": max(
+                        [c["units"] for c in v["incidents"]["comparisons"].values()] or [0]
+                    ),
                 }
                 for k, v in sel.items()
             },

@@ -141,7 +141,7 @@ class PairedComparison:
     def describe(self) -> str:
         return (
             f"gain {self.gain:+.6g} over {self.units} units ({self.differing} differ), bootstrap "
-            f"{1 - self.alpha:.0%} lower bound {self.lower:+.6g}, sign test p {self.sign_p:.3g}: "
+            f"{1 - self.alpha:.1%} lower bound {self.lower:+.6g}, sign test p {self.sign_p:.3g}: "
             + ("better" if self.better else "within the noise")
         )
 

@@ -47,8 +47,8 @@ def labels_known_by(
 def pool_windows(per_window: list[dict[str, dict]]) -> dict[str, dict]:
     """Per candidate, its budget figures summed over the held-out windows of a rolling-origin backtest
     (``per_window``: per window, per candidate :func:`models.grid.evaluate.anomaly_holdout_metrics` with
-    events): true alerts, alerts, events, the alerts per event (an event spanning two windows adds
-    up), and the pooled precision at the budget."""
+    events): true alerts, alerts, the alerts per event (an event spanning two windows adds up), the
+    distinct events (``budget_events``) and the pooled precision at the budget."""
     out: dict[str, dict] = {}
     for scored in per_window:
         for name, m in scored.items():
@@ -66,6 +66,7 @@ def pool_windows(per_window: list[dict[str, dict]]) -> dict[str, dict]:
             for e, n in (m.get("budget_true_alerts_by_event") or {}).items():
                 p["budget_true_alerts_by_event"][e] = p["budget_true_alerts_by_event"].get(e, 0) + n
     for p in out.values():
+        p["budget_events"] = float(len(p["budget_true_alerts_by_event"]))  # distinct events, not per window
         p["precision_at_budget"] = round(p["budget_true_alerts"] / p["budget_alerts"], 4) if p["budget_alerts"] else 0.0
         p["windows"] = len(per_window)
     return out
