@@ -422,8 +422,9 @@ class EnergyBalanceSettings(_Part):
     #: days since the change the hourly attribution looks at, and the hours a suspect's change must precede
     window_days: int = Field(7, ge=1, le=30)
     min_change_hours: int = Field(24, ge=1, le=240)
-    #: share of the new loss the first suspect must explain, and of what is left each further one
-    min_explained: float = Field(0.7, gt=0, le=1)
+    #: share of the new loss the first suspect must explain, and of what is left each further one (joint_fit: the
+    #: thieves together min_explained, each min_gain of what the others leave)
+    min_explained: float = Field(0.6, gt=0, le=1)
     min_gain: float = Field(0.5, gt=0, le=1)
     #: share of the new loss a new meter fault (exact zeros / frozen readings) must explain: its missing energy
     #: is estimated from the meter's usual profile, so it cannot explain the hourly noise the way a thief does
@@ -446,6 +447,15 @@ class EnergyBalanceSettings(_Part):
     #: min_explained is a bar for the theft suspects together (each must add min_gain of what is left): two
     #: thieves on one transformer each explain about half of its new loss, and neither passes a bar alone
     joint_bar: bool = False
+    #: the thieves of a transformer-day are fitted together (non-negative least squares of the new loss on the
+    #: step regressors of every meter whose own use dropped), each keeping at least 1 - min_explained of it
+    #: (its unique part, weighted by how its drop matches the share its joint coefficient implies), all of
+    #: them min_explained; else one at a time (greedy)
+    joint_fit: bool = True
+    #: (with joint_fit) the thieves are fitted on the window's hours without a new meter fault (zeros / frozen
+    #: readings hide that meter's real use); while those hours are more than half of the window, the fault is
+    #: the day's explanation and no thief is named
+    mask_fault_hours: bool = True
     #: SCADA sample_time stamps the end of the interval it averages (True) or its start
     scada_time_is_end: bool = True
 

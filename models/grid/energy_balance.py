@@ -73,6 +73,8 @@ class BalanceConfig:
     min_theft_share: float = _D.min_theft_share
     excess_over_noise: bool = _D.excess_over_noise
     joint_bar: bool = _D.joint_bar
+    joint_fit: bool = _D.joint_fit
+    mask_fault_hours: bool = _D.mask_fault_hours
 
     @classmethod
     def from_profile(cls, profile: UtilityProfile, timezone: str | None = None) -> BalanceConfig:
@@ -354,7 +356,9 @@ def ntl_suspects(
        residual (with ``excess_over_noise``: of the residual beyond what the baseline hours' noise leaves
        in the window), each further one ``min_gain`` of what is left (with ``joint_bar``: the theft
        suspects together ``min_explained``); ``score`` is the share explained (consistency-weighted). At
-       most ``top_n`` per kind and transformer-day.
+       most ``top_n`` per kind and transformer-day. With ``joint_fit`` (the default) the meter faults are
+       named this way and the thieves are then fitted together (:func:`_joint_thefts`: non-negative least
+       squares, backward elimination; with ``mask_fault_hours`` on the hours without a new meter fault).
     4. Persistence: a theft suspect is listed from its ``persist_days``-th consecutive day on.
     (``hourly``: :func:`hourly_balance`; ``meter_hours``: :func:`_meter_hours`.)
     """
@@ -475,7 +479,7 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         # what the window's residual holds by noise alone: the baseline hours' residual variance (robust: the
         # median square is 0.455 sigma^2 for normal noise) x the live hours; a suspect's bar is a share of the
         # residual beyond it (the loss it could explain), not of the noise
-        rb = gap[base & (sup > 1e-6)] - norm[hod[base & (sup > 1e-6)]]
+        rb = gb - norm[hb]
         noise_ss = float(np.median(rb * rb) / 0.455 * live.sum()) if cfg.excess_over_noise and rb.size else 0.0
         res, chosen = r.copy(), []
         xw = np.where(live[:, None], x[win], 0.0)
@@ -486,7 +490,8 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
         # explain the hourly noise, so a look-alike meter would otherwise take the loss; then thefts explain
         # what is left: the first min_explained of it, each further one min_gain of what is left after it
         phase, base_ss = ("meter_fault" if faults else "theft"), max(ss0 - noise_ss, 0.25 * ss0)
-        while len(chosen) < 2 * cfg.top_n:
+        # (with joint_fit the loop names the meter faults only; the thieves are then fitted together below)
+        while len(chosen) < 2 * cfg.top_n and not (cfg.joint_fit and phase == "theft"):
             cand = self_cands = []
             if phase == "theft":
                 # hidden = h x meter energy from the meter's own change hour on (best hour per meter, from
@@ -565,7 +570,26 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                 continue
             res = res - coef * reg
             chosen.append((kind, k, gain / (base_ss if kind == "theft" else ss0), coef, t0k))
-        if cfg.joint_bar and sum(c[2] for c in chosen if c[0] == "theft") < cfg.min_explained:
+        if cfg.joint_fit:
+            fixed = [fault_c[:, c[1]] for c in chosen if c[0] == "meter_fault"]
+            # hours a meter reads zeros / frozen values hide that meter's real use (its usual profile is only an
+            # estimate of it): the thieves are fitted on the other hours, while they are most of the window
+            bad = new_fault[:, faults].any(axis=1) if faults else np.zeros(len(r), dtype=bool)
+            keep = live & ~bad if cfg.mask_fault_hours else live
+            # (too few clean hours: the new fault is the day's explanation, a thief is named once it is not)
+            if keep.sum() >= 0.5 * live.sum():
+                chosen += _joint_thefts(
+                    r * keep,
+                    xw,
+                    keep,
+                    [v * keep for v in fixed],
+                    expected,
+                    last,
+                    noise_ss * keep.sum() / max(live.sum(), 1),
+                    cfg,
+                    {c[1] for c in chosen},
+                )
+        elif cfg.joint_bar and sum(c[2] for c in chosen if c[0] == "theft") < cfg.min_explained:
             chosen = [c for c in chosen if c[0] != "theft"]
         rank = {"theft": 0, "meter_fault": 0}
         wn = x[win]
@@ -591,6 +615,130 @@ def _attribute(tx: str, days: pl.DataFrame, hourly: pl.DataFrame, mh: pl.DataFra
                 )
             rows.append((d, tx, ids[k], kind, rank[kind], min(1.0, max(0.0, gain)), slope, float(rise[i]), why))
     return rows
+
+
+def _consistency(share: float, drop: float, cfg: BalanceConfig) -> float:
+    """How well a meter's own drop against its usual matches the hidden share a fit implies (Gaussian of
+    width ``drop_tolerance``; 0 when either is below ``min_theft_share``)."""
+    if min(share, drop) < cfg.min_theft_share:
+        return 0.0
+    return float(np.exp(-0.5 * ((share - drop) / cfg.drop_tolerance) ** 2))
+
+
+def _change_hours(res: np.ndarray, xw: np.ndarray, min_change_hours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter: the change hour whose step regressor (the meter's energy from that hour on) best fits
+    ``res`` through the origin, and that fit's SSE reduction (reverse cumulative sums: (sum x r)^2 / sum x^2)."""
+    sxr = np.cumsum((xw * res[:, None])[::-1], axis=0)[::-1]
+    sxx = np.cumsum((xw * xw)[::-1], axis=0)[::-1]
+    g = np.where((sxr > 0) & (sxx > 1e-9), sxr**2 / np.maximum(sxx, 1e-9), 0.0)
+    g[max(0, len(res) - min_change_hours) + 1 :] = 0.0
+    t = g.argmax(axis=0)
+    return t, g[t, np.arange(xw.shape[1])]
+
+
+def _joint_thefts(
+    r: np.ndarray,
+    xw: np.ndarray,
+    keep: np.ndarray,
+    fixed: list[np.ndarray],
+    expected,
+    last: np.ndarray,
+    noise_ss: float,
+    cfg: BalanceConfig,
+    exclude: set[int],
+) -> list[tuple]:
+    """Thieves of one transformer-day fitted together (``joint_fit``): a non-negative least-squares fit
+    (scipy.optimize.nnls) of the window's residual ``r`` on the step regressors of every meter whose own
+    use dropped by at least ``min_theft_share`` from its change hour on, with the meter faults already
+    named (``fixed``) as further columns; then backward elimination: the member with the smallest score
+    (its unique share of the residual beyond the noise - what the fit loses without it - times the
+    consistency of its drop with the hidden share its *joint* coefficient implies) leaves while that
+    score is below ``1 - min_explained``. Two thieves on one transformer each take their own part of
+    the loss instead of one of them absorbing both (and failing the drop match). The members together
+    must explain ``min_explained`` of the residual beyond the noise (consistency-weighted), and each
+    must still be taking energy on the examined day (``last``). Rows as the greedy's:
+    (kind, meter index, score, coefficient, change hour), best first."""
+    from scipy.optimize import nnls
+
+    n_h, n_m = xw.shape
+    f = np.column_stack(fixed) if fixed else np.zeros((n_h, 0))
+    xf = xw * keep[:, None]  # the regressors on the hours fitted (``keep``); a meter's drop is on all its hours
+
+    def reg(k: int, tk: int) -> np.ndarray:
+        v = np.zeros(n_h)
+        v[tk:] = xf[tk:, k]
+        return v
+
+    def fit(cols: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        a = np.column_stack([f, *cols]) if cols else f
+        if a.shape[1] == 0:
+            return np.zeros(0), float(r @ r)
+        coef, rn = nnls(a, r, maxiter=50 * a.shape[1])
+        return coef, float(rn * rn)
+
+    def drop(k: int, tk: int) -> float:
+        ub = expected(k, tk)
+        return 1.0 - float(xw[tk:, k].sum()) / ub if ub > 0 else 0.0
+
+    coef_f, ss_f = fit([])
+    excess = max(ss_f - noise_ss, 0.25 * ss_f)
+    if excess <= 0:
+        return []
+    res_f = r - (f @ coef_f if f.shape[1] else 0.0)
+    t, g = _change_hours(res_f, xf, cfg.min_change_hours)
+    ts = {
+        k: int(t[k]) for k in range(n_m) if k not in exclude and g[k] > 0 and drop(k, int(t[k])) >= cfg.min_theft_share
+    }
+    members = sorted(ts, key=lambda k: -g[k])[: 4 * cfg.top_n]
+    refined: set[tuple[int, ...]] = set()
+    while members:
+        cols = [reg(k, ts[k]) for k in members]
+        coef, sse = fit(cols)
+        c = coef[f.shape[1] :]
+        if tuple(members) not in refined:
+            # each member's change hour again, on what the others leave (a second thief's own step, not the
+            # first one's), once per member set
+            refined.add(tuple(members))
+            fitted = f @ coef[: f.shape[1]] if f.shape[1] else np.zeros(n_h)
+            for i, k in enumerate(members):
+                rest = r - fitted - sum(c[j] * cols[j] for j in range(len(members)) if j != i)
+                ts[k] = int(_change_hours(rest, xf[:, k : k + 1], cfg.min_change_hours)[0][0])
+            cols = [reg(k, ts[k]) for k in members]
+            coef, sse = fit(cols)
+            c = coef[f.shape[1] :]
+        score, uniq, cons = [], [], []
+        for i, k in enumerate(members):
+            cons.append(_consistency(c[i] / (1.0 + c[i]), drop(k, ts[k]), cfg) if c[i] > 0 else 0.0)
+            # what the fit loses without it, as a share of what the others leave beyond the noise
+            wo = fit(cols[:i] + cols[i + 1 :])[1] if cons[-1] > 0 else sse
+            uniq.append(max(wo - sse, 0.0) / excess)
+            score.append(cons[-1] * max(wo - sse, 0.0) / max(wo - noise_ss, 0.25 * wo, 1e-12))
+        worst = int(np.argmin(score))
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "joint: %s",
+                " | ".join(
+                    f"{k}@{ts[k]} h={c[i]:.2f} drop={drop(k, ts[k]):.2f} cons={cons[i]:.2f} u={uniq[i]:.2f} "
+                    f"s={score[i]:.2f}"
+                    for i, k in enumerate(members)
+                ),
+            )
+        if score[worst] < cfg.min_gain:
+            members.pop(worst)
+            continue
+        total = (ss_f - sse) / excess * (sum(u * w for u, w in zip(uniq, cons, strict=True)) / sum(uniq))
+        if total < cfg.min_explained:
+            return []
+        out = []
+        for i, k in enumerate(members):
+            # still going on the examined day: its hours there explain at least half of what the fit expects
+            rest = r - (f @ coef[: f.shape[1]] if f.shape[1] else 0.0)
+            rest = rest - sum(c[j] * cols[j] for j in range(len(members)) if j != i)
+            rl, el = float(rest[last] @ cols[i][last]), c[i] * float(cols[i][last] @ cols[i][last])
+            if (el > 0 and rl >= 0.5 * el) or not keep[last].any():
+                out.append(("theft", k, min(1.0, float(score[i])), float(c[i]), ts[k]))
+        return sorted(out, key=lambda x: -x[2])
+    return []
 
 
 def suspects_from_readings(
