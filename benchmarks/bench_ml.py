@@ -209,11 +209,16 @@ def champion_section(pairs: tuple[tuple[int, ...], ...] = CHAMPION_PAIRS) -> tup
         # each pair is saved as a part: pairs can run as separate processes (BENCH_ML_CHAMPION_PAIRS=a-b
         # --anomaly-champion-only --part-only), then --from-parts assembles the section from the saved parts
         part = ROOT / "benchmarks" / "work" / f"champion_{CHAMPION_METERS}x{CHAMPION_DAYS}_{sa}_{sb}.json"
-        if "--from-parts" in sys.argv[1:]:
+        if "--from-parts" in sys.argv[1:] or "--refresh-future" in sys.argv[1:]:
             if not part.exists():
                 missing.append([sa, sb])
                 continue
             v = json.loads(part.read_text())
+            if "--refresh-future" in sys.argv[1:]:  # the fleet-B check alone, recomputed into the part
+                from benchmarks.ml_realistic import refresh_future
+
+                v = refresh_future(v, sa, sb, fleet_c, FC.timezone, FC, BANDS)
+                part.write_text(json.dumps(v, indent=1, default=str))
         else:
             c_pair = time.process_time()
             v = champion_selection(sa, sb, fleet_c, FC.timezone, FC, BANDS)

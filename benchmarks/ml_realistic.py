@@ -544,7 +544,7 @@ def champion_selection(
     the strict rank."""
     from models.grid.features import local_date, meter_features
     from models.grid.labels import empty_events, incident_events
-    from models.grid.pipelines import compare_candidates, train_anomaly
+    from models.grid.pipelines import train_anomaly
 
     sim_a, a = fleet(seed_a)
     sim_b, b = fleet(seed_b)
@@ -558,38 +558,9 @@ def champion_selection(
     days = sorted(fa.select(local_date("time", tz)).to_series().unique().to_list())
     if windows is None:
         windows = max(1, min(4, (len(days) - eval_days) // eval_days))
-    # every candidate on the future fleet, trained on all of fleet A with the incidents
-    t = time.process_time()
-    lab = label_readings(fa, inc, ref_a, "meter").is_not_null().to_numpy()
-    ens = AnomalyEnsemble("meter", feature_config, bands, config=cfg).fit(fa, lab)
-    cands = {"ensemble": ens, **{p: ens.with_peer(p, fa, lab) for p in cfg.peers}}
-    future = {}
-    for n, m in cands.items():
-        r = budget_metrics(fb, m.score_arrays(fb)["score"], ev_b, ref_b, tz, "meter")
-        future[n] = {
-            "budget_true_alerts": float(r["true_alerts"]),
-            "budget_alerts": float(r["alerts"]),
-            "budget_events": float(r["events"]),
-            "budget_true_alerts_by_event": r["true_alerts_by_event"],
-            "precision_at_budget": r["precision"],
-            "event_recall": r["event_recall"],
-        }
-    del cands, ens
-    table = {n: r["precision_at_budget"] for n, r in future.items()}
-    ranked = sorted(table, key=lambda n: -table[n])
-    best = ranked[0]
-    out: dict = {
-        "seeds": [seed_a, seed_b],
-        "held_out_days_per_window": eval_days,
-        "fleet_b_precision_at_budget": table,
-        "fleet_b_event_recall_at_budget": {n: r["event_recall"] for n, r in future.items()},
-        "fleet_b_true_events": int(future["ensemble"]["budget_events"]),
-        "fleet_b_best": best,
-        # is the future's best better than each other candidate beyond the noise (the policy's own test)?
-        "fleet_b_best_vs_others": {n: c.describe() for n, c in compare_candidates(future, best).items()},
-        "candidates_cpu_s": round(time.process_time() - t, 1),
-    }
-    beats = {n: c.better for n, c in compare_candidates(future, best).items()}
+    out: dict = {"seeds": [seed_a, seed_b], "held_out_days_per_window": eval_days}
+    out.update(future_check(fa, fb, inc, ref_a, ref_b, ev_b, tz, feature_config, bands, cfg))
+    best = out["fleet_b_best"]
     eval_from, end = days[-eval_days], days[-1]
     for setting, events, w in (("no_labels", empty_events(), 1), ("incidents", inc, windows)):
         t = time.process_time()
@@ -607,9 +578,10 @@ def champion_selection(
             },
             "held_out_precision_at_budget": {n: m["precision_at_budget"] for n, m in pooled.items()},
             "comparisons": tr.report["comparisons"],
-            "fleet_b_precision_of_selected": table[sel],
-            "fleet_b_rank_of_selected": 1 + sum(v > table[sel] for v in table.values()),
-            "right": sel == best or not beats.get(sel, False),
+            "fleet_b_precision_of_selected": out["fleet_b_precision_at_budget"][sel],
+            "fleet_b_rank_of_selected": 1
+            + sum(v > out["fleet_b_precision_at_budget"][sel] for v in out["fleet_b_precision_at_budget"].values()),
+            "right": sel == best or not out["fleet_b_best_beats"].get(sel, False),
             "cpu_s": round(time.process_time() - t, 1),
         }
     return out
@@ -662,4 +634,80 @@ def lof_cost(seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands, va
             "event_recall": r["event_recall"],
         }
         print(f"  LOF {name}: {out[name]}", flush=True)
+    return out
+
+
+def future_check(fa, fb, inc, ref_a, ref_b, ev_b, tz: str, feature_config, bands, cfg) -> dict:
+    """Every candidate fitted on all of fleet A with its incidents (as the anomaly training would), scored on
+    fleet B at the alert budget against the truth: the precision table, the best, and whether the best
+    beats each other candidate beyond the noise (the policy's own paired comparison, the other as the
+    incumbent, over fleet B's true events)."""
+    from models.grid.pipelines import compare_candidates
+
+    t = time.process_time()
+    lab = label_readings(fa, inc, ref_a, "meter").is_not_null().to_numpy()
+    ens = AnomalyEnsemble("meter", feature_config, bands, config=cfg).fit(fa, lab)
+    cands = {"ensemble": ens, **{p: ens.with_peer(p, fa, lab) for p in cfg.peers}}
+    future = {}
+    for n, m in cands.items():
+        r = budget_metrics(fb, m.score_arrays(fb)["score"], ev_b, ref_b, tz, "meter")
+        future[n] = {
+            "budget_true_alerts": float(r["true_alerts"]),
+            "budget_alerts": float(r["alerts"]),
+            "budget_events": float(r["events"]),
+            "budget_true_alerts_by_event": r["true_alerts_by_event"],
+            "precision_at_budget": r["precision"],
+            "event_recall": r["event_recall"],
+        }
+    del cands, ens
+    table = {n: r["precision_at_budget"] for n, r in future.items()}
+    best = sorted(table, key=lambda n: -table[n])[0]
+    vs = {n: compare_candidates(future, n)[best] for n in future if n != best}
+    return {
+        "fleet_b_precision_at_budget": table,
+        "fleet_b_event_recall_at_budget": {n: r["event_recall"] for n, r in future.items()},
+        "fleet_b_true_events": int(future["ensemble"]["budget_events"]),
+        "fleet_b_best": best,
+        # does the future's best beat each other candidate beyond the noise (that one as the incumbent)?
+        "fleet_b_best_vs_others": {n: c.describe() for n, c in vs.items()},
+        "fleet_b_best_beats": {n: c.better for n, c in vs.items()},
+        "fleet_b_true_alerts_by_event": {n: r["budget_true_alerts_by_event"] for n, r in future.items()},
+        "candidates_cpu_s": round(time.process_time() - t, 1),
+    }
+
+
+def refresh_future(part: dict, seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands) -> dict:
+    """A saved :func:`champion_selection` part with its future-fleet check recomputed
+    (:func:`future_check`) and each setting's ``right`` and rank re-derived from it; the selections are
+    the part's (they do not depend on fleet B)."""
+    from models.grid.features import meter_features
+    from models.grid.labels import incident_events
+
+    sim_a, a = fleet(seed_a)
+    sim_b, b = fleet(seed_b)
+    fa, fb = meter_features(a["meter_readings"], feature_config), meter_features(b["meter_readings"], feature_config)
+    del a, b
+    inc = incident_events(sim_a.incident_records(), known_by=fa["time"].max() + timedelta(hours=1))
+    fut = future_check(
+        fa,
+        fb,
+        inc,
+        sim_a.reference()["ref_meters"],
+        sim_b.reference()["ref_meters"],
+        sim_b.truth()["truth_events"],
+        tz,
+        feature_config,
+        bands,
+        AnomalyConfig(band_calibration="tail"),
+    )
+    out = {**part, **fut}
+    table, best = fut["fleet_b_precision_at_budget"], fut["fleet_b_best"]
+    for setting in ("no_labels", "incidents"):
+        sel = out[setting]["selected"]
+        out[setting] = {
+            **out[setting],
+            "fleet_b_precision_of_selected": table[sel],
+            "fleet_b_rank_of_selected": 1 + sum(v > table[sel] for v in table.values()),
+            "right": sel == best or not fut["fleet_b_best_beats"].get(sel, False),
+        }
     return out
