@@ -225,7 +225,7 @@ def champion_section(pairs: tuple[tuple[int, ...], ...] = CHAMPION_PAIRS) -> tup
             v["cpu_s_pair"] = round(time.process_time() - c_pair, 1)
             part.parent.mkdir(parents=True, exist_ok=True)
             part.write_text(json.dumps(v, indent=1, default=str))
-        sel[f"seeds_{sa}_{sb}"] = v
+        sel[f"seeds_{sa}_{sb}"] = {k: x for k, x in v.items() if k != "fleet_b_true_alerts_by_event"}  # in the part
         print(
             f"\n[champion policy, seeds {sa}/{sb}] future-fleet precision at budget: {v['fleet_b_precision_at_budget']}"
             f" over {v['fleet_b_true_events']} true events (best {v['fleet_b_best']}: {v['fleet_b_best_vs_others']})"
