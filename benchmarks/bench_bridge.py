@@ -85,6 +85,22 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def tree_cpu_by_pid(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and each of its live descendants, by pid."""
+    out = {pid: cpu_seconds(pid)}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for child in children:
+            try:
+                out.update(tree_cpu_by_pid(int(child)))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return out
+
+
 def pct(a, q) -> float | None:
     return float(np.percentile(a, q)) if len(a) else None
 
@@ -301,6 +317,34 @@ def publisher(port: int, seconds: float, rate: int, out: str, progress, go, nice
     )
 
 
+def probe_subscriber(port: int, stop, ready, out: str) -> None:
+    """A second, bare subscriber on the SCADA topics (QoS 0, its own session like the bridge) during the main run:
+    publish -> receipt of each hot (critical) sample without the bridge, i.e. what the publisher and Mosquitto
+    add on this host at this moment. Writes the delays (ms) to ``out``."""
+    import paho.mqtt.client as mqtt
+
+    os.setsid()
+    delays: list[float] = []
+    hot = b'"hot_spot_temp_c": 150.0'
+
+    def on_message(client, userdata, msg):
+        if hot in msg.payload:
+            t = json.loads(msg.payload)["sample_time"]
+            delays.append((time.time() - datetime.fromisoformat(t).timestamp()) * 1000)
+
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    c.on_message = on_message
+    c.on_subscribe = lambda *a: ready.set()
+    c.on_connect = lambda cl, *a: cl.subscribe(f"{PREFIX}/scada/+/telemetry", qos=0)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    stop.wait()
+    c.loop_stop()
+    Path(out).write_text(json.dumps(delays))
+
+
 def bare_subscriber(port: int, stop, count) -> None:
     """The baseline: receive + PUBACK every message of the topic tree, nothing else (paho, QoS 1)."""
     import paho.mqtt.client as mqtt
@@ -497,10 +541,17 @@ def main(argv: list[str] | None = None) -> int:
         pub = ctx.Process(
             target=publisher, args=(mq.port, a.seconds, a.rate, str(out), progress, go, a.publisher_nice), daemon=True
         )
+        pstop, pready = ctx.Event(), ctx.Event()
+        probe = ctx.Process(
+            target=probe_subscriber, args=(mq.port, pstop, pready, str(WORK / "probe.json")), daemon=True
+        )
+        probe.start()
+        pready.wait(30)
         pub.start()
         time.sleep(1.0)
         h0 = http_json(health)
         c0, t0 = tree_cpu_seconds(bridge.pid), time.monotonic()
+        host0, tree0 = host_cpu_by_process(), tree_cpu_by_pid(bridge.pid)
         go.set()
         lag = []
         while pub.is_alive():
@@ -516,6 +567,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         pub.join()
         t_pub_end = time.monotonic()
+        host1, tree1 = host_cpu_by_process(), tree_cpu_by_pid(bridge.pid)
+        # the bridge's processes: the parent, then its children by pid (start order: the landing child, the MQTT
+        # child), % of one core while the publisher ran
+        tree_cpu = {
+            ("bridge" if p == bridge.pid else f"child{i}_pid{p}"): round(
+                100 * (v - tree0.get(p, 0.0)) / (t_pub_end - t0), 1
+            )
+            for i, (p, v) in enumerate(sorted(tree1.items()))
+        }
+        host_cpu = {
+            k: round(100 * (v - host0.get(k, 0.0)) / (t_pub_end - t0), 1)
+            for k, v in sorted(host1.items(), key=lambda kv: -(kv[1] - host0.get(kv[0], 0.0)))
+            if v - host0.get(k, 0.0) > 0.2
+        }
         res = json.loads(out.read_text())
         log(
             f"published {res['published']} records ({res['readings']} readings) in {res['elapsed_s']:.1f} s; lag samples (t, lag, backlog, outbox): {lag[-3:]}"
@@ -528,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         t_done = time.monotonic()
         cpu = tree_cpu_seconds(bridge.pid) - c0
+        pstop.set()
+        probe.join(20)
+        probe_ms = json.loads((WORK / "probe.json").read_text()) if (WORK / "probe.json").exists() else []
         h1 = http_json(health)
 
         # ---- delivery: every injected condition
@@ -646,6 +714,19 @@ def main(argv: list[str] | None = None) -> int:
             # CPU of the bridge's process tree per record until it processed them all: what the bridge costs,
             # less dependent on how much of the CPU it got than the percentage (see also make bench-bridge-cpu)
             "bridge_cpu_us_per_reading": round(cpu / max(res["published"], 1) * 1e6, 1),
+            # publish -> accepted split into its stages (the bridge's trace + posted log), ms
+            "stage_latency_ms": stage_breakdown(WORK / "trace.jsonl", posted, conds),
+            # the same first stage seen by a bare subscriber beside the bridge (critical samples): the load
+            # generator's and Mosquitto's share of publish -> receipt, without the bridge
+            "probe_publish_to_rx_ms": {
+                "n": len(probe_ms),
+                "p50": _r(pct(probe_ms, 50)),
+                "p99": _r(pct(probe_ms, 99)),
+                "max": _r(max(probe_ms) if probe_ms else None),
+            },
+            # every process on the host while the publisher ran, % of one core (other helpers' jobs included)
+            "host_cpu_pct_by_process": host_cpu,
+            "bridge_cpu_pct_by_process": tree_cpu,
             # the bridge's own histograms (bucket upper bounds, ms): receipt -> outbox, one batch, outbox -> accepted
             "bridge_internal_p50_p99_ms": inside,
             "load_average_start": load_start,
@@ -729,6 +810,85 @@ def _hist_quantiles(m: dict[str, float], name: str) -> dict[str, float | None]:
     for q in (0.5, 0.99):
         hit = next((le for le, c in b if total and c >= q * total), None)
         out[f"p{int(q * 100)}"] = None if hit is None or hit == float("inf") else hit * 1000
+    return out
+
+
+#: the stages of a detection, in order: (name, from, to) over the per-alert timestamps (epoch s)
+STAGES = (
+    ("publish_to_paho_rx", "published", "rx"),  # publisher's JSON + Mosquitto + the MQTT child's paho parsing
+    ("paho_rx_to_handover", "rx", "handed"),  # the child's forward thread, pickling, the pipe, the parent's reader
+    ("handover_to_batch_start", "handed", "start"),  # waiting for the processing thread (linger, earlier batches)
+    ("validate", "start", "validated"),
+    ("rules_fired", "validated", "fired"),
+    ("outbox_commit", "fired", "submitted"),
+    ("outbox_to_post_start", "submitted", "post_started"),  # the drainer's pick-up (incl. a POST in flight)
+    ("post_to_accepted", "post_started", "accepted"),  # Alertmanager's HTTP answer
+    ("detection_total", "published", "accepted"),
+)
+
+
+def stage_breakdown(trace: Path, posted: Path, conds: dict) -> dict:
+    """Per-stage latency (ms, p50/p99/max) of the injected conditions' first firing alert: the bridge's trace
+    (one line per fired rule alert: receipt, hand-over, batch start, validated, fired, outbox commit) joined
+    with its posted log (POST start, accepted) on (alertname, asset_id, observed_at)."""
+    at: dict[tuple, dict] = {}
+    if trace.exists():
+        for line in trace.read_text().splitlines():
+            d = json.loads(line)
+            if "alert" in d:
+                k = tuple(d["alert"])
+                if k in conds and k not in at:
+                    at[k] = {s: d[s] for s in ("rx", "handed", "start", "validated", "fired", "submitted")}
+    for line in posted.read_text().splitlines():
+        p = json.loads(line)
+        k = (p["labels"].get("alertname"), p["labels"].get("asset_id"), p.get("observed_at"))
+        if p["status"] == "firing" and k in at and "accepted" not in at[k]:
+            at[k].update(post_started=p.get("post_started_at"), accepted=p["accepted_at"])
+            at[k]["published"] = datetime.fromisoformat(k[2]).timestamp()
+    full = [v for v in at.values() if v.get("accepted") and v.get("post_started")]
+    out = _stages(full)
+    out["critical"] = _stages(
+        [v for k, v in at.items() if conds[k] == "critical" and v.get("accepted") and v.get("post_started")]
+    )
+    return out
+
+
+def _stages(full: list[dict]) -> dict:
+    out: dict = {"alerts": len(full)}
+    for name, a, b in STAGES:
+        xs = [(v[b] - v[a]) * 1000 for v in full]
+        out[name] = {"p50": _r(pct(xs, 50)), "p99": _r(pct(xs, 99)), "max": _r(max(xs) if xs else None)}
+    # which stage made the slowest 1 %: the mean share of each stage in those alerts' total
+    slow = sorted(full, key=lambda v: v["accepted"] - v["published"])[-max(1, len(full) // 100) :] if full else []
+    out["slowest_1pct_mean_ms"] = {
+        name: _r(sum((v[b] - v[a]) * 1000 for v in slow) / len(slow)) for name, a, b in STAGES if slow
+    }
+    return out
+
+
+def host_cpu_by_process() -> dict[str, float]:
+    """CPU seconds so far of every process on the host, by command (python -m module / executable name)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        exe = os.path.basename(cmd[0].decode(errors="replace")) if cmd and cmd[0] else "?"
+        args = [c.decode(errors="replace") for c in cmd[1:4]]
+        if "-m" in args:
+            name = args[args.index("-m") + 1] if args.index("-m") + 1 < len(args) else exe
+        elif any("multiprocessing" in a or "spawn_main" in a for a in args):
+            name = exe + " (spawned child)"
+        else:
+            name = exe
+        out[name] = out.get(name, 0.0) + (int(st[11]) + int(st[12])) / tick
     return out
 
 

@@ -246,6 +246,8 @@ class Bench:
         ]
         if assets:
             cmd += ["--op-selection", ",".join(assets)]
+        if prof := os.environ.get("GRIDLAKE_BENCH_PROFILE"):  # a folder: a cProfile of each run's main thread there
+            cmd = [sys.executable, "-m", "cProfile", "-o", str(Path(prof) / f"{self.dir.name}_{n}_{job}.prof"), *cmd]
         log = self.dir / f"run_{n}_{job}.log"
         t = time.perf_counter()
         with open(log, "wb") as out:

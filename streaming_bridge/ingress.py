@@ -59,6 +59,8 @@ class Message:
     payload: bytes
     received_at: float  # epoch seconds (bridge clock)
     mid: int = 0  # MQTT packet id (for the deferred PUBACK)
+    #: when the processing side got it (the MQTT child's list arrived over the pipe); 0 = same as received_at
+    handed_at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -251,9 +251,10 @@ class MqttIngressProcess(MqttIngress):
                     log.error("MQTT child process exited")
                 return
             if kind == "msgs":
+                handed = time.time()
                 with self._cv:
                     for topic, payload, at, mid, gen in rest[0]:
-                        self._q.append((Message(topic, payload, at, mid), gen))
+                        self._q.append((Message(topic, payload, at, mid, handed), gen))
                     self.received += len(rest[0])
                     self._cv.notify()
             elif kind == "side":

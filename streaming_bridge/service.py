@@ -101,6 +101,9 @@ class BridgeConfig:
     #: land closed spool segments in a child process (only when the bridge opens the lake and landing zone
     #: itself from lake_root / landing, as the service does)
     land_process: bool = False
+    #: split a batch into the critical lane (SCADA) and the bulk only when the bulk's payloads exceed this many bytes
+    #: (a backlog, not one publisher burst: a split costs a second pass of the per-batch fixed costs); 0 = always
+    critical_lane_min_bulk_bytes: int = 64 * 1024
     #: the GIL switch interval of the service process (s): a thread woken to post (the outbox drainer) waits at
     #: most this long for the processing thread to hand over the GIL (Python's default 5 ms); 0 = leave it
     switch_interval_s: float = 0.0
@@ -132,6 +135,7 @@ class BridgeConfig:
             gc_freeze=e("GRIDLAKE_BRIDGE_GC_FREEZE", "1") not in ("0", "false", "no"),
             land_process=e("GRIDLAKE_BRIDGE_LAND_PROCESS", "1") not in ("0", "false", "no"),
             switch_interval_s=float(e("GRIDLAKE_BRIDGE_SWITCH_INTERVAL_MS", "1")) / 1000,
+            critical_lane_min_bulk_bytes=int(e("GRIDLAKE_BRIDGE_LANE_MIN_BULK_BYTES", str(64 * 1024))),
         )
         for k, v in overrides.items():
             setattr(cfg, k, v)
@@ -201,6 +205,7 @@ class Bridge:
         self.topo.onsets = OnsetStore(Path(config.spool_dir) / "onsets.sqlite")
         self.cfg.ingress.topics = Topics(config.topic_prefix)
         self.topics = self.cfg.ingress.topics
+        self._critical_prefix = self.topics.scada("")[: -len("/telemetry")]  # <prefix>/scada/
         self.validator = Validator(self.topo.known_ids(), self.cfg.ingress)
         self.engine = Engine(load_rules(config.rules_file), rating_kva=self.topo.rating_kva)
         self.events = GridEvents(self.topo, config.events)
@@ -260,7 +265,48 @@ class Bridge:
         return self.topo.onsets.transaction() if self.topo.onsets is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ one batch
-    def process(self, batch: Sequence[tuple[Message, int]], now: float | None = None) -> list[Alert]:
+    def lanes(
+        self, batch: Sequence[tuple[Message, int]]
+    ) -> tuple[list[tuple[Message, int]], list[tuple[Message, int]]]:
+        """Split a batch into the critical lane (SCADA telemetry: every critical rule of rules.yaml watches it) and
+        the bulk (meter readings, head-end batches, status), each in arrival order. Rule state is per source and
+        asset and grid events read meter readings and meter status only, so processing the lane first changes no
+        outcome; it only keeps a hot transformer's sample from waiting for a head-end burst's validation."""
+        prefix = self._critical_prefix
+        fast = [x for x in batch if x[0].topic.startswith(prefix)]
+        if not fast or len(fast) == len(batch):
+            return (list(batch), []) if fast else ([], list(batch))
+        return fast, [x for x in batch if not x[0].topic.startswith(prefix)]
+
+    def _split(self, batch: Sequence[tuple[Message, int]]) -> bool:
+        """Whether the bulk of this batch is big enough for the critical lane to pay (see BridgeConfig)."""
+        limit = self.cfg.critical_lane_min_bulk_bytes
+        if limit <= 0:
+            return True
+        prefix, size = self._critical_prefix, 0
+        for m, _ in batch:
+            if not m.topic.startswith(prefix):
+                size += len(m.payload)
+                if size > limit:
+                    return True
+        return False
+
+    def process_lanes(self, batch: Sequence[tuple[Message, int]], now: float | None = None) -> list[Alert]:
+        """Process the critical lane, then the bulk (:meth:`lanes`), when the bulk is a backlog's worth
+        (``critical_lane_min_bulk_bytes``; one publisher burst is processed in one pass). The PUBACKs of the whole batch go after the bulk
+        is spooled, in arrival order (MQTT wants QoS 1 acknowledgements in the order the messages came)."""
+        fast, bulk = self.lanes(batch) if self._split(batch) else ((), ())
+        if not fast or not bulk:
+            return self.process(batch, now=now)
+        return self.process(fast, now=now, ack=()) + self.process(bulk, now=now, ack=batch)
+
+    def process(
+        self,
+        batch: Sequence[tuple[Message, int]],
+        now: float | None = None,
+        ack: Sequence[tuple[Message, int]] | None = None,
+    ) -> list[Alert]:
+        """Validate, score and submit one batch; spool it and PUBACK ``ack`` (default: the batch) once durable."""
         t0 = time.perf_counter()
         w0, c0 = time.time(), time.thread_time()
         msgs = [m for m, _ in batch]
@@ -304,6 +350,7 @@ class Bridge:
                 )
                 + "\n"
             )
+            self._trace_stages(msgs, transitions, w0, w1, w2, submitted)
         for t in transitions:
             if t.firing and t.received_at:
                 self.metrics.detection.observe(max(0.0, submitted - t.received_at))
@@ -313,9 +360,9 @@ class Bridge:
             self._submit(scored)
             alerts += scored
         if self._durable is not None:  # spool + fsync + PUBACK on the durability thread (overlaps the next batch)
-            self._durable.put((r, batch))
+            self._durable.put((r, batch if ack is None else ack))
         else:
-            self._make_durable((r, batch))
+            self._make_durable((r, batch if ack is None else ack))
         # counts
         self.metrics.messages.inc(len(msgs))
         self.metrics.records.inc(r.records)
@@ -331,6 +378,25 @@ class Bridge:
         self.counts["status"] += len(r.status)
         self.metrics.batch_seconds.observe(time.perf_counter() - t0)
         return alerts
+
+    def _trace_stages(self, msgs, transitions, start, validated, fired, submitted) -> None:
+        """One trace line per firing rule alert: its message's receipt (MQTT child), hand-over to the processing
+        side (pipe), the batch's start, validation, rules, outbox commit (epoch s). The bench joins them with the
+        posted log (drainer pick-up, POST, accepted) on (alertname, asset, observed_at): the per-stage breakdown."""
+        handed = {m.received_at: m.handed_at or m.received_at for m in msgs}
+        for t in transitions:
+            a = self.active.get((t.rule.name, t.asset_id)) if t.firing else None
+            if a is None or not t.received_at:
+                continue
+            self._trace(
+                alert=[a.labels.get("alertname"), a.labels.get("asset_id"), a.annotations.get("observed_at")],
+                rx=t.received_at,
+                handed=handed.get(t.received_at, t.received_at),
+                start=start,
+                validated=validated,
+                fired=fired,
+                submitted=submitted,
+            )
 
     def _trace(self, **doc) -> None:
         if self._trace_log is not None:
@@ -383,7 +449,8 @@ class Bridge:
             if r.dead.height:
                 for row in r.dead.head(100).iter_rows(named=True):  # the table keeps all; the topic is a live view
                     self.mqtt.publish(self.topics.deadletter(row["source"] or "unknown"), dead_letter_message(row))
-            self.mqtt.ack(batch)
+            if batch:  # the critical lane's messages are acknowledged with their whole batch, after the bulk
+                self.mqtt.ack(batch)
         done = time.time()
         for _, batch in items:
             for m, _ in batch:
@@ -478,7 +545,7 @@ class Bridge:
                 batch = self.mqtt.take(self.cfg.max_batch, timeout=0.2, linger=self.cfg.batch_linger_s)
                 self._last_loop = time.monotonic()
                 if batch:
-                    self.process(batch)
+                    self.process_lanes(batch)
                 self.metrics.backlog.set(self.mqtt.backlog())
                 if time.monotonic() - self._last_tick >= 1.0:
                     self._last_tick = time.monotonic()
@@ -496,7 +563,7 @@ class Bridge:
             batch = self.mqtt.take(self.cfg.max_batch, timeout=0.05)
             if not batch:
                 break
-            self.process(batch)
+            self.process_lanes(batch)
         if self._durable_thread is not None:
             self._durable.put(None)
             self._durable_thread.join()

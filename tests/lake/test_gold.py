@@ -114,3 +114,39 @@ def test_grid_health_flags_overloaded_transformers_and_voltage_spread(topo):
     assert r["transformers_over_100pct"] == 1 and r["transformers_over_80pct"] == 1
     assert r["max_loading_pct"] == pytest.approx(110.0) and r["max_hot_spot_c"] == 95.0
     assert r["pct_voltage_outside_210_250"] == pytest.approx(200 / 3) and r["n_anomaly_flags"] == 1
+
+
+@pytest.mark.parametrize("interval", [30, 15])
+def test_integer_keyed_hourly_equals_the_id_keyed_reference_to_the_bit(interval):
+    """load_hourly groups and sorts on integer codes; the id-keyed reference gives the very same frame (values to
+    the bit, row order, dtypes) for 30-minute meters (one reading a slot), 15-minute meters (two), a meter whose
+    transformer is unknown, readings out of order, and a meter ref_meters does not know (the reference path)."""
+    from simulator import SimConfig, Simulator
+
+    day = dt.date(2026, 3, 4)
+    sim = Simulator(SimConfig(n_meters=60, start=day, days=1, seed=3, interval_minutes=interval))
+    ref = sim.reference()
+    meters, transformers = ref["ref_meters"], ref["ref_transformers"]
+    silver = sim.meter_readings(day).with_columns(
+        pl.when(pl.int_range(pl.len()) % 97 == 0).then(pl.lit("anomaly")).otherwise(pl.lit("ok")).alias("quality_flag")
+    )
+    silver = silver.sample(fraction=1.0, shuffle=True, seed=1)  # silver's row order is the files'
+    # a meter without a transformer in the reference: its own null group at the coarser levels
+    meters = meters.with_columns(
+        pl.when(pl.col("meter_id") == meters["meter_id"][5])
+        .then(None)
+        .otherwise(pl.col("transformer_id"))
+        .alias("transformer_id")
+    )
+    got = gold.load_hourly(silver, meters, transformers, day)
+    want = gold._load_hourly_by_id(silver, meters, transformers, day)
+    assert got.schema == want.schema
+    assert got.equals(want)
+    for c in ("energy_kwh", "peak_kw", "mean_kw"):
+        assert got[c].to_numpy().tobytes() == want[c].to_numpy().tobytes()
+    assert got.filter(pl.col("level") == "meter").height == meters.height * 24
+    # a reading of a meter ref_meters does not know: the id-keyed path, which keeps it (null topology)
+    stray = silver.head(1).with_columns(pl.lit("MX-UNKNOWN").alias("meter_id"))
+    got = gold.load_hourly(pl.concat([silver, stray]), meters, transformers, day)
+    assert got.equals(gold._load_hourly_by_id(pl.concat([silver, stray]), meters, transformers, day))
+    assert "MX-UNKNOWN" in got["entity_id"].to_list()

@@ -8,6 +8,7 @@ import datetime as dt
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, SkipReason, materialize
+from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from assets.resources import (
     AlertingResource,
@@ -65,8 +66,8 @@ def test_materialisation_on_the_postgres_instance(pg_dagster_home, pg_database, 
     from lake.landing import LocalLanding
 
     instance = DagsterInstance.get()
-    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    assert isinstance(instance.run_storage, PostgresRunStorage)  # deploy/dagster.yaml: the pooled subclass
+    assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
     zone = LocalLanding(tmp_path / "landing")
     man = _land(small_sim, zone, dt.date.fromisoformat(DAY))
     res = _resources(str(tmp_path / "lake"), str(tmp_path / "landing"), tmp_path)

@@ -20,6 +20,7 @@ from dagster import (
     build_run_status_sensor_context,
     materialize,
 )
+from dagster_postgres import PostgresRunStorage
 
 from contracts import SOURCES
 from lake.delta import Lake
@@ -70,7 +71,7 @@ def test_a_held_day_blocks_only_its_own_days_gold_in_a_range(pg_dagster_home, pg
 
     sim = Simulator(SimConfig(n_meters=40, start=START, days=len(DAYS), seed=23))
     instance = DagsterInstance.get()
-    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert isinstance(instance.run_storage, PostgresRunStorage)  # deploy/dagster.yaml: the pooled subclass
     zone = LocalLanding(tmp_path / "landing")
     for d in DAYS:
         _land(sim, zone, d, bad=BadRecordRates(out_of_range=0.01))  # some quarantined records every day

@@ -25,6 +25,7 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
 )
+from dagster_postgres import PostgresRunStorage
 
 from assets.resources import (
     AlertingResource,
@@ -66,7 +67,7 @@ def pg_instance(tmp_path_factory, pg_params):
     os.environ.update(env)
     instance = DagsterInstance.get()
     try:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert isinstance(instance.run_storage, PostgresRunStorage)  # deploy/dagster.yaml: the pooled subclass
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         yield instance
     finally:

@@ -89,6 +89,26 @@ def test_client_errors_are_clear(alertmanager, tmp_path):
     assert e.value.status is None and e.value.retryable
 
 
+def test_post_alerts_reuses_its_connection_and_survives_an_alertmanager_restart(alertmanager):
+    """post_alerts keeps one HTTP connection per thread: when Alertmanager restarts, the dead kept-alive connection
+    is noticed and replaced (the POST goes through); while it is down the error is retryable."""
+    c = AlertmanagerClient(alertmanager.url)
+    c.post_alerts([make_alert(11)])
+    c.post_alerts([json.dumps(make_alert(12).to_alertmanager())])  # the outbox's stored JSON text
+    conn = c._lean.conn
+    c.post_alerts([make_alert(13)])
+    assert c._lean.conn is conn  # kept alive, not re-opened per POST
+    alertmanager.stop()
+    alertmanager.start()  # the kept-alive connection is now dead
+    c.post_alerts([make_alert(14)])
+    assert c._lean.conn is not conn
+    assert make_alert(14).labels["asset_id"] in {x["labels"]["asset_id"] for x in c.alerts()}
+    alertmanager.stop()
+    with pytest.raises(AlertmanagerError) as e:
+        c.post_alerts([make_alert(15)])
+    assert e.value.status is None and e.value.retryable
+
+
 # ---------------------------------------------------------------------------------------------------------
 # receiver alone
 # ---------------------------------------------------------------------------------------------------------
