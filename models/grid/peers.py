@@ -48,11 +48,14 @@ def fit_peer(name: str, xs: np.ndarray, seed: int = 0):
     if rows < 2:
         raise ValueError(f"peer {name}: need at least 2 training rows, got {len(xs)}")
     idx = np.sort(np.random.default_rng(seed).choice(len(xs), rows, replace=False))
-    return makers[name]().fit(np.ascontiguousarray(xs[idx]))
+    x = xs[idx].astype(np.float64) if name == "lof" else xs[idx]  # brute-force distances: float64, see peer_raw
+    return makers[name]().fit(np.ascontiguousarray(x))
 
 
 def peer_raw(name: str, model, xs: np.ndarray) -> np.ndarray:
     """Raw anomaly score of a fitted peer (higher = more anomalous), float64."""
     if name == "isolation_forest":
         return -np.asarray(model.score_samples(xs), dtype=np.float64)
+    if name == "lof":  # brute force expands |a-b|^2 = |a|^2+|b|^2-2ab: in float32 that reorders near ties
+        xs = np.asarray(xs, dtype=np.float64)
     return np.asarray(model.decision_function(xs), dtype=np.float64)
