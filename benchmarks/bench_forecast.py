@@ -34,14 +34,17 @@ RMSE in % of capacity over daylight targets, skill = 1 - RMSE / RMSE(smart persi
 conformalised inside every fit on the latest 20 % of its training origins, scores normalised by
 clear-sky power (``models.solar.forecast``, ``models.forecast.conformal``).
 
-Utility -- the gridlake simulator (300 meters, 2 feeders, May-Aug 2026, Greensboro weather): hourly
-feeder load, day-ahead (24 h) from the last 28 local midnights; XGBoost with the latest NWP issue
-before the origin vs the same model with persisted weather, statsforecast MSTL/AutoETS (peer), gridlake's
-mstl_ets and weekly naive, refitted every 7 origins on data before the origin. Every model's band is
-recalibrated by rolling conformal (``models.forecast.conformal.rolling_conformal``) on the errors of
-the 21 origins before each test origin (21 calibration origins precede the 28 test ones): 80 % and
-90 % coverage with 95 % block-bootstrap intervals over the test origins (``coverage_cis``), pinball
-loss, and the model's own band as ``coverage_80_raw``. ``utility_production_bands``: the production
+Utility -- the gridlake simulator (300 meters, 2 feeders, 1 May 2026 - 5 Jan 2027, Greensboro weather):
+hourly feeder load, day-ahead (24 h) from the last 112 local midnights (16 Sep - 5 Jan; 28 origins resolved
+coverage to only +-6 points); XGBoost with the latest NWP issue before the origin vs the same model with
+persisted weather, statsforecast MSTL/AutoETS (peer), gridlake's mstl_ets and weekly naive, refitted every 7
+origins on data before the origin (the statsforecast models at every one). Every model's band is recalibrated
+by rolling conformal (``models.forecast.conformal.rolling_conformal``) on the errors of origins before each
+test origin; 42 calibration origins precede the test ones, and the window length and adaptive-conformal step
+are chosen on them alone (``utility_conformal_selection``). 80 % and 90 % coverage with 95 % block-bootstrap
+intervals over the test origins (``coverage_cis``), pinball loss, and the model's own band as
+``coverage_80_raw``. The backtests run in ``--utility-jobs`` processes (CPU seconds summed per model).
+``utility_production_bands``: the production
 wrapper (``ConformalForecaster``, 14 calibration origins inside each fit's history) scored with the
 NWP feed, its calibration backtests made with the same NWP issues (as known at each calibration
 origin) or with persisted weather (the session-7 mismatch).
@@ -132,13 +135,15 @@ PROTOCOL = {
         "persistence), coverage_80, coverage_90, pinball over p05/p10/p50/p90/p95 in % of capacity",
     },
     "utility": {
-        "data": "gridlake simulator, 300 meters, 2 feeders, seed 7, 1 May - 30 Aug 2026 (122 days), Greensboro "
+        "data": "gridlake simulator, 300 meters, 2 feeders, seed 7, 1 May 2026 - 5 Jan 2027 (250 days), Greensboro "
         "TMY weather; hourly mean feeder load (sum of the feeder's meters' demand)",
         "train_window": "all hours before the origin (expanding from 1 May), refitted every 7 origins, rolled "
-        "forward in between",
-        "origins": "49 local midnights (America/New_York): 21 calibration origins (13 Jul - 2 Aug) whose errors "
-        "only calibrate the bands, then 28 test origins (3 - 30 Aug) that are scored (each test origin's band "
-        "calibrated on the 21 origins before it)",
+        "forward in between (mstl_ets and sf_mstl_ets have no roll-forward: refitted at every origin on the "
+        "latest 8 weeks)",
+        "origins": "154 local midnights (America/New_York): 42 calibration origins (5 Aug - 15 Sep 2026) whose "
+        "errors only calibrate the bands and choose the conformal settings (the first 14 warm the window up, the "
+        "other 28 score each setting of utility_conformal_selection), then 112 test origins (16 Sep 2026 - 5 Jan "
+        "2027) that are scored, each test origin's band calibrated on origins before it",
         "leads": "1..24 h (day-ahead)",
         "weather": {
             "xgboost_forecast_weather": "temperature from the latest simulated NWP issue published before the "
@@ -147,8 +152,11 @@ PROTOCOL = {
             "others": "none (mstl_ets, sf_mstl_ets, seasonal_naive_weekly use the load only)",
         },
         "intervals": "rolling conformal per model and feeder (models.forecast.conformal.rolling_conformal): at "
-        "each test origin, CQR widths from the latest 21 origins' errors whose target hours ended by the origin, "
-        "6 h lead buckets, relative to p50; p10/p90 = 80 %, p05/p95 = 90 %; coverage_80_raw / pinball_raw are "
+        "each test origin, CQR widths from the latest window_origins origins' errors whose target hours ended by "
+        "the origin, 6 h lead buckets, relative to p50, optionally adaptive (ACI: the quantile level moves after "
+        "each ended origin by aci_gamma x (miss rate - nominal miss rate)); window and aci_gamma chosen on the "
+        "calibration origins (utility_conformal_selection; the session-8 setting, window 21 without ACI, kept as "
+        "utility_feeder_default_conformal); p10/p90 = 80 %, p05/p95 = 90 %; coverage_80_raw / pinball_raw are "
         "the model's own band",
         "metrics": "MAPE, bias (sum(p50 - y) / sum(y)), pinball over p10/p50/p90 (and pinball_5q over five "
         "quantiles) in kW, within_5pct (share of hours with |error| <= 5 %), coverage_80, coverage_90",
@@ -158,7 +166,7 @@ PROTOCOL = {
         "day-to-day weather dependence); effective_rows = p(1-p) / bootstrap variance",
         "production_bands": "utility_production_bands: XGBoost (forecast weather) in models.forecast.factory's "
         "ConformalForecaster (14 daily calibration origins inside each fit's history, 6 h lead buckets, widths "
-        "relative to p50), refitted every 7 test origins, scored on the 28 test origins with the latest NWP issue; "
+        "relative to p50), refitted every 7 test origins, scored on the 112 test origins with the latest NWP issue; "
         "conformal_nwp calibrates on backtests with the NWP issues known at each calibration origin (production "
         "since session 8), conformal_persisted on backtests with persisted weather (production before)",
     },
@@ -448,17 +456,25 @@ def run_solar(only: set[str] | None = None) -> dict:
     }
 
 
-UTILITY_DAYS, UTILITY_TEST_DAYS = 122, 28
-#: origins before the test ones whose errors calibrate the first test origins' bands
-UTILITY_CAL_DAYS = 21
+#: 250 simulated days (1 May 2026 - 5 Jan 2027), the last 112 local midnights scored: 28 origins resolved
+#: coverage to only about +-6 points (95 % CI); 4x the origins halve that (session 9)
+UTILITY_DAYS, UTILITY_TEST_DAYS = 250, 112
+#: origins before the test ones whose errors calibrate the first test origins' bands (and on which
+#: calibration settings are chosen: the first 14 warm the window up, the later ones are scored)
+UTILITY_CAL_DAYS = 42
+#: models refitted every this many origins on data before the origin, rolled forward in between
+UTILITY_REFIT_EVERY = 7
 #: rolling conformal: the latest 21 origins' errors, 6-hour lead buckets, widths relative to p50
 UTILITY_CONFORMAL = dict(window_origins=21, min_origins=14, bucket_hours=6, scale="level")
 UTILITY_FEEDERS = 2
 
 
-def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: int = UTILITY_FEEDERS, seed: int = 7):
+def utility_feeders(
+    days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: int = UTILITY_FEEDERS, seed: int = 7, meters: bool = True
+):
     """A simulated utility (the gridlake simulator, default events) from 1 May 2026: hourly mean
-    feeder load (sum of the feeders' meters' demand_kw) and the hourly weather it was driven by."""
+    feeder load (sum of the feeders' meters' demand_kw) and the hourly weather it was driven by
+    (``meters=False``: the weather only, the load frame empty)."""
     from datetime import date, timedelta
 
     from simulator import SimConfig, Simulator
@@ -469,6 +485,9 @@ def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: in
     loads, weather = [], []
     for k in range(days):
         d = cfg.start + timedelta(days=k)
+        weather.append(sim.weather(d))
+        if not meters:
+            continue
         mr = sim.meter_readings(d).join(feeder_of, on="meter_id")
         per_t = mr.group_by("feeder_id", "reading_time").agg(pl.col("demand_kw").sum()).sort("reading_time")
         loads.append(
@@ -476,7 +495,8 @@ def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: in
                 pl.col("demand_kw").mean().alias("mean_kw")
             )
         )
-        weather.append(sim.weather(d))
+    if not meters:
+        return pl.DataFrame(), pl.concat(weather).sort("observation_time"), cfg
     load = (
         pl.concat(loads)
         .rename({"reading_time": "period_start", "feeder_id": "entity_id"})
@@ -485,34 +505,29 @@ def utility_feeders(days: int = UTILITY_DAYS, n_meters: int = 300, n_feeders: in
     return load, pl.concat(weather).sort("observation_time"), cfg
 
 
-def run_utility() -> dict:
-    """Feeder level, day-ahead (24 h from each of the last 28 local midnights): XGBoost with the
-    latest simulated NWP issue before the origin vs the same model with persisted weather, beside
-    statsforecast's MSTL/AutoETS (peer), gridlake's mstl_ets and weekly naive; every model refitted
-    every 7 origins on data before the origin and rolled forward in between."""
-    from zoneinfo import ZoneInfo
+#: the utility models (each backtested on every origin) and the production wrapper's calibrations
+UTILITY_MODELS = (
+    "xgboost_forecast_weather", "xgboost_persisted_weather", "mstl_ets", "sf_mstl_ets", "seasonal_naive_weekly"
+)  # fmt: skip
+UTILITY_PRODUCTION = ("conformal_nwp", "conformal_persisted")
+#: the statsforecast models have no roll-forward (refitted at every origin): they see the latest 8 weeks,
+#: which keeps their cost flat over 154 origins (on the whole expanding history the run needed ~3x the CPU)
+UTILITY_SF_WINDOW = pd.Timedelta(weeks=8)
+#: origins per parallel backtest chunk (a multiple of UTILITY_REFIT_EVERY: chunks reproduce the whole run)
+UTILITY_CHUNK = 28
+assert UTILITY_CHUNK % UTILITY_REFIT_EVERY == 0
 
-    from models.forecast.tables import with_temperature
+
+def _utility_task(task: tuple) -> tuple[pl.DataFrame, float]:
+    """One feeder's backtest of one utility model (``kind`` "model", on every origin) or of the
+    production wrapper (``kind`` "production", on the test origins); returns it with its CPU seconds."""
     from models.forecast.weather_inputs import exog_as_known_at
-    from simulator.nwp import error_stats, issue_forecasts
-    from simulator.weather import load_tmy
 
-    t0 = time.process_time()
-    load, weather, cfg = utility_feeders()
-    tmy = load_tmy()
-    wpd = weather.to_pandas()
-    nwp = issue_forecasts(wpd, tmy.latitude, tmy.longitude, tmy.altitude, seed=1)
+    kind, name, feeder, df, origins, nwp, wpd, tz = task
+    warnings.filterwarnings("ignore")
+    c0 = time.process_time()
     no_issues = nwp.iloc[:0]
-    tz = ZoneInfo(cfg.timezone)
-    end = cfg.start + pd.Timedelta(days=UTILITY_DAYS)
-    n_origins = UTILITY_CAL_DAYS + UTILITY_TEST_DAYS
-    origins = [pd.Timestamp(end - pd.Timedelta(days=k), tz=tz).tz_convert("UTC") for k in range(n_origins, 0, -1)]
-    test = origins[UTILITY_CAL_DAYS:]
-    sim_seconds = round(time.process_time() - t0, 1)
-
-    xgb = lambda: XGBoostForecaster(
-        DAY, exog=("temp_air_c",), tz=cfg.timezone, country="US", n_estimators=300, n_jobs=1
-    )  # noqa: E731
+    xgb = lambda: XGBoostForecaster(DAY, exog=("temp_air_c",), tz=tz, country="US", n_estimators=300, n_jobs=1)  # noqa: E731
     specs = {
         "xgboost_forecast_weather": (xgb, exog_as_known_at(nwp, wpd)),
         "xgboost_persisted_weather": (xgb, exog_as_known_at(no_issues, wpd)),
@@ -524,24 +539,139 @@ def run_utility() -> dict:
     # inside each fit's history), scored with the NWP feed; calibrated with the NWP issues as known at each
     # calibration origin (now) or with persisted weather (production until session 8)
     production = {
-        f"conformal_{w}": lambda w=w: ConformalForecaster(
-            xgb, DAY, cal_days=14, future_exog=exog_as_known_at(nwp if w == "nwp" else no_issues, wpd)
+        f"conformal_{w}": (
+            lambda w=w: ConformalForecaster(
+                xgb, DAY, cal_days=14, future_exog=exog_as_known_at(nwp if w == "nwp" else no_issues, wpd)
+            ),
+            exog_as_known_at(nwp, wpd),
         )
         for w in ("nwp", "persisted")
     }
-    frames, prod_frames = [], []
+    make, fx = (specs if kind == "model" else production)[name]
+    window = UTILITY_SF_WINDOW if name in ("mstl_ets", "sf_mstl_ets") else None
+    bt = rolling_origin(make, df, origins, 24, refit_every=UTILITY_REFIT_EVERY, history_window=window, future_exog=fx)
+    col = "model" if kind == "model" else "calibration"
+    bt = bt.with_columns(pl.lit(name).alias(col), pl.lit(feeder).alias("feeder"))
+    if os.environ.get("GRIDLAKE_BENCH_CHUNKS"):  # a checkpoint per chunk (long runs on a loaded host)
+        d = Path(os.environ["GRIDLAKE_BENCH_CHUNKS"])
+        d.mkdir(parents=True, exist_ok=True)
+        bt.write_parquet(d / f"{kind}_{name}_{feeder}_{pd.Timestamp(origins[0]):%Y%m%d}.parquet")
+    return bt, time.process_time() - c0
+
+
+def run_utility(
+    days: int = UTILITY_DAYS,
+    test_days: int = UTILITY_TEST_DAYS,
+    cal_days: int = UTILITY_CAL_DAYS,
+    save_backtest: str | None = None,
+    jobs: int = 2,
+    from_backtest: str | None = None,
+) -> dict:
+    """Feeder level, day-ahead (24 h from each of the last ``test_days`` local midnights): XGBoost with the
+    latest simulated NWP issue before the origin vs the same model with persisted weather, beside
+    statsforecast's MSTL/AutoETS (peer), gridlake's mstl_ets and weekly naive; every model refitted
+    every 7 origins on data before the origin and rolled forward in between. ``save_backtest``: a
+    directory for the raw (uncalibrated) backtests, to study calibration settings without refitting;
+    ``from_backtest``: such a directory, scored instead of running the backtests again (the weather is
+    simulated again for the NWP error statistics; CPU seconds come from its meta.json)."""
+    from zoneinfo import ZoneInfo
+
+    from models.forecast.tables import with_temperature
+    from simulator.nwp import error_stats, issue_forecasts
+    from simulator.weather import load_tmy
+
+    t0 = time.process_time()
+    d = Path(from_backtest) if from_backtest else None
+    meta = json.loads((d / "meta.json").read_text()) if d and (d / "meta.json").exists() else {}
+    if d and "nwp_error_stats" in meta:  # scored from saved backtests: nothing to simulate
+        from simulator import SimConfig
+
+        cfg = SimConfig(
+            n_meters=300, start=pd.Timestamp("2026-05-01").date(), days=days, n_feeders=UTILITY_FEEDERS, seed=7
+        )
+        nwp_stats = meta.pop("nwp_error_stats")
+    else:
+        load, weather, cfg = utility_feeders(days, meters=d is None)
+        tmy = load_tmy()
+        wpd = weather.to_pandas()
+        nwp = issue_forecasts(wpd, tmy.latitude, tmy.longitude, tmy.altitude, seed=1)
+        nwp_stats = error_stats(nwp, wpd)
+    tz = ZoneInfo(cfg.timezone)
+    end = cfg.start + pd.Timedelta(days=days)
+    n_origins = cal_days + test_days
+    origins = [pd.Timestamp(end - pd.Timedelta(days=k), tz=tz).tz_convert("UTC") for k in range(n_origins, 0, -1)]
+    test = origins[cal_days:]
+    sim_seconds = round(time.process_time() - t0, 1)
+
+    if d:
+        frames = [pl.read_parquet(d / "utility_raw_backtest.parquet")]
+        prod_frames = [pl.read_parquet(d / "utility_production_backtest.parquet")]
+        got = frames[0]["origin"].unique().sort().to_list()
+        if [pd.Timestamp(o) for o in got] != origins:
+            raise ValueError(f"{d}: its {len(got)} origins are not this run's {len(origins)} (days/test/calibration)")
+        return utility_results(frames, prod_frames, origins, cal_days, nwp_stats, cfg, days,
+                               {**meta, "scored_from": str(d)}, t0)  # fmt: skip
+    # every (feeder, model) backtest is independent: ``jobs`` processes run them (the largest first);
+    # CPU seconds are each task's own process time, summed
+    # a backtest split at a multiple of the refit period is the same backtest (each chunk starts with the
+    # fit the whole run makes there), so chunks of UTILITY_CHUNK origins run in parallel
+    tasks = []
+    chunk = UTILITY_CHUNK
     for feeder in load["entity_id"].unique().sort().to_list():
-        df = with_temperature(load.filter(pl.col("entity_id") == feeder).drop("entity_id"), weather)
-        for name, (make, fx) in specs.items():
-            bt = rolling_origin(make, df, origins, 24, refit_every=7, future_exog=fx)
-            frames.append(bt.with_columns(pl.lit(name).alias("model"), pl.lit(feeder).alias("feeder")))
-        for name, make in production.items():
-            bt = rolling_origin(make, df, test, 24, refit_every=7, future_exog=exog_as_known_at(nwp, wpd))
-            prod_frames.append(bt.with_columns(pl.lit(name).alias("calibration"), pl.lit(feeder).alias("feeder")))
+        df = with_temperature(load.filter(pl.col("entity_id") == feeder).drop("entity_id"), weather).to_pandas()
+        for name in UTILITY_MODELS:
+            for k in range(0, len(origins), chunk):
+                tasks.append(("model", name, feeder, df, origins[k : k + chunk], nwp, wpd, cfg.timezone))
+        for name in UTILITY_PRODUCTION:
+            for k in range(0, len(test), chunk):
+                tasks.append(("production", name, feeder, df, test[k : k + chunk], nwp, wpd, cfg.timezone))
+    tasks.sort(key=lambda t: (UTILITY_PRODUCTION + UTILITY_MODELS).index(t[1]))
+    frames, prod_frames, cpu = [], [], {}
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_utility_task, tasks))
+    else:
+        results = [_utility_task(t) for t in tasks]
+    for t, (bt, sec) in zip(tasks, results, strict=True):
+        (frames if t[0] == "model" else prod_frames).append(bt)
+        cpu[t[1]] = round(cpu.get(t[1], 0) + sec, 1)
+    print("  backtest CPU s (both feeders): " + ", ".join(f"{k} {v}" for k, v in cpu.items()), flush=True)
+    meta = {"simulate_cpu_seconds": sim_seconds, "model_cpu_seconds": cpu, "backtest_jobs": jobs}
+    if save_backtest:
+        Path(save_backtest).mkdir(parents=True, exist_ok=True)
+        (Path(save_backtest) / "meta.json").write_text(json.dumps({**meta, "nwp_error_stats": nwp_stats}))
+        pl.concat(frames).write_parquet(Path(save_backtest) / "utility_raw_backtest.parquet")
+        pl.concat(prod_frames).write_parquet(Path(save_backtest) / "utility_production_backtest.parquet")
+    return utility_results(frames, prod_frames, origins, cal_days, nwp_stats, cfg, days, meta, t0)
+
+
+def utility_results(
+    frames: list,
+    prod_frames: list,
+    origins: list,
+    cal_days: int,
+    nwp_stats: dict,
+    cfg,
+    days: int,
+    meta: dict,
+    t0: float,
+) -> dict:
+    """Score the utility backtests: conformal settings chosen on the calibration origins, every model's
+    calibrated band and point errors on the test origins, the production wrapper's coverage."""
+    test = origins[cal_days:]
+    every = UTILITY_REFIT_EVERY
     # every model's band recalibrated per test origin on the errors of the origins before it
     # (their target hours ended by the origin): models.forecast.conformal, as production does
     raw_bt = pl.concat(frames)
-    bt = rolling_conformal(raw_bt, test, by=("model", "feeder"), **UTILITY_CONFORMAL)
+    cal_eval = origins[UTILITY_CONFORMAL["min_origins"] : cal_days]
+    chosen, grid = select_conformal(raw_bt, cal_eval)
+    conformal = {**UTILITY_CONFORMAL, **chosen}
+    print(f"  conformal settings chosen on {len(cal_eval)} calibration origins: {chosen}", flush=True)
+    bt = rolling_conformal(raw_bt, test, by=("model", "feeder"), **conformal)
+    default = rolling_conformal(raw_bt, test, by=("model", "feeder"), **UTILITY_CONFORMAL)
     out = {}
     for (name,), g in bt.group_by(["model"], maintain_order=True):
         a, p05, lo, md, hi, p95 = (g[c].to_numpy() for c in ("actual", "p05", "p10", "p50", "p90", "p95"))
@@ -556,6 +686,7 @@ def run_utility() -> dict:
             "coverage_80_raw": round(raw["coverage_80"], 3), "pinball_raw": round(raw["pinball"], 3),
             "n": len(g), **coverage_cis(g),
         }  # fmt: skip
+    default_cov = {name: coverage_cis(g) for (name,), g in default.group_by(["model"], maintain_order=True)}
     prod = {}
     for (name,), g in pl.concat(prod_frames).group_by(["calibration"], maintain_order=True):
         prod[name] = {
@@ -567,12 +698,47 @@ def run_utility() -> dict:
         "utility_feeder": dict(sorted(out.items(), key=lambda kv: kv[1]["mape"])),
         "utility_calibration_vs_test": calibration_vs_test(raw_bt, test),
         "utility_production_bands": prod,
-        "utility_nwp_error_stats": error_stats(nwp, wpd),
-        "utility_setup": {"meters": cfg.n_meters, "feeders": cfg.feeders, "days": UTILITY_DAYS, "test_origins": len(test),
-                          "calibration_origins": UTILITY_CAL_DAYS, "first_origin": str(test[0]),
-                          "conformal": UTILITY_CONFORMAL, "simulate_cpu_seconds": sim_seconds,
-                          "cpu_seconds": round(time.process_time() - t0, 1)},
+        "utility_conformal_selection": {
+            "chosen": chosen,
+            "calibration_origins_scored": len(cal_eval),
+            "criterion": "mean over models of (|coverage_80 - 0.8| + |coverage_90 - 0.9|) / 2 on the calibration "
+            "origins (both feeders); the test origins are scored only with the chosen and the default setting",
+            "grid": grid,
+        },
+        "utility_feeder_default_conformal": {"settings": UTILITY_CONFORMAL, **default_cov},
+        "utility_nwp_error_stats": nwp_stats,
+        "utility_setup": {"meters": cfg.n_meters, "feeders": cfg.feeders, "days": days, "test_origins": len(test),
+                          "calibration_origins": cal_days, "first_origin": str(test[0]), "refit_every": every,
+                          "conformal": conformal, **meta, "cpu_seconds": round(time.process_time() - t0, 1)},
     }  # fmt: skip
+
+
+#: rolling-conformal settings tried on the calibration origins: window length and adaptive conformal
+#: (ACI, ``aci_gamma``; None = the plain window)
+UTILITY_CONFORMAL_GRID = tuple({"window_origins": w, "aci_gamma": g} for w in (14, 21, 28) for g in (None, 0.02, 0.05))
+
+
+def _coverage_error(bt: pl.DataFrame) -> tuple[float, float, float]:
+    """(mean over models of (|cov80 - 0.8| + |cov90 - 0.9|) / 2, pooled cov80, pooled cov90)."""
+    inside = lambda lo, hi: ((pl.col("actual") >= pl.col(lo)) & (pl.col("actual") <= pl.col(hi))).mean()  # noqa: E731
+    per = bt.group_by("model").agg(inside("p10", "p90").alias("c80"), inside("p05", "p95").alias("c90"))
+    err = float((((per["c80"] - 0.8).abs() + (per["c90"] - 0.9).abs()) / 2).mean())
+    tot = bt.select(inside("p10", "p90").alias("c80"), inside("p05", "p95").alias("c90")).row(0)
+    return err, float(tot[0]), float(tot[1])
+
+
+def select_conformal(raw_bt: pl.DataFrame, cal_eval: list) -> tuple[dict, list[dict]]:
+    """The rolling-conformal setting of :data:`UTILITY_CONFORMAL_GRID` with the smallest coverage error
+    on the calibration origins ``cal_eval`` (all before the test ones; their bands calibrated from
+    earlier origins only). The grid comes back with each setting's calibration figures."""
+    rows = []
+    for setting in UTILITY_CONFORMAL_GRID:
+        kw = {**UTILITY_CONFORMAL, **setting}
+        cal = _coverage_error(rolling_conformal(raw_bt, cal_eval, by=("model", "feeder"), **kw))
+        rows.append({**setting, "calibration_error": round(cal[0], 4), "calibration_coverage_80": round(cal[1], 3),
+                     "calibration_coverage_90": round(cal[2], 3)})  # fmt: skip
+    best = min(rows, key=lambda r: r["calibration_error"])
+    return {k: best[k] for k in ("window_origins", "aci_gamma")}, rows
 
 
 #: consecutive origins per bootstrap block of the coverage intervals (1: whole days; 4: also day-to-day dependence)
@@ -646,6 +812,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=str(RESULTS),
         help="results file (parts run in parallel write separate files; merge_results joins them)",
     )
+    ap.add_argument("--utility-days", type=int, default=UTILITY_DAYS, help="simulated days (from 1 May 2026)")
+    ap.add_argument("--utility-test-origins", type=int, default=UTILITY_TEST_DAYS, help="scored local midnights")
+    ap.add_argument("--utility-cal-origins", type=int, default=UTILITY_CAL_DAYS, help="calibration origins before them")
+    ap.add_argument("--utility-from-backtest", default="", help="score the backtests saved in this directory")
+    ap.add_argument("--utility-jobs", type=int, default=2, help="processes for the utility backtests")
+    ap.add_argument("--save-utility-backtest", default="", help="directory for the raw utility backtests (parquet)")
     args = ap.parse_args(argv)
     out_path = Path(args.out)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -705,8 +877,17 @@ def main(argv: list[str] | None = None) -> dict:
                     )
                     print(pl.DataFrame(r[v]["table"]))
     if "utility" not in skip:
-        print(f"\nSimulated utility, feeder level, day-ahead (24 h from local midnight, {UTILITY_TEST_DAYS} origins)")
-        res = run_utility()
+        print(
+            f"\nSimulated utility, feeder level, day-ahead (24 h from local midnight, {args.utility_test_origins} origins)"
+        )
+        res = run_utility(
+            args.utility_days,
+            args.utility_test_origins,
+            args.utility_cal_origins,
+            args.save_utility_backtest or None,
+            args.utility_jobs,
+            args.utility_from_backtest or None,
+        )
         out.update(res)
         print(f"simulated NWP error statistics: {json.dumps(res['utility_nwp_error_stats'])}")
         with pl.Config(tbl_rows=10, tbl_cols=10, float_precision=3, tbl_width_chars=140):

@@ -63,7 +63,7 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     if len(s) == 0:
         return float("nan")
     k = math.ceil((len(s) + 1) * level)
-    return float(s[min(k, len(s)) - 1])
+    return float(s[min(max(k, 1), len(s)) - 1])  # level <= 0 (adaptive conformal): the smallest score
 
 
 def conformity_scores(actual, lo, hi, scale) -> np.ndarray:
@@ -83,6 +83,9 @@ class IntervalCalibrator:
     scale: str = "level"
     #: a bucket needs this many scores, else the pooled quantile is used
     min_scores: int = 30
+    #: quantile level actually used for each nominal level (adaptive conformal: nominal + a learned
+    #: shift, see :func:`rolling_conformal`'s ``aci_gamma``); missing levels use the nominal one
+    quantile_levels: dict[float, float] = field(default_factory=dict)
     widen_: dict[tuple[float, int], float] = field(default_factory=dict)
     pooled_: dict[float, float] = field(default_factory=dict)
     n_: int = 0
@@ -115,13 +118,14 @@ class IntervalCalibrator:
         if len(e) == 0:
             raise ValueError("no calibration rows with a known actual")
         self.n_ = len(e)
-        self.pooled_ = {lv: conformal_quantile(e, lv) for lv in self.levels}
+        q = {lv: self.quantile_levels.get(lv, lv) for lv in self.levels}
+        self.pooled_ = {lv: conformal_quantile(e, q[lv]) for lv in self.levels}
         self.widen_ = {}
         for k in np.unique(b):
             ek = e[b == k]
             for lv in self.levels:
                 self.widen_[(lv, int(k))] = (
-                    conformal_quantile(ek, lv) if len(ek) >= self.min_scores else self.pooled_[lv]
+                    conformal_quantile(ek, q[lv]) if len(ek) >= self.min_scores else self.pooled_[lv]
                 )
         return self
 
@@ -176,6 +180,7 @@ def rolling_conformal(
     window_origins: int = 28,
     min_origins: int = 7,
     scale_col: str | None = None,
+    aci_gamma: float | None = None,
     **calibrator_kwargs: Any,
 ) -> pl.DataFrame:
     """Rolling conformal calibration of a rolling-origin backtest frame
@@ -187,31 +192,73 @@ def rolling_conformal(
     issuing at ``o`` really knows -- and is applied to the forecasts issued at ``o``. Origins
     with fewer than ``min_origins`` earlier origins are dropped (nothing honest to calibrate
     on). Returns the evaluation rows with calibrated p10/p90, new p05/p95 and p10_raw/p90_raw.
+
+    ``aci_gamma``: adaptive conformal inference (Gibbs & Candes 2021) on top of the window: the
+    quantile level used for a nominal coverage ``c`` moves after every origin whose target hours
+    have all ended, ``level += aci_gamma * (miss_rate - (1 - c))`` (``miss_rate``: the share of that
+    origin's rows outside its calibrated band), so a band that has been missing more than nominal
+    widens at the next origin and one that has been over-covering narrows. The level starts at
+    ``c`` and runs through every origin with ``min_origins`` earlier ones (evaluation or not: the
+    origins before the evaluation ones warm it up); only ended origins feed it (no look-ahead).
     """
     evals = {pd.Timestamp(o).tz_convert("UTC") for o in eval_origins}
+    levels = tuple(calibrator_kwargs.pop("levels", LEVELS))
     out = []
     for _, g in bt.group_by(list(by), maintain_order=True):
         g = g.sort("origin", "period_start")
         step = _step(g)
         origins = g["origin"].unique().sort().to_list()
+        qlevel = {lv: lv for lv in levels}
+        pending: list[tuple[Any, pl.DataFrame]] = []  # calibrated origins whose feedback is not yet known
+        last = max((x for x in origins if pd.Timestamp(x).tz_convert("UTC") in evals), default=None)
         for i, o in enumerate(origins):
-            if pd.Timestamp(o).tz_convert("UTC") not in evals:
+            if last is None or o > last:
+                break
+            is_eval = pd.Timestamp(o).tz_convert("UTC") in evals
+            if not is_eval and aci_gamma is None:
                 continue
             earlier = origins[max(0, i - window_origins) : i]
             if len(earlier) < min_origins:
-                log.warning("rolling_conformal: origin %s has only %d earlier origins; skipped", o, len(earlier))
+                if is_eval:
+                    log.warning("rolling_conformal: origin %s has only %d earlier origins; skipped", o, len(earlier))
                 continue
+            if aci_gamma is not None:
+                pending = _aci_feedback(pending, o, step, qlevel, aci_gamma)
             cal = g.filter(
                 pl.col("origin").is_in(earlier)
                 & (pl.col("period_start") + step <= pl.lit(o))
                 & pl.col("actual").is_not_null()
             )
             cur = g.filter(pl.col("origin") == o)
-            c = _calibrator_from(cal, calibrator_kwargs, scale_col)
-            out.append(calibrate_frame(c, cur, cur[scale_col].to_numpy() if scale_col else None))
+            kw = {**calibrator_kwargs, "levels": levels, "quantile_levels": dict(qlevel)}
+            c = _calibrator_from(cal, kw, scale_col)
+            fc = calibrate_frame(c, cur, cur[scale_col].to_numpy() if scale_col else None)
+            if aci_gamma is not None:
+                pending.append((o, fc))
+                fc = fc.with_columns(*[pl.lit(qlevel[lv]).alias(f"aci_level_{round(lv * 100)}") for lv in levels])
+            if is_eval:
+                out.append(fc)
     if not out:
         raise ValueError("rolling_conformal: no evaluation origin had enough earlier origins")
     return pl.concat(out)
+
+
+def _aci_feedback(
+    pending: list[tuple[Any, pl.DataFrame]], origin: Any, step: dt.timedelta, qlevel: dict[float, float], gamma: float
+) -> list[tuple[Any, pl.DataFrame]]:
+    """Update the adaptive quantile levels (in place) with every pending origin whose target hours
+    have all ended by ``origin`` (in issue order); return the ones still pending."""
+    still = []
+    for o, fc in pending:
+        known = fc.filter(pl.col("actual").is_not_null())
+        if fc["period_start"].max() + step > origin or known.is_empty():
+            still.append((o, fc))
+            continue
+        for lv in qlevel:
+            lo, hi = BANDS.get(lv, (f"lo_{round(lv * 100)}", f"hi_{round(lv * 100)}"))
+            inside = ((known["actual"] >= known[lo]) & (known["actual"] <= known[hi])).mean()
+            qlevel[lv] += gamma * ((1 - inside) - (1 - lv))
+    return still
 
 
 def _step(g: pl.DataFrame) -> dt.timedelta:

@@ -312,3 +312,68 @@ def test_production_bands_calibrated_on_the_nwp_feed_cover_nominal_on_held_out_o
         lo, hi = res["nwp"][lv]["ci"]
         assert lo <= lv <= hi, (lv, res["nwp"][lv])
         assert res["persisted"][lv]["ci"][0] > lv, (lv, res["persisted"][lv])
+
+
+def test_conformal_quantile_below_zero_level_is_the_smallest_score():
+    s = np.arange(1.0, 11.0)
+    assert conformal_quantile(s, -0.1) == 1.0 and conformal_quantile(s, 0.0) == 1.0
+
+
+def test_adaptive_conformal_on_a_stationary_series_stays_near_nominal(naive_backtest):
+    """ACI on top of the 28-origin window: on a stationary series the level wanders around the
+    nominal one and the coverage over 80 origins x 24 h stays within 3 points of nominal."""
+    bt, origins = naive_backtest
+    ev = origins[20:]
+    cal = rolling_conformal(bt, ev, window_origins=28, min_origins=7, bucket_hours=6, scale="none", aci_gamma=0.02)
+    assert cal["origin"].n_unique() == len(ev)
+    a = cal["actual"]
+    assert abs(coverage(a, cal["p10"], cal["p90"]) - 0.8) < 0.03
+    assert abs(coverage(a, cal["p05"], cal["p95"]) - 0.9) < 0.03
+    assert cal["aci_level_80"].min() > 0.65 and cal["aci_level_80"].max() < 0.95
+    # the level did move (it is fed back), and it is the same for every row of one origin
+    assert cal["aci_level_80"].n_unique() > 10
+    assert cal.group_by("origin").agg(pl.col("aci_level_80").n_unique())["aci_level_80"].max() == 1
+
+
+def test_adaptive_conformal_widens_after_the_noise_grows():
+    """The noise triples from day 60 on: with a 28-origin window the plain conformal band lags (it
+    still holds 28 calm origins at the switch); ACI raises its level after every under-covered day,
+    so over the 20 days after the switch it covers more, nearer nominal."""
+    rng = np.random.default_rng(11)
+    t = pd.date_range("2026-01-01", periods=24 * 100, freq="1h", tz="UTC")
+    sd = np.where(t < pd.Timestamp("2026-03-02", tz="UTC"), 2.0, 6.0)
+    y = 100 + 20 * np.sin(2 * np.pi * t.hour / 24) + rng.normal(0, 1, len(t)) * sd
+    df = pl.DataFrame({"period_start": t, "mean_kw": y})
+    origins = list(pd.date_range("2026-01-03", periods=96, freq="D", tz="UTC"))
+    bt = rolling_origin(lambda: SeasonalNaive(DAY), df, origins, 24, refit_every=1)
+    after = [o for o in origins if pd.Timestamp("2026-03-03", tz="UTC") <= o < pd.Timestamp("2026-03-23", tz="UTC")]
+    kw = dict(window_origins=28, min_origins=7, bucket_hours=6, scale="none")
+    plain = rolling_conformal(bt, after, **kw)
+    aci = rolling_conformal(bt, after, aci_gamma=0.05, **kw)
+    c_plain, c_aci = (
+        coverage(plain["actual"], plain["p10"], plain["p90"]),
+        coverage(aci["actual"], aci["p10"], aci["p90"]),
+    )
+    assert c_plain < 0.72  # the lag: the window is still mostly calm days
+    assert c_aci > c_plain + 0.04 and abs(c_aci - 0.8) < abs(c_plain - 0.8)
+    assert aci["aci_level_80"].max() > 0.85
+
+
+def test_adaptive_conformal_uses_nothing_known_only_after_the_origin(naive_backtest):
+    """With ACI the band at origin o (and its level) is the same whatever happens at or after o;
+    a miss the day before o moves the level."""
+    bt, origins = naive_backtest
+    o = origins[40]
+    o_pl = pl.lit(o).cast(pl.Datetime("us", "UTC"))
+    kw = dict(min_origins=7, bucket_hours=6, scale="none", aci_gamma=0.05)
+    base = rolling_conformal(bt, [o], **kw)
+    future = bt.with_columns(
+        pl.when(pl.col("period_start") >= o_pl).then(pl.col("actual") * 50).otherwise(pl.col("actual")).alias("actual")
+    )
+    after = rolling_conformal(future, [o], **kw)
+    assert np.allclose(base["p10"], after["p10"]) and np.allclose(base["p95"], after["p95"])
+    assert base["aci_level_80"][0] == after["aci_level_80"][0]
+    day_before = pl.col("origin") == pl.lit(origins[39]).cast(pl.Datetime("us", "UTC"))
+    missed = bt.with_columns(pl.when(day_before).then(pl.col("actual") * 3).otherwise(pl.col("actual")).alias("actual"))
+    moved = rolling_conformal(missed, [o], **kw)
+    assert moved["aci_level_80"][0] > base["aci_level_80"][0]
