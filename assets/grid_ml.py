@@ -92,6 +92,10 @@ class AnomalyTrainConfig(TrainWindowConfig):
     #: with incidents: "tail" (labels learn the calibration and vote weights, bands stay tail shares) or
     #: "probability" (bands on P(confirmed incident), only right with complete labels): AnomalyConfig
     band_calibration: str = "tail"
+    #: rolling-origin backtest that chooses between the ensemble and its peers: this many held-out windows
+    #: of ``eval_days`` each, every candidate trained only before its window; a peer replaces the ensemble
+    #: only if it wins at the alert budget beyond the noise (models.grid.pipelines.select_candidate)
+    selection_windows: int = 4
 
 
 class FailureTrainConfig(TrainWindowConfig):
@@ -324,6 +328,7 @@ def grid_anomaly_model(
             acfg,
             FeatureConfig.from_profile(grid.profile()),
             thresholds=AlertThresholds.from_bands(grid.profile().alert_bands.anomaly),
+            windows=config.selection_windows,
         )
         t.params.update({"window": f"{start}..{end}", "train_days": len(days) - config.eval_days})
         results[kind] = _register(context, reg, MODEL_ANOMALY[kind], t)
@@ -332,6 +337,8 @@ def grid_anomaly_model(
             "selected": t.report["selected"],
             "why": t.report["selection"],
             "precision_at_budget": {n: m.get("precision_at_budget") for n, m in t.report["candidates"].items()},
+            "windows": t.report["windows"],
+            "comparisons": t.report["comparisons"],
         }
     return MaterializeResult(
         metadata=_train_meta(

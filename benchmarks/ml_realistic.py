@@ -135,7 +135,7 @@ def anomaly_comparison(a: dict, b: dict, sim_a, sim_b, truth_model_scores: dict,
             for m, s in scores.items():
                 bm = budget_metrics(fb, s, ev_b, ref_b, tz, "meter")
                 prec_budget[m] = bm["precision"]
-                budget_detail[m] = bm
+                budget_detail[m] = {k: v for k, v in bm.items() if k != "true_alerts_by_event"}
         # at the alert band (0.85), alerts per 1,000 assets per day, for the calibrated ensembles
         days = fb["time"].dt.convert_time_zone(tz).dt.date().n_unique()
         n = fb["asset_id"].n_unique()
@@ -526,17 +526,22 @@ def theft_breakdown(
     }
 
 
-def champion_selection(seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands, eval_days: int = 7) -> dict:
+def champion_selection(
+    seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands, eval_days: int = 5, windows: int | None = None
+) -> dict:
     """Which anomaly candidate the champion policy hands on, and how good that choice is (meter stream).
 
     ``fleet(seed) -> (simulator, frames)``. Fleet ``seed_a`` is the utility's history: the anomaly
-    training (:func:`models.grid.pipelines.train_anomaly`, the ensemble and the PyOD peers) holds its last
-    ``eval_days`` out and picks a candidate on the incidents confirmed by the end of the period (or,
-    with no labels, on none: the ensemble is kept). Fleet ``seed_b`` is the future: every candidate,
-    fitted on all of fleet A the same way (:meth:`AnomalyEnsemble.with_peer`), is scored on it at the
-    alert budget against the truth, so the selected candidate's rank there says whether the choice was
-    right or luck. Candidates: the ensemble and the deployable peers (``AnomalyConfig.peers``: ECOD and
-    COPOD score a reading differently depending on the batch it comes in, :mod:`models.grid.peers`)."""
+    training (:func:`models.grid.pipelines.train_anomaly`, the ensemble and the deployable peers) judges
+    the candidates on a rolling-origin backtest over the whole period (``windows`` held-out windows of
+    ``eval_days``, default as many as fit after ``eval_days`` of history, at most 4, each candidate
+    trained only before its window) on the incidents confirmed by the end of the period, and keeps the
+    ensemble unless a peer wins beyond the noise (or, with no labels, keeps it: one window suffices).
+    Fleet ``seed_b`` is the future: every candidate, fitted on all of fleet A the same way
+    (:meth:`AnomalyEnsemble.with_peer`), is scored on it at the alert budget against the truth. The
+    selected candidate is ``right`` if it is the future's best or the best does not beat it beyond the
+    noise there (the same paired comparison over fleet B's true events); ``fleet_b_rank_of_selected`` is
+    the strict rank."""
     from models.grid.features import local_date, meter_features
     from models.grid.labels import empty_events, incident_events
     from models.grid.pipelines import train_anomaly
@@ -544,43 +549,165 @@ def champion_selection(seed_a: int, seed_b: int, fleet, tz: str, feature_config,
     sim_a, a = fleet(seed_a)
     sim_b, b = fleet(seed_b)
     fa, fb = meter_features(a["meter_readings"], feature_config), meter_features(b["meter_readings"], feature_config)
+    del a, b
     ref_a, ref_b = sim_a.reference()["ref_meters"], sim_b.reference()["ref_meters"]
     ev_b = sim_b.truth()["truth_events"]
     known = fa["time"].max() + timedelta(hours=1)
     inc = incident_events(sim_a.incident_records(), known_by=known)
     cfg = AnomalyConfig(band_calibration="tail")
-    # every candidate on the future fleet, trained on all of fleet A with the incidents
+    days = sorted(fa.select(local_date("time", tz)).to_series().unique().to_list())
+    if windows is None:
+        windows = max(1, min(4, (len(days) - eval_days) // eval_days))
+    out: dict = {"seeds": [seed_a, seed_b], "held_out_days_per_window": eval_days}
+    out.update(future_check(fa, fb, inc, ref_a, ref_b, ev_b, tz, feature_config, bands, cfg))
+    best = out["fleet_b_best"]
+    eval_from, end = days[-eval_days], days[-1]
+    for setting, events, w in (("no_labels", empty_events(), 1), ("incidents", inc, windows)):
+        t = time.process_time()
+        tr = train_anomaly("meter", fa, events, ref_a, tz, eval_from, end, cfg, feature_config, bands, windows=w)
+        sel = tr.report["selected"]
+        pooled = tr.report["candidates"]
+        out[setting] = {
+            "selected": sel,
+            "why": tr.report["selection"],
+            "windows": tr.report["windows"],
+            "promotion_metric": tr.metric,
+            "held_out_confirmed_events": int(pooled[sel]["budget_events"]),
+            "held_out_true_alerts_of_alerts": {
+                n: [int(m["budget_true_alerts"]), int(m["budget_alerts"])] for n, m in pooled.items()
+            },
+            "held_out_precision_at_budget": {n: m["precision_at_budget"] for n, m in pooled.items()},
+            "comparisons": tr.report["comparisons"],
+            "fleet_b_precision_of_selected": out["fleet_b_precision_at_budget"][sel],
+            "fleet_b_rank_of_selected": 1
+            + sum(v > out["fleet_b_precision_at_budget"][sel] for v in out["fleet_b_precision_at_budget"].values()),
+            "right": sel == best or not out["fleet_b_best_beats"].get(sel, False),
+            "cpu_s": round(time.process_time() - t, 1),
+        }
+    return out
+
+
+#: LOF settings measured by :func:`lof_cost`: (name, training rows, n_neighbors, algorithm)
+LOF_VARIANTS = (
+    ("rows10k_k20_auto", 10_000, 20, "auto"),
+    ("rows10k_k20_kd_tree", 10_000, 20, "kd_tree"),
+    ("rows10k_k20_brute", 10_000, 20, "brute"),
+    ("rows5k_k20_auto", 5_000, 20, "auto"),
+    ("rows10k_k10_auto", 10_000, 10, "auto"),
+    ("rows3k_k20_auto", 3_000, 20, "auto"),
+)
+
+
+def lof_cost(seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands, variants=LOF_VARIANTS) -> dict:
+    """CPU seconds of LOF fit + score per 1,000 meters (fleet B, all its readings) and its precision at
+    the alert budget on fleet B's truth, per setting: the same features and training sample rule as the
+    deployed peer (:func:`models.grid.peers.fit_peer`; a monotone calibration does not change the
+    budget's daily top-k, so raw scores give the deployed candidate's precision)."""
+    from pyod.models.lof import LOF
+
+    from models.grid.features import meter_features
+
+    sim_a, a = fleet(seed_a)
+    sim_b, b = fleet(seed_b)
+    fa, fb = meter_features(a["meter_readings"], feature_config), meter_features(b["meter_readings"], feature_config)
+    del a, b
+    ev_b, ref_b = sim_b.truth()["truth_events"], sim_b.reference()["ref_meters"]
+    ens = AnomalyEnsemble("meter", feature_config, bands, config=AnomalyConfig()).fit(fa)
+    xa, xb = ens._scaled(fa), ens._scaled(fb)
+    meters = fb["asset_id"].n_unique()
+    out: dict = {"seeds": [seed_a, seed_b], "meters": meters, "rows_scored": len(xb), "features": xa.shape[1]}
+    for name, rows, k, algo in variants:
+        idx = np.sort(np.random.default_rng(0).choice(len(xa), min(rows, len(xa)), replace=False))
+        t = time.process_time()
+        m = LOF(n_neighbors=k, algorithm=algo, novelty=True).fit(np.ascontiguousarray(xa[idx]))
+        fit_s = time.process_time() - t
+        t = time.process_time()
+        s = np.asarray(m.decision_function(xb), dtype=np.float64)
+        score_s = time.process_time() - t
+        r = budget_metrics(fb, s, ev_b, ref_b, tz, "meter")
+        out[name] = {
+            "fit_cpu_s": round(fit_s, 2),
+            "score_cpu_s": round(score_s, 2),
+            "cpu_s_per_1000_meters": round((fit_s + score_s) / meters * 1000, 2),
+            "precision_at_budget": r["precision"],
+            "true_alerts": r["true_alerts"],
+            "event_recall": r["event_recall"],
+        }
+        print(f"  LOF {name}: {out[name]}", flush=True)
+    return out
+
+
+def future_check(fa, fb, inc, ref_a, ref_b, ev_b, tz: str, feature_config, bands, cfg) -> dict:
+    """Every candidate fitted on all of fleet A with its incidents (as the anomaly training would), scored on
+    fleet B at the alert budget against the truth: the precision table, the best, and whether the best
+    beats each other candidate beyond the noise (the policy's own paired comparison, the other as the
+    incumbent, over fleet B's true events)."""
+    from models.grid.pipelines import compare_candidates
+
     t = time.process_time()
     lab = label_readings(fa, inc, ref_a, "meter").is_not_null().to_numpy()
     ens = AnomalyEnsemble("meter", feature_config, bands, config=cfg).fit(fa, lab)
     cands = {"ensemble": ens, **{p: ens.with_peer(p, fa, lab) for p in cfg.peers}}
-    future = {n: budget_metrics(fb, m.score_arrays(fb)["score"], ev_b, ref_b, tz, "meter") for n, m in cands.items()}
-    table = {n: r["precision"] for n, r in future.items()}
-    out: dict = {
-        "seeds": [seed_a, seed_b],
-        "held_out_days": eval_days,
+    future = {}
+    for n, m in cands.items():
+        r = budget_metrics(fb, m.score_arrays(fb)["score"], ev_b, ref_b, tz, "meter")
+        future[n] = {
+            "budget_true_alerts": float(r["true_alerts"]),
+            "budget_alerts": float(r["alerts"]),
+            "budget_events": float(r["events"]),
+            "budget_true_alerts_by_event": r["true_alerts_by_event"],
+            "precision_at_budget": r["precision"],
+            "event_recall": r["event_recall"],
+        }
+    del cands, ens
+    table = {n: r["precision_at_budget"] for n, r in future.items()}
+    best = sorted(table, key=lambda n: -table[n])[0]
+    vs = {n: compare_candidates(future, n)[best] for n in future if n != best}
+    return {
         "fleet_b_precision_at_budget": table,
         "fleet_b_event_recall_at_budget": {n: r["event_recall"] for n, r in future.items()},
+        "fleet_b_true_events": int(future["ensemble"]["budget_events"]),
+        "fleet_b_best": best,
+        # does the future's best beat each other candidate beyond the noise (that one as the incumbent)?
+        "fleet_b_best_vs_others": {n: c.describe() for n, c in vs.items()},
+        "fleet_b_best_beats": {n: c.better for n, c in vs.items()},
+        "fleet_b_true_alerts_by_event": {n: r["budget_true_alerts_by_event"] for n, r in future.items()},
         "candidates_cpu_s": round(time.process_time() - t, 1),
     }
-    days = sorted(fa.select(local_date("time", tz)).to_series().unique().to_list())
-    eval_from, end = days[-eval_days], days[-1]
-    ranked = sorted(table, key=lambda n: -table[n])
-    for setting, events in (("no_labels", empty_events()), ("incidents", inc)):
-        t = time.process_time()
-        tr = train_anomaly("meter", fa, events, ref_a, tz, eval_from, end, cfg, feature_config, bands)
-        sel = tr.report["selected"]
+
+
+def refresh_future(part: dict, seed_a: int, seed_b: int, fleet, tz: str, feature_config, bands) -> dict:
+    """A saved :func:`champion_selection` part with its future-fleet check recomputed
+    (:func:`future_check`) and each setting's ``right`` and rank re-derived from it; the selections are
+    the part's (they do not depend on fleet B)."""
+    from models.grid.features import meter_features
+    from models.grid.labels import incident_events
+
+    sim_a, a = fleet(seed_a)
+    sim_b, b = fleet(seed_b)
+    fa, fb = meter_features(a["meter_readings"], feature_config), meter_features(b["meter_readings"], feature_config)
+    del a, b
+    inc = incident_events(sim_a.incident_records(), known_by=fa["time"].max() + timedelta(hours=1))
+    fut = future_check(
+        fa,
+        fb,
+        inc,
+        sim_a.reference()["ref_meters"],
+        sim_b.reference()["ref_meters"],
+        sim_b.truth()["truth_events"],
+        tz,
+        feature_config,
+        bands,
+        AnomalyConfig(band_calibration="tail"),
+    )
+    out = {**part, **fut}
+    table, best = fut["fleet_b_precision_at_budget"], fut["fleet_b_best"]
+    for setting in ("no_labels", "incidents"):
+        sel = out[setting]["selected"]
         out[setting] = {
-            "selected": sel,
-            "why": tr.report["selection"],
-            "promotion_metric": tr.metric,
-            "held_out_confirmed_events": int(tr.metrics.get("budget_events") or 0),
-            "held_out_precision_at_budget": {
-                n: m.get("precision_at_budget") for n, m in tr.report["candidates"].items()
-            },
+            **out[setting],
             "fleet_b_precision_of_selected": table[sel],
             "fleet_b_rank_of_selected": 1 + sum(v > table[sel] for v in table.values()),
-            "fleet_b_best": ranked[0],
-            "cpu_s": round(time.process_time() - t, 1),
+            "right": sel == best or not fut["fleet_b_best_beats"].get(sel, False),
         }
     return out

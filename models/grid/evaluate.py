@@ -176,7 +176,9 @@ def budget_metrics(
     by asset id, so the figure does not depend on row order). Precision = share of alerts on an asset
     with an event that day (``events``: confirmed incidents or, in benchmarks, the truth); event
     recall = share of events alerted on a day they cover, with the median delay from the event start
-    to that day's highest-scoring reading, per event type."""
+    to that day's highest-scoring reading, per event type. ``true_alerts_by_event``: per event in the
+    period, the alerts (asset-days) on it: the units a paired comparison of two models resamples
+    (:func:`models.registry.paired_comparison`)."""
     require_columns(keys, ("asset_id", "time"), "keys")
     if len(score) != keys.height:
         raise ValueError(f"budget_metrics: {len(score)} scores for {keys.height} rows")
@@ -207,6 +209,9 @@ def budget_metrics(
     )
     ev = ea.select("event_id", "event_type").unique()
     per_type = _detection_by_type(ea, first, delay_digits=2)
+    by_event = dict.fromkeys(sorted(ev["event_id"].cast(pl.Utf8).to_list()), 0)
+    for eid, n in hit.group_by("event_id").agg(pl.struct("asset_id", "day").n_unique()).iter_rows():
+        by_event[str(eid)] = int(n)
     return {
         "alerts_per_day": k,
         "alerts": alerts.height,
@@ -215,6 +220,7 @@ def budget_metrics(
         "precision": round(true_alerts / alerts.height, 4) if alerts.height else 0.0,
         "event_recall": round(first.height / ev.height, 4) if ev.height else None,
         "per_type": per_type,
+        "true_alerts_by_event": by_event,
     }
 
 
@@ -329,4 +335,5 @@ def anomaly_holdout_metrics(
         out["budget_true_alerts"] = float(bm["true_alerts"])
         out["budget_alerts"] = float(bm["alerts"])
         out["budget_events"] = float(bm["events"])
+        out["budget_true_alerts_by_event"] = bm["true_alerts_by_event"]
     return out

@@ -153,6 +153,8 @@ def test_training_registers_and_promotes_every_model(trained):
         c = an["candidates"][kind]
         assert set(c["precision_at_budget"]) == {"ensemble", "isolation_forest", "lof"}
         assert c["selected"] in c["precision_at_budget"] and c["why"]
+        # judged on 4 rolling 1-day windows (selection_windows), each candidate trained before its window
+        assert c["windows"] == [f"{DAY - dt.timedelta(days=d)}..{DAY - dt.timedelta(days=d)}" for d in (3, 2, 1, 0)]
     assert an["days_found"] == DAYS and an["window"] == f"{DAY - dt.timedelta(days=9)}..{DAY}"
     fm = _meta(res, "grid_failure_model")
     assert fm["promoted"] is True and fm["train_positives"] > 0 and fm["anomaly_model"] == "grid_anomaly_transformer:v1"

@@ -18,7 +18,8 @@ from models.grid.evaluate import budget_metrics, label_readings
 from models.grid.features import meter_features, transformer_features
 from models.grid.labels import empty_events
 from models.grid.peers import DEPLOYABLE_PEERS, PEERS, fit_peer, peer_raw
-from models.grid.pipelines import select_candidate, train_anomaly
+from models.grid.pipelines import pool_windows, select_candidate, train_anomaly
+from models.registry import paired_comparison
 
 FC = FeatureConfig.from_profile(load_profile())
 BANDS = AlertThresholds.from_bands(load_profile().alert_bands.anomaly)
@@ -67,22 +68,75 @@ def test_budget_alerts_the_top_assets_of_each_day_and_ignores_row_order():
         budget_metrics(frame, np.array(score[:-1]), ev, None, "UTC")
 
 
-def test_select_candidate_needs_more_true_alerts_and_keeps_the_ensemble_without_incidents():
-    def m(true, events=3.0):
-        return {"budget_true_alerts": float(true), "budget_alerts": 6.0, "budget_events": events,
-                "precision_at_budget": true / 6}  # fmt: skip
+def _cand(by_event: dict[str, int], alerts: float = 60.0) -> dict:
+    """A candidate's pooled budget figures from its alerts per confirmed incident."""
+    true = float(sum(by_event.values()))
+    return {"budget_true_alerts": true, "budget_alerts": alerts, "budget_events": float(len(by_event)),
+            "precision_at_budget": round(true / alerts, 4), "budget_true_alerts_by_event": by_event}  # fmt: skip
 
-    name, why = select_candidate({"ensemble": m(0, 0.0), "lof": m(0, 0.0)})
+
+def test_a_clearly_better_challenger_is_promoted_and_a_noise_level_one_is_not():
+    """The champion policy's paired comparison over confirmed incidents: a peer that alerts more on 14 of
+    16 incidents (and less on none) replaces the ensemble; one that wins 6 incidents and loses 4 (net +3
+    alerts, precision 0.32 vs 0.27) does not, nor does one winning 2 of 2 differing incidents by a lot
+    (too few units to know the noise), nor a tie; with two such peers the clear one wins."""
+    ev = [f"e{i}" for i in range(16)]
+    base = dict.fromkeys(ev, 1)
+    clear = {e: (3 if i < 14 else 1) for i, e in enumerate(ev)}
+    noise = {e: (2 if i < 5 else 0 if i < 9 else 1) for i, e in enumerate(ev)}
+    noise["e15"] = 3  # net +3 (precision 0.32 vs 0.27 at 60 alerts)
+    few = {e: (6 if i < 2 else 1) for i, e in enumerate(ev)}
+    name, why = select_candidate({"ensemble": _cand(base), "lof": _cand(clear)})
+    assert name == "lof" and "beyond the noise" in why and "44 of 60" in why
+    for other in (noise, few, dict(base)):
+        name, why = select_candidate({"ensemble": _cand(base), "lof": _cand(other)})
+        assert name == "ensemble" and "within the noise" in why and "kept (incumbent)" in why, other
+    assert _cand(noise)["precision_at_budget"] > _cand(base)["precision_at_budget"]  # the old rule took it
+    name, _ = select_candidate({"ensemble": _cand(base), "isolation_forest": _cand(noise), "lof": _cand(clear)})
+    assert name == "lof"
+    # another incumbent (e.g. the champion's candidate) is kept the same way
+    assert select_candidate({"ensemble": _cand(clear), "lof": _cand(noise)}, incumbent="lof")[0] == "ensemble"
+    assert select_candidate({"ensemble": _cand(few), "lof": _cand(base)}, incumbent="lof")[0] == "lof"
+    # cold start: no confirmed incident anywhere, the incumbent is kept
+    cold = {"budget_true_alerts": 0.0, "budget_alerts": 6.0, "budget_events": 0.0}
+    name, why = select_candidate({"ensemble": cold, "lof": dict(cold)})
     assert name == "ensemble" and "cold start" in why
-    assert select_candidate({"ensemble": m(2), "ecod": m(2), "lof": m(1)})[0] == "ensemble"  # a tie keeps it
-    name, why = select_candidate({"ensemble": m(2), "ecod": m(3), "lof": m(5)})
-    assert name == "lof" and "5 of 6" in why and "ensemble 0.333" in why
     with pytest.raises(ValueError, match="no candidates"):
         select_candidate({})
     with pytest.raises(ValueError, match="cannot be deployed"):
         AnomalyConfig(peers=("knn",))
     with pytest.raises(ValueError, match="ECOD/COPOD"):
         AnomalyConfig(peers=("ecod",))
+
+
+def test_paired_comparison_needs_a_gain_beyond_bootstrap_and_sign_test():
+    c = paired_comparison([3, 2, 2, 4, 1, 2, 3], [1, 1, 1, 1, 1, 1, 1])
+    assert c.better and c.gain == 10 and c.lower > 0 and c.sign_p == pytest.approx(1 / 64) and c.differing == 6
+    # the same gain from 2 units: the bootstrap alone would say better (every resample gains), the sign
+    # test (p 0.25) says it is too few incidents to tell
+    c2 = paired_comparison([6, 6, 1], [1, 1, 1])
+    assert c2.lower > 0 and c2.sign_p == 0.25 and not c2.better
+    assert not paired_comparison([1, 2], [1, 2]).better  # a tie
+    assert not paired_comparison([], []).better
+    assert paired_comparison([2, 0, 2, 0, 2, 2], [0, 2, 0, 2, 0, 0]).lower <= 0  # 4 wins, 2 losses: noise
+    with pytest.raises(ValueError, match="same units"):
+        paired_comparison([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="non-finite"):
+        paired_comparison([1.0, float("nan")], [1.0, 1.0])
+
+
+def test_pool_windows_sums_alerts_and_incidents_over_the_windows():
+    w1 = {"ensemble": _cand({"a": 1, "b": 0}, 10), "lof": _cand({"a": 2, "b": 1}, 10)}
+    w2 = {"ensemble": _cand({"b": 2, "c": 1}, 10), "lof": _cand({"b": 0, "c": 0}, 10)}
+    p = pool_windows([w1, w2])
+    assert p["ensemble"]["budget_true_alerts_by_event"] == {"a": 1, "b": 2, "c": 1}
+    assert p["lof"]["budget_true_alerts_by_event"] == {"a": 2, "b": 1, "c": 0}
+    assert (p["ensemble"]["budget_true_alerts"], p["ensemble"]["budget_alerts"], p["ensemble"]["budget_events"]) == (
+        4.0,
+        20.0,
+        3.0,  # a, b and c: b spans both windows
+    )
+    assert p["lof"]["precision_at_budget"] == 0.15 and p["lof"]["windows"] == 2
 
 
 @pytest.fixture(scope="module")
@@ -140,26 +194,36 @@ def test_peers_rank_an_outlier_first_and_only_batch_independent_ones_are_candida
         fit_peer("ecod", xs[:1])
 
 
-@pytest.mark.slow  # ~40 s: three candidates fitted twice on 120 meters
-def test_train_anomaly_scores_every_candidate_and_hands_on_the_best(grid_sim, grid_data):
-    """Every candidate is scored on the same held-out days; with confirmed incidents there the best at the
-    budget is handed on (promotion metric: precision at the budget), without any the ensemble is kept
-    (promotion metric: Brier)."""
+@pytest.mark.slow  # ~90 s: three candidates fitted on three windows, then the cold start, on 120 meters
+def test_train_anomaly_judges_every_candidate_on_rolling_windows(grid_sim, grid_data):
+    """Every candidate is fitted before each of three 2-day windows and scored on it; the budget figures
+    pooled over the windows decide (the incumbent unless a peer wins beyond the noise); the model handed
+    on is the one fitted before the last window, with that window's metrics (the registry's backtest).
+    Without incidents the ensemble is kept (promotion metric: Brier)."""
     f = meter_features(grid_data["meter_readings"], FC)
     ref = grid_sim.reference()["ref_meters"]
     ev = grid_sim.truth()["truth_events"]
     cfg = replace(SMALL, band_calibration="tail", peers=DEPLOYABLE_PEERS)
     eval_from, end = START + timedelta(days=DAYS - 2), START + timedelta(days=DAYS - 1)
-    t = train_anomaly("meter", f, ev, ref, FC.timezone, eval_from, end, cfg, FC, BANDS)
-    cands = t.report["candidates"]
-    assert list(cands) == ["ensemble", *DEPLOYABLE_PEERS]
-    assert {c["eval_rows"] for c in cands.values()} == {t.metrics["eval_rows"]}
-    assert all(c["budget_events"] > 0 for c in cands.values())
-    best = max(c["budget_true_alerts"] for c in cands.values())
-    assert t.report["selected"] == next(n for n, c in cands.items() if c["budget_true_alerts"] == best)
+    t = train_anomaly("meter", f, ev, ref, FC.timezone, eval_from, end, cfg, FC, BANDS, windows=4)
+    # 4 windows of 2 days in 8 days: the first (days 0-1) has no history before it and is skipped
+    assert t.report["windows"] == [f"{START + timedelta(days=d)}..{START + timedelta(days=d + 1)}" for d in (2, 4, 6)]
+    pooled, per_w = t.report["candidates"], t.report["per_window"]
+    assert list(pooled) == ["ensemble", *DEPLOYABLE_PEERS]
+    for n, c in pooled.items():
+        assert c["budget_true_alerts"] == sum(w[n]["budget_true_alerts"] for w in per_w.values())
+        assert c["budget_events"] > 0 and c["windows"] == 3
+    last = per_w[t.report["windows"][-1]]
+    assert {c["eval_rows"] for c in last.values()} == {t.metrics["eval_rows"]}
+    comps = t.report["comparisons"]
+    winners = [n for n, c in comps.items() if c["better"]]
+    assert t.report["selected"] == (max(winners, key=lambda n: comps[n]["gain"]) if winners else "ensemble")
     assert t.model.candidate == t.report["selected"] == t.params["candidate"]
+    assert t.params["train_rows"] == int((f.select(pl.col("time")).height) - t.metrics["eval_rows"])
     assert (t.metric, t.higher_is_better) == ("precision_at_budget", True)
     assert t.rescore(t.model)["precision_at_budget"] == t.metrics["precision_at_budget"]
     cold = train_anomaly("meter", f, empty_events(), ref, FC.timezone, eval_from, end, cfg, FC, BANDS)
     assert cold.report["selected"] == "ensemble" and "cold start" in cold.report["selection"]
     assert (cold.metric, cold.higher_is_better) == ("brier", False) and cold.model.mode == "cold_start"
+    with pytest.raises(ValueError, match="windows must be"):
+        train_anomaly("meter", f, ev, ref, FC.timezone, eval_from, end, cfg, FC, BANDS, windows=0)
