@@ -9,7 +9,7 @@ readings changed as the simulator's theft events change them and SCADA, which se
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -18,7 +18,7 @@ import pytest
 from contracts.profile import load_profile
 from models.grid.energy_balance import BalanceConfig, _joint_thefts, suspects_from_readings
 
-START, DAYS = date(2026, 6, 1), 26
+DAYS = 26  # from conftest.START, 1 Jun 2026
 
 
 def _households(rng: np.random.Generator, n_h: int, n_m: int) -> np.ndarray:
@@ -76,24 +76,10 @@ def test_joint_fit_names_nobody_when_the_loss_follows_no_meter():
 
 
 @pytest.fixture(scope="module")
-def planted():
-    from simulator import EventRates, SimConfig, Simulator
-
-    none = EventRates(
-        theft_per_meter_year=0.0,
-        stuck_per_meter_year=0.0,
-        zero_per_meter_year=0.0,
-        sags_per_transformer_year=0.0,
-        failures_per_transformer_year=0.0,
-    )
-    sim = Simulator(SimConfig(n_meters=40, start=START, days=DAYS, seed=7, events=none))
-    frames = [sim.day(START + timedelta(days=i)) for i in range(DAYS)]
-    meters = pl.concat([f["meter_readings"] for f in frames])
-    scada = pl.concat([f["scada"] for f in frames])
-    ref = sim.reference()
+def planted(event_free_utility):
+    u = event_free_utility(DAYS)
+    meters, scada, ref, use, txs = u["meters"], u["scada"], u["ref"], u["use"], u["txs"]
     rm = ref["ref_meters"]
-    use = meters.group_by("meter_id").agg(pl.col("demand_kw").mean()).join(rm, on="meter_id")
-    txs = sorted(rm["transformer_id"].unique().to_list())
 
     def by_use(tx: str) -> list[str]:
         return use.filter(pl.col("transformer_id") == tx).sort("demand_kw")["meter_id"].to_list()

@@ -5,7 +5,7 @@ days, the faulty meter is named a meter fault, and no clean transformer has a su
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 import pytest
@@ -13,31 +13,17 @@ import pytest
 from contracts.profile import load_profile
 from models.grid.energy_balance import BalanceConfig, suspects_from_readings
 
-START, DAYS = date(2026, 6, 1), 24
+DAYS = 24  # from conftest.START, 1 Jun 2026
 BYPASS_AT = datetime(2026, 6, 18, 14, 0, tzinfo=timezone.utc)
 FAULT_AT = datetime(2026, 6, 20, 9, 0, tzinfo=timezone.utc)
 SHARE = 0.5  # half the customer's use taken behind the meter
 
 
 @pytest.fixture(scope="module")
-def planted():
-    from simulator import EventRates, SimConfig, Simulator
-
-    none = EventRates(
-        theft_per_meter_year=0.0,
-        stuck_per_meter_year=0.0,
-        zero_per_meter_year=0.0,
-        sags_per_transformer_year=0.0,
-        failures_per_transformer_year=0.0,
-    )
-    sim = Simulator(SimConfig(n_meters=40, start=START, days=DAYS, seed=7, events=none))
-    frames = [sim.day(START + timedelta(days=i)) for i in range(DAYS)]
-    meters = pl.concat([f["meter_readings"] for f in frames])
-    scada = pl.concat([f["scada"] for f in frames])
-    ref = sim.reference()
+def planted(event_free_utility):
+    u = event_free_utility(DAYS)
+    meters, scada, ref, use, txs = u["meters"], u["scada"], u["ref"], u["use"], u["txs"]
     rm = ref["ref_meters"]
-    use = meters.group_by("meter_id").agg(pl.col("demand_kw").mean()).join(rm, on="meter_id")
-    txs = sorted(rm["transformer_id"].unique().to_list())
     assert len(txs) >= 3
 
     def median_meter(tx: str) -> str:
